@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages safe-migrate needs to build, test and demo,
+# but only those that are missing: with everything present it does nothing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config clang
+  libsqlite3-dev libpq-dev libzstd-dev libarchive-dev libssl-dev
+  libcjson-dev libinih-dev libpg-query-dev libcmocka-dev
+  sqlite3 zstd python3 python3-alembic
+  postgresql-15 postgresql-contrib-15 postgresql-client-15
+  cppcheck clang-tidy
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# the server package must not start a cluster of its own at install time
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,150 @@
+/*
+ * cli: what the command handlers share.
+ *
+ * main.c parses the command line into the one global options struct (`opt`),
+ * resolves configuration (flag > environment > config file > default), finds
+ * the command in the table and calls its handler with a cmd_ctx.  Handlers
+ * print through the helpers below and return an exit code from the table in
+ * exitcode.h; they never call exit().
+ */
+#ifndef SM_CLI_H
+#define SM_CLI_H
+
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "url.h"
+
+/* Exit codes: the contract's table, the only place they are defined. */
+enum exit_code {
+	EXIT_OK = 0,
+	EXIT_ERROR = 1,       /* error; the database was not changed by this run */
+	EXIT_USAGE = 2,
+	EXIT_PENDING = 3,     /* check: pending migrations */
+	EXIT_BLOCKED = 4,     /* a safety check or lint rule blocked the run */
+	EXIT_RESTORED = 5,    /* migration failed, database restored */
+	EXIT_RESTORE_FAILED = 6,
+	EXIT_PROBLEMS = 7,    /* verification or validation found problems */
+	EXIT_INTERRUPTED = 130,
+};
+
+struct options {
+	/* global */
+	char *database_url;
+	char **migrations_dirs;
+	size_t n_migrations_dirs;
+	char *backup_dir;
+	char *config;
+	int verbose;
+	int quiet;
+	int json;
+	int yes;
+	int no_progress;
+	long lock_timeout_ms;      /* --lock-timeout: waiting for the migration lock */
+	long stmt_lock_timeout_ms; /* --statement-lock-timeout: lock_timeout for statements */
+	long statement_timeout_ms; /* --statement-timeout */
+	int allow_out_of_order;
+
+	/* command options (each command documents which it takes) */
+	char *name;           /* backup --name */
+	char *to_url;         /* restore --to */
+	int no_safety_backup; /* restore */
+	char *keep;           /* prune --keep */
+	char *output;         /* schema --output */
+	char *start, *end;    /* sql */
+	char *expected;       /* validate --expected */
+	char *from_schema;    /* create --from-schema */
+	int dry_run;          /* safe-migrate */
+	int no_backup;        /* safe-migrate, run */
+	int validate;         /* run --validate */
+	int runs;             /* history --runs */
+	int discard;          /* recover --discard */
+	char *scratch_url;    /* roundtrip --url */
+	char *rehearse_url;   /* safe-migrate --rehearse-url */
+	int no_owner;         /* backup --no-owner (PostgreSQL) */
+	int jobs;             /* restore --jobs */
+	int migrate;          /* init --migrate */
+};
+
+extern struct options opt;
+
+/* What a command needs resolved before its handler runs. */
+#define NEED_DB          0x1 /* a database URL (ctx->url) */
+#define NEED_MIGRATIONS  0x2 /* migration directories (ctx->mig_dirs) */
+#define NEED_BACKUP_DIR  0x4 /* a backup directory (ctx->backup_dir) */
+#define OPTIONAL_DB      0x8 /* use a URL if one is configured */
+
+struct command;
+
+struct cmd_ctx {
+	const struct command *cmd;
+	int argc;           /* positional arguments after the command name */
+	char **argv;
+	struct db_url url;  /* when NEED_DB (or OPTIONAL_DB and configured) */
+	int have_url;
+	char **mig_dirs;    /* borrowed */
+	size_t n_mig_dirs;
+	char *backup_dir;   /* borrowed */
+	char *config_dir;   /* directory of the config file used, or NULL */
+	cJSON *json;        /* the one output object when --json, else NULL */
+	struct sm_error err;
+};
+
+struct command {
+	const char *name;
+	int (*fn)(struct cmd_ctx *ctx);
+	unsigned needs;
+	const char *usage;   /* "upgrade [TARGET]" */
+	const char *summary; /* one line */
+	const char *help;    /* further paragraphs, or NULL */
+};
+
+/* Output: human text on stdout (suppressed with --json), messages on stderr. */
+void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));    /* unless -q */
+void verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* with -v */
+void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void error_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints err as "safe-migrate: error: ..." and returns the exit code for its kind. */
+int report_error(struct cmd_ctx *ctx, const struct sm_error *err);
+int exit_code_for(enum err_kind kind);
+/* 1 when colour may be used on stream (a TTY and NO_COLOR unset). */
+int use_color(int fd);
+/* Asks a yes/no question on the terminal; refuses (returns 0, sets err) when
+ * stdin is not a TTY and --yes was not given. */
+int confirm(const char *question, struct sm_error *err);
+
+/* Handlers, one file per group. */
+int cmd_init(struct cmd_ctx *ctx);
+int cmd_create(struct cmd_ctx *ctx);
+int cmd_upgrade(struct cmd_ctx *ctx);
+int cmd_downgrade(struct cmd_ctx *ctx);
+int cmd_current(struct cmd_ctx *ctx);
+int cmd_history(struct cmd_ctx *ctx);
+int cmd_check(struct cmd_ctx *ctx);
+int cmd_stamp(struct cmd_ctx *ctx);
+int cmd_sql(struct cmd_ctx *ctx);
+
+int cmd_backup(struct cmd_ctx *ctx);
+int cmd_list_backups(struct cmd_ctx *ctx);
+int cmd_verify(struct cmd_ctx *ctx);
+int cmd_restore(struct cmd_ctx *ctx);
+int cmd_prune(struct cmd_ctx *ctx);
+int cmd_drop_tables(struct cmd_ctx *ctx);
+
+int cmd_schema(struct cmd_ctx *ctx);
+int cmd_validate(struct cmd_ctx *ctx);
+int cmd_lint(struct cmd_ctx *ctx);
+int cmd_safety_check(struct cmd_ctx *ctx);
+
+int cmd_safe_migrate(struct cmd_ctx *ctx);
+int cmd_run(struct cmd_ctx *ctx);
+int cmd_recover(struct cmd_ctx *ctx);
+int cmd_roundtrip(struct cmd_ctx *ctx);
+
+/* Set by the SIGINT/SIGTERM handler installed for long operations. */
+extern volatile sig_atomic_t cli_interrupted;
+
+#endif

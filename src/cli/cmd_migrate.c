@@ -1,0 +1,621 @@
+/*
+ * cmd_migrate: the Alembic-style commands: init, create, upgrade, downgrade,
+ * current, history, check, stamp and sql.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "fsutil.h"
+#include "session.h"
+#include "strbuf.h"
+#include "version.h"
+#include "xalloc.h"
+
+static int usage_error(struct cmd_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int usage_error(struct cmd_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->err.msg, sizeof(ctx->err.msg), fmt, ap);
+	va_end(ap);
+	ctx->err.kind = ERR_USAGE;
+	return report_error(ctx, &ctx->err);
+}
+
+static const char *mig_name(const struct migration *m)
+{
+	return *m->description ? m->description : "";
+}
+
+/* ---- upgrade / downgrade ---------------------------------------------- */
+
+struct apply_print {
+	struct cmd_ctx *ctx;
+	cJSON *applied;
+};
+
+static void print_start(void *ud, const struct step *s)
+{
+	int up = s->dir == STEP_UP;
+	int no_tx = up ? s->m->up_no_tx : s->m->down_no_tx;
+
+	(void)ud;
+	info("%s %s %s%s", up ? "applying" : "reverting", s->m->version, mig_name(s->m),
+	     no_tx ? " (transaction:false: runs outside a transaction)" : "");
+}
+
+static void print_done(void *ud, const struct step *s, long long ms, int ok,
+		       const struct sm_error *err)
+{
+	struct apply_print *ap = ud;
+
+	(void)err;
+	if (!ok)
+		return;
+	out("%s %s %s (%lld ms)\n", s->dir == STEP_UP ? "applied" : "reverted", s->m->version,
+	    mig_name(s->m), ms);
+	if (ap->applied)
+		cJSON_AddItemToArray(ap->applied, cJSON_CreateString(s->m->version));
+}
+
+static int run_plan(struct cmd_ctx *ctx, struct session *s, struct plan *p, const char *key)
+{
+	struct apply_print ap = { ctx, NULL };
+	struct apply_hooks hooks = { &ap, print_start, print_done };
+	size_t done = 0;
+	int rc;
+
+	if (ctx->json) {
+		ap.applied = cJSON_AddArrayToObject(ctx->json, key);
+	}
+	signals_watch(s->e);
+	rc = apply_plan(s->e, p, &hooks, &cli_interrupted, &done, &ctx->err);
+	signals_unwatch();
+	if (done)
+		session_record_schema(s);
+	if (rc < 0) {
+		const struct step *failed = &p->steps[done];
+		int no_tx = failed->dir == STEP_UP ? failed->m->up_no_tx : failed->m->down_no_tx;
+		int code = report_error(ctx, &ctx->err);
+		if (no_tx)
+			error_msg("version %s ran outside a transaction and may be partly applied; "
+				  "check the database, or restore the snapshot taken before the run",
+				  failed->m->version);
+		else
+			info("version %s was rolled back; %zu migration%s before it stay %s",
+			     failed->m->version, done, done == 1 ? "" : "s",
+			     failed->dir == STEP_UP ? "applied" : "reverted");
+		return code;
+	}
+	return EXIT_OK;
+}
+
+static void json_status(struct cmd_ctx *ctx, struct session *s)
+{
+	const char *cur = hist_current(&s->applied);
+	cJSON *pending;
+
+	if (!ctx->json)
+		return;
+	cJSON_DeleteItemFromObject(ctx->json, "current");
+	cJSON_DeleteItemFromObject(ctx->json, "head");
+	cJSON_DeleteItemFromObject(ctx->json, "pending");
+	if (cur)
+		cJSON_AddStringToObject(ctx->json, "current", cur);
+	else
+		cJSON_AddNullToObject(ctx->json, "current");
+	if (s->set.n)
+		cJSON_AddStringToObject(ctx->json, "head", s->set.items[s->set.n - 1].version);
+	else
+		cJSON_AddNullToObject(ctx->json, "head");
+	pending = cJSON_AddArrayToObject(ctx->json, "pending");
+	for (size_t i = 0; i < s->st.n_pending; i++)
+		cJSON_AddItemToArray(pending,
+				     cJSON_CreateString(s->set.items[s->st.pending[i]].version));
+}
+
+static void warn_missing(struct session *s)
+{
+	for (size_t i = 0; i < s->st.n_missing; i++)
+		warning("applied version %s has no migration file in the migrations directory",
+			s->applied.items[s->st.missing[i]].version);
+}
+
+int cmd_upgrade(struct cmd_ctx *ctx)
+{
+	struct session s;
+	struct plan p = PLAN_INIT;
+	int code;
+
+	if (ctx->argc > 1)
+		return usage_error(ctx, "upgrade takes one TARGET, not '%s'", ctx->argv[1]);
+	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	warn_missing(&s);
+	if (plan_check_consistent(&s.set, &s.applied, &s.st, opt.allow_out_of_order, &ctx->err) < 0 ||
+	    plan_upgrade(&s.set, &s.applied, ctx->argc ? ctx->argv[0] : NULL, &p, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	if (!p.n) {
+		out("already at %s; nothing to do\n",
+		    hist_current(&s.applied) ? hist_current(&s.applied) : "base");
+		if (ctx->json)
+			cJSON_AddArrayToObject(ctx->json, "applied");
+		code = EXIT_OK;
+	} else {
+		code = run_plan(ctx, &s, &p, "applied");
+	}
+	if (session_reload(&s, &ctx->err) == 0)
+		json_status(ctx, &s);
+out:
+	plan_release(&p);
+	session_close(&s);
+	return code;
+}
+
+int cmd_downgrade(struct cmd_ctx *ctx)
+{
+	struct session s;
+	struct plan p = PLAN_INIT;
+	int code;
+
+	if (ctx->argc != 1)
+		return usage_error(ctx, "downgrade needs one TARGET (-N, a version or base)");
+	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (plan_downgrade(&s.set, &s.applied, ctx->argv[0], &p, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	if (!p.n) {
+		out("already at %s; nothing to do\n", ctx->argv[0]);
+		if (ctx->json)
+			cJSON_AddArrayToObject(ctx->json, "reverted");
+		code = EXIT_OK;
+	} else {
+		code = run_plan(ctx, &s, &p, "reverted");
+	}
+	if (session_reload(&s, &ctx->err) == 0)
+		json_status(ctx, &s);
+out:
+	plan_release(&p);
+	session_close(&s);
+	return code;
+}
+
+/* ---- current / history / check ---------------------------------------- */
+
+int cmd_current(struct cmd_ctx *ctx)
+{
+	struct session s;
+	const char *cur;
+
+	if (ctx->argc)
+		return usage_error(ctx, "current takes no arguments ('%s')", ctx->argv[0]);
+	if (session_open(&s, ctx, 0, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	cur = hist_current(&s.applied);
+	out("%s\n", cur ? cur : "base");
+	info("%zu pending migration%s%s", s.st.n_pending, s.st.n_pending == 1 ? "" : "s",
+	     s.st.n_pending ? "" : " (at head)");
+	for (size_t i = 0; i < s.st.n_edited; i++)
+		warning("applied migration '%s' was edited after it was applied",
+			s.set.items[s.st.edited[i]].path);
+	json_status(ctx, &s);
+	session_close(&s);
+	return EXIT_OK;
+}
+
+int cmd_history(struct cmd_ctx *ctx)
+{
+	struct session s;
+	cJSON *arr = NULL;
+
+	if (opt.runs) {
+		extern int cmd_history_runs(struct cmd_ctx *);
+		return cmd_history_runs(ctx);
+	}
+	if (session_open(&s, ctx, 0, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (ctx->json)
+		arr = cJSON_AddArrayToObject(ctx->json, "migrations");
+	out("%-18s %-8s %-20s %8s  %s\n", "VERSION", "STATUS", "APPLIED AT", "MS", "DESCRIPTION");
+	/* every file, and every applied version whose file is gone, in version order */
+	{
+		size_t i = 0, k = 0;
+		while (i < s.set.n || k < s.applied.n) {
+			const struct migration *m = i < s.set.n ? &s.set.items[i] : NULL;
+			const struct applied *a = k < s.applied.n ? &s.applied.items[k] : NULL;
+			int c = !m ? 1 : !a ? -1 : ver_cmp(m->version, a->version);
+			const char *status;
+			char msbuf[32] = "";
+
+			if (c > 0)
+				m = NULL;
+			if (c < 0)
+				a = NULL;
+			status = !a ? "pending" : !m ? "missing" :
+				 strcmp(m->checksum, a->checksum) ? "EDITED" : "applied";
+			if (a)
+				snprintf(msbuf, sizeof(msbuf), "%lld", a->execution_ms);
+			out("%-18s %-8s %-20s %8s  %s%s\n", m ? m->version : a->version, status,
+			    a ? a->applied_at : "-", a ? msbuf : "-",
+			    m ? m->description : a->description,
+			    m && !m->down_sql ? "  (no down)" : "");
+			if (arr) {
+				cJSON *o = cJSON_CreateObject();
+				cJSON_AddStringToObject(o, "version", m ? m->version : a->version);
+				cJSON_AddStringToObject(o, "description",
+							m ? m->description : a->description);
+				cJSON_AddStringToObject(o, "status", status);
+				if (m)
+					cJSON_AddStringToObject(o, "path", m->path);
+				if (a) {
+					cJSON_AddStringToObject(o, "applied_at", a->applied_at);
+					cJSON_AddStringToObject(o, "applied_by", a->applied_by);
+					cJSON_AddNumberToObject(o, "execution_ms",
+								(double)a->execution_ms);
+				}
+				if (m)
+					cJSON_AddBoolToObject(o, "has_down", m->down_sql != NULL);
+				cJSON_AddItemToArray(arr, o);
+			}
+			if (m)
+				i++;
+			if (a)
+				k++;
+		}
+	}
+	for (size_t i = 0; i < s.st.n_edited; i++)
+		warning("applied migration '%s' was edited after it was applied; restore it or "
+			"'safe-migrate stamp %s'", s.set.items[s.st.edited[i]].path,
+			s.set.items[s.st.edited[i]].version);
+	json_status(ctx, &s);
+	session_close(&s);
+	return EXIT_OK;
+}
+
+int cmd_check(struct cmd_ctx *ctx)
+{
+	struct session s;
+	int code;
+
+	if (session_open(&s, ctx, 0, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	json_status(ctx, &s);
+	warn_missing(&s);
+	if (plan_check_consistent(&s.set, &s.applied, &s.st, 1, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+	} else if (s.st.n_pending) {
+		out("%zu pending migration%s; database is at %s, head is %s\n", s.st.n_pending,
+		    s.st.n_pending == 1 ? "" : "s",
+		    hist_current(&s.applied) ? hist_current(&s.applied) : "base",
+		    s.set.items[s.set.n - 1].version);
+		code = EXIT_PENDING;
+	} else {
+		out("database is at head (%s)\n",
+		    hist_current(&s.applied) ? hist_current(&s.applied) : "base");
+		code = EXIT_OK;
+	}
+	if (ctx->json)
+		cJSON_AddBoolToObject(ctx->json, "at_head", code == EXIT_OK);
+	session_close(&s);
+	return code;
+}
+
+/* ---- stamp ---------------------------------------------------------------- */
+
+int cmd_stamp(struct cmd_ctx *ctx)
+{
+	struct session s;
+	long last;
+	int code = EXIT_ERROR, changed = 0;
+	cJSON *stamped = NULL, *removed = NULL;
+
+	if (ctx->argc != 1)
+		return usage_error(ctx, "stamp needs one TARGET (head, base, a version, +N or -N)");
+	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (plan_stamp_target(&s.set, &s.applied, ctx->argv[0], &last, &ctx->err) < 0)
+		goto fail;
+	if (hist_ensure(s.e, &ctx->err) < 0 || s.e->ops->begin(s.e, &ctx->err) < 0)
+		goto fail;
+	if (ctx->json) {
+		stamped = cJSON_AddArrayToObject(ctx->json, "stamped");
+		removed = cJSON_AddArrayToObject(ctx->json, "unstamped");
+	}
+	for (long i = 0; i <= last; i++) {
+		const struct migration *m = &s.set.items[i];
+		long a = hist_index(&s.applied, m->version);
+		if (a >= 0 && !strcmp(s.applied.items[a].checksum, m->checksum))
+			continue;
+		if (hist_record(s.e, m, a >= 0 ? s.applied.items[a].execution_ms : 0, &ctx->err) < 0)
+			goto rollback;
+		out("stamped %s %s%s\n", m->version, m->description,
+		    a >= 0 ? " (new checksum recorded)" : "");
+		if (stamped)
+			cJSON_AddItemToArray(stamped, cJSON_CreateString(m->version));
+		changed = 1;
+	}
+	for (size_t k = 0; k < s.applied.n; k++) {
+		const char *v = s.applied.items[k].version;
+		long idx = mig_index(&s.set, v);
+		int keep = idx >= 0 ? idx <= last
+				    : (last >= 0 && ver_cmp(v, s.set.items[last].version) <= 0);
+		if (keep)
+			continue;
+		if (hist_remove(s.e, v, &ctx->err) < 0)
+			goto rollback;
+		out("unstamped %s\n", v);
+		if (removed)
+			cJSON_AddItemToArray(removed, cJSON_CreateString(v));
+		changed = 1;
+	}
+	if (s.e->ops->commit(s.e, &ctx->err) < 0)
+		goto rollback;
+	if (changed)
+		session_record_schema(&s);
+	else
+		out("already stamped at %s; nothing to do\n", ctx->argv[0]);
+	if (session_reload(&s, &ctx->err) == 0)
+		json_status(ctx, &s);
+	session_close(&s);
+	return EXIT_OK;
+rollback:
+	{
+		struct sm_error ignored = SM_ERROR_INIT;
+		s.e->ops->rollback(s.e, &ignored);
+	}
+fail:
+	code = report_error(ctx, &ctx->err);
+	session_close(&s);
+	return code;
+}
+
+/* ---- sql ------------------------------------------------------------------- */
+
+static int resolve_bound(const struct migration_set *set, const char *text, int is_start,
+			 size_t *out, struct sm_error *err)
+{
+	long idx;
+
+	if (!strcmp(text, "base")) {
+		*out = 0;
+		return 0;
+	}
+	if (!strcmp(text, "head")) {
+		*out = set->n;
+		return 0;
+	}
+	if (!ver_valid(text))
+		return err_set(err, ERR_USAGE, "invalid %s '%.100s': expected base, head or a version",
+			       is_start ? "--start" : "--end", text);
+	idx = mig_index(set, text);
+	if (idx < 0)
+		return err_set(err, ERR_USAGE, "unknown version '%s': no migration file has it", text);
+	*out = (size_t)idx + 1; /* start is exclusive (already applied), end inclusive */
+	return 0;
+}
+
+int cmd_sql(struct cmd_ctx *ctx)
+{
+	struct migration_set set = MIGRATION_SET_INIT;
+	struct strbuf script = STRBUF_INIT;
+	const struct engine_ops *ops = engine_find(ctx->have_url ? ctx->url.scheme : "sqlite");
+	size_t from = 0, to = 0;
+	int code = EXIT_OK;
+
+	if (ctx->argc)
+		return usage_error(ctx, "sql takes --start and --end, not '%s'", ctx->argv[0]);
+	if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
+		goto fail;
+	to = set.n;
+	if (opt.end && resolve_bound(&set, opt.end, 0, &to, &ctx->err) < 0)
+		goto fail;
+	if (opt.start) {
+		if (resolve_bound(&set, opt.start, 1, &from, &ctx->err) < 0)
+			goto fail;
+	} else if (ctx->have_url) {
+		/* default start: the database's current version (read only) */
+		struct session s;
+		if (session_open(&s, ctx, SESSION_NO_MIGRATIONS, &ctx->err) < 0)
+			goto fail;
+		if (hist_current(&s.applied)) {
+			long idx = mig_index(&set, hist_current(&s.applied));
+			from = idx >= 0 ? (size_t)idx + 1 : 0;
+		}
+		session_close(&s);
+	}
+	if (from > to) {
+		err_set(&ctx->err, ERR_USAGE, "--start is after --end");
+		goto fail;
+	}
+	plan_render_sql(ops, &set, from, to, &script);
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "sql", script.buf);
+		cJSON *v = cJSON_AddArrayToObject(ctx->json, "versions");
+		for (size_t i = from; i < to; i++)
+			cJSON_AddItemToArray(v, cJSON_CreateString(set.items[i].version));
+	} else {
+		fwrite(script.buf, 1, script.len, stdout);
+	}
+	goto out;
+fail:
+	code = report_error(ctx, &ctx->err);
+out:
+	sb_release(&script);
+	mig_set_release(&set);
+	return code;
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+static void slugify(const char *msg, struct strbuf *out)
+{
+	int pending_sep = 0;
+
+	for (const unsigned char *c = (const unsigned char *)msg; *c && out->len < 60; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9')) {
+			if (pending_sep && out->len)
+				sb_addch(out, '_');
+			pending_sep = 0;
+			sb_addch(out, *c);
+		} else if (*c >= 'A' && *c <= 'Z') {
+			if (pending_sep && out->len)
+				sb_addch(out, '_');
+			pending_sep = 0;
+			sb_addch(out, *c - 'A' + 'a');
+		} else {
+			pending_sep = 1;
+		}
+	}
+}
+
+int cmd_create(struct cmd_ctx *ctx)
+{
+	struct strbuf slug = STRBUF_INIT, name = STRBUF_INIT, body = STRBUF_INIT;
+	struct migration_set set = MIGRATION_SET_INIT;
+	char stamp[32];
+	char *path = NULL;
+	time_t t = time(NULL);
+	struct tm tm;
+	int fd = -1, code = EXIT_OK;
+
+	if (ctx->argc != 1)
+		return usage_error(ctx, "create needs one MESSAGE (quote it: create \"add users\")");
+	if (opt.from_schema) {
+		extern int cmd_create_from_schema(struct cmd_ctx *, const char *, struct strbuf *);
+		if (cmd_create_from_schema(ctx, opt.from_schema, &body) < 0)
+			goto fail;
+	} else {
+		sb_adds(&body, "-- migrate:up\n\n\n-- migrate:down\n\n");
+	}
+	slugify(ctx->argv[0], &slug);
+	if (!slug.len) {
+		err_set(&ctx->err, ERR_USAGE, "message '%s' has no letters or digits", ctx->argv[0]);
+		goto fail;
+	}
+	if (fs_mkdirs(ctx->mig_dirs[0], 0755, &ctx->err) < 0)
+		goto fail;
+	if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
+		goto fail;
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
+	if (mig_index(&set, stamp) >= 0) {
+		err_set(&ctx->err, ERR_FAIL, "a migration with version %s already exists; wait a "
+			"second and try again", stamp);
+		goto fail;
+	}
+	sb_addf(&name, "%s_%s.sql", stamp, slug.buf);
+	path = fs_join(ctx->mig_dirs[0], name.buf);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		err_sys(&ctx->err, "cannot create '%s'", path);
+		goto fail;
+	}
+	if (fs_write_all(fd, body.buf, body.len) < 0 || fsync(fd) < 0) {
+		err_sys(&ctx->err, "cannot write '%s'", path);
+		close(fd);
+		unlink(path);
+		goto fail;
+	}
+	close(fd);
+	out("%s\n", path);
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "path", path);
+		cJSON_AddStringToObject(ctx->json, "version", stamp);
+	}
+	goto out;
+fail:
+	code = report_error(ctx, &ctx->err);
+out:
+	free(path);
+	sb_release(&slug);
+	sb_release(&name);
+	sb_release(&body);
+	mig_set_release(&set);
+	return code;
+}
+
+/* ---- init ------------------------------------------------------------------- */
+
+int cmd_init(struct cmd_ctx *ctx)
+{
+	const char *cfg_path = opt.config ? opt.config : "safe-migrate.ini";
+	struct strbuf text = STRBUF_INIT;
+	struct session s;
+	int code = EXIT_OK;
+
+	if (ctx->argc > 1)
+		return usage_error(ctx, "init takes at most one URL, not '%s'", ctx->argv[1]);
+	if (ctx->argc == 1) {
+		url_release(&ctx->url);
+		if (url_parse(ctx->argv[0], NULL, &ctx->url, &ctx->err) < 0)
+			goto fail;
+		ctx->have_url = 1;
+	}
+	if (!fs_exists(cfg_path)) {
+		const char *url_text = ctx->argc == 1 ? ctx->argv[0] : "sqlite:///app.db";
+		if (ctx->argc == 1 && strcmp(ctx->url.redacted, ctx->argv[0]))
+			warning("the URL holds a password; writing it to '%s' as given; consider "
+				"PGPASSWORD or ~/.pgpass instead", cfg_path);
+		sb_addf(&text, "# safe-migrate configuration (flag > environment > this file)\n"
+			"[safe-migrate]\n"
+			"database_url = %s\n"
+			"migrations_dir = %s\n"
+			"backup_dir = %s\n",
+			url_text, ctx->mig_dirs[0], ctx->backup_dir);
+		if (fs_write_atomic(cfg_path, text.buf, text.len, 0600, &ctx->err) < 0)
+			goto fail;
+		out("created %s\n", cfg_path);
+		if (!ctx->have_url) {
+			if (url_parse(url_text, NULL, &ctx->url, &ctx->err) < 0)
+				goto fail;
+			ctx->have_url = 1;
+		}
+	} else {
+		info("'%s' exists; leaving it as it is", cfg_path);
+		if (!ctx->have_url) {
+			err_set(&ctx->err, ERR_USAGE, "'%s' has no database_url; add one or pass -d URL",
+				cfg_path);
+			goto fail;
+		}
+	}
+	if (!fs_is_dir(ctx->mig_dirs[0])) {
+		if (fs_mkdirs(ctx->mig_dirs[0], 0755, &ctx->err) < 0)
+			goto fail;
+		out("created %s/\n", ctx->mig_dirs[0]);
+	}
+	if (session_open(&s, ctx, SESSION_CREATE | SESSION_LOCK, &ctx->err) < 0)
+		goto fail;
+	if (hist_ensure(s.e, &ctx->err) < 0) {
+		session_close(&s);
+		goto fail;
+	}
+	out("version table ready in %s\n", ctx->url.redacted);
+	session_close(&s);
+	if (ctx->json)
+		cJSON_AddStringToObject(ctx->json, "database_url", ctx->url.redacted);
+	if (opt.migrate) {
+		ctx->argc = 0;
+		code = cmd_upgrade(ctx);
+	}
+	goto out;
+fail:
+	code = report_error(ctx, &ctx->err);
+out:
+	sb_release(&text);
+	return code;
+}

@@ -1,0 +1,581 @@
+/*
+ * main: the safe-migrate entry point.
+ *
+ * Parses the command line into `opt` (the only global besides verbosity,
+ * which lives in it), resolves configuration with the precedence
+ * flag > environment > config file > default, looks the command up in
+ * commands[] (as git's builtins are) and runs it.  Only this layer prints
+ * and chooses exit codes.
+ */
+#include <archive.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "fsutil.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+struct options opt;
+volatile sig_atomic_t cli_interrupted;
+
+static const struct command commands[] = {
+	{ "init", cmd_init, OPTIONAL_DB,
+	  "init [URL] [--migrate]",
+	  "create safe-migrate.ini, the migrations directory and the version table",
+	  "With --migrate, upgrades to head afterwards." },
+	{ "create", cmd_create, NEED_MIGRATIONS | OPTIONAL_DB,
+	  "create MESSAGE [--from-schema FILE]",
+	  "write a new migration file with up and down sections", NULL },
+	{ "upgrade", cmd_upgrade, NEED_DB | NEED_MIGRATIONS,
+	  "upgrade [TARGET] [--allow-out-of-order]",
+	  "apply pending migrations up to head (default), a version or +N", NULL },
+	{ "downgrade", cmd_downgrade, NEED_DB | NEED_MIGRATIONS,
+	  "downgrade TARGET",
+	  "revert migrations to -N, a version or base", NULL },
+	{ "current", cmd_current, NEED_DB | NEED_MIGRATIONS,
+	  "current", "print the current version and how many are pending", NULL },
+	{ "history", cmd_history, NEED_DB | NEED_MIGRATIONS,
+	  "history [--runs]",
+	  "list every migration: applied or pending, when, how long", NULL },
+	{ "check", cmd_check, NEED_DB | NEED_MIGRATIONS,
+	  "check", "exit 0 if the database is at head, 3 if migrations are pending", NULL },
+	{ "stamp", cmd_stamp, NEED_DB | NEED_MIGRATIONS,
+	  "stamp TARGET", "record TARGET as current without running SQL",
+	  "Also records the current checksum of edited applied files up to TARGET." },
+	{ "sql", cmd_sql, NEED_MIGRATIONS | OPTIONAL_DB,
+	  "sql [--start A] [--end B]",
+	  "print the SQL script of an upgrade range without touching the database", NULL },
+	{ "backup", cmd_backup, NEED_DB | NEED_BACKUP_DIR,
+	  "backup [--name NAME]", "take a snapshot and print its path", NULL },
+	{ "list-backups", cmd_list_backups, NEED_BACKUP_DIR,
+	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
+	{ "verify", cmd_verify, 0,
+	  "verify SNAPSHOT", "check a snapshot's structure and every checksum", NULL },
+	{ "restore", cmd_restore, NEED_DB | NEED_BACKUP_DIR,
+	  "restore SNAPSHOT [--to URL] [--no-safety-backup]",
+	  "verify a snapshot, take a safety snapshot, and restore", NULL },
+	{ "prune", cmd_prune, NEED_BACKUP_DIR,
+	  "prune --keep N", "delete all but the newest N snapshots", NULL },
+	{ "drop-tables", cmd_drop_tables, NEED_DB | NEED_BACKUP_DIR,
+	  "drop-tables", "drop every user table after a safety snapshot", NULL },
+	{ "schema", cmd_schema, NEED_DB,
+	  "schema [--output FILE]", "print the live schema in canonical text form", NULL },
+	{ "validate", cmd_validate, NEED_DB,
+	  "validate [--expected FILE]",
+	  "check the live schema and the database's integrity", NULL },
+	{ "lint", cmd_lint, NEED_MIGRATIONS | OPTIONAL_DB,
+	  "lint [FILE...]", "lint migrations for dangerous operations", NULL },
+	{ "safety-check", cmd_safety_check, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
+	  "safety-check", "run every pre-flight check", NULL },
+	{ "safe-migrate", cmd_safe_migrate, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
+	  "safe-migrate [TARGET] [--dry-run] [--no-backup]",
+	  "checks, snapshot, apply, validate; restore automatically on failure", NULL },
+	{ "run", cmd_run, NEED_DB | NEED_BACKUP_DIR,
+	  "run [--no-backup] [--validate] -- COMMAND [ARG...]",
+	  "the safe-migrate pipeline around another tool's migration command", NULL },
+	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR,
+	  "recover [--discard]", "finish after a run that was killed", NULL },
+	{ "roundtrip", cmd_roundtrip, NEED_DB | NEED_MIGRATIONS,
+	  "roundtrip [--url SCRATCH]",
+	  "apply, revert and re-apply each migration on a scratch database", NULL },
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+enum arg_kind { A_FLAG, A_STR, A_MS, A_INT, A_DIRS };
+
+struct opt_spec {
+	const char *lng;
+	char shrt;
+	enum arg_kind kind;
+	void *slot;
+	const char *cmds; /* NULL: global; else a space-separated list of commands */
+};
+
+static const struct opt_spec specs[] = {
+	{ "database-url", 'd', A_STR, &opt.database_url, NULL },
+	{ "migrations-dir", 'm', A_DIRS, NULL, NULL },
+	{ "backup-dir", 'b', A_STR, &opt.backup_dir, NULL },
+	{ "config", 'c', A_STR, &opt.config, NULL },
+	{ "verbose", 'v', A_FLAG, &opt.verbose, NULL },
+	{ "quiet", 'q', A_FLAG, &opt.quiet, NULL },
+	{ "json", 0, A_FLAG, &opt.json, NULL },
+	{ "yes", 'y', A_FLAG, &opt.yes, NULL },
+	{ "force", 0, A_FLAG, &opt.yes, NULL },
+	{ "no-progress", 0, A_FLAG, &opt.no_progress, NULL },
+	{ "lock-timeout", 0, A_MS, &opt.lock_timeout_ms, NULL },
+	{ "statement-lock-timeout", 0, A_MS, &opt.stmt_lock_timeout_ms, NULL },
+	{ "statement-timeout", 0, A_MS, &opt.statement_timeout_ms, NULL },
+	{ "allow-out-of-order", 0, A_FLAG, &opt.allow_out_of_order, NULL },
+	{ "name", 0, A_STR, &opt.name, "backup" },
+	{ "to", 0, A_STR, &opt.to_url, "restore" },
+	{ "no-safety-backup", 0, A_FLAG, &opt.no_safety_backup, "restore" },
+	{ "jobs", 'j', A_INT, &opt.jobs, "restore" },
+	{ "keep", 0, A_STR, &opt.keep, "prune" },
+	{ "output", 'o', A_STR, &opt.output, "schema" },
+	{ "start", 0, A_STR, &opt.start, "sql" },
+	{ "end", 0, A_STR, &opt.end, "sql" },
+	{ "expected", 0, A_STR, &opt.expected, "validate safe-migrate run" },
+	{ "from-schema", 0, A_STR, &opt.from_schema, "create" },
+	{ "dry-run", 'n', A_FLAG, &opt.dry_run, "safe-migrate" },
+	{ "no-backup", 0, A_FLAG, &opt.no_backup, "safe-migrate run" },
+	{ "validate", 0, A_FLAG, &opt.validate, "run" },
+	{ "runs", 0, A_FLAG, &opt.runs, "history" },
+	{ "discard", 0, A_FLAG, &opt.discard, "recover" },
+	{ "url", 0, A_STR, &opt.scratch_url, "roundtrip" },
+	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
+	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
+	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
+};
+
+#define N_SPECS (sizeof(specs) / sizeof(specs[0]))
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static int spec_applies(const struct opt_spec *s, const struct command *cmd)
+{
+	const char *p;
+	size_t n;
+
+	if (!s->cmds)
+		return 1;
+	if (!cmd)
+		return 0;
+	n = strlen(cmd->name);
+	for (p = s->cmds; (p = strstr(p, cmd->name)) != NULL; p += n)
+		if ((p == s->cmds || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+/* Parses "60", "60s", "500ms", "2m", "2min" into milliseconds. */
+static int parse_duration_ms(const char *text, long *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(text, &end);
+	if (errno || end == text || v < 0 || v > 1e9)
+		return -1;
+	if (!*end || !strcmp(end, "s"))
+		v *= 1000;
+	else if (!strcmp(end, "ms"))
+		;
+	else if (!strcmp(end, "m") || !strcmp(end, "min"))
+		v *= 60000;
+	else
+		return -1;
+	*out = (long)v;
+	return 0;
+}
+
+static size_t dirs_alloc;
+
+static void add_migrations_dir(const char *d)
+{
+	ALLOC_GROW(opt.migrations_dirs, opt.n_migrations_dirs + 1, dirs_alloc);
+	opt.migrations_dirs[opt.n_migrations_dirs++] = xstrdup(d);
+}
+
+static int set_option(const struct opt_spec *s, const char *value, struct sm_error *err)
+{
+	char *end;
+	long v;
+
+	switch (s->kind) {
+	case A_FLAG:
+		*(int *)s->slot = 1;
+		break;
+	case A_STR:
+		free(*(char **)s->slot);
+		*(char **)s->slot = xstrdup(value);
+		break;
+	case A_DIRS:
+		add_migrations_dir(value);
+		break;
+	case A_MS:
+		if (parse_duration_ms(value, (long *)s->slot) < 0)
+			return err_set(err, ERR_USAGE, "invalid duration '%s' for --%s (e.g. 60s, "
+				       "500ms, 2min)", value, s->lng);
+		break;
+	case A_INT:
+		errno = 0;
+		v = strtol(value, &end, 10);
+		if (errno || *end || end == value || v < 1 || v > 64)
+			return err_set(err, ERR_USAGE, "invalid number '%s' for --%s (1 to 64)",
+				       value, s->lng);
+		*(int *)s->slot = (int)v;
+		break;
+	}
+	return 0;
+}
+
+static int looks_like_number(const char *a)
+{
+	return a[0] == '-' && a[1] >= '0' && a[1] <= '9';
+}
+
+/* Parses argv.  Options may come before or after the command; after "--"
+ * everything is positional (for `run`).  Fills *cmd_name, positional[]. */
+static int parse_args(int argc, char **argv, const struct command **cmd, const char **cmd_name,
+		      char ***pos, int *npos, int *want_help, int *want_version,
+		      struct sm_error *err)
+{
+	int i;
+
+	*pos = xcalloc((size_t)argc + 1, sizeof(char *));
+	*npos = 0;
+	for (i = 1; i < argc; i++) {
+		char *a = argv[i];
+		const struct opt_spec *s = NULL;
+		const char *value = NULL;
+
+		if (!strcmp(a, "--")) {
+			for (i++; i < argc; i++)
+				(*pos)[(*npos)++] = argv[i];
+			break;
+		}
+		if (a[0] != '-' || !a[1] || looks_like_number(a)) {
+			if (!*cmd_name) {
+				*cmd_name = a;
+				*cmd = find_command(a);
+			} else {
+				(*pos)[(*npos)++] = a;
+			}
+			continue;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			*want_help = 1;
+			continue;
+		}
+		if (!strcmp(a, "--version")) {
+			*want_version = 1;
+			continue;
+		}
+		if (a[1] == '-') {
+			const char *name = a + 2;
+			const char *eq = strchr(name, '=');
+			size_t n = eq ? (size_t)(eq - name) : strlen(name);
+
+			for (size_t k = 0; k < N_SPECS && !s; k++)
+				if (strlen(specs[k].lng) == n && !strncmp(specs[k].lng, name, n))
+					s = &specs[k];
+			if (!s)
+				return err_set(err, ERR_USAGE, "unknown option '%.*s'", (int)(n + 2), a);
+			if (eq)
+				value = eq + 1;
+		} else {
+			for (size_t k = 0; k < N_SPECS && !s; k++)
+				if (specs[k].shrt == a[1])
+					s = &specs[k];
+			if (!s)
+				return err_set(err, ERR_USAGE, "unknown option '-%c'", a[1]);
+			if (a[2]) {
+				if (s->kind == A_FLAG) {
+					/* bundled flags: -vy */
+					for (const char *c = a + 1; *c; c++) {
+						const struct opt_spec *f = NULL;
+						for (size_t k = 0; k < N_SPECS && !f; k++)
+							if (specs[k].shrt == *c && specs[k].kind == A_FLAG)
+								f = &specs[k];
+						if (!f)
+							return err_set(err, ERR_USAGE,
+								       "unknown option '-%c' in '%s'", *c, a);
+						*(int *)f->slot = 1;
+					}
+					continue;
+				}
+				value = a + 2;
+			}
+		}
+		if (!spec_applies(s, *cmd))
+			return err_set(err, ERR_USAGE, "option '--%s' does not apply to %s%s%s", s->lng,
+				       *cmd ? "'" : "", *cmd ? (*cmd)->name : "this position",
+				       *cmd ? "'" : "");
+		if (s->kind == A_FLAG) {
+			if (value)
+				return err_set(err, ERR_USAGE, "option '--%s' takes no value", s->lng);
+		} else if (!value) {
+			if (i + 1 >= argc)
+				return err_set(err, ERR_USAGE, "option '--%s' needs a value", s->lng);
+			value = argv[++i];
+		}
+		if (set_option(s, value, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void print_usage(FILE *f)
+{
+	fprintf(f, "usage: safe-migrate [GLOBAL OPTIONS] COMMAND [ARGS]\n\n"
+		   "Safe schema migrations for SQLite and PostgreSQL: checks, a verified "
+		   "snapshot,\nthe migration, validation, and an automatic restore on failure.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nGlobal options:\n"
+		   "  -d, --database-url URL   sqlite:///FILE or postgresql://USER@HOST/DB\n"
+		   "                           (env SAFE_MIGRATE_DATABASE_URL, DATABASE_URL)\n"
+		   "  -m, --migrations-dir DIR migrations directory, repeatable (default: migrations)\n"
+		   "  -b, --backup-dir DIR     snapshot directory (default: data/backups)\n"
+		   "  -c, --config FILE        config file (default: ./safe-migrate.ini if present)\n"
+		   "  -v, --verbose  -q, --quiet  --json  -y, --yes (--force)  --no-progress\n"
+		   "  --lock-timeout DUR       wait for another run's migration lock (default 60s)\n"
+		   "  --statement-lock-timeout DUR  lock_timeout for migration statements\n"
+		   "  --statement-timeout DUR  statement_timeout for migration statements\n"
+		   "  --allow-out-of-order     apply pending migrations older than the newest applied\n"
+		   "  --version  -h, --help\n\n"
+		   "Run 'safe-migrate help COMMAND' for a command's options.\n");
+}
+
+static void print_command_help(const struct command *c)
+{
+	printf("usage: safe-migrate [GLOBAL OPTIONS] %s\n\n%s\n", c->usage, c->summary);
+	if (c->help)
+		printf("\n%s\n", c->help);
+	printf("\nOptions for %s:\n", c->name);
+	for (size_t k = 0; k < N_SPECS; k++) {
+		if (!specs[k].cmds || !spec_applies(&specs[k], c))
+			continue;
+		printf("  --%s%s\n", specs[k].lng, specs[k].kind == A_FLAG ? "" : " VALUE");
+	}
+	printf("\nGlobal options: see 'safe-migrate --help'.\n");
+}
+
+static void print_version(void)
+{
+	printf("safe-migrate %s\n", SAFE_MIGRATE_VERSION);
+	printf("  sqlite %s, libpq %d, zstd %s, %s,\n  %s, cJSON %s\n", sqlite3_libversion(),
+	       PQlibVersion(), ZSTD_versionString(), archive_version_details(),
+	       OpenSSL_version(OPENSSL_VERSION), cJSON_Version());
+}
+
+static const char *env_nonempty(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+/* Resolves configuration into ctx (flag > env > config > default). */
+static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_cfg,
+			  struct sm_error *err)
+{
+	const char *cfg_path = opt.config ? opt.config : env_nonempty("SAFE_MIGRATE_CONFIG");
+	const char *url_text = NULL, *url_base = NULL;
+	const struct command *c = ctx->cmd;
+
+	*have_cfg = 0;
+	if (!cfg_path && fs_exists("safe-migrate.ini"))
+		cfg_path = "safe-migrate.ini";
+	if (cfg_path) {
+		if (cfg_load(cfg_path, cfg, err) < 0)
+			return -1;
+		*have_cfg = 1;
+		ctx->config_dir = cfg->dir;
+	}
+	if (!opt.lock_timeout_ms && *have_cfg && cfg->migration_lock_timeout &&
+	    parse_duration_ms(cfg->migration_lock_timeout, &opt.lock_timeout_ms) < 0)
+		return err_set(err, ERR_USAGE, "invalid migration_lock_timeout '%s' in '%s'",
+			       cfg->migration_lock_timeout, cfg->path);
+	if (!opt.lock_timeout_ms)
+		opt.lock_timeout_ms = 60000;
+	if (!opt.stmt_lock_timeout_ms && *have_cfg && cfg->lock_timeout &&
+	    parse_duration_ms(cfg->lock_timeout, &opt.stmt_lock_timeout_ms) < 0)
+		return err_set(err, ERR_USAGE, "invalid lock_timeout '%s' in '%s'", cfg->lock_timeout,
+			       cfg->path);
+	if (!opt.statement_timeout_ms && *have_cfg && cfg->statement_timeout &&
+	    parse_duration_ms(cfg->statement_timeout, &opt.statement_timeout_ms) < 0)
+		return err_set(err, ERR_USAGE, "invalid statement_timeout '%s' in '%s'",
+			       cfg->statement_timeout, cfg->path);
+	if (!opt.expected && *have_cfg && cfg->expected_schema)
+		opt.expected = xstrdup(cfg->expected_schema);
+
+	/* database URL */
+	if (opt.database_url)
+		url_text = opt.database_url;
+	else if ((url_text = env_nonempty("SAFE_MIGRATE_DATABASE_URL")) ||
+		 (url_text = env_nonempty("DATABASE_URL")))
+		;
+	else if (*have_cfg && cfg->database_url) {
+		url_text = cfg->database_url;
+		url_base = cfg->dir;
+	}
+	if (c->needs & (NEED_DB | OPTIONAL_DB)) {
+		if (url_text) {
+			if (url_parse(url_text, url_base, &ctx->url, err) < 0)
+				return -1;
+			ctx->have_url = 1;
+		} else if (c->needs & NEED_DB) {
+			return err_set(err, ERR_USAGE,
+				       "no database configured: pass -d URL (e.g. -d sqlite:///app.db), "
+				       "set SAFE_MIGRATE_DATABASE_URL or DATABASE_URL, or put "
+				       "database_url in safe-migrate.ini ('safe-migrate init' writes one)");
+		}
+	}
+
+	/* migrations directories */
+	if (!opt.n_migrations_dirs) {
+		const char *env = env_nonempty("SAFE_MIGRATE_MIGRATIONS_DIR");
+		if (env) {
+			char *copy = xstrdup(env), *save = NULL;
+			for (char *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save))
+				add_migrations_dir(t);
+			free(copy);
+		} else if (*have_cfg && cfg->n_migrations_dirs) {
+			for (size_t i = 0; i < cfg->n_migrations_dirs; i++)
+				add_migrations_dir(cfg->migrations_dirs[i]);
+		} else {
+			add_migrations_dir("migrations");
+		}
+	}
+	ctx->mig_dirs = opt.migrations_dirs;
+	ctx->n_mig_dirs = opt.n_migrations_dirs;
+
+	/* backup directory */
+	if (!opt.backup_dir) {
+		const char *env = env_nonempty("SAFE_MIGRATE_BACKUP_DIR");
+		if (env)
+			opt.backup_dir = xstrdup(env);
+		else if (*have_cfg && cfg->backup_dir)
+			opt.backup_dir = xstrdup(cfg->backup_dir);
+		else
+			opt.backup_dir = xstrdup("data/backups");
+	}
+	ctx->backup_dir = opt.backup_dir;
+	return 0;
+}
+
+static void free_options(char **pos)
+{
+	free(pos);
+	free(opt.database_url);
+	for (size_t i = 0; i < opt.n_migrations_dirs; i++)
+		free(opt.migrations_dirs[i]);
+	free(opt.migrations_dirs);
+	free(opt.backup_dir);
+	free(opt.config);
+	free(opt.name);
+	free(opt.to_url);
+	free(opt.keep);
+	free(opt.output);
+	free(opt.start);
+	free(opt.end);
+	free(opt.expected);
+	free(opt.from_schema);
+	free(opt.scratch_url);
+	free(opt.rehearse_url);
+}
+
+/* Prints the JSON object and checks that stdout really took everything. */
+static int finish_output(cJSON *json, int code)
+{
+	if (json) {
+		char *text = cJSON_Print(json);
+		if (text) {
+			fputs(text, stdout);
+			fputc('\n', stdout);
+			free(text);
+		}
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "safe-migrate: error: cannot write to standard output: %s\n",
+			strerror(errno));
+		return code ? code : EXIT_ERROR;
+	}
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmd_ctx ctx;
+	struct cfg_file cfg;
+	const struct command *cmd = NULL;
+	const char *cmd_name = NULL;
+	char **pos = NULL;
+	int npos = 0, want_help = 0, want_version = 0, have_cfg = 0, code;
+
+	memset(&ctx, 0, sizeof(ctx));
+	memset(&cfg, 0, sizeof(cfg));
+	if (parse_args(argc, argv, &cmd, &cmd_name, &pos, &npos, &want_help, &want_version,
+		       &ctx.err) < 0) {
+		code = report_error(NULL, &ctx.err);
+		fprintf(stderr, "Run 'safe-migrate --help' for usage.\n");
+		goto out;
+	}
+	if (want_version) {
+		print_version();
+		code = finish_output(NULL, EXIT_OK);
+		goto out;
+	}
+	if (cmd_name && !strcmp(cmd_name, "help")) {
+		const struct command *c = npos ? find_command(pos[0]) : NULL;
+		if (npos && !c) {
+			error_msg("unknown command '%s'", pos[0]);
+			code = EXIT_USAGE;
+			goto out;
+		}
+		if (c)
+			print_command_help(c);
+		else
+			print_usage(stdout);
+		code = finish_output(NULL, EXIT_OK);
+		goto out;
+	}
+	if (!cmd_name) {
+		if (want_help) {
+			print_usage(stdout);
+			code = finish_output(NULL, EXIT_OK);
+		} else {
+			print_usage(stderr);
+			code = EXIT_USAGE;
+		}
+		goto out;
+	}
+	if (!cmd) {
+		error_msg("unknown command '%s'; run 'safe-migrate --help' for the list", cmd_name);
+		code = EXIT_USAGE;
+		goto out;
+	}
+	if (want_help) {
+		print_command_help(cmd);
+		code = finish_output(NULL, EXIT_OK);
+		goto out;
+	}
+	ctx.cmd = cmd;
+	ctx.argc = npos;
+	ctx.argv = pos;
+	if (opt.json)
+		ctx.json = cJSON_CreateObject();
+	if (resolve_config(&ctx, &cfg, &have_cfg, &ctx.err) < 0) {
+		code = report_error(&ctx, &ctx.err);
+	} else {
+		code = cmd->fn(&ctx);
+	}
+	code = finish_output(ctx.json, code);
+out:
+	cJSON_Delete(ctx.json);
+	url_release(&ctx.url);
+	if (have_cfg)
+		cfg_release(&cfg);
+	free_options(pos);
+	return code;
+}

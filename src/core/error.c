@@ -1,0 +1,72 @@
+/*
+ * error: failure reports for library code (see error.h).
+ */
+#include "error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+void err_clear(struct sm_error *e)
+{
+	e->kind = ERR_NONE;
+	e->sys_errno = 0;
+	e->sqlstate[0] = '\0';
+	e->msg[0] = '\0';
+}
+
+static void err_vset(struct sm_error *e, enum err_kind kind, const char *fmt, va_list ap)
+{
+	e->kind = kind;
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+}
+
+int err_set(struct sm_error *e, enum err_kind kind, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!e)
+		return -1;
+	va_start(ap, fmt);
+	err_vset(e, kind, fmt, ap);
+	va_end(ap);
+	e->sys_errno = 0;
+	return -1;
+}
+
+int err_sys(struct sm_error *e, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	size_t n;
+
+	if (!e)
+		return -1;
+	va_start(ap, fmt);
+	err_vset(e, ERR_FAIL, fmt, ap);
+	va_end(ap);
+	n = strlen(e->msg);
+	snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(saved));
+	e->sys_errno = saved;
+	if (saved == ENOSPC || saved == EDQUOT)
+		e->kind = ERR_NOSPACE;
+	errno = saved;
+	return -1;
+}
+
+int err_prefix(struct sm_error *e, const char *fmt, ...)
+{
+	char old[sizeof(e->msg)];
+	va_list ap;
+	size_t n;
+
+	if (!e)
+		return -1;
+	memcpy(old, e->msg, sizeof(old));
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	n = strlen(e->msg);
+	snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", old);
+	return -1;
+}

@@ -1,0 +1,45 @@
+/*
+ * fsutil: file-system helpers with the durability rules of safe-migrate.
+ *
+ * A file that other code (or an operator) may trust is written the way
+ * redis saves its RDB: to a temp file in the target directory, fsync'd,
+ * renamed over the final name, and then the directory is fsync'd.
+ * All functions return 0 or -1 with err filled.
+ */
+#ifndef SM_FSUTIL_H
+#define SM_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "strbuf.h"
+
+/* Reads the whole file into out (appended).  Refuses files over max bytes. */
+int fs_read_file(const char *path, struct strbuf *out, size_t max, struct sm_error *err);
+/* Writes data durably to path with the given mode (temp, fsync, rename, fsync dir). */
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+		    struct sm_error *err);
+/* Appends one line durably (O_APPEND, fsync); creates the file with mode. */
+int fs_append_durable(const char *path, const char *line, mode_t mode, struct sm_error *err);
+/* mkdir -p with mode for directories it creates. */
+int fs_mkdirs(const char *path, mode_t mode, struct sm_error *err);
+/* fsyncs the directory containing path (or path itself if it is a directory). */
+int fs_fsync_dir(const char *dir, struct sm_error *err);
+/* Free bytes available to an unprivileged user on the file system holding dir. */
+int fs_free_bytes(const char *dir, uint64_t *out, struct sm_error *err);
+/* Directory part of path ("." when none); caller frees. */
+char *fs_dirname(const char *path);
+/* Last component of path; points into path. */
+const char *fs_basename(const char *path);
+/* Joins a and b with one '/'; caller frees. */
+char *fs_join(const char *a, const char *b);
+int fs_exists(const char *path);
+int fs_is_dir(const char *path);
+/* Write all of buf to fd, retrying on EINTR and short writes. */
+int fs_write_all(int fd, const void *buf, size_t len);
+/* Makes path absolute against the current directory; caller frees. */
+char *fs_absolute(const char *path);
+
+#endif

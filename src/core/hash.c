@@ -1,0 +1,60 @@
+/*
+ * hash: SHA-256 helpers over OpenSSL EVP (see hash.h).
+ */
+#include "hash.h"
+
+#include <openssl/evp.h>
+
+#include "xalloc.h"
+
+int hash_init(struct hash_ctx *h)
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+	if (!c)
+		xdie_oom();
+	if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(c);
+		h->evp = NULL;
+		return -1;
+	}
+	h->evp = c;
+	return 0;
+}
+
+void hash_update(struct hash_ctx *h, const void *data, size_t len)
+{
+	if (len)
+		EVP_DigestUpdate(h->evp, data, len);
+}
+
+void hash_final_hex(struct hash_ctx *h, char hex[HASH_HEX_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	EVP_DigestFinal_ex(h->evp, md, &n);
+	for (unsigned int i = 0; i < 32; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[HASH_HEX_LEN] = '\0';
+	hash_release(h);
+}
+
+void hash_release(struct hash_ctx *h)
+{
+	if (h->evp)
+		EVP_MD_CTX_free(h->evp);
+	h->evp = NULL;
+}
+
+void hash_buf_hex(const void *data, size_t len, char hex[HASH_HEX_LEN + 1])
+{
+	struct hash_ctx h;
+
+	hash_init(&h);
+	hash_update(&h, data, len);
+	hash_final_hex(&h, hex);
+}

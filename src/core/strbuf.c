@@ -1,0 +1,139 @@
+/*
+ * strbuf: growable NUL-terminated strings (see strbuf.h).
+ */
+#include "strbuf.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+char sb_slopbuf[1];
+
+void sb_init(struct strbuf *sb, size_t hint)
+{
+	sb->buf = sb_slopbuf;
+	sb->len = 0;
+	sb->alloc = 0;
+	if (hint)
+		sb_grow(sb, hint);
+}
+
+void sb_release(struct strbuf *sb)
+{
+	if (sb->alloc)
+		free(sb->buf);
+	sb_init(sb, 0);
+}
+
+void sb_reset(struct strbuf *sb)
+{
+	sb_setlen(sb, 0);
+}
+
+void sb_grow(struct strbuf *sb, size_t extra)
+{
+	size_t need;
+
+	if (extra > SIZE_MAX - sb->len - 1)
+		xdie_oom();
+	need = sb->len + extra + 1;
+	if (need <= sb->alloc)
+		return;
+	size_t nalloc = sb->alloc ? sb->alloc : 64;
+	while (nalloc < need)
+		nalloc = nalloc > SIZE_MAX / 2 ? need : nalloc * 2;
+	if (sb->alloc) {
+		sb->buf = xrealloc(sb->buf, nalloc);
+	} else {
+		sb->buf = xmalloc(nalloc);
+		sb->buf[0] = '\0';
+	}
+	sb->alloc = nalloc;
+}
+
+void sb_setlen(struct strbuf *sb, size_t len)
+{
+	if (!sb->alloc) {
+		/* only an empty slop buffer can be "set" to zero */
+		return;
+	}
+	sb->len = len;
+	sb->buf[len] = '\0';
+}
+
+void sb_add(struct strbuf *sb, const void *data, size_t len)
+{
+	if (!len)
+		return;
+	sb_grow(sb, len);
+	memcpy(sb->buf + sb->len, data, len);
+	sb->len += len;
+	sb->buf[sb->len] = '\0';
+}
+
+void sb_adds(struct strbuf *sb, const char *s)
+{
+	sb_add(sb, s, strlen(s));
+}
+
+void sb_addch(struct strbuf *sb, int c)
+{
+	char ch = (char)c;
+
+	sb_add(sb, &ch, 1);
+}
+
+void sb_vaddf(struct strbuf *sb, const char *fmt, va_list ap)
+{
+	va_list cp;
+	int n;
+
+	sb_grow(sb, 64);
+	va_copy(cp, ap);
+	n = vsnprintf(sb->buf + sb->len, sb->alloc - sb->len, fmt, cp);
+	va_end(cp);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sb->alloc - sb->len) {
+		sb_grow(sb, (size_t)n);
+		va_copy(cp, ap);
+		n = vsnprintf(sb->buf + sb->len, sb->alloc - sb->len, fmt, cp);
+		va_end(cp);
+		if (n < 0)
+			return;
+	}
+	sb->len += (size_t)n;
+}
+
+void sb_addf(struct strbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sb_vaddf(sb, fmt, ap);
+	va_end(ap);
+}
+
+void sb_rtrim(struct strbuf *sb)
+{
+	size_t n = sb->len;
+
+	while (n && isspace((unsigned char)sb->buf[n - 1]))
+		n--;
+	sb_setlen(sb, n);
+}
+
+char *sb_detach(struct strbuf *sb)
+{
+	char *r;
+
+	if (!sb->alloc)
+		return xstrdup("");
+	r = sb->buf;
+	sb_init(sb, 0);
+	return r;
+}

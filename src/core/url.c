@@ -1,0 +1,225 @@
+/*
+ * url: parsing and redaction of database URLs (see url.h).
+ */
+#include "url.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+void url_release(struct db_url *u)
+{
+	free(u->scheme);
+	free(u->path);
+	free(u->conninfo);
+	free(u->redacted);
+	u->scheme = u->path = u->conninfo = u->redacted = NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+void url_copy(struct db_url *dst, const struct db_url *src)
+{
+	dst->scheme = dup_or_null(src->scheme);
+	dst->path = dup_or_null(src->path);
+	dst->conninfo = dup_or_null(src->conninfo);
+	dst->redacted = dup_or_null(src->redacted);
+}
+
+/* Masks "password=VALUE" in a keyword/value string or a URI query. */
+static void redact_password_params(struct strbuf *sb)
+{
+	static const char key[] = "password=";
+	char *p = sb->buf;
+
+	while ((p = strstr(p, key)) != NULL) {
+		int at_start = p == sb->buf || p[-1] == ' ' || p[-1] == '?' || p[-1] == '&' ||
+			       p[-1] == '\t';
+		char *v = p + sizeof(key) - 1;
+		char *end = v;
+		struct strbuf rest = STRBUF_INIT;
+		size_t off;
+
+		if (!at_start) {
+			p = v;
+			continue;
+		}
+		if (*v == '\'') {
+			end = v + 1;
+			while (*end && *end != '\'') {
+				if (*end == '\\' && end[1])
+					end++;
+				end++;
+			}
+			if (*end)
+				end++;
+		} else {
+			while (*end && *end != '&' && !isspace((unsigned char)*end))
+				end++;
+		}
+		sb_adds(&rest, end);
+		off = (size_t)(v - sb->buf);
+		sb_setlen(sb, off);
+		sb_adds(sb, "***");
+		sb_addf(sb, "%s", rest.buf);
+		sb_release(&rest);
+		p = sb->buf + off + 3;
+	}
+}
+
+char *url_redact(const char *text)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *sep = strstr(text, "://");
+
+	if (sep) {
+		const char *auth = sep + 3;
+		const char *end = auth + strcspn(auth, "/?#");
+		const char *at = NULL;
+
+		/* the last '@' before the path ends the userinfo */
+		for (const char *q = auth; q < end; q++)
+			if (*q == '@')
+				at = q;
+		if (at) {
+			const char *colon = memchr(auth, ':', (size_t)(at - auth));
+			if (colon) {
+				sb_add(&sb, text, (size_t)(colon + 1 - text));
+				sb_adds(&sb, "***");
+				sb_adds(&sb, at);
+			}
+		}
+	}
+	if (!sb.len)
+		sb_adds(&sb, text);
+	redact_password_params(&sb);
+	return sb_detach(&sb);
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int parse_sqlite(const char *rest, const char *base_dir, struct db_url *out,
+			struct sm_error *err)
+{
+	/* rest follows "sqlite:" (after an optional +driver) */
+	size_t n;
+	char *path;
+
+	if (!starts_with(rest, "//"))
+		return err_set(err, ERR_USAGE,
+			       "invalid SQLite URL: expected 'sqlite:///relative.db' or "
+			       "'sqlite:////absolute/path.db'");
+	rest += 2;
+	if (*rest != '/')
+		return err_set(err, ERR_USAGE,
+			       "invalid SQLite URL: a host is not allowed; use 'sqlite:///%s'", rest);
+	rest++; /* now the path: relative, or absolute if it starts with '/' */
+	n = strcspn(rest, "?");
+	if (n == 0)
+		return err_set(err, ERR_USAGE,
+			       "invalid SQLite URL: no database file given (in-memory databases "
+			       "cannot be migrated safely)");
+	path = xstrndup(rest, n);
+	if (!strcmp(path, ":memory:")) {
+		free(path);
+		return err_set(err, ERR_USAGE,
+			       "invalid SQLite URL: in-memory databases cannot be migrated safely");
+	}
+	if (path[0] != '/' && base_dir && strcmp(base_dir, ".")) {
+		char *joined = fs_join(base_dir, path);
+		free(path);
+		path = joined;
+	}
+	out->scheme = xstrdup("sqlite");
+	out->path = path;
+	{
+		struct strbuf sb = STRBUF_INIT;
+		sb_addf(&sb, "sqlite:///%s", path);
+		out->redacted = sb_detach(&sb);
+	}
+	return 0;
+}
+
+static int parse_postgres(const char *text, const char *after_scheme, struct db_url *out,
+			  struct sm_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *auth;
+
+	if (!starts_with(after_scheme, "//"))
+		return err_set(err, ERR_USAGE,
+			       "invalid PostgreSQL URL: expected 'postgresql://user@host:port/db'");
+	auth = after_scheme + 2;
+	/* libpq understands postgresql:// and postgres:// but not +driver */
+	sb_adds(&sb, "postgresql://");
+	sb_adds(&sb, auth);
+	for (const char *c = text; *c; c++) {
+		if ((unsigned char)*c < 0x20) {
+			sb_release(&sb);
+			return err_set(err, ERR_USAGE, "invalid PostgreSQL URL: control character");
+		}
+	}
+	out->scheme = xstrdup("postgresql");
+	out->conninfo = sb_detach(&sb);
+	out->redacted = url_redact(out->conninfo);
+	return 0;
+}
+
+int url_parse(const char *text, const char *base_dir, struct db_url *out, struct sm_error *err)
+{
+	const char *colon, *plus;
+	char *scheme = NULL;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!text || !*text)
+		return err_set(err, ERR_USAGE, "empty database URL");
+	colon = strstr(text, "://");
+	if (!colon) {
+		if (strchr(text, '=')) {
+			/* a libpq keyword/value conninfo string */
+			out->scheme = xstrdup("postgresql");
+			out->conninfo = xstrdup(text);
+			out->redacted = url_redact(text);
+			return 0;
+		}
+		if (starts_with(text, "sqlite:"))
+			return err_set(err, ERR_USAGE,
+				       "invalid SQLite URL: expected 'sqlite:///relative.db' or "
+				       "'sqlite:////absolute/path.db'");
+		return err_set(err, ERR_USAGE,
+			       "invalid database URL '%.200s': expected sqlite:///FILE or "
+			       "postgresql://USER@HOST/DB", text);
+	}
+	scheme = xstrndup(text, (size_t)(colon - text));
+	plus = strchr(scheme, '+');
+	if (plus)
+		scheme[plus - scheme] = '\0';
+	for (char *c = scheme; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (!strcmp(scheme, "sqlite") || !strcmp(scheme, "sqlite3")) {
+		ret = parse_sqlite(colon + 1, base_dir, out, err);
+	} else if (!strcmp(scheme, "postgresql") || !strcmp(scheme, "postgres")) {
+		ret = parse_postgres(text, colon + 1, out, err);
+	} else {
+		char *red = url_redact(text);
+		ret = err_set(err, ERR_USAGE,
+			      "unsupported database URL scheme '%.40s' in '%.200s': "
+			      "use sqlite:/// or postgresql://", scheme, red);
+		free(red);
+	}
+	free(scheme);
+	if (ret < 0)
+		url_release(out);
+	return ret;
+}

@@ -1,0 +1,137 @@
+/*
+ * engine: backend registry and helpers shared by every backend (see engine.h).
+ */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+extern const struct engine_ops engine_sqlite_ops;
+extern const struct engine_ops engine_pg_ops;
+
+static const struct engine_ops *const backends[] = {
+	&engine_sqlite_ops,
+	&engine_pg_ops,
+};
+
+const struct engine_ops *engine_find(const char *scheme)
+{
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (!strcmp(backends[i]->name, scheme))
+			return backends[i];
+	return NULL;
+}
+
+int engine_open(struct engine **out, const struct db_url *url, unsigned flags,
+		struct sm_error *err)
+{
+	const struct engine_ops *ops = engine_find(url->scheme);
+	struct engine *e;
+
+	*out = NULL;
+	if (!ops)
+		return err_set(err, ERR_USAGE, "unsupported database engine '%s'", url->scheme);
+	e = xcalloc(1, sizeof(*e));
+	e->ops = ops;
+	url_copy(&e->url, url);
+	if (ops->open(e, flags, err) < 0) {
+		url_release(&e->url);
+		free(e);
+		return -1;
+	}
+	*out = e;
+	return 0;
+}
+
+void engine_close(struct engine *e)
+{
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	if (!e)
+		return;
+	if (e->in_tx)
+		e->ops->rollback(e, &ignored);
+	e->ops->unlock(e);
+	e->ops->close(e);
+	url_release(&e->url);
+	free(e);
+}
+
+int engine_exec(struct engine *e, const char *sql, struct sm_error *err)
+{
+	return e->ops->exec_script(e, sql, NULL, err);
+}
+
+int engine_scalar(struct engine *e, const char *sql, int nparams, const char *const *params,
+		  char **out, struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+	const char *v;
+
+	*out = NULL;
+	if (e->ops->query(e, sql, nparams, params, &rows, err) < 0)
+		return -1;
+	v = rows.nrows && rows.ncols ? rows_get(&rows, 0, 0) : NULL;
+	if (v)
+		*out = xstrdup(v);
+	rows_release(&rows);
+	return 0;
+}
+
+void *engine_native(struct engine *e)
+{
+	return e->impl ? *(void **)e->impl : NULL;
+}
+
+const char *rows_get(const struct eng_rows *r, size_t row, size_t col)
+{
+	if (row >= r->nrows || col >= r->ncols)
+		return NULL;
+	return r->cells[row * r->ncols + col];
+}
+
+void rows_release(struct eng_rows *r)
+{
+	for (size_t i = 0; i < r->nrows * r->ncols; i++)
+		free(r->cells[i]);
+	for (size_t i = 0; i < r->ncols; i++)
+		free(r->colnames ? r->colnames[i] : NULL);
+	free(r->cells);
+	free(r->colnames);
+	memset(r, 0, sizeof(*r));
+}
+
+int engine_line_at(const char *text, size_t offset, int first_line)
+{
+	int line = first_line > 0 ? first_line : 1;
+
+	for (size_t i = 0; i < offset && text[i]; i++)
+		if (text[i] == '\n')
+			line++;
+	return line;
+}
+
+size_t engine_skip_space(const char *text, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		char c = text[i];
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+			i++;
+		} else if (c == '-' && i + 1 < len && text[i + 1] == '-') {
+			while (i < len && text[i] != '\n')
+				i++;
+		} else if (c == '/' && i + 1 < len && text[i + 1] == '*') {
+			i += 2;
+			while (i + 1 < len && !(text[i] == '*' && text[i + 1] == '/'))
+				i++;
+			i = i + 2 <= len ? i + 2 : len;
+		} else {
+			break;
+		}
+	}
+	return i;
+}

@@ -1,0 +1,128 @@
+/*
+ * engine: the one interface behind which SQLite and PostgreSQL differ.
+ *
+ * Each backend fills a struct engine_ops (as pg_dump's archive formats and
+ * libarchive's read/write backends do) and registers it in engine.c's table
+ * under its URL scheme.  Nothing above this layer tests which database it is
+ * talking to; modules that need engine-specific code (snapshots, schema
+ * introspection, lint) keep their own tables keyed by ops->name.
+ *
+ * SQL given to query() uses $1..$n placeholders on both engines.
+ */
+#ifndef SM_ENGINE_H
+#define SM_ENGINE_H
+
+#include <stddef.h>
+
+#include "error.h"
+#include "strbuf.h"
+#include "url.h"
+
+struct engine;
+
+/* A query result: nrows x ncols cells of text; a NULL cell is SQL NULL. */
+struct eng_rows {
+	size_t nrows, ncols;
+	char **cells;    /* owned, row-major */
+	char **colnames; /* owned, ncols entries */
+};
+
+#define ENG_ROWS_INIT { 0, 0, NULL, NULL }
+
+const char *rows_get(const struct eng_rows *r, size_t row, size_t col);
+void rows_release(struct eng_rows *r);
+
+/* Where a script came from, so errors can name the file and line. */
+struct exec_source {
+	const char *file; /* display name, e.g. "migrations/0003_x.sql" */
+	int first_line;   /* line of the script's first character within file (1-based) */
+};
+
+/* Called once per statement by ops->split: text is not NUL-terminated. */
+typedef int (*stmt_cb)(void *ud, const char *text, size_t len, int line);
+
+struct engine_ops {
+	const char *name;         /* "sqlite" or "postgresql": the URL scheme */
+	const char *display_name; /* "SQLite" or "PostgreSQL" */
+
+	/* Connects to e->url; with ENGINE_CREATE a missing SQLite file is created. */
+	int (*open)(struct engine *e, unsigned flags, struct sm_error *err);
+	void (*close)(struct engine *e);
+
+	/* Runs every statement of sql in order in the current transaction state.
+	 * On failure err names src->file, the statement's line and the server's
+	 * message (and err->sqlstate on PostgreSQL). */
+	int (*exec_script)(struct engine *e, const char *sql, const struct exec_source *src,
+			   struct sm_error *err);
+	/* Splits sql into statements with the engine's real parser, without a
+	 * connection.  Stops early if cb returns non-zero (that value is returned). */
+	int (*split)(const char *sql, stmt_cb cb, void *ud, struct sm_error *err);
+
+	int (*begin)(struct engine *e, struct sm_error *err);
+	int (*commit)(struct engine *e, struct sm_error *err);
+	int (*rollback)(struct engine *e, struct sm_error *err);
+
+	/* Runs one statement with text parameters ($1..$n; NULL means SQL NULL).
+	 * rows may be NULL when the result is not wanted. */
+	int (*query)(struct engine *e, const char *sql, int nparams, const char *const *params,
+		     struct eng_rows *rows, struct sm_error *err);
+
+	/* The migration lock, held for the whole run.  Waits up to timeout_ms
+	 * (0: do not wait); on timeout fails with ERR_LOCKED. */
+	int (*lock)(struct engine *e, long timeout_ms, struct sm_error *err);
+	void (*unlock)(struct engine *e);
+
+	/* Per-statement limits for migration SQL, in milliseconds (0: none). */
+	int (*set_timeouts)(struct engine *e, long lock_timeout_ms, long statement_timeout_ms,
+			    struct sm_error *err);
+
+	/* Async-signal-safe: asks the statement now running to stop. */
+	void (*interrupt)(struct engine *e);
+
+	/* e.g. "SQLite 3.40.1" or "PostgreSQL 15.4". */
+	int (*server_version)(struct engine *e, struct strbuf *out, struct sm_error *err);
+
+	/* Appends ident quoted for this engine's SQL. */
+	void (*quote_ident)(struct strbuf *out, const char *ident);
+	/* Appends s as a string literal. */
+	void (*quote_literal)(struct strbuf *out, const char *s);
+
+	/* Sets *exists to whether a table (or view) of that name is visible. */
+	int (*table_exists)(struct engine *e, const char *name, int *exists, struct sm_error *err);
+};
+
+struct engine {
+	const struct engine_ops *ops;
+	struct db_url url; /* owned copy */
+	void *impl;        /* backend state */
+	int in_tx;         /* a transaction begun through ops->begin is open */
+};
+
+#define ENGINE_CREATE 0x1 /* SQLite: create the file if it does not exist */
+
+/* Returns the backend registered for scheme, or NULL. */
+const struct engine_ops *engine_find(const char *scheme);
+
+/* Picks the backend for url, connects, and returns the engine (caller owns:
+ * engine_close).  Never creates a database unless flags has ENGINE_CREATE. */
+int engine_open(struct engine **out, const struct db_url *url, unsigned flags,
+		struct sm_error *err);
+/* Rolls back an open transaction, releases the lock, disconnects, frees. NULL-safe. */
+void engine_close(struct engine *e);
+
+/* Convenience: a script with no source file. */
+int engine_exec(struct engine *e, const char *sql, struct sm_error *err);
+/* Convenience: the first column of the first row as a newly allocated string
+ * (NULL if no row or SQL NULL). */
+int engine_scalar(struct engine *e, const char *sql, int nparams, const char *const *params,
+		  char **out, struct sm_error *err);
+/* The native handle: sqlite3 * or PGconn *, for the modules that need the
+ * engine's own API (the backup API, COPY).  Borrowed. */
+void *engine_native(struct engine *e);
+
+/* Line number (1-based) of offset within text, counting from first_line. */
+int engine_line_at(const char *text, size_t offset, int first_line);
+/* Skips whitespace and SQL comments; returns the first offset of real text. */
+size_t engine_skip_space(const char *text, size_t len);
+
+#endif

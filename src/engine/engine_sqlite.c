@@ -1,0 +1,412 @@
+/*
+ * engine_sqlite: the SQLite backend of the engine interface.
+ *
+ * Statements are split by SQLite's own parser (sqlite3_prepare_v2 and its
+ * tail pointer), so a script is executed exactly as sqlite3 would run it and
+ * an error names the statement's line.  The migration lock is an flock() on
+ * "<database>-safe-migrate.lock": SQLite's own locks last only for one
+ * transaction, but a run spans many.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "xalloc.h"
+
+struct sqlite_impl {
+	sqlite3 *db; /* first member: engine_native() returns it */
+	int lock_fd;
+	char *lock_path;
+};
+
+static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
+{
+	struct sqlite_impl *s;
+	int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	struct stat st;
+	int rc;
+
+	if (!(flags & ENGINE_CREATE)) {
+		if (stat(e->url.path, &st) < 0)
+			return err_set(err, ERR_FAIL,
+				       "cannot open database '%s': No such file (run 'safe-migrate "
+				       "init' to create it)", e->url.path);
+		if (S_ISDIR(st.st_mode))
+			return err_set(err, ERR_FAIL, "cannot open database '%s': is a directory",
+				       e->url.path);
+	} else {
+		oflags |= SQLITE_OPEN_CREATE;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->lock_fd = -1;
+	rc = sqlite3_open_v2(e->url.path, &s->db, oflags, NULL);
+	if (rc != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot open database '%s': %s", e->url.path,
+			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		sqlite3_close(s->db);
+		free(s);
+		return -1;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, 10000);
+	/* a file that is not a database fails here rather than mid-migration */
+	rc = sqlite3_exec(s->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot read database '%s': %s", e->url.path,
+			sqlite3_errmsg(s->db));
+		sqlite3_close(s->db);
+		free(s);
+		return -1;
+	}
+	e->impl = s;
+	return 0;
+}
+
+static void sqlite_close(struct engine *e)
+{
+	struct sqlite_impl *s = e->impl;
+
+	if (!s)
+		return;
+	sqlite3_close_v2(s->db);
+	free(s->lock_path);
+	free(s);
+	e->impl = NULL;
+}
+
+static int sqlite_fail(struct engine *e, const char *sql, size_t off,
+		       const struct exec_source *src, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	const char *msg = sqlite3_errmsg(s->db);
+	int code = sqlite3_extended_errcode(s->db);
+
+	if (code == SQLITE_INTERRUPT) {
+		err_set(err, ERR_INTERRUPTED, "statement interrupted");
+		return -1;
+	}
+	if (src && src->file)
+		return err_set(err, ERR_FAIL, "'%s', line %d: %s", src->file,
+			       engine_line_at(sql, off, src->first_line), msg);
+	return err_set(err, ERR_FAIL, "line %d: %s", engine_line_at(sql, off, 1), msg);
+}
+
+static int sqlite_exec_script(struct engine *e, const char *sql, const struct exec_source *src,
+			      struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	const char *p = sql;
+
+	while (*p) {
+		sqlite3_stmt *stmt = NULL;
+		const char *tail = NULL;
+		size_t start = (size_t)(p - sql) + engine_skip_space(p, strlen(p));
+		int rc = sqlite3_prepare_v2(s->db, p, -1, &stmt, &tail);
+
+		if (rc != SQLITE_OK)
+			return sqlite_fail(e, sql, start, src, err);
+		if (!stmt) /* only whitespace or comments were left */
+			break;
+		do {
+			rc = sqlite3_step(stmt);
+		} while (rc == SQLITE_ROW);
+		if (rc != SQLITE_DONE) {
+			sqlite_fail(e, sql, start, src, err);
+			sqlite3_finalize(stmt);
+			return -1;
+		}
+		sqlite3_finalize(stmt);
+		p = tail;
+	}
+	return 0;
+}
+
+static int sqlite_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *err)
+{
+	/* A connection to an empty in-memory database is enough for
+	 * sqlite3_complete-style splitting: we do not prepare (names would not
+	 * resolve); we cut at each complete statement. */
+	const char *p = sql;
+	struct strbuf acc = STRBUF_INIT;
+	int ret = 0;
+
+	while (*p) {
+		size_t skip = engine_skip_space(p, strlen(p));
+		const char *start = p + skip;
+		const char *q = start;
+		int found = 0;
+
+		if (!*start)
+			break;
+		/* extend to each ';' until sqlite3_complete accepts the text */
+		while (*q) {
+			const char *semi = strchr(q, ';');
+			if (!semi) {
+				q += strlen(q);
+				break;
+			}
+			sb_reset(&acc);
+			sb_add(&acc, start, (size_t)(semi + 1 - start));
+			q = semi + 1;
+			if (sqlite3_complete(acc.buf)) {
+				found = 1;
+				break;
+			}
+		}
+		(void)found;
+		ret = cb(ud, start, (size_t)(q - start), engine_line_at(sql, (size_t)(start - sql), 1));
+		if (ret)
+			break;
+		p = q;
+	}
+	sb_release(&acc);
+	(void)err;
+	return ret;
+}
+
+static int sqlite_simple(struct engine *e, const char *sql, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return err_set(err, sqlite3_extended_errcode(s->db) == SQLITE_INTERRUPT ?
+				    ERR_INTERRUPTED : ERR_FAIL,
+			       "%s failed: %s", sql, sqlite3_errmsg(s->db));
+	return 0;
+}
+
+static int sqlite_begin(struct engine *e, struct sm_error *err)
+{
+	/* IMMEDIATE takes the write lock now, so a migration never fails
+	 * half-way with SQLITE_BUSY on its first write */
+	if (sqlite_simple(e, "BEGIN IMMEDIATE", err) < 0)
+		return -1;
+	e->in_tx = 1;
+	return 0;
+}
+
+static int sqlite_commit(struct engine *e, struct sm_error *err)
+{
+	if (sqlite_simple(e, "COMMIT", err) < 0)
+		return -1;
+	e->in_tx = 0;
+	return 0;
+}
+
+static int sqlite_rollback(struct engine *e, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+
+	e->in_tx = 0;
+	if (sqlite3_get_autocommit(s->db))
+		return 0; /* SQLite already rolled back (e.g. after an interrupt) */
+	return sqlite_simple(e, "ROLLBACK", err);
+}
+
+static int sqlite_query(struct engine *e, const char *sql, int nparams, const char *const *params,
+			struct eng_rows *rows, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	sqlite3_stmt *stmt = NULL;
+	size_t alloc = 0;
+	int rc, ret = -1;
+
+	if (rows)
+		memset(rows, 0, sizeof(*rows));
+	if (sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "%s", sqlite3_errmsg(s->db));
+		goto out;
+	}
+	for (int i = 0; i < nparams; i++) {
+		char name[16];
+		int idx;
+
+		snprintf(name, sizeof(name), "$%d", i + 1);
+		idx = sqlite3_bind_parameter_index(stmt, name);
+		if (!idx)
+			continue;
+		if (params[i])
+			sqlite3_bind_text(stmt, idx, params[i], -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_null(stmt, idx);
+	}
+	if (rows) {
+		rows->ncols = (size_t)sqlite3_column_count(stmt);
+		rows->colnames = xcalloc(rows->ncols ? rows->ncols : 1, sizeof(char *));
+		for (size_t c = 0; c < rows->ncols; c++)
+			rows->colnames[c] = xstrdup(sqlite3_column_name(stmt, (int)c));
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (!rows)
+			continue;
+		ALLOC_GROW(rows->cells, (rows->nrows + 1) * rows->ncols, alloc);
+		for (size_t c = 0; c < rows->ncols; c++) {
+			const unsigned char *v = sqlite3_column_text(stmt, (int)c);
+			rows->cells[rows->nrows * rows->ncols + c] = v ? xstrdup((const char *)v) : NULL;
+		}
+		rows->nrows++;
+	}
+	if (rc != SQLITE_DONE) {
+		err_set(err, rc == SQLITE_INTERRUPT ? ERR_INTERRUPTED : ERR_FAIL, "%s",
+			sqlite3_errmsg(s->db));
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(stmt);
+	if (ret < 0 && rows)
+		rows_release(rows);
+	return ret;
+}
+
+static int sqlite_lock(struct engine *e, long timeout_ms, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	struct strbuf path = STRBUF_INIT;
+	struct timespec start, now;
+
+	if (s->lock_fd >= 0)
+		return 0;
+	sb_addf(&path, "%s-safe-migrate.lock", e->url.path);
+	s->lock_fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0) {
+		err_sys(err, "cannot open lock file '%s'", path.buf);
+		sb_release(&path);
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		long waited;
+
+		if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			err_sys(err, "cannot lock '%s'", path.buf);
+			goto fail;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= timeout_ms) {
+			err_set(err, ERR_LOCKED,
+				"another migration is running on '%s' (lock '%s' held); gave up after "
+				"%ld ms", e->url.path, path.buf, timeout_ms);
+			goto fail;
+		}
+		usleep(20000);
+	}
+	s->lock_path = sb_detach(&path);
+	return 0;
+fail:
+	close(s->lock_fd);
+	s->lock_fd = -1;
+	sb_release(&path);
+	return -1;
+}
+
+static void sqlite_unlock(struct engine *e)
+{
+	struct sqlite_impl *s = e->impl;
+
+	if (!s || s->lock_fd < 0)
+		return;
+	/* the lock file is left in place: unlinking it would race with a waiter
+	 * that has opened it but not yet locked it */
+	flock(s->lock_fd, LOCK_UN);
+	close(s->lock_fd);
+	s->lock_fd = -1;
+}
+
+static int sqlite_set_timeouts(struct engine *e, long lock_timeout_ms, long statement_timeout_ms,
+			       struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+
+	/* SQLite has no statement timeout; lock_timeout is how long to wait
+	 * for another connection's write lock */
+	(void)statement_timeout_ms;
+	(void)err;
+	if (lock_timeout_ms > 0)
+		sqlite3_busy_timeout(s->db, (int)lock_timeout_ms);
+	return 0;
+}
+
+static void sqlite_interrupt(struct engine *e)
+{
+	struct sqlite_impl *s = e->impl;
+
+	if (s && s->db)
+		sqlite3_interrupt(s->db);
+}
+
+static int sqlite_server_version(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	(void)e;
+	(void)err;
+	sb_addf(out, "SQLite %s", sqlite3_libversion());
+	return 0;
+}
+
+static void sqlite_quote_ident(struct strbuf *out, const char *ident)
+{
+	sb_addch(out, '"');
+	for (const char *c = ident; *c; c++) {
+		if (*c == '"')
+			sb_addch(out, '"');
+		sb_addch(out, *c);
+	}
+	sb_addch(out, '"');
+}
+
+static void sqlite_quote_literal(struct strbuf *out, const char *s)
+{
+	sb_addch(out, '\'');
+	for (const char *c = s; *c; c++) {
+		if (*c == '\'')
+			sb_addch(out, '\'');
+		sb_addch(out, *c);
+	}
+	sb_addch(out, '\'');
+}
+
+static int sqlite_table_exists(struct engine *e, const char *name, int *exists,
+			       struct sm_error *err)
+{
+	char *v = NULL;
+	const char *params[] = { name };
+
+	if (engine_scalar(e, "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') "
+			  "AND name = $1", 1, params, &v, err) < 0)
+		return -1;
+	*exists = v && strcmp(v, "0") != 0;
+	free(v);
+	return 0;
+}
+
+const struct engine_ops engine_sqlite_ops = {
+	.name = "sqlite",
+	.display_name = "SQLite",
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.exec_script = sqlite_exec_script,
+	.split = sqlite_split,
+	.begin = sqlite_begin,
+	.commit = sqlite_commit,
+	.rollback = sqlite_rollback,
+	.query = sqlite_query,
+	.lock = sqlite_lock,
+	.unlock = sqlite_unlock,
+	.set_timeouts = sqlite_set_timeouts,
+	.interrupt = sqlite_interrupt,
+	.server_version = sqlite_server_version,
+	.quote_ident = sqlite_quote_ident,
+	.quote_literal = sqlite_quote_literal,
+	.table_exists = sqlite_table_exists,
+};

@@ -1,0 +1,57 @@
+/*
+ * migration: discovering and parsing migration files.
+ *
+ * Four layouts are understood (see the README and docs/cli-contract):
+ *   1. one file with dbmate's "-- migrate:up" / "-- migrate:down" markers
+ *      (either may carry "transaction:false");
+ *   2. a pair NNN_x.up.sql / NNN_x.down.sql;
+ *   3. a plain NNN.sql with no markers: up-only;
+ *   4. a pair NNN_x.sql / NNN_x_rollback.sql.
+ * Directories are walked recursively (feature sub-folders) and several may be
+ * given; versions are unique across all of them.  Every file is read and
+ * checked here, before any database is touched.
+ */
+#ifndef SM_MIGRATION_H
+#define SM_MIGRATION_H
+
+#include <stddef.h>
+
+#include "error.h"
+#include "hash.h"
+
+struct migration {
+	char *version;     /* e.g. "20260223_143052" */
+	char *description; /* e.g. "add_user_preferences" (may be "") */
+	char *path;        /* the file holding the up SQL */
+	char *down_path;   /* the file holding the down SQL, or NULL when there is none */
+	char *up_sql;      /* owned */
+	char *down_sql;    /* owned; NULL when there is no down section */
+	int up_line;       /* line of up_sql's first character within path */
+	int down_line;     /* line of down_sql's first character within down_path */
+	int up_no_tx;      /* transaction:false on the up section */
+	int down_no_tx;    /* transaction:false on the down section */
+	char checksum[HASH_HEX_LEN + 1]; /* SHA-256 of up_sql */
+};
+
+struct migration_set {
+	struct migration *items; /* sorted by version */
+	size_t n, alloc;
+};
+
+#define MIGRATION_SET_INIT { NULL, 0, 0 }
+
+/* Loads every migration under dirs (recursively).  A missing directory, an
+ * unreadable, binary or malformed file, or two files claiming one version is
+ * an error naming the file(s). */
+int mig_load(struct migration_set *set, char *const *dirs, size_t ndirs, struct sm_error *err);
+void mig_set_release(struct migration_set *set);
+/* Index of version in set, or -1. */
+long mig_index(const struct migration_set *set, const char *version);
+
+/* Parses one file's text into m's up/down sections (layout 1 or 3).  name is
+ * used in messages.  Exposed for tests and fuzzing. */
+int mig_parse_text(struct migration *m, const char *name, const char *text, size_t len,
+		   struct sm_error *err);
+void mig_release(struct migration *m);
+
+#endif

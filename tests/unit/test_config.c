@@ -1,0 +1,75 @@
+/*
+ * Unit tests for the INI config reader (src/core/config.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char path[64];
+
+static void write_cfg(const char *text)
+{
+	FILE *f;
+
+	strcpy(path, "/tmp/sm-cfg-XXXXXX");
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_read(void **state)
+{
+	struct cfg_file c;
+	struct sm_error err = SM_ERROR_INIT;
+
+	(void)state;
+	write_cfg("[alembic]\nscript_location = x\n[safe-migrate]\n"
+		  "database_url = sqlite:///app.db\nmigrations_dir = db/a, db/b\n"
+		  "backup_dir = /var/backups/x\nlock_timeout = 5s\n");
+	assert_int_equal(cfg_load(path, &c, &err), 0);
+	assert_string_equal(c.database_url, "sqlite:///app.db");
+	assert_int_equal(c.n_migrations_dirs, 2);
+	assert_string_equal(c.migrations_dirs[0], "/tmp/db/a");
+	assert_string_equal(c.migrations_dirs[1], "/tmp/db/b");
+	assert_string_equal(c.backup_dir, "/var/backups/x");
+	assert_string_equal(c.lock_timeout, "5s");
+	assert_string_equal(c.dir, "/tmp");
+	cfg_release(&c);
+	unlink(path);
+}
+
+static void test_errors(void **state)
+{
+	struct cfg_file c;
+	struct sm_error err = SM_ERROR_INIT;
+
+	(void)state;
+	write_cfg("[safe-migrate]\ndatabse_url = typo\n");
+	assert_int_equal(cfg_load(path, &c, &err), -1);
+	assert_non_null(strstr(err.msg, "databse_url"));
+	unlink(path);
+	write_cfg("[safe-migrate\nx\n");
+	assert_int_equal(cfg_load(path, &c, &err), -1);
+	assert_int_equal(err.kind, ERR_USAGE);
+	unlink(path);
+	assert_int_equal(cfg_load("/nonexistent/sm.ini", &c, &err), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_read),
+		cmocka_unit_test(test_errors),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
