@@ -32,7 +32,7 @@
 /* The advisory lock key: the bytes of "safe-mig" as a big-endian bigint.
  * pg_locks shows it as classid 0x73616665, objid 0x2d6d6967, objsubid 1. */
 #define PG_LOCK_KEY "8314038971842521447"
-#define PG_LOCK_CLASSID "1935762021"
+#define PG_LOCK_CLASSID "1935763045"
 #define PG_LOCK_OBJID "762145127"
 
 #define PG_LOCK_POLL_MS 100
