@@ -13,12 +13,6 @@ static int not_yet(struct cmd_ctx *ctx)
 	return report_error(ctx, &ctx->err);
 }
 
-int cmd_backup(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_list_backups(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_verify(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_restore(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_prune(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_drop_tables(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_schema(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_validate(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_lint(struct cmd_ctx *ctx) { return not_yet(ctx); }
