@@ -19,10 +19,6 @@ int cmd_verify(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_restore(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_prune(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_drop_tables(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_schema(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_validate(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_lint(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_safety_check(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_safe_migrate(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_run(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_recover(struct cmd_ctx *ctx) { return not_yet(ctx); }
@@ -41,8 +37,4 @@ int cmd_create_from_schema(struct cmd_ctx *ctx, const char *file, struct strbuf 
 	(void)body;
 	return err_set(&ctx->err, ERR_FAIL, "create --from-schema is not implemented yet in "
 		       "this build");
-}
-void session_record_schema(struct session *s)
-{
-	(void)s; /* the schema model lands with the safety module */
 }
