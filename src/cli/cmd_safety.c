@@ -18,13 +18,14 @@
 #include "session.h"
 #include "strbuf.h"
 #include "validate.h"
+#include "pipeline.h"
 
 static const char *level_tag(enum level lv)
 {
 	return lv == LEVEL_PASS ? "PASS" : lv == LEVEL_WARN ? "WARN" : "FAIL";
 }
 
-static void print_findings(const struct finding_list *l)
+void print_findings(const struct finding_list *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		const struct finding *f = &l->items[i];
