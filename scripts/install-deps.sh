@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang
   libsqlite3-dev libpq-dev libzstd-dev libarchive-dev libssl-dev
   libcjson-dev libinih-dev libpg-query-dev libcmocka-dev
-  sqlite3 zstd python3 python3-alembic
+  sqlite3 zstd python3 python3-alembic python3-psycopg2 time
   postgresql-15 postgresql-contrib-15 postgresql-client-15
   cppcheck clang-tidy
 )

@@ -14,24 +14,22 @@
 #include "fsutil.h"
 #include "history.h"
 #include "lint.h"
-#include "safety_out.h"
 #include "schema.h"
 #include "session.h"
 #include "strbuf.h"
 #include "validate.h"
+#include "pipeline.h"
 
 static const char *level_tag(enum level lv)
 {
 	return lv == LEVEL_PASS ? "PASS" : lv == LEVEL_WARN ? "WARN" : "FAIL";
 }
 
-void cli_print_findings(const struct finding_list *l, int show_pass)
+void print_findings(const struct finding_list *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		const struct finding *f = &l->items[i];
 
-		if (f->level == LEVEL_PASS && !show_pass)
-			continue;
 		if (f->file)
 			out("%s %s:%d: %s: %s\n", level_tag(f->level), f->file, f->line,
 			    f->check_or_rule, f->message);
@@ -40,18 +38,6 @@ void cli_print_findings(const struct finding_list *l, int show_pass)
 		if (f->hint && f->level != LEVEL_PASS)
 			out("     hint: %s\n", f->hint);
 	}
-}
-
-void cli_findings_to_json(cJSON *arr, const struct finding_list *l)
-{
-	cJSON *items;
-
-	if (!arr)
-		return;
-	items = finding_list_json(l);
-	while (cJSON_GetArraySize(items) > 0)
-		cJSON_AddItemToArray(arr, cJSON_DetachItemFromArray(items, 0));
-	cJSON_Delete(items);
 }
 
 static void json_findings(struct cmd_ctx *ctx, const struct finding_list *l)
@@ -194,7 +180,7 @@ int cmd_validate(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	cli_print_findings(&l, 1);
+	print_findings(&l);
 	if (opt.verbose)
 		show_diff(e, &l, o.expected_text);
 	problems = finding_count(&l, LEVEL_FAIL);
@@ -272,7 +258,7 @@ int cmd_lint(struct cmd_ctx *ctx)
 					   &ctx->err) < 0)
 				goto fail;
 	}
-	cli_print_findings(&l, 1);
+	print_findings(&l);
 	blocking = finding_count(&l, LEVEL_FAIL);
 	info("linted %zu migration%s: %zu blocking, %zu warning%s", n_linted,
 	     n_linted == 1 ? "" : "s", blocking, finding_count(&l, LEVEL_WARN),
@@ -326,7 +312,7 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	cli_print_findings(&l, 1);
+	print_findings(&l);
 	if (finding_count(&l, LEVEL_FAIL))
 		info("safety-check: %zu check%s failed", finding_count(&l, LEVEL_FAIL),
 		     finding_count(&l, LEVEL_FAIL) == 1 ? "" : "s");

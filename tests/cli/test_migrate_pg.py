@@ -128,6 +128,25 @@ class MigratePg(PgTest):
         self.assertFalse(self.has_table("a"))
         self.assertEqual(self.versions(), [])
 
+    def test_psql_meta_command_is_explained(self):
+        self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n\\set ON_ERROR_STOP on\n")
+        r = self.code(1, "upgrade")
+        self.assertIn("0001_a.sql', line 2: ERROR:  syntax error at or near \"\\\"", r.err)
+        self.assertIn("psql meta-commands", r.err)
+        self.assertFalse(self.has_table("a"))
+
+    def test_pg_dump_style_search_path_does_not_leak(self):
+        # pg_dump output empties the search_path; the version table (and the
+        # next migration) must still resolve unqualified names
+        self.write("migrations/0001_dump.sql",
+                   "SET statement_timeout = 0;\n"
+                   "SELECT pg_catalog.set_config('search_path', '', false);\n"
+                   "CREATE TABLE public.a (x integer);\n")
+        self.write("migrations/0002_next.sql", "CREATE TABLE b (x INT);\n")
+        self.ok("upgrade")
+        self.assertEqual(self.versions(), ["0001", "0002"])
+        self.assertTrue(self.has_table("public.b"))
+
     def test_upgrade_targets_and_downgrade(self):
         self.chain(4)
         self.ok("upgrade", "+2")
@@ -306,7 +325,8 @@ class MigratePg(PgTest):
         name = "sm_missing_" + uuid.uuid4().hex[:8]
         url = self.url.rsplit("/", 1)[0] + "/" + name
         r = self.code(1, "-d", url, "upgrade")
-        self.assertIn("does not exist", r.err)
+        self.assertIn('database "%s" does not exist' % name, r.err)
+        self.assertIn("createdb", r.err)
         self.assertEqual(self.psql(PG_URL, "SELECT count(*) FROM pg_database WHERE datname = '%s'"
                                    % name), "0")
 
