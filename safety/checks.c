@@ -34,7 +34,7 @@ void safety_check_connect(const struct db_url *url, struct engine **e, struct fi
 		d->preopen(url, out);
 	if (engine_open(e, url, 0, &err) < 0) {
 		CHECK(out, "connectivity", LEVEL_FAIL, "check the database URL and that the server "
-		      "is running", "cannot connect to '%s': %s", url->redacted, err.msg);
+		      "is running", "%s", err.msg);
 		return;
 	}
 	if ((*e)->ops->server_version(*e, &ver, &err) < 0) {
