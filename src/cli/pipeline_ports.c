@@ -112,40 +112,6 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	return rc;
 }
 
-/* Counts the rows of every table of the model, sorted as the model is. */
-static int count_rows(struct engine *e, const struct schema_model *m, struct strbuf *out,
-		      struct sm_error *err)
-{
-	for (size_t i = 0; i < m->n; i++) {
-		const struct schema_obj *o = &m->items[i];
-		struct strbuf sql = STRBUF_INIT;
-		const char *dot = strchr(o->name, '.');
-		char *n = NULL;
-		int rc;
-
-		if (o->kind != SOBJ_TABLE)
-			continue;
-		sb_adds(&sql, "SELECT count(*) FROM ");
-		if (dot) {
-			/* the model names non-default schemas "schema.table" */
-			char *sch = xstrndup(o->name, (size_t)(dot - o->name));
-			e->ops->quote_ident(&sql, sch);
-			sb_addch(&sql, '.');
-			e->ops->quote_ident(&sql, dot + 1);
-			free(sch);
-		} else {
-			e->ops->quote_ident(&sql, o->name);
-		}
-		rc = engine_scalar(e, sql.buf, 0, NULL, &n, err);
-		sb_release(&sql);
-		if (rc < 0)
-			return err_prefix(err, "cannot count the rows of '%s'", o->name);
-		sb_addf(out, "%s=%s\n", o->name, n ? n : "0");
-		free(n);
-	}
-	return 0;
-}
-
 int port_capture(struct engine *e, struct db_state *st, struct sm_error *err)
 {
 	struct schema_model m = SCHEMA_MODEL_INIT;
@@ -157,7 +123,7 @@ int port_capture(struct engine *e, struct db_state *st, struct sm_error *err)
 	if (schema_load(e, &m, err) < 0)
 		goto out;
 	schema_canonical_text(&m, &text);
-	if (count_rows(e, &m, &counts, err) < 0)
+	if (schema_row_counts(e, &m, &counts, err) < 0)
 		goto out;
 	if (validate_baseline_capture(e, b, err) < 0)
 		goto out;
