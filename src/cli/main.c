@@ -61,7 +61,7 @@ static const struct command commands[] = {
 	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
 	{ "verify", cmd_verify, 0,
 	  "verify SNAPSHOT", "check a snapshot's structure and every checksum", NULL },
-	{ "restore", cmd_restore, NEED_DB | NEED_BACKUP_DIR,
+	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR,
 	  "restore SNAPSHOT [--to URL] [--no-safety-backup]",
 	  "verify a snapshot, take a safety snapshot, and restore", NULL },
 	{ "prune", cmd_prune, NEED_BACKUP_DIR,

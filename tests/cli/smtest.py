@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.parse
 import uuid
 
 BIN = os.environ.get("SAFE_MIGRATE_BIN") or os.path.join(
@@ -121,8 +122,8 @@ class CliTest(unittest.TestCase):
         name = "sm_" + uuid.uuid4().hex[:12]
         self.psql_admin('CREATE DATABASE "%s"' % name)
         self._pg_dbs.append(name)
-        base = PG_URL.rsplit("/", 1)[0]
-        return base + "/" + name
+        # keep the server's host, port, user and query (sslmode...); swap the database
+        return urllib.parse.urlsplit(PG_URL)._replace(path="/" + name).geturl()
 
     def psql(self, url, sql, check=True):
         r = subprocess.run(["psql", url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",

@@ -1,0 +1,134 @@
+/*
+ * backup: the engine-agnostic half of taking a snapshot (see backup.h).
+ *
+ * Checks free space against the driver's estimate, opens the snapshot
+ * writer, fills in what every engine records (engine, server version,
+ * redacted source URL, schema revision) and lets the engine's driver write
+ * its entries; the writer makes the result durable.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backup.h"
+#include "fsutil.h"
+#include "xalloc.h"
+
+/* One line per engine: adding an engine's backup is adding its driver here. */
+static const struct backup_driver *const drivers[] = {
+	&backup_sqlite_driver,
+};
+
+const struct backup_driver *backup_find_driver(const struct engine *e)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (!strcmp(drivers[i]->engine, e->ops->name))
+			return drivers[i];
+	return NULL;
+}
+
+void backup_result_release(struct backup_result *r)
+{
+	free(r->path);
+	r->path = NULL;
+	r->sha256[0] = '\0';
+	r->bytes = 0;
+}
+
+/* Numeric segment-by-segment order of version strings ("2.10" > "2.9"), as
+ * the migrate module orders them (backup may not depend on it). */
+static int version_cmp(const char *a, const char *b)
+{
+	while (*a || *b) {
+		unsigned long long x = 0, y = 0;
+		while (*a == '0')
+			a++;
+		while (*b == '0')
+			b++;
+		const char *sa = a, *sb = b;
+		while (*a >= '0' && *a <= '9')
+			x = x * 10 + (unsigned)(*a++ - '0');
+		while (*b >= '0' && *b <= '9')
+			y = y * 10 + (unsigned)(*b++ - '0');
+		if ((a - sa) != (b - sb))
+			return (a - sa) < (b - sb) ? -1 : 1;
+		if (x != y)
+			return x < y ? -1 : 1;
+		if (*a != *b)
+			return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+		if (*a)
+			a++;
+		if (*b)
+			b++;
+	}
+	return 0;
+}
+
+/* The newest version in safe_migrate_versions, or NULL (caller frees). */
+static int read_revision(struct engine *e, char **out, struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+	const char *best = NULL;
+	int exists = 0;
+
+	*out = NULL;
+	if (e->ops->table_exists(e, "safe_migrate_versions", &exists, err) < 0)
+		return -1;
+	if (!exists)
+		return 0;
+	if (e->ops->query(e, "SELECT version FROM safe_migrate_versions", 0, NULL, &rows, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rows.nrows; i++) {
+		const char *v = rows_get(&rows, i, 0);
+		if (v && (!best || version_cmp(v, best) > 0))
+			best = v;
+	}
+	if (best)
+		*out = xstrdup(best);
+	rows_release(&rows);
+	return 0;
+}
+
+int backup_take(struct engine *e, const char *backup_dir, const char *name,
+		const struct backup_opts *opts, struct backup_result *out, struct sm_error *err)
+{
+	static const struct backup_opts no_opts;
+	const struct backup_driver *d = backup_find_driver(e);
+	struct snap_writer *w = NULL;
+	struct strbuf version = STRBUF_INIT;
+	char *revision = NULL;
+	uint64_t need = 0;
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (!opts)
+		opts = &no_opts;
+	if (!d)
+		return err_set(err, ERR_FAIL, "snapshots of %s databases are not supported in this "
+			       "build", e->ops->display_name);
+	if (fs_mkdirs(backup_dir, 0700, err) < 0)
+		return -1;
+	if (d->estimate(e, &need, err) < 0)
+		goto out;
+	if (snap_check_space(backup_dir, need, err) < 0)
+		goto out;
+	if (e->ops->server_version(e, &version, err) < 0)
+		goto out;
+	if (opts->revision)
+		revision = xstrdup(opts->revision);
+	else if (read_revision(e, &revision, err) < 0)
+		goto out;
+	if (snap_writer_open(backup_dir, name, &w, err) < 0)
+		goto out;
+	snap_set_engine(w, e->ops->name, version.buf);
+	snap_set_source(w, e->url.redacted);
+	snap_set_revision(w, revision);
+	if (d->take(e, w, opts, err) < 0)
+		goto out;
+	ret = snap_writer_commit(w, &out->path, out->sha256, &out->bytes, err);
+	w = NULL;
+out:
+	snap_writer_abort(w);
+	free(revision);
+	sb_release(&version);
+	return ret;
+}

@@ -1,0 +1,67 @@
+/*
+ * backup: taking a snapshot of a live database.
+ *
+ * backup_take() is what the CLI's `backup`, `drop-tables`, `restore`'s safety
+ * snapshot and the safe-migrate pipeline call.  It is engine-agnostic: the
+ * engine-specific work is done by a driver found in backup.c's table by
+ * e->ops->name (as pg_dump's archive formats are).  Adding an engine is one
+ * line in that table plus its backup_<engine>.c.  Nothing here prints.
+ */
+#ifndef SM_BACKUP_H
+#define SM_BACKUP_H
+
+#include <stdint.h>
+
+#include "engine.h"
+#include "error.h"
+#include "hash.h"
+#include "snapshot.h"
+
+struct backup_opts {
+	/* Schema revision to record; NULL: the driver reads the newest version
+	 * in safe_migrate_versions (if that table exists). */
+	const char *revision;
+	/* Progress of the payload (may be NULL). */
+	snap_progress_fn progress;
+	void *progress_ud;
+	int no_owner; /* PostgreSQL: do not record ownership */
+};
+
+struct backup_result {
+	char *path;                     /* owned: the snapshot file */
+	char sha256[HASH_HEX_LEN + 1];  /* of the whole file */
+	uint64_t bytes;
+};
+
+#define BACKUP_RESULT_INIT { NULL, "", 0 }
+
+void backup_result_release(struct backup_result *r);
+
+struct backup_driver {
+	const char *engine; /* e->ops->name */
+	/* Writes the engine's entries into w (the manifest's engine, source and
+	 * revision are already set by backup_take unless the driver overrides
+	 * them before its first entry).  Must keep memory bounded. */
+	int (*take)(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
+		    struct sm_error *err);
+	/* Estimates the bytes the snapshot (and any scratch files) will need in
+	 * the backup directory, for the free-space check. */
+	int (*estimate)(struct engine *e, uint64_t *bytes, struct sm_error *err);
+};
+
+/* The driver for e's engine, or NULL. */
+const struct backup_driver *backup_find_driver(const struct engine *e);
+
+/*
+ * Takes a snapshot of e into backup_dir (created 0700 if missing) as
+ * NAME.tar.zst (name NULL: backup_YYYYMMDD_HHMMSS).  Checks free space
+ * first (ERR_NOSPACE).  On success fills out (caller releases); on failure
+ * no snapshot file is left behind.
+ */
+int backup_take(struct engine *e, const char *backup_dir, const char *name,
+		const struct backup_opts *opts, struct backup_result *out, struct sm_error *err);
+
+/* Engine drivers (backup_<engine>.c). */
+extern const struct backup_driver backup_sqlite_driver;
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * restore: the engine-agnostic half of restoring a snapshot (see restore.h).
+ *
+ * Opens the snapshot, picks the driver by the header's engine, lets it load
+ * into staging while the reader hashes everything, verifies the whole
+ * snapshot, and only then (and after before_apply) lets the driver apply.
+ */
+#include <string.h>
+
+#include "restore.h"
+
+/* One line per engine: adding an engine's restore is adding its driver here. */
+static const struct restore_driver *const drivers[] = {
+	&restore_sqlite_driver,
+};
+
+const struct restore_driver *restore_find_driver(const char *engine)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (!strcmp(drivers[i]->engine, engine))
+			return drivers[i];
+	return NULL;
+}
+
+int restore_snapshot(const char *path, struct engine *target, const struct restore_opts *opts,
+		     struct sm_error *err)
+{
+	static const struct restore_opts no_opts;
+	struct snap_reader *r = NULL;
+	const struct restore_driver *d;
+	const cJSON *engine;
+	void *state = NULL;
+	int ret = -1;
+
+	if (!opts)
+		opts = &no_opts;
+	if (snap_reader_open(path, &r, err) < 0)
+		return -1;
+	if (opts->progress)
+		snap_reader_set_progress(r, opts->progress, opts->progress_ud);
+	engine = cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "engine");
+	if (!cJSON_IsString(engine)) {
+		err_set(err, ERR_DAMAGED, "snapshot '%s' does not name its engine", path);
+		goto out;
+	}
+	if (strcmp(engine->valuestring, target->ops->name) != 0) {
+		err_set(err, ERR_USAGE, "snapshot '%s' is of a %s database; cannot restore it "
+			"into %s", path, engine->valuestring, target->ops->display_name);
+		goto out;
+	}
+	d = restore_find_driver(engine->valuestring);
+	if (!d) {
+		err_set(err, ERR_FAIL, "restoring %s snapshots is not supported in this build",
+			target->ops->display_name);
+		goto out;
+	}
+	if (d->load(target, r, opts, &state, err) < 0)
+		goto discard;
+	/* everything read so far is untrusted until this succeeds */
+	if (snap_reader_finish(r, err) < 0)
+		goto discard;
+	if (opts->before_apply && opts->before_apply(opts->ud, snap_reader_manifest(r), err) < 0)
+		goto discard;
+	ret = d->apply(target, state, snap_reader_manifest(r), opts, err);
+discard:
+	d->discard(state);
+out:
+	snap_reader_close(r);
+	return ret;
+}

@@ -1,0 +1,66 @@
+/*
+ * restore: loading a snapshot back into a database.
+ *
+ * restore_snapshot() is engine-agnostic: it opens the snapshot, picks the
+ * driver for the snapshot's engine (restore.c's table, keyed by the header's
+ * "engine" which equals e->ops->name) and runs it in two phases:
+ *
+ *   load   streams the snapshot into a staging area that is NOT the target
+ *          (SQLite: a temp file next to the target) while every checksum is
+ *          computed; then the whole snapshot is verified (snap_reader_finish).
+ *   apply  only after verification, and after opts->before_apply (the CLI
+ *          asks for confirmation and takes the safety snapshot there) agreed:
+ *          puts the staged data into the target so that other connections
+ *          see either the old or the new database, never a mix.
+ *
+ * restore cannot depend on backup, so the safety snapshot is the caller's
+ * business, done in before_apply.  Nothing here prints.
+ */
+#ifndef SM_RESTORE_H
+#define SM_RESTORE_H
+
+#include <cjson/cJSON.h>
+
+#include "engine.h"
+#include "error.h"
+#include "snapshot.h"
+
+struct restore_opts {
+	/* Called after the snapshot was loaded and verified, before the target
+	 * is touched; returning -1 (with err) cancels the restore. May be NULL. */
+	int (*before_apply)(void *ud, const cJSON *manifest, struct sm_error *err);
+	void *ud;
+	snap_progress_fn progress; /* compressed bytes read of the snapshot */
+	void *progress_ud;
+	int jobs; /* PostgreSQL: parallel restore workers (0: default) */
+};
+
+struct restore_driver {
+	const char *engine; /* e->ops->name */
+	/* Loads the snapshot's entries from r into a staging area; *state is
+	 * the driver's (freed by discard).  Must not touch the target's data. */
+	int (*load)(struct engine *target, struct snap_reader *r, const struct restore_opts *opts,
+		    void **state, struct sm_error *err);
+	/* Makes the staged data the target's, atomically for other connections. */
+	int (*apply)(struct engine *target, void *state, const cJSON *manifest,
+		     const struct restore_opts *opts, struct sm_error *err);
+	/* Removes the staging area.  Called always, state may be NULL. */
+	void (*discard)(void *state);
+};
+
+const struct restore_driver *restore_find_driver(const char *engine);
+
+/*
+ * Restores the snapshot at path into target (an open engine; for a new
+ * SQLite database open it with ENGINE_CREATE).  The snapshot's engine must
+ * match the target's.  Errors: ERR_DAMAGED when the snapshot fails
+ * verification (the target is untouched), ERR_USAGE for an engine mismatch,
+ * whatever before_apply returned, ERR_FAIL otherwise.
+ */
+int restore_snapshot(const char *path, struct engine *target, const struct restore_opts *opts,
+		     struct sm_error *err);
+
+/* Engine drivers (restore_<engine>.c). */
+extern const struct restore_driver restore_sqlite_driver;
+
+#endif

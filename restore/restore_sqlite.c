@@ -1,0 +1,221 @@
+/*
+ * restore_sqlite: the SQLite driver of restore.
+ *
+ * load:  the data/main.db.NNNN chunks are concatenated into a staging file
+ *        next to the target (same file system, mode 0600).
+ * apply: the staging file must pass PRAGMA integrity_check; then SQLite's
+ *        backup API copies it INTO the live target in one step.  The copy
+ *        is one write transaction on the target (journaled, or in the WAL),
+ *        so other connections see the old database or the new one, never a
+ *        mix, and a failure part-way is rolled back by SQLite itself.  We do
+ *        not rename files under a running application.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "restore.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+#define PAYLOAD "data/main.db"
+#define BUSY_GIVE_UP_MS 60000
+#define IO_BLOCK ((size_t)1 << 20)
+
+struct sqlite_stage {
+	char *path; /* the staging database file */
+};
+
+static void stage_free(void *p)
+{
+	struct sqlite_stage *s = p;
+	static const char *const sfx[] = { "", "-wal", "-shm", "-journal" };
+	struct strbuf sb = STRBUF_INIT;
+
+	if (!s)
+		return;
+	for (size_t i = 0; s->path && i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		sb_reset(&sb);
+		sb_addf(&sb, "%s%s", s->path, sfx[i]);
+		unlink(sb.buf);
+	}
+	sb_release(&sb);
+	free(s->path);
+	free(s);
+}
+
+static int sqlite_load(struct engine *target, struct snap_reader *r,
+		       const struct restore_opts *opts, void **state, struct sm_error *err)
+{
+	struct sqlite_stage *s = xcalloc(1, sizeof(*s));
+	struct strbuf path = STRBUF_INIT;
+	struct snap_entry ent;
+	unsigned char *buf = NULL;
+	unsigned expect = 0, idx;
+	int fd = -1, rc, ret = -1;
+
+	(void)opts;
+	*state = s;
+	sb_addf(&path, "%s.safe-migrate-restore.%ld.tmp", target->url.path, (long)getpid());
+	unlink(path.buf);
+	fd = open(path.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err_sys(err, "cannot create staging file '%s'", path.buf);
+		goto out;
+	}
+	s->path = sb_detach(&path);
+	buf = xmalloc(IO_BLOCK);
+	while ((rc = snap_reader_next(r, &ent, err)) > 0) {
+		if (!snap_is_chunk_of(ent.name, PAYLOAD, &idx)) {
+			err_set(err, ERR_DAMAGED, "unexpected entry '%s' in a SQLite snapshot",
+				ent.name);
+			goto out;
+		}
+		if (idx != expect++) {
+			err_set(err, ERR_DAMAGED, "entry '%s' is out of order", ent.name);
+			goto out;
+		}
+		for (;;) {
+			size_t got;
+			if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0)
+				goto out;
+			if (!got)
+				break;
+			if (fs_write_all(fd, buf, got) < 0) {
+				err_sys(err, "cannot write staging file '%s'", s->path);
+				goto out;
+			}
+		}
+	}
+	if (rc < 0)
+		goto out;
+	if (!expect) {
+		err_set(err, ERR_DAMAGED, "the snapshot holds no database ('%s.NNNN' entries)",
+			PAYLOAD);
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		err_sys(err, "cannot write staging file '%s'", s->path);
+		goto out;
+	}
+	fd = -1;
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	sb_release(&path);
+	return ret;
+}
+
+static int integrity_check(sqlite3 *db, const char *path, struct sm_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	struct strbuf msg = STRBUF_INIT;
+	int rc, n = 0, ret = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check(20)", -1, &st, NULL) != SQLITE_OK) {
+		err_set(err, ERR_DAMAGED, "the snapshot's database is not readable: %s",
+			sqlite3_errmsg(db));
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *line = (const char *)sqlite3_column_text(st, 0);
+		if (line && !strcmp(line, "ok"))
+			continue;
+		if (n++ < 3)
+			sb_addf(&msg, "%s%s", msg.len ? "; " : "", line ? line : "?");
+	}
+	if (rc != SQLITE_DONE) {
+		err_set(err, ERR_DAMAGED, "the snapshot's database is not readable: %s",
+			sqlite3_errmsg(db));
+		goto out;
+	}
+	if (n) {
+		err_set(err, ERR_DAMAGED, "the snapshot's database fails PRAGMA integrity_check "
+			"(%s): %s", path, msg.buf);
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(st);
+	sb_release(&msg);
+	return ret;
+}
+
+static int sqlite_apply(struct engine *target, void *state, const cJSON *manifest,
+			const struct restore_opts *opts, struct sm_error *err)
+{
+	struct sqlite_stage *s = state;
+	sqlite3 *src = NULL, *dst = engine_native(target);
+	sqlite3_backup *b = NULL;
+	struct timespec t0, now;
+	int rc, ret = -1;
+
+	(void)manifest;
+	(void)opts;
+	if (sqlite3_open_v2(s->path, &src, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		err_set(err, ERR_DAMAGED, "cannot open the snapshot's database: %s",
+			src ? sqlite3_errmsg(src) : "out of memory");
+		goto out;
+	}
+	if (integrity_check(src, s->path, err) < 0)
+		goto out;
+	b = sqlite3_backup_init(dst, "main", src, "main");
+	if (!b) {
+		err_set(err, ERR_FAIL, "cannot start restoring into '%s': %s", target->url.path,
+			sqlite3_errmsg(dst));
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		long waited;
+
+		rc = sqlite3_backup_step(b, -1);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+			err_set(err, rc == SQLITE_FULL ? ERR_NOSPACE : ERR_FAIL,
+				"restoring into '%s' failed (the database is unchanged): %s",
+				target->url.path, sqlite3_errstr(rc));
+			goto out;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+		if (waited > BUSY_GIVE_UP_MS) {
+			err_set(err, ERR_LOCKED, "restoring into '%s' failed (the database is "
+				"unchanged): other connections kept it locked for %d s",
+				target->url.path, BUSY_GIVE_UP_MS / 1000);
+			goto out;
+		}
+		usleep(5000);
+	}
+	rc = sqlite3_backup_finish(b);
+	b = NULL;
+	if (rc != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "restoring into '%s' failed: %s", target->url.path,
+			sqlite3_errstr(rc));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (b)
+		sqlite3_backup_finish(b);
+	sqlite3_close(src);
+	return ret;
+}
+
+const struct restore_driver restore_sqlite_driver = {
+	.engine = "sqlite",
+	.load = sqlite_load,
+	.apply = sqlite_apply,
+	.discard = stage_free,
+};

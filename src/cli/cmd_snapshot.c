@@ -1,0 +1,483 @@
+/*
+ * cmd_snapshot: the snapshot commands: backup, list-backups, verify,
+ * restore, prune and drop-tables.  The work is done by backup/, restore/ and
+ * src/snapshot/; this file parses arguments, asks for confirmation, prints
+ * and picks exit codes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backup.h"
+#include "cli.h"
+#include "fsutil.h"
+#include "progress.h"
+#include "restore.h"
+#include "snapshot.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+static void human_bytes(char *out, size_t n, uint64_t b)
+{
+	if (b >= ((uint64_t)1 << 30))
+		snprintf(out, n, "%.1f GiB", (double)b / (double)((uint64_t)1 << 30));
+	else if (b >= ((uint64_t)1 << 20))
+		snprintf(out, n, "%.1f MiB", (double)b / (double)((uint64_t)1 << 20));
+	else if (b >= 1024)
+		snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
+	else
+		snprintf(out, n, "%llu B", (unsigned long long)b);
+}
+
+static int want_args(struct cmd_ctx *ctx, int min, int max)
+{
+	if (ctx->argc < min) {
+		err_set(&ctx->err, ERR_USAGE, "missing argument; usage: safe-migrate %s",
+			ctx->cmd->usage);
+		return -1;
+	}
+	if (ctx->argc > max) {
+		err_set(&ctx->err, ERR_USAGE, "unexpected argument '%s'; usage: safe-migrate %s",
+			ctx->argv[max], ctx->cmd->usage);
+		return -1;
+	}
+	return 0;
+}
+
+/* Takes a snapshot of e with the progress display; fills res. */
+static int take_snapshot(struct engine *e, struct cmd_ctx *ctx, const char *name,
+			 const char *label, struct backup_result *res)
+{
+	struct backup_opts bo;
+	struct progress pr;
+	int rc;
+
+	memset(&bo, 0, sizeof(bo));
+	progress_init(&pr, label);
+	bo.progress = progress_cb;
+	bo.progress_ud = &pr;
+	bo.no_owner = opt.no_owner;
+	rc = backup_take(e, ctx->backup_dir, name, &bo, res, &ctx->err);
+	progress_end(&pr);
+	return rc;
+}
+
+int cmd_backup(struct cmd_ctx *ctx)
+{
+	struct engine *e = NULL;
+	struct backup_result res = BACKUP_RESULT_INIT;
+	int code;
+
+	if (want_args(ctx, 0, 0) < 0)
+		return report_error(ctx, &ctx->err);
+	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0 ||
+	    take_snapshot(e, ctx, opt.name, "backup", &res) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	out("%s\n", res.path);
+	if (!opt.json) {
+		char b[32];
+		human_bytes(b, sizeof(b), res.bytes);
+		verbose("%s, sha256 %s", b, res.sha256);
+	}
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "path", res.path);
+		cJSON_AddStringToObject(ctx->json, "sha256", res.sha256);
+		cJSON_AddNumberToObject(ctx->json, "bytes", (double)res.bytes);
+	}
+	code = EXIT_OK;
+out:
+	backup_result_release(&res);
+	engine_close(e);
+	return code;
+}
+
+int cmd_list_backups(struct cmd_ctx *ctx)
+{
+	struct snap_list l = SNAP_LIST_INIT;
+	cJSON *arr = NULL;
+
+	if (want_args(ctx, 0, 0) < 0 || snap_list(ctx->backup_dir, &l, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (ctx->json)
+		arr = cJSON_AddArrayToObject(ctx->json, "snapshots");
+	if (!l.n)
+		info("no snapshots in '%s'", ctx->backup_dir);
+	else
+		out("%-36s %-24s %10s  %-10s %s\n", "NAME", "CREATED", "SIZE", "ENGINE", "REVISION");
+	for (size_t i = 0; i < l.n; i++) {
+		const struct snap_info *s = &l.items[i];
+		char b[32];
+
+		human_bytes(b, sizeof(b), s->bytes);
+		if (s->damaged)
+			out("%-36s %-24s %10s  DAMAGED: %s\n", fs_basename(s->path),
+			    s->created_at ? s->created_at : "-", b, s->problem);
+		else
+			out("%-36s %-24s %10s  %-10s %s\n", fs_basename(s->path),
+			    s->created_at ? s->created_at : "-", b, s->engine ? s->engine : "-",
+			    s->revision ? s->revision : "base");
+		if (arr) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "path", s->path);
+			cJSON_AddStringToObject(o, "name", fs_basename(s->path));
+			if (s->created_at)
+				cJSON_AddStringToObject(o, "created_at", s->created_at);
+			else
+				cJSON_AddNullToObject(o, "created_at");
+			cJSON_AddNumberToObject(o, "bytes", (double)s->bytes);
+			if (s->engine)
+				cJSON_AddStringToObject(o, "engine", s->engine);
+			else
+				cJSON_AddNullToObject(o, "engine");
+			if (s->revision)
+				cJSON_AddStringToObject(o, "revision", s->revision);
+			else
+				cJSON_AddNullToObject(o, "revision");
+			cJSON_AddBoolToObject(o, "damaged", s->damaged);
+			if (s->problem)
+				cJSON_AddStringToObject(o, "problem", s->problem);
+			cJSON_AddItemToArray(arr, o);
+		}
+	}
+	snap_list_release(&l);
+	return EXIT_OK;
+}
+
+/* A snapshot argument: as given, or else relative to the backup directory. */
+static char *snapshot_arg(struct cmd_ctx *ctx, const char *arg)
+{
+	if (!fs_exists(arg) && ctx->backup_dir && !strchr(arg, '/')) {
+		char *p = fs_join(ctx->backup_dir, arg);
+		if (fs_exists(p))
+			return p;
+		free(p);
+	}
+	return xstrdup(arg);
+}
+
+int cmd_verify(struct cmd_ctx *ctx)
+{
+	struct snap_problems pr = SNAP_PROBLEMS_INIT;
+	char *path = NULL;
+	cJSON *arr = NULL;
+	int code;
+
+	if (want_args(ctx, 1, 1) < 0)
+		return report_error(ctx, &ctx->err);
+	path = snapshot_arg(ctx, ctx->argv[0]);
+	if (snap_verify(path, &pr, NULL, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "path", path);
+		cJSON_AddBoolToObject(ctx->json, "ok", pr.n == 0);
+		arr = cJSON_AddArrayToObject(ctx->json, "problems");
+		for (size_t i = 0; i < pr.n; i++)
+			cJSON_AddItemToArray(arr, cJSON_CreateString(pr.items[i]));
+	}
+	if (!pr.n) {
+		out("ok: %s\n", path);
+		code = EXIT_OK;
+		goto out;
+	}
+	out("damaged: %s\n", path);
+	for (size_t i = 0; i < pr.n; i++)
+		out("  - %s\n", pr.items[i]);
+	if (!opt.json)
+		error_msg("snapshot '%s' is damaged: %s", path, pr.items[0]);
+	code = EXIT_PROBLEMS;
+out:
+	snap_problems_release(&pr);
+	free(path);
+	return code;
+}
+
+struct restore_ui {
+	struct cmd_ctx *ctx;
+	struct engine *target;
+	const char *snapshot;
+	int safety;             /* take a safety snapshot before applying */
+	struct backup_result safety_res;
+	struct progress *pr;
+};
+
+/* Between verification and touching the target: confirm, safety snapshot. */
+static int before_apply(void *ud, const cJSON *manifest, struct sm_error *err)
+{
+	struct restore_ui *ui = ud;
+	struct strbuf q = STRBUF_INIT;
+	int ok;
+
+	(void)manifest;
+	progress_end(ui->pr);
+	sb_addf(&q, "replace the contents of '%s' with snapshot '%s'?", ui->target->url.redacted,
+		fs_basename(ui->snapshot));
+	ok = confirm(q.buf, err);
+	sb_release(&q);
+	if (!ok)
+		return -1;
+	if (ui->safety) {
+		if (take_snapshot(ui->target, ui->ctx, NULL, "safety snapshot", &ui->safety_res) < 0)
+			return err_prefix(err, "cannot take the safety snapshot; nothing was "
+					  "restored");
+		info("safety snapshot of the current database: %s", ui->safety_res.path);
+	}
+	return 0;
+}
+
+int cmd_restore(struct cmd_ctx *ctx)
+{
+	struct db_url to = DB_URL_INIT;
+	const struct db_url *target_url = &ctx->url;
+	struct engine *e = NULL;
+	struct restore_ui ui;
+	struct restore_opts ro;
+	struct progress pr;
+	char *path = NULL;
+	int code, existed = 1;
+
+	memset(&ui, 0, sizeof(ui));
+	memset(&ro, 0, sizeof(ro));
+	if (want_args(ctx, 1, 1) < 0)
+		return report_error(ctx, &ctx->err);
+	path = snapshot_arg(ctx, ctx->argv[0]);
+	if (opt.to_url) {
+		if (url_parse(opt.to_url, NULL, &to, &ctx->err) < 0) {
+			code = report_error(ctx, &ctx->err);
+			goto out;
+		}
+		target_url = &to;
+	} else if (!ctx->have_url) {
+		err_set(&ctx->err, ERR_USAGE, "no database configured: pass -d URL or --to URL");
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	if (!opt.yes && !isatty(0)) {
+		err_set(&ctx->err, ERR_USAGE, "restore replaces the database's contents: refusing "
+			"without confirmation; stdin is not a terminal, so pass --yes to proceed");
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	if (!fs_exists(path)) {
+		err_set(&ctx->err, ERR_FAIL, "cannot open snapshot '%s': No such file or directory",
+			path);
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	if (target_url->path && !fs_exists(target_url->path))
+		existed = 0;
+	/* a new database only for --to: restoring "over" a mistyped -d path
+	 * would silently create a stray file */
+	if (engine_open(&e, target_url, opt.to_url ? ENGINE_CREATE : 0, &ctx->err) < 0 ||
+	    e->ops->lock(e, opt.lock_timeout_ms, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	progress_init(&pr, "restore");
+	ui.ctx = ctx;
+	ui.target = e;
+	ui.snapshot = path;
+	ui.safety = !opt.no_safety_backup && existed;
+	ui.pr = &pr;
+	ro.before_apply = before_apply;
+	ro.ud = &ui;
+	ro.progress = progress_cb;
+	ro.progress_ud = &pr;
+	ro.jobs = opt.jobs;
+	if (restore_snapshot(path, e, &ro, &ctx->err) < 0) {
+		progress_end(&pr);
+		if (ui.safety_res.path)
+			err_prefix(&ctx->err, "(safety snapshot: %s)", ui.safety_res.path);
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	progress_end(&pr);
+	info("restored '%s' into '%s'", path, e->url.redacted);
+	out("%s\n", e->url.redacted);
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "restored", path);
+		cJSON_AddStringToObject(ctx->json, "target", e->url.redacted);
+		if (ui.safety_res.path)
+			cJSON_AddStringToObject(ctx->json, "safety_snapshot", ui.safety_res.path);
+		else
+			cJSON_AddNullToObject(ctx->json, "safety_snapshot");
+	}
+	code = EXIT_OK;
+out:
+	if (!existed && code != EXIT_OK && e && opt.to_url) {
+		/* do not leave the empty file we created for a failed --to */
+		char *p = xstrdup(e->url.path);
+		engine_close(e);
+		e = NULL;
+		unlink(p);
+		free(p);
+	}
+	engine_close(e);
+	backup_result_release(&ui.safety_res);
+	url_release(&to);
+	free(path);
+	return code;
+}
+
+int cmd_prune(struct cmd_ctx *ctx)
+{
+	struct snap_list l = SNAP_LIST_INIT;
+	cJSON *removed = NULL, *kept = NULL;
+	char *end;
+	long keep;
+	int code = EXIT_OK;
+
+	if (want_args(ctx, 0, 0) < 0)
+		return report_error(ctx, &ctx->err);
+	if (!opt.keep) {
+		err_set(&ctx->err, ERR_USAGE, "prune needs --keep N (the number of newest snapshots "
+			"to keep)");
+		return report_error(ctx, &ctx->err);
+	}
+	errno = 0;
+	keep = strtol(opt.keep, &end, 10);
+	if (errno || end == opt.keep || *end || keep < 0 || opt.keep[0] == '-' ||
+	    opt.keep[0] == '+' || opt.keep[0] == ' ') {
+		err_set(&ctx->err, ERR_USAGE, "invalid --keep '%s': expected a non-negative integer",
+			opt.keep);
+		return report_error(ctx, &ctx->err);
+	}
+	if (snap_list(ctx->backup_dir, &l, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (ctx->json) {
+		removed = cJSON_AddArrayToObject(ctx->json, "removed");
+		kept = cJSON_AddArrayToObject(ctx->json, "kept");
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		const char *p = l.items[i].path;
+		if (l.n - i <= (size_t)keep) {
+			if (kept)
+				cJSON_AddItemToArray(kept, cJSON_CreateString(p));
+			continue;
+		}
+		if (snap_remove(p, &ctx->err) < 0) {
+			code = report_error(ctx, &ctx->err);
+			break;
+		}
+		out("removed %s\n", p);
+		if (removed)
+			cJSON_AddItemToArray(removed, cJSON_CreateString(p));
+	}
+	snap_list_release(&l);
+	return code;
+}
+
+/* --- drop-tables ------------------------------------------------------------ */
+
+/* Drops every user object; per engine (the engine interface has no
+ * "list user objects", and this is the only command that needs it). */
+struct drop_driver {
+	const char *engine;
+	int (*drop_all)(struct engine *e, struct strbuf *dropped, struct sm_error *err);
+};
+
+static int sqlite_drop_all(struct engine *e, struct strbuf *dropped, struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+	struct strbuf sql = STRBUF_INIT;
+	int ret = -1;
+
+	/* foreign_keys cannot change inside a transaction; off, dropping a
+	 * referenced table does not cascade deletes or fail */
+	if (engine_exec(e, "PRAGMA foreign_keys = OFF", err) < 0)
+		return -1;
+	if (e->ops->begin(e, err) < 0)
+		return -1;
+	if (e->ops->query(e, "SELECT type, name FROM sqlite_master WHERE type IN ('view', "
+			  "'table') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+			  "ORDER BY type = 'table', name", 0, NULL, &rows, err) < 0)
+		goto out;
+	for (size_t i = 0; i < rows.nrows; i++) {
+		const char *type = rows_get(&rows, i, 0), *name = rows_get(&rows, i, 1);
+		sb_reset(&sql);
+		sb_addf(&sql, "DROP %s IF EXISTS ", !strcmp(type, "view") ? "VIEW" : "TABLE");
+		e->ops->quote_ident(&sql, name);
+		if (engine_exec(e, sql.buf, err) < 0)
+			goto out;
+		sb_addf(dropped, "%s%s\n", !strcmp(type, "view") ? "view " : "table ", name);
+	}
+	if (e->ops->commit(e, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	if (ret < 0) {
+		struct sm_error ignored = SM_ERROR_INIT;
+		e->ops->rollback(e, &ignored);
+	}
+	rows_release(&rows);
+	sb_release(&sql);
+	return ret;
+}
+
+static const struct drop_driver drop_drivers[] = {
+	{ "sqlite", sqlite_drop_all },
+};
+
+int cmd_drop_tables(struct cmd_ctx *ctx)
+{
+	const struct drop_driver *d = NULL;
+	struct engine *e = NULL;
+	struct backup_result res = BACKUP_RESULT_INIT;
+	struct strbuf dropped = STRBUF_INIT, q = STRBUF_INIT;
+	int code;
+
+	if (want_args(ctx, 0, 0) < 0)
+		return report_error(ctx, &ctx->err);
+	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0)
+		goto fail;
+	for (size_t i = 0; i < sizeof(drop_drivers) / sizeof(drop_drivers[0]); i++)
+		if (!strcmp(drop_drivers[i].engine, e->ops->name))
+			d = &drop_drivers[i];
+	if (!d) {
+		err_set(&ctx->err, ERR_FAIL, "drop-tables is not supported for %s in this build",
+			e->ops->display_name);
+		goto fail;
+	}
+	sb_addf(&q, "drop every table, view and sequence in '%s' (a snapshot is taken first)?",
+		e->url.redacted);
+	if (!confirm(q.buf, &ctx->err))
+		goto fail;
+	if (e->ops->lock(e, opt.lock_timeout_ms, &ctx->err) < 0)
+		goto fail;
+	if (take_snapshot(e, ctx, NULL, "safety snapshot", &res) < 0) {
+		err_prefix(&ctx->err, "cannot take the safety snapshot; nothing was dropped");
+		goto fail;
+	}
+	info("safety snapshot: %s (undo with: safe-migrate restore %s)", res.path, res.path);
+	if (d->drop_all(e, &dropped, &ctx->err) < 0) {
+		err_prefix(&ctx->err, "drop-tables failed and was rolled back (snapshot: %s)",
+			   res.path);
+		goto fail;
+	}
+	out("%s\n", res.path);
+	if (ctx->json) {
+		cJSON *arr = cJSON_AddArrayToObject(ctx->json, "dropped");
+		const char *p = dropped.buf, *nl;
+		cJSON_AddStringToObject(ctx->json, "snapshot", res.path);
+		for (; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+			char *item = xstrndup(p, (size_t)(nl - p));
+			cJSON_AddItemToArray(arr, cJSON_CreateString(item));
+			free(item);
+		}
+	}
+	code = EXIT_OK;
+	goto out;
+fail:
+	code = report_error(ctx, &ctx->err);
+out:
+	engine_close(e);
+	backup_result_release(&res);
+	sb_release(&dropped);
+	sb_release(&q);
+	return code;
+}

@@ -1,0 +1,214 @@
+/*
+ * snapshot: the snapshot archive format, shared by backup and restore (as
+ * pg_dump and pg_restore share one archiver).  Engine-agnostic: it knows
+ * entries, checksums and the manifest, never SQL.
+ *
+ * A snapshot is BACKUP_DIR/NAME.tar.zst, a pax tar compressed with zstd,
+ * beside NAME.tar.zst.sha256 ("<hex>  NAME.tar.zst\n", sha256sum -c format).
+ * Entry order (docs/snapshot-format.md is the full description):
+ *
+ *   snapshot.json       header: format version, engine, revision, creation
+ *                       time...  written first so list-backups reads it
+ *                       without decompressing the whole file
+ *   <engine entries>    e.g. data/main.db.0000, data/main.db.0001 ... chunks
+ *                       of at most SNAP_CHUNK_MAX bytes each
+ *   manifest.json       written LAST: every field of the header plus row
+ *                       counts, engine extras and each entry's name, size
+ *                       and SHA-256 (so no payload is ever buffered whole)
+ *
+ * Durability: the archive is written to a temp file in the backup directory
+ * (mode 0600), fsync'd, renamed to its final name, the .sha256 sidecar is
+ * written the same way, and the directory is fsync'd.  A visible .tar.zst is
+ * complete.  Temp files are named ".safe-migrate-tmp.<pid>.<what>" and a
+ * later writer removes those whose process is gone.
+ *
+ * All functions return 0 (or as documented) or -1 with err filled.
+ */
+#ifndef SM_SNAPSHOT_H
+#define SM_SNAPSHOT_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "error.h"
+#include "hash.h"
+
+#define SNAP_FORMAT_VERSION 1
+#define SNAP_SUFFIX ".tar.zst"
+#define SNAP_SHA_SUFFIX ".sha256"
+#define SNAP_HEADER_NAME "snapshot.json"
+#define SNAP_MANIFEST_NAME "manifest.json"
+#define SNAP_TMP_PREFIX ".safe-migrate-tmp."
+/* Largest data chunk entry; a stream of unknown size buffers at most this. */
+#define SNAP_CHUNK_MAX ((size_t)16 << 20)
+/* Largest small entry (header, manifest, engine metadata) read into memory. */
+#define SNAP_SMALL_MAX ((size_t)64 << 20)
+#define SNAP_SIZE_UNKNOWN UINT64_MAX
+
+/* Progress: bytes of payload done so far, and the expected total (0 if unknown). */
+typedef void (*snap_progress_fn)(void *ud, uint64_t done, uint64_t total);
+
+/* A payload source for snap_add_entry_stream: fills buf with up to cap
+ * bytes and sets *got (0 at end of data).  Returns 0 or -1 with err. */
+typedef int (*snap_read_fn)(void *ud, void *buf, size_t cap, size_t *got,
+			    struct sm_error *err);
+
+/* --- writing -------------------------------------------------------------- */
+
+struct snap_writer;
+
+/*
+ * Starts a snapshot in dir (created with mode 0700 if missing).  name is the
+ * final base name without ".tar.zst" (NULL: backup_YYYYMMDD_HHMMSS, with a
+ * _N suffix if that exists).  Refuses a name that exists, or contains '/'.
+ * Removes recognised leftover temp files of dead processes first.
+ * On success *out is owned by the caller: snap_writer_commit or _abort.
+ */
+int snap_writer_open(const char *dir, const char *name, struct snap_writer **out,
+		     struct sm_error *err);
+
+/* Manifest fields.  engine, server_version, source and revision must be set
+ * before the first entry is added (they go into the header entry too);
+ * strings are copied.  revision may be NULL (no version table). */
+void snap_set_engine(struct snap_writer *w, const char *engine, const char *server_version);
+void snap_set_source(struct snap_writer *w, const char *source_url_redacted);
+void snap_set_revision(struct snap_writer *w, const char *revision);
+/* Row count of one table (any time before commit). */
+void snap_set_row_count(struct snap_writer *w, const char *table, long long rows);
+/* Engine-specific manifest data under "extra" (any time before commit);
+ * takes ownership of obj, replacing an earlier one. */
+void snap_set_extra(struct snap_writer *w, cJSON *obj);
+/* Progress reporting for the payload; total may be 0 (unknown). */
+void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total);
+
+/* Adds a small entry held in memory.  name is a relative path without "..". */
+int snap_add_entry_buf(struct snap_writer *w, const char *name, const void *data, size_t len,
+		       struct sm_error *err);
+/*
+ * Adds a payload read from fn as chunk entries "<name>.0000", "<name>.0001",
+ * ... of at most SNAP_CHUNK_MAX bytes each (tar needs each entry's size up
+ * front).  With size known, nothing is buffered and a source that ends early
+ * or runs long is an error; with SNAP_SIZE_UNKNOWN one chunk is buffered.
+ * An empty payload still writes one empty chunk ".0000".
+ * The manifest lists every chunk; readers concatenate them in order.
+ */
+int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size,
+			  snap_read_fn fn, void *ud, struct sm_error *err);
+
+/*
+ * Writes manifest.json, finishes the archive, fsyncs, renames it to its
+ * final name, writes the .sha256 sidecar durably and fsyncs the directory.
+ * On success: *out_path (caller frees; may be NULL if not wanted), sha256
+ * hex of the whole file, *bytes its size.  Always frees w (on failure the
+ * temp file is removed).
+ */
+int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_HEX_LEN + 1],
+		       uint64_t *bytes, struct sm_error *err);
+/* Removes the temp file and frees w.  NULL-safe. */
+void snap_writer_abort(struct snap_writer *w);
+/* The temp directory to use for engine scratch files (the backup dir).  Borrowed. */
+const char *snap_writer_dir(const struct snap_writer *w);
+
+/* Fails with ERR_NOSPACE ("not enough free space in 'dir': need about X,
+ * have Y") if dir's file system has fewer than need bytes free. */
+int snap_check_space(const char *dir, uint64_t need, struct sm_error *err);
+/* Removes ".safe-migrate-tmp.<pid>.*" files in dir whose process is gone. */
+void snap_cleanup_temps(const char *dir);
+
+/* --- reading -------------------------------------------------------------- */
+
+struct snap_reader;
+
+struct snap_entry {
+	const char *name; /* borrowed until the next snap_reader_next */
+	uint64_t size;
+};
+
+/*
+ * Opens a snapshot for one streaming pass.  Reads the header entry
+ * (snapshot.json) immediately; nothing else is trusted yet.  While entries
+ * are read, their SHA-256 and the whole file's SHA-256 are computed;
+ * snap_reader_finish then compares them with manifest.json and the .sha256
+ * sidecar.  A caller that loads data while reading must therefore treat what
+ * it loaded as untrusted until snap_reader_finish succeeded.
+ * Hostile entries (absolute paths, "..", links, devices, duplicates, sizes
+ * that lie) fail with ERR_DAMAGED.  Damage of any kind is ERR_DAMAGED.
+ */
+int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err);
+/* The header entry's JSON (format_version, engine, server_version, source,
+ * revision, created_at, tool_version).  Borrowed. */
+const cJSON *snap_reader_header(const struct snap_reader *r);
+/*
+ * Moves to the next payload entry (the header and manifest are handled
+ * internally).  Returns 1 with *ent filled, 0 at the end, -1 on error.
+ * Unread data of the previous entry is skipped (and still hashed).
+ */
+int snap_reader_next(struct snap_reader *r, struct snap_entry *ent, struct sm_error *err);
+/* Reads the current entry's data; *got is 0 at its end. */
+int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
+		     struct sm_error *err);
+/*
+ * Reads to the end of the archive and checks everything: the manifest exists
+ * and lists exactly the entries seen with their sizes and SHA-256, the
+ * whole-file SHA-256 matches the sidecar.  On success the manifest is
+ * available through snap_reader_manifest.
+ */
+int snap_reader_finish(struct snap_reader *r, struct sm_error *err);
+/* manifest.json once snap_reader_finish succeeded, else NULL.  Borrowed. */
+const cJSON *snap_reader_manifest(const struct snap_reader *r);
+void snap_reader_close(struct snap_reader *r);
+/* Sets progress reporting on compressed bytes read (total: the file size). */
+void snap_reader_set_progress(struct snap_reader *r, snap_progress_fn fn, void *ud);
+
+/* True if name is a chunk of base ("<base>.NNNN"); sets *index. */
+int snap_is_chunk_of(const char *name, const char *base, unsigned *index);
+
+/* --- verify and list -------------------------------------------------------- */
+
+struct snap_problems {
+	char **items; /* each owned */
+	size_t n, alloc;
+};
+
+#define SNAP_PROBLEMS_INIT { NULL, 0, 0 }
+
+void snap_problems_release(struct snap_problems *p);
+
+/*
+ * Checks a snapshot completely (structure, every entry's checksum, the whole
+ * file against the sidecar).  Returns 0 when it could look (problems->n says
+ * whether anything is wrong; never crashes whatever the bytes), -1 only when
+ * path cannot be read at all.  If manifest is not NULL and the snapshot is
+ * good, *manifest receives a copy (caller frees with cJSON_Delete).
+ */
+int snap_verify(const char *path, struct snap_problems *problems, cJSON **manifest,
+		struct sm_error *err);
+
+struct snap_info {
+	char *path;        /* owned */
+	char *created_at;  /* owned, or NULL when damaged */
+	char *engine;      /* owned, or NULL */
+	char *revision;    /* owned, or NULL */
+	uint64_t bytes;
+	time_t mtime;
+	int damaged;       /* header unreadable or sidecar missing/malformed */
+	char *problem;     /* owned, why it is damaged */
+};
+
+struct snap_list {
+	struct snap_info *items; /* oldest first (by created_at, then name) */
+	size_t n, alloc;
+};
+
+#define SNAP_LIST_INIT { NULL, 0, 0 }
+
+/* Lists "*.tar.zst" in dir, reading only each header (fast; a full check is
+ * snap_verify's job).  A missing dir is an empty list. */
+int snap_list(const char *dir, struct snap_list *out, struct sm_error *err);
+void snap_list_release(struct snap_list *l);
+/* Deletes a snapshot and its sidecar. */
+int snap_remove(const char *path, struct sm_error *err);
+
+#endif

@@ -1,0 +1,641 @@
+/*
+ * snapshot_read: reading and verifying a snapshot archive (see snapshot.h).
+ *
+ * One streaming pass: libarchive pulls compressed bytes through our read
+ * callback, which hashes them (the whole-file SHA-256), and every entry's
+ * data is hashed as the caller reads it.  Nothing is trusted until
+ * snap_reader_finish has compared all of it with manifest.json (the last
+ * entry) and the .sha256 sidecar.  Entries that could escape a directory or
+ * are not plain files are refused on sight, whatever a caller does with them.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "snapshot.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+#define READ_BLOCK ((size_t)1 << 20)
+#define HEADER_MAX ((size_t)1 << 20)
+
+struct seen_entry {
+	char *name;
+	uint64_t size;
+	char sha[HASH_HEX_LEN + 1];
+};
+
+struct snap_reader {
+	char *path;
+	int fd;
+	struct archive *a;
+	unsigned char *buf;  /* compressed input (read_cb) */
+	unsigned char *sink; /* skipped entry data */
+	struct hash_ctx file_hash;
+	uint64_t file_bytes, file_size;
+	int read_errno;
+
+	cJSON *header;
+	cJSON *manifest;        /* set once the manifest entry was read */
+	int manifest_checked;   /* finish succeeded */
+
+	/* current entry */
+	int in_entry;
+	char *cur_name;
+	uint64_t cur_size, cur_read;
+	struct hash_ctx cur_hash;
+
+	struct seen_entry *seen;
+	size_t nseen, seen_alloc;
+	int at_end;   /* archive EOF reached */
+	int broken;   /* a fatal structural error was reported */
+
+	struct snap_problems problems;
+	snap_progress_fn progress;
+	void *progress_ud;
+};
+
+static void problem(struct snap_reader *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void problem(struct snap_reader *r, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	sb_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	ALLOC_GROW(r->problems.items, r->problems.n + 1, r->problems.alloc);
+	r->problems.items[r->problems.n++] = sb_detach(&sb);
+}
+
+void snap_problems_release(struct snap_problems *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->items[i]);
+	free(p->items);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Reports the problems so far as one ERR_DAMAGED error. */
+static int damaged(struct snap_reader *r, struct sm_error *err)
+{
+	if (!r->problems.n)
+		problem(r, "snapshot is damaged");
+	if (r->problems.n == 1)
+		return err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: %s", r->path,
+			       r->problems.items[0]);
+	return err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: %s (and %zu more problems)",
+		       r->path, r->problems.items[0], r->problems.n - 1);
+}
+
+/* A structural failure: nothing after it can be read. */
+static int fatal(struct snap_reader *r, struct sm_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fatal(struct snap_reader *r, struct sm_error *err, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	sb_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	if (r->read_errno) {
+		err_set(err, ERR_FAIL, "cannot read snapshot '%s': %s", r->path,
+			strerror(r->read_errno));
+		err->sys_errno = r->read_errno;
+		sb_release(&sb);
+		r->broken = 1;
+		return -1;
+	}
+	problem(r, "%s", sb.buf);
+	sb_release(&sb);
+	r->broken = 1;
+	return damaged(r, err);
+}
+
+static la_ssize_t read_cb(struct archive *a, void *ud, const void **out)
+{
+	struct snap_reader *r = ud;
+	ssize_t n;
+
+	do {
+		n = read(r->fd, r->buf, READ_BLOCK);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		r->read_errno = errno;
+		archive_set_error(a, errno, "%s", strerror(errno));
+		return -1;
+	}
+	hash_update(&r->file_hash, r->buf, (size_t)n);
+	r->file_bytes += (uint64_t)n;
+	if (r->progress)
+		r->progress(r->progress_ud, r->file_bytes, r->file_size);
+	*out = r->buf;
+	return n;
+}
+
+static const char *arch_msg(struct snap_reader *r)
+{
+	const char *m = archive_error_string(r->a);
+
+	return m ? m : "unreadable archive";
+}
+
+/* Names that could escape the directory a careless extractor writes to. */
+static int hostile_name(const char *name)
+{
+	const char *p = name;
+
+	if (!*name || *name == '/')
+		return 1;
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		if (n == 2 && p[0] == '.' && p[1] == '.')
+			return 1;
+		p += n;
+		if (*p)
+			p++;
+	}
+	return strchr(name, '\\') != NULL;
+}
+
+static int already_seen(const struct snap_reader *r, const char *name)
+{
+	for (size_t i = 0; i < r->nseen; i++)
+		if (!strcmp(r->seen[i].name, name))
+			return 1;
+	return 0;
+}
+
+/* Finishes the current entry: skips (and hashes) unread data, records it. */
+static int end_entry(struct snap_reader *r, struct sm_error *err)
+{
+	struct seen_entry *s;
+	size_t got;
+
+	if (!r->in_entry)
+		return 0;
+	for (;;) {
+		if (snap_reader_read(r, r->sink, READ_BLOCK, &got, err) < 0)
+			return -1;
+		if (!got)
+			break;
+	}
+	if (r->cur_read != r->cur_size)
+		return fatal(r, err, "entry '%s' holds %llu bytes, its header says %llu",
+			     r->cur_name, (unsigned long long)r->cur_read,
+			     (unsigned long long)r->cur_size);
+	ALLOC_GROW(r->seen, r->nseen + 1, r->seen_alloc);
+	s = &r->seen[r->nseen++];
+	s->name = r->cur_name;
+	s->size = r->cur_size;
+	hash_final_hex(&r->cur_hash, s->sha);
+	r->cur_name = NULL;
+	r->in_entry = 0;
+	return 0;
+}
+
+/* Reads a whole small entry (header or manifest) into sb. */
+static int slurp(struct snap_reader *r, struct strbuf *sb, size_t max, struct sm_error *err)
+{
+	unsigned char tmp[65536];
+	size_t got;
+
+	if (r->cur_size > max)
+		return fatal(r, err, "entry '%s' is implausibly large (%llu bytes)", r->cur_name,
+			     (unsigned long long)r->cur_size);
+	for (;;) {
+		if (snap_reader_read(r, tmp, sizeof(tmp), &got, err) < 0)
+			return -1;
+		if (!got)
+			break;
+		if (sb->len + got > max)
+			return fatal(r, err, "entry '%s' is larger than its header says", r->cur_name);
+		sb_add(sb, tmp, got);
+	}
+	return 0;
+}
+
+/* Reads the next raw header; 1 entry, 0 end, -1 error. */
+static int next_raw(struct snap_reader *r, struct sm_error *err)
+{
+	struct archive_entry *e = NULL;
+	const char *name;
+	int rc;
+
+	if (r->broken)
+		return damaged(r, err);
+	if (end_entry(r, err) < 0)
+		return -1;
+	if (r->at_end)
+		return 0;
+	rc = archive_read_next_header(r->a, &e);
+	if (rc == ARCHIVE_EOF) {
+		r->at_end = 1;
+		return 0;
+	}
+	if (rc != ARCHIVE_OK)
+		return fatal(r, err, "%s%s", r->nseen ? "after the last good entry: " : "",
+			     arch_msg(r));
+	name = archive_entry_pathname(e);
+	if (!name)
+		return fatal(r, err, "an entry has no name");
+	if (hostile_name(name))
+		return fatal(r, err, "entry '%s' has an absolute or escaping path; refused", name);
+	if (archive_entry_hardlink(e))
+		return fatal(r, err, "entry '%s' is a hard link; refused", name);
+	if (archive_entry_symlink(e) || archive_entry_filetype(e) == AE_IFLNK)
+		return fatal(r, err, "entry '%s' is a symbolic link; refused", name);
+	if (archive_entry_filetype(e) != AE_IFREG)
+		return fatal(r, err, "entry '%s' is not a regular file; refused", name);
+	if (!archive_entry_size_is_set(e) || archive_entry_size(e) < 0)
+		return fatal(r, err, "entry '%s' has no size", name);
+	if (already_seen(r, name))
+		return fatal(r, err, "entry '%s' appears twice; refused", name);
+	if (r->manifest)
+		return fatal(r, err, "entry '%s' follows the manifest", name);
+	r->cur_name = xstrdup(name);
+	r->cur_size = (uint64_t)archive_entry_size(e);
+	r->cur_read = 0;
+	hash_init(&r->cur_hash);
+	r->in_entry = 1;
+	return 1;
+}
+
+static int read_sidecar(struct snap_reader *r, char hex[HASH_HEX_LEN + 1])
+{
+	struct strbuf sb = STRBUF_INIT, path = STRBUF_INIT;
+	struct sm_error e2 = SM_ERROR_INIT;
+	const char *base = fs_basename(r->path);
+	int ok = 0;
+
+	sb_addf(&path, "%s%s", r->path, SNAP_SHA_SUFFIX);
+	if (fs_read_file(path.buf, &sb, 4096, &e2) < 0) {
+		problem(r, "checksum file '%s' cannot be read: %s", path.buf,
+			e2.sys_errno ? strerror(e2.sys_errno) : e2.msg);
+		goto out;
+	}
+	sb_rtrim(&sb);
+	if (sb.len < HASH_HEX_LEN + 2 || strspn(sb.buf, "0123456789abcdefABCDEF") != HASH_HEX_LEN ||
+	    sb.buf[HASH_HEX_LEN] != ' ' ||
+	    (sb.buf[HASH_HEX_LEN + 1] != ' ' && sb.buf[HASH_HEX_LEN + 1] != '*') ||
+	    strchr(sb.buf, '\n')) {
+		problem(r, "checksum file '%s' is not in 'sha256sum -c' format", path.buf);
+		goto out;
+	}
+	if (strcmp(sb.buf + HASH_HEX_LEN + 2, base) != 0) {
+		problem(r, "checksum file '%s' names '%s', not '%s'", path.buf,
+			sb.buf + HASH_HEX_LEN + 2, base);
+		goto out;
+	}
+	for (int i = 0; i < HASH_HEX_LEN; i++)
+		hex[i] = (char)(sb.buf[i] | 0x20);
+	hex[HASH_HEX_LEN] = '\0';
+	ok = 1;
+out:
+	sb_release(&sb);
+	sb_release(&path);
+	return ok;
+}
+
+int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err)
+{
+	struct snap_reader *r = xcalloc(1, sizeof(*r));
+	struct strbuf sb = STRBUF_INIT;
+	struct stat st;
+	const cJSON *fv;
+	int rc;
+
+	*out = NULL;
+	r->fd = -1;
+	r->path = xstrdup(path);
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0) {
+		err_sys(err, "cannot open snapshot '%s'", path);
+		goto fail;
+	}
+	if (fstat(r->fd, &st) < 0) {
+		err_sys(err, "cannot stat snapshot '%s'", path);
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err_set(err, ERR_FAIL, "cannot open snapshot '%s': not a regular file", path);
+		goto fail;
+	}
+	r->file_size = (uint64_t)st.st_size;
+	r->buf = xmalloc(READ_BLOCK);
+	r->sink = xmalloc(READ_BLOCK);
+	hash_init(&r->file_hash);
+	r->a = archive_read_new();
+	if (!r->a)
+		xdie_oom();
+	archive_read_support_filter_zstd(r->a);
+	archive_read_support_format_tar(r->a);
+	if (st.st_size == 0) {
+		fatal(r, err, "the file is empty");
+		goto fail;
+	}
+	if (archive_read_open(r->a, r, NULL, read_cb, NULL) != ARCHIVE_OK) {
+		fatal(r, err, "not a zstd-compressed tar archive: %s", arch_msg(r));
+		goto fail;
+	}
+	rc = next_raw(r, err);
+	if (rc < 0)
+		goto fail;
+	if (archive_filter_code(r->a, 0) != ARCHIVE_FILTER_ZSTD) {
+		fatal(r, err, "not zstd-compressed");
+		goto fail;
+	}
+	if (rc == 0 || strcmp(r->cur_name, SNAP_HEADER_NAME) != 0) {
+		fatal(r, err, "the first entry is not '%s': not a safe-migrate snapshot",
+		      SNAP_HEADER_NAME);
+		goto fail;
+	}
+	if (slurp(r, &sb, HEADER_MAX, err) < 0)
+		goto fail;
+	r->header = cJSON_ParseWithLength(sb.buf, sb.len);
+	if (!cJSON_IsObject(r->header)) {
+		fatal(r, err, "'%s' is not a JSON object", SNAP_HEADER_NAME);
+		goto fail;
+	}
+	fv = cJSON_GetObjectItemCaseSensitive(r->header, "format_version");
+	if (!cJSON_IsNumber(fv)) {
+		fatal(r, err, "'%s' has no format_version", SNAP_HEADER_NAME);
+		goto fail;
+	}
+	if (fv->valuedouble > SNAP_FORMAT_VERSION || fv->valuedouble < 1) {
+		err_set(err, ERR_FAIL, "snapshot '%s' has format version %g; this safe-migrate "
+			"reads version %d (upgrade safe-migrate)", path, fv->valuedouble,
+			SNAP_FORMAT_VERSION);
+		goto fail;
+	}
+	sb_release(&sb);
+	*out = r;
+	return 0;
+fail:
+	sb_release(&sb);
+	snap_reader_close(r);
+	return -1;
+}
+
+const cJSON *snap_reader_header(const struct snap_reader *r)
+{
+	return r->header;
+}
+
+void snap_reader_set_progress(struct snap_reader *r, snap_progress_fn fn, void *ud)
+{
+	r->progress = fn;
+	r->progress_ud = ud;
+}
+
+int snap_reader_next(struct snap_reader *r, struct snap_entry *ent, struct sm_error *err)
+{
+	int rc = next_raw(r, err);
+
+	if (rc <= 0)
+		return rc;
+	if (!strcmp(r->cur_name, SNAP_MANIFEST_NAME)) {
+		struct strbuf sb = STRBUF_INIT;
+		cJSON *m;
+
+		if (slurp(r, &sb, SNAP_SMALL_MAX, err) < 0) {
+			sb_release(&sb);
+			return -1;
+		}
+		m = cJSON_ParseWithLength(sb.buf, sb.len);
+		sb_release(&sb);
+		if (!cJSON_IsObject(m)) {
+			cJSON_Delete(m);
+			return fatal(r, err, "'%s' is not a JSON object", SNAP_MANIFEST_NAME);
+		}
+		/* the manifest is not listed in itself: drop it from what was seen */
+		if (end_entry(r, err) < 0) {
+			cJSON_Delete(m);
+			return -1;
+		}
+		r->nseen--;
+		free(r->seen[r->nseen].name);
+		r->manifest = m;
+		rc = next_raw(r, err);
+		if (rc <= 0)
+			return rc;
+	}
+	ent->name = r->cur_name;
+	ent->size = r->cur_size;
+	return 1;
+}
+
+int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
+		     struct sm_error *err)
+{
+	la_ssize_t n;
+
+	*got = 0;
+	if (!r->in_entry || cap == 0)
+		return 0;
+	n = archive_read_data(r->a, buf, cap);
+	if (n < 0)
+		return fatal(r, err, "entry '%s' cannot be read: %s", r->cur_name, arch_msg(r));
+	hash_update(&r->cur_hash, buf, (size_t)n);
+	r->cur_read += (uint64_t)n;
+	if (r->cur_read > r->cur_size)
+		return fatal(r, err, "entry '%s' is longer than its header says", r->cur_name);
+	*got = (size_t)n;
+	return 0;
+}
+
+static const struct seen_entry *find_seen(const struct snap_reader *r, const char *name)
+{
+	for (size_t i = 0; i < r->nseen; i++)
+		if (!strcmp(r->seen[i].name, name))
+			return &r->seen[i];
+	return NULL;
+}
+
+/* Compares what was read with the manifest; adds problems. */
+static void check_manifest(struct snap_reader *r)
+{
+	const cJSON *entries = cJSON_GetObjectItemCaseSensitive(r->manifest, "entries");
+	const cJSON *e;
+	size_t listed = 0;
+	static const char *const same[] = { "format_version", "engine", "created_at", "revision" };
+
+	if (!cJSON_IsArray(entries)) {
+		problem(r, "the manifest has no entry list");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(r->header, same[i]);
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(r->manifest, same[i]);
+		if (!a || !b || !cJSON_Compare(a, b, 1))
+			problem(r, "the manifest's %s differs from the header's", same[i]);
+	}
+	cJSON_ArrayForEach(e, entries) {
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
+		const cJSON *sz = cJSON_GetObjectItemCaseSensitive(e, "size");
+		const cJSON *sha = cJSON_GetObjectItemCaseSensitive(e, "sha256");
+		const struct seen_entry *s;
+
+		listed++;
+		if (!cJSON_IsString(n) || !cJSON_IsNumber(sz) || !cJSON_IsString(sha)) {
+			problem(r, "manifest entry %zu is malformed", listed);
+			continue;
+		}
+		s = find_seen(r, n->valuestring);
+		if (!s) {
+			problem(r, "entry '%s' is listed in the manifest but missing", n->valuestring);
+			continue;
+		}
+		if ((double)s->size != sz->valuedouble)
+			problem(r, "entry '%s' is %llu bytes, the manifest says %.0f", s->name,
+				(unsigned long long)s->size, sz->valuedouble);
+		else if (strcmp(s->sha, sha->valuestring) != 0)
+			problem(r, "entry '%s' fails its SHA-256 check", s->name);
+	}
+	for (size_t i = 0; i < r->nseen; i++) {
+		int found = 0;
+		cJSON_ArrayForEach(e, entries) {
+			const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
+			if (cJSON_IsString(n) && !strcmp(n->valuestring, r->seen[i].name)) {
+				found = 1;
+				break;
+			}
+		}
+		if (!found)
+			problem(r, "entry '%s' is not listed in the manifest", r->seen[i].name);
+	}
+}
+
+int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
+{
+	struct snap_entry ent;
+	char want[HASH_HEX_LEN + 1], have[HASH_HEX_LEN + 1];
+	int rc;
+
+	while ((rc = snap_reader_next(r, &ent, err)) > 0)
+		;
+	if (rc < 0)
+		return -1;
+	if (!r->manifest) {
+		problem(r, "'%s' is missing (the snapshot is incomplete)", SNAP_MANIFEST_NAME);
+		return damaged(r, err);
+	}
+	/* hash what libarchive did not need to read (padding, trailing bytes) */
+	for (;;) {
+		ssize_t n = read(r->fd, r->buf, READ_BLOCK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(err, "cannot read snapshot '%s'", r->path);
+		if (n == 0)
+			break;
+		hash_update(&r->file_hash, r->buf, (size_t)n);
+		r->file_bytes += (uint64_t)n;
+	}
+	hash_final_hex(&r->file_hash, have);
+	check_manifest(r);
+	if (read_sidecar(r, want) && strcmp(want, have) != 0)
+		problem(r, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
+			want);
+	if (r->problems.n)
+		return damaged(r, err);
+	r->manifest_checked = 1;
+	return 0;
+}
+
+const cJSON *snap_reader_manifest(const struct snap_reader *r)
+{
+	return r->manifest_checked ? r->manifest : NULL;
+}
+
+void snap_reader_close(struct snap_reader *r)
+{
+	if (!r)
+		return;
+	if (r->a)
+		archive_read_free(r->a);
+	if (r->fd >= 0)
+		close(r->fd);
+	hash_release(&r->file_hash);
+	hash_release(&r->cur_hash);
+	free(r->cur_name);
+	for (size_t i = 0; i < r->nseen; i++)
+		free(r->seen[i].name);
+	free(r->seen);
+	cJSON_Delete(r->header);
+	cJSON_Delete(r->manifest);
+	snap_problems_release(&r->problems);
+	free(r->buf);
+	free(r->sink);
+	free(r->path);
+	free(r);
+}
+
+int snap_is_chunk_of(const char *name, const char *base, unsigned *index)
+{
+	size_t n = strlen(base);
+	const char *p;
+	unsigned v = 0;
+
+	if (strncmp(name, base, n) != 0 || name[n] != '.')
+		return 0;
+	p = name + n + 1;
+	if (strlen(p) < 4 || strspn(p, "0123456789") != strlen(p) || strlen(p) > 9)
+		return 0;
+	for (; *p; p++)
+		v = v * 10 + (unsigned)(*p - '0');
+	if (index)
+		*index = v;
+	return 1;
+}
+
+int snap_verify(const char *path, struct snap_problems *problems, cJSON **manifest,
+		struct sm_error *err)
+{
+	struct snap_reader *r = NULL;
+	struct sm_error e2 = SM_ERROR_INIT;
+	struct stat st;
+
+	if (manifest)
+		*manifest = NULL;
+	if (stat(path, &st) < 0)
+		return err_sys(err, "cannot open snapshot '%s'", path);
+	if (snap_reader_open(path, &r, &e2) < 0) {
+		if (e2.kind != ERR_DAMAGED && e2.sys_errno)
+			return err_set(err, e2.kind, "%s", e2.msg);
+		/* format version too new, not a regular file, damage: all problems */
+		ALLOC_GROW(problems->items, problems->n + 1, problems->alloc);
+		{
+			const char *m = e2.msg;
+			const char *colon = strstr(m, "is damaged: ");
+			problems->items[problems->n++] = xstrdup(colon ? colon + 12 : m);
+		}
+		return 0;
+	}
+	if (snap_reader_finish(r, &e2) == 0 && manifest)
+		*manifest = cJSON_Duplicate(snap_reader_manifest(r), 1);
+	if (e2.kind != ERR_NONE && e2.kind != ERR_DAMAGED && !r->problems.n) {
+		snap_reader_close(r);
+		return err_set(err, e2.kind, "%s", e2.msg);
+	}
+	for (size_t i = 0; i < r->problems.n; i++) {
+		ALLOC_GROW(problems->items, problems->n + 1, problems->alloc);
+		problems->items[problems->n++] = r->problems.items[i];
+	}
+	r->problems.n = 0;
+	snap_reader_close(r);
+	return 0;
+}

@@ -1,0 +1,608 @@
+/*
+ * snapshot_write: writing a snapshot archive (see snapshot.h for the format
+ * and docs/snapshot-format.md for the full description).
+ *
+ * The archive goes through libarchive (pax tar + zstd filter, multithreaded
+ * zstd when there is more than one CPU) into our own write callback, which
+ * hashes the compressed bytes as they go out: the whole-file SHA-256 costs
+ * no second pass.  Entry checksums are computed as payload goes in.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "snapshot.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+#define IO_BLOCK ((size_t)1 << 20)
+
+struct snap_writer {
+	char *dir;
+	char *final_path;
+	char *tmp_path;
+	int fd;
+	struct archive *a;
+	struct hash_ctx file_hash;
+	uint64_t file_bytes;
+	int write_errno; /* errno of a failed write in the callback */
+	int header_done;
+
+	cJSON *manifest;     /* owned: built up as we go */
+	cJSON *entries;      /* borrowed from manifest */
+	cJSON *row_counts;   /* borrowed from manifest */
+	char *created_at;
+
+	unsigned char *block; /* IO_BLOCK bytes */
+	snap_progress_fn progress;
+	void *progress_ud;
+	uint64_t progress_total, progress_done;
+};
+
+static void now_iso_ms(char out[40])
+{
+	struct timeval tv;
+	struct tm tm;
+	char base[32];
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, 40, "%s.%03dZ", base, (int)(tv.tv_usec / 1000));
+}
+
+static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t len)
+{
+	struct snap_writer *w = ud;
+
+	if (fs_write_all(w->fd, buf, len) < 0) {
+		w->write_errno = errno;
+		archive_set_error(a, errno, "%s", strerror(errno));
+		return -1;
+	}
+	hash_update(&w->file_hash, buf, len);
+	w->file_bytes += len;
+	return (la_ssize_t)len;
+}
+
+static int arch_fail(struct snap_writer *w, struct sm_error *err, const char *what)
+{
+	if (w->write_errno) {
+		errno = w->write_errno;
+		return err_sys(err, "cannot write snapshot '%s'", w->tmp_path);
+	}
+	return err_set(err, ERR_FAIL, "cannot write snapshot '%s': %s: %s", w->tmp_path, what,
+		       archive_error_string(w->a) ? archive_error_string(w->a) : "unknown error");
+}
+
+static int valid_name(const char *name)
+{
+	return name[0] && name[0] != '.' && !strchr(name, '/') && strlen(name) < 200;
+}
+
+static int pick_name(struct snap_writer *w, const char *name, struct sm_error *err)
+{
+	struct strbuf base = STRBUF_INIT, path = STRBUF_INIT;
+	size_t n;
+
+	if (name) {
+		sb_adds(&base, name);
+		n = strlen(SNAP_SUFFIX);
+		if (base.len > n && !strcmp(base.buf + base.len - n, SNAP_SUFFIX))
+			sb_setlen(&base, base.len - n);
+		if (!valid_name(base.buf)) {
+			err_set(err, ERR_USAGE, "invalid snapshot name '%s': use letters, digits, "
+				"'-', '_' and '.', not starting with '.' and without '/'", name);
+			sb_release(&base);
+			return -1;
+		}
+		sb_addf(&path, "%s/%s%s", w->dir, base.buf, SNAP_SUFFIX);
+		if (fs_exists(path.buf)) {
+			err_set(err, ERR_USAGE, "snapshot '%s' already exists", path.buf);
+			sb_release(&base);
+			sb_release(&path);
+			return -1;
+		}
+	} else {
+		time_t t = time(NULL);
+		struct tm tm;
+		char stamp[32];
+
+		gmtime_r(&t, &tm);
+		strftime(stamp, sizeof(stamp), "backup_%Y%m%d_%H%M%S", &tm);
+		for (int i = 1; ; i++) {
+			sb_reset(&path);
+			if (i == 1)
+				sb_addf(&path, "%s/%s%s", w->dir, stamp, SNAP_SUFFIX);
+			else
+				sb_addf(&path, "%s/%s_%d%s", w->dir, stamp, i, SNAP_SUFFIX);
+			if (!fs_exists(path.buf))
+				break;
+		}
+	}
+	w->final_path = sb_detach(&path);
+	sb_release(&base);
+	return 0;
+}
+
+static int zstd_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		n = 1;
+	return n > 4 ? 4 : (int)n;
+}
+
+int snap_writer_open(const char *dir, const char *name, struct snap_writer **out,
+		     struct sm_error *err)
+{
+	struct snap_writer *w = xcalloc(1, sizeof(*w));
+	struct strbuf tmp = STRBUF_INIT;
+	char threads[16];
+
+	*out = NULL;
+	w->fd = -1;
+	w->dir = xstrdup(dir);
+	if (fs_mkdirs(dir, 0700, err) < 0)
+		goto fail;
+	snap_cleanup_temps(dir);
+	if (pick_name(w, name, err) < 0)
+		goto fail;
+	sb_addf(&tmp, "%s/%s%ld.%s", dir, SNAP_TMP_PREFIX, (long)getpid(),
+		fs_basename(w->final_path));
+	w->tmp_path = sb_detach(&tmp);
+	w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (w->fd < 0) {
+		err_sys(err, "cannot create '%s'", w->tmp_path);
+		goto fail;
+	}
+	if (hash_init(&w->file_hash) < 0) {
+		err_set(err, ERR_FAIL, "cannot initialise SHA-256");
+		goto fail;
+	}
+	w->manifest = cJSON_CreateObject();
+	w->row_counts = cJSON_AddObjectToObject(w->manifest, "row_counts");
+	w->entries = cJSON_AddArrayToObject(w->manifest, "entries");
+	{
+		char now[40];
+		now_iso_ms(now);
+		w->created_at = xstrdup(now);
+	}
+	w->block = xmalloc(IO_BLOCK);
+
+	w->a = archive_write_new();
+	if (!w->a)
+		xdie_oom();
+	snprintf(threads, sizeof(threads), "%d", zstd_threads());
+	if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
+	    archive_write_add_filter_zstd(w->a) != ARCHIVE_OK ||
+	    archive_write_set_filter_option(w->a, "zstd", "compression-level", "1") != ARCHIVE_OK) {
+		arch_fail(w, err, "cannot set up zstd");
+		goto fail;
+	}
+	/* older libarchive has no threads option: single-threaded is still correct */
+	archive_write_set_filter_option(w->a, "zstd", "threads", threads);
+	archive_write_set_bytes_per_block(w->a, (int)IO_BLOCK);
+	archive_write_set_bytes_in_last_block(w->a, 1);
+	if (archive_write_open2(w->a, w, NULL, write_cb, NULL, NULL) != ARCHIVE_OK) {
+		arch_fail(w, err, "cannot start archive");
+		goto fail;
+	}
+	*out = w;
+	return 0;
+fail:
+	snap_writer_abort(w);
+	return -1;
+}
+
+const char *snap_writer_dir(const struct snap_writer *w)
+{
+	return w->dir;
+}
+
+static void set_str(cJSON *obj, const char *key, const char *val)
+{
+	cJSON_DeleteItemFromObject(obj, key);
+	if (val)
+		cJSON_AddStringToObject(obj, key, val);
+	else
+		cJSON_AddNullToObject(obj, key);
+}
+
+void snap_set_engine(struct snap_writer *w, const char *engine, const char *server_version)
+{
+	set_str(w->manifest, "engine", engine);
+	set_str(w->manifest, "server_version", server_version);
+}
+
+void snap_set_source(struct snap_writer *w, const char *source_url_redacted)
+{
+	set_str(w->manifest, "source", source_url_redacted);
+}
+
+void snap_set_revision(struct snap_writer *w, const char *revision)
+{
+	set_str(w->manifest, "revision", revision);
+}
+
+void snap_set_row_count(struct snap_writer *w, const char *table, long long rows)
+{
+	cJSON_DeleteItemFromObject(w->row_counts, table);
+	cJSON_AddNumberToObject(w->row_counts, table, (double)rows);
+}
+
+void snap_set_extra(struct snap_writer *w, cJSON *obj)
+{
+	cJSON_DeleteItemFromObject(w->manifest, "extra");
+	cJSON_AddItemToObject(w->manifest, "extra", obj);
+}
+
+void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total)
+{
+	w->progress = fn;
+	w->progress_ud = ud;
+	w->progress_total = total;
+}
+
+/* The fields shared by the header entry and the manifest. */
+static void add_common(const struct snap_writer *w, cJSON *obj)
+{
+	static const char *const keys[] = { "engine", "server_version", "source", "revision" };
+
+	cJSON_AddNumberToObject(obj, "format_version", SNAP_FORMAT_VERSION);
+	cJSON_AddStringToObject(obj, "tool", "safe-migrate");
+	cJSON_AddStringToObject(obj, "tool_version", SAFE_MIGRATE_VERSION);
+	cJSON_AddStringToObject(obj, "created_at", w->created_at);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(w->manifest, keys[i]);
+		if (v)
+			cJSON_AddItemToObject(obj, keys[i], cJSON_Duplicate(v, 1));
+		else
+			cJSON_AddNullToObject(obj, keys[i]);
+	}
+}
+
+static void record_entry(struct snap_writer *w, const char *name, uint64_t size,
+			 const char *sha)
+{
+	cJSON *e = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(e, "name", name);
+	cJSON_AddNumberToObject(e, "size", (double)size);
+	cJSON_AddStringToObject(e, "sha256", sha);
+	cJSON_AddItemToArray(w->entries, e);
+}
+
+static int entry_name_ok(const char *name)
+{
+	const char *p = name;
+
+	if (!*name || *name == '/')
+		return 0;
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return 0;
+		p += n;
+		if (*p)
+			p++;
+	}
+	return 1;
+}
+
+static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
+		       struct sm_error *err)
+{
+	struct archive_entry *e = archive_entry_new();
+	int rc;
+
+	if (!e)
+		xdie_oom();
+	archive_entry_set_pathname(e, name);
+	archive_entry_set_size(e, (la_int64_t)size);
+	archive_entry_set_filetype(e, AE_IFREG);
+	archive_entry_set_perm(e, 0600);
+	archive_entry_set_mtime(e, time(NULL), 0);
+	rc = archive_write_header(w->a, e);
+	archive_entry_free(e);
+	if (rc != ARCHIVE_OK)
+		return arch_fail(w, err, name);
+	return 0;
+}
+
+static int put_data(struct snap_writer *w, const void *data, size_t len, struct hash_ctx *h,
+		    struct sm_error *err)
+{
+	const char *p = data;
+
+	while (len) {
+		la_ssize_t n = archive_write_data(w->a, p, len);
+		if (n <= 0)
+			return arch_fail(w, err, "cannot write data");
+		hash_update(h, p, (size_t)n);
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_small(struct snap_writer *w, const char *name, const void *data, size_t len,
+		       struct sm_error *err)
+{
+	struct hash_ctx h = { NULL };
+	char sha[HASH_HEX_LEN + 1];
+
+	if (begin_entry(w, name, len, err) < 0)
+		return -1;
+	hash_init(&h);
+	if (put_data(w, data, len, &h, err) < 0) {
+		hash_release(&h);
+		return -1;
+	}
+	hash_final_hex(&h, sha);
+	record_entry(w, name, len, sha);
+	return 0;
+}
+
+static int write_header(struct snap_writer *w, struct sm_error *err)
+{
+	cJSON *hdr;
+	char *text;
+	int ret;
+
+	if (w->header_done)
+		return 0;
+	w->header_done = 1;
+	hdr = cJSON_CreateObject();
+	add_common(w, hdr);
+	text = cJSON_Print(hdr);
+	ret = write_small(w, SNAP_HEADER_NAME, text, strlen(text), err);
+	free(text);
+	cJSON_Delete(hdr);
+	return ret;
+}
+
+int snap_add_entry_buf(struct snap_writer *w, const char *name, const void *data, size_t len,
+		       struct sm_error *err)
+{
+	if (!entry_name_ok(name) || !strcmp(name, SNAP_HEADER_NAME) ||
+	    !strcmp(name, SNAP_MANIFEST_NAME))
+		return err_set(err, ERR_FAIL, "invalid snapshot entry name '%s'", name);
+	if (write_header(w, err) < 0)
+		return -1;
+	return write_small(w, name, data, len, err);
+}
+
+static void progress(struct snap_writer *w, size_t n)
+{
+	w->progress_done += n;
+	if (w->progress)
+		w->progress(w->progress_ud, w->progress_done, w->progress_total);
+}
+
+/* Writes one chunk entry of exactly size bytes, reading from fn through
+ * w->block.  For a known-size stream. */
+static int write_chunk_direct(struct snap_writer *w, const char *name, uint64_t size,
+			      snap_read_fn fn, void *ud, struct sm_error *err)
+{
+	struct hash_ctx h = { NULL };
+	char sha[HASH_HEX_LEN + 1];
+	uint64_t left = size;
+
+	if (begin_entry(w, name, size, err) < 0)
+		return -1;
+	hash_init(&h);
+	while (left) {
+		size_t want = left < IO_BLOCK ? (size_t)left : IO_BLOCK, got = 0;
+
+		if (fn(ud, w->block, want, &got, err) < 0)
+			goto fail;
+		if (got == 0) {
+			err_set(err, ERR_FAIL, "snapshot source for '%s' ended %llu bytes early",
+				name, (unsigned long long)left);
+			goto fail;
+		}
+		if (got > want)
+			got = want;
+		if (put_data(w, w->block, got, &h, err) < 0)
+			goto fail;
+		left -= got;
+		progress(w, got);
+	}
+	hash_final_hex(&h, sha);
+	record_entry(w, name, size, sha);
+	return 0;
+fail:
+	hash_release(&h);
+	return -1;
+}
+
+int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size,
+			  snap_read_fn fn, void *ud, struct sm_error *err)
+{
+	struct strbuf chunk = STRBUF_INIT;
+	unsigned char *buf = NULL;
+	unsigned idx = 0;
+	int ret = -1;
+
+	if (!entry_name_ok(name))
+		return err_set(err, ERR_FAIL, "invalid snapshot entry name '%s'", name);
+	if (write_header(w, err) < 0)
+		return -1;
+	if (size != SNAP_SIZE_UNKNOWN) {
+		uint64_t left = size;
+		do {
+			uint64_t n = left < SNAP_CHUNK_MAX ? left : SNAP_CHUNK_MAX;
+			sb_reset(&chunk);
+			sb_addf(&chunk, "%s.%04u", name, idx++);
+			if (write_chunk_direct(w, chunk.buf, n, fn, ud, err) < 0)
+				goto out;
+			left -= n;
+		} while (left);
+		/* the source must be exhausted: a file that grew is not what we measured */
+		{
+			size_t got = 0;
+			if (fn(ud, w->block, 1, &got, err) < 0)
+				goto out;
+			if (got) {
+				err_set(err, ERR_FAIL, "snapshot source for '%s' is longer than its "
+					"announced %llu bytes", name, (unsigned long long)size);
+				goto out;
+			}
+		}
+		ret = 0;
+		goto out;
+	}
+	buf = xmalloc(SNAP_CHUNK_MAX);
+	for (;;) {
+		size_t fill = 0, got;
+		struct hash_ctx h = { NULL };
+		char sha[HASH_HEX_LEN + 1];
+
+		do {
+			got = 0;
+			if (fn(ud, buf + fill, SNAP_CHUNK_MAX - fill, &got, err) < 0)
+				goto out;
+			fill += got;
+		} while (got && fill < SNAP_CHUNK_MAX);
+		if (!fill && idx > 0)
+			break;
+		sb_reset(&chunk);
+		sb_addf(&chunk, "%s.%04u", name, idx++);
+		if (begin_entry(w, chunk.buf, fill, err) < 0)
+			goto out;
+		hash_init(&h);
+		if (put_data(w, buf, fill, &h, err) < 0) {
+			hash_release(&h);
+			goto out;
+		}
+		hash_final_hex(&h, sha);
+		record_entry(w, chunk.buf, fill, sha);
+		progress(w, fill);
+		if (fill < SNAP_CHUNK_MAX)
+			break;
+	}
+	ret = 0;
+out:
+	free(buf);
+	sb_release(&chunk);
+	return ret;
+}
+
+static int write_manifest(struct snap_writer *w, struct sm_error *err)
+{
+	cJSON *m = cJSON_CreateObject();
+	const cJSON *extra = cJSON_GetObjectItemCaseSensitive(w->manifest, "extra");
+	char *text;
+	int ret;
+
+	add_common(w, m);
+	cJSON_AddItemToObject(m, "row_counts", cJSON_Duplicate(w->row_counts, 1));
+	cJSON_AddItemToObject(m, "extra", extra ? cJSON_Duplicate(extra, 1) : cJSON_CreateObject());
+	cJSON_AddItemToObject(m, "entries", cJSON_Duplicate(w->entries, 1));
+	text = cJSON_Print(m);
+	ret = begin_entry(w, SNAP_MANIFEST_NAME, strlen(text), err);
+	if (ret == 0) {
+		struct hash_ctx h = { NULL };
+		hash_init(&h);
+		ret = put_data(w, text, strlen(text), &h, err);
+		hash_release(&h);
+	}
+	free(text);
+	cJSON_Delete(m);
+	return ret;
+}
+
+static void writer_free(struct snap_writer *w)
+{
+	if (w->a)
+		archive_write_free(w->a);
+	if (w->fd >= 0)
+		close(w->fd);
+	hash_release(&w->file_hash);
+	cJSON_Delete(w->manifest);
+	free(w->block);
+	free(w->created_at);
+	free(w->tmp_path);
+	free(w->final_path);
+	free(w->dir);
+	free(w);
+}
+
+int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_HEX_LEN + 1],
+		       uint64_t *bytes, struct sm_error *err)
+{
+	struct strbuf side = STRBUF_INIT, line = STRBUF_INIT;
+	char hex[HASH_HEX_LEN + 1];
+	int ret = -1;
+
+	if (out_path)
+		*out_path = NULL;
+	if (write_header(w, err) < 0 || write_manifest(w, err) < 0)
+		goto out;
+	if (archive_write_close(w->a) != ARCHIVE_OK) {
+		arch_fail(w, err, "cannot finish archive");
+		goto out;
+	}
+	archive_write_free(w->a);
+	w->a = NULL;
+	if (fsync(w->fd) < 0) {
+		err_sys(err, "cannot fsync '%s'", w->tmp_path);
+		goto out;
+	}
+	if (close(w->fd) < 0) {
+		w->fd = -1;
+		err_sys(err, "cannot close '%s'", w->tmp_path);
+		goto out;
+	}
+	w->fd = -1;
+	hash_final_hex(&w->file_hash, hex);
+	/* the sidecar first: a visible snapshot always has its checksum */
+	sb_addf(&side, "%s%s", w->final_path, SNAP_SHA_SUFFIX);
+	sb_addf(&line, "%s  %s\n", hex, fs_basename(w->final_path));
+	if (fs_write_atomic(side.buf, line.buf, line.len, 0600, err) < 0)
+		goto out;
+	if (rename(w->tmp_path, w->final_path) < 0) {
+		err_sys(err, "cannot rename '%s' to '%s'", w->tmp_path, w->final_path);
+		unlink(side.buf);
+		goto out;
+	}
+	if (fs_fsync_dir(w->dir, err) < 0)
+		goto out;
+	if (sha256)
+		memcpy(sha256, hex, sizeof(hex));
+	if (bytes)
+		*bytes = w->file_bytes;
+	if (out_path) {
+		*out_path = w->final_path;
+		w->final_path = NULL;
+	}
+	ret = 0;
+out:
+	if (ret < 0)
+		unlink(w->tmp_path);
+	sb_release(&side);
+	sb_release(&line);
+	writer_free(w);
+	return ret;
+}
+
+void snap_writer_abort(struct snap_writer *w)
+{
+	if (!w)
+		return;
+	if (w->tmp_path)
+		unlink(w->tmp_path);
+	writer_free(w);
+}
