@@ -149,13 +149,14 @@ static void add_key(struct objset *s, char cls, unsigned oid, size_t idx)
 
 static void sort_keys(struct objset *s)
 {
-	qsort(s->keys, s->nkeys, sizeof(*s->keys), okey_cmp);
+	if (s->nkeys)
+		qsort(s->keys, s->nkeys, sizeof(*s->keys), okey_cmp);
 }
 
 static long find_obj(const struct objset *s, char cls, unsigned oid)
 {
 	struct okey k = { cls, oid, 0 };
-	const struct okey *f = bsearch(&k, s->keys, s->nkeys, sizeof(k), okey_cmp);
+	const struct okey *f = s->nkeys ? bsearch(&k, s->keys, s->nkeys, sizeof(k), okey_cmp) : NULL;
 
 	return f ? (long)f->idx : -1;
 }

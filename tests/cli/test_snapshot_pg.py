@@ -50,10 +50,11 @@ class SnapshotPgTest(CliTest):
 
     def damage(self, url):
         self.psql(url, """
+            UPDATE app.orders SET note = 'changed' WHERE id < 10;
+            DROP TRIGGER orders_audit ON app.orders;
             DROP TABLE audit.log CASCADE;
             DROP VIEW app.big_spenders;
             ALTER TABLE app.users ADD COLUMN extra int;
-            UPDATE app.orders SET note = 'changed' WHERE id < 10;
             DELETE FROM "Billing Dept"."Invoice Lines";
             INSERT INTO app.events VALUES (99, '2025-06-01', 'new', NULL);
             SELECT setval('app.ticket_seq', 999);
