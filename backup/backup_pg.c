@@ -283,6 +283,14 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		return -1;
 	if (pgcat_read(conn, &co, &d, err) < 0)
 		goto out;
+	{
+		cJSON *extra = cJSON_CreateObject(), *sch = cJSON_AddArrayToObject(extra, "schemas");
+
+		cJSON_AddStringToObject(extra, "copy_format", "text");
+		for (i = 0; i < d.nschemas; i++)
+			cJSON_AddItemToArray(sch, cJSON_CreateString(d.schemas[i]));
+		snap_set_extra(w, extra);
+	}
 	toc = make_toc(&d);
 	toc_text = cJSON_Print(toc);
 	if (snap_add_entry_buf(w, TOC_ENTRY, toc_text, strlen(toc_text), err) < 0 ||

@@ -5,6 +5,7 @@ be the same before the snapshot and after a restore, and so must an
 order-independent hash of every table's rows and every sequence position.
 """
 import glob
+import json
 import os
 import subprocess
 
@@ -99,10 +100,14 @@ class SnapshotPgTest(CliTest):
                              check=True).stdout.split()
         for entry in ("pg/toc.json", "pg/pre-data.sql", "pg/post-data.sql", "manifest.json"):
             self.assertIn(entry, out)
-        manifest = subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
-                                  capture_output=True, text=True, check=True).stdout
-        self.assertIn('"app.orders"', manifest)
-        self.assertIn("504", manifest)  # app.orders row count
+        manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
+                                             capture_output=True, text=True, check=True).stdout)
+        self.assertEqual(manifest["engine"], "postgresql")
+        self.assertEqual(manifest["row_counts"]["app.orders"], 504)
+        self.assertEqual(manifest["row_counts"]['"Billing Dept"."Invoice Lines"'], 3)
+        self.assertEqual(manifest["row_counts"]["app.events_other"], 1)
+        self.assertNotIn("app.events", manifest["row_counts"])  # partitioned: rows are in partitions
+        self.assertIn("Billing Dept", manifest["extra"]["schemas"])
 
     def test_damaged_snapshot_leaves_database_unchanged(self):
         url = self.fidelity_db()
@@ -117,6 +122,24 @@ class SnapshotPgTest(CliTest):
             f.write(bytes([b[0] ^ 0xFF]))
         r = self.run_sm("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
         self.assertNotEqual(r.code, 0, r)
+        self.assertSameState(damaged, self.state(url))
+
+    def test_failure_during_restore_rolls_everything_back(self):
+        # the snapshot gives a table to a role that no longer exists when it is
+        # restored: post-data fails after the schemas were dropped and reloaded
+        url = self.fidelity_db()
+        role = "sm_gone_" + os.path.basename(self.dir).replace("-", "_").lower()
+        self.psql(url, 'CREATE ROLE "%s"; ALTER TABLE app.users OWNER TO "%s"' % (role, role))
+        try:
+            snap = self.backup(url)
+            self.psql(url, 'ALTER TABLE app.users OWNER TO CURRENT_USER; DROP ROLE "%s"' % role)
+        finally:
+            self.psql(url, 'ALTER TABLE app.users OWNER TO CURRENT_USER; DROP ROLE IF EXISTS "%s"'
+                      % role, check=False)
+        self.damage(url)
+        damaged = self.state(url)
+        r = self.code(1, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertIn(role, r.err)
         self.assertSameState(damaged, self.state(url))
 
     def test_pagila_round_trip(self):
