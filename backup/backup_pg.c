@@ -64,7 +64,8 @@ struct copy_stream {
 	size_t cur_off;
 };
 
-/* Reader side: queues a block (waiting while the queue is full). */
+/* Reader side: queues a block (waiting while the queue is full).  Takes
+ * data in every case (freed when the writer cancelled). */
 static int push_block(struct copy_stream *s, char *data, size_t len)
 {
 	int cancelled;
@@ -116,8 +117,10 @@ static void *copy_reader(void *arg)
 		PQfreemem(row);
 		row = NULL;
 	}
-	if (!stop && len && push_block(s, buf, len) == 0)
+	if (!stop && len) {
+		push_block(s, buf, len); /* takes buf, even when cancelled */
 		buf = NULL;
+	}
 	free(buf);
 	res = PQgetResult(s->conn);
 	pthread_mutex_lock(&s->mu);
