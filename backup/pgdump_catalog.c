@@ -1053,8 +1053,11 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 		"  WHERE s.oid = d.objoid AND s.stxnamespace IN " USER_NSP ") "
 		" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
 		/* objects below FirstNormalObjectId are the system's: skipping
-		 * their thousands of comments up front saves a second per snapshot */
-		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 "
+		 * their thousands of comments up front saves a second per snapshot.
+		 * Schemas are kept: "public" (oid 2200) is recreated on restore and
+		 * its comment with it */
+		"FROM pg_catalog.pg_description d WHERE (d.objoid >= 16384 "
+		"OR d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass) "
 		"ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
 	int i;
 
