@@ -536,6 +536,9 @@ class ConnectionPg(PgTest):
         bad = "host=%s port=1 dbname=%s user=%s password='%s'" % (h, self.dbname(), role,
                                                                  self.PASSWORD)
         self.assert_hidden(self.code(1, "-d", bad, "current"))
+        spaced = "host=%s port=1 dbname=%s user=%s password = %s" % (h, self.dbname(), role,
+                                                                  self.PASSWORD)
+        self.assert_hidden(self.code(1, "-d", spaced, "current", "--json"))
         broken = "host=%s password=%s port" % (h, self.PASSWORD)
         self.assert_hidden(self.code(1, "-d", broken, "current"))
 
