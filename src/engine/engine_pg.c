@@ -357,6 +357,27 @@ static int is_tx_control(const char *stmt, size_t len)
 	return 0;
 }
 
+/* Appends what an operator can do about the failures a migration run
+ * typically meets, unless the server already gave a hint. */
+static void add_migration_hint(const struct engine *e, struct sm_error *err)
+{
+	const char *hint = NULL;
+	size_t n = strlen(err->msg);
+
+	if (strstr(err->msg, "\nHINT:  ") || err->kind == ERR_INTERRUPTED)
+		return;
+	if (!strcmp(err->sqlstate, "25001") && e->in_tx)
+		hint = "this statement cannot run in a transaction: mark the migration "
+		       "'-- migrate:up transaction:false' (and keep it to such statements)";
+	else if (!strcmp(err->sqlstate, "55P03"))
+		hint = "another session holds a lock the statement needs; retry when it is "
+		       "done, or raise --statement-lock-timeout";
+	else if (!strcmp(err->sqlstate, "57014") && strstr(err->msg, "statement timeout"))
+		hint = "the statement ran longer than --statement-timeout allows";
+	if (hint)
+		snprintf(err->msg + n, sizeof(err->msg) - n, "\nHINT:  %s", hint);
+}
+
 struct exec_state {
 	struct engine *e;
 	const char *sql;
@@ -403,8 +424,10 @@ static int exec_one(void *ud, size_t off, size_t len)
 	sb_reset(&st->stmt);
 	sb_add(&st->stmt, st->sql + off, len);
 	res = exec_simple(pg->conn, st->stmt.buf);
-	if (!result_ok(res))
+	if (!result_ok(res)) {
 		ret = result_error(st->e, res, where.buf, st->err);
+		add_migration_hint(st->e, st->err);
+	}
 	PQclear(res);
 out:
 	sb_release(&where);
