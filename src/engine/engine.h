@@ -51,11 +51,18 @@ struct engine_ops {
 
 	/* Runs every statement of sql in order in the current transaction state.
 	 * On failure err names src->file, the statement's line and the server's
-	 * message (and err->sqlstate on PostgreSQL). */
+	 * message (and err->sqlstate on PostgreSQL).  PostgreSQL: inside a
+	 * transaction begun with begin(), statements that would end it (BEGIN,
+	 * COMMIT, END, ROLLBACK) are refused before they run; a script that
+	 * changes the search_path has it reset afterwards, so the next script
+	 * starts from the session's default. */
 	int (*exec_script)(struct engine *e, const char *sql, const struct exec_source *src,
 			   struct sm_error *err);
 	/* Splits sql into statements with the engine's real parser, without a
-	 * connection.  Stops early if cb returns non-zero (that value is returned). */
+	 * connection.  Stops early if cb returns non-zero (that value is returned).
+	 * Leading comments are skipped; PostgreSQL's statements come without
+	 * their ';', SQLite's with it.  A script the parser rejects fails with
+	 * -1 and err naming the line. */
 	int (*split)(const char *sql, stmt_cb cb, void *ud, struct sm_error *err);
 
 	int (*begin)(struct engine *e, struct sm_error *err);
