@@ -11,7 +11,8 @@
  *   migration-history    applied versions with no file (WARN), edited applied files
  *                        and out-of-order pending ones (FAIL)
  *   interrupted-run      BACKUP_DIR/safe-migrate.journal with "outcome": null (FAIL,
- *                        naming the snapshot; `safe-migrate recover [--discard]`)
+ *                        naming the snapshot; `safe-migrate recover [--discard]`),
+ *                        unless its "pid" is a live process other than ours
  *   concurrent-migration another process holds the migration lock (FAIL)
  *   pending-migrations   the pending versions; each is linted and its lint findings
  *                        follow (kind FINDING_RULE; blocking ones FAIL)

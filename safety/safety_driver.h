@@ -23,6 +23,8 @@ struct safety_driver {
 	int (*integrity)(struct engine *e, struct finding_list *out, struct sm_error *err);
 	/* Estimated snapshot size: the database's size in bytes. */
 	int (*db_size)(struct engine *e, unsigned long long *bytes, struct sm_error *err);
+	/* Rows in table (a name as the model spells it). */
+	int (*count_rows)(struct engine *e, const char *table, long long *n, struct sm_error *err);
 	/* Checks before connecting (may be NULL). */
 	void (*preopen)(const struct db_url *url, struct finding_list *out);
 	/* Engine-specific live checks (may be NULL); touched: tables the

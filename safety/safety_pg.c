@@ -255,11 +255,39 @@ static int pg_live_checks(struct engine *e, const struct safety_check_opts *o,
 	return 0;
 }
 
+/* Table names in the model are "schema.table" outside public (see above). */
+static int pg_count_rows(struct engine *e, const char *table, long long *n, struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	const char *dot = strchr(table, '.');
+	char *v = NULL, *schema = NULL;
+	int ret;
+
+	sb_adds(&sql, "SELECT count(*)::text FROM ");
+	if (dot) {
+		schema = xstrndup(table, (size_t)(dot - table));
+		e->ops->quote_ident(&sql, schema);
+		sb_addch(&sql, '.');
+		e->ops->quote_ident(&sql, dot + 1);
+	} else {
+		e->ops->quote_ident(&sql, "public");
+		sb_addch(&sql, '.');
+		e->ops->quote_ident(&sql, table);
+	}
+	ret = engine_scalar(e, sql.buf, 0, NULL, &v, err);
+	*n = v ? atoll(v) : 0;
+	free(v);
+	free(schema);
+	sb_release(&sql);
+	return ret;
+}
+
 const struct safety_driver safety_pg_driver = {
 	.engine = "postgresql",
 	.schema_load = pg_schema_load,
 	.integrity = pg_integrity,
 	.db_size = pg_db_size,
+	.count_rows = pg_count_rows,
 	.preopen = NULL,
 	.live_checks = pg_live_checks,
 };

@@ -268,11 +268,28 @@ out:
 	sb_release(&journal);
 }
 
+static int sqlite_count_rows(struct engine *e, const char *table, long long *n,
+			     struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	char *v = NULL;
+	int ret;
+
+	sb_adds(&sql, "SELECT count(*) FROM ");
+	e->ops->quote_ident(&sql, table);
+	ret = engine_scalar(e, sql.buf, 0, NULL, &v, err);
+	*n = v ? atoll(v) : 0;
+	free(v);
+	sb_release(&sql);
+	return ret;
+}
+
 const struct safety_driver safety_sqlite_driver = {
 	.engine = "sqlite",
 	.schema_load = sqlite_schema_load,
 	.integrity = sqlite_integrity,
 	.db_size = sqlite_db_size,
+	.count_rows = sqlite_count_rows,
 	.preopen = sqlite_preopen,
 	.live_checks = NULL,
 };

@@ -131,6 +131,25 @@ int schema_load(struct engine *e, struct schema_model *m, struct sm_error *err)
 	return 0;
 }
 
+int schema_row_counts(struct engine *e, const struct schema_model *m, struct strbuf *out,
+		      struct sm_error *err)
+{
+	const struct safety_driver *d;
+
+	if (safety_driver_for(e, &d, err) < 0)
+		return -1;
+	for (size_t i = 0; i < m->n; i++) {
+		long long n = 0;
+
+		if (m->items[i].kind != SOBJ_TABLE)
+			continue;
+		if (d->count_rows(e, m->items[i].name, &n, err) < 0)
+			return err_prefix(err, "cannot count the rows of '%s'", m->items[i].name);
+		sb_addf(out, "%s=%lld\n", m->items[i].name, n);
+	}
+	return 0;
+}
+
 /* ---- canonical text ------------------------------------------------------ */
 
 static void add_field(struct strbuf *out, const char *s)

@@ -107,4 +107,10 @@ size_t schema_diff(const struct schema_model *expected, const struct schema_mode
  * "+ line" for lines only in b. */
 void schema_text_diff(const char *a, const char *b, struct strbuf *out);
 
+/* Appends "table=N" lines, one per table of m in canonical order, with
+ * count(*) of each (a full scan per table: for the pipeline's before/after
+ * comparison, not for every command). */
+int schema_row_counts(struct engine *e, const struct schema_model *m, struct strbuf *out,
+		      struct sm_error *err);
+
 #endif

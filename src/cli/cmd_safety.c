@@ -18,13 +18,14 @@
 #include "session.h"
 #include "strbuf.h"
 #include "validate.h"
+#include "pipeline.h"
 
 static const char *level_tag(enum level lv)
 {
 	return lv == LEVEL_PASS ? "PASS" : lv == LEVEL_WARN ? "WARN" : "FAIL";
 }
 
-static void print_findings(const struct finding_list *l)
+void print_findings(const struct finding_list *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		const struct finding *f = &l->items[i];
@@ -226,14 +227,20 @@ int cmd_lint(struct cmd_ctx *ctx)
 	int code = EXIT_OK, opened = 0;
 
 	memset(&s, 0, sizeof(s));
-	if (ctx->have_url) {
+	if (ctx->have_url && !ctx->argc) {
 		/* the live database tells what is pending and, for SQLite, gives the
 		 * scratch copy its schema */
-		if (session_open(&s, ctx, ctx->argc ? SESSION_NO_MIGRATIONS : 0, &ctx->err) < 0)
+		if (session_open(&s, ctx, 0, &ctx->err) < 0)
 			return report_error(ctx, &ctx->err);
 		opened = 1;
+	} else if (ctx->have_url) {
+		/* files: the live schema helps (SQLite) but is not required */
+		struct sm_error ignored = SM_ERROR_INIT;
+
+		if (engine_open(&s.e, &ctx->url, 0, &ignored) < 0)
+			info("linting without the live schema: %s", ignored.msg);
 	}
-	if (lint_begin(&lc, dialect, opened ? s.e : NULL, &ctx->err) < 0)
+	if (lint_begin(&lc, dialect, s.e, &ctx->err) < 0)
 		goto fail;
 	if (ctx->argc) {
 		for (int i = 0; i < ctx->argc; i++, n_linted++)
@@ -273,6 +280,8 @@ out:
 	mig_set_release(&set);
 	if (opened)
 		session_close(&s);
+	else
+		engine_close(s.e);
 	return code;
 }
 
