@@ -311,6 +311,38 @@ class SafetyPostgres(CliTest):
             holder.kill()
             holder.wait()
 
+    def test_long_transaction_on_touched_table(self):
+        self.ok("upgrade")
+        self.write("migrations/0002_age.sql",
+                   "SET lock_timeout = '5s';\nALTER TABLE users ADD COLUMN x int;\n")
+        self.psql(self.url, "CREATE TABLE other (a int)")
+        holder = subprocess.Popen(
+            ["psql", self.url, "-X", "-q", "-c",
+             "BEGIN; LOCK TABLE users IN ACCESS SHARE MODE; SELECT pg_sleep(60);"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {"SAFE_MIGRATE_LONG_TX_SECONDS": "1"}
+        try:
+            # wait until the transaction is older than the 1 s threshold
+            for _ in range(400):
+                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                             "'%pg_sleep(60)%' AND pid <> pg_backend_pid() AND xact_start < "
+                             "now() - interval '1.5 s'") != "0":
+                    break
+                time.sleep(0.05)
+            r = self.code(4, "safety-check", env=env)
+            self.assertRegex(r.out, r"FAIL long-transactions: process \d+ .* holding "
+                                    r"AccessShareLock on table 'users'")
+            self.assertIn("pg_terminate_backend", r.out)
+            # the same transaction does not matter to a migration of another table
+            os.unlink(self.path("migrations", "0002_age.sql"))
+            self.write("migrations/0002_other.sql",
+                       "SET lock_timeout = '5s';\nALTER TABLE other ADD COLUMN x int;\n")
+            r = self.ok("safety-check", env=env)
+            self.assertIn("PASS long-transactions", r.out)
+        finally:
+            holder.kill()
+            holder.wait()
+
     def test_edited_applied_migration(self):
         self.ok("upgrade")
         p = self.path("migrations", "0001_users.sql")
