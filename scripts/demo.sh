@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-SM="$ROOT/build/src/cli/safe-migrate"
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+cmake --build build-demo -j"$(nproc)" >/dev/null
+SM="$ROOT/build-demo/src/cli/safe-migrate"
 
 WORK=$(mktemp -d /tmp/safe-migrate-demo.XXXXXX)
 cp -r examples/sqlite-shop/. "$WORK/"

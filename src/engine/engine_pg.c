@@ -495,8 +495,15 @@ static int pg_commit(struct engine *e, struct sm_error *err)
 		return err_set(err, ERR_FAIL, "cannot commit: the transaction was aborted by an "
 			       "earlier error");
 	res = PQexec(pg->conn, "COMMIT");
-	if (!result_ok(res))
+	if (!result_ok(res)) {
 		ret = result_error(e, res, "COMMIT failed: ", err);
+		if (PQstatus(pg->conn) == CONNECTION_BAD) {
+			size_t n = strlen(err->msg);
+			snprintf(err->msg + n, sizeof(err->msg) - n, "; the connection was lost "
+				 "during COMMIT, so whether it took effect is unknown: check the "
+				 "version table");
+		}
+	}
 	else if (!strcmp(PQcmdStatus(res), "ROLLBACK"))
 		ret = err_set(err, ERR_FAIL, "COMMIT failed: the server rolled the transaction back");
 	PQclear(res);

@@ -415,6 +415,30 @@ class LockPg(PgTest):
         self.ok("upgrade", "--lock-timeout", "0")
         self.assertEqual(self.versions(), ["0001"])
 
+    def test_second_run_times_out_while_first_applies(self):
+        self.write("migrations/0001_slow.sql", "CREATE TABLE a (x INT);\nSELECT pg_sleep(60);\n")
+        first = subprocess.Popen([BIN, "upgrade"], cwd=self.dir, env=self.env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.wait_for("SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = '%s' "
+                          "AND application_name = 'safe-migrate' AND state = 'active' "
+                          "AND query LIKE 'SELECT pg_sleep%%'" % self.dbname(),
+                          "the first run to reach pg_sleep")
+            r = self.code(1, "upgrade", "--lock-timeout", "1s", "--json")
+            self.assertIn("another migration is running on '%s'" % self.url, r.err)
+            self.assertIn("application 'safe-migrate'", r.err)
+            self.assertIn("--lock-timeout", r.err)
+            self.assertIn("another migration is running", r.json()["error"])
+            first.send_signal(signal.SIGINT)
+            first.communicate(timeout=30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.communicate()
+        self.assertEqual(first.returncode, 130)
+        self.assertEqual(self.versions(), [])
+        self.assertFalse(self.has_table("a"))
+
     def test_second_run_waits_and_finds_nothing_to_do(self):
         self.chain(2)
         script = self.ok("sql", "--start", "base", "--end", "head").out

@@ -214,6 +214,12 @@ static void test_transactions_and_table_exists(void **state)
 	assert_int_equal(e->ops->exec_script(e, "SAVEPOINT s; ROLLBACK TO SAVEPOINT s;", &src, &err),
 			 0);
 	assert_int_equal(e->ops->rollback(e, &err), 0);
+	/* COPY data cannot come from a script: refused, not hung */
+	assert_int_equal(engine_exec(e, "CREATE TEMP TABLE c (x INT);\nCOPY c FROM STDIN;", &err),
+			 -1);
+	assert_non_null(strstr(err.msg, "line 2: ERROR:  COPY from stdin failed: COPY FROM STDIN "
+			       "is not supported"));
+	assert_int_equal(engine_exec(e, "COPY (SELECT 1) TO STDOUT; SELECT 2;", &err), 0);
 	engine_close(e);
 }
 
