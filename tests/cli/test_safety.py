@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import time
 
-from smtest import CliTest, main
+from smtest import FIXTURES, CliTest, main
 
 PG_LOCK_KEY = 8314038971842521447  # engine_pg.c: the migration lock's advisory key
 
@@ -375,6 +375,23 @@ class SafetyPostgres(CliTest):
                       "the last migration, bigint now", r.out)
         self.assertIn("missing index 'users_name' on table 'users'", r.out)
         self.assertIn("extra column 'users.email'", r.out)
+
+    def test_schema_stable_across_backup_and_restore(self):
+        with open(os.path.join(FIXTURES, "pagila", "pagila-schema.sql")) as f:
+            pagila = f.read()
+        subprocess.run(["psql", self.url, "-X", "-q", "-v", "ON_ERROR_STOP=0"], input=pagila,
+                       capture_output=True, text=True)
+        before = self.ok("schema").out
+        self.assertIn("table\tfilm\n", before)
+        self.assertEqual(before, self.ok("schema").out)
+        snap = self.ok("-b", self.path("backups"), "backup").out.strip().splitlines()[-1]
+        other = self.pg_new_db()
+        self.ok("-b", self.path("backups"), "--yes", "restore", snap, "--to", other)
+        self.assertEqual(self.ok("-d", other, "schema").out, before)
+        self.psql(self.url, "DROP TABLE film_actor CASCADE")
+        self.assertNotEqual(self.ok("schema").out, before)
+        self.ok("-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertEqual(self.ok("schema").out, before)
 
     def test_validate_invalid_index(self):
         self.ok("upgrade")
