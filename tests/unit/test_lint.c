@@ -65,6 +65,14 @@ static void test_pg_create_index(void **state)
 				  "create-index-non-concurrently"), 0);
 	assert_int_equal(pg("CREATE TABLE t (a int); CREATE INDEX i ON t (a);",
 			    "create-index-non-concurrently"), 0);
+	/* a unique or primary key constraint builds an index under the lock ... */
+	assert_int_equal(pg(LT "ALTER TABLE t ADD CONSTRAINT u UNIQUE (a);",
+			    "create-index-non-concurrently"), 1);
+	assert_int_equal(pg(LT "ALTER TABLE t ADD PRIMARY KEY (a);",
+			    "create-index-non-concurrently"), 1);
+	/* ... unless it adopts an index built concurrently */
+	assert_int_equal(pg(LT "ALTER TABLE t ADD CONSTRAINT u UNIQUE USING INDEX i;",
+			    "create-index-non-concurrently"), 0);
 }
 
 static void test_pg_concurrently_in_transaction(void **state)
