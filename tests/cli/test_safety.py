@@ -370,7 +370,9 @@ class SafetyPostgres(CliTest):
         self.psql(self.url, "ALTER TABLE users ALTER COLUMN age TYPE bigint")
         self.psql(self.url, "DROP INDEX users_name")
         self.psql(self.url, "ALTER TABLE users ADD COLUMN email text")
+        self.psql(self.url, "CREATE FUNCTION one(a int) RETURNS int LANGUAGE sql AS 'SELECT 1'")
         r = self.code(7, "validate")
+        self.assertIn("extra function 'one(a integer)'", r.out)
         self.assertIn("column 'users.age' type changed: integer in the schema recorded after "
                       "the last migration, bigint now", r.out)
         self.assertIn("missing index 'users_name' on table 'users'", r.out)
