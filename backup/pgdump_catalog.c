@@ -18,18 +18,21 @@
 
 #include "xalloc.h"
 
+/* Transaction-local settings for the dump: the snapshot often shares its
+ * connection with the migration that follows, which must find the session's
+ * own search_path and timeouts untouched. */
 const char pgcat_session_sql[] =
-	"SET client_encoding = 'UTF8';"
-	"SET standard_conforming_strings = on;"
-	"SET DateStyle = 'ISO, MDY';"
-	"SET IntervalStyle = 'postgres';"
-	"SET extra_float_digits = 3;"
-	"SET statement_timeout = 0;"
-	"SET idle_in_transaction_session_timeout = 0;"
-	"SET check_function_bodies = false;"
-	"SET xmloption = content;"
-	"SET row_security = off;"
-	"SELECT pg_catalog.set_config('search_path', '', false);";
+	"SET LOCAL client_encoding = 'UTF8';"
+	"SET LOCAL standard_conforming_strings = on;"
+	"SET LOCAL DateStyle = 'ISO, MDY';"
+	"SET LOCAL IntervalStyle = 'postgres';"
+	"SET LOCAL extra_float_digits = 3;"
+	"SET LOCAL statement_timeout = 0;"
+	"SET LOCAL idle_in_transaction_session_timeout = 0;"
+	"SET LOCAL check_function_bodies = false;"
+	"SET LOCAL xmloption = content;"
+	"SET LOCAL row_security = off;"
+	"SELECT pg_catalog.set_config('search_path', '', true);";
 
 /* The user's schemas: what a snapshot holds. */
 #define USER_NSP                                                                      \
@@ -90,13 +93,15 @@ static unsigned oidval(const PGresult *r, int row, int col)
 
 int pgcat_begin(PGconn *conn, struct sm_error *err)
 {
-	PGresult *r = q(conn, pgcat_session_sql, err);
+	PGresult *r = q(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
 
 	if (!r)
 		return -1;
 	PQclear(r);
-	if (!(r = q(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err)))
+	if (!(r = q(conn, pgcat_session_sql, err))) {
+		PQclear(PQexec(conn, "ROLLBACK"));
 		return -1;
+	}
 	PQclear(r);
 	return 0;
 }
@@ -1071,13 +1076,13 @@ static int lock_tables(struct dumper *dp)
 
 	if (!r)
 		return -1;
-	sb_addf(&sql, "SET lock_timeout = %ld", timeout);
+	sb_addf(&sql, "SET LOCAL lock_timeout = %ld", timeout);
 	if (PQntuples(r) > 0)
 		sb_adds(&sql, "; LOCK TABLE ");
 	for (i = 0; i < PQntuples(r); i++)
 		sb_addf(&sql, "%s%s", i ? ", " : "", PQgetvalue(r, i, 0));
 	if (PQntuples(r) > 0)
-		sb_adds(&sql, " IN ACCESS SHARE MODE; SET lock_timeout = 0");
+		sb_adds(&sql, " IN ACCESS SHARE MODE; SET LOCAL lock_timeout = 0");
 	PQclear(r);
 	if (!(r = q(dp->conn, sql.buf, dp->err))) {
 		if (!strcmp(dp->err->sqlstate, "55P03"))
