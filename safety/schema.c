@@ -366,6 +366,8 @@ static int str_differs(const char *a, const char *b)
 	return strcmp(a, b) != 0;
 }
 
+#define SHORT_DEF 100 /* longer definitions are not quoted in messages */
+
 static size_t diff_pair(const struct schema_obj *x, const struct schema_obj *y,
 			const char *check, const char *against, struct finding_list *out)
 {
@@ -395,9 +397,17 @@ static size_t diff_pair(const struct schema_obj *x, const struct schema_obj *y,
 		}
 	} else {
 		if (str_differs(x->def, y->def)) {
-			finding_add(out, FINDING_CHECK, check, LEVEL_FAIL, NULL, NULL, 0,
-				    "%s definition changed: '%s' in %s, '%s' now", what.buf,
-				    x->def ? x->def : "", against, y->def ? y->def : "");
+			const char *a = x->def ? x->def : "", *b = y->def ? y->def : "";
+
+			if (strlen(a) + strlen(b) > 2 * SHORT_DEF || strchr(a, '\n') ||
+			    strchr(b, '\n'))
+				finding_add(out, FINDING_CHECK, check, LEVEL_FAIL,
+					    "'safe-migrate validate -v' shows the full diff", NULL, 0,
+					    "%s definition changed since %s", what.buf, against);
+			else
+				finding_add(out, FINDING_CHECK, check, LEVEL_FAIL, NULL, NULL, 0,
+					    "%s definition changed: '%s' in %s, '%s' now", what.buf, a,
+					    against, b);
 			n++;
 		}
 		if (!x->invalid && y->invalid) {
