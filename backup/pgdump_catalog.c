@@ -1047,7 +1047,10 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 		"  FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
 		"  WHERE s.oid = d.objoid AND s.stxnamespace IN " USER_NSP ") "
 		" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
-		"FROM pg_catalog.pg_description d ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
+		/* built-in objects (OIDs below FirstNormalObjectId) but the public schema
+		 * are never ours: skipping them first keeps this fast */
+		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 OR d.classoid = "
+		"'pg_catalog.pg_namespace'::regclass ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
 	int i;
 
 	if (!r)
