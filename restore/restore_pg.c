@@ -47,6 +47,7 @@ static const char session_sql[] =
 	"SET check_function_bodies = false;"
 	"SET xmloption = content;"
 	"SET client_min_messages = warning;"
+	"SET maintenance_work_mem = '256MB';"
 	"SET row_security = off;"
 	"SELECT pg_catalog.set_config('search_path', '', false);";
 
@@ -223,7 +224,9 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, stru
 					    NULL, err) < 0)
 				goto out;
 			cur = NULL;
-			sb_addf(&sql, "COPY %s %s FROM STDIN", q, cols);
+			/* FREEZE: the table was created in this transaction, so its rows
+			 * can be written frozen (no hint-bit rewrite on first read) */
+			sb_addf(&sql, "COPY %s %s FROM STDIN (FREEZE)", q, cols);
 			res = PQexec(conn, sql.buf);
 			sb_release(&sql);
 			if (PQresultStatus(res) != PGRES_COPY_IN) {
