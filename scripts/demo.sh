@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-SM="$ROOT/build/src/cli/safe-migrate"
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+cmake --build build-demo -j"$(nproc)" >/dev/null
+SM="$ROOT/build-demo/src/cli/safe-migrate"
 
 WORK=$(mktemp -d /tmp/safe-migrate-demo.XXXXXX)
 cp -r examples/sqlite-shop/. "$WORK/"
@@ -59,7 +59,7 @@ show tar --zstd -tvf "$snap"
 show "$SM" history --runs
 
 step "5. Fix the broken migration and run again"
-sed -i 's/price_cent FROM/price_cents FROM/' migrations/20260203_090000_backfill_order_totals.sql
+sed -i 's#price_cents - 2500#price_cents * 9 / 10#' migrations/20260203_090000_backfill_order_totals.sql
 show "$SM" safe-migrate
 show sqlite3 -header data/shop.db "SELECT id, quantity, total_cents FROM orders"
 show "$SM" validate

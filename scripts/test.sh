@@ -15,7 +15,7 @@ cmake --build "$BUILD" -j"$(nproc)" >/dev/null  # fails the script on a build er
 
 PGDIR=$(mktemp -d /tmp/sm-pg.XXXXXX)
 PORT=${SAFE_MIGRATE_TEST_PG_PORT:-$((20000 + RANDOM % 20000))}
-cleanup() { scripts/pg-cluster.sh stop "$PGDIR" || true; }
+cleanup() { "$ROOT/scripts/pg-cluster.sh" stop "$PGDIR" || true; }
 trap cleanup EXIT INT TERM
 if url=$(scripts/pg-cluster.sh start "$PGDIR" "$PORT"); then
   export SAFE_MIGRATE_TEST_PG_URL="$url"

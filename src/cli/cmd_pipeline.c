@@ -409,6 +409,10 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 		return code;
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
+	/* SIGINT/SIGTERM from here on: before the first change the run stops
+	 * with nothing changed; during apply the statement is cancelled and
+	 * the snapshot restored (exit 130 either way) */
+	signals_watch(s.e);
 	run_init(&r, ctx, opt.dry_run ? "safe-migrate --dry-run" : "safe-migrate");
 	if (plan_check_consistent(&s.set, &s.applied, &s.st, opt.allow_out_of_order, &ctx->err) < 0 ||
 	    plan_upgrade(&s.set, &s.applied, ctx->argc ? ctx->argv[0] : NULL, &p, &ctx->err) < 0) {
@@ -423,10 +427,20 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 		goto out;
 	}
 	if (phase_safety(&r, &s)) {
+		if (cli_interrupted) {
+			error_msg("interrupted during the safety checks; nothing was changed");
+			code = run_finish(&r, "error", EXIT_INTERRUPTED);
+			goto out;
+		}
 		if (ctx->err.msg[0])
 			report_error(ctx, &ctx->err);
 		error_msg("a safety check failed; nothing was changed");
 		code = run_finish(&r, "blocked", EXIT_BLOCKED);
+		goto out;
+	}
+	if (cli_interrupted) {
+		error_msg("interrupted; nothing was changed");
+		code = run_finish(&r, "error", EXIT_INTERRUPTED);
 		goto out;
 	}
 	if (opt.dry_run) {
@@ -451,8 +465,8 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 	r.have_before = 1;
 	if (!opt.no_backup && phase_snapshot(&r, s.e) < 0) {
 		error_msg("no change was made: %s", ctx->err.msg);
-		code = run_finish(&r, "error", ctx->err.kind == ERR_INTERRUPTED ? EXIT_INTERRUPTED
-										  : EXIT_ERROR);
+		code = run_finish(&r, "error", ctx->err.kind == ERR_INTERRUPTED || cli_interrupted
+						   ? EXIT_INTERRUPTED : EXIT_ERROR);
 		goto out;
 	}
 	if (journal_before_change(&r) < 0) {
@@ -465,14 +479,12 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 	}
 
 	t0 = plan_now_ms();
-	signals_watch(s.e);
 	if (opt.no_backup) {
 		rc = apply_single_tx(&r, s.e, &p, 1, &done);
 	} else {
 		struct apply_hooks hooks = { &r, apply_print_start, apply_print_done };
 		rc = apply_plan(s.e, &p, &hooks, &cli_interrupted, &done, &ctx->err);
 	}
-	signals_unwatch();
 	phase_done(&r, "apply", t0, rc == 0);
 	if (rc < 0) {
 		int interrupted = ctx->err.kind == ERR_INTERRUPTED || cli_interrupted;

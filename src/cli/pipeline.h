@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "finding.h"
 #include "session.h"
 
 /* The database's state as the operator would judge it: schema text and
@@ -38,5 +39,8 @@ void port_state_release(struct db_state *st);
  * make it return 1. */
 int port_validate(struct engine *e, const struct db_state *before, int check_schema, cJSON *arr,
 		  struct sm_error *err);
+
+/* Prints findings as PASS/WARN/FAIL lines (cmd_safety.c). */
+void print_findings(const struct finding_list *l);
 
 #endif

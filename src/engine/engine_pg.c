@@ -9,7 +9,9 @@
  * them, and each statement is sent on its own so that an error names the
  * statement's line.  The migration lock is a session advisory lock, which
  * outlives the per-migration transactions and vanishes with the connection
- * if the process dies.
+ * if the process dies.  A script that changes the search_path has it reset
+ * afterwards, so that each migration (and the version table's unqualified
+ * name) starts from the session's default, as in a fresh psql session.
  *
  * No message built here may contain the password: the target is always
  * named by e->url.redacted, and libpq's own messages (which can echo parts
@@ -223,6 +225,9 @@ static int pg_open(struct engine *e, unsigned flags, struct sm_error *err)
 		add_libpq_message(&sb, e->url.conninfo, pg->conn,
 				  pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
 		sb_rtrim(&sb);
+		if (strstr(sb.buf, "FATAL:  database \"") && strstr(sb.buf, "does not exist"))
+			sb_adds(&sb, " (safe-migrate never creates a PostgreSQL database: create it "
+				"first, e.g. with createdb)");
 		err_set(err, ERR_FAIL, "%s", sb.buf);
 		sb_release(&sb);
 		PQfinish(pg->conn);
@@ -249,6 +254,8 @@ static void pg_close(struct engine *e)
 
 /* ---- scripts --------------------------------------------------------------- */
 
+static int simple(struct engine *e, const char *sql, struct sm_error *err);
+
 /* Byte offset of the 1-based character position pos (as the parser counts). */
 static size_t char_pos_to_offset(const char *text, int pos)
 {
@@ -272,13 +279,17 @@ static int split_error(const char *sql, const PgQueryError *pe, const struct exe
 {
 	size_t off = char_pos_to_offset(sql, pe->cursorpos);
 	int first = src ? src->first_line : 1;
+	/* psql scripts are the usual source of migration files */
+	const char *hint = sql[off] == '\\' ?
+		"\nHINT:  psql meta-commands such as \\set and \\i are not SQL; a migration "
+		"holds SQL statements only" : "";
 
 	if (src && src->file)
-		err_set(err, ERR_FAIL, "'%s', line %d: ERROR:  %s (SQLSTATE 42601)", src->file,
-			engine_line_at(sql, off, first), pe->message);
+		err_set(err, ERR_FAIL, "'%s', line %d: ERROR:  %s (SQLSTATE 42601)%s", src->file,
+			engine_line_at(sql, off, first), pe->message, hint);
 	else
-		err_set(err, ERR_FAIL, "line %d: ERROR:  %s (SQLSTATE 42601)",
-			engine_line_at(sql, off, first), pe->message);
+		err_set(err, ERR_FAIL, "line %d: ERROR:  %s (SQLSTATE 42601)%s",
+			engine_line_at(sql, off, first), pe->message, hint);
 	snprintf(err->sqlstate, sizeof(err->sqlstate), "42601");
 	return -1;
 }
@@ -400,6 +411,17 @@ out:
 	return ret;
 }
 
+/* Case-insensitive: does text mention word? */
+static int mentions(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (; *text; text++)
+		if (!strncasecmp(text, word, n))
+			return 1;
+	return 0;
+}
+
 static int pg_exec_script(struct engine *e, const char *sql, const struct exec_source *src,
 			  struct sm_error *err)
 {
@@ -407,7 +429,14 @@ static int pg_exec_script(struct engine *e, const char *sql, const struct exec_s
 	int ret = split_each(sql, src, exec_one, &st, err);
 
 	sb_release(&st.stmt);
-	return ret ? -1 : 0;
+	if (ret)
+		return -1;
+	/* a script that moves the search_path (pg_dump output sets it to '')
+	 * must not move it for the next migration or for the version table's
+	 * unqualified name: every script starts from the session's default */
+	if (mentions(sql, "search_path"))
+		return simple(e, "RESET search_path", err);
+	return 0;
 }
 
 struct split_state {
@@ -466,8 +495,15 @@ static int pg_commit(struct engine *e, struct sm_error *err)
 		return err_set(err, ERR_FAIL, "cannot commit: the transaction was aborted by an "
 			       "earlier error");
 	res = PQexec(pg->conn, "COMMIT");
-	if (!result_ok(res))
+	if (!result_ok(res)) {
 		ret = result_error(e, res, "COMMIT failed: ", err);
+		if (PQstatus(pg->conn) == CONNECTION_BAD) {
+			size_t n = strlen(err->msg);
+			snprintf(err->msg + n, sizeof(err->msg) - n, "; the connection was lost "
+				 "during COMMIT, so whether it took effect is unknown: check the "
+				 "version table");
+		}
+	}
 	else if (!strcmp(PQcmdStatus(res), "ROLLBACK"))
 		ret = err_set(err, ERR_FAIL, "COMMIT failed: the server rolled the transaction back");
 	PQclear(res);

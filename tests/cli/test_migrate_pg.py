@@ -128,6 +128,25 @@ class MigratePg(PgTest):
         self.assertFalse(self.has_table("a"))
         self.assertEqual(self.versions(), [])
 
+    def test_psql_meta_command_is_explained(self):
+        self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n\\set ON_ERROR_STOP on\n")
+        r = self.code(1, "upgrade")
+        self.assertIn("0001_a.sql', line 2: ERROR:  syntax error at or near \"\\\"", r.err)
+        self.assertIn("psql meta-commands", r.err)
+        self.assertFalse(self.has_table("a"))
+
+    def test_pg_dump_style_search_path_does_not_leak(self):
+        # pg_dump output empties the search_path; the version table (and the
+        # next migration) must still resolve unqualified names
+        self.write("migrations/0001_dump.sql",
+                   "SET statement_timeout = 0;\n"
+                   "SELECT pg_catalog.set_config('search_path', '', false);\n"
+                   "CREATE TABLE public.a (x integer);\n")
+        self.write("migrations/0002_next.sql", "CREATE TABLE b (x INT);\n")
+        self.ok("upgrade")
+        self.assertEqual(self.versions(), ["0001", "0002"])
+        self.assertTrue(self.has_table("public.b"))
+
     def test_upgrade_targets_and_downgrade(self):
         self.chain(4)
         self.ok("upgrade", "+2")
@@ -306,7 +325,8 @@ class MigratePg(PgTest):
         name = "sm_missing_" + uuid.uuid4().hex[:8]
         url = self.url.rsplit("/", 1)[0] + "/" + name
         r = self.code(1, "-d", url, "upgrade")
-        self.assertIn("does not exist", r.err)
+        self.assertIn('database "%s" does not exist' % name, r.err)
+        self.assertIn("createdb", r.err)
         self.assertEqual(self.psql(PG_URL, "SELECT count(*) FROM pg_database WHERE datname = '%s'"
                                    % name), "0")
 
@@ -394,6 +414,30 @@ class LockPg(PgTest):
             holder.communicate(timeout=30)
         self.ok("upgrade", "--lock-timeout", "0")
         self.assertEqual(self.versions(), ["0001"])
+
+    def test_second_run_times_out_while_first_applies(self):
+        self.write("migrations/0001_slow.sql", "CREATE TABLE a (x INT);\nSELECT pg_sleep(60);\n")
+        first = subprocess.Popen([BIN, "upgrade"], cwd=self.dir, env=self.env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.wait_for("SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = '%s' "
+                          "AND application_name = 'safe-migrate' AND state = 'active' "
+                          "AND query LIKE 'SELECT pg_sleep%%'" % self.dbname(),
+                          "the first run to reach pg_sleep")
+            r = self.code(1, "upgrade", "--lock-timeout", "1s", "--json")
+            self.assertIn("another migration is running on '%s'" % self.url, r.err)
+            self.assertIn("application 'safe-migrate'", r.err)
+            self.assertIn("--lock-timeout", r.err)
+            self.assertIn("another migration is running", r.json()["error"])
+            first.send_signal(signal.SIGINT)
+            first.communicate(timeout=30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.communicate()
+        self.assertEqual(first.returncode, 130)
+        self.assertEqual(self.versions(), [])
+        self.assertFalse(self.has_table("a"))
 
     def test_second_run_waits_and_finds_nothing_to_do(self):
         self.chain(2)
