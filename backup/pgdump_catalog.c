@@ -18,18 +18,20 @@
 
 #include "xalloc.h"
 
+/* SET LOCAL: they end with the snapshot's transaction, and the engine's
+ * connection goes on (a migration may run on it next) as it was. */
 const char pgcat_session_sql[] =
-	"SET client_encoding = 'UTF8';"
-	"SET standard_conforming_strings = on;"
-	"SET DateStyle = 'ISO, MDY';"
-	"SET IntervalStyle = 'postgres';"
-	"SET extra_float_digits = 3;"
-	"SET statement_timeout = 0;"
-	"SET idle_in_transaction_session_timeout = 0;"
-	"SET check_function_bodies = false;"
-	"SET xmloption = content;"
-	"SET row_security = off;"
-	"SELECT pg_catalog.set_config('search_path', '', false);";
+	"SET LOCAL client_encoding = 'UTF8';"
+	"SET LOCAL standard_conforming_strings = on;"
+	"SET LOCAL DateStyle = 'ISO, MDY';"
+	"SET LOCAL IntervalStyle = 'postgres';"
+	"SET LOCAL extra_float_digits = 3;"
+	"SET LOCAL statement_timeout = 0;"
+	"SET LOCAL idle_in_transaction_session_timeout = 0;"
+	"SET LOCAL check_function_bodies = false;"
+	"SET LOCAL xmloption = content;"
+	"SET LOCAL row_security = off;"
+	"SELECT pg_catalog.set_config('search_path', '', true);";
 
 /* The user's schemas: what a snapshot holds. */
 #define USER_NSP                                                                      \
@@ -90,13 +92,15 @@ static unsigned oidval(const PGresult *r, int row, int col)
 
 int pgcat_begin(PGconn *conn, struct sm_error *err)
 {
-	PGresult *r = q(conn, pgcat_session_sql, err);
+	PGresult *r = q(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
 
 	if (!r)
 		return -1;
 	PQclear(r);
-	if (!(r = q(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err)))
+	if (!(r = q(conn, pgcat_session_sql, err))) {
+		PQclear(PQexec(conn, "ROLLBACK"));
 		return -1;
+	}
 	PQclear(r);
 	return 0;
 }

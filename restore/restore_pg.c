@@ -463,26 +463,59 @@ out:
 	return ret;
 }
 
+/* The statements that put back the connection's settings session_sql
+ * changes (the engine's connection goes on after the restore). */
+static int save_settings(PGconn *conn, struct strbuf *undo, struct sm_error *err)
+{
+	PGresult *res = PQexec(conn,
+		"SELECT pg_catalog.string_agg(pg_catalog.format('SELECT pg_catalog.set_config(%L, %L, "
+		"false);', name, setting), ' ') FROM pg_catalog.pg_settings WHERE name IN "
+		"('client_encoding', 'standard_conforming_strings', 'DateStyle', 'IntervalStyle', "
+		"'extra_float_digits', 'statement_timeout', 'lock_timeout', "
+		"'idle_in_transaction_session_timeout', 'check_function_bodies', 'xmloption', "
+		"'client_min_messages', 'maintenance_work_mem', 'row_security', 'search_path')");
+	int ret = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		ret = pg_error(err, conn, res, "cannot read the session settings");
+	else
+		sb_adds(undo, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return ret;
+}
+
 static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 		    const struct restore_opts *opts, struct sm_error *err)
 {
 	struct pg_stage *s = state;
 	PGconn *conn = engine_native(target);
-	int empty = 0;
+	struct strbuf undo = STRBUF_INIT;
+	int empty = 0, ret = -1;
 
 	(void)manifest;
 	(void)opts;
-	if (run_sql(conn, session_sql, "cannot prepare the restore session", err) < 0)
-		return -1;
-	if (apply_single(target, s, err) == 0)
-		return 0;
+	if (save_settings(conn, &undo, err) < 0 ||
+	    run_sql(conn, session_sql, "cannot prepare the restore session", err) < 0)
+		goto out;
+	if (apply_single(target, s, err) == 0) {
+		ret = 0;
+		goto out;
+	}
 	/* out of lock slots: nothing was changed; into an empty database the
 	 * restore may go on in several transactions, elsewhere it must not */
 	if (!is_lock_exhaustion(err->sqlstate, err->msg) ||
 	    target_is_empty(conn, s->toc, &empty, err) < 0 || !empty)
-		return -1;
+		goto out;
 	err_clear(err);
-	return apply_batched(target, s, err);
+	ret = apply_batched(target, s, err);
+out:
+	if (undo.len) {
+		PGresult *res = PQexec(conn, undo.buf);
+
+		PQclear(res);
+	}
+	sb_release(&undo);
+	return ret;
 }
 
 const struct restore_driver restore_pg_driver = {
