@@ -29,7 +29,7 @@ fi
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # short fuzz runs of every libFuzzer harness (scripts/fuzz.sh runs longer ones)
-FUZZ_BUILD_DIR="$ROOT/build-fuzz" scripts/fuzz.sh "${SAFE_MIGRATE_FUZZ_SECONDS:-30}"
+FUZZ_BUILD_DIR="$ROOT/build-fuzz" scripts/fuzz.sh "${SAFE_MIGRATE_FUZZ_SECONDS:-20}"
 
-(cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" --timeout 600 "$@")
+(cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" --timeout 900 "$@")
 
