@@ -16,6 +16,7 @@
 /* One line per engine: adding an engine's backup is adding its driver here. */
 static const struct backup_driver *const drivers[] = {
 	&backup_sqlite_driver,
+	&backup_pg_driver,
 };
 
 const struct backup_driver *backup_find_driver(const struct engine *e)

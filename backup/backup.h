@@ -63,5 +63,6 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 
 /* Engine drivers (backup_<engine>.c). */
 extern const struct backup_driver backup_sqlite_driver;
+extern const struct backup_driver backup_pg_driver;
 
 #endif

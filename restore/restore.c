@@ -12,6 +12,7 @@
 /* One line per engine: adding an engine's restore is adding its driver here. */
 static const struct restore_driver *const drivers[] = {
 	&restore_sqlite_driver,
+	&restore_pg_driver,
 };
 
 const struct restore_driver *restore_find_driver(const char *engine)

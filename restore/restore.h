@@ -62,5 +62,6 @@ int restore_snapshot(const char *path, struct engine *target, const struct resto
 
 /* Engine drivers (restore_<engine>.c). */
 extern const struct restore_driver restore_sqlite_driver;
+extern const struct restore_driver restore_pg_driver;
 
 #endif

@@ -3,12 +3,16 @@
 # but only those that are missing: with everything present it does nothing.
 set -euo pipefail
 
+# postgresql-contrib-15 is not listed: on Debian 12 it is only a virtual
+# package provided by postgresql-15, so dpkg never reports it installed, and
+# asking for it ran apt-get on every test run and upgraded the server under
+# running clusters (their next plpgsql load then failed).
 PACKAGES=(
   build-essential cmake pkg-config clang
   libsqlite3-dev libpq-dev libzstd-dev libarchive-dev libssl-dev
   libcjson-dev libinih-dev libpg-query-dev libcmocka-dev
-  sqlite3 zstd python3 python3-alembic
-  postgresql-15 postgresql-contrib-15 postgresql-client-15
+  sqlite3 zstd python3 python3-alembic python3-psycopg2 time
+  postgresql-15 postgresql-client-15
   cppcheck clang-tidy
 )
 

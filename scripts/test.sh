@@ -15,7 +15,7 @@ cmake --build "$BUILD" -j"$(nproc)" >/dev/null  # fails the script on a build er
 
 PGDIR=$(mktemp -d /tmp/sm-pg.XXXXXX)
 PORT=${SAFE_MIGRATE_TEST_PG_PORT:-$((20000 + RANDOM % 20000))}
-cleanup() { scripts/pg-cluster.sh stop "$PGDIR" || true; }
+cleanup() { "$ROOT/scripts/pg-cluster.sh" stop "$PGDIR" || true; }
 trap cleanup EXIT INT TERM
 if url=$(scripts/pg-cluster.sh start "$PGDIR" "$PORT"); then
   export SAFE_MIGRATE_TEST_PG_URL="$url"
@@ -28,5 +28,8 @@ fi
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-cd "$BUILD"
-ctest --output-on-failure -j"$(nproc)" --timeout 600 "$@"
+# short fuzz runs of every libFuzzer harness (scripts/fuzz.sh runs longer ones)
+FUZZ_BUILD_DIR="$ROOT/build-fuzz" scripts/fuzz.sh "${SAFE_MIGRATE_FUZZ_SECONDS:-30}"
+
+(cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" --timeout 600 "$@")
+

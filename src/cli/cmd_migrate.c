@@ -365,9 +365,10 @@ int cmd_stamp(struct cmd_ctx *ctx)
 	}
 	if (s.e->ops->commit(s.e, &ctx->err) < 0)
 		goto rollback;
-	if (changed)
-		session_record_schema(&s);
-	else
+	/* the schema is recorded even when no version changed: stamping is how
+	 * an operator accepts the database as it is now */
+	session_record_schema(&s);
+	if (!changed)
 		out("already stamped at %s; nothing to do\n", ctx->argv[0]);
 	if (session_reload(&s, &ctx->err) == 0)
 		json_status(ctx, &s);

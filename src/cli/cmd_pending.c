@@ -13,21 +13,7 @@ static int not_yet(struct cmd_ctx *ctx)
 	return report_error(ctx, &ctx->err);
 }
 
-int cmd_schema(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_validate(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_lint(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_safety_check(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_safe_migrate(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_run(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_recover(struct cmd_ctx *ctx) { return not_yet(ctx); }
 int cmd_roundtrip(struct cmd_ctx *ctx) { return not_yet(ctx); }
-int cmd_history_runs(struct cmd_ctx *ctx);
-int cmd_history_runs(struct cmd_ctx *ctx)
-{
-	err_set(&ctx->err, ERR_FAIL, "history --runs needs the run journal, which is not "
-		"implemented yet in this build");
-	return report_error(ctx, &ctx->err);
-}
 int cmd_create_from_schema(struct cmd_ctx *ctx, const char *file, struct strbuf *body);
 int cmd_create_from_schema(struct cmd_ctx *ctx, const char *file, struct strbuf *body)
 {
@@ -35,8 +21,4 @@ int cmd_create_from_schema(struct cmd_ctx *ctx, const char *file, struct strbuf 
 	(void)body;
 	return err_set(&ctx->err, ERR_FAIL, "create --from-schema is not implemented yet in "
 		       "this build");
-}
-void session_record_schema(struct session *s)
-{
-	(void)s; /* the schema model lands with the safety module */
 }

@@ -419,8 +419,68 @@ out:
 	return ret;
 }
 
+/* PostgreSQL: every table, partitioned table, foreign table, view,
+ * materialized view and sequence outside the system schemas, except those
+ * that belong to an extension; CASCADE takes dependent objects along.  The
+ * whole drop is one transaction. */
+static int pg_drop_all(struct engine *e, struct strbuf *dropped, struct sm_error *err)
+{
+	static const char *const list_sql =
+		"SELECT c.relkind, n.nspname, c.relname FROM pg_class c "
+		"JOIN pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') "
+		"AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' "
+		"AND NOT c.relispartition "
+		"AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+		"AND d.objid = c.oid AND d.deptype = 'e') "
+		"ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, "
+		"n.nspname, c.relname";
+	struct eng_rows rows = ENG_ROWS_INIT;
+	struct strbuf sql = STRBUF_INIT;
+	int ret = -1;
+
+	if (e->ops->begin(e, err) < 0)
+		return -1;
+	if (e->ops->query(e, list_sql, 0, NULL, &rows, err) < 0)
+		goto out;
+	for (size_t i = 0; i < rows.nrows; i++) {
+		const char *kind = rows_get(&rows, i, 0), *what;
+
+		switch (kind[0]) {
+		case 'v': what = "VIEW"; break;
+		case 'm': what = "MATERIALIZED VIEW"; break;
+		case 'S': what = "SEQUENCE"; break;
+		case 'f': what = "FOREIGN TABLE"; break;
+		default: what = "TABLE"; break;
+		}
+		sb_reset(&sql);
+		sb_addf(&sql, "DROP %s IF EXISTS ", what);
+		e->ops->quote_ident(&sql, rows_get(&rows, i, 1));
+		sb_addch(&sql, '.');
+		e->ops->quote_ident(&sql, rows_get(&rows, i, 2));
+		sb_adds(&sql, " CASCADE");
+		if (engine_exec(e, sql.buf, err) < 0)
+			goto out;
+		sb_addf(dropped, "%s %s.%s\n", kind[0] == 'v' || kind[0] == 'm' ? "view" :
+			kind[0] == 'S' ? "sequence" : "table", rows_get(&rows, i, 1),
+			rows_get(&rows, i, 2));
+	}
+	if (e->ops->commit(e, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	if (ret < 0) {
+		struct sm_error ignored = SM_ERROR_INIT;
+		e->ops->rollback(e, &ignored);
+	}
+	rows_release(&rows);
+	sb_release(&sql);
+	return ret;
+}
+
 static const struct drop_driver drop_drivers[] = {
 	{ "sqlite", sqlite_drop_all },
+	{ "postgresql", pg_drop_all },
 };
 
 int cmd_drop_tables(struct cmd_ctx *ctx)

@@ -515,6 +515,8 @@ int main(int argc, char **argv)
 
 	memset(&ctx, 0, sizeof(ctx));
 	memset(&cfg, 0, sizeof(cfg));
+	/* keep results and messages in order when both go to one file */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (parse_args(argc, argv, &cmd, &cmd_name, &pos, &npos, &want_help, &want_version,
 		       &ctx.err) < 0) {
 		code = report_error(NULL, &ctx.err);

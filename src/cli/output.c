@@ -24,6 +24,8 @@ void out(const char *fmt, ...)
 	va_end(ap);
 }
 
+static void vmsg(const char *prefix, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
 	fputs("safe-migrate: ", stderr);

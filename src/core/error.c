@@ -16,6 +16,9 @@ void err_clear(struct sm_error *e)
 }
 
 static void err_vset(struct sm_error *e, enum err_kind kind, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void err_vset(struct sm_error *e, enum err_kind kind, const char *fmt, va_list ap)
 {
 	e->kind = kind;
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);

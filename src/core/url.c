@@ -74,6 +74,25 @@ static void redact_password_params(struct strbuf *sb)
 	}
 }
 
+/* Replaces every occurrence of secret at or after offset from with "***". */
+static void mask_all(struct strbuf *sb, const char *secret, size_t from)
+{
+	size_t n = strlen(secret);
+	char *hit;
+
+	while (from < sb->len && (hit = strstr(sb->buf + from, secret)) != NULL) {
+		size_t off = (size_t)(hit - sb->buf);
+		struct strbuf rest = STRBUF_INIT;
+
+		sb_adds(&rest, hit + n);
+		sb_setlen(sb, off);
+		sb_adds(sb, "***");
+		sb_add(sb, rest.buf, rest.len);
+		sb_release(&rest);
+		from = off + 3;
+	}
+}
+
 char *url_redact(const char *text)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -81,7 +100,9 @@ char *url_redact(const char *text)
 
 	if (sep) {
 		const char *auth = sep + 3;
-		const char *end = auth + strcspn(auth, "/?#");
+		/* libpq ends the authority only at '/'; '?' and '#' may sit in a
+		 * password, so search up to the first '/' like it does */
+		const char *end = auth + strcspn(auth, "/");
 		const char *at = NULL;
 
 		/* the last '@' before the path ends the userinfo */
@@ -91,9 +112,20 @@ char *url_redact(const char *text)
 		if (at) {
 			const char *colon = memchr(auth, ':', (size_t)(at - auth));
 			if (colon) {
+				char *pw = xstrndup(colon + 1, (size_t)(at - colon - 1));
 				sb_add(&sb, text, (size_t)(colon + 1 - text));
 				sb_adds(&sb, "***");
 				sb_adds(&sb, at);
+				/* the same text elsewhere (a database name, a repeated
+				 * URL) must not give the password away either */
+				if (*pw)
+					mask_all(&sb, pw, (size_t)(colon + 1 - text) + 3);
+				free(pw);
+				/* libpq itself takes the first '@': mask that reading too */
+				pw = xstrndup(colon + 1, strcspn(colon + 1, "@"));
+				if (*pw)
+					mask_all(&sb, pw, (size_t)(colon + 1 - text) + 3);
+				free(pw);
 			}
 		}
 	}
@@ -200,6 +232,14 @@ int url_parse(const char *text, const char *base_dir, struct db_url *out, struct
 		return err_set(err, ERR_USAGE,
 			       "invalid database URL '%.200s': expected sqlite:///FILE or "
 			       "postgresql://USER@HOST/DB", text);
+	}
+	for (const char *c = text; c < colon; c++) {
+		int ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			 (c > text && ((*c >= '0' && *c <= '9') || *c == '+' || *c == '-' || *c == '.'));
+		if (!ok)
+			return err_set(err, ERR_USAGE,
+				       "invalid database URL: expected sqlite:///FILE or "
+				       "postgresql://USER@HOST/DB");
 	}
 	scheme = xstrndup(text, (size_t)(colon - text));
 	plus = strchr(scheme, '+');

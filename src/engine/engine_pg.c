@@ -1,28 +1,779 @@
 /*
  * engine_pg: the PostgreSQL backend of the engine interface (libpq).
  *
- * Placeholder until the PostgreSQL engine lands: every URL is refused with
- * "not yet supported" rather than a parse error.
+ * The connection string goes to libpq untouched (a postgresql:// URI or a
+ * keyword/value string), so the PG* environment, ~/.pgpass, service files
+ * and sslmode behave exactly as in psql.  Scripts are split into statements
+ * by libpg_query, which embeds PostgreSQL's own parser: dollar quoting,
+ * plpgsql bodies and nested comments are cut where the server would cut
+ * them, and each statement is sent on its own so that an error names the
+ * statement's line.  The migration lock is a session advisory lock, which
+ * outlives the per-migration transactions and vanishes with the connection
+ * if the process dies.  A script that changes the search_path has it reset
+ * afterwards, so that each migration (and the version table's unqualified
+ * name) starts from the session's default, as in a fresh psql session.
+ *
+ * No message built here may contain the password: the target is always
+ * named by e->url.redacted, and libpq's own messages (which can echo parts
+ * of the connection string) are scrubbed of every password we know of.
  */
+#include <ctype.h>
+#include <libpq-fe.h>
+#include <pg_query.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "engine.h"
+#include "xalloc.h"
+
+/* The advisory lock key: the bytes of "safe-mig" as a big-endian bigint.
+ * pg_locks shows it as classid 0x73616665, objid 0x2d6d6967, objsubid 1. */
+#define PG_LOCK_KEY "8314038971842521447"
+#define PG_LOCK_CLASSID "1935763045"
+#define PG_LOCK_OBJID "762145127"
+
+#define PG_LOCK_POLL_MS 100
+
+struct pg_impl {
+	PGconn *conn;     /* first member: engine_native() returns it */
+	PGcancel *cancel; /* prepared at open so interrupt() stays signal-safe */
+	volatile sig_atomic_t interrupted;
+	int locked;
+};
+
+/* ---- messages ------------------------------------------------------------ */
+
+/* Replaces every occurrence of secret in sb with "***". */
+static void scrub_secret(struct strbuf *sb, const char *secret)
+{
+	struct strbuf out = STRBUF_INIT;
+	size_t n = secret ? strlen(secret) : 0;
+	const char *p, *hit;
+
+	if (!n || !strstr(sb->buf, secret))
+		return;
+	for (p = sb->buf; (hit = strstr(p, secret)) != NULL; p = hit + n) {
+		sb_add(&out, p, (size_t)(hit - p));
+		sb_adds(&out, "***");
+	}
+	sb_adds(&out, p);
+	sb_reset(sb);
+	sb_add(sb, out.buf, out.len);
+	sb_release(&out);
+}
+
+/* Appends a libpq message on one line, with every password we know of
+ * (the connection string's, PGPASSWORD, the one libpq ended up using)
+ * masked. */
+static void add_libpq_message(struct strbuf *out, const char *conninfo, PGconn *conn,
+			      const char *msg)
+{
+	struct strbuf sb = STRBUF_INIT;
+	PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
+	const char *s;
+	int space = 0;
+
+	for (s = msg ? msg : ""; *s; s++) {
+		if (*s == '\n' || *s == '\t' || *s == '\r') {
+			space = 1;
+			continue;
+		}
+		if (space && sb.len)
+			sb_addch(&sb, ' ');
+		space = 0;
+		sb_addch(&sb, *s);
+	}
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "password"))
+			scrub_secret(&sb, o->val);
+	scrub_secret(&sb, getenv("PGPASSWORD"));
+	if (conn)
+		scrub_secret(&sb, PQpass(conn));
+	/* a URL echoed back whole keeps its user:password@ form */
+	{
+		char *red = url_redact(sb.buf);
+		sb_adds(out, red);
+		free(red);
+	}
+	PQconninfoFree(opts);
+	sb_release(&sb);
+}
+
+/* Fills err from a failed result: "ERROR:  message (SQLSTATE xxxxx)" plus
+ * DETAIL and HINT lines, after prefix (may be ""). */
+static int result_error(struct engine *e, const PGresult *res, const char *prefix,
+			struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY) : NULL;
+	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+	struct strbuf sb = STRBUF_INIT;
+	enum err_kind kind = ERR_FAIL;
+
+	sb_adds(&sb, prefix);
+	if (primary) {
+		sb_addf(&sb, "%s:  %s", sev ? sev : "ERROR", primary);
+		if (state)
+			sb_addf(&sb, " (SQLSTATE %s)", state);
+		if (detail)
+			sb_addf(&sb, "\nDETAIL:  %s", detail);
+		if (hint)
+			sb_addf(&sb, "\nHINT:  %s", hint);
+	} else {
+		/* no server error: the connection failed (libpq's own message) */
+		const char *msg = res ? PQresultErrorMessage(res) : "";
+		add_libpq_message(&sb, NULL, pg->conn, *msg ? msg : PQerrorMessage(pg->conn));
+		if (PQstatus(pg->conn) == CONNECTION_BAD && !strstr(sb.buf, "connection"))
+			sb_adds(&sb, " (connection lost)");
+	}
+	sb_rtrim(&sb);
+	if (state && !strcmp(state, "57014") && pg->interrupted)
+		kind = ERR_INTERRUPTED;
+	err_set(err, kind, "%s", sb.buf);
+	snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state ? state : "");
+	sb_release(&sb);
+	return -1;
+}
+
+static int result_ok(const PGresult *res)
+{
+	switch (PQresultStatus(res)) {
+	case PGRES_COMMAND_OK:
+	case PGRES_TUPLES_OK:
+	case PGRES_EMPTY_QUERY:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Runs a statement with the simple protocol and consumes COPY data, which a
+ * migration script cannot supply.  Returns the last result (caller clears). */
+static PGresult *exec_simple(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+
+	while (res) {
+		ExecStatusType st = PQresultStatus(res);
+		char *buf = NULL;
+
+		if (st == PGRES_COPY_IN) {
+			PQputCopyEnd(conn, "COPY FROM STDIN is not supported in a migration script");
+		} else if (st == PGRES_COPY_OUT) {
+			while (PQgetCopyData(conn, &buf, 0) > 0)
+				PQfreemem(buf);
+		} else {
+			break;
+		}
+		PQclear(res);
+		res = PQgetResult(conn);
+		/* the final result of the COPY is followed by NULL */
+		if (res && !(PQresultStatus(res) == PGRES_COPY_IN ||
+			     PQresultStatus(res) == PGRES_COPY_OUT)) {
+			PGresult *extra;
+			while ((extra = PQgetResult(conn)) != NULL)
+				PQclear(extra);
+			break;
+		}
+	}
+	return res;
+}
+
+/* ---- open / close ---------------------------------------------------------- */
+
+static void ignore_notice(void *arg, const char *message)
+{
+	/* library code never prints; NOTICEs such as "table does not exist,
+	 * skipping" are not errors */
+	(void)arg;
+	(void)message;
+}
 
 static int pg_open(struct engine *e, unsigned flags, struct sm_error *err)
 {
-	(void)flags;
-	return err_set(err, ERR_USAGE, "PostgreSQL databases are not yet supported ('%s')",
-		       e->url.redacted);
+	/* later keywords win: connect_timeout is only a default, while
+	 * application_name marks our sessions for the lock-holder message */
+	const char *keys[4], *vals[4];
+	int n = 0;
+	struct pg_impl *pg;
+	struct strbuf sb = STRBUF_INIT;
+
+	(void)flags; /* a PostgreSQL database is never created implicitly */
+	if (!getenv("PGCONNECT_TIMEOUT")) {
+		keys[n] = "connect_timeout";
+		vals[n++] = "10";
+	}
+	keys[n] = "dbname";
+	vals[n++] = e->url.conninfo;
+	keys[n] = "application_name";
+	vals[n++] = "safe-migrate";
+	keys[n] = NULL;
+	vals[n] = NULL;
+
+	pg = xcalloc(1, sizeof(*pg));
+	pg->conn = PQconnectdbParams(keys, vals, 1);
+	if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
+		sb_addf(&sb, "cannot connect to '%s': ", e->url.redacted);
+		add_libpq_message(&sb, e->url.conninfo, pg->conn,
+				  pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+		sb_rtrim(&sb);
+		if (strstr(sb.buf, "FATAL:  database \"") && strstr(sb.buf, "does not exist"))
+			sb_adds(&sb, " (safe-migrate never creates a PostgreSQL database: create it "
+				"first, e.g. with createdb)");
+		err_set(err, ERR_FAIL, "%s", sb.buf);
+		sb_release(&sb);
+		PQfinish(pg->conn);
+		free(pg);
+		return -1;
+	}
+	PQsetNoticeProcessor(pg->conn, ignore_notice, NULL);
+	pg->cancel = PQgetCancel(pg->conn);
+	e->impl = pg;
+	return 0;
 }
 
-static void pg_noop(struct engine *e)
+static void pg_close(struct engine *e)
 {
-	(void)e;
+	struct pg_impl *pg = e->impl;
+
+	if (!pg)
+		return;
+	e->impl = NULL;
+	PQfreeCancel(pg->cancel);
+	PQfinish(pg->conn);
+	free(pg);
+}
+
+/* ---- scripts --------------------------------------------------------------- */
+
+static int simple(struct engine *e, const char *sql, struct sm_error *err);
+
+/* Byte offset of the 1-based character position pos (as the parser counts). */
+static size_t char_pos_to_offset(const char *text, int pos)
+{
+	size_t i = 0;
+	int chars = 0;
+
+	if (pos <= 1)
+		return 0;
+	while (text[i]) {
+		if (((unsigned char)text[i] & 0xC0) != 0x80) {
+			if (++chars == pos)
+				return i;
+		}
+		i++;
+	}
+	return i;
+}
+
+static int split_error(const char *sql, const PgQueryError *pe, const struct exec_source *src,
+		       struct sm_error *err)
+{
+	size_t off = char_pos_to_offset(sql, pe->cursorpos);
+	int first = src ? src->first_line : 1;
+	/* psql scripts are the usual source of migration files */
+	const char *hint = sql[off] == '\\' ?
+		"\nHINT:  psql meta-commands such as \\set and \\i are not SQL; a migration "
+		"holds SQL statements only" : "";
+
+	if (src && src->file)
+		err_set(err, ERR_FAIL, "'%s', line %d: ERROR:  %s (SQLSTATE 42601)%s", src->file,
+			engine_line_at(sql, off, first), pe->message, hint);
+	else
+		err_set(err, ERR_FAIL, "line %d: ERROR:  %s (SQLSTATE 42601)%s",
+			engine_line_at(sql, off, first), pe->message, hint);
+	snprintf(err->sqlstate, sizeof(err->sqlstate), "42601");
+	return -1;
+}
+
+/* Calls cb for each non-empty statement of sql, with its offset. */
+typedef int (*split_cb)(void *ud, size_t off, size_t len);
+
+static int split_each(const char *sql, const struct exec_source *src, split_cb cb, void *ud,
+		      struct sm_error *err)
+{
+	PgQuerySplitResult r = pg_query_split_with_parser(sql);
+	int ret = 0;
+
+	if (r.error) {
+		ret = split_error(sql, r.error, src, err);
+		goto out;
+	}
+	for (int i = 0; i < r.n_stmts; i++) {
+		size_t loc = (size_t)r.stmts[i]->stmt_location;
+		size_t len = (size_t)r.stmts[i]->stmt_len;
+		size_t skip = engine_skip_space(sql + loc, len);
+
+		if (skip >= len)
+			continue;
+		ret = cb(ud, loc + skip, len - skip);
+		if (ret)
+			break;
+	}
+out:
+	pg_query_free_split_result(r);
+	return ret;
+}
+
+/* The first word of a statement, upper-cased, into buf. */
+static void first_word(const char *stmt, size_t len, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	while (n < len && n + 1 < size && isalpha((unsigned char)stmt[n])) {
+		buf[n] = (char)toupper((unsigned char)stmt[n]);
+		n++;
+	}
+	buf[n] = '\0';
+}
+
+/* Does stmt end or start a transaction (which would break the one a
+ * migration runs in)?  SAVEPOINT and ROLLBACK TO are harmless. */
+static int is_tx_control(const char *stmt, size_t len)
+{
+	static const char *const words[] = { "BEGIN", "START", "COMMIT", "END", "ABORT" };
+	char w[16];
+
+	first_word(stmt, len, w, sizeof(w));
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcmp(w, words[i]))
+			return 1;
+	if (!strcmp(w, "ROLLBACK")) {
+		size_t i = 8;
+		char w2[16];
+		while (i < len && isspace((unsigned char)stmt[i]))
+			i++;
+		first_word(stmt + i, len - i, w2, sizeof(w2));
+		return strcmp(w2, "TO") != 0 && strcmp(w2, "PREPARED") != 0;
+	}
+	return 0;
+}
+
+struct exec_state {
+	struct engine *e;
+	const char *sql;
+	const struct exec_source *src;
+	struct sm_error *err;
+	struct strbuf stmt;
+};
+
+static void where_prefix(struct strbuf *sb, const struct exec_state *st, size_t off)
+{
+	int first = st->src ? st->src->first_line : 1;
+	int line = engine_line_at(st->sql, off, first);
+
+	if (st->src && st->src->file)
+		sb_addf(sb, "'%s', line %d: ", st->src->file, line);
+	else
+		sb_addf(sb, "line %d: ", line);
+}
+
+static int exec_one(void *ud, size_t off, size_t len)
+{
+	struct exec_state *st = ud;
+	struct pg_impl *pg = st->e->impl;
+	struct strbuf where = STRBUF_INIT;
+	PGresult *res;
+	int ret = 0;
+
+	where_prefix(&where, st, off);
+	if (pg->interrupted) {
+		err_set(st->err, ERR_INTERRUPTED, "%sinterrupted before this statement", where.buf);
+		ret = -1;
+		goto out;
+	}
+	if (st->e->in_tx && is_tx_control(st->sql + off, len)) {
+		size_t shown = strcspn(st->sql + off, "\n");
+		err_set(st->err, ERR_FAIL,
+			"%s'%.*s' would end the transaction the migration runs in; remove it, or "
+			"mark the migration transaction:false", where.buf,
+			(int)(shown < len ? shown : len), st->sql + off);
+		st->err->sqlstate[0] = '\0';
+		ret = -1;
+		goto out;
+	}
+	sb_reset(&st->stmt);
+	sb_add(&st->stmt, st->sql + off, len);
+	res = exec_simple(pg->conn, st->stmt.buf);
+	if (!result_ok(res))
+		ret = result_error(st->e, res, where.buf, st->err);
+	PQclear(res);
+out:
+	sb_release(&where);
+	return ret;
+}
+
+/* Case-insensitive: does text mention word? */
+static int mentions(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (; *text; text++)
+		if (!strncasecmp(text, word, n))
+			return 1;
+	return 0;
+}
+
+static int pg_exec_script(struct engine *e, const char *sql, const struct exec_source *src,
+			  struct sm_error *err)
+{
+	struct exec_state st = { e, sql, src, err, STRBUF_INIT };
+	int ret = split_each(sql, src, exec_one, &st, err);
+
+	sb_release(&st.stmt);
+	if (ret)
+		return -1;
+	/* a script that moves the search_path (pg_dump output sets it to '')
+	 * must not move it for the next migration or for the version table's
+	 * unqualified name: every script starts from the session's default */
+	if (mentions(sql, "search_path"))
+		return simple(e, "RESET search_path", err);
+	return 0;
+}
+
+struct split_state {
+	const char *sql;
+	stmt_cb cb;
+	void *ud;
+};
+
+static int split_one(void *ud, size_t off, size_t len)
+{
+	struct split_state *st = ud;
+
+	return st->cb(st->ud, st->sql + off, len, engine_line_at(st->sql, off, 1));
+}
+
+static int pg_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *err)
+{
+	struct split_state st = { sql, cb, ud };
+
+	return split_each(sql, NULL, split_one, &st, err);
+}
+
+/* ---- transactions and queries --------------------------------------------- */
+
+static int simple(struct engine *e, const char *sql, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	PGresult *res = PQexec(pg->conn, sql);
+	int ret = 0;
+
+	if (!result_ok(res)) {
+		struct strbuf prefix = STRBUF_INIT;
+		sb_addf(&prefix, "%s failed: ", sql);
+		ret = result_error(e, res, prefix.buf, err);
+		sb_release(&prefix);
+	}
+	PQclear(res);
+	return ret;
+}
+
+static int pg_begin(struct engine *e, struct sm_error *err)
+{
+	if (simple(e, "BEGIN", err) < 0)
+		return -1;
+	e->in_tx = 1;
+	return 0;
+}
+
+static int pg_commit(struct engine *e, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	PGresult *res;
+	int ret = 0;
+
+	if (PQtransactionStatus(pg->conn) == PQTRANS_INERROR)
+		return err_set(err, ERR_FAIL, "cannot commit: the transaction was aborted by an "
+			       "earlier error");
+	res = PQexec(pg->conn, "COMMIT");
+	if (!result_ok(res)) {
+		ret = result_error(e, res, "COMMIT failed: ", err);
+		if (PQstatus(pg->conn) == CONNECTION_BAD) {
+			size_t n = strlen(err->msg);
+			snprintf(err->msg + n, sizeof(err->msg) - n, "; the connection was lost "
+				 "during COMMIT, so whether it took effect is unknown: check the "
+				 "version table");
+		}
+	}
+	else if (!strcmp(PQcmdStatus(res), "ROLLBACK"))
+		ret = err_set(err, ERR_FAIL, "COMMIT failed: the server rolled the transaction back");
+	PQclear(res);
+	if (ret == 0)
+		e->in_tx = 0;
+	return ret;
+}
+
+static int pg_rollback(struct engine *e, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+
+	e->in_tx = 0;
+	if (PQstatus(pg->conn) != CONNECTION_OK ||
+	    PQtransactionStatus(pg->conn) == PQTRANS_IDLE)
+		return 0; /* nothing to roll back (or the server already did) */
+	return simple(e, "ROLLBACK", err);
+}
+
+static int pg_query(struct engine *e, const char *sql, int nparams, const char *const *params,
+		    struct eng_rows *rows, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	PGresult *res;
+	size_t nr, nc;
+
+	if (rows)
+		memset(rows, 0, sizeof(*rows));
+	res = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (!result_ok(res)) {
+		result_error(e, res, "", err);
+		PQclear(res);
+		return -1;
+	}
+	if (rows) {
+		nr = PQresultStatus(res) == PGRES_TUPLES_OK ? (size_t)PQntuples(res) : 0;
+		nc = (size_t)PQnfields(res);
+		rows->nrows = nr;
+		rows->ncols = nc;
+		rows->colnames = xcalloc(nc ? nc : 1, sizeof(char *));
+		rows->cells = xcalloc(nr * nc > 0 ? nr * nc : 1, sizeof(char *));
+		for (size_t c = 0; c < nc; c++)
+			rows->colnames[c] = xstrdup(PQfname(res, (int)c));
+		for (size_t r = 0; r < nr; r++)
+			for (size_t c = 0; c < nc; c++)
+				if (!PQgetisnull(res, (int)r, (int)c))
+					rows->cells[r * nc + c] =
+						xstrdup(PQgetvalue(res, (int)r, (int)c));
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* ---- the migration lock ------------------------------------------------------ */
+
+static long ms_since(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+/* Appends who holds the lock ("pid 123, application 'safe-migrate', user
+ * 'app', since ...") if the server lets us see it. */
+static void describe_holder(struct engine *e, struct strbuf *out)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+	struct sm_error ignored = SM_ERROR_INIT;
+	const char *sql =
+		"SELECT l.pid::text, a.application_name, a.usename::text, "
+		"to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+		"host(a.client_addr) "
+		"FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+		"WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+		"AND l.classid = " PG_LOCK_CLASSID " AND l.objid = " PG_LOCK_OBJID " "
+		"AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+	const char *v;
+
+	if (pg_query(e, sql, 0, NULL, &rows, &ignored) < 0 || !rows.nrows) {
+		rows_release(&rows);
+		return;
+	}
+	sb_addf(out, " (held by pid %s", rows_get(&rows, 0, 0));
+	if ((v = rows_get(&rows, 0, 1)) && *v)
+		sb_addf(out, ", application '%s'", v);
+	if ((v = rows_get(&rows, 0, 2)) && *v)
+		sb_addf(out, ", user '%s'", v);
+	if ((v = rows_get(&rows, 0, 4)) && *v)
+		sb_addf(out, ", from %s", v);
+	if ((v = rows_get(&rows, 0, 3)) && *v)
+		sb_addf(out, ", connected since %s", v);
+	sb_addch(out, ')');
+	rows_release(&rows);
+}
+
+static int pg_lock(struct engine *e, long timeout_ms, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	struct timespec start;
+
+	if (pg->locked)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		char *got = NULL;
+		long waited;
+
+		if (engine_scalar(e, "SELECT pg_try_advisory_lock(" PG_LOCK_KEY ")", 0, NULL, &got,
+				  err) < 0)
+			return err_prefix(err, "cannot take the migration lock on '%s'",
+					  e->url.redacted);
+		pg->locked = got && !strcmp(got, "t");
+		free(got);
+		if (pg->locked)
+			return 0;
+		if (pg->interrupted)
+			return err_set(err, ERR_INTERRUPTED,
+				       "interrupted while waiting for the migration lock");
+		waited = ms_since(&start);
+		if (waited >= timeout_ms) {
+			struct strbuf sb = STRBUF_INIT;
+			sb_addf(&sb, "another migration is running on '%s'", e->url.redacted);
+			describe_holder(e, &sb);
+			sb_addf(&sb, "; gave up waiting for its lock after %ld ms (see --lock-timeout)",
+				timeout_ms);
+			err_set(err, ERR_LOCKED, "%s", sb.buf);
+			sb_release(&sb);
+			return -1;
+		}
+		{
+			long left = timeout_ms - waited;
+			usleep((useconds_t)(left < PG_LOCK_POLL_MS ? left : PG_LOCK_POLL_MS) * 1000);
+		}
+	}
+}
+
+static void pg_unlock(struct engine *e)
+{
+	struct pg_impl *pg = e->impl;
+	PGresult *res;
+
+	if (!pg || !pg->locked)
+		return;
+	pg->locked = 0;
+	if (PQstatus(pg->conn) != CONNECTION_OK)
+		return; /* the server released it with the session */
+	if (PQtransactionStatus(pg->conn) == PQTRANS_INERROR) {
+		res = PQexec(pg->conn, "ROLLBACK");
+		PQclear(res);
+	}
+	res = PQexec(pg->conn, "SELECT pg_advisory_unlock(" PG_LOCK_KEY ")");
+	PQclear(res);
+}
+
+/* ---- settings and the rest --------------------------------------------------- */
+
+static int pg_set_timeouts(struct engine *e, long lock_timeout_ms, long statement_timeout_ms,
+			   struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	int ret = 0;
+
+	if (lock_timeout_ms > 0) {
+		sb_addf(&sql, "SET lock_timeout = '%ldms'", lock_timeout_ms);
+		ret = simple(e, sql.buf, err);
+	}
+	sb_reset(&sql);
+	if (!ret && statement_timeout_ms > 0) {
+		sb_addf(&sql, "SET statement_timeout = '%ldms'", statement_timeout_ms);
+		ret = simple(e, sql.buf, err);
+	}
+	sb_release(&sql);
+	return ret;
+}
+
+static void pg_interrupt(struct engine *e)
+{
+	/* runs in a signal handler: PQcancel is documented as signal-safe and
+	 * nothing else here allocates */
+	struct pg_impl *pg = e->impl;
+	char errbuf[256];
+
+	if (!pg)
+		return;
+	pg->interrupted = 1;
+	if (pg->cancel)
+		PQcancel(pg->cancel, errbuf, (int)sizeof(errbuf));
+}
+
+static int pg_server_version(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	const char *v = PQparameterStatus(pg->conn, "server_version");
+	int num = PQserverVersion(pg->conn);
+
+	(void)err;
+	if (v) /* "15.4 (Debian 15.4-1.pgdg120+1)": keep the number */
+		sb_addf(out, "PostgreSQL %.*s", (int)strcspn(v, " "), v);
+	else if (num >= 100000)
+		sb_addf(out, "PostgreSQL %d.%d", num / 10000, num % 10000);
+	else
+		sb_addf(out, "PostgreSQL %d.%d.%d", num / 10000, num / 100 % 100, num % 100);
+	return 0;
+}
+
+static void pg_quote_ident(struct strbuf *out, const char *ident)
+{
+	sb_addch(out, '"');
+	for (const char *c = ident; *c; c++) {
+		if (*c == '"')
+			sb_addch(out, '"');
+		sb_addch(out, *c);
+	}
+	sb_addch(out, '"');
+}
+
+static void pg_quote_literal(struct strbuf *out, const char *s)
+{
+	/* E'' makes backslashes mean the same whatever
+	 * standard_conforming_strings says */
+	int esc = strchr(s, '\\') != NULL;
+
+	if (esc)
+		sb_addch(out, 'E');
+	sb_addch(out, '\'');
+	for (const char *c = s; *c; c++) {
+		if (*c == '\'' || (esc && *c == '\\'))
+			sb_addch(out, *c);
+		sb_addch(out, *c);
+	}
+	sb_addch(out, '\'');
+}
+
+static int pg_table_exists(struct engine *e, const char *name, int *exists, struct sm_error *err)
+{
+	/* an unqualified name is one identifier (case kept) looked up on the
+	 * search_path; "schema.table" is parsed as a qualified name */
+	const char *sql = strchr(name, '.') ?
+		"SELECT count(*) FROM pg_class WHERE oid = to_regclass($1) "
+		"AND relkind IN ('r','p','v','m','f')" :
+		"SELECT count(*) FROM pg_class WHERE oid = to_regclass(quote_ident($1)) "
+		"AND relkind IN ('r','p','v','m','f')";
+	const char *params[] = { name };
+	char *v = NULL;
+
+	if (engine_scalar(e, sql, 1, params, &v, err) < 0)
+		return -1;
+	*exists = v && strcmp(v, "0") != 0;
+	free(v);
+	return 0;
 }
 
 const struct engine_ops engine_pg_ops = {
 	.name = "postgresql",
 	.display_name = "PostgreSQL",
 	.open = pg_open,
-	.close = pg_noop,
-	.unlock = pg_noop,
-	.interrupt = pg_noop,
+	.close = pg_close,
+	.exec_script = pg_exec_script,
+	.split = pg_split,
+	.begin = pg_begin,
+	.commit = pg_commit,
+	.rollback = pg_rollback,
+	.query = pg_query,
+	.lock = pg_lock,
+	.unlock = pg_unlock,
+	.set_timeouts = pg_set_timeouts,
+	.interrupt = pg_interrupt,
+	.server_version = pg_server_version,
+	.quote_ident = pg_quote_ident,
+	.quote_literal = pg_quote_literal,
+	.table_exists = pg_table_exists,
 };

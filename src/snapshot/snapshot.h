@@ -159,6 +159,9 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err);
 /* manifest.json once snap_reader_finish succeeded, else NULL.  Borrowed. */
 const cJSON *snap_reader_manifest(const struct snap_reader *r);
 void snap_reader_close(struct snap_reader *r);
+/* The path the reader was opened on (a driver that streams the snapshot a
+ * second time, after verification, reopens it).  Borrowed. */
+const char *snap_reader_path(const struct snap_reader *r);
 /* Sets progress reporting on compressed bytes read (total: the file size). */
 void snap_reader_set_progress(struct snap_reader *r, snap_progress_fn fn, void *ud);
 

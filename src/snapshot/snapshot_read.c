@@ -310,6 +310,11 @@ out:
 	return ok;
 }
 
+const char *snap_reader_path(const struct snap_reader *r)
+{
+	return r->path;
+}
+
 int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err)
 {
 	struct snap_reader *r = xcalloc(1, sizeof(*r));

@@ -1,0 +1,1158 @@
+/*
+ * pgdump_catalog: rebuilds a PostgreSQL database's DDL from its catalogs
+ * (see pgdump_catalog.h).
+ *
+ * The pre-data objects (types, sequences, functions, aggregates, tables,
+ * views, materialized views) are collected with their CREATE statements and
+ * sorted topologically on pg_depend, the way pg_dump sorts its archive:
+ * a view's rule, a column's default or type, a partition's parent all
+ * become edges between the objects that own them.  Ties keep a stable
+ * order (kind, then OID, which is creation order).  Post-data is emitted in
+ * the order that always works: unique and primary keys first (foreign keys
+ * reference them), then indexes, checks, foreign keys, triggers.
+ */
+#include "pgdump_catalog.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+/* Transaction-local settings for the dump: the snapshot often shares its
+ * connection with the migration that follows, which must find the session's
+ * own search_path and timeouts untouched. */
+const char pgcat_session_sql[] =
+	"SET LOCAL client_encoding = 'UTF8';"
+	"SET LOCAL standard_conforming_strings = on;"
+	"SET LOCAL DateStyle = 'ISO, MDY';"
+	"SET LOCAL IntervalStyle = 'postgres';"
+	"SET LOCAL extra_float_digits = 3;"
+	"SET LOCAL statement_timeout = 0;"
+	"SET LOCAL idle_in_transaction_session_timeout = 0;"
+	"SET LOCAL check_function_bodies = false;"
+	"SET LOCAL xmloption = content;"
+	"SET LOCAL row_security = off;"
+	"SELECT pg_catalog.set_config('search_path', '', true);";
+
+/* The user's schemas: what a snapshot holds. */
+#define USER_NSP                                                                      \
+	"(SELECT n.oid FROM pg_catalog.pg_namespace n "                               \
+	"WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "    \
+	"AND n.nspname !~ '^pg_(toast_)?temp_' AND NOT EXISTS (SELECT 1 FROM "        \
+	"pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_namespace'::regclass " \
+	"AND x.objid = n.oid AND x.deptype = 'e'))"
+/* Not a member of an extension (CREATE EXTENSION brings it back). */
+#define NOT_EXT(cls, oidexpr)                                                         \
+	"NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = '" cls    \
+	"'::regclass AND x.objid = " oidexpr " AND x.deptype = 'e')"
+
+int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
+{
+	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	struct strbuf m = STRBUF_INIT;
+
+	sb_adds(&m, msg && *msg ? msg : PQerrorMessage(conn));
+	sb_rtrim(&m);
+	if (!strncmp(m.buf, "ERROR:  ", 8))
+		memmove(m.buf, m.buf + 8, m.len - 7);
+	err_set(err, ERR_FAIL, "%s: %s", what, m.buf);
+	if (state)
+		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+	sb_release(&m);
+	return -1;
+}
+
+/* Runs sql; returns the result (caller PQclear) or NULL with err set. */
+static PGresult *q(PGconn *conn, const char *sql, struct sm_error *err)
+{
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	pgcat_pq_error(err, conn, res, "cannot read the catalogs");
+	PQclear(res);
+	return NULL;
+}
+
+static const char *val(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static int bval(const PGresult *r, int row, int col)
+{
+	return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
+}
+
+static unsigned oidval(const PGresult *r, int row, int col)
+{
+	return (unsigned)strtoul(PQgetvalue(r, row, col), NULL, 10);
+}
+
+int pgcat_begin(PGconn *conn, struct sm_error *err)
+{
+	PGresult *r = q(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
+
+	if (!r)
+		return -1;
+	PQclear(r);
+	if (!(r = q(conn, pgcat_session_sql, err))) {
+		PQclear(PQexec(conn, "ROLLBACK"));
+		return -1;
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* --- pre-data objects and their ordering -------------------------------- */
+
+enum obj_rank { R_TYPE, R_SEQ, R_FUNC, R_AGG, R_TABLE, R_VIEW, R_MATVIEW };
+
+struct pobj {
+	int rank;
+	char cls;      /* 'c' pg_class, 't' pg_type, 'p' pg_proc */
+	unsigned oid;
+	char *sql;     /* the CREATE statement(s) */
+	size_t *deps;  /* indexes of objects this one needs first */
+	size_t ndeps, adeps;
+	int emitted;
+	char *refresh; /* a populated materialized view: its REFRESH, for post-data */
+};
+
+struct okey {
+	char cls;
+	unsigned oid;
+	size_t idx;
+};
+
+struct objset {
+	struct pobj *v;
+	size_t n, alloc;
+	struct okey *keys; /* sorted by (cls, oid); aliases included */
+	size_t nkeys, akeys;
+};
+
+static int okey_cmp(const void *a, const void *b)
+{
+	const struct okey *x = a, *y = b;
+
+	if (x->cls != y->cls)
+		return x->cls < y->cls ? -1 : 1;
+	return x->oid < y->oid ? -1 : x->oid > y->oid;
+}
+
+static void add_key(struct objset *s, char cls, unsigned oid, size_t idx)
+{
+	ALLOC_GROW(s->keys, s->nkeys + 1, s->akeys);
+	s->keys[s->nkeys].cls = cls;
+	s->keys[s->nkeys].oid = oid;
+	s->keys[s->nkeys].idx = idx;
+	s->nkeys++;
+}
+
+static void sort_keys(struct objset *s)
+{
+	if (s->nkeys)
+		qsort(s->keys, s->nkeys, sizeof(*s->keys), okey_cmp);
+}
+
+static long find_obj(const struct objset *s, char cls, unsigned oid)
+{
+	struct okey k = { cls, oid, 0 };
+	const struct okey *f = s->nkeys ? bsearch(&k, s->keys, s->nkeys, sizeof(k), okey_cmp) : NULL;
+
+	return f ? (long)f->idx : -1;
+}
+
+static struct pobj *add_obj(struct objset *s, int rank, char cls, unsigned oid, char *sql)
+{
+	struct pobj *o;
+
+	ALLOC_GROW(s->v, s->n + 1, s->alloc);
+	o = &s->v[s->n];
+	memset(o, 0, sizeof(*o));
+	o->rank = rank;
+	o->cls = cls;
+	o->oid = oid;
+	o->sql = sql;
+	add_key(s, cls, oid, s->n);
+	s->n++;
+	return o;
+}
+
+static void add_dep(struct pobj *o, size_t dep)
+{
+	size_t i;
+
+	for (i = 0; i < o->ndeps; i++)
+		if (o->deps[i] == dep)
+			return;
+	ALLOC_GROW(o->deps, o->ndeps + 1, o->adeps);
+	o->deps[o->ndeps++] = dep;
+}
+
+static void objset_release(struct objset *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		free(s->v[i].sql);
+		free(s->v[i].refresh);
+		free(s->v[i].deps);
+	}
+	free(s->v);
+	free(s->keys);
+}
+
+/* --- the dump ------------------------------------------------------------ */
+
+struct dumper {
+	PGconn *conn;
+	const struct pgcat_options *o;
+	struct pgcat_dump *d;
+	struct objset objs;
+	struct strbuf owners;   /* ALTER ... OWNER TO, emitted in post-data */
+	struct strbuf seqowned; /* ALTER SEQUENCE ... OWNED BY, end of pre-data */
+	struct strbuf refresh;  /* REFRESH MATERIALIZED VIEW, in dependency order */
+	struct sm_error *err;
+};
+
+static void owner_to(struct dumper *dp, const char *kind, const char *name, const char *owner)
+{
+	if (dp->o->no_owner || !owner)
+		return;
+	sb_addf(&dp->owners, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
+}
+
+/* Any object kind we do not reproduce is an error naming it. */
+static int check_unsupported(struct dumper *dp)
+{
+	static const char *const checks[] = {
+		/* objects living in a user schema, of a catalog we do not dump */
+		"SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) FROM pg_catalog.pg_depend d "
+		"WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid IN " USER_NSP
+		" AND d.deptype = 'n' AND d.classid NOT IN ('pg_catalog.pg_class'::regclass, "
+		"'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_proc'::regclass, "
+		"'pg_catalog.pg_statistic_ext'::regclass, 'pg_catalog.pg_extension'::regclass) "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
+		"AND x.objid = d.objid AND x.deptype = 'e')",
+		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, c.oid, 0) "
+		"FROM pg_catalog.pg_class c WHERE c.relnamespace IN " USER_NSP
+		" AND (c.relkind = 'f' OR c.reloftype <> 0) AND " NOT_EXT("pg_catalog.pg_class", "c.oid"),
+		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, c.oid, 0) || "
+		"' (table inheritance)' FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c "
+		"ON c.oid = i.inhrelid WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+		"AND c.relnamespace IN " USER_NSP,
+		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_rewrite'::regclass, r.oid, 0) "
+		"FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
+		"WHERE r.rulename <> '_RETURN' AND c.relnamespace IN " USER_NSP,
+		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_policy'::regclass, p.oid, 0) "
+		"FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
+		"WHERE c.relnamespace IN " USER_NSP,
+		"SELECT 'row-level security on ' || pg_catalog.pg_describe_object("
+		"'pg_catalog.pg_class'::regclass, c.oid, 0) FROM pg_catalog.pg_class c "
+		"WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND c.relnamespace IN " USER_NSP,
+		"SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) FROM "
+		"pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid"),
+		"SELECT 'publication ' || pg_catalog.quote_ident(pubname) FROM pg_catalog.pg_publication",
+		"SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata",
+		"SELECT 'default privileges of role ' || pg_catalog.pg_get_userbyid(defaclrole) "
+		"FROM pg_catalog.pg_default_acl",
+		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_proc'::regclass, a.aggfnoid, 0) "
+		"|| ' (ordered-set or moving aggregate)' FROM pg_catalog.pg_aggregate a "
+		"JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid WHERE p.pronamespace IN " USER_NSP
+		" AND (a.aggkind <> 'n' OR a.aggmtransfn <> 0) AND " NOT_EXT("pg_catalog.pg_proc", "p.oid"),
+		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_cast'::regclass, c.oid, 0) "
+		"FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_cast", "c.oid")
+		" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = "
+		"'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i')",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(checks) / sizeof(*checks); i++) {
+		PGresult *r = q(dp->conn, checks[i], dp->err);
+
+		if (!r)
+			return -1;
+		if (PQntuples(r) > 0) {
+			err_set(dp->err, ERR_FAIL, "cannot snapshot %s: this kind of object is not "
+				"supported by PostgreSQL snapshots (use pg_dump)", PQgetvalue(r, 0, 0));
+			PQclear(r);
+			return -1;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+static int dump_schemas(struct dumper *dp, struct strbuf *pre)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT n.nspname, pg_catalog.quote_ident(n.nspname), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(n.nspowner)) "
+		"FROM pg_catalog.pg_namespace n WHERE n.oid IN " USER_NSP " ORDER BY n.nspname",
+		dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct pgcat_dump *d = dp->d;
+
+		ALLOC_GROW(d->schemas, d->nschemas + 1, d->schemas_alloc);
+		d->schemas[d->nschemas++] = xstrdup(PQgetvalue(r, i, 0));
+		sb_addf(pre, "CREATE SCHEMA %s;\n", PQgetvalue(r, i, 1));
+		owner_to(dp, "SCHEMA", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int dump_extensions(struct dumper *dp, struct strbuf *pre)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT pg_catalog.quote_ident(e.extname), pg_catalog.quote_ident(n.nspname) "
+		"FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+		"WHERE e.extname <> 'plpgsql' ORDER BY e.oid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		sb_addf(pre, "CREATE EXTENSION IF NOT EXISTS %s WITH SCHEMA %s;\n",
+			PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+	PQclear(r);
+	return 0;
+}
+
+static int dump_types(struct dumper *dp)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT t.oid, t.typtype, pg_catalog.format_type(t.oid, NULL), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(t.typowner)), "
+		/* 4 enum labels */
+		"(SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) "
+		" FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), "
+		/* 5 domain base, 6 default, 7 not null, 8 collation, 9 checks */
+		"pg_catalog.format_type(t.typbasetype, t.typtypmod), t.typdefault, t.typnotnull, "
+		"CASE WHEN t.typcollation <> 0 AND t.typcollation <> (SELECT b.typcollation FROM "
+		" pg_catalog.pg_type b WHERE b.oid = t.typbasetype) THEN (SELECT "
+		" pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) FROM "
+		" pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace "
+		" WHERE co.oid = t.typcollation) END, "
+		"(SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' "
+		" || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname) "
+		" FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), "
+		/* 10 composite attributes */
+		"(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || "
+		" pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attcollation <> 0 AND "
+		" a.attcollation <> (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = a.atttypid) "
+		" THEN ' COLLATE ' || (SELECT pg_catalog.quote_ident(cn.nspname) || '.' || "
+		" pg_catalog.quote_ident(co.collname) FROM pg_catalog.pg_collation co JOIN "
+		" pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) "
+		" ELSE '' END, ', ' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a "
+		" WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), "
+		/* 11.. range: subtype, opclass, collation, canonical, subdiff, multirange name */
+		"pg_catalog.format_type(rg.rngsubtype, NULL), "
+		"(SELECT pg_catalog.quote_ident(on_.nspname) || '.' || pg_catalog.quote_ident(oc.opcname) "
+		" FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.opcnamespace "
+		" WHERE oc.oid = rg.rngsubopc AND NOT oc.opcdefault), "
+		"CASE WHEN rg.rngcollation <> 0 AND rg.rngcollation <> (SELECT b.typcollation FROM "
+		" pg_catalog.pg_type b WHERE b.oid = rg.rngsubtype) THEN (SELECT "
+		" pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) FROM "
+		" pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace "
+		" WHERE co.oid = rg.rngcollation) END, "
+		"NULLIF(rg.rngcanonical, 0)::pg_catalog.regproc, NULLIF(rg.rngsubdiff, 0)::pg_catalog.regproc, "
+		"pg_catalog.format_type(rg.rngmultitypid, NULL) "
+		"FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_range rg ON rg.rngtypid = t.oid "
+		"WHERE t.typnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_type", "t.oid")
+		" AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT c.relkind FROM "
+		" pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c')) ORDER BY t.oid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *kind = PQgetvalue(r, i, 1), *name = PQgetvalue(r, i, 2);
+		unsigned oid = oidval(r, i, 0);
+
+		switch (kind[0]) {
+		case 'e':
+			sb_addf(&sb, "CREATE TYPE %s AS ENUM (%s);\n", name,
+				val(r, i, 4) ? val(r, i, 4) : "");
+			break;
+		case 'd':
+			sb_addf(&sb, "CREATE DOMAIN %s AS %s", name, PQgetvalue(r, i, 5));
+			if (val(r, i, 8))
+				sb_addf(&sb, " COLLATE %s", val(r, i, 8));
+			if (val(r, i, 6))
+				sb_addf(&sb, " DEFAULT %s", val(r, i, 6));
+			if (bval(r, i, 7))
+				sb_adds(&sb, " NOT NULL");
+			if (val(r, i, 9))
+				sb_adds(&sb, val(r, i, 9));
+			sb_adds(&sb, ";\n");
+			break;
+		case 'c':
+			sb_addf(&sb, "CREATE TYPE %s AS (%s);\n", name, val(r, i, 10) ? val(r, i, 10) : "");
+			break;
+		case 'r':
+			sb_addf(&sb, "CREATE TYPE %s AS RANGE (subtype = %s", name, PQgetvalue(r, i, 11));
+			if (val(r, i, 12))
+				sb_addf(&sb, ", subtype_opclass = %s", val(r, i, 12));
+			if (val(r, i, 13))
+				sb_addf(&sb, ", collation = %s", val(r, i, 13));
+			if (val(r, i, 14))
+				sb_addf(&sb, ", canonical = %s", val(r, i, 14));
+			if (val(r, i, 15))
+				sb_addf(&sb, ", subtype_diff = %s", val(r, i, 15));
+			if (val(r, i, 16))
+				sb_addf(&sb, ", multirange_type_name = %s", val(r, i, 16));
+			sb_adds(&sb, ");\n");
+			break;
+		}
+		add_obj(&dp->objs, R_TYPE, 't', oid, sb_detach(&sb));
+		owner_to(dp, kind[0] == 'd' ? "DOMAIN" : "TYPE", name, PQgetvalue(r, i, 3));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static void seq_options(struct strbuf *sb, const PGresult *r, int i, int c)
+{
+	/* c: start, increment, min, max, cache, cycle */
+	sb_addf(sb, "START WITH %s INCREMENT BY %s MINVALUE %s MAXVALUE %s CACHE %s%s",
+		PQgetvalue(r, i, c), PQgetvalue(r, i, c + 1), PQgetvalue(r, i, c + 2),
+		PQgetvalue(r, i, c + 3), PQgetvalue(r, i, c + 4), bval(r, i, c + 5) ? " CYCLE" : "");
+}
+
+static int dump_sequences(struct dumper *dp)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT c.oid, c.oid::pg_catalog.regclass::text, "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relpersistence, "
+		"pg_catalog.format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, "
+		"s.seqcache, s.seqcycle, "
+		/* 11 owning column (serial, OWNED BY) */
+		"(SELECT d.refobjid::pg_catalog.regclass::text || '.' || pg_catalog.quote_ident(a.attname) "
+		" FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid "
+		" AND a.attnum = d.refobjsubid WHERE d.classid = 'pg_catalog.pg_class'::regclass "
+		" AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass "
+		" AND d.deptype = 'a' AND d.refobjsubid > 0 LIMIT 1) "
+		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid "
+		"WHERE c.relkind = 'S' AND c.relnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
+		"pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass AND "
+		"d.objid = c.oid AND d.deptype = 'i') ORDER BY c.oid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 1);
+
+		sb_addf(&sb, "CREATE %sSEQUENCE %s AS %s ",
+			PQgetvalue(r, i, 3)[0] == 'u' ? "UNLOGGED " : "", name, PQgetvalue(r, i, 4));
+		seq_options(&sb, r, i, 5);
+		sb_adds(&sb, ";\n");
+		add_obj(&dp->objs, R_SEQ, 'c', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(dp, "SEQUENCE", name, PQgetvalue(r, i, 2));
+		if (val(r, i, 11))
+			sb_addf(&dp->seqowned, "ALTER SEQUENCE %s OWNED BY %s;\n", name, val(r, i, 11));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int dump_functions(struct dumper *dp)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT p.oid, p.prokind, pg_catalog.pg_get_functiondef(p.oid), "
+		"p.oid::pg_catalog.regprocedure::text, "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.proowner)) "
+		"FROM pg_catalog.pg_proc p WHERE p.pronamespace IN " USER_NSP " AND p.prokind <> 'a' AND "
+		NOT_EXT("pg_catalog.pg_proc", "p.oid") " AND NOT EXISTS (SELECT 1 FROM "
+		/* a range type's constructors come with CREATE TYPE */
+		"pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND "
+		"x.objid = p.oid AND x.deptype = 'i') ORDER BY p.oid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		int proc = PQgetvalue(r, i, 1)[0] == 'p';
+
+		sb_adds(&sb, PQgetvalue(r, i, 2));
+		sb_rtrim(&sb);
+		sb_adds(&sb, ";\n");
+		add_obj(&dp->objs, R_FUNC, 'p', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(dp, proc ? "PROCEDURE" : "FUNCTION", PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+	}
+	PQclear(r);
+
+	/* plain aggregates (the others were refused by check_unsupported) */
+	r = q(dp->conn,
+		"SELECT p.oid, p.oid::pg_catalog.regprocedure::text, "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.proowner)), "
+		"pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(p.proname), "
+		"pg_catalog.pg_get_function_arguments(p.oid), a.aggtransfn::pg_catalog.regproc, "
+		"pg_catalog.format_type(a.aggtranstype, NULL), NULLIF(a.aggfinalfn, 0)::pg_catalog.regproc, "
+		"pg_catalog.quote_literal(a.agginitval), NULLIF(a.aggcombinefn, 0)::pg_catalog.regproc, "
+		"NULLIF(a.aggserialfn, 0)::pg_catalog.regproc, NULLIF(a.aggdeserialfn, 0)::pg_catalog.regproc, "
+		"NULLIF(a.aggsortop, 0)::pg_catalog.regoperator, a.aggfinalextra, a.aggtransspace, "
+		"p.proparallel "
+		"FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid "
+		"JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace "
+		"WHERE p.pronamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_proc", "p.oid")
+		" ORDER BY p.oid", dp->err);
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+
+		sb_addf(&sb, "CREATE AGGREGATE %s(%s) (SFUNC = %s, STYPE = %s", PQgetvalue(r, i, 3),
+			PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+		if (val(r, i, 7))
+			sb_addf(&sb, ", FINALFUNC = %s", val(r, i, 7));
+		if (bval(r, i, 13))
+			sb_adds(&sb, ", FINALFUNC_EXTRA");
+		if (val(r, i, 8))
+			sb_addf(&sb, ", INITCOND = %s", val(r, i, 8));
+		if (val(r, i, 9))
+			sb_addf(&sb, ", COMBINEFUNC = %s", val(r, i, 9));
+		if (val(r, i, 10))
+			sb_addf(&sb, ", SERIALFUNC = %s", val(r, i, 10));
+		if (val(r, i, 11))
+			sb_addf(&sb, ", DESERIALFUNC = %s", val(r, i, 11));
+		if (val(r, i, 12)) {
+			/* regoperator prints "schema.op(type,type)": SORTOP wants the bare operator */
+			const char *op = val(r, i, 12);
+			const char *paren = strchr(op, '(');
+
+			sb_addf(&sb, ", SORTOP = OPERATOR(%.*s)", (int)(paren ? paren - op : (long)strlen(op)), op);
+		}
+		if (strcmp(PQgetvalue(r, i, 14), "0"))
+			sb_addf(&sb, ", SSPACE = %s", PQgetvalue(r, i, 14));
+		if (PQgetvalue(r, i, 15)[0] == 's')
+			sb_adds(&sb, ", PARALLEL = SAFE");
+		else if (PQgetvalue(r, i, 15)[0] == 'r')
+			sb_adds(&sb, ", PARALLEL = RESTRICTED");
+		sb_adds(&sb, ");\n");
+		add_obj(&dp->objs, R_AGG, 'p', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(dp, "AGGREGATE", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* Column definitions of one table, plus the ALTERs CREATE TABLE cannot say. */
+static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, int partition,
+			 struct strbuf *cols, struct strbuf *alters, struct strbuf *copycols)
+{
+	char sql[4096];
+	PGresult *r;
+	int i, n = 0, ncopy = 0;
+
+	snprintf(sql, sizeof(sql),
+		"SELECT pg_catalog.quote_ident(a.attname), pg_catalog.format_type(a.atttypid, a.atttypmod), "
+		"a.attnotnull, a.attgenerated, a.attidentity, "
+		"CASE WHEN a.atthasdef THEN (SELECT pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) "
+		" FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum) END, "
+		"CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN (SELECT "
+		" pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) FROM "
+		" pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace "
+		" WHERE co.oid = a.attcollation) END, "
+		"CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage END, "
+		"NULLIF(a.attstattarget, -1), "
+		"pg_catalog.array_to_string(a.attoptions, ', '), "
+		/* 10.. identity sequence name and options */
+		"s.seqrelid::pg_catalog.regclass::text, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, "
+		"s.seqcache, s.seqcycle, a.attislocal "
+		"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+		"LEFT JOIN pg_catalog.pg_sequence s ON a.attidentity <> '' AND s.seqrelid = "
+		" pg_catalog.pg_get_serial_sequence(a.attrelid::pg_catalog.regclass::text, "
+		" a.attname)::pg_catalog.regclass "
+		"WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+		reloid);
+	if (!(r = q(dp->conn, sql, dp->err)))
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		const char *name = PQgetvalue(r, i, 0);
+		const char *gen = PQgetvalue(r, i, 3), *ident = PQgetvalue(r, i, 4);
+
+		if (!gen[0]) {
+			sb_addf(copycols, "%s%s", ncopy++ ? ", " : "", name);
+		}
+		if (partition) {
+			/* the parent defines the columns; a partition only adds its own defaults */
+			if (val(r, i, 5) && !gen[0] && !ident[0])
+				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s;\n",
+					qname, name, val(r, i, 5));
+			continue;
+		}
+		sb_addf(cols, "%s\n    %s %s", n++ ? "," : "", name, PQgetvalue(r, i, 1));
+		if (val(r, i, 6))
+			sb_addf(cols, " COLLATE %s", val(r, i, 6));
+		if (gen[0] == 's')
+			sb_addf(cols, " GENERATED ALWAYS AS (%s) STORED", val(r, i, 5));
+		else if (val(r, i, 5))
+			sb_addf(cols, " DEFAULT %s", val(r, i, 5));
+		if (ident[0] && val(r, i, 10)) {
+			sb_addf(cols, " GENERATED %s AS IDENTITY (SEQUENCE NAME %s ",
+				ident[0] == 'a' ? "ALWAYS" : "BY DEFAULT", val(r, i, 10));
+			seq_options(cols, r, i, 11);
+			sb_adds(cols, ")");
+		}
+		if (bval(r, i, 2))
+			sb_adds(cols, " NOT NULL");
+		if (val(r, i, 7)) {
+			const char *st = val(r, i, 7);
+
+			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET STORAGE %s;\n", qname, name,
+				st[0] == 'p' ? "PLAIN" : st[0] == 'e' ? "EXTERNAL" : st[0] == 'm' ? "MAIN" : "EXTENDED");
+		}
+		if (val(r, i, 8))
+			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET STATISTICS %s;\n", qname,
+				name, val(r, i, 8));
+		if (val(r, i, 9) && *val(r, i, 9))
+			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET (%s);\n", qname, name,
+				val(r, i, 9));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int dump_relations(struct dumper *dp)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT c.oid, c.relkind, c.oid::pg_catalog.regclass::text, "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relpersistence, "
+		"pg_catalog.array_to_string(c.reloptions, ', '), c.relispartition, "
+		"CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END, "
+		"CASE WHEN c.relispartition THEN (SELECT i.inhparent::pg_catalog.regclass::text FROM "
+		" pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) END, "
+		"CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END, "
+		"CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END, "
+		"c.relispopulated, n.nspname, c.relname, c.reltuples::bigint, c.relreplident "
+		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.relnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
+	int i, ret = -1;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT, cols = STRBUF_INIT, alters = STRBUF_INIT;
+		struct strbuf copycols = STRBUF_INIT;
+		unsigned oid = oidval(r, i, 0);
+		struct pobj *o;
+		char kind = PQgetvalue(r, i, 1)[0];
+		const char *name = PQgetvalue(r, i, 2), *relopts = PQgetvalue(r, i, 5);
+		int partition = bval(r, i, 6), rank = R_TABLE;
+
+		if (kind == 'v' || kind == 'm') {
+			struct strbuf def = STRBUF_INIT;
+
+			sb_adds(&def, PQgetvalue(r, i, 10));
+			sb_rtrim(&def);
+			if (def.len && def.buf[def.len - 1] == ';')
+				sb_setlen(&def, def.len - 1);
+			if (kind == 'v') {
+				sb_addf(&sb, "CREATE VIEW %s%s%s%s AS\n%s;\n", name, *relopts ? " WITH (" : "",
+					relopts, *relopts ? ")" : "", def.buf);
+				rank = R_VIEW;
+			} else {
+				sb_addf(&sb, "CREATE MATERIALIZED VIEW %s%s%s%s AS\n%s\nWITH NO DATA;\n", name,
+					*relopts ? " WITH (" : "", relopts, *relopts ? ")" : "", def.buf);
+				rank = R_MATVIEW;
+			}
+			sb_release(&def);
+			owner_to(dp, kind == 'v' ? "VIEW" : "MATERIALIZED VIEW", name, PQgetvalue(r, i, 3));
+			o = add_obj(&dp->objs, rank, 'c', oid, sb_detach(&sb));
+			if (kind == 'm' && bval(r, i, 11)) {
+				sb_addf(&sb, "REFRESH MATERIALIZED VIEW %s;\n", name);
+				o->refresh = sb_detach(&sb);
+			}
+			continue;
+		}
+		if (table_columns(dp, oid, name, partition, &cols, &alters, &copycols) < 0) {
+			sb_release(&cols);
+			sb_release(&alters);
+			sb_release(&copycols);
+			goto out;
+		}
+		sb_addf(&sb, "CREATE %sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "", name);
+		if (partition)
+			sb_addf(&sb, "PARTITION OF %s %s", PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
+		else
+			sb_addf(&sb, "(%s\n)", cols.buf);
+		if (kind == 'p')
+			sb_addf(&sb, " PARTITION BY %s", PQgetvalue(r, i, 7));
+		if (*relopts)
+			sb_addf(&sb, " WITH (%s)", relopts);
+		sb_adds(&sb, ";\n");
+		sb_add(&sb, alters.buf, alters.len);
+		switch (PQgetvalue(r, i, 15)[0]) {
+		case 'f':
+			sb_addf(&sb, "ALTER TABLE ONLY %s REPLICA IDENTITY FULL;\n", name);
+			break;
+		case 'n':
+			sb_addf(&sb, "ALTER TABLE ONLY %s REPLICA IDENTITY NOTHING;\n", name);
+			break;
+		}
+		owner_to(dp, "TABLE", name, PQgetvalue(r, i, 3));
+		add_obj(&dp->objs, R_TABLE, 'c', oid, sb_detach(&sb));
+		if (kind == 'r') {
+			struct pgcat_dump *d = dp->d;
+			struct pgcat_table *t;
+
+			ALLOC_GROW(d->tables, d->ntables + 1, d->tables_alloc);
+			t = &d->tables[d->ntables++];
+			t->schema = xstrdup(PQgetvalue(r, i, 12));
+			t->name = xstrdup(PQgetvalue(r, i, 13));
+			t->qualified = xstrdup(name);
+			sb_addf(&cols, "%s", ""); /* keep cols alive for release below */
+			t->columns = xmalloc(copycols.len + 3);
+			snprintf(t->columns, copycols.len + 3, "(%s)", copycols.buf);
+			t->est_rows = strtoll(PQgetvalue(r, i, 14), NULL, 10);
+		}
+		sb_release(&cols);
+		sb_release(&alters);
+		sb_release(&copycols);
+	}
+	ret = 0;
+out:
+	PQclear(r);
+	return ret;
+}
+
+/* Aliases (a table's row type, an array type, a composite type's pg_class
+ * row) and the edges between collected objects, from pg_depend. */
+static int load_dependencies(struct dumper *dp)
+{
+	struct objset *s = &dp->objs;
+	PGresult *r = NULL;
+	int i, ret = -1;
+
+	/* row types and composite relations */
+	r = q(dp->conn,
+		"SELECT t.oid, t.typrelid FROM pg_catalog.pg_type t WHERE t.typrelid <> 0 "
+		"AND t.typnamespace IN " USER_NSP, dp->err);
+	if (!r)
+		goto out;
+	sort_keys(s);
+	for (i = 0; i < PQntuples(r); i++) {
+		long rel = find_obj(s, 'c', oidval(r, i, 1));
+		long typ = find_obj(s, 't', oidval(r, i, 0));
+
+		if (rel >= 0 && typ < 0)
+			add_key(s, 't', oidval(r, i, 0), (size_t)rel);
+		else if (typ >= 0 && rel < 0)
+			add_key(s, 'c', oidval(r, i, 1), (size_t)typ);
+	}
+	PQclear(r);
+	sort_keys(s);
+	/* array types point at their element */
+	r = q(dp->conn,
+		"SELECT t.oid, t.typelem FROM pg_catalog.pg_type t JOIN pg_catalog.pg_type e "
+		"ON e.oid = t.typelem AND e.typarray = t.oid WHERE t.typnamespace IN " USER_NSP, dp->err);
+	if (!r)
+		goto out;
+	for (i = 0; i < PQntuples(r); i++) {
+		long el = find_obj(s, 't', oidval(r, i, 1));
+
+		if (el >= 0)
+			add_key(s, 't', oidval(r, i, 0), (size_t)el);
+	}
+	PQclear(r);
+	sort_keys(s);
+
+	r = q(dp->conn,
+		"SELECT CASE WHEN d.classid IN ('pg_catalog.pg_class'::regclass, "
+		"'pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_attrdef'::regclass) THEN 'c' "
+		"WHEN d.classid = 'pg_catalog.pg_proc'::regclass THEN 'p' ELSE 't' END, "
+		"CASE d.classid WHEN 'pg_catalog.pg_rewrite'::regclass THEN rw.ev_class "
+		"WHEN 'pg_catalog.pg_attrdef'::regclass THEN ad.adrelid "
+		"WHEN 'pg_catalog.pg_constraint'::regclass THEN co.contypid ELSE d.objid END, "
+		"CASE d.refclassid WHEN 'pg_catalog.pg_class'::regclass THEN 'c' "
+		"WHEN 'pg_catalog.pg_proc'::regclass THEN 'p' ELSE 't' END, d.refobjid "
+		"FROM pg_catalog.pg_depend d "
+		"LEFT JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::regclass "
+		" AND rw.oid = d.objid "
+		"LEFT JOIN pg_catalog.pg_attrdef ad ON d.classid = 'pg_catalog.pg_attrdef'::regclass "
+		" AND ad.oid = d.objid "
+		"LEFT JOIN pg_catalog.pg_constraint co ON d.classid = 'pg_catalog.pg_constraint'::regclass "
+		" AND co.oid = d.objid "
+		"WHERE d.deptype IN ('n', 'a', 'i') AND d.refclassid IN ('pg_catalog.pg_class'::regclass, "
+		"'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_proc'::regclass) "
+		"AND (d.classid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_type'::regclass, "
+		"'pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_rewrite'::regclass, "
+		"'pg_catalog.pg_attrdef'::regclass) OR (d.classid = 'pg_catalog.pg_constraint'::regclass "
+		"AND co.contypid <> 0))", dp->err);
+	if (!r)
+		goto out;
+	for (i = 0; i < PQntuples(r); i++) {
+		long from = find_obj(s, PQgetvalue(r, i, 0)[0], oidval(r, i, 1));
+		long to = find_obj(s, PQgetvalue(r, i, 2)[0], oidval(r, i, 3));
+
+		if (from < 0 || to < 0 || from == to)
+			continue;
+		/* a sequence OWNED BY a column is created before its table */
+		if (s->v[from].rank == R_SEQ)
+			continue;
+		add_dep(&s->v[from], (size_t)to);
+	}
+	ret = 0;
+out:
+	PQclear(r);
+	return ret;
+}
+
+static int obj_before(const struct pobj *a, const struct pobj *b)
+{
+	if (a->rank != b->rank)
+		return a->rank < b->rank;
+	return a->oid < b->oid;
+}
+
+/* Emits the objects in a dependency-respecting order (a stable topological
+ * sort: among the ready objects, the lowest (rank, oid) first). */
+static int emit_sorted(struct dumper *dp, struct strbuf *pre)
+{
+	struct objset *s = &dp->objs;
+	size_t done = 0, i, j;
+
+	while (done < s->n) {
+		long best = -1;
+
+		for (i = 0; i < s->n; i++) {
+			struct pobj *o = &s->v[i];
+			int ready = !o->emitted;
+
+			for (j = 0; ready && j < o->ndeps; j++)
+				if (!s->v[o->deps[j]].emitted)
+					ready = 0;
+			if (ready && (best < 0 || obj_before(o, &s->v[best])))
+				best = (long)i;
+		}
+		if (best < 0) {
+			for (i = 0; i < s->n && s->v[i].emitted; i++)
+				;
+			return err_set(dp->err, ERR_FAIL, "cannot order the schema: a dependency cycle "
+				       "involves this statement: %.200s", s->v[i].sql);
+		}
+		s->v[best].emitted = 1;
+		sb_adds(pre, s->v[best].sql);
+		if (s->v[best].refresh)
+			sb_adds(&dp->refresh, s->v[best].refresh);
+		done++;
+	}
+	return 0;
+}
+
+/* Post-data: constraints, indexes, triggers, statistics. */
+static int dump_post(struct dumper *dp, struct strbuf *post)
+{
+	static const char *const parts[] = {
+		/* keys and exclusion constraints (foreign keys need them) */
+		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
+		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
+		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
+		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		"WHERE k.contype IN ('p', 'u', 'x') AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.contype, k.oid",
+		/* indexes that back no constraint (partition children come with their parent's) */
+		/* ON ONLY would leave a partitioned table's index invalid, without its partitions' */
+		"SELECT CASE WHEN c.relkind = 'p' THEN pg_catalog.regexp_replace(pg_catalog.pg_get_indexdef("
+		"i.indexrelid), ' ON ONLY ', ' ON ') ELSE pg_catalog.pg_get_indexdef(i.indexrelid) END "
+		"|| ';' || CASE WHEN i.indisclustered "
+		"THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' CLUSTER ON ' || "
+		"pg_catalog.quote_ident(ic.relname) || ';' ELSE '' END "
+		"FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+		"JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid "
+		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
+		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
+		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) "
+		"ORDER BY c.oid, i.indexrelid",
+		/* check constraints of tables */
+		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
+		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
+		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
+		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		"WHERE k.contype = 'c' AND k.conislocal AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname",
+		/* foreign keys */
+		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
+		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
+		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
+		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		"WHERE k.contype = 'f' AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname",
+		/* triggers (clones on partitions come with their parent's) */
+		"SELECT pg_catalog.pg_get_triggerdef(t.oid) || ';' || CASE t.tgenabled "
+		"WHEN 'D' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' DISABLE TRIGGER ' "
+		"|| pg_catalog.quote_ident(t.tgname) || ';' "
+		"WHEN 'R' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE REPLICA TRIGGER ' "
+		"|| pg_catalog.quote_ident(t.tgname) || ';' "
+		"WHEN 'A' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ALWAYS TRIGGER ' "
+		"|| pg_catalog.quote_ident(t.tgname) || ';' ELSE '' END "
+		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
+		"WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname",
+		/* extended statistics */
+		"SELECT pg_catalog.pg_get_statisticsobjdef(s.oid) || ';' || CASE WHEN s.stxstattarget >= 0 "
+		"THEN ' ALTER STATISTICS ' || pg_catalog.quote_ident(n.nspname) || '.' || "
+		"pg_catalog.quote_ident(s.stxname) || ' SET STATISTICS ' || s.stxstattarget || ';' ELSE '' END "
+		"FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
+		"WHERE s.stxnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_statistic_ext", "s.oid")
+		" ORDER BY s.oid",
+	};
+	size_t p;
+	int i;
+
+	for (p = 0; p < sizeof(parts) / sizeof(*parts); p++) {
+		PGresult *r = q(dp->conn, parts[p], dp->err);
+
+		if (!r)
+			return -1;
+		for (i = 0; i < PQntuples(r); i++)
+			sb_addf(post, "%s\n", PQgetvalue(r, i, 0));
+		PQclear(r);
+	}
+	return 0;
+}
+
+/* setval for every sequence, identity ones included. */
+static int dump_seq_positions(struct dumper *dp, struct strbuf *post)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c "
+		"WHERE c.relkind = 'S' AND c.relnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		const char *name = PQgetvalue(r, i, 0);
+		struct strbuf sql = STRBUF_INIT;
+		char *lit = PQescapeLiteral(dp->conn, name, strlen(name));
+		PGresult *v;
+
+		sb_addf(&sql, "SELECT last_value, is_called FROM %s", name);
+		v = q(dp->conn, sql.buf, dp->err);
+		sb_release(&sql);
+		if (!v) {
+			PQfreemem(lit);
+			PQclear(r);
+			return -1;
+		}
+		sb_addf(post, "SELECT pg_catalog.setval(%s, %s, %s);\n", lit, PQgetvalue(v, 0, 0),
+			bval(v, 0, 1) ? "true" : "false");
+		PQfreemem(lit);
+		PQclear(v);
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* Grants: the object's ACL replayed from a clean slate. */
+static int dump_acls(struct dumper *dp, struct strbuf *post)
+{
+	PGresult *r = q(dp->conn,
+		"WITH o(kind, name, acl, owner) AS ("
+		" SELECT 'SCHEMA', pg_catalog.quote_ident(n.nspname), n.nspacl, n.nspowner "
+		" FROM pg_catalog.pg_namespace n WHERE n.oid IN " USER_NSP " AND n.nspacl IS NOT NULL"
+		" UNION ALL SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, "
+		" c.oid::pg_catalog.regclass::text, c.relacl, c.relowner FROM pg_catalog.pg_class c "
+		" WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'v', 'm', 'S') "
+		" AND c.relacl IS NOT NULL AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
+		" UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, "
+		" p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner FROM pg_catalog.pg_proc p "
+		" WHERE p.pronamespace IN " USER_NSP " AND p.proacl IS NOT NULL AND "
+		NOT_EXT("pg_catalog.pg_proc", "p.oid")
+		" UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, "
+		" pg_catalog.format_type(t.oid, NULL), t.typacl, t.typowner FROM pg_catalog.pg_type t "
+		" WHERE t.typnamespace IN " USER_NSP " AND t.typacl IS NOT NULL AND t.typtype IN "
+		" ('e', 'd', 'r', 'c') AND " NOT_EXT("pg_catalog.pg_type", "t.oid") ") "
+		"SELECT o.kind, o.name, 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; "
+		"REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM ' || "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';', "
+		"(SELECT pg_catalog.string_agg('GRANT ' || a.privilege_type || ' ON ' || o.kind || ' ' || "
+		" o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+		" pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
+		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', ' ') "
+		" FROM pg_catalog.aclexplode(o.acl) a) FROM o "
+		"UNION ALL "
+		"SELECT 'COLUMN', '', '', pg_catalog.string_agg('GRANT ' || a.privilege_type || ' (' || "
+		" pg_catalog.quote_ident(at.attname) || ') ON TABLE ' || c.oid::pg_catalog.regclass::text "
+		" || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+		" pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
+		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', ' ') "
+		"FROM pg_catalog.pg_attribute at JOIN pg_catalog.pg_class c ON c.oid = at.attrelid "
+		"CROSS JOIN LATERAL pg_catalog.aclexplode(at.attacl) a "
+		"WHERE at.attacl IS NOT NULL AND c.relnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_class", "c.oid") " HAVING count(*) > 0", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		if (PQgetvalue(r, i, 2)[0])
+			sb_addf(post, "%s\n", PQgetvalue(r, i, 2));
+		if (val(r, i, 3))
+			sb_addf(post, "%s\n", val(r, i, 3));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int dump_comments(struct dumper *dp, struct strbuf *post)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT 'COMMENT ON ' || CASE "
+		" WHEN d.classoid = 'pg_catalog.pg_namespace'::regclass THEN 'SCHEMA ' || "
+		"  (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n WHERE n.oid = d.objoid "
+		"   AND n.oid IN " USER_NSP ") "
+		" WHEN d.classoid = 'pg_catalog.pg_extension'::regclass THEN 'EXTENSION ' || "
+		"  (SELECT pg_catalog.quote_ident(e.extname) FROM pg_catalog.pg_extension e WHERE e.oid = d.objoid "
+		"   AND e.extname <> 'plpgsql') "
+		" WHEN d.classoid = 'pg_catalog.pg_class'::regclass THEN (SELECT CASE "
+		"   WHEN d.objsubid > 0 THEN 'COLUMN ' || c.oid::pg_catalog.regclass::text || '.' || "
+		"    pg_catalog.quote_ident((SELECT a.attname FROM pg_catalog.pg_attribute a WHERE "
+		"    a.attrelid = c.oid AND a.attnum = d.objsubid)) "
+		"   ELSE CASE c.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' "
+		"    WHEN 'S' THEN 'SEQUENCE ' WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' "
+		"    WHEN 'c' THEN 'TYPE ' ELSE 'TABLE ' END || c.oid::pg_catalog.regclass::text END "
+		"   FROM pg_catalog.pg_class c WHERE c.oid = d.objoid AND c.relnamespace IN " USER_NSP
+		"   AND " NOT_EXT("pg_catalog.pg_class", "c.oid") ") "
+		" WHEN d.classoid = 'pg_catalog.pg_type'::regclass THEN (SELECT 'TYPE ' || "
+		"  pg_catalog.format_type(t.oid, NULL) FROM pg_catalog.pg_type t WHERE t.oid = d.objoid "
+		"  AND t.typnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_type", "t.oid") ") "
+		" WHEN d.classoid = 'pg_catalog.pg_proc'::regclass THEN (SELECT CASE p.prokind WHEN 'p' "
+		"  THEN 'PROCEDURE ' WHEN 'a' THEN 'AGGREGATE ' ELSE 'FUNCTION ' END || "
+		"  p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p WHERE p.oid = d.objoid "
+		"  AND p.pronamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_proc", "p.oid") ") "
+		" WHEN d.classoid = 'pg_catalog.pg_constraint'::regclass THEN (SELECT 'CONSTRAINT ' || "
+		"  pg_catalog.quote_ident(k.conname) || ' ON ' || CASE WHEN k.contypid <> 0 THEN 'DOMAIN ' "
+		"  || pg_catalog.format_type(k.contypid, NULL) ELSE k.conrelid::pg_catalog.regclass::text END "
+		"  FROM pg_catalog.pg_constraint k WHERE k.oid = d.objoid AND k.connamespace IN " USER_NSP ") "
+		" WHEN d.classoid = 'pg_catalog.pg_trigger'::regclass THEN (SELECT 'TRIGGER ' || "
+		"  pg_catalog.quote_ident(t.tgname) || ' ON ' || c.oid::pg_catalog.regclass::text "
+		"  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
+		"  WHERE t.oid = d.objoid AND c.relnamespace IN " USER_NSP ") "
+		" WHEN d.classoid = 'pg_catalog.pg_statistic_ext'::regclass THEN (SELECT 'STATISTICS ' || "
+		"  pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname) "
+		"  FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
+		"  WHERE s.oid = d.objoid AND s.stxnamespace IN " USER_NSP ") "
+		" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
+		/* objects below FirstNormalObjectId are the system's: skipping
+		 * their thousands of comments up front saves a second per snapshot;
+		 * schema comments are kept (public's is below 16384 but is the
+		 * user's to change, and a restore recreates the schema) */
+		"FROM pg_catalog.pg_description d WHERE (d.objoid >= 16384 OR "
+		"d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass) "
+		"ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		if (val(r, i, 0))
+			sb_addf(post, "%s\n", val(r, i, 0));
+	PQclear(r);
+	return 0;
+}
+
+static int lock_tables(struct dumper *dp)
+{
+	struct strbuf sql = STRBUF_INIT;
+	PGresult *r = q(dp->conn,
+		"SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c "
+		"WHERE c.relkind IN ('r', 'p') AND c.relnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
+	long timeout = dp->o->lock_timeout_ms > 0 ? dp->o->lock_timeout_ms : 10000;
+	int i, ret = -1;
+
+	if (!r)
+		return -1;
+	sb_addf(&sql, "SET LOCAL lock_timeout = %ld", timeout);
+	if (PQntuples(r) > 0)
+		sb_adds(&sql, "; LOCK TABLE ");
+	for (i = 0; i < PQntuples(r); i++)
+		sb_addf(&sql, "%s%s", i ? ", " : "", PQgetvalue(r, i, 0));
+	if (PQntuples(r) > 0)
+		sb_adds(&sql, " IN ACCESS SHARE MODE; SET LOCAL lock_timeout = 0");
+	PQclear(r);
+	if (!(r = q(dp->conn, sql.buf, dp->err))) {
+		if (!strcmp(dp->err->sqlstate, "55P03"))
+			dp->err->kind = ERR_LOCKED;
+		err_prefix(dp->err, "cannot lock the tables for the snapshot (waited %ld ms)", timeout);
+		goto out;
+	}
+	ret = 0;
+out:
+	PQclear(r);
+	sb_release(&sql);
+	return ret;
+}
+
+int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *out,
+	       struct sm_error *err)
+{
+	struct dumper dp = { conn, o, out, { 0 }, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT, err };
+	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
+	int ret = -1;
+
+	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0)
+		goto out;
+	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
+	if (dump_schemas(&dp, pre) < 0 || dump_extensions(&dp, pre) < 0 || dump_types(&dp) < 0 ||
+	    dump_sequences(&dp) < 0 || dump_functions(&dp) < 0 || dump_relations(&dp) < 0 ||
+	    load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
+		goto out;
+	sb_add(pre, dp.seqowned.buf, dp.seqowned.len);
+
+	sb_adds(post, "-- safe-migrate PostgreSQL snapshot: post-data\n");
+	if (dump_post(&dp, post) < 0 || dump_seq_positions(&dp, post) < 0)
+		goto out;
+	sb_add(post, dp.owners.buf, dp.owners.len);
+	if (dump_acls(&dp, post) < 0 || dump_comments(&dp, post) < 0)
+		goto out;
+	/* REFRESH in dependency order (a view of a view after it) */
+	sb_add(post, dp.refresh.buf, dp.refresh.len);
+	ret = 0;
+out:
+	objset_release(&dp.objs);
+	sb_release(&dp.owners);
+	sb_release(&dp.seqowned);
+	sb_release(&dp.refresh);
+	return ret;
+}
+
+void pgcat_dump_release(struct pgcat_dump *d)
+{
+	size_t i;
+
+	sb_release(&d->pre_data);
+	sb_release(&d->post_data);
+	for (i = 0; i < d->ntables; i++) {
+		free(d->tables[i].schema);
+		free(d->tables[i].name);
+		free(d->tables[i].qualified);
+		free(d->tables[i].columns);
+	}
+	free(d->tables);
+	for (i = 0; i < d->nschemas; i++)
+		free(d->schemas[i]);
+	free(d->schemas);
+	memset(d, 0, sizeof(*d));
+	d->pre_data = (struct strbuf)STRBUF_INIT;
+	d->post_data = (struct strbuf)STRBUF_INIT;
+}

@@ -1,0 +1,73 @@
+/*
+ * pgdump_catalog: our pg_dump, the schema half.
+ *
+ * Reads a PostgreSQL database's catalogs inside one REPEATABLE READ, READ
+ * ONLY transaction and rebuilds its DDL with the server's own helpers
+ * (pg_get_indexdef, pg_get_constraintdef, pg_get_viewdef, ...), split as
+ * pg_dump splits it: a pre-data script (schemas, extensions, types,
+ * sequences, tables, functions, views, in dependency order), the list of
+ * tables whose rows are copied, and a post-data script (constraints,
+ * indexes, triggers, sequence positions, ownership, grants, comments,
+ * materialized-view refresh).  Every statement is schema-qualified, so the
+ * scripts run with an empty search_path.
+ *
+ * Only the user's schemas are read (not pg_catalog, information_schema,
+ * pg_toast, temp schemas, nor schemas created by extensions); objects that
+ * belong to an extension come back with CREATE EXTENSION.  An object kind
+ * this module does not reproduce makes pgcat_read fail with a message
+ * naming the object: a snapshot is complete or it is not taken.
+ */
+#ifndef SM_PGDUMP_CATALOG_H
+#define SM_PGDUMP_CATALOG_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "strbuf.h"
+
+struct pgcat_options {
+	int no_owner;          /* leave out ALTER ... OWNER TO */
+	long lock_timeout_ms;  /* waiting for each table's ACCESS SHARE lock (0: 10 s) */
+};
+
+/* One table whose rows are copied (a leaf: partitioned parents hold none). */
+struct pgcat_table {
+	char *schema, *name; /* raw names */
+	char *qualified;     /* "schema"."name", quoted as needed */
+	char *columns;       /* "(a, b, ...)": the stored, non-generated columns */
+	long long est_rows;  /* the planner's estimate (reltuples), for progress */
+};
+
+struct pgcat_dump {
+	struct strbuf pre_data;  /* SQL script, run with search_path = '' */
+	struct strbuf post_data; /* SQL script, run after the rows are loaded */
+	struct pgcat_table *tables;
+	size_t ntables, tables_alloc;
+	char **schemas; /* raw names of the schemas the snapshot holds */
+	size_t nschemas, schemas_alloc;
+};
+
+#define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, NULL, 0, 0, NULL, 0, 0 }
+
+/* The session settings both the dump and the restore run under (the same
+ * ones pg_dump sets): UTF-8, ISO dates, empty search_path, no timeouts. */
+extern const char pgcat_session_sql[];
+
+/* Sets the session up and opens the REPEATABLE READ, READ ONLY transaction
+ * the whole snapshot is read in.  The caller ends it (COMMIT) when the last
+ * COPY is done. */
+int pgcat_begin(PGconn *conn, struct sm_error *err);
+
+/* Locks every table in ACCESS SHARE mode (failing after lock_timeout_ms
+ * when a table is locked exclusively) and fills out.  Needs pgcat_begin.
+ * On failure out may be partly filled: release it anyway. */
+int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *out,
+	       struct sm_error *err);
+
+void pgcat_dump_release(struct pgcat_dump *d);
+
+/* Fills err from a failed libpq result (message, SQLSTATE), prefixed by what. */
+int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);
+
+#endif

@@ -1,0 +1,6 @@
+CREATE TABLE orders (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  customer_id bigint NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+  total numeric(12,2) NOT NULL CHECK (total >= 0),
+  placed_at timestamptz NOT NULL DEFAULT now()
+);

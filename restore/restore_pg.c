@@ -1,0 +1,332 @@
+/*
+ * restore_pg: the PostgreSQL driver of restore (the entries backup_pg.c
+ * writes).
+ *
+ * load:  reads the small entries (pg/toc.json, pre-data, post-data) into
+ *        memory and lets the reader skip, and so hash, the data chunks:
+ *        restore.c then verifies the whole snapshot before anything is
+ *        touched.
+ * apply: opens the snapshot a second time and streams it into the target in
+ *        ONE transaction: drop the snapshot's schemas (and only those),
+ *        pre-data, COPY ... FROM STDIN per table straight from the chunks,
+ *        post-data (constraints, indexes, setval, grants, comments, REFRESH
+ *        of materialized views), ANALYZE.  The second pass is verified
+ *        again (snap_reader_finish) before COMMIT, so a snapshot damaged
+ *        between the passes, or any SQL error, rolls everything back and
+ *        the database stays exactly as it was.
+ *
+ * Restoring a schema with very many objects in one transaction can exhaust
+ * the server's lock table (SQLSTATE 53200, "max_locks_per_transaction");
+ * that is reported with what to do instead of failing half-way, which a
+ * single transaction cannot do anyway.
+ */
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "restore.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+#define TOC_ENTRY "pg/toc.json"
+#define PRE_ENTRY "pg/pre-data.sql"
+#define POST_ENTRY "pg/post-data.sql"
+#define IO_BLOCK ((size_t)256 << 10)
+
+/* The same session settings the snapshot was read under (pg_dump's). */
+static const char session_sql[] =
+	"SET client_encoding = 'UTF8';"
+	"SET standard_conforming_strings = on;"
+	"SET DateStyle = 'ISO, MDY';"
+	"SET IntervalStyle = 'postgres';"
+	"SET extra_float_digits = 3;"
+	"SET statement_timeout = 0;"
+	"SET lock_timeout = 0;"
+	"SET idle_in_transaction_session_timeout = 0;"
+	"SET check_function_bodies = false;"
+	"SET xmloption = content;"
+	"SET client_min_messages = warning;"
+	"SET row_security = off;"
+	"SELECT pg_catalog.set_config('search_path', '', false);";
+
+struct pg_stage {
+	char *path;   /* the snapshot, read again by apply */
+	cJSON *toc;
+	struct strbuf pre, post;
+};
+
+static void stage_free(void *p)
+{
+	struct pg_stage *s = p;
+
+	if (!s)
+		return;
+	free(s->path);
+	cJSON_Delete(s->toc);
+	sb_release(&s->pre);
+	sb_release(&s->post);
+	free(s);
+}
+
+static int read_entry(struct snap_reader *r, struct strbuf *out, struct sm_error *err)
+{
+	for (;;) {
+		size_t got;
+
+		sb_grow(out, IO_BLOCK);
+		if (snap_reader_read(r, out->buf + out->len, IO_BLOCK, &got, err) < 0)
+			return -1;
+		if (!got)
+			return 0;
+		sb_setlen(out, out->len + got);
+		if (out->len > SNAP_SMALL_MAX)
+			return err_set(err, ERR_DAMAGED, "snapshot entry is larger than %zu bytes",
+				       (size_t)SNAP_SMALL_MAX);
+	}
+}
+
+static int pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
+{
+	const char *msg = res ? PQresultErrorMessage(res) : NULL;
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	struct strbuf m = STRBUF_INIT;
+
+	sb_adds(&m, msg && *msg ? msg : PQerrorMessage(conn));
+	sb_rtrim(&m);
+	if (!strncmp(m.buf, "ERROR:  ", 8))
+		memmove(m.buf, m.buf + 8, m.len - 7);
+	if (state && !strcmp(state, "53200") && strstr(m.buf, "max_locks_per_transaction"))
+		err_set(err, ERR_FAIL, "%s: the server ran out of lock slots: restoring this "
+			"snapshot in one transaction needs more locks than max_locks_per_transaction "
+			"allows; nothing was changed. Raise max_locks_per_transaction in "
+			"postgresql.conf (and restart the server), or restore into an empty "
+			"database with 'restore --to URL'", what);
+	else
+		err_set(err, ERR_FAIL, "%s: %s", what, m.buf);
+	if (state)
+		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+	sb_release(&m);
+	return -1;
+}
+
+static int run_sql(PGconn *conn, const char *sql, const char *what, struct sm_error *err)
+{
+	PGresult *res = PQexec(conn, sql);
+	int ret = 0;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		ret = pg_error(err, conn, res, what);
+	PQclear(res);
+	return ret;
+}
+
+/* Accepts the path through the options restore.c passes. */
+static int pg_load(struct engine *target, struct snap_reader *r, const struct restore_opts *opts,
+		   void **state, struct sm_error *err)
+{
+	struct pg_stage *s = xcalloc(1, sizeof(*s));
+	struct strbuf toc = STRBUF_INIT;
+	struct snap_entry ent;
+	int rc, ret = -1;
+
+	(void)target;
+	*state = s;
+	s->pre = (struct strbuf)STRBUF_INIT;
+	s->post = (struct strbuf)STRBUF_INIT;
+	s->path = xstrdup(snap_reader_path(r));
+	while ((rc = snap_reader_next(r, &ent, err)) == 1) {
+		if (!strcmp(ent.name, TOC_ENTRY)) {
+			if (read_entry(r, &toc, err) < 0)
+				goto out;
+		} else if (!strcmp(ent.name, PRE_ENTRY)) {
+			if (read_entry(r, &s->pre, err) < 0)
+				goto out;
+		} else if (!strcmp(ent.name, POST_ENTRY)) {
+			if (read_entry(r, &s->post, err) < 0)
+				goto out;
+		}
+		/* data chunks are skipped here, and hashed by the reader */
+	}
+	if (rc < 0)
+		goto out;
+	if (!toc.len || !(s->toc = cJSON_Parse(toc.buf)) ||
+	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(s->toc, "schemas")) ||
+	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(s->toc, "tables"))) {
+		err_set(err, ERR_DAMAGED, "snapshot has no valid %s", TOC_ENTRY);
+		goto out;
+	}
+	(void)opts;
+	ret = 0;
+out:
+	sb_release(&toc);
+	return ret;
+}
+
+/* The table whose data entry chunk name is, or NULL. */
+static const cJSON *table_of_chunk(const cJSON *tables, const char *name, unsigned *index)
+{
+	const cJSON *t;
+
+	cJSON_ArrayForEach(t, tables) {
+		const cJSON *entry = cJSON_GetObjectItemCaseSensitive(t, "entry");
+
+		if (cJSON_IsString(entry) && snap_is_chunk_of(name, entry->valuestring, index))
+			return t;
+	}
+	return NULL;
+}
+
+static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct sm_error *err)
+{
+	PGresult *res;
+	int ret = 0;
+
+	if (PQputCopyEnd(conn, errmsg) != 1)
+		return pg_error(err, conn, NULL, "cannot load table");
+	while ((res = PQgetResult(conn))) {
+		if (!errmsg && ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
+			struct strbuf what = STRBUF_INIT;
+
+			sb_addf(&what, "cannot load table %s", table);
+			ret = pg_error(err, conn, res, what.buf);
+			sb_release(&what);
+		}
+		PQclear(res);
+	}
+	return ret;
+}
+
+/* Streams every data chunk of the second pass into COPY FROM STDIN. */
+static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, struct sm_error *err)
+{
+	const cJSON *tables = cJSON_GetObjectItemCaseSensitive(toc, "tables");
+	const cJSON *cur = NULL;
+	struct snap_entry ent;
+	char *buf = xmalloc(IO_BLOCK);
+	int rc, ret = -1;
+
+	while ((rc = snap_reader_next(r, &ent, err)) == 1) {
+		unsigned idx = 0;
+		const cJSON *t = table_of_chunk(tables, ent.name, &idx);
+		size_t got;
+
+		if (!t)
+			continue;
+		if (t != cur) {
+			struct strbuf sql = STRBUF_INIT;
+			const char *q = cJSON_GetObjectItemCaseSensitive(t, "qualified")->valuestring;
+			const char *cols = cJSON_GetObjectItemCaseSensitive(t, "columns")->valuestring;
+			PGresult *res;
+
+			if (cur && end_copy(conn, cJSON_GetObjectItemCaseSensitive(cur, "qualified")->valuestring,
+					    NULL, err) < 0)
+				goto out;
+			cur = NULL;
+			sb_addf(&sql, "COPY %s %s FROM STDIN", q, cols);
+			res = PQexec(conn, sql.buf);
+			sb_release(&sql);
+			if (PQresultStatus(res) != PGRES_COPY_IN) {
+				pg_error(err, conn, res, "cannot load table");
+				err_prefix(err, "%s", q);
+				PQclear(res);
+				goto out;
+			}
+			PQclear(res);
+			cur = t;
+		}
+		for (;;) {
+			if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0) {
+				end_copy(conn, "", "snapshot damaged", err);
+				cur = NULL;
+				goto out;
+			}
+			if (!got)
+				break;
+			if (PQputCopyData(conn, buf, (int)got) != 1) {
+				pg_error(err, conn, NULL, "cannot load table");
+				goto out;
+			}
+		}
+	}
+	if (rc < 0) {
+		if (cur)
+			end_copy(conn, "", "snapshot damaged", err);
+		cur = NULL;
+		goto out;
+	}
+	if (cur && end_copy(conn, cJSON_GetObjectItemCaseSensitive(cur, "qualified")->valuestring,
+			    NULL, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
+static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
+		    const struct restore_opts *opts, struct sm_error *err)
+{
+	struct pg_stage *s = state;
+	PGconn *conn = engine_native(target);
+	struct snap_reader *r = NULL;
+	struct strbuf sql = STRBUF_INIT;
+	const cJSON *sch;
+	int ret = -1, in_tx = 0;
+
+	(void)manifest;
+	(void)opts;
+	if (run_sql(conn, session_sql, "cannot prepare the restore session", err) < 0)
+		goto out;
+	if (snap_reader_open(s->path, &r, err) < 0)
+		goto out;
+	if (run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
+		goto out;
+	in_tx = 1;
+	/* this transaction's drops are what every other connection waits for */
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(s->toc, "schemas")) {
+		char *q;
+
+		if (!cJSON_IsString(sch))
+			continue;
+		q = PQescapeIdentifier(conn, sch->valuestring, strlen(sch->valuestring));
+		sb_addf(&sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);
+		PQfreemem(q);
+	}
+	if (run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
+	    run_sql(conn, s->pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
+	    load_data(conn, r, s->toc, err) < 0 ||
+	    run_sql(conn, s->post.buf, "cannot restore constraints and indexes (post-data)", err) < 0)
+		goto out;
+	/* the second pass must check out as well as the first before COMMIT */
+	if (snap_reader_finish(r, err) < 0)
+		goto out;
+	sb_reset(&sql);
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(s->toc, "tables")) {
+		const cJSON *q = cJSON_GetObjectItemCaseSensitive(sch, "qualified");
+
+		if (cJSON_IsString(q))
+			sb_addf(&sql, "%s%s", sql.len ? ", " : "ANALYZE ", q->valuestring);
+	}
+	if ((sql.len && run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0) ||
+	    run_sql(conn, "COMMIT", "cannot commit the restore", err) < 0)
+		goto out;
+	in_tx = 0;
+	ret = 0;
+out:
+	if (in_tx) {
+		PGresult *res = PQexec(conn, "ROLLBACK");
+
+		PQclear(res);
+	}
+	snap_reader_close(r);
+	sb_release(&sql);
+	return ret;
+}
+
+const struct restore_driver restore_pg_driver = {
+	.engine = "postgresql",
+	.load = pg_load,
+	.apply = pg_apply,
+	.discard = stage_free,
+};

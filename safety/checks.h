@@ -1,0 +1,61 @@
+/*
+ * checks: the pre-flight checks run before a migration (`safety-check`,
+ * and the first phase of the safe-migrate pipeline).
+ *
+ * Checks, by name (each yields PASS, WARN or FAIL findings):
+ *   connectivity         the database is reachable; its server/library version
+ *   database-file        SQLite: a hot journal ("DB-journal") or an unwritable file (FAIL)
+ *   backup-dir           the backup directory exists or can be created (0700), and a
+ *                        probe file can be written, fsynced and deleted there
+ *   disk-space           free space >= database size + 10% (the snapshot estimate)
+ *   migration-history    applied versions with no file (WARN), edited applied files
+ *                        and out-of-order pending ones (FAIL)
+ *   interrupted-run      BACKUP_DIR/safe-migrate.journal with "outcome": null (FAIL,
+ *                        naming the snapshot; `safe-migrate recover [--discard]`),
+ *                        unless its "pid" is a live process other than ours
+ *   concurrent-migration another process holds the migration lock (FAIL)
+ *   pending-migrations   the pending versions; each is linted and its lint findings
+ *                        follow (kind FINDING_RULE; blocking ones FAIL)
+ *   long-transactions    PostgreSQL: transactions open longer than a threshold holding
+ *                        locks on tables the pending migrations touch (FAIL)
+ *   invalid-indexes      PostgreSQL: invalid indexes already present (WARN)
+ */
+#ifndef SM_CHECKS_H
+#define SM_CHECKS_H
+
+#include "engine.h"
+#include "error.h"
+#include "finding.h"
+#include "history.h"
+#include "migration.h"
+#include "plan.h"
+#include "url.h"
+
+#define SAFETY_JOURNAL_NAME "safe-migrate.journal"
+#define SAFETY_LONG_TX_SECONDS 300
+
+struct safety_check_opts {
+	struct engine *e;                  /* open engine (borrowed), or NULL if it could not connect */
+	const char *backup_dir;            /* where snapshots go */
+	const struct migration_set *set;   /* borrowed; NULL skips history and pending checks */
+	const struct applied_set *applied; /* borrowed; may be NULL when e is NULL */
+	int allow_out_of_order;
+	int caller_holds_lock;   /* the caller holds the migration lock: skip that probe */
+	int skip_backup;         /* --no-backup: skip backup-dir and disk-space */
+	long long_tx_seconds;    /* 0: SAFETY_LONG_TX_SECONDS */
+};
+
+/* Checks that need no connection (SQLite: hot journal, writability), then
+ * opens url: on success *e is the open engine (caller closes) and a PASS
+ * "connectivity" finding naming the version is added; on failure *e is NULL
+ * and a FAIL finding carries the reason.  Never returns an error itself. */
+void safety_check_connect(const struct db_url *url, struct engine **e,
+			  struct finding_list *out);
+
+/* Runs every other check.  Findings go to out; -1 only when a check could
+ * not run at all (err set).  Checks needing the database are skipped when
+ * o->e is NULL. */
+int safety_check_run(const struct safety_check_opts *o, struct finding_list *out,
+		     struct sm_error *err);
+
+#endif

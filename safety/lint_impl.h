@@ -1,0 +1,57 @@
+/*
+ * lint_impl: what lint.c shares with its dialects (lint_pg.c,
+ * lint_sqlite.c).  Internal to safety/.
+ */
+#ifndef SM_LINT_IMPL_H
+#define SM_LINT_IMPL_H
+
+#include "lint.h"
+
+struct lint_dialect;
+
+struct lint_ctx {
+	const struct lint_dialect *d;
+	void *state; /* the dialect's */
+	char **touched;
+	size_t n_touched, alloc_touched;
+};
+
+/* One migration being linted, and the statement being looked at. */
+struct lint_run {
+	struct lint_ctx *ctx;
+	const char *sql;
+	const char *file;
+	int first_line;
+	int transactional;
+	struct finding_list *out;
+	/* current statement: the comments and blank lines before it, its line */
+	const char *lead;
+	size_t lead_len;
+	int line;
+	/* tables created by this migration so far */
+	char **created;
+	size_t n_created, alloc_created;
+};
+
+struct lint_dialect {
+	const char *engine;
+	int (*begin)(struct lint_ctx *c, struct engine *live, struct sm_error *err);
+	int (*migration)(struct lint_run *r, struct sm_error *err);
+	void (*end)(struct lint_ctx *c);
+};
+
+extern const struct lint_dialect lint_pg_dialect;
+extern const struct lint_dialect lint_sqlite_dialect;
+
+/* Sets the current statement: it starts at sql+start, its leading comments
+ * and whitespace included. */
+void lint_at(struct lint_run *r, size_t start, size_t len);
+/* Adds rule's finding for the current statement unless a
+ * "-- safe-migrate:ignore" comment before it silences the rule. */
+void lint_emit(struct lint_run *r, const char *rule, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void lint_touch(struct lint_run *r, const char *table);
+void lint_created(struct lint_run *r, const char *table);
+int lint_is_created(const struct lint_run *r, const char *table);
+
+#endif

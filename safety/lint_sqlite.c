@@ -1,0 +1,294 @@
+/*
+ * lint_sqlite: the SQLite dialect of lint (see lint.h).
+ *
+ * SQLite has no public parse tree, so each statement is prepared on a
+ * scratch in-memory database holding a copy of the live schema: a statement
+ * that does not prepare is an sql-error, exactly as it would fail at run
+ * time.  While preparing, SQLite's authorizer reports what the statement
+ * does (drop a table, alter one, delete from one, read which columns), and
+ * the statement is then run on the scratch copy (no data, so it is cheap)
+ * and the altered table's columns are compared before and after.
+ */
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lint_impl.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+struct auth_event {
+	int action;
+	char *a1, *a2;
+};
+
+struct sq_state {
+	sqlite3 *db;
+	struct auth_event *ev;
+	size_t n, alloc;
+};
+
+struct names {
+	char **v;
+	size_t n, alloc;
+};
+
+static void names_release(struct names *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static int names_has(const struct names *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i], s))
+			return 1;
+	return 0;
+}
+
+static void events_clear(struct sq_state *st)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		free(st->ev[i].a1);
+		free(st->ev[i].a2);
+	}
+	st->n = 0;
+}
+
+static int on_auth(void *ud, int action, const char *a1, const char *a2, const char *dbname,
+		   const char *trigger)
+{
+	struct sq_state *st = ud;
+	struct auth_event *e;
+
+	(void)dbname;
+	if (trigger)
+		return SQLITE_OK; /* what a trigger does is not the statement's doing */
+	ALLOC_GROW(st->ev, st->n + 1, st->alloc);
+	e = &st->ev[st->n++];
+	e->action = action;
+	e->a1 = a1 ? xstrdup(a1) : NULL;
+	e->a2 = a2 ? xstrdup(a2) : NULL;
+	return SQLITE_OK;
+}
+
+static int sq_begin(struct lint_ctx *c, struct engine *live, struct sm_error *err)
+{
+	struct sq_state *st = xcalloc(1, sizeof(*st));
+	struct eng_rows r = ENG_ROWS_INIT;
+
+	c->state = st;
+	if (sqlite3_open_v2(":memory:", &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			    NULL) != SQLITE_OK)
+		return err_set(err, ERR_FAIL, "cannot open a scratch database: %s",
+			       sqlite3_errmsg(st->db));
+	if (!live || strcmp(live->ops->name, "sqlite"))
+		return 0;
+	if (live->ops->query(live, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name "
+			     "NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY CASE type WHEN 'table' "
+			     "THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid",
+			     0, NULL, &r, err) < 0)
+		return err_prefix(err, "cannot copy the schema into a scratch database");
+	/* a view or trigger the live database could not compile either is
+	 * skipped rather than failing the whole lint */
+	for (size_t i = 0; i < r.nrows; i++)
+		sqlite3_exec(st->db, rows_get(&r, i, 0), NULL, NULL, NULL);
+	rows_release(&r);
+	return 0;
+}
+
+static void sq_end(struct lint_ctx *c)
+{
+	struct sq_state *st = c->state;
+
+	if (!st)
+		return;
+	events_clear(st);
+	free(st->ev);
+	sqlite3_close(st->db);
+	free(st);
+}
+
+static void table_columns(sqlite3 *db, const char *table, struct names *out)
+{
+	sqlite3_stmt *s = NULL;
+
+	if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?1)", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return;
+	sqlite3_bind_text(s, 1, table, -1, SQLITE_TRANSIENT);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		ALLOC_GROW(out->v, out->n + 1, out->alloc);
+		out->v[out->n++] = xstrdup((const char *)sqlite3_column_text(s, 0));
+	}
+	sqlite3_finalize(s);
+}
+
+static int is_internal(const char *table)
+{
+	return !table || !strncmp(table, "sqlite_", 7);
+}
+
+/* Did the statement read any column of table (a WHERE clause on it)? */
+static int reads_table(const struct sq_state *st, const char *table)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->ev[i].action == SQLITE_READ && st->ev[i].a1 &&
+		    !strcmp(st->ev[i].a1, table))
+			return 1;
+	return 0;
+}
+
+/* Rules that the authorizer's report alone decides; returns the table an
+ * ALTER TABLE changes (borrowed from st), or NULL. */
+static const char *before_step(struct lint_run *r, struct sq_state *st)
+{
+	const char *altered = NULL;
+	int reported_dml = 0;
+
+	for (size_t i = 0; i < st->n; i++) {
+		const struct auth_event *e = &st->ev[i];
+
+		switch (e->action) {
+		case SQLITE_CREATE_TABLE:
+			lint_created(r, e->a1);
+			lint_touch(r, e->a1);
+			break;
+		case SQLITE_DROP_TABLE:
+			lint_touch(r, e->a1);
+			if (!lint_is_created(r, e->a1))
+				lint_emit(r, "drop-table", "table '%s' is dropped with all its rows",
+					  e->a1);
+			break;
+		case SQLITE_ALTER_TABLE:
+			altered = e->a2;
+			lint_touch(r, e->a2);
+			break;
+		case SQLITE_CREATE_INDEX:
+			lint_touch(r, e->a2);
+			break;
+		case SQLITE_INSERT:
+			if (!is_internal(e->a1))
+				lint_touch(r, e->a1);
+			break;
+		case SQLITE_DELETE:
+		case SQLITE_UPDATE:
+			if (is_internal(e->a1) || reported_dml)
+				break;
+			lint_touch(r, e->a1);
+			if (!reads_table(st, e->a1) && !lint_is_created(r, e->a1)) {
+				lint_emit(r, "update-or-delete-without-where",
+					  "%s on '%s' has no WHERE clause: it changes every row",
+					  e->action == SQLITE_DELETE ? "DELETE" : "UPDATE", e->a1);
+				reported_dml = 1;
+			}
+			break;
+		}
+	}
+	return altered;
+}
+
+static int table_exists(sqlite3 *db, const char *table)
+{
+	sqlite3_stmt *s = NULL;
+	int found = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+			       "name = ?1", -1, &s, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(s, 1, table, -1, SQLITE_TRANSIENT);
+	found = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_finalize(s);
+	return found;
+}
+
+static void after_alter(struct lint_run *r, sqlite3 *db, const char *table,
+			const struct names *before)
+{
+	struct names now = { 0 }, removed = { 0 }, added = { 0 };
+
+	if (lint_is_created(r, table))
+		return;
+	if (!table_exists(db, table)) {
+		lint_emit(r, "rename-table", "table '%s' is renamed", table);
+		return;
+	}
+	table_columns(db, table, &now);
+	for (size_t i = 0; i < before->n; i++)
+		if (!names_has(&now, before->v[i])) {
+			ALLOC_GROW(removed.v, removed.n + 1, removed.alloc);
+			removed.v[removed.n++] = xstrdup(before->v[i]);
+		}
+	for (size_t i = 0; i < now.n; i++)
+		if (!names_has(before, now.v[i])) {
+			ALLOC_GROW(added.v, added.n + 1, added.alloc);
+			added.v[added.n++] = xstrdup(now.v[i]);
+		}
+	if (removed.n == 1 && added.n == 1 && now.n == before->n)
+		lint_emit(r, "rename-column", "column '%s' of '%s' is renamed to '%s'", removed.v[0],
+			  table, added.v[0]);
+	else
+		for (size_t i = 0; i < removed.n; i++)
+			lint_emit(r, "drop-column", "column '%s' of '%s' is dropped with its data",
+				  removed.v[i], table);
+	names_release(&now);
+	names_release(&removed);
+	names_release(&added);
+}
+
+static int sq_migration(struct lint_run *r, struct sm_error *err)
+{
+	struct sq_state *st = r->ctx->state;
+	const char *p = r->sql;
+
+	(void)err;
+	while (*p) {
+		size_t off = (size_t)(p - r->sql), rest = strlen(p);
+		sqlite3_stmt *stmt = NULL;
+		const char *tail = NULL, *altered;
+		struct names before = { 0 };
+		int rc;
+
+		if (!p[engine_skip_space(p, rest)])
+			break;
+		lint_at(r, off, rest);
+		events_clear(st);
+		sqlite3_set_authorizer(st->db, on_auth, st);
+		rc = sqlite3_prepare_v2(st->db, p, -1, &stmt, &tail);
+		sqlite3_set_authorizer(st->db, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			lint_emit(r, "sql-error", "%s", sqlite3_errmsg(st->db));
+			break; /* the rest cannot be split reliably */
+		}
+		if (!stmt)
+			break;
+		altered = before_step(r, st);
+		if (altered)
+			table_columns(st->db, altered, &before);
+		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+			;
+		if (rc != SQLITE_DONE) {
+			lint_emit(r, "sql-error", "%s", sqlite3_errmsg(st->db));
+			sqlite3_finalize(stmt);
+			names_release(&before);
+			break;
+		}
+		sqlite3_finalize(stmt);
+		if (altered)
+			after_alter(r, st->db, altered, &before);
+		names_release(&before);
+		p = tail;
+	}
+	events_clear(st);
+	return 0;
+}
+
+const struct lint_dialect lint_sqlite_dialect = {
+	.engine = "sqlite",
+	.begin = sq_begin,
+	.migration = sq_migration,
+	.end = sq_end,
+};

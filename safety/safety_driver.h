@@ -1,0 +1,45 @@
+/*
+ * safety_driver: what safety/ needs from each engine beyond the engine
+ * interface, one table per engine keyed by engine_ops.name (as pg_dump keeps
+ * one table per archive format).  Internal to safety/.
+ */
+#ifndef SM_SAFETY_DRIVER_H
+#define SM_SAFETY_DRIVER_H
+
+#include "checks.h"
+#include "engine.h"
+#include "error.h"
+#include "finding.h"
+#include "schema.h"
+#include "url.h"
+
+struct safety_driver {
+	const char *engine; /* engine_ops.name */
+	/* Fills m (unsorted) with the user schema, own tables excluded. */
+	int (*schema_load)(struct engine *e, struct schema_model *m, struct sm_error *err);
+	/* Appends one finding per integrity problem (check "integrity",
+	 * "foreign-keys", "invalid-index", "not-valid-constraint"); adds nothing
+	 * when all is well. */
+	int (*integrity)(struct engine *e, struct finding_list *out, struct sm_error *err);
+	/* Estimated snapshot size: the database's size in bytes. */
+	int (*db_size)(struct engine *e, unsigned long long *bytes, struct sm_error *err);
+	/* Rows in table (a name as the model spells it). */
+	int (*count_rows)(struct engine *e, const char *table, long long *n, struct sm_error *err);
+	/* Checks before connecting (may be NULL). */
+	void (*preopen)(const struct db_url *url, struct finding_list *out);
+	/* Engine-specific live checks (may be NULL); touched: tables the
+	 * pending migrations touch. */
+	int (*live_checks)(struct engine *e, const struct safety_check_opts *o,
+			   const char *const *touched, size_t n_touched, struct finding_list *out,
+			   struct sm_error *err);
+};
+
+extern const struct safety_driver safety_sqlite_driver;
+extern const struct safety_driver safety_pg_driver;
+
+/* The driver for engine name, or NULL. */
+const struct safety_driver *safety_driver_find(const char *engine);
+/* The driver for e, or fails naming the engine. */
+int safety_driver_for(struct engine *e, const struct safety_driver **d, struct sm_error *err);
+
+#endif

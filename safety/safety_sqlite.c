@@ -1,0 +1,295 @@
+/*
+ * safety_sqlite: the SQLite driver of safety/ (see safety_driver.h):
+ * schema introspection from sqlite_master and the table-valued pragmas,
+ * PRAGMA integrity_check / foreign_key_check, the file size as the snapshot
+ * estimate, and the hot-journal / writability check.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "safety_driver.h"
+#include "xalloc.h"
+
+#define MAX_REPORTED 50 /* rows of a failed check reported one by one */
+
+/* SQL text with whitespace runs collapsed, so layout changes made by
+ * editors or dump/restore do not count as schema changes. */
+static char *squeeze(const char *sql)
+{
+	struct strbuf sb = STRBUF_INIT;
+	int space = 0;
+
+	for (const char *p = sql ? sql : ""; *p; p++) {
+		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+			space = 1;
+			continue;
+		}
+		if (space && sb.len)
+			sb_addch(&sb, ' ');
+		space = 0;
+		sb_addch(&sb, *p);
+	}
+	return sb_detach(&sb);
+}
+
+static void add_sql_obj(struct schema_model *m, enum schema_kind kind, const char *table,
+			const char *name, const char *sql)
+{
+	char *def = squeeze(sql);
+
+	schema_add(m, kind, table, name, def);
+	free(def);
+}
+
+static int load_columns(struct engine *e, struct schema_model *m, const char *table,
+			struct sm_error *err)
+{
+	struct eng_rows r = ENG_ROWS_INIT;
+	const char *p[] = { table };
+	struct strbuf pk = STRBUF_INIT;
+	long npk = 0;
+
+	if (e->ops->query(e, "SELECT name, type, \"notnull\", dflt_value, pk FROM "
+			  "pragma_table_info($1) ORDER BY pk, cid", 1, p, &r, err) < 0)
+		return -1;
+	for (size_t i = 0; i < r.nrows; i++) {
+		struct schema_obj *o = schema_add(m, SOBJ_COLUMN, table, rows_get(&r, i, 0), NULL);
+		const char *dflt = rows_get(&r, i, 3);
+
+		o->type = xstrdup(rows_get(&r, i, 1) ? rows_get(&r, i, 1) : "");
+		o->notnull = rows_get(&r, i, 2) && strcmp(rows_get(&r, i, 2), "0");
+		o->dflt = dflt ? xstrdup(dflt) : NULL;
+		if (rows_get(&r, i, 4) && strcmp(rows_get(&r, i, 4), "0")) {
+			sb_addf(&pk, "%s%s", npk ? ", " : "PRIMARY KEY (", rows_get(&r, i, 0));
+			npk++;
+		}
+	}
+	if (npk) {
+		sb_addch(&pk, ')');
+		schema_add(m, SOBJ_CONSTRAINT, table, "pk", pk.buf);
+	}
+	sb_release(&pk);
+	rows_release(&r);
+	return 0;
+}
+
+static int load_fks(struct engine *e, struct schema_model *m, const char *table,
+		    struct sm_error *err)
+{
+	struct eng_rows r = ENG_ROWS_INIT;
+	const char *p[] = { table };
+	size_t i = 0;
+
+	if (e->ops->query(e, "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete FROM "
+			  "pragma_foreign_key_list($1) ORDER BY id, seq", 1, p, &r, err) < 0)
+		return -1;
+	while (i < r.nrows) {
+		struct strbuf from = STRBUF_INIT, to = STRBUF_INIT, def = STRBUF_INIT,
+			      name = STRBUF_INIT;
+		const char *id = rows_get(&r, i, 0);
+		size_t j = i;
+
+		for (; j < r.nrows && !strcmp(rows_get(&r, j, 0), id); j++) {
+			sb_addf(&from, "%s%s", j > i ? ", " : "", rows_get(&r, j, 2));
+			sb_addf(&to, "%s%s", j > i ? ", " : "",
+				rows_get(&r, j, 3) ? rows_get(&r, j, 3) : "");
+		}
+		sb_addf(&def, "FOREIGN KEY (%s) REFERENCES %s (%s)", from.buf, rows_get(&r, i, 1),
+			to.buf);
+		if (strcmp(rows_get(&r, i, 4), "NO ACTION"))
+			sb_addf(&def, " ON UPDATE %s", rows_get(&r, i, 4));
+		if (strcmp(rows_get(&r, i, 5), "NO ACTION"))
+			sb_addf(&def, " ON DELETE %s", rows_get(&r, i, 5));
+		sb_addf(&name, "fk(%s)", from.buf);
+		schema_add(m, SOBJ_CONSTRAINT, table, name.buf, def.buf);
+		sb_release(&from);
+		sb_release(&to);
+		sb_release(&def);
+		sb_release(&name);
+		i = j;
+	}
+	rows_release(&r);
+	return 0;
+}
+
+static int load_uniques(struct engine *e, struct schema_model *m, const char *table,
+			struct sm_error *err)
+{
+	struct eng_rows r = ENG_ROWS_INIT, c = ENG_ROWS_INIT;
+	const char *p[] = { table };
+	int ret = -1;
+
+	if (e->ops->query(e, "SELECT name FROM pragma_index_list($1) WHERE origin = 'u'", 1, p,
+			  &r, err) < 0)
+		return -1;
+	for (size_t i = 0; i < r.nrows; i++) {
+		const char *ip[] = { rows_get(&r, i, 0) };
+		struct strbuf cols = STRBUF_INIT, name = STRBUF_INIT, def = STRBUF_INIT;
+
+		if (e->ops->query(e, "SELECT name FROM pragma_index_info($1) ORDER BY seqno", 1, ip,
+				  &c, err) < 0)
+			goto out;
+		for (size_t j = 0; j < c.nrows; j++)
+			sb_addf(&cols, "%s%s", j ? ", " : "",
+				rows_get(&c, j, 0) ? rows_get(&c, j, 0) : "<expr>");
+		sb_addf(&name, "unique(%s)", cols.buf);
+		sb_addf(&def, "UNIQUE (%s)", cols.buf);
+		schema_add(m, SOBJ_CONSTRAINT, table, name.buf, def.buf);
+		sb_release(&cols);
+		sb_release(&name);
+		sb_release(&def);
+		rows_release(&c);
+	}
+	ret = 0;
+out:
+	rows_release(&r);
+	return ret;
+}
+
+static int sqlite_schema_load(struct engine *e, struct schema_model *m, struct sm_error *err)
+{
+	struct eng_rows r = ENG_ROWS_INIT;
+	int ret = -1;
+
+	if (e->ops->query(e, "SELECT type, name, tbl_name, sql FROM sqlite_master "
+			  "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", 0, NULL,
+			  &r, err) < 0)
+		return -1;
+	for (size_t i = 0; i < r.nrows; i++) {
+		const char *type = rows_get(&r, i, 0), *name = rows_get(&r, i, 1);
+		const char *tbl = rows_get(&r, i, 2), *sql = rows_get(&r, i, 3);
+
+		if (schema_is_own_table(tbl))
+			continue;
+		if (!strcmp(type, "table")) {
+			schema_add(m, SOBJ_TABLE, NULL, name, NULL);
+			if (load_columns(e, m, name, err) < 0 || load_fks(e, m, name, err) < 0 ||
+			    load_uniques(e, m, name, err) < 0)
+				goto out;
+		} else if (!strcmp(type, "index") && sql) { /* NULL sql: automatic index */
+			add_sql_obj(m, SOBJ_INDEX, tbl, name, sql);
+		} else if (!strcmp(type, "view")) {
+			add_sql_obj(m, SOBJ_VIEW, NULL, name, sql);
+		} else if (!strcmp(type, "trigger")) {
+			add_sql_obj(m, SOBJ_TRIGGER, tbl, name, sql);
+		}
+	}
+	ret = 0;
+out:
+	rows_release(&r);
+	return ret;
+}
+
+static int sqlite_integrity(struct engine *e, struct finding_list *out, struct sm_error *err)
+{
+	struct eng_rows r = ENG_ROWS_INIT;
+
+	if (e->ops->query(e, "PRAGMA integrity_check", 0, NULL, &r, err) < 0)
+		return err_prefix(err, "PRAGMA integrity_check failed");
+	for (size_t i = 0; i < r.nrows && i < MAX_REPORTED; i++) {
+		const char *v = rows_get(&r, i, 0);
+		if (v && strcmp(v, "ok"))
+			finding_add(out, FINDING_CHECK, "integrity", LEVEL_FAIL,
+				    "restore the snapshot taken before the run", NULL, 0,
+				    "integrity_check: %s", v);
+	}
+	rows_release(&r);
+	if (e->ops->query(e, "PRAGMA foreign_key_check", 0, NULL, &r, err) < 0)
+		return err_prefix(err, "PRAGMA foreign_key_check failed");
+	for (size_t i = 0; i < r.nrows && i < MAX_REPORTED; i++)
+		finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL,
+			    "delete or fix the orphan rows, or restore the snapshot", NULL, 0,
+			    "row rowid=%s of table '%s' references a missing row in table '%s'",
+			    rows_get(&r, i, 1) ? rows_get(&r, i, 1) : "NULL", rows_get(&r, i, 0),
+			    rows_get(&r, i, 2));
+	if (r.nrows > MAX_REPORTED)
+		finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL, NULL, NULL, 0,
+			    "%zu more foreign-key violations not listed", r.nrows - MAX_REPORTED);
+	rows_release(&r);
+	return 0;
+}
+
+static unsigned long long file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (unsigned long long)st.st_size : 0;
+}
+
+static int sqlite_db_size(struct engine *e, unsigned long long *bytes, struct sm_error *err)
+{
+	struct strbuf wal = STRBUF_INIT;
+
+	(void)err;
+	sb_addf(&wal, "%s-wal", e->url.path);
+	*bytes = file_size(e->url.path) + file_size(wal.buf);
+	sb_release(&wal);
+	return 0;
+}
+
+static void sqlite_preopen(const struct db_url *url, struct finding_list *out)
+{
+	struct strbuf journal = STRBUF_INIT;
+	char *dir = fs_dirname(url->path);
+	int problems = 0;
+
+	if (!fs_exists(url->path))
+		goto out; /* the connectivity check says so */
+	sb_addf(&journal, "%s-journal", url->path);
+	if (fs_exists(journal.buf)) {
+		finding_add(out, FINDING_CHECK, "database-file", LEVEL_FAIL,
+			    "make sure no other program is writing the database; opening it with "
+			    "sqlite3 rolls an interrupted write back", NULL, 0,
+			    "hot journal '%s' present: a write to the database is in progress or was "
+			    "interrupted", journal.buf);
+		problems++;
+	}
+	if (access(url->path, W_OK) < 0) {
+		finding_add(out, FINDING_CHECK, "database-file", LEVEL_FAIL, NULL, NULL, 0,
+			    "database '%s' is not writable: %s", url->path, strerror(errno));
+		problems++;
+	} else if (access(dir, W_OK) < 0) {
+		finding_add(out, FINDING_CHECK, "database-file", LEVEL_FAIL,
+			    "SQLite creates its journal next to the database", NULL, 0,
+			    "directory '%s' of the database is not writable: %s", dir,
+			    strerror(errno));
+		problems++;
+	}
+	if (!problems)
+		finding_add(out, FINDING_CHECK, "database-file", LEVEL_PASS, NULL, NULL, 0,
+			    "'%s' is writable and has no hot journal", url->path);
+out:
+	free(dir);
+	sb_release(&journal);
+}
+
+static int sqlite_count_rows(struct engine *e, const char *table, long long *n,
+			     struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	char *v = NULL;
+	int ret;
+
+	sb_adds(&sql, "SELECT count(*) FROM ");
+	e->ops->quote_ident(&sql, table);
+	ret = engine_scalar(e, sql.buf, 0, NULL, &v, err);
+	*n = v ? atoll(v) : 0;
+	free(v);
+	sb_release(&sql);
+	return ret;
+}
+
+const struct safety_driver safety_sqlite_driver = {
+	.engine = "sqlite",
+	.schema_load = sqlite_schema_load,
+	.integrity = sqlite_integrity,
+	.db_size = sqlite_db_size,
+	.count_rows = sqlite_count_rows,
+	.preopen = sqlite_preopen,
+	.live_checks = NULL,
+};

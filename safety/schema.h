@@ -1,0 +1,116 @@
+/*
+ * schema: a database's schema as a model, its canonical text and its diff.
+ *
+ * The model is introspected from either engine through the per-engine
+ * drivers of safety_driver.h (keyed by e->ops->name): tables, columns (type,
+ * nullability, default), primary key / unique / foreign key / check
+ * constraints, indexes (definition, validity), views, triggers and
+ * sequences.  safe-migrate's own bookkeeping tables (every table whose name
+ * starts with "safe_migrate_") are left out.
+ *
+ * The canonical text is one object per line, fields separated by TAB (TAB,
+ * newline and backslash inside a field are written \t, \n, \\), sorted so
+ * that a table's columns, constraints, indexes and triggers follow it:
+ *
+ *   # safe-migrate schema v1
+ *   table      NAME
+ *   column     TABLE  NAME  TYPE  null|not null  [default EXPR]
+ *   constraint TABLE  NAME  DEFINITION  [not valid]
+ *   index      TABLE  NAME  DEFINITION  [invalid]
+ *   trigger    TABLE  NAME  DEFINITION
+ *   view       NAME   DEFINITION
+ *   sequence   NAME   DEFINITION
+ *
+ * Columns are sorted by name (not position), so the text does not depend on
+ * the order columns were added in.  The text is what `safe-migrate schema`
+ * prints, what is stored in safe_migrate_schema after each change, and what
+ * `validate --expected FILE` reads back.
+ *
+ * SQLite limits: CHECK constraints are not modelled (SQLite does not expose
+ * them apart from the CREATE TABLE text); unnamed constraints get names from
+ * their columns ("pk", "fk(a,b)", "unique(a)").
+ */
+#ifndef SM_SCHEMA_H
+#define SM_SCHEMA_H
+
+#include <stddef.h>
+
+#include "engine.h"
+#include "error.h"
+#include "finding.h"
+#include "strbuf.h"
+
+enum schema_kind {
+	SOBJ_TABLE,
+	SOBJ_COLUMN,
+	SOBJ_CONSTRAINT,
+	SOBJ_INDEX,
+	SOBJ_TRIGGER,
+	SOBJ_VIEW,
+	SOBJ_SEQUENCE,
+};
+
+struct schema_obj {
+	enum schema_kind kind;
+	char *table;   /* owning table (column, constraint, index, trigger), else NULL */
+	char *name;
+	char *type;    /* column type, else NULL */
+	int notnull;   /* column */
+	char *dflt;    /* column default expression, or NULL */
+	char *def;     /* definition (constraint, index, trigger, view, sequence), else NULL */
+	int invalid;   /* index not valid / constraint NOT VALID (PostgreSQL) */
+};
+
+struct schema_model {
+	struct schema_obj *items;
+	size_t n, alloc;
+};
+
+#define SCHEMA_MODEL_INIT { NULL, 0, 0 }
+
+/* Adds an object; every string is copied (NULLs allowed where documented
+ * above).  Returns it, borrowed until the model grows. */
+struct schema_obj *schema_add(struct schema_model *m, enum schema_kind kind, const char *table,
+			      const char *name, const char *def);
+void schema_release(struct schema_model *m);
+/* Sorts the objects into canonical order (schema_load already does). */
+void schema_sort(struct schema_model *m);
+
+/* 1 for safe-migrate's own tables (names starting "safe_migrate_"). */
+int schema_is_own_table(const char *name);
+
+/* Introspects the schema of e into *m (which must be empty, caller releases
+ * with schema_release), sorted. */
+int schema_load(struct engine *e, struct schema_model *m, struct sm_error *err);
+
+/* Appends the canonical text of m to out. */
+void schema_canonical_text(const struct schema_model *m, struct strbuf *out);
+/* SHA-256 (hex) of the canonical text. */
+void schema_fingerprint(const char *text, char hex[65]);
+
+/* Parses canonical text back into *m (empty on entry; caller releases).  name
+ * is used in messages ("'schema.txt', line 3: ..."). */
+int schema_load_text(const char *text, const char *name, struct schema_model *m,
+		     struct sm_error *err);
+
+/* Compares expected with actual and appends one LEVEL_FAIL finding (kind
+ * FINDING_CHECK, named check) per difference: missing/extra table, column,
+ * constraint, index, trigger, view or sequence; column type, nullability or
+ * default change; changed definition; index or constraint no longer valid.
+ * Children of a missing/extra table are not reported again.  against names
+ * the expected side in messages ("the recorded schema").  Returns the number
+ * of differences. */
+size_t schema_diff(const struct schema_model *expected, const struct schema_model *actual,
+		   const char *check, const char *against, struct finding_list *out);
+
+/* Appends a line diff of two canonical texts: "- line" for lines only in a,
+ * "+ line" for lines only in b. */
+void schema_text_diff(const char *a, const char *b, struct strbuf *out);
+
+/* Appends "table=N" lines, one per table of m in canonical order, with
+ * count(*) of each (a full scan per table: for the pipeline's before/after
+ * comparison, not for every command). */
+int schema_row_counts(struct engine *e, const struct schema_model *m, struct strbuf *out,
+		      struct sm_error *err);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * validate: live schema against the recorded and expected schemas, plus the
+ * engine's integrity checks, filtered by a baseline (see validate.h).
+ */
+#include "validate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "history.h"
+#include "safety_driver.h"
+#include "schema.h"
+
+static int in_baseline(const struct validate_baseline *b, const struct finding *f)
+{
+	if (!b)
+		return 0;
+	for (size_t i = 0; i < b->problems.n; i++) {
+		const struct finding *x = &b->problems.items[i];
+		if (!strcmp(x->check_or_rule, f->check_or_rule) && !strcmp(x->message, f->message))
+			return 1;
+	}
+	return 0;
+}
+
+/* Moves the findings of src that are not in the baseline to out, and adds a
+ * PASS named check when none is left. */
+static void keep_new(struct finding_list *out, struct finding_list *src,
+		     const struct validate_baseline *b, const char *check, const char *pass_msg)
+{
+	size_t kept = 0, old = 0;
+
+	for (size_t i = 0; i < src->n; i++) {
+		struct finding *f = &src->items[i];
+
+		if (f->level != LEVEL_PASS && in_baseline(b, f)) {
+			old++;
+			continue;
+		}
+		finding_add(out, f->kind, f->check_or_rule, f->level, f->hint, f->file, f->line,
+			    "%s", f->message);
+		kept++;
+	}
+	if (!kept && pass_msg) {
+		if (old)
+			finding_add(out, FINDING_CHECK, check, LEVEL_PASS, NULL, NULL, 0,
+				    "%s (%zu problem%s already present before the run not counted)",
+				    pass_msg, old, old == 1 ? "" : "s");
+		else
+			finding_add(out, FINDING_CHECK, check, LEVEL_PASS, NULL, NULL, 0, "%s",
+				    pass_msg);
+	}
+	finding_list_release(src);
+}
+
+static int compare_with_text(const struct schema_model *live, const char *text,
+			     const char *name, const char *check, const char *against,
+			     struct finding_list *out, struct sm_error *err)
+{
+	struct schema_model want = SCHEMA_MODEL_INIT;
+
+	if (schema_load_text(text, name, &want, err) < 0)
+		return -1;
+	schema_diff(&want, live, check, against, out);
+	schema_release(&want);
+	return 0;
+}
+
+int validate_run(struct engine *e, const struct validate_opts *o, struct finding_list *out,
+		 struct sm_error *err)
+{
+	const struct safety_driver *d;
+	struct schema_model live = SCHEMA_MODEL_INIT;
+	struct finding_list tmp = FINDING_LIST_INIT;
+	char *fp = NULL, *text = NULL;
+	int ret = -1;
+
+	if (safety_driver_for(e, &d, err) < 0 || schema_load(e, &live, err) < 0)
+		return -1;
+	if (!o->skip_recorded) {
+		if (hist_load_schema(e, &fp, &text, err) < 0) {
+			err_prefix(err, "cannot read the recorded schema");
+			goto out;
+		}
+		if (!text) {
+			finding_add(out, FINDING_CHECK, "schema-drift", LEVEL_WARN,
+				    "'safe-migrate upgrade' or 'stamp' records the schema", NULL, 0,
+				    "no recorded schema to compare with");
+		} else {
+			if (compare_with_text(&live, text, "the recorded schema", "schema-drift",
+					      "the schema recorded after the last migration", &tmp,
+					      err) < 0)
+				goto out;
+			keep_new(out, &tmp, o->baseline, "schema-drift",
+				 "the schema matches the one recorded after the last migration");
+		}
+	}
+	if (o->expected_text) {
+		const char *name = o->expected_name ? o->expected_name : "the expected schema";
+		struct strbuf against = STRBUF_INIT;
+
+		sb_addf(&against, "'%s'", name);
+		ret = compare_with_text(&live, o->expected_text, name, "expected-schema",
+					against.buf, &tmp, err);
+		if (ret == 0) {
+			sb_reset(&against);
+			sb_addf(&against, "the schema matches '%s'", name);
+			/* the expected file is the caller's statement of truth:
+			 * no baseline applies */
+			keep_new(out, &tmp, NULL, "expected-schema", against.buf);
+		}
+		sb_release(&against);
+		if (ret < 0)
+			goto out;
+		ret = -1;
+	}
+	if (d->integrity(e, &tmp, err) < 0)
+		goto out;
+	keep_new(out, &tmp, o->baseline, "integrity",
+		 "the database's integrity checks found no problem");
+	ret = 0;
+out:
+	finding_list_release(&tmp);
+	schema_release(&live);
+	free(fp);
+	free(text);
+	return ret;
+}
+
+int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
+			      struct sm_error *err)
+{
+	struct validate_opts o = { NULL, NULL, 0, NULL };
+	struct finding_list all = FINDING_LIST_INIT;
+
+	memset(b, 0, sizeof(*b));
+	if (validate_run(e, &o, &all, err) < 0) {
+		finding_list_release(&all);
+		return -1;
+	}
+	for (size_t i = 0; i < all.n; i++) {
+		const struct finding *f = &all.items[i];
+		if (f->level != LEVEL_PASS)
+			finding_add(&b->problems, f->kind, f->check_or_rule, f->level, f->hint,
+				    f->file, f->line, "%s", f->message);
+	}
+	finding_list_release(&all);
+	return 0;
+}
+
+void validate_baseline_release(struct validate_baseline *b)
+{
+	finding_list_release(&b->problems);
+}

@@ -1,0 +1,748 @@
+/*
+ * cmd_pipeline: the safe-migrate pipeline (`safe-migrate`, `run -- COMMAND`),
+ * `recover` after a killed run, and `history --runs`.
+ *
+ * Phases: safety-check, snapshot, verify, apply, validate; on a failure in
+ * apply or validate the snapshot is restored and the pre-run state (schema
+ * and row counts) is confirmed before the run is reported as "restored"
+ * (exit 5).  If the restore fails, exit 6 names the snapshot and the exact
+ * command to restore it by hand.  The run journal (journal.h) is written
+ * durably before the first change, so a SIGKILL is caught by the next run.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "child.h"
+#include "fsutil.h"
+#include "journal.h"
+#include "pipeline.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+struct run {
+	struct cmd_ctx *ctx;
+	struct journal j;
+	int journaled;       /* the journal file exists for this run */
+	cJSON *phases;       /* ctx->json's "phases" array, or NULL */
+	cJSON *applied;      /* ctx->json's "applied" array, or NULL */
+	cJSON *findings;     /* ctx->json's "findings" array, or NULL */
+	char *snapshot;      /* owned */
+	const char *outcome;
+	struct db_state before;
+	int have_before;
+};
+
+static void run_init(struct run *r, struct cmd_ctx *ctx, const char *command)
+{
+	memset(r, 0, sizeof(*r));
+	r->ctx = ctx;
+	journal_start(&r->j, ctx->backup_dir, command, ctx->url.redacted);
+	if (ctx->json) {
+		cJSON_AddNullToObject(ctx->json, "outcome");
+		cJSON_AddNullToObject(ctx->json, "snapshot");
+		r->applied = cJSON_AddArrayToObject(ctx->json, "applied");
+		r->phases = cJSON_AddArrayToObject(ctx->json, "phases");
+		r->findings = cJSON_AddArrayToObject(ctx->json, "findings");
+	}
+}
+
+static void phase_done(struct run *r, const char *name, long long t0, int ok)
+{
+	long long ms = plan_now_ms() - t0;
+
+	journal_add_phase(&r->j, name, ms, ok);
+	if (r->phases) {
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddStringToObject(p, "name", name);
+		cJSON_AddNumberToObject(p, "ms", (double)ms);
+		cJSON_AddBoolToObject(p, "ok", ok);
+		cJSON_AddItemToArray(r->phases, p);
+	}
+	info("phase %-12s %s (%lld ms)", name, ok ? "ok" : "FAILED", ms);
+}
+
+/* Records the outcome in the JSON output, the journal and the runs log. */
+static int run_finish(struct run *r, const char *outcome, int code)
+{
+	struct sm_error jerr = SM_ERROR_INIT;
+	cJSON *extra = cJSON_CreateObject();
+
+	r->outcome = outcome;
+	if (r->ctx->json) {
+		cJSON_ReplaceItemInObject(r->ctx->json, "outcome", cJSON_CreateString(outcome));
+		cJSON_ReplaceItemInObject(r->ctx->json, "snapshot",
+					  r->snapshot ? cJSON_CreateString(r->snapshot)
+						      : cJSON_CreateNull());
+		cJSON_AddNumberToObject(r->ctx->json, "exit_code", code);
+	}
+	if (r->applied)
+		cJSON_AddItemToObject(extra, "applied", cJSON_Duplicate(r->applied, 1));
+	cJSON_AddNumberToObject(extra, "exit_code", code);
+	if (fs_mkdirs(r->ctx->backup_dir, 0700, &jerr) == 0 &&
+	    journal_finish(&r->j, outcome, extra, &jerr) < 0)
+		warning("cannot record the run in the runs log: %s", jerr.msg);
+	cJSON_Delete(extra);
+	free(r->snapshot);
+	r->snapshot = NULL;
+	if (r->have_before)
+		port_state_release(&r->before);
+	journal_release(&r->j);
+	return code;
+}
+
+/* Refuses to start while an earlier run's journal says it never finished. */
+static int check_unfinished(struct cmd_ctx *ctx)
+{
+	cJSON *doc = NULL;
+	const cJSON *snap, *id;
+
+	if (journal_read(ctx->backup_dir, &doc, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (!journal_unfinished(doc)) {
+		cJSON_Delete(doc);
+		return 0;
+	}
+	snap = cJSON_GetObjectItem(doc, "snapshot");
+	id = cJSON_GetObjectItem(doc, "run_id");
+	err_set(&ctx->err, ERR_BLOCKED,
+		"an earlier run (%s, phase '%s') did not finish; its snapshot is %s. Run "
+		"'safe-migrate recover' to restore that snapshot, or 'safe-migrate recover "
+		"--discard' to accept the database as it is now",
+		cJSON_IsString(id) ? id->valuestring : "?",
+		cJSON_IsString(cJSON_GetObjectItem(doc, "phase"))
+			? cJSON_GetObjectItem(doc, "phase")->valuestring : "?",
+		cJSON_IsString(snap) ? snap->valuestring : "(none: no change had been made)");
+	cJSON_Delete(doc);
+	return report_error(ctx, &ctx->err);
+}
+
+static int phase_safety(struct run *r, struct session *s)
+{
+	long long t0 = plan_now_ms();
+	int failed = port_safety_check(r->ctx, s, r->findings, &r->ctx->err);
+
+	phase_done(r, "safety-check", t0, failed == 0);
+	return failed;
+}
+
+/* Takes and verifies the snapshot, then journals durably: after this, a
+ * killed run is recoverable. */
+static int phase_snapshot(struct run *r, struct engine *e)
+{
+	long long t0 = plan_now_ms();
+
+	if (port_backup(r->ctx, e, NULL, &r->snapshot, &r->ctx->err) < 0) {
+		phase_done(r, "snapshot", t0, 0);
+		return -1;
+	}
+	phase_done(r, "snapshot", t0, 1);
+	info("snapshot %s", r->snapshot);
+	t0 = plan_now_ms();
+	if (port_verify(r->snapshot, &r->ctx->err) < 0) {
+		phase_done(r, "verify", t0, 0);
+		return -1;
+	}
+	phase_done(r, "verify", t0, 1);
+	return 0;
+}
+
+static int journal_before_change(struct run *r)
+{
+	if (journal_phase(&r->j, "apply", r->snapshot, &r->ctx->err) < 0) {
+		err_prefix(&r->ctx->err, "cannot write the run journal; nothing was changed");
+		return -1;
+	}
+	r->journaled = 1;
+	return 0;
+}
+
+/* Compares the state after a restore with the state before the run. */
+static int state_matches(struct engine *e, const struct db_state *before, struct sm_error *err)
+{
+	struct db_state now;
+	int same;
+
+	memset(&now, 0, sizeof(now));
+	if (port_capture(e, &now, err) < 0)
+		return 0;
+	same = !strcmp(now.schema_text, before->schema_text) &&
+	       !strcmp(now.row_counts, before->row_counts);
+	if (!same)
+		err_set(err, ERR_FAIL, "the database does not match its pre-run state (%s differ)",
+			strcmp(now.schema_text, before->schema_text) ? "schema" : "row counts");
+	port_state_release(&now);
+	return same;
+}
+
+/* After a failure: restores the snapshot, confirms the pre-run state, and
+ * returns 5 (or 130 when interrupted), or 6 when the restore failed. */
+static int restore_after_failure(struct run *r, struct engine *e, int interrupted)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct sm_error rerr = SM_ERROR_INIT;
+	sigset_t block, old;
+	long long t0 = plan_now_ms();
+	int ok = 0;
+
+	/* a restore must run to completion: hold SIGINT/SIGTERM until it is done */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	if (r->journaled)
+		journal_phase(&r->j, "restore", NULL, &rerr);
+	if (r->snapshot) {
+		info("restoring %s", r->snapshot);
+		ok = port_restore(ctx, r->snapshot, &ctx->url, &rerr) == 0;
+	} else {
+		ok = 1; /* --no-backup: the single transaction was rolled back */
+	}
+	if (ok)
+		ok = state_matches(e, &r->before, &rerr);
+	phase_done(r, "restore", t0, ok);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	cli_interrupted = 0;
+	if (ok) {
+		info("restored: the database is back in its state before the run (schema and row "
+		     "counts confirmed)");
+		if (r->applied)
+			while (cJSON_GetArraySize(r->applied))
+				cJSON_DeleteItemFromArray(r->applied, 0);
+		return run_finish(r, "restored", interrupted ? EXIT_INTERRUPTED : EXIT_RESTORED);
+	}
+	error_msg("THE AUTOMATIC RESTORE FAILED: %s", rerr.msg);
+	if (r->snapshot) {
+		error_msg("the database may be in an intermediate state. Restore it by hand now:");
+		error_msg("    safe-migrate -d '%s' restore '%s' --yes --no-safety-backup",
+			  ctx->url.redacted, r->snapshot);
+		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
+			  "'safe-migrate verify %s'", r->snapshot);
+	} else {
+		error_msg("no snapshot was taken (--no-backup); inspect the database now");
+	}
+	if (ctx->json)
+		cJSON_AddStringToObject(ctx->json, "restore_error", rerr.msg);
+	return run_finish(r, "restore_failed", EXIT_RESTORE_FAILED);
+}
+
+/* Applies all steps in one transaction (--no-backup, dry runs): all or none.
+ * commit == 0 rolls back at the end even on success. */
+static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p, int commit,
+			   size_t *n_done)
+{
+	struct sm_error ignored = SM_ERROR_INIT;
+	struct sm_error *err = &r->ctx->err;
+
+	*n_done = 0;
+	if (e->ops->begin(e, err) < 0)
+		return -1;
+	if (hist_ensure(e, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < p->n; i++) {
+		const struct migration *m = p->steps[i].m;
+		struct exec_source src = { m->path, m->up_line };
+		long long t0 = plan_now_ms();
+
+		if (cli_interrupted) {
+			err_set(err, ERR_INTERRUPTED, "interrupted before version %s", m->version);
+			goto fail;
+		}
+		info("%s %s %s", commit ? "applying" : "rehearsing", m->version, m->description);
+		if (e->ops->exec_script(e, m->up_sql, &src, err) < 0) {
+			if (cli_interrupted)
+				err->kind = ERR_INTERRUPTED;
+			goto fail;
+		}
+		if (hist_record(e, m, plan_now_ms() - t0, err) < 0)
+			goto fail;
+		out("%s %s %s (%lld ms)\n", commit ? "applied" : "would apply", m->version,
+		    m->description, plan_now_ms() - t0);
+		if (r->applied)
+			cJSON_AddItemToArray(r->applied, cJSON_CreateString(m->version));
+		(*n_done)++;
+	}
+	if (commit)
+		return e->ops->commit(e, err);
+	return e->ops->rollback(e, err);
+fail:
+	e->ops->rollback(e, &ignored);
+	return -1;
+}
+
+static int all_transactional(const struct plan *p, const struct migration **bad)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->steps[i].m->up_no_tx) {
+			*bad = p->steps[i].m;
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static void apply_print_done(void *ud, const struct step *st, long long ms, int ok,
+			     const struct sm_error *err)
+{
+	struct run *r = ud;
+
+	(void)err;
+	if (!ok)
+		return;
+	out("applied %s %s (%lld ms)\n", st->m->version, st->m->description, ms);
+	if (r->applied)
+		cJSON_AddItemToArray(r->applied, cJSON_CreateString(st->m->version));
+}
+
+static void apply_print_start(void *ud, const struct step *st)
+{
+	(void)ud;
+	info("applying %s %s%s", st->m->version, st->m->description,
+	     st->m->up_no_tx ? " (transaction:false: runs outside a transaction)" : "");
+}
+
+/* The rehearsal: restore a fresh snapshot into --rehearse-url and run the real
+ * migrations there. */
+static int rehearse(struct run *r, struct session *s, const struct plan *p)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct db_url target = DB_URL_INIT;
+	struct engine *re = NULL;
+	struct apply_hooks hooks = { r, apply_print_start, apply_print_done };
+	size_t done = 0;
+	long long t0;
+	int rc = -1;
+
+	if (url_parse(opt.rehearse_url, NULL, &target, &ctx->err) < 0)
+		return -1;
+	if (!strcmp(target.redacted, ctx->url.redacted)) {
+		err_set(&ctx->err, ERR_USAGE, "--rehearse-url must name another database than the "
+			"one being migrated");
+		goto out;
+	}
+	if (phase_snapshot(r, s->e) < 0)
+		goto out;
+	t0 = plan_now_ms();
+	if (port_restore(ctx, r->snapshot, &target, &ctx->err) < 0) {
+		phase_done(r, "rehearse-restore", t0, 0);
+		goto out;
+	}
+	phase_done(r, "rehearse-restore", t0, 1);
+	if (engine_open(&re, &target, 0, &ctx->err) < 0)
+		goto out;
+	t0 = plan_now_ms();
+	signals_watch(re);
+	rc = apply_plan(re, p, &hooks, &cli_interrupted, &done, &ctx->err);
+	signals_unwatch();
+	phase_done(r, "rehearse-apply", t0, rc == 0);
+	if (rc == 0)
+		out("rehearsal on %s: all %zu migrations applied\n", target.redacted, p->n);
+	else
+		out("rehearsal on %s: version %s failed: %s\n", target.redacted,
+		    p->steps[done].m->version, ctx->err.msg);
+out:
+	engine_close(re);
+	url_release(&target);
+	return rc;
+}
+
+static int dry_run(struct run *r, struct session *s, const struct plan *p)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	const struct migration *bad = NULL;
+	long long t0;
+	size_t done = 0;
+	int rc;
+
+	if (!all_transactional(p, &bad)) {
+		if (!opt.rehearse_url) {
+			warning("migration '%s' is marked transaction:false and cannot be rehearsed in "
+				"place; pass --rehearse-url URL to restore a fresh snapshot into a "
+				"scratch database and run the real migration there", bad->path);
+			out("dry run: cannot rehearse %s in place (transaction:false)\n", bad->version);
+			return run_finish(r, "dry_run", EXIT_OK);
+		}
+		rc = rehearse(r, s, p);
+		if (rc < 0 && ctx->err.msg[0])
+			report_error(ctx, &ctx->err);
+		return run_finish(r, "dry_run", rc == 0 ? EXIT_OK : EXIT_ERROR);
+	}
+	t0 = plan_now_ms();
+	signals_watch(s->e);
+	rc = apply_single_tx(r, s->e, p, 0, &done);
+	signals_unwatch();
+	phase_done(r, "rehearse", t0, rc == 0);
+	if (rc < 0) {
+		out("dry run: version %s would fail\n", p->steps[done].m->version);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "would_fail", p->steps[done].m->version);
+		report_error(ctx, &ctx->err);
+		return run_finish(r, "dry_run",
+				  ctx->err.kind == ERR_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERROR);
+	}
+	out("dry run: all %zu pending migrations apply cleanly; everything was rolled back\n",
+	    p->n);
+	return run_finish(r, "dry_run", EXIT_OK);
+}
+
+int cmd_safe_migrate(struct cmd_ctx *ctx)
+{
+	struct session s;
+	struct plan p = PLAN_INIT;
+	struct run r;
+	const struct migration *bad = NULL;
+	size_t done = 0;
+	long long t0;
+	int code, rc;
+
+	if (ctx->argc > 1) {
+		err_set(&ctx->err, ERR_USAGE, "safe-migrate takes one TARGET, not '%s'", ctx->argv[1]);
+		return report_error(ctx, &ctx->err);
+	}
+	if (opt.rehearse_url && !opt.dry_run) {
+		err_set(&ctx->err, ERR_USAGE, "--rehearse-url goes with --dry-run");
+		return report_error(ctx, &ctx->err);
+	}
+	if ((code = check_unfinished(ctx)) != 0)
+		return code;
+	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	/* SIGINT/SIGTERM from here on: before the first change the run stops
+	 * with nothing changed; during apply the statement is cancelled and
+	 * the snapshot restored (exit 130 either way) */
+	signals_watch(s.e);
+	run_init(&r, ctx, opt.dry_run ? "safe-migrate --dry-run" : "safe-migrate");
+	if (plan_check_consistent(&s.set, &s.applied, &s.st, opt.allow_out_of_order, &ctx->err) < 0 ||
+	    plan_upgrade(&s.set, &s.applied, ctx->argc ? ctx->argv[0] : NULL, &p, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		code = run_finish(&r, "blocked", code == EXIT_USAGE ? EXIT_USAGE : EXIT_BLOCKED);
+		goto out;
+	}
+	if (!p.n) {
+		out("nothing to do: the database is at %s\n",
+		    hist_current(&s.applied) ? hist_current(&s.applied) : "base");
+		code = run_finish(&r, "nothing_to_do", EXIT_OK);
+		goto out;
+	}
+	if (phase_safety(&r, &s)) {
+		if (cli_interrupted) {
+			error_msg("interrupted during the safety checks; nothing was changed");
+			code = run_finish(&r, "error", EXIT_INTERRUPTED);
+			goto out;
+		}
+		if (ctx->err.msg[0])
+			report_error(ctx, &ctx->err);
+		error_msg("a safety check failed; nothing was changed");
+		code = run_finish(&r, "blocked", EXIT_BLOCKED);
+		goto out;
+	}
+	if (cli_interrupted) {
+		error_msg("interrupted; nothing was changed");
+		code = run_finish(&r, "error", EXIT_INTERRUPTED);
+		goto out;
+	}
+	if (opt.dry_run) {
+		code = dry_run(&r, &s, &p);
+		goto out;
+	}
+	if (opt.no_backup) {
+		if (!all_transactional(&p, &bad)) {
+			err_set(&ctx->err, ERR_BLOCKED, "--no-backup refused: '%s' is marked "
+				"transaction:false, so a failure could not be rolled back", bad->path);
+			code = run_finish(&r, "blocked", report_error(ctx, &ctx->err));
+			goto out;
+		}
+		warning("*** --no-backup: NO SNAPSHOT IS TAKEN. All %zu migrations run in one "
+			"transaction; a failure rolls them all back, but nothing protects against "
+			"what a transaction cannot undo ***", p.n);
+	}
+	if (port_capture(s.e, &r.before, &ctx->err) < 0) {
+		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
+		goto out;
+	}
+	r.have_before = 1;
+	if (!opt.no_backup && phase_snapshot(&r, s.e) < 0) {
+		error_msg("no change was made: %s", ctx->err.msg);
+		code = run_finish(&r, "error", ctx->err.kind == ERR_INTERRUPTED || cli_interrupted
+						   ? EXIT_INTERRUPTED : EXIT_ERROR);
+		goto out;
+	}
+	if (journal_before_change(&r) < 0) {
+		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
+		goto out;
+	}
+	if (cli_interrupted) {
+		code = run_finish(&r, "error", EXIT_INTERRUPTED);
+		goto out;
+	}
+
+	t0 = plan_now_ms();
+	if (opt.no_backup) {
+		rc = apply_single_tx(&r, s.e, &p, 1, &done);
+	} else {
+		struct apply_hooks hooks = { &r, apply_print_start, apply_print_done };
+		rc = apply_plan(s.e, &p, &hooks, &cli_interrupted, &done, &ctx->err);
+	}
+	phase_done(&r, "apply", t0, rc == 0);
+	if (rc < 0) {
+		int interrupted = ctx->err.kind == ERR_INTERRUPTED || cli_interrupted;
+		error_msg("version %s failed: %s", p.steps[done < p.n ? done : p.n - 1].m->version,
+			  ctx->err.msg);
+		if (ctx->json) {
+			cJSON_AddStringToObject(ctx->json, "error", ctx->err.msg);
+			cJSON_AddStringToObject(ctx->json, "failed_version",
+						p.steps[done < p.n ? done : p.n - 1].m->version);
+		}
+		code = restore_after_failure(&r, s.e, interrupted);
+		goto out;
+	}
+
+	t0 = plan_now_ms();
+	rc = port_validate(s.e, &r.before, 1, r.findings, &ctx->err);
+	phase_done(&r, "validate", t0, rc == 0);
+	if (rc != 0) {
+		error_msg("validation failed after the migration: %s",
+			  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "error", "validation failed");
+		code = restore_after_failure(&r, s.e, 0);
+		goto out;
+	}
+	session_record_schema(&s);
+	out("done: %zu migration%s applied; snapshot %s\n", p.n, p.n == 1 ? "" : "s",
+	    r.snapshot ? r.snapshot : "(none: --no-backup)");
+	code = run_finish(&r, "applied", EXIT_OK);
+out:
+	plan_release(&p);
+	session_close(&s);
+	return code;
+}
+
+/* The URL handed to the child: what it needs to connect (password included,
+ * never printed). */
+static char *child_url(const struct db_url *u)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	if (u->path) {
+		char *abs = fs_absolute(u->path);
+		sb_addf(&sb, "sqlite:///%s", abs);
+		free(abs);
+	} else {
+		sb_adds(&sb, u->conninfo);
+	}
+	return sb_detach(&sb);
+}
+
+int cmd_run(struct cmd_ctx *ctx)
+{
+	struct session s;
+	struct run r;
+	struct spawn_result res;
+	struct strbuf e1 = STRBUF_INIT, e2 = STRBUF_INIT, cmdline = STRBUF_INIT;
+	char *env[3];
+	char *url = NULL;
+	long long t0;
+	int code, rc;
+
+	if (!ctx->argc) {
+		err_set(&ctx->err, ERR_USAGE, "run needs a command: safe-migrate run -- alembic "
+			"upgrade head");
+		return report_error(ctx, &ctx->err);
+	}
+	if ((code = check_unfinished(ctx)) != 0)
+		return code;
+	if (session_open(&s, ctx, SESSION_LOCK | SESSION_NO_MIGRATIONS, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	for (int i = 0; i < ctx->argc; i++)
+		sb_addf(&cmdline, "%s%s", i ? " " : "", ctx->argv[i]);
+	run_init(&r, ctx, "run");
+	cJSON_ReplaceItemInObject(r.j.doc, "command", cJSON_CreateString(cmdline.buf));
+	if (phase_safety(&r, &s)) {
+		error_msg("a safety check failed; nothing was changed");
+		code = run_finish(&r, "blocked", EXIT_BLOCKED);
+		goto out;
+	}
+	if (port_capture(s.e, &r.before, &ctx->err) < 0) {
+		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
+		goto out;
+	}
+	r.have_before = 1;
+	if (opt.no_backup)
+		warning("*** --no-backup: NO SNAPSHOT IS TAKEN; if '%s' fails, safe-migrate cannot "
+			"put the database back ***", ctx->argv[0]);
+	else if (phase_snapshot(&r, s.e) < 0) {
+		error_msg("no change was made: %s", ctx->err.msg);
+		code = run_finish(&r, "error", EXIT_ERROR);
+		goto out;
+	}
+	if (journal_before_change(&r) < 0) {
+		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
+		goto out;
+	}
+
+	url = child_url(&ctx->url);
+	sb_addf(&e1, "DATABASE_URL=%s", url);
+	sb_addf(&e2, "SAFE_MIGRATE_DATABASE_URL=%s", url);
+	env[0] = e1.buf;
+	env[1] = e2.buf;
+	env[2] = NULL;
+	info("running: %s", cmdline.buf);
+	t0 = plan_now_ms();
+	cli_interrupted = 0;
+	rc = spawn_run(ctx->argv, env, &res, &ctx->err);
+	if (rc < 0) {
+		/* it never started, so it changed nothing */
+		phase_done(&r, "apply", t0, 0);
+		report_error(ctx, &ctx->err);
+		code = run_finish(&r, "error", EXIT_ERROR);
+		goto out;
+	}
+	rc = res.exited && res.status == 0 ? 0 : -1;
+	phase_done(&r, "apply", t0, rc == 0);
+	if (rc < 0) {
+		int interrupted = !res.exited && (res.status == SIGINT || res.status == SIGTERM);
+		if (res.exited)
+			error_msg("'%s' exited with status %d", cmdline.buf, res.status);
+		else
+			error_msg("'%s' was killed by signal %d", cmdline.buf, res.status);
+		if (ctx->json) {
+			cJSON_AddStringToObject(ctx->json, "error", "the command failed");
+			cJSON_AddNumberToObject(ctx->json, "command_status", res.status);
+		}
+		code = restore_after_failure(&r, s.e, interrupted);
+		goto out;
+	}
+	t0 = plan_now_ms();
+	rc = port_validate(s.e, &r.before, opt.validate, r.findings, &ctx->err);
+	phase_done(&r, "validate", t0, rc == 0);
+	if (rc != 0) {
+		error_msg("validation failed after '%s': %s", cmdline.buf,
+			  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
+		code = restore_after_failure(&r, s.e, 0);
+		goto out;
+	}
+	session_record_schema(&s);
+	out("done: '%s' succeeded; snapshot %s\n", cmdline.buf,
+	    r.snapshot ? r.snapshot : "(none: --no-backup)");
+	code = run_finish(&r, "applied", EXIT_OK);
+out:
+	free(url);
+	sb_release(&e1);
+	sb_release(&e2);
+	sb_release(&cmdline);
+	session_close(&s);
+	return code;
+}
+
+int cmd_recover(struct cmd_ctx *ctx)
+{
+	cJSON *doc = NULL;
+	const cJSON *snap, *phase;
+	int code = EXIT_OK;
+
+	if (journal_read(ctx->backup_dir, &doc, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (!journal_unfinished(doc)) {
+		out("no interrupted run to recover\n");
+		cJSON_Delete(doc);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
+		return EXIT_OK;
+	}
+	snap = cJSON_GetObjectItem(doc, "snapshot");
+	phase = cJSON_GetObjectItem(doc, "phase");
+	if (ctx->json && cJSON_IsString(snap))
+		cJSON_AddStringToObject(ctx->json, "snapshot", snap->valuestring);
+	if (opt.discard) {
+		if (journal_close_unfinished(ctx->backup_dir, "discarded", &ctx->err) < 0) {
+			cJSON_Delete(doc);
+			return report_error(ctx, &ctx->err);
+		}
+		out("accepted the database as it is; the interrupted run's snapshot stays at %s\n",
+		    cJSON_IsString(snap) ? snap->valuestring : "(none)");
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "discarded");
+		cJSON_Delete(doc);
+		return EXIT_OK;
+	}
+	if (!cJSON_IsString(snap)) {
+		/* killed before the snapshot: no change had been made */
+		journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err);
+		out("the interrupted run stopped in phase '%s', before any change; nothing to "
+		    "restore\n", cJSON_IsString(phase) ? phase->valuestring : "?");
+		cJSON_Delete(doc);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
+		return EXIT_OK;
+	}
+	info("the interrupted run's snapshot is %s", snap->valuestring);
+	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
+	    port_verify(snap->valuestring, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		cJSON_Delete(doc);
+		return code;
+	}
+	if (port_restore(ctx, snap->valuestring, &ctx->url, &ctx->err) < 0) {
+		error_msg("restore failed: %s", ctx->err.msg);
+		error_msg("restore by hand: safe-migrate -d '%s' restore '%s' --yes",
+			  ctx->url.redacted, snap->valuestring);
+		cJSON_Delete(doc);
+		return EXIT_RESTORE_FAILED;
+	}
+	if (journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err) < 0)
+		code = report_error(ctx, &ctx->err);
+	out("restored %s; the database is back in its state before the interrupted run\n",
+	    snap->valuestring);
+	if (ctx->json)
+		cJSON_AddStringToObject(ctx->json, "outcome", "restored");
+	cJSON_Delete(doc);
+	return code;
+}
+
+int cmd_history_runs(struct cmd_ctx *ctx);
+int cmd_history_runs(struct cmd_ctx *ctx)
+{
+	char *path = fs_join(ctx->backup_dir, RUNS_LOG_FILE);
+	struct strbuf text = STRBUF_INIT;
+	cJSON *arr = ctx->json ? cJSON_AddArrayToObject(ctx->json, "runs") : NULL;
+	const char *p;
+	int code = EXIT_OK;
+
+	if (!fs_exists(path)) {
+		out("no runs recorded in %s yet\n", ctx->backup_dir);
+		goto out;
+	}
+	if (fs_read_file(path, &text, 64u << 20, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	out("%-20s %-10s %-15s %8s  %-6s %s\n", "STARTED", "USER", "OUTCOME", "MS", "EXIT", "SNAPSHOT");
+	for (p = text.buf; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char *line = xstrndup(p, n);
+		cJSON *o = cJSON_Parse(line);
+		free(line);
+		p += n + (nl ? 1 : 0);
+		if (!o) {
+			warning("skipping a damaged line in '%s'", path);
+			continue;
+		}
+#define S(k) (cJSON_IsString(cJSON_GetObjectItem(o, k)) ? cJSON_GetObjectItem(o, k)->valuestring : "-")
+		out("%-20s %-10s %-15s %8.0f  %-6.0f %s\n", S("started_at"), S("user"), S("outcome"),
+		    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "ms")),
+		    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "exit_code")), S("snapshot"));
+#undef S
+		if (arr)
+			cJSON_AddItemToArray(arr, o);
+		else
+			cJSON_Delete(o);
+	}
+out:
+	sb_release(&text);
+	free(path);
+	return code;
+}

@@ -1,0 +1,46 @@
+/*
+ * pipeline: what the safe-migrate pipeline needs from the snapshot and safety
+ * modules, in the pipeline's own terms.  pipeline_ports.c implements these on
+ * top of backup/, restore/ and safety/; cmd_pipeline.c drives the phases.
+ */
+#ifndef SM_PIPELINE_H
+#define SM_PIPELINE_H
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "finding.h"
+#include "session.h"
+
+/* The database's state as the operator would judge it: schema text and
+ * per-table row counts.  Compared before the run and after a restore. */
+struct db_state {
+	char *schema_text;    /* canonical schema, owned */
+	char *row_counts;     /* "table=N\n..." sorted, owned */
+	void *baseline;       /* validation baseline (safety module), owned */
+};
+
+/* Runs the pre-flight checks (the caller holds the migration lock).  Adds
+ * findings to arr (may be NULL) and prints them; returns 1 if any FAILed. */
+int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct sm_error *err);
+/* Takes a snapshot into ctx->backup_dir; *path owned by the caller. */
+int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, char **path,
+		struct sm_error *err);
+/* Verifies a snapshot's structure and checksums. */
+int port_verify(const char *path, struct sm_error *err);
+/* Restores path into the database of url, without a safety snapshot or a
+ * question (the pipeline took the snapshot itself). */
+int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,
+		 struct sm_error *err);
+/* Captures schema, row counts and the validation baseline. */
+int port_capture(struct engine *e, struct db_state *st, struct sm_error *err);
+void port_state_release(struct db_state *st);
+/* Validates e against the baseline in before; new problems go to arr and
+ * make it return 1. */
+int port_validate(struct engine *e, const struct db_state *before, int check_schema, cJSON *arr,
+		  struct sm_error *err);
+
+/* Prints findings as PASS/WARN/FAIL lines (cmd_safety.c). */
+void print_findings(const struct finding_list *l);
+
+#endif

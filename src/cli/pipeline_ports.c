@@ -1,0 +1,197 @@
+/*
+ * pipeline_ports: the pipeline's view of backup/, restore/ and safety/
+ * (see pipeline.h).
+ *
+ * Each port adapts one module call to what the pipeline needs and keeps
+ * the pipeline free of those modules' option structs.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backup.h"
+#include "pipeline.h"
+#include "progress.h"
+#include "restore.h"
+#include "checks.h"
+#include "schema.h"
+#include "validate.h"
+#include "snapshot.h"
+#include "fsutil.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct sm_error *err)
+{
+	struct safety_check_opts o;
+	struct finding_list l = FINDING_LIST_INIT;
+	int failed;
+
+	memset(&o, 0, sizeof(o));
+	o.e = s->e;
+	o.backup_dir = ctx->backup_dir;
+	o.set = s->set.n || !s->applied.n ? &s->set : NULL;
+	o.applied = &s->applied;
+	o.allow_out_of_order = opt.allow_out_of_order;
+	o.caller_holds_lock = 1;
+	o.skip_backup = opt.no_backup || opt.dry_run;
+	if (safety_check_run(&o, &l, err) < 0) {
+		finding_list_release(&l);
+		return 1;
+	}
+	if (!opt.json)
+		print_findings(&l);
+	if (arr) {
+		cJSON *items = finding_list_json(&l);
+		cJSON *it;
+		while ((it = cJSON_DetachItemFromArray(items, 0)) != NULL)
+			cJSON_AddItemToArray(arr, it);
+		cJSON_Delete(items);
+	}
+	failed = finding_count(&l, LEVEL_FAIL) > 0;
+	finding_list_release(&l);
+	return failed;
+}
+
+int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, char **path,
+		struct sm_error *err)
+{
+	struct backup_opts bo;
+	struct backup_result res = BACKUP_RESULT_INIT;
+	struct progress pr;
+	int rc;
+
+	*path = NULL;
+	memset(&bo, 0, sizeof(bo));
+	progress_init(&pr, "snapshot");
+	bo.progress = progress_cb;
+	bo.progress_ud = &pr;
+	rc = backup_take(e, ctx->backup_dir, name, &bo, &res, err);
+	progress_end(&pr);
+	if (rc == 0) {
+		*path = res.path;
+		res.path = NULL;
+	}
+	backup_result_release(&res);
+	return rc;
+}
+
+int port_verify(const char *path, struct sm_error *err)
+{
+	struct snap_problems probs = SNAP_PROBLEMS_INIT;
+	int rc;
+
+	if (snap_verify(path, &probs, NULL, err) < 0)
+		return -1;
+	rc = probs.n ? err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: %s", path,
+			       probs.items[0])
+		     : 0;
+	snap_problems_release(&probs);
+	return rc;
+}
+
+int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,
+		 struct sm_error *err)
+{
+	struct restore_opts ro;
+	struct progress pr;
+	struct engine *e = NULL;
+	int rc;
+
+	(void)ctx;
+	memset(&ro, 0, sizeof(ro));
+	/* the caller holds the migration lock on its own connection; this one
+	 * must not wait for it.  A rehearsal target may not exist yet. */
+	if (engine_open(&e, url, ENGINE_CREATE, err) < 0)
+		return -1;
+	progress_init(&pr, "restore");
+	ro.progress = progress_cb;
+	ro.progress_ud = &pr;
+	rc = restore_snapshot(path, e, &ro, err);
+	progress_end(&pr);
+	engine_close(e);
+	return rc;
+}
+
+int port_capture(struct engine *e, struct db_state *st, struct sm_error *err)
+{
+	struct schema_model m = SCHEMA_MODEL_INIT;
+	struct strbuf text = STRBUF_INIT, counts = STRBUF_INIT;
+	struct validate_baseline *b = xcalloc(1, sizeof(*b));
+	int ret = -1;
+
+	memset(st, 0, sizeof(*st));
+	if (schema_load(e, &m, err) < 0)
+		goto out;
+	schema_canonical_text(&m, &text);
+	if (schema_row_counts(e, &m, &counts, err) < 0)
+		goto out;
+	if (validate_baseline_capture(e, b, err) < 0)
+		goto out;
+	st->schema_text = sb_detach(&text);
+	st->row_counts = sb_detach(&counts);
+	st->baseline = b;
+	b = NULL;
+	ret = 0;
+out:
+	if (b) {
+		validate_baseline_release(b);
+		free(b);
+	}
+	schema_release(&m);
+	sb_release(&text);
+	sb_release(&counts);
+	return ret;
+}
+
+void port_state_release(struct db_state *st)
+{
+	free(st->schema_text);
+	free(st->row_counts);
+	if (st->baseline) {
+		validate_baseline_release(st->baseline);
+		free(st->baseline);
+	}
+	memset(st, 0, sizeof(*st));
+}
+
+int port_validate(struct engine *e, const struct db_state *before, int check_schema, cJSON *arr,
+		  struct sm_error *err)
+{
+	struct validate_opts o;
+	struct finding_list l = FINDING_LIST_INIT;
+	struct strbuf expected = STRBUF_INIT;
+	int bad;
+
+	memset(&o, 0, sizeof(o));
+	o.baseline = before->baseline;
+	/* the recorded schema describes the database before this run; what the
+	 * run is expected to produce is only known from --expected */
+	o.skip_recorded = 1;
+	if (check_schema && opt.expected) {
+		if (fs_read_file(opt.expected, &expected, 64u << 20, err) < 0)
+			return 1;
+		o.expected_text = expected.buf;
+		o.expected_name = opt.expected;
+	}
+	if (validate_run(e, &o, &l, err) < 0) {
+		sb_release(&expected);
+		finding_list_release(&l);
+		return 1;
+	}
+	bad = finding_count(&l, LEVEL_FAIL) > 0;
+	if (!opt.json && l.n)
+		print_findings(&l);
+	if (arr) {
+		cJSON *items = finding_list_json(&l);
+		cJSON *it;
+		while ((it = cJSON_DetachItemFromArray(items, 0)) != NULL)
+			cJSON_AddItemToArray(arr, it);
+		cJSON_Delete(items);
+	}
+	if (bad)
+		err_set(err, ERR_DAMAGED, "%zu new problem%s after the migration",
+			finding_count(&l, LEVEL_FAIL), finding_count(&l, LEVEL_FAIL) == 1 ? "" : "s");
+	sb_release(&expected);
+	finding_list_release(&l);
+	return bad;
+}

@@ -1,0 +1,299 @@
+"""CLI tests of the safe-migrate pipeline, run wrap mode, dry runs and the
+run journal, against real SQLite files."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+from smtest import BIN, CliTest, main
+
+# Long only on real data: the pre-flight lint rehearses migrations on an empty
+# copy of the schema, where this returns at once.
+LONG_SQL = "SELECT count(*) FROM big a, big b, big c;\n"
+
+
+class PipelineSqlite(CliTest):
+    def setUp(self):
+        super().setUp()
+        self.write("safe-migrate.ini",
+                   "[safe-migrate]\ndatabase_url = sqlite:///app.db\nbackup_dir = backups\n")
+        con = sqlite3.connect(self.path("app.db"))
+        con.executescript("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
+                          "INSERT INTO users(name) VALUES ('ada'), ('alan'), (NULL), ('');"
+                          "CREATE TABLE big (x INT);"
+                          "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                          "WHERE x < 3000) INSERT INTO big SELECT x FROM c;")
+        con.close()
+        self.write("migrations/0001_base.sql",
+                   "-- migrate:up\nCREATE TABLE base (x INT);\n-- migrate:down\nDROP TABLE base;\n")
+        self.ok("upgrade")
+
+    def add(self, name, up, down=None, notx=False):
+        text = "-- migrate:up%s\n%s\n" % (" transaction:false" if notx else "", up)
+        if down:
+            text += "-- migrate:down\n%s\n" % down
+        self.write("migrations/" + name, text)
+
+    def bytes_of_db(self):
+        with open(self.path("app.db"), "rb") as f:
+            return f.read()
+
+    def runs(self):
+        with open(self.path("backups", "safe-migrate-runs.jsonl")) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def test_third_of_three_fails_and_is_restored(self):
+        self.add("0002_a.sql", "ALTER TABLE users ADD COLUMN email TEXT;\nUPDATE users SET email = 'x';")
+        self.add("0003_b.sql", "CREATE TABLE b (x INT);\nINSERT INTO b VALUES (1);")
+        # fails only on the real data (two users named alike), not in the lint's rehearsal
+        self.add("0004_c.sql", "UPDATE users SET name = 'same';\n"
+                 "CREATE UNIQUE INDEX users_name_uq ON users(name);")
+        before = self.sqlite_dump()
+        r = self.code(5, "safe-migrate", "--json")
+        self.assertEqual(self.sqlite_dump(), before)
+        j = r.json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertEqual(j["applied"], [])
+        self.assertTrue(os.path.exists(self.path(j["snapshot"])))
+        names = [p["name"] for p in j["phases"]]
+        self.assertEqual(names, ["safety-check", "snapshot", "verify", "apply", "restore"])
+        self.assertEqual([p["ok"] for p in j["phases"]], [True, True, True, False, True])
+        self.assertIn("0004_c.sql', line 3", j["error"])
+        self.assertIn("UNIQUE", j["error"])
+        self.assertEqual(self.runs()[-1]["outcome"], "restored")
+        # the journal is closed: the next run is not blocked by it
+        self.code(3, "check")
+
+    def test_success_json_and_nothing_to_do(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);", "DROP TABLE a;")
+        r = self.ok("safe-migrate", "--json")
+        j = r.json()
+        self.assertEqual(j["outcome"], "applied")
+        self.assertEqual(j["applied"], ["0002"])
+        self.assertEqual([p["name"] for p in j["phases"]],
+                         ["safety-check", "snapshot", "verify", "apply", "validate"])
+        self.assertEqual(oct(os.stat(self.path(j["snapshot"])).st_mode & 0o777), "0o600")
+        r = self.ok("safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "nothing_to_do")
+        self.assertIsNone(r.json()["snapshot"])
+        self.assertEqual(len([f for f in os.listdir(self.path("backups")) if f.endswith(".tar.zst")]), 1)
+
+    def test_failure_after_transaction_false_is_restored(self):
+        self.add("0002_idx.sql", "CREATE INDEX users_name_idx ON users(name);", notx=True)
+        self.add("0003_bad.sql", "UPDATE users SET name = 'same';\n"
+                 "CREATE UNIQUE INDEX users_name_uq ON users(name);")
+        before = self.sqlite_dump()
+        r = self.code(5, "safe-migrate", "--json")
+        self.assertEqual(self.sqlite_dump(), before)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name='users_name_idx'"),
+                         [(0,)])
+
+    def test_validation_only_failure_is_restored(self):
+        self.sqlite("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        self.sqlite("CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id))")
+        before = self.sqlite_dump()
+        # foreign_keys is off by default in SQLite: the orphan goes in silently
+        self.add("0002_orphan.sql", "INSERT INTO child (parent_id) VALUES (42);")
+        r = self.code(5, "safe-migrate", "--json")
+        j = r.json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertEqual([p["name"] for p in j["phases"]][-2:], ["validate", "restore"])
+        self.assertTrue(any(f["level"] == "fail" and "child" in f["message"] for f in j["findings"]),
+                        j["findings"])
+        self.assertEqual(self.sqlite_dump(), before)
+
+    def test_sigterm_during_long_statement(self):
+        self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
+        before = self.sqlite_dump()
+        p = subprocess.Popen([BIN, "safe-migrate", "--json"], cwd=self.dir, env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        journal = self.path("backups", "safe-migrate.journal")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with open(journal) as f:
+                    if json.load(f).get("phase") == "apply":
+                        break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, err)
+        self.assertEqual(json.loads(out)["outcome"], "restored")
+        self.assertEqual(self.sqlite_dump(), before)
+
+    def test_kill_9_then_recover(self):
+        self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
+        before = self.sqlite_dump()
+        p = subprocess.Popen([BIN, "safe-migrate"], cwd=self.dir, env=self.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        journal = self.path("backups", "safe-migrate.journal")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with open(journal) as f:
+                    if json.load(f).get("phase") == "apply":
+                        break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        time.sleep(0.2)
+        p.kill()
+        p.wait()
+        r = self.code(4, "safe-migrate")
+        self.assertIn("recover", r.err)
+        r = self.code(4, "safety-check")
+        self.assertIn("recover", r.out + r.err)
+        r = self.ok("recover", "--yes", "--json")
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.sqlite_dump(), before)
+        self.ok("recover")  # nothing left to recover
+        self.assertEqual(self.runs()[-1]["outcome"], "recovered")
+
+    def test_recover_discard(self):
+        self.write("backups/safe-migrate.journal", json.dumps(
+            {"run_id": "x", "pid": 999999, "phase": "apply", "snapshot": "backups/none.tar.zst",
+             "outcome": None}))
+        self.code(4, "safe-migrate")
+        r = self.ok("recover", "--discard")
+        self.assertIn("none.tar.zst", r.out)
+        self.code(0, "safe-migrate")
+
+    def test_concurrent_runs_apply_once(self):
+        self.add("0002_slow.sql",
+                 "CREATE TABLE slow (x INT);\nWITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                 "FROM c WHERE x < 3000000) SELECT count(*) FROM c;")
+        procs = [subprocess.Popen([BIN, "safe-migrate", "--json"], cwd=self.dir, env=self.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        results = [p.communicate(timeout=120) for p in procs]
+        outcomes = sorted(json.loads(o)["outcome"] for o, _ in results)
+        self.assertEqual(outcomes, ["applied", "nothing_to_do"], results)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE version='0002'"),
+                         [(1,)])
+
+    def test_dry_run_is_byte_identical(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);\nINSERT INTO a VALUES (1);")
+        self.add("0003_b.sql", "DELETE FROM users WHERE id = 1;")
+        before = self.bytes_of_db()
+        r = self.ok("safe-migrate", "--dry-run", "--json")
+        j = r.json()
+        self.assertEqual(j["outcome"], "dry_run")
+        self.assertEqual(j["applied"], ["0002", "0003"])
+        self.assertEqual(self.bytes_of_db(), before)
+        self.assertFalse([f for f in os.listdir(self.path("backups")) if f.endswith(".tar.zst")])
+        self.add("0004_bad.sql", "UPDATE users SET name = 'same';\n"
+                 "CREATE UNIQUE INDEX users_name_uq ON users(name);")
+        r = self.code(1, "safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.json()["would_fail"], "0004")
+        self.assertEqual(self.bytes_of_db(), before)
+
+    def test_dry_run_transaction_false_needs_rehearse_url(self):
+        self.add("0002_idx.sql", "CREATE INDEX users_name_idx ON users(name);", notx=True)
+        before = self.bytes_of_db()
+        r = self.ok("safe-migrate", "--dry-run")
+        self.assertIn("--rehearse-url", r.err)
+        self.assertEqual(self.bytes_of_db(), before)
+        r = self.ok("safe-migrate", "--dry-run", "--rehearse-url", self.sqlite_url("rehearsal.db"),
+                    "--json")
+        self.assertEqual(r.json()["outcome"], "dry_run")
+        self.assertEqual(self.bytes_of_db(), before)
+        con = sqlite3.connect(self.path("rehearsal.db"))
+        self.assertEqual(con.execute("SELECT count(*) FROM sqlite_master WHERE name='users_name_idx'")
+                         .fetchone(), (1,))
+        con.close()
+
+    def test_no_backup(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+        self.add("0003_b.sql", "UPDATE users SET name = 'same';\n"
+                 "CREATE UNIQUE INDEX users_name_uq ON users(name);")
+        before = self.sqlite_dump()
+        r = self.code(5, "safe-migrate", "--no-backup", "--json")
+        self.assertIn("NO SNAPSHOT", r.err)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertIsNone(r.json()["snapshot"])
+        self.assertEqual(self.sqlite_dump(), before)
+        os.unlink(self.path("migrations/0003_b.sql"))
+        self.add("0003_idx.sql", "CREATE INDEX ai ON a(x);", notx=True)
+        r = self.code(4, "safe-migrate", "--no-backup", "--json")
+        self.assertEqual(r.json()["outcome"], "blocked")
+        self.assertIn("transaction:false", r.err)
+
+    def test_blocked_by_safety_check(self):
+        self.add("0002_drop.sql", "DROP TABLE users;")
+        self.write("backups", "a file where the backup directory should be")
+        before = self.sqlite_dump()
+        r = self.code(4, "safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "blocked")
+        self.assertEqual(self.sqlite_dump(), before)
+
+    def test_run_wraps_a_command(self):
+        script = self.write("mig.py",
+                            "import os, sqlite3, sys\n"
+                            "url = os.environ['DATABASE_URL']\n"
+                            "assert url == os.environ['SAFE_MIGRATE_DATABASE_URL']\n"
+                            "con = sqlite3.connect(url[len('sqlite:///'):])\n"
+                            "con.execute('CREATE TABLE wrapped (x INT)')\n"
+                            "con.commit()\n"
+                            "sys.exit(int(sys.argv[1]))\n")
+        before = self.sqlite_dump()
+        r = self.code(5, "run", "--json", "--", "/usr/bin/python3", script, "3")
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.sqlite_dump(), before)
+        r = self.ok("run", "--json", "--", "/usr/bin/python3", script, "0")
+        self.assertEqual(r.json()["outcome"], "applied")
+        self.assertEqual(self.sqlite("SELECT count(*) FROM wrapped"), [(0,)])
+        r = self.code(1, "run", "--", "/nonexistent/tool", "up")
+        self.assertIn("cannot start '/nonexistent/tool'", r.err)
+        self.code(2, "run")
+
+    def test_history_runs(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+        self.ok("safe-migrate")
+        self.ok("safe-migrate", "--dry-run")
+        r = self.ok("history", "--runs", "--json")
+        outcomes = [x["outcome"] for x in r.json()["runs"]]
+        self.assertEqual(outcomes, ["applied", "nothing_to_do"])
+        self.assertEqual(oct(os.stat(self.path("backups", "safe-migrate-runs.jsonl")).st_mode & 0o777),
+                         "0o600")
+
+
+class AlembicSqlite(CliTest):
+    def setUp(self):
+        super().setUp()
+        if not os.path.exists("/usr/bin/python3") or subprocess.run(
+                ["/usr/bin/python3", "-c", "import alembic"], capture_output=True).returncode:
+            self.fail("python3-alembic is required (scripts/install-deps.sh installs it)")
+        import shutil
+        from smtest import SRC
+        shutil.copytree(os.path.join(SRC, "examples", "alembic-project"), self.path("proj"))
+        sqlite3.connect(self.path("proj", "app.db")).close()
+
+    def test_failing_then_succeeding(self):
+        cwd = self.path("proj")
+        url = "sqlite:///" + self.path("proj", "app.db")
+        before = subprocess.run(["sqlite3", self.path("proj", "app.db"), ".dump"],
+                                capture_output=True, text=True).stdout
+        r = self.run_sm("-d", url, "-b", "backups", "run", "--json", "--",
+                        "/usr/bin/python3", "-m", "alembic", "upgrade", "head", cwd=cwd)
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(r.json()["outcome"], "restored")
+        after = subprocess.run(["sqlite3", self.path("proj", "app.db"), ".dump"],
+                               capture_output=True, text=True).stdout
+        self.assertEqual(after, before)
+        r = self.run_sm("-d", url, "-b", "backups", "run", "--json", "--",
+                        "/usr/bin/python3", "-m", "alembic", "upgrade", "head", cwd=cwd,
+                        env={"ALEMBIC_EXAMPLE_FIXED": "1"})
+        self.assertEqual(r.code, 0, r)
+        con = sqlite3.connect(self.path("proj", "app.db"))
+        self.assertEqual(con.execute("SELECT version_num FROM alembic_version").fetchone(), ("a3",))
+        self.assertEqual(con.execute("SELECT count(*) FROM invoices").fetchone(), (1,))
+        con.close()
+
+
+if __name__ == "__main__":
+    main()

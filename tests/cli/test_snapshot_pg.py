@@ -1,0 +1,183 @@
+"""PostgreSQL snapshots: backup, verify and restore against the test cluster.
+
+pg_dump is the oracle (tests only): the schema-only dump of the database must
+be the same before the snapshot and after a restore, and so must an
+order-independent hash of every table's rows and every sequence position.
+"""
+import glob
+import json
+import os
+import subprocess
+
+from smtest import CliTest, FIXTURES, SRC, main
+
+FIDELITY = os.path.join(SRC, "tests", "fixtures", "pg_fidelity.sql")
+PAGILA = os.path.join(FIXTURES, "pagila", "pagila-schema.sql")
+
+# Every table with storage and every sequence, by qualified name.
+TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname), c.relkind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"""
+
+
+class SnapshotPgTest(CliTest):
+    def load(self, url, path):
+        subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", path],
+                       capture_output=True, text=True, check=True)
+
+    def state(self, url):
+        """Schema (pg_dump), row hashes and sequence positions of a database."""
+        rows = {}
+        for line in self.psql(url, TABLES_SQL).splitlines():
+            name, kind = line.rsplit("|", 1)
+            if kind == "S":
+                rows[name] = self.psql(url, "SELECT last_value || ',' || is_called FROM %s" % name)
+            else:
+                rows[name] = self.psql(
+                    url, "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
+                         "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
+        return self.pg_schema_dump(url), rows
+
+    def assertSameState(self, expected, actual):
+        self.assertEqual(expected[0], actual[0], "schema (pg_dump --schema-only) differs")
+        self.assertEqual(expected[1], actual[1], "rows or sequence positions differ")
+
+    def backup(self, url, name="snap"):
+        r = self.ok("-d", url, "-b", self.path("backups"), "--json", "backup", "--name", name)
+        path = r.json()["path"]
+        self.assertTrue(os.path.exists(path))
+        return path
+
+    def damage(self, url):
+        self.psql(url, """
+            UPDATE app.orders SET note = 'changed' WHERE id < 10;
+            DROP TRIGGER orders_audit ON app.orders;
+            DROP TABLE audit.log CASCADE;
+            DROP VIEW app.big_spenders;
+            ALTER TABLE app.users ADD COLUMN extra int;
+            DELETE FROM "Billing Dept"."Invoice Lines";
+            INSERT INTO app.events VALUES (99, '2025-06-01', 'new', NULL);
+            SELECT setval('app.ticket_seq', 999);
+            CREATE TABLE app.not_in_snapshot (x int);
+            DROP TYPE app.floatrange CASCADE;
+        """)
+
+    def fidelity_db(self):
+        url = self.pg_new_db()
+        self.load(url, FIDELITY)
+        return url
+
+    def test_fidelity_in_place_restore(self):
+        url = self.fidelity_db()
+        before = self.state(url)
+        snap = self.backup(url)
+        self.assertSameState(before, self.state(url))  # taking it changed nothing
+        self.damage(url)
+        self.assertNotEqual(before, self.state(url))
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertSameState(before, self.state(url))
+        # the restored database works: triggers, identity, sequences, deferrable FKs
+        self.psql(url, "INSERT INTO app.orders (user_id, amount, coupon) VALUES (10, 5, 'new')")
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM audit.log WHERE op = 'INSERT'"),
+                         "505")
+
+    def test_fidelity_restore_to_empty_database(self):
+        url = self.fidelity_db()
+        before = self.state(url)
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other)
+        self.assertSameState(before, self.state(other))
+        self.assertSameState(before, self.state(url))
+
+    def test_verify_and_manifest_row_counts(self):
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        r = self.ok("--json", "verify", snap)
+        self.assertTrue(r.json()["ok"], r)
+        out = subprocess.run(["tar", "--zstd", "-tf", snap], capture_output=True, text=True,
+                             check=True).stdout.split()
+        for entry in ("pg/toc.json", "pg/pre-data.sql", "pg/post-data.sql", "manifest.json"):
+            self.assertIn(entry, out)
+        manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
+                                             capture_output=True, text=True, check=True).stdout)
+        self.assertEqual(manifest["engine"], "postgresql")
+        self.assertEqual(manifest["row_counts"]["app.orders"], 504)
+        self.assertEqual(manifest["row_counts"]['"Billing Dept"."Invoice Lines"'], 3)
+        self.assertEqual(manifest["row_counts"]["app.events_other"], 1)
+        self.assertNotIn("app.events", manifest["row_counts"])  # partitioned: rows are in partitions
+        self.assertIn("Billing Dept", manifest["extra"]["schemas"])
+
+    def test_damaged_snapshot_leaves_database_unchanged(self):
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        self.damage(url)
+        damaged = self.state(url)
+        with open(snap, "r+b") as f:
+            size = os.path.getsize(snap)
+            f.seek(size // 2)
+            b = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([b[0] ^ 0xFF]))
+        r = self.run_sm("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertNotEqual(r.code, 0, r)
+        self.assertSameState(damaged, self.state(url))
+
+    def test_failure_during_restore_rolls_everything_back(self):
+        # the snapshot gives a table to a role that no longer exists when it is
+        # restored: post-data fails after the schemas were dropped and reloaded
+        url = self.fidelity_db()
+        role = "sm_gone_" + os.path.basename(self.dir).replace("-", "_").lower()
+        self.psql(url, 'CREATE ROLE "%s"; ALTER TABLE app.users OWNER TO "%s"' % (role, role))
+        try:
+            snap = self.backup(url)
+            self.psql(url, 'ALTER TABLE app.users OWNER TO CURRENT_USER; DROP ROLE "%s"' % role)
+        finally:
+            self.psql(url, 'ALTER TABLE app.users OWNER TO CURRENT_USER; DROP ROLE IF EXISTS "%s"'
+                      % role, check=False)
+        self.damage(url)
+        damaged = self.state(url)
+        r = self.code(1, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertIn(role, r.err)
+        self.assertSameState(damaged, self.state(url))
+
+    def test_pagila_round_trip(self):
+        url = self.pg_new_db()
+        self.load(url, PAGILA)
+        self.psql(url, """
+            INSERT INTO language (name) VALUES ('English'), ('Deutsch');
+            INSERT INTO actor (first_name, last_name) VALUES ('PENELOPE', 'GUINESS'), ('NICK', 'WAHLBERG');
+            INSERT INTO category (name) VALUES ('Action');
+        """)
+        before = self.state(url)
+        snap = self.backup(url, "pagila")
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other)
+        self.assertSameState(before, self.state(other))
+        self.psql(url, "DROP TABLE film_actor CASCADE; DELETE FROM actor")
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertSameState(before, self.state(url))
+
+    def test_unsupported_object_is_a_backup_error(self):
+        url = self.pg_new_db()
+        self.psql(url, "CREATE TABLE t (x int); CREATE RULE t_never AS ON DELETE TO t DO INSTEAD NOTHING")
+        r = self.code(1, "-d", url, "-b", self.path("backups"), "backup")
+        self.assertIn("t_never", r.err)
+        self.assertEqual(glob.glob(self.path("backups", "*.tar.zst")), [])
+
+    def test_no_owner_leaves_out_ownership(self):
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        post = subprocess.run(["tar", "--zstd", "-xOf", snap, "pg/post-data.sql"],
+                              capture_output=True, text=True, check=True).stdout
+        self.assertIn("OWNER TO", post)
+        r = self.ok("-d", url, "-b", self.path("backups"), "--json", "backup", "--name", "noown",
+                    "--no-owner")
+        post = subprocess.run(["tar", "--zstd", "-xOf", r.json()["path"], "pg/post-data.sql"],
+                              capture_output=True, text=True, check=True).stdout
+        self.assertNotIn("OWNER TO", post)
+
+
+if __name__ == "__main__":
+    main()

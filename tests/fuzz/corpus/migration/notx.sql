@@ -1,0 +1,2 @@
+-- migrate:up transaction:false
+CREATE INDEX CONCURRENTLY i ON a(x);
