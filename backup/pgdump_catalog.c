@@ -18,9 +18,8 @@
 
 #include "xalloc.h"
 
-/* Transaction-local settings for the dump: the snapshot often shares its
- * connection with the migration that follows, which must find the session's
- * own search_path and timeouts untouched. */
+/* SET LOCAL: they end with the snapshot's transaction, and the engine's
+ * connection goes on (a migration may run on it next) as it was. */
 const char pgcat_session_sql[] =
 	"SET LOCAL client_encoding = 'UTF8';"
 	"SET LOCAL standard_conforming_strings = on;"
@@ -1052,13 +1051,10 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 		"  FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
 		"  WHERE s.oid = d.objoid AND s.stxnamespace IN " USER_NSP ") "
 		" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
-		/* objects below FirstNormalObjectId are the system's: skipping
-		 * their thousands of comments up front saves a second per snapshot;
-		 * schema comments are kept (public's is below 16384 but is the
-		 * user's to change, and a restore recreates the schema) */
-		"FROM pg_catalog.pg_description d WHERE (d.objoid >= 16384 OR "
-		"d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass) "
-		"ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
+		/* built-in objects (OIDs below FirstNormalObjectId) but the public schema
+		 * are never ours: skipping them first keeps this fast */
+		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 OR d.classoid = "
+		"'pg_catalog.pg_namespace'::regclass ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
 	int i;
 
 	if (!r)

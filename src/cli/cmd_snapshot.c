@@ -419,22 +419,22 @@ out:
 	return ret;
 }
 
-/* PostgreSQL: every table, partitioned table, foreign table, view,
- * materialized view and sequence outside the system schemas, except those
- * that belong to an extension; CASCADE takes dependent objects along.  The
- * whole drop is one transaction. */
+/* PostgreSQL: every view, materialized view, table (partitions go with
+ * their parent) and sequence in the user's schemas, in one transaction;
+ * objects that belong to an extension are the extension's. */
 static int pg_drop_all(struct engine *e, struct strbuf *dropped, struct sm_error *err)
 {
-	static const char *const list_sql =
-		"SELECT c.relkind, n.nspname, c.relname FROM pg_class c "
-		"JOIN pg_namespace n ON n.oid = c.relnamespace "
-		"WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') "
-		"AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' "
-		"AND NOT c.relispartition "
-		"AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
-		"AND d.objid = c.oid AND d.deptype = 'e') "
-		"ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, "
-		"n.nspname, c.relname";
+	static const char list_sql[] =
+		"SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' "
+		"WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, "
+		"quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition "
+		"AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+		"AND n.nspname NOT LIKE 'pg\\_%' "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
+		"'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
+		"ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, 2";
 	struct eng_rows rows = ENG_ROWS_INIT;
 	struct strbuf sql = STRBUF_INIT;
 	int ret = -1;
@@ -444,26 +444,14 @@ static int pg_drop_all(struct engine *e, struct strbuf *dropped, struct sm_error
 	if (e->ops->query(e, list_sql, 0, NULL, &rows, err) < 0)
 		goto out;
 	for (size_t i = 0; i < rows.nrows; i++) {
-		const char *kind = rows_get(&rows, i, 0), *what;
-
-		switch (kind[0]) {
-		case 'v': what = "VIEW"; break;
-		case 'm': what = "MATERIALIZED VIEW"; break;
-		case 'S': what = "SEQUENCE"; break;
-		case 'f': what = "FOREIGN TABLE"; break;
-		default: what = "TABLE"; break;
-		}
+		const char *kind = rows_get(&rows, i, 0), *name = rows_get(&rows, i, 1);
 		sb_reset(&sql);
-		sb_addf(&sql, "DROP %s IF EXISTS ", what);
-		e->ops->quote_ident(&sql, rows_get(&rows, i, 1));
-		sb_addch(&sql, '.');
-		e->ops->quote_ident(&sql, rows_get(&rows, i, 2));
-		sb_adds(&sql, " CASCADE");
+		/* CASCADE: views over a table, sequences owned by it and foreign
+		 * keys into it go with it; IF EXISTS: they may already be gone */
+		sb_addf(&sql, "DROP %s IF EXISTS %s CASCADE", kind, name);
 		if (engine_exec(e, sql.buf, err) < 0)
 			goto out;
-		sb_addf(dropped, "%s %s.%s\n", kind[0] == 'v' || kind[0] == 'm' ? "view" :
-			kind[0] == 'S' ? "sequence" : "table", rows_get(&rows, i, 1),
-			rows_get(&rows, i, 2));
+		sb_addf(dropped, "%s %s\n", kind, name);
 	}
 	if (e->ops->commit(e, err) < 0)
 		goto out;

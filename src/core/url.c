@@ -33,25 +33,68 @@ void url_copy(struct db_url *dst, const struct db_url *src)
 	dst->redacted = dup_or_null(src->redacted);
 }
 
-/* Masks "password=VALUE" in a keyword/value string or a URI query. */
+static int hexval(int c)
+{
+	return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
+}
+
+/* Does a parameter name spelling "password" start at p?  Case is ignored
+ * (a misspelt keyword may still hold the secret) and, in a URI, so is
+ * percent-encoding, which libpq decodes in query keys.  On a match sets
+ * *after to the first character after the name. */
+static int is_password_key(const char *p, int uri, const char **after)
+{
+	static const char want[] = "password";
+
+	for (size_t i = 0; want[i]; i++) {
+		int c = (unsigned char)*p;
+
+		if (uri && c == '%' && isxdigit((unsigned char)p[1]) &&
+		    isxdigit((unsigned char)p[2])) {
+			c = hexval((unsigned char)p[1]) * 16 + hexval((unsigned char)p[2]);
+			p += 3;
+		} else if (!c) {
+			return 0;
+		} else {
+			p++;
+		}
+		if (tolower(c) != want[i])
+			return 0;
+	}
+	*after = p;
+	return 1;
+}
+
+/* Masks the value of every "password" parameter: "password = VALUE" in a
+ * keyword/value string (bare, with backslash escapes, or quoted), or
+ * "password=VALUE" in a URI query. */
 static void redact_password_params(struct strbuf *sb)
 {
-	static const char key[] = "password=";
-	char *p = sb->buf;
+	int uri = strstr(sb->buf, "://") != NULL;
+	size_t i = 0;
 
-	while ((p = strstr(p, key)) != NULL) {
-		int at_start = p == sb->buf || p[-1] == ' ' || p[-1] == '?' || p[-1] == '&' ||
-			       p[-1] == '\t';
-		char *v = p + sizeof(key) - 1;
-		char *end = v;
+	while (i < sb->len) {
+		const char *p = sb->buf + i, *q;
+		char *v, *end;
 		struct strbuf rest = STRBUF_INIT;
 		size_t off;
 
-		if (!at_start) {
-			p = v;
+		if ((i && !strchr(" \t\n\r\f\v?&", p[-1])) || !is_password_key(p, uri, &q)) {
+			i++;
 			continue;
 		}
-		if (*v == '\'') {
+		while (isspace((unsigned char)*q))
+			q++;
+		if (*q != '=') {
+			i++;
+			continue;
+		}
+		q++;
+		while (!uri && isspace((unsigned char)*q))
+			q++;
+		v = sb->buf + (q - sb->buf);
+		end = v;
+		if (!uri && *v == '\'') {
 			end = v + 1;
 			while (*end && *end != '\'') {
 				if (*end == '\\' && end[1])
@@ -60,17 +103,22 @@ static void redact_password_params(struct strbuf *sb)
 			}
 			if (*end)
 				end++;
+		} else if (uri) {
+			end += strcspn(end, "&");
 		} else {
-			while (*end && *end != '&' && !isspace((unsigned char)*end))
+			while (*end && !isspace((unsigned char)*end)) {
+				if (*end == '\\' && end[1])
+					end++;
 				end++;
+			}
 		}
 		sb_adds(&rest, end);
 		off = (size_t)(v - sb->buf);
 		sb_setlen(sb, off);
 		sb_adds(sb, "***");
-		sb_addf(sb, "%s", rest.buf);
+		sb_add(sb, rest.buf, rest.len);
 		sb_release(&rest);
-		p = sb->buf + off + 3;
+		i = off + 3;
 	}
 }
 

@@ -3,6 +3,7 @@
  */
 #include "engine.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,4 +135,44 @@ size_t engine_skip_space(const char *text, size_t len)
 		}
 	}
 	return i;
+}
+
+/* The first word of a statement, upper-cased, into buf. */
+static void first_word(const char *stmt, size_t len, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	while (n < len && n + 1 < size && isalpha((unsigned char)stmt[n])) {
+		buf[n] = (char)toupper((unsigned char)stmt[n]);
+		n++;
+	}
+	buf[n] = '\0';
+}
+
+int engine_is_tx_control(const char *stmt, size_t len)
+{
+	static const char *const words[] = { "BEGIN", "START", "COMMIT", "END", "ABORT" };
+	char w[16];
+
+	first_word(stmt, len, w, sizeof(w));
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcmp(w, words[i]))
+			return 1;
+	if (!strcmp(w, "ROLLBACK")) {
+		size_t i = 8;
+		char w2[16];
+
+		while (i < len && isspace((unsigned char)stmt[i]))
+			i++;
+		/* ROLLBACK [TRANSACTION] TO SAVEPOINT stays inside the transaction */
+		first_word(stmt + i, len - i, w2, sizeof(w2));
+		if (!strcmp(w2, "TRANSACTION") || !strcmp(w2, "WORK")) {
+			i += strlen(w2);
+			while (i < len && isspace((unsigned char)stmt[i]))
+				i++;
+			first_word(stmt + i, len - i, w2, sizeof(w2));
+		}
+		return strcmp(w2, "TO") != 0 && strcmp(w2, "PREPARED") != 0;
+	}
+	return 0;
 }

@@ -51,11 +51,18 @@ struct engine_ops {
 
 	/* Runs every statement of sql in order in the current transaction state.
 	 * On failure err names src->file, the statement's line and the server's
-	 * message (and err->sqlstate on PostgreSQL). */
+	 * message (and err->sqlstate on PostgreSQL).  Inside a transaction
+	 * begun with begin(), statements that would end it (engine_is_tx_control)
+	 * are refused before they run.  PostgreSQL: a script that changes the
+	 * search_path has it reset afterwards, so the next script starts from
+	 * the session's default. */
 	int (*exec_script)(struct engine *e, const char *sql, const struct exec_source *src,
 			   struct sm_error *err);
 	/* Splits sql into statements with the engine's real parser, without a
-	 * connection.  Stops early if cb returns non-zero (that value is returned). */
+	 * connection.  Stops early if cb returns non-zero (that value is returned).
+	 * Leading comments are skipped; PostgreSQL's statements come without
+	 * their ';', SQLite's with it.  A script the parser rejects fails with
+	 * -1 and err naming the line. */
 	int (*split)(const char *sql, stmt_cb cb, void *ud, struct sm_error *err);
 
 	int (*begin)(struct engine *e, struct sm_error *err);
@@ -124,5 +131,10 @@ void *engine_native(struct engine *e);
 int engine_line_at(const char *text, size_t offset, int first_line);
 /* Skips whitespace and SQL comments; returns the first offset of real text. */
 size_t engine_skip_space(const char *text, size_t len);
+/* Does the statement at stmt (len bytes, comments already skipped) begin or
+ * end a transaction?  BEGIN, START, COMMIT, END, ABORT and ROLLBACK do;
+ * ROLLBACK TO (a savepoint) does not.  Backends refuse such statements in a
+ * script run inside a transaction of their own. */
+int engine_is_tx_control(const char *stmt, size_t len);
 
 #endif

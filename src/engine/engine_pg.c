@@ -323,38 +323,25 @@ out:
 	return ret;
 }
 
-/* The first word of a statement, upper-cased, into buf. */
-static void first_word(const char *stmt, size_t len, char *buf, size_t size)
+/* Appends what an operator can do about the failures a migration run
+ * typically meets, unless the server already gave a hint. */
+static void add_migration_hint(const struct engine *e, struct sm_error *err)
 {
-	size_t n = 0;
+	const char *hint = NULL;
+	size_t n = strlen(err->msg);
 
-	while (n < len && n + 1 < size && isalpha((unsigned char)stmt[n])) {
-		buf[n] = (char)toupper((unsigned char)stmt[n]);
-		n++;
-	}
-	buf[n] = '\0';
-}
-
-/* Does stmt end or start a transaction (which would break the one a
- * migration runs in)?  SAVEPOINT and ROLLBACK TO are harmless. */
-static int is_tx_control(const char *stmt, size_t len)
-{
-	static const char *const words[] = { "BEGIN", "START", "COMMIT", "END", "ABORT" };
-	char w[16];
-
-	first_word(stmt, len, w, sizeof(w));
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (!strcmp(w, words[i]))
-			return 1;
-	if (!strcmp(w, "ROLLBACK")) {
-		size_t i = 8;
-		char w2[16];
-		while (i < len && isspace((unsigned char)stmt[i]))
-			i++;
-		first_word(stmt + i, len - i, w2, sizeof(w2));
-		return strcmp(w2, "TO") != 0 && strcmp(w2, "PREPARED") != 0;
-	}
-	return 0;
+	if (strstr(err->msg, "\nHINT:  ") || err->kind == ERR_INTERRUPTED)
+		return;
+	if (!strcmp(err->sqlstate, "25001") && e->in_tx)
+		hint = "this statement cannot run in a transaction: mark the migration "
+		       "'-- migrate:up transaction:false' (and keep it to such statements)";
+	else if (!strcmp(err->sqlstate, "55P03"))
+		hint = "another session holds a lock the statement needs; retry when it is "
+		       "done, or raise --statement-lock-timeout";
+	else if (!strcmp(err->sqlstate, "57014") && strstr(err->msg, "statement timeout"))
+		hint = "the statement ran longer than --statement-timeout allows";
+	if (hint)
+		snprintf(err->msg + n, sizeof(err->msg) - n, "\nHINT:  %s", hint);
 }
 
 struct exec_state {
@@ -390,7 +377,7 @@ static int exec_one(void *ud, size_t off, size_t len)
 		ret = -1;
 		goto out;
 	}
-	if (st->e->in_tx && is_tx_control(st->sql + off, len)) {
+	if (st->e->in_tx && engine_is_tx_control(st->sql + off, len)) {
 		size_t shown = strcspn(st->sql + off, "\n");
 		err_set(st->err, ERR_FAIL,
 			"%s'%.*s' would end the transaction the migration runs in; remove it, or "
@@ -403,8 +390,10 @@ static int exec_one(void *ud, size_t off, size_t len)
 	sb_reset(&st->stmt);
 	sb_add(&st->stmt, st->sql + off, len);
 	res = exec_simple(pg->conn, st->stmt.buf);
-	if (!result_ok(res))
+	if (!result_ok(res)) {
 		ret = result_error(st->e, res, where.buf, st->err);
+		add_migration_hint(st->e, st->err);
+	}
 	PQclear(res);
 out:
 	sb_release(&where);

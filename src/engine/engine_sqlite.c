@@ -115,6 +115,22 @@ static int sqlite_exec_script(struct engine *e, const char *sql, const struct ex
 			return sqlite_fail(e, sql, start, src, err);
 		if (!stmt) /* only whitespace or comments were left */
 			break;
+		if (e->in_tx && engine_is_tx_control(sql + start, strlen(sql + start))) {
+			/* a COMMIT here would commit the migration half-way and
+			 * leave the version table write outside any transaction */
+			size_t shown = strcspn(sql + start, ";\n");
+			struct strbuf where = STRBUF_INIT;
+			if (src && src->file)
+				sb_addf(&where, "'%s', ", src->file);
+			err_set(err, ERR_FAIL, "%sline %d: '%.*s' would end the transaction the "
+				"migration runs in; remove it, or mark the migration "
+				"transaction:false", where.buf,
+				engine_line_at(sql, start, src ? src->first_line : 1), (int)shown,
+				sql + start);
+			sb_release(&where);
+			sqlite3_finalize(stmt);
+			return -1;
+		}
 		do {
 			rc = sqlite3_step(stmt);
 		} while (rc == SQLITE_ROW);

@@ -48,11 +48,11 @@ class PgTest(CliTest):
         u = urllib.parse.urlsplit(PG_URL)
         return u.hostname, u.port or 5432
 
-    def wait_for(self, sql, what, timeout=60):
-        """Polls sql (on the admin database) until it returns 't'."""
+    def wait_for(self, sql, what, timeout=60, url=None):
+        """Polls sql (on the admin database by default) until it returns 't'."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.psql(PG_URL, sql) == "t":
+            if self.psql(url or PG_URL, sql) == "t":
                 return
             time.sleep(0.05)
         self.fail("timed out waiting for " + what)
@@ -262,6 +262,7 @@ class MigratePg(PgTest):
         r = self.code(1, "upgrade")
         self.assertIn("0002_idx.sql', line 2", r.err)
         self.assertIn("SQLSTATE 25001", r.err)
+        self.assertIn("transaction:false", r.err)
         self.assertEqual(self.versions(), ["0001"])
         self.write("migrations/0002_idx.sql",
                    "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY t_x ON t (x);\n"
@@ -337,7 +338,29 @@ class MigratePg(PgTest):
         self.assertIn("0002_slow.sql', line 2", r.err)
         self.assertIn("statement timeout", r.err)
         self.assertIn("SQLSTATE 57014", r.err)
+        self.assertIn("--statement-timeout", r.err)
         self.assertFalse(self.has_table("b"))
+        self.assertEqual(self.versions(), ["0001"])
+
+    def test_statement_lock_timeout(self):
+        self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n")
+        self.write("migrations/0002_b.sql", "ALTER TABLE a ADD COLUMN y INT;\n")
+        self.ok("upgrade", "0001")
+        holder = subprocess.Popen(["psql", self.url, "-X", "-q", "-A", "-t"], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        try:
+            holder.stdin.write("BEGIN;\nLOCK TABLE a IN ACCESS SHARE MODE;\n")
+            holder.stdin.flush()
+            self.wait_for("SELECT count(*) > 0 FROM pg_locks WHERE relation = 'a'::regclass "
+                          "AND granted AND pid <> pg_backend_pid()", "psql to lock the table",
+                          url=self.url)
+            r = self.code(1, "upgrade", "--statement-lock-timeout", "200ms")
+        finally:
+            holder.communicate(timeout=30)
+        self.assertIn("0002_b.sql', line 1", r.err)
+        self.assertIn("lock timeout (SQLSTATE 55P03)", r.err)
+        self.assertIn("--statement-lock-timeout", r.err)
         self.assertEqual(self.versions(), ["0001"])
 
     def test_interrupt_cancels_the_running_statement(self):
@@ -536,6 +559,9 @@ class ConnectionPg(PgTest):
         bad = "host=%s port=1 dbname=%s user=%s password='%s'" % (h, self.dbname(), role,
                                                                  self.PASSWORD)
         self.assert_hidden(self.code(1, "-d", bad, "current"))
+        spaced = "host=%s port=1 dbname=%s user=%s password = %s" % (h, self.dbname(), role,
+                                                                  self.PASSWORD)
+        self.assert_hidden(self.code(1, "-d", spaced, "current", "--json"))
         broken = "host=%s password=%s port" % (h, self.PASSWORD)
         self.assert_hidden(self.code(1, "-d", broken, "current"))
 

@@ -112,6 +112,14 @@ class MigrateSqlite(CliTest):
         r = self.ok("upgrade")
         self.assertIn("outside a transaction", r.err)
 
+    def test_commit_inside_a_migration_is_refused(self):
+        self.write("migrations/0001_a.sql",
+                   "CREATE TABLE a (x INT);\n-- sneaky\nCOMMIT;\nCREATE TABLE b (x INT);\n")
+        r = self.code(1, "upgrade")
+        self.assertIn("0001_a.sql', line 3: 'COMMIT' would end the transaction", r.err)
+        self.assertEqual(self.sqlite("SELECT name FROM sqlite_master WHERE name IN ('a', 'b')"), [])
+        self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions"), [(0,)])
+
     def test_sql_is_offline(self):
         self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n")
         self.write("migrations/0002_b.sql", "CREATE TABLE b (x INT)")

@@ -97,7 +97,8 @@ class PipelinePg(CliTest):
 
     def test_kill_9_then_recover(self):
         self.add("0002_a.sql", "CREATE TABLE a (x int);")
-        self.add("0003_long.sql", "CREATE TABLE t (x int);\nSELECT pg_sleep(60);")
+        # the killed client's server session sleeps on: recover must wait for it
+        self.add("0003_long.sql", "CREATE TABLE t (x int);\nSELECT pg_sleep(8);")
         before = self.pg_state(self.url)
         p = subprocess.Popen([BIN, *self.base, "safe-migrate"], cwd=self.dir, env=self.env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -134,6 +134,22 @@ static void test_quoting(void **state)
 	sb_release(&sb);
 }
 
+static void test_tx_control_detection(void **state)
+{
+	static const char *const yes[] = { "BEGIN", "begin transaction", "START TRANSACTION",
+					   "COMMIT", "commit work", "END", "ABORT", "ROLLBACK",
+					   "rollback transaction", "End Transaction" };
+	static const char *const no[] = { "ROLLBACK TO SAVEPOINT s", "rollback transaction to s",
+					  "SAVEPOINT s", "RELEASE s", "SELECT 1", "BEGINNING",
+					  "CREATE TABLE begin (x int)", "DO $$ BEGIN END $$", "" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		assert_true(engine_is_tx_control(yes[i], strlen(yes[i])));
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		assert_false(engine_is_tx_control(no[i], strlen(no[i])));
+}
+
 /* ---- with a server ------------------------------------------------------ */
 
 static struct engine *connect_or_skip(void)
@@ -266,6 +282,7 @@ int main(void)
 		cmocka_unit_test(test_split_syntax_error_names_line),
 		cmocka_unit_test(test_split_empty_and_comment_only),
 		cmocka_unit_test(test_quoting),
+		cmocka_unit_test(test_tx_control_detection),
 		cmocka_unit_test(test_query_rows_params_and_nulls),
 		cmocka_unit_test(test_transactions_and_table_exists),
 		cmocka_unit_test(test_lock_version_and_native),

@@ -69,11 +69,54 @@ static void test_postgres(void **state)
 	}
 }
 
+static void expect_redacted(const char *text, const char *want)
+{
+	char *r = url_redact(text);
+
+	assert_string_equal(r, want);
+	free(r);
+}
+
+static void test_password_params_in_every_spelling(void **state)
+{
+	struct db_url u;
+	struct sm_error err = SM_ERROR_INIT;
+
+	(void)state;
+	/* libpq allows spaces around '=' in keyword/value strings */
+	expect_redacted("host=h password = s3cret dbname=d", "host=h password = *** dbname=d");
+	expect_redacted("password=s3cret", "password=***");
+	/* quoted, with escapes; bare with an escaped space; '&' is not special */
+	expect_redacted("host=h password='a \\' b' user=u", "host=h password=*** user=u");
+	expect_redacted("host=h password=ab\\ cd user=u", "host=h password=*** user=u");
+	expect_redacted("host=h password=ab&cd user=u", "host=h password=*** user=u");
+	/* a misspelt keyword may still hold the secret */
+	expect_redacted("host=h PASSWORD=s3cret", "host=h PASSWORD=***");
+	/* URI query keys are percent-decoded by libpq */
+	expect_redacted("postgresql://h/d?pass%77ord=s3cret&sslmode=disable",
+			"postgresql://h/d?pass%77ord=***&sslmode=disable");
+	expect_redacted("postgresql://h/d?sslmode=disable&Password=s3cret",
+			"postgresql://h/d?sslmode=disable&Password=***");
+	/* not a parameter name */
+	expect_redacted("host=h dbname=mypassword=x", "host=h dbname=mypassword=x");
+	/* the +driver suffix is dropped for libpq, and the password never shows */
+	assert_int_equal(url_parse("postgresql+asyncpg://bob:pw9@db/app?password = x", NULL, &u,
+				   &err), 0);
+	assert_string_equal(u.conninfo, "postgresql://bob:pw9@db/app?password = x");
+	assert_null(strstr(u.redacted, "pw9"));
+	url_release(&u);
+	assert_int_equal(url_parse("POSTGRESQL+psycopg2://bob@db/app", NULL, &u, &err), 0);
+	assert_string_equal(u.scheme, "postgresql");
+	assert_string_equal(u.conninfo, "postgresql://bob@db/app");
+	url_release(&u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sqlite),
 		cmocka_unit_test(test_postgres),
+		cmocka_unit_test(test_password_params_in_every_spelling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
