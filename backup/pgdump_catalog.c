@@ -18,18 +18,20 @@
 
 #include "xalloc.h"
 
+/* SET LOCAL: they end with the snapshot's transaction, and the engine's
+ * connection goes on (a migration may run on it next) as it was. */
 const char pgcat_session_sql[] =
-	"SET client_encoding = 'UTF8';"
-	"SET standard_conforming_strings = on;"
-	"SET DateStyle = 'ISO, MDY';"
-	"SET IntervalStyle = 'postgres';"
-	"SET extra_float_digits = 3;"
-	"SET statement_timeout = 0;"
-	"SET idle_in_transaction_session_timeout = 0;"
-	"SET check_function_bodies = false;"
-	"SET xmloption = content;"
-	"SET row_security = off;"
-	"SELECT pg_catalog.set_config('search_path', '', false);";
+	"SET LOCAL client_encoding = 'UTF8';"
+	"SET LOCAL standard_conforming_strings = on;"
+	"SET LOCAL DateStyle = 'ISO, MDY';"
+	"SET LOCAL IntervalStyle = 'postgres';"
+	"SET LOCAL extra_float_digits = 3;"
+	"SET LOCAL statement_timeout = 0;"
+	"SET LOCAL idle_in_transaction_session_timeout = 0;"
+	"SET LOCAL check_function_bodies = false;"
+	"SET LOCAL xmloption = content;"
+	"SET LOCAL row_security = off;"
+	"SELECT pg_catalog.set_config('search_path', '', true);";
 
 /* The user's schemas: what a snapshot holds. */
 #define USER_NSP                                                                      \
@@ -90,13 +92,15 @@ static unsigned oidval(const PGresult *r, int row, int col)
 
 int pgcat_begin(PGconn *conn, struct sm_error *err)
 {
-	PGresult *r = q(conn, pgcat_session_sql, err);
+	PGresult *r = q(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
 
 	if (!r)
 		return -1;
 	PQclear(r);
-	if (!(r = q(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err)))
+	if (!(r = q(conn, pgcat_session_sql, err))) {
+		PQclear(PQexec(conn, "ROLLBACK"));
 		return -1;
+	}
 	PQclear(r);
 	return 0;
 }
@@ -1047,7 +1051,10 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 		"  FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
 		"  WHERE s.oid = d.objoid AND s.stxnamespace IN " USER_NSP ") "
 		" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
-		"FROM pg_catalog.pg_description d ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
+		/* built-in objects (OIDs below FirstNormalObjectId) but the public schema
+		 * are never ours: skipping them first keeps this fast */
+		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 OR d.classoid = "
+		"'pg_catalog.pg_namespace'::regclass ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
 	int i;
 
 	if (!r)
@@ -1071,13 +1078,13 @@ static int lock_tables(struct dumper *dp)
 
 	if (!r)
 		return -1;
-	sb_addf(&sql, "SET lock_timeout = %ld", timeout);
+	sb_addf(&sql, "SET LOCAL lock_timeout = %ld", timeout);
 	if (PQntuples(r) > 0)
 		sb_adds(&sql, "; LOCK TABLE ");
 	for (i = 0; i < PQntuples(r); i++)
 		sb_addf(&sql, "%s%s", i ? ", " : "", PQgetvalue(r, i, 0));
 	if (PQntuples(r) > 0)
-		sb_adds(&sql, " IN ACCESS SHARE MODE; SET lock_timeout = 0");
+		sb_adds(&sql, " IN ACCESS SHARE MODE; SET LOCAL lock_timeout = 0");
 	PQclear(r);
 	if (!(r = q(dp->conn, sql.buf, dp->err))) {
 		if (!strcmp(dp->err->sqlstate, "55P03"))

@@ -50,13 +50,13 @@ struct pgcat_dump {
 
 #define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, NULL, 0, 0, NULL, 0, 0 }
 
-/* The session settings both the dump and the restore run under (the same
- * ones pg_dump sets): UTF-8, ISO dates, empty search_path, no timeouts. */
+/* The settings the dump runs under (pg_dump's): UTF-8, ISO dates, empty
+ * search_path, no timeouts; SET LOCAL, so they end with the transaction. */
 extern const char pgcat_session_sql[];
 
-/* Sets the session up and opens the REPEATABLE READ, READ ONLY transaction
- * the whole snapshot is read in.  The caller ends it (COMMIT) when the last
- * COPY is done. */
+/* Opens the REPEATABLE READ, READ ONLY transaction the whole snapshot is
+ * read in, with pgcat_session_sql.  The caller ends it (COMMIT) when the
+ * last COPY is done; the connection's own settings then come back. */
 int pgcat_begin(PGconn *conn, struct sm_error *err);
 
 /* Locks every table in ACCESS SHARE mode (failing after lock_timeout_ms

@@ -47,6 +47,7 @@ static const char session_sql[] =
 	"SET check_function_bodies = false;"
 	"SET xmloption = content;"
 	"SET client_min_messages = warning;"
+	"SET maintenance_work_mem = '256MB';"
 	"SET row_security = off;"
 	"SELECT pg_catalog.set_config('search_path', '', false);";
 
@@ -86,6 +87,12 @@ static int read_entry(struct snap_reader *r, struct strbuf *out, struct sm_error
 	}
 }
 
+/* SQLSTATE 53200 with the server's hint about the lock table. */
+static int is_lock_exhaustion(const char *state, const char *msg)
+{
+	return state && !strcmp(state, "53200") && strstr(msg, "max_locks_per_transaction");
+}
+
 static int pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
 	const char *msg = res ? PQresultErrorMessage(res) : NULL;
@@ -96,12 +103,13 @@ static int pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, con
 	sb_rtrim(&m);
 	if (!strncmp(m.buf, "ERROR:  ", 8))
 		memmove(m.buf, m.buf + 8, m.len - 7);
-	if (state && !strcmp(state, "53200") && strstr(m.buf, "max_locks_per_transaction"))
+	if (is_lock_exhaustion(state, m.buf))
 		err_set(err, ERR_FAIL, "%s: the server ran out of lock slots: restoring this "
 			"snapshot in one transaction needs more locks than max_locks_per_transaction "
 			"allows; nothing was changed. Raise max_locks_per_transaction in "
 			"postgresql.conf (and restart the server), or restore into an empty "
-			"database with 'restore --to URL'", what);
+			"database with 'restore --to URL', which then loads in several "
+			"transactions", what);
 	else
 		err_set(err, ERR_FAIL, "%s: %s", what, m.buf);
 	if (state)
@@ -198,7 +206,8 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct 
 }
 
 /* Streams every data chunk of the second pass into COPY FROM STDIN. */
-static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, struct sm_error *err)
+static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int freeze,
+		     struct sm_error *err)
 {
 	const cJSON *tables = cJSON_GetObjectItemCaseSensitive(toc, "tables");
 	const cJSON *cur = NULL;
@@ -223,7 +232,9 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, stru
 					    NULL, err) < 0)
 				goto out;
 			cur = NULL;
-			sb_addf(&sql, "COPY %s %s FROM STDIN", q, cols);
+			/* FREEZE: the table was created in this transaction, so its rows
+			 * can be written frozen (no hint-bit rewrite on first read) */
+			sb_addf(&sql, "COPY %s %s FROM STDIN%s", q, cols, freeze ? " (FREEZE)" : "");
 			res = PQexec(conn, sql.buf);
 			sb_release(&sql);
 			if (PQresultStatus(res) != PGRES_COPY_IN) {
@@ -264,50 +275,178 @@ out:
 	return ret;
 }
 
-static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
-		    const struct restore_opts *opts, struct sm_error *err)
+static void drop_schemas_sql(PGconn *conn, const cJSON *toc, struct strbuf *sql)
 {
-	struct pg_stage *s = state;
+	const cJSON *sch;
+
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas")) {
+		char *q;
+
+		if (!cJSON_IsString(sch))
+			continue;
+		q = PQescapeIdentifier(conn, sch->valuestring, strlen(sch->valuestring));
+		sb_addf(sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);
+		PQfreemem(q);
+	}
+}
+
+static void analyze_sql(const cJSON *toc, struct strbuf *sql)
+{
+	const cJSON *t;
+
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(toc, "tables")) {
+		const cJSON *q = cJSON_GetObjectItemCaseSensitive(t, "qualified");
+
+		if (cJSON_IsString(q))
+			sb_addf(sql, "%s%s", sql->len ? ", " : "ANALYZE ", q->valuestring);
+	}
+}
+
+/* Sets *empty when the target holds nothing the snapshot's schemas would
+ * replace but an empty public schema (a fresh database, as for --to). */
+static int target_is_empty(PGconn *conn, const cJSON *toc, int *empty, struct sm_error *err)
+{
+	const cJSON *sch;
+	struct strbuf list = STRBUF_INIT, sql = STRBUF_INIT;
+	PGresult *res;
+	int ret = -1;
+
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas")) {
+		char *lit;
+
+		if (!cJSON_IsString(sch))
+			continue;
+		lit = PQescapeLiteral(conn, sch->valuestring, strlen(sch->valuestring));
+		sb_addf(&list, "%s%s", list.len ? ", " : "", lit);
+		PQfreemem(lit);
+	}
+	sb_addf(&sql, "SELECT count(*) FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_namespace n "
+		"ON n.oid = d.refobjid WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass "
+		"AND n.nspname IN (%s) OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace x WHERE "
+		"x.nspname IN (%s) AND x.nspname <> 'public')", list.len ? list.buf : "NULL",
+		list.len ? list.buf : "NULL");
+	res = PQexec(conn, sql.buf);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pg_error(err, conn, res, "cannot inspect the target database");
+		goto out;
+	}
+	*empty = !strcmp(PQgetvalue(res, 0, 0), "0");
+	ret = 0;
+out:
+	PQclear(res);
+	sb_release(&list);
+	sb_release(&sql);
+	return ret;
+}
+
+/* Batched mode: statements run in transactions of at most BATCH statements. */
+#define BATCH 50
+
+struct batch {
+	PGconn *conn;
+	const char *what;
+	struct sm_error *err;
+	struct strbuf stmt;
+	int n;
+};
+
+static int batch_stmt(void *ud, const char *text, size_t len, int line)
+{
+	struct batch *b = ud;
+
+	(void)line;
+	if (b->n == 0 && run_sql(b->conn, "BEGIN", b->what, b->err) < 0)
+		return -1;
+	sb_reset(&b->stmt);
+	sb_add(&b->stmt, text, len);
+	if (run_sql(b->conn, b->stmt.buf, b->what, b->err) < 0)
+		return -1;
+	if (++b->n == BATCH) {
+		b->n = 0;
+		return run_sql(b->conn, "COMMIT", b->what, b->err);
+	}
+	return 0;
+}
+
+static int run_batched(struct engine *target, const char *script, const char *what,
+		       struct sm_error *err)
+{
+	struct batch b = { engine_native(target), what, err, STRBUF_INIT, 0 };
+	int ret = target->ops->split(script, batch_stmt, &b, err);
+
+	if (ret == 0 && b.n)
+		ret = run_sql(b.conn, "COMMIT", what, err);
+	if (ret != 0) {
+		PGresult *res = PQexec(b.conn, "ROLLBACK");
+
+		PQclear(res);
+		ret = -1;
+	}
+	sb_release(&b.stmt);
+	return ret;
+}
+
+/*
+ * Into an empty database whose lock table cannot hold the whole snapshot in
+ * one transaction: the pg_restore way, several transactions.  A failure
+ * part-way leaves the target partly restored, which the error says.
+ */
+static int apply_batched(struct engine *target, struct pg_stage *s, struct sm_error *err)
+{
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
 	struct strbuf sql = STRBUF_INIT;
-	const cJSON *sch;
+	int ret = -1;
+
+	if (snap_reader_open(s->path, &r, err) < 0)
+		goto out;
+	drop_schemas_sql(conn, s->toc, &sql);
+	if (run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
+	    run_batched(target, s->pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
+	    load_data(conn, r, s->toc, 0, err) < 0 ||
+	    run_batched(target, s->post.buf, "cannot restore constraints and indexes (post-data)",
+			err) < 0 ||
+	    snap_reader_finish(r, err) < 0)
+		goto fail;
+	sb_reset(&sql);
+	analyze_sql(s->toc, &sql);
+	if (sql.len && run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0)
+		goto fail;
+	ret = 0;
+	goto out;
+fail:
+	err_prefix(err, "the restore (in several transactions, the server's lock table being too "
+		   "small for one) stopped part-way and left the target database incomplete");
+out:
+	snap_reader_close(r);
+	sb_release(&sql);
+	return ret;
+}
+
+static int apply_single(struct engine *target, struct pg_stage *s, struct sm_error *err)
+{
+	PGconn *conn = engine_native(target);
+	struct snap_reader *r = NULL;
+	struct strbuf sql = STRBUF_INIT;
 	int ret = -1, in_tx = 0;
 
-	(void)manifest;
-	(void)opts;
-	if (run_sql(conn, session_sql, "cannot prepare the restore session", err) < 0)
-		goto out;
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
 	if (run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
 		goto out;
 	in_tx = 1;
 	/* this transaction's drops are what every other connection waits for */
-	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(s->toc, "schemas")) {
-		char *q;
-
-		if (!cJSON_IsString(sch))
-			continue;
-		q = PQescapeIdentifier(conn, sch->valuestring, strlen(sch->valuestring));
-		sb_addf(&sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);
-		PQfreemem(q);
-	}
+	drop_schemas_sql(conn, s->toc, &sql);
 	if (run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
 	    run_sql(conn, s->pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
-	    load_data(conn, r, s->toc, err) < 0 ||
+	    load_data(conn, r, s->toc, 1, err) < 0 ||
 	    run_sql(conn, s->post.buf, "cannot restore constraints and indexes (post-data)", err) < 0)
 		goto out;
 	/* the second pass must check out as well as the first before COMMIT */
 	if (snap_reader_finish(r, err) < 0)
 		goto out;
 	sb_reset(&sql);
-	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(s->toc, "tables")) {
-		const cJSON *q = cJSON_GetObjectItemCaseSensitive(sch, "qualified");
-
-		if (cJSON_IsString(q))
-			sb_addf(&sql, "%s%s", sql.len ? ", " : "ANALYZE ", q->valuestring);
-	}
+	analyze_sql(s->toc, &sql);
 	if ((sql.len && run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0) ||
 	    run_sql(conn, "COMMIT", "cannot commit the restore", err) < 0)
 		goto out;
@@ -321,6 +460,61 @@ out:
 	}
 	snap_reader_close(r);
 	sb_release(&sql);
+	return ret;
+}
+
+/* The statements that put back the connection's settings session_sql
+ * changes (the engine's connection goes on after the restore). */
+static int save_settings(PGconn *conn, struct strbuf *undo, struct sm_error *err)
+{
+	PGresult *res = PQexec(conn,
+		"SELECT pg_catalog.string_agg(pg_catalog.format('SELECT pg_catalog.set_config(%L, %L, "
+		"false);', name, setting), ' ') FROM pg_catalog.pg_settings WHERE name IN "
+		"('client_encoding', 'standard_conforming_strings', 'DateStyle', 'IntervalStyle', "
+		"'extra_float_digits', 'statement_timeout', 'lock_timeout', "
+		"'idle_in_transaction_session_timeout', 'check_function_bodies', 'xmloption', "
+		"'client_min_messages', 'maintenance_work_mem', 'row_security', 'search_path')");
+	int ret = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		ret = pg_error(err, conn, res, "cannot read the session settings");
+	else
+		sb_adds(undo, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return ret;
+}
+
+static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
+		    const struct restore_opts *opts, struct sm_error *err)
+{
+	struct pg_stage *s = state;
+	PGconn *conn = engine_native(target);
+	struct strbuf undo = STRBUF_INIT;
+	int empty = 0, ret = -1;
+
+	(void)manifest;
+	(void)opts;
+	if (save_settings(conn, &undo, err) < 0 ||
+	    run_sql(conn, session_sql, "cannot prepare the restore session", err) < 0)
+		goto out;
+	if (apply_single(target, s, err) == 0) {
+		ret = 0;
+		goto out;
+	}
+	/* out of lock slots: nothing was changed; into an empty database the
+	 * restore may go on in several transactions, elsewhere it must not */
+	if (!is_lock_exhaustion(err->sqlstate, err->msg) ||
+	    target_is_empty(conn, s->toc, &empty, err) < 0 || !empty)
+		goto out;
+	err_clear(err);
+	ret = apply_batched(target, s, err);
+out:
+	if (undo.len) {
+		PGresult *res = PQexec(conn, undo.buf);
+
+		PQclear(res);
+	}
+	sb_release(&undo);
 	return ret;
 }
 

@@ -112,8 +112,11 @@ static int check_space(const struct safety_check_opts *o, const struct safety_dr
 	char hs[32], hn[32], ha[32];
 	struct sm_error e2 = SM_ERROR_INIT;
 
-	if (d->db_size(o->e, &size, err) < 0)
-		return err_prefix(err, "cannot estimate the database size");
+	if (d->db_size(o->e, &size, &e2) < 0) {
+		CHECK(out, "disk-space", LEVEL_FAIL, NULL, "cannot estimate the database size: %s",
+		      e2.msg);
+		return 0;
+	}
 	need = size + size / 10;
 	if (fs_free_bytes(o->backup_dir, &avail, &e2) < 0) {
 		CHECK(out, "disk-space", LEVEL_FAIL, NULL, "cannot read free space of '%s': %s",

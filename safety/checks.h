@@ -17,7 +17,8 @@
  *   pending-migrations   the pending versions; each is linted and its lint findings
  *                        follow (kind FINDING_RULE; blocking ones FAIL)
  *   long-transactions    PostgreSQL: transactions open longer than a threshold holding
- *                        locks on tables the pending migrations touch (FAIL)
+ *                        locks on tables the pending migrations touch (FAIL); the CLI
+ *                        takes the threshold from SAFE_MIGRATE_LONG_TX_SECONDS
  *   invalid-indexes      PostgreSQL: invalid indexes already present (WARN)
  */
 #ifndef SM_CHECKS_H

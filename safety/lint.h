@@ -18,7 +18,8 @@
  *                                                 CONCURRENTLY, VACUUM, CREATE/DROP DATABASE,
  *                                                 ALTER SYSTEM, tablespaces in a
  *                                                 transactional migration: always errors
- *   create-index-non-concurrently           WARN  blocks writes for the whole build
+ *   create-index-non-concurrently           WARN  blocks writes for the whole build (also
+ *                                                 ADD UNIQUE/PRIMARY KEY without USING INDEX)
  *   column-type-change                      WARN  rewrites the table under an exclusive lock
  *   set-not-null                            WARN  scans the table under an exclusive lock
  *   constraint-without-not-valid            WARN  FK/CHECK validated under the lock

@@ -147,8 +147,15 @@ static void alter_cmd(struct pg_run *p, const char *table, int is_new, const cJS
 		const cJSON *con = get(def, "Constraint");
 		const char *t = str(con, "contype");
 
-		if (t && (!strcmp(t, "CONSTR_FOREIGN") || !strcmp(t, "CONSTR_CHECK")) &&
-		    !flag(con, "skip_validation"))
+		if (t && (!strcmp(t, "CONSTR_UNIQUE") || !strcmp(t, "CONSTR_PRIMARY") ||
+			  !strcmp(t, "CONSTR_EXCLUSION")) && !str(con, "indexname"))
+			lint_emit(p->r, "create-index-non-concurrently",
+				  "adding a %s constraint to '%s' builds its index while the table is "
+				  "locked; CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT "
+				  "... USING INDEX", !strcmp(t, "CONSTR_PRIMARY") ? "primary key" :
+				  !strcmp(t, "CONSTR_UNIQUE") ? "unique" : "exclusion", table);
+		else if (t && (!strcmp(t, "CONSTR_FOREIGN") || !strcmp(t, "CONSTR_CHECK")) &&
+			 !flag(con, "skip_validation"))
 			lint_emit(p->r, "constraint-without-not-valid",
 				  "%s constraint %s%s%sadded to '%s' without NOT VALID: every row is "
 				  "checked while the table is locked",
@@ -220,11 +227,10 @@ static void lint_stmt(struct pg_run *p, const cJSON *node)
 			goto out;
 		cJSON_ArrayForEach(it, get(s, "objects")) {
 			char *name = list_name(it);
-			struct lint_run *rr = r;
 
-			lint_touch(rr, name);
-			if (!lint_is_created(rr, name))
-				lint_emit(rr, "drop-table", "table '%s' is dropped with all its rows",
+			lint_touch(r, name);
+			if (!lint_is_created(r, name))
+				lint_emit(r, "drop-table", "table '%s' is dropped with all its rows",
 					  name);
 			free(name);
 		}

@@ -8,6 +8,11 @@
  * does (drop a table, alter one, delete from one, read which columns), and
  * the statement is then run on the scratch copy (no data, so it is cheap)
  * and the altered table's columns are compared before and after.
+ *
+ * The scratch database must never reach outside memory or run away: ATTACH
+ * (and so VACUUM INTO) is disabled, read-only statements are not run, and a
+ * statement that runs longer than a fixed budget of VM steps is stopped and
+ * left unchecked.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -22,8 +27,11 @@ struct auth_event {
 	char *a1, *a2;
 };
 
+#define STEP_BUDGET 10000 /* progress callbacks (of 1000 VM steps) per statement */
+
 struct sq_state {
 	sqlite3 *db;
+	int budget;
 	struct auth_event *ev;
 	size_t n, alloc;
 };
@@ -75,6 +83,21 @@ static int on_auth(void *ud, int action, const char *a1, const char *a2, const c
 	return SQLITE_OK;
 }
 
+static int on_progress(void *ud)
+{
+	struct sq_state *st = ud;
+
+	return --st->budget < 0;
+}
+
+static int has_event(const struct sq_state *st, int action)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->ev[i].action == action)
+			return 1;
+	return 0;
+}
+
 static int sq_begin(struct lint_ctx *c, struct engine *live, struct sm_error *err)
 {
 	struct sq_state *st = xcalloc(1, sizeof(*st));
@@ -85,6 +108,8 @@ static int sq_begin(struct lint_ctx *c, struct engine *live, struct sm_error *er
 			    NULL) != SQLITE_OK)
 		return err_set(err, ERR_FAIL, "cannot open a scratch database: %s",
 			       sqlite3_errmsg(st->db));
+	sqlite3_limit(st->db, SQLITE_LIMIT_ATTACHED, 0);
+	sqlite3_progress_handler(st->db, 1000, on_progress, st);
 	if (!live || strcmp(live->ops->name, "sqlite"))
 		return 0;
 	if (live->ops->query(live, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name "
@@ -94,8 +119,10 @@ static int sq_begin(struct lint_ctx *c, struct engine *live, struct sm_error *er
 		return err_prefix(err, "cannot copy the schema into a scratch database");
 	/* a view or trigger the live database could not compile either is
 	 * skipped rather than failing the whole lint */
-	for (size_t i = 0; i < r.nrows; i++)
+	for (size_t i = 0; i < r.nrows; i++) {
+		st->budget = STEP_BUDGET;
 		sqlite3_exec(st->db, rows_get(&r, i, 0), NULL, NULL, NULL);
+	}
 	rows_release(&r);
 	return 0;
 }
@@ -256,6 +283,7 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 			break;
 		lint_at(r, off, rest);
 		events_clear(st);
+		st->budget = STEP_BUDGET;
 		sqlite3_set_authorizer(st->db, on_auth, st);
 		rc = sqlite3_prepare_v2(st->db, p, -1, &stmt, &tail);
 		sqlite3_set_authorizer(st->db, NULL, NULL);
@@ -266,10 +294,21 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 		if (!stmt)
 			break;
 		altered = before_step(r, st);
+		if (sqlite3_stmt_readonly(stmt) || has_event(st, SQLITE_ATTACH) ||
+		    has_event(st, SQLITE_DETACH)) {
+			/* nothing to carry forward in the scratch schema */
+			sqlite3_finalize(stmt);
+			p = tail;
+			continue;
+		}
 		if (altered)
 			table_columns(st->db, altered, &before);
+		st->budget = STEP_BUDGET;
 		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
 			;
+		if (rc == SQLITE_INTERRUPT) {
+			rc = SQLITE_DONE; /* over budget: left unchecked */
+		}
 		if (rc != SQLITE_DONE) {
 			lint_emit(r, "sql-error", "%s", sqlite3_errmsg(st->db));
 			sqlite3_finalize(stmt);
@@ -277,6 +316,7 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 			break;
 		}
 		sqlite3_finalize(stmt);
+		st->budget = STEP_BUDGET;
 		if (altered)
 			after_alter(r, st->db, altered, &before);
 		names_release(&before);

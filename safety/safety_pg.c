@@ -19,6 +19,11 @@
 /* Qualified name of pg_class row c in namespace n. */
 #define QN(c) "CASE WHEN n.nspname = 'public' THEN " c ".relname::text " \
 	      "ELSE n.nspname || '.' || " c ".relname END"
+/* Qualified name of an object named by column col in namespace n. */
+#define QNAME(col) "CASE WHEN n.nspname = 'public' THEN " col "::text " \
+		   "ELSE n.nspname || '.' || " col " END"
+#define USER_NS "n.nspname NOT IN ('pg_catalog', 'information_schema') " \
+	"AND n.nspname NOT LIKE 'pg\\_%'"
 /* User objects only: no system schema, no extension member. */
 #define USER_REL(c) "n.nspname NOT IN ('pg_catalog', 'information_schema') " \
 	"AND n.nspname NOT LIKE 'pg\\_%' AND NOT EXISTS (SELECT 1 FROM pg_depend dep " \
@@ -121,6 +126,44 @@ static int pg_schema_load(struct engine *e, struct schema_model *m, struct sm_er
 		goto out;
 	for (size_t i = 0; i < r.nrows; i++)
 		schema_add(m, SOBJ_SEQUENCE, NULL, rows_get(&r, i, 0), rows_get(&r, i, 1));
+	rows_release(&r);
+
+	if (e->ops->query(e, "SELECT " QNAME("t.typname") ", CASE t.typtype "
+			  "WHEN 'e' THEN 'ENUM (' || coalesce((SELECT string_agg(quote_literal("
+			  "en.enumlabel), ', ' ORDER BY en.enumsortorder) FROM pg_enum en WHERE "
+			  "en.enumtypid = t.oid), '') || ')' "
+			  "WHEN 'd' THEN 'DOMAIN ' || format_type(t.typbasetype, t.typtypmod) || "
+			  "CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END || coalesce(' DEFAULT ' "
+			  "|| t.typdefault, '') || coalesce((SELECT ' ' || string_agg("
+			  "pg_get_constraintdef(co.oid), ' ' ORDER BY co.conname) FROM pg_constraint co "
+			  "WHERE co.contypid = t.oid), '') "
+			  "WHEN 'c' THEN 'COMPOSITE (' || coalesce((SELECT string_agg(quote_ident("
+			  "a.attname) || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY "
+			  "a.attnum) FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 "
+			  "AND NOT a.attisdropped), '') || ')' "
+			  "ELSE 'RANGE OF ' || (SELECT format_type(rg.rngsubtype, NULL) FROM pg_range "
+			  "rg WHERE rg.rngtypid = t.oid) END "
+			  "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+			  "WHERE t.typtype IN ('e', 'd', 'c', 'r') AND (t.typtype <> 'c' OR (SELECT "
+			  "c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c') AND "
+			  USER_NS " AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = "
+			  "'pg_type'::regclass AND dep.objid = t.oid AND dep.deptype = 'e')",
+			  0, NULL, &r, err) < 0)
+		goto out;
+	for (size_t i = 0; i < r.nrows; i++)
+		schema_add(m, SOBJ_TYPE, NULL, rows_get(&r, i, 0), rows_get(&r, i, 1));
+	rows_release(&r);
+
+	if (e->ops->query(e, "SELECT " QNAME("p.proname") " || '(' || "
+			  "pg_get_function_identity_arguments(p.oid) || ')', "
+			  "pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON "
+			  "n.oid = p.pronamespace WHERE p.prokind IN ('f', 'p') AND " USER_NS
+			  " AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = "
+			  "'pg_proc'::regclass AND dep.objid = p.oid AND dep.deptype = 'e')",
+			  0, NULL, &r, err) < 0)
+		goto out;
+	for (size_t i = 0; i < r.nrows; i++)
+		schema_add(m, SOBJ_FUNCTION, NULL, rows_get(&r, i, 0), rows_get(&r, i, 1));
 	ret = 0;
 out:
 	rows_release(&r);

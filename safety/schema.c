@@ -42,6 +42,8 @@ static const char *const kind_names[] = {
 	[SOBJ_TRIGGER] = "trigger",
 	[SOBJ_VIEW] = "view",
 	[SOBJ_SEQUENCE] = "sequence",
+	[SOBJ_TYPE] = "type",
+	[SOBJ_FUNCTION] = "function",
 };
 
 #define N_KINDS (sizeof(kind_names) / sizeof(kind_names[0]))
@@ -85,10 +87,21 @@ int schema_is_own_table(const char *name)
 }
 
 /* Canonical order: each table followed by its columns, constraints, indexes
- * and triggers; then views; then sequences. */
+ * and triggers; then views, sequences, types and functions. */
 static int section(const struct schema_obj *o)
 {
-	return o->kind == SOBJ_VIEW ? 1 : o->kind == SOBJ_SEQUENCE ? 2 : 0;
+	switch (o->kind) {
+	case SOBJ_VIEW:
+		return 1;
+	case SOBJ_SEQUENCE:
+		return 2;
+	case SOBJ_TYPE:
+		return 3;
+	case SOBJ_FUNCTION:
+		return 4;
+	default:
+		return 0;
+	}
 }
 
 static const char *group(const struct schema_obj *o)
@@ -257,6 +270,8 @@ static int parse_fields(struct schema_model *m, char **f, size_t nf)
 		return 1;
 	case SOBJ_VIEW:
 	case SOBJ_SEQUENCE:
+	case SOBJ_TYPE:
+	case SOBJ_FUNCTION:
 		if (nf != 3)
 			return 0;
 		schema_add(m, (enum schema_kind)k, NULL, f[1], f[2]);
@@ -335,6 +350,8 @@ static void describe(const struct schema_obj *o, struct strbuf *out)
 	case SOBJ_TABLE:
 	case SOBJ_VIEW:
 	case SOBJ_SEQUENCE:
+	case SOBJ_TYPE:
+	case SOBJ_FUNCTION:
 		sb_addf(out, "%s '%s'", kind_names[o->kind], o->name);
 		break;
 	default:
@@ -348,6 +365,8 @@ static int str_differs(const char *a, const char *b)
 		return a != b;
 	return strcmp(a, b) != 0;
 }
+
+#define SHORT_DEF 100 /* longer definitions are not quoted in messages */
 
 static size_t diff_pair(const struct schema_obj *x, const struct schema_obj *y,
 			const char *check, const char *against, struct finding_list *out)
@@ -378,9 +397,17 @@ static size_t diff_pair(const struct schema_obj *x, const struct schema_obj *y,
 		}
 	} else {
 		if (str_differs(x->def, y->def)) {
-			finding_add(out, FINDING_CHECK, check, LEVEL_FAIL, NULL, NULL, 0,
-				    "%s definition changed: '%s' in %s, '%s' now", what.buf,
-				    x->def ? x->def : "", against, y->def ? y->def : "");
+			const char *a = x->def ? x->def : "", *b = y->def ? y->def : "";
+
+			if (strlen(a) + strlen(b) > 2 * SHORT_DEF || strchr(a, '\n') ||
+			    strchr(b, '\n'))
+				finding_add(out, FINDING_CHECK, check, LEVEL_FAIL,
+					    "'safe-migrate validate -v' shows the full diff", NULL, 0,
+					    "%s definition changed since %s", what.buf, against);
+			else
+				finding_add(out, FINDING_CHECK, check, LEVEL_FAIL, NULL, NULL, 0,
+					    "%s definition changed: '%s' in %s, '%s' now", what.buf, a,
+					    against, b);
 			n++;
 		}
 		if (!x->invalid && y->invalid) {

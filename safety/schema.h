@@ -4,8 +4,8 @@
  * The model is introspected from either engine through the per-engine
  * drivers of safety_driver.h (keyed by e->ops->name): tables, columns (type,
  * nullability, default), primary key / unique / foreign key / check
- * constraints, indexes (definition, validity), views, triggers and
- * sequences.  safe-migrate's own bookkeeping tables (every table whose name
+ * constraints, indexes (definition, validity), views, triggers, sequences,
+ * and on PostgreSQL user-defined types and functions.  safe-migrate's own bookkeeping tables (every table whose name
  * starts with "safe_migrate_") are left out.
  *
  * The canonical text is one object per line, fields separated by TAB (TAB,
@@ -20,6 +20,8 @@
  *   trigger    TABLE  NAME  DEFINITION
  *   view       NAME   DEFINITION
  *   sequence   NAME   DEFINITION
+ *   type       NAME   DEFINITION
+ *   function   NAME(ARGS)  DEFINITION
  *
  * Columns are sorted by name (not position), so the text does not depend on
  * the order columns were added in.  The text is what `safe-migrate schema`
@@ -48,6 +50,8 @@ enum schema_kind {
 	SOBJ_TRIGGER,
 	SOBJ_VIEW,
 	SOBJ_SEQUENCE,
+	SOBJ_TYPE,     /* PostgreSQL enum, domain, composite and range types */
+	SOBJ_FUNCTION, /* PostgreSQL functions and procedures, named with their arguments */
 };
 
 struct schema_obj {

@@ -2,6 +2,7 @@
 # Starts or stops a throwaway PostgreSQL 15 cluster for the tests:
 #   scripts/pg-cluster.sh start DIR PORT   -> prints the URL to use
 #   scripts/pg-cluster.sh stop DIR
+# PG_CLUSTER_OPTS adds server options (e.g. "-c max_locks_per_transaction=10").
 # As root, initdb and pg_ctl run as the postgres user through runuser.  The
 # cluster listens on 127.0.0.1:PORT and on a private socket directory, with
 # fsync off; nothing else on the machine is touched.
@@ -19,7 +20,7 @@ start)
   as_pg "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1
   mkdir -p "$dir/sock"; if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir/sock"; fi
   as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c max_locks_per_transaction=256" start >/dev/null
+    -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c max_locks_per_transaction=256 ${PG_CLUSTER_OPTS:-}" start >/dev/null
   echo "postgresql://postgres@127.0.0.1:$port/postgres"
   ;;
 stop)

@@ -639,6 +639,7 @@ out:
 
 int cmd_recover(struct cmd_ctx *ctx)
 {
+	struct engine *lock_e = NULL;
 	cJSON *doc = NULL;
 	const cJSON *snap, *phase;
 	int code = EXIT_OK;
@@ -685,13 +686,29 @@ int cmd_recover(struct cmd_ctx *ctx)
 		cJSON_Delete(doc);
 		return code;
 	}
+	/* A killed client can leave its server session running the statement
+	 * it was sent (PostgreSQL notices the lost client only when that ends);
+	 * that session still holds the migration lock.  Wait for it. */
+	if (engine_open(&lock_e, &ctx->url, 0, &ctx->err) < 0 ||
+	    lock_e->ops->lock(lock_e, opt.lock_timeout_ms, &ctx->err) < 0) {
+		if (ctx->err.kind == ERR_LOCKED)
+			err_prefix(&ctx->err, "the killed run's server session may still be running "
+				   "its last statement; wait for it to end (or cancel it), then run "
+				   "'safe-migrate recover' again");
+		code = report_error(ctx, &ctx->err);
+		engine_close(lock_e);
+		cJSON_Delete(doc);
+		return code;
+	}
 	if (port_restore(ctx, snap->valuestring, &ctx->url, &ctx->err) < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
 		error_msg("restore by hand: safe-migrate -d '%s' restore '%s' --yes",
 			  ctx->url.redacted, snap->valuestring);
+		engine_close(lock_e);
 		cJSON_Delete(doc);
 		return EXIT_RESTORE_FAILED;
 	}
+	engine_close(lock_e);
 	if (journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err) < 0)
 		code = report_error(ctx, &ctx->err);
 	out("restored %s; the database is back in its state before the interrupted run\n",

@@ -287,6 +287,25 @@ out:
 
 /* ---- safety-check ------------------------------------------------------------ */
 
+/* SAFE_MIGRATE_LONG_TX_SECONDS overrides how old a transaction must be for
+ * the long-transactions check (default SAFETY_LONG_TX_SECONDS). */
+static long long_tx_seconds(void)
+{
+	const char *v = getenv("SAFE_MIGRATE_LONG_TX_SECONDS");
+	char *end;
+	long n;
+
+	if (!v || !*v)
+		return 0;
+	n = strtol(v, &end, 10);
+	if (*end || n < 1) {
+		warning("ignoring SAFE_MIGRATE_LONG_TX_SECONDS='%s': not a positive number of "
+			"seconds", v);
+		return 0;
+	}
+	return n;
+}
+
 int cmd_safety_check(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
@@ -316,6 +335,7 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 	o.set = have_set ? &set : NULL;
 	o.applied = &applied;
 	o.allow_out_of_order = opt.allow_out_of_order;
+	o.long_tx_seconds = long_tx_seconds();
 	if (safety_check_run(&o, &l, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;

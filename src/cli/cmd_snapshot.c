@@ -419,8 +419,56 @@ out:
 	return ret;
 }
 
+/* PostgreSQL: every view, materialized view, table (partitions go with
+ * their parent) and sequence in the user's schemas, in one transaction;
+ * objects that belong to an extension are the extension's. */
+static int pg_drop_all(struct engine *e, struct strbuf *dropped, struct sm_error *err)
+{
+	static const char list_sql[] =
+		"SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' "
+		"WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, "
+		"quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition "
+		"AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+		"AND n.nspname NOT LIKE 'pg\\_%' "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
+		"'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
+		"ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, 2";
+	struct eng_rows rows = ENG_ROWS_INIT;
+	struct strbuf sql = STRBUF_INIT;
+	int ret = -1;
+
+	if (e->ops->begin(e, err) < 0)
+		return -1;
+	if (e->ops->query(e, list_sql, 0, NULL, &rows, err) < 0)
+		goto out;
+	for (size_t i = 0; i < rows.nrows; i++) {
+		const char *kind = rows_get(&rows, i, 0), *name = rows_get(&rows, i, 1);
+		sb_reset(&sql);
+		/* CASCADE: views over a table, sequences owned by it and foreign
+		 * keys into it go with it; IF EXISTS: they may already be gone */
+		sb_addf(&sql, "DROP %s IF EXISTS %s CASCADE", kind, name);
+		if (engine_exec(e, sql.buf, err) < 0)
+			goto out;
+		sb_addf(dropped, "%s %s\n", kind, name);
+	}
+	if (e->ops->commit(e, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	if (ret < 0) {
+		struct sm_error ignored = SM_ERROR_INIT;
+		e->ops->rollback(e, &ignored);
+	}
+	rows_release(&rows);
+	sb_release(&sql);
+	return ret;
+}
+
 static const struct drop_driver drop_drivers[] = {
 	{ "sqlite", sqlite_drop_all },
+	{ "postgresql", pg_drop_all },
 };
 
 int cmd_drop_tables(struct cmd_ctx *ctx)

@@ -6,6 +6,9 @@
  * zstd when there is more than one CPU) into our own write callback, which
  * hashes the compressed bytes as they go out: the whole-file SHA-256 costs
  * no second pass.  Entry checksums are computed as payload goes in.
+ * zstd runs at level -1 (zstd --fast=1): on database pages it compresses
+ * about as well as level 1 at several times the speed, and a snapshot is
+ * taken on the critical path of a migration.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -186,7 +189,7 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 	snprintf(threads, sizeof(threads), "%d", zstd_threads());
 	if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
 	    archive_write_add_filter_zstd(w->a) != ARCHIVE_OK ||
-	    archive_write_set_filter_option(w->a, "zstd", "compression-level", "1") != ARCHIVE_OK) {
+	    archive_write_set_filter_option(w->a, "zstd", "compression-level", "-1") != ARCHIVE_OK) {
 		arch_fail(w, err, "cannot set up zstd");
 		goto fail;
 	}

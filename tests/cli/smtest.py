@@ -132,6 +132,26 @@ class CliTest(unittest.TestCase):
             raise AssertionError("psql failed: %s" % r.stderr)
         return r.stdout.strip()
 
+    PG_TABLES_SQL = (
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1")
+
+    def pg_state(self, url):
+        """Schema (pg_dump --schema-only), an order-independent hash of every
+        table's rows, and every sequence's position."""
+        rows = {}
+        for line in self.psql(url, self.PG_TABLES_SQL).splitlines():
+            name, kind = line.rsplit("|", 1)
+            if kind == "S":
+                rows[name] = self.psql(url, "SELECT last_value || ',' || is_called FROM %s" % name)
+            else:
+                rows[name] = self.psql(
+                    url, "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
+                         "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
+        return self.pg_schema_dump(url), rows
+
     def pg_schema_dump(self, url):
         r = subprocess.run(["pg_dump", "--schema-only", "--no-owner", url],
                            capture_output=True, text=True, check=True)

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import time
 
-from smtest import CliTest, main
+from smtest import FIXTURES, CliTest, main
 
 PG_LOCK_KEY = 8314038971842521447  # engine_pg.c: the migration lock's advisory key
 
@@ -311,6 +311,38 @@ class SafetyPostgres(CliTest):
             holder.kill()
             holder.wait()
 
+    def test_long_transaction_on_touched_table(self):
+        self.ok("upgrade")
+        self.write("migrations/0002_age.sql",
+                   "SET lock_timeout = '5s';\nALTER TABLE users ADD COLUMN x int;\n")
+        self.psql(self.url, "CREATE TABLE other (a int)")
+        holder = subprocess.Popen(
+            ["psql", self.url, "-X", "-q", "-c",
+             "BEGIN; LOCK TABLE users IN ACCESS SHARE MODE; SELECT pg_sleep(60);"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {"SAFE_MIGRATE_LONG_TX_SECONDS": "1"}
+        try:
+            # wait until the transaction is older than the 1 s threshold
+            for _ in range(400):
+                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                             "'%pg_sleep(60)%' AND pid <> pg_backend_pid() AND xact_start < "
+                             "now() - interval '1.5 s'") != "0":
+                    break
+                time.sleep(0.05)
+            r = self.code(4, "safety-check", env=env)
+            self.assertRegex(r.out, r"FAIL long-transactions: process \d+ .* holding "
+                                    r"AccessShareLock on table 'users'")
+            self.assertIn("pg_terminate_backend", r.out)
+            # the same transaction does not matter to a migration of another table
+            os.unlink(self.path("migrations", "0002_age.sql"))
+            self.write("migrations/0002_other.sql",
+                       "SET lock_timeout = '5s';\nALTER TABLE other ADD COLUMN x int;\n")
+            r = self.ok("safety-check", env=env)
+            self.assertIn("PASS long-transactions", r.out)
+        finally:
+            holder.kill()
+            holder.wait()
+
     def test_edited_applied_migration(self):
         self.ok("upgrade")
         p = self.path("migrations", "0001_users.sql")
@@ -338,11 +370,30 @@ class SafetyPostgres(CliTest):
         self.psql(self.url, "ALTER TABLE users ALTER COLUMN age TYPE bigint")
         self.psql(self.url, "DROP INDEX users_name")
         self.psql(self.url, "ALTER TABLE users ADD COLUMN email text")
+        self.psql(self.url, "CREATE FUNCTION one(a int) RETURNS int LANGUAGE sql AS 'SELECT 1'")
         r = self.code(7, "validate")
+        self.assertIn("extra function 'one(a integer)'", r.out)
         self.assertIn("column 'users.age' type changed: integer in the schema recorded after "
                       "the last migration, bigint now", r.out)
         self.assertIn("missing index 'users_name' on table 'users'", r.out)
         self.assertIn("extra column 'users.email'", r.out)
+
+    def test_schema_stable_across_backup_and_restore(self):
+        with open(os.path.join(FIXTURES, "pagila", "pagila-schema.sql")) as f:
+            pagila = f.read()
+        subprocess.run(["psql", self.url, "-X", "-q", "-v", "ON_ERROR_STOP=0"], input=pagila,
+                       capture_output=True, text=True)
+        before = self.ok("schema").out
+        self.assertIn("table\tfilm\n", before)
+        self.assertEqual(before, self.ok("schema").out)
+        snap = self.ok("-b", self.path("backups"), "backup").out.strip().splitlines()[-1]
+        other = self.pg_new_db()
+        self.ok("-b", self.path("backups"), "--yes", "restore", snap, "--to", other)
+        self.assertEqual(self.ok("-d", other, "schema").out, before)
+        self.psql(self.url, "DROP TABLE film_actor CASCADE")
+        self.assertNotEqual(self.ok("schema").out, before)
+        self.ok("-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertEqual(self.ok("schema").out, before)
 
     def test_validate_invalid_index(self):
         self.ok("upgrade")

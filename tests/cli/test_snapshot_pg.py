@@ -7,7 +7,9 @@ order-independent hash of every table's rows and every sequence position.
 import glob
 import json
 import os
+import socket
 import subprocess
+import uuid
 
 from smtest import CliTest, FIXTURES, SRC, main
 
@@ -141,6 +143,43 @@ class SnapshotPgTest(CliTest):
         r = self.code(1, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
         self.assertIn(role, r.err)
         self.assertSameState(damaged, self.state(url))
+
+    def test_lock_table_too_small(self):
+        # a cluster of its own whose lock table cannot hold a 400-table restore
+        # in one transaction: in place nothing changes and the message says
+        # what to do; into an empty database it goes on in several transactions
+        self.require_pg()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cluster = "/tmp/sm-pglocks-" + uuid.uuid4().hex[:8]
+        script = os.path.join(SRC, "scripts", "pg-cluster.sh")
+        env = dict(os.environ, PG_CLUSTER_OPTS="-c max_locks_per_transaction=16 -c max_connections=5")
+        admin = subprocess.run([script, "start", cluster, str(port)], env=env, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        try:
+            base = admin.rsplit("/", 1)[0]
+            self.psql(admin, "CREATE DATABASE a")
+            self.psql(admin, "CREATE DATABASE b")
+            for batch in range(8):
+                self.psql(base + "/a", "DO $$BEGIN FOR i IN %d..%d LOOP EXECUTE format("
+                          "'CREATE TABLE t%%s (id int PRIMARY KEY, v text)', i); END LOOP; END$$"
+                          % (batch * 50 + 1, batch * 50 + 50))
+            self.psql(base + "/a", "INSERT INTO t1 VALUES (1, 'x')")
+            snap = self.backup(base + "/a")
+            self.psql(base + "/a", "INSERT INTO t2 VALUES (2, 'after the snapshot')")
+            r = self.code(1, "-d", base + "/a", "-b", self.path("backups"), "--yes", "restore", snap)
+            self.assertIn("max_locks_per_transaction", r.err)
+            self.assertIn("nothing was changed", r.err)
+            self.assertEqual(self.psql(base + "/a", "SELECT v FROM t2"), "after the snapshot")
+            self.ok("-d", base + "/a", "-b", self.path("backups"), "--yes", "restore", snap,
+                    "--to", base + "/b", "--no-safety-backup")
+            self.assertEqual(self.psql(base + "/b", "SELECT count(*) FROM pg_tables WHERE "
+                                                    "schemaname = 'public'"), "400")
+            self.assertEqual(self.psql(base + "/b", "SELECT v FROM t1"), "x")
+            self.assertEqual(self.psql(base + "/b", "SELECT count(*) FROM t2"), "0")
+        finally:
+            subprocess.run([script, "stop", cluster], capture_output=True)
 
     def test_pagila_round_trip(self):
         url = self.pg_new_db()

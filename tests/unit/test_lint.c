@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "lint.h"
@@ -64,6 +65,14 @@ static void test_pg_create_index(void **state)
 	assert_int_equal(count_tx("postgresql", "CREATE INDEX CONCURRENTLY i ON t (a);", 0,
 				  "create-index-non-concurrently"), 0);
 	assert_int_equal(pg("CREATE TABLE t (a int); CREATE INDEX i ON t (a);",
+			    "create-index-non-concurrently"), 0);
+	/* a unique or primary key constraint builds an index under the lock ... */
+	assert_int_equal(pg(LT "ALTER TABLE t ADD CONSTRAINT u UNIQUE (a);",
+			    "create-index-non-concurrently"), 1);
+	assert_int_equal(pg(LT "ALTER TABLE t ADD PRIMARY KEY (a);",
+			    "create-index-non-concurrently"), 1);
+	/* ... unless it adopts an index built concurrently */
+	assert_int_equal(pg(LT "ALTER TABLE t ADD CONSTRAINT u UNIQUE USING INDEX i;",
 			    "create-index-non-concurrently"), 0);
 }
 
@@ -231,6 +240,13 @@ static void test_sqlite_rules(void **state)
 	assert_int_equal(sq("CREATE TABLE t (a, b); INSERT INTO t VALUES (1, 2);", "sql-error"), 0);
 	assert_int_equal(sq("INSERT INTO missing VALUES (1);", "sql-error"), 1);
 	assert_int_equal(sq("CREATE TABLE t (a) garbage;", "sql-error"), 1);
+	/* the scratch database stays in memory and does not run away */
+	assert_int_equal(sq("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+			    "SELECT x FROM c;", "sql-error"), 0);
+	assert_int_equal(sq("CREATE TABLE t (a); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+			    "SELECT x + 1 FROM c) INSERT INTO t SELECT x FROM c;", "sql-error"), 0);
+	assert_int_equal(sq("ATTACH 'lint-must-not-create-this.db' AS x;", "sql-error"), 0);
+	assert_int_equal(access("lint-must-not-create-this.db", F_OK), -1);
 	/* destructive: only for tables that existed before the migration */
 	assert_int_equal(sq("CREATE TABLE t (a); DROP TABLE t;", "drop-table"), 0);
 }

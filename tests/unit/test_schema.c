@@ -102,6 +102,10 @@ static void test_diff(void **state)
 		}
 		if (b.items[i].kind == SOBJ_INDEX)
 			b.items[i].invalid = 1;
+		if (b.items[i].kind == SOBJ_CONSTRAINT) {
+			free(b.items[i].def);
+			b.items[i].def = strdup("PRIMARY KEY (a, b)");
+		}
 	}
 	c = schema_add(&b, SOBJ_COLUMN, "t", "email", NULL);
 	c->type = strdup("TEXT");
@@ -115,7 +119,9 @@ static void test_diff(void **state)
 			b.items[i].name[0] = 'w';
 	schema_sort(&b);
 
-	assert_int_equal(schema_diff(&a, &b, "drift", "the record", &l), 7);
+	assert_int_equal(schema_diff(&a, &b, "drift", "the record", &l), 8);
+	assert_true(has_msg(&l, "constraint 'pk' on table 't' definition changed: 'PRIMARY KEY (a)' "
+			    "in the record, 'PRIMARY KEY (a, b)' now"));
 	assert_true(has_msg(&l, "column 't.a' type changed: INTEGER in the record, TEXT now"));
 	assert_true(has_msg(&l, "column 't.a' nullability changed: NOT NULL in the record, NULL now"));
 	assert_true(has_msg(&l, "index 't_b' on table 't' is invalid now"));

@@ -1,0 +1,209 @@
+/*
+ * cmd_roundtrip: the CI rollback test as one command.
+ *
+ * On a scratch database (a new temp SQLite file, or --url for PostgreSQL)
+ * each migration in order is applied, reverted, the schema compared with
+ * what it was before, and applied again.  The first migration whose down
+ * does not undo its up is named with the schema difference (exit 7);
+ * migrations without a down section are reported.  The live database is
+ * never opened.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "fsutil.h"
+#include "plan.h"
+#include "schema.h"
+#include "strbuf.h"
+#include "xalloc.h"
+
+static int schema_text(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	struct schema_model m = SCHEMA_MODEL_INIT;
+
+	if (schema_load(e, &m, err) < 0)
+		return -1;
+	schema_canonical_text(&m, out);
+	schema_release(&m);
+	return 0;
+}
+
+static int one_step(struct engine *e, const struct migration *m, enum step_dir dir,
+		    struct sm_error *err)
+{
+	struct step st = { m, dir };
+	struct plan p = { &st, 1, 1 };
+	size_t done = 0;
+
+	return apply_plan(e, &p, NULL, &cli_interrupted, &done, err);
+}
+
+/* Opens the scratch database: a fresh temp SQLite file, or --url, which
+ * must be another database than the live one and hold no tables yet. */
+static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
+			struct sm_error *err)
+{
+	struct db_url u = DB_URL_INIT;
+	struct strbuf s = STRBUF_INIT;
+	int rc = -1;
+
+	*tmp_path = NULL;
+	if (opt.scratch_url) {
+		if (url_parse(opt.scratch_url, NULL, &u, err) < 0)
+			return -1;
+		if (!strcmp(u.redacted, ctx->url.redacted)) {
+			err_set(err, ERR_USAGE, "--url must name a scratch database, not the one "
+				"being migrated");
+			goto out;
+		}
+	} else if (!strcmp(ctx->url.scheme, "sqlite")) {
+		char tmpl[] = "/tmp/safe-migrate-roundtrip-XXXXXX";
+		int fd = mkstemp(tmpl);
+		if (fd < 0) {
+			err_sys(err, "cannot create a scratch database in /tmp");
+			goto out;
+		}
+		close(fd);
+		*tmp_path = xstrdup(tmpl);
+		sb_addf(&s, "sqlite:///%s", tmpl);
+		if (url_parse(s.buf, NULL, &u, err) < 0)
+			goto out;
+	} else {
+		err_set(err, ERR_USAGE, "roundtrip on %s needs --url SCRATCH: a throwaway database "
+			"it may create and drop tables in", ctx->url.scheme);
+		goto out;
+	}
+	if (engine_open(e, &u, *tmp_path ? ENGINE_CREATE : 0, err) < 0)
+		goto out;
+	{
+		struct schema_model m = SCHEMA_MODEL_INIT;
+		int n_tables = 0;
+		if (schema_load(*e, &m, err) < 0) {
+			schema_release(&m);
+			goto out;
+		}
+		for (size_t i = 0; i < m.n; i++)
+			n_tables += m.items[i].kind == SOBJ_TABLE;
+		schema_release(&m);
+		if (n_tables) {
+			err_set(err, ERR_USAGE, "scratch database '%s' is not empty (%d table%s); "
+				"roundtrip needs an empty database", u.redacted, n_tables,
+				n_tables == 1 ? "" : "s");
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rc < 0 && *e) {
+		engine_close(*e);
+		*e = NULL;
+	}
+	url_release(&u);
+	sb_release(&s);
+	return rc;
+}
+
+int cmd_roundtrip(struct cmd_ctx *ctx)
+{
+	struct migration_set set = MIGRATION_SET_INIT;
+	struct engine *e = NULL;
+	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT, diff = STRBUF_INIT;
+	char *tmp_path = NULL;
+	cJSON *arr = NULL;
+	size_t no_down = 0, checked = 0;
+	int code = EXIT_OK;
+
+	if (ctx->argc) {
+		err_set(&ctx->err, ERR_USAGE, "roundtrip takes no arguments ('%s')", ctx->argv[0]);
+		return report_error(ctx, &ctx->err);
+	}
+	if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0 ||
+	    open_scratch(ctx, &e, &tmp_path, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	info("roundtrip on %s: %zu migration%s", e->url.redacted, set.n, set.n == 1 ? "" : "s");
+	if (ctx->json)
+		arr = cJSON_AddArrayToObject(ctx->json, "migrations");
+	for (size_t i = 0; i < set.n; i++) {
+		const struct migration *m = &set.items[i];
+		const char *status = "ok";
+
+		sb_reset(&before);
+		sb_reset(&after);
+		if (schema_text(e, &before, &ctx->err) < 0) {
+			status = "error";
+		} else if (one_step(e, m, STEP_UP, &ctx->err) < 0) {
+			status = "up_failed";
+		} else if (!m->down_sql) {
+			status = "no_down";
+			no_down++;
+		} else if (one_step(e, m, STEP_DOWN, &ctx->err) < 0) {
+			status = "down_failed";
+		} else if (schema_text(e, &after, &ctx->err) < 0) {
+			status = "error";
+		} else if (strcmp(before.buf, after.buf)) {
+			status = "mismatch";
+			schema_text_diff(before.buf, after.buf, &diff);
+		} else if (one_step(e, m, STEP_UP, &ctx->err) < 0) {
+			status = "reapply_failed";
+		}
+		if (!strcmp(status, "ok"))
+			checked++;
+		out("%-18s %-9s %s\n", m->version, status, m->description);
+		if (arr) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "version", m->version);
+			cJSON_AddStringToObject(o, "path", m->path);
+			cJSON_AddStringToObject(o, "status", status);
+			if (diff.len)
+				cJSON_AddStringToObject(o, "diff", diff.buf);
+			if (strcmp(status, "ok") && strcmp(status, "no_down") &&
+			    strcmp(status, "mismatch"))
+				cJSON_AddStringToObject(o, "error", ctx->err.msg);
+			cJSON_AddItemToArray(arr, o);
+		}
+		if (!strcmp(status, "no_down"))
+			warning("'%s' has no down section: it cannot be reverted by SQL", m->path);
+		if (!strcmp(status, "mismatch")) {
+			error_msg("the down section of '%s' (version %s) does not undo its up; the "
+				  "schema differs after reverting:", m->down_path, m->version);
+			fputs(diff.buf, stderr);
+			code = EXIT_PROBLEMS;
+			break;
+		}
+		if (!strcmp(status, "error")) {
+			code = report_error(ctx, &ctx->err);
+			break;
+		}
+		if (strcmp(status, "ok") && strcmp(status, "no_down")) {
+			/* the migration itself is broken: a problem the check found */
+			error_msg("version %s: %s", m->version, ctx->err.msg);
+			code = EXIT_PROBLEMS;
+			break;
+		}
+	}
+	if (code == EXIT_OK)
+		out("roundtrip ok: %zu migration%s reverted cleanly, %zu without a down section\n",
+		    checked, checked == 1 ? "" : "s", no_down);
+	if (ctx->json)
+		cJSON_AddBoolToObject(ctx->json, "ok", code == EXIT_OK);
+out:
+	engine_close(e);
+	if (tmp_path) {
+		struct strbuf lock = STRBUF_INIT;
+		unlink(tmp_path);
+		sb_addf(&lock, "%s-safe-migrate.lock", tmp_path);
+		unlink(lock.buf);
+		sb_release(&lock);
+		free(tmp_path);
+	}
+	mig_set_release(&set);
+	sb_release(&before);
+	sb_release(&after);
+	sb_release(&diff);
+	return code;
+}

@@ -1,0 +1,181 @@
+"""CLI tests of the safe-migrate pipeline and run wrap mode on a real
+PostgreSQL server.  "Restored" is checked with pg_dump --schema-only plus an
+order-independent hash of every table's rows and every sequence position."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from smtest import BIN, SRC, CliTest, main
+
+
+class PipelinePg(CliTest):
+    def setUp(self):
+        super().setUp()
+        self.url = self.pg_new_db()
+        self.psql(self.url, """
+            CREATE TABLE users (id serial PRIMARY KEY, name text);
+            INSERT INTO users (name) VALUES ('ada'), ('alan'), (NULL), (E'tab\\there');
+            CREATE TABLE big (x int);
+            INSERT INTO big SELECT generate_series(1, 2000);""")
+        self.base = ["-d", self.url, "-b", self.path("backups")]
+        self.write("migrations/0001_base.sql",
+                   "-- migrate:up\nCREATE TABLE base (x int);\n-- migrate:down\nDROP TABLE base;\n")
+        self.ok(*self.base, "upgrade")
+
+    def add(self, name, up, notx=False):
+        self.write("migrations/" + name,
+                   "-- migrate:up%s\n%s\n" % (" transaction:false" if notx else "", up))
+
+    def sm(self, *args, **kw):
+        return self.run_sm(*self.base, *args, **kw)
+
+    def wait_for_apply(self):
+        journal = self.path("backups", "safe-migrate.journal")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with open(journal) as f:
+                    if json.load(f).get("phase") == "apply":
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        self.fail("the run never reached the apply phase")
+
+    def test_third_of_three_fails_and_is_restored(self):
+        self.add("0002_a.sql", "ALTER TABLE users ADD COLUMN email text;\nUPDATE users SET email = 'x';")
+        self.add("0003_b.sql", "CREATE TABLE b (x int);\nINSERT INTO b VALUES (1);")
+        self.add("0004_c.sql", "SET lock_timeout = '5s';\n\nUPDATE users SET name = 'same';\n"
+                 "ALTER TABLE users ADD CONSTRAINT users_name_uq UNIQUE (name);")
+        before = self.pg_state(self.url)
+        r = self.sm("safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        j = r.json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertIn("0004_c.sql', line 5", j["error"])
+        self.assertIn("23505", j["error"])
+        self.assertEqual(self.pg_state(self.url), before)
+
+    def test_failure_after_create_index_concurrently(self):
+        self.add("0002_idx.sql", "CREATE INDEX CONCURRENTLY users_name_idx ON users (name);", notx=True)
+        self.add("0003_bad.sql", "SET lock_timeout = '5s';\nUPDATE users SET name = 'same';\n"
+                 "ALTER TABLE users ADD CONSTRAINT users_name_uq UNIQUE (name);")
+        before = self.pg_state(self.url)
+        r = self.sm("safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(self.pg_state(self.url), before)
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM pg_indexes WHERE "
+                                             "indexname = 'users_name_idx'"), "0")
+
+    def test_success_and_dry_run(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x int);\nINSERT INTO a VALUES (1);")
+        before = self.pg_state(self.url)
+        r = self.sm("safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.json()["outcome"], "dry_run")
+        self.assertEqual(self.pg_state(self.url), before)
+        r = self.sm("safe-migrate", "--json")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.json()["outcome"], "applied")
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM a"), "1")
+
+    def test_sigterm_during_long_statement(self):
+        self.add("0002_long.sql", "CREATE TABLE t (x int);\nSELECT pg_sleep(60);")
+        before = self.pg_state(self.url)
+        p = subprocess.Popen([BIN, *self.base, "safe-migrate", "--json"], cwd=self.dir, env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.wait_for_apply()
+        time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, err)
+        self.assertEqual(json.loads(out)["outcome"], "restored")
+        self.assertEqual(self.pg_state(self.url), before)
+
+    def test_kill_9_then_recover(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x int);")
+        # the killed client's server session sleeps on: recover must wait for it
+        self.add("0003_long.sql", "CREATE TABLE t (x int);\nSELECT pg_sleep(8);")
+        before = self.pg_state(self.url)
+        p = subprocess.Popen([BIN, *self.base, "safe-migrate"], cwd=self.dir, env=self.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.wait_for_apply()
+        deadline = time.time() + 30
+        while time.time() < deadline and self.psql(
+                self.url, "SELECT count(*) FROM safe_migrate_versions WHERE version = '0002'") != "1":
+            time.sleep(0.1)
+        p.kill()
+        p.wait()
+        # the server ends the killed session's transaction; 0002 stays committed
+        self.assertNotEqual(self.pg_state(self.url), before)
+        r = self.sm("safe-migrate")
+        self.assertEqual(r.code, 4, r)
+        self.assertIn("recover", r.err)
+        r = self.sm("recover", "--yes", "--json")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.pg_state(self.url), before)
+
+    def test_concurrent_runs_apply_once(self):
+        self.add("0002_slow.sql", "CREATE TABLE slow (x int);\nSELECT pg_sleep(2);")
+        procs = [subprocess.Popen([BIN, *self.base, "safe-migrate", "--json"], cwd=self.dir,
+                                  env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        results = [p.communicate(timeout=120) for p in procs]
+        outcomes = sorted(json.loads(o)["outcome"] for o, _ in results)
+        self.assertEqual(outcomes, ["applied", "nothing_to_do"], results)
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM safe_migrate_versions "
+                                             "WHERE version = '0002'"), "1")
+
+    def test_password_never_printed(self):
+        role = "pipe_" + os.path.basename(self.url)
+        self.psql(self.url, "CREATE ROLE %s LOGIN SUPERUSER PASSWORD 'Sekr1t-Pw'" % role)
+        self.addCleanup(self.psql_admin, "DROP ROLE IF EXISTS %s" % role)
+        url = self.url.replace("postgres@", role + ":Sekr1t-Pw@")
+        self.add("0002_a.sql", "CREATE TABLE a (x int);")
+        self.add("0003_bad.sql", "UPDATE users SET name = 'same';\n"
+                 "CREATE UNIQUE INDEX users_name_uq ON users (name);")
+        for args in (["safe-migrate", "--json"], ["history", "--runs", "--json"],
+                     ["list-backups", "--json"], ["safety-check", "--json"]):
+            r = self.run_sm("-d", url, "-b", self.path("backups"), *args)
+            self.assertNotIn("Sekr1t-Pw", r.out + r.err, args)
+        for root, _, files in os.walk(self.path("backups")):
+            for f in files:
+                p = os.path.join(root, f)
+                if f.endswith(".tar.zst"):
+                    data = subprocess.run(["tar", "--zstd", "-xOf", p, "manifest.json"],
+                                          capture_output=True).stdout
+                else:
+                    with open(p, "rb") as fh:
+                        data = fh.read()
+                self.assertNotIn(b"Sekr1t-Pw", data, p)
+
+
+class AlembicPg(CliTest):
+    def test_failing_then_succeeding(self):
+        url = self.pg_new_db()
+        if subprocess.run(["/usr/bin/python3", "-c", "import alembic, psycopg2"],
+                          capture_output=True).returncode:
+            self.fail("python3-alembic and python3-psycopg2 are required "
+                      "(scripts/install-deps.sh installs them)")
+        shutil.copytree(os.path.join(SRC, "examples", "alembic-project"), self.path("proj"))
+        cwd = self.path("proj")
+        self.psql(url, "CREATE TABLE keep (x int); INSERT INTO keep VALUES (1), (2);")
+        before = self.pg_state(url)
+        cmd = ["-d", url, "-b", "backups", "run", "--json", "--",
+               "/usr/bin/python3", "-m", "alembic", "upgrade", "head"]
+        r = self.run_sm(*cmd, cwd=cwd)
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.pg_state(url), before)
+        r = self.run_sm(*cmd, cwd=cwd, env={"ALEMBIC_EXAMPLE_FIXED": "1"})
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.psql(url, "SELECT version_num FROM alembic_version"), "a3")
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM invoices"), "1")
+
+
+if __name__ == "__main__":
+    main()

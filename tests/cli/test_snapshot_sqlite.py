@@ -1,0 +1,368 @@
+"""CLI tests of the snapshot commands against real SQLite files: backup,
+verify, restore (in place and --to), list-backups, prune and drop-tables,
+including damaged and hostile snapshots and a concurrent writer."""
+import glob
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+
+from smtest import CliTest, main
+
+WRITER = r"""
+import os, sqlite3, sys, time
+db, stop = sys.argv[1], sys.argv[2]
+con = sqlite3.connect(db, timeout=60, isolation_level=None)
+i = 0
+while not os.path.exists(stop):
+    con.execute("INSERT INTO w(v) VALUES (?)", (i,))
+    i += 1
+    time.sleep(0.003)
+print(i)
+"""
+
+
+def file_sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class SnapshotSqlite(CliTest):
+    def setUp(self):
+        super().setUp()
+        self.url = self.sqlite_url()
+        self.write("safe-migrate.ini", "[safe-migrate]\ndatabase_url = sqlite:///app.db\n"
+                   "backup_dir = backups\n")
+        self.fill("app.db")
+
+    def fill(self, name, wal=False):
+        con = sqlite3.connect(self.path(name))
+        if wal:
+            con.execute("PRAGMA journal_mode=WAL")
+        con.executescript("""
+            CREATE TABLE kinds (id INTEGER PRIMARY KEY, t TEXT, b BLOB, r REAL, n);
+            CREATE INDEX kinds_t ON kinds(t);
+            CREATE VIEW kinds_v AS SELECT id, t FROM kinds WHERE t IS NOT NULL;
+            CREATE TABLE parent (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE);
+            CREATE TABLE child (id INTEGER PRIMARY KEY,
+                                pid INTEGER REFERENCES parent(id) ON DELETE CASCADE);
+            CREATE TRIGGER child_ins AFTER INSERT ON child BEGIN
+                UPDATE parent SET name = name WHERE id = NEW.pid; END;
+            CREATE TABLE w (id INTEGER PRIMARY KEY, v INTEGER);
+        """)
+        rows = [
+            (1, "plain", b"\x00\x01\x02\xff", 1.5, 7),
+            (2, None, None, None, None),
+            (3, "", b"", 0.0, ""),
+            (4, "unicode: \u00e9\u00e8 \u4e2d\u6587 \U0001F600 \u0000x", b"\x00" * 10, -1e300,
+             "mixed"),
+            (5, "x" * 100000, os.urandom(3 * 1024 * 1024), 3.25, b"\x01blob"),
+        ]
+        con.executemany("INSERT INTO kinds VALUES (?,?,?,?,?)", rows)
+        con.executemany("INSERT INTO parent(name) VALUES (?)", [("p%d" % i,) for i in range(50)])
+        con.executemany("INSERT INTO child(pid) VALUES (?)", [(i % 50 + 1,) for i in range(200)])
+        con.commit()
+        con.close()
+
+    def backup(self, *args):
+        """Takes a snapshot; returns the JSON with path made absolute."""
+        j = self.ok("backup", "--json", *args).json()
+        j["path"] = os.path.join(self.dir, j["path"])
+        return j
+
+    # ------------------------------------------------------------------------
+    def test_round_trip_in_place(self):
+        before = self.sqlite_dump()
+        b = self.backup()
+        full = b["path"]
+        self.assertTrue(os.path.exists(full))
+        self.assertTrue(full.endswith(".tar.zst"))
+        self.assertRegex(os.path.basename(full), r"^backup_\d{8}_\d{6}\.tar\.zst$")
+        self.assertEqual(b["bytes"], os.path.getsize(full))
+        self.assertEqual(b["sha256"], file_sha(full))
+        self.assertEqual(stat.S_IMODE(os.stat(full).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(full + ".sha256").st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(self.path("backups")).st_mode), 0o700)
+        # sha256sum -c works from the backup directory
+        subprocess.run(["sha256sum", "-c", os.path.basename(full) + ".sha256"],
+                       cwd=os.path.dirname(full), check=True, capture_output=True)
+        # tar --zstd lists it
+        listing = subprocess.run(["tar", "--zstd", "-tf", full], capture_output=True,
+                                 text=True, check=True).stdout.split()
+        self.assertEqual(listing[0], "snapshot.json")
+        self.assertEqual(listing[-1], "manifest.json")
+        self.assertIn("data/main.db.0000", listing)
+        manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", full, "manifest.json"],
+                                             capture_output=True, check=True).stdout)
+        self.assertEqual(manifest["format_version"], 1)
+        self.assertEqual(manifest["engine"], "sqlite")
+        self.assertEqual(manifest["row_counts"]["kinds"], 5)
+        self.assertEqual(manifest["row_counts"]["child"], 200)
+        self.assertTrue(all(len(e["sha256"]) == 64 for e in manifest["entries"]))
+        # no leftover scratch files
+        self.assertEqual([f for f in os.listdir(self.path("backups")) if f.startswith(".")], [])
+
+        self.sqlite("DELETE FROM kinds WHERE id = 5")
+        self.sqlite("DROP VIEW kinds_v")
+        self.sqlite("CREATE TABLE extra (x)")
+        self.assertNotEqual(self.sqlite_dump(), before)
+        r = self.ok("restore", full, "--yes", "--json")
+        self.assertEqual(self.sqlite_dump(), before)
+        safety = r.json()["safety_snapshot"]
+        self.assertTrue(os.path.exists(self.path(safety)))
+        self.ok("verify", safety)
+        self.assertEqual(self.sqlite("PRAGMA integrity_check"), [("ok",)])
+
+    def test_wal_and_rollback_with_concurrent_writer(self):
+        for mode in ("wal", "delete"):
+            with self.subTest(mode=mode):
+                name = "%s.db" % mode
+                self.fill(name, wal=(mode == "wal"))
+                stop = self.path("stop-" + mode)
+                writer = subprocess.Popen([sys.executable, "-c", WRITER, self.path(name), stop],
+                                          stdout=subprocess.PIPE, text=True)
+                try:
+                    deadline = time.time() + 30
+                    while self.sqlite("SELECT count(*) FROM w", name)[0][0] < 20:
+                        self.assertLess(time.time(), deadline, "writer made no progress")
+                        time.sleep(0.01)
+                    r = self.ok("-d", self.sqlite_url(name), "backup", "--json")
+                    snap = r.json()["path"]
+                    # the writer keeps going after the backup finished
+                    seen = self.sqlite("SELECT count(*) FROM w", name)[0][0]
+                    deadline = time.time() + 30
+                    while self.sqlite("SELECT count(*) FROM w", name)[0][0] < seen + 5:
+                        self.assertLess(time.time(), deadline, "writer stalled")
+                        time.sleep(0.01)
+                finally:
+                    open(stop, "w").close()
+                    out, _ = writer.communicate(timeout=60)
+                self.assertEqual(writer.returncode, 0)
+                self.assertGreater(int(out), 25)
+                target = "restored-%s.db" % mode
+                self.ok("restore", snap, "--to", self.sqlite_url(target), "--yes")
+                con = sqlite3.connect(self.path(target))
+                self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+                # the copy is a consistent prefix of the writer's rows
+                vals = [v for (v,) in con.execute("SELECT v FROM w ORDER BY id")]
+                con.close()
+                self.assertGreaterEqual(len(vals), 20)
+                self.assertEqual(vals, list(range(len(vals))))
+                # every other table is exactly the source's
+                dump = lambda n: "\n".join(l for l in subprocess.run(
+                    ["sqlite3", self.path(n), ".dump"], capture_output=True, text=True,
+                    check=True).stdout.splitlines() if '"w"' not in l and " w " not in l
+                    and "INTO w " not in l)
+                self.assertEqual(dump(target), dump(name))
+
+    def test_restore_to_new_database(self):
+        before = self.sqlite_dump()
+        snap = self.backup("--name", "drill")["path"]
+        self.assertTrue(snap.endswith("drill.tar.zst"))
+        self.code(2, "backup", "--name", "drill")  # names are not reused
+        r = self.ok("restore", "drill.tar.zst", "--to", self.sqlite_url("drill.db"), "--yes",
+                    "--json")
+        self.assertIsNone(r.json()["safety_snapshot"])  # a new database has nothing to save
+        self.assertEqual(self.sqlite_dump("drill.db"), before)
+        self.assertEqual(self.sqlite_dump(), before)  # the source is untouched
+        # --to works without any configured database
+        os.remove(self.path("safe-migrate.ini"))
+        self.ok("-b", "backups", "restore", snap, "--to", self.sqlite_url("drill2.db"), "--yes")
+        self.assertEqual(self.sqlite_dump("drill2.db"), before)
+
+    def damaged_copies(self, snap):
+        """Yields (label, path) of damaged copies with the original's checksum."""
+        data = open(snap, "rb").read()
+        digest = hashlib.sha256(data).hexdigest()
+        n = len(data)
+        cases = [("flip@%d" % off, data[:off] + bytes([data[off] ^ 0x20]) + data[off + 1:])
+                 for off in (0, 3, 600, n // 3, n // 2, n - 30, n - 1)]
+        cases += [("cut@%d" % cut, data[:cut]) for cut in (0, 1, 512, n // 2, n - 1)]
+        for i, (label, blob) in enumerate(cases):
+            name = "damaged%d.tar.zst" % i
+            p = self.path(name)
+            with open(p, "wb") as f:
+                f.write(blob)
+            with open(p + ".sha256", "w") as f:
+                f.write("%s  %s\n" % (digest, name))
+            yield label, p
+
+    def test_damaged_snapshots_are_refused(self):
+        snap = self.backup()["path"]
+        self.sqlite("INSERT INTO kinds(id, t) VALUES (99, 'after')")
+        db_sha = file_sha(self.path("app.db"))
+        for label, p in self.damaged_copies(snap):
+            with self.subTest(label):
+                r = self.code(7, "verify", p, "--json")
+                j = r.json()
+                self.assertFalse(j["ok"])
+                self.assertTrue(j["problems"])
+                r = self.code(7, "restore", p, "--yes")
+                self.assertIn("damaged", r.err)
+                self.assertEqual(file_sha(self.path("app.db")), db_sha)
+        # nothing left behind by the refused restores
+        self.assertEqual(sorted(f for f in os.listdir(self.dir) if "restore" in f), [])
+
+    def test_wrong_checksum_file(self):
+        snap = self.backup()["path"]
+        self.ok("verify", snap)
+        db_sha = file_sha(self.path("app.db"))
+        with open(snap + ".sha256", "w") as f:
+            f.write("%s  %s\n" % ("0" * 64, os.path.basename(snap)))
+        r = self.code(7, "verify", snap)
+        self.assertIn("checksum", r.out + r.err)
+        self.code(7, "restore", snap, "--yes")
+        self.assertEqual(file_sha(self.path("app.db")), db_sha)
+        os.remove(snap + ".sha256")
+        self.code(7, "verify", snap)
+
+    def test_verify_never_crashes(self):
+        for i, blob in enumerate([b"", b"\x00", b"hello world\n" * 100, os.urandom(70000),
+                                  b"\x28\xb5\x2f\xfd" + os.urandom(5000)]):
+            p = self.write("junk%d.tar.zst" % i, blob, mode="wb")
+            r = self.code(7, "verify", p, "--json")
+            self.assertFalse(r.json()["ok"])
+        self.code(1, "verify", self.path("missing.tar.zst"))
+        self.code(2, "verify")
+
+    def hostile_tar(self, name, build):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+            hdr = json.dumps({"format_version": 1, "engine": "sqlite"}).encode()
+            ti = tarfile.TarInfo("snapshot.json")
+            ti.size = len(hdr)
+            t.addfile(ti, io.BytesIO(hdr))
+            build(t)
+        comp = subprocess.run(["zstd", "-q", "-c"], input=raw.getvalue(), capture_output=True,
+                              check=True).stdout
+        p = self.path(name)
+        with open(p, "wb") as f:
+            f.write(comp)
+        with open(p + ".sha256", "w") as f:
+            f.write("%s  %s\n" % (hashlib.sha256(comp).hexdigest(), name))
+        return p
+
+    def test_hostile_archives(self):
+        def add(t, name, data=b"evil", **kw):
+            ti = tarfile.TarInfo(name)
+            for k, v in kw.items():
+                setattr(ti, k, v)
+            if ti.type == tarfile.REGTYPE:
+                ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data))
+            else:
+                t.addfile(ti)
+        cases = {
+            "dotdot": lambda t: add(t, "../evil"),
+            "deep-dotdot": lambda t: add(t, "data/../../evil"),
+            "absolute": lambda t: add(t, self.path("abs-evil")),
+            "symlink": lambda t: add(t, "data/main.db.0000", type=tarfile.SYMTYPE,
+                                     linkname="/etc/passwd"),
+            "hardlink": lambda t: add(t, "data/main.db.0000", type=tarfile.LNKTYPE,
+                                      linkname="snapshot.json"),
+            "duplicate": lambda t: add(t, "snapshot.json"),
+        }
+        db_sha = file_sha(self.path("app.db"))
+        for label, build in cases.items():
+            with self.subTest(label):
+                p = self.hostile_tar("hostile-%s.tar.zst" % label, build)
+                r = self.code(7, "verify", p)
+                self.assertIn("refused", r.out)
+                self.code(7, "restore", p, "--yes")
+                self.assertEqual(file_sha(self.path("app.db")), db_sha)
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(self.dir), "evil")))
+        self.assertFalse(os.path.exists(self.path("evil")))
+        self.assertFalse(os.path.exists(self.path("abs-evil")))
+
+    def test_restore_needs_confirmation(self):
+        snap = self.backup()["path"]
+        self.sqlite("INSERT INTO kinds(id, t) VALUES (99, 'after')")
+        db_sha = file_sha(self.path("app.db"))
+        r = self.code(2, "restore", snap)
+        self.assertIn("--yes", r.err)
+        self.assertEqual(file_sha(self.path("app.db")), db_sha)
+        self.code(1, "restore", self.path("nope.tar.zst"), "--yes")
+        self.assertEqual(file_sha(self.path("app.db")), db_sha)
+        # --no-safety-backup takes none
+        n = len(glob.glob(self.path("backups", "*.tar.zst")))
+        self.ok("restore", snap, "--yes", "--no-safety-backup")
+        self.assertEqual(len(glob.glob(self.path("backups", "*.tar.zst"))), n)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM kinds WHERE id = 99"), [(0,)])
+
+    def test_list_backups_and_prune(self):
+        r = self.ok("list-backups", "--json")
+        self.assertEqual(r.json()["snapshots"], [])
+        junk = self.write("backups/junk.tar.zst", "not a snapshot")
+        os.utime(junk, (946684800, 946684800))  # old: sorts first
+        paths = [self.backup("--name", n)["path"] for n in ("a", "b", "c")]
+        snaps = self.ok("list-backups", "--json").json()["snapshots"]
+        self.assertEqual(len(snaps), 4)
+        self.assertTrue(snaps[0]["damaged"])
+        self.assertTrue(snaps[0]["path"].endswith("junk.tar.zst"))
+        good = snaps[1:]
+        self.assertEqual([os.path.basename(s["path"]) for s in good],
+                         ["a.tar.zst", "b.tar.zst", "c.tar.zst"])
+        for s in good:
+            self.assertFalse(s["damaged"])
+            self.assertEqual(s["engine"], "sqlite")
+            self.assertIsNone(s["revision"])
+            self.assertGreater(s["bytes"], 0)
+            self.assertRegex(s["created_at"], r"^\d{4}-\d\d-\d\dT")
+        text = self.ok("list-backups").out
+        self.assertIn("DAMAGED", text)
+        self.assertIn("b.tar.zst", text)
+
+        self.code(2, "prune", "--keep", "-1")
+        self.code(2, "prune", "--keep", "x")
+        self.code(2, "prune", "--keep", "")
+        self.code(2, "prune")
+        self.assertEqual(len(glob.glob(self.path("backups", "*"))), 7)  # junk has no sidecar
+        r = self.ok("prune", "--keep", "2", "--json")
+        self.assertEqual(len(r.json()["removed"]), 2)
+        left = sorted(os.listdir(self.path("backups")))
+        self.assertEqual(left, ["b.tar.zst", "b.tar.zst.sha256", "c.tar.zst", "c.tar.zst.sha256"])
+        self.ok("prune", "--keep", "5")
+        self.assertEqual(len(os.listdir(self.path("backups"))), 4)
+        self.ok("prune", "--keep", "0")
+        self.assertEqual(os.listdir(self.path("backups")), [])
+        del paths
+
+    def test_revision_is_recorded(self):
+        self.write("migrations/0001_a.sql", "-- migrate:up\nCREATE TABLE a (x);\n"
+                   "-- migrate:down\nDROP TABLE a;\n")
+        self.write("migrations/0002_b.sql", "-- migrate:up\nCREATE TABLE b (x);\n"
+                   "-- migrate:down\nDROP TABLE b;\n")
+        self.ok("upgrade")
+        self.backup("--name", "rev")
+        snaps = self.ok("list-backups", "--json").json()["snapshots"]
+        self.assertEqual(snaps[0]["revision"], "0002")
+
+    def test_drop_tables_then_restore(self):
+        self.write("migrations/0001_a.sql", "CREATE TABLE a (x);\n")
+        self.ok("upgrade")
+        before = self.sqlite_dump()
+        r = self.code(2, "drop-tables")  # stdin is not a terminal
+        self.assertIn("--yes", r.err)
+        self.assertEqual(self.sqlite_dump(), before)
+        r = self.ok("drop-tables", "--yes", "--json")
+        j = r.json()
+        snap = j["snapshot"]
+        self.assertIn("table safe_migrate_versions", j["dropped"])
+        self.assertIn("view kinds_v", j["dropped"])
+        left = self.sqlite("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+        self.assertEqual(left, [])
+        r = self.ok("drop-tables", "--yes")  # on an empty database too
+        self.ok("restore", snap, "--yes")
+        self.assertEqual(self.sqlite_dump(), before)
+        # the plain output is the snapshot path
+        self.assertTrue(r.out.strip().endswith(".tar.zst"))
+
+
+if __name__ == "__main__":
+    main()
