@@ -35,8 +35,8 @@ class DropTablesPg(CliTest):
         r = self.ok("-d", url, "-b", self.path("b"), "drop-tables", "--yes", "--json")
         j = r.json()
         self.assertTrue(os.path.exists(j["snapshot"]))
-        self.assertIn("TABLE public.safe_migrate_versions", j["dropped"])
-        self.assertIn("SEQUENCE app.free_seq", j["dropped"])
+        self.assertIn("table public.safe_migrate_versions", j["dropped"])
+        self.assertIn("sequence app.free_seq", j["dropped"])
         left = self.psql(url, "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
                               "ON n.oid = c.relnamespace WHERE c.relkind IN "
                               "('r','p','v','m','S','f') AND n.nspname NOT IN "
