@@ -19,7 +19,7 @@ static void write_cfg(const char *text)
 {
 	FILE *f;
 
-	strcpy(path, "/tmp/sm-cfg-XXXXXX");
+	snprintf(path, sizeof(path), "%s", "/tmp/sm-cfg-XXXXXX");
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
 	f = fdopen(fd, "w");

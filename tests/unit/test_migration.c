@@ -1,6 +1,7 @@
 /*
  * Unit tests for migration file parsing and discovery (src/migrate/migration.c).
  */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -77,6 +79,14 @@ static void test_bad_markers(void **state)
 
 static char tmpdir[64];
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
 static void put(const char *rel, const char *text)
 {
 	char path[256];
@@ -97,7 +107,7 @@ static void test_layouts(void **state)
 	char *dirs[1] = { tmpdir };
 
 	(void)state;
-	strcpy(tmpdir, "/tmp/sm-unit-XXXXXX");
+	snprintf(tmpdir, sizeof(tmpdir), "%s", "/tmp/sm-unit-XXXXXX");
 	assert_non_null(mkdtemp(tmpdir));
 	snprintf(sub, sizeof(sub), "%s/billing", tmpdir);
 	mkdir(sub, 0755);
@@ -126,11 +136,7 @@ static void test_layouts(void **state)
 	assert_non_null(strstr(err.msg, "duplicate"));
 	assert_non_null(strstr(err.msg, "4_again.sql"));
 	assert_non_null(strstr(err.msg, "0004_notes.sql"));
-	{
-		char cmd[128];
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-		assert_int_equal(system(cmd), 0);
-	}
+	assert_int_equal(nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
 }
 
 int main(void)
