@@ -685,6 +685,59 @@ static void create_type(struct ag *g, const struct schema_obj *t)
 		sb_addf(g->sql, " AS RANGE (subtype = %s);\n", t->def + 9);
 }
 
+/* PostgreSQL cannot drop enum values: the type is renamed, created anew,
+ * every column using it is converted through text, and the old one dropped.
+ * Fails if a row holds a value that goes. */
+static void recreate_enum(struct ag *g, const struct schema_obj *f, const struct schema_obj *t)
+{
+	struct strbuf old = STRBUF_INIT;
+
+	warn(g, "enum %s loses values: the type is recreated, which fails if a row uses one",
+	     t->name);
+	sb_addf(&old, "%s__sm_old", t->name);
+	sb_adds(g->sql, "ALTER TYPE ");
+	qname(g, g->sql, t->name);
+	sb_adds(g->sql, " RENAME TO ");
+	g->to_e->ops->quote_ident(g->sql, strchr(old.buf, '.') ? strchr(old.buf, '.') + 1 :
+				  old.buf);
+	sb_adds(g->sql, ";\n");
+	create_type(g, t);
+	for (size_t i = 0; i < g->from->n; i++) {
+		const struct schema_obj *c = &g->from->items[i];
+		if (c->kind != SOBJ_COLUMN || !c->type || strcmp(c->type, f->name))
+			continue;
+		if (c->dflt) {
+			sb_adds(g->sql, "ALTER TABLE ");
+			qname(g, g->sql, c->table);
+			sb_adds(g->sql, " ALTER COLUMN ");
+			qname(g, g->sql, c->name);
+			sb_adds(g->sql, " DROP DEFAULT;\n");
+		}
+		sb_adds(g->sql, "ALTER TABLE ");
+		qname(g, g->sql, c->table);
+		sb_adds(g->sql, " ALTER COLUMN ");
+		qname(g, g->sql, c->name);
+		sb_adds(g->sql, " TYPE ");
+		qname(g, g->sql, t->name);
+		sb_adds(g->sql, " USING ");
+		qname(g, g->sql, c->name);
+		sb_adds(g->sql, "::text::");
+		qname(g, g->sql, t->name);
+		sb_adds(g->sql, ";\n");
+		if (c->dflt) {
+			sb_adds(g->sql, "ALTER TABLE ");
+			qname(g, g->sql, c->table);
+			sb_adds(g->sql, " ALTER COLUMN ");
+			qname(g, g->sql, c->name);
+			sb_addf(g->sql, " SET DEFAULT %s;\n", c->dflt);
+		}
+	}
+	sb_adds(g->sql, "DROP TYPE ");
+	qname(g, g->sql, old.buf);
+	sb_adds(g->sql, ";\n");
+	sb_release(&old);
+}
+
 /* PostgreSQL: a changed type; only enum values added are generated. */
 static void alter_type(struct ag *g, const struct schema_obj *f, const struct schema_obj *t)
 {
@@ -701,9 +754,13 @@ static void alter_type(struct ag *g, const struct schema_obj *f, const struct sc
 				j++;
 		ok = j == na;
 	}
+	if (!ok && !strncmp(f->def, "ENUM ", 5) && !strncmp(t->def, "ENUM ", 5)) {
+		recreate_enum(g, f, t);
+		goto out;
+	}
 	if (!ok) {
 		warn(g, "NOT GENERATED: type %s changed in a way autogenerate cannot write (only "
-		     "enum values added are); write it by hand", t->name);
+		     "enum values are); write it by hand", t->name);
 		sb_addf(g->sql, "-- type %s changed: write this change by hand\n", t->name);
 		goto out;
 	}
