@@ -842,6 +842,19 @@ static int concurrent_in_up(struct ag *g, const struct schema_obj *ix)
 	       !constraint_index(g->from, ix) && gone_or_changed(ix, g->to);
 }
 
+static int type_changes(const struct schema_model *F, const struct schema_model *T)
+{
+	for (size_t i = 0; i < F->n; i++) {
+		const struct schema_obj *o = &F->items[i], *x;
+		if (o->kind != SOBJ_COLUMN && o->kind != SOBJ_TYPE)
+			continue;
+		x = find(T, o->kind, o->table, o->name);
+		if (x && (o->kind == SOBJ_COLUMN ? sdiff(o->type, x->type) : sdiff(o->def, x->def)))
+			return 1;
+	}
+	return 0;
+}
+
 static int gen(struct ag *g, struct sm_error *err)
 {
 	const struct schema_model *F = g->from, *T = g->to;
@@ -862,12 +875,9 @@ static int gen(struct ag *g, struct sm_error *err)
 			note(g, '~', "rebuild table %s (SQLite: create, copy, drop, rename)", t->name);
 		}
 	}
-	views_all = sqlite && g->n_rebuilt;
-	if (!sqlite) {
-		create_objects(g, SOBJ_TYPE);
-		create_objects(g, SOBJ_SEQUENCE);
-		create_objects(g, SOBJ_FUNCTION);
-	}
+	/* views over a rebuilt table, a column whose type changes or an enum
+	 * that is recreated would block the change: drop and recreate them all */
+	views_all = sqlite ? g->n_rebuilt > 0 : type_changes(F, T);
 	/* views, triggers, indexes and constraints that go or change */
 	for (size_t i = 0; i < F->n; i++) {
 		const struct schema_obj *o = &F->items[i];
@@ -876,6 +886,11 @@ static int gen(struct ag *g, struct sm_error *err)
 				note(g, find(T, o->kind, NULL, o->name) ? '~' : '-', "view %s", o->name);
 			drop_view(g, o);
 		}
+	}
+	if (!sqlite) {
+		create_objects(g, SOBJ_TYPE);
+		create_objects(g, SOBJ_SEQUENCE);
+		create_objects(g, SOBJ_FUNCTION);
 	}
 	for (size_t i = 0; i < F->n; i++) {
 		const struct schema_obj *o = &F->items[i];

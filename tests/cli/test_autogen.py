@@ -47,7 +47,8 @@ PG_STEPS = [
 CREATE TABLE users (id serial PRIMARY KEY, name text, email text, m mood, nick text);
 CREATE TABLE posts (id bigserial PRIMARY KEY, user_id integer REFERENCES users(id), body text);
 CREATE INDEX posts_user ON posts(user_id);
-CREATE VIEW v_users AS SELECT id, name FROM users;
+CREATE VIEW v_users AS SELECT id, name, email, m FROM users;
+CREATE VIEW v_posts AS SELECT id FROM posts;
 CREATE TABLE gone (id int);
 """,
     """CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -57,7 +58,8 @@ CREATE TABLE posts (id bigserial PRIMARY KEY, user_id integer REFERENCES users(i
 CREATE INDEX posts_user ON posts(user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX users_lower ON users(lower(email));
 CREATE TABLE tags (id int PRIMARY KEY, name text UNIQUE, post_id bigint REFERENCES posts(id));
-CREATE VIEW v_users AS SELECT id, name, email FROM users;
+CREATE VIEW v_users AS SELECT id, name, email, m FROM users;
+CREATE VIEW v_posts AS SELECT id, body FROM posts;
 """,
     """CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL DEFAULT '', email varchar(200) UNIQUE, m mood, age int CHECK (age > 0));
