@@ -20,6 +20,21 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
+/* Prints findings (human output) and appends them to the run's JSON array. */
+static void report_findings(const struct finding_list *l, cJSON *arr)
+{
+	cJSON *items, *it;
+
+	if (!opt.json)
+		print_findings(l);
+	if (!arr)
+		return;
+	items = finding_list_json(l);
+	while ((it = cJSON_DetachItemFromArray(items, 0)) != NULL)
+		cJSON_AddItemToArray(arr, it);
+	cJSON_Delete(items);
+}
+
 int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct sm_error *err)
 {
 	struct safety_check_opts o;
@@ -38,15 +53,7 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
 		finding_list_release(&l);
 		return 1;
 	}
-	if (!opt.json)
-		print_findings(&l);
-	if (arr) {
-		cJSON *items = finding_list_json(&l);
-		cJSON *it;
-		while ((it = cJSON_DetachItemFromArray(items, 0)) != NULL)
-			cJSON_AddItemToArray(arr, it);
-		cJSON_Delete(items);
-	}
+	report_findings(&l, arr);
 	failed = finding_count(&l, LEVEL_FAIL) > 0;
 	finding_list_release(&l);
 	return failed;
@@ -179,15 +186,7 @@ int port_validate(struct engine *e, const struct db_state *before, int check_sch
 		return 1;
 	}
 	bad = finding_count(&l, LEVEL_FAIL) > 0;
-	if (!opt.json && l.n)
-		print_findings(&l);
-	if (arr) {
-		cJSON *items = finding_list_json(&l);
-		cJSON *it;
-		while ((it = cJSON_DetachItemFromArray(items, 0)) != NULL)
-			cJSON_AddItemToArray(arr, it);
-		cJSON_Delete(items);
-	}
+	report_findings(&l, arr);
 	if (bad)
 		err_set(err, ERR_DAMAGED, "%zu new problem%s after the migration",
 			finding_count(&l, LEVEL_FAIL), finding_count(&l, LEVEL_FAIL) == 1 ? "" : "s");
