@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "schema.h"
@@ -219,8 +220,6 @@ static void sqlite_scratch_close(struct engine *live, struct engine *scratch)
 	free(path);
 }
 
-static void pg_scratch_close(struct engine *live, struct engine *scratch);
-
 /* ---- PostgreSQL --------------------------------------------------------------- */
 
 static int pg_table_ddl(struct ag *g, const char *table, struct strbuf *out,
@@ -242,11 +241,6 @@ static int pg_table_ddl(struct ag *g, const char *table, struct strbuf *out,
 	}
 	sb_adds(out, "\n)");
 	return 0;
-}
-
-static void scratch_name(char *buf, size_t n)
-{
-	snprintf(buf, n, "sm_autogen_%ld", (long)getpid());
 }
 
 /* live's connection string pointed at database name. */
@@ -276,6 +270,18 @@ static void pg_url_for(const struct db_url *live, const char *name, struct db_ur
 	out->redacted = url_redact(out->conninfo);
 }
 
+static void pg_drop_db(struct engine *live, const char *name)
+{
+	struct strbuf sql = STRBUF_INIT;
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	sb_adds(&sql, "DROP DATABASE IF EXISTS ");
+	live->ops->quote_ident(&sql, name);
+	engine_exec(live, sql.buf, &ignored);
+	err_clear(&ignored);
+	sb_release(&sql);
+}
+
 static int pg_scratch_open(struct engine *live, struct engine **out, struct sm_error *err)
 {
 	char name[64];
@@ -283,39 +289,38 @@ static int pg_scratch_open(struct engine *live, struct engine **out, struct sm_e
 	struct db_url url = DB_URL_INIT;
 	int ret;
 
-	scratch_name(name, sizeof(name));
-	sb_adds(&sql, "DROP DATABASE IF EXISTS ");
-	live->ops->quote_ident(&sql, name);
-	sb_adds(&sql, "; CREATE DATABASE ");
+	/* pid and time: two runs on one server never share a name */
+	snprintf(name, sizeof(name), "sm_autogen_%ld_%ld", (long)getpid(), (long)time(NULL));
+	sb_adds(&sql, "CREATE DATABASE ");
 	live->ops->quote_ident(&sql, name);
 	sb_adds(&sql, " TEMPLATE template0");
 	ret = engine_exec(live, sql.buf, err);
 	sb_release(&sql);
 	if (ret < 0)
-		return err_prefix(err, "cannot create the scratch database '%s'", name);
+		return err_prefix(err, "cannot create the scratch database '%s' (the user needs "
+				  "CREATEDB)", name);
 	pg_url_for(&live->url, name, &url);
 	ret = engine_open(out, &url, 0, err);
 	url_release(&url);
-	if (ret < 0) {
-		pg_scratch_close(live, NULL);
-		return -1;
-	}
-	return 0;
+	if (ret < 0)
+		pg_drop_db(live, name);
+	return ret;
 }
 
 static void pg_scratch_close(struct engine *live, struct engine *scratch)
 {
-	char name[64];
-	struct strbuf sql = STRBUF_INIT;
 	struct sm_error ignored = SM_ERROR_INIT;
+	char *name = NULL;
 
+	if (engine_scalar(scratch, "SELECT current_database()", 0, NULL, &name, &ignored) < 0 ||
+	    !name || strncmp(name, "sm_autogen_", 11)) {
+		engine_close(scratch); /* never drop a database we did not make */
+		free(name);
+		return;
+	}
 	engine_close(scratch);
-	scratch_name(name, sizeof(name));
-	sb_adds(&sql, "DROP DATABASE IF EXISTS ");
-	live->ops->quote_ident(&sql, name);
-	engine_exec(live, sql.buf, &ignored);
-	err_clear(&ignored);
-	sb_release(&sql);
+	pg_drop_db(live, name);
+	free(name);
 }
 
 static const struct ag_driver drivers[] = {
@@ -449,7 +454,7 @@ static void add_index_or_trigger(struct ag *g, const struct schema_obj *o, int c
 
 static int sqlite_rebuild(struct ag *g, const char *t, struct sm_error *err)
 {
-	struct strbuf ddl = STRBUF_INIT, tmp = STRBUF_INIT, cols = STRBUF_INIT;
+	struct strbuf ddl = STRBUF_INIT, tmp = STRBUF_INIT, cols = STRBUF_INIT, vals = STRBUF_INIT;
 	const char *paren;
 	int first = 1;
 
@@ -467,18 +472,28 @@ static int sqlite_rebuild(struct ag *g, const char *t, struct sm_error *err)
 	sb_addch(g->sql, ' ');
 	add_stmt(g->sql, paren);
 	for (size_t i = 0; i < g->to->n; i++) {
-		const struct schema_obj *c = &g->to->items[i];
+		const struct schema_obj *c = &g->to->items[i], *f;
 		if (c->kind != SOBJ_COLUMN || strcmp(c->table, t) ||
-		    !find(g->from, SOBJ_COLUMN, t, c->name))
+		    !(f = find(g->from, SOBJ_COLUMN, t, c->name)))
 			continue;
-		if (!first)
+		if (!first) {
 			sb_adds(&cols, ", ");
+			sb_adds(&vals, ", ");
+		}
 		qname(g, &cols, c->name);
+		/* a column becoming NOT NULL with a default: NULLs take the default */
+		if (c->notnull && !f->notnull && c->dflt) {
+			sb_adds(&vals, "coalesce(");
+			qname(g, &vals, c->name);
+			sb_addf(&vals, ", %s)", c->dflt);
+		} else {
+			qname(g, &vals, c->name);
+		}
 		first = 0;
 	}
 	sb_adds(g->sql, "INSERT INTO ");
 	qname(g, g->sql, tmp.buf);
-	sb_addf(g->sql, " (%s) SELECT %s FROM ", cols.buf, cols.buf);
+	sb_addf(g->sql, " (%s) SELECT %s FROM ", cols.buf, vals.buf);
 	qname(g, g->sql, t);
 	sb_adds(g->sql, ";\n-- safe-migrate:ignore drop-table,update-or-delete-without-where\n"
 		"DROP TABLE ");
@@ -496,11 +511,13 @@ static int sqlite_rebuild(struct ag *g, const char *t, struct sm_error *err)
 	sb_release(&ddl);
 	sb_release(&tmp);
 	sb_release(&cols);
+	sb_release(&vals);
 	return 0;
 fail:
 	sb_release(&ddl);
 	sb_release(&tmp);
 	sb_release(&cols);
+	sb_release(&vals);
 	return -1;
 }
 
@@ -542,6 +559,16 @@ static void pg_alter_columns(struct ag *g, const char *t)
 			sb_addf(g->sql, " TYPE %s USING ", x->type);
 			qname(g, g->sql, c->name);
 			sb_addf(g->sql, "::%s;\n", x->type);
+		}
+		if (x->notnull && !c->notnull && x->dflt) {
+			/* NULLs take the new default, as on SQLite */
+			sb_adds(g->sql, "UPDATE ");
+			qname(g, g->sql, t);
+			sb_adds(g->sql, " SET ");
+			qname(g, g->sql, c->name);
+			sb_addf(g->sql, " = %s WHERE ", x->dflt);
+			qname(g, g->sql, c->name);
+			sb_adds(g->sql, " IS NULL;\n");
 		}
 		if (c->notnull != x->notnull) {
 			sb_adds(g->sql, "ALTER TABLE ");

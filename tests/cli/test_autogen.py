@@ -122,7 +122,8 @@ class AutogenSqlite(AutogenBase):
                 self.assertIn("DESTRUCTIVE: drops table gone", r.err)
                 self.assertIn("if this is a rename, write it by hand", r.err)
                 # some data that the rebuilds must keep
-                self.sqlite("INSERT INTO users (id, name, email, nick) VALUES (1, 'a', 'a@x', 'n')")
+                self.sqlite("INSERT INTO users (id, name, email, nick) VALUES (1, 'a', 'a@x', 'n'), "
+                            "(2, NULL, 'b@x', NULL)")
                 self.sqlite("INSERT INTO posts (id, user_id, body) VALUES (7, 1, 'hello')")
             if i == 2:
                 self.assertIn("DESTRUCTIVE: drops column users.nick", r.err)
@@ -135,7 +136,9 @@ class AutogenSqlite(AutogenBase):
             r = self.ok("-d", url, "validate", "--expected", exp)
             self.assertIn("PASS expected-schema", r.out)
             self.assert_no_changes(url, f)
-        self.assertEqual(self.sqlite("SELECT id, name, email FROM users"), [(1, "a", "a@x")])
+        # the NULL name took the default of the column made NOT NULL
+        self.assertEqual(self.sqlite("SELECT id, name, email FROM users ORDER BY id"),
+                         [(1, "a", "a@x"), (2, "", "b@x")])
         self.assertEqual(self.sqlite("SELECT id, user_id, body FROM posts"), [(7, 1, "hello")])
         r = self.ok("-d", url, "roundtrip")
         self.assertIn("roundtrip ok: 3 migrations", r.out)
@@ -221,7 +224,7 @@ class AutogenPg(AutogenBase):
                 self.assertTrue(conc.startswith("-- migrate:up transaction:false\n"), conc)
                 self.assertIn("CREATE INDEX CONCURRENTLY users_lower", conc)
                 self.assertIn("DROP INDEX CONCURRENTLY", conc)
-                self.psql(url, "INSERT INTO users (name, email) VALUES ('a', 'a@x');"
+                self.psql(url, "INSERT INTO users (name, email) VALUES ('a', 'a@x'), (NULL, 'b@x');"
                                "INSERT INTO posts (user_id, body) VALUES (1, 'hello')")
             self.ok("-d", url, "upgrade")
             desired = self.pg_new_db()
@@ -230,7 +233,8 @@ class AutogenPg(AutogenBase):
             r = self.ok("-d", url, "validate", "--expected", exp)
             self.assertIn("PASS expected-schema", r.out)
             self.assert_no_changes(url, f)
-        self.assertEqual(self.psql(url, "SELECT name || ',' || email FROM users"), "a,a@x")
+        self.assertEqual(self.psql(url, "SELECT name || ',' || email FROM users ORDER BY id"),
+                         "a,a@x\n,b@x")
         self.assertEqual(self.psql(url, "SELECT body FROM posts"), "hello")
         r = self.ok("-d", url, "roundtrip", "--url", self.pg_new_db())
         self.assertIn("roundtrip ok", r.out)
