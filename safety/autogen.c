@@ -24,12 +24,13 @@ struct ag_driver {
 	int (*table_ddl)(struct ag *g, const char *table, struct strbuf *out, struct sm_error *err);
 	int (*scratch_open)(struct engine *live, struct engine **out, struct sm_error *err);
 	void (*scratch_close)(struct engine *live, struct engine *scratch);
+	const char *views_sql; /* view names in creation order */
 };
 
 /* One direction's generation: from -> to, DDL read from to_e. */
 struct ag {
 	const struct ag_driver *d;
-	struct engine *to_e;
+	struct engine *to_e, *from_e;
 	const struct schema_model *from, *to;
 	struct strbuf *sql, *csql; /* csql: CONCURRENTLY section (PostgreSQL) */
 	struct strbuf *summary;    /* NULL for the down direction */
@@ -324,8 +325,13 @@ static void pg_scratch_close(struct engine *live, struct engine *scratch)
 }
 
 static const struct ag_driver drivers[] = {
-	{ "sqlite", 1, sqlite_table_ddl, sqlite_scratch_open, sqlite_scratch_close },
-	{ "postgresql", 0, pg_table_ddl, pg_scratch_open, pg_scratch_close },
+	{ "sqlite", 1, sqlite_table_ddl, sqlite_scratch_open, sqlite_scratch_close,
+	  "SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY rowid" },
+	{ "postgresql", 0, pg_table_ddl, pg_scratch_open, pg_scratch_close,
+	  "SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || "
+	  "c.relname END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+	  "c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+	  "ORDER BY c.oid" },
 };
 
 static const struct ag_driver *driver_for(struct engine *e, struct sm_error *err)
@@ -887,6 +893,7 @@ static int gen(struct ag *g, struct sm_error *err)
 	const struct schema_model *F = g->from, *T = g->to;
 	int sqlite = g->d->sqlite_style, views_all = 0;
 	size_t n_drop_tables = 0;
+	struct eng_rows vf = ENG_ROWS_INIT, vt = ENG_ROWS_INIT;
 
 	/* which tables in both change */
 	for (size_t i = 0; i < F->n; i++) {
@@ -905,10 +912,17 @@ static int gen(struct ag *g, struct sm_error *err)
 	/* views over a rebuilt table, a column whose type changes or an enum
 	 * that is recreated would block the change: drop and recreate them all */
 	views_all = sqlite ? g->n_rebuilt > 0 : type_changes(F, T);
-	/* views, triggers, indexes and constraints that go or change */
-	for (size_t i = 0; i < F->n; i++) {
-		const struct schema_obj *o = &F->items[i];
-		if (o->kind == SOBJ_VIEW && (views_all || gone_or_changed(o, T))) {
+	/* a view that goes or changes may have dependents: all go and come back */
+	for (size_t i = 0; i < F->n; i++)
+		if (F->items[i].kind == SOBJ_VIEW && gone_or_changed(&F->items[i], T))
+			views_all = 1;
+	/* views that go or change, dependents first (reverse creation order) */
+	if (g->from_e->ops->query(g->from_e, g->d->views_sql, 0, NULL, &vf, err) < 0 ||
+	    g->to_e->ops->query(g->to_e, g->d->views_sql, 0, NULL, &vt, err) < 0)
+		goto fail;
+	for (size_t k = vf.nrows; k-- > 0;) {
+		const struct schema_obj *o = find(F, SOBJ_VIEW, NULL, rows_get(&vf, k, 0));
+		if (o && (views_all || gone_or_changed(o, T))) {
 			if (gone_or_changed(o, T))
 				note(g, find(T, o->kind, NULL, o->name) ? '~' : '-', "view %s", o->name);
 			drop_view(g, o);
@@ -974,7 +988,7 @@ static int gen(struct ag *g, struct sm_error *err)
 			continue;
 		note(g, '+', "add table %s", t->name);
 		if (g->d->table_ddl(g, t->name, g->sql, err) < 0)
-			return -1;
+			goto fail;
 		add_stmt(g->sql, "");
 	}
 	/* tables in both */
@@ -984,7 +998,7 @@ static int gen(struct ag *g, struct sm_error *err)
 			continue;
 		if (is_rebuilt(g, t->name)) {
 			if (sqlite_rebuild(g, t->name, err) < 0)
-				return -1;
+				goto fail;
 			continue;
 		}
 		if (!sqlite)
@@ -1021,10 +1035,10 @@ static int gen(struct ag *g, struct sm_error *err)
 				     o->name, o->table);
 			add_index_or_trigger(g, o, existing && g->csql && !sqlite);
 		}
-	/* views that come */
-	for (size_t i = 0; i < T->n; i++) {
-		const struct schema_obj *v = &T->items[i], *f;
-		if (v->kind != SOBJ_VIEW)
+	/* views that come, in the order the desired database created them */
+	for (size_t k = 0; k < vt.nrows; k++) {
+		const struct schema_obj *v = find(T, SOBJ_VIEW, NULL, rows_get(&vt, k, 0)), *f;
+		if (!v)
 			continue;
 		f = find(F, v->kind, NULL, v->name);
 		if (f && !sdiff(f->def, v->def) && !views_all)
@@ -1038,7 +1052,13 @@ static int gen(struct ag *g, struct sm_error *err)
 		drop_objects(g, SOBJ_SEQUENCE);
 		drop_objects(g, SOBJ_TYPE);
 	}
+	rows_release(&vf);
+	rows_release(&vt);
 	return 0;
+fail:
+	rows_release(&vf);
+	rows_release(&vt);
+	return -1;
 }
 
 /* SQLite: a section with a rebuild runs outside the migration's
@@ -1085,6 +1105,7 @@ int autogen_diff(struct engine *live, struct engine *desired, struct autogen_res
 	if (schema_load(live, &lm, err) < 0 || schema_load(desired, &dm, err) < 0)
 		goto out;
 	up.to_e = desired;
+	up.from_e = live;
 	up.from = &lm;
 	up.to = &dm;
 	up.sql = &r->up;
@@ -1094,6 +1115,7 @@ int autogen_diff(struct engine *live, struct engine *desired, struct autogen_res
 	if (gen(&up, err) < 0)
 		goto out;
 	down.to_e = live;
+	down.from_e = desired;
 	down.from = &dm;
 	down.to = &lm;
 	down.sql = &r->down;

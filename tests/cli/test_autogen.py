@@ -21,6 +21,7 @@ SQLITE_STEPS = [
 CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id), body TEXT);
 CREATE INDEX posts_user ON posts(user_id);
 CREATE VIEW v_users AS SELECT id, name FROM users;
+CREATE VIEW a_names AS SELECT name FROM v_users;
 CREATE TABLE gone (id INTEGER);
 CREATE TRIGGER posts_touch AFTER INSERT ON posts BEGIN UPDATE users SET nick = 'x' WHERE id = NEW.user_id; END;
 """,
@@ -31,6 +32,7 @@ CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id)
 CREATE INDEX posts_user ON posts(user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX users_lower ON users(lower(email));
 CREATE VIEW v_users AS SELECT id, name, email FROM users;
+CREATE VIEW a_names AS SELECT name FROM v_users;
 CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE, post_id INTEGER REFERENCES posts(id));
 CREATE TRIGGER posts_touch AFTER INSERT ON posts BEGIN UPDATE users SET nick = 'x' WHERE id = NEW.user_id; END;
 """,
@@ -49,6 +51,7 @@ CREATE TABLE posts (id bigserial PRIMARY KEY, user_id integer REFERENCES users(i
 CREATE INDEX posts_user ON posts(user_id);
 CREATE VIEW v_users AS SELECT id, name, email, m FROM users;
 CREATE VIEW v_posts AS SELECT id FROM posts;
+CREATE VIEW a_posts AS SELECT id FROM v_posts;
 CREATE TABLE gone (id int);
 """,
     """CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -60,6 +63,7 @@ CREATE INDEX users_lower ON users(lower(email));
 CREATE TABLE tags (id int PRIMARY KEY, name text UNIQUE, post_id bigint REFERENCES posts(id));
 CREATE VIEW v_users AS SELECT id, name, email, m FROM users;
 CREATE VIEW v_posts AS SELECT id, body FROM posts;
+CREATE VIEW a_posts AS SELECT id FROM v_posts;
 """,
     """CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL DEFAULT '', email varchar(200) UNIQUE, m mood, age int CHECK (age > 0));
