@@ -16,9 +16,10 @@
  *        the database stays exactly as it was.
  *
  * Restoring a schema with very many objects in one transaction can exhaust
- * the server's lock table (SQLSTATE 53200, "max_locks_per_transaction");
- * that is reported with what to do instead of failing half-way, which a
- * single transaction cannot do anyway.
+ * the server's lock table (SQLSTATE 53200, "max_locks_per_transaction").
+ * The transaction then rolls back whole.  In place, that is reported with
+ * what to do; into an empty database (restore --to) the load starts again
+ * in batched transactions, as pg_restore does without --single-transaction.
  */
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>

@@ -10,8 +10,10 @@
  *        mix, and a failure part-way is rolled back by SQLite itself.  We do
  *        not rename files under a running application.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,42 @@ static void stage_free(void *p)
 	free(s);
 }
 
+#define STAGE_TAG ".safe-migrate-restore."
+
+/* Removes staging files (and their -wal/-shm/-journal) that a killed
+ * restore of the same target left behind: "<target>.safe-migrate-restore.
+ * <pid>.tmp*" whose process is gone. */
+static void cleanup_stale_stages(const char *target)
+{
+	char *dir = fs_dirname(target);
+	struct strbuf prefix = STRBUF_INIT;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	sb_addf(&prefix, "%s%s", fs_basename(target), STAGE_TAG);
+	while (d && (de = readdir(d)) != NULL) {
+		char *end;
+		long pid;
+
+		if (strncmp(de->d_name, prefix.buf, prefix.len) != 0)
+			continue;
+		pid = strtol(de->d_name + prefix.len, &end, 10);
+		if (end == de->d_name + prefix.len || strncmp(end, ".tmp", 4) != 0 || pid <= 0)
+			continue;
+		if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		{
+			char *p = fs_join(dir, de->d_name);
+			unlink(p);
+			free(p);
+		}
+	}
+	if (d)
+		closedir(d);
+	sb_release(&prefix);
+	free(dir);
+}
+
 static int sqlite_load(struct engine *target, struct snap_reader *r,
 		       const struct restore_opts *opts, void **state, struct sm_error *err)
 {
@@ -63,7 +101,8 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 
 	(void)opts;
 	*state = s;
-	sb_addf(&path, "%s.safe-migrate-restore.%ld.tmp", target->url.path, (long)getpid());
+	cleanup_stale_stages(target->url.path);
+	sb_addf(&path, "%s%s%ld.tmp", target->url.path, STAGE_TAG, (long)getpid());
 	unlink(path.buf);
 	fd = open(path.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {

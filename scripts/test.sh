@@ -13,6 +13,12 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON -DBUILD_TESTING=ON
 cmake --build "$BUILD" -j"$(nproc)" 2>&1 | grep -vE '^\[|^(Consolidate|Scanning|Built target)' || true
 cmake --build "$BUILD" -j"$(nproc)" >/dev/null  # fails the script on a build error
 
+# static analysis: cppcheck's warning and portability checks, no findings allowed
+cppcheck --quiet --enable=warning,portability --std=c11 --error-exitcode=1 --inline-suppr \
+  -D_POSIX_C_SOURCE=200809L --library=scripts/cppcheck-cjson.cfg \
+  -I src/core -I src/engine -I src/migrate -I src/snapshot -I backup -I restore -I safety \
+  -I src/cli src backup restore safety
+
 PGDIR=$(mktemp -d /tmp/sm-pg.XXXXXX)
 PORT=${SAFE_MIGRATE_TEST_PG_PORT:-$((20000 + RANDOM % 20000))}
 cleanup() { "$ROOT/scripts/pg-cluster.sh" stop "$PGDIR" || true; }
@@ -29,7 +35,7 @@ fi
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # short fuzz runs of every libFuzzer harness (scripts/fuzz.sh runs longer ones)
-FUZZ_BUILD_DIR="$ROOT/build-fuzz" scripts/fuzz.sh "${SAFE_MIGRATE_FUZZ_SECONDS:-30}"
+FUZZ_BUILD_DIR="$ROOT/build-fuzz" scripts/fuzz.sh "${SAFE_MIGRATE_FUZZ_SECONDS:-20}"
 
-(cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" --timeout 600 "$@")
+(cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" --timeout 900 "$@")
 

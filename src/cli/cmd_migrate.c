@@ -239,26 +239,27 @@ int cmd_history(struct cmd_ctx *ctx)
 			const struct migration *m = i < s.set.n ? &s.set.items[i] : NULL;
 			const struct applied *a = k < s.applied.n ? &s.applied.items[k] : NULL;
 			int c = !m ? 1 : !a ? -1 : ver_cmp(m->version, a->version);
-			const char *status;
+			const char *status, *version, *description;
 			char msbuf[32] = "";
 
 			if (c > 0)
 				m = NULL;
 			if (c < 0)
 				a = NULL;
+			/* at least one of m and a is set: the loop runs while either is */
+			version = m ? m->version : a ? a->version : "";
+			description = m ? m->description : a ? a->description : "";
 			status = !a ? "pending" : !m ? "missing" :
 				 strcmp(m->checksum, a->checksum) ? "EDITED" : "applied";
 			if (a)
 				snprintf(msbuf, sizeof(msbuf), "%lld", a->execution_ms);
-			out("%-18s %-8s %-20s %8s  %s%s\n", m ? m->version : a->version, status,
-			    a ? a->applied_at : "-", a ? msbuf : "-",
-			    m ? m->description : a->description,
+			out("%-18s %-8s %-20s %8s  %s%s\n", version, status,
+			    a ? a->applied_at : "-", a ? msbuf : "-", description,
 			    m && !m->down_sql ? "  (no down)" : "");
 			if (arr) {
 				cJSON *o = cJSON_CreateObject();
-				cJSON_AddStringToObject(o, "version", m ? m->version : a->version);
-				cJSON_AddStringToObject(o, "description",
-							m ? m->description : a->description);
+				cJSON_AddStringToObject(o, "version", version);
+				cJSON_AddStringToObject(o, "description", description);
 				cJSON_AddStringToObject(o, "status", status);
 				if (m)
 					cJSON_AddStringToObject(o, "path", m->path);

@@ -317,7 +317,7 @@ static int parse_args(int argc, char **argv, const struct command **cmd, const c
 				return err_set(err, ERR_USAGE, "option '--%s' needs a value", s->lng);
 			value = argv[++i];
 		}
-		if (set_option(s, value, err) < 0)
+		if (set_option(s, value ? value : "", err) < 0)
 			return -1;
 	}
 	return 0;

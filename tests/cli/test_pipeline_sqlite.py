@@ -247,6 +247,24 @@ class PipelineSqlite(CliTest):
         self.assertIn("cannot start '/nonexistent/tool'", r.err)
         self.code(2, "run")
 
+    def test_restore_failed_names_the_snapshot(self):
+        # the wrapped command damages the snapshot the pipeline took, then fails:
+        # the automatic restore must refuse the damaged file and say what to do
+        script = self.write("evil.py",
+                            "import glob, os, sqlite3, sys\n"
+                            "snap = glob.glob(os.path.join(sys.argv[1], '*.tar.zst'))[0]\n"
+                            "with open(snap, 'r+b') as f:\n"
+                            "    f.seek(100); f.write(b'XXXXXXXX')\n"
+                            "con = sqlite3.connect(os.environ['DATABASE_URL'][len('sqlite:///'):])\n"
+                            "con.execute('CREATE TABLE half (x INT)'); con.commit()\n"
+                            "sys.exit(1)\n")
+        r = self.code(6, "run", "--json", "--", "/usr/bin/python3", script, self.path("backups"))
+        j = r.json()
+        self.assertEqual(j["outcome"], "restore_failed")
+        self.assertIn(j["snapshot"], r.err)
+        self.assertIn("restore '%s' --yes" % j["snapshot"], r.err)
+        self.assertEqual(self.runs()[-1]["outcome"], "restore_failed")
+
     def test_history_runs(self):
         self.add("0002_a.sql", "CREATE TABLE a (x INT);")
         self.ok("safe-migrate")

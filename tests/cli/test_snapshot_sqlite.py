@@ -363,6 +363,27 @@ class SnapshotSqlite(CliTest):
         # the plain output is the snapshot path
         self.assertTrue(r.out.strip().endswith(".tar.zst"))
 
+    def test_leftovers_of_killed_runs_are_cleaned(self):
+        # a pid above the default pid_max: that process is certainly gone
+        dead = 4194305
+        os.makedirs(self.path("backups"), exist_ok=True)
+        stale_tmp = self.write("backups/.safe-migrate-tmp.%d.x.tar.zst" % dead, "partial")
+        stale_copy = self.write("backups/.safe-migrate-tmp.%d.copy.db" % dead, "partial")
+        live = self.write("backups/.safe-migrate-tmp.%d.y.tar.zst" % os.getpid(), "live")
+        stage = self.write("app.db.safe-migrate-restore.%d.tmp" % dead, "partial")
+        stage_wal = self.write("app.db.safe-migrate-restore.%d.tmp-wal" % dead, "partial")
+        snap = self.backup()["path"]
+        self.assertFalse(os.path.exists(stale_tmp))
+        self.assertFalse(os.path.exists(stale_copy))
+        self.assertTrue(os.path.exists(live))  # its process (this test) is alive
+        self.ok("restore", snap, "--yes", "--no-safety-backup")
+        self.assertFalse(os.path.exists(stage))
+        self.assertFalse(os.path.exists(stage_wal))
+        # leftovers are never listed as snapshots
+        names = [os.path.basename(s["path"])
+                 for s in self.ok("list-backups", "--json").json()["snapshots"]]
+        self.assertEqual(names, [os.path.basename(snap)])
+
 
 if __name__ == "__main__":
     main()

@@ -356,9 +356,14 @@ static char *hostile(const char *name, int kind)
 	archive_write_data(a, hdr, strlen(hdr));
 	archive_entry_clear(e);
 	switch (kind) {
-	case 0:
-		archive_entry_set_pathname(e, "../x");
+	case 0: {
+		/* unique, so that the check below cannot see someone else's file */
+		struct strbuf up = STRBUF_INIT;
+		sb_addf(&up, "../%s-escaped", fs_basename(tmpdir));
+		archive_entry_set_pathname(e, up.buf);
+		sb_release(&up);
 		break;
+	}
 	case 1:
 		archive_entry_set_pathname(e, "/abs/x");
 		break;
@@ -432,7 +437,12 @@ static void test_hostile_archives(void **state)
 		free(p);
 	}
 	/* nothing was written outside the directory */
-	assert_false(fs_exists("/tmp/x"));
+	{
+		struct strbuf up = STRBUF_INIT;
+		sb_addf(&up, "%s-escaped", tmpdir);
+		assert_false(fs_exists(up.buf));
+		sb_release(&up);
+	}
 }
 
 static void test_chunk_names_and_temps(void **state)
