@@ -485,68 +485,103 @@ static void slugify(const char *msg, struct strbuf *out)
 	}
 }
 
+/* Writes body as migration stamp_slug.sql in the first migrations directory;
+ * the path goes to *path (caller frees). */
+static int write_migration(struct cmd_ctx *ctx, const struct migration_set *set, time_t t,
+			   const char *slug, const struct strbuf *body, char **path)
+{
+	struct strbuf name = STRBUF_INIT;
+	char stamp[32];
+	struct tm tm;
+	int fd, ret = -1;
+
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
+	if (mig_index(set, stamp) >= 0) {
+		err_set(&ctx->err, ERR_FAIL, "a migration with version %s already exists; wait a "
+			"second and try again", stamp);
+		goto out;
+	}
+	sb_addf(&name, "%s_%s.sql", stamp, slug);
+	*path = fs_join(ctx->mig_dirs[0], name.buf);
+	fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		err_sys(&ctx->err, "cannot create '%s'", *path);
+		goto out;
+	}
+	if (fs_write_all(fd, body->buf, body->len) < 0 || fsync(fd) < 0) {
+		err_sys(&ctx->err, "cannot write '%s'", *path);
+		close(fd);
+		unlink(*path);
+		goto out;
+	}
+	close(fd);
+	out("%s\n", *path);
+	if (ctx->json) {
+		cJSON *paths = cJSON_GetObjectItem(ctx->json, "paths");
+		if (!paths) {
+			cJSON_AddStringToObject(ctx->json, "path", *path);
+			cJSON_AddStringToObject(ctx->json, "version", stamp);
+			paths = cJSON_AddArrayToObject(ctx->json, "paths");
+		}
+		cJSON_AddItemToArray(paths, cJSON_CreateString(*path));
+	}
+	ret = 0;
+out:
+	sb_release(&name);
+	return ret;
+}
+
 int cmd_create(struct cmd_ctx *ctx)
 {
-	struct strbuf slug = STRBUF_INIT, name = STRBUF_INIT, body = STRBUF_INIT;
+	struct strbuf slug = STRBUF_INIT, slug2 = STRBUF_INIT, body = STRBUF_INIT,
+		      body2 = STRBUF_INIT;
 	struct migration_set set = MIGRATION_SET_INIT;
-	char stamp[32];
-	char *path = NULL;
+	char *path = NULL, *path2 = NULL;
 	time_t t = time(NULL);
-	struct tm tm;
-	int fd = -1, code = EXIT_OK;
+	int code = EXIT_OK;
 
 	if (ctx->argc != 1)
 		return usage_error(ctx, "create needs one MESSAGE (quote it: create \"add users\")");
+	slugify(ctx->argv[0], &slug);
+	if (!slug.len)
+		return usage_error(ctx, "message '%s' has no letters or digits", ctx->argv[0]);
 	if (opt.from_schema) {
-		extern int cmd_create_from_schema(struct cmd_ctx *, const char *, struct strbuf *);
-		if (cmd_create_from_schema(ctx, opt.from_schema, &body) < 0)
+		extern int cmd_create_from_schema(struct cmd_ctx *, const char *, struct strbuf *,
+						  struct strbuf *);
+		int r = cmd_create_from_schema(ctx, opt.from_schema, &body, &body2);
+		if (r < 0)
 			goto fail;
+		if (r > 0)
+			goto out; /* no changes: no file */
 	} else {
 		sb_adds(&body, "-- migrate:up\n\n\n-- migrate:down\n\n");
-	}
-	slugify(ctx->argv[0], &slug);
-	if (!slug.len) {
-		err_set(&ctx->err, ERR_USAGE, "message '%s' has no letters or digits", ctx->argv[0]);
-		goto fail;
 	}
 	if (fs_mkdirs(ctx->mig_dirs[0], 0755, &ctx->err) < 0)
 		goto fail;
 	if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
 		goto fail;
-	gmtime_r(&t, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
-	if (mig_index(&set, stamp) >= 0) {
-		err_set(&ctx->err, ERR_FAIL, "a migration with version %s already exists; wait a "
-			"second and try again", stamp);
+	if (write_migration(ctx, &set, t, slug.buf, &body, &path) < 0)
 		goto fail;
-	}
-	sb_addf(&name, "%s_%s.sql", stamp, slug.buf);
-	path = fs_join(ctx->mig_dirs[0], name.buf);
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		err_sys(&ctx->err, "cannot create '%s'", path);
-		goto fail;
-	}
-	if (fs_write_all(fd, body.buf, body.len) < 0 || fsync(fd) < 0) {
-		err_sys(&ctx->err, "cannot write '%s'", path);
-		close(fd);
-		unlink(path);
-		goto fail;
-	}
-	close(fd);
-	out("%s\n", path);
-	if (ctx->json) {
-		cJSON_AddStringToObject(ctx->json, "path", path);
-		cJSON_AddStringToObject(ctx->json, "version", stamp);
+	if (body2.len) {
+		/* the CONCURRENTLY indexes: a transaction:false migration of their
+		 * own, one second later so that it runs after the first */
+		sb_addf(&slug2, "%s_concurrently", slug.buf);
+		if (write_migration(ctx, &set, t + 1, slug2.buf, &body2, &path2) < 0) {
+			unlink(path);
+			goto fail;
+		}
 	}
 	goto out;
 fail:
 	code = report_error(ctx, &ctx->err);
 out:
 	free(path);
+	free(path2);
 	sb_release(&slug);
-	sb_release(&name);
+	sb_release(&slug2);
 	sb_release(&body);
+	sb_release(&body2);
 	mig_set_release(&set);
 	return code;
 }
