@@ -355,9 +355,12 @@ int autogen_scratch_open(struct engine *live, struct engine **scratch, struct sm
 void autogen_scratch_close(struct engine *live, struct engine *scratch)
 {
 	struct sm_error ignored = SM_ERROR_INIT;
-	const struct ag_driver *d = driver_for(live, &ignored);
+	const struct ag_driver *d;
 
-	if (d && scratch)
+	if (!live || !scratch)
+		return; /* nothing was opened (e.g. the schema file was missing) */
+	d = driver_for(live, &ignored);
+	if (d)
 		d->scratch_close(live, scratch);
 }
 
