@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "fsutil.h"
+#include "pipeline.h"
 #include "session.h"
 #include "strbuf.h"
 #include "version.h"
@@ -140,6 +141,9 @@ int cmd_upgrade(struct cmd_ctx *ctx)
 
 	if (ctx->argc > 1)
 		return usage_error(ctx, "upgrade takes one TARGET, not '%s'", ctx->argv[1]);
+	/* a killed safe-migrate run must be recovered (or discarded) first */
+	if ((code = check_unfinished(ctx)) != 0)
+		return code;
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
 	warn_missing(&s);

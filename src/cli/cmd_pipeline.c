@@ -94,7 +94,7 @@ static int run_finish(struct run *r, const char *outcome, int code)
 }
 
 /* Refuses to start while an earlier run's journal says it never finished. */
-static int check_unfinished(struct cmd_ctx *ctx)
+int check_unfinished(struct cmd_ctx *ctx)
 {
 	cJSON *doc = NULL;
 	const cJSON *snap, *id;

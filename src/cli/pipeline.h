@@ -40,6 +40,10 @@ void port_state_release(struct db_state *st);
 int port_validate(struct engine *e, const struct db_state *before, int check_schema, cJSON *arr,
 		  struct sm_error *err);
 
+/* Returns 0 when no earlier run is unfinished; otherwise reports it (naming
+ * its snapshot and `recover`) and returns the exit code (4). */
+int check_unfinished(struct cmd_ctx *ctx);
+
 /* Prints findings as PASS/WARN/FAIL lines (cmd_safety.c). */
 void print_findings(const struct finding_list *l);
 

@@ -144,6 +144,8 @@ class PipelineSqlite(CliTest):
         self.assertIn("recover", r.err)
         r = self.code(4, "safety-check")
         self.assertIn("recover", r.out + r.err)
+        r = self.code(4, "upgrade")
+        self.assertIn("recover", r.err)
         r = self.ok("recover", "--yes", "--json")
         self.assertEqual(r.json()["outcome"], "restored")
         self.assertEqual(self.sqlite_dump(), before)
