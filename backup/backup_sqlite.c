@@ -21,10 +21,10 @@
 
 #include "backup.h"
 #include "fsutil.h"
+#include "sqlite_copy.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
-#define BUSY_GIVE_UP_MS 60000
 
 static int pragma_int(sqlite3 *db, const char *sql, long long *out)
 {
@@ -61,8 +61,7 @@ static int describe_copy(struct snap_writer *w, sqlite3 *db, struct sm_error *er
 static int copy_db(sqlite3 *src, const char *path, struct snap_writer *w, struct sm_error *err)
 {
 	sqlite3 *dst = NULL;
-	sqlite3_backup *b = NULL;
-	struct timespec t0, now;
+	enum sqlite_copy_stage stage;
 	int rc, ret = -1;
 
 	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
@@ -74,42 +73,21 @@ static int copy_db(sqlite3 *src, const char *path, struct snap_writer *w, struct
 	/* a scratch copy: no journal, no syncs */
 	sqlite3_exec(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
 		     "PRAGMA locking_mode=EXCLUSIVE", NULL, NULL, NULL);
-	b = sqlite3_backup_init(dst, "main", src, "main");
-	if (!b) {
-		err_set(err, ERR_FAIL, "cannot start the backup: %s", sqlite3_errmsg(dst));
-		goto out;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		long waited;
-
-		rc = sqlite3_backup_step(b, -1);
-		if (rc == SQLITE_DONE)
-			break;
-		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
-			err_set(err, rc == SQLITE_FULL ? ERR_NOSPACE : ERR_FAIL,
-				"backup of the database failed: %s", sqlite3_errstr(rc));
-			goto out;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		waited = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-		if (waited > BUSY_GIVE_UP_MS) {
-			err_set(err, ERR_LOCKED, "backup of the database failed: it stayed locked by "
-				"another connection for %d s", BUSY_GIVE_UP_MS / 1000);
-			goto out;
-		}
-		usleep(5000);
-	}
-	rc = sqlite3_backup_finish(b);
-	b = NULL;
+	rc = sqlite_copy_whole(dst, src, &stage);
 	if (rc != SQLITE_OK) {
-		err_set(err, ERR_FAIL, "backup of the database failed: %s", sqlite3_errstr(rc));
+		if (stage == SQLITE_COPY_INIT)
+			err_set(err, ERR_FAIL, "cannot start the backup: %s", sqlite3_errmsg(dst));
+		else if (stage == SQLITE_COPY_LOCKED)
+			err_set(err, ERR_LOCKED, "backup of the database failed: it stayed locked by "
+				"another connection for %d s", SQLITE_COPY_GIVE_UP_MS / 1000);
+		else
+			err_set(err, rc == SQLITE_FULL && stage == SQLITE_COPY_STEP ? ERR_NOSPACE
+										     : ERR_FAIL,
+				"backup of the database failed: %s", sqlite3_errstr(rc));
 		goto out;
 	}
 	ret = describe_copy(w, dst, err);
 out:
-	if (b)
-		sqlite3_backup_finish(b);
 	sqlite3_close(dst);
 	return ret;
 }

@@ -24,11 +24,11 @@
 
 #include "fsutil.h"
 #include "restore.h"
+#include "sqlite_copy.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
 #define PAYLOAD "data/main.db"
-#define BUSY_GIVE_UP_MS 60000
 #define IO_BLOCK ((size_t)1 << 20)
 
 struct sqlite_stage {
@@ -195,8 +195,7 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 {
 	struct sqlite_stage *s = state;
 	sqlite3 *src = NULL, *dst = engine_native(target);
-	sqlite3_backup *b = NULL;
-	struct timespec t0, now;
+	enum sqlite_copy_stage stage;
 	int rc, ret = -1;
 
 	(void)manifest;
@@ -208,46 +207,26 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	}
 	if (integrity_check(src, s->path, err) < 0)
 		goto out;
-	b = sqlite3_backup_init(dst, "main", src, "main");
-	if (!b) {
-		err_set(err, ERR_FAIL, "cannot start restoring into '%s': %s", target->url.path,
-			sqlite3_errmsg(dst));
-		goto out;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		long waited;
-
-		rc = sqlite3_backup_step(b, -1);
-		if (rc == SQLITE_DONE)
-			break;
-		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+	rc = sqlite_copy_whole(dst, src, &stage);
+	if (rc != SQLITE_OK) {
+		if (stage == SQLITE_COPY_INIT)
+			err_set(err, ERR_FAIL, "cannot start restoring into '%s': %s",
+				target->url.path, sqlite3_errmsg(dst));
+		else if (stage == SQLITE_COPY_LOCKED)
+			err_set(err, ERR_LOCKED, "restoring into '%s' failed (the database is "
+				"unchanged): other connections kept it locked for %d s",
+				target->url.path, SQLITE_COPY_GIVE_UP_MS / 1000);
+		else if (stage == SQLITE_COPY_STEP)
 			err_set(err, rc == SQLITE_FULL ? ERR_NOSPACE : ERR_FAIL,
 				"restoring into '%s' failed (the database is unchanged): %s",
 				target->url.path, sqlite3_errstr(rc));
-			goto out;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		waited = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-		if (waited > BUSY_GIVE_UP_MS) {
-			err_set(err, ERR_LOCKED, "restoring into '%s' failed (the database is "
-				"unchanged): other connections kept it locked for %d s",
-				target->url.path, BUSY_GIVE_UP_MS / 1000);
-			goto out;
-		}
-		usleep(5000);
-	}
-	rc = sqlite3_backup_finish(b);
-	b = NULL;
-	if (rc != SQLITE_OK) {
-		err_set(err, ERR_FAIL, "restoring into '%s' failed: %s", target->url.path,
-			sqlite3_errstr(rc));
+		else
+			err_set(err, ERR_FAIL, "restoring into '%s' failed: %s", target->url.path,
+				sqlite3_errstr(rc));
 		goto out;
 	}
 	ret = 0;
 out:
-	if (b)
-		sqlite3_backup_finish(b);
 	sqlite3_close(src);
 	return ret;
 }

@@ -104,6 +104,17 @@ void rows_release(struct eng_rows *r)
 	memset(r, 0, sizeof(*r));
 }
 
+void engine_quote_ident_sql(struct strbuf *out, const char *ident)
+{
+	sb_addch(out, '"');
+	for (const char *c = ident; *c; c++) {
+		if (*c == '"')
+			sb_addch(out, '"');
+		sb_addch(out, *c);
+	}
+	sb_addch(out, '"');
+}
+
 int engine_line_at(const char *text, size_t offset, int first_line)
 {
 	int line = first_line > 0 ? first_line : 1;

@@ -127,6 +127,10 @@ int engine_scalar(struct engine *e, const char *sql, int nparams, const char *co
  * engine's own API (the backup API, COPY).  Borrowed. */
 void *engine_native(struct engine *e);
 
+/* Appends ident in standard SQL quoting ("...", '"' doubled), which both
+ * SQLite and PostgreSQL use: the backends' quote_ident. */
+void engine_quote_ident_sql(struct strbuf *out, const char *ident);
+
 /* Line number (1-based) of offset within text, counting from first_line. */
 int engine_line_at(const char *text, size_t offset, int first_line);
 /* Skips whitespace and SQL comments; returns the first offset of real text. */

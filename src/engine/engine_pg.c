@@ -699,17 +699,6 @@ static int pg_server_version(struct engine *e, struct strbuf *out, struct sm_err
 	return 0;
 }
 
-static void pg_quote_ident(struct strbuf *out, const char *ident)
-{
-	sb_addch(out, '"');
-	for (const char *c = ident; *c; c++) {
-		if (*c == '"')
-			sb_addch(out, '"');
-		sb_addch(out, *c);
-	}
-	sb_addch(out, '"');
-}
-
 static void pg_quote_literal(struct strbuf *out, const char *s)
 {
 	/* E'' makes backslashes mean the same whatever
@@ -762,7 +751,7 @@ const struct engine_ops engine_pg_ops = {
 	.set_timeouts = pg_set_timeouts,
 	.interrupt = pg_interrupt,
 	.server_version = pg_server_version,
-	.quote_ident = pg_quote_ident,
+	.quote_ident = engine_quote_ident_sql,
 	.quote_literal = pg_quote_literal,
 	.table_exists = pg_table_exists,
 };

@@ -370,17 +370,6 @@ static int sqlite_server_version(struct engine *e, struct strbuf *out, struct sm
 	return 0;
 }
 
-static void sqlite_quote_ident(struct strbuf *out, const char *ident)
-{
-	sb_addch(out, '"');
-	for (const char *c = ident; *c; c++) {
-		if (*c == '"')
-			sb_addch(out, '"');
-		sb_addch(out, *c);
-	}
-	sb_addch(out, '"');
-}
-
 static void sqlite_quote_literal(struct strbuf *out, const char *s)
 {
 	sb_addch(out, '\'');
@@ -422,7 +411,7 @@ const struct engine_ops engine_sqlite_ops = {
 	.set_timeouts = sqlite_set_timeouts,
 	.interrupt = sqlite_interrupt,
 	.server_version = sqlite_server_version,
-	.quote_ident = sqlite_quote_ident,
+	.quote_ident = engine_quote_ident_sql,
 	.quote_literal = sqlite_quote_literal,
 	.table_exists = sqlite_table_exists,
 };

@@ -1,0 +1,33 @@
+/*
+ * sqlite_copy: copying a whole SQLite database with the online backup API.
+ *
+ * Taking a snapshot and restoring one both copy "main" to "main" in a single
+ * sqlite3_backup_step(-1): a few pages per step would restart from page 1
+ * whenever another connection commits, and never finish under a steady
+ * writer.  Backup lives in backup/ and restore in restore/, which may not
+ * depend on each other, so the copy sits here, beside the SQLite backend.
+ */
+#ifndef SM_SQLITE_COPY_H
+#define SM_SQLITE_COPY_H
+
+#include <sqlite3.h>
+
+/* How long a copy waits for other connections' locks before giving up. */
+#define SQLITE_COPY_GIVE_UP_MS 60000
+
+/* Where a copy failed, so callers can say it in their own words. */
+enum sqlite_copy_stage {
+	SQLITE_COPY_INIT,   /* sqlite3_backup_init failed: sqlite3_errmsg(dst) says why */
+	SQLITE_COPY_STEP,   /* the copy failed: sqlite3_errstr(rc) names it */
+	SQLITE_COPY_LOCKED, /* other connections held locks past SQLITE_COPY_GIVE_UP_MS */
+	SQLITE_COPY_FINISH, /* the copy completed but sqlite3_backup_finish failed */
+};
+
+/*
+ * Copies all of src into dst, retrying while another connection holds a
+ * lock, for up to SQLITE_COPY_GIVE_UP_MS.  Returns SQLITE_OK, or the failing
+ * SQLite code with *stage saying where it failed.
+ */
+int sqlite_copy_whole(sqlite3 *dst, sqlite3 *src, enum sqlite_copy_stage *stage);
+
+#endif
