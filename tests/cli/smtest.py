@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import urllib.parse
 import uuid
@@ -151,6 +152,20 @@ class CliTest(unittest.TestCase):
                     url, "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
                          "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
         return self.pg_schema_dump(url), rows
+
+    def wait_for_phase(self, backup_dir, phase="apply", timeout=60):
+        """Waits until the run journal in backup_dir says the run reached phase."""
+        journal = os.path.join(backup_dir, "safe-migrate.journal")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with open(journal) as f:
+                    if json.load(f).get("phase") == phase:
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        self.fail("the run never reached the %s phase" % phase)
 
     def pg_schema_dump(self, url):
         r = subprocess.run(["pg_dump", "--schema-only", "--no-owner", url],

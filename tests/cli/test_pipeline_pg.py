@@ -32,19 +32,6 @@ class PipelinePg(CliTest):
     def sm(self, *args, **kw):
         return self.run_sm(*self.base, *args, **kw)
 
-    def wait_for_apply(self):
-        journal = self.path("backups", "safe-migrate.journal")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with open(journal) as f:
-                    if json.load(f).get("phase") == "apply":
-                        return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        self.fail("the run never reached the apply phase")
-
     def test_third_of_three_fails_and_is_restored(self):
         self.add("0002_a.sql", "ALTER TABLE users ADD COLUMN email text;\nUPDATE users SET email = 'x';")
         self.add("0003_b.sql", "CREATE TABLE b (x int);\nINSERT INTO b VALUES (1);")
@@ -87,7 +74,7 @@ class PipelinePg(CliTest):
         before = self.pg_state(self.url)
         p = subprocess.Popen([BIN, *self.base, "safe-migrate", "--json"], cwd=self.dir, env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.wait_for_apply()
+        self.wait_for_phase(self.path("backups"))
         time.sleep(0.5)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=120)
@@ -102,7 +89,7 @@ class PipelinePg(CliTest):
         before = self.pg_state(self.url)
         p = subprocess.Popen([BIN, *self.base, "safe-migrate"], cwd=self.dir, env=self.env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_for_apply()
+        self.wait_for_phase(self.path("backups"))
         deadline = time.time() + 30
         while time.time() < deadline and self.psql(
                 self.url, "SELECT count(*) FROM safe_migrate_versions WHERE version = '0002'") != "1":

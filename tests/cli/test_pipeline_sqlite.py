@@ -40,20 +40,6 @@ class PipelineSqlite(CliTest):
         with open(self.path("app.db"), "rb") as f:
             return f.read()
 
-    def wait_for_apply(self):
-        """Waits until the run's journal says it reached the apply phase."""
-        journal = self.path("backups", "safe-migrate.journal")
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with open(journal) as f:
-                    if json.load(f).get("phase") == "apply":
-                        return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        self.fail("the run never reached the apply phase")
-
     def runs(self):
         with open(self.path("backups", "safe-migrate-runs.jsonl")) as f:
             return [json.loads(l) for l in f if l.strip()]
@@ -123,7 +109,7 @@ class PipelineSqlite(CliTest):
         before = self.sqlite_dump()
         p = subprocess.Popen([BIN, "safe-migrate", "--json"], cwd=self.dir, env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.wait_for_apply()
+        self.wait_for_phase(self.path("backups"))
         time.sleep(0.3)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
@@ -136,7 +122,7 @@ class PipelineSqlite(CliTest):
         before = self.sqlite_dump()
         p = subprocess.Popen([BIN, "safe-migrate"], cwd=self.dir, env=self.env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_for_apply()
+        self.wait_for_phase(self.path("backups"))
         time.sleep(0.2)
         p.kill()
         p.wait()

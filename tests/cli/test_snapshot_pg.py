@@ -16,30 +16,10 @@ from smtest import CliTest, FIXTURES, SRC, main
 FIDELITY = os.path.join(SRC, "tests", "fixtures", "pg_fidelity.sql")
 PAGILA = os.path.join(FIXTURES, "pagila", "pagila-schema.sql")
 
-# Every table with storage and every sequence, by qualified name.
-TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname), c.relkind
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"""
-
-
 class SnapshotPgTest(CliTest):
     def load(self, url, path):
         subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", path],
                        capture_output=True, text=True, check=True)
-
-    def state(self, url):
-        """Schema (pg_dump), row hashes and sequence positions of a database."""
-        rows = {}
-        for line in self.psql(url, TABLES_SQL).splitlines():
-            name, kind = line.rsplit("|", 1)
-            if kind == "S":
-                rows[name] = self.psql(url, "SELECT last_value || ',' || is_called FROM %s" % name)
-            else:
-                rows[name] = self.psql(
-                    url, "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
-                         "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
-        return self.pg_schema_dump(url), rows
 
     def assertSameState(self, expected, actual):
         self.assertEqual(expected[0], actual[0], "schema (pg_dump --schema-only) differs")
@@ -72,13 +52,13 @@ class SnapshotPgTest(CliTest):
 
     def test_fidelity_in_place_restore(self):
         url = self.fidelity_db()
-        before = self.state(url)
+        before = self.pg_state(url)
         snap = self.backup(url)
-        self.assertSameState(before, self.state(url))  # taking it changed nothing
+        self.assertSameState(before, self.pg_state(url))  # taking it changed nothing
         self.damage(url)
-        self.assertNotEqual(before, self.state(url))
+        self.assertNotEqual(before, self.pg_state(url))
         self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
-        self.assertSameState(before, self.state(url))
+        self.assertSameState(before, self.pg_state(url))
         # the restored database works: triggers, identity, sequences, deferrable FKs
         self.psql(url, "INSERT INTO app.orders (user_id, amount, coupon) VALUES (10, 5, 'new')")
         self.assertEqual(self.psql(url, "SELECT count(*) FROM audit.log WHERE op = 'INSERT'"),
@@ -86,12 +66,12 @@ class SnapshotPgTest(CliTest):
 
     def test_fidelity_restore_to_empty_database(self):
         url = self.fidelity_db()
-        before = self.state(url)
+        before = self.pg_state(url)
         snap = self.backup(url)
         other = self.pg_new_db()
         self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other)
-        self.assertSameState(before, self.state(other))
-        self.assertSameState(before, self.state(url))
+        self.assertSameState(before, self.pg_state(other))
+        self.assertSameState(before, self.pg_state(url))
 
     def test_verify_and_manifest_row_counts(self):
         url = self.fidelity_db()
@@ -115,7 +95,7 @@ class SnapshotPgTest(CliTest):
         url = self.fidelity_db()
         snap = self.backup(url)
         self.damage(url)
-        damaged = self.state(url)
+        damaged = self.pg_state(url)
         with open(snap, "r+b") as f:
             size = os.path.getsize(snap)
             f.seek(size // 2)
@@ -124,7 +104,7 @@ class SnapshotPgTest(CliTest):
             f.write(bytes([b[0] ^ 0xFF]))
         r = self.run_sm("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
         self.assertNotEqual(r.code, 0, r)
-        self.assertSameState(damaged, self.state(url))
+        self.assertSameState(damaged, self.pg_state(url))
 
     def test_failure_during_restore_rolls_everything_back(self):
         # the snapshot gives a table to a role that no longer exists when it is
@@ -139,10 +119,10 @@ class SnapshotPgTest(CliTest):
             self.psql(url, 'ALTER TABLE app.users OWNER TO CURRENT_USER; DROP ROLE IF EXISTS "%s"'
                       % role, check=False)
         self.damage(url)
-        damaged = self.state(url)
+        damaged = self.pg_state(url)
         r = self.code(1, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
         self.assertIn(role, r.err)
-        self.assertSameState(damaged, self.state(url))
+        self.assertSameState(damaged, self.pg_state(url))
 
     def test_lock_table_too_small(self):
         # a cluster of its own whose lock table cannot hold a 400-table restore
@@ -189,14 +169,14 @@ class SnapshotPgTest(CliTest):
             INSERT INTO actor (first_name, last_name) VALUES ('PENELOPE', 'GUINESS'), ('NICK', 'WAHLBERG');
             INSERT INTO category (name) VALUES ('Action');
         """)
-        before = self.state(url)
+        before = self.pg_state(url)
         snap = self.backup(url, "pagila")
         other = self.pg_new_db()
         self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other)
-        self.assertSameState(before, self.state(other))
+        self.assertSameState(before, self.pg_state(other))
         self.psql(url, "DROP TABLE film_actor CASCADE; DELETE FROM actor")
         self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
-        self.assertSameState(before, self.state(url))
+        self.assertSameState(before, self.pg_state(url))
 
     def test_unsupported_object_is_a_backup_error(self):
         url = self.pg_new_db()
