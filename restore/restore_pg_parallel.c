@@ -463,6 +463,7 @@ struct post_plan {
 	size_t nidx, aidx, nkeys, akeys, nfk, afk;
 	struct strbuf rest;                      /* everything else, in order */
 	struct strbuf key, key2;
+	struct strbuf index_sql, attach_sql;     /* split_key's */
 };
 
 static const cJSON *jget(const cJSON *o, const char *k)
@@ -489,19 +490,71 @@ static void what_of(struct strbuf *what, const char *text, size_t len)
 	}
 }
 
+enum post_kind { OTHER, INDEX, KEY, FOREIGN_KEY };
+
 /*
- * Kinds: 1 index, 2 key or check constraint(s), 3 foreign key, 0 other.
- * Fills the lock keys of the table (key) and the referenced table (key2).
+ * A primary key or unique constraint that can be built as a plain unique
+ * index first (CREATE INDEX takes a SHARE lock, so it runs concurrently with
+ * the table's other index builds; ADD CONSTRAINT takes ACCESS EXCLUSIVE)
+ * and then attached with ADD CONSTRAINT ... USING INDEX, which only
+ * renames nothing and marks it: a b-tree on plain columns of a
+ * non-partitioned table, without INCLUDE, WITH, tablespace, NULLS NOT
+ * DISTINCT or DEFERRABLE.  Fills pp->index_sql and pp->attach_sql.
  */
-static int classify(struct post_plan *pp, const char *sql)
+static int split_key(struct post_plan *pp, const cJSON *alter, const cJSON *con)
+{
+	static const char *const plain[] = { "including", "options", "indexspace", "indexname",
+					     "nulls_not_distinct", "deferrable", "initdeferred",
+					     "exclusions", "where_clause", "access_method" };
+	PGconn *conn = engine_native(pp->target);
+	const cJSON *rel = jget(alter, "relation"), *k;
+	const char *type = pgr_str(con, "contype"), *name = pgr_str(con, "conname");
+	char *qname, *qs, *qr;
+
+	if ((strcmp(type, "CONSTR_PRIMARY") && strcmp(type, "CONSTR_UNIQUE")) || !*name ||
+	    cJSON_IsTrue(jget(rel, "inh")) || !*pgr_str(rel, "schemaname") ||
+	    !cJSON_GetArraySize(jget(con, "keys")))
+		return 0;
+	for (size_t i = 0; i < sizeof(plain) / sizeof(*plain); i++)
+		if (jget(con, plain[i]) && !cJSON_IsFalse(jget(con, plain[i])))
+			return 0;
+	sb_reset(&pp->index_sql);
+	sb_reset(&pp->attach_sql);
+	qname = PQescapeIdentifier(conn, name, strlen(name));
+	qs = PQescapeIdentifier(conn, pgr_str(rel, "schemaname"), strlen(pgr_str(rel, "schemaname")));
+	qr = PQescapeIdentifier(conn, pgr_str(rel, "relname"), strlen(pgr_str(rel, "relname")));
+	sb_addf(&pp->index_sql, "CREATE UNIQUE INDEX %s ON %s.%s USING btree (", qname, qs, qr);
+	cJSON_ArrayForEach(k, jget(con, "keys")) {
+		const char *col = pgr_str(jget(k, "String"), "sval");
+		char *qc = PQescapeIdentifier(conn, col, strlen(col));
+
+		sb_addf(&pp->index_sql, "%s%s", k == jget(con, "keys")->child ? "" : ", ", qc);
+		PQfreemem(qc);
+	}
+	sb_adds(&pp->index_sql, ")");
+	sb_addf(&pp->attach_sql, "ALTER TABLE ONLY %s.%s ADD CONSTRAINT %s %s USING INDEX %s", qs, qr,
+		qname, strcmp(type, "CONSTR_PRIMARY") ? "UNIQUE" : "PRIMARY KEY", qname);
+	PQfreemem(qname);
+	PQfreemem(qs);
+	PQfreemem(qr);
+	return 1;
+}
+
+/*
+ * The kind of one post-data statement; fills the lock keys of its table
+ * (pp->key) and of a foreign key's referenced table (pp->key2), and for a
+ * key that can be split (split_key) sets *split.
+ */
+static enum post_kind classify(struct post_plan *pp, const char *sql, int *split)
 {
 	PgQueryParseResult pr;
 	cJSON *tree = NULL;
 	const cJSON *stmt, *node, *cmd;
-	int kind = 0;
+	enum post_kind kind = OTHER;
 
+	*split = 0;
 	if (!strstr(sql, "INDEX") && !strstr(sql, "ALTER TABLE"))
-		return 0;
+		return OTHER;
 	pr = pg_query_parse(sql);
 	if (pr.error || !(tree = cJSON_Parse(pr.parse_tree)))
 		goto out;
@@ -510,7 +563,7 @@ static int classify(struct post_plan *pp, const char *sql)
 		goto out;
 	if ((node = jget(stmt, "IndexStmt"))) {
 		rangevar_key(pp, jget(node, "relation"), &pp->key);
-		kind = 1;
+		kind = INDEX;
 		goto out;
 	}
 	if (!(node = jget(stmt, "AlterTableStmt")) || cJSON_GetArraySize(jget(node, "cmds")) != 1)
@@ -525,10 +578,11 @@ static int classify(struct post_plan *pp, const char *sql)
 		rangevar_key(pp, jget(node, "relation"), &pp->key);
 		if (!strcmp(type, "CONSTR_FOREIGN") && jget(con, "pktable")) {
 			rangevar_key(pp, jget(con, "pktable"), &pp->key2);
-			kind = 3;
+			kind = FOREIGN_KEY;
 		} else if (!strcmp(type, "CONSTR_PRIMARY") || !strcmp(type, "CONSTR_UNIQUE") ||
 			   !strcmp(type, "CONSTR_EXCLUSION") || !strcmp(type, "CONSTR_CHECK")) {
-			kind = 2;
+			kind = KEY;
+			*split = split_key(pp, node, con);
 		}
 	}
 out:
@@ -537,55 +591,76 @@ out:
 	return kind;
 }
 
+static void add_item(struct item ***arr, size_t *n, size_t *alloc, struct item *it)
+{
+	ALLOC_GROW(*arr, *n + 1, *alloc);
+	(*arr)[(*n)++] = it;
+}
+
+/* Adds sql to the table's one key item (they all need its ACCESS EXCLUSIVE
+ * lock, so they run one after the other anyway). */
+static void add_key(struct post_plan *pp, const char *sql, const char *what)
+{
+	for (size_t i = 0; i < pp->nkeys; i++) {
+		struct item *it = pp->keys[i];
+
+		if (!strcmp(it->locks[0].key, pp->key.buf)) {
+			struct strbuf all = STRBUF_INIT;
+
+			sb_addf(&all, "%s;\n%s", it->sql, sql);
+			free(it->sql);
+			it->sql = sb_detach(&all);
+			return;
+		}
+	}
+	{
+		struct item *it = item_new(xstrdup(sql), what);
+
+		item_lock(it, pp->key.buf, 1);
+		add_item(&pp->keys, &pp->nkeys, &pp->akeys, it);
+	}
+}
+
 static int plan_stmt(void *ud, const char *text, size_t len, int line)
 {
 	struct post_plan *pp = ud;
 	struct strbuf sql = STRBUF_INIT, what = STRBUF_INIT;
-	struct item *it = NULL;
-	int kind;
+	struct item *it;
+	enum post_kind kind;
+	int split;
 
 	(void)line;
 	sb_add(&sql, text, len);
-	kind = classify(pp, sql.buf);
-	if (kind == 0) {
-		sb_addf(&pp->rest, "%s;\n", sql.buf);
-		sb_release(&sql);
-		return 0;
-	}
+	kind = classify(pp, sql.buf, &split);
 	what_of(&what, text, len);
-	if (kind == 2) {
-		/* one item per table: they all need its ACCESS EXCLUSIVE lock */
-		for (size_t i = 0; i < pp->nkeys; i++)
-			if (!strcmp(pp->keys[i]->locks[0].key, pp->key.buf)) {
-				it = pp->keys[i];
-				break;
-			}
-		if (it) {
-			struct strbuf all = STRBUF_INIT;
-
-			sb_addf(&all, "%s;\n%s", it->sql, sql.buf);
-			free(it->sql);
-			it->sql = sb_detach(&all);
-			sb_release(&sql);
-		} else {
-			it = item_new(sb_detach(&sql), what.buf);
-			item_lock(it, pp->key.buf, 1);
-			ALLOC_GROW(pp->keys, pp->nkeys + 1, pp->akeys);
-			pp->keys[pp->nkeys++] = it;
-		}
-	} else if (kind == 1) {
+	switch (kind) {
+	case OTHER:
+		sb_addf(&pp->rest, "%s;\n", sql.buf);
+		break;
+	case INDEX:
 		it = item_new(sb_detach(&sql), what.buf);
 		item_lock(it, pp->key.buf, 0);
-		ALLOC_GROW(pp->indexes, pp->nidx + 1, pp->aidx);
-		pp->indexes[pp->nidx++] = it;
-	} else {
+		add_item(&pp->indexes, &pp->nidx, &pp->aidx, it);
+		break;
+	case KEY:
+		if (!split) {
+			add_key(pp, sql.buf, what.buf);
+			break;
+		}
+		it = item_new(sb_detach(&pp->index_sql), what.buf);
+		item_lock(it, pp->key.buf, 0);
+		add_item(&pp->indexes, &pp->nidx, &pp->aidx, it);
+		add_key(pp, pp->attach_sql.buf, what.buf);
+		break;
+	case FOREIGN_KEY:
 		it = item_new(sb_detach(&sql), what.buf);
 		item_lock(it, pp->key.buf, 1);
 		if (strcmp(pp->key.buf, pp->key2.buf) != 0)
 			item_lock(it, pp->key2.buf, 1);
-		ALLOC_GROW(pp->fkeys, pp->nfk + 1, pp->afk);
-		pp->fkeys[pp->nfk++] = it;
+		add_item(&pp->fkeys, &pp->nfk, &pp->afk, it);
+		break;
 	}
+	sb_release(&sql);
 	sb_release(&what);
 	return 0;
 }
@@ -621,6 +696,8 @@ static void plan_release(struct post_plan *pp)
 	sb_release(&pp->rest);
 	sb_release(&pp->key);
 	sb_release(&pp->key2);
+	sb_release(&pp->index_sql);
+	sb_release(&pp->attach_sql);
 }
 
 static int post_data(struct pool *p, struct engine *target, const struct roots *rt,
@@ -639,9 +716,11 @@ static int post_data(struct pool *p, struct engine *target, const struct roots *
 	pp.rest = (struct strbuf)STRBUF_INIT;
 	pp.key = (struct strbuf)STRBUF_INIT;
 	pp.key2 = (struct strbuf)STRBUF_INIT;
+	pp.index_sql = (struct strbuf)STRBUF_INIT;
+	pp.attach_sql = (struct strbuf)STRBUF_INIT;
 	if (target->ops->split(m->post.buf, plan_stmt, &pp, err) < 0)
 		goto out;
-	/* indexes first: they take longest, and keys may wait for them */
+	/* indexes first (those of keys too: see split_key), all at once */
 	for (int phase = 0; phase < 3; phase++) {
 		struct item ***items = phase == 0 ? &pp.indexes : phase == 1 ? &pp.keys : &pp.fkeys;
 		size_t *n = phase == 0 ? &pp.nidx : phase == 1 ? &pp.nkeys : &pp.nfk;
