@@ -647,10 +647,12 @@ static int plan_stmt(void *ud, const char *text, size_t len, int line)
 			add_key(pp, sql.buf, what.buf);
 			break;
 		}
+		add_key(pp, pp->attach_sql.buf, what.buf);
+		sb_reset(&what);
+		what_of(&what, pp->index_sql.buf, pp->index_sql.len);
 		it = item_new(sb_detach(&pp->index_sql), what.buf);
 		item_lock(it, pp->key.buf, 0);
 		add_item(&pp->indexes, &pp->nidx, &pp->aidx, it);
-		add_key(pp, pp->attach_sql.buf, what.buf);
 		break;
 	case FOREIGN_KEY:
 		it = item_new(sb_detach(&sql), what.buf);

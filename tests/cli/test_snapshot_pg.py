@@ -199,6 +199,25 @@ class SnapshotPgTest(CliTest):
         self.assertIn("fails its SHA-256 check", r.err)
         self.assertIn("left the target database incomplete", r.err)
 
+    def test_parallel_restore_worker_error_names_the_statement(self):
+        # an event trigger in the target refuses CREATE INDEX: a worker fails,
+        # the others stop, and the message names the statement
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.psql(other, """
+            CREATE SCHEMA guard;
+            CREATE FUNCTION guard.no_index() RETURNS event_trigger LANGUAGE plpgsql AS
+              $$BEGIN RAISE EXCEPTION 'indexes are not allowed here'; END$$;
+            CREATE EVENT TRIGGER no_index ON ddl_command_start WHEN TAG IN ('CREATE INDEX')
+              EXECUTE FUNCTION guard.no_index();
+        """)
+        r = self.code(1, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--to", other, "--jobs", "2")
+        self.assertIn("indexes are not allowed here", r.err)
+        self.assertIn("INDEX", r.err)
+        self.assertIn("left the target database incomplete", r.err)
+
     def test_jobs_usage_errors_change_nothing(self):
         url = self.fidelity_db()
         snap = self.backup(url)
