@@ -213,7 +213,7 @@ class SnapshotPgTest(CliTest):
               EXECUTE FUNCTION guard.no_index();
         """)
         r = self.code(1, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
-                      "--to", other, "--jobs", "2")
+                      "--to", other, "--jobs", "2", "--no-safety-backup")
         self.assertIn("indexes are not allowed here", r.err)
         self.assertIn("INDEX", r.err)
         self.assertIn("left the target database incomplete", r.err)
