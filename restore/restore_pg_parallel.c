@@ -769,13 +769,13 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	struct snap_entry ent;
 	struct pool p;
 	int pending = 0, started = 0, ret = -1;
-	/* N units queued, N loading, one filling: about 8 MiB in all */
-	size_t unit = ((size_t)8 << 20) / (size_t)jobs;
+	/* N units queued, N loading (and in libpq's buffers), one filling */
+	size_t unit = ((size_t)4 << 20) / (size_t)jobs;
 
 	if (unit < ((size_t)512 << 10))
 		unit = (size_t)512 << 10;
-	if (unit > ((size_t)4 << 20))
-		unit = (size_t)4 << 20;
+	if (unit > ((size_t)2 << 20))
+		unit = (size_t)2 << 20;
 	if (snap_reader_open(path, &r, err) < 0 || pgr_read_meta(r, &m, &ent, &pending, err) < 0)
 		goto out;
 	pgr_drop_schemas_sql(conn, m.toc, &sql);
