@@ -2,7 +2,9 @@
  * restore_sqlite: the SQLite driver of restore.
  *
  * load:  the data/main.db.NNNN chunks are concatenated into a staging file
- *        next to the target (same file system, mode 0600).
+ *        next to the target (same file system, mode 0600).  Backups store
+ *        chunk 0000 (the first page) last and declare its size in the
+ *        header's "deferred" object; the other chunks go after it.
  * apply: the staging file must pass PRAGMA integrity_check; then SQLite's
  *        backup API copies it INTO the live target in one step.  The copy
  *        is one write transaction on the target (journaled, or in the WAL),
@@ -89,6 +91,40 @@ static void cleanup_stale_stages(const char *target)
 	free(dir);
 }
 
+/* Size of the deferred first chunk, 0 if the snapshot stores it first
+ * (format 1), -1 if the header's declaration is malformed. */
+static long long deferred_head(struct snap_reader *r)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "deferred");
+	const cJSON *n;
+
+	if (!d)
+		return 0;
+	n = cJSON_GetObjectItemCaseSensitive(d, PAYLOAD ".0000");
+	if (!cJSON_IsObject(d) || cJSON_GetArraySize(d) != 1 || !cJSON_IsNumber(n) ||
+	    n->valuedouble < 512 || n->valuedouble > 65536)
+		return -1;
+	return (long long)n->valuedouble;
+}
+
+/* Copies the current entry to fd at offset off; *len receives its length. */
+static int copy_entry(struct snap_reader *r, int fd, uint64_t off, unsigned char *buf,
+		      const char *path, uint64_t *len, struct sm_error *err)
+{
+	*len = 0;
+	for (;;) {
+		size_t got;
+
+		if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0)
+			return -1;
+		if (!got)
+			return 0;
+		if (fs_pwrite_all(fd, buf, got, (off_t)(off + *len)) < 0)
+			return err_sys(err, "cannot write staging file '%s'", path);
+		*len += got;
+	}
+}
+
 static int sqlite_load(struct engine *target, struct snap_reader *r,
 		       const struct restore_opts *opts, void **state, struct sm_error *err)
 {
@@ -96,11 +132,17 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	struct strbuf path = STRBUF_INIT;
 	struct snap_entry ent;
 	unsigned char *buf = NULL;
-	unsigned expect = 0, idx;
-	int fd = -1, rc, ret = -1;
+	unsigned expect, idx, seen = 0;
+	long long head = deferred_head(r);
+	uint64_t off, len;
+	int fd = -1, rc, ret = -1, head_done;
 
 	(void)opts;
 	*state = s;
+	if (head < 0) {
+		err_set(err, ERR_DAMAGED, "the snapshot header's \"deferred\" entry is malformed");
+		goto out;
+	}
 	cleanup_stale_stages(target->url.path);
 	sb_addf(&path, "%s%s%ld.tmp", target->url.path, STAGE_TAG, (long)getpid());
 	unlink(path.buf);
@@ -111,33 +153,41 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	}
 	s->path = sb_detach(&path);
 	buf = xmalloc(IO_BLOCK);
+	/* in order: 0000 first, or 0001... and then the deferred 0000 */
+	expect = head ? 1 : 0;
+	off = (uint64_t)head;
+	head_done = 0;
 	while ((rc = snap_reader_next(r, &ent, err)) > 0) {
 		if (!snap_is_chunk_of(ent.name, PAYLOAD, &idx)) {
 			err_set(err, ERR_DAMAGED, "unexpected entry '%s' in a SQLite snapshot",
 				ent.name);
 			goto out;
 		}
-		if (idx != expect++) {
+		if (!head_done && idx == expect) {
+			if (copy_entry(r, fd, off, buf, s->path, &len, err) < 0)
+				goto out;
+			off += len;
+			expect++;
+		} else if (head && !head_done && idx == 0 && seen) {
+			if (copy_entry(r, fd, 0, buf, s->path, &len, err) < 0)
+				goto out;
+			if (len != (uint64_t)head) {
+				err_set(err, ERR_DAMAGED, "entry '%s' holds %llu bytes, not the %lld "
+					"the header declares", ent.name, (unsigned long long)len, head);
+				goto out;
+			}
+			head_done = 1;
+		} else {
 			err_set(err, ERR_DAMAGED, "entry '%s' is out of order", ent.name);
 			goto out;
 		}
-		for (;;) {
-			size_t got;
-			if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0)
-				goto out;
-			if (!got)
-				break;
-			if (fs_write_all(fd, buf, got) < 0) {
-				err_sys(err, "cannot write staging file '%s'", s->path);
-				goto out;
-			}
-		}
+		seen++;
 	}
 	if (rc < 0)
 		goto out;
-	if (!expect) {
-		err_set(err, ERR_DAMAGED, "the snapshot holds no database ('%s.NNNN' entries)",
-			PAYLOAD);
+	if (!seen || (head && !head_done)) {
+		err_set(err, ERR_DAMAGED, "the snapshot holds no %s ('%s.NNNN' entries)",
+			seen ? "first page" : "database", PAYLOAD);
 		goto out;
 	}
 	if (close(fd) < 0) {

@@ -43,11 +43,18 @@ struct snap_writer {
 	cJSON *manifest;     /* owned: built up as we go */
 	cJSON *entries;      /* borrowed from manifest */
 	cJSON *row_counts;   /* borrowed from manifest */
+	cJSON *deferred;     /* owned: the header's "deferred" object, or NULL */
 	char *created_at;
 
 	unsigned char *block; /* IO_BLOCK bytes */
 	snap_progress_fn progress;
 	void *progress_ud;
+	/* the payload being pushed (snap_payload_begin) */
+	int push_active, push_in_chunk;
+	struct strbuf push_name, push_chunk;
+	unsigned push_index;
+	uint64_t push_left, push_chunk_size, push_chunk_left;
+	struct hash_ctx push_hash;
 	uint64_t progress_total, progress_done;
 };
 
@@ -153,6 +160,9 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 	struct strbuf tmp = STRBUF_INIT;
 	char threads[16];
 
+	sb_init(&w->push_name, 0);
+	sb_init(&w->push_chunk, 0);
+
 	*out = NULL;
 	w->fd = -1;
 	w->dir = xstrdup(dir);
@@ -248,6 +258,14 @@ void snap_set_extra(struct snap_writer *w, cJSON *obj)
 {
 	cJSON_DeleteItemFromObject(w->manifest, "extra");
 	cJSON_AddItemToObject(w->manifest, "extra", obj);
+}
+
+void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size)
+{
+	if (!w->deferred)
+		w->deferred = cJSON_CreateObject();
+	cJSON_DeleteItemFromObject(w->deferred, name);
+	cJSON_AddNumberToObject(w->deferred, name, (double)size);
 }
 
 void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total)
@@ -369,6 +387,8 @@ static int write_header(struct snap_writer *w, struct sm_error *err)
 	w->header_done = 1;
 	hdr = cJSON_CreateObject();
 	add_common(w, hdr);
+	if (w->deferred)
+		cJSON_AddItemToObject(hdr, "deferred", cJSON_Duplicate(w->deferred, 1));
 	text = cJSON_Print(hdr);
 	ret = write_small(w, SNAP_HEADER_NAME, text, strlen(text), err);
 	free(text);
@@ -394,41 +414,88 @@ static void progress(struct snap_writer *w, size_t n)
 		w->progress(w->progress_ud, w->progress_done, w->progress_total);
 }
 
-/* Writes one chunk entry of exactly size bytes, reading from fn through
- * w->block.  For a known-size stream. */
-static int write_chunk_direct(struct snap_writer *w, const char *name, uint64_t size,
-			      snap_read_fn fn, void *ud, struct sm_error *err)
+/* Ends the current chunk entry of the payload being pushed. */
+static void payload_close_chunk(struct snap_writer *w)
 {
-	struct hash_ctx h = { NULL };
 	char sha[HASH_HEX_LEN + 1];
-	uint64_t left = size;
 
-	if (begin_entry(w, name, size, err) < 0)
+	hash_final_hex(&w->push_hash, sha);
+	record_entry(w, w->push_chunk.buf, w->push_chunk_size, sha);
+	w->push_in_chunk = 0;
+}
+
+/* Starts the next chunk entry "<name>.NNNN" of the payload being pushed. */
+static int payload_open_chunk(struct snap_writer *w, struct sm_error *err)
+{
+	uint64_t n = w->push_left < SNAP_CHUNK_MAX ? w->push_left : SNAP_CHUNK_MAX;
+
+	sb_reset(&w->push_chunk);
+	sb_addf(&w->push_chunk, "%s.%04u", w->push_name.buf, w->push_index++);
+	if (begin_entry(w, w->push_chunk.buf, n, err) < 0)
 		return -1;
-	hash_init(&h);
-	while (left) {
-		size_t want = left < IO_BLOCK ? (size_t)left : IO_BLOCK, got = 0;
-
-		if (fn(ud, w->block, want, &got, err) < 0)
-			goto fail;
-		if (got == 0) {
-			err_set(err, ERR_FAIL, "snapshot source for '%s' ended %llu bytes early",
-				name, (unsigned long long)left);
-			goto fail;
-		}
-		if (got > want)
-			got = want;
-		if (put_data(w, w->block, got, &h, err) < 0)
-			goto fail;
-		left -= got;
-		progress(w, got);
-	}
-	hash_final_hex(&h, sha);
-	record_entry(w, name, size, sha);
+	if (hash_init(&w->push_hash) < 0)
+		return err_set(err, ERR_FAIL, "cannot initialise SHA-256");
+	w->push_chunk_size = n;
+	w->push_chunk_left = n;
+	w->push_in_chunk = 1;
 	return 0;
-fail:
-	hash_release(&h);
-	return -1;
+}
+
+int snap_payload_begin(struct snap_writer *w, const char *name, unsigned first_index,
+		       uint64_t size, struct sm_error *err)
+{
+	if (!entry_name_ok(name) || w->push_active)
+		return err_set(err, ERR_FAIL, "invalid snapshot payload '%s'", name);
+	if (write_header(w, err) < 0)
+		return -1;
+	sb_reset(&w->push_name);
+	sb_adds(&w->push_name, name);
+	w->push_index = first_index;
+	w->push_left = size;
+	w->push_active = 1;
+	if (size == 0) {
+		/* an empty payload is one empty chunk */
+		if (payload_open_chunk(w, err) < 0)
+			return -1;
+		payload_close_chunk(w);
+	}
+	return 0;
+}
+
+int snap_payload_write(struct snap_writer *w, const void *data, size_t len,
+		       struct sm_error *err)
+{
+	const char *p = data;
+
+	if (len > w->push_left)
+		return err_set(err, ERR_FAIL, "snapshot source for '%s' is longer than its "
+			       "announced size", w->push_name.buf);
+	while (len) {
+		size_t n;
+
+		if (!w->push_in_chunk && payload_open_chunk(w, err) < 0)
+			return -1;
+		n = len < w->push_chunk_left ? len : (size_t)w->push_chunk_left;
+		if (put_data(w, p, n, &w->push_hash, err) < 0)
+			return -1;
+		p += n;
+		len -= n;
+		w->push_left -= n;
+		w->push_chunk_left -= n;
+		progress(w, n);
+		if (!w->push_chunk_left)
+			payload_close_chunk(w);
+	}
+	return 0;
+}
+
+int snap_payload_end(struct snap_writer *w, struct sm_error *err)
+{
+	w->push_active = 0;
+	if (w->push_left)
+		return err_set(err, ERR_FAIL, "snapshot source for '%s' ended %llu bytes early",
+			       w->push_name.buf, (unsigned long long)w->push_left);
+	return 0;
 }
 
 int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size,
@@ -444,26 +511,19 @@ int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size
 	if (write_header(w, err) < 0)
 		return -1;
 	if (size != SNAP_SIZE_UNKNOWN) {
-		uint64_t left = size;
+		size_t got;
+
+		if (snap_payload_begin(w, name, 0, size, err) < 0)
+			goto out;
 		do {
-			uint64_t n = left < SNAP_CHUNK_MAX ? left : SNAP_CHUNK_MAX;
-			sb_reset(&chunk);
-			sb_addf(&chunk, "%s.%04u", name, idx++);
-			if (write_chunk_direct(w, chunk.buf, n, fn, ud, err) < 0)
+			got = 0;
+			if (fn(ud, w->block, IO_BLOCK, &got, err) < 0 ||
+			    (got && snap_payload_write(w, w->block, got, err) < 0))
 				goto out;
-			left -= n;
-		} while (left);
-		/* the source must be exhausted: a file that grew is not what we measured */
-		{
-			size_t got = 0;
-			if (fn(ud, w->block, 1, &got, err) < 0)
-				goto out;
-			if (got) {
-				err_set(err, ERR_FAIL, "snapshot source for '%s' is longer than its "
-					"announced %llu bytes", name, (unsigned long long)size);
-				goto out;
-			}
-		}
+		} while (got);
+		/* a source that ends early or runs long is not what we measured */
+		if (snap_payload_end(w, err) < 0)
+			goto out;
 		ret = 0;
 		goto out;
 	}
@@ -534,7 +594,11 @@ static void writer_free(struct snap_writer *w)
 	if (w->fd >= 0)
 		close(w->fd);
 	hash_release(&w->file_hash);
+	hash_release(&w->push_hash);
+	sb_release(&w->push_name);
+	sb_release(&w->push_chunk);
 	cJSON_Delete(w->manifest);
+	cJSON_Delete(w->deferred);
 	free(w->block);
 	free(w->created_at);
 	free(w->tmp_path);
