@@ -152,6 +152,7 @@ class SnapshotSqlite(CliTest):
                 self.assertGreater(int(out), 25)
                 target = "restored-%s.db" % mode
                 self.ok("restore", snap, "--to", self.sqlite_url(target), "--yes")
+                self.assertEqual(glob.glob(self.path(target + ".safe-migrate-restore.*")), [])
                 con = sqlite3.connect(self.path(target))
                 self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
                 # the copy is a consistent prefix of the writer's rows
