@@ -14,7 +14,8 @@
  * writes them (pages 2..N as chunks data/main.db.0001..., then page 1, which
  * SQLite writes last, as data/main.db.0000; the header declares that entry
  * deferred so a reader can place the rest first).  No scratch copy of the
- * database is ever written.
+ * database is ever written, and the source is read in large blocks through
+ * a connection of its own (sqlite_readahead).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 #include "backup.h"
 #include "fsutil.h"
 #include "sqlite_copy.h"
+#include "sqlite_readahead.h"
 #include "stream_vfs.h"
 #include "strbuf.h"
 #include "xalloc.h"
@@ -160,18 +162,43 @@ out:
 	return ret;
 }
 
+/* A connection of its own for the copy, reading in large blocks: it lives
+ * for exactly one read transaction, during which the parts of the file it
+ * reads cannot change (writers are locked out in rollback-journal mode; in
+ * WAL mode checkpoints never pass an open reader's snapshot).  NULL if it
+ * cannot be opened: the engine's connection then does the work. */
+static sqlite3 *open_reader(const char *path)
+{
+	sqlite3 *rd = NULL;
+
+	if (sqlite_readahead_register() != SQLITE_OK ||
+	    sqlite3_open_v2(path, &rd, SQLITE_OPEN_READWRITE, SQLITE_READAHEAD_VFS) !=
+		    SQLITE_OK) {
+		sqlite3_close(rd);
+		return NULL;
+	}
+	sqlite3_busy_timeout(rd, 10000);
+	return rd;
+}
+
 static int sqlite_take(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
 		       struct sm_error *err)
 {
-	sqlite3 *db = engine_native(e);
+	sqlite3 *db = engine_native(e), *rd = NULL;
 	long long pages = 0, size = 0;
 	int own_txn = sqlite3_get_autocommit(db), ret = -1;
 	cJSON *extra;
 
+	/* inside the caller's transaction only its connection sees its state */
+	if (own_txn && (rd = open_reader(e->url.path)) != NULL)
+		db = rd;
 	/* one read transaction: the counts and the copy see the same database */
-	if (own_txn && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return err_set(err, ERR_FAIL, "cannot start a read transaction on '%s': %s",
-			       e->url.path, sqlite3_errmsg(db));
+	if (own_txn && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot start a read transaction on '%s': %s",
+			e->url.path, sqlite3_errmsg(db));
+		sqlite3_close(rd);
+		return -1;
+	}
 	if (pragma_int(db, "PRAGMA main.page_count", &pages) < 0 ||
 	    pragma_int(db, "PRAGMA main.page_size", &size) < 0 || size < 512 || size > 65536) {
 		err_set(err, ERR_FAIL, "cannot read the size of '%s': %s", e->url.path,
@@ -196,6 +223,7 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 out:
 	if (own_txn)
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(rd);
 	return ret;
 }
 

@@ -113,9 +113,11 @@ static long long deferred_head(struct snap_reader *r)
 	return (long long)n->valuedouble;
 }
 
-/* Copies the current entry to fd at offset off; *len receives its length. */
+/* Copies the current entry to fd at offset off; *len receives its length.
+ * With writeback, the kernel is asked to write each block out at once (the
+ * file will be fsync'd and become the target). */
 static int copy_entry(struct snap_reader *r, int fd, uint64_t off, unsigned char *buf,
-		      const char *path, uint64_t *len, struct sm_error *err)
+		      const char *path, int writeback, uint64_t *len, struct sm_error *err)
 {
 	*len = 0;
 	for (;;) {
@@ -127,6 +129,8 @@ static int copy_entry(struct snap_reader *r, int fd, uint64_t off, unsigned char
 			return 0;
 		if (fs_pwrite_all(fd, buf, got, (off_t)(off + *len)) < 0)
 			return err_sys(err, "cannot write staging file '%s'", path);
+		if (writeback)
+			fs_start_writeback(fd, (off_t)(off + *len), (off_t)got);
 		*len += got;
 	}
 }
@@ -143,7 +147,6 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	uint64_t off, len;
 	int fd = -1, rc, ret = -1, head_done;
 
-	(void)opts;
 	*state = s;
 	if (head < 0) {
 		err_set(err, ERR_DAMAGED, "the snapshot header's \"deferred\" entry is malformed");
@@ -170,12 +173,12 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 			goto out;
 		}
 		if (!head_done && idx == expect) {
-			if (copy_entry(r, fd, off, buf, s->path, &len, err) < 0)
+			if (copy_entry(r, fd, off, buf, s->path, opts->target_new, &len, err) < 0)
 				goto out;
 			off += len;
 			expect++;
 		} else if (head && !head_done && idx == 0 && seen) {
-			if (copy_entry(r, fd, 0, buf, s->path, &len, err) < 0)
+			if (copy_entry(r, fd, 0, buf, s->path, opts->target_new, &len, err) < 0)
 				goto out;
 			if (len != (uint64_t)head) {
 				err_set(err, ERR_DAMAGED, "entry '%s' holds %llu bytes, not the %lld "

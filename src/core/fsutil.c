@@ -1,6 +1,7 @@
 /*
  * fsutil: durable writes and small file-system helpers (see fsutil.h).
  */
+#define _GNU_SOURCE /* sync_file_range */
 #include "fsutil.h"
 
 #include <errno.h>
@@ -56,6 +57,18 @@ int fs_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+void fs_start_writeback(int fd, off_t off, off_t len)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* a hint: errors surface at the fsync that follows */
+	(void)sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE);
+#else
+	(void)fd;
+	(void)off;
+	(void)len;
+#endif
 }
 
 int fs_read_file(const char *path, struct strbuf *out, size_t max, struct sm_error *err)

@@ -30,6 +30,7 @@
 #include "xalloc.h"
 
 #define IO_BLOCK ((size_t)1 << 20)
+#define WRITEBACK_STEP ((uint64_t)8 << 20)
 
 struct snap_writer {
 	char *dir;
@@ -38,6 +39,7 @@ struct snap_writer {
 	int fd;
 	struct archive *a;
 	struct bpipe *out;   /* compressed blocks: hashed and written in the background */
+	uint64_t out_bytes, out_flushed; /* the background thread's */
 	struct hash_ctx file_hash;
 	uint64_t file_bytes;
 	int write_errno; /* errno of a failed write in the callback */
@@ -81,6 +83,13 @@ static int out_block(void *ud, const void *buf, size_t len)
 	if (fs_write_all(w->fd, buf, len) < 0)
 		return errno ? errno : EIO;
 	hash_update(&w->file_hash, buf, len);
+	w->out_bytes += len;
+	/* start writeback every few MiB: the closing fsync then waits less */
+	if (w->out_bytes - w->out_flushed >= WRITEBACK_STEP) {
+		fs_start_writeback(w->fd, (off_t)w->out_flushed,
+				   (off_t)(w->out_bytes - w->out_flushed));
+		w->out_flushed = w->out_bytes;
+	}
 	return 0;
 }
 
