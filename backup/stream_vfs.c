@@ -4,7 +4,7 @@
  *
  * Everything but the main database file is refused (the destination runs
  * with journal_mode=OFF, so SQLite asks for nothing else); time, randomness
- * and sleeping are the default VFS's.
+ * and sleeping are the default VFS's functions.
  */
 #include "stream_vfs.h"
 
@@ -201,24 +201,6 @@ static int sv_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out
 	return SQLITE_OK;
 }
 
-static int sv_randomness(sqlite3_vfs *vfs, int n, char *out)
-{
-	sqlite3_vfs *d = vfs->pAppData;
-	return d->xRandomness(d, n, out);
-}
-
-static int sv_sleep(sqlite3_vfs *vfs, int us)
-{
-	sqlite3_vfs *d = vfs->pAppData;
-	return d->xSleep(d, us);
-}
-
-static int sv_current_time(sqlite3_vfs *vfs, double *out)
-{
-	sqlite3_vfs *d = vfs->pAppData;
-	return d->xCurrentTime(d, out);
-}
-
 static int sv_last_error(sqlite3_vfs *vfs, int n, char *out)
 {
 	(void)vfs;
@@ -236,18 +218,22 @@ static sqlite3_vfs stream_vfs_def = {
 	.xDelete = sv_delete,
 	.xAccess = sv_access,
 	.xFullPathname = sv_full_pathname,
-	.xRandomness = sv_randomness,
-	.xSleep = sv_sleep,
-	.xCurrentTime = sv_current_time,
 	.xGetLastError = sv_last_error,
 };
 
 int stream_vfs_attach(struct stream_vfs *s, struct sm_error *err)
 {
 	if (!sqlite3_vfs_find(STREAM_VFS_NAME)) {
-		stream_vfs_def.pAppData = sqlite3_vfs_find(NULL);
-		if (!stream_vfs_def.pAppData ||
-		    sqlite3_vfs_register(&stream_vfs_def, 0) != SQLITE_OK)
+		sqlite3_vfs *d = sqlite3_vfs_find(NULL);
+
+		if (!d)
+			return err_set(err, ERR_FAIL, "cannot register the SQLite stream VFS");
+		/* the default VFS's clock, randomness and sleep do not depend on
+		 * which VFS object they are called through */
+		stream_vfs_def.xRandomness = d->xRandomness;
+		stream_vfs_def.xSleep = d->xSleep;
+		stream_vfs_def.xCurrentTime = d->xCurrentTime;
+		if (sqlite3_vfs_register(&stream_vfs_def, 0) != SQLITE_OK)
 			return err_set(err, ERR_FAIL, "cannot register the SQLite stream VFS");
 	}
 	s->head = NULL;

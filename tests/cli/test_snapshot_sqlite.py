@@ -245,7 +245,11 @@ class SnapshotSqlite(CliTest):
             ti.size = len(hdr)
             t.addfile(ti, io.BytesIO(hdr))
             build(t)
-        comp = subprocess.run(["zstd", "-q", "-c"], input=raw.getvalue(), capture_output=True,
+        return self.compressed(name, raw.getvalue())
+
+    def compressed(self, name, tar_bytes):
+        """Writes tar_bytes zstd-compressed as name, with a correct sidecar."""
+        comp = subprocess.run(["zstd", "-q", "-c"], input=tar_bytes, capture_output=True,
                               check=True).stdout
         p = self.path(name)
         with open(p, "wb") as f:
@@ -285,14 +289,7 @@ class SnapshotSqlite(CliTest):
             ti = tarfile.TarInfo("manifest.json")
             ti.size = len(data)
             t.addfile(ti, io.BytesIO(data))
-        comp = subprocess.run(["zstd", "-q", "-c"], input=raw.getvalue(), capture_output=True,
-                              check=True).stdout
-        p = self.path(name)
-        with open(p, "wb") as f:
-            f.write(comp)
-        with open(p + ".sha256", "w") as f:
-            f.write("%s  %s\n" % (hashlib.sha256(comp).hexdigest(), name))
-        return p
+        return self.compressed(name, raw.getvalue())
 
     def test_format_1_and_deferred_head_layouts(self):
         with open(self.path("app.db"), "rb") as f:
