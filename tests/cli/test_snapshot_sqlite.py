@@ -258,6 +258,24 @@ class SnapshotSqlite(CliTest):
             f.write("%s  %s\n" % (hashlib.sha256(comp).hexdigest(), name))
         return p
 
+    def test_page_sizes_and_empty_file(self):
+        open(self.path("empty.db"), "wb").close()
+        for ps in (512, 65536):
+            con = sqlite3.connect(self.path("p%d.db" % ps))
+            con.execute("PRAGMA page_size=%d" % ps)
+            con.execute("CREATE TABLE t (x)")
+            con.executemany("INSERT INTO t VALUES (?)", [(os.urandom(3000),) for _ in range(300)])
+            con.commit()
+            con.close()
+        for name in ("empty.db", "p512.db", "p65536.db"):
+            with self.subTest(name):
+                snap = self.ok("-d", self.sqlite_url(name), "backup", "--json").json()["path"]
+                self.ok("restore", snap, "--to", self.sqlite_url("r-" + name), "--yes")
+                self.assertEqual(self.sqlite("PRAGMA integrity_check", "r-" + name), [("ok",)])
+                self.assertEqual(self.sqlite_dump("r-" + name), self.sqlite_dump(name))
+                self.assertEqual(self.sqlite("PRAGMA page_size", "r-" + name),
+                                 self.sqlite("PRAGMA page_size", name))
+
     def test_tar_alone_reassembles_the_database(self):
         snap = self.backup()["path"]
         out = self.path("x")
