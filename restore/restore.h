@@ -38,7 +38,11 @@ struct restore_opts {
 	 * one only with to_other: a parallel restore is not atomic. */
 	int jobs;
 	int to_other;          /* the target is not the snapshot's database (restore --to) */
-	long lock_timeout_ms;  /* how long to wait for a table lock (0: 60 s) */
+	long lock_timeout_ms;  /* how long to wait for a table lock (0: no limit) */
+	/* The target did not exist before this restore (the caller created it):
+	 * no other connection can be using it, so a driver may move the staged
+	 * database into place instead of copying it in. */
+	int target_new;
 };
 
 struct restore_driver {

@@ -299,6 +299,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.jobs = opt.jobs;
 	ro.to_other = opt.to_url != NULL;
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
+	ro.target_new = !existed && opt.to_url;
 	if (restore_snapshot(path, e, &ro, &ctx->err) < 0) {
 		progress_end(&pr);
 		if (ui.safety_res.path)
