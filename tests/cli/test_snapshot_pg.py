@@ -141,7 +141,7 @@ class SnapshotPgTest(CliTest):
         self.assertSameState(damaged, self.pg_state(url))
 
     def big_table(self, url):
-        # about 20 MB: more than one 16 MiB chunk entry (a row spans the
+        # about 20 MB: several 4 MiB chunk entries (rows span their
         # boundary) and several parallel COPY units; escapes in every row
         self.psql(url, r"""
             CREATE TABLE app.bulk (id int PRIMARY KEY, v text, n numeric);
