@@ -738,11 +738,13 @@ static int post_data(struct pool *p, struct engine *target, const struct roots *
 	if (pgr_run_batched(target, pp.rest.buf, "cannot restore post-data", err) < 0)
 		goto out;
 	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(m->toc, "tables")) {
-		struct strbuf sql = STRBUF_INIT;
+		struct strbuf sql = STRBUF_INIT, what = STRBUF_INIT;
 		struct item *it;
 
 		sb_addf(&sql, "ANALYZE %s", pgr_str(t, "qualified"));
-		it = item_new(sb_detach(&sql), "cannot analyze the restored tables");
+		sb_addf(&what, "cannot analyze table %s", pgr_str(t, "qualified"));
+		it = item_new(sb_detach(&sql), what.buf);
+		sb_release(&what);
 		roots_key(rt, pgr_str(t, "schema"), pgr_str(t, "name"), &key);
 		item_lock(it, key.buf, 1);
 		ALLOC_GROW(an, nan + 1, aan);
