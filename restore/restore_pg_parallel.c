@@ -398,6 +398,7 @@ static int load_data(struct pool *p, struct snap_reader *r, const cJSON *toc, si
 {
 	const cJSON *cur = NULL;
 	struct strbuf buf = STRBUF_INIT;
+	size_t rows_end = 0; /* buf[0..rows_end) holds whole rows */
 	int rc, ret = -1;
 
 	for (rc = pending ? 1 : snap_reader_next(r, ent, err); rc == 1;
@@ -409,10 +410,12 @@ static int load_data(struct pool *p, struct snap_reader *r, const cJSON *toc, si
 		/* a table's chunks follow each other; a row may span two chunks */
 		if (t != cur && flush_copy(p, cur, &buf) < 0)
 			goto failed;
+		if (t != cur)
+			rows_end = 0;
 		cur = t;
 		for (;;) {
 			const char *nl;
-			size_t got, cut;
+			size_t got;
 			struct strbuf rest = STRBUF_INIT;
 			int queued;
 
@@ -423,17 +426,20 @@ static int load_data(struct pool *p, struct snap_reader *r, const cJSON *toc, si
 			}
 			if (!got)
 				break;
+			/* only the new bytes are searched: a huge row stays linear */
+			if ((nl = last_newline(buf.buf + buf.len, got)))
+				rows_end = (size_t)(nl - buf.buf) + 1;
 			sb_setlen(&buf, buf.len + got);
-			if (buf.len < unit || !(nl = last_newline(buf.buf, buf.len)))
+			if (buf.len < unit || !rows_end)
 				continue;
-			/* the rows up to the last newline go; the rest starts the next unit */
-			cut = (size_t)(nl - buf.buf) + 1;
+			/* the whole rows go; the rest starts the next unit */
 			sb_grow(&rest, unit + IO_BLOCK);
-			sb_add(&rest, buf.buf + cut, buf.len - cut);
-			sb_setlen(&buf, cut);
+			sb_add(&rest, buf.buf + rows_end, buf.len - rows_end);
+			sb_setlen(&buf, rows_end);
 			queued = flush_copy(p, cur, &buf);
 			sb_release(&buf);
 			buf = rest;
+			rows_end = 0;
 			if (queued < 0)
 				goto failed;
 		}
