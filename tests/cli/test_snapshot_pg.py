@@ -141,13 +141,15 @@ class SnapshotPgTest(CliTest):
         self.assertSameState(damaged, self.pg_state(url))
 
     def big_table(self, url):
-        # about 20 MB: several 4 MiB chunk entries (rows span their
-        # boundary) and several parallel COPY units; escapes in every row
+        # about 25 MB: several 4 MiB chunk entries (rows span their
+        # boundary), several parallel COPY units and a row larger than one;
+        # escapes in every row
         self.psql(url, r"""
             CREATE TABLE app.bulk (id int PRIMARY KEY, v text, n numeric);
             INSERT INTO app.bulk SELECT g, E'tab\there\nnewline \\ ' || repeat(md5(g::text), 2)
                 || ' ü', g * 1.5 FROM generate_series(1, 200000) g;
-            CREATE INDEX bulk_v ON app.bulk (v);
+            INSERT INTO app.bulk VALUES (0, repeat(md5('x'), 150000), 0);  -- one 4.8 MB row
+            CREATE INDEX bulk_v ON app.bulk (md5(v));
         """)
 
     def test_parallel_restore_to_fidelity(self):
