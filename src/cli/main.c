@@ -65,8 +65,8 @@ static const struct command commands[] = {
 	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup]",
 	  "verify a snapshot, take a safety snapshot, and restore",
 	  "In place, the restore is one transaction: any failure, a snapshot found\n"
-	  "damaged while loading included, leaves the database as it was.  Locks held by\n"
-	  "other sessions are waited for at most --lock-timeout (default 60s).\n"
+	  "damaged while loading included, leaves the database as it was.  PostgreSQL:\n"
+	  "locks held by other sessions are waited for at most --lock-timeout (60s).\n"
 	  "--to URL restores into another database (a scratch or staging one).\n"
 	  "--jobs N (PostgreSQL, with --to only, 1 to 64) loads with N connections in\n"
 	  "parallel, like pg_restore -j N.  A parallel restore is NOT atomic: if it fails,\n"
