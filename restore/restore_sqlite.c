@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bpipe.h"
 #include "fsutil.h"
 #include "restore.h"
 #include "sqlite_copy.h"
@@ -113,26 +114,68 @@ static long long deferred_head(struct snap_reader *r)
 	return (long long)n->valuedouble;
 }
 
-/* Copies the current entry to fd at offset off; *len receives its length.
- * With writeback, the kernel is asked to write each block out at once (the
- * file will be fsync'd and become the target). */
-static int copy_entry(struct snap_reader *r, int fd, uint64_t off, unsigned char *buf,
-		      const char *path, int writeback, uint64_t *len, struct sm_error *err)
+/* The staging file's writer: a background thread (bpipe) places the
+ * payload's blocks one after the other while the main thread decompresses
+ * and hashes. */
+struct stage_out {
+	int fd;
+	uint64_t off;  /* where the next block goes */
+	int writeback; /* ask the kernel to write blocks out at once: the file
+			* will be fsync'd and become the target */
+};
+
+static int stage_block(void *ud, const void *buf, size_t len)
+{
+	struct stage_out *o = ud;
+
+	if (fs_pwrite_all(o->fd, buf, len, (off_t)o->off) < 0)
+		return errno ? errno : EIO;
+	if (o->writeback)
+		fs_start_writeback(o->fd, (off_t)o->off, (off_t)len);
+	o->off += len;
+	return 0;
+}
+
+/* Streams the current entry into the staging file after what came before;
+ * *len receives its length. */
+static int pipe_entry(struct snap_reader *r, struct bpipe *p, const char *path, uint64_t *len,
+		      struct sm_error *err)
 {
 	*len = 0;
 	for (;;) {
-		size_t got;
+		void *slot = bpipe_slot(p);
+		size_t got = 0;
+		int rc = snap_reader_read(r, slot, IO_BLOCK, &got, err);
 
-		if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0)
+		if (bpipe_submit(p, rc < 0 ? 0 : got) < 0)
+			return err_sys(err, "cannot write staging file '%s'", path);
+		if (rc < 0)
 			return -1;
 		if (!got)
 			return 0;
-		if (fs_pwrite_all(fd, buf, got, (off_t)(off + *len)) < 0)
-			return err_sys(err, "cannot write staging file '%s'", path);
-		if (writeback)
-			fs_start_writeback(fd, (off_t)(off + *len), (off_t)got);
 		*len += got;
 	}
+}
+
+/* Writes the deferred first chunk (the current entry) at offset 0; it must
+ * hold exactly head bytes. */
+static int write_head(struct snap_reader *r, int fd, const char *name, long long head,
+		      const char *path, struct sm_error *err)
+{
+	unsigned char buf[65536 + 1];
+	size_t len = 0, got;
+
+	do {
+		if (snap_reader_read(r, buf + len, sizeof(buf) - len, &got, err) < 0)
+			return -1;
+		len += got;
+	} while (got && len < sizeof(buf));
+	if (len != (size_t)head)
+		return err_set(err, ERR_DAMAGED, "entry '%s' holds %s%zu bytes, not the %lld the "
+			       "header declares", name, len == sizeof(buf) ? "over " : "", len, head);
+	if (fs_pwrite_all(fd, buf, len, 0) < 0)
+		return err_sys(err, "cannot write staging file '%s'", path);
+	return 0;
 }
 
 static int sqlite_load(struct engine *target, struct snap_reader *r,
@@ -141,11 +184,12 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	struct sqlite_stage *s = xcalloc(1, sizeof(*s));
 	struct strbuf path = STRBUF_INIT;
 	struct snap_entry ent;
-	unsigned char *buf = NULL;
+	struct stage_out o = { -1, 0, 0 };
+	struct bpipe *pipe = NULL;
 	unsigned expect, idx, seen = 0;
 	long long head = deferred_head(r);
-	uint64_t off, len;
-	int fd = -1, rc, ret = -1, head_done;
+	uint64_t len;
+	int rc, ret = -1, head_done;
 
 	*state = s;
 	if (head < 0) {
@@ -155,16 +199,17 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	cleanup_stale_stages(target->url.path);
 	sb_addf(&path, "%s%s%ld.tmp", target->url.path, STAGE_TAG, (long)getpid());
 	unlink(path.buf);
-	fd = open(path.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	o.fd = open(path.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (o.fd < 0) {
 		err_sys(err, "cannot create staging file '%s'", path.buf);
 		goto out;
 	}
 	s->path = sb_detach(&path);
-	buf = xmalloc(IO_BLOCK);
+	o.off = (uint64_t)head;
+	o.writeback = opts->target_new;
+	pipe = bpipe_start(4, IO_BLOCK, stage_block, &o);
 	/* in order: 0000 first, or 0001... and then the deferred 0000 */
 	expect = head ? 1 : 0;
-	off = (uint64_t)head;
 	head_done = 0;
 	while ((rc = snap_reader_next(r, &ent, err)) > 0) {
 		if (!snap_is_chunk_of(ent.name, PAYLOAD, &idx)) {
@@ -173,18 +218,16 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 			goto out;
 		}
 		if (!head_done && idx == expect) {
-			if (copy_entry(r, fd, off, buf, s->path, opts->target_new, &len, err) < 0)
+			if (pipe_entry(r, pipe, s->path, &len, err) < 0)
 				goto out;
-			off += len;
 			expect++;
 		} else if (head && !head_done && idx == 0 && seen) {
-			if (copy_entry(r, fd, 0, buf, s->path, opts->target_new, &len, err) < 0)
-				goto out;
-			if (len != (uint64_t)head) {
-				err_set(err, ERR_DAMAGED, "entry '%s' holds %llu bytes, not the %lld "
-					"the header declares", ent.name, (unsigned long long)len, head);
+			if (bpipe_finish(pipe) < 0) {
+				err_sys(err, "cannot write staging file '%s'", s->path);
 				goto out;
 			}
+			if (write_head(r, o.fd, ent.name, head, s->path, err) < 0)
+				goto out;
 			head_done = 1;
 		} else {
 			err_set(err, ERR_DAMAGED, "entry '%s' is out of order", ent.name);
@@ -199,17 +242,21 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 			seen ? "first page" : "database", PAYLOAD);
 		goto out;
 	}
-	if (close(fd) < 0) {
-		fd = -1;
+	if (bpipe_finish(pipe) < 0) {
 		err_sys(err, "cannot write staging file '%s'", s->path);
 		goto out;
 	}
-	fd = -1;
+	rc = close(o.fd);
+	o.fd = -1;
+	if (rc < 0) {
+		err_sys(err, "cannot write staging file '%s'", s->path);
+		goto out;
+	}
 	ret = 0;
 out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
+	bpipe_free(pipe);
+	if (o.fd >= 0)
+		close(o.fd);
 	sb_release(&path);
 	return ret;
 }
