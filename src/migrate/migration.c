@@ -246,6 +246,8 @@ static void found_add(struct found_list *fl, const char *path, const char *name)
 	}
 }
 
+/* recursion bounded by depth (sub-folders 16 deep at most) */
+/* NOLINTNEXTLINE(misc-no-recursion) */
 static int walk(const char *dir, struct found_list *fl, int depth, struct sm_error *err)
 {
 	DIR *d;
