@@ -5,9 +5,17 @@
  * (sqlite3_backup_step(-1)): a backup taken a few pages per step restarts
  * from page 1 whenever another connection commits, so under a steady writer
  * it would never finish, while a single step holds a read transaction for
- * its duration and always does.  The copy goes to a scratch file in the
- * backup directory (journal off, no syncs: it is thrown away), is streamed
- * into the archive as data/main.db.NNNN chunks, and is deleted.
+ * its duration and always does.  The source connection opens that read
+ * transaction itself first, so the row counts in the manifest describe the
+ * very same snapshot the copy is taken from.
+ *
+ * The copy's destination is not a file: it is a database on stream_vfs,
+ * which hands the pages straight to the snapshot writer as the backup
+ * writes them (pages 2..N as chunks data/main.db.0001..., then page 1, which
+ * SQLite writes last, as data/main.db.0000; the header declares that entry
+ * deferred so a reader can place the rest first).  No scratch copy of the
+ * database is ever written, and the source is read in large blocks through
+ * a connection of its own (sqlite_readahead).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +30,8 @@
 #include "backup.h"
 #include "fsutil.h"
 #include "sqlite_copy.h"
+#include "sqlite_readahead.h"
+#include "stream_vfs.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -48,63 +58,23 @@ static int sqlite_estimate(struct engine *e, uint64_t *bytes, struct sm_error *e
 	    pragma_int(db, "PRAGMA page_size", &size) < 0)
 		return err_set(err, ERR_FAIL, "cannot read the size of '%s': %s", e->url.path,
 			       sqlite3_errmsg(db));
-	/* the scratch copy plus an archive no smaller than it (random data does
-	 * not compress), and a little room for the manifest */
-	*bytes = 2 * (uint64_t)pages * (uint64_t)size + ((uint64_t)1 << 20);
+	/* an archive no smaller than the database (random data does not
+	 * compress), and a little room for the header and manifest */
+	*bytes = (uint64_t)pages * (uint64_t)size + ((uint64_t)1 << 20);
 	return 0;
 }
 
-static int describe_copy(struct snap_writer *w, sqlite3 *db, struct sm_error *err);
-
-/* Copies main of src into the file at path in one step, and describes the
- * copy (row counts, geometry) in w's manifest. */
-static int copy_db(sqlite3 *src, const char *path, struct snap_writer *w, struct sm_error *err)
-{
-	sqlite3 *dst = NULL;
-	enum sqlite_copy_stage stage;
-	int rc, ret = -1;
-
-	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-	    SQLITE_OK) {
-		err_set(err, ERR_FAIL, "cannot create '%s': %s", path,
-			dst ? sqlite3_errmsg(dst) : "out of memory");
-		goto out;
-	}
-	/* a scratch copy: no journal, no syncs */
-	sqlite3_exec(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
-		     "PRAGMA locking_mode=EXCLUSIVE", NULL, NULL, NULL);
-	rc = sqlite_copy_whole(dst, src, &stage);
-	if (rc != SQLITE_OK) {
-		if (stage == SQLITE_COPY_INIT)
-			err_set(err, ERR_FAIL, "cannot start the backup: %s", sqlite3_errmsg(dst));
-		else if (stage == SQLITE_COPY_LOCKED)
-			err_set(err, ERR_LOCKED, "backup of the database failed: it stayed locked by "
-				"another connection for %d s", SQLITE_COPY_GIVE_UP_MS / 1000);
-		else
-			err_set(err, rc == SQLITE_FULL && stage == SQLITE_COPY_STEP ? ERR_NOSPACE
-										     : ERR_FAIL,
-				"backup of the database failed: %s", sqlite3_errstr(rc));
-		goto out;
-	}
-	ret = describe_copy(w, dst, err);
-out:
-	sqlite3_close(dst);
-	return ret;
-}
-
-/* Row counts and page geometry of the copy, into the manifest. */
-static int describe_copy(struct snap_writer *w, sqlite3 *db, struct sm_error *err)
+/* Row counts of every table, into the manifest. */
+static int count_rows(struct snap_writer *w, sqlite3 *db, struct sm_error *err)
 {
 	sqlite3_stmt *st = NULL;
 	struct strbuf sql = STRBUF_INIT;
-	long long pages = 0, size = 0;
-	cJSON *extra;
 	int ret = -1;
 
-	if (sqlite3_prepare_v2(db, "SELECT name FROM sqlite_schema WHERE type = 'table' AND "
-			       "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", -1, &st,
-			       NULL) != SQLITE_OK) {
-		err_set(err, ERR_FAIL, "cannot read the backup copy: %s", sqlite3_errmsg(db));
+	if (sqlite3_prepare_v2(db, "SELECT name FROM main.sqlite_schema WHERE type = 'table' "
+			       "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", -1,
+			       &st, NULL) != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot list the tables: %s", sqlite3_errmsg(db));
 		goto out;
 	}
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -112,7 +82,7 @@ static int describe_copy(struct snap_writer *w, sqlite3 *db, struct sm_error *er
 		long long n = 0;
 
 		sb_reset(&sql);
-		sb_adds(&sql, "SELECT count(*) FROM \"");
+		sb_adds(&sql, "SELECT count(*) FROM main.\"");
 		for (const char *c = name; *c; c++) {
 			if (*c == '"')
 				sb_addch(&sql, '"');
@@ -123,13 +93,6 @@ static int describe_copy(struct snap_writer *w, sqlite3 *db, struct sm_error *er
 		if (pragma_int(db, sql.buf, &n) == 0)
 			snap_set_row_count(w, name, n);
 	}
-	pragma_int(db, "PRAGMA page_count", &pages);
-	pragma_int(db, "PRAGMA page_size", &size);
-	extra = cJSON_CreateObject();
-	cJSON_AddNumberToObject(extra, "page_size", (double)size);
-	cJSON_AddNumberToObject(extra, "page_count", (double)pages);
-	cJSON_AddStringToObject(extra, "payload", "data/main.db");
-	snap_set_extra(w, extra);
 	ret = 0;
 out:
 	sqlite3_finalize(st);
@@ -137,60 +100,130 @@ out:
 	return ret;
 }
 
-static int read_fd(void *ud, void *buf, size_t cap, size_t *got, struct sm_error *err)
+static int sink_to_snapshot(void *ud, const void *data, size_t len, struct sm_error *err)
 {
-	int fd = *(int *)ud;
-	ssize_t n;
+	return snap_payload_write(ud, data, len, err);
+}
 
-	do {
-		n = read(fd, buf, cap);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return err_sys(err, "cannot read the backup copy");
-	*got = (size_t)n;
-	return 0;
+/* Copies main of src into the snapshot, inside src's read transaction. */
+static int stream_copy(sqlite3 *src, struct snap_writer *w, uint32_t page_size,
+		       uint64_t pages, struct sm_error *err)
+{
+	struct stream_vfs sv = { 0 };
+	sqlite3 *dst = NULL;
+	enum sqlite_copy_stage stage;
+	int rc, ret = -1;
+
+	sv.page_size = page_size;
+	sv.sink = sink_to_snapshot;
+	sv.ud = w;
+	if (stream_vfs_attach(&sv, err) < 0)
+		return -1;
+	if (sqlite3_open_v2("safe-migrate-backup-stream", &dst, SQLITE_OPEN_READWRITE |
+			    SQLITE_OPEN_CREATE, STREAM_VFS_NAME) != SQLITE_OK ||
+	    sqlite3_exec(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
+			 "PRAGMA cache_size=-2048", NULL, NULL, NULL) != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot start the backup copy: %s",
+			dst ? sqlite3_errmsg(dst) : "out of memory");
+		goto out;
+	}
+	if (snap_payload_begin(w, "data/main.db", 1, (pages - 1) * page_size, err) < 0)
+		goto out;
+	rc = sqlite_copy_whole(dst, src, &stage);
+	if (sv.failed) {
+		/* the sink's own error (no space, a write error) says it best */
+		*err = sv.err;
+		err_prefix(err, "backup of the database failed");
+		goto out;
+	}
+	if (rc != SQLITE_OK) {
+		if (stage == SQLITE_COPY_INIT)
+			err_set(err, ERR_FAIL, "cannot start the backup: %s", sqlite3_errmsg(dst));
+		else if (stage == SQLITE_COPY_LOCKED)
+			err_set(err, ERR_LOCKED, "backup of the database failed: it stayed locked by "
+				"another connection for %d s", SQLITE_COPY_GIVE_UP_MS / 1000);
+		else
+			err_set(err, ERR_FAIL, "backup of the database failed: %s",
+				sqlite3_errstr(rc));
+		goto out;
+	}
+	if (snap_payload_end(w, err) < 0)
+		goto out;
+	if (!sv.head) {
+		err_set(err, ERR_FAIL, "backup of the database failed: the copy has no first page");
+		goto out;
+	}
+	if (snap_add_entry_buf(w, "data/main.db.0000", sv.head, page_size, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	sqlite3_close(dst);
+	stream_vfs_detach(&sv);
+	return ret;
+}
+
+/* A connection of its own for the copy, reading in large blocks: it lives
+ * for exactly one read transaction, during which the parts of the file it
+ * reads cannot change (writers are locked out in rollback-journal mode; in
+ * WAL mode checkpoints never pass an open reader's snapshot).  NULL if it
+ * cannot be opened: the engine's connection then does the work. */
+static sqlite3 *open_reader(const char *path)
+{
+	sqlite3 *rd = NULL;
+
+	if (sqlite_readahead_register() != SQLITE_OK ||
+	    sqlite3_open_v2(path, &rd, SQLITE_OPEN_READWRITE, SQLITE_READAHEAD_VFS) !=
+		    SQLITE_OK) {
+		sqlite3_close(rd);
+		return NULL;
+	}
+	sqlite3_busy_timeout(rd, 10000);
+	return rd;
 }
 
 static int sqlite_take(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
 		       struct sm_error *err)
 {
-	struct strbuf tmp = STRBUF_INIT, side = STRBUF_INIT;
-	struct stat st;
-	int fd = -1, ret = -1;
+	sqlite3 *db = engine_native(e), *rd = NULL;
+	long long pages = 0, size = 0;
+	int own_txn = sqlite3_get_autocommit(db), ret = -1;
+	cJSON *extra;
 
-	sb_addf(&tmp, "%s/%s%ld.copy.db", snap_writer_dir(w), SNAP_TMP_PREFIX, (long)getpid());
-	unlink(tmp.buf);
-	/* created 0600 before SQLite opens it: it holds the whole database */
-	fd = open(tmp.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		err_sys(err, "cannot create '%s'", tmp.buf);
+	/* inside the caller's transaction only its connection sees its state */
+	if (own_txn && (rd = open_reader(e->url.path)) != NULL)
+		db = rd;
+	/* one read transaction: the counts and the copy see the same database */
+	if (own_txn && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot start a read transaction on '%s': %s",
+			e->url.path, sqlite3_errmsg(db));
+		sqlite3_close(rd);
+		return -1;
+	}
+	if (pragma_int(db, "PRAGMA main.page_count", &pages) < 0 ||
+	    pragma_int(db, "PRAGMA main.page_size", &size) < 0 || size < 512 || size > 65536) {
+		err_set(err, ERR_FAIL, "cannot read the size of '%s': %s", e->url.path,
+			sqlite3_errmsg(db));
 		goto out;
 	}
-	close(fd);
-	fd = -1;
-	if (copy_db(engine_native(e), tmp.buf, w, err) < 0)
+	/* an empty file becomes a one-page database */
+	if (pages < 1)
+		pages = 1;
+	if (count_rows(w, db, err) < 0)
 		goto out;
-	fd = open(tmp.buf, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		err_sys(err, "cannot open the backup copy '%s'", tmp.buf);
-		goto out;
-	}
-	snap_set_progress(w, opts->progress, opts->progress_ud, (uint64_t)st.st_size);
-	if (snap_add_entry_stream(w, "data/main.db", (uint64_t)st.st_size, read_fd, &fd, err) < 0)
+	extra = cJSON_CreateObject();
+	cJSON_AddNumberToObject(extra, "page_size", (double)size);
+	cJSON_AddNumberToObject(extra, "page_count", (double)pages);
+	cJSON_AddStringToObject(extra, "payload", "data/main.db");
+	snap_set_extra(w, extra);
+	snap_defer_entry(w, "data/main.db.0000", (uint64_t)size);
+	snap_set_progress(w, opts->progress, opts->progress_ud, (uint64_t)pages * (uint64_t)size);
+	if (stream_copy(db, w, (uint32_t)size, (uint64_t)pages, err) < 0)
 		goto out;
 	ret = 0;
 out:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp.buf);
-	/* a WAL-format copy opened for counting may have left these */
-	sb_addf(&side, "%s-wal", tmp.buf);
-	unlink(side.buf);
-	sb_reset(&side);
-	sb_addf(&side, "%s-shm", tmp.buf);
-	unlink(side.buf);
-	sb_release(&side);
-	sb_release(&tmp);
+	if (own_txn)
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(rd);
 	return ret;
 }
 

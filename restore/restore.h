@@ -33,6 +33,10 @@ struct restore_opts {
 	snap_progress_fn progress; /* compressed bytes read of the snapshot */
 	void *progress_ud;
 	int jobs; /* PostgreSQL: parallel restore workers (0: default) */
+	/* The target did not exist before this restore (the caller created it):
+	 * no other connection can be using it, so a driver may move the staged
+	 * database into place instead of copying it in. */
+	int target_new;
 };
 
 struct restore_driver {

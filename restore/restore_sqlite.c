@@ -2,16 +2,23 @@
  * restore_sqlite: the SQLite driver of restore.
  *
  * load:  the data/main.db.NNNN chunks are concatenated into a staging file
- *        next to the target (same file system, mode 0600).
+ *        next to the target (same file system, mode 0600).  Backups store
+ *        chunk 0000 (the first page) last and declare its size in the
+ *        header's "deferred" object; the other chunks go after it.
  * apply: the staging file must pass PRAGMA integrity_check; then SQLite's
  *        backup API copies it INTO the live target in one step.  The copy
  *        is one write transaction on the target (journaled, or in the WAL),
  *        so other connections see the old database or the new one, never a
  *        mix, and a failure part-way is rolled back by SQLite itself.  We do
  *        not rename files under a running application.
+ *        The one exception is a target this restore created (restore --to a
+ *        new file): nobody else can be using it, so the checked staging file
+ *        is fsync'd and renamed over the still-empty file, which saves a
+ *        page-by-page copy of the whole database.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -25,6 +32,7 @@
 #include "fsutil.h"
 #include "restore.h"
 #include "sqlite_copy.h"
+#include "sqlite_readahead.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -89,6 +97,44 @@ static void cleanup_stale_stages(const char *target)
 	free(dir);
 }
 
+/* Size of the deferred first chunk, 0 if the snapshot stores it first
+ * (format 1), -1 if the header's declaration is malformed. */
+static long long deferred_head(struct snap_reader *r)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "deferred");
+	const cJSON *n;
+
+	if (!d)
+		return 0;
+	n = cJSON_GetObjectItemCaseSensitive(d, PAYLOAD ".0000");
+	if (!cJSON_IsObject(d) || cJSON_GetArraySize(d) != 1 || !cJSON_IsNumber(n) ||
+	    n->valuedouble < 512 || n->valuedouble > 65536)
+		return -1;
+	return (long long)n->valuedouble;
+}
+
+/* Copies the current entry to fd at offset off; *len receives its length.
+ * With writeback, the kernel is asked to write each block out at once (the
+ * file will be fsync'd and become the target). */
+static int copy_entry(struct snap_reader *r, int fd, uint64_t off, unsigned char *buf,
+		      const char *path, int writeback, uint64_t *len, struct sm_error *err)
+{
+	*len = 0;
+	for (;;) {
+		size_t got;
+
+		if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0)
+			return -1;
+		if (!got)
+			return 0;
+		if (fs_pwrite_all(fd, buf, got, (off_t)(off + *len)) < 0)
+			return err_sys(err, "cannot write staging file '%s'", path);
+		if (writeback)
+			fs_start_writeback(fd, (off_t)(off + *len), (off_t)got);
+		*len += got;
+	}
+}
+
 static int sqlite_load(struct engine *target, struct snap_reader *r,
 		       const struct restore_opts *opts, void **state, struct sm_error *err)
 {
@@ -96,11 +142,16 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	struct strbuf path = STRBUF_INIT;
 	struct snap_entry ent;
 	unsigned char *buf = NULL;
-	unsigned expect = 0, idx;
-	int fd = -1, rc, ret = -1;
+	unsigned expect, idx, seen = 0;
+	long long head = deferred_head(r);
+	uint64_t off, len;
+	int fd = -1, rc, ret = -1, head_done;
 
-	(void)opts;
 	*state = s;
+	if (head < 0) {
+		err_set(err, ERR_DAMAGED, "the snapshot header's \"deferred\" entry is malformed");
+		goto out;
+	}
 	cleanup_stale_stages(target->url.path);
 	sb_addf(&path, "%s%s%ld.tmp", target->url.path, STAGE_TAG, (long)getpid());
 	unlink(path.buf);
@@ -111,33 +162,41 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	}
 	s->path = sb_detach(&path);
 	buf = xmalloc(IO_BLOCK);
+	/* in order: 0000 first, or 0001... and then the deferred 0000 */
+	expect = head ? 1 : 0;
+	off = (uint64_t)head;
+	head_done = 0;
 	while ((rc = snap_reader_next(r, &ent, err)) > 0) {
 		if (!snap_is_chunk_of(ent.name, PAYLOAD, &idx)) {
 			err_set(err, ERR_DAMAGED, "unexpected entry '%s' in a SQLite snapshot",
 				ent.name);
 			goto out;
 		}
-		if (idx != expect++) {
+		if (!head_done && idx == expect) {
+			if (copy_entry(r, fd, off, buf, s->path, opts->target_new, &len, err) < 0)
+				goto out;
+			off += len;
+			expect++;
+		} else if (head && !head_done && idx == 0 && seen) {
+			if (copy_entry(r, fd, 0, buf, s->path, opts->target_new, &len, err) < 0)
+				goto out;
+			if (len != (uint64_t)head) {
+				err_set(err, ERR_DAMAGED, "entry '%s' holds %llu bytes, not the %lld "
+					"the header declares", ent.name, (unsigned long long)len, head);
+				goto out;
+			}
+			head_done = 1;
+		} else {
 			err_set(err, ERR_DAMAGED, "entry '%s' is out of order", ent.name);
 			goto out;
 		}
-		for (;;) {
-			size_t got;
-			if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0)
-				goto out;
-			if (!got)
-				break;
-			if (fs_write_all(fd, buf, got) < 0) {
-				err_sys(err, "cannot write staging file '%s'", s->path);
-				goto out;
-			}
-		}
+		seen++;
 	}
 	if (rc < 0)
 		goto out;
-	if (!expect) {
-		err_set(err, ERR_DAMAGED, "the snapshot holds no database ('%s.NNNN' entries)",
-			PAYLOAD);
+	if (!seen || (head && !head_done)) {
+		err_set(err, ERR_DAMAGED, "the snapshot holds no %s ('%s.NNNN' entries)",
+			seen ? "first page" : "database", PAYLOAD);
 		goto out;
 	}
 	if (close(fd) < 0) {
@@ -190,6 +249,77 @@ out:
 	return ret;
 }
 
+struct sync_job {
+	int fd;
+	int rc, saved_errno;
+};
+
+static void *sync_thread(void *ud)
+{
+	struct sync_job *j = ud;
+
+	j->rc = fsync(j->fd);
+	j->saved_errno = errno;
+	return NULL;
+}
+
+/* The target is still the empty file this restore created. */
+static int target_still_empty(const char *path)
+{
+	struct strbuf side = STRBUF_INIT;
+	struct stat st;
+	int empty;
+
+	sb_addf(&side, "%s-wal", path);
+	empty = stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
+		!fs_exists(side.buf);
+	sb_release(&side);
+	return empty;
+}
+
+/* restore --to a new file: check the staging database while it is being
+ * made durable, then rename it over the empty target. */
+static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *target,
+			   struct sm_error *err)
+{
+	struct sync_job job = { -1, 0, 0 };
+	pthread_t th;
+	int started, ret = -1;
+	char *dir = NULL;
+
+	job.fd = open(s->path, O_RDONLY | O_CLOEXEC);
+	if (job.fd < 0)
+		return err_sys(err, "cannot open staging file '%s'", s->path);
+	started = pthread_create(&th, NULL, sync_thread, &job) == 0;
+	if (!started)
+		sync_thread(&job);
+	ret = integrity_check(*src, s->path, err);
+	if (started)
+		pthread_join(th, NULL);
+	close(job.fd);
+	/* closed before the rename: a WAL-mode copy's -wal and -shm go with it */
+	sqlite3_close(*src);
+	*src = NULL;
+	if (ret < 0)
+		return -1;
+	ret = -1;
+	if (job.rc < 0) {
+		errno = job.saved_errno;
+		return err_sys(err, "cannot fsync staging file '%s'", s->path);
+	}
+	if (rename(s->path, target) < 0) {
+		err_sys(err, "cannot rename '%s' to '%s'", s->path, target);
+		goto out;
+	}
+	dir = fs_dirname(target);
+	if (fs_fsync_dir(dir, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	free(dir);
+	return ret;
+}
+
 static int sqlite_apply(struct engine *target, void *state, const cJSON *manifest,
 			const struct restore_opts *opts, struct sm_error *err)
 {
@@ -199,10 +329,18 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	int rc, ret = -1;
 
 	(void)manifest;
-	(void)opts;
-	if (sqlite3_open_v2(s->path, &src, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+	/* the staging file is ours alone, so it is read in large blocks: a
+	 * pread per page is most of the cost of checking and copying a large
+	 * database */
+	if (sqlite_readahead_register() != SQLITE_OK ||
+	    sqlite3_open_v2(s->path, &src, SQLITE_OPEN_READWRITE, SQLITE_READAHEAD_VFS) !=
+		    SQLITE_OK) {
 		err_set(err, ERR_DAMAGED, "cannot open the snapshot's database: %s",
 			src ? sqlite3_errmsg(src) : "out of memory");
+		goto out;
+	}
+	if (opts->target_new && target_still_empty(target->url.path)) {
+		ret = move_into_place(s, &src, target->url.path, err);
 		goto out;
 	}
 	if (integrity_check(src, s->path, err) < 0)

@@ -7,7 +7,7 @@
 #
 # Builds a database of poorly compressible data (random blobs and text,
 # SIZE_MB, default 512), runs each side RUNS times (default 3) alternating,
-# and prints the medians, their ratio and our peak RSS from /usr/bin/time -v.
+# and prints every run, the medians, their ratio and our peak RSS from /usr/bin/time -v.
 # Goals (issue 3): backup <= 0.6x the peer's time, peak RSS <= 64 MiB,
 # restore <= 1.5x.  Usage: scripts/bench/sqlite-snapshot.sh [WORKDIR]
 set -euo pipefail
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 WORK=${1:-/tmp/sm-bench-sqlite}
 SIZE_MB=${SIZE_MB:-512}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 
 for tool in sqlite3 zstd python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
@@ -102,6 +102,9 @@ peak = lambda k: max(r for _, r in t[k]) / 1024
 db, snap, peer = (int(x) for x in sys.argv[2:5])
 print("database: %.0f MiB; snapshot %.0f MiB, peer .zst %.0f MiB; %s CPUs; %d runs each"
       % (db / 2**20, snap / 2**20, peer / 2**20, sys.argv[5], len(t["ours_backup"])))
+for op in ("backup", "restore"):
+    print("%-8s runs: ours %s; peer %s" % (op, " ".join("%.2f" % w for w, _ in t["ours_" + op]),
+                                          " ".join("%.2f" % w for w, _ in t["peer_" + op])))
 print("%-8s %10s %10s %7s %14s %14s" % ("", "ours (s)", "peer (s)", "ratio", "our RSS (MiB)",
                                           "peer RSS (MiB)"))
 for op, goal in (("backup", 0.6), ("restore", 1.5)):

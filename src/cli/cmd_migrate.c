@@ -133,6 +133,26 @@ static void warn_missing(struct session *s)
 			s->applied.items[s->st.missing[i]].version);
 }
 
+/* Runs plan p (its versions reported under key), or says the database is
+ * already at `at`; then adds the new status to --json. */
+static int run_or_nothing(struct cmd_ctx *ctx, struct session *s, struct plan *p,
+			  const char *key, const char *at)
+{
+	int code;
+
+	if (!p->n) {
+		out("already at %s; nothing to do\n", at);
+		if (ctx->json)
+			cJSON_AddArrayToObject(ctx->json, key);
+		code = EXIT_OK;
+	} else {
+		code = run_plan(ctx, s, p, key);
+	}
+	if (session_reload(s, &ctx->err) == 0)
+		json_status(ctx, s);
+	return code;
+}
+
 int cmd_upgrade(struct cmd_ctx *ctx)
 {
 	struct session s;
@@ -152,17 +172,8 @@ int cmd_upgrade(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	if (!p.n) {
-		out("already at %s; nothing to do\n",
-		    hist_current(&s.applied) ? hist_current(&s.applied) : "base");
-		if (ctx->json)
-			cJSON_AddArrayToObject(ctx->json, "applied");
-		code = EXIT_OK;
-	} else {
-		code = run_plan(ctx, &s, &p, "applied");
-	}
-	if (session_reload(&s, &ctx->err) == 0)
-		json_status(ctx, &s);
+	code = run_or_nothing(ctx, &s, &p, "applied",
+			      hist_current(&s.applied) ? hist_current(&s.applied) : "base");
 out:
 	plan_release(&p);
 	session_close(&s);
@@ -183,16 +194,7 @@ int cmd_downgrade(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	if (!p.n) {
-		out("already at %s; nothing to do\n", ctx->argv[0]);
-		if (ctx->json)
-			cJSON_AddArrayToObject(ctx->json, "reverted");
-		code = EXIT_OK;
-	} else {
-		code = run_plan(ctx, &s, &p, "reverted");
-	}
-	if (session_reload(&s, &ctx->err) == 0)
-		json_status(ctx, &s);
+	code = run_or_nothing(ctx, &s, &p, "reverted", ctx->argv[0]);
 out:
 	plan_release(&p);
 	session_close(&s);

@@ -289,6 +289,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.progress = progress_cb;
 	ro.progress_ud = &pr;
 	ro.jobs = opt.jobs;
+	ro.target_new = !existed && opt.to_url;
 	if (restore_snapshot(path, e, &ro, &ctx->err) < 0) {
 		progress_end(&pr);
 		if (ui.safety_res.path)

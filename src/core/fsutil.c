@@ -1,6 +1,7 @@
 /*
  * fsutil: durable writes and small file-system helpers (see fsutil.h).
  */
+#define _GNU_SOURCE /* sync_file_range */
 #include "fsutil.h"
 
 #include <dirent.h>
@@ -17,12 +18,13 @@
 
 #include "xalloc.h"
 
-int fs_write_all(int fd, const void *buf, size_t len)
+/* write (off < 0) or pwrite until len bytes are out */
+static int write_loop(int fd, const void *buf, size_t len, off_t off)
 {
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = off < 0 ? write(fd, p, len) : pwrite(fd, p, len, off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -34,8 +36,36 @@ int fs_write_all(int fd, const void *buf, size_t len)
 		}
 		p += n;
 		len -= (size_t)n;
+		if (off >= 0)
+			off += n;
 	}
 	return 0;
+}
+
+int fs_write_all(int fd, const void *buf, size_t len)
+{
+	return write_loop(fd, buf, len, -1);
+}
+
+int fs_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	if (off < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return write_loop(fd, buf, len, off);
+}
+
+void fs_start_writeback(int fd, off_t off, off_t len)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* a hint: errors surface at the fsync that follows */
+	(void)sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE);
+#else
+	(void)fd;
+	(void)off;
+	(void)len;
+#endif
 }
 
 int fs_read_file(const char *path, struct strbuf *out, size_t max, struct sm_error *err)

@@ -46,6 +46,12 @@ int fs_exists(const char *path);
 int fs_is_dir(const char *path);
 /* Write all of buf to fd, retrying on EINTR and short writes. */
 int fs_write_all(int fd, const void *buf, size_t len);
+/* Asks the kernel to start writing a written range to disk now (Linux
+ * sync_file_range; nothing elsewhere), so that the final fsync of a large
+ * file has little left to wait for.  Not a durability guarantee. */
+void fs_start_writeback(int fd, off_t off, off_t len);
+/* Like fs_write_all, at offset off (pwrite). */
+int fs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 /* Makes path absolute against the current directory; caller frees. */
 char *fs_absolute(const char *path);
 

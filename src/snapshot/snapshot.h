@@ -36,7 +36,7 @@
 #include "fsutil.h"
 #include "hash.h"
 
-#define SNAP_FORMAT_VERSION 1
+#define SNAP_FORMAT_VERSION 2
 #define SNAP_SUFFIX ".tar.zst"
 #define SNAP_SHA_SUFFIX ".sha256"
 #define SNAP_HEADER_NAME "snapshot.json"
@@ -81,6 +81,10 @@ void snap_set_row_count(struct snap_writer *w, const char *table, long long rows
 /* Engine-specific manifest data under "extra" (any time before commit);
  * takes ownership of obj, replacing an earlier one. */
 void snap_set_extra(struct snap_writer *w, cJSON *obj);
+/* Declares in the header that entry name (a payload chunk) comes after the
+ * payload's other chunks and holds size bytes, so that a reader can place
+ * the others before it arrives.  Before the first entry is added. */
+void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size);
 /* Progress reporting for the payload; total may be 0 (unknown). */
 void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total);
 
@@ -97,6 +101,19 @@ int snap_add_entry_buf(struct snap_writer *w, const char *name, const void *data
  */
 int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size,
 			  snap_read_fn fn, void *ud, struct sm_error *err);
+
+/*
+ * Push-style payload of exactly size bytes: the writer cuts it into chunk
+ * entries "<name>.NNNN" (NNNN from first_index up) of at most SNAP_CHUNK_MAX
+ * bytes, hashing as data goes in.  snap_payload_end fails if fewer than
+ * size bytes were written; writing more fails at once.  One payload at a
+ * time; other entries may not be added in between.
+ */
+int snap_payload_begin(struct snap_writer *w, const char *name, unsigned first_index,
+		       uint64_t size, struct sm_error *err);
+int snap_payload_write(struct snap_writer *w, const void *data, size_t len,
+		       struct sm_error *err);
+int snap_payload_end(struct snap_writer *w, struct sm_error *err);
 
 /*
  * Writes manifest.json, finishes the archive, fsyncs, renames it to its

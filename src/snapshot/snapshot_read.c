@@ -2,8 +2,9 @@
  * snapshot_read: reading and verifying a snapshot archive (see snapshot.h).
  *
  * One streaming pass: libarchive pulls compressed bytes through our read
- * callback, which hashes them (the whole-file SHA-256), and every entry's
- * data is hashed as the caller reads it.  Nothing is trusted until
+ * callback, whose blocks a background thread (bpipe) hashes for the
+ * whole-file SHA-256 while decompression goes on, and every entry's data is
+ * hashed as the caller reads it.  Nothing is trusted until
  * snap_reader_finish has compared all of it with manifest.json (the last
  * entry) and the .sha256 sidecar.  Entries that could escape a directory or
  * are not plain files are refused on sight, whatever a caller does with them.
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bpipe.h"
 #include "fsutil.h"
 #include "snapshot.h"
 #include "strbuf.h"
@@ -37,7 +39,8 @@ struct snap_reader {
 	char *path;
 	int fd;
 	struct archive *a;
-	unsigned char *buf;  /* compressed input (read_cb) */
+	unsigned char *buf;  /* compressed input after the archive (finish) */
+	struct bpipe *in;    /* compressed input blocks, hashed in the background */
 	unsigned char *sink; /* skipped entry data */
 	struct hash_ctx file_hash;
 	uint64_t file_bytes, file_size;
@@ -124,24 +127,35 @@ static int fatal(struct snap_reader *r, struct sm_error *err, const char *fmt, .
 	return damaged(r, err);
 }
 
+static int hash_block(void *ud, const void *buf, size_t len)
+{
+	struct snap_reader *r = ud;
+
+	hash_update(&r->file_hash, buf, len);
+	return 0;
+}
+
 static la_ssize_t read_cb(struct archive *a, void *ud, const void **out)
 {
 	struct snap_reader *r = ud;
 	ssize_t n;
 
+	void *buf = bpipe_slot(r->in);
+
 	do {
-		n = read(r->fd, r->buf, READ_BLOCK);
+		n = read(r->fd, buf, READ_BLOCK);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		r->read_errno = errno;
+		bpipe_submit(r->in, 0);
 		archive_set_error(a, errno, "%s", strerror(errno));
 		return -1;
 	}
-	hash_update(&r->file_hash, r->buf, (size_t)n);
+	bpipe_submit(r->in, (size_t)n);
 	r->file_bytes += (uint64_t)n;
 	if (r->progress)
 		r->progress(r->progress_ud, r->file_bytes, r->file_size);
-	*out = r->buf;
+	*out = buf;
 	return n;
 }
 
@@ -343,6 +357,8 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 	r->buf = xmalloc(READ_BLOCK);
 	r->sink = xmalloc(READ_BLOCK);
 	hash_init(&r->file_hash);
+	/* libarchive keeps only the last block it was given: 4 in flight */
+	r->in = bpipe_start(5, READ_BLOCK, hash_block, r);
 	r->a = archive_read_new();
 	if (!r->a)
 		xdie_oom();
@@ -539,6 +555,7 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 		return damaged(r, err);
 	}
 	/* hash what libarchive did not need to read (padding, trailing bytes) */
+	bpipe_finish(r->in);
 	for (;;) {
 		ssize_t n = read(r->fd, r->buf, READ_BLOCK);
 		if (n < 0 && errno == EINTR)
@@ -572,6 +589,7 @@ void snap_reader_close(struct snap_reader *r)
 		return;
 	if (r->a)
 		archive_read_free(r->a);
+	bpipe_free(r->in);
 	if (r->fd >= 0)
 		close(r->fd);
 	hash_release(&r->file_hash);

@@ -4,8 +4,9 @@
  *
  * The archive goes through libarchive (pax tar + zstd filter, multithreaded
  * zstd when there is more than one CPU) into our own write callback, which
- * hashes the compressed bytes as they go out: the whole-file SHA-256 costs
- * no second pass.  Entry checksums are computed as payload goes in.
+ * queues the compressed bytes for a background thread (bpipe) that hashes
+ * and writes them: the whole-file SHA-256 costs no second pass, and neither
+ * it nor the write system calls hold up compression.  Entry checksums are computed as payload goes in.
  * zstd runs at level -1 (zstd --fast=1): on database pages it compresses
  * about as well as level 1 at several times the speed, and a snapshot is
  * taken on the critical path of a migration.
@@ -22,12 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bpipe.h"
 #include "fsutil.h"
 #include "snapshot.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
 #define IO_BLOCK ((size_t)1 << 20)
+#define WRITEBACK_STEP ((uint64_t)8 << 20)
 
 struct snap_writer {
 	char *dir;
@@ -35,6 +38,8 @@ struct snap_writer {
 	char *tmp_path;
 	int fd;
 	struct archive *a;
+	struct bpipe *out;   /* compressed blocks: hashed and written in the background */
+	uint64_t out_bytes, out_flushed; /* the background thread's */
 	struct hash_ctx file_hash;
 	uint64_t file_bytes;
 	int write_errno; /* errno of a failed write in the callback */
@@ -43,11 +48,18 @@ struct snap_writer {
 	cJSON *manifest;     /* owned: built up as we go */
 	cJSON *entries;      /* borrowed from manifest */
 	cJSON *row_counts;   /* borrowed from manifest */
+	cJSON *deferred;     /* owned: the header's "deferred" object, or NULL */
 	char *created_at;
 
 	unsigned char *block; /* IO_BLOCK bytes */
 	snap_progress_fn progress;
 	void *progress_ud;
+	/* the payload being pushed (snap_payload_begin) */
+	int push_active, push_in_chunk;
+	struct strbuf push_name, push_chunk;
+	unsigned push_index;
+	uint64_t push_left, push_chunk_size, push_chunk_left;
+	struct hash_ctx push_hash;
 	uint64_t progress_total, progress_done;
 };
 
@@ -63,16 +75,42 @@ static void now_iso_ms(char out[40])
 	snprintf(out, 40, "%s.%03dZ", base, (int)(tv.tv_usec / 1000));
 }
 
-static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t len)
+/* The background half of write_cb. */
+static int out_block(void *ud, const void *buf, size_t len)
 {
 	struct snap_writer *w = ud;
 
-	if (fs_write_all(w->fd, buf, len) < 0) {
-		w->write_errno = errno;
-		archive_set_error(a, errno, "%s", strerror(errno));
-		return -1;
-	}
+	if (fs_write_all(w->fd, buf, len) < 0)
+		return errno ? errno : EIO;
 	hash_update(&w->file_hash, buf, len);
+	w->out_bytes += len;
+	/* start writeback every few MiB: the closing fsync then waits less */
+	if (w->out_bytes - w->out_flushed >= WRITEBACK_STEP) {
+		fs_start_writeback(w->fd, (off_t)w->out_flushed,
+				   (off_t)(w->out_bytes - w->out_flushed));
+		w->out_flushed = w->out_bytes;
+	}
+	return 0;
+}
+
+static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t len)
+{
+	struct snap_writer *w = ud;
+	const char *p = buf;
+	size_t left = len;
+
+	while (left) {
+		size_t n = left < IO_BLOCK ? left : IO_BLOCK;
+
+		memcpy(bpipe_slot(w->out), p, n);
+		if (bpipe_submit(w->out, n) < 0) {
+			w->write_errno = errno;
+			archive_set_error(a, errno, "%s", strerror(errno));
+			return -1;
+		}
+		p += n;
+		left -= n;
+	}
 	w->file_bytes += len;
 	return (la_ssize_t)len;
 }
@@ -153,6 +191,9 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 	struct strbuf tmp = STRBUF_INIT;
 	char threads[16];
 
+	sb_init(&w->push_name, 0);
+	sb_init(&w->push_chunk, 0);
+
 	*out = NULL;
 	w->fd = -1;
 	w->dir = xstrdup(dir);
@@ -182,6 +223,7 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 		w->created_at = xstrdup(now);
 	}
 	w->block = xmalloc(IO_BLOCK);
+	w->out = bpipe_start(6, IO_BLOCK, out_block, w);
 
 	w->a = archive_write_new();
 	if (!w->a)
@@ -248,6 +290,14 @@ void snap_set_extra(struct snap_writer *w, cJSON *obj)
 {
 	cJSON_DeleteItemFromObject(w->manifest, "extra");
 	cJSON_AddItemToObject(w->manifest, "extra", obj);
+}
+
+void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size)
+{
+	if (!w->deferred)
+		w->deferred = cJSON_CreateObject();
+	cJSON_DeleteItemFromObject(w->deferred, name);
+	cJSON_AddNumberToObject(w->deferred, name, (double)size);
 }
 
 void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total)
@@ -369,6 +419,8 @@ static int write_header(struct snap_writer *w, struct sm_error *err)
 	w->header_done = 1;
 	hdr = cJSON_CreateObject();
 	add_common(w, hdr);
+	if (w->deferred)
+		cJSON_AddItemToObject(hdr, "deferred", cJSON_Duplicate(w->deferred, 1));
 	text = cJSON_Print(hdr);
 	ret = write_small(w, SNAP_HEADER_NAME, text, strlen(text), err);
 	free(text);
@@ -394,41 +446,88 @@ static void progress(struct snap_writer *w, size_t n)
 		w->progress(w->progress_ud, w->progress_done, w->progress_total);
 }
 
-/* Writes one chunk entry of exactly size bytes, reading from fn through
- * w->block.  For a known-size stream. */
-static int write_chunk_direct(struct snap_writer *w, const char *name, uint64_t size,
-			      snap_read_fn fn, void *ud, struct sm_error *err)
+/* Ends the current chunk entry of the payload being pushed. */
+static void payload_close_chunk(struct snap_writer *w)
 {
-	struct hash_ctx h = { NULL };
 	char sha[HASH_HEX_LEN + 1];
-	uint64_t left = size;
 
-	if (begin_entry(w, name, size, err) < 0)
+	hash_final_hex(&w->push_hash, sha);
+	record_entry(w, w->push_chunk.buf, w->push_chunk_size, sha);
+	w->push_in_chunk = 0;
+}
+
+/* Starts the next chunk entry "<name>.NNNN" of the payload being pushed. */
+static int payload_open_chunk(struct snap_writer *w, struct sm_error *err)
+{
+	uint64_t n = w->push_left < SNAP_CHUNK_MAX ? w->push_left : SNAP_CHUNK_MAX;
+
+	sb_reset(&w->push_chunk);
+	sb_addf(&w->push_chunk, "%s.%04u", w->push_name.buf, w->push_index++);
+	if (begin_entry(w, w->push_chunk.buf, n, err) < 0)
 		return -1;
-	hash_init(&h);
-	while (left) {
-		size_t want = left < IO_BLOCK ? (size_t)left : IO_BLOCK, got = 0;
-
-		if (fn(ud, w->block, want, &got, err) < 0)
-			goto fail;
-		if (got == 0) {
-			err_set(err, ERR_FAIL, "snapshot source for '%s' ended %llu bytes early",
-				name, (unsigned long long)left);
-			goto fail;
-		}
-		if (got > want)
-			got = want;
-		if (put_data(w, w->block, got, &h, err) < 0)
-			goto fail;
-		left -= got;
-		progress(w, got);
-	}
-	hash_final_hex(&h, sha);
-	record_entry(w, name, size, sha);
+	if (hash_init(&w->push_hash) < 0)
+		return err_set(err, ERR_FAIL, "cannot initialise SHA-256");
+	w->push_chunk_size = n;
+	w->push_chunk_left = n;
+	w->push_in_chunk = 1;
 	return 0;
-fail:
-	hash_release(&h);
-	return -1;
+}
+
+int snap_payload_begin(struct snap_writer *w, const char *name, unsigned first_index,
+		       uint64_t size, struct sm_error *err)
+{
+	if (!entry_name_ok(name) || w->push_active)
+		return err_set(err, ERR_FAIL, "invalid snapshot payload '%s'", name);
+	if (write_header(w, err) < 0)
+		return -1;
+	sb_reset(&w->push_name);
+	sb_adds(&w->push_name, name);
+	w->push_index = first_index;
+	w->push_left = size;
+	w->push_active = 1;
+	if (size == 0) {
+		/* an empty payload is one empty chunk */
+		if (payload_open_chunk(w, err) < 0)
+			return -1;
+		payload_close_chunk(w);
+	}
+	return 0;
+}
+
+int snap_payload_write(struct snap_writer *w, const void *data, size_t len,
+		       struct sm_error *err)
+{
+	const char *p = data;
+
+	if (len > w->push_left)
+		return err_set(err, ERR_FAIL, "snapshot source for '%s' is longer than its "
+			       "announced size", w->push_name.buf);
+	while (len) {
+		size_t n;
+
+		if (!w->push_in_chunk && payload_open_chunk(w, err) < 0)
+			return -1;
+		n = len < w->push_chunk_left ? len : (size_t)w->push_chunk_left;
+		if (put_data(w, p, n, &w->push_hash, err) < 0)
+			return -1;
+		p += n;
+		len -= n;
+		w->push_left -= n;
+		w->push_chunk_left -= n;
+		progress(w, n);
+		if (!w->push_chunk_left)
+			payload_close_chunk(w);
+	}
+	return 0;
+}
+
+int snap_payload_end(struct snap_writer *w, struct sm_error *err)
+{
+	w->push_active = 0;
+	if (w->push_left)
+		return err_set(err, ERR_FAIL, "snapshot source for '%s' ended %llu bytes early",
+			       w->push_name.buf, (unsigned long long)w->push_left);
+	return 0;
 }
 
 int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size,
@@ -444,26 +543,19 @@ int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size
 	if (write_header(w, err) < 0)
 		return -1;
 	if (size != SNAP_SIZE_UNKNOWN) {
-		uint64_t left = size;
+		size_t got;
+
+		if (snap_payload_begin(w, name, 0, size, err) < 0)
+			goto out;
 		do {
-			uint64_t n = left < SNAP_CHUNK_MAX ? left : SNAP_CHUNK_MAX;
-			sb_reset(&chunk);
-			sb_addf(&chunk, "%s.%04u", name, idx++);
-			if (write_chunk_direct(w, chunk.buf, n, fn, ud, err) < 0)
+			got = 0;
+			if (fn(ud, w->block, IO_BLOCK, &got, err) < 0 ||
+			    (got && snap_payload_write(w, w->block, got, err) < 0))
 				goto out;
-			left -= n;
-		} while (left);
-		/* the source must be exhausted: a file that grew is not what we measured */
-		{
-			size_t got = 0;
-			if (fn(ud, w->block, 1, &got, err) < 0)
-				goto out;
-			if (got) {
-				err_set(err, ERR_FAIL, "snapshot source for '%s' is longer than its "
-					"announced %llu bytes", name, (unsigned long long)size);
-				goto out;
-			}
-		}
+		} while (got);
+		/* a source that ends early or runs long is not what we measured */
+		if (snap_payload_end(w, err) < 0)
+			goto out;
 		ret = 0;
 		goto out;
 	}
@@ -531,10 +623,15 @@ static void writer_free(struct snap_writer *w)
 {
 	if (w->a)
 		archive_write_free(w->a);
+	bpipe_free(w->out);
 	if (w->fd >= 0)
 		close(w->fd);
 	hash_release(&w->file_hash);
+	hash_release(&w->push_hash);
+	sb_release(&w->push_name);
+	sb_release(&w->push_chunk);
 	cJSON_Delete(w->manifest);
+	cJSON_Delete(w->deferred);
 	free(w->block);
 	free(w->created_at);
 	free(w->tmp_path);
@@ -560,6 +657,10 @@ int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_
 	}
 	archive_write_free(w->a);
 	w->a = NULL;
+	if (bpipe_finish(w->out) < 0) {
+		err_sys(err, "cannot write snapshot '%s'", w->tmp_path);
+		goto out;
+	}
 	if (fsync(w->fd) < 0) {
 		err_sys(err, "cannot fsync '%s'", w->tmp_path);
 		goto out;

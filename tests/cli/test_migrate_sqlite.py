@@ -1,109 +1,47 @@
-"""CLI tests of the migration commands against real SQLite files."""
+"""CLI tests of the migration commands against real SQLite files: the
+engine-independent contract (migrate_common.py) and what is SQLite's own."""
 import os
 import sqlite3
 
+from migrate_common import MigrationContract
 from smtest import CliTest, main
 
 
-class MigrateSqlite(CliTest):
+class MigrateSqlite(MigrationContract, CliTest):
+    SERIAL_PK = "INTEGER PRIMARY KEY"
+    MISSING_TABLE = "no such table: missing_table"
+
     def setUp(self):
         super().setUp()
         self.url = self.sqlite_url()
         self.write("safe-migrate.ini", "[safe-migrate]\ndatabase_url = sqlite:///app.db\n")
         sqlite3.connect(self.path("app.db")).close()
 
-    def test_chain_with_failure_keeps_earlier_and_leaves_no_trace(self):
-        self.write("migrations/0001_users.sql",
-                   "-- migrate:up\nCREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);\n"
-                   "-- migrate:down\nDROP TABLE users;\n")
-        self.write("migrations/0002_orders.up.sql", "CREATE TABLE orders (id INTEGER);\n")
-        self.write("migrations/0002_orders.down.sql", "DROP TABLE orders;\n")
-        self.write("migrations/0003_bad.sql",
-                   "ALTER TABLE users ADD COLUMN email TEXT;\n"
-                   "INSERT INTO users(name) VALUES ('x');\n\n"
-                   "INSERT INTO missing_table VALUES (1);\n")
-        r = self.code(1, "upgrade")
-        self.assertIn("0003_bad.sql', line 4", r.err)
-        self.assertIn("no such table: missing_table", r.err)
-        cols = [c[1] for c in self.sqlite("PRAGMA table_info(users)")]
-        self.assertEqual(cols, ["id", "name"])  # 0003 left no trace
-        self.assertEqual(self.sqlite("SELECT count(*) FROM users"), [(0,)])
-        applied = self.sqlite("SELECT version FROM safe_migrate_versions ORDER BY version")
-        self.assertEqual(applied, [("0001",), ("0002",)])
-        r = self.code(3, "check")
-        self.assertEqual(self.run_sm("current", "--json").json()["pending"], ["0003"])
+    # -- the engine's side of MigrationContract ---------------------------------
+    def db_name(self, url):
+        return url[len("sqlite:///"):] if url else "app.db"
 
-    def test_upgrade_targets_and_downgrade(self):
-        for i in range(1, 5):
-            self.write("migrations/%04d_t%d.sql" % (i, i),
-                       "-- migrate:up\nCREATE TABLE t%d (x INT);\n-- migrate:down\nDROP TABLE t%d;\n"
-                       % (i, i))
-        self.ok("upgrade", "+2")
-        self.assertEqual(self.run_sm("current").out.strip(), "0002")
-        self.ok("upgrade", "0003")
-        self.assertEqual(self.run_sm("current").out.strip(), "0003")
-        self.code(2, "upgrade", "+9")
-        self.code(2, "upgrade", "+x")
-        self.code(2, "upgrade", "9999")
-        self.ok("upgrade")
-        self.code(0, "check")
-        self.ok("downgrade", "-1")
-        self.assertEqual(self.run_sm("current").out.strip(), "0003")
-        self.ok("downgrade", "0001")
-        self.assertEqual(self.run_sm("current").out.strip(), "0001")
-        self.code(2, "downgrade", "-0")
-        self.ok("downgrade", "base")
-        self.assertEqual(self.run_sm("current").out.strip(), "base")
-        tables = self.sqlite("SELECT name FROM sqlite_master WHERE name LIKE 't%'")
-        self.assertEqual(tables, [])
+    def has_table(self, name, url=None):
+        rows = self.sqlite("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                           "name = '%s'" % name, self.db_name(url))
+        return rows == [(1,)]
 
-    def test_no_down_section_is_refused(self):
-        self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n")
-        self.ok("upgrade")
-        r = self.code(1, "downgrade", "-1")
-        self.assertIn("no down section", r.err)
-        self.assertIn("restore", r.err)
-        self.assertEqual(self.sqlite("SELECT count(*) FROM a"), [(0,)])
+    def versions(self, url=None):
+        if not self.has_table("safe_migrate_versions", url):
+            return []
+        rows = self.sqlite("SELECT version FROM safe_migrate_versions", self.db_name(url))
+        return sorted((v for (v,) in rows),
+                      key=lambda v: [int(p) for p in v.replace("_", ".").split(".")])
 
-    def test_edited_applied_migration(self):
-        p = self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n")
-        self.write("migrations/0002_b.sql", "CREATE TABLE b (x INT);\n")
-        self.ok("upgrade", "0001")
-        with open(p, "a") as f:
-            f.write("CREATE TABLE sneaky (x INT);\n")
-        r = self.code(1, "upgrade")
-        self.assertIn("edited", r.err)
-        self.assertIn("0001_a.sql", r.err)
-        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name='b'"), [(0,)])
-        r = self.code(1, "check")
-        self.assertIn("edited", r.err)
-        r = self.ok("history")
-        self.assertIn("EDITED", r.out)
-        self.ok("stamp", "0001")
-        self.ok("upgrade")
-        self.code(0, "check")
+    def columns(self, table):
+        return [c[1] for c in self.sqlite("PRAGMA table_info(%s)" % table)]
 
-    def test_duplicate_versions_name_both_files(self):
-        self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n")
-        self.write("migrations/1_b.sql", "CREATE TABLE b (x INT);\n")
-        r = self.code(1, "upgrade")
-        self.assertIn("duplicate", r.err)
-        self.assertIn("0001_a.sql", r.err)
-        self.assertIn("1_b.sql", r.err)
-        self.assertFalse(os.path.exists(self.path("app.db-safe-migrate.lock")))
+    def count(self, table):
+        return self.sqlite("SELECT count(*) FROM %s" % table)[0][0]
 
-    def test_roundcube_style_dated_files_and_dotted_versions(self):
-        for v in ["2008030300", "2008060900", "2010100600", "2015030800"]:
-            self.write("migrations/%s.sql" % v, "CREATE TABLE t%s (x INT);\n" % v)
-        self.ok("upgrade")
-        self.assertEqual(self.run_sm("current").out.strip(), "2015030800")
-        d = self.path("dotted")
-        sqlite3.connect(self.path("d.db")).close()
-        for v in ["2.9.0", "2.10.0", "2.8.1", "10.0"]:
-            self.write("dotted/%s.sql" % v, "SELECT 1;\n")
-        r = self.ok("-m", d, "-d", self.sqlite_url("d.db"), "history", "--json")
-        versions = [m["version"] for m in r.json()["migrations"]]
-        self.assertEqual(versions, ["2.8.1", "2.9.0", "2.10.0", "10.0"])
+    def second_db(self):
+        sqlite3.connect(self.path("second.db")).close()
+        return self.sqlite_url("second.db")
 
     def test_transaction_false_is_reported(self):
         self.write("migrations/0001_a.sql",
@@ -135,16 +73,6 @@ class MigrateSqlite(CliTest):
         r = self.ok("sql", "--start", "0001")
         self.assertNotIn("CREATE TABLE a", r.out)
         self.assertIn("CREATE TABLE b", r.out)
-
-    def test_stamp(self):
-        self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n")
-        self.write("migrations/0002_b.sql", "CREATE TABLE b (x INT);\n")
-        self.ok("stamp", "0001")
-        self.assertEqual(self.run_sm("current").out.strip(), "0001")
-        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name='a'"), [(0,)])
-        self.ok("stamp", "base")
-        self.assertEqual(self.run_sm("current").out.strip(), "base")
-        self.code(2, "stamp", "banana")
 
     def test_no_database_configured(self):
         os.unlink(self.path("safe-migrate.ini"))

@@ -100,7 +100,12 @@ class SnapshotSqlite(CliTest):
         self.assertIn("data/main.db.0000", listing)
         manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", full, "manifest.json"],
                                              capture_output=True, check=True).stdout)
-        self.assertEqual(manifest["format_version"], 1)
+        self.assertEqual(manifest["format_version"], 2)
+        # the first page is stored last, as the header declares
+        self.assertEqual(listing[-2], "data/main.db.0000")
+        header = json.loads(subprocess.run(["tar", "--zstd", "-xOf", full, "snapshot.json"],
+                                           capture_output=True, check=True).stdout)
+        self.assertEqual(header["deferred"], {"data/main.db.0000": 4096})
         self.assertEqual(manifest["engine"], "sqlite")
         self.assertEqual(manifest["row_counts"]["kinds"], 5)
         self.assertEqual(manifest["row_counts"]["child"], 200)
@@ -147,6 +152,7 @@ class SnapshotSqlite(CliTest):
                 self.assertGreater(int(out), 25)
                 target = "restored-%s.db" % mode
                 self.ok("restore", snap, "--to", self.sqlite_url(target), "--yes")
+                self.assertEqual(glob.glob(self.path(target + ".safe-migrate-restore.*")), [])
                 con = sqlite3.connect(self.path(target))
                 self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
                 # the copy is a consistent prefix of the writer's rows
@@ -239,7 +245,11 @@ class SnapshotSqlite(CliTest):
             ti.size = len(hdr)
             t.addfile(ti, io.BytesIO(hdr))
             build(t)
-        comp = subprocess.run(["zstd", "-q", "-c"], input=raw.getvalue(), capture_output=True,
+        return self.compressed(name, raw.getvalue())
+
+    def compressed(self, name, tar_bytes):
+        """Writes tar_bytes zstd-compressed as name, with a correct sidecar."""
+        comp = subprocess.run(["zstd", "-q", "-c"], input=tar_bytes, capture_output=True,
                               check=True).stdout
         p = self.path(name)
         with open(p, "wb") as f:
@@ -247,6 +257,95 @@ class SnapshotSqlite(CliTest):
         with open(p + ".sha256", "w") as f:
             f.write("%s  %s\n" % (hashlib.sha256(comp).hexdigest(), name))
         return p
+
+    def test_page_sizes_and_empty_file(self):
+        open(self.path("empty.db"), "wb").close()
+        for ps in (512, 65536):
+            con = sqlite3.connect(self.path("p%d.db" % ps))
+            con.execute("PRAGMA page_size=%d" % ps)
+            con.execute("CREATE TABLE t (x)")
+            con.executemany("INSERT INTO t VALUES (?)", [(os.urandom(3000),) for _ in range(300)])
+            con.commit()
+            con.close()
+        for name in ("empty.db", "p512.db", "p65536.db"):
+            with self.subTest(name):
+                snap = self.ok("-d", self.sqlite_url(name), "backup", "--json").json()["path"]
+                self.ok("restore", snap, "--to", self.sqlite_url("r-" + name), "--yes")
+                self.assertEqual(self.sqlite("PRAGMA integrity_check", "r-" + name), [("ok",)])
+                self.assertEqual(self.sqlite_dump("r-" + name), self.sqlite_dump(name))
+                self.assertEqual(self.sqlite("PRAGMA page_size", "r-" + name),
+                                 self.sqlite("PRAGMA page_size", name))
+
+    def test_tar_alone_reassembles_the_database(self):
+        snap = self.backup()["path"]
+        out = self.path("x")
+        os.mkdir(out)
+        subprocess.run(["tar", "--zstd", "-xf", snap, "-C", out], check=True)
+        parts = sorted(glob.glob(os.path.join(out, "data", "main.db.*")))
+        self.assertGreaterEqual(len(parts), 2)
+        with open(self.path("cat.db"), "wb") as f:
+            for part in parts:
+                with open(part, "rb") as src:
+                    f.write(src.read())
+        self.assertEqual(self.sqlite_dump("cat.db"), self.sqlite_dump())
+
+    def packed(self, name, header, entries):
+        """A well-formed snapshot (correct manifest and sidecar) of the given
+        (name, bytes) entries, for format and layout variants."""
+        raw = io.BytesIO()
+        listed = []
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for ename, data in [("snapshot.json", json.dumps(header).encode())] + entries:
+                ti = tarfile.TarInfo(ename)
+                ti.size = len(data)
+                ti.mode = 0o600
+                t.addfile(ti, io.BytesIO(data))
+                listed.append({"name": ename, "size": len(data),
+                               "sha256": hashlib.sha256(data).hexdigest()})
+            manifest = dict(header, row_counts={}, extra={}, entries=listed)
+            data = json.dumps(manifest).encode()
+            ti = tarfile.TarInfo("manifest.json")
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        return self.compressed(name, raw.getvalue())
+
+    def test_format_1_and_deferred_head_layouts(self):
+        with open(self.path("app.db"), "rb") as f:
+            db = f.read()
+        page = 4096
+        base = {"tool": "safe-migrate", "tool_version": "0.1.0", "engine": "sqlite",
+                "created_at": "2026-01-01T00:00:00.000Z", "server_version": "SQLite",
+                "source": "sqlite:///app.db", "revision": None}
+        # format 1: the database in order from chunk 0000
+        v1 = self.packed("v1.tar.zst", dict(base, format_version=1),
+                         [("data/main.db.0000", db[:3 * page]),
+                          ("data/main.db.0001", db[3 * page:])])
+        self.ok("verify", v1)
+        self.ok("restore", v1, "--to", self.sqlite_url("v1.db"), "--yes")
+        self.assertEqual(self.sqlite_dump("v1.db"), self.sqlite_dump())
+        v2 = dict(base, format_version=2, deferred={"data/main.db.0000": page})
+        bad = {
+            # the declared head comes first, or not at all, or is too short
+            "head-first": [("data/main.db.0000", db[:page]), ("data/main.db.0001", db[page:])],
+            "no-head": [("data/main.db.0001", db[page:])],
+            "short-head": [("data/main.db.0001", db[page:]), ("data/main.db.0000", db[:100])],
+            "gap": [("data/main.db.0002", db[page:]), ("data/main.db.0000", db[:page])],
+            "after-head": [("data/main.db.0001", db[page:2 * page]),
+                           ("data/main.db.0000", db[:page]),
+                           ("data/main.db.0002", db[2 * page:])],
+        }
+        for label, entries in bad.items():
+            with self.subTest(label):
+                p = self.packed("bad-%s.tar.zst" % label, v2, entries)
+                r = self.code(7, "restore", p, "--to", self.sqlite_url(label + ".db"), "--yes")
+                self.assertRegex(r.err, "out of order|declares|no first page")
+                self.assertFalse(os.path.exists(self.path(label + ".db")) and
+                                 os.path.getsize(self.path(label + ".db")) > 0)
+        good = self.packed("v2.tar.zst", v2, [("data/main.db.0001", db[page:5 * page]),
+                                              ("data/main.db.0002", db[5 * page:]),
+                                              ("data/main.db.0000", db[:page])])
+        self.ok("restore", good, "--to", self.sqlite_url("v2.db"), "--yes")
+        self.assertEqual(self.sqlite_dump("v2.db"), self.sqlite_dump())
 
     def test_hostile_archives(self):
         def add(t, name, data=b"evil", **kw):

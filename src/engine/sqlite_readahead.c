@@ -1,0 +1,316 @@
+/*
+ * sqlite_readahead: large-block reads of a private database file (see
+ * sqlite_readahead.h).  The wrapped file keeps RA_SLOTS aligned blocks of
+ * RA_BLOCK bytes and replaces the least recently used one on a miss.
+ */
+#include "sqlite_readahead.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+#define RA_BLOCK (512 * 1024)
+#define RA_SLOTS 4
+
+struct ra_file {
+	sqlite3_file base; /* must be first */
+	sqlite3_file *real;
+	unsigned char *blk[RA_SLOTS];
+	sqlite3_int64 off[RA_SLOTS];
+	int len[RA_SLOTS]; /* valid bytes; 0: slot empty */
+	unsigned long used[RA_SLOTS], tick;
+};
+
+/* Where the wrapped VFS's file lives, after ours, suitably aligned. */
+#define RA_REAL_OFFSET ((sizeof(struct ra_file) + 15) & ~(size_t)15)
+
+static sqlite3_vfs *real_vfs(sqlite3_vfs *v)
+{
+	return v->pAppData;
+}
+
+static void ra_drop(struct ra_file *f)
+{
+	for (int i = 0; i < RA_SLOTS; i++)
+		f->len[i] = 0;
+}
+
+static int ra_close(sqlite3_file *sf)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+	int rc = f->real->pMethods ? f->real->pMethods->xClose(f->real) : SQLITE_OK;
+
+	for (int i = 0; i < RA_SLOTS; i++)
+		free(f->blk[i]);
+	return rc;
+}
+
+/* Loads the block at aligned offset off into a slot; returns the slot or -1
+ * with *rc set. */
+static int ra_load(struct ra_file *f, sqlite3_int64 off, int *rc)
+{
+	int s = 0;
+	sqlite3_int64 size = 0;
+
+	for (int i = 1; i < RA_SLOTS; i++)
+		if (f->used[i] < f->used[s])
+			s = i;
+	if (!f->blk[s])
+		f->blk[s] = xmalloc(RA_BLOCK);
+	f->len[s] = 0;
+	*rc = f->real->pMethods->xRead(f->real, f->blk[s], RA_BLOCK, off);
+	if (*rc == SQLITE_IOERR_SHORT_READ) {
+		/* the file ends inside the block: keep only what exists */
+		*rc = f->real->pMethods->xFileSize(f->real, &size);
+		if (*rc != SQLITE_OK)
+			return -1;
+		if (size <= off)
+			return -1;
+		f->len[s] = (int)(size - off < RA_BLOCK ? size - off : RA_BLOCK);
+	} else if (*rc == SQLITE_OK) {
+		f->len[s] = RA_BLOCK;
+	} else {
+		return -1;
+	}
+	f->off[s] = off;
+	*rc = SQLITE_OK;
+	return s;
+}
+
+static int ra_read(sqlite3_file *sf, void *buf, int amt, sqlite3_int64 off)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+	sqlite3_int64 base = off - off % RA_BLOCK;
+	int s = -1, rc;
+
+	if (amt <= 0 || off < 0 || off + amt > base + RA_BLOCK)
+		return f->real->pMethods->xRead(f->real, buf, amt, off);
+	for (int i = 0; i < RA_SLOTS; i++)
+		if (f->len[i] && f->off[i] == base)
+			s = i;
+	if (s < 0) {
+		s = ra_load(f, base, &rc);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	/* past the end of the file: the wrapped VFS reports it properly */
+	if (s < 0 || off + amt > f->off[s] + f->len[s])
+		return f->real->pMethods->xRead(f->real, buf, amt, off);
+	f->used[s] = ++f->tick;
+	memcpy(buf, f->blk[s] + (off - base), (size_t)amt);
+	return SQLITE_OK;
+}
+
+static int ra_write(sqlite3_file *sf, const void *buf, int amt, sqlite3_int64 off)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+
+	ra_drop(f);
+	return f->real->pMethods->xWrite(f->real, buf, amt, off);
+}
+
+static int ra_truncate(sqlite3_file *sf, sqlite3_int64 size)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+
+	ra_drop(f);
+	return f->real->pMethods->xTruncate(f->real, size);
+}
+
+#define REAL(sf) (((struct ra_file *)(sf))->real)
+
+static int ra_sync(sqlite3_file *sf, int flags)
+{
+	return REAL(sf)->pMethods->xSync(REAL(sf), flags);
+}
+
+static int ra_file_size(sqlite3_file *sf, sqlite3_int64 *size)
+{
+	return REAL(sf)->pMethods->xFileSize(REAL(sf), size);
+}
+
+static int ra_lock(sqlite3_file *sf, int level)
+{
+	return REAL(sf)->pMethods->xLock(REAL(sf), level);
+}
+
+static int ra_unlock(sqlite3_file *sf, int level)
+{
+	/* another process may write once we let go of the lock */
+	ra_drop((struct ra_file *)sf);
+	return REAL(sf)->pMethods->xUnlock(REAL(sf), level);
+}
+
+static int ra_check_reserved(sqlite3_file *sf, int *out)
+{
+	return REAL(sf)->pMethods->xCheckReservedLock(REAL(sf), out);
+}
+
+static int ra_file_control(sqlite3_file *sf, int op, void *arg)
+{
+	return REAL(sf)->pMethods->xFileControl(REAL(sf), op, arg);
+}
+
+static int ra_sector_size(sqlite3_file *sf)
+{
+	return REAL(sf)->pMethods->xSectorSize(REAL(sf));
+}
+
+static int ra_device_characteristics(sqlite3_file *sf)
+{
+	return REAL(sf)->pMethods->xDeviceCharacteristics(REAL(sf));
+}
+
+static int ra_shm_map(sqlite3_file *sf, int pg, int pgsz, int extend, void volatile **p)
+{
+	return REAL(sf)->pMethods->xShmMap(REAL(sf), pg, pgsz, extend, p);
+}
+
+static int ra_shm_lock(sqlite3_file *sf, int offset, int n, int flags)
+{
+	return REAL(sf)->pMethods->xShmLock(REAL(sf), offset, n, flags);
+}
+
+static void ra_shm_barrier(sqlite3_file *sf)
+{
+	REAL(sf)->pMethods->xShmBarrier(REAL(sf));
+}
+
+static int ra_shm_unmap(sqlite3_file *sf, int del)
+{
+	return REAL(sf)->pMethods->xShmUnmap(REAL(sf), del);
+}
+
+/* Version 2: no memory mapping (xFetch), which would bypass the blocks. */
+static const sqlite3_io_methods ra_io = {
+	.iVersion = 2,
+	.xClose = ra_close,
+	.xRead = ra_read,
+	.xWrite = ra_write,
+	.xTruncate = ra_truncate,
+	.xSync = ra_sync,
+	.xFileSize = ra_file_size,
+	.xLock = ra_lock,
+	.xUnlock = ra_unlock,
+	.xCheckReservedLock = ra_check_reserved,
+	.xFileControl = ra_file_control,
+	.xSectorSize = ra_sector_size,
+	.xDeviceCharacteristics = ra_device_characteristics,
+	.xShmMap = ra_shm_map,
+	.xShmLock = ra_shm_lock,
+	.xShmBarrier = ra_shm_barrier,
+	.xShmUnmap = ra_shm_unmap,
+};
+
+static int ra_open(sqlite3_vfs *v, const char *name, sqlite3_file *sf, int flags, int *out)
+{
+	sqlite3_vfs *rv = real_vfs(v);
+	struct ra_file *f = (struct ra_file *)sf;
+	int rc;
+
+	if (!(flags & SQLITE_OPEN_MAIN_DB))
+		return rv->xOpen(rv, name, sf, flags, out);
+	memset(f, 0, sizeof(*f));
+	f->real = (sqlite3_file *)((char *)sf + RA_REAL_OFFSET);
+	rc = rv->xOpen(rv, name, f->real, flags, out);
+	if (rc != SQLITE_OK || !f->real->pMethods || f->real->pMethods->iVersion < 2) {
+		if (rc == SQLITE_OK) {
+			f->real->pMethods->xClose(f->real);
+			rc = SQLITE_CANTOPEN;
+		}
+		sf->pMethods = NULL;
+		return rc;
+	}
+	sf->pMethods = &ra_io;
+	return SQLITE_OK;
+}
+
+static int ra_delete(sqlite3_vfs *v, const char *name, int sync_dir)
+{
+	return real_vfs(v)->xDelete(real_vfs(v), name, sync_dir);
+}
+
+static int ra_access(sqlite3_vfs *v, const char *name, int flags, int *out)
+{
+	return real_vfs(v)->xAccess(real_vfs(v), name, flags, out);
+}
+
+static int ra_full_pathname(sqlite3_vfs *v, const char *name, int n, char *out)
+{
+	return real_vfs(v)->xFullPathname(real_vfs(v), name, n, out);
+}
+
+static void *ra_dl_open(sqlite3_vfs *v, const char *name)
+{
+	return real_vfs(v)->xDlOpen(real_vfs(v), name);
+}
+
+static void ra_dl_error(sqlite3_vfs *v, int n, char *out)
+{
+	real_vfs(v)->xDlError(real_vfs(v), n, out);
+}
+
+static void (*ra_dl_sym(sqlite3_vfs *v, void *h, const char *sym))(void)
+{
+	return real_vfs(v)->xDlSym(real_vfs(v), h, sym);
+}
+
+static void ra_dl_close(sqlite3_vfs *v, void *h)
+{
+	real_vfs(v)->xDlClose(real_vfs(v), h);
+}
+
+static int ra_randomness(sqlite3_vfs *v, int n, char *out)
+{
+	return real_vfs(v)->xRandomness(real_vfs(v), n, out);
+}
+
+static int ra_sleep(sqlite3_vfs *v, int us)
+{
+	return real_vfs(v)->xSleep(real_vfs(v), us);
+}
+
+static int ra_current_time(sqlite3_vfs *v, double *out)
+{
+	return real_vfs(v)->xCurrentTime(real_vfs(v), out);
+}
+
+static int ra_last_error(sqlite3_vfs *v, int n, char *out)
+{
+	return real_vfs(v)->xGetLastError(real_vfs(v), n, out);
+}
+
+static sqlite3_vfs ra_vfs = {
+	.iVersion = 1,
+	.mxPathname = 512,
+	.zName = SQLITE_READAHEAD_VFS,
+	.xOpen = ra_open,
+	.xDelete = ra_delete,
+	.xAccess = ra_access,
+	.xFullPathname = ra_full_pathname,
+	.xDlOpen = ra_dl_open,
+	.xDlError = ra_dl_error,
+	.xDlSym = ra_dl_sym,
+	.xDlClose = ra_dl_close,
+	.xRandomness = ra_randomness,
+	.xSleep = ra_sleep,
+	.xCurrentTime = ra_current_time,
+	.xGetLastError = ra_last_error,
+};
+
+int sqlite_readahead_register(void)
+{
+	sqlite3_vfs *rv;
+
+	if (sqlite3_vfs_find(SQLITE_READAHEAD_VFS))
+		return SQLITE_OK;
+	rv = sqlite3_vfs_find(NULL);
+	if (!rv)
+		return SQLITE_ERROR;
+	ra_vfs.pAppData = rv;
+	ra_vfs.mxPathname = rv->mxPathname;
+	ra_vfs.szOsFile = (int)(RA_REAL_OFFSET + (size_t)rv->szOsFile);
+	return sqlite3_vfs_register(&ra_vfs, 0);
+}
