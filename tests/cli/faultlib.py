@@ -21,7 +21,7 @@ SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSani
                      "runtime error:")
 TEMP_MARKERS = (".safe-migrate-tmp", ".safe-migrate-restore.")
 # how many call indexes of one kind to try at most (spread over the range)
-SPREAD = int(os.environ.get("SM_FAULT_SPREAD", "10"))
+SPREAD = int(os.environ.get("SM_FAULT_SPREAD", "8"))
 
 
 def spread(n, limit=SPREAD):
@@ -29,6 +29,8 @@ def spread(n, limit=SPREAD):
     (always the first and the last)."""
     if n <= limit:
         return list(range(1, n + 1))
+    if limit <= 1:
+        return [(n + 1) // 2]
     return sorted({1 + round(i * (n - 1) / (limit - 1)) for i in range(limit)})
 
 

@@ -40,7 +40,7 @@ class FaultSqlite(FaultTest):
     def test_backup(self):
         before = self.sqlite_dump()
         n = self.counts("-d", self.url, "-b", self.path("count"), "backup")
-        self.assertGreater(n["write"], 3)
+        self.assertGreater(n["write"], 1)  # the archive goes out in 1 MiB blocks
         self.assertGreater(n["fsync"], 1)
         self.assertGreater(n["rename"], 1)
         runs = 0
@@ -74,7 +74,7 @@ class FaultSqlite(FaultTest):
                                          len([f for f in names if f.endswith(".tar.zst")]),
                                          names)
                     shutil.rmtree(bdir, ignore_errors=True)
-        self.assertGreater(runs, 20)
+        self.assertGreaterEqual(runs, 12)
 
     def restore_cases(self, to_new):
         """Faults during restore (in place, or --to a new database)."""
@@ -298,11 +298,12 @@ class DiskFull(FaultTest):
         self.assertSnapshotsVerify(self.small)
 
     def test_restore_into_a_full_disk(self):
-        """A real ENOSPC part-way: the staging file and the new database do
-        not both fit in the tmpfs."""
+        """A real ENOSPC part-way: the staging file of the new database does
+        not fit in the tmpfs (1 MB, the database about 1.5 MB)."""
         self.ok("-d", self.url, "-b", self.dir, "backup", "--name", "snap")
         target = os.path.join(self.small, "new.db")
         if self.mounted:
+            subprocess.run(["mount", "-o", "remount,size=1m", self.small], check=True)
             r = self.run_sm("-b", self.path("bk"), "restore", self.path("snap.tar.zst"),
                             "--to", "sqlite:///" + target, "--yes")
         else:
