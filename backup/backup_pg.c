@@ -47,7 +47,12 @@
 struct block {
 	char *data;
 	size_t len;
+	size_t cap;
 };
+
+/* Blocks the writer is done with, for the reader to fill again: fresh
+ * allocations would cost a page fault per 4 KiB every time. */
+#define SPARE_MAX (QUEUE_DEPTH + 2)
 
 struct copy_stream {
 	PGconn *conn;
@@ -62,11 +67,34 @@ struct copy_stream {
 	long long rows;
 	struct block cur;    /* consumer side: the block being handed out */
 	size_t cur_off;
+	char *spare[SPARE_MAX]; /* BLOCK_SIZE blocks to reuse, under mu */
+	size_t nspare;
 };
+
+/* Reader side: an empty BLOCK_SIZE block. */
+static char *get_block(struct copy_stream *s)
+{
+	char *b = NULL;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->nspare)
+		b = s->spare[--s->nspare];
+	pthread_mutex_unlock(&s->mu);
+	return b ? b : xmalloc(BLOCK_SIZE);
+}
+
+/* Under mu: keeps b for reuse if it is a BLOCK_SIZE block, else frees it. */
+static void put_block(struct copy_stream *s, const struct block *b)
+{
+	if (b->data && b->cap == BLOCK_SIZE && s->nspare < SPARE_MAX)
+		s->spare[s->nspare++] = b->data;
+	else
+		free(b->data);
+}
 
 /* Reader side: queues a block (waiting while the queue is full).  Takes
  * data in every case (freed when the writer cancelled). */
-static int push_block(struct copy_stream *s, char *data, size_t len)
+static int push_block(struct copy_stream *s, char *data, size_t len, size_t cap)
 {
 	int cancelled;
 
@@ -75,7 +103,7 @@ static int push_block(struct copy_stream *s, char *data, size_t len)
 		pthread_cond_wait(&s->cv, &s->mu);
 	cancelled = s->cancel;
 	if (!cancelled) {
-		s->q[(s->head + s->count) % QUEUE_DEPTH] = (struct block){ data, len };
+		s->q[(s->head + s->count) % QUEUE_DEPTH] = (struct block){ data, len, cap };
 		s->count++;
 		pthread_cond_broadcast(&s->cv);
 	}
@@ -88,21 +116,29 @@ static int push_block(struct copy_stream *s, char *data, size_t len)
 static void *copy_reader(void *arg)
 {
 	struct copy_stream *s = arg;
-	char *buf = xmalloc(BLOCK_SIZE), *row = NULL;
-	size_t len = 0;
+	char *buf = get_block(s), *row = NULL;
+	size_t len = 0, cap = BLOCK_SIZE;
 	int n, stop = 0;
 	PGresult *res;
 
 	while (!stop && (n = PQgetCopyData(s->conn, &row, 0)) >= 0) {
 		size_t rl = (size_t)n;
 
-		if (len + rl > BLOCK_SIZE && len) {
-			if (push_block(s, buf, len) < 0)
+		if (len + rl > cap && len) {
+			if (push_block(s, buf, len, cap) < 0)
 				stop = 1;
-			buf = stop ? NULL : xmalloc(rl > BLOCK_SIZE ? rl : BLOCK_SIZE);
+			buf = NULL;
 			len = 0;
-		} else if (len + rl > BLOCK_SIZE) {
+			cap = BLOCK_SIZE;
+			if (!stop && rl > BLOCK_SIZE) {
+				buf = xmalloc(rl);
+				cap = rl;
+			} else if (!stop) {
+				buf = get_block(s);
+			}
+		} else if (len + rl > cap) {
 			buf = xrealloc(buf, rl);
+			cap = rl;
 		}
 		if (!stop) {
 			memcpy(buf + len, row, rl);
@@ -118,7 +154,7 @@ static void *copy_reader(void *arg)
 		row = NULL;
 	}
 	if (!stop && len) {
-		push_block(s, buf, len); /* takes buf, even when cancelled */
+		push_block(s, buf, len, cap); /* takes buf, even when cancelled */
 		buf = NULL;
 	}
 	free(buf);
@@ -150,10 +186,10 @@ static int copy_read(void *ud, void *buf, size_t cap, size_t *got, struct sm_err
 		if (s->cur_off == s->cur.len) {
 			int failed = 0, end = 0;
 
-			free(s->cur.data);
-			s->cur = (struct block){ NULL, 0 };
-			s->cur_off = 0;
 			pthread_mutex_lock(&s->mu);
+			put_block(s, &s->cur);
+			s->cur = (struct block){ NULL, 0, 0 };
+			s->cur_off = 0;
 			while (!s->count && !s->eof)
 				pthread_cond_wait(&s->cv, &s->mu);
 			if (s->count) {
@@ -236,6 +272,8 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	*rows = s.rows;
 out:
 	free(s.cur.data);
+	for (i = 0; i < s.nspare; i++)
+		free(s.spare[i]);
 	for (i = 0; i < s.count; i++)
 		free(s.q[(s.head + i) % QUEUE_DEPTH].data);
 	pthread_mutex_destroy(&s.mu);

@@ -8,6 +8,8 @@
  *   load   streams the snapshot into a staging area that is NOT the target
  *          (SQLite: a temp file next to the target) while every checksum is
  *          computed; then the whole snapshot is verified (snap_reader_finish).
+ *          A driver whose apply verifies as it streams (verifies_in_apply)
+ *          gets a cheaper first check: the whole file against its sidecar.
  *   apply  only after verification, and after opts->before_apply (the CLI
  *          asks for confirmation and takes the safety snapshot there) agreed:
  *          puts the staged data into the target so that other connections
@@ -32,7 +34,11 @@ struct restore_opts {
 	void *ud;
 	snap_progress_fn progress; /* compressed bytes read of the snapshot */
 	void *progress_ud;
-	int jobs; /* PostgreSQL: parallel restore workers (0: default) */
+	/* PostgreSQL: parallel workers (0 or 1: one transaction).  More than
+	 * one only with to_other: a parallel restore is not atomic. */
+	int jobs;
+	int to_other;          /* the target is not the snapshot's database (restore --to) */
+	long lock_timeout_ms;  /* how long to wait for a table lock (0: no limit) */
 	/* The target did not exist before this restore (the caller created it):
 	 * no other connection can be using it, so a driver may move the staged
 	 * database into place instead of copying it in. */
@@ -50,6 +56,12 @@ struct restore_driver {
 		     const struct restore_opts *opts, struct sm_error *err);
 	/* Removes the staging area.  Called always, state may be NULL. */
 	void (*discard)(void *state);
+	/* Set when apply streams the snapshot again and checks every entry
+	 * against the manifest (and the file against its sidecar) before it
+	 * commits: restore.c then checks only the whole file's SHA-256 against
+	 * the sidecar before apply (no decompression), load gets a reader it
+	 * must not read data from, and before_apply gets a NULL manifest. */
+	int verifies_in_apply;
 };
 
 const struct restore_driver *restore_find_driver(const char *engine);

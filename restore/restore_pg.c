@@ -2,18 +2,23 @@
  * restore_pg: the PostgreSQL driver of restore (the entries backup_pg.c
  * writes).
  *
- * load:  reads the small entries (pg/toc.json, pre-data, post-data) into
- *        memory and lets the reader skip, and so hash, the data chunks:
- *        restore.c then verifies the whole snapshot before anything is
- *        touched.
- * apply: opens the snapshot a second time and streams it into the target in
- *        ONE transaction: drop the snapshot's schemas (and only those),
- *        pre-data, COPY ... FROM STDIN per table straight from the chunks,
- *        post-data (constraints, indexes, setval, grants, comments, REFRESH
- *        of materialized views), ANALYZE.  The second pass is verified
- *        again (snap_reader_finish) before COMMIT, so a snapshot damaged
- *        between the passes, or any SQL error, rolls everything back and
- *        the database stays exactly as it was.
+ * Verification: restore.c checks the whole file's SHA-256 against its
+ * .sha256 sidecar before anything is touched (verifies_in_apply: no
+ * decompression, so the snapshot is not read twice in full).  apply then
+ * streams the snapshot once and checks every entry against the manifest
+ * (snap_reader_finish) before it commits.
+ *
+ * load:  only records the snapshot and the options.
+ * apply: streams the snapshot into the target in ONE transaction: drop the
+ *        snapshot's schemas (and only those), pre-data, COPY ... FROM STDIN
+ *        (FREEZE) per table straight from the chunks, post-data
+ *        (constraints, indexes, setval, grants, comments, REFRESH of
+ *        materialized views), ANALYZE.  Any damage found on the way (an
+ *        entry that fails its checksum, a truncated stream) or any SQL error
+ *        rolls everything back and the database stays exactly as it was.
+ *        Locks are waited for at most opts->lock_timeout_ms.
+ *        restore --to URL --jobs N loads in parallel instead
+ *        (restore_pg_parallel.c), not atomically.
  *
  * Restoring a schema with very many objects in one transaction can exhaust
  * the server's lock table (SQLSTATE 53200, "max_locks_per_transaction").
@@ -27,6 +32,7 @@
 #include <string.h>
 
 #include "restore.h"
+#include "restore_pg_int.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -43,7 +49,6 @@ static const char session_sql[] =
 	"SET IntervalStyle = 'postgres';"
 	"SET extra_float_digits = 3;"
 	"SET statement_timeout = 0;"
-	"SET lock_timeout = 0;"
 	"SET idle_in_transaction_session_timeout = 0;"
 	"SET check_function_bodies = false;"
 	"SET xmloption = content;"
@@ -53,10 +58,19 @@ static const char session_sql[] =
 	"SELECT pg_catalog.set_config('search_path', '', false);";
 
 struct pg_stage {
-	char *path;   /* the snapshot, read again by apply */
-	cJSON *toc;
-	struct strbuf pre, post;
+	char *path;   /* the snapshot, streamed by apply */
+	int jobs;
+	long lock_timeout_ms;
+	struct pg_meta meta;
 };
+
+void pgr_meta_release(struct pg_meta *m)
+{
+	cJSON_Delete(m->toc);
+	m->toc = NULL;
+	sb_release(&m->pre);
+	sb_release(&m->post);
+}
 
 static void stage_free(void *p)
 {
@@ -65,9 +79,7 @@ static void stage_free(void *p)
 	if (!s)
 		return;
 	free(s->path);
-	cJSON_Delete(s->toc);
-	sb_release(&s->pre);
-	sb_release(&s->post);
+	pgr_meta_release(&s->meta);
 	free(s);
 }
 
@@ -88,13 +100,51 @@ static int read_entry(struct snap_reader *r, struct strbuf *out, struct sm_error
 	}
 }
 
+int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
+		  int *pending, struct sm_error *err)
+{
+	struct strbuf toc = STRBUF_INIT;
+	int rc, ret = -1;
+
+	*pending = 0;
+	pgr_meta_release(m);
+	while ((rc = snap_reader_next(r, ent, err)) == 1) {
+		struct strbuf *dst = !strcmp(ent->name, TOC_ENTRY) ? &toc :
+				     !strcmp(ent->name, PRE_ENTRY) ? &m->pre :
+				     !strcmp(ent->name, POST_ENTRY) ? &m->post : NULL;
+
+		if (!dst) {
+			*pending = 1;
+			break;
+		}
+		if (read_entry(r, dst, err) < 0)
+			goto out;
+	}
+	if (rc < 0)
+		goto out;
+	if (!toc.len || !(m->toc = cJSON_Parse(toc.buf)) ||
+	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m->toc, "schemas")) ||
+	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m->toc, "tables"))) {
+		err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: it has no valid %s",
+			snap_reader_path(r), TOC_ENTRY);
+		goto out;
+	}
+	/* the scripts are run as C strings: make sure they are terminated */
+	sb_grow(&m->pre, 1);
+	sb_grow(&m->post, 1);
+	ret = 0;
+out:
+	sb_release(&toc);
+	return ret;
+}
+
 /* SQLSTATE 53200 with the server's hint about the lock table. */
 static int is_lock_exhaustion(const char *state, const char *msg)
 {
 	return state && !strcmp(state, "53200") && strstr(msg, "max_locks_per_transaction");
 }
 
-static int pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
+int pgr_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
 	const char *msg = res ? PQresultErrorMessage(res) : NULL;
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -112,75 +162,70 @@ static int pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, con
 			"database with 'restore --to URL', which then loads in several "
 			"transactions", what);
 	else
-		err_set(err, ERR_FAIL, "%s: %s", what, m.buf);
+		err_set(err, state && !strcmp(state, "55P03") ? ERR_LOCKED : ERR_FAIL, "%s: %s",
+			what, m.buf);
 	if (state)
 		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
 	sb_release(&m);
 	return -1;
 }
 
-static int run_sql(PGconn *conn, const char *sql, const char *what, struct sm_error *err)
+int pgr_run_sql(PGconn *conn, const char *sql, const char *what, struct sm_error *err)
 {
 	PGresult *res = PQexec(conn, sql);
 	int ret = 0;
 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-		ret = pg_error(err, conn, res, what);
+		ret = pgr_error(err, conn, res, what);
 	PQclear(res);
 	return ret;
 }
 
-/* Accepts the path through the options restore.c passes. */
+int pgr_session(PGconn *conn, long lock_timeout_ms, struct sm_error *err)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "SET lock_timeout = %ld", lock_timeout_ms > 0 ? lock_timeout_ms : 0);
+	if (pgr_run_sql(conn, session_sql, "cannot prepare the restore session", err) < 0 ||
+	    pgr_run_sql(conn, sql, "cannot prepare the restore session", err) < 0)
+		return -1;
+	return 0;
+}
+
+/* Only records the snapshot: apply streams and verifies it (see the top). */
 static int pg_load(struct engine *target, struct snap_reader *r, const struct restore_opts *opts,
 		   void **state, struct sm_error *err)
 {
 	struct pg_stage *s = xcalloc(1, sizeof(*s));
-	struct strbuf toc = STRBUF_INIT;
-	struct snap_entry ent;
-	int rc, ret = -1;
 
 	(void)target;
 	*state = s;
-	s->pre = (struct strbuf)STRBUF_INIT;
-	s->post = (struct strbuf)STRBUF_INIT;
+	s->meta = (struct pg_meta)PG_META_INIT;
 	s->path = xstrdup(snap_reader_path(r));
-	while ((rc = snap_reader_next(r, &ent, err)) == 1) {
-		if (!strcmp(ent.name, TOC_ENTRY)) {
-			if (read_entry(r, &toc, err) < 0)
-				goto out;
-		} else if (!strcmp(ent.name, PRE_ENTRY)) {
-			if (read_entry(r, &s->pre, err) < 0)
-				goto out;
-		} else if (!strcmp(ent.name, POST_ENTRY)) {
-			if (read_entry(r, &s->post, err) < 0)
-				goto out;
-		}
-		/* data chunks are skipped here, and hashed by the reader */
-	}
-	if (rc < 0)
-		goto out;
-	if (!toc.len || !(s->toc = cJSON_Parse(toc.buf)) ||
-	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(s->toc, "schemas")) ||
-	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(s->toc, "tables"))) {
-		err_set(err, ERR_DAMAGED, "snapshot has no valid %s", TOC_ENTRY);
-		goto out;
-	}
-	(void)opts;
-	ret = 0;
-out:
-	sb_release(&toc);
-	return ret;
+	s->jobs = opts->jobs;
+	s->lock_timeout_ms = opts->lock_timeout_ms;
+	if (opts->jobs > 1 && !opts->to_other)
+		return err_set(err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it "
+			       "is only for 'restore --to URL' (a scratch database); in place the "
+			       "restore is one transaction", opts->jobs);
+	return 0;
 }
 
-/* The table whose data entry chunk name is, or NULL. */
-static const cJSON *table_of_chunk(const cJSON *tables, const char *name, unsigned *index)
+const char *pgr_str(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name)
 {
 	const cJSON *t;
 
-	cJSON_ArrayForEach(t, tables) {
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(toc, "tables")) {
 		const cJSON *entry = cJSON_GetObjectItemCaseSensitive(t, "entry");
 
-		if (cJSON_IsString(entry) && snap_is_chunk_of(name, entry->valuestring, index))
+		if (cJSON_IsString(entry) && snap_is_chunk_of(name, entry->valuestring, NULL))
 			return t;
 	}
 	return NULL;
@@ -192,13 +237,13 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct 
 	int ret = 0;
 
 	if (PQputCopyEnd(conn, errmsg) != 1)
-		return pg_error(err, conn, NULL, "cannot load table");
+		return pgr_error(err, conn, NULL, "cannot load table");
 	while ((res = PQgetResult(conn))) {
 		if (!errmsg && ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
 			struct strbuf what = STRBUF_INIT;
 
 			sb_addf(&what, "cannot load table %s", table);
-			ret = pg_error(err, conn, res, what.buf);
+			ret = pgr_error(err, conn, res, what.buf);
 			sb_release(&what);
 		}
 		PQclear(res);
@@ -206,40 +251,38 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct 
 	return ret;
 }
 
-/* Streams every data chunk of the second pass into COPY FROM STDIN. */
+/* Streams every data chunk into COPY FROM STDIN, starting with *ent when
+ * pending (the entry pgr_read_meta stopped at). */
 static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int freeze,
-		     struct sm_error *err)
+		     struct snap_entry *ent, int pending, struct sm_error *err)
 {
-	const cJSON *tables = cJSON_GetObjectItemCaseSensitive(toc, "tables");
 	const cJSON *cur = NULL;
-	struct snap_entry ent;
 	char *buf = xmalloc(IO_BLOCK);
 	int rc, ret = -1;
 
-	while ((rc = snap_reader_next(r, &ent, err)) == 1) {
-		unsigned idx = 0;
-		const cJSON *t = table_of_chunk(tables, ent.name, &idx);
+	for (rc = pending ? 1 : snap_reader_next(r, ent, err); rc == 1;
+	     rc = snap_reader_next(r, ent, err)) {
+		const cJSON *t = pgr_table_of_chunk(toc, ent->name);
 		size_t got;
 
 		if (!t)
 			continue;
 		if (t != cur) {
 			struct strbuf sql = STRBUF_INIT;
-			const char *q = cJSON_GetObjectItemCaseSensitive(t, "qualified")->valuestring;
-			const char *cols = cJSON_GetObjectItemCaseSensitive(t, "columns")->valuestring;
+			const char *q = pgr_str(t, "qualified");
 			PGresult *res;
 
-			if (cur && end_copy(conn, cJSON_GetObjectItemCaseSensitive(cur, "qualified")->valuestring,
-					    NULL, err) < 0)
+			if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, err) < 0)
 				goto out;
 			cur = NULL;
 			/* FREEZE: the table was created in this transaction, so its rows
 			 * can be written frozen (no hint-bit rewrite on first read) */
-			sb_addf(&sql, "COPY %s %s FROM STDIN%s", q, cols, freeze ? " (FREEZE)" : "");
+			sb_addf(&sql, "COPY %s %s FROM STDIN%s", q, pgr_str(t, "columns"),
+				freeze ? " (FREEZE)" : "");
 			res = PQexec(conn, sql.buf);
 			sb_release(&sql);
 			if (PQresultStatus(res) != PGRES_COPY_IN) {
-				pg_error(err, conn, res, "cannot load table");
+				pgr_error(err, conn, res, "cannot load table");
 				err_prefix(err, "%s", q);
 				PQclear(res);
 				goto out;
@@ -249,26 +292,29 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 		}
 		for (;;) {
 			if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0) {
-				end_copy(conn, "", "snapshot damaged", err);
+				struct sm_error ignored = SM_ERROR_INIT;
+
+				end_copy(conn, "", "snapshot damaged", &ignored);
 				cur = NULL;
 				goto out;
 			}
 			if (!got)
 				break;
 			if (PQputCopyData(conn, buf, (int)got) != 1) {
-				pg_error(err, conn, NULL, "cannot load table");
+				pgr_error(err, conn, NULL, "cannot load table");
 				goto out;
 			}
 		}
 	}
 	if (rc < 0) {
+		struct sm_error ignored = SM_ERROR_INIT;
+
 		if (cur)
-			end_copy(conn, "", "snapshot damaged", err);
+			end_copy(conn, "", "snapshot damaged", &ignored);
 		cur = NULL;
 		goto out;
 	}
-	if (cur && end_copy(conn, cJSON_GetObjectItemCaseSensitive(cur, "qualified")->valuestring,
-			    NULL, err) < 0)
+	if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, err) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -276,7 +322,7 @@ out:
 	return ret;
 }
 
-static void drop_schemas_sql(PGconn *conn, const cJSON *toc, struct strbuf *sql)
+void pgr_drop_schemas_sql(PGconn *conn, const cJSON *toc, struct strbuf *sql)
 {
 	const cJSON *sch;
 
@@ -328,7 +374,7 @@ static int target_is_empty(PGconn *conn, const cJSON *toc, int *empty, struct sm
 		list.len ? list.buf : "NULL");
 	res = PQexec(conn, sql.buf);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		pg_error(err, conn, res, "cannot inspect the target database");
+		pgr_error(err, conn, res, "cannot inspect the target database");
 		goto out;
 	}
 	*empty = !strcmp(PQgetvalue(res, 0, 0), "0");
@@ -356,27 +402,27 @@ static int batch_stmt(void *ud, const char *text, size_t len, int line)
 	struct batch *b = ud;
 
 	(void)line;
-	if (b->n == 0 && run_sql(b->conn, "BEGIN", b->what, b->err) < 0)
+	if (b->n == 0 && pgr_run_sql(b->conn, "BEGIN", b->what, b->err) < 0)
 		return -1;
 	sb_reset(&b->stmt);
 	sb_add(&b->stmt, text, len);
-	if (run_sql(b->conn, b->stmt.buf, b->what, b->err) < 0)
+	if (pgr_run_sql(b->conn, b->stmt.buf, b->what, b->err) < 0)
 		return -1;
 	if (++b->n == BATCH) {
 		b->n = 0;
-		return run_sql(b->conn, "COMMIT", b->what, b->err);
+		return pgr_run_sql(b->conn, "COMMIT", b->what, b->err);
 	}
 	return 0;
 }
 
-static int run_batched(struct engine *target, const char *script, const char *what,
-		       struct sm_error *err)
+int pgr_run_batched(struct engine *target, const char *script, const char *what,
+		    struct sm_error *err)
 {
 	struct batch b = { engine_native(target), what, err, STRBUF_INIT, 0 };
 	int ret = target->ops->split(script, batch_stmt, &b, err);
 
 	if (ret == 0 && b.n)
-		ret = run_sql(b.conn, "COMMIT", what, err);
+		ret = pgr_run_sql(b.conn, "COMMIT", what, err);
 	if (ret != 0) {
 		PGresult *res = PQexec(b.conn, "ROLLBACK");
 
@@ -397,21 +443,24 @@ static int apply_batched(struct engine *target, struct pg_stage *s, struct sm_er
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
 	struct strbuf sql = STRBUF_INIT;
-	int ret = -1;
+	struct snap_entry ent;
+	int pending = 0, ret = -1;
 
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
-	drop_schemas_sql(conn, s->toc, &sql);
-	if (run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
-	    run_batched(target, s->pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
-	    load_data(conn, r, s->toc, 0, err) < 0 ||
-	    run_batched(target, s->post.buf, "cannot restore constraints and indexes (post-data)",
-			err) < 0 ||
-	    snap_reader_finish(r, err) < 0)
+	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
+		goto fail;
+	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
+	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
+	    pgr_run_batched(target, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
+	    load_data(conn, r, s->meta.toc, 0, &ent, pending, err) < 0 ||
+	    snap_reader_finish(r, err) < 0 ||
+	    pgr_run_batched(target, s->meta.post.buf,
+			    "cannot restore constraints and indexes (post-data)", err) < 0)
 		goto fail;
 	sb_reset(&sql);
-	analyze_sql(s->toc, &sql);
-	if (sql.len && run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0)
+	analyze_sql(s->meta.toc, &sql);
+	if (sql.len && pgr_run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0)
 		goto fail;
 	ret = 0;
 	goto out;
@@ -429,27 +478,32 @@ static int apply_single(struct engine *target, struct pg_stage *s, struct sm_err
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
 	struct strbuf sql = STRBUF_INIT;
-	int ret = -1, in_tx = 0;
+	struct snap_entry ent;
+	int pending = 0, ret = -1, in_tx = 0;
 
-	if (snap_reader_open(s->path, &r, err) < 0)
+	if (snap_reader_open(s->path, &r, err) < 0 ||
+	    pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
 		goto out;
-	if (run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
+	if (pgr_run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
 		goto out;
 	in_tx = 1;
 	/* this transaction's drops are what every other connection waits for */
-	drop_schemas_sql(conn, s->toc, &sql);
-	if (run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
-	    run_sql(conn, s->pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
-	    load_data(conn, r, s->toc, 1, err) < 0 ||
-	    run_sql(conn, s->post.buf, "cannot restore constraints and indexes (post-data)", err) < 0)
+	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
+	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
+	    pgr_run_sql(conn, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
+	    load_data(conn, r, s->meta.toc, 1, &ent, pending, err) < 0)
 		goto out;
-	/* the second pass must check out as well as the first before COMMIT */
+	/* every entry loaded so far must check out before anything is kept:
+	 * damage found here rolls the whole transaction back */
 	if (snap_reader_finish(r, err) < 0)
 		goto out;
+	if (pgr_run_sql(conn, s->meta.post.buf, "cannot restore constraints and indexes (post-data)",
+			err) < 0)
+		goto out;
 	sb_reset(&sql);
-	analyze_sql(s->toc, &sql);
-	if ((sql.len && run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0) ||
-	    run_sql(conn, "COMMIT", "cannot commit the restore", err) < 0)
+	analyze_sql(s->meta.toc, &sql);
+	if ((sql.len && pgr_run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0) ||
+	    pgr_run_sql(conn, "COMMIT", "cannot commit the restore", err) < 0)
 		goto out;
 	in_tx = 0;
 	ret = 0;
@@ -459,13 +513,19 @@ out:
 
 		PQclear(res);
 	}
+	if (ret < 0 && err->kind == ERR_DAMAGED)
+		err_prefix(err, "nothing was changed");
+	if (ret < 0 && err->kind == ERR_LOCKED)
+		err_prefix(err, "another session holds a lock that the restore needs and kept it "
+			   "longer than %ld ms (--lock-timeout); nothing was changed",
+			   s->lock_timeout_ms);
 	snap_reader_close(r);
 	sb_release(&sql);
 	return ret;
 }
 
-/* The statements that put back the connection's settings session_sql
- * changes (the engine's connection goes on after the restore). */
+/* The statements that put back the connection's settings the restore
+ * session changes (the engine's connection goes on after the restore). */
 static int save_settings(PGconn *conn, struct strbuf *undo, struct sm_error *err)
 {
 	PGresult *res = PQexec(conn,
@@ -478,7 +538,7 @@ static int save_settings(PGconn *conn, struct strbuf *undo, struct sm_error *err
 	int ret = 0;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		ret = pg_error(err, conn, res, "cannot read the session settings");
+		ret = pgr_error(err, conn, res, "cannot read the session settings");
 	else
 		sb_adds(undo, PQgetvalue(res, 0, 0));
 	PQclear(res);
@@ -495,17 +555,20 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 
 	(void)manifest;
 	(void)opts;
-	if (save_settings(conn, &undo, err) < 0 ||
-	    run_sql(conn, session_sql, "cannot prepare the restore session", err) < 0)
+	if (save_settings(conn, &undo, err) < 0 || pgr_session(conn, s->lock_timeout_ms, err) < 0)
 		goto out;
+	if (s->jobs > 1) {
+		ret = pgr_apply_parallel(target, s->path, s->jobs, s->lock_timeout_ms, err);
+		goto out;
+	}
 	if (apply_single(target, s, err) == 0) {
 		ret = 0;
 		goto out;
 	}
 	/* out of lock slots: nothing was changed; into an empty database the
 	 * restore may go on in several transactions, elsewhere it must not */
-	if (!is_lock_exhaustion(err->sqlstate, err->msg) ||
-	    target_is_empty(conn, s->toc, &empty, err) < 0 || !empty)
+	if (!is_lock_exhaustion(err->sqlstate, err->msg) || !s->meta.toc ||
+	    target_is_empty(conn, s->meta.toc, &empty, err) < 0 || !empty)
 		goto out;
 	err_clear(err);
 	ret = apply_batched(target, s, err);
@@ -524,4 +587,5 @@ const struct restore_driver restore_pg_driver = {
 	.load = pg_load,
 	.apply = pg_apply,
 	.discard = stage_free,
+	.verifies_in_apply = 1,
 };

@@ -9,10 +9,11 @@
 # existing server), then in each run, alternating the tools:
 #   our backup                    vs  pg_dump -Fc
 #   our backup                    vs  pg_dump -Fc -Z0 | zstd -1 -T2
-#   our restore --to an empty db  vs  pg_restore -j2 into an empty db
+#   our restore --to an empty db --jobs 2  vs  pg_restore -j2 into an empty db
 # and prints the ratios (goals: <= 0.35, <= 1.0, <= 1.0) and our peak RSS
 # from /usr/bin/time -v (goal: <= 64 MiB).  Uses the safe-migrate binary in
 # build/ (SAFE_MIGRATE_BIN to override); build it in release mode first.
+# It takes several minutes at 500 MB: iterate with a smaller SIZE_MB.
 set -euo pipefail
 size_mb=${1:-500}
 runs=${2:-3}
@@ -85,7 +86,7 @@ dump_zstd() { pg_dump -Fc -Z0 "$base/smbench" | zstd -q -1 -T2 -o "$work/dump.fc
 ours_restore() {
   newdb smbench_r1
   /usr/bin/time -v -o "$work/time_r.txt" "$bin" -q -d "$base/smbench" -b "$work/b" --yes restore \
-    "$work/b/bench.tar.zst" --to "$base/smbench_r1" --no-safety-backup >/dev/null
+    "$work/b/bench.tar.zst" --to "$base/smbench_r1" --jobs 2 --no-safety-backup >/dev/null
 }
 pg_restore_j2() { newdb smbench_r2; pg_restore -j2 -d "$base/smbench_r2" "$work/dump.fc"; }
 rss() { awk -F': ' '/Maximum resident/ {printf "%.1f", $2 / 1024}' "$1"; }
@@ -99,7 +100,7 @@ for i in $(seq 1 "$runs"); do
     fc=$(t dump_fc); zs=$(t dump_zstd); ob=$(t ours_backup)
     pr=$(t pg_restore_j2); orr=$(t ours_restore)
   fi
-  printf 'run %d: backup %.2fs  pg_dump -Fc %.2fs  pg_dump -Z0|zstd %.2fs  restore %.2fs  pg_restore -j2 %.2fs\n' \
+  printf 'run %d: backup %.2fs  pg_dump -Fc %.2fs  pg_dump -Z0|zstd %.2fs  restore --jobs 2 %.2fs  pg_restore -j2 %.2fs\n' \
     "$i" "$ob" "$fc" "$zs" "$orr" "$pr"
   printf '       backup/pg_dump -Fc = %.3f (goal <= 0.35)  backup/(pg_dump -Z0 | zstd -1 -T2) = %.3f (goal <= 1.0)\n' \
     "$(echo "$ob / $fc" | bc -l)" "$(echo "$ob / $zs" | bc -l)"

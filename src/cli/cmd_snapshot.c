@@ -257,6 +257,14 @@ int cmd_restore(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
+	if (opt.jobs > 1 && !opt.to_url) {
+		/* in place the restore is one transaction: all or nothing */
+		err_set(&ctx->err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it is "
+			"only for 'restore --to URL' into a scratch database; an in-place restore is "
+			"one transaction (omit --jobs)", opt.jobs);
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
 	if (!opt.yes && !isatty(0)) {
 		err_set(&ctx->err, ERR_USAGE, "restore replaces the database's contents: refusing "
 			"without confirmation; stdin is not a terminal, so pass --yes to proceed");
@@ -289,6 +297,8 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.progress = progress_cb;
 	ro.progress_ud = &pr;
 	ro.jobs = opt.jobs;
+	ro.to_other = opt.to_url != NULL;
+	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.target_new = !existed && opt.to_url;
 	if (restore_snapshot(path, e, &ro, &ctx->err) < 0) {
 		progress_end(&pr);

@@ -62,8 +62,15 @@ static const struct command commands[] = {
 	{ "verify", cmd_verify, 0,
 	  "verify SNAPSHOT", "check a snapshot's structure and every checksum", NULL },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR,
-	  "restore SNAPSHOT [--to URL] [--no-safety-backup]",
-	  "verify a snapshot, take a safety snapshot, and restore", NULL },
+	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup]",
+	  "verify a snapshot, take a safety snapshot, and restore",
+	  "In place, the restore is one transaction: any failure, a snapshot found\n"
+	  "damaged while loading included, leaves the database as it was.  PostgreSQL:\n"
+	  "locks held by other sessions are waited for at most --lock-timeout (60s).\n"
+	  "--to URL restores into another database (a scratch or staging one).\n"
+	  "--jobs N (PostgreSQL, with --to only, 1 to 64) loads with N connections in\n"
+	  "parallel, like pg_restore -j N.  A parallel restore is NOT atomic: if it fails,\n"
+	  "the target database is left incomplete (drop it, or restore again)." },
 	{ "prune", cmd_prune, NEED_BACKUP_DIR,
 	  "prune --keep N", "delete all but the newest N snapshots", NULL },
 	{ "drop-tables", cmd_drop_tables, NEED_DB | NEED_BACKUP_DIR,

@@ -42,8 +42,11 @@
 #define SNAP_HEADER_NAME "snapshot.json"
 #define SNAP_MANIFEST_NAME "manifest.json"
 #define SNAP_TMP_PREFIX FS_TMP_PREFIX
-/* Largest data chunk entry; a stream of unknown size buffers at most this. */
+/* Largest data chunk entry. */
 #define SNAP_CHUNK_MAX ((size_t)16 << 20)
+/* Chunk size of a stream of unknown size, which buffers one chunk: smaller
+ * than SNAP_CHUNK_MAX to keep the writer's memory down. */
+#define SNAP_STREAM_CHUNK ((size_t)4 << 20)
 /* Largest small entry (header, manifest, engine metadata) read into memory. */
 #define SNAP_SMALL_MAX ((size_t)64 << 20)
 #define SNAP_SIZE_UNKNOWN UINT64_MAX
@@ -95,7 +98,8 @@ int snap_add_entry_buf(struct snap_writer *w, const char *name, const void *data
  * Adds a payload read from fn as chunk entries "<name>.0000", "<name>.0001",
  * ... of at most SNAP_CHUNK_MAX bytes each (tar needs each entry's size up
  * front).  With size known, nothing is buffered and a source that ends early
- * or runs long is an error; with SNAP_SIZE_UNKNOWN one chunk is buffered.
+ * or runs long is an error; with SNAP_SIZE_UNKNOWN one chunk of
+ * SNAP_STREAM_CHUNK bytes is buffered (the chunks are that size but the last).
  * An empty payload still writes one empty chunk ".0000".
  * The manifest lists every chunk; readers concatenate them in order.
  */
@@ -176,6 +180,15 @@ int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
  * available through snap_reader_manifest.
  */
 int snap_reader_finish(struct snap_reader *r, struct sm_error *err);
+/*
+ * Checks the whole file's SHA-256 against the .sha256 sidecar without
+ * decompressing anything (any byte changed, missing or added since the
+ * snapshot was written fails, ERR_DAMAGED).  Independent of the streaming
+ * pass: it reads the file on its own.  It does not check the entries against
+ * the manifest: a caller that loads from the snapshot still needs
+ * snap_reader_finish (on its pass) before it trusts what it loaded.
+ */
+int snap_reader_check_file(struct snap_reader *r, struct sm_error *err);
 /* manifest.json once snap_reader_finish succeeded, else NULL.  Borrowed. */
 const cJSON *snap_reader_manifest(const struct snap_reader *r);
 void snap_reader_close(struct snap_reader *r);

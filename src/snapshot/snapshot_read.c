@@ -578,6 +578,50 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 	return 0;
 }
 
+int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
+{
+	char want[HASH_HEX_LEN + 1], have[HASH_HEX_LEN + 1];
+	struct hash_ctx h = { NULL };
+	unsigned char *buf = NULL;
+	int fd, ret = -1;
+
+	fd = open(r->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "cannot open snapshot '%s'", r->path);
+	buf = xmalloc(READ_BLOCK);
+	hash_init(&h);
+	for (;;) {
+		ssize_t n = read(fd, buf, READ_BLOCK);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err_sys(err, "cannot read snapshot '%s'", r->path);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		hash_update(&h, buf, (size_t)n);
+	}
+	hash_final_hex(&h, have);
+	if (!read_sidecar(r, want)) {
+		ret = damaged(r, err);
+		goto out;
+	}
+	if (strcmp(want, have) != 0) {
+		problem(r, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
+			want);
+		ret = damaged(r, err);
+		goto out;
+	}
+	ret = 0;
+out:
+	hash_release(&h);
+	free(buf);
+	close(fd);
+	return ret;
+}
+
 const cJSON *snap_reader_manifest(const struct snap_reader *r)
 {
 	return r->manifest_checked ? r->manifest : NULL;

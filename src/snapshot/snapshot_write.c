@@ -559,7 +559,7 @@ int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size
 		ret = 0;
 		goto out;
 	}
-	buf = xmalloc(SNAP_CHUNK_MAX);
+	buf = xmalloc(SNAP_STREAM_CHUNK);
 	for (;;) {
 		size_t fill = 0, got;
 		struct hash_ctx h = { NULL };
@@ -567,10 +567,10 @@ int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size
 
 		do {
 			got = 0;
-			if (fn(ud, buf + fill, SNAP_CHUNK_MAX - fill, &got, err) < 0)
+			if (fn(ud, buf + fill, SNAP_STREAM_CHUNK - fill, &got, err) < 0)
 				goto out;
 			fill += got;
-		} while (got && fill < SNAP_CHUNK_MAX);
+		} while (got && fill < SNAP_STREAM_CHUNK);
 		if (!fill && idx > 0)
 			break;
 		sb_reset(&chunk);
@@ -585,7 +585,7 @@ int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size
 		hash_final_hex(&h, sha);
 		record_entry(w, chunk.buf, fill, sha);
 		progress(w, fill);
-		if (fill < SNAP_CHUNK_MAX)
+		if (fill < SNAP_STREAM_CHUNK)
 			break;
 	}
 	ret = 0;

@@ -5,10 +5,12 @@ be the same before the snapshot and after a restore, and so must an
 order-independent hash of every table's rows and every sequence position.
 """
 import glob
+import hashlib
 import json
 import os
 import socket
 import subprocess
+import time
 import uuid
 
 from smtest import CliTest, FIXTURES, SRC, main
@@ -44,6 +46,29 @@ class SnapshotPgTest(CliTest):
             CREATE TABLE app.not_in_snapshot (x int);
             DROP TYPE app.floatrange CASCADE;
         """)
+
+    def reseal(self, snap, old, new):
+        """Changes bytes inside the archive (old -> new, same length) and
+        writes a matching .sha256: the file checks out against its sidecar,
+        but an entry no longer matches the manifest, which only the pass
+        that loads can find."""
+        tar = subprocess.run(["zstd", "-dc", snap], capture_output=True, check=True).stdout
+        self.assertEqual(len(old), len(new))
+        self.assertIn(old, tar)
+        data = subprocess.run(["zstd", "-1", "-c"], input=tar.replace(old, new, 1),
+                              capture_output=True, check=True).stdout
+        with open(snap, "wb") as f:
+            f.write(data)
+        with open(snap + ".sha256", "w") as f:
+            f.write("%s  %s\n" % (hashlib.sha256(data).hexdigest(), os.path.basename(snap)))
+
+    def flip_byte(self, snap):
+        with open(snap, "r+b") as f:
+            size = os.path.getsize(snap)
+            f.seek(size // 2)
+            b = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([b[0] ^ 0xFF]))
 
     def fidelity_db(self):
         url = self.pg_new_db()
@@ -96,14 +121,151 @@ class SnapshotPgTest(CliTest):
         snap = self.backup(url)
         self.damage(url)
         damaged = self.pg_state(url)
-        with open(snap, "r+b") as f:
-            size = os.path.getsize(snap)
-            f.seek(size // 2)
-            b = f.read(1)
-            f.seek(size // 2)
-            f.write(bytes([b[0] ^ 0xFF]))
+        self.flip_byte(snap)
         r = self.run_sm("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
         self.assertNotEqual(r.code, 0, r)
+        self.assertSameState(damaged, self.pg_state(url))
+
+    def test_damage_found_while_loading_rolls_everything_back(self):
+        # the file matches its sidecar, so only the loading pass finds the
+        # entry that fails its checksum: after the schemas were dropped and
+        # most rows loaded; the one transaction puts everything back
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        self.reseal(snap, b"bulk 499\t", b"bulk 498\t")
+        self.damage(url)
+        damaged = self.pg_state(url)
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertIn("fails its SHA-256 check", r.err)
+        self.assertIn("nothing was changed", r.err)
+        self.assertSameState(damaged, self.pg_state(url))
+
+    def big_table(self, url):
+        # about 25 MB: several 4 MiB chunk entries (rows span their
+        # boundary), several parallel COPY units and a row larger than one;
+        # escapes in every row
+        self.psql(url, r"""
+            CREATE TABLE app.bulk (id int PRIMARY KEY, v text, n numeric);
+            INSERT INTO app.bulk SELECT g, E'tab\there\nnewline \\ ' || repeat(md5(g::text), 2)
+                || ' ü', g * 1.5 FROM generate_series(1, 200000) g;
+            INSERT INTO app.bulk VALUES (0, repeat(md5('x'), 150000), 0);  -- one 4.8 MB row
+            CREATE INDEX bulk_v ON app.bulk (md5(v));
+        """)
+
+    def test_parallel_restore_to_fidelity(self):
+        url = self.fidelity_db()
+        self.big_table(url)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        for jobs in ("2", "3"):
+            other = self.pg_new_db()
+            self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                    "--jobs", jobs, "--no-safety-backup")
+            self.assertSameState(before, self.pg_state(other))
+            # the restored database works: triggers, identity, deferrable FKs
+            self.psql(other, "INSERT INTO app.orders (user_id, amount, coupon) VALUES (10, 5, 'new')")
+            self.assertEqual(self.psql(other, "SELECT count(*) FROM audit.log WHERE op = 'INSERT'"),
+                             "505")
+        self.assertSameState(before, self.pg_state(url))
+
+    def test_parallel_restore_to_pagila(self):
+        url = self.pagila_db()
+        before = self.pg_state(url)
+        snap = self.backup(url, "pagila")
+        for jobs in ("2", "3"):
+            other = self.pg_new_db()
+            self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                    "-j", jobs)
+            self.assertSameState(before, self.pg_state(other))
+
+    def test_parallel_restore_of_a_damaged_snapshot(self):
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        empty = self.pg_state(other)
+        # damaged on disk: found before the target is touched
+        bad = self.path("bad.tar.zst")
+        with open(snap, "rb") as f, open(bad, "wb") as g:
+            g.write(f.read())
+        with open(snap + ".sha256") as f, open(bad + ".sha256", "w") as g:
+            g.write(f.read().replace("snap.tar.zst", "bad.tar.zst"))
+        self.flip_byte(bad)
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", bad,
+                      "--to", other, "--jobs", "2")
+        self.assertIn("does not match its checksum file", r.err)
+        self.assertSameState(empty, self.pg_state(other))
+        # damage only the loading pass can find: the target is left incomplete, and said so
+        self.reseal(snap, b"bulk 499\t", b"bulk 498\t")
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--to", other, "--jobs", "2")
+        self.assertIn("fails its SHA-256 check", r.err)
+        self.assertIn("left the target database incomplete", r.err)
+
+    def test_parallel_restore_worker_error_names_the_statement(self):
+        # an event trigger in the target refuses CREATE INDEX: a worker fails,
+        # the others stop, and the message names the statement
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.psql(other, """
+            CREATE SCHEMA guard;
+            CREATE FUNCTION guard.no_index() RETURNS event_trigger LANGUAGE plpgsql AS
+              $$BEGIN RAISE EXCEPTION 'indexes are not allowed here'; END$$;
+            CREATE EVENT TRIGGER no_index ON ddl_command_start WHEN TAG IN ('CREATE INDEX')
+              EXECUTE FUNCTION guard.no_index();
+        """)
+        r = self.code(1, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--to", other, "--jobs", "2", "--no-safety-backup")
+        self.assertIn("indexes are not allowed here", r.err)
+        self.assertIn("INDEX", r.err)
+        self.assertIn("left the target database incomplete", r.err)
+
+    def test_jobs_usage_errors_change_nothing(self):
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        self.damage(url)
+        damaged = self.pg_state(url)
+        r = self.code(2, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--jobs", "2")
+        self.assertIn("not atomic", r.err)
+        r = self.code(2, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--jobs", "0")
+        self.assertIn("--jobs", r.err)
+        r = self.code(2, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--to", self.pg_new_db(), "--jobs", "1000")
+        self.assertIn("--jobs", r.err)
+        self.assertSameState(damaged, self.pg_state(url))
+        self.assertEqual(sorted(os.listdir(self.path("backups"))),
+                         ["snap.tar.zst", "snap.tar.zst.sha256"])  # no safety snapshot either
+
+    def test_lock_held_during_in_place_restore(self):
+        # another session keeps a lock that DROP SCHEMA must wait for (ACCESS
+        # SHARE for the safety snapshot is still granted): the restore gives
+        # up after --lock-timeout and changes nothing
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        self.damage(url)
+        damaged = self.pg_state(url)
+        holder = subprocess.Popen(["psql", url, "-X", "-q"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        try:
+            holder.stdin.write("BEGIN; LOCK TABLE app.users IN ROW EXCLUSIVE MODE;\n")
+            holder.stdin.flush()
+            for _ in range(200):
+                if self.psql(url, "SELECT count(*) FROM pg_locks WHERE relation = "
+                                  "'app.users'::regclass AND mode = 'RowExclusiveLock'") == "1":
+                    break
+                time.sleep(0.05)
+            else:
+                self.fail("the lock was never taken")
+            r = self.code(1, "-d", url, "-b", self.path("backups"), "--yes", "--lock-timeout", "1s",
+                          "restore", snap)
+            self.assertIn("--lock-timeout", r.err)
+            self.assertIn("nothing was changed", r.err)
+        finally:
+            holder.stdin.write("ROLLBACK;\n")
+            holder.stdin.close()
+            holder.wait(timeout=30)
         self.assertSameState(damaged, self.pg_state(url))
 
     def test_failure_during_restore_rolls_everything_back(self):
@@ -161,7 +323,7 @@ class SnapshotPgTest(CliTest):
         finally:
             subprocess.run([script, "stop", cluster], capture_output=True)
 
-    def test_pagila_round_trip(self):
+    def pagila_db(self):
         url = self.pg_new_db()
         self.load(url, PAGILA)
         self.psql(url, """
@@ -169,6 +331,10 @@ class SnapshotPgTest(CliTest):
             INSERT INTO actor (first_name, last_name) VALUES ('PENELOPE', 'GUINESS'), ('NICK', 'WAHLBERG');
             INSERT INTO category (name) VALUES ('Action');
         """)
+        return url
+
+    def test_pagila_round_trip(self):
+        url = self.pagila_db()
         before = self.pg_state(url)
         snap = self.backup(url, "pagila")
         other = self.pg_new_db()

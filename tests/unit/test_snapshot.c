@@ -282,6 +282,59 @@ static void test_wrong_sidecar(void **state)
 	free(path);
 }
 
+/* snap_reader_check_file: the file against its sidecar, nothing else. */
+static int check_file(const char *path, enum err_kind *kind)
+{
+	struct snap_reader *r = NULL;
+	struct sm_error err = SM_ERROR_INIT;
+	int rc;
+
+	assert_int_equal(snap_reader_open(path, &r, &err), 0);
+	rc = snap_reader_check_file(r, &err);
+	*kind = err.kind;
+	snap_reader_close(r);
+	return rc;
+}
+
+static void test_check_file(void **state)
+{
+	char *path = make_snapshot("chk", 300000);
+	struct strbuf side = STRBUF_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	enum err_kind kind;
+	struct stat st;
+	char *c;
+
+	(void)state;
+	assert_int_equal(check_file(path, &kind), 0);
+	/* a byte changed after the header still opens, and fails the check */
+	assert_int_equal(stat(path, &st), 0);
+	c = copy_file(path, "chk2.tar.zst", SIZE_MAX);
+	sb_addf(&side, "%s%s", path, SNAP_SHA_SUFFIX);
+	{
+		struct strbuf text = STRBUF_INIT, side2 = STRBUF_INIT;
+
+		/* the copy's sidecar: the same hash, its own name */
+		sb_addf(&side2, "%s%s", c, SNAP_SHA_SUFFIX);
+		assert_int_equal(fs_read_file(side.buf, &text, 4096, &err), 0);
+		sb_setlen(&text, HASH_HEX_LEN);
+		sb_adds(&text, "  chk2.tar.zst\n");
+		assert_int_equal(fs_write_atomic(side2.buf, text.buf, text.len, 0600, &err), 0);
+		assert_int_equal(check_file(c, &kind), 0);
+		flip_byte(c, st.st_size - 40);
+		assert_int_equal(check_file(c, &kind), -1);
+		assert_int_equal(kind, ERR_DAMAGED);
+		unlink(side2.buf);
+		assert_int_equal(check_file(c, &kind), -1); /* no sidecar */
+		assert_int_equal(kind, ERR_DAMAGED);
+		sb_release(&text);
+		sb_release(&side2);
+	}
+	free(c);
+	sb_release(&side);
+	free(path);
+}
+
 static void test_foreign_files(void **state)
 {
 	struct sm_error err = SM_ERROR_INIT;
@@ -506,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_corruption_and_truncation),
 		cmocka_unit_test(test_wrong_sidecar),
+		cmocka_unit_test(test_check_file),
 		cmocka_unit_test(test_foreign_files),
 		cmocka_unit_test(test_lying_sources),
 		cmocka_unit_test(test_hostile_archives),

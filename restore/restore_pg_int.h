@@ -1,0 +1,63 @@
+/*
+ * restore_pg_int: what restore_pg.c (the one-transaction restore) and
+ * restore_pg_parallel.c (restore --to --jobs N) share.  Internal to the
+ * restore library.
+ */
+#ifndef SM_RESTORE_PG_INT_H
+#define SM_RESTORE_PG_INT_H
+
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+
+#include "engine.h"
+#include "error.h"
+#include "snapshot.h"
+#include "strbuf.h"
+
+/* The snapshot's small PostgreSQL entries, read from the pass that loads. */
+struct pg_meta {
+	cJSON *toc;
+	struct strbuf pre, post;
+};
+
+#define PG_META_INIT { NULL, STRBUF_INIT, STRBUF_INIT }
+
+void pgr_meta_release(struct pg_meta *m);
+
+/*
+ * Reads pg/toc.json, pg/pre-data.sql and pg/post-data.sql, which come
+ * before the data entries.  Stops at the first other entry: then *pending
+ * is 1 and *ent is that entry (its name borrowed from r until the next
+ * snap_reader_next).  ERR_DAMAGED when the toc is missing or malformed.
+ */
+int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
+		  int *pending, struct sm_error *err);
+
+/* Applies pg_dump's session settings and lock_timeout (0: none). */
+int pgr_session(PGconn *conn, long lock_timeout_ms, struct sm_error *err);
+
+/* Fills err from a failed result (or the connection's message), with what
+ * as prefix; keeps the SQLSTATE.  Returns -1. */
+int pgr_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);
+/* PQexec that must succeed. */
+int pgr_run_sql(PGconn *conn, const char *sql, const char *what, struct sm_error *err);
+/* Runs script's statements in transactions of at most 50 statements. */
+int pgr_run_batched(struct engine *target, const char *script, const char *what,
+		    struct sm_error *err);
+
+/* The toc's table whose data entry name is a chunk of, or NULL. */
+const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name);
+/* toc string field (never NULL: "" when missing). */
+const char *pgr_str(const cJSON *obj, const char *key);
+/* Appends DROP SCHEMA IF EXISTS ... CASCADE for every snapshot schema. */
+void pgr_drop_schemas_sql(PGconn *conn, const cJSON *toc, struct strbuf *sql);
+
+/*
+ * restore --to URL --jobs N (N >= 2): opens the snapshot at path and loads
+ * it into target with N extra connections (restore_pg_parallel.c).  Not
+ * atomic: a failure part-way leaves the target incomplete, which err says.
+ */
+int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long lock_timeout_ms,
+		       struct sm_error *err);
+
+#endif
