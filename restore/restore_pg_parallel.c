@@ -158,6 +158,7 @@ static struct item *take_runnable(struct pool *p)
 
 		if (conflicts(p, it))
 			continue;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		memmove(p->q + i, p->q + i + 1, (p->nq - i - 1) * sizeof(*p->q));
 		p->nq--;
 		return it;
@@ -227,6 +228,7 @@ static int pool_push(struct pool *p, struct item *it)
 		ret = -1;
 		item_free(it);
 	} else {
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		ALLOC_GROW(p->q, p->nq + 1, p->aq);
 		p->q[p->nq++] = it;
 		pthread_cond_broadcast(&p->cv);
@@ -599,6 +601,7 @@ out:
 
 static void add_item(struct item ***arr, size_t *n, size_t *alloc, struct item *it)
 {
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	ALLOC_GROW(*arr, *n + 1, *alloc);
 	(*arr)[(*n)++] = it;
 }
@@ -753,6 +756,7 @@ static int post_data(struct pool *p, struct engine *target, const struct roots *
 		sb_release(&what);
 		roots_key(rt, pgr_str(t, "schema"), pgr_str(t, "name"), &key);
 		item_lock(it, key.buf, 1);
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		ALLOC_GROW(an, nan + 1, aan);
 		an[nan++] = it;
 	}

@@ -105,7 +105,7 @@ out:
 }
 
 static int check_space(const struct safety_check_opts *o, const struct safety_driver *d,
-		       struct finding_list *out, struct sm_error *err)
+		       struct finding_list *out)
 {
 	unsigned long long size = 0, need;
 	uint64_t avail = 0;
@@ -273,7 +273,7 @@ int safety_check_run(const struct safety_check_opts *o, struct finding_list *out
 	memset(&st, 0, sizeof(st));
 	if (!o->skip_backup && o->backup_dir) {
 		if (probe_backup_dir(o->backup_dir, out) && d &&
-		    check_space(o, d, out, err) < 0)
+		    check_space(o, d, out) < 0)
 			goto out;
 		check_journal(o->backup_dir, out);
 	} else if (o->backup_dir) {

@@ -10,6 +10,8 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
+#define FINDING_MSG_MAX 1000
+
 struct finding *finding_add(struct finding_list *l, enum finding_kind kind, const char *name,
 			    enum level level, const char *hint, const char *file, int line,
 			    const char *fmt, ...)
@@ -21,6 +23,16 @@ struct finding *finding_add(struct finding_list *l, enum finding_kind kind, cons
 	va_start(ap, fmt);
 	sb_vaddf(&msg, fmt, ap);
 	va_end(ap);
+	/* an SQL error quoting a 1 MB line must not become a 1 MB message; cut
+	 * at a UTF-8 character boundary */
+	if (msg.len > FINDING_MSG_MAX) {
+		size_t cut = FINDING_MSG_MAX;
+
+		while (cut && ((unsigned char)msg.buf[cut] & 0xC0) == 0x80)
+			cut--;
+		sb_setlen(&msg, cut);
+		sb_adds(&msg, "... (message cut)");
+	}
 	ALLOC_GROW(l->items, l->n + 1, l->alloc);
 	f = &l->items[l->n++];
 	f->kind = kind;

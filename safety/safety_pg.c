@@ -318,7 +318,7 @@ static int pg_count_rows(struct engine *e, const char *table, long long *n, stru
 		e->ops->quote_ident(&sql, table);
 	}
 	ret = engine_scalar(e, sql.buf, 0, NULL, &v, err);
-	*n = v ? atoll(v) : 0;
+	*n = v ? strtoll(v, NULL, 10) : 0;
 	free(v);
 	free(schema);
 	sb_release(&sql);

@@ -278,7 +278,7 @@ static int sqlite_count_rows(struct engine *e, const char *table, long long *n,
 	sb_adds(&sql, "SELECT count(*) FROM ");
 	e->ops->quote_ident(&sql, table);
 	ret = engine_scalar(e, sql.buf, 0, NULL, &v, err);
-	*n = v ? atoll(v) : 0;
+	*n = v ? strtoll(v, NULL, 10) : 0;
 	free(v);
 	sb_release(&sql);
 	return ret;

@@ -399,7 +399,7 @@ static size_t diff_pair(const struct schema_obj *x, const struct schema_obj *y,
 		if (str_differs(x->def, y->def)) {
 			const char *a = x->def ? x->def : "", *b = y->def ? y->def : "";
 
-			if (strlen(a) + strlen(b) > 2 * SHORT_DEF || strchr(a, '\n') ||
+			if (strlen(a) + strlen(b) > 2 * (size_t)SHORT_DEF || strchr(a, '\n') ||
 			    strchr(b, '\n'))
 				finding_add(out, FINDING_CHECK, check, LEVEL_FAIL,
 					    "'safe-migrate validate -v' shows the full diff", NULL, 0,

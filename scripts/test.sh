@@ -19,6 +19,17 @@ cppcheck --quiet --enable=warning,portability --std=c11 --error-exitcode=1 --inl
   -I src/core -I src/engine -I src/migrate -I src/snapshot -I backup -I restore -I safety \
   -I src/cli src backup restore safety
 
+# clang-tidy with .clang-tidy's checks (each disabled one says why there), no
+# findings allowed; it reads the build's compile_commands.json
+tidy_t0=$(date +%s)
+if ! run-clang-tidy -j"$(nproc)" -quiet -p "$BUILD" "$ROOT/(src|backup|restore|safety)/" \
+    >"$BUILD/clang-tidy.log" 2>&1; then
+  grep -E "(warning|error):" "$BUILD/clang-tidy.log" | sort -u >&2 || true
+  echo "test.sh: clang-tidy found problems (full output: $BUILD/clang-tidy.log)" >&2
+  exit 1
+fi
+echo "test.sh: clang-tidy clean ($(( $(date +%s) - tidy_t0 )) s)" >&2
+
 PGDIR=$(mktemp -d /tmp/sm-pg.XXXXXX)
 PORT=${SAFE_MIGRATE_TEST_PG_PORT:-$((20000 + RANDOM % 20000))}
 cleanup() { "$ROOT/scripts/pg-cluster.sh" stop "$PGDIR" || true; }

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "fsutil.h"
 #include "lint.h"
+#include "migration.h"
 
 #define MAX_SCHEMA_FILE (64u << 20)
 
@@ -82,7 +83,8 @@ int cmd_create_from_schema(struct cmd_ctx *ctx, const char *file, struct strbuf 
 	if (!ctx->have_url)
 		return err_set(&ctx->err, ERR_USAGE, "create --from-schema needs the database to "
 			       "compare with: pass -d URL or set database_url");
-	if (fs_read_file(file, &text, MAX_SCHEMA_FILE, &ctx->err) < 0)
+	if (fs_read_file(file, &text, MAX_SCHEMA_FILE, &ctx->err) < 0 ||
+	    mig_check_text(file, text.buf, text.len, &ctx->err) < 0)
 		goto out;
 	if (engine_open(&live, &ctx->url, 0, &ctx->err) < 0)
 		goto out;

@@ -82,8 +82,17 @@ static int run_finish(struct run *r, const char *outcome, int code)
 		cJSON_AddItemToObject(extra, "applied", cJSON_Duplicate(r->applied, 1));
 	cJSON_AddNumberToObject(extra, "exit_code", code);
 	if (fs_mkdirs(r->ctx->backup_dir, 0700, &jerr) == 0 &&
-	    journal_finish(&r->j, outcome, extra, &jerr) < 0)
+	    journal_finish(&r->j, outcome, extra, &jerr) < 0) {
 		warning("cannot record the run in the runs log: %s", jerr.msg);
+		/* a journal left saying "unfinished" would send the operator to
+		 * `recover`, restoring the snapshot over a database that is fine
+		 * (only a failed restore needs recover) */
+		if (strcmp(outcome, "restore_failed") != 0 &&
+		    journal_drop_own(r->ctx->backup_dir, &jerr) < 0)
+			warning("%s; the next run will ask for 'safe-migrate recover --discard' "
+				"(the database is %s)", jerr.msg,
+				!strcmp(outcome, "applied") ? "migrated" : "as it was before the run");
+	}
 	cJSON_Delete(extra);
 	free(r->snapshot);
 	r->snapshot = NULL;

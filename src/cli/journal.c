@@ -129,6 +129,32 @@ void journal_release(struct journal *j)
 	memset(j, 0, sizeof(*j));
 }
 
+int journal_drop_own(const char *backup_dir, struct sm_error *err)
+{
+	char *path = fs_join(backup_dir, JOURNAL_FILE);
+	cJSON *doc = NULL;
+	const cJSON *pid;
+	int ret = -1;
+
+	if (journal_read(backup_dir, &doc, err) < 0)
+		goto out;
+	pid = cJSON_GetObjectItem(doc, "pid");
+	if (!doc || !journal_unfinished(doc) || !cJSON_IsNumber(pid) ||
+	    (pid_t)pid->valuedouble != getpid()) {
+		ret = 0;
+		goto out;
+	}
+	if (unlink(path) < 0) {
+		err_sys(err, "cannot remove the run journal '%s'", path);
+		goto out;
+	}
+	ret = fs_fsync_dir(backup_dir, err);
+out:
+	cJSON_Delete(doc);
+	free(path);
+	return ret;
+}
+
 int journal_read(const char *backup_dir, cJSON **doc, struct sm_error *err)
 {
 	char *path = fs_join(backup_dir, JOURNAL_FILE);

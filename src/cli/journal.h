@@ -42,6 +42,14 @@ void journal_add_phase(struct journal *j, const char *name, long long ms, int ok
 int journal_finish(struct journal *j, const char *outcome, const cJSON *extra,
 		   struct sm_error *err);
 void journal_release(struct journal *j);
+/*
+ * When journal_finish failed (disk full, I/O error) for a run whose outcome
+ * is known and needs no recover: removes the journal if it still describes
+ * this process's run as unfinished, so that the next run is not told to
+ * `recover` (which would restore the snapshot over a good database).
+ * Returns 0 if no unfinished journal of ours is left, -1 with err otherwise.
+ */
+int journal_drop_own(const char *backup_dir, struct sm_error *err);
 
 /* Reads BACKUP_DIR's journal.  *doc is NULL when there is none (caller owns it). */
 int journal_read(const char *backup_dir, cJSON **doc, struct sm_error *err);

@@ -4,9 +4,11 @@
 #define _GNU_SOURCE /* sync_file_range */
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,7 +189,8 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 	int fd = -1, ret = -1;
 
 	dir = fs_dirname(path);
-	sb_addf(&tmp, "%s.tmp.%ld", path, (long)getpid());
+	fs_cleanup_temps(dir);
+	sb_addf(&tmp, "%s/%s%ld.%s", dir, FS_TMP_PREFIX, (long)getpid(), fs_basename(path));
 	fd = open(tmp.buf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0) {
 		err_sys(err, "cannot create '%s'", tmp.buf);
@@ -222,6 +225,34 @@ out:
 	sb_release(&tmp);
 	free(dir);
 	return ret;
+}
+
+void fs_cleanup_temps(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t plen = strlen(FS_TMP_PREFIX);
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long pid;
+
+		if (strncmp(de->d_name, FS_TMP_PREFIX, plen) != 0)
+			continue;
+		pid = strtol(de->d_name + plen, &end, 10);
+		if (end == de->d_name + plen || *end != '.' || pid <= 0)
+			continue;
+		if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue; /* ours or alive: not a leftover */
+		{
+			char *p = fs_join(dir, de->d_name);
+			unlink(p);
+			free(p);
+		}
+	}
+	closedir(d);
 }
 
 int fs_append_durable(const char *path, const char *line, mode_t mode, struct sm_error *err)

@@ -18,9 +18,16 @@
 
 /* Reads the whole file into out (appended).  Refuses files over max bytes. */
 int fs_read_file(const char *path, struct strbuf *out, size_t max, struct sm_error *err);
-/* Writes data durably to path with the given mode (temp, fsync, rename, fsync dir). */
+/* Temp files of durable writes are "<dir>/.safe-migrate-tmp.<pid>.<name>". */
+#define FS_TMP_PREFIX ".safe-migrate-tmp."
+
+/* Writes data durably to path with the given mode (temp, fsync, rename, fsync
+ * dir).  The temp file is FS_TMP_PREFIX<pid>.<basename> in path's directory;
+ * leftovers of killed writers there are removed first (fs_cleanup_temps). */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		    struct sm_error *err);
+/* Removes FS_TMP_PREFIX<pid>.* files in dir whose process is gone. */
+void fs_cleanup_temps(const char *dir);
 /* Appends one line durably (O_APPEND, fsync); creates the file with mode. */
 int fs_append_durable(const char *path, const char *line, mode_t mode, struct sm_error *err);
 /* mkdir -p with mode for directories it creates. */

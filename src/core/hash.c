@@ -36,8 +36,8 @@ void hash_final_hex(struct hash_ctx *h, char hex[HASH_HEX_LEN + 1])
 
 	EVP_DigestFinal_ex(h->evp, md, &n);
 	for (unsigned int i = 0; i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
+		hex[2 * (size_t)i] = digits[md[i] >> 4];
+		hex[2 * (size_t)i + 1] = digits[md[i] & 15];
 	}
 	hex[HASH_HEX_LEN] = '\0';
 	hash_release(h);

@@ -11,7 +11,7 @@
 
 #include "xalloc.h"
 
-#define RA_BLOCK (512 * 1024)
+#define RA_BLOCK 524288 /* 512 KiB; a literal, so int and 64-bit uses agree */
 #define RA_SLOTS 4
 
 struct ra_file {
@@ -217,7 +217,8 @@ static int ra_open(sqlite3_vfs *v, const char *name, sqlite3_file *sf, int flags
 	rc = rv->xOpen(rv, name, f->real, flags, out);
 	if (rc != SQLITE_OK || !f->real->pMethods || f->real->pMethods->iVersion < 2) {
 		if (rc == SQLITE_OK) {
-			f->real->pMethods->xClose(f->real);
+			if (f->real->pMethods)
+				f->real->pMethods->xClose(f->real);
 			rc = SQLITE_CANTOPEN;
 		}
 		sf->pMethods = NULL;

@@ -98,7 +98,7 @@ int hist_load(struct engine *e, struct applied_set *out, struct sm_error *err)
 		x->checksum = dup_cell(&rows, i, 2);
 		x->applied_at = dup_cell(&rows, i, 3);
 		x->applied_by = dup_cell(&rows, i, 4);
-		x->execution_ms = rows_get(&rows, i, 5) ? atoll(rows_get(&rows, i, 5)) : 0;
+		x->execution_ms = rows_get(&rows, i, 5) ? strtoll(rows_get(&rows, i, 5), NULL, 10) : 0;
 	}
 	rows_release(&rows);
 	if (out->n)

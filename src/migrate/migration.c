@@ -50,8 +50,7 @@ static int has_suffix(const char *s, const char *suffix)
 	return n >= m && !strcmp(s + n - m, suffix);
 }
 
-/* Rejects text that is not UTF-8 or holds NUL bytes: such a file is not SQL. */
-static int check_text(const char *name, const char *text, size_t len, struct sm_error *err)
+int mig_check_text(const char *name, const char *text, size_t len, struct sm_error *err)
 {
 	size_t i = 0;
 	int line = 1;
@@ -144,7 +143,7 @@ int mig_parse_text(struct migration *m, const char *name, const char *text, size
 	int line = 1, up_line = 1, down_line = 0, seen_up = 0, seen_down = 0;
 	struct strbuf option = STRBUF_INIT;
 
-	if (check_text(name, text, len, err) < 0)
+	if (mig_check_text(name, text, len, err) < 0)
 		return -1;
 	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
@@ -246,6 +245,8 @@ static void found_add(struct found_list *fl, const char *path, const char *name)
 	}
 }
 
+/* recursion bounded by depth (sub-folders 16 deep at most) */
+/* NOLINTNEXTLINE(misc-no-recursion) */
 static int walk(const char *dir, struct found_list *fl, int depth, struct sm_error *err)
 {
 	DIR *d;
@@ -277,6 +278,11 @@ static int walk(const char *dir, struct found_list *fl, int depth, struct sm_err
 			ret = walk(path, fl, depth + 1, err);
 		} else if (S_ISREG(st.st_mode) && has_suffix(de->d_name, ".sql")) {
 			found_add(fl, path, de->d_name);
+		} else if (has_suffix(de->d_name, ".sql")) {
+			/* a FIFO or device named like a migration: reading it could
+			 * block for ever, and skipping it would hide a migration */
+			ret = err_set(err, ERR_FAIL, "cannot read migration '%s': not a regular file",
+				      path);
 		}
 		free(path);
 		if (ret < 0)

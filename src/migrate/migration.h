@@ -54,4 +54,10 @@ int mig_parse_text(struct migration *m, const char *name, const char *text, size
 		   struct sm_error *err);
 void mig_release(struct migration *m);
 
+/* Rejects text that is not UTF-8 or holds NUL bytes (such a file is not SQL,
+ * and quoting it in an error would put binary on the terminal): -1 with
+ * "'name' is not a text file (NUL byte on line N)" or "... is not valid
+ * UTF-8 (line N)". */
+int mig_check_text(const char *name, const char *text, size_t len, struct sm_error *err);
+
 #endif

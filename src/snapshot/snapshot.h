@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "hash.h"
 
 #define SNAP_FORMAT_VERSION 2
@@ -40,7 +41,7 @@
 #define SNAP_SHA_SUFFIX ".sha256"
 #define SNAP_HEADER_NAME "snapshot.json"
 #define SNAP_MANIFEST_NAME "manifest.json"
-#define SNAP_TMP_PREFIX ".safe-migrate-tmp."
+#define SNAP_TMP_PREFIX FS_TMP_PREFIX
 /* Largest data chunk entry. */
 #define SNAP_CHUNK_MAX ((size_t)16 << 20)
 /* Chunk size of a stream of unknown size, which buffers one chunk: smaller
@@ -135,7 +136,9 @@ const char *snap_writer_dir(const struct snap_writer *w);
 /* Fails with ERR_NOSPACE ("not enough free space in 'dir': need about X,
  * have Y") if dir's file system has fewer than need bytes free. */
 int snap_check_space(const char *dir, uint64_t need, struct sm_error *err);
-/* Removes ".safe-migrate-tmp.<pid>.*" files in dir whose process is gone. */
+/* Removes ".safe-migrate-tmp.<pid>.*" files in dir whose process is gone,
+ * and sidecars ("NAME.tar.zst.sha256") whose snapshot is neither there nor
+ * being written (a writer killed while committing). */
 void snap_cleanup_temps(const char *dir);
 
 /* --- reading -------------------------------------------------------------- */

@@ -4,7 +4,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,32 +38,54 @@ int snap_check_space(const char *dir, uint64_t need, struct sm_error *err)
 		       "about %s, have %s", dir, a, b);
 }
 
-void snap_cleanup_temps(const char *dir)
+/* True if some (live) writer's temp file for snapshot base name exists. */
+static int temp_exists_for(const char *dir, const char *snap_name)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	size_t plen = strlen(SNAP_TMP_PREFIX);
+	int found = 0;
 
-	if (!d)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		char *end;
-		long pid;
+	while (d && !found && (de = readdir(d)) != NULL) {
+		const char *dot;
 
 		if (strncmp(de->d_name, SNAP_TMP_PREFIX, plen) != 0)
 			continue;
-		pid = strtol(de->d_name + plen, &end, 10);
-		if (end == de->d_name + plen || *end != '.' || pid <= 0)
-			continue;
-		if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-			continue; /* ours or alive: not a leftover */
-		{
-			char *p = fs_join(dir, de->d_name);
-			unlink(p);
-			free(p);
-		}
+		dot = strchr(de->d_name + plen, '.');
+		found = dot && !strcmp(dot + 1, snap_name);
 	}
-	closedir(d);
+	if (d)
+		closedir(d);
+	return found;
+}
+
+void snap_cleanup_temps(const char *dir)
+{
+	DIR *d;
+	struct dirent *de;
+	size_t slen = strlen(SNAP_SUFFIX SNAP_SHA_SUFFIX);
+
+	fs_cleanup_temps(dir);
+	/* A writer killed between publishing the sidecar and renaming the
+	 * archive (snap_writer_commit) leaves a sidecar without its snapshot;
+	 * once no writer's temp file for that name is left, it is an orphan. */
+	d = opendir(dir);
+	while (d && (de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		char *side, *snap;
+
+		if (n <= slen || de->d_name[0] == '.' ||
+		    strcmp(de->d_name + n - slen, SNAP_SUFFIX SNAP_SHA_SUFFIX) != 0)
+			continue;
+		side = fs_join(dir, de->d_name);
+		snap = xstrndup(side, strlen(side) - strlen(SNAP_SHA_SUFFIX));
+		if (!fs_exists(snap) && !temp_exists_for(dir, fs_basename(snap)))
+			unlink(side);
+		free(side);
+		free(snap);
+	}
+	if (d)
+		closedir(d);
 }
 
 static int ends_with(const char *s, const char *suffix)

@@ -1,0 +1,238 @@
+"""Bad input for every command: malformed arguments, bad targets and URLs,
+missing or unreadable files, binary and invalid-UTF-8 migrations, a 1 MB
+line, bad --keep values, empty and random files as snapshots, unknown
+options and missing option values.
+
+Table-driven: each case is (label, arguments, allowed exit codes, pattern the
+message on stderr must match).  Every case must end with an exit code from
+the contract and a message on stderr: never a signal, never a sanitizer
+report.  Cases marked "db untouched" also check that the database file was
+not written (same bytes, no journal left).
+"""
+import hashlib
+import os
+import subprocess
+
+from smtest import BIN, CliTest, Result, main
+
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                     "runtime error:")
+USAGE = (2,)
+FAIL = (1, 2)
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class BadInput(CliTest):
+    def setUp(self):
+        super().setUp()
+        self.write("safe-migrate.ini",
+                   "[safe-migrate]\ndatabase_url = sqlite:///app.db\nbackup_dir = backups\n")
+        self.sqlite("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        self.sqlite("INSERT INTO users (name) VALUES ('ada'), ('alan')")
+        self.write("migrations/0001_base.sql",
+                   "-- migrate:up\nCREATE TABLE base (x INT);\n-- migrate:down\nDROP TABLE base;\n")
+        self.ok("upgrade")
+        self.snap = self.ok("backup", "--name", "good").out.strip()
+        self.write("empty.tar.zst", "")
+        self.write("random.tar.zst", os.urandom(4096), mode="wb")
+        self.write("random.tar.zst.sha256", "%s  random.tar.zst\n" % sha(self.path("random.tar.zst")))
+        self.write("binary.bin", os.urandom(2048) + b"\0\xff\xfe", mode="wb")
+        os.mkdir(self.path("adir"))
+
+    def check(self, label, args, allowed, pattern=None, db_untouched=False, **kw):
+        before = (sha(self.path("app.db")), self.sqlite_dump()) if db_untouched else None
+        proc = subprocess.run([BIN] + list(args), cwd=self.dir, env=self.env, timeout=60,
+                              capture_output=True, stdin=subprocess.DEVNULL, **kw)
+        raw_err = proc.stderr
+        proc.stdout = proc.stdout.decode("utf-8", "replace")
+        proc.stderr = proc.stderr.decode("utf-8", "replace")
+        r = Result(proc)
+        with self.subTest(label=label):
+            try:
+                raw_err.decode("utf-8")
+            except UnicodeDecodeError:
+                self.fail("%s: stderr is not valid UTF-8: %r" % (label, raw_err[:400]))
+            for m in SANITIZER_MARKERS:
+                self.assertNotIn(m, r.err, "%s: %r" % (label, r))
+            self.assertGreaterEqual(r.code, 0, "%s: killed by a signal: %r" % (label, r))
+            self.assertIn(r.code, allowed, "%s: %r" % (label, r))
+            if r.code != 0:
+                self.assertTrue(r.err.strip(), "%s: no message: %r" % (label, r))
+                self.assertLess(len(r.err) + len(r.out), 16384, "%s: output too long" % label)
+            if pattern:
+                self.assertRegex(r.err, pattern, "%s: %r" % (label, r))
+            if db_untouched:
+                self.assertEqual((sha(self.path("app.db")), self.sqlite_dump()), before,
+                                 "%s wrote to the database" % label)
+                self.assertFalse(os.path.exists(self.path("app.db-journal")), label)
+        return r
+
+    def test_arguments(self):
+        snap = self.snap
+        cases = [
+            # unknown commands, options and missing values
+            ("no command", [], USAGE, "usage"),
+            ("unknown command", ["frobnicate"], USAGE, "frobnicate"),
+            ("unknown long option", ["--frobnicate", "current"], USAGE, "frobnicate"),
+            ("unknown option after command", ["current", "--frobnicate"], USAGE, "frobnicate"),
+            ("unknown short option", ["-Z", "current"], USAGE, None),
+            ("option of another command", ["current", "--keep", "3"], USAGE, "keep"),
+            ("missing -d value", ["current", "-d"], USAGE, None),
+            ("missing -m value", ["current", "-m"], USAGE, None),
+            ("missing -b value", ["backup", "-b"], USAGE, None),
+            ("missing -c value", ["-c"], USAGE, None),
+            ("missing --name value", ["backup", "--name"], USAGE, None),
+            ("missing --to value", ["restore", snap, "--yes", "--to"], USAGE, None),
+            ("missing --keep value", ["prune", "--keep"], USAGE, None),
+            ("missing --output value", ["schema", "--output"], USAGE, None),
+            ("missing --start value", ["sql", "--start"], USAGE, None),
+            ("missing --lock-timeout value", ["upgrade", "--lock-timeout"], USAGE, None),
+            ("bad --lock-timeout", ["--lock-timeout", "soon", "current"], USAGE, "soon"),
+            ("negative --statement-timeout", ["--statement-timeout", "-5", "upgrade"], USAGE, None),
+            ("bad --jobs", ["restore", snap, "--yes", "-j", "many"], USAGE, "many"),
+            ("help for unknown command", ["help", "frobnicate"], USAGE, "frobnicate"),
+            # targets
+            ("upgrade +x", ["upgrade", "+x"], USAGE, r"\+x"),
+            ("upgrade -0", ["upgrade", "-0"], USAGE, "-0"),
+            ("upgrade +0", ["upgrade", "+0"], FAIL, None),
+            ("upgrade unknown version", ["upgrade", "9999"], FAIL, "9999"),
+            ("upgrade two targets", ["upgrade", "head", "0001"], USAGE, None),
+            ("upgrade empty target", ["upgrade", ""], FAIL, None),
+            ("downgrade without target", ["downgrade"], USAGE, None),
+            ("downgrade +1", ["downgrade", "+1"], FAIL, None),
+            ("downgrade -0", ["downgrade", "-0"], FAIL, None),
+            ("downgrade -x", ["downgrade", "-x"], FAIL, None),
+            ("downgrade -99", ["downgrade", "-99"], FAIL, None),
+            ("downgrade unknown version", ["downgrade", "7.7.7"], FAIL, "7.7.7"),
+            ("stamp unknown version", ["stamp", "9999"], FAIL, "9999"),
+            ("stamp without target", ["stamp"], USAGE, None),
+            ("sql bad --start", ["sql", "--start", "nope"], FAIL, "nope"),
+            ("sql bad --end", ["sql", "--end", "+x"], FAIL, None),
+            ("safe-migrate +x", ["safe-migrate", "+x"], USAGE + (4,), None),
+            ("safe-migrate -0", ["safe-migrate", "-0"], USAGE + (4,), None),
+            ("safe-migrate unknown version", ["safe-migrate", "9999"], USAGE + (1, 4), None),
+            ("create without message", ["create"], USAGE, None),
+            ("current with an argument", ["current", "x"], USAGE, None),
+            ("run without command", ["run"], USAGE, None),
+            ("run missing program", ["run", "--no-backup", "--", "/nonexistent/tool"], FAIL + (5,),
+             "nonexistent"),
+            # URLs
+            ("unsupported scheme", ["-d", "mysql://u@h/db", "current"], FAIL, "mysql"),
+            ("not a URL", ["-d", "just some words", "current"], FAIL, None),
+            ("empty URL", ["-d", "", "current"], FAIL, None),
+            ("sqlite URL without path", ["-d", "sqlite://", "current"], FAIL, None),
+            ("sqlite URL with host", ["-d", "sqlite://host/x.db", "current"], FAIL, None),
+            ("postgres URL bad port", ["-d", "postgresql://u@localhost:notaport/db", "current"],
+             FAIL, None),
+            ("postgres URL bad bracket", ["-d", "postgresql://[::1/db", "current"], FAIL, None),
+            ("postgres URL bad percent", ["-d", "postgresql://u:%zz@h/db", "current"], FAIL, None),
+            ("sqlite missing dir", ["-d", "sqlite:////nonexistent/dir/x.db", "current"], FAIL,
+             None),
+            ("sqlite database is a dir", ["-d", "sqlite:///adir", "current"], FAIL, None),
+            ("sqlite database is garbage", ["-d", "sqlite:///binary.bin", "current"], FAIL, None),
+            ("restore --to bad scheme", ["restore", snap, "--yes", "--to", "ftp://x/y"], FAIL,
+             "ftp"),
+            ("roundtrip --url bad", ["roundtrip", "--url", "nope://"], FAIL, None),
+            # missing or unusable files and directories
+            ("missing config", ["-c", "nope.ini", "current"], FAIL, "nope.ini"),
+            ("config is a dir", ["-c", "adir", "current"], FAIL, None),
+            ("config is binary", ["-c", "binary.bin", "current"], FAIL, None),
+            ("missing migrations dir", ["-m", "nope", "current"], FAIL, "nope"),
+            ("migrations dir is a file", ["-m", "binary.bin", "current"], FAIL, None),
+            ("backup dir is a file", ["-b", "binary.bin", "backup"], FAIL, None),
+            ("list-backups dir is a file", ["-b", "binary.bin", "list-backups"], FAIL + (0,), None),
+            ("schema --output into missing dir", ["schema", "--output", "/nonexistent/x.txt"],
+             FAIL, "nonexistent"),
+            ("create --from-schema missing", ["create", "x", "--from-schema", "nope.sql"], FAIL,
+             "nope.sql"),
+            ("create --from-schema binary", ["create", "x", "--from-schema", "binary.bin"],
+             FAIL + (4, 7), None),
+            ("validate --expected missing", ["validate", "--expected", "nope.txt"], FAIL + (7,),
+             "nope.txt"),
+            ("lint missing file", ["lint", "nope.sql"], FAIL, "nope.sql"),
+            ("lint a dir", ["lint", "adir"], FAIL, None),
+            ("lint binary file", ["lint", "binary.bin"], FAIL + (4,), None),
+            # snapshots
+            ("verify without argument", ["verify"], USAGE, None),
+            ("verify missing", ["verify", "nope.tar.zst"], FAIL, "nope"),
+            ("verify a dir", ["verify", "adir"], FAIL + (7,), None),
+            ("verify empty", ["verify", "empty.tar.zst"], (7,), None),
+            ("verify random", ["verify", "random.tar.zst"], (7,), None),
+            ("restore missing", ["restore", "nope.tar.zst", "--yes"], FAIL, "nope"),
+            ("restore empty", ["restore", "empty.tar.zst", "--yes"], (1, 7), None),
+            ("restore random", ["restore", "random.tar.zst", "--yes"], (1, 7), None),
+            ("restore a dir", ["restore", "adir", "--yes"], FAIL + (7,), None),
+            ("restore two snapshots", ["restore", snap, snap, "--yes"], USAGE, None),
+            ("backup bad name", ["backup", "--name", "../evil"], USAGE, None),
+            ("backup hidden name", ["backup", "--name", ".hidden"], USAGE, None),
+            ("backup existing name", ["backup", "--name", "good"], USAGE, "exists"),
+            # prune
+            ("prune without --keep", ["prune"], USAGE, "keep"),
+            ("prune --keep -1", ["prune", "--keep", "-1"], USAGE, "-1"),
+            ("prune --keep abc", ["prune", "--keep", "abc"], USAGE, "abc"),
+            ("prune --keep empty", ["prune", "--keep", ""], USAGE, None),
+            ("prune --keep 1.5", ["prune", "--keep", "1.5"], USAGE, None),
+            ("prune --keep huge", ["prune", "--keep", "99999999999999999999999"], USAGE, None),
+        ]
+        for label, args, allowed, pattern in cases:
+            self.check(label, args, allowed, pattern)
+        # none of that changed the database or removed the good snapshot
+        self.assertEqual(self.sqlite("SELECT count(*) FROM users"), [(2,)])
+        self.ok("verify", snap)
+
+    def invalid_set_cases(self, files):
+        """Writes files into migrations/ (after a valid pending 0002), runs
+        every command that would write, and checks nothing was written."""
+        self.write("migrations/0002_ok.sql",
+                   "-- migrate:up\nCREATE TABLE ok (x INT);\n-- migrate:down\nDROP TABLE ok;\n")
+        for name, data in files.items():
+            self.write("migrations/" + name, data, mode="wb" if isinstance(data, bytes) else "w")
+        for args in (["upgrade"], ["safe-migrate"], ["safe-migrate", "--no-backup"],
+                     ["stamp", "head"], ["downgrade", "base"], ["roundtrip"], ["lint"],
+                     ["sql"], ["current"], ["check"], ["history"], ["safety-check"]):
+            self.check("%s with %s" % (" ".join(args), ", ".join(files)), args,
+                       FAIL + (4, 7), None, db_untouched=True)
+
+    def test_binary_migration(self):
+        self.invalid_set_cases({"0003_bin.sql": b"CREATE TABLE t (x INT);\n\0\x01\x02" +
+                                os.urandom(512)})
+
+    def test_invalid_utf8_migration(self):
+        self.invalid_set_cases({"0003_latin1.sql": "-- migrate:up\nINSERT INTO users (name) "
+                                "VALUES ('caf\xe9');\n".encode("latin-1")})
+
+    def test_duplicate_version(self):
+        self.invalid_set_cases({"0003_a.sql": "CREATE TABLE a (x INT);\n",
+                                "0003_b.sql": "CREATE TABLE b (x INT);\n"})
+
+    def test_unreadable_migration(self):
+        # root reads any file: a dangling symlink and a directory stand in
+        os.symlink(self.path("nowhere.sql"), self.path("migrations", "0003_gone.sql"))
+        self.invalid_set_cases({})
+
+    def test_fifo_migration_does_not_hang(self):
+        os.mkfifo(self.path("migrations", "0003_fifo.sql"))
+        self.check("upgrade with a FIFO", ["upgrade"], FAIL, "not a regular file",
+                   db_untouched=True)
+
+    def test_one_megabyte_line(self):
+        # a valid 1 MB single-line migration applies
+        self.write("migrations/0002_long.sql", "CREATE TABLE long (x TEXT); INSERT INTO long VALUES ('" +
+                   "a" * (1 << 20) + "');")
+        self.ok("upgrade")
+        self.assertEqual(self.sqlite("SELECT length(x) FROM long"), [(1 << 20,)])
+        # 1 MB of garbage on one line fails with a short message, nothing written
+        self.write("migrations/0003_junk.sql", "x" * (1 << 20))
+        for args in (["upgrade"], ["safe-migrate"], ["lint"]):
+            self.check("%s with a 1 MB junk line" % args[0], args, FAIL + (4, 5), None,
+                       db_untouched=args[0] != "safe-migrate")
+        self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE "
+                                     "version = '0003'"), [(0,)])
+
+
+if __name__ == "__main__":
+    main()

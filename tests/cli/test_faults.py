@@ -1,0 +1,323 @@
+"""Fault injection on SQLite: write, fsync and rename fail (EIO or ENOSPC),
+or the process is SIGKILLed, at call after call of backup, restore (in
+place and --to a new file) and the safe-migrate pipeline; a killed pipeline
+run is brought back by `recover`.  See faultlib.py for what is checked.
+"""
+import os
+import shutil
+import subprocess
+
+from faultlib import SPREAD, FaultTest, spread
+from smtest import main
+
+
+class FaultSqlite(FaultTest):
+    def setUp(self):
+        super().setUp()
+        self.sqlite("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, bio TEXT)")
+        self.sqlite("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1500) "
+                    "INSERT INTO users (name, bio) SELECT 'user' || x, printf('%.80c', 'b') FROM c")
+        self.sqlite("CREATE INDEX users_name ON users(name)")
+        self.url = self.sqlite_url()
+
+    def sqlite_state(self, name="app.db"):
+        """The dump, with the version table's timestamps left out."""
+        lines = [l for l in self.sqlite_dump(name).splitlines()
+                 if not l.startswith(("INSERT INTO safe_migrate_versions",
+                                      "INSERT INTO safe_migrate_schema"))]
+        if "CREATE TABLE safe_migrate_versions" in "\n".join(lines):
+            lines.append(repr(self.sqlite("SELECT version, checksum FROM safe_migrate_versions "
+                                          "ORDER BY 1", name)))
+            lines.append(repr(self.sqlite("SELECT fingerprint FROM safe_migrate_schema", name)))
+        return "\n".join(lines)
+
+    def reset_db(self, pristine):
+        for sfx in ("-journal", "-wal", "-shm"):
+            if os.path.exists(self.path("app.db" + sfx)):
+                os.unlink(self.path("app.db" + sfx))
+        shutil.copyfile(pristine, self.path("app.db"))
+
+    def test_backup(self):
+        before = self.sqlite_dump()
+        n = self.counts("-d", self.url, "-b", self.path("count"), "backup")
+        self.assertGreater(n["write"], 1)  # the archive goes out in 1 MiB blocks
+        self.assertGreater(n["fsync"], 1)
+        self.assertGreater(n["rename"], 1)
+        runs = 0
+        for kind in ("write", "fsync", "rename"):
+            for i in spread(n[kind]):
+                for mode in ("fault", "kill"):
+                    runs += 1
+                    bdir = self.path("b-%s-%d-%s" % (kind, i, mode))
+                    with self.subTest(kind=kind, index=i, mode=mode):
+                        eno = "ENOSPC" if i % 2 else "EIO"
+                        if mode == "fault":
+                            r = self.run_shim("-d", self.url, "-b", bdir, "backup",
+                                              fault="%s:%d:%s" % (kind, i, eno))
+                            self.assertClean(r, (0, 1))
+                            if r.code and eno == "ENOSPC" and kind == "write":
+                                self.assertRegex(r.err, "No space left on device|disk is full")
+                            # a failed backup cleans up after itself at once
+                            self.assertNoTemps(bdir, self.dir)
+                        else:
+                            r = self.run_shim("-d", self.url, "-b", bdir, "backup",
+                                              kill="%s:%d" % (kind, i))
+                            self.assertClean(r, (), killed=True)
+                        self.assertSnapshotsVerify(bdir)
+                        self.assertEqual(self.sqlite_dump(), before)
+                        # the next normal run removes what a killed run left
+                        self.ok("-d", self.url, "-b", bdir, "backup")
+                        self.assertNoTemps(bdir, self.dir)
+                        self.assertSnapshotsVerify(bdir)
+                        names = os.listdir(bdir)
+                        self.assertEqual(len([f for f in names if f.endswith(".sha256")]),
+                                         len([f for f in names if f.endswith(".tar.zst")]),
+                                         names)
+                    shutil.rmtree(bdir, ignore_errors=True)
+        self.assertGreaterEqual(runs, 12)
+
+    def restore_cases(self, to_new):
+        """Faults during restore (in place, or --to a new database)."""
+        snap = self.path("snap.tar.zst")
+        self.ok("-d", self.url, "-b", self.dir, "backup", "--name", "snap")
+        new_dump = self.sqlite_dump()
+        if not to_new:
+            self.sqlite("UPDATE users SET name = 'changed' WHERE id % 7 = 0")
+            self.sqlite("CREATE TABLE extra (x INT)")
+        old_dump = self.sqlite_dump()
+        pristine = self.path("pristine.db")
+        shutil.copyfile(self.path("app.db"), pristine)
+        target = "new.db" if to_new else "app.db"
+        args = ["-d", self.url, "-b", self.path("bk"), "restore", snap, "--yes"]
+        if to_new:
+            args += ["--to", self.sqlite_url(target)]
+
+        def state():
+            if not os.path.exists(self.path(target)):
+                return "absent"
+            d = self.sqlite_dump(target)
+            if d == new_dump:
+                return "new"
+            if to_new and d == self.empty_dump:
+                return "absent"
+            if d == old_dump:
+                return "old"
+            return d
+
+        self.empty_dump = subprocess.run(["sqlite3", ":memory:", ".dump"], capture_output=True,
+                                         text=True, check=True).stdout
+
+        def reset():
+            if to_new:
+                for sfx in ("", "-journal", "-wal", "-shm"):
+                    if os.path.exists(self.path(target + sfx)):
+                        os.unlink(self.path(target + sfx))
+            else:
+                self.reset_db(pristine)
+            shutil.rmtree(self.path("bk"), ignore_errors=True)
+
+        n = self.counts(*args)
+        self.assertEqual(state(), "new")
+        reset()
+        for kind in ("write", "fsync", "rename"):
+            for i in spread(n[kind], SPREAD * 2 // 3):
+                for mode in ("fault", "kill"):
+                    with self.subTest(kind=kind, index=i, mode=mode):
+                        if mode == "fault":
+                            r = self.run_shim(*args, fault="%s:%d:%s" % (
+                                kind, i, "ENOSPC" if i % 2 else "EIO"))
+                            self.assertClean(r, (0, 1))
+                            self.assertEqual(state(), "new" if r.code == 0 else
+                                             ("absent" if to_new else "old"), r)
+                            self.assertNoTemps(self.path("bk"), self.dir)
+                        else:
+                            r = self.run_shim(*args, kill="%s:%d" % (kind, i))
+                            self.assertClean(r, (), killed=True)
+                            self.assertIn(state(), ("new", "absent" if to_new else "old"))
+                        self.assertSnapshotsVerify(self.path("bk"))
+                        # the next normal restore finishes the job and cleans up
+                        self.ok(*args)
+                        self.assertEqual(state(), "new")
+                        self.assertNoTemps(self.path("bk"), self.dir)
+                        self.assertSnapshotsVerify(self.path("bk"))
+                    reset()
+
+    def test_restore_in_place(self):
+        self.restore_cases(to_new=False)
+
+    def test_restore_to_new_database(self):
+        self.restore_cases(to_new=True)
+
+    def test_pipeline(self):
+        self.write("migrations/0001_base.sql",
+                   "-- migrate:up\nCREATE TABLE base (x INT);\n-- migrate:down\nDROP TABLE base;\n")
+        self.ok("-d", self.url, "upgrade")
+        self.write("migrations/0002_more.sql",
+                   "-- migrate:up\nALTER TABLE users ADD COLUMN email TEXT;\n"
+                   "UPDATE users SET email = name || '@example.com';\n"
+                   "CREATE TABLE more (x INT);\nINSERT INTO more VALUES (1), (2);\n"
+                   "-- migrate:down\nDROP TABLE more;\nALTER TABLE users DROP COLUMN email;\n")
+        old_dump = self.sqlite_state()
+        pristine = self.path("pristine.db")
+        shutil.copyfile(self.path("app.db"), pristine)
+        bdir = self.path("bk")
+        args = ["-d", self.url, "-b", bdir, "safe-migrate"]
+
+        n = self.counts(*args)
+        new_dump = self.sqlite_state()
+        self.assertNotEqual(new_dump, old_dump)
+
+        def state():
+            d = self.sqlite_state()
+            return "new" if d == new_dump else "old" if d == old_dump else d
+
+        def reset():
+            self.reset_db(pristine)
+            shutil.rmtree(bdir, ignore_errors=True)
+
+        reset()
+        for kind in ("write", "fsync", "rename"):
+            for i in spread(n[kind], SPREAD * 2 // 3):
+                for mode in ("fault", "kill"):
+                    stale_fingerprint = False
+                    with self.subTest(kind=kind, index=i, mode=mode):
+                        if mode == "fault":
+                            r = self.run_shim(*args, fault="%s:%d:%s" % (
+                                kind, i, "ENOSPC" if i % 2 else "EIO"))
+                            self.assertClean(r, (0, 1, 4, 5))
+                            if "cannot record the schema fingerprint" in r.err:
+                                # the migration is in; only validate's drift
+                                # baseline is stale, and the run said so
+                                self.assertEqual(r.code, 0, r)
+                                self.assertEqual(state().rsplit("\n", 1)[0],
+                                                 new_dump.rsplit("\n", 1)[0])
+                                stale_fingerprint = True
+                            else:
+                                self.assertEqual(state(), "new" if r.code == 0 else "old", r)
+                            self.assertNoTemps(bdir, self.dir)
+                        else:
+                            r = self.run_shim(*args, kill="%s:%d" % (kind, i))
+                            self.assertClean(r, (), killed=True)
+                            rec = self.run_sm("-d", self.url, "-b", bdir, "recover", "--yes")
+                            self.assertClean(rec, (0,))
+                            if "restored" in rec.out:
+                                self.assertEqual(state(), "old", rec)
+                            else:
+                                self.assertIn(state(), ("old", "new"), rec)
+                        self.assertSnapshotsVerify(bdir)
+                        # the next normal run applies what is left, and cleans up
+                        self.ok(*args)
+                        if stale_fingerprint:
+                            self.assertEqual(state().rsplit("\n", 1)[0],
+                                             new_dump.rsplit("\n", 1)[0])
+                        else:
+                            self.assertEqual(state(), "new")
+                        self.assertNoTemps(bdir, self.dir)
+                    reset()
+
+    def test_killed_pipeline_recover_discard(self):
+        """recover --discard after a kill in the middle of apply accepts what
+        is there; the next run finishes the job."""
+        self.write("migrations/0001_a.sql", "-- migrate:up\nCREATE TABLE a (x INT);\n"
+                   "INSERT INTO a VALUES (1);\n-- migrate:down\nDROP TABLE a;\n")
+        bdir = self.path("bk")
+        args = ["-d", self.url, "-b", bdir, "safe-migrate"]
+        pristine = self.path("pristine.db")
+        shutil.copyfile(self.path("app.db"), pristine)
+        n = self.counts(*args)
+        self.reset_db(pristine)
+        shutil.rmtree(bdir)
+        # the last fsync of the database file: the migration's commit
+        r = self.run_shim(*args, kill="fsync:%d" % (n["fsync"] - 2))
+        self.assertClean(r, (), killed=True)
+        self.code(4, *args)
+        self.ok("-d", self.url, "-b", bdir, "recover", "--discard")
+        self.ok(*args)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM a"), [(1,)])
+        self.assertNoTemps(bdir, self.dir)
+
+
+class DiskFull(FaultTest):
+    """A small tmpfs as the backup directory (or restore target) and a
+    database larger than it.  Without permission to mount, the shim's
+    persistent ENOSPC stands in for the full disk."""
+
+    MB = 1 << 20
+
+    def setUp(self):
+        super().setUp()
+        self.small = self.path("small")
+        os.mkdir(self.small)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs",
+                            self.small], capture_output=True, text=True)
+        self.mounted = r.returncode == 0
+        # about 1.5 MB of incompressible rows: the snapshot needs about 4 MB
+        self.sqlite("CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)")
+        self.sqlite("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                    "WHERE x < 1500) INSERT INTO blobs (b) SELECT randomblob(1000) FROM c")
+        self.url = self.sqlite_url()
+        self.before = self.sqlite_dump()
+
+    def tearDown(self):
+        if self.mounted:
+            subprocess.run(["umount", self.small], check=False)
+        super().tearDown()
+
+    def assertNoSpaceClean(self, r):
+        self.assertClean(r, (1,))
+        self.assertRegex(r.err, "(?i)no space left on device|not enough free space|disk is full")
+        self.assertSnapshotsVerify(self.small)
+        self.assertEqual([f for f in os.listdir(self.small) if f.endswith(".tar.zst")], [])
+        self.assertNoTemps(self.small, self.dir)
+        self.assertEqual(self.sqlite_dump(), self.before)
+
+    def test_backup_refused_by_the_space_check(self):
+        if self.mounted:
+            r = self.run_sm("-d", self.url, "-b", self.small, "backup")
+            self.assertIn("not enough free space", r.err)
+        else:
+            r = self.run_shim("-d", self.url, "-b", self.small, "backup", fault="write:1:ENOSPC",
+                              persist=True)
+        self.assertNoSpaceClean(r)
+
+    def test_disk_fills_while_the_snapshot_is_written(self):
+        """The space check passes (the disk is big enough at the start) and
+        the disk fills part-way through: from the 3rd write on (the scratch
+        copy), from the middle of the archive on, or at its last write, every
+        write gets ENOSPC (the shim stands in for another writer taking the
+        space: a real race would make the test flaky)."""
+        if self.mounted:
+            subprocess.run(["mount", "-o", "remount,size=8m", self.small], check=True)
+        n = self.counts("-d", self.url, "-b", self.path("count"), "backup")
+        for at in (3, n["write"] // 2, n["write"]):
+            with self.subTest(at=at):
+                r = self.run_shim("-d", self.url, "-b", self.small, "backup", "--name", "full",
+                                  fault="write:%d:ENOSPC" % at, persist=True)
+                self.assertNoSpaceClean(r)
+        self.ok("-d", self.url, "-b", self.small, "backup")
+        self.assertSnapshotsVerify(self.small)
+
+    def test_restore_into_a_full_disk(self):
+        """A real ENOSPC part-way: the staging file of the new database does
+        not fit in the tmpfs (1 MB, the database about 1.5 MB)."""
+        self.ok("-d", self.url, "-b", self.dir, "backup", "--name", "snap")
+        target = os.path.join(self.small, "new.db")
+        if self.mounted:
+            subprocess.run(["mount", "-o", "remount,size=1m", self.small], check=True)
+            r = self.run_sm("-b", self.path("bk"), "restore", self.path("snap.tar.zst"),
+                            "--to", "sqlite:///" + target, "--yes")
+        else:
+            r = self.run_shim("-b", self.path("bk"), "restore", self.path("snap.tar.zst"),
+                              "--to", "sqlite:///" + target, "--yes",
+                              fault="write:10:ENOSPC", persist=True)
+        self.assertClean(r, (1,))
+        self.assertRegex(r.err, "(?i)no space left on device|disk is full")
+        self.assertFalse(os.path.exists(target), os.listdir(self.small))
+        self.assertNoTemps(self.small, self.path("bk"))
+        # only the migration lock file, which is never removed (engine_sqlite.c)
+        self.assertEqual(os.listdir(self.small), ["new.db-safe-migrate.lock"])
+
+
+
+if __name__ == "__main__":
+    main()

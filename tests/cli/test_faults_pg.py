@@ -1,0 +1,125 @@
+"""Fault injection on PostgreSQL: send (libpq), write, fsync and rename fail,
+or the process is SIGKILLed, at call after call of backup and of an in-place
+restore.  See faultlib.py for what is checked.
+"""
+import shutil
+import time
+
+from faultlib import FaultTest, spread
+from smtest import main
+
+
+class FaultPg(FaultTest):
+    def setUp(self):
+        super().setUp()
+        self.url = self.pg_new_db()
+        self.psql(self.url, """
+            CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, bio text);
+            INSERT INTO users (name, bio) SELECT 'user' || x, repeat('b', 80)
+              FROM generate_series(1, 2000) x;
+            CREATE INDEX users_name ON users(name);
+            CREATE TABLE orders (id int PRIMARY KEY, user_id int REFERENCES users(id));
+            INSERT INTO orders SELECT x, x FROM generate_series(1, 500) x;
+        """)
+
+    def wait_idle(self):
+        """Waits until no session of a killed client is left on the database
+        (the server notices a lost client only at its next read)."""
+        db = self.url.rsplit("/", 1)[1].split("?")[0]
+        for _ in range(300):
+            if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                         "'%s' AND pid <> pg_backend_pid()" % db) == "0":
+                return
+            time.sleep(0.05)
+        self.fail("a killed client's session did not go away")
+
+    def test_backup(self):
+        before = self.pg_state(self.url)
+        n = self.counts("-d", self.url, "-b", self.path("count"), "backup")
+        self.assertGreater(n["send"], 3)
+        # write, fsync and rename go through the same snapshot writer as
+        # SQLite's (test_faults.py covers it call by call): a few of each
+        for kind, limit in (("send", 6), ("write", 2), ("fsync", 2), ("rename", 1)):
+            for i in spread(n[kind], limit):
+                for mode in ("fault", "kill"):
+                    bdir = self.path("b-%s-%d-%s" % (kind, i, mode))
+                    with self.subTest(kind=kind, index=i, mode=mode):
+                        if mode == "fault":
+                            r = self.run_shim("-d", self.url, "-b", bdir, "backup",
+                                              fault="%s:%d" % (kind, i))
+                            self.assertClean(r, (0, 1))
+                            self.assertNoTemps(bdir)
+                        else:
+                            r = self.run_shim("-d", self.url, "-b", bdir, "backup",
+                                              kill="%s:%d" % (kind, i))
+                            self.assertClean(r, (), killed=True)
+                            self.wait_idle()
+                            self.assertSnapshotsVerify(bdir)
+                            # the next run removes what the killed one left
+                            self.ok("-d", self.url, "-b", bdir, "backup")
+                        self.assertNoTemps(bdir)
+                        self.assertSnapshotsVerify(bdir)
+                    shutil.rmtree(bdir, ignore_errors=True)
+        self.assertEqual(self.pg_state(self.url), before)
+
+    def test_restore_in_place(self):
+        snap = self.path("snap.tar.zst")
+        self.ok("-d", self.url, "-b", self.dir, "backup", "--name", "snap")
+        new = self.pg_state(self.url)
+        self.psql(self.url, "UPDATE users SET name = 'changed' WHERE id % 7 = 0; "
+                  "CREATE TABLE extra (x int); DELETE FROM orders WHERE id > 400")
+        old = self.pg_state(self.url)
+        bdir = self.path("bk")
+        args = ["-d", self.url, "-b", bdir, "restore", snap, "--yes", "--no-safety-backup"]
+
+        def state():
+            s = self.pg_state(self.url)
+            return "new" if s == new else "old" if s == old else s
+
+        def reset():
+            self.psql(self.url, "UPDATE users SET name = 'changed' WHERE id % 7 = 0; "
+                      "CREATE TABLE extra (x int); DELETE FROM orders WHERE id > 400")
+            self.assertEqual(state(), "old")
+
+        n = self.counts(*args)
+        self.assertEqual(state(), "new")
+        reset()
+        self.assertGreater(n["send"], 3)
+        for i in spread(n["send"], 6):
+            for mode in ("fault", "kill"):
+                with self.subTest(index=i, mode=mode):
+                    if mode == "fault":
+                        r = self.run_shim(*args, fault="send:%d" % i)
+                        self.assertClean(r, (0, 1))
+                        st = state()
+                        self.assertEqual(st, "new" if r.code == 0 else "old", r)
+                    else:
+                        r = self.run_shim(*args, kill="send:%d" % i)
+                        self.assertClean(r, (), killed=True)
+                        self.wait_idle()
+                        self.assertIn(state(), ("new", "old"))
+                        # nothing of the killed run stands in the next one's way
+                        self.ok(*args)
+                        st = state()
+                        self.assertEqual(st, "new")
+                    self.assertNoTemps(bdir, self.dir)
+                if st == "new":
+                    reset()
+        # with the safety snapshot: faults while it is written
+        args = args[:-1]
+        n = self.counts(*args)
+        reset()
+        for kind in ("write", "fsync", "rename"):
+            for i in spread(n[kind], 2):
+                with self.subTest(kind=kind, index=i):
+                    r = self.run_shim(*args, fault="%s:%d" % (kind, i))
+                    self.assertClean(r, (0, 1))
+                    self.assertEqual(state(), "new" if r.code == 0 else "old", r)
+                    self.assertNoTemps(bdir, self.dir)
+                    self.assertSnapshotsVerify(bdir)
+                    if r.code == 0:
+                        reset()
+
+
+if __name__ == "__main__":
+    main()
