@@ -133,6 +133,9 @@ static int ra_file_size(sqlite3_file *sf, sqlite3_int64 *size)
 
 static int ra_lock(sqlite3_file *sf, int level)
 {
+	/* a new transaction may see what others wrote since the last one */
+	if (level == SQLITE_LOCK_SHARED)
+		ra_drop((struct ra_file *)sf);
 	return REAL(sf)->pMethods->xLock(REAL(sf), level);
 }
 
