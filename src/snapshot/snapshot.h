@@ -184,8 +184,10 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err);
  * Checks the whole file's SHA-256 against the .sha256 sidecar without
  * decompressing anything (any byte changed, missing or added since the
  * snapshot was written fails, ERR_DAMAGED).  Independent of the streaming
- * pass: it reads the file on its own.  It does not check the entries against
- * the manifest: a caller that loads from the snapshot still needs
+ * pass, but through the reader's own descriptor (pread), so it checks the
+ * very file being streamed even if the path is replaced meanwhile.  It does
+ * not check the entries against the manifest: a caller that loads from the
+ * snapshot still needs
  * snap_reader_finish (on its pass) before it trusts what it loaded.
  */
 int snap_reader_check_file(struct snap_reader *r, struct sm_error *err);

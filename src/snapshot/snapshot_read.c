@@ -583,15 +583,15 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 	char want[HASH_HEX_LEN + 1], have[HASH_HEX_LEN + 1];
 	struct hash_ctx h = { NULL };
 	unsigned char *buf = NULL;
-	int fd, ret = -1;
+	off_t off = 0;
+	int ret = -1;
 
-	fd = open(r->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_sys(err, "cannot open snapshot '%s'", r->path);
+	/* the reader's own descriptor (pread leaves its position alone): the
+	 * file checked is the file streamed, even if the path is replaced */
 	buf = xmalloc(READ_BLOCK);
 	hash_init(&h);
 	for (;;) {
-		ssize_t n = read(fd, buf, READ_BLOCK);
+		ssize_t n = pread(r->fd, buf, READ_BLOCK, off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -602,6 +602,7 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 		if (n == 0)
 			break;
 		hash_update(&h, buf, (size_t)n);
+		off += n;
 	}
 	hash_final_hex(&h, have);
 	if (!read_sidecar(r, want)) {
@@ -618,7 +619,6 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 out:
 	hash_release(&h);
 	free(buf);
-	close(fd);
 	return ret;
 }
 
