@@ -187,8 +187,8 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err);
  * pass, but through the reader's own descriptor (pread), so it checks the
  * very file being streamed even if the path is replaced meanwhile.  It does
  * not check the entries against the manifest: a caller that loads from the
- * snapshot still needs
- * snap_reader_finish (on its pass) before it trusts what it loaded.
+ * snapshot still needs snap_reader_finish (on its pass) before it trusts
+ * what it loaded.
  */
 int snap_reader_check_file(struct snap_reader *r, struct sm_error *err);
 /* manifest.json once snap_reader_finish succeeded, else NULL.  Borrowed. */
