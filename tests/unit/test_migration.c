@@ -1,7 +1,8 @@
 /*
  * Unit tests for migration file parsing and discovery (src/migrate/migration.c).
  */
-#define _XOPEN_SOURCE 700 /* nftw */
+#include "unit_tmpdir.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,14 +79,6 @@ static void test_bad_markers(void **state)
 
 static char tmpdir[64];
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void put(const char *rel, const char *text)
 {
 	char path[256];
@@ -136,7 +128,7 @@ static void test_layouts(void **state)
 	assert_non_null(strstr(err.msg, "duplicate"));
 	assert_non_null(strstr(err.msg, "4_again.sql"));
 	assert_non_null(strstr(err.msg, "0004_notes.sql"));
-	assert_int_equal(nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+	assert_int_equal(unit_remove_tree(tmpdir), 0);
 }
 
 int main(void)

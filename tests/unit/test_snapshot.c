@@ -3,6 +3,8 @@
  * damage at many offsets, truncation, lying sizes and hostile archives
  * (built here with libarchive) must all be refused without a crash.
  */
+#include "unit_tmpdir.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -15,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -38,20 +39,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	pid_t pid;
-
 	(void)state;
-	/* rm -rf without system(): fork/exec */
-	pid = fork();
-	if (pid == 0) {
-		execlp("rm", "rm", "-rf", tmpdir, (char *)NULL);
-		_exit(127);
-	}
-	if (pid > 0) {
-		int st;
-		waitpid(pid, &st, 0);
-	}
-	return 0;
+	return unit_remove_tree(tmpdir);
 }
 
 /* A deterministic, poorly compressible byte source of a given length. */
