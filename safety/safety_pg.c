@@ -35,18 +35,11 @@ static int is_true(const char *v)
 	return v && (!strcmp(v, "t") || !strcmp(v, "true") || !strcmp(v, "1"));
 }
 
-static int pg_schema_load(struct engine *e, struct schema_model *m, struct sm_error *err)
+/* Columns, with their type, nullability and default (identity and generated
+ * columns described as such). */
+static int load_columns(struct engine *e, struct schema_model *m, struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
-	int ret = -1;
-
-	if (e->ops->query(e, "SELECT " QN("c") " FROM pg_class c JOIN pg_namespace n ON "
-			  "n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND " USER_REL("c"),
-			  0, NULL, &r, err) < 0)
-		goto out;
-	for (size_t i = 0; i < r.nrows; i++)
-		schema_add(m, SOBJ_TABLE, NULL, rows_get(&r, i, 0), NULL);
-	rows_release(&r);
 
 	if (e->ops->query(e, "SELECT " QN("c") ", a.attname, format_type(a.atttypid, a.atttypmod), "
 			  "a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, "
@@ -55,7 +48,7 @@ static int pg_schema_load(struct engine *e, struct schema_model *m, struct sm_er
 			  "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE c.relkind IN "
 			  "('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND " USER_REL("c"),
 			  0, NULL, &r, err) < 0)
-		goto out;
+		return -1;
 	for (size_t i = 0; i < r.nrows; i++) {
 		struct schema_obj *o = schema_add(m, SOBJ_COLUMN, rows_get(&r, i, 0),
 						  rows_get(&r, i, 1), NULL);
@@ -76,98 +69,100 @@ static int pg_schema_load(struct engine *e, struct schema_model *m, struct sm_er
 		sb_release(&d);
 	}
 	rows_release(&r);
+	return 0;
+}
 
-	if (e->ops->query(e, "SELECT " QN("c") ", co.conname, pg_get_constraintdef(co.oid), "
-			  "co.convalidated FROM pg_constraint co JOIN pg_class c ON c.oid = "
-			  "co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
-			  "co.contype IN ('p', 'u', 'f', 'c', 'x') AND " USER_REL("c"),
-			  0, NULL, &r, err) < 0)
-		goto out;
-	for (size_t i = 0; i < r.nrows; i++)
-		schema_add(m, SOBJ_CONSTRAINT, rows_get(&r, i, 0), rows_get(&r, i, 1),
-			   rows_get(&r, i, 2))->invalid = !is_true(rows_get(&r, i, 3));
-	rows_release(&r);
+/*
+ * The other kinds of object, one catalog query each.  Each row holds, in
+ * order: the owning table if with_table, the object's name, its definition
+ * if with_def, and whether it is valid if with_validity.
+ */
+static const struct catalog_query {
+	enum schema_kind kind;
+	int with_table, with_def, with_validity;
+	const char *sql;
+} catalog_queries[] = {
+	{ SOBJ_TABLE, 0, 0, 0,
+	  "SELECT " QN("c") " FROM pg_class c JOIN pg_namespace n ON "
+	  "n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND " USER_REL("c") },
+	{ SOBJ_CONSTRAINT, 1, 1, 1,
+	  "SELECT " QN("c") ", co.conname, pg_get_constraintdef(co.oid), "
+	  "co.convalidated FROM pg_constraint co JOIN pg_class c ON c.oid = "
+	  "co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+	  "co.contype IN ('p', 'u', 'f', 'c', 'x') AND " USER_REL("c") },
+	{ SOBJ_INDEX, 1, 1, 1,
+	  "SELECT " QN("c") ", ic.relname, pg_get_indexdef(i.indexrelid), "
+	  "i.indisvalid FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+	  "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = "
+	  "c.relnamespace WHERE " USER_REL("c") },
+	{ SOBJ_VIEW, 0, 1, 0,
+	  "SELECT " QN("c") ", CASE c.relkind WHEN 'm' THEN 'MATERIALIZED ' "
+	  "ELSE '' END || pg_get_viewdef(c.oid, true) FROM pg_class c JOIN "
+	  "pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') "
+	  "AND " USER_REL("c") },
+	{ SOBJ_TRIGGER, 1, 1, 0,
+	  "SELECT " QN("c") ", t.tgname, pg_get_triggerdef(t.oid, true) FROM "
+	  "pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
+	  "ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND " USER_REL("c") },
+	{ SOBJ_SEQUENCE, 0, 1, 0,
+	  "SELECT " QN("c") ", format('AS %s INCREMENT BY %s MINVALUE %s "
+	  "MAXVALUE %s START WITH %s%s', s.seqtypid::regtype, s.seqincrement, "
+	  "s.seqmin, s.seqmax, s.seqstart, CASE WHEN s.seqcycle THEN ' CYCLE' "
+	  "ELSE '' END) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid "
+	  "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " USER_REL("c") },
+	{ SOBJ_TYPE, 0, 1, 0,
+	  "SELECT " QNAME("t.typname") ", CASE t.typtype "
+	  "WHEN 'e' THEN 'ENUM (' || coalesce((SELECT string_agg(quote_literal("
+	  "en.enumlabel), ', ' ORDER BY en.enumsortorder) FROM pg_enum en WHERE "
+	  "en.enumtypid = t.oid), '') || ')' "
+	  "WHEN 'd' THEN 'DOMAIN ' || format_type(t.typbasetype, t.typtypmod) || "
+	  "CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END || coalesce(' DEFAULT ' "
+	  "|| t.typdefault, '') || coalesce((SELECT ' ' || string_agg("
+	  "pg_get_constraintdef(co.oid), ' ' ORDER BY co.conname) FROM pg_constraint co "
+	  "WHERE co.contypid = t.oid), '') "
+	  "WHEN 'c' THEN 'COMPOSITE (' || coalesce((SELECT string_agg(quote_ident("
+	  "a.attname) || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY "
+	  "a.attnum) FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 "
+	  "AND NOT a.attisdropped), '') || ')' "
+	  "ELSE 'RANGE OF ' || (SELECT format_type(rg.rngsubtype, NULL) FROM pg_range "
+	  "rg WHERE rg.rngtypid = t.oid) END "
+	  "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+	  "WHERE t.typtype IN ('e', 'd', 'c', 'r') AND (t.typtype <> 'c' OR (SELECT "
+	  "c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c') AND "
+	  USER_NS " AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = "
+	  "'pg_type'::regclass AND dep.objid = t.oid AND dep.deptype = 'e')" },
+	{ SOBJ_FUNCTION, 0, 1, 0,
+	  "SELECT " QNAME("p.proname") " || '(' || "
+	  "pg_get_function_identity_arguments(p.oid) || ')', "
+	  "pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON "
+	  "n.oid = p.pronamespace WHERE p.prokind IN ('f', 'p') AND " USER_NS
+	  " AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = "
+	  "'pg_proc'::regclass AND dep.objid = p.oid AND dep.deptype = 'e')" },
+};
 
-	if (e->ops->query(e, "SELECT " QN("c") ", ic.relname, pg_get_indexdef(i.indexrelid), "
-			  "i.indisvalid FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
-			  "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = "
-			  "c.relnamespace WHERE " USER_REL("c"), 0, NULL, &r, err) < 0)
-		goto out;
-	for (size_t i = 0; i < r.nrows; i++)
-		schema_add(m, SOBJ_INDEX, rows_get(&r, i, 0), rows_get(&r, i, 1),
-			   rows_get(&r, i, 2))->invalid = !is_true(rows_get(&r, i, 3));
-	rows_release(&r);
+static int pg_schema_load(struct engine *e, struct schema_model *m, struct sm_error *err)
+{
+	if (load_columns(e, m, err) < 0)
+		return -1;
+	for (size_t q = 0; q < sizeof(catalog_queries) / sizeof(catalog_queries[0]); q++) {
+		const struct catalog_query *cq = &catalog_queries[q];
+		struct eng_rows r = ENG_ROWS_INIT;
 
-	if (e->ops->query(e, "SELECT " QN("c") ", CASE c.relkind WHEN 'm' THEN 'MATERIALIZED ' "
-			  "ELSE '' END || pg_get_viewdef(c.oid, true) FROM pg_class c JOIN "
-			  "pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') "
-			  "AND " USER_REL("c"), 0, NULL, &r, err) < 0)
-		goto out;
-	for (size_t i = 0; i < r.nrows; i++)
-		schema_add(m, SOBJ_VIEW, NULL, rows_get(&r, i, 0), rows_get(&r, i, 1));
-	rows_release(&r);
+		if (e->ops->query(e, cq->sql, 0, NULL, &r, err) < 0)
+			return -1;
+		for (size_t i = 0; i < r.nrows; i++) {
+			size_t col = 0;
+			const char *table = cq->with_table ? rows_get(&r, i, col++) : NULL;
+			const char *name = rows_get(&r, i, col++);
+			const char *def = cq->with_def ? rows_get(&r, i, col++) : NULL;
+			struct schema_obj *o = schema_add(m, cq->kind, table, name, def);
 
-	if (e->ops->query(e, "SELECT " QN("c") ", t.tgname, pg_get_triggerdef(t.oid, true) FROM "
-			  "pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
-			  "ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND " USER_REL("c"),
-			  0, NULL, &r, err) < 0)
-		goto out;
-	for (size_t i = 0; i < r.nrows; i++)
-		schema_add(m, SOBJ_TRIGGER, rows_get(&r, i, 0), rows_get(&r, i, 1),
-			   rows_get(&r, i, 2));
-	rows_release(&r);
-
-	if (e->ops->query(e, "SELECT " QN("c") ", format('AS %s INCREMENT BY %s MINVALUE %s "
-			  "MAXVALUE %s START WITH %s%s', s.seqtypid::regtype, s.seqincrement, "
-			  "s.seqmin, s.seqmax, s.seqstart, CASE WHEN s.seqcycle THEN ' CYCLE' "
-			  "ELSE '' END) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid "
-			  "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " USER_REL("c"),
-			  0, NULL, &r, err) < 0)
-		goto out;
-	for (size_t i = 0; i < r.nrows; i++)
-		schema_add(m, SOBJ_SEQUENCE, NULL, rows_get(&r, i, 0), rows_get(&r, i, 1));
-	rows_release(&r);
-
-	if (e->ops->query(e, "SELECT " QNAME("t.typname") ", CASE t.typtype "
-			  "WHEN 'e' THEN 'ENUM (' || coalesce((SELECT string_agg(quote_literal("
-			  "en.enumlabel), ', ' ORDER BY en.enumsortorder) FROM pg_enum en WHERE "
-			  "en.enumtypid = t.oid), '') || ')' "
-			  "WHEN 'd' THEN 'DOMAIN ' || format_type(t.typbasetype, t.typtypmod) || "
-			  "CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END || coalesce(' DEFAULT ' "
-			  "|| t.typdefault, '') || coalesce((SELECT ' ' || string_agg("
-			  "pg_get_constraintdef(co.oid), ' ' ORDER BY co.conname) FROM pg_constraint co "
-			  "WHERE co.contypid = t.oid), '') "
-			  "WHEN 'c' THEN 'COMPOSITE (' || coalesce((SELECT string_agg(quote_ident("
-			  "a.attname) || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY "
-			  "a.attnum) FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 "
-			  "AND NOT a.attisdropped), '') || ')' "
-			  "ELSE 'RANGE OF ' || (SELECT format_type(rg.rngsubtype, NULL) FROM pg_range "
-			  "rg WHERE rg.rngtypid = t.oid) END "
-			  "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-			  "WHERE t.typtype IN ('e', 'd', 'c', 'r') AND (t.typtype <> 'c' OR (SELECT "
-			  "c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c') AND "
-			  USER_NS " AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = "
-			  "'pg_type'::regclass AND dep.objid = t.oid AND dep.deptype = 'e')",
-			  0, NULL, &r, err) < 0)
-		goto out;
-	for (size_t i = 0; i < r.nrows; i++)
-		schema_add(m, SOBJ_TYPE, NULL, rows_get(&r, i, 0), rows_get(&r, i, 1));
-	rows_release(&r);
-
-	if (e->ops->query(e, "SELECT " QNAME("p.proname") " || '(' || "
-			  "pg_get_function_identity_arguments(p.oid) || ')', "
-			  "pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON "
-			  "n.oid = p.pronamespace WHERE p.prokind IN ('f', 'p') AND " USER_NS
-			  " AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = "
-			  "'pg_proc'::regclass AND dep.objid = p.oid AND dep.deptype = 'e')",
-			  0, NULL, &r, err) < 0)
-		goto out;
-	for (size_t i = 0; i < r.nrows; i++)
-		schema_add(m, SOBJ_FUNCTION, NULL, rows_get(&r, i, 0), rows_get(&r, i, 1));
-	ret = 0;
-out:
-	rows_release(&r);
-	return ret;
+			if (cq->with_validity)
+				o->invalid = !is_true(rows_get(&r, i, col));
+		}
+		rows_release(&r);
+	}
+	return 0;
 }
 
 static const char invalid_indexes_sql[] =
