@@ -22,18 +22,8 @@
 static char *squeeze(const char *sql)
 {
 	struct strbuf sb = STRBUF_INIT;
-	int space = 0;
 
-	for (const char *p = sql ? sql : ""; *p; p++) {
-		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
-			space = 1;
-			continue;
-		}
-		if (space && sb.len)
-			sb_addch(&sb, ' ');
-		space = 0;
-		sb_addch(&sb, *p);
-	}
+	sb_add_squeezed(&sb, sql, " \t\n\r");
 	return sb_detach(&sb);
 }
 

@@ -127,6 +127,23 @@ void sb_rtrim(struct strbuf *sb)
 	sb_setlen(sb, n);
 }
 
+void sb_add_squeezed(struct strbuf *sb, const char *s, const char *ws)
+{
+	size_t start = sb->len;
+	int pending = 0;
+
+	for (; s && *s; s++) {
+		if (strchr(ws, *s)) {
+			pending = 1;
+			continue;
+		}
+		if (pending && sb->len > start)
+			sb_addch(sb, ' ');
+		pending = 0;
+		sb_addch(sb, *s);
+	}
+}
+
 char *sb_detach(struct strbuf *sb)
 {
 	char *r;

@@ -36,6 +36,9 @@ void sb_addch(struct strbuf *sb, int c);
 void sb_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_vaddf(struct strbuf *sb, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void sb_setlen(struct strbuf *sb, size_t len);
+/* Appends s with every run of the characters in ws turned into one space,
+ * and none at either end (s may be NULL). */
+void sb_add_squeezed(struct strbuf *sb, const char *s, const char *ws);
 /* Removes trailing whitespace. */
 void sb_rtrim(struct strbuf *sb);
 /* Returns the buffer (caller owns it, free()) and leaves sb empty. */

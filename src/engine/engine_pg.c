@@ -75,19 +75,9 @@ static void add_libpq_message(struct strbuf *out, const char *conninfo, PGconn *
 {
 	struct strbuf sb = STRBUF_INIT;
 	PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
-	const char *s;
-	int space = 0;
 
-	for (s = msg ? msg : ""; *s; s++) {
-		if (*s == '\n' || *s == '\t' || *s == '\r') {
-			space = 1;
-			continue;
-		}
-		if (space && sb.len)
-			sb_addch(&sb, ' ');
-		space = 0;
-		sb_addch(&sb, *s);
-	}
+	/* one line: the server's own double spaces stay */
+	sb_add_squeezed(&sb, msg, "\n\t\r");
 	for (PQconninfoOption *o = opts; o && o->keyword; o++)
 		if (!strcmp(o->keyword, "password"))
 			scrub_secret(&sb, o->val);
