@@ -15,12 +15,6 @@ that provides the engine's side:
 
 
 class MigrationContract:
-    def chain(self, n):
-        for i in range(1, n + 1):
-            self.write("migrations/%04d_t%d.sql" % (i, i),
-                       "-- migrate:up\nCREATE TABLE t%d (x INT);\n-- migrate:down\nDROP TABLE t%d;\n"
-                       % (i, i))
-
     def test_chain_with_failure_keeps_earlier_and_leaves_no_trace(self):
         self.write("migrations/0001_users.sql",
                    "-- migrate:up\nCREATE TABLE users (id %s, name TEXT);\n"

@@ -87,6 +87,13 @@ class CliTest(unittest.TestCase):
             f.write(text)
         return p
 
+    def chain(self, n):
+        """Migrations 0001..n, each creating (and on down dropping) table tN."""
+        for i in range(1, n + 1):
+            self.write("migrations/%04d_t%d.sql" % (i, i),
+                       "-- migrate:up\nCREATE TABLE t%d (x INT);\n-- migrate:down\nDROP TABLE t%d;\n"
+                       % (i, i))
+
     # -- SQLite --------------------------------------------------------------
     def sqlite_url(self, name="app.db"):
         return "sqlite:///" + self.path(name)

@@ -59,11 +59,11 @@ class PgTest(CliTest):
             time.sleep(0.05)
         self.fail("timed out waiting for " + what)
 
-    def chain(self, n):
-        for i in range(1, n + 1):
-            self.write("migrations/%04d_t%d.sql" % (i, i),
-                       "-- migrate:up\nCREATE TABLE t%d (x INT);\n-- migrate:down\nDROP TABLE t%d;\n"
-                       % (i, i))
+    def wait_for_pg_sleep(self, what):
+        """Waits until a safe-migrate session of this database runs pg_sleep."""
+        self.wait_for("SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = '%s' "
+                      "AND application_name = 'safe-migrate' AND state = 'active' "
+                      "AND query LIKE 'SELECT pg_sleep%%'" % self.dbname(), what)
 
 
 class MigratePg(MigrationContract, PgTest):
@@ -270,10 +270,7 @@ class MigratePg(MigrationContract, PgTest):
         p = subprocess.Popen([BIN, "upgrade"], cwd=self.dir, env=self.env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            self.wait_for("SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = '%s' "
-                          "AND application_name = 'safe-migrate' AND state = 'active' "
-                          "AND query LIKE 'SELECT pg_sleep%%'" % self.dbname(),
-                          "the migration to reach pg_sleep")
+            self.wait_for_pg_sleep("the migration to reach pg_sleep")
             p.send_signal(signal.SIGINT)
             out, err = p.communicate(timeout=30)
         finally:

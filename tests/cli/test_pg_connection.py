@@ -65,10 +65,7 @@ class LockPg(PgTest):
         first = subprocess.Popen([BIN, "upgrade"], cwd=self.dir, env=self.env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            self.wait_for("SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = '%s' "
-                          "AND application_name = 'safe-migrate' AND state = 'active' "
-                          "AND query LIKE 'SELECT pg_sleep%%'" % self.dbname(),
-                          "the first run to reach pg_sleep")
+            self.wait_for_pg_sleep("the first run to reach pg_sleep")
             r = self.code(1, "upgrade", "--lock-timeout", "1s", "--json")
             self.assertIn("another migration is running on '%s'" % self.url, r.err)
             self.assertIn("application 'safe-migrate'", r.err)
