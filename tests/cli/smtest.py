@@ -174,6 +174,15 @@ class CliTest(unittest.TestCase):
             time.sleep(0.05)
         self.fail("the run never reached the %s phase" % phase)
 
+    def start_in_apply(self, *args, capture=True):
+        """Starts safe-migrate ARGS in the background (its output captured, or
+        discarded) and returns it once its run journal says it is applying."""
+        out = subprocess.PIPE if capture else subprocess.DEVNULL
+        p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, stdout=out, stderr=out,
+                             text=True)
+        self.wait_for_phase(self.path("backups"))
+        return p
+
     def pg_schema_dump(self, url):
         r = subprocess.run(["pg_dump", "--schema-only", "--no-owner", url],
                            capture_output=True, text=True, check=True)

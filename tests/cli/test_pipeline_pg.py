@@ -72,9 +72,7 @@ class PipelinePg(CliTest):
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x int);\nSELECT pg_sleep(60);")
         before = self.pg_state(self.url)
-        p = subprocess.Popen([BIN, *self.base, "safe-migrate", "--json"], cwd=self.dir, env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.wait_for_phase(self.path("backups"))
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json")
         time.sleep(0.5)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=120)
@@ -87,9 +85,7 @@ class PipelinePg(CliTest):
         # the killed client's server session sleeps on: recover must wait for it
         self.add("0003_long.sql", "CREATE TABLE t (x int);\nSELECT pg_sleep(8);")
         before = self.pg_state(self.url)
-        p = subprocess.Popen([BIN, *self.base, "safe-migrate"], cwd=self.dir, env=self.env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_for_phase(self.path("backups"))
+        p = self.start_in_apply(*self.base, "safe-migrate", capture=False)
         deadline = time.time() + 30
         while time.time() < deadline and self.psql(
                 self.url, "SELECT count(*) FROM safe_migrate_versions WHERE version = '0002'") != "1":

@@ -107,9 +107,7 @@ class PipelineSqlite(CliTest):
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
         before = self.sqlite_dump()
-        p = subprocess.Popen([BIN, "safe-migrate", "--json"], cwd=self.dir, env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.wait_for_phase(self.path("backups"))
+        p = self.start_in_apply("safe-migrate", "--json")
         time.sleep(0.3)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
@@ -120,9 +118,7 @@ class PipelineSqlite(CliTest):
     def test_kill_9_then_recover(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
         before = self.sqlite_dump()
-        p = subprocess.Popen([BIN, "safe-migrate"], cwd=self.dir, env=self.env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_for_phase(self.path("backups"))
+        p = self.start_in_apply("safe-migrate", capture=False)
         time.sleep(0.2)
         p.kill()
         p.wait()
