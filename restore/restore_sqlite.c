@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "bpipe.h"
+#include "flusher.h"
 #include "fsutil.h"
 #include "restore.h"
 #include "sqlite_copy.h"
@@ -41,7 +42,9 @@
 #define IO_BLOCK ((size_t)1 << 20)
 
 struct sqlite_stage {
-	char *path; /* the staging database file */
+	char *path;            /* the staging database file */
+	int fd;                /* still open for writing, -1 if closed */
+	struct flusher *flush; /* still making it durable, or NULL */
 };
 
 static void stage_free(void *p)
@@ -52,6 +55,9 @@ static void stage_free(void *p)
 
 	if (!s)
 		return;
+	flusher_free(s->flush);
+	if (s->fd >= 0)
+		close(s->fd);
 	for (size_t i = 0; s->path && i < sizeof(sfx) / sizeof(sfx[0]); i++) {
 		sb_reset(&sb);
 		sb_addf(&sb, "%s%s", s->path, sfx[i]);
@@ -119,9 +125,9 @@ static long long deferred_head(struct snap_reader *r)
  * and hashes. */
 struct stage_out {
 	int fd;
-	uint64_t off;  /* where the next block goes */
-	int writeback; /* ask the kernel to write blocks out at once: the file
-			* will be fsync'd and become the target */
+	uint64_t off;          /* where the next block goes */
+	struct flusher *flush; /* the file will be fsync'd and become the
+				* target: make it durable as it is written */
 };
 
 static int stage_block(void *ud, const void *buf, size_t len)
@@ -130,9 +136,9 @@ static int stage_block(void *ud, const void *buf, size_t len)
 
 	if (fs_pwrite_all(o->fd, buf, len, (off_t)o->off) < 0)
 		return errno ? errno : EIO;
-	if (o->writeback)
-		fs_start_writeback(o->fd, (off_t)o->off, (off_t)len);
 	o->off += len;
+	if (o->flush)
+		flusher_wrote(o->flush, o->off);
 	return 0;
 }
 
@@ -184,13 +190,14 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	struct sqlite_stage *s = xcalloc(1, sizeof(*s));
 	struct strbuf path = STRBUF_INIT;
 	struct snap_entry ent;
-	struct stage_out o = { -1, 0, 0 };
+	struct stage_out o = { -1, 0, NULL };
 	struct bpipe *pipe = NULL;
 	unsigned expect, idx, seen = 0;
 	long long head = deferred_head(r);
 	uint64_t len;
 	int rc, ret = -1, head_done;
 
+	s->fd = -1;
 	*state = s;
 	if (head < 0) {
 		err_set(err, ERR_DAMAGED, "the snapshot header's \"deferred\" entry is malformed");
@@ -206,7 +213,8 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	}
 	s->path = sb_detach(&path);
 	o.off = (uint64_t)head;
-	o.writeback = opts->target_new;
+	if (opts->target_new)
+		o.flush = flusher_start(o.fd, o.off, FLUSHER_STEP);
 	pipe = bpipe_start(4, IO_BLOCK, stage_block, &o);
 	/* in order: 0000 first, or 0001... and then the deferred 0000 */
 	expect = head ? 1 : 0;
@@ -246,15 +254,24 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 		err_sys(err, "cannot write staging file '%s'", s->path);
 		goto out;
 	}
-	rc = close(o.fd);
-	o.fd = -1;
-	if (rc < 0) {
-		err_sys(err, "cannot write staging file '%s'", s->path);
-		goto out;
+	if (o.flush) {
+		/* a flush may still run: apply waits for it along with its fsync */
+		s->fd = o.fd;
+		s->flush = o.flush;
+		o.fd = -1;
+		o.flush = NULL;
+	} else {
+		rc = close(o.fd);
+		o.fd = -1;
+		if (rc < 0) {
+			err_sys(err, "cannot write staging file '%s'", s->path);
+			goto out;
+		}
 	}
 	ret = 0;
 out:
 	bpipe_free(pipe);
+	flusher_free(o.flush);
 	if (o.fd >= 0)
 		close(o.fd);
 	sb_release(&path);
@@ -298,6 +315,7 @@ out:
 
 struct sync_job {
 	int fd;
+	struct flusher *flush; /* its background flushes must have worked too */
 	int rc, saved_errno;
 };
 
@@ -305,7 +323,7 @@ static void *sync_thread(void *ud)
 {
 	struct sync_job *j = ud;
 
-	j->rc = fsync(j->fd);
+	j->rc = flusher_finish(j->flush) < 0 ? -1 : fsync(j->fd);
 	j->saved_errno = errno;
 	return NULL;
 }
@@ -329,12 +347,15 @@ static int target_still_empty(const char *path)
 static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *target,
 			   struct sm_error *err)
 {
-	struct sync_job job = { -1, 0, 0 };
+	struct sync_job job = { -1, NULL, 0, 0 };
 	pthread_t th;
 	int started, ret = -1;
 	char *dir = NULL;
 
-	job.fd = open(s->path, O_RDONLY | O_CLOEXEC);
+	/* the descriptor load wrote through, whose flushes may still run */
+	job.fd = s->fd >= 0 ? s->fd : open(s->path, O_RDONLY | O_CLOEXEC);
+	s->fd = -1;
+	job.flush = s->flush;
 	if (job.fd < 0)
 		return err_sys(err, "cannot open staging file '%s'", s->path);
 	started = pthread_create(&th, NULL, sync_thread, &job) == 0;
@@ -343,7 +364,10 @@ static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *ta
 	ret = integrity_check(*src, s->path, err);
 	if (started)
 		pthread_join(th, NULL);
-	close(job.fd);
+	if (close(job.fd) < 0 && job.rc == 0) {
+		job.rc = -1;
+		job.saved_errno = errno;
+	}
 	/* closed before the rename: a WAL-mode copy's -wal and -shm go with it */
 	sqlite3_close(*src);
 	*src = NULL;
@@ -352,7 +376,7 @@ static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *ta
 	ret = -1;
 	if (job.rc < 0) {
 		errno = job.saved_errno;
-		return err_sys(err, "cannot fsync staging file '%s'", s->path);
+		return err_sys(err, "cannot make staging file '%s' durable", s->path);
 	}
 	if (rename(s->path, target) < 0) {
 		err_sys(err, "cannot rename '%s' to '%s'", s->path, target);

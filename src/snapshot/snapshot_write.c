@@ -24,13 +24,13 @@
 #include <unistd.h>
 
 #include "bpipe.h"
+#include "flusher.h"
 #include "fsutil.h"
 #include "snapshot.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
 #define IO_BLOCK ((size_t)1 << 20)
-#define WRITEBACK_STEP ((uint64_t)8 << 20)
 
 struct snap_writer {
 	char *dir;
@@ -39,7 +39,8 @@ struct snap_writer {
 	int fd;
 	struct archive *a;
 	struct bpipe *out;   /* compressed blocks: hashed and written in the background */
-	uint64_t out_bytes, out_flushed; /* the background thread's */
+	uint64_t out_bytes;    /* the background thread's */
+	struct flusher *flush; /* the background thread's until bpipe_finish */
 	struct hash_ctx file_hash;
 	uint64_t file_bytes;
 	int write_errno; /* errno of a failed write in the callback */
@@ -84,12 +85,8 @@ static int out_block(void *ud, const void *buf, size_t len)
 		return errno ? errno : EIO;
 	hash_update(&w->file_hash, buf, len);
 	w->out_bytes += len;
-	/* start writeback every few MiB: the closing fsync then waits less */
-	if (w->out_bytes - w->out_flushed >= WRITEBACK_STEP) {
-		fs_start_writeback(w->fd, (off_t)w->out_flushed,
-				   (off_t)(w->out_bytes - w->out_flushed));
-		w->out_flushed = w->out_bytes;
-	}
+	/* durable as it goes: the closing fsync then waits for little */
+	flusher_wrote(w->flush, w->out_bytes);
 	return 0;
 }
 
@@ -223,6 +220,7 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 		w->created_at = xstrdup(now);
 	}
 	w->block = xmalloc(IO_BLOCK);
+	w->flush = flusher_start(w->fd, 0, FLUSHER_STEP);
 	w->out = bpipe_start(6, IO_BLOCK, out_block, w);
 
 	w->a = archive_write_new();
@@ -624,6 +622,7 @@ static void writer_free(struct snap_writer *w)
 	if (w->a)
 		archive_write_free(w->a);
 	bpipe_free(w->out);
+	flusher_free(w->flush);
 	if (w->fd >= 0)
 		close(w->fd);
 	hash_release(&w->file_hash);
@@ -661,7 +660,7 @@ int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_
 		err_sys(err, "cannot write snapshot '%s'", w->tmp_path);
 		goto out;
 	}
-	if (fsync(w->fd) < 0) {
+	if (flusher_finish(w->flush) < 0 || fsync(w->fd) < 0) {
 		err_sys(err, "cannot fsync '%s'", w->tmp_path);
 		goto out;
 	}

@@ -9,6 +9,8 @@
  *
  *   write   write, pwrite, pwrite64, writev, pwritev
  *   fsync   fsync, fdatasync
+ *   fdatasync  fdatasync alone (a call counts as fsync too): the
+ *           background flushes of large files (src/core/flusher.c)
  *   rename  rename, renameat, renameat2
  *   send    send, sendto, sendmsg (libpq talks to the server with send);
  *           a failed send also shuts the socket down, as a broken
@@ -42,9 +44,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum kind { K_WRITE, K_FSYNC, K_RENAME, K_SEND, K_COUNT };
+enum kind { K_WRITE, K_FSYNC, K_RENAME, K_SEND, K_FDATASYNC, K_COUNT };
 
-static const char *const kind_names[K_COUNT] = { "write", "fsync", "rename", "send" };
+static const char *const kind_names[K_COUNT] = { "write", "fsync", "rename", "send",
+						 "fdatasync" };
 
 static unsigned long counts[K_COUNT];
 static int fault_kind = -1, kill_kind = -1, fault_errno = EIO, persist, fired;
@@ -201,8 +204,11 @@ int fsync(int fd)
 int fdatasync(int fd)
 {
 	REAL(int, fdatasync, int);
-	if (fd > 2 && hit(K_FSYNC, fd) < 0)
-		return -1;
+	if (fd > 2) {
+		int as_fsync = hit(K_FSYNC, fd), as_fdatasync = hit(K_FDATASYNC, fd);
+		if (as_fsync < 0 || as_fdatasync < 0)
+			return -1;
+	}
 	return real_fdatasync(fd);
 }
 
