@@ -2,6 +2,12 @@
  * sqlite_readahead: large-block reads of a private database file (see
  * sqlite_readahead.h).  The wrapped file keeps RA_SLOTS aligned blocks of
  * RA_BLOCK bytes and replaces the least recently used one on a miss.
+ *
+ * Pages are copied out of the blocks (xRead) or, with PRAGMA mmap_size,
+ * lent to SQLite in place (xFetch) the way it would use a memory map; a
+ * lent page pins its block until xUnfetch.  (A thread loading the next
+ * block ahead was tried: on a file in the page cache a block is copied in
+ * less time than it takes to hand it over, and the check got slower.)
  */
 #include "sqlite_readahead.h"
 
@@ -14,13 +20,20 @@
 #define RA_BLOCK 524288 /* 512 KiB; a literal, so int and 64-bit uses agree */
 #define RA_SLOTS 4
 
+struct ra_slot {
+	unsigned char *buf; /* RA_BLOCK bytes, allocated on first use */
+	sqlite3_int64 off;  /* the block held; -1: none */
+	int len;            /* valid bytes; 0: empty */
+	int pins;           /* pages lent by xFetch (or being copied out) */
+	unsigned long used;
+};
+
 struct ra_file {
 	sqlite3_file base; /* must be first */
 	sqlite3_file *real;
-	unsigned char *blk[RA_SLOTS];
-	sqlite3_int64 off[RA_SLOTS];
-	int len[RA_SLOTS]; /* valid bytes; 0: slot empty */
-	unsigned long used[RA_SLOTS], tick;
+	struct ra_slot slot[RA_SLOTS];
+	unsigned long tick;
+	sqlite3_int64 map_limit; /* xFetch lends pages below it (PRAGMA mmap_size) */
 };
 
 /* Where the wrapped VFS's file lives, after ours, suitably aligned. */
@@ -31,10 +44,41 @@ static sqlite3_vfs *real_vfs(sqlite3_vfs *v)
 	return v->pAppData;
 }
 
-static void ra_drop(struct ra_file *f)
+/* The slot holding the block at base, or -1. */
+static int ra_find(const struct ra_file *f, sqlite3_int64 base)
 {
 	for (int i = 0; i < RA_SLOTS; i++)
-		f->len[i] = 0;
+		if (f->slot[i].off == base && f->slot[i].len)
+			return i;
+	return -1;
+}
+
+/* The least recently used slot that no lent page pins, with a buffer; -1
+ * if every slot is pinned. */
+static int ra_victim(struct ra_file *f)
+{
+	int s = -1;
+
+	for (int i = 0; i < RA_SLOTS; i++) {
+		const struct ra_slot *c = &f->slot[i];
+		if (c->pins)
+			continue;
+		if (s < 0 || c->used < f->slot[s].used)
+			s = i;
+	}
+	if (s >= 0 && !f->slot[s].buf)
+		f->slot[s].buf = xmalloc(RA_BLOCK);
+	return s;
+}
+
+/* Forgets every block: the file may have changed.  Lent pages keep their
+ * memory (a pinned slot is never refilled) but are not found again. */
+static void ra_drop(struct ra_file *f)
+{
+	for (int i = 0; i < RA_SLOTS; i++) {
+		f->slot[i].off = -1;
+		f->slot[i].len = 0;
+	}
 }
 
 static int ra_close(sqlite3_file *sf)
@@ -43,63 +87,113 @@ static int ra_close(sqlite3_file *sf)
 	int rc = f->real->pMethods ? f->real->pMethods->xClose(f->real) : SQLITE_OK;
 
 	for (int i = 0; i < RA_SLOTS; i++)
-		free(f->blk[i]);
+		free(f->slot[i].buf);
 	return rc;
 }
 
-/* Loads the block at aligned offset off into a slot; returns the slot or -1
- * with *rc set. */
-static int ra_load(struct ra_file *f, sqlite3_int64 off, int *rc)
+/* Loads the block at base into a free slot; the slot comes back pinned,
+ * -1 if none is free (*rc SQLITE_OK) or the read failed (*rc set). */
+static int ra_load(struct ra_file *f, sqlite3_int64 base, int *rc)
 {
-	int s = 0;
+	struct ra_slot *c;
 	sqlite3_int64 size = 0;
+	int s = ra_victim(f), len = RA_BLOCK;
 
-	for (int i = 1; i < RA_SLOTS; i++)
-		if (f->used[i] < f->used[s])
-			s = i;
-	if (!f->blk[s])
-		f->blk[s] = xmalloc(RA_BLOCK);
-	f->len[s] = 0;
-	*rc = f->real->pMethods->xRead(f->real, f->blk[s], RA_BLOCK, off);
+	*rc = SQLITE_OK;
+	if (s < 0)
+		return -1;
+	c = &f->slot[s];
+	c->off = base;
+	c->len = 0;
+	*rc = f->real->pMethods->xRead(f->real, c->buf, RA_BLOCK, base);
 	if (*rc == SQLITE_IOERR_SHORT_READ) {
 		/* the file ends inside the block: keep only what exists */
 		*rc = f->real->pMethods->xFileSize(f->real, &size);
-		if (*rc != SQLITE_OK)
-			return -1;
-		if (size <= off)
-			return -1;
-		f->len[s] = (int)(size - off < RA_BLOCK ? size - off : RA_BLOCK);
-	} else if (*rc == SQLITE_OK) {
-		f->len[s] = RA_BLOCK;
-	} else {
+		len = *rc != SQLITE_OK || size <= base ? 0 :
+		      (int)(size - base < RA_BLOCK ? size - base : RA_BLOCK);
+	} else if (*rc != SQLITE_OK) {
+		len = 0;
+	}
+	if (!len) {
+		c->off = -1;
 		return -1;
 	}
-	f->off[s] = off;
+	c->len = len;
+	c->pins = 1;
+	return s;
+}
+
+/* Pins the slot holding the page [off, off + amt) of one block, loading
+ * the block if need be; -1 when the page must be read the plain way (it
+ * crosses a block, lies past the end of the file, or no slot is free) or
+ * the read failed (*rc set). */
+static int ra_pin(struct ra_file *f, sqlite3_int64 off, int amt, int *rc)
+{
+	sqlite3_int64 base = off - off % RA_BLOCK;
+	int s;
+
 	*rc = SQLITE_OK;
+	if (amt <= 0 || off < 0 || off + amt > base + RA_BLOCK)
+		return -1;
+	s = ra_find(f, base);
+	if (s >= 0)
+		f->slot[s].pins++;
+	else
+		s = ra_load(f, base, rc);
+	if (s >= 0 && off + amt > base + f->slot[s].len) {
+		f->slot[s].pins--;
+		s = -1;
+	}
+	if (s >= 0)
+		f->slot[s].used = ++f->tick;
 	return s;
 }
 
 static int ra_read(sqlite3_file *sf, void *buf, int amt, sqlite3_int64 off)
 {
 	struct ra_file *f = (struct ra_file *)sf;
-	sqlite3_int64 base = off - off % RA_BLOCK;
-	int s = -1, rc;
+	int rc, s = ra_pin(f, off, amt, &rc);
 
-	if (amt <= 0 || off < 0 || off + amt > base + RA_BLOCK)
+	if (rc != SQLITE_OK)
+		return rc;
+	/* past the end of the file (the wrapped VFS reports it properly), or
+	 * every block is pinned by lent pages */
+	if (s < 0)
 		return f->real->pMethods->xRead(f->real, buf, amt, off);
-	for (int i = 0; i < RA_SLOTS; i++)
-		if (f->len[i] && f->off[i] == base)
-			s = i;
-	if (s < 0) {
-		s = ra_load(f, base, &rc);
-		if (rc != SQLITE_OK)
-			return rc;
+	memcpy(buf, f->slot[s].buf + (off - f->slot[s].off), (size_t)amt);
+	f->slot[s].pins--;
+	return SQLITE_OK;
+}
+
+static int ra_fetch(sqlite3_file *sf, sqlite3_int64 off, int amt, void **pp)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+	int rc = SQLITE_OK, s = -1;
+
+	*pp = NULL;
+	if (off + amt <= f->map_limit)
+		s = ra_pin(f, off, amt, &rc);
+	/* NULL: SQLite reads the page with xRead instead */
+	if (s >= 0)
+		*pp = f->slot[s].buf + (off - f->slot[s].off);
+	return rc;
+}
+
+static int ra_unfetch(sqlite3_file *sf, sqlite3_int64 off, void *p)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+
+	(void)off;
+	/* p == NULL: SQLite lets go of every mapping; nothing is mapped */
+	if (!p)
+		return SQLITE_OK;
+	for (int i = 0; i < RA_SLOTS; i++) {
+		unsigned char *b = f->slot[i].buf;
+		if (b && (unsigned char *)p >= b && (unsigned char *)p < b + RA_BLOCK) {
+			f->slot[i].pins--;
+			return SQLITE_OK;
+		}
 	}
-	/* past the end of the file: the wrapped VFS reports it properly */
-	if (s < 0 || off + amt > f->off[s] + f->len[s])
-		return f->real->pMethods->xRead(f->real, buf, amt, off);
-	f->used[s] = ++f->tick;
-	memcpy(buf, f->blk[s] + (off - base), (size_t)amt);
 	return SQLITE_OK;
 }
 
@@ -153,6 +247,17 @@ static int ra_check_reserved(sqlite3_file *sf, int *out)
 
 static int ra_file_control(sqlite3_file *sf, int op, void *arg)
 {
+	struct ra_file *f = (struct ra_file *)sf;
+
+	if (op == SQLITE_FCNTL_MMAP_SIZE) {
+		/* the limit of xFetch: kept here, so the wrapped file never maps */
+		sqlite3_int64 limit = *(sqlite3_int64 *)arg;
+
+		*(sqlite3_int64 *)arg = f->map_limit;
+		if (limit >= 0)
+			f->map_limit = limit;
+		return SQLITE_OK;
+	}
 	return REAL(sf)->pMethods->xFileControl(REAL(sf), op, arg);
 }
 
@@ -186,9 +291,11 @@ static int ra_shm_unmap(sqlite3_file *sf, int del)
 	return REAL(sf)->pMethods->xShmUnmap(REAL(sf), del);
 }
 
-/* Version 2: no memory mapping (xFetch), which would bypass the blocks. */
+/* Version 3: xFetch lends pages out of the blocks (nothing is mapped). */
 static const sqlite3_io_methods ra_io = {
-	.iVersion = 2,
+	.iVersion = 3,
+	.xFetch = ra_fetch,
+	.xUnfetch = ra_unfetch,
 	.xClose = ra_close,
 	.xRead = ra_read,
 	.xWrite = ra_write,
@@ -216,6 +323,8 @@ static int ra_open(sqlite3_vfs *v, const char *name, sqlite3_file *sf, int flags
 	if (!(flags & SQLITE_OPEN_MAIN_DB))
 		return rv->xOpen(rv, name, sf, flags, out);
 	memset(f, 0, sizeof(*f));
+	for (int i = 0; i < RA_SLOTS; i++)
+		f->slot[i].off = -1;
 	f->real = (sqlite3_file *)((char *)sf + RA_REAL_OFFSET);
 	rc = rv->xOpen(rv, name, f->real, flags, out);
 	if (rc != SQLITE_OK || !f->real->pMethods || f->real->pMethods->iVersion < 2) {

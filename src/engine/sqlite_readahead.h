@@ -18,6 +18,11 @@
 
 #define SQLITE_READAHEAD_VFS "safe-migrate-readahead"
 
+/*
+ * With PRAGMA mmap_size=N, pages below N are lent to SQLite out of the
+ * blocks (xFetch) instead of copied; nothing is memory-mapped.
+ */
+
 /* Registers the VFS (once; not as the default).  Returns an SQLite code. */
 int sqlite_readahead_register(void);
 

@@ -182,6 +182,42 @@ class SnapshotSqlite(CliTest):
         self.ok("-b", "backups", "restore", snap, "--to", self.sqlite_url("drill2.db"), "--yes")
         self.assertEqual(self.sqlite_dump("drill2.db"), before)
 
+    def test_database_failing_integrity_check_is_not_restored(self):
+        """The snapshot is intact (every checksum holds) but the database in
+        it is not: an index that does not match its table.  PRAGMA
+        integrity_check on the staged copy refuses it (pages are lent out of
+        the read-ahead blocks, sqlite_readahead's xFetch), before the target
+        is touched."""
+        self.sqlite("CREATE TABLE wide (a INTEGER, b BLOB)")
+        self.sqlite("CREATE INDEX wide_b ON wide(b)")
+        # a few MB, so the check runs over many read-ahead blocks
+        self.sqlite("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                    "WHERE x < 6000) INSERT INTO wide SELECT x, randomblob(500) FROM c")
+        good = self.path("good.db")
+        with open(self.path("app.db"), "rb") as src, open(good, "wb") as dst:
+            dst.write(src.read())
+        con = sqlite3.connect(self.path("app.db"))
+        con.execute("PRAGMA writable_schema = ON")
+        con.execute("UPDATE sqlite_schema SET sql = 'CREATE INDEX wide_b ON wide(a)' "
+                    "WHERE name = 'wide_b'")
+        con.commit()
+        con.close()
+        self.assertNotEqual(self.sqlite("PRAGMA integrity_check"), [("ok",)])
+        snap = self.backup("--name", "bad")["path"]
+        self.ok("verify", snap)  # the archive itself is fine
+        r = self.code(7, "restore", snap, "--to", self.sqlite_url("new.db"), "--yes")
+        self.assertIn("fails PRAGMA integrity_check", r.err)
+        self.assertIn("missing from index wide_b", r.err)
+        self.assertFalse(os.path.exists(self.path("new.db")) and
+                         os.path.getsize(self.path("new.db")) > 0)
+        # in place: the current (good) database stays byte for byte
+        os.replace(good, self.path("app.db"))
+        db_sha = file_sha(self.path("app.db"))
+        r = self.code(7, "restore", snap, "--yes", "--no-safety-backup")
+        self.assertIn("fails PRAGMA integrity_check", r.err)
+        self.assertEqual(file_sha(self.path("app.db")), db_sha)
+        self.assertEqual(sorted(f for f in os.listdir(self.dir) if "restore" in f), [])
+
     def damaged_copies(self, snap):
         """Yields (label, path) of damaged copies with the original's checksum."""
         data = open(snap, "rb").read()
