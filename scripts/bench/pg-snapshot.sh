@@ -11,14 +11,22 @@
 #   our backup                    vs  pg_dump -Fc -Z0 | zstd -1 -T2
 #   our restore --to an empty db --jobs 2  vs  pg_restore -j2 into an empty db
 # and prints the ratios (goals: <= 0.35, <= 1.0, <= 1.0) and our peak RSS
-# from /usr/bin/time -v (goal: <= 64 MiB).  Uses the safe-migrate binary in
-# build/ (SAFE_MIGRATE_BIN to override); build it in release mode first.
+# from /usr/bin/time -v (goal: <= 64 MiB).  Builds and uses a Release binary
+# in build-bench/ (BENCH_BUILD_DIR to move it; SAFE_MIGRATE_BIN to use another
+# binary).  A failing command stops the benchmark.
 # It takes several minutes at 500 MB: iterate with a smaller SIZE_MB.
 set -euo pipefail
 size_mb=${1:-500}
 runs=${2:-3}
 src=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${SAFE_MIGRATE_BIN:-$src/build/src/cli/safe-migrate}
+if [ -n "${SAFE_MIGRATE_BIN:-}" ]; then
+  bin=$SAFE_MIGRATE_BIN
+else
+  build=${BENCH_BUILD_DIR:-$src/build-bench}
+  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+  cmake --build "$build" -j"$(nproc)" >/dev/null
+  bin=$build/src/cli/safe-migrate
+fi
 work=$(mktemp -d /tmp/sm-bench.XXXXXX)
 cluster=""
 cleanup() {
@@ -72,9 +80,11 @@ VACUUM ANALYZE items;
 SQL
 psql_ -At "$base/smbench" -c "SELECT 'table size: ' || pg_size_pretty(pg_table_size('items')) || ', with indexes: ' || pg_size_pretty(pg_total_relation_size('items'))"
 
-t() { # seconds of wall time of a command
+t() { # seconds of wall time of a command, which must succeed
   local s e
-  s=$(date +%s.%N); "$@"; e=$(date +%s.%N)
+  s=$(date +%s.%N)
+  "$@" || { echo "bench: '$*' failed" >&2; return 1; }
+  e=$(date +%s.%N)
   echo "$e - $s" | bc
 }
 ours_backup() {
