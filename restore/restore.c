@@ -23,6 +23,13 @@ const struct restore_driver *restore_find_driver(const char *engine)
 	return NULL;
 }
 
+int restore_interrupted(const struct restore_opts *opts, struct sm_error *err)
+{
+	if (!opts->interrupted || !*opts->interrupted)
+		return 0;
+	return err_set(err, ERR_INTERRUPTED, "interrupted before the database was changed");
+}
+
 int restore_snapshot(const char *path, struct engine *target, const struct restore_opts *opts,
 		     struct sm_error *err)
 {
@@ -39,6 +46,7 @@ int restore_snapshot(const char *path, struct engine *target, const struct resto
 		return -1;
 	if (opts->progress)
 		snap_reader_set_progress(r, opts->progress, opts->progress_ud);
+	snap_reader_set_interrupt(r, opts->interrupted);
 	engine = cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "engine");
 	if (!cJSON_IsString(engine)) {
 		err_set(err, ERR_DAMAGED, "snapshot '%s' does not name its engine", path);
@@ -61,7 +69,9 @@ int restore_snapshot(const char *path, struct engine *target, const struct resto
 	 * that verifies while applying needs only the file checked up front */
 	if ((d->verifies_in_apply ? snap_reader_check_file(r, err) : snap_reader_finish(r, err)) < 0)
 		goto discard;
-	if (opts->before_apply && opts->before_apply(opts->ud, snap_reader_manifest(r), err) < 0)
+	if (restore_interrupted(opts, err) < 0 ||
+	    (opts->before_apply && opts->before_apply(opts->ud, snap_reader_manifest(r), err) < 0) ||
+	    restore_interrupted(opts, err) < 0)
 		goto discard;
 	ret = d->apply(target, state, snap_reader_manifest(r), opts, err);
 discard:

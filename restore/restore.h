@@ -22,6 +22,7 @@
 #define SM_RESTORE_H
 
 #include <cjson/cJSON.h>
+#include <signal.h>
 
 #include "engine.h"
 #include "error.h"
@@ -43,6 +44,12 @@ struct restore_opts {
 	 * no other connection can be using it, so a driver may move the staged
 	 * database into place instead of copying it in. */
 	int target_new;
+	/* A signal handler's flag (borrowed, may be NULL): once set, the
+	 * restore stops at the next block or statement with ERR_INTERRUPTED.
+	 * Server-side statements already running are the caller's to cancel
+	 * (the engine's interrupt op), except those of --jobs workers, which
+	 * the parallel restore cancels itself. */
+	volatile sig_atomic_t *interrupted;
 };
 
 struct restore_driver {
@@ -75,6 +82,10 @@ const struct restore_driver *restore_find_driver(const char *engine);
  */
 int restore_snapshot(const char *path, struct engine *target, const struct restore_opts *opts,
 		     struct sm_error *err);
+
+/* -1 with ERR_INTERRUPTED if opts->interrupted is set, else 0 (for drivers:
+ * a last look before the commit point). */
+int restore_interrupted(const struct restore_opts *opts, struct sm_error *err);
 
 /* Engine drivers (restore_<engine>.c). */
 extern const struct restore_driver restore_sqlite_driver;

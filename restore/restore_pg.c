@@ -61,6 +61,7 @@ struct pg_stage {
 	char *path;   /* the snapshot, streamed by apply */
 	int jobs;
 	long lock_timeout_ms;
+	volatile sig_atomic_t *interrupted;
 	struct pg_meta meta;
 };
 
@@ -204,6 +205,7 @@ static int pg_load(struct engine *target, struct snap_reader *r, const struct re
 	s->path = xstrdup(snap_reader_path(r));
 	s->jobs = opts->jobs;
 	s->lock_timeout_ms = opts->lock_timeout_ms;
+	s->interrupted = opts->interrupted;
 	if (opts->jobs > 1 && !opts->to_other)
 		return err_set(err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it "
 			       "is only for 'restore --to URL' (a scratch database); in place the "
@@ -448,6 +450,7 @@ static int apply_batched(struct engine *target, struct pg_stage *s, struct sm_er
 
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
+	snap_reader_set_interrupt(r, s->interrupted);
 	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
 		goto fail;
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
@@ -481,8 +484,10 @@ static int apply_single(struct engine *target, struct pg_stage *s, struct sm_err
 	struct snap_entry ent;
 	int pending = 0, ret = -1, in_tx = 0;
 
-	if (snap_reader_open(s->path, &r, err) < 0 ||
-	    pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
+	if (snap_reader_open(s->path, &r, err) < 0)
+		goto out;
+	snap_reader_set_interrupt(r, s->interrupted);
+	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
 		goto out;
 	if (pgr_run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
 		goto out;
@@ -503,6 +508,8 @@ static int apply_single(struct engine *target, struct pg_stage *s, struct sm_err
 	sb_reset(&sql);
 	analyze_sql(s->meta.toc, &sql);
 	if ((sql.len && pgr_run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0) ||
+	    (s->interrupted && *s->interrupted &&
+	     err_set(err, ERR_INTERRUPTED, "interrupted before the commit") < 0) ||
 	    pgr_run_sql(conn, "COMMIT", "cannot commit the restore", err) < 0)
 		goto out;
 	in_tx = 0;
@@ -513,7 +520,10 @@ out:
 
 		PQclear(res);
 	}
-	if (ret < 0 && err->kind == ERR_DAMAGED)
+	/* a statement cancelled by the signal handler fails like any other */
+	if (ret < 0 && s->interrupted && *s->interrupted)
+		err->kind = ERR_INTERRUPTED;
+	if (ret < 0 && (err->kind == ERR_DAMAGED || err->kind == ERR_INTERRUPTED))
 		err_prefix(err, "nothing was changed");
 	if (ret < 0 && err->kind == ERR_LOCKED)
 		err_prefix(err, "another session holds a lock that the restore needs and kept it "
@@ -558,7 +568,8 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 	if (save_settings(conn, &undo, err) < 0 || pgr_session(conn, s->lock_timeout_ms, err) < 0)
 		goto out;
 	if (s->jobs > 1) {
-		ret = pgr_apply_parallel(target, s->path, s->jobs, s->lock_timeout_ms, err);
+		ret = pgr_apply_parallel(target, s->path, s->jobs, s->lock_timeout_ms,
+					 s->interrupted, err);
 		goto out;
 	}
 	if (apply_single(target, s, err) == 0) {

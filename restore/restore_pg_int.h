@@ -58,6 +58,6 @@ void pgr_drop_schemas_sql(PGconn *conn, const cJSON *toc, struct strbuf *sql);
  * atomic: a failure part-way leaves the target incomplete, which err says.
  */
 int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long lock_timeout_ms,
-		       struct sm_error *err);
+		       volatile sig_atomic_t *interrupted, struct sm_error *err);
 
 #endif

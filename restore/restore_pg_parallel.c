@@ -32,6 +32,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "restore_pg_int.h"
 #include "strbuf.h"
@@ -76,6 +77,7 @@ struct pool {
 	size_t running;
 	int shutdown, failed;
 	struct sm_error err; /* the first worker error */
+	volatile sig_atomic_t *interrupted; /* a signal handler's flag, or NULL */
 };
 
 static void item_free(struct item *it)
@@ -216,6 +218,32 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Waits on the pool's condition (locked) for the reading side, looking at
+ * the interrupt flag every 100 ms: the workers may be deep in one long
+ * statement (an index build), which only a cancel stops. */
+static void pool_sleep(struct pool *p)
+{
+	struct timespec ts;
+
+	if (!p->interrupted) {
+		pthread_cond_wait(&p->cv, &p->mu);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 100 * 1000 * 1000;
+	if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000 * 1000 * 1000;
+	}
+	pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	if (*p->interrupted && !p->failed) {
+		struct sm_error e = SM_ERROR_INIT;
+
+		err_set(&e, ERR_INTERRUPTED, "interrupted; the statements running were cancelled");
+		pool_fail(p, NULL, &e);
+	}
+}
+
 /* Queues it (owned), waiting while the queue is full.  -1 once a worker failed. */
 static int pool_push(struct pool *p, struct item *it)
 {
@@ -223,7 +251,7 @@ static int pool_push(struct pool *p, struct item *it)
 
 	pthread_mutex_lock(&p->mu);
 	while (!p->failed && p->bound && p->nq >= p->bound)
-		pthread_cond_wait(&p->cv, &p->mu);
+		pool_sleep(p);
 	if (p->failed) {
 		ret = -1;
 		item_free(it);
@@ -244,7 +272,7 @@ static int pool_wait(struct pool *p, struct sm_error *err)
 
 	pthread_mutex_lock(&p->mu);
 	while (!p->failed && (p->nq || p->running))
-		pthread_cond_wait(&p->cv, &p->mu);
+		pool_sleep(p);
 	if (p->failed) {
 		*err = p->err;
 		ret = -1;
@@ -771,7 +799,7 @@ out:
 }
 
 int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long lock_timeout_ms,
-		       struct sm_error *err)
+		       volatile sig_atomic_t *interrupted, struct sm_error *err)
 {
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
@@ -788,7 +816,10 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 		unit = (size_t)512 << 10;
 	if (unit > ((size_t)2 << 20))
 		unit = (size_t)2 << 20;
-	if (snap_reader_open(path, &r, err) < 0 || pgr_read_meta(r, &m, &ent, &pending, err) < 0)
+	if (snap_reader_open(path, &r, err) < 0)
+		goto out;
+	snap_reader_set_interrupt(r, interrupted);
+	if (pgr_read_meta(r, &m, &ent, &pending, err) < 0)
 		goto out;
 	pgr_drop_schemas_sql(conn, m.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
@@ -800,6 +831,7 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 		goto out;
 	}
 	started = 1;
+	p.interrupted = interrupted;
 	p.bound = (size_t)jobs;
 	if (load_data(&p, r, m.toc, unit, &ent, pending, err) < 0)
 		goto out;
@@ -817,6 +849,8 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 out:
 	if (started)
 		pool_stop(&p);
+	if (ret < 0 && interrupted && *interrupted)
+		err->kind = ERR_INTERRUPTED;
 	if (ret < 0)
 		err_prefix(err, "the parallel restore (--jobs %d) stopped part-way and left the target "
 			   "database incomplete (a parallel restore is not atomic: drop it or restore "

@@ -345,7 +345,7 @@ static int target_still_empty(const char *path)
 /* restore --to a new file: check the staging database while it is being
  * made durable, then rename it over the empty target. */
 static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *target,
-			   struct sm_error *err)
+			   const struct restore_opts *opts, struct sm_error *err)
 {
 	struct sync_job job = { -1, NULL, 0, 0 };
 	pthread_t th;
@@ -378,6 +378,8 @@ static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *ta
 		errno = job.saved_errno;
 		return err_sys(err, "cannot make staging file '%s' durable", s->path);
 	}
+	if (restore_interrupted(opts, err) < 0)
+		return -1;
 	if (rename(s->path, target) < 0) {
 		err_sys(err, "cannot rename '%s' to '%s'", s->path, target);
 		goto out;
@@ -414,10 +416,10 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	 * its compiled-in maximum; pages above it are copied) */
 	sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
 	if (opts->target_new && target_still_empty(target->url.path)) {
-		ret = move_into_place(s, &src, target->url.path, err);
+		ret = move_into_place(s, &src, target->url.path, opts, err);
 		goto out;
 	}
-	if (integrity_check(src, s->path, err) < 0)
+	if (integrity_check(src, s->path, err) < 0 || restore_interrupted(opts, err) < 0)
 		goto out;
 	rc = sqlite_copy_whole(dst, src, &stage);
 	if (rc != SQLITE_OK) {

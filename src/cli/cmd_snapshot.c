@@ -15,6 +15,7 @@
 #include "fsutil.h"
 #include "progress.h"
 #include "restore.h"
+#include "session.h"
 #include "snapshot.h"
 #include "strbuf.h"
 #include "xalloc.h"
@@ -239,7 +240,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	struct restore_opts ro;
 	struct progress pr;
 	char *path = NULL;
-	int code, existed = 1;
+	int code, rc, existed = 1;
 
 	memset(&ui, 0, sizeof(ui));
 	memset(&ro, 0, sizeof(ro));
@@ -300,7 +301,16 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.to_other = opt.to_url != NULL;
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.target_new = !existed && opt.to_url;
-	if (restore_snapshot(path, e, &ro, &ctx->err) < 0) {
+	ro.interrupted = &cli_interrupted;
+	/* Ctrl-C or SIGTERM: the restore stops at its next block or statement,
+	 * the statement running on the server is cancelled, and the target is
+	 * left as the restore's atomicity promises (exit 130) */
+	signals_watch(e);
+	rc = restore_snapshot(path, e, &ro, &ctx->err);
+	signals_unwatch();
+	if (rc < 0) {
+		if (cli_interrupted)
+			ctx->err.kind = ERR_INTERRUPTED;
 		progress_end(&pr);
 		if (ui.safety_res.path)
 			err_prefix(&ctx->err, "(safety snapshot: %s)", ui.safety_res.path);

@@ -135,7 +135,10 @@ int confirm(const char *question, struct sm_error *err)
 	fprintf(stderr, "%s [y/N] ", question);
 	fflush(stderr);
 	if (!fgets(line, sizeof(line), stdin)) {
-		err_set(err, ERR_FAIL, "%s: no answer", question);
+		if (cli_interrupted)
+			err_set(err, ERR_INTERRUPTED, "%s: interrupted; nothing was changed", question);
+		else
+			err_set(err, ERR_FAIL, "%s: no answer", question);
 		return 0;
 	}
 	if (line[0] == 'y' || line[0] == 'Y')

@@ -28,6 +28,7 @@
 #define SM_SNAPSHOT_H
 
 #include <cjson/cJSON.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -199,6 +200,9 @@ void snap_reader_close(struct snap_reader *r);
 const char *snap_reader_path(const struct snap_reader *r);
 /* Sets progress reporting on compressed bytes read (total: the file size). */
 void snap_reader_set_progress(struct snap_reader *r, snap_progress_fn fn, void *ud);
+/* Makes reading fail with ERR_INTERRUPTED once *flag is set (a signal
+ * handler's flag; borrowed, may be NULL): checked before every block read. */
+void snap_reader_set_interrupt(struct snap_reader *r, volatile sig_atomic_t *flag);
 
 /* True if name is a chunk of base ("<base>.NNNN"); sets *index. */
 int snap_is_chunk_of(const char *name, const char *base, unsigned *index);

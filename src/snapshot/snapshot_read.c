@@ -64,6 +64,8 @@ struct snap_reader {
 	struct snap_problems problems;
 	snap_progress_fn progress;
 	void *progress_ud;
+	volatile sig_atomic_t *interrupt; /* stop reading once set */
+	int interrupted;                  /* a read stopped for it */
 };
 
 static void problem(struct snap_reader *r, const char *fmt, ...)
@@ -113,6 +115,12 @@ static int fatal(struct snap_reader *r, struct sm_error *err, const char *fmt, .
 	va_start(ap, fmt);
 	sb_vaddf(&sb, fmt, ap);
 	va_end(ap);
+	if (r->interrupted) {
+		err_set(err, ERR_INTERRUPTED, "interrupted while reading snapshot '%s'", r->path);
+		sb_release(&sb);
+		r->broken = 1;
+		return -1;
+	}
 	if (r->read_errno) {
 		err_set(err, ERR_FAIL, "cannot read snapshot '%s': %s", r->path,
 			strerror(r->read_errno));
@@ -142,6 +150,12 @@ static la_ssize_t read_cb(struct archive *a, void *ud, const void **out)
 
 	void *buf = bpipe_slot(r->in);
 
+	if (r->interrupt && *r->interrupt) {
+		r->interrupted = 1;
+		bpipe_submit(r->in, 0);
+		archive_set_error(a, EINTR, "interrupted");
+		return -1;
+	}
 	do {
 		n = read(r->fd, buf, READ_BLOCK);
 	} while (n < 0 && errno == EINTR);
@@ -422,6 +436,11 @@ void snap_reader_set_progress(struct snap_reader *r, snap_progress_fn fn, void *
 	r->progress_ud = ud;
 }
 
+void snap_reader_set_interrupt(struct snap_reader *r, volatile sig_atomic_t *flag)
+{
+	r->interrupt = flag;
+}
+
 int snap_reader_next(struct snap_reader *r, struct snap_entry *ent, struct sm_error *err)
 {
 	int rc = next_raw(r, err);
@@ -591,8 +610,14 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 	buf = xmalloc(READ_BLOCK);
 	hash_init(&h);
 	for (;;) {
-		ssize_t n = pread(r->fd, buf, READ_BLOCK, off);
+		ssize_t n;
 
+		if (r->interrupt && *r->interrupt) {
+			err_set(err, ERR_INTERRUPTED, "interrupted while checking snapshot '%s'",
+				r->path);
+			goto out;
+		}
+		n = pread(r->fd, buf, READ_BLOCK, off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {

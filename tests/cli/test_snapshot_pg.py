@@ -8,12 +8,13 @@ import glob
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
 import uuid
 
-from smtest import CliTest, FIXTURES, SRC, main
+from smtest import BIN, CliTest, FIXTURES, SRC, main
 
 FIDELITY = os.path.join(SRC, "tests", "fixtures", "pg_fidelity.sql")
 PAGILA = os.path.join(FIXTURES, "pagila", "pagila-schema.sql")
@@ -362,6 +363,87 @@ class SnapshotPgTest(CliTest):
         post = subprocess.run(["tar", "--zstd", "-xOf", r.json()["path"], "pg/post-data.sql"],
                               capture_output=True, text=True, check=True).stdout
         self.assertNotIn("OWNER TO", post)
+
+    # an index whose every key takes half a second to compute, but only in
+    # sessions of a database that has sm_test.slow = on: its data loads
+    # fast, its CREATE INDEX in the restore takes minutes
+    SLOW_SCHEMA = """
+        CREATE SCHEMA slow;
+        CREATE FUNCTION slow.key(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_setting('sm_test.slow', true) = 'on' THEN
+                PERFORM pg_sleep(0.5);
+            END IF;
+            RETURN x;
+        END $$;
+        CREATE TABLE slow.t (id int PRIMARY KEY, v text);
+        INSERT INTO slow.t SELECT g, md5(g::text) FROM generate_series(1, 300) g;
+        CREATE INDEX t_key ON slow.t (slow.key(id));
+    """
+
+    def dbname(self, url):
+        return self.psql(url, "SELECT current_database()")
+
+    def active_index_builds(self, url):
+        # in place, post-data goes to the server as one batch of statements
+        return int(self.psql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                  "current_database() AND state = 'active' AND "
+                                  "pid <> pg_backend_pid() AND query LIKE '%CREATE INDEX t_key%'"))
+
+    def interrupt_during_index_build(self, url, *args):
+        """Runs safe-migrate ARGS, sends SIGINT once a CREATE INDEX of it runs
+        in url's database, and returns (exit code, stderr)."""
+        self.psql(url, "ALTER DATABASE \"%s\" SET sm_test.slow = 'on'" % self.dbname(url))
+        p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 60
+            while not self.active_index_builds(url):
+                self.assertIsNone(p.poll(), "safe-migrate ended before the index build")
+                self.assertLess(time.time(), deadline, "no index build started")
+                time.sleep(0.1)
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        # cancelled, not left running: without a cancel the server goes on
+        # building for minutes after the client is gone
+        deadline = time.time() + 15
+        while self.active_index_builds(url):
+            self.assertLess(time.time(), deadline, "the index build still runs")
+            time.sleep(0.1)
+        self.psql(url, "ALTER DATABASE \"%s\" RESET sm_test.slow" % self.dbname(url))
+        return p.returncode, err
+
+    def test_interrupt_cancels_the_parallel_workers(self):
+        src = self.pg_new_db()
+        self.psql(src, self.SLOW_SCHEMA)
+        snap = self.backup(src)
+        dst = self.pg_new_db()
+        code, err = self.interrupt_during_index_build(
+            dst, "-b", self.path("backups"), "restore", snap, "--to", dst, "--jobs", "2",
+            "--yes", "--no-safety-backup")
+        self.assertEqual(code, 130, err)
+        self.assertIn("interrupted", err)
+        self.assertIn("incomplete", err)
+        # the workers are gone with their cancelled statements
+        self.assertEqual(self.psql(dst, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                        "current_database() AND pid <> pg_backend_pid()"), "0")
+
+    def test_interrupt_rolls_an_in_place_restore_back(self):
+        url = self.pg_new_db()
+        self.psql(url, self.SLOW_SCHEMA)
+        snap = self.backup(url)
+        self.psql(url, "UPDATE slow.t SET v = 'changed' WHERE id < 50; CREATE TABLE slow.extra (x int)")
+        before = self.pg_state(url)
+        code, err = self.interrupt_during_index_build(
+            url, "-d", url, "-b", self.path("backups"), "restore", snap, "--yes",
+            "--no-safety-backup")
+        self.assertEqual(code, 130, err)
+        self.assertIn("nothing was changed", err)
+        self.assertSameState(before, self.pg_state(url))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import tarfile
 import time
 
-from smtest import CliTest, main
+from smtest import BIN, CliTest, main
 
 WRITER = r"""
 import os, sqlite3, sys, time
@@ -26,6 +27,11 @@ while not os.path.exists(stop):
     time.sleep(0.003)
 print(i)
 """
+
+
+def fs_glob(directory, pattern):
+    """A function returning the paths in directory that match pattern."""
+    return lambda: glob.glob(os.path.join(directory, pattern))
 
 
 def file_sha(path):
@@ -217,6 +223,58 @@ class SnapshotSqlite(CliTest):
         self.assertIn("fails PRAGMA integrity_check", r.err)
         self.assertEqual(file_sha(self.path("app.db")), db_sha)
         self.assertEqual(sorted(f for f in os.listdir(self.dir) if "restore" in f), [])
+
+    def interrupt_while_staging(self, target, *args):
+        """Starts safe-migrate ARGS, stops it (SIGSTOP) once its staging file
+        for target exists, queues a SIGINT and lets it go on: the signal lands
+        while the snapshot is loaded or checked, before the commit point.
+        Returns (exit code, stderr), or None when the restore was already
+        past its staging file."""
+        p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stage = fs_glob(self.dir, os.path.basename(target) + ".safe-migrate-restore.*")
+        try:
+            while not stage() and p.poll() is None:
+                time.sleep(0.001)
+            p.send_signal(signal.SIGSTOP)
+            caught = bool(stage())
+            p.send_signal(signal.SIGINT)
+            p.send_signal(signal.SIGCONT)
+            _, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        return (p.returncode, err) if caught else None
+
+    def test_interrupt_leaves_the_target_alone(self):
+        # about 60 MB: the load takes long enough to be caught in it
+        self.sqlite("CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB)")
+        self.sqlite("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                    "WHERE x < 900) INSERT INTO big (b) SELECT randomblob(65536) FROM c")
+        snap = self.backup("--name", "big")["path"]
+        self.sqlite("DELETE FROM big WHERE id > 100")
+        db_sha = file_sha(self.path("app.db"))
+        for attempt in range(5):
+            new = self.path("new%d.db" % attempt)
+            res = self.interrupt_while_staging(new, "restore", snap, "--yes",
+                                               "--to", self.sqlite_url(os.path.basename(new)))
+            if res is None:
+                continue
+            code, err = res
+            self.assertEqual(code, 130, err)
+            self.assertIn("interrupted", err)
+            self.assertFalse(os.path.exists(new), err)  # the empty file it made is gone
+            res = self.interrupt_while_staging(self.path("app.db"), "restore", snap, "--yes",
+                                               "--no-safety-backup")
+            if res is None:
+                continue
+            code, err = res
+            self.assertEqual(code, 130, err)
+            self.assertEqual(file_sha(self.path("app.db")), db_sha)
+            self.assertEqual(sorted(f for f in os.listdir(self.dir) if "restore." in f), [])
+            return
+        self.skipTest("every restore finished before it could be interrupted")
 
     def damaged_copies(self, snap):
         """Yields (label, path) of damaged copies with the original's checksum."""
