@@ -230,10 +230,10 @@ static void pool_sleep(struct pool *p)
 		return;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += 100 * 1000 * 1000;
-	if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+	ts.tv_nsec += 100000000L; /* 100 ms */
+	if (ts.tv_nsec >= 1000000000L) {
 		ts.tv_sec++;
-		ts.tv_nsec -= 1000 * 1000 * 1000;
+		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 	if (*p->interrupted && !p->failed) {
