@@ -1,6 +1,7 @@
 """Fault injection on PostgreSQL: send (libpq), write, fsync and rename fail,
-or the process is SIGKILLed, at call after call of backup and of an in-place
-restore.  See faultlib.py for what is checked.
+or the process is SIGKILLed, at call after call of backup, of an in-place
+restore and of a parallel restore --to (--jobs 2).  See faultlib.py for what
+is checked.
 """
 import shutil
 import time
@@ -22,12 +23,13 @@ class FaultPg(FaultTest):
             INSERT INTO orders SELECT x, x FROM generate_series(1, 500) x;
         """)
 
-    def wait_idle(self):
+    def wait_idle(self, url=None):
         """Waits until no session of a killed client is left on the database
         (the server notices a lost client only at its next read)."""
-        db = self.url.rsplit("/", 1)[1].split("?")[0]
+        url = url or self.url
+        db = url.rsplit("/", 1)[1].split("?")[0]
         for _ in range(300):
-            if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+            if self.psql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
                          "'%s' AND pid <> pg_backend_pid()" % db) == "0":
                 return
             time.sleep(0.05)
@@ -119,6 +121,39 @@ class FaultPg(FaultTest):
                     self.assertSnapshotsVerify(bdir)
                     if r.code == 0:
                         reset()
+
+    def test_restore_to_in_parallel(self):
+        """restore --to --jobs 2: the send that fails may be the main
+        connection's or a worker's (the shim counts the threads' sends
+        together).  A parallel restore is not atomic: a failed one must say
+        the target is incomplete, and restoring again must mend it."""
+        snap = self.path("snap.tar.zst")
+        self.ok("-d", self.url, "-b", self.dir, "backup", "--name", "snap")
+        want = self.pg_state(self.url)
+        target = self.pg_new_db()
+        args = ["-b", self.path("bk"), "restore", snap, "--to", target, "--jobs", "2", "--yes",
+                "--no-safety-backup"]
+        n = self.counts(*args)
+        self.assertEqual(self.pg_state(target), want)
+        self.assertGreater(n["send"], 6)
+        for i in spread(n["send"], 6):
+            for mode in ("fault", "kill"):
+                with self.subTest(index=i, mode=mode):
+                    if mode == "fault":
+                        r = self.run_shim(*args, fault="send:%d" % i)
+                        self.assertClean(r, (0, 1))
+                        if r.code == 0:
+                            self.assertEqual(self.pg_state(target), want)
+                        else:
+                            self.assertRegex(r.err, "incomplete|cannot|lost|closed")
+                    else:
+                        r = self.run_shim(*args, kill="send:%d" % i)
+                        self.assertClean(r, (), killed=True)
+                    self.wait_idle(target)
+                    # restoring again mends whatever the failed run left
+                    self.ok(*args)
+                    self.assertEqual(self.pg_state(target), want)
+                    self.assertNoTemps(self.path("bk"), self.dir)
 
 
 if __name__ == "__main__":
