@@ -123,12 +123,18 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	snap_set_engine(w, e->ops->name, version.buf);
 	snap_set_source(w, e->url.redacted);
 	snap_set_revision(w, revision);
+	snap_writer_set_interrupt(w, opts->interrupted);
 	if (d->take(e, w, opts, err) < 0)
+		goto out;
+	/* a signal after the last block: still nothing is published */
+	if (opts->interrupted && *opts->interrupted)
 		goto out;
 	ret = snap_writer_commit(w, &out->path, out->sha256, &out->bytes, err);
 	w = NULL;
 out:
 	snap_writer_abort(w);
+	if (ret < 0 && opts->interrupted && *opts->interrupted)
+		err_set(err, ERR_INTERRUPTED, "interrupted; no snapshot was written");
 	free(revision);
 	sb_release(&version);
 	return ret;

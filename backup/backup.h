@@ -10,6 +10,7 @@
 #ifndef SM_BACKUP_H
 #define SM_BACKUP_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "engine.h"
@@ -25,6 +26,10 @@ struct backup_opts {
 	snap_progress_fn progress;
 	void *progress_ud;
 	int no_owner; /* PostgreSQL: do not record ownership */
+	/* A signal handler's flag (borrowed, may be NULL): once set, the
+	 * snapshot is abandoned (ERR_INTERRUPTED, nothing published).  The
+	 * server's running query is the caller's to cancel. */
+	volatile sig_atomic_t *interrupted;
 };
 
 struct backup_result {

@@ -60,6 +60,7 @@ static int take_snapshot(struct engine *e, struct cmd_ctx *ctx, const char *name
 	bo.progress = progress_cb;
 	bo.progress_ud = &pr;
 	bo.no_owner = opt.no_owner;
+	bo.interrupted = &cli_interrupted; /* set only where signals are watched */
 	rc = backup_take(e, ctx->backup_dir, name, &bo, res, &ctx->err);
 	progress_end(&pr);
 	return rc;
@@ -69,12 +70,20 @@ int cmd_backup(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
 	struct backup_result res = BACKUP_RESULT_INIT;
-	int code;
+	int code, rc;
 
 	if (want_args(ctx, 0, 0) < 0)
 		return report_error(ctx, &ctx->err);
-	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0 ||
-	    take_snapshot(e, ctx, opt.name, "backup", &res) < 0) {
+	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	/* Ctrl-C or SIGTERM: the server's query is cancelled, the temp file
+	 * removed, nothing published (exit 130) */
+	signals_watch(e);
+	rc = take_snapshot(e, ctx, opt.name, "backup", &res);
+	signals_unwatch();
+	if (rc < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}

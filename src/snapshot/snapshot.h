@@ -91,6 +91,9 @@ void snap_set_extra(struct snap_writer *w, cJSON *obj);
 void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size);
 /* Progress reporting for the payload; total may be 0 (unknown). */
 void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total);
+/* Makes writing fail once *flag is set (a signal handler's flag; borrowed,
+ * may be NULL): checked before every block of compressed output. */
+void snap_writer_set_interrupt(struct snap_writer *w, volatile sig_atomic_t *flag);
 
 /* Adds a small entry held in memory.  name is a relative path without "..". */
 int snap_add_entry_buf(struct snap_writer *w, const char *name, const void *data, size_t len,

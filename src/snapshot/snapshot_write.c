@@ -44,6 +44,7 @@ struct snap_writer {
 	struct hash_ctx file_hash;
 	uint64_t file_bytes;
 	int write_errno; /* errno of a failed write in the callback */
+	volatile sig_atomic_t *interrupt; /* stop writing once set */
 	int header_done;
 
 	cJSON *manifest;     /* owned: built up as we go */
@@ -96,6 +97,11 @@ static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t 
 	const char *p = buf;
 	size_t left = len;
 
+	if (w->interrupt && *w->interrupt) {
+		w->write_errno = EINTR;
+		archive_set_error(a, EINTR, "interrupted");
+		return -1;
+	}
 	while (left) {
 		size_t n = left < IO_BLOCK ? left : IO_BLOCK;
 
@@ -296,6 +302,11 @@ void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size)
 		w->deferred = cJSON_CreateObject();
 	cJSON_DeleteItemFromObject(w->deferred, name);
 	cJSON_AddNumberToObject(w->deferred, name, (double)size);
+}
+
+void snap_writer_set_interrupt(struct snap_writer *w, volatile sig_atomic_t *flag)
+{
+	w->interrupt = flag;
 }
 
 void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total)

@@ -276,6 +276,38 @@ class SnapshotSqlite(CliTest):
             return
         self.skipTest("every restore finished before it could be interrupted")
 
+    def test_interrupted_backup_publishes_nothing(self):
+        """SIGINT while the snapshot's temp file is written (caught with
+        SIGSTOP, SIGINT, SIGCONT): exit 130, no temp file, no snapshot."""
+        self.sqlite("CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB)")
+        self.sqlite("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                    "WHERE x < 900) INSERT INTO big (b) SELECT randomblob(65536) FROM c")
+        for attempt in range(5):
+            bdir = self.path("bk%d" % attempt)
+            os.mkdir(bdir, 0o700)
+            temp = fs_glob(bdir, ".safe-migrate-tmp.*")
+            p = subprocess.Popen([BIN, "-b", bdir, "backup"], cwd=self.dir, env=self.env,
+                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                while not temp() and p.poll() is None:
+                    time.sleep(0.001)
+                p.send_signal(signal.SIGSTOP)
+                caught = bool(temp())
+                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGCONT)
+                _, err = p.communicate(timeout=60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.communicate()
+            if not caught:
+                continue
+            self.assertEqual(p.returncode, 130, err)
+            self.assertIn("interrupted; no snapshot was written", err)
+            self.assertEqual(os.listdir(bdir), [])
+            return
+        self.skipTest("every backup finished before it could be interrupted")
+
     def damaged_copies(self, snap):
         """Yields (label, path) of damaged copies with the original's checksum."""
         data = open(snap, "rb").read()
