@@ -9,6 +9,7 @@ Under CI=true a missing server fails the test instead of skipping it.
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -182,6 +183,32 @@ class CliTest(unittest.TestCase):
                              text=True)
         self.wait_for_phase(self.path("backups"))
         return p
+
+    def interrupt(self, args, ready, freeze=False):
+        """Starts safe-migrate ARGS, waits until ready() holds (or the process
+        ends), sends SIGINT and waits for the process to end.  With freeze
+        it is stopped (SIGSTOP) first and ready() asked again, so the signal
+        lands (on SIGCONT) at a point known to be reached.  Returns (exit
+        code, stderr, whether ready() held when the signal was sent)."""
+        p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not ready() and p.poll() is None:
+                self.assertLess(time.monotonic(), deadline, "timed out waiting to interrupt")
+                time.sleep(0.001)
+            if freeze:
+                p.send_signal(signal.SIGSTOP)
+            caught = p.poll() is None and ready()
+            p.send_signal(signal.SIGINT)
+            if freeze:
+                p.send_signal(signal.SIGCONT)
+            _, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        return p.returncode, err, caught
 
     def pg_schema_dump(self, url):
         r = subprocess.run(["pg_dump", "--schema-only", "--no-owner", url],

@@ -8,13 +8,12 @@ import glob
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
 import uuid
 
-from smtest import BIN, CliTest, FIXTURES, SRC, main
+from smtest import CliTest, FIXTURES, SRC, main
 
 FIDELITY = os.path.join(SRC, "tests", "fixtures", "pg_fidelity.sql")
 PAGILA = os.path.join(FIXTURES, "pagila", "pagila-schema.sql")
@@ -394,20 +393,8 @@ class SnapshotPgTest(CliTest):
         """Runs safe-migrate ARGS, sends SIGINT once a CREATE INDEX of it runs
         in url's database, and returns (exit code, stderr)."""
         self.psql(url, "ALTER DATABASE \"%s\" SET sm_test.slow = 'on'" % self.dbname(url))
-        p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            deadline = time.time() + 60
-            while not self.active_index_builds(url):
-                self.assertIsNone(p.poll(), "safe-migrate ended before the index build")
-                self.assertLess(time.time(), deadline, "no index build started")
-                time.sleep(0.1)
-            p.send_signal(signal.SIGINT)
-            _, err = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+        code, err, caught = self.interrupt(args, lambda: self.active_index_builds(url))
+        self.assertTrue(caught, "safe-migrate ended before the index build: %s" % err)
         # cancelled, not left running: without a cancel the server goes on
         # building for minutes after the client is gone
         deadline = time.time() + 15
@@ -415,7 +402,7 @@ class SnapshotPgTest(CliTest):
             self.assertLess(time.time(), deadline, "the index build still runs")
             time.sleep(0.1)
         self.psql(url, "ALTER DATABASE \"%s\" RESET sm_test.slow" % self.dbname(url))
-        return p.returncode, err
+        return code, err
 
     def test_interrupt_cancels_the_parallel_workers(self):
         src = self.pg_new_db()

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import signal
 import sqlite3
 import stat
 import subprocess
@@ -14,7 +13,7 @@ import sys
 import tarfile
 import time
 
-from smtest import BIN, CliTest, main
+from smtest import CliTest, main
 
 WRITER = r"""
 import os, sqlite3, sys, time
@@ -225,33 +224,24 @@ class SnapshotSqlite(CliTest):
         self.assertEqual(sorted(f for f in os.listdir(self.dir) if "restore" in f), [])
 
     def interrupt_while_staging(self, target, *args):
-        """Starts safe-migrate ARGS, stops it (SIGSTOP) once its staging file
-        for target exists, queues a SIGINT and lets it go on: the signal lands
-        while the snapshot is loaded or checked, before the commit point.
-        Returns (exit code, stderr), or None when the restore was already
-        past its staging file."""
-        p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        """Interrupts safe-migrate ARGS while its staging file for target
+        exists (frozen there, see CliTest.interrupt): the signal lands while
+        the snapshot is loaded or checked, before the commit point.  Returns
+        (exit code, stderr), or None when the restore was already past its
+        staging file."""
         stage = fs_glob(self.dir, os.path.basename(target) + ".safe-migrate-restore.*")
-        try:
-            while not stage() and p.poll() is None:
-                time.sleep(0.001)
-            p.send_signal(signal.SIGSTOP)
-            caught = bool(stage())
-            p.send_signal(signal.SIGINT)
-            p.send_signal(signal.SIGCONT)
-            _, err = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        return (p.returncode, err) if caught else None
+        code, err, caught = self.interrupt(args, lambda: bool(stage()), freeze=True)
+        return (code, err) if caught else None
 
-    def test_interrupt_leaves_the_target_alone(self):
-        # about 60 MB: the load takes long enough to be caught in it
+    def add_big_table(self):
+        """About 60 MB of incompressible rows: a backup or a restore takes
+        long enough to be caught in the middle."""
         self.sqlite("CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB)")
         self.sqlite("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
                     "WHERE x < 900) INSERT INTO big (b) SELECT randomblob(65536) FROM c")
+
+    def test_interrupt_leaves_the_target_alone(self):
+        self.add_big_table()
         snap = self.backup("--name", "big")["path"]
         self.sqlite("DELETE FROM big WHERE id > 100")
         db_sha = file_sha(self.path("app.db"))
@@ -279,30 +269,16 @@ class SnapshotSqlite(CliTest):
     def test_interrupted_backup_publishes_nothing(self):
         """SIGINT while the snapshot's temp file is written (caught with
         SIGSTOP, SIGINT, SIGCONT): exit 130, no temp file, no snapshot."""
-        self.sqlite("CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB)")
-        self.sqlite("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-                    "WHERE x < 900) INSERT INTO big (b) SELECT randomblob(65536) FROM c")
+        self.add_big_table()
         for attempt in range(5):
             bdir = self.path("bk%d" % attempt)
             os.mkdir(bdir, 0o700)
             temp = fs_glob(bdir, ".safe-migrate-tmp.*")
-            p = subprocess.Popen([BIN, "-b", bdir, "backup"], cwd=self.dir, env=self.env,
-                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            try:
-                while not temp() and p.poll() is None:
-                    time.sleep(0.001)
-                p.send_signal(signal.SIGSTOP)
-                caught = bool(temp())
-                p.send_signal(signal.SIGINT)
-                p.send_signal(signal.SIGCONT)
-                _, err = p.communicate(timeout=60)
-            finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.communicate()
+            code, err, caught = self.interrupt(["-b", bdir, "backup"], lambda: bool(temp()),
+                                               freeze=True)
             if not caught:
                 continue
-            self.assertEqual(p.returncode, 130, err)
+            self.assertEqual(code, 130, err)
             self.assertIn("interrupted; no snapshot was written", err)
             self.assertEqual(os.listdir(bdir), [])
             return
