@@ -61,7 +61,6 @@ struct pg_stage {
 	char *path;   /* the snapshot, streamed by apply */
 	int jobs;
 	long lock_timeout_ms;
-	volatile sig_atomic_t *interrupted;
 	struct pg_meta meta;
 };
 
@@ -205,7 +204,6 @@ static int pg_load(struct engine *target, struct snap_reader *r, const struct re
 	s->path = xstrdup(snap_reader_path(r));
 	s->jobs = opts->jobs;
 	s->lock_timeout_ms = opts->lock_timeout_ms;
-	s->interrupted = opts->interrupted;
 	if (opts->jobs > 1 && !opts->to_other)
 		return err_set(err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it "
 			       "is only for 'restore --to URL' (a scratch database); in place the "
@@ -440,7 +438,8 @@ int pgr_run_batched(struct engine *target, const char *script, const char *what,
  * one transaction: the pg_restore way, several transactions.  A failure
  * part-way leaves the target partly restored, which the error says.
  */
-static int apply_batched(struct engine *target, struct pg_stage *s, struct sm_error *err)
+static int apply_batched(struct engine *target, struct pg_stage *s,
+			 const struct restore_opts *opts, struct sm_error *err)
 {
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
@@ -450,7 +449,7 @@ static int apply_batched(struct engine *target, struct pg_stage *s, struct sm_er
 
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
-	snap_reader_set_interrupt(r, s->interrupted);
+	snap_reader_set_interrupt(r, opts->interrupted);
 	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
 		goto fail;
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
@@ -476,7 +475,8 @@ out:
 	return ret;
 }
 
-static int apply_single(struct engine *target, struct pg_stage *s, struct sm_error *err)
+static int apply_single(struct engine *target, struct pg_stage *s,
+			const struct restore_opts *opts, struct sm_error *err)
 {
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
@@ -486,7 +486,7 @@ static int apply_single(struct engine *target, struct pg_stage *s, struct sm_err
 
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
-	snap_reader_set_interrupt(r, s->interrupted);
+	snap_reader_set_interrupt(r, opts->interrupted);
 	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
 		goto out;
 	if (pgr_run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
@@ -508,8 +508,7 @@ static int apply_single(struct engine *target, struct pg_stage *s, struct sm_err
 	sb_reset(&sql);
 	analyze_sql(s->meta.toc, &sql);
 	if ((sql.len && pgr_run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0) ||
-	    (s->interrupted && *s->interrupted &&
-	     err_set(err, ERR_INTERRUPTED, "interrupted before the commit") < 0) ||
+	    restore_interrupted(opts, err) < 0 ||
 	    pgr_run_sql(conn, "COMMIT", "cannot commit the restore", err) < 0)
 		goto out;
 	in_tx = 0;
@@ -521,7 +520,7 @@ out:
 		PQclear(res);
 	}
 	/* a statement cancelled by the signal handler fails like any other */
-	if (ret < 0 && s->interrupted && *s->interrupted)
+	if (ret < 0 && opts->interrupted && *opts->interrupted)
 		err->kind = ERR_INTERRUPTED;
 	if (ret < 0 && (err->kind == ERR_DAMAGED || err->kind == ERR_INTERRUPTED))
 		err_prefix(err, "nothing was changed");
@@ -564,15 +563,14 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 	int empty = 0, ret = -1;
 
 	(void)manifest;
-	(void)opts;
 	if (save_settings(conn, &undo, err) < 0 || pgr_session(conn, s->lock_timeout_ms, err) < 0)
 		goto out;
 	if (s->jobs > 1) {
 		ret = pgr_apply_parallel(target, s->path, s->jobs, s->lock_timeout_ms,
-					 s->interrupted, err);
+					 opts->interrupted, err);
 		goto out;
 	}
-	if (apply_single(target, s, err) == 0) {
+	if (apply_single(target, s, opts, err) == 0) {
 		ret = 0;
 		goto out;
 	}
@@ -582,7 +580,7 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 	    target_is_empty(conn, s->meta.toc, &empty, err) < 0 || !empty)
 		goto out;
 	err_clear(err);
-	ret = apply_batched(target, s, err);
+	ret = apply_batched(target, s, opts, err);
 out:
 	if (undo.len) {
 		PGresult *res = PQexec(conn, undo.buf);

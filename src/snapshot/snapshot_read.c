@@ -115,16 +115,16 @@ static int fatal(struct snap_reader *r, struct sm_error *err, const char *fmt, .
 	va_start(ap, fmt);
 	sb_vaddf(&sb, fmt, ap);
 	va_end(ap);
-	if (r->interrupted) {
-		err_set(err, ERR_INTERRUPTED, "interrupted while reading snapshot '%s'", r->path);
-		sb_release(&sb);
-		r->broken = 1;
-		return -1;
-	}
-	if (r->read_errno) {
-		err_set(err, ERR_FAIL, "cannot read snapshot '%s': %s", r->path,
-			strerror(r->read_errno));
-		err->sys_errno = r->read_errno;
+	/* not the archive's fault: the read was stopped or failed */
+	if (r->interrupted || r->read_errno) {
+		if (r->interrupted) {
+			err_set(err, ERR_INTERRUPTED, "interrupted while reading snapshot '%s'",
+				r->path);
+		} else {
+			err_set(err, ERR_FAIL, "cannot read snapshot '%s': %s", r->path,
+				strerror(r->read_errno));
+			err->sys_errno = r->read_errno;
+		}
 		sb_release(&sb);
 		r->broken = 1;
 		return -1;
