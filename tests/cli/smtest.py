@@ -24,7 +24,7 @@ BIN = os.environ.get("SAFE_MIGRATE_BIN") or os.path.join(
 SRC = os.environ.get("SAFE_MIGRATE_SRC") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 PG_URL = os.environ.get("SAFE_MIGRATE_TEST_PG_URL")
-FIXTURES = os.path.abspath(os.path.join(SRC, "..", "shared", "fixtures"))
+FIXTURES = os.path.join(SRC, "tests", "fixtures")
 
 
 class Result:
