@@ -1,8 +1,10 @@
 /*
  * restore_sqlite: the SQLite driver of restore.
  *
- * load:  the data/main.db.NNNN chunks are concatenated into a staging file
- *        next to the target (same file system, mode 0600).  Backups store
+ * load:  the whole file is checked against its .sha256 sidecar first (no
+ *        decompression, nothing written); then the data/main.db.NNNN chunks
+ *        are concatenated into a staging file next to the target (same file
+ *        system, mode 0600).  Backups store
  *        chunk 0000 (the first page) last and declare its size in the
  *        header's "deferred" object; the other chunks go after it.
  * apply: the staging file must pass PRAGMA integrity_check; then SQLite's
@@ -203,6 +205,11 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 		err_set(err, ERR_DAMAGED, "the snapshot header's \"deferred\" entry is malformed");
 		goto out;
 	}
+	/* the whole file against its sidecar before anything is written: a
+	 * damaged or forged snapshot may expand to far more than it weighs
+	 * (what the entries hold is checked on this pass, by restore.c) */
+	if (snap_reader_check_file(r, err) < 0)
+		goto out;
 	cleanup_stale_stages(target->url.path);
 	sb_addf(&path, "%s%s%ld.tmp", target->url.path, STAGE_TAG, (long)getpid());
 	unlink(path.buf);

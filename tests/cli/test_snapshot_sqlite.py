@@ -330,6 +330,31 @@ class SnapshotSqlite(CliTest):
         os.remove(snap + ".sha256")
         self.code(7, "verify", snap)
 
+    def test_checksum_file_is_checked_before_anything_is_staged(self):
+        """A snapshot whose .sha256 does not match is refused (exit 7) before
+        a byte is written: the fault shim kills the process at its first
+        write on a file, so a staging copy (the old order: expand, then
+        check) ends in SIGKILL instead of exit 7."""
+        shim = os.environ.get("SM_FAULTSHIM") or os.path.join(
+            os.path.dirname(os.environ["SAFE_MIGRATE_BIN"]), "..", "..", "tests",
+            "libfaultshim.so")
+        if not os.path.exists(shim):
+            self.fail("the fault shim is not built: %s" % shim)
+        snap = self.backup()["path"]
+        db_sha = file_sha(self.path("app.db"))
+        with open(snap + ".sha256", "w") as f:
+            f.write("%s  %s\n" % ("0" * 64, os.path.basename(snap)))
+        env = {"LD_PRELOAD": os.path.abspath(shim), "SM_FAULT_KILL": "write:1",
+               "ASAN_OPTIONS": self.env.get("ASAN_OPTIONS", "detect_leaks=1") +
+                               ":verify_asan_link_order=0"}
+        for args in ((), ("--to", "sqlite:///" + self.path("new.db"))):
+            with self.subTest(args=args):
+                r = self.run_sm("restore", snap, "--yes", *args, env=env)
+                self.assertEqual(r.code, 7, r)
+                self.assertIn("checksum file", r.err)
+                self.assertEqual(file_sha(self.path("app.db")), db_sha)
+                self.assertEqual([f for f in os.listdir(self.dir) if "restore" in f], [])
+
     def test_verify_never_crashes(self):
         for i, blob in enumerate([b"", b"\x00", b"hello world\n" * 100, os.urandom(70000),
                                   b"\x28\xb5\x2f\xfd" + os.urandom(5000)]):
