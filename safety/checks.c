@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -104,6 +105,62 @@ out:
 	return ok;
 }
 
+/* Whether a and b are directories on one file system. */
+static int same_file_system(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev;
+}
+
+/* The automatic restore must fit too: a migration that fills the disk
+ * would otherwise leave the database half-migrated, the restore failing
+ * for want of the room its staging copy and journal need (exit 6).  When
+ * the backup directory shares that file system, the snapshot's share
+ * (snap_need) is counted as well. */
+static void check_restore_space(const struct safety_check_opts *o,
+				const struct safety_driver *d, unsigned long long size,
+				unsigned long long snap_need, struct finding_list *out)
+{
+	unsigned long long room = 0, need;
+	uint64_t avail = 0;
+	char *dir = NULL;
+	char hr[32], hn[32], ha[32], hs[32];
+	struct sm_error e2 = SM_ERROR_INIT;
+	int shared;
+
+	if (!d->restore_room)
+		return;
+	if (d->restore_room(o->e, size, &dir, &room, &e2) < 0) {
+		CHECK(out, "restore-space", LEVEL_FAIL, NULL,
+		      "cannot estimate the room a restore needs: %s", e2.msg);
+		goto out;
+	}
+	if (fs_free_bytes(dir, &avail, &e2) < 0) {
+		CHECK(out, "restore-space", LEVEL_FAIL, NULL, "cannot read free space of '%s': %s",
+		      dir, e2.msg);
+		goto out;
+	}
+	shared = same_file_system(dir, o->backup_dir);
+	need = room + room / 10 + (shared ? snap_need : 0);
+	human_bytes(room, hr);
+	human_bytes(need, hn);
+	human_bytes(avail, ha);
+	human_bytes(snap_need, hs);
+	if (avail < need)
+		CHECK(out, "restore-space", LEVEL_FAIL, "free space on the database's file system: "
+		      "a failed migration could not be rolled back",
+		      "only %s free in '%s'; restoring the snapshot there needs about %s (staging "
+		      "copy and journal %s + 10%%%s%s)", ha, dir, hn, hr,
+		      shared ? ", plus the snapshot's " : "", shared ? hs : "");
+	else
+		CHECK(out, "restore-space", LEVEL_PASS, NULL, "%s free in '%s'; restoring the "
+		      "snapshot there needs about %s (staging copy and journal %s + 10%%%s%s)", ha,
+		      dir, hn, hr, shared ? ", plus the snapshot's " : "", shared ? hs : "");
+out:
+	free(dir);
+}
+
 static int check_space(const struct safety_check_opts *o, const struct safety_driver *d,
 		       struct finding_list *out)
 {
@@ -133,6 +190,7 @@ static int check_space(const struct safety_check_opts *o, const struct safety_dr
 	else
 		CHECK(out, "disk-space", LEVEL_PASS, NULL, "%s free in '%s'; the snapshot needs "
 		      "about %s (database %s + 10%%)", ha, o->backup_dir, hn, hs);
+	check_restore_space(o, d, size, need, out);
 	return 0;
 }
 

@@ -222,6 +222,20 @@ static int sqlite_db_size(struct engine *e, unsigned long long *bytes, struct sm
 	return 0;
 }
 
+/* The in-place restore writes a staging copy of the snapshot's database
+ * next to the live one (restore_sqlite.c), then copies it in with the
+ * backup API in one write transaction, whose rollback journal holds every
+ * page it overwrites (or whose WAL holds every page it writes): about the
+ * database's size twice, on the database's file system. */
+static int sqlite_restore_room(struct engine *e, unsigned long long db_bytes, char **dir,
+			       unsigned long long *bytes, struct sm_error *err)
+{
+	(void)err;
+	*dir = fs_dirname(e->url.path);
+	*bytes = 2 * db_bytes;
+	return 0;
+}
+
 static void sqlite_preopen(const struct db_url *url, struct finding_list *out)
 {
 	struct strbuf journal = STRBUF_INIT;
@@ -279,6 +293,7 @@ const struct safety_driver safety_sqlite_driver = {
 	.schema_load = sqlite_schema_load,
 	.integrity = sqlite_integrity,
 	.db_size = sqlite_db_size,
+	.restore_room = sqlite_restore_room,
 	.count_rows = sqlite_count_rows,
 	.preopen = sqlite_preopen,
 	.live_checks = NULL,

@@ -355,6 +355,37 @@ class SnapshotSqlite(CliTest):
                 self.assertEqual(file_sha(self.path("app.db")), db_sha)
                 self.assertEqual([f for f in os.listdir(self.dir) if "restore" in f], [])
 
+    def test_safety_check_counts_the_room_a_restore_needs(self):
+        """The database (about 3.2 MB) on a 6 MB tmpfs: the snapshot fits
+        in the backup directory (elsewhere), but the in-place restore's
+        staging copy and journal (about 2 x 3.2 MB) would not fit next to
+        the database, so safety-check and the pipeline FAIL up front."""
+        small = self.path("small")
+        os.mkdir(small)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", small],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("cannot mount a tmpfs (%s): the restore-space check needs a "
+                          "small file system" % r.stderr.strip())
+        try:
+            self.fill("small/app.db")
+            url = "sqlite:///" + self.path("small", "app.db")
+            self.write("migrations/0001_x.sql", "-- migrate:up\nCREATE TABLE x (i);\n")
+            r = self.code(4, "-d", url, "safety-check")
+            self.assertRegex(r.out, r"(?m)^PASS disk-space: ")
+            self.assertRegex(r.out, r"(?m)^FAIL restore-space: only .* free in '%s'"
+                             % self.path("small"))
+            before = self.sqlite_dump("small/app.db")
+            r = self.code(4, "-d", url, "safe-migrate")
+            self.assertIn("restore-space", r.out + r.err)
+            self.assertEqual(self.sqlite_dump("small/app.db"), before)
+            # with room for both, the check passes
+            subprocess.run(["mount", "-o", "remount,size=16m", small], check=True)
+            r = self.ok("-d", url, "safety-check")
+            self.assertRegex(r.out, r"(?m)^PASS restore-space: ")
+        finally:
+            subprocess.run(["umount", small], check=False)
+
     def test_verify_never_crashes(self):
         for i, blob in enumerate([b"", b"\x00", b"hello world\n" * 100, os.urandom(70000),
                                   b"\x28\xb5\x2f\xfd" + os.urandom(5000)]):
