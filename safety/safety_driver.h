@@ -21,6 +21,10 @@ struct safety_driver {
 	 * "foreign-keys", "invalid-index", "not-valid-constraint"); adds nothing
 	 * when all is well. */
 	int (*integrity)(struct engine *e, struct finding_list *out, struct sm_error *err);
+	/* The same, without the checks that a run's SQL cannot break and the
+	 * snapshot already guards (validate_opts.quick_integrity; may be NULL:
+	 * integrity is used). */
+	int (*quick_integrity)(struct engine *e, struct finding_list *out, struct sm_error *err);
 	/* Estimated snapshot size: the database's size in bytes. */
 	int (*db_size)(struct engine *e, unsigned long long *bytes, struct sm_error *err);
 	/* Room an in-place restore of the snapshot needs outside the backup
