@@ -18,7 +18,8 @@
 #   tables  many small tables: TABLES tables (default 2000) of 40 rows, each with an index
 #
 # Each side runs RUNS times (default 5), alternating ours and the peer's; the script
-# prints every run, the medians, their ratio and our peak RSS (/usr/bin/time -v).
+# prints every run, the medians, their ratio (wall clock; and CPU time, user + system, which
+# a busy shared machine disturbs less) and our peak RSS (/usr/bin/time -v).
 # Goals (issue 17): backup <= 0.6x, restore --to and in-place restore <= 1.5x,
 # peak RSS <= 64 MiB.
 #
@@ -121,7 +122,7 @@ PY
   mv "$db.tmp" "$db"
 }
 
-# measure LABEL CMD...: appends "LABEL seconds maxrss_kb" to $TIMES
+# measure LABEL CMD...: appends "LABEL seconds maxrss_kb cpu_seconds" to $TIMES
 measure() {
   local label=$1; shift
   sync
@@ -130,6 +131,7 @@ measure() {
   python3 - "$WORK/time.out" "$label" >>"$TIMES" <<'PY'
 import sys
 wall = rss = None
+cpu = 0.0
 for line in open(sys.argv[1]):
     line = line.strip()
     if line.startswith("Elapsed (wall clock)"):
@@ -137,7 +139,9 @@ for line in open(sys.argv[1]):
         wall = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
     elif line.startswith("Maximum resident set size"):
         rss = int(line.rsplit(" ", 1)[1])
-print(sys.argv[2], wall, rss)
+    elif line.startswith(("User time (seconds)", "System time (seconds)")):
+        cpu += float(line.rsplit(" ", 1)[1])
+print(sys.argv[2], wall, rss, cpu)
 PY
 }
 
@@ -227,11 +231,13 @@ for shape in $SHAPES; do
   python3 - "$TIMES" "$shape" "$(stat -c %s "$DB")" "$(stat -c %s "$B/run.tar.zst")" \
     "$(stat -c %s "$WORK/peer.db.zst")" "$(nproc)" <<'PY' | tee -a "$SUMMARY"
 import statistics, sys
-t = {}
+t, c = {}, {}
 for line in open(sys.argv[1]):
-    label, wall, rss = line.split()
+    label, wall, rss, cpu = line.split()
     t.setdefault(label, []).append((float(wall), int(rss)))
+    c.setdefault(label, []).append(float(cpu))
 med = lambda k: statistics.median(w for w, _ in t[k])
+cmed = lambda k: statistics.median(c[k])
 peak = lambda k: max(r for _, r in t[k]) / 1024
 shape = sys.argv[2]
 db, snap, peer = (int(x) for x in sys.argv[3:6])
@@ -241,11 +247,14 @@ ops = (("backup", 0.6), ("restore_to", 1.5), ("restore_in_place", 1.5))
 for op, _ in ops:
     print("%-17s runs: ours %s; peer %s" % (op, " ".join("%.2f" % w for w, _ in t["ours_" + op]),
                                            " ".join("%.2f" % w for w, _ in t["peer_" + op])))
-print("%-17s %9s %9s %7s %14s" % ("", "ours (s)", "peer (s)", "ratio", "our RSS (MiB)"))
+print("%-17s %9s %9s %7s %10s %14s" % ("", "ours (s)", "peer (s)", "ratio", "cpu ratio",
+                                        "our RSS (MiB)"))
 for op, goal in ops:
     o, p = med("ours_" + op), med("peer_" + op)
-    print("%-17s %9.2f %9.2f %6.2fx %14.1f   goal <= %.1fx%s"
-          % (op, o, p, o / p, peak("ours_" + op), goal, "" if o / p <= goal else "  (MISSED)"))
+    co, cp = cmed("ours_" + op), cmed("peer_" + op)
+    print("%-17s %9.2f %9.2f %6.2fx %9.2fx %14.1f   goal <= %.1fx%s"
+          % (op, o, p, o / p, co / cp if cp else 0, peak("ours_" + op), goal,
+             "" if o / p <= goal else "  (MISSED)"))
 PY
   rm -rf "$B" "$WORK/peer.db.zst" "$WORK/restored.db" "$WORK/peer-restored.db" "$WORK/peer-tmp.db"
 done
