@@ -6,8 +6,9 @@
  * Pages are copied out of the blocks (xRead) or, with PRAGMA mmap_size,
  * lent to SQLite in place (xFetch) the way it would use a memory map; a
  * lent page pins its block until xUnfetch.  A block is loaded only for a
- * miss that continues a scan (ra_local); other misses read one page, so
- * random lookups cost what they cost SQLite without this VFS.  (A thread loading the next
+ * miss that continues a forward scan or falls in a block read densely
+ * (ra_local); other misses read one page, so random lookups cost what they
+ * cost SQLite without this VFS.  (A thread loading the next
  * block ahead was tried: on a file in the page cache a block is copied in
  * less time than it takes to hand it over, and the check got slower.)
  */
@@ -36,6 +37,7 @@ struct ra_file {
 	struct ra_slot slot[RA_SLOTS];
 	unsigned long tick;
 	sqlite3_int64 last_miss; /* block of the last miss (loaded or read plain) */
+	int misses;              /* plain reads in that block since */
 	sqlite3_int64 map_limit; /* xFetch lends pages below it (PRAGMA mmap_size) */
 };
 
@@ -126,14 +128,31 @@ static int ra_load(struct ra_file *f, sqlite3_int64 base, int *rc)
 	return s;
 }
 
-/* Whether a miss in the block at base continues a scan: the last miss lay
- * in this block or the one before.  Only then is a whole
- * block worth loading; a lookup that jumps around the file (an index probe
- * of PRAGMA integrity_check, count(*) over an index whose pages are
- * scattered) reads its one page, as SQLite would, instead of 512 KiB. */
+/* Plain reads in one block after which the block is loaded. */
+#define RA_DENSE 4
+
+/* Whether a miss in the block at base is worth loading the whole block
+ * for: it continues a forward scan (the last miss lay in the block before),
+ * or this block has been read page by page RA_DENSE times in a row.  A
+ * lookup that jumps around the file (an index probe of PRAGMA
+ * integrity_check, count(*) over an index whose pages are scattered, a
+ * walk that visits a page or two per block) reads its one page, as SQLite
+ * would, instead of 512 KiB. */
 static int ra_local(const struct ra_file *f, sqlite3_int64 base)
 {
-	return f->last_miss == base || f->last_miss + RA_BLOCK == base;
+	return f->last_miss + RA_BLOCK == base ||
+	       (f->last_miss == base && f->misses >= RA_DENSE);
+}
+
+/* Records a page read the plain way in the block at base. */
+static void ra_plain_miss(struct ra_file *f, sqlite3_int64 base)
+{
+	if (f->last_miss == base) {
+		f->misses++;
+	} else {
+		f->last_miss = base;
+		f->misses = 1;
+	}
 }
 
 /* Pins the slot holding the page [off, off + amt) of one block, loading
@@ -155,10 +174,11 @@ static int ra_pin(struct ra_file *f, sqlite3_int64 off, int amt, int plain, int 
 		f->slot[s].pins++;
 	} else if (!ra_local(f, base)) {
 		if (plain)
-			f->last_miss = base;
+			ra_plain_miss(f, base);
 		return -1;
 	} else {
 		f->last_miss = base;
+		f->misses = 0;
 		s = ra_load(f, base, rc);
 	}
 	if (s >= 0 && off + amt > base + f->slot[s].len) {
