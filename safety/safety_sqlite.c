@@ -175,34 +175,56 @@ out:
 	return ret;
 }
 
-/* Page cache of the full check: it probes every index once per row of its
- * table, so index pages are read again and again unless they stay cached.
- * Bounded, so the check's memory stays within the tool's budget. */
-#define CHECK_CACHE_KIB 32768
+/* Page cache of the checks: integrity_check probes every index once per
+ * row of its table, and foreign_key_check looks every child row's parent
+ * up, so the same pages are read again and again unless they stay cached.
+ * Bounded, so the checks' memory stays within the tool's budget. */
+#define CHECK_CACHE_KIB 16384
 
-/* Runs PRAGMA pragma (integrity_check or quick_check) with a page cache of
- * cache_kib KiB for its duration (0: the connection's own). */
-static int run_check(struct engine *e, const char *pragma, long cache_kib,
-		     struct finding_list *out, struct sm_error *err)
+/* Gives the connection a page cache of CHECK_CACHE_KIB for the checks;
+ * *old receives the setting to put back (owned). */
+static int check_cache_begin(struct engine *e, char **old, struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	int ret;
+
+	*old = NULL;
+	if (engine_scalar(e, "PRAGMA cache_size", 0, NULL, old, err) < 0)
+		return -1;
+	sb_addf(&sql, "PRAGMA cache_size = -%d", CHECK_CACHE_KIB);
+	ret = engine_exec(e, sql.buf, err);
+	sb_release(&sql);
+	return ret;
+}
+
+/* Puts the page cache setting back and frees old; ret is the checks'
+ * result (after a failure, err already says what went wrong first). */
+static int check_cache_end(struct engine *e, char *old, int ret, struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	struct sm_error later = SM_ERROR_INIT;
+
+	if (old) {
+		sb_addf(&sql, "PRAGMA cache_size = %s", old);
+		if (engine_exec(e, sql.buf, ret < 0 ? &later : err) < 0)
+			ret = -1;
+	}
+	free(old);
+	sb_release(&sql);
+	return ret;
+}
+
+/* Runs PRAGMA pragma (integrity_check or quick_check). */
+static int run_check(struct engine *e, const char *pragma, struct finding_list *out,
+		     struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
 	struct strbuf sql = STRBUF_INIT;
-	struct sm_error later = SM_ERROR_INIT;
-	char *old = NULL;
-	int ret = -1;
 
-	if (cache_kib > 0) {
-		if (engine_scalar(e, "PRAGMA cache_size", 0, NULL, &old, err) < 0)
-			goto out;
-		sb_addf(&sql, "PRAGMA cache_size = -%ld", cache_kib);
-		if (engine_exec(e, sql.buf, err) < 0)
-			goto out;
-	}
-	sb_reset(&sql);
 	sb_addf(&sql, "PRAGMA %s", pragma);
 	if (e->ops->query(e, sql.buf, 0, NULL, &r, err) < 0) {
-		err_prefix(err, "PRAGMA %s failed", pragma);
-		goto out;
+		sb_release(&sql);
+		return err_prefix(err, "PRAGMA %s failed", pragma);
 	}
 	for (size_t i = 0; i < r.nrows && i < MAX_REPORTED; i++) {
 		const char *v = rows_get(&r, i, 0);
@@ -211,19 +233,9 @@ static int run_check(struct engine *e, const char *pragma, long cache_kib,
 				    "restore the snapshot taken before the run", NULL, 0,
 				    "%s: %s", pragma, v);
 	}
-	ret = 0;
-out:
-	if (old) {
-		sb_reset(&sql);
-		sb_addf(&sql, "PRAGMA cache_size = %s", old);
-		/* after a failure, err already says what went wrong first */
-		if (engine_exec(e, sql.buf, ret < 0 ? &later : err) < 0)
-			ret = -1;
-	}
-	free(old);
 	sb_release(&sql);
 	rows_release(&r);
-	return ret;
+	return 0;
 }
 
 static int sqlite_fk_check(struct engine *e, struct finding_list *out, struct sm_error *err)
@@ -245,11 +257,22 @@ static int sqlite_fk_check(struct engine *e, struct finding_list *out, struct sm
 	return 0;
 }
 
+/* pragma and foreign_key_check, with the checks' page cache. */
+static int run_checks(struct engine *e, const char *pragma, struct finding_list *out,
+		      struct sm_error *err)
+{
+	char *old = NULL;
+	int ret = -1;
+
+	if (check_cache_begin(e, &old, err) == 0 && run_check(e, pragma, out, err) == 0 &&
+	    sqlite_fk_check(e, out, err) == 0)
+		ret = 0;
+	return check_cache_end(e, old, ret, err);
+}
+
 static int sqlite_integrity(struct engine *e, struct finding_list *out, struct sm_error *err)
 {
-	if (run_check(e, "integrity_check", CHECK_CACHE_KIB, out, err) < 0)
-		return -1;
-	return sqlite_fk_check(e, out, err);
+	return run_checks(e, "integrity_check", out, err);
 }
 
 /* The pipeline's check (docs/safety.md): quick_check reads every page once
@@ -260,9 +283,7 @@ static int sqlite_integrity(struct engine *e, struct finding_list *out, struct s
 static int sqlite_quick_integrity(struct engine *e, struct finding_list *out,
 				  struct sm_error *err)
 {
-	if (run_check(e, "quick_check", 0, out, err) < 0)
-		return -1;
-	return sqlite_fk_check(e, out, err);
+	return run_checks(e, "quick_check", out, err);
 }
 
 static unsigned long long file_size(const char *path)
