@@ -45,6 +45,13 @@ const char pgcat_session_sql[] =
 	"NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = '" cls    \
 	"'::regclass AND x.objid = " oidexpr " AND x.deptype = 'e')"
 
+/* A key that a view's rule or an SQL-body function needs (GROUP BY the
+ * primary key, ON CONFLICT ON CONSTRAINT): created in pre-data, before them. */
+#define KEY_NEEDED_EARLY(k)                                                           \
+	"EXISTS (SELECT 1 FROM pg_catalog.pg_depend kd WHERE kd.refclassid = "         \
+	"'pg_catalog.pg_constraint'::regclass AND kd.refobjid = " k ".oid AND "       \
+	"kd.classid IN ('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_proc'::regclass))"
+
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
 	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
@@ -118,6 +125,8 @@ struct pobj {
 	size_t ndeps, adeps;
 	int emitted;
 	char *refresh; /* a populated materialized view: its REFRESH, for post-data */
+	int has_full;  /* a base type's shell (CREATE TYPE t;): */
+	size_t full;   /* the index of its full CREATE TYPE */
 };
 
 struct okey {
@@ -181,13 +190,20 @@ static struct pobj *add_obj(struct objset *s, int rank, char cls, unsigned oid, 
 	return o;
 }
 
-static void add_dep(struct pobj *o, size_t dep)
+static int has_dep(const struct pobj *o, size_t dep)
 {
 	size_t i;
 
 	for (i = 0; i < o->ndeps; i++)
 		if (o->deps[i] == dep)
-			return;
+			return 1;
+	return 0;
+}
+
+static void add_dep(struct pobj *o, size_t dep)
+{
+	if (has_dep(o, dep))
+		return;
 	ALLOC_GROW(o->deps, o->ndeps + 1, o->adeps);
 	o->deps[o->ndeps++] = dep;
 }
@@ -343,7 +359,7 @@ static int dump_types(struct dumper *dp)
 		" WHERE co.oid = t.typcollation) END, "
 		"(SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' "
 		" || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname) "
-		" FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), "
+		" FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.convalidated), "
 		/* 10 composite attributes */
 		"(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || "
 		" pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attcollation <> 0 AND "
@@ -420,6 +436,89 @@ static int dump_types(struct dumper *dp)
 	return 0;
 }
 
+/*
+ * Base types and types that are only a shell.  A base type and its I/O
+ * functions need each other, so it is two objects, as in pg_dump: the shell
+ * (CREATE TYPE t;), which the functions need, and the full CREATE TYPE,
+ * which needs the functions and which everything else needs
+ * (load_dependencies routes the edges).
+ */
+static int dump_base_types(struct dumper *dp)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT t.oid, t.typisdefined, pg_catalog.format_type(t.oid, NULL), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(t.typowner)), t.typlen, "
+		/* 5.. support functions: regproc prints them schema-qualified here */
+		"t.typinput::pg_catalog.regproc, t.typoutput::pg_catalog.regproc, "
+		"NULLIF(t.typreceive, 0)::pg_catalog.regproc, NULLIF(t.typsend, 0)::pg_catalog.regproc, "
+		"NULLIF(t.typmodin, 0)::pg_catalog.regproc, NULLIF(t.typmodout, 0)::pg_catalog.regproc, "
+		"NULLIF(t.typanalyze, 0)::pg_catalog.regproc, NULLIF(t.typsubscript, 0)::pg_catalog.regproc, "
+		/* 13 default, element, category, preferred, delimiter, by value, align, storage, collatable */
+		"pg_catalog.quote_literal(t.typdefault), "
+		"CASE WHEN t.typelem <> 0 THEN pg_catalog.format_type(t.typelem, NULL) END, "
+		"t.typcategory, t.typispreferred, pg_catalog.quote_literal(t.typdelim::pg_catalog.text), t.typbyval, "
+		"t.typalign, t.typstorage, t.typcollation <> 0 "
+		"FROM pg_catalog.pg_type t WHERE t.typnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_type", "t.oid") " AND (t.typtype = 'b' AND t.typelem = 0 OR "
+		"t.typtype = 'b' AND t.typelem <> 0 AND (SELECT e.typarray FROM pg_catalog.pg_type e "
+		"WHERE e.oid = t.typelem) <> t.oid OR t.typtype = 'p' AND NOT t.typisdefined) "
+		"ORDER BY t.oid", dp->err);
+	static const char *const align[] = { "c", "char", "s", "int2", "i", "int4", "d", "double" };
+	static const char *const storage[] = { "p", "plain", "e", "external", "m", "main",
+					       "x", "extended" };
+	static const char *const fn[] = { "INPUT", "OUTPUT", "RECEIVE", "SEND", "TYPMOD_IN",
+					  "TYPMOD_OUT", "ANALYZE", "SUBSCRIPT" };
+	int i;
+	size_t k;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 2);
+		unsigned oid = oidval(r, i, 0);
+		struct pobj *shell;
+		size_t shell_idx = dp->objs.n;
+
+		sb_addf(&sb, "CREATE TYPE %s;\n", name);
+		add_obj(&dp->objs, R_TYPE, 't', oid, sb_detach(&sb));
+		owner_to(dp, "TYPE", name, PQgetvalue(r, i, 3));
+		if (!bval(r, i, 1))
+			continue; /* only a shell */
+		sb_addf(&sb, "CREATE TYPE %s (\n    INTERNALLENGTH = %s", name,
+			strcmp(PQgetvalue(r, i, 4), "-1") ? PQgetvalue(r, i, 4) : "variable");
+		for (k = 0; k < sizeof(fn) / sizeof(*fn); k++)
+			if (val(r, i, 5 + (int)k))
+				sb_addf(&sb, ",\n    %s = %s", fn[k], val(r, i, 5 + (int)k));
+		if (val(r, i, 13))
+			sb_addf(&sb, ",\n    DEFAULT = %s", val(r, i, 13));
+		if (val(r, i, 14))
+			sb_addf(&sb, ",\n    ELEMENT = %s", val(r, i, 14));
+		sb_addf(&sb, ",\n    CATEGORY = '%s'", PQgetvalue(r, i, 15));
+		if (bval(r, i, 16))
+			sb_adds(&sb, ",\n    PREFERRED = true");
+		sb_addf(&sb, ",\n    DELIMITER = %s", PQgetvalue(r, i, 17));
+		for (k = 0; k < sizeof(align) / sizeof(*align); k += 2)
+			if (!strcmp(PQgetvalue(r, i, 19), align[k]))
+				sb_addf(&sb, ",\n    ALIGNMENT = %s", align[k + 1]);
+		for (k = 0; k < sizeof(storage) / sizeof(*storage); k += 2)
+			if (!strcmp(PQgetvalue(r, i, 20), storage[k]))
+				sb_addf(&sb, ",\n    STORAGE = %s", storage[k + 1]);
+		if (bval(r, i, 21))
+			sb_adds(&sb, ",\n    COLLATABLE = true");
+		if (bval(r, i, 18))
+			sb_adds(&sb, ",\n    PASSEDBYVALUE");
+		sb_adds(&sb, "\n);\n");
+		add_obj(&dp->objs, R_TYPE, 'b', oid, sb_detach(&sb));
+		shell = &dp->objs.v[shell_idx];
+		shell->has_full = 1;
+		shell->full = dp->objs.n - 1;
+		add_dep(&dp->objs.v[shell->full], shell_idx);
+	}
+	PQclear(r);
+	return 0;
+}
+
 static void seq_options(struct strbuf *sb, const PGresult *r, int i, int c)
 {
 	/* c: start, increment, min, max, cache, cycle */
@@ -459,9 +558,14 @@ static int dump_sequences(struct dumper *dp)
 		seq_options(&sb, r, i, 5);
 		sb_adds(&sb, ";\n");
 		add_obj(&dp->objs, R_SEQ, 'c', oidval(r, i, 0), sb_detach(&sb));
-		owner_to(dp, "SEQUENCE", name, PQgetvalue(r, i, 2));
+		/* A sequence OWNED BY a column has its table's owner, and only
+		 * the table's ALTER TABLE ... OWNER TO may change it (the server
+		 * refuses "cannot change owner of sequence ... linked to table"
+		 * otherwise): that one carries it along. */
 		if (val(r, i, 11))
 			sb_addf(&dp->seqowned, "ALTER SEQUENCE %s OWNED BY %s;\n", name, val(r, i, 11));
+		else
+			owner_to(dp, "SEQUENCE", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return 0;
@@ -715,9 +819,11 @@ static int dump_relations(struct dumper *dp)
 			t->schema = xstrdup(PQgetvalue(r, i, 12));
 			t->name = xstrdup(PQgetvalue(r, i, 13));
 			t->qualified = xstrdup(name);
-			sb_addf(&cols, "%s", ""); /* keep cols alive for release below */
+			/* no stored column (none at all, all dropped, only generated
+			 * ones): "COPY t () ..." is a syntax error, but "COPY t TO
+			 * STDOUT" writes one empty line per row, as pg_dump does */
 			t->columns = xmalloc(copycols.len + 3);
-			snprintf(t->columns, copycols.len + 3, "(%s)", copycols.buf);
+			snprintf(t->columns, copycols.len + 3, copycols.len ? "(%s)" : "%s", copycols.buf);
 			t->est_rows = strtoll(PQgetvalue(r, i, 14), NULL, 10);
 		}
 		sb_release(&cols);
@@ -730,13 +836,50 @@ out:
 	return ret;
 }
 
+/*
+ * Keys that views, materialized views or SQL-body functions need to be
+ * valid (a GROUP BY the primary key selecting other columns): pre-data
+ * objects between their table and those.  pg_dump instead creates such a
+ * view as a placeholder and replaces it after the constraints, and moves
+ * such a materialized view or function to post-data; creating the key
+ * early keeps one order that serves every restore mode (the parallel one
+ * builds post-data indexes before the rest), at the cost of loading that
+ * one table with its key's index in place.
+ */
+static int dump_early_keys(struct dumper *dp)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT k.oid, c.oid, 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' "
+		"END || c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || "
+		"pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid) || "
+		"E';\\n' FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		"WHERE k.contype IN ('p', 'u', 'x') AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND " KEY_NEEDED_EARLY("k")
+		" ORDER BY k.oid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	sort_keys(&dp->objs);
+	for (i = 0; i < PQntuples(r); i++) {
+		long table = find_obj(&dp->objs, 'c', oidval(r, i, 1));
+		struct pobj *o = add_obj(&dp->objs, R_TABLE, 'k', oidval(r, i, 0),
+					 xstrdup(PQgetvalue(r, i, 2)));
+
+		if (table >= 0)
+			add_dep(o, (size_t)table);
+	}
+	PQclear(r);
+	return 0;
+}
+
 /* Aliases (a table's row type, an array type, a composite type's pg_class
  * row) and the edges between collected objects, from pg_depend. */
 static int load_dependencies(struct dumper *dp)
 {
 	struct objset *s = &dp->objs;
 	PGresult *r = NULL;
-	int i, ret = -1;
+	int i, pass, ret = -1;
 
 	/* row types and composite relations */
 	r = q(dp->conn,
@@ -779,7 +922,8 @@ static int load_dependencies(struct dumper *dp)
 		"WHEN 'pg_catalog.pg_attrdef'::regclass THEN ad.adrelid "
 		"WHEN 'pg_catalog.pg_constraint'::regclass THEN co.contypid ELSE d.objid END, "
 		"CASE d.refclassid WHEN 'pg_catalog.pg_class'::regclass THEN 'c' "
-		"WHEN 'pg_catalog.pg_proc'::regclass THEN 'p' ELSE 't' END, d.refobjid "
+		"WHEN 'pg_catalog.pg_proc'::regclass THEN 'p' "
+		"WHEN 'pg_catalog.pg_constraint'::regclass THEN 'k' ELSE 't' END, d.refobjid "
 		"FROM pg_catalog.pg_depend d "
 		"LEFT JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::regclass "
 		" AND rw.oid = d.objid "
@@ -788,23 +932,33 @@ static int load_dependencies(struct dumper *dp)
 		"LEFT JOIN pg_catalog.pg_constraint co ON d.classid = 'pg_catalog.pg_constraint'::regclass "
 		" AND co.oid = d.objid "
 		"WHERE d.deptype IN ('n', 'a', 'i') AND d.refclassid IN ('pg_catalog.pg_class'::regclass, "
-		"'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_proc'::regclass) "
+		"'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_proc'::regclass, "
+		"'pg_catalog.pg_constraint'::regclass) "
 		"AND (d.classid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_type'::regclass, "
 		"'pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_rewrite'::regclass, "
 		"'pg_catalog.pg_attrdef'::regclass) OR (d.classid = 'pg_catalog.pg_constraint'::regclass "
 		"AND co.contypid <> 0))", dp->err);
 	if (!r)
 		goto out;
-	for (i = 0; i < PQntuples(r); i++) {
-		long from = find_obj(s, PQgetvalue(r, i, 0)[0], oidval(r, i, 1));
-		long to = find_obj(s, PQgetvalue(r, i, 2)[0], oidval(r, i, 3));
+	/* pass 0: a base type's own edges (to its I/O functions), which go to
+	 * its full definition; pass 1: the rest, where only the type's own
+	 * functions need no more than its shell */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < PQntuples(r); i++) {
+			long from = find_obj(s, PQgetvalue(r, i, 0)[0], oidval(r, i, 1));
+			long to = find_obj(s, PQgetvalue(r, i, 2)[0], oidval(r, i, 3));
 
-		if (from < 0 || to < 0 || from == to)
-			continue;
-		/* a sequence OWNED BY a column is created before its table */
-		if (s->v[from].rank == R_SEQ)
-			continue;
-		add_dep(&s->v[from], (size_t)to);
+			if (from < 0 || to < 0 || from == to || s->v[from].has_full != !pass)
+				continue;
+			if (s->v[from].has_full)
+				from = (long)s->v[from].full;
+			if (s->v[to].has_full && !has_dep(&s->v[s->v[to].full], (size_t)from))
+				to = (long)s->v[to].full;
+			/* a sequence OWNED BY a column is created before its table */
+			if (s->v[from].rank == R_SEQ || from == to)
+				continue;
+			add_dep(&s->v[from], (size_t)to);
+		}
 	}
 	ret = 0;
 out:
@@ -864,7 +1018,8 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.contype, k.oid",
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT " KEY_NEEDED_EARLY("k")
+		" ORDER BY c.oid, k.contype, k.oid",
 		/* indexes that back no constraint (partition children come with their parent's) */
 		/* ON ONLY would leave a partitioned table's index invalid, without its partitions' */
 		"SELECT CASE WHEN c.relkind = 'p' THEN pg_catalog.regexp_replace(pg_catalog.pg_get_indexdef("
@@ -886,6 +1041,13 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'c' AND k.conislocal AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname",
+		/* a domain's NOT VALID checks (CREATE DOMAIN cannot say NOT VALID), after
+		 * the rows they were never checked against, as pg_dump does */
+		"SELECT 'ALTER DOMAIN ' || pg_catalog.format_type(t.oid, NULL) || ' ADD CONSTRAINT ' || "
+		"pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
+		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_type t ON t.oid = k.contypid "
+		"WHERE NOT k.convalidated AND t.typnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname",
 		/* foreign keys */
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
@@ -979,7 +1141,7 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 		" UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, "
 		" pg_catalog.format_type(t.oid, NULL), t.typacl, t.typowner FROM pg_catalog.pg_type t "
 		" WHERE t.typnamespace IN " USER_NSP " AND t.typacl IS NOT NULL AND t.typtype IN "
-		" ('e', 'd', 'r', 'c') AND " NOT_EXT("pg_catalog.pg_type", "t.oid") ") "
+		" ('e', 'd', 'r', 'c', 'b') AND " NOT_EXT("pg_catalog.pg_type", "t.oid") ") "
 		"SELECT o.kind, o.name, 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; "
 		"REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM ' || "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';', "
@@ -1110,8 +1272,9 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 		goto out;
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
 	if (dump_schemas(&dp, pre) < 0 || dump_extensions(&dp, pre) < 0 || dump_types(&dp) < 0 ||
-	    dump_sequences(&dp) < 0 || dump_functions(&dp) < 0 || dump_relations(&dp) < 0 ||
-	    load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
+	    dump_base_types(&dp) < 0 || dump_sequences(&dp) < 0 || dump_functions(&dp) < 0 ||
+	    dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 || load_dependencies(&dp) < 0 ||
+	    emit_sorted(&dp, pre) < 0)
 		goto out;
 	sb_add(pre, dp.seqowned.buf, dp.seqowned.len);
 

@@ -35,7 +35,7 @@ struct pgcat_options {
 struct pgcat_table {
 	char *schema, *name; /* raw names */
 	char *qualified;     /* "schema"."name", quoted as needed */
-	char *columns;       /* "(a, b, ...)": the stored, non-generated columns */
+	char *columns;       /* "(a, b, ...)": the stored, non-generated columns; "" if none */
 	long long est_rows;  /* the planner's estimate (reltuples), for progress */
 };
 
