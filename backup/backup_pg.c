@@ -326,8 +326,13 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		goto out;
 	{
 		cJSON *extra = cJSON_CreateObject(), *sch = cJSON_AddArrayToObject(extra, "schemas");
+		char fp[HASH_HEX_LEN + 1];
 
+		pgcat_fingerprint(&d, fp);
 		cJSON_AddStringToObject(extra, "copy_format", "text");
+		cJSON_AddStringToObject(extra, "schema_sha256", fp);
+		if (co.no_owner)
+			cJSON_AddTrueToObject(extra, "no_owner");
 		for (i = 0; i < d.nschemas; i++)
 			cJSON_AddItemToArray(sch, cJSON_CreateString(d.schemas[i]));
 		snap_set_extra(w, extra);
@@ -374,8 +379,52 @@ static int pg_estimate(struct engine *e, uint64_t *bytes, struct sm_error *err)
 	return 0;
 }
 
+/* What pg_take would record: the same dump, fingerprinted, and count(*)
+ * of every table it would copy, in one REPEATABLE READ transaction. */
+static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summary *out,
+		       struct sm_error *err)
+{
+	PGconn *conn = engine_native(e);
+	struct pgcat_options co = { cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_owner")),
+				    0 };
+	struct pgcat_dump d = PGCAT_DUMP_INIT;
+	struct strbuf sql = STRBUF_INIT;
+	PGresult *res = NULL;
+	size_t i;
+	int ret = -1;
+
+	if (pgcat_begin(conn, err) < 0)
+		return -1;
+	if (pgcat_read(conn, &co, &d, err) < 0)
+		goto out;
+	pgcat_fingerprint(&d, out->schema_sha256);
+	out->row_counts = cJSON_CreateObject();
+	for (i = 0; i < d.ntables; i++) {
+		sb_reset(&sql);
+		sb_addf(&sql, "SELECT count(*) FROM ONLY %s", d.tables[i].qualified);
+		res = PQexec(conn, sql.buf);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			pgcat_pq_error(err, conn, res, "cannot count the rows");
+			err_prefix(err, "%s", d.tables[i].qualified);
+			goto out;
+		}
+		cJSON_AddNumberToObject(out->row_counts, d.tables[i].qualified,
+					strtod(PQgetvalue(res, 0, 0), NULL));
+		PQclear(res);
+		res = NULL;
+	}
+	ret = 0;
+out:
+	PQclear(res);
+	PQclear(PQexec(conn, "ROLLBACK"));
+	sb_release(&sql);
+	pgcat_dump_release(&d);
+	return ret;
+}
+
 const struct backup_driver backup_pg_driver = {
 	.engine = "postgresql",
 	.take = pg_take,
 	.estimate = pg_estimate,
+	.describe = pg_describe,
 };

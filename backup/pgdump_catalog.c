@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "xalloc.h"
 
 /* SET LOCAL: they end with the snapshot's transaction, and the engine's
@@ -1293,6 +1294,47 @@ out:
 	sb_release(&dp.seqowned);
 	sb_release(&dp.refresh);
 	return ret;
+}
+
+static int line_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void pgcat_fingerprint(const struct pgcat_dump *d, char hex[HASH_HEX_LEN + 1])
+{
+	struct strbuf all = STRBUF_INIT;
+	struct hash_ctx h;
+	char **lines = NULL, *p;
+	size_t n = 0, alloc = 0, i;
+
+	sb_add(&all, d->pre_data.buf, d->pre_data.len);
+	sb_addch(&all, '\n');
+	sb_add(&all, d->post_data.buf, d->post_data.len);
+	for (p = all.buf; *p; ) {
+		char *nl = strchr(p, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (*p) {
+			ALLOC_GROW(lines, n + 1, alloc);
+			lines[n++] = p;
+		}
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	if (n)
+		qsort(lines, n, sizeof(*lines), line_cmp);
+	hash_init(&h);
+	for (i = 0; i < n; i++) {
+		hash_update(&h, lines[i], strlen(lines[i]));
+		hash_update(&h, "\n", 1);
+	}
+	hash_final_hex(&h, hex);
+	hash_release(&h);
+	free(lines);
+	sb_release(&all);
 }
 
 void pgcat_dump_release(struct pgcat_dump *d)

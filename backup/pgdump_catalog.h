@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "hash.h"
 #include "strbuf.h"
 
 struct pgcat_options {
@@ -66,6 +67,12 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	       struct sm_error *err);
 
 void pgcat_dump_release(struct pgcat_dump *d);
+
+/* The schema's fingerprint: SHA-256 (hex) of d's pre- and post-data lines,
+ * sorted, so that it does not depend on the order the catalogs list objects
+ * in (which OIDs decide): a database restored from a snapshot has the
+ * fingerprint the snapshot recorded. */
+void pgcat_fingerprint(const struct pgcat_dump *d, char hex[HASH_HEX_LEN + 1]);
 
 /* Fills err from a failed libpq result (message, SQLSTATE), prefixed by what. */
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);

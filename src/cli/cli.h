@@ -64,7 +64,8 @@ struct options {
 	char *scratch_url;    /* roundtrip --url */
 	char *rehearse_url;   /* safe-migrate --rehearse-url */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
-	int jobs;             /* restore --jobs */
+	int jobs;             /* restore --jobs, verify --jobs */
+	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */
 };
 

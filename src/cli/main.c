@@ -60,7 +60,12 @@ static const struct command commands[] = {
 	{ "list-backups", cmd_list_backups, NEED_BACKUP_DIR,
 	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
 	{ "verify", cmd_verify, 0,
-	  "verify SNAPSHOT", "check a snapshot's structure and every checksum", NULL },
+	  "verify SNAPSHOT [--restore-to URL [--jobs N]]",
+	  "check a snapshot's structure and every checksum",
+	  "--restore-to URL also restores the snapshot into URL, an empty scratch database\n"
+	  "(or a new SQLite file), and compares the result with the schema fingerprint and\n"
+	  "the row counts the snapshot recorded: a snapshot that cannot be restored, or\n"
+	  "restores differently, is reported like a damaged one (exit 7)." },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR,
 	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup]",
 	  "verify a snapshot, take a safety snapshot, and restore",
@@ -127,7 +132,8 @@ static const struct opt_spec specs[] = {
 	{ "name", 0, A_STR, &opt.name, "backup" },
 	{ "to", 0, A_STR, &opt.to_url, "restore" },
 	{ "no-safety-backup", 0, A_FLAG, &opt.no_safety_backup, "restore" },
-	{ "jobs", 'j', A_INT, &opt.jobs, "restore" },
+	{ "jobs", 'j', A_INT, &opt.jobs, "restore verify" },
+	{ "restore-to", 0, A_STR, &opt.restore_to, "verify" },
 	{ "keep", 0, A_STR, &opt.keep, "prune" },
 	{ "output", 'o', A_STR, &opt.output, "schema" },
 	{ "start", 0, A_STR, &opt.start, "sql" },
@@ -482,6 +488,7 @@ static void free_options(char **pos)
 	free(opt.config);
 	free(opt.name);
 	free(opt.to_url);
+	free(opt.restore_to);
 	free(opt.keep);
 	free(opt.output);
 	free(opt.start);

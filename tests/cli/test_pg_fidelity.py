@@ -8,10 +8,12 @@ place after damage, and each result is compared with the source: pg_dump -s
 (owners and grants included) and an order-independent hash of every table's
 rows and every sequence position.
 """
+import json
 import os
 import subprocess
 
-from smtest import CliTest, FIXTURES, PG_URL, main
+import test_snapshot_pg
+from smtest import CliTest, FIXTURES, main
 
 ZOO = os.path.join(FIXTURES, "pg_zoo_fidelity.sql")
 OWNER = "sm_fid_owner"
@@ -24,9 +26,8 @@ class PgFidelityTest(CliTest):
         self.psql_admin("DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') "
                         "THEN CREATE ROLE %s LOGIN; END IF; END$$" % (OWNER, OWNER))
 
-    def load(self, url, path):
-        subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", path],
-                       capture_output=True, text=True, check=True)
+    load = test_snapshot_pg.SnapshotPgTest.load
+    reseal = test_snapshot_pg.SnapshotPgTest.reseal
 
     def schema(self, url):
         """pg_dump -s with owners and grants: what must be the same."""
@@ -61,6 +62,10 @@ class PgFidelityTest(CliTest):
         self.oracle(url, before)
         snap = self.backup(url)
         self.assertSameState(before, self.state(url), "taking the snapshot")
+        scratch = self.pg_new_db()
+        r = self.ok("--json", "verify", snap, "--restore-to", scratch)
+        self.assertTrue(r.json()["ok"], r)
+        self.assertSameState(before, self.state(scratch), "verify --restore-to")
         other = self.pg_new_db()
         self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
                 "--no-safety-backup")
@@ -96,6 +101,50 @@ class PgFidelityTest(CliTest):
         self.assertEqual(self.psql(url, "SELECT max(id) FROM fid.owned_serial"), "3")
         self.assertEqual(self.psql(url, "SELECT count(*) FROM fid.customer_names()"), "3")
         self.assertEqual(self.psql(url, "SELECT count(*) FROM fid.nocols"), "3")
+
+
+    def manifest(self, snap):
+        return json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
+                                         capture_output=True, text=True, check=True).stdout)
+
+    def test_verify_restore_to_finds_what_differs(self):
+        url = self.zoo_db()
+        snap = self.backup(url)
+        m = self.manifest(snap)
+        fp = m["extra"]["schema_sha256"]
+        self.assertEqual(len(fp), 64)
+        self.assertEqual(m["row_counts"]["fid.nocols"], 3)
+        # a non-empty scratch database is refused, and left alone
+        busy = self.pg_new_db()
+        self.psql(busy, "CREATE TABLE keep_me (x int)")
+        r = self.code(2, "verify", snap, "--restore-to", busy)
+        self.assertIn("is not empty", r.err)
+        self.assertEqual(self.psql(busy, "SELECT count(*) FROM keep_me"), "0")
+        # recorded row counts and fingerprint that the restored copy does not have
+        self.reseal(snap, b'"fid.nocols":\t3', b'"fid.nocols":\t4')
+        self.reseal(snap, fp.encode(), ("0" * 64).encode())
+        self.ok("verify", snap)  # every checksum holds
+        r = self.code(7, "--json", "verify", snap, "--restore-to", self.pg_new_db())
+        problems = r.json()["problems"]
+        self.assertIn("table fid.nocols: 3 rows restored, the snapshot recorded 4", problems)
+        self.assertTrue(any("restored schema differs" in p for p in problems), problems)
+
+    def test_verify_restore_to_finds_an_unrestorable_snapshot(self):
+        # a snapshot that passes every checksum but cannot be restored here:
+        # the role owning a table is gone
+        url = self.pg_new_db()
+        self.psql_admin("DROP ROLE IF EXISTS sm_fid_gone; CREATE ROLE sm_fid_gone")
+        try:
+            self.psql(url, "CREATE TABLE t (x int); ALTER TABLE t OWNER TO sm_fid_gone")
+            snap = self.backup(url)
+            self.psql(url, "DROP TABLE t")
+        finally:
+            self.psql_admin("DROP ROLE IF EXISTS sm_fid_gone")
+        self.ok("verify", snap)
+        scratch = self.pg_new_db()
+        r = self.code(7, "verify", snap, "--restore-to", scratch)
+        self.assertIn("cannot be restored", r.out)
+        self.assertIn("sm_fid_gone", r.out)
 
 
 if __name__ == "__main__":
