@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_pg.h"
 #include "hash.h"
 #include "xalloc.h"
 
@@ -55,19 +56,7 @@ const char pgcat_session_sql[] =
 
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
-	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	struct strbuf m = STRBUF_INIT;
-
-	sb_adds(&m, msg && *msg ? msg : PQerrorMessage(conn));
-	sb_rtrim(&m);
-	if (!strncmp(m.buf, "ERROR:  ", 8))
-		memmove(m.buf, m.buf + 8, m.len - 7);
-	err_set(err, ERR_FAIL, "%s: %s", what, m.buf);
-	if (state)
-		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
-	sb_release(&m);
-	return -1;
+	return engine_pg_error(err, conn, res, what);
 }
 
 /* Runs sql; returns the result (caller PQclear) or NULL with err set. */

@@ -269,8 +269,10 @@ static int restore_check(struct cmd_ctx *ctx, const char *path, const cJSON *man
 	compare_restored(manifest, &got, pr);
 	if (ctx->json)
 		cJSON_AddStringToObject(ctx->json, "restored_to", to.redacted);
-	info("restored into '%s' and compared: %s", to.redacted,
-	     got.schema_sha256[0] ? "schema fingerprint and row counts" : "row counts");
+	info("restored into '%s'%s", to.redacted,
+	     got.schema_sha256[0] ? ", compared with the schema fingerprint and row counts the "
+				    "snapshot recorded" :
+	     got.row_counts ? ", compared with the row counts the snapshot recorded" : "");
 	ret = 0;
 out:
 	backup_summary_release(&got);

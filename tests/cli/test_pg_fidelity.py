@@ -8,12 +8,16 @@ place after damage, and each result is compared with the source: pg_dump -s
 (owners and grants included) and an order-independent hash of every table's
 rows and every sequence position.
 """
+import glob
 import json
 import os
+import socket
 import subprocess
+import tempfile
+import uuid
 
 import test_snapshot_pg
-from smtest import CliTest, FIXTURES, main
+from smtest import CliTest, FIXTURES, SRC, main
 
 ZOO = os.path.join(FIXTURES, "pg_zoo_fidelity.sql")
 OWNER = "sm_fid_owner"
@@ -145,6 +149,81 @@ class PgFidelityTest(CliTest):
         r = self.code(7, "verify", snap, "--restore-to", scratch)
         self.assertIn("cannot be restored", r.out)
         self.assertIn("sm_fid_gone", r.out)
+
+
+
+class PgMessagesTest(CliTest):
+    """Errors are told apart by SQLSTATE, never by the server's message text,
+    which is in its lc_messages language.  The server runs in German when
+    its translations and a German locale can be had (the locale is compiled
+    into a temp dir, LOCPATH); else the same paths are checked in English."""
+
+    def german_locale(self):
+        if not glob.glob("/usr/share/locale/de/LC_MESSAGES/postgres-*.mo"):
+            return None
+        loc = tempfile.mkdtemp(prefix="sm-locale-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", loc])
+        r = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8",
+                            os.path.join(loc, "de_DE.UTF-8")], capture_output=True)
+        if r.returncode not in (0, 1) or not os.path.isdir(os.path.join(loc, "de_DE.UTF-8")):
+            return None
+        os.chmod(loc, 0o755)
+        return loc
+
+    def test_errors_are_classified_by_sqlstate(self):
+        self.require_pg()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cluster = "/tmp/sm-pgmsg-" + uuid.uuid4().hex[:8]
+        script = os.path.join(SRC, "scripts", "pg-cluster.sh")
+        env = dict(os.environ, PG_CLUSTER_OPTS="-c max_locks_per_transaction=16 "
+                                               "-c max_connections=5")
+        loc = self.german_locale()
+        if loc:
+            env["LOCPATH"] = loc
+            env["PG_CLUSTER_OPTS"] += " -c lc_messages=de_DE.UTF-8"
+        admin = subprocess.run([script, "start", cluster, str(port)], env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        self.addCleanup(subprocess.run, [script, "stop", cluster], capture_output=True)
+        base = admin.rsplit("/", 1)[0]
+        german = loc is not None
+        if german:
+            r = subprocess.run(["psql", admin, "-X", "-c", "SELECT 1/0"], capture_output=True,
+                               text=True)
+            german = "Division durch Null" in r.stderr
+
+        # a database that does not exist (libpq gives no SQLSTATE for it)
+        r = self.code(1, "-d", base + "/no_such_db", "-b", self.path("backups"), "backup")
+        self.assertIn("never creates a PostgreSQL database", r.err)
+        if german:
+            self.assertIn("existiert nicht", r.err)
+
+        # a statement cancelled by --statement-timeout (57014)
+        self.psql(admin, "CREATE DATABASE a")
+        self.psql(admin, "CREATE DATABASE b")
+        self.write("migrations/0001_slow.sql", "-- migrate:up\nSELECT pg_sleep(5);\n"
+                   "-- migrate:down\nSELECT 1;\n")
+        r = self.code(1, "-d", base + "/a", "--statement-timeout", "200ms", "upgrade")
+        self.assertIn("ran longer than --statement-timeout", r.err)
+        self.assertIn("57014", r.err)
+        if german:
+            self.assertIn("Zeitüberschreitung", r.err)
+
+        # a restore that fails: the server's severity prefix ("FEHLER:  ") is
+        # not repeated after ours (the lock-table path, 53200 from the lock
+        # manager, is test_snapshot_pg's test_lock_table_too_small)
+        self.psql(admin, "CREATE ROLE gone")
+        self.psql(base + "/a", "CREATE TABLE t (x int); ALTER TABLE t OWNER TO gone")
+        snap = self.ok("-d", base + "/a", "-b", self.path("backups"), "--json", "backup",
+                       "--name", "s").json()["path"]
+        self.psql(base + "/a", "DROP TABLE t")
+        self.psql(admin, "DROP ROLE gone")
+        r = self.code(1, "-d", base + "/a", "-b", self.path("backups"), "--yes", "restore",
+                      snap, "--to", base + "/b", "--no-safety-backup")
+        self.assertIn(": " + ("Rolle" if german else "role"), r.err)
+        self.assertNotIn("ERROR:  ", r.err)
+        self.assertNotIn("FEHLER:  ", r.err)
 
 
 if __name__ == "__main__":
