@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import urllib.parse
 import uuid
 
 import test_snapshot_pg
@@ -150,6 +151,88 @@ class PgFidelityTest(CliTest):
         self.assertIn("cannot be restored", r.out)
         self.assertIn("sm_fid_gone", r.out)
 
+
+    # -- one application role owns everything ---------------------------------
+    APP = "sm_fid_app"
+
+    def as_user(self, url, user):
+        u = urllib.parse.urlsplit(url)
+        return u._replace(netloc="%s@%s" % (user, u.netloc.split("@")[-1])).geturl()
+
+    def app_db(self):
+        """A database owned by the application role, and everything in it
+        created by that role."""
+        url = self.pg_new_db()
+        self.psql_admin('ALTER DATABASE "%s" OWNER TO %s' % (url.rsplit("/", 1)[1], self.APP))
+        self.psql(self.as_user(url, self.APP), """
+            CREATE SCHEMA shop;
+            CREATE SEQUENCE shop.order_no START 1000;
+            CREATE TABLE shop.customers (id serial PRIMARY KEY, name text NOT NULL);
+            CREATE TABLE shop.orders (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                no int NOT NULL DEFAULT nextval('shop.order_no'),
+                customer_id int REFERENCES shop.customers,
+                total numeric);
+            CREATE TABLE public.settings (k text PRIMARY KEY, v text, n bigserial);
+            CREATE VIEW shop.customer_orders AS
+                SELECT c.id, c.name, count(o.id) AS n FROM shop.customers c
+                LEFT JOIN shop.orders o ON o.customer_id = c.id GROUP BY c.id;
+            CREATE MATERIALIZED VIEW shop.totals AS SELECT customer_id, sum(total) FROM shop.orders
+                GROUP BY customer_id;
+            CREATE FUNCTION shop.add_customer(n text) RETURNS int LANGUAGE sql
+                AS $$ INSERT INTO shop.customers (name) VALUES (n) RETURNING id $$;
+            CREATE PROCEDURE shop.noop() LANGUAGE plpgsql AS $$BEGIN END$$;
+            CREATE TYPE shop.status AS ENUM ('new', 'paid');
+            CREATE DOMAIN shop.money_amount AS numeric CHECK (VALUE >= 0);
+            COMMENT ON TABLE shop.orders IS 'orders';
+            SELECT shop.add_customer('Ann'), shop.add_customer('Bo');
+            INSERT INTO shop.orders (customer_id, total) VALUES (1, 10), (2, 5.5), (1, 1);
+            INSERT INTO public.settings VALUES ('a', 'b');
+            REFRESH MATERIALIZED VIEW shop.totals;
+        """)
+        return url
+
+    def test_one_application_role(self):
+        self.psql_admin("DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') "
+                        "THEN CREATE ROLE %s LOGIN; END IF; "
+                        "IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sm_fid_super') "
+                        "THEN CREATE ROLE sm_fid_super LOGIN SUPERUSER; END IF; END$$"
+                        % (self.APP, self.APP))
+        url = self.app_db()
+        app = self.as_user(url, self.APP)
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                                        "ON n.oid = c.relnamespace WHERE n.nspname IN "
+                                        "('shop', 'public') AND relowner <> '%s'::regrole"
+                                        % self.APP), "0")
+        before = self.state(url)
+        self.oracle(url, before)
+        # backed up by a superuser, restored by a different superuser
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.ok("-d", self.as_user(url, "sm_fid_super"), "-b", self.path("backups"), "--yes",
+                "restore", snap, "--to", self.as_user(other, "sm_fid_super"),
+                "--no-safety-backup")
+        self.assertSameState(before, self.state(other), "restore by another superuser")
+        # backed up and restored by the owner itself: into a database it owns,
+        # with --jobs 2, and in place
+        snap = self.backup(app, "by_owner")
+        mine = self.pg_new_db()
+        self.psql_admin('ALTER DATABASE "%s" OWNER TO %s' % (mine.rsplit("/", 1)[1], self.APP))
+        self.ok("-d", app, "-b", self.path("backups"), "--yes", "restore", snap, "--to",
+                self.as_user(mine, self.APP), "--no-safety-backup")
+        self.assertSameState(before, self.state(mine), "restore --to by the owner")
+        mine = self.pg_new_db()
+        self.psql_admin('ALTER DATABASE "%s" OWNER TO %s' % (mine.rsplit("/", 1)[1], self.APP))
+        self.ok("-d", app, "-b", self.path("backups"), "--yes", "restore", snap, "--to",
+                self.as_user(mine, self.APP), "--jobs", "2", "--no-safety-backup")
+        self.assertSameState(before, self.state(mine), "restore --to --jobs 2 by the owner")
+        self.psql(app, "DROP VIEW shop.customer_orders; DELETE FROM shop.orders; "
+                       "INSERT INTO shop.customers (name) VALUES ('new')")
+        self.ok("-d", app, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertSameState(before, self.state(url), "restore in place by the owner")
+        # and it keeps working for the application
+        self.psql(app, "INSERT INTO shop.orders (customer_id, total) VALUES (2, 1)")
+        self.assertEqual(self.psql(app, "SELECT max(no) FROM shop.orders"), "1003")
 
 
 class PgMessagesTest(CliTest):
