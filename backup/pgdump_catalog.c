@@ -643,8 +643,9 @@ static int dump_functions(struct dumper *dp)
 	return 0;
 }
 
-/* Column definitions of one table, plus the ALTERs CREATE TABLE cannot say. */
-static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, int partition,
+/* Column definitions of one table, in its own order (a partition's may
+ * differ from its parent's), plus the ALTERs CREATE TABLE cannot say. */
+static int table_columns(struct dumper *dp, unsigned reloid, const char *qname,
 			 struct strbuf *cols, struct strbuf *alters, struct strbuf *copycols)
 {
 	char sql[4096];
@@ -665,7 +666,9 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 		"pg_catalog.array_to_string(a.attoptions, ', '), "
 		/* 10.. identity sequence name and options */
 		"s.seqrelid::pg_catalog.regclass::text, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, "
-		"s.seqcache, s.seqcycle, a.attislocal "
+		"s.seqcache, s.seqcycle, a.attislocal, "
+		/* 18 compression */
+		"CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END "
 		"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
 		"LEFT JOIN pg_catalog.pg_sequence s ON a.attidentity <> '' AND s.seqrelid = "
 		" pg_catalog.pg_get_serial_sequence(a.attrelid::pg_catalog.regclass::text, "
@@ -680,13 +683,6 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 
 		if (!gen[0]) {
 			sb_addf(copycols, "%s%s", ncopy++ ? ", " : "", name);
-		}
-		if (partition) {
-			/* the parent defines the columns; a partition only adds its own defaults */
-			if (val(r, i, 5) && !gen[0] && !ident[0])
-				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s;\n",
-					qname, name, val(r, i, 5));
-			continue;
 		}
 		sb_addf(cols, "%s\n    %s %s", n++ ? "," : "", name, PQgetvalue(r, i, 1));
 		if (val(r, i, 6))
@@ -715,6 +711,9 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 		if (val(r, i, 9) && *val(r, i, 9))
 			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET (%s);\n", qname, name,
 				val(r, i, 9));
+		if (val(r, i, 18))
+			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET COMPRESSION %s;\n", qname,
+				name, val(r, i, 18));
 	}
 	PQclear(r);
 	return 0;
@@ -725,13 +724,25 @@ static int dump_relations(struct dumper *dp)
 	PGresult *r = q(dp->conn,
 		"SELECT c.oid, c.relkind, c.oid::pg_catalog.regclass::text, "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relpersistence, "
-		"pg_catalog.array_to_string(c.reloptions, ', '), c.relispartition, "
+		/* the TOAST table's options are the table's "toast.*" ones */
+		"pg_catalog.array_to_string(c.reloptions || ARRAY(SELECT 'toast.' || x FROM "
+		" pg_catalog.pg_class tc, pg_catalog.unnest(tc.reloptions) x WHERE tc.oid = "
+		" c.reltoastrelid), ', '), c.relispartition, "
 		"CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END, "
 		"CASE WHEN c.relispartition THEN (SELECT i.inhparent::pg_catalog.regclass::text FROM "
 		" pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) END, "
 		"CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END, "
 		"CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END, "
-		"c.relispopulated, n.nspname, c.relname, c.reltuples::bigint, c.relreplident "
+		"c.relispopulated, n.nspname, c.relname, c.reltuples::bigint, c.relreplident, "
+		/* 16 a table access method other than heap */
+		"(SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE am.oid = "
+		" c.relam AND am.amname <> 'heap'), "
+		/* 17 a view's column defaults */
+		"(SELECT pg_catalog.string_agg('ALTER VIEW ' || c.oid::pg_catalog.regclass::text || "
+		" ' ALTER COLUMN ' || pg_catalog.quote_ident(a.attname) || ' SET DEFAULT ' || "
+		" pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) || E';\\n', '' ORDER BY a.attnum) "
+		" FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a ON a.attrelid = "
+		" ad.adrelid AND a.attnum = ad.adnum WHERE c.relkind = 'v' AND ad.adrelid = c.oid) "
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
@@ -746,6 +757,7 @@ static int dump_relations(struct dumper *dp)
 		struct pobj *o;
 		char kind = PQgetvalue(r, i, 1)[0];
 		const char *name = PQgetvalue(r, i, 2), *relopts = PQgetvalue(r, i, 5);
+		const char *am = val(r, i, 16);
 		int partition = bval(r, i, 6), rank = R_TABLE;
 
 		if (kind == 'v' || kind == 'm') {
@@ -758,10 +770,13 @@ static int dump_relations(struct dumper *dp)
 			if (kind == 'v') {
 				sb_addf(&sb, "CREATE VIEW %s%s%s%s AS\n%s;\n", name, *relopts ? " WITH (" : "",
 					relopts, *relopts ? ")" : "", def.buf);
+				if (val(r, i, 17))
+					sb_adds(&sb, val(r, i, 17));
 				rank = R_VIEW;
 			} else {
-				sb_addf(&sb, "CREATE MATERIALIZED VIEW %s%s%s%s AS\n%s\nWITH NO DATA;\n", name,
-					*relopts ? " WITH (" : "", relopts, *relopts ? ")" : "", def.buf);
+				sb_addf(&sb, "CREATE MATERIALIZED VIEW %s%s%s%s%s%s AS\n%s\nWITH NO DATA;\n",
+					name, am ? " USING " : "", am ? am : "", *relopts ? " WITH (" : "",
+					relopts, *relopts ? ")" : "", def.buf);
 				rank = R_MATVIEW;
 			}
 			sb_release(&def);
@@ -773,23 +788,28 @@ static int dump_relations(struct dumper *dp)
 			}
 			continue;
 		}
-		if (table_columns(dp, oid, name, partition, &cols, &alters, &copycols) < 0) {
+		if (table_columns(dp, oid, name, &cols, &alters, &copycols) < 0) {
 			sb_release(&cols);
 			sb_release(&alters);
 			sb_release(&copycols);
 			goto out;
 		}
-		sb_addf(&sb, "CREATE %sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "", name);
-		if (partition)
-			sb_addf(&sb, "PARTITION OF %s %s", PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
-		else
-			sb_addf(&sb, "(%s\n)", cols.buf);
+		/* a partition is a table of its own, attached after, as pg_dump does
+		 * it: CREATE TABLE ... PARTITION OF would take the parent's column
+		 * order and drop the partition's own NOT NULLs */
+		sb_addf(&sb, "CREATE %sTABLE %s (%s\n)", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "",
+			name, cols.buf);
 		if (kind == 'p')
 			sb_addf(&sb, " PARTITION BY %s", PQgetvalue(r, i, 7));
+		if (am && kind != 'p')
+			sb_addf(&sb, " USING %s", am);
 		if (*relopts)
 			sb_addf(&sb, " WITH (%s)", relopts);
 		sb_adds(&sb, ";\n");
 		sb_add(&sb, alters.buf, alters.len);
+		if (partition)
+			sb_addf(&sb, "ALTER TABLE ONLY %s ATTACH PARTITION %s %s;\n", PQgetvalue(r, i, 8),
+				name, PQgetvalue(r, i, 9));
 		switch (PQgetvalue(r, i, 15)[0]) {
 		case 'f':
 			sb_addf(&sb, "ALTER TABLE ONLY %s REPLICA IDENTITY FULL;\n", name);
