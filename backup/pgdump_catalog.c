@@ -50,9 +50,35 @@ const char pgcat_session_sql[] =
 /* A key that a view's rule or an SQL-body function needs (GROUP BY the
  * primary key, ON CONFLICT ON CONSTRAINT): created in pre-data, before them. */
 #define KEY_NEEDED_EARLY(k)                                                           \
-	"EXISTS (SELECT 1 FROM pg_catalog.pg_depend kd WHERE kd.refclassid = "         \
-	"'pg_catalog.pg_constraint'::regclass AND kd.refobjid = " k ".oid AND "       \
-	"kd.classid IN ('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_proc'::regclass))"
+	"EXISTS (WITH RECURSIVE up(oid) AS (SELECT " k ".oid UNION ALL SELECT "        \
+	"pc.conparentid FROM pg_catalog.pg_constraint pc JOIN up ON pc.oid = up.oid "  \
+	"WHERE pc.conparentid <> 0) SELECT 1 FROM pg_catalog.pg_depend kd WHERE "      \
+	"kd.refclassid = 'pg_catalog.pg_constraint'::regclass AND kd.refobjid IN "     \
+	"(SELECT oid FROM up) AND kd.classid IN ('pg_catalog.pg_rewrite'::regclass, "  \
+	"'pg_catalog.pg_proc'::regclass))"
+/* (a key of a partition whose parent's key is needed early is too: the
+ * parent's ADD CONSTRAINT must find it to attach, not create its own) */
+
+/*
+ * "ALTER TABLE [ONLY] t ADD CONSTRAINT name DEFINITION;" for a key, unique
+ * or exclusion constraint k of table c.  pg_get_constraintdef leaves out the
+ * index's storage options: they go before DEFERRABLE.  On a partitioned
+ * table it recurses, and attaches the partitions' own keys, created before
+ * it (so they keep their names).
+ */
+#define KEY_SQL(k, c)                                                                  \
+	"'ALTER TABLE ' || CASE WHEN " c ".relkind = 'p' THEN '' ELSE 'ONLY ' END || "  \
+	c ".oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || "                  \
+	"pg_catalog.quote_ident(" k ".conname) || ' ' || CASE WHEN (SELECT "            \
+	"ic.reloptions FROM pg_catalog.pg_class ic WHERE ic.oid = " k ".conindid) IS "  \
+	"NOT NULL AND " k ".contype IN ('p', 'u') THEN pg_catalog.regexp_replace("      \
+	"pg_catalog.pg_get_constraintdef(" k ".oid), '( DEFERRABLE)?( INITIALLY "       \
+	"DEFERRED)?$', ' WITH (' || pg_catalog.array_to_string((SELECT ic.reloptions "  \
+	"FROM pg_catalog.pg_class ic WHERE ic.oid = " k ".conindid), ', ') || ')\\1\\2') " \
+	"ELSE pg_catalog.pg_get_constraintdef(" k ".oid) END || ';'"
+/* Deepest partitions first. */
+#define PARTITION_DEPTH(c)                                                             \
+	"(SELECT count(*) FROM pg_catalog.pg_partition_ancestors(" c ".oid))"
 
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
@@ -598,7 +624,7 @@ static int dump_functions(struct dumper *dp)
 		"pg_catalog.quote_literal(a.agginitval), NULLIF(a.aggcombinefn, 0)::pg_catalog.regproc, "
 		"NULLIF(a.aggserialfn, 0)::pg_catalog.regproc, NULLIF(a.aggdeserialfn, 0)::pg_catalog.regproc, "
 		"NULLIF(a.aggsortop, 0)::pg_catalog.regoperator, a.aggfinalextra, a.aggtransspace, "
-		"p.proparallel "
+		"p.proparallel, a.aggfinalmodify "
 		"FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid "
 		"JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace "
 		"WHERE p.pronamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_proc", "p.oid")
@@ -614,6 +640,11 @@ static int dump_functions(struct dumper *dp)
 			sb_addf(&sb, ", FINALFUNC = %s", val(r, i, 7));
 		if (bval(r, i, 13))
 			sb_adds(&sb, ", FINALFUNC_EXTRA");
+		/* READ_ONLY is the default of a plain aggregate */
+		if (PQgetvalue(r, i, 16)[0] == 's')
+			sb_adds(&sb, ", FINALFUNC_MODIFY = SHAREABLE");
+		else if (PQgetvalue(r, i, 16)[0] == 'w')
+			sb_adds(&sb, ", FINALFUNC_MODIFY = READ_WRITE");
 		if (val(r, i, 8))
 			sb_addf(&sb, ", INITCOND = %s", val(r, i, 8));
 		if (val(r, i, 9))
@@ -859,11 +890,9 @@ out:
 static int dump_early_keys(struct dumper *dp)
 {
 	PGresult *r = q(dp->conn,
-		"SELECT k.oid, c.oid, 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' "
-		"END || c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || "
-		"pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid) || "
-		"E';\\n' FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-		"WHERE k.contype IN ('p', 'u', 'x') AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
+		"SELECT k.oid, c.oid, " KEY_SQL("k", "c") " || E'\\n', k.conparentid "
+		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND " KEY_NEEDED_EARLY("k")
 		" ORDER BY k.oid", dp->err);
 	int i;
@@ -878,6 +907,15 @@ static int dump_early_keys(struct dumper *dp)
 
 		if (table >= 0)
 			add_dep(o, (size_t)table);
+	}
+	/* a partitioned table's key after its partitions' */
+	sort_keys(&dp->objs);
+	for (i = 0; i < PQntuples(r); i++) {
+		long child = find_obj(&dp->objs, 'k', oidval(r, i, 0));
+		long parent = find_obj(&dp->objs, 'k', oidval(r, i, 3));
+
+		if (child >= 0 && parent >= 0)
+			add_dep(&dp->objs.v[parent], (size_t)child);
 	}
 	PQclear(r);
 	return 0;
@@ -1022,28 +1060,40 @@ static int emit_sorted(struct dumper *dp, struct strbuf *pre)
 static int dump_post(struct dumper *dp, struct strbuf *post)
 {
 	static const char *const parts[] = {
-		/* keys and exclusion constraints (foreign keys need them) */
-		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
-		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
-		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
-		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-		"WHERE k.contype IN ('p', 'u', 'x') AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
+		/* keys and exclusion constraints (foreign keys need them), a
+		 * partition's before its parent's (which attaches them) */
+		"SELECT " KEY_SQL("k", "c") " FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c "
+		"ON c.oid = k.conrelid WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT " KEY_NEEDED_EARLY("k")
-		" ORDER BY c.oid, k.contype, k.oid",
-		/* indexes that back no constraint (partition children come with their parent's) */
-		/* ON ONLY would leave a partitioned table's index invalid, without its partitions' */
-		"SELECT CASE WHEN c.relkind = 'p' THEN pg_catalog.regexp_replace(pg_catalog.pg_get_indexdef("
-		"i.indexrelid), ' ON ONLY ', ' ON ') ELSE pg_catalog.pg_get_indexdef(i.indexrelid) END "
-		"|| ';' || CASE WHEN i.indisclustered "
-		"THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' CLUSTER ON ' || "
-		"pg_catalog.quote_ident(ic.relname) || ';' ELSE '' END "
+		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid",
+		/* indexes that back no constraint; a partitioned table's ON ONLY, its
+		 * partitions' under their own names, attached below */
+		"SELECT pg_catalog.pg_get_indexdef(i.indexrelid) || ';' "
 		"FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
-		"JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid "
 		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
 		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
-		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) "
 		"ORDER BY c.oid, i.indexrelid",
+		"SELECT 'ALTER INDEX ' || h.inhparent::pg_catalog.regclass::text || ' ATTACH PARTITION ' "
+		"|| h.inhrelid::pg_catalog.regclass::text || ';' FROM pg_catalog.pg_inherits h "
+		"JOIN pg_catalog.pg_index i ON i.indexrelid = h.inhrelid JOIN pg_catalog.pg_class c "
+		"ON c.oid = i.indrelid WHERE c.relnamespace IN " USER_NSP " AND NOT EXISTS (SELECT 1 "
+		"FROM pg_catalog.pg_constraint k WHERE k.conindid = h.inhparent) "
+		"ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid",
+		/* settings of indexes (constraints' included) */
+		"SELECT 'ALTER INDEX ' || i.indexrelid::pg_catalog.regclass::text || ' ALTER COLUMN ' || "
+		"a.attnum || ' SET STATISTICS ' || a.attstattarget || ';' FROM pg_catalog.pg_index i "
+		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_attribute a ON "
+		"a.attrelid = i.indexrelid WHERE a.attstattarget >= 0 AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum",
+		"SELECT 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || CASE WHEN "
+		"i.indisclustered THEN ' CLUSTER ON ' ELSE ' REPLICA IDENTITY USING INDEX ' END || "
+		"pg_catalog.quote_ident(ic.relname) || ';' FROM pg_catalog.pg_index i "
+		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_class ic ON "
+		"ic.oid = i.indexrelid CROSS JOIN (VALUES (true), (false)) v(clu) "
+		"WHERE (v.clu AND i.indisclustered OR NOT v.clu AND i.indisreplident AND c.relreplident "
+		"= 'i') AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
+		" ORDER BY c.oid, v.clu DESC",
 		/* check constraints of tables */
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
@@ -1076,6 +1126,13 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
 		"WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname",
+		/* a partition's clone of its parent's trigger, enabled otherwise */
+		"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || CASE t.tgenabled "
+		"WHEN 'D' THEN ' DISABLE' WHEN 'R' THEN ' ENABLE REPLICA' WHEN 'A' THEN ' ENABLE ALWAYS' "
+		"ELSE ' ENABLE' END || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ';' "
+		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid "
+		"JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.tgenabled <> pt.tgenabled "
+		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname",
 		/* extended statistics */
 		"SELECT pg_catalog.pg_get_statisticsobjdef(s.oid) || ';' || CASE WHEN s.stxstattarget >= 0 "
 		"THEN ' ALTER STATISTICS ' || pg_catalog.quote_ident(n.nspname) || '.' || "
@@ -1133,6 +1190,15 @@ static int dump_seq_positions(struct dumper *dp, struct strbuf *post)
 	return 0;
 }
 
+/* A grant made by another role than the owner (who had the grant option)
+ * is made as that role, so that it keeps its grantor, as pg_dump does
+ * (GRANTED BY only accepts the current user). */
+#define AS_GRANTOR(a, owner)                                                           \
+	"CASE WHEN " a ".grantor <> " owner " THEN 'SET ROLE ' || pg_catalog.quote_ident(" \
+	"pg_catalog.pg_get_userbyid(" a ".grantor)) || '; ' ELSE '' END || "
+#define AS_GRANTOR_END(a, owner)                                                       \
+	" || CASE WHEN " a ".grantor <> " owner " THEN ' RESET ROLE;' ELSE '' END"
+
 /* Grants: the object's ACL replayed from a clean slate. */
 static int dump_acls(struct dumper *dp, struct strbuf *post)
 {
@@ -1155,17 +1221,19 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 		"SELECT o.kind, o.name, 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; "
 		"REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM ' || "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';', "
-		"(SELECT pg_catalog.string_agg('GRANT ' || a.privilege_type || ' ON ' || o.kind || ' ' || "
-		" o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+		"(SELECT pg_catalog.string_agg(" AS_GRANTOR("a", "o.owner") "'GRANT ' || a.privilege_type || "
+		" ' ON ' || o.kind || ' ' || o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
 		" pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
-		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', ' ') "
-		" FROM pg_catalog.aclexplode(o.acl) a) FROM o "
+		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';'"
+		AS_GRANTOR_END("a", "o.owner") ", ' ') FROM pg_catalog.aclexplode(o.acl) a) FROM o "
 		"UNION ALL "
-		"SELECT 'COLUMN', '', '', pg_catalog.string_agg('GRANT ' || a.privilege_type || ' (' || "
+		"SELECT 'COLUMN', '', '', pg_catalog.string_agg(" AS_GRANTOR("a", "c.relowner")
+		" 'GRANT ' || a.privilege_type || ' (' || "
 		" pg_catalog.quote_ident(at.attname) || ') ON TABLE ' || c.oid::pg_catalog.regclass::text "
 		" || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
 		" pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
-		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', ' ') "
+		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';'"
+		AS_GRANTOR_END("a", "c.relowner") ", ' ' ORDER BY c.oid, at.attnum) "
 		"FROM pg_catalog.pg_attribute at JOIN pg_catalog.pg_class c ON c.oid = at.attrelid "
 		"CROSS JOIN LATERAL pg_catalog.aclexplode(at.attacl) a "
 		"WHERE at.attacl IS NOT NULL AND c.relnamespace IN " USER_NSP " AND "
