@@ -232,7 +232,11 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
 	s.table = t->qualified;
-	sb_addf(&sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
+	if (t->filter) /* an extension's configuration table: the user's rows */
+		sb_addf(&sql, "COPY (SELECT %.*s FROM ONLY %s %s) TO STDOUT",
+			(int)strlen(t->columns) - 2, t->columns + 1, t->qualified, t->filter);
+	else
+		sb_addf(&sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
 	res = PQexec(conn, sql.buf);
 	sb_release(&sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT) {
@@ -301,6 +305,8 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 		cJSON_AddStringToObject(t, "qualified", d->tables[i].qualified);
 		cJSON_AddStringToObject(t, "columns", d->tables[i].columns);
 		cJSON_AddStringToObject(t, "entry", entry.buf);
+		if (d->tables[i].filter)
+			cJSON_AddTrueToObject(t, "extension_config");
 		cJSON_AddItemToArray(tables, t);
 	}
 	sb_release(&entry);
@@ -401,7 +407,8 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 	out->row_counts = cJSON_CreateObject();
 	for (i = 0; i < d.ntables; i++) {
 		sb_reset(&sql);
-		sb_addf(&sql, "SELECT count(*) FROM ONLY %s", d.tables[i].qualified);
+		sb_addf(&sql, "SELECT count(*) FROM ONLY %s %s", d.tables[i].qualified,
+			d.tables[i].filter ? d.tables[i].filter : "");
 		res = PQexec(conn, sql.buf);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			pgcat_pq_error(err, conn, res, "cannot count the rows");

@@ -247,6 +247,7 @@ struct dumper {
 	struct strbuf owners;   /* ALTER ... OWNER TO, emitted in post-data */
 	struct strbuf seqowned; /* ALTER SEQUENCE ... OWNED BY, end of pre-data */
 	struct strbuf refresh;  /* REFRESH MATERIALIZED VIEW, in dependency order */
+	struct strbuf extseq;   /* setval of extensions' configuration sequences */
 	struct sm_error *err;
 };
 
@@ -356,6 +357,91 @@ static int dump_extensions(struct dumper *dp, struct strbuf *pre)
 			PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
 	PQclear(r);
 	return 0;
+}
+
+/* The stored, non-generated columns of a table, "(a, b)", or "" if none. */
+static char *copy_columns(const struct strbuf *copycols)
+{
+	char *c = xmalloc(copycols->len + 3);
+
+	/* no stored column (none at all, all dropped, only generated ones):
+	 * "COPY t () ..." is a syntax error, but "COPY t TO STDOUT" writes one
+	 * empty line per row, as pg_dump does */
+	snprintf(c, copycols->len + 3, copycols->len ? "(%s)" : "%s", copycols->buf);
+	return c;
+}
+
+static int table_columns(struct dumper *dp, unsigned reloid, const char *qname,
+			 struct strbuf *cols, struct strbuf *alters, struct strbuf *copycols);
+
+/*
+ * Rows of extensions' configuration tables (pg_extension_config_dump): the
+ * rows its condition selects are the user's, copied like a table's, and
+ * the positions of its configuration sequences, as pg_dump does.  In
+ * place the extension may survive the restore (its schema not being the
+ * snapshot's), so pre-data first deletes the rows the copy brings back.
+ */
+static int dump_extension_config(struct dumper *dp, struct strbuf *pre)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT c.oid, c.oid::pg_catalog.regclass::text, n.nspname, c.relname, x.cond, "
+		"c.relkind, c.reltuples::bigint FROM pg_catalog.pg_extension e CROSS JOIN LATERAL ROWS FROM "
+		"(pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) x(rel, cond) "
+		"JOIN pg_catalog.pg_class c "
+		"ON c.oid = x.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE e.extname <> 'plpgsql' AND c.relkind IN ('r', 'S') ORDER BY e.oid, c.oid", dp->err);
+	struct strbuf sql = STRBUF_INIT;
+	int i, ret = -1;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		const char *name = PQgetvalue(r, i, 1), *cond = PQgetvalue(r, i, 4);
+		struct pgcat_dump *d = dp->d;
+		struct strbuf cols = STRBUF_INIT, alters = STRBUF_INIT, copycols = STRBUF_INIT;
+		struct pgcat_table *t;
+
+		if (PQgetvalue(r, i, 5)[0] == 'S') {
+			char *lit = PQescapeLiteral(dp->conn, name, strlen(name));
+			PGresult *v;
+
+			sb_reset(&sql);
+			sb_addf(&sql, "SELECT last_value, is_called FROM %s", name);
+			v = q(dp->conn, sql.buf, dp->err);
+			if (v)
+				sb_addf(&dp->extseq, "SELECT pg_catalog.setval(%s, %s, %s);\n", lit,
+					PQgetvalue(v, 0, 0), bval(v, 0, 1) ? "true" : "false");
+			PQfreemem(lit);
+			PQclear(v);
+			if (!v)
+				goto out;
+			continue;
+		}
+		if (table_columns(dp, oidval(r, i, 0), name, &cols, &alters, &copycols) < 0) {
+			sb_release(&cols);
+			sb_release(&alters);
+			sb_release(&copycols);
+			goto out;
+		}
+		sb_addf(pre, "DELETE FROM ONLY %s %s;\n", name, cond);
+		ALLOC_GROW(d->tables, d->ntables + 1, d->tables_alloc);
+		t = &d->tables[d->ntables++];
+		memset(t, 0, sizeof(*t));
+		t->schema = xstrdup(PQgetvalue(r, i, 2));
+		t->name = xstrdup(PQgetvalue(r, i, 3));
+		t->qualified = xstrdup(name);
+		t->columns = copy_columns(&copycols);
+		t->est_rows = strtoll(PQgetvalue(r, i, 6), NULL, 10);
+		t->filter = xstrdup(cond);
+		sb_release(&cols);
+		sb_release(&alters);
+		sb_release(&copycols);
+	}
+	ret = 0;
+out:
+	sb_release(&sql);
+	PQclear(r);
+	return ret;
 }
 
 static int dump_types(struct dumper *dp)
@@ -857,14 +943,11 @@ static int dump_relations(struct dumper *dp)
 
 			ALLOC_GROW(d->tables, d->ntables + 1, d->tables_alloc);
 			t = &d->tables[d->ntables++];
+			memset(t, 0, sizeof(*t));
 			t->schema = xstrdup(PQgetvalue(r, i, 12));
 			t->name = xstrdup(PQgetvalue(r, i, 13));
 			t->qualified = xstrdup(name);
-			/* no stored column (none at all, all dropped, only generated
-			 * ones): "COPY t () ..." is a syntax error, but "COPY t TO
-			 * STDOUT" writes one empty line per row, as pg_dump does */
-			t->columns = xmalloc(copycols.len + 3);
-			snprintf(t->columns, copycols.len + 3, copycols.len ? "(%s)" : "%s", copycols.buf);
+			t->columns = copy_columns(&copycols);
 			t->est_rows = strtoll(PQgetvalue(r, i, 14), NULL, 10);
 		}
 		sb_release(&cols);
@@ -1342,14 +1425,16 @@ out:
 int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *out,
 	       struct sm_error *err)
 {
-	struct dumper dp = { conn, o, out, { 0 }, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT, err };
+	struct dumper dp = { conn, o, out, { 0 }, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT,
+			     err };
 	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
 	int ret = -1;
 
 	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0)
 		goto out;
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
-	if (dump_schemas(&dp, pre) < 0 || dump_extensions(&dp, pre) < 0 || dump_types(&dp) < 0 ||
+	if (dump_schemas(&dp, pre) < 0 || dump_extensions(&dp, pre) < 0 ||
+	    dump_extension_config(&dp, pre) < 0 || dump_types(&dp) < 0 ||
 	    dump_base_types(&dp) < 0 || dump_sequences(&dp) < 0 || dump_functions(&dp) < 0 ||
 	    dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 || load_dependencies(&dp) < 0 ||
 	    emit_sorted(&dp, pre) < 0)
@@ -1359,6 +1444,7 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	sb_adds(post, "-- safe-migrate PostgreSQL snapshot: post-data\n");
 	if (dump_post(&dp, post) < 0 || dump_seq_positions(&dp, post) < 0)
 		goto out;
+	sb_add(post, dp.extseq.buf, dp.extseq.len);
 	sb_add(post, dp.owners.buf, dp.owners.len);
 	if (dump_acls(&dp, post) < 0 || dump_comments(&dp, post) < 0)
 		goto out;
@@ -1370,6 +1456,7 @@ out:
 	sb_release(&dp.owners);
 	sb_release(&dp.seqowned);
 	sb_release(&dp.refresh);
+	sb_release(&dp.extseq);
 	return ret;
 }
 
@@ -1425,6 +1512,7 @@ void pgcat_dump_release(struct pgcat_dump *d)
 		free(d->tables[i].name);
 		free(d->tables[i].qualified);
 		free(d->tables[i].columns);
+		free(d->tables[i].filter);
 	}
 	free(d->tables);
 	for (i = 0; i < d->nschemas; i++)

@@ -38,6 +38,9 @@ struct pgcat_table {
 	char *qualified;     /* "schema"."name", quoted as needed */
 	char *columns;       /* "(a, b, ...)": the stored, non-generated columns; "" if none */
 	long long est_rows;  /* the planner's estimate (reltuples), for progress */
+	/* An extension's configuration table (pg_extension_config_dump): the
+	 * rows to copy, "WHERE ..." or "" for all; NULL for the user's tables. */
+	char *filter;
 };
 
 struct pgcat_dump {

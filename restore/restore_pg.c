@@ -272,8 +272,10 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 			cur = NULL;
 			/* FREEZE: the table was created in this transaction, so its rows
 			 * can be written frozen (no hint-bit rewrite on first read) */
+			/* an extension's configuration table may not be new */
 			sb_addf(&sql, "COPY %s %s FROM STDIN%s", q, pgr_str(t, "columns"),
-				freeze ? " (FREEZE)" : "");
+				freeze && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+						  t, "extension_config")) ? " (FREEZE)" : "");
 			res = PQexec(conn, sql.buf);
 			sb_release(&sql);
 			if (PQresultStatus(res) != PGRES_COPY_IN) {
