@@ -28,6 +28,7 @@ struct backup_opts {
 	snap_progress_fn progress;
 	void *progress_ud;
 	int no_owner; /* PostgreSQL: do not record ownership */
+	int no_tablespaces; /* PostgreSQL: do not record tablespaces */
 	/* A signal handler's flag (borrowed, may be NULL): once set, the
 	 * snapshot is abandoned (ERR_INTERRUPTED, nothing published).  The
 	 * server's running query is the caller's to cancel. */

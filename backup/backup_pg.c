@@ -317,7 +317,7 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		   struct sm_error *err)
 {
 	PGconn *conn = engine_native(e);
-	struct pgcat_options co = { opts && opts->no_owner, 0 };
+	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	struct strbuf name = STRBUF_INIT;
 	cJSON *toc = NULL;
@@ -339,6 +339,8 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		cJSON_AddStringToObject(extra, "schema_sha256", fp);
 		if (co.no_owner)
 			cJSON_AddTrueToObject(extra, "no_owner");
+		if (co.no_tablespaces)
+			cJSON_AddTrueToObject(extra, "no_tablespaces");
 		for (i = 0; i < d.nschemas; i++)
 			cJSON_AddItemToArray(sch, cJSON_CreateString(d.schemas[i]));
 		snap_set_extra(w, extra);
@@ -391,8 +393,9 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 		       struct sm_error *err)
 {
 	PGconn *conn = engine_native(e);
-	struct pgcat_options co = { cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_owner")),
-				    0 };
+	struct pgcat_options co = {
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_owner")), 0,
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_tablespaces")) };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	struct strbuf sql = STRBUF_INIT;
 	PGresult *res = NULL;

@@ -69,13 +69,21 @@ const char pgcat_session_sql[] =
 #define KEY_SQL(k, c)                                                                  \
 	"'ALTER TABLE ' || CASE WHEN " c ".relkind = 'p' THEN '' ELSE 'ONLY ' END || "  \
 	c ".oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || "                  \
-	"pg_catalog.quote_ident(" k ".conname) || ' ' || CASE WHEN (SELECT "            \
-	"ic.reloptions FROM pg_catalog.pg_class ic WHERE ic.oid = " k ".conindid) IS "  \
-	"NOT NULL AND " k ".contype IN ('p', 'u') THEN pg_catalog.regexp_replace("      \
-	"pg_catalog.pg_get_constraintdef(" k ".oid), '( DEFERRABLE)?( INITIALLY "       \
-	"DEFERRED)?$', ' WITH (' || pg_catalog.array_to_string((SELECT ic.reloptions "  \
-	"FROM pg_catalog.pg_class ic WHERE ic.oid = " k ".conindid), ', ') || ')\\1\\2') " \
+	"pg_catalog.quote_ident(" k ".conname) || ' ' || CASE WHEN " k ".contype IN "   \
+	"('p', 'u') THEN pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef("     \
+	k ".oid), '( DEFERRABLE)?( INITIALLY DEFERRED)?$', COALESCE(' WITH (' || "       \
+	"pg_catalog.array_to_string((SELECT ic.reloptions FROM pg_catalog.pg_class ic "  \
+	"WHERE ic.oid = " k ".conindid), ', ') || ')', '') || COALESCE(' USING INDEX "   \
+	"TABLESPACE ' || " TABLESPACE_OF(k ".conindid") ", '') || '\\1\\2') "           \
 	"ELSE pg_catalog.pg_get_constraintdef(" k ".oid) END || ';'"
+/* The tablespace of relation rel (quoted), NULL for the database's default
+ * or with --no-tablespaces (pgcat_read sets safe_migrate.no_tablespaces). */
+#define TABLESPACE_OF(rel)                                                             \
+	"(SELECT pg_catalog.quote_ident(ts.spcname) FROM pg_catalog.pg_tablespace ts "   \
+	"JOIN pg_catalog.pg_class tr ON tr.reltablespace = ts.oid WHERE tr.oid = " rel    \
+	" AND pg_catalog.current_setting('safe_migrate.no_tablespaces', true) IS "      \
+	"DISTINCT FROM 'on')"
+
 /* Deepest partitions first. */
 #define PARTITION_DEPTH(c)                                                             \
 	"(SELECT count(*) FROM pg_catalog.pg_partition_ancestors(" c ".oid))"
@@ -859,7 +867,9 @@ static int dump_relations(struct dumper *dp)
 		" ' ALTER COLUMN ' || pg_catalog.quote_ident(a.attname) || ' SET DEFAULT ' || "
 		" pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) || E';\\n', '' ORDER BY a.attnum) "
 		" FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a ON a.attrelid = "
-		" ad.adrelid AND a.attnum = ad.adnum WHERE c.relkind = 'v' AND ad.adrelid = c.oid) "
+		" ad.adrelid AND a.attnum = ad.adnum WHERE c.relkind = 'v' AND ad.adrelid = c.oid), "
+		/* 18 tablespace */
+		TABLESPACE_OF("c.oid") " "
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
@@ -874,7 +884,7 @@ static int dump_relations(struct dumper *dp)
 		struct pobj *o;
 		char kind = PQgetvalue(r, i, 1)[0];
 		const char *name = PQgetvalue(r, i, 2), *relopts = PQgetvalue(r, i, 5);
-		const char *am = val(r, i, 16);
+		const char *am = val(r, i, 16), *ts = val(r, i, 18);
 		int partition = bval(r, i, 6), rank = R_TABLE;
 
 		if (kind == 'v' || kind == 'm') {
@@ -891,9 +901,10 @@ static int dump_relations(struct dumper *dp)
 					sb_adds(&sb, val(r, i, 17));
 				rank = R_VIEW;
 			} else {
-				sb_addf(&sb, "CREATE MATERIALIZED VIEW %s%s%s%s%s%s AS\n%s\nWITH NO DATA;\n",
+				sb_addf(&sb, "CREATE MATERIALIZED VIEW %s%s%s%s%s%s%s%s AS\n%s\nWITH NO DATA;\n",
 					name, am ? " USING " : "", am ? am : "", *relopts ? " WITH (" : "",
-					relopts, *relopts ? ")" : "", def.buf);
+					relopts, *relopts ? ")" : "", ts ? " TABLESPACE " : "", ts ? ts : "",
+					def.buf);
 				rank = R_MATVIEW;
 			}
 			sb_release(&def);
@@ -922,6 +933,8 @@ static int dump_relations(struct dumper *dp)
 			sb_addf(&sb, " USING %s", am);
 		if (*relopts)
 			sb_addf(&sb, " WITH (%s)", relopts);
+		if (ts)
+			sb_addf(&sb, " TABLESPACE %s", ts);
 		sb_adds(&sb, ";\n");
 		sb_add(&sb, alters.buf, alters.len);
 		if (partition)
@@ -1151,7 +1164,10 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid",
 		/* indexes that back no constraint; a partitioned table's ON ONLY, its
 		 * partitions' under their own names, attached below */
-		"SELECT pg_catalog.pg_get_indexdef(i.indexrelid) || ';' "
+		"SELECT CASE WHEN " TABLESPACE_OF("i.indexrelid") " IS NULL THEN "
+		"pg_catalog.pg_get_indexdef(i.indexrelid) ELSE pg_catalog.regexp_replace("
+		"pg_catalog.pg_get_indexdef(i.indexrelid), '( WHERE \\(.*)?$', ' TABLESPACE ' || "
+		TABLESPACE_OF("i.indexrelid") " || '\\1') END || ';' "
 		"FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
 		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
@@ -1430,6 +1446,14 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
 	int ret = -1;
 
+	if (o->no_tablespaces) {
+		PGresult *r = q(conn, "SELECT pg_catalog.set_config('safe_migrate.no_tablespaces', "
+				"'on', true)", err);
+
+		if (!r)
+			goto out;
+		PQclear(r);
+	}
 	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0)
 		goto out;
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");

@@ -30,6 +30,7 @@
 struct pgcat_options {
 	int no_owner;          /* leave out ALTER ... OWNER TO */
 	long lock_timeout_ms;  /* waiting for each table's ACCESS SHARE lock (0: 10 s) */
+	int no_tablespaces;    /* leave out TABLESPACE clauses */
 };
 
 /* One table whose rows are copied (a leaf: partitioned parents hold none). */

@@ -62,6 +62,7 @@ static int take_snapshot(struct engine *e, struct cmd_ctx *ctx, const char *name
 	bo.progress = progress_cb;
 	bo.progress_ud = &pr;
 	bo.no_owner = opt.no_owner;
+	bo.no_tablespaces = opt.no_tablespaces;
 	bo.interrupted = &cli_interrupted; /* set only where signals are watched */
 	rc = backup_take(e, ctx->backup_dir, name, &bo, res, &ctx->err);
 	progress_end(&pr);

@@ -56,7 +56,11 @@ static const struct command commands[] = {
 	  "sql [--start A] [--end B]",
 	  "print the SQL script of an upgrade range without touching the database", NULL },
 	{ "backup", cmd_backup, NEED_DB | NEED_BACKUP_DIR,
-	  "backup [--name NAME]", "take a snapshot and print its path", NULL },
+	  "backup [--name NAME] [--no-owner] [--no-tablespaces]",
+	  "take a snapshot and print its path",
+	  "PostgreSQL: --no-owner leaves out who owns each object (the restoring role\n"
+	  "will); --no-tablespaces leaves out the tablespaces of tables and indexes (they\n"
+	  "are restored into the database's default one)." },
 	{ "list-backups", cmd_list_backups, NEED_BACKUP_DIR,
 	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
 	{ "verify", cmd_verify, 0,
@@ -148,6 +152,7 @@ static const struct opt_spec specs[] = {
 	{ "url", 0, A_STR, &opt.scratch_url, "roundtrip" },
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
+	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
 };
 

@@ -11,6 +11,7 @@ rows and every sequence position.
 import glob
 import json
 import os
+import pwd
 import socket
 import subprocess
 import tempfile
@@ -166,6 +167,41 @@ class PgFidelityTest(CliTest):
         self.assertIn("cannot be restored", r.out)
         self.assertIn("sm_fid_gone", r.out)
 
+
+    def test_tablespaces(self):
+        loc = tempfile.mkdtemp(prefix="sm-ts-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", loc])
+        if os.geteuid() == 0:  # the test cluster's server runs as postgres
+            pw = pwd.getpwnam("postgres")
+            os.chown(loc, pw.pw_uid, pw.pw_gid)
+        ts = "sm_fid_ts_" + uuid.uuid4().hex[:8]
+        self.psql_admin("CREATE TABLESPACE %s LOCATION '%s'" % (ts, loc))
+        self.addCleanup(self.psql_admin, "DROP TABLESPACE IF EXISTS %s" % ts)
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE t (id int, v text, CONSTRAINT t_pk PRIMARY KEY (id) USING INDEX
+                TABLESPACE {ts} DEFERRABLE) TABLESPACE {ts};
+            CREATE INDEX t_v ON t (v) TABLESPACE {ts} WHERE v IS NOT NULL;
+            CREATE INDEX t_v2 ON t (lower(v)) WITH (fillfactor = 50) TABLESPACE {ts};
+            CREATE MATERIALIZED VIEW mv TABLESPACE {ts} AS SELECT id FROM t;
+            CREATE TABLE p (id int, at date) PARTITION BY RANGE (at) TABLESPACE {ts};
+            CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+            INSERT INTO t VALUES (1, 'a'), (2, NULL);
+            INSERT INTO p VALUES (1, '2025-02-02');
+            REFRESH MATERIALIZED VIEW mv;
+        """.format(ts=ts))
+        self.assertIn("SET default_tablespace = %s" % ts, self.schema(url))
+        self.round_trips(url, "DROP INDEX t_v; DELETE FROM t")
+        # --no-tablespaces: everything in the database's default tablespace
+        snap = self.ok("-d", url, "-b", self.path("backups"), "--json", "backup", "--name",
+                       "nots", "--no-tablespaces").json()["path"]
+        other = self.pg_new_db()
+        self.ok("--json", "verify", snap, "--restore-to", other)
+        def no_ts(text):
+            return [l for l in text.splitlines() if not l.startswith("SET default_tablespace")]
+        self.assertEqual(no_ts(self.schema(url)), no_ts(self.schema(other)))
+        self.assertEqual(self.psql(other, "SELECT count(*) FROM pg_class WHERE reltablespace <> 0 "
+                                          "AND relnamespace = 'public'::regnamespace"), "0")
 
     # -- one application role owns everything ---------------------------------
     APP = "sm_fid_app"
