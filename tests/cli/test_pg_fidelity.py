@@ -168,6 +168,20 @@ class PgFidelityTest(CliTest):
         self.assertIn("sm_fid_gone", r.out)
 
 
+    def test_verify_restore_to_on_every_fixture(self):
+        # the older fixtures (issue 5's fidelity one, pagila; the zoo, the
+        # tablespace and the application-role tests run it too): restored
+        # into a scratch database, with --jobs 2, and found as recorded
+        fixtures = [test_snapshot_pg.FIDELITY, test_snapshot_pg.PAGILA]
+        for path in fixtures:
+            url = self.pg_new_db()
+            self.load(url, path)
+            snap = self.backup(url, os.path.basename(path).split(".")[0])
+            scratch = self.pg_new_db()
+            r = self.ok("--json", "verify", snap, "--restore-to", scratch, "--jobs", "2")
+            self.assertTrue(r.json()["ok"], r)
+            self.assertEqual(self.state(url), self.state(scratch), path)
+
     def test_tablespaces(self):
         loc = tempfile.mkdtemp(prefix="sm-ts-")
         self.addCleanup(subprocess.run, ["rm", "-rf", loc])
@@ -259,6 +273,7 @@ class PgFidelityTest(CliTest):
         self.oracle(url, before)
         # backed up by a superuser, restored by a different superuser
         snap = self.backup(url)
+        self.ok("verify", snap, "--restore-to", self.pg_new_db())
         other = self.pg_new_db()
         self.ok("-d", self.as_user(url, "sm_fid_super"), "-b", self.path("backups"), "--yes",
                 "restore", snap, "--to", self.as_user(other, "sm_fid_super"),
