@@ -367,16 +367,27 @@ static int dump_extensions(struct dumper *dp, struct strbuf *pre)
 	return 0;
 }
 
-/* The stored, non-generated columns of a table, "(a, b)", or "" if none. */
-static char *copy_columns(const struct strbuf *copycols)
+/* Adds a table whose rows are copied: its stored, non-generated columns
+ * copycols ("a, b"), filter as in struct pgcat_table (borrowed, copied). */
+static void add_table(struct pgcat_dump *d, const PGresult *r, int row, int schema_col,
+		      const char *qualified, const struct strbuf *copycols, const char *filter)
 {
-	char *c = xmalloc(copycols->len + 3);
+	struct pgcat_table *t;
 
+	ALLOC_GROW(d->tables, d->ntables + 1, d->tables_alloc);
+	t = &d->tables[d->ntables++];
+	memset(t, 0, sizeof(*t));
+	/* schema_col: the schema's raw name, then the table's, then reltuples */
+	t->schema = xstrdup(PQgetvalue(r, row, schema_col));
+	t->name = xstrdup(PQgetvalue(r, row, schema_col + 1));
+	t->est_rows = strtoll(PQgetvalue(r, row, schema_col + 2), NULL, 10);
+	t->qualified = xstrdup(qualified);
 	/* no stored column (none at all, all dropped, only generated ones):
 	 * "COPY t () ..." is a syntax error, but "COPY t TO STDOUT" writes one
 	 * empty line per row, as pg_dump does */
-	snprintf(c, copycols->len + 3, copycols->len ? "(%s)" : "%s", copycols->buf);
-	return c;
+	t->columns = xmalloc(copycols->len + 3);
+	snprintf(t->columns, copycols->len + 3, copycols->len ? "(%s)" : "%s", copycols->buf);
+	t->filter = filter ? xstrdup(filter) : NULL;
 }
 
 static int table_columns(struct dumper *dp, unsigned reloid, const char *qname,
@@ -392,8 +403,8 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname,
 static int dump_extension_config(struct dumper *dp, struct strbuf *pre)
 {
 	PGresult *r = q(dp->conn,
-		"SELECT c.oid, c.oid::pg_catalog.regclass::text, n.nspname, c.relname, x.cond, "
-		"c.relkind, c.reltuples::bigint FROM pg_catalog.pg_extension e CROSS JOIN LATERAL ROWS FROM "
+		"SELECT c.oid, c.oid::pg_catalog.regclass::text, x.cond, c.relkind, n.nspname, "
+		"c.relname, c.reltuples::bigint FROM pg_catalog.pg_extension e CROSS JOIN LATERAL ROWS FROM "
 		"(pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) x(rel, cond) "
 		"JOIN pg_catalog.pg_class c "
 		"ON c.oid = x.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -404,12 +415,10 @@ static int dump_extension_config(struct dumper *dp, struct strbuf *pre)
 	if (!r)
 		return -1;
 	for (i = 0; i < PQntuples(r); i++) {
-		const char *name = PQgetvalue(r, i, 1), *cond = PQgetvalue(r, i, 4);
-		struct pgcat_dump *d = dp->d;
+		const char *name = PQgetvalue(r, i, 1), *cond = PQgetvalue(r, i, 2);
 		struct strbuf cols = STRBUF_INIT, alters = STRBUF_INIT, copycols = STRBUF_INIT;
-		struct pgcat_table *t;
 
-		if (PQgetvalue(r, i, 5)[0] == 'S') {
+		if (PQgetvalue(r, i, 3)[0] == 'S') {
 			char *lit = PQescapeLiteral(dp->conn, name, strlen(name));
 			PGresult *v;
 
@@ -432,15 +441,7 @@ static int dump_extension_config(struct dumper *dp, struct strbuf *pre)
 			goto out;
 		}
 		sb_addf(pre, "DELETE FROM ONLY %s %s;\n", name, cond);
-		ALLOC_GROW(d->tables, d->ntables + 1, d->tables_alloc);
-		t = &d->tables[d->ntables++];
-		memset(t, 0, sizeof(*t));
-		t->schema = xstrdup(PQgetvalue(r, i, 2));
-		t->name = xstrdup(PQgetvalue(r, i, 3));
-		t->qualified = xstrdup(name);
-		t->columns = copy_columns(&copycols);
-		t->est_rows = strtoll(PQgetvalue(r, i, 6), NULL, 10);
-		t->filter = xstrdup(cond);
+		add_table(dp->d, r, i, 4, name, &copycols, cond);
 		sb_release(&cols);
 		sb_release(&alters);
 		sb_release(&copycols);
@@ -950,19 +951,8 @@ static int dump_relations(struct dumper *dp)
 		}
 		owner_to(dp, "TABLE", name, PQgetvalue(r, i, 3));
 		add_obj(&dp->objs, R_TABLE, 'c', oid, sb_detach(&sb));
-		if (kind == 'r') {
-			struct pgcat_dump *d = dp->d;
-			struct pgcat_table *t;
-
-			ALLOC_GROW(d->tables, d->ntables + 1, d->tables_alloc);
-			t = &d->tables[d->ntables++];
-			memset(t, 0, sizeof(*t));
-			t->schema = xstrdup(PQgetvalue(r, i, 12));
-			t->name = xstrdup(PQgetvalue(r, i, 13));
-			t->qualified = xstrdup(name);
-			t->columns = copy_columns(&copycols);
-			t->est_rows = strtoll(PQgetvalue(r, i, 14), NULL, 10);
-		}
+		if (kind == 'r')
+			add_table(dp->d, r, i, 12, name, &copycols, NULL);
 		sb_release(&cols);
 		sb_release(&alters);
 		sb_release(&copycols);
