@@ -182,6 +182,22 @@ class PgFidelityTest(CliTest):
             self.assertTrue(r.json()["ok"], r)
             self.assertEqual(self.state(url), self.state(scratch), path)
 
+    def test_table_access_method(self):
+        # the access method itself is a database object of its own (dumped
+        # with the other object kinds); here the target has it already
+        am = "CREATE ACCESS METHOD heap_copy TYPE TABLE HANDLER heap_tableam_handler"
+        url = self.pg_new_db()
+        self.psql(url, am + "; CREATE TABLE t (x int) USING heap_copy; "
+                            "CREATE MATERIALIZED VIEW mv USING heap_copy AS SELECT x FROM t; "
+                            "INSERT INTO t VALUES (1)")
+        before = self.state(url)
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.psql(other, am)
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--no-safety-backup")
+        self.assertSameState(before, self.state(other), "restore --to")
+
     def test_tablespaces(self):
         loc = tempfile.mkdtemp(prefix="sm-ts-")
         self.addCleanup(subprocess.run, ["rm", "-rf", loc])
