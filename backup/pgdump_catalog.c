@@ -1395,6 +1395,28 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 	return 0;
 }
 
+/* Security labels of the user's objects (pg_seclabels names them as SECURITY
+ * LABEL wants them).  Restoring them needs the same label provider loaded. */
+static int dump_security_labels(struct dumper *dp, struct strbuf *post)
+{
+	PGresult *r = q(dp->conn,
+		"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(l.provider) || ' ON ' || "
+		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
+		"pg_catalog.quote_literal(l.label) || ';' FROM pg_catalog.pg_seclabels l "
+		"WHERE (l.objnamespace IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_namespace'::regclass "
+		"AND l.objoid IN " USER_NSP ") AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
+		"WHERE x.classid = l.classoid AND x.objid = l.objoid AND x.deptype = 'e') "
+		"ORDER BY l.classoid, l.objoid, l.objsubid, l.provider", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		sb_addf(post, "%s\n", PQgetvalue(r, i, 0));
+	PQclear(r);
+	return 0;
+}
+
 static int lock_tables(struct dumper *dp)
 {
 	struct strbuf sql = STRBUF_INIT;
@@ -1460,7 +1482,8 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 		goto out;
 	sb_add(post, dp.extseq.buf, dp.extseq.len);
 	sb_add(post, dp.owners.buf, dp.owners.len);
-	if (dump_acls(&dp, post) < 0 || dump_comments(&dp, post) < 0)
+	if (dump_acls(&dp, post) < 0 || dump_comments(&dp, post) < 0 ||
+	    dump_security_labels(&dp, post) < 0)
 		goto out;
 	/* REFRESH in dependency order (a view of a view after it) */
 	sb_add(post, dp.refresh.buf, dp.refresh.len);
