@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_pg.h"
 #include "restore.h"
 #include "restore_pg_int.h"
 #include "strbuf.h"
@@ -138,35 +139,29 @@ out:
 	return ret;
 }
 
-/* SQLSTATE 53200 with the server's hint about the lock table. */
-static int is_lock_exhaustion(const char *state, const char *msg)
+/* The server's lock table is full: SQLSTATE 53200 (out of memory) raised
+ * by its lock manager.  Neither is the message text, which is in the
+ * server's lc_messages language. */
+static int is_lock_exhaustion(const PGresult *res)
 {
-	return state && !strcmp(state, "53200") && strstr(msg, "max_locks_per_transaction");
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *file = res ? PQresultErrorField(res, PG_DIAG_SOURCE_FILE) : NULL;
+
+	return state && !strcmp(state, "53200") && file && !strcmp(file, "lock.c");
 }
 
 int pgr_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
-	const char *msg = res ? PQresultErrorMessage(res) : NULL;
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	struct strbuf m = STRBUF_INIT;
-
-	sb_adds(&m, msg && *msg ? msg : PQerrorMessage(conn));
-	sb_rtrim(&m);
-	if (!strncmp(m.buf, "ERROR:  ", 8))
-		memmove(m.buf, m.buf + 8, m.len - 7);
-	if (is_lock_exhaustion(state, m.buf))
+	engine_pg_error(err, conn, res, what);
+	if (is_lock_exhaustion(res))
 		err_set(err, ERR_FAIL, "%s: the server ran out of lock slots: restoring this "
 			"snapshot in one transaction needs more locks than max_locks_per_transaction "
 			"allows; nothing was changed. Raise max_locks_per_transaction in "
 			"postgresql.conf (and restart the server), or restore into an empty "
 			"database with 'restore --to URL', which then loads in several "
 			"transactions", what);
-	else
-		err_set(err, state && !strcmp(state, "55P03") ? ERR_LOCKED : ERR_FAIL, "%s: %s",
-			what, m.buf);
-	if (state)
-		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
-	sb_release(&m);
+	else if (!strcmp(err->sqlstate, "55P03"))
+		err->kind = ERR_LOCKED;
 	return -1;
 }
 
@@ -277,8 +272,10 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 			cur = NULL;
 			/* FREEZE: the table was created in this transaction, so its rows
 			 * can be written frozen (no hint-bit rewrite on first read) */
+			/* an extension's configuration table may not be new */
 			sb_addf(&sql, "COPY %s %s FROM STDIN%s", q, pgr_str(t, "columns"),
-				freeze ? " (FREEZE)" : "");
+				freeze && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+						  t, "extension_config")) ? " (FREEZE)" : "");
 			res = PQexec(conn, sql.buf);
 			sb_release(&sql);
 			if (PQresultStatus(res) != PGRES_COPY_IN) {
@@ -574,9 +571,10 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 		ret = 0;
 		goto out;
 	}
-	/* out of lock slots: nothing was changed; into an empty database the
-	 * restore may go on in several transactions, elsewhere it must not */
-	if (!is_lock_exhaustion(err->sqlstate, err->msg) || !s->meta.toc ||
+	/* out of lock slots (or memory): nothing was changed; into an empty
+	 * database the restore may go on in several, smaller transactions,
+	 * elsewhere it must not */
+	if (strcmp(err->sqlstate, "53200") != 0 || !s->meta.toc ||
 	    target_is_empty(conn, s->meta.toc, &empty, err) < 0 || !empty)
 		goto out;
 	err_clear(err);

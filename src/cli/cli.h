@@ -64,7 +64,9 @@ struct options {
 	char *scratch_url;    /* roundtrip --url */
 	char *rehearse_url;   /* safe-migrate --rehearse-url */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
-	int jobs;             /* restore --jobs */
+	int no_tablespaces;   /* backup --no-tablespaces (PostgreSQL) */
+	int jobs;             /* restore --jobs, verify --jobs */
+	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */
 };
 

@@ -56,11 +56,20 @@ static const struct command commands[] = {
 	  "sql [--start A] [--end B]",
 	  "print the SQL script of an upgrade range without touching the database", NULL },
 	{ "backup", cmd_backup, NEED_DB | NEED_BACKUP_DIR,
-	  "backup [--name NAME]", "take a snapshot and print its path", NULL },
+	  "backup [--name NAME] [--no-owner] [--no-tablespaces]",
+	  "take a snapshot and print its path",
+	  "PostgreSQL: --no-owner leaves out who owns each object (the restoring role\n"
+	  "will); --no-tablespaces leaves out the tablespaces of tables and indexes (they\n"
+	  "are restored into the database's default one)." },
 	{ "list-backups", cmd_list_backups, NEED_BACKUP_DIR,
 	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
 	{ "verify", cmd_verify, 0,
-	  "verify SNAPSHOT", "check a snapshot's structure and every checksum", NULL },
+	  "verify SNAPSHOT [--restore-to URL [--jobs N]]",
+	  "check a snapshot's structure and every checksum",
+	  "--restore-to URL also restores the snapshot into URL, an empty scratch database\n"
+	  "(or a new SQLite file), and compares the result with the schema fingerprint and\n"
+	  "the row counts the snapshot recorded: a snapshot that cannot be restored, or\n"
+	  "restores differently, is reported like a damaged one (exit 7)." },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR,
 	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup]",
 	  "verify a snapshot, take a safety snapshot, and restore",
@@ -127,7 +136,8 @@ static const struct opt_spec specs[] = {
 	{ "name", 0, A_STR, &opt.name, "backup" },
 	{ "to", 0, A_STR, &opt.to_url, "restore" },
 	{ "no-safety-backup", 0, A_FLAG, &opt.no_safety_backup, "restore" },
-	{ "jobs", 'j', A_INT, &opt.jobs, "restore" },
+	{ "jobs", 'j', A_INT, &opt.jobs, "restore verify" },
+	{ "restore-to", 0, A_STR, &opt.restore_to, "verify" },
 	{ "keep", 0, A_STR, &opt.keep, "prune" },
 	{ "output", 'o', A_STR, &opt.output, "schema" },
 	{ "start", 0, A_STR, &opt.start, "sql" },
@@ -142,6 +152,7 @@ static const struct opt_spec specs[] = {
 	{ "url", 0, A_STR, &opt.scratch_url, "roundtrip" },
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
+	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
 };
 
@@ -482,6 +493,7 @@ static void free_options(char **pos)
 	free(opt.config);
 	free(opt.name);
 	free(opt.to_url);
+	free(opt.restore_to);
 	free(opt.keep);
 	free(opt.output);
 	free(opt.start);
