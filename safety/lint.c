@@ -54,6 +54,8 @@ static const struct lint_rule rules[] = {
 	{ "cluster", LEVEL_WARN,
 	  "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock: run it in a maintenance "
 	  "window, or use pg_repack" },
+	{ "empty-migration", LEVEL_WARN,
+	  "fill it in before it is applied: once recorded, editing it shows as EDITED" },
 	{ "missing-lock-timeout", LEVEL_WARN,
 	  "start the migration with SET lock_timeout = '5s' (or run with "
 	  "--statement-lock-timeout) so a blocked ALTER fails fast instead of queueing every "
@@ -123,6 +125,12 @@ int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int fi
 	r.transactional = transactional;
 	r.out = out;
 	r.line = r.first_line;
+	if (mig_is_blank(sql)) {
+		lint_at(&r, 0, 0);
+		lint_emit(&r, "empty-migration", "the migration is empty: upgrade records it as "
+			  "applied without running anything");
+		return 0;
+	}
 	ret = c->d->migration(&r, err);
 	for (size_t i = 0; i < r.n_created; i++)
 		free(r.created[i]);
@@ -147,6 +155,32 @@ int lint_sql(const char *engine_name, const char *sql, const char *file, int fir
 	ret = lint_migration(c, sql, file, first_line, transactional, out, err);
 	lint_end(c);
 	return ret;
+}
+
+const char *lint_never_in_tx(const char *engine_name, const char *sql)
+{
+	const struct lint_dialect *d = find_dialect(engine_name);
+
+	return d->never_in_tx && sql ? d->never_in_tx(sql) : NULL;
+}
+
+void lint_find_no_tx(struct migration_set *set, const struct engine_ops *ops)
+{
+	mig_set_find_own_tx(set, ops);
+	for (size_t i = 0; i < set->n; i++) {
+		struct migration *m = &set->items[i];
+		const char *what;
+
+		if (!m->up_no_tx && (what = lint_never_in_tx(ops->name, m->up_sql))) {
+			m->up_no_tx = MIG_TX_NEVER;
+			m->up_no_tx_what = what;
+		}
+		if (m->down_sql && !m->down_no_tx &&
+		    (what = lint_never_in_tx(ops->name, m->down_sql))) {
+			m->down_no_tx = MIG_TX_NEVER;
+			m->down_no_tx_what = what;
+		}
+	}
 }
 
 void lint_at(struct lint_run *r, size_t start, size_t len)

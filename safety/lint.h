@@ -50,6 +50,7 @@
 #include "engine.h"
 #include "error.h"
 #include "finding.h"
+#include "migration.h"
 
 struct lint_rule {
 	const char *name;
@@ -78,6 +79,19 @@ int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int fi
  * written in the SQL (schema-qualified when it was).  Borrowed until lint_end. */
 const char *const *lint_touched(const struct lint_ctx *c, size_t *n);
 void lint_end(struct lint_ctx *c);
+
+/* The first statement of sql that can never run inside a transaction
+ * block in engine_name's dialect (e.g. "CREATE INDEX CONCURRENTLY",
+ * "VACUUM"; static text), or NULL.  The concurrently-in-transaction rule
+ * reads the same list. */
+const char *lint_never_in_tx(const char *engine_name, const char *sql);
+
+/* Decides which sections of set run outside a transaction although no
+ * marker says so: those holding a statement that can never run in one
+ * (MIG_TX_NEVER, see lint_never_in_tx) and those that control their own
+ * transaction (MIG_TX_OWN, see mig_controls_tx).  Call once after mig_load,
+ * before planning, linting or rendering. */
+void lint_find_no_tx(struct migration_set *set, const struct engine_ops *ops);
 
 /* One-shot: lints sql with no live schema. */
 int lint_sql(const char *engine_name, const char *sql, const char *file, int first_line,

@@ -38,6 +38,9 @@ struct lint_dialect {
 	int (*begin)(struct lint_ctx *c, struct engine *live, struct sm_error *err);
 	int (*migration)(struct lint_run *r, struct sm_error *err);
 	void (*end)(struct lint_ctx *c);
+	/* The first statement of sql that can never run in a transaction
+	 * block (static text), or NULL; may be NULL itself. */
+	const char *(*never_in_tx)(const char *sql);
 };
 
 extern const struct lint_dialect lint_pg_dialect;

@@ -91,6 +91,35 @@ static int is_zero_setting(const cJSON *args)
 	return sval && (!strcmp(sval, "0") || !strcmp(sval, "0ms") || !strcmp(sval, "0s"));
 }
 
+/* The statements that can never run inside a transaction block: what the
+ * statement is, or NULL.  One list, read by the concurrently-in-transaction
+ * rule and by lint_never_in_tx (which runs such a migration outside one). */
+static const char *never_in_tx(const char *type, const cJSON *s)
+{
+	static const struct {
+		const char *type, *what;
+	} always[] = {
+		{ "CreatedbStmt", "CREATE DATABASE" },
+		{ "DropdbStmt", "DROP DATABASE" },
+		{ "AlterSystemStmt", "ALTER SYSTEM" },
+		{ "CreateTableSpaceStmt", "CREATE TABLESPACE" },
+		{ "DropTableSpaceStmt", "DROP TABLESPACE" },
+	};
+
+	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+		if (!strcmp(type, always[i].type))
+			return always[i].what;
+	if (!strcmp(type, "IndexStmt") && flag(s, "concurrent"))
+		return "CREATE INDEX CONCURRENTLY";
+	if (!strcmp(type, "DropStmt") && flag(s, "concurrent"))
+		return "DROP INDEX CONCURRENTLY";
+	if (!strcmp(type, "VacuumStmt") && flag(s, "is_vacuumcmd"))
+		return "VACUUM";
+	if (!strcmp(type, "ReindexStmt") && has_defelem(get(s, "params"), "concurrently"))
+		return "REINDEX CONCURRENTLY";
+	return NULL;
+}
+
 static void non_tx(struct pg_run *p, const char *what)
 {
 	if (p->r->transactional)
@@ -187,7 +216,7 @@ static void lint_stmt(struct pg_run *p, const cJSON *node)
 		table = rel_name(get(s, "relation"));
 		lint_touch(r, table);
 		if (flag(s, "concurrent"))
-			non_tx(p, "CREATE INDEX CONCURRENTLY");
+			non_tx(p, never_in_tx(type, s));
 		else if (!lint_is_created(r, table))
 			lint_emit(r, "create-index-non-concurrently",
 				  "CREATE INDEX %s%s%son existing table '%s' blocks writes to it while "
@@ -222,7 +251,7 @@ static void lint_stmt(struct pg_run *p, const cJSON *node)
 		const char *rt = str(s, "removeType");
 
 		if (rt && !strcmp(rt, "OBJECT_INDEX") && flag(s, "concurrent"))
-			non_tx(p, "DROP INDEX CONCURRENTLY");
+			non_tx(p, never_in_tx(type, s));
 		if (!rt || strcmp(rt, "OBJECT_TABLE"))
 			goto out;
 		cJSON_ArrayForEach(it, get(s, "objects")) {
@@ -251,7 +280,7 @@ static void lint_stmt(struct pg_run *p, const cJSON *node)
 	} else if (!strcmp(type, "VacuumStmt")) {
 		if (!flag(s, "is_vacuumcmd"))
 			goto out; /* ANALYZE may run in a transaction */
-		non_tx(p, "VACUUM");
+		non_tx(p, never_in_tx(type, s));
 		if (has_defelem(get(s, "options"), "full"))
 			lint_emit(r, "vacuum-full", "VACUUM FULL rewrites every table it names under "
 				  "an ACCESS EXCLUSIVE lock");
@@ -259,19 +288,8 @@ static void lint_stmt(struct pg_run *p, const cJSON *node)
 		table = rel_name(get(s, "relation"));
 		lint_emit(r, "cluster", "CLUSTER%s%s%s rewrites the table under an ACCESS "
 			  "EXCLUSIVE lock", table ? " '" : "", table ? table : "", table ? "'" : "");
-	} else if (!strcmp(type, "ReindexStmt")) {
-		if (has_defelem(get(s, "params"), "concurrently"))
-			non_tx(p, "REINDEX CONCURRENTLY");
-	} else if (!strcmp(type, "CreatedbStmt")) {
-		non_tx(p, "CREATE DATABASE");
-	} else if (!strcmp(type, "DropdbStmt")) {
-		non_tx(p, "DROP DATABASE");
-	} else if (!strcmp(type, "AlterSystemStmt")) {
-		non_tx(p, "ALTER SYSTEM");
-	} else if (!strcmp(type, "CreateTableSpaceStmt")) {
-		non_tx(p, "CREATE TABLESPACE");
-	} else if (!strcmp(type, "DropTableSpaceStmt")) {
-		non_tx(p, "DROP TABLESPACE");
+	} else if (never_in_tx(type, s)) {
+		non_tx(p, never_in_tx(type, s));
 	} else if (!strcmp(type, "VariableSetStmt")) {
 		const char *name = str(s, "name"), *kind = str(s, "kind");
 
@@ -324,9 +342,28 @@ out:
 	return ret;
 }
 
+static const char *pg_never_in_tx(const char *sql)
+{
+	PgQueryParseResult res = pg_query_parse(sql);
+	cJSON *tree = res.error ? NULL : cJSON_Parse(res.parse_tree);
+	const cJSON *st;
+	const char *what = NULL;
+
+	cJSON_ArrayForEach(st, get(tree, "stmts")) {
+		const cJSON *node = get(st, "stmt");
+
+		if (node && node->child && (what = never_in_tx(node->child->string, node->child)))
+			break;
+	}
+	cJSON_Delete(tree);
+	pg_query_free_parse_result(res);
+	return what;
+}
+
 const struct lint_dialect lint_pg_dialect = {
 	.engine = "postgresql",
 	.begin = NULL,
 	.migration = pg_migration,
 	.end = NULL,
+	.never_in_tx = pg_never_in_tx,
 };

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "fsutil.h"
+#include "lint.h"
 #include "pipeline.h"
 #include "session.h"
 #include "strbuf.h"
@@ -49,11 +50,15 @@ struct apply_print {
 static void print_start(void *ud, const struct step *s)
 {
 	int up = s->dir == STEP_UP;
-	int no_tx = up ? s->m->up_no_tx : s->m->down_no_tx;
+	char buf[128];
+	const char *note = mig_tx_note(s->m, up, buf, sizeof(buf));
+	const char *sql = up ? s->m->up_sql : s->m->down_sql;
 
 	(void)ud;
-	info("%s %s %s%s", up ? "applying" : "reverting", s->m->version, mig_name(s->m),
-	     no_tx ? " (transaction:false: runs outside a transaction)" : "");
+	info("%s %s %s%s%s%s", up ? "applying" : "reverting", s->m->version, mig_name(s->m),
+	     *note ? " (" : "", note, *note ? ")" : "");
+	if (mig_is_blank(sql))
+		info("version %s is empty: recorded as applied, no SQL runs", s->m->version);
 }
 
 static void print_done(void *ud, const struct step *s, long long ms, int ok,
@@ -429,6 +434,7 @@ int cmd_sql(struct cmd_ctx *ctx)
 		return usage_error(ctx, "sql takes --start and --end, not '%s'", ctx->argv[0]);
 	if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
 		goto fail;
+	lint_find_no_tx(&set, ops);
 	to = set.n;
 	if (opt.end && resolve_bound(&set, opt.end, 0, &to, &ctx->err) < 0)
 		goto fail;
@@ -491,24 +497,41 @@ static void slugify(const char *msg, struct strbuf *out)
 	}
 }
 
-/* Writes body as migration stamp_slug.sql in the first migrations directory;
- * the path goes to *path (caller frees). */
-static int write_migration(struct cmd_ctx *ctx, const struct migration_set *set, time_t t,
-			   const char *slug, const struct strbuf *body, char **path)
+/* The next version of a numbered up/down pair directory (golang-migrate's
+ * "000123_name.up.sql"): the newest migration's number plus one, as wide,
+ * into buf; 0 when the directory follows another layout (or is empty). */
+static int next_pair_version(const struct migration_set *set, char *buf, size_t size)
+{
+	const struct migration *last = set->n ? &set->items[set->n - 1] : NULL;
+	unsigned long long n;
+	size_t len;
+	char *end;
+
+	if (!last || strlen(last->path) < 7 || strcmp(last->path + strlen(last->path) - 7, ".up.sql"))
+		return 0;
+	len = strlen(last->version);
+	if (!len || len > 18 || strspn(last->version, "0123456789") != len)
+		return 0;
+	n = strtoull(last->version, &end, 10);
+	snprintf(buf, size, "%0*llu", (int)len, n + 1);
+	return 1;
+}
+
+/* Writes body as migration VERSION_slug.SUFFIX in the first migrations
+ * directory; the path goes to *path (caller frees). */
+static int write_migration(struct cmd_ctx *ctx, const struct migration_set *set,
+			   const char *stamp, const char *slug, const char *suffix,
+			   const struct strbuf *body, char **path)
 {
 	struct strbuf name = STRBUF_INIT;
-	char stamp[32];
-	struct tm tm;
 	int fd, ret = -1;
 
-	gmtime_r(&t, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
-	if (mig_index(set, stamp) >= 0) {
+	if (mig_index(set, stamp) >= 0 && !strcmp(suffix, ".sql")) {
 		err_set(&ctx->err, ERR_FAIL, "a migration with version %s already exists; wait a "
 			"second and try again", stamp);
 		goto out;
 	}
-	sb_addf(&name, "%s_%s.sql", stamp, slug);
+	sb_addf(&name, "%s_%s%s", stamp, slug, suffix);
 	*path = fs_join(ctx->mig_dirs[0], name.buf);
 	fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
@@ -546,6 +569,8 @@ int cmd_create(struct cmd_ctx *ctx)
 	char *path = NULL, *path2 = NULL;
 	time_t t = time(NULL);
 	int code = EXIT_OK;
+	char stamp[32];
+	struct tm tm;
 
 	if (ctx->argc != 1)
 		return usage_error(ctx, "create needs one MESSAGE (quote it: create \"add users\")");
@@ -567,13 +592,30 @@ int cmd_create(struct cmd_ctx *ctx)
 		goto fail;
 	if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
 		goto fail;
-	if (write_migration(ctx, &set, t, slug.buf, &body, &path) < 0)
+	if (!opt.from_schema && next_pair_version(&set, stamp, sizeof(stamp))) {
+		/* the directory's own layout: an empty up/down pair, next number */
+		struct strbuf empty = STRBUF_INIT;
+
+		if (write_migration(ctx, &set, stamp, slug.buf, ".up.sql", &empty, &path) < 0)
+			goto fail;
+		if (write_migration(ctx, &set, stamp, slug.buf, ".down.sql", &empty, &path2) < 0) {
+			unlink(path);
+			goto fail;
+		}
+		goto out;
+	}
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
+	if (write_migration(ctx, &set, stamp, slug.buf, ".sql", &body, &path) < 0)
 		goto fail;
 	if (body2.len) {
 		/* the CONCURRENTLY indexes: a transaction:false migration of their
 		 * own, one second later so that it runs after the first */
+		t++;
+		gmtime_r(&t, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
 		sb_addf(&slug2, "%s_concurrently", slug.buf);
-		if (write_migration(ctx, &set, t + 1, slug2.buf, &body2, &path2) < 0) {
+		if (write_migration(ctx, &set, stamp, slug2.buf, ".sql", &body2, &path2) < 0) {
 			unlink(path);
 			goto fail;
 		}

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "fsutil.h"
+#include "lint.h"
 #include "plan.h"
 #include "schema.h"
 #include "strbuf.h"
@@ -125,6 +126,7 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
+	lint_find_no_tx(&set, e->ops);
 	info("roundtrip on %s: %zu migration%s", e->url.redacted, set.n, set.n == 1 ? "" : "s");
 	if (ctx->json)
 		arr = cJSON_AddArrayToObject(ctx->json, "migrations");

@@ -258,6 +258,8 @@ int cmd_lint(struct cmd_ctx *ctx)
 		     dialect);
 		if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
 			goto fail;
+		lint_find_no_tx(&set, engine_find(dialect) ? engine_find(dialect)
+							 : engine_find("sqlite"));
 		for (size_t i = 0; i < set.n; i++, n_linted++)
 			if (lint_migration(lc, set.items[i].up_sql, set.items[i].path,
 					   set.items[i].up_line, !set.items[i].up_no_tx, &l,
@@ -324,6 +326,8 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 			    err.msg);
 	else
 		have_set = 1;
+	if (have_set && engine_find(ctx->url.scheme))
+		lint_find_no_tx(&set, engine_find(ctx->url.scheme));
 	if (e && hist_load(e, &applied, &err) < 0) {
 		finding_add(&l, FINDING_CHECK, "migration-history", LEVEL_FAIL, NULL, NULL, 0, "%s",
 			    err.msg);
