@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "engine.h"
@@ -505,14 +506,19 @@ static int tx_control_cb(void *ud, const char *text, size_t len, int line)
 
 	(void)ud;
 	(void)line;
-	return engine_is_tx_control(text + skip, len - skip);
+	if (!engine_is_tx_control(text + skip, len - skip))
+		return 0;
+	/* 1: the file opens its own transaction; 2: a stray COMMIT or
+	 * ROLLBACK comes first, which stays an error in a migration */
+	return len - skip >= 5 && (!strncasecmp(text + skip, "BEGIN", 5) ||
+				   !strncasecmp(text + skip, "START", 5)) ? 1 : 2;
 }
 
 int mig_controls_tx(const struct engine_ops *ops, const char *sql)
 {
 	struct sm_error ignored = SM_ERROR_INIT;
 
-	return sql && ops->split(sql, tx_control_cb, NULL, &ignored) > 0;
+	return sql && ops->split(sql, tx_control_cb, NULL, &ignored) == 1;
 }
 
 void mig_set_find_own_tx(struct migration_set *set, const struct engine_ops *ops)

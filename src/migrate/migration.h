@@ -70,8 +70,10 @@ void mig_release(struct migration *m);
  * no-op migration (recorded when applied); an empty down section is no down. */
 int mig_is_blank(const char *sql);
 
-/* Does sql begin or end a transaction itself (BEGIN, COMMIT, ...)?  Splits
- * it with ops's parser; a script the parser rejects counts as not. */
+/* Does sql manage its own transaction: is its first statement that begins
+ * or ends a transaction (engine_is_tx_control) a BEGIN or START?  A stray
+ * COMMIT stays refused.  Splits sql with ops's parser; a script the parser
+ * rejects counts as not. */
 int mig_controls_tx(const struct engine_ops *ops, const char *sql);
 
 /* Marks the sections of set that control their own transaction as
