@@ -54,12 +54,17 @@ static const struct lint_rule rules[] = {
 	{ "cluster", LEVEL_WARN,
 	  "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock: run it in a maintenance "
 	  "window, or use pg_repack" },
+	{ "drop-index-non-concurrently", LEVEL_WARN,
+	  "use DROP INDEX CONCURRENTLY in a migration marked transaction:false; it does not "
+	  "block reads or writes" },
+	{ "dynamic-sql", LEVEL_WARN,
+	  "the SQL is built at run time; review what it does, or write the statements out" },
 	{ "empty-migration", LEVEL_WARN,
 	  "fill it in before it is applied: once recorded, editing it shows as EDITED" },
 	{ "missing-lock-timeout", LEVEL_WARN,
 	  "start the migration with SET lock_timeout = '5s' (or run with "
-	  "--statement-lock-timeout) so a blocked ALTER fails fast instead of queueing every "
-	  "query on the table behind it" },
+	  "--statement-lock-timeout) so a blocked statement fails fast instead of queueing "
+	  "every query on the table behind it" },
 };
 
 #define N_RULES (sizeof(rules) / sizeof(rules[0]))
@@ -108,6 +113,9 @@ void lint_end(struct lint_ctx *c)
 	for (size_t i = 0; i < c->n_touched; i++)
 		free(c->touched[i]);
 	free(c->touched);
+	for (size_t i = 0; i < c->n_created; i++)
+		free(c->created[i]);
+	free(c->created);
 	free(c);
 }
 
@@ -279,15 +287,56 @@ void lint_touch(struct lint_run *r, const char *table)
 	c->touched[c->n_touched++] = xstrdup(table);
 }
 
+/* Tables (and, as "index NAME", indexes) created by the migrations linted so
+ * far in this run: a table created earlier in the same pending run is as
+ * empty and unused as one created in the same migration. */
+static void add_created(struct lint_run *r, const char *name)
+{
+	struct lint_ctx *c = r->ctx;
+
+	if (in_list(c->created, c->n_created, name))
+		return;
+	ALLOC_GROW(c->created, c->n_created + 1, c->alloc_created);
+	c->created[c->n_created++] = xstrdup(name);
+}
+
 void lint_created(struct lint_run *r, const char *table)
 {
-	if (!table || in_list(r->created, r->n_created, table))
+	if (!table)
 		return;
-	ALLOC_GROW(r->created, r->n_created + 1, r->alloc_created);
-	r->created[r->n_created++] = xstrdup(table);
+	add_created(r, table);
+	if (!in_list(r->created, r->n_created, table)) {
+		ALLOC_GROW(r->created, r->n_created + 1, r->alloc_created);
+		r->created[r->n_created++] = xstrdup(table);
+	}
 }
 
 int lint_is_created(const struct lint_run *r, const char *table)
 {
 	return table && in_list(r->created, r->n_created, table);
+}
+
+int lint_is_new(const struct lint_run *r, const char *table)
+{
+	return table && in_list(r->ctx->created, r->ctx->n_created, table);
+}
+
+void lint_created_index(struct lint_run *r, const char *index)
+{
+	struct strbuf key = STRBUF_INIT;
+
+	sb_addf(&key, "index %s", index);
+	add_created(r, key.buf);
+	sb_release(&key);
+}
+
+int lint_is_created_index(const struct lint_run *r, const char *index)
+{
+	struct strbuf key = STRBUF_INIT;
+	int yes;
+
+	sb_addf(&key, "index %s", index);
+	yes = in_list(r->ctx->created, r->ctx->n_created, key.buf);
+	sb_release(&key);
+	return yes;
 }

@@ -14,6 +14,9 @@ struct lint_ctx {
 	void *state; /* the dialect's */
 	char **touched;
 	size_t n_touched, alloc_touched;
+	/* tables created by the migrations linted so far ("index NAME" for indexes) */
+	char **created;
+	size_t n_created, alloc_created;
 };
 
 /* One migration being linted, and the statement being looked at. */
@@ -55,6 +58,14 @@ void lint_emit(struct lint_run *r, const char *rule, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void lint_touch(struct lint_run *r, const char *table);
 void lint_created(struct lint_run *r, const char *table);
+/* Created by this migration (destructive rules: data put there by the same
+ * migration is not lost data)? */
 int lint_is_created(const struct lint_run *r, const char *table);
+/* Created by this migration or an earlier one of the same lint run (lock and
+ * emptiness rules: nothing uses it yet and it holds no rows written by the
+ * application)? */
+int lint_is_new(const struct lint_run *r, const char *table);
+void lint_created_index(struct lint_run *r, const char *index);
+int lint_is_created_index(const struct lint_run *r, const char *index);
 
 #endif
