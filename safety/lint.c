@@ -75,12 +75,17 @@ const struct lint_rule *lint_rules(size_t *n)
 	return rules;
 }
 
-static const struct lint_rule *find_rule(const char *name)
+static const struct lint_rule *find_rule_n(const char *name, size_t n)
 {
 	for (size_t i = 0; i < N_RULES; i++)
-		if (!strcmp(rules[i].name, name))
+		if (strlen(rules[i].name) == n && !strncmp(rules[i].name, name, n))
 			return &rules[i];
 	return NULL;
+}
+
+static const struct lint_rule *find_rule(const char *name)
+{
+	return find_rule_n(name, strlen(name));
 }
 
 static const struct lint_dialect *find_dialect(const char *engine_name)
@@ -116,6 +121,9 @@ void lint_end(struct lint_ctx *c)
 	for (size_t i = 0; i < c->n_created; i++)
 		free(c->created[i]);
 	free(c->created);
+	for (size_t i = 0; i < c->n_ignore; i++)
+		free(c->ignore[i]);
+	free(c->ignore);
 	free(c);
 }
 
@@ -143,6 +151,65 @@ int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int fi
 	for (size_t i = 0; i < r.n_created; i++)
 		free(r.created[i]);
 	free(r.created);
+	return ret;
+}
+
+int lint_ignore(struct lint_ctx *c, const char *list, struct sm_error *err)
+{
+	const char *p = list ? list : "";
+
+	while (*p) {
+		size_t n = strcspn(p, ", \t\n"), rn;
+		char *item;
+
+		if (!n) {
+			p++;
+			continue;
+		}
+		item = xstrndup(p, n);
+		rn = strcspn(item, ":");
+		if (!rn || (!find_rule_n(item, rn) && !(rn == 3 && !strncmp(item, "all", 3)))) {
+			err_set(err, ERR_USAGE, "cannot ignore '%s': no lint rule '%.*s' (see "
+				"'safe-migrate help lint')", item, (int)rn, item);
+			free(item);
+			return -1;
+		}
+		ALLOC_GROW(c->ignore, c->n_ignore + 1, c->alloc_ignore);
+		c->ignore[c->n_ignore++] = item;
+		p += n;
+	}
+	return 0;
+}
+
+/* Is rule silenced for the current migration by lint_ignore()? */
+static int ignored(const struct lint_ctx *c, const char *rule)
+{
+	size_t rl = strlen(rule);
+
+	for (size_t i = 0; i < c->n_ignore; i++) {
+		const char *it = c->ignore[i], *colon = strchr(it, ':');
+		size_t n = colon ? (size_t)(colon - it) : strlen(it);
+
+		if (!((n == rl && !strncmp(it, rule, rl)) || (n == 3 && !strncmp(it, "all", 3))))
+			continue;
+		if (!colon || (c->version && !strcmp(colon + 1, c->version)))
+			return 1;
+	}
+	return 0;
+}
+
+int lint_migration_of(struct lint_ctx *c, const struct migration *m, int down,
+		      struct finding_list *out, struct sm_error *err)
+{
+	int ret;
+
+	c->version = m->version;
+	c->down = down;
+	ret = down ? lint_migration(c, m->down_sql ? m->down_sql : "", m->down_path,
+				    m->down_line, !m->down_no_tx, out, err)
+		   : lint_migration(c, m->up_sql, m->path, m->up_line, !m->up_no_tx, out, err);
+	c->version = NULL;
+	c->down = 0;
 	return ret;
 }
 
@@ -252,8 +319,10 @@ void lint_emit(struct lint_run *r, const char *rule, const char *fmt, ...)
 	struct strbuf msg = STRBUF_INIT, hint = STRBUF_INIT;
 	va_list ap;
 
-	if (!lr || suppressed(r, rule))
+	if (!lr || suppressed(r, rule) || ignored(r->ctx, rule))
 		return;
+	if (r->ctx->down)
+		sb_adds(&msg, "down section: ");
 	va_start(ap, fmt);
 	sb_vaddf(&msg, fmt, ap);
 	va_end(ap);
@@ -313,7 +382,10 @@ void lint_created(struct lint_run *r, const char *table)
 
 int lint_is_created(const struct lint_run *r, const char *table)
 {
-	return table && in_list(r->created, r->n_created, table);
+	/* a down section undoing what the run's up sections created loses
+	 * nothing the application wrote */
+	return table && (in_list(r->created, r->n_created, table) ||
+			 (r->ctx->down && lint_is_new(r, table)));
 }
 
 int lint_is_new(const struct lint_run *r, const char *table)

@@ -75,6 +75,17 @@ int lint_begin(struct lint_ctx **out, const char *engine_name, struct engine *li
  * errors: -1 means lint itself failed (err set). */
 int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int first_line,
 		   int transactional, struct finding_list *out, struct sm_error *err);
+/* Silences rules for this run: list holds "RULE" or "RULE:VERSION" items
+ * separated by commas or spaces (--ignore, config lint_ignore).  An unknown
+ * rule is a usage error.  May be called more than once (the lists add up). */
+int lint_ignore(struct lint_ctx *c, const char *list, struct sm_error *err);
+
+/* Lints section up (or, with down, the down section) of migration m: as
+ * lint_migration, with m's version for RULE:VERSION ignores.  A down
+ * section's findings say so in their message. */
+int lint_migration_of(struct lint_ctx *c, const struct migration *m, int down,
+		      struct finding_list *out, struct sm_error *err);
+
 /* Tables the linted statements create, alter, index, write or drop, as
  * written in the SQL (schema-qualified when it was).  Borrowed until lint_end. */
 const char *const *lint_touched(const struct lint_ctx *c, size_t *n);

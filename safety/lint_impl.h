@@ -14,6 +14,10 @@ struct lint_ctx {
 	void *state; /* the dialect's */
 	char **touched;
 	size_t n_touched, alloc_touched;
+	char **ignore;       /* "RULE" or "RULE:VERSION" */
+	size_t n_ignore, alloc_ignore;
+	const char *version; /* of the migration being linted (lint_migration_of), or NULL */
+	int down;            /* it is a down section */
 	/* tables created by the migrations linted so far ("index NAME" for indexes) */
 	char **created;
 	size_t n_created, alloc_created;

@@ -46,6 +46,8 @@ struct options {
 	long stmt_lock_timeout_ms; /* --statement-lock-timeout: lock_timeout for statements */
 	long statement_timeout_ms; /* --statement-timeout */
 	int allow_out_of_order;
+	char *lint_ignore; /* --ignore RULE[:VERSION] (repeatable) and config lint_ignore,
+			    * comma-separated */
 
 	/* command options (each command documents which it takes) */
 	char *name;           /* backup --name */

@@ -216,6 +216,27 @@ out:
 	return ret;
 }
 
+/* Lints m's up section, then its down section (findings say "down
+ * section"), in the order roundtrip runs them: up, down, up again (the
+ * second up only to bring the scratch schema forward; its findings are
+ * dropped).  A broken down is found before it is needed. */
+static int lint_up_down(struct lint_ctx *lc, const struct migration *m, struct finding_list *l,
+			struct sm_error *err)
+{
+	struct finding_list again = FINDING_LIST_INIT;
+	int ret;
+
+	if (lint_migration_of(lc, m, 0, l, err) < 0)
+		return -1;
+	if (!m->down_sql)
+		return 0;
+	if (lint_migration_of(lc, m, 1, l, err) < 0)
+		return -1;
+	ret = lint_migration_of(lc, m, 0, &again, err);
+	finding_list_release(&again);
+	return ret;
+}
+
 int cmd_lint(struct cmd_ctx *ctx)
 {
 	struct session s;
@@ -240,30 +261,30 @@ int cmd_lint(struct cmd_ctx *ctx)
 		if (engine_open(&s.e, &ctx->url, 0, &ignored) < 0)
 			info("linting without the live schema: %s", ignored.msg);
 	}
-	if (lint_begin(&lc, dialect, s.e, &ctx->err) < 0)
+	if (lint_begin(&lc, dialect, s.e, &ctx->err) < 0 ||
+	    lint_ignore(lc, opt.lint_ignore, &ctx->err) < 0)
 		goto fail;
 	if (ctx->argc) {
 		for (int i = 0; i < ctx->argc; i++, n_linted++)
 			if (lint_file(lc, ctx->argv[i], &l, &ctx->err) < 0)
 				goto fail;
-	} else if (opened) {
-		for (size_t i = 0; i < s.st.n_pending; i++, n_linted++) {
-			const struct migration *m = &s.set.items[s.st.pending[i]];
-			if (lint_migration(lc, m->up_sql, m->path, m->up_line, !m->up_no_tx, &l,
-					   &ctx->err) < 0)
-				goto fail;
-		}
 	} else {
-		info("no database configured: linting every migration as pending (%s dialect)",
-		     dialect);
-		if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
-			goto fail;
-		lint_find_no_tx(&set, engine_find(dialect) ? engine_find(dialect)
-							 : engine_find("sqlite"));
-		for (size_t i = 0; i < set.n; i++, n_linted++)
-			if (lint_migration(lc, set.items[i].up_sql, set.items[i].path,
-					   set.items[i].up_line, !set.items[i].up_no_tx, &l,
-					   &ctx->err) < 0)
+		const struct migration_set *ms = &s.set;
+		size_t n = opened ? s.st.n_pending : 0;
+
+		if (!opened) {
+			info("no database configured: linting every migration as pending (%s "
+			     "dialect)", dialect);
+			if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
+				goto fail;
+			lint_find_no_tx(&set, engine_find(dialect) ? engine_find(dialect)
+								 : engine_find("sqlite"));
+			ms = &set;
+			n = set.n;
+		}
+		for (size_t i = 0; i < n; i++, n_linted++)
+			if (lint_up_down(lc, &ms->items[opened ? s.st.pending[i] : i], &l,
+					 &ctx->err) < 0)
 				goto fail;
 	}
 	print_findings(&l);
@@ -340,6 +361,7 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 	o.applied = &applied;
 	o.allow_out_of_order = opt.allow_out_of_order;
 	o.long_tx_seconds = long_tx_seconds();
+	o.lint_ignore = opt.lint_ignore;
 	if (safety_check_run(&o, &l, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
