@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "foreign.h"
 #include "fsutil.h"
 #include "lint.h"
 #include "safety_driver.h"
@@ -226,6 +227,25 @@ static void check_lock(struct engine *e, struct finding_list *out)
 	CHECK(out, "concurrent-migration", LEVEL_PASS, NULL, "no other migration holds the lock");
 }
 
+/* Another tool's version table: which one, and whether it is adopted. */
+static void check_foreign(const struct safety_check_opts *o, struct finding_list *out)
+{
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	struct applied_set none = APPLIED_SET_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	struct strbuf line = STRBUF_INIT;
+
+	if (foreign_load(o->e, &f, &err) < 0) {
+		CHECK(out, "foreign-history", LEVEL_WARN, NULL, "%s", err.msg);
+	} else if (f.tool != FOREIGN_NONE) {
+		int ok = foreign_describe(&f, o->applied ? o->applied : &none, &line);
+
+		CHECK(out, "foreign-history", ok ? LEVEL_PASS : LEVEL_WARN, NULL, "%s", line.buf);
+	}
+	sb_release(&line);
+	foreign_release(&f);
+}
+
 static int check_pending(const struct safety_check_opts *o, const struct mig_status *st,
 			 struct lint_ctx *lc, struct finding_list *out, struct sm_error *err)
 {
@@ -302,6 +322,8 @@ int safety_check_run(const struct safety_check_opts *o, struct finding_list *out
 		if (o->e)
 			check_history(o, &st, out);
 	}
+	if (o->e)
+		check_foreign(o, out);
 	if (o->e && !o->caller_holds_lock)
 		check_lock(o->e, out);
 	if (o->foreign_migrations)

@@ -68,6 +68,7 @@ struct options {
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
 	int jobs;             /* restore --jobs */
 	int migrate;          /* init --migrate */
+	char *stamp_from;     /* stamp --from TOOL */
 };
 
 extern struct options opt;

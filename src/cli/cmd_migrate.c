@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "foreign.h"
 #include "fsutil.h"
 #include "lint.h"
 #include "pipeline.h"
@@ -208,6 +209,37 @@ out:
 
 /* ---- current / history / check ---------------------------------------- */
 
+/* Says which other tool's version table the database holds, if any. */
+static void report_foreign(struct cmd_ctx *ctx, struct session *s)
+{
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	struct strbuf line = STRBUF_INIT;
+
+	if (foreign_load(s->e, &f, &err) < 0) {
+		warning("%s", err.msg);
+		return;
+	}
+	if (f.tool != FOREIGN_NONE) {
+		int ok = foreign_describe(&f, &s->applied, &line);
+
+		if (ok)
+			info("found %s", line.buf);
+		else
+			warning("found %s", line.buf);
+		if (ctx->json) {
+			cJSON *o = cJSON_AddObjectToObject(ctx->json, "foreign");
+			cJSON_AddStringToObject(o, "tool", f.name);
+			cJSON_AddStringToObject(o, "table", f.table);
+			cJSON_AddNumberToObject(o, "versions", (double)f.n);
+			cJSON_AddBoolToObject(o, "dirty", f.dirty);
+			cJSON_AddBoolToObject(o, "in_step", foreign_in_step(&f, &s->applied));
+		}
+	}
+	sb_release(&line);
+	foreign_release(&f);
+}
+
 int cmd_current(struct cmd_ctx *ctx)
 {
 	struct session s;
@@ -225,6 +257,7 @@ int cmd_current(struct cmd_ctx *ctx)
 		warning("applied migration '%s' was edited after it was applied",
 			s.set.items[s.st.edited[i]].path);
 	json_status(ctx, &s);
+	report_foreign(ctx, &s);
 	session_close(&s);
 	return EXIT_OK;
 }
@@ -323,34 +356,84 @@ int cmd_check(struct cmd_ctx *ctx)
 	}
 	if (ctx->json)
 		cJSON_AddBoolToObject(ctx->json, "at_head", code == EXIT_OK);
+	report_foreign(ctx, &s);
 	session_close(&s);
 	return code;
 }
 
 /* ---- stamp ---------------------------------------------------------------- */
 
+/* stamp --from TOOL: which migrations the other tool's table says are
+ * applied (want[i]).  -1 with ctx->err set when there is no such table or
+ * it cannot be adopted. */
+static int stamp_from(struct cmd_ctx *ctx, struct session *s, char *want)
+{
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	enum foreign_tool tool = foreign_tool_named(opt.stamp_from);
+	size_t unmatched = 0;
+	int ret = -1;
+
+	if (tool == FOREIGN_NONE) {
+		err_set(&ctx->err, ERR_USAGE, "unknown tool '%s' for --from (dbmate, golang-migrate, "
+			"alembic or flyway)", opt.stamp_from);
+		return -1;
+	}
+	if (foreign_load(s->e, &f, &ctx->err) < 0)
+		goto out;
+	if (f.tool != tool) {
+		err_set(&ctx->err, ERR_FAIL, "no %s version table in %s%s%s%s", opt.stamp_from,
+			ctx->url.redacted, f.name ? " (found " : "", f.name ? f.name : "",
+			f.name ? "'s)" : "");
+		goto out;
+	}
+	if (foreign_applied(&f, &s->set, want, &unmatched, &ctx->err) < 0)
+		goto out;
+	if (unmatched)
+		warning("%zu version%s in %s's table '%s' match%s no migration file", unmatched,
+			unmatched == 1 ? "" : "s", f.name, f.table, unmatched == 1 ? "es" : "");
+	info("adopting %s's history from '%s' (%zu version%s)", f.name, f.table, f.n,
+	     f.n == 1 ? "" : "s");
+	ret = 0;
+out:
+	foreign_release(&f);
+	return ret;
+}
+
 int cmd_stamp(struct cmd_ctx *ctx)
 {
 	struct session s;
-	long last;
+	long last = -1;
 	int code = EXIT_ERROR, changed = 0;
 	cJSON *stamped = NULL, *removed = NULL;
+	char *want = NULL;
 
-	if (ctx->argc != 1)
-		return usage_error(ctx, "stamp needs one TARGET (head, base, a version, +N or -N)");
+	if (opt.stamp_from ? ctx->argc != 0 : ctx->argc != 1)
+		return usage_error(ctx, "stamp needs one TARGET (head, base, a version, +N or -N), "
+				   "or --from TOOL alone");
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
-	if (plan_stamp_target(&s.set, &s.applied, ctx->argv[0], &last, &ctx->err) < 0)
-		goto fail;
+	want = xcalloc(s.set.n + 1, 1);
+	if (opt.stamp_from) {
+		if (stamp_from(ctx, &s, want) < 0)
+			goto fail;
+	} else {
+		if (plan_stamp_target(&s.set, &s.applied, ctx->argv[0], &last, &ctx->err) < 0)
+			goto fail;
+		if (last >= 0)
+			memset(want, 1, (size_t)last + 1);
+	}
 	if (hist_ensure(s.e, &ctx->err) < 0 || s.e->ops->begin(s.e, &ctx->err) < 0)
 		goto fail;
 	if (ctx->json) {
 		stamped = cJSON_AddArrayToObject(ctx->json, "stamped");
 		removed = cJSON_AddArrayToObject(ctx->json, "unstamped");
 	}
-	for (long i = 0; i <= last; i++) {
+	for (size_t i = 0; i < s.set.n; i++) {
 		const struct migration *m = &s.set.items[i];
 		long a = hist_index(&s.applied, m->version);
+
+		if (!want[i])
+			continue;
 		if (a >= 0 && !strcmp(s.applied.items[a].checksum, m->checksum))
 			continue;
 		if (hist_record(s.e, m, a >= 0 ? s.applied.items[a].execution_ms : 0, &ctx->err) < 0)
@@ -361,7 +444,7 @@ int cmd_stamp(struct cmd_ctx *ctx)
 			cJSON_AddItemToArray(stamped, cJSON_CreateString(m->version));
 		changed = 1;
 	}
-	for (size_t k = 0; k < s.applied.n; k++) {
+	for (size_t k = 0; k < s.applied.n && !opt.stamp_from; k++) {
 		const char *v = s.applied.items[k].version;
 		long idx = mig_index(&s.set, v);
 		int keep = idx >= 0 ? idx <= last
@@ -381,10 +464,12 @@ int cmd_stamp(struct cmd_ctx *ctx)
 	 * an operator accepts the database as it is now */
 	session_record_schema(&s);
 	if (!changed)
-		out("already stamped at %s; nothing to do\n", ctx->argv[0]);
+		out("already stamped at %s; nothing to do\n",
+		    opt.stamp_from ? opt.stamp_from : ctx->argv[0]);
 	if (session_reload(&s, &ctx->err) == 0)
 		json_status(ctx, &s);
 	session_close(&s);
+	free(want);
 	return EXIT_OK;
 rollback:
 	{
@@ -394,6 +479,7 @@ rollback:
 fail:
 	code = report_error(ctx, &ctx->err);
 	session_close(&s);
+	free(want);
 	return code;
 }
 

@@ -147,6 +147,7 @@ static const struct opt_spec specs[] = {
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
+	{ "from", 0, A_STR, &opt.stamp_from, "stamp" },
 };
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -439,6 +440,7 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 		if (opt.lint_ignore)
 			sb_addf(&sb, ",%s", opt.lint_ignore);
 		free(opt.lint_ignore);
+	free(opt.stamp_from);
 		opt.lint_ignore = sb_detach(&sb);
 	}
 
@@ -514,6 +516,7 @@ static void free_options(char **pos)
 	free(opt.end);
 	free(opt.expected);
 	free(opt.lint_ignore);
+	free(opt.stamp_from);
 	free(opt.from_schema);
 	free(opt.scratch_url);
 	free(opt.rehearse_url);

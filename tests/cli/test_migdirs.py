@@ -107,6 +107,68 @@ class DirsContract:
         self.assertEqual(r["outcome"], "applied")
         self.assertEqual(r["applied"], ["0001", "0002"])
 
+    # -- other tools' version tables ------------------------------------------
+    def dbmate_dir(self):
+        for i in (1, 2, 3):
+            self.write("db/migrations/2024010100000%d_t%d.sql" % (i, i),
+                       "-- migrate:up\nCREATE TABLE t%d (a INT);\n"
+                       "-- migrate:down\nDROP TABLE t%d;\n" % (i, i))
+
+    def test_dbmate_adopted_and_kept_in_step(self):
+        self.dbmate_dir()
+        self.sql("CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY);\n"
+                 "INSERT INTO schema_migrations VALUES ('20240101000001'), ('20240101000002');\n"
+                 "CREATE TABLE t1 (a INT);\nCREATE TABLE t2 (a INT);\n")
+        m = ("-m", "db/migrations")
+        r = self.ok("current", "--json", *m)
+        self.assertIn("found dbmate's version table 'schema_migrations'", r.err)
+        self.assertIn("stamp --from dbmate", r.err)
+        self.assertEqual(r.json()["foreign"]["tool"], "dbmate")
+        r = self.run_sm("safety-check", *m)
+        self.assertIn("foreign-history: dbmate's version table", r.out)
+        r = self.code(1, "stamp", "--from", "golang-migrate", *m)
+        self.assertIn("found dbmate's", r.err)
+        self.ok("stamp", "--from", "dbmate", *m)
+        self.assertEqual(self.versions(), ["20240101000001", "20240101000002"])
+        self.ok("safe-migrate", *m)
+        self.assertEqual(self.foreign_versions(), ["20240101000001", "20240101000002",
+                                                   "20240101000003"])
+        self.ok("downgrade", "-2", *m)
+        self.assertEqual(self.foreign_versions(), ["20240101000001"])
+        r = self.ok("current", "--json", *m).json()
+        self.assertTrue(r["foreign"]["in_step"])
+
+    def test_golang_migrate_adopted_dirty_refused(self):
+        for i in (1, 2, 3):
+            self.write("migrations/%06d_t%d.up.sql" % (i, i), "CREATE TABLE t%d (a INT);\n" % i)
+            self.write("migrations/%06d_t%d.down.sql" % (i, i), "DROP TABLE t%d;\n" % i)
+        self.sql("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, "
+                 "dirty boolean NOT NULL);\nINSERT INTO schema_migrations VALUES (2, true);\n"
+                 "CREATE TABLE t1 (a INT);\nCREATE TABLE t2 (a INT);\n")
+        r = self.code(1, "stamp", "--from", "golang-migrate")
+        self.assertIn("dirty", r.err)
+        self.sql("UPDATE schema_migrations SET dirty = false;\n")
+        self.ok("stamp", "--from", "golang-migrate")
+        self.assertEqual(self.versions(), ["000001", "000002"])
+        self.ok("upgrade")
+        self.assertEqual(self.foreign_versions(), ["3"])
+        self.ok("downgrade", "base")
+        self.assertEqual(self.foreign_versions(), [])
+        self.ok("upgrade", "+1")
+        self.assertEqual(self.foreign_versions(), ["1"])
+
+    def test_alembic_adopted(self):
+        self.chain(3)
+        self.sql("CREATE TABLE alembic_version (version_num varchar(32) NOT NULL);\n"
+                 "INSERT INTO alembic_version VALUES ('0002');\n"
+                 "CREATE TABLE t1 (x INT);\nCREATE TABLE t2 (x INT);\n")
+        r = self.code(3, "check")
+        self.assertIn("alembic's version table 'alembic_version'", r.err)
+        self.ok("stamp", "--from", "alembic")
+        self.assertEqual(self.versions(), ["0001", "0002"])
+        self.ok("upgrade")
+        self.assertIn("t3", self.tables())
+
 
 class DirsSqlite(DirsContract, CliTest):
     OWN_TX_UP = ("PRAGMA foreign_keys=OFF;\nBEGIN;\nCREATE TABLE b (x INT);\n"
@@ -127,6 +189,15 @@ class DirsSqlite(DirsContract, CliTest):
     def versions(self):
         return [v for (v,) in self.sqlite("SELECT version FROM safe_migrate_versions "
                                           "ORDER BY version")]
+
+    def sql(self, script):
+        con = sqlite3.connect(self.path("app.db"))
+        con.executescript(script)
+        con.close()
+
+    def foreign_versions(self):
+        return [str(v) for (v,) in self.sqlite("SELECT version FROM schema_migrations "
+                                               "ORDER BY version")]
 
 
 class DirsPg(DirsContract, CliTest):
@@ -149,6 +220,13 @@ class DirsPg(DirsContract, CliTest):
         out = self.psql(self.url, "SELECT string_agg(version, ' ' ORDER BY version) "
                         "FROM safe_migrate_versions")
         return out.split()
+
+    def sql(self, script):
+        self.psql(self.url, script)
+
+    def foreign_versions(self):
+        return self.psql(self.url, "SELECT string_agg(version::text, ' ' ORDER BY version) "
+                         "FROM schema_migrations").split()
 
     def test_concurrently_in_pairs(self):
         self.write("migrations/0001_a.up.sql", "CREATE TABLE a (x INT);\n")
