@@ -357,6 +357,49 @@ out:
 	return rc;
 }
 
+/* --dry-run without --rehearse-url when a migration must run outside a
+ * transaction: the migrations before it are rehearsed in one rolled-back
+ * transaction; it and those after it are not.  Says exactly which, and
+ * exits EXIT_PENDING (3): CI must not read a partial rehearsal as a pass. */
+static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p,
+			  const struct migration *bad)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct plan prefix = { p->steps, 0, 0 };
+	cJSON *arr = ctx->json ? cJSON_AddArrayToObject(ctx->json, "not_rehearsed") : NULL;
+	long long t0 = plan_now_ms();
+	size_t done = 0;
+	int rc = 0;
+
+	while (prefix.n < p->n && p->steps[prefix.n].m != bad)
+		prefix.n++;
+	warning("migration '%s' runs outside a transaction and cannot be rehearsed in place; "
+		"pass --rehearse-url URL to restore a fresh snapshot into a scratch database and "
+		"run the real migrations there", bad->path);
+	if (prefix.n) {
+		signals_watch(s->e);
+		rc = apply_single_tx(r, s->e, &prefix, 0, &done);
+		signals_unwatch();
+		phase_done(r, "rehearse", t0, rc == 0);
+	}
+	for (size_t i = prefix.n; i < p->n; i++)
+		if (arr)
+			cJSON_AddItemToArray(arr, cJSON_CreateString(p->steps[i].m->version));
+	if (rc < 0) {
+		out("dry run: version %s would fail\n", prefix.steps[done].m->version);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "would_fail", prefix.steps[done].m->version);
+		report_error(ctx, &ctx->err);
+		return run_finish(r, "dry_run",
+				  ctx->err.kind == ERR_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERROR);
+	}
+	out("dry run: rehearsed %zu of %zu pending migration%s (rolled back); NOT rehearsed: %s "
+	    "(outside a transaction)%s%s%s\n", prefix.n, p->n, p->n == 1 ? "" : "s",
+	    bad->version, p->n - prefix.n > 1 ? " and the " : "",
+	    p->n - prefix.n > 1 ? "migrations after it" : "", "");
+	return run_finish(r, "dry_run", EXIT_PENDING);
+}
+
 static int dry_run(struct run *r, struct session *s, const struct plan *p)
 {
 	struct cmd_ctx *ctx = r->ctx;
@@ -366,13 +409,8 @@ static int dry_run(struct run *r, struct session *s, const struct plan *p)
 	int rc;
 
 	if (!all_transactional(p, &bad)) {
-		if (!opt.rehearse_url) {
-			warning("migration '%s' is marked transaction:false and cannot be rehearsed in "
-				"place; pass --rehearse-url URL to restore a fresh snapshot into a "
-				"scratch database and run the real migration there", bad->path);
-			out("dry run: cannot rehearse %s in place (transaction:false)\n", bad->version);
-			return run_finish(r, "dry_run", EXIT_OK);
-		}
+		if (!opt.rehearse_url)
+			return dry_run_prefix(r, s, p, bad);
 		rc = rehearse(r, s, p);
 		if (rc < 0 && ctx->err.msg[0])
 			report_error(ctx, &ctx->err);
