@@ -385,6 +385,11 @@ static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p
 	for (size_t i = prefix.n; i < p->n; i++)
 		if (arr)
 			cJSON_AddItemToArray(arr, cJSON_CreateString(p->steps[i].m->version));
+	if (ctx->json) {
+		cJSON *reh = cJSON_AddArrayToObject(ctx->json, "rehearsed");
+		for (size_t i = 0; i < done; i++)
+			cJSON_AddItemToArray(reh, cJSON_CreateString(p->steps[i].m->version));
+	}
 	if (rc < 0) {
 		out("dry run: version %s would fail\n", prefix.steps[done].m->version);
 		if (ctx->json)
