@@ -64,6 +64,7 @@ struct options {
 	int runs;             /* history --runs */
 	int discard;          /* recover --discard */
 	char *scratch_url;    /* roundtrip --url */
+	int keep_going;       /* roundtrip --keep-going */
 	char *rehearse_url;   /* safe-migrate --rehearse-url */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
 	int jobs;             /* restore --jobs */

@@ -97,8 +97,10 @@ static int run_plan(struct cmd_ctx *ctx, struct session *s, struct plan *p, cons
 		int code = report_error(ctx, &ctx->err);
 		if (no_tx)
 			error_msg("version %s ran outside a transaction and may be partly applied; "
-				  "check the database, or restore the snapshot taken before the run",
-				  failed->m->version);
+				  "check the database by hand (%s takes no snapshot: restore one "
+				  "you took before, see 'safe-migrate list-backups'; 'safe-migrate "
+				  "safe-migrate' takes one and restores it on failure)",
+				  failed->m->version, failed->dir == STEP_UP ? "upgrade" : "downgrade");
 		else
 			info("version %s was rolled back; %zu migration%s before it stay %s",
 			     failed->m->version, done, done == 1 ? "" : "s",

@@ -95,8 +95,8 @@ static const struct command commands[] = {
 	  "the safe-migrate pipeline around another tool's migration command", NULL },
 	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR,
 	  "recover [--discard]", "finish after a run that was killed", NULL },
-	{ "roundtrip", cmd_roundtrip, NEED_DB | NEED_MIGRATIONS,
-	  "roundtrip [--url SCRATCH]",
+	{ "roundtrip", cmd_roundtrip, NEED_MIGRATIONS | OPTIONAL_DB,
+	  "roundtrip [--url SCRATCH] [--keep-going]",
 	  "apply, revert and re-apply each migration on a scratch database", NULL },
 };
 
@@ -144,6 +144,7 @@ static const struct opt_spec specs[] = {
 	{ "runs", 0, A_FLAG, &opt.runs, "history" },
 	{ "discard", 0, A_FLAG, &opt.discard, "recover" },
 	{ "url", 0, A_STR, &opt.scratch_url, "roundtrip" },
+	{ "keep-going", 'k', A_FLAG, &opt.keep_going, "roundtrip" },
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },

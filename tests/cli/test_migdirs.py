@@ -169,6 +169,29 @@ class DirsContract:
         self.ok("upgrade")
         self.assertIn("t3", self.tables())
 
+    # -- roundtrip --------------------------------------------------------------
+    def test_roundtrip_keep_going_and_rerun(self):
+        self.chain(3)
+        self.write("migrations/0002_t2.sql", "-- migrate:up\nCREATE TABLE t2 (x INT);\n"
+                   "-- migrate:down\nSELECT 1;\n")
+        self.write("migrations/0004_t4.sql", "-- migrate:up\nCREATE TABLE t4 (x INT);\n"
+                   "-- migrate:down\nDROP TABLE nosuch;\n")
+        r = self.code(7, "roundtrip", *self.roundtrip_args(fresh=True))
+        self.assertNotIn("0003", r.out)
+        r = self.code(7, "roundtrip", "--keep-going", "--json",
+                      *self.roundtrip_args(fresh=True)).json()
+        self.assertEqual([(m["version"], m["status"]) for m in r["migrations"]],
+                         [("0001", "ok"), ("0002", "mismatch"), ("0003", "ok"),
+                          ("0004", "down_failed")])
+        self.write("migrations/0002_t2.sql", "-- migrate:up\nCREATE TABLE t2 (x INT);\n"
+                   "-- migrate:down\nDROP TABLE t2;\n")
+        self.write("migrations/0004_t4.sql", "-- migrate:up\nCREATE TABLE t4 (x INT);\n"
+                   "-- migrate:down\nDROP TABLE t4;\n")
+        args = self.roundtrip_args(fresh=True)
+        self.ok("roundtrip", *args)
+        # the scratch database is left as found: a rerun works
+        self.ok("roundtrip", *args)
+
 
 class DirsSqlite(DirsContract, CliTest):
     OWN_TX_UP = ("PRAGMA foreign_keys=OFF;\nBEGIN;\nCREATE TABLE b (x INT);\n"
@@ -180,8 +203,14 @@ class DirsSqlite(DirsContract, CliTest):
         self.write("safe-migrate.ini", "[safe-migrate]\ndatabase_url = sqlite:///app.db\n")
         sqlite3.connect(self.path("app.db")).close()
 
-    def roundtrip_args(self):
+    def roundtrip_args(self, fresh=False):
         return ()
+
+    def test_roundtrip_needs_no_database(self):
+        os.unlink(self.path("safe-migrate.ini"))
+        self.chain(2)
+        r = self.ok("roundtrip")
+        self.assertIn("roundtrip ok: 2 migrations", r.out)
 
     def tables(self):
         return [n for (n,) in self.sqlite("SELECT name FROM sqlite_master WHERE type='table'")]
@@ -209,8 +238,19 @@ class DirsPg(DirsContract, CliTest):
         self.url = self.pg_new_db()
         self.write("safe-migrate.ini", "[safe-migrate]\ndatabase_url = %s\n" % self.url)
 
-    def roundtrip_args(self):
+    def roundtrip_args(self, fresh=False):
         return ("--url", self.pg_new_db())
+
+    def test_roundtrip_on_an_empty_d(self):
+        self.chain(2)
+        empty = self.pg_new_db()
+        r = self.ok("-d", empty, "roundtrip")
+        self.assertIn("roundtrip ok: 2 migrations", r.out)
+        self.assertEqual(self.psql(empty, "SELECT count(*) FROM pg_tables "
+                                   "WHERE schemaname = 'public'"), "0")
+        self.psql(self.url, "CREATE TABLE live (x INT)")
+        r = self.code(2, "roundtrip")
+        self.assertIn("needs --url SCRATCH", r.err)
 
     def tables(self):
         return self.psql(self.url, "SELECT string_agg(tablename, ' ') FROM pg_tables "
