@@ -544,7 +544,10 @@ int cmd_sql(struct cmd_ctx *ctx)
 		err_set(&ctx->err, ERR_USAGE, "--start is after --end");
 		goto fail;
 	}
-	plan_render_sql(ops, &set, from, to, &script);
+	/* with no database the engine is unknown: the script's own statements
+	 * are portable SQL (standard quoting), and the header says no more */
+	plan_render_sql(ops, ctx->have_url ? NULL : "no database given: engine not known; "
+			"the version-table statements are portable SQL", &set, from, to, &script);
 	if (ctx->json) {
 		cJSON_AddStringToObject(ctx->json, "sql", script.buf);
 		cJSON *v = cJSON_AddArrayToObject(ctx->json, "versions");

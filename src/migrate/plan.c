@@ -356,14 +356,15 @@ out:
 	return ret;
 }
 
-void plan_render_sql(const struct engine_ops *ops, const struct migration_set *set, size_t from,
-		     size_t to, struct strbuf *out)
+void plan_render_sql(const struct engine_ops *ops, const char *label,
+		     const struct migration_set *set, size_t from, size_t to, struct strbuf *out)
 {
 	char when[32];
 	char *user = hist_os_user();
 
 	hist_now_iso(when);
-	sb_addf(out, "-- safe-migrate offline upgrade script (%s)\n\n", ops->display_name);
+	sb_addf(out, "-- safe-migrate offline upgrade script (%s)\n\n",
+		label ? label : ops->display_name);
 	sb_addf(out,
 		"CREATE TABLE IF NOT EXISTS %s (\n  version TEXT PRIMARY KEY,\n"
 		"  description TEXT NOT NULL,\n  checksum TEXT NOT NULL,\n"

@@ -76,9 +76,10 @@ int apply_plan(struct engine *e, const struct plan *p, const struct apply_hooks 
 	       volatile sig_atomic_t *stop, size_t *n_done, struct sm_error *err);
 
 /* Appends the offline SQL script of an upgrade over set->items[from..to)
- * (version-table statements included), in e's dialect. */
-void plan_render_sql(const struct engine_ops *ops, const struct migration_set *set, size_t from,
-		     size_t to, struct strbuf *out);
+ * (version-table statements included), in ops's dialect.  The header names
+ * label, or ops's display name when label is NULL. */
+void plan_render_sql(const struct engine_ops *ops, const char *label,
+		     const struct migration_set *set, size_t from, size_t to, struct strbuf *out);
 
 /* Milliseconds on a monotonic clock. */
 long long plan_now_ms(void);

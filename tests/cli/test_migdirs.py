@@ -206,6 +206,13 @@ class DirsSqlite(DirsContract, CliTest):
     def roundtrip_args(self, fresh=False):
         return ()
 
+    def test_sql_without_url_names_no_engine(self):
+        os.unlink(self.path("safe-migrate.ini"))
+        self.chain(1)
+        r = self.ok("sql", "--start", "base")
+        self.assertNotIn("(SQLite)", r.out)
+        self.assertIn("engine not known", r.out)
+
     def test_roundtrip_needs_no_database(self):
         os.unlink(self.path("safe-migrate.ini"))
         self.chain(2)
