@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autogen.h"
 #include "checks.h"
 #include "cli.h"
 #include "finding.h"
@@ -158,6 +159,38 @@ out:
 	sb_release(&diff);
 }
 
+/* validate --expected FILE where FILE is SQL (db/schema.sql, structure.sql,
+ * a .schema dump): loads it into a scratch database of e's engine, as
+ * create --from-schema does, and replaces *text with that schema's
+ * canonical text. */
+static int expected_from_sql(struct engine *e, const char *file, struct strbuf *text,
+			     struct sm_error *err)
+{
+	struct engine *scratch = NULL;
+	struct schema_model m = SCHEMA_MODEL_INIT;
+	struct exec_source src = { file, 1 };
+	int ret = -1;
+
+	if (mig_check_text(file, text->buf, text->len, err) < 0 ||
+	    autogen_scratch_open(e, &scratch, err) < 0)
+		goto out;
+	if (scratch->ops->exec_script(scratch, text->buf, &src, err) < 0) {
+		err_prefix(err, "cannot load the expected schema '%s' into a scratch database",
+			   file);
+		goto out;
+	}
+	if (schema_load(scratch, &m, err) < 0)
+		goto out;
+	sb_reset(text);
+	schema_canonical_text(&m, text);
+	verbose("loaded the SQL schema '%s' into a scratch database to compare with", file);
+	ret = 0;
+out:
+	schema_release(&m);
+	autogen_scratch_close(e, scratch);
+	return ret;
+}
+
 int cmd_validate(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
@@ -169,17 +202,21 @@ int cmd_validate(struct cmd_ctx *ctx)
 
 	if (ctx->argc)
 		return usage(ctx, "validate takes no arguments (use --expected FILE)");
+	if (opt.expected &&
+	    fs_read_file(opt.expected, &expected, 256u << 20, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0)
+		goto fail;
 	if (opt.expected) {
-		if (fs_read_file(opt.expected, &expected, 256u << 20, &ctx->err) < 0)
-			return report_error(ctx, &ctx->err);
+		/* our canonical text, or SQL to load into a scratch database */
+		if (!schema_is_canonical_text(expected.buf) &&
+		    expected_from_sql(e, opt.expected, &expected, &ctx->err) < 0)
+			goto fail;
 		o.expected_text = expected.buf;
 		o.expected_name = opt.expected;
 	}
-	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0 ||
-	    validate_run(e, &o, &l, &ctx->err) < 0) {
-		code = report_error(ctx, &ctx->err);
-		goto out;
-	}
+	if (validate_run(e, &o, &l, &ctx->err) < 0)
+		goto fail;
 	print_findings(&l);
 	if (opt.verbose)
 		show_diff(e, &l, o.expected_text);
@@ -188,6 +225,9 @@ int cmd_validate(struct cmd_ctx *ctx)
 		info("validate: %zu problem%s found", problems, problems == 1 ? "" : "s");
 	json_findings(ctx, &l);
 	code = problems ? EXIT_PROBLEMS : EXIT_OK;
+	goto out;
+fail:
+	code = report_error(ctx, &ctx->err);
 out:
 	finding_list_release(&l);
 	sb_release(&expected);

@@ -169,6 +169,17 @@ class DirsContract:
         self.ok("upgrade")
         self.assertIn("t3", self.tables())
 
+    def test_validate_expected_sql_file(self):
+        self.chain(2)
+        self.ok("upgrade")
+        self.write("db/schema.sql", "-- dumped by the other tool\nCREATE TABLE t1 (x INT);\n"
+                   "CREATE TABLE t2 (x INT);\n")
+        self.ok("validate", "--expected", "db/schema.sql")
+        self.write("db/schema.sql", "CREATE TABLE t1 (x INT);\nCREATE TABLE t3 (x INT);\n")
+        r = self.code(7, "validate", "--expected", "db/schema.sql")
+        self.assertIn("expected-schema", r.out)
+        self.assertIn("t3", r.out)
+
     # -- roundtrip --------------------------------------------------------------
     def test_roundtrip_keep_going_and_rerun(self):
         self.chain(3)
