@@ -8,6 +8,7 @@ url(), tables() and versions()."""
 import json
 import os
 import sqlite3
+import subprocess
 
 from smtest import CliTest, main
 
@@ -216,6 +217,17 @@ class DirsSqlite(DirsContract, CliTest):
 
     def roundtrip_args(self, fresh=False):
         return ()
+
+    def test_upgrade_on_a_missing_file_offers_the_command(self):
+        self.chain(1)
+        os.unlink(self.path("app.db"))
+        r = self.code(1, "upgrade")
+        self.assertFalse(os.path.exists(self.path("app.db")))
+        cmd = r.err.split("to create an empty one: ")[1].split(")")[0]
+        self.assertTrue(cmd.startswith("sqlite3 "), r.err)
+        subprocess.run(cmd, shell=True, cwd=self.dir, check=True)
+        self.ok("upgrade")
+        self.assertEqual(self.versions(), ["0001"])
 
     def test_sql_without_url_names_no_engine(self):
         os.unlink(self.path("safe-migrate.ini"))
