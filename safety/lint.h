@@ -27,20 +27,31 @@
  *   rename-column, rename-table             WARN  breaks application code still running
  *   update-or-delete-without-where          WARN  touches every row
  *   vacuum-full, cluster                    WARN  rewrite under an ACCESS EXCLUSIVE lock
- *   missing-lock-timeout                    WARN  a lock-heavy ALTER TABLE before any
+ *   missing-lock-timeout                    WARN  a statement taking a write-blocking lock
+ *                                                 (ALTER TABLE, CREATE INDEX, DROP TABLE/
+ *                                                 INDEX, TRUNCATE, REFRESH MATERIALIZED
+ *                                                 VIEW, CREATE TRIGGER, ...) before any
  *                                                 SET lock_timeout in the migration
+ *   drop-index-non-concurrently             WARN  DROP INDEX without CONCURRENTLY
+ *   dynamic-sql                             WARN  EXECUTE of a computed string in a DO block
+ *   empty-migration                         WARN  an empty (or comment-only) up section
  *
- * Rules about locks (index, type change, not null, constraint, lock timeout,
- * rename, drop column) only fire for tables that existed before the
- * migration: a table created earlier in the same migration is empty and
- * unused.  The SQLite dialect has sql-error, drop-table, drop-column,
+ * Rules about locks and emptiness (index, type change, not null, constraint,
+ * lock timeout) only fire for tables that existed before the lint run: a
+ * table created earlier in the run is empty and unused.  Destructive rules
+ * (drop, rename) skip only tables created by the same migration.  CREATE
+ * TABLE IF NOT EXISTS creates nothing for these rules.  column-type-change
+ * skips binary-coercible changes when the old type is known (an earlier
+ * CREATE TABLE, or the live PostgreSQL database).  The SQL inside DO blocks
+ * is parsed with pg_query_parse_plpgsql and linted like the rest.  The SQLite dialect has sql-error, drop-table, drop-column,
  * rename-table, rename-column and update-or-delete-without-where (an UPDATE
  * or DELETE that reads no column of its table, i.e. has no WHERE clause on
  * it; an UPDATE that reads a column in its SET list is not recognised).
  *
  * Suppression: a comment `-- safe-migrate:ignore RULE[,RULE...]` (or `all`)
  * among the comment lines directly before a statement silences those rules
- * for that statement only.
+ * for that statement only; lint_ignore() silences rules for a whole run
+ * (RULE, or RULE:VERSION for one migration).
  */
 #ifndef SM_LINT_H
 #define SM_LINT_H

@@ -210,8 +210,8 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 		if (!strcmp(status, "no_down"))
 			warning("'%s' has no down section: it cannot be reverted by SQL", m->path);
 		/* what the scratch holds now: the up applied or not */
-		up_applied[i] = !strcmp(status, "ok") || !strcmp(status, "no_down") ||
-				!strcmp(status, "down_failed");
+		up_applied[i] = (char)(!strcmp(status, "ok") || !strcmp(status, "no_down") ||
+				       !strcmp(status, "down_failed"));
 		if (!strcmp(status, "mismatch")) {
 			error_msg("the down section of '%s' (version %s) does not undo its up; the "
 				  "schema differs after reverting:", m->down_path, m->version);

@@ -113,6 +113,8 @@ int foreign_load(struct engine *e, struct foreign_hist *out, struct sm_error *er
 /* Versions compare as versions: golang-migrate stores 3 for "000003". */
 static int same_version(const char *a, const char *b)
 {
+	if (!a || !b)
+		return 0;
 	return ver_valid(a) && ver_valid(b) ? ver_cmp(a, b) == 0 : strcmp(a, b) == 0;
 }
 

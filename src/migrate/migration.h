@@ -7,9 +7,13 @@
  *   2. a pair NNN_x.up.sql / NNN_x.down.sql;
  *   3. a plain NNN.sql with no markers: up-only;
  *   4. a pair NNN_x.sql / NNN_x_rollback.sql.
- * Directories are walked recursively (feature sub-folders) and several may be
- * given; versions are unique across all of them.  Every file is read and
- * checked here, before any database is touched.
+ * Up/down pairs pair by version and direction (golang-migrate's rule, so
+ * "x..up.sql" finds "x.down.sql").  An empty or comment-only down section is
+ * no down; an empty up section is a no-op migration.  A down file may carry
+ * "-- migrate:down transaction:false"; "-- morph:nontransactional" marks a
+ * file transaction:false.  Directories are walked recursively (feature
+ * sub-folders) and several may be given; versions are unique across all of
+ * them.  Every file is read and checked here, before any database is touched.
  */
 #ifndef SM_MIGRATION_H
 #define SM_MIGRATION_H
