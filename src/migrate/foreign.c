@@ -211,9 +211,11 @@ int foreign_describe(const struct foreign_hist *f, const struct applied_set *app
 		f->n == 1 ? "" : "s", newest ? ", newest " : "", newest ? newest : "",
 		f->dirty ? ", DIRTY" : "");
 	if (foreign_in_step(f, applied)) {
-		sb_adds(out, (f->tool == FOREIGN_DBMATE || f->tool == FOREIGN_GOLANG)
-			? ": in step with safe-migrate's; upgrade and downgrade keep it so"
-			: ": adopted");
+		sb_adds(out, ": in step with safe-migrate's; upgrade and downgrade keep it so");
+		ok = 1;
+	} else if (applied->n && (f->tool == FOREIGN_ALEMBIC || f->tool == FOREIGN_FLYWAY)) {
+		sb_addf(out, ": safe-migrate keeps its own history (%s's table is not updated)",
+			f->name);
 		ok = 1;
 	} else if (!applied->n) {
 		sb_addf(out, ": not adopted; safe-migrate sees no applied migration: adopt "
@@ -222,7 +224,7 @@ int foreign_describe(const struct foreign_hist *f, const struct applied_set *app
 	} else {
 		sb_adds(out, ": differs from safe-migrate's history; the other tool will not see "
 			"what safe-migrate applies");
-		ok = f->tool == FOREIGN_ALEMBIC || f->tool == FOREIGN_FLYWAY;
+		ok = 0;
 	}
 	return ok;
 }

@@ -167,6 +167,9 @@ class DirsContract:
         self.assertIn("alembic's version table 'alembic_version'", r.err)
         self.ok("stamp", "--from", "alembic")
         self.assertEqual(self.versions(), ["0001", "0002"])
+        r = self.ok("current")
+        self.assertIn("safe-migrate keeps its own history", r.err)
+        self.assertNotIn("warning", r.err)
         self.ok("upgrade")
         self.assertIn("t3", self.tables())
 
