@@ -244,11 +244,14 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 {
 	struct sm_error ignored = SM_ERROR_INIT;
 	struct sm_error *err = &r->ctx->err;
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	const struct foreign_hist *mirror = NULL;
+	int rc;
 
 	*n_done = 0;
 	if (e->ops->begin(e, err) < 0)
 		return -1;
-	if (hist_ensure(e, err) < 0)
+	if (hist_ensure(e, err) < 0 || plan_mirror(e, &f, &mirror, err) < 0)
 		goto fail;
 	for (size_t i = 0; i < p->n; i++) {
 		const struct migration *m = p->steps[i].m;
@@ -265,7 +268,7 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 				err->kind = ERR_INTERRUPTED;
 			goto fail;
 		}
-		if (hist_record(e, m, plan_now_ms() - t0, err) < 0)
+		if (plan_record_step(e, &p->steps[i], plan_now_ms() - t0, mirror, err) < 0)
 			goto fail;
 		out("%s %s %s (%lld ms)\n", commit ? "applied" : "would apply", m->version,
 		    m->description, plan_now_ms() - t0);
@@ -273,11 +276,12 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 			cJSON_AddItemToArray(r->applied, cJSON_CreateString(m->version));
 		(*n_done)++;
 	}
-	if (commit)
-		return e->ops->commit(e, err);
-	return e->ops->rollback(e, err);
+	rc = commit ? e->ops->commit(e, err) : e->ops->rollback(e, err);
+	foreign_release(&f);
+	return rc;
 fail:
 	e->ops->rollback(e, &ignored);
+	foreign_release(&f);
 	return -1;
 }
 

@@ -240,10 +240,25 @@ long long plan_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Records step s in the version table, and in the other tool's table kept in
- * step with it (mirror, may be NULL), in the current transaction. */
-static int record_step(struct engine *e, const struct step *s, long long ms,
-		       const struct foreign_hist *mirror, struct sm_error *err)
+int plan_mirror(struct engine *e, struct foreign_hist *f, const struct foreign_hist **mirror,
+		struct sm_error *err)
+{
+	struct applied_set applied = APPLIED_SET_INIT;
+	int ret = -1;
+
+	*mirror = NULL;
+	if (foreign_load(e, f, err) < 0 || hist_load(e, &applied, err) < 0)
+		goto out;
+	if (foreign_in_step(f, &applied))
+		*mirror = f;
+	ret = 0;
+out:
+	hist_release(&applied);
+	return ret;
+}
+
+int plan_record_step(struct engine *e, const struct step *s, long long ms,
+		     const struct foreign_hist *mirror, struct sm_error *err)
 {
 	int up = s->dir == STEP_UP;
 	struct applied_set now = APPLIED_SET_INIT;
@@ -279,7 +294,7 @@ static int run_step(struct engine *e, const struct step *s, const struct foreign
 		*ms = plan_now_ms() - t0;
 		if (e->ops->begin(e, err) < 0)
 			return -1;
-		if (record_step(e, s, *ms, mirror, err) < 0 || e->ops->commit(e, err) < 0) {
+		if (plan_record_step(e, s, *ms, mirror, err) < 0 || e->ops->commit(e, err) < 0) {
 			struct sm_error ignored = SM_ERROR_INIT;
 			e->ops->rollback(e, &ignored);
 			return -1;
@@ -291,7 +306,7 @@ static int run_step(struct engine *e, const struct step *s, const struct foreign
 	if (e->ops->exec_script(e, sql, &src, err) < 0)
 		goto fail;
 	*ms = plan_now_ms() - t0;
-	if (record_step(e, s, *ms, mirror, err) < 0)
+	if (plan_record_step(e, s, *ms, mirror, err) < 0)
 		goto fail;
 	if (e->ops->commit(e, err) < 0)
 		goto fail;
@@ -314,20 +329,8 @@ int apply_plan(struct engine *e, const struct plan *p, const struct apply_hooks 
 	*n_done = 0;
 	if (!p->n)
 		return 0;
-	if (hist_ensure(e, err) < 0)
-		return -1;
-	{
-		/* another tool's table that mirrors ours stays so (foreign.h) */
-		struct applied_set applied = APPLIED_SET_INIT;
-
-		if (foreign_load(e, &f, err) < 0 || hist_load(e, &applied, err) < 0) {
-			hist_release(&applied);
-			goto out;
-		}
-		if (foreign_in_step(&f, &applied))
-			mirror = &f;
-		hist_release(&applied);
-	}
+	if (hist_ensure(e, err) < 0 || plan_mirror(e, &f, &mirror, err) < 0)
+		goto out;
 	for (size_t i = 0; i < p->n; i++) {
 		const struct step *s = &p->steps[i];
 		long long t0 = plan_now_ms(), ms = 0;

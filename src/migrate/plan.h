@@ -14,6 +14,7 @@
 
 #include "engine.h"
 #include "error.h"
+#include "foreign.h"
 #include "history.h"
 #include "migration.h"
 
@@ -67,6 +68,16 @@ struct apply_hooks {
 	void (*on_done)(void *ud, const struct step *s, long long ms, int ok,
 			const struct sm_error *err);
 };
+
+/* Loads into *f the other tool's version table, if any, and sets *mirror to f
+ * when that table mirrors ours, so that every recorded step keeps it so
+ * (foreign.h); else *mirror is NULL.  Release f with foreign_release. */
+int plan_mirror(struct engine *e, struct foreign_hist *f, const struct foreign_hist **mirror,
+		struct sm_error *err);
+/* Records step s (ms: how long it ran) in the version table, and in mirror
+ * (may be NULL), in the current transaction. */
+int plan_record_step(struct engine *e, const struct step *s, long long ms,
+		     const struct foreign_hist *mirror, struct sm_error *err);
 
 /* Runs the steps in order.  Each transactional step either fully applies (SQL
  * and version-table row) or leaves no trace.  Stops at the first failure and
