@@ -121,7 +121,8 @@ int cmd_list_backups(struct cmd_ctx *ctx)
 		info("no snapshots in '%s'", ctx->backup_dir);
 	else
 		out("%-36s %-24s %10s  %-10s %s\n", "NAME", "CREATED", "SIZE", "ENGINE", "REVISION");
-	for (size_t i = 0; i < l.n; i++) {
+	/* newest first: the one an operator most likely wants is on top */
+	for (size_t i = l.n; i-- > 0;) {
 		const struct snap_info *s = &l.items[i];
 		char b[32];
 

@@ -90,9 +90,12 @@ static const struct command commands[] = {
 	  "validate [--expected FILE]",
 	  "check the live schema and the database's integrity", NULL },
 	{ "lint", cmd_lint, NEED_MIGRATIONS | OPTIONAL_DB,
-	  "lint [FILE...]", "lint migrations for dangerous operations", NULL },
+	  "lint [FILE...] [--ignore RULE[:VERSION]]", "lint migrations for dangerous operations",
+	  "Without FILE: the pending migrations' up sections, then their down sections\n"
+	  "(findings in a down section say so).  --ignore silences a rule everywhere, or\n"
+	  "RULE:VERSION for one migration (repeatable; config key lint_ignore)." },
 	{ "safety-check", cmd_safety_check, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
-	  "safety-check", "run every pre-flight check", NULL },
+	  "safety-check [--ignore RULE[:VERSION]]", "run every pre-flight check", NULL },
 	{ "safe-migrate", cmd_safe_migrate, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
 	  "safe-migrate [TARGET] [--dry-run] [--no-backup]",
 	  "checks, snapshot, apply, validate; restore automatically on failure", NULL },
@@ -101,14 +104,14 @@ static const struct command commands[] = {
 	  "the safe-migrate pipeline around another tool's migration command", NULL },
 	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR,
 	  "recover [--discard]", "finish after a run that was killed", NULL },
-	{ "roundtrip", cmd_roundtrip, NEED_DB | NEED_MIGRATIONS,
-	  "roundtrip [--url SCRATCH]",
+	{ "roundtrip", cmd_roundtrip, NEED_MIGRATIONS | OPTIONAL_DB,
+	  "roundtrip [--url SCRATCH] [--keep-going]",
 	  "apply, revert and re-apply each migration on a scratch database", NULL },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-enum arg_kind { A_FLAG, A_STR, A_MS, A_INT, A_DIRS };
+enum arg_kind { A_FLAG, A_STR, A_MS, A_INT, A_DIRS, A_LIST };
 
 struct opt_spec {
 	const char *lng;
@@ -133,6 +136,7 @@ static const struct opt_spec specs[] = {
 	{ "statement-lock-timeout", 0, A_MS, &opt.stmt_lock_timeout_ms, NULL },
 	{ "statement-timeout", 0, A_MS, &opt.statement_timeout_ms, NULL },
 	{ "allow-out-of-order", 0, A_FLAG, &opt.allow_out_of_order, NULL },
+	{ "ignore", 0, A_LIST, &opt.lint_ignore, "lint safety-check safe-migrate run" },
 	{ "name", 0, A_STR, &opt.name, "backup" },
 	{ "to", 0, A_STR, &opt.to_url, "restore" },
 	{ "no-safety-backup", 0, A_FLAG, &opt.no_safety_backup, "restore" },
@@ -150,10 +154,12 @@ static const struct opt_spec specs[] = {
 	{ "runs", 0, A_FLAG, &opt.runs, "history" },
 	{ "discard", 0, A_FLAG, &opt.discard, "recover" },
 	{ "url", 0, A_STR, &opt.scratch_url, "roundtrip" },
+	{ "keep-going", 'k', A_FLAG, &opt.keep_going, "roundtrip" },
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
 	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
+	{ "from", 0, A_STR, &opt.stamp_from, "stamp" },
 };
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -228,6 +234,18 @@ static int set_option(const struct opt_spec *s, const char *value, struct sm_err
 	case A_DIRS:
 		add_migrations_dir(value);
 		break;
+	case A_LIST: {
+		/* repeatable: the values add up, comma-separated */
+		char **slot = s->slot;
+		struct strbuf sb = STRBUF_INIT;
+
+		if (*slot)
+			sb_addf(&sb, "%s,", *slot);
+		sb_adds(&sb, value);
+		free(*slot);
+		*slot = sb_detach(&sb);
+		break;
+	}
 	case A_MS:
 		if (parse_duration_ms(value, (long *)s->slot) < 0)
 			return err_set(err, ERR_USAGE, "invalid duration '%s' for --%s (e.g. 60s, "
@@ -426,6 +444,17 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 			       cfg->statement_timeout, cfg->path);
 	if (!opt.expected && *have_cfg && cfg->expected_schema)
 		opt.expected = xstrdup(cfg->expected_schema);
+	if (*have_cfg && cfg->lint_ignore) {
+		/* the config's ignores and the flags' add up */
+		struct strbuf sb = STRBUF_INIT;
+
+		sb_adds(&sb, cfg->lint_ignore);
+		if (opt.lint_ignore)
+			sb_addf(&sb, ",%s", opt.lint_ignore);
+		free(opt.lint_ignore);
+	free(opt.stamp_from);
+		opt.lint_ignore = sb_detach(&sb);
+	}
 
 	/* database URL */
 	if (opt.database_url)
@@ -499,6 +528,8 @@ static void free_options(char **pos)
 	free(opt.start);
 	free(opt.end);
 	free(opt.expected);
+	free(opt.lint_ignore);
+	free(opt.stamp_from);
 	free(opt.from_schema);
 	free(opt.scratch_url);
 	free(opt.rehearse_url);
