@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "restore.h"
 #include "restore_pg_int.h"
 #include "strbuf.h"
@@ -100,6 +101,59 @@ static int read_entry(struct snap_reader *r, struct strbuf *out, struct sm_error
 	}
 }
 
+/*
+ * Checks toc.json, pre-data and post-data before any of them is used (they
+ * are SQL, or become SQL): against the checksums the header declares, or,
+ * for a snapshot written before the header declared them, against the
+ * manifest of a full verification pass of its own (the manifest is the last
+ * entry, after all the data).  The streaming pass checks them once more
+ * against the manifest before COMMIT.
+ */
+static int check_meta(struct snap_reader *r, const struct strbuf *toc, const struct pg_meta *m,
+		      struct sm_error *err)
+{
+	static const char *const names[] = { TOC_ENTRY, PRE_ENTRY, POST_ENTRY };
+	const struct strbuf *const bufs[] = { toc, &m->pre, &m->post };
+	const cJSON *sums = cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "checksums");
+	struct snap_reader *full = NULL;
+	cJSON *listed = NULL;
+	int ret = -1;
+
+	if (!sums) {
+		const cJSON *e;
+
+		if (snap_reader_open(snap_reader_path(r), &full, err) < 0 ||
+		    snap_reader_finish(full, err) < 0)
+			goto out;
+		listed = cJSON_CreateObject();
+		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(snap_reader_manifest(full),
+								       "entries")) {
+			const char *name = pgr_str(e, "name");
+
+			if (!strcmp(name, TOC_ENTRY) || !strcmp(name, PRE_ENTRY) ||
+			    !strcmp(name, POST_ENTRY))
+				cJSON_AddStringToObject(listed, name, pgr_str(e, "sha256"));
+		}
+		sums = listed;
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const cJSON *want = cJSON_GetObjectItemCaseSensitive(sums, names[i]);
+		char have[HASH_HEX_LEN + 1];
+
+		hash_buf_hex(bufs[i]->buf, bufs[i]->len, have);
+		if (!cJSON_IsString(want) || strcmp(want->valuestring, have) != 0) {
+			err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: entry '%s' fails its "
+				"SHA-256 check; none of it was run", snap_reader_path(r), names[i]);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	cJSON_Delete(listed);
+	snap_reader_close(full);
+	return ret;
+}
+
 int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
 		  int *pending, struct sm_error *err)
 {
@@ -120,7 +174,7 @@ int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *e
 		if (read_entry(r, dst, err) < 0)
 			goto out;
 	}
-	if (rc < 0)
+	if (rc < 0 || check_meta(r, &toc, m, err) < 0)
 		goto out;
 	if (!toc.len || !(m->toc = cJSON_Parse(toc.buf)) ||
 	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m->toc, "schemas")) ||
@@ -208,6 +262,11 @@ static int pg_load(struct engine *target, struct snap_reader *r, const struct re
 		return err_set(err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it "
 			       "is only for 'restore --to URL' (a scratch database); in place the "
 			       "restore is one transaction", opts->jobs);
+	/* the parallel load commits as it goes: damage must be found before it
+	 * starts, not part-way (the one-transaction load checks the file while
+	 * it streams it and rolls back instead) */
+	if (opts->jobs > 1 && snap_reader_check_file(r, err) < 0)
+		return -1;
 	return 0;
 }
 
