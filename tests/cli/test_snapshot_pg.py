@@ -277,6 +277,36 @@ class SnapshotPgTest(CliTest):
                       "--no-safety-backup")
         self.assertNoSqlRan(url, r)
 
+    def test_wrong_declared_checksum_fails_verify_and_restore(self):
+        # verify and restore agree: a header that declares a checksum its
+        # entry does not have (the manifest re-sealed to match the header)
+        # fails both, and the restore runs nothing
+        def lie(name, data):
+            if name == "snapshot.json":
+                h = json.loads(data)
+                h["checksums"]["pg/pre-data.sql"] = "0" * 64
+                header[0] = json.dumps(h).encode()
+                return header[0]
+            if name == "manifest.json":
+                m = json.loads(data)
+                for e in m["entries"]:
+                    if e["name"] == "snapshot.json":
+                        e["sha256"] = hashlib.sha256(header[0]).hexdigest()
+                        e["size"] = len(header[0])
+                return json.dumps(m).encode()
+            return None
+
+        header = [None]
+        url = self.fidelity_db()
+        snap = self.altered_pre_data(url)
+        self.rewrite(snap, lie)
+        r = self.code(7, "verify", snap)
+        self.assertIn("does not match the checksum the header declares", r.out + r.err)
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--no-safety-backup")
+        self.assertIn("none of it was run", r.err)
+        self.assertNoSqlRan(url, r)
+
     def big_table(self, url):
         # about 25 MB: several 4 MiB chunk entries (rows span their
         # boundary), several parallel COPY units and a row larger than one;
