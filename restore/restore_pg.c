@@ -127,7 +127,7 @@ static int read_entry(struct snap_reader *r, struct strbuf *out, struct sm_error
  * against the manifest before COMMIT.
  */
 static int check_meta(struct snap_reader *r, const struct strbuf *toc, const struct pg_meta *m,
-		      struct sm_error *err)
+		      volatile sig_atomic_t *interrupted, struct sm_error *err)
 {
 	static const char *const names[] = { TOC_ENTRY, PRE_ENTRY, POST_ENTRY };
 	const struct strbuf *const bufs[] = { toc, &m->pre, &m->post };
@@ -139,8 +139,10 @@ static int check_meta(struct snap_reader *r, const struct strbuf *toc, const str
 	if (!sums) {
 		const cJSON *e;
 
-		if (snap_reader_open(snap_reader_path(r), &full, err) < 0 ||
-		    snap_reader_finish(full, err) < 0)
+		if (snap_reader_open(snap_reader_path(r), &full, err) < 0)
+			goto out;
+		snap_reader_set_interrupt(full, interrupted);
+		if (snap_reader_finish(full, err) < 0)
 			goto out;
 		listed = cJSON_CreateObject();
 		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(snap_reader_manifest(full),
@@ -172,7 +174,7 @@ out:
 }
 
 int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
-		  int *pending, struct sm_error *err)
+		  int *pending, volatile sig_atomic_t *interrupted, struct sm_error *err)
 {
 	struct strbuf toc = STRBUF_INIT;
 	int rc, ret = -1;
@@ -191,7 +193,7 @@ int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *e
 		if (read_entry(r, dst, err) < 0)
 			goto out;
 	}
-	if (rc < 0 || check_meta(r, &toc, m, err) < 0)
+	if (rc < 0 || check_meta(r, &toc, m, interrupted, err) < 0)
 		goto out;
 	if (!toc.len || !(m->toc = cJSON_Parse(toc.buf)) ||
 	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m->toc, "schemas")) ||
@@ -515,7 +517,7 @@ static int apply_batched(struct engine *target, struct pg_stage *s,
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, opts->interrupted);
-	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
+	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0)
 		goto fail;
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
@@ -548,7 +550,7 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, opts->interrupted);
-	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
+	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0)
 		goto out;
 	if (pgr_run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
 		goto out;

@@ -798,7 +798,7 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	if (snap_reader_open(path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, interrupted);
-	if (pgr_read_meta(r, &m, &ent, &pending, err) < 0)
+	if (pgr_read_meta(r, &m, &ent, &pending, interrupted, err) < 0)
 		goto out;
 	pgr_drop_schemas_sql(conn, m.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
