@@ -40,6 +40,10 @@ struct restore_opts {
 	int jobs;
 	int to_other;          /* the target is not the snapshot's database (restore --to) */
 	long lock_timeout_ms;  /* how long to wait for a table lock (0: no limit) */
+	/* In place, after a failed run: the user schemas that existed before
+	 * the run (one per line).  A user schema in neither this list nor the
+	 * snapshot was created by the run and is dropped.  NULL: none dropped. */
+	const char *keep_schemas;
 	/* The target did not exist before this restore (the caller created it):
 	 * no other connection can be using it, so a driver may move the staged
 	 * database into place instead of copying it in. */

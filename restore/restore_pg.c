@@ -475,6 +475,62 @@ out:
 	return ret;
 }
 
+static int line_listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len == n && !strncmp(p, name, n))
+			return 1;
+		p += len + (nl ? 1 : 0);
+	}
+	return 0;
+}
+
+static int toc_has_schema(const cJSON *toc, const char *name)
+{
+	const cJSON *sch;
+
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas"))
+		if (cJSON_IsString(sch) && !strcmp(sch->valuestring, name))
+			return 1;
+	return 0;
+}
+
+/* After a failed run: the user schemas in neither the snapshot nor the
+ * pre-run list were created by the run; they go in the same transaction. */
+static int drop_new_schemas_sql(struct engine *target, const cJSON *toc, const char *keep,
+				struct strbuf *sql, struct sm_error *err)
+{
+	struct strbuf now = STRBUF_INIT;
+	PGconn *conn = engine_native(target);
+
+	if (!keep || !target->ops->user_schemas)
+		return 0;
+	if (target->ops->user_schemas(target, &now, err) < 0) {
+		sb_release(&now);
+		return -1;
+	}
+	for (char *p = now.buf; p && *p;) {
+		char *nl = strchr(p, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (!toc_has_schema(toc, p) && !line_listed(keep, p)) {
+			char *q = PQescapeIdentifier(conn, p, strlen(p));
+
+			sb_addf(sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);
+			PQfreemem(q);
+		}
+		p = nl ? nl + 1 : p + strlen(p);
+	}
+	sb_release(&now);
+	return 0;
+}
+
 static int apply_single(struct engine *target, struct pg_stage *s,
 			const struct restore_opts *opts, struct sm_error *err)
 {
@@ -494,7 +550,8 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	in_tx = 1;
 	/* this transaction's drops are what every other connection waits for */
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
-	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
+	if (drop_new_schemas_sql(target, s->meta.toc, opts->keep_schemas, &sql, err) < 0 ||
+	    pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
 	    pgr_run_sql(conn, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
 	    load_data(conn, r, s->meta.toc, 1, &ent, pending, err) < 0)
 		goto out;

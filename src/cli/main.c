@@ -143,6 +143,7 @@ static const struct opt_spec specs[] = {
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
+	{ "on-concurrent-writes", 0, A_STR, &opt.on_concurrent_writes, "safe-migrate run recover" },
 };
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -482,6 +483,7 @@ static void free_options(char **pos)
 	free(opt.config);
 	free(opt.name);
 	free(opt.to_url);
+	free(opt.on_concurrent_writes);
 	free(opt.keep);
 	free(opt.output);
 	free(opt.start);
