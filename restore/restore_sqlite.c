@@ -393,6 +393,36 @@ out:
 	return ret;
 }
 
+/* Holds the target's write lock on a connection of its own while the
+ * caller acts (opts->writers_blocked), and releases it just before the copy
+ * takes it again: other connections' writes wait meanwhile. */
+static int writers_blocked(const char *target, const struct restore_opts *opts,
+			   struct sm_error *err)
+{
+	sqlite3 *db = NULL;
+	int ret = -1;
+
+	if (!opts->writers_blocked)
+		return 0;
+	if (sqlite3_open_v2(target, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot open '%s': %s", target,
+			db ? sqlite3_errmsg(db) : "out of memory");
+		goto out;
+	}
+	sqlite3_busy_timeout(db, opts->lock_timeout_ms > 0 ? (int)opts->lock_timeout_ms
+							   : SQLITE_COPY_GIVE_UP_MS);
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		err_set(err, ERR_LOCKED, "cannot lock '%s' against writes: %s", target,
+			sqlite3_errmsg(db));
+		goto out;
+	}
+	ret = opts->writers_blocked(opts->writers_blocked_ud, err);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_close(db);
+	return ret;
+}
+
 static int sqlite_apply(struct engine *target, void *state, const cJSON *manifest,
 			const struct restore_opts *opts, struct sm_error *err)
 {
@@ -419,7 +449,8 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 		ret = move_into_place(s, &src, target->url.path, opts, err);
 		goto out;
 	}
-	if (integrity_check(src, s->path, err) < 0 || restore_interrupted(opts, err) < 0)
+	if (integrity_check(src, s->path, err) < 0 || restore_interrupted(opts, err) < 0 ||
+	    writers_blocked(target->url.path, opts, err) < 0)
 		goto out;
 	rc = sqlite_copy_whole(dst, src, &stage);
 	if (rc != SQLITE_OK) {

@@ -193,8 +193,10 @@ static long long count_in(const char *counts, const char *table)
 /* Compares the state after a restore with what the restore must produce:
  * the schema before the run, and the row counts the snapshot's manifest
  * recorded (not a count taken before the snapshot: other sessions may have
- * written in between).  Without a manifest (--no-backup), the pre-run
- * counts. */
+ * written in between).  snap_rows NULL skips the counts: other sessions
+ * were writing, so counts read now need not match (the PostgreSQL restore
+ * checks them against the manifest before it commits; an SQLite restore is
+ * the snapshot's checksummed page image). */
 static int state_matches(struct engine *e, const struct db_state *before,
 			 const cJSON *snap_rows, struct sm_error *err)
 {
@@ -209,12 +211,7 @@ static int state_matches(struct engine *e, const struct db_state *before,
 	if (!same) {
 		err_set(err, ERR_FAIL, "the database does not match its pre-run state (schema "
 			"differs)");
-	} else if (!snap_rows) {
-		same = !strcmp(now.row_counts, before->row_counts);
-		if (!same)
-			err_set(err, ERR_FAIL, "the database does not match its pre-run state (row "
-				"counts differ)");
-	} else {
+	} else if (snap_rows) {
 		cJSON_ArrayForEach(t, snap_rows) {
 			long long want = (long long)cJSON_GetNumberValue(t);
 			long long got = count_in(now.row_counts, t->string);
@@ -300,48 +297,50 @@ static int save_failed_state(struct run *r, struct engine *e, char **saved, stru
 	return rc;
 }
 
-/* Before the restore: other sessions' writes since the snapshot are saved
- * (or, with --on-concurrent-writes stop, the restore is not done).
- * Returns 0 to go on with the restore, else the exit code. */
-static int keep_foreign_writes(struct run *r, struct engine *e)
+/* Called by the restore once other sessions can no longer write (see
+ * restore_opts.writers_blocked): the failed state is saved then, so that
+ * nothing they wrote before the restore is lost. */
+struct failed_state {
+	struct run *r;
+	struct engine *e;
+	char *saved; /* owned */
+};
+
+static int save_while_blocked(void *ud, struct sm_error *err)
+{
+	struct failed_state *fs = ud;
+
+	info("other sessions wrote since the snapshot: saving the failed state first");
+	if (save_failed_state(fs->r, fs->e, &fs->saved, err) < 0)
+		return err_prefix(err, "cannot save the failed state, so nothing was restored "
+				  "(restoring would discard other sessions' writes)");
+	return 0;
+}
+
+/* Before the restore: which tables other sessions wrote since the snapshot
+ * ("TABLE\tROWS\n" in list; empty: none seen). */
+static void find_foreign_writes(struct run *r, struct engine *e, struct strbuf *list)
 {
 	struct sm_error werr = SM_ERROR_INIT;
-	struct strbuf list = STRBUF_INIT;
-	char *saved = NULL;
-	int code = 0;
 
-	if (guard_foreign_writes(&r->guard, e, &list, &werr) < 0) {
-		warning("cannot tell whether other sessions wrote since the snapshot: %s; saving "
-			"the failed state before the restore", werr.msg);
-		sb_adds(&list, "*\t?\n");
+	if (guard_foreign_writes(&r->guard, e, list, &werr) < 0) {
+		warning("cannot tell whether other sessions wrote since the snapshot: %s; the "
+			"failed state is saved before the restore", werr.msg);
+		sb_reset(list);
+		sb_adds(list, "*\t?\n");
 	}
-	if (!list.len)
-		goto out;
-	if (guard_policy_stop(&werr) == 1) {
-		report_foreign_writes(r, list.buf, NULL);
-		error_msg("--on-concurrent-writes stop: the database was NOT restored; it is as the "
-			  "failed run left it, other sessions' writes included. The snapshot from "
-			  "before the run is %s", r->snapshot);
-		error_msg("to restore it anyway (discarding those writes): safe-migrate -d '%s' "
-			  "restore '%s' --yes", r->ctx->url.redacted, r->snapshot);
-		code = EXIT_CONCURRENT_WRITES;
-		goto out;
-	}
-	info("other sessions wrote since the snapshot: saving the failed state first");
-	if (save_failed_state(r, e, &saved, &werr) < 0) {
-		report_foreign_writes(r, list.buf, NULL);
-		error_msg("cannot save the failed state (%s), so the database was NOT restored: "
-			  "restoring would discard other sessions' writes", werr.msg);
-		error_msg("restore by hand once they are saved: safe-migrate -d '%s' restore '%s' --yes",
-			  r->ctx->url.redacted, r->snapshot);
-		code = EXIT_CONCURRENT_WRITES;
-		goto out;
-	}
-	report_foreign_writes(r, list.buf, saved);
-out:
-	free(saved);
-	sb_release(&list);
-	return code;
+}
+
+/* --on-concurrent-writes stop: reports and leaves the database as it is. */
+static int stop_for_foreign_writes(struct run *r, const char *list)
+{
+	report_foreign_writes(r, list, NULL);
+	error_msg("--on-concurrent-writes stop: the database was NOT restored; it is as the "
+		  "failed run left it, other sessions' writes included. The snapshot from "
+		  "before the run is %s", r->snapshot);
+	error_msg("to restore it anyway (discarding those writes): safe-migrate -d '%s' "
+		  "restore '%s' --yes", r->ctx->url.redacted, r->snapshot);
+	return EXIT_CONCURRENT_WRITES;
 }
 
 /* After a failure: restores the snapshot, confirms the pre-run state, and
@@ -351,9 +350,11 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 {
 	struct cmd_ctx *ctx = r->ctx;
 	struct sm_error rerr = SM_ERROR_INIT;
+	struct strbuf foreign = STRBUF_INIT;
+	struct failed_state fs = { r, e, NULL };
 	sigset_t block, old;
 	long long t0 = plan_now_ms();
-	int ok = 0, code;
+	int ok = 0, code = 0;
 
 	/* a restore must run to completion: hold SIGINT/SIGTERM until it is done */
 	sigemptyset(&block);
@@ -362,20 +363,37 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	sigprocmask(SIG_BLOCK, &block, &old);
 	if (r->journaled)
 		journal_phase(&r->j, "restore", NULL, &rerr);
-	if (r->snapshot && (code = keep_foreign_writes(r, e)) != 0) {
-		phase_done(r, "restore", t0, 0);
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		cli_interrupted = 0;
-		return run_finish(r, "concurrent_writes", code);
-	}
-	if (r->snapshot) {
+	if (r->snapshot)
+		find_foreign_writes(r, e, &foreign);
+	if (foreign.len && guard_policy_stop(&rerr) == 1) {
+		code = stop_for_foreign_writes(r, foreign.buf);
+	} else if (r->snapshot) {
 		info("restoring %s", r->snapshot);
-		ok = port_restore(ctx, r->snapshot, &ctx->url, r->guard.schemas, &rerr) == 0;
+		ok = port_restore(ctx, r->snapshot, &ctx->url, r->guard.schemas,
+				  foreign.len ? save_while_blocked : NULL, &fs, &rerr) == 0;
+		if (foreign.len)
+			report_foreign_writes(r, foreign.buf, fs.saved);
+		if (foreign.len && !fs.saved) {
+			/* nothing was restored: the failed state stays, with their writes */
+			error_msg("%s", rerr.msg);
+			error_msg("restore by hand once they are saved: safe-migrate -d '%s' restore "
+				  "'%s' --yes", ctx->url.redacted, r->snapshot);
+			code = EXIT_CONCURRENT_WRITES;
+		}
 	} else {
 		ok = 1; /* --no-backup: the single transaction was rolled back */
 	}
+	free(fs.saved);
+	if (code) {
+		phase_done(r, "restore", t0, 0);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		cli_interrupted = 0;
+		sb_release(&foreign);
+		return run_finish(r, "concurrent_writes", code);
+	}
 	if (ok)
-		ok = state_matches(e, &r->before, r->snap_rows, &rerr);
+		ok = state_matches(e, &r->before, foreign.len ? NULL : r->snap_rows, &rerr);
+	sb_release(&foreign);
 	phase_done(r, "restore", t0, ok);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	cli_interrupted = 0;
@@ -398,13 +416,13 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 			if (ctx->json)
 				cJSON_AddStringToObject(ctx->json, "blocking_sessions", holders.buf);
 		}
+		sb_release(&holders);
 	}
 	if (r->snapshot) {
 		error_msg("the database may be in an intermediate state. Restore it by hand now:");
-		error_msg("    safe-migrate -d '%s' --lock-timeout %lds recover --yes",
-			  ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000);
-		error_msg("(or: safe-migrate -d '%s' restore '%s' --yes --no-safety-backup)",
-			  ctx->url.redacted, r->snapshot);
+		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes "
+			  "--no-safety-backup", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
+			  r->snapshot);
 		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
 			  "'safe-migrate verify %s'", r->snapshot);
 	} else {
@@ -529,7 +547,7 @@ static int rehearse(struct run *r, struct session *s, const struct plan *p)
 	if (phase_snapshot(r, s->e) < 0)
 		goto out;
 	t0 = plan_now_ms();
-	if (port_restore(ctx, r->snapshot, &target, NULL, &ctx->err) < 0) {
+	if (port_restore(ctx, r->snapshot, &target, NULL, NULL, NULL, &ctx->err) < 0) {
 		phase_done(r, "rehearse-restore", t0, 0);
 		goto out;
 	}
@@ -924,7 +942,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 		cJSON_Delete(doc);
 		return code;
 	}
-	if (port_restore(ctx, snap->valuestring, &ctx->url, NULL, &ctx->err) < 0) {
+	if (port_restore(ctx, snap->valuestring, &ctx->url, NULL, NULL, NULL, &ctx->err) < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
 		error_msg("restore by hand: safe-migrate -d '%s' restore '%s' --yes",
 			  ctx->url.redacted, snap->valuestring);

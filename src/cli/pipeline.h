@@ -32,9 +32,12 @@ int port_verify(const char *path, cJSON **rows, struct sm_error *err);
 /* Restores path into the database of url, without a safety snapshot or a
  * question (the pipeline took the snapshot itself).  Table locks are waited
  * for at most --lock-timeout.  keep_schemas (may be NULL): the user schemas
- * before the run, one per line; others not in the snapshot are dropped. */
+ * before the run, one per line; others not in the snapshot are dropped.
+ * blocked (may be NULL) is called with ud once other sessions can no
+ * longer write, before anything is replaced (restore_opts.writers_blocked). */
 int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,
-		 const char *keep_schemas, struct sm_error *err);
+		 const char *keep_schemas, int (*blocked)(void *ud, struct sm_error *err),
+		 void *ud, struct sm_error *err);
 /* Captures schema, row counts and the validation baseline. */
 int port_capture(struct engine *e, struct db_state *st, struct sm_error *err);
 void port_state_release(struct db_state *st);

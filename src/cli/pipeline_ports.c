@@ -103,7 +103,8 @@ int port_verify(const char *path, cJSON **rows, struct sm_error *err)
 }
 
 int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,
-		 const char *keep_schemas, struct sm_error *err)
+		 const char *keep_schemas, int (*blocked)(void *ud, struct sm_error *err),
+		 void *ud, struct sm_error *err)
 {
 	struct restore_opts ro;
 	struct progress pr;
@@ -123,6 +124,8 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	 * would queue behind the restore's drops */
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.keep_schemas = keep_schemas;
+	ro.writers_blocked = blocked;
+	ro.writers_blocked_ud = ud;
 	rc = restore_snapshot(path, e, &ro, err);
 	progress_end(&pr);
 	engine_close(e);
