@@ -282,17 +282,18 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 }
 
 /* The snapshot of the failed state: next to the run's, named after it. */
-static int save_failed_state(struct run *r, struct engine *e, char **saved, struct sm_error *err)
+static int save_failed_state(struct cmd_ctx *ctx, const char *snapshot, struct engine *e,
+			     char **saved, struct sm_error *err)
 {
 	struct strbuf name = STRBUF_INIT;
-	const char *base = strrchr(r->snapshot, '/');
+	const char *base = strrchr(snapshot, '/');
 	int rc;
 
-	sb_adds(&name, base ? base + 1 : r->snapshot);
+	sb_adds(&name, base ? base + 1 : snapshot);
 	if (name.len > 8 && !strcmp(name.buf + name.len - 8, ".tar.zst"))
 		sb_setlen(&name, name.len - 8);
 	sb_adds(&name, "_failed_state");
-	rc = port_backup(r->ctx, e, name.buf, saved, err);
+	rc = port_backup(ctx, e, name.buf, saved, err);
 	sb_release(&name);
 	return rc;
 }
@@ -301,7 +302,8 @@ static int save_failed_state(struct run *r, struct engine *e, char **saved, stru
  * restore_opts.writers_blocked): the failed state is saved then, so that
  * nothing they wrote before the restore is lost. */
 struct failed_state {
-	struct run *r;
+	struct cmd_ctx *ctx;
+	const char *snapshot;
 	struct engine *e;
 	char *saved; /* owned */
 };
@@ -310,8 +312,8 @@ static int save_while_blocked(void *ud, struct sm_error *err)
 {
 	struct failed_state *fs = ud;
 
-	info("other sessions wrote since the snapshot: saving the failed state first");
-	if (save_failed_state(fs->r, fs->e, &fs->saved, err) < 0)
+	info("saving the failed state first");
+	if (save_failed_state(fs->ctx, fs->snapshot, fs->e, &fs->saved, err) < 0)
 		return err_prefix(err, "cannot save the failed state, so nothing was restored "
 				  "(restoring would discard other sessions' writes)");
 	return 0;
@@ -351,16 +353,13 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	struct cmd_ctx *ctx = r->ctx;
 	struct sm_error rerr = SM_ERROR_INIT;
 	struct strbuf foreign = STRBUF_INIT;
-	struct failed_state fs = { r, e, NULL };
-	sigset_t block, old;
+	struct failed_state fs = { r->ctx, r->snapshot, e, NULL };
 	long long t0 = plan_now_ms();
 	int ok = 0, code = 0;
 
-	/* a restore must run to completion: hold SIGINT/SIGTERM until it is done */
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &old);
+	/* a restore should run to completion: the first SIGINT/SIGTERM only
+	 * says so, a second one cancels it (it then changed nothing) */
+	restore_signals_begin();
 	if (r->journaled)
 		journal_phase(&r->j, "restore", NULL, &rerr);
 	if (r->snapshot)
@@ -386,7 +385,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	free(fs.saved);
 	if (code) {
 		phase_done(r, "restore", t0, 0);
-		sigprocmask(SIG_SETMASK, &old, NULL);
+		restore_signals_end();
 		cli_interrupted = 0;
 		sb_release(&foreign);
 		return run_finish(r, "concurrent_writes", code);
@@ -395,7 +394,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		ok = state_matches(e, &r->before, foreign.len ? NULL : r->snap_rows, &rerr);
 	sb_release(&foreign);
 	phase_done(r, "restore", t0, ok);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	restore_signals_end();
 	cli_interrupted = 0;
 	if (ok) {
 		info("restored: the database is back in its state before the run (schema and row "
@@ -405,7 +404,10 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 				cJSON_DeleteItemFromArray(r->applied, 0);
 		return run_finish(r, "restored", interrupted ? EXIT_INTERRUPTED : EXIT_RESTORED);
 	}
-	error_msg("THE AUTOMATIC RESTORE FAILED: %s", rerr.msg);
+	if (*restore_signals_cancel())
+		error_msg("THE AUTOMATIC RESTORE WAS CANCELLED (interrupted twice): %s", rerr.msg);
+	else
+		error_msg("THE AUTOMATIC RESTORE FAILED: %s", rerr.msg);
 	if (rerr.kind == ERR_LOCKED && e->ops->lock_holders) {
 		struct strbuf holders = STRBUF_INIT;
 		struct sm_error ignored = SM_ERROR_INIT;
@@ -882,9 +884,13 @@ out:
 int cmd_recover(struct cmd_ctx *ctx)
 {
 	struct engine *lock_e = NULL;
+	struct failed_state fs = { NULL, NULL, NULL, NULL };
 	cJSON *doc = NULL;
 	const cJSON *snap, *phase;
-	int code = EXIT_OK;
+	int code = EXIT_OK, rc;
+
+	if (guard_policy_stop(&ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
 
 	if (journal_read(ctx->backup_dir, &doc, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
@@ -942,14 +948,42 @@ int cmd_recover(struct cmd_ctx *ctx)
 		cJSON_Delete(doc);
 		return code;
 	}
-	if (port_restore(ctx, snap->valuestring, &ctx->url, NULL, NULL, NULL, &ctx->err) < 0) {
+	/* the killed run's own writes cannot be told from other sessions' now:
+	 * the state as it is, theirs included, is saved before the restore
+	 * (while they cannot write), and --on-concurrent-writes stop stops */
+	if (guard_policy_stop(&ctx->err) == 1) {
+		error_msg("--on-concurrent-writes stop: recover cannot tell the killed run's writes "
+			  "from other sessions', so it did not restore. Restore anyway (the state "
+			  "now is saved first): safe-migrate recover --yes; or keep the database as "
+			  "it is: safe-migrate recover --discard");
+		engine_close(lock_e);
+		cJSON_Delete(doc);
+		return EXIT_CONCURRENT_WRITES;
+	}
+	fs.ctx = ctx;
+	fs.snapshot = snap->valuestring;
+	fs.e = lock_e;
+	restore_signals_begin();
+	rc = port_restore(ctx, snap->valuestring, &ctx->url, NULL, save_while_blocked, &fs,
+			  &ctx->err);
+	restore_signals_end();
+	if (fs.saved) {
+		info("the state before this recover, other sessions' writes included, is saved in %s",
+		     fs.saved);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "saved_state", fs.saved);
+	}
+	if (rc < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
-		error_msg("restore by hand: safe-migrate -d '%s' restore '%s' --yes",
-			  ctx->url.redacted, snap->valuestring);
+		error_msg("restore by hand: safe-migrate -d '%s' --lock-timeout %lds restore '%s' "
+			  "--yes", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
+			  snap->valuestring);
+		free(fs.saved);
 		engine_close(lock_e);
 		cJSON_Delete(doc);
 		return EXIT_RESTORE_FAILED;
 	}
+	free(fs.saved);
 	engine_close(lock_e);
 	if (journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err) < 0)
 		code = report_error(ctx, &ctx->err);

@@ -10,6 +10,7 @@
 
 #include "backup.h"
 #include "pipeline.h"
+#include "pipeline_restore.h"
 #include "progress.h"
 #include "restore.h"
 #include "checks.h"
@@ -126,7 +127,10 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	ro.keep_schemas = keep_schemas;
 	ro.writers_blocked = blocked;
 	ro.writers_blocked_ud = ud;
+	ro.interrupted = restore_signals_cancel();
+	restore_watch(e);
 	rc = restore_snapshot(path, e, &ro, err);
+	restore_watch(NULL);
 	progress_end(&pr);
 	engine_close(e);
 	return rc;

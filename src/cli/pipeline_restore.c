@@ -2,8 +2,10 @@
  * pipeline_restore: the pipeline's decisions around an automatic restore
  * (see pipeline_restore.h).
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "history.h"
@@ -70,4 +72,55 @@ int guard_version_absent(struct engine *e, const char *version)
 	absent = n && !strcmp(n, "0");
 	free(n);
 	return absent;
+}
+
+static volatile sig_atomic_t n_signals, cancel;
+static struct engine *volatile watched;
+static struct sigaction old_int, old_term;
+
+static void on_restore_signal(int sig)
+{
+	static const char msg[] =
+		"safe-migrate: a restore is running: the database is being put back. Interrupt "
+		"again to cancel it (the database then stays as the failed run left it)\n";
+
+	(void)sig;
+	if (++n_signals == 1) {
+		ssize_t ignored = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		(void)ignored;
+		return;
+	}
+	cancel = 1;
+	if (watched)
+		watched->ops->interrupt(watched);
+}
+
+void restore_signals_begin(void)
+{
+	struct sigaction sa;
+
+	n_signals = 0;
+	cancel = 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_restore_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+}
+
+void restore_signals_end(void)
+{
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	watched = NULL;
+}
+
+volatile sig_atomic_t *restore_signals_cancel(void)
+{
+	return &cancel;
+}
+
+void restore_watch(struct engine *e)
+{
+	watched = e;
 }

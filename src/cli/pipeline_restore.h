@@ -14,6 +14,8 @@
 #ifndef SM_PIPELINE_RESTORE_H
 #define SM_PIPELINE_RESTORE_H
 
+#include <signal.h>
+
 #include "engine.h"
 #include "error.h"
 #include "strbuf.h"
@@ -47,5 +49,18 @@ int guard_foreign_writes(const struct restore_guard *g, struct engine *e, struct
  * failure inside its transaction left nothing committed; 0 when it is or
  * that cannot be read. */
 int guard_version_absent(struct engine *e, const char *version);
+
+/*
+ * Signals during an automatic restore: the first SIGINT/SIGTERM only says
+ * that a restore is running; the second cancels it (the restore's engine,
+ * registered with restore_watch, is interrupted, and *restore_signals_cancel()
+ * is set for restore_opts.interrupted).  restore_signals_begin installs the
+ * handler (saving the old ones), restore_signals_end puts them back.
+ */
+void restore_signals_begin(void);
+void restore_signals_end(void);
+volatile sig_atomic_t *restore_signals_cancel(void);
+/* The engine the restore runs on (NULL: none), for the second signal. */
+void restore_watch(struct engine *e);
 
 #endif

@@ -7,13 +7,14 @@ nothing another session committed is ever silently discarded.
 """
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import threading
 import time
 
-from smtest import SRC, CliTest, main
+from smtest import BIN, SRC, CliTest, main
 
 # Fails on the real data only (two users named alike), not in the lint's rehearsal.
 BAD_SQLITE = ("UPDATE users SET name = 'same';\n"
@@ -181,6 +182,34 @@ class ConcurrentSqlite(CliTest):
                          [(1,)])
         self.assertTrue(set(w.committed) <= self.events())
 
+    def test_recover_saves_the_state_first(self):
+        """After kill -9, recover cannot tell the killed run's writes from the
+        writer's: it saves the state (while writes wait) and then restores."""
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+        self.add("0003_long.sql", "CREATE TABLE t (x INT);\n" + self.slow.replace("300000",
+                                                                                 "30000000"))
+        with SqliteWriter(self.path("app.db")) as w:
+            w.wait_for_rows(20)
+            p = subprocess.Popen([BIN, *self.base, "safe-migrate"], cwd=self.dir, env=self.env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while not self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE version = "
+                                  "'0002'")[0][0]:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            p.kill()
+            p.wait()
+            w.wait_for_rows(len(w.committed) + 20)
+            r = self.run_sm(*self.base, "recover", "--yes", "--json")
+            w.wait_for_rows(len(w.committed) + 5)
+        self.assertEqual(r.code, 0, r)
+        j = r.json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'a'"),
+                         [(0,)])
+        self.ok("restore", j["saved_state"], "--to", self.sqlite_url("saved.db"), "--yes")
+        self.assertTrue(set(w.committed) <= self.events() | self.events("saved.db"))
+
     def test_bad_policy_is_a_usage_error(self):
         r = self.run_sm(*self.base, "safe-migrate", "--on-concurrent-writes", "maybe")
         self.assertEqual(r.code, 2, r)
@@ -260,9 +289,11 @@ class ConcurrentPg(CliTest):
         self.add("0002_a.sql", "INSERT INTO events (v) SELECT generate_series(1, 50);\n"
                  "UPDATE users SET name = name || '!';")
         self.add("0003_bad.sql", "DELETE FROM events WHERE v < 10;\n" + BAD_PG)
-        r = self.run_sm(*self.base, "safe-migrate", "--json")
+        # "stop" stops only for other sessions' writes: this run is restored
+        r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
         self.assertEqual(r.code, 5, r)
         self.assertNotIn("concurrent_writes", r.json())
+        self.assertFalse([f for f in os.listdir(self.path("backups")) if "failed_state" in f])
         self.assertEqual(self.psql(self.url, "SELECT count(*) FROM events"), "0")
 
     def test_schema_created_by_the_run_is_dropped(self):
@@ -294,6 +325,51 @@ class ConcurrentPg(CliTest):
         self.ok(*self.base, "--lock-timeout", "5s", "restore", j_snapshot(r), "--yes",
                 "--no-safety-backup")
         self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NULL"), "t")
+
+
+    def test_second_sigint_cancels_the_restore(self):
+        """The restore waits behind an idle transaction's lock: the first SIGINT
+        says a restore is running, the second cancels it (its transaction rolls
+        back) and the run exits 6 naming the command to finish."""
+        self.add("0002_a.sql", "CREATE TABLE a (x int);")
+        self.add("0003_bad.sql", BAD_PG)
+        holder = LockHolder(self.url, "users")
+        errpath = self.path("stderr.txt")
+        try:
+            with open(errpath, "w") as errf:
+                p = subprocess.Popen([BIN, *self.base, "--lock-timeout", "60s", "safe-migrate"],
+                                     cwd=self.dir, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=errf)
+            try:
+                def restore_waits():
+                    return self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                     "application_name = 'safe-migrate' AND wait_event_type = "
+                                     "'Lock'") != "0"
+                self.wait_until(restore_waits, p)
+                p.send_signal(signal.SIGINT)
+                self.wait_until(lambda: "a restore is running" in open(errpath).read(), p)
+                self.assertIsNone(p.poll())
+                p.send_signal(signal.SIGINT)
+                p.wait(60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        finally:
+            holder.release()
+        err = open(errpath).read()
+        self.assertEqual(p.returncode, 6, err)
+        self.assertIn("CANCELLED", err)
+        self.assertIn("--lock-timeout", err)
+        # the restore's transaction rolled back: the failed run's state is there
+        self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NOT NULL"), "t")
+
+    def wait_until(self, cond, proc):
+        deadline = time.monotonic() + 60
+        while not cond():
+            self.assertIsNone(proc.poll(), "the run ended early")
+            self.assertLess(time.monotonic(), deadline, "timed out")
+            time.sleep(0.05)
 
 
 def j_snapshot(r):
