@@ -943,21 +943,25 @@ static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *ou
 			   struct sm_error *err)
 {
 	struct pg_counts then = { NULL, 0, 0 };
-	const char *p = mark;
+	const char *p = mark ? mark : "";
 	size_t len0 = out->len;
 	int ret;
 
-	while (p && *p) {
-		char oid[32];
+	/* the mark is ours: "OID ROWS\n" lines */
+	while (*p) {
+		const char *sp = strchr(p, ' ');
+		char *end, *oid;
 		long long rows;
-		int used = 0;
 
-		if (sscanf(p, "%31s %lld%n", oid, &rows, &used) != 2)
+		if (!sp)
 			break;
+		rows = strtoll(sp + 1, &end, 10);
+		oid = xstrndup(p, (size_t)(sp - p));
 		counts_add(&then, oid, rows);
-		p += used;
-		while (*p == '\n')
-			p++;
+		free(oid);
+		p = *end == '\n' ? end + 1 : end;
+		if (end == sp + 1)
+			break;
 	}
 	ret = foreign_writes(e, &then, out, err);
 	if (ret == 0 && out->len == len0) {
