@@ -210,6 +210,16 @@ class ConcurrentSqlite(CliTest):
         self.ok("restore", j["saved_state"], "--to", self.sqlite_url("saved.db"), "--yes")
         self.assertTrue(set(w.committed) <= self.events() | self.events("saved.db"))
 
+    def test_no_writer_no_saved_state(self):
+        """The run's own commits (its snapshot, migrations, version rows) are not
+        taken for another connection's: "stop" does not stop, it restores."""
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);\nINSERT INTO events (v) VALUES (1);")
+        self.add("0003_bad.sql", BAD_SQLITE)
+        r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
+        self.assertEqual(r.code, 5, r)
+        self.assertNotIn("concurrent_writes", r.json())
+        self.assertFalse([f for f in os.listdir(self.path("backups")) if "failed_state" in f])
+
     def test_bad_policy_is_a_usage_error(self):
         r = self.run_sm(*self.base, "safe-migrate", "--on-concurrent-writes", "maybe")
         self.assertEqual(r.code, 2, r)
@@ -347,7 +357,7 @@ class ConcurrentPg(CliTest):
                                      "'Lock'") != "0"
                 self.wait_until(restore_waits, p)
                 p.send_signal(signal.SIGINT)
-                self.wait_until(lambda: "a restore is running" in open(errpath).read(), p)
+                self.wait_until(lambda: "a restore is running" in self.read(errpath), p)
                 self.assertIsNone(p.poll())
                 p.send_signal(signal.SIGINT)
                 p.wait(60)
@@ -357,12 +367,17 @@ class ConcurrentPg(CliTest):
                     p.wait()
         finally:
             holder.release()
-        err = open(errpath).read()
+        err = self.read(errpath)
         self.assertEqual(p.returncode, 6, err)
         self.assertIn("CANCELLED", err)
         self.assertIn("--lock-timeout", err)
         # the restore's transaction rolled back: the failed run's state is there
         self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NOT NULL"), "t")
+
+    @staticmethod
+    def read(path):
+        with open(path) as f:
+            return f.read()
 
     def wait_until(self, cond, proc):
         deadline = time.monotonic() + 60
