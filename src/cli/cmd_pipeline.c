@@ -216,8 +216,10 @@ static int state_matches(struct engine *e, const struct db_state *before,
 			long long want = (long long)cJSON_GetNumberValue(t);
 			long long got = count_in(now.row_counts, t->string);
 
-			if (got < 0 && !strncmp(t->string, "public.", 7))
-				got = count_in(now.row_counts, t->string + 7);
+			/* the manifest qualifies every table; the schema model
+			 * leaves the default schema out */
+			if (got < 0 && strchr(t->string, '.'))
+				got = count_in(now.row_counts, strchr(t->string, '.') + 1);
 			/* tables outside the schema model (the version table) were
 			 * compared with the schema already */
 			if (got < 0)
@@ -305,13 +307,31 @@ struct failed_state {
 	struct cmd_ctx *ctx;
 	const char *snapshot;
 	struct engine *e;
-	char *saved; /* owned */
+	const struct restore_guard *guard; /* NULL: always save (recover) */
+	struct strbuf *foreign;            /* other sessions' writes seen so far */
+	int stopped;                       /* --on-concurrent-writes stop cancelled it */
+	char *saved;                       /* owned */
 };
 
 static int save_while_blocked(void *ud, struct sm_error *err)
 {
 	struct failed_state *fs = ud;
 
+	/* a last look, now that no one can write: what came in since the
+	 * look before the restore is kept too */
+	if (fs->guard && !fs->foreign->len) {
+		struct sm_error werr = SM_ERROR_INIT;
+
+		if (guard_foreign_writes(fs->guard, fs->e, fs->foreign, &werr) < 0)
+			sb_adds(fs->foreign, "*\t?\n");
+		if (!fs->foreign->len)
+			return 0;
+		if (guard_policy_stop(&werr) == 1) {
+			fs->stopped = 1;
+			return err_set(err, ERR_BLOCKED, "other sessions wrote since the snapshot "
+				       "(--on-concurrent-writes stop): the restore was cancelled");
+		}
+	}
 	info("saving the failed state first");
 	if (save_failed_state(fs->ctx, fs->snapshot, fs->e, &fs->saved, err) < 0)
 		return err_prefix(err, "cannot save the failed state, so nothing was restored "
@@ -353,7 +373,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	struct cmd_ctx *ctx = r->ctx;
 	struct sm_error rerr = SM_ERROR_INIT;
 	struct strbuf foreign = STRBUF_INIT;
-	struct failed_state fs = { r->ctx, r->snapshot, e, NULL };
+	struct failed_state fs = { r->ctx, r->snapshot, e, &r->guard, &foreign, 0, NULL };
 	long long t0 = plan_now_ms();
 	int ok = 0, code = 0;
 
@@ -369,10 +389,12 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	} else if (r->snapshot) {
 		info("restoring %s", r->snapshot);
 		ok = port_restore(ctx, r->snapshot, &ctx->url, r->guard.schemas,
-				  foreign.len ? save_while_blocked : NULL, &fs, &rerr) == 0;
-		if (foreign.len)
+				  save_while_blocked, &fs, &rerr) == 0;
+		if (fs.stopped)
+			code = stop_for_foreign_writes(r, foreign.buf);
+		else if (foreign.len)
 			report_foreign_writes(r, foreign.buf, fs.saved);
-		if (foreign.len && !fs.saved) {
+		if (!fs.stopped && foreign.len && !fs.saved) {
 			/* nothing was restored: the failed state stays, with their writes */
 			error_msg("%s", rerr.msg);
 			error_msg("restore by hand once they are saved: safe-migrate -d '%s' restore "
@@ -689,7 +711,10 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 		goto out;
 	}
 	r.have_before = 1;
+	/* apply creates the version tables when they are missing: a commit */
 	if (s.e->ops->table_exists(s.e, HIST_TABLE, &hist_existed, &ctx->err) < 0 ||
+	    (hist_existed && s.e->ops->table_exists(s.e, HIST_SCHEMA_TABLE, &hist_existed,
+						    &ctx->err) < 0) ||
 	    guard_start(&r.guard, s.e, !opt.no_backup, &ctx->err) < 0) {
 		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
 		goto out;
@@ -884,7 +909,7 @@ out:
 int cmd_recover(struct cmd_ctx *ctx)
 {
 	struct engine *lock_e = NULL;
-	struct failed_state fs = { NULL, NULL, NULL, NULL };
+	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL };
 	cJSON *doc = NULL;
 	const cJSON *snap, *phase;
 	int code = EXIT_OK, rc;
@@ -963,6 +988,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	fs.ctx = ctx;
 	fs.snapshot = snap->valuestring;
 	fs.e = lock_e;
+	fs.foreign = NULL;
 	restore_signals_begin();
 	rc = port_restore(ctx, snap->valuestring, &ctx->url, NULL, save_while_blocked, &fs,
 			  &ctx->err);
