@@ -45,6 +45,7 @@ struct pg_impl {
 	volatile sig_atomic_t interrupted;
 	int locked;
 	struct pg_writes *writes; /* own row writes, once writes_mark started counting */
+	int tx_failed;            /* a script failed in the open transaction */
 };
 
 static void writes_free(struct pg_writes *w);
@@ -425,6 +426,9 @@ static int pg_exec_script(struct engine *e, const char *sql, const struct exec_s
 
 		PQclear(res);
 		writes_tx_end(e);
+		/* the transaction is usable again, but what it did must not be
+		 * committed: it failed */
+		pg->tx_failed = 1;
 	}
 	if (ret)
 		return -1;
@@ -479,6 +483,7 @@ static int pg_begin(struct engine *e, struct sm_error *err)
 	if (simple(e, "BEGIN", err) < 0)
 		return -1;
 	e->in_tx = 1;
+	((struct pg_impl *)e->impl)->tx_failed = 0;
 	writes_tx_start(e);
 	return 0;
 }
@@ -489,7 +494,7 @@ static int pg_commit(struct engine *e, struct sm_error *err)
 	PGresult *res;
 	int ret = 0;
 
-	if (PQtransactionStatus(pg->conn) == PQTRANS_INERROR)
+	if (PQtransactionStatus(pg->conn) == PQTRANS_INERROR || pg->tx_failed)
 		return err_set(err, ERR_FAIL, "cannot commit: the transaction was aborted by an "
 			       "earlier error");
 	writes_tx_end(e);
