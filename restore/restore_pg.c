@@ -479,21 +479,6 @@ out:
 	return ret;
 }
 
-static int line_listed(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = list; p && *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-
-		if (len == n && !strncmp(p, name, n))
-			return 1;
-		p += len + (nl ? 1 : 0);
-	}
-	return 0;
-}
-
 static int toc_has_schema(const cJSON *toc, const char *name)
 {
 	const cJSON *sch;
@@ -523,7 +508,7 @@ static int drop_new_schemas_sql(struct engine *target, const cJSON *toc, const c
 
 		if (nl)
 			*nl = '\0';
-		if (!toc_has_schema(toc, p) && !line_listed(keep, p)) {
+		if (!toc_has_schema(toc, p) && !lines_contain(keep, p, strlen(p))) {
 			char *q = PQescapeIdentifier(conn, p, strlen(p));
 
 			sb_addf(sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);

@@ -449,6 +449,24 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 			  r->snapshot);
 		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
 			  "'safe-migrate verify %s'", r->snapshot);
+		{
+			struct strbuf created = STRBUF_INIT;
+			struct sm_error ignored = SM_ERROR_INIT;
+
+			/* that restore puts back what the snapshot holds; it
+			 * cannot know what this run added beside it */
+			if (guard_new_schemas(&r->guard, e, &created, &ignored) == 0 &&
+			    created.len) {
+				sb_rtrim(&created);
+				error_msg("the failed run also created these schemas, which the "
+					  "snapshot does not hold; drop them after the restore:\n%s",
+					  created.buf);
+				if (ctx->json)
+					cJSON_AddStringToObject(ctx->json, "created_schemas",
+								created.buf);
+			}
+			sb_release(&created);
+		}
 	} else {
 		error_msg("no snapshot was taken (--no-backup); inspect the database now");
 	}

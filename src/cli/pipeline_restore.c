@@ -58,6 +58,31 @@ int guard_foreign_writes(const struct restore_guard *g, struct engine *e, struct
 	return e->ops->writes_since(e, g->mark, out, err);
 }
 
+int guard_new_schemas(const struct restore_guard *g, struct engine *e, struct strbuf *out,
+		      struct sm_error *err)
+{
+	struct strbuf now = STRBUF_INIT;
+
+	if (!g->schemas || !e->ops->user_schemas)
+		return 0;
+	if (e->ops->user_schemas(e, &now, err) < 0) {
+		sb_release(&now);
+		return -1;
+	}
+	for (const char *p = now.buf; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (!lines_contain(g->schemas, p, len)) {
+			sb_add(out, p, len);
+			sb_addch(out, '\n');
+		}
+		p += len + (nl ? 1 : 0);
+	}
+	sb_release(&now);
+	return 0;
+}
+
 int guard_version_absent(struct engine *e, const char *version)
 {
 	struct sm_error ignored = SM_ERROR_INIT;

@@ -45,6 +45,11 @@ void guard_release(struct restore_guard *g);
 int guard_foreign_writes(const struct restore_guard *g, struct engine *e, struct strbuf *out,
 			 struct sm_error *err);
 
+/* Appends the user schemas that exist now but did not before the run, one
+ * per line (the run created them). */
+int guard_new_schemas(const struct restore_guard *g, struct engine *e, struct strbuf *out,
+		      struct sm_error *err);
+
 /* 1 when the migration version is not in the version table, so that a
  * failure inside its transaction left nothing committed; 0 when it is or
  * that cannot be read. */

@@ -317,7 +317,7 @@ class ConcurrentPg(CliTest):
                                              "nspname = 'extra'"), "0")
 
     def test_restore_honours_lock_timeout_and_names_the_blocker(self):
-        self.add("0002_a.sql", "CREATE TABLE a (x int);")
+        self.add("0002_a.sql", "CREATE TABLE a (x int);\nCREATE SCHEMA extra;")
         self.add("0003_bad.sql", BAD_PG)
         holder = LockHolder(self.url, "users")
         try:
@@ -331,6 +331,8 @@ class ConcurrentPg(CliTest):
         self.assertIn("'lockholder'", r.err)
         self.assertIn("idle in transaction", r.err)
         self.assertIn("pid %s" % holder.pid, r.json()["blocking_sessions"])
+        # the remedy names what the printed restore cannot know about
+        self.assertEqual(r.json()["created_schemas"], "extra")
         # the printed command finishes the job once the blocker is gone
         cmd = [l for l in r.err.splitlines() if "restore '" in l and "--yes" in l][0]
         self.assertIn("--no-safety-backup", cmd)
