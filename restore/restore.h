@@ -40,6 +40,19 @@ struct restore_opts {
 	int jobs;
 	int to_other;          /* the target is not the snapshot's database (restore --to) */
 	long lock_timeout_ms;  /* how long to wait for a table lock (0: no limit) */
+	/* In place, after a failed run: the user schemas that existed before
+	 * the run (one per line).  A user schema in neither this list nor the
+	 * snapshot was created by the run and is dropped.  NULL: none dropped. */
+	const char *keep_schemas;
+	/* In place: called once other sessions can no longer write to the
+	 * target and before anything is replaced (PostgreSQL: inside the
+	 * restore's transaction, which has locked every table of the
+	 * snapshot's schemas; SQLite: while another connection of ours holds
+	 * the write lock, released just before the copy).  The pipeline saves
+	 * the failed state there.  Returning -1 (with err) cancels the restore,
+	 * which then changed nothing.  May be NULL. */
+	int (*writers_blocked)(void *ud, struct sm_error *err);
+	void *writers_blocked_ud;
 	/* The target did not exist before this restore (the caller created it):
 	 * no other connection can be using it, so a driver may move the staged
 	 * database into place instead of copying it in. */

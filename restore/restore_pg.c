@@ -304,7 +304,9 @@ const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name)
 	return NULL;
 }
 
-static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct sm_error *err)
+/* Ends the COPY into table; loaded (may be NULL) records the rows it took. */
+static int end_copy(PGconn *conn, const char *table, const char *errmsg, cJSON *loaded,
+		    struct sm_error *err)
 {
 	PGresult *res;
 	int ret = 0;
@@ -312,6 +314,8 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct 
 	if (PQputCopyEnd(conn, errmsg) != 1)
 		return pgr_error(err, conn, NULL, "cannot load table");
 	while ((res = PQgetResult(conn))) {
+		if (!errmsg && loaded && PQresultStatus(res) == PGRES_COMMAND_OK)
+			cJSON_AddNumberToObject(loaded, table, strtod(PQcmdTuples(res), NULL));
 		if (!errmsg && ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
 			struct strbuf what = STRBUF_INIT;
 
@@ -327,7 +331,7 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct 
 /* Streams every data chunk into COPY FROM STDIN, starting with *ent when
  * pending (the entry pgr_read_meta stopped at). */
 static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int freeze,
-		     struct snap_entry *ent, int pending, struct sm_error *err)
+		     struct snap_entry *ent, int pending, cJSON *loaded, struct sm_error *err)
 {
 	const cJSON *cur = NULL;
 	char *buf = xmalloc(IO_BLOCK);
@@ -345,7 +349,7 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 			const char *q = pgr_str(t, "qualified");
 			PGresult *res;
 
-			if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, err) < 0)
+			if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, loaded, err) < 0)
 				goto out;
 			cur = NULL;
 			/* FREEZE: the table was created in this transaction, so its rows
@@ -370,7 +374,7 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 			if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0) {
 				struct sm_error ignored = SM_ERROR_INIT;
 
-				end_copy(conn, "", "snapshot damaged", &ignored);
+				end_copy(conn, "", "snapshot damaged", NULL, &ignored);
 				cur = NULL;
 				goto out;
 			}
@@ -386,11 +390,11 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 		struct sm_error ignored = SM_ERROR_INIT;
 
 		if (cur)
-			end_copy(conn, "", "snapshot damaged", &ignored);
+			end_copy(conn, "", "snapshot damaged", NULL, &ignored);
 		cur = NULL;
 		goto out;
 	}
-	if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, err) < 0)
+	if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, loaded, err) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -519,7 +523,7 @@ static int apply_batched(struct engine *target, struct pg_stage *s,
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
 	    pgr_run_batched(target, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
-	    load_data(conn, r, s->meta.toc, 0, &ent, pending, err) < 0 ||
+	    load_data(conn, r, s->meta.toc, 0, &ent, pending, NULL, err) < 0 ||
 	    snap_reader_finish(r, err) < 0 ||
 	    pgr_run_batched(target, s->meta.post.buf,
 			    "cannot restore constraints and indexes (post-data)", err) < 0)
@@ -535,12 +539,120 @@ out:
 	return ret;
 }
 
+static int toc_has_schema(const cJSON *toc, const char *name)
+{
+	const cJSON *sch;
+
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas"))
+		if (cJSON_IsString(sch) && !strcmp(sch->valuestring, name))
+			return 1;
+	return 0;
+}
+
+/* After a failed run: the user schemas in neither the snapshot nor the
+ * pre-run list were created by the run; they go in the same transaction. */
+static int drop_new_schemas_sql(struct engine *target, const cJSON *toc, const char *keep,
+				struct strbuf *sql, struct sm_error *err)
+{
+	struct strbuf now = STRBUF_INIT;
+	PGconn *conn = engine_native(target);
+
+	if (!keep || !target->ops->user_schemas)
+		return 0;
+	if (target->ops->user_schemas(target, &now, err) < 0) {
+		sb_release(&now);
+		return -1;
+	}
+	for (char *p = now.buf; p && *p;) {
+		char *nl = strchr(p, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (!toc_has_schema(toc, p) && !lines_contain(keep, p, strlen(p))) {
+			char *q = PQescapeIdentifier(conn, p, strlen(p));
+
+			sb_addf(sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);
+			PQfreemem(q);
+		}
+		p = nl ? nl + 1 : p + strlen(p);
+	}
+	sb_release(&now);
+	return 0;
+}
+
+/* Each table's rows as COPY counted them, against the manifest's
+ * row_counts (taken in the snapshot's own transaction): checked inside the
+ * restore's transaction, where no other session can have written yet. */
+static int check_row_counts(const cJSON *loaded, const cJSON *manifest, const char *path,
+			    struct sm_error *err)
+{
+	const cJSON *want = cJSON_GetObjectItemCaseSensitive(manifest, "row_counts");
+	const cJSON *t;
+
+	cJSON_ArrayForEach(t, want) {
+		const cJSON *got = cJSON_GetObjectItemCaseSensitive(loaded, t->string);
+		double n = got ? cJSON_GetNumberValue(got) : 0;
+
+		if (n != cJSON_GetNumberValue(t))
+			return err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: table %s took "
+				       "%.0f rows, the manifest says %.0f", path, t->string, n,
+				       cJSON_GetNumberValue(t));
+	}
+	return 0;
+}
+
+/* Locks every table of the snapshot's schemas against writes (reads go on)
+ * in the restore's transaction, then lets the caller act on a database
+ * no one else can change. */
+static int block_writers(PGconn *conn, const cJSON *toc, const struct restore_opts *opts,
+			 struct sm_error *err)
+{
+	struct strbuf list = STRBUF_INIT, sql = STRBUF_INIT;
+	const cJSON *sch;
+	PGresult *res = NULL;
+	int ret = -1;
+
+	if (!opts->writers_blocked)
+		return 0;
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas")) {
+		char *lit;
+
+		if (!cJSON_IsString(sch))
+			continue;
+		lit = PQescapeLiteral(conn, sch->valuestring, strlen(sch->valuestring));
+		sb_addf(&list, "%s%s", list.len ? ", " : "", lit);
+		PQfreemem(lit);
+	}
+	sb_addf(&sql, "SELECT pg_catalog.string_agg(pg_catalog.format('%%I.%%I', n.nspname, "
+		"c.relname), ', ') FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON "
+		"n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname IN (%s)",
+		list.len ? list.buf : "NULL");
+	res = PQexec(conn, sql.buf);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pgr_error(err, conn, res, "cannot list the tables to lock");
+		goto out;
+	}
+	if (!PQgetisnull(res, 0, 0)) {
+		sb_reset(&sql);
+		sb_addf(&sql, "LOCK TABLE %s IN EXCLUSIVE MODE", PQgetvalue(res, 0, 0));
+		if (pgr_run_sql(conn, sql.buf, "cannot lock the tables against writes", err) < 0)
+			goto out;
+	}
+	ret = opts->writers_blocked(opts->writers_blocked_ud, err);
+out:
+	PQclear(res);
+	sb_release(&list);
+	sb_release(&sql);
+	return ret;
+}
+
 static int apply_single(struct engine *target, struct pg_stage *s,
 			const struct restore_opts *opts, struct sm_error *err)
 {
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
 	struct strbuf sql = STRBUF_INIT;
+	cJSON *loaded = cJSON_CreateObject();
 	struct snap_entry ent;
 	int pending = 0, ret = -1, in_tx = 0;
 
@@ -552,15 +664,20 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	if (pgr_run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
 		goto out;
 	in_tx = 1;
+	if (block_writers(conn, s->meta.toc, opts, err) < 0)
+		goto out;
 	/* this transaction's drops are what every other connection waits for */
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
-	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
+	if (drop_new_schemas_sql(target, s->meta.toc, opts->keep_schemas, &sql, err) < 0 ||
+	    pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
 	    pgr_run_sql(conn, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
-	    load_data(conn, r, s->meta.toc, 1, &ent, pending, err) < 0)
+	    load_data(conn, r, s->meta.toc, 1, &ent, pending, loaded, err) < 0)
 		goto out;
 	/* every entry loaded so far must check out before anything is kept:
-	 * damage found here rolls the whole transaction back */
-	if (snap_reader_finish(r, err) < 0)
+	 * damage found here rolls the whole transaction back; so does a table
+	 * that took another number of rows than the manifest says it had */
+	if (snap_reader_finish(r, err) < 0 ||
+	    check_row_counts(loaded, snap_reader_manifest(r), snap_reader_path(r), err) < 0)
 		goto out;
 	if (pgr_run_sql(conn, s->meta.post.buf, "cannot restore constraints and indexes (post-data)",
 			err) < 0)
@@ -587,6 +704,7 @@ out:
 			   s->lock_timeout_ms);
 	snap_reader_close(r);
 	sb_release(&sql);
+	cJSON_Delete(loaded);
 	return ret;
 }
 

@@ -356,6 +356,37 @@ fail:
 	return -1;
 }
 
+/* The automatic restore is one transaction: it must fit the server's lock
+ * table, or it fails where the snapshot did not (after the migration). */
+static void check_restore_locks(const struct safety_check_opts *o, struct finding_list *out)
+{
+	struct sm_error err = SM_ERROR_INIT;
+	long needed = 0, available = -1;
+
+	if (o->skip_backup || !o->e->ops->restore_locks)
+		return;
+	if (o->e->ops->restore_locks(o->e, &needed, &available, &err) < 0) {
+		CHECK(out, "restore-locks", LEVEL_WARN, NULL,
+		      "cannot tell whether the restore would fit the server's lock table: %s",
+		      err.msg);
+		return;
+	}
+	if (available >= 0 && needed > available)
+		CHECK(out, "restore-locks", LEVEL_FAIL,
+		      "raise max_locks_per_transaction in postgresql.conf (and restart the server) "
+		      "to at least the needed count divided by (max_connections + "
+		      "max_prepared_transactions)",
+		      "restoring the snapshot in place (one transaction) would take about %ld locks, "
+		      "more than the server's lock table guarantees (%ld = max_locks_per_transaction "
+		      "x (max_connections + max_prepared_transactions)); a failed migration could "
+		      "not be put back", needed, available);
+	else
+		CHECK(out, "restore-locks", LEVEL_PASS, NULL,
+		      available >= 0 ? "the in-place restore needs about %ld locks of %ld"
+				     : "the in-place restore needs no lock table (%ld)",
+		      needed, available);
+}
+
 int safety_check_run(const struct safety_check_opts *o, struct finding_list *out,
 		     struct sm_error *err)
 {
@@ -388,6 +419,8 @@ int safety_check_run(const struct safety_check_opts *o, struct finding_list *out
 		CHECK(out, "pending-migrations", LEVEL_WARN,
 		      "the wrapped tool decides what runs; its SQL is not linted",
 		      "the wrapped command's migrations are not known to safe-migrate");
+	if (o->e)
+		check_restore_locks(o, out);
 	if (have_status && o->e) {
 		if (lint_begin(&lc, o->e->ops->name, o->e, err) < 0 ||
 		    check_pending(o, &st, lc, out, err) < 0)

@@ -14,6 +14,9 @@
  *                        naming the snapshot; `safe-migrate recover [--discard]`),
  *                        unless its "pid" is a live process other than ours
  *   concurrent-migration another process holds the migration lock (FAIL)
+ *   restore-locks        the in-place restore (one transaction) would need more locks
+ *                        than the server's lock table guarantees (FAIL; engines whose
+ *                        restore_locks op is NULL skip it)
  *   pending-migrations   the pending versions; each is linted and its lint findings
  *                        follow (kind FINDING_RULE; blocking ones FAIL)
  *   long-transactions    PostgreSQL: transactions open longer than a threshold holding

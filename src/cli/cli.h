@@ -27,6 +27,9 @@ enum exit_code {
 	EXIT_RESTORED = 5,    /* migration failed, database restored */
 	EXIT_RESTORE_FAILED = 6,
 	EXIT_PROBLEMS = 7,    /* verification or validation found problems */
+	/* the run failed, other sessions had written since the snapshot, and
+	 * --on-concurrent-writes stop left the database as it was (not restored) */
+	EXIT_CONCURRENT_WRITES = 8,
 	EXIT_INTERRUPTED = 130,
 };
 
@@ -72,6 +75,7 @@ struct options {
 	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */
 	char *stamp_from;     /* stamp --from TOOL */
+	char *on_concurrent_writes; /* safe-migrate, run, recover: "restore" or "stop" */
 };
 
 extern struct options opt;

@@ -97,13 +97,26 @@ static const struct command commands[] = {
 	{ "safety-check", cmd_safety_check, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
 	  "safety-check [--ignore RULE[:VERSION]]", "run every pre-flight check", NULL },
 	{ "safe-migrate", cmd_safe_migrate, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
-	  "safe-migrate [TARGET] [--dry-run] [--no-backup]",
-	  "checks, snapshot, apply, validate; restore automatically on failure", NULL },
+	  "safe-migrate [TARGET] [--dry-run] [--no-backup] [--on-concurrent-writes restore|stop]",
+	  "checks, snapshot, apply, validate; restore automatically on failure",
+	  "A migration that fails inside its own transaction with nothing committed\n"
+	  "before it changed nothing: no restore, exit 1.  If other sessions wrote\n"
+	  "after the snapshot, the restore first blocks writes and saves the failed\n"
+	  "state as a snapshot of its own (named in the output), then restores;\n"
+	  "--on-concurrent-writes stop leaves the database as it is instead (exit 8).\n"
+	  "The restore waits for table locks at most --lock-timeout; exit 6 then names\n"
+	  "the sessions holding them.  Exit codes: 0 applied, 1 nothing changed,\n"
+	  "4 blocked, 5 restored, 6 restore failed, 8 not restored (concurrent writes),\n"
+	  "130 interrupted." },
 	{ "run", cmd_run, NEED_DB | NEED_BACKUP_DIR,
-	  "run [--no-backup] [--validate] -- COMMAND [ARG...]",
+	  "run [--no-backup] [--validate] [--on-concurrent-writes restore|stop] -- COMMAND [ARG...]",
 	  "the safe-migrate pipeline around another tool's migration command", NULL },
 	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR,
-	  "recover [--discard]", "finish after a run that was killed", NULL },
+	  "recover [--discard] [--on-concurrent-writes restore|stop]",
+	  "finish after a run that was killed",
+	  "The state as it is (other sessions' writes included) is saved as a snapshot\n"
+	  "of its own before the restore; with --on-concurrent-writes stop, recover\n"
+	  "does not restore (exit 8)." },
 	{ "roundtrip", cmd_roundtrip, NEED_MIGRATIONS | OPTIONAL_DB,
 	  "roundtrip [--url SCRATCH] [--keep-going]",
 	  "apply, revert and re-apply each migration on a scratch database", NULL },
@@ -160,6 +173,7 @@ static const struct opt_spec specs[] = {
 	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
 	{ "from", 0, A_STR, &opt.stamp_from, "stamp" },
+	{ "on-concurrent-writes", 0, A_STR, &opt.on_concurrent_writes, "safe-migrate run recover" },
 };
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -452,7 +466,6 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 		if (opt.lint_ignore)
 			sb_addf(&sb, ",%s", opt.lint_ignore);
 		free(opt.lint_ignore);
-	free(opt.stamp_from);
 		opt.lint_ignore = sb_detach(&sb);
 	}
 
@@ -523,6 +536,7 @@ static void free_options(char **pos)
 	free(opt.name);
 	free(opt.to_url);
 	free(opt.restore_to);
+	free(opt.on_concurrent_writes);
 	free(opt.keep);
 	free(opt.output);
 	free(opt.start);

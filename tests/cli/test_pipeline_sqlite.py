@@ -112,7 +112,8 @@ class PipelineSqlite(CliTest):
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 130, err)
-        self.assertEqual(json.loads(out)["outcome"], "restored")
+        # the first migration's own transaction was rolled back: nothing to restore
+        self.assertEqual(json.loads(out)["outcome"], "rolled_back")
         self.assertEqual(self.sqlite_dump(), before)
 
     def test_kill_9_then_recover(self):
@@ -209,9 +210,10 @@ class PipelineSqlite(CliTest):
         self.add("0003_b.sql", "UPDATE users SET name = 'same';\n"
                  "CREATE UNIQUE INDEX users_name_uq ON users(name);")
         before = self.sqlite_dump()
-        r = self.code(5, "safe-migrate", "--no-backup", "--json")
+        # one transaction, rolled back whole: nothing changed (exit 1, not "restored")
+        r = self.code(1, "safe-migrate", "--no-backup", "--json")
         self.assertIn("NO SNAPSHOT", r.err)
-        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(r.json()["outcome"], "rolled_back")
         self.assertIsNone(r.json()["snapshot"])
         self.assertEqual(self.sqlite_dump(), before)
         os.unlink(self.path("migrations/0003_b.sql"))
