@@ -63,6 +63,10 @@ struct options {
 	int discard;          /* recover --discard */
 	char *scratch_url;    /* roundtrip --url */
 	char *rehearse_url;   /* safe-migrate --rehearse-url */
+	char *max_blocking;   /* safe-migrate --max-blocking DURATION */
+	char *max_rewrite;    /* safe-migrate --max-rewrite SIZE */
+	long long max_blocking_ms;    /* resolved; -1: no gate */
+	long long max_rewrite_bytes;  /* resolved; -1: no gate */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
 	int jobs;             /* restore --jobs */
 	int migrate;          /* init --migrate */

@@ -75,6 +75,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		set_string(&c->statement_timeout, value);
 	} else if (!strcmp(name, "migration_lock_timeout")) {
 		set_string(&c->migration_lock_timeout, value);
+	} else if (!strcmp(name, "max_blocking")) {
+		set_string(&c->max_blocking, value);
+	} else if (!strcmp(name, "max_rewrite")) {
+		set_string(&c->max_rewrite, value);
 	} else if (!strcmp(name, "expected_schema")) {
 		free(c->expected_schema);
 		c->expected_schema = resolve(c, value);
@@ -131,5 +135,7 @@ void cfg_release(struct cfg_file *c)
 	free(c->statement_timeout);
 	free(c->migration_lock_timeout);
 	free(c->expected_schema);
+	free(c->max_blocking);
+	free(c->max_rewrite);
 	memset(c, 0, sizeof(*c));
 }

@@ -23,6 +23,8 @@ struct cfg_file {
 	char *statement_timeout;
 	char *migration_lock_timeout;
 	char *expected_schema; /* resolved against dir */
+	char *max_blocking;    /* dry-run gate: a duration */
+	char *max_rewrite;     /* dry-run gate: a size */
 };
 
 /* Reads path.  A missing file is an error (the caller decides whether to try). */
