@@ -41,7 +41,7 @@ struct impact_stmt {
 	size_t mig;        /* index into impact.migs */
 	int line;
 	char *text;        /* the statement, shortened to one line */
-	long long start_ms, ms;
+	long long start_us, us; /* microseconds from the rehearsal's start */
 	int ok, in_tx;
 	struct impact_rel *rels;
 	size_t n_rels, alloc;
@@ -49,7 +49,7 @@ struct impact_stmt {
 
 struct impact_mig {
 	char *file;
-	long long start_ms, end_ms;
+	long long start_us, end_us;
 	int in_tx;
 };
 
@@ -57,9 +57,10 @@ struct impact_mig {
  * reads) to it would wait. */
 struct impact_window {
 	char *rel;          /* borrowed from the statement's impact_rel */
+	const char *kind;
 	size_t mig, stmt;   /* the first blocking statement */
 	enum impact_blocks blocks;
-	long long ms;
+	long long us;
 	int existing;
 	long long bytes, rows;
 };
@@ -98,7 +99,7 @@ void impact_render_text(const struct impact *imp, struct strbuf *out);
 cJSON *impact_to_json(const struct impact *imp);
 
 /* The gates: appends one line per window over max_blocking_ms (on an
- * existing non-empty relation) and per rewrite over max_rewrite_bytes (a
+ * existing non-empty table or database) and per rewrite over max_rewrite_bytes (a
  * limit < 0 is off).  Returns the number of violations. */
 int impact_gate(const struct impact *imp, long long max_blocking_ms, long long max_rewrite_bytes,
 		struct strbuf *out);
