@@ -399,6 +399,10 @@ cJSON *impact_to_json(const struct impact *imp)
 				else
 					cJSON_AddNullToObject(jr, "lock");
 				cJSON_AddStringToObject(jr, "blocks", impact_blocks_name(r->blocks));
+				if (r->new_lock)
+					cJSON_AddStringToObject(jr, "new_lock", r->new_lock);
+				else
+					cJSON_AddNullToObject(jr, "new_lock");
 				cJSON_AddBoolToObject(jr, "rewritten", r->rewritten);
 				cJSON_AddBoolToObject(jr, "existing", r->existing);
 				cJSON_AddNumberToObject(jr, "bytes", (double)r->bytes);

@@ -29,7 +29,8 @@ enum impact_blocks { IMPACT_NONE, IMPACT_DDL, IMPACT_WRITES, IMPACT_READS };
 struct impact_rel {
 	char *name;
 	const char *kind;  /* "table", "index", "sequence", "view", "database", ... */
-	char *mode;        /* e.g. "AccessExclusiveLock"; NULL: no new lock */
+	char *mode;        /* the strongest lock held on it, e.g. "AccessExclusiveLock" (NULL: none) */
+	const char *new_lock; /* the strongest lock the statement added (static; NULL: none) */
 	enum impact_blocks blocks;
 	int rewritten;
 	int existing;      /* existed before the migration began */

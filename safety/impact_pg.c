@@ -90,13 +90,19 @@ static int held_before(const struct eng_rows *locks, const char *oid, const char
 }
 
 /* PostgreSQL's table lock modes, weakest first. */
+static const char *const modes[] = {
+	"AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
+	"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
+};
+
+static const char *mode_name(int rank)
+{
+	return rank >= 1 && rank <= (int)(sizeof(modes) / sizeof(modes[0])) ? modes[rank - 1]
+									  : "?";
+}
+
 static int mode_rank(const char *mode)
 {
-	static const char *const modes[] = {
-		"AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
-		"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
-	};
-
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
 		if (!strcmp(modes[i], mode))
 			return (int)i + 1;
@@ -119,40 +125,40 @@ static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_
 {
 	struct pg_state *st = p;
 	struct eng_rows now = ENG_ROWS_INIT;
-	const char *prev_oid = NULL;
-	struct impact_rel *cur = NULL;
 
 	if (!e->in_tx)
 		return 0;
 	if (e->ops->query(e, after_sql, 0, NULL, &now, err) < 0)
 		return -1;
-	for (size_t i = 0; i < now.nrows; i++) {
-		const char *oid = rows_get(&now, i, 0), *mode = rows_get(&now, i, 3);
-		const char *node = rows_get(&now, i, 4);
+	/* rows come grouped by relation, one per lock mode held */
+	for (size_t i = 0, j; i < now.nrows; i = j) {
+		const char *oid = rows_get(&now, i, 0), *node = rows_get(&now, i, 4);
 		long before = find_row(&st->nodes, oid);
 		int rewritten = before >= 0 && *node &&
 				strcmp(rows_get(&st->nodes, (size_t)before, 1), node) != 0;
-		int is_new = !held_before(&st->locks, oid, mode);
-		enum impact_blocks b = impact_pg_blocks(mode);
+		int held = 0, fresh = 0;
+		struct impact_rel *r;
 
-		if (!is_new && !rewritten)
+		for (j = i; j < now.nrows && !strcmp(rows_get(&now, j, 0), oid); j++) {
+			const char *mode = rows_get(&now, j, 3);
+			int rank = mode_rank(mode);
+			if (rank > held)
+				held = rank;
+			if (!held_before(&st->locks, oid, mode) && rank > fresh)
+				fresh = rank;
+		}
+		if (!fresh && !rewritten)
 			continue;
-		if (!prev_oid || strcmp(prev_oid, oid) != 0) {
-			cur = impact_add_rel(s, rows_get(&now, i, 1), kind_name(rows_get(&now, i, 2)),
-					     NULL);
-			cur->existing = find_row(&st->baseline, oid) >= 0;
-			cur->bytes = atoll(rows_get(&now, i, 5));
-			cur->rows = atoll(rows_get(&now, i, 6));
-			prev_oid = oid;
-		}
-		if (rewritten)
-			cur->rewritten = 1;
-		/* a relation's strongest new lock is the one that matters */
-		if (is_new && (!cur->mode || mode_rank(mode) > mode_rank(cur->mode))) {
-			free(cur->mode);
-			cur->mode = xstrdup(mode);
-			cur->blocks = b;
-		}
+		/* the strongest lock the transaction holds on it is what the
+		 * application waits for; new_lock is the one this statement added */
+		r = impact_add_rel(s, rows_get(&now, i, 1), kind_name(rows_get(&now, i, 2)),
+				   mode_name(held));
+		r->new_lock = fresh ? mode_name(fresh) : NULL;
+		r->blocks = impact_pg_blocks(r->mode);
+		r->rewritten = rewritten;
+		r->existing = find_row(&st->baseline, oid) >= 0;
+		r->bytes = strtoll(rows_get(&now, i, 5), NULL, 10);
+		r->rows = strtoll(rows_get(&now, i, 6), NULL, 10);
 	}
 	rows_release(&now);
 	return 0;

@@ -66,7 +66,7 @@ static long long scalar_ll(struct engine *e, const char *sql, const char *param)
 	long long n = -1;
 
 	if (engine_scalar(e, sql, param ? 1 : 0, &param, &v, &ignored) == 0 && v)
-		n = atoll(v);
+		n = strtoll(v, NULL, 10);
 	free(v);
 	return n;
 }
@@ -83,6 +83,7 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 		 * are shut out at commit) */
 		struct impact_rel *r = impact_add_rel(s, "(database)", "database", "RESERVED");
 		r->blocks = IMPACT_WRITES;
+		r->new_lock = "RESERVED";
 		r->existing = st->baseline.nrows > 0;
 		r->bytes = scalar_ll(e, "SELECT page_count * page_size FROM pragma_page_count(), "
 				     "pragma_page_size()", NULL);
