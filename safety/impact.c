@@ -285,17 +285,17 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 			? ": the live database, rolled back; these locks were really held on it "
 			  "while the dry run ran"
 			: ": a restored snapshot, durations are those of the real data");
-	sb_addf(out, "  %-20s %8s  %-22s %-15s %-6s %9s %9s %-7s %s\n", "MIGRATION:LINE", "MS",
+	sb_addf(out, "  %-26s %8s  %-22s %-15s %-6s %9s %9s %-7s %s\n", "MIGRATION:LINE", "MS",
 		"RELATION", "LOCK", "BLOCKS", "SIZE", "ROWS", "REWRITE", "STATEMENT");
 	for (size_t i = 0; i < imp->n_stmts; i++) {
 		const struct impact_stmt *s = &imp->stmts[i];
 		char where[64];
 		const char *base = strrchr(imp->migs[s->mig].file, '/');
 
-		snprintf(where, sizeof(where), "%.14s:%d",
+		snprintf(where, sizeof(where), "%.20s:%d",
 			 base ? base + 1 : imp->migs[s->mig].file, s->line);
 		if (!s->n_rels) {
-			sb_addf(out, "  %-20s %8.1f  %-22s %-15s %-6s %9s %9s %-7s %s\n", where, MS(s->us),
+			sb_addf(out, "  %-26s %8.1f  %-22s %-15s %-6s %9s %9s %-7s %s\n", where, MS(s->us),
 				!s->ok ? "(failed)" : s->in_tx ? "(no new lock)"
 				: "(not observed)", "", "", "", "", "", s->text);
 			continue;
@@ -315,9 +315,9 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 			if (ml > 4 && !strcmp(mode + ml - 4, "Lock"))
 				ml -= 4;
 			if (k)
-				sb_addf(out, "  %-20s %8s  ", "", "");
+				sb_addf(out, "  %-26s %8s  ", "", "");
 			else
-				sb_addf(out, "  %-20s %8.1f  ", where, MS(s->us));
+				sb_addf(out, "  %-26s %8.1f  ", where, MS(s->us));
 			sb_addf(out, "%-22.22s %-15.*s %-6s %9s %9s %-7s %s\n", r->name,
 				(int)(ml > 15 ? 15 : ml), mode, impact_blocks_name(r->blocks), sz, rows,
 				r->rewritten ? "yes" : "-", k ? "" : s->text);
