@@ -268,9 +268,13 @@ static const struct impact_window *longest(const struct impact *imp, enum impact
 {
 	const struct impact_window *best = NULL;
 
-	for (size_t i = 0; i < imp->n_wins; i++)
-		if (imp->wins[i].blocks >= min && (!best || imp->wins[i].us > best->us))
-			best = &imp->wins[i];
+	/* what the application already uses first: a relation the migration
+	 * creates blocks nobody */
+	for (int pass = 0; pass < 2 && !best; pass++)
+		for (size_t i = 0; i < imp->n_wins; i++)
+			if (imp->wins[i].blocks >= min && (pass || imp->wins[i].existing) &&
+			    (!best || imp->wins[i].us > best->us))
+				best = &imp->wins[i];
 	return best;
 }
 
