@@ -106,6 +106,7 @@ static void obs_before(void *ud, struct engine *e, const char *text, size_t len,
 	struct impact_stmt *s;
 	int new_mig;
 	struct sm_error err = SM_ERROR_INIT;
+	long long enter = now_us(), t = enter - imp->t0 - imp->overhead;
 
 	imp->open = 0;
 	if (!file)
@@ -117,7 +118,7 @@ static void obs_before(void *ud, struct engine *e, const char *text, size_t len,
 		ALLOC_GROW(imp->migs, imp->n_migs + 1, imp->migs_alloc);
 		m = &imp->migs[imp->n_migs++];
 		m->file = xstrdup(file);
-		m->start_us = now_us() - imp->t0;
+		m->start_us = t;
 		m->end_us = m->start_us;
 		m->in_tx = e->in_tx;
 	}
@@ -130,8 +131,9 @@ static void obs_before(void *ud, struct engine *e, const char *text, size_t len,
 	s->line = line;
 	s->text = one_line(text, len);
 	s->in_tx = e->in_tx;
-	s->start_us = now_us() - imp->t0;
+	s->start_us = t;
 	imp->open = 1;
+	imp->overhead += now_us() - enter;
 }
 
 static void obs_after(void *ud, struct engine *e, int ok)
@@ -139,15 +141,17 @@ static void obs_after(void *ud, struct engine *e, int ok)
 	struct impact *imp = ud;
 	struct impact_stmt *s;
 	struct sm_error err = SM_ERROR_INIT;
+	long long enter = now_us();
 
 	if (!imp->open)
 		return;
 	imp->open = 0;
 	s = &imp->stmts[imp->n_stmts - 1];
-	s->us = now_us() - imp->t0 - s->start_us;
+	s->us = enter - imp->t0 - imp->overhead - s->start_us;
 	s->ok = ok;
 	if (ok && imp->drv->after(imp->dstate, e, s, &err) < 0 && !imp->err.msg[0])
 		imp->err = err;
+	imp->overhead += now_us() - enter;
 }
 
 int impact_new(struct impact **out, struct engine *e, const char *rehearsal,

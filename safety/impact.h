@@ -13,6 +13,7 @@
  * per-relation blocking windows: from the first statement of a migration
  * that took a lock blocking writes (or reads) on a relation to the end of
  * that migration's transaction; outside a transaction, the statement alone.
+ * Times leave out the measurement's own queries.
  */
 #ifndef SM_IMPACT_H
 #define SM_IMPACT_H
@@ -80,6 +81,7 @@ struct impact {
 	struct impact_window *wins;
 	size_t n_wins, wins_alloc;
 	long long t0;           /* the rehearsal's start */
+	long long overhead;     /* time spent measuring, left out of every duration */
 	struct sm_error err;    /* the first measurement error, if any */
 	int open;               /* a statement is being measured */
 };
