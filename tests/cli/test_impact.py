@@ -151,6 +151,11 @@ class ImpactPg(CliTest):
         self.assertIn("over --max-rewrite 100.0 kB", r.err)
         self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-rewrite",
                                      "lots").code, 2)
+        self.write("safe-migrate.ini", "[safe-migrate]\nmax_rewrite = 100kB\n")
+        imp = self.impact(code=4)
+        self.assertEqual([f.split(" rewrites ")[1].split(" (")[0] for f in imp["gate_findings"]],
+                         ["table orders", "index orders_pkey"])
+        self.impact("--max-rewrite", "1GB")  # the flag wins over the config key
 
 
 class ImpactSqlite(CliTest):
