@@ -334,7 +334,7 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 		}
 	}
 	for (size_t i = 0; i < imp->n_stmts; i++)
-		if (!imp->stmts[i].in_tx) {
+		if (!imp->stmts[i].in_tx && !imp->stmts[i].n_rels && imp->stmts[i].ok) {
 			sb_adds(out, "  (not observed): ran outside a transaction (transaction:false); "
 				"its locks ended with the statement\n");
 			break;
@@ -345,9 +345,10 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 			"measures each migration's own transaction)\n");
 	if (w)
 		sb_addf(out, "  longest write-blocking window: %s, %.1f ms (blocks %s; from %s line "
-			"%d to the end of its transaction)\n", w->rel, MS(w->us),
+			"%d to the end of its %s)\n", w->rel, MS(w->us),
 			impact_blocks_name(w->blocks), imp->migs[w->mig].file,
-			imp->stmts[w->stmt].line);
+			imp->stmts[w->stmt].line,
+			imp->stmts[w->stmt].in_tx ? "transaction" : "statement (no transaction)");
 	else
 		sb_adds(out, "  no statement blocked writes\n");
 	for (size_t i = 0; i < imp->n_stmts; i++)

@@ -18,6 +18,9 @@ struct sqlite_state {
 	int wrote;                /* the migration's transaction holds the write lock */
 	char **rebuilt;           /* tables already reported as rebuilt in this migration */
 	size_t n_rebuilt;
+	/* outside a transaction: did the statement write? */
+	sqlite3_int64 changes;
+	long long schema_version;
 };
 
 static const char tables_sql[] =
@@ -47,10 +50,18 @@ static void sqlite_state_free(void *p)
 	free(st);
 }
 
+static long long scalar_ll(struct engine *e, const char *sql, const char *param);
+
 static int sqlite_before(void *p, struct engine *e, int new_mig, struct sm_error *err)
 {
 	struct sqlite_state *st = p;
 
+	if (!e->in_tx) {
+		/* autocommit: each statement takes (and drops) the write lock itself */
+		st->changes = sqlite3_total_changes64(engine_native(e));
+		st->schema_version = scalar_ll(e, "PRAGMA schema_version", NULL);
+		st->wrote = 0;
+	}
 	if (!new_mig)
 		return 0;
 	st->wrote = 0;
@@ -77,7 +88,9 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 	struct eng_rows now = ENG_ROWS_INIT;
 	sqlite3 *db = engine_native(e);
 
-	if (!st->wrote && sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE) {
+	if (!st->wrote && (e->in_tx ? sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE
+				    : sqlite3_total_changes64(db) != st->changes ||
+				      scalar_ll(e, "PRAGMA schema_version", NULL) != st->schema_version)) {
 		/* from here to the end of the transaction no other connection can
 		 * write (readers go on in WAL mode; in rollback-journal mode they
 		 * are shut out at commit) */

@@ -194,6 +194,22 @@ class ImpactSqlite(CliTest):
         self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-blocking",
                                      "10min").code, 0)
 
+    def test_transaction_false_statement_window(self):
+        self.write("migrations/0002_idx.sql",
+                   "-- migrate:up transaction:false\nCREATE INDEX t_b_idx ON t (b);\n")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json", "--rehearse-url",
+                        self.sqlite_url("rehearsal.db"))
+        self.assertEqual(r.code, 0, r)
+        imp = r.json()["impact"]
+        self.assertEqual(imp["rehearsal"], "rehearse-url")
+        s, d = stmt_rel(imp, "CREATE INDEX t_b_idx", "(database)")
+        self.assertFalse(s["in_transaction"])
+        self.assertEqual(d["blocks"], "writes")
+        ws = [w for w in imp["windows"] if w["migration"].endswith("0002_idx.sql")]
+        self.assertEqual(len(ws), 1)
+        self.assertEqual(ws[0]["ms"], s["ms"])  # the statement alone
+        self.assertGreater(ws[0]["ms"], 0)
+
 
 if __name__ == "__main__":
     main()
