@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "impact_impl.h"
+#include "lint.h"
 #include "xalloc.h"
 
 /* Microseconds on a monotonic clock. */
@@ -130,6 +131,7 @@ static void obs_before(void *ud, struct engine *e, const char *text, size_t len,
 	s->mig = imp->n_migs - 1;
 	s->line = line;
 	s->text = one_line(text, len);
+	s->sql = xstrndup(text, len);
 	s->in_tx = e->in_tx;
 	s->start_us = t;
 	imp->open = 1;
@@ -195,6 +197,7 @@ void impact_free(struct impact *imp)
 		}
 		free(s->rels);
 		free(s->text);
+		free(s->sql);
 	}
 	for (size_t i = 0; i < imp->n_migs; i++)
 		free(imp->migs[i].file);
@@ -458,6 +461,32 @@ cJSON *impact_to_json(const struct impact *imp)
 	return o;
 }
 
+/* Appends the lint's safer alternative for the statement, if it has one
+ * (a rule about the statement itself before the generic lock_timeout one). */
+static void add_hint(const struct impact *imp, const struct impact_stmt *s, struct strbuf *out)
+{
+	struct finding_list fl = FINDING_LIST_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	const char *hint = NULL;
+
+	if (!s->sql || lint_sql(imp->drv->engine, s->sql, imp->migs[s->mig].file, s->line,
+				s->in_tx, &fl, &err) < 0) {
+		finding_list_release(&fl);
+		return;
+	}
+	for (size_t i = 0; i < fl.n; i++) {
+		if (!fl.items[i].hint)
+			continue;
+		if (!hint || strcmp(fl.items[i].check_or_rule, "missing-lock-timeout") != 0)
+			hint = fl.items[i].hint;
+		if (strcmp(fl.items[i].check_or_rule, "missing-lock-timeout") != 0)
+			break;
+	}
+	if (hint)
+		sb_addf(out, "; hint: %s", hint);
+	finding_list_release(&fl);
+}
+
 int impact_gate(const struct impact *imp, long long max_blocking_ms, long long max_rewrite_bytes,
 		struct strbuf *out)
 {
@@ -471,9 +500,11 @@ int impact_gate(const struct impact *imp, long long max_blocking_ms, long long m
 		if (!strcmp(w->kind, "index") || !w->existing || w->bytes == 0 || w->rows == 0 || w->us <= max_blocking_ms * 1000)
 			continue;
 		sb_addf(out, "%s line %d ('%s') blocks %s to %s for %.1f ms, over --max-blocking "
-			"%lld ms\n", imp->migs[w->mig].file, imp->stmts[w->stmt].line,
+			"%lld ms", imp->migs[w->mig].file, imp->stmts[w->stmt].line,
 			imp->stmts[w->stmt].text, impact_blocks_name(w->blocks), w->rel, MS(w->us),
 			max_blocking_ms);
+		add_hint(imp, &imp->stmts[w->stmt], out);
+		sb_addch(out, '\n');
 		n++;
 	}
 	for (size_t i = 0; max_rewrite_bytes >= 0 && i < imp->n_stmts; i++)
@@ -483,9 +514,11 @@ int impact_gate(const struct impact *imp, long long max_blocking_ms, long long m
 				continue;
 			human_size(r->bytes, sz, sizeof(sz));
 			human_size(max_rewrite_bytes, lim, sizeof(lim));
-			sb_addf(out, "%s line %d ('%s') rewrites %s %s (%s), over --max-rewrite %s\n",
+			sb_addf(out, "%s line %d ('%s') rewrites %s %s (%s), over --max-rewrite %s",
 				imp->migs[imp->stmts[i].mig].file, imp->stmts[i].line,
 				imp->stmts[i].text, r->kind, r->name, sz, lim);
+			add_hint(imp, &imp->stmts[i], out);
+			sb_addch(out, '\n');
 			n++;
 		}
 	return n;

@@ -43,6 +43,7 @@ struct impact_stmt {
 	size_t mig;        /* index into impact.migs */
 	int line;
 	char *text;        /* the statement, shortened to one line */
+	char *sql;         /* the statement as run */
 	long long start_us, us; /* microseconds from the rehearsal's start */
 	int ok, in_tx;
 	struct impact_rel *rels;

@@ -148,7 +148,7 @@ class ImpactPg(CliTest):
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-rewrite", "100kB")
         self.assertEqual(r.code, 4, r)
         self.assertIn("rewrites table orders (", r.err)
-        self.assertIn("over --max-rewrite 100.0 kB", r.err)
+        self.assertIn("over --max-rewrite 100.0 kB; hint: changing a type rewrites the table", r.err)
         self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-rewrite",
                                      "lots").code, 2)
         self.write("safe-migrate.ini", "[safe-migrate]\nmax_rewrite = 100kB\n")
