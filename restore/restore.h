@@ -9,7 +9,7 @@
  *          (SQLite: a temp file next to the target) while every checksum is
  *          computed; then the whole snapshot is verified (snap_reader_finish).
  *          A driver whose apply verifies as it streams (verifies_in_apply)
- *          gets a cheaper first check: the whole file against its sidecar.
+ *          skips this pass: apply checks everything before it commits.
  *   apply  only after verification, and after opts->before_apply (the CLI
  *          asks for confirmation and takes the safety snapshot there) agreed:
  *          puts the staged data into the target so that other connections
@@ -40,6 +40,19 @@ struct restore_opts {
 	int jobs;
 	int to_other;          /* the target is not the snapshot's database (restore --to) */
 	long lock_timeout_ms;  /* how long to wait for a table lock (0: no limit) */
+	/* In place, after a failed run: the user schemas that existed before
+	 * the run (one per line).  A user schema in neither this list nor the
+	 * snapshot was created by the run and is dropped.  NULL: none dropped. */
+	const char *keep_schemas;
+	/* In place: called once other sessions can no longer write to the
+	 * target and before anything is replaced (PostgreSQL: inside the
+	 * restore's transaction, which has locked every table of the
+	 * snapshot's schemas; SQLite: while another connection of ours holds
+	 * the write lock, released just before the copy).  The pipeline saves
+	 * the failed state there.  Returning -1 (with err) cancels the restore,
+	 * which then changed nothing.  May be NULL. */
+	int (*writers_blocked)(void *ud, struct sm_error *err);
+	void *writers_blocked_ud;
 	/* The target did not exist before this restore (the caller created it):
 	 * no other connection can be using it, so a driver may move the staged
 	 * database into place instead of copying it in. */
@@ -64,10 +77,11 @@ struct restore_driver {
 	/* Removes the staging area.  Called always, state may be NULL. */
 	void (*discard)(void *state);
 	/* Set when apply streams the snapshot again and checks every entry
-	 * against the manifest (and the file against its sidecar) before it
-	 * commits: restore.c then checks only the whole file's SHA-256 against
-	 * the sidecar before apply (no decompression), load gets a reader it
-	 * must not read data from, and before_apply gets a NULL manifest. */
+	 * against the manifest and the file against its sidecar before it
+	 * commits (and whatever it runs before it has run it): restore.c then
+	 * verifies nothing before apply, load gets a reader it must not read
+	 * data from (it may check the file with snap_reader_check_file), and
+	 * before_apply gets a NULL manifest. */
 	int verifies_in_apply;
 };
 

@@ -2,23 +2,40 @@
  * restore_pg: the PostgreSQL driver of restore (the entries backup_pg.c
  * writes).
  *
- * Verification: restore.c checks the whole file's SHA-256 against its
- * .sha256 sidecar before anything is touched (verifies_in_apply: no
- * decompression, so the snapshot is not read twice in full).  apply then
- * streams the snapshot once and checks every entry against the manifest
- * (snap_reader_finish) before it commits.
+ * Verification, in the one pass that loads (restore.c verifies nothing
+ * first: verifies_in_apply).  toc.json, pre-data and post-data are read
+ * whole and checked against the checksums the header declares before any of
+ * their SQL runs (check_meta); the data chunks stream into COPY while the
+ * reader hashes each entry and the whole file, and snap_reader_finish checks
+ * them all (every entry against the manifest, the file against its .sha256
+ * sidecar) before COMMIT.  So a snapshot that fails anything is rolled back
+ * and never committed, and SQL that fails its checksum never runs at all.
+ * restore --to --jobs N commits as it goes, so it checks the file against
+ * its sidecar up front (pg_load) as well.
  *
  * load:  only records the snapshot and the options.
  * apply: streams the snapshot into the target in ONE transaction: drop the
  *        snapshot's schemas (and only those), pre-data, COPY ... FROM STDIN
  *        (FREEZE) per table straight from the chunks, post-data
  *        (constraints, indexes, setval, grants, comments, REFRESH of
- *        materialized views), ANALYZE.  Any damage found on the way (an
+ *        materialized views).  Any damage found on the way (an
  *        entry that fails its checksum, a truncated stream) or any SQL error
  *        rolls everything back and the database stays exactly as it was.
  *        Locks are waited for at most opts->lock_timeout_ms.
  *        restore --to URL --jobs N loads in parallel instead
  *        (restore_pg_parallel.c), not atomically.
+ *
+ * What makes the load fast: the tables are created in the same transaction,
+ * so COPY ... FREEZE writes the rows frozen and all-visible (no hint-bit or
+ * freeze rewrite of every page later); maintenance_work_mem (256 MB) lets
+ * each CREATE INDEX sort in memory with the server's parallel maintenance
+ * workers, and the foreign-key checks of post-data run with it as their
+ * work_mem (the server does so for ALTER TABLE ... ADD FOREIGN KEY).  There
+ * is no ANALYZE: inside the transaction it would hold every restored table's
+ * ACCESS EXCLUSIVE lock for its duration (10% of the restore of an indexed
+ * 130 MB database), and the COPYed rows count as changes for autovacuum,
+ * which analyzes every restored table of 50 rows or more within
+ * autovacuum_naptime, as after pg_restore.
  *
  * Restoring a schema with very many objects in one transaction can exhaust
  * the server's lock table (SQLSTATE 53200, "max_locks_per_transaction").
@@ -31,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_pg.h"
+#include "hash.h"
 #include "restore.h"
 #include "restore_pg_int.h"
 #include "strbuf.h"
@@ -100,8 +119,63 @@ static int read_entry(struct snap_reader *r, struct strbuf *out, struct sm_error
 	}
 }
 
+/*
+ * Checks toc.json, pre-data and post-data before any of them is used (they
+ * are SQL, or become SQL): against the checksums the header declares, or,
+ * for a snapshot written before the header declared them, against the
+ * manifest of a full verification pass of its own (the manifest is the last
+ * entry, after all the data).  The streaming pass checks them once more
+ * against the manifest before COMMIT.
+ */
+static int check_meta(struct snap_reader *r, const struct strbuf *toc, const struct pg_meta *m,
+		      volatile sig_atomic_t *interrupted, struct sm_error *err)
+{
+	static const char *const names[] = { TOC_ENTRY, PRE_ENTRY, POST_ENTRY };
+	const struct strbuf *const bufs[] = { toc, &m->pre, &m->post };
+	const cJSON *sums = cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "checksums");
+	struct snap_reader *full = NULL;
+	cJSON *listed = NULL;
+	int ret = -1;
+
+	if (!sums) {
+		const cJSON *e;
+
+		if (snap_reader_open(snap_reader_path(r), &full, err) < 0)
+			goto out;
+		snap_reader_set_interrupt(full, interrupted);
+		if (snap_reader_finish(full, err) < 0)
+			goto out;
+		listed = cJSON_CreateObject();
+		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(snap_reader_manifest(full),
+								       "entries")) {
+			const char *name = pgr_str(e, "name");
+
+			if (!strcmp(name, TOC_ENTRY) || !strcmp(name, PRE_ENTRY) ||
+			    !strcmp(name, POST_ENTRY))
+				cJSON_AddStringToObject(listed, name, pgr_str(e, "sha256"));
+		}
+		sums = listed;
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const cJSON *want = cJSON_GetObjectItemCaseSensitive(sums, names[i]);
+		char have[HASH_HEX_LEN + 1];
+
+		hash_buf_hex(bufs[i]->buf, bufs[i]->len, have);
+		if (!cJSON_IsString(want) || strcmp(want->valuestring, have) != 0) {
+			err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: entry '%s' fails its "
+				"SHA-256 check; none of it was run", snap_reader_path(r), names[i]);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	cJSON_Delete(listed);
+	snap_reader_close(full);
+	return ret;
+}
+
 int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
-		  int *pending, struct sm_error *err)
+		  int *pending, volatile sig_atomic_t *interrupted, struct sm_error *err)
 {
 	struct strbuf toc = STRBUF_INIT;
 	int rc, ret = -1;
@@ -120,7 +194,7 @@ int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *e
 		if (read_entry(r, dst, err) < 0)
 			goto out;
 	}
-	if (rc < 0)
+	if (rc < 0 || check_meta(r, &toc, m, interrupted, err) < 0)
 		goto out;
 	if (!toc.len || !(m->toc = cJSON_Parse(toc.buf)) ||
 	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m->toc, "schemas")) ||
@@ -138,35 +212,29 @@ out:
 	return ret;
 }
 
-/* SQLSTATE 53200 with the server's hint about the lock table. */
-static int is_lock_exhaustion(const char *state, const char *msg)
+/* The server's lock table is full: SQLSTATE 53200 (out of memory) raised
+ * by its lock manager.  Neither is the message text, which is in the
+ * server's lc_messages language. */
+static int is_lock_exhaustion(const PGresult *res)
 {
-	return state && !strcmp(state, "53200") && strstr(msg, "max_locks_per_transaction");
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *file = res ? PQresultErrorField(res, PG_DIAG_SOURCE_FILE) : NULL;
+
+	return state && !strcmp(state, "53200") && file && !strcmp(file, "lock.c");
 }
 
 int pgr_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
-	const char *msg = res ? PQresultErrorMessage(res) : NULL;
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	struct strbuf m = STRBUF_INIT;
-
-	sb_adds(&m, msg && *msg ? msg : PQerrorMessage(conn));
-	sb_rtrim(&m);
-	if (!strncmp(m.buf, "ERROR:  ", 8))
-		memmove(m.buf, m.buf + 8, m.len - 7);
-	if (is_lock_exhaustion(state, m.buf))
+	engine_pg_error(err, conn, res, what);
+	if (is_lock_exhaustion(res))
 		err_set(err, ERR_FAIL, "%s: the server ran out of lock slots: restoring this "
 			"snapshot in one transaction needs more locks than max_locks_per_transaction "
 			"allows; nothing was changed. Raise max_locks_per_transaction in "
 			"postgresql.conf (and restart the server), or restore into an empty "
 			"database with 'restore --to URL', which then loads in several "
 			"transactions", what);
-	else
-		err_set(err, state && !strcmp(state, "55P03") ? ERR_LOCKED : ERR_FAIL, "%s: %s",
-			what, m.buf);
-	if (state)
-		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
-	sb_release(&m);
+	else if (!strcmp(err->sqlstate, "55P03"))
+		err->kind = ERR_LOCKED;
 	return -1;
 }
 
@@ -208,6 +276,11 @@ static int pg_load(struct engine *target, struct snap_reader *r, const struct re
 		return err_set(err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it "
 			       "is only for 'restore --to URL' (a scratch database); in place the "
 			       "restore is one transaction", opts->jobs);
+	/* the parallel load commits as it goes: damage must be found before it
+	 * starts, not part-way (the one-transaction load checks the file while
+	 * it streams it and rolls back instead) */
+	if (opts->jobs > 1 && snap_reader_check_file(r, err) < 0)
+		return -1;
 	return 0;
 }
 
@@ -231,7 +304,9 @@ const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name)
 	return NULL;
 }
 
-static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct sm_error *err)
+/* Ends the COPY into table; loaded (may be NULL) records the rows it took. */
+static int end_copy(PGconn *conn, const char *table, const char *errmsg, cJSON *loaded,
+		    struct sm_error *err)
 {
 	PGresult *res;
 	int ret = 0;
@@ -239,6 +314,8 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct 
 	if (PQputCopyEnd(conn, errmsg) != 1)
 		return pgr_error(err, conn, NULL, "cannot load table");
 	while ((res = PQgetResult(conn))) {
+		if (!errmsg && loaded && PQresultStatus(res) == PGRES_COMMAND_OK)
+			cJSON_AddNumberToObject(loaded, table, strtod(PQcmdTuples(res), NULL));
 		if (!errmsg && ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
 			struct strbuf what = STRBUF_INIT;
 
@@ -254,7 +331,7 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, struct 
 /* Streams every data chunk into COPY FROM STDIN, starting with *ent when
  * pending (the entry pgr_read_meta stopped at). */
 static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int freeze,
-		     struct snap_entry *ent, int pending, struct sm_error *err)
+		     struct snap_entry *ent, int pending, cJSON *loaded, struct sm_error *err)
 {
 	const cJSON *cur = NULL;
 	char *buf = xmalloc(IO_BLOCK);
@@ -272,13 +349,16 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 			const char *q = pgr_str(t, "qualified");
 			PGresult *res;
 
-			if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, err) < 0)
+			if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, loaded, err) < 0)
 				goto out;
 			cur = NULL;
 			/* FREEZE: the table was created in this transaction, so its rows
-			 * can be written frozen (no hint-bit rewrite on first read) */
+			 * are written frozen and all-visible (no hint-bit rewrite on
+			 * first read, no freezing VACUUM later); an extension's
+			 * configuration table may not be new */
 			sb_addf(&sql, "COPY %s %s FROM STDIN%s", q, pgr_str(t, "columns"),
-				freeze ? " (FREEZE)" : "");
+				freeze && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+						  t, "extension_config")) ? " (FREEZE)" : "");
 			res = PQexec(conn, sql.buf);
 			sb_release(&sql);
 			if (PQresultStatus(res) != PGRES_COPY_IN) {
@@ -294,7 +374,7 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 			if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0) {
 				struct sm_error ignored = SM_ERROR_INIT;
 
-				end_copy(conn, "", "snapshot damaged", &ignored);
+				end_copy(conn, "", "snapshot damaged", NULL, &ignored);
 				cur = NULL;
 				goto out;
 			}
@@ -310,11 +390,11 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 		struct sm_error ignored = SM_ERROR_INIT;
 
 		if (cur)
-			end_copy(conn, "", "snapshot damaged", &ignored);
+			end_copy(conn, "", "snapshot damaged", NULL, &ignored);
 		cur = NULL;
 		goto out;
 	}
-	if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, err) < 0)
+	if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, loaded, err) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -334,18 +414,6 @@ void pgr_drop_schemas_sql(PGconn *conn, const cJSON *toc, struct strbuf *sql)
 		q = PQescapeIdentifier(conn, sch->valuestring, strlen(sch->valuestring));
 		sb_addf(sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);
 		PQfreemem(q);
-	}
-}
-
-static void analyze_sql(const cJSON *toc, struct strbuf *sql)
-{
-	const cJSON *t;
-
-	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(toc, "tables")) {
-		const cJSON *q = cJSON_GetObjectItemCaseSensitive(t, "qualified");
-
-		if (cJSON_IsString(q))
-			sb_addf(sql, "%s%s", sql->len ? ", " : "ANALYZE ", q->valuestring);
 	}
 }
 
@@ -450,19 +518,15 @@ static int apply_batched(struct engine *target, struct pg_stage *s,
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, opts->interrupted);
-	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
+	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0)
 		goto fail;
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
 	    pgr_run_batched(target, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
-	    load_data(conn, r, s->meta.toc, 0, &ent, pending, err) < 0 ||
+	    load_data(conn, r, s->meta.toc, 0, &ent, pending, NULL, err) < 0 ||
 	    snap_reader_finish(r, err) < 0 ||
 	    pgr_run_batched(target, s->meta.post.buf,
 			    "cannot restore constraints and indexes (post-data)", err) < 0)
-		goto fail;
-	sb_reset(&sql);
-	analyze_sql(s->meta.toc, &sql);
-	if (sql.len && pgr_run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0)
 		goto fail;
 	ret = 0;
 	goto out;
@@ -475,40 +539,150 @@ out:
 	return ret;
 }
 
+static int toc_has_schema(const cJSON *toc, const char *name)
+{
+	const cJSON *sch;
+
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas"))
+		if (cJSON_IsString(sch) && !strcmp(sch->valuestring, name))
+			return 1;
+	return 0;
+}
+
+/* After a failed run: the user schemas in neither the snapshot nor the
+ * pre-run list were created by the run; they go in the same transaction. */
+static int drop_new_schemas_sql(struct engine *target, const cJSON *toc, const char *keep,
+				struct strbuf *sql, struct sm_error *err)
+{
+	struct strbuf now = STRBUF_INIT;
+	PGconn *conn = engine_native(target);
+
+	if (!keep || !target->ops->user_schemas)
+		return 0;
+	if (target->ops->user_schemas(target, &now, err) < 0) {
+		sb_release(&now);
+		return -1;
+	}
+	for (char *p = now.buf; p && *p;) {
+		char *nl = strchr(p, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (!toc_has_schema(toc, p) && !lines_contain(keep, p, strlen(p))) {
+			char *q = PQescapeIdentifier(conn, p, strlen(p));
+
+			sb_addf(sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);
+			PQfreemem(q);
+		}
+		p = nl ? nl + 1 : p + strlen(p);
+	}
+	sb_release(&now);
+	return 0;
+}
+
+/* Each table's rows as COPY counted them, against the manifest's
+ * row_counts (taken in the snapshot's own transaction): checked inside the
+ * restore's transaction, where no other session can have written yet. */
+static int check_row_counts(const cJSON *loaded, const cJSON *manifest, const char *path,
+			    struct sm_error *err)
+{
+	const cJSON *want = cJSON_GetObjectItemCaseSensitive(manifest, "row_counts");
+	const cJSON *t;
+
+	cJSON_ArrayForEach(t, want) {
+		const cJSON *got = cJSON_GetObjectItemCaseSensitive(loaded, t->string);
+		double n = got ? cJSON_GetNumberValue(got) : 0;
+
+		if (n != cJSON_GetNumberValue(t))
+			return err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: table %s took "
+				       "%.0f rows, the manifest says %.0f", path, t->string, n,
+				       cJSON_GetNumberValue(t));
+	}
+	return 0;
+}
+
+/* Locks every table of the snapshot's schemas against writes (reads go on)
+ * in the restore's transaction, then lets the caller act on a database
+ * no one else can change. */
+static int block_writers(PGconn *conn, const cJSON *toc, const struct restore_opts *opts,
+			 struct sm_error *err)
+{
+	struct strbuf list = STRBUF_INIT, sql = STRBUF_INIT;
+	const cJSON *sch;
+	PGresult *res = NULL;
+	int ret = -1;
+
+	if (!opts->writers_blocked)
+		return 0;
+	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas")) {
+		char *lit;
+
+		if (!cJSON_IsString(sch))
+			continue;
+		lit = PQescapeLiteral(conn, sch->valuestring, strlen(sch->valuestring));
+		sb_addf(&list, "%s%s", list.len ? ", " : "", lit);
+		PQfreemem(lit);
+	}
+	sb_addf(&sql, "SELECT pg_catalog.string_agg(pg_catalog.format('%%I.%%I', n.nspname, "
+		"c.relname), ', ') FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON "
+		"n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname IN (%s)",
+		list.len ? list.buf : "NULL");
+	res = PQexec(conn, sql.buf);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pgr_error(err, conn, res, "cannot list the tables to lock");
+		goto out;
+	}
+	if (!PQgetisnull(res, 0, 0)) {
+		sb_reset(&sql);
+		sb_addf(&sql, "LOCK TABLE %s IN EXCLUSIVE MODE", PQgetvalue(res, 0, 0));
+		if (pgr_run_sql(conn, sql.buf, "cannot lock the tables against writes", err) < 0)
+			goto out;
+	}
+	ret = opts->writers_blocked(opts->writers_blocked_ud, err);
+out:
+	PQclear(res);
+	sb_release(&list);
+	sb_release(&sql);
+	return ret;
+}
+
 static int apply_single(struct engine *target, struct pg_stage *s,
 			const struct restore_opts *opts, struct sm_error *err)
 {
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
 	struct strbuf sql = STRBUF_INIT;
+	cJSON *loaded = cJSON_CreateObject();
 	struct snap_entry ent;
 	int pending = 0, ret = -1, in_tx = 0;
 
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, opts->interrupted);
-	if (pgr_read_meta(r, &s->meta, &ent, &pending, err) < 0)
+	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0)
 		goto out;
 	if (pgr_run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
 		goto out;
 	in_tx = 1;
+	if (block_writers(conn, s->meta.toc, opts, err) < 0)
+		goto out;
 	/* this transaction's drops are what every other connection waits for */
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
-	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
+	if (drop_new_schemas_sql(target, s->meta.toc, opts->keep_schemas, &sql, err) < 0 ||
+	    pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
 	    pgr_run_sql(conn, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
-	    load_data(conn, r, s->meta.toc, 1, &ent, pending, err) < 0)
+	    load_data(conn, r, s->meta.toc, 1, &ent, pending, loaded, err) < 0)
 		goto out;
 	/* every entry loaded so far must check out before anything is kept:
-	 * damage found here rolls the whole transaction back */
-	if (snap_reader_finish(r, err) < 0)
+	 * damage found here rolls the whole transaction back; so does a table
+	 * that took another number of rows than the manifest says it had */
+	if (snap_reader_finish(r, err) < 0 ||
+	    check_row_counts(loaded, snap_reader_manifest(r), snap_reader_path(r), err) < 0)
 		goto out;
 	if (pgr_run_sql(conn, s->meta.post.buf, "cannot restore constraints and indexes (post-data)",
 			err) < 0)
 		goto out;
-	sb_reset(&sql);
-	analyze_sql(s->meta.toc, &sql);
-	if ((sql.len && pgr_run_sql(conn, sql.buf, "cannot analyze the restored tables", err) < 0) ||
-	    restore_interrupted(opts, err) < 0 ||
+	if (restore_interrupted(opts, err) < 0 ||
 	    pgr_run_sql(conn, "COMMIT", "cannot commit the restore", err) < 0)
 		goto out;
 	in_tx = 0;
@@ -530,6 +704,7 @@ out:
 			   s->lock_timeout_ms);
 	snap_reader_close(r);
 	sb_release(&sql);
+	cJSON_Delete(loaded);
 	return ret;
 }
 
@@ -574,9 +749,10 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 		ret = 0;
 		goto out;
 	}
-	/* out of lock slots: nothing was changed; into an empty database the
-	 * restore may go on in several transactions, elsewhere it must not */
-	if (!is_lock_exhaustion(err->sqlstate, err->msg) || !s->meta.toc ||
+	/* out of lock slots (or memory): nothing was changed; into an empty
+	 * database the restore may go on in several, smaller transactions,
+	 * elsewhere it must not */
+	if (strcmp(err->sqlstate, "53200") != 0 || !s->meta.toc ||
 	    target_is_empty(conn, s->meta.toc, &empty, err) < 0 || !empty)
 		goto out;
 	err_clear(err);

@@ -410,13 +410,54 @@ out:
 	return ret;
 }
 
+/* Takes the target's write lock on the restore's own connection, lets the
+ * caller act while other connections can read but not write
+ * (opts->writers_blocked), and keeps the lock for the copy: in rollback-
+ * journal mode the connection is switched to locking_mode=EXCLUSIVE before
+ * the (empty) transaction ends, so it never lets go before the copy has
+ * run (*held: restore_release must follow).  In WAL mode a lock cannot be
+ * kept past a transaction: it is released just before the copy takes it
+ * again, and a writer can get in between. */
+static int writers_blocked(sqlite3 *dst, const char *target, const struct restore_opts *opts,
+			   int *held, struct sm_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int wal = 0, ret;
+
+	*held = 0;
+	if (!opts->writers_blocked)
+		return 0;
+	if (sqlite3_prepare_v2(dst, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		wal = !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	sqlite3_busy_timeout(dst, opts->lock_timeout_ms > 0 ? (int)opts->lock_timeout_ms
+							    : SQLITE_COPY_GIVE_UP_MS);
+	if (sqlite3_exec(dst, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return err_set(err, ERR_LOCKED, "cannot lock '%s' against writes: %s", target,
+			       sqlite3_errmsg(dst));
+	ret = opts->writers_blocked(opts->writers_blocked_ud, err);
+	if (ret == 0 && !wal &&
+	    sqlite3_exec(dst, "PRAGMA locking_mode = EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK)
+		*held = 1;
+	sqlite3_exec(dst, ret == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+	return ret;
+}
+
+/* Gives back the lock writers_blocked kept. */
+static void restore_release(sqlite3 *dst)
+{
+	sqlite3_exec(dst, "PRAGMA locking_mode = NORMAL", NULL, NULL, NULL);
+	sqlite3_exec(dst, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL);
+}
+
 static int sqlite_apply(struct engine *target, void *state, const cJSON *manifest,
 			const struct restore_opts *opts, struct sm_error *err)
 {
 	struct sqlite_stage *s = state;
 	sqlite3 *src = NULL, *dst = engine_native(target);
 	enum sqlite_copy_stage stage;
-	int rc, ret = -1;
+	int rc, ret = -1, held = 0;
 
 	(void)manifest;
 	/* the staging file is ours alone, so it is read in large blocks: a
@@ -436,7 +477,8 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 		ret = move_into_place(s, &src, target->url.path, opts, err);
 		goto out;
 	}
-	if (integrity_check(src, s->path, err) < 0 || restore_interrupted(opts, err) < 0)
+	if (integrity_check(src, s->path, err) < 0 || restore_interrupted(opts, err) < 0 ||
+	    writers_blocked(dst, target->url.path, opts, &held, err) < 0)
 		goto out;
 	rc = sqlite_copy_whole(dst, src, &stage);
 	if (rc != SQLITE_OK) {
@@ -458,6 +500,8 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	}
 	ret = 0;
 out:
+	if (held)
+		restore_release(dst);
 	sqlite3_close(src);
 	return ret;
 }

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "foreign.h"
 #include "fsutil.h"
 #include "lint.h"
 #include "safety_driver.h"
@@ -284,22 +285,57 @@ static void check_lock(struct engine *e, struct finding_list *out)
 	CHECK(out, "concurrent-migration", LEVEL_PASS, NULL, "no other migration holds the lock");
 }
 
+/* Another tool's version table: which one, and whether it is adopted. */
+static void check_foreign(const struct safety_check_opts *o, struct finding_list *out)
+{
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	struct applied_set none = APPLIED_SET_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	struct strbuf line = STRBUF_INIT;
+
+	if (foreign_load(o->e, &f, &err) < 0) {
+		CHECK(out, "foreign-history", LEVEL_WARN, NULL, "%s", err.msg);
+	} else if (f.tool != FOREIGN_NONE) {
+		int ok = foreign_describe(&f, o->applied ? o->applied : &none, &line);
+
+		CHECK(out, "foreign-history", ok ? LEVEL_PASS : LEVEL_WARN, NULL, "%s", line.buf);
+	}
+	sb_release(&line);
+	foreign_release(&f);
+}
+
 static int check_pending(const struct safety_check_opts *o, const struct mig_status *st,
 			 struct lint_ctx *lc, struct finding_list *out, struct sm_error *err)
 {
 	struct strbuf list = STRBUF_INIT;
 	struct finding_list lint = FINDING_LIST_INIT;
-	size_t blocking;
+	struct applied_set none = APPLIED_SET_INIT;
+	struct plan p = PLAN_INIT;
+	struct sm_error ignored = SM_ERROR_INIT;
+	size_t blocking, n_linted;
 
-	for (size_t i = 0; i < st->n_pending; i++) {
-		const struct migration *m = &o->set->items[st->pending[i]];
+	if (lint_ignore(lc, o->lint_ignore, err) < 0)
+		goto fail;
+	/* with a target, only the migrations this run will apply are linted; a
+	 * target plan_upgrade rejects is reported by the run itself */
+	if (o->target && plan_upgrade(o->set, o->applied ? o->applied : &none, o->target, &p,
+				      &ignored) < 0)
+		plan_release(&p);
+	n_linted = o->target && p.n ? p.n : st->n_pending;
+	for (size_t i = 0; i < n_linted; i++) {
+		const struct migration *m = o->target && p.n ? p.steps[i].m
+							      : &o->set->items[st->pending[i]];
 		if (i < 10)
 			sb_addf(&list, "%s%s", i ? ", " : "", m->version);
-		if (lint_migration(lc, m->up_sql, m->path, m->up_line, !m->up_no_tx, &lint, err) < 0)
+		if (lint_migration_of(lc, m, 0, &lint, err) < 0)
 			goto fail;
 	}
-	if (st->n_pending > 10)
-		sb_addf(&list, ", ... (%zu more)", st->n_pending - 10);
+	if (n_linted > 10)
+		sb_addf(&list, ", ... (%zu more)", n_linted - 10);
+	if (n_linted < st->n_pending)
+		sb_addf(&list, " (up to %s; %zu after it not linted)", o->target,
+			st->n_pending - n_linted);
+	plan_release(&p);
 	blocking = finding_count(&lint, LEVEL_FAIL);
 	if (!st->n_pending)
 		CHECK(out, "pending-migrations", LEVEL_PASS, NULL, "no pending migrations");
@@ -314,9 +350,41 @@ static int check_pending(const struct safety_check_opts *o, const struct mig_sta
 	sb_release(&list);
 	return 0;
 fail:
+	plan_release(&p);
 	finding_list_release(&lint);
 	sb_release(&list);
 	return -1;
+}
+
+/* The automatic restore is one transaction: it must fit the server's lock
+ * table, or it fails where the snapshot did not (after the migration). */
+static void check_restore_locks(const struct safety_check_opts *o, struct finding_list *out)
+{
+	struct sm_error err = SM_ERROR_INIT;
+	long needed = 0, available = -1;
+
+	if (o->skip_backup || !o->e->ops->restore_locks)
+		return;
+	if (o->e->ops->restore_locks(o->e, &needed, &available, &err) < 0) {
+		CHECK(out, "restore-locks", LEVEL_WARN, NULL,
+		      "cannot tell whether the restore would fit the server's lock table: %s",
+		      err.msg);
+		return;
+	}
+	if (available >= 0 && needed > available)
+		CHECK(out, "restore-locks", LEVEL_FAIL,
+		      "raise max_locks_per_transaction in postgresql.conf (and restart the server) "
+		      "to at least the needed count divided by (max_connections + "
+		      "max_prepared_transactions)",
+		      "restoring the snapshot in place (one transaction) would take about %ld locks, "
+		      "more than the server's lock table guarantees (%ld = max_locks_per_transaction "
+		      "x (max_connections + max_prepared_transactions)); a failed migration could "
+		      "not be put back", needed, available);
+	else
+		CHECK(out, "restore-locks", LEVEL_PASS, NULL,
+		      available >= 0 ? "the in-place restore needs about %ld locks of %ld"
+				     : "the in-place restore needs no lock table (%ld)",
+		      needed, available);
 }
 
 int safety_check_run(const struct safety_check_opts *o, struct finding_list *out,
@@ -343,8 +411,16 @@ int safety_check_run(const struct safety_check_opts *o, struct finding_list *out
 		if (o->e)
 			check_history(o, &st, out);
 	}
+	if (o->e)
+		check_foreign(o, out);
 	if (o->e && !o->caller_holds_lock)
 		check_lock(o->e, out);
+	if (o->foreign_migrations)
+		CHECK(out, "pending-migrations", LEVEL_WARN,
+		      "the wrapped tool decides what runs; its SQL is not linted",
+		      "the wrapped command's migrations are not known to safe-migrate");
+	if (o->e)
+		check_restore_locks(o, out);
 	if (have_status && o->e) {
 		if (lint_begin(&lc, o->e->ops->name, o->e, err) < 0 ||
 		    check_pending(o, &st, lc, out, err) < 0)

@@ -27,6 +27,9 @@ enum exit_code {
 	EXIT_RESTORED = 5,    /* migration failed, database restored */
 	EXIT_RESTORE_FAILED = 6,
 	EXIT_PROBLEMS = 7,    /* verification or validation found problems */
+	/* the run failed, other sessions had written since the snapshot, and
+	 * --on-concurrent-writes stop left the database as it was (not restored) */
+	EXIT_CONCURRENT_WRITES = 8,
 	EXIT_INTERRUPTED = 130,
 };
 
@@ -46,6 +49,8 @@ struct options {
 	long stmt_lock_timeout_ms; /* --statement-lock-timeout: lock_timeout for statements */
 	long statement_timeout_ms; /* --statement-timeout */
 	int allow_out_of_order;
+	char *lint_ignore; /* --ignore RULE[:VERSION] (repeatable) and config lint_ignore,
+			    * comma-separated */
 
 	/* command options (each command documents which it takes) */
 	char *name;           /* backup --name */
@@ -62,14 +67,19 @@ struct options {
 	int runs;             /* history --runs */
 	int discard;          /* recover --discard */
 	char *scratch_url;    /* roundtrip --url */
+	int keep_going;       /* roundtrip --keep-going */
 	char *rehearse_url;   /* safe-migrate --rehearse-url */
 	char *max_blocking;   /* safe-migrate --max-blocking DURATION */
 	char *max_rewrite;    /* safe-migrate --max-rewrite SIZE */
 	long long max_blocking_ms;    /* resolved; -1: no gate */
 	long long max_rewrite_bytes;  /* resolved; -1: no gate */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
-	int jobs;             /* restore --jobs */
+	int no_tablespaces;   /* backup --no-tablespaces (PostgreSQL) */
+	int jobs;             /* restore --jobs, verify --jobs */
+	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */
+	char *stamp_from;     /* stamp --from TOOL */
+	char *on_concurrent_writes; /* safe-migrate, run, recover: "restore" or "stop" */
 };
 
 extern struct options opt;

@@ -17,9 +17,11 @@
 
 #include "child.h"
 #include "fsutil.h"
+#include "history.h"
 #include "impact_report.h"
 #include "journal.h"
 #include "pipeline.h"
+#include "pipeline_restore.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -34,6 +36,8 @@ struct run {
 	const char *outcome;
 	struct db_state before;
 	int have_before;
+	struct restore_guard guard; /* pre-run facts for an automatic restore */
+	cJSON *snap_rows;           /* the snapshot manifest's row_counts, owned */
 };
 
 static void run_init(struct run *r, struct cmd_ctx *ctx, const char *command)
@@ -99,6 +103,9 @@ static int run_finish(struct run *r, const char *outcome, int code)
 	r->snapshot = NULL;
 	if (r->have_before)
 		port_state_release(&r->before);
+	guard_release(&r->guard);
+	cJSON_Delete(r->snap_rows);
+	r->snap_rows = NULL;
 	journal_release(&r->j);
 	return code;
 }
@@ -151,7 +158,7 @@ static int phase_snapshot(struct run *r, struct engine *e)
 	phase_done(r, "snapshot", t0, 1);
 	info("snapshot %s", r->snapshot);
 	t0 = plan_now_ms();
-	if (port_verify(r->snapshot, &r->ctx->err) < 0) {
+	if (port_verify(r->snapshot, &r->snap_rows, &r->ctx->err) < 0) {
 		phase_done(r, "verify", t0, 0);
 		return -1;
 	}
@@ -169,51 +176,248 @@ static int journal_before_change(struct run *r)
 	return 0;
 }
 
-/* Compares the state after a restore with the state before the run. */
-static int state_matches(struct engine *e, const struct db_state *before, struct sm_error *err)
+/* Looks up table in "name=N\n" text; -1 when absent. */
+static long long count_in(const char *counts, const char *table)
+{
+	size_t n = strlen(table);
+
+	for (const char *p = counts; p && *p;) {
+		const char *nl = strchr(p, '\n');
+
+		if (!strncmp(p, table, n) && p[n] == '=')
+			return strtoll(p + n + 1, NULL, 10);
+		p = nl ? nl + 1 : p + strlen(p);
+	}
+	return -1;
+}
+
+/* Compares the state after a restore with what the restore must produce:
+ * the schema before the run, and the row counts the snapshot's manifest
+ * recorded (not a count taken before the snapshot: other sessions may have
+ * written in between).  snap_rows NULL skips the counts: other sessions
+ * were writing, so counts read now need not match (the PostgreSQL restore
+ * checks them against the manifest before it commits; an SQLite restore is
+ * the snapshot's checksummed page image). */
+static int state_matches(struct engine *e, const struct db_state *before,
+			 const cJSON *snap_rows, struct sm_error *err)
 {
 	struct db_state now;
+	const cJSON *t;
 	int same;
 
 	memset(&now, 0, sizeof(now));
 	if (port_capture(e, &now, err) < 0)
 		return 0;
-	same = !strcmp(now.schema_text, before->schema_text) &&
-	       !strcmp(now.row_counts, before->row_counts);
-	if (!same)
-		err_set(err, ERR_FAIL, "the database does not match its pre-run state (%s differ)",
-			strcmp(now.schema_text, before->schema_text) ? "schema" : "row counts");
+	same = !strcmp(now.schema_text, before->schema_text);
+	if (!same) {
+		err_set(err, ERR_FAIL, "the database does not match its pre-run state (schema "
+			"differs)");
+	} else if (snap_rows) {
+		cJSON_ArrayForEach(t, snap_rows) {
+			long long want = (long long)cJSON_GetNumberValue(t);
+			long long got = count_in(now.row_counts, t->string);
+
+			/* the manifest qualifies every table; the schema model
+			 * leaves the default schema out */
+			if (got < 0 && strchr(t->string, '.'))
+				got = count_in(now.row_counts, strchr(t->string, '.') + 1);
+			/* tables outside the schema model (the version table) were
+			 * compared with the schema already */
+			if (got < 0)
+				continue;
+			if (got != want) {
+				err_set(err, ERR_FAIL, "the database does not match the snapshot: table "
+					"'%s' has %lld rows, the snapshot %lld", t->string, got, want);
+				same = 0;
+				break;
+			}
+		}
+	}
 	port_state_release(&now);
 	return same;
 }
 
+/* Reports other sessions' writes (text and JSON); the list is "TABLE\tROWS\n". */
+static void report_foreign_writes(struct run *r, const char *list, const char *saved)
+{
+	cJSON *o = r->ctx->json ? cJSON_AddObjectToObject(r->ctx->json, "concurrent_writes") : NULL;
+	cJSON *tables = o ? cJSON_AddArrayToObject(o, "tables") : NULL;
+
+	error_msg("OTHER SESSIONS WROTE TO THE DATABASE AFTER THE SNAPSHOT WAS TAKEN:");
+	for (const char *p = list; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char *line = xstrndup(p, n);
+		char *tab = strchr(line, '\t');
+
+		if (tab)
+			*tab++ = '\0';
+		if (!strcmp(line, "*"))
+			error_msg("    the database file changed (this engine cannot tell which tables)");
+		else
+			error_msg("    %s: %s row%s inserted, updated or deleted", line, tab ? tab : "?",
+				  tab && !strcmp(tab, "1") ? "" : "s");
+		if (tables) {
+			cJSON *t = cJSON_CreateObject();
+			cJSON_AddStringToObject(t, "table", line);
+			if (tab && strcmp(tab, "?"))
+				cJSON_AddNumberToObject(t, "rows", strtod(tab, NULL));
+			else
+				cJSON_AddNullToObject(t, "rows");
+			cJSON_AddItemToArray(tables, t);
+		}
+		free(line);
+		p += n + (nl ? 1 : 0);
+	}
+	if (saved) {
+		error_msg("those writes are NOT in the restored database. The failed state, with "
+			  "them, is saved in %s", saved);
+		error_msg("(restore it elsewhere with 'safe-migrate restore %s --to URL' to copy "
+			  "them back)", saved);
+	}
+	if (o) {
+		if (saved)
+			cJSON_AddStringToObject(o, "saved_state", saved);
+		else
+			cJSON_AddNullToObject(o, "saved_state");
+		cJSON_AddStringToObject(o, "action", saved ? "saved_then_restored" : "stopped");
+	}
+}
+
+/* The snapshot of the failed state: next to the run's, named after it. */
+static int save_failed_state(struct cmd_ctx *ctx, const char *snapshot, struct engine *e,
+			     char **saved, struct sm_error *err)
+{
+	struct strbuf name = STRBUF_INIT;
+	const char *base = strrchr(snapshot, '/');
+	int rc;
+
+	sb_adds(&name, base ? base + 1 : snapshot);
+	if (name.len > 8 && !strcmp(name.buf + name.len - 8, ".tar.zst"))
+		sb_setlen(&name, name.len - 8);
+	sb_adds(&name, "_failed_state");
+	rc = port_backup(ctx, e, name.buf, saved, err);
+	sb_release(&name);
+	return rc;
+}
+
+/* Called by the restore once other sessions can no longer write (see
+ * restore_opts.writers_blocked): the failed state is saved then, so that
+ * nothing they wrote before the restore is lost. */
+struct failed_state {
+	struct cmd_ctx *ctx;
+	const char *snapshot;
+	struct engine *e;
+	const struct restore_guard *guard; /* NULL: always save (recover) */
+	struct strbuf *foreign;            /* other sessions' writes seen so far */
+	int stopped;                       /* --on-concurrent-writes stop cancelled it */
+	char *saved;                       /* owned */
+};
+
+static int save_while_blocked(void *ud, struct sm_error *err)
+{
+	struct failed_state *fs = ud;
+
+	/* a last look, now that no one can write: what came in since the
+	 * look before the restore is kept too */
+	if (fs->guard && !fs->foreign->len) {
+		struct sm_error werr = SM_ERROR_INIT;
+
+		if (guard_foreign_writes(fs->guard, fs->e, fs->foreign, &werr) < 0)
+			sb_adds(fs->foreign, "*\t?\n");
+		if (!fs->foreign->len)
+			return 0;
+		if (guard_policy_stop(&werr) == 1) {
+			fs->stopped = 1;
+			return err_set(err, ERR_BLOCKED, "other sessions wrote since the snapshot "
+				       "(--on-concurrent-writes stop): the restore was cancelled");
+		}
+	}
+	info("saving the failed state first");
+	if (save_failed_state(fs->ctx, fs->snapshot, fs->e, &fs->saved, err) < 0)
+		return err_prefix(err, "cannot save the failed state, so nothing was restored "
+				  "(restoring would discard other sessions' writes)");
+	return 0;
+}
+
+/* Before the restore: which tables other sessions wrote since the snapshot
+ * ("TABLE\tROWS\n" in list; empty: none seen). */
+static void find_foreign_writes(struct run *r, struct engine *e, struct strbuf *list)
+{
+	struct sm_error werr = SM_ERROR_INIT;
+
+	if (guard_foreign_writes(&r->guard, e, list, &werr) < 0) {
+		warning("cannot tell whether other sessions wrote since the snapshot: %s; the "
+			"failed state is saved before the restore", werr.msg);
+		sb_reset(list);
+		sb_adds(list, "*\t?\n");
+	}
+}
+
+/* --on-concurrent-writes stop: reports and leaves the database as it is. */
+static int stop_for_foreign_writes(struct run *r, const char *list)
+{
+	report_foreign_writes(r, list, NULL);
+	error_msg("--on-concurrent-writes stop: the database was NOT restored; it is as the "
+		  "failed run left it, other sessions' writes included. The snapshot from "
+		  "before the run is %s", r->snapshot);
+	error_msg("to restore it anyway (discarding those writes): safe-migrate -d '%s' "
+		  "restore '%s' --yes", r->ctx->url.redacted, r->snapshot);
+	return EXIT_CONCURRENT_WRITES;
+}
+
 /* After a failure: restores the snapshot, confirms the pre-run state, and
- * returns 5 (or 130 when interrupted), or 6 when the restore failed. */
+ * returns 5 (or 130 when interrupted), or 6 when the restore failed, or 8
+ * when other sessions' writes kept it from restoring. */
 static int restore_after_failure(struct run *r, struct engine *e, int interrupted)
 {
 	struct cmd_ctx *ctx = r->ctx;
 	struct sm_error rerr = SM_ERROR_INIT;
-	sigset_t block, old;
+	struct strbuf foreign = STRBUF_INIT;
+	struct failed_state fs = { r->ctx, r->snapshot, e, &r->guard, &foreign, 0, NULL };
 	long long t0 = plan_now_ms();
-	int ok = 0;
+	int ok = 0, code = 0;
 
-	/* a restore must run to completion: hold SIGINT/SIGTERM until it is done */
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &old);
+	/* a restore should run to completion: the first SIGINT/SIGTERM only
+	 * says so, a second one cancels it (it then changed nothing) */
+	restore_signals_begin();
 	if (r->journaled)
 		journal_phase(&r->j, "restore", NULL, &rerr);
-	if (r->snapshot) {
+	if (r->snapshot)
+		find_foreign_writes(r, e, &foreign);
+	if (foreign.len && guard_policy_stop(&rerr) == 1) {
+		code = stop_for_foreign_writes(r, foreign.buf);
+	} else if (r->snapshot) {
 		info("restoring %s", r->snapshot);
-		ok = port_restore(ctx, r->snapshot, &ctx->url, &rerr) == 0;
+		ok = port_restore(ctx, r->snapshot, &ctx->url, r->guard.schemas,
+				  save_while_blocked, &fs, &rerr) == 0;
+		if (fs.stopped)
+			code = stop_for_foreign_writes(r, foreign.buf);
+		else if (foreign.len)
+			report_foreign_writes(r, foreign.buf, fs.saved);
+		if (!fs.stopped && foreign.len && !fs.saved) {
+			/* nothing was restored: the failed state stays, with their writes */
+			error_msg("%s", rerr.msg);
+			error_msg("restore by hand once they are saved: safe-migrate -d '%s' restore "
+				  "'%s' --yes", ctx->url.redacted, r->snapshot);
+			code = EXIT_CONCURRENT_WRITES;
+		}
 	} else {
 		ok = 1; /* --no-backup: the single transaction was rolled back */
 	}
+	free(fs.saved);
+	if (code) {
+		phase_done(r, "restore", t0, 0);
+		restore_signals_end();
+		cli_interrupted = 0;
+		sb_release(&foreign);
+		return run_finish(r, "concurrent_writes", code);
+	}
 	if (ok)
-		ok = state_matches(e, &r->before, &rerr);
+		ok = state_matches(e, &r->before, foreign.len ? NULL : r->snap_rows, &rerr);
+	sb_release(&foreign);
 	phase_done(r, "restore", t0, ok);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	restore_signals_end();
 	cli_interrupted = 0;
 	if (ok) {
 		info("restored: the database is back in its state before the run (schema and row "
@@ -223,19 +427,70 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 				cJSON_DeleteItemFromArray(r->applied, 0);
 		return run_finish(r, "restored", interrupted ? EXIT_INTERRUPTED : EXIT_RESTORED);
 	}
-	error_msg("THE AUTOMATIC RESTORE FAILED: %s", rerr.msg);
+	if (*restore_signals_cancel())
+		error_msg("THE AUTOMATIC RESTORE WAS CANCELLED (interrupted twice): %s", rerr.msg);
+	else
+		error_msg("THE AUTOMATIC RESTORE FAILED: %s", rerr.msg);
+	if (rerr.kind == ERR_LOCKED && e->ops->lock_holders) {
+		struct strbuf holders = STRBUF_INIT;
+		struct sm_error ignored = SM_ERROR_INIT;
+
+		if (e->ops->lock_holders(e, &holders, &ignored) == 0 && holders.len) {
+			sb_rtrim(&holders);
+			error_msg("sessions holding locks in the database:\n%s", holders.buf);
+			if (ctx->json)
+				cJSON_AddStringToObject(ctx->json, "blocking_sessions", holders.buf);
+		}
+		sb_release(&holders);
+	}
 	if (r->snapshot) {
 		error_msg("the database may be in an intermediate state. Restore it by hand now:");
-		error_msg("    safe-migrate -d '%s' restore '%s' --yes --no-safety-backup",
-			  ctx->url.redacted, r->snapshot);
+		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes "
+			  "--no-safety-backup", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
+			  r->snapshot);
 		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
 			  "'safe-migrate verify %s'", r->snapshot);
+		{
+			struct strbuf created = STRBUF_INIT;
+			struct sm_error ignored = SM_ERROR_INIT;
+
+			/* that restore puts back what the snapshot holds; it
+			 * cannot know what this run added beside it */
+			if (guard_new_schemas(&r->guard, e, &created, &ignored) == 0 &&
+			    created.len) {
+				sb_rtrim(&created);
+				error_msg("the failed run also created these schemas, which the "
+					  "snapshot does not hold; drop them after the restore:\n%s",
+					  created.buf);
+				if (ctx->json)
+					cJSON_AddStringToObject(ctx->json, "created_schemas",
+								created.buf);
+			}
+			sb_release(&created);
+		}
 	} else {
 		error_msg("no snapshot was taken (--no-backup); inspect the database now");
 	}
 	if (ctx->json)
 		cJSON_AddStringToObject(ctx->json, "restore_error", rerr.msg);
 	return run_finish(r, "restore_failed", EXIT_RESTORE_FAILED);
+}
+
+/* A migration that failed inside its own transaction, with nothing
+ * committed before it in this run, changed nothing: there is nothing to
+ * restore (and restoring would discard other sessions' writes).  Exit 1
+ * (130 when interrupted); the snapshot is kept. */
+static int nothing_to_undo(struct run *r, int interrupted)
+{
+	phase_done(r, "restore", plan_now_ms(), 1);
+	error_msg("nothing was changed: the failed migration's transaction was rolled back and "
+		  "nothing had been committed before it; no restore was needed");
+	if (r->snapshot)
+		error_msg("(the snapshot stays at %s)", r->snapshot);
+	if (r->applied)
+		while (cJSON_GetArraySize(r->applied))
+			cJSON_DeleteItemFromArray(r->applied, 0);
+	return run_finish(r, "rolled_back", interrupted ? EXIT_INTERRUPTED : EXIT_ERROR);
 }
 
 /* Applies all steps in one transaction (--no-backup, dry runs): all or none.
@@ -245,11 +500,14 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 {
 	struct sm_error ignored = SM_ERROR_INIT;
 	struct sm_error *err = &r->ctx->err;
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	const struct foreign_hist *mirror = NULL;
+	int rc;
 
 	*n_done = 0;
 	if (e->ops->begin(e, err) < 0)
 		return -1;
-	if (hist_ensure(e, err) < 0)
+	if (hist_ensure(e, err) < 0 || plan_mirror(e, &f, &mirror, err) < 0)
 		goto fail;
 	for (size_t i = 0; i < p->n; i++) {
 		const struct migration *m = p->steps[i].m;
@@ -266,7 +524,7 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 				err->kind = ERR_INTERRUPTED;
 			goto fail;
 		}
-		if (hist_record(e, m, plan_now_ms() - t0, err) < 0)
+		if (plan_record_step(e, &p->steps[i], plan_now_ms() - t0, mirror, err) < 0)
 			goto fail;
 		out("%s %s %s (%lld ms)\n", commit ? "applied" : "would apply", m->version,
 		    m->description, plan_now_ms() - t0);
@@ -274,11 +532,12 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 			cJSON_AddItemToArray(r->applied, cJSON_CreateString(m->version));
 		(*n_done)++;
 	}
-	if (commit)
-		return e->ops->commit(e, err);
-	return e->ops->rollback(e, err);
+	rc = commit ? e->ops->commit(e, err) : e->ops->rollback(e, err);
+	foreign_release(&f);
+	return rc;
 fail:
 	e->ops->rollback(e, &ignored);
+	foreign_release(&f);
 	return -1;
 }
 
@@ -336,7 +595,7 @@ static int rehearse(struct run *r, struct session *s, const struct plan *p, int 
 	if (phase_snapshot(r, s->e) < 0)
 		goto out;
 	t0 = plan_now_ms();
-	if (port_restore(ctx, r->snapshot, &target, &ctx->err) < 0) {
+	if (port_restore(ctx, r->snapshot, &target, NULL, NULL, NULL, &ctx->err) < 0) {
 		phase_done(r, "rehearse-restore", t0, 0);
 		goto out;
 	}
@@ -361,6 +620,57 @@ out:
 	return rc;
 }
 
+/* --dry-run without --rehearse-url when a migration must run outside a
+ * transaction: the migrations before it are rehearsed in one rolled-back
+ * transaction; it and those after it are not.  Says exactly which, and
+ * exits EXIT_PENDING (3): CI must not read a partial rehearsal as a pass. */
+static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p,
+			  const struct migration *bad)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct plan prefix = { p->steps, 0, 0 };
+	cJSON *arr = ctx->json ? cJSON_AddArrayToObject(ctx->json, "not_rehearsed") : NULL;
+	long long t0 = plan_now_ms();
+	struct impact *imp;
+	size_t done = 0;
+	int rc = 0, gate = EXIT_OK;
+
+	while (prefix.n < p->n && p->steps[prefix.n].m != bad)
+		prefix.n++;
+	warning("migration '%s' runs outside a transaction and cannot be rehearsed in place; "
+		"pass --rehearse-url URL to restore a fresh snapshot into a scratch database and "
+		"run the real migrations there", bad->path);
+	if (prefix.n) {
+		signals_watch(s->e);
+		imp = impact_watch(s->e, "in-place");
+		rc = apply_single_tx(r, s->e, &prefix, 0, &done);
+		signals_unwatch();
+		phase_done(r, "rehearse", t0, rc == 0);
+		gate = impact_report(ctx, s->e, imp);
+	}
+	for (size_t i = prefix.n; i < p->n; i++)
+		if (arr)
+			cJSON_AddItemToArray(arr, cJSON_CreateString(p->steps[i].m->version));
+	if (ctx->json) {
+		cJSON *reh = cJSON_AddArrayToObject(ctx->json, "rehearsed");
+		for (size_t i = 0; i < done; i++)
+			cJSON_AddItemToArray(reh, cJSON_CreateString(p->steps[i].m->version));
+	}
+	if (rc < 0) {
+		out("dry run: version %s would fail\n", prefix.steps[done].m->version);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "would_fail", prefix.steps[done].m->version);
+		report_error(ctx, &ctx->err);
+		return run_finish(r, "dry_run",
+				  ctx->err.kind == ERR_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERROR);
+	}
+	out("dry run: rehearsed %zu of %zu pending migration%s (rolled back); NOT rehearsed: %s "
+	    "(outside a transaction)%s%s%s\n", prefix.n, p->n, p->n == 1 ? "" : "s",
+	    bad->version, p->n - prefix.n > 1 ? " and the " : "",
+	    p->n - prefix.n > 1 ? "migrations after it" : "", "");
+	return run_finish(r, "dry_run", gate != EXIT_OK ? gate : EXIT_PENDING);
+}
+
 static int dry_run(struct run *r, struct session *s, const struct plan *p)
 {
 	struct cmd_ctx *ctx = r->ctx;
@@ -371,13 +681,8 @@ static int dry_run(struct run *r, struct session *s, const struct plan *p)
 	int rc, gate = EXIT_OK;
 
 	if (!all_transactional(p, &bad)) {
-		if (!opt.rehearse_url) {
-			warning("migration '%s' is marked transaction:false and cannot be rehearsed in "
-				"place; pass --rehearse-url URL to restore a fresh snapshot into a "
-				"scratch database and run the real migration there", bad->path);
-			out("dry run: cannot rehearse %s in place (transaction:false)\n", bad->version);
-			return run_finish(r, "dry_run", EXIT_OK);
-		}
+		if (!opt.rehearse_url)
+			return dry_run_prefix(r, s, p, bad);
 		rc = rehearse(r, s, p, &gate);
 		if (rc < 0 && ctx->err.msg[0])
 			report_error(ctx, &ctx->err);
@@ -411,7 +716,7 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 	const struct migration *bad = NULL;
 	size_t done = 0;
 	long long t0;
-	int code, rc;
+	int code, rc, hist_existed = 0;
 
 	if (ctx->argc > 1) {
 		err_set(&ctx->err, ERR_USAGE, "safe-migrate takes one TARGET, not '%s'", ctx->argv[1]);
@@ -421,6 +726,8 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 		err_set(&ctx->err, ERR_USAGE, "--rehearse-url goes with --dry-run");
 		return report_error(ctx, &ctx->err);
 	}
+	if (guard_policy_stop(&ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
 	if ((code = check_unfinished(ctx)) != 0)
 		return code;
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
@@ -479,6 +786,14 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 		goto out;
 	}
 	r.have_before = 1;
+	/* apply creates the version tables when they are missing: a commit */
+	if (s.e->ops->table_exists(s.e, HIST_TABLE, &hist_existed, &ctx->err) < 0 ||
+	    (hist_existed && s.e->ops->table_exists(s.e, HIST_SCHEMA_TABLE, &hist_existed,
+						    &ctx->err) < 0) ||
+	    guard_start(&r.guard, s.e, !opt.no_backup, &ctx->err) < 0) {
+		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
+		goto out;
+	}
 	if (!opt.no_backup && phase_snapshot(&r, s.e) < 0) {
 		error_msg("no change was made: %s", ctx->err.msg);
 		code = run_finish(&r, "error", ctx->err.kind == ERR_INTERRUPTED || cli_interrupted
@@ -511,7 +826,12 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 			cJSON_AddStringToObject(ctx->json, "failed_version",
 						p.steps[done < p.n ? done : p.n - 1].m->version);
 		}
-		code = restore_after_failure(&r, s.e, interrupted);
+		/* with --no-backup every step ran in the one transaction */
+		if (hist_existed && (opt.no_backup || (done == 0 && !p.steps[0].m->up_no_tx)) &&
+		    guard_version_absent(s.e, p.steps[0].m->version))
+			code = nothing_to_undo(&r, interrupted);
+		else
+			code = restore_after_failure(&r, s.e, interrupted);
 		goto out;
 	}
 
@@ -568,6 +888,8 @@ int cmd_run(struct cmd_ctx *ctx)
 			"upgrade head");
 		return report_error(ctx, &ctx->err);
 	}
+	if (guard_policy_stop(&ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
 	if ((code = check_unfinished(ctx)) != 0)
 		return code;
 	if (session_open(&s, ctx, SESSION_LOCK | SESSION_NO_MIGRATIONS, &ctx->err) < 0)
@@ -586,6 +908,12 @@ int cmd_run(struct cmd_ctx *ctx)
 		goto out;
 	}
 	r.have_before = 1;
+	/* the command writes through connections of its own: its writes cannot
+	 * be told from other sessions', so only the schemas are recorded */
+	if (guard_start(&r.guard, s.e, 0, &ctx->err) < 0) {
+		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
+		goto out;
+	}
 	if (opt.no_backup)
 		warning("*** --no-backup: NO SNAPSHOT IS TAKEN; if '%s' fails, safe-migrate cannot "
 			"put the database back ***", ctx->argv[0]);
@@ -656,9 +984,13 @@ out:
 int cmd_recover(struct cmd_ctx *ctx)
 {
 	struct engine *lock_e = NULL;
+	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL };
 	cJSON *doc = NULL;
 	const cJSON *snap, *phase;
-	int code = EXIT_OK;
+	int code = EXIT_OK, rc;
+
+	if (guard_policy_stop(&ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
 
 	if (journal_read(ctx->backup_dir, &doc, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
@@ -697,7 +1029,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	}
 	info("the interrupted run's snapshot is %s", snap->valuestring);
 	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
-	    port_verify(snap->valuestring, &ctx->err) < 0) {
+	    port_verify(snap->valuestring, NULL, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);
 		cJSON_Delete(doc);
 		return code;
@@ -716,14 +1048,43 @@ int cmd_recover(struct cmd_ctx *ctx)
 		cJSON_Delete(doc);
 		return code;
 	}
-	if (port_restore(ctx, snap->valuestring, &ctx->url, &ctx->err) < 0) {
+	/* the killed run's own writes cannot be told from other sessions' now:
+	 * the state as it is, theirs included, is saved before the restore
+	 * (while they cannot write), and --on-concurrent-writes stop stops */
+	if (guard_policy_stop(&ctx->err) == 1) {
+		error_msg("--on-concurrent-writes stop: recover cannot tell the killed run's writes "
+			  "from other sessions', so it did not restore. Restore anyway (the state "
+			  "now is saved first): safe-migrate recover --yes; or keep the database as "
+			  "it is: safe-migrate recover --discard");
+		engine_close(lock_e);
+		cJSON_Delete(doc);
+		return EXIT_CONCURRENT_WRITES;
+	}
+	fs.ctx = ctx;
+	fs.snapshot = snap->valuestring;
+	fs.e = lock_e;
+	fs.foreign = NULL;
+	restore_signals_begin();
+	rc = port_restore(ctx, snap->valuestring, &ctx->url, NULL, save_while_blocked, &fs,
+			  &ctx->err);
+	restore_signals_end();
+	if (fs.saved) {
+		info("the state before this recover, other sessions' writes included, is saved in %s",
+		     fs.saved);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "saved_state", fs.saved);
+	}
+	if (rc < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
-		error_msg("restore by hand: safe-migrate -d '%s' restore '%s' --yes",
-			  ctx->url.redacted, snap->valuestring);
+		error_msg("restore by hand: safe-migrate -d '%s' --lock-timeout %lds restore '%s' "
+			  "--yes", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
+			  snap->valuestring);
+		free(fs.saved);
 		engine_close(lock_e);
 		cJSON_Delete(doc);
 		return EXIT_RESTORE_FAILED;
 	}
+	free(fs.saved);
 	engine_close(lock_e);
 	if (journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err) < 0)
 		code = report_error(ctx, &ctx->err);

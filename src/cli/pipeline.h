@@ -26,12 +26,18 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
 /* Takes a snapshot into ctx->backup_dir; *path owned by the caller. */
 int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, char **path,
 		struct sm_error *err);
-/* Verifies a snapshot's structure and checksums. */
-int port_verify(const char *path, struct sm_error *err);
+/* Verifies a snapshot's structure and checksums.  If rows is not NULL it
+ * receives the manifest's "row_counts" object (caller frees; NULL if none). */
+int port_verify(const char *path, cJSON **rows, struct sm_error *err);
 /* Restores path into the database of url, without a safety snapshot or a
- * question (the pipeline took the snapshot itself). */
+ * question (the pipeline took the snapshot itself).  Table locks are waited
+ * for at most --lock-timeout.  keep_schemas (may be NULL): the user schemas
+ * before the run, one per line; others not in the snapshot are dropped.
+ * blocked (may be NULL) is called with ud once other sessions can no
+ * longer write, before anything is replaced (restore_opts.writers_blocked). */
 int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,
-		 struct sm_error *err);
+		 const char *keep_schemas, int (*blocked)(void *ud, struct sm_error *err),
+		 void *ud, struct sm_error *err);
 /* Captures schema, row counts and the validation baseline. */
 int port_capture(struct engine *e, struct db_state *st, struct sm_error *err);
 void port_state_release(struct db_state *st);

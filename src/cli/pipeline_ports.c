@@ -10,6 +10,7 @@
 
 #include "backup.h"
 #include "pipeline.h"
+#include "pipeline_restore.h"
 #include "progress.h"
 #include "restore.h"
 #include "checks.h"
@@ -44,7 +45,10 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
 	memset(&o, 0, sizeof(o));
 	o.e = s->e;
 	o.backup_dir = ctx->backup_dir;
-	o.set = s->set.n || !s->applied.n ? &s->set : NULL;
+	o.foreign_migrations = !strcmp(ctx->cmd->name, "run");
+	o.set = !o.foreign_migrations && (s->set.n || !s->applied.n) ? &s->set : NULL;
+	o.lint_ignore = opt.lint_ignore;
+	o.target = !o.foreign_migrations && ctx->argc ? ctx->argv[0] : NULL;
 	o.applied = &s->applied;
 	o.allow_out_of_order = opt.allow_out_of_order;
 	o.caller_holds_lock = 1;
@@ -82,22 +86,29 @@ int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, char **
 	return rc;
 }
 
-int port_verify(const char *path, struct sm_error *err)
+int port_verify(const char *path, cJSON **rows, struct sm_error *err)
 {
 	struct snap_problems probs = SNAP_PROBLEMS_INIT;
+	cJSON *manifest = NULL;
 	int rc;
 
-	if (snap_verify(path, &probs, NULL, err) < 0)
+	if (rows)
+		*rows = NULL;
+	if (snap_verify(path, &probs, rows ? &manifest : NULL, err) < 0)
 		return -1;
 	rc = probs.n ? err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: %s", path,
 			       probs.items[0])
 		     : 0;
+	if (rc == 0 && rows && manifest)
+		*rows = cJSON_DetachItemFromObject(manifest, "row_counts");
+	cJSON_Delete(manifest);
 	snap_problems_release(&probs);
 	return rc;
 }
 
 int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,
-		 struct sm_error *err)
+		 const char *keep_schemas, int (*blocked)(void *ud, struct sm_error *err),
+		 void *ud, struct sm_error *err)
 {
 	struct restore_opts ro;
 	struct progress pr;
@@ -113,7 +124,16 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	progress_init(&pr, "restore");
 	ro.progress = progress_cb;
 	ro.progress_ud = &pr;
+	/* never queue behind an idle session for ever: every other session
+	 * would queue behind the restore's drops */
+	ro.lock_timeout_ms = opt.lock_timeout_ms;
+	ro.keep_schemas = keep_schemas;
+	ro.writers_blocked = blocked;
+	ro.writers_blocked_ud = ud;
+	ro.interrupted = restore_signals_cancel();
+	restore_watch(e);
 	rc = restore_snapshot(path, e, &ro, err);
+	restore_watch(NULL);
 	progress_end(&pr);
 	engine_close(e);
 	return rc;

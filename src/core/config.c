@@ -79,8 +79,11 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		set_string(&c->max_blocking, value);
 	} else if (!strcmp(name, "max_rewrite")) {
 		set_string(&c->max_rewrite, value);
+	} else if (!strcmp(name, "lint_ignore")) {
+		set_string(&c->lint_ignore, value);
 	} else if (!strcmp(name, "expected_schema")) {
 		free(c->expected_schema);
+	free(c->lint_ignore);
 		c->expected_schema = resolve(c, value);
 	} else {
 		err_set(st->err, ERR_USAGE, "unknown key '%s' in section [safe-migrate] of '%s'",
@@ -137,5 +140,6 @@ void cfg_release(struct cfg_file *c)
 	free(c->expected_schema);
 	free(c->max_blocking);
 	free(c->max_rewrite);
+	free(c->lint_ignore);
 	memset(c, 0, sizeof(*c));
 }

@@ -25,6 +25,7 @@ struct cfg_file {
 	char *expected_schema; /* resolved against dir */
 	char *max_blocking;    /* dry-run gate: a duration */
 	char *max_rewrite;     /* dry-run gate: a size */
+	char *lint_ignore;     /* "RULE[:VERSION], ..." */
 };
 
 /* Reads path.  A missing file is an error (the caller decides whether to try). */

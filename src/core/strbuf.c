@@ -154,3 +154,16 @@ char *sb_detach(struct strbuf *sb)
 	sb_init(sb, 0);
 	return r;
 }
+
+int lines_contain(const char *lines, const char *s, size_t len)
+{
+	for (const char *p = lines; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (n == len && !strncmp(p, s, len))
+			return 1;
+		p += n + (nl ? 1 : 0);
+	}
+	return 0;
+}

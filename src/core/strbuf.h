@@ -44,4 +44,8 @@ void sb_rtrim(struct strbuf *sb);
 /* Returns the buffer (caller owns it, free()) and leaves sb empty. */
 char *sb_detach(struct strbuf *sb);
 
+/* 1 when lines (newline-separated, may be NULL) has a line equal to the
+ * len bytes at s. */
+int lines_contain(const char *lines, const char *s, size_t len);
+
 #endif

@@ -96,6 +96,28 @@ struct engine_ops {
 
 	/* Sets *exists to whether a table (or view) of that name is visible. */
 	int (*table_exists)(struct engine *e, const char *name, int *exists, struct sm_error *err);
+
+	/* ---- what other sessions do (the pipeline's safety net) ---- */
+
+	/* Starts counting this connection's own row writes (in transactions
+	 * begun with begin()) and sets *mark (owned by the caller) to the
+	 * database's write counters now. */
+	int (*writes_mark)(struct engine *e, char **mark, struct sm_error *err);
+	/* Appends "TABLE\tROWS\n" for each table that OTHER connections wrote
+	 * since mark (ROWS: rows inserted, updated or deleted; "?" when the
+	 * engine cannot count; TABLE "*" when it cannot tell which table). */
+	int (*writes_since)(struct engine *e, const char *mark, struct strbuf *out,
+			    struct sm_error *err);
+	/* Appends one line per other session holding a lock in this database:
+	 * "pid N, user U, application 'A', state S, since T".  May be NULL. */
+	int (*lock_holders)(struct engine *e, struct strbuf *out, struct sm_error *err);
+	/* How many locks an in-place restore of the database as it is would
+	 * take in its one transaction, and how many the server's lock table
+	 * guarantees (*available < 0: no limit).  May be NULL. */
+	int (*restore_locks)(struct engine *e, long *needed, long *available, struct sm_error *err);
+	/* Appends the user schemas, one per line (none on engines without
+	 * schemas). */
+	int (*user_schemas)(struct engine *e, struct strbuf *out, struct sm_error *err);
 };
 
 /* Watches the statements exec_script runs (the dry run's impact

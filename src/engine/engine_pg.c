@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "engine_pg.h"
 #include "xalloc.h"
 
 /* The advisory lock key: the bytes of "safe-mig" as a big-endian bigint.
@@ -44,7 +45,14 @@ struct pg_impl {
 	PGcancel *cancel; /* prepared at open so interrupt() stays signal-safe */
 	volatile sig_atomic_t interrupted;
 	int locked;
+	long statement_timeout_ms; /* set by set_timeouts (0: none) */
+	struct pg_writes *writes; /* own row writes, once writes_mark started counting */
+	int tx_failed;            /* a script failed in the open transaction */
 };
+
+static void writes_free(struct pg_writes *w);
+static void writes_tx_start(struct engine *e);
+static void writes_tx_end(struct engine *e);
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -133,6 +141,26 @@ static int result_error(struct engine *e, const PGresult *res, const char *prefi
 	return -1;
 }
 
+int engine_pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
+{
+	const char *msg = res ? PQresultErrorMessage(res) : NULL;
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY) : NULL;
+	struct strbuf m = STRBUF_INIT;
+	size_t n = sev ? strlen(sev) : 0;
+
+	sb_adds(&m, msg && *msg ? msg : PQerrorMessage(conn));
+	sb_rtrim(&m);
+	/* "ERROR:  ", or "FEHLER:  " under lc_messages = de_DE */
+	if (n && !strncmp(m.buf, sev, n) && !strncmp(m.buf + n, ":  ", 3))
+		memmove(m.buf, m.buf + n + 3, m.len - n - 2);
+	err_set(err, ERR_FAIL, "%s: %s", what, m.buf);
+	if (state)
+		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+	sb_release(&m);
+	return -1;
+}
+
 static int result_ok(const PGresult *res)
 {
 	switch (PQresultStatus(res)) {
@@ -187,6 +215,42 @@ static void ignore_notice(void *arg, const char *message)
 	(void)message;
 }
 
+/*
+ * After a failed connection: is it because the database does not exist?
+ * The server's message is in its lc_messages language and libpq gives no
+ * SQLSTATE for a failed connection, so this asks pg_database over a
+ * connection to the maintenance database "postgres" (the same parameters,
+ * the later dbname winning).  0 when that cannot be told.
+ */
+static int database_missing(const char *const *keys, const char *const *vals, int n,
+			    const char *dbname)
+{
+	const char *k[8], *v[8];
+	PGconn *conn;
+	PGresult *res;
+	int i, missing = 0;
+
+	if (!dbname || !*dbname || !strcmp(dbname, "postgres") || n > 6)
+		return 0;
+	for (i = 0; i < n; i++) {
+		k[i] = keys[i];
+		v[i] = vals[i];
+	}
+	k[n] = "dbname";
+	v[n] = "postgres";
+	k[n + 1] = NULL;
+	v[n + 1] = NULL;
+	conn = PQconnectdbParams(k, v, 1);
+	if (conn && PQstatus(conn) == CONNECTION_OK) {
+		res = PQexecParams(conn, "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database "
+				   "WHERE datname = $1)", 1, NULL, &dbname, NULL, NULL, 0);
+		missing = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+	}
+	PQfinish(conn);
+	return missing;
+}
+
 static int pg_open(struct engine *e, unsigned flags, struct sm_error *err)
 {
 	/* later keywords win: connect_timeout is only a default, while
@@ -215,7 +279,8 @@ static int pg_open(struct engine *e, unsigned flags, struct sm_error *err)
 		add_libpq_message(&sb, e->url.conninfo, pg->conn,
 				  pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
 		sb_rtrim(&sb);
-		if (strstr(sb.buf, "FATAL:  database \"") && strstr(sb.buf, "does not exist"))
+		if (pg->conn && PQstatus(pg->conn) == CONNECTION_BAD &&
+		    database_missing(keys, vals, n, PQdb(pg->conn)))
 			sb_adds(&sb, " (safe-migrate never creates a PostgreSQL database: create it "
 				"first, e.g. with createdb)");
 		err_set(err, ERR_FAIL, "%s", sb.buf);
@@ -237,6 +302,7 @@ static void pg_close(struct engine *e)
 	if (!pg)
 		return;
 	e->impl = NULL;
+	writes_free(pg->writes);
 	PQfreeCancel(pg->cancel);
 	PQfinish(pg->conn);
 	free(pg);
@@ -328,7 +394,8 @@ static void add_migration_hint(const struct engine *e, struct sm_error *err)
 	else if (!strcmp(err->sqlstate, "55P03"))
 		hint = "another session holds a lock the statement needs; retry when it is "
 		       "done, or raise --statement-lock-timeout";
-	else if (!strcmp(err->sqlstate, "57014") && strstr(err->msg, "statement timeout"))
+	else if (!strcmp(err->sqlstate, "57014") &&
+		 ((const struct pg_impl *)e->impl)->statement_timeout_ms > 0)
 		hint = "the statement ran longer than --statement-timeout allows";
 	if (hint)
 		snprintf(err->msg + n, sizeof(err->msg) - n, "\nHINT:  %s", hint);
@@ -409,10 +476,25 @@ static int mentions(const char *text, const char *word)
 static int pg_exec_script(struct engine *e, const char *sql, const struct exec_source *src,
 			  struct sm_error *err)
 {
+	struct pg_impl *pg = e->impl;
 	struct exec_state st = { e, sql, src, err, STRBUF_INIT };
+	/* counting own writes: a failing script is rolled back to this
+	 * savepoint, so that what it wrote before failing can still be counted
+	 * (the server counts rows of aborted work too) */
+	int counted = pg->writes && e->in_tx &&
+		      simple(e, "SAVEPOINT safe_migrate_writes", err) == 0;
 	int ret = split_each(sql, src, exec_one, &st, err);
 
 	sb_release(&st.stmt);
+	if (ret && counted) {
+		PGresult *res = PQexec(pg->conn, "ROLLBACK TO SAVEPOINT safe_migrate_writes");
+
+		PQclear(res);
+		writes_tx_end(e);
+		/* the transaction is usable again, but what it did must not be
+		 * committed: it failed */
+		pg->tx_failed = 1;
+	}
 	if (ret)
 		return -1;
 	/* a script that moves the search_path (pg_dump output sets it to '')
@@ -466,6 +548,8 @@ static int pg_begin(struct engine *e, struct sm_error *err)
 	if (simple(e, "BEGIN", err) < 0)
 		return -1;
 	e->in_tx = 1;
+	((struct pg_impl *)e->impl)->tx_failed = 0;
+	writes_tx_start(e);
 	return 0;
 }
 
@@ -475,9 +559,10 @@ static int pg_commit(struct engine *e, struct sm_error *err)
 	PGresult *res;
 	int ret = 0;
 
-	if (PQtransactionStatus(pg->conn) == PQTRANS_INERROR)
+	if (PQtransactionStatus(pg->conn) == PQTRANS_INERROR || pg->tx_failed)
 		return err_set(err, ERR_FAIL, "cannot commit: the transaction was aborted by an "
 			       "earlier error");
+	writes_tx_end(e);
 	res = PQexec(pg->conn, "COMMIT");
 	if (!result_ok(res)) {
 		ret = result_error(e, res, "COMMIT failed: ", err);
@@ -500,6 +585,8 @@ static int pg_rollback(struct engine *e, struct sm_error *err)
 {
 	struct pg_impl *pg = e->impl;
 
+	if (e->in_tx)
+		writes_tx_end(e);
 	e->in_tx = 0;
 	if (PQstatus(pg->conn) != CONNECTION_OK ||
 	    PQtransactionStatus(pg->conn) == PQTRANS_IDLE)
@@ -659,6 +746,8 @@ static int pg_set_timeouts(struct engine *e, long lock_timeout_ms, long statemen
 	if (!ret && statement_timeout_ms > 0) {
 		sb_addf(&sql, "SET statement_timeout = '%ldms'", statement_timeout_ms);
 		ret = simple(e, sql.buf, err);
+		if (!ret)
+			((struct pg_impl *)e->impl)->statement_timeout_ms = statement_timeout_ms;
 	}
 	sb_release(&sql);
 	return ret;
@@ -730,6 +819,305 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
 	return 0;
 }
 
+/* ---- other sessions' writes, locks and the restore's needs --------------- */
+
+/*
+ * Own writes are told from other sessions' by the server's per-table
+ * counters (n_tup_ins + n_tup_upd + n_tup_del).  The shared counters
+ * (pg_stat_user_tables) hold every session's flushed counts; this
+ * connection's own are read inside each of its transactions from
+ * pg_stat_xact_user_tables, at the start and at the end: nothing is flushed
+ * within a transaction, so the difference is exactly that transaction's.
+ * Other sessions flush their counts when idle, at most once a second (and
+ * an idle one after up to 10 s), so writes_since looks twice, a second
+ * apart.  Writes outside a transaction of ours (transaction:false) count as
+ * another session's: the error is on the side of keeping data.
+ */
+#define WRITES_SQL(view) \
+	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text FROM pg_catalog." view
+#define WRITES_FLUSH_WAIT_MS 1100
+#define USER_SCHEMA_FILTER \
+	"nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'"
+
+struct pg_count {
+	char *oid;
+	long long rows;
+};
+
+struct pg_counts {
+	struct pg_count *v;
+	size_t n, alloc;
+};
+
+struct pg_writes {
+	struct pg_counts own; /* rows written by this connection's transactions */
+	struct pg_counts pre; /* the open transaction's counters at its start */
+	int have_pre;
+};
+
+static void counts_add(struct pg_counts *c, const char *oid, long long rows)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		if (!strcmp(c->v[i].oid, oid)) {
+			c->v[i].rows += rows;
+			return;
+		}
+	}
+	ALLOC_GROW(c->v, c->n + 1, c->alloc);
+	c->v[c->n].oid = xstrdup(oid);
+	c->v[c->n++].rows = rows;
+}
+
+static const struct pg_count *counts_find(const struct pg_counts *c, const char *oid)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(c->v[i].oid, oid))
+			return &c->v[i];
+	return NULL;
+}
+
+static long long counts_get(const struct pg_counts *c, const char *oid)
+{
+	const struct pg_count *x = counts_find(c, oid);
+
+	return x ? x->rows : 0;
+}
+
+static void counts_release(struct pg_counts *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->v[i].oid);
+	free(c->v);
+	memset(c, 0, sizeof(*c));
+}
+
+static void writes_free(struct pg_writes *w)
+{
+	if (!w)
+		return;
+	counts_release(&w->own);
+	counts_release(&w->pre);
+	free(w);
+}
+
+/* Adds sign * each table's counter from sql to c. */
+static int counts_read(struct engine *e, const char *sql, struct pg_counts *c, int sign,
+		       struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+
+	if (pg_query(e, sql, 0, NULL, &rows, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rows.nrows; i++)
+		counts_add(c, rows_get(&rows, i, 0), sign * strtoll(rows_get(&rows, i, 1), NULL, 10));
+	rows_release(&rows);
+	return 0;
+}
+
+static void writes_tx_start(struct engine *e)
+{
+	struct pg_impl *pg = e->impl;
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	if (!pg->writes)
+		return;
+	counts_release(&pg->writes->pre);
+	pg->writes->have_pre = counts_read(e, WRITES_SQL("pg_stat_xact_user_tables"),
+					   &pg->writes->pre, 1, &ignored) == 0;
+}
+
+/* Tallies the open transaction's writes (once; not possible once it failed). */
+static void writes_tx_end(struct engine *e)
+{
+	struct pg_impl *pg = e->impl;
+	struct sm_error ignored = SM_ERROR_INIT;
+	struct pg_counts post = { NULL, 0, 0 };
+
+	if (!pg->writes || !pg->writes->have_pre ||
+	    PQtransactionStatus(pg->conn) != PQTRANS_INTRANS)
+		return;
+	pg->writes->have_pre = 0;
+	if (counts_read(e, WRITES_SQL("pg_stat_xact_user_tables"), &post, 1, &ignored) == 0) {
+		for (size_t i = 0; i < post.n; i++)
+			counts_add(&pg->writes->own, post.v[i].oid,
+				   post.v[i].rows - counts_get(&pg->writes->pre, post.v[i].oid));
+	}
+	counts_release(&post);
+}
+
+/* The shared counters, with this connection's pending counts flushed first
+ * (pg_stat_force_next_flush: PostgreSQL 15 and later). */
+static int shared_counts(struct engine *e, struct pg_counts *c, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+
+	if (PQserverVersion(pg->conn) >= 150000 &&
+	    simple(e, "SELECT pg_catalog.pg_stat_force_next_flush()", err) < 0)
+		return -1;
+	return counts_read(e, WRITES_SQL("pg_stat_user_tables"), c, 1, err);
+}
+
+static int pg_writes_mark(struct engine *e, char **mark, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	struct pg_counts now = { NULL, 0, 0 };
+	struct strbuf sb = STRBUF_INIT;
+
+	*mark = NULL;
+	writes_free(pg->writes);
+	pg->writes = NULL;
+	if (shared_counts(e, &now, err) < 0)
+		return -1;
+	for (size_t i = 0; i < now.n; i++)
+		sb_addf(&sb, "%s %lld\n", now.v[i].oid, now.v[i].rows);
+	counts_release(&now);
+	pg->writes = xcalloc(1, sizeof(*pg->writes));
+	*mark = sb_detach(&sb);
+	return 0;
+}
+
+/* Appends the tables whose shared counters grew more than our own writes. */
+static int foreign_writes(struct engine *e, const struct pg_counts *then, struct strbuf *out,
+			  struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	struct pg_counts now = { NULL, 0, 0 };
+	struct eng_rows name = ENG_ROWS_INIT;
+	int ret = -1;
+
+	if (shared_counts(e, &now, err) < 0)
+		goto out;
+	for (size_t i = 0; i < now.n; i++) {
+		const char *oid = now.v[i].oid;
+		long long theirs = now.v[i].rows - counts_get(then, oid) -
+				   (pg->writes ? counts_get(&pg->writes->own, oid) : 0);
+		const char *const params[] = { oid };
+
+		/* a table created after the mark is the run's own */
+		if (theirs <= 0 || !counts_find(then, oid))
+			continue;
+		if (pg_query(e, "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM "
+			     "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = "
+			     "c.relnamespace WHERE c.oid = $1::oid", 1, params, &name, err) < 0)
+			goto out;
+		if (name.nrows)
+			sb_addf(out, "%s\t%lld\n", rows_get(&name, 0, 0), theirs);
+		rows_release(&name);
+	}
+	ret = 0;
+out:
+	rows_release(&name);
+	counts_release(&now);
+	return ret;
+}
+
+static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *out,
+			   struct sm_error *err)
+{
+	struct pg_counts then = { NULL, 0, 0 };
+	const char *p = mark ? mark : "";
+	size_t len0 = out->len;
+	int ret;
+
+	/* the mark is ours: "OID ROWS\n" lines */
+	while (*p) {
+		const char *sp = strchr(p, ' ');
+		char *end, *oid;
+		long long rows;
+
+		if (!sp)
+			break;
+		rows = strtoll(sp + 1, &end, 10);
+		oid = xstrndup(p, (size_t)(sp - p));
+		counts_add(&then, oid, rows);
+		free(oid);
+		p = *end == '\n' ? end + 1 : end;
+		if (end == sp + 1)
+			break;
+	}
+	ret = foreign_writes(e, &then, out, err);
+	if (ret == 0 && out->len == len0) {
+		/* other sessions' counts reach the shared counters up to a
+		 * second late: look again once they must have */
+		usleep(WRITES_FLUSH_WAIT_MS * 1000);
+		ret = foreign_writes(e, &then, out, err);
+	}
+	counts_release(&then);
+	return ret;
+}
+
+static int pg_lock_holders(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+
+	/* our own connections are the caller's business: the migration lock's
+	 * session (this one) is never a blocker of the restore */
+	if (pg_query(e,
+		     "SELECT pg_catalog.format('pid %s, user %s, application ''%s'', state %s, since %s%s',"
+		     " a.pid, a.usename, a.application_name, a.state,"
+		     " to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+		     " CASE WHEN a.query <> '' THEN ', last statement: ' || left(a.query, 80) ELSE '' END)"
+		     " FROM pg_catalog.pg_stat_activity a WHERE a.datname = current_database()"
+		     " AND a.pid <> pg_catalog.pg_backend_pid() AND (a.application_name <> 'safe-migrate'"
+		     " OR a.state <> 'idle') AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE"
+		     " l.pid = a.pid AND l.granted AND l.locktype = 'relation' AND l.database ="
+		     " (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))"
+		     " ORDER BY a.pid", 0, NULL, &rows, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rows.nrows; i++)
+		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
+	rows_release(&rows);
+	return 0;
+}
+
+/*
+ * The in-place restore drops the snapshot's schemas and creates everything
+ * again in one transaction: it locks each object it drops and each it
+ * creates (relations, indexes, sequences, TOAST tables, types,
+ * constraints, defaults, functions ...).  The objects that depend on the
+ * user schemas, counted twice, approximate that; the lock table guarantees
+ * max_locks_per_transaction x (max_connections + max_prepared_transactions).
+ */
+static int pg_restore_locks(struct engine *e, long *needed, long *available,
+			    struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+
+	if (pg_query(e,
+		     "WITH s AS (SELECT oid FROM pg_catalog.pg_namespace WHERE " USER_SCHEMA_FILTER "),"
+		     " rel AS (SELECT c.oid, c.reltoastrelid FROM pg_catalog.pg_class c WHERE"
+		     " c.relnamespace IN (SELECT oid FROM s))"
+		     " SELECT (2 * ((SELECT count(*) FROM rel)"
+		     " + (SELECT count(*) FROM rel WHERE reltoastrelid <> 0) * 2"
+		     " + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace IN (SELECT oid FROM s))"
+		     " + (SELECT count(*) FROM pg_catalog.pg_constraint WHERE connamespace IN (SELECT oid FROM s))"
+		     " + (SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace IN (SELECT oid FROM s))"
+		     " + (SELECT count(*) FROM pg_catalog.pg_attrdef WHERE adrelid IN (SELECT oid FROM rel))"
+		     " + (SELECT count(*) FROM s)))::text,"
+		     " (current_setting('max_locks_per_transaction')::bigint *"
+		     " (current_setting('max_connections')::bigint +"
+		     " current_setting('max_prepared_transactions')::bigint))::text",
+		     0, NULL, &rows, err) < 0)
+		return -1;
+	*needed = strtol(rows_get(&rows, 0, 0), NULL, 10);
+	*available = strtol(rows_get(&rows, 0, 1), NULL, 10);
+	rows_release(&rows);
+	return 0;
+}
+
+static int pg_user_schemas(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+
+	if (pg_query(e, "SELECT nspname FROM pg_catalog.pg_namespace WHERE " USER_SCHEMA_FILTER
+		     " ORDER BY 1", 0, NULL, &rows, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rows.nrows; i++)
+		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
+	rows_release(&rows);
+	return 0;
+}
+
 const struct engine_ops engine_pg_ops = {
 	.name = "postgresql",
 	.display_name = "PostgreSQL",
@@ -749,4 +1137,9 @@ const struct engine_ops engine_pg_ops = {
 	.quote_ident = engine_quote_ident_sql,
 	.quote_literal = pg_quote_literal,
 	.table_exists = pg_table_exists,
+	.writes_mark = pg_writes_mark,
+	.writes_since = pg_writes_since,
+	.lock_holders = pg_lock_holders,
+	.restore_locks = pg_restore_locks,
+	.user_schemas = pg_user_schemas,
 };

@@ -36,9 +36,12 @@ static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
 
 	if (!(flags & ENGINE_CREATE)) {
 		if (stat(e->url.path, &st) < 0)
+			/* refusing is right (a typo must not create a database);
+			 * the hint is the one command that creates just the file */
 			return err_set(err, ERR_FAIL,
-				       "cannot open database '%s': No such file (run 'safe-migrate "
-				       "init' to create it)", e->url.path);
+				       "cannot open database '%s': No such file (to create an "
+				       "empty one: sqlite3 '%s' 'VACUUM')", e->url.path,
+				       e->url.path);
 		if (S_ISDIR(st.st_mode))
 			return err_set(err, ERR_FAIL, "cannot open database '%s': is a directory",
 				       e->url.path);
@@ -403,6 +406,37 @@ static int sqlite_table_exists(struct engine *e, const char *name, int *exists,
 	return 0;
 }
 
+/* ---- other connections' writes ---------------------------------------------
+ * PRAGMA data_version changes when another connection committed to the
+ * file, never for this connection's own commits.  SQLite keeps no per-table
+ * counts, so the table is "*" and the rows "?". */
+
+static int sqlite_writes_mark(struct engine *e, char **mark, struct sm_error *err)
+{
+	return engine_scalar(e, "PRAGMA data_version", 0, NULL, mark, err);
+}
+
+static int sqlite_writes_since(struct engine *e, const char *mark, struct strbuf *out,
+			       struct sm_error *err)
+{
+	char *now = NULL;
+
+	if (engine_scalar(e, "PRAGMA data_version", 0, NULL, &now, err) < 0)
+		return -1;
+	if (!mark || !now || strcmp(mark, now) != 0)
+		sb_adds(out, "*\t?\n");
+	free(now);
+	return 0;
+}
+
+static int sqlite_user_schemas(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	(void)e;
+	(void)out;
+	(void)err;
+	return 0;
+}
+
 const struct engine_ops engine_sqlite_ops = {
 	.name = "sqlite",
 	.display_name = "SQLite",
@@ -422,4 +456,7 @@ const struct engine_ops engine_sqlite_ops = {
 	.quote_ident = engine_quote_ident_sql,
 	.quote_literal = sqlite_quote_literal,
 	.table_exists = sqlite_table_exists,
+	.writes_mark = sqlite_writes_mark,
+	.writes_since = sqlite_writes_since,
+	.user_schemas = sqlite_user_schemas,
 };

@@ -112,7 +112,8 @@ class PipelineSqlite(CliTest):
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 130, err)
-        self.assertEqual(json.loads(out)["outcome"], "restored")
+        # the first migration's own transaction was rolled back: nothing to restore
+        self.assertEqual(json.loads(out)["outcome"], "rolled_back")
         self.assertEqual(self.sqlite_dump(), before)
 
     def test_kill_9_then_recover(self):
@@ -175,9 +176,26 @@ class PipelineSqlite(CliTest):
     def test_dry_run_transaction_false_needs_rehearse_url(self):
         self.add("0002_idx.sql", "CREATE INDEX users_name_idx ON users(name);", notx=True)
         before = self.bytes_of_db()
-        r = self.ok("safe-migrate", "--dry-run")
+        # nothing could be rehearsed in place: not a pass (exit 3, listed)
+        r = self.code(3, "safe-migrate", "--dry-run", "--json")
         self.assertIn("--rehearse-url", r.err)
+        self.assertEqual(r.json()["not_rehearsed"], ["0002"])
         self.assertEqual(self.bytes_of_db(), before)
+        # the transactional prefix is rehearsed, and a failure in it found
+        self.add("0001_5_bad.sql", "SELECT abs(-9223372036854775808);")
+        self.add("0003_after.sql", "CREATE TABLE after (x INT);")
+        r = self.code(1, "safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.json()["would_fail"], "0001_5")
+        os.unlink(self.path("migrations/0001_5_bad.sql"))
+        self.add("0001_5_good.sql", "CREATE TABLE good (x INT);")
+        r = self.code(3, "safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.json()["not_rehearsed"], ["0002", "0003"])
+        self.assertEqual(r.json()["rehearsed"], ["0001_5"])
+        r = self.code(3, "safe-migrate", "--dry-run")
+        self.assertIn("rehearsed 1 of 3 pending migrations", r.out)
+        self.assertEqual(self.bytes_of_db(), before)
+        os.unlink(self.path("migrations/0001_5_good.sql"))
+        os.unlink(self.path("migrations/0003_after.sql"))
         r = self.ok("safe-migrate", "--dry-run", "--rehearse-url", self.sqlite_url("rehearsal.db"),
                     "--json")
         self.assertEqual(r.json()["outcome"], "dry_run")
@@ -192,9 +210,10 @@ class PipelineSqlite(CliTest):
         self.add("0003_b.sql", "UPDATE users SET name = 'same';\n"
                  "CREATE UNIQUE INDEX users_name_uq ON users(name);")
         before = self.sqlite_dump()
-        r = self.code(5, "safe-migrate", "--no-backup", "--json")
+        # one transaction, rolled back whole: nothing changed (exit 1, not "restored")
+        r = self.code(1, "safe-migrate", "--no-backup", "--json")
         self.assertIn("NO SNAPSHOT", r.err)
-        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(r.json()["outcome"], "rolled_back")
         self.assertIsNone(r.json()["snapshot"])
         self.assertEqual(self.sqlite_dump(), before)
         os.unlink(self.path("migrations/0003_b.sql"))

@@ -579,15 +579,15 @@ class SnapshotSqlite(CliTest):
         r = self.ok("list-backups", "--json")
         self.assertEqual(r.json()["snapshots"], [])
         junk = self.write("backups/junk.tar.zst", "not a snapshot")
-        os.utime(junk, (946684800, 946684800))  # old: sorts first
+        os.utime(junk, (946684800, 946684800))  # old: listed last (newest first)
         paths = [self.backup("--name", n)["path"] for n in ("a", "b", "c")]
         snaps = self.ok("list-backups", "--json").json()["snapshots"]
         self.assertEqual(len(snaps), 4)
-        self.assertTrue(snaps[0]["damaged"])
-        self.assertTrue(snaps[0]["path"].endswith("junk.tar.zst"))
-        good = snaps[1:]
+        self.assertTrue(snaps[-1]["damaged"])
+        self.assertTrue(snaps[-1]["path"].endswith("junk.tar.zst"))
+        good = snaps[:-1]
         self.assertEqual([os.path.basename(s["path"]) for s in good],
-                         ["a.tar.zst", "b.tar.zst", "c.tar.zst"])
+                         ["c.tar.zst", "b.tar.zst", "a.tar.zst"])
         for s in good:
             self.assertFalse(s["damaged"])
             self.assertEqual(s["engine"], "sqlite")

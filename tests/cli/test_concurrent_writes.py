@@ -1,0 +1,454 @@
+"""The pipeline while the application keeps writing (issue 15, section 4).
+
+A real concurrent writer (a thread inserting a row every 3 ms through its own
+connection: sqlite3, or a psql session) runs through every test; real lock
+holders are psql sessions left idle in a transaction.  What is asserted:
+nothing another session committed is ever silently discarded.
+"""
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+
+from smtest import BIN, SRC, CliTest, main
+
+# Fails on the real data only (two users named alike), not in the lint's rehearsal.
+BAD_SQLITE = ("UPDATE users SET name = 'same';\n"
+              "CREATE UNIQUE INDEX users_name_uq ON users(name);")
+BAD_PG = ("UPDATE users SET name = 'same';\n"
+          "CREATE UNIQUE INDEX users_name_uq ON users (name);")
+
+
+class SqliteWriter:
+    """Inserts a row into events every 3 ms; .committed lists what committed."""
+
+    def __init__(self, path):
+        self.path = path
+        self.committed = []
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        i = 0
+        while not self.stop_flag.is_set():
+            i += 1
+            try:
+                con.execute("INSERT INTO events (v) VALUES (?)", (i,))
+                self.committed.append(i)
+            except sqlite3.Error:
+                pass
+            time.sleep(0.003)
+        con.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def wait_for_rows(self, n):
+        deadline = time.monotonic() + 30
+        while len(self.committed) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(60)
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class PgWriter(SqliteWriter):
+    """The same through one psql session (autocommit): a row counts as
+    committed when its RETURNING line came back."""
+
+    def loop(self):
+        p = subprocess.Popen(["psql", self.path, "-X", "-q", "-A", "-t"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             bufsize=1, env=dict(os.environ, PGAPPNAME="app-writer"))
+        i = 0
+        while not self.stop_flag.is_set():
+            i += 1
+            p.stdin.write("INSERT INTO events (v) VALUES (%d) RETURNING 'c' || v;\n\\echo done\n" % i)
+            p.stdin.flush()
+            while True:
+                line = p.stdout.readline()
+                if not line or line.strip() == "done":
+                    break
+                if line.strip() == "c%d" % i:
+                    self.committed.append(i)
+            if not line:
+                break
+            time.sleep(0.003)
+        p.stdin.close()
+        p.wait()
+
+
+class LockHolder:
+    """A psql session that takes ACCESS SHARE on a table and stays idle in
+    its transaction (what an application's forgotten transaction does)."""
+
+    def __init__(self, url, table):
+        self.p = subprocess.Popen(["psql", url, "-X", "-q", "-A", "-t"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                  bufsize=1, env=dict(os.environ, PGAPPNAME="lockholder"))
+        self.p.stdin.write("BEGIN;\nSELECT pg_backend_pid() FROM %s LIMIT 1;\n" % table)
+        self.p.stdin.flush()
+        self.pid = self.p.stdout.readline().strip()
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("ROLLBACK;\n")
+            self.p.stdin.close()
+            self.p.wait(30)
+
+
+class ConcurrentSqlite(CliTest):
+    def setUp(self):
+        super().setUp()
+        self.sqlite("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        self.sqlite("INSERT INTO users (name) VALUES ('ada'), ('alan'), ('grace')")
+        self.sqlite("CREATE TABLE events (id INTEGER PRIMARY KEY, v INT)")
+        self.write("migrations/0001_base.sql",
+                   "-- migrate:up\nCREATE TABLE base (x INT);\n-- migrate:down\nDROP TABLE base;\n")
+        self.ok("-d", self.sqlite_url(), "-b", "backups", "-m", "migrations", "upgrade")
+        self.base = ["-d", self.sqlite_url(), "-b", "backups", "-m", "migrations"]
+        # the run takes a while, so the writer is busy during it
+        self.slow = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                     "WHERE x < 300000) SELECT count(*) FROM c;")
+
+    def add(self, name, up):
+        self.write("migrations/" + name, "-- migrate:up\n%s\n" % up)
+
+    def events(self, name="app.db"):
+        return {v for (v,) in self.sqlite("SELECT v FROM events", name)}
+
+    def test_nothing_committed_no_restore(self):
+        """The first migration fails in its own transaction: nothing to undo,
+        exit 1, and every row the writer committed survives."""
+        self.add("0002_bad.sql", self.slow + "\n" + BAD_SQLITE)
+        with SqliteWriter(self.path("app.db")) as w:
+            w.wait_for_rows(20)
+            r = self.run_sm(*self.base, "safe-migrate", "--json")
+            w.wait_for_rows(len(w.committed) + 20)
+        self.assertEqual(r.code, 1, r)
+        j = r.json()
+        self.assertEqual(j["outcome"], "rolled_back")
+        self.assertIn("nothing was changed", r.err)
+        self.assertTrue(os.path.exists(self.path(j["snapshot"])), j)
+        self.assertTrue(set(w.committed) <= self.events())
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = "
+                                     "'users_name_uq'"), [(0,)])
+
+    def test_foreign_writes_saved_then_restored(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);\n" + self.slow)
+        self.add("0003_bad.sql", BAD_SQLITE)
+        with SqliteWriter(self.path("app.db")) as w:
+            w.wait_for_rows(20)
+            r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        j = r.json()
+        self.assertEqual(j["outcome"], "restored")
+        cw = j["concurrent_writes"]
+        self.assertEqual(cw["action"], "saved_then_restored")
+        saved = cw["saved_state"]
+        self.assertIn("OTHER SESSIONS WROTE", r.err)
+        self.assertIn(saved, r.err)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'a'"),
+                         [(0,)])
+        # every committed row is in the restored database or in the saved state
+        self.ok("restore", saved, "--to", self.sqlite_url("saved.db"), "--yes")
+        self.assertTrue(set(w.committed) <= self.events() | self.events("saved.db"))
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'a'",
+                                     "saved.db"), [(1,)])
+
+    def test_stop_leaves_the_database(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);\n" + self.slow)
+        self.add("0003_bad.sql", BAD_SQLITE)
+        with SqliteWriter(self.path("app.db")) as w:
+            w.wait_for_rows(20)
+            r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
+        self.assertEqual(r.code, 8, r)
+        j = r.json()
+        self.assertEqual(j["outcome"], "concurrent_writes")
+        self.assertEqual(j["concurrent_writes"]["action"], "stopped")
+        self.assertIn(j["snapshot"], r.err)
+        # not restored: 0002's table is there, and so is every row
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'a'"),
+                         [(1,)])
+        self.assertTrue(set(w.committed) <= self.events())
+
+    def test_recover_saves_the_state_first(self):
+        """After kill -9, recover cannot tell the killed run's writes from the
+        writer's: it saves the state (while writes wait) and then restores."""
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+        self.add("0003_long.sql", "CREATE TABLE t (x INT);\n" + self.slow.replace("300000",
+                                                                                 "30000000"))
+        with SqliteWriter(self.path("app.db")) as w:
+            w.wait_for_rows(20)
+            p = subprocess.Popen([BIN, *self.base, "safe-migrate"], cwd=self.dir, env=self.env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while not self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE version = "
+                                  "'0002'")[0][0]:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            p.kill()
+            p.wait()
+            w.wait_for_rows(len(w.committed) + 20)
+            r = self.run_sm(*self.base, "recover", "--yes", "--json")
+            w.wait_for_rows(len(w.committed) + 5)
+        self.assertEqual(r.code, 0, r)
+        j = r.json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'a'"),
+                         [(0,)])
+        self.ok("restore", j["saved_state"], "--to", self.sqlite_url("saved.db"), "--yes")
+        missing = set(w.committed) - self.events() - self.events("saved.db")
+        self.assertFalse(missing, (sorted(missing), max(self.events()), max(self.events("saved.db")),
+                                   len(w.committed)))
+
+    def test_no_writer_no_saved_state(self):
+        """The run's own commits (its snapshot, migrations, version rows) are not
+        taken for another connection's: "stop" does not stop, it restores."""
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);\nINSERT INTO events (v) VALUES (1);")
+        self.add("0003_bad.sql", BAD_SQLITE)
+        r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
+        self.assertEqual(r.code, 5, r)
+        self.assertNotIn("concurrent_writes", r.json())
+        self.assertFalse([f for f in os.listdir(self.path("backups")) if "failed_state" in f])
+
+    def test_bad_policy_is_a_usage_error(self):
+        r = self.run_sm(*self.base, "safe-migrate", "--on-concurrent-writes", "maybe")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("'restore' or 'stop'", r.err)
+
+
+class ConcurrentPg(CliTest):
+    def setUp(self):
+        super().setUp()
+        self.url = self.pg_new_db()
+        self.psql(self.url, """
+            CREATE TABLE users (id serial PRIMARY KEY, name text);
+            INSERT INTO users (name) VALUES ('ada'), ('alan'), ('grace');
+            CREATE TABLE events (id serial PRIMARY KEY, v int);""")
+        self.base = ["-d", self.url, "-b", self.path("backups"), "-m", self.path("migrations")]
+        self.write("migrations/0001_base.sql",
+                   "-- migrate:up\nCREATE TABLE base (x int);\n-- migrate:down\nDROP TABLE base;\n")
+        self.ok(*self.base, "upgrade")
+
+    def add(self, name, up):
+        self.write("migrations/" + name, "-- migrate:up\n%s\n" % up)
+
+    def events(self, url=None):
+        return {int(x) for x in self.psql(url or self.url, "SELECT v FROM events").split()}
+
+    def test_nothing_committed_no_restore(self):
+        self.add("0002_bad.sql", "SELECT pg_sleep(0.5);\n" + BAD_PG)
+        with PgWriter(self.url) as w:
+            w.wait_for_rows(20)
+            r = self.run_sm(*self.base, "safe-migrate", "--json")
+            w.wait_for_rows(len(w.committed) + 20)
+        self.assertEqual(r.code, 1, r)
+        j = r.json()
+        self.assertEqual(j["outcome"], "rolled_back")
+        self.assertTrue(os.path.exists(j["snapshot"]), j)
+        self.assertTrue(set(w.committed) <= self.events())
+
+    def test_foreign_writes_saved_then_restored(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x int);\nINSERT INTO a VALUES (1);\n"
+                 "UPDATE users SET name = name || '!';\nSELECT pg_sleep(0.5);")
+        self.add("0003_bad.sql", "INSERT INTO users (name) VALUES ('eve');\n" + BAD_PG)
+        with PgWriter(self.url) as w:
+            w.wait_for_rows(20)
+            r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        j = r.json()
+        self.assertEqual(j["outcome"], "restored")
+        cw = j["concurrent_writes"]
+        # the writer's table, and not the tables only the run wrote
+        self.assertEqual([t["table"] for t in cw["tables"]], ["public.events"], cw)
+        self.assertGreater(cw["tables"][0]["rows"], 0)
+        self.assertIn("public.events", r.err)
+        saved = cw["saved_state"]
+        self.assertIn(saved, r.err)
+        self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NULL"), "t")
+        self.assertEqual(self.psql(self.url, "SELECT string_agg(name, ',' ORDER BY id) FROM users"),
+                         "ada,alan,grace")
+        scratch = self.pg_new_db()
+        self.ok("-d", scratch, "-b", self.path("backups"), "restore", saved, "--to", scratch,
+                "--yes")
+        self.assertTrue(set(w.committed) <= self.events() | self.events(scratch))
+
+    def test_stop_leaves_the_database(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x int);\nSELECT pg_sleep(0.5);")
+        self.add("0003_bad.sql", BAD_PG)
+        with PgWriter(self.url) as w:
+            w.wait_for_rows(20)
+            r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
+        self.assertEqual(r.code, 8, r)
+        self.assertEqual(r.json()["concurrent_writes"]["action"], "stopped")
+        self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NOT NULL"), "t")
+        self.assertTrue(set(w.committed) <= self.events())
+
+    def test_no_writer_no_saved_state(self):
+        """Without other sessions, the run's own writes (committed, and those of
+        the failed migration before it failed) are not taken for foreign ones."""
+        self.add("0002_a.sql", "INSERT INTO events (v) SELECT generate_series(1, 50);\n"
+                 "UPDATE users SET name = name || '!';")
+        self.add("0003_bad.sql", "DELETE FROM events WHERE v < 10;\n" + BAD_PG)
+        # "stop" stops only for other sessions' writes: this run is restored
+        r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
+        self.assertEqual(r.code, 5, r)
+        self.assertNotIn("concurrent_writes", r.json())
+        self.assertFalse([f for f in os.listdir(self.path("backups")) if "failed_state" in f])
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM events"), "0")
+
+    def test_schema_created_by_the_run_is_dropped(self):
+        self.add("0002_s.sql", "CREATE SCHEMA extra;\nCREATE TABLE extra.t (x int);")
+        self.add("0003_bad.sql", BAD_PG)
+        r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM pg_namespace WHERE "
+                                             "nspname = 'extra'"), "0")
+
+    def test_restore_honours_lock_timeout_and_names_the_blocker(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x int);\nCREATE SCHEMA extra;")
+        self.add("0003_bad.sql", BAD_PG)
+        holder = LockHolder(self.url, "users")
+        try:
+            r = self.run_sm(*self.base, "--lock-timeout", "1s", "safe-migrate", "--json",
+                            timeout=60)
+        finally:
+            holder.release()
+        self.assertEqual(r.code, 6, r)
+        self.assertIn("--lock-timeout", r.err)
+        self.assertIn("pid %s" % holder.pid, r.err)
+        self.assertIn("'lockholder'", r.err)
+        self.assertIn("idle in transaction", r.err)
+        self.assertIn("pid %s" % holder.pid, r.json()["blocking_sessions"])
+        # the remedy names what the printed restore cannot know about
+        self.assertEqual(r.json()["created_schemas"], "extra")
+        # the printed command finishes the job once the blocker is gone
+        cmd = [l for l in r.err.splitlines() if "restore '" in l and "--yes" in l][0]
+        self.assertIn("--no-safety-backup", cmd)
+        self.ok(*self.base, "--lock-timeout", "5s", "restore", j_snapshot(r), "--yes",
+                "--no-safety-backup")
+        self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NULL"), "t")
+
+
+    def test_second_sigint_cancels_the_restore(self):
+        """The restore waits behind an idle transaction's lock: the first SIGINT
+        says a restore is running, the second cancels it (its transaction rolls
+        back) and the run exits 6 naming the command to finish."""
+        self.add("0002_a.sql", "CREATE TABLE a (x int);")
+        self.add("0003_bad.sql", BAD_PG)
+        holder = LockHolder(self.url, "users")
+        errpath = self.path("stderr.txt")
+        try:
+            with open(errpath, "w") as errf:
+                p = subprocess.Popen([BIN, *self.base, "--lock-timeout", "60s", "safe-migrate"],
+                                     cwd=self.dir, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=errf)
+            try:
+                def restore_waits():
+                    return self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                     "application_name = 'safe-migrate' AND wait_event_type = "
+                                     "'Lock'") != "0"
+                self.wait_until(restore_waits, p)
+                p.send_signal(signal.SIGINT)
+                self.wait_until(lambda: "a restore is running" in self.read(errpath), p)
+                self.assertIsNone(p.poll())
+                p.send_signal(signal.SIGINT)
+                p.wait(60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        finally:
+            holder.release()
+        err = self.read(errpath)
+        self.assertEqual(p.returncode, 6, err)
+        self.assertIn("CANCELLED", err)
+        self.assertIn("--lock-timeout", err)
+        # the restore's transaction rolled back: the failed run's state is there
+        self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NOT NULL"), "t")
+
+    @staticmethod
+    def read(path):
+        with open(path) as f:
+            return f.read()
+
+    def wait_until(self, cond, proc):
+        deadline = time.monotonic() + 60
+        while not cond():
+            self.assertIsNone(proc.poll(), "the run ended early")
+            self.assertLess(time.monotonic(), deadline, "timed out")
+            time.sleep(0.05)
+
+
+def j_snapshot(r):
+    return r.json()["snapshot"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RestoreLocks(CliTest):
+    """A cluster whose lock table is small (max_locks_per_transaction=10,
+    max_connections=8: 80 slots guaranteed): safety-check and the pipeline
+    refuse before anything changes when the restore could not fit."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = None
+        if not os.environ.get("SAFE_MIGRATE_TEST_PG_URL"):
+            return
+        cls.cluster = os.path.join("/tmp", "sm-small-%d" % os.getpid())
+        r = subprocess.run([os.path.join(SRC, "scripts", "pg-cluster.sh"), "start", cls.cluster,
+                            str(free_port())], capture_output=True, text=True,
+                           env=dict(os.environ, PG_CLUSTER_OPTS="-c max_locks_per_transaction=10 "
+                                    "-c max_connections=8"))
+        if r.returncode != 0:
+            raise RuntimeError("cannot start the small cluster: %s" % r.stderr)
+        cls.small_url = r.stdout.strip()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.cluster:
+            subprocess.run([os.path.join(SRC, "scripts", "pg-cluster.sh"), "stop", cls.cluster],
+                           capture_output=True)
+
+    def test_restore_that_cannot_fit_fails_the_check(self):
+        self.require_pg()
+        url = self.small_url
+        self.psql(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
+                       "CREATE TABLE one (id serial PRIMARY KEY, v text)")
+        base = ["-d", url, "-b", self.path("backups"), "-m", self.path("migrations")]
+        self.write("migrations/0001_a.sql", "-- migrate:up\nCREATE TABLE a (x int);\n")
+        r = self.run_sm(*base, "safety-check", "--json")
+        self.assertEqual(r.code, 0, r)
+        f = [x for x in r.json()["findings"] if x["check"] == "restore-locks"]
+        self.assertEqual(f[0]["level"], "pass", f)
+        self.psql(url, "DO $$ BEGIN FOR i IN 1..12 LOOP EXECUTE format("
+                       "'CREATE TABLE t%s (id serial PRIMARY KEY, v text)', i); END LOOP; END $$")
+        r = self.run_sm(*base, "safety-check", "--json")
+        self.assertEqual(r.code, 4, r)
+        f = [x for x in r.json()["findings"] if x["check"] == "restore-locks"]
+        self.assertEqual(f[0]["level"], "fail", f)
+        self.assertIn("max_locks_per_transaction", f[0]["message"])
+        r = self.run_sm(*base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 4, r)
+        self.assertEqual(r.json()["outcome"], "blocked")
+        self.assertEqual(self.psql(url, "SELECT to_regclass('public.a') IS NULL"), "t")
+
+
+if __name__ == "__main__":
+    main()
