@@ -69,6 +69,10 @@ struct options {
 	char *scratch_url;    /* roundtrip --url */
 	int keep_going;       /* roundtrip --keep-going */
 	char *rehearse_url;   /* safe-migrate --rehearse-url */
+	char *max_blocking;   /* safe-migrate --max-blocking DURATION */
+	char *max_rewrite;    /* safe-migrate --max-rewrite SIZE */
+	long long max_blocking_ms;    /* resolved; -1: no gate */
+	long long max_rewrite_bytes;  /* resolved; -1: no gate */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
 	int no_tablespaces;   /* backup --no-tablespaces (PostgreSQL) */
 	int jobs;             /* restore --jobs, verify --jobs */

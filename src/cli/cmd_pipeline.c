@@ -18,6 +18,7 @@
 #include "child.h"
 #include "fsutil.h"
 #include "history.h"
+#include "impact_report.h"
 #include "journal.h"
 #include "pipeline.h"
 #include "pipeline_restore.h"
@@ -573,12 +574,13 @@ static void apply_print_start(void *ud, const struct step *st)
 
 /* The rehearsal: restore a fresh snapshot into --rehearse-url and run the real
  * migrations there. */
-static int rehearse(struct run *r, struct session *s, const struct plan *p)
+static int rehearse(struct run *r, struct session *s, const struct plan *p, int *gate)
 {
 	struct cmd_ctx *ctx = r->ctx;
 	struct db_url target = DB_URL_INIT;
 	struct engine *re = NULL;
 	struct apply_hooks hooks = { r, apply_print_start, apply_print_done };
+	struct impact *imp;
 	size_t done = 0;
 	long long t0;
 	int rc = -1;
@@ -602,9 +604,11 @@ static int rehearse(struct run *r, struct session *s, const struct plan *p)
 		goto out;
 	t0 = plan_now_ms();
 	signals_watch(re);
+	imp = impact_watch(re, "rehearse-url");
 	rc = apply_plan(re, p, &hooks, &cli_interrupted, &done, &ctx->err);
 	signals_unwatch();
 	phase_done(r, "rehearse-apply", t0, rc == 0);
+	*gate = impact_report(ctx, re, imp);
 	if (rc == 0)
 		out("rehearsal on %s: all %zu migrations applied\n", target.redacted, p->n);
 	else
@@ -627,8 +631,9 @@ static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p
 	struct plan prefix = { p->steps, 0, 0 };
 	cJSON *arr = ctx->json ? cJSON_AddArrayToObject(ctx->json, "not_rehearsed") : NULL;
 	long long t0 = plan_now_ms();
+	struct impact *imp;
 	size_t done = 0;
-	int rc = 0;
+	int rc = 0, gate = EXIT_OK;
 
 	while (prefix.n < p->n && p->steps[prefix.n].m != bad)
 		prefix.n++;
@@ -637,9 +642,11 @@ static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p
 		"run the real migrations there", bad->path);
 	if (prefix.n) {
 		signals_watch(s->e);
+		imp = impact_watch(s->e, "in-place");
 		rc = apply_single_tx(r, s->e, &prefix, 0, &done);
 		signals_unwatch();
 		phase_done(r, "rehearse", t0, rc == 0);
+		gate = impact_report(ctx, s->e, imp);
 	}
 	for (size_t i = prefix.n; i < p->n; i++)
 		if (arr)
@@ -661,30 +668,33 @@ static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p
 	    "(outside a transaction)%s%s%s\n", prefix.n, p->n, p->n == 1 ? "" : "s",
 	    bad->version, p->n - prefix.n > 1 ? " and the " : "",
 	    p->n - prefix.n > 1 ? "migrations after it" : "", "");
-	return run_finish(r, "dry_run", EXIT_PENDING);
+	return run_finish(r, "dry_run", gate != EXIT_OK ? gate : EXIT_PENDING);
 }
 
 static int dry_run(struct run *r, struct session *s, const struct plan *p)
 {
 	struct cmd_ctx *ctx = r->ctx;
 	const struct migration *bad = NULL;
+	struct impact *imp;
 	long long t0;
 	size_t done = 0;
-	int rc;
+	int rc, gate = EXIT_OK;
 
 	if (!all_transactional(p, &bad)) {
 		if (!opt.rehearse_url)
 			return dry_run_prefix(r, s, p, bad);
-		rc = rehearse(r, s, p);
+		rc = rehearse(r, s, p, &gate);
 		if (rc < 0 && ctx->err.msg[0])
 			report_error(ctx, &ctx->err);
-		return run_finish(r, "dry_run", rc == 0 ? EXIT_OK : EXIT_ERROR);
+		return run_finish(r, "dry_run", rc == 0 ? gate : EXIT_ERROR);
 	}
 	t0 = plan_now_ms();
 	signals_watch(s->e);
+	imp = impact_watch(s->e, "in-place");
 	rc = apply_single_tx(r, s->e, p, 0, &done);
 	signals_unwatch();
 	phase_done(r, "rehearse", t0, rc == 0);
+	gate = impact_report(ctx, s->e, imp);
 	if (rc < 0) {
 		out("dry run: version %s would fail\n", p->steps[done].m->version);
 		if (ctx->json)
@@ -695,7 +705,7 @@ static int dry_run(struct run *r, struct session *s, const struct plan *p)
 	}
 	out("dry run: all %zu pending migrations apply cleanly; everything was rolled back\n",
 	    p->n);
-	return run_finish(r, "dry_run", EXIT_OK);
+	return run_finish(r, "dry_run", gate);
 }
 
 int cmd_safe_migrate(struct cmd_ctx *ctx)

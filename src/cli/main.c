@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "config.h"
 #include "fsutil.h"
+#include "impact.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -97,7 +98,7 @@ static const struct command commands[] = {
 	{ "safety-check", cmd_safety_check, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
 	  "safety-check [--ignore RULE[:VERSION]]", "run every pre-flight check", NULL },
 	{ "safe-migrate", cmd_safe_migrate, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
-	  "safe-migrate [TARGET] [--dry-run] [--no-backup] [--on-concurrent-writes restore|stop]",
+	  "safe-migrate [TARGET] [--dry-run [--max-blocking DUR] [--max-rewrite SIZE]] [--no-backup] [--on-concurrent-writes restore|stop]",
 	  "checks, snapshot, apply, validate; restore automatically on failure",
 	  "A migration that fails inside its own transaction with nothing committed\n"
 	  "before it changed nothing: no restore, exit 1.  If other sessions wrote\n"
@@ -169,6 +170,8 @@ static const struct opt_spec specs[] = {
 	{ "url", 0, A_STR, &opt.scratch_url, "roundtrip" },
 	{ "keep-going", 'k', A_FLAG, &opt.keep_going, "roundtrip" },
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
+	{ "max-blocking", 0, A_STR, &opt.max_blocking, "safe-migrate" },
+	{ "max-rewrite", 0, A_STR, &opt.max_rewrite, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
 	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
@@ -425,6 +428,28 @@ static const char *env_nonempty(const char *name)
 	return v && *v ? v : NULL;
 }
 
+/* The dry run's impact gates (--max-blocking, --max-rewrite, or the config's
+ * max_blocking, max_rewrite); -1 when not set. */
+static int resolve_gates(const struct cfg_file *cfg, int have_cfg, struct sm_error *err)
+{
+	const char *mb = opt.max_blocking ? opt.max_blocking : have_cfg ? cfg->max_blocking : NULL;
+	const char *mr = opt.max_rewrite ? opt.max_rewrite : have_cfg ? cfg->max_rewrite : NULL;
+	long ms;
+
+	opt.max_blocking_ms = -1;
+	opt.max_rewrite_bytes = -1;
+	if (mb) {
+		if (parse_duration_ms(mb, &ms) < 0)
+			return err_set(err, ERR_USAGE, "invalid duration '%s' for max-blocking (e.g. "
+				       "500ms, 2s)", mb);
+		opt.max_blocking_ms = ms;
+	}
+	if (mr && impact_parse_size(mr, &opt.max_rewrite_bytes) < 0)
+		return err_set(err, ERR_USAGE, "invalid size '%s' for max-rewrite (e.g. 100MB, "
+			       "512kB)", mr);
+	return 0;
+}
+
 /* Resolves configuration into ctx (flag > env > config > default). */
 static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_cfg,
 			  struct sm_error *err)
@@ -458,6 +483,8 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 			       cfg->statement_timeout, cfg->path);
 	if (!opt.expected && *have_cfg && cfg->expected_schema)
 		opt.expected = xstrdup(cfg->expected_schema);
+	if (resolve_gates(cfg, *have_cfg, err) < 0)
+		return -1;
 	if (*have_cfg && cfg->lint_ignore) {
 		/* the config's ignores and the flags' add up */
 		struct strbuf sb = STRBUF_INIT;
@@ -547,6 +574,8 @@ static void free_options(char **pos)
 	free(opt.from_schema);
 	free(opt.scratch_url);
 	free(opt.rehearse_url);
+	free(opt.max_blocking);
+	free(opt.max_rewrite);
 }
 
 /* Prints the JSON object and checks that stdout really took everything. */

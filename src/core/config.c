@@ -75,6 +75,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		set_string(&c->statement_timeout, value);
 	} else if (!strcmp(name, "migration_lock_timeout")) {
 		set_string(&c->migration_lock_timeout, value);
+	} else if (!strcmp(name, "max_blocking")) {
+		set_string(&c->max_blocking, value);
+	} else if (!strcmp(name, "max_rewrite")) {
+		set_string(&c->max_rewrite, value);
 	} else if (!strcmp(name, "lint_ignore")) {
 		set_string(&c->lint_ignore, value);
 	} else if (!strcmp(name, "expected_schema")) {
@@ -134,6 +138,8 @@ void cfg_release(struct cfg_file *c)
 	free(c->statement_timeout);
 	free(c->migration_lock_timeout);
 	free(c->expected_schema);
+	free(c->max_blocking);
+	free(c->max_rewrite);
 	free(c->lint_ignore);
 	memset(c, 0, sizeof(*c));
 }

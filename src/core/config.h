@@ -23,6 +23,8 @@ struct cfg_file {
 	char *statement_timeout;
 	char *migration_lock_timeout;
 	char *expected_schema; /* resolved against dir */
+	char *max_blocking;    /* dry-run gate: a duration */
+	char *max_rewrite;     /* dry-run gate: a size */
 	char *lint_ignore;     /* "RULE[:VERSION], ..." */
 };
 

@@ -120,11 +120,23 @@ struct engine_ops {
 	int (*user_schemas)(struct engine *e, struct strbuf *out, struct sm_error *err);
 };
 
+/* Watches the statements exec_script runs (the dry run's impact
+ * measurement): before() right before a statement is sent, after() right
+ * after it finished (ok: it succeeded).  The callbacks may run queries on e
+ * (never exec_script); they cannot fail the script. */
+struct stmt_observer {
+	void *ud;
+	void (*before)(void *ud, struct engine *e, const char *text, size_t len,
+		       const struct exec_source *src, int line);
+	void (*after)(void *ud, struct engine *e, int ok);
+};
+
 struct engine {
 	const struct engine_ops *ops;
 	struct db_url url; /* owned copy */
 	void *impl;        /* backend state */
 	int in_tx;         /* a transaction begun through ops->begin is open */
+	const struct stmt_observer *observer; /* borrowed; NULL: none */
 };
 
 #define ENGINE_CREATE 0x1 /* SQLite: create the file if it does not exist */

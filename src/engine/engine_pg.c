@@ -446,12 +446,17 @@ static int exec_one(void *ud, size_t off, size_t len)
 	}
 	sb_reset(&st->stmt);
 	sb_add(&st->stmt, st->sql + off, len);
+	if (st->e->observer)
+		st->e->observer->before(st->e->observer->ud, st->e, st->sql + off, len, st->src,
+					engine_line_at(st->sql, off, st->src ? st->src->first_line : 1));
 	res = exec_simple(pg->conn, st->stmt.buf);
 	if (!result_ok(res)) {
 		ret = result_error(st->e, res, where.buf, st->err);
 		add_migration_hint(st->e, st->err);
 	}
 	PQclear(res);
+	if (st->e->observer)
+		st->e->observer->after(st->e->observer->ud, st->e, ret == 0);
 out:
 	sb_release(&where);
 	return ret;

@@ -134,15 +134,23 @@ static int sqlite_exec_script(struct engine *e, const char *sql, const struct ex
 			sqlite3_finalize(stmt);
 			return -1;
 		}
+		if (e->observer)
+			e->observer->before(e->observer->ud, e, sql + start,
+					    (size_t)(tail - (sql + start)), src,
+					    engine_line_at(sql, start, src ? src->first_line : 1));
 		do {
 			rc = sqlite3_step(stmt);
 		} while (rc == SQLITE_ROW);
 		if (rc != SQLITE_DONE) {
 			sqlite_fail(e, sql, start, src, err);
 			sqlite3_finalize(stmt);
+			if (e->observer)
+				e->observer->after(e->observer->ud, e, 0);
 			return -1;
 		}
 		sqlite3_finalize(stmt);
+		if (e->observer)
+			e->observer->after(e->observer->ud, e, 1);
 		p = tail;
 	}
 	return 0;

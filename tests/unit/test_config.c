@@ -35,7 +35,8 @@ static void test_read(void **state)
 	(void)state;
 	write_cfg("[alembic]\nscript_location = x\n[safe-migrate]\n"
 		  "database_url = sqlite:///app.db\nmigrations_dir = db/a, db/b\n"
-		  "backup_dir = /var/backups/x\nlock_timeout = 5s\n");
+		  "backup_dir = /var/backups/x\nlock_timeout = 5s\nmax_blocking = 2s\n"
+		  "max_rewrite = 100MB\n");
 	assert_int_equal(cfg_load(path, &c, &err), 0);
 	assert_string_equal(c.database_url, "sqlite:///app.db");
 	assert_int_equal(c.n_migrations_dirs, 2);
@@ -43,6 +44,8 @@ static void test_read(void **state)
 	assert_string_equal(c.migrations_dirs[1], "/tmp/db/b");
 	assert_string_equal(c.backup_dir, "/var/backups/x");
 	assert_string_equal(c.lock_timeout, "5s");
+	assert_string_equal(c.max_blocking, "2s");
+	assert_string_equal(c.max_rewrite, "100MB");
 	assert_string_equal(c.dir, "/tmp");
 	cfg_release(&c);
 	unlink(path);

@@ -1,0 +1,114 @@
+/*
+ * impact: what a rehearsal's statements lock, rewrite and block, measured on
+ * the server while the dry run (or --rehearse-url) runs them.
+ *
+ * impact_new() returns a recorder whose stmt_observer is installed on the
+ * rehearsing engine (engine.observer); each statement exec_script runs is
+ * then measured: the relations it newly locked and in which mode (PostgreSQL:
+ * pg_locks of the rehearsing backend, inside the transaction), what each lock
+ * blocks, whether a relation was rewritten (its filenode, or SQLite's root
+ * page, changed), sizes, row estimates and the statement's duration.  The
+ * engine-specific part sits in a driver table keyed by engine_ops.name
+ * (impact_impl.h).  impact_end() closes the last migration and computes the
+ * per-relation blocking windows: from the first statement of a migration
+ * that took a lock blocking writes (or reads) on a relation to the end of
+ * that migration's transaction; outside a transaction, the statement alone.
+ * Times leave out the measurement's own queries.
+ */
+#ifndef SM_IMPACT_H
+#define SM_IMPACT_H
+
+#include <cjson/cJSON.h>
+
+#include "engine.h"
+#include "error.h"
+#include "strbuf.h"
+
+enum impact_blocks { IMPACT_NONE, IMPACT_DDL, IMPACT_WRITES, IMPACT_READS };
+
+/* One relation a statement locked newly (or more strongly), or rewrote. */
+struct impact_rel {
+	char *name;
+	const char *kind;  /* "table", "index", "sequence", "view", "database", ... */
+	char *mode;        /* the strongest lock held on it, e.g. "AccessExclusiveLock" (NULL: none) */
+	const char *new_lock; /* the strongest lock the statement added (static; NULL: none) */
+	enum impact_blocks blocks;
+	int rewritten;
+	int existing;      /* existed before the migration began */
+	long long bytes;   /* size after the statement; -1: unknown */
+	long long rows;    /* row estimate; -1: unknown */
+};
+
+struct impact_stmt {
+	size_t mig;        /* index into impact.migs */
+	int line;
+	char *text;        /* the statement, shortened to one line */
+	char *sql;         /* the statement as run */
+	long long start_us, us; /* microseconds from the rehearsal's start */
+	int ok, in_tx;
+	struct impact_rel *rels;
+	size_t n_rels, alloc;
+};
+
+struct impact_mig {
+	char *file;
+	long long start_us, end_us;
+	int in_tx;
+};
+
+/* Per migration and relation: how long the application's writes (or
+ * reads) to it would wait. */
+struct impact_window {
+	char *rel;          /* borrowed from the statement's impact_rel */
+	const char *kind;
+	size_t mig, stmt;   /* the first blocking statement */
+	enum impact_blocks blocks;
+	long long us;
+	int existing;
+	long long bytes, rows;
+};
+
+struct impact_driver;
+
+struct impact {
+	const struct impact_driver *drv;
+	void *dstate;
+	const char *rehearsal; /* "in-place" or "rehearse-url" */
+	struct stmt_observer obs;
+	struct impact_mig *migs;
+	size_t n_migs, migs_alloc;
+	struct impact_stmt *stmts;
+	size_t n_stmts, stmts_alloc;
+	struct impact_window *wins;
+	size_t n_wins, wins_alloc;
+	long long t0;           /* the rehearsal's start */
+	long long overhead;     /* time spent measuring, left out of every duration */
+	struct sm_error err;    /* the first measurement error, if any */
+	int open;               /* a statement is being measured */
+};
+
+/* rehearsal: "in-place" (the live database, rolled back) or "rehearse-url". */
+int impact_new(struct impact **out, struct engine *e, const char *rehearsal,
+	       struct sm_error *err);
+void impact_free(struct impact *imp);
+/* The observer to install as e->observer while the rehearsal runs. */
+const struct stmt_observer *impact_observer(struct impact *imp);
+/* Closes the last migration and computes the windows. */
+void impact_end(struct impact *imp);
+
+const char *impact_blocks_name(enum impact_blocks b);
+/* Appends the compact text report. */
+void impact_render_text(const struct impact *imp, struct strbuf *out);
+/* Every field, as the "impact" object of --json. */
+cJSON *impact_to_json(const struct impact *imp);
+
+/* The gates: appends one line per window over max_blocking_ms (on an
+ * existing non-empty table or database) and per rewrite over max_rewrite_bytes (a
+ * limit < 0 is off).  Returns the number of violations. */
+int impact_gate(const struct impact *imp, long long max_blocking_ms, long long max_rewrite_bytes,
+		struct strbuf *out);
+
+/* Parses "100MB", "2GB", "512kB", "4096" (bytes; units are powers of 1024). */
+int impact_parse_size(const char *text, long long *bytes);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * impact_impl: the engine-specific half of impact.c, one table per engine
+ * keyed by engine_ops.name (as safety_driver.h).  Internal to safety/.
+ */
+#ifndef SM_IMPACT_IMPL_H
+#define SM_IMPACT_IMPL_H
+
+#include "impact.h"
+
+struct impact_driver {
+	const char *engine; /* engine_ops.name */
+	void *(*state_new)(void);
+	void (*state_free)(void *st);
+	/* Right before a statement; new_mig: the first of a migration. */
+	int (*before)(void *st, struct engine *e, int new_mig, struct sm_error *err);
+	/* After a statement that succeeded: adds (impact_add_rel) each relation
+	 * it newly locked or rewrote. */
+	int (*after)(void *st, struct engine *e, struct impact_stmt *s, struct sm_error *err);
+};
+
+extern const struct impact_driver impact_pg_driver;
+extern const struct impact_driver impact_sqlite_driver;
+
+/* Appends a relation to s (strings copied) and returns it. */
+struct impact_rel *impact_add_rel(struct impact_stmt *s, const char *name, const char *kind,
+				  const char *mode);
+/* What a PostgreSQL table lock mode blocks. */
+enum impact_blocks impact_pg_blocks(const char *mode);
+
+#endif

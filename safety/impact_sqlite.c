@@ -1,0 +1,146 @@
+/*
+ * impact_sqlite: SQLite's half of the impact measurement.  A transaction
+ * that writes holds the database's one write lock (RESERVED) to its end, so
+ * every table is write-blocked for that window; a table is rebuilt when its
+ * root page changed since the migration began (ALTER TABLE's 12-step
+ * rebuild: create, copy, drop, rename).
+ */
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "history.h"
+#include "impact_impl.h"
+#include "xalloc.h"
+
+struct sqlite_state {
+	struct eng_rows baseline; /* name, rootpage of the tables when the migration began */
+	int wrote;                /* the migration's transaction holds the write lock */
+	char **rebuilt;           /* tables already reported as rebuilt in this migration */
+	size_t n_rebuilt;
+	/* outside a transaction: did the statement write? */
+	sqlite3_int64 changes;
+	long long schema_version;
+};
+
+static const char tables_sql[] =
+	"SELECT name, rootpage FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+	"'sqlite\\_%' ESCAPE '\\' AND name <> '" HIST_TABLE "'";
+
+static void *sqlite_state_new(void)
+{
+	return xcalloc(1, sizeof(struct sqlite_state));
+}
+
+static void forget_rebuilt(struct sqlite_state *st)
+{
+	for (size_t i = 0; i < st->n_rebuilt; i++)
+		free(st->rebuilt[i]);
+	free(st->rebuilt);
+	st->rebuilt = NULL;
+	st->n_rebuilt = 0;
+}
+
+static void sqlite_state_free(void *p)
+{
+	struct sqlite_state *st = p;
+
+	rows_release(&st->baseline);
+	forget_rebuilt(st);
+	free(st);
+}
+
+static long long scalar_ll(struct engine *e, const char *sql, const char *param);
+
+static int sqlite_before(void *p, struct engine *e, int new_mig, struct sm_error *err)
+{
+	struct sqlite_state *st = p;
+
+	if (!e->in_tx) {
+		/* autocommit: each statement takes (and drops) the write lock itself */
+		st->changes = sqlite3_total_changes64(engine_native(e));
+		st->schema_version = scalar_ll(e, "PRAGMA schema_version", NULL);
+		st->wrote = 0;
+	}
+	if (!new_mig)
+		return 0;
+	st->wrote = 0;
+	forget_rebuilt(st);
+	rows_release(&st->baseline);
+	return e->ops->query(e, tables_sql, 0, NULL, &st->baseline, err);
+}
+
+static long long scalar_ll(struct engine *e, const char *sql, const char *param)
+{
+	char *v = NULL;
+	struct sm_error ignored = SM_ERROR_INIT;
+	long long n = -1;
+
+	if (engine_scalar(e, sql, param ? 1 : 0, &param, &v, &ignored) == 0 && v)
+		n = strtoll(v, NULL, 10);
+	free(v);
+	return n;
+}
+
+static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_error *err)
+{
+	struct sqlite_state *st = p;
+	struct eng_rows now = ENG_ROWS_INIT;
+	sqlite3 *db = engine_native(e);
+
+	if (!st->wrote && (e->in_tx ? sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE
+				    : sqlite3_total_changes64(db) != st->changes ||
+				      scalar_ll(e, "PRAGMA schema_version", NULL) != st->schema_version)) {
+		/* from here to the end of the transaction no other connection can
+		 * write (readers go on in WAL mode; in rollback-journal mode they
+		 * are shut out at commit) */
+		struct impact_rel *r = impact_add_rel(s, "(database)", "database", "RESERVED");
+		r->blocks = IMPACT_WRITES;
+		r->new_lock = "RESERVED";
+		r->existing = st->baseline.nrows > 0;
+		r->bytes = scalar_ll(e, "SELECT page_count * page_size FROM pragma_page_count(), "
+				     "pragma_page_size()", NULL);
+		st->wrote = e->in_tx; /* outside a transaction, each statement anew */
+	}
+	if (e->ops->query(e, tables_sql, 0, NULL, &now, err) < 0)
+		return -1;
+	for (size_t i = 0; i < now.nrows; i++) {
+		const char *name = rows_get(&now, i, 0), *root = rows_get(&now, i, 1);
+		int seen = 0;
+		long b = -1;
+		struct impact_rel *r;
+		struct strbuf q = STRBUF_INIT;
+
+		for (size_t k = 0; k < st->baseline.nrows; k++)
+			if (!strcmp(rows_get(&st->baseline, k, 0), name))
+				b = (long)k;
+		if (b < 0 || !strcmp(rows_get(&st->baseline, (size_t)b, 1), root))
+			continue;
+		for (size_t k = 0; k < st->n_rebuilt; k++)
+			if (!strcmp(st->rebuilt[k], name))
+				seen = 1;
+		if (seen)
+			continue;
+		st->rebuilt = xrealloc(st->rebuilt, (st->n_rebuilt + 1) * sizeof(char *));
+		st->rebuilt[st->n_rebuilt++] = xstrdup(name);
+		r = impact_add_rel(s, name, "table", NULL);
+		r->rewritten = 1;
+		r->existing = 1;
+		/* dbstat is optional in SQLite builds: the size is then unknown */
+		r->bytes = scalar_ll(e, "SELECT sum(pgsize) FROM dbstat WHERE name = $1", name);
+		sb_adds(&q, "SELECT count(*) FROM ");
+		e->ops->quote_ident(&q, name);
+		r->rows = scalar_ll(e, q.buf, NULL);
+		sb_release(&q);
+	}
+	rows_release(&now);
+	return 0;
+}
+
+const struct impact_driver impact_sqlite_driver = {
+	.engine = "sqlite",
+	.state_new = sqlite_state_new,
+	.state_free = sqlite_state_free,
+	.before = sqlite_before,
+	.after = sqlite_after,
+};

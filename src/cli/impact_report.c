@@ -1,0 +1,63 @@
+/*
+ * impact_report: see impact_report.h.
+ */
+#include "impact_report.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "strbuf.h"
+#include "xalloc.h"
+
+struct impact *impact_watch(struct engine *e, const char *rehearsal)
+{
+	struct impact *imp = NULL;
+	struct sm_error err = SM_ERROR_INIT;
+
+	if (impact_new(&imp, e, rehearsal, &err) < 0) {
+		warning("%s", err.msg);
+		return NULL;
+	}
+	e->observer = impact_observer(imp);
+	return imp;
+}
+
+int impact_report(struct cmd_ctx *ctx, struct engine *e, struct impact *imp)
+{
+	struct strbuf sb = STRBUF_INIT;
+	cJSON *gate;
+	int n, code = EXIT_OK;
+
+	if (!imp)
+		return EXIT_OK;
+	if (e)
+		e->observer = NULL;
+	impact_end(imp);
+	if (imp->err.msg[0])
+		warning("the impact measurement is incomplete: %s", imp->err.msg);
+	impact_render_text(imp, &sb);
+	out("%s", sb.buf);
+	sb_reset(&sb);
+	n = impact_gate(imp, opt.max_blocking_ms, opt.max_rewrite_bytes, &sb);
+	gate = cJSON_CreateArray();
+	for (const char *p = sb.buf; *p;) {
+		const char *nl = strchr(p, '\n');
+		char *line = xstrndup(p, nl ? (size_t)(nl - p) : strlen(p));
+		error_msg("impact gate: %s", line);
+		cJSON_AddItemToArray(gate, cJSON_CreateString(line));
+		free(line);
+		p = nl ? nl + 1 : p + strlen(p);
+	}
+	if (ctx->json) {
+		cJSON *j = impact_to_json(imp);
+		cJSON_AddItemToObject(j, "gate_findings", gate);
+		cJSON_AddItemToObject(ctx->json, "impact", j);
+	} else {
+		cJSON_Delete(gate);
+	}
+	if (n)
+		code = EXIT_BLOCKED;
+	sb_release(&sb);
+	impact_free(imp);
+	return code;
+}
