@@ -12,6 +12,7 @@
  * reference them), then indexes, checks, foreign keys, triggers.
  */
 #include "pgdump_catalog.h"
+#include "pgdump_objects.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,18 +34,6 @@ const char pgcat_session_sql[] =
 	"SET LOCAL row_security = off;"
 	"SELECT pg_catalog.set_config('search_path', '', true);";
 
-/* The user's schemas: what a snapshot holds. */
-#define USER_NSP                                                                      \
-	"(SELECT n.oid FROM pg_catalog.pg_namespace n "                               \
-	"WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "    \
-	"AND n.nspname !~ '^pg_(toast_)?temp_' AND NOT EXISTS (SELECT 1 FROM "        \
-	"pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_namespace'::regclass " \
-	"AND x.objid = n.oid AND x.deptype = 'e'))"
-/* Not a member of an extension (CREATE EXTENSION brings it back). */
-#define NOT_EXT(cls, oidexpr)                                                         \
-	"NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = '" cls    \
-	"'::regclass AND x.objid = " oidexpr " AND x.deptype = 'e')"
-
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
 	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
@@ -62,8 +51,7 @@ int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, cons
 	return -1;
 }
 
-/* Runs sql; returns the result (caller PQclear) or NULL with err set. */
-static PGresult *q(PGconn *conn, const char *sql, struct sm_error *err)
+PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err)
 {
 	PGresult *res = PQexec(conn, sql);
 	ExecStatusType st = PQresultStatus(res);
@@ -92,12 +80,12 @@ static unsigned oidval(const PGresult *r, int row, int col)
 
 int pgcat_begin(PGconn *conn, struct sm_error *err)
 {
-	PGresult *r = q(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
+	PGresult *r = pgcat_query(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
 
 	if (!r)
 		return -1;
 	PQclear(r);
-	if (!(r = q(conn, pgcat_session_sql, err))) {
+	if (!(r = pgcat_query(conn, pgcat_session_sql, err))) {
 		PQclear(PQexec(conn, "ROLLBACK"));
 		return -1;
 	}
@@ -107,11 +95,9 @@ int pgcat_begin(PGconn *conn, struct sm_error *err)
 
 /* --- pre-data objects and their ordering -------------------------------- */
 
-enum obj_rank { R_TYPE, R_SEQ, R_FUNC, R_AGG, R_TABLE, R_VIEW, R_MATVIEW };
-
 struct pobj {
 	int rank;
-	char cls;      /* 'c' pg_class, 't' pg_type, 'p' pg_proc */
+	char cls;      /* the catalog: PGOBJ_CLASS_OF's letter */
 	unsigned oid;
 	char *sql;     /* the CREATE statement(s) */
 	size_t *deps;  /* indexes of objects this one needs first */
@@ -225,70 +211,56 @@ static void owner_to(struct dumper *dp, const char *kind, const char *name, cons
 	sb_addf(&dp->owners, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
 }
 
-/* Any object kind we do not reproduce is an error naming it. */
+/* pgdump_objects hands its pre-data objects to the sort through this. */
+static void add_sorted(void *ud, int rank, char cls, unsigned oid, char *sql)
+{
+	struct dumper *dp = ud;
+
+	add_obj(&dp->objs, rank, cls, oid, sql);
+}
+
+static struct pgobj_out objects_out(struct dumper *dp)
+{
+	struct pgobj_out o = { dp->conn, dp->o->no_owner, dp->err, add_sorted, dp, &dp->owners };
+
+	return o;
+}
+
+/* Any object kind we do not reproduce is an error naming every such
+ * object, sorted (the same database gives the same message). */
 static int check_unsupported(struct dumper *dp)
 {
-	static const char *const checks[] = {
-		/* objects living in a user schema, of a catalog we do not dump */
-		"SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) FROM pg_catalog.pg_depend d "
-		"WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid IN " USER_NSP
-		" AND d.deptype = 'n' AND d.classid NOT IN ('pg_catalog.pg_class'::regclass, "
-		"'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_proc'::regclass, "
-		"'pg_catalog.pg_statistic_ext'::regclass, 'pg_catalog.pg_extension'::regclass) "
-		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
-		"AND x.objid = d.objid AND x.deptype = 'e')",
-		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, c.oid, 0) "
-		"FROM pg_catalog.pg_class c WHERE c.relnamespace IN " USER_NSP
-		" AND (c.relkind = 'f' OR c.reloftype <> 0) AND " NOT_EXT("pg_catalog.pg_class", "c.oid"),
-		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, c.oid, 0) || "
-		"' (table inheritance)' FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c "
-		"ON c.oid = i.inhrelid WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
-		"AND c.relnamespace IN " USER_NSP,
-		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_rewrite'::regclass, r.oid, 0) "
-		"FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
-		"WHERE r.rulename <> '_RETURN' AND c.relnamespace IN " USER_NSP,
-		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_policy'::regclass, p.oid, 0) "
-		"FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
-		"WHERE c.relnamespace IN " USER_NSP,
-		"SELECT 'row-level security on ' || pg_catalog.pg_describe_object("
-		"'pg_catalog.pg_class'::regclass, c.oid, 0) FROM pg_catalog.pg_class c "
-		"WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND c.relnamespace IN " USER_NSP,
-		"SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) FROM "
-		"pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid"),
-		"SELECT 'publication ' || pg_catalog.quote_ident(pubname) FROM pg_catalog.pg_publication",
-		"SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata",
-		"SELECT 'default privileges of role ' || pg_catalog.pg_get_userbyid(defaclrole) "
-		"FROM pg_catalog.pg_default_acl",
-		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_proc'::regclass, a.aggfnoid, 0) "
-		"|| ' (ordered-set or moving aggregate)' FROM pg_catalog.pg_aggregate a "
-		"JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid WHERE p.pronamespace IN " USER_NSP
-		" AND (a.aggkind <> 'n' OR a.aggmtransfn <> 0) AND " NOT_EXT("pg_catalog.pg_proc", "p.oid"),
-		"SELECT pg_catalog.pg_describe_object('pg_catalog.pg_cast'::regclass, c.oid, 0) "
-		"FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_cast", "c.oid")
-		" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = "
-		"'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i')",
-	};
-	size_t i;
+	struct strbuf list = STRBUF_INIT, names = STRBUF_INIT;
+	const char *line, *nl;
+	size_t n = 0, shown = 0;
+	int ret = -1;
 
-	for (i = 0; i < sizeof(checks) / sizeof(*checks); i++) {
-		PGresult *r = q(dp->conn, checks[i], dp->err);
-
-		if (!r)
-			return -1;
-		if (PQntuples(r) > 0) {
-			err_set(dp->err, ERR_FAIL, "cannot snapshot %s: this kind of object is not "
-				"supported by PostgreSQL snapshots (use pg_dump)", PQgetvalue(r, 0, 0));
-			PQclear(r);
-			return -1;
-		}
-		PQclear(r);
+	if (pgobj_unsupported(dp->conn, &list, dp->err) < 0)
+		goto out;
+	for (line = list.buf; line && (nl = strchr(line, '\n')); line = nl + 1, n++) {
+		/* the message has room for about 1.5 kB of names: the rest is counted */
+		if (names.len + (size_t)(nl - line) > 1500)
+			continue;
+		sb_addf(&names, "%s%.*s", shown++ ? "; " : "", (int)(nl - line), line);
 	}
-	return 0;
+	if (n > shown)
+		sb_addf(&names, "; and %zu more", n - shown);
+	if (n) {
+		err_set(dp->err, ERR_FAIL, "cannot snapshot %s: %s not supported by PostgreSQL "
+			"snapshots (use pg_dump)", names.buf, n > 1 ? "these objects are" :
+			"this kind of object is");
+		goto out;
+	}
+	ret = 0;
+out:
+	sb_release(&list);
+	sb_release(&names);
+	return ret;
 }
 
 static int dump_schemas(struct dumper *dp, struct strbuf *pre)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT n.nspname, pg_catalog.quote_ident(n.nspname), "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(n.nspowner)) "
 		"FROM pg_catalog.pg_namespace n WHERE n.oid IN " USER_NSP " ORDER BY n.nspname",
@@ -311,7 +283,7 @@ static int dump_schemas(struct dumper *dp, struct strbuf *pre)
 
 static int dump_extensions(struct dumper *dp, struct strbuf *pre)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT pg_catalog.quote_ident(e.extname), pg_catalog.quote_ident(n.nspname) "
 		"FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
 		"WHERE e.extname <> 'plpgsql' ORDER BY e.oid", dp->err);
@@ -328,7 +300,7 @@ static int dump_extensions(struct dumper *dp, struct strbuf *pre)
 
 static int dump_types(struct dumper *dp)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT t.oid, t.typtype, pg_catalog.format_type(t.oid, NULL), "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(t.typowner)), "
 		/* 4 enum labels */
@@ -430,7 +402,7 @@ static void seq_options(struct strbuf *sb, const PGresult *r, int i, int c)
 
 static int dump_sequences(struct dumper *dp)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT c.oid, c.oid::pg_catalog.regclass::text, "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relpersistence, "
 		"pg_catalog.format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, "
@@ -469,7 +441,7 @@ static int dump_sequences(struct dumper *dp)
 
 static int dump_functions(struct dumper *dp)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT p.oid, p.prokind, pg_catalog.pg_get_functiondef(p.oid), "
 		"p.oid::pg_catalog.regprocedure::text, "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.proowner)) "
@@ -495,7 +467,7 @@ static int dump_functions(struct dumper *dp)
 	PQclear(r);
 
 	/* plain aggregates (the others were refused by check_unsupported) */
-	r = q(dp->conn,
+	r = pgcat_query(dp->conn,
 		"SELECT p.oid, p.oid::pg_catalog.regprocedure::text, "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.proowner)), "
 		"pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(p.proname), "
@@ -571,14 +543,16 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 		"pg_catalog.array_to_string(a.attoptions, ', '), "
 		/* 10.. identity sequence name and options */
 		"s.seqrelid::pg_catalog.regclass::text, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, "
-		"s.seqcache, s.seqcycle, a.attislocal "
+		"s.seqcache, s.seqcycle, a.attislocal, "
+		/* 18 a foreign table's column options */
+		"CASE WHEN a.attfdwoptions IS NOT NULL THEN " PGOBJ_OPTIONS("a.attfdwoptions") " END "
 		"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
 		"LEFT JOIN pg_catalog.pg_sequence s ON a.attidentity <> '' AND s.seqrelid = "
 		" pg_catalog.pg_get_serial_sequence(a.attrelid::pg_catalog.regclass::text, "
 		" a.attname)::pg_catalog.regclass "
 		"WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
 		reloid);
-	if (!(r = q(dp->conn, sql, dp->err)))
+	if (!(r = pgcat_query(dp->conn, sql, dp->err)))
 		return -1;
 	for (i = 0; i < PQntuples(r); i++) {
 		const char *name = PQgetvalue(r, i, 0);
@@ -595,6 +569,8 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 			continue;
 		}
 		sb_addf(cols, "%s\n    %s %s", n++ ? "," : "", name, PQgetvalue(r, i, 1));
+		if (val(r, i, 18))
+			sb_adds(cols, val(r, i, 18));
 		if (val(r, i, 6))
 			sb_addf(cols, " COLLATE %s", val(r, i, 6));
 		if (gen[0] == 's')
@@ -628,7 +604,7 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 
 static int dump_relations(struct dumper *dp)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT c.oid, c.relkind, c.oid::pg_catalog.regclass::text, "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relpersistence, "
 		"pg_catalog.array_to_string(c.reloptions, ', '), c.relispartition, "
@@ -637,9 +613,10 @@ static int dump_relations(struct dumper *dp)
 		" pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) END, "
 		"CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END, "
 		"CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END, "
-		"c.relispopulated, n.nspname, c.relname, c.reltuples::bigint, c.relreplident "
+		"c.relispopulated, n.nspname, c.relname, c.reltuples::bigint, c.relreplident, "
+		"CASE WHEN c.relkind = 'f' THEN " PGOBJ_FOREIGN_TABLE("c.oid") " END "
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-		"WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.relnamespace IN " USER_NSP " AND "
+		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
 	int i, ret = -1;
 
@@ -685,18 +662,21 @@ static int dump_relations(struct dumper *dp)
 			sb_release(&copycols);
 			goto out;
 		}
-		sb_addf(&sb, "CREATE %sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "", name);
+		sb_addf(&sb, "CREATE %s%sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "",
+			kind == 'f' ? "FOREIGN " : "", name);
 		if (partition)
 			sb_addf(&sb, "PARTITION OF %s %s", PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
 		else
 			sb_addf(&sb, "(%s\n)", cols.buf);
 		if (kind == 'p')
 			sb_addf(&sb, " PARTITION BY %s", PQgetvalue(r, i, 7));
+		if (kind == 'f')
+			sb_adds(&sb, PQgetvalue(r, i, 16));
 		if (*relopts)
 			sb_addf(&sb, " WITH (%s)", relopts);
 		sb_adds(&sb, ";\n");
 		sb_add(&sb, alters.buf, alters.len);
-		switch (PQgetvalue(r, i, 15)[0]) {
+		switch (kind == 'f' ? 'd' : PQgetvalue(r, i, 15)[0]) {
 		case 'f':
 			sb_addf(&sb, "ALTER TABLE ONLY %s REPLICA IDENTITY FULL;\n", name);
 			break;
@@ -704,7 +684,7 @@ static int dump_relations(struct dumper *dp)
 			sb_addf(&sb, "ALTER TABLE ONLY %s REPLICA IDENTITY NOTHING;\n", name);
 			break;
 		}
-		owner_to(dp, "TABLE", name, PQgetvalue(r, i, 3));
+		owner_to(dp, kind == 'f' ? "FOREIGN TABLE" : "TABLE", name, PQgetvalue(r, i, 3));
 		add_obj(&dp->objs, R_TABLE, 'c', oid, sb_detach(&sb));
 		if (kind == 'r') {
 			struct pgcat_dump *d = dp->d;
@@ -739,7 +719,7 @@ static int load_dependencies(struct dumper *dp)
 	int i, ret = -1;
 
 	/* row types and composite relations */
-	r = q(dp->conn,
+	r = pgcat_query(dp->conn,
 		"SELECT t.oid, t.typrelid FROM pg_catalog.pg_type t WHERE t.typrelid <> 0 "
 		"AND t.typnamespace IN " USER_NSP, dp->err);
 	if (!r)
@@ -757,7 +737,7 @@ static int load_dependencies(struct dumper *dp)
 	PQclear(r);
 	sort_keys(s);
 	/* array types point at their element */
-	r = q(dp->conn,
+	r = pgcat_query(dp->conn,
 		"SELECT t.oid, t.typelem FROM pg_catalog.pg_type t JOIN pg_catalog.pg_type e "
 		"ON e.oid = t.typelem AND e.typarray = t.oid WHERE t.typnamespace IN " USER_NSP, dp->err);
 	if (!r)
@@ -771,15 +751,15 @@ static int load_dependencies(struct dumper *dp)
 	PQclear(r);
 	sort_keys(s);
 
-	r = q(dp->conn,
-		"SELECT CASE WHEN d.classid IN ('pg_catalog.pg_class'::regclass, "
-		"'pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_attrdef'::regclass) THEN 'c' "
-		"WHEN d.classid = 'pg_catalog.pg_proc'::regclass THEN 'p' ELSE 't' END, "
+	r = pgcat_query(dp->conn,
+		"SELECT * FROM (SELECT CASE WHEN d.classid IN ('pg_catalog.pg_rewrite'::regclass, "
+		"'pg_catalog.pg_attrdef'::regclass) THEN 'c' WHEN d.classid = "
+		"'pg_catalog.pg_constraint'::regclass THEN CASE WHEN co.contypid <> 0 THEN 't' END "
+		"ELSE " PGOBJ_CLASS_OF("d.classid") " END AS cls, "
 		"CASE d.classid WHEN 'pg_catalog.pg_rewrite'::regclass THEN rw.ev_class "
 		"WHEN 'pg_catalog.pg_attrdef'::regclass THEN ad.adrelid "
 		"WHEN 'pg_catalog.pg_constraint'::regclass THEN co.contypid ELSE d.objid END, "
-		"CASE d.refclassid WHEN 'pg_catalog.pg_class'::regclass THEN 'c' "
-		"WHEN 'pg_catalog.pg_proc'::regclass THEN 'p' ELSE 't' END, d.refobjid "
+		PGOBJ_CLASS_OF("d.refclassid") " AS refcls, d.refobjid "
 		"FROM pg_catalog.pg_depend d "
 		"LEFT JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::regclass "
 		" AND rw.oid = d.objid "
@@ -787,12 +767,8 @@ static int load_dependencies(struct dumper *dp)
 		" AND ad.oid = d.objid "
 		"LEFT JOIN pg_catalog.pg_constraint co ON d.classid = 'pg_catalog.pg_constraint'::regclass "
 		" AND co.oid = d.objid "
-		"WHERE d.deptype IN ('n', 'a', 'i') AND d.refclassid IN ('pg_catalog.pg_class'::regclass, "
-		"'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_proc'::regclass) "
-		"AND (d.classid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_type'::regclass, "
-		"'pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_rewrite'::regclass, "
-		"'pg_catalog.pg_attrdef'::regclass) OR (d.classid = 'pg_catalog.pg_constraint'::regclass "
-		"AND co.contypid <> 0))", dp->err);
+		"WHERE d.deptype IN ('n', 'a', 'i') AND d.refobjid >= 16384) x "
+		"WHERE x.cls IS NOT NULL AND x.refcls IS NOT NULL", dp->err);
 	if (!r)
 		goto out;
 	for (i = 0; i < PQntuples(r); i++) {
@@ -916,7 +892,7 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 	int i;
 
 	for (p = 0; p < sizeof(parts) / sizeof(*parts); p++) {
-		PGresult *r = q(dp->conn, parts[p], dp->err);
+		PGresult *r = pgcat_query(dp->conn, parts[p], dp->err);
 
 		if (!r)
 			return -1;
@@ -930,7 +906,7 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 /* setval for every sequence, identity ones included. */
 static int dump_seq_positions(struct dumper *dp, struct strbuf *post)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c "
 		"WHERE c.relkind = 'S' AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
@@ -945,7 +921,7 @@ static int dump_seq_positions(struct dumper *dp, struct strbuf *post)
 		PGresult *v;
 
 		sb_addf(&sql, "SELECT last_value, is_called FROM %s", name);
-		v = q(dp->conn, sql.buf, dp->err);
+		v = pgcat_query(dp->conn, sql.buf, dp->err);
 		sb_release(&sql);
 		if (!v) {
 			PQfreemem(lit);
@@ -964,13 +940,13 @@ static int dump_seq_positions(struct dumper *dp, struct strbuf *post)
 /* Grants: the object's ACL replayed from a clean slate. */
 static int dump_acls(struct dumper *dp, struct strbuf *post)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"WITH o(kind, name, acl, owner) AS ("
 		" SELECT 'SCHEMA', pg_catalog.quote_ident(n.nspname), n.nspacl, n.nspowner "
 		" FROM pg_catalog.pg_namespace n WHERE n.oid IN " USER_NSP " AND n.nspacl IS NOT NULL"
 		" UNION ALL SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, "
 		" c.oid::pg_catalog.regclass::text, c.relacl, c.relowner FROM pg_catalog.pg_class c "
-		" WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'v', 'm', 'S') "
+		" WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
 		" AND c.relacl IS NOT NULL AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
 		" UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, "
 		" p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner FROM pg_catalog.pg_proc p "
@@ -1014,7 +990,7 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 
 static int dump_comments(struct dumper *dp, struct strbuf *post)
 {
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT 'COMMENT ON ' || CASE "
 		" WHEN d.classoid = 'pg_catalog.pg_namespace'::regclass THEN 'SCHEMA ' || "
 		"  (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n WHERE n.oid = d.objoid "
@@ -1028,7 +1004,7 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 		"    a.attrelid = c.oid AND a.attnum = d.objsubid)) "
 		"   ELSE CASE c.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' "
 		"    WHEN 'S' THEN 'SEQUENCE ' WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' "
-		"    WHEN 'c' THEN 'TYPE ' ELSE 'TABLE ' END || c.oid::pg_catalog.regclass::text END "
+		"    WHEN 'c' THEN 'TYPE ' WHEN 'f' THEN 'FOREIGN TABLE ' ELSE 'TABLE ' END || c.oid::pg_catalog.regclass::text END "
 		"   FROM pg_catalog.pg_class c WHERE c.oid = d.objoid AND c.relnamespace IN " USER_NSP
 		"   AND " NOT_EXT("pg_catalog.pg_class", "c.oid") ") "
 		" WHEN d.classoid = 'pg_catalog.pg_type'::regclass THEN (SELECT 'TYPE ' || "
@@ -1069,7 +1045,7 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 static int lock_tables(struct dumper *dp)
 {
 	struct strbuf sql = STRBUF_INIT;
-	PGresult *r = q(dp->conn,
+	PGresult *r = pgcat_query(dp->conn,
 		"SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c "
 		"WHERE c.relkind IN ('r', 'p') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
@@ -1086,7 +1062,7 @@ static int lock_tables(struct dumper *dp)
 	if (PQntuples(r) > 0)
 		sb_adds(&sql, " IN ACCESS SHARE MODE; SET LOCAL lock_timeout = 0");
 	PQclear(r);
-	if (!(r = q(dp->conn, sql.buf, dp->err))) {
+	if (!(r = pgcat_query(dp->conn, sql.buf, dp->err))) {
 		if (!strcmp(dp->err->sqlstate, "55P03"))
 			dp->err->kind = ERR_LOCKED;
 		err_prefix(dp->err, "cannot lock the tables for the snapshot (waited %ld ms)", timeout);
@@ -1104,6 +1080,7 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 {
 	struct dumper dp = { conn, o, out, { 0 }, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT, err };
 	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
+	struct pgobj_out objs = objects_out(&dp);
 	int ret = -1;
 
 	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0)
@@ -1111,7 +1088,7 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
 	if (dump_schemas(&dp, pre) < 0 || dump_extensions(&dp, pre) < 0 || dump_types(&dp) < 0 ||
 	    dump_sequences(&dp) < 0 || dump_functions(&dp) < 0 || dump_relations(&dp) < 0 ||
-	    load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
+	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
 		goto out;
 	sb_add(pre, dp.seqowned.buf, dp.seqowned.len);
 
@@ -1123,6 +1100,9 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 		goto out;
 	/* REFRESH in dependency order (a view of a view after it) */
 	sb_add(post, dp.refresh.buf, dp.refresh.len);
+	/* policies, rules, publications, default privileges, event triggers */
+	if (pgobj_post(&objs, post) < 0)
+		goto out;
 	ret = 0;
 out:
 	objset_release(&dp.objs);

@@ -1,0 +1,436 @@
+/*
+ * pgdump_objects: the object kinds of a PostgreSQL snapshot beyond the
+ * schema's tables, types and functions (see pgdump_objects.h), and the
+ * list of the kinds no snapshot reproduces yet.
+ *
+ * Each kind is read in one set-based query.  Objects that belong to an
+ * extension (pg_depend deptype 'e'), or hang off one (a rule or a policy
+ * of an extension's table), are the extension's: CREATE EXTENSION brings
+ * them back, so they are neither dumped nor refused.
+ *
+ * Objects that live outside the snapshot's schemas (wrappers, servers,
+ * user mappings, publications, event triggers) survive the DROP SCHEMA
+ * CASCADE of an in-place restore unless something dropped took them along:
+ * each is dropped IF EXISTS right before it is created again, so a restore
+ * puts back exactly the snapshot's.
+ */
+#include "pgdump_objects.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+/* The object a rule, policy or trigger hangs off belongs to an extension. */
+#define REL_NOT_EXT(oidexpr) NOT_EXT("pg_catalog.pg_class", oidexpr)
+
+static const char *val(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static unsigned oidval(const PGresult *r, int row, int col)
+{
+	return (unsigned)strtoul(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* Runs sql and appends column 0 of every row (non-NULL), a line each. */
+static int add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm_error *err)
+{
+	PGresult *r = pgcat_query(conn, sql, err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		if (val(r, i, 0))
+			sb_addf(out, "%s\n", val(r, i, 0));
+	PQclear(r);
+	return 0;
+}
+
+/* --- refused kinds ------------------------------------------------------- */
+
+int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
+{
+	static const char sql[] =
+		"SELECT DISTINCT what COLLATE \"C\" AS what FROM ("
+		/* objects living in a user schema, of a catalog no snapshot dumps
+		 * (operators, operator classes and families, text search, conversions) */
+		"SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) AS what "
+		"FROM pg_catalog.pg_depend d WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass "
+		"AND d.refobjid IN " USER_NSP " AND d.deptype = 'n' AND d.classid NOT IN ("
+		"'pg_catalog.pg_class'::regclass, 'pg_catalog.pg_type'::regclass, "
+		"'pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_statistic_ext'::regclass, "
+		"'pg_catalog.pg_extension'::regclass, 'pg_catalog.pg_collation'::regclass) "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
+		"AND x.objid = d.objid AND x.deptype = 'e') "
+		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, c.oid, 0) "
+		"|| ' (typed table)' FROM pg_catalog.pg_class c WHERE c.relnamespace IN " USER_NSP
+		" AND c.reloftype <> 0 AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " "
+		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, c.oid, 0) "
+		"|| ' (table inheritance)' FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c "
+		"ON c.oid = i.inhrelid WHERE c.relkind IN ('r', 'p', 'f') AND NOT c.relispartition "
+		"AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " "
+		"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
+		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_proc'::regclass, "
+		"a.aggfnoid, 0) || ' (ordered-set or moving aggregate)' FROM pg_catalog.pg_aggregate a "
+		"JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid WHERE p.pronamespace IN " USER_NSP
+		" AND (a.aggkind <> 'n' OR a.aggmtransfn <> 0) AND " NOT_EXT("pg_catalog.pg_proc", "p.oid")
+		" UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_cast'::regclass, c.oid, 0) "
+		"FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_cast", "c.oid")
+		" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = "
+		"'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i') "
+		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_am'::regclass, a.oid, 0) "
+		"FROM pg_catalog.pg_am a WHERE a.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_am", "a.oid")
+		" UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_language'::regclass, "
+		"l.oid, 0) FROM pg_catalog.pg_language l WHERE l.oid >= 16384 AND "
+		NOT_EXT("pg_catalog.pg_language", "l.oid")
+		" UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_transform'::regclass, "
+		"t.oid, 0) FROM pg_catalog.pg_transform t WHERE " NOT_EXT("pg_catalog.pg_transform", "t.oid")
+		" UNION ALL SELECT 'subscription ' || pg_catalog.quote_ident(s.subname) FROM "
+		"pg_catalog.pg_subscription s JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
+		"WHERE db.datname = pg_catalog.current_database() "
+		/* grants on the system's own objects (pg_dump compares with pg_init_privs) */
+		"UNION ALL SELECT 'privileges on ' || pg_catalog.pg_describe_object("
+		"'pg_catalog.pg_class'::regclass, c.oid, 0) FROM pg_catalog.pg_class c "
+		"LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::regclass "
+		"AND ip.objoid = c.oid AND ip.objsubid = 0 WHERE c.relnamespace IN "
+		"('pg_catalog'::regnamespace) "
+		"AND c.relacl IS DISTINCT FROM ip.initprivs "
+		"UNION ALL SELECT 'privileges on ' || pg_catalog.pg_describe_object("
+		"'pg_catalog.pg_proc'::regclass, p.oid, 0) FROM pg_catalog.pg_proc p "
+		"LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::regclass "
+		"AND ip.objoid = p.oid AND ip.objsubid = 0 WHERE p.pronamespace IN "
+		"('pg_catalog'::regnamespace) "
+		"AND p.proacl IS DISTINCT FROM ip.initprivs "
+		") u ORDER BY 1";
+
+	return add_lines(conn, sql, out, err);
+}
+
+/* --- pre-data ------------------------------------------------------------ */
+
+static void owner_to(const struct pgobj_out *o, const char *kind, const char *name,
+		     const char *owner)
+{
+	if (o->no_owner || !owner)
+		return;
+	sb_addf(o->owners, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
+}
+
+static int dump_collations(const struct pgobj_out *o)
+{
+	PGresult *r = pgcat_query(o->conn,
+		"SELECT c.oid, pg_catalog.quote_ident(n.nspname) || '.' || "
+		"pg_catalog.quote_ident(c.collname), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.collowner)), c.collprovider, "
+		"c.collisdeterministic, pg_catalog.quote_literal(c.collcollate), "
+		"pg_catalog.quote_literal(c.collctype), pg_catalog.quote_literal(c.colliculocale) "
+		"FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace "
+		"WHERE c.collnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_collation", "c.oid")
+		" ORDER BY c.oid", o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 1), *prov = PQgetvalue(r, i, 3);
+
+		sb_addf(&sb, "CREATE COLLATION %s (provider = %s", name,
+			prov[0] == 'i' ? "icu" : prov[0] == 'c' ? "libc" : "default");
+		if (prov[0] == 'i' && val(r, i, 7))
+			sb_addf(&sb, ", locale = %s", val(r, i, 7));
+		else if (prov[0] == 'c' && val(r, i, 5) && val(r, i, 6))
+			sb_addf(&sb, ", lc_collate = %s, lc_ctype = %s", val(r, i, 5), val(r, i, 6));
+		if (PQgetvalue(r, i, 4)[0] != 't')
+			sb_adds(&sb, ", deterministic = false");
+		sb_adds(&sb, ");\n");
+		o->add(o->ud, R_COLL, 'l', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(o, "COLLATION", name, PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int dump_fdws(const struct pgobj_out *o)
+{
+	PGresult *r = pgcat_query(o->conn,
+		"SELECT w.oid, pg_catalog.quote_ident(w.fdwname), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(w.fdwowner)), "
+		"NULLIF(w.fdwhandler, 0)::pg_catalog.regproc, NULLIF(w.fdwvalidator, 0)::pg_catalog.regproc, "
+		PGOBJ_OPTIONS("w.fdwoptions") " FROM pg_catalog.pg_foreign_data_wrapper w WHERE "
+		NOT_EXT("pg_catalog.pg_foreign_data_wrapper", "w.oid") " ORDER BY w.oid", o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 1);
+
+		/* CASCADE: its servers and user mappings come back after it */
+		sb_addf(&sb, "DROP FOREIGN DATA WRAPPER IF EXISTS %s CASCADE;\n"
+			"CREATE FOREIGN DATA WRAPPER %s", name, name);
+		if (val(r, i, 3))
+			sb_addf(&sb, " HANDLER %s", val(r, i, 3));
+		if (val(r, i, 4))
+			sb_addf(&sb, " VALIDATOR %s", val(r, i, 4));
+		sb_addf(&sb, "%s;\n", PQgetvalue(r, i, 5));
+		o->add(o->ud, R_FDW, 'w', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(o, "FOREIGN DATA WRAPPER", name, PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int dump_servers(const struct pgobj_out *o)
+{
+	PGresult *r = pgcat_query(o->conn,
+		"SELECT s.oid, pg_catalog.quote_ident(s.srvname), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(s.srvowner)), "
+		"pg_catalog.quote_literal(s.srvtype), pg_catalog.quote_literal(s.srvversion), "
+		"pg_catalog.quote_ident(w.fdwname), " PGOBJ_OPTIONS("s.srvoptions")
+		" FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_foreign_data_wrapper w "
+		"ON w.oid = s.srvfdw WHERE " NOT_EXT("pg_catalog.pg_foreign_server", "s.oid")
+		" ORDER BY s.oid", o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 1);
+
+		sb_addf(&sb, "DROP SERVER IF EXISTS %s CASCADE;\nCREATE SERVER %s", name, name);
+		if (val(r, i, 3))
+			sb_addf(&sb, " TYPE %s", val(r, i, 3));
+		if (val(r, i, 4))
+			sb_addf(&sb, " VERSION %s", val(r, i, 4));
+		sb_addf(&sb, " FOREIGN DATA WRAPPER %s%s;\n", PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+		o->add(o->ud, R_SERVER, 's', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(o, "SERVER", name, PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* pg_user_mappings shows the options (passwords too) to whoever may see
+ * them, as pg_dump reads them. */
+static int dump_user_mappings(const struct pgobj_out *o)
+{
+	PGresult *r = pgcat_query(o->conn,
+		"SELECT u.umid, CASE WHEN u.umuser = 0 THEN 'PUBLIC' ELSE "
+		"pg_catalog.quote_ident(u.usename) END, pg_catalog.quote_ident(u.srvname), "
+		PGOBJ_OPTIONS("u.umoptions") " FROM pg_catalog.pg_user_mappings u "
+		"WHERE " NOT_EXT("pg_catalog.pg_foreign_server", "u.srvid") " ORDER BY u.umid", o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+
+		sb_addf(&sb, "CREATE USER MAPPING FOR %s SERVER %s%s;\n", PQgetvalue(r, i, 1),
+			PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+		o->add(o->ud, R_UMAP, 'u', oidval(r, i, 0), sb_detach(&sb));
+	}
+	PQclear(r);
+	return 0;
+}
+
+int pgobj_pre(const struct pgobj_out *o)
+{
+	if (dump_collations(o) < 0 || dump_fdws(o) < 0 || dump_servers(o) < 0 ||
+	    dump_user_mappings(o) < 0)
+		return -1;
+	return 0;
+}
+
+/* --- post-data ----------------------------------------------------------- */
+
+/* Row-level security switches and policies. */
+static const char rls_sql[] =
+	"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ROW LEVEL SECURITY;' "
+	"|| CASE WHEN c.relforcerowsecurity THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text "
+	"|| ' FORCE ROW LEVEL SECURITY;' ELSE '' END FROM pg_catalog.pg_class c "
+	"WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND c.relnamespace IN " USER_NSP
+	" AND " REL_NOT_EXT("c.oid") " ORDER BY c.oid";
+
+static const char policy_sql[] =
+	"SELECT 'CREATE POLICY ' || pg_catalog.quote_ident(p.polname) || ' ON ' || "
+	"c.oid::pg_catalog.regclass::text || CASE WHEN p.polpermissive THEN '' "
+	"ELSE ' AS RESTRICTIVE' END || ' FOR ' || CASE p.polcmd WHEN 'r' THEN 'SELECT' "
+	"WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END "
+	"|| ' TO ' || (SELECT pg_catalog.string_agg(CASE WHEN r.u = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.u)) END, ', ' ORDER BY r.n) "
+	"FROM pg_catalog.unnest(p.polroles) WITH ORDINALITY r(u, n)) || "
+	"COALESCE(' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')', '') || "
+	"COALESCE(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', '') "
+	"|| ';' FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
+	"WHERE c.relnamespace IN " USER_NSP " AND " REL_NOT_EXT("c.oid") " ORDER BY c.oid, p.polname";
+
+/* Rules (a view's _RETURN rule is the view itself). */
+static const char rule_sql[] =
+	"SELECT pg_catalog.pg_get_ruledef(r.oid) || CASE r.ev_enabled "
+	"WHEN 'D' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' DISABLE RULE ' "
+	"|| pg_catalog.quote_ident(r.rulename) || ';' "
+	"WHEN 'R' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE REPLICA RULE ' "
+	"|| pg_catalog.quote_ident(r.rulename) || ';' "
+	"WHEN 'A' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ALWAYS RULE ' "
+	"|| pg_catalog.quote_ident(r.rulename) || ';' ELSE '' END "
+	"FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
+	"WHERE r.rulename <> '_RETURN' AND c.relnamespace IN " USER_NSP " AND " REL_NOT_EXT("c.oid")
+	" ORDER BY c.oid, r.rulename";
+
+/* Grants on wrappers and servers: the object's ACL replayed from a clean
+ * slate.  An extension's wrapper (postgres_fdw) counts when its ACL is no
+ * longer the one the extension set up (pg_init_privs). */
+static const char fdw_acl_sql[] =
+	"WITH o(kind, name, acl, owner) AS ("
+	" SELECT 'FOREIGN DATA WRAPPER', pg_catalog.quote_ident(w.fdwname), w.fdwacl, w.fdwowner "
+	" FROM pg_catalog.pg_foreign_data_wrapper w LEFT JOIN pg_catalog.pg_init_privs ip ON "
+	" ip.classoid = 'pg_catalog.pg_foreign_data_wrapper'::regclass AND ip.objoid = w.oid "
+	" WHERE w.fdwacl IS DISTINCT FROM ip.initprivs AND (w.fdwacl IS NOT NULL OR ip.initprivs "
+	" IS NOT NULL)"
+	" UNION ALL SELECT 'FOREIGN SERVER', pg_catalog.quote_ident(s.srvname), s.srvacl, s.srvowner "
+	" FROM pg_catalog.pg_foreign_server s WHERE s.srvacl IS NOT NULL AND "
+	NOT_EXT("pg_catalog.pg_foreign_server", "s.oid") ") "
+	"SELECT 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; REVOKE ALL ON ' || "
+	"o.kind || ' ' || o.name || ' FROM ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';' || COALESCE((SELECT "
+	"pg_catalog.string_agg(' GRANT ' || a.privilege_type || ' ON ' || o.kind || ' ' || o.name || "
+	"' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
+	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
+	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault('F', o.owner))) a), '') "
+	"FROM o ORDER BY o.kind, o.name";
+
+/* Comments on the kinds of this file. */
+static const char comment_sql[] =
+	"SELECT 'COMMENT ON ' || CASE "
+	" WHEN d.classoid = 'pg_catalog.pg_collation'::regclass THEN (SELECT 'COLLATION ' || "
+	"  pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.collname) "
+	"  FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace "
+	"  WHERE c.oid = d.objoid AND c.collnamespace IN " USER_NSP
+	"  AND " NOT_EXT("pg_catalog.pg_collation", "c.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_foreign_data_wrapper'::regclass THEN (SELECT "
+	"  'FOREIGN DATA WRAPPER ' || pg_catalog.quote_ident(w.fdwname) FROM "
+	"  pg_catalog.pg_foreign_data_wrapper w WHERE w.oid = d.objoid AND "
+	NOT_EXT("pg_catalog.pg_foreign_data_wrapper", "w.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_foreign_server'::regclass THEN (SELECT "
+	"  'SERVER ' || pg_catalog.quote_ident(s.srvname) FROM pg_catalog.pg_foreign_server s "
+	"  WHERE s.oid = d.objoid AND " NOT_EXT("pg_catalog.pg_foreign_server", "s.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_policy'::regclass THEN (SELECT 'POLICY ' || "
+	"  pg_catalog.quote_ident(p.polname) || ' ON ' || c.oid::pg_catalog.regclass::text "
+	"  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
+	"  WHERE p.oid = d.objoid AND c.relnamespace IN " USER_NSP " AND " REL_NOT_EXT("c.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_rewrite'::regclass THEN (SELECT 'RULE ' || "
+	"  pg_catalog.quote_ident(r.rulename) || ' ON ' || c.oid::pg_catalog.regclass::text "
+	"  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
+	"  WHERE r.oid = d.objoid AND r.rulename <> '_RETURN' AND c.relnamespace IN " USER_NSP
+	"  AND " REL_NOT_EXT("c.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_publication'::regclass THEN (SELECT 'PUBLICATION ' || "
+	"  pg_catalog.quote_ident(p.pubname) FROM pg_catalog.pg_publication p WHERE p.oid = d.objoid) "
+	" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
+	"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 AND d.classoid IN ("
+	"'pg_catalog.pg_collation'::regclass, 'pg_catalog.pg_foreign_data_wrapper'::regclass, "
+	"'pg_catalog.pg_foreign_server'::regclass, 'pg_catalog.pg_policy'::regclass, "
+	"'pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_publication'::regclass) "
+	"ORDER BY d.classoid, d.objoid";
+
+/* Publications: dropped first (they live outside every schema), created
+ * empty, then given their schemas and tables (column lists, row filters). */
+static const char publication_sql[] =
+	"SELECT 'DROP PUBLICATION IF EXISTS ' || pg_catalog.quote_ident(p.pubname) || "
+	"'; CREATE PUBLICATION ' || pg_catalog.quote_ident(p.pubname) || CASE WHEN p.puballtables "
+	"THEN ' FOR ALL TABLES' ELSE '' END || ' WITH (publish = ' || pg_catalog.quote_literal("
+	"pg_catalog.concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate "
+	"THEN 'update' END, CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN "
+	"'truncate' END)) || ', publish_via_partition_root = ' || p.pubviaroot || ');' || "
+	"COALESCE((SELECT pg_catalog.string_agg(' ALTER PUBLICATION ' || pg_catalog.quote_ident("
+	"p.pubname) || ' ADD TABLES IN SCHEMA ' || pg_catalog.quote_ident(n.nspname) || ';', '' "
+	"ORDER BY n.nspname) FROM pg_catalog.pg_publication_namespace pn JOIN "
+	"pg_catalog.pg_namespace n ON n.oid = pn.pnnspid WHERE pn.pnpubid = p.oid), '') || "
+	"COALESCE((SELECT pg_catalog.string_agg(' ALTER PUBLICATION ' || pg_catalog.quote_ident("
+	"p.pubname) || ' ADD TABLE ONLY ' || pr.prrelid::pg_catalog.regclass::text || "
+	"COALESCE(' (' || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' "
+	"ORDER BY k.n) FROM pg_catalog.unnest(pr.prattrs::pg_catalog.int2[]) WITH ORDINALITY k(num, n) "
+	"JOIN pg_catalog.pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.num) || ')', '') "
+	"|| COALESCE(' WHERE (' || pg_catalog.pg_get_expr(pr.prqual, pr.prrelid) || ')', '') || ';', "
+	"'' ORDER BY pr.prrelid) FROM pg_catalog.pg_publication_rel pr WHERE pr.prpubid = p.oid), '') "
+	"FROM pg_catalog.pg_publication p ORDER BY p.pubname";
+
+/* Default privileges (ALTER DEFAULT PRIVILEGES).  A role-wide entry replaces
+ * the built-in default: it is reset (REVOKE ALL from the owner and PUBLIC)
+ * and granted again, which is the same whether or not it exists already.
+ * A schema's entry adds to the role-wide one: only its grants. */
+static const char defacl_sql[] =
+	"SELECT (SELECT pg_catalog.string_agg(x.sql, ' ' ORDER BY x.n) FROM ("
+	" SELECT 0 AS n, 'ALTER DEFAULT PRIVILEGES FOR ROLE ' || pg_catalog.quote_ident("
+	" pg_catalog.pg_get_userbyid(d.defaclrole)) || ' REVOKE ALL ON ' || k.objs || ' FROM PUBLIC; "
+	"ALTER DEFAULT PRIVILEGES FOR ROLE ' || pg_catalog.quote_ident(pg_catalog.pg_get_userbyid("
+	" d.defaclrole)) || ' REVOKE ALL ON ' || k.objs || ' FROM ' || pg_catalog.quote_ident("
+	" pg_catalog.pg_get_userbyid(d.defaclrole)) || ';' AS sql WHERE d.defaclnamespace = 0"
+	" UNION ALL SELECT 1, 'ALTER DEFAULT PRIVILEGES FOR ROLE ' || pg_catalog.quote_ident("
+	" pg_catalog.pg_get_userbyid(d.defaclrole)) || CASE WHEN d.defaclnamespace <> 0 THEN "
+	" ' IN SCHEMA ' || pg_catalog.quote_ident(n.nspname) ELSE '' END || ' GRANT ' || "
+	" a.privilege_type || ' ON ' || k.objs || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
+	" ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || CASE WHEN "
+	" a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';' FROM "
+	" pg_catalog.aclexplode(d.defaclacl) a) x"
+	") FROM pg_catalog.pg_default_acl d "
+	"CROSS JOIN LATERAL (SELECT CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN "
+	"'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END) "
+	"k(objs) LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace "
+	"WHERE d.defaclnamespace = 0 OR d.defaclnamespace IN " USER_NSP
+	" ORDER BY d.oid";
+
+/* Event triggers, last: nothing the restore runs before fires them. */
+static const char evt_sql[] =
+	"SELECT 'DROP EVENT TRIGGER IF EXISTS ' || pg_catalog.quote_ident(e.evtname) || "
+	"'; CREATE EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) || ' ON ' || "
+	"pg_catalog.quote_ident(e.evtevent) || COALESCE(' WHEN TAG IN (' || (SELECT "
+	"pg_catalog.string_agg(pg_catalog.quote_literal(t), ', ') FROM pg_catalog.unnest(e.evttags) "
+	"t) || ')', '') || ' EXECUTE FUNCTION ' || e.evtfoid::pg_catalog.regproc::text || '();' || "
+	"CASE e.evtenabled WHEN 'D' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) "
+	"|| ' DISABLE;' WHEN 'R' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) "
+	"|| ' ENABLE REPLICA;' WHEN 'A' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident("
+	"e.evtname) || ' ENABLE ALWAYS;' ELSE '' END "
+	"FROM pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
+	" ORDER BY e.evtname";
+
+static const char evt_comment_sql[] =
+	"SELECT 'COMMENT ON EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) || ' IS ' || "
+	"pg_catalog.quote_literal(d.description) || ';' FROM pg_catalog.pg_description d "
+	"JOIN pg_catalog.pg_event_trigger e ON e.oid = d.objoid WHERE d.classoid = "
+	"'pg_catalog.pg_event_trigger'::regclass AND " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
+	" ORDER BY e.evtname";
+
+/* Owners of the post-data kinds (pre-data ones are set by their dumpers). */
+static const char pub_owner_sql[] =
+	"SELECT 'ALTER PUBLICATION ' || pg_catalog.quote_ident(p.pubname) || ' OWNER TO ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.pubowner)) || ';' "
+	"FROM pg_catalog.pg_publication p ORDER BY p.pubname";
+static const char evt_owner_sql[] =
+	"SELECT 'ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) || ' OWNER TO ' "
+	"|| pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.evtowner)) || ';' "
+	"FROM pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
+	" ORDER BY e.evtname";
+
+int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
+{
+	const char *const parts[] = {
+		rls_sql, policy_sql, rule_sql, fdw_acl_sql, publication_sql,
+		o->no_owner ? NULL : pub_owner_sql, comment_sql, defacl_sql,
+		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
+		evt_sql, o->no_owner ? NULL : evt_owner_sql, evt_comment_sql,
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(parts) / sizeof(*parts); i++)
+		if (parts[i] && add_lines(o->conn, parts[i], post, o->err) < 0)
+			return -1;
+	return 0;
+}
