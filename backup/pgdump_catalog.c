@@ -521,8 +521,12 @@ static int dump_functions(struct dumper *dp)
 	return 0;
 }
 
+/* Where a table's columns come from: its own CREATE TABLE, its partitioned
+ * parent, its type (CREATE TABLE OF), or partly its INHERITS parents. */
+enum col_source { COLS_OWN, COLS_PARTITION, COLS_TYPED, COLS_INHERITED };
+
 /* Column definitions of one table, plus the ALTERs CREATE TABLE cannot say. */
-static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, int partition,
+static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, enum col_source from,
 			 struct strbuf *cols, struct strbuf *alters, struct strbuf *copycols)
 {
 	char sql[4096];
@@ -561,11 +565,16 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 		if (!gen[0]) {
 			sb_addf(copycols, "%s%s", ncopy++ ? ", " : "", name);
 		}
-		if (partition) {
-			/* the parent defines the columns; a partition only adds its own defaults */
+		if (from == COLS_PARTITION || from == COLS_TYPED ||
+		    (from == COLS_INHERITED && !bval(r, i, 17))) {
+			/* the parent (or type) defines the column; the table adds its own
+			 * default (and, typed or inherited, NOT NULL) */
 			if (val(r, i, 5) && !gen[0] && !ident[0])
 				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s;\n",
 					qname, name, val(r, i, 5));
+			if (from != COLS_PARTITION && bval(r, i, 2))
+				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET NOT NULL;\n",
+					qname, name);
 			continue;
 		}
 		sb_addf(cols, "%s\n    %s %s", n++ ? "," : "", name, PQgetvalue(r, i, 1));
@@ -614,7 +623,12 @@ static int dump_relations(struct dumper *dp)
 		"CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END, "
 		"CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END, "
 		"c.relispopulated, n.nspname, c.relname, c.reltuples::bigint, c.relreplident, "
-		"CASE WHEN c.relkind = 'f' THEN " PGOBJ_FOREIGN_TABLE("c.oid") " END "
+		"CASE WHEN c.relkind = 'f' THEN " PGOBJ_FOREIGN_TABLE("c.oid") " END, "
+		/* 17 classic inheritance parents, 18 the type of a typed table */
+		"CASE WHEN NOT c.relispartition THEN (SELECT pg_catalog.string_agg("
+		" i.inhparent::pg_catalog.regclass::text, ', ' ORDER BY i.inhseqno) FROM "
+		" pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) END, "
+		"CASE WHEN c.reloftype <> 0 THEN pg_catalog.format_type(c.reloftype, NULL) END "
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
@@ -630,6 +644,7 @@ static int dump_relations(struct dumper *dp)
 		char kind = PQgetvalue(r, i, 1)[0];
 		const char *name = PQgetvalue(r, i, 2), *relopts = PQgetvalue(r, i, 5);
 		int partition = bval(r, i, 6), rank = R_TABLE;
+		enum col_source from;
 
 		if (kind == 'v' || kind == 'm') {
 			struct strbuf def = STRBUF_INIT;
@@ -656,7 +671,9 @@ static int dump_relations(struct dumper *dp)
 			}
 			continue;
 		}
-		if (table_columns(dp, oid, name, partition, &cols, &alters, &copycols) < 0) {
+		from = partition ? COLS_PARTITION : val(r, i, 18) ? COLS_TYPED :
+		       val(r, i, 17) ? COLS_INHERITED : COLS_OWN;
+		if (table_columns(dp, oid, name, from, &cols, &alters, &copycols) < 0) {
 			sb_release(&cols);
 			sb_release(&alters);
 			sb_release(&copycols);
@@ -666,8 +683,12 @@ static int dump_relations(struct dumper *dp)
 			kind == 'f' ? "FOREIGN " : "", name);
 		if (partition)
 			sb_addf(&sb, "PARTITION OF %s %s", PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
+		else if (from == COLS_TYPED)
+			sb_addf(&sb, "OF %s", val(r, i, 18));
 		else
 			sb_addf(&sb, "(%s\n)", cols.buf);
+		if (from == COLS_INHERITED)
+			sb_addf(&sb, " INHERITS (%s)", val(r, i, 17));
 		if (kind == 'p')
 			sb_addf(&sb, " PARTITION BY %s", PQgetvalue(r, i, 7));
 		if (kind == 'f')
@@ -855,12 +876,14 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) "
 		"ORDER BY c.oid, i.indexrelid",
-		/* check constraints of tables */
-		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
+		/* check constraints of tables (recursing to inheritance children, whose
+		 * copies are not dumped) */
+		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' OR c.relhassubclass THEN '' "
+		"ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
 		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-		"WHERE k.contype = 'c' AND k.conislocal AND c.relnamespace IN " USER_NSP
+		"WHERE k.contype = 'c' AND k.conislocal AND k.coninhcount = 0 AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname",
 		/* foreign keys */
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "

@@ -65,14 +65,7 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 		"'pg_catalog.pg_extension'::regclass, 'pg_catalog.pg_collation'::regclass) "
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
 		"AND x.objid = d.objid AND x.deptype = 'e') "
-		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, c.oid, 0) "
-		"|| ' (typed table)' FROM pg_catalog.pg_class c WHERE c.relnamespace IN " USER_NSP
-		" AND c.reloftype <> 0 AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " "
-		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, c.oid, 0) "
-		"|| ' (table inheritance)' FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c "
-		"ON c.oid = i.inhrelid WHERE c.relkind IN ('r', 'p', 'f') AND NOT c.relispartition "
-		"AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " "
-		"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
+				"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
 		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_proc'::regclass, "
 		"a.aggfnoid, 0) || ' (ordered-set or moving aggregate)' FROM pg_catalog.pg_aggregate a "
 		"JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid WHERE p.pronamespace IN " USER_NSP
