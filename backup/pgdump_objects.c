@@ -104,6 +104,33 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 
 /* --- pre-data ------------------------------------------------------------ */
 
+/* The target's role-wide default privileges would apply to every object the
+ * restore creates (an object whose ACL was the built-in default would come
+ * back with the target's): they are reset to the built-in defaults first,
+ * and the snapshot's are set again at the end of post-data. */
+static const char defacl_reset_sql[] =
+	"DO $sm$ DECLARE d record; g record; BEGIN\n"
+	"FOR d IN SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.defaclrole)) AS r, "
+	"a.defaclacl AS acl, CASE a.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' "
+	"WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END AS o "
+	"FROM pg_catalog.pg_default_acl a WHERE a.defaclnamespace = 0 LOOP\n"
+	"FOR g IN SELECT DISTINCT x.grantee FROM pg_catalog.aclexplode(d.acl) x LOOP\n"
+	"EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES FOR ROLE %s REVOKE ALL ON %s FROM %s', "
+	"d.r, d.o, CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);\n"
+	"END LOOP;\n"
+	"EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT ALL ON %s TO %s', "
+	"d.r, d.o, d.r);\n"
+	"IF d.o IN ('FUNCTIONS', 'TYPES') THEN EXECUTE pg_catalog.format("
+	"'ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT %s ON %s TO PUBLIC', d.r, "
+	"CASE d.o WHEN 'TYPES' THEN 'USAGE' ELSE 'EXECUTE' END, d.o); END IF;\n"
+	"END LOOP; END $sm$;\n";
+
+void pgobj_prelude(struct strbuf *pre)
+{
+	sb_adds(pre, defacl_reset_sql);
+}
+
 static void owner_to(const struct pgobj_out *o, const char *kind, const char *name,
 		     const char *owner)
 {

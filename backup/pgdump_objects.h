@@ -77,6 +77,11 @@ struct pgobj_out {
 /* Runs sql; returns the result (caller PQclear) or NULL with err set. */
 PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err);
 
+/* The start of pre-data, before the schemas and extensions: puts the
+ * target's role-wide default privileges back to the built-in ones, so
+ * that the objects the restore creates get the snapshot's ACLs. */
+void pgobj_prelude(struct strbuf *pre);
+
 /* Pre-data objects: collations, foreign-data wrappers, servers, user
  * mappings, each handed to o->add.  0, or -1 with o->err set. */
 int pgobj_pre(const struct pgobj_out *o);

@@ -80,6 +80,7 @@ class PgKindsTest(CliTest):
             ALTER PUBLICATION zoo_all SET (publish = 'delete');
             ALTER EVENT TRIGGER zoo_drop ENABLE;
             ALTER DEFAULT PRIVILEGES FOR ROLE zoo_owner REVOKE SELECT ON TABLES FROM zoo_reader;
+            ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
             DROP COLLATION zoo.c_bytes CASCADE;
             DROP TABLE zoo.car;
             ALTER TABLE zoo.points ALTER COLUMN y SET DEFAULT 9;
