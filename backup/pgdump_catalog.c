@@ -439,6 +439,39 @@ static int dump_sequences(struct dumper *dp)
 	return 0;
 }
 
+static const char *agg_modify(char m)
+{
+	return m == 's' ? "SHAREABLE" : m == 'w' ? "READ_WRITE" : "READ_ONLY";
+}
+
+/* What pg_dump adds beyond a plain aggregate (columns 16.. of the aggregate
+ * query): hypothetical sets, FINALFUNC_MODIFY, the moving-aggregate mode. */
+static void aggregate_options(struct strbuf *sb, const PGresult *r, int i)
+{
+	char kind = PQgetvalue(r, i, 16)[0];
+	/* the default: READ_ONLY for plain aggregates, READ_WRITE for the others */
+	char dflt = kind == 'n' ? 'r' : 'w';
+
+	if (kind == 'h')
+		sb_adds(sb, ", HYPOTHETICAL");
+	if (PQgetvalue(r, i, 17)[0] != dflt)
+		sb_addf(sb, ", FINALFUNC_MODIFY = %s", agg_modify(PQgetvalue(r, i, 17)[0]));
+	if (!val(r, i, 19))
+		return;
+	sb_addf(sb, ", MSFUNC = %s, MINVFUNC = %s, MSTYPE = %s", val(r, i, 19), PQgetvalue(r, i, 20),
+		PQgetvalue(r, i, 21));
+	if (strcmp(PQgetvalue(r, i, 22), "0"))
+		sb_addf(sb, ", MSSPACE = %s", PQgetvalue(r, i, 22));
+	if (val(r, i, 23))
+		sb_addf(sb, ", MFINALFUNC = %s", val(r, i, 23));
+	if (bval(r, i, 24))
+		sb_adds(sb, ", MFINALFUNC_EXTRA");
+	if (PQgetvalue(r, i, 18)[0] != dflt)
+		sb_addf(sb, ", MFINALFUNC_MODIFY = %s", agg_modify(PQgetvalue(r, i, 18)[0]));
+	if (val(r, i, 25))
+		sb_addf(sb, ", MINITCOND = %s", val(r, i, 25));
+}
+
 static int dump_functions(struct dumper *dp)
 {
 	PGresult *r = pgcat_query(dp->conn,
@@ -466,9 +499,11 @@ static int dump_functions(struct dumper *dp)
 	}
 	PQclear(r);
 
-	/* plain aggregates (the others were refused by check_unsupported) */
+	/* aggregates: plain, ordered-set, hypothetical-set, moving */
 	r = pgcat_query(dp->conn,
-		"SELECT p.oid, p.oid::pg_catalog.regprocedure::text, "
+		"SELECT p.oid, CASE WHEN a.aggkind = 'n' THEN p.oid::pg_catalog.regprocedure::text ELSE "
+		"pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(p.proname) || '(' || "
+		"pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' END, "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.proowner)), "
 		"pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(p.proname), "
 		"pg_catalog.pg_get_function_arguments(p.oid), a.aggtransfn::pg_catalog.regproc, "
@@ -476,7 +511,13 @@ static int dump_functions(struct dumper *dp)
 		"pg_catalog.quote_literal(a.agginitval), NULLIF(a.aggcombinefn, 0)::pg_catalog.regproc, "
 		"NULLIF(a.aggserialfn, 0)::pg_catalog.regproc, NULLIF(a.aggdeserialfn, 0)::pg_catalog.regproc, "
 		"NULLIF(a.aggsortop, 0)::pg_catalog.regoperator, a.aggfinalextra, a.aggtransspace, "
-		"p.proparallel "
+		"p.proparallel, "
+		/* 16.. */
+		"a.aggkind, a.aggfinalmodify, a.aggmfinalmodify, NULLIF(a.aggmtransfn, 0)::pg_catalog.regproc, "
+		"NULLIF(a.aggminvtransfn, 0)::pg_catalog.regproc, "
+		"CASE WHEN a.aggmtransfn <> 0 THEN pg_catalog.format_type(a.aggmtranstype, NULL) END, "
+		"a.aggmtransspace, NULLIF(a.aggmfinalfn, 0)::pg_catalog.regproc, a.aggmfinalextra, "
+		"pg_catalog.quote_literal(a.aggminitval) "
 		"FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid "
 		"JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace "
 		"WHERE p.pronamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_proc", "p.oid")
@@ -513,6 +554,7 @@ static int dump_functions(struct dumper *dp)
 			sb_adds(&sb, ", PARALLEL = SAFE");
 		else if (PQgetvalue(r, i, 15)[0] == 'r')
 			sb_adds(&sb, ", PARALLEL = RESTRICTED");
+		aggregate_options(&sb, r, i);
 		sb_adds(&sb, ");\n");
 		add_obj(&dp->objs, R_AGG, 'p', oidval(r, i, 0), sb_detach(&sb));
 		owner_to(dp, "AGGREGATE", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));

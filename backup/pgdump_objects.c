@@ -66,11 +66,7 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
 		"AND x.objid = d.objid AND x.deptype = 'e') "
 				"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
-		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_proc'::regclass, "
-		"a.aggfnoid, 0) || ' (ordered-set or moving aggregate)' FROM pg_catalog.pg_aggregate a "
-		"JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid WHERE p.pronamespace IN " USER_NSP
-		" AND (a.aggkind <> 'n' OR a.aggmtransfn <> 0) AND " NOT_EXT("pg_catalog.pg_proc", "p.oid")
-		" UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_cast'::regclass, c.oid, 0) "
+				" UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_cast'::regclass, c.oid, 0) "
 		"FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_cast", "c.oid")
 		" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = "
 		"'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i') "
