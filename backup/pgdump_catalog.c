@@ -7,7 +7,8 @@
  * sorted topologically on pg_depend, the way pg_dump sorts its archive:
  * a view's rule, a column's default or type, a partition's parent all
  * become edges between the objects that own them.  Ties keep a stable
- * order (kind, then OID, which is creation order).  Post-data is emitted in
+ * order (kind, then the order each kind was read in: OID, creation order,
+ * for most).  Post-data is emitted in
  * the order that always works: unique and primary keys first (foreign keys
  * reference them), then indexes, checks, foreign keys, triggers.
  */
@@ -830,7 +831,8 @@ static int load_dependencies(struct dumper *dp)
 		" AND ad.oid = d.objid "
 		"LEFT JOIN pg_catalog.pg_constraint co ON d.classid = 'pg_catalog.pg_constraint'::regclass "
 		" AND co.oid = d.objid "
-		"WHERE d.deptype IN ('n', 'a', 'i') AND d.refobjid >= 16384) x "
+		"WHERE d.deptype IN ('n', 'a', 'i') AND d.refobjid >= 16384 "
+		"UNION ALL " PGOBJ_MEMBER_DEPS ") x "
 		"WHERE x.cls IS NOT NULL AND x.refcls IS NOT NULL", dp->err);
 	if (!r)
 		goto out;
@@ -851,15 +853,17 @@ out:
 	return ret;
 }
 
+/* Among objects of one rank the first collected goes first: each kind's
+ * query gives its order (OID, creation order, for most; pg_dump's name
+ * order for operators, whose COMMUTATOR links depend on it). */
 static int obj_before(const struct pobj *a, const struct pobj *b)
 {
-	if (a->rank != b->rank)
-		return a->rank < b->rank;
-	return a->oid < b->oid;
+	return a->rank < b->rank;
 }
 
 /* Emits the objects in a dependency-respecting order (a stable topological
- * sort: among the ready objects, the lowest (rank, oid) first). */
+ * sort: among the ready objects, the lowest rank first, then the first
+ * collected). */
 static int emit_sorted(struct dumper *dp, struct strbuf *pre)
 {
 	struct objset *s = &dp->objs;

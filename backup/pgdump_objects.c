@@ -56,28 +56,21 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 	static const char sql[] =
 		"SELECT DISTINCT what COLLATE \"C\" AS what FROM ("
 		/* objects living in a user schema, of a catalog no snapshot dumps
-		 * (operators, operator classes and families, text search, conversions) */
+		 * (none today: this catches the kinds a later server adds) */
 		"SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) AS what "
 		"FROM pg_catalog.pg_depend d WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass "
 		"AND d.refobjid IN " USER_NSP " AND d.deptype = 'n' AND d.classid NOT IN ("
 		"'pg_catalog.pg_class'::regclass, 'pg_catalog.pg_type'::regclass, "
 		"'pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_statistic_ext'::regclass, "
-		"'pg_catalog.pg_extension'::regclass, 'pg_catalog.pg_collation'::regclass) "
+		"'pg_catalog.pg_extension'::regclass, 'pg_catalog.pg_collation'::regclass, "
+		"'pg_catalog.pg_conversion'::regclass, 'pg_catalog.pg_operator'::regclass, "
+		"'pg_catalog.pg_opclass'::regclass, 'pg_catalog.pg_opfamily'::regclass, "
+		"'pg_catalog.pg_ts_parser'::regclass, 'pg_catalog.pg_ts_template'::regclass, "
+		"'pg_catalog.pg_ts_dict'::regclass, 'pg_catalog.pg_ts_config'::regclass) "
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
 		"AND x.objid = d.objid AND x.deptype = 'e') "
-				"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
-				" UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_cast'::regclass, c.oid, 0) "
-		"FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_cast", "c.oid")
-		" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = "
-		"'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i') "
-		"UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_am'::regclass, a.oid, 0) "
-		"FROM pg_catalog.pg_am a WHERE a.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_am", "a.oid")
-		" UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_language'::regclass, "
-		"l.oid, 0) FROM pg_catalog.pg_language l WHERE l.oid >= 16384 AND "
-		NOT_EXT("pg_catalog.pg_language", "l.oid")
-		" UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_transform'::regclass, "
-		"t.oid, 0) FROM pg_catalog.pg_transform t WHERE " NOT_EXT("pg_catalog.pg_transform", "t.oid")
-		" UNION ALL SELECT 'subscription ' || pg_catalog.quote_ident(s.subname) FROM "
+		"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
+		"UNION ALL SELECT 'subscription ' || pg_catalog.quote_ident(s.subname) FROM "
 		"pg_catalog.pg_subscription s JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
 		"WHERE db.datname = pg_catalog.current_database() "
 		/* grants on the system's own objects (pg_dump compares with pg_init_privs) */
@@ -256,10 +249,218 @@ static int dump_user_mappings(const struct pgobj_out *o)
 	return 0;
 }
 
+
+/* Adds, for every row of sql, column 1 (taken as the statement) to the sort
+ * as (rank, cls, column 0), and ALTER kind <column 2> OWNER TO <column 3>
+ * when column 3 is there.  For the kinds whose statement SQL builds whole. */
+static int add_rows(const struct pgobj_out *o, const char *sql, int rank, char cls,
+		    const char *kind)
+{
+	PGresult *r = pgcat_query(o->conn, sql, o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		o->add(o->ud, rank, cls, oidval(r, i, 0), xstrdup(PQgetvalue(r, i, 1)));
+		if (PQnfields(r) > 3 && val(r, i, 3))
+			owner_to(o, kind, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+	}
+	PQclear(r);
+	return 0;
+}
+
+#define QNAME(nsp, name) "pg_catalog.quote_ident(" nsp ") || '.' || pg_catalog.quote_ident(" name ")"
+#define OWNER(col) "pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(" col "))"
+
+/* Casts between any types, when the user made them (not a domain's or a
+ * range's built-in ones).  Dropped first: one between built-in types
+ * without a function outlives the schemas an in-place restore drops. */
+static const char cast_sql[] =
+	"SELECT c.oid, 'DROP CAST IF EXISTS (' || pg_catalog.format_type(c.castsource, NULL) || "
+	"' AS ' || pg_catalog.format_type(c.casttarget, NULL) || '); CREATE CAST (' || "
+	"pg_catalog.format_type(c.castsource, NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, "
+	"NULL) || ') ' || CASE c.castmethod WHEN 'f' THEN 'WITH FUNCTION ' || "
+	"c.castfunc::pg_catalog.regprocedure::text WHEN 'i' THEN 'WITH INOUT' ELSE 'WITHOUT FUNCTION' "
+	"END || CASE c.castcontext WHEN 'a' THEN ' AS ASSIGNMENT' WHEN 'i' THEN ' AS IMPLICIT' ELSE '' "
+	"END || E';\n' FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND "
+	NOT_EXT("pg_catalog.pg_cast", "c.oid") " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
+	"WHERE x.classid = 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i') "
+	"ORDER BY c.oid";
+
+static const char conversion_sql[] =
+	"SELECT c.oid, 'CREATE ' || CASE WHEN c.condefault THEN 'DEFAULT ' ELSE '' END || "
+	"'CONVERSION ' || " QNAME("n.nspname", "c.conname") " || ' FOR ' || pg_catalog.quote_literal("
+	"pg_catalog.pg_encoding_to_char(c.conforencoding)) || ' TO ' || pg_catalog.quote_literal("
+	"pg_catalog.pg_encoding_to_char(c.contoencoding)) || ' FROM ' || c.conproc::pg_catalog.regproc"
+	"::text || E';\n', " QNAME("n.nspname", "c.conname") ", " OWNER("c.conowner")
+	" FROM pg_catalog.pg_conversion c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace "
+	"WHERE c.connamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_conversion", "c.oid")
+	" ORDER BY c.oid";
+
+/* Operators (not the shells a COMMUTATOR or NEGATOR left undefined), in
+ * pg_dump's order, by name: defining an operator fills in the links of the
+ * ones that name it as COMMUTATOR or NEGATOR, so the order decides which
+ * links exist. */
+#define OPREF(col) "(SELECT 'OPERATOR(' || pg_catalog.quote_ident(rn.nspname) || '.' || " \
+	"r.oprname || ')' FROM pg_catalog.pg_operator r JOIN pg_catalog.pg_namespace rn ON " \
+	"rn.oid = r.oprnamespace WHERE r.oid = " col ")"
+static const char operator_sql[] =
+	"SELECT o.oid, 'CREATE OPERATOR ' || pg_catalog.quote_ident(n.nspname) || '.' || o.oprname || "
+	"' (FUNCTION = ' || o.oprcode::pg_catalog.regproc::text || "
+	"CASE WHEN o.oprleft <> 0 THEN ', LEFTARG = ' || pg_catalog.format_type(o.oprleft, NULL) "
+	"ELSE '' END || CASE WHEN o.oprright <> 0 THEN ', RIGHTARG = ' || "
+	"pg_catalog.format_type(o.oprright, NULL) ELSE '' END || "
+	"COALESCE(', COMMUTATOR = ' || " OPREF("NULLIF(o.oprcom, 0)") ", '') || "
+	"COALESCE(', NEGATOR = ' || " OPREF("NULLIF(o.oprnegate, 0)") ", '') || "
+	"COALESCE(', RESTRICT = ' || NULLIF(o.oprrest, 0)::pg_catalog.regproc::text, '') || "
+	"COALESCE(', JOIN = ' || NULLIF(o.oprjoin, 0)::pg_catalog.regproc::text, '') || "
+	"CASE WHEN o.oprcanhash THEN ', HASHES' ELSE '' END || "
+	"CASE WHEN o.oprcanmerge THEN ', MERGES' ELSE '' END || E');\n', "
+	"o.oid::pg_catalog.regoperator::text, " OWNER("o.oprowner")
+	" FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace "
+	"WHERE o.oprnamespace IN " USER_NSP " AND o.oprcode <> 0 AND "
+	NOT_EXT("pg_catalog.pg_operator", "o.oid") " ORDER BY n.nspname COLLATE \"C\", "
+	"o.oprname COLLATE \"C\", o.oprleft, o.oprright";
+
+/* An operator family's or class's members: "OPERATOR n op(l, r) [FOR ...]"
+ * and "FUNCTION n (l, r) f(args)"; loose: the family's own (pg_depend 'a'),
+ * else the class's ('i'). */
+#define AMOP_ITEMS(ownercls, ownerexpr, deptype)                                          \
+	"(SELECT pg_catalog.string_agg(item, ', ' ORDER BY k, num) FROM ("                    \
+	"SELECT 0 AS k, ao.amopstrategy AS num, 'OPERATOR ' || ao.amopstrategy || ' ' || "    \
+	"ao.amopopr::pg_catalog.regoperator::text || CASE WHEN ao.amoppurpose = 'o' THEN "    \
+	"' FOR ORDER BY ' || " QNAME("sn.nspname", "sf.opfname") " ELSE '' END AS item "      \
+	"FROM pg_catalog.pg_amop ao JOIN pg_catalog.pg_depend dd ON dd.classid = "            \
+	"'pg_catalog.pg_amop'::regclass AND dd.objid = ao.oid AND dd.refclassid = '"         \
+	ownercls "'::regclass AND dd.refobjid = " ownerexpr " AND dd.deptype = '" deptype "' " \
+	"LEFT JOIN pg_catalog.pg_opfamily sf ON sf.oid = ao.amopsortfamily "                  \
+	"LEFT JOIN pg_catalog.pg_namespace sn ON sn.oid = sf.opfnamespace "                   \
+	"UNION ALL SELECT 1, ap.amprocnum, 'FUNCTION ' || ap.amprocnum || ' (' || "           \
+	"pg_catalog.format_type(ap.amproclefttype, NULL) || ', ' || "                         \
+	"pg_catalog.format_type(ap.amprocrighttype, NULL) || ') ' || "                        \
+	"ap.amproc::pg_catalog.regprocedure::text FROM pg_catalog.pg_amproc ap "              \
+	"JOIN pg_catalog.pg_depend dd ON dd.classid = 'pg_catalog.pg_amproc'::regclass "      \
+	"AND dd.objid = ap.oid AND dd.refclassid = '" ownercls "'::regclass AND "            \
+	"dd.refobjid = " ownerexpr " AND dd.deptype = '" deptype "') items)"
+
+static const char opfamily_sql[] =
+	"SELECT f.oid, 'CREATE OPERATOR FAMILY ' || " QNAME("n.nspname", "f.opfname") " || "
+	"' USING ' || pg_catalog.quote_ident(a.amname) || E';\n' || COALESCE('ALTER OPERATOR "
+	"FAMILY ' || " QNAME("n.nspname", "f.opfname") " || ' USING ' || "
+	"pg_catalog.quote_ident(a.amname) || ' ADD ' || "
+	AMOP_ITEMS("pg_catalog.pg_opfamily", "f.oid", "a") " || E';\n', ''), "
+	QNAME("n.nspname", "f.opfname") " || ' USING ' || pg_catalog.quote_ident(a.amname), "
+	OWNER("f.opfowner") " FROM pg_catalog.pg_opfamily f JOIN pg_catalog.pg_namespace n "
+	"ON n.oid = f.opfnamespace JOIN pg_catalog.pg_am a ON a.oid = f.opfmethod "
+	"WHERE f.opfnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_opfamily", "f.oid")
+	" ORDER BY f.oid";
+
+static const char opclass_sql[] =
+	"SELECT c.oid, 'CREATE OPERATOR CLASS ' || " QNAME("n.nspname", "c.opcname") " || "
+	"CASE WHEN c.opcdefault THEN ' DEFAULT' ELSE '' END || ' FOR TYPE ' || "
+	"pg_catalog.format_type(c.opcintype, NULL) || ' USING ' || pg_catalog.quote_ident(a.amname) "
+	"|| ' FAMILY ' || " QNAME("fn.nspname", "f.opfname") " || ' AS ' || "
+	"pg_catalog.concat_ws(', ', CASE WHEN c.opckeytype <> 0 THEN 'STORAGE ' || "
+	"pg_catalog.format_type(c.opckeytype, NULL) END, "
+	AMOP_ITEMS("pg_catalog.pg_opclass", "c.oid", "i") ") || E';\n', "
+	QNAME("n.nspname", "c.opcname") " || ' USING ' || pg_catalog.quote_ident(a.amname), "
+	OWNER("c.opcowner") " FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_namespace n "
+	"ON n.oid = c.opcnamespace JOIN pg_catalog.pg_am a ON a.oid = c.opcmethod "
+	"JOIN pg_catalog.pg_opfamily f ON f.oid = c.opcfamily JOIN pg_catalog.pg_namespace fn "
+	"ON fn.oid = f.opfnamespace WHERE c.opcnamespace IN " USER_NSP " AND "
+	NOT_EXT("pg_catalog.pg_opclass", "c.oid") " ORDER BY c.oid";
+
+static const char tsparser_sql[] =
+	"SELECT p.oid, 'CREATE TEXT SEARCH PARSER ' || " QNAME("n.nspname", "p.prsname") " || "
+	"' (START = ' || p.prsstart::pg_catalog.regproc::text || ', GETTOKEN = ' || "
+	"p.prstoken::pg_catalog.regproc::text || ', END = ' || p.prsend::pg_catalog.regproc::text || "
+	"', LEXTYPES = ' || p.prslextype::pg_catalog.regproc::text || COALESCE(', HEADLINE = ' || "
+	"NULLIF(p.prsheadline, 0)::pg_catalog.regproc::text, '') || E');\n' "
+	"FROM pg_catalog.pg_ts_parser p JOIN pg_catalog.pg_namespace n ON n.oid = p.prsnamespace "
+	"WHERE p.prsnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_ts_parser", "p.oid")
+	" ORDER BY p.oid";
+
+static const char tstemplate_sql[] =
+	"SELECT t.oid, 'CREATE TEXT SEARCH TEMPLATE ' || " QNAME("n.nspname", "t.tmplname") " || "
+	"' (' || COALESCE('INIT = ' || NULLIF(t.tmplinit, 0)::pg_catalog.regproc::text || ', ', '') "
+	"|| 'LEXIZE = ' || t.tmpllexize::pg_catalog.regproc::text || E');\n' "
+	"FROM pg_catalog.pg_ts_template t JOIN pg_catalog.pg_namespace n ON n.oid = t.tmplnamespace "
+	"WHERE t.tmplnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_ts_template", "t.oid")
+	" ORDER BY t.oid";
+
+static const char tsdict_sql[] =
+	"SELECT d.oid, 'CREATE TEXT SEARCH DICTIONARY ' || " QNAME("n.nspname", "d.dictname") " || "
+	"' (TEMPLATE = ' || " QNAME("tn.nspname", "t.tmplname") " || COALESCE(', ' || "
+	"d.dictinitoption, '') || E');\n', " QNAME("n.nspname", "d.dictname") ", "
+	OWNER("d.dictowner") " FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_namespace n "
+	"ON n.oid = d.dictnamespace JOIN pg_catalog.pg_ts_template t ON t.oid = d.dicttemplate "
+	"JOIN pg_catalog.pg_namespace tn ON tn.oid = t.tmplnamespace "
+	"WHERE d.dictnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_ts_dict", "d.oid")
+	" ORDER BY d.oid";
+
+/* A configuration and its mappings, token type by token type. */
+static const char tsconfig_sql[] =
+	"SELECT c.oid, 'CREATE TEXT SEARCH CONFIGURATION ' || " QNAME("n.nspname", "c.cfgname") " || "
+	"' (PARSER = ' || " QNAME("pn.nspname", "p.prsname") " || E');\n' || COALESCE((SELECT "
+	"pg_catalog.string_agg('ALTER TEXT SEARCH CONFIGURATION ' || " QNAME("n.nspname", "c.cfgname")
+	" || ' ADD MAPPING FOR ' || pg_catalog.quote_ident(tt.alias) || ' WITH ' || m.dicts || "
+	"E';\n', '' ORDER BY m.maptokentype) FROM (SELECT mm.maptokentype, pg_catalog.string_agg("
+	"mm.mapdict::pg_catalog.regdictionary::text, ', ' ORDER BY mm.mapseqno) AS dicts FROM "
+	"pg_catalog.pg_ts_config_map mm WHERE mm.mapcfg = c.oid GROUP BY mm.maptokentype) m "
+	"JOIN pg_catalog.ts_token_type(c.cfgparser) tt ON tt.tokid = m.maptokentype), ''), "
+	QNAME("n.nspname", "c.cfgname") ", " OWNER("c.cfgowner")
+	" FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace "
+	"JOIN pg_catalog.pg_ts_parser p ON p.oid = c.cfgparser JOIN pg_catalog.pg_namespace pn "
+	"ON pn.oid = p.prsnamespace WHERE c.cfgnamespace IN " USER_NSP " AND "
+	NOT_EXT("pg_catalog.pg_ts_config", "c.oid") " ORDER BY c.oid";
+
+/* Access methods, procedural languages and transforms outside extensions:
+ * they live outside every schema, so each is dropped first (an in-place
+ * restore may find it still there). */
+static const char am_sql[] =
+	"SELECT a.oid, 'DROP ACCESS METHOD IF EXISTS ' || pg_catalog.quote_ident(a.amname) || "
+	"' CASCADE; CREATE ACCESS METHOD ' || pg_catalog.quote_ident(a.amname) || ' TYPE ' || "
+	"CASE a.amtype WHEN 'i' THEN 'INDEX' ELSE 'TABLE' END || ' HANDLER ' || "
+	"a.amhandler::pg_catalog.regproc::text || E';\n' FROM pg_catalog.pg_am a "
+	"WHERE a.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_am", "a.oid") " ORDER BY a.oid";
+
+static const char language_sql[] =
+	"SELECT l.oid, 'DROP LANGUAGE IF EXISTS ' || pg_catalog.quote_ident(l.lanname) || "
+	"' CASCADE; CREATE ' || CASE WHEN l.lanpltrusted THEN 'TRUSTED ' ELSE '' END || "
+	"'LANGUAGE ' || pg_catalog.quote_ident(l.lanname) || ' HANDLER ' || "
+	"l.lanplcallfoid::pg_catalog.regproc::text || COALESCE(' INLINE ' || NULLIF(l.laninline, 0)"
+	"::pg_catalog.regproc::text, '') || COALESCE(' VALIDATOR ' || NULLIF(l.lanvalidator, 0)"
+	"::pg_catalog.regproc::text, '') || E';\n', pg_catalog.quote_ident(l.lanname), "
+	OWNER("l.lanowner") " FROM pg_catalog.pg_language l WHERE l.oid >= 16384 AND "
+	NOT_EXT("pg_catalog.pg_language", "l.oid") " ORDER BY l.oid";
+
+static const char transform_sql[] =
+	"SELECT t.oid, 'DROP TRANSFORM IF EXISTS FOR ' || pg_catalog.format_type(t.trftype, NULL) || "
+	"' LANGUAGE ' || pg_catalog.quote_ident(l.lanname) || '; CREATE TRANSFORM FOR ' || "
+	"pg_catalog.format_type(t.trftype, NULL) || ' LANGUAGE ' || pg_catalog.quote_ident(l.lanname) "
+	"|| ' (' || pg_catalog.concat_ws(', ', 'FROM SQL WITH FUNCTION ' || NULLIF(t.trffromsql, 0)"
+	"::pg_catalog.regprocedure::text, 'TO SQL WITH FUNCTION ' || NULLIF(t.trftosql, 0)"
+	"::pg_catalog.regprocedure::text) || E');\n' FROM pg_catalog.pg_transform t "
+	"JOIN pg_catalog.pg_language l ON l.oid = t.trflang WHERE "
+	NOT_EXT("pg_catalog.pg_transform", "t.oid") " ORDER BY t.oid";
+
 int pgobj_pre(const struct pgobj_out *o)
 {
 	if (dump_collations(o) < 0 || dump_fdws(o) < 0 || dump_servers(o) < 0 ||
-	    dump_user_mappings(o) < 0)
+	    dump_user_mappings(o) < 0 ||
+	    add_rows(o, language_sql, R_LANG, 'g', "LANGUAGE") < 0 ||
+	    add_rows(o, am_sql, R_AM, 'a', NULL) < 0 ||
+	    add_rows(o, transform_sql, R_TRANSFORM, 'x', NULL) < 0 ||
+	    add_rows(o, cast_sql, R_CAST, 'k', NULL) < 0 ||
+	    add_rows(o, conversion_sql, R_CONV, 'v', "CONVERSION") < 0 ||
+	    add_rows(o, operator_sql, R_OPER, 'o', "OPERATOR") < 0 ||
+	    add_rows(o, opfamily_sql, R_OPFAMILY, 'F', "OPERATOR FAMILY") < 0 ||
+	    add_rows(o, opclass_sql, R_OPCLASS, 'C', "OPERATOR CLASS") < 0 ||
+	    add_rows(o, tsparser_sql, R_TSPARSER, 'P', NULL) < 0 ||
+	    add_rows(o, tstemplate_sql, R_TSTEMPLATE, 'E', NULL) < 0 ||
+	    add_rows(o, tsdict_sql, R_TSDICT, 'D', "TEXT SEARCH DICTIONARY") < 0 ||
+	    add_rows(o, tsconfig_sql, R_TSCONFIG, 'T', "TEXT SEARCH CONFIGURATION") < 0)
 		return -1;
 	return 0;
 }
@@ -424,6 +625,22 @@ static const char evt_comment_sql[] =
 	"'pg_catalog.pg_event_trigger'::regclass AND " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
 	" ORDER BY e.evtname";
 
+/* Comments on the pre-data kinds read by pgobj_pre but collations,
+ * wrappers and servers: pg_identify_object names each as COMMENT wants it. */
+static const char misc_comment_sql[] =
+	"SELECT 'COMMENT ON ' || pg_catalog.upper(i.type) || ' ' || i.identity || ' IS ' || "
+	"pg_catalog.quote_literal(d.description) || ';' FROM pg_catalog.pg_description d "
+	"CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classoid, d.objoid, 0) i "
+	"WHERE d.objoid >= 16384 AND d.classoid IN ('pg_catalog.pg_cast'::regclass, "
+	"'pg_catalog.pg_conversion'::regclass, 'pg_catalog.pg_operator'::regclass, "
+	"'pg_catalog.pg_opclass'::regclass, 'pg_catalog.pg_opfamily'::regclass, "
+	"'pg_catalog.pg_ts_parser'::regclass, 'pg_catalog.pg_ts_template'::regclass, "
+	"'pg_catalog.pg_ts_dict'::regclass, 'pg_catalog.pg_ts_config'::regclass, "
+	"'pg_catalog.pg_am'::regclass, 'pg_catalog.pg_language'::regclass) "
+	"AND (i.schema IS NULL OR i.schema::pg_catalog.regnamespace IN " USER_NSP ") "
+	"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classoid "
+	"AND x.objid = d.objoid AND x.deptype = 'e') ORDER BY d.classoid, d.objoid";
+
 /* Owners of the post-data kinds (pre-data ones are set by their dumpers). */
 static const char pub_owner_sql[] =
 	"SELECT 'ALTER PUBLICATION ' || pg_catalog.quote_ident(p.pubname) || ' OWNER TO ' || "
@@ -439,7 +656,7 @@ int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
 {
 	const char *const parts[] = {
 		rls_sql, policy_sql, rule_sql, fdw_acl_sql, publication_sql,
-		o->no_owner ? NULL : pub_owner_sql, comment_sql, defacl_sql,
+		o->no_owner ? NULL : pub_owner_sql, comment_sql, misc_comment_sql, defacl_sql,
 		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
 		evt_sql, o->no_owner ? NULL : evt_owner_sql, evt_comment_sql,
 	};

@@ -31,13 +31,18 @@
 /* Ranks of pre-data objects: the tie-break of the dependency sort (lowest
  * first among the objects whose dependencies are all out). */
 enum obj_rank {
-	R_COLL, R_TYPE, R_SEQ, R_FUNC, R_AGG, R_FDW, R_SERVER, R_UMAP, R_TABLE, R_VIEW, R_MATVIEW
+	R_LANG, R_COLL, R_TYPE, R_SEQ, R_FUNC, R_AGG, R_AM, R_TRANSFORM, R_CAST, R_CONV,
+	R_OPER, R_OPFAMILY, R_OPCLASS, R_TSPARSER, R_TSTEMPLATE, R_TSDICT, R_TSCONFIG,
+	R_FDW, R_SERVER, R_UMAP, R_TABLE, R_VIEW, R_MATVIEW
 };
 
 /*
  * Object classes of the sort, one letter per catalog (pgcat's keys):
  * 'c' pg_class, 't' pg_type, 'p' pg_proc, 'l' pg_collation,
- * 'w' pg_foreign_data_wrapper, 's' pg_foreign_server, 'u' pg_user_mapping.
+ * 'w' pg_foreign_data_wrapper, 's' pg_foreign_server, 'u' pg_user_mapping,
+ * 'k' pg_cast, 'v' pg_conversion, 'o' pg_operator, 'F' pg_opfamily,
+ * 'C' pg_opclass, 'P' pg_ts_parser, 'E' pg_ts_template, 'D' pg_ts_dict,
+ * 'T' pg_ts_config, 'a' pg_am, 'g' pg_language, 'x' pg_transform.
  * PGOBJ_CLASS_OF(col) is the SQL that maps a regclass column to its letter
  * (NULL for a catalog the sort does not hold).
  */
@@ -48,7 +53,35 @@ enum obj_rank {
 	"WHEN 'pg_catalog.pg_collation'::regclass THEN 'l' "                      \
 	"WHEN 'pg_catalog.pg_foreign_data_wrapper'::regclass THEN 'w' "           \
 	"WHEN 'pg_catalog.pg_foreign_server'::regclass THEN 's' "                 \
-	"WHEN 'pg_catalog.pg_user_mapping'::regclass THEN 'u' END"
+	"WHEN 'pg_catalog.pg_user_mapping'::regclass THEN 'u' "                   \
+	"WHEN 'pg_catalog.pg_cast'::regclass THEN 'k' "                           \
+	"WHEN 'pg_catalog.pg_conversion'::regclass THEN 'v' "                     \
+	"WHEN 'pg_catalog.pg_operator'::regclass THEN 'o' "                       \
+	"WHEN 'pg_catalog.pg_opfamily'::regclass THEN 'F' "                       \
+	"WHEN 'pg_catalog.pg_opclass'::regclass THEN 'C' "                        \
+	"WHEN 'pg_catalog.pg_ts_parser'::regclass THEN 'P' "                      \
+	"WHEN 'pg_catalog.pg_ts_template'::regclass THEN 'E' "                    \
+	"WHEN 'pg_catalog.pg_ts_dict'::regclass THEN 'D' "                        \
+	"WHEN 'pg_catalog.pg_ts_config'::regclass THEN 'T' "                      \
+	"WHEN 'pg_catalog.pg_am'::regclass THEN 'a' "                             \
+	"WHEN 'pg_catalog.pg_language'::regclass THEN 'g' "                       \
+	"WHEN 'pg_catalog.pg_transform'::regclass THEN 'x' END"
+
+/* Edges pg_depend holds only through an operator class's or family's
+ * members (pg_amop, pg_amproc): the class or family needs the member's
+ * operator, function and types first.  Rows (cls, oid, refcls, refoid),
+ * the shape of pgdump_catalog.c's dependency query, to UNION ALL with it. */
+#define PGOBJ_MEMBER_DEPS                                                         \
+	"SELECT CASE o.refclassid WHEN 'pg_catalog.pg_opclass'::regclass THEN 'C' " \
+	"ELSE 'F' END, o.refobjid, " PGOBJ_CLASS_OF("m.refclassid") ", m.refobjid " \
+	"FROM pg_catalog.pg_depend o JOIN pg_catalog.pg_depend m ON "             \
+	"m.classid = o.classid AND m.objid = o.objid "                             \
+	"WHERE o.classid IN ('pg_catalog.pg_amop'::regclass, "                     \
+	"'pg_catalog.pg_amproc'::regclass) AND o.refclassid IN ("                  \
+	"'pg_catalog.pg_opclass'::regclass, 'pg_catalog.pg_opfamily'::regclass) "  \
+	"AND o.refobjid >= 16384 AND m.refobjid >= 16384 AND m.refclassid IN ("    \
+	"'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_proc'::regclass, "     \
+	"'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_opfamily'::regclass)"
 
 /* " OPTIONS (k 'v', ...)" of an options array (text[]), or ''. */
 #define PGOBJ_OPTIONS(arr)                                                        \
