@@ -70,9 +70,12 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
 		"AND x.objid = d.objid AND x.deptype = 'e') "
 		"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
-		"UNION ALL SELECT 'subscription ' || pg_catalog.quote_ident(s.subname) FROM "
-		"pg_catalog.pg_subscription s JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
-		"WHERE db.datname = pg_catalog.current_database() "
+		/* a subscription's connection string is for superusers' eyes only */
+		"UNION ALL SELECT 'subscription ' || pg_catalog.quote_ident(s.subname) || "
+		"' (only a superuser can read it)' FROM pg_catalog.pg_subscription s "
+		"JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
+		"WHERE db.datname = pg_catalog.current_database() AND NOT (SELECT r.rolsuper FROM "
+		"pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) "
 		/* grants on the system's own objects (pg_dump compares with pg_init_privs) */
 		"UNION ALL SELECT 'privileges on ' || pg_catalog.pg_describe_object("
 		"'pg_catalog.pg_class'::regclass, c.oid, 0) FROM pg_catalog.pg_class c "
@@ -579,6 +582,30 @@ static const char publication_sql[] =
 	"'' ORDER BY pr.prrelid) FROM pg_catalog.pg_publication_rel pr WHERE pr.prpubid = p.oid), '') "
 	"FROM pg_catalog.pg_publication p ORDER BY p.pubname";
 
+/* Subscriptions, as pg_dump writes them: created without connecting
+ * (disabled, no replication slot made), to be enabled by hand.  One that is
+ * there already (an in-place restore: it lives outside every schema) is
+ * left alone, since dropping it would drop its slot on the publisher. */
+static const char subscription_sql[] =
+	"SELECT 'DO $sm$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription s JOIN "
+	"pg_catalog.pg_database d ON d.oid = s.subdbid WHERE d.datname = "
+	"pg_catalog.current_database() AND s.subname = ' || pg_catalog.quote_literal(s.subname) || "
+	"') THEN CREATE SUBSCRIPTION ' || pg_catalog.quote_ident(s.subname) || ' CONNECTION ' || "
+	"pg_catalog.quote_literal(s.subconninfo) || ' PUBLICATION ' || (SELECT "
+	"pg_catalog.string_agg(pg_catalog.quote_ident(p), ', ' ORDER BY n) FROM "
+	"pg_catalog.unnest(s.subpublications) WITH ORDINALITY u(p, n)) || ' WITH (connect = false, "
+	"slot_name = ' || COALESCE(pg_catalog.quote_literal(s.subslotname), 'NONE') || "
+	"CASE WHEN s.subbinary THEN ', binary = true' ELSE '' END || "
+	"CASE WHEN s.substream THEN ', streaming = on' ELSE '' END || "
+	"CASE WHEN s.subtwophasestate <> 'd' THEN ', two_phase = on' ELSE '' END || "
+	"CASE WHEN s.subdisableonerr THEN ', disable_on_error = true' ELSE '' END || "
+	"CASE WHEN s.subsynccommit <> 'off' THEN ', synchronous_commit = ' || "
+	"pg_catalog.quote_literal(s.subsynccommit) ELSE '' END || '); ' || "
+	"'ALTER SUBSCRIPTION ' || pg_catalog.quote_ident(s.subname) || ' OWNER TO ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(s.subowner)) || '; END IF; END $sm$;' "
+	"FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
+	"WHERE db.datname = pg_catalog.current_database() ORDER BY s.subname";
+
 /* Default privileges (ALTER DEFAULT PRIVILEGES).  A role-wide entry replaces
  * the built-in default: it is reset (REVOKE ALL from the owner and PUBLIC)
  * and granted again, which is the same whether or not it exists already.
@@ -655,7 +682,7 @@ static const char evt_owner_sql[] =
 int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
 {
 	const char *const parts[] = {
-		rls_sql, policy_sql, rule_sql, fdw_acl_sql, publication_sql,
+		rls_sql, policy_sql, rule_sql, fdw_acl_sql, publication_sql, subscription_sql,
 		o->no_owner ? NULL : pub_owner_sql, comment_sql, misc_comment_sql, defacl_sql,
 		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
 		evt_sql, o->no_owner ? NULL : evt_owner_sql, evt_comment_sql,

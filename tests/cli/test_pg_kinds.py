@@ -12,8 +12,9 @@ fixture in the same test.
 import glob
 import os
 import subprocess
+import urllib.parse
 
-from smtest import CliTest, SRC, main
+from smtest import CliTest, PG_URL, SRC, main
 
 ZOO = os.path.join(SRC, "tests", "fixtures", "pg_zoo_kinds.sql")
 POSTGIS_CONTROL = "/usr/share/postgresql/15/extension/postgis.control"
@@ -26,6 +27,19 @@ class PgKindsTest(CliTest):
         for role in ("zoo_owner", "zoo_reader"):
             self.psql_admin("DO $$ BEGIN CREATE ROLE %s; EXCEPTION WHEN duplicate_object "
                             "THEN NULL; END $$" % role)
+
+    def tearDown(self):
+        # a database that holds a subscription cannot be dropped: drop them
+        # first, slot-less (no slot was made: they never connected)
+        for db in self._pg_dbs:
+            url = urllib.parse.urlsplit(PG_URL)._replace(path="/" + db).geturl()
+            for sub in self.psql(url, "SELECT quote_ident(subname) FROM pg_subscription s JOIN "
+                                      "pg_database d ON d.oid = s.subdbid WHERE d.datname = "
+                                      "current_database()", check=False).split():
+                self.psql(url, "ALTER SUBSCRIPTION %s DISABLE" % sub, check=False)
+                self.psql(url, "ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub, check=False)
+                self.psql(url, "DROP SUBSCRIPTION %s" % sub, check=False)
+        super().tearDown()
 
     def load(self, url, path):
         subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", path],
