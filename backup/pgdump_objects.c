@@ -76,6 +76,17 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 		"JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
 		"WHERE db.datname = pg_catalog.current_database() AND NOT (SELECT r.rolsuper FROM "
 		"pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) "
+		/* rows the user added to an extension's configuration tables (those its
+		 * pg_extension_config_dump condition selects): CREATE EXTENSION brings
+		 * back only its own.  query_to_xml counts them in this read-only
+		 * transaction. */
+		"UNION ALL SELECT 'rows of extension configuration table ' || "
+		"c.oid::pg_catalog.regclass::text || ' (extension ' || pg_catalog.quote_ident(e.extname) "
+		"|| ')' FROM pg_catalog.pg_extension e CROSS JOIN LATERAL ROWS FROM ("
+		"pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) u(tbl, cond) JOIN pg_catalog.pg_class c ON c.oid = u.tbl "
+		"WHERE c.relkind IN ('r', 'p') AND (pg_catalog.xpath('/row/n/text()', "
+		"pg_catalog.query_to_xml(pg_catalog.format('SELECT count(*) AS n FROM %s %s', "
+		"c.oid::pg_catalog.regclass, COALESCE(u.cond, '')), false, true, '')))[1]::text <> '0' "
 		/* grants on the system's own objects (pg_dump compares with pg_init_privs) */
 		"UNION ALL SELECT 'privileges on ' || pg_catalog.pg_describe_object("
 		"'pg_catalog.pg_class'::regclass, c.oid, 0) FROM pg_catalog.pg_class c "

@@ -144,6 +144,12 @@ class PgKindsTest(CliTest):
         self.assertEqual(self.psql(url, "SELECT count(*) FROM places WHERE "
                                         "ST_DWithin(geom, ST_SetSRID(ST_MakePoint(5, 2.5), 4326), 0.1)"),
                          "1")
+        # a row of the user's in PostGIS's configuration table would be lost
+        self.psql(url, "INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, proj4text) "
+                       "VALUES (910001, 'zoo', 1, '+proj=longlat +datum=WGS84 +no_defs')")
+        r = self.code(1, "-d", url, "-b", self.path("backups"), "backup")
+        self.assertIn("rows of extension configuration table public.spatial_ref_sys (extension postgis)",
+                      r.err)
 
     def test_refusal_names_every_object_in_order(self):
         url = self.pg_new_db()
