@@ -568,15 +568,10 @@ static int dump_functions(struct dumper *dp)
  * parent, its type (CREATE TABLE OF), or partly its INHERITS parents. */
 enum col_source { COLS_OWN, COLS_PARTITION, COLS_TYPED, COLS_INHERITED };
 
-/* Column definitions of one table, plus the ALTERs CREATE TABLE cannot say. */
-static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, enum col_source from,
-			 struct strbuf *cols, struct strbuf *alters, struct strbuf *copycols)
-{
-	char sql[4096];
-	PGresult *r;
-	int i, n = 0, ncopy = 0;
-
-	snprintf(sql, sizeof(sql),
+/* The columns of every table, read at once (one query, not one a table: a
+ * schema of a thousand tables is read in a few round trips), in table OID
+ * then column order, as dump_relations walks the tables. */
+static const char columns_sql[] =
 		"SELECT pg_catalog.quote_ident(a.attname), pg_catalog.format_type(a.atttypid, a.atttypmod), "
 		"a.attnotnull, a.attgenerated, a.attidentity, "
 		"CASE WHEN a.atthasdef THEN (SELECT pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) "
@@ -592,16 +587,32 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 		"s.seqrelid::pg_catalog.regclass::text, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, "
 		"s.seqcache, s.seqcycle, a.attislocal, "
 		/* 18 a foreign table's column options */
-		"CASE WHEN a.attfdwoptions IS NOT NULL THEN " PGOBJ_OPTIONS("a.attfdwoptions") " END "
+		"CASE WHEN a.attfdwoptions IS NOT NULL THEN " PGOBJ_OPTIONS("a.attfdwoptions") " END, "
+		/* 19 the table */
+		"a.attrelid "
 		"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
-		"LEFT JOIN pg_catalog.pg_sequence s ON a.attidentity <> '' AND s.seqrelid = "
-		" pg_catalog.pg_get_serial_sequence(a.attrelid::pg_catalog.regclass::text, "
-		" a.attname)::pg_catalog.regclass "
-		"WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-		reloid);
-	if (!(r = pgcat_query(dp->conn, sql, dp->err)))
-		return -1;
-	for (i = 0; i < PQntuples(r); i++) {
+		/* an identity column's sequence depends on it internally */
+		"LEFT JOIN pg_catalog.pg_depend sd ON a.attidentity <> '' AND sd.classid = "
+		" 'pg_catalog.pg_class'::regclass AND sd.refclassid = 'pg_catalog.pg_class'::regclass "
+		" AND sd.refobjid = a.attrelid AND sd.refobjsubid = a.attnum AND sd.deptype = 'i' "
+		"LEFT JOIN pg_catalog.pg_sequence s ON s.seqrelid = sd.objid "
+		"WHERE a.attrelid IN (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind IN "
+		" ('r', 'p', 'f') AND c.relnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_class", "c.oid") ") "
+		"AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum";
+
+/* Column definitions of table reloid, plus the ALTERs CREATE TABLE cannot
+ * say, from the rows of r (columns_sql) at *row on; *row moves past them. */
+static void table_columns(const PGresult *r, int *row, unsigned reloid, const char *qname,
+			  enum col_source from, struct strbuf *cols, struct strbuf *alters,
+			  struct strbuf *copycols)
+{
+	int i, n = 0, ncopy = 0;
+
+	/* tables without a row here (no columns) are skipped over */
+	while (*row < PQntuples(r) && oidval(r, *row, 19) < reloid)
+		(*row)++;
+	for (i = *row; i < PQntuples(r) && oidval(r, i, 19) == reloid; i++) {
 		const char *name = PQgetvalue(r, i, 0);
 		const char *gen = PQgetvalue(r, i, 3), *ident = PQgetvalue(r, i, 4);
 
@@ -650,8 +661,7 @@ static int table_columns(struct dumper *dp, unsigned reloid, const char *qname, 
 			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET (%s);\n", qname, name,
 				val(r, i, 9));
 	}
-	PQclear(r);
-	return 0;
+	*row = i;
 }
 
 static int dump_relations(struct dumper *dp)
@@ -675,10 +685,11 @@ static int dump_relations(struct dumper *dp)
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
-	int i, ret = -1;
+	PGresult *colres = NULL;
+	int i, colrow = 0, ret = -1;
 
-	if (!r)
-		return -1;
+	if (!r || !(colres = pgcat_query(dp->conn, columns_sql, dp->err)))
+		goto out;
 	for (i = 0; i < PQntuples(r); i++) {
 		struct strbuf sb = STRBUF_INIT, cols = STRBUF_INIT, alters = STRBUF_INIT;
 		struct strbuf copycols = STRBUF_INIT;
@@ -716,12 +727,7 @@ static int dump_relations(struct dumper *dp)
 		}
 		from = partition ? COLS_PARTITION : val(r, i, 18) ? COLS_TYPED :
 		       val(r, i, 17) ? COLS_INHERITED : COLS_OWN;
-		if (table_columns(dp, oid, name, from, &cols, &alters, &copycols) < 0) {
-			sb_release(&cols);
-			sb_release(&alters);
-			sb_release(&copycols);
-			goto out;
-		}
+		table_columns(colres, &colrow, oid, name, from, &cols, &alters, &copycols);
 		sb_addf(&sb, "CREATE %s%sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "",
 			kind == 'f' ? "FOREIGN " : "", name);
 		if (partition)
@@ -770,6 +776,7 @@ static int dump_relations(struct dumper *dp)
 	}
 	ret = 0;
 out:
+	PQclear(colres);
 	PQclear(r);
 	return ret;
 }
