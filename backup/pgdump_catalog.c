@@ -979,38 +979,45 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 	return 0;
 }
 
-/* setval for every sequence, identity ones included. */
+/* setval for every sequence, identity ones included.  Their positions are
+ * read SEQ_BATCH sequences a statement (a UNION ALL of one SELECT each):
+ * fewer round trips than one a sequence, and the planner's cost of a
+ * UNION ALL grows faster than linearly, so not all in one. */
+#define SEQ_BATCH 100
+
 static int dump_seq_positions(struct dumper *dp, struct strbuf *post)
 {
 	PGresult *r = pgcat_query(dp->conn,
-		"SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c "
+		"SELECT c.oid::pg_catalog.regclass::text, pg_catalog.quote_literal("
+		"c.oid::pg_catalog.regclass::text) FROM pg_catalog.pg_class c "
 		"WHERE c.relkind = 'S' AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
-	int i;
+	struct strbuf sql = STRBUF_INIT;
+	int i, j, ret = -1;
 
 	if (!r)
 		return -1;
-	for (i = 0; i < PQntuples(r); i++) {
-		const char *name = PQgetvalue(r, i, 0);
-		struct strbuf sql = STRBUF_INIT;
-		char *lit = PQescapeLiteral(dp->conn, name, strlen(name));
+	for (i = 0; i < PQntuples(r); i += SEQ_BATCH) {
 		PGresult *v;
 
-		sb_addf(&sql, "SELECT last_value, is_called FROM %s", name);
-		v = pgcat_query(dp->conn, sql.buf, dp->err);
-		sb_release(&sql);
-		if (!v) {
-			PQfreemem(lit);
-			PQclear(r);
-			return -1;
-		}
-		sb_addf(post, "SELECT pg_catalog.setval(%s, %s, %s);\n", lit, PQgetvalue(v, 0, 0),
-			bval(v, 0, 1) ? "true" : "false");
-		PQfreemem(lit);
+		sb_reset(&sql);
+		for (j = i; j < PQntuples(r) && j < i + SEQ_BATCH; j++)
+			sb_addf(&sql, "%sSELECT %d, last_value, is_called FROM %s",
+				j > i ? " UNION ALL " : "", j, PQgetvalue(r, j, 0));
+		sb_adds(&sql, " ORDER BY 1");
+		if (!(v = pgcat_query(dp->conn, sql.buf, dp->err)))
+			goto out;
+		for (j = 0; j < PQntuples(v) && i + j < PQntuples(r); j++)
+			sb_addf(post, "SELECT pg_catalog.setval(%s, %s, %s);\n",
+				PQgetvalue(r, i + j, 1), PQgetvalue(v, j, 1),
+				bval(v, j, 2) ? "true" : "false");
 		PQclear(v);
 	}
+	ret = 0;
+out:
 	PQclear(r);
-	return 0;
+	sb_release(&sql);
+	return ret;
 }
 
 /* Grants: the object's ACL replayed from a clean slate. */
