@@ -33,6 +33,10 @@ const char pgcat_session_sql[] =
 	"SET LOCAL check_function_bodies = false;"
 	"SET LOCAL xmloption = content;"
 	"SET LOCAL row_security = off;"
+	/* the catalog queries are big expressions over small tables: compiling
+	 * them (JIT) costs more than running them (0.3 s of 0.4 s for the
+	 * comments of a 1,044-table schema) */
+	"SET LOCAL jit = off;"
 	"SELECT pg_catalog.set_config('search_path', '', true);";
 
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
