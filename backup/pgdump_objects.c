@@ -87,19 +87,6 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 		"WHERE c.relkind IN ('r', 'p') AND (pg_catalog.xpath('/row/n/text()', "
 		"pg_catalog.query_to_xml(pg_catalog.format('SELECT count(*) AS n FROM %s %s', "
 		"c.oid::pg_catalog.regclass, COALESCE(u.cond, '')), false, true, '')))[1]::text <> '0' "
-		/* grants on the system's own objects (pg_dump compares with pg_init_privs) */
-		"UNION ALL SELECT 'privileges on ' || pg_catalog.pg_describe_object("
-		"'pg_catalog.pg_class'::regclass, c.oid, 0) FROM pg_catalog.pg_class c "
-		"LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::regclass "
-		"AND ip.objoid = c.oid AND ip.objsubid = 0 WHERE c.relnamespace IN "
-		"('pg_catalog'::regnamespace) "
-		"AND c.relacl IS DISTINCT FROM ip.initprivs "
-		"UNION ALL SELECT 'privileges on ' || pg_catalog.pg_describe_object("
-		"'pg_catalog.pg_proc'::regclass, p.oid, 0) FROM pg_catalog.pg_proc p "
-		"LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::regclass "
-		"AND ip.objoid = p.oid AND ip.objsubid = 0 WHERE p.pronamespace IN "
-		"('pg_catalog'::regnamespace) "
-		"AND p.proacl IS DISTINCT FROM ip.initprivs "
 		") u ORDER BY 1";
 
 	return add_lines(conn, sql, out, err);
@@ -538,6 +525,36 @@ static const char fdw_acl_sql[] =
 	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault('F', o.owner))) a), '') "
 	"FROM o ORDER BY o.kind, o.name";
 
+/* Grants on PostgreSQL's own objects (pg_catalog) and on extension
+ * members, where they are no longer the ones initdb or CREATE EXTENSION set
+ * up (pg_init_privs), as pg_dump compares them: replayed from a clean slate
+ * (an in-place restore recreates the extensions in the dropped schemas, and
+ * leaves pg_catalog alone). */
+static const char init_acl_sql[] =
+	"WITH o(kind, name, acl, owner, dflt) AS ("
+	" SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, "
+	" c.oid::pg_catalog.regclass::text, c.relacl, c.relowner, "
+	" CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END FROM pg_catalog.pg_class c "
+	" LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::regclass "
+	" AND ip.objoid = c.oid AND ip.objsubid = 0 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+	" AND c.relacl IS DISTINCT FROM ip.initprivs AND (c.relnamespace = "
+	" 'pg_catalog'::regnamespace OR NOT " NOT_EXT("pg_catalog.pg_class", "c.oid") ")"
+	" UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, "
+	" p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner, 'f' FROM pg_catalog.pg_proc p "
+	" LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::regclass "
+	" AND ip.objoid = p.oid AND ip.objsubid = 0 WHERE p.proacl IS DISTINCT FROM ip.initprivs "
+	" AND (p.pronamespace = 'pg_catalog'::regnamespace OR NOT "
+	NOT_EXT("pg_catalog.pg_proc", "p.oid") ")) "
+	"SELECT 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; REVOKE ALL ON ' || "
+	"o.kind || ' ' || o.name || ' FROM ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';' || COALESCE((SELECT "
+	"pg_catalog.string_agg(' GRANT ' || a.privilege_type || ' ON ' || o.kind || ' ' || o.name || "
+	"' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
+	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
+	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault(o.dflt::\"char\", "
+	"o.owner))) a), '') FROM o ORDER BY o.kind, o.name";
+
 /* Comments on the kinds of this file. */
 static const char comment_sql[] =
 	"SELECT 'COMMENT ON ' || CASE "
@@ -693,7 +710,7 @@ static const char evt_owner_sql[] =
 int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
 {
 	const char *const parts[] = {
-		rls_sql, policy_sql, rule_sql, fdw_acl_sql, publication_sql, subscription_sql,
+		rls_sql, policy_sql, rule_sql, fdw_acl_sql, init_acl_sql, publication_sql, subscription_sql,
 		o->no_owner ? NULL : pub_owner_sql, comment_sql, misc_comment_sql, defacl_sql,
 		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
 		evt_sql, o->no_owner ? NULL : evt_owner_sql, evt_comment_sql,
