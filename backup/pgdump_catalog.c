@@ -1173,8 +1173,7 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0)
 		goto out;
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
-	pgobj_prelude(pre);
-	if (dump_schemas(&dp, pre) < 0 || dump_extensions(&dp, pre) < 0 || dump_types(&dp) < 0 ||
+	if (pgobj_prelude(&objs, pre) < 0 || dump_schemas(&dp, pre) < 0 || dump_extensions(&dp, pre) < 0 || dump_types(&dp) < 0 ||
 	    dump_sequences(&dp) < 0 || dump_functions(&dp) < 0 || dump_relations(&dp) < 0 ||
 	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
 		goto out;

@@ -9,10 +9,11 @@
  * them back, so they are neither dumped nor refused.
  *
  * Objects that live outside the snapshot's schemas (wrappers, servers,
- * user mappings, publications, event triggers) survive the DROP SCHEMA
- * CASCADE of an in-place restore unless something dropped took them along:
- * each is dropped IF EXISTS right before it is created again, so a restore
- * puts back exactly the snapshot's.
+ * user mappings, casts, transforms, access methods, languages, publications,
+ * event triggers) survive the DROP SCHEMA CASCADE of an in-place restore
+ * unless something dropped took them along: each is dropped IF EXISTS
+ * before it is created again (pre-data's kinds at the start of pre-data),
+ * so a restore puts back exactly the snapshot's.
  */
 #include "pgdump_objects.h"
 
@@ -116,9 +117,41 @@ static const char defacl_reset_sql[] =
 	"CASE d.o WHEN 'TYPES' THEN 'USAGE' ELSE 'EXECUTE' END, d.o); END IF;\n"
 	"END LOOP; END $sm$;\n";
 
-void pgobj_prelude(struct strbuf *pre)
+/* The objects of the snapshot that live outside every schema, and so may
+ * outlive the DROP SCHEMA ... CASCADE of an in-place restore (a cast between
+ * built-in types, a wrapper whose functions are built in, or anything else
+ * whose dependencies are all outside the dropped schemas): dropped before
+ * anything is created, not right before their own CREATE, since what the
+ * restore creates meanwhile may come to depend on them (a SQL function on
+ * a transform's type).  CASCADE only where the dependents are kinds the
+ * snapshot puts back (a server's user mappings and foreign tables). */
+static const char drops_sql[] =
+	"SELECT sql FROM ("
+	" SELECT 1 AS k, t.oid, 'DROP TRANSFORM IF EXISTS FOR ' || pg_catalog.format_type(t.trftype, "
+	" NULL) || ' LANGUAGE ' || pg_catalog.quote_ident(l.lanname) || ';' AS sql "
+	" FROM pg_catalog.pg_transform t JOIN pg_catalog.pg_language l ON l.oid = t.trflang "
+	" WHERE " NOT_EXT("pg_catalog.pg_transform", "t.oid")
+	" UNION ALL SELECT 2, c.oid, 'DROP CAST IF EXISTS (' || pg_catalog.format_type(c.castsource, "
+	" NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, NULL) || ');' FROM "
+	" pg_catalog.pg_cast c WHERE c.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_cast", "c.oid")
+	" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = "
+	" 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i')"
+	" UNION ALL SELECT 3, s.oid, 'DROP SERVER IF EXISTS ' || pg_catalog.quote_ident(s.srvname) || "
+	" ' CASCADE;' FROM pg_catalog.pg_foreign_server s WHERE "
+	NOT_EXT("pg_catalog.pg_foreign_server", "s.oid")
+	" UNION ALL SELECT 4, w.oid, 'DROP FOREIGN DATA WRAPPER IF EXISTS ' || "
+	" pg_catalog.quote_ident(w.fdwname) || ' CASCADE;' FROM pg_catalog.pg_foreign_data_wrapper w "
+	" WHERE " NOT_EXT("pg_catalog.pg_foreign_data_wrapper", "w.oid")
+	" UNION ALL SELECT 5, a.oid, 'DROP ACCESS METHOD IF EXISTS ' || pg_catalog.quote_ident(a.amname) "
+	" || ';' FROM pg_catalog.pg_am a WHERE a.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_am", "a.oid")
+	" UNION ALL SELECT 6, l.oid, 'DROP LANGUAGE IF EXISTS ' || pg_catalog.quote_ident(l.lanname) "
+	" || ';' FROM pg_catalog.pg_language l WHERE l.oid >= 16384 AND "
+	NOT_EXT("pg_catalog.pg_language", "l.oid") ") d ORDER BY k, oid";
+
+int pgobj_prelude(const struct pgobj_out *o, struct strbuf *pre)
 {
 	sb_adds(pre, defacl_reset_sql);
+	return add_lines(o->conn, drops_sql, pre, o->err);
 }
 
 static void owner_to(const struct pgobj_out *o, const char *kind, const char *name,
@@ -180,9 +213,7 @@ static int dump_fdws(const struct pgobj_out *o)
 		struct strbuf sb = STRBUF_INIT;
 		const char *name = PQgetvalue(r, i, 1);
 
-		/* CASCADE: its servers and user mappings come back after it */
-		sb_addf(&sb, "DROP FOREIGN DATA WRAPPER IF EXISTS %s CASCADE;\n"
-			"CREATE FOREIGN DATA WRAPPER %s", name, name);
+		sb_addf(&sb, "CREATE FOREIGN DATA WRAPPER %s", name);
 		if (val(r, i, 3))
 			sb_addf(&sb, " HANDLER %s", val(r, i, 3));
 		if (val(r, i, 4))
@@ -213,7 +244,7 @@ static int dump_servers(const struct pgobj_out *o)
 		struct strbuf sb = STRBUF_INIT;
 		const char *name = PQgetvalue(r, i, 1);
 
-		sb_addf(&sb, "DROP SERVER IF EXISTS %s CASCADE;\nCREATE SERVER %s", name, name);
+		sb_addf(&sb, "CREATE SERVER %s", name);
 		if (val(r, i, 3))
 			sb_addf(&sb, " TYPE %s", val(r, i, 3));
 		if (val(r, i, 4))
@@ -275,11 +306,9 @@ static int add_rows(const struct pgobj_out *o, const char *sql, int rank, char c
 #define OWNER(col) "pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(" col "))"
 
 /* Casts between any types, when the user made them (not a domain's or a
- * range's built-in ones).  Dropped first: one between built-in types
- * without a function outlives the schemas an in-place restore drops. */
+ * range's built-in ones). */
 static const char cast_sql[] =
-	"SELECT c.oid, 'DROP CAST IF EXISTS (' || pg_catalog.format_type(c.castsource, NULL) || "
-	"' AS ' || pg_catalog.format_type(c.casttarget, NULL) || '); CREATE CAST (' || "
+	"SELECT c.oid, 'CREATE CAST (' || "
 	"pg_catalog.format_type(c.castsource, NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, "
 	"NULL) || ') ' || CASE c.castmethod WHEN 'f' THEN 'WITH FUNCTION ' || "
 	"c.castfunc::pg_catalog.regprocedure::text WHEN 'i' THEN 'WITH INOUT' ELSE 'WITHOUT FUNCTION' "
@@ -416,19 +445,24 @@ static const char tsconfig_sql[] =
 	"ON pn.oid = p.prsnamespace WHERE c.cfgnamespace IN " USER_NSP " AND "
 	NOT_EXT("pg_catalog.pg_ts_config", "c.oid") " ORDER BY c.oid";
 
-/* Access methods, procedural languages and transforms outside extensions:
- * they live outside every schema, so each is dropped first (an in-place
- * restore may find it still there). */
+/* Shell types never defined (CREATE TYPE name;): a base type's shell is
+ * defined by its CREATE TYPE and is no longer one. */
+static const char shell_type_sql[] =
+	"SELECT t.oid, 'CREATE TYPE ' || " QNAME("n.nspname", "t.typname") " || E';\n', "
+	QNAME("n.nspname", "t.typname") ", " OWNER("t.typowner") " FROM pg_catalog.pg_type t "
+	"JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'p' AND "
+	"NOT t.typisdefined AND t.typnamespace IN " USER_NSP " AND "
+	NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid";
+
+/* Access methods, procedural languages and transforms outside extensions. */
 static const char am_sql[] =
-	"SELECT a.oid, 'DROP ACCESS METHOD IF EXISTS ' || pg_catalog.quote_ident(a.amname) || "
-	"' CASCADE; CREATE ACCESS METHOD ' || pg_catalog.quote_ident(a.amname) || ' TYPE ' || "
+	"SELECT a.oid, 'CREATE ACCESS METHOD ' || pg_catalog.quote_ident(a.amname) || ' TYPE ' || "
 	"CASE a.amtype WHEN 'i' THEN 'INDEX' ELSE 'TABLE' END || ' HANDLER ' || "
 	"a.amhandler::pg_catalog.regproc::text || E';\n' FROM pg_catalog.pg_am a "
 	"WHERE a.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_am", "a.oid") " ORDER BY a.oid";
 
 static const char language_sql[] =
-	"SELECT l.oid, 'DROP LANGUAGE IF EXISTS ' || pg_catalog.quote_ident(l.lanname) || "
-	"' CASCADE; CREATE ' || CASE WHEN l.lanpltrusted THEN 'TRUSTED ' ELSE '' END || "
+	"SELECT l.oid, 'CREATE ' || CASE WHEN l.lanpltrusted THEN 'TRUSTED ' ELSE '' END || "
 	"'LANGUAGE ' || pg_catalog.quote_ident(l.lanname) || ' HANDLER ' || "
 	"l.lanplcallfoid::pg_catalog.regproc::text || COALESCE(' INLINE ' || NULLIF(l.laninline, 0)"
 	"::pg_catalog.regproc::text, '') || COALESCE(' VALIDATOR ' || NULLIF(l.lanvalidator, 0)"
@@ -437,8 +471,7 @@ static const char language_sql[] =
 	NOT_EXT("pg_catalog.pg_language", "l.oid") " ORDER BY l.oid";
 
 static const char transform_sql[] =
-	"SELECT t.oid, 'DROP TRANSFORM IF EXISTS FOR ' || pg_catalog.format_type(t.trftype, NULL) || "
-	"' LANGUAGE ' || pg_catalog.quote_ident(l.lanname) || '; CREATE TRANSFORM FOR ' || "
+	"SELECT t.oid, 'CREATE TRANSFORM FOR ' || "
 	"pg_catalog.format_type(t.trftype, NULL) || ' LANGUAGE ' || pg_catalog.quote_ident(l.lanname) "
 	"|| ' (' || pg_catalog.concat_ws(', ', 'FROM SQL WITH FUNCTION ' || NULLIF(t.trffromsql, 0)"
 	"::pg_catalog.regprocedure::text, 'TO SQL WITH FUNCTION ' || NULLIF(t.trftosql, 0)"
@@ -451,6 +484,7 @@ int pgobj_pre(const struct pgobj_out *o)
 	if (dump_collations(o) < 0 || dump_fdws(o) < 0 || dump_servers(o) < 0 ||
 	    dump_user_mappings(o) < 0 ||
 	    add_rows(o, language_sql, R_LANG, 'g', "LANGUAGE") < 0 ||
+	    add_rows(o, shell_type_sql, R_TYPE, 't', "TYPE") < 0 ||
 	    add_rows(o, am_sql, R_AM, 'a', NULL) < 0 ||
 	    add_rows(o, transform_sql, R_TRANSFORM, 'x', NULL) < 0 ||
 	    add_rows(o, cast_sql, R_CAST, 'k', NULL) < 0 ||

@@ -112,8 +112,10 @@ PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err);
 
 /* The start of pre-data, before the schemas and extensions: puts the
  * target's role-wide default privileges back to the built-in ones, so
- * that the objects the restore creates get the snapshot's ACLs. */
-void pgobj_prelude(struct strbuf *pre);
+ * that the objects the restore creates get the snapshot's ACLs, and drops
+ * (IF EXISTS) the snapshot's objects that live outside every schema, so
+ * that an in-place restore can create them again.  0, or -1 with o->err. */
+int pgobj_prelude(const struct pgobj_out *o, struct strbuf *pre);
 
 /* Pre-data objects: collations, foreign-data wrappers, servers, user
  * mappings, each handed to o->add.  0, or -1 with o->err set. */
