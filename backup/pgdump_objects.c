@@ -559,8 +559,8 @@ static const char fdw_acl_sql[] =
 	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault('F', o.owner))) a), '') "
 	"FROM o ORDER BY o.kind, o.name";
 
-/* Grants on PostgreSQL's own objects (pg_catalog) and on extension
- * members, where they are no longer the ones initdb or CREATE EXTENSION set
+/* Grants on PostgreSQL's own objects (pg_catalog, languages) and on
+ * extension members, and on the user's own languages, where they are no longer the ones initdb or CREATE EXTENSION set
  * up (pg_init_privs), as pg_dump compares them: replayed from a clean slate
  * (an in-place restore recreates the extensions in the dropped schemas, and
  * leaves pg_catalog alone). */
@@ -578,7 +578,17 @@ static const char init_acl_sql[] =
 	" LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::regclass "
 	" AND ip.objoid = p.oid AND ip.objsubid = 0 WHERE p.proacl IS DISTINCT FROM ip.initprivs "
 	" AND (p.pronamespace = 'pg_catalog'::regnamespace OR NOT "
-	NOT_EXT("pg_catalog.pg_proc", "p.oid") ")) "
+	NOT_EXT("pg_catalog.pg_proc", "p.oid") ")"
+	" UNION ALL SELECT 'TYPE', pg_catalog.format_type(t.oid, NULL), t.typacl, t.typowner, 'T' "
+	" FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = "
+	" 'pg_catalog.pg_type'::regclass AND ip.objoid = t.oid AND ip.objsubid = 0 "
+	" WHERE t.typacl IS DISTINCT FROM ip.initprivs AND t.typcategory <> 'A' AND "
+	" (t.typnamespace = 'pg_catalog'::regnamespace OR NOT " NOT_EXT("pg_catalog.pg_type", "t.oid") ")"
+	/* languages: built-in, an extension's (plpgsql) or the user's own */
+	" UNION ALL SELECT 'LANGUAGE', pg_catalog.quote_ident(l.lanname), l.lanacl, l.lanowner, 'l' "
+	" FROM pg_catalog.pg_language l LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = "
+	" 'pg_catalog.pg_language'::regclass AND ip.objoid = l.oid AND ip.objsubid = 0 "
+	" WHERE l.lanacl IS DISTINCT FROM ip.initprivs) "
 	"SELECT 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; REVOKE ALL ON ' || "
 	"o.kind || ' ' || o.name || ' FROM ' || "
 	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';' || COALESCE((SELECT "
