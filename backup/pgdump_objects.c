@@ -98,13 +98,17 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 /* The target's role-wide default privileges would apply to every object the
  * restore creates (an object whose ACL was the built-in default would come
  * back with the target's): they are reset to the built-in defaults first,
- * and the snapshot's are set again at the end of post-data. */
+ * and the snapshot's are set again at the end of post-data.  Those of roles
+ * the restoring role is not a member of stay as they are (it may not
+ * change them). */
 static const char defacl_reset_sql[] =
 	"DO $sm$ DECLARE d record; g record; BEGIN\n"
 	"FOR d IN SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.defaclrole)) AS r, "
 	"a.defaclacl AS acl, CASE a.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' "
 	"WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END AS o "
-	"FROM pg_catalog.pg_default_acl a WHERE a.defaclnamespace = 0 LOOP\n"
+	"FROM pg_catalog.pg_default_acl a WHERE a.defaclnamespace = 0 "
+	/* only a member of the role may change its defaults */
+	"AND pg_catalog.pg_has_role(a.defaclrole, 'MEMBER') LOOP\n"
 	"FOR g IN SELECT DISTINCT x.grantee FROM pg_catalog.aclexplode(d.acl) x LOOP\n"
 	"EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES FOR ROLE %s REVOKE ALL ON %s FROM %s', "
 	"d.r, d.o, CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE "
