@@ -1,9 +1,12 @@
 /*
  * pgdump_objects: the object kinds of a PostgreSQL snapshot beyond schemas,
  * types, sequences, functions and relations (those are pgdump_catalog.c's):
- * foreign-data wrappers, servers, user mappings, collations (pre-data, in
+ * foreign-data wrappers, servers, user mappings, collations, casts,
+ * conversions, operators, operator families and classes, text search
+ * objects, access methods, languages, transforms, shell types (pre-data, in
  * the dependency sort), and row-level security, policies, rules,
- * publications, event triggers and default privileges (post-data).
+ * publications, subscriptions, event triggers and default privileges
+ * (post-data).
  *
  * Internal to backup/: pgdump_catalog.c calls it while it reads the
  * catalogs, inside the snapshot's one transaction.  Nothing here prints.
@@ -123,8 +126,10 @@ int pgobj_pre(const struct pgobj_out *o);
 
 
 /* Post-data, appended to post: row-level security and policies, rules,
- * grants and comments on the kinds above, publications, default
- * privileges, event triggers (last: nothing of the restore fires them). */
+ * grants on wrappers and servers, grants that differ from pg_init_privs
+ * (pg_catalog objects, extension members, languages), publications,
+ * subscriptions, comments on the kinds above, default privileges, event
+ * triggers (last: nothing of the restore fires them). */
 int pgobj_post(const struct pgobj_out *o, struct strbuf *post);
 
 /* Appends to out every object of a kind no snapshot reproduces, one
