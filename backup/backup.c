@@ -139,3 +139,20 @@ out:
 	sb_release(&version);
 	return ret;
 }
+
+void backup_summary_release(struct backup_summary *s)
+{
+	cJSON_Delete(s->row_counts);
+	s->row_counts = NULL;
+	s->schema_sha256[0] = '\0';
+}
+
+int backup_describe(struct engine *e, const cJSON *extra, struct backup_summary *out,
+		    struct sm_error *err)
+{
+	const struct backup_driver *d = backup_find_driver(e);
+
+	if (!d || !d->describe)
+		return 0;
+	return d->describe(e, extra, out, err);
+}

@@ -13,6 +13,8 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine.h"
 #include "error.h"
 #include "hash.h"
@@ -26,6 +28,7 @@ struct backup_opts {
 	snap_progress_fn progress;
 	void *progress_ud;
 	int no_owner; /* PostgreSQL: do not record ownership */
+	int no_tablespaces; /* PostgreSQL: do not record tablespaces */
 	/* A signal handler's flag (borrowed, may be NULL): once set, the
 	 * snapshot is abandoned (ERR_INTERRUPTED, nothing published).  The
 	 * server's running query is the caller's to cancel. */
@@ -42,6 +45,17 @@ struct backup_result {
 
 void backup_result_release(struct backup_result *r);
 
+/* What a snapshot records about its database, to check a restored copy
+ * against (verify --restore-to). */
+struct backup_summary {
+	char schema_sha256[HASH_HEX_LEN + 1]; /* the manifest's extra.schema_sha256; "" if none */
+	cJSON *row_counts; /* owned: {"table": rows} as the manifest's row_counts */
+};
+
+#define BACKUP_SUMMARY_INIT { "", NULL }
+
+void backup_summary_release(struct backup_summary *s);
+
 struct backup_driver {
 	const char *engine; /* e->ops->name */
 	/* Writes the engine's entries into w (the manifest's engine, source and
@@ -52,6 +66,9 @@ struct backup_driver {
 	/* Estimates the bytes the snapshot (and any scratch files) will need in
 	 * the backup directory, for the free-space check. */
 	int (*estimate)(struct engine *e, uint64_t *bytes, struct sm_error *err);
+	/* Optional: fills out as backup_describe says. */
+	int (*describe)(struct engine *e, const cJSON *extra, struct backup_summary *out,
+			struct sm_error *err);
 };
 
 /* The driver for e's engine, or NULL. */
@@ -65,6 +82,16 @@ const struct backup_driver *backup_find_driver(const struct engine *e);
  */
 int backup_take(struct engine *e, const char *backup_dir, const char *name,
 		const struct backup_opts *opts, struct backup_result *out, struct sm_error *err);
+
+/*
+ * Describes e now as a snapshot of it would: schema fingerprint and row
+ * counts, read in one consistent transaction, nothing written.  extra is
+ * the manifest's "extra" of the snapshot to compare with (the options it
+ * was taken with; may be NULL).  An engine whose snapshots record no
+ * fingerprint leaves it "" and counts no rows (row_counts stays NULL).
+ */
+int backup_describe(struct engine *e, const cJSON *extra, struct backup_summary *out,
+		    struct sm_error *err);
 
 /* Engine drivers (backup_<engine>.c). */
 extern const struct backup_driver backup_sqlite_driver;

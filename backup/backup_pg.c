@@ -232,7 +232,11 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
 	s.table = t->qualified;
-	sb_addf(&sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
+	if (t->filter) /* an extension's configuration table: the user's rows */
+		sb_addf(&sql, "COPY (SELECT %.*s FROM ONLY %s %s) TO STDOUT",
+			(int)strlen(t->columns) - 2, t->columns + 1, t->qualified, t->filter);
+	else
+		sb_addf(&sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
 	res = PQexec(conn, sql.buf);
 	sb_release(&sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT) {
@@ -301,6 +305,8 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 		cJSON_AddStringToObject(t, "qualified", d->tables[i].qualified);
 		cJSON_AddStringToObject(t, "columns", d->tables[i].columns);
 		cJSON_AddStringToObject(t, "entry", entry.buf);
+		if (d->tables[i].filter)
+			cJSON_AddTrueToObject(t, "extension_config");
 		cJSON_AddItemToArray(tables, t);
 	}
 	sb_release(&entry);
@@ -311,7 +317,7 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		   struct sm_error *err)
 {
 	PGconn *conn = engine_native(e);
-	struct pgcat_options co = { opts && opts->no_owner, 0 };
+	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	struct strbuf name = STRBUF_INIT;
 	cJSON *toc = NULL;
@@ -326,14 +332,26 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		goto out;
 	{
 		cJSON *extra = cJSON_CreateObject(), *sch = cJSON_AddArrayToObject(extra, "schemas");
+		char fp[HASH_HEX_LEN + 1];
 
+		pgcat_fingerprint(&d, fp);
 		cJSON_AddStringToObject(extra, "copy_format", "text");
+		cJSON_AddStringToObject(extra, "schema_sha256", fp);
+		if (co.no_owner)
+			cJSON_AddTrueToObject(extra, "no_owner");
+		if (co.no_tablespaces)
+			cJSON_AddTrueToObject(extra, "no_tablespaces");
 		for (i = 0; i < d.nschemas; i++)
 			cJSON_AddItemToArray(sch, cJSON_CreateString(d.schemas[i]));
 		snap_set_extra(w, extra);
 	}
 	toc = make_toc(&d);
 	toc_text = cJSON_Print(toc);
+	/* the restore runs these before it reaches the manifest: the header
+	 * carries their checksums so that it can check them first */
+	snap_declare_checksum(w, TOC_ENTRY, toc_text, strlen(toc_text));
+	snap_declare_checksum(w, PRE_ENTRY, d.pre_data.buf, d.pre_data.len);
+	snap_declare_checksum(w, POST_ENTRY, d.post_data.buf, d.post_data.len);
 	if (snap_add_entry_buf(w, TOC_ENTRY, toc_text, strlen(toc_text), err) < 0 ||
 	    snap_add_entry_buf(w, PRE_ENTRY, d.pre_data.buf, d.pre_data.len, err) < 0 ||
 	    snap_add_entry_buf(w, POST_ENTRY, d.post_data.buf, d.post_data.len, err) < 0)
@@ -374,8 +392,54 @@ static int pg_estimate(struct engine *e, uint64_t *bytes, struct sm_error *err)
 	return 0;
 }
 
+/* What pg_take would record: the same dump, fingerprinted, and count(*)
+ * of every table it would copy, in one REPEATABLE READ transaction. */
+static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summary *out,
+		       struct sm_error *err)
+{
+	PGconn *conn = engine_native(e);
+	struct pgcat_options co = {
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_owner")), 0,
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_tablespaces")) };
+	struct pgcat_dump d = PGCAT_DUMP_INIT;
+	struct strbuf sql = STRBUF_INIT;
+	PGresult *res = NULL;
+	size_t i;
+	int ret = -1;
+
+	if (pgcat_begin(conn, err) < 0)
+		return -1;
+	if (pgcat_read(conn, &co, &d, err) < 0)
+		goto out;
+	pgcat_fingerprint(&d, out->schema_sha256);
+	out->row_counts = cJSON_CreateObject();
+	for (i = 0; i < d.ntables; i++) {
+		sb_reset(&sql);
+		sb_addf(&sql, "SELECT count(*) FROM ONLY %s %s", d.tables[i].qualified,
+			d.tables[i].filter ? d.tables[i].filter : "");
+		res = PQexec(conn, sql.buf);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			pgcat_pq_error(err, conn, res, "cannot count the rows");
+			err_prefix(err, "%s", d.tables[i].qualified);
+			goto out;
+		}
+		cJSON_AddNumberToObject(out->row_counts, d.tables[i].qualified,
+					strtod(PQgetvalue(res, 0, 0), NULL));
+		PQclear(res);
+		res = NULL;
+	}
+	ret = 0;
+out:
+	PQclear(res);
+	PQclear(PQexec(conn, "ROLLBACK"));
+	sb_release(&sql);
+	pgcat_dump_release(&d);
+	return ret;
+}
+
 const struct backup_driver backup_pg_driver = {
 	.engine = "postgresql",
 	.take = pg_take,
 	.estimate = pg_estimate,
+	.describe = pg_describe,
 };

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_pg.h"
+#include "hash.h"
 #include "xalloc.h"
 
 /* SET LOCAL: they end with the snapshot's transaction, and the engine's
@@ -39,21 +41,50 @@ const char pgcat_session_sql[] =
 	"SET LOCAL jit = off;"
 	"SELECT pg_catalog.set_config('search_path', '', true);";
 
+/* A key that a view's rule or an SQL-body function needs (GROUP BY the
+ * primary key, ON CONFLICT ON CONSTRAINT): created in pre-data, before them. */
+#define KEY_NEEDED_EARLY(k)                                                           \
+	"EXISTS (WITH RECURSIVE up(oid) AS (SELECT " k ".oid UNION ALL SELECT "        \
+	"pc.conparentid FROM pg_catalog.pg_constraint pc JOIN up ON pc.oid = up.oid "  \
+	"WHERE pc.conparentid <> 0) SELECT 1 FROM pg_catalog.pg_depend kd WHERE "      \
+	"kd.refclassid = 'pg_catalog.pg_constraint'::regclass AND kd.refobjid IN "     \
+	"(SELECT oid FROM up) AND kd.classid IN ('pg_catalog.pg_rewrite'::regclass, "  \
+	"'pg_catalog.pg_proc'::regclass))"
+/* (a key of a partition whose parent's key is needed early is too: the
+ * parent's ADD CONSTRAINT must find it to attach, not create its own) */
+
+/*
+ * "ALTER TABLE [ONLY] t ADD CONSTRAINT name DEFINITION;" for a key, unique
+ * or exclusion constraint k of table c.  pg_get_constraintdef leaves out the
+ * index's storage options: they go before DEFERRABLE.  On a partitioned
+ * table it recurses, and attaches the partitions' own keys, created before
+ * it (so they keep their names).
+ */
+#define KEY_SQL(k, c)                                                                  \
+	"'ALTER TABLE ' || CASE WHEN " c ".relkind = 'p' THEN '' ELSE 'ONLY ' END || "  \
+	c ".oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || "                  \
+	"pg_catalog.quote_ident(" k ".conname) || ' ' || CASE WHEN " k ".contype IN "   \
+	"('p', 'u') THEN pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef("     \
+	k ".oid), '( DEFERRABLE)?( INITIALLY DEFERRED)?$', COALESCE(' WITH (' || "       \
+	"pg_catalog.array_to_string((SELECT ic.reloptions FROM pg_catalog.pg_class ic "  \
+	"WHERE ic.oid = " k ".conindid), ', ') || ')', '') || COALESCE(' USING INDEX "   \
+	"TABLESPACE ' || " TABLESPACE_OF(k ".conindid") ", '') || '\\1\\2') "           \
+	"ELSE pg_catalog.pg_get_constraintdef(" k ".oid) END || ';'"
+/* The tablespace of relation rel (quoted), NULL for the database's default
+ * or with --no-tablespaces (pgcat_read sets safe_migrate.no_tablespaces). */
+#define TABLESPACE_OF(rel)                                                             \
+	"(SELECT pg_catalog.quote_ident(ts.spcname) FROM pg_catalog.pg_tablespace ts "   \
+	"JOIN pg_catalog.pg_class tr ON tr.reltablespace = ts.oid WHERE tr.oid = " rel    \
+	" AND pg_catalog.current_setting('safe_migrate.no_tablespaces', true) IS "      \
+	"DISTINCT FROM 'on')"
+
+/* Deepest partitions first. */
+#define PARTITION_DEPTH(c)                                                             \
+	"(SELECT count(*) FROM pg_catalog.pg_partition_ancestors(" c ".oid))"
+
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
-	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	struct strbuf m = STRBUF_INIT;
-
-	sb_adds(&m, msg && *msg ? msg : PQerrorMessage(conn));
-	sb_rtrim(&m);
-	if (!strncmp(m.buf, "ERROR:  ", 8))
-		memmove(m.buf, m.buf + 8, m.len - 7);
-	err_set(err, ERR_FAIL, "%s: %s", what, m.buf);
-	if (state)
-		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
-	sb_release(&m);
-	return -1;
+	return engine_pg_error(err, conn, res, what);
 }
 
 PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err)
@@ -109,6 +140,8 @@ struct pobj {
 	size_t ndeps, adeps;
 	int emitted;
 	char *refresh; /* a populated materialized view: its REFRESH, for post-data */
+	int has_full;  /* a base type's shell (CREATE TYPE t;): */
+	size_t full;   /* the index of its full CREATE TYPE */
 };
 
 struct okey {
@@ -172,13 +205,20 @@ static struct pobj *add_obj(struct objset *s, int rank, char cls, unsigned oid, 
 	return o;
 }
 
-static void add_dep(struct pobj *o, size_t dep)
+static int has_dep(const struct pobj *o, size_t dep)
 {
 	size_t i;
 
 	for (i = 0; i < o->ndeps; i++)
 		if (o->deps[i] == dep)
-			return;
+			return 1;
+	return 0;
+}
+
+static void add_dep(struct pobj *o, size_t dep)
+{
+	if (has_dep(o, dep))
+		return;
 	ALLOC_GROW(o->deps, o->ndeps + 1, o->adeps);
 	o->deps[o->ndeps++] = dep;
 }
@@ -206,6 +246,7 @@ struct dumper {
 	struct strbuf owners;   /* ALTER ... OWNER TO, emitted in post-data */
 	struct strbuf seqowned; /* ALTER SEQUENCE ... OWNED BY, end of pre-data */
 	struct strbuf refresh;  /* REFRESH MATERIALIZED VIEW, in dependency order */
+	struct strbuf extseq;   /* setval of extensions' configuration sequences */
 	struct sm_error *err;
 };
 
@@ -303,6 +344,128 @@ static int dump_extensions(struct dumper *dp, struct strbuf *pre)
 	return 0;
 }
 
+/* Adds a table whose rows are copied: its stored, non-generated columns
+ * copycols ("a, b"), filter as in struct pgcat_table (borrowed, copied). */
+static void add_table(struct pgcat_dump *d, const PGresult *r, int row, int schema_col,
+		      const char *qualified, const struct strbuf *copycols, const char *filter)
+{
+	struct pgcat_table *t;
+
+	ALLOC_GROW(d->tables, d->ntables + 1, d->tables_alloc);
+	t = &d->tables[d->ntables++];
+	memset(t, 0, sizeof(*t));
+	/* schema_col: the schema's raw name, then the table's, then reltuples */
+	t->schema = xstrdup(PQgetvalue(r, row, schema_col));
+	t->name = xstrdup(PQgetvalue(r, row, schema_col + 1));
+	t->est_rows = strtoll(PQgetvalue(r, row, schema_col + 2), NULL, 10);
+	t->qualified = xstrdup(qualified);
+	/* no stored column (none at all, all dropped, only generated ones):
+	 * "COPY t () ..." is a syntax error, but "COPY t TO STDOUT" writes one
+	 * empty line per row, as pg_dump does */
+	t->columns = xmalloc(copycols->len + 3);
+	snprintf(t->columns, copycols->len + 3, copycols->len ? "(%s)" : "%s", copycols->buf);
+	t->filter = filter ? xstrdup(filter) : NULL;
+}
+
+/* Where a table's columns come from: its own CREATE TABLE (a partition's
+ * too: it is created as a table of its own and attached after), its type
+ * (CREATE TABLE OF), or partly its INHERITS parents. */
+enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
+
+/* The columns of the tables rels selects, read at once (one query, not one
+ * a table: a schema of a thousand tables is read in a few round trips), in
+ * table OID then column order (table_columns looks a table up in them). */
+#define COLUMNS_SQL(rels)                                                             \
+	"SELECT pg_catalog.quote_ident(a.attname), pg_catalog.format_type(a.atttypid, a.atttypmod), " \
+	"a.attnotnull, a.attgenerated, a.attidentity, "                                  \
+	"CASE WHEN a.atthasdef THEN (SELECT pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) " \
+	" FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum) END, " \
+	"CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN (SELECT " \
+	" pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) FROM " \
+	" pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace " \
+	" WHERE co.oid = a.attcollation) END, "                                          \
+	"CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage END, "                 \
+	"NULLIF(a.attstattarget, -1), "                                                  \
+	"pg_catalog.array_to_string(a.attoptions, ', '), "                               \
+	/* 10.. identity sequence name and options */                                    \
+	"s.seqrelid::pg_catalog.regclass::text, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, " \
+	"s.seqcache, s.seqcycle, a.attislocal, "                                         \
+	/* 18 a foreign table's column options */                                        \
+	"CASE WHEN a.attfdwoptions IS NOT NULL THEN " PGOBJ_OPTIONS("a.attfdwoptions") " END, " \
+	/* 19 the table, 20 compression */                                               \
+	"a.attrelid, CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END " \
+	"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid " \
+	/* an identity column's sequence depends on it internally */                     \
+	"LEFT JOIN pg_catalog.pg_depend sd ON a.attidentity <> '' AND sd.classid = "     \
+	" 'pg_catalog.pg_class'::regclass AND sd.refclassid = 'pg_catalog.pg_class'::regclass " \
+	" AND sd.refobjid = a.attrelid AND sd.refobjsubid = a.attnum AND sd.deptype = 'i' " \
+	"LEFT JOIN pg_catalog.pg_sequence s ON s.seqrelid = sd.objid "                   \
+	"WHERE a.attrelid IN (" rels ") "                                                \
+	"AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum"
+
+static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
+			  enum col_source from, struct strbuf *cols, struct strbuf *alters,
+			  struct strbuf *copycols);
+
+/*
+ * Rows of extensions' configuration tables (pg_extension_config_dump): the
+ * rows its condition selects are the user's, copied like a table's, and
+ * the positions of its configuration sequences, as pg_dump does.  In
+ * place the extension may survive the restore (its schema not being the
+ * snapshot's), so pre-data first deletes the rows the copy brings back.
+ */
+static int dump_extension_config(struct dumper *dp, struct strbuf *pre)
+{
+	PGresult *r = pgcat_query(dp->conn,
+		"SELECT c.oid, c.oid::pg_catalog.regclass::text, x.cond, c.relkind, n.nspname, "
+		"c.relname, c.reltuples::bigint FROM pg_catalog.pg_extension e CROSS JOIN LATERAL ROWS FROM "
+		"(pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) x(rel, cond) "
+		"JOIN pg_catalog.pg_class c "
+		"ON c.oid = x.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE e.extname <> 'plpgsql' AND c.relkind IN ('r', 'S') ORDER BY e.oid, c.oid", dp->err);
+	PGresult *colres = NULL;
+	struct strbuf sql = STRBUF_INIT;
+	int i, ret = -1;
+
+	if (!r || !(colres = pgcat_query(dp->conn, COLUMNS_SQL("SELECT x.rel FROM pg_catalog.pg_extension e "
+		"CROSS JOIN LATERAL pg_catalog.unnest(e.extconfig) x(rel) WHERE e.extname <> 'plpgsql'"),
+		dp->err)))
+		goto out;
+	for (i = 0; i < PQntuples(r); i++) {
+		const char *name = PQgetvalue(r, i, 1), *cond = PQgetvalue(r, i, 2);
+		struct strbuf cols = STRBUF_INIT, alters = STRBUF_INIT, copycols = STRBUF_INIT;
+
+		if (PQgetvalue(r, i, 3)[0] == 'S') {
+			char *lit = PQescapeLiteral(dp->conn, name, strlen(name));
+			PGresult *v;
+
+			sb_reset(&sql);
+			sb_addf(&sql, "SELECT last_value, is_called FROM %s", name);
+			v = pgcat_query(dp->conn, sql.buf, dp->err);
+			if (v)
+				sb_addf(&dp->extseq, "SELECT pg_catalog.setval(%s, %s, %s);\n", lit,
+					PQgetvalue(v, 0, 0), bval(v, 0, 1) ? "true" : "false");
+			PQfreemem(lit);
+			PQclear(v);
+			if (!v)
+				goto out;
+			continue;
+		}
+		table_columns(colres, oidval(r, i, 0), name, COLS_OWN, &cols, &alters, &copycols);
+		sb_addf(pre, "DELETE FROM ONLY %s %s;\n", name, cond);
+		add_table(dp->d, r, i, 4, name, &copycols, cond);
+		sb_release(&cols);
+		sb_release(&alters);
+		sb_release(&copycols);
+	}
+	ret = 0;
+out:
+	sb_release(&sql);
+	PQclear(colres);
+	PQclear(r);
+	return ret;
+}
+
 static int dump_types(struct dumper *dp)
 {
 	PGresult *r = pgcat_query(dp->conn,
@@ -320,7 +483,7 @@ static int dump_types(struct dumper *dp)
 		" WHERE co.oid = t.typcollation) END, "
 		"(SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' "
 		" || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname) "
-		" FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), "
+		" FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.convalidated), "
 		/* 10 composite attributes */
 		"(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || "
 		" pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attcollation <> 0 AND "
@@ -397,6 +560,89 @@ static int dump_types(struct dumper *dp)
 	return 0;
 }
 
+/*
+ * Base types and types that are only a shell.  A base type and its I/O
+ * functions need each other, so it is two objects, as in pg_dump: the shell
+ * (CREATE TYPE t;), which the functions need, and the full CREATE TYPE,
+ * which needs the functions and which everything else needs
+ * (load_dependencies routes the edges).
+ */
+static int dump_base_types(struct dumper *dp)
+{
+	PGresult *r = pgcat_query(dp->conn,
+		"SELECT t.oid, t.typisdefined, pg_catalog.format_type(t.oid, NULL), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(t.typowner)), t.typlen, "
+		/* 5.. support functions: regproc prints them schema-qualified here */
+		"t.typinput::pg_catalog.regproc, t.typoutput::pg_catalog.regproc, "
+		"NULLIF(t.typreceive, 0)::pg_catalog.regproc, NULLIF(t.typsend, 0)::pg_catalog.regproc, "
+		"NULLIF(t.typmodin, 0)::pg_catalog.regproc, NULLIF(t.typmodout, 0)::pg_catalog.regproc, "
+		"NULLIF(t.typanalyze, 0)::pg_catalog.regproc, NULLIF(t.typsubscript, 0)::pg_catalog.regproc, "
+		/* 13 default, element, category, preferred, delimiter, by value, align, storage, collatable */
+		"pg_catalog.quote_literal(t.typdefault), "
+		"CASE WHEN t.typelem <> 0 THEN pg_catalog.format_type(t.typelem, NULL) END, "
+		"t.typcategory, t.typispreferred, pg_catalog.quote_literal(t.typdelim::pg_catalog.text), t.typbyval, "
+		"t.typalign, t.typstorage, t.typcollation <> 0 "
+		"FROM pg_catalog.pg_type t WHERE t.typnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_type", "t.oid") " AND (t.typtype = 'b' AND t.typelem = 0 OR "
+		"t.typtype = 'b' AND t.typelem <> 0 AND (SELECT e.typarray FROM pg_catalog.pg_type e "
+		"WHERE e.oid = t.typelem) <> t.oid OR t.typtype = 'p' AND NOT t.typisdefined) "
+		"ORDER BY t.oid", dp->err);
+	static const char *const align[] = { "c", "char", "s", "int2", "i", "int4", "d", "double" };
+	static const char *const storage[] = { "p", "plain", "e", "external", "m", "main",
+					       "x", "extended" };
+	static const char *const fn[] = { "INPUT", "OUTPUT", "RECEIVE", "SEND", "TYPMOD_IN",
+					  "TYPMOD_OUT", "ANALYZE", "SUBSCRIPT" };
+	int i;
+	size_t k;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 2);
+		unsigned oid = oidval(r, i, 0);
+		struct pobj *shell;
+		size_t shell_idx = dp->objs.n;
+
+		sb_addf(&sb, "CREATE TYPE %s;\n", name);
+		add_obj(&dp->objs, R_TYPE, 't', oid, sb_detach(&sb));
+		owner_to(dp, "TYPE", name, PQgetvalue(r, i, 3));
+		if (!bval(r, i, 1))
+			continue; /* only a shell */
+		sb_addf(&sb, "CREATE TYPE %s (\n    INTERNALLENGTH = %s", name,
+			strcmp(PQgetvalue(r, i, 4), "-1") ? PQgetvalue(r, i, 4) : "variable");
+		for (k = 0; k < sizeof(fn) / sizeof(*fn); k++)
+			if (val(r, i, 5 + (int)k))
+				sb_addf(&sb, ",\n    %s = %s", fn[k], val(r, i, 5 + (int)k));
+		if (val(r, i, 13))
+			sb_addf(&sb, ",\n    DEFAULT = %s", val(r, i, 13));
+		if (val(r, i, 14))
+			sb_addf(&sb, ",\n    ELEMENT = %s", val(r, i, 14));
+		sb_addf(&sb, ",\n    CATEGORY = '%s'", PQgetvalue(r, i, 15));
+		if (bval(r, i, 16))
+			sb_adds(&sb, ",\n    PREFERRED = true");
+		sb_addf(&sb, ",\n    DELIMITER = %s", PQgetvalue(r, i, 17));
+		for (k = 0; k < sizeof(align) / sizeof(*align); k += 2)
+			if (!strcmp(PQgetvalue(r, i, 19), align[k]))
+				sb_addf(&sb, ",\n    ALIGNMENT = %s", align[k + 1]);
+		for (k = 0; k < sizeof(storage) / sizeof(*storage); k += 2)
+			if (!strcmp(PQgetvalue(r, i, 20), storage[k]))
+				sb_addf(&sb, ",\n    STORAGE = %s", storage[k + 1]);
+		if (bval(r, i, 21))
+			sb_adds(&sb, ",\n    COLLATABLE = true");
+		if (bval(r, i, 18))
+			sb_adds(&sb, ",\n    PASSEDBYVALUE");
+		sb_adds(&sb, "\n);\n");
+		add_obj(&dp->objs, R_TYPE, 'b', oid, sb_detach(&sb));
+		shell = &dp->objs.v[shell_idx];
+		shell->has_full = 1;
+		shell->full = dp->objs.n - 1;
+		add_dep(&dp->objs.v[shell->full], shell_idx);
+	}
+	PQclear(r);
+	return 0;
+}
+
 static void seq_options(struct strbuf *sb, const PGresult *r, int i, int c)
 {
 	/* c: start, increment, min, max, cache, cycle */
@@ -436,9 +682,14 @@ static int dump_sequences(struct dumper *dp)
 		seq_options(&sb, r, i, 5);
 		sb_adds(&sb, ";\n");
 		add_obj(&dp->objs, R_SEQ, 'c', oidval(r, i, 0), sb_detach(&sb));
-		owner_to(dp, "SEQUENCE", name, PQgetvalue(r, i, 2));
+		/* A sequence OWNED BY a column has its table's owner, and only
+		 * the table's ALTER TABLE ... OWNER TO may change it (the server
+		 * refuses "cannot change owner of sequence ... linked to table"
+		 * otherwise): that one carries it along. */
 		if (val(r, i, 11))
 			sb_addf(&dp->seqowned, "ALTER SEQUENCE %s OWNED BY %s;\n", name, val(r, i, 11));
+		else
+			owner_to(dp, "SEQUENCE", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return 0;
@@ -568,69 +819,38 @@ static int dump_functions(struct dumper *dp)
 	return 0;
 }
 
-/* Where a table's columns come from: its own CREATE TABLE, its partitioned
- * parent, its type (CREATE TABLE OF), or partly its INHERITS parents. */
-enum col_source { COLS_OWN, COLS_PARTITION, COLS_TYPED, COLS_INHERITED };
-
-/* The columns of every table, read at once (one query, not one a table: a
- * schema of a thousand tables is read in a few round trips), in table OID
- * then column order, as dump_relations walks the tables. */
-static const char columns_sql[] =
-		"SELECT pg_catalog.quote_ident(a.attname), pg_catalog.format_type(a.atttypid, a.atttypmod), "
-		"a.attnotnull, a.attgenerated, a.attidentity, "
-		"CASE WHEN a.atthasdef THEN (SELECT pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) "
-		" FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum) END, "
-		"CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN (SELECT "
-		" pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) FROM "
-		" pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace "
-		" WHERE co.oid = a.attcollation) END, "
-		"CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage END, "
-		"NULLIF(a.attstattarget, -1), "
-		"pg_catalog.array_to_string(a.attoptions, ', '), "
-		/* 10.. identity sequence name and options */
-		"s.seqrelid::pg_catalog.regclass::text, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, "
-		"s.seqcache, s.seqcycle, a.attislocal, "
-		/* 18 a foreign table's column options */
-		"CASE WHEN a.attfdwoptions IS NOT NULL THEN " PGOBJ_OPTIONS("a.attfdwoptions") " END, "
-		/* 19 the table */
-		"a.attrelid "
-		"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
-		/* an identity column's sequence depends on it internally */
-		"LEFT JOIN pg_catalog.pg_depend sd ON a.attidentity <> '' AND sd.classid = "
-		" 'pg_catalog.pg_class'::regclass AND sd.refclassid = 'pg_catalog.pg_class'::regclass "
-		" AND sd.refobjid = a.attrelid AND sd.refobjsubid = a.attnum AND sd.deptype = 'i' "
-		"LEFT JOIN pg_catalog.pg_sequence s ON s.seqrelid = sd.objid "
-		"WHERE a.attrelid IN (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind IN "
-		" ('r', 'p', 'f') AND c.relnamespace IN " USER_NSP " AND "
-		NOT_EXT("pg_catalog.pg_class", "c.oid") ") "
-		"AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum";
-
-/* Column definitions of table reloid, plus the ALTERs CREATE TABLE cannot
- * say, from the rows of r (columns_sql) at *row on; *row moves past them. */
-static void table_columns(const PGresult *r, int *row, unsigned reloid, const char *qname,
+/* Column definitions of table reloid, in its own order (a partition's may
+ * differ from its parent's), plus the ALTERs CREATE TABLE cannot say, from
+ * its rows of r (COLUMNS_SQL; none for a table without columns). */
+static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 			  enum col_source from, struct strbuf *cols, struct strbuf *alters,
 			  struct strbuf *copycols)
 {
-	int i, n = 0, ncopy = 0;
+	int lo = 0, hi = PQntuples(r), i, n = 0, ncopy = 0;
 
-	/* tables without a row here (no columns) are skipped over */
-	while (*row < PQntuples(r) && oidval(r, *row, 19) < reloid)
-		(*row)++;
-	for (i = *row; i < PQntuples(r) && oidval(r, i, 19) == reloid; i++) {
+	/* the first row of the table (rows are sorted on it) */
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+
+		if (oidval(r, mid, 19) < reloid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (i = lo; i < PQntuples(r) && oidval(r, i, 19) == reloid; i++) {
 		const char *name = PQgetvalue(r, i, 0);
 		const char *gen = PQgetvalue(r, i, 3), *ident = PQgetvalue(r, i, 4);
 
 		if (!gen[0]) {
 			sb_addf(copycols, "%s%s", ncopy++ ? ", " : "", name);
 		}
-		if (from == COLS_PARTITION || from == COLS_TYPED ||
-		    (from == COLS_INHERITED && !bval(r, i, 17))) {
+		if (from == COLS_TYPED || (from == COLS_INHERITED && !bval(r, i, 17))) {
 			/* the parent (or type) defines the column; the table adds its own
-			 * default (and, typed or inherited, NOT NULL) */
+			 * default and NOT NULL */
 			if (val(r, i, 5) && !gen[0] && !ident[0])
 				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s;\n",
 					qname, name, val(r, i, 5));
-			if (from != COLS_PARTITION && bval(r, i, 2))
+			if (bval(r, i, 2))
 				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET NOT NULL;\n",
 					qname, name);
 			continue;
@@ -664,8 +884,10 @@ static void table_columns(const PGresult *r, int *row, unsigned reloid, const ch
 		if (val(r, i, 9) && *val(r, i, 9))
 			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET (%s);\n", qname, name,
 				val(r, i, 9));
+		if (val(r, i, 20))
+			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET COMPRESSION %s;\n", qname,
+				name, val(r, i, 20));
 	}
-	*row = i;
 }
 
 static int dump_relations(struct dumper *dp)
@@ -673,7 +895,10 @@ static int dump_relations(struct dumper *dp)
 	PGresult *r = pgcat_query(dp->conn,
 		"SELECT c.oid, c.relkind, c.oid::pg_catalog.regclass::text, "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relpersistence, "
-		"pg_catalog.array_to_string(c.reloptions, ', '), c.relispartition, "
+		/* the TOAST table's options are the table's "toast.*" ones */
+		"pg_catalog.array_to_string(c.reloptions || ARRAY(SELECT 'toast.' || x FROM "
+		" pg_catalog.pg_class tc, pg_catalog.unnest(tc.reloptions) x WHERE tc.oid = "
+		" c.reltoastrelid), ', '), c.relispartition, "
 		"CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END, "
 		"CASE WHEN c.relispartition THEN (SELECT i.inhparent::pg_catalog.regclass::text FROM "
 		" pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) END, "
@@ -685,14 +910,27 @@ static int dump_relations(struct dumper *dp)
 		"CASE WHEN NOT c.relispartition THEN (SELECT pg_catalog.string_agg("
 		" i.inhparent::pg_catalog.regclass::text, ', ' ORDER BY i.inhseqno) FROM "
 		" pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) END, "
-		"CASE WHEN c.reloftype <> 0 THEN pg_catalog.format_type(c.reloftype, NULL) END "
+		"CASE WHEN c.reloftype <> 0 THEN pg_catalog.format_type(c.reloftype, NULL) END, "
+		/* 19 a table access method other than heap */
+		"(SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE am.oid = "
+		" c.relam AND am.amname <> 'heap'), "
+		/* 20 a view's column defaults */
+		"(SELECT pg_catalog.string_agg('ALTER VIEW ' || c.oid::pg_catalog.regclass::text || "
+		" ' ALTER COLUMN ' || pg_catalog.quote_ident(a.attname) || ' SET DEFAULT ' || "
+		" pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) || E';\\n', '' ORDER BY a.attnum) "
+		" FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a ON a.attrelid = "
+		" ad.adrelid AND a.attnum = ad.adnum WHERE c.relkind = 'v' AND ad.adrelid = c.oid), "
+		/* 21 tablespace */
+		TABLESPACE_OF("c.oid") " "
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
 	PGresult *colres = NULL;
-	int i, colrow = 0, ret = -1;
+	int i, ret = -1;
 
-	if (!r || !(colres = pgcat_query(dp->conn, columns_sql, dp->err)))
+	if (!r || !(colres = pgcat_query(dp->conn, COLUMNS_SQL("SELECT c.oid FROM "
+		"pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'f') AND c.relnamespace IN "
+		USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")), dp->err)))
 		goto out;
 	for (i = 0; i < PQntuples(r); i++) {
 		struct strbuf sb = STRBUF_INIT, cols = STRBUF_INIT, alters = STRBUF_INIT;
@@ -701,6 +939,7 @@ static int dump_relations(struct dumper *dp)
 		struct pobj *o;
 		char kind = PQgetvalue(r, i, 1)[0];
 		const char *name = PQgetvalue(r, i, 2), *relopts = PQgetvalue(r, i, 5);
+		const char *am = val(r, i, 19), *ts = val(r, i, 21);
 		int partition = bval(r, i, 6), rank = R_TABLE;
 		enum col_source from;
 
@@ -714,10 +953,14 @@ static int dump_relations(struct dumper *dp)
 			if (kind == 'v') {
 				sb_addf(&sb, "CREATE VIEW %s%s%s%s AS\n%s;\n", name, *relopts ? " WITH (" : "",
 					relopts, *relopts ? ")" : "", def.buf);
+				if (val(r, i, 20))
+					sb_adds(&sb, val(r, i, 20));
 				rank = R_VIEW;
 			} else {
-				sb_addf(&sb, "CREATE MATERIALIZED VIEW %s%s%s%s AS\n%s\nWITH NO DATA;\n", name,
-					*relopts ? " WITH (" : "", relopts, *relopts ? ")" : "", def.buf);
+				sb_addf(&sb, "CREATE MATERIALIZED VIEW %s%s%s%s%s%s%s%s AS\n%s\nWITH NO DATA;\n",
+					name, am ? " USING " : "", am ? am : "", *relopts ? " WITH (" : "",
+					relopts, *relopts ? ")" : "", ts ? " TABLESPACE " : "", ts ? ts : "",
+					def.buf);
 				rank = R_MATVIEW;
 			}
 			sb_release(&def);
@@ -729,14 +972,15 @@ static int dump_relations(struct dumper *dp)
 			}
 			continue;
 		}
-		from = partition ? COLS_PARTITION : val(r, i, 18) ? COLS_TYPED :
+		from = partition ? COLS_OWN : val(r, i, 18) ? COLS_TYPED :
 		       val(r, i, 17) ? COLS_INHERITED : COLS_OWN;
-		table_columns(colres, &colrow, oid, name, from, &cols, &alters, &copycols);
+		table_columns(colres, oid, name, from, &cols, &alters, &copycols);
+		/* a partition is a table of its own, attached after, as pg_dump does
+		 * it: CREATE TABLE ... PARTITION OF would take the parent's column
+		 * order and drop the partition's own NOT NULLs */
 		sb_addf(&sb, "CREATE %s%sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "",
 			kind == 'f' ? "FOREIGN " : "", name);
-		if (partition)
-			sb_addf(&sb, "PARTITION OF %s %s", PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
-		else if (from == COLS_TYPED)
+		if (from == COLS_TYPED)
 			sb_addf(&sb, "OF %s", val(r, i, 18));
 		else
 			sb_addf(&sb, "(%s\n)", cols.buf);
@@ -746,10 +990,17 @@ static int dump_relations(struct dumper *dp)
 			sb_addf(&sb, " PARTITION BY %s", PQgetvalue(r, i, 7));
 		if (kind == 'f')
 			sb_adds(&sb, PQgetvalue(r, i, 16));
+		if (am && kind != 'p')
+			sb_addf(&sb, " USING %s", am);
 		if (*relopts)
 			sb_addf(&sb, " WITH (%s)", relopts);
+		if (ts)
+			sb_addf(&sb, " TABLESPACE %s", ts);
 		sb_adds(&sb, ";\n");
 		sb_add(&sb, alters.buf, alters.len);
+		if (partition)
+			sb_addf(&sb, "ALTER TABLE ONLY %s ATTACH PARTITION %s %s;\n", PQgetvalue(r, i, 8),
+				name, PQgetvalue(r, i, 9));
 		switch (kind == 'f' ? 'd' : PQgetvalue(r, i, 15)[0]) {
 		case 'f':
 			sb_addf(&sb, "ALTER TABLE ONLY %s REPLICA IDENTITY FULL;\n", name);
@@ -760,20 +1011,8 @@ static int dump_relations(struct dumper *dp)
 		}
 		owner_to(dp, kind == 'f' ? "FOREIGN TABLE" : "TABLE", name, PQgetvalue(r, i, 3));
 		add_obj(&dp->objs, R_TABLE, 'c', oid, sb_detach(&sb));
-		if (kind == 'r') {
-			struct pgcat_dump *d = dp->d;
-			struct pgcat_table *t;
-
-			ALLOC_GROW(d->tables, d->ntables + 1, d->tables_alloc);
-			t = &d->tables[d->ntables++];
-			t->schema = xstrdup(PQgetvalue(r, i, 12));
-			t->name = xstrdup(PQgetvalue(r, i, 13));
-			t->qualified = xstrdup(name);
-			sb_addf(&cols, "%s", ""); /* keep cols alive for release below */
-			t->columns = xmalloc(copycols.len + 3);
-			snprintf(t->columns, copycols.len + 3, "(%s)", copycols.buf);
-			t->est_rows = strtoll(PQgetvalue(r, i, 14), NULL, 10);
-		}
+		if (kind == 'r')
+			add_table(dp->d, r, i, 12, name, &copycols, NULL);
 		sb_release(&cols);
 		sb_release(&alters);
 		sb_release(&copycols);
@@ -785,13 +1024,57 @@ out:
 	return ret;
 }
 
+/*
+ * Keys that views, materialized views or SQL-body functions need to be
+ * valid (a GROUP BY the primary key selecting other columns): pre-data
+ * objects between their table and those.  pg_dump instead creates such a
+ * view as a placeholder and replaces it after the constraints, and moves
+ * such a materialized view or function to post-data; creating the key
+ * early keeps one order that serves every restore mode (the parallel one
+ * builds post-data indexes before the rest), at the cost of loading that
+ * one table with its key's index in place.
+ */
+static int dump_early_keys(struct dumper *dp)
+{
+	PGresult *r = pgcat_query(dp->conn,
+		"SELECT k.oid, c.oid, " KEY_SQL("k", "c") " || E'\\n', k.conparentid "
+		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND " KEY_NEEDED_EARLY("k")
+		" ORDER BY k.oid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	sort_keys(&dp->objs);
+	for (i = 0; i < PQntuples(r); i++) {
+		long table = find_obj(&dp->objs, 'c', oidval(r, i, 1));
+		struct pobj *o = add_obj(&dp->objs, R_TABLE, 'K', oidval(r, i, 0),
+					 xstrdup(PQgetvalue(r, i, 2)));
+
+		if (table >= 0)
+			add_dep(o, (size_t)table);
+	}
+	/* a partitioned table's key after its partitions' */
+	sort_keys(&dp->objs);
+	for (i = 0; i < PQntuples(r); i++) {
+		long child = find_obj(&dp->objs, 'K', oidval(r, i, 0));
+		long parent = find_obj(&dp->objs, 'K', oidval(r, i, 3));
+
+		if (child >= 0 && parent >= 0)
+			add_dep(&dp->objs.v[parent], (size_t)child);
+	}
+	PQclear(r);
+	return 0;
+}
+
 /* Aliases (a table's row type, an array type, a composite type's pg_class
  * row) and the edges between collected objects, from pg_depend. */
 static int load_dependencies(struct dumper *dp)
 {
 	struct objset *s = &dp->objs;
 	PGresult *r = NULL;
-	int i, ret = -1;
+	int i, pass, ret = -1;
 
 	/* row types and composite relations */
 	r = pgcat_query(dp->conn,
@@ -834,7 +1117,9 @@ static int load_dependencies(struct dumper *dp)
 		"CASE d.classid WHEN 'pg_catalog.pg_rewrite'::regclass THEN rw.ev_class "
 		"WHEN 'pg_catalog.pg_attrdef'::regclass THEN ad.adrelid "
 		"WHEN 'pg_catalog.pg_constraint'::regclass THEN co.contypid ELSE d.objid END, "
-		PGOBJ_CLASS_OF("d.refclassid") " AS refcls, d.refobjid "
+		/* 'K': a key created early (dump_early_keys) */
+		"CASE WHEN d.refclassid = 'pg_catalog.pg_constraint'::regclass THEN 'K' ELSE "
+		PGOBJ_CLASS_OF("d.refclassid") " END AS refcls, d.refobjid "
 		"FROM pg_catalog.pg_depend d "
 		"LEFT JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::regclass "
 		" AND rw.oid = d.objid "
@@ -847,16 +1132,25 @@ static int load_dependencies(struct dumper *dp)
 		"WHERE x.cls IS NOT NULL AND x.refcls IS NOT NULL", dp->err);
 	if (!r)
 		goto out;
-	for (i = 0; i < PQntuples(r); i++) {
-		long from = find_obj(s, PQgetvalue(r, i, 0)[0], oidval(r, i, 1));
-		long to = find_obj(s, PQgetvalue(r, i, 2)[0], oidval(r, i, 3));
+	/* pass 0: a base type's own edges (to its I/O functions), which go to
+	 * its full definition; pass 1: the rest, where only the type's own
+	 * functions need no more than its shell */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < PQntuples(r); i++) {
+			long from = find_obj(s, PQgetvalue(r, i, 0)[0], oidval(r, i, 1));
+			long to = find_obj(s, PQgetvalue(r, i, 2)[0], oidval(r, i, 3));
 
-		if (from < 0 || to < 0 || from == to)
-			continue;
-		/* a sequence OWNED BY a column is created before its table */
-		if (s->v[from].rank == R_SEQ)
-			continue;
-		add_dep(&s->v[from], (size_t)to);
+			if (from < 0 || to < 0 || from == to || s->v[from].has_full != !pass)
+				continue;
+			if (s->v[from].has_full)
+				from = (long)s->v[from].full;
+			if (s->v[to].has_full && !has_dep(&s->v[s->v[to].full], (size_t)from))
+				to = (long)s->v[to].full;
+			/* a sequence OWNED BY a column is created before its table */
+			if (s->v[from].rank == R_SEQ || from == to)
+				continue;
+			add_dep(&s->v[from], (size_t)to);
+		}
 	}
 	ret = 0;
 out:
@@ -912,27 +1206,43 @@ static int emit_sorted(struct dumper *dp, struct strbuf *pre)
 static int dump_post(struct dumper *dp, struct strbuf *post)
 {
 	static const char *const parts[] = {
-		/* keys and exclusion constraints (foreign keys need them) */
-		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
-		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
-		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
-		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-		"WHERE k.contype IN ('p', 'u', 'x') AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.contype, k.oid",
-		/* indexes that back no constraint (partition children come with their parent's) */
-		/* ON ONLY would leave a partitioned table's index invalid, without its partitions' */
-		"SELECT CASE WHEN c.relkind = 'p' THEN pg_catalog.regexp_replace(pg_catalog.pg_get_indexdef("
-		"i.indexrelid), ' ON ONLY ', ' ON ') ELSE pg_catalog.pg_get_indexdef(i.indexrelid) END "
-		"|| ';' || CASE WHEN i.indisclustered "
-		"THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' CLUSTER ON ' || "
-		"pg_catalog.quote_ident(ic.relname) || ';' ELSE '' END "
+		/* keys and exclusion constraints (foreign keys need them), a
+		 * partition's before its parent's (which attaches them) */
+		"SELECT " KEY_SQL("k", "c") " FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c "
+		"ON c.oid = k.conrelid WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT " KEY_NEEDED_EARLY("k")
+		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid",
+		/* indexes that back no constraint; a partitioned table's ON ONLY, its
+		 * partitions' under their own names, attached below */
+		"SELECT CASE WHEN " TABLESPACE_OF("i.indexrelid") " IS NULL THEN "
+		"pg_catalog.pg_get_indexdef(i.indexrelid) ELSE pg_catalog.regexp_replace("
+		"pg_catalog.pg_get_indexdef(i.indexrelid), '( WHERE \\(.*)?$', ' TABLESPACE ' || "
+		TABLESPACE_OF("i.indexrelid") " || '\\1') END || ';' "
 		"FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
-		"JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid "
 		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
 		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
-		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) "
 		"ORDER BY c.oid, i.indexrelid",
+		"SELECT 'ALTER INDEX ' || h.inhparent::pg_catalog.regclass::text || ' ATTACH PARTITION ' "
+		"|| h.inhrelid::pg_catalog.regclass::text || ';' FROM pg_catalog.pg_inherits h "
+		"JOIN pg_catalog.pg_index i ON i.indexrelid = h.inhrelid JOIN pg_catalog.pg_class c "
+		"ON c.oid = i.indrelid WHERE c.relnamespace IN " USER_NSP " AND NOT EXISTS (SELECT 1 "
+		"FROM pg_catalog.pg_constraint k WHERE k.conindid = h.inhparent) "
+		"ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid",
+		/* settings of indexes (constraints' included) */
+		"SELECT 'ALTER INDEX ' || i.indexrelid::pg_catalog.regclass::text || ' ALTER COLUMN ' || "
+		"a.attnum || ' SET STATISTICS ' || a.attstattarget || ';' FROM pg_catalog.pg_index i "
+		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_attribute a ON "
+		"a.attrelid = i.indexrelid WHERE a.attstattarget >= 0 AND c.relnamespace IN " USER_NSP
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum",
+		"SELECT 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || CASE WHEN "
+		"i.indisclustered THEN ' CLUSTER ON ' ELSE ' REPLICA IDENTITY USING INDEX ' END || "
+		"pg_catalog.quote_ident(ic.relname) || ';' FROM pg_catalog.pg_index i "
+		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_class ic ON "
+		"ic.oid = i.indexrelid CROSS JOIN (VALUES (true), (false)) v(clu) "
+		"WHERE (v.clu AND i.indisclustered OR NOT v.clu AND i.indisreplident AND c.relreplident "
+		"= 'i') AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
+		" ORDER BY c.oid, v.clu DESC",
 		/* check constraints of tables (recursing to inheritance children, whose
 		 * copies are not dumped) */
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' OR c.relhassubclass THEN '' "
@@ -942,6 +1252,13 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'c' AND k.conislocal AND k.coninhcount = 0 AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname",
+		/* a domain's NOT VALID checks (CREATE DOMAIN cannot say NOT VALID), after
+		 * the rows they were never checked against, as pg_dump does */
+		"SELECT 'ALTER DOMAIN ' || pg_catalog.format_type(t.oid, NULL) || ' ADD CONSTRAINT ' || "
+		"pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
+		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_type t ON t.oid = k.contypid "
+		"WHERE NOT k.convalidated AND t.typnamespace IN " USER_NSP " AND "
+		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname",
 		/* foreign keys */
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
@@ -960,6 +1277,13 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
 		"WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname",
+		/* a partition's clone of its parent's trigger, enabled otherwise */
+		"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || CASE t.tgenabled "
+		"WHEN 'D' THEN ' DISABLE' WHEN 'R' THEN ' ENABLE REPLICA' WHEN 'A' THEN ' ENABLE ALWAYS' "
+		"ELSE ' ENABLE' END || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ';' "
+		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid "
+		"JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.tgenabled <> pt.tgenabled "
+		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname",
 		/* extended statistics */
 		"SELECT pg_catalog.pg_get_statisticsobjdef(s.oid) || ';' || CASE WHEN s.stxstattarget >= 0 "
 		"THEN ' ALTER STATISTICS ' || pg_catalog.quote_ident(n.nspname) || '.' || "
@@ -1024,6 +1348,15 @@ out:
 	return ret;
 }
 
+/* A grant made by another role than the owner (who had the grant option)
+ * is made as that role, so that it keeps its grantor, as pg_dump does
+ * (GRANTED BY only accepts the current user). */
+#define AS_GRANTOR(a, owner)                                                           \
+	"CASE WHEN " a ".grantor <> " owner " THEN 'SET ROLE ' || pg_catalog.quote_ident(" \
+	"pg_catalog.pg_get_userbyid(" a ".grantor)) || '; ' ELSE '' END || "
+#define AS_GRANTOR_END(a, owner)                                                       \
+	" || CASE WHEN " a ".grantor <> " owner " THEN ' RESET ROLE;' ELSE '' END"
+
 /* Grants: the object's ACL replayed from a clean slate. */
 static int dump_acls(struct dumper *dp, struct strbuf *post)
 {
@@ -1042,21 +1375,23 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 		" UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, "
 		" pg_catalog.format_type(t.oid, NULL), t.typacl, t.typowner FROM pg_catalog.pg_type t "
 		" WHERE t.typnamespace IN " USER_NSP " AND t.typacl IS NOT NULL AND t.typtype IN "
-		" ('e', 'd', 'r', 'c') AND " NOT_EXT("pg_catalog.pg_type", "t.oid") ") "
+		" ('e', 'd', 'r', 'c', 'b') AND " NOT_EXT("pg_catalog.pg_type", "t.oid") ") "
 		"SELECT o.kind, o.name, 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; "
 		"REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM ' || "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';', "
-		"(SELECT pg_catalog.string_agg('GRANT ' || a.privilege_type || ' ON ' || o.kind || ' ' || "
-		" o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+		"(SELECT pg_catalog.string_agg(" AS_GRANTOR("a", "o.owner") "'GRANT ' || a.privilege_type || "
+		" ' ON ' || o.kind || ' ' || o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
 		" pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
-		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', ' ') "
-		" FROM pg_catalog.aclexplode(o.acl) a) FROM o "
+		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';'"
+		AS_GRANTOR_END("a", "o.owner") ", ' ') FROM pg_catalog.aclexplode(o.acl) a) FROM o "
 		"UNION ALL "
-		"SELECT 'COLUMN', '', '', pg_catalog.string_agg('GRANT ' || a.privilege_type || ' (' || "
+		"SELECT 'COLUMN', '', '', pg_catalog.string_agg(" AS_GRANTOR("a", "c.relowner")
+		" 'GRANT ' || a.privilege_type || ' (' || "
 		" pg_catalog.quote_ident(at.attname) || ') ON TABLE ' || c.oid::pg_catalog.regclass::text "
 		" || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
 		" pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
-		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', ' ') "
+		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';'"
+		AS_GRANTOR_END("a", "c.relowner") ", ' ' ORDER BY c.oid, at.attnum) "
 		"FROM pg_catalog.pg_attribute at JOIN pg_catalog.pg_class c ON c.oid = at.attrelid "
 		"CROSS JOIN LATERAL pg_catalog.aclexplode(at.attacl) a "
 		"WHERE at.attacl IS NOT NULL AND c.relnamespace IN " USER_NSP " AND "
@@ -1129,6 +1464,28 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 	return 0;
 }
 
+/* Security labels of the user's objects (pg_seclabels names them as SECURITY
+ * LABEL wants them).  Restoring them needs the same label provider loaded. */
+static int dump_security_labels(struct dumper *dp, struct strbuf *post)
+{
+	PGresult *r = pgcat_query(dp->conn,
+		"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(l.provider) || ' ON ' || "
+		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
+		"pg_catalog.quote_literal(l.label) || ';' FROM pg_catalog.pg_seclabels l "
+		"WHERE (l.objnamespace IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_namespace'::regclass "
+		"AND l.objoid IN " USER_NSP ") AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
+		"WHERE x.classid = l.classoid AND x.objid = l.objoid AND x.deptype = 'e') "
+		"ORDER BY l.classoid, l.objoid, l.objsubid, l.provider", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		sb_addf(post, "%s\n", PQgetvalue(r, i, 0));
+	PQclear(r);
+	return 0;
+}
+
 static int lock_tables(struct dumper *dp)
 {
 	struct strbuf sql = STRBUF_INIT;
@@ -1165,16 +1522,27 @@ out:
 int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *out,
 	       struct sm_error *err)
 {
-	struct dumper dp = { conn, o, out, { 0 }, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT, err };
+	struct dumper dp = { conn, o, out, { 0 }, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT,
+			     err };
 	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
 	struct pgobj_out objs = objects_out(&dp);
 	int ret = -1;
 
+	if (o->no_tablespaces) {
+		PGresult *r = pgcat_query(conn, "SELECT pg_catalog.set_config('safe_migrate.no_tablespaces', "
+				"'on', true)", err);
+
+		if (!r)
+			goto out;
+		PQclear(r);
+	}
 	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0)
 		goto out;
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
-	if (pgobj_prelude(&objs, pre) < 0 || dump_schemas(&dp, pre) < 0 || dump_extensions(&dp, pre) < 0 || dump_types(&dp) < 0 ||
-	    dump_sequences(&dp) < 0 || dump_functions(&dp) < 0 || dump_relations(&dp) < 0 ||
+	if (pgobj_prelude(&objs, pre) < 0 || dump_schemas(&dp, pre) < 0 ||
+	    dump_extensions(&dp, pre) < 0 || dump_extension_config(&dp, pre) < 0 ||
+	    dump_types(&dp) < 0 || dump_base_types(&dp) < 0 || dump_sequences(&dp) < 0 ||
+	    dump_functions(&dp) < 0 || dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 ||
 	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
 		goto out;
 	sb_add(pre, dp.seqowned.buf, dp.seqowned.len);
@@ -1182,8 +1550,10 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	sb_adds(post, "-- safe-migrate PostgreSQL snapshot: post-data\n");
 	if (dump_post(&dp, post) < 0 || dump_seq_positions(&dp, post) < 0)
 		goto out;
+	sb_add(post, dp.extseq.buf, dp.extseq.len);
 	sb_add(post, dp.owners.buf, dp.owners.len);
-	if (dump_acls(&dp, post) < 0 || dump_comments(&dp, post) < 0)
+	if (dump_acls(&dp, post) < 0 || dump_comments(&dp, post) < 0 ||
+	    dump_security_labels(&dp, post) < 0)
 		goto out;
 	/* REFRESH in dependency order (a view of a view after it) */
 	sb_add(post, dp.refresh.buf, dp.refresh.len);
@@ -1196,7 +1566,49 @@ out:
 	sb_release(&dp.owners);
 	sb_release(&dp.seqowned);
 	sb_release(&dp.refresh);
+	sb_release(&dp.extseq);
 	return ret;
+}
+
+static int line_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void pgcat_fingerprint(const struct pgcat_dump *d, char hex[HASH_HEX_LEN + 1])
+{
+	struct strbuf all = STRBUF_INIT;
+	struct hash_ctx h;
+	char **lines = NULL, *p;
+	size_t n = 0, alloc = 0, i;
+
+	sb_add(&all, d->pre_data.buf, d->pre_data.len);
+	sb_addch(&all, '\n');
+	sb_add(&all, d->post_data.buf, d->post_data.len);
+	for (p = all.buf; *p; ) {
+		char *nl = strchr(p, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (*p) {
+			ALLOC_GROW(lines, n + 1, alloc);
+			lines[n++] = p;
+		}
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	if (n)
+		qsort(lines, n, sizeof(*lines), line_cmp);
+	hash_init(&h);
+	for (i = 0; i < n; i++) {
+		hash_update(&h, lines[i], strlen(lines[i]));
+		hash_update(&h, "\n", 1);
+	}
+	hash_final_hex(&h, hex);
+	hash_release(&h);
+	free(lines);
+	sb_release(&all);
 }
 
 void pgcat_dump_release(struct pgcat_dump *d)
@@ -1210,6 +1622,7 @@ void pgcat_dump_release(struct pgcat_dump *d)
 		free(d->tables[i].name);
 		free(d->tables[i].qualified);
 		free(d->tables[i].columns);
+		free(d->tables[i].filter);
 	}
 	free(d->tables);
 	for (i = 0; i < d->nschemas; i++)

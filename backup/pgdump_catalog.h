@@ -26,19 +26,24 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "hash.h"
 #include "strbuf.h"
 
 struct pgcat_options {
 	int no_owner;          /* leave out ALTER ... OWNER TO */
 	long lock_timeout_ms;  /* waiting for each table's ACCESS SHARE lock (0: 10 s) */
+	int no_tablespaces;    /* leave out TABLESPACE clauses */
 };
 
 /* One table whose rows are copied (a leaf: partitioned parents hold none). */
 struct pgcat_table {
 	char *schema, *name; /* raw names */
 	char *qualified;     /* "schema"."name", quoted as needed */
-	char *columns;       /* "(a, b, ...)": the stored, non-generated columns */
+	char *columns;       /* "(a, b, ...)": the stored, non-generated columns; "" if none */
 	long long est_rows;  /* the planner's estimate (reltuples), for progress */
+	/* An extension's configuration table (pg_extension_config_dump): the
+	 * rows to copy, "WHERE ..." or "" for all; NULL for the user's tables. */
+	char *filter;
 };
 
 struct pgcat_dump {
@@ -68,6 +73,12 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	       struct sm_error *err);
 
 void pgcat_dump_release(struct pgcat_dump *d);
+
+/* The schema's fingerprint: SHA-256 (hex) of d's pre- and post-data lines,
+ * sorted, so that it does not depend on the order the catalogs list objects
+ * in (which OIDs decide): a database restored from a snapshot has the
+ * fingerprint the snapshot recorded. */
+void pgcat_fingerprint(const struct pgcat_dump *d, char hex[HASH_HEX_LEN + 1]);
 
 /* Fills err from a failed libpq result (message, SQLSTATE), prefixed by what. */
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);

@@ -77,17 +77,6 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 		"JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
 		"WHERE db.datname = pg_catalog.current_database() AND NOT (SELECT r.rolsuper FROM "
 		"pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) "
-		/* rows the user added to an extension's configuration tables (those its
-		 * pg_extension_config_dump condition selects): CREATE EXTENSION brings
-		 * back only its own.  query_to_xml counts them in this read-only
-		 * transaction. */
-		"UNION ALL SELECT 'rows of extension configuration table ' || "
-		"c.oid::pg_catalog.regclass::text || ' (extension ' || pg_catalog.quote_ident(e.extname) "
-		"|| ')' FROM pg_catalog.pg_extension e CROSS JOIN LATERAL ROWS FROM ("
-		"pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) u(tbl, cond) JOIN pg_catalog.pg_class c ON c.oid = u.tbl "
-		"WHERE c.relkind IN ('r', 'p') AND (pg_catalog.xpath('/row/n/text()', "
-		"pg_catalog.query_to_xml(pg_catalog.format('SELECT count(*) AS n FROM %s %s', "
-		"c.oid::pg_catalog.regclass, COALESCE(u.cond, '')), false, true, '')))[1]::text <> '0' "
 		") u ORDER BY 1";
 
 	return add_lines(conn, sql, out, err);
@@ -449,15 +438,6 @@ static const char tsconfig_sql[] =
 	"ON pn.oid = p.prsnamespace WHERE c.cfgnamespace IN " USER_NSP " AND "
 	NOT_EXT("pg_catalog.pg_ts_config", "c.oid") " ORDER BY c.oid";
 
-/* Shell types never defined (CREATE TYPE name;): a base type's shell is
- * defined by its CREATE TYPE and is no longer one. */
-static const char shell_type_sql[] =
-	"SELECT t.oid, 'CREATE TYPE ' || " QNAME("n.nspname", "t.typname") " || E';\n', "
-	QNAME("n.nspname", "t.typname") ", " OWNER("t.typowner") " FROM pg_catalog.pg_type t "
-	"JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'p' AND "
-	"NOT t.typisdefined AND t.typnamespace IN " USER_NSP " AND "
-	NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid";
-
 /* Access methods, procedural languages and transforms outside extensions. */
 static const char am_sql[] =
 	"SELECT a.oid, 'CREATE ACCESS METHOD ' || pg_catalog.quote_ident(a.amname) || ' TYPE ' || "
@@ -488,7 +468,6 @@ int pgobj_pre(const struct pgobj_out *o)
 	if (dump_collations(o) < 0 || dump_fdws(o) < 0 || dump_servers(o) < 0 ||
 	    dump_user_mappings(o) < 0 ||
 	    add_rows(o, language_sql, R_LANG, 'g', "LANGUAGE") < 0 ||
-	    add_rows(o, shell_type_sql, R_TYPE, 't', "TYPE") < 0 ||
 	    add_rows(o, am_sql, R_AM, 'a', NULL) < 0 ||
 	    add_rows(o, transform_sql, R_TRANSFORM, 'x', NULL) < 0 ||
 	    add_rows(o, cast_sql, R_CAST, 'k', NULL) < 0 ||
@@ -757,8 +736,13 @@ static const char evt_owner_sql[] =
 
 int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
 {
+	/* only a superuser may read pg_subscription.subconninfo: the query
+	 * fails for anyone else even on no rows (another role's backup of a
+	 * database with subscriptions was refused by pgobj_unsupported) */
+	const char *su = PQparameterStatus(o->conn, "is_superuser");
 	const char *const parts[] = {
-		rls_sql, policy_sql, rule_sql, fdw_acl_sql, init_acl_sql, publication_sql, subscription_sql,
+		rls_sql, policy_sql, rule_sql, fdw_acl_sql, init_acl_sql, publication_sql,
+		su && !strcmp(su, "on") ? subscription_sql : NULL,
 		o->no_owner ? NULL : pub_owner_sql, comment_sql, misc_comment_sql, defacl_sql,
 		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
 		evt_sql, o->no_owner ? NULL : evt_owner_sql, evt_comment_sql,

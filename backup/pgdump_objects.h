@@ -3,8 +3,8 @@
  * types, sequences, functions and relations (those are pgdump_catalog.c's):
  * foreign-data wrappers, servers, user mappings, collations, casts,
  * conversions, operators, operator families and classes, text search
- * objects, access methods, languages, transforms, shell types (pre-data, in
- * the dependency sort), and row-level security, policies, rules,
+ * objects, access methods, languages, transforms (pre-data, in the
+ * dependency sort; shell types are pgdump_catalog.c's, with base types), and row-level security, policies, rules,
  * publications, subscriptions, event triggers and default privileges
  * (post-data).
  *
@@ -45,7 +45,9 @@ enum obj_rank {
  * 'w' pg_foreign_data_wrapper, 's' pg_foreign_server, 'u' pg_user_mapping,
  * 'k' pg_cast, 'v' pg_conversion, 'o' pg_operator, 'F' pg_opfamily,
  * 'C' pg_opclass, 'P' pg_ts_parser, 'E' pg_ts_template, 'D' pg_ts_dict,
- * 'T' pg_ts_config, 'a' pg_am, 'g' pg_language, 'x' pg_transform.
+ * 'T' pg_ts_config, 'a' pg_am, 'g' pg_language, 'x' pg_transform; and
+ * pgdump_catalog.c's own 'b' (a base type's full CREATE TYPE, after its
+ * shell 't') and 'K' pg_constraint (a key a view needs, in pre-data).
  * PGOBJ_CLASS_OF(col) is the SQL that maps a regclass column to its letter
  * (NULL for a catalog the sort does not hold).
  */

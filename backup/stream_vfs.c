@@ -64,6 +64,21 @@ static int sf_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 	return fail(s, SQLITE_IOERR_READ, "re-read streamed data at offset", (unsigned long long)off);
 }
 
+/* Streams one page of zeros (the lock-byte page); -1 with s->err set. */
+static int put_zero_page(struct stream_vfs *s)
+{
+	unsigned char *zero = xcalloc(1, s->page_size);
+	int rc = s->sink(s->ud, zero, s->page_size, &s->err);
+
+	free(zero);
+	if (rc < 0) {
+		s->failed = 1;
+		return -1;
+	}
+	s->next += s->page_size;
+	return 0;
+}
+
 static int sf_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 {
 	struct stream_vfs *s = ((struct stream_file *)f)->s;
@@ -75,6 +90,13 @@ static int sf_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off
 			s->head = xmalloc(s->page_size);
 		memcpy(s->head, buf, s->page_size);
 		return SQLITE_OK;
+	}
+	if (off >= 0 && (uint64_t)off == s->next + s->page_size && s->next == s->lock_page &&
+	    (uint32_t)amt == s->page_size) {
+		/* the backup never writes the lock-byte page: in a file it is a
+		 * hole, read back as zeros, so the stream holds zeros there */
+		if (put_zero_page(s) < 0)
+			return s->err.kind == ERR_NOSPACE ? SQLITE_FULL : SQLITE_IOERR_WRITE;
 	}
 	if (off < 0 || (uint64_t)off != s->next || amt <= 0)
 		return fail(s, SQLITE_IOERR_WRITE, "wrote out of order, at offset", (unsigned long long)off);
@@ -221,6 +243,16 @@ static sqlite3_vfs stream_vfs_def = {
 	.xGetLastError = sv_last_error,
 };
 
+uint64_t stream_vfs_lock_page(uint32_t page_size)
+{
+	/* SQLITE_TESTCTRL_PENDING_BYTE with 0 reads the value without changing
+	 * it; a build without test controls returns 0 and uses the default */
+	int pending = sqlite3_test_control(SQLITE_TESTCTRL_PENDING_BYTE, 0);
+	uint64_t byte = pending > 0 ? (uint64_t)pending : (uint64_t)0x40000000;
+
+	return byte - byte % page_size;
+}
+
 int stream_vfs_attach(struct stream_vfs *s, struct sm_error *err)
 {
 	if (!sqlite3_vfs_find(STREAM_VFS_NAME)) {
@@ -239,6 +271,7 @@ int stream_vfs_attach(struct stream_vfs *s, struct sm_error *err)
 	s->head = NULL;
 	s->next = s->page_size;
 	s->failed = 0;
+	s->lock_page = stream_vfs_lock_page(s->page_size);
 	attached = s;
 	return 0;
 }

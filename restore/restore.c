@@ -66,8 +66,9 @@ int restore_snapshot(const char *path, struct engine *target, const struct resto
 	if (d->load(target, r, opts, &state, err) < 0)
 		goto discard;
 	/* everything read so far is untrusted until this succeeds; a driver
-	 * that verifies while applying needs only the file checked up front */
-	if ((d->verifies_in_apply ? snap_reader_check_file(r, err) : snap_reader_finish(r, err)) < 0)
+	 * that verifies while applying checks it all (the file against its
+	 * sidecar too) before it commits, in the one pass it streams */
+	if (!d->verifies_in_apply && snap_reader_finish(r, err) < 0)
 		goto discard;
 	if (restore_interrupted(opts, err) < 0 ||
 	    (opts->before_apply && opts->before_apply(opts->ud, snap_reader_manifest(r), err) < 0) ||

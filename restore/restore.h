@@ -9,7 +9,7 @@
  *          (SQLite: a temp file next to the target) while every checksum is
  *          computed; then the whole snapshot is verified (snap_reader_finish).
  *          A driver whose apply verifies as it streams (verifies_in_apply)
- *          gets a cheaper first check: the whole file against its sidecar.
+ *          skips this pass: apply checks everything before it commits.
  *   apply  only after verification, and after opts->before_apply (the CLI
  *          asks for confirmation and takes the safety snapshot there) agreed:
  *          puts the staged data into the target so that other connections
@@ -64,10 +64,11 @@ struct restore_driver {
 	/* Removes the staging area.  Called always, state may be NULL. */
 	void (*discard)(void *state);
 	/* Set when apply streams the snapshot again and checks every entry
-	 * against the manifest (and the file against its sidecar) before it
-	 * commits: restore.c then checks only the whole file's SHA-256 against
-	 * the sidecar before apply (no decompression), load gets a reader it
-	 * must not read data from, and before_apply gets a NULL manifest. */
+	 * against the manifest and the file against its sidecar before it
+	 * commits (and whatever it runs before it has run it): restore.c then
+	 * verifies nothing before apply, load gets a reader it must not read
+	 * data from (it may check the file with snap_reader_check_file), and
+	 * before_apply gets a NULL manifest. */
 	int verifies_in_apply;
 };
 

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
+#include <signal.h>
 
 #include "engine.h"
 #include "error.h"
@@ -26,12 +27,16 @@ void pgr_meta_release(struct pg_meta *m);
 
 /*
  * Reads pg/toc.json, pg/pre-data.sql and pg/post-data.sql, which come
- * before the data entries.  Stops at the first other entry: then *pending
- * is 1 and *ent is that entry (its name borrowed from r until the next
- * snap_reader_next).  ERR_DAMAGED when the toc is missing or malformed.
+ * before the data entries, and checks each against the checksum the header
+ * declares for it (a snapshot without them is verified in full first, a
+ * pass that stops once *interrupted is set; borrowed, may be NULL).  Stops
+ * at the first other entry: then *pending is 1 and *ent is that entry (its
+ * name borrowed from r until the next snap_reader_next).  ERR_DAMAGED when
+ * the toc is missing or malformed or an entry fails its checksum: then none
+ * of them may be run.
  */
 int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
-		  int *pending, struct sm_error *err);
+		  int *pending, volatile sig_atomic_t *interrupted, struct sm_error *err);
 
 /* Applies pg_dump's session settings and lock_timeout (0: none). */
 int pgr_session(PGconn *conn, long lock_timeout_ms, struct sm_error *err);

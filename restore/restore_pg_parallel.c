@@ -20,8 +20,9 @@
  *      partitions; a foreign key locks both of its tables; CREATE INDEX
  *      statements on one table may run together);
  *   5. the rest of post-data (triggers, setval, owners, grants, comments,
- *      REFRESH MATERIALIZED VIEW) in order on the engine's connection;
- *   6. ANALYZE, one table per worker.
+ *      REFRESH MATERIALIZED VIEW) in order on the engine's connection.
+ *   No ANALYZE: as after pg_restore, autovacuum analyzes the loaded tables
+ *   (see restore_pg.c).
  *
  * The statements of post-data are classified with libpg_query's parse tree.
  * Any worker's error stops the others (their statements are cancelled).
@@ -743,10 +744,6 @@ static int post_data(struct pool *p, struct engine *target, const struct roots *
 		     const struct pg_meta *m, struct sm_error *err)
 {
 	struct post_plan pp;
-	struct strbuf key = STRBUF_INIT;
-	struct item **an = NULL;
-	size_t nan = 0, aan = 0;
-	const cJSON *t;
 	int ret = -1;
 
 	memset(&pp, 0, sizeof(pp));
@@ -774,27 +771,9 @@ static int post_data(struct pool *p, struct engine *target, const struct roots *
 	sb_grow(&pp.rest, 1);
 	if (pgr_run_batched(target, pp.rest.buf, "cannot restore post-data", err) < 0)
 		goto out;
-	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(m->toc, "tables")) {
-		struct strbuf sql = STRBUF_INIT, what = STRBUF_INIT;
-		struct item *it;
-
-		sb_addf(&sql, "ANALYZE %s", pgr_str(t, "qualified"));
-		sb_addf(&what, "cannot analyze table %s", pgr_str(t, "qualified"));
-		it = item_new(sb_detach(&sql), what.buf);
-		sb_release(&what);
-		roots_key(rt, pgr_str(t, "schema"), pgr_str(t, "name"), &key);
-		item_lock(it, key.buf, 1);
-		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-		ALLOC_GROW(an, nan + 1, aan);
-		an[nan++] = it;
-	}
-	if (run_phase(p, an, nan, err) < 0)
-		goto out;
 	ret = 0;
-	goto out;
 out:
 	plan_release(&pp);
-	sb_release(&key);
 	return ret;
 }
 
@@ -819,7 +798,7 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	if (snap_reader_open(path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, interrupted);
-	if (pgr_read_meta(r, &m, &ent, &pending, err) < 0)
+	if (pgr_read_meta(r, &m, &ent, &pending, interrupted, err) < 0)
 		goto out;
 	pgr_drop_schemas_sql(conn, m.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "foreign.h"
 #include "fsutil.h"
 #include "lint.h"
 #include "safety_driver.h"
@@ -104,6 +106,62 @@ out:
 	return ok;
 }
 
+/* Whether a and b are directories on one file system. */
+static int same_file_system(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev;
+}
+
+/* The automatic restore must fit too: a migration that fills the disk
+ * would otherwise leave the database half-migrated, the restore failing
+ * for want of the room its staging copy and journal need (exit 6).  When
+ * the backup directory shares that file system, the snapshot's share
+ * (snap_need) is counted as well. */
+static void check_restore_space(const struct safety_check_opts *o,
+				const struct safety_driver *d, unsigned long long size,
+				unsigned long long snap_need, struct finding_list *out)
+{
+	unsigned long long room = 0, need;
+	uint64_t avail = 0;
+	char *dir = NULL;
+	char hr[32], hn[32], ha[32], hs[32];
+	struct sm_error e2 = SM_ERROR_INIT;
+	int shared;
+
+	if (!d->restore_room)
+		return;
+	if (d->restore_room(o->e, size, &dir, &room, &e2) < 0) {
+		CHECK(out, "restore-space", LEVEL_FAIL, NULL,
+		      "cannot estimate the room a restore needs: %s", e2.msg);
+		goto out;
+	}
+	if (fs_free_bytes(dir, &avail, &e2) < 0) {
+		CHECK(out, "restore-space", LEVEL_FAIL, NULL, "cannot read free space of '%s': %s",
+		      dir, e2.msg);
+		goto out;
+	}
+	shared = same_file_system(dir, o->backup_dir);
+	need = room + room / 10 + (shared ? snap_need : 0);
+	human_bytes(room, hr);
+	human_bytes(need, hn);
+	human_bytes(avail, ha);
+	human_bytes(snap_need, hs);
+	if (avail < need)
+		CHECK(out, "restore-space", LEVEL_FAIL, "free space on the database's file system: "
+		      "a failed migration could not be rolled back",
+		      "only %s free in '%s'; restoring the snapshot there needs about %s (staging "
+		      "copy and journal %s + 10%%%s%s)", ha, dir, hn, hr,
+		      shared ? ", plus the snapshot's " : "", shared ? hs : "");
+	else
+		CHECK(out, "restore-space", LEVEL_PASS, NULL, "%s free in '%s'; restoring the "
+		      "snapshot there needs about %s (staging copy and journal %s + 10%%%s%s)", ha,
+		      dir, hn, hr, shared ? ", plus the snapshot's " : "", shared ? hs : "");
+out:
+	free(dir);
+}
+
 static int check_space(const struct safety_check_opts *o, const struct safety_driver *d,
 		       struct finding_list *out)
 {
@@ -133,6 +191,7 @@ static int check_space(const struct safety_check_opts *o, const struct safety_dr
 	else
 		CHECK(out, "disk-space", LEVEL_PASS, NULL, "%s free in '%s'; the snapshot needs "
 		      "about %s (database %s + 10%%)", ha, o->backup_dir, hn, hs);
+	check_restore_space(o, d, size, need, out);
 	return 0;
 }
 
@@ -226,22 +285,57 @@ static void check_lock(struct engine *e, struct finding_list *out)
 	CHECK(out, "concurrent-migration", LEVEL_PASS, NULL, "no other migration holds the lock");
 }
 
+/* Another tool's version table: which one, and whether it is adopted. */
+static void check_foreign(const struct safety_check_opts *o, struct finding_list *out)
+{
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	struct applied_set none = APPLIED_SET_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	struct strbuf line = STRBUF_INIT;
+
+	if (foreign_load(o->e, &f, &err) < 0) {
+		CHECK(out, "foreign-history", LEVEL_WARN, NULL, "%s", err.msg);
+	} else if (f.tool != FOREIGN_NONE) {
+		int ok = foreign_describe(&f, o->applied ? o->applied : &none, &line);
+
+		CHECK(out, "foreign-history", ok ? LEVEL_PASS : LEVEL_WARN, NULL, "%s", line.buf);
+	}
+	sb_release(&line);
+	foreign_release(&f);
+}
+
 static int check_pending(const struct safety_check_opts *o, const struct mig_status *st,
 			 struct lint_ctx *lc, struct finding_list *out, struct sm_error *err)
 {
 	struct strbuf list = STRBUF_INIT;
 	struct finding_list lint = FINDING_LIST_INIT;
-	size_t blocking;
+	struct applied_set none = APPLIED_SET_INIT;
+	struct plan p = PLAN_INIT;
+	struct sm_error ignored = SM_ERROR_INIT;
+	size_t blocking, n_linted;
 
-	for (size_t i = 0; i < st->n_pending; i++) {
-		const struct migration *m = &o->set->items[st->pending[i]];
+	if (lint_ignore(lc, o->lint_ignore, err) < 0)
+		goto fail;
+	/* with a target, only the migrations this run will apply are linted; a
+	 * target plan_upgrade rejects is reported by the run itself */
+	if (o->target && plan_upgrade(o->set, o->applied ? o->applied : &none, o->target, &p,
+				      &ignored) < 0)
+		plan_release(&p);
+	n_linted = o->target && p.n ? p.n : st->n_pending;
+	for (size_t i = 0; i < n_linted; i++) {
+		const struct migration *m = o->target && p.n ? p.steps[i].m
+							      : &o->set->items[st->pending[i]];
 		if (i < 10)
 			sb_addf(&list, "%s%s", i ? ", " : "", m->version);
-		if (lint_migration(lc, m->up_sql, m->path, m->up_line, !m->up_no_tx, &lint, err) < 0)
+		if (lint_migration_of(lc, m, 0, &lint, err) < 0)
 			goto fail;
 	}
-	if (st->n_pending > 10)
-		sb_addf(&list, ", ... (%zu more)", st->n_pending - 10);
+	if (n_linted > 10)
+		sb_addf(&list, ", ... (%zu more)", n_linted - 10);
+	if (n_linted < st->n_pending)
+		sb_addf(&list, " (up to %s; %zu after it not linted)", o->target,
+			st->n_pending - n_linted);
+	plan_release(&p);
 	blocking = finding_count(&lint, LEVEL_FAIL);
 	if (!st->n_pending)
 		CHECK(out, "pending-migrations", LEVEL_PASS, NULL, "no pending migrations");
@@ -256,6 +350,7 @@ static int check_pending(const struct safety_check_opts *o, const struct mig_sta
 	sb_release(&list);
 	return 0;
 fail:
+	plan_release(&p);
 	finding_list_release(&lint);
 	sb_release(&list);
 	return -1;
@@ -285,8 +380,14 @@ int safety_check_run(const struct safety_check_opts *o, struct finding_list *out
 		if (o->e)
 			check_history(o, &st, out);
 	}
+	if (o->e)
+		check_foreign(o, out);
 	if (o->e && !o->caller_holds_lock)
 		check_lock(o->e, out);
+	if (o->foreign_migrations)
+		CHECK(out, "pending-migrations", LEVEL_WARN,
+		      "the wrapped tool decides what runs; its SQL is not linted",
+		      "the wrapped command's migrations are not known to safe-migrate");
 	if (have_status && o->e) {
 		if (lint_begin(&lc, o->e->ops->name, o->e, err) < 0 ||
 		    check_pending(o, &st, lc, out, err) < 0)

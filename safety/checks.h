@@ -44,6 +44,11 @@ struct safety_check_opts {
 	int caller_holds_lock;   /* the caller holds the migration lock: skip that probe */
 	int skip_backup;         /* --no-backup: skip backup-dir and disk-space */
 	long long_tx_seconds;    /* 0: SAFETY_LONG_TX_SECONDS */
+	const char *lint_ignore; /* lint rules to silence (lint_ignore()), or NULL */
+	const char *target;      /* lint only the pending migrations up to this upgrade
+				  * target (plan_upgrade's syntax); NULL: all */
+	int foreign_migrations;  /* another tool's migrations run (`run -- ...`): what is
+				  * pending is not known here */
 };
 
 /* Checks that need no connection (SQLite: hot journal, writability), then

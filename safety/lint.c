@@ -54,10 +54,17 @@ static const struct lint_rule rules[] = {
 	{ "cluster", LEVEL_WARN,
 	  "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock: run it in a maintenance "
 	  "window, or use pg_repack" },
+	{ "drop-index-non-concurrently", LEVEL_WARN,
+	  "use DROP INDEX CONCURRENTLY in a migration marked transaction:false; it does not "
+	  "block reads or writes" },
+	{ "dynamic-sql", LEVEL_WARN,
+	  "the SQL is built at run time; review what it does, or write the statements out" },
+	{ "empty-migration", LEVEL_WARN,
+	  "fill it in before it is applied: once recorded, editing it shows as EDITED" },
 	{ "missing-lock-timeout", LEVEL_WARN,
 	  "start the migration with SET lock_timeout = '5s' (or run with "
-	  "--statement-lock-timeout) so a blocked ALTER fails fast instead of queueing every "
-	  "query on the table behind it" },
+	  "--statement-lock-timeout) so a blocked statement fails fast instead of queueing "
+	  "every query on the table behind it" },
 };
 
 #define N_RULES (sizeof(rules) / sizeof(rules[0]))
@@ -68,12 +75,17 @@ const struct lint_rule *lint_rules(size_t *n)
 	return rules;
 }
 
-static const struct lint_rule *find_rule(const char *name)
+static const struct lint_rule *find_rule_n(const char *name, size_t n)
 {
 	for (size_t i = 0; i < N_RULES; i++)
-		if (!strcmp(rules[i].name, name))
+		if (strlen(rules[i].name) == n && !strncmp(rules[i].name, name, n))
 			return &rules[i];
 	return NULL;
+}
+
+static const struct lint_rule *find_rule(const char *name)
+{
+	return find_rule_n(name, strlen(name));
 }
 
 static const struct lint_dialect *find_dialect(const char *engine_name)
@@ -106,6 +118,12 @@ void lint_end(struct lint_ctx *c)
 	for (size_t i = 0; i < c->n_touched; i++)
 		free(c->touched[i]);
 	free(c->touched);
+	for (size_t i = 0; i < c->n_created; i++)
+		free(c->created[i]);
+	free(c->created);
+	for (size_t i = 0; i < c->n_ignore; i++)
+		free(c->ignore[i]);
+	free(c->ignore);
 	free(c);
 }
 
@@ -123,10 +141,75 @@ int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int fi
 	r.transactional = transactional;
 	r.out = out;
 	r.line = r.first_line;
+	if (mig_is_blank(sql)) {
+		lint_at(&r, 0, 0);
+		lint_emit(&r, "empty-migration", "the migration is empty: upgrade records it as "
+			  "applied without running anything");
+		return 0;
+	}
 	ret = c->d->migration(&r, err);
 	for (size_t i = 0; i < r.n_created; i++)
 		free(r.created[i]);
 	free(r.created);
+	return ret;
+}
+
+int lint_ignore(struct lint_ctx *c, const char *list, struct sm_error *err)
+{
+	const char *p = list ? list : "";
+
+	while (*p) {
+		size_t n = strcspn(p, ", \t\n"), rn;
+		char *item;
+
+		if (!n) {
+			p++;
+			continue;
+		}
+		item = xstrndup(p, n);
+		rn = strcspn(item, ":");
+		if (!rn || (!find_rule_n(item, rn) && !(rn == 3 && !strncmp(item, "all", 3)))) {
+			err_set(err, ERR_USAGE, "cannot ignore '%s': no lint rule '%.*s' (see "
+				"'safe-migrate help lint')", item, (int)rn, item);
+			free(item);
+			return -1;
+		}
+		ALLOC_GROW(c->ignore, c->n_ignore + 1, c->alloc_ignore);
+		c->ignore[c->n_ignore++] = item;
+		p += n;
+	}
+	return 0;
+}
+
+/* Is rule silenced for the current migration by lint_ignore()? */
+static int ignored(const struct lint_ctx *c, const char *rule)
+{
+	size_t rl = strlen(rule);
+
+	for (size_t i = 0; i < c->n_ignore; i++) {
+		const char *it = c->ignore[i], *colon = strchr(it, ':');
+		size_t n = colon ? (size_t)(colon - it) : strlen(it);
+
+		if (!((n == rl && !strncmp(it, rule, rl)) || (n == 3 && !strncmp(it, "all", 3))))
+			continue;
+		if (!colon || (c->version && !strcmp(colon + 1, c->version)))
+			return 1;
+	}
+	return 0;
+}
+
+int lint_migration_of(struct lint_ctx *c, const struct migration *m, int down,
+		      struct finding_list *out, struct sm_error *err)
+{
+	int ret;
+
+	c->version = m->version;
+	c->down = down;
+	ret = down ? lint_migration(c, m->down_sql ? m->down_sql : "", m->down_path,
+				    m->down_line, !m->down_no_tx, out, err)
+		   : lint_migration(c, m->up_sql, m->path, m->up_line, !m->up_no_tx, out, err);
+	c->version = NULL;
+	c->down = 0;
 	return ret;
 }
 
@@ -147,6 +230,32 @@ int lint_sql(const char *engine_name, const char *sql, const char *file, int fir
 	ret = lint_migration(c, sql, file, first_line, transactional, out, err);
 	lint_end(c);
 	return ret;
+}
+
+const char *lint_never_in_tx(const char *engine_name, const char *sql)
+{
+	const struct lint_dialect *d = find_dialect(engine_name);
+
+	return d->never_in_tx && sql ? d->never_in_tx(sql) : NULL;
+}
+
+void lint_find_no_tx(struct migration_set *set, const struct engine_ops *ops)
+{
+	mig_set_find_own_tx(set, ops);
+	for (size_t i = 0; i < set->n; i++) {
+		struct migration *m = &set->items[i];
+		const char *what;
+
+		if (!m->up_no_tx && (what = lint_never_in_tx(ops->name, m->up_sql))) {
+			m->up_no_tx = MIG_TX_NEVER;
+			m->up_no_tx_what = what;
+		}
+		if (m->down_sql && !m->down_no_tx &&
+		    (what = lint_never_in_tx(ops->name, m->down_sql))) {
+			m->down_no_tx = MIG_TX_NEVER;
+			m->down_no_tx_what = what;
+		}
+	}
 }
 
 void lint_at(struct lint_run *r, size_t start, size_t len)
@@ -210,8 +319,10 @@ void lint_emit(struct lint_run *r, const char *rule, const char *fmt, ...)
 	struct strbuf msg = STRBUF_INIT, hint = STRBUF_INIT;
 	va_list ap;
 
-	if (!lr || suppressed(r, rule))
+	if (!lr || suppressed(r, rule) || ignored(r->ctx, rule))
 		return;
+	if (r->ctx->down)
+		sb_adds(&msg, "down section: ");
 	va_start(ap, fmt);
 	sb_vaddf(&msg, fmt, ap);
 	va_end(ap);
@@ -245,15 +356,59 @@ void lint_touch(struct lint_run *r, const char *table)
 	c->touched[c->n_touched++] = xstrdup(table);
 }
 
+/* Tables (and, as "index NAME", indexes) created by the migrations linted so
+ * far in this run: a table created earlier in the same pending run is as
+ * empty and unused as one created in the same migration. */
+static void add_created(struct lint_run *r, const char *name)
+{
+	struct lint_ctx *c = r->ctx;
+
+	if (in_list(c->created, c->n_created, name))
+		return;
+	ALLOC_GROW(c->created, c->n_created + 1, c->alloc_created);
+	c->created[c->n_created++] = xstrdup(name);
+}
+
 void lint_created(struct lint_run *r, const char *table)
 {
-	if (!table || in_list(r->created, r->n_created, table))
+	if (!table)
 		return;
-	ALLOC_GROW(r->created, r->n_created + 1, r->alloc_created);
-	r->created[r->n_created++] = xstrdup(table);
+	add_created(r, table);
+	if (!in_list(r->created, r->n_created, table)) {
+		ALLOC_GROW(r->created, r->n_created + 1, r->alloc_created);
+		r->created[r->n_created++] = xstrdup(table);
+	}
 }
 
 int lint_is_created(const struct lint_run *r, const char *table)
 {
-	return table && in_list(r->created, r->n_created, table);
+	/* a down section undoing what the run's up sections created loses
+	 * nothing the application wrote */
+	return table && (in_list(r->created, r->n_created, table) ||
+			 (r->ctx->down && lint_is_new(r, table)));
+}
+
+int lint_is_new(const struct lint_run *r, const char *table)
+{
+	return table && in_list(r->ctx->created, r->ctx->n_created, table);
+}
+
+void lint_created_index(struct lint_run *r, const char *index)
+{
+	struct strbuf key = STRBUF_INIT;
+
+	sb_addf(&key, "index %s", index);
+	add_created(r, key.buf);
+	sb_release(&key);
+}
+
+int lint_is_created_index(const struct lint_run *r, const char *index)
+{
+	struct strbuf key = STRBUF_INIT;
+	int yes;
+
+	sb_addf(&key, "index %s", index);
+	yes = in_list(r->ctx->created, r->ctx->n_created, key.buf);
+	sb_release(&key);
+	return yes;
 }

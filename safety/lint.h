@@ -27,20 +27,31 @@
  *   rename-column, rename-table             WARN  breaks application code still running
  *   update-or-delete-without-where          WARN  touches every row
  *   vacuum-full, cluster                    WARN  rewrite under an ACCESS EXCLUSIVE lock
- *   missing-lock-timeout                    WARN  a lock-heavy ALTER TABLE before any
+ *   missing-lock-timeout                    WARN  a statement taking a write-blocking lock
+ *                                                 (ALTER TABLE, CREATE INDEX, DROP TABLE/
+ *                                                 INDEX, TRUNCATE, REFRESH MATERIALIZED
+ *                                                 VIEW, CREATE TRIGGER, ...) before any
  *                                                 SET lock_timeout in the migration
+ *   drop-index-non-concurrently             WARN  DROP INDEX without CONCURRENTLY
+ *   dynamic-sql                             WARN  EXECUTE of a computed string in a DO block
+ *   empty-migration                         WARN  an empty (or comment-only) up section
  *
- * Rules about locks (index, type change, not null, constraint, lock timeout,
- * rename, drop column) only fire for tables that existed before the
- * migration: a table created earlier in the same migration is empty and
- * unused.  The SQLite dialect has sql-error, drop-table, drop-column,
+ * Rules about locks and emptiness (index, type change, not null, constraint,
+ * lock timeout) only fire for tables that existed before the lint run: a
+ * table created earlier in the run is empty and unused.  Destructive rules
+ * (drop, rename) skip only tables created by the same migration.  CREATE
+ * TABLE IF NOT EXISTS creates nothing for these rules.  column-type-change
+ * skips binary-coercible changes when the old type is known (an earlier
+ * CREATE TABLE, or the live PostgreSQL database).  The SQL inside DO blocks
+ * is parsed with pg_query_parse_plpgsql and linted like the rest.  The SQLite dialect has sql-error, drop-table, drop-column,
  * rename-table, rename-column and update-or-delete-without-where (an UPDATE
  * or DELETE that reads no column of its table, i.e. has no WHERE clause on
  * it; an UPDATE that reads a column in its SET list is not recognised).
  *
  * Suppression: a comment `-- safe-migrate:ignore RULE[,RULE...]` (or `all`)
  * among the comment lines directly before a statement silences those rules
- * for that statement only.
+ * for that statement only; lint_ignore() silences rules for a whole run
+ * (RULE, or RULE:VERSION for one migration).
  */
 #ifndef SM_LINT_H
 #define SM_LINT_H
@@ -50,6 +61,7 @@
 #include "engine.h"
 #include "error.h"
 #include "finding.h"
+#include "migration.h"
 
 struct lint_rule {
 	const char *name;
@@ -74,10 +86,34 @@ int lint_begin(struct lint_ctx **out, const char *engine_name, struct engine *li
  * errors: -1 means lint itself failed (err set). */
 int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int first_line,
 		   int transactional, struct finding_list *out, struct sm_error *err);
+/* Silences rules for this run: list holds "RULE" or "RULE:VERSION" items
+ * separated by commas or spaces (--ignore, config lint_ignore).  An unknown
+ * rule is a usage error.  May be called more than once (the lists add up). */
+int lint_ignore(struct lint_ctx *c, const char *list, struct sm_error *err);
+
+/* Lints section up (or, with down, the down section) of migration m: as
+ * lint_migration, with m's version for RULE:VERSION ignores.  A down
+ * section's findings say so in their message. */
+int lint_migration_of(struct lint_ctx *c, const struct migration *m, int down,
+		      struct finding_list *out, struct sm_error *err);
+
 /* Tables the linted statements create, alter, index, write or drop, as
  * written in the SQL (schema-qualified when it was).  Borrowed until lint_end. */
 const char *const *lint_touched(const struct lint_ctx *c, size_t *n);
 void lint_end(struct lint_ctx *c);
+
+/* The first statement of sql that can never run inside a transaction
+ * block in engine_name's dialect (e.g. "CREATE INDEX CONCURRENTLY",
+ * "VACUUM"; static text), or NULL.  The concurrently-in-transaction rule
+ * reads the same list. */
+const char *lint_never_in_tx(const char *engine_name, const char *sql);
+
+/* Decides which sections of set run outside a transaction although no
+ * marker says so: those holding a statement that can never run in one
+ * (MIG_TX_NEVER, see lint_never_in_tx) and those that control their own
+ * transaction (MIG_TX_OWN, see mig_controls_tx).  Call once after mig_load,
+ * before planning, linting or rendering. */
+void lint_find_no_tx(struct migration_set *set, const struct engine_ops *ops);
 
 /* One-shot: lints sql with no live schema. */
 int lint_sql(const char *engine_name, const char *sql, const char *file, int first_line,

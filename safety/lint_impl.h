@@ -14,6 +14,13 @@ struct lint_ctx {
 	void *state; /* the dialect's */
 	char **touched;
 	size_t n_touched, alloc_touched;
+	char **ignore;       /* "RULE" or "RULE:VERSION" */
+	size_t n_ignore, alloc_ignore;
+	const char *version; /* of the migration being linted (lint_migration_of), or NULL */
+	int down;            /* it is a down section */
+	/* tables created by the migrations linted so far ("index NAME" for indexes) */
+	char **created;
+	size_t n_created, alloc_created;
 };
 
 /* One migration being linted, and the statement being looked at. */
@@ -38,6 +45,9 @@ struct lint_dialect {
 	int (*begin)(struct lint_ctx *c, struct engine *live, struct sm_error *err);
 	int (*migration)(struct lint_run *r, struct sm_error *err);
 	void (*end)(struct lint_ctx *c);
+	/* The first statement of sql that can never run in a transaction
+	 * block (static text), or NULL; may be NULL itself. */
+	const char *(*never_in_tx)(const char *sql);
 };
 
 extern const struct lint_dialect lint_pg_dialect;
@@ -52,6 +62,14 @@ void lint_emit(struct lint_run *r, const char *rule, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void lint_touch(struct lint_run *r, const char *table);
 void lint_created(struct lint_run *r, const char *table);
+/* Created by this migration (destructive rules: data put there by the same
+ * migration is not lost data)? */
 int lint_is_created(const struct lint_run *r, const char *table);
+/* Created by this migration or an earlier one of the same lint run (lock and
+ * emptiness rules: nothing uses it yet and it holds no rows written by the
+ * application)? */
+int lint_is_new(const struct lint_run *r, const char *table);
+void lint_created_index(struct lint_run *r, const char *index);
+int lint_is_created_index(const struct lint_run *r, const char *index);
 
 #endif

@@ -21,8 +21,18 @@ struct safety_driver {
 	 * "foreign-keys", "invalid-index", "not-valid-constraint"); adds nothing
 	 * when all is well. */
 	int (*integrity)(struct engine *e, struct finding_list *out, struct sm_error *err);
+	/* The same, without the checks that a run's SQL cannot break and the
+	 * snapshot already guards (validate_opts.quick_integrity; may be NULL:
+	 * integrity is used). */
+	int (*quick_integrity)(struct engine *e, struct finding_list *out, struct sm_error *err);
 	/* Estimated snapshot size: the database's size in bytes. */
 	int (*db_size)(struct engine *e, unsigned long long *bytes, struct sm_error *err);
+	/* Room an in-place restore of the snapshot needs outside the backup
+	 * directory (may be NULL: the server's business): *dir (owned, caller
+	 * frees) is the directory it is needed in, *bytes how much, given the
+	 * database's size db_bytes (from db_size). */
+	int (*restore_room)(struct engine *e, unsigned long long db_bytes, char **dir,
+			    unsigned long long *bytes, struct sm_error *err);
 	/* Rows in table (a name as the model spells it). */
 	int (*count_rows)(struct engine *e, const char *table, long long *n, struct sm_error *err);
 	/* Checks before connecting (may be NULL). */

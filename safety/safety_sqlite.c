@@ -175,20 +175,73 @@ out:
 	return ret;
 }
 
-static int sqlite_integrity(struct engine *e, struct finding_list *out, struct sm_error *err)
+/* Page cache of the checks: integrity_check probes every index once per
+ * row of its table, and foreign_key_check looks every child row's parent
+ * up, so the same pages are read again and again unless they stay cached.
+ * Bounded, so the checks' memory stays within the tool's budget. */
+#define CHECK_CACHE_KIB 16384
+
+/* Gives the connection a page cache of CHECK_CACHE_KIB for the checks;
+ * *old receives the setting to put back (owned). */
+static int check_cache_begin(struct engine *e, char **old, struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	int ret;
+
+	*old = NULL;
+	if (engine_scalar(e, "PRAGMA cache_size", 0, NULL, old, err) < 0)
+		return -1;
+	sb_addf(&sql, "PRAGMA cache_size = -%d", CHECK_CACHE_KIB);
+	ret = engine_exec(e, sql.buf, err);
+	sb_release(&sql);
+	return ret;
+}
+
+/* Puts the page cache setting back and frees old; ret is the checks'
+ * result (after a failure, err already says what went wrong first). */
+static int check_cache_end(struct engine *e, char *old, int ret, struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	struct sm_error later = SM_ERROR_INIT;
+
+	if (old) {
+		sb_addf(&sql, "PRAGMA cache_size = %s", old);
+		if (engine_exec(e, sql.buf, ret < 0 ? &later : err) < 0)
+			ret = -1;
+	}
+	free(old);
+	sb_release(&sql);
+	return ret;
+}
+
+/* Runs PRAGMA pragma (integrity_check or quick_check). */
+static int run_check(struct engine *e, const char *pragma, struct finding_list *out,
+		     struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
+	struct strbuf sql = STRBUF_INIT;
 
-	if (e->ops->query(e, "PRAGMA integrity_check", 0, NULL, &r, err) < 0)
-		return err_prefix(err, "PRAGMA integrity_check failed");
+	sb_addf(&sql, "PRAGMA %s", pragma);
+	if (e->ops->query(e, sql.buf, 0, NULL, &r, err) < 0) {
+		sb_release(&sql);
+		return err_prefix(err, "PRAGMA %s failed", pragma);
+	}
 	for (size_t i = 0; i < r.nrows && i < MAX_REPORTED; i++) {
 		const char *v = rows_get(&r, i, 0);
 		if (v && strcmp(v, "ok"))
 			finding_add(out, FINDING_CHECK, "integrity", LEVEL_FAIL,
 				    "restore the snapshot taken before the run", NULL, 0,
-				    "integrity_check: %s", v);
+				    "%s: %s", pragma, v);
 	}
+	sb_release(&sql);
 	rows_release(&r);
+	return 0;
+}
+
+static int sqlite_fk_check(struct engine *e, struct finding_list *out, struct sm_error *err)
+{
+	struct eng_rows r = ENG_ROWS_INIT;
+
 	if (e->ops->query(e, "PRAGMA foreign_key_check", 0, NULL, &r, err) < 0)
 		return err_prefix(err, "PRAGMA foreign_key_check failed");
 	for (size_t i = 0; i < r.nrows && i < MAX_REPORTED; i++)
@@ -202,6 +255,35 @@ static int sqlite_integrity(struct engine *e, struct finding_list *out, struct s
 			    "%zu more foreign-key violations not listed", r.nrows - MAX_REPORTED);
 	rows_release(&r);
 	return 0;
+}
+
+/* pragma and foreign_key_check, with the checks' page cache. */
+static int run_checks(struct engine *e, const char *pragma, struct finding_list *out,
+		      struct sm_error *err)
+{
+	char *old = NULL;
+	int ret = -1;
+
+	if (check_cache_begin(e, &old, err) == 0 && run_check(e, pragma, out, err) == 0 &&
+	    sqlite_fk_check(e, out, err) == 0)
+		ret = 0;
+	return check_cache_end(e, old, ret, err);
+}
+
+static int sqlite_integrity(struct engine *e, struct finding_list *out, struct sm_error *err)
+{
+	return run_checks(e, "integrity_check", out, err);
+}
+
+/* The pipeline's check (docs/safety.md): quick_check reads every page once
+ * and finds what a failed write or a bad page would leave (b-trees, cells,
+ * freelist, NOT NULL and CHECK constraints); what it leaves out, that each
+ * index holds exactly its table's rows, SQLite maintains in every statement
+ * a migration can run, and costs a b-tree probe per row and index. */
+static int sqlite_quick_integrity(struct engine *e, struct finding_list *out,
+				  struct sm_error *err)
+{
+	return run_checks(e, "quick_check", out, err);
 }
 
 static unsigned long long file_size(const char *path)
@@ -219,6 +301,20 @@ static int sqlite_db_size(struct engine *e, unsigned long long *bytes, struct sm
 	sb_addf(&wal, "%s-wal", e->url.path);
 	*bytes = file_size(e->url.path) + file_size(wal.buf);
 	sb_release(&wal);
+	return 0;
+}
+
+/* The in-place restore writes a staging copy of the snapshot's database
+ * next to the live one (restore_sqlite.c), then copies it in with the
+ * backup API in one write transaction, whose rollback journal holds every
+ * page it overwrites (or whose WAL holds every page it writes): about the
+ * database's size twice, on the database's file system. */
+static int sqlite_restore_room(struct engine *e, unsigned long long db_bytes, char **dir,
+			       unsigned long long *bytes, struct sm_error *err)
+{
+	(void)err;
+	*dir = fs_dirname(e->url.path);
+	*bytes = 2 * db_bytes;
 	return 0;
 }
 
@@ -278,7 +374,9 @@ const struct safety_driver safety_sqlite_driver = {
 	.engine = "sqlite",
 	.schema_load = sqlite_schema_load,
 	.integrity = sqlite_integrity,
+	.quick_integrity = sqlite_quick_integrity,
 	.db_size = sqlite_db_size,
+	.restore_room = sqlite_restore_room,
 	.count_rows = sqlite_count_rows,
 	.preopen = sqlite_preopen,
 	.live_checks = NULL,

@@ -206,9 +206,16 @@ static void obj_line(const struct schema_obj *o, struct strbuf *out)
 	sb_addch(out, '\n');
 }
 
+#define CANONICAL_HEADER "# safe-migrate schema v1\n"
+
+int schema_is_canonical_text(const char *text)
+{
+	return !strncmp(text, CANONICAL_HEADER, strlen(CANONICAL_HEADER));
+}
+
 void schema_canonical_text(const struct schema_model *m, struct strbuf *out)
 {
-	sb_adds(out, "# safe-migrate schema v1\n");
+	sb_adds(out, CANONICAL_HEADER);
 	for (size_t i = 0; i < m->n; i++)
 		obj_line(&m->items[i], out);
 }

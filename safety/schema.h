@@ -89,6 +89,9 @@ int schema_load(struct engine *e, struct schema_model *m, struct sm_error *err);
 
 /* Appends the canonical text of m to out. */
 void schema_canonical_text(const struct schema_model *m, struct strbuf *out);
+/* Is text in that canonical form (it opens with its header line), rather
+ * than e.g. SQL? */
+int schema_is_canonical_text(const char *text);
 /* SHA-256 (hex) of the canonical text. */
 void schema_fingerprint(const char *text, char hex[65]);
 

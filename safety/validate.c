@@ -114,7 +114,8 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 			goto out;
 		ret = -1;
 	}
-	if (d->integrity(e, &tmp, err) < 0)
+	if ((o->quick_integrity && d->quick_integrity ? d->quick_integrity : d->integrity)(e, &tmp,
+											  err) < 0)
 		goto out;
 	keep_new(out, &tmp, o->baseline, "integrity",
 		 "the database's integrity checks found no problem");
@@ -130,7 +131,7 @@ out:
 int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
 			      struct sm_error *err)
 {
-	struct validate_opts o = { NULL, NULL, 0, NULL };
+	struct validate_opts o = { NULL, NULL, 0, NULL, 1 };
 	struct finding_list all = FINDING_LIST_INIT;
 
 	memset(b, 0, sizeof(*b));

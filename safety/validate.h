@@ -32,6 +32,9 @@ struct validate_opts {
 	const char *expected_name; /* its name in messages (the file), or NULL */
 	int skip_recorded;         /* do not compare with the recorded schema */
 	const struct validate_baseline *baseline; /* report only new problems; NULL: all */
+	/* The engine's quick integrity checks (SQLite: PRAGMA quick_check
+	 * instead of integrity_check), for the pipeline: see docs/safety.md. */
+	int quick_integrity;
 };
 
 /* Runs every validation and appends findings to out: LEVEL_FAIL per problem
@@ -44,7 +47,8 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 		 struct sm_error *err);
 
 /* Captures the problems e has now (every validation except an expected
- * file) into *b (empty on entry; release with validate_baseline_release). */
+ * file, with the quick integrity checks: the baseline is the pipeline's)
+ * into *b (empty on entry; release with validate_baseline_release). */
 int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
 			      struct sm_error *err);
 void validate_baseline_release(struct validate_baseline *b);

@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): PostgreSQL snapshots against pg_dump / pg_restore.
 #
-#   scripts/bench/pg-snapshot.sh [SIZE_MB] [RUNS]     (defaults: 500 MB, 3 runs)
+#   scripts/bench/pg-snapshot.sh [SCALE] [RUNS] [SHAPES]
+#       SCALE   size factor, 1 = about 100 MB per data shape (default 1)
+#       RUNS    alternating runs per shape, medians are printed (default 5)
+#       SHAPES  any of "blobs narrow many" (default all three)
 #
-# Builds a table of SIZE_MB of realistic, poorly compressible rows (random
-# text, numerics, jsonb, timestamps; a primary key and a second index) in a
-# throwaway cluster (or SAFE_MIGRATE_BENCH_PG_URL, a superuser URL of an
-# existing server), then in each run, alternating the tools:
-#   our backup                    vs  pg_dump -Fc
-#   our backup                    vs  pg_dump -Fc -Z0 | zstd -1 -T2
-#   our restore --to an empty db --jobs 2  vs  pg_restore -j2 into an empty db
-# and prints the ratios (goals: <= 0.35, <= 1.0, <= 1.0) and our peak RSS
-# from /usr/bin/time -v (goal: <= 64 MiB).  Builds and uses a Release binary
-# in build-bench/ (BENCH_BUILD_DIR to move it; SAFE_MIGRATE_BIN to use another
-# binary).  A failing command stops the benchmark.
-# It takes several minutes at 500 MB: iterate with a smaller SIZE_MB.
+# Builds each data shape in a throwaway cluster (or SAFE_MIGRATE_BENCH_PG_URL,
+# a superuser URL of an existing server):
+#   blobs   one table of random text, numerics, jsonb and timestamps (poorly
+#           compressible wide rows), a primary key and a second index;
+#   narrow  customers / orders as an application has them: short text
+#           columns, a UNIQUE email, orders.customer_id a foreign key with its
+#           index (SCALE 1: 300k customers, 600k orders);
+#   many    400 small tables (SCALE 1: 250 rows each), each with a primary
+#           key, a second index and a foreign key to a parent table.
+# Then, per shape and per run, alternating which tool goes first:
+#   our backup                        vs  pg_dump -Fc -Z0 | zstd -1 -T2
+#   our in-place restore (one tx)     vs  pg_restore --clean --if-exists --single-transaction
+#   our restore --to an empty db -j2  vs  pg_restore -j2 into an empty db
+# (the peer restores read pg_dump -Fc's default, compressed, archive) and
+# prints every run, the median of each time and ratio, and our peak RSS from
+# /usr/bin/time -v.  Goals (issue 17): backup <= 0.9, in-place restore
+# <= 0.8, --jobs 2 <= 0.9, peak RSS <= 64 MiB.  Database creation is not
+# timed.  Builds and uses a Release binary in build-bench/ (BENCH_BUILD_DIR to
+# move it; SAFE_MIGRATE_BIN to use another binary).  A failing command stops
+# the benchmark.
 set -euo pipefail
-size_mb=${1:-500}
-runs=${2:-3}
+scale=${1:-1}
+runs=${2:-5}
+shapes=${3:-blobs narrow many}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 if [ -n "${SAFE_MIGRATE_BIN:-}" ]; then
   bin=$SAFE_MIGRATE_BIN
@@ -43,13 +55,12 @@ else
   admin=$("$src/scripts/pg-cluster.sh" start "$cluster" "${SAFE_MIGRATE_BENCH_PG_PORT:-25499}")
 fi
 base=${admin%/*}
-psql_() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+psql_() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 newdb() { psql_ "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"; }
 
-echo "== building ${size_mb} MB of data"
-newdb smbench
-rows=$((size_mb * 1024 * 1024 / 560))
-psql_ "$base/smbench" <<SQL
+build_blobs() {
+  local rows=$((scale * 100 * 1024 * 1024 / 560))
+  psql_ "$base/smbench" <<SQL
 CREATE TABLE items (
     id bigint PRIMARY KEY,
     title text NOT NULL,
@@ -76,45 +87,128 @@ SELECT g,
                           'ok', random() < 0.5)
 FROM generate_series(1, $rows) g;
 CREATE INDEX items_created_idx ON items (created_at);
-VACUUM ANALYZE items;
 SQL
-psql_ -At "$base/smbench" -c "SELECT 'table size: ' || pg_size_pretty(pg_table_size('items')) || ', with indexes: ' || pg_size_pretty(pg_total_relation_size('items'))"
+}
+
+build_narrow() {
+  local nc=$((scale * 300000))
+  psql_ "$base/smbench" <<SQL
+CREATE TABLE customers (
+    id bigint PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    name text NOT NULL,
+    country char(2) NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE TABLE orders (
+    id bigint PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES customers (id),
+    status text NOT NULL,
+    amount numeric(10, 2) NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX orders_customer_idx ON orders (customer_id);
+INSERT INTO customers
+SELECT g, 'user' || g || '@' || substr(md5(g::text), 1, 8) || '.example',
+       initcap(substr(md5(random()::text), 1, 6 + (g % 7))) || ' '
+         || initcap(substr(md5(random()::text), 1, 5 + (g % 9))),
+       (ARRAY['us', 'de', 'fr', 'jp', 'br', 'in'])[1 + g % 6],
+       now() - random() * interval '5 years'
+FROM generate_series(1, $nc) g;
+INSERT INTO orders
+SELECT g, 1 + (random() * ($nc - 1))::bigint,
+       (ARRAY['new', 'paid', 'shipped', 'delivered', 'returned'])[1 + g % 5],
+       round((random() * 500)::numeric, 2),
+       now() - random() * interval '3 years'
+FROM generate_series(1, $((nc * 2))) g;
+SQL
+}
+
+build_many() {
+  local n=400 rows=$((scale * 250))
+  psql_ "$base/smbench" <<SQL
+CREATE TABLE parent (id int PRIMARY KEY, label text NOT NULL);
+INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 100) g;
+DO \$\$
+BEGIN
+  FOR i IN 1..$n LOOP
+    EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id),
+                    code text NOT NULL, qty int, note text)', i);
+    EXECUTE format('CREATE INDEX t%s_code_idx ON t%s (code)', i, i);
+    EXECUTE format('INSERT INTO t%s SELECT g, 1 + g %% 100, md5(g::text || %s), g %% 17,
+                    repeat(''x'', g %% 40) FROM generate_series(1, $rows) g', i, i);
+  END LOOP;
+END
+\$\$;
+SQL
+}
 
 t() { # seconds of wall time of a command, which must succeed
   local s e
   s=$(date +%s.%N)
-  "$@" || { echo "bench: '$*' failed" >&2; return 1; }
+  "$@" >/dev/null || { echo "bench: '$*' failed" >&2; return 1; }
   e=$(date +%s.%N)
   echo "$e - $s" | bc
 }
 ours_backup() {
-  rm -f "$work"/b/*
-  /usr/bin/time -v -o "$work/time.txt" "$bin" -q -d "$base/smbench" -b "$work/b" backup --name bench >/dev/null
+  /usr/bin/time -v -o "$work/time_b.txt" "$bin" -q -d "$base/smbench" -b "$work/b" backup --name bench
 }
-dump_fc() { pg_dump -Fc -f "$work/dump.fc" "$base/smbench"; }
 dump_zstd() { pg_dump -Fc -Z0 "$base/smbench" | zstd -q -1 -T2 -o "$work/dump.fc0.zst" -f; }
-ours_restore() {
-  newdb smbench_r1
-  /usr/bin/time -v -o "$work/time_r.txt" "$bin" -q -d "$base/smbench" -b "$work/b" --yes restore \
-    "$work/b/bench.tar.zst" --to "$base/smbench_r1" --jobs 2 --no-safety-backup >/dev/null
+ours_inplace() {
+  /usr/bin/time -v -o "$work/time_i.txt" "$bin" -q -d "$base/smbench" -b "$work/b" --yes restore \
+    "$work/b/bench.tar.zst" --no-safety-backup
 }
-pg_restore_j2() { newdb smbench_r2; pg_restore -j2 -d "$base/smbench_r2" "$work/dump.fc"; }
+pg_restore_1tx() {
+  pg_restore --clean --if-exists --single-transaction -d "$base/smbench" "$work/dump.fc"
+}
+ours_jobs() {
+  /usr/bin/time -v -o "$work/time_j.txt" "$bin" -q -d "$base/smbench" -b "$work/b" --yes restore \
+    "$work/b/bench.tar.zst" --to "$base/smbench_r1" --jobs 2 --no-safety-backup
+}
+pg_restore_j2() { pg_restore -j2 -d "$base/smbench_r2" "$work/dump.fc"; }
 rss() { awk -F': ' '/Maximum resident/ {printf "%.1f", $2 / 1024}' "$1"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
+  if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { echo "$1 / $2" | bc -l; }
 
-mkdir -p "$work/b"
-for i in $(seq 1 "$runs"); do
-  if [ $((i % 2)) -eq 1 ]; then
-    ob=$(t ours_backup); fc=$(t dump_fc); zs=$(t dump_zstd)
-    orr=$(t ours_restore); pr=$(t pg_restore_j2)
-  else
-    fc=$(t dump_fc); zs=$(t dump_zstd); ob=$(t ours_backup)
-    pr=$(t pg_restore_j2); orr=$(t ours_restore)
-  fi
-  printf 'run %d: backup %.2fs  pg_dump -Fc %.2fs  pg_dump -Z0|zstd %.2fs  restore --jobs 2 %.2fs  pg_restore -j2 %.2fs\n' \
-    "$i" "$ob" "$fc" "$zs" "$orr" "$pr"
-  printf '       backup/pg_dump -Fc = %.3f (goal <= 0.35)  backup/(pg_dump -Z0 | zstd -1 -T2) = %.3f (goal <= 1.0)\n' \
-    "$(echo "$ob / $fc" | bc -l)" "$(echo "$ob / $zs" | bc -l)"
-  printf '       restore/pg_restore -j2 = %.3f (goal <= 1.0)  peak RSS backup %s MiB, restore %s MiB (goal <= 64)\n' \
-    "$(echo "$orr / $pr" | bc -l)" "$(rss "$work/time.txt")" "$(rss "$work/time_r.txt")"
+for shape in $shapes; do
+  echo "== shape $shape (scale $scale, $runs runs)"
+  newdb smbench
+  "build_$shape"
+  psql_ "$base/smbench" -c "VACUUM ANALYZE"
+  psql_ -At "$base/smbench" -c "SELECT 'database size: ' || pg_size_pretty(pg_database_size(current_database())) || ', ' || count(*) || ' tables' FROM pg_tables WHERE schemaname = 'public'"
+  rm -rf "$work/b" && mkdir -p "$work/b"
+  ours_backup >/dev/null
+  pg_dump -Fc -f "$work/dump.fc" "$base/smbench"
+  ls -l "$work/b/bench.tar.zst" "$work/dump.fc" | awk '{print "  " $5, $9}'
+  B=() Z=() I=() P=() J=() R=() rb=() ri=() rj=() rs_b=() rs_i=() rs_j=()
+  for i in $(seq 1 "$runs"); do
+    rm -f "$work/b/bench.tar.zst" "$work/b/bench.tar.zst.sha256"
+    newdb smbench_r1 >/dev/null; newdb smbench_r2 >/dev/null
+    if [ $((i % 2)) -eq 1 ]; then
+      b=$(t ours_backup); z=$(t dump_zstd)
+      o=$(t ours_inplace); p=$(t pg_restore_1tx)
+      j=$(t ours_jobs); r=$(t pg_restore_j2)
+    else
+      z=$(t dump_zstd); b=$(t ours_backup)
+      p=$(t pg_restore_1tx); o=$(t ours_inplace)
+      r=$(t pg_restore_j2); j=$(t ours_jobs)
+    fi
+    B+=("$b"); Z+=("$z"); I+=("$o"); P+=("$p"); J+=("$j"); R+=("$r")
+    rb+=("$(ratio "$b" "$z")"); ri+=("$(ratio "$o" "$p")"); rj+=("$(ratio "$j" "$r")")
+    rs_b+=("$(rss "$work/time_b.txt")"); rs_i+=("$(rss "$work/time_i.txt")"); rs_j+=("$(rss "$work/time_j.txt")")
+    printf '  run %d: backup %.2f/%.2f s = %.3f  in-place %.2f/%.2f s = %.3f  --jobs 2 %.2f/%.2f s = %.3f  RSS %s/%s/%s MiB\n' \
+      "$i" "$b" "$z" "${rb[-1]}" "$o" "$p" "${ri[-1]}" "$j" "$r" "${rj[-1]}" \
+      "${rs_b[-1]}" "${rs_i[-1]}" "${rs_j[-1]}"
+  done
+  echo "  median ($shape):"
+  printf '    backup / (pg_dump -Fc -Z0 | zstd -1 -T2)           %.3f  (%s s / %s s; goal <= 0.9)\n' \
+    "$(median "${rb[@]}")" "$(median "${B[@]}")" "$(median "${Z[@]}")"
+  printf '    in-place restore / pg_restore --single-transaction %.3f  (%s s / %s s; goal <= 0.8)\n' \
+    "$(median "${ri[@]}")" "$(median "${I[@]}")" "$(median "${P[@]}")"
+  printf '    restore --to --jobs 2 / pg_restore -j2             %.3f  (%s s / %s s; goal <= 0.9)\n' \
+    "$(median "${rj[@]}")" "$(median "${J[@]}")" "$(median "${R[@]}")"
+  printf '    peak RSS backup / in-place / --jobs 2: max %s / %s / %s MiB (goal <= 64)\n' \
+    "$(printf '%s\n' "${rs_b[@]}" | sort -g | tail -1)" "$(printf '%s\n' "${rs_i[@]}" | sort -g | tail -1)" \
+    "$(printf '%s\n' "${rs_j[@]}" | sort -g | tail -1)"
 done
-ls -l "$work/b/bench.tar.zst" "$work/dump.fc" "$work/dump.fc0.zst" | awk '{print $5, $9}'

@@ -46,6 +46,8 @@ struct options {
 	long stmt_lock_timeout_ms; /* --statement-lock-timeout: lock_timeout for statements */
 	long statement_timeout_ms; /* --statement-timeout */
 	int allow_out_of_order;
+	char *lint_ignore; /* --ignore RULE[:VERSION] (repeatable) and config lint_ignore,
+			    * comma-separated */
 
 	/* command options (each command documents which it takes) */
 	char *name;           /* backup --name */
@@ -62,10 +64,14 @@ struct options {
 	int runs;             /* history --runs */
 	int discard;          /* recover --discard */
 	char *scratch_url;    /* roundtrip --url */
+	int keep_going;       /* roundtrip --keep-going */
 	char *rehearse_url;   /* safe-migrate --rehearse-url */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
-	int jobs;             /* restore --jobs */
+	int no_tablespaces;   /* backup --no-tablespaces (PostgreSQL) */
+	int jobs;             /* restore --jobs, verify --jobs */
+	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */
+	char *stamp_from;     /* stamp --from TOOL */
 };
 
 extern struct options opt;

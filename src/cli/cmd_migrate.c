@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "foreign.h"
 #include "fsutil.h"
+#include "lint.h"
 #include "pipeline.h"
 #include "session.h"
 #include "strbuf.h"
@@ -49,11 +51,15 @@ struct apply_print {
 static void print_start(void *ud, const struct step *s)
 {
 	int up = s->dir == STEP_UP;
-	int no_tx = up ? s->m->up_no_tx : s->m->down_no_tx;
+	char buf[128];
+	const char *note = mig_tx_note(s->m, up, buf, sizeof(buf));
+	const char *sql = up ? s->m->up_sql : s->m->down_sql;
 
 	(void)ud;
-	info("%s %s %s%s", up ? "applying" : "reverting", s->m->version, mig_name(s->m),
-	     no_tx ? " (transaction:false: runs outside a transaction)" : "");
+	info("%s %s %s%s%s%s", up ? "applying" : "reverting", s->m->version, mig_name(s->m),
+	     *note ? " (" : "", note, *note ? ")" : "");
+	if (mig_is_blank(sql))
+		info("version %s is empty: recorded as applied, no SQL runs", s->m->version);
 }
 
 static void print_done(void *ud, const struct step *s, long long ms, int ok,
@@ -91,8 +97,10 @@ static int run_plan(struct cmd_ctx *ctx, struct session *s, struct plan *p, cons
 		int code = report_error(ctx, &ctx->err);
 		if (no_tx)
 			error_msg("version %s ran outside a transaction and may be partly applied; "
-				  "check the database, or restore the snapshot taken before the run",
-				  failed->m->version);
+				  "check the database by hand (%s takes no snapshot: restore one "
+				  "you took before, see 'safe-migrate list-backups'; 'safe-migrate "
+				  "safe-migrate' takes one and restores it on failure)",
+				  failed->m->version, failed->dir == STEP_UP ? "upgrade" : "downgrade");
 		else
 			info("version %s was rolled back; %zu migration%s before it stay %s",
 			     failed->m->version, done, done == 1 ? "" : "s",
@@ -203,6 +211,37 @@ out:
 
 /* ---- current / history / check ---------------------------------------- */
 
+/* Says which other tool's version table the database holds, if any. */
+static void report_foreign(struct cmd_ctx *ctx, struct session *s)
+{
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	struct strbuf line = STRBUF_INIT;
+
+	if (foreign_load(s->e, &f, &err) < 0) {
+		warning("%s", err.msg);
+		return;
+	}
+	if (f.tool != FOREIGN_NONE) {
+		int ok = foreign_describe(&f, &s->applied, &line);
+
+		if (ok)
+			info("found %s", line.buf);
+		else
+			warning("found %s", line.buf);
+		if (ctx->json) {
+			cJSON *o = cJSON_AddObjectToObject(ctx->json, "foreign");
+			cJSON_AddStringToObject(o, "tool", f.name);
+			cJSON_AddStringToObject(o, "table", f.table);
+			cJSON_AddNumberToObject(o, "versions", (double)f.n);
+			cJSON_AddBoolToObject(o, "dirty", f.dirty);
+			cJSON_AddBoolToObject(o, "in_step", foreign_in_step(&f, &s->applied));
+		}
+	}
+	sb_release(&line);
+	foreign_release(&f);
+}
+
 int cmd_current(struct cmd_ctx *ctx)
 {
 	struct session s;
@@ -220,6 +259,7 @@ int cmd_current(struct cmd_ctx *ctx)
 		warning("applied migration '%s' was edited after it was applied",
 			s.set.items[s.st.edited[i]].path);
 	json_status(ctx, &s);
+	report_foreign(ctx, &s);
 	session_close(&s);
 	return EXIT_OK;
 }
@@ -318,34 +358,84 @@ int cmd_check(struct cmd_ctx *ctx)
 	}
 	if (ctx->json)
 		cJSON_AddBoolToObject(ctx->json, "at_head", code == EXIT_OK);
+	report_foreign(ctx, &s);
 	session_close(&s);
 	return code;
 }
 
 /* ---- stamp ---------------------------------------------------------------- */
 
+/* stamp --from TOOL: which migrations the other tool's table says are
+ * applied (want[i]).  -1 with ctx->err set when there is no such table or
+ * it cannot be adopted. */
+static int stamp_from(struct cmd_ctx *ctx, struct session *s, char *want)
+{
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	enum foreign_tool tool = foreign_tool_named(opt.stamp_from);
+	size_t unmatched = 0;
+	int ret = -1;
+
+	if (tool == FOREIGN_NONE) {
+		err_set(&ctx->err, ERR_USAGE, "unknown tool '%s' for --from (dbmate, golang-migrate, "
+			"alembic or flyway)", opt.stamp_from);
+		return -1;
+	}
+	if (foreign_load(s->e, &f, &ctx->err) < 0)
+		goto out;
+	if (f.tool != tool) {
+		err_set(&ctx->err, ERR_FAIL, "no %s version table in %s%s%s%s", opt.stamp_from,
+			ctx->url.redacted, f.name ? " (found " : "", f.name ? f.name : "",
+			f.name ? "'s)" : "");
+		goto out;
+	}
+	if (foreign_applied(&f, &s->set, want, &unmatched, &ctx->err) < 0)
+		goto out;
+	if (unmatched)
+		warning("%zu version%s in %s's table '%s' match%s no migration file", unmatched,
+			unmatched == 1 ? "" : "s", f.name, f.table, unmatched == 1 ? "es" : "");
+	info("adopting %s's history from '%s' (%zu version%s)", f.name, f.table, f.n,
+	     f.n == 1 ? "" : "s");
+	ret = 0;
+out:
+	foreign_release(&f);
+	return ret;
+}
+
 int cmd_stamp(struct cmd_ctx *ctx)
 {
 	struct session s;
-	long last;
+	long last = -1;
 	int code = EXIT_ERROR, changed = 0;
 	cJSON *stamped = NULL, *removed = NULL;
+	char *want = NULL;
 
-	if (ctx->argc != 1)
-		return usage_error(ctx, "stamp needs one TARGET (head, base, a version, +N or -N)");
+	if (opt.stamp_from ? ctx->argc != 0 : ctx->argc != 1)
+		return usage_error(ctx, "stamp needs one TARGET (head, base, a version, +N or -N), "
+				   "or --from TOOL alone");
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
-	if (plan_stamp_target(&s.set, &s.applied, ctx->argv[0], &last, &ctx->err) < 0)
-		goto fail;
+	want = xcalloc(s.set.n + 1, 1);
+	if (opt.stamp_from) {
+		if (stamp_from(ctx, &s, want) < 0)
+			goto fail;
+	} else {
+		if (plan_stamp_target(&s.set, &s.applied, ctx->argv[0], &last, &ctx->err) < 0)
+			goto fail;
+		if (last >= 0)
+			memset(want, 1, (size_t)last + 1);
+	}
 	if (hist_ensure(s.e, &ctx->err) < 0 || s.e->ops->begin(s.e, &ctx->err) < 0)
 		goto fail;
 	if (ctx->json) {
 		stamped = cJSON_AddArrayToObject(ctx->json, "stamped");
 		removed = cJSON_AddArrayToObject(ctx->json, "unstamped");
 	}
-	for (long i = 0; i <= last; i++) {
+	for (size_t i = 0; i < s.set.n; i++) {
 		const struct migration *m = &s.set.items[i];
 		long a = hist_index(&s.applied, m->version);
+
+		if (!want[i])
+			continue;
 		if (a >= 0 && !strcmp(s.applied.items[a].checksum, m->checksum))
 			continue;
 		if (hist_record(s.e, m, a >= 0 ? s.applied.items[a].execution_ms : 0, &ctx->err) < 0)
@@ -356,7 +446,7 @@ int cmd_stamp(struct cmd_ctx *ctx)
 			cJSON_AddItemToArray(stamped, cJSON_CreateString(m->version));
 		changed = 1;
 	}
-	for (size_t k = 0; k < s.applied.n; k++) {
+	for (size_t k = 0; k < s.applied.n && !opt.stamp_from; k++) {
 		const char *v = s.applied.items[k].version;
 		long idx = mig_index(&s.set, v);
 		int keep = idx >= 0 ? idx <= last
@@ -376,10 +466,12 @@ int cmd_stamp(struct cmd_ctx *ctx)
 	 * an operator accepts the database as it is now */
 	session_record_schema(&s);
 	if (!changed)
-		out("already stamped at %s; nothing to do\n", ctx->argv[0]);
+		out("already stamped at %s; nothing to do\n",
+		    opt.stamp_from ? opt.stamp_from : ctx->argv[0]);
 	if (session_reload(&s, &ctx->err) == 0)
 		json_status(ctx, &s);
 	session_close(&s);
+	free(want);
 	return EXIT_OK;
 rollback:
 	{
@@ -389,6 +481,7 @@ rollback:
 fail:
 	code = report_error(ctx, &ctx->err);
 	session_close(&s);
+	free(want);
 	return code;
 }
 
@@ -429,6 +522,7 @@ int cmd_sql(struct cmd_ctx *ctx)
 		return usage_error(ctx, "sql takes --start and --end, not '%s'", ctx->argv[0]);
 	if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
 		goto fail;
+	lint_find_no_tx(&set, ops);
 	to = set.n;
 	if (opt.end && resolve_bound(&set, opt.end, 0, &to, &ctx->err) < 0)
 		goto fail;
@@ -450,7 +544,10 @@ int cmd_sql(struct cmd_ctx *ctx)
 		err_set(&ctx->err, ERR_USAGE, "--start is after --end");
 		goto fail;
 	}
-	plan_render_sql(ops, &set, from, to, &script);
+	/* with no database the engine is unknown: the script's own statements
+	 * are portable SQL (standard quoting), and the header says no more */
+	plan_render_sql(ops, ctx->have_url ? NULL : "no database given: engine not known; "
+			"the version-table statements are portable SQL", &set, from, to, &script);
 	if (ctx->json) {
 		cJSON_AddStringToObject(ctx->json, "sql", script.buf);
 		cJSON *v = cJSON_AddArrayToObject(ctx->json, "versions");
@@ -491,24 +588,41 @@ static void slugify(const char *msg, struct strbuf *out)
 	}
 }
 
-/* Writes body as migration stamp_slug.sql in the first migrations directory;
- * the path goes to *path (caller frees). */
-static int write_migration(struct cmd_ctx *ctx, const struct migration_set *set, time_t t,
-			   const char *slug, const struct strbuf *body, char **path)
+/* The next version of a numbered up/down pair directory (golang-migrate's
+ * "000123_name.up.sql"): the newest migration's number plus one, as wide,
+ * into buf; 0 when the directory follows another layout (or is empty). */
+static int next_pair_version(const struct migration_set *set, char *buf, size_t size)
+{
+	const struct migration *last = set->n ? &set->items[set->n - 1] : NULL;
+	unsigned long long n;
+	size_t len;
+	char *end;
+
+	if (!last || strlen(last->path) < 7 || strcmp(last->path + strlen(last->path) - 7, ".up.sql"))
+		return 0;
+	len = strlen(last->version);
+	if (!len || len > 18 || strspn(last->version, "0123456789") != len)
+		return 0;
+	n = strtoull(last->version, &end, 10);
+	snprintf(buf, size, "%0*llu", (int)len, n + 1);
+	return 1;
+}
+
+/* Writes body as migration VERSION_slug.SUFFIX in the first migrations
+ * directory; the path goes to *path (caller frees). */
+static int write_migration(struct cmd_ctx *ctx, const struct migration_set *set,
+			   const char *stamp, const char *slug, const char *suffix,
+			   const struct strbuf *body, char **path)
 {
 	struct strbuf name = STRBUF_INIT;
-	char stamp[32];
-	struct tm tm;
 	int fd, ret = -1;
 
-	gmtime_r(&t, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
-	if (mig_index(set, stamp) >= 0) {
+	if (mig_index(set, stamp) >= 0 && !strcmp(suffix, ".sql")) {
 		err_set(&ctx->err, ERR_FAIL, "a migration with version %s already exists; wait a "
 			"second and try again", stamp);
 		goto out;
 	}
-	sb_addf(&name, "%s_%s.sql", stamp, slug);
+	sb_addf(&name, "%s_%s%s", stamp, slug, suffix);
 	*path = fs_join(ctx->mig_dirs[0], name.buf);
 	fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
@@ -546,6 +660,8 @@ int cmd_create(struct cmd_ctx *ctx)
 	char *path = NULL, *path2 = NULL;
 	time_t t = time(NULL);
 	int code = EXIT_OK;
+	char stamp[32];
+	struct tm tm;
 
 	if (ctx->argc != 1)
 		return usage_error(ctx, "create needs one MESSAGE (quote it: create \"add users\")");
@@ -567,13 +683,30 @@ int cmd_create(struct cmd_ctx *ctx)
 		goto fail;
 	if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
 		goto fail;
-	if (write_migration(ctx, &set, t, slug.buf, &body, &path) < 0)
+	if (!opt.from_schema && next_pair_version(&set, stamp, sizeof(stamp))) {
+		/* the directory's own layout: an empty up/down pair, next number */
+		struct strbuf empty = STRBUF_INIT;
+
+		if (write_migration(ctx, &set, stamp, slug.buf, ".up.sql", &empty, &path) < 0)
+			goto fail;
+		if (write_migration(ctx, &set, stamp, slug.buf, ".down.sql", &empty, &path2) < 0) {
+			unlink(path);
+			goto fail;
+		}
+		goto out;
+	}
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
+	if (write_migration(ctx, &set, stamp, slug.buf, ".sql", &body, &path) < 0)
 		goto fail;
 	if (body2.len) {
 		/* the CONCURRENTLY indexes: a transaction:false migration of their
 		 * own, one second later so that it runs after the first */
+		t++;
+		gmtime_r(&t, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
 		sb_addf(&slug2, "%s_concurrently", slug.buf);
-		if (write_migration(ctx, &set, t + 1, slug2.buf, &body2, &path2) < 0) {
+		if (write_migration(ctx, &set, stamp, slug2.buf, ".sql", &body2, &path2) < 0) {
 			unlink(path);
 			goto fail;
 		}

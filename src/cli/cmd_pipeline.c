@@ -244,11 +244,14 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 {
 	struct sm_error ignored = SM_ERROR_INIT;
 	struct sm_error *err = &r->ctx->err;
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	const struct foreign_hist *mirror = NULL;
+	int rc;
 
 	*n_done = 0;
 	if (e->ops->begin(e, err) < 0)
 		return -1;
-	if (hist_ensure(e, err) < 0)
+	if (hist_ensure(e, err) < 0 || plan_mirror(e, &f, &mirror, err) < 0)
 		goto fail;
 	for (size_t i = 0; i < p->n; i++) {
 		const struct migration *m = p->steps[i].m;
@@ -265,7 +268,7 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 				err->kind = ERR_INTERRUPTED;
 			goto fail;
 		}
-		if (hist_record(e, m, plan_now_ms() - t0, err) < 0)
+		if (plan_record_step(e, &p->steps[i], plan_now_ms() - t0, mirror, err) < 0)
 			goto fail;
 		out("%s %s %s (%lld ms)\n", commit ? "applied" : "would apply", m->version,
 		    m->description, plan_now_ms() - t0);
@@ -273,11 +276,12 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 			cJSON_AddItemToArray(r->applied, cJSON_CreateString(m->version));
 		(*n_done)++;
 	}
-	if (commit)
-		return e->ops->commit(e, err);
-	return e->ops->rollback(e, err);
+	rc = commit ? e->ops->commit(e, err) : e->ops->rollback(e, err);
+	foreign_release(&f);
+	return rc;
 fail:
 	e->ops->rollback(e, &ignored);
+	foreign_release(&f);
 	return -1;
 }
 
@@ -357,6 +361,54 @@ out:
 	return rc;
 }
 
+/* --dry-run without --rehearse-url when a migration must run outside a
+ * transaction: the migrations before it are rehearsed in one rolled-back
+ * transaction; it and those after it are not.  Says exactly which, and
+ * exits EXIT_PENDING (3): CI must not read a partial rehearsal as a pass. */
+static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p,
+			  const struct migration *bad)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct plan prefix = { p->steps, 0, 0 };
+	cJSON *arr = ctx->json ? cJSON_AddArrayToObject(ctx->json, "not_rehearsed") : NULL;
+	long long t0 = plan_now_ms();
+	size_t done = 0;
+	int rc = 0;
+
+	while (prefix.n < p->n && p->steps[prefix.n].m != bad)
+		prefix.n++;
+	warning("migration '%s' runs outside a transaction and cannot be rehearsed in place; "
+		"pass --rehearse-url URL to restore a fresh snapshot into a scratch database and "
+		"run the real migrations there", bad->path);
+	if (prefix.n) {
+		signals_watch(s->e);
+		rc = apply_single_tx(r, s->e, &prefix, 0, &done);
+		signals_unwatch();
+		phase_done(r, "rehearse", t0, rc == 0);
+	}
+	for (size_t i = prefix.n; i < p->n; i++)
+		if (arr)
+			cJSON_AddItemToArray(arr, cJSON_CreateString(p->steps[i].m->version));
+	if (ctx->json) {
+		cJSON *reh = cJSON_AddArrayToObject(ctx->json, "rehearsed");
+		for (size_t i = 0; i < done; i++)
+			cJSON_AddItemToArray(reh, cJSON_CreateString(p->steps[i].m->version));
+	}
+	if (rc < 0) {
+		out("dry run: version %s would fail\n", prefix.steps[done].m->version);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "would_fail", prefix.steps[done].m->version);
+		report_error(ctx, &ctx->err);
+		return run_finish(r, "dry_run",
+				  ctx->err.kind == ERR_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERROR);
+	}
+	out("dry run: rehearsed %zu of %zu pending migration%s (rolled back); NOT rehearsed: %s "
+	    "(outside a transaction)%s%s%s\n", prefix.n, p->n, p->n == 1 ? "" : "s",
+	    bad->version, p->n - prefix.n > 1 ? " and the " : "",
+	    p->n - prefix.n > 1 ? "migrations after it" : "", "");
+	return run_finish(r, "dry_run", EXIT_PENDING);
+}
+
 static int dry_run(struct run *r, struct session *s, const struct plan *p)
 {
 	struct cmd_ctx *ctx = r->ctx;
@@ -366,13 +418,8 @@ static int dry_run(struct run *r, struct session *s, const struct plan *p)
 	int rc;
 
 	if (!all_transactional(p, &bad)) {
-		if (!opt.rehearse_url) {
-			warning("migration '%s' is marked transaction:false and cannot be rehearsed in "
-				"place; pass --rehearse-url URL to restore a fresh snapshot into a "
-				"scratch database and run the real migration there", bad->path);
-			out("dry run: cannot rehearse %s in place (transaction:false)\n", bad->version);
-			return run_finish(r, "dry_run", EXIT_OK);
-		}
+		if (!opt.rehearse_url)
+			return dry_run_prefix(r, s, p, bad);
 		rc = rehearse(r, s, p);
 		if (rc < 0 && ctx->err.msg[0])
 			report_error(ctx, &ctx->err);

@@ -5,8 +5,11 @@
  * each migration in order is applied, reverted, the schema compared with
  * what it was before, and applied again.  The first migration whose down
  * does not undo its up is named with the schema difference (exit 7);
- * migrations without a down section are reported.  The live database is
- * never opened.
+ * migrations without a down section are reported (--keep-going: every
+ * migration is tried and reported).  The live database is never opened, so
+ * no -d is needed; a PostgreSQL -d holding no tables may serve as the
+ * scratch database itself.  A scratch database given by URL is left as it
+ * was found.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 
 #include "cli.h"
 #include "fsutil.h"
+#include "lint.h"
 #include "plan.h"
 #include "schema.h"
 #include "strbuf.h"
@@ -41,6 +45,30 @@ static int one_step(struct engine *e, const struct migration *m, enum step_dir d
 	return apply_plan(e, &p, NULL, &cli_interrupted, &done, err);
 }
 
+/* Puts a scratch database given by URL back as it was found (empty): every
+ * migration still applied is reverted, newest first, and the version tables
+ * go.  One without a down section stops that, with a warning. */
+static void leave_as_found(struct engine *e, const struct migration_set *set,
+			   const char *up_applied)
+{
+	struct sm_error err = SM_ERROR_INIT;
+
+	for (size_t i = set->n; i-- > 0;) {
+		const struct migration *m = &set->items[i];
+
+		if (!up_applied[i])
+			continue;
+		if (!m->down_sql || one_step(e, m, STEP_DOWN, &err) < 0) {
+			warning("the scratch database keeps the migrations up to %s: %s; drop its "
+				"tables before the next roundtrip", m->version,
+				m->down_sql ? err.msg : "it has no down section");
+			return;
+		}
+	}
+	if (engine_exec(e, "DROP TABLE " HIST_TABLE "; DROP TABLE " HIST_SCHEMA_TABLE, &err) < 0)
+		warning("cannot drop the version tables from the scratch database: %s", err.msg);
+}
+
 /* Opens the scratch database: a fresh temp SQLite file, or --url, which
  * must be another database than the live one and hold no tables yet. */
 static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
@@ -54,12 +82,13 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 	if (opt.scratch_url) {
 		if (url_parse(opt.scratch_url, NULL, &u, err) < 0)
 			return -1;
-		if (!strcmp(u.redacted, ctx->url.redacted)) {
+		if (ctx->have_url && !strcmp(u.redacted, ctx->url.redacted)) {
 			err_set(err, ERR_USAGE, "--url must name a scratch database, not the one "
 				"being migrated");
 			goto out;
 		}
-	} else if (!strcmp(ctx->url.scheme, "sqlite")) {
+	} else if (!ctx->have_url || !strcmp(ctx->url.scheme, "sqlite")) {
+		/* the live database is never opened: no -d is needed */
 		char tmpl[] = "/tmp/safe-migrate-roundtrip-XXXXXX";
 		int fd = mkstemp(tmpl);
 		if (fd < 0) {
@@ -72,9 +101,10 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 		if (url_parse(s.buf, NULL, &u, err) < 0)
 			goto out;
 	} else {
-		err_set(err, ERR_USAGE, "roundtrip on %s needs --url SCRATCH: a throwaway database "
-			"it may create and drop tables in", ctx->url.scheme);
-		goto out;
+		/* -d may itself be the scratch database: the check below refuses
+		 * one that holds tables */
+		sb_adds(&s, "-d");
+		url_copy(&u, &ctx->url);
 	}
 	if (engine_open(e, &u, *tmp_path ? ENGINE_CREATE : 0, err) < 0)
 		goto out;
@@ -88,6 +118,12 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 		for (size_t i = 0; i < m.n; i++)
 			n_tables += m.items[i].kind == SOBJ_TABLE;
 		schema_release(&m);
+		if (n_tables && !strcmp(s.buf, "-d")) {
+			err_set(err, ERR_USAGE, "roundtrip on %s needs --url SCRATCH: a throwaway "
+				"database it may create and drop tables in ('%s' holds %d table%s)",
+				u.scheme, u.redacted, n_tables, n_tables == 1 ? "" : "s");
+			goto out;
+		}
 		if (n_tables) {
 			err_set(err, ERR_USAGE, "scratch database '%s' is not empty (%d table%s); "
 				"roundtrip needs an empty database", u.redacted, n_tables,
@@ -115,6 +151,7 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 	cJSON *arr = NULL;
 	size_t no_down = 0, checked = 0;
 	int code = EXIT_OK;
+	char *up_applied = NULL;
 
 	if (ctx->argc) {
 		err_set(&ctx->err, ERR_USAGE, "roundtrip takes no arguments ('%s')", ctx->argv[0]);
@@ -125,6 +162,8 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
+	lint_find_no_tx(&set, e->ops);
+	up_applied = xcalloc(set.n + 1, 1);
 	info("roundtrip on %s: %zu migration%s", e->url.redacted, set.n, set.n == 1 ? "" : "s");
 	if (ctx->json)
 		arr = cJSON_AddArrayToObject(ctx->json, "migrations");
@@ -170,12 +209,18 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 		}
 		if (!strcmp(status, "no_down"))
 			warning("'%s' has no down section: it cannot be reverted by SQL", m->path);
+		/* what the scratch holds now: the up applied or not */
+		up_applied[i] = (char)(!strcmp(status, "ok") || !strcmp(status, "no_down") ||
+				       !strcmp(status, "down_failed"));
 		if (!strcmp(status, "mismatch")) {
 			error_msg("the down section of '%s' (version %s) does not undo its up; the "
 				  "schema differs after reverting:", m->down_path, m->version);
 			fputs(diff.buf, stderr);
+			sb_reset(&diff);
 			code = EXIT_PROBLEMS;
-			break;
+			if (!opt.keep_going)
+				break;
+			continue;
 		}
 		if (!strcmp(status, "error")) {
 			code = report_error(ctx, &ctx->err);
@@ -185,12 +230,18 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 			/* the migration itself is broken: a problem the check found */
 			error_msg("version %s: %s", m->version, ctx->err.msg);
 			code = EXIT_PROBLEMS;
-			break;
+			if (!opt.keep_going)
+				break;
 		}
 	}
+	if (!tmp_path)
+		leave_as_found(e, &set, up_applied);
 	if (code == EXIT_OK)
 		out("roundtrip ok: %zu migration%s reverted cleanly, %zu without a down section\n",
 		    checked, checked == 1 ? "" : "s", no_down);
+	else if (opt.keep_going)
+		out("roundtrip: %zu of %zu migration%s reverted cleanly\n", checked, set.n,
+		    set.n == 1 ? "" : "s");
 	if (ctx->json)
 		cJSON_AddBoolToObject(ctx->json, "ok", code == EXIT_OK);
 out:
@@ -203,6 +254,7 @@ out:
 		sb_release(&lock);
 		free(tmp_path);
 	}
+	free(up_applied);
 	mig_set_release(&set);
 	sb_release(&before);
 	sb_release(&after);

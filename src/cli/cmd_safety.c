@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autogen.h"
 #include "checks.h"
 #include "cli.h"
 #include "finding.h"
@@ -158,28 +159,64 @@ out:
 	sb_release(&diff);
 }
 
+/* validate --expected FILE where FILE is SQL (db/schema.sql, structure.sql,
+ * a .schema dump): loads it into a scratch database of e's engine, as
+ * create --from-schema does, and replaces *text with that schema's
+ * canonical text. */
+static int expected_from_sql(struct engine *e, const char *file, struct strbuf *text,
+			     struct sm_error *err)
+{
+	struct engine *scratch = NULL;
+	struct schema_model m = SCHEMA_MODEL_INIT;
+	struct exec_source src = { file, 1 };
+	int ret = -1;
+
+	if (mig_check_text(file, text->buf, text->len, err) < 0 ||
+	    autogen_scratch_open(e, &scratch, err) < 0)
+		goto out;
+	if (scratch->ops->exec_script(scratch, text->buf, &src, err) < 0) {
+		err_prefix(err, "cannot load the expected schema '%s' into a scratch database",
+			   file);
+		goto out;
+	}
+	if (schema_load(scratch, &m, err) < 0)
+		goto out;
+	sb_reset(text);
+	schema_canonical_text(&m, text);
+	verbose("loaded the SQL schema '%s' into a scratch database to compare with", file);
+	ret = 0;
+out:
+	schema_release(&m);
+	autogen_scratch_close(e, scratch);
+	return ret;
+}
+
 int cmd_validate(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
 	struct strbuf expected = STRBUF_INIT;
 	struct finding_list l = FINDING_LIST_INIT;
-	struct validate_opts o = { NULL, NULL, 0, NULL };
+	struct validate_opts o = { NULL, NULL, 0, NULL, 0 };
 	size_t problems;
 	int code;
 
 	if (ctx->argc)
 		return usage(ctx, "validate takes no arguments (use --expected FILE)");
+	if (opt.expected &&
+	    fs_read_file(opt.expected, &expected, 256u << 20, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0)
+		goto fail;
 	if (opt.expected) {
-		if (fs_read_file(opt.expected, &expected, 256u << 20, &ctx->err) < 0)
-			return report_error(ctx, &ctx->err);
+		/* our canonical text, or SQL to load into a scratch database */
+		if (!schema_is_canonical_text(expected.buf) &&
+		    expected_from_sql(e, opt.expected, &expected, &ctx->err) < 0)
+			goto fail;
 		o.expected_text = expected.buf;
 		o.expected_name = opt.expected;
 	}
-	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0 ||
-	    validate_run(e, &o, &l, &ctx->err) < 0) {
-		code = report_error(ctx, &ctx->err);
-		goto out;
-	}
+	if (validate_run(e, &o, &l, &ctx->err) < 0)
+		goto fail;
 	print_findings(&l);
 	if (opt.verbose)
 		show_diff(e, &l, o.expected_text);
@@ -188,6 +225,9 @@ int cmd_validate(struct cmd_ctx *ctx)
 		info("validate: %zu problem%s found", problems, problems == 1 ? "" : "s");
 	json_findings(ctx, &l);
 	code = problems ? EXIT_PROBLEMS : EXIT_OK;
+	goto out;
+fail:
+	code = report_error(ctx, &ctx->err);
 out:
 	finding_list_release(&l);
 	sb_release(&expected);
@@ -216,6 +256,27 @@ out:
 	return ret;
 }
 
+/* Lints m's up section, then its down section (findings say "down
+ * section"), in the order roundtrip runs them: up, down, up again (the
+ * second up only to bring the scratch schema forward; its findings are
+ * dropped).  A broken down is found before it is needed. */
+static int lint_up_down(struct lint_ctx *lc, const struct migration *m, struct finding_list *l,
+			struct sm_error *err)
+{
+	struct finding_list again = FINDING_LIST_INIT;
+	int ret;
+
+	if (lint_migration_of(lc, m, 0, l, err) < 0)
+		return -1;
+	if (!m->down_sql)
+		return 0;
+	if (lint_migration_of(lc, m, 1, l, err) < 0)
+		return -1;
+	ret = lint_migration_of(lc, m, 0, &again, err);
+	finding_list_release(&again);
+	return ret;
+}
+
 int cmd_lint(struct cmd_ctx *ctx)
 {
 	struct session s;
@@ -240,28 +301,30 @@ int cmd_lint(struct cmd_ctx *ctx)
 		if (engine_open(&s.e, &ctx->url, 0, &ignored) < 0)
 			info("linting without the live schema: %s", ignored.msg);
 	}
-	if (lint_begin(&lc, dialect, s.e, &ctx->err) < 0)
+	if (lint_begin(&lc, dialect, s.e, &ctx->err) < 0 ||
+	    lint_ignore(lc, opt.lint_ignore, &ctx->err) < 0)
 		goto fail;
 	if (ctx->argc) {
 		for (int i = 0; i < ctx->argc; i++, n_linted++)
 			if (lint_file(lc, ctx->argv[i], &l, &ctx->err) < 0)
 				goto fail;
-	} else if (opened) {
-		for (size_t i = 0; i < s.st.n_pending; i++, n_linted++) {
-			const struct migration *m = &s.set.items[s.st.pending[i]];
-			if (lint_migration(lc, m->up_sql, m->path, m->up_line, !m->up_no_tx, &l,
-					   &ctx->err) < 0)
-				goto fail;
-		}
 	} else {
-		info("no database configured: linting every migration as pending (%s dialect)",
-		     dialect);
-		if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
-			goto fail;
-		for (size_t i = 0; i < set.n; i++, n_linted++)
-			if (lint_migration(lc, set.items[i].up_sql, set.items[i].path,
-					   set.items[i].up_line, !set.items[i].up_no_tx, &l,
-					   &ctx->err) < 0)
+		const struct migration_set *ms = &s.set;
+		size_t n = opened ? s.st.n_pending : 0;
+
+		if (!opened) {
+			info("no database configured: linting every migration as pending (%s "
+			     "dialect)", dialect);
+			if (mig_load(&set, ctx->mig_dirs, ctx->n_mig_dirs, &ctx->err) < 0)
+				goto fail;
+			lint_find_no_tx(&set, engine_find(dialect) ? engine_find(dialect)
+								 : engine_find("sqlite"));
+			ms = &set;
+			n = set.n;
+		}
+		for (size_t i = 0; i < n; i++, n_linted++)
+			if (lint_up_down(lc, &ms->items[opened ? s.st.pending[i] : i], &l,
+					 &ctx->err) < 0)
 				goto fail;
 	}
 	print_findings(&l);
@@ -324,6 +387,8 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 			    err.msg);
 	else
 		have_set = 1;
+	if (have_set && engine_find(ctx->url.scheme))
+		lint_find_no_tx(&set, engine_find(ctx->url.scheme));
 	if (e && hist_load(e, &applied, &err) < 0) {
 		finding_add(&l, FINDING_CHECK, "migration-history", LEVEL_FAIL, NULL, NULL, 0, "%s",
 			    err.msg);
@@ -336,6 +401,7 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 	o.applied = &applied;
 	o.allow_out_of_order = opt.allow_out_of_order;
 	o.long_tx_seconds = long_tx_seconds();
+	o.lint_ignore = opt.lint_ignore;
 	if (safety_check_run(&o, &l, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;

@@ -5,6 +5,7 @@
  * and picks exit codes.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "fsutil.h"
 #include "progress.h"
 #include "restore.h"
+#include "schema.h"
 #include "session.h"
 #include "snapshot.h"
 #include "strbuf.h"
@@ -60,6 +62,7 @@ static int take_snapshot(struct engine *e, struct cmd_ctx *ctx, const char *name
 	bo.progress = progress_cb;
 	bo.progress_ud = &pr;
 	bo.no_owner = opt.no_owner;
+	bo.no_tablespaces = opt.no_tablespaces;
 	bo.interrupted = &cli_interrupted; /* set only where signals are watched */
 	rc = backup_take(e, ctx->backup_dir, name, &bo, res, &ctx->err);
 	progress_end(&pr);
@@ -118,7 +121,8 @@ int cmd_list_backups(struct cmd_ctx *ctx)
 		info("no snapshots in '%s'", ctx->backup_dir);
 	else
 		out("%-36s %-24s %10s  %-10s %s\n", "NAME", "CREATED", "SIZE", "ENGINE", "REVISION");
-	for (size_t i = 0; i < l.n; i++) {
+	/* newest first: the one an operator most likely wants is on top */
+	for (size_t i = l.n; i-- > 0;) {
 		const struct snap_info *s = &l.items[i];
 		char b[32];
 
@@ -169,17 +173,133 @@ static char *snapshot_arg(struct cmd_ctx *ctx, const char *arg)
 	return xstrdup(arg);
 }
 
+static void add_problem(struct snap_problems *pr, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void add_problem(struct snap_problems *pr, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	sb_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	ALLOC_GROW(pr->items, pr->n + 1, pr->alloc);
+	pr->items[pr->n++] = sb_detach(&sb);
+}
+
+/* Compares what was restored with what the snapshot recorded; each
+ * difference is a problem. */
+static void compare_restored(const cJSON *manifest, const struct backup_summary *got,
+			     struct snap_problems *pr)
+{
+	const cJSON *extra = cJSON_GetObjectItemCaseSensitive(manifest, "extra");
+	const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(extra,
+										 "schema_sha256"));
+	const cJSON *rc = cJSON_GetObjectItemCaseSensitive(manifest, "row_counts"), *t;
+
+	if (fp && got->schema_sha256[0] && strcmp(fp, got->schema_sha256))
+		add_problem(pr, "the restored schema differs from the snapshot's (fingerprint %.12s, "
+			    "recorded %.12s)", got->schema_sha256, fp);
+	if (!got->row_counts)
+		return;
+	cJSON_ArrayForEach(t, rc) {
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(got->row_counts, t->string);
+
+		if (!cJSON_IsNumber(n))
+			add_problem(pr, "table %s was not restored", t->string);
+		else if (n->valuedouble != t->valuedouble)
+			add_problem(pr, "table %s: %.0f rows restored, the snapshot recorded %.0f",
+				    t->string, n->valuedouble, t->valuedouble);
+	}
+	cJSON_ArrayForEach(t, got->row_counts)
+		if (!cJSON_GetObjectItemCaseSensitive(rc, t->string))
+			add_problem(pr, "table %s is not in the snapshot but was restored", t->string);
+}
+
+/*
+ * verify --restore-to URL: restores the snapshot into a scratch database
+ * (empty, or a new SQLite file) and compares the result with the schema
+ * fingerprint and row counts the snapshot recorded.  A restore that fails
+ * or a difference is a problem (exit 7); an unusable scratch database is
+ * an error.
+ */
+static int restore_check(struct cmd_ctx *ctx, const char *path, const cJSON *manifest,
+			 struct snap_problems *pr, struct sm_error *err)
+{
+	struct db_url to = DB_URL_INIT;
+	struct engine *e = NULL;
+	struct schema_model m = SCHEMA_MODEL_INIT;
+	struct backup_summary got = BACKUP_SUMMARY_INIT;
+	struct restore_opts ro;
+	int ret = -1, existed = 1, rc;
+
+	memset(&ro, 0, sizeof(ro));
+	if (url_parse(opt.restore_to, NULL, &to, err) < 0)
+		goto out;
+	if (to.path && !fs_exists(to.path))
+		existed = 0;
+	if (engine_open(&e, &to, ENGINE_CREATE, err) < 0 ||
+	    e->ops->lock(e, opt.lock_timeout_ms, err) < 0 || schema_load(e, &m, err) < 0)
+		goto out;
+	if (m.n) {
+		err_set(err, ERR_USAGE, "scratch database '%s' is not empty (%zu object%s, e.g. "
+			"'%s'); verify --restore-to needs an empty or new database", to.redacted,
+			m.n, m.n == 1 ? "" : "s", m.items[0].name);
+		goto out;
+	}
+	ro.jobs = opt.jobs;
+	ro.to_other = 1;
+	ro.target_new = !existed;
+	ro.lock_timeout_ms = opt.lock_timeout_ms;
+	ro.interrupted = &cli_interrupted;
+	signals_watch(e);
+	rc = restore_snapshot(path, e, &ro, err);
+	signals_unwatch();
+	if (rc < 0) {
+		if (cli_interrupted)
+			err->kind = ERR_INTERRUPTED;
+		if (err->kind == ERR_INTERRUPTED || err->kind == ERR_USAGE)
+			goto out;
+		add_problem(pr, "cannot be restored into '%s': %s", to.redacted, err->msg);
+		err_clear(err);
+		ret = 0;
+		goto out;
+	}
+	if (backup_describe(e, cJSON_GetObjectItemCaseSensitive(manifest, "extra"), &got, err) < 0)
+		goto out;
+	compare_restored(manifest, &got, pr);
+	if (ctx->json)
+		cJSON_AddStringToObject(ctx->json, "restored_to", to.redacted);
+	info("restored into '%s'%s", to.redacted,
+	     got.schema_sha256[0] ? ", compared with the schema fingerprint and row counts the "
+				    "snapshot recorded" :
+	     got.row_counts ? ", compared with the row counts the snapshot recorded" : "");
+	ret = 0;
+out:
+	backup_summary_release(&got);
+	schema_release(&m);
+	engine_close(e);
+	url_release(&to);
+	return ret;
+}
+
 int cmd_verify(struct cmd_ctx *ctx)
 {
 	struct snap_problems pr = SNAP_PROBLEMS_INIT;
 	char *path = NULL;
-	cJSON *arr = NULL;
+	cJSON *arr = NULL, *manifest = NULL;
 	int code;
 
 	if (want_args(ctx, 1, 1) < 0)
 		return report_error(ctx, &ctx->err);
+	if (opt.jobs > 1 && !opt.restore_to) {
+		err_set(&ctx->err, ERR_USAGE, "--jobs is for 'verify --restore-to URL'");
+		return report_error(ctx, &ctx->err);
+	}
 	path = snapshot_arg(ctx, ctx->argv[0]);
-	if (snap_verify(path, &pr, NULL, &ctx->err) < 0) {
+	if (snap_verify(path, &pr, opt.restore_to ? &manifest : NULL, &ctx->err) < 0 ||
+	    (opt.restore_to && !pr.n && restore_check(ctx, path, manifest, &pr, &ctx->err) < 0)) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
@@ -202,6 +322,7 @@ int cmd_verify(struct cmd_ctx *ctx)
 		error_msg("snapshot '%s' is damaged: %s", path, pr.items[0]);
 	code = EXIT_PROBLEMS;
 out:
+	cJSON_Delete(manifest);
 	snap_problems_release(&pr);
 	free(path);
 	return code;

@@ -56,11 +56,20 @@ static const struct command commands[] = {
 	  "sql [--start A] [--end B]",
 	  "print the SQL script of an upgrade range without touching the database", NULL },
 	{ "backup", cmd_backup, NEED_DB | NEED_BACKUP_DIR,
-	  "backup [--name NAME]", "take a snapshot and print its path", NULL },
+	  "backup [--name NAME] [--no-owner] [--no-tablespaces]",
+	  "take a snapshot and print its path",
+	  "PostgreSQL: --no-owner leaves out who owns each object (the restoring role\n"
+	  "will); --no-tablespaces leaves out the tablespaces of tables and indexes (they\n"
+	  "are restored into the database's default one)." },
 	{ "list-backups", cmd_list_backups, NEED_BACKUP_DIR,
 	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
 	{ "verify", cmd_verify, 0,
-	  "verify SNAPSHOT", "check a snapshot's structure and every checksum", NULL },
+	  "verify SNAPSHOT [--restore-to URL [--jobs N]]",
+	  "check a snapshot's structure and every checksum",
+	  "--restore-to URL also restores the snapshot into URL, an empty scratch database\n"
+	  "(or a new SQLite file), and compares the result with the schema fingerprint and\n"
+	  "the row counts the snapshot recorded: a snapshot that cannot be restored, or\n"
+	  "restores differently, is reported like a damaged one (exit 7)." },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR,
 	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup]",
 	  "verify a snapshot, take a safety snapshot, and restore",
@@ -81,9 +90,12 @@ static const struct command commands[] = {
 	  "validate [--expected FILE]",
 	  "check the live schema and the database's integrity", NULL },
 	{ "lint", cmd_lint, NEED_MIGRATIONS | OPTIONAL_DB,
-	  "lint [FILE...]", "lint migrations for dangerous operations", NULL },
+	  "lint [FILE...] [--ignore RULE[:VERSION]]", "lint migrations for dangerous operations",
+	  "Without FILE: the pending migrations' up sections, then their down sections\n"
+	  "(findings in a down section say so).  --ignore silences a rule everywhere, or\n"
+	  "RULE:VERSION for one migration (repeatable; config key lint_ignore)." },
 	{ "safety-check", cmd_safety_check, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
-	  "safety-check", "run every pre-flight check", NULL },
+	  "safety-check [--ignore RULE[:VERSION]]", "run every pre-flight check", NULL },
 	{ "safe-migrate", cmd_safe_migrate, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
 	  "safe-migrate [TARGET] [--dry-run] [--no-backup]",
 	  "checks, snapshot, apply, validate; restore automatically on failure", NULL },
@@ -92,14 +104,14 @@ static const struct command commands[] = {
 	  "the safe-migrate pipeline around another tool's migration command", NULL },
 	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR,
 	  "recover [--discard]", "finish after a run that was killed", NULL },
-	{ "roundtrip", cmd_roundtrip, NEED_DB | NEED_MIGRATIONS,
-	  "roundtrip [--url SCRATCH]",
+	{ "roundtrip", cmd_roundtrip, NEED_MIGRATIONS | OPTIONAL_DB,
+	  "roundtrip [--url SCRATCH] [--keep-going]",
 	  "apply, revert and re-apply each migration on a scratch database", NULL },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-enum arg_kind { A_FLAG, A_STR, A_MS, A_INT, A_DIRS };
+enum arg_kind { A_FLAG, A_STR, A_MS, A_INT, A_DIRS, A_LIST };
 
 struct opt_spec {
 	const char *lng;
@@ -124,10 +136,12 @@ static const struct opt_spec specs[] = {
 	{ "statement-lock-timeout", 0, A_MS, &opt.stmt_lock_timeout_ms, NULL },
 	{ "statement-timeout", 0, A_MS, &opt.statement_timeout_ms, NULL },
 	{ "allow-out-of-order", 0, A_FLAG, &opt.allow_out_of_order, NULL },
+	{ "ignore", 0, A_LIST, &opt.lint_ignore, "lint safety-check safe-migrate run" },
 	{ "name", 0, A_STR, &opt.name, "backup" },
 	{ "to", 0, A_STR, &opt.to_url, "restore" },
 	{ "no-safety-backup", 0, A_FLAG, &opt.no_safety_backup, "restore" },
-	{ "jobs", 'j', A_INT, &opt.jobs, "restore" },
+	{ "jobs", 'j', A_INT, &opt.jobs, "restore verify" },
+	{ "restore-to", 0, A_STR, &opt.restore_to, "verify" },
 	{ "keep", 0, A_STR, &opt.keep, "prune" },
 	{ "output", 'o', A_STR, &opt.output, "schema" },
 	{ "start", 0, A_STR, &opt.start, "sql" },
@@ -140,9 +154,12 @@ static const struct opt_spec specs[] = {
 	{ "runs", 0, A_FLAG, &opt.runs, "history" },
 	{ "discard", 0, A_FLAG, &opt.discard, "recover" },
 	{ "url", 0, A_STR, &opt.scratch_url, "roundtrip" },
+	{ "keep-going", 'k', A_FLAG, &opt.keep_going, "roundtrip" },
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
+	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
+	{ "from", 0, A_STR, &opt.stamp_from, "stamp" },
 };
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -217,6 +234,18 @@ static int set_option(const struct opt_spec *s, const char *value, struct sm_err
 	case A_DIRS:
 		add_migrations_dir(value);
 		break;
+	case A_LIST: {
+		/* repeatable: the values add up, comma-separated */
+		char **slot = s->slot;
+		struct strbuf sb = STRBUF_INIT;
+
+		if (*slot)
+			sb_addf(&sb, "%s,", *slot);
+		sb_adds(&sb, value);
+		free(*slot);
+		*slot = sb_detach(&sb);
+		break;
+	}
 	case A_MS:
 		if (parse_duration_ms(value, (long *)s->slot) < 0)
 			return err_set(err, ERR_USAGE, "invalid duration '%s' for --%s (e.g. 60s, "
@@ -415,6 +444,17 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 			       cfg->statement_timeout, cfg->path);
 	if (!opt.expected && *have_cfg && cfg->expected_schema)
 		opt.expected = xstrdup(cfg->expected_schema);
+	if (*have_cfg && cfg->lint_ignore) {
+		/* the config's ignores and the flags' add up */
+		struct strbuf sb = STRBUF_INIT;
+
+		sb_adds(&sb, cfg->lint_ignore);
+		if (opt.lint_ignore)
+			sb_addf(&sb, ",%s", opt.lint_ignore);
+		free(opt.lint_ignore);
+	free(opt.stamp_from);
+		opt.lint_ignore = sb_detach(&sb);
+	}
 
 	/* database URL */
 	if (opt.database_url)
@@ -482,11 +522,14 @@ static void free_options(char **pos)
 	free(opt.config);
 	free(opt.name);
 	free(opt.to_url);
+	free(opt.restore_to);
 	free(opt.keep);
 	free(opt.output);
 	free(opt.start);
 	free(opt.end);
 	free(opt.expected);
+	free(opt.lint_ignore);
+	free(opt.stamp_from);
 	free(opt.from_schema);
 	free(opt.scratch_url);
 	free(opt.rehearse_url);

@@ -44,7 +44,10 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
 	memset(&o, 0, sizeof(o));
 	o.e = s->e;
 	o.backup_dir = ctx->backup_dir;
-	o.set = s->set.n || !s->applied.n ? &s->set : NULL;
+	o.foreign_migrations = !strcmp(ctx->cmd->name, "run");
+	o.set = !o.foreign_migrations && (s->set.n || !s->applied.n) ? &s->set : NULL;
+	o.lint_ignore = opt.lint_ignore;
+	o.target = !o.foreign_migrations && ctx->argc ? ctx->argv[0] : NULL;
 	o.applied = &s->applied;
 	o.allow_out_of_order = opt.allow_out_of_order;
 	o.caller_holds_lock = 1;
@@ -171,6 +174,7 @@ int port_validate(struct engine *e, const struct db_state *before, int check_sch
 
 	memset(&o, 0, sizeof(o));
 	o.baseline = before->baseline;
+	o.quick_integrity = 1; /* as the baseline: docs/safety.md says why */
 	/* the recorded schema describes the database before this run; what the
 	 * run is expected to produce is only known from --expected */
 	o.skip_recorded = 1;

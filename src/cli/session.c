@@ -3,6 +3,8 @@
  */
 #include "session.h"
 
+#include "lint.h"
+
 #include <signal.h>
 #include <string.h>
 
@@ -41,6 +43,7 @@ int session_open(struct session *s, struct cmd_ctx *ctx, unsigned flags, struct 
 		return -1;
 	if (engine_open(&s->e, &ctx->url, (flags & SESSION_CREATE) ? ENGINE_CREATE : 0, err) < 0)
 		goto fail;
+	lint_find_no_tx(&s->set, s->e->ops);
 	if (s->e->ops->set_timeouts(s->e, opt.stmt_lock_timeout_ms, opt.statement_timeout_ms,
 				    err) < 0)
 		goto fail;

@@ -75,8 +75,11 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		set_string(&c->statement_timeout, value);
 	} else if (!strcmp(name, "migration_lock_timeout")) {
 		set_string(&c->migration_lock_timeout, value);
+	} else if (!strcmp(name, "lint_ignore")) {
+		set_string(&c->lint_ignore, value);
 	} else if (!strcmp(name, "expected_schema")) {
 		free(c->expected_schema);
+	free(c->lint_ignore);
 		c->expected_schema = resolve(c, value);
 	} else {
 		err_set(st->err, ERR_USAGE, "unknown key '%s' in section [safe-migrate] of '%s'",
@@ -131,5 +134,6 @@ void cfg_release(struct cfg_file *c)
 	free(c->statement_timeout);
 	free(c->migration_lock_timeout);
 	free(c->expected_schema);
+	free(c->lint_ignore);
 	memset(c, 0, sizeof(*c));
 }

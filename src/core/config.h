@@ -23,6 +23,7 @@ struct cfg_file {
 	char *statement_timeout;
 	char *migration_lock_timeout;
 	char *expected_schema; /* resolved against dir */
+	char *lint_ignore;     /* "RULE[:VERSION], ..." */
 };
 
 /* Reads path.  A missing file is an error (the caller decides whether to try). */

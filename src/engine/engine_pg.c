@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "engine_pg.h"
 #include "xalloc.h"
 
 /* The advisory lock key: the bytes of "safe-mig" as a big-endian bigint.
@@ -44,6 +45,7 @@ struct pg_impl {
 	PGcancel *cancel; /* prepared at open so interrupt() stays signal-safe */
 	volatile sig_atomic_t interrupted;
 	int locked;
+	long statement_timeout_ms; /* set by set_timeouts (0: none) */
 };
 
 /* ---- messages ------------------------------------------------------------ */
@@ -133,6 +135,26 @@ static int result_error(struct engine *e, const PGresult *res, const char *prefi
 	return -1;
 }
 
+int engine_pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what)
+{
+	const char *msg = res ? PQresultErrorMessage(res) : NULL;
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY) : NULL;
+	struct strbuf m = STRBUF_INIT;
+	size_t n = sev ? strlen(sev) : 0;
+
+	sb_adds(&m, msg && *msg ? msg : PQerrorMessage(conn));
+	sb_rtrim(&m);
+	/* "ERROR:  ", or "FEHLER:  " under lc_messages = de_DE */
+	if (n && !strncmp(m.buf, sev, n) && !strncmp(m.buf + n, ":  ", 3))
+		memmove(m.buf, m.buf + n + 3, m.len - n - 2);
+	err_set(err, ERR_FAIL, "%s: %s", what, m.buf);
+	if (state)
+		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+	sb_release(&m);
+	return -1;
+}
+
 static int result_ok(const PGresult *res)
 {
 	switch (PQresultStatus(res)) {
@@ -187,6 +209,42 @@ static void ignore_notice(void *arg, const char *message)
 	(void)message;
 }
 
+/*
+ * After a failed connection: is it because the database does not exist?
+ * The server's message is in its lc_messages language and libpq gives no
+ * SQLSTATE for a failed connection, so this asks pg_database over a
+ * connection to the maintenance database "postgres" (the same parameters,
+ * the later dbname winning).  0 when that cannot be told.
+ */
+static int database_missing(const char *const *keys, const char *const *vals, int n,
+			    const char *dbname)
+{
+	const char *k[8], *v[8];
+	PGconn *conn;
+	PGresult *res;
+	int i, missing = 0;
+
+	if (!dbname || !*dbname || !strcmp(dbname, "postgres") || n > 6)
+		return 0;
+	for (i = 0; i < n; i++) {
+		k[i] = keys[i];
+		v[i] = vals[i];
+	}
+	k[n] = "dbname";
+	v[n] = "postgres";
+	k[n + 1] = NULL;
+	v[n + 1] = NULL;
+	conn = PQconnectdbParams(k, v, 1);
+	if (conn && PQstatus(conn) == CONNECTION_OK) {
+		res = PQexecParams(conn, "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database "
+				   "WHERE datname = $1)", 1, NULL, &dbname, NULL, NULL, 0);
+		missing = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+	}
+	PQfinish(conn);
+	return missing;
+}
+
 static int pg_open(struct engine *e, unsigned flags, struct sm_error *err)
 {
 	/* later keywords win: connect_timeout is only a default, while
@@ -215,7 +273,8 @@ static int pg_open(struct engine *e, unsigned flags, struct sm_error *err)
 		add_libpq_message(&sb, e->url.conninfo, pg->conn,
 				  pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
 		sb_rtrim(&sb);
-		if (strstr(sb.buf, "FATAL:  database \"") && strstr(sb.buf, "does not exist"))
+		if (pg->conn && PQstatus(pg->conn) == CONNECTION_BAD &&
+		    database_missing(keys, vals, n, PQdb(pg->conn)))
 			sb_adds(&sb, " (safe-migrate never creates a PostgreSQL database: create it "
 				"first, e.g. with createdb)");
 		err_set(err, ERR_FAIL, "%s", sb.buf);
@@ -328,7 +387,8 @@ static void add_migration_hint(const struct engine *e, struct sm_error *err)
 	else if (!strcmp(err->sqlstate, "55P03"))
 		hint = "another session holds a lock the statement needs; retry when it is "
 		       "done, or raise --statement-lock-timeout";
-	else if (!strcmp(err->sqlstate, "57014") && strstr(err->msg, "statement timeout"))
+	else if (!strcmp(err->sqlstate, "57014") &&
+		 ((const struct pg_impl *)e->impl)->statement_timeout_ms > 0)
 		hint = "the statement ran longer than --statement-timeout allows";
 	if (hint)
 		snprintf(err->msg + n, sizeof(err->msg) - n, "\nHINT:  %s", hint);
@@ -654,6 +714,8 @@ static int pg_set_timeouts(struct engine *e, long lock_timeout_ms, long statemen
 	if (!ret && statement_timeout_ms > 0) {
 		sb_addf(&sql, "SET statement_timeout = '%ldms'", statement_timeout_ms);
 		ret = simple(e, sql.buf, err);
+		if (!ret)
+			((struct pg_impl *)e->impl)->statement_timeout_ms = statement_timeout_ms;
 	}
 	sb_release(&sql);
 	return ret;

@@ -36,9 +36,12 @@ static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
 
 	if (!(flags & ENGINE_CREATE)) {
 		if (stat(e->url.path, &st) < 0)
+			/* refusing is right (a typo must not create a database);
+			 * the hint is the one command that creates just the file */
 			return err_set(err, ERR_FAIL,
-				       "cannot open database '%s': No such file (run 'safe-migrate "
-				       "init' to create it)", e->url.path);
+				       "cannot open database '%s': No such file (to create an "
+				       "empty one: sqlite3 '%s' 'VACUUM')", e->url.path,
+				       e->url.path);
 		if (S_ISDIR(st.st_mode))
 			return err_set(err, ERR_FAIL, "cannot open database '%s': is a directory",
 				       e->url.path);

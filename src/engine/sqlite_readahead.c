@@ -5,7 +5,10 @@
  *
  * Pages are copied out of the blocks (xRead) or, with PRAGMA mmap_size,
  * lent to SQLite in place (xFetch) the way it would use a memory map; a
- * lent page pins its block until xUnfetch.  (A thread loading the next
+ * lent page pins its block until xUnfetch.  A block is loaded only for a
+ * miss that continues a forward scan or falls in a block read densely
+ * (ra_local); other misses read one page, so random lookups cost what they
+ * cost SQLite without this VFS.  (A thread loading the next
  * block ahead was tried: on a file in the page cache a block is copied in
  * less time than it takes to hand it over, and the check got slower.)
  */
@@ -33,6 +36,8 @@ struct ra_file {
 	sqlite3_file *real;
 	struct ra_slot slot[RA_SLOTS];
 	unsigned long tick;
+	sqlite3_int64 last_miss; /* block of the last miss (loaded or read plain) */
+	int misses;              /* plain reads in that block since */
 	sqlite3_int64 map_limit; /* xFetch lends pages below it (PRAGMA mmap_size) */
 };
 
@@ -123,11 +128,40 @@ static int ra_load(struct ra_file *f, sqlite3_int64 base, int *rc)
 	return s;
 }
 
+/* Plain reads in one block after which the block is loaded. */
+#define RA_DENSE 4
+
+/* Whether a miss in the block at base is worth loading the whole block
+ * for: it continues a forward scan (the last miss lay in the block before),
+ * or this block has been read page by page RA_DENSE times in a row.  A
+ * lookup that jumps around the file (an index probe of PRAGMA
+ * integrity_check, count(*) over an index whose pages are scattered, a
+ * walk that visits a page or two per block) reads its one page, as SQLite
+ * would, instead of 512 KiB. */
+static int ra_local(const struct ra_file *f, sqlite3_int64 base)
+{
+	return f->last_miss + RA_BLOCK == base ||
+	       (f->last_miss == base && f->misses >= RA_DENSE);
+}
+
+/* Records a page read the plain way in the block at base. */
+static void ra_plain_miss(struct ra_file *f, sqlite3_int64 base)
+{
+	if (f->last_miss == base) {
+		f->misses++;
+	} else {
+		f->last_miss = base;
+		f->misses = 1;
+	}
+}
+
 /* Pins the slot holding the page [off, off + amt) of one block, loading
  * the block if need be; -1 when the page must be read the plain way (it
- * crosses a block, lies past the end of the file, or no slot is free) or
- * the read failed (*rc set). */
-static int ra_pin(struct ra_file *f, sqlite3_int64 off, int amt, int *rc)
+ * crosses a block, lies past the end of the file, no slot is free, or the
+ * access does not look like a scan) or the read failed (*rc set).  plain:
+ * the caller reads the page itself if -1 comes back, so a miss counts
+ * towards the scan detection (xFetch's misses come back through xRead). */
+static int ra_pin(struct ra_file *f, sqlite3_int64 off, int amt, int plain, int *rc)
 {
 	sqlite3_int64 base = off - off % RA_BLOCK;
 	int s;
@@ -136,10 +170,17 @@ static int ra_pin(struct ra_file *f, sqlite3_int64 off, int amt, int *rc)
 	if (amt <= 0 || off < 0 || off + amt > base + RA_BLOCK)
 		return -1;
 	s = ra_find(f, base);
-	if (s >= 0)
+	if (s >= 0) {
 		f->slot[s].pins++;
-	else
+	} else if (!ra_local(f, base)) {
+		if (plain)
+			ra_plain_miss(f, base);
+		return -1;
+	} else {
+		f->last_miss = base;
+		f->misses = 0;
 		s = ra_load(f, base, rc);
+	}
 	if (s >= 0 && off + amt > base + f->slot[s].len) {
 		f->slot[s].pins--;
 		s = -1;
@@ -152,7 +193,7 @@ static int ra_pin(struct ra_file *f, sqlite3_int64 off, int amt, int *rc)
 static int ra_read(sqlite3_file *sf, void *buf, int amt, sqlite3_int64 off)
 {
 	struct ra_file *f = (struct ra_file *)sf;
-	int rc, s = ra_pin(f, off, amt, &rc);
+	int rc, s = ra_pin(f, off, amt, 1, &rc);
 
 	if (rc != SQLITE_OK)
 		return rc;
@@ -172,7 +213,7 @@ static int ra_fetch(sqlite3_file *sf, sqlite3_int64 off, int amt, void **pp)
 
 	*pp = NULL;
 	if (off + amt <= f->map_limit)
-		s = ra_pin(f, off, amt, &rc);
+		s = ra_pin(f, off, amt, 0, &rc);
 	/* NULL: SQLite reads the page with xRead instead */
 	if (s >= 0)
 		*pp = f->slot[s].buf + (off - f->slot[s].off);
@@ -325,6 +366,8 @@ static int ra_open(sqlite3_vfs *v, const char *name, sqlite3_file *sf, int flags
 	memset(f, 0, sizeof(*f));
 	for (int i = 0; i < RA_SLOTS; i++)
 		f->slot[i].off = -1;
+	/* a read of the first pages starts a scan */
+	f->last_miss = -RA_BLOCK;
 	f->real = (sqlite3_file *)((char *)sf + RA_REAL_OFFSET);
 	rc = rv->xOpen(rv, name, f->real, flags, out);
 	if (rc != SQLITE_OK || !f->real->pMethods || f->real->pMethods->iVersion < 2) {

@@ -5,10 +5,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
+#include "engine.h"
 #include "fsutil.h"
 #include "strbuf.h"
 #include "version.h"
@@ -108,6 +111,13 @@ static int parse_marker(const char *line, size_t len, int *no_tx, int *bad_optio
 	} else if ((size_t)(end - p) >= 12 && !strncmp(p, "migrate:down", 12)) {
 		kind = 'd';
 		p += 12;
+	} else if ((size_t)(end - p) >= 22 && !strncmp(p, "morph:nontransactional", 22)) {
+		/* morph's marker: the whole file runs outside a transaction */
+		p += 22;
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+			p++;
+		*no_tx = 1;
+		return p == end ? 'n' : 0;
 	} else {
 		return 0;
 	}
@@ -136,9 +146,21 @@ static int parse_marker(const char *line, size_t len, int *no_tx, int *bad_optio
 	return kind;
 }
 
-int mig_parse_text(struct migration *m, const char *name, const char *text, size_t len,
-		   struct sm_error *err)
+int mig_is_blank(const char *sql)
 {
+	size_t len = sql ? strlen(sql) : 0;
+
+	return engine_skip_space(sql ? sql : "", len) == len;
+}
+
+/* Parses text into m's sections.  A separate down file (down_file) may open
+ * with "-- migrate:down [transaction:false]" (or, as before, "-- migrate:up"):
+ * its section becomes m's up section, which the caller moves. */
+static int parse_text(struct migration *m, const char *name, const char *text, size_t len,
+		      int down_file, struct sm_error *err)
+{
+	int file_no_tx = 0;
+
 	size_t pos = 0, up_start = 0, up_end = len, down_start = 0, down_end = len;
 	int line = 1, up_line = 1, down_line = 0, seen_up = 0, seen_down = 0;
 	struct strbuf option = STRBUF_INIT;
@@ -158,7 +180,15 @@ int mig_parse_text(struct migration *m, const char *name, const char *text, size
 			sb_release(&option);
 			return -1;
 		}
-		if (kind == 'u') {
+		if (kind == 'n') {
+			file_no_tx = 1;
+		} else if (kind == 'd' && down_file && !seen_up && !seen_down) {
+			/* a down file's own marker, e.g. transaction:false */
+			seen_up = 1;
+			m->up_no_tx = no_tx;
+			up_start = next;
+			up_line = line + 1;
+		} else if (kind == 'u') {
 			if (seen_up || seen_down) {
 				sb_release(&option);
 				return err_set(err, ERR_FAIL, "'%s', line %d: %s", name, line,
@@ -198,18 +228,28 @@ int mig_parse_text(struct migration *m, const char *name, const char *text, size
 	}
 	m->up_sql = xstrndup(text + up_start, up_end - up_start);
 	m->up_line = up_line;
+	if (file_no_tx) {
+		m->up_no_tx = MIG_TX_MARKER;
+		m->down_no_tx = MIG_TX_MARKER;
+	}
 	if (seen_down) {
 		m->down_sql = xstrndup(text + down_start, down_end - down_start);
 		m->down_line = down_line;
+		if (mig_is_blank(m->down_sql)) {
+			/* an empty or comment-only down section (golang-migrate's
+			 * `migrate create` writes empty down files) means "no down" */
+			free(m->down_sql);
+			m->down_sql = NULL;
+		}
 	}
-	{
-		const char *c = m->up_sql;
-		while (*c == ' ' || *c == '\t' || *c == '\n' || *c == '\r')
-			c++;
-		if (!*c)
-			return err_set(err, ERR_FAIL, "'%s': the up section is empty", name);
-	}
+	/* an empty up section is a no-op migration: upgrade records it */
 	return 0;
+}
+
+int mig_parse_text(struct migration *m, const char *name, const char *text, size_t len,
+		   struct sm_error *err)
+{
+	return parse_text(m, name, text, len, 0, err);
 }
 
 /* One .sql file found while walking, before pairing. */
@@ -305,9 +345,20 @@ static struct found_file *find_partner(struct found_list *fl, const struct found
 	char *dir = fs_dirname(f->path);
 	struct found_file *hit = NULL;
 
+	size_t vlen = ver_prefix_len(f->stem);
+	int by_version = vlen && (role == 'u' || role == 'd');
+
 	for (size_t i = 0; i < fl->n && !hit; i++) {
+		const char *stem = fl->items[i].stem;
 		char *d2;
-		if (fl->items[i].role != role || strcmp(fl->items[i].stem, f->stem))
+
+		if (fl->items[i].role != role)
+			continue;
+		/* .up.sql/.down.sql pair by version, as golang-migrate does
+		 * ("20240813_x..up.sql" with "20240813_x.down.sql"); the
+		 * _rollback.sql layout pairs by the whole stem */
+		if (by_version ? ver_prefix_len(stem) != vlen || strncmp(stem, f->stem, vlen)
+			       : strcmp(stem, f->stem) != 0)
 			continue;
 		d2 = fs_dirname(fl->items[i].path);
 		if (!strcmp(d2, dir))
@@ -342,6 +393,12 @@ static int build_one(struct migration *m, const struct found_file *up, const str
 	while (*rest == '_' || *rest == '-' || *rest == '.')
 		rest++;
 	m->description = xstrdup(rest);
+	{
+		/* "x..up.sql": the stem's trailing dot is not part of the name */
+		size_t n = strlen(m->description);
+		while (n && m->description[n - 1] == '.')
+			m->description[--n] = '\0';
+	}
 	m->path = xstrdup(up->path);
 	if (read_section_file(up->path, &text, err) < 0)
 		goto out;
@@ -359,7 +416,7 @@ static int build_one(struct migration *m, const struct found_file *up, const str
 		sb_reset(&text);
 		if (read_section_file(down->path, &text, err) < 0)
 			goto out;
-		if (mig_parse_text(&tmp, down->path, text.buf, text.len, err) < 0) {
+		if (parse_text(&tmp, down->path, text.buf, text.len, 1, err) < 0) {
 			mig_release(&tmp);
 			goto out;
 		}
@@ -369,12 +426,14 @@ static int build_one(struct migration *m, const struct found_file *up, const str
 			mig_release(&tmp);
 			goto out;
 		}
-		m->down_sql = tmp.up_sql;
-		m->down_line = tmp.up_line;
-		m->down_no_tx = tmp.up_no_tx;
-		tmp.up_sql = NULL;
+		if (!mig_is_blank(tmp.up_sql)) {
+			m->down_sql = tmp.up_sql;
+			m->down_line = tmp.up_line;
+			m->down_no_tx = tmp.up_no_tx;
+			tmp.up_sql = NULL;
+			m->down_path = xstrdup(down->path);
+		}
 		mig_release(&tmp);
-		m->down_path = xstrdup(down->path);
 	}
 	hash_buf_hex(m->up_sql, strlen(m->up_sql), m->checksum);
 	ret = 0;
@@ -439,4 +498,56 @@ out:
 	if (ret < 0)
 		mig_set_release(set);
 	return ret;
+}
+
+static int tx_control_cb(void *ud, const char *text, size_t len, int line)
+{
+	size_t skip = engine_skip_space(text, len);
+
+	(void)ud;
+	(void)line;
+	if (!engine_is_tx_control(text + skip, len - skip))
+		return 0;
+	/* 1: the file opens its own transaction; 2: a stray COMMIT or
+	 * ROLLBACK comes first, which stays an error in a migration */
+	return len - skip >= 5 && (!strncasecmp(text + skip, "BEGIN", 5) ||
+				   !strncasecmp(text + skip, "START", 5)) ? 1 : 2;
+}
+
+int mig_controls_tx(const struct engine_ops *ops, const char *sql)
+{
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	return sql && ops->split(sql, tx_control_cb, NULL, &ignored) == 1;
+}
+
+void mig_set_find_own_tx(struct migration_set *set, const struct engine_ops *ops)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct migration *m = &set->items[i];
+
+		if (!m->up_no_tx && mig_controls_tx(ops, m->up_sql))
+			m->up_no_tx = MIG_TX_OWN;
+		if (m->down_sql && !m->down_no_tx && mig_controls_tx(ops, m->down_sql))
+			m->down_no_tx = MIG_TX_OWN;
+	}
+}
+
+const char *mig_tx_note(const struct migration *m, int up, char *buf, size_t size)
+{
+	int why = up ? m->up_no_tx : m->down_no_tx;
+	const char *what = up ? m->up_no_tx_what : m->down_no_tx_what;
+
+	switch (why) {
+	case MIG_TX_MARKER:
+		return "transaction:false: runs outside a transaction";
+	case MIG_TX_NEVER:
+		snprintf(buf, size, "runs outside a transaction: %s cannot run in one",
+			 what ? what : "a statement");
+		return buf;
+	case MIG_TX_OWN:
+		return "manages its own transaction (BEGIN ... COMMIT): runs as written";
+	default:
+		return "";
+	}
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "foreign.h"
 #include "version.h"
 #include "xalloc.h"
 
@@ -239,7 +240,44 @@ long long plan_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int run_step(struct engine *e, const struct step *s, long long *ms, struct sm_error *err)
+int plan_mirror(struct engine *e, struct foreign_hist *f, const struct foreign_hist **mirror,
+		struct sm_error *err)
+{
+	struct applied_set applied = APPLIED_SET_INIT;
+	int ret = -1;
+
+	*mirror = NULL;
+	if (foreign_load(e, f, err) < 0 || hist_load(e, &applied, err) < 0)
+		goto out;
+	if (foreign_in_step(f, &applied))
+		*mirror = f;
+	ret = 0;
+out:
+	hist_release(&applied);
+	return ret;
+}
+
+int plan_record_step(struct engine *e, const struct step *s, long long ms,
+		     const struct foreign_hist *mirror, struct sm_error *err)
+{
+	int up = s->dir == STEP_UP;
+	struct applied_set now = APPLIED_SET_INIT;
+	int rc;
+
+	if ((up ? hist_record(e, s->m, ms, err) : hist_remove(e, s->m->version, err)) < 0)
+		return -1;
+	if (!mirror)
+		return 0;
+	/* golang-migrate's one row goes back to the version before */
+	if (!up && hist_load(e, &now, err) < 0)
+		return -1;
+	rc = foreign_step(e, mirror, s->m, up, up ? NULL : hist_current(&now), err);
+	hist_release(&now);
+	return rc;
+}
+
+static int run_step(struct engine *e, const struct step *s, const struct foreign_hist *mirror,
+		    long long *ms, struct sm_error *err)
 {
 	const struct migration *m = s->m;
 	int up = s->dir == STEP_UP;
@@ -256,8 +294,7 @@ static int run_step(struct engine *e, const struct step *s, long long *ms, struc
 		*ms = plan_now_ms() - t0;
 		if (e->ops->begin(e, err) < 0)
 			return -1;
-		if ((up ? hist_record(e, m, *ms, err) : hist_remove(e, m->version, err)) < 0 ||
-		    e->ops->commit(e, err) < 0) {
+		if (plan_record_step(e, s, *ms, mirror, err) < 0 || e->ops->commit(e, err) < 0) {
 			struct sm_error ignored = SM_ERROR_INIT;
 			e->ops->rollback(e, &ignored);
 			return -1;
@@ -269,7 +306,7 @@ static int run_step(struct engine *e, const struct step *s, long long *ms, struc
 	if (e->ops->exec_script(e, sql, &src, err) < 0)
 		goto fail;
 	*ms = plan_now_ms() - t0;
-	if ((up ? hist_record(e, m, *ms, err) : hist_remove(e, m->version, err)) < 0)
+	if (plan_record_step(e, s, *ms, mirror, err) < 0)
 		goto fail;
 	if (e->ops->commit(e, err) < 0)
 		goto fail;
@@ -285,20 +322,27 @@ fail:
 int apply_plan(struct engine *e, const struct plan *p, const struct apply_hooks *hooks,
 	       volatile sig_atomic_t *stop, size_t *n_done, struct sm_error *err)
 {
+	struct foreign_hist f = FOREIGN_HIST_INIT;
+	const struct foreign_hist *mirror = NULL;
+	int ret = -1;
+
 	*n_done = 0;
-	if (p->n && hist_ensure(e, err) < 0)
-		return -1;
+	if (!p->n)
+		return 0;
+	if (hist_ensure(e, err) < 0 || plan_mirror(e, &f, &mirror, err) < 0)
+		goto out;
 	for (size_t i = 0; i < p->n; i++) {
 		const struct step *s = &p->steps[i];
 		long long t0 = plan_now_ms(), ms = 0;
 		int rc;
 
-		if (stop && *stop)
-			return err_set(err, ERR_INTERRUPTED, "interrupted before version %s",
-				       s->m->version);
+		if (stop && *stop) {
+			err_set(err, ERR_INTERRUPTED, "interrupted before version %s", s->m->version);
+			goto out;
+		}
 		if (hooks && hooks->on_start)
 			hooks->on_start(hooks->ud, s);
-		rc = run_step(e, s, &ms, err);
+		rc = run_step(e, s, mirror, &ms, err);
 		if (rc == 0)
 			ms = plan_now_ms() - t0;
 		if (rc < 0 && stop && *stop)
@@ -306,20 +350,24 @@ int apply_plan(struct engine *e, const struct plan *p, const struct apply_hooks 
 		if (hooks && hooks->on_done)
 			hooks->on_done(hooks->ud, s, ms, rc == 0, err);
 		if (rc < 0)
-			return -1;
+			goto out;
 		(*n_done)++;
 	}
-	return 0;
+	ret = 0;
+out:
+	foreign_release(&f);
+	return ret;
 }
 
-void plan_render_sql(const struct engine_ops *ops, const struct migration_set *set, size_t from,
-		     size_t to, struct strbuf *out)
+void plan_render_sql(const struct engine_ops *ops, const char *label,
+		     const struct migration_set *set, size_t from, size_t to, struct strbuf *out)
 {
 	char when[32];
 	char *user = hist_os_user();
 
 	hist_now_iso(when);
-	sb_addf(out, "-- safe-migrate offline upgrade script (%s)\n\n", ops->display_name);
+	sb_addf(out, "-- safe-migrate offline upgrade script (%s)\n\n",
+		label ? label : ops->display_name);
 	sb_addf(out,
 		"CREATE TABLE IF NOT EXISTS %s (\n  version TEXT PRIMARY KEY,\n"
 		"  description TEXT NOT NULL,\n  checksum TEXT NOT NULL,\n"

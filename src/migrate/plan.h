@@ -14,6 +14,7 @@
 
 #include "engine.h"
 #include "error.h"
+#include "foreign.h"
 #include "history.h"
 #include "migration.h"
 
@@ -68,6 +69,16 @@ struct apply_hooks {
 			const struct sm_error *err);
 };
 
+/* Loads into *f the other tool's version table, if any, and sets *mirror to f
+ * when that table mirrors ours, so that every recorded step keeps it so
+ * (foreign.h); else *mirror is NULL.  Release f with foreign_release. */
+int plan_mirror(struct engine *e, struct foreign_hist *f, const struct foreign_hist **mirror,
+		struct sm_error *err);
+/* Records step s (ms: how long it ran) in the version table, and in mirror
+ * (may be NULL), in the current transaction. */
+int plan_record_step(struct engine *e, const struct step *s, long long ms,
+		     const struct foreign_hist *mirror, struct sm_error *err);
+
 /* Runs the steps in order.  Each transactional step either fully applies (SQL
  * and version-table row) or leaves no trace.  Stops at the first failure and
  * sets *n_done to the number of steps completed.  If *stop becomes non-zero
@@ -76,9 +87,10 @@ int apply_plan(struct engine *e, const struct plan *p, const struct apply_hooks 
 	       volatile sig_atomic_t *stop, size_t *n_done, struct sm_error *err);
 
 /* Appends the offline SQL script of an upgrade over set->items[from..to)
- * (version-table statements included), in e's dialect. */
-void plan_render_sql(const struct engine_ops *ops, const struct migration_set *set, size_t from,
-		     size_t to, struct strbuf *out);
+ * (version-table statements included), in ops's dialect.  The header names
+ * label, or ops's display name when label is NULL. */
+void plan_render_sql(const struct engine_ops *ops, const char *label,
+		     const struct migration_set *set, size_t from, size_t to, struct strbuf *out);
 
 /* Milliseconds on a monotonic clock. */
 long long plan_now_ms(void);

@@ -89,6 +89,12 @@ void snap_set_extra(struct snap_writer *w, cJSON *obj);
  * payload's other chunks and holds size bytes, so that a reader can place
  * the others before it arrives.  Before the first entry is added. */
 void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size);
+/* Declares in the header the SHA-256 of data, the exact bytes that entry
+ * name will hold, so that a reader can check that entry as soon as it has
+ * read it (before it runs or trusts it), not only at the manifest, the last
+ * entry.  Before the first entry is added.  data is borrowed. */
+void snap_declare_checksum(struct snap_writer *w, const char *name, const void *data,
+			   size_t len);
 /* Progress reporting for the payload; total may be 0 (unknown). */
 void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total);
 /* Makes writing fail once *flag is set (a signal handler's flag; borrowed,

@@ -545,6 +545,16 @@ static void check_manifest(struct snap_reader *r)
 		else if (strcmp(s->sha, sha->valuestring) != 0)
 			problem(r, "entry '%s' fails its SHA-256 check", s->name);
 	}
+	/* what the header declared up front must hold too (a restore checks it
+	 * before it uses the entry, so verify must not pass a snapshot whose
+	 * declaration is wrong) */
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(r->header, "checksums")) {
+		const struct seen_entry *s = find_seen(r, e->string);
+
+		if (!cJSON_IsString(e) || !s || strcmp(s->sha, e->valuestring) != 0)
+			problem(r, "entry '%s' does not match the checksum the header declares",
+				e->string);
+	}
 	for (size_t i = 0; i < r->nseen; i++) {
 		int found = 0;
 		cJSON_ArrayForEach(e, entries) {

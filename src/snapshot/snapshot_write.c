@@ -51,6 +51,7 @@ struct snap_writer {
 	cJSON *entries;      /* borrowed from manifest */
 	cJSON *row_counts;   /* borrowed from manifest */
 	cJSON *deferred;     /* owned: the header's "deferred" object, or NULL */
+	cJSON *checksums;    /* owned: the header's "checksums" object, or NULL */
 	char *created_at;
 
 	unsigned char *block; /* IO_BLOCK bytes */
@@ -304,6 +305,18 @@ void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size)
 	cJSON_AddNumberToObject(w->deferred, name, (double)size);
 }
 
+void snap_declare_checksum(struct snap_writer *w, const char *name, const void *data,
+			   size_t len)
+{
+	char sha[HASH_HEX_LEN + 1];
+
+	hash_buf_hex(data, len, sha);
+	if (!w->checksums)
+		w->checksums = cJSON_CreateObject();
+	cJSON_DeleteItemFromObject(w->checksums, name);
+	cJSON_AddStringToObject(w->checksums, name, sha);
+}
+
 void snap_writer_set_interrupt(struct snap_writer *w, volatile sig_atomic_t *flag)
 {
 	w->interrupt = flag;
@@ -430,6 +443,8 @@ static int write_header(struct snap_writer *w, struct sm_error *err)
 	add_common(w, hdr);
 	if (w->deferred)
 		cJSON_AddItemToObject(hdr, "deferred", cJSON_Duplicate(w->deferred, 1));
+	if (w->checksums)
+		cJSON_AddItemToObject(hdr, "checksums", cJSON_Duplicate(w->checksums, 1));
 	text = cJSON_Print(hdr);
 	ret = write_small(w, SNAP_HEADER_NAME, text, strlen(text), err);
 	free(text);
@@ -642,6 +657,7 @@ static void writer_free(struct snap_writer *w)
 	sb_release(&w->push_chunk);
 	cJSON_Delete(w->manifest);
 	cJSON_Delete(w->deferred);
+	cJSON_Delete(w->checksums);
 	free(w->block);
 	free(w->created_at);
 	free(w->tmp_path);

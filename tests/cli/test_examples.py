@@ -46,8 +46,8 @@ class PostgresExample(CliTest):
         r = self.run_sm(*base, "safety-check")
         self.assertEqual(r.code, 0, r)
         r = self.run_sm(*base, "safe-migrate", "--dry-run")
-        self.assertEqual(r.code, 0, r)
-        self.assertIn("--rehearse-url", r.err)  # 0003 is transaction:false
+        self.assertEqual(r.code, 3, r)  # 0003 is transaction:false: a partial rehearsal
+        self.assertIn("--rehearse-url", r.err)
         r = self.run_sm(*base, "safe-migrate", "--json")
         self.assertEqual(r.code, 0, r)
         self.assertEqual(r.json()["applied"], ["0001", "0002", "0003", "0004"])

@@ -83,7 +83,7 @@ class MigrateSqlite(MigrationContract, CliTest):
     def test_never_creates_a_database_silently(self):
         self.write("migrations/0001_a.sql", "CREATE TABLE a (x INT);\n")
         r = self.code(1, "-d", self.sqlite_url("nope.db"), "upgrade")
-        self.assertIn("init", r.err)
+        self.assertIn("to create an empty one: sqlite3", r.err)
         self.assertFalse(os.path.exists(self.path("nope.db")))
 
     def test_init_and_create(self):

@@ -182,6 +182,8 @@ class OperatorsPg(OperatorsMixin, CliTest):
 
     def test_roundtrip_needs_scratch_url(self):
         self.write_good_set()
+        # an empty -d may serve as the scratch database; one with tables may not
+        self.psql(self.url, "CREATE TABLE live (x int)")
         r = self.run_sm("-d", self.url, "roundtrip")
         self.assertEqual(r.code, 2, r)
         self.assertIn("--url", r.err)

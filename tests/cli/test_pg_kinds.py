@@ -151,12 +151,22 @@ class PgKindsTest(CliTest):
         self.assertEqual(self.psql(url, "SELECT count(*) FROM places WHERE "
                                         "ST_DWithin(geom, ST_SetSRID(ST_MakePoint(5, 2.5), 4326), 0.1)"),
                          "1")
-        # a row of the user's in PostGIS's configuration table would be lost
+        # a row of the user's in PostGIS's configuration table is copied, as
+        # pg_dump does (CREATE EXTENSION brings back only PostGIS's own)
         self.psql(url, "INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, proj4text) "
                        "VALUES (910001, 'zoo', 1, '+proj=longlat +datum=WGS84 +no_defs')")
-        r = self.code(1, "-d", url, "-b", self.path("backups"), "backup")
-        self.assertIn("rows of extension configuration table public.spatial_ref_sys (extension postgis)",
-                      r.err)
+        total = self.psql(url, "SELECT count(*) FROM spatial_ref_sys")
+        snap = self.backup(url)
+        srid = "SELECT count(*) FROM spatial_ref_sys WHERE srid = 910001 AND auth_name = 'zoo'"
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other)
+        self.assertEqual(self.psql(other, srid), "1")
+        self.assertEqual(self.psql(other, "SELECT count(*) FROM spatial_ref_sys"), total)
+        # in place the extension survives: the row is not loaded twice
+        self.psql(url, "UPDATE spatial_ref_sys SET auth_name = 'changed' WHERE srid = 910001")
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertEqual(self.psql(url, srid), "1")
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM spatial_ref_sys"), total)
 
     def test_refusal_names_every_object_in_order(self):
         url = self.pg_new_db()

@@ -268,7 +268,8 @@ class SafetySqlite(CliTest):
         # ... but the committed file does not
         self.assertIn("FAIL expected-schema: extra column 'users.email'", r.out)
         self.assertIn("expected.txt", r.out)
-        self.write("garbage.txt", "CREATE TABLE x (a);\n")
+        # SQL is loaded into a scratch database (test_migdirs.py); garbage is neither
+        self.write("garbage.txt", "this is no schema\n")
         r = self.code(1, "validate", "--expected", self.path("garbage.txt"))
         self.assertIn("garbage.txt', line 1", r.err)
 

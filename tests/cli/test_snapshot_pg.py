@@ -140,6 +140,173 @@ class SnapshotPgTest(CliTest):
         self.assertIn("nothing was changed", r.err)
         self.assertSameState(damaged, self.pg_state(url))
 
+    def rewrite(self, snap, change):
+        """Rewrites the archive entry by entry: change(name, data) returns
+        the new data (or None to keep it).  Sizes may change; the manifest
+        is left as it was and the sidecar is recomputed."""
+        import io
+        import tarfile
+        tar = subprocess.run(["zstd", "-dc", snap], capture_output=True, check=True).stdout
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(tar)) as src, \
+                tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+            for m in src.getmembers():
+                data = src.extractfile(m).read()
+                new = change(m.name, data)
+                if new is not None:
+                    data = new
+                m.size = len(data)
+                dst.addfile(m, io.BytesIO(data))
+        data = subprocess.run(["zstd", "-1", "-c"], input=out.getvalue(),
+                              capture_output=True, check=True).stdout
+        with open(snap, "wb") as f:
+            f.write(data)
+        with open(snap + ".sha256", "w") as f:
+            f.write("%s  %s\n" % (hashlib.sha256(data).hexdigest(), os.path.basename(snap)))
+
+    def xid(self, url):
+        return int(self.psql(url, "SELECT txid_current()"))
+
+    def test_in_place_restore_loads_rows_frozen(self):
+        # the tables are created in the restoring transaction, so COPY ...
+        # FREEZE applies: every page of the restored table is all-frozen in
+        # the visibility map at once (a plain COPY leaves none frozen until
+        # a VACUUM rewrites them)
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        self.damage(url)
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                "--no-safety-backup")
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM app.orders"), "504")
+        self.psql(url, "CREATE SCHEMA ext; CREATE EXTENSION pg_visibility SCHEMA ext")
+        frozen, pages = self.psql(url, "SELECT all_frozen, pg_relation_size('app.orders') / "
+                                  "current_setting('block_size')::int "
+                                  "FROM ext.pg_visibility_map_summary('app.orders')").split("|")
+        self.assertGreater(int(pages), 1)
+        self.assertEqual(frozen, pages)
+
+    def test_damaged_tail_is_found_before_commit(self):
+        # the file no longer matches its sidecar, but only near its end: the
+        # whole-file SHA-256 is computed while the rows stream in and checked
+        # before COMMIT, so the load ran (a transaction was used) and rolled
+        # back: the database is unchanged, exit 7
+        url = self.fidelity_db()
+        self.big_table(url)
+        snap = self.backup(url)
+        self.damage(url)
+        damaged = self.pg_state(url)
+        with open(snap, "r+b") as f:
+            f.seek(0, os.SEEK_END)
+            f.truncate(f.tell() - 64)
+        before = self.xid(url)
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--no-safety-backup")
+        self.assertIn("nothing was changed", r.err)
+        self.assertSameState(damaged, self.pg_state(url))
+        # not refused by a separate pass up front: the restore's own
+        # transaction took an xid (its DROP SCHEMA) before the damage showed
+        self.assertGreaterEqual(self.xid(url) - before, 2)
+
+    def altered_pre_data(self, url, name="snap"):
+        """A snapshot whose pre-data also bumps keep.s (a sequence outside
+        the snapshot's schemas: nextval is not undone by a rollback) and
+        creates keep.marker."""
+        self.psql(url, "CREATE TABLE app.pad_" + "x" * 50 + " (x int)")
+        snap = self.backup(url, name)
+        self.psql(url, "CREATE SCHEMA keep; CREATE SEQUENCE keep.s")
+        return snap
+
+    def assertNoSqlRan(self, url, r):
+        self.assertIn("pg/pre-data.sql", r.err)
+        self.assertEqual(self.psql(url, "SELECT last_value || ' ' || is_called FROM keep.s"),
+                         "1 false")
+        self.assertEqual(self.psql(url, "SELECT to_regclass('keep.marker') IS NULL"), "t")
+
+    def test_altered_pre_data_is_refused_before_any_sql_runs(self):
+        url = self.fidelity_db()
+        snap = self.altered_pre_data(url)
+        old = b"CREATE TABLE app.pad_" + b"x" * 50
+        new = b"SELECT nextval('keep.s'); CREATE TABLE keep.marker"
+        self.reseal(snap, old, new.ljust(len(old)))
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--no-safety-backup")
+        self.assertIn("fails its SHA-256 check; none of it was run", r.err)
+        self.assertNoSqlRan(url, r)
+
+    def test_snapshot_without_declared_checksums(self):
+        # a snapshot written before the header declared its SQL entries'
+        # checksums: verified in full first, then restored as usual; with
+        # an altered pre-data nothing of it runs either
+        def strip(name, data):
+            if name == "snapshot.json":
+                h = json.loads(data)
+                self.assertIn("pg/pre-data.sql", h.pop("checksums"))
+                return json.dumps(h).encode()
+            if name == "manifest.json":
+                m = json.loads(data)
+                for e in m["entries"]:
+                    if e["name"] == "snapshot.json":
+                        e["sha256"] = hashlib.sha256(header[0]).hexdigest()
+                        e["size"] = len(header[0])
+                return json.dumps(m).encode()
+            return None
+
+        def keep_header(name, data):
+            out = strip(name, data)
+            if name == "snapshot.json":
+                header[0] = out
+            return out
+
+        header = [None]
+        url = self.fidelity_db()
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        self.rewrite(snap, keep_header)
+        self.ok("verify", snap)
+        self.damage(url)
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                "--no-safety-backup")
+        self.assertSameState(before, self.pg_state(url))
+
+        url = self.fidelity_db()
+        snap = self.altered_pre_data(url, "snap2")
+        self.rewrite(snap, lambda name, data: data.replace(
+            b"CREATE TABLE app.pad_", b"SELECT nextval('keep.s'); CREATE TABLE keep.marker (y int);"
+            b"CREATE TABLE app.pad_") if name == "pg/pre-data.sql" else keep_header(name, data))
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--no-safety-backup")
+        self.assertNoSqlRan(url, r)
+
+    def test_wrong_declared_checksum_fails_verify_and_restore(self):
+        # verify and restore agree: a header that declares a checksum its
+        # entry does not have (the manifest re-sealed to match the header)
+        # fails both, and the restore runs nothing
+        def lie(name, data):
+            if name == "snapshot.json":
+                h = json.loads(data)
+                h["checksums"]["pg/pre-data.sql"] = "0" * 64
+                header[0] = json.dumps(h).encode()
+                return header[0]
+            if name == "manifest.json":
+                m = json.loads(data)
+                for e in m["entries"]:
+                    if e["name"] == "snapshot.json":
+                        e["sha256"] = hashlib.sha256(header[0]).hexdigest()
+                        e["size"] = len(header[0])
+                return json.dumps(m).encode()
+            return None
+
+        header = [None]
+        url = self.fidelity_db()
+        snap = self.altered_pre_data(url)
+        self.rewrite(snap, lie)
+        r = self.code(7, "verify", snap)
+        self.assertIn("does not match the checksum the header declares", r.out + r.err)
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                      "--no-safety-backup")
+        self.assertIn("none of it was run", r.err)
+        self.assertNoSqlRan(url, r)
+
     def big_table(self, url):
         # about 25 MB: several 4 MiB chunk entries (rows span their
         # boundary), several parallel COPY units and a row larger than one;

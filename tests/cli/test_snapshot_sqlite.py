@@ -189,10 +189,9 @@ class SnapshotSqlite(CliTest):
 
     def test_database_failing_integrity_check_is_not_restored(self):
         """The snapshot is intact (every checksum holds) but the database in
-        it is not: an index that does not match its table.  PRAGMA
-        integrity_check on the staged copy refuses it (pages are lent out of
-        the read-ahead blocks, sqlite_readahead's xFetch), before the target
-        is touched."""
+        it is not: a page of an index b-tree is garbage.  PRAGMA quick_check
+        on the staged copy refuses it (pages are lent out of the read-ahead
+        blocks, sqlite_readahead's xFetch), before the target is touched."""
         self.sqlite("CREATE TABLE wide (a INTEGER, b BLOB)")
         self.sqlite("CREATE INDEX wide_b ON wide(b)")
         # a few MB, so the check runs over many read-ahead blocks
@@ -201,27 +200,51 @@ class SnapshotSqlite(CliTest):
         good = self.path("good.db")
         with open(self.path("app.db"), "rb") as src, open(good, "wb") as dst:
             dst.write(src.read())
-        con = sqlite3.connect(self.path("app.db"))
-        con.execute("PRAGMA writable_schema = ON")
-        con.execute("UPDATE sqlite_schema SET sql = 'CREATE INDEX wide_b ON wide(a)' "
-                    "WHERE name = 'wide_b'")
-        con.commit()
-        con.close()
-        self.assertNotEqual(self.sqlite("PRAGMA integrity_check"), [("ok",)])
+        # a leaf of the index: an invalid b-tree page type, the rest of its
+        # header left as it was (a table page would make the check itself
+        # fail, which restore reports as "not readable")
+        pageno = self.sqlite("SELECT max(pageno) FROM dbstat WHERE name = 'wide_b' "
+                             "AND pagetype = 'leaf'")[0][0]
+        page = self.sqlite("PRAGMA page_size")[0][0]
+        with open(self.path("app.db"), "r+b") as f:
+            f.seek((pageno - 1) * page)
+            f.write(b"\x07")
+        self.assertNotEqual(self.sqlite("PRAGMA quick_check"), [("ok",)])
         snap = self.backup("--name", "bad")["path"]
         self.ok("verify", snap)  # the archive itself is fine
         r = self.code(7, "restore", snap, "--to", self.sqlite_url("new.db"), "--yes")
-        self.assertIn("fails PRAGMA integrity_check", r.err)
-        self.assertIn("missing from index wide_b", r.err)
+        self.assertIn("fails PRAGMA quick_check", r.err)
         self.assertFalse(os.path.exists(self.path("new.db")) and
                          os.path.getsize(self.path("new.db")) > 0)
         # in place: the current (good) database stays byte for byte
         os.replace(good, self.path("app.db"))
         db_sha = file_sha(self.path("app.db"))
         r = self.code(7, "restore", snap, "--yes", "--no-safety-backup")
-        self.assertIn("fails PRAGMA integrity_check", r.err)
+        self.assertIn("fails PRAGMA quick_check", r.err)
         self.assertEqual(file_sha(self.path("app.db")), db_sha)
         self.assertEqual(sorted(f for f in os.listdir(self.dir) if "restore" in f), [])
+
+    def test_index_mismatch_of_the_source_is_restored_as_it_was(self):
+        """An index that does not hold its table's rows (redefined through
+        writable_schema) is a fact of the source: restore checks the staged
+        copy with quick_check and gives back that same database, while
+        `validate` (the full integrity_check) still reports it."""
+        self.sqlite("CREATE TABLE wide (a INTEGER, b BLOB)")
+        self.sqlite("CREATE INDEX wide_b ON wide(b)")
+        self.sqlite("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                    "WHERE x < 2000) INSERT INTO wide SELECT x, randomblob(100) FROM c")
+        con = sqlite3.connect(self.path("app.db"))
+        con.execute("PRAGMA writable_schema = ON")
+        con.execute("UPDATE sqlite_schema SET sql = 'CREATE INDEX wide_b ON wide(a)' "
+                    "WHERE name = 'wide_b'")
+        con.commit()
+        con.close()
+        snap = self.backup("--name", "mismatch")["path"]
+        self.ok("restore", snap, "--to", self.sqlite_url("new.db"), "--yes")
+        self.assertEqual(self.sqlite_dump("new.db"), self.sqlite_dump())
+        self.assertEqual(self.sqlite("PRAGMA quick_check", "new.db"), [("ok",)])
+        r = self.code(7, "-d", self.sqlite_url("new.db"), "validate")
+        self.assertRegex(r.out, r"FAIL integrity: integrity_check: .*missing from index wide_b")
 
     def interrupt_while_staging(self, target, *args):
         """Interrupts safe-migrate ARGS while its staging file for target
@@ -329,6 +352,62 @@ class SnapshotSqlite(CliTest):
         self.assertEqual(file_sha(self.path("app.db")), db_sha)
         os.remove(snap + ".sha256")
         self.code(7, "verify", snap)
+
+    def test_checksum_file_is_checked_before_anything_is_staged(self):
+        """A snapshot whose .sha256 does not match is refused (exit 7) before
+        a byte is written: the fault shim kills the process at its first
+        write on a file, so a staging copy (the old order: expand, then
+        check) ends in SIGKILL instead of exit 7."""
+        shim = os.environ.get("SM_FAULTSHIM") or os.path.join(
+            os.path.dirname(os.environ["SAFE_MIGRATE_BIN"]), "..", "..", "tests",
+            "libfaultshim.so")
+        if not os.path.exists(shim):
+            self.fail("the fault shim is not built: %s" % shim)
+        snap = self.backup()["path"]
+        db_sha = file_sha(self.path("app.db"))
+        with open(snap + ".sha256", "w") as f:
+            f.write("%s  %s\n" % ("0" * 64, os.path.basename(snap)))
+        env = {"LD_PRELOAD": os.path.abspath(shim), "SM_FAULT_KILL": "write:1",
+               "ASAN_OPTIONS": self.env.get("ASAN_OPTIONS", "detect_leaks=1") +
+                               ":verify_asan_link_order=0"}
+        for args in ((), ("--to", "sqlite:///" + self.path("new.db"))):
+            with self.subTest(args=args):
+                r = self.run_sm("restore", snap, "--yes", *args, env=env)
+                self.assertEqual(r.code, 7, r)
+                self.assertIn("checksum file", r.err)
+                self.assertEqual(file_sha(self.path("app.db")), db_sha)
+                self.assertEqual([f for f in os.listdir(self.dir) if "restore" in f], [])
+
+    def test_safety_check_counts_the_room_a_restore_needs(self):
+        """The database (about 3.2 MB) on a 6 MB tmpfs: the snapshot fits
+        in the backup directory (elsewhere), but the in-place restore's
+        staging copy and journal (about 2 x 3.2 MB) would not fit next to
+        the database, so safety-check and the pipeline FAIL up front."""
+        small = self.path("small")
+        os.mkdir(small)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", small],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("cannot mount a tmpfs (%s): the restore-space check needs a "
+                          "small file system" % r.stderr.strip())
+        try:
+            self.fill("small/app.db")
+            url = "sqlite:///" + self.path("small", "app.db")
+            self.write("migrations/0001_x.sql", "-- migrate:up\nCREATE TABLE x (i);\n")
+            r = self.code(4, "-d", url, "safety-check")
+            self.assertRegex(r.out, r"(?m)^PASS disk-space: ")
+            self.assertRegex(r.out, r"(?m)^FAIL restore-space: only .* free in '%s'"
+                             % self.path("small"))
+            before = self.sqlite_dump("small/app.db")
+            r = self.code(4, "-d", url, "safe-migrate")
+            self.assertIn("restore-space", r.out + r.err)
+            self.assertEqual(self.sqlite_dump("small/app.db"), before)
+            # with room for both, the check passes
+            subprocess.run(["mount", "-o", "remount,size=16m", small], check=True)
+            r = self.ok("-d", url, "safety-check")
+            self.assertRegex(r.out, r"(?m)^PASS restore-space: ")
+        finally:
+            subprocess.run(["umount", small], check=False)
 
     def test_verify_never_crashes(self):
         for i, blob in enumerate([b"", b"\x00", b"hello world\n" * 100, os.urandom(70000),
@@ -500,15 +579,15 @@ class SnapshotSqlite(CliTest):
         r = self.ok("list-backups", "--json")
         self.assertEqual(r.json()["snapshots"], [])
         junk = self.write("backups/junk.tar.zst", "not a snapshot")
-        os.utime(junk, (946684800, 946684800))  # old: sorts first
+        os.utime(junk, (946684800, 946684800))  # old: listed last (newest first)
         paths = [self.backup("--name", n)["path"] for n in ("a", "b", "c")]
         snaps = self.ok("list-backups", "--json").json()["snapshots"]
         self.assertEqual(len(snaps), 4)
-        self.assertTrue(snaps[0]["damaged"])
-        self.assertTrue(snaps[0]["path"].endswith("junk.tar.zst"))
-        good = snaps[1:]
+        self.assertTrue(snaps[-1]["damaged"])
+        self.assertTrue(snaps[-1]["path"].endswith("junk.tar.zst"))
+        good = snaps[:-1]
         self.assertEqual([os.path.basename(s["path"]) for s in good],
-                         ["a.tar.zst", "b.tar.zst", "c.tar.zst"])
+                         ["c.tar.zst", "b.tar.zst", "a.tar.zst"])
         for s in good:
             self.assertFalse(s["damaged"])
             self.assertEqual(s["engine"], "sqlite")

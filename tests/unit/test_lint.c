@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -183,6 +184,137 @@ static void test_pg_lock_timeout(void **state)
 			    "missing-lock-timeout"), 0);
 }
 
+static void test_pg_lock_timeout_every_lock(void **state)
+{
+	static const char *const heavy[] = {
+		"CREATE INDEX i ON t (a);", "DROP TABLE t;", "DROP INDEX i;", "TRUNCATE t;",
+		"ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;",
+		"REFRESH MATERIALIZED VIEW m;", "ALTER TABLE t RENAME TO u;",
+		"CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f();",
+		"CLUSTER t USING i;",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(heavy) / sizeof(heavy[0]); i++) {
+		char with[256];
+
+		assert_int_equal(pg(heavy[i], "missing-lock-timeout"), 1);
+		snprintf(with, sizeof(with), LT "%s", heavy[i]);
+		assert_int_equal(pg(with, "missing-lock-timeout"), 0);
+	}
+	assert_int_equal(pg("REFRESH MATERIALIZED VIEW CONCURRENTLY m;", "missing-lock-timeout"), 0);
+	assert_int_equal(pg("CREATE TABLE t (a int); CREATE INDEX i ON t (a);",
+			    "missing-lock-timeout"), 0);
+}
+
+static void test_pg_drop_index(void **state)
+{
+	(void)state;
+	assert_int_equal(pg(LT "DROP INDEX i;", "drop-index-non-concurrently"), 1);
+	assert_int_equal(pg(LT "DROP INDEX IF EXISTS a, b;", "drop-index-non-concurrently"), 2);
+	assert_int_equal(count_tx("postgresql", "DROP INDEX CONCURRENTLY i;", 0,
+				  "drop-index-non-concurrently"), 0);
+	/* an index this migration built is not in use yet */
+	assert_int_equal(pg(LT "CREATE TABLE t (a int); CREATE INDEX i ON t (a); DROP INDEX i;",
+			    "drop-index-non-concurrently"), 0);
+}
+
+static void test_pg_if_not_exists(void **state)
+{
+	(void)state;
+	/* IF NOT EXISTS may meet a table that is there: what follows is real */
+	assert_int_equal(pg(LT "CREATE TABLE IF NOT EXISTS t (a int); ALTER TABLE t DROP COLUMN a;",
+			    "drop-column"), 1);
+	assert_int_equal(pg(LT "CREATE TABLE IF NOT EXISTS t (a int); CREATE INDEX i ON t (a);",
+			    "create-index-non-concurrently"), 1);
+	assert_int_equal(pg(LT "CREATE TABLE t (a int); ALTER TABLE t DROP COLUMN a;",
+			    "drop-column"), 0);
+}
+
+static void test_pg_do_blocks(void **state)
+{
+	(void)state;
+	assert_int_equal(pg(LT "DO $$ BEGIN IF true THEN ALTER TABLE t DROP COLUMN a; END IF; "
+			    "END $$;", "drop-column"), 1);
+	assert_int_equal(pg(LT "DO $$ BEGIN FOR i IN 1..2 LOOP CREATE INDEX ON t (a); END LOOP; "
+			    "END $$;", "create-index-non-concurrently"), 1);
+	assert_int_equal(pg("DO $$ BEGIN DROP INDEX i; END $$;", "missing-lock-timeout"), 1);
+	/* a constant EXECUTE string is read; a computed one is reported as unseen */
+	assert_int_equal(pg(LT "DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$;", "drop-table"), 1);
+	assert_int_equal(pg(LT "DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$;", "dynamic-sql"), 0);
+	assert_int_equal(pg(LT "DO $$ DECLARE n text := 't'; BEGIN EXECUTE 'DROP TABLE ' || n; "
+			    "END $$;", "dynamic-sql"), 1);
+	assert_int_equal(pg(LT "DO $$ BEGIN PERFORM 1; END $$;", "dynamic-sql"), 0);
+	/* another language is not PL/pgSQL */
+	assert_int_equal(pg("DO LANGUAGE plpython3u $$ x = 1 $$;", "dynamic-sql"), 0);
+	/* suppression before the DO statement applies to what is inside */
+	assert_int_equal(pg(LT "-- safe-migrate:ignore drop-column\nDO $$ BEGIN ALTER TABLE t "
+			    "DROP COLUMN a; END $$;", "drop-column"), 0);
+}
+
+static void test_pg_binary_coercible(void **state)
+{
+	(void)state;
+	/* the old type comes from a CREATE TABLE linted before (IF NOT EXISTS:
+	 * the table may exist and be full, so the change is checked) */
+#define OLD LT "CREATE TABLE IF NOT EXISTS t (v varchar(10), w varchar, n numeric(10,2), i int);\n"
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN v TYPE varchar(20);",
+			    "column-type-change"), 0);
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN v TYPE text;", "column-type-change"), 0);
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN v TYPE varchar;", "column-type-change"), 0);
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN w TYPE text;", "column-type-change"), 0);
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN n TYPE numeric(12,2);",
+			    "column-type-change"), 0);
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN n TYPE numeric;", "column-type-change"),
+			 0);
+	/* real rewrites (or checks of every row) */
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN v TYPE varchar(5);",
+			    "column-type-change"), 1);
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN n TYPE numeric(12,3);",
+			    "column-type-change"), 1);
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN i TYPE bigint;", "column-type-change"), 1);
+	assert_int_equal(pg(OLD "ALTER TABLE t ALTER COLUMN v TYPE text USING lower(v);",
+			    "column-type-change"), 1);
+	/* unknown old type: reported */
+	assert_int_equal(pg(LT "ALTER TABLE u ALTER COLUMN v TYPE text;", "column-type-change"), 1);
+#undef OLD
+}
+
+/* rule's findings in the second of two migrations linted in one run */
+static size_t pg2(const char *first, const char *second, const char *rule)
+{
+	struct finding_list l = FINDING_LIST_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	struct lint_ctx *c = NULL;
+	size_t n = 0;
+
+	assert_int_equal(lint_begin(&c, "postgresql", NULL, &err), 0);
+	assert_int_equal(lint_migration(c, first, "1.sql", 1, 1, &l, &err), 0);
+	finding_list_release(&l);
+	assert_int_equal(lint_migration(c, second, "2.sql", 1, 1, &l, &err), 0);
+	for (size_t i = 0; i < l.n; i++)
+		if (!strcmp(l.items[i].check_or_rule, rule))
+			n++;
+	finding_list_release(&l);
+	lint_end(c);
+	return n;
+}
+
+static void test_pg_created_in_the_run(void **state)
+{
+	(void)state;
+	/* a table created by an earlier pending migration is empty */
+	assert_int_equal(pg2("CREATE TABLE t (a int);", "ALTER TABLE t ADD COLUMN b int NOT NULL;",
+			     "adding-not-null-column-without-default"), 0);
+	assert_int_equal(pg2("CREATE TABLE t (a int);", "CREATE INDEX i ON t (a);",
+			     "create-index-non-concurrently"), 0);
+	assert_int_equal(pg2("CREATE TABLE u (a int);", "ALTER TABLE t ADD COLUMN b int NOT NULL;",
+			     "adding-not-null-column-without-default"), 1);
+	/* but dropping what an earlier migration may have filled is still reported */
+	assert_int_equal(pg2("CREATE TABLE t (a int); INSERT INTO t SELECT 1;", "DROP TABLE t;",
+			     "drop-table"), 1);
+}
+
 static void test_pg_syntax_error(void **state)
 {
 	struct finding_list l = FINDING_LIST_INIT;
@@ -223,7 +355,7 @@ static void test_finding_place(void **state)
 	struct sm_error err = SM_ERROR_INIT;
 
 	(void)state;
-	assert_int_equal(lint_sql("postgresql", "SELECT 1;\n\n-- comment\nTRUNCATE t;", "x.sql", 5, 1,
+	assert_int_equal(lint_sql("postgresql", LT "\n-- comment\nTRUNCATE t;", "x.sql", 5, 1,
 				  &l, &err), 0);
 	assert_int_equal(l.n, 1);
 	assert_string_equal(l.items[0].file, "x.sql");
@@ -340,6 +472,12 @@ int main(void)
 		cmocka_unit_test(test_pg_where),
 		cmocka_unit_test(test_pg_vacuum_cluster),
 		cmocka_unit_test(test_pg_lock_timeout),
+		cmocka_unit_test(test_pg_lock_timeout_every_lock),
+		cmocka_unit_test(test_pg_drop_index),
+		cmocka_unit_test(test_pg_if_not_exists),
+		cmocka_unit_test(test_pg_do_blocks),
+		cmocka_unit_test(test_pg_binary_coercible),
+		cmocka_unit_test(test_pg_created_in_the_run),
 		cmocka_unit_test(test_pg_syntax_error),
 		cmocka_unit_test(test_suppression),
 		cmocka_unit_test(test_finding_place),

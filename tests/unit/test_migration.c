@@ -54,6 +54,20 @@ static void test_markers(void **state)
 	assert_int_equal(m.up_line, 1);
 	mig_release(&m);
 
+	/* an empty up is a no-op; an empty or comment-only down is no down */
+	parse(&m, "-- migrate:up\n   \n-- migrate:down\n-- nothing\n/* x */\n", 1);
+	assert_true(mig_is_blank(m.up_sql));
+	assert_null(m.down_sql);
+	mig_release(&m);
+	parse(&m, "", 1);
+	assert_true(mig_is_blank(m.up_sql));
+	mig_release(&m);
+
+	/* morph's marker */
+	parse(&m, "-- morph:nontransactional\nVACUUM;\n", 1);
+	assert_int_equal(m.up_no_tx, MIG_TX_MARKER);
+	mig_release(&m);
+
 	/* "-- migrate:upgrade" is not a marker */
 	parse(&m, "-- migrate:upgrade notes\nSELECT 1;\n", 1);
 	assert_null(m.down_sql);
@@ -70,8 +84,6 @@ static void test_bad_markers(void **state)
 	parse(&m, "-- migrate:up\nSELECT 1;\n-- migrate:up\nSELECT 2;\n", 0);
 	mig_release(&m);
 	parse(&m, "-- migrate:up transaction:maybe\nSELECT 1;\n", 0);
-	mig_release(&m);
-	parse(&m, "-- migrate:up\n   \n-- migrate:down\nSELECT 1;\n", 0);
 	mig_release(&m);
 	parse(&m, "SELECT '\xff\xfe';\n", 0);
 	mig_release(&m);
@@ -110,8 +122,17 @@ static void test_layouts(void **state)
 	put("billing/0004_notes.sql", "SELECT 6;\n");
 	put("billing/0004_notes_rollback.sql", "SELECT 7;\n");
 	put("README.md", "not a migration\n");
+	put("0005_flags..up.sql", "SELECT 9;\n");
+	put("0005_flags.down.sql", "-- migrate:down transaction:false\nSELECT 10;\n");
+	put("0006_e.up.sql", "");
+	put("0006_e.down.sql", "\n-- empty\n");
 	assert_int_equal(mig_load(&set, dirs, 1, &err), 0);
-	assert_int_equal(set.n, 4);
+	assert_int_equal(set.n, 6);
+	assert_string_equal(set.items[4].description, "flags");
+	assert_string_equal(set.items[4].down_sql, "SELECT 10;\n");
+	assert_int_equal(set.items[4].down_no_tx, MIG_TX_MARKER);
+	assert_true(mig_is_blank(set.items[5].up_sql));
+	assert_null(set.items[5].down_sql);
 	assert_string_equal(set.items[0].version, "0001");
 	assert_string_equal(set.items[0].description, "markers");
 	assert_string_equal(set.items[0].down_sql, "SELECT 2;\n");

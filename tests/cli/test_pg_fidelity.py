@@ -1,0 +1,390 @@
+"""PostgreSQL snapshot fidelity (issue 16): schemas that pg_dump reproduces
+must come back identical from a snapshot too.
+
+Each case group is one database loaded from a fixture.  The oracle,
+pg_dump -Fc | pg_restore, must reproduce it (else the case itself is wrong);
+then the snapshot is restored --to a fresh database, with --jobs 2, and in
+place after damage, and each result is compared with the source: pg_dump -s
+(owners and grants included) and an order-independent hash of every table's
+rows and every sequence position.
+"""
+import glob
+import json
+import os
+import pwd
+import socket
+import subprocess
+import tempfile
+import urllib.parse
+import uuid
+
+import test_snapshot_pg
+from smtest import CliTest, FIXTURES, SRC, main
+
+ZOO = os.path.join(FIXTURES, "pg_zoo_fidelity.sql")
+OWNER = "sm_fid_owner"
+
+
+class PgFidelityTest(CliTest):
+    def setUp(self):
+        super().setUp()
+        self.require_pg()
+        self.psql_admin("DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') "
+                        "THEN CREATE ROLE %s LOGIN; END IF; END$$" % (OWNER, OWNER))
+
+    load = test_snapshot_pg.SnapshotPgTest.load
+    reseal = test_snapshot_pg.SnapshotPgTest.reseal
+
+    def schema(self, url):
+        """pg_dump -s with owners and grants: what must be the same."""
+        r = subprocess.run(["pg_dump", "--schema-only", url], capture_output=True, text=True,
+                           check=True)
+        return "\n".join(l for l in r.stdout.splitlines()
+                         if l.strip() and not l.startswith("--") and not l.startswith("\\"))
+
+    ROWS_SQL = r"""
+        SELECT CASE c.relkind WHEN 'S' THEN
+            format('SELECT %L || ''|'' || last_value || '','' || is_called FROM %s', q, q)
+          ELSE format('SELECT %L || ''|'' || count(*) || '':'' || coalesce(md5(string_agg(h, '''' '
+                      'ORDER BY h)), '''') FROM (SELECT md5(t::text) AS h FROM %s t) s', q, q) END
+        FROM (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS q, c.relkind
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg_toast%') c ORDER BY 1 \gexec
+    """
+
+    def state(self, url):
+        """pg_dump -s, and every table's row count and hash and every
+        sequence's position (as smtest's pg_state, in one psql run)."""
+        r = subprocess.run(["psql", url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"],
+                           input=self.ROWS_SQL, capture_output=True, text=True, check=True)
+        return self.schema(url), dict(l.rsplit("|", 1) for l in r.stdout.splitlines() if l)
+
+    def assertSameState(self, expected, actual, what):
+        self.assertEqual(expected[0], actual[0], "%s: schema (pg_dump -s) differs" % what)
+        self.assertEqual(expected[1], actual[1], "%s: rows or sequence positions differ" % what)
+
+    def oracle(self, url, before):
+        """pg_dump | pg_restore reproduces the database: the case is sound."""
+        other = self.pg_new_db()
+        dump = subprocess.run(["pg_dump", "-Fc", url], capture_output=True, check=True).stdout
+        subprocess.run(["pg_restore", "--exit-on-error", "-d", other], input=dump,
+                       capture_output=True, check=True)
+        self.assertSameState(before, self.state(other), "pg_dump/pg_restore (oracle)")
+
+    def backup(self, url, name="snap"):
+        return self.ok("-d", url, "-b", self.path("backups"), "--json", "backup",
+                       "--name", name).json()["path"]
+
+    def round_trips(self, url, damage):
+        """Backup; restore --to, --to --jobs 2, in place after damage; each
+        compared with the source."""
+        before = self.state(url)
+        self.oracle(url, before)
+        snap = self.backup(url)
+        self.assertSameState(before, self.state(url), "taking the snapshot")
+        scratch = self.pg_new_db()
+        r = self.ok("--json", "verify", snap, "--restore-to", scratch)
+        self.assertTrue(r.json()["ok"], r)
+        self.assertSameState(before, self.state(scratch), "verify --restore-to")
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--no-safety-backup")
+        self.assertSameState(before, self.state(other), "restore --to")
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--jobs", "2", "--no-safety-backup")
+        self.assertSameState(before, self.state(other), "restore --to --jobs 2")
+        self.psql(url, damage)
+        self.assertNotEqual(before, self.state(url))
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                "--no-safety-backup")
+        self.assertSameState(before, self.state(url), "restore in place")
+        return snap
+
+    def zoo_db(self):
+        url = self.pg_new_db()
+        self.load(url, ZOO)
+        return url
+
+    def test_zoo_round_trips(self):
+        url = self.zoo_db()
+        self.round_trips(url, """
+            DROP VIEW fid.customer_totals CASCADE;
+            DROP TABLE fid.nocols;
+            INSERT INTO fid.only_generated DEFAULT VALUES;
+            DROP TYPE fid.int42 CASCADE;
+            DELETE FROM fid.measures;
+            INSERT INTO fid.owned_serial (v) VALUES ('after');
+        """)
+        # the restored copy works: the serial and the key-dependent objects
+        self.psql(url, "INSERT INTO fid.owned_serial (v) VALUES ('c')")
+        self.assertEqual(self.psql(url, "SELECT max(id) FROM fid.owned_serial"), "3")
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM fid.customer_names()"), "3")
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM fid.nocols"), "3")
+
+
+    def manifest(self, snap):
+        return json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
+                                         capture_output=True, text=True, check=True).stdout)
+
+    def test_verify_restore_to_finds_what_differs(self):
+        url = self.zoo_db()
+        snap = self.backup(url)
+        m = self.manifest(snap)
+        fp = m["extra"]["schema_sha256"]
+        self.assertEqual(len(fp), 64)
+        self.assertEqual(m["row_counts"]["fid.nocols"], 3)
+        # a non-empty scratch database is refused, and left alone
+        busy = self.pg_new_db()
+        self.psql(busy, "CREATE TABLE keep_me (x int)")
+        r = self.code(2, "verify", snap, "--restore-to", busy)
+        self.assertIn("is not empty", r.err)
+        self.assertEqual(self.psql(busy, "SELECT count(*) FROM keep_me"), "0")
+        # recorded row counts and fingerprint that the restored copy does not have
+        self.reseal(snap, b'"fid.nocols":\t3', b'"fid.nocols":\t4')
+        self.reseal(snap, fp.encode(), ("0" * 64).encode())
+        self.ok("verify", snap)  # every checksum holds
+        r = self.code(7, "--json", "verify", snap, "--restore-to", self.pg_new_db())
+        problems = r.json()["problems"]
+        self.assertIn("table fid.nocols: 3 rows restored, the snapshot recorded 4", problems)
+        self.assertTrue(any("restored schema differs" in p for p in problems), problems)
+
+    def test_verify_restore_to_finds_an_unrestorable_snapshot(self):
+        # a snapshot that passes every checksum but cannot be restored here:
+        # the role owning a table is gone
+        url = self.pg_new_db()
+        self.psql_admin("DROP ROLE IF EXISTS sm_fid_gone; CREATE ROLE sm_fid_gone")
+        try:
+            self.psql(url, "CREATE TABLE t (x int); ALTER TABLE t OWNER TO sm_fid_gone")
+            snap = self.backup(url)
+            self.psql(url, "DROP TABLE t")
+        finally:
+            self.psql_admin("DROP ROLE IF EXISTS sm_fid_gone")
+        self.ok("verify", snap)
+        scratch = self.pg_new_db()
+        r = self.code(7, "verify", snap, "--restore-to", scratch)
+        self.assertIn("cannot be restored", r.out)
+        self.assertIn("sm_fid_gone", r.out)
+
+
+    def test_verify_restore_to_on_every_fixture(self):
+        # the older fixtures (issue 5's fidelity one, pagila; the zoo, the
+        # tablespace and the application-role tests run it too): restored
+        # into a scratch database, with --jobs 2, and found as recorded
+        fixtures = [test_snapshot_pg.FIDELITY, test_snapshot_pg.PAGILA]
+        for path in fixtures:
+            url = self.pg_new_db()
+            self.load(url, path)
+            snap = self.backup(url, os.path.basename(path).split(".")[0])
+            scratch = self.pg_new_db()
+            r = self.ok("--json", "verify", snap, "--restore-to", scratch, "--jobs", "2")
+            self.assertTrue(r.json()["ok"], r)
+            self.assertEqual(self.state(url), self.state(scratch), path)
+
+    def test_table_access_method(self):
+        # the access method itself is a database object of its own (dumped
+        # with the other object kinds); here the target has it already
+        am = "CREATE ACCESS METHOD heap_copy TYPE TABLE HANDLER heap_tableam_handler"
+        url = self.pg_new_db()
+        self.psql(url, am + "; CREATE TABLE t (x int) USING heap_copy; "
+                            "CREATE MATERIALIZED VIEW mv USING heap_copy AS SELECT x FROM t; "
+                            "INSERT INTO t VALUES (1)")
+        before = self.state(url)
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.psql(other, am)
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--no-safety-backup")
+        self.assertSameState(before, self.state(other), "restore --to")
+
+    def test_tablespaces(self):
+        loc = tempfile.mkdtemp(prefix="sm-ts-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", loc])
+        if os.geteuid() == 0:  # the test cluster's server runs as postgres
+            pw = pwd.getpwnam("postgres")
+            os.chown(loc, pw.pw_uid, pw.pw_gid)
+        ts = "sm_fid_ts_" + uuid.uuid4().hex[:8]
+        self.psql_admin("CREATE TABLESPACE %s LOCATION '%s'" % (ts, loc))
+        self.addCleanup(self.psql_admin, "DROP TABLESPACE IF EXISTS %s" % ts)
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE t (id int, v text, CONSTRAINT t_pk PRIMARY KEY (id) USING INDEX
+                TABLESPACE {ts} DEFERRABLE) TABLESPACE {ts};
+            CREATE INDEX t_v ON t (v) TABLESPACE {ts} WHERE v IS NOT NULL;
+            CREATE INDEX t_v2 ON t (lower(v)) WITH (fillfactor = 50) TABLESPACE {ts};
+            CREATE MATERIALIZED VIEW mv TABLESPACE {ts} AS SELECT id FROM t;
+            CREATE TABLE p (id int, at date) PARTITION BY RANGE (at) TABLESPACE {ts};
+            CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+            INSERT INTO t VALUES (1, 'a'), (2, NULL);
+            INSERT INTO p VALUES (1, '2025-02-02');
+            REFRESH MATERIALIZED VIEW mv;
+        """.format(ts=ts))
+        self.assertIn("SET default_tablespace = %s" % ts, self.schema(url))
+        self.round_trips(url, "DROP INDEX t_v; DELETE FROM t")
+        # --no-tablespaces: everything in the database's default tablespace
+        snap = self.ok("-d", url, "-b", self.path("backups"), "--json", "backup", "--name",
+                       "nots", "--no-tablespaces").json()["path"]
+        other = self.pg_new_db()
+        self.ok("--json", "verify", snap, "--restore-to", other)
+        def no_ts(text):
+            return [l for l in text.splitlines() if not l.startswith("SET default_tablespace")]
+        self.assertEqual(no_ts(self.schema(url)), no_ts(self.schema(other)))
+        self.assertEqual(self.psql(other, "SELECT count(*) FROM pg_class WHERE reltablespace <> 0 "
+                                          "AND relnamespace = 'public'::regnamespace"), "0")
+
+    # -- one application role owns everything ---------------------------------
+    APP = "sm_fid_app"
+
+    def as_user(self, url, user):
+        u = urllib.parse.urlsplit(url)
+        return u._replace(netloc="%s@%s" % (user, u.netloc.split("@")[-1])).geturl()
+
+    def app_db(self):
+        """A database owned by the application role, and everything in it
+        created by that role."""
+        url = self.pg_new_db()
+        self.psql_admin('ALTER DATABASE "%s" OWNER TO %s' % (url.rsplit("/", 1)[1], self.APP))
+        self.psql(self.as_user(url, self.APP), """
+            CREATE SCHEMA shop;
+            CREATE SEQUENCE shop.order_no START 1000;
+            CREATE TABLE shop.customers (id serial PRIMARY KEY, name text NOT NULL);
+            CREATE TABLE shop.orders (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                no int NOT NULL DEFAULT nextval('shop.order_no'),
+                customer_id int REFERENCES shop.customers,
+                total numeric);
+            CREATE TABLE public.settings (k text PRIMARY KEY, v text, n bigserial);
+            CREATE VIEW shop.customer_orders AS
+                SELECT c.id, c.name, count(o.id) AS n FROM shop.customers c
+                LEFT JOIN shop.orders o ON o.customer_id = c.id GROUP BY c.id;
+            CREATE MATERIALIZED VIEW shop.totals AS SELECT customer_id, sum(total) FROM shop.orders
+                GROUP BY customer_id;
+            CREATE FUNCTION shop.add_customer(n text) RETURNS int LANGUAGE sql
+                AS $$ INSERT INTO shop.customers (name) VALUES (n) RETURNING id $$;
+            CREATE PROCEDURE shop.noop() LANGUAGE plpgsql AS $$BEGIN END$$;
+            CREATE TYPE shop.status AS ENUM ('new', 'paid');
+            CREATE DOMAIN shop.money_amount AS numeric CHECK (VALUE >= 0);
+            COMMENT ON TABLE shop.orders IS 'orders';
+            SELECT shop.add_customer('Ann'), shop.add_customer('Bo');
+            INSERT INTO shop.orders (customer_id, total) VALUES (1, 10), (2, 5.5), (1, 1);
+            INSERT INTO public.settings VALUES ('a', 'b');
+            REFRESH MATERIALIZED VIEW shop.totals;
+        """)
+        return url
+
+    def test_one_application_role(self):
+        self.psql_admin("DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') "
+                        "THEN CREATE ROLE %s LOGIN; END IF; "
+                        "IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sm_fid_super') "
+                        "THEN CREATE ROLE sm_fid_super LOGIN SUPERUSER; END IF; END$$"
+                        % (self.APP, self.APP))
+        url = self.app_db()
+        app = self.as_user(url, self.APP)
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                                        "ON n.oid = c.relnamespace WHERE n.nspname IN "
+                                        "('shop', 'public') AND relowner <> '%s'::regrole"
+                                        % self.APP), "0")
+        before = self.state(url)
+        self.oracle(url, before)
+        # backed up by a superuser, restored by a different superuser
+        snap = self.backup(url)
+        self.ok("verify", snap, "--restore-to", self.pg_new_db())
+        other = self.pg_new_db()
+        self.ok("-d", self.as_user(url, "sm_fid_super"), "-b", self.path("backups"), "--yes",
+                "restore", snap, "--to", self.as_user(other, "sm_fid_super"),
+                "--no-safety-backup")
+        self.assertSameState(before, self.state(other), "restore by another superuser")
+        # backed up and restored by the owner itself: into a database it owns,
+        # and in place
+        snap = self.backup(app, "by_owner")
+        mine = self.pg_new_db()
+        self.psql_admin('ALTER DATABASE "%s" OWNER TO %s' % (mine.rsplit("/", 1)[1], self.APP))
+        self.ok("-d", app, "-b", self.path("backups"), "--yes", "restore", snap, "--to",
+                self.as_user(mine, self.APP), "--no-safety-backup")
+        self.assertSameState(before, self.state(mine), "restore --to by the owner")
+        self.psql(app, "DROP VIEW shop.customer_orders; DELETE FROM shop.orders; "
+                       "INSERT INTO shop.customers (name) VALUES ('new')")
+        self.ok("-d", app, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertSameState(before, self.state(url), "restore in place by the owner")
+        # and it keeps working for the application
+        self.psql(app, "INSERT INTO shop.orders (customer_id, total) VALUES (2, 1)")
+        self.assertEqual(self.psql(app, "SELECT max(no) FROM shop.orders"), "1003")
+
+
+class PgMessagesTest(CliTest):
+    """Errors are told apart by SQLSTATE, never by the server's message text,
+    which is in its lc_messages language.  The server runs in German when
+    its translations and a German locale can be had (the locale is compiled
+    into a temp dir, LOCPATH); else the same paths are checked in English."""
+
+    def german_locale(self):
+        if not glob.glob("/usr/share/locale/de/LC_MESSAGES/postgres-*.mo"):
+            return None
+        loc = tempfile.mkdtemp(prefix="sm-locale-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", loc])
+        r = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8",
+                            os.path.join(loc, "de_DE.UTF-8")], capture_output=True)
+        if r.returncode not in (0, 1) or not os.path.isdir(os.path.join(loc, "de_DE.UTF-8")):
+            return None
+        os.chmod(loc, 0o755)
+        return loc
+
+    def test_errors_are_classified_by_sqlstate(self):
+        self.require_pg()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cluster = "/tmp/sm-pgmsg-" + uuid.uuid4().hex[:8]
+        script = os.path.join(SRC, "scripts", "pg-cluster.sh")
+        env = dict(os.environ, PG_CLUSTER_OPTS="-c max_locks_per_transaction=16 "
+                                               "-c max_connections=5")
+        loc = self.german_locale()
+        if loc:
+            env["LOCPATH"] = loc
+            env["PG_CLUSTER_OPTS"] += " -c lc_messages=de_DE.UTF-8"
+        admin = subprocess.run([script, "start", cluster, str(port)], env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        self.addCleanup(subprocess.run, [script, "stop", cluster], capture_output=True)
+        base = admin.rsplit("/", 1)[0]
+        german = loc is not None
+        if german:
+            r = subprocess.run(["psql", admin, "-X", "-c", "SELECT 1/0"], capture_output=True,
+                               text=True)
+            german = "Division durch Null" in r.stderr
+
+        # a database that does not exist (libpq gives no SQLSTATE for it)
+        r = self.code(1, "-d", base + "/no_such_db", "-b", self.path("backups"), "backup")
+        self.assertIn("never creates a PostgreSQL database", r.err)
+        if german:
+            self.assertIn("existiert nicht", r.err)
+
+        # a statement cancelled by --statement-timeout (57014)
+        self.psql(admin, "CREATE DATABASE a")
+        self.psql(admin, "CREATE DATABASE b")
+        self.write("migrations/0001_slow.sql", "-- migrate:up\nSELECT pg_sleep(5);\n"
+                   "-- migrate:down\nSELECT 1;\n")
+        r = self.code(1, "-d", base + "/a", "--statement-timeout", "200ms", "upgrade")
+        self.assertIn("ran longer than --statement-timeout", r.err)
+        self.assertIn("57014", r.err)
+        if german:
+            self.assertIn("Zeitüberschreitung", r.err)
+
+        # a restore that fails: the server's severity prefix ("FEHLER:  ") is
+        # not repeated after ours (the lock-table path, 53200 from the lock
+        # manager, is test_snapshot_pg's test_lock_table_too_small)
+        self.psql(admin, "CREATE ROLE gone")
+        self.psql(base + "/a", "CREATE TABLE t (x int); ALTER TABLE t OWNER TO gone")
+        snap = self.ok("-d", base + "/a", "-b", self.path("backups"), "--json", "backup",
+                       "--name", "s").json()["path"]
+        self.psql(base + "/a", "DROP TABLE t")
+        self.psql(admin, "DROP ROLE gone")
+        r = self.code(1, "-d", base + "/a", "-b", self.path("backups"), "--yes", "restore",
+                      snap, "--to", base + "/b", "--no-safety-backup")
+        self.assertIn(": " + ("Rolle" if german else "role"), r.err)
+        self.assertNotIn("ERROR:  ", r.err)
+        self.assertNotIn("FEHLER:  ", r.err)
+
+
+if __name__ == "__main__":
+    main()
