@@ -13,9 +13,11 @@
  *
  * Only the user's schemas are read (not pg_catalog, information_schema,
  * pg_toast, temp schemas, nor schemas created by extensions); objects that
- * belong to an extension come back with CREATE EXTENSION.  An object kind
- * this module does not reproduce makes pgcat_read fail with a message
- * naming the object: a snapshot is complete or it is not taken.
+ * belong to an extension come back with CREATE EXTENSION.  The kinds beyond
+ * tables, types and functions (wrappers, servers, operators, policies,
+ * publications, ...) are pgdump_objects.c's.  An object kind no snapshot
+ * reproduces makes pgcat_read fail with a message naming every such object:
+ * a snapshot is complete or it is not taken.
  */
 #ifndef SM_PGDUMP_CATALOG_H
 #define SM_PGDUMP_CATALOG_H

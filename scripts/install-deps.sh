@@ -12,7 +12,7 @@ PACKAGES=(
   libsqlite3-dev libpq-dev libzstd-dev libarchive-dev libssl-dev
   libcjson-dev libinih-dev libpg-query-dev libcmocka-dev
   sqlite3 zstd python3 python3-alembic python3-psycopg2 time
-  postgresql-15 postgresql-client-15
+  postgresql-15 postgresql-client-15 postgresql-15-postgis-3
   cppcheck clang-tidy
 )
 

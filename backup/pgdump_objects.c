@@ -1,0 +1,756 @@
+/*
+ * pgdump_objects: the object kinds of a PostgreSQL snapshot beyond the
+ * schema's tables, types and functions (see pgdump_objects.h), and the
+ * list of the kinds no snapshot reproduces yet.
+ *
+ * Each kind is read in one set-based query.  Objects that belong to an
+ * extension (pg_depend deptype 'e'), or hang off one (a rule or a policy
+ * of an extension's table), are the extension's: CREATE EXTENSION brings
+ * them back, so they are neither dumped nor refused.
+ *
+ * Objects that live outside the snapshot's schemas (wrappers, servers,
+ * user mappings, casts, transforms, access methods, languages, publications,
+ * event triggers) survive the DROP SCHEMA CASCADE of an in-place restore
+ * unless something dropped took them along: each is dropped IF EXISTS
+ * before it is created again (pre-data's kinds at the start of pre-data),
+ * so a restore puts back exactly the snapshot's.
+ */
+#include "pgdump_objects.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+/* The object a rule, policy or trigger hangs off belongs to an extension. */
+#define REL_NOT_EXT(oidexpr) NOT_EXT("pg_catalog.pg_class", oidexpr)
+
+static const char *val(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static unsigned oidval(const PGresult *r, int row, int col)
+{
+	return (unsigned)strtoul(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* Runs sql and appends column 0 of every row (non-NULL), a line each. */
+static int add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm_error *err)
+{
+	PGresult *r = pgcat_query(conn, sql, err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		if (val(r, i, 0))
+			sb_addf(out, "%s\n", val(r, i, 0));
+	PQclear(r);
+	return 0;
+}
+
+/* --- refused kinds ------------------------------------------------------- */
+
+int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
+{
+	static const char sql[] =
+		"SELECT DISTINCT what COLLATE \"C\" AS what FROM ("
+		/* objects living in a user schema, of a catalog no snapshot dumps
+		 * (none today: this catches the kinds a later server adds) */
+		"SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) AS what "
+		"FROM pg_catalog.pg_depend d WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass "
+		"AND d.refobjid IN " USER_NSP " AND d.deptype = 'n' AND d.classid NOT IN ("
+		"'pg_catalog.pg_class'::regclass, 'pg_catalog.pg_type'::regclass, "
+		"'pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_statistic_ext'::regclass, "
+		"'pg_catalog.pg_extension'::regclass, 'pg_catalog.pg_collation'::regclass, "
+		"'pg_catalog.pg_conversion'::regclass, 'pg_catalog.pg_operator'::regclass, "
+		"'pg_catalog.pg_opclass'::regclass, 'pg_catalog.pg_opfamily'::regclass, "
+		"'pg_catalog.pg_ts_parser'::regclass, 'pg_catalog.pg_ts_template'::regclass, "
+		"'pg_catalog.pg_ts_dict'::regclass, 'pg_catalog.pg_ts_config'::regclass) "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
+		"AND x.objid = d.objid AND x.deptype = 'e') "
+		"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
+		/* a subscription's connection string is for superusers' eyes only */
+		"UNION ALL SELECT 'subscription ' || pg_catalog.quote_ident(s.subname) || "
+		"' (only a superuser can read it)' FROM pg_catalog.pg_subscription s "
+		"JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
+		"WHERE db.datname = pg_catalog.current_database() AND NOT (SELECT r.rolsuper FROM "
+		"pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) "
+		") u ORDER BY 1";
+
+	return add_lines(conn, sql, out, err);
+}
+
+/* --- pre-data ------------------------------------------------------------ */
+
+/* The target's role-wide default privileges would apply to every object the
+ * restore creates (an object whose ACL was the built-in default would come
+ * back with the target's): they are reset to the built-in defaults first,
+ * and the snapshot's are set again at the end of post-data.  Those of roles
+ * the restoring role is not a member of stay as they are (it may not
+ * change them). */
+static const char defacl_reset_sql[] =
+	"DO $sm$ DECLARE d record; g record; BEGIN\n"
+	"FOR d IN SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.defaclrole)) AS r, "
+	"a.defaclacl AS acl, CASE a.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' "
+	"WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END AS o "
+	"FROM pg_catalog.pg_default_acl a WHERE a.defaclnamespace = 0 "
+	/* only a member of the role may change its defaults */
+	"AND pg_catalog.pg_has_role(a.defaclrole, 'MEMBER') LOOP\n"
+	"FOR g IN SELECT DISTINCT x.grantee FROM pg_catalog.aclexplode(d.acl) x LOOP\n"
+	"EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES FOR ROLE %s REVOKE ALL ON %s FROM %s', "
+	"d.r, d.o, CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);\n"
+	"END LOOP;\n"
+	"EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT ALL ON %s TO %s', "
+	"d.r, d.o, d.r);\n"
+	"IF d.o IN ('FUNCTIONS', 'TYPES') THEN EXECUTE pg_catalog.format("
+	"'ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT %s ON %s TO PUBLIC', d.r, "
+	"CASE d.o WHEN 'TYPES' THEN 'USAGE' ELSE 'EXECUTE' END, d.o); END IF;\n"
+	"END LOOP; END $sm$;\n";
+
+/* The objects of the snapshot that live outside every schema, and so may
+ * outlive the DROP SCHEMA ... CASCADE of an in-place restore (a cast between
+ * built-in types, a wrapper whose functions are built in, or anything else
+ * whose dependencies are all outside the dropped schemas): dropped before
+ * anything is created, not right before their own CREATE, since what the
+ * restore creates meanwhile may come to depend on them (a SQL function on
+ * a transform's type).  CASCADE only where the dependents are kinds the
+ * snapshot puts back (a server's user mappings and foreign tables). */
+static const char drops_sql[] =
+	"SELECT sql FROM ("
+	" SELECT 1 AS k, t.oid, 'DROP TRANSFORM IF EXISTS FOR ' || pg_catalog.format_type(t.trftype, "
+	" NULL) || ' LANGUAGE ' || pg_catalog.quote_ident(l.lanname) || ';' AS sql "
+	" FROM pg_catalog.pg_transform t JOIN pg_catalog.pg_language l ON l.oid = t.trflang "
+	" WHERE " NOT_EXT("pg_catalog.pg_transform", "t.oid")
+	" UNION ALL SELECT 2, c.oid, 'DROP CAST IF EXISTS (' || pg_catalog.format_type(c.castsource, "
+	" NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, NULL) || ');' FROM "
+	" pg_catalog.pg_cast c WHERE c.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_cast", "c.oid")
+	" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = "
+	" 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i')"
+	" UNION ALL SELECT 3, s.oid, 'DROP SERVER IF EXISTS ' || pg_catalog.quote_ident(s.srvname) || "
+	" ' CASCADE;' FROM pg_catalog.pg_foreign_server s WHERE "
+	NOT_EXT("pg_catalog.pg_foreign_server", "s.oid")
+	" UNION ALL SELECT 4, w.oid, 'DROP FOREIGN DATA WRAPPER IF EXISTS ' || "
+	" pg_catalog.quote_ident(w.fdwname) || ' CASCADE;' FROM pg_catalog.pg_foreign_data_wrapper w "
+	" WHERE " NOT_EXT("pg_catalog.pg_foreign_data_wrapper", "w.oid")
+	" UNION ALL SELECT 5, a.oid, 'DROP ACCESS METHOD IF EXISTS ' || pg_catalog.quote_ident(a.amname) "
+	" || ';' FROM pg_catalog.pg_am a WHERE a.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_am", "a.oid")
+	" UNION ALL SELECT 6, l.oid, 'DROP LANGUAGE IF EXISTS ' || pg_catalog.quote_ident(l.lanname) "
+	" || ';' FROM pg_catalog.pg_language l WHERE l.oid >= 16384 AND "
+	NOT_EXT("pg_catalog.pg_language", "l.oid") ") d ORDER BY k, oid";
+
+int pgobj_prelude(const struct pgobj_out *o, struct strbuf *pre)
+{
+	sb_adds(pre, defacl_reset_sql);
+	return add_lines(o->conn, drops_sql, pre, o->err);
+}
+
+static void owner_to(const struct pgobj_out *o, const char *kind, const char *name,
+		     const char *owner)
+{
+	if (o->no_owner || !owner)
+		return;
+	sb_addf(o->owners, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
+}
+
+static int dump_collations(const struct pgobj_out *o)
+{
+	PGresult *r = pgcat_query(o->conn,
+		"SELECT c.oid, pg_catalog.quote_ident(n.nspname) || '.' || "
+		"pg_catalog.quote_ident(c.collname), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.collowner)), c.collprovider, "
+		"c.collisdeterministic, pg_catalog.quote_literal(c.collcollate), "
+		"pg_catalog.quote_literal(c.collctype), pg_catalog.quote_literal(c.colliculocale) "
+		"FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace "
+		"WHERE c.collnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_collation", "c.oid")
+		" ORDER BY c.oid", o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 1), *prov = PQgetvalue(r, i, 3);
+
+		sb_addf(&sb, "CREATE COLLATION %s (provider = %s", name,
+			prov[0] == 'i' ? "icu" : prov[0] == 'c' ? "libc" : "default");
+		if (prov[0] == 'i' && val(r, i, 7))
+			sb_addf(&sb, ", locale = %s", val(r, i, 7));
+		else if (prov[0] == 'c' && val(r, i, 5) && val(r, i, 6))
+			sb_addf(&sb, ", lc_collate = %s, lc_ctype = %s", val(r, i, 5), val(r, i, 6));
+		if (PQgetvalue(r, i, 4)[0] != 't')
+			sb_adds(&sb, ", deterministic = false");
+		sb_adds(&sb, ");\n");
+		o->add(o->ud, R_COLL, 'l', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(o, "COLLATION", name, PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int dump_fdws(const struct pgobj_out *o)
+{
+	PGresult *r = pgcat_query(o->conn,
+		"SELECT w.oid, pg_catalog.quote_ident(w.fdwname), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(w.fdwowner)), "
+		"NULLIF(w.fdwhandler, 0)::pg_catalog.regproc, NULLIF(w.fdwvalidator, 0)::pg_catalog.regproc, "
+		PGOBJ_OPTIONS("w.fdwoptions") " FROM pg_catalog.pg_foreign_data_wrapper w WHERE "
+		NOT_EXT("pg_catalog.pg_foreign_data_wrapper", "w.oid") " ORDER BY w.oid", o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 1);
+
+		sb_addf(&sb, "CREATE FOREIGN DATA WRAPPER %s", name);
+		if (val(r, i, 3))
+			sb_addf(&sb, " HANDLER %s", val(r, i, 3));
+		if (val(r, i, 4))
+			sb_addf(&sb, " VALIDATOR %s", val(r, i, 4));
+		sb_addf(&sb, "%s;\n", PQgetvalue(r, i, 5));
+		o->add(o->ud, R_FDW, 'w', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(o, "FOREIGN DATA WRAPPER", name, PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int dump_servers(const struct pgobj_out *o)
+{
+	PGresult *r = pgcat_query(o->conn,
+		"SELECT s.oid, pg_catalog.quote_ident(s.srvname), "
+		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(s.srvowner)), "
+		"pg_catalog.quote_literal(s.srvtype), pg_catalog.quote_literal(s.srvversion), "
+		"pg_catalog.quote_ident(w.fdwname), " PGOBJ_OPTIONS("s.srvoptions")
+		" FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_foreign_data_wrapper w "
+		"ON w.oid = s.srvfdw WHERE " NOT_EXT("pg_catalog.pg_foreign_server", "s.oid")
+		" ORDER BY s.oid", o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+		const char *name = PQgetvalue(r, i, 1);
+
+		sb_addf(&sb, "CREATE SERVER %s", name);
+		if (val(r, i, 3))
+			sb_addf(&sb, " TYPE %s", val(r, i, 3));
+		if (val(r, i, 4))
+			sb_addf(&sb, " VERSION %s", val(r, i, 4));
+		sb_addf(&sb, " FOREIGN DATA WRAPPER %s%s;\n", PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+		o->add(o->ud, R_SERVER, 's', oidval(r, i, 0), sb_detach(&sb));
+		owner_to(o, "SERVER", name, PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* pg_user_mappings shows the options (passwords too) to whoever may see
+ * them, as pg_dump reads them. */
+static int dump_user_mappings(const struct pgobj_out *o)
+{
+	PGresult *r = pgcat_query(o->conn,
+		"SELECT u.umid, CASE WHEN u.umuser = 0 THEN 'PUBLIC' ELSE "
+		"pg_catalog.quote_ident(u.usename) END, pg_catalog.quote_ident(u.srvname), "
+		PGOBJ_OPTIONS("u.umoptions") " FROM pg_catalog.pg_user_mappings u "
+		"WHERE " NOT_EXT("pg_catalog.pg_foreign_server", "u.srvid") " ORDER BY u.umid", o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		struct strbuf sb = STRBUF_INIT;
+
+		sb_addf(&sb, "CREATE USER MAPPING FOR %s SERVER %s%s;\n", PQgetvalue(r, i, 1),
+			PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+		o->add(o->ud, R_UMAP, 'u', oidval(r, i, 0), sb_detach(&sb));
+	}
+	PQclear(r);
+	return 0;
+}
+
+
+/* Adds, for every row of sql, column 1 (taken as the statement) to the sort
+ * as (rank, cls, column 0), and ALTER kind <column 2> OWNER TO <column 3>
+ * when column 3 is there.  For the kinds whose statement SQL builds whole. */
+static int add_rows(const struct pgobj_out *o, const char *sql, int rank, char cls,
+		    const char *kind)
+{
+	PGresult *r = pgcat_query(o->conn, sql, o->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		o->add(o->ud, rank, cls, oidval(r, i, 0), xstrdup(PQgetvalue(r, i, 1)));
+		if (PQnfields(r) > 3 && val(r, i, 3))
+			owner_to(o, kind, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+	}
+	PQclear(r);
+	return 0;
+}
+
+#define QNAME(nsp, name) "pg_catalog.quote_ident(" nsp ") || '.' || pg_catalog.quote_ident(" name ")"
+#define OWNER(col) "pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(" col "))"
+
+/* Casts between any types, when the user made them (not a domain's or a
+ * range's built-in ones). */
+static const char cast_sql[] =
+	"SELECT c.oid, 'CREATE CAST (' || "
+	"pg_catalog.format_type(c.castsource, NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, "
+	"NULL) || ') ' || CASE c.castmethod WHEN 'f' THEN 'WITH FUNCTION ' || "
+	"c.castfunc::pg_catalog.regprocedure::text WHEN 'i' THEN 'WITH INOUT' ELSE 'WITHOUT FUNCTION' "
+	"END || CASE c.castcontext WHEN 'a' THEN ' AS ASSIGNMENT' WHEN 'i' THEN ' AS IMPLICIT' ELSE '' "
+	"END || E';\n' FROM pg_catalog.pg_cast c WHERE c.oid >= 16384 AND "
+	NOT_EXT("pg_catalog.pg_cast", "c.oid") " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
+	"WHERE x.classid = 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid AND x.deptype = 'i') "
+	"ORDER BY c.oid";
+
+static const char conversion_sql[] =
+	"SELECT c.oid, 'CREATE ' || CASE WHEN c.condefault THEN 'DEFAULT ' ELSE '' END || "
+	"'CONVERSION ' || " QNAME("n.nspname", "c.conname") " || ' FOR ' || pg_catalog.quote_literal("
+	"pg_catalog.pg_encoding_to_char(c.conforencoding)) || ' TO ' || pg_catalog.quote_literal("
+	"pg_catalog.pg_encoding_to_char(c.contoencoding)) || ' FROM ' || c.conproc::pg_catalog.regproc"
+	"::text || E';\n', " QNAME("n.nspname", "c.conname") ", " OWNER("c.conowner")
+	" FROM pg_catalog.pg_conversion c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace "
+	"WHERE c.connamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_conversion", "c.oid")
+	" ORDER BY c.oid";
+
+/* Operators (not the shells a COMMUTATOR or NEGATOR left undefined), in
+ * pg_dump's order, by name: defining an operator fills in the links of the
+ * ones that name it as COMMUTATOR or NEGATOR, so the order decides which
+ * links exist. */
+#define OPREF(col) "(SELECT 'OPERATOR(' || pg_catalog.quote_ident(rn.nspname) || '.' || " \
+	"r.oprname || ')' FROM pg_catalog.pg_operator r JOIN pg_catalog.pg_namespace rn ON " \
+	"rn.oid = r.oprnamespace WHERE r.oid = " col ")"
+static const char operator_sql[] =
+	"SELECT o.oid, 'CREATE OPERATOR ' || pg_catalog.quote_ident(n.nspname) || '.' || o.oprname || "
+	"' (FUNCTION = ' || o.oprcode::pg_catalog.regproc::text || "
+	"CASE WHEN o.oprleft <> 0 THEN ', LEFTARG = ' || pg_catalog.format_type(o.oprleft, NULL) "
+	"ELSE '' END || CASE WHEN o.oprright <> 0 THEN ', RIGHTARG = ' || "
+	"pg_catalog.format_type(o.oprright, NULL) ELSE '' END || "
+	"COALESCE(', COMMUTATOR = ' || " OPREF("NULLIF(o.oprcom, 0)") ", '') || "
+	"COALESCE(', NEGATOR = ' || " OPREF("NULLIF(o.oprnegate, 0)") ", '') || "
+	"COALESCE(', RESTRICT = ' || NULLIF(o.oprrest, 0)::pg_catalog.regproc::text, '') || "
+	"COALESCE(', JOIN = ' || NULLIF(o.oprjoin, 0)::pg_catalog.regproc::text, '') || "
+	"CASE WHEN o.oprcanhash THEN ', HASHES' ELSE '' END || "
+	"CASE WHEN o.oprcanmerge THEN ', MERGES' ELSE '' END || E');\n', "
+	"o.oid::pg_catalog.regoperator::text, " OWNER("o.oprowner")
+	" FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace "
+	"WHERE o.oprnamespace IN " USER_NSP " AND o.oprcode <> 0 AND "
+	NOT_EXT("pg_catalog.pg_operator", "o.oid") " ORDER BY n.nspname COLLATE \"C\", "
+	"o.oprname COLLATE \"C\", o.oprleft, o.oprright";
+
+/* An operator family's or class's members: "OPERATOR n op(l, r) [FOR ...]"
+ * and "FUNCTION n (l, r) f(args)"; loose: the family's own (pg_depend 'a'),
+ * else the class's ('i'). */
+#define AMOP_ITEMS(ownercls, ownerexpr, deptype)                                          \
+	"(SELECT pg_catalog.string_agg(item, ', ' ORDER BY k, num) FROM ("                    \
+	"SELECT 0 AS k, ao.amopstrategy AS num, 'OPERATOR ' || ao.amopstrategy || ' ' || "    \
+	"ao.amopopr::pg_catalog.regoperator::text || CASE WHEN ao.amoppurpose = 'o' THEN "    \
+	"' FOR ORDER BY ' || " QNAME("sn.nspname", "sf.opfname") " ELSE '' END AS item "      \
+	"FROM pg_catalog.pg_amop ao JOIN pg_catalog.pg_depend dd ON dd.classid = "            \
+	"'pg_catalog.pg_amop'::regclass AND dd.objid = ao.oid AND dd.refclassid = '"         \
+	ownercls "'::regclass AND dd.refobjid = " ownerexpr " AND dd.deptype = '" deptype "' " \
+	"LEFT JOIN pg_catalog.pg_opfamily sf ON sf.oid = ao.amopsortfamily "                  \
+	"LEFT JOIN pg_catalog.pg_namespace sn ON sn.oid = sf.opfnamespace "                   \
+	"UNION ALL SELECT 1, ap.amprocnum, 'FUNCTION ' || ap.amprocnum || ' (' || "           \
+	"pg_catalog.format_type(ap.amproclefttype, NULL) || ', ' || "                         \
+	"pg_catalog.format_type(ap.amprocrighttype, NULL) || ') ' || "                        \
+	"ap.amproc::pg_catalog.regprocedure::text FROM pg_catalog.pg_amproc ap "              \
+	"JOIN pg_catalog.pg_depend dd ON dd.classid = 'pg_catalog.pg_amproc'::regclass "      \
+	"AND dd.objid = ap.oid AND dd.refclassid = '" ownercls "'::regclass AND "            \
+	"dd.refobjid = " ownerexpr " AND dd.deptype = '" deptype "') items)"
+
+static const char opfamily_sql[] =
+	"SELECT f.oid, 'CREATE OPERATOR FAMILY ' || " QNAME("n.nspname", "f.opfname") " || "
+	"' USING ' || pg_catalog.quote_ident(a.amname) || E';\n' || COALESCE('ALTER OPERATOR "
+	"FAMILY ' || " QNAME("n.nspname", "f.opfname") " || ' USING ' || "
+	"pg_catalog.quote_ident(a.amname) || ' ADD ' || "
+	AMOP_ITEMS("pg_catalog.pg_opfamily", "f.oid", "a") " || E';\n', ''), "
+	QNAME("n.nspname", "f.opfname") " || ' USING ' || pg_catalog.quote_ident(a.amname), "
+	OWNER("f.opfowner") " FROM pg_catalog.pg_opfamily f JOIN pg_catalog.pg_namespace n "
+	"ON n.oid = f.opfnamespace JOIN pg_catalog.pg_am a ON a.oid = f.opfmethod "
+	"WHERE f.opfnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_opfamily", "f.oid")
+	" ORDER BY f.oid";
+
+static const char opclass_sql[] =
+	"SELECT c.oid, 'CREATE OPERATOR CLASS ' || " QNAME("n.nspname", "c.opcname") " || "
+	"CASE WHEN c.opcdefault THEN ' DEFAULT' ELSE '' END || ' FOR TYPE ' || "
+	"pg_catalog.format_type(c.opcintype, NULL) || ' USING ' || pg_catalog.quote_ident(a.amname) "
+	"|| ' FAMILY ' || " QNAME("fn.nspname", "f.opfname") " || ' AS ' || "
+	"pg_catalog.concat_ws(', ', CASE WHEN c.opckeytype <> 0 THEN 'STORAGE ' || "
+	"pg_catalog.format_type(c.opckeytype, NULL) END, "
+	AMOP_ITEMS("pg_catalog.pg_opclass", "c.oid", "i") ") || E';\n', "
+	QNAME("n.nspname", "c.opcname") " || ' USING ' || pg_catalog.quote_ident(a.amname), "
+	OWNER("c.opcowner") " FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_namespace n "
+	"ON n.oid = c.opcnamespace JOIN pg_catalog.pg_am a ON a.oid = c.opcmethod "
+	"JOIN pg_catalog.pg_opfamily f ON f.oid = c.opcfamily JOIN pg_catalog.pg_namespace fn "
+	"ON fn.oid = f.opfnamespace WHERE c.opcnamespace IN " USER_NSP " AND "
+	NOT_EXT("pg_catalog.pg_opclass", "c.oid") " ORDER BY c.oid";
+
+static const char tsparser_sql[] =
+	"SELECT p.oid, 'CREATE TEXT SEARCH PARSER ' || " QNAME("n.nspname", "p.prsname") " || "
+	"' (START = ' || p.prsstart::pg_catalog.regproc::text || ', GETTOKEN = ' || "
+	"p.prstoken::pg_catalog.regproc::text || ', END = ' || p.prsend::pg_catalog.regproc::text || "
+	"', LEXTYPES = ' || p.prslextype::pg_catalog.regproc::text || COALESCE(', HEADLINE = ' || "
+	"NULLIF(p.prsheadline, 0)::pg_catalog.regproc::text, '') || E');\n' "
+	"FROM pg_catalog.pg_ts_parser p JOIN pg_catalog.pg_namespace n ON n.oid = p.prsnamespace "
+	"WHERE p.prsnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_ts_parser", "p.oid")
+	" ORDER BY p.oid";
+
+static const char tstemplate_sql[] =
+	"SELECT t.oid, 'CREATE TEXT SEARCH TEMPLATE ' || " QNAME("n.nspname", "t.tmplname") " || "
+	"' (' || COALESCE('INIT = ' || NULLIF(t.tmplinit, 0)::pg_catalog.regproc::text || ', ', '') "
+	"|| 'LEXIZE = ' || t.tmpllexize::pg_catalog.regproc::text || E');\n' "
+	"FROM pg_catalog.pg_ts_template t JOIN pg_catalog.pg_namespace n ON n.oid = t.tmplnamespace "
+	"WHERE t.tmplnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_ts_template", "t.oid")
+	" ORDER BY t.oid";
+
+static const char tsdict_sql[] =
+	"SELECT d.oid, 'CREATE TEXT SEARCH DICTIONARY ' || " QNAME("n.nspname", "d.dictname") " || "
+	"' (TEMPLATE = ' || " QNAME("tn.nspname", "t.tmplname") " || COALESCE(', ' || "
+	"d.dictinitoption, '') || E');\n', " QNAME("n.nspname", "d.dictname") ", "
+	OWNER("d.dictowner") " FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_namespace n "
+	"ON n.oid = d.dictnamespace JOIN pg_catalog.pg_ts_template t ON t.oid = d.dicttemplate "
+	"JOIN pg_catalog.pg_namespace tn ON tn.oid = t.tmplnamespace "
+	"WHERE d.dictnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_ts_dict", "d.oid")
+	" ORDER BY d.oid";
+
+/* A configuration and its mappings, token type by token type. */
+static const char tsconfig_sql[] =
+	"SELECT c.oid, 'CREATE TEXT SEARCH CONFIGURATION ' || " QNAME("n.nspname", "c.cfgname") " || "
+	"' (PARSER = ' || " QNAME("pn.nspname", "p.prsname") " || E');\n' || COALESCE((SELECT "
+	"pg_catalog.string_agg('ALTER TEXT SEARCH CONFIGURATION ' || " QNAME("n.nspname", "c.cfgname")
+	" || ' ADD MAPPING FOR ' || pg_catalog.quote_ident(tt.alias) || ' WITH ' || m.dicts || "
+	"E';\n', '' ORDER BY m.maptokentype) FROM (SELECT mm.maptokentype, pg_catalog.string_agg("
+	"mm.mapdict::pg_catalog.regdictionary::text, ', ' ORDER BY mm.mapseqno) AS dicts FROM "
+	"pg_catalog.pg_ts_config_map mm WHERE mm.mapcfg = c.oid GROUP BY mm.maptokentype) m "
+	"JOIN pg_catalog.ts_token_type(c.cfgparser) tt ON tt.tokid = m.maptokentype), ''), "
+	QNAME("n.nspname", "c.cfgname") ", " OWNER("c.cfgowner")
+	" FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace "
+	"JOIN pg_catalog.pg_ts_parser p ON p.oid = c.cfgparser JOIN pg_catalog.pg_namespace pn "
+	"ON pn.oid = p.prsnamespace WHERE c.cfgnamespace IN " USER_NSP " AND "
+	NOT_EXT("pg_catalog.pg_ts_config", "c.oid") " ORDER BY c.oid";
+
+/* Access methods, procedural languages and transforms outside extensions. */
+static const char am_sql[] =
+	"SELECT a.oid, 'CREATE ACCESS METHOD ' || pg_catalog.quote_ident(a.amname) || ' TYPE ' || "
+	"CASE a.amtype WHEN 'i' THEN 'INDEX' ELSE 'TABLE' END || ' HANDLER ' || "
+	"a.amhandler::pg_catalog.regproc::text || E';\n' FROM pg_catalog.pg_am a "
+	"WHERE a.oid >= 16384 AND " NOT_EXT("pg_catalog.pg_am", "a.oid") " ORDER BY a.oid";
+
+static const char language_sql[] =
+	"SELECT l.oid, 'CREATE ' || CASE WHEN l.lanpltrusted THEN 'TRUSTED ' ELSE '' END || "
+	"'LANGUAGE ' || pg_catalog.quote_ident(l.lanname) || ' HANDLER ' || "
+	"l.lanplcallfoid::pg_catalog.regproc::text || COALESCE(' INLINE ' || NULLIF(l.laninline, 0)"
+	"::pg_catalog.regproc::text, '') || COALESCE(' VALIDATOR ' || NULLIF(l.lanvalidator, 0)"
+	"::pg_catalog.regproc::text, '') || E';\n', pg_catalog.quote_ident(l.lanname), "
+	OWNER("l.lanowner") " FROM pg_catalog.pg_language l WHERE l.oid >= 16384 AND "
+	NOT_EXT("pg_catalog.pg_language", "l.oid") " ORDER BY l.oid";
+
+static const char transform_sql[] =
+	"SELECT t.oid, 'CREATE TRANSFORM FOR ' || "
+	"pg_catalog.format_type(t.trftype, NULL) || ' LANGUAGE ' || pg_catalog.quote_ident(l.lanname) "
+	"|| ' (' || pg_catalog.concat_ws(', ', 'FROM SQL WITH FUNCTION ' || NULLIF(t.trffromsql, 0)"
+	"::pg_catalog.regprocedure::text, 'TO SQL WITH FUNCTION ' || NULLIF(t.trftosql, 0)"
+	"::pg_catalog.regprocedure::text) || E');\n' FROM pg_catalog.pg_transform t "
+	"JOIN pg_catalog.pg_language l ON l.oid = t.trflang WHERE "
+	NOT_EXT("pg_catalog.pg_transform", "t.oid") " ORDER BY t.oid";
+
+int pgobj_pre(const struct pgobj_out *o)
+{
+	if (dump_collations(o) < 0 || dump_fdws(o) < 0 || dump_servers(o) < 0 ||
+	    dump_user_mappings(o) < 0 ||
+	    add_rows(o, language_sql, R_LANG, 'g', "LANGUAGE") < 0 ||
+	    add_rows(o, am_sql, R_AM, 'a', NULL) < 0 ||
+	    add_rows(o, transform_sql, R_TRANSFORM, 'x', NULL) < 0 ||
+	    add_rows(o, cast_sql, R_CAST, 'k', NULL) < 0 ||
+	    add_rows(o, conversion_sql, R_CONV, 'v', "CONVERSION") < 0 ||
+	    add_rows(o, operator_sql, R_OPER, 'o', "OPERATOR") < 0 ||
+	    add_rows(o, opfamily_sql, R_OPFAMILY, 'F', "OPERATOR FAMILY") < 0 ||
+	    add_rows(o, opclass_sql, R_OPCLASS, 'C', "OPERATOR CLASS") < 0 ||
+	    add_rows(o, tsparser_sql, R_TSPARSER, 'P', NULL) < 0 ||
+	    add_rows(o, tstemplate_sql, R_TSTEMPLATE, 'E', NULL) < 0 ||
+	    add_rows(o, tsdict_sql, R_TSDICT, 'D', "TEXT SEARCH DICTIONARY") < 0 ||
+	    add_rows(o, tsconfig_sql, R_TSCONFIG, 'T', "TEXT SEARCH CONFIGURATION") < 0)
+		return -1;
+	return 0;
+}
+
+/* --- post-data ----------------------------------------------------------- */
+
+/* Row-level security switches and policies. */
+static const char rls_sql[] =
+	"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ROW LEVEL SECURITY;' "
+	"|| CASE WHEN c.relforcerowsecurity THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text "
+	"|| ' FORCE ROW LEVEL SECURITY;' ELSE '' END FROM pg_catalog.pg_class c "
+	"WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND c.relnamespace IN " USER_NSP
+	" AND " REL_NOT_EXT("c.oid") " ORDER BY c.oid";
+
+static const char policy_sql[] =
+	"SELECT 'CREATE POLICY ' || pg_catalog.quote_ident(p.polname) || ' ON ' || "
+	"c.oid::pg_catalog.regclass::text || CASE WHEN p.polpermissive THEN '' "
+	"ELSE ' AS RESTRICTIVE' END || ' FOR ' || CASE p.polcmd WHEN 'r' THEN 'SELECT' "
+	"WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END "
+	"|| ' TO ' || (SELECT pg_catalog.string_agg(CASE WHEN r.u = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.u)) END, ', ' ORDER BY r.n) "
+	"FROM pg_catalog.unnest(p.polroles) WITH ORDINALITY r(u, n)) || "
+	"COALESCE(' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')', '') || "
+	"COALESCE(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', '') "
+	"|| ';' FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
+	"WHERE c.relnamespace IN " USER_NSP " AND " REL_NOT_EXT("c.oid") " ORDER BY c.oid, p.polname";
+
+/* Rules (a view's _RETURN rule is the view itself). */
+static const char rule_sql[] =
+	"SELECT pg_catalog.pg_get_ruledef(r.oid) || CASE r.ev_enabled "
+	"WHEN 'D' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' DISABLE RULE ' "
+	"|| pg_catalog.quote_ident(r.rulename) || ';' "
+	"WHEN 'R' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE REPLICA RULE ' "
+	"|| pg_catalog.quote_ident(r.rulename) || ';' "
+	"WHEN 'A' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ALWAYS RULE ' "
+	"|| pg_catalog.quote_ident(r.rulename) || ';' ELSE '' END "
+	"FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
+	"WHERE r.rulename <> '_RETURN' AND c.relnamespace IN " USER_NSP " AND " REL_NOT_EXT("c.oid")
+	" ORDER BY c.oid, r.rulename";
+
+/* Grants on wrappers and servers: the object's ACL replayed from a clean
+ * slate.  An extension's wrapper (postgres_fdw) counts when its ACL is no
+ * longer the one the extension set up (pg_init_privs). */
+static const char fdw_acl_sql[] =
+	"WITH o(kind, name, acl, owner) AS ("
+	" SELECT 'FOREIGN DATA WRAPPER', pg_catalog.quote_ident(w.fdwname), w.fdwacl, w.fdwowner "
+	" FROM pg_catalog.pg_foreign_data_wrapper w LEFT JOIN pg_catalog.pg_init_privs ip ON "
+	" ip.classoid = 'pg_catalog.pg_foreign_data_wrapper'::regclass AND ip.objoid = w.oid "
+	" WHERE w.fdwacl IS DISTINCT FROM ip.initprivs AND (w.fdwacl IS NOT NULL OR ip.initprivs "
+	" IS NOT NULL)"
+	" UNION ALL SELECT 'FOREIGN SERVER', pg_catalog.quote_ident(s.srvname), s.srvacl, s.srvowner "
+	" FROM pg_catalog.pg_foreign_server s WHERE s.srvacl IS NOT NULL AND "
+	NOT_EXT("pg_catalog.pg_foreign_server", "s.oid") ") "
+	"SELECT 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; REVOKE ALL ON ' || "
+	"o.kind || ' ' || o.name || ' FROM ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';' || COALESCE((SELECT "
+	"pg_catalog.string_agg(' GRANT ' || a.privilege_type || ' ON ' || o.kind || ' ' || o.name || "
+	"' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
+	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
+	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault('F', o.owner))) a), '') "
+	"FROM o ORDER BY o.kind, o.name";
+
+/* Grants on PostgreSQL's own objects (pg_catalog, languages) and on
+ * extension members, and on the user's own languages, where they are no longer the ones initdb or CREATE EXTENSION set
+ * up (pg_init_privs), as pg_dump compares them: replayed from a clean slate
+ * (an in-place restore recreates the extensions in the dropped schemas, and
+ * leaves pg_catalog alone). */
+static const char init_acl_sql[] =
+	"WITH o(kind, name, acl, owner, dflt) AS ("
+	" SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, "
+	" c.oid::pg_catalog.regclass::text, c.relacl, c.relowner, "
+	" CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END FROM pg_catalog.pg_class c "
+	" LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::regclass "
+	" AND ip.objoid = c.oid AND ip.objsubid = 0 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+	" AND c.relacl IS DISTINCT FROM ip.initprivs AND (c.relnamespace = "
+	" 'pg_catalog'::regnamespace OR NOT " NOT_EXT("pg_catalog.pg_class", "c.oid") ")"
+	" UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, "
+	" p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner, 'f' FROM pg_catalog.pg_proc p "
+	" LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::regclass "
+	" AND ip.objoid = p.oid AND ip.objsubid = 0 WHERE p.proacl IS DISTINCT FROM ip.initprivs "
+	" AND (p.pronamespace = 'pg_catalog'::regnamespace OR NOT "
+	NOT_EXT("pg_catalog.pg_proc", "p.oid") ")"
+	" UNION ALL SELECT 'TYPE', pg_catalog.format_type(t.oid, NULL), t.typacl, t.typowner, 'T' "
+	" FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = "
+	" 'pg_catalog.pg_type'::regclass AND ip.objoid = t.oid AND ip.objsubid = 0 "
+	" WHERE t.typacl IS DISTINCT FROM ip.initprivs AND t.typcategory <> 'A' AND "
+	" (t.typnamespace = 'pg_catalog'::regnamespace OR NOT " NOT_EXT("pg_catalog.pg_type", "t.oid") ")"
+	/* languages: built-in, an extension's (plpgsql) or the user's own */
+	" UNION ALL SELECT 'LANGUAGE', pg_catalog.quote_ident(l.lanname), l.lanacl, l.lanowner, 'l' "
+	" FROM pg_catalog.pg_language l LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = "
+	" 'pg_catalog.pg_language'::regclass AND ip.objoid = l.oid AND ip.objsubid = 0 "
+	" WHERE l.lanacl IS DISTINCT FROM ip.initprivs) "
+	"SELECT 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; REVOKE ALL ON ' || "
+	"o.kind || ' ' || o.name || ' FROM ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';' || COALESCE((SELECT "
+	"pg_catalog.string_agg(' GRANT ' || a.privilege_type || ' ON ' || o.kind || ' ' || o.name || "
+	"' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
+	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
+	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault(o.dflt::\"char\", "
+	"o.owner))) a), '') FROM o ORDER BY o.kind, o.name";
+
+/* Comments on the kinds of this file. */
+static const char comment_sql[] =
+	"SELECT 'COMMENT ON ' || CASE "
+	" WHEN d.classoid = 'pg_catalog.pg_collation'::regclass THEN (SELECT 'COLLATION ' || "
+	"  pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.collname) "
+	"  FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace "
+	"  WHERE c.oid = d.objoid AND c.collnamespace IN " USER_NSP
+	"  AND " NOT_EXT("pg_catalog.pg_collation", "c.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_foreign_data_wrapper'::regclass THEN (SELECT "
+	"  'FOREIGN DATA WRAPPER ' || pg_catalog.quote_ident(w.fdwname) FROM "
+	"  pg_catalog.pg_foreign_data_wrapper w WHERE w.oid = d.objoid AND "
+	NOT_EXT("pg_catalog.pg_foreign_data_wrapper", "w.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_foreign_server'::regclass THEN (SELECT "
+	"  'SERVER ' || pg_catalog.quote_ident(s.srvname) FROM pg_catalog.pg_foreign_server s "
+	"  WHERE s.oid = d.objoid AND " NOT_EXT("pg_catalog.pg_foreign_server", "s.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_policy'::regclass THEN (SELECT 'POLICY ' || "
+	"  pg_catalog.quote_ident(p.polname) || ' ON ' || c.oid::pg_catalog.regclass::text "
+	"  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
+	"  WHERE p.oid = d.objoid AND c.relnamespace IN " USER_NSP " AND " REL_NOT_EXT("c.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_rewrite'::regclass THEN (SELECT 'RULE ' || "
+	"  pg_catalog.quote_ident(r.rulename) || ' ON ' || c.oid::pg_catalog.regclass::text "
+	"  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
+	"  WHERE r.oid = d.objoid AND r.rulename <> '_RETURN' AND c.relnamespace IN " USER_NSP
+	"  AND " REL_NOT_EXT("c.oid") ") "
+	" WHEN d.classoid = 'pg_catalog.pg_publication'::regclass THEN (SELECT 'PUBLICATION ' || "
+	"  pg_catalog.quote_ident(p.pubname) FROM pg_catalog.pg_publication p WHERE p.oid = d.objoid) "
+	" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
+	"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 AND d.classoid IN ("
+	"'pg_catalog.pg_collation'::regclass, 'pg_catalog.pg_foreign_data_wrapper'::regclass, "
+	"'pg_catalog.pg_foreign_server'::regclass, 'pg_catalog.pg_policy'::regclass, "
+	"'pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_publication'::regclass) "
+	"ORDER BY d.classoid, d.objoid";
+
+/* Publications: dropped first (they live outside every schema), created
+ * empty, then given their schemas and tables (column lists, row filters). */
+static const char publication_sql[] =
+	"SELECT 'DROP PUBLICATION IF EXISTS ' || pg_catalog.quote_ident(p.pubname) || "
+	"'; CREATE PUBLICATION ' || pg_catalog.quote_ident(p.pubname) || CASE WHEN p.puballtables "
+	"THEN ' FOR ALL TABLES' ELSE '' END || ' WITH (publish = ' || pg_catalog.quote_literal("
+	"pg_catalog.concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate "
+	"THEN 'update' END, CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN "
+	"'truncate' END)) || ', publish_via_partition_root = ' || p.pubviaroot || ');' || "
+	"COALESCE((SELECT pg_catalog.string_agg(' ALTER PUBLICATION ' || pg_catalog.quote_ident("
+	"p.pubname) || ' ADD TABLES IN SCHEMA ' || pg_catalog.quote_ident(n.nspname) || ';', '' "
+	"ORDER BY n.nspname) FROM pg_catalog.pg_publication_namespace pn JOIN "
+	"pg_catalog.pg_namespace n ON n.oid = pn.pnnspid WHERE pn.pnpubid = p.oid), '') || "
+	"COALESCE((SELECT pg_catalog.string_agg(' ALTER PUBLICATION ' || pg_catalog.quote_ident("
+	"p.pubname) || ' ADD TABLE ONLY ' || pr.prrelid::pg_catalog.regclass::text || "
+	"COALESCE(' (' || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' "
+	"ORDER BY k.n) FROM pg_catalog.unnest(pr.prattrs::pg_catalog.int2[]) WITH ORDINALITY k(num, n) "
+	"JOIN pg_catalog.pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.num) || ')', '') "
+	"|| COALESCE(' WHERE (' || pg_catalog.pg_get_expr(pr.prqual, pr.prrelid) || ')', '') || ';', "
+	"'' ORDER BY pr.prrelid) FROM pg_catalog.pg_publication_rel pr WHERE pr.prpubid = p.oid), '') "
+	"FROM pg_catalog.pg_publication p ORDER BY p.pubname";
+
+/* Subscriptions, as pg_dump writes them: created without connecting
+ * (disabled, no replication slot made), to be enabled by hand.  One that is
+ * there already (an in-place restore: it lives outside every schema) is
+ * left alone, since dropping it would drop its slot on the publisher. */
+static const char subscription_sql[] =
+	"SELECT 'DO $sm$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription s JOIN "
+	"pg_catalog.pg_database d ON d.oid = s.subdbid WHERE d.datname = "
+	"pg_catalog.current_database() AND s.subname = ' || pg_catalog.quote_literal(s.subname) || "
+	"') THEN CREATE SUBSCRIPTION ' || pg_catalog.quote_ident(s.subname) || ' CONNECTION ' || "
+	"pg_catalog.quote_literal(s.subconninfo) || ' PUBLICATION ' || (SELECT "
+	"pg_catalog.string_agg(pg_catalog.quote_ident(p), ', ' ORDER BY n) FROM "
+	"pg_catalog.unnest(s.subpublications) WITH ORDINALITY u(p, n)) || ' WITH (connect = false, "
+	"slot_name = ' || COALESCE(pg_catalog.quote_literal(s.subslotname), 'NONE') || "
+	"CASE WHEN s.subbinary THEN ', binary = true' ELSE '' END || "
+	"CASE WHEN s.substream THEN ', streaming = on' ELSE '' END || "
+	"CASE WHEN s.subtwophasestate <> 'd' THEN ', two_phase = on' ELSE '' END || "
+	"CASE WHEN s.subdisableonerr THEN ', disable_on_error = true' ELSE '' END || "
+	"CASE WHEN s.subsynccommit <> 'off' THEN ', synchronous_commit = ' || "
+	"pg_catalog.quote_literal(s.subsynccommit) ELSE '' END || '); ' || "
+	"'ALTER SUBSCRIPTION ' || pg_catalog.quote_ident(s.subname) || ' OWNER TO ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(s.subowner)) || '; END IF; END $sm$;' "
+	"FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
+	"WHERE db.datname = pg_catalog.current_database() ORDER BY s.subname";
+
+/* Default privileges (ALTER DEFAULT PRIVILEGES).  A role-wide entry replaces
+ * the built-in default: it is reset (REVOKE ALL from the owner and PUBLIC)
+ * and granted again, which is the same whether or not it exists already.
+ * A schema's entry adds to the role-wide one: only its grants. */
+static const char defacl_sql[] =
+	"SELECT (SELECT pg_catalog.string_agg(x.sql, ' ' ORDER BY x.n) FROM ("
+	" SELECT 0 AS n, 'ALTER DEFAULT PRIVILEGES FOR ROLE ' || pg_catalog.quote_ident("
+	" pg_catalog.pg_get_userbyid(d.defaclrole)) || ' REVOKE ALL ON ' || k.objs || ' FROM PUBLIC; "
+	"ALTER DEFAULT PRIVILEGES FOR ROLE ' || pg_catalog.quote_ident(pg_catalog.pg_get_userbyid("
+	" d.defaclrole)) || ' REVOKE ALL ON ' || k.objs || ' FROM ' || pg_catalog.quote_ident("
+	" pg_catalog.pg_get_userbyid(d.defaclrole)) || ';' AS sql WHERE d.defaclnamespace = 0"
+	" UNION ALL SELECT 1, 'ALTER DEFAULT PRIVILEGES FOR ROLE ' || pg_catalog.quote_ident("
+	" pg_catalog.pg_get_userbyid(d.defaclrole)) || CASE WHEN d.defaclnamespace <> 0 THEN "
+	" ' IN SCHEMA ' || pg_catalog.quote_ident(n.nspname) ELSE '' END || ' GRANT ' || "
+	" a.privilege_type || ' ON ' || k.objs || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
+	" ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || CASE WHEN "
+	" a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';' FROM "
+	" pg_catalog.aclexplode(d.defaclacl) a) x"
+	") FROM pg_catalog.pg_default_acl d "
+	"CROSS JOIN LATERAL (SELECT CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN "
+	"'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END) "
+	"k(objs) LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace "
+	"WHERE d.defaclnamespace = 0 OR d.defaclnamespace IN " USER_NSP
+	" ORDER BY d.oid";
+
+/* Event triggers, last: nothing the restore runs before fires them. */
+static const char evt_sql[] =
+	"SELECT 'DROP EVENT TRIGGER IF EXISTS ' || pg_catalog.quote_ident(e.evtname) || "
+	"'; CREATE EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) || ' ON ' || "
+	"pg_catalog.quote_ident(e.evtevent) || COALESCE(' WHEN TAG IN (' || (SELECT "
+	"pg_catalog.string_agg(pg_catalog.quote_literal(t), ', ') FROM pg_catalog.unnest(e.evttags) "
+	"t) || ')', '') || ' EXECUTE FUNCTION ' || e.evtfoid::pg_catalog.regproc::text || '();' || "
+	"CASE e.evtenabled WHEN 'D' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) "
+	"|| ' DISABLE;' WHEN 'R' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) "
+	"|| ' ENABLE REPLICA;' WHEN 'A' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident("
+	"e.evtname) || ' ENABLE ALWAYS;' ELSE '' END "
+	"FROM pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
+	" ORDER BY e.evtname";
+
+static const char evt_comment_sql[] =
+	"SELECT 'COMMENT ON EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) || ' IS ' || "
+	"pg_catalog.quote_literal(d.description) || ';' FROM pg_catalog.pg_description d "
+	"JOIN pg_catalog.pg_event_trigger e ON e.oid = d.objoid WHERE d.classoid = "
+	"'pg_catalog.pg_event_trigger'::regclass AND " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
+	" ORDER BY e.evtname";
+
+/* Comments on the pre-data kinds read by pgobj_pre but collations,
+ * wrappers and servers: pg_identify_object names each as COMMENT wants it. */
+static const char misc_comment_sql[] =
+	"SELECT 'COMMENT ON ' || pg_catalog.upper(i.type) || ' ' || i.identity || ' IS ' || "
+	"pg_catalog.quote_literal(d.description) || ';' FROM pg_catalog.pg_description d "
+	"CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classoid, d.objoid, 0) i "
+	"WHERE d.objoid >= 16384 AND d.classoid IN ('pg_catalog.pg_cast'::regclass, "
+	"'pg_catalog.pg_conversion'::regclass, 'pg_catalog.pg_operator'::regclass, "
+	"'pg_catalog.pg_opclass'::regclass, 'pg_catalog.pg_opfamily'::regclass, "
+	"'pg_catalog.pg_ts_parser'::regclass, 'pg_catalog.pg_ts_template'::regclass, "
+	"'pg_catalog.pg_ts_dict'::regclass, 'pg_catalog.pg_ts_config'::regclass, "
+	"'pg_catalog.pg_am'::regclass, 'pg_catalog.pg_language'::regclass) "
+	"AND (i.schema IS NULL OR i.schema::pg_catalog.regnamespace IN " USER_NSP ") "
+	"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classoid "
+	"AND x.objid = d.objoid AND x.deptype = 'e') ORDER BY d.classoid, d.objoid";
+
+/* Owners of the post-data kinds (pre-data ones are set by their dumpers). */
+static const char pub_owner_sql[] =
+	"SELECT 'ALTER PUBLICATION ' || pg_catalog.quote_ident(p.pubname) || ' OWNER TO ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.pubowner)) || ';' "
+	"FROM pg_catalog.pg_publication p ORDER BY p.pubname";
+static const char evt_owner_sql[] =
+	"SELECT 'ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) || ' OWNER TO ' "
+	"|| pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.evtowner)) || ';' "
+	"FROM pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
+	" ORDER BY e.evtname";
+
+int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
+{
+	/* only a superuser may read pg_subscription.subconninfo: the query
+	 * fails for anyone else even on no rows (another role's backup of a
+	 * database with subscriptions was refused by pgobj_unsupported) */
+	const char *su = PQparameterStatus(o->conn, "is_superuser");
+	const char *const parts[] = {
+		rls_sql, policy_sql, rule_sql, fdw_acl_sql, init_acl_sql, publication_sql,
+		su && !strcmp(su, "on") ? subscription_sql : NULL,
+		o->no_owner ? NULL : pub_owner_sql, comment_sql, misc_comment_sql, defacl_sql,
+		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
+		evt_sql, o->no_owner ? NULL : evt_owner_sql, evt_comment_sql,
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(parts) / sizeof(*parts); i++)
+		if (parts[i] && add_lines(o->conn, parts[i], post, o->err) < 0)
+			return -1;
+	return 0;
+}

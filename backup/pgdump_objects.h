@@ -1,0 +1,141 @@
+/*
+ * pgdump_objects: the object kinds of a PostgreSQL snapshot beyond schemas,
+ * types, sequences, functions and relations (those are pgdump_catalog.c's):
+ * foreign-data wrappers, servers, user mappings, collations, casts,
+ * conversions, operators, operator families and classes, text search
+ * objects, access methods, languages, transforms (pre-data, in the
+ * dependency sort; shell types are pgdump_catalog.c's, with base types), and row-level security, policies, rules,
+ * publications, subscriptions, event triggers and default privileges
+ * (post-data).
+ *
+ * Internal to backup/: pgdump_catalog.c calls it while it reads the
+ * catalogs, inside the snapshot's one transaction.  Nothing here prints.
+ */
+#ifndef SM_PGDUMP_OBJECTS_H
+#define SM_PGDUMP_OBJECTS_H
+
+#include <libpq-fe.h>
+
+#include "error.h"
+#include "strbuf.h"
+
+/* The user's schemas: what a snapshot holds. */
+#define USER_NSP                                                                      \
+	"(SELECT n.oid FROM pg_catalog.pg_namespace n "                               \
+	"WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "    \
+	"AND n.nspname !~ '^pg_(toast_)?temp_' AND NOT EXISTS (SELECT 1 FROM "        \
+	"pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_namespace'::regclass " \
+	"AND x.objid = n.oid AND x.deptype = 'e'))"
+/* Not a member of an extension (CREATE EXTENSION brings it back). */
+#define NOT_EXT(cls, oidexpr)                                                         \
+	"NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = '" cls    \
+	"'::regclass AND x.objid = " oidexpr " AND x.deptype = 'e')"
+
+/* Ranks of pre-data objects: the tie-break of the dependency sort (lowest
+ * first among the objects whose dependencies are all out). */
+enum obj_rank {
+	R_LANG, R_COLL, R_TYPE, R_SEQ, R_FUNC, R_AGG, R_AM, R_TRANSFORM, R_CAST, R_CONV,
+	R_OPER, R_OPFAMILY, R_OPCLASS, R_TSPARSER, R_TSTEMPLATE, R_TSDICT, R_TSCONFIG,
+	R_FDW, R_SERVER, R_UMAP, R_TABLE, R_VIEW, R_MATVIEW
+};
+
+/*
+ * Object classes of the sort, one letter per catalog (pgcat's keys):
+ * 'c' pg_class, 't' pg_type, 'p' pg_proc, 'l' pg_collation,
+ * 'w' pg_foreign_data_wrapper, 's' pg_foreign_server, 'u' pg_user_mapping,
+ * 'k' pg_cast, 'v' pg_conversion, 'o' pg_operator, 'F' pg_opfamily,
+ * 'C' pg_opclass, 'P' pg_ts_parser, 'E' pg_ts_template, 'D' pg_ts_dict,
+ * 'T' pg_ts_config, 'a' pg_am, 'g' pg_language, 'x' pg_transform; and
+ * pgdump_catalog.c's own 'b' (a base type's full CREATE TYPE, after its
+ * shell 't') and 'K' pg_constraint (a key a view needs, in pre-data).
+ * PGOBJ_CLASS_OF(col) is the SQL that maps a regclass column to its letter
+ * (NULL for a catalog the sort does not hold).
+ */
+#define PGOBJ_CLASS_OF(col)                                                       \
+	"CASE " col " WHEN 'pg_catalog.pg_class'::regclass THEN 'c' "             \
+	"WHEN 'pg_catalog.pg_type'::regclass THEN 't' "                           \
+	"WHEN 'pg_catalog.pg_proc'::regclass THEN 'p' "                           \
+	"WHEN 'pg_catalog.pg_collation'::regclass THEN 'l' "                      \
+	"WHEN 'pg_catalog.pg_foreign_data_wrapper'::regclass THEN 'w' "           \
+	"WHEN 'pg_catalog.pg_foreign_server'::regclass THEN 's' "                 \
+	"WHEN 'pg_catalog.pg_user_mapping'::regclass THEN 'u' "                   \
+	"WHEN 'pg_catalog.pg_cast'::regclass THEN 'k' "                           \
+	"WHEN 'pg_catalog.pg_conversion'::regclass THEN 'v' "                     \
+	"WHEN 'pg_catalog.pg_operator'::regclass THEN 'o' "                       \
+	"WHEN 'pg_catalog.pg_opfamily'::regclass THEN 'F' "                       \
+	"WHEN 'pg_catalog.pg_opclass'::regclass THEN 'C' "                        \
+	"WHEN 'pg_catalog.pg_ts_parser'::regclass THEN 'P' "                      \
+	"WHEN 'pg_catalog.pg_ts_template'::regclass THEN 'E' "                    \
+	"WHEN 'pg_catalog.pg_ts_dict'::regclass THEN 'D' "                        \
+	"WHEN 'pg_catalog.pg_ts_config'::regclass THEN 'T' "                      \
+	"WHEN 'pg_catalog.pg_am'::regclass THEN 'a' "                             \
+	"WHEN 'pg_catalog.pg_language'::regclass THEN 'g' "                       \
+	"WHEN 'pg_catalog.pg_transform'::regclass THEN 'x' END"
+
+/* Edges pg_depend holds only through an operator class's or family's
+ * members (pg_amop, pg_amproc): the class or family needs the member's
+ * operator, function and types first.  Rows (cls, oid, refcls, refoid),
+ * the shape of pgdump_catalog.c's dependency query, to UNION ALL with it. */
+#define PGOBJ_MEMBER_DEPS                                                         \
+	"SELECT CASE o.refclassid WHEN 'pg_catalog.pg_opclass'::regclass THEN 'C' " \
+	"ELSE 'F' END, o.refobjid, " PGOBJ_CLASS_OF("m.refclassid") ", m.refobjid " \
+	"FROM pg_catalog.pg_depend o JOIN pg_catalog.pg_depend m ON "             \
+	"m.classid = o.classid AND m.objid = o.objid "                             \
+	"WHERE o.classid IN ('pg_catalog.pg_amop'::regclass, "                     \
+	"'pg_catalog.pg_amproc'::regclass) AND o.refclassid IN ("                  \
+	"'pg_catalog.pg_opclass'::regclass, 'pg_catalog.pg_opfamily'::regclass) "  \
+	"AND o.refobjid >= 16384 AND m.refobjid >= 16384 AND m.refclassid IN ("    \
+	"'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_proc'::regclass, "     \
+	"'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_opfamily'::regclass)"
+
+/* " OPTIONS (k 'v', ...)" of an options array (text[]), or ''. */
+#define PGOBJ_OPTIONS(arr)                                                        \
+	"COALESCE((SELECT ' OPTIONS (' || pg_catalog.string_agg("                 \
+	"pg_catalog.quote_ident(option_name) || ' ' || "                          \
+	"pg_catalog.quote_literal(option_value), ', ') || ')' FROM "              \
+	"pg_catalog.pg_options_to_table(" arr ")), '')"
+/* " SERVER s OPTIONS (...)": what follows a foreign table's columns. */
+#define PGOBJ_FOREIGN_TABLE(oidexpr)                                              \
+	"(SELECT ' SERVER ' || pg_catalog.quote_ident(s.srvname) || "             \
+	PGOBJ_OPTIONS("ft.ftoptions") " FROM pg_catalog.pg_foreign_table ft "     \
+	"JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver "             \
+	"WHERE ft.ftrelid = " oidexpr ")"
+
+/* Where pgdump_objects puts what it reads (all borrowed). */
+struct pgobj_out {
+	PGconn *conn;
+	int no_owner;
+	struct sm_error *err;
+	/* a pre-data object for the dependency sort; takes sql */
+	void (*add)(void *ud, int rank, char cls, unsigned oid, char *sql);
+	void *ud;
+	struct strbuf *owners; /* ALTER ... OWNER TO, run in post-data */
+};
+
+/* Runs sql; returns the result (caller PQclear) or NULL with err set. */
+PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err);
+
+/* The start of pre-data, before the schemas and extensions: puts the
+ * target's role-wide default privileges back to the built-in ones, so
+ * that the objects the restore creates get the snapshot's ACLs, and drops
+ * (IF EXISTS) the snapshot's objects that live outside every schema, so
+ * that an in-place restore can create them again.  0, or -1 with o->err. */
+int pgobj_prelude(const struct pgobj_out *o, struct strbuf *pre);
+
+/* Pre-data objects: collations, foreign-data wrappers, servers, user
+ * mappings, each handed to o->add.  0, or -1 with o->err set. */
+int pgobj_pre(const struct pgobj_out *o);
+
+
+/* Post-data, appended to post: row-level security and policies, rules,
+ * grants on wrappers and servers, grants that differ from pg_init_privs
+ * (pg_catalog objects, extension members, languages), publications,
+ * subscriptions, comments on the kinds above, default privileges, event
+ * triggers (last: nothing of the restore fires them). */
+int pgobj_post(const struct pgobj_out *o, struct strbuf *post);
+
+/* Appends to out every object of a kind no snapshot reproduces, one
+ * description a line, sorted (empty: none).  0, or -1 with err set. */
+int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err);
+
+#endif
