@@ -22,8 +22,21 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
+struct pipeline_kind;
+
+/* One run of the pipeline: what the phases share. */
 struct run {
 	struct cmd_ctx *ctx;
+	const struct pipeline_kind *kind;
+	struct session *s;   /* open and locked, borrowed */
+	struct plan p;       /* safe-migrate: the steps to apply */
+	size_t done;         /* steps applied */
+	struct strbuf cmdline; /* run: the command as printed */
+	const char *what;    /* the change in messages: "the migration" or "'CMD'" */
+	int check_schema;    /* validate against --expected */
+	int interrupted;     /* apply ended by SIGINT/SIGTERM */
+	int never_started;   /* run: the command could not be started */
+	int code;            /* exit code once the run is over */
 	struct journal j;
 	int journaled;       /* the journal file exists for this run */
 	cJSON *phases;       /* ctx->json's "phases" array, or NULL */
@@ -35,9 +48,25 @@ struct run {
 	int have_before;
 };
 
+/* Zeroes r; run_init starts it, run_release frees what run_finish leaves. */
+static void run_prepare(struct run *r)
+{
+	static const struct plan no_plan = PLAN_INIT;
+	static const struct strbuf empty = STRBUF_INIT;
+
+	memset(r, 0, sizeof(*r));
+	r->p = no_plan;
+	r->cmdline = empty;
+}
+
+static void run_release(struct run *r)
+{
+	plan_release(&r->p);
+	sb_release(&r->cmdline);
+}
+
 static void run_init(struct run *r, struct cmd_ctx *ctx, const char *command)
 {
-	memset(r, 0, sizeof(*r));
 	r->ctx = ctx;
 	journal_start(&r->j, ctx->backup_dir, command, ctx->url.redacted);
 	if (ctx->json) {
@@ -396,15 +425,249 @@ static int dry_run(struct run *r, struct session *s, const struct plan *p)
 	return run_finish(r, "dry_run", EXIT_OK);
 }
 
+/* ---- one phase sequence for `safe-migrate` and `run -- COMMAND` ---------- */
+
+/* What a phase tells the sequence: go on, or the run is over (r->code set
+ * and the run recorded by run_finish). */
+enum { PHASE_NEXT = 0, PHASE_STOP = 1 };
+
+static int stop(struct run *r, const char *outcome, int code)
+{
+	r->code = run_finish(r, outcome, code);
+	return PHASE_STOP;
+}
+
+/* What differs between the two entry points; the phases are shared. */
+struct pipeline_kind {
+	const char *command; /* the journal's "command" */
+	/* Before the safety checks: what to do (the plan); may finish the run. */
+	int (*plan)(struct run *r);
+	/* After the safety checks, before the pre-run state is captured: may
+	 * finish the run (a dry run, a refused --no-backup). */
+	int (*preflight)(struct run *r);
+	/* Makes the change: 0 on success; -1 after printing what failed (sets
+	 * r->interrupted when a signal ended it). */
+	int (*apply)(struct run *r);
+	/* The "done:" line. */
+	void (*report_done)(const struct run *r);
+};
+
+static int phase_plan(struct run *r)
+{
+	return r->kind->plan ? r->kind->plan(r) : PHASE_NEXT;
+}
+
+static int phase_safety_check(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+
+	if (!phase_safety(r, r->s)) {
+		if (cli_interrupted) {
+			error_msg("interrupted; nothing was changed");
+			return stop(r, "error", EXIT_INTERRUPTED);
+		}
+		return PHASE_NEXT;
+	}
+	if (cli_interrupted) {
+		error_msg("interrupted during the safety checks; nothing was changed");
+		return stop(r, "error", EXIT_INTERRUPTED);
+	}
+	if (ctx->err.msg[0])
+		report_error(ctx, &ctx->err);
+	error_msg("a safety check failed; nothing was changed");
+	return stop(r, "blocked", EXIT_BLOCKED);
+}
+
+static int phase_preflight(struct run *r)
+{
+	return r->kind->preflight ? r->kind->preflight(r) : PHASE_NEXT;
+}
+
+static int phase_capture(struct run *r)
+{
+	if (port_capture(r->s->e, &r->before, &r->ctx->err) < 0)
+		return stop(r, "error", report_error(r->ctx, &r->ctx->err));
+	r->have_before = 1;
+	return PHASE_NEXT;
+}
+
+static int phase_take_snapshot(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+
+	if (opt.no_backup || phase_snapshot(r, r->s->e) == 0)
+		return PHASE_NEXT;
+	error_msg("no change was made: %s", ctx->err.msg);
+	return stop(r, "error", ctx->err.kind == ERR_INTERRUPTED || cli_interrupted
+				? EXIT_INTERRUPTED : EXIT_ERROR);
+}
+
+static int phase_journal(struct run *r)
+{
+	if (journal_before_change(r) < 0)
+		return stop(r, "error", report_error(r->ctx, &r->ctx->err));
+	if (cli_interrupted)
+		return stop(r, "error", EXIT_INTERRUPTED);
+	return PHASE_NEXT;
+}
+
+static int phase_apply(struct run *r)
+{
+	long long t0 = plan_now_ms();
+	int rc = r->kind->apply(r);
+
+	phase_done(r, "apply", t0, rc == 0);
+	if (rc == 0)
+		return PHASE_NEXT;
+	if (r->never_started)
+		return stop(r, "error", EXIT_ERROR);
+	r->code = restore_after_failure(r, r->s->e, r->interrupted);
+	return PHASE_STOP;
+}
+
+static int phase_validate(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	long long t0 = plan_now_ms();
+	int rc = port_validate(r->s->e, &r->before, r->check_schema, r->findings, &ctx->err);
+
+	phase_done(r, "validate", t0, rc == 0);
+	if (rc == 0)
+		return PHASE_NEXT;
+	error_msg("validation failed after %s: %s", r->what,
+		  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
+	if (ctx->json)
+		cJSON_AddStringToObject(ctx->json, "error", "validation failed");
+	r->code = restore_after_failure(r, r->s->e, 0);
+	return PHASE_STOP;
+}
+
+static int phase_record(struct run *r)
+{
+	session_record_schema(r->s);
+	r->kind->report_done(r);
+	return stop(r, "applied", EXIT_OK);
+}
+
+/* The pipeline, in order.  A phase either hands on to the next or ends the
+ * run; the last one always ends it. */
+static const struct phase {
+	const char *name;
+	int (*run)(struct run *r);
+} phases[] = {
+	{ "plan", phase_plan },
+	{ "safety-check", phase_safety_check },
+	{ "preflight", phase_preflight },
+	{ "capture", phase_capture },
+	{ "snapshot", phase_take_snapshot },
+	{ "journal", phase_journal },
+	{ "apply", phase_apply },
+	{ "validate", phase_validate },
+	{ "record", phase_record },
+};
+
+/* Runs the phases on an open, locked session; returns the exit code. */
+static int run_pipeline(struct cmd_ctx *ctx, const struct pipeline_kind *kind, struct run *r,
+			struct session *s)
+{
+	run_init(r, ctx, kind->command);
+	r->kind = kind;
+	r->s = s;
+	if (r->cmdline.len)
+		cJSON_ReplaceItemInObject(r->j.doc, "command", cJSON_CreateString(r->cmdline.buf));
+	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++)
+		if (phases[i].run(r) == PHASE_STOP)
+			break;
+	return r->code;
+}
+
+/* ---- safe-migrate: our own migrations ------------------------------------ */
+
+static int migrate_plan(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct session *s = r->s;
+
+	if (plan_check_consistent(&s->set, &s->applied, &s->st, opt.allow_out_of_order,
+				  &ctx->err) < 0 ||
+	    plan_upgrade(&s->set, &s->applied, ctx->argc ? ctx->argv[0] : NULL, &r->p,
+			 &ctx->err) < 0) {
+		int code = report_error(ctx, &ctx->err);
+		return stop(r, "blocked", code == EXIT_USAGE ? EXIT_USAGE : EXIT_BLOCKED);
+	}
+	if (!r->p.n) {
+		out("nothing to do: the database is at %s\n",
+		    hist_current(&s->applied) ? hist_current(&s->applied) : "base");
+		return stop(r, "nothing_to_do", EXIT_OK);
+	}
+	return PHASE_NEXT;
+}
+
+static int migrate_preflight(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	const struct migration *bad = NULL;
+
+	if (opt.dry_run) {
+		r->code = dry_run(r, r->s, &r->p);
+		return PHASE_STOP;
+	}
+	if (!opt.no_backup)
+		return PHASE_NEXT;
+	if (!all_transactional(&r->p, &bad)) {
+		err_set(&ctx->err, ERR_BLOCKED, "--no-backup refused: '%s' is marked "
+			"transaction:false, so a failure could not be rolled back", bad->path);
+		return stop(r, "blocked", report_error(ctx, &ctx->err));
+	}
+	warning("*** --no-backup: NO SNAPSHOT IS TAKEN. All %zu migrations run in one "
+		"transaction; a failure rolls them all back, but nothing protects against "
+		"what a transaction cannot undo ***", r->p.n);
+	return PHASE_NEXT;
+}
+
+static int migrate_apply(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	const struct plan *p = &r->p;
+	const char *failed;
+	int rc;
+
+	if (opt.no_backup) {
+		rc = apply_single_tx(r, r->s->e, p, 1, &r->done);
+	} else {
+		struct apply_hooks hooks = { r, apply_print_start, apply_print_done };
+		rc = apply_plan(r->s->e, p, &hooks, &cli_interrupted, &r->done, &ctx->err);
+	}
+	if (rc == 0)
+		return 0;
+	r->interrupted = ctx->err.kind == ERR_INTERRUPTED || cli_interrupted;
+	failed = p->steps[r->done < p->n ? r->done : p->n - 1].m->version;
+	error_msg("version %s failed: %s", failed, ctx->err.msg);
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "error", ctx->err.msg);
+		cJSON_AddStringToObject(ctx->json, "failed_version", failed);
+	}
+	return -1;
+}
+
+static void migrate_done(const struct run *r)
+{
+	out("done: %zu migration%s applied; snapshot %s\n", r->p.n, r->p.n == 1 ? "" : "s",
+	    r->snapshot ? r->snapshot : "(none: --no-backup)");
+}
+
+static const struct pipeline_kind migrate_kind = {
+	"safe-migrate", migrate_plan, migrate_preflight, migrate_apply, migrate_done,
+};
+static const struct pipeline_kind dry_run_kind = {
+	"safe-migrate --dry-run", migrate_plan, migrate_preflight, migrate_apply, migrate_done,
+};
+
 int cmd_safe_migrate(struct cmd_ctx *ctx)
 {
 	struct session s;
-	struct plan p = PLAN_INIT;
 	struct run r;
-	const struct migration *bad = NULL;
-	size_t done = 0;
-	long long t0;
-	int code, rc;
+	int code;
 
 	if (ctx->argc > 1) {
 		err_set(&ctx->err, ERR_USAGE, "safe-migrate takes one TARGET, not '%s'", ctx->argv[1]);
@@ -422,112 +685,16 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 	 * with nothing changed; during apply the statement is cancelled and
 	 * the snapshot restored (exit 130 either way) */
 	signals_watch(s.e);
-	run_init(&r, ctx, opt.dry_run ? "safe-migrate --dry-run" : "safe-migrate");
-	if (plan_check_consistent(&s.set, &s.applied, &s.st, opt.allow_out_of_order, &ctx->err) < 0 ||
-	    plan_upgrade(&s.set, &s.applied, ctx->argc ? ctx->argv[0] : NULL, &p, &ctx->err) < 0) {
-		code = report_error(ctx, &ctx->err);
-		code = run_finish(&r, "blocked", code == EXIT_USAGE ? EXIT_USAGE : EXIT_BLOCKED);
-		goto out;
-	}
-	if (!p.n) {
-		out("nothing to do: the database is at %s\n",
-		    hist_current(&s.applied) ? hist_current(&s.applied) : "base");
-		code = run_finish(&r, "nothing_to_do", EXIT_OK);
-		goto out;
-	}
-	if (phase_safety(&r, &s)) {
-		if (cli_interrupted) {
-			error_msg("interrupted during the safety checks; nothing was changed");
-			code = run_finish(&r, "error", EXIT_INTERRUPTED);
-			goto out;
-		}
-		if (ctx->err.msg[0])
-			report_error(ctx, &ctx->err);
-		error_msg("a safety check failed; nothing was changed");
-		code = run_finish(&r, "blocked", EXIT_BLOCKED);
-		goto out;
-	}
-	if (cli_interrupted) {
-		error_msg("interrupted; nothing was changed");
-		code = run_finish(&r, "error", EXIT_INTERRUPTED);
-		goto out;
-	}
-	if (opt.dry_run) {
-		code = dry_run(&r, &s, &p);
-		goto out;
-	}
-	if (opt.no_backup) {
-		if (!all_transactional(&p, &bad)) {
-			err_set(&ctx->err, ERR_BLOCKED, "--no-backup refused: '%s' is marked "
-				"transaction:false, so a failure could not be rolled back", bad->path);
-			code = run_finish(&r, "blocked", report_error(ctx, &ctx->err));
-			goto out;
-		}
-		warning("*** --no-backup: NO SNAPSHOT IS TAKEN. All %zu migrations run in one "
-			"transaction; a failure rolls them all back, but nothing protects against "
-			"what a transaction cannot undo ***", p.n);
-	}
-	if (port_capture(s.e, &r.before, &ctx->err) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-	r.have_before = 1;
-	if (!opt.no_backup && phase_snapshot(&r, s.e) < 0) {
-		error_msg("no change was made: %s", ctx->err.msg);
-		code = run_finish(&r, "error", ctx->err.kind == ERR_INTERRUPTED || cli_interrupted
-						   ? EXIT_INTERRUPTED : EXIT_ERROR);
-		goto out;
-	}
-	if (journal_before_change(&r) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-	if (cli_interrupted) {
-		code = run_finish(&r, "error", EXIT_INTERRUPTED);
-		goto out;
-	}
-
-	t0 = plan_now_ms();
-	if (opt.no_backup) {
-		rc = apply_single_tx(&r, s.e, &p, 1, &done);
-	} else {
-		struct apply_hooks hooks = { &r, apply_print_start, apply_print_done };
-		rc = apply_plan(s.e, &p, &hooks, &cli_interrupted, &done, &ctx->err);
-	}
-	phase_done(&r, "apply", t0, rc == 0);
-	if (rc < 0) {
-		int interrupted = ctx->err.kind == ERR_INTERRUPTED || cli_interrupted;
-		error_msg("version %s failed: %s", p.steps[done < p.n ? done : p.n - 1].m->version,
-			  ctx->err.msg);
-		if (ctx->json) {
-			cJSON_AddStringToObject(ctx->json, "error", ctx->err.msg);
-			cJSON_AddStringToObject(ctx->json, "failed_version",
-						p.steps[done < p.n ? done : p.n - 1].m->version);
-		}
-		code = restore_after_failure(&r, s.e, interrupted);
-		goto out;
-	}
-
-	t0 = plan_now_ms();
-	rc = port_validate(s.e, &r.before, 1, r.findings, &ctx->err);
-	phase_done(&r, "validate", t0, rc == 0);
-	if (rc != 0) {
-		error_msg("validation failed after the migration: %s",
-			  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
-		if (ctx->json)
-			cJSON_AddStringToObject(ctx->json, "error", "validation failed");
-		code = restore_after_failure(&r, s.e, 0);
-		goto out;
-	}
-	session_record_schema(&s);
-	out("done: %zu migration%s applied; snapshot %s\n", p.n, p.n == 1 ? "" : "s",
-	    r.snapshot ? r.snapshot : "(none: --no-backup)");
-	code = run_finish(&r, "applied", EXIT_OK);
-out:
-	plan_release(&p);
+	run_prepare(&r);
+	r.what = "the migration";
+	r.check_schema = 1;
+	code = run_pipeline(ctx, opt.dry_run ? &dry_run_kind : &migrate_kind, &r, &s);
+	run_release(&r);
 	session_close(&s);
 	return code;
 }
+
+/* ---- run -- COMMAND: another tool's migrations ---------------------------- */
 
 /* The URL handed to the child: what it needs to connect (password included,
  * never printed). */
@@ -545,16 +712,88 @@ static char *child_url(const struct db_url *u)
 	return sb_detach(&sb);
 }
 
+static int command_preflight(struct run *r)
+{
+	if (opt.no_backup)
+		warning("*** --no-backup: NO SNAPSHOT IS TAKEN; if '%s' fails, safe-migrate cannot "
+			"put the database back ***", r->ctx->argv[0]);
+	return PHASE_NEXT;
+}
+
+/* Journals the command's pid and process group: `recover` waits for (or
+ * refuses while) that group is alive. */
+static void command_started(void *ud, pid_t pid, pid_t pgid)
+{
+	struct run *r = ud;
+	struct sm_error err = SM_ERROR_INIT;
+
+	if (journal_set_child(&r->j, pid, pgid, &err) < 0)
+		warning("cannot record the command's process in the run journal: %s", err.msg);
+}
+
+static int command_apply(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct spawn_result res;
+	struct strbuf e1 = STRBUF_INIT, e2 = STRBUF_INIT;
+	char *env[3];
+	char *url = child_url(&ctx->url);
+	int rc;
+
+	sb_addf(&e1, "DATABASE_URL=%s", url);
+	sb_addf(&e2, "SAFE_MIGRATE_DATABASE_URL=%s", url);
+	env[0] = e1.buf;
+	env[1] = e2.buf;
+	env[2] = NULL;
+	info("running: %s", r->cmdline.buf);
+	cli_interrupted = 0;
+	rc = spawn_run(ctx->argv, env, command_started, r, &res, &ctx->err);
+	free(url);
+	sb_release(&e1);
+	sb_release(&e2);
+	if (rc < 0 && !res.started) {
+		/* it never started, so it changed nothing */
+		report_error(ctx, &ctx->err);
+		error_msg("the command never started; nothing was changed");
+		r->never_started = 1;
+		return -1;
+	}
+	if (rc < 0) {
+		/* it ran, but how it ended is unknown: treat it as a failure */
+		error_msg("'%s' ran, but its end is unknown: %s", r->cmdline.buf, ctx->err.msg);
+		res.exited = 0;
+		res.status = 0;
+	} else if (res.exited && res.status == 0) {
+		return 0;
+	} else if (res.exited) {
+		error_msg("'%s' exited with status %d", r->cmdline.buf, res.status);
+	} else {
+		error_msg("'%s' was killed by signal %d", r->cmdline.buf, res.status);
+	}
+	r->interrupted = !res.exited && (res.status == SIGINT || res.status == SIGTERM);
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "error", "the command failed");
+		cJSON_AddNumberToObject(ctx->json, "command_status", res.status);
+	}
+	return -1;
+}
+
+static void command_done(const struct run *r)
+{
+	out("done: '%s' succeeded; snapshot %s\n", r->cmdline.buf,
+	    r->snapshot ? r->snapshot : "(none: --no-backup)");
+}
+
+static const struct pipeline_kind command_kind = {
+	"run", NULL, command_preflight, command_apply, command_done,
+};
+
 int cmd_run(struct cmd_ctx *ctx)
 {
 	struct session s;
 	struct run r;
-	struct spawn_result res;
-	struct strbuf e1 = STRBUF_INIT, e2 = STRBUF_INIT, cmdline = STRBUF_INIT;
-	char *env[3];
-	char *url = NULL;
-	long long t0;
-	int code, rc;
+	struct strbuf what = STRBUF_INIT;
+	int code;
 
 	if (!ctx->argc) {
 		err_set(&ctx->err, ERR_USAGE, "run needs a command: safe-migrate run -- alembic "
@@ -565,83 +804,15 @@ int cmd_run(struct cmd_ctx *ctx)
 		return code;
 	if (session_open(&s, ctx, SESSION_LOCK | SESSION_NO_MIGRATIONS, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
+	run_prepare(&r);
 	for (int i = 0; i < ctx->argc; i++)
-		sb_addf(&cmdline, "%s%s", i ? " " : "", ctx->argv[i]);
-	run_init(&r, ctx, "run");
-	cJSON_ReplaceItemInObject(r.j.doc, "command", cJSON_CreateString(cmdline.buf));
-	if (phase_safety(&r, &s)) {
-		error_msg("a safety check failed; nothing was changed");
-		code = run_finish(&r, "blocked", EXIT_BLOCKED);
-		goto out;
-	}
-	if (port_capture(s.e, &r.before, &ctx->err) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-	r.have_before = 1;
-	if (opt.no_backup)
-		warning("*** --no-backup: NO SNAPSHOT IS TAKEN; if '%s' fails, safe-migrate cannot "
-			"put the database back ***", ctx->argv[0]);
-	else if (phase_snapshot(&r, s.e) < 0) {
-		error_msg("no change was made: %s", ctx->err.msg);
-		code = run_finish(&r, "error", EXIT_ERROR);
-		goto out;
-	}
-	if (journal_before_change(&r) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-
-	url = child_url(&ctx->url);
-	sb_addf(&e1, "DATABASE_URL=%s", url);
-	sb_addf(&e2, "SAFE_MIGRATE_DATABASE_URL=%s", url);
-	env[0] = e1.buf;
-	env[1] = e2.buf;
-	env[2] = NULL;
-	info("running: %s", cmdline.buf);
-	t0 = plan_now_ms();
-	cli_interrupted = 0;
-	rc = spawn_run(ctx->argv, env, &res, &ctx->err);
-	if (rc < 0) {
-		/* it never started, so it changed nothing */
-		phase_done(&r, "apply", t0, 0);
-		report_error(ctx, &ctx->err);
-		code = run_finish(&r, "error", EXIT_ERROR);
-		goto out;
-	}
-	rc = res.exited && res.status == 0 ? 0 : -1;
-	phase_done(&r, "apply", t0, rc == 0);
-	if (rc < 0) {
-		int interrupted = !res.exited && (res.status == SIGINT || res.status == SIGTERM);
-		if (res.exited)
-			error_msg("'%s' exited with status %d", cmdline.buf, res.status);
-		else
-			error_msg("'%s' was killed by signal %d", cmdline.buf, res.status);
-		if (ctx->json) {
-			cJSON_AddStringToObject(ctx->json, "error", "the command failed");
-			cJSON_AddNumberToObject(ctx->json, "command_status", res.status);
-		}
-		code = restore_after_failure(&r, s.e, interrupted);
-		goto out;
-	}
-	t0 = plan_now_ms();
-	rc = port_validate(s.e, &r.before, opt.validate, r.findings, &ctx->err);
-	phase_done(&r, "validate", t0, rc == 0);
-	if (rc != 0) {
-		error_msg("validation failed after '%s': %s", cmdline.buf,
-			  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
-		code = restore_after_failure(&r, s.e, 0);
-		goto out;
-	}
-	session_record_schema(&s);
-	out("done: '%s' succeeded; snapshot %s\n", cmdline.buf,
-	    r.snapshot ? r.snapshot : "(none: --no-backup)");
-	code = run_finish(&r, "applied", EXIT_OK);
-out:
-	free(url);
-	sb_release(&e1);
-	sb_release(&e2);
-	sb_release(&cmdline);
+		sb_addf(&r.cmdline, "%s%s", i ? " " : "", ctx->argv[i]);
+	sb_addf(&what, "'%s'", r.cmdline.buf);
+	r.what = what.buf;
+	r.check_schema = opt.validate;
+	code = run_pipeline(ctx, &command_kind, &r, &s);
+	run_release(&r);
+	sb_release(&what);
 	session_close(&s);
 	return code;
 }

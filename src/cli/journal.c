@@ -73,6 +73,15 @@ int journal_phase(struct journal *j, const char *phase, const char *snapshot,
 	return journal_write(j, err);
 }
 
+int journal_set_child(struct journal *j, long pid, long pgid, struct sm_error *err)
+{
+	cJSON_DeleteItemFromObject(j->doc, "child_pid");
+	cJSON_DeleteItemFromObject(j->doc, "child_pgid");
+	cJSON_AddNumberToObject(j->doc, "child_pid", (double)pid);
+	cJSON_AddNumberToObject(j->doc, "child_pgid", (double)pgid);
+	return journal_write(j, err);
+}
+
 void journal_add_phase(struct journal *j, const char *name, long long ms, int ok)
 {
 	cJSON *arr = cJSON_GetObjectItem(j->doc, "phases");

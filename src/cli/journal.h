@@ -35,6 +35,9 @@ void journal_start(struct journal *j, const char *backup_dir, const char *comman
 /* Sets the phase (and the snapshot, if not NULL) and writes the journal durably. */
 int journal_phase(struct journal *j, const char *phase, const char *snapshot,
 		  struct sm_error *err);
+/* Records the wrapped command's pid and process group (run) and writes the
+ * journal durably. */
+int journal_set_child(struct journal *j, long pid, long pgid, struct sm_error *err);
 /* Adds a timed phase record {"name","ms","ok"} to the run's phases list. */
 void journal_add_phase(struct journal *j, const char *name, long long ms, int ok);
 /* Sets the outcome, writes the journal and appends the run to the runs log.

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "child.h"
 #include "cli.h"
 #include "config.h"
 #include "fsutil.h"
@@ -520,6 +521,9 @@ int main(int argc, char **argv)
 	char **pos = NULL;
 	int npos = 0, want_help = 0, want_version = 0, have_cfg = 0, code;
 
+	/* run -- COMMAND starts the command through this re-exec (child.h) */
+	if (argc > 1 && !strcmp(argv[1], CHILD_EXEC_ARG))
+		return child_exec_main(argc, argv);
 	memset(&ctx, 0, sizeof(ctx));
 	memset(&cfg, 0, sizeof(cfg));
 	/* keep results and messages in order when both go to one file */
