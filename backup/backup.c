@@ -96,6 +96,8 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	const struct backup_driver *d = backup_find_driver(e);
 	struct snap_writer *w = NULL;
 	struct strbuf version = STRBUF_INIT;
+	struct engine_identity id;
+	struct sm_error ignored = SM_ERROR_INIT;
 	char *revision = NULL;
 	uint64_t need = 0;
 	int ret = -1;
@@ -122,6 +124,10 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 		goto out;
 	snap_set_engine(w, e->ops->name, version.buf);
 	snap_set_source(w, e->url.redacted);
+	/* without an identity (no privilege to read it) the snapshot is still
+	 * good; an in-place restore then cannot check where it came from */
+	if (e->ops->identity(e, &id, &ignored) == 0)
+		snap_set_source_identity(w, id.key);
 	snap_set_revision(w, revision);
 	snap_writer_set_interrupt(w, opts->interrupted);
 	if (d->take(e, w, opts, err) < 0)

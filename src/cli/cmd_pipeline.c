@@ -351,13 +351,17 @@ static int rehearse(struct run *r, struct session *s, const struct plan *p)
 	struct apply_hooks hooks = { r, apply_print_start, apply_print_done };
 	size_t done = 0;
 	long long t0;
-	int rc = -1;
+	int rc = -1, same = 0;
 
 	if (url_parse(opt.rehearse_url, NULL, &target, &ctx->err) < 0)
 		return -1;
-	if (!strcmp(target.redacted, ctx->url.redacted)) {
-		err_set(&ctx->err, ERR_USAGE, "--rehearse-url must name another database than the "
-			"one being migrated");
+	/* by identity, not by URL text: ./app.db, a keyword/value conninfo or
+	 * another user's URL may all name the database being migrated */
+	if (engine_same_database(s->e, &target, &same, &ctx->err) < 0)
+		goto out;
+	if (same) {
+		err_set(&ctx->err, ERR_USAGE, "--rehearse-url '%s' is the database being migrated "
+			"('%s'); it must name a scratch database", target.redacted, ctx->url.redacted);
 		goto out;
 	}
 	if (phase_snapshot(r, s->e) < 0)

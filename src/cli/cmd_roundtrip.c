@@ -6,7 +6,7 @@
  * what it was before, and applied again.  The first migration whose down
  * does not undo its up is named with the schema difference (exit 7);
  * migrations without a down section are reported.  The live database is
- * never opened.
+ * opened only to check that --url names another database.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +54,6 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 	if (opt.scratch_url) {
 		if (url_parse(opt.scratch_url, NULL, &u, err) < 0)
 			return -1;
-		if (!strcmp(u.redacted, ctx->url.redacted)) {
-			err_set(err, ERR_USAGE, "--url must name a scratch database, not the one "
-				"being migrated");
-			goto out;
-		}
 	} else if (!strcmp(ctx->url.scheme, "sqlite")) {
 		char tmpl[] = "/tmp/safe-migrate-roundtrip-XXXXXX";
 		int fd = mkstemp(tmpl);
@@ -78,6 +73,18 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 	}
 	if (engine_open(e, &u, *tmp_path ? ENGINE_CREATE : 0, err) < 0)
 		goto out;
+	if (!*tmp_path) {
+		/* by identity, not URL text: ./app.db or a keyword/value conninfo
+		 * can name the live database too (opened only to compare) */
+		int same = 0;
+		if (engine_same_database(*e, &ctx->url, &same, err) < 0)
+			goto out;
+		if (same) {
+			err_set(err, ERR_USAGE, "--url '%s' is the database being migrated ('%s'); "
+				"it must name a scratch database", u.redacted, ctx->url.redacted);
+			goto out;
+		}
+	}
 	{
 		struct schema_model m = SCHEMA_MODEL_INIT;
 		int n_tables = 0;

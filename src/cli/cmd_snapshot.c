@@ -212,9 +212,40 @@ struct restore_ui {
 	struct engine *target;
 	const char *snapshot;
 	int safety;             /* take a safety snapshot before applying */
+	int in_place;           /* the target is the configured database (not a scratch --to) */
 	struct backup_result safety_res;
 	struct progress *pr;
 };
+
+/* An in-place restore puts back the database the snapshot was taken from;
+ * one of another database (a shared backup directory, a mistyped name) is
+ * refused unless --force.  Compared by identity (engine.h), not URL text. */
+static int check_source(const struct restore_ui *ui, const cJSON *manifest, struct sm_error *err)
+{
+	const cJSON *src_id = cJSON_GetObjectItemCaseSensitive(manifest, "source_identity");
+	const cJSON *src = cJSON_GetObjectItemCaseSensitive(manifest, "source");
+	struct engine_identity id;
+
+	if (!cJSON_IsString(src_id))
+		return 0; /* an older snapshot, or the source would not tell */
+	if (ui->target->ops->identity(ui->target, &id, err) < 0)
+		return -1;
+	if (!strcmp(id.key, src_id->valuestring))
+		return 0;
+	if (opt.force) {
+		warning("snapshot '%s' was taken from '%s', not from '%s' (%s); restoring it anyway "
+			"(--force)", fs_basename(ui->snapshot),
+			cJSON_IsString(src) ? src->valuestring : "?", ui->target->url.redacted,
+			id.label);
+		return 0;
+	}
+	return err_set(err, ERR_FAIL, "snapshot '%s' was taken from another database ('%s', "
+		       "identity %s), not from '%s' (%s, identity %s); nothing was restored. Pass "
+		       "--force to restore it over '%s' anyway",
+		       fs_basename(ui->snapshot), cJSON_IsString(src) ? src->valuestring : "?",
+		       src_id->valuestring, ui->target->url.redacted, id.label, id.key,
+		       ui->target->url.redacted);
+}
 
 /* Between verification and touching the target: confirm, safety snapshot. */
 static int before_apply(void *ud, const cJSON *manifest, struct sm_error *err)
@@ -223,8 +254,9 @@ static int before_apply(void *ud, const cJSON *manifest, struct sm_error *err)
 	struct strbuf q = STRBUF_INIT;
 	int ok;
 
-	(void)manifest;
 	progress_end(ui->pr);
+	if (ui->in_place && check_source(ui, manifest, err) < 0)
+		return -1;
 	sb_addf(&q, "replace the contents of '%s' with snapshot '%s'?", ui->target->url.redacted,
 		fs_basename(ui->snapshot));
 	ok = confirm(q.buf, err);
@@ -267,14 +299,6 @@ int cmd_restore(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	if (opt.jobs > 1 && !opt.to_url) {
-		/* in place the restore is one transaction: all or nothing */
-		err_set(&ctx->err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it is "
-			"only for 'restore --to URL' into a scratch database; an in-place restore is "
-			"one transaction (omit --jobs)", opt.jobs);
-		code = report_error(ctx, &ctx->err);
-		goto out;
-	}
 	if (!opt.yes && !isatty(0)) {
 		err_set(&ctx->err, ERR_USAGE, "restore replaces the database's contents: refusing "
 			"without confirmation; stdin is not a terminal, so pass --yes to proceed");
@@ -296,6 +320,23 @@ int cmd_restore(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
+	/* --to naming the configured database (by identity: ./app.db, a
+	 * keyword/value conninfo) is an in-place restore */
+	ui.in_place = !opt.to_url;
+	if (opt.to_url && ctx->have_url &&
+	    engine_same_database(e, &ctx->url, &ui.in_place, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	if (opt.jobs > 1 && ui.in_place) {
+		/* in place the restore is one transaction: all or nothing */
+		err_set(&ctx->err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it is "
+			"only for 'restore --to URL' into a scratch database; '%s' is the database "
+			"itself, and an in-place restore is one transaction (omit --jobs)", opt.jobs,
+			e->url.redacted);
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
 	progress_init(&pr, "restore");
 	ui.ctx = ctx;
 	ui.target = e;
@@ -307,7 +348,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.progress = progress_cb;
 	ro.progress_ud = &pr;
 	ro.jobs = opt.jobs;
-	ro.to_other = opt.to_url != NULL;
+	ro.to_other = !ui.in_place;
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.target_new = !existed && opt.to_url;
 	ro.interrupted = &cli_interrupted;

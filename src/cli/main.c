@@ -119,7 +119,7 @@ static const struct opt_spec specs[] = {
 	{ "quiet", 'q', A_FLAG, &opt.quiet, NULL },
 	{ "json", 0, A_FLAG, &opt.json, NULL },
 	{ "yes", 'y', A_FLAG, &opt.yes, NULL },
-	{ "force", 0, A_FLAG, &opt.yes, NULL },
+	{ "force", 0, A_FLAG, &opt.force, NULL },
 	{ "no-progress", 0, A_FLAG, &opt.no_progress, NULL },
 	{ "lock-timeout", 0, A_MS, &opt.lock_timeout_ms, NULL },
 	{ "statement-lock-timeout", 0, A_MS, &opt.stmt_lock_timeout_ms, NULL },
@@ -534,6 +534,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "Run 'safe-migrate --help' for usage.\n");
 		goto out;
 	}
+	if (opt.force)
+		opt.yes = 1; /* --force has always meant --yes too */
 	if (want_version) {
 		print_version();
 		code = finish_output(NULL, EXIT_OK);

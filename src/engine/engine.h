@@ -41,6 +41,16 @@ struct exec_source {
 /* Called once per statement by ops->split: text is not NUL-terminated. */
 typedef int (*stmt_cb)(void *ud, const char *text, size_t len, int line);
 
+/* Which database this is, independent of how its URL is spelled
+ * (sqlite:///./app.db and sqlite:///app.db, a URL and a keyword/value
+ * conninfo): two connections reach the same database iff their keys are
+ * equal. */
+#define ENGINE_ID_LEN 160
+struct engine_identity {
+	char key[ENGINE_ID_LEN];   /* "sqlite:DEV:INO" or "postgresql:SYSTEM_ID:DB_OID" */
+	char label[ENGINE_ID_LEN]; /* for messages: the file, or "database 'NAME'" */
+};
+
 struct engine_ops {
 	const char *name;         /* "sqlite" or "postgresql": the URL scheme */
 	const char *display_name; /* "SQLite" or "PostgreSQL" */
@@ -96,6 +106,11 @@ struct engine_ops {
 
 	/* Sets *exists to whether a table (or view) of that name is visible. */
 	int (*table_exists)(struct engine *e, const char *name, int *exists, struct sm_error *err);
+
+	/* Fills id: SQLite the main file's st_dev and st_ino; PostgreSQL the
+	 * cluster's system_identifier (pg_control_system()) and the database's
+	 * OID. */
+	int (*identity)(struct engine *e, struct engine_identity *id, struct sm_error *err);
 };
 
 struct engine {
@@ -116,6 +131,11 @@ int engine_open(struct engine **out, const struct db_url *url, unsigned flags,
 		struct sm_error *err);
 /* Rolls back an open transaction, releases the lock, disconnects, frees. NULL-safe. */
 void engine_close(struct engine *e);
+
+/* Do a and b name the same database?  Opens b (never creating it) and
+ * compares identities with a's.  *same is 0 when b does not exist yet. */
+int engine_same_database(struct engine *a, const struct db_url *b, int *same,
+			 struct sm_error *err);
 
 /* Convenience: a script with no source file. */
 int engine_exec(struct engine *e, const char *sql, struct sm_error *err);

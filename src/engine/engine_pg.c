@@ -725,6 +725,30 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
 	return 0;
 }
 
+static int pg_identity(struct engine *e, struct engine_identity *id, struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+	int ret = -1;
+
+	memset(id, 0, sizeof(*id));
+	if (pg_query(e, "SELECT s.system_identifier::text, d.oid::text, d.datname "
+		     "FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d "
+		     "WHERE d.datname = pg_catalog.current_database()", 0, NULL, &rows, err) < 0)
+		return err_prefix(err, "cannot tell which database this is");
+	if (rows.nrows != 1 || !rows_get(&rows, 0, 0) || !rows_get(&rows, 0, 1)) {
+		err_set(err, ERR_FAIL, "cannot tell which database this is: no system identifier");
+		goto out;
+	}
+	snprintf(id->key, sizeof(id->key), "postgresql:%s:%s", rows_get(&rows, 0, 0),
+		 rows_get(&rows, 0, 1));
+	snprintf(id->label, sizeof(id->label), "database '%s' (system %s)", rows_get(&rows, 0, 2),
+		 rows_get(&rows, 0, 0));
+	ret = 0;
+out:
+	rows_release(&rows);
+	return ret;
+}
+
 const struct engine_ops engine_pg_ops = {
 	.name = "postgresql",
 	.display_name = "PostgreSQL",
@@ -744,4 +768,5 @@ const struct engine_ops engine_pg_ops = {
 	.quote_ident = engine_quote_ident_sql,
 	.quote_literal = pg_quote_literal,
 	.table_exists = pg_table_exists,
+	.identity = pg_identity,
 };

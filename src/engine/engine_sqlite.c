@@ -8,6 +8,7 @@
  * transaction, but a run spans many.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -395,6 +396,23 @@ static int sqlite_table_exists(struct engine *e, const char *name, int *exists,
 	return 0;
 }
 
+static int sqlite_identity(struct engine *e, struct engine_identity *id, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	const char *file = sqlite3_db_filename(s->db, "main");
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	if (!file || !*file)
+		return err_set(err, ERR_FAIL, "database '%s' has no file", e->url.path);
+	if (stat(file, &st) < 0)
+		return err_sys(err, "cannot stat '%s'", file);
+	snprintf(id->key, sizeof(id->key), "sqlite:%ju:%ju", (uintmax_t)st.st_dev,
+		 (uintmax_t)st.st_ino);
+	snprintf(id->label, sizeof(id->label), "'%s'", file);
+	return 0;
+}
+
 const struct engine_ops engine_sqlite_ops = {
 	.name = "sqlite",
 	.display_name = "SQLite",
@@ -414,4 +432,5 @@ const struct engine_ops engine_sqlite_ops = {
 	.quote_ident = engine_quote_ident_sql,
 	.quote_literal = sqlite_quote_literal,
 	.table_exists = sqlite_table_exists,
+	.identity = sqlite_identity,
 };
