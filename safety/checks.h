@@ -42,6 +42,8 @@ struct safety_check_opts {
 	const struct applied_set *applied; /* borrowed; may be NULL when e is NULL */
 	int allow_out_of_order;
 	int caller_holds_lock;   /* the caller holds the migration lock: skip that probe */
+	const char *journal_path; /* the database's run journal (NULL: the
+				   * backup dir's SAFETY_JOURNAL_NAME) */
 	int skip_backup;         /* --no-backup: skip backup-dir and disk-space */
 	long long_tx_seconds;    /* 0: SAFETY_LONG_TX_SECONDS */
 };

@@ -9,14 +9,17 @@
  * command to restore it by hand.  The run journal (journal.h) is written
  * durably before the first change, so a SIGKILL is caught by the next run.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "child.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "journal.h"
 #include "pipeline.h"
 #include "strbuf.h"
@@ -37,6 +40,8 @@ struct run {
 	int interrupted;     /* apply ended by SIGINT/SIGTERM */
 	int never_started;   /* run: the command could not be started */
 	int code;            /* exit code once the run is over */
+	struct engine_identity id; /* the database's: keys the journal */
+	char sha[HASH_HEX_LEN + 1]; /* the snapshot's SHA-256 ("" without one) */
 	struct journal j;
 	int journaled;       /* the journal file exists for this run */
 	cJSON *phases;       /* ctx->json's "phases" array, or NULL */
@@ -68,7 +73,7 @@ static void run_release(struct run *r)
 static void run_init(struct run *r, struct cmd_ctx *ctx, const char *command)
 {
 	r->ctx = ctx;
-	journal_start(&r->j, ctx->backup_dir, command, ctx->url.redacted);
+	journal_start(&r->j, ctx->backup_dir, &r->id, command, ctx->url.redacted);
 	if (ctx->json) {
 		cJSON_AddNullToObject(ctx->json, "outcome");
 		cJSON_AddNullToObject(ctx->json, "snapshot");
@@ -116,8 +121,7 @@ static int run_finish(struct run *r, const char *outcome, int code)
 		/* a journal left saying "unfinished" would send the operator to
 		 * `recover`, restoring the snapshot over a database that is fine
 		 * (only a failed restore needs recover) */
-		if (strcmp(outcome, "restore_failed") != 0 &&
-		    journal_drop_own(r->ctx->backup_dir, &jerr) < 0)
+		if (strcmp(outcome, "restore_failed") != 0 && journal_drop_own(&r->j, &jerr) < 0)
 			warning("%s; the next run will ask for 'safe-migrate recover --discard' "
 				"(the database is %s)", jerr.msg,
 				!strcmp(outcome, "applied") ? "migrated" : "as it was before the run");
@@ -131,29 +135,37 @@ static int run_finish(struct run *r, const char *outcome, int code)
 	return code;
 }
 
-/* Refuses to start while an earlier run's journal says it never finished. */
-int check_unfinished(struct cmd_ctx *ctx)
+/* Refuses to start while an earlier run on this database never finished.
+ * The caller holds the migration lock, so the journal read here is the
+ * truth: a run still going would hold the lock, and a run we waited for
+ * has written its last word. */
+int check_unfinished(struct cmd_ctx *ctx, struct engine *e, struct engine_identity *id)
 {
+	struct engine_identity own;
 	cJSON *doc = NULL;
-	const cJSON *snap, *id;
+	char *path = NULL;
+	const char *phase;
 
-	if (journal_read(ctx->backup_dir, &doc, &ctx->err) < 0)
+	if (!id)
+		id = &own;
+	if (e->ops->identity(e, id, &ctx->err) < 0 ||
+	    journal_find(ctx->backup_dir, id, ctx->url.redacted, &path, &doc, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
 	if (!journal_unfinished(doc)) {
 		cJSON_Delete(doc);
+		free(path);
 		return 0;
 	}
-	snap = cJSON_GetObjectItem(doc, "snapshot");
-	id = cJSON_GetObjectItem(doc, "run_id");
+	phase = journal_str(doc, "phase", "?");
 	err_set(&ctx->err, ERR_BLOCKED,
-		"an earlier run (%s, phase '%s') did not finish; its snapshot is %s. Run "
-		"'safe-migrate recover' to restore that snapshot, or 'safe-migrate recover "
-		"--discard' to accept the database as it is now",
-		cJSON_IsString(id) ? id->valuestring : "?",
-		cJSON_IsString(cJSON_GetObjectItem(doc, "phase"))
-			? cJSON_GetObjectItem(doc, "phase")->valuestring : "?",
-		cJSON_IsString(snap) ? snap->valuestring : "(none: no change had been made)");
+		"an earlier run on this database (%s, phase '%s'%s) did not finish; its snapshot "
+		"is %s (journal '%s'). Run 'safe-migrate recover' to restore that snapshot, or "
+		"'safe-migrate recover --discard' to accept the database as it is now",
+		journal_str(doc, "run_id", "?"), phase,
+		!strcmp(phase, "restore_failed") ? ": its automatic restore failed" : "",
+		journal_str(doc, "snapshot", "(none: no change had been made)"), path);
 	cJSON_Delete(doc);
+	free(path);
 	return report_error(ctx, &ctx->err);
 }
 
@@ -172,10 +184,19 @@ static int phase_snapshot(struct run *r, struct engine *e)
 {
 	long long t0 = plan_now_ms();
 
-	if (port_backup(r->ctx, e, NULL, &r->snapshot, &r->ctx->err) < 0) {
+	struct backup_result res = BACKUP_RESULT_INIT;
+
+	if (port_backup(r->ctx, e, NULL, "snapshot", &res, &r->ctx->err) < 0) {
+		backup_result_release(&res);
 		phase_done(r, "snapshot", t0, 0);
 		return -1;
 	}
+	free(r->snapshot);
+	r->snapshot = res.path;
+	res.path = NULL;
+	memcpy(r->sha, res.sha256, sizeof(r->sha));
+	journal_set_snapshot_sha(&r->j, r->sha);
+	backup_result_release(&res);
 	phase_done(r, "snapshot", t0, 1);
 	info("snapshot %s", r->snapshot);
 	t0 = plan_now_ms();
@@ -456,6 +477,25 @@ struct pipeline_kind {
 	void (*report_done)(const struct run *r);
 };
 
+/* Puts the database back after a failed apply or validate: only with the
+ * snapshot this run took (checked by its SHA-256: a snapshot replaced
+ * meanwhile is another database's or another run's). */
+static int undo(struct run *r, int interrupted)
+{
+	struct sm_error serr = SM_ERROR_INIT;
+
+	if (r->snapshot && port_check_sha(r->snapshot, r->sha, &serr) < 0) {
+		error_msg("THE AUTOMATIC RESTORE WAS NOT RUN: %s", serr.msg);
+		error_msg("the database may be in an intermediate state; the run stays open in "
+			  "its journal: find the snapshot this run took (SHA-256 %s), put it back at "
+			  "'%s', then run 'safe-migrate recover'", r->sha, r->snapshot);
+		if (r->ctx->json)
+			cJSON_AddStringToObject(r->ctx->json, "restore_error", serr.msg);
+		return run_finish(r, "restore_failed", EXIT_RESTORE_FAILED);
+	}
+	return restore_after_failure(r, r->s->e, interrupted);
+}
+
 static int phase_plan(struct run *r)
 {
 	return r->kind->plan ? r->kind->plan(r) : PHASE_NEXT;
@@ -525,7 +565,7 @@ static int phase_apply(struct run *r)
 		return PHASE_NEXT;
 	if (r->never_started)
 		return stop(r, "error", EXIT_ERROR);
-	r->code = restore_after_failure(r, r->s->e, r->interrupted);
+	r->code = undo(r, r->interrupted);
 	return PHASE_STOP;
 }
 
@@ -542,7 +582,7 @@ static int phase_validate(struct run *r)
 		  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
 	if (ctx->json)
 		cJSON_AddStringToObject(ctx->json, "error", "validation failed");
-	r->code = restore_after_failure(r, r->s->e, 0);
+	r->code = undo(r, 0);
 	return PHASE_STOP;
 }
 
@@ -681,18 +721,19 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 		err_set(&ctx->err, ERR_USAGE, "--rehearse-url goes with --dry-run");
 		return report_error(ctx, &ctx->err);
 	}
-	if ((code = check_unfinished(ctx)) != 0)
-		return code;
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
+	run_prepare(&r);
+	if ((code = check_unfinished(ctx, s.e, &r.id)) != 0)
+		goto out;
 	/* SIGINT/SIGTERM from here on: before the first change the run stops
 	 * with nothing changed; during apply the statement is cancelled and
 	 * the snapshot restored (exit 130 either way) */
 	signals_watch(s.e);
-	run_prepare(&r);
 	r.what = "the migration";
 	r.check_schema = 1;
 	code = run_pipeline(ctx, opt.dry_run ? &dry_run_kind : &migrate_kind, &r, &s);
+out:
 	run_release(&r);
 	session_close(&s);
 	return code;
@@ -804,102 +845,167 @@ int cmd_run(struct cmd_ctx *ctx)
 			"upgrade head");
 		return report_error(ctx, &ctx->err);
 	}
-	if ((code = check_unfinished(ctx)) != 0)
-		return code;
 	if (session_open(&s, ctx, SESSION_LOCK | SESSION_NO_MIGRATIONS, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
 	run_prepare(&r);
+	if ((code = check_unfinished(ctx, s.e, &r.id)) != 0)
+		goto out;
 	for (int i = 0; i < ctx->argc; i++)
 		sb_addf(&r.cmdline, "%s%s", i ? " " : "", ctx->argv[i]);
 	sb_addf(&what, "'%s'", r.cmdline.buf);
 	r.what = what.buf;
 	r.check_schema = opt.validate;
 	code = run_pipeline(ctx, &command_kind, &r, &s);
+out:
 	run_release(&r);
 	sb_release(&what);
 	session_close(&s);
 	return code;
 }
 
+/* Says which other databases' runs in this backup directory are unfinished
+ * (a `recover -d` of the wrong database finds nothing of its own). */
+static void note_other_journals(const struct cmd_ctx *ctx, const struct engine_identity *id)
+{
+	DIR *d = opendir(ctx->backup_dir);
+	const struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		struct sm_error ignored = SM_ERROR_INIT;
+		cJSON *doc = NULL;
+		char *path;
+
+		if (strncmp(de->d_name, "safe-migrate", 12) ||
+		    strcmp(de->d_name + strlen(de->d_name) - 8, ".journal"))
+			continue;
+		path = fs_join(ctx->backup_dir, de->d_name);
+		if (journal_read(path, &doc, &ignored) == 0 && journal_unfinished(doc) &&
+		    strcmp(journal_str(doc, "identity", ""), id->key))
+			warning("run journal '%s' of another database ('%s') is unfinished; recover "
+				"it with 'safe-migrate -d URL-OF-THAT-DATABASE recover'", path,
+				journal_str(doc, "database", "?"));
+		cJSON_Delete(doc);
+		free(path);
+	}
+	closedir(d);
+}
+
+/* A wrapped command of the killed run (run -- COMMAND) may still be running
+ * and writing: waits up to --lock-timeout for its process group to end,
+ * then refuses. */
+static int wait_for_command(const cJSON *doc, struct sm_error *err)
+{
+	const cJSON *pg = cJSON_GetObjectItemCaseSensitive(doc, "child_pgid");
+	pid_t pgid = cJSON_IsNumber(pg) ? (pid_t)pg->valuedouble : 0;
+	long long until = plan_now_ms() + opt.lock_timeout_ms;
+
+	if (pgid <= 0 || !child_group_alive(pgid))
+		return 0;
+	info("waiting for the killed run's command (process group %ld) to end",
+	     (long)pgid);
+	while (child_group_alive(pgid)) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		if (cli_interrupted || plan_now_ms() >= until)
+			return err_set(err, ERR_BLOCKED, "the killed run's command '%s' (process "
+				       "group %ld) is still running and may still be writing; nothing "
+				       "was changed. Stop it ('kill -TERM -- -%ld'), then run "
+				       "'safe-migrate recover' again",
+				       journal_str(doc, "command", "?"), (long)pgid, (long)pgid);
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 int cmd_recover(struct cmd_ctx *ctx)
 {
-	struct engine *lock_e = NULL;
+	struct engine *e = NULL;
+	struct engine_identity id;
 	cJSON *doc = NULL;
-	const cJSON *snap, *phase;
+	char *path = NULL;
+	const char *snap, *sha;
 	int code = EXIT_OK;
 
-	if (journal_read(ctx->backup_dir, &doc, &ctx->err) < 0)
-		return report_error(ctx, &ctx->err);
-	if (!journal_unfinished(doc)) {
-		out("no interrupted run to recover\n");
-		cJSON_Delete(doc);
-		if (ctx->json)
-			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
-		return EXIT_OK;
-	}
-	snap = cJSON_GetObjectItem(doc, "snapshot");
-	phase = cJSON_GetObjectItem(doc, "phase");
-	if (ctx->json && cJSON_IsString(snap))
-		cJSON_AddStringToObject(ctx->json, "snapshot", snap->valuestring);
-	if (opt.discard) {
-		if (journal_close_unfinished(ctx->backup_dir, "discarded", &ctx->err) < 0) {
-			cJSON_Delete(doc);
-			return report_error(ctx, &ctx->err);
-		}
-		out("accepted the database as it is; the interrupted run's snapshot stays at %s\n",
-		    cJSON_IsString(snap) ? snap->valuestring : "(none)");
-		if (ctx->json)
-			cJSON_AddStringToObject(ctx->json, "outcome", "discarded");
-		cJSON_Delete(doc);
-		return EXIT_OK;
-	}
-	if (!cJSON_IsString(snap)) {
-		/* killed before the snapshot: no change had been made */
-		journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err);
-		out("the interrupted run stopped in phase '%s', before any change; nothing to "
-		    "restore\n", cJSON_IsString(phase) ? phase->valuestring : "?");
-		cJSON_Delete(doc);
-		if (ctx->json)
-			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
-		return EXIT_OK;
-	}
-	info("the interrupted run's snapshot is %s", snap->valuestring);
-	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
-	    port_verify(snap->valuestring, &ctx->err) < 0) {
-		code = report_error(ctx, &ctx->err);
-		cJSON_Delete(doc);
-		return code;
-	}
-	/* A killed client can leave its server session running the statement
-	 * it was sent (PostgreSQL notices the lost client only when that ends);
-	 * that session still holds the migration lock.  Wait for it. */
-	if (engine_open(&lock_e, &ctx->url, 0, &ctx->err) < 0 ||
-	    lock_e->ops->lock(lock_e, opt.lock_timeout_ms, &ctx->err) < 0) {
+	/* Lock first, then read: a killed client can leave its server session
+	 * running the statement it was sent (PostgreSQL notices the lost client
+	 * only when that ends); that session still holds the migration lock. */
+	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0)
+		goto fail;
+	if (e->ops->lock(e, opt.lock_timeout_ms, &ctx->err) < 0) {
 		if (ctx->err.kind == ERR_LOCKED)
 			err_prefix(&ctx->err, "the killed run's server session may still be running "
 				   "its last statement; wait for it to end (or cancel it), then run "
 				   "'safe-migrate recover' again");
-		code = report_error(ctx, &ctx->err);
-		engine_close(lock_e);
-		cJSON_Delete(doc);
-		return code;
+		goto fail;
 	}
-	if (port_restore(ctx, snap->valuestring, &ctx->url, &ctx->err) < 0) {
+	if (e->ops->identity(e, &id, &ctx->err) < 0 ||
+	    journal_find(ctx->backup_dir, &id, ctx->url.redacted, &path, &doc, &ctx->err) < 0)
+		goto fail;
+	if (!journal_unfinished(doc)) {
+		note_other_journals(ctx, &id);
+		out("no interrupted run to recover\n");
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
+		goto out;
+	}
+	if (!journal_belongs(doc, &id, ctx->url.redacted)) {
+		err_set(&ctx->err, ERR_BLOCKED, "run journal '%s' belongs to another database "
+			"('%s', %s), not to '%s' (%s); nothing was changed", path,
+			journal_str(doc, "database", "?"), journal_str(doc, "database_label", "?"),
+			ctx->url.redacted, id.label);
+		goto fail;
+	}
+	if (wait_for_command(doc, &ctx->err) < 0)
+		goto fail;
+	snap = journal_str(doc, "snapshot", NULL);
+	sha = journal_str(doc, "snapshot_sha256", NULL);
+	if (ctx->json && snap)
+		cJSON_AddStringToObject(ctx->json, "snapshot", snap);
+	if (opt.discard) {
+		if (journal_close_unfinished(path, "discarded", &ctx->err) < 0)
+			goto fail;
+		out("accepted the database as it is; the interrupted run's snapshot stays at %s\n",
+		    snap ? snap : "(none)");
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "discarded");
+		goto out;
+	}
+	if (!snap) {
+		/* killed before the snapshot: no change had been made */
+		journal_close_unfinished(path, "recovered", &ctx->err);
+		out("the interrupted run stopped in phase '%s', before any change; nothing to "
+		    "restore\n", journal_str(doc, "phase", "?"));
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
+		goto out;
+	}
+	info("the interrupted run's snapshot is %s", snap);
+	/* only the snapshot that run took: the file at that path may have been
+	 * replaced since (another run, another database, a hand) */
+	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
+	    (sha && port_check_sha(snap, sha, &ctx->err) < 0) ||
+	    port_verify(snap, &ctx->err) < 0)
+		goto fail;
+	if (port_restore(ctx, snap, &ctx->url, &ctx->err) < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
 		error_msg("restore by hand: safe-migrate -d '%s' restore '%s' --yes",
-			  ctx->url.redacted, snap->valuestring);
-		engine_close(lock_e);
-		cJSON_Delete(doc);
-		return EXIT_RESTORE_FAILED;
+			  ctx->url.redacted, snap);
+		code = EXIT_RESTORE_FAILED;
+		goto out;
 	}
-	engine_close(lock_e);
-	if (journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err) < 0)
+	if (journal_close_unfinished(path, "recovered", &ctx->err) < 0)
 		code = report_error(ctx, &ctx->err);
-	out("restored %s; the database is back in its state before the interrupted run\n",
-	    snap->valuestring);
+	out("restored %s; the database is back in its state before the interrupted run\n", snap);
 	if (ctx->json)
 		cJSON_AddStringToObject(ctx->json, "outcome", "restored");
+	goto out;
+fail:
+	code = report_error(ctx, &ctx->err);
+out:
+	engine_close(e);
 	cJSON_Delete(doc);
+	free(path);
 	return code;
 }
 

@@ -13,6 +13,7 @@
 #include "backup.h"
 #include "cli.h"
 #include "fsutil.h"
+#include "pipeline.h"
 #include "progress.h"
 #include "restore.h"
 #include "session.h"
@@ -47,25 +48,6 @@ static int want_args(struct cmd_ctx *ctx, int min, int max)
 	return 0;
 }
 
-/* Takes a snapshot of e with the progress display; fills res. */
-static int take_snapshot(struct engine *e, struct cmd_ctx *ctx, const char *name,
-			 const char *label, struct backup_result *res)
-{
-	struct backup_opts bo;
-	struct progress pr;
-	int rc;
-
-	memset(&bo, 0, sizeof(bo));
-	progress_init(&pr, label);
-	bo.progress = progress_cb;
-	bo.progress_ud = &pr;
-	bo.no_owner = opt.no_owner;
-	bo.interrupted = &cli_interrupted; /* set only where signals are watched */
-	rc = backup_take(e, ctx->backup_dir, name, &bo, res, &ctx->err);
-	progress_end(&pr);
-	return rc;
-}
-
 int cmd_backup(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
@@ -81,7 +63,7 @@ int cmd_backup(struct cmd_ctx *ctx)
 	/* Ctrl-C or SIGTERM: the server's query is cancelled, the temp file
 	 * removed, nothing published (exit 130) */
 	signals_watch(e);
-	rc = take_snapshot(e, ctx, opt.name, "backup", &res);
+	rc = port_backup(ctx, e, opt.name, "backup", &res, &ctx->err);
 	signals_unwatch();
 	if (rc < 0) {
 		code = report_error(ctx, &ctx->err);
@@ -264,7 +246,7 @@ static int before_apply(void *ud, const cJSON *manifest, struct sm_error *err)
 	if (!ok)
 		return -1;
 	if (ui->safety) {
-		if (take_snapshot(ui->target, ui->ctx, NULL, "safety snapshot", &ui->safety_res) < 0)
+		if (port_backup(ui->ctx, ui->target, NULL, "safety snapshot", &ui->safety_res, err) < 0)
 			return err_prefix(err, "cannot take the safety snapshot; nothing was "
 					  "restored");
 		info("safety snapshot of the current database: %s", ui->safety_res.path);
@@ -550,7 +532,7 @@ int cmd_drop_tables(struct cmd_ctx *ctx)
 		goto fail;
 	if (e->ops->lock(e, opt.lock_timeout_ms, &ctx->err) < 0)
 		goto fail;
-	if (take_snapshot(e, ctx, NULL, "safety snapshot", &res) < 0) {
+	if (port_backup(ctx, e, NULL, "safety snapshot", &res, &ctx->err) < 0) {
 		err_prefix(&ctx->err, "cannot take the safety snapshot; nothing was dropped");
 		goto fail;
 	}

@@ -339,6 +339,8 @@ static void sqlite_unlock(struct engine *e)
 	flock(s->lock_fd, LOCK_UN);
 	close(s->lock_fd);
 	s->lock_fd = -1;
+	free(s->lock_path);
+	s->lock_path = NULL;
 }
 
 static int sqlite_set_timeouts(struct engine *e, long lock_timeout_ms, long statement_timeout_ms,
