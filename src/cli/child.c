@@ -126,8 +126,8 @@ static int start(char *const argv[], char **env, pid_t *pid)
 	return rc;
 }
 
-int spawn_run(char *const argv[], char *const extra_env[], spawn_started_fn started, void *ud,
-	      struct spawn_result *res, struct sm_error *err)
+int spawn_run(char *const argv[], const char *shown, char *const extra_env[],
+	      spawn_started_fn started, void *ud, struct spawn_result *res, struct sm_error *err)
 {
 	struct sigaction sa, old_int, old_term, old_chld;
 	char **env = build_env(extra_env);
@@ -150,7 +150,7 @@ int spawn_run(char *const argv[], char *const extra_env[], spawn_started_fn star
 	free(env);
 	if (rc != 0) {
 		errno = rc;
-		err_sys(err, "cannot start '%s'", argv[0]);
+		err_sys(err, "cannot start '%s'", shown);
 		ret = -1;
 		goto out;
 	}
@@ -161,7 +161,7 @@ int spawn_run(char *const argv[], char *const extra_env[], spawn_started_fn star
 		started(ud, pid, pid);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
-			err_sys(err, "cannot wait for '%s'", argv[0]);
+			err_sys(err, "cannot wait for '%s'", shown);
 			ret = -1;
 			break;
 		}

@@ -34,13 +34,14 @@ typedef void (*spawn_started_fn)(void *ud, pid_t pid, pid_t pgid);
 
 /*
  * Runs argv[0] (looked up in PATH) with extra environment variables
- * (NULL-terminated "NAME=value" list, borrowed) and waits for it.
+ * (NULL-terminated "NAME=value" list, borrowed) and waits for it.  Messages
+ * name it as shown (argv[0] with secrets masked).
  * Returns 0 with res filled; -1 with err when it could not be started
  * (res->started == 0: nothing ran) or when waiting for it failed
  * (res->started == 1: it ran and how it ended is unknown).
  */
-int spawn_run(char *const argv[], char *const extra_env[], spawn_started_fn started, void *ud,
-	      struct spawn_result *res, struct sm_error *err);
+int spawn_run(char *const argv[], const char *shown, char *const extra_env[],
+	      spawn_started_fn started, void *ud, struct spawn_result *res, struct sm_error *err);
 
 /* The re-exec helper's main: sets the parent-death signal, checks the parent
  * is still the one that started it, and execs argv[3..].  Returns only on

@@ -302,21 +302,18 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 		goto fail;
 	for (size_t i = 0; i < p->n; i++) {
 		const struct migration *m = p->steps[i].m;
-		struct exec_source src = { m->path, m->up_line };
-		long long t0 = plan_now_ms();
+		long long t0 = plan_now_ms(), ms = 0;
 
 		if (cli_interrupted) {
 			err_set(err, ERR_INTERRUPTED, "interrupted before version %s", m->version);
 			goto fail;
 		}
 		info("%s %s %s", commit ? "applying" : "rehearsing", m->version, m->description);
-		if (e->ops->exec_script(e, m->up_sql, &src, err) < 0) {
+		if (run_step(e, &p->steps[i], &ms, err) < 0) {
 			if (cli_interrupted)
 				err->kind = ERR_INTERRUPTED;
 			goto fail;
 		}
-		if (hist_record(e, m, plan_now_ms() - t0, err) < 0)
-			goto fail;
 		out("%s %s %s (%lld ms)\n", commit ? "applied" : "would apply", m->version,
 		    m->description, plan_now_ms() - t0);
 		if (r->applied)
@@ -761,7 +758,7 @@ static int command_preflight(struct run *r)
 {
 	if (opt.no_backup)
 		warning("*** --no-backup: NO SNAPSHOT IS TAKEN; if '%s' fails, safe-migrate cannot "
-			"put the database back ***", r->ctx->argv[0]);
+			"put the database back ***", r->cmdline.buf);
 	return PHASE_NEXT;
 }
 
@@ -782,7 +779,7 @@ static int command_apply(struct run *r)
 	struct spawn_result res;
 	struct strbuf e1 = STRBUF_INIT, e2 = STRBUF_INIT;
 	char *env[3];
-	char *url = child_url(&ctx->url);
+	char *url = child_url(&ctx->url), *prog;
 	int rc;
 
 	sb_addf(&e1, "DATABASE_URL=%s", url);
@@ -792,7 +789,9 @@ static int command_apply(struct run *r)
 	env[2] = NULL;
 	info("running: %s", r->cmdline.buf);
 	cli_interrupted = 0;
-	rc = spawn_run(ctx->argv, env, command_started, r, &res, &ctx->err);
+	prog = engine_scrub(&ctx->url, ctx->argv[0]);
+	rc = spawn_run(ctx->argv, prog, env, command_started, r, &res, &ctx->err);
+	free(prog);
 	free(url);
 	sb_release(&e1);
 	sb_release(&e2);
@@ -850,8 +849,13 @@ int cmd_run(struct cmd_ctx *ctx)
 	run_prepare(&r);
 	if ((code = check_unfinished(ctx, s.e, &r.id)) != 0)
 		goto out;
-	for (int i = 0; i < ctx->argc; i++)
-		sb_addf(&r.cmdline, "%s%s", i ? " " : "", ctx->argv[i]);
+	/* the command line may carry the URL (dbmate --url ...): it is shown,
+	 * journaled and logged with every password masked */
+	for (int i = 0; i < ctx->argc; i++) {
+		char *shown = engine_scrub(&ctx->url, ctx->argv[i]);
+		sb_addf(&r.cmdline, "%s%s", i ? " " : "", shown);
+		free(shown);
+	}
 	sb_addf(&what, "'%s'", r.cmdline.buf);
 	r.what = what.buf;
 	r.check_schema = opt.validate;

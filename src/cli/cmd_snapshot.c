@@ -202,10 +202,9 @@ struct restore_ui {
 /* An in-place restore puts back the database the snapshot was taken from;
  * one of another database (a shared backup directory, a mistyped name) is
  * refused unless --force.  Compared by identity (engine.h), not URL text. */
-static int check_source(const struct restore_ui *ui, const cJSON *manifest, struct sm_error *err)
+static int compare_source(const struct restore_ui *ui, const cJSON *src_id, const cJSON *src,
+			  struct sm_error *err)
 {
-	const cJSON *src_id = cJSON_GetObjectItemCaseSensitive(manifest, "source_identity");
-	const cJSON *src = cJSON_GetObjectItemCaseSensitive(manifest, "source");
 	struct engine_identity id;
 
 	if (!cJSON_IsString(src_id))
@@ -223,10 +222,30 @@ static int check_source(const struct restore_ui *ui, const cJSON *manifest, stru
 	}
 	return err_set(err, ERR_FAIL, "snapshot '%s' was taken from another database ('%s', "
 		       "identity %s), not from '%s' (%s, identity %s); nothing was restored. Pass "
-		       "--force to restore it over '%s' anyway",
+		       "--force to restore it over '%s' anyway (a SQLite file replaced by a "
+		       "copy, or a PostgreSQL database re-created, counts as another database)",
 		       fs_basename(ui->snapshot), cJSON_IsString(src) ? src->valuestring : "?",
 		       src_id->valuestring, ui->target->url.redacted, id.label, id.key,
 		       ui->target->url.redacted);
+}
+
+static int check_source(const struct restore_ui *ui, const cJSON *manifest, struct sm_error *err)
+{
+	struct snap_reader *reader = NULL;
+	int ret;
+
+	/* a driver that verifies while applying hands over no manifest yet:
+	 * the header carries the same fields (checked equal to the manifest's,
+	 * and the whole file against its sidecar, before anything commits) */
+	if (!manifest) {
+		if (snap_reader_open(ui->snapshot, &reader, err) < 0)
+			return -1;
+		manifest = snap_reader_header(reader);
+	}
+	ret = compare_source(ui, cJSON_GetObjectItemCaseSensitive(manifest, "source_identity"),
+			     cJSON_GetObjectItemCaseSensitive(manifest, "source"), err);
+	snap_reader_close(reader);
+	return ret;
 }
 
 /* Between verification and touching the target: confirm, safety snapshot. */

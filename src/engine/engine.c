@@ -212,3 +212,17 @@ out:
 	engine_close(eb);
 	return ret;
 }
+
+char *engine_scrub(const struct db_url *url, const char *text)
+{
+	const struct engine_ops *ops = url->scheme ? engine_find(url->scheme) : NULL;
+	struct strbuf sb = STRBUF_INIT;
+	char *out;
+
+	sb_adds(&sb, text);
+	if (ops && ops->scrub_secrets)
+		ops->scrub_secrets(url, &sb);
+	out = url_redact(sb.buf);
+	sb_release(&sb);
+	return out;
+}

@@ -111,6 +111,10 @@ struct engine_ops {
 	 * cluster's system_identifier (pg_control_system()) and the database's
 	 * OID. */
 	int (*identity)(struct engine *e, struct engine_identity *id, struct sm_error *err);
+
+	/* Masks in text every password that url carries (NULL: no secrets
+	 * beyond what url_redact finds). */
+	void (*scrub_secrets)(const struct db_url *url, struct strbuf *text);
 };
 
 struct engine {
@@ -136,6 +140,12 @@ void engine_close(struct engine *e);
  * compares identities with a's.  *same is 0 when b does not exist yet. */
 int engine_same_database(struct engine *a, const struct db_url *b, int *same,
 			 struct sm_error *err);
+
+/* A printable copy of text (caller frees): every password url carries, in
+ * any spelling its engine knows (a URL, a conninfo keyword, the decoded
+ * value), and any URL credentials, masked as "***".  For echoing command
+ * lines that may carry the database URL. */
+char *engine_scrub(const struct db_url *url, const char *text);
 
 /* Convenience: a script with no source file. */
 int engine_exec(struct engine *e, const char *sql, struct sm_error *err);

@@ -749,6 +749,17 @@ out:
 	return ret;
 }
 
+static void pg_scrub_secrets(const struct db_url *url, struct strbuf *text)
+{
+	PQconninfoOption *opts = url->conninfo ? PQconninfoParse(url->conninfo, NULL) : NULL;
+
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "password"))
+			scrub_secret(text, o->val);
+	scrub_secret(text, getenv("PGPASSWORD"));
+	PQconninfoFree(opts);
+}
+
 const struct engine_ops engine_pg_ops = {
 	.name = "postgresql",
 	.display_name = "PostgreSQL",
@@ -769,4 +780,5 @@ const struct engine_ops engine_pg_ops = {
 	.quote_literal = pg_quote_literal,
 	.table_exists = pg_table_exists,
 	.identity = pg_identity,
+	.scrub_secrets = pg_scrub_secrets,
 };

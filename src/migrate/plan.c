@@ -239,15 +239,19 @@ long long plan_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int run_step(struct engine *e, const struct step *s, long long *ms, struct sm_error *err)
+int run_step(struct engine *e, const struct step *s, long long *ms, struct sm_error *err)
 {
 	const struct migration *m = s->m;
 	int up = s->dir == STEP_UP;
 	const char *sql = up ? m->up_sql : m->down_sql;
 	struct exec_source src = { up ? m->path : m->down_path, up ? m->up_line : m->down_line };
 	int no_tx = up ? m->up_no_tx : m->down_no_tx;
+	int own_tx = !e->in_tx;
 	long long t0 = plan_now_ms();
 
+	if (no_tx && !own_tx)
+		return err_set(err, ERR_FAIL, "'%s' is marked transaction:false and cannot run inside "
+			       "the caller's transaction", up ? m->path : m->down_path);
 	if (no_tx) {
 		/* statements that cannot run in a transaction (CREATE INDEX
 		 * CONCURRENTLY): run them bare, then record in a short transaction */
@@ -264,18 +268,18 @@ static int run_step(struct engine *e, const struct step *s, long long *ms, struc
 		}
 		return 0;
 	}
-	if (e->ops->begin(e, err) < 0)
+	if (own_tx && e->ops->begin(e, err) < 0)
 		return -1;
 	if (e->ops->exec_script(e, sql, &src, err) < 0)
 		goto fail;
 	*ms = plan_now_ms() - t0;
 	if ((up ? hist_record(e, m, *ms, err) : hist_remove(e, m->version, err)) < 0)
 		goto fail;
-	if (e->ops->commit(e, err) < 0)
+	if (own_tx && e->ops->commit(e, err) < 0)
 		goto fail;
 	return 0;
 fail:
-	{
+	if (own_tx) {
 		struct sm_error ignored = SM_ERROR_INIT;
 		e->ops->rollback(e, &ignored);
 	}
