@@ -131,7 +131,7 @@ int spawn_run(char *const argv[], const char *shown, char *const extra_env[],
 {
 	struct sigaction sa, old_int, old_term, old_chld;
 	char **env = build_env(extra_env);
-	pid_t pid;
+	pid_t pid = -1;
 	int rc, status = 0, ret = 0;
 
 	memset(res, 0, sizeof(*res));

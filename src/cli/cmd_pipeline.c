@@ -740,17 +740,11 @@ out:
 
 /* The URL handed to the child: what it needs to connect (password included,
  * never printed). */
-static char *child_url(const struct db_url *u)
+static char *child_url(const struct engine *e)
 {
 	struct strbuf sb = STRBUF_INIT;
 
-	if (u->path) {
-		char *abs = fs_absolute(u->path);
-		sb_addf(&sb, "sqlite:///%s", abs);
-		free(abs);
-	} else {
-		sb_adds(&sb, u->conninfo);
-	}
+	e->ops->client_url(&e->url, &sb);
 	return sb_detach(&sb);
 }
 
@@ -779,7 +773,7 @@ static int command_apply(struct run *r)
 	struct spawn_result res;
 	struct strbuf e1 = STRBUF_INIT, e2 = STRBUF_INIT;
 	char *env[3];
-	char *url = child_url(&ctx->url), *prog;
+	char *url = child_url(r->s->e), *prog;
 	int rc;
 
 	sb_addf(&e1, "DATABASE_URL=%s", url);
@@ -910,7 +904,7 @@ static int wait_for_command(const cJSON *doc, struct sm_error *err)
 	info("waiting for the killed run's command (process group %ld) to end",
 	     (long)pgid);
 	while (child_group_alive(pgid)) {
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		struct timespec ts = { 0, 100000000L }; /* 100 ms */
 		if (cli_interrupted || plan_now_ms() >= until)
 			return err_set(err, ERR_BLOCKED, "the killed run's command '%s' (process "
 				       "group %ld) is still running and may still be writing; nothing "

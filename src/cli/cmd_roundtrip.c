@@ -46,6 +46,7 @@ static int one_step(struct engine *e, const struct migration *m, enum step_dir d
 static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 			struct sm_error *err)
 {
+	const struct engine_ops *ops = engine_find(ctx->url.scheme);
 	struct db_url u = DB_URL_INIT;
 	struct strbuf s = STRBUF_INIT;
 	int rc = -1;
@@ -54,17 +55,8 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 	if (opt.scratch_url) {
 		if (url_parse(opt.scratch_url, NULL, &u, err) < 0)
 			return -1;
-	} else if (!strcmp(ctx->url.scheme, "sqlite")) {
-		char tmpl[] = "/tmp/safe-migrate-roundtrip-XXXXXX";
-		int fd = mkstemp(tmpl);
-		if (fd < 0) {
-			err_sys(err, "cannot create a scratch database in /tmp");
-			goto out;
-		}
-		close(fd);
-		*tmp_path = xstrdup(tmpl);
-		sb_addf(&s, "sqlite:///%s", tmpl);
-		if (url_parse(s.buf, NULL, &u, err) < 0)
+	} else if (ops && ops->make_scratch) {
+		if (ops->make_scratch(&s, tmp_path, err) < 0 || url_parse(s.buf, NULL, &u, err) < 0)
 			goto out;
 	} else {
 		err_set(err, ERR_USAGE, "roundtrip on %s needs --url SCRATCH: a throwaway database "

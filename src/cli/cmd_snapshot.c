@@ -449,65 +449,26 @@ int cmd_prune(struct cmd_ctx *ctx)
 /* Drops every user object.  The engine interface has no "list user
  * objects" and this is the only command that needs it, so each engine gives
  * the query that lists them here; one loop drops them all. */
-struct drop_driver {
-	const char *engine;
-	/* Run before the transaction (NULL: nothing). */
-	const char *prepare_sql;
-	/* Rows of (kind in lowercase, name as SQL, name as reported), in an
-	 * order that drops dependents first. */
-	const char *list_sql;
-	/* Appended to each DROP statement. */
-	const char *drop_suffix;
-};
-
-static const struct drop_driver drop_drivers[] = {
-	{ "sqlite",
-	  /* foreign_keys cannot change inside a transaction; off, dropping a
-	   * referenced table does not cascade deletes or fail */
-	  "PRAGMA foreign_keys = OFF",
-	  "SELECT type, '\"' || replace(name, '\"', '\"\"') || '\"', name FROM sqlite_master "
-	  "WHERE type IN ('view', 'table') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-	  "ORDER BY type = 'table', name",
-	  "" },
-	/* PostgreSQL: every view, materialized view, table (partitions go with
-	 * their parent) and sequence in the user's schemas; objects that belong
-	 * to an extension are the extension's */
-	{ "postgresql", NULL,
-	  "SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' "
-	  "WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, "
-	  "quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
-	  "quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
-	  "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-	  "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition "
-	  "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-	  "AND n.nspname NOT LIKE 'pg\\_%' "
-	  "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
-	  "'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
-	  "ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, 2",
-	  /* views over a table, sequences owned by it and foreign keys into it
-	   * go with it; IF EXISTS below: they may already be gone */
-	  " CASCADE" },
-};
-
-/* Drops everything d lists, in one transaction; dropped gets "kind name" lines. */
-static int drop_all(struct engine *e, const struct drop_driver *d, struct strbuf *dropped,
-		    struct sm_error *err)
+/* Drops everything the engine's drop_list_sql lists, in one transaction;
+ * dropped gets "kind name" lines. */
+static int drop_all(struct engine *e, struct strbuf *dropped, struct sm_error *err)
 {
 	struct eng_rows rows = ENG_ROWS_INIT;
 	struct strbuf sql = STRBUF_INIT;
 	int ret = -1;
 
-	if (d->prepare_sql && engine_exec(e, d->prepare_sql, err) < 0)
+	if (e->ops->drop_prepare_sql && engine_exec(e, e->ops->drop_prepare_sql, err) < 0)
 		return -1;
 	if (e->ops->begin(e, err) < 0)
 		return -1;
-	if (e->ops->query(e, d->list_sql, 0, NULL, &rows, err) < 0)
+	if (e->ops->query(e, e->ops->drop_list_sql, 0, NULL, &rows, err) < 0)
 		goto out;
 	for (size_t i = 0; i < rows.nrows; i++) {
 		const char *kind = rows_get(&rows, i, 0);
 
 		sb_reset(&sql);
-		sb_addf(&sql, "DROP %s IF EXISTS %s%s", kind, rows_get(&rows, i, 1), d->drop_suffix);
+		sb_addf(&sql, "DROP %s IF EXISTS %s%s", kind, rows_get(&rows, i, 1),
+			e->ops->drop_suffix);
 		if (engine_exec(e, sql.buf, err) < 0)
 			goto out;
 		sb_addf(dropped, "%s %s\n", kind, rows_get(&rows, i, 2));
@@ -527,7 +488,6 @@ out:
 
 int cmd_drop_tables(struct cmd_ctx *ctx)
 {
-	const struct drop_driver *d = NULL;
 	struct engine *e = NULL;
 	struct backup_result res = BACKUP_RESULT_INIT;
 	struct strbuf dropped = STRBUF_INIT, q = STRBUF_INIT;
@@ -537,10 +497,7 @@ int cmd_drop_tables(struct cmd_ctx *ctx)
 		return report_error(ctx, &ctx->err);
 	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0)
 		goto fail;
-	for (size_t i = 0; i < sizeof(drop_drivers) / sizeof(drop_drivers[0]); i++)
-		if (!strcmp(drop_drivers[i].engine, e->ops->name))
-			d = &drop_drivers[i];
-	if (!d) {
+	if (!e->ops->drop_list_sql) {
 		err_set(&ctx->err, ERR_FAIL, "drop-tables is not supported for %s in this build",
 			e->ops->display_name);
 		goto fail;
@@ -556,7 +513,7 @@ int cmd_drop_tables(struct cmd_ctx *ctx)
 		goto fail;
 	}
 	info("safety snapshot: %s (undo with: safe-migrate restore %s)", res.path, res.path);
-	if (drop_all(e, d, &dropped, &ctx->err) < 0) {
+	if (drop_all(e, &dropped, &ctx->err) < 0) {
 		err_prefix(&ctx->err, "drop-tables failed and was rolled back (snapshot: %s)",
 			   res.path);
 		goto fail;

@@ -63,7 +63,7 @@ static const struct command commands[] = {
 	{ "verify", cmd_verify, 0,
 	  "verify SNAPSHOT", "check a snapshot's structure and every checksum", NULL },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR,
-	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup]",
+	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup] [--force]",
 	  "verify a snapshot, take a safety snapshot, and restore",
 	  "In place, the restore is one transaction: any failure, a snapshot found\n"
 	  "damaged while loading included, leaves the database as it was.  PostgreSQL:\n"
@@ -71,7 +71,11 @@ static const struct command commands[] = {
 	  "--to URL restores into another database (a scratch or staging one).\n"
 	  "--jobs N (PostgreSQL, with --to only, 1 to 64) loads with N connections in\n"
 	  "parallel, like pg_restore -j N.  A parallel restore is NOT atomic: if it fails,\n"
-	  "the target database is left incomplete (drop it, or restore again)." },
+	  "the target database is left incomplete (drop it, or restore again).\n"
+	  "In place (no --to, or --to naming the configured database), a snapshot taken\n"
+	  "from another database (by identity: SQLite device and inode, PostgreSQL\n"
+	  "system identifier and database OID) is refused unless --force (which also\n"
+	  "implies --yes)." },
 	{ "prune", cmd_prune, NEED_BACKUP_DIR,
 	  "prune --keep N", "delete all but the newest N snapshots", NULL },
 	{ "drop-tables", cmd_drop_tables, NEED_DB | NEED_BACKUP_DIR,
@@ -92,7 +96,12 @@ static const struct command commands[] = {
 	  "run [--no-backup] [--validate] -- COMMAND [ARG...]",
 	  "the safe-migrate pipeline around another tool's migration command", NULL },
 	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR,
-	  "recover [--discard]", "finish after a run that was killed", NULL },
+	  "recover [--discard]", "finish after a run that was killed (or whose restore failed)",
+	  "Acts on this database's run journal only (BACKUP_DIR/safe-migrate-ID.journal,\n"
+	  "ID from the database's identity).  Restores the run's snapshot if its SHA-256\n"
+	  "is still the journaled one; --discard accepts the database as it is.  Waits up\n"
+	  "to --lock-timeout for the migration lock and for a killed 'run -- COMMAND''s\n"
+	  "process group to end, and refuses while it runs." },
 	{ "roundtrip", cmd_roundtrip, NEED_DB | NEED_MIGRATIONS,
 	  "roundtrip [--url SCRATCH]",
 	  "apply, revert and re-apply each migration on a scratch database", NULL },

@@ -202,7 +202,7 @@ int engine_same_database(struct engine *a, const struct db_url *b, int *same,
 	if (a->ops->identity(a, &ia, err) < 0)
 		return -1;
 	/* a database that cannot be opened is not a's (which is open) */
-	if (engine_open(&eb, b, 0, &ignored) < 0)
+	if (engine_open(&eb, b, 0, &ignored) < 0 || !eb)
 		return 0;
 	if (eb->ops->identity(eb, &ib, err) < 0)
 		goto out;

@@ -115,6 +115,24 @@ struct engine_ops {
 	/* Masks in text every password that url carries (NULL: no secrets
 	 * beyond what url_redact finds). */
 	void (*scrub_secrets)(const struct db_url *url, struct strbuf *text);
+
+	/* Appends what another tool needs to reach url's database (run --
+	 * COMMAND's DATABASE_URL): password included, never print it. */
+	void (*client_url)(const struct db_url *url, struct strbuf *out);
+
+	/* Creates a throwaway empty database (roundtrip's scratch) and appends
+	 * its URL; *remove (caller frees, and removes that file when done) is
+	 * NULL when nothing is left to clean.  NULL: the engine cannot, the
+	 * user names one (--url). */
+	int (*make_scratch)(struct strbuf *url_out, char **remove, struct sm_error *err);
+
+	/* drop-tables: run before its transaction (NULL: nothing); the query
+	 * listing (kind in lowercase, name as SQL, name as reported) of every
+	 * user object in an order that drops dependents first (NULL: not
+	 * supported); what follows each DROP statement. */
+	const char *drop_prepare_sql;
+	const char *drop_list_sql;
+	const char *drop_suffix;
 };
 
 struct engine {

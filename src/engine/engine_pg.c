@@ -760,6 +760,11 @@ static void pg_scrub_secrets(const struct db_url *url, struct strbuf *text)
 	PQconninfoFree(opts);
 }
 
+static void pg_client_url(const struct db_url *url, struct strbuf *out)
+{
+	sb_adds(out, url->conninfo);
+}
+
 const struct engine_ops engine_pg_ops = {
 	.name = "postgresql",
 	.display_name = "PostgreSQL",
@@ -781,4 +786,23 @@ const struct engine_ops engine_pg_ops = {
 	.table_exists = pg_table_exists,
 	.identity = pg_identity,
 	.scrub_secrets = pg_scrub_secrets,
+	.client_url = pg_client_url,
+	/* every view, materialized view, table (partitions go with their
+	 * parent) and sequence in the user's schemas; objects that belong to an
+	 * extension are the extension's */
+	.drop_list_sql =
+		"SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' "
+		"WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, "
+		"quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
+		"quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition "
+		"AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+		"AND n.nspname NOT LIKE 'pg\\_%' "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
+		"'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
+		"ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, 2",
+	/* views over a table, sequences owned by it and foreign keys into it go
+	 * with it; IF EXISTS: they may already be gone */
+	.drop_suffix = " CASCADE",
 };

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fsutil.h"
 #include "xalloc.h"
 
 struct sqlite_impl {
@@ -415,6 +416,28 @@ static int sqlite_identity(struct engine *e, struct engine_identity *id, struct 
 	return 0;
 }
 
+static void sqlite_client_url(const struct db_url *url, struct strbuf *out)
+{
+	char *abs = fs_absolute(url->path);
+
+	sb_addf(out, "sqlite:///%s", abs);
+	free(abs);
+}
+
+static int sqlite_make_scratch(struct strbuf *url_out, char **remove, struct sm_error *err)
+{
+	char tmpl[] = "/tmp/safe-migrate-roundtrip-XXXXXX";
+	int fd = mkstemp(tmpl);
+
+	*remove = NULL;
+	if (fd < 0)
+		return err_sys(err, "cannot create a scratch database in /tmp");
+	close(fd);
+	*remove = xstrdup(tmpl);
+	sb_addf(url_out, "sqlite:///%s", tmpl);
+	return 0;
+}
+
 const struct engine_ops engine_sqlite_ops = {
 	.name = "sqlite",
 	.display_name = "SQLite",
@@ -435,4 +458,14 @@ const struct engine_ops engine_sqlite_ops = {
 	.quote_literal = sqlite_quote_literal,
 	.table_exists = sqlite_table_exists,
 	.identity = sqlite_identity,
+	.client_url = sqlite_client_url,
+	.make_scratch = sqlite_make_scratch,
+	/* foreign_keys cannot change inside a transaction; off, dropping a
+	 * referenced table does not cascade deletes or fail */
+	.drop_prepare_sql = "PRAGMA foreign_keys = OFF",
+	.drop_list_sql =
+		"SELECT type, '\"' || replace(name, '\"', '\"\"') || '\"', name FROM sqlite_master "
+		"WHERE type IN ('view', 'table') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+		"ORDER BY type = 'table', name",
+	.drop_suffix = "",
 };
