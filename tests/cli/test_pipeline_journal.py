@@ -259,6 +259,24 @@ class JournalSqlite(CliTest):
                          "restored")
         self.assertEqual(self.sqlite_dump("app.db"), before)
 
+    def test_a_command_that_ran_is_never_reported_as_never_started(self):
+        # SIGCHLD ignored by whoever started safe-migrate: waitpid fails unless it
+        # resets the disposition; the command has changed the database by then
+        script = self.write("half.py",
+                            "import os, sqlite3, sys\n"
+                            "con = sqlite3.connect(os.environ['DATABASE_URL'][len('sqlite:///'):])\n"
+                            "con.execute('CREATE TABLE half (x INT)'); con.commit()\n"
+                            "sys.exit(1)\n")
+        before = self.sqlite_dump("app.db")
+        p = subprocess.run([BIN, *self.a, "run", "--json", "--", "/usr/bin/python3", script],
+                           cwd=self.dir, env=self.env, capture_output=True, text=True,
+                           timeout=120,
+                           preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+        self.assertEqual(p.returncode, 5, p.stderr)
+        self.assertNotIn("never started", p.stderr)
+        self.assertEqual(json.loads(p.stdout)["outcome"], "restored")
+        self.assertEqual(self.sqlite_dump("app.db"), before)
+
     # -- section 3: identity, not URL text ------------------------------------
     def test_rehearse_url_spelled_differently_is_refused(self):
         self.add("0002_notx.sql", "CREATE TABLE prod_touched (x INT);", notx=True)
