@@ -10,9 +10,11 @@
  *   disk-space           free space >= database size + 10% (the snapshot estimate)
  *   migration-history    applied versions with no file (WARN), edited applied files
  *                        and out-of-order pending ones (FAIL)
- *   interrupted-run      BACKUP_DIR/safe-migrate.journal with "outcome": null (FAIL,
+ *   interrupted-run      the database's run journal (journal_path, else
+ *                        BACKUP_DIR/safe-migrate.journal) with "outcome": null (FAIL,
  *                        naming the snapshot; `safe-migrate recover [--discard]`),
- *                        unless its "pid" is a live process other than ours
+ *                        unless another run holds the migration lock (a live PID
+ *                        alone counts only when there is no connection)
  *   concurrent-migration another process holds the migration lock (FAIL)
  *   pending-migrations   the pending versions; each is linted and its lint findings
  *                        follow (kind FINDING_RULE; blocking ones FAIL)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "xalloc.h"
@@ -129,10 +130,10 @@ static int start(char *const argv[], char **env, pid_t *pid)
 int spawn_run(char *const argv[], const char *shown, char *const extra_env[],
 	      spawn_started_fn started, void *ud, struct spawn_result *res, struct sm_error *err)
 {
-	struct sigaction sa, old_int, old_term, old_chld;
+	struct sigaction sa, old_int, old_term, old_chld, old_ttou;
 	char **env = build_env(extra_env);
 	pid_t pid = -1;
-	int rc, status = 0, ret = 0;
+	int rc, status = 0, ret = 0, tty = 0;
 
 	memset(res, 0, sizeof(*res));
 	/* a SIGCHLD left ignored by our parent would make waitpid fail */
@@ -159,6 +160,18 @@ int spawn_run(char *const argv[], const char *shown, char *const extra_env[],
 		kill(-pid, pending_sig);
 	if (started)
 		started(ud, pid, pid);
+	/* its own group is not the terminal's foreground: hand it the terminal
+	 * (a prompting tool would stop on SIGTTIN), and wake it if it already
+	 * stopped trying */
+	if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp()) {
+		sa.sa_handler = SIG_IGN;
+		sigaction(SIGTTOU, &sa, &old_ttou);
+		tty = tcsetpgrp(STDIN_FILENO, pid) == 0;
+		if (tty)
+			kill(-pid, SIGCONT);
+		else
+			sigaction(SIGTTOU, &old_ttou, NULL);
+	}
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
 			err_sys(err, "cannot wait for '%s'", shown);
@@ -175,6 +188,10 @@ int spawn_run(char *const argv[], const char *shown, char *const extra_env[],
 		res->status = WTERMSIG(status);
 	}
 out:
+	if (tty) {
+		tcsetpgrp(STDIN_FILENO, getpgrp());
+		sigaction(SIGTTOU, &old_ttou, NULL);
+	}
 	child_pgid = 0;
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);

@@ -11,6 +11,8 @@
  *     that sets PR_SET_PDEATHSIG(SIGKILL) before exec'ing the command, so
  *     a SIGKILL of safe-migrate kills the command too;
  *   - SIGINT/SIGTERM are forwarded to its group, from before the spawn;
+ *   - when safe-migrate owns the terminal, the command's group gets it for
+ *     as long as it runs (Ctrl-C then reaches it directly);
  *   - it starts with SIGCHLD, SIGINT, SIGTERM and SIGPIPE at their defaults.
  */
 #ifndef SM_CHILD_H

@@ -2,12 +2,17 @@
  * cmd_pipeline: the safe-migrate pipeline (`safe-migrate`, `run -- COMMAND`),
  * `recover` after a killed run, and `history --runs`.
  *
- * Phases: safety-check, snapshot, verify, apply, validate; on a failure in
- * apply or validate the snapshot is restored and the pre-run state (schema
- * and row counts) is confirmed before the run is reported as "restored"
- * (exit 5).  If the restore fails, exit 6 names the snapshot and the exact
- * command to restore it by hand.  The run journal (journal.h) is written
- * durably before the first change, so a SIGKILL is caught by the next run.
+ * Both entry points run one table of phases (phases[] below): plan,
+ * safety-check, preflight, capture, snapshot (and verify), journal, apply,
+ * validate, record; a struct pipeline_kind says what differs (the plan, the
+ * preflight, how the change is applied).  On a failure in apply or validate
+ * the snapshot this run took (checked by its SHA-256) is restored and the
+ * pre-run state (schema and row counts) is confirmed before the run is
+ * reported as "restored" (exit 5).  If the restore fails, exit 6 names the
+ * snapshot and the exact command to restore it by hand, and the journal
+ * stays unfinished.  The run journal (journal.h), keyed to the database's
+ * identity and read only under the migration lock, is written durably before
+ * the first change, so a SIGKILL is caught by the next run on that database.
  */
 #include <dirent.h>
 #include <errno.h>
