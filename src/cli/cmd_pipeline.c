@@ -159,7 +159,18 @@ int check_unfinished(struct cmd_ctx *ctx, struct engine *e, struct engine_identi
 	if (!journal_unfinished(doc)) {
 		cJSON_Delete(doc);
 		free(path);
-		return 0;
+		if (!journal_find_replaced(ctx->backup_dir, id, &path, &doc))
+			return 0;
+		err_set(&ctx->err, ERR_BLOCKED,
+			"an earlier run on %s (%s, phase '%s') did not finish, and the database "
+			"there was replaced since (identity %s then, %s now); its snapshot is %s. "
+			"Check the database, then remove the journal '%s'", id->label,
+			journal_str(doc, "run_id", "?"), journal_str(doc, "phase", "?"),
+			journal_str(doc, "identity", "?"), id->key,
+			journal_str(doc, "snapshot", "(none)"), path);
+		cJSON_Delete(doc);
+		free(path);
+		return report_error(ctx, &ctx->err);
 	}
 	phase = journal_str(doc, "phase", "?");
 	err_set(&ctx->err, ERR_BLOCKED,

@@ -3,6 +3,7 @@
  */
 #include "journal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -341,4 +342,38 @@ char *journal_path_of(const char *backup_dir, struct engine *e, const char *url_
 		path = journal_path(backup_dir, &id);
 	cJSON_Delete(doc);
 	return path;
+}
+
+int journal_find_replaced(const char *backup_dir, const struct engine_identity *id, char **path,
+			  cJSON **doc)
+{
+	DIR *d = opendir(backup_dir);
+	const struct dirent *de;
+
+	*path = NULL;
+	*doc = NULL;
+	if (!d)
+		return 0;
+	while (!*doc && (de = readdir(d)) != NULL) {
+		struct sm_error ignored = SM_ERROR_INIT;
+		size_t n = strlen(de->d_name);
+		cJSON *cur = NULL;
+		char *p;
+
+		if (n < 21 || strncmp(de->d_name, "safe-migrate-", 13) ||
+		    strcmp(de->d_name + n - 8, ".journal"))
+			continue;
+		p = fs_join(backup_dir, de->d_name);
+		if (journal_read(p, &cur, &ignored) == 0 && journal_unfinished(cur) &&
+		    !strcmp(journal_str(cur, "database_label", ""), id->label) &&
+		    strcmp(journal_str(cur, "identity", ""), id->key)) {
+			*path = p;
+			*doc = cur;
+			break;
+		}
+		cJSON_Delete(cur);
+		free(p);
+	}
+	closedir(d);
+	return *doc != NULL;
 }

@@ -90,6 +90,13 @@ int journal_drop_own(struct journal *j, struct sm_error *err);
  */
 int journal_find(const char *backup_dir, const struct engine_identity *id,
 		 const char *url_redacted, char **path, cJSON **doc, struct sm_error *err);
+/* Finds an unfinished journal of a database at the same place as id (same
+ * label: the SQLite file's path, the PostgreSQL database's name and system)
+ * but another identity: the database was replaced (a file moved over it, a
+ * database re-created) after a run on it was killed.  Returns 1 with *path
+ * and *doc (caller owns both), or 0. */
+int journal_find_replaced(const char *backup_dir, const struct engine_identity *id, char **path,
+			  cJSON **doc);
 /* Reads one journal file; *doc NULL when it does not exist (caller owns it). */
 int journal_read(const char *path, cJSON **doc, struct sm_error *err);
 /* 1 if doc describes a run that did not finish.  Meaningful only while the

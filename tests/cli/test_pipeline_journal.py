@@ -124,6 +124,15 @@ class JournalSqlite(CliTest):
         r = self.code(4, *self.a, "safety-check")
         self.assertIn("FAIL interrupted-run", r.out)
 
+    def test_a_database_replaced_after_a_killed_run_is_not_migrated_blindly(self):
+        self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
+        self.kill_in_apply([*self.a, "safe-migrate"])
+        # a copy moved over the file: another inode, so another identity
+        shutil.copy(self.path("app.db"), self.path("copy.db"))
+        os.replace(self.path("copy.db"), self.path("app.db"))
+        r = self.code(4, *self.a, "safe-migrate")
+        self.assertIn("was replaced since", r.err)
+
     def test_a_run_waiting_for_the_lock_rereads_the_journal(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
         a = self.start_in_apply(*self.a, "safe-migrate", capture=False)
