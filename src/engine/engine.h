@@ -109,7 +109,8 @@ struct engine_ops {
 
 	/* Fills id: SQLite the main file's st_dev and st_ino; PostgreSQL the
 	 * cluster's system_identifier (pg_control_system()) and the database's
-	 * OID. */
+	 * OID (where the role may not call pg_control_system(): the server's
+	 * own address and port instead of the system identifier). */
 	int (*identity)(struct engine *e, struct engine_identity *id, struct sm_error *err);
 
 	/* Masks in text every password that url carries (NULL: no secrets

@@ -731,9 +731,18 @@ static int pg_identity(struct engine *e, struct engine_identity *id, struct sm_e
 	int ret = -1;
 
 	memset(id, 0, sizeof(*id));
+	/* a server that keeps pg_control_system() from this role still tells
+	 * where it listens: weaker (an address, not the cluster), never the
+	 * URL's spelling */
 	if (pg_query(e, "SELECT s.system_identifier::text, d.oid::text, d.datname "
 		     "FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d "
-		     "WHERE d.datname = pg_catalog.current_database()", 0, NULL, &rows, err) < 0)
+		     "WHERE d.datname = pg_catalog.current_database()", 0, NULL, &rows, err) < 0 &&
+	    (e->in_tx ||
+	     pg_query(e, "SELECT 'server ' || coalesce(host(pg_catalog.inet_server_addr()), "
+		      "'local') || ':' || coalesce(pg_catalog.inet_server_port()::text, "
+		      "pg_catalog.current_setting('port')), d.oid::text, d.datname "
+		      "FROM pg_catalog.pg_database d "
+		      "WHERE d.datname = pg_catalog.current_database()", 0, NULL, &rows, err) < 0))
 		return err_prefix(err, "cannot tell which database this is");
 	if (rows.nrows != 1 || !rows_get(&rows, 0, 0) || !rows_get(&rows, 0, 1)) {
 		err_set(err, ERR_FAIL, "cannot tell which database this is: no system identifier");
