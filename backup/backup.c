@@ -11,6 +11,7 @@
 
 #include "backup.h"
 #include "fsutil.h"
+#include "version.h"
 #include "xalloc.h"
 
 /* One line per engine: adding an engine's backup is adding its driver here. */
@@ -35,35 +36,6 @@ void backup_result_release(struct backup_result *r)
 	r->bytes = 0;
 }
 
-/* Numeric segment-by-segment order of version strings ("2.10" > "2.9"), as
- * the migrate module orders them (backup may not depend on it). */
-static int version_cmp(const char *a, const char *b)
-{
-	while (*a || *b) {
-		unsigned long long x = 0, y = 0;
-		while (*a == '0')
-			a++;
-		while (*b == '0')
-			b++;
-		const char *sa = a, *sb = b;
-		while (*a >= '0' && *a <= '9')
-			x = x * 10 + (unsigned)(*a++ - '0');
-		while (*b >= '0' && *b <= '9')
-			y = y * 10 + (unsigned)(*b++ - '0');
-		if ((a - sa) != (b - sb))
-			return (a - sa) < (b - sb) ? -1 : 1;
-		if (x != y)
-			return x < y ? -1 : 1;
-		if (*a != *b)
-			return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
-		if (*a)
-			a++;
-		if (*b)
-			b++;
-	}
-	return 0;
-}
-
 /* The newest version in safe_migrate_versions, or NULL (caller frees). */
 static int read_revision(struct engine *e, char **out, struct sm_error *err)
 {
@@ -80,7 +52,7 @@ static int read_revision(struct engine *e, char **out, struct sm_error *err)
 		return -1;
 	for (size_t i = 0; i < rows.nrows; i++) {
 		const char *v = rows_get(&rows, i, 0);
-		if (v && (!best || version_cmp(v, best) > 0))
+		if (v && (!best || ver_cmp(v, best) > 0))
 			best = v;
 	}
 	if (best)
@@ -96,6 +68,8 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	const struct backup_driver *d = backup_find_driver(e);
 	struct snap_writer *w = NULL;
 	struct strbuf version = STRBUF_INIT;
+	struct engine_identity id;
+	struct sm_error ignored = SM_ERROR_INIT;
 	char *revision = NULL;
 	uint64_t need = 0;
 	int ret = -1;
@@ -122,6 +96,10 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 		goto out;
 	snap_set_engine(w, e->ops->name, version.buf);
 	snap_set_source(w, e->url.redacted);
+	/* without an identity (no privilege to read it) the snapshot is still
+	 * good; an in-place restore then cannot check where it came from */
+	if (e->ops->identity(e, &id, &ignored) == 0)
+		snap_set_source_identity(w, id.key);
 	snap_set_revision(w, revision);
 	snap_writer_set_interrupt(w, opts->interrupted);
 	if (d->take(e, w, opts, err) < 0)

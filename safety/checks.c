@@ -223,9 +223,23 @@ static void check_history(const struct safety_check_opts *o, const struct mig_st
 		      "the migrations directory", o->applied->n);
 }
 
-static void check_journal(const char *backup_dir, struct finding_list *out)
+/* Does another run hold the migration lock? */
+static int run_in_progress(const struct safety_check_opts *o)
 {
-	char *path = fs_join(backup_dir, SAFETY_JOURNAL_NAME);
+	struct sm_error err = SM_ERROR_INIT;
+
+	if (!o->e || o->caller_holds_lock)
+		return 0;
+	if (o->e->ops->lock(o->e, 0, &err) < 0)
+		return err.kind == ERR_LOCKED;
+	o->e->ops->unlock(o->e);
+	return 0;
+}
+
+static void check_journal(const struct safety_check_opts *o, struct finding_list *out)
+{
+	char *path = o->journal_path ? xstrdup(o->journal_path)
+				     : fs_join(o->backup_dir, SAFETY_JOURNAL_NAME);
 	struct strbuf text = STRBUF_INIT;
 	struct sm_error err = SM_ERROR_INIT;
 	cJSON *j = NULL;
@@ -250,12 +264,15 @@ static void check_journal(const char *backup_dir, struct finding_list *out)
 		      cJSON_IsString(outcome) ? outcome->valuestring : "recorded");
 		goto out;
 	}
-	if (cJSON_IsNumber(pid) && pid->valuedouble > 0 &&
-	    (pid_t)pid->valuedouble != getpid() && kill((pid_t)pid->valuedouble, 0) == 0) {
+	/* a run in progress holds the migration lock; a live PID alone proves
+	 * nothing (PIDs are reused) */
+	if (run_in_progress(o) ||
+	    (!o->e && cJSON_IsNumber(pid) && pid->valuedouble > 0 &&
+	     (pid_t)pid->valuedouble != getpid() && kill((pid_t)pid->valuedouble, 0) == 0)) {
 		/* still running: the concurrent-migration check reports it */
 		CHECK(out, "interrupted-run", LEVEL_PASS, NULL, "run %s (process %.0f) is in "
 		      "progress, not interrupted", cJSON_IsString(run) ? run->valuestring : "?",
-		      pid->valuedouble);
+		      cJSON_GetNumberValue(pid));
 		goto out;
 	}
 	CHECK(out, "interrupted-run", LEVEL_FAIL,
@@ -401,9 +418,9 @@ int safety_check_run(const struct safety_check_opts *o, struct finding_list *out
 		if (probe_backup_dir(o->backup_dir, out) && d &&
 		    check_space(o, d, out) < 0)
 			goto out;
-		check_journal(o->backup_dir, out);
+		check_journal(o, out);
 	} else if (o->backup_dir) {
-		check_journal(o->backup_dir, out);
+		check_journal(o, out);
 	}
 	if (o->set) {
 		plan_status(o->set, o->applied ? o->applied : &none, &st);

@@ -10,9 +10,11 @@
  *   disk-space           free space >= database size + 10% (the snapshot estimate)
  *   migration-history    applied versions with no file (WARN), edited applied files
  *                        and out-of-order pending ones (FAIL)
- *   interrupted-run      BACKUP_DIR/safe-migrate.journal with "outcome": null (FAIL,
+ *   interrupted-run      the database's run journal (journal_path, else
+ *                        BACKUP_DIR/safe-migrate.journal) with "outcome": null (FAIL,
  *                        naming the snapshot; `safe-migrate recover [--discard]`),
- *                        unless its "pid" is a live process other than ours
+ *                        unless another run holds the migration lock (a live PID
+ *                        alone counts only when there is no connection)
  *   concurrent-migration another process holds the migration lock (FAIL)
  *   restore-locks        the in-place restore (one transaction) would need more locks
  *                        than the server's lock table guarantees (FAIL; engines whose
@@ -45,6 +47,8 @@ struct safety_check_opts {
 	const struct applied_set *applied; /* borrowed; may be NULL when e is NULL */
 	int allow_out_of_order;
 	int caller_holds_lock;   /* the caller holds the migration lock: skip that probe */
+	const char *journal_path; /* the database's run journal (NULL: the
+				   * backup dir's SAFETY_JOURNAL_NAME) */
 	int skip_backup;         /* --no-backup: skip backup-dir and disk-space */
 	long long_tx_seconds;    /* 0: SAFETY_LONG_TX_SECONDS */
 	const char *lint_ignore; /* lint rules to silence (lint_ignore()), or NULL */

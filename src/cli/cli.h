@@ -44,6 +44,7 @@ struct options {
 	int quiet;
 	int json;
 	int yes;
+	int force;            /* --force: --yes, and restore accepts another database's snapshot */
 	int no_progress;
 	long lock_timeout_ms;      /* --lock-timeout: waiting for the migration lock */
 	long stmt_lock_timeout_ms; /* --statement-lock-timeout: lock_timeout for statements */

@@ -169,11 +169,14 @@ int cmd_upgrade(struct cmd_ctx *ctx)
 
 	if (ctx->argc > 1)
 		return usage_error(ctx, "upgrade takes one TARGET, not '%s'", ctx->argv[1]);
-	/* a killed safe-migrate run must be recovered (or discarded) first */
-	if ((code = check_unfinished(ctx)) != 0)
-		return code;
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
+	/* a killed safe-migrate run must be recovered (or discarded) first;
+	 * read under the lock: a run we waited for may have been killed */
+	if ((code = check_unfinished(ctx, s.e, NULL)) != 0) {
+		session_close(&s);
+		return code;
+	}
 	warn_missing(&s);
 	if (plan_check_consistent(&s.set, &s.applied, &s.st, opt.allow_out_of_order, &ctx->err) < 0 ||
 	    plan_upgrade(&s.set, &s.applied, ctx->argc ? ctx->argv[0] : NULL, &p, &ctx->err) < 0) {

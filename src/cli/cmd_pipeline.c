@@ -2,21 +2,29 @@
  * cmd_pipeline: the safe-migrate pipeline (`safe-migrate`, `run -- COMMAND`),
  * `recover` after a killed run, and `history --runs`.
  *
- * Phases: safety-check, snapshot, verify, apply, validate; on a failure in
- * apply or validate the snapshot is restored and the pre-run state (schema
- * and row counts) is confirmed before the run is reported as "restored"
- * (exit 5).  If the restore fails, exit 6 names the snapshot and the exact
- * command to restore it by hand.  The run journal (journal.h) is written
- * durably before the first change, so a SIGKILL is caught by the next run.
+ * Both entry points run one table of phases (phases[] below): plan,
+ * safety-check, preflight, capture, snapshot (and verify), journal, apply,
+ * validate, record; a struct pipeline_kind says what differs (the plan, the
+ * preflight, how the change is applied).  On a failure in apply or validate
+ * the snapshot this run took (checked by its SHA-256) is restored and the
+ * pre-run state (schema and row counts) is confirmed before the run is
+ * reported as "restored" (exit 5).  If the restore fails, exit 6 names the
+ * snapshot and the exact command to restore it by hand, and the journal
+ * stays unfinished.  The run journal (journal.h), keyed to the database's
+ * identity and read only under the migration lock, is written durably before
+ * the first change, so a SIGKILL is caught by the next run on that database.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "child.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "history.h"
 #include "impact_report.h"
 #include "journal.h"
@@ -25,8 +33,24 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
+struct pipeline_kind;
+
+/* One run of the pipeline: what the phases share. */
 struct run {
 	struct cmd_ctx *ctx;
+	const struct pipeline_kind *kind;
+	struct session *s;   /* open and locked, borrowed */
+	struct plan p;       /* safe-migrate: the steps to apply */
+	size_t done;         /* steps applied */
+	struct strbuf cmdline; /* run: the command as printed */
+	const char *what;    /* the change in messages: "the migration" or "'CMD'" */
+	int check_schema;    /* validate against --expected */
+	int interrupted;     /* apply ended by SIGINT/SIGTERM */
+	int never_started;   /* run: the command could not be started */
+	int hist_existed;    /* the version tables existed before the run */
+	int code;            /* exit code once the run is over */
+	struct engine_identity id; /* the database's: keys the journal */
+	char sha[HASH_HEX_LEN + 1]; /* the snapshot's SHA-256 ("" without one) */
 	struct journal j;
 	int journaled;       /* the journal file exists for this run */
 	cJSON *phases;       /* ctx->json's "phases" array, or NULL */
@@ -40,11 +64,27 @@ struct run {
 	cJSON *snap_rows;           /* the snapshot manifest's row_counts, owned */
 };
 
+/* Zeroes r; run_init starts it, run_release frees what run_finish leaves. */
+static void run_prepare(struct run *r)
+{
+	static const struct plan no_plan = PLAN_INIT;
+	static const struct strbuf empty = STRBUF_INIT;
+
+	memset(r, 0, sizeof(*r));
+	r->p = no_plan;
+	r->cmdline = empty;
+}
+
+static void run_release(struct run *r)
+{
+	plan_release(&r->p);
+	sb_release(&r->cmdline);
+}
+
 static void run_init(struct run *r, struct cmd_ctx *ctx, const char *command)
 {
-	memset(r, 0, sizeof(*r));
 	r->ctx = ctx;
-	journal_start(&r->j, ctx->backup_dir, command, ctx->url.redacted);
+	journal_start(&r->j, ctx->backup_dir, &r->id, command, ctx->url.redacted);
 	if (ctx->json) {
 		cJSON_AddNullToObject(ctx->json, "outcome");
 		cJSON_AddNullToObject(ctx->json, "snapshot");
@@ -92,8 +132,7 @@ static int run_finish(struct run *r, const char *outcome, int code)
 		/* a journal left saying "unfinished" would send the operator to
 		 * `recover`, restoring the snapshot over a database that is fine
 		 * (only a failed restore needs recover) */
-		if (strcmp(outcome, "restore_failed") != 0 &&
-		    journal_drop_own(r->ctx->backup_dir, &jerr) < 0)
+		if (!journal_stays_open(outcome) && journal_drop_own(&r->j, &jerr) < 0)
 			warning("%s; the next run will ask for 'safe-migrate recover --discard' "
 				"(the database is %s)", jerr.msg,
 				!strcmp(outcome, "applied") ? "migrated" : "as it was before the run");
@@ -110,29 +149,50 @@ static int run_finish(struct run *r, const char *outcome, int code)
 	return code;
 }
 
-/* Refuses to start while an earlier run's journal says it never finished. */
-int check_unfinished(struct cmd_ctx *ctx)
+/* Refuses to start while an earlier run on this database never finished.
+ * The caller holds the migration lock, so the journal read here is the
+ * truth: a run still going would hold the lock, and a run we waited for
+ * has written its last word. */
+int check_unfinished(struct cmd_ctx *ctx, struct engine *e, struct engine_identity *id)
 {
+	struct engine_identity own;
 	cJSON *doc = NULL;
-	const cJSON *snap, *id;
+	char *path = NULL;
+	const char *phase;
 
-	if (journal_read(ctx->backup_dir, &doc, &ctx->err) < 0)
+	if (!id)
+		id = &own;
+	if (e->ops->identity(e, id, &ctx->err) < 0 ||
+	    journal_find(ctx->backup_dir, id, ctx->url.redacted, &path, &doc, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
 	if (!journal_unfinished(doc)) {
 		cJSON_Delete(doc);
-		return 0;
+		free(path);
+		if (!journal_find_replaced(ctx->backup_dir, id, &path, &doc))
+			return 0;
+		err_set(&ctx->err, ERR_BLOCKED,
+			"an earlier run on %s (%s, phase '%s') did not finish, and the database "
+			"there was replaced since (identity %s then, %s now); its snapshot is %s. "
+			"Check the database, then remove the journal '%s'", id->label,
+			journal_str(doc, "run_id", "?"), journal_str(doc, "phase", "?"),
+			journal_str(doc, "identity", "?"), id->key,
+			journal_str(doc, "snapshot", "(none)"), path);
+		cJSON_Delete(doc);
+		free(path);
+		return report_error(ctx, &ctx->err);
 	}
-	snap = cJSON_GetObjectItem(doc, "snapshot");
-	id = cJSON_GetObjectItem(doc, "run_id");
+	phase = journal_str(doc, "phase", "?");
 	err_set(&ctx->err, ERR_BLOCKED,
-		"an earlier run (%s, phase '%s') did not finish; its snapshot is %s. Run "
-		"'safe-migrate recover' to restore that snapshot, or 'safe-migrate recover "
-		"--discard' to accept the database as it is now",
-		cJSON_IsString(id) ? id->valuestring : "?",
-		cJSON_IsString(cJSON_GetObjectItem(doc, "phase"))
-			? cJSON_GetObjectItem(doc, "phase")->valuestring : "?",
-		cJSON_IsString(snap) ? snap->valuestring : "(none: no change had been made)");
+		"an earlier run on this database (%s, phase '%s'%s) did not finish; its snapshot "
+		"is %s (journal '%s'). Run 'safe-migrate recover' to restore that snapshot, or "
+		"'safe-migrate recover --discard' to accept the database as it is now",
+		journal_str(doc, "run_id", "?"), phase,
+		!strcmp(phase, "restore_failed") ? ": its automatic restore failed"
+		: !strcmp(phase, "concurrent_writes") ? ": other sessions wrote, it did not restore"
+		: "",
+		journal_str(doc, "snapshot", "(none: no change had been made)"), path);
 	cJSON_Delete(doc);
+	free(path);
 	return report_error(ctx, &ctx->err);
 }
 
@@ -151,10 +211,19 @@ static int phase_snapshot(struct run *r, struct engine *e)
 {
 	long long t0 = plan_now_ms();
 
-	if (port_backup(r->ctx, e, NULL, &r->snapshot, &r->ctx->err) < 0) {
+	struct backup_result res = BACKUP_RESULT_INIT;
+
+	if (port_backup(r->ctx, e, NULL, "snapshot", &res, &r->ctx->err) < 0) {
+		backup_result_release(&res);
 		phase_done(r, "snapshot", t0, 0);
 		return -1;
 	}
+	free(r->snapshot);
+	r->snapshot = res.path;
+	res.path = NULL;
+	memcpy(r->sha, res.sha256, sizeof(r->sha));
+	journal_set_snapshot_sha(&r->j, r->sha);
+	backup_result_release(&res);
 	phase_done(r, "snapshot", t0, 1);
 	info("snapshot %s", r->snapshot);
 	t0 = plan_now_ms();
@@ -289,14 +358,26 @@ static int save_failed_state(struct cmd_ctx *ctx, const char *snapshot, struct e
 			     char **saved, struct sm_error *err)
 {
 	struct strbuf name = STRBUF_INIT;
+	struct backup_result res = BACKUP_RESULT_INIT;
 	const char *base = strrchr(snapshot, '/');
+	sig_atomic_t was;
 	int rc;
 
 	sb_adds(&name, base ? base + 1 : snapshot);
 	if (name.len > 8 && !strcmp(name.buf + name.len - 8, ".tar.zst"))
 		sb_setlen(&name, name.len - 8);
 	sb_adds(&name, "_failed_state");
-	rc = port_backup(ctx, e, name.buf, saved, err);
+	/* a signal that ended the run must not stop this save: during the
+	 * restore, signals go to restore_signals_begin's handler */
+	was = cli_interrupted;
+	cli_interrupted = 0;
+	rc = port_backup(ctx, e, name.buf, "failed state", &res, err);
+	cli_interrupted = was;
+	if (rc == 0) {
+		*saved = res.path;
+		res.path = NULL;
+	}
+	backup_result_release(&res);
 	sb_release(&name);
 	return rc;
 }
@@ -361,8 +442,10 @@ static int stop_for_foreign_writes(struct run *r, const char *list)
 	error_msg("--on-concurrent-writes stop: the database was NOT restored; it is as the "
 		  "failed run left it, other sessions' writes included. The snapshot from "
 		  "before the run is %s", r->snapshot);
-	error_msg("to restore it anyway (discarding those writes): safe-migrate -d '%s' "
-		  "restore '%s' --yes", r->ctx->url.redacted, r->snapshot);
+	error_msg("the run stays open in its journal. To restore the snapshot anyway "
+		  "(discarding those writes; the state now is saved first): safe-migrate -d '%s' "
+		  "recover --yes; to keep the database as it is: safe-migrate -d '%s' recover "
+		  "--discard", r->ctx->url.redacted, r->ctx->url.redacted);
 	return EXIT_CONCURRENT_WRITES;
 }
 
@@ -398,8 +481,9 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		if (!fs.stopped && foreign.len && !fs.saved) {
 			/* nothing was restored: the failed state stays, with their writes */
 			error_msg("%s", rerr.msg);
-			error_msg("restore by hand once they are saved: safe-migrate -d '%s' restore "
-				  "'%s' --yes", ctx->url.redacted, r->snapshot);
+			error_msg("the run stays open in its journal; once the failed state can be "
+				  "saved: safe-migrate -d '%s' recover --yes (it saves it first), or "
+				  "keep the database as it is: recover --discard", ctx->url.redacted);
 			code = EXIT_CONCURRENT_WRITES;
 		}
 	} else {
@@ -511,21 +595,18 @@ static int apply_single_tx(struct run *r, struct engine *e, const struct plan *p
 		goto fail;
 	for (size_t i = 0; i < p->n; i++) {
 		const struct migration *m = p->steps[i].m;
-		struct exec_source src = { m->path, m->up_line };
-		long long t0 = plan_now_ms();
+		long long t0 = plan_now_ms(), ms = 0;
 
 		if (cli_interrupted) {
 			err_set(err, ERR_INTERRUPTED, "interrupted before version %s", m->version);
 			goto fail;
 		}
 		info("%s %s %s", commit ? "applying" : "rehearsing", m->version, m->description);
-		if (e->ops->exec_script(e, m->up_sql, &src, err) < 0) {
+		if (run_step(e, &p->steps[i], mirror, &ms, err) < 0) {
 			if (cli_interrupted)
 				err->kind = ERR_INTERRUPTED;
 			goto fail;
 		}
-		if (plan_record_step(e, &p->steps[i], plan_now_ms() - t0, mirror, err) < 0)
-			goto fail;
 		out("%s %s %s (%lld ms)\n", commit ? "applied" : "would apply", m->version,
 		    m->description, plan_now_ms() - t0);
 		if (r->applied)
@@ -583,13 +664,17 @@ static int rehearse(struct run *r, struct session *s, const struct plan *p, int 
 	struct impact *imp;
 	size_t done = 0;
 	long long t0;
-	int rc = -1;
+	int rc = -1, same = 0;
 
 	if (url_parse(opt.rehearse_url, NULL, &target, &ctx->err) < 0)
 		return -1;
-	if (!strcmp(target.redacted, ctx->url.redacted)) {
-		err_set(&ctx->err, ERR_USAGE, "--rehearse-url must name another database than the "
-			"one being migrated");
+	/* by identity, not by URL text: ./app.db, a keyword/value conninfo or
+	 * another user's URL may all name the database being migrated */
+	if (engine_same_database(s->e, &target, &same, &ctx->err) < 0)
+		goto out;
+	if (same) {
+		err_set(&ctx->err, ERR_USAGE, "--rehearse-url '%s' is the database being migrated "
+			"('%s'); it must name a scratch database", target.redacted, ctx->url.redacted);
 		goto out;
 	}
 	if (phase_snapshot(r, s->e) < 0)
@@ -708,15 +793,295 @@ static int dry_run(struct run *r, struct session *s, const struct plan *p)
 	return run_finish(r, "dry_run", gate);
 }
 
+/* ---- one phase sequence for `safe-migrate` and `run -- COMMAND` ---------- */
+
+/* What a phase tells the sequence: go on, or the run is over (r->code set
+ * and the run recorded by run_finish). */
+enum { PHASE_NEXT = 0, PHASE_STOP = 1 };
+
+static int stop(struct run *r, const char *outcome, int code)
+{
+	r->code = run_finish(r, outcome, code);
+	return PHASE_STOP;
+}
+
+/* What differs between the two entry points; the phases are shared. */
+struct pipeline_kind {
+	const char *command; /* the journal's "command" */
+	/* The change goes through the run's own connection (our migrations):
+	 * its writes can be told from other sessions', and a migration that
+	 * failed in its own transaction may have changed nothing.  0 for a
+	 * command that writes through connections of its own. */
+	int own_writes;
+	/* Before the safety checks: what to do (the plan); may finish the run. */
+	int (*plan)(struct run *r);
+	/* After the safety checks, before the pre-run state is captured: may
+	 * finish the run (a dry run, a refused --no-backup). */
+	int (*preflight)(struct run *r);
+	/* Makes the change: 0 on success; -1 after printing what failed (sets
+	 * r->interrupted when a signal ended it). */
+	int (*apply)(struct run *r);
+	/* The "done:" line. */
+	void (*report_done)(const struct run *r);
+};
+
+/* Puts the database back after a failed apply or validate: only with the
+ * snapshot this run took (checked by its SHA-256: a snapshot replaced
+ * meanwhile is another database's or another run's). */
+static int undo(struct run *r, int interrupted)
+{
+	struct sm_error serr = SM_ERROR_INIT;
+
+	if (r->snapshot && port_check_sha(r->snapshot, r->sha, &serr) < 0) {
+		error_msg("THE AUTOMATIC RESTORE WAS NOT RUN: %s", serr.msg);
+		error_msg("the database may be in an intermediate state; the run stays open in "
+			  "its journal: find the snapshot this run took (SHA-256 %s), put it back at "
+			  "'%s', then run 'safe-migrate recover'", r->sha, r->snapshot);
+		if (r->ctx->json)
+			cJSON_AddStringToObject(r->ctx->json, "restore_error", serr.msg);
+		return run_finish(r, "restore_failed", EXIT_RESTORE_FAILED);
+	}
+	return restore_after_failure(r, r->s->e, interrupted);
+}
+
+static int phase_plan(struct run *r)
+{
+	return r->kind->plan ? r->kind->plan(r) : PHASE_NEXT;
+}
+
+static int phase_safety_check(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+
+	if (!phase_safety(r, r->s)) {
+		if (cli_interrupted) {
+			error_msg("interrupted; nothing was changed");
+			return stop(r, "error", EXIT_INTERRUPTED);
+		}
+		return PHASE_NEXT;
+	}
+	if (cli_interrupted) {
+		error_msg("interrupted during the safety checks; nothing was changed");
+		return stop(r, "error", EXIT_INTERRUPTED);
+	}
+	if (ctx->err.msg[0])
+		report_error(ctx, &ctx->err);
+	error_msg("a safety check failed; nothing was changed");
+	return stop(r, "blocked", EXIT_BLOCKED);
+}
+
+static int phase_preflight(struct run *r)
+{
+	return r->kind->preflight ? r->kind->preflight(r) : PHASE_NEXT;
+}
+
+static int phase_capture(struct run *r)
+{
+	struct engine *e = r->s->e;
+	struct sm_error *err = &r->ctx->err;
+
+	if (port_capture(e, &r->before, err) < 0)
+		return stop(r, "error", report_error(r->ctx, err));
+	r->have_before = 1;
+	/* apply creates the version tables when they are missing: a commit */
+	if (r->kind->own_writes &&
+	    (e->ops->table_exists(e, HIST_TABLE, &r->hist_existed, err) < 0 ||
+	     (r->hist_existed &&
+	      e->ops->table_exists(e, HIST_SCHEMA_TABLE, &r->hist_existed, err) < 0)))
+		return stop(r, "error", report_error(r->ctx, err));
+	/* a command writes through connections of its own: its writes cannot be
+	 * told from other sessions', so only the schemas are recorded */
+	if (guard_start(&r->guard, e, r->kind->own_writes && !opt.no_backup, err) < 0)
+		return stop(r, "error", report_error(r->ctx, err));
+	return PHASE_NEXT;
+}
+
+static int phase_take_snapshot(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+
+	if (opt.no_backup || phase_snapshot(r, r->s->e) == 0)
+		return PHASE_NEXT;
+	error_msg("no change was made: %s", ctx->err.msg);
+	return stop(r, "error", ctx->err.kind == ERR_INTERRUPTED || cli_interrupted
+				? EXIT_INTERRUPTED : EXIT_ERROR);
+}
+
+static int phase_journal(struct run *r)
+{
+	/* recover drops the schemas a killed run created beside these */
+	if (r->guard.schemas)
+		cJSON_AddStringToObject(r->j.doc, "pre_run_schemas", r->guard.schemas);
+	if (journal_before_change(r) < 0)
+		return stop(r, "error", report_error(r->ctx, &r->ctx->err));
+	if (cli_interrupted)
+		return stop(r, "error", EXIT_INTERRUPTED);
+	return PHASE_NEXT;
+}
+
+static int phase_apply(struct run *r)
+{
+	long long t0 = plan_now_ms();
+	int rc = r->kind->apply(r);
+
+	phase_done(r, "apply", t0, rc == 0);
+	if (rc == 0)
+		return PHASE_NEXT;
+	if (r->never_started)
+		return stop(r, "error", EXIT_ERROR);
+	/* with --no-backup every step ran in the one transaction */
+	if (r->kind->own_writes && r->hist_existed && r->p.n &&
+	    (opt.no_backup || (r->done == 0 && !r->p.steps[0].m->up_no_tx)) &&
+	    guard_version_absent(r->s->e, r->p.steps[0].m->version))
+		r->code = nothing_to_undo(r, r->interrupted);
+	else
+		r->code = undo(r, r->interrupted);
+	return PHASE_STOP;
+}
+
+static int phase_validate(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	long long t0 = plan_now_ms();
+	int rc = port_validate(r->s->e, &r->before, r->check_schema, r->findings, &ctx->err);
+
+	phase_done(r, "validate", t0, rc == 0);
+	if (rc == 0)
+		return PHASE_NEXT;
+	error_msg("validation failed after %s: %s", r->what,
+		  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
+	if (ctx->json)
+		cJSON_AddStringToObject(ctx->json, "error", "validation failed");
+	r->code = undo(r, 0);
+	return PHASE_STOP;
+}
+
+static int phase_record(struct run *r)
+{
+	session_record_schema(r->s);
+	r->kind->report_done(r);
+	return stop(r, "applied", EXIT_OK);
+}
+
+/* The pipeline, in order.  A phase either hands on to the next or ends the
+ * run; the last one always ends it. */
+static const struct phase {
+	const char *name;
+	int (*run)(struct run *r);
+} phases[] = {
+	{ "plan", phase_plan },
+	{ "safety-check", phase_safety_check },
+	{ "preflight", phase_preflight },
+	{ "capture", phase_capture },
+	{ "snapshot", phase_take_snapshot },
+	{ "journal", phase_journal },
+	{ "apply", phase_apply },
+	{ "validate", phase_validate },
+	{ "record", phase_record },
+};
+
+/* Runs the phases on an open, locked session; returns the exit code. */
+static int run_pipeline(struct cmd_ctx *ctx, const struct pipeline_kind *kind, struct run *r,
+			struct session *s)
+{
+	run_init(r, ctx, kind->command);
+	r->kind = kind;
+	r->s = s;
+	if (r->cmdline.len)
+		cJSON_ReplaceItemInObject(r->j.doc, "command", cJSON_CreateString(r->cmdline.buf));
+	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++)
+		if (phases[i].run(r) == PHASE_STOP)
+			break;
+	return r->code;
+}
+
+/* ---- safe-migrate: our own migrations ------------------------------------ */
+
+static int migrate_plan(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct session *s = r->s;
+
+	if (plan_check_consistent(&s->set, &s->applied, &s->st, opt.allow_out_of_order,
+				  &ctx->err) < 0 ||
+	    plan_upgrade(&s->set, &s->applied, ctx->argc ? ctx->argv[0] : NULL, &r->p,
+			 &ctx->err) < 0) {
+		int code = report_error(ctx, &ctx->err);
+		return stop(r, "blocked", code == EXIT_USAGE ? EXIT_USAGE : EXIT_BLOCKED);
+	}
+	if (!r->p.n) {
+		out("nothing to do: the database is at %s\n",
+		    hist_current(&s->applied) ? hist_current(&s->applied) : "base");
+		return stop(r, "nothing_to_do", EXIT_OK);
+	}
+	return PHASE_NEXT;
+}
+
+static int migrate_preflight(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	const struct migration *bad = NULL;
+
+	if (opt.dry_run) {
+		r->code = dry_run(r, r->s, &r->p);
+		return PHASE_STOP;
+	}
+	if (!opt.no_backup)
+		return PHASE_NEXT;
+	if (!all_transactional(&r->p, &bad)) {
+		err_set(&ctx->err, ERR_BLOCKED, "--no-backup refused: '%s' is marked "
+			"transaction:false, so a failure could not be rolled back", bad->path);
+		return stop(r, "blocked", report_error(ctx, &ctx->err));
+	}
+	warning("*** --no-backup: NO SNAPSHOT IS TAKEN. All %zu migrations run in one "
+		"transaction; a failure rolls them all back, but nothing protects against "
+		"what a transaction cannot undo ***", r->p.n);
+	return PHASE_NEXT;
+}
+
+static int migrate_apply(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	const struct plan *p = &r->p;
+	const char *failed;
+	int rc;
+
+	if (opt.no_backup) {
+		rc = apply_single_tx(r, r->s->e, p, 1, &r->done);
+	} else {
+		struct apply_hooks hooks = { r, apply_print_start, apply_print_done };
+		rc = apply_plan(r->s->e, p, &hooks, &cli_interrupted, &r->done, &ctx->err);
+	}
+	if (rc == 0)
+		return 0;
+	r->interrupted = ctx->err.kind == ERR_INTERRUPTED || cli_interrupted;
+	failed = p->steps[r->done < p->n ? r->done : p->n - 1].m->version;
+	error_msg("version %s failed: %s", failed, ctx->err.msg);
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "error", ctx->err.msg);
+		cJSON_AddStringToObject(ctx->json, "failed_version", failed);
+	}
+	return -1;
+}
+
+static void migrate_done(const struct run *r)
+{
+	out("done: %zu migration%s applied; snapshot %s\n", r->p.n, r->p.n == 1 ? "" : "s",
+	    r->snapshot ? r->snapshot : "(none: --no-backup)");
+}
+
+static const struct pipeline_kind migrate_kind = {
+	"safe-migrate", 1, migrate_plan, migrate_preflight, migrate_apply, migrate_done,
+};
+static const struct pipeline_kind dry_run_kind = {
+	"safe-migrate --dry-run", 1, migrate_plan, migrate_preflight, migrate_apply, migrate_done,
+};
+
 int cmd_safe_migrate(struct cmd_ctx *ctx)
 {
 	struct session s;
-	struct plan p = PLAN_INIT;
 	struct run r;
-	const struct migration *bad = NULL;
-	size_t done = 0;
-	long long t0;
-	int code, rc, hist_existed = 0;
+	int code;
 
 	if (ctx->argc > 1) {
 		err_set(&ctx->err, ERR_USAGE, "safe-migrate takes one TARGET, not '%s'", ctx->argv[1]);
@@ -728,160 +1093,120 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 	}
 	if (guard_policy_stop(&ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
-	if ((code = check_unfinished(ctx)) != 0)
-		return code;
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
+	run_prepare(&r);
+	if ((code = check_unfinished(ctx, s.e, &r.id)) != 0)
+		goto out;
 	/* SIGINT/SIGTERM from here on: before the first change the run stops
 	 * with nothing changed; during apply the statement is cancelled and
 	 * the snapshot restored (exit 130 either way) */
 	signals_watch(s.e);
-	run_init(&r, ctx, opt.dry_run ? "safe-migrate --dry-run" : "safe-migrate");
-	if (plan_check_consistent(&s.set, &s.applied, &s.st, opt.allow_out_of_order, &ctx->err) < 0 ||
-	    plan_upgrade(&s.set, &s.applied, ctx->argc ? ctx->argv[0] : NULL, &p, &ctx->err) < 0) {
-		code = report_error(ctx, &ctx->err);
-		code = run_finish(&r, "blocked", code == EXIT_USAGE ? EXIT_USAGE : EXIT_BLOCKED);
-		goto out;
-	}
-	if (!p.n) {
-		out("nothing to do: the database is at %s\n",
-		    hist_current(&s.applied) ? hist_current(&s.applied) : "base");
-		code = run_finish(&r, "nothing_to_do", EXIT_OK);
-		goto out;
-	}
-	if (phase_safety(&r, &s)) {
-		if (cli_interrupted) {
-			error_msg("interrupted during the safety checks; nothing was changed");
-			code = run_finish(&r, "error", EXIT_INTERRUPTED);
-			goto out;
-		}
-		if (ctx->err.msg[0])
-			report_error(ctx, &ctx->err);
-		error_msg("a safety check failed; nothing was changed");
-		code = run_finish(&r, "blocked", EXIT_BLOCKED);
-		goto out;
-	}
-	if (cli_interrupted) {
-		error_msg("interrupted; nothing was changed");
-		code = run_finish(&r, "error", EXIT_INTERRUPTED);
-		goto out;
-	}
-	if (opt.dry_run) {
-		code = dry_run(&r, &s, &p);
-		goto out;
-	}
-	if (opt.no_backup) {
-		if (!all_transactional(&p, &bad)) {
-			err_set(&ctx->err, ERR_BLOCKED, "--no-backup refused: '%s' is marked "
-				"transaction:false, so a failure could not be rolled back", bad->path);
-			code = run_finish(&r, "blocked", report_error(ctx, &ctx->err));
-			goto out;
-		}
-		warning("*** --no-backup: NO SNAPSHOT IS TAKEN. All %zu migrations run in one "
-			"transaction; a failure rolls them all back, but nothing protects against "
-			"what a transaction cannot undo ***", p.n);
-	}
-	if (port_capture(s.e, &r.before, &ctx->err) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-	r.have_before = 1;
-	/* apply creates the version tables when they are missing: a commit */
-	if (s.e->ops->table_exists(s.e, HIST_TABLE, &hist_existed, &ctx->err) < 0 ||
-	    (hist_existed && s.e->ops->table_exists(s.e, HIST_SCHEMA_TABLE, &hist_existed,
-						    &ctx->err) < 0) ||
-	    guard_start(&r.guard, s.e, !opt.no_backup, &ctx->err) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-	if (!opt.no_backup && phase_snapshot(&r, s.e) < 0) {
-		error_msg("no change was made: %s", ctx->err.msg);
-		code = run_finish(&r, "error", ctx->err.kind == ERR_INTERRUPTED || cli_interrupted
-						   ? EXIT_INTERRUPTED : EXIT_ERROR);
-		goto out;
-	}
-	if (journal_before_change(&r) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-	if (cli_interrupted) {
-		code = run_finish(&r, "error", EXIT_INTERRUPTED);
-		goto out;
-	}
-
-	t0 = plan_now_ms();
-	if (opt.no_backup) {
-		rc = apply_single_tx(&r, s.e, &p, 1, &done);
-	} else {
-		struct apply_hooks hooks = { &r, apply_print_start, apply_print_done };
-		rc = apply_plan(s.e, &p, &hooks, &cli_interrupted, &done, &ctx->err);
-	}
-	phase_done(&r, "apply", t0, rc == 0);
-	if (rc < 0) {
-		int interrupted = ctx->err.kind == ERR_INTERRUPTED || cli_interrupted;
-		error_msg("version %s failed: %s", p.steps[done < p.n ? done : p.n - 1].m->version,
-			  ctx->err.msg);
-		if (ctx->json) {
-			cJSON_AddStringToObject(ctx->json, "error", ctx->err.msg);
-			cJSON_AddStringToObject(ctx->json, "failed_version",
-						p.steps[done < p.n ? done : p.n - 1].m->version);
-		}
-		/* with --no-backup every step ran in the one transaction */
-		if (hist_existed && (opt.no_backup || (done == 0 && !p.steps[0].m->up_no_tx)) &&
-		    guard_version_absent(s.e, p.steps[0].m->version))
-			code = nothing_to_undo(&r, interrupted);
-		else
-			code = restore_after_failure(&r, s.e, interrupted);
-		goto out;
-	}
-
-	t0 = plan_now_ms();
-	rc = port_validate(s.e, &r.before, 1, r.findings, &ctx->err);
-	phase_done(&r, "validate", t0, rc == 0);
-	if (rc != 0) {
-		error_msg("validation failed after the migration: %s",
-			  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
-		if (ctx->json)
-			cJSON_AddStringToObject(ctx->json, "error", "validation failed");
-		code = restore_after_failure(&r, s.e, 0);
-		goto out;
-	}
-	session_record_schema(&s);
-	out("done: %zu migration%s applied; snapshot %s\n", p.n, p.n == 1 ? "" : "s",
-	    r.snapshot ? r.snapshot : "(none: --no-backup)");
-	code = run_finish(&r, "applied", EXIT_OK);
+	r.what = "the migration";
+	r.check_schema = 1;
+	code = run_pipeline(ctx, opt.dry_run ? &dry_run_kind : &migrate_kind, &r, &s);
 out:
-	plan_release(&p);
+	run_release(&r);
 	session_close(&s);
 	return code;
 }
 
+/* ---- run -- COMMAND: another tool's migrations ---------------------------- */
+
 /* The URL handed to the child: what it needs to connect (password included,
  * never printed). */
-static char *child_url(const struct db_url *u)
+static char *child_url(const struct engine *e)
 {
 	struct strbuf sb = STRBUF_INIT;
 
-	if (u->path) {
-		char *abs = fs_absolute(u->path);
-		sb_addf(&sb, "sqlite:///%s", abs);
-		free(abs);
-	} else {
-		sb_adds(&sb, u->conninfo);
-	}
+	e->ops->client_url(&e->url, &sb);
 	return sb_detach(&sb);
 }
+
+static int command_preflight(struct run *r)
+{
+	if (opt.no_backup)
+		warning("*** --no-backup: NO SNAPSHOT IS TAKEN; if '%s' fails, safe-migrate cannot "
+			"put the database back ***", r->cmdline.buf);
+	return PHASE_NEXT;
+}
+
+/* Journals the command's pid and process group: `recover` waits for (or
+ * refuses while) that group is alive. */
+static void command_started(void *ud, pid_t pid, pid_t pgid)
+{
+	struct run *r = ud;
+	struct sm_error err = SM_ERROR_INIT;
+
+	if (journal_set_child(&r->j, pid, pgid, &err) < 0)
+		warning("cannot record the command's process in the run journal: %s", err.msg);
+}
+
+static int command_apply(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct spawn_result res;
+	struct strbuf e1 = STRBUF_INIT, e2 = STRBUF_INIT;
+	char *env[3];
+	char *url = child_url(r->s->e), *prog;
+	int rc;
+
+	sb_addf(&e1, "DATABASE_URL=%s", url);
+	sb_addf(&e2, "SAFE_MIGRATE_DATABASE_URL=%s", url);
+	env[0] = e1.buf;
+	env[1] = e2.buf;
+	env[2] = NULL;
+	info("running: %s", r->cmdline.buf);
+	cli_interrupted = 0;
+	prog = engine_scrub(&ctx->url, ctx->argv[0]);
+	rc = spawn_run(ctx->argv, prog, env, command_started, r, &res, &ctx->err);
+	free(prog);
+	free(url);
+	sb_release(&e1);
+	sb_release(&e2);
+	if (rc < 0 && !res.started) {
+		/* it never started, so it changed nothing */
+		report_error(ctx, &ctx->err);
+		error_msg("the command never started; nothing was changed");
+		r->never_started = 1;
+		return -1;
+	}
+	if (rc < 0) {
+		/* it ran, but how it ended is unknown: treat it as a failure */
+		error_msg("'%s' ran, but its end is unknown: %s", r->cmdline.buf, ctx->err.msg);
+		res.exited = 0;
+		res.status = 0;
+	} else if (res.exited && res.status == 0) {
+		return 0;
+	} else if (res.exited) {
+		error_msg("'%s' exited with status %d", r->cmdline.buf, res.status);
+	} else {
+		error_msg("'%s' was killed by signal %d", r->cmdline.buf, res.status);
+	}
+	r->interrupted = !res.exited && (res.status == SIGINT || res.status == SIGTERM);
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "error", "the command failed");
+		cJSON_AddNumberToObject(ctx->json, "command_status", res.status);
+	}
+	return -1;
+}
+
+static void command_done(const struct run *r)
+{
+	out("done: '%s' succeeded; snapshot %s\n", r->cmdline.buf,
+	    r->snapshot ? r->snapshot : "(none: --no-backup)");
+}
+
+static const struct pipeline_kind command_kind = {
+	"run", 0, NULL, command_preflight, command_apply, command_done,
+};
 
 int cmd_run(struct cmd_ctx *ctx)
 {
 	struct session s;
 	struct run r;
-	struct spawn_result res;
-	struct strbuf e1 = STRBUF_INIT, e2 = STRBUF_INIT, cmdline = STRBUF_INIT;
-	char *env[3];
-	char *url = NULL;
-	long long t0;
-	int code, rc;
+	struct strbuf what = STRBUF_INIT;
+	int code;
 
 	if (!ctx->argc) {
 		err_set(&ctx->err, ERR_USAGE, "run needs a command: safe-migrate run -- alembic "
@@ -890,164 +1215,156 @@ int cmd_run(struct cmd_ctx *ctx)
 	}
 	if (guard_policy_stop(&ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
-	if ((code = check_unfinished(ctx)) != 0)
-		return code;
 	if (session_open(&s, ctx, SESSION_LOCK | SESSION_NO_MIGRATIONS, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
-	for (int i = 0; i < ctx->argc; i++)
-		sb_addf(&cmdline, "%s%s", i ? " " : "", ctx->argv[i]);
-	run_init(&r, ctx, "run");
-	cJSON_ReplaceItemInObject(r.j.doc, "command", cJSON_CreateString(cmdline.buf));
-	if (phase_safety(&r, &s)) {
-		error_msg("a safety check failed; nothing was changed");
-		code = run_finish(&r, "blocked", EXIT_BLOCKED);
+	run_prepare(&r);
+	if ((code = check_unfinished(ctx, s.e, &r.id)) != 0)
 		goto out;
+	/* the command line may carry the URL (dbmate --url ...): it is shown,
+	 * journaled and logged with every password masked */
+	for (int i = 0; i < ctx->argc; i++) {
+		char *shown = engine_scrub(&ctx->url, ctx->argv[i]);
+		sb_addf(&r.cmdline, "%s%s", i ? " " : "", shown);
+		free(shown);
 	}
-	if (port_capture(s.e, &r.before, &ctx->err) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-	r.have_before = 1;
-	/* the command writes through connections of its own: its writes cannot
-	 * be told from other sessions', so only the schemas are recorded */
-	if (guard_start(&r.guard, s.e, 0, &ctx->err) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-	if (opt.no_backup)
-		warning("*** --no-backup: NO SNAPSHOT IS TAKEN; if '%s' fails, safe-migrate cannot "
-			"put the database back ***", ctx->argv[0]);
-	else if (phase_snapshot(&r, s.e) < 0) {
-		error_msg("no change was made: %s", ctx->err.msg);
-		code = run_finish(&r, "error", EXIT_ERROR);
-		goto out;
-	}
-	if (journal_before_change(&r) < 0) {
-		code = run_finish(&r, "error", report_error(ctx, &ctx->err));
-		goto out;
-	}
-
-	url = child_url(&ctx->url);
-	sb_addf(&e1, "DATABASE_URL=%s", url);
-	sb_addf(&e2, "SAFE_MIGRATE_DATABASE_URL=%s", url);
-	env[0] = e1.buf;
-	env[1] = e2.buf;
-	env[2] = NULL;
-	info("running: %s", cmdline.buf);
-	t0 = plan_now_ms();
-	cli_interrupted = 0;
-	rc = spawn_run(ctx->argv, env, &res, &ctx->err);
-	if (rc < 0) {
-		/* it never started, so it changed nothing */
-		phase_done(&r, "apply", t0, 0);
-		report_error(ctx, &ctx->err);
-		code = run_finish(&r, "error", EXIT_ERROR);
-		goto out;
-	}
-	rc = res.exited && res.status == 0 ? 0 : -1;
-	phase_done(&r, "apply", t0, rc == 0);
-	if (rc < 0) {
-		int interrupted = !res.exited && (res.status == SIGINT || res.status == SIGTERM);
-		if (res.exited)
-			error_msg("'%s' exited with status %d", cmdline.buf, res.status);
-		else
-			error_msg("'%s' was killed by signal %d", cmdline.buf, res.status);
-		if (ctx->json) {
-			cJSON_AddStringToObject(ctx->json, "error", "the command failed");
-			cJSON_AddNumberToObject(ctx->json, "command_status", res.status);
-		}
-		code = restore_after_failure(&r, s.e, interrupted);
-		goto out;
-	}
-	t0 = plan_now_ms();
-	rc = port_validate(s.e, &r.before, opt.validate, r.findings, &ctx->err);
-	phase_done(&r, "validate", t0, rc == 0);
-	if (rc != 0) {
-		error_msg("validation failed after '%s': %s", cmdline.buf,
-			  ctx->err.msg[0] ? ctx->err.msg : "new problems found (see above)");
-		code = restore_after_failure(&r, s.e, 0);
-		goto out;
-	}
-	session_record_schema(&s);
-	out("done: '%s' succeeded; snapshot %s\n", cmdline.buf,
-	    r.snapshot ? r.snapshot : "(none: --no-backup)");
-	code = run_finish(&r, "applied", EXIT_OK);
+	sb_addf(&what, "'%s'", r.cmdline.buf);
+	r.what = what.buf;
+	r.check_schema = opt.validate;
+	code = run_pipeline(ctx, &command_kind, &r, &s);
 out:
-	free(url);
-	sb_release(&e1);
-	sb_release(&e2);
-	sb_release(&cmdline);
+	run_release(&r);
+	sb_release(&what);
 	session_close(&s);
 	return code;
 }
 
+/* Says which other databases' runs in this backup directory are unfinished
+ * (a `recover -d` of the wrong database finds nothing of its own). */
+static void note_other_journals(const struct cmd_ctx *ctx, const struct engine_identity *id)
+{
+	DIR *d = opendir(ctx->backup_dir);
+	const struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		struct sm_error ignored = SM_ERROR_INIT;
+		cJSON *doc = NULL;
+		char *path;
+
+		if (strncmp(de->d_name, "safe-migrate", 12) ||
+		    strcmp(de->d_name + strlen(de->d_name) - 8, ".journal"))
+			continue;
+		path = fs_join(ctx->backup_dir, de->d_name);
+		if (journal_read(path, &doc, &ignored) == 0 && journal_unfinished(doc) &&
+		    strcmp(journal_str(doc, "identity", ""), id->key))
+			warning("run journal '%s' of another database ('%s') is unfinished; recover "
+				"it with 'safe-migrate -d URL-OF-THAT-DATABASE recover'", path,
+				journal_str(doc, "database", "?"));
+		cJSON_Delete(doc);
+		free(path);
+	}
+	closedir(d);
+}
+
+/* A wrapped command of the killed run (run -- COMMAND) may still be running
+ * and writing: waits up to --lock-timeout for its process group to end,
+ * then refuses. */
+static int wait_for_command(const cJSON *doc, struct sm_error *err)
+{
+	const cJSON *pg = cJSON_GetObjectItemCaseSensitive(doc, "child_pgid");
+	pid_t pgid = cJSON_IsNumber(pg) ? (pid_t)pg->valuedouble : 0;
+	long long until = plan_now_ms() + opt.lock_timeout_ms;
+
+	if (pgid <= 0 || !child_group_alive(pgid))
+		return 0;
+	info("waiting for the killed run's command (process group %ld) to end",
+	     (long)pgid);
+	while (child_group_alive(pgid)) {
+		struct timespec ts = { 0, 100000000L }; /* 100 ms */
+		if (cli_interrupted || plan_now_ms() >= until)
+			return err_set(err, ERR_BLOCKED, "the killed run's command '%s' (process "
+				       "group %ld) is still running and may still be writing; nothing "
+				       "was changed. Stop it ('kill -TERM -- -%ld'), then run "
+				       "'safe-migrate recover' again",
+				       journal_str(doc, "command", "?"), (long)pgid, (long)pgid);
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 int cmd_recover(struct cmd_ctx *ctx)
 {
-	struct engine *lock_e = NULL;
+	struct engine *e = NULL;
 	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL };
+	struct engine_identity id;
 	cJSON *doc = NULL;
-	const cJSON *snap, *phase;
+	char *path = NULL;
+	const char *snap, *sha;
 	int code = EXIT_OK, rc;
 
 	if (guard_policy_stop(&ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
-
-	if (journal_read(ctx->backup_dir, &doc, &ctx->err) < 0)
-		return report_error(ctx, &ctx->err);
-	if (!journal_unfinished(doc)) {
-		out("no interrupted run to recover\n");
-		cJSON_Delete(doc);
-		if (ctx->json)
-			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
-		return EXIT_OK;
-	}
-	snap = cJSON_GetObjectItem(doc, "snapshot");
-	phase = cJSON_GetObjectItem(doc, "phase");
-	if (ctx->json && cJSON_IsString(snap))
-		cJSON_AddStringToObject(ctx->json, "snapshot", snap->valuestring);
-	if (opt.discard) {
-		if (journal_close_unfinished(ctx->backup_dir, "discarded", &ctx->err) < 0) {
-			cJSON_Delete(doc);
-			return report_error(ctx, &ctx->err);
-		}
-		out("accepted the database as it is; the interrupted run's snapshot stays at %s\n",
-		    cJSON_IsString(snap) ? snap->valuestring : "(none)");
-		if (ctx->json)
-			cJSON_AddStringToObject(ctx->json, "outcome", "discarded");
-		cJSON_Delete(doc);
-		return EXIT_OK;
-	}
-	if (!cJSON_IsString(snap)) {
-		/* killed before the snapshot: no change had been made */
-		journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err);
-		out("the interrupted run stopped in phase '%s', before any change; nothing to "
-		    "restore\n", cJSON_IsString(phase) ? phase->valuestring : "?");
-		cJSON_Delete(doc);
-		if (ctx->json)
-			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
-		return EXIT_OK;
-	}
-	info("the interrupted run's snapshot is %s", snap->valuestring);
-	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
-	    port_verify(snap->valuestring, NULL, &ctx->err) < 0) {
-		code = report_error(ctx, &ctx->err);
-		cJSON_Delete(doc);
-		return code;
-	}
-	/* A killed client can leave its server session running the statement
-	 * it was sent (PostgreSQL notices the lost client only when that ends);
-	 * that session still holds the migration lock.  Wait for it. */
-	if (engine_open(&lock_e, &ctx->url, 0, &ctx->err) < 0 ||
-	    lock_e->ops->lock(lock_e, opt.lock_timeout_ms, &ctx->err) < 0) {
+	/* Lock first, then read: a killed client can leave its server session
+	 * running the statement it was sent (PostgreSQL notices the lost client
+	 * only when that ends); that session still holds the migration lock. */
+	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0)
+		goto fail;
+	if (e->ops->lock(e, opt.lock_timeout_ms, &ctx->err) < 0) {
 		if (ctx->err.kind == ERR_LOCKED)
 			err_prefix(&ctx->err, "the killed run's server session may still be running "
 				   "its last statement; wait for it to end (or cancel it), then run "
 				   "'safe-migrate recover' again");
-		code = report_error(ctx, &ctx->err);
-		engine_close(lock_e);
-		cJSON_Delete(doc);
-		return code;
+		goto fail;
 	}
+	if (e->ops->identity(e, &id, &ctx->err) < 0 ||
+	    journal_find(ctx->backup_dir, &id, ctx->url.redacted, &path, &doc, &ctx->err) < 0)
+		goto fail;
+	if (!journal_unfinished(doc)) {
+		note_other_journals(ctx, &id);
+		out("no interrupted run to recover\n");
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
+		goto out;
+	}
+	if (!journal_belongs(doc, &id, ctx->url.redacted)) {
+		err_set(&ctx->err, ERR_BLOCKED, "run journal '%s' belongs to another database "
+			"('%s', %s), not to '%s' (%s); nothing was changed", path,
+			journal_str(doc, "database", "?"), journal_str(doc, "database_label", "?"),
+			ctx->url.redacted, id.label);
+		goto fail;
+	}
+	if (wait_for_command(doc, &ctx->err) < 0)
+		goto fail;
+	snap = journal_str(doc, "snapshot", NULL);
+	sha = journal_str(doc, "snapshot_sha256", NULL);
+	if (ctx->json && snap)
+		cJSON_AddStringToObject(ctx->json, "snapshot", snap);
+	if (opt.discard) {
+		if (journal_close_unfinished(path, "discarded", &ctx->err) < 0)
+			goto fail;
+		out("accepted the database as it is; the interrupted run's snapshot stays at %s\n",
+		    snap ? snap : "(none)");
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "discarded");
+		goto out;
+	}
+	if (!snap) {
+		/* killed before the snapshot: no change had been made */
+		journal_close_unfinished(path, "recovered", &ctx->err);
+		out("the interrupted run stopped in phase '%s', before any change; nothing to "
+		    "restore\n", journal_str(doc, "phase", "?"));
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
+		goto out;
+	}
+	info("the interrupted run's snapshot is %s", snap);
+	/* only the snapshot that run took: the file at that path may have been
+	 * replaced since (another run, another database, a hand) */
+	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
+	    (sha && port_check_sha(snap, sha, &ctx->err) < 0) ||
+	    port_verify(snap, NULL, &ctx->err) < 0)
+		goto fail;
 	/* the killed run's own writes cannot be told from other sessions' now:
 	 * the state as it is, theirs included, is saved before the restore
 	 * (while they cannot write), and --on-concurrent-writes stop stops */
@@ -1056,17 +1373,17 @@ int cmd_recover(struct cmd_ctx *ctx)
 			  "from other sessions', so it did not restore. Restore anyway (the state "
 			  "now is saved first): safe-migrate recover --yes; or keep the database as "
 			  "it is: safe-migrate recover --discard");
-		engine_close(lock_e);
-		cJSON_Delete(doc);
-		return EXIT_CONCURRENT_WRITES;
+		code = EXIT_CONCURRENT_WRITES;
+		goto out;
 	}
 	fs.ctx = ctx;
-	fs.snapshot = snap->valuestring;
-	fs.e = lock_e;
-	fs.foreign = NULL;
+	fs.snapshot = snap;
+	fs.e = e;
 	restore_signals_begin();
-	rc = port_restore(ctx, snap->valuestring, &ctx->url, NULL, save_while_blocked, &fs,
-			  &ctx->err);
+	/* the schemas the run found (journaled before its first change): the
+	 * ones it created beside them are dropped with the restore */
+	rc = port_restore(ctx, snap, &ctx->url, journal_str(doc, "pre_run_schemas", NULL),
+			  save_while_blocked, &fs, &ctx->err);
 	restore_signals_end();
 	if (fs.saved) {
 		info("the state before this recover, other sessions' writes included, is saved in %s",
@@ -1074,25 +1391,26 @@ int cmd_recover(struct cmd_ctx *ctx)
 		if (ctx->json)
 			cJSON_AddStringToObject(ctx->json, "saved_state", fs.saved);
 	}
+	free(fs.saved);
 	if (rc < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
 		error_msg("restore by hand: safe-migrate -d '%s' --lock-timeout %lds restore '%s' "
-			  "--yes", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
-			  snap->valuestring);
-		free(fs.saved);
-		engine_close(lock_e);
-		cJSON_Delete(doc);
-		return EXIT_RESTORE_FAILED;
+			  "--yes", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, snap);
+		code = EXIT_RESTORE_FAILED;
+		goto out;
 	}
-	free(fs.saved);
-	engine_close(lock_e);
-	if (journal_close_unfinished(ctx->backup_dir, "recovered", &ctx->err) < 0)
+	if (journal_close_unfinished(path, "recovered", &ctx->err) < 0)
 		code = report_error(ctx, &ctx->err);
-	out("restored %s; the database is back in its state before the interrupted run\n",
-	    snap->valuestring);
+	out("restored %s; the database is back in its state before the interrupted run\n", snap);
 	if (ctx->json)
 		cJSON_AddStringToObject(ctx->json, "outcome", "restored");
+	goto out;
+fail:
+	code = report_error(ctx, &ctx->err);
+out:
+	engine_close(e);
 	cJSON_Delete(doc);
+	free(path);
 	return code;
 }
 

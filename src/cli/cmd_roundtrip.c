@@ -6,10 +6,11 @@
  * what it was before, and applied again.  The first migration whose down
  * does not undo its up is named with the schema difference (exit 7);
  * migrations without a down section are reported (--keep-going: every
- * migration is tried and reported).  The live database is never opened, so
- * no -d is needed; a PostgreSQL -d holding no tables may serve as the
- * scratch database itself.  A scratch database given by URL is left as it
- * was found.
+ * migration is tried and reported).  Without -d the scratch database is a
+ * temp SQLite file and the live database is never opened; with -d it is
+ * opened only to check that --url names another database, and a PostgreSQL
+ * -d holding no tables may serve as the scratch database itself.  A scratch
+ * database given by URL is left as it was found.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,8 @@ static void leave_as_found(struct engine *e, const struct migration_set *set,
 static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 			struct sm_error *err)
 {
+	/* without -d: a temp SQLite file (the live database is never opened) */
+	const struct engine_ops *ops = engine_find(ctx->have_url ? ctx->url.scheme : "sqlite");
 	struct db_url u = DB_URL_INIT;
 	struct strbuf s = STRBUF_INIT;
 	int rc = -1;
@@ -82,23 +85,8 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 	if (opt.scratch_url) {
 		if (url_parse(opt.scratch_url, NULL, &u, err) < 0)
 			return -1;
-		if (ctx->have_url && !strcmp(u.redacted, ctx->url.redacted)) {
-			err_set(err, ERR_USAGE, "--url must name a scratch database, not the one "
-				"being migrated");
-			goto out;
-		}
-	} else if (!ctx->have_url || !strcmp(ctx->url.scheme, "sqlite")) {
-		/* the live database is never opened: no -d is needed */
-		char tmpl[] = "/tmp/safe-migrate-roundtrip-XXXXXX";
-		int fd = mkstemp(tmpl);
-		if (fd < 0) {
-			err_sys(err, "cannot create a scratch database in /tmp");
-			goto out;
-		}
-		close(fd);
-		*tmp_path = xstrdup(tmpl);
-		sb_addf(&s, "sqlite:///%s", tmpl);
-		if (url_parse(s.buf, NULL, &u, err) < 0)
+	} else if (ops && ops->make_scratch) {
+		if (ops->make_scratch(&s, tmp_path, err) < 0 || url_parse(s.buf, NULL, &u, err) < 0)
 			goto out;
 	} else {
 		/* -d may itself be the scratch database: the check below refuses
@@ -108,6 +96,18 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 	}
 	if (engine_open(e, &u, *tmp_path ? ENGINE_CREATE : 0, err) < 0)
 		goto out;
+	if (!*tmp_path && ctx->have_url && strcmp(s.buf, "-d")) {
+		/* by identity, not URL text: ./app.db or a keyword/value conninfo
+		 * can name the live database too (opened only to compare) */
+		int same = 0;
+		if (engine_same_database(*e, &ctx->url, &same, err) < 0)
+			goto out;
+		if (same) {
+			err_set(err, ERR_USAGE, "--url '%s' is the database being migrated ('%s'); "
+				"it must name a scratch database", u.redacted, ctx->url.redacted);
+			goto out;
+		}
+	}
 	{
 		struct schema_model m = SCHEMA_MODEL_INIT;
 		int n_tables = 0;

@@ -14,6 +14,7 @@
 #include "finding.h"
 #include "fsutil.h"
 #include "history.h"
+#include "journal.h"
 #include "lint.h"
 #include "schema.h"
 #include "session.h"
@@ -377,6 +378,7 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 	struct finding_list l = FINDING_LIST_INIT;
 	struct safety_check_opts o;
 	struct sm_error err = SM_ERROR_INIT;
+	char *journal = NULL;
 	int have_set = 0, code;
 
 	if (ctx->argc)
@@ -402,6 +404,8 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 	o.allow_out_of_order = opt.allow_out_of_order;
 	o.long_tx_seconds = long_tx_seconds();
 	o.lint_ignore = opt.lint_ignore;
+	if (e)
+		o.journal_path = journal = journal_path_of(ctx->backup_dir, e, ctx->url.redacted);
 	if (safety_check_run(&o, &l, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
@@ -417,5 +421,6 @@ out:
 	hist_release(&applied);
 	mig_set_release(&set);
 	engine_close(e);
+	free(journal);
 	return code;
 }

@@ -14,6 +14,7 @@
 #include "backup.h"
 #include "cli.h"
 #include "fsutil.h"
+#include "pipeline.h"
 #include "progress.h"
 #include "restore.h"
 #include "schema.h"
@@ -49,26 +50,6 @@ static int want_args(struct cmd_ctx *ctx, int min, int max)
 	return 0;
 }
 
-/* Takes a snapshot of e with the progress display; fills res. */
-static int take_snapshot(struct engine *e, struct cmd_ctx *ctx, const char *name,
-			 const char *label, struct backup_result *res)
-{
-	struct backup_opts bo;
-	struct progress pr;
-	int rc;
-
-	memset(&bo, 0, sizeof(bo));
-	progress_init(&pr, label);
-	bo.progress = progress_cb;
-	bo.progress_ud = &pr;
-	bo.no_owner = opt.no_owner;
-	bo.no_tablespaces = opt.no_tablespaces;
-	bo.interrupted = &cli_interrupted; /* set only where signals are watched */
-	rc = backup_take(e, ctx->backup_dir, name, &bo, res, &ctx->err);
-	progress_end(&pr);
-	return rc;
-}
-
 int cmd_backup(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
@@ -84,7 +65,7 @@ int cmd_backup(struct cmd_ctx *ctx)
 	/* Ctrl-C or SIGTERM: the server's query is cancelled, the temp file
 	 * removed, nothing published (exit 130) */
 	signals_watch(e);
-	rc = take_snapshot(e, ctx, opt.name, "backup", &res);
+	rc = port_backup(ctx, e, opt.name, "backup", &res, &ctx->err);
 	signals_unwatch();
 	if (rc < 0) {
 		code = report_error(ctx, &ctx->err);
@@ -333,9 +314,59 @@ struct restore_ui {
 	struct engine *target;
 	const char *snapshot;
 	int safety;             /* take a safety snapshot before applying */
+	int in_place;           /* the target is the configured database (not a scratch --to) */
 	struct backup_result safety_res;
 	struct progress *pr;
 };
+
+/* An in-place restore puts back the database the snapshot was taken from;
+ * one of another database (a shared backup directory, a mistyped name) is
+ * refused unless --force.  Compared by identity (engine.h), not URL text. */
+static int compare_source(const struct restore_ui *ui, const cJSON *src_id, const cJSON *src,
+			  struct sm_error *err)
+{
+	struct engine_identity id;
+
+	if (!cJSON_IsString(src_id))
+		return 0; /* an older snapshot, or the source would not tell */
+	if (ui->target->ops->identity(ui->target, &id, err) < 0)
+		return -1;
+	if (!strcmp(id.key, src_id->valuestring))
+		return 0;
+	if (opt.force) {
+		warning("snapshot '%s' was taken from '%s', not from '%s' (%s); restoring it anyway "
+			"(--force)", fs_basename(ui->snapshot),
+			cJSON_IsString(src) ? src->valuestring : "?", ui->target->url.redacted,
+			id.label);
+		return 0;
+	}
+	return err_set(err, ERR_FAIL, "snapshot '%s' was taken from another database ('%s', "
+		       "identity %s), not from '%s' (%s, identity %s); nothing was restored. Pass "
+		       "--force to restore it over '%s' anyway (a SQLite file replaced by a "
+		       "copy, or a PostgreSQL database re-created, counts as another database)",
+		       fs_basename(ui->snapshot), cJSON_IsString(src) ? src->valuestring : "?",
+		       src_id->valuestring, ui->target->url.redacted, id.label, id.key,
+		       ui->target->url.redacted);
+}
+
+static int check_source(const struct restore_ui *ui, const cJSON *manifest, struct sm_error *err)
+{
+	struct snap_reader *reader = NULL;
+	int ret;
+
+	/* a driver that verifies while applying hands over no manifest yet:
+	 * the header carries the same fields (checked equal to the manifest's,
+	 * and the whole file against its sidecar, before anything commits) */
+	if (!manifest) {
+		if (snap_reader_open(ui->snapshot, &reader, err) < 0)
+			return -1;
+		manifest = snap_reader_header(reader);
+	}
+	ret = compare_source(ui, cJSON_GetObjectItemCaseSensitive(manifest, "source_identity"),
+			     cJSON_GetObjectItemCaseSensitive(manifest, "source"), err);
+	snap_reader_close(reader);
+	return ret;
+}
 
 /* Between verification and touching the target: confirm, safety snapshot. */
 static int before_apply(void *ud, const cJSON *manifest, struct sm_error *err)
@@ -344,8 +375,9 @@ static int before_apply(void *ud, const cJSON *manifest, struct sm_error *err)
 	struct strbuf q = STRBUF_INIT;
 	int ok;
 
-	(void)manifest;
 	progress_end(ui->pr);
+	if (ui->in_place && check_source(ui, manifest, err) < 0)
+		return -1;
 	sb_addf(&q, "replace the contents of '%s' with snapshot '%s'?", ui->target->url.redacted,
 		fs_basename(ui->snapshot));
 	ok = confirm(q.buf, err);
@@ -353,7 +385,7 @@ static int before_apply(void *ud, const cJSON *manifest, struct sm_error *err)
 	if (!ok)
 		return -1;
 	if (ui->safety) {
-		if (take_snapshot(ui->target, ui->ctx, NULL, "safety snapshot", &ui->safety_res) < 0)
+		if (port_backup(ui->ctx, ui->target, NULL, "safety snapshot", &ui->safety_res, err) < 0)
 			return err_prefix(err, "cannot take the safety snapshot; nothing was "
 					  "restored");
 		info("safety snapshot of the current database: %s", ui->safety_res.path);
@@ -388,14 +420,6 @@ int cmd_restore(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	if (opt.jobs > 1 && !opt.to_url) {
-		/* in place the restore is one transaction: all or nothing */
-		err_set(&ctx->err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it is "
-			"only for 'restore --to URL' into a scratch database; an in-place restore is "
-			"one transaction (omit --jobs)", opt.jobs);
-		code = report_error(ctx, &ctx->err);
-		goto out;
-	}
 	if (!opt.yes && !isatty(0)) {
 		err_set(&ctx->err, ERR_USAGE, "restore replaces the database's contents: refusing "
 			"without confirmation; stdin is not a terminal, so pass --yes to proceed");
@@ -417,6 +441,23 @@ int cmd_restore(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
+	/* --to naming the configured database (by identity: ./app.db, a
+	 * keyword/value conninfo) is an in-place restore */
+	ui.in_place = !opt.to_url;
+	if (opt.to_url && ctx->have_url &&
+	    engine_same_database(e, &ctx->url, &ui.in_place, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
+	if (opt.jobs > 1 && ui.in_place) {
+		/* in place the restore is one transaction: all or nothing */
+		err_set(&ctx->err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it is "
+			"only for 'restore --to URL' into a scratch database; '%s' is the database "
+			"itself, and an in-place restore is one transaction (omit --jobs)", opt.jobs,
+			e->url.redacted);
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
 	progress_init(&pr, "restore");
 	ui.ctx = ctx;
 	ui.target = e;
@@ -428,7 +469,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.progress = progress_cb;
 	ro.progress_ud = &pr;
 	ro.jobs = opt.jobs;
-	ro.to_other = opt.to_url != NULL;
+	ro.to_other = !ui.in_place;
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.target_new = !existed && opt.to_url;
 	ro.interrupted = &cli_interrupted;
@@ -528,65 +569,26 @@ int cmd_prune(struct cmd_ctx *ctx)
 /* Drops every user object.  The engine interface has no "list user
  * objects" and this is the only command that needs it, so each engine gives
  * the query that lists them here; one loop drops them all. */
-struct drop_driver {
-	const char *engine;
-	/* Run before the transaction (NULL: nothing). */
-	const char *prepare_sql;
-	/* Rows of (kind in lowercase, name as SQL, name as reported), in an
-	 * order that drops dependents first. */
-	const char *list_sql;
-	/* Appended to each DROP statement. */
-	const char *drop_suffix;
-};
-
-static const struct drop_driver drop_drivers[] = {
-	{ "sqlite",
-	  /* foreign_keys cannot change inside a transaction; off, dropping a
-	   * referenced table does not cascade deletes or fail */
-	  "PRAGMA foreign_keys = OFF",
-	  "SELECT type, '\"' || replace(name, '\"', '\"\"') || '\"', name FROM sqlite_master "
-	  "WHERE type IN ('view', 'table') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-	  "ORDER BY type = 'table', name",
-	  "" },
-	/* PostgreSQL: every view, materialized view, table (partitions go with
-	 * their parent) and sequence in the user's schemas; objects that belong
-	 * to an extension are the extension's */
-	{ "postgresql", NULL,
-	  "SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' "
-	  "WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, "
-	  "quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
-	  "quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
-	  "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-	  "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition "
-	  "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-	  "AND n.nspname NOT LIKE 'pg\\_%' "
-	  "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
-	  "'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
-	  "ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, 2",
-	  /* views over a table, sequences owned by it and foreign keys into it
-	   * go with it; IF EXISTS below: they may already be gone */
-	  " CASCADE" },
-};
-
-/* Drops everything d lists, in one transaction; dropped gets "kind name" lines. */
-static int drop_all(struct engine *e, const struct drop_driver *d, struct strbuf *dropped,
-		    struct sm_error *err)
+/* Drops everything the engine's drop_list_sql lists, in one transaction;
+ * dropped gets "kind name" lines. */
+static int drop_all(struct engine *e, struct strbuf *dropped, struct sm_error *err)
 {
 	struct eng_rows rows = ENG_ROWS_INIT;
 	struct strbuf sql = STRBUF_INIT;
 	int ret = -1;
 
-	if (d->prepare_sql && engine_exec(e, d->prepare_sql, err) < 0)
+	if (e->ops->drop_prepare_sql && engine_exec(e, e->ops->drop_prepare_sql, err) < 0)
 		return -1;
 	if (e->ops->begin(e, err) < 0)
 		return -1;
-	if (e->ops->query(e, d->list_sql, 0, NULL, &rows, err) < 0)
+	if (e->ops->query(e, e->ops->drop_list_sql, 0, NULL, &rows, err) < 0)
 		goto out;
 	for (size_t i = 0; i < rows.nrows; i++) {
 		const char *kind = rows_get(&rows, i, 0);
 
 		sb_reset(&sql);
-		sb_addf(&sql, "DROP %s IF EXISTS %s%s", kind, rows_get(&rows, i, 1), d->drop_suffix);
+		sb_addf(&sql, "DROP %s IF EXISTS %s%s", kind, rows_get(&rows, i, 1),
+			e->ops->drop_suffix);
 		if (engine_exec(e, sql.buf, err) < 0)
 			goto out;
 		sb_addf(dropped, "%s %s\n", kind, rows_get(&rows, i, 2));
@@ -606,7 +608,6 @@ out:
 
 int cmd_drop_tables(struct cmd_ctx *ctx)
 {
-	const struct drop_driver *d = NULL;
 	struct engine *e = NULL;
 	struct backup_result res = BACKUP_RESULT_INIT;
 	struct strbuf dropped = STRBUF_INIT, q = STRBUF_INIT;
@@ -616,10 +617,7 @@ int cmd_drop_tables(struct cmd_ctx *ctx)
 		return report_error(ctx, &ctx->err);
 	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0)
 		goto fail;
-	for (size_t i = 0; i < sizeof(drop_drivers) / sizeof(drop_drivers[0]); i++)
-		if (!strcmp(drop_drivers[i].engine, e->ops->name))
-			d = &drop_drivers[i];
-	if (!d) {
+	if (!e->ops->drop_list_sql) {
 		err_set(&ctx->err, ERR_FAIL, "drop-tables is not supported for %s in this build",
 			e->ops->display_name);
 		goto fail;
@@ -630,12 +628,12 @@ int cmd_drop_tables(struct cmd_ctx *ctx)
 		goto fail;
 	if (e->ops->lock(e, opt.lock_timeout_ms, &ctx->err) < 0)
 		goto fail;
-	if (take_snapshot(e, ctx, NULL, "safety snapshot", &res) < 0) {
+	if (port_backup(ctx, e, NULL, "safety snapshot", &res, &ctx->err) < 0) {
 		err_prefix(&ctx->err, "cannot take the safety snapshot; nothing was dropped");
 		goto fail;
 	}
 	info("safety snapshot: %s (undo with: safe-migrate restore %s)", res.path, res.path);
-	if (drop_all(e, d, &dropped, &ctx->err) < 0) {
+	if (drop_all(e, &dropped, &ctx->err) < 0) {
 		err_prefix(&ctx->err, "drop-tables failed and was rolled back (snapshot: %s)",
 			   res.path);
 		goto fail;

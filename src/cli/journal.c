@@ -3,8 +3,8 @@
  */
 #include "journal.h"
 
+#include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,31 +13,57 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "hash.h"
 #include "history.h"
 #include "plan.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
-void journal_start(struct journal *j, const char *backup_dir, const char *command,
-		   const char *database_redacted)
+char *journal_path(const char *backup_dir, const struct engine_identity *id)
 {
-	char when[32], id[64];
+	char hex[HASH_HEX_LEN + 1], name[64];
+
+	hash_buf_hex(id->key, strlen(id->key), hex);
+	snprintf(name, sizeof(name), "safe-migrate-%.16s.journal", hex);
+	return fs_join(backup_dir, name);
+}
+
+const char *journal_str(const cJSON *doc, const char *key, const char *def)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, key);
+
+	return cJSON_IsString(v) ? v->valuestring : def;
+}
+
+static void set_str(cJSON *doc, const char *key, const char *val)
+{
+	cJSON_DeleteItemFromObject(doc, key);
+	cJSON_AddStringToObject(doc, key, val);
+}
+
+void journal_start(struct journal *j, const char *backup_dir, const struct engine_identity *id,
+		   const char *command, const char *database_redacted)
+{
+	char when[32], run_id[64];
 	char *user = hist_os_user();
 	struct timespec ts;
 
 	memset(j, 0, sizeof(*j));
 	j->dir = xstrdup(backup_dir);
-	j->path = fs_join(backup_dir, JOURNAL_FILE);
+	j->path = journal_path(backup_dir, id);
 	j->t0 = plan_now_ms();
 	hist_now_iso(when);
 	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(id, sizeof(id), "%lld-%ld", (long long)ts.tv_sec, (long)getpid());
+	snprintf(run_id, sizeof(run_id), "%lld.%09ld-%ld", (long long)ts.tv_sec, ts.tv_nsec,
+		 (long)getpid());
 	j->doc = cJSON_CreateObject();
-	cJSON_AddStringToObject(j->doc, "run_id", id);
+	cJSON_AddStringToObject(j->doc, "run_id", run_id);
 	cJSON_AddStringToObject(j->doc, "started_at", when);
 	cJSON_AddNumberToObject(j->doc, "pid", (double)getpid());
 	cJSON_AddStringToObject(j->doc, "user", user);
 	cJSON_AddStringToObject(j->doc, "database", database_redacted);
+	cJSON_AddStringToObject(j->doc, "identity", id->key);
+	cJSON_AddStringToObject(j->doc, "database_label", id->label);
 	cJSON_AddStringToObject(j->doc, "command", command);
 	cJSON_AddStringToObject(j->doc, "phase", "start");
 	cJSON_AddNullToObject(j->doc, "snapshot");
@@ -46,30 +72,69 @@ void journal_start(struct journal *j, const char *backup_dir, const char *comman
 	free(user);
 }
 
-static int journal_write(struct journal *j, struct sm_error *err)
+static int write_doc(const char *dir, const char *path, const cJSON *doc, struct sm_error *err)
 {
-	char *text = cJSON_PrintUnformatted(j->doc);
+	char *text = cJSON_PrintUnformatted(doc);
 	struct strbuf sb = STRBUF_INIT;
 	int rc;
 
 	sb_adds(&sb, text);
 	sb_addch(&sb, '\n');
 	free(text);
-	if (fs_mkdirs(j->dir, 0700, err) < 0) {
+	if (fs_mkdirs(dir, 0700, err) < 0) {
 		sb_release(&sb);
 		return -1;
 	}
-	rc = fs_write_atomic(j->path, sb.buf, sb.len, 0600, err);
+	rc = fs_write_atomic(path, sb.buf, sb.len, 0600, err);
 	sb_release(&sb);
 	return rc;
+}
+
+/* Writes this run's journal; refuses to replace another run's unfinished
+ * one (the caller holds the lock and checked, so this is a last guard). */
+static int journal_write(struct journal *j, struct sm_error *err)
+{
+	cJSON *cur = NULL;
+
+	if (!j->written) {
+		if (journal_read(j->path, &cur, err) < 0)
+			return -1;
+		if (cur && journal_unfinished(cur) &&
+		    strcmp(journal_str(cur, "run_id", ""), journal_str(j->doc, "run_id", "?"))) {
+			err_set(err, ERR_BLOCKED, "run journal '%s' holds another run (%s) that did "
+				"not finish; it is left as it is", j->path,
+				journal_str(cur, "run_id", "?"));
+			cJSON_Delete(cur);
+			return -1;
+		}
+		cJSON_Delete(cur);
+	}
+	if (write_doc(j->dir, j->path, j->doc, err) < 0)
+		return -1;
+	j->written = 1;
+	return 0;
 }
 
 int journal_phase(struct journal *j, const char *phase, const char *snapshot,
 		  struct sm_error *err)
 {
-	cJSON_ReplaceItemInObject(j->doc, "phase", cJSON_CreateString(phase));
+	set_str(j->doc, "phase", phase);
 	if (snapshot)
-		cJSON_ReplaceItemInObject(j->doc, "snapshot", cJSON_CreateString(snapshot));
+		set_str(j->doc, "snapshot", snapshot);
+	return journal_write(j, err);
+}
+
+void journal_set_snapshot_sha(struct journal *j, const char *sha256)
+{
+	set_str(j->doc, "snapshot_sha256", sha256);
+}
+
+int journal_set_child(struct journal *j, long pid, long pgid, struct sm_error *err)
+{
+	cJSON_DeleteItemFromObject(j->doc, "child_pid");
+	cJSON_DeleteItemFromObject(j->doc, "child_pgid");
+	cJSON_AddNumberToObject(j->doc, "child_pid", (double)pid);
+	cJSON_AddNumberToObject(j->doc, "child_pgid", (double)pgid);
 	return journal_write(j, err);
 }
 
@@ -84,27 +149,17 @@ void journal_add_phase(struct journal *j, const char *name, long long ms, int ok
 	cJSON_AddItemToArray(arr, p);
 }
 
-int journal_finish(struct journal *j, const char *outcome, const cJSON *extra,
-		   struct sm_error *err)
+/* Appends doc (with extra merged, without "phase") to the runs log. */
+static int append_runs_log(const char *dir, const cJSON *doc, const char *outcome,
+			   const cJSON *extra, struct sm_error *err)
 {
-	char when[32];
-	char *line;
+	cJSON *copy = cJSON_Duplicate(doc, 1);
 	struct strbuf sb = STRBUF_INIT;
-	char *log_path;
-	cJSON *copy;
+	char *line, *log_path;
 	int rc;
 
-	hist_now_iso(when);
-	cJSON_ReplaceItemInObject(j->doc, "outcome", cJSON_CreateString(outcome));
-	cJSON_ReplaceItemInObject(j->doc, "phase", cJSON_CreateString("done"));
-	cJSON_DeleteItemFromObject(j->doc, "finished_at");
-	cJSON_AddStringToObject(j->doc, "finished_at", when);
-	cJSON_DeleteItemFromObject(j->doc, "ms");
-	cJSON_AddNumberToObject(j->doc, "ms", (double)(plan_now_ms() - j->t0));
-	if (journal_write(j, err) < 0)
-		return -1;
-	copy = cJSON_Duplicate(j->doc, 1);
 	cJSON_DeleteItemFromObject(copy, "phase");
+	set_str(copy, "outcome", outcome);
 	for (const cJSON *it = extra ? extra->child : NULL; it; it = it->next) {
 		cJSON_DeleteItemFromObject(copy, it->string);
 		cJSON_AddItemToObject(copy, it->string, cJSON_Duplicate(it, 1));
@@ -114,11 +169,39 @@ int journal_finish(struct journal *j, const char *outcome, const cJSON *extra,
 	sb_adds(&sb, line);
 	sb_addch(&sb, '\n');
 	free(line);
-	log_path = fs_join(j->dir, RUNS_LOG_FILE);
+	log_path = fs_join(dir, RUNS_LOG_FILE);
 	rc = fs_append_durable(log_path, sb.buf, 0600, err);
 	free(log_path);
 	sb_release(&sb);
 	return rc;
+}
+
+int journal_stays_open(const char *outcome)
+{
+	return !strcmp(outcome, "restore_failed") || !strcmp(outcome, "concurrent_writes");
+}
+
+int journal_finish(struct journal *j, const char *outcome, const cJSON *extra,
+		   struct sm_error *err)
+{
+	char when[32];
+	int still_open = journal_stays_open(outcome);
+
+	hist_now_iso(when);
+	if (still_open) {
+		/* the database may be half-migrated: the journal stays unfinished */
+		set_str(j->doc, "phase", outcome);
+	} else {
+		set_str(j->doc, "outcome", outcome);
+		set_str(j->doc, "phase", "done");
+	}
+	set_str(j->doc, "finished_at", when);
+	cJSON_DeleteItemFromObject(j->doc, "ms");
+	cJSON_AddNumberToObject(j->doc, "ms", (double)(plan_now_ms() - j->t0));
+	/* a run that never reached a change leaves the last run's journal be */
+	if ((j->written || still_open) && journal_write(j, err) < 0)
+		return -1;
+	return append_runs_log(j->dir, j->doc, outcome, extra, err);
 }
 
 void journal_release(struct journal *j)
@@ -129,43 +212,38 @@ void journal_release(struct journal *j)
 	memset(j, 0, sizeof(*j));
 }
 
-int journal_drop_own(const char *backup_dir, struct sm_error *err)
+int journal_drop_own(struct journal *j, struct sm_error *err)
 {
-	char *path = fs_join(backup_dir, JOURNAL_FILE);
 	cJSON *doc = NULL;
-	const cJSON *pid;
 	int ret = -1;
 
-	if (journal_read(backup_dir, &doc, err) < 0)
-		goto out;
-	pid = cJSON_GetObjectItem(doc, "pid");
-	if (!doc || !journal_unfinished(doc) || !cJSON_IsNumber(pid) ||
-	    (pid_t)pid->valuedouble != getpid()) {
+	if (!j->written)
+		return 0;
+	if (journal_read(j->path, &doc, err) < 0)
+		return -1;
+	if (!doc || !journal_unfinished(doc) ||
+	    strcmp(journal_str(doc, "run_id", ""), journal_str(j->doc, "run_id", "?"))) {
 		ret = 0;
 		goto out;
 	}
-	if (unlink(path) < 0) {
-		err_sys(err, "cannot remove the run journal '%s'", path);
+	if (unlink(j->path) < 0) {
+		err_sys(err, "cannot remove the run journal '%s'", j->path);
 		goto out;
 	}
-	ret = fs_fsync_dir(backup_dir, err);
+	ret = fs_fsync_dir(j->dir, err);
 out:
 	cJSON_Delete(doc);
-	free(path);
 	return ret;
 }
 
-int journal_read(const char *backup_dir, cJSON **doc, struct sm_error *err)
+int journal_read(const char *path, cJSON **doc, struct sm_error *err)
 {
-	char *path = fs_join(backup_dir, JOURNAL_FILE);
 	struct strbuf text = STRBUF_INIT;
 	int ret = -1;
 
 	*doc = NULL;
-	if (!fs_exists(path)) {
-		ret = 0;
-		goto out;
-	}
+	if (!fs_exists(path))
+		return 0;
 	if (fs_read_file(path, &text, 1 << 20, err) < 0)
 		goto out;
 	*doc = cJSON_Parse(text.buf);
@@ -178,39 +256,129 @@ int journal_read(const char *backup_dir, cJSON **doc, struct sm_error *err)
 	ret = 0;
 out:
 	sb_release(&text);
-	free(path);
 	return ret;
+}
+
+int journal_find(const char *backup_dir, const struct engine_identity *id,
+		 const char *url_redacted, char **path, cJSON **doc, struct sm_error *err)
+{
+	char *p = journal_path(backup_dir, id);
+	cJSON *d = NULL;
+
+	*path = NULL;
+	*doc = NULL;
+	if (journal_read(p, &d, err) < 0) {
+		free(p);
+		return -1;
+	}
+	if (!d) {
+		/* an older version's shared journal, for the URL it names */
+		free(p);
+		p = fs_join(backup_dir, JOURNAL_LEGACY_FILE);
+		if (journal_read(p, &d, err) < 0) {
+			free(p);
+			return -1;
+		}
+		(void)url_redacted;
+		if (d && !journal_unfinished(d)) {
+			cJSON_Delete(d);
+			d = NULL;
+		}
+	}
+	if (!d) {
+		free(p);
+		return 0;
+	}
+	*path = p;
+	*doc = d;
+	return 0;
 }
 
 int journal_unfinished(const cJSON *doc)
 {
 	const cJSON *outcome = cJSON_GetObjectItem(doc, "outcome");
-	const cJSON *pid = cJSON_GetObjectItem(doc, "pid");
 
-	if (!doc || (outcome && !cJSON_IsNull(outcome)))
-		return 0;
-	if (cJSON_IsNumber(pid) && pid->valuedouble > 0 &&
-	    kill((pid_t)pid->valuedouble, 0) == 0 && (pid_t)pid->valuedouble != getpid())
-		return 0; /* still running: the migration lock will keep us apart */
-	return 1;
+	return doc && (!outcome || cJSON_IsNull(outcome));
 }
 
-int journal_close_unfinished(const char *backup_dir, const char *outcome, struct sm_error *err)
+int journal_belongs(const cJSON *doc, const struct engine_identity *id, const char *url_redacted)
+{
+	const char *theirs = journal_str(doc, "identity", NULL);
+	const char *url = journal_str(doc, "database", NULL);
+
+	if (theirs)
+		return !strcmp(theirs, id->key);
+	return !url || !strcmp(url, url_redacted);
+}
+
+int journal_close_unfinished(const char *path, const char *outcome, struct sm_error *err)
 {
 	struct journal j;
 	cJSON *doc = NULL;
+	char *dir;
 	int rc;
 
-	if (journal_read(backup_dir, &doc, err) < 0)
+	if (journal_read(path, &doc, err) < 0)
 		return -1;
 	if (!doc)
 		return 0;
+	dir = fs_dirname(path);
 	memset(&j, 0, sizeof(j));
-	j.dir = xstrdup(backup_dir);
-	j.path = fs_join(backup_dir, JOURNAL_FILE);
+	j.dir = dir;
+	j.path = xstrdup(path);
 	j.doc = doc;
 	j.t0 = plan_now_ms();
+	j.written = 1;
 	rc = journal_finish(&j, outcome, NULL, err);
 	journal_release(&j);
 	return rc;
+}
+
+char *journal_path_of(const char *backup_dir, struct engine *e, const char *url_redacted)
+{
+	struct engine_identity id;
+	struct sm_error ignored = SM_ERROR_INIT;
+	cJSON *doc = NULL;
+	char *path = NULL;
+
+	if (e->ops->identity(e, &id, &ignored) < 0)
+		return NULL;
+	if (journal_find(backup_dir, &id, url_redacted, &path, &doc, &ignored) < 0 || !path)
+		path = journal_path(backup_dir, &id);
+	cJSON_Delete(doc);
+	return path;
+}
+
+int journal_find_replaced(const char *backup_dir, const struct engine_identity *id, char **path,
+			  cJSON **doc)
+{
+	DIR *d = opendir(backup_dir);
+	const struct dirent *de;
+
+	*path = NULL;
+	*doc = NULL;
+	if (!d)
+		return 0;
+	while (!*doc && (de = readdir(d)) != NULL) {
+		struct sm_error ignored = SM_ERROR_INIT;
+		size_t n = strlen(de->d_name);
+		cJSON *cur = NULL;
+		char *p;
+
+		if (n < 21 || strncmp(de->d_name, "safe-migrate-", 13) ||
+		    strcmp(de->d_name + n - 8, ".journal"))
+			continue;
+		p = fs_join(backup_dir, de->d_name);
+		if (journal_read(p, &cur, &ignored) == 0 && journal_unfinished(cur) &&
+		    !strcmp(journal_str(cur, "database_label", ""), id->label) &&
+		    strcmp(journal_str(cur, "identity", ""), id->key)) {
+			*path = p;
+			*doc = cur;
+			break;
+		}
+		cJSON_Delete(cur);
+		free(p);
+	}
+	closedir(d);
+	return *doc != NULL;
 }

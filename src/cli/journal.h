@@ -1,61 +1,121 @@
 /*
  * journal: the run journal and the runs log, kept next to the snapshots.
  *
- *   BACKUP_DIR/safe-migrate.journal    one JSON object for the current or last
- *                                      run: run_id, started_at, pid, user,
- *                                      database (redacted), command, phase,
- *                                      snapshot, outcome (null while running)
+ *   BACKUP_DIR/safe-migrate-<ID>.journal  one JSON object for the current or
+ *                                      last run on one database: run_id,
+ *                                      started_at, pid, user, database
+ *                                      (redacted), identity, command, phase,
+ *                                      snapshot, snapshot_sha256, child_pid
+ *                                      and child_pgid (run), outcome (null
+ *                                      while running, and after a failed
+ *                                      restore until `recover`)
  *   BACKUP_DIR/safe-migrate-runs.jsonl one JSON line per finished run
  *
- * The journal is written durably (temp, fsync, rename) before the first
- * change and at every phase, so after a SIGKILL or a power loss the next run
- * finds a journal whose outcome is null and refuses to continue until the
- * operator runs `recover` or `recover --discard`.  Both files are mode 0600.
+ * <ID> is the first 16 hex digits of the SHA-256 of the database's identity
+ * (engine.h: struct engine_identity), so databases sharing a backup
+ * directory have journals of their own, whatever their URLs look like.
+ * (Versions before had one BACKUP_DIR/safe-migrate.journal; journal_find
+ * still reads it for the database its "database" field names.)
+ *
+ * The journal file is written only by a run that reached its first change,
+ * durably (temp, fsync, rename) before that change and at every phase, so
+ * after a SIGKILL or a power loss the next run finds a journal whose outcome
+ * is null and refuses to continue until the operator runs `recover` or
+ * `recover --discard`.  "Unfinished" is the journal's own state read while
+ * holding the migration lock (a live run holds it), never a PID.  Both
+ * files are mode 0600.
  */
 #ifndef SM_JOURNAL_H
 #define SM_JOURNAL_H
 
 #include <cjson/cJSON.h>
 
+#include "engine.h"
 #include "error.h"
 
-#define JOURNAL_FILE "safe-migrate.journal"
+#define JOURNAL_LEGACY_FILE "safe-migrate.journal"
 #define RUNS_LOG_FILE "safe-migrate-runs.jsonl"
 
 struct journal {
-	char *path;   /* BACKUP_DIR/safe-migrate.journal */
+	char *path;   /* BACKUP_DIR/safe-migrate-<ID>.journal */
 	char *dir;
 	cJSON *doc;   /* owned */
 	long long t0; /* monotonic ms at start */
+	int written;  /* the journal file holds this run */
 };
 
+/* BACKUP_DIR/safe-migrate-<ID>.journal for the database id (caller frees). */
+char *journal_path(const char *backup_dir, const struct engine_identity *id);
+
 /* Starts a run: fills the journal in memory (not yet written). */
-void journal_start(struct journal *j, const char *backup_dir, const char *command,
-		   const char *database_redacted);
-/* Sets the phase (and the snapshot, if not NULL) and writes the journal durably. */
+void journal_start(struct journal *j, const char *backup_dir, const struct engine_identity *id,
+		   const char *command, const char *database_redacted);
+/* Sets the phase (and the snapshot, if not NULL) and writes the journal
+ * durably. */
 int journal_phase(struct journal *j, const char *phase, const char *snapshot,
 		  struct sm_error *err);
+/* Records the snapshot's SHA-256 (written with the next phase): the
+ * automatic restore and `recover` restore only that file. */
+void journal_set_snapshot_sha(struct journal *j, const char *sha256);
+/* Records the wrapped command's pid and process group (run) and writes the
+ * journal durably. */
+int journal_set_child(struct journal *j, long pid, long pgid, struct sm_error *err);
 /* Adds a timed phase record {"name","ms","ok"} to the run's phases list. */
 void journal_add_phase(struct journal *j, const char *name, long long ms, int ok);
-/* Sets the outcome, writes the journal and appends the run to the runs log.
- * extra (borrowed) is merged into the runs-log line (e.g. applied versions). */
+/*
+ * Records the outcome in the journal (if this run wrote one) and appends the
+ * run to the runs log.  extra (borrowed) is merged into the runs-log line.
+ * "restore_failed" and "concurrent_writes" (other sessions wrote, the run
+ * did not restore: exit 8) leave the journal unfinished (outcome null, phase
+ * the outcome): only `recover` or `recover --discard` closes it.
+ */
 int journal_finish(struct journal *j, const char *outcome, const cJSON *extra,
 		   struct sm_error *err);
+/* 1 for the outcomes that leave the journal unfinished (journal_finish). */
+int journal_stays_open(const char *outcome);
 void journal_release(struct journal *j);
 /*
  * When journal_finish failed (disk full, I/O error) for a run whose outcome
- * is known and needs no recover: removes the journal if it still describes
- * this process's run as unfinished, so that the next run is not told to
- * `recover` (which would restore the snapshot over a good database).
- * Returns 0 if no unfinished journal of ours is left, -1 with err otherwise.
+ * is known and needs no recover: removes this run's journal, so that the
+ * next run is not told to `recover` (which would restore the snapshot over a
+ * good database).  Returns 0 if no unfinished journal of ours is left, -1
+ * with err otherwise.
  */
-int journal_drop_own(const char *backup_dir, struct sm_error *err);
+int journal_drop_own(struct journal *j, struct sm_error *err);
 
-/* Reads BACKUP_DIR's journal.  *doc is NULL when there is none (caller owns it). */
-int journal_read(const char *backup_dir, cJSON **doc, struct sm_error *err);
-/* 1 if doc describes a run that did not finish and whose process is gone. */
+/*
+ * Finds the journal of the database id in backup_dir: its own file, else an
+ * older version's shared BACKUP_DIR/safe-migrate.journal when that one is
+ * unfinished (it blocks every database of the directory until recovered, as
+ * it did; journal_belongs says whether `recover` may act on it).  *path and
+ * *doc are NULL when there is none (caller owns both).  A damaged journal
+ * fails.
+ */
+int journal_find(const char *backup_dir, const struct engine_identity *id,
+		 const char *url_redacted, char **path, cJSON **doc, struct sm_error *err);
+/* Finds an unfinished journal of a database at the same place as id (same
+ * label: the SQLite file's path, the PostgreSQL database's name and system)
+ * but another identity: the database was replaced (a file moved over it, a
+ * database re-created) after a run on it was killed.  Returns 1 with *path
+ * and *doc (caller owns both), or 0. */
+int journal_find_replaced(const char *backup_dir, const struct engine_identity *id, char **path,
+			  cJSON **doc);
+/* Reads one journal file; *doc NULL when it does not exist (caller owns it). */
+int journal_read(const char *path, cJSON **doc, struct sm_error *err);
+/* 1 if doc describes a run that did not finish.  Meaningful only while the
+ * caller holds the migration lock: a running run holds it. */
 int journal_unfinished(const cJSON *doc);
-/* Marks the journal of an unfinished run as finished with outcome (recover). */
-int journal_close_unfinished(const char *backup_dir, const char *outcome, struct sm_error *err);
+/* 1 if doc is the journal of the database id: by the identity it records;
+ * an older journal without one, by its redacted URL (if it has one). */
+int journal_belongs(const cJSON *doc, const struct engine_identity *id, const char *url_redacted);
+/* Marks the journal at path as finished with outcome (recover). */
+int journal_close_unfinished(const char *path, const char *outcome, struct sm_error *err);
+/* A string field of doc, or def. */
+const char *journal_str(const cJSON *doc, const char *key, const char *def);
+
+/* The journal file that speaks for e's database (journal_find's, else its
+ * own name), for the safety checks; NULL when e cannot tell its identity.
+ * Caller frees. */
+char *journal_path_of(const char *backup_dir, struct engine *e, const char *url_redacted);
 
 #endif

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "child.h"
 #include "cli.h"
 #include "config.h"
 #include "fsutil.h"
@@ -72,7 +73,7 @@ static const struct command commands[] = {
 	  "the row counts the snapshot recorded: a snapshot that cannot be restored, or\n"
 	  "restores differently, is reported like a damaged one (exit 7)." },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR,
-	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup]",
+	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup] [--force]",
 	  "verify a snapshot, take a safety snapshot, and restore",
 	  "In place, the restore is one transaction: any failure, a snapshot found\n"
 	  "damaged while loading included, leaves the database as it was.  PostgreSQL:\n"
@@ -80,7 +81,11 @@ static const struct command commands[] = {
 	  "--to URL restores into another database (a scratch or staging one).\n"
 	  "--jobs N (PostgreSQL, with --to only, 1 to 64) loads with N connections in\n"
 	  "parallel, like pg_restore -j N.  A parallel restore is NOT atomic: if it fails,\n"
-	  "the target database is left incomplete (drop it, or restore again)." },
+	  "the target database is left incomplete (drop it, or restore again).\n"
+	  "In place (no --to, or --to naming the configured database), a snapshot taken\n"
+	  "from another database (by identity: SQLite device and inode, PostgreSQL\n"
+	  "system identifier and database OID) is refused unless --force (which also\n"
+	  "implies --yes)." },
 	{ "prune", cmd_prune, NEED_BACKUP_DIR,
 	  "prune --keep N", "delete all but the newest N snapshots", NULL },
 	{ "drop-tables", cmd_drop_tables, NEED_DB | NEED_BACKUP_DIR,
@@ -114,7 +119,12 @@ static const struct command commands[] = {
 	  "the safe-migrate pipeline around another tool's migration command", NULL },
 	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR,
 	  "recover [--discard] [--on-concurrent-writes restore|stop]",
-	  "finish after a run that was killed",
+	  "finish after a run that was killed (or whose restore failed, or that stopped on writes)",
+	  "Acts on this database's run journal only (BACKUP_DIR/safe-migrate-ID.journal,\n"
+	  "ID from the database's identity).  Restores the run's snapshot if its SHA-256\n"
+	  "is still the journaled one; --discard accepts the database as it is.  Waits up\n"
+	  "to --lock-timeout for the migration lock and for a killed 'run -- COMMAND''s\n"
+	  "process group to end, and refuses while it runs.\n"
 	  "The state as it is (other sessions' writes included) is saved as a snapshot\n"
 	  "of its own before the restore; with --on-concurrent-writes stop, recover\n"
 	  "does not restore (exit 8)." },
@@ -144,7 +154,7 @@ static const struct opt_spec specs[] = {
 	{ "quiet", 'q', A_FLAG, &opt.quiet, NULL },
 	{ "json", 0, A_FLAG, &opt.json, NULL },
 	{ "yes", 'y', A_FLAG, &opt.yes, NULL },
-	{ "force", 0, A_FLAG, &opt.yes, NULL },
+	{ "force", 0, A_FLAG, &opt.force, NULL },
 	{ "no-progress", 0, A_FLAG, &opt.no_progress, NULL },
 	{ "lock-timeout", 0, A_MS, &opt.lock_timeout_ms, NULL },
 	{ "statement-lock-timeout", 0, A_MS, &opt.stmt_lock_timeout_ms, NULL },
@@ -606,6 +616,9 @@ int main(int argc, char **argv)
 	char **pos = NULL;
 	int npos = 0, want_help = 0, want_version = 0, have_cfg = 0, code;
 
+	/* run -- COMMAND starts the command through this re-exec (child.h) */
+	if (argc > 1 && !strcmp(argv[1], CHILD_EXEC_ARG))
+		return child_exec_main(argc, argv);
 	memset(&ctx, 0, sizeof(ctx));
 	memset(&cfg, 0, sizeof(cfg));
 	/* keep results and messages in order when both go to one file */
@@ -616,6 +629,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "Run 'safe-migrate --help' for usage.\n");
 		goto out;
 	}
+	if (opt.force)
+		opt.yes = 1; /* --force has always meant --yes too */
 	if (want_version) {
 		print_version();
 		code = finish_output(NULL, EXIT_OK);

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backup.h"
 #include "cli.h"
 #include "finding.h"
 #include "session.h"
@@ -23,9 +24,16 @@ struct db_state {
 /* Runs the pre-flight checks (the caller holds the migration lock).  Adds
  * findings to arr (may be NULL) and prints them; returns 1 if any FAILed. */
 int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct sm_error *err);
-/* Takes a snapshot into ctx->backup_dir; *path owned by the caller. */
-int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, char **path,
-		struct sm_error *err);
+/* Takes a snapshot of e into ctx->backup_dir with the progress display
+ * labelled label (the one snapshot-taking path of every command: backup,
+ * the pipeline, safety snapshots); res filled (caller releases it).  Stops
+ * with ERR_INTERRUPTED once cli_interrupted is set. */
+int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
+		struct backup_result *res, struct sm_error *err);
+/* Checks that the snapshot at path is still the one whose SHA-256 was
+ * sha256: its .sha256 sidecar says so (restore checks the file against the
+ * sidecar).  ERR_DAMAGED when it was replaced. */
+int port_check_sha(const char *path, const char *sha256, struct sm_error *err);
 /* Verifies a snapshot's structure and checksums.  If rows is not NULL it
  * receives the manifest's "row_counts" object (caller frees; NULL if none). */
 int port_verify(const char *path, cJSON **rows, struct sm_error *err);
@@ -46,9 +54,11 @@ void port_state_release(struct db_state *st);
 int port_validate(struct engine *e, const struct db_state *before, int check_schema, cJSON *arr,
 		  struct sm_error *err);
 
-/* Returns 0 when no earlier run is unfinished; otherwise reports it (naming
- * its snapshot and `recover`) and returns the exit code (4). */
-int check_unfinished(struct cmd_ctx *ctx);
+/* Returns 0 when no earlier run on e's database is unfinished; otherwise
+ * reports it (naming its snapshot and `recover`) and returns the exit code
+ * (4).  Call it holding the migration lock.  Fills *id (if not NULL) with
+ * e's identity. */
+int check_unfinished(struct cmd_ctx *ctx, struct engine *e, struct engine_identity *id);
 
 /* Prints findings as PASS/WARN/FAIL lines (cmd_safety.c). */
 void print_findings(const struct finding_list *l);

@@ -18,6 +18,7 @@
 #include "validate.h"
 #include "snapshot.h"
 #include "fsutil.h"
+#include "journal.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -40,6 +41,7 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
 {
 	struct safety_check_opts o;
 	struct finding_list l = FINDING_LIST_INIT;
+	char *journal;
 	int failed;
 
 	memset(&o, 0, sizeof(o));
@@ -53,36 +55,53 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
 	o.allow_out_of_order = opt.allow_out_of_order;
 	o.caller_holds_lock = 1;
 	o.skip_backup = opt.no_backup || opt.dry_run;
+	o.journal_path = journal = journal_path_of(ctx->backup_dir, s->e, ctx->url.redacted);
 	if (safety_check_run(&o, &l, err) < 0) {
 		finding_list_release(&l);
+		free(journal);
 		return 1;
 	}
+	free(journal);
 	report_findings(&l, arr);
 	failed = finding_count(&l, LEVEL_FAIL) > 0;
 	finding_list_release(&l);
 	return failed;
 }
 
-int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, char **path,
-		struct sm_error *err)
+int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
+		struct backup_result *res, struct sm_error *err)
 {
 	struct backup_opts bo;
-	struct backup_result res = BACKUP_RESULT_INIT;
 	struct progress pr;
 	int rc;
 
-	*path = NULL;
 	memset(&bo, 0, sizeof(bo));
-	progress_init(&pr, "snapshot");
+	progress_init(&pr, label);
 	bo.progress = progress_cb;
 	bo.progress_ud = &pr;
-	rc = backup_take(e, ctx->backup_dir, name, &bo, &res, err);
+	bo.no_owner = opt.no_owner;
+	bo.no_tablespaces = opt.no_tablespaces;
+	bo.interrupted = &cli_interrupted; /* set only where signals are watched */
+	rc = backup_take(e, ctx->backup_dir, name, &bo, res, err);
 	progress_end(&pr);
-	if (rc == 0) {
-		*path = res.path;
-		res.path = NULL;
+	return rc;
+}
+
+int port_check_sha(const char *path, const char *sha256, struct sm_error *err)
+{
+	struct strbuf sidecar = STRBUF_INIT, text = STRBUF_INIT;
+	int rc = 0;
+
+	sb_addf(&sidecar, "%s%s", path, SNAP_SHA_SUFFIX);
+	if (fs_read_file(sidecar.buf, &text, 4096, err) < 0) {
+		rc = err_prefix(err, "cannot check snapshot '%s'", path);
+	} else if (text.len < HASH_HEX_LEN || strncmp(text.buf, sha256, HASH_HEX_LEN)) {
+		rc = err_set(err, ERR_DAMAGED, "snapshot '%s' is not the one this run took (its "
+			     "SHA-256 was %s, the file now says %.*s): it was replaced", path, sha256,
+			     text.len < HASH_HEX_LEN ? (int)text.len : HASH_HEX_LEN, text.buf);
 	}
-	backup_result_release(&res);
+	sb_release(&sidecar);
+	sb_release(&text);
 	return rc;
 }
 

@@ -187,3 +187,42 @@ int engine_is_tx_control(const char *stmt, size_t len)
 	}
 	return 0;
 }
+
+int engine_same_database(struct engine *a, const struct db_url *b, int *same,
+			 struct sm_error *err)
+{
+	struct engine_identity ia, ib;
+	struct sm_error ignored = SM_ERROR_INIT;
+	struct engine *eb = NULL;
+	int ret = -1;
+
+	*same = 0;
+	if (strcmp(a->url.scheme, b->scheme))
+		return 0;
+	if (a->ops->identity(a, &ia, err) < 0)
+		return -1;
+	/* a database that cannot be opened is not a's (which is open) */
+	if (engine_open(&eb, b, 0, &ignored) < 0 || !eb)
+		return 0;
+	if (eb->ops->identity(eb, &ib, err) < 0)
+		goto out;
+	*same = !strcmp(ia.key, ib.key);
+	ret = 0;
+out:
+	engine_close(eb);
+	return ret;
+}
+
+char *engine_scrub(const struct db_url *url, const char *text)
+{
+	const struct engine_ops *ops = url->scheme ? engine_find(url->scheme) : NULL;
+	struct strbuf sb = STRBUF_INIT;
+	char *out;
+
+	sb_adds(&sb, text);
+	if (ops && ops->scrub_secrets)
+		ops->scrub_secrets(url, &sb);
+	out = url_redact(sb.buf);
+	sb_release(&sb);
+	return out;
+}

@@ -41,6 +41,16 @@ struct exec_source {
 /* Called once per statement by ops->split: text is not NUL-terminated. */
 typedef int (*stmt_cb)(void *ud, const char *text, size_t len, int line);
 
+/* Which database this is, independent of how its URL is spelled
+ * (sqlite:///./app.db and sqlite:///app.db, a URL and a keyword/value
+ * conninfo): two connections reach the same database iff their keys are
+ * equal. */
+#define ENGINE_ID_LEN 160
+struct engine_identity {
+	char key[ENGINE_ID_LEN];   /* "sqlite:DEV:INO" or "postgresql:SYSTEM_ID:DB_OID" */
+	char label[ENGINE_ID_LEN]; /* for messages: the file, or "database 'NAME'" */
+};
+
 struct engine_ops {
 	const char *name;         /* "sqlite" or "postgresql": the URL scheme */
 	const char *display_name; /* "SQLite" or "PostgreSQL" */
@@ -118,6 +128,33 @@ struct engine_ops {
 	/* Appends the user schemas, one per line (none on engines without
 	 * schemas). */
 	int (*user_schemas)(struct engine *e, struct strbuf *out, struct sm_error *err);
+	/* Fills id: SQLite the main file's st_dev and st_ino; PostgreSQL the
+	 * cluster's system_identifier (pg_control_system()) and the database's
+	 * OID (where the role may not call pg_control_system(): the server's
+	 * own address and port instead of the system identifier). */
+	int (*identity)(struct engine *e, struct engine_identity *id, struct sm_error *err);
+
+	/* Masks in text every password that url carries (NULL: no secrets
+	 * beyond what url_redact finds). */
+	void (*scrub_secrets)(const struct db_url *url, struct strbuf *text);
+
+	/* Appends what another tool needs to reach url's database (run --
+	 * COMMAND's DATABASE_URL): password included, never print it. */
+	void (*client_url)(const struct db_url *url, struct strbuf *out);
+
+	/* Creates a throwaway empty database (roundtrip's scratch) and appends
+	 * its URL; *remove (caller frees, and removes that file when done) is
+	 * NULL when nothing is left to clean.  NULL: the engine cannot, the
+	 * user names one (--url). */
+	int (*make_scratch)(struct strbuf *url_out, char **remove, struct sm_error *err);
+
+	/* drop-tables: run before its transaction (NULL: nothing); the query
+	 * listing (kind in lowercase, name as SQL, name as reported) of every
+	 * user object in an order that drops dependents first (NULL: not
+	 * supported); what follows each DROP statement. */
+	const char *drop_prepare_sql;
+	const char *drop_list_sql;
+	const char *drop_suffix;
 };
 
 /* Watches the statements exec_script runs (the dry run's impact
@@ -150,6 +187,17 @@ int engine_open(struct engine **out, const struct db_url *url, unsigned flags,
 		struct sm_error *err);
 /* Rolls back an open transaction, releases the lock, disconnects, frees. NULL-safe. */
 void engine_close(struct engine *e);
+
+/* Do a and b name the same database?  Opens b (never creating it) and
+ * compares identities with a's.  *same is 0 when b does not exist yet. */
+int engine_same_database(struct engine *a, const struct db_url *b, int *same,
+			 struct sm_error *err);
+
+/* A printable copy of text (caller frees): every password url carries, in
+ * any spelling its engine knows (a URL, a conninfo keyword, the decoded
+ * value), and any URL credentials, masked as "***".  For echoing command
+ * lines that may carry the database URL. */
+char *engine_scrub(const struct db_url *url, const char *text);
 
 /* Convenience: a script with no source file. */
 int engine_exec(struct engine *e, const char *sql, struct sm_error *err);

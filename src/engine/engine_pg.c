@@ -1118,6 +1118,55 @@ static int pg_user_schemas(struct engine *e, struct strbuf *out, struct sm_error
 	return 0;
 }
 
+static int pg_identity(struct engine *e, struct engine_identity *id, struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+	int ret = -1;
+
+	memset(id, 0, sizeof(*id));
+	/* a server that keeps pg_control_system() from this role still tells
+	 * where it listens: weaker (an address, not the cluster), never the
+	 * URL's spelling */
+	if (pg_query(e, "SELECT s.system_identifier::text, d.oid::text, d.datname "
+		     "FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d "
+		     "WHERE d.datname = pg_catalog.current_database()", 0, NULL, &rows, err) < 0 &&
+	    (e->in_tx ||
+	     pg_query(e, "SELECT 'server ' || coalesce(host(pg_catalog.inet_server_addr()), "
+		      "'local') || ':' || coalesce(pg_catalog.inet_server_port()::text, "
+		      "pg_catalog.current_setting('port')), d.oid::text, d.datname "
+		      "FROM pg_catalog.pg_database d "
+		      "WHERE d.datname = pg_catalog.current_database()", 0, NULL, &rows, err) < 0))
+		return err_prefix(err, "cannot tell which database this is");
+	if (rows.nrows != 1 || !rows_get(&rows, 0, 0) || !rows_get(&rows, 0, 1)) {
+		err_set(err, ERR_FAIL, "cannot tell which database this is: no system identifier");
+		goto out;
+	}
+	snprintf(id->key, sizeof(id->key), "postgresql:%s:%s", rows_get(&rows, 0, 0),
+		 rows_get(&rows, 0, 1));
+	snprintf(id->label, sizeof(id->label), "database '%s' (system %s)", rows_get(&rows, 0, 2),
+		 rows_get(&rows, 0, 0));
+	ret = 0;
+out:
+	rows_release(&rows);
+	return ret;
+}
+
+static void pg_scrub_secrets(const struct db_url *url, struct strbuf *text)
+{
+	PQconninfoOption *opts = url->conninfo ? PQconninfoParse(url->conninfo, NULL) : NULL;
+
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "password"))
+			scrub_secret(text, o->val);
+	scrub_secret(text, getenv("PGPASSWORD"));
+	PQconninfoFree(opts);
+}
+
+static void pg_client_url(const struct db_url *url, struct strbuf *out)
+{
+	sb_adds(out, url->conninfo);
+}
+
 const struct engine_ops engine_pg_ops = {
 	.name = "postgresql",
 	.display_name = "PostgreSQL",
@@ -1142,4 +1191,25 @@ const struct engine_ops engine_pg_ops = {
 	.lock_holders = pg_lock_holders,
 	.restore_locks = pg_restore_locks,
 	.user_schemas = pg_user_schemas,
+	.identity = pg_identity,
+	.scrub_secrets = pg_scrub_secrets,
+	.client_url = pg_client_url,
+	/* every view, materialized view, table (partitions go with their
+	 * parent) and sequence in the user's schemas; objects that belong to an
+	 * extension are the extension's */
+	.drop_list_sql =
+		"SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' "
+		"WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, "
+		"quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
+		"quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition "
+		"AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+		"AND n.nspname NOT LIKE 'pg\\_%' "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
+		"'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
+		"ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, 2",
+	/* views over a table, sequences owned by it and foreign keys into it go
+	 * with it; IF EXISTS: they may already be gone */
+	.drop_suffix = " CASCADE",
 };

@@ -8,6 +8,7 @@
  * transaction, but a run spans many.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fsutil.h"
 #include "xalloc.h"
 
 struct sqlite_impl {
@@ -349,6 +351,8 @@ static void sqlite_unlock(struct engine *e)
 	flock(s->lock_fd, LOCK_UN);
 	close(s->lock_fd);
 	s->lock_fd = -1;
+	free(s->lock_path);
+	s->lock_path = NULL;
 }
 
 static int sqlite_set_timeouts(struct engine *e, long lock_timeout_ms, long statement_timeout_ms,
@@ -437,6 +441,45 @@ static int sqlite_user_schemas(struct engine *e, struct strbuf *out, struct sm_e
 	return 0;
 }
 
+static int sqlite_identity(struct engine *e, struct engine_identity *id, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	const char *file = sqlite3_db_filename(s->db, "main");
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	if (!file || !*file)
+		return err_set(err, ERR_FAIL, "database '%s' has no file", e->url.path);
+	if (stat(file, &st) < 0)
+		return err_sys(err, "cannot stat '%s'", file);
+	snprintf(id->key, sizeof(id->key), "sqlite:%ju:%ju", (uintmax_t)st.st_dev,
+		 (uintmax_t)st.st_ino);
+	snprintf(id->label, sizeof(id->label), "'%s'", file);
+	return 0;
+}
+
+static void sqlite_client_url(const struct db_url *url, struct strbuf *out)
+{
+	char *abs = fs_absolute(url->path);
+
+	sb_addf(out, "sqlite:///%s", abs);
+	free(abs);
+}
+
+static int sqlite_make_scratch(struct strbuf *url_out, char **remove, struct sm_error *err)
+{
+	char tmpl[] = "/tmp/safe-migrate-roundtrip-XXXXXX";
+	int fd = mkstemp(tmpl);
+
+	*remove = NULL;
+	if (fd < 0)
+		return err_sys(err, "cannot create a scratch database in /tmp");
+	close(fd);
+	*remove = xstrdup(tmpl);
+	sb_addf(url_out, "sqlite:///%s", tmpl);
+	return 0;
+}
+
 const struct engine_ops engine_sqlite_ops = {
 	.name = "sqlite",
 	.display_name = "SQLite",
@@ -459,4 +502,15 @@ const struct engine_ops engine_sqlite_ops = {
 	.writes_mark = sqlite_writes_mark,
 	.writes_since = sqlite_writes_since,
 	.user_schemas = sqlite_user_schemas,
+	.identity = sqlite_identity,
+	.client_url = sqlite_client_url,
+	.make_scratch = sqlite_make_scratch,
+	/* foreign_keys cannot change inside a transaction; off, dropping a
+	 * referenced table does not cascade deletes or fail */
+	.drop_prepare_sql = "PRAGMA foreign_keys = OFF",
+	.drop_list_sql =
+		"SELECT type, '\"' || replace(name, '\"', '\"\"') || '\"', name FROM sqlite_master "
+		"WHERE type IN ('view', 'table') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+		"ORDER BY type = 'table', name",
+	.drop_suffix = "",
 };

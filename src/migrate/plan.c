@@ -276,16 +276,20 @@ int plan_record_step(struct engine *e, const struct step *s, long long ms,
 	return rc;
 }
 
-static int run_step(struct engine *e, const struct step *s, const struct foreign_hist *mirror,
-		    long long *ms, struct sm_error *err)
+int run_step(struct engine *e, const struct step *s, const struct foreign_hist *mirror,
+	     long long *ms, struct sm_error *err)
 {
 	const struct migration *m = s->m;
 	int up = s->dir == STEP_UP;
 	const char *sql = up ? m->up_sql : m->down_sql;
 	struct exec_source src = { up ? m->path : m->down_path, up ? m->up_line : m->down_line };
 	int no_tx = up ? m->up_no_tx : m->down_no_tx;
+	int own_tx = !e->in_tx;
 	long long t0 = plan_now_ms();
 
+	if (no_tx && !own_tx)
+		return err_set(err, ERR_FAIL, "'%s' is marked transaction:false and cannot run inside "
+			       "the caller's transaction", up ? m->path : m->down_path);
 	if (no_tx) {
 		/* statements that cannot run in a transaction (CREATE INDEX
 		 * CONCURRENTLY): run them bare, then record in a short transaction */
@@ -301,18 +305,18 @@ static int run_step(struct engine *e, const struct step *s, const struct foreign
 		}
 		return 0;
 	}
-	if (e->ops->begin(e, err) < 0)
+	if (own_tx && e->ops->begin(e, err) < 0)
 		return -1;
 	if (e->ops->exec_script(e, sql, &src, err) < 0)
 		goto fail;
 	*ms = plan_now_ms() - t0;
 	if (plan_record_step(e, s, *ms, mirror, err) < 0)
 		goto fail;
-	if (e->ops->commit(e, err) < 0)
+	if (own_tx && e->ops->commit(e, err) < 0)
 		goto fail;
 	return 0;
 fail:
-	{
+	if (own_tx) {
 		struct sm_error ignored = SM_ERROR_INIT;
 		e->ops->rollback(e, &ignored);
 	}

@@ -61,6 +61,15 @@ int plan_downgrade(const struct migration_set *set, const struct applied_set *ap
 int plan_stamp_target(const struct migration_set *set, const struct applied_set *applied,
 		      const char *target, long *last, struct sm_error *err);
 
+/* Runs one step: its SQL and its version-table change, in a transaction of
+ * its own (or bare, then recorded, for transaction:false).  When the caller
+ * has a transaction open (e->in_tx), runs inside it and neither commits nor
+ * rolls back (a transaction:false step is then refused).  mirror (may be NULL):
+ * the other tool's version table, kept in step (plan_mirror).  *ms: how long
+ * the SQL took. */
+int run_step(struct engine *e, const struct step *s, const struct foreign_hist *mirror,
+	     long long *ms, struct sm_error *err);
+
 /* Called around each step; ud is apply_hooks.ud. err is set when ok == 0. */
 struct apply_hooks {
 	void *ud;

@@ -79,6 +79,9 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
  * strings are copied.  revision may be NULL (no version table). */
 void snap_set_engine(struct snap_writer *w, const char *engine, const char *server_version);
 void snap_set_source(struct snap_writer *w, const char *source_url_redacted);
+/* The source database's identity key (engine.h: struct engine_identity), so
+ * that an in-place restore can tell a snapshot of another database. */
+void snap_set_source_identity(struct snap_writer *w, const char *identity);
 void snap_set_revision(struct snap_writer *w, const char *revision);
 /* Row count of one table (any time before commit). */
 void snap_set_row_count(struct snap_writer *w, const char *table, long long rows);

@@ -280,6 +280,11 @@ void snap_set_source(struct snap_writer *w, const char *source_url_redacted)
 	set_str(w->manifest, "source", source_url_redacted);
 }
 
+void snap_set_source_identity(struct snap_writer *w, const char *identity)
+{
+	set_str(w->manifest, "source_identity", identity);
+}
+
 void snap_set_revision(struct snap_writer *w, const char *revision)
 {
 	set_str(w->manifest, "revision", revision);
@@ -332,7 +337,8 @@ void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uin
 /* The fields shared by the header entry and the manifest. */
 static void add_common(const struct snap_writer *w, cJSON *obj)
 {
-	static const char *const keys[] = { "engine", "server_version", "source", "revision" };
+	static const char *const keys[] = { "engine", "server_version", "source",
+					    "source_identity", "revision" };
 
 	cJSON_AddNumberToObject(obj, "format_version", SNAP_FORMAT_VERSION);
 	cJSON_AddStringToObject(obj, "tool", "safe-migrate");

@@ -161,17 +161,27 @@ class CliTest(unittest.TestCase):
                          "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
         return self.pg_schema_dump(url), rows
 
+    @staticmethod
+    def journals(backup_dir):
+        """The run journals in backup_dir (one per database: safe-migrate-ID.journal)."""
+        try:
+            names = os.listdir(backup_dir)
+        except OSError:
+            return []
+        return sorted(os.path.join(backup_dir, n) for n in names
+                      if n.startswith("safe-migrate") and n.endswith(".journal"))
+
     def wait_for_phase(self, backup_dir, phase="apply", timeout=60):
-        """Waits until the run journal in backup_dir says the run reached phase."""
-        journal = os.path.join(backup_dir, "safe-migrate.journal")
+        """Waits until a run journal in backup_dir says the run reached phase."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            try:
-                with open(journal) as f:
-                    if json.load(f).get("phase") == phase:
-                        return
-            except (OSError, ValueError):
-                pass
+            for journal in self.journals(backup_dir):
+                try:
+                    with open(journal) as f:
+                        if json.load(f).get("phase") == phase:
+                            return
+                except (OSError, ValueError):
+                    pass
             time.sleep(0.05)
         self.fail("the run never reached the %s phase" % phase)
 

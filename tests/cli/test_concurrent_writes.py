@@ -181,6 +181,18 @@ class ConcurrentSqlite(CliTest):
         self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'a'"),
                          [(1,)])
         self.assertTrue(set(w.committed) <= self.events())
+        # the run stays open in its journal: the message points to recover,
+        # and nothing proceeds on the half-migrated database until then
+        self.assertIn("recover --yes", r.err)
+        r = self.code(4, *self.base, "safe-migrate")
+        self.assertIn("other sessions wrote, it did not restore", r.err)
+        self.assertIn("safe-migrate recover", r.err)
+        r = self.run_sm(*self.base, "recover", "--yes", "--json")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertIn("saved_state", r.json())
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'a'"),
+                         [(0,)])
 
     def test_recover_saves_the_state_first(self):
         """After kill -9, recover cannot tell the killed run's writes from the
@@ -280,7 +292,9 @@ class ConcurrentPg(CliTest):
         self.assertEqual(self.psql(self.url, "SELECT string_agg(name, ',' ORDER BY id) FROM users"),
                          "ada,alan,grace")
         scratch = self.pg_new_db()
-        self.ok("-d", scratch, "-b", self.path("backups"), "restore", saved, "--to", scratch,
+        # as the message says: restore it elsewhere with --to (with -d SCRATCH
+        # it would be an in-place restore of another database's snapshot)
+        self.ok("-d", self.url, "-b", self.path("backups"), "restore", saved, "--to", scratch,
                 "--yes")
         self.assertTrue(set(w.committed) <= self.events() | self.events(scratch))
 

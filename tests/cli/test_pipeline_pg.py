@@ -82,7 +82,9 @@ class PipelinePg(CliTest):
         self.assertEqual(self.pg_state(self.url), before)
 
     def test_kill_9_then_recover(self):
-        self.add("0002_a.sql", "CREATE TABLE a (x int);")
+        # the schema the killed run created is dropped by recover (the
+        # journal keeps the schemas from before the run)
+        self.add("0002_a.sql", "CREATE SCHEMA extra;\nCREATE TABLE a (x int);")
         # the killed client's server session sleeps on: recover must wait for it
         self.add("0003_long.sql", "CREATE TABLE t (x int);\nSELECT pg_sleep(8);")
         before = self.pg_state(self.url)
@@ -102,6 +104,7 @@ class PipelinePg(CliTest):
         self.assertEqual(r.code, 0, r)
         self.assertEqual(r.json()["outcome"], "restored")
         self.assertEqual(self.pg_state(self.url), before)
+        self.assertEqual(self.psql(self.url, "SELECT to_regnamespace('extra') IS NULL"), "t")
 
     def test_concurrent_runs_apply_once(self):
         self.add("0002_slow.sql", "CREATE TABLE slow (x int);\nSELECT pg_sleep(2);")

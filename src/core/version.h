@@ -1,5 +1,6 @@
 /*
- * version: migration version strings.
+ * version: migration version strings (core: the migrate module orders
+ * migrations by it, backup names a snapshot's revision by it).
  *
  * A version is the leading run of digits, dots and underscores-between-digits
  * of a file name ("20260223_143052", "0004", "2.10.0").  Versions compare
