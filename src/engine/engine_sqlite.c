@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fsutil.h"
 #include "xalloc.h"
 
 struct sqlite_impl {
@@ -292,9 +293,9 @@ static int sqlite_lock(struct engine *e, long timeout_ms, struct sm_error *err)
 	if (s->lock_fd >= 0)
 		return 0;
 	sb_addf(&path, "%s-safe-migrate.lock", e->url.path);
-	s->lock_fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	s->lock_fd = fs_open_lock(path.buf, 0600, err);
 	if (s->lock_fd < 0) {
-		err_sys(err, "cannot open lock file '%s'", path.buf);
+		err_prefix(err, "lock file");
 		sb_release(&path);
 		return -1;
 	}
