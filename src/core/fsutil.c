@@ -292,6 +292,16 @@ static int write_durable(const char *path, const void *data, size_t len, mode_t 
 	fs_cleanup_temps(dir);
 	if ((dfd = fs_open_dir(dir, err)) < 0)
 		goto out;
+	{
+		struct stat st;
+
+		/* a rename over a device node would turn /dev/full into a file */
+		if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode) &&
+		    !S_ISLNK(st.st_mode)) {
+			err_set(err, ERR_FAIL, "cannot replace '%s': not a regular file", path);
+			goto out;
+		}
+	}
 	/* a random name opened with O_EXCL|O_NOFOLLOW: nobody can plant a
 	 * symlink or a file there beforehand to have us write through it */
 	for (int tries = 0; fd < 0; tries++) {
@@ -354,6 +364,34 @@ int fs_write_new(const char *path, const void *data, size_t len, mode_t mode,
 		 struct sm_error *err)
 {
 	return write_durable(path, data, len, mode, 1, err);
+}
+
+int fs_write_output(const char *path, const void *data, size_t len, mode_t mode,
+		    struct sm_error *err)
+{
+	struct stat st;
+	int fd, ret = -1;
+
+	if (stat(path, &st) < 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+		return fs_write_atomic(path, data, len, mode, err);
+	/* a device, FIFO or socket (/dev/null, /dev/stdout, a pipe): written in
+	 * place, never created or replaced */
+	fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || S_ISREG(st.st_mode)) {
+		err_set(err, ERR_FAIL, "cannot write '%s': it changed while being opened", path);
+		goto out;
+	}
+	if (fs_write_all(fd, data, len) < 0) {
+		err_sys(err, "cannot write '%s'", path);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (close(fd) < 0 && ret == 0)
+		ret = err_sys(err, "cannot close '%s'", path);
+	return ret;
 }
 
 void fs_cleanup_temps(const char *dir)

@@ -42,8 +42,13 @@ int fs_open_dir(const char *dir, struct sm_error *err);
  * dir).  The temp file (fs_temp_name) is created with O_EXCL|O_NOFOLLOW
  * relative to path's directory, opened once; leftovers of killed writers
  * there are removed first (fs_cleanup_temps).  A symlink at path is replaced,
- * never followed. */
+ * never followed; any other non-regular file there is refused. */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+		    struct sm_error *err);
+/* A user-named output file (schema --output): a regular file, or one that
+ * does not exist, is written with fs_write_atomic; a device, FIFO or socket
+ * (/dev/null, /dev/stdout) is written in place, never replaced. */
+int fs_write_output(const char *path, const void *data, size_t len, mode_t mode,
 		    struct sm_error *err);
 /* Like fs_write_atomic but never replaces: when path exists it fails with
  * err->sys_errno == EEXIST and leaves path alone. */

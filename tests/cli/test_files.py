@@ -80,5 +80,123 @@ class SharedBackupDir(CliTest):
                              [(rows, db)])
 
 
+class NoSymlinkFollowed(CliTest):
+    """Writes never go through a symlink that someone with write access to
+    the directory planted: the target keeps its content and its mode."""
+
+    def setUp(self):
+        super().setUp()
+        con = sqlite3.connect(self.path("app.db"))
+        con.execute("CREATE TABLE t (x)")
+        con.commit()
+        con.close()
+        self.write("safe-migrate.ini", "[safe-migrate]\ndatabase_url = sqlite:///app.db\n"
+                   "backup_dir = backups\n")
+        self.chain(1)
+        self.victim = self.write("victim.txt", "precious\n")
+        os.chmod(self.victim, 0o640)
+
+    def assert_victim_untouched(self):
+        with open(self.victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertEqual(stat.S_IMODE(os.stat(self.victim).st_mode), 0o640)
+
+    def test_symlink_at_the_temp_name(self):
+        """The temp name of a durable write was .safe-migrate-tmp.<pid>.<name>:
+        a symlink planted there for the writer's pid (known here because the
+        shell execs safe-migrate) had the victim truncated, chmodded and
+        overwritten."""
+        proc = subprocess.Popen(["sh", "-c", 'read go; exec "$@"', "sh", BIN, "schema",
+                                 "--output", "schema.txt"], cwd=self.dir, env=self.env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        os.symlink(self.victim, self.path(".safe-migrate-tmp.%d.schema.txt" % proc.pid))
+        out, err = proc.communicate("go\n", timeout=60)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assert_victim_untouched()
+        self.assertFalse(os.path.islink(self.path("schema.txt")))
+        with open(self.path("schema.txt")) as f:
+            self.assertIn("t", f.read())
+
+    def test_symlink_at_the_runs_log(self):
+        os.mkdir(self.path("backups"), 0o700)
+        os.symlink(self.victim, self.path("backups", "safe-migrate-runs.jsonl"))
+        self.run_sm("safe-migrate", "--yes")
+        self.assert_victim_untouched()
+
+    def test_symlink_at_the_lock_file(self):
+        """The lock file was opened with O_CREAT through a symlink: a file was
+        created wherever the link pointed."""
+        target = self.path("created-by-safe-migrate")
+        os.symlink(target, self.path("app.db-safe-migrate.lock"))
+        r = self.run_sm("upgrade")
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("lock", r.err)
+        self.assertFalse(os.path.exists(target))
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name='t1'"),
+                         [(0,)])
+
+
+class SpecialOutput(CliTest):
+    """schema --output never renames over a device or a FIFO: as root,
+    --output /dev/full had turned the device into a regular file."""
+
+    def setUp(self):
+        super().setUp()
+        con = sqlite3.connect(self.path("app.db"))
+        con.execute("CREATE TABLE t (x)")
+        con.commit()
+        con.close()
+        self.write("safe-migrate.ini", "[safe-migrate]\ndatabase_url = sqlite:///app.db\n")
+
+    def test_fifo_output_is_written_in_place(self):
+        fifo = self.path("pipe")
+        os.mkfifo(fifo)
+        # a reader that never blocks: the writer's open finds it, and the
+        # schema (a few hundred bytes) waits in the pipe's buffer
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            r = self.run_sm("schema", "--output", fifo, timeout=60)
+            try:
+                out = os.read(rfd, 65536).decode()
+            except BlockingIOError:
+                out = ""
+        finally:
+            os.close(rfd)
+        self.assertEqual(r.code, 0, r)
+        self.assertTrue(stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced")
+        self.assertIn("safe-migrate schema", out)
+        self.assertIn("table\tt", out)
+
+    def test_device_output_is_written_in_place(self):
+        """A null device of our own (mknod needs root; never the machine's
+        /dev/null, which a regression would destroy)."""
+        if os.geteuid() != 0:
+            self.skipTest("mknod of a character device needs root")
+        dev = self.path("null")
+        os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        self.ok("schema", "--output", dev)
+        self.assertTrue(stat.S_ISCHR(os.lstat(dev).st_mode), "the device was replaced")
+        self.ok("schema", "--output", "/dev/null")
+        self.assertTrue(stat.S_ISCHR(os.lstat("/dev/null").st_mode))
+
+
+class BackupDirPermissions(CliTest):
+    def test_world_writable_backup_dir_warns(self):
+        con = sqlite3.connect(self.path("app.db"))
+        con.execute("CREATE TABLE t (x)")
+        con.commit()
+        con.close()
+        os.mkdir(self.path("backups"))
+        os.chmod(self.path("backups"), 0o777)
+        r = self.run_sm("-d", self.sqlite_url(), "-b", "backups", "safety-check", "--json")
+        findings = [f for f in r.json()["findings"] if f.get("check") == "backup-dir-owner"]
+        self.assertEqual([f["level"] for f in findings], ["warn"], r)
+        self.assertIn("world-writable", findings[0]["message"])
+        os.chmod(self.path("backups"), 0o700)
+        r = self.run_sm("-d", self.sqlite_url(), "-b", "backups", "safety-check", "--json")
+        self.assertFalse([f for f in r.json()["findings"] if f.get("check") == "backup-dir-owner"])
+
+
 if __name__ == "__main__":
     main()
