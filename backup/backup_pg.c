@@ -334,6 +334,10 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	}
 	toc = make_toc(&d);
 	toc_text = cJSON_Print(toc);
+	/* restore executes these before the manifest arrives: let it check them first */
+	snap_declare_sha256(w, TOC_ENTRY, toc_text, strlen(toc_text));
+	snap_declare_sha256(w, PRE_ENTRY, d.pre_data.buf, d.pre_data.len);
+	snap_declare_sha256(w, POST_ENTRY, d.post_data.buf, d.post_data.len);
 	if (snap_add_entry_buf(w, TOC_ENTRY, toc_text, strlen(toc_text), err) < 0 ||
 	    snap_add_entry_buf(w, PRE_ENTRY, d.pre_data.buf, d.pre_data.len, err) < 0 ||
 	    snap_add_entry_buf(w, POST_ENTRY, d.post_data.buf, d.post_data.len, err) < 0)

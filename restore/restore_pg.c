@@ -6,7 +6,10 @@
  * .sha256 sidecar before anything is touched (verifies_in_apply: no
  * decompression, so the snapshot is not read twice in full).  apply then
  * streams the snapshot once and checks every entry against the manifest
- * (snap_reader_finish) before it commits.
+ * (snap_reader_finish) before it commits.  The SQL entries (toc, pre-data,
+ * post-data) are checked against the header's checksums as they are read,
+ * before any of their SQL runs; a snapshot without those is verified whole
+ * in load first.
  *
  * load:  only records the snapshot and the options.
  * apply: streams the snapshot into the target in ONE transaction: drop the
@@ -117,6 +120,15 @@ int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *e
 			*pending = 1;
 			break;
 		}
+		/* executed before the manifest arrives: only with the header's
+		 * checksum, which reading the entry to its end checks (a snapshot
+		 * older than those checksums was verified in full by pg_load) */
+		if (cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "sha256") &&
+		    !snap_reader_entry_declared(r)) {
+			err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: its header declares "
+				"no checksum for '%s'", snap_reader_path(r), ent->name);
+			goto out;
+		}
 		if (read_entry(r, dst, err) < 0)
 			goto out;
 	}
@@ -208,6 +220,11 @@ static int pg_load(struct engine *target, struct snap_reader *r, const struct re
 		return err_set(err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it "
 			       "is only for 'restore --to URL' (a scratch database); in place the "
 			       "restore is one transaction", opts->jobs);
+	/* a snapshot whose header declares no checksums for the SQL entries
+	 * (older than them, or stripped) is verified whole before any of its
+	 * SQL runs: one more pass, never unverified SQL */
+	if (!cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "sha256"))
+		return snap_reader_finish(r, err);
 	return 0;
 }
 

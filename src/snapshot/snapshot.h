@@ -51,6 +51,8 @@
 /* Largest small entry (header, manifest, engine metadata) read into memory. */
 #define SNAP_SMALL_MAX ((size_t)64 << 20)
 #define SNAP_SIZE_UNKNOWN UINT64_MAX
+/* Longest entry name a reader accepts (the writer's are far shorter). */
+#define SNAP_NAME_MAX 255
 
 /* Progress: bytes of payload done so far, and the expected total (0 if unknown). */
 typedef void (*snap_progress_fn)(void *ud, uint64_t done, uint64_t total);
@@ -89,6 +91,12 @@ void snap_set_extra(struct snap_writer *w, cJSON *obj);
  * payload's other chunks and holds size bytes, so that a reader can place
  * the others before it arrives.  Before the first entry is added. */
 void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size);
+/* Declares in the header the SHA-256 of a small entry added later with
+ * these bytes, so that a reader checks it the moment the entry is read
+ * whole, long before the manifest (the last entry) arrives: a restore
+ * that executes an entry (PostgreSQL's pre-data.sql) runs only verified
+ * SQL.  Before the first entry is added. */
+void snap_declare_sha256(struct snap_writer *w, const char *name, const void *data, size_t len);
 /* Progress reporting for the payload; total may be 0 (unknown). */
 void snap_set_progress(struct snap_writer *w, snap_progress_fn fn, void *ud, uint64_t total);
 /* Makes writing fail once *flag is set (a signal handler's flag; borrowed,
@@ -174,7 +182,9 @@ const cJSON *snap_reader_header(const struct snap_reader *r);
  * Unread data of the previous entry is skipped (and still hashed).
  */
 int snap_reader_next(struct snap_reader *r, struct snap_entry *ent, struct sm_error *err);
-/* Reads the current entry's data; *got is 0 at its end. */
+/* Reads the current entry's data; *got is 0 at its end.  An entry whose
+ * SHA-256 the header declares (snap_declare_sha256) is checked when its
+ * end is reached: a mismatch fails that read with ERR_DAMAGED. */
 int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 		     struct sm_error *err);
 /*
@@ -207,6 +217,9 @@ void snap_reader_set_progress(struct snap_reader *r, snap_progress_fn fn, void *
  * handler's flag; borrowed, may be NULL): checked before every block read. */
 void snap_reader_set_interrupt(struct snap_reader *r, volatile sig_atomic_t *flag);
 
+/* 1 if the header declares the current entry's SHA-256 (so that reading
+ * it to its end checks it), else 0. */
+int snap_reader_entry_declared(const struct snap_reader *r);
 /* True if name is a chunk of base ("<base>.NNNN"); sets *index. */
 int snap_is_chunk_of(const char *name, const char *base, unsigned *index);
 

@@ -54,6 +54,7 @@ struct snap_writer {
 	cJSON *entries;      /* borrowed from manifest */
 	cJSON *row_counts;   /* borrowed from manifest */
 	cJSON *deferred;     /* owned: the header's "deferred" object, or NULL */
+	cJSON *declared;     /* owned: the header's "sha256" object, or NULL */
 	char *created_at;
 
 	unsigned char *block; /* IO_BLOCK bytes */
@@ -366,6 +367,17 @@ void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size)
 	cJSON_AddNumberToObject(w->deferred, name, (double)size);
 }
 
+void snap_declare_sha256(struct snap_writer *w, const char *name, const void *data, size_t len)
+{
+	char hex[HASH_HEX_LEN + 1];
+
+	hash_buf_hex(data, len, hex);
+	if (!w->declared)
+		w->declared = cJSON_CreateObject();
+	cJSON_DeleteItemFromObject(w->declared, name);
+	cJSON_AddStringToObject(w->declared, name, hex);
+}
+
 void snap_writer_set_interrupt(struct snap_writer *w, volatile sig_atomic_t *flag)
 {
 	w->interrupt = flag;
@@ -492,6 +504,8 @@ static int write_header(struct snap_writer *w, struct sm_error *err)
 	add_common(w, hdr);
 	if (w->deferred)
 		cJSON_AddItemToObject(hdr, "deferred", cJSON_Duplicate(w->deferred, 1));
+	if (w->declared)
+		cJSON_AddItemToObject(hdr, "sha256", cJSON_Duplicate(w->declared, 1));
 	text = cJSON_Print(hdr);
 	ret = write_small(w, SNAP_HEADER_NAME, text, strlen(text), err);
 	free(text);
@@ -706,6 +720,7 @@ static void writer_free(struct snap_writer *w)
 	sb_release(&w->push_chunk);
 	cJSON_Delete(w->manifest);
 	cJSON_Delete(w->deferred);
+	cJSON_Delete(w->declared);
 	free(w->block);
 	free(w->created_at);
 	free(w->tmp_path);

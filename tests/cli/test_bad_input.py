@@ -10,8 +10,11 @@ report.  Cases marked "db untouched" also check that the database file was
 not written (same bytes, no journal left).
 """
 import hashlib
+import io
+import json
 import os
 import subprocess
+import tarfile
 
 from smtest import BIN, CliTest, Result, main
 
@@ -232,6 +235,138 @@ class BadInput(CliTest):
                        db_untouched=args[0] != "safe-migrate")
         self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE "
                                      "version = '0003'"), [(0,)])
+
+
+def compress_to(path, tar_bytes):
+    """Writes tar_bytes zstd-compressed to path with a matching sidecar."""
+    comp = subprocess.run(["zstd", "-q", "-c"], input=tar_bytes, capture_output=True,
+                          check=True).stdout
+    with open(path, "wb") as f:
+        f.write(comp)
+    with open(path + ".sha256", "w") as f:
+        f.write("%s  %s\n" % (hashlib.sha256(comp).hexdigest(), os.path.basename(path)))
+    return path
+
+
+class CraftedSnapshots(CliTest):
+    """Layouts that verify accepted and restore refused (or that both
+    accepted): verify and restore now run one validation
+    (src/snapshot/snapshot_read.c, check_layout), so both refuse them all."""
+    PAGE = 4096
+
+    def setUp(self):
+        super().setUp()
+        con = __import__("sqlite3").connect(self.path("app.db"))
+        con.execute("CREATE TABLE t (x)")
+        con.executemany("INSERT INTO t VALUES (?)", [(os.urandom(500),) for _ in range(100)])
+        con.commit()
+        con.close()
+        with open(self.path("app.db"), "rb") as f:
+            self.db = f.read()
+        self.base = {"tool": "safe-migrate", "tool_version": "0.1.0", "engine": "sqlite",
+                     "created_at": "2026-01-01T00:00:00.000Z", "server_version": "SQLite",
+                     "source": "sqlite:///app.db", "revision": None, "format_version": 2}
+
+    def packed(self, name, header, entries, sizes=None):
+        """A snapshot with a correct manifest and sidecar; sizes overrides the
+        size the tar header declares for some entries (data cut short)."""
+        raw = io.BytesIO()
+        listed = []
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for ename, data in [("snapshot.json", json.dumps(header).encode())] + entries:
+                ti = tarfile.TarInfo(ename)
+                ti.size = len(data)
+                ti.mode = 0o600
+                t.addfile(ti, io.BytesIO(data))
+                listed.append({"name": ename, "size": len(data),
+                               "sha256": hashlib.sha256(data).hexdigest()})
+            data = json.dumps(dict(header, row_counts={}, extra={}, entries=listed)).encode()
+            ti = tarfile.TarInfo("manifest.json")
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        return compress_to(self.path(name), raw.getvalue())
+
+    def test_verify_and_restore_refuse_the_same_layouts(self):
+        db, page = self.db, self.PAGE
+        deferred = dict(self.base, deferred={"data/main.db.0000": page})
+        tail = [("data/main.db.0001", db[page:])]
+        cases = {
+            "missing deferred entry": (deferred, tail),
+            "wrong-size deferred entry": (deferred, tail + [("data/main.db.0000", db[:100])]),
+            "numbering gap": (deferred, [("data/main.db.0002", db[page:]),
+                                         ("data/main.db.0000", db[:page])]),
+            "no deferred header": (self.base, tail + [("data/main.db.0000", db[:page])]),
+            "bad deferred name": (dict(self.base, deferred={"data/main.db": page}),
+                                  tail + [("data/main.db", db[:page])]),
+            "200 KB entry name": (self.base, [("data/main.db.0000", db),
+                                              ("x" * 200000, b"")]),
+            "chunk over 16 MiB": (dict(self.base, format_version=1),
+                                  [("data/main.db.0000", db + b"\0" * (17 << 20))]),
+            "format_version 1.5": (dict(self.base, format_version=1.5),
+                                   [("data/main.db.0000", db)]),
+        }
+        for i, (label, (header, entries)) in enumerate(cases.items()):
+            with self.subTest(label):
+                p = self.packed("crafted%d.tar.zst" % i, header, entries)
+                r = self.run_sm("verify", p)
+                self.assertEqual(r.code, 7, "verify accepted %s: %r" % (label, r))
+                target = self.path("r%d.db" % i)
+                r = self.run_sm("restore", p, "--to", "sqlite:///" + target, "--yes")
+                self.assertEqual(r.code, 7, "restore: %s: %r" % (label, r))
+                self.assertFalse(os.path.exists(target) and os.path.getsize(target) > 0)
+        # the good layout still passes both
+        good = self.packed("good.tar.zst", deferred, tail + [("data/main.db.0000", db[:page])])
+        self.ok("verify", good)
+        r = self.run_sm("restore", good, "--to", self.sqlite_url("good.db"), "--yes")
+        self.assertEqual(r.code, 0, r)
+
+    def test_backup_name_with_a_newline_is_refused(self):
+        for name in ("two\nlines", "tab\there", "sp ace", "quote'"):
+            with self.subTest(name=name):
+                r = self.run_sm("-d", self.sqlite_url(), "-b", "backups", "backup", "--name",
+                                name)
+                self.assertEqual(r.code, 2, r)
+                self.assertIn("letters, digits", r.err)
+        self.assertFalse(os.path.isdir(self.path("backups")) and
+                         [f for f in os.listdir(self.path("backups"))
+                          if not f.startswith(".")])
+
+
+class TamperedPgSnapshot(CliTest):
+    """A PostgreSQL snapshot whose pre-data.sql was altered, with the
+    sidecar recomputed: the altered SQL must never run (it did, and the
+    restore failed later with exit 1); the entry's checksum is checked
+    before any of its SQL runs, and the restore says the snapshot is
+    damaged (exit 7)."""
+
+    def test_altered_pre_data_never_runs(self):
+        url = self.pg_new_db()
+        self.psql(url, "CREATE TABLE t (id int PRIMARY KEY, v text); "
+                       "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g")
+        snap = self.ok("-d", url, "-b", "backups", "backup", "--json").json()["path"]
+        snap = os.path.join(self.dir, snap)
+        raw = subprocess.run(["zstd", "-q", "-d", "-c", snap], capture_output=True,
+                             check=True).stdout
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(raw)) as src, \
+                tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+            for m in src.getmembers():
+                data = src.extractfile(m).read()
+                if m.name == "pg/pre-data.sql":
+                    # the canary: a sequence's nextval survives a rollback
+                    data += b"\nSELECT pg_catalog.nextval('canary.s');\n"
+                    m.size = len(data)
+                dst.addfile(m, io.BytesIO(data))
+        compress_to(snap, out.getvalue())
+        self.psql(url, "CREATE SCHEMA canary; CREATE SEQUENCE canary.s")
+        r = self.run_sm("-d", url, "-b", "backups", "restore", snap, "--yes",
+                        "--no-safety-backup")
+        self.assertEqual(r.code, 7, r)
+        self.assertIn("pre-data.sql", r.err)
+        self.assertEqual(self.psql(url, "SELECT is_called FROM canary.s"), "f",
+                         "the altered pre-data SQL ran")
+        r = self.run_sm("verify", snap)
+        self.assertEqual(r.code, 7, r)
 
 
 if __name__ == "__main__":
