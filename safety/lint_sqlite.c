@@ -269,11 +269,11 @@ static void after_alter(struct lint_run *r, sqlite3 *db, const char *table,
 static int sq_migration(struct lint_run *r, struct sm_error *err)
 {
 	struct sq_state *st = r->ctx->state;
-	const char *p = r->sql;
+	const char *p = r->sql, *end = r->sql + strlen(r->sql);
 
 	(void)err;
 	while (*p) {
-		size_t off = (size_t)(p - r->sql), rest = strlen(p);
+		size_t off = (size_t)(p - r->sql), rest = (size_t)(end - p);
 		sqlite3_stmt *stmt = NULL;
 		const char *tail = NULL, *altered;
 		struct names before = { 0 };

@@ -151,12 +151,14 @@ static int sqlite_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *
 	/* A connection to an empty in-memory database is enough for
 	 * sqlite3_complete-style splitting: we do not prepare (names would not
 	 * resolve); we cut at each complete statement. */
-	const char *p = sql;
+	const char *p = sql, *end = sql + strlen(sql);
 	struct strbuf acc = STRBUF_INIT;
+	struct engine_lines lines;
 	int ret = 0;
 
+	engine_lines_init(&lines, sql, 1);
 	while (*p) {
-		size_t skip = engine_skip_space(p, strlen(p));
+		size_t skip = engine_skip_space(p, (size_t)(end - p));
 		const char *start = p + skip;
 		const char *q = start;
 		int found = 0;
@@ -164,14 +166,16 @@ static int sqlite_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *
 		if (!*start)
 			break;
 		/* extend to each ';' until sqlite3_complete accepts the text */
+		sb_reset(&acc);
 		while (*q) {
 			const char *semi = strchr(q, ';');
 			if (!semi) {
-				q += strlen(q);
+				q = end;
 				break;
 			}
-			sb_reset(&acc);
-			sb_add(&acc, start, (size_t)(semi + 1 - start));
+			/* grows by the piece since the last ';': the statement is
+			 * copied once, however many ';' its strings hold */
+			sb_add(&acc, q, (size_t)(semi + 1 - q));
 			q = semi + 1;
 			if (sqlite3_complete(acc.buf)) {
 				found = 1;
@@ -179,7 +183,8 @@ static int sqlite_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *
 			}
 		}
 		(void)found;
-		ret = cb(ud, start, (size_t)(q - start), engine_line_at(sql, (size_t)(start - sql), 1));
+		ret = cb(ud, start, (size_t)(q - start),
+			 engine_lines_at(&lines, (size_t)(start - sql)));
 		if (ret)
 			break;
 		p = q;

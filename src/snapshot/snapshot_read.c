@@ -350,7 +350,8 @@ static int check_layout(struct snap_reader *r, const char *name, uint64_t size,
 			     "may hold", name, (unsigned long long)size, SNAP_CHUNK_MAX);
 	c = chunk_run_of(r, name, blen);
 	if (c->deferred_done)
-		return fatal(r, err, "entry '%s' follows its payload's deferred chunk '%s.0000'",
+		return fatal(r, err, "entry '%s' is out of order: it follows its payload's deferred "
+			     "chunk '%s.0000'",
 			     name, c->base);
 	if (idx == 0 && c->deferred >= 0) {
 		if (size != (uint64_t)c->deferred)
