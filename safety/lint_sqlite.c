@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lint_impl.h"
 #include "strbuf.h"
@@ -35,6 +36,16 @@ struct sq_state {
 	struct auth_event *ev;
 	size_t n, alloc;
 };
+
+static int is_vacuum(sqlite3_stmt *stmt)
+{
+	const char *sql = sqlite3_sql(stmt);
+	const char *p = sql + engine_skip_space(sql, strlen(sql));
+
+	return !strncasecmp(p, "VACUUM", 6) &&
+	       !((p[6] >= 'a' && p[6] <= 'z') || (p[6] >= 'A' && p[6] <= 'Z') ||
+		 (p[6] >= '0' && p[6] <= '9') || p[6] == '_');
+}
 
 struct names {
 	char **v;
@@ -293,6 +304,16 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 		}
 		if (!stmt)
 			break;
+		if (is_vacuum(stmt)) {
+			/* changes no schema, and cannot run on the scratch copy
+			 * (it attaches a temp database); only a transaction stops it */
+			if (r->transactional)
+				lint_emit(r, "sql-error", "cannot VACUUM from within a transaction: "
+					  "mark the migration '-- migrate:up transaction:false'");
+			sqlite3_finalize(stmt);
+			p = tail;
+			continue;
+		}
 		altered = before_step(r, st);
 		if (sqlite3_stmt_readonly(stmt) || has_event(st, SQLITE_ATTACH) ||
 		    has_event(st, SQLITE_DETACH)) {

@@ -492,10 +492,32 @@ static void free_options(char **pos)
 	free(opt.rehearse_url);
 }
 
+/* JSON is UTF-8, file and table names are bytes: replace what is not
+ * UTF-8 (cJSON copies bytes as they are, giving invalid JSON). */
+static void json_fix_utf8(cJSON *item)
+{
+	for (; item; item = item->next) {
+		if (item->string && !utf8_valid(item->string)) {
+			struct strbuf sb = STRBUF_INIT;
+			sb_add_utf8(&sb, item->string);
+			free(item->string);
+			item->string = sb_detach(&sb);
+		}
+		if (cJSON_IsString(item) && item->valuestring && !utf8_valid(item->valuestring)) {
+			struct strbuf sb = STRBUF_INIT;
+			sb_add_utf8(&sb, item->valuestring);
+			cJSON_SetValuestring(item, sb.buf);
+			sb_release(&sb);
+		}
+		json_fix_utf8(item->child);
+	}
+}
+
 /* Prints the JSON object and checks that stdout really took everything. */
 static int finish_output(cJSON *json, int code)
 {
 	if (json) {
+		json_fix_utf8(json);
 		char *text = cJSON_Print(json);
 		if (text) {
 			fputs(text, stdout);

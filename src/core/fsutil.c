@@ -394,30 +394,41 @@ out:
 	return ret;
 }
 
+/* The pid that tags a temp file name, or 0 if name is not one: ours
+ * (FS_TMP_PREFIX<pid>.) or the probe files of earlier versions
+ * (".safe-migrate-probe-<pid>"), which nothing removed. */
+static long temp_owner(const char *name)
+{
+	static const char *const prefixes[] = { FS_TMP_PREFIX, ".safe-migrate-probe-" };
+
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		size_t plen = strlen(prefixes[i]);
+		char *end;
+		long pid;
+
+		if (strncmp(name, prefixes[i], plen) != 0)
+			continue;
+		pid = strtol(name + plen, &end, 10);
+		if (end == name + plen || pid <= 0 || (i == 0 ? *end != '.' : *end != '\0'))
+			return 0;
+		return pid;
+	}
+	return 0;
+}
+
 void fs_cleanup_temps(const char *dir)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
-	size_t plen = strlen(FS_TMP_PREFIX);
 
 	if (!d)
 		return;
 	while ((de = readdir(d)) != NULL) {
-		char *end;
-		long pid;
+		long pid = temp_owner(de->d_name);
 
-		if (strncmp(de->d_name, FS_TMP_PREFIX, plen) != 0)
-			continue;
-		pid = strtol(de->d_name + plen, &end, 10);
-		if (end == de->d_name + plen || *end != '.' || pid <= 0)
-			continue;
-		if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-			continue; /* ours or alive: not a leftover */
-		{
-			char *p = fs_join(dir, de->d_name);
-			unlink(p);
-			free(p);
-		}
+		if (!pid || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue; /* not a temp file, or ours, or its writer is alive */
+		(void)unlinkat(dirfd(d), de->d_name, 0);
 	}
 	closedir(d);
 }

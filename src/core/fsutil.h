@@ -54,7 +54,9 @@ int fs_write_output(const char *path, const void *data, size_t len, mode_t mode,
  * err->sys_errno == EEXIST and leaves path alone. */
 int fs_write_new(const char *path, const void *data, size_t len, mode_t mode,
 		 struct sm_error *err);
-/* Removes FS_TMP_PREFIX<pid>.* files in dir whose process is gone. */
+/* The one cleaner of dead processes' temp files: removes FS_TMP_PREFIX<pid>.*
+ * files (durable writes, snapshots being written, backup-dir probes) in dir
+ * whose process is gone. */
 void fs_cleanup_temps(const char *dir);
 /* Appends one line durably (O_APPEND, fsync).  Creates the file with mode
  * (and fsyncs its directory then); never through a symlink, and only a

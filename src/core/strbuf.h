@@ -43,5 +43,10 @@ void sb_add_squeezed(struct strbuf *sb, const char *s, const char *ws);
 void sb_rtrim(struct strbuf *sb);
 /* Returns the buffer (caller owns it, free()) and leaves sb empty. */
 char *sb_detach(struct strbuf *sb);
+/* True if s is valid UTF-8. */
+int utf8_valid(const char *s);
+/* Appends s with every byte that is not part of valid UTF-8 replaced by
+ * U+FFFD (file names are bytes; JSON output must be UTF-8). */
+void sb_add_utf8(struct strbuf *sb, const char *s);
 
 #endif

@@ -35,17 +35,22 @@ static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
 	struct stat st;
 	int rc;
 
-	if (!(flags & ENGINE_CREATE)) {
-		if (stat(e->url.path, &st) < 0)
+	if (stat(e->url.path, &st) < 0) {
+		if (!(flags & ENGINE_CREATE))
 			return err_set(err, ERR_FAIL,
 				       "cannot open database '%s': No such file (run 'safe-migrate "
 				       "init' to create it)", e->url.path);
-		if (S_ISDIR(st.st_mode))
-			return err_set(err, ERR_FAIL, "cannot open database '%s': is a directory",
-				       e->url.path);
-	} else {
-		oflags |= SQLITE_OPEN_CREATE;
+	} else if (S_ISDIR(st.st_mode)) {
+		return err_set(err, ERR_FAIL, "cannot open database '%s': is a directory",
+			       e->url.path);
+	} else if (!S_ISREG(st.st_mode)) {
+		/* /dev/null reads as an empty database: snapshots of nothing,
+		 * migrations applied to nowhere */
+		return err_set(err, ERR_FAIL, "cannot open database '%s': not a regular file",
+			       e->url.path);
 	}
+	if (flags & ENGINE_CREATE)
+		oflags |= SQLITE_OPEN_CREATE;
 	s = xcalloc(1, sizeof(*s));
 	s->lock_fd = -1;
 	rc = sqlite3_open_v2(e->url.path, &s->db, oflags, NULL);

@@ -332,6 +332,74 @@ class CraftedSnapshots(CliTest):
                           if not f.startswith(".")])
 
 
+class SmallDefects(CliTest):
+    """Issue 15, section 9."""
+
+    def setUp(self):
+        super().setUp()
+        self.sqlite("CREATE TABLE t (x)")
+
+    def test_config_that_is_a_device_or_fifo_is_refused(self):
+        os.mkfifo(self.path("fifo.ini"))
+        for cfg in ("/dev/zero", self.path("fifo.ini")):
+            with self.subTest(cfg):
+                r = self.run_sm("-c", cfg, "current", timeout=30)
+                self.assertEqual(r.code, 2, r)
+                self.assertIn("not a regular file", r.err)
+
+    def test_duplicate_config_key_names_key_and_lines(self):
+        self.write("dup.ini", "[safe-migrate]\ndatabase_url = %s\nbackup_dir = b\n"
+                   "sqlalchemy.url = sqlite:///other.db\n" % self.sqlite_url())
+        r = self.run_sm("-c", "dup.ini", "current")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("line 4: duplicate key 'database_url' (already set on line 2)", r.err)
+
+    def test_history_json_with_an_invalid_utf8_file_name(self):
+        os.makedirs(self.path("migrations"), exist_ok=True)
+        with open(os.path.join(self.dir.encode(), b"migrations", b"0001_caf\xe9.sql"),
+                  "w") as f:
+            f.write("-- migrate:up\nCREATE TABLE a (x);\n")
+        proc = subprocess.run([BIN, "-d", self.sqlite_url(), "history", "--json"],
+                              cwd=self.dir, env=self.env, capture_output=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        doc = json.loads(proc.stdout.decode("utf-8"))  # strict: invalid UTF-8 raises
+        self.assertEqual(doc["migrations"][0]["description"], "caf\ufffd")
+
+    def test_dev_null_is_not_a_database(self):
+        url = "sqlite:////dev/null"
+        r = self.run_sm("-d", url, "-b", "backups", "backup")
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("not a regular file", r.err)
+        r = self.run_sm("-d", url, "-b", "backups", "safety-check", "--json")
+        self.assertEqual(r.code, 4, r)
+        self.assertFalse([f for f in os.listdir(self.path("backups")) if "tar.zst" in f]
+                         if os.path.isdir(self.path("backups")) else [])
+
+    def test_vacuum_in_a_transaction_false_migration_lints_clean(self):
+        self.write("migrations/0001_vac.sql", "-- migrate:up transaction:false\nVACUUM;\n")
+        r = self.run_sm("-d", self.sqlite_url(), "lint")
+        self.assertEqual(r.code, 0, r)
+        self.ok("-d", self.sqlite_url(), "upgrade")
+        # in a transaction it cannot run: lint says so before upgrade fails
+        self.write("migrations/0002_vac.sql", "-- migrate:up\nVACUUM;\n")
+        r = self.run_sm("-d", self.sqlite_url(), "lint")
+        self.assertEqual(r.code, 4, r)
+        self.assertIn("transaction:false", r.out + r.err)
+
+    def test_stray_probe_of_a_killed_safety_check_is_removed(self):
+        from faultlib import SHIM
+        os.mkdir(self.path("backups"), 0o700)
+        env = {"LD_PRELOAD": os.path.abspath(SHIM), "SM_FAULT_KILL": "fsync:1",
+               "ASAN_OPTIONS": self.env.get("ASAN_OPTIONS", "detect_leaks=1") +
+                               ":verify_asan_link_order=0"}
+        r = self.run_sm("-d", self.sqlite_url(), "-b", "backups", "safety-check", env=env)
+        self.assertEqual(r.code, -9, r)
+        left = [f for f in os.listdir(self.path("backups")) if "probe" in f]
+        self.assertEqual(len(left), 1, left)
+        self.run_sm("-d", self.sqlite_url(), "-b", "backups", "safety-check")
+        self.assertEqual([f for f in os.listdir(self.path("backups")) if "probe" in f], [])
+
+
 class LinearCosts(CliTest):
     """Inputs whose handling was quadratic: numbering every statement of a
     script rescanned it from the start (lint of 4 MB of INSERTs took 39 s),
