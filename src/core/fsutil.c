@@ -258,7 +258,7 @@ int fs_rename_noreplace(int dirfd, const char *from, const char *to)
 	}
 	if (errno == EEXIST)
 		return -1;
-	if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENOSYS)
+	if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS) /* ENOTSUP too */
 		return -1;
 	/* nor hard links (some FUSE and network file systems): the best left
 	 * is to look first; a writer that wins the gap is still replaced */

@@ -77,10 +77,18 @@ static int map_get(const struct name_map *m, const char *key, uintptr_t *val)
 	return 1;
 }
 
+static void map_set(struct name_map *m, const char *key, uintptr_t val)
+{
+	size_t i = map_slot(m, key);
+
+	if (!m->keys[i])
+		m->n++;
+	m->keys[i] = key;
+	m->vals[i] = val;
+}
+
 static void map_put(struct name_map *m, const char *key, uintptr_t val)
 {
-	size_t i;
-
 	if (2 * (m->n + 1) > m->cap) {
 		struct name_map big = { NULL, NULL, m->cap ? 2 * m->cap : 64, 0 };
 
@@ -88,16 +96,12 @@ static void map_put(struct name_map *m, const char *key, uintptr_t val)
 		big.vals = xcalloc(big.cap, sizeof(*big.vals));
 		for (size_t j = 0; j < m->cap; j++)
 			if (m->keys[j])
-				map_put(&big, m->keys[j], m->vals[j]);
+				map_set(&big, m->keys[j], m->vals[j]);
 		free(m->keys);
 		free(m->vals);
 		*m = big;
 	}
-	i = map_slot(m, key);
-	if (!m->keys[i])
-		m->n++;
-	m->keys[i] = key;
-	m->vals[i] = val;
+	map_set(m, key, val);
 }
 
 static void map_release(struct name_map *m)
