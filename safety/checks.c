@@ -65,12 +65,32 @@ static void human_bytes(unsigned long long n, char out[32])
 	snprintf(out, 32, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
+/* Another user who can write to the backup directory can replace or
+ * remove snapshots (and, before safe-migrate refused to follow symlinks,
+ * could aim its writes elsewhere): say so. */
+static void check_backup_dir_owner(const char *dir, struct finding_list *out)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return;
+	if (st.st_uid != geteuid())
+		CHECK(out, "backup-dir-owner", LEVEL_WARN, "use a backup directory of your own, "
+		      "mode 0700", "backup directory '%s' is owned by another user (uid %ld)", dir,
+		      (long)st.st_uid);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		CHECK(out, "backup-dir-owner", LEVEL_WARN, "chmod go-w the directory (0700 is "
+		      "best)", "backup directory '%s' is %s-writable (mode %04o): other users can "
+		      "replace or remove snapshots", dir,
+		      (st.st_mode & S_IWOTH) ? "world" : "group", (unsigned)(st.st_mode & 07777));
+}
+
 /* Creates the directory if needed and proves it writable: a probe file is
  * created, written, fsynced and removed. */
 static int probe_backup_dir(const char *dir, struct finding_list *out)
 {
 	struct sm_error err = SM_ERROR_INIT;
-	struct strbuf probe = STRBUF_INIT;
+	struct strbuf probe = STRBUF_INIT, tmp = STRBUF_INIT;
 	static const char data[] = "safe-migrate write probe\n";
 	int fd = -1, ok = 0, existed = fs_is_dir(dir);
 
@@ -80,8 +100,12 @@ static int probe_backup_dir(const char *dir, struct finding_list *out)
 		      dir, err.msg);
 		goto out;
 	}
-	sb_addf(&probe, "%s/.safe-migrate-probe-%ld", dir, (long)getpid());
-	fd = open(probe.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* a temp name (random, pid-tagged): a probe left by a killed run is
+	 * removed by the one cleaner of dead processes' temp files */
+	fs_cleanup_temps(dir);
+	fs_temp_name(&tmp, "probe");
+	sb_addf(&probe, "%s/%s", dir, tmp.buf);
+	fd = open(probe.buf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || fs_write_all(fd, data, sizeof(data) - 1) < 0 || fsync(fd) < 0) {
 		CHECK(out, "backup-dir", LEVEL_FAIL, "use -b DIR to choose a writable directory",
 		      "cannot write to backup directory '%s': %s", dir, strerror(errno));
@@ -96,6 +120,7 @@ static int probe_backup_dir(const char *dir, struct finding_list *out)
 	}
 	CHECK(out, "backup-dir", LEVEL_PASS, NULL, "backup directory '%s' %s and writable", dir,
 	      existed ? "exists" : "was created");
+	check_backup_dir_owner(dir, out);
 	ok = 1;
 out:
 	if (fd >= 0) {
@@ -103,6 +128,7 @@ out:
 		unlink(probe.buf);
 	}
 	sb_release(&probe);
+	sb_release(&tmp);
 	return ok;
 }
 

@@ -141,6 +141,7 @@ int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int fi
 	r.transactional = transactional;
 	r.out = out;
 	r.line = r.first_line;
+	engine_lines_init(&r.lines, sql, r.first_line);
 	if (mig_is_blank(sql)) {
 		lint_at(&r, 0, 0);
 		lint_emit(&r, "empty-migration", "the migration is empty: upgrade records it as "
@@ -264,7 +265,7 @@ void lint_at(struct lint_run *r, size_t start, size_t len)
 
 	r->lead = r->sql + start;
 	r->lead_len = skip;
-	r->line = engine_line_at(r->sql, start + skip, r->first_line);
+	r->line = engine_lines_at(&r->lines, start + skip);
 }
 
 static int is_name_char(char c)

@@ -35,6 +35,7 @@ struct lint_run {
 	const char *lead;
 	size_t lead_len;
 	int line;
+	struct engine_lines lines; /* numbers statements in one pass */
 	/* tables created by this migration so far */
 	char **created;
 	size_t n_created, alloc_created;

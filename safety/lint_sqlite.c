@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lint_impl.h"
 #include "strbuf.h"
@@ -35,6 +36,23 @@ struct sq_state {
 	struct auth_event *ev;
 	size_t n, alloc;
 };
+
+/* Does the statement at p (len bytes, comments skipped) begin with VACUUM?
+ * SQLite refuses it inside a transaction (VACUUM INTO too). */
+static int starts_vacuum(const char *p, size_t len)
+{
+	return len >= 6 && !strncasecmp(p, "VACUUM", 6) &&
+	       !(len > 6 && ((p[6] >= 'a' && p[6] <= 'z') || (p[6] >= 'A' && p[6] <= 'Z') ||
+			     (p[6] >= '0' && p[6] <= '9') || p[6] == '_'));
+}
+
+static int is_vacuum(sqlite3_stmt *stmt)
+{
+	const char *sql = sqlite3_sql(stmt);
+	size_t skip = engine_skip_space(sql, strlen(sql));
+
+	return starts_vacuum(sql + skip, strlen(sql + skip));
+}
 
 struct names {
 	char **v;
@@ -269,11 +287,11 @@ static void after_alter(struct lint_run *r, sqlite3 *db, const char *table,
 static int sq_migration(struct lint_run *r, struct sm_error *err)
 {
 	struct sq_state *st = r->ctx->state;
-	const char *p = r->sql;
+	const char *p = r->sql, *end = r->sql + strlen(r->sql);
 
 	(void)err;
 	while (*p) {
-		size_t off = (size_t)(p - r->sql), rest = strlen(p);
+		size_t off = (size_t)(p - r->sql), rest = (size_t)(end - p);
 		sqlite3_stmt *stmt = NULL;
 		const char *tail = NULL, *altered;
 		struct names before = { 0 };
@@ -293,6 +311,18 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 		}
 		if (!stmt)
 			break;
+		if (is_vacuum(stmt)) {
+			/* changes no schema, and cannot run on the scratch copy
+			 * (it attaches a temp database); only a transaction stops
+			 * it (sq_never_in_tx runs such a migration outside one) */
+			if (r->transactional)
+				lint_emit(r, "concurrently-in-transaction",
+					  "VACUUM cannot run inside a transaction block, and this "
+					  "migration runs in one");
+			sqlite3_finalize(stmt);
+			p = tail;
+			continue;
+		}
 		altered = before_step(r, st);
 		if (sqlite3_stmt_readonly(stmt) || has_event(st, SQLITE_ATTACH) ||
 		    has_event(st, SQLITE_DETACH)) {
@@ -326,9 +356,28 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 	return 0;
 }
 
+static int vacuum_cb(void *ud, const char *text, size_t len, int line)
+{
+	(void)ud;
+	(void)line;
+	return starts_vacuum(text, len);
+}
+
+/* The statements SQLite never runs in a transaction: VACUUM (the one list
+ * lint_never_in_tx reads, as lint_pg.c's never_in_tx for PostgreSQL). */
+static const char *sq_never_in_tx(const char *sql)
+{
+	const struct engine_ops *ops = engine_find("sqlite");
+	struct sm_error err = SM_ERROR_INIT;
+
+	/* a script the parser rejects is lint's sql-error, not this */
+	return ops && ops->split(sql, vacuum_cb, NULL, &err) == 1 ? "VACUUM" : NULL;
+}
+
 const struct lint_dialect lint_sqlite_dialect = {
 	.engine = "sqlite",
 	.begin = sq_begin,
 	.migration = sq_migration,
 	.end = sq_end,
+	.never_in_tx = sq_never_in_tx,
 };

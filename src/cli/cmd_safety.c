@@ -100,7 +100,7 @@ int cmd_schema(struct cmd_ctx *ctx)
 	schema_canonical_text(&m, &text);
 	schema_fingerprint(text.buf, fp);
 	if (opt.output) {
-		if (fs_write_atomic(opt.output, text.buf, text.len, 0644, &ctx->err) < 0) {
+		if (fs_write_output(opt.output, text.buf, text.len, 0644, &ctx->err) < 0) {
 			code = report_error(ctx, &ctx->err);
 			goto out;
 		}

@@ -588,10 +588,55 @@ static void free_options(char **pos)
 	free(opt.max_rewrite);
 }
 
+static void fix_utf8(char **s, cJSON *item)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	if (!*s || utf8_valid(*s))
+		return;
+	sb_add_utf8(&sb, *s);
+	if (item) {
+		cJSON_SetValuestring(item, sb.buf);
+		sb_release(&sb);
+	} else {
+		free(*s);
+		*s = sb_detach(&sb);
+	}
+}
+
+/* JSON is UTF-8, file and table names are bytes: replace what is not
+ * UTF-8 (cJSON copies bytes as they are, giving invalid JSON).  Walks the
+ * tree with a stack of its own (no recursion on input depth). */
+struct json_frame {
+	cJSON *first; /* a list of siblings still to fix */
+};
+
+static void json_fix_utf8(cJSON *root)
+{
+	struct json_frame *stack = NULL;
+	size_t n = 0, alloc = 0;
+
+	ALLOC_GROW(stack, n + 1, alloc);
+	stack[n++].first = root;
+	while (n) {
+		for (cJSON *item = stack[--n].first; item; item = item->next) {
+			fix_utf8(&item->string, NULL);
+			if (cJSON_IsString(item))
+				fix_utf8(&item->valuestring, item);
+			if (item->child) {
+				ALLOC_GROW(stack, n + 1, alloc);
+				stack[n++].first = item->child;
+			}
+		}
+	}
+	free(stack);
+}
+
 /* Prints the JSON object and checks that stdout really took everything. */
 static int finish_output(cJSON *json, int code)
 {
 	if (json) {
+		json_fix_utf8(json);
 		char *text = cJSON_Print(json);
 		if (text) {
 			fputs(text, stdout);

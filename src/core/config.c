@@ -8,17 +8,76 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fsutil.h"
 #include "strbuf.h"
 #include "xalloc.h"
+
+/* The most a config file may hold: a few settings, not a device's stream. */
+#define CFG_MAX_BYTES ((size_t)1 << 20)
+
+struct cfg_seen {
+	const char *key; /* canonical name (static) */
+	int line;
+};
 
 struct cfg_parse_state {
 	struct cfg_file *cfg;
 	struct sm_error *err;
 	size_t dirs_alloc;
 	int failed;
+	/* the file, fed to inih line by line so that we know the line */
+	const char *text;
+	size_t pos, len;
+	int line, continuation; /* the line last read; did it start with blanks */
+	struct cfg_seen seen[16];
+	size_t nseen;
 };
+
+/* inih's reader: like fgets on the file's text, counting lines. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct cfg_parse_state *st = stream;
+	size_t n = 0;
+
+	if (st->pos >= st->len || num < 2)
+		return NULL;
+	st->line++;
+	st->continuation = st->text[st->pos] == ' ' || st->text[st->pos] == '\t';
+	while (st->pos < st->len && n + 1 < (size_t)num) {
+		char c = st->text[st->pos++];
+		str[n++] = c;
+		if (c == '\n')
+			break;
+	}
+	str[n] = '\0';
+	return str;
+}
+
+/* A key given twice (or under both of its names) is an error naming both
+ * lines: silently letting the later one win hid mistakes.  inih reports a
+ * continuation line (indented) under the key it continues: that is not a
+ * second setting. */
+static int check_duplicate(struct cfg_parse_state *st, const char *key)
+{
+	for (size_t i = 0; i < st->nseen; i++) {
+		if (strcmp(st->seen[i].key, key) != 0)
+			continue;
+		if (st->continuation)
+			return 0;
+		err_set(st->err, ERR_USAGE, "config file '%s', line %d: duplicate key '%s' "
+			"(already set on line %d)", st->cfg->path, st->line, key,
+			st->seen[i].line);
+		st->failed = 1;
+		return -1;
+	}
+	if (st->nseen < sizeof(st->seen) / sizeof(st->seen[0])) {
+		st->seen[st->nseen].key = key;
+		st->seen[st->nseen++].line = st->line;
+	}
+	return 0;
+}
 
 static void set_string(char **slot, const char *value)
 {
@@ -62,6 +121,20 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 
 	if (strcmp(section, "safe-migrate") != 0)
 		return 1; /* other tools' sections (e.g. [alembic]) are not ours */
+	{
+		static const char *const keys[] = {
+			"database_url", "migrations_dir", "backup_dir", "lock_timeout",
+			"statement_timeout", "migration_lock_timeout", "expected_schema",
+		};
+		const char *key = !strcmp(name, "sqlalchemy.url") ? "database_url" :
+				  !strcmp(name, "version_locations") ? "migrations_dir" : NULL;
+
+		for (size_t i = 0; !key && i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (!strcmp(name, keys[i]))
+				key = keys[i];
+		if (key && check_duplicate(st, key) < 0)
+			return 0;
+	}
 	if (!strcmp(name, "database_url") || !strcmp(name, "sqlalchemy.url")) {
 		set_string(&c->database_url, value);
 	} else if (!strcmp(name, "migrations_dir") || !strcmp(name, "version_locations")) {
@@ -96,22 +169,38 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 
 int cfg_load(const char *path, struct cfg_file *out, struct sm_error *err)
 {
-	struct cfg_parse_state st = { out, err, 0, 0 };
-	FILE *f;
+	struct cfg_parse_state st;
+	struct strbuf text = STRBUF_INIT;
+	struct stat sb;
 	int rc;
 
+	memset(&st, 0, sizeof(st));
+	st.cfg = out;
+	st.err = err;
 	memset(out, 0, sizeof(*out));
 	out->path = xstrdup(path);
 	out->dir = fs_dirname(path);
-	f = fopen(path, "re");
-	if (!f) {
-		err_sys(err, "cannot open config file '%s'", path);
-		err->kind = ERR_USAGE;
+	/* -c /dev/zero or a FIFO would be read for ever (or block at open) */
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		err_set(err, ERR_USAGE, "cannot read config file '%s': not a regular file", path);
 		cfg_release(out);
 		return -1;
 	}
-	rc = ini_parse_file(f, on_entry, &st);
-	fclose(f);
+	if (fs_read_file(path, &text, CFG_MAX_BYTES, err) < 0) {
+		if (err->sys_errno)
+			err_set(err, ERR_USAGE, "cannot open config file '%s': %s", path,
+				strerror(err->sys_errno));
+		else
+			err_prefix(err, "config file");
+		err->kind = ERR_USAGE;
+		sb_release(&text);
+		cfg_release(out);
+		return -1;
+	}
+	st.text = text.buf;
+	st.len = text.len;
+	rc = ini_parse_stream(read_line, &st, on_entry, &st);
+	sb_release(&text);
 	if (st.failed) {
 		cfg_release(out);
 		return -1;

@@ -18,19 +18,55 @@
 
 /* Reads the whole file into out (appended).  Refuses files over max bytes. */
 int fs_read_file(const char *path, struct strbuf *out, size_t max, struct sm_error *err);
-/* Temp files of durable writes are "<dir>/.safe-migrate-tmp.<pid>.<name>". */
+/* Temp files of durable writes are "<dir>/.safe-migrate-tmp.<pid>.<random>.<name>":
+ * the pid lets a later writer remove a dead process's leftovers, the random
+ * part (getrandom) makes the name unpredictable. */
 #define FS_TMP_PREFIX ".safe-migrate-tmp."
 
+/* Fills out with 2*nbytes hex digits of getrandom() output and a NUL
+ * (nbytes at most 32). */
+void fs_random_hex(char *out, size_t nbytes);
+/* Sets out to a fresh temp base name "FS_TMP_PREFIX<pid>.<random>.<base>". */
+int fs_temp_name(struct strbuf *out, const char *base);
+/* The <base> of a temp name made by fs_temp_name (points into name), or
+ * NULL if name is not one. */
+const char *fs_temp_target(const char *name);
+/* Renames from to to (both relative to dirfd) unless to exists: -1 with
+ * errno EEXIST then.  renameat2(RENAME_NOREPLACE), else link+unlink, else
+ * (no hard links either) a look before a plain rename. */
+int fs_rename_noreplace(int dirfd, const char *from, const char *to);
+/* Opens a directory for the *at calls and fsync; returns the fd or -1. */
+int fs_open_dir(const char *dir, struct sm_error *err);
+
 /* Writes data durably to path with the given mode (temp, fsync, rename, fsync
- * dir).  The temp file is FS_TMP_PREFIX<pid>.<basename> in path's directory;
- * leftovers of killed writers there are removed first (fs_cleanup_temps). */
+ * dir).  The temp file (fs_temp_name) is created with O_EXCL|O_NOFOLLOW
+ * relative to path's directory, opened once; leftovers of killed writers
+ * there are removed first (fs_cleanup_temps).  A symlink at path is replaced,
+ * never followed; any other non-regular file there is refused. */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		    struct sm_error *err);
-/* Removes FS_TMP_PREFIX<pid>.* files in dir whose process is gone. */
+/* A user-named output file (schema --output): a regular file, or one that
+ * does not exist, is written with fs_write_atomic; a device, FIFO or socket
+ * (/dev/null, /dev/stdout) is written in place, never replaced. */
+int fs_write_output(const char *path, const void *data, size_t len, mode_t mode,
+		    struct sm_error *err);
+/* Like fs_write_atomic but never replaces: when path exists it fails with
+ * err->sys_errno == EEXIST and leaves path alone. */
+int fs_write_new(const char *path, const void *data, size_t len, mode_t mode,
+		 struct sm_error *err);
+/* The one cleaner of dead processes' temp files: removes FS_TMP_PREFIX<pid>.*
+ * files (durable writes, snapshots being written, backup-dir probes) in dir
+ * whose process is gone. */
 void fs_cleanup_temps(const char *dir);
-/* Appends one line durably (O_APPEND, fsync); creates the file with mode. */
+/* Appends one line durably (O_APPEND, fsync).  Creates the file with mode
+ * (and fsyncs its directory then); never through a symlink, and only a
+ * regular file. */
 int fs_append_durable(const char *path, const char *line, mode_t mode, struct sm_error *err);
-/* mkdir -p with mode for directories it creates. */
+/* Opens (creating with mode) a lock file read-write: never through a
+ * symlink, only a regular file, creation made durable.  Returns the fd. */
+int fs_open_lock(const char *path, mode_t mode, struct sm_error *err);
+/* mkdir -p with mode for directories it creates; each creation is made
+ * durable by fsyncing the parent directory. */
 int fs_mkdirs(const char *path, mode_t mode, struct sm_error *err);
 /* fsyncs the directory containing path (or path itself if it is a directory). */
 int fs_fsync_dir(const char *dir, struct sm_error *err);

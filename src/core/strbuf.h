@@ -43,6 +43,11 @@ void sb_add_squeezed(struct strbuf *sb, const char *s, const char *ws);
 void sb_rtrim(struct strbuf *sb);
 /* Returns the buffer (caller owns it, free()) and leaves sb empty. */
 char *sb_detach(struct strbuf *sb);
+/* True if s is valid UTF-8. */
+int utf8_valid(const char *s);
+/* Appends s with every byte that is not part of valid UTF-8 replaced by
+ * U+FFFD (file names are bytes; JSON output must be UTF-8). */
+void sb_add_utf8(struct strbuf *sb, const char *s);
 
 /* 1 when lines (newline-separated, may be NULL) has a line equal to the
  * len bytes at s. */

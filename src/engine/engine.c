@@ -117,12 +117,29 @@ void engine_quote_ident_sql(struct strbuf *out, const char *ident)
 
 int engine_line_at(const char *text, size_t offset, int first_line)
 {
-	int line = first_line > 0 ? first_line : 1;
+	struct engine_lines l;
 
-	for (size_t i = 0; i < offset && text[i]; i++)
-		if (text[i] == '\n')
-			line++;
-	return line;
+	engine_lines_init(&l, text, first_line);
+	return engine_lines_at(&l, offset);
+}
+
+void engine_lines_init(struct engine_lines *l, const char *text, int first_line)
+{
+	l->text = text;
+	l->off = 0;
+	l->first = l->line = first_line > 0 ? first_line : 1;
+}
+
+int engine_lines_at(struct engine_lines *l, size_t offset)
+{
+	if (offset < l->off) { /* backwards: start over (callers go forwards) */
+		l->off = 0;
+		l->line = l->first;
+	}
+	for (; l->off < offset && l->text[l->off]; l->off++)
+		if (l->text[l->off] == '\n')
+			l->line++;
+	return l->line;
 }
 
 size_t engine_skip_space(const char *text, size_t len)

@@ -213,8 +213,23 @@ void *engine_native(struct engine *e);
  * SQLite and PostgreSQL use: the backends' quote_ident. */
 void engine_quote_ident_sql(struct strbuf *out, const char *ident);
 
-/* Line number (1-based) of offset within text, counting from first_line. */
+/* Line number (1-based) of offset within text, counting from first_line.
+ * Scans from the start: for one message; a loop over statements uses
+ * struct engine_lines. */
 int engine_line_at(const char *text, size_t offset, int first_line);
+
+/* Line numbers of increasing offsets in one text, counted incrementally so
+ * that numbering every statement of a script costs one pass over it (a
+ * rescan per statement made a 4 MB seed file take minutes). */
+struct engine_lines {
+	const char *text; /* borrowed */
+	size_t off;       /* counted up to here */
+	int line, first;
+};
+
+void engine_lines_init(struct engine_lines *l, const char *text, int first_line);
+/* Line number of offset (an offset before the last one asked rescans). */
+int engine_lines_at(struct engine_lines *l, size_t offset);
 /* Skips whitespace and SQL comments; returns the first offset of real text. */
 size_t engine_skip_space(const char *text, size_t len);
 /* Does the statement at stmt (len bytes, comments already skipped) begin or

@@ -509,18 +509,21 @@ struct split_state {
 	const char *sql;
 	stmt_cb cb;
 	void *ud;
+	struct engine_lines lines;
 };
 
 static int split_one(void *ud, size_t off, size_t len)
 {
 	struct split_state *st = ud;
 
-	return st->cb(st->ud, st->sql + off, len, engine_line_at(st->sql, off, 1));
+	return st->cb(st->ud, st->sql + off, len, engine_lines_at(&st->lines, off));
 }
 
 static int pg_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *err)
 {
-	struct split_state st = { sql, cb, ud };
+	struct split_state st = { sql, cb, ud, { NULL, 0, 0, 0 } };
+
+	engine_lines_init(&st.lines, sql, 1);
 
 	return split_each(sql, NULL, split_one, &st, err);
 }

@@ -36,20 +36,25 @@ static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
 	struct stat st;
 	int rc;
 
-	if (!(flags & ENGINE_CREATE)) {
-		if (stat(e->url.path, &st) < 0)
+	if (stat(e->url.path, &st) < 0) {
+		if (!(flags & ENGINE_CREATE))
 			/* refusing is right (a typo must not create a database);
 			 * the hint is the one command that creates just the file */
 			return err_set(err, ERR_FAIL,
 				       "cannot open database '%s': No such file (to create an "
 				       "empty one: sqlite3 '%s' 'VACUUM')", e->url.path,
 				       e->url.path);
-		if (S_ISDIR(st.st_mode))
-			return err_set(err, ERR_FAIL, "cannot open database '%s': is a directory",
-				       e->url.path);
-	} else {
-		oflags |= SQLITE_OPEN_CREATE;
+	} else if (S_ISDIR(st.st_mode)) {
+		return err_set(err, ERR_FAIL, "cannot open database '%s': is a directory",
+			       e->url.path);
+	} else if (!S_ISREG(st.st_mode)) {
+		/* /dev/null reads as an empty database: snapshots of nothing,
+		 * migrations applied to nowhere */
+		return err_set(err, ERR_FAIL, "cannot open database '%s': not a regular file",
+			       e->url.path);
 	}
+	if (flags & ENGINE_CREATE)
+		oflags |= SQLITE_OPEN_CREATE;
 	s = xcalloc(1, sizeof(*s));
 	s->lock_fd = -1;
 	rc = sqlite3_open_v2(e->url.path, &s->db, oflags, NULL);
@@ -163,12 +168,14 @@ static int sqlite_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *
 	/* A connection to an empty in-memory database is enough for
 	 * sqlite3_complete-style splitting: we do not prepare (names would not
 	 * resolve); we cut at each complete statement. */
-	const char *p = sql;
+	const char *p = sql, *end = sql + strlen(sql);
 	struct strbuf acc = STRBUF_INIT;
+	struct engine_lines lines;
 	int ret = 0;
 
+	engine_lines_init(&lines, sql, 1);
 	while (*p) {
-		size_t skip = engine_skip_space(p, strlen(p));
+		size_t skip = engine_skip_space(p, (size_t)(end - p));
 		const char *start = p + skip;
 		const char *q = start;
 		int found = 0;
@@ -176,14 +183,16 @@ static int sqlite_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *
 		if (!*start)
 			break;
 		/* extend to each ';' until sqlite3_complete accepts the text */
+		sb_reset(&acc);
 		while (*q) {
 			const char *semi = strchr(q, ';');
 			if (!semi) {
-				q += strlen(q);
+				q = end;
 				break;
 			}
-			sb_reset(&acc);
-			sb_add(&acc, start, (size_t)(semi + 1 - start));
+			/* grows by the piece since the last ';': the statement is
+			 * copied once, however many ';' its strings hold */
+			sb_add(&acc, q, (size_t)(semi + 1 - q));
 			q = semi + 1;
 			if (sqlite3_complete(acc.buf)) {
 				found = 1;
@@ -191,7 +200,8 @@ static int sqlite_split(const char *sql, stmt_cb cb, void *ud, struct sm_error *
 			}
 		}
 		(void)found;
-		ret = cb(ud, start, (size_t)(q - start), engine_line_at(sql, (size_t)(start - sql), 1));
+		ret = cb(ud, start, (size_t)(q - start),
+			 engine_lines_at(&lines, (size_t)(start - sql)));
 		if (ret)
 			break;
 		p = q;
@@ -305,9 +315,9 @@ static int sqlite_lock(struct engine *e, long timeout_ms, struct sm_error *err)
 	if (s->lock_fd >= 0)
 		return 0;
 	sb_addf(&path, "%s-safe-migrate.lock", e->url.path);
-	s->lock_fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	s->lock_fd = fs_open_lock(path.buf, 0600, err);
 	if (s->lock_fd < 0) {
-		err_sys(err, "cannot open lock file '%s'", path.buf);
+		err_prefix(err, "lock file");
 		sb_release(&path);
 		return -1;
 	}

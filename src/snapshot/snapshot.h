@@ -51,6 +51,8 @@
 /* Largest small entry (header, manifest, engine metadata) read into memory. */
 #define SNAP_SMALL_MAX ((size_t)64 << 20)
 #define SNAP_SIZE_UNKNOWN UINT64_MAX
+/* Longest entry name a reader accepts (the writer's are far shorter). */
+#define SNAP_NAME_MAX 255
 
 /* Progress: bytes of payload done so far, and the expected total (0 if unknown). */
 typedef void (*snap_progress_fn)(void *ud, uint64_t done, uint64_t total);

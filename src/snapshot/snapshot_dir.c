@@ -51,8 +51,8 @@ static int temp_exists_for(const char *dir, const char *snap_name)
 
 		if (strncmp(de->d_name, SNAP_TMP_PREFIX, plen) != 0)
 			continue;
-		dot = strchr(de->d_name + plen, '.');
-		found = dot && !strcmp(dot + 1, snap_name);
+		dot = fs_temp_target(de->d_name);
+		found = dot && !strcmp(dot, snap_name);
 	}
 	if (d)
 		closedir(d);
@@ -79,7 +79,9 @@ void snap_cleanup_temps(const char *dir)
 			continue;
 		side = fs_join(dir, de->d_name);
 		snap = xstrndup(side, strlen(side) - strlen(SNAP_SHA_SUFFIX));
-		if (!fs_exists(snap) && !temp_exists_for(dir, fs_basename(snap)))
+		/* the temp file first: a writer's rename makes the snapshot
+		 * appear as its temp file goes, so no moment passes unseen */
+		if (!temp_exists_for(dir, fs_basename(snap)) && !fs_exists(snap))
 			unlink(side);
 		free(side);
 		free(snap);

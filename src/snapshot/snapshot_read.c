@@ -35,6 +35,90 @@ struct seen_entry {
 	char sha[HASH_HEX_LEN + 1];
 };
 
+/* A string-keyed hash table (open addressing), so that the checks over
+ * every entry stay linear in the number of entries (a 100k-entry snapshot
+ * took minutes with the pairwise scans).  Keys are borrowed. */
+struct name_map {
+	const char **keys;
+	uintptr_t *vals;
+	size_t cap, n;
+};
+
+static size_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+static size_t map_slot(const struct name_map *m, const char *key)
+{
+	size_t i = name_hash(key) & (m->cap - 1);
+
+	while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+/* 1 and *val filled if key is there, else 0. */
+static int map_get(const struct name_map *m, const char *key, uintptr_t *val)
+{
+	size_t i;
+
+	if (!m->cap)
+		return 0;
+	i = map_slot(m, key);
+	if (!m->keys[i])
+		return 0;
+	if (val)
+		*val = m->vals[i];
+	return 1;
+}
+
+static void map_set(struct name_map *m, const char *key, uintptr_t val)
+{
+	size_t i = map_slot(m, key);
+
+	if (!m->keys[i])
+		m->n++;
+	m->keys[i] = key;
+	m->vals[i] = val;
+}
+
+static void map_put(struct name_map *m, const char *key, uintptr_t val)
+{
+	if (2 * (m->n + 1) > m->cap) {
+		struct name_map big = { NULL, NULL, m->cap ? 2 * m->cap : 64, 0 };
+
+		big.keys = xcalloc(big.cap, sizeof(*big.keys));
+		big.vals = xcalloc(big.cap, sizeof(*big.vals));
+		for (size_t j = 0; j < m->cap; j++)
+			if (m->keys[j])
+				map_set(&big, m->keys[j], m->vals[j]);
+		free(m->keys);
+		free(m->vals);
+		*m = big;
+	}
+	map_set(m, key, val);
+}
+
+static void map_release(struct name_map *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Where the chunks of one payload ("<base>.NNNN") have got to. */
+struct chunk_run {
+	char *base;
+	unsigned next;          /* the index the next chunk must have */
+	long long deferred;     /* declared size of a deferred .0000, or -1 */
+	int deferred_done;      /* it arrived: no chunk of base may follow */
+};
+
 struct snap_reader {
 	char *path;
 	int fd;
@@ -58,6 +142,10 @@ struct snap_reader {
 
 	struct seen_entry *seen;
 	size_t nseen, seen_alloc;
+	struct name_map seen_map;   /* name -> index in seen */
+	struct chunk_run *runs;
+	size_t nruns, runs_alloc;
+	struct name_map run_map;    /* base -> index in runs */
 	int at_end;   /* archive EOF reached */
 	int broken;   /* a fatal structural error was reported */
 
@@ -201,9 +289,127 @@ static int hostile_name(const char *name)
 
 static int already_seen(const struct snap_reader *r, const char *name)
 {
-	for (size_t i = 0; i < r->nseen; i++)
-		if (!strcmp(r->seen[i].name, name))
-			return 1;
+	return map_get(&r->seen_map, name, NULL);
+}
+
+/* The payload base of a chunk name ("<base>.NNNN", 4 to 9 digits) as a
+ * length, with *index; 0 if name is not a chunk. */
+static size_t chunk_base_len(const char *name, unsigned *index)
+{
+	const char *dot = strrchr(name, '.');
+	size_t digits;
+
+	if (!dot || dot == name)
+		return 0;
+	digits = strlen(dot + 1);
+	if (digits < 4 || digits > 9 || strspn(dot + 1, "0123456789") != digits)
+		return 0;
+	*index = (unsigned)strtoul(dot + 1, NULL, 10);
+	return (size_t)(dot - name);
+}
+
+static struct chunk_run *chunk_run_of(struct snap_reader *r, const char *base, size_t len)
+{
+	char *key = xstrndup(base, len);
+	uintptr_t i;
+	struct chunk_run *c;
+
+	if (map_get(&r->run_map, key, &i)) {
+		free(key);
+		return &r->runs[i];
+	}
+	ALLOC_GROW(r->runs, r->nruns + 1, r->runs_alloc);
+	c = &r->runs[r->nruns];
+	c->base = key;
+	c->next = 0;
+	c->deferred = -1;
+	c->deferred_done = 0;
+	/* runs may move (ALLOC_GROW): the map keeps indexes, keys are the
+	 * separately allocated base strings */
+	map_put(&r->run_map, c->base, r->nruns++);
+	return c;
+}
+
+/* The layout rules every reader applies (verify and every restore driver
+ * go through here, so they can never disagree): entry names and sizes
+ * within bounds, each payload's chunks numbered 0, 1, 2... without gaps,
+ * except that a chunk .0000 the header declares "deferred" comes after the
+ * payload's other chunks, with exactly the declared size. */
+static int check_layout(struct snap_reader *r, const char *name, uint64_t size,
+			struct sm_error *err)
+{
+	unsigned idx;
+	size_t blen = chunk_base_len(name, &idx);
+	struct chunk_run *c;
+
+	if (size > SNAP_SMALL_MAX)
+		return fatal(r, err, "entry '%s' is implausibly large (%llu bytes)", name,
+			     (unsigned long long)size);
+	if (!blen)
+		return 0;
+	if (size > SNAP_CHUNK_MAX)
+		return fatal(r, err, "chunk '%s' holds %llu bytes, more than the %zu a chunk "
+			     "may hold", name, (unsigned long long)size, SNAP_CHUNK_MAX);
+	c = chunk_run_of(r, name, blen);
+	if (c->deferred_done)
+		return fatal(r, err, "entry '%s' is out of order: it follows its payload's deferred "
+			     "chunk '%s.0000'",
+			     name, c->base);
+	if (idx == 0 && c->deferred >= 0) {
+		if (size != (uint64_t)c->deferred)
+			return fatal(r, err, "entry '%s' holds %llu bytes, not the %lld the header "
+				     "declares", name, (unsigned long long)size, c->deferred);
+		c->deferred_done = 1;
+		return 0;
+	}
+	if (idx != c->next)
+		return fatal(r, err, "entry '%s' is out of order: chunk %u of '%s' was expected",
+			     name, c->next, c->base);
+	c->next++;
+	return 0;
+}
+
+/* The header's "deferred" object: { "<base>.0000": size, ... }. */
+static int read_deferred(struct snap_reader *r, struct sm_error *err)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(r->header, "deferred");
+	const cJSON *it;
+
+	if (!d)
+		return 0;
+	if (!cJSON_IsObject(d))
+		return fatal(r, err, "the header's \"deferred\" is not an object");
+	cJSON_ArrayForEach(it, d) {
+		unsigned idx;
+		size_t blen = chunk_base_len(it->string, &idx);
+		struct chunk_run *c;
+
+		if (!blen || idx != 0 || strlen(it->string) > SNAP_NAME_MAX ||
+		    hostile_name(it->string))
+			return fatal(r, err, "the header's \"deferred\" names '%.100s', not a "
+				     "first chunk '<payload>.0000'", it->string);
+		if (!cJSON_IsNumber(it) || it->valuedouble < 0 ||
+		    it->valuedouble > (double)SNAP_CHUNK_MAX ||
+		    it->valuedouble != (double)(long long)it->valuedouble)
+			return fatal(r, err, "the header's \"deferred\" size of '%s' is not a "
+				     "chunk size", it->string);
+		c = chunk_run_of(r, it->string, blen);
+		if (c->deferred >= 0)
+			return fatal(r, err, "the header's \"deferred\" names '%s' twice",
+				     it->string);
+		c->deferred = (long long)it->valuedouble;
+		c->next = 1;
+	}
+	return 0;
+}
+
+/* At the end of the archive: every declared deferred chunk arrived. */
+static int check_deferred_arrived(struct snap_reader *r, struct sm_error *err)
+{
+	for (size_t i = 0; i < r->nruns; i++)
+		if (r->runs[i].deferred >= 0 && !r->runs[i].deferred_done)
+			return fatal(r, err, "the header declares entry '%s.0000', which is "
+				     "missing", r->runs[i].base);
 	return 0;
 }
 
@@ -230,6 +436,9 @@ static int end_entry(struct snap_reader *r, struct sm_error *err)
 	s->name = r->cur_name;
 	s->size = r->cur_size;
 	hash_final_hex(&r->cur_hash, s->sha);
+	/* the manifest is dropped from seen again (snap_reader_next) */
+	if (strcmp(s->name, SNAP_MANIFEST_NAME) != 0)
+		map_put(&r->seen_map, s->name, r->nseen - 1);
 	r->cur_name = NULL;
 	r->in_entry = 0;
 	return 0;
@@ -272,7 +481,7 @@ static int next_raw(struct snap_reader *r, struct sm_error *err)
 	rc = archive_read_next_header(r->a, &e);
 	if (rc == ARCHIVE_EOF) {
 		r->at_end = 1;
-		return 0;
+		return check_deferred_arrived(r, err) < 0 ? -1 : 0;
 	}
 	if (rc != ARCHIVE_OK)
 		return fatal(r, err, "%s%s", r->nseen ? "after the last good entry: " : "",
@@ -280,6 +489,9 @@ static int next_raw(struct snap_reader *r, struct sm_error *err)
 	name = archive_entry_pathname(e);
 	if (!name)
 		return fatal(r, err, "an entry has no name");
+	if (strlen(name) > SNAP_NAME_MAX)
+		return fatal(r, err, "an entry's name is %zu bytes long (at most %d): '%.60s...'",
+			     strlen(name), SNAP_NAME_MAX, name);
 	if (hostile_name(name))
 		return fatal(r, err, "entry '%s' has an absolute or escaping path; refused", name);
 	if (archive_entry_hardlink(e))
@@ -294,6 +506,8 @@ static int next_raw(struct snap_reader *r, struct sm_error *err)
 		return fatal(r, err, "entry '%s' appears twice; refused", name);
 	if (r->manifest)
 		return fatal(r, err, "entry '%s' follows the manifest", name);
+	if (check_layout(r, name, (uint64_t)archive_entry_size(e), err) < 0)
+		return -1;
 	r->cur_name = xstrdup(name);
 	r->cur_size = (uint64_t)archive_entry_size(e);
 	r->cur_read = 0;
@@ -410,12 +624,19 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 		fatal(r, err, "'%s' has no format_version", SNAP_HEADER_NAME);
 		goto fail;
 	}
+	if (fv->valuedouble != (double)(int)fv->valuedouble) {
+		fatal(r, err, "'%s' has format_version %g, not a whole number", SNAP_HEADER_NAME,
+		      fv->valuedouble);
+		goto fail;
+	}
 	if (fv->valuedouble > SNAP_FORMAT_VERSION || fv->valuedouble < 1) {
 		err_set(err, ERR_FAIL, "snapshot '%s' has format version %g; this safe-migrate "
 			"reads version %d (upgrade safe-migrate)", path, fv->valuedouble,
 			SNAP_FORMAT_VERSION);
 		goto fail;
 	}
+	if (read_deferred(r, err) < 0)
+		goto fail;
 	sb_release(&sb);
 	*out = r;
 	return 0;
@@ -499,10 +720,9 @@ int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 
 static const struct seen_entry *find_seen(const struct snap_reader *r, const char *name)
 {
-	for (size_t i = 0; i < r->nseen; i++)
-		if (!strcmp(r->seen[i].name, name))
-			return &r->seen[i];
-	return NULL;
+	uintptr_t i;
+
+	return map_get(&r->seen_map, name, &i) ? &r->seen[i] : NULL;
 }
 
 /* Compares what was read with the manifest; adds problems. */
@@ -511,6 +731,7 @@ static void check_manifest(struct snap_reader *r)
 	const cJSON *entries = cJSON_GetObjectItemCaseSensitive(r->manifest, "entries");
 	const cJSON *e;
 	size_t listed = 0;
+	struct name_map names = { NULL, NULL, 0, 0 };
 	static const char *const same[] = { "format_version", "engine", "created_at", "revision" };
 
 	if (!cJSON_IsArray(entries)) {
@@ -534,6 +755,7 @@ static void check_manifest(struct snap_reader *r)
 			problem(r, "manifest entry %zu is malformed", listed);
 			continue;
 		}
+		map_put(&names, n->valuestring, 1);
 		s = find_seen(r, n->valuestring);
 		if (!s) {
 			problem(r, "entry '%s' is listed in the manifest but missing", n->valuestring);
@@ -555,18 +777,10 @@ static void check_manifest(struct snap_reader *r)
 			problem(r, "entry '%s' does not match the checksum the header declares",
 				e->string);
 	}
-	for (size_t i = 0; i < r->nseen; i++) {
-		int found = 0;
-		cJSON_ArrayForEach(e, entries) {
-			const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
-			if (cJSON_IsString(n) && !strcmp(n->valuestring, r->seen[i].name)) {
-				found = 1;
-				break;
-			}
-		}
-		if (!found)
+	for (size_t i = 0; i < r->nseen; i++)
+		if (!map_get(&names, r->seen[i].name, NULL))
 			problem(r, "entry '%s' is not listed in the manifest", r->seen[i].name);
-	}
+	map_release(&names);
 }
 
 int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
@@ -677,6 +891,11 @@ void snap_reader_close(struct snap_reader *r)
 	for (size_t i = 0; i < r->nseen; i++)
 		free(r->seen[i].name);
 	free(r->seen);
+	map_release(&r->seen_map);
+	for (size_t i = 0; i < r->nruns; i++)
+		free(r->runs[i].base);
+	free(r->runs);
+	map_release(&r->run_map);
 	cJSON_Delete(r->header);
 	cJSON_Delete(r->manifest);
 	snap_problems_release(&r->problems);

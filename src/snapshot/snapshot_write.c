@@ -36,6 +36,9 @@ struct snap_writer {
 	char *dir;
 	char *final_path;
 	char *tmp_path;
+	char *stem;      /* default name without suffix, or NULL for a user's name */
+	int next_suffix; /* the _N to try next for a default name */
+	int dfd;         /* the backup directory, opened once */
 	int fd;
 	struct archive *a;
 	struct bpipe *out;   /* compressed blocks: hashed and written in the background */
@@ -129,9 +132,50 @@ static int arch_fail(struct snap_writer *w, struct sm_error *err, const char *wh
 		       archive_error_string(w->a) ? archive_error_string(w->a) : "unknown error");
 }
 
+/* Only what the error message names: a name with a newline or a control
+ * character would give a sidecar that sha256sum -c, and so restore, cannot
+ * read back. */
 static int valid_name(const char *name)
 {
-	return name[0] && name[0] != '.' && !strchr(name, '/') && strlen(name) < 200;
+	if (!name[0] || name[0] == '.' || strlen(name) >= 200)
+		return 0;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+			return 0;
+	return 1;
+}
+
+static int sidecar_exists(const char *snap_path)
+{
+	struct strbuf side = STRBUF_INIT;
+	int ret;
+
+	sb_addf(&side, "%s%s", snap_path, SNAP_SHA_SUFFIX);
+	ret = fs_exists(side.buf);
+	sb_release(&side);
+	return ret;
+}
+
+/* Sets final_path to the next free default name stem[_N].tar.zst.  Free
+ * here only means "not there now": publishing (snap_writer_commit) never
+ * replaces, and comes back here when another writer took the name first. */
+static void next_default_name(struct snap_writer *w)
+{
+	struct strbuf path = STRBUF_INIT;
+
+	for (;; w->next_suffix++) {
+		sb_reset(&path);
+		if (w->next_suffix == 1)
+			sb_addf(&path, "%s/%s%s", w->dir, w->stem, SNAP_SUFFIX);
+		else
+			sb_addf(&path, "%s/%s_%d%s", w->dir, w->stem, w->next_suffix, SNAP_SUFFIX);
+		if (!fs_exists(path.buf) && !sidecar_exists(path.buf))
+			break;
+	}
+	w->next_suffix++;
+	free(w->final_path);
+	w->final_path = sb_detach(&path);
 }
 
 static int pick_name(struct snap_writer *w, const char *name, struct sm_error *err)
@@ -146,7 +190,8 @@ static int pick_name(struct snap_writer *w, const char *name, struct sm_error *e
 			sb_setlen(&base, base.len - n);
 		if (!valid_name(base.buf)) {
 			err_set(err, ERR_USAGE, "invalid snapshot name '%s': use letters, digits, "
-				"'-', '_' and '.', not starting with '.' and without '/'", name);
+				"'-', '_' and '.', not starting with '.', under 200 characters",
+				name);
 			sb_release(&base);
 			return -1;
 		}
@@ -157,6 +202,7 @@ static int pick_name(struct snap_writer *w, const char *name, struct sm_error *e
 			sb_release(&path);
 			return -1;
 		}
+		w->final_path = sb_detach(&path);
 	} else {
 		time_t t = time(NULL);
 		struct tm tm;
@@ -164,19 +210,41 @@ static int pick_name(struct snap_writer *w, const char *name, struct sm_error *e
 
 		gmtime_r(&t, &tm);
 		strftime(stamp, sizeof(stamp), "backup_%Y%m%d_%H%M%S", &tm);
-		for (int i = 1; ; i++) {
-			sb_reset(&path);
-			if (i == 1)
-				sb_addf(&path, "%s/%s%s", w->dir, stamp, SNAP_SUFFIX);
-			else
-				sb_addf(&path, "%s/%s_%d%s", w->dir, stamp, i, SNAP_SUFFIX);
-			if (!fs_exists(path.buf))
-				break;
-		}
+		w->stem = xstrdup(stamp);
+		w->next_suffix = 1;
+		next_default_name(w);
 	}
-	w->final_path = sb_detach(&path);
 	sb_release(&base);
 	return 0;
+}
+
+/* (Re)names the temp file after final_path, so that snap_cleanup_temps
+ * of another process sees a live writer for that name. */
+static int name_temp(struct snap_writer *w, struct sm_error *err)
+{
+	struct strbuf tmp = STRBUF_INIT;
+	int ret = -1;
+
+	for (int tries = 0; tries < 8; tries++) {
+		fs_temp_name(&tmp, fs_basename(w->final_path));
+		if (!w->tmp_path) {
+			w->fd = openat(w->dfd, tmp.buf,
+				       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			ret = w->fd < 0 ? -1 : 0;
+		} else {
+			ret = fs_rename_noreplace(w->dfd, fs_basename(w->tmp_path), tmp.buf);
+		}
+		if (ret == 0 || errno != EEXIST)
+			break;
+	}
+	if (ret < 0) {
+		err_sys(err, "cannot create '%s/%s'", w->dir, tmp.buf);
+	} else {
+		free(w->tmp_path);
+		w->tmp_path = fs_join(w->dir, tmp.buf);
+	}
+	sb_release(&tmp);
+	return ret;
 }
 
 static int zstd_threads(void)
@@ -192,7 +260,6 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 		     struct sm_error *err)
 {
 	struct snap_writer *w = xcalloc(1, sizeof(*w));
-	struct strbuf tmp = STRBUF_INIT;
 	char threads[16];
 
 	sb_init(&w->push_name, 0);
@@ -200,20 +267,15 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 
 	*out = NULL;
 	w->fd = -1;
+	w->dfd = -1;
 	w->dir = xstrdup(dir);
 	if (fs_mkdirs(dir, 0700, err) < 0)
 		goto fail;
+	if ((w->dfd = fs_open_dir(dir, err)) < 0)
+		goto fail;
 	snap_cleanup_temps(dir);
-	if (pick_name(w, name, err) < 0)
+	if (pick_name(w, name, err) < 0 || name_temp(w, err) < 0)
 		goto fail;
-	sb_addf(&tmp, "%s/%s%ld.%s", dir, SNAP_TMP_PREFIX, (long)getpid(),
-		fs_basename(w->final_path));
-	w->tmp_path = sb_detach(&tmp);
-	w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (w->fd < 0) {
-		err_sys(err, "cannot create '%s'", w->tmp_path);
-		goto fail;
-	}
 	if (hash_init(&w->file_hash) < 0) {
 		err_set(err, ERR_FAIL, "cannot initialise SHA-256");
 		goto fail;
@@ -657,6 +719,8 @@ static void writer_free(struct snap_writer *w)
 	flusher_free(w->flush);
 	if (w->fd >= 0)
 		close(w->fd);
+	if (w->dfd >= 0)
+		close(w->dfd);
 	hash_release(&w->file_hash);
 	hash_release(&w->push_hash);
 	sb_release(&w->push_name);
@@ -668,14 +732,71 @@ static void writer_free(struct snap_writer *w)
 	free(w->created_at);
 	free(w->tmp_path);
 	free(w->final_path);
+	free(w->stem);
 	free(w->dir);
 	free(w);
+}
+
+/*
+ * Publishes the finished temp file: the sidecar first (a visible snapshot
+ * always has its checksum), then the archive, neither ever replacing a file
+ * (two runs on different databases that start in the same second pick the
+ * same default name).  When the name is taken, a default name moves on to
+ * the next suffix; a user's name is an error.  Then fsyncs the directory.
+ */
+static int publish(struct snap_writer *w, const char *hex, struct sm_error *err)
+{
+	struct strbuf side = STRBUF_INIT, line = STRBUF_INIT;
+	int ret = -1;
+
+	for (int attempt = 0;; attempt++) {
+		int taken = 0;
+
+		sb_reset(&side);
+		sb_reset(&line);
+		sb_addf(&side, "%s%s", w->final_path, SNAP_SHA_SUFFIX);
+		sb_addf(&line, "%s  %s\n", hex, fs_basename(w->final_path));
+		if (fs_write_new(side.buf, line.buf, line.len, 0600, err) < 0) {
+			if (err->sys_errno != EEXIST)
+				goto out;
+			taken = 1;
+		} else if (fs_rename_noreplace(w->dfd, fs_basename(w->tmp_path),
+					       fs_basename(w->final_path)) < 0) {
+			int e = errno;
+
+			unlink(side.buf);
+			errno = e;
+			if (e != EEXIST) {
+				err_sys(err, "cannot rename '%s' to '%s'", w->tmp_path,
+					w->final_path);
+				goto out;
+			}
+			taken = 1;
+		}
+		if (!taken)
+			break;
+		if (!w->stem || attempt >= 1000) {
+			err_set(err, ERR_FAIL, "snapshot '%s' already exists", w->final_path);
+			goto out;
+		}
+		next_default_name(w);
+		if (name_temp(w, err) < 0)
+			goto out;
+	}
+	if (fsync(w->dfd) < 0 && errno != EINVAL) {
+		err_sys(err, "cannot fsync directory '%s'", w->dir);
+		goto out;
+	}
+	ret = 0;
+out:
+	sb_release(&side);
+	sb_release(&line);
+	return ret;
 }
 
 int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_HEX_LEN + 1],
 		       uint64_t *bytes, struct sm_error *err)
 {
-	struct strbuf side = STRBUF_INIT, line = STRBUF_INIT;
 	char hex[HASH_HEX_LEN + 1];
 	int ret = -1;
 
@@ -704,17 +825,7 @@ int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_
 	}
 	w->fd = -1;
 	hash_final_hex(&w->file_hash, hex);
-	/* the sidecar first: a visible snapshot always has its checksum */
-	sb_addf(&side, "%s%s", w->final_path, SNAP_SHA_SUFFIX);
-	sb_addf(&line, "%s  %s\n", hex, fs_basename(w->final_path));
-	if (fs_write_atomic(side.buf, line.buf, line.len, 0600, err) < 0)
-		goto out;
-	if (rename(w->tmp_path, w->final_path) < 0) {
-		err_sys(err, "cannot rename '%s' to '%s'", w->tmp_path, w->final_path);
-		unlink(side.buf);
-		goto out;
-	}
-	if (fs_fsync_dir(w->dir, err) < 0)
+	if (publish(w, hex, err) < 0)
 		goto out;
 	if (sha256)
 		memcpy(sha256, hex, sizeof(hex));
@@ -728,8 +839,6 @@ int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_
 out:
 	if (ret < 0)
 		unlink(w->tmp_path);
-	sb_release(&side);
-	sb_release(&line);
 	writer_free(w);
 	return ret;
 }

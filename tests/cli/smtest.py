@@ -6,6 +6,8 @@ use the throwaway cluster that scripts/test.sh starts and exports as
 SAFE_MIGRATE_TEST_PG_URL.  Each PostgreSQL test gets a database of its own.
 Under CI=true a missing server fails the test instead of skipping it.
 """
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -13,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import unittest
@@ -227,6 +230,38 @@ class CliTest(unittest.TestCase):
                  if l.strip() and not l.startswith("--") and not l.startswith("\\restrict")
                  and not l.startswith("\\unrestrict")]
         return "\n".join(lines)
+
+
+def compress_to(path, tar_bytes):
+    """Writes tar_bytes zstd-compressed to path with a matching sidecar."""
+    comp = subprocess.run(["zstd", "-q", "-c"], input=tar_bytes, capture_output=True,
+                          check=True).stdout
+    with open(path, "wb") as f:
+        f.write(comp)
+    with open(path + ".sha256", "w") as f:
+        f.write("%s  %s\n" % (hashlib.sha256(comp).hexdigest(), os.path.basename(path)))
+    return path
+
+
+def packed_snapshot(path, header, entries):
+    """A well-formed snapshot at path (correct manifest and sidecar) of the
+    given (name, bytes) entries after snapshot.json (header), for crafted
+    format and layout variants."""
+    raw = io.BytesIO()
+    listed = []
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for ename, data in [("snapshot.json", json.dumps(header).encode())] + entries:
+            ti = tarfile.TarInfo(ename)
+            ti.size = len(data)
+            ti.mode = 0o600
+            t.addfile(ti, io.BytesIO(data))
+            listed.append({"name": ename, "size": len(data),
+                           "sha256": hashlib.sha256(data).hexdigest()})
+        data = json.dumps(dict(header, row_counts={}, extra={}, entries=listed)).encode()
+        ti = tarfile.TarInfo("manifest.json")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    return compress_to(path, raw.getvalue())
 
 
 def main():

@@ -10,10 +10,13 @@ report.  Cases marked "db untouched" also check that the database file was
 not written (same bytes, no journal left).
 """
 import hashlib
+import io
+import json
 import os
 import subprocess
+import tarfile
 
-from smtest import BIN, CliTest, Result, main
+from smtest import BIN, CliTest, Result, compress_to, main, packed_snapshot
 
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
                      "runtime error:")
@@ -232,6 +235,231 @@ class BadInput(CliTest):
                        db_untouched=args[0] != "safe-migrate")
         self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE "
                                      "version = '0003'"), [(0,)])
+
+
+class CraftedSnapshots(CliTest):
+    """Layouts that verify accepted and restore refused (or that both
+    accepted): verify and restore now run one validation
+    (src/snapshot/snapshot_read.c, check_layout), so both refuse them all."""
+    PAGE = 4096
+
+    def setUp(self):
+        super().setUp()
+        con = __import__("sqlite3").connect(self.path("app.db"))
+        con.execute("CREATE TABLE t (x)")
+        con.executemany("INSERT INTO t VALUES (?)", [(os.urandom(500),) for _ in range(100)])
+        con.commit()
+        con.close()
+        with open(self.path("app.db"), "rb") as f:
+            self.db = f.read()
+        self.base = {"tool": "safe-migrate", "tool_version": "0.1.0", "engine": "sqlite",
+                     "created_at": "2026-01-01T00:00:00.000Z", "server_version": "SQLite",
+                     "source": "sqlite:///app.db", "revision": None, "format_version": 2}
+
+    def packed(self, name, header, entries):
+        return packed_snapshot(self.path(name), header, entries)
+
+    def test_verify_and_restore_refuse_the_same_layouts(self):
+        db, page = self.db, self.PAGE
+        deferred = dict(self.base, deferred={"data/main.db.0000": page})
+        tail = [("data/main.db.0001", db[page:])]
+        cases = {
+            "missing deferred entry": (deferred, tail),
+            "wrong-size deferred entry": (deferred, tail + [("data/main.db.0000", db[:100])]),
+            "numbering gap": (deferred, [("data/main.db.0002", db[page:]),
+                                         ("data/main.db.0000", db[:page])]),
+            "no deferred header": (self.base, tail + [("data/main.db.0000", db[:page])]),
+            "bad deferred name": (dict(self.base, deferred={"data/main.db": page}),
+                                  tail + [("data/main.db", db[:page])]),
+            "200 KB entry name": (self.base, [("data/main.db.0000", db),
+                                              ("x" * 200000, b"")]),
+            "chunk over 16 MiB": (dict(self.base, format_version=1),
+                                  [("data/main.db.0000", db + b"\0" * (17 << 20))]),
+            "format_version 1.5": (dict(self.base, format_version=1.5),
+                                   [("data/main.db.0000", db)]),
+        }
+        for i, (label, (header, entries)) in enumerate(cases.items()):
+            with self.subTest(label):
+                p = self.packed("crafted%d.tar.zst" % i, header, entries)
+                r = self.run_sm("verify", p)
+                self.assertEqual(r.code, 7, "verify accepted %s: %r" % (label, r))
+                target = self.path("r%d.db" % i)
+                r = self.run_sm("restore", p, "--to", "sqlite:///" + target, "--yes")
+                self.assertEqual(r.code, 7, "restore: %s: %r" % (label, r))
+                self.assertFalse(os.path.exists(target) and os.path.getsize(target) > 0)
+        # the good layout still passes both
+        good = self.packed("good.tar.zst", deferred, tail + [("data/main.db.0000", db[:page])])
+        self.ok("verify", good)
+        r = self.run_sm("restore", good, "--to", self.sqlite_url("good.db"), "--yes")
+        self.assertEqual(r.code, 0, r)
+
+    def test_backup_name_with_a_newline_is_refused(self):
+        for name in ("two\nlines", "tab\there", "sp ace", "quote'"):
+            with self.subTest(name=name):
+                r = self.run_sm("-d", self.sqlite_url(), "-b", "backups", "backup", "--name",
+                                name)
+                self.assertEqual(r.code, 2, r)
+                self.assertIn("letters, digits", r.err)
+        self.assertFalse(os.path.isdir(self.path("backups")) and
+                         [f for f in os.listdir(self.path("backups"))
+                          if not f.startswith(".")])
+
+
+class SmallDefects(CliTest):
+    """Issue 15, section 9."""
+
+    def setUp(self):
+        super().setUp()
+        self.sqlite("CREATE TABLE t (x)")
+
+    def test_config_that_is_a_device_or_fifo_is_refused(self):
+        os.mkfifo(self.path("fifo.ini"))
+        for cfg in ("/dev/zero", self.path("fifo.ini")):
+            with self.subTest(cfg):
+                r = self.run_sm("-c", cfg, "current", timeout=30)
+                self.assertEqual(r.code, 2, r)
+                self.assertIn("not a regular file", r.err)
+
+    def test_duplicate_config_key_names_key_and_lines(self):
+        self.write("dup.ini", "[safe-migrate]\ndatabase_url = %s\nbackup_dir = b\n"
+                   "sqlalchemy.url = sqlite:///other.db\n" % self.sqlite_url())
+        r = self.run_sm("-c", "dup.ini", "current")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("line 4: duplicate key 'database_url' (already set on line 2)", r.err)
+
+    def test_history_json_with_an_invalid_utf8_file_name(self):
+        os.makedirs(self.path("migrations"), exist_ok=True)
+        with open(os.path.join(self.dir.encode(), b"migrations", b"0001_caf\xe9.sql"),
+                  "w") as f:
+            f.write("-- migrate:up\nCREATE TABLE a (x);\n")
+        proc = subprocess.run([BIN, "-d", self.sqlite_url(), "history", "--json"],
+                              cwd=self.dir, env=self.env, capture_output=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        doc = json.loads(proc.stdout.decode("utf-8"))  # strict: invalid UTF-8 raises
+        self.assertEqual(doc["migrations"][0]["description"], "caf\ufffd")
+
+    def test_dev_null_is_not_a_database(self):
+        url = "sqlite:////dev/null"
+        r = self.run_sm("-d", url, "-b", "backups", "backup")
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("not a regular file", r.err)
+        r = self.run_sm("-d", url, "-b", "backups", "safety-check", "--json")
+        self.assertEqual(r.code, 4, r)
+        self.assertFalse([f for f in os.listdir(self.path("backups")) if "tar.zst" in f]
+                         if os.path.isdir(self.path("backups")) else [])
+
+    def test_vacuum_in_a_transaction_false_migration_lints_clean(self):
+        self.write("migrations/0001_vac.sql", "-- migrate:up transaction:false\nVACUUM;\n")
+        r = self.run_sm("-d", self.sqlite_url(), "lint")
+        self.assertEqual(r.code, 0, r)
+        self.ok("-d", self.sqlite_url(), "upgrade")
+        # unmarked, it is run outside a transaction (it can never run in
+        # one), as PostgreSQL's VACUUM is: lint is clean, upgrade says so
+        self.write("migrations/0002_vac.sql", "-- migrate:up\nVACUUM;\n")
+        r = self.run_sm("-d", self.sqlite_url(), "lint")
+        self.assertEqual(r.code, 0, r)
+        r = self.ok("-d", self.sqlite_url(), "upgrade")
+        self.assertIn("runs outside a transaction: VACUUM cannot run in one", r.err)
+
+    def test_stray_probe_of_a_killed_safety_check_is_removed(self):
+        from faultlib import SHIM
+        os.mkdir(self.path("backups"), 0o700)
+        env = {"LD_PRELOAD": os.path.abspath(SHIM), "SM_FAULT_KILL": "fsync:1",
+               "ASAN_OPTIONS": self.env.get("ASAN_OPTIONS", "detect_leaks=1") +
+                               ":verify_asan_link_order=0"}
+        r = self.run_sm("-d", self.sqlite_url(), "-b", "backups", "safety-check", env=env)
+        self.assertEqual(r.code, -9, r)
+        left = [f for f in os.listdir(self.path("backups")) if "probe" in f]
+        self.assertEqual(len(left), 1, left)
+        self.run_sm("-d", self.sqlite_url(), "-b", "backups", "safety-check")
+        self.assertEqual([f for f in os.listdir(self.path("backups")) if "probe" in f], [])
+
+
+class LinearCosts(CliTest):
+    """Inputs whose handling was quadratic: numbering every statement of a
+    script rescanned it from the start (lint of 4 MB of INSERTs took 39 s),
+    and verify compared every entry with every other (223 s for 100k
+    entries).  Asserted by behaviour: the right answer within a generous
+    timeout that the quadratic code overran many times over."""
+
+    def test_lint_of_a_big_seed_file_numbers_lines(self):
+        self.sqlite("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        n = 40000
+        os.makedirs(self.path("migrations"), exist_ok=True)
+        with open(self.path("migrations", "0001_seed.sql"), "w") as f:
+            f.write("-- migrate:up\n")
+            for i in range(n):
+                f.write("INSERT INTO t(v) VALUES ('row %d, padded to a realistic length');\n"
+                        % i)
+            f.write("DELETE FROM t;\n-- migrate:down\n")
+        r = self.run_sm("-d", self.sqlite_url(), "lint", timeout=120)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("0001_seed.sql:%d:" % (n + 2), r.out + r.err)
+
+    def test_verify_of_100k_entries(self):
+        n = 100000
+        raw = io.BytesIO()
+        listed = []
+        header = {"format_version": 2, "tool": "safe-migrate", "tool_version": "0.1.0",
+                  "engine": "sqlite", "created_at": "2026-01-01T00:00:00.000Z",
+                  "server_version": "SQLite", "source": "sqlite:///x.db", "revision": None}
+        empty = hashlib.sha256(b"").hexdigest()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
+            data = json.dumps(header).encode()
+            ti = tarfile.TarInfo("snapshot.json")
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+            listed.append({"name": "snapshot.json", "size": len(data),
+                           "sha256": hashlib.sha256(data).hexdigest()})
+            for i in range(n):
+                ti = tarfile.TarInfo("e/%d" % i)
+                t.addfile(ti, io.BytesIO(b""))
+                listed.append({"name": ti.name, "size": 0, "sha256": empty})
+            data = json.dumps(dict(header, row_counts={}, extra={}, entries=listed)).encode()
+            ti = tarfile.TarInfo("manifest.json")
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        p = compress_to(self.path("many.tar.zst"), raw.getvalue())
+        r = self.run_sm("verify", p, "--json", timeout=120)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.json()["problems"], [])
+
+
+class TamperedPgSnapshot(CliTest):
+    """A PostgreSQL snapshot whose pre-data.sql was altered, with the
+    sidecar recomputed: the altered SQL must never run (it did, and the
+    restore failed later with exit 1); the entry's checksum is checked
+    before any of its SQL runs, and the restore says the snapshot is
+    damaged (exit 7)."""
+
+    def test_altered_pre_data_never_runs(self):
+        url = self.pg_new_db()
+        self.psql(url, "CREATE TABLE t (id int PRIMARY KEY, v text); "
+                       "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g")
+        snap = self.ok("-d", url, "-b", "backups", "backup", "--json").json()["path"]
+        snap = os.path.join(self.dir, snap)
+        raw = subprocess.run(["zstd", "-q", "-d", "-c", snap], capture_output=True,
+                             check=True).stdout
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(raw)) as src, \
+                tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+            for m in src.getmembers():
+                data = src.extractfile(m).read()
+                if m.name == "pg/pre-data.sql":
+                    # the canary: a sequence's nextval survives a rollback
+                    data += b"\nSELECT pg_catalog.nextval('canary.s');\n"
+                    m.size = len(data)
+                dst.addfile(m, io.BytesIO(data))
+        compress_to(snap, out.getvalue())
+        self.psql(url, "CREATE SCHEMA canary; CREATE SEQUENCE canary.s")
+        r = self.run_sm("-d", url, "-b", "backups", "restore", snap, "--yes",
+                        "--no-safety-backup")
+        self.assertEqual(r.code, 7, r)
+        self.assertIn("pre-data.sql", r.err)
+        self.assertEqual(self.psql(url, "SELECT is_called FROM canary.s"), "f",
+                         "the altered pre-data SQL ran")
+        r = self.run_sm("verify", snap)
+        self.assertEqual(r.code, 7, r)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 import tarfile
 import time
 
-from smtest import CliTest, main
+from smtest import CliTest, compress_to, main, packed_snapshot
 
 WRITER = r"""
 import os, sqlite3, sys, time
@@ -431,14 +431,7 @@ class SnapshotSqlite(CliTest):
 
     def compressed(self, name, tar_bytes):
         """Writes tar_bytes zstd-compressed as name, with a correct sidecar."""
-        comp = subprocess.run(["zstd", "-q", "-c"], input=tar_bytes, capture_output=True,
-                              check=True).stdout
-        p = self.path(name)
-        with open(p, "wb") as f:
-            f.write(comp)
-        with open(p + ".sha256", "w") as f:
-            f.write("%s  %s\n" % (hashlib.sha256(comp).hexdigest(), name))
-        return p
+        return compress_to(self.path(name), tar_bytes)
 
     def test_page_sizes_and_empty_file(self):
         open(self.path("empty.db"), "wb").close()
@@ -474,22 +467,7 @@ class SnapshotSqlite(CliTest):
     def packed(self, name, header, entries):
         """A well-formed snapshot (correct manifest and sidecar) of the given
         (name, bytes) entries, for format and layout variants."""
-        raw = io.BytesIO()
-        listed = []
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
-            for ename, data in [("snapshot.json", json.dumps(header).encode())] + entries:
-                ti = tarfile.TarInfo(ename)
-                ti.size = len(data)
-                ti.mode = 0o600
-                t.addfile(ti, io.BytesIO(data))
-                listed.append({"name": ename, "size": len(data),
-                               "sha256": hashlib.sha256(data).hexdigest()})
-            manifest = dict(header, row_counts={}, extra={}, entries=listed)
-            data = json.dumps(manifest).encode()
-            ti = tarfile.TarInfo("manifest.json")
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
-        return self.compressed(name, raw.getvalue())
+        return packed_snapshot(self.path(name), header, entries)
 
     def test_format_1_and_deferred_head_layouts(self):
         with open(self.path("app.db"), "rb") as f:

@@ -24,6 +24,12 @@
  *   SM_FAULT_PERSIST=1        ... and so does every later call of KIND
  *   SM_FAULT_KILL=KIND:N      the process SIGKILLs itself at the Nth call
  *                             of KIND, before the call is made
+ *   SM_FAULT_STOP=KIND:N      the process SIGSTOPs itself at the Nth call of
+ *                             KIND, before the call is made (a test then
+ *                             races another process against it, and
+ *                             SIGCONTs it)
+ *   SM_FAKE_TIME=SECONDS      time() returns SECONDS (two runs "in the same
+ *                             second", whenever they run)
  *   SM_FAULT_COUNT_FILE=PATH  at exit, writes "KIND COUNT" lines (one per
  *                             kind) and "fired 0|1" to PATH
  *
@@ -42,6 +48,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 enum kind { K_WRITE, K_FSYNC, K_RENAME, K_SEND, K_FDATASYNC, K_COUNT };
@@ -50,8 +57,9 @@ static const char *const kind_names[K_COUNT] = { "write", "fsync", "rename", "se
 						 "fdatasync" };
 
 static unsigned long counts[K_COUNT];
-static int fault_kind = -1, kill_kind = -1, fault_errno = EIO, persist, fired;
-static unsigned long fault_at, kill_at;
+static int fault_kind = -1, kill_kind = -1, stop_kind = -1, fault_errno = EIO, persist, fired;
+static unsigned long fault_at, kill_at, stop_at;
+static long long fake_time = -1;
 static char *count_file;
 static pid_t owner;
 
@@ -96,10 +104,14 @@ __attribute__((constructor)) static void shim_init(void)
 {
 	const char *f = getenv("SM_FAULT"), *k = getenv("SM_FAULT_KILL");
 	const char *c = getenv("SM_FAULT_COUNT_FILE"), *p = getenv("SM_FAULT_PERSIST");
+	const char *st = getenv("SM_FAULT_STOP"), *t = getenv("SM_FAKE_TIME");
 
 	owner = getpid();
 	parse_spec(f, &fault_kind, &fault_at, &fault_errno);
 	parse_spec(k, &kill_kind, &kill_at, NULL);
+	parse_spec(st, &stop_kind, &stop_at, NULL);
+	if (t)
+		fake_time = strtoll(t, NULL, 10);
 	persist = p && *p == '1';
 	if (c)
 		count_file = strdup(c);
@@ -108,6 +120,8 @@ __attribute__((constructor)) static void shim_init(void)
 	unsetenv("SM_FAULT_KILL");
 	unsetenv("SM_FAULT_PERSIST");
 	unsetenv("SM_FAULT_COUNT_FILE");
+	unsetenv("SM_FAULT_STOP");
+	unsetenv("SM_FAKE_TIME");
 }
 
 __attribute__((destructor)) static void shim_fini(void)
@@ -138,6 +152,8 @@ static int hit(enum kind k, int fd)
 
 	if ((int)k == kill_kind && n == kill_at)
 		kill(getpid(), SIGKILL);
+	if ((int)k == stop_kind && n == stop_at)
+		kill(getpid(), SIGSTOP);
 	if ((int)k == fault_kind && (n == fault_at || (persist && n > fault_at))) {
 		fired = 1;
 		if (k == K_SEND)
@@ -234,6 +250,22 @@ int renameat2(int dfd1, const char *from, int dfd2, const char *to, unsigned fla
 	if (hit(K_RENAME, -1) < 0)
 		return -1;
 	return real_renameat2(dfd1, from, dfd2, to, flags);
+}
+
+time_t time(time_t *out)
+{
+	struct timespec ts;
+	time_t now;
+
+	if (fake_time >= 0) {
+		now = (time_t)fake_time;
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		now = ts.tv_sec;
+	}
+	if (out)
+		*out = now;
+	return now;
 }
 
 ssize_t send(int fd, const void *buf, size_t n, int flags)
