@@ -249,8 +249,10 @@ class FaultSqlite(FaultTest):
         n = self.counts(*args)
         self.reset_db(pristine)
         shutil.rmtree(bdir)
-        # the last fsync of the database file: the migration's commit
-        r = self.run_shim(*args, kill="fsync:%d" % (n["fsync"] - 2))
+        # the last fsync of the database file: the migration's commit (then
+        # come the journal's "done" (file, directory) and the runs log's
+        # first creation (directory) and line)
+        r = self.run_shim(*args, kill="fsync:%d" % (n["fsync"] - 4))
         self.assertClean(r, (), killed=True)
         self.code(4, *args)
         self.ok("-d", self.url, "-b", bdir, "recover", "--discard")
