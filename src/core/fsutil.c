@@ -434,9 +434,11 @@ void fs_cleanup_temps(const char *dir)
 }
 
 /* Opens path (not through a symlink, and only a regular file) with flags
- * plus O_CREAT; on creation, fsyncs the directory so that the new name
- * survives a power loss too.  Returns the fd or -1 with err. */
-static int open_regular(const char *path, int flags, mode_t mode, struct sm_error *err)
+ * plus O_CREAT; on creation with durable set, fsyncs its directory so
+ * that the new name survives a power loss too.  Returns the
+ * fd or -1 with err. */
+static int open_regular(const char *path, int flags, mode_t mode, int durable,
+			struct sm_error *err)
 {
 	int fd, created = 0;
 	struct stat st;
@@ -462,10 +464,10 @@ static int open_regular(const char *path, int flags, mode_t mode, struct sm_erro
 		return -1;
 	}
 	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	if (created) {
+	if (created && durable) {
 		char *dir = fs_dirname(path);
-		int rc = fsync(fd) < 0 ? err_sys(err, "cannot fsync '%s'", path)
-				       : fs_fsync_dir(dir, err);
+		/* the name; the caller's write is followed by its own fsync */
+		int rc = fs_fsync_dir(dir, err);
 		free(dir);
 		if (rc < 0) {
 			close(fd);
@@ -477,12 +479,13 @@ static int open_regular(const char *path, int flags, mode_t mode, struct sm_erro
 
 int fs_open_lock(const char *path, mode_t mode, struct sm_error *err)
 {
-	return open_regular(path, O_RDWR, mode, err);
+	/* a lock holds no data: losing its name to a power loss loses nothing */
+	return open_regular(path, O_RDWR, mode, 0, err);
 }
 
 int fs_append_durable(const char *path, const char *line, mode_t mode, struct sm_error *err)
 {
-	int fd = open_regular(path, O_WRONLY | O_APPEND, mode, err);
+	int fd = open_regular(path, O_WRONLY | O_APPEND, mode, 1, err);
 	int ret = -1;
 
 	if (fd < 0)

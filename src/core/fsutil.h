@@ -63,7 +63,8 @@ void fs_cleanup_temps(const char *dir);
  * regular file. */
 int fs_append_durable(const char *path, const char *line, mode_t mode, struct sm_error *err);
 /* Opens (creating with mode) a lock file read-write: never through a
- * symlink, only a regular file, creation made durable.  Returns the fd. */
+ * symlink, only a regular file (its creation is not fsync'd: a lock holds
+ * nothing to lose).  Returns the fd. */
 int fs_open_lock(const char *path, mode_t mode, struct sm_error *err);
 /* mkdir -p with mode for directories it creates; each creation is made
  * durable by fsyncing the parent directory. */

@@ -255,9 +255,9 @@ class FaultSqlite(FaultTest):
         n = self.counts(*args)
         self.reset_db(pristine)
         shutil.rmtree(bdir)
-        # the "done" journal's fsync, after the migration's commit: only the
-        # journal's rename (its directory's fsync) and the runs log's
-        # creation (its directory's fsync) and append follow
+        # the last fsync of the database file: the migration's commit (then
+        # come the journal's "done" (file, directory) and the runs log's
+        # first creation (directory) and line)
         r = self.run_shim(*args, kill="fsync:%d" % (n["fsync"] - 4))
         self.assertClean(r, (), killed=True)
         self.code(4, *args)
