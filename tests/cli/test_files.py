@@ -268,9 +268,11 @@ class PowerLoss(CliTest):
                 for f in sorted(os.listdir(bdir)) if os.path.isdir(bdir) else []:
                     if f.endswith(".tar.zst") and not f.startswith("."):
                         self.ok("verify", os.path.join(bdir, f))
-                journal = os.path.join(bdir, "safe-migrate.journal")
+                # the database's own journal (one per database identity)
+                journals = self.journals(bdir)
+                self.assertLessEqual(len(journals), 1, journals)
                 done = False
-                if os.path.exists(journal):
+                for journal in journals:
                     with open(journal) as f:
                         done = json.load(f).get("phase") == "done"
                 rec = self.run_sm("-d", "sqlite:///app.db", "-b", "backups/run", "recover",
