@@ -254,7 +254,7 @@ void impact_end(struct impact *imp)
 	}
 }
 
-static void human_size(long long b, char *buf, size_t n)
+void impact_human_size(long long b, char *buf, size_t n)
 {
 	static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
 	double v = (double)b;
@@ -271,7 +271,7 @@ static void human_size(long long b, char *buf, size_t n)
 	snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-static const struct impact_window *longest(const struct impact *imp, enum impact_blocks min)
+const struct impact_window *impact_longest(const struct impact *imp, enum impact_blocks min)
 {
 	const struct impact_window *best = NULL;
 
@@ -287,7 +287,7 @@ static const struct impact_window *longest(const struct impact *imp, enum impact
 
 void impact_render_text(const struct impact *imp, struct strbuf *out)
 {
-	const struct impact_window *w = longest(imp, IMPACT_WRITES);
+	const struct impact_window *w = impact_longest(imp, IMPACT_WRITES);
 	int any_rewrite = 0;
 	char sz[32];
 
@@ -317,7 +317,7 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 			const char *mode = r->mode ? r->mode : "-";
 			size_t ml = strlen(mode);
 
-			human_size(r->bytes, sz, sizeof(sz));
+			impact_human_size(r->bytes, sz, sizeof(sz));
 			if (r->rows < 0)
 				snprintf(rows, sizeof(rows), "?");
 			else
@@ -359,7 +359,7 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 			const struct impact_rel *r = &imp->stmts[i].rels[k];
 			if (!r->rewritten)
 				continue;
-			human_size(r->bytes, sz, sizeof(sz));
+			impact_human_size(r->bytes, sz, sizeof(sz));
 			sb_addf(out, "  rewrite: %s %s (%s, %lld rows) by %s line %d\n", r->kind,
 				r->name, sz, r->rows, imp->migs[imp->stmts[i].mig].file,
 				imp->stmts[i].line);
@@ -374,7 +374,7 @@ cJSON *impact_to_json(const struct impact *imp)
 	cJSON *migs = cJSON_AddArrayToObject(o, "migrations");
 	cJSON *wins = cJSON_AddArrayToObject(o, "windows");
 	cJSON *rw = cJSON_AddArrayToObject(o, "rewrites");
-	const struct impact_window *w = longest(imp, IMPACT_WRITES);
+	const struct impact_window *w = impact_longest(imp, IMPACT_WRITES);
 
 	cJSON_AddStringToObject(o, "rehearsal", imp->rehearsal);
 	cJSON_AddBoolToObject(o, "live_locks_held", !strcmp(imp->rehearsal, "in-place"));
@@ -512,8 +512,8 @@ int impact_gate(const struct impact *imp, long long max_blocking_ms, long long m
 			const struct impact_rel *r = &imp->stmts[i].rels[k];
 			if (!r->rewritten || r->bytes <= max_rewrite_bytes)
 				continue;
-			human_size(r->bytes, sz, sizeof(sz));
-			human_size(max_rewrite_bytes, lim, sizeof(lim));
+			impact_human_size(r->bytes, sz, sizeof(sz));
+			impact_human_size(max_rewrite_bytes, lim, sizeof(lim));
 			sb_addf(out, "%s line %d ('%s') rewrites %s %s (%s), over --max-rewrite %s",
 				imp->migs[imp->stmts[i].mig].file, imp->stmts[i].line,
 				imp->stmts[i].text, r->kind, r->name, sz, lim);

@@ -99,6 +99,11 @@ void impact_end(struct impact *imp);
 const char *impact_blocks_name(enum impact_blocks b);
 /* Appends the compact text report. */
 void impact_render_text(const struct impact *imp, struct strbuf *out);
+/* Appends the report as one self-contained XHTML page (well-formed XML, no
+ * external references) with an inline SVG timeline: migrations and
+ * statements along time, one lane (class "lane", data-relation) per locked
+ * relation other than an index, windows coloured by what they block. */
+void impact_render_html(const struct impact *imp, struct strbuf *out);
 /* Every field, as the "impact" object of --json. */
 cJSON *impact_to_json(const struct impact *imp);
 

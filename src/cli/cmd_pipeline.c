@@ -1091,6 +1091,10 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 		err_set(&ctx->err, ERR_USAGE, "--rehearse-url goes with --dry-run");
 		return report_error(ctx, &ctx->err);
 	}
+	if (opt.report && !opt.dry_run) {
+		err_set(&ctx->err, ERR_USAGE, "--report goes with --dry-run");
+		return report_error(ctx, &ctx->err);
+	}
 	if (guard_policy_stop(&ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)

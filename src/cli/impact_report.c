@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -38,6 +39,22 @@ int impact_report(struct cmd_ctx *ctx, struct engine *e, struct impact *imp)
 	impact_render_text(imp, &sb);
 	out("%s", sb.buf);
 	sb_reset(&sb);
+	if (opt.report) {
+		struct sm_error err = SM_ERROR_INIT;
+
+		/* durable, atomic, never through a symlink: the page may go into a
+		 * change ticket, so no half-written file */
+		impact_render_html(imp, &sb);
+		if (fs_write_atomic(opt.report, sb.buf, sb.len, 0600, &err) < 0) {
+			report_error(ctx, &err);
+			code = EXIT_ERROR;
+		} else {
+			out("impact report written to %s\n", opt.report);
+			if (ctx->json)
+				cJSON_AddStringToObject(ctx->json, "report", opt.report);
+		}
+		sb_reset(&sb);
+	}
 	n = impact_gate(imp, opt.max_blocking_ms, opt.max_rewrite_bytes, &sb);
 	gate = cJSON_CreateArray();
 	for (const char *p = sb.buf; *p;) {
@@ -55,7 +72,7 @@ int impact_report(struct cmd_ctx *ctx, struct engine *e, struct impact *imp)
 	} else {
 		cJSON_Delete(gate);
 	}
-	if (n)
+	if (n && code == EXIT_OK)
 		code = EXIT_BLOCKED;
 	sb_release(&sb);
 	impact_free(imp);

@@ -2,9 +2,15 @@
 the rehearsing backend took (pg_locks, inside the rolled-back transaction),
 what they block, rewrites (a changed filenode / SQLite root page) and the
 per-table blocking window; and the --max-blocking / --max-rewrite gates."""
+import os
+import re
 import sqlite3
+import xml.etree.ElementTree as ET
 
 from smtest import CliTest, main
+
+XHTML = "{http://www.w3.org/1999/xhtml}"
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def stmt_rel(impact, text_prefix, rel):
@@ -18,6 +24,36 @@ def stmt_rel(impact, text_prefix, rel):
                         return s, r
                 return s, None
     raise AssertionError("no statement %r in %r" % (text_prefix, impact))
+
+
+def check_html(test, path, impact):
+    """The --report page: well-formed XML, no external references, one lane
+    per locked relation other than an index; returns the parsed root."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    root = ET.fromstring(text)  # raises unless well-formed
+    test.assertEqual(root.tag, XHTML + "html")
+    urls = re.findall(r"https?://[^\s\"'<>]*", text)
+    test.assertEqual(set(urls) - {"http://www.w3.org/1999/xhtml", "http://www.w3.org/2000/svg"},
+                     set(), "external references")
+    for attr in re.findall(r"\b(?:src|href|xlink:href)\s*=\s*[\"']([^\"']*)", text):
+        test.assertTrue(attr.startswith("#"), attr)
+    test.assertNotIn("<script", text)
+    test.assertNotIn("@import", text)
+    test.assertNotIn("url(", text)
+    locked = set()
+    for m in impact["migrations"]:
+        for s in m["statements"]:
+            for r in s["relations"]:
+                if r["lock"] and r["blocks"] != "none" and r["kind"] != "index":
+                    locked.add(r["name"])
+    lanes = [g.get("data-relation") for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+    test.assertEqual(sorted(lanes), sorted(locked))
+    test.assertTrue(locked)
+    test.assertEqual(len(root.findall(".//" + SVG + "svg")), 1)
+    test.assertEqual(len([g for g in root.iter(SVG + "g") if g.get("class") == "legend"]), 3)
+    test.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+    return root
 
 
 def window(impact, rel):
@@ -123,6 +159,40 @@ class ImpactPg(CliTest):
         self.assertEqual(r["lock"], "ShareLock")
         self.assertEqual(len([w for w in imp["windows"] if w["relation"] == "orders"]), 2)
 
+    def test_html_report(self):
+        # names that need escaping reach the page only escaped
+        self.psql(self.url, 'CREATE TABLE "a<b&c>\'d""" (x int); INSERT INTO "a<b&c>\'d""" VALUES (1);')
+        self.add("0001_a.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();\n"
+                 "ALTER TABLE \"a<b&c>'d\"\"\" ADD COLUMN y int;")
+        self.add("0002_b.sql", "CREATE INDEX orders_n_idx ON orders (n);\n"
+                 "SELECT '</td><script>' AS x;")
+        self.add("0003_c.sql", "CREATE INDEX CONCURRENTLY orders_c_idx ON orders (code);",
+                 notx=True)
+        page = self.path("out/impact.html")
+        os.makedirs(self.path("out"))
+        imp = self.impact("--rehearse-url", self.pg_new_db(), "--report", page)
+        root = check_html(self, page, imp)
+        lanes = [g.get("data-relation") for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+        self.assertEqual(sorted(lanes), ["a<b&c>'d\"", "orders"])
+        text = ET.tostring(root, encoding="unicode", method="text")
+        self.assertIn("longest write-blocking window: orders", text)
+        self.assertIn("rewrite: table orders", text)
+        self.assertIn("SELECT '</td><script>' AS x", text)
+        # reads (red) for the rewrite, writes (orange) for the plain index
+        fills = {r.get("fill") for r in root.iter(SVG + "rect") if r.get("class") == "window"}
+        self.assertEqual(fills, {"#c0392b", "#e67e22"})
+        # replaced atomically, never through a symlink
+        os.remove(page)
+        os.symlink(self.path("victim"), page)
+        self.write("victim", "keep")
+        self.impact("--rehearse-url", self.pg_new_db(), "--report", page)
+        self.assertFalse(os.path.islink(page))
+        with open(self.path("victim")) as f:
+            self.assertEqual(f.read(), "keep")
+        check_html(self, page, imp)
+        # only with --dry-run
+        self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--report", page).code, 2)
+
     def test_max_blocking_gate(self):
         self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         self.impact("--max-blocking", "10min")
@@ -193,6 +263,20 @@ class ImpactSqlite(CliTest):
                                      "0").code, 4)
         self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-blocking",
                                      "10min").code, 0)
+
+    def test_html_report(self):
+        page = self.path("impact.html")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json", "--report", page)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.json()["report"], page)
+        root = check_html(self, page, r.json()["impact"])
+        lanes = [g.get("data-relation") for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+        self.assertEqual(lanes, ["(database)"])
+        # an unwritable destination is an error, not a silent skip
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--report",
+                        self.path("nodir/impact.html"))
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("safe-migrate: error: cannot create", r.err)
 
     def test_transaction_false_statement_window(self):
         self.write("migrations/0002_idx.sql",
