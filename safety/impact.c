@@ -368,7 +368,8 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 		sb_adds(out, "  no table or index was rewritten\n");
 }
 
-cJSON *impact_to_json(const struct impact *imp)
+/* full: with every statement; else the migrations, windows and rewrites. */
+static cJSON *to_json(const struct impact *imp, int full)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON *migs = cJSON_AddArrayToObject(o, "migrations");
@@ -377,16 +378,19 @@ cJSON *impact_to_json(const struct impact *imp)
 	const struct impact_window *w = impact_longest(imp, IMPACT_WRITES);
 
 	cJSON_AddStringToObject(o, "rehearsal", imp->rehearsal);
-	cJSON_AddBoolToObject(o, "live_locks_held", !strcmp(imp->rehearsal, "in-place"));
+	/* in place and in the real run the locks were held on the live database */
+	cJSON_AddBoolToObject(o, "live_locks_held", strcmp(imp->rehearsal, "rehearse-url") != 0);
 	if (imp->err.msg[0])
 		cJSON_AddStringToObject(o, "measurement_error", imp->err.msg);
+	cJSON_AddNumberToObject(o, "measurement_overhead_ms", MS(imp->overhead));
 	for (size_t m = 0; m < imp->n_migs; m++) {
 		cJSON *jm = cJSON_CreateObject(), *stmts;
 		cJSON_AddStringToObject(jm, "file", imp->migs[m].file);
 		cJSON_AddBoolToObject(jm, "in_transaction", imp->migs[m].in_tx);
 		cJSON_AddNumberToObject(jm, "start_ms", MS(imp->migs[m].start_us));
 		cJSON_AddNumberToObject(jm, "end_ms", MS(imp->migs[m].end_us));
-		stmts = cJSON_AddArrayToObject(jm, "statements");
+		cJSON_AddNumberToObject(jm, "ms", MS(imp->migs[m].end_us - imp->migs[m].start_us));
+		stmts = full ? cJSON_AddArrayToObject(jm, "statements") : NULL;
 		for (size_t i = 0; i < imp->n_stmts; i++) {
 			const struct impact_stmt *s = &imp->stmts[i];
 			cJSON *js, *rels;
@@ -431,7 +435,10 @@ cJSON *impact_to_json(const struct impact *imp)
 					cJSON_AddItemToArray(rw, x);
 				}
 			}
-			cJSON_AddItemToArray(stmts, js);
+			if (stmts)
+				cJSON_AddItemToArray(stmts, js);
+			else
+				cJSON_Delete(js);
 		}
 		cJSON_AddItemToArray(migs, jm);
 	}
@@ -459,6 +466,16 @@ cJSON *impact_to_json(const struct impact *imp)
 		cJSON_AddNullToObject(o, "longest_write_block");
 	}
 	return o;
+}
+
+cJSON *impact_to_json(const struct impact *imp)
+{
+	return to_json(imp, 1);
+}
+
+cJSON *impact_to_json_brief(const struct impact *imp)
+{
+	return to_json(imp, 0);
 }
 
 /* Appends the lint's safer alternative for the statement, if it has one

@@ -106,6 +106,9 @@ void impact_render_text(const struct impact *imp, struct strbuf *out);
 void impact_render_html(const struct impact *imp, struct strbuf *out);
 /* Every field, as the "impact" object of --json. */
 cJSON *impact_to_json(const struct impact *imp);
+/* The same without the statements (migrations with their times, windows,
+ * rewrites, the longest write block): what the runs log keeps of a real run. */
+cJSON *impact_to_json_brief(const struct impact *imp);
 
 /* The gates: appends one line per window over max_blocking_ms (on an
  * existing non-empty table or database) and per rewrite over max_rewrite_bytes (a
@@ -113,6 +116,8 @@ cJSON *impact_to_json(const struct impact *imp);
 int impact_gate(const struct impact *imp, long long max_blocking_ms, long long max_rewrite_bytes,
 		struct strbuf *out);
 
+/* "11.4 MB" (powers of 1024; "?" when b < 0). */
+void impact_human_size(long long b, char *buf, size_t n);
 /* Parses "100MB", "2GB", "512kB", "4096" (bytes; units are powers of 1024). */
 int impact_parse_size(const char *text, long long *bytes);
 

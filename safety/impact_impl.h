@@ -27,8 +27,6 @@ struct impact_rel *impact_add_rel(struct impact_stmt *s, const char *name, const
 /* What a PostgreSQL table lock mode blocks. */
 enum impact_blocks impact_pg_blocks(const char *mode);
 
-/* "11.4 MB" (powers of 1024; "?" when b < 0). */
-void impact_human_size(long long b, char *buf, size_t n);
 /* The longest window blocking at least min, on an existing relation first. */
 const struct impact_window *impact_longest(const struct impact *imp, enum impact_blocks min);
 

@@ -193,6 +193,33 @@ class ImpactPg(CliTest):
         # only with --dry-run
         self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--report", page).code, 2)
 
+    def test_real_run_recorded_in_runs_log(self):
+        self.add("0001_a.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
+        self.add("0002_b.sql", "CREATE INDEX orders_n_idx ON orders (n);")
+        r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 0, r)
+        imp = r.json()["impact"]
+        self.assertEqual(imp["rehearsal"], "real-run")
+        self.assertTrue(imp["live_locks_held"])
+        self.assertNotIn("statements", imp["migrations"][0])
+        self.assertTrue(all(m["ms"] > 0 for m in imp["migrations"]))
+        blocks = sorted((os.path.basename(w["migration"]), w["relation"], w["blocks"]) for w in imp["windows"]
+                        if w["kind"] == "table")
+        self.assertEqual(blocks, [("0001_a.sql", "orders", "reads"),
+                                  ("0002_b.sql", "orders", "writes")])
+        self.assertTrue(all(w["ms"] > 0 for w in imp["windows"]))
+        self.assertEqual([x["relation"] for x in imp["rewrites"]], ["orders", "orders_pkey"])
+        # the migrations really ran (the measurement's savepoints left them alone)
+        self.assertEqual(self.psql(self.url, "SELECT count(r) FROM orders").strip(), "20000")
+        h = self.run_sm(*self.base, "history", "--runs", "--json")
+        self.assertEqual(h.json()["runs"][-1]["impact"], imp)
+        h = self.run_sm(*self.base, "history", "--runs", "-v")
+        self.assertIn("blocked reads to table orders for ", h.out)
+        self.assertIn("blocked writes to table orders for ", h.out)
+        self.assertIn("rewrote table orders (", h.out)
+        self.assertIn("migration migrations/0002_b.sql: ", h.out)
+        self.assertNotIn("blocked", self.run_sm(*self.base, "history", "--runs").out)
+
     def test_max_blocking_gate(self):
         self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         self.impact("--max-blocking", "10min")
@@ -277,6 +304,26 @@ class ImpactSqlite(CliTest):
                         self.path("nodir/impact.html"))
         self.assertEqual(r.code, 1, r)
         self.assertIn("safe-migrate: error: cannot create", r.err)
+
+    def test_real_run_recorded_in_runs_log(self):
+        self.write("migrations/0002_idx.sql",
+                   "-- migrate:up transaction:false\nCREATE INDEX t_b_idx ON t (b);\n")
+        r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 0, r)
+        imp = r.json()["impact"]
+        self.assertEqual(imp["rehearsal"], "real-run")
+        ws = sorted((os.path.basename(w["migration"]), w["relation"], w["blocks"])
+                    for w in imp["windows"])
+        self.assertEqual(ws, [("0001_rebuild.sql", "(database)", "writes"),
+                              ("0002_idx.sql", "(database)", "writes")])
+        self.assertEqual([(x["relation"], x["rows"]) for x in imp["rewrites"]], [("t", 5000)])
+        h = self.run_sm(*self.base, "history", "--runs", "--json")
+        self.assertEqual(h.json()["runs"][-1]["impact"], imp)
+        h = self.run_sm(*self.base, "history", "--runs", "-v")
+        self.assertIn("blocked writes to database (database) for ", h.out)
+        self.assertIn("rewrote table t (", h.out)
+        self.assertIn("migration migrations/0002_idx.sql: ", h.out)
+        self.assertIn("(outside a transaction)", h.out)
 
     def test_transaction_false_statement_window(self):
         self.write("migrations/0002_idx.sql",
