@@ -33,6 +33,7 @@ struct impact_rel {
 	char *mode;        /* the strongest lock held on it, e.g. "AccessExclusiveLock" (NULL: none) */
 	const char *new_lock; /* the strongest lock the statement added (static; NULL: none) */
 	enum impact_blocks blocks;
+	enum impact_blocks new_blocks; /* what new_lock alone blocks */
 	int rewritten;
 	int existing;      /* existed before the migration began */
 	long long bytes;   /* size after the statement; -1: unknown */
@@ -68,6 +69,16 @@ struct impact_window {
 	long long bytes, rows;
 };
 
+/* A lint finding about a statement, checked against what was measured. */
+struct impact_lint {
+	size_t stmt;
+	char *rule;           /* e.g. "column-type-change" */
+	const char *said;     /* what the rule claims: "rewrite", "blocks writes", ... */
+	const char *measured; /* "rewrite", "no rewrite", "blocks ddl", "no new lock", ... */
+	int verdict;          /* 1 confirmed, 0 contradicted, -1 not measurable (no new
+			       * lock: an earlier statement already held it) */
+};
+
 struct impact_driver;
 
 struct impact {
@@ -81,6 +92,8 @@ struct impact {
 	size_t n_stmts, stmts_alloc;
 	struct impact_window *wins;
 	size_t n_wins, wins_alloc;
+	struct impact_lint *lints; /* by impact_end */
+	size_t n_lints, lints_alloc;
 	long long t0;           /* the rehearsal's start */
 	long long overhead;     /* time spent measuring, left out of every duration */
 	struct sm_error err;    /* the first measurement error, if any */
@@ -93,10 +106,13 @@ int impact_new(struct impact **out, struct engine *e, const char *rehearsal,
 void impact_free(struct impact *imp);
 /* The observer to install as e->observer while the rehearsal runs. */
 const struct stmt_observer *impact_observer(struct impact *imp);
-/* Closes the last migration and computes the windows. */
+/* Closes the last migration, computes the windows and checks the lint's
+ * findings about lock strength and rewrites against the measurement. */
 void impact_end(struct impact *imp);
 
 const char *impact_blocks_name(enum impact_blocks b);
+/* "confirmed", "CONTRADICTED" or why it could not be measured. */
+const char *impact_lint_verdict(const struct impact_lint *l);
 /* Appends the compact text report. */
 void impact_render_text(const struct impact *imp, struct strbuf *out);
 /* Appends the report as one self-contained XHTML page (well-formed XML, no

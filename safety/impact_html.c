@@ -284,6 +284,35 @@ static void statements(const struct impact *imp, struct strbuf *out)
 	sb_adds(out, "</table>\n");
 }
 
+static void lint_checks(const struct impact *imp, struct strbuf *out)
+{
+	char buf[32];
+
+	if (!imp->n_lints)
+		return;
+	sb_adds(out, "<h2>Lint and measurement</h2>\n<table class=\"lint\">\n<tr><th>rule</th>"
+		"<th>migration</th><th>line</th><th>lint said</th><th>measured</th>"
+		"<th>verdict</th><th>statement</th></tr>\n");
+	for (size_t i = 0; i < imp->n_lints; i++) {
+		const struct impact_lint *l = &imp->lints[i];
+		const struct impact_stmt *s = &imp->stmts[l->stmt];
+
+		sb_addf(out, "<tr class=\"%s\">", l->verdict > 0 ? "confirmed" : l->verdict == 0
+			? "contradicted" : "unmeasured");
+		cell(out, l->rule);
+		cell(out, imp->migs[s->mig].file);
+		snprintf(buf, sizeof(buf), "%d", s->line);
+		cell(out, buf);
+		cell(out, l->said);
+		cell(out, l->measured);
+		cell(out, impact_lint_verdict(l));
+		sb_adds(out, "<td><code>");
+		xml_text(out, s->text);
+		sb_adds(out, "</code></td></tr>\n");
+	}
+	sb_adds(out, "</table>\n");
+}
+
 void impact_render_html(const struct impact *imp, struct strbuf *out)
 {
 	char **lanes = NULL;
@@ -304,7 +333,7 @@ void impact_render_html(const struct impact *imp, struct strbuf *out)
 		"table{border-collapse:collapse;font-size:13px}"
 		"td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
 		"td.reads{background:#f5b7b1}td.writes{background:#f8c471}"
-		"td.ddl{background:#fcf3cf}\n</style>\n</head>\n<body>\n"
+		"td.ddl{background:#fcf3cf}tr.contradicted{background:#f5b7b1}\n</style>\n</head>\n<body>\n"
 		"<h1>safe-migrate impact report</h1>\n<p class=\"rehearsal\">");
 	if (!strcmp(imp->rehearsal, "in-place"))
 		sb_adds(out, "In-place rehearsal: the live database, rolled back. These locks were "
@@ -319,6 +348,7 @@ void impact_render_html(const struct impact *imp, struct strbuf *out)
 	sb_adds(out, "<h2>Timeline</h2>\n");
 	svg(imp, lanes, n_lanes, out);
 	statements(imp, out);
+	lint_checks(imp, out);
 	sb_adds(out, "</body>\n</html>\n");
 	free(lanes);
 }

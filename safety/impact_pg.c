@@ -204,6 +204,7 @@ static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_
 				   mode_name(held));
 		r->new_lock = fresh ? mode_name(fresh) : NULL;
 		r->blocks = impact_pg_blocks(r->mode);
+		r->new_blocks = fresh ? impact_pg_blocks(r->new_lock) : IMPACT_NONE;
 		r->rewritten = rewritten;
 		r->existing = find_row(&st->baseline, oid) >= 0;
 		r->bytes = strtoll(rows_get(&now, i, 5), NULL, 10);

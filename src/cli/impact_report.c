@@ -137,6 +137,13 @@ void impact_render_logged(const cJSON *impact, struct strbuf *out)
 			jstr(x, "relation"), sz, jnum(x, "rows"), jstr(x, "migration"),
 			jnum(x, "line"));
 	}
+	cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(impact, "lint_checks")) {
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(x, "confirmed");
+		sb_addf(out, "    lint %s (%s line %.0f): lint said %s, measured: %s (%s)\n",
+			jstr(x, "rule"), jstr(x, "migration"), jnum(x, "line"), jstr(x, "lint_said"),
+			jstr(x, "measured"), cJSON_IsTrue(c) ? "confirmed" : cJSON_IsFalse(c)
+			? "CONTRADICTED" : "not measurable");
+	}
 	if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(impact, "measurement_error")))
 		sb_addf(out, "    the measurement is incomplete: %s\n",
 			jstr(impact, "measurement_error"));

@@ -108,8 +108,39 @@ class ImpactPg(CliTest):
         self.assertEqual(imp["longest_write_block"]["relation"], "orders")
 
     def test_type_change_that_rewrites(self):
-        self.check("ALTER TABLE orders ALTER COLUMN n TYPE bigint;", "ALTER TABLE",
-                   "AccessExclusiveLock", True, "reads")
+        imp = self.check("ALTER TABLE orders ALTER COLUMN n TYPE bigint;", "ALTER TABLE",
+                         "AccessExclusiveLock", True, "reads")
+        self.assertEqual([(x["rule"], x["lint_said"], x["measured"], x["confirmed"])
+                          for x in imp["lint_checks"]],
+                         [("column-type-change", "rewrite", "rewrite", True)])
+
+    def test_lint_and_measurement_agree_or_not(self):
+        self.add("0001_m.sql", "ALTER TABLE orders ALTER COLUMN code TYPE varchar(20);\n"
+                 "ALTER TABLE orders ALTER COLUMN note SET NOT NULL;\n"
+                 "CREATE INDEX orders_n_idx ON orders (n);")
+        page = self.path("impact.html")
+        imp = self.impact("--report", page)
+        got = [(x["rule"], x["line"], x["lint_said"], x["measured"], x["confirmed"])
+               for x in imp["lint_checks"]]
+        self.assertEqual(got, [
+            # widening a varchar: the lint guessed a rewrite, the server did none
+            ("column-type-change", 2, "rewrite", "no rewrite", False),
+            # ACCESS EXCLUSIVE was already held by line 2: nothing new to see
+            ("set-not-null", 3, "blocks reads", "no new lock", None),
+            # its own new lock (SHARE) is what it claims, under the ACCESS EXCLUSIVE held
+            ("create-index-non-concurrently", 4, "blocks writes", "blocks writes", True)])
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run")
+        self.assertIn("lint column-type-change: migrations/0001_m.sql line 2: lint said rewrite, "
+                      "measured: no rewrite (CONTRADICTED)", r.out)
+        root = check_html(self, page, imp)
+        rows = [tr for tr in root.iter(XHTML + "tr") if tr.get("class") == "contradicted"]
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows[0][0].text, "column-type-change")
+        # on its own, the plain CREATE INDEX is confirmed
+        self.add("0001_m.sql", "CREATE INDEX orders_n_idx ON orders (n);")
+        imp = self.impact()
+        self.assertEqual([(x["rule"], x["measured"], x["confirmed"]) for x in imp["lint_checks"]],
+                         [("create-index-non-concurrently", "blocks writes", True)])
 
     def test_type_change_that_does_not_rewrite(self):
         imp = self.check("ALTER TABLE orders ALTER COLUMN code TYPE varchar(20);", "ALTER TABLE",
@@ -209,6 +240,8 @@ class ImpactPg(CliTest):
                                   ("0002_b.sql", "orders", "writes")])
         self.assertTrue(all(w["ms"] > 0 for w in imp["windows"]))
         self.assertEqual([x["relation"] for x in imp["rewrites"]], ["orders", "orders_pkey"])
+        self.assertEqual([(x["rule"], x["confirmed"]) for x in imp["lint_checks"]],
+                         [("create-index-non-concurrently", True)])
         # the migrations really ran (the measurement's savepoints left them alone)
         self.assertEqual(self.psql(self.url, "SELECT count(r) FROM orders").strip(), "20000")
         h = self.run_sm(*self.base, "history", "--runs", "--json")
@@ -218,6 +251,8 @@ class ImpactPg(CliTest):
         self.assertIn("blocked writes to table orders for ", h.out)
         self.assertIn("rewrote table orders (", h.out)
         self.assertIn("migration migrations/0002_b.sql: ", h.out)
+        self.assertIn("lint create-index-non-concurrently (migrations/0002_b.sql line 2): lint "
+                      "said blocks writes, measured: blocks writes (confirmed)", h.out)
         self.assertNotIn("blocked", self.run_sm(*self.base, "history", "--runs").out)
 
     def test_max_blocking_gate(self):
