@@ -191,10 +191,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 	dir = fs_dirname(path);
 	fs_cleanup_temps(dir);
 	sb_addf(&tmp, "%s/%s%ld.%s", dir, FS_TMP_PREFIX, (long)getpid(), fs_basename(path));
-	/* a leftover of a dead process with our pid goes; never follow a
-	 * symlink planted at the temp name */
-	unlink(tmp.buf);
-	fd = open(tmp.buf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	fd = open(tmp.buf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0) {
 		err_sys(err, "cannot create '%s'", tmp.buf);
 		goto out;

@@ -338,7 +338,8 @@ class ImpactSqlite(CliTest):
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--report",
                         self.path("nodir/impact.html"))
         self.assertEqual(r.code, 1, r)
-        self.assertIn("safe-migrate: error: cannot create", r.err)
+        self.assertIn("safe-migrate: error: cannot ", r.err)
+        self.assertIn("nodir", r.err)
 
     def test_real_run_recorded_in_runs_log(self):
         self.write("migrations/0002_idx.sql",
