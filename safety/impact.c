@@ -204,6 +204,9 @@ void impact_free(struct impact *imp)
 	free(imp->stmts);
 	free(imp->migs);
 	free(imp->wins);
+	for (size_t i = 0; i < imp->n_lints; i++)
+		free(imp->lints[i].rule);
+	free(imp->lints);
 	free(imp);
 }
 
@@ -215,9 +218,93 @@ static struct impact_window *find_win(struct impact *imp, size_t mig, const char
 	return NULL;
 }
 
+/* The lint's findings about one statement as it ran. */
+static int lint_stmt(const struct impact *imp, const struct impact_stmt *s,
+		     struct finding_list *fl)
+{
+	struct sm_error err = SM_ERROR_INIT;
+
+	return s->sql ? lint_sql(imp->drv->engine, s->sql, imp->migs[s->mig].file, s->line,
+				 s->in_tx, fl, &err) : -1;
+}
+
+/* What a lint rule claims a statement does, as far as the measurement can
+ * tell: a rewrite, or a lock on a table blocking at least `blocks`. */
+static const struct {
+	const char *rule;
+	int rewrite;
+	enum impact_blocks blocks;
+} claims[] = {
+	{ "column-type-change", 1, IMPACT_NONE },
+	{ "vacuum-full", 1, IMPACT_NONE },
+	{ "create-index-non-concurrently", 0, IMPACT_WRITES },
+	{ "drop-index-non-concurrently", 0, IMPACT_READS },
+	{ "set-not-null", 0, IMPACT_READS },
+	{ "constraint-without-not-valid", 0, IMPACT_WRITES },
+};
+
+static const char *blocks_said(enum impact_blocks b)
+{
+	switch (b) {
+	case IMPACT_READS: return "blocks reads";
+	case IMPACT_WRITES: return "blocks writes";
+	case IMPACT_DDL: return "blocks ddl";
+	case IMPACT_NONE: break;
+	}
+	return "no new lock";
+}
+
+static void check_lint(struct impact *imp, size_t i)
+{
+	const struct impact_stmt *s = &imp->stmts[i];
+	struct finding_list fl = FINDING_LIST_INIT;
+	enum impact_blocks got = IMPACT_NONE;
+	int rewrote = 0;
+
+	/* unobserved (outside a transaction) or failed: nothing to compare */
+	if (!s->ok || !s->in_tx || lint_stmt(imp, s, &fl) < 0) {
+		finding_list_release(&fl);
+		return;
+	}
+	for (size_t k = 0; k < s->n_rels; k++) {
+		if (s->rels[k].rewritten)
+			rewrote = 1;
+		/* what the statement's own new lock blocks (the transaction may hold a
+		 * stronger one from before); an index is locked with its table: the
+		 * table's lock is the claim */
+		if (strcmp(s->rels[k].kind, "index") != 0 && s->rels[k].new_blocks > got)
+			got = s->rels[k].new_blocks;
+	}
+	for (size_t f = 0; f < fl.n; f++)
+		for (size_t c = 0; c < sizeof(claims) / sizeof(claims[0]); c++) {
+			struct impact_lint *l;
+			if (strcmp(fl.items[f].check_or_rule, claims[c].rule) != 0)
+				continue;
+			ALLOC_GROW(imp->lints, imp->n_lints + 1, imp->lints_alloc);
+			l = &imp->lints[imp->n_lints++];
+			l->stmt = i;
+			l->rule = xstrdup(claims[c].rule);
+			if (claims[c].rewrite) {
+				l->said = "rewrite";
+				l->measured = rewrote ? "rewrite" : "no rewrite";
+				l->verdict = rewrote;
+			} else {
+				l->said = blocks_said(claims[c].blocks);
+				l->measured = blocks_said(got);
+				l->verdict = got >= claims[c].blocks ? 1 : got == IMPACT_NONE ? -1 : 0;
+			}
+		}
+	finding_list_release(&fl);
+}
+
 void impact_end(struct impact *imp)
 {
 	close_mig(imp);
+	for (size_t i = 0; i < imp->n_lints; i++)
+		free(imp->lints[i].rule);
+	imp->n_lints = 0;
+	for (size_t i = 0; i < imp->n_stmts; i++)
+		check_lint(imp, i);
 	imp->n_wins = 0;
 	for (size_t i = 0; i < imp->n_stmts; i++) {
 		const struct impact_stmt *s = &imp->stmts[i];
@@ -254,7 +341,7 @@ void impact_end(struct impact *imp)
 	}
 }
 
-static void human_size(long long b, char *buf, size_t n)
+void impact_human_size(long long b, char *buf, size_t n)
 {
 	static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
 	double v = (double)b;
@@ -271,7 +358,7 @@ static void human_size(long long b, char *buf, size_t n)
 	snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-static const struct impact_window *longest(const struct impact *imp, enum impact_blocks min)
+const struct impact_window *impact_longest(const struct impact *imp, enum impact_blocks min)
 {
 	const struct impact_window *best = NULL;
 
@@ -287,7 +374,7 @@ static const struct impact_window *longest(const struct impact *imp, enum impact
 
 void impact_render_text(const struct impact *imp, struct strbuf *out)
 {
-	const struct impact_window *w = longest(imp, IMPACT_WRITES);
+	const struct impact_window *w = impact_longest(imp, IMPACT_WRITES);
 	int any_rewrite = 0;
 	char sz[32];
 
@@ -317,7 +404,7 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 			const char *mode = r->mode ? r->mode : "-";
 			size_t ml = strlen(mode);
 
-			human_size(r->bytes, sz, sizeof(sz));
+			impact_human_size(r->bytes, sz, sizeof(sz));
 			if (r->rows < 0)
 				snprintf(rows, sizeof(rows), "?");
 			else
@@ -359,34 +446,51 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 			const struct impact_rel *r = &imp->stmts[i].rels[k];
 			if (!r->rewritten)
 				continue;
-			human_size(r->bytes, sz, sizeof(sz));
+			impact_human_size(r->bytes, sz, sizeof(sz));
 			sb_addf(out, "  rewrite: %s %s (%s, %lld rows) by %s line %d\n", r->kind,
 				r->name, sz, r->rows, imp->migs[imp->stmts[i].mig].file,
 				imp->stmts[i].line);
 		}
 	if (!any_rewrite)
 		sb_adds(out, "  no table or index was rewritten\n");
+	for (size_t i = 0; i < imp->n_lints; i++) {
+		const struct impact_lint *l = &imp->lints[i];
+		const struct impact_stmt *s = &imp->stmts[l->stmt];
+		sb_addf(out, "  lint %s: %s line %d: lint said %s, measured: %s (%s)\n", l->rule,
+			imp->migs[s->mig].file, s->line, l->said, l->measured,
+			impact_lint_verdict(l));
+	}
 }
 
-cJSON *impact_to_json(const struct impact *imp)
+const char *impact_lint_verdict(const struct impact_lint *l)
+{
+	return l->verdict > 0 ? "confirmed" : l->verdict == 0 ? "CONTRADICTED"
+			      : "not measurable: an earlier statement already held the lock";
+}
+
+/* full: with every statement; else the migrations, windows and rewrites. */
+static cJSON *to_json(const struct impact *imp, int full)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON *migs = cJSON_AddArrayToObject(o, "migrations");
 	cJSON *wins = cJSON_AddArrayToObject(o, "windows");
-	cJSON *rw = cJSON_AddArrayToObject(o, "rewrites");
-	const struct impact_window *w = longest(imp, IMPACT_WRITES);
+	cJSON *rw = cJSON_AddArrayToObject(o, "rewrites"), *lints;
+	const struct impact_window *w = impact_longest(imp, IMPACT_WRITES);
 
 	cJSON_AddStringToObject(o, "rehearsal", imp->rehearsal);
-	cJSON_AddBoolToObject(o, "live_locks_held", !strcmp(imp->rehearsal, "in-place"));
+	/* in place and in the real run the locks were held on the live database */
+	cJSON_AddBoolToObject(o, "live_locks_held", strcmp(imp->rehearsal, "rehearse-url") != 0);
 	if (imp->err.msg[0])
 		cJSON_AddStringToObject(o, "measurement_error", imp->err.msg);
+	cJSON_AddNumberToObject(o, "measurement_overhead_ms", MS(imp->overhead));
 	for (size_t m = 0; m < imp->n_migs; m++) {
 		cJSON *jm = cJSON_CreateObject(), *stmts;
 		cJSON_AddStringToObject(jm, "file", imp->migs[m].file);
 		cJSON_AddBoolToObject(jm, "in_transaction", imp->migs[m].in_tx);
 		cJSON_AddNumberToObject(jm, "start_ms", MS(imp->migs[m].start_us));
 		cJSON_AddNumberToObject(jm, "end_ms", MS(imp->migs[m].end_us));
-		stmts = cJSON_AddArrayToObject(jm, "statements");
+		cJSON_AddNumberToObject(jm, "ms", MS(imp->migs[m].end_us - imp->migs[m].start_us));
+		stmts = full ? cJSON_AddArrayToObject(jm, "statements") : NULL;
 		for (size_t i = 0; i < imp->n_stmts; i++) {
 			const struct impact_stmt *s = &imp->stmts[i];
 			cJSON *js, *rels;
@@ -431,7 +535,10 @@ cJSON *impact_to_json(const struct impact *imp)
 					cJSON_AddItemToArray(rw, x);
 				}
 			}
-			cJSON_AddItemToArray(stmts, js);
+			if (stmts)
+				cJSON_AddItemToArray(stmts, js);
+			else
+				cJSON_Delete(js);
 		}
 		cJSON_AddItemToArray(migs, jm);
 	}
@@ -450,6 +557,22 @@ cJSON *impact_to_json(const struct impact *imp)
 		cJSON_AddNumberToObject(jw, "rows", (double)x->rows);
 		cJSON_AddItemToArray(wins, jw);
 	}
+	lints = cJSON_AddArrayToObject(o, "lint_checks");
+	for (size_t i = 0; i < imp->n_lints; i++) {
+		const struct impact_lint *x = &imp->lints[i];
+		cJSON *jl = cJSON_CreateObject();
+		cJSON_AddStringToObject(jl, "rule", x->rule);
+		cJSON_AddStringToObject(jl, "migration", imp->migs[imp->stmts[x->stmt].mig].file);
+		cJSON_AddNumberToObject(jl, "line", imp->stmts[x->stmt].line);
+		cJSON_AddStringToObject(jl, "statement", imp->stmts[x->stmt].text);
+		cJSON_AddStringToObject(jl, "lint_said", x->said);
+		cJSON_AddStringToObject(jl, "measured", x->measured);
+		if (x->verdict < 0)
+			cJSON_AddNullToObject(jl, "confirmed");
+		else
+			cJSON_AddBoolToObject(jl, "confirmed", x->verdict);
+		cJSON_AddItemToArray(lints, jl);
+	}
 	if (w) {
 		cJSON *l = cJSON_AddObjectToObject(o, "longest_write_block");
 		cJSON_AddStringToObject(l, "relation", w->rel);
@@ -461,16 +584,24 @@ cJSON *impact_to_json(const struct impact *imp)
 	return o;
 }
 
+cJSON *impact_to_json(const struct impact *imp)
+{
+	return to_json(imp, 1);
+}
+
+cJSON *impact_to_json_brief(const struct impact *imp)
+{
+	return to_json(imp, 0);
+}
+
 /* Appends the lint's safer alternative for the statement, if it has one
  * (a rule about the statement itself before the generic lock_timeout one). */
 static void add_hint(const struct impact *imp, const struct impact_stmt *s, struct strbuf *out)
 {
 	struct finding_list fl = FINDING_LIST_INIT;
-	struct sm_error err = SM_ERROR_INIT;
 	const char *hint = NULL;
 
-	if (!s->sql || lint_sql(imp->drv->engine, s->sql, imp->migs[s->mig].file, s->line,
-				s->in_tx, &fl, &err) < 0) {
+	if (lint_stmt(imp, s, &fl) < 0) {
 		finding_list_release(&fl);
 		return;
 	}
@@ -512,8 +643,8 @@ int impact_gate(const struct impact *imp, long long max_blocking_ms, long long m
 			const struct impact_rel *r = &imp->stmts[i].rels[k];
 			if (!r->rewritten || r->bytes <= max_rewrite_bytes)
 				continue;
-			human_size(r->bytes, sz, sizeof(sz));
-			human_size(max_rewrite_bytes, lim, sizeof(lim));
+			impact_human_size(r->bytes, sz, sizeof(sz));
+			impact_human_size(max_rewrite_bytes, lim, sizeof(lim));
 			sb_addf(out, "%s line %d ('%s') rewrites %s %s (%s), over --max-rewrite %s",
 				imp->migs[imp->stmts[i].mig].file, imp->stmts[i].line,
 				imp->stmts[i].text, r->kind, r->name, sz, lim);

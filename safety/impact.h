@@ -33,6 +33,7 @@ struct impact_rel {
 	char *mode;        /* the strongest lock held on it, e.g. "AccessExclusiveLock" (NULL: none) */
 	const char *new_lock; /* the strongest lock the statement added (static; NULL: none) */
 	enum impact_blocks blocks;
+	enum impact_blocks new_blocks; /* what new_lock alone blocks */
 	int rewritten;
 	int existing;      /* existed before the migration began */
 	long long bytes;   /* size after the statement; -1: unknown */
@@ -68,6 +69,16 @@ struct impact_window {
 	long long bytes, rows;
 };
 
+/* A lint finding about a statement, checked against what was measured. */
+struct impact_lint {
+	size_t stmt;
+	char *rule;           /* e.g. "column-type-change" */
+	const char *said;     /* what the rule claims: "rewrite", "blocks writes", ... */
+	const char *measured; /* "rewrite", "no rewrite", "blocks ddl", "no new lock", ... */
+	int verdict;          /* 1 confirmed, 0 contradicted, -1 not measurable (no new
+			       * lock: an earlier statement already held it) */
+};
+
 struct impact_driver;
 
 struct impact {
@@ -81,6 +92,8 @@ struct impact {
 	size_t n_stmts, stmts_alloc;
 	struct impact_window *wins;
 	size_t n_wins, wins_alloc;
+	struct impact_lint *lints; /* by impact_end */
+	size_t n_lints, lints_alloc;
 	long long t0;           /* the rehearsal's start */
 	long long overhead;     /* time spent measuring, left out of every duration */
 	struct sm_error err;    /* the first measurement error, if any */
@@ -93,14 +106,25 @@ int impact_new(struct impact **out, struct engine *e, const char *rehearsal,
 void impact_free(struct impact *imp);
 /* The observer to install as e->observer while the rehearsal runs. */
 const struct stmt_observer *impact_observer(struct impact *imp);
-/* Closes the last migration and computes the windows. */
+/* Closes the last migration, computes the windows and checks the lint's
+ * findings about lock strength and rewrites against the measurement. */
 void impact_end(struct impact *imp);
 
 const char *impact_blocks_name(enum impact_blocks b);
+/* "confirmed", "CONTRADICTED" or why it could not be measured. */
+const char *impact_lint_verdict(const struct impact_lint *l);
 /* Appends the compact text report. */
 void impact_render_text(const struct impact *imp, struct strbuf *out);
+/* Appends the report as one self-contained XHTML page (well-formed XML, no
+ * external references) with an inline SVG timeline: migrations and
+ * statements along time, one lane (class "lane", data-relation) per locked
+ * relation other than an index, windows coloured by what they block. */
+void impact_render_html(const struct impact *imp, struct strbuf *out);
 /* Every field, as the "impact" object of --json. */
 cJSON *impact_to_json(const struct impact *imp);
+/* The same without the statements (migrations with their times, windows,
+ * rewrites, the longest write block): what the runs log keeps of a real run. */
+cJSON *impact_to_json_brief(const struct impact *imp);
 
 /* The gates: appends one line per window over max_blocking_ms (on an
  * existing non-empty table or database) and per rewrite over max_rewrite_bytes (a
@@ -108,6 +132,8 @@ cJSON *impact_to_json(const struct impact *imp);
 int impact_gate(const struct impact *imp, long long max_blocking_ms, long long max_rewrite_bytes,
 		struct strbuf *out);
 
+/* "11.4 MB" (powers of 1024; "?" when b < 0). */
+void impact_human_size(long long b, char *buf, size_t n);
 /* Parses "100MB", "2GB", "512kB", "4096" (bytes; units are powers of 1024). */
 int impact_parse_size(const char *text, long long *bytes);
 

@@ -27,4 +27,7 @@ struct impact_rel *impact_add_rel(struct impact_stmt *s, const char *name, const
 /* What a PostgreSQL table lock mode blocks. */
 enum impact_blocks impact_pg_blocks(const char *mode);
 
+/* The longest window blocking at least min, on an existing relation first. */
+const struct impact_window *impact_longest(const struct impact *imp, enum impact_blocks min);
+
 #endif

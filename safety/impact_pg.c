@@ -1,9 +1,12 @@
 /*
  * impact_pg: PostgreSQL's half of the impact measurement.  Before each
- * statement it notes the relation locks the rehearsing backend holds and
- * every user relation's filenode; after it, pg_locks (pid =
- * pg_backend_pid(), inside the transaction) gives the locks the statement
- * added, and a changed pg_relation_filenode a rewrite.
+ * statement it notes the relation locks the rehearsing backend holds; after
+ * it, pg_locks (pid = pg_backend_pid(), inside the transaction) gives the
+ * locks the statement added, and a changed pg_relation_filenode a rewrite.
+ * Every user relation's filenode is read once per migration; after that only
+ * the locked relations' (a rewrite needs a lock), which keeps the cost per
+ * statement to two small queries about the backend's own locks: the real
+ * run measures too, inside its transactions.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +17,8 @@
 
 struct pg_state {
 	struct eng_rows locks;    /* oid, mode held before the statement */
-	struct eng_rows nodes;    /* oid, filenode before the statement */
+	struct eng_rows nodes;    /* oid, filenode before the statement (kept up to date
+				   * from the locked relations after each statement) */
 	struct eng_rows baseline; /* oid of the relations that existed when the migration began */
 };
 
@@ -54,22 +58,45 @@ static void pg_state_free(void *p)
 	free(st);
 }
 
+/* The measurement's queries run inside the migration's transaction (the
+ * real run's too): under a savepoint, so that one failing (a
+ * statement_timeout the migration set, say) costs the measurement, never the
+ * migration. */
+static int guard_begin(struct engine *e, struct sm_error *err)
+{
+	return e->ops->query(e, "SAVEPOINT sm_impact", 0, NULL, NULL, err);
+}
+
+static int guard_end(struct engine *e, int rc)
+{
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	if (rc < 0)
+		e->ops->query(e, "ROLLBACK TO SAVEPOINT sm_impact", 0, NULL, NULL, &ignored);
+	e->ops->query(e, "RELEASE SAVEPOINT sm_impact", 0, NULL, NULL, &ignored);
+	return rc;
+}
+
 static int pg_before(void *p, struct engine *e, int new_mig, struct sm_error *err)
 {
 	struct pg_state *st = p;
+	int rc = 0;
 
 	rows_release(&st->locks);
-	rows_release(&st->nodes);
 	if (!e->in_tx)
 		return 0; /* outside a transaction the locks end with the statement */
-	if (e->ops->query(e, lock_sql, 0, NULL, &st->locks, err) < 0 ||
-	    e->ops->query(e, node_sql, 0, NULL, &st->nodes, err) < 0)
+	if (guard_begin(e, err) < 0)
 		return -1;
-	if (new_mig) {
+	if (e->ops->query(e, lock_sql, 0, NULL, &st->locks, err) < 0)
+		rc = -1;
+	if (!rc && (new_mig || !st->nodes.ncols)) {
+		rows_release(&st->nodes);
 		rows_release(&st->baseline);
-		return e->ops->query(e, node_sql, 0, NULL, &st->baseline, err);
+		if (e->ops->query(e, node_sql, 0, NULL, &st->baseline, err) < 0 ||
+		    e->ops->query(e, node_sql, 0, NULL, &st->nodes, err) < 0)
+			rc = -1;
 	}
-	return 0;
+	return guard_end(e, rc);
 }
 
 /* Row index of key in column 0 of r, or -1. */
@@ -121,6 +148,26 @@ static const char *kind_name(const char *relkind)
 	}
 }
 
+/* Notes oid's filenode after a statement (a relation it created: a new row). */
+static void set_node(struct eng_rows *nodes, const char *oid, const char *node)
+{
+	long i = find_row(nodes, oid);
+	size_t at;
+
+	if (i < 0) {
+		if (nodes->ncols != 2)
+			return;
+		nodes->cells = xrealloc(nodes->cells, (nodes->nrows + 1) * 2 * sizeof(char *));
+		at = nodes->nrows++ * 2;
+		nodes->cells[at] = xstrdup(oid);
+		nodes->cells[at + 1] = NULL;
+	} else {
+		at = (size_t)i * 2;
+	}
+	free(nodes->cells[at + 1]);
+	nodes->cells[at + 1] = xstrdup(node);
+}
+
 static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_error *err)
 {
 	struct pg_state *st = p;
@@ -128,7 +175,9 @@ static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_
 
 	if (!e->in_tx)
 		return 0;
-	if (e->ops->query(e, after_sql, 0, NULL, &now, err) < 0)
+	if (guard_begin(e, err) < 0)
+		return -1;
+	if (guard_end(e, e->ops->query(e, after_sql, 0, NULL, &now, err)) < 0)
 		return -1;
 	/* rows come grouped by relation, one per lock mode held */
 	for (size_t i = 0, j; i < now.nrows; i = j) {
@@ -155,11 +204,14 @@ static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_
 				   mode_name(held));
 		r->new_lock = fresh ? mode_name(fresh) : NULL;
 		r->blocks = impact_pg_blocks(r->mode);
+		r->new_blocks = fresh ? impact_pg_blocks(r->new_lock) : IMPACT_NONE;
 		r->rewritten = rewritten;
 		r->existing = find_row(&st->baseline, oid) >= 0;
 		r->bytes = strtoll(rows_get(&now, i, 5), NULL, 10);
 		r->rows = strtoll(rows_get(&now, i, 6), NULL, 10);
 	}
+	for (size_t i = 0; i < now.nrows; i++)
+		set_node(&st->nodes, rows_get(&now, i, 0), rows_get(&now, i, 4));
 	rows_release(&now);
 	return 0;
 }

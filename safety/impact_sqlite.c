@@ -96,6 +96,7 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 		 * are shut out at commit) */
 		struct impact_rel *r = impact_add_rel(s, "(database)", "database", "RESERVED");
 		r->blocks = IMPACT_WRITES;
+		r->new_blocks = IMPACT_WRITES;
 		r->new_lock = "RESERVED";
 		r->existing = st->baseline.nrows > 0;
 		r->bytes = scalar_ll(e, "SELECT page_count * page_size FROM pragma_page_count(), "

@@ -72,6 +72,7 @@ struct options {
 	char *rehearse_url;   /* safe-migrate --rehearse-url */
 	char *max_blocking;   /* safe-migrate --max-blocking DURATION */
 	char *max_rewrite;    /* safe-migrate --max-rewrite SIZE */
+	char *report;         /* safe-migrate --dry-run --report FILE.html */
 	long long max_blocking_ms;    /* resolved; -1: no gate */
 	long long max_rewrite_bytes;  /* resolved; -1: no gate */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */

@@ -62,6 +62,7 @@ struct run {
 	int have_before;
 	struct restore_guard guard; /* pre-run facts for an automatic restore */
 	cJSON *snap_rows;           /* the snapshot manifest's row_counts, owned */
+	cJSON *impact;              /* safe-migrate: the measured locks and rewrites, owned */
 };
 
 /* Zeroes r; run_init starts it, run_release frees what run_finish leaves. */
@@ -125,6 +126,12 @@ static int run_finish(struct run *r, const char *outcome, int code)
 	}
 	if (r->applied)
 		cJSON_AddItemToObject(extra, "applied", cJSON_Duplicate(r->applied, 1));
+	if (r->impact) {
+		if (r->ctx->json)
+			cJSON_AddItemToObject(r->ctx->json, "impact", cJSON_Duplicate(r->impact, 1));
+		cJSON_AddItemToObject(extra, "impact", r->impact);
+		r->impact = NULL;
+	}
 	cJSON_AddNumberToObject(extra, "exit_code", code);
 	if (fs_mkdirs(r->ctx->backup_dir, 0700, &jerr) == 0 &&
 	    journal_finish(&r->j, outcome, extra, &jerr) < 0) {
@@ -1044,6 +1051,8 @@ static int migrate_apply(struct run *r)
 	struct cmd_ctx *ctx = r->ctx;
 	const struct plan *p = &r->p;
 	const char *failed;
+	/* what really happened: recorded in the runs log (history --runs -v) */
+	struct impact *imp = impact_watch(r->s->e, "real-run");
 	int rc;
 
 	if (opt.no_backup) {
@@ -1052,6 +1061,7 @@ static int migrate_apply(struct run *r)
 		struct apply_hooks hooks = { r, apply_print_start, apply_print_done };
 		rc = apply_plan(r->s->e, p, &hooks, &cli_interrupted, &r->done, &ctx->err);
 	}
+	r->impact = impact_record(r->s->e, imp);
 	if (rc == 0)
 		return 0;
 	r->interrupted = ctx->err.kind == ERR_INTERRUPTED || cli_interrupted;
@@ -1089,6 +1099,10 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 	}
 	if (opt.rehearse_url && !opt.dry_run) {
 		err_set(&ctx->err, ERR_USAGE, "--rehearse-url goes with --dry-run");
+		return report_error(ctx, &ctx->err);
+	}
+	if (opt.report && !opt.dry_run) {
+		err_set(&ctx->err, ERR_USAGE, "--report goes with --dry-run");
 		return report_error(ctx, &ctx->err);
 	}
 	if (guard_policy_stop(&ctx->err) < 0)
@@ -1448,6 +1462,12 @@ int cmd_history_runs(struct cmd_ctx *ctx)
 		    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "ms")),
 		    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "exit_code")), S("snapshot"));
 #undef S
+		if (opt.verbose && !ctx->json) {
+			struct strbuf sb = STRBUF_INIT;
+			impact_render_logged(cJSON_GetObjectItem(o, "impact"), &sb);
+			out("%s", sb.buf);
+			sb_release(&sb);
+		}
 		if (arr)
 			cJSON_AddItemToArray(arr, o);
 		else

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -38,6 +39,22 @@ int impact_report(struct cmd_ctx *ctx, struct engine *e, struct impact *imp)
 	impact_render_text(imp, &sb);
 	out("%s", sb.buf);
 	sb_reset(&sb);
+	if (opt.report) {
+		struct sm_error err = SM_ERROR_INIT;
+
+		/* durable, atomic, never through a symlink: the page may go into a
+		 * change ticket, so no half-written file */
+		impact_render_html(imp, &sb);
+		if (fs_write_atomic(opt.report, sb.buf, sb.len, 0600, &err) < 0) {
+			report_error(ctx, &err);
+			code = EXIT_ERROR;
+		} else {
+			out("impact report written to %s\n", opt.report);
+			if (ctx->json)
+				cJSON_AddStringToObject(ctx->json, "report", opt.report);
+		}
+		sb_reset(&sb);
+	}
 	n = impact_gate(imp, opt.max_blocking_ms, opt.max_rewrite_bytes, &sb);
 	gate = cJSON_CreateArray();
 	for (const char *p = sb.buf; *p;) {
@@ -55,9 +72,79 @@ int impact_report(struct cmd_ctx *ctx, struct engine *e, struct impact *imp)
 	} else {
 		cJSON_Delete(gate);
 	}
-	if (n)
+	if (n && code == EXIT_OK)
 		code = EXIT_BLOCKED;
 	sb_release(&sb);
 	impact_free(imp);
 	return code;
+}
+
+cJSON *impact_record(struct engine *e, struct impact *imp)
+{
+	cJSON *j;
+
+	if (!imp)
+		return NULL;
+	if (e)
+		e->observer = NULL;
+	impact_end(imp);
+	if (imp->err.msg[0])
+		warning("the impact measurement is incomplete: %s", imp->err.msg);
+	j = impact_to_json_brief(imp);
+	impact_free(imp);
+	return j;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) ? v->valuestring : "?";
+}
+
+static double jnum(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+void impact_render_logged(const cJSON *impact, struct strbuf *out)
+{
+	const cJSON *x;
+	int any = 0;
+
+	if (!cJSON_IsObject(impact))
+		return;
+	cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(impact, "migrations"))
+		sb_addf(out, "    migration %s: %.1f ms%s\n", jstr(x, "file"), jnum(x, "ms"),
+			cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(x, "in_transaction"))
+				? " (outside a transaction)" : "");
+	cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(impact, "windows")) {
+		if (!strcmp(jstr(x, "kind"), "index"))
+			continue; /* blocked with its table (in --json all the same) */
+		sb_addf(out, "    blocked %s to %s %s for %.1f ms (%s line %.0f)\n",
+			jstr(x, "blocks"), jstr(x, "kind"), jstr(x, "relation"), jnum(x, "ms"),
+			jstr(x, "migration"), jnum(x, "line"));
+		any = 1;
+	}
+	if (!any)
+		sb_adds(out, "    no statement blocked writes\n");
+	cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(impact, "rewrites")) {
+		char sz[32];
+		impact_human_size((long long)jnum(x, "bytes"), sz, sizeof(sz));
+		sb_addf(out, "    rewrote %s %s (%s, %.0f rows) (%s line %.0f)\n", jstr(x, "kind"),
+			jstr(x, "relation"), sz, jnum(x, "rows"), jstr(x, "migration"),
+			jnum(x, "line"));
+	}
+	cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(impact, "lint_checks")) {
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(x, "confirmed");
+		sb_addf(out, "    lint %s (%s line %.0f): lint said %s, measured: %s (%s)\n",
+			jstr(x, "rule"), jstr(x, "migration"), jnum(x, "line"), jstr(x, "lint_said"),
+			jstr(x, "measured"), cJSON_IsTrue(c) ? "confirmed" : cJSON_IsFalse(c)
+			? "CONTRADICTED" : "not measurable");
+	}
+	if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(impact, "measurement_error")))
+		sb_addf(out, "    the measurement is incomplete: %s\n",
+			jstr(impact, "measurement_error"));
 }

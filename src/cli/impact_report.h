@@ -16,4 +16,11 @@ struct impact *impact_watch(struct engine *e, const char *rehearsal);
  * migration, statement and relation).  Frees imp.  NULL-safe. */
 int impact_report(struct cmd_ctx *ctx, struct engine *e, struct impact *imp);
 
+/* The real run: stops measuring and returns what the runs log keeps
+ * (impact_to_json_brief; caller owns it).  Frees imp.  NULL-safe. */
+cJSON *impact_record(struct engine *e, struct impact *imp);
+/* Appends a runs-log line's "impact" (history --runs -v): per migration its
+ * duration, per relation its blocking window, every rewrite. */
+void impact_render_logged(const cJSON *impact, struct strbuf *out);
+
 #endif

@@ -103,7 +103,7 @@ static const struct command commands[] = {
 	{ "safety-check", cmd_safety_check, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
 	  "safety-check [--ignore RULE[:VERSION]]", "run every pre-flight check", NULL },
 	{ "safe-migrate", cmd_safe_migrate, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
-	  "safe-migrate [TARGET] [--dry-run [--max-blocking DUR] [--max-rewrite SIZE]] [--no-backup] [--on-concurrent-writes restore|stop]",
+	  "safe-migrate [TARGET] [--dry-run [--max-blocking DUR] [--max-rewrite SIZE] [--report FILE.html]] [--no-backup] [--on-concurrent-writes restore|stop]",
 	  "checks, snapshot, apply, validate; restore automatically on failure",
 	  "A migration that fails inside its own transaction with nothing committed\n"
 	  "before it changed nothing: no restore, exit 1.  If other sessions wrote\n"
@@ -182,6 +182,7 @@ static const struct opt_spec specs[] = {
 	{ "rehearse-url", 0, A_STR, &opt.rehearse_url, "safe-migrate" },
 	{ "max-blocking", 0, A_STR, &opt.max_blocking, "safe-migrate" },
 	{ "max-rewrite", 0, A_STR, &opt.max_rewrite, "safe-migrate" },
+	{ "report", 0, A_STR, &opt.report, "safe-migrate" },
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
 	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
@@ -586,6 +587,7 @@ static void free_options(char **pos)
 	free(opt.rehearse_url);
 	free(opt.max_blocking);
 	free(opt.max_rewrite);
+	free(opt.report);
 }
 
 static void fix_utf8(char **s, cJSON *item)

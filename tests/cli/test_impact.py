@@ -2,9 +2,15 @@
 the rehearsing backend took (pg_locks, inside the rolled-back transaction),
 what they block, rewrites (a changed filenode / SQLite root page) and the
 per-table blocking window; and the --max-blocking / --max-rewrite gates."""
+import os
+import re
 import sqlite3
+import xml.etree.ElementTree as ET
 
 from smtest import CliTest, main
+
+XHTML = "{http://www.w3.org/1999/xhtml}"
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def stmt_rel(impact, text_prefix, rel):
@@ -18,6 +24,36 @@ def stmt_rel(impact, text_prefix, rel):
                         return s, r
                 return s, None
     raise AssertionError("no statement %r in %r" % (text_prefix, impact))
+
+
+def check_html(test, path, impact):
+    """The --report page: well-formed XML, no external references, one lane
+    per locked relation other than an index; returns the parsed root."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    root = ET.fromstring(text)  # raises unless well-formed
+    test.assertEqual(root.tag, XHTML + "html")
+    urls = re.findall(r"https?://[^\s\"'<>]*", text)
+    test.assertEqual(set(urls) - {"http://www.w3.org/1999/xhtml", "http://www.w3.org/2000/svg"},
+                     set(), "external references")
+    for attr in re.findall(r"\b(?:src|href|xlink:href)\s*=\s*[\"']([^\"']*)", text):
+        test.assertTrue(attr.startswith("#"), attr)
+    test.assertNotIn("<script", text)
+    test.assertNotIn("@import", text)
+    test.assertNotIn("url(", text)
+    locked = set()
+    for m in impact["migrations"]:
+        for s in m["statements"]:
+            for r in s["relations"]:
+                if r["lock"] and r["blocks"] != "none" and r["kind"] != "index":
+                    locked.add(r["name"])
+    lanes = [g.get("data-relation") for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+    test.assertEqual(sorted(lanes), sorted(locked))
+    test.assertTrue(locked)
+    test.assertEqual(len(root.findall(".//" + SVG + "svg")), 1)
+    test.assertEqual(len([g for g in root.iter(SVG + "g") if g.get("class") == "legend"]), 3)
+    test.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+    return root
 
 
 def window(impact, rel):
@@ -72,8 +108,39 @@ class ImpactPg(CliTest):
         self.assertEqual(imp["longest_write_block"]["relation"], "orders")
 
     def test_type_change_that_rewrites(self):
-        self.check("ALTER TABLE orders ALTER COLUMN n TYPE bigint;", "ALTER TABLE",
-                   "AccessExclusiveLock", True, "reads")
+        imp = self.check("ALTER TABLE orders ALTER COLUMN n TYPE bigint;", "ALTER TABLE",
+                         "AccessExclusiveLock", True, "reads")
+        self.assertEqual([(x["rule"], x["lint_said"], x["measured"], x["confirmed"])
+                          for x in imp["lint_checks"]],
+                         [("column-type-change", "rewrite", "rewrite", True)])
+
+    def test_lint_and_measurement_agree_or_not(self):
+        self.add("0001_m.sql", "ALTER TABLE orders ALTER COLUMN code TYPE varchar(20);\n"
+                 "ALTER TABLE orders ALTER COLUMN note SET NOT NULL;\n"
+                 "CREATE INDEX orders_n_idx ON orders (n);")
+        page = self.path("impact.html")
+        imp = self.impact("--report", page)
+        got = [(x["rule"], x["line"], x["lint_said"], x["measured"], x["confirmed"])
+               for x in imp["lint_checks"]]
+        self.assertEqual(got, [
+            # widening a varchar: the lint guessed a rewrite, the server did none
+            ("column-type-change", 2, "rewrite", "no rewrite", False),
+            # ACCESS EXCLUSIVE was already held by line 2: nothing new to see
+            ("set-not-null", 3, "blocks reads", "no new lock", None),
+            # its own new lock (SHARE) is what it claims, under the ACCESS EXCLUSIVE held
+            ("create-index-non-concurrently", 4, "blocks writes", "blocks writes", True)])
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run")
+        self.assertIn("lint column-type-change: migrations/0001_m.sql line 2: lint said rewrite, "
+                      "measured: no rewrite (CONTRADICTED)", r.out)
+        root = check_html(self, page, imp)
+        rows = [tr for tr in root.iter(XHTML + "tr") if tr.get("class") == "contradicted"]
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows[0][0].text, "column-type-change")
+        # on its own, the plain CREATE INDEX is confirmed
+        self.add("0001_m.sql", "CREATE INDEX orders_n_idx ON orders (n);")
+        imp = self.impact()
+        self.assertEqual([(x["rule"], x["measured"], x["confirmed"]) for x in imp["lint_checks"]],
+                         [("create-index-non-concurrently", "blocks writes", True)])
 
     def test_type_change_that_does_not_rewrite(self):
         imp = self.check("ALTER TABLE orders ALTER COLUMN code TYPE varchar(20);", "ALTER TABLE",
@@ -122,6 +189,71 @@ class ImpactPg(CliTest):
         s, r = stmt_rel(imp, "CREATE INDEX", "orders")
         self.assertEqual(r["lock"], "ShareLock")
         self.assertEqual(len([w for w in imp["windows"] if w["relation"] == "orders"]), 2)
+
+    def test_html_report(self):
+        # names that need escaping reach the page only escaped
+        self.psql(self.url, 'CREATE TABLE "a<b&c>\'d""" (x int); INSERT INTO "a<b&c>\'d""" VALUES (1);')
+        self.add("0001_a.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();\n"
+                 "ALTER TABLE \"a<b&c>'d\"\"\" ADD COLUMN y int;")
+        self.add("0002_b.sql", "CREATE INDEX orders_n_idx ON orders (n);\n"
+                 "SELECT '</td><script>' AS x;")
+        self.add("0003_c.sql", "CREATE INDEX CONCURRENTLY orders_c_idx ON orders (code);",
+                 notx=True)
+        page = self.path("out/impact.html")
+        os.makedirs(self.path("out"))
+        imp = self.impact("--rehearse-url", self.pg_new_db(), "--report", page)
+        root = check_html(self, page, imp)
+        lanes = [g.get("data-relation") for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+        self.assertEqual(sorted(lanes), ["a<b&c>'d\"", "orders"])
+        text = ET.tostring(root, encoding="unicode", method="text")
+        self.assertIn("longest write-blocking window: orders", text)
+        self.assertIn("rewrite: table orders", text)
+        self.assertIn("SELECT '</td><script>' AS x", text)
+        # reads (red) for the rewrite, writes (orange) for the plain index
+        fills = {r.get("fill") for r in root.iter(SVG + "rect") if r.get("class") == "window"}
+        self.assertEqual(fills, {"#c0392b", "#e67e22"})
+        # replaced atomically, never through a symlink
+        os.remove(page)
+        os.symlink(self.path("victim"), page)
+        self.write("victim", "keep")
+        self.impact("--rehearse-url", self.pg_new_db(), "--report", page)
+        self.assertFalse(os.path.islink(page))
+        with open(self.path("victim")) as f:
+            self.assertEqual(f.read(), "keep")
+        check_html(self, page, imp)
+        # only with --dry-run
+        self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--report", page).code, 2)
+
+    def test_real_run_recorded_in_runs_log(self):
+        self.add("0001_a.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
+        self.add("0002_b.sql", "CREATE INDEX orders_n_idx ON orders (n);")
+        r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 0, r)
+        imp = r.json()["impact"]
+        self.assertEqual(imp["rehearsal"], "real-run")
+        self.assertTrue(imp["live_locks_held"])
+        self.assertNotIn("statements", imp["migrations"][0])
+        self.assertTrue(all(m["ms"] > 0 for m in imp["migrations"]))
+        blocks = sorted((os.path.basename(w["migration"]), w["relation"], w["blocks"]) for w in imp["windows"]
+                        if w["kind"] == "table")
+        self.assertEqual(blocks, [("0001_a.sql", "orders", "reads"),
+                                  ("0002_b.sql", "orders", "writes")])
+        self.assertTrue(all(w["ms"] > 0 for w in imp["windows"]))
+        self.assertEqual([x["relation"] for x in imp["rewrites"]], ["orders", "orders_pkey"])
+        self.assertEqual([(x["rule"], x["confirmed"]) for x in imp["lint_checks"]],
+                         [("create-index-non-concurrently", True)])
+        # the migrations really ran (the measurement's savepoints left them alone)
+        self.assertEqual(self.psql(self.url, "SELECT count(r) FROM orders").strip(), "20000")
+        h = self.run_sm(*self.base, "history", "--runs", "--json")
+        self.assertEqual(h.json()["runs"][-1]["impact"], imp)
+        h = self.run_sm(*self.base, "history", "--runs", "-v")
+        self.assertIn("blocked reads to table orders for ", h.out)
+        self.assertIn("blocked writes to table orders for ", h.out)
+        self.assertIn("rewrote table orders (", h.out)
+        self.assertIn("migration migrations/0002_b.sql: ", h.out)
+        self.assertIn("lint create-index-non-concurrently (migrations/0002_b.sql line 2): lint "
+                      "said blocks writes, measured: blocks writes (confirmed)", h.out)
+        self.assertNotIn("blocked", self.run_sm(*self.base, "history", "--runs").out)
 
     def test_max_blocking_gate(self):
         self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
@@ -193,6 +325,41 @@ class ImpactSqlite(CliTest):
                                      "0").code, 4)
         self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-blocking",
                                      "10min").code, 0)
+
+    def test_html_report(self):
+        page = self.path("impact.html")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json", "--report", page)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.json()["report"], page)
+        root = check_html(self, page, r.json()["impact"])
+        lanes = [g.get("data-relation") for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+        self.assertEqual(lanes, ["(database)"])
+        # an unwritable destination is an error, not a silent skip
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--report",
+                        self.path("nodir/impact.html"))
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("safe-migrate: error: cannot ", r.err)
+        self.assertIn("nodir", r.err)
+
+    def test_real_run_recorded_in_runs_log(self):
+        self.write("migrations/0002_idx.sql",
+                   "-- migrate:up transaction:false\nCREATE INDEX t_b_idx ON t (b);\n")
+        r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 0, r)
+        imp = r.json()["impact"]
+        self.assertEqual(imp["rehearsal"], "real-run")
+        ws = sorted((os.path.basename(w["migration"]), w["relation"], w["blocks"])
+                    for w in imp["windows"])
+        self.assertEqual(ws, [("0001_rebuild.sql", "(database)", "writes"),
+                              ("0002_idx.sql", "(database)", "writes")])
+        self.assertEqual([(x["relation"], x["rows"]) for x in imp["rewrites"]], [("t", 5000)])
+        h = self.run_sm(*self.base, "history", "--runs", "--json")
+        self.assertEqual(h.json()["runs"][-1]["impact"], imp)
+        h = self.run_sm(*self.base, "history", "--runs", "-v")
+        self.assertIn("blocked writes to database (database) for ", h.out)
+        self.assertIn("rewrote table t (", h.out)
+        self.assertIn("migration migrations/0002_idx.sql: ", h.out)
+        self.assertIn("(outside a transaction)", h.out)
 
     def test_transaction_false_statement_window(self):
         self.write("migrations/0002_idx.sql",
