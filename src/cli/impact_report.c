@@ -45,7 +45,7 @@ int impact_report(struct cmd_ctx *ctx, struct engine *e, struct impact *imp)
 		/* durable, atomic, never through a symlink: the page may go into a
 		 * change ticket, so no half-written file */
 		impact_render_html(imp, &sb);
-		if (fs_write_atomic(opt.report, sb.buf, sb.len, 0600, &err) < 0) {
+		if (fs_write_output(opt.report, sb.buf, sb.len, 0600, &err) < 0) {
 			report_error(ctx, &err);
 			code = EXIT_ERROR;
 		} else {

@@ -383,6 +383,11 @@ int fs_write_output(const char *path, const void *data, size_t len, mode_t mode,
 		err_set(err, ERR_FAIL, "cannot write '%s': it changed while being opened", path);
 		goto out;
 	}
+	/* a disk (perhaps through a planted symlink) is never an output */
+	if (S_ISBLK(st.st_mode)) {
+		err_set(err, ERR_USAGE, "cannot write '%s': it is a block device", path);
+		goto out;
+	}
 	if (fs_write_all(fd, data, len) < 0) {
 		err_sys(err, "cannot write '%s'", path);
 		goto out;

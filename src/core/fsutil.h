@@ -47,7 +47,8 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		    struct sm_error *err);
 /* A user-named output file (schema --output): a regular file, or one that
  * does not exist, is written with fs_write_atomic; a device, FIFO or socket
- * (/dev/null, /dev/stdout) is written in place, never replaced. */
+ * (/dev/null, /dev/stdout) is written in place, never replaced; a block
+ * device is refused. */
 int fs_write_output(const char *path, const void *data, size_t len, mode_t mode,
 		    struct sm_error *err);
 /* Like fs_write_atomic but never replaces: when path exists it fails with
