@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 
 from smtest import BIN, CliTest, Result, compress_to, main, packed_snapshot
 
@@ -395,6 +396,21 @@ class LinearCosts(CliTest):
         r = self.run_sm("-d", self.sqlite_url(), "lint", timeout=120)
         self.assertEqual(r.code, 0, r)
         self.assertIn("0001_seed.sql:%d:" % (n + 2), r.out + r.err)
+
+    def test_lint_of_a_huge_file_stops_on_sigint(self):
+        """SIGINT during the lint of a 40 MB INSERT file stops it between
+        statements with exit 130 (it was ignored, or killed the process,
+        while the lint ran on)."""
+        row = "INSERT INTO t (v) VALUES ('%s');\n" % ("x" * 60)
+        with open(self.path("big.sql"), "w") as f:
+            f.write("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);\n")
+            f.write(row * (40 * 1024 * 1024 // len(row)))
+        start = time.monotonic()
+        code, err, caught = self.interrupt(["lint", "big.sql"],
+                                           lambda: time.monotonic() - start > 1.0)
+        self.assertTrue(caught, "the lint ended before the signal: " + err)
+        self.assertEqual(code, 130, err)
+        self.assertIn("interrupted", err)
 
     def test_verify_of_100k_entries(self):
         n = 100000
