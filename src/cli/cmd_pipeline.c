@@ -7,7 +7,7 @@
  * validate, record; a struct pipeline_kind says what differs (the plan, the
  * preflight, how the change is applied).  On a failure in apply or validate
  * the snapshot this run took (checked by its SHA-256) is restored and the
- * pre-run state (schema and row counts) is confirmed before the run is
+ * pre-run state (schema, row counts, table contents) is confirmed before the run is
  * reported as "restored" (exit 5).  If the restore fails, exit 6 names the
  * snapshot and the exact command to restore it by hand, and the journal
  * stays unfinished.  The run journal (journal.h), keyed to the database's
@@ -511,8 +511,8 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	restore_signals_end();
 	cli_interrupted = 0;
 	if (ok) {
-		info("restored: the database is back in its state before the run (schema and row "
-		     "counts confirmed)");
+		info("restored: the database is back in its state before the run (schema, row "
+		     "counts and table contents confirmed)");
 		if (r->applied)
 			while (cJSON_GetArraySize(r->applied))
 				cJSON_DeleteItemFromArray(r->applied, 0);
