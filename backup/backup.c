@@ -122,6 +122,8 @@ void backup_summary_release(struct backup_summary *s)
 {
 	cJSON_Delete(s->row_counts);
 	s->row_counts = NULL;
+	cJSON_Delete(s->table_sha256);
+	s->table_sha256 = NULL;
 	s->schema_sha256[0] = '\0';
 }
 
@@ -133,4 +135,20 @@ int backup_describe(struct engine *e, const cJSON *extra, struct backup_summary 
 	if (!d || !d->describe)
 		return 0;
 	return d->describe(e, extra, out, err);
+}
+
+const char *backup_content_differs(const cJSON *extra, const struct backup_summary *got)
+{
+	const cJSON *want = cJSON_GetObjectItemCaseSensitive(extra, "table_sha256"), *t;
+
+	if (!cJSON_IsObject(want) || !got->table_sha256)
+		return NULL;
+	cJSON_ArrayForEach(t, want) {
+		const char *have = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(got->table_sha256, t->string));
+
+		if (!cJSON_IsString(t) || !have || strcmp(have, t->valuestring))
+			return t->string;
+	}
+	return NULL;
 }

@@ -50,9 +50,14 @@ void backup_result_release(struct backup_result *r);
 struct backup_summary {
 	char schema_sha256[HASH_HEX_LEN + 1]; /* the manifest's extra.schema_sha256; "" if none */
 	cJSON *row_counts; /* owned: {"table": rows} as the manifest's row_counts */
+	/* in: also read every table's content checksum (reads all the data) */
+	int want_content;
+	/* owned: {"table": checksum} as the manifest's extra.table_sha256, when
+	 * want_content and the engine records them; else NULL */
+	cJSON *table_sha256;
 };
 
-#define BACKUP_SUMMARY_INIT { "", NULL }
+#define BACKUP_SUMMARY_INIT { "", NULL, 0, NULL }
 
 void backup_summary_release(struct backup_summary *s);
 
@@ -92,6 +97,15 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
  */
 int backup_describe(struct engine *e, const cJSON *extra, struct backup_summary *out,
 		    struct sm_error *err);
+
+/*
+ * The first table whose content differs between the snapshot (extra, its
+ * manifest's "extra": the per-table checksums recorded as it was taken,
+ * "table_sha256") and got (backup_describe with want_content), or NULL
+ * when all agree, or when either side has no checksums (an engine whose
+ * snapshot is an exact page image records none).
+ */
+const char *backup_content_differs(const cJSON *extra, const struct backup_summary *got);
 
 /* Engine drivers (backup_<engine>.c). */
 extern const struct backup_driver backup_sqlite_driver;

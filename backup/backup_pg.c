@@ -18,7 +18,11 @@
  * Memory stays bounded (a few 1 MiB blocks between the COPY reader thread
  * and the writer, plus the writer's chunk).  Text COPY was measured no
  * slower than binary and is readable with tar alone, so text it is.  Row
- * counts (one PQgetCopyData row each) go into the manifest.
+ * counts (one PQgetCopyData row each) go into the manifest, and so does
+ * each table's content checksum (extra.table_sha256: hash_sum_add over its
+ * COPY text rows, so that it does not depend on the order a scan returns
+ * them in): pg_describe reads a restored table back the same way, and the
+ * checks after a restore compare the two (backup_content_differs).
  */
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
@@ -27,6 +31,7 @@
 #include <string.h>
 
 #include "backup.h"
+#include "hash.h"
 #include "pgdump_catalog.h"
 #include "strbuf.h"
 #include "xalloc.h"
@@ -65,6 +70,7 @@ struct copy_stream {
 	int eof, failed, cancel;
 	struct sm_error err; /* the reader's failure */
 	long long rows;
+	unsigned char sum[HASH_LEN]; /* of the rows: hash_sum_add */
 	struct block cur;    /* consumer side: the block being handed out */
 	size_t cur_off;
 	char *spare[SPARE_MAX]; /* BLOCK_SIZE blocks to reuse, under mu */
@@ -144,6 +150,7 @@ static void *copy_reader(void *arg)
 			memcpy(buf + len, row, rl);
 			len += rl;
 			s->rows++;
+			hash_sum_add(s->sum, row, rl);
 		}
 		PQfreemem(row);
 		row = NULL;
@@ -220,8 +227,21 @@ static int copy_read(void *ud, void *buf, size_t cap, size_t *got, struct sm_err
 	return 0;
 }
 
+/* The COPY TO STDOUT that reads t's rows (the snapshot's and the checksum
+ * check's). */
+static void copy_sql(const struct pgcat_table *t, struct strbuf *sql)
+{
+	if (t->filter) /* an extension's configuration table: the user's rows */
+		sb_addf(sql, "COPY (SELECT %.*s FROM ONLY %s %s) TO STDOUT",
+			(int)strlen(t->columns) - 2, t->columns + 1, t->qualified, t->filter);
+	else
+		sb_addf(sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
+}
+
+/* Copies t into entry; fills its row count and content checksum. */
 static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_table *t,
-		      const char *entry, long long *rows, struct sm_error *err)
+		      const char *entry, long long *rows, char sum[HASH_HEX_LEN + 1],
+		      struct sm_error *err)
 {
 	struct copy_stream s;
 	struct strbuf sql = STRBUF_INIT;
@@ -232,11 +252,7 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
 	s.table = t->qualified;
-	if (t->filter) /* an extension's configuration table: the user's rows */
-		sb_addf(&sql, "COPY (SELECT %.*s FROM ONLY %s %s) TO STDOUT",
-			(int)strlen(t->columns) - 2, t->columns + 1, t->qualified, t->filter);
-	else
-		sb_addf(&sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
+	copy_sql(t, &sql);
 	res = PQexec(conn, sql.buf);
 	sb_release(&sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT) {
@@ -274,6 +290,7 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	}
 	pthread_join(s.thread, NULL);
 	*rows = s.rows;
+	hash_hex(s.sum, sum);
 out:
 	free(s.cur.data);
 	for (i = 0; i < s.nspare; i++)
@@ -320,7 +337,7 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	struct strbuf name = STRBUF_INIT;
-	cJSON *toc = NULL;
+	cJSON *toc = NULL, *sums;
 	char *toc_text = NULL;
 	PGresult *res;
 	size_t i;
@@ -343,6 +360,8 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 			cJSON_AddTrueToObject(extra, "no_tablespaces");
 		for (i = 0; i < d.nschemas; i++)
 			cJSON_AddItemToArray(sch, cJSON_CreateString(d.schemas[i]));
+		/* filled below; the manifest is written at the end */
+		sums = cJSON_AddObjectToObject(extra, "table_sha256");
 		snap_set_extra(w, extra);
 	}
 	toc = make_toc(&d);
@@ -358,12 +377,14 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		goto out;
 	for (i = 0; i < d.ntables; i++) {
 		long long rows = 0;
+		char sum[HASH_HEX_LEN + 1];
 
 		sb_reset(&name);
 		sb_addf(&name, "data/%06zu.copy", i);
-		if (copy_table(conn, w, &d.tables[i], name.buf, &rows, err) < 0)
+		if (copy_table(conn, w, &d.tables[i], name.buf, &rows, sum, err) < 0)
 			goto out;
 		snap_set_row_count(w, d.tables[i].qualified, rows);
+		cJSON_AddStringToObject(sums, d.tables[i].qualified, sum);
 	}
 	ret = 0;
 out:
@@ -392,8 +413,48 @@ static int pg_estimate(struct engine *e, uint64_t *bytes, struct sm_error *err)
 	return 0;
 }
 
+/* t's content checksum as copy_table computes it, read without a snapshot
+ * writer. */
+static int content_sum(PGconn *conn, const struct pgcat_table *t, char hex[HASH_HEX_LEN + 1],
+		       struct sm_error *err)
+{
+	unsigned char sum[HASH_LEN] = { 0 };
+	struct strbuf sql = STRBUF_INIT;
+	PGresult *res;
+	char *row = NULL;
+	int n, ret = 0;
+
+	copy_sql(t, &sql);
+	res = PQexec(conn, sql.buf);
+	sb_release(&sql);
+	if (PQresultStatus(res) != PGRES_COPY_OUT) {
+		pgcat_pq_error(err, conn, res, "cannot read the table");
+		err_prefix(err, "%s", t->qualified);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	while ((n = PQgetCopyData(conn, &row, 0)) >= 0) {
+		hash_sum_add(sum, row, (size_t)n);
+		PQfreemem(row);
+		row = NULL;
+	}
+	res = PQgetResult(conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pgcat_pq_error(err, conn, res, "cannot read the table");
+		err_prefix(err, "%s", t->qualified);
+		ret = -1;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(conn)))
+		PQclear(res);
+	hash_hex(sum, hex);
+	return ret;
+}
+
 /* What pg_take would record: the same dump, fingerprinted, and count(*)
- * of every table it would copy, in one REPEATABLE READ transaction. */
+ * of every table it would copy (and, with want_content, its content
+ * checksum), in one REPEATABLE READ transaction. */
 static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summary *out,
 		       struct sm_error *err)
 {
@@ -413,6 +474,8 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 		goto out;
 	pgcat_fingerprint(&d, out->schema_sha256);
 	out->row_counts = cJSON_CreateObject();
+	if (out->want_content)
+		out->table_sha256 = cJSON_CreateObject();
 	for (i = 0; i < d.ntables; i++) {
 		sb_reset(&sql);
 		sb_addf(&sql, "SELECT count(*) FROM ONLY %s %s", d.tables[i].qualified,
@@ -427,6 +490,13 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 					strtod(PQgetvalue(res, 0, 0), NULL));
 		PQclear(res);
 		res = NULL;
+		if (out->table_sha256) {
+			char sum[HASH_HEX_LEN + 1];
+
+			if (content_sum(conn, &d.tables[i], sum, err) < 0)
+				goto out;
+			cJSON_AddStringToObject(out->table_sha256, d.tables[i].qualified, sum);
+		}
 	}
 	ret = 0;
 out:

@@ -16,16 +16,13 @@
 
 #include <libpq-fe.h>
 
+#include "engine_pg.h"
 #include "error.h"
 #include "strbuf.h"
 
-/* The user's schemas: what a snapshot holds. */
-#define USER_NSP                                                                      \
-	"(SELECT n.oid FROM pg_catalog.pg_namespace n "                               \
-	"WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "    \
-	"AND n.nspname !~ '^pg_(toast_)?temp_' AND NOT EXISTS (SELECT 1 FROM "        \
-	"pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_namespace'::regclass " \
-	"AND x.objid = n.oid AND x.deptype = 'e'))"
+/* The user's schemas: what a snapshot holds (engine_pg.h's one
+ * definition). */
+#define USER_NSP PG_USER_NSP
 /* Not a member of an extension (CREATE EXTENSION brings it back). */
 #define NOT_EXT(cls, oidexpr)                                                         \
 	"NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = '" cls    \

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine_pg.h"
 #include "restore_pg_int.h"
 #include "strbuf.h"
 #include "xalloc.h"
@@ -363,7 +364,7 @@ static int roots_load(PGconn *conn, struct roots *rt, struct sm_error *err)
 		"SELECT n.nspname, c.relname, COALESCE(pg_catalog.pg_partition_root(c.oid), "
 		"c.oid)::pg_catalog.oid::pg_catalog.text FROM pg_catalog.pg_class c JOIN "
 		"pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') "
-		"AND n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'");
+		"AND n.oid IN " PG_USER_NSP);
 	if (PQresultStatus(rt->res) != PGRES_TUPLES_OK)
 		return pgr_error(err, conn, rt->res, "cannot read the restored tables");
 	return 0;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine_pg.h"
 #include "schema.h"
 #include "xalloc.h"
 
@@ -330,8 +331,7 @@ static const struct ag_driver drivers[] = {
 	{ "postgresql", 0, pg_table_ddl, pg_scratch_open, pg_scratch_close,
 	  "SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || "
 	  "c.relname END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
-	  "c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-	  "ORDER BY c.oid" },
+	  "c.relkind IN ('v', 'm') AND n.oid IN " PG_USER_NSP " ORDER BY c.oid" },
 };
 
 static const struct ag_driver *driver_for(struct engine *e, struct sm_error *err)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_pg.h"
 #include "history.h"
 #include "impact_impl.h"
 #include "xalloc.h"
@@ -22,8 +23,7 @@ struct pg_state {
 	struct eng_rows baseline; /* oid of the relations that existed when the migration began */
 };
 
-#define USER_NS "n.nspname NOT IN ('pg_catalog', 'information_schema') " \
-		"AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+#define USER_NS "n.oid IN " PG_USER_NSP
 
 static const char lock_sql[] =
 	"SELECT l.relation::oid::text, l.mode FROM pg_locks l "

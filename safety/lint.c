@@ -127,6 +127,19 @@ void lint_end(struct lint_ctx *c)
 	free(c);
 }
 
+void lint_set_interrupt(struct lint_ctx *c, volatile sig_atomic_t *flag)
+{
+	c->interrupted = flag;
+}
+
+int lint_interrupted(const struct lint_run *r, struct sm_error *err)
+{
+	if (!r->ctx->interrupted || !*r->ctx->interrupted)
+		return 0;
+	err_set(err, ERR_INTERRUPTED, "lint of '%s' interrupted", r->file ? r->file : "SQL");
+	return 1;
+}
+
 int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int first_line,
 		   int transactional, struct finding_list *out, struct sm_error *err)
 {

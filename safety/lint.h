@@ -56,6 +56,7 @@
 #ifndef SM_LINT_H
 #define SM_LINT_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "engine.h"
@@ -89,6 +90,9 @@ int lint_migration(struct lint_ctx *c, const char *sql, const char *file, int fi
 /* Silences rules for this run: list holds "RULE" or "RULE:VERSION" items
  * separated by commas or spaces (--ignore, config lint_ignore).  An unknown
  * rule is a usage error.  May be called more than once (the lists add up). */
+/* Stops lint_migration between statements (ERR_INTERRUPTED) once *flag
+ * is set (by a signal handler); NULL: never. */
+void lint_set_interrupt(struct lint_ctx *c, volatile sig_atomic_t *flag);
 int lint_ignore(struct lint_ctx *c, const char *list, struct sm_error *err);
 
 /* Lints section up (or, with down, the down section) of migration m: as

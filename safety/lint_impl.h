@@ -21,6 +21,8 @@ struct lint_ctx {
 	/* tables created by the migrations linted so far ("index NAME" for indexes) */
 	char **created;
 	size_t n_created, alloc_created;
+	/* set by a signal handler: stop between statements (lint_set_interrupt) */
+	volatile sig_atomic_t *interrupted;
 };
 
 /* One migration being linted, and the statement being looked at. */
@@ -61,6 +63,9 @@ void lint_at(struct lint_run *r, size_t start, size_t len);
  * "-- safe-migrate:ignore" comment before it silences the rule. */
 void lint_emit(struct lint_run *r, const char *rule, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Whether the lint was interrupted (lint_set_interrupt); fills err
+ * (ERR_INTERRUPTED) when it was. */
+int lint_interrupted(const struct lint_run *r, struct sm_error *err);
 void lint_touch(struct lint_run *r, const char *table);
 void lint_created(struct lint_run *r, const char *table);
 /* Created by this migration (destructive rules: data put there by the same

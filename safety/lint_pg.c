@@ -691,6 +691,8 @@ static int pg_migration(struct lint_run *r, struct sm_error *err)
 		size_t start = loc ? (size_t)cJSON_GetNumberValue(loc) : 0;
 		size_t n = len ? (size_t)cJSON_GetNumberValue(len) : strlen(r->sql + start);
 
+		if (lint_interrupted(r, err))
+			goto out;
 		if (!node || !node->child)
 			continue;
 		lint_at(r, start, n);

@@ -289,7 +289,6 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 	struct sq_state *st = r->ctx->state;
 	const char *p = r->sql, *end = r->sql + strlen(r->sql);
 
-	(void)err;
 	while (*p) {
 		size_t off = (size_t)(p - r->sql), rest = (size_t)(end - p);
 		sqlite3_stmt *stmt = NULL;
@@ -297,6 +296,10 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 		struct names before = { 0 };
 		int rc;
 
+		if (lint_interrupted(r, err)) {
+			events_clear(st);
+			return -1;
+		}
 		if (!p[engine_skip_space(p, rest)])
 			break;
 		lint_at(r, off, rest);

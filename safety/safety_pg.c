@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_pg.h"
 #include "safety_driver.h"
 #include "xalloc.h"
 
@@ -22,11 +23,9 @@
 /* Qualified name of an object named by column col in namespace n. */
 #define QNAME(col) "CASE WHEN n.nspname = 'public' THEN " col "::text " \
 		   "ELSE n.nspname || '.' || " col " END"
-#define USER_NS "n.nspname NOT IN ('pg_catalog', 'information_schema') " \
-	"AND n.nspname NOT LIKE 'pg\\_%'"
+#define USER_NS "n.oid IN " PG_USER_NSP
 /* User objects only: no system schema, no extension member. */
-#define USER_REL(c) "n.nspname NOT IN ('pg_catalog', 'information_schema') " \
-	"AND n.nspname NOT LIKE 'pg\\_%' AND NOT EXISTS (SELECT 1 FROM pg_depend dep " \
+#define USER_REL(c) USER_NS " AND NOT EXISTS (SELECT 1 FROM pg_depend dep " \
 	"WHERE dep.classid = 'pg_class'::regclass AND dep.objid = " c ".oid " \
 	"AND dep.deptype = 'e') AND " c ".relname NOT LIKE 'safe\\_migrate\\_%'"
 

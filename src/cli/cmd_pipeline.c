@@ -7,7 +7,7 @@
  * validate, record; a struct pipeline_kind says what differs (the plan, the
  * preflight, how the change is applied).  On a failure in apply or validate
  * the snapshot this run took (checked by its SHA-256) is restored and the
- * pre-run state (schema and row counts) is confirmed before the run is
+ * pre-run state (schema, row counts, table contents) is confirmed before the run is
  * reported as "restored" (exit 5).  If the restore fails, exit 6 names the
  * snapshot and the exact command to restore it by hand, and the journal
  * stays unfinished.  The run journal (journal.h), keyed to the database's
@@ -63,6 +63,7 @@ struct run {
 	struct restore_guard guard; /* pre-run facts for an automatic restore */
 	cJSON *snap_rows;           /* the snapshot manifest's row_counts, owned */
 	cJSON *impact;              /* safe-migrate: the measured locks and rewrites, owned */
+	cJSON *snap_extra;          /* its extra (table checksums), owned */
 };
 
 /* Zeroes r; run_init starts it, run_release frees what run_finish leaves. */
@@ -152,6 +153,8 @@ static int run_finish(struct run *r, const char *outcome, int code)
 	guard_release(&r->guard);
 	cJSON_Delete(r->snap_rows);
 	r->snap_rows = NULL;
+	cJSON_Delete(r->snap_extra);
+	r->snap_extra = NULL;
 	journal_release(&r->j);
 	return code;
 }
@@ -234,7 +237,7 @@ static int phase_snapshot(struct run *r, struct engine *e)
 	phase_done(r, "snapshot", t0, 1);
 	info("snapshot %s", r->snapshot);
 	t0 = plan_now_ms();
-	if (port_verify(r->snapshot, &r->snap_rows, &r->ctx->err) < 0) {
+	if (port_verify(r->snapshot, &r->snap_rows, &r->snap_extra, &r->ctx->err) < 0) {
 		phase_done(r, "verify", t0, 0);
 		return -1;
 	}
@@ -270,12 +273,13 @@ static long long count_in(const char *counts, const char *table)
 /* Compares the state after a restore with what the restore must produce:
  * the schema before the run, and the row counts the snapshot's manifest
  * recorded (not a count taken before the snapshot: other sessions may have
- * written in between).  snap_rows NULL skips the counts: other sessions
+ * written in between), and the content checksums it recorded per table
+ * (an update changes no count).  snap_rows NULL skips counts and contents: other sessions
  * were writing, so counts read now need not match (the PostgreSQL restore
  * checks them against the manifest before it commits; an SQLite restore is
  * the snapshot's checksummed page image). */
 static int state_matches(struct engine *e, const struct db_state *before,
-			 const cJSON *snap_rows, struct sm_error *err)
+			 const cJSON *snap_rows, const cJSON *snap_extra, struct sm_error *err)
 {
 	struct db_state now;
 	const cJSON *t;
@@ -310,6 +314,8 @@ static int state_matches(struct engine *e, const struct db_state *before,
 		}
 	}
 	port_state_release(&now);
+	if (same && snap_rows && port_content_check(e, snap_extra, err) != 0)
+		same = 0;
 	return same;
 }
 
@@ -505,14 +511,15 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		return run_finish(r, "concurrent_writes", code);
 	}
 	if (ok)
-		ok = state_matches(e, &r->before, foreign.len ? NULL : r->snap_rows, &rerr);
+		ok = state_matches(e, &r->before, foreign.len ? NULL : r->snap_rows, r->snap_extra,
+				   &rerr);
 	sb_release(&foreign);
 	phase_done(r, "restore", t0, ok);
 	restore_signals_end();
 	cli_interrupted = 0;
 	if (ok) {
-		info("restored: the database is back in its state before the run (schema and row "
-		     "counts confirmed)");
+		info("restored: the database is back in its state before the run (schema, row "
+		     "counts and table contents confirmed)");
 		if (r->applied)
 			while (cJSON_GetArraySize(r->applied))
 				cJSON_DeleteItemFromArray(r->applied, 0);
@@ -1377,7 +1384,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	 * replaced since (another run, another database, a hand) */
 	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
 	    (sha && port_check_sha(snap, sha, &ctx->err) < 0) ||
-	    port_verify(snap, NULL, &ctx->err) < 0)
+	    port_verify(snap, NULL, NULL, &ctx->err) < 0)
 		goto fail;
 	/* the killed run's own writes cannot be told from other sessions' now:
 	 * the state as it is, theirs included, is saved before the restore

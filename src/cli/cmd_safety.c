@@ -305,6 +305,9 @@ int cmd_lint(struct cmd_ctx *ctx)
 	if (lint_begin(&lc, dialect, s.e, &ctx->err) < 0 ||
 	    lint_ignore(lc, opt.lint_ignore, &ctx->err) < 0)
 		goto fail;
+	/* a huge file takes a while: SIGINT stops it between statements */
+	signals_watch(s.e);
+	lint_set_interrupt(lc, &cli_interrupted);
 	if (ctx->argc) {
 		for (int i = 0; i < ctx->argc; i++, n_linted++)
 			if (lint_file(lc, ctx->argv[i], &l, &ctx->err) < 0)
@@ -342,6 +345,7 @@ out:
 	lint_end(lc);
 	finding_list_release(&l);
 	mig_set_release(&set);
+	signals_unwatch();
 	if (opened)
 		session_close(&s);
 	else

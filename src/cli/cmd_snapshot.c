@@ -178,7 +178,11 @@ static void compare_restored(const cJSON *manifest, const struct backup_summary 
 	const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(extra,
 										 "schema_sha256"));
 	const cJSON *rc = cJSON_GetObjectItemCaseSensitive(manifest, "row_counts"), *t;
+	const char *differs = backup_content_differs(extra, got);
 
+	if (differs)
+		add_problem(pr, "table %s: the restored content differs from the snapshot's "
+			    "(content checksum)", differs);
 	if (fp && got->schema_sha256[0] && strcmp(fp, got->schema_sha256))
 		add_problem(pr, "the restored schema differs from the snapshot's (fingerprint %.12s, "
 			    "recorded %.12s)", got->schema_sha256, fp);
@@ -247,12 +251,15 @@ static int restore_check(struct cmd_ctx *ctx, const char *path, const cJSON *man
 		ret = 0;
 		goto out;
 	}
+	got.want_content = 1;
 	if (backup_describe(e, cJSON_GetObjectItemCaseSensitive(manifest, "extra"), &got, err) < 0)
 		goto out;
 	compare_restored(manifest, &got, pr);
 	if (ctx->json)
 		cJSON_AddStringToObject(ctx->json, "restored_to", to.redacted);
 	info("restored into '%s'%s", to.redacted,
+	     got.table_sha256 ? ", compared with the schema fingerprint, row counts and table "
+				"checksums the snapshot recorded" :
 	     got.schema_sha256[0] ? ", compared with the schema fingerprint and row counts the "
 				    "snapshot recorded" :
 	     got.row_counts ? ", compared with the row counts the snapshot recorded" : "");

@@ -34,9 +34,15 @@ int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, const c
  * sha256: its .sha256 sidecar says so (restore checks the file against the
  * sidecar).  ERR_DAMAGED when it was replaced. */
 int port_check_sha(const char *path, const char *sha256, struct sm_error *err);
-/* Verifies a snapshot's structure and checksums.  If rows is not NULL it
- * receives the manifest's "row_counts" object (caller frees; NULL if none). */
-int port_verify(const char *path, cJSON **rows, struct sm_error *err);
+/* Verifies a snapshot's structure and checksums.  If rows (extra) is not
+ * NULL it receives the manifest's "row_counts" ("extra") object (caller
+ * frees; NULL if none). */
+int port_verify(const char *path, cJSON **rows, cJSON **extra, struct sm_error *err);
+/* Compares every table's content in e with the checksums the snapshot
+ * recorded (extra: its manifest's "extra"; an engine that records none
+ * passes).  Returns 0 when they agree, 1 with err set (ERR_FAIL, naming the
+ * table) when one differs, -1 with err when they cannot be read. */
+int port_content_check(struct engine *e, const cJSON *extra, struct sm_error *err);
 /* Restores path into the database of url, without a safety snapshot or a
  * question (the pipeline took the snapshot itself).  Table locks are waited
  * for at most --lock-timeout.  keep_schemas (may be NULL): the user schemas

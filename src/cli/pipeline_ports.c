@@ -105,7 +105,7 @@ int port_check_sha(const char *path, const char *sha256, struct sm_error *err)
 	return rc;
 }
 
-int port_verify(const char *path, cJSON **rows, struct sm_error *err)
+int port_verify(const char *path, cJSON **rows, cJSON **extra, struct sm_error *err)
 {
 	struct snap_problems probs = SNAP_PROBLEMS_INIT;
 	cJSON *manifest = NULL;
@@ -113,16 +113,41 @@ int port_verify(const char *path, cJSON **rows, struct sm_error *err)
 
 	if (rows)
 		*rows = NULL;
-	if (snap_verify(path, &probs, rows ? &manifest : NULL, err) < 0)
+	if (extra)
+		*extra = NULL;
+	if (snap_verify(path, &probs, rows || extra ? &manifest : NULL, err) < 0)
 		return -1;
 	rc = probs.n ? err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: %s", path,
 			       probs.items[0])
 		     : 0;
 	if (rc == 0 && rows && manifest)
 		*rows = cJSON_DetachItemFromObject(manifest, "row_counts");
+	if (rc == 0 && extra && manifest)
+		*extra = cJSON_DetachItemFromObject(manifest, "extra");
 	cJSON_Delete(manifest);
 	snap_problems_release(&probs);
 	return rc;
+}
+
+int port_content_check(struct engine *e, const cJSON *extra, struct sm_error *err)
+{
+	struct backup_summary got = BACKUP_SUMMARY_INIT;
+	const char *differs;
+	int ret = -1;
+
+	if (!cJSON_GetObjectItemCaseSensitive(extra, "table_sha256"))
+		return 0;
+	got.want_content = 1;
+	if (backup_describe(e, extra, &got, err) < 0)
+		goto out;
+	differs = backup_content_differs(extra, &got);
+	ret = differs ? 1 : 0;
+	if (differs)
+		err_set(err, ERR_FAIL, "the database does not match the snapshot: the content of "
+			"table '%s' differs from the snapshot's (content checksum)", differs);
+out:
+	backup_summary_release(&got);
+	return ret;
 }
 
 int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,

@@ -28,19 +28,39 @@ void hash_update(struct hash_ctx *h, const void *data, size_t len)
 		EVP_DigestUpdate(h->evp, data, len);
 }
 
-void hash_final_hex(struct hash_ctx *h, char hex[HASH_HEX_LEN + 1])
+void hash_hex(const unsigned char md[HASH_LEN], char hex[HASH_HEX_LEN + 1])
 {
 	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < HASH_LEN; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[HASH_HEX_LEN] = '\0';
+}
+
+void hash_final_hex(struct hash_ctx *h, char hex[HASH_HEX_LEN + 1])
+{
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
 
 	EVP_DigestFinal_ex(h->evp, md, &n);
-	for (unsigned int i = 0; i < 32; i++) {
-		hex[2 * (size_t)i] = digits[md[i] >> 4];
-		hex[2 * (size_t)i + 1] = digits[md[i] & 15];
-	}
-	hex[HASH_HEX_LEN] = '\0';
+	hash_hex(md, hex);
 	hash_release(h);
+}
+
+void hash_sum_add(unsigned char acc[HASH_LEN], const void *data, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, carry = 0;
+
+	if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1)
+		xdie_oom(); /* only an allocation can fail */
+	for (size_t i = HASH_LEN; i-- > 0;) {
+		carry += (unsigned int)acc[i] + md[i];
+		acc[i] = (unsigned char)carry;
+		carry >>= 8;
+	}
 }
 
 void hash_release(struct hash_ctx *h)

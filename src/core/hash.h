@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #define HASH_HEX_LEN 64
+#define HASH_LEN 32
 
 struct hash_ctx {
 	void *evp; /* EVP_MD_CTX, owned */
@@ -23,5 +24,13 @@ void hash_final_hex(struct hash_ctx *h, char hex[HASH_HEX_LEN + 1]);
 void hash_release(struct hash_ctx *h);
 /* One-shot SHA-256 of a buffer. */
 void hash_buf_hex(const void *data, size_t len, char hex[HASH_HEX_LEN + 1]);
+/* 64 hex digits and a NUL of a raw digest. */
+void hash_hex(const unsigned char md[HASH_LEN], char hex[HASH_HEX_LEN + 1]);
+/*
+ * An order-independent digest of a multiset of items: adds the SHA-256 of
+ * one item to acc (zeroed to start) as a 256-bit big-endian number, mod
+ * 2^256.  The same items in any order give the same acc.
+ */
+void hash_sum_add(unsigned char acc[HASH_LEN], const void *data, size_t len);
 
 #endif

@@ -839,8 +839,7 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
 #define WRITES_SQL(view) \
 	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text FROM pg_catalog." view
 #define WRITES_FLUSH_WAIT_MS 1100
-#define USER_SCHEMA_FILTER \
-	"nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'"
+#define USER_SCHEMA_FILTER "oid IN " PG_USER_NSP
 
 struct pg_count {
 	char *oid;
@@ -1207,8 +1206,7 @@ const struct engine_ops engine_pg_ops = {
 		"quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition "
-		"AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-		"AND n.nspname NOT LIKE 'pg\\_%' "
+		"AND n.oid IN " PG_USER_NSP " "
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
 		"'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
 		"ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'S' THEN 3 ELSE 2 END, 2",

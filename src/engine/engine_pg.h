@@ -18,6 +18,23 @@
  * Decisions about an error must use err->sqlstate, never the message text,
  * which is translated.  Returns -1.
  */
+/*
+ * The user's schemas: the one definition of them that every PostgreSQL
+ * module uses (the snapshot, the restore, the safety checks and lint, the
+ * engine's drop list, lock estimate and schema list), a subquery of
+ * pg_namespace OIDs for "nsp IN " PG_USER_NSP.  Not the system schemas
+ * (pg_catalog, information_schema, pg_toast, every session's pg_temp_N and
+ * pg_toast_temp_N), and not a schema that an extension owns (CREATE
+ * EXTENSION brings it back).  Its aliases (sm_un, sm_ux) do not capture
+ * the outer query's.
+ */
+#define PG_USER_NSP                                                                         \
+	"(SELECT sm_un.oid FROM pg_catalog.pg_namespace sm_un "                             \
+	"WHERE sm_un.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "      \
+	"AND sm_un.nspname !~ '^pg_(toast_)?temp_' AND NOT EXISTS (SELECT 1 FROM "          \
+	"pg_catalog.pg_depend sm_ux WHERE sm_ux.classid = 'pg_catalog.pg_namespace'::regclass " \
+	"AND sm_ux.objid = sm_un.oid AND sm_ux.deptype = 'e'))"
+
 int engine_pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);
 
 #endif

@@ -306,6 +306,17 @@ out:
 	return ret;
 }
 
+/* Whether fd is still the file at path: a holder unlinks the lock file
+ * before it lets go (sqlite_unlock), so a waiter that got the lock of an
+ * unlinked file must open the path again (the usual lock-file protocol). */
+static int lock_is_current(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
 static int sqlite_lock(struct engine *e, long timeout_ms, struct sm_error *err)
 {
 	struct sqlite_impl *s = e->impl;
@@ -315,18 +326,26 @@ static int sqlite_lock(struct engine *e, long timeout_ms, struct sm_error *err)
 	if (s->lock_fd >= 0)
 		return 0;
 	sb_addf(&path, "%s-safe-migrate.lock", e->url.path);
-	s->lock_fd = fs_open_lock(path.buf, 0600, err);
-	if (s->lock_fd < 0) {
-		err_prefix(err, "lock file");
-		sb_release(&path);
-		return -1;
-	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		long waited;
 
-		if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
-			break;
+		if (s->lock_fd < 0) {
+			s->lock_fd = fs_open_lock(path.buf, 0600, err);
+			if (s->lock_fd < 0) {
+				err_prefix(err, "lock file");
+				sb_release(&path);
+				return -1;
+			}
+		}
+		if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+			if (lock_is_current(s->lock_fd, path.buf))
+				break;
+			/* its holder removed it: lock the file now at path */
+			close(s->lock_fd);
+			s->lock_fd = -1;
+			continue;
+		}
 		if (errno != EWOULDBLOCK && errno != EINTR) {
 			err_sys(err, "cannot lock '%s'", path.buf);
 			goto fail;
@@ -356,8 +375,12 @@ static void sqlite_unlock(struct engine *e)
 
 	if (!s || s->lock_fd < 0)
 		return;
-	/* the lock file is left in place: unlinking it would race with a waiter
-	 * that has opened it but not yet locked it */
+	/* the lock file is removed while still locked: a waiter that opened
+	 * it finds, once it gets the lock, that the name is gone or another
+	 * file's, and starts over (lock_is_current).  One left by a killed run
+	 * is removed by the next run's unlock. */
+	if (s->lock_path && lock_is_current(s->lock_fd, s->lock_path))
+		(void)unlink(s->lock_path);
 	flock(s->lock_fd, LOCK_UN);
 	close(s->lock_fd);
 	s->lock_fd = -1;

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 
 from smtest import BIN, CliTest, Result, compress_to, main, packed_snapshot
 
@@ -361,6 +362,50 @@ class SmallDefects(CliTest):
         r = self.ok("-d", self.sqlite_url(), "upgrade")
         self.assertIn("runs outside a transaction: VACUUM cannot run in one", r.err)
 
+    def test_lock_file_is_removed_and_still_excludes(self):
+        """The SQLite migration lock file is removed by its holder (it was
+        never removed), one left by a killed run goes with the next run,
+        and a waiter that got the lock of a removed file does not run: it
+        locks the file now at the path (open, flock, compare inodes)."""
+        import fcntl
+        lock = self.path("app.db-safe-migrate.lock")
+        self.write("migrations/0001_a.sql", "CREATE TABLE a (id INTEGER);\n")
+        self.ok("-d", self.sqlite_url(), "upgrade")
+        self.assertFalse(os.path.exists(lock))
+        # left by a killed run: nobody holds it
+        with open(lock, "w"):
+            pass
+        self.write("migrations/0002_b.sql", "CREATE TABLE b (id INTEGER);\n")
+        self.ok("-d", self.sqlite_url(), "upgrade")
+        self.assertFalse(os.path.exists(lock))
+        # a holder that lets go of a file another holder replaced
+        self.write("migrations/0003_c.sql", "CREATE TABLE c (id INTEGER);\n")
+        old = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(old, fcntl.LOCK_EX)
+        p = subprocess.Popen([BIN, "-d", self.sqlite_url(), "--lock-timeout", "3s",
+                              "upgrade"], cwd=self.dir, env=self.env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        new = -1
+        try:
+            time.sleep(0.5)  # the waiter has opened the old file by now
+            os.unlink(lock)
+            new = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(new, fcntl.LOCK_EX)
+            os.close(old)  # lets go of the old file: it is not the lock any more
+            _, err = p.communicate(timeout=120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+            if new >= 0:
+                os.close(new)
+        self.assertNotEqual(p.returncode, 0, err)
+        self.assertIn("another migration is running", err)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'c'"),
+                         [(0,)])
+        self.ok("-d", self.sqlite_url(), "upgrade")
+        self.assertFalse(os.path.exists(lock))
+
     def test_stray_probe_of_a_killed_safety_check_is_removed(self):
         from faultlib import SHIM
         os.mkdir(self.path("backups"), 0o700)
@@ -395,6 +440,21 @@ class LinearCosts(CliTest):
         r = self.run_sm("-d", self.sqlite_url(), "lint", timeout=120)
         self.assertEqual(r.code, 0, r)
         self.assertIn("0001_seed.sql:%d:" % (n + 2), r.out + r.err)
+
+    def test_lint_of_a_huge_file_stops_on_sigint(self):
+        """SIGINT during the lint of a 40 MB INSERT file stops it between
+        statements with exit 130 (it was ignored, or killed the process,
+        while the lint ran on)."""
+        row = "INSERT INTO t (v) VALUES ('%s');\n" % ("x" * 60)
+        with open(self.path("big.sql"), "w") as f:
+            f.write("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);\n")
+            f.write(row * (40 * 1024 * 1024 // len(row)))
+        start = time.monotonic()
+        code, err, caught = self.interrupt(["lint", "big.sql"],
+                                           lambda: time.monotonic() - start > 1.0)
+        self.assertTrue(caught, "the lint ended before the signal: " + err)
+        self.assertEqual(code, 130, err)
+        self.assertIn("interrupted", err)
 
     def test_verify_of_100k_entries(self):
         n = 100000

@@ -156,6 +156,23 @@ class PgFidelityTest(CliTest):
         self.assertTrue(any("fid.nocols" in p and "3 rows" in p and "4" in p for p in problems),
                         problems)
 
+    def test_verify_restore_to_compares_table_contents(self):
+        """An UPDATE changes no row count: the snapshot records each table's
+        content checksum, and the check after a restore reads the table back
+        and compares.  Here the recorded checksum of one table is altered
+        (resealed), as a restore that left an updated row would look."""
+        url = self.zoo_db()
+        snap = self.backup(url)
+        sums = self.manifest(snap)["extra"]["table_sha256"]
+        self.assertEqual(len(sums["fid.nocols"]), 64)
+        r = self.ok("--json", "verify", snap, "--restore-to", self.pg_new_db())
+        self.assertIn("table checksums", r.err)
+        self.reseal(snap, sums["fid.nocols"].encode(), ("0" * 64).encode())
+        self.ok("verify", snap)  # every checksum of the archive holds
+        r = self.code(7, "--json", "verify", snap, "--restore-to", self.pg_new_db())
+        problems = r.json()["problems"]
+        self.assertTrue(any("fid.nocols" in p and "content" in p for p in problems), problems)
+
     def test_verify_restore_to_finds_an_unrestorable_snapshot(self):
         # a snapshot that passes every checksum but cannot be restored here:
         # the role owning a table is gone
