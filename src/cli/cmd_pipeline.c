@@ -366,6 +366,18 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 	}
 }
 
+/* run -- COMMAND: the failed state was saved without knowing whose writes
+ * it holds (the command's, and perhaps other sessions'). */
+static void report_saved_state(struct run *r, const char *saved)
+{
+	warning("the command's writes cannot be told from other sessions', so the failed "
+		"state was saved before the restore: %s (restore it elsewhere with "
+		"'safe-migrate restore %s --to URL' to copy back anything other sessions wrote)",
+		saved, saved);
+	if (r->ctx->json)
+		cJSON_AddStringToObject(r->ctx->json, "saved_state", saved);
+}
+
 /* The snapshot of the failed state: next to the run's, named after it. */
 static int save_failed_state(struct cmd_ctx *ctx, const char *snapshot, struct engine *e,
 			     char **saved, struct sm_error *err)
@@ -474,6 +486,12 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	long long t0 = plan_now_ms();
 	int ok = 0, code = 0;
 
+	/* when the run's own writes were not counted (a wrapped command writes
+	 * through connections of its own), they cannot be told from other
+	 * sessions': the failed state is always saved before the restore, as
+	 * recover does */
+	if (!r->guard.mark)
+		fs.guard = NULL;
 	/* a restore should run to completion: the first SIGINT/SIGTERM only
 	 * says so, a second one cancels it (it then changed nothing) */
 	restore_signals_begin();
@@ -491,6 +509,8 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 			code = stop_for_foreign_writes(r, foreign.buf);
 		else if (foreign.len)
 			report_foreign_writes(r, foreign.buf, fs.saved);
+		else if (fs.saved)
+			report_saved_state(r, fs.saved);
 		if (!fs.stopped && foreign.len && !fs.saved) {
 			/* nothing was restored: the failed state stays, with their writes */
 			error_msg("%s", rerr.msg);
