@@ -248,6 +248,16 @@ static int phase_snapshot(struct run *r, struct engine *e)
 static int journal_before_change(struct run *r)
 {
 	if (journal_phase(&r->j, "apply", r->snapshot, &r->ctx->err) < 0) {
+		struct sm_error ignored = SM_ERROR_INIT;
+
+		/* the write may have failed after its rename (the directory's
+		 * fsync): a journal of this run left on disk would make the
+		 * next run demand a recover although nothing changed */
+		r->j.written = 1;
+		if (journal_drop_own(&r->j, &ignored) < 0)
+			warning("cannot remove this run's journal '%s' (%s); nothing was changed, "
+				"so 'safe-migrate recover --discard' clears it", r->j.path, ignored.msg);
+		r->j.written = 0;
 		err_prefix(&r->ctx->err, "cannot write the run journal; nothing was changed");
 		return -1;
 	}
