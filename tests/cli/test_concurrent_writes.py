@@ -331,28 +331,6 @@ class ConcurrentPg(CliTest):
         self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NOT NULL"), "t")
         self.assertTrue(set(w.committed) <= self.events())
 
-    def test_run_saves_the_failed_state_before_restoring(self):
-        """run -- COMMAND cannot tell the command's writes from a writer's: the
-        failed state is always saved before the restore, so none is lost."""
-        with SqliteWriter(self.path("app.db")) as w:
-            w.wait_for_rows(20)
-            r = self.run_sm(*self.base[:4], "run", "--json", "--", "sqlite3", "-cmd", ".timeout 10000",
-                            "app.db",
-                            "INSERT INTO users (name) VALUES ('cmd'); "
-                            "CREATE TEMP TABLE slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
-                            "SELECT x + 1 FROM c WHERE x < 300000) SELECT x FROM c; "
-                            "SELECT no_such_fn();")
-            w.wait_for_rows(len(w.committed) + 5)
-        self.assertEqual(r.code, 5, r)
-        saved = r.json().get("saved_state")
-        self.assertTrue(saved and os.path.exists(os.path.join(self.dir, saved)), r)
-        self.assertEqual(self.sqlite("SELECT count(*) FROM users WHERE name = 'cmd'"), [(0,)])
-        self.ok("restore", saved, "--to", self.sqlite_url("saved.db"), "--yes")
-        self.assertEqual(self.sqlite("SELECT count(*) FROM users WHERE name = 'cmd'", "saved.db"),
-                         [(1,)])
-        missing = set(w.committed) - self.events() - self.events("saved.db")
-        self.assertFalse(missing, sorted(missing))
-
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
         the failed migration before it failed) are not taken for foreign ones."""
