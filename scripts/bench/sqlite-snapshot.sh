@@ -182,7 +182,7 @@ if [ "$BIG" = 1 ]; then
   t2=$(date +%s.%N)
   sqlite3 "$WORK/big-inplace.db" "CREATE TABLE other (x); INSERT INTO other VALUES (1)"
   "$SM" -q --no-progress -d "sqlite:///$WORK/big-inplace.db" -b "$B" restore "$B/big.tar.zst" \
-    --yes --no-safety-backup
+    --yes --no-safety-backup --force
   t3=$(date +%s.%N)
   "$SM" -q --no-progress verify "$B/big.tar.zst"
   same_content "$DB" "$WORK/big-restored.db"
@@ -222,7 +222,7 @@ for shape in $SHAPES; do
       sqlite3 "$f" "CREATE TABLE app (x); INSERT INTO app VALUES (1)"
     done
     measure ours_restore_in_place "$SM" -q --no-progress -d "sqlite:///$LIVE" -b "$B" \
-      restore "$B/run.tar.zst" --yes --no-safety-backup
+      restore "$B/run.tar.zst" --yes --no-safety-backup --force
     rm -f "$WORK/peer-tmp.db"
     measure peer_restore_in_place sh -c "zstd -q -d '$WORK/peer.db.zst' -o '$WORK/peer-tmp.db' && sqlite3 '$PEERLIVE' '.restore $WORK/peer-tmp.db'"
   done
