@@ -83,7 +83,16 @@ static void *capture_thread(void *ud)
 	struct capture_job *c = ud;
 	struct engine *e = NULL;
 
-	c->rc = engine_open(&e, c->url, 0, &c->err) < 0 ? -1 : port_capture(e, &c->st, &c->err);
+	/* one read transaction: one consistent view, and SQLite takes its
+	 * shared lock once instead of once per catalog query (thousands on a
+	 * schema of many tables) */
+	c->rc = -1;
+	if (engine_open(&e, c->url, 0, &c->err) == 0 && engine_exec(e, "BEGIN", &c->err) == 0) {
+		struct sm_error ignored = SM_ERROR_INIT;
+
+		c->rc = port_capture(e, &c->st, &c->err);
+		engine_exec(e, "ROLLBACK", &ignored); /* it only read */
+	}
 	engine_close(e);
 	return NULL;
 }
