@@ -16,7 +16,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,63 +60,9 @@ struct run {
 	const char *outcome;
 	struct db_state before;
 	int have_before;
-	struct capture_job *capture; /* the pre-run state, still being taken */
 	struct restore_guard guard; /* pre-run facts for an automatic restore */
 	cJSON *snap_rows;           /* the snapshot manifest's row_counts, owned */
 };
-
-/* The pre-run state (schema, row counts, the validation baseline with its
- * integrity and foreign-key checks) taken on a connection of its own in a
- * thread, while the main connection takes the snapshot: both only read,
- * under the migration lock (docs/safety.md, "Pipeline timing"). */
-struct capture_job {
-	const struct db_url *url; /* borrowed from the session's engine */
-	struct db_state st;
-	struct sm_error err;
-	int rc;
-	pthread_t th;
-};
-
-static void *capture_thread(void *ud)
-{
-	struct capture_job *c = ud;
-	struct engine *e = NULL;
-
-	/* one read transaction: one consistent view, and SQLite takes its
-	 * shared lock once instead of once per catalog query (thousands on a
-	 * schema of many tables) */
-	c->rc = -1;
-	if (engine_open(&e, c->url, 0, &c->err) == 0 && engine_exec(e, "BEGIN", &c->err) == 0) {
-		struct sm_error ignored = SM_ERROR_INIT;
-
-		c->rc = port_capture(e, &c->st, &c->err);
-		engine_exec(e, "ROLLBACK", &ignored); /* it only read */
-	}
-	engine_close(e);
-	return NULL;
-}
-
-/* Waits for the capture started by phase_capture; on success r->before
- * holds its result.  Returns 0 or -1 with r->ctx->err set. */
-static int capture_join(struct run *r)
-{
-	struct capture_job *c = r->capture;
-	int rc;
-
-	if (!c)
-		return 0;
-	pthread_join(c->th, NULL);
-	r->capture = NULL;
-	rc = c->rc;
-	if (rc == 0) {
-		r->before = c->st;
-		r->have_before = 1;
-	} else {
-		r->ctx->err = c->err;
-	}
-	free(c);
-	return rc;
-}
 
 /* Zeroes r; run_init starts it, run_release frees what run_finish leaves. */
 static void run_prepare(struct run *r)
@@ -170,13 +115,6 @@ static int run_finish(struct run *r, const char *outcome, int code)
 	struct sm_error jerr = SM_ERROR_INIT;
 	cJSON *extra = cJSON_CreateObject();
 
-	if (r->capture) {
-		/* the run stopped before it needed the pre-run state */
-		struct sm_error keep = r->ctx->err;
-
-		capture_join(r);
-		r->ctx->err = keep;
-	}
 	r->outcome = outcome;
 	if (r->ctx->json) {
 		cJSON_ReplaceItemInObject(r->ctx->json, "outcome", cJSON_CreateString(outcome));
@@ -941,22 +879,19 @@ static int phase_capture(struct run *r)
 {
 	struct engine *e = r->s->e;
 	struct sm_error *err = &r->ctx->err;
+	struct sm_error ignored = SM_ERROR_INIT;
+	int rc;
 
-	/* with a snapshot to take, the pre-run state is taken beside it on a
-	 * second connection (capture_join waits for it before the journal) */
-	if (!opt.no_backup) {
-		r->capture = xcalloc(1, sizeof(*r->capture));
-		r->capture->url = &e->url;
-		if (pthread_create(&r->capture->th, NULL, capture_thread, r->capture) != 0) {
-			free(r->capture);
-			r->capture = NULL;
-		}
-	}
-	if (!r->capture) {
-		if (port_capture(e, &r->before, err) < 0)
-			return stop(r, "error", report_error(r->ctx, err));
-		r->have_before = 1;
-	}
+	/* in one read transaction, rolled back (it only reads): one consistent
+	 * view, and SQLite takes its shared lock once instead of once per
+	 * catalog query (thousands on a schema of many tables) */
+	if (engine_exec(e, "BEGIN", err) < 0)
+		return stop(r, "error", report_error(r->ctx, err));
+	rc = port_capture(e, &r->before, err);
+	engine_exec(e, "ROLLBACK", &ignored);
+	if (rc < 0)
+		return stop(r, "error", report_error(r->ctx, err));
+	r->have_before = 1;
 	/* apply creates the version tables when they are missing: a commit */
 	if (r->kind->own_writes &&
 	    (e->ops->table_exists(e, HIST_TABLE, &r->hist_existed, err) < 0 ||
@@ -983,8 +918,6 @@ static int phase_take_snapshot(struct run *r)
 
 static int phase_journal(struct run *r)
 {
-	if (capture_join(r) < 0)
-		return stop(r, "error", report_error(r->ctx, &r->ctx->err));
 	/* recover drops the schemas a killed run created beside these */
 	if (r->guard.schemas)
 		cJSON_AddStringToObject(r->j.doc, "pre_run_schemas", r->guard.schemas);
