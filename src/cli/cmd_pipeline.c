@@ -923,8 +923,17 @@ static int phase_capture(struct run *r)
 {
 	struct engine *e = r->s->e;
 	struct sm_error *err = &r->ctx->err;
+	struct sm_error ignored = SM_ERROR_INIT;
+	int rc;
 
-	if (port_capture(e, &r->before, err) < 0)
+	/* in one read transaction, rolled back (it only reads): one consistent
+	 * view, and SQLite takes its shared lock once instead of once per
+	 * catalog query (thousands on a schema of many tables) */
+	if (engine_exec(e, "BEGIN", err) < 0)
+		return stop(r, "error", report_error(r->ctx, err));
+	rc = port_capture(e, &r->before, err);
+	engine_exec(e, "ROLLBACK", &ignored);
+	if (rc < 0)
 		return stop(r, "error", report_error(r->ctx, err));
 	r->have_before = 1;
 	/* apply creates the version tables when they are missing: a commit */

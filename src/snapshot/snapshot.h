@@ -191,8 +191,10 @@ int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 /*
  * Reads to the end of the archive and checks everything: the manifest exists
  * and lists exactly the entries seen with their sizes and SHA-256, the
- * whole-file SHA-256 matches the sidecar.  On success the manifest is
- * available through snap_reader_manifest.
+ * whole-file SHA-256 matches the sidecar (unless snap_reader_check_file
+ * already passed on this reader: then that check stands and the file is not
+ * hashed again; docs/snapshot-format.md says why).  On success the manifest
+ * is available through snap_reader_manifest.
  */
 int snap_reader_finish(struct snap_reader *r, struct sm_error *err);
 /*

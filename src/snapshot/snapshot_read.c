@@ -129,6 +129,8 @@ struct snap_reader {
 	struct hash_ctx file_hash;
 	uint64_t file_bytes, file_size;
 	int read_errno;
+	int file_checked; /* snap_reader_check_file passed: the streaming pass
+			   * no longer hashes the whole file (docs/snapshot-format.md) */
 
 	cJSON *header;
 	cJSON *manifest;        /* set once the manifest entry was read */
@@ -235,12 +237,14 @@ static la_ssize_t read_cb(struct archive *a, void *ud, const void **out)
 {
 	struct snap_reader *r = ud;
 	ssize_t n;
-
-	void *buf = bpipe_slot(r->in);
+	/* once the whole file was checked, one buffer: libarchive keeps only
+	 * the last block it was given, and nothing else reads it */
+	void *buf = r->file_checked ? r->buf : bpipe_slot(r->in);
 
 	if (r->interrupt && *r->interrupt) {
 		r->interrupted = 1;
-		bpipe_submit(r->in, 0);
+		if (!r->file_checked)
+			bpipe_submit(r->in, 0);
 		archive_set_error(a, EINTR, "interrupted");
 		return -1;
 	}
@@ -249,11 +253,13 @@ static la_ssize_t read_cb(struct archive *a, void *ud, const void **out)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		r->read_errno = errno;
-		bpipe_submit(r->in, 0);
+		if (!r->file_checked)
+			bpipe_submit(r->in, 0);
 		archive_set_error(a, errno, "%s", strerror(errno));
 		return -1;
 	}
-	bpipe_submit(r->in, (size_t)n);
+	if (!r->file_checked)
+		bpipe_submit(r->in, (size_t)n);
 	r->file_bytes += (uint64_t)n;
 	if (r->progress)
 		r->progress(r->progress_ud, r->file_bytes, r->file_size);
@@ -797,8 +803,13 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 		problem(r, "'%s' is missing (the snapshot is incomplete)", SNAP_MANIFEST_NAME);
 		return damaged(r, err);
 	}
-	/* hash what libarchive did not need to read (padding, trailing bytes) */
 	bpipe_finish(r->in);
+	check_manifest(r);
+	/* the whole file was checked against its sidecar before this pass
+	 * (snap_reader_check_file, on this descriptor): not hashed again */
+	if (r->file_checked)
+		goto checked;
+	/* hash what libarchive did not need to read (padding, trailing bytes) */
 	for (;;) {
 		ssize_t n = read(r->fd, r->buf, READ_BLOCK);
 		if (n < 0 && errno == EINTR)
@@ -811,10 +822,10 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 		r->file_bytes += (uint64_t)n;
 	}
 	hash_final_hex(&r->file_hash, have);
-	check_manifest(r);
 	if (read_sidecar(r, want) && strcmp(want, have) != 0)
 		problem(r, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
 			want);
+checked:
 	if (r->problems.n)
 		return damaged(r, err);
 	r->manifest_checked = 1;
@@ -864,6 +875,7 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 		ret = damaged(r, err);
 		goto out;
 	}
+	r->file_checked = 1;
 	ret = 0;
 out:
 	hash_release(&h);
