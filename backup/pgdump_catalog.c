@@ -99,7 +99,7 @@ PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err)
 	return NULL;
 }
 
-static const char *val(const PGresult *r, int row, int col)
+const char *pgcat_val(const PGresult *r, int row, int col)
 {
 	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
@@ -109,9 +109,23 @@ static int bval(const PGresult *r, int row, int col)
 	return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
 }
 
-static unsigned oidval(const PGresult *r, int row, int col)
+unsigned pgcat_oid(const PGresult *r, int row, int col)
 {
 	return (unsigned)strtoul(PQgetvalue(r, row, col), NULL, 10);
+}
+
+int pgcat_add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm_error *err)
+{
+	PGresult *r = pgcat_query(conn, sql, err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		if (pgcat_val(r, i, 0))
+			sb_addf(out, "%s\n", pgcat_val(r, i, 0));
+	PQclear(r);
+	return 0;
 }
 
 int pgcat_begin(PGconn *conn, struct sm_error *err)
@@ -451,7 +465,7 @@ static int dump_extension_config(struct dumper *dp, struct strbuf *pre)
 				goto out;
 			continue;
 		}
-		table_columns(colres, oidval(r, i, 0), name, COLS_OWN, &cols, &alters, &copycols);
+		table_columns(colres, pgcat_oid(r, i, 0), name, COLS_OWN, &cols, &alters, &copycols);
 		sb_addf(pre, "DELETE FROM ONLY %s %s;\n", name, cond);
 		add_table(dp->d, r, i, 4, name, &copycols, cond);
 		sb_release(&cols);
@@ -516,40 +530,40 @@ static int dump_types(struct dumper *dp)
 	for (i = 0; i < PQntuples(r); i++) {
 		struct strbuf sb = STRBUF_INIT;
 		const char *kind = PQgetvalue(r, i, 1), *name = PQgetvalue(r, i, 2);
-		unsigned oid = oidval(r, i, 0);
+		unsigned oid = pgcat_oid(r, i, 0);
 
 		switch (kind[0]) {
 		case 'e':
 			sb_addf(&sb, "CREATE TYPE %s AS ENUM (%s);\n", name,
-				val(r, i, 4) ? val(r, i, 4) : "");
+				pgcat_val(r, i, 4) ? pgcat_val(r, i, 4) : "");
 			break;
 		case 'd':
 			sb_addf(&sb, "CREATE DOMAIN %s AS %s", name, PQgetvalue(r, i, 5));
-			if (val(r, i, 8))
-				sb_addf(&sb, " COLLATE %s", val(r, i, 8));
-			if (val(r, i, 6))
-				sb_addf(&sb, " DEFAULT %s", val(r, i, 6));
+			if (pgcat_val(r, i, 8))
+				sb_addf(&sb, " COLLATE %s", pgcat_val(r, i, 8));
+			if (pgcat_val(r, i, 6))
+				sb_addf(&sb, " DEFAULT %s", pgcat_val(r, i, 6));
 			if (bval(r, i, 7))
 				sb_adds(&sb, " NOT NULL");
-			if (val(r, i, 9))
-				sb_adds(&sb, val(r, i, 9));
+			if (pgcat_val(r, i, 9))
+				sb_adds(&sb, pgcat_val(r, i, 9));
 			sb_adds(&sb, ";\n");
 			break;
 		case 'c':
-			sb_addf(&sb, "CREATE TYPE %s AS (%s);\n", name, val(r, i, 10) ? val(r, i, 10) : "");
+			sb_addf(&sb, "CREATE TYPE %s AS (%s);\n", name, pgcat_val(r, i, 10) ? pgcat_val(r, i, 10) : "");
 			break;
 		case 'r':
 			sb_addf(&sb, "CREATE TYPE %s AS RANGE (subtype = %s", name, PQgetvalue(r, i, 11));
-			if (val(r, i, 12))
-				sb_addf(&sb, ", subtype_opclass = %s", val(r, i, 12));
-			if (val(r, i, 13))
-				sb_addf(&sb, ", collation = %s", val(r, i, 13));
-			if (val(r, i, 14))
-				sb_addf(&sb, ", canonical = %s", val(r, i, 14));
-			if (val(r, i, 15))
-				sb_addf(&sb, ", subtype_diff = %s", val(r, i, 15));
-			if (val(r, i, 16))
-				sb_addf(&sb, ", multirange_type_name = %s", val(r, i, 16));
+			if (pgcat_val(r, i, 12))
+				sb_addf(&sb, ", subtype_opclass = %s", pgcat_val(r, i, 12));
+			if (pgcat_val(r, i, 13))
+				sb_addf(&sb, ", collation = %s", pgcat_val(r, i, 13));
+			if (pgcat_val(r, i, 14))
+				sb_addf(&sb, ", canonical = %s", pgcat_val(r, i, 14));
+			if (pgcat_val(r, i, 15))
+				sb_addf(&sb, ", subtype_diff = %s", pgcat_val(r, i, 15));
+			if (pgcat_val(r, i, 16))
+				sb_addf(&sb, ", multirange_type_name = %s", pgcat_val(r, i, 16));
 			sb_adds(&sb, ");\n");
 			break;
 		}
@@ -600,7 +614,7 @@ static int dump_base_types(struct dumper *dp)
 	for (i = 0; i < PQntuples(r); i++) {
 		struct strbuf sb = STRBUF_INIT;
 		const char *name = PQgetvalue(r, i, 2);
-		unsigned oid = oidval(r, i, 0);
+		unsigned oid = pgcat_oid(r, i, 0);
 		struct pobj *shell;
 		size_t shell_idx = dp->objs.n;
 
@@ -612,12 +626,12 @@ static int dump_base_types(struct dumper *dp)
 		sb_addf(&sb, "CREATE TYPE %s (\n    INTERNALLENGTH = %s", name,
 			strcmp(PQgetvalue(r, i, 4), "-1") ? PQgetvalue(r, i, 4) : "variable");
 		for (k = 0; k < sizeof(fn) / sizeof(*fn); k++)
-			if (val(r, i, 5 + (int)k))
-				sb_addf(&sb, ",\n    %s = %s", fn[k], val(r, i, 5 + (int)k));
-		if (val(r, i, 13))
-			sb_addf(&sb, ",\n    DEFAULT = %s", val(r, i, 13));
-		if (val(r, i, 14))
-			sb_addf(&sb, ",\n    ELEMENT = %s", val(r, i, 14));
+			if (pgcat_val(r, i, 5 + (int)k))
+				sb_addf(&sb, ",\n    %s = %s", fn[k], pgcat_val(r, i, 5 + (int)k));
+		if (pgcat_val(r, i, 13))
+			sb_addf(&sb, ",\n    DEFAULT = %s", pgcat_val(r, i, 13));
+		if (pgcat_val(r, i, 14))
+			sb_addf(&sb, ",\n    ELEMENT = %s", pgcat_val(r, i, 14));
 		sb_addf(&sb, ",\n    CATEGORY = '%s'", PQgetvalue(r, i, 15));
 		if (bval(r, i, 16))
 			sb_adds(&sb, ",\n    PREFERRED = true");
@@ -681,13 +695,13 @@ static int dump_sequences(struct dumper *dp)
 			PQgetvalue(r, i, 3)[0] == 'u' ? "UNLOGGED " : "", name, PQgetvalue(r, i, 4));
 		seq_options(&sb, r, i, 5);
 		sb_adds(&sb, ";\n");
-		add_obj(&dp->objs, R_SEQ, 'c', oidval(r, i, 0), sb_detach(&sb));
+		add_obj(&dp->objs, R_SEQ, 'c', pgcat_oid(r, i, 0), sb_detach(&sb));
 		/* A sequence OWNED BY a column has its table's owner, and only
 		 * the table's ALTER TABLE ... OWNER TO may change it (the server
 		 * refuses "cannot change owner of sequence ... linked to table"
 		 * otherwise): that one carries it along. */
-		if (val(r, i, 11))
-			sb_addf(&dp->seqowned, "ALTER SEQUENCE %s OWNED BY %s;\n", name, val(r, i, 11));
+		if (pgcat_val(r, i, 11))
+			sb_addf(&dp->seqowned, "ALTER SEQUENCE %s OWNED BY %s;\n", name, pgcat_val(r, i, 11));
 		else
 			owner_to(dp, "SEQUENCE", name, PQgetvalue(r, i, 2));
 	}
@@ -712,20 +726,20 @@ static void aggregate_options(struct strbuf *sb, const PGresult *r, int i)
 		sb_adds(sb, ", HYPOTHETICAL");
 	if (PQgetvalue(r, i, 17)[0] != dflt)
 		sb_addf(sb, ", FINALFUNC_MODIFY = %s", agg_modify(PQgetvalue(r, i, 17)[0]));
-	if (!val(r, i, 19))
+	if (!pgcat_val(r, i, 19))
 		return;
-	sb_addf(sb, ", MSFUNC = %s, MINVFUNC = %s, MSTYPE = %s", val(r, i, 19), PQgetvalue(r, i, 20),
+	sb_addf(sb, ", MSFUNC = %s, MINVFUNC = %s, MSTYPE = %s", pgcat_val(r, i, 19), PQgetvalue(r, i, 20),
 		PQgetvalue(r, i, 21));
 	if (strcmp(PQgetvalue(r, i, 22), "0"))
 		sb_addf(sb, ", MSSPACE = %s", PQgetvalue(r, i, 22));
-	if (val(r, i, 23))
-		sb_addf(sb, ", MFINALFUNC = %s", val(r, i, 23));
+	if (pgcat_val(r, i, 23))
+		sb_addf(sb, ", MFINALFUNC = %s", pgcat_val(r, i, 23));
 	if (bval(r, i, 24))
 		sb_adds(sb, ", MFINALFUNC_EXTRA");
 	if (PQgetvalue(r, i, 18)[0] != dflt)
 		sb_addf(sb, ", MFINALFUNC_MODIFY = %s", agg_modify(PQgetvalue(r, i, 18)[0]));
-	if (val(r, i, 25))
-		sb_addf(sb, ", MINITCOND = %s", val(r, i, 25));
+	if (pgcat_val(r, i, 25))
+		sb_addf(sb, ", MINITCOND = %s", pgcat_val(r, i, 25));
 }
 
 static int dump_functions(struct dumper *dp)
@@ -750,7 +764,7 @@ static int dump_functions(struct dumper *dp)
 		sb_adds(&sb, PQgetvalue(r, i, 2));
 		sb_rtrim(&sb);
 		sb_adds(&sb, ";\n");
-		add_obj(&dp->objs, R_FUNC, 'p', oidval(r, i, 0), sb_detach(&sb));
+		add_obj(&dp->objs, R_FUNC, 'p', pgcat_oid(r, i, 0), sb_detach(&sb));
 		owner_to(dp, proc ? "PROCEDURE" : "FUNCTION", PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
 	}
 	PQclear(r);
@@ -785,21 +799,21 @@ static int dump_functions(struct dumper *dp)
 
 		sb_addf(&sb, "CREATE AGGREGATE %s(%s) (SFUNC = %s, STYPE = %s", PQgetvalue(r, i, 3),
 			PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
-		if (val(r, i, 7))
-			sb_addf(&sb, ", FINALFUNC = %s", val(r, i, 7));
+		if (pgcat_val(r, i, 7))
+			sb_addf(&sb, ", FINALFUNC = %s", pgcat_val(r, i, 7));
 		if (bval(r, i, 13))
 			sb_adds(&sb, ", FINALFUNC_EXTRA");
-		if (val(r, i, 8))
-			sb_addf(&sb, ", INITCOND = %s", val(r, i, 8));
-		if (val(r, i, 9))
-			sb_addf(&sb, ", COMBINEFUNC = %s", val(r, i, 9));
-		if (val(r, i, 10))
-			sb_addf(&sb, ", SERIALFUNC = %s", val(r, i, 10));
-		if (val(r, i, 11))
-			sb_addf(&sb, ", DESERIALFUNC = %s", val(r, i, 11));
-		if (val(r, i, 12)) {
+		if (pgcat_val(r, i, 8))
+			sb_addf(&sb, ", INITCOND = %s", pgcat_val(r, i, 8));
+		if (pgcat_val(r, i, 9))
+			sb_addf(&sb, ", COMBINEFUNC = %s", pgcat_val(r, i, 9));
+		if (pgcat_val(r, i, 10))
+			sb_addf(&sb, ", SERIALFUNC = %s", pgcat_val(r, i, 10));
+		if (pgcat_val(r, i, 11))
+			sb_addf(&sb, ", DESERIALFUNC = %s", pgcat_val(r, i, 11));
+		if (pgcat_val(r, i, 12)) {
 			/* regoperator prints "schema.op(type,type)": SORTOP wants the bare operator */
-			const char *op = val(r, i, 12);
+			const char *op = pgcat_val(r, i, 12);
 			const char *paren = strchr(op, '(');
 
 			sb_addf(&sb, ", SORTOP = OPERATOR(%.*s)", (int)(paren ? paren - op : (long)strlen(op)), op);
@@ -812,7 +826,7 @@ static int dump_functions(struct dumper *dp)
 			sb_adds(&sb, ", PARALLEL = RESTRICTED");
 		aggregate_options(&sb, r, i);
 		sb_adds(&sb, ");\n");
-		add_obj(&dp->objs, R_AGG, 'p', oidval(r, i, 0), sb_detach(&sb));
+		add_obj(&dp->objs, R_AGG, 'p', pgcat_oid(r, i, 0), sb_detach(&sb));
 		owner_to(dp, "AGGREGATE", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
@@ -832,12 +846,12 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 	while (lo < hi) {
 		int mid = lo + (hi - lo) / 2;
 
-		if (oidval(r, mid, 19) < reloid)
+		if (pgcat_oid(r, mid, 19) < reloid)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	for (i = lo; i < PQntuples(r) && oidval(r, i, 19) == reloid; i++) {
+	for (i = lo; i < PQntuples(r) && pgcat_oid(r, i, 19) == reloid; i++) {
 		const char *name = PQgetvalue(r, i, 0);
 		const char *gen = PQgetvalue(r, i, 3), *ident = PQgetvalue(r, i, 4);
 
@@ -847,46 +861,46 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 		if (from == COLS_TYPED || (from == COLS_INHERITED && !bval(r, i, 17))) {
 			/* the parent (or type) defines the column; the table adds its own
 			 * default and NOT NULL */
-			if (val(r, i, 5) && !gen[0] && !ident[0])
+			if (pgcat_val(r, i, 5) && !gen[0] && !ident[0])
 				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s;\n",
-					qname, name, val(r, i, 5));
+					qname, name, pgcat_val(r, i, 5));
 			if (bval(r, i, 2))
 				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET NOT NULL;\n",
 					qname, name);
 			continue;
 		}
 		sb_addf(cols, "%s\n    %s %s", n++ ? "," : "", name, PQgetvalue(r, i, 1));
-		if (val(r, i, 18))
-			sb_adds(cols, val(r, i, 18));
-		if (val(r, i, 6))
-			sb_addf(cols, " COLLATE %s", val(r, i, 6));
+		if (pgcat_val(r, i, 18))
+			sb_adds(cols, pgcat_val(r, i, 18));
+		if (pgcat_val(r, i, 6))
+			sb_addf(cols, " COLLATE %s", pgcat_val(r, i, 6));
 		if (gen[0] == 's')
-			sb_addf(cols, " GENERATED ALWAYS AS (%s) STORED", val(r, i, 5));
-		else if (val(r, i, 5))
-			sb_addf(cols, " DEFAULT %s", val(r, i, 5));
-		if (ident[0] && val(r, i, 10)) {
+			sb_addf(cols, " GENERATED ALWAYS AS (%s) STORED", pgcat_val(r, i, 5));
+		else if (pgcat_val(r, i, 5))
+			sb_addf(cols, " DEFAULT %s", pgcat_val(r, i, 5));
+		if (ident[0] && pgcat_val(r, i, 10)) {
 			sb_addf(cols, " GENERATED %s AS IDENTITY (SEQUENCE NAME %s ",
-				ident[0] == 'a' ? "ALWAYS" : "BY DEFAULT", val(r, i, 10));
+				ident[0] == 'a' ? "ALWAYS" : "BY DEFAULT", pgcat_val(r, i, 10));
 			seq_options(cols, r, i, 11);
 			sb_adds(cols, ")");
 		}
 		if (bval(r, i, 2))
 			sb_adds(cols, " NOT NULL");
-		if (val(r, i, 7)) {
-			const char *st = val(r, i, 7);
+		if (pgcat_val(r, i, 7)) {
+			const char *st = pgcat_val(r, i, 7);
 
 			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET STORAGE %s;\n", qname, name,
 				st[0] == 'p' ? "PLAIN" : st[0] == 'e' ? "EXTERNAL" : st[0] == 'm' ? "MAIN" : "EXTENDED");
 		}
-		if (val(r, i, 8))
+		if (pgcat_val(r, i, 8))
 			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET STATISTICS %s;\n", qname,
-				name, val(r, i, 8));
-		if (val(r, i, 9) && *val(r, i, 9))
+				name, pgcat_val(r, i, 8));
+		if (pgcat_val(r, i, 9) && *pgcat_val(r, i, 9))
 			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET (%s);\n", qname, name,
-				val(r, i, 9));
-		if (val(r, i, 20))
+				pgcat_val(r, i, 9));
+		if (pgcat_val(r, i, 20))
 			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET COMPRESSION %s;\n", qname,
-				name, val(r, i, 20));
+				name, pgcat_val(r, i, 20));
 	}
 }
 
@@ -935,11 +949,11 @@ static int dump_relations(struct dumper *dp)
 	for (i = 0; i < PQntuples(r); i++) {
 		struct strbuf sb = STRBUF_INIT, cols = STRBUF_INIT, alters = STRBUF_INIT;
 		struct strbuf copycols = STRBUF_INIT;
-		unsigned oid = oidval(r, i, 0);
+		unsigned oid = pgcat_oid(r, i, 0);
 		struct pobj *o;
 		char kind = PQgetvalue(r, i, 1)[0];
 		const char *name = PQgetvalue(r, i, 2), *relopts = PQgetvalue(r, i, 5);
-		const char *am = val(r, i, 19), *ts = val(r, i, 21);
+		const char *am = pgcat_val(r, i, 19), *ts = pgcat_val(r, i, 21);
 		int partition = bval(r, i, 6), rank = R_TABLE;
 		enum col_source from;
 
@@ -953,8 +967,8 @@ static int dump_relations(struct dumper *dp)
 			if (kind == 'v') {
 				sb_addf(&sb, "CREATE VIEW %s%s%s%s AS\n%s;\n", name, *relopts ? " WITH (" : "",
 					relopts, *relopts ? ")" : "", def.buf);
-				if (val(r, i, 20))
-					sb_adds(&sb, val(r, i, 20));
+				if (pgcat_val(r, i, 20))
+					sb_adds(&sb, pgcat_val(r, i, 20));
 				rank = R_VIEW;
 			} else {
 				sb_addf(&sb, "CREATE MATERIALIZED VIEW %s%s%s%s%s%s%s%s AS\n%s\nWITH NO DATA;\n",
@@ -972,8 +986,8 @@ static int dump_relations(struct dumper *dp)
 			}
 			continue;
 		}
-		from = partition ? COLS_OWN : val(r, i, 18) ? COLS_TYPED :
-		       val(r, i, 17) ? COLS_INHERITED : COLS_OWN;
+		from = partition ? COLS_OWN : pgcat_val(r, i, 18) ? COLS_TYPED :
+		       pgcat_val(r, i, 17) ? COLS_INHERITED : COLS_OWN;
 		table_columns(colres, oid, name, from, &cols, &alters, &copycols);
 		/* a partition is a table of its own, attached after, as pg_dump does
 		 * it: CREATE TABLE ... PARTITION OF would take the parent's column
@@ -981,11 +995,11 @@ static int dump_relations(struct dumper *dp)
 		sb_addf(&sb, "CREATE %s%sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "",
 			kind == 'f' ? "FOREIGN " : "", name);
 		if (from == COLS_TYPED)
-			sb_addf(&sb, "OF %s", val(r, i, 18));
+			sb_addf(&sb, "OF %s", pgcat_val(r, i, 18));
 		else
 			sb_addf(&sb, "(%s\n)", cols.buf);
 		if (from == COLS_INHERITED)
-			sb_addf(&sb, " INHERITS (%s)", val(r, i, 17));
+			sb_addf(&sb, " INHERITS (%s)", pgcat_val(r, i, 17));
 		if (kind == 'p')
 			sb_addf(&sb, " PARTITION BY %s", PQgetvalue(r, i, 7));
 		if (kind == 'f')
@@ -1048,8 +1062,8 @@ static int dump_early_keys(struct dumper *dp)
 		return -1;
 	sort_keys(&dp->objs);
 	for (i = 0; i < PQntuples(r); i++) {
-		long table = find_obj(&dp->objs, 'c', oidval(r, i, 1));
-		struct pobj *o = add_obj(&dp->objs, R_TABLE, 'K', oidval(r, i, 0),
+		long table = find_obj(&dp->objs, 'c', pgcat_oid(r, i, 1));
+		struct pobj *o = add_obj(&dp->objs, R_TABLE, 'K', pgcat_oid(r, i, 0),
 					 xstrdup(PQgetvalue(r, i, 2)));
 
 		if (table >= 0)
@@ -1058,8 +1072,8 @@ static int dump_early_keys(struct dumper *dp)
 	/* a partitioned table's key after its partitions' */
 	sort_keys(&dp->objs);
 	for (i = 0; i < PQntuples(r); i++) {
-		long child = find_obj(&dp->objs, 'K', oidval(r, i, 0));
-		long parent = find_obj(&dp->objs, 'K', oidval(r, i, 3));
+		long child = find_obj(&dp->objs, 'K', pgcat_oid(r, i, 0));
+		long parent = find_obj(&dp->objs, 'K', pgcat_oid(r, i, 3));
 
 		if (child >= 0 && parent >= 0)
 			add_dep(&dp->objs.v[parent], (size_t)child);
@@ -1084,13 +1098,13 @@ static int load_dependencies(struct dumper *dp)
 		goto out;
 	sort_keys(s);
 	for (i = 0; i < PQntuples(r); i++) {
-		long rel = find_obj(s, 'c', oidval(r, i, 1));
-		long typ = find_obj(s, 't', oidval(r, i, 0));
+		long rel = find_obj(s, 'c', pgcat_oid(r, i, 1));
+		long typ = find_obj(s, 't', pgcat_oid(r, i, 0));
 
 		if (rel >= 0 && typ < 0)
-			add_key(s, 't', oidval(r, i, 0), (size_t)rel);
+			add_key(s, 't', pgcat_oid(r, i, 0), (size_t)rel);
 		else if (typ >= 0 && rel < 0)
-			add_key(s, 'c', oidval(r, i, 1), (size_t)typ);
+			add_key(s, 'c', pgcat_oid(r, i, 1), (size_t)typ);
 	}
 	PQclear(r);
 	sort_keys(s);
@@ -1101,10 +1115,10 @@ static int load_dependencies(struct dumper *dp)
 	if (!r)
 		goto out;
 	for (i = 0; i < PQntuples(r); i++) {
-		long el = find_obj(s, 't', oidval(r, i, 1));
+		long el = find_obj(s, 't', pgcat_oid(r, i, 1));
 
 		if (el >= 0)
-			add_key(s, 't', oidval(r, i, 0), (size_t)el);
+			add_key(s, 't', pgcat_oid(r, i, 0), (size_t)el);
 	}
 	PQclear(r);
 	sort_keys(s);
@@ -1137,8 +1151,8 @@ static int load_dependencies(struct dumper *dp)
 	 * functions need no more than its shell */
 	for (pass = 0; pass < 2; pass++) {
 		for (i = 0; i < PQntuples(r); i++) {
-			long from = find_obj(s, PQgetvalue(r, i, 0)[0], oidval(r, i, 1));
-			long to = find_obj(s, PQgetvalue(r, i, 2)[0], oidval(r, i, 3));
+			long from = find_obj(s, PQgetvalue(r, i, 0)[0], pgcat_oid(r, i, 1));
+			long to = find_obj(s, PQgetvalue(r, i, 2)[0], pgcat_oid(r, i, 3));
 
 			if (from < 0 || to < 0 || from == to || s->v[from].has_full != !pass)
 				continue;
@@ -1403,8 +1417,8 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 	for (i = 0; i < PQntuples(r); i++) {
 		if (PQgetvalue(r, i, 2)[0])
 			sb_addf(post, "%s\n", PQgetvalue(r, i, 2));
-		if (val(r, i, 3))
-			sb_addf(post, "%s\n", val(r, i, 3));
+		if (pgcat_val(r, i, 3))
+			sb_addf(post, "%s\n", pgcat_val(r, i, 3));
 	}
 	PQclear(r);
 	return 0;
@@ -1412,7 +1426,7 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 
 static int dump_comments(struct dumper *dp, struct strbuf *post)
 {
-	PGresult *r = pgcat_query(dp->conn,
+	return pgcat_add_lines(dp->conn,
 		"SELECT 'COMMENT ON ' || CASE "
 		" WHEN d.classoid = 'pg_catalog.pg_namespace'::regclass THEN 'SCHEMA ' || "
 		"  (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n WHERE n.oid = d.objoid "
@@ -1452,38 +1466,21 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 		/* built-in objects (OIDs below FirstNormalObjectId) but the public schema
 		 * are never ours: skipping them first keeps this fast */
 		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 OR d.classoid = "
-		"'pg_catalog.pg_namespace'::regclass ORDER BY d.classoid, d.objoid, d.objsubid", dp->err);
-	int i;
-
-	if (!r)
-		return -1;
-	for (i = 0; i < PQntuples(r); i++)
-		if (val(r, i, 0))
-			sb_addf(post, "%s\n", val(r, i, 0));
-	PQclear(r);
-	return 0;
+		"'pg_catalog.pg_namespace'::regclass ORDER BY d.classoid, d.objoid, d.objsubid", post, dp->err);
 }
 
 /* Security labels of the user's objects (pg_seclabels names them as SECURITY
  * LABEL wants them).  Restoring them needs the same label provider loaded. */
 static int dump_security_labels(struct dumper *dp, struct strbuf *post)
 {
-	PGresult *r = pgcat_query(dp->conn,
+	return pgcat_add_lines(dp->conn,
 		"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(l.provider) || ' ON ' || "
 		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
 		"pg_catalog.quote_literal(l.label) || ';' FROM pg_catalog.pg_seclabels l "
 		"WHERE (l.objnamespace IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_namespace'::regclass "
 		"AND l.objoid IN " USER_NSP ") AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
 		"WHERE x.classid = l.classoid AND x.objid = l.objoid AND x.deptype = 'e') "
-		"ORDER BY l.classoid, l.objoid, l.objsubid, l.provider", dp->err);
-	int i;
-
-	if (!r)
-		return -1;
-	for (i = 0; i < PQntuples(r); i++)
-		sb_addf(post, "%s\n", PQgetvalue(r, i, 0));
-	PQclear(r);
-	return 0;
+		"ORDER BY l.classoid, l.objoid, l.objsubid, l.provider", post, dp->err);
 }
 
 static int lock_tables(struct dumper *dp)

@@ -25,31 +25,6 @@
 /* The object a rule, policy or trigger hangs off belongs to an extension. */
 #define REL_NOT_EXT(oidexpr) NOT_EXT("pg_catalog.pg_class", oidexpr)
 
-static const char *val(const PGresult *r, int row, int col)
-{
-	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
-}
-
-static unsigned oidval(const PGresult *r, int row, int col)
-{
-	return (unsigned)strtoul(PQgetvalue(r, row, col), NULL, 10);
-}
-
-/* Runs sql and appends column 0 of every row (non-NULL), a line each. */
-static int add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm_error *err)
-{
-	PGresult *r = pgcat_query(conn, sql, err);
-	int i;
-
-	if (!r)
-		return -1;
-	for (i = 0; i < PQntuples(r); i++)
-		if (val(r, i, 0))
-			sb_addf(out, "%s\n", val(r, i, 0));
-	PQclear(r);
-	return 0;
-}
-
 /* --- refused kinds ------------------------------------------------------- */
 
 int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
@@ -79,7 +54,7 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 		"pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) "
 		") u ORDER BY 1";
 
-	return add_lines(conn, sql, out, err);
+	return pgcat_add_lines(conn, sql, out, err);
 }
 
 /* --- pre-data ------------------------------------------------------------ */
@@ -144,7 +119,7 @@ static const char drops_sql[] =
 int pgobj_prelude(const struct pgobj_out *o, struct strbuf *pre)
 {
 	sb_adds(pre, defacl_reset_sql);
-	return add_lines(o->conn, drops_sql, pre, o->err);
+	return pgcat_add_lines(o->conn, drops_sql, pre, o->err);
 }
 
 static void owner_to(const struct pgobj_out *o, const char *kind, const char *name,
@@ -176,14 +151,14 @@ static int dump_collations(const struct pgobj_out *o)
 
 		sb_addf(&sb, "CREATE COLLATION %s (provider = %s", name,
 			prov[0] == 'i' ? "icu" : prov[0] == 'c' ? "libc" : "default");
-		if (prov[0] == 'i' && val(r, i, 7))
-			sb_addf(&sb, ", locale = %s", val(r, i, 7));
-		else if (prov[0] == 'c' && val(r, i, 5) && val(r, i, 6))
-			sb_addf(&sb, ", lc_collate = %s, lc_ctype = %s", val(r, i, 5), val(r, i, 6));
+		if (prov[0] == 'i' && pgcat_val(r, i, 7))
+			sb_addf(&sb, ", locale = %s", pgcat_val(r, i, 7));
+		else if (prov[0] == 'c' && pgcat_val(r, i, 5) && pgcat_val(r, i, 6))
+			sb_addf(&sb, ", lc_collate = %s, lc_ctype = %s", pgcat_val(r, i, 5), pgcat_val(r, i, 6));
 		if (PQgetvalue(r, i, 4)[0] != 't')
 			sb_adds(&sb, ", deterministic = false");
 		sb_adds(&sb, ");\n");
-		o->add(o->ud, R_COLL, 'l', oidval(r, i, 0), sb_detach(&sb));
+		o->add(o->ud, R_COLL, 'l', pgcat_oid(r, i, 0), sb_detach(&sb));
 		owner_to(o, "COLLATION", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
@@ -207,12 +182,12 @@ static int dump_fdws(const struct pgobj_out *o)
 		const char *name = PQgetvalue(r, i, 1);
 
 		sb_addf(&sb, "CREATE FOREIGN DATA WRAPPER %s", name);
-		if (val(r, i, 3))
-			sb_addf(&sb, " HANDLER %s", val(r, i, 3));
-		if (val(r, i, 4))
-			sb_addf(&sb, " VALIDATOR %s", val(r, i, 4));
+		if (pgcat_val(r, i, 3))
+			sb_addf(&sb, " HANDLER %s", pgcat_val(r, i, 3));
+		if (pgcat_val(r, i, 4))
+			sb_addf(&sb, " VALIDATOR %s", pgcat_val(r, i, 4));
 		sb_addf(&sb, "%s;\n", PQgetvalue(r, i, 5));
-		o->add(o->ud, R_FDW, 'w', oidval(r, i, 0), sb_detach(&sb));
+		o->add(o->ud, R_FDW, 'w', pgcat_oid(r, i, 0), sb_detach(&sb));
 		owner_to(o, "FOREIGN DATA WRAPPER", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
@@ -238,12 +213,12 @@ static int dump_servers(const struct pgobj_out *o)
 		const char *name = PQgetvalue(r, i, 1);
 
 		sb_addf(&sb, "CREATE SERVER %s", name);
-		if (val(r, i, 3))
-			sb_addf(&sb, " TYPE %s", val(r, i, 3));
-		if (val(r, i, 4))
-			sb_addf(&sb, " VERSION %s", val(r, i, 4));
+		if (pgcat_val(r, i, 3))
+			sb_addf(&sb, " TYPE %s", pgcat_val(r, i, 3));
+		if (pgcat_val(r, i, 4))
+			sb_addf(&sb, " VERSION %s", pgcat_val(r, i, 4));
 		sb_addf(&sb, " FOREIGN DATA WRAPPER %s%s;\n", PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
-		o->add(o->ud, R_SERVER, 's', oidval(r, i, 0), sb_detach(&sb));
+		o->add(o->ud, R_SERVER, 's', pgcat_oid(r, i, 0), sb_detach(&sb));
 		owner_to(o, "SERVER", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
@@ -268,7 +243,7 @@ static int dump_user_mappings(const struct pgobj_out *o)
 
 		sb_addf(&sb, "CREATE USER MAPPING FOR %s SERVER %s%s;\n", PQgetvalue(r, i, 1),
 			PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
-		o->add(o->ud, R_UMAP, 'u', oidval(r, i, 0), sb_detach(&sb));
+		o->add(o->ud, R_UMAP, 'u', pgcat_oid(r, i, 0), sb_detach(&sb));
 	}
 	PQclear(r);
 	return 0;
@@ -287,8 +262,8 @@ static int add_rows(const struct pgobj_out *o, const char *sql, int rank, char c
 	if (!r)
 		return -1;
 	for (i = 0; i < PQntuples(r); i++) {
-		o->add(o->ud, rank, cls, oidval(r, i, 0), xstrdup(PQgetvalue(r, i, 1)));
-		if (PQnfields(r) > 3 && val(r, i, 3))
+		o->add(o->ud, rank, cls, pgcat_oid(r, i, 0), xstrdup(PQgetvalue(r, i, 1)));
+		if (PQnfields(r) > 3 && pgcat_val(r, i, 3))
 			owner_to(o, kind, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
 	}
 	PQclear(r);
@@ -750,7 +725,7 @@ int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
 	size_t i;
 
 	for (i = 0; i < sizeof(parts) / sizeof(*parts); i++)
-		if (parts[i] && add_lines(o->conn, parts[i], post, o->err) < 0)
+		if (parts[i] && pgcat_add_lines(o->conn, parts[i], post, o->err) < 0)
 			return -1;
 	return 0;
 }

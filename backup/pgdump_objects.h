@@ -111,6 +111,12 @@ struct pgobj_out {
 
 /* Runs sql; returns the result (caller PQclear) or NULL with err set. */
 PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err);
+/* Cell (row, col) of r; NULL for SQL NULL (borrowed from r). */
+const char *pgcat_val(const PGresult *r, int row, int col);
+/* Cell (row, col) of r as an OID. */
+unsigned pgcat_oid(const PGresult *r, int row, int col);
+/* Runs sql and appends column 0 of every row (non-NULL), a line each. */
+int pgcat_add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm_error *err);
 
 /* The start of pre-data, before the schemas and extensions: puts the
  * target's role-wide default privileges back to the built-in ones, so
