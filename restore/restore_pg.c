@@ -417,14 +417,12 @@ void pgr_drop_schemas_sql(PGconn *conn, const cJSON *toc, struct strbuf *sql)
 	}
 }
 
-/* Sets *empty when the target holds nothing the snapshot's schemas would
- * replace but an empty public schema (a fresh database, as for --to). */
-static int target_is_empty(PGconn *conn, const cJSON *toc, int *empty, struct sm_error *err)
+
+/* Appends the snapshot's schemas (toc "schemas") to list as SQL literals,
+ * comma-separated. */
+static void schema_literals(PGconn *conn, const cJSON *toc, struct strbuf *list)
 {
 	const cJSON *sch;
-	struct strbuf list = STRBUF_INIT, sql = STRBUF_INIT;
-	PGresult *res;
-	int ret = -1;
 
 	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas")) {
 		char *lit;
@@ -432,9 +430,20 @@ static int target_is_empty(PGconn *conn, const cJSON *toc, int *empty, struct sm
 		if (!cJSON_IsString(sch))
 			continue;
 		lit = PQescapeLiteral(conn, sch->valuestring, strlen(sch->valuestring));
-		sb_addf(&list, "%s%s", list.len ? ", " : "", lit);
+		sb_addf(list, "%s%s", list->len ? ", " : "", lit);
 		PQfreemem(lit);
 	}
+}
+
+/* Sets *empty when the target holds nothing the snapshot's schemas would
+ * replace but an empty public schema (a fresh database, as for --to). */
+static int target_is_empty(PGconn *conn, const cJSON *toc, int *empty, struct sm_error *err)
+{
+	struct strbuf list = STRBUF_INIT, sql = STRBUF_INIT;
+	PGresult *res;
+	int ret = -1;
+
+	schema_literals(conn, toc, &list);
 	sb_addf(&sql, "SELECT count(*) FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_namespace n "
 		"ON n.oid = d.refobjid WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass "
 		"AND n.nspname IN (%s) OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace x WHERE "
@@ -608,21 +617,12 @@ static int block_writers(PGconn *conn, const cJSON *toc, const struct restore_op
 			 struct sm_error *err)
 {
 	struct strbuf list = STRBUF_INIT, sql = STRBUF_INIT;
-	const cJSON *sch;
 	PGresult *res = NULL;
 	int ret = -1;
 
 	if (!opts->writers_blocked)
 		return 0;
-	cJSON_ArrayForEach(sch, cJSON_GetObjectItemCaseSensitive(toc, "schemas")) {
-		char *lit;
-
-		if (!cJSON_IsString(sch))
-			continue;
-		lit = PQescapeLiteral(conn, sch->valuestring, strlen(sch->valuestring));
-		sb_addf(&list, "%s%s", list.len ? ", " : "", lit);
-		PQfreemem(lit);
-	}
+	schema_literals(conn, toc, &list);
 	sb_addf(&sql, "SELECT pg_catalog.string_agg(pg_catalog.format('%%I.%%I', n.nspname, "
 		"c.relname), ', ') FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON "
 		"n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname IN (%s)",
