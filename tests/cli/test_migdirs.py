@@ -39,6 +39,29 @@ class DirsContract:
         r = self.ok("roundtrip", *self.roundtrip_args())
         self.assertRegex(r.out, r"000002\s+no_down")
 
+    def test_partly_successful_runs_record_the_schema(self):
+        # an upgrade that applied two migrations and then failed, and a
+        # downgrade that reverted one and then failed: validate must judge
+        # the schema against what is really applied, with no false drift
+        self.write("migrations/0001_a.up.sql", "CREATE TABLE a (x INT);\n")
+        self.write("migrations/0001_a.down.sql", "DROP TABLE a;\n")
+        self.write("migrations/0002_b.up.sql", "CREATE TABLE b (x INT);\n")
+        self.write("migrations/0002_b.down.sql", "DROP TABLE no_such_table;\n")
+        self.write("migrations/0003_c.up.sql", "CREATE TABLE c (x INT);\n")
+        self.write("migrations/0003_c.down.sql", "DROP TABLE c;\n")
+        self.write("migrations/0004_bad.up.sql", "SELECT no_such_column FROM a;\n")
+        self.code(1, "upgrade")
+        self.assertEqual(self.versions(), ["0001", "0002", "0003"])
+        r = self.ok("validate")
+        self.assertNotIn("FAIL", r.out)
+        self.assertIn("matches the one recorded after the last migration", r.out)
+        # 0003's down works, 0002's fails
+        self.code(1, "downgrade", "base")
+        self.assertEqual(self.versions(), ["0001", "0002"])
+        r = self.ok("validate")
+        self.assertNotIn("FAIL", r.out)
+        self.assertIn("matches the one recorded after the last migration", r.out)
+
     def test_create_template_breaks_nothing(self):
         self.write("migrations/0001_a.sql", "-- migrate:up\nCREATE TABLE a (x INT);\n"
                    "-- migrate:down\nDROP TABLE a;\n")
