@@ -5,6 +5,7 @@ per-table blocking window; and the --max-blocking / --max-rewrite gates."""
 import os
 import re
 import sqlite3
+import subprocess
 import xml.etree.ElementTree as ET
 
 from smtest import CliTest, main
@@ -178,6 +179,39 @@ class ImpactPg(CliTest):
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--rehearse-url",
                         self.pg_new_db())
         self.assertIn("(not observed): ran outside a transaction", r.out)
+
+    def test_in_place_dry_run_gives_up_waiting_for_a_lock(self):
+        """A session holds ACCESS EXCLUSIVE on orders, idle in its transaction:
+        the in-place rehearsal's ALTER waits --lock-timeout, no longer, then
+        exits 3 (not rehearsed) naming the holder and its lock; our backend
+        is gone, nothing waits behind the holder any more."""
+        self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r int;")
+        holder = subprocess.Popen(["psql", self.url, "-X", "-q", "-A", "-t"], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL,
+                                  env=dict(os.environ, PGAPPNAME="lockholder"))
+        try:
+            holder.stdin.write("BEGIN;\nLOCK TABLE orders IN ACCESS EXCLUSIVE MODE;\n"
+                               "SELECT pg_backend_pid();\n")
+            holder.stdin.flush()
+            pid = holder.stdout.readline().strip()
+            r = self.run_sm(*self.base, "--lock-timeout", "1s", "safe-migrate", "--dry-run",
+                            "--json", timeout=60)
+            waiting = self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                "application_name = 'safe-migrate'")
+        finally:
+            holder.stdin.write("ROLLBACK;\n")
+            holder.communicate(timeout=30)
+        self.assertEqual(r.code, 3, r)
+        self.assertIn("could not take its lock within the lock timeout (1000 ms)", r.err)
+        self.assertIn("NOT rehearsed", r.err)
+        self.assertIn("pid %s" % pid, r.err)
+        self.assertIn("AccessExclusiveLock on orders", r.err)
+        j = r.json()
+        self.assertEqual(j["lock_timeout_ms"], 1000)
+        self.assertEqual(j["lock_timeout_migration"], "0001")
+        self.assertIn("AccessExclusiveLock on orders", j["blocking_sessions"])
+        self.assertEqual(waiting, "0")
 
     def test_rehearse_url_measures_each_migration(self):
         self.add("0001_a.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
