@@ -213,6 +213,24 @@ class ImpactPg(CliTest):
         self.assertIn("AccessExclusiveLock on orders", j["blocking_sessions"])
         self.assertEqual(waiting, "0")
 
+    def test_objects_created_and_dropped(self):
+        self.psql(self.url, "CREATE TABLE old (x int);")
+        self.add("0001_m.sql", "CREATE TABLE a (x int);\nCREATE INDEX a_x ON a (x);\n"
+                 "DROP TABLE old;\nCREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS 'SELECT 1';")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.code, 0, r)
+        m = r.json()["impact"]["migrations"][0]
+        st = m["statements"]
+        self.assertEqual((st[0]["created"], st[0]["dropped"]), (["table a"], []))
+        self.assertEqual((st[1]["created"], st[1]["dropped"]), (["index a_x"], []))
+        self.assertEqual((st[2]["created"], st[2]["dropped"]), ([], ["table old"]))
+        self.assertEqual(st[3]["created"], ["function f(integer)"])
+        self.assertEqual(sorted(m["created"]), ["function f(integer)", "index a_x", "table a"])
+        self.assertEqual(m["dropped"], ["table old"])
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run")
+        self.assertIn("objects: migrations/0001_m.sql: created table a, created index a_x, "
+                      "created function f(integer), dropped table old", r.out)
+
     def test_rehearse_url_measures_each_migration(self):
         self.add("0001_a.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         self.add("0002_b.sql", "CREATE INDEX orders_n_idx ON orders (n);")
@@ -338,6 +356,21 @@ class ImpactSqlite(CliTest):
                    "-- migrate:up\nCREATE TABLE t_new (id INTEGER PRIMARY KEY, a TEXT NOT NULL, "
                    "b INT);\nINSERT INTO t_new SELECT id, coalesce(a, ''), b FROM t;\n"
                    "DROP TABLE t;\nALTER TABLE t_new RENAME TO t;\n")
+
+    def test_objects_created_and_dropped(self):
+        self.write("migrations/0001_rebuild.sql",
+                   "-- migrate:up\nCREATE TABLE a (x INT);\nCREATE INDEX a_x ON a (x);\n"
+                   "DROP TABLE t;\n")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.code, 0, r)
+        m = r.json()["impact"]["migrations"][0]
+        st = m["statements"]
+        self.assertEqual((st[0]["created"], st[0]["dropped"]), (["table a"], []))
+        self.assertEqual((st[1]["created"], st[1]["dropped"]), (["index a_x"], []))
+        self.assertEqual((st[2]["created"], st[2]["dropped"]), ([], ["table t"]))
+        self.assertEqual((m["created"], m["dropped"]), (["table a", "index a_x"], ["table t"]))
+        self.assertIn("created table a, created index a_x, dropped table t",
+                      self.run_sm(*self.base, "safe-migrate", "--dry-run").out)
 
     def test_database_window_and_rebuild(self):
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
