@@ -6,6 +6,8 @@ import os
 import re
 import sqlite3
 import subprocess
+import threading
+import time
 import xml.etree.ElementTree as ET
 
 from smtest import CliTest, main
@@ -241,6 +243,53 @@ class ImpactPg(CliTest):
         s, r = stmt_rel(imp, "CREATE INDEX", "orders")
         self.assertEqual(r["lock"], "ShareLock")
         self.assertEqual(len([w for w in imp["windows"] if w["relation"] == "orders"]), 2)
+
+    def test_rehearsal_window_matches_a_writers_wait(self):
+        """An application inserting into orders on the scratch database every
+        10 ms while the rehearsal runs there: its longest insert waits at
+        least half the write-blocking window the report states (the window is
+        not made up)."""
+        scratch = self.pg_new_db()
+        self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN z int;\nSELECT pg_sleep(1.5);")
+        # (with a transaction:false migration the dry run rehearses on --rehearse-url)
+        self.add("0002_c.sql", "CREATE INDEX CONCURRENTLY orders_n_idx ON orders (n);",
+                 notx=True)
+        lat, ok, stop = [], [0], threading.Event()
+
+        def writer():
+            p = subprocess.Popen(["psql", scratch, "-X", "-q", "-A", "-t"], text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, bufsize=1)
+            while not stop.is_set():
+                t0 = time.monotonic()
+                # (fails fast until the rehearsal's restore has created orders)
+                p.stdin.write("INSERT INTO orders (n) VALUES (0) RETURNING 'ok';\n\\echo done\n")
+                p.stdin.flush()
+                line = p.stdout.readline()
+                while line and line.strip() != "done":
+                    ok[0] += line.strip() == "ok"
+                    line = p.stdout.readline()
+                lat.append(time.monotonic() - t0)
+                if not line:
+                    break
+                time.sleep(0.01)
+            p.stdin.close()
+            p.wait()
+            p.stdout.close()
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        try:
+            imp = self.impact("--rehearse-url", scratch)
+        finally:
+            stop.set()
+            t.join(60)
+        self.assertEqual(imp["rehearsal"], "rehearse-url")
+        w = [x for x in imp["windows"] if x["relation"] == "orders" and x["blocks"] == "reads"]
+        self.assertEqual(len(w), 1, imp["windows"])
+        self.assertGreaterEqual(w[0]["ms"], 1500)
+        self.assertGreater(ok[0], 0)
+        self.assertGreaterEqual(max(lat) * 1000, 0.5 * w[0]["ms"], (max(lat), w[0]))
 
     def test_html_report(self):
         # names that need escaping reach the page only escaped
