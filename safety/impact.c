@@ -66,6 +66,34 @@ struct impact_rel *impact_add_rel(struct impact_stmt *s, const char *name, const
 	return r;
 }
 
+void impact_add_object(struct impact_stmt *s, int created, const char *what)
+{
+	if (created) {
+		ALLOC_GROW(s->created, s->n_created + 1, s->created_alloc);
+		s->created[s->n_created++] = xstrdup(what);
+	} else {
+		ALLOC_GROW(s->dropped, s->n_dropped + 1, s->dropped_alloc);
+		s->dropped[s->n_dropped++] = xstrdup(what);
+	}
+}
+
+void impact_diff_objects(struct impact_stmt *s, const struct eng_rows *before,
+			 const struct eng_rows *after)
+{
+	size_t i = 0, j = 0;
+
+	while (i < before->nrows || j < after->nrows) {
+		int c = i == before->nrows ? 1 : j == after->nrows ? -1
+			: strcmp(rows_get(before, i, 0), rows_get(after, j, 0));
+		if (c < 0)
+			impact_add_object(s, 0, rows_get(before, i++, 1));
+		else if (c > 0)
+			impact_add_object(s, 1, rows_get(after, j++, 1));
+		else
+			i++, j++;
+	}
+}
+
 /* The statement on one line, at most 60 characters. */
 static char *one_line(const char *text, size_t len)
 {
@@ -196,6 +224,12 @@ void impact_free(struct impact *imp)
 			free(s->rels[k].mode);
 		}
 		free(s->rels);
+		for (size_t k = 0; k < s->n_created; k++)
+			free(s->created[k]);
+		for (size_t k = 0; k < s->n_dropped; k++)
+			free(s->dropped[k]);
+		free(s->created);
+		free(s->dropped);
 		free(s->text);
 		free(s->sql);
 	}
@@ -429,6 +463,27 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 				"its locks ended with the statement\n");
 			break;
 		}
+	for (size_t m = 0; m < imp->n_migs; m++) {
+		const char *sep = "";
+		for (int created = 1; created >= 0; created--) {
+			const char *verb = created ? "created" : "dropped";
+			for (size_t i = 0; i < imp->n_stmts; i++) {
+				const struct impact_stmt *s = &imp->stmts[i];
+				size_t n = created ? s->n_created : s->n_dropped;
+				if (s->mig != m)
+					continue;
+				for (size_t k = 0; k < n; k++) {
+					if (!*sep)
+						sb_addf(out, "  objects: %s: ", imp->migs[m].file);
+					sb_addf(out, "%s%s %s", sep, verb, created ? s->created[k]
+										 : s->dropped[k]);
+					sep = ", ";
+				}
+			}
+		}
+		if (*sep)
+			sb_adds(out, "\n");
+	}
 	if (!strcmp(imp->rehearsal, "in-place") && imp->n_migs > 1)
 		sb_adds(out, "  note: the in-place dry run runs all migrations in one transaction; a "
 			"lock an earlier migration already holds is not seen again (--rehearse-url "
@@ -468,6 +523,20 @@ const char *impact_lint_verdict(const struct impact_lint *l)
 			      : "not measurable: an earlier statement already held the lock";
 }
 
+/* The statement's created and dropped objects: as arrays of js (when not
+ * NULL), and appended to created and dropped (when not NULL). */
+static void add_objects(cJSON *js, const struct impact_stmt *s, cJSON *created, cJSON *dropped)
+{
+	if (js) {
+		created = cJSON_AddArrayToObject(js, "created");
+		dropped = cJSON_AddArrayToObject(js, "dropped");
+	}
+	for (size_t k = 0; k < s->n_created; k++)
+		cJSON_AddItemToArray(created, cJSON_CreateString(s->created[k]));
+	for (size_t k = 0; k < s->n_dropped; k++)
+		cJSON_AddItemToArray(dropped, cJSON_CreateString(s->dropped[k]));
+}
+
 /* full: with every statement; else the migrations, windows and rewrites. */
 static cJSON *to_json(const struct impact *imp, int full)
 {
@@ -484,8 +553,10 @@ static cJSON *to_json(const struct impact *imp, int full)
 		cJSON_AddStringToObject(o, "measurement_error", imp->err.msg);
 	cJSON_AddNumberToObject(o, "measurement_overhead_ms", MS(imp->overhead));
 	for (size_t m = 0; m < imp->n_migs; m++) {
-		cJSON *jm = cJSON_CreateObject(), *stmts;
+		cJSON *jm = cJSON_CreateObject(), *stmts, *mc, *md;
 		cJSON_AddStringToObject(jm, "file", imp->migs[m].file);
+		mc = cJSON_AddArrayToObject(jm, "created");
+		md = cJSON_AddArrayToObject(jm, "dropped");
 		cJSON_AddBoolToObject(jm, "in_transaction", imp->migs[m].in_tx);
 		cJSON_AddNumberToObject(jm, "start_ms", MS(imp->migs[m].start_us));
 		cJSON_AddNumberToObject(jm, "end_ms", MS(imp->migs[m].end_us));
@@ -504,6 +575,8 @@ static cJSON *to_json(const struct impact *imp, int full)
 			cJSON_AddBoolToObject(js, "ok", s->ok);
 			cJSON_AddBoolToObject(js, "in_transaction", s->in_tx);
 			cJSON_AddBoolToObject(js, "locks_observed", s->in_tx);
+			add_objects(js, s, NULL, NULL);
+			add_objects(NULL, s, mc, md);
 			rels = cJSON_AddArrayToObject(js, "relations");
 			for (size_t k = 0; k < s->n_rels; k++) {
 				const struct impact_rel *r = &s->rels[k];

@@ -49,6 +49,11 @@ struct impact_stmt {
 	int ok, in_tx;
 	struct impact_rel *rels;
 	size_t n_rels, alloc;
+	/* the objects it created and dropped, e.g. "table orders", "index
+	 * orders_n_idx" (PostgreSQL: relations, functions, types in the user's
+	 * schemas; SQLite: sqlite_master's entries) */
+	char **created, **dropped;
+	size_t n_created, n_dropped, created_alloc, dropped_alloc;
 };
 
 struct impact_mig {

@@ -24,6 +24,12 @@ extern const struct impact_driver impact_sqlite_driver;
 /* Appends a relation to s (strings copied) and returns it. */
 struct impact_rel *impact_add_rel(struct impact_stmt *s, const char *name, const char *kind,
 				  const char *mode);
+/* Notes that s created (created != 0) or dropped the object what. */
+void impact_add_object(struct impact_stmt *s, int created, const char *what);
+/* Compares two object listings (column 0 a key, sorted byte-wise; column 1
+ * what impact_add_object records) and notes the differences on s. */
+void impact_diff_objects(struct impact_stmt *s, const struct eng_rows *before,
+			 const struct eng_rows *after);
 /* What a PostgreSQL table lock mode blocks. */
 enum impact_blocks impact_pg_blocks(const char *mode);
 

@@ -21,6 +21,8 @@ struct pg_state {
 	struct eng_rows nodes;    /* oid, filenode before the statement (kept up to date
 				   * from the locked relations after each statement) */
 	struct eng_rows baseline; /* oid of the relations that existed when the migration began */
+	struct eng_rows objs;     /* key, "kind name" of the user's objects before the statement */
+	int have_objs;
 };
 
 #define USER_NS "n.oid IN " PG_USER_NSP
@@ -43,6 +45,27 @@ static const char after_sql[] =
 	"WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND "
 	USER_NS " AND c.relname <> '" HIST_TABLE "' ORDER BY 2, 1";
 
+#define QNAME(n, x) "CASE WHEN " n ".nspname = 'public' THEN " x " ELSE " n ".nspname || '.' || " x " END"
+
+/* The user's relations, functions and types (not a table's row type or an
+ * array type), keyed by catalog and oid, in byte order. */
+static const char obj_sql[] =
+	"SELECT ('c' || c.oid::text) COLLATE \"C\", CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' "
+	"WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 'v' THEN "
+	"'view' WHEN 'm' THEN 'materialized view' WHEN 'c' THEN 'type' WHEN 'f' THEN "
+	"'foreign table' ELSE 'relation' END || ' ' || " QNAME("n", "c.relname") " "
+	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " USER_NS
+	" AND c.relkind <> 't' AND c.relname <> '" HIST_TABLE "' "
+	"UNION ALL SELECT 'p' || p.oid::text, 'function ' || " QNAME("n", "p.proname") " || '(' || "
+	"pg_get_function_identity_arguments(p.oid) || ')' FROM pg_proc p "
+	"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE " USER_NS " "
+	"UNION ALL SELECT 't' || t.oid::text, 'type ' || " QNAME("n", "t.typname") " FROM pg_type t "
+	"JOIN pg_namespace n ON n.oid = t.typnamespace WHERE " USER_NS
+	" AND t.typtype IN ('e', 'd', 'r', 'm') ORDER BY 1";
+
+/* Reads the object listing; inside a transaction under the guard. */
+static int read_objs(struct engine *e, struct eng_rows *out, struct sm_error *err);
+
 static void *pg_state_new(void)
 {
 	return xcalloc(1, sizeof(struct pg_state));
@@ -55,6 +78,7 @@ static void pg_state_free(void *p)
 	rows_release(&st->locks);
 	rows_release(&st->nodes);
 	rows_release(&st->baseline);
+	rows_release(&st->objs);
 	free(st);
 }
 
@@ -83,6 +107,12 @@ static int pg_before(void *p, struct engine *e, int new_mig, struct sm_error *er
 	int rc = 0;
 
 	rows_release(&st->locks);
+	if (new_mig || !st->have_objs) {
+		rows_release(&st->objs);
+		st->have_objs = read_objs(e, &st->objs, err) == 0;
+		if (!st->have_objs)
+			return -1;
+	}
 	if (!e->in_tx)
 		return 0; /* outside a transaction the locks end with the statement */
 	if (guard_begin(e, err) < 0)
@@ -168,11 +198,30 @@ static void set_node(struct eng_rows *nodes, const char *oid, const char *node)
 	nodes->cells[at + 1] = xstrdup(node);
 }
 
+static int read_objs(struct engine *e, struct eng_rows *out, struct sm_error *err)
+{
+	if (!e->in_tx)
+		return e->ops->query(e, obj_sql, 0, NULL, out, err);
+	if (guard_begin(e, err) < 0)
+		return -1;
+	return guard_end(e, e->ops->query(e, obj_sql, 0, NULL, out, err));
+}
+
 static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_error *err)
 {
 	struct pg_state *st = p;
 	struct eng_rows now = ENG_ROWS_INIT;
 
+	if (st->have_objs) {
+		if (read_objs(e, &now, err) < 0) {
+			st->have_objs = 0;
+			return -1;
+		}
+		impact_diff_objects(s, &st->objs, &now);
+		rows_release(&st->objs);
+		st->objs = now;
+		memset(&now, 0, sizeof(now));
+	}
 	if (!e->in_tx)
 		return 0;
 	if (guard_begin(e, err) < 0)

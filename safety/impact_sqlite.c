@@ -21,7 +21,13 @@ struct sqlite_state {
 	/* outside a transaction: did the statement write? */
 	sqlite3_int64 changes;
 	long long schema_version;
+	struct eng_rows objs; /* "type name" twice, of sqlite_master's entries before the statement */
+	int have_objs;
 };
+
+static const char obj_sql[] =
+	"SELECT type || ' ' || name, type || ' ' || name FROM sqlite_master WHERE name NOT LIKE "
+	"'sqlite\\_%' ESCAPE '\\' AND name <> '" HIST_TABLE "' ORDER BY 1";
 
 static const char tables_sql[] =
 	"SELECT name, rootpage FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
@@ -46,6 +52,7 @@ static void sqlite_state_free(void *p)
 	struct sqlite_state *st = p;
 
 	rows_release(&st->baseline);
+	rows_release(&st->objs);
 	forget_rebuilt(st);
 	free(st);
 }
@@ -61,6 +68,12 @@ static int sqlite_before(void *p, struct engine *e, int new_mig, struct sm_error
 		st->changes = sqlite3_total_changes64(engine_native(e));
 		st->schema_version = scalar_ll(e, "PRAGMA schema_version", NULL);
 		st->wrote = 0;
+	}
+	if (new_mig || !st->have_objs) {
+		rows_release(&st->objs);
+		st->have_objs = e->ops->query(e, obj_sql, 0, NULL, &st->objs, err) == 0;
+		if (!st->have_objs)
+			return -1;
 	}
 	if (!new_mig)
 		return 0;
@@ -102,6 +115,16 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 		r->bytes = scalar_ll(e, "SELECT page_count * page_size FROM pragma_page_count(), "
 				     "pragma_page_size()", NULL);
 		st->wrote = e->in_tx; /* outside a transaction, each statement anew */
+	}
+	if (st->have_objs) {
+		if (e->ops->query(e, obj_sql, 0, NULL, &now, err) < 0) {
+			st->have_objs = 0;
+			return -1;
+		}
+		impact_diff_objects(s, &st->objs, &now);
+		rows_release(&st->objs);
+		st->objs = now;
+		memset(&now, 0, sizeof(now));
 	}
 	if (e->ops->query(e, tables_sql, 0, NULL, &now, err) < 0)
 		return -1;

@@ -749,6 +749,48 @@ out:
 	return rc;
 }
 
+/* The in-place rehearsal runs on the live database and holds its locks
+ * there: a statement must not queue behind another session's lock (and
+ * block everyone queued behind it) longer than the tool waits for a lock.
+ * --statement-lock-timeout, when given, was set by session_open. */
+static int dry_run_timeouts(struct engine *e, struct sm_error *err)
+{
+	if (opt.stmt_lock_timeout_ms > 0)
+		return 0;
+	return e->ops->set_timeouts(e, opt.lock_timeout_ms, 0, err);
+}
+
+/* A rehearsal statement that gave up waiting for a lock: the plan could not
+ * be rehearsed (exit 3), say which lock holders were in the way.  Returns
+ * the exit code, or -1 when the failure was something else. */
+static int dry_run_lock_wait(struct run *r, struct engine *e, const struct migration *m)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	long ms = opt.stmt_lock_timeout_ms > 0 ? opt.stmt_lock_timeout_ms : opt.lock_timeout_ms;
+	struct strbuf holders = STRBUF_INIT;
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	if (strcmp(ctx->err.sqlstate, "55P03") != 0)
+		return -1;
+	report_error(ctx, &ctx->err);
+	error_msg("dry run: a statement of '%s' could not take its lock within the lock timeout "
+		  "(%ld ms): another session holds a lock it waits for; nothing was changed and "
+		  "the plan was NOT rehearsed", m->path, ms);
+	if (e->ops->lock_holders && e->ops->lock_holders(e, &holders, &ignored) == 0 &&
+	    holders.len) {
+		sb_rtrim(&holders);
+		error_msg("sessions holding locks in the database:\n%s", holders.buf);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "blocking_sessions", holders.buf);
+	}
+	sb_release(&holders);
+	if (ctx->json) {
+		cJSON_AddStringToObject(ctx->json, "lock_timeout_migration", m->version);
+		cJSON_AddNumberToObject(ctx->json, "lock_timeout_ms", (double)ms);
+	}
+	return run_finish(r, "dry_run", EXIT_PENDING);
+}
+
 /* --dry-run without --rehearse-url when a migration must run outside a
  * transaction: the migrations before it are rehearsed in one rolled-back
  * transaction; it and those after it are not.  Says exactly which, and
@@ -769,6 +811,10 @@ static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p
 	warning("migration '%s' runs outside a transaction and cannot be rehearsed in place; "
 		"pass --rehearse-url URL to restore a fresh snapshot into a scratch database and "
 		"run the real migrations there", bad->path);
+	if (prefix.n && dry_run_timeouts(s->e, &ctx->err) < 0) {
+		report_error(ctx, &ctx->err);
+		return run_finish(r, "dry_run", EXIT_ERROR);
+	}
 	if (prefix.n) {
 		signals_watch(s->e);
 		imp = impact_watch(s->e, "in-place");
@@ -785,6 +831,8 @@ static int dry_run_prefix(struct run *r, struct session *s, const struct plan *p
 		for (size_t i = 0; i < done; i++)
 			cJSON_AddItemToArray(reh, cJSON_CreateString(p->steps[i].m->version));
 	}
+	if (rc < 0 && (rc = dry_run_lock_wait(r, s->e, prefix.steps[done].m)) >= 0)
+		return rc;
 	if (rc < 0) {
 		out("dry run: version %s would fail\n", prefix.steps[done].m->version);
 		if (ctx->json)
@@ -817,6 +865,10 @@ static int dry_run(struct run *r, struct session *s, const struct plan *p)
 			report_error(ctx, &ctx->err);
 		return run_finish(r, "dry_run", rc == 0 ? gate : EXIT_ERROR);
 	}
+	if (dry_run_timeouts(s->e, &ctx->err) < 0) {
+		report_error(ctx, &ctx->err);
+		return run_finish(r, "dry_run", EXIT_ERROR);
+	}
 	t0 = plan_now_ms();
 	signals_watch(s->e);
 	imp = impact_watch(s->e, "in-place");
@@ -824,6 +876,8 @@ static int dry_run(struct run *r, struct session *s, const struct plan *p)
 	signals_unwatch();
 	phase_done(r, "rehearse", t0, rc == 0);
 	gate = impact_report(ctx, s->e, imp);
+	if (rc < 0 && (rc = dry_run_lock_wait(r, s->e, p->steps[done].m)) >= 0)
+		return rc;
 	if (rc < 0) {
 		out("dry run: version %s would fail\n", p->steps[done].m->version);
 		if (ctx->json)

@@ -1055,9 +1055,13 @@ static int pg_lock_holders(struct engine *e, struct strbuf *out, struct sm_error
 	/* our own connections are the caller's business: the migration lock's
 	 * session (this one) is never a blocker of the restore */
 	if (pg_query(e,
-		     "SELECT pg_catalog.format('pid %s, user %s, application ''%s'', state %s, since %s%s',"
+		     "SELECT pg_catalog.format('pid %s, user %s, application ''%s'', state %s, since %s%s%s',"
 		     " a.pid, a.usename, a.application_name, a.state,"
 		     " to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+		     " (SELECT ', holding ' || string_agg(l.mode || ' on ' || l.relation::pg_catalog.regclass::text,"
+		     " ', ' ORDER BY l.relation) FROM pg_catalog.pg_locks l WHERE l.pid = a.pid AND l.granted"
+		     " AND l.locktype = 'relation' AND l.relation >= 16384 AND l.database ="
+		     " (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())),"
 		     " CASE WHEN a.query <> '' THEN ', last statement: ' || left(a.query, 80) ELSE '' END)"
 		     " FROM pg_catalog.pg_stat_activity a WHERE a.datname = current_database()"
 		     " AND a.pid <> pg_catalog.pg_backend_pid() AND (a.application_name <> 'safe-migrate'"

@@ -5,6 +5,9 @@ per-table blocking window; and the --max-blocking / --max-rewrite gates."""
 import os
 import re
 import sqlite3
+import subprocess
+import threading
+import time
 import xml.etree.ElementTree as ET
 
 from smtest import CliTest, main
@@ -179,6 +182,57 @@ class ImpactPg(CliTest):
                         self.pg_new_db())
         self.assertIn("(not observed): ran outside a transaction", r.out)
 
+    def test_in_place_dry_run_gives_up_waiting_for_a_lock(self):
+        """A session holds ACCESS EXCLUSIVE on orders, idle in its transaction:
+        the in-place rehearsal's ALTER waits --lock-timeout, no longer, then
+        exits 3 (not rehearsed) naming the holder and its lock; our backend
+        is gone, nothing waits behind the holder any more."""
+        self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r int;")
+        holder = subprocess.Popen(["psql", self.url, "-X", "-q", "-A", "-t"], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL,
+                                  env=dict(os.environ, PGAPPNAME="lockholder"))
+        try:
+            holder.stdin.write("BEGIN;\nLOCK TABLE orders IN ACCESS EXCLUSIVE MODE;\n"
+                               "SELECT pg_backend_pid();\n")
+            holder.stdin.flush()
+            pid = holder.stdout.readline().strip()
+            r = self.run_sm(*self.base, "--lock-timeout", "1s", "safe-migrate", "--dry-run",
+                            "--json", timeout=60)
+            waiting = self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                "application_name = 'safe-migrate'")
+        finally:
+            holder.stdin.write("ROLLBACK;\n")
+            holder.communicate(timeout=30)
+        self.assertEqual(r.code, 3, r)
+        self.assertIn("could not take its lock within the lock timeout (1000 ms)", r.err)
+        self.assertIn("NOT rehearsed", r.err)
+        self.assertIn("pid %s" % pid, r.err)
+        self.assertIn("AccessExclusiveLock on orders", r.err)
+        j = r.json()
+        self.assertEqual(j["lock_timeout_ms"], 1000)
+        self.assertEqual(j["lock_timeout_migration"], "0001")
+        self.assertIn("AccessExclusiveLock on orders", j["blocking_sessions"])
+        self.assertEqual(waiting, "0")
+
+    def test_objects_created_and_dropped(self):
+        self.psql(self.url, "CREATE TABLE old (x int);")
+        self.add("0001_m.sql", "CREATE TABLE a (x int);\nCREATE INDEX a_x ON a (x);\n"
+                 "DROP TABLE old;\nCREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS 'SELECT 1';")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.code, 0, r)
+        m = r.json()["impact"]["migrations"][0]
+        st = m["statements"]
+        self.assertEqual((st[0]["created"], st[0]["dropped"]), (["table a"], []))
+        self.assertEqual((st[1]["created"], st[1]["dropped"]), (["index a_x"], []))
+        self.assertEqual((st[2]["created"], st[2]["dropped"]), ([], ["table old"]))
+        self.assertEqual(st[3]["created"], ["function f(integer)"])
+        self.assertEqual(sorted(m["created"]), ["function f(integer)", "index a_x", "table a"])
+        self.assertEqual(m["dropped"], ["table old"])
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run")
+        self.assertIn("objects: migrations/0001_m.sql: created table a, created index a_x, "
+                      "created function f(integer), dropped table old", r.out)
+
     def test_rehearse_url_measures_each_migration(self):
         self.add("0001_a.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         self.add("0002_b.sql", "CREATE INDEX orders_n_idx ON orders (n);")
@@ -189,6 +243,53 @@ class ImpactPg(CliTest):
         s, r = stmt_rel(imp, "CREATE INDEX", "orders")
         self.assertEqual(r["lock"], "ShareLock")
         self.assertEqual(len([w for w in imp["windows"] if w["relation"] == "orders"]), 2)
+
+    def test_rehearsal_window_matches_a_writers_wait(self):
+        """An application inserting into orders on the scratch database every
+        10 ms while the rehearsal runs there: its longest insert waits at
+        least half the write-blocking window the report states (the window is
+        not made up)."""
+        scratch = self.pg_new_db()
+        self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN z int;\nSELECT pg_sleep(1.5);")
+        # (with a transaction:false migration the dry run rehearses on --rehearse-url)
+        self.add("0002_c.sql", "CREATE INDEX CONCURRENTLY orders_n_idx ON orders (n);",
+                 notx=True)
+        lat, ok, stop = [], [0], threading.Event()
+
+        def writer():
+            p = subprocess.Popen(["psql", scratch, "-X", "-q", "-A", "-t"], text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, bufsize=1)
+            while not stop.is_set():
+                t0 = time.monotonic()
+                # (fails fast until the rehearsal's restore has created orders)
+                p.stdin.write("INSERT INTO orders (n) VALUES (0) RETURNING 'ok';\n\\echo done\n")
+                p.stdin.flush()
+                line = p.stdout.readline()
+                while line and line.strip() != "done":
+                    ok[0] += line.strip() == "ok"
+                    line = p.stdout.readline()
+                lat.append(time.monotonic() - t0)
+                if not line:
+                    break
+                time.sleep(0.01)
+            p.stdin.close()
+            p.wait()
+            p.stdout.close()
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        try:
+            imp = self.impact("--rehearse-url", scratch)
+        finally:
+            stop.set()
+            t.join(60)
+        self.assertEqual(imp["rehearsal"], "rehearse-url")
+        w = [x for x in imp["windows"] if x["relation"] == "orders" and x["blocks"] == "reads"]
+        self.assertEqual(len(w), 1, imp["windows"])
+        self.assertGreaterEqual(w[0]["ms"], 1500)
+        self.assertGreater(ok[0], 0)
+        self.assertGreaterEqual(max(lat) * 1000, 0.5 * w[0]["ms"], (max(lat), w[0]))
 
     def test_html_report(self):
         # names that need escaping reach the page only escaped
@@ -304,6 +405,21 @@ class ImpactSqlite(CliTest):
                    "-- migrate:up\nCREATE TABLE t_new (id INTEGER PRIMARY KEY, a TEXT NOT NULL, "
                    "b INT);\nINSERT INTO t_new SELECT id, coalesce(a, ''), b FROM t;\n"
                    "DROP TABLE t;\nALTER TABLE t_new RENAME TO t;\n")
+
+    def test_objects_created_and_dropped(self):
+        self.write("migrations/0001_rebuild.sql",
+                   "-- migrate:up\nCREATE TABLE a (x INT);\nCREATE INDEX a_x ON a (x);\n"
+                   "DROP TABLE t;\n")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.code, 0, r)
+        m = r.json()["impact"]["migrations"][0]
+        st = m["statements"]
+        self.assertEqual((st[0]["created"], st[0]["dropped"]), (["table a"], []))
+        self.assertEqual((st[1]["created"], st[1]["dropped"]), (["index a_x"], []))
+        self.assertEqual((st[2]["created"], st[2]["dropped"]), ([], ["table t"]))
+        self.assertEqual((m["created"], m["dropped"]), (["table a", "index a_x"], ["table t"]))
+        self.assertIn("created table a, created index a_x, dropped table t",
+                      self.run_sm(*self.base, "safe-migrate", "--dry-run").out)
 
     def test_database_window_and_rebuild(self):
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
