@@ -154,6 +154,27 @@ class ImpactPg(CliTest):
         self.check("CREATE INDEX orders_n_idx ON orders (n);", "CREATE INDEX", "ShareLock",
                    False, "writes")
 
+    def test_foreign_key_validated_at_once_or_later(self):
+        self.psql(self.url, "CREATE TABLE customers (id int PRIMARY KEY); "
+                  "INSERT INTO customers SELECT g FROM generate_series(1, 20000) g")
+        # at once: the whole check runs under a lock that blocks writes
+        self.check("ALTER TABLE orders ADD CONSTRAINT orders_n_fk FOREIGN KEY (n) "
+                   "REFERENCES customers (id);", "ALTER TABLE", "ShareRowExclusiveLock",
+                   False, "writes")
+        # NOT VALID, then VALIDATE in a migration of its own: the validation
+        # takes only a lock that blocks DDL
+        self.add("0001_m.sql", "ALTER TABLE orders ADD CONSTRAINT orders_n_fk FOREIGN KEY (n) "
+                 "REFERENCES customers (id) NOT VALID;")
+        self.add("0002_v.sql", "ALTER TABLE orders VALIDATE CONSTRAINT orders_n_fk;")
+        imp = self.impact()
+        s, r = stmt_rel(imp, "ALTER TABLE orders VALIDATE", "orders")
+        self.assertIsNotNone(r, s)
+        self.assertEqual(r["new_lock"], "ShareUpdateExclusiveLock", r)
+        self.assertEqual(r["new_blocks"], "ddl", r)
+        self.assertFalse(r["rewritten"])
+        s, r = stmt_rel(imp, "ALTER TABLE orders ADD CONSTRAINT", "orders")
+        self.assertEqual(r["new_lock"], "ShareRowExclusiveLock", r)
+
     def test_set_not_null(self):
         self.check("ALTER TABLE orders ALTER COLUMN note SET NOT NULL;", "ALTER TABLE",
                    "AccessExclusiveLock", False, "reads")
