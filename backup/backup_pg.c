@@ -227,15 +227,29 @@ static int copy_read(void *ud, void *buf, size_t cap, size_t *got, struct sm_err
 	return 0;
 }
 
-/* The COPY TO STDOUT that reads t's rows (the snapshot's and the checksum
- * check's). */
-static void copy_sql(const struct pgcat_table *t, struct strbuf *sql)
+/* Starts the COPY TO STDOUT that reads t's rows (the snapshot's and the
+ * checksum check's); what names the failure.  0, or -1 with err set. */
+static int start_copy(PGconn *conn, const struct pgcat_table *t, const char *what,
+		      struct sm_error *err)
 {
+	struct strbuf sql = STRBUF_INIT;
+	PGresult *res;
+	int ret = 0;
+
 	if (t->filter) /* an extension's configuration table: the user's rows */
-		sb_addf(sql, "COPY (SELECT %.*s FROM ONLY %s %s) TO STDOUT",
+		sb_addf(&sql, "COPY (SELECT %.*s FROM ONLY %s %s) TO STDOUT",
 			(int)strlen(t->columns) - 2, t->columns + 1, t->qualified, t->filter);
 	else
-		sb_addf(sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
+		sb_addf(&sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
+	res = PQexec(conn, sql.buf);
+	sb_release(&sql);
+	if (PQresultStatus(res) != PGRES_COPY_OUT) {
+		pgcat_pq_error(err, conn, res, what);
+		err_prefix(err, "%s", t->qualified);
+		ret = -1;
+	}
+	PQclear(res);
+	return ret;
 }
 
 /* Copies t into entry; fills its row count and content checksum. */
@@ -244,7 +258,6 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 		      struct sm_error *err)
 {
 	struct copy_stream s;
-	struct strbuf sql = STRBUF_INIT;
 	PGresult *res;
 	size_t i;
 	int ret = -1;
@@ -252,16 +265,8 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
 	s.table = t->qualified;
-	copy_sql(t, &sql);
-	res = PQexec(conn, sql.buf);
-	sb_release(&sql);
-	if (PQresultStatus(res) != PGRES_COPY_OUT) {
-		pgcat_pq_error(err, conn, res, "cannot copy table");
-		err_prefix(err, "%s", t->qualified);
-		PQclear(res);
+	if (start_copy(conn, t, "cannot copy table", err) < 0)
 		return -1;
-	}
-	PQclear(res);
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
 	if (pthread_create(&s.thread, NULL, copy_reader, &s) != 0) {
@@ -419,21 +424,12 @@ static int content_sum(PGconn *conn, const struct pgcat_table *t, char hex[HASH_
 		       struct sm_error *err)
 {
 	unsigned char sum[HASH_LEN] = { 0 };
-	struct strbuf sql = STRBUF_INIT;
 	PGresult *res;
 	char *row = NULL;
 	int n, ret = 0;
 
-	copy_sql(t, &sql);
-	res = PQexec(conn, sql.buf);
-	sb_release(&sql);
-	if (PQresultStatus(res) != PGRES_COPY_OUT) {
-		pgcat_pq_error(err, conn, res, "cannot read the table");
-		err_prefix(err, "%s", t->qualified);
-		PQclear(res);
+	if (start_copy(conn, t, "cannot read the table", err) < 0)
 		return -1;
-	}
-	PQclear(res);
 	while ((n = PQgetCopyData(conn, &row, 0)) >= 0) {
 		hash_sum_add(sum, row, (size_t)n);
 		PQfreemem(row);
