@@ -264,11 +264,12 @@ struct dumper {
 	struct sm_error *err;
 };
 
-static void owner_to(struct dumper *dp, const char *kind, const char *name, const char *owner)
+void pgcat_owner_to(struct strbuf *owners, int no_owner, const char *kind, const char *name,
+		    const char *owner)
 {
-	if (dp->o->no_owner || !owner)
+	if (no_owner || !owner)
 		return;
-	sb_addf(&dp->owners, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
+	sb_addf(owners, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
 }
 
 /* pgdump_objects hands its pre-data objects to the sort through this. */
@@ -335,7 +336,7 @@ static int dump_schemas(struct dumper *dp, struct strbuf *pre)
 		ALLOC_GROW(d->schemas, d->nschemas + 1, d->schemas_alloc);
 		d->schemas[d->nschemas++] = xstrdup(PQgetvalue(r, i, 0));
 		sb_addf(pre, "CREATE SCHEMA %s;\n", PQgetvalue(r, i, 1));
-		owner_to(dp, "SCHEMA", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+		pgcat_owner_to(&dp->owners, dp->o->no_owner, "SCHEMA", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return 0;
@@ -568,7 +569,7 @@ static int dump_types(struct dumper *dp)
 			break;
 		}
 		add_obj(&dp->objs, R_TYPE, 't', oid, sb_detach(&sb));
-		owner_to(dp, kind[0] == 'd' ? "DOMAIN" : "TYPE", name, PQgetvalue(r, i, 3));
+		pgcat_owner_to(&dp->owners, dp->o->no_owner, kind[0] == 'd' ? "DOMAIN" : "TYPE", name, PQgetvalue(r, i, 3));
 	}
 	PQclear(r);
 	return 0;
@@ -620,7 +621,7 @@ static int dump_base_types(struct dumper *dp)
 
 		sb_addf(&sb, "CREATE TYPE %s;\n", name);
 		add_obj(&dp->objs, R_TYPE, 't', oid, sb_detach(&sb));
-		owner_to(dp, "TYPE", name, PQgetvalue(r, i, 3));
+		pgcat_owner_to(&dp->owners, dp->o->no_owner, "TYPE", name, PQgetvalue(r, i, 3));
 		if (!bval(r, i, 1))
 			continue; /* only a shell */
 		sb_addf(&sb, "CREATE TYPE %s (\n    INTERNALLENGTH = %s", name,
@@ -703,7 +704,7 @@ static int dump_sequences(struct dumper *dp)
 		if (pgcat_val(r, i, 11))
 			sb_addf(&dp->seqowned, "ALTER SEQUENCE %s OWNED BY %s;\n", name, pgcat_val(r, i, 11));
 		else
-			owner_to(dp, "SEQUENCE", name, PQgetvalue(r, i, 2));
+			pgcat_owner_to(&dp->owners, dp->o->no_owner, "SEQUENCE", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return 0;
@@ -765,7 +766,7 @@ static int dump_functions(struct dumper *dp)
 		sb_rtrim(&sb);
 		sb_adds(&sb, ";\n");
 		add_obj(&dp->objs, R_FUNC, 'p', pgcat_oid(r, i, 0), sb_detach(&sb));
-		owner_to(dp, proc ? "PROCEDURE" : "FUNCTION", PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+		pgcat_owner_to(&dp->owners, dp->o->no_owner, proc ? "PROCEDURE" : "FUNCTION", PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
 	}
 	PQclear(r);
 
@@ -827,7 +828,7 @@ static int dump_functions(struct dumper *dp)
 		aggregate_options(&sb, r, i);
 		sb_adds(&sb, ");\n");
 		add_obj(&dp->objs, R_AGG, 'p', pgcat_oid(r, i, 0), sb_detach(&sb));
-		owner_to(dp, "AGGREGATE", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+		pgcat_owner_to(&dp->owners, dp->o->no_owner, "AGGREGATE", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return 0;
@@ -978,7 +979,7 @@ static int dump_relations(struct dumper *dp)
 				rank = R_MATVIEW;
 			}
 			sb_release(&def);
-			owner_to(dp, kind == 'v' ? "VIEW" : "MATERIALIZED VIEW", name, PQgetvalue(r, i, 3));
+			pgcat_owner_to(&dp->owners, dp->o->no_owner, kind == 'v' ? "VIEW" : "MATERIALIZED VIEW", name, PQgetvalue(r, i, 3));
 			o = add_obj(&dp->objs, rank, 'c', oid, sb_detach(&sb));
 			if (kind == 'm' && bval(r, i, 11)) {
 				sb_addf(&sb, "REFRESH MATERIALIZED VIEW %s;\n", name);
@@ -1023,7 +1024,7 @@ static int dump_relations(struct dumper *dp)
 			sb_addf(&sb, "ALTER TABLE ONLY %s REPLICA IDENTITY NOTHING;\n", name);
 			break;
 		}
-		owner_to(dp, kind == 'f' ? "FOREIGN TABLE" : "TABLE", name, PQgetvalue(r, i, 3));
+		pgcat_owner_to(&dp->owners, dp->o->no_owner, kind == 'f' ? "FOREIGN TABLE" : "TABLE", name, PQgetvalue(r, i, 3));
 		add_obj(&dp->objs, R_TABLE, 'c', oid, sb_detach(&sb));
 		if (kind == 'r')
 			add_table(dp->d, r, i, 12, name, &copycols, NULL);

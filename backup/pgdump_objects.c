@@ -122,14 +122,6 @@ int pgobj_prelude(const struct pgobj_out *o, struct strbuf *pre)
 	return pgcat_add_lines(o->conn, drops_sql, pre, o->err);
 }
 
-static void owner_to(const struct pgobj_out *o, const char *kind, const char *name,
-		     const char *owner)
-{
-	if (o->no_owner || !owner)
-		return;
-	sb_addf(o->owners, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
-}
-
 static int dump_collations(const struct pgobj_out *o)
 {
 	PGresult *r = pgcat_query(o->conn,
@@ -159,7 +151,7 @@ static int dump_collations(const struct pgobj_out *o)
 			sb_adds(&sb, ", deterministic = false");
 		sb_adds(&sb, ");\n");
 		o->add(o->ud, R_COLL, 'l', pgcat_oid(r, i, 0), sb_detach(&sb));
-		owner_to(o, "COLLATION", name, PQgetvalue(r, i, 2));
+		pgcat_owner_to(o->owners, o->no_owner, "COLLATION", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return 0;
@@ -188,7 +180,7 @@ static int dump_fdws(const struct pgobj_out *o)
 			sb_addf(&sb, " VALIDATOR %s", pgcat_val(r, i, 4));
 		sb_addf(&sb, "%s;\n", PQgetvalue(r, i, 5));
 		o->add(o->ud, R_FDW, 'w', pgcat_oid(r, i, 0), sb_detach(&sb));
-		owner_to(o, "FOREIGN DATA WRAPPER", name, PQgetvalue(r, i, 2));
+		pgcat_owner_to(o->owners, o->no_owner, "FOREIGN DATA WRAPPER", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return 0;
@@ -219,7 +211,7 @@ static int dump_servers(const struct pgobj_out *o)
 			sb_addf(&sb, " VERSION %s", pgcat_val(r, i, 4));
 		sb_addf(&sb, " FOREIGN DATA WRAPPER %s%s;\n", PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
 		o->add(o->ud, R_SERVER, 's', pgcat_oid(r, i, 0), sb_detach(&sb));
-		owner_to(o, "SERVER", name, PQgetvalue(r, i, 2));
+		pgcat_owner_to(o->owners, o->no_owner, "SERVER", name, PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return 0;
@@ -264,7 +256,7 @@ static int add_rows(const struct pgobj_out *o, const char *sql, int rank, char c
 	for (i = 0; i < PQntuples(r); i++) {
 		o->add(o->ud, rank, cls, pgcat_oid(r, i, 0), xstrdup(PQgetvalue(r, i, 1)));
 		if (PQnfields(r) > 3 && pgcat_val(r, i, 3))
-			owner_to(o, kind, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+			pgcat_owner_to(o->owners, o->no_owner, kind, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
 	}
 	PQclear(r);
 	return 0;

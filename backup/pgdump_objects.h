@@ -115,6 +115,10 @@ PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err);
 const char *pgcat_val(const PGresult *r, int row, int col);
 /* Cell (row, col) of r as an OID. */
 unsigned pgcat_oid(const PGresult *r, int row, int col);
+/* Appends "ALTER KIND NAME OWNER TO OWNER;" to owners, unless no_owner or
+ * owner is NULL. */
+void pgcat_owner_to(struct strbuf *owners, int no_owner, const char *kind, const char *name,
+		    const char *owner);
 /* Runs sql and appends column 0 of every row (non-NULL), a line each. */
 int pgcat_add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm_error *err);
 
