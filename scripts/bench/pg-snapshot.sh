@@ -30,31 +30,8 @@ set -euo pipefail
 scale=${1:-1}
 runs=${2:-5}
 shapes=${3:-blobs narrow many}
-src=$(cd "$(dirname "$0")/../.." && pwd)
-if [ -n "${SAFE_MIGRATE_BIN:-}" ]; then
-  bin=$SAFE_MIGRATE_BIN
-else
-  build=${BENCH_BUILD_DIR:-$src/build-bench}
-  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-  cmake --build "$build" -j"$(nproc)" >/dev/null
-  bin=$build/src/cli/safe-migrate
-fi
-work=$(mktemp -d /tmp/sm-bench.XXXXXX)
-cluster=""
-cleanup() {
-  if [ -n "$cluster" ]; then "$src/scripts/pg-cluster.sh" stop "$cluster"; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if [ -n "${SAFE_MIGRATE_BENCH_PG_URL:-}" ]; then
-  admin=$SAFE_MIGRATE_BENCH_PG_URL
-else
-  cluster=/tmp/pg-sm-bench
-  "$src/scripts/pg-cluster.sh" stop "$cluster"
-  admin=$("$src/scripts/pg-cluster.sh" start "$cluster" "${SAFE_MIGRATE_BENCH_PG_PORT:-25499}")
-fi
-base=${admin%/*}
+. "$(dirname "$0")/pg-bench-lib.sh"
+bench_pg_setup /tmp/pg-sm-bench 25499
 psql_() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 newdb() { psql_ "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"; }
 

@@ -1,0 +1,34 @@
+# Sourced by the PostgreSQL benchmarks: builds (or takes) the binary to time
+# and gives them a server.  Sets src, bin, work, cluster, admin and base, and
+# stops the cluster and removes work on exit.
+#   bench_pg_setup CLUSTER_DIR DEFAULT_PORT
+# Builds a Release binary in build-bench/ (BENCH_BUILD_DIR to move it;
+# SAFE_MIGRATE_BIN to use another binary).  SAFE_MIGRATE_BENCH_PG_URL uses an
+# existing server instead of a throwaway cluster on SAFE_MIGRATE_BENCH_PG_PORT.
+bench_pg_setup() {
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  if [ -n "${SAFE_MIGRATE_BIN:-}" ]; then
+    bin=$SAFE_MIGRATE_BIN
+  else
+    local build=${BENCH_BUILD_DIR:-$src/build-bench}
+    cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+    cmake --build "$build" -j"$(nproc)" >/dev/null
+    bin=$build/src/cli/safe-migrate
+  fi
+  work=$(mktemp -d /tmp/sm-bench.XXXXXX)
+  cluster=""
+  trap bench_pg_cleanup EXIT
+  if [ -n "${SAFE_MIGRATE_BENCH_PG_URL:-}" ]; then
+    admin=$SAFE_MIGRATE_BENCH_PG_URL
+  else
+    cluster=$1
+    "$src/scripts/pg-cluster.sh" stop "$cluster"
+    admin=$("$src/scripts/pg-cluster.sh" start "$cluster" "${SAFE_MIGRATE_BENCH_PG_PORT:-$2}")
+  fi
+  base=${admin%/*}
+}
+
+bench_pg_cleanup() {
+  if [ -n "$cluster" ]; then "$src/scripts/pg-cluster.sh" stop "$cluster"; fi
+  rm -rf "$work"
+}
