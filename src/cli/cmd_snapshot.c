@@ -5,7 +5,6 @@
  * and picks exit codes.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,21 +153,6 @@ static char *snapshot_arg(struct cmd_ctx *ctx, const char *arg)
 	return xstrdup(arg);
 }
 
-static void add_problem(struct snap_problems *pr, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void add_problem(struct snap_problems *pr, const char *fmt, ...)
-{
-	struct strbuf sb = STRBUF_INIT;
-	va_list ap;
-
-	va_start(ap, fmt);
-	sb_vaddf(&sb, fmt, ap);
-	va_end(ap);
-	ALLOC_GROW(pr->items, pr->n + 1, pr->alloc);
-	pr->items[pr->n++] = sb_detach(&sb);
-}
-
 /* Compares what was restored with what the snapshot recorded; each
  * difference is a problem. */
 static void compare_restored(const cJSON *manifest, const struct backup_summary *got,
@@ -181,10 +165,10 @@ static void compare_restored(const cJSON *manifest, const struct backup_summary 
 	const char *differs = backup_content_differs(extra, got);
 
 	if (differs)
-		add_problem(pr, "table %s: the restored content differs from the snapshot's "
+		snap_problems_add(pr, "table %s: the restored content differs from the snapshot's "
 			    "(content checksum)", differs);
 	if (fp && got->schema_sha256[0] && strcmp(fp, got->schema_sha256))
-		add_problem(pr, "the restored schema differs from the snapshot's (fingerprint %.12s, "
+		snap_problems_add(pr, "the restored schema differs from the snapshot's (fingerprint %.12s, "
 			    "recorded %.12s)", got->schema_sha256, fp);
 	if (!got->row_counts)
 		return;
@@ -192,14 +176,14 @@ static void compare_restored(const cJSON *manifest, const struct backup_summary 
 		const cJSON *n = cJSON_GetObjectItemCaseSensitive(got->row_counts, t->string);
 
 		if (!cJSON_IsNumber(n))
-			add_problem(pr, "table %s was not restored", t->string);
+			snap_problems_add(pr, "table %s was not restored", t->string);
 		else if (n->valuedouble != t->valuedouble)
-			add_problem(pr, "table %s: %.0f rows restored, the snapshot recorded %.0f",
+			snap_problems_add(pr, "table %s: %.0f rows restored, the snapshot recorded %.0f",
 				    t->string, n->valuedouble, t->valuedouble);
 	}
 	cJSON_ArrayForEach(t, got->row_counts)
 		if (!cJSON_GetObjectItemCaseSensitive(rc, t->string))
-			add_problem(pr, "table %s is not in the snapshot but was restored", t->string);
+			snap_problems_add(pr, "table %s is not in the snapshot but was restored", t->string);
 }
 
 /*
@@ -246,7 +230,7 @@ static int restore_check(struct cmd_ctx *ctx, const char *path, const cJSON *man
 			err->kind = ERR_INTERRUPTED;
 		if (err->kind == ERR_INTERRUPTED || err->kind == ERR_USAGE)
 			goto out;
-		add_problem(pr, "cannot be restored into '%s': %s", to.redacted, err->msg);
+		snap_problems_add(pr, "cannot be restored into '%s': %s", to.redacted, err->msg);
 		err_clear(err);
 		ret = 0;
 		goto out;

@@ -232,6 +232,9 @@ struct snap_problems {
 
 #define SNAP_PROBLEMS_INIT { NULL, 0, 0 }
 
+/* Appends one problem, printf-style. */
+void snap_problems_add(struct snap_problems *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 void snap_problems_release(struct snap_problems *p);
 
 /*

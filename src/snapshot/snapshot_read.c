@@ -158,10 +158,7 @@ struct snap_reader {
 	int interrupted;                  /* a read stopped for it */
 };
 
-static void problem(struct snap_reader *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void problem(struct snap_reader *r, const char *fmt, ...)
+void snap_problems_add(struct snap_problems *p, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
@@ -169,8 +166,8 @@ static void problem(struct snap_reader *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	sb_vaddf(&sb, fmt, ap);
 	va_end(ap);
-	ALLOC_GROW(r->problems.items, r->problems.n + 1, r->problems.alloc);
-	r->problems.items[r->problems.n++] = sb_detach(&sb);
+	ALLOC_GROW(p->items, p->n + 1, p->alloc);
+	p->items[p->n++] = sb_detach(&sb);
 }
 
 void snap_problems_release(struct snap_problems *p)
@@ -185,7 +182,7 @@ void snap_problems_release(struct snap_problems *p)
 static int damaged(struct snap_reader *r, struct sm_error *err)
 {
 	if (!r->problems.n)
-		problem(r, "snapshot is damaged");
+		snap_problems_add(&r->problems, "snapshot is damaged");
 	if (r->problems.n == 1)
 		return err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: %s", r->path,
 			       r->problems.items[0]);
@@ -219,7 +216,7 @@ static int fatal(struct snap_reader *r, struct sm_error *err, const char *fmt, .
 		r->broken = 1;
 		return -1;
 	}
-	problem(r, "%s", sb.buf);
+	snap_problems_add(&r->problems, "%s", sb.buf);
 	sb_release(&sb);
 	r->broken = 1;
 	return damaged(r, err);
@@ -531,7 +528,7 @@ static int read_sidecar(struct snap_reader *r, char hex[HASH_HEX_LEN + 1])
 
 	sb_addf(&path, "%s%s", r->path, SNAP_SHA_SUFFIX);
 	if (fs_read_file(path.buf, &sb, 4096, &e2) < 0) {
-		problem(r, "checksum file '%s' cannot be read: %s", path.buf,
+		snap_problems_add(&r->problems, "checksum file '%s' cannot be read: %s", path.buf,
 			e2.sys_errno ? strerror(e2.sys_errno) : e2.msg);
 		goto out;
 	}
@@ -540,11 +537,11 @@ static int read_sidecar(struct snap_reader *r, char hex[HASH_HEX_LEN + 1])
 	    sb.buf[HASH_HEX_LEN] != ' ' ||
 	    (sb.buf[HASH_HEX_LEN + 1] != ' ' && sb.buf[HASH_HEX_LEN + 1] != '*') ||
 	    strchr(sb.buf, '\n')) {
-		problem(r, "checksum file '%s' is not in 'sha256sum -c' format", path.buf);
+		snap_problems_add(&r->problems, "checksum file '%s' is not in 'sha256sum -c' format", path.buf);
 		goto out;
 	}
 	if (strcmp(sb.buf + HASH_HEX_LEN + 2, base) != 0) {
-		problem(r, "checksum file '%s' names '%s', not '%s'", path.buf,
+		snap_problems_add(&r->problems, "checksum file '%s' names '%s', not '%s'", path.buf,
 			sb.buf + HASH_HEX_LEN + 2, base);
 		goto out;
 	}
@@ -741,14 +738,14 @@ static void check_manifest(struct snap_reader *r)
 	static const char *const same[] = { "format_version", "engine", "created_at", "revision" };
 
 	if (!cJSON_IsArray(entries)) {
-		problem(r, "the manifest has no entry list");
+		snap_problems_add(&r->problems, "the manifest has no entry list");
 		return;
 	}
 	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
 		const cJSON *a = cJSON_GetObjectItemCaseSensitive(r->header, same[i]);
 		const cJSON *b = cJSON_GetObjectItemCaseSensitive(r->manifest, same[i]);
 		if (!a || !b || !cJSON_Compare(a, b, 1))
-			problem(r, "the manifest's %s differs from the header's", same[i]);
+			snap_problems_add(&r->problems, "the manifest's %s differs from the header's", same[i]);
 	}
 	cJSON_ArrayForEach(e, entries) {
 		const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
@@ -758,20 +755,20 @@ static void check_manifest(struct snap_reader *r)
 
 		listed++;
 		if (!cJSON_IsString(n) || !cJSON_IsNumber(sz) || !cJSON_IsString(sha)) {
-			problem(r, "manifest entry %zu is malformed", listed);
+			snap_problems_add(&r->problems, "manifest entry %zu is malformed", listed);
 			continue;
 		}
 		map_put(&names, n->valuestring, 1);
 		s = find_seen(r, n->valuestring);
 		if (!s) {
-			problem(r, "entry '%s' is listed in the manifest but missing", n->valuestring);
+			snap_problems_add(&r->problems, "entry '%s' is listed in the manifest but missing", n->valuestring);
 			continue;
 		}
 		if ((double)s->size != sz->valuedouble)
-			problem(r, "entry '%s' is %llu bytes, the manifest says %.0f", s->name,
+			snap_problems_add(&r->problems, "entry '%s' is %llu bytes, the manifest says %.0f", s->name,
 				(unsigned long long)s->size, sz->valuedouble);
 		else if (strcmp(s->sha, sha->valuestring) != 0)
-			problem(r, "entry '%s' fails its SHA-256 check", s->name);
+			snap_problems_add(&r->problems, "entry '%s' fails its SHA-256 check", s->name);
 	}
 	/* what the header declared up front must hold too (a restore checks it
 	 * before it uses the entry, so verify must not pass a snapshot whose
@@ -780,12 +777,12 @@ static void check_manifest(struct snap_reader *r)
 		const struct seen_entry *s = find_seen(r, e->string);
 
 		if (!cJSON_IsString(e) || !s || strcmp(s->sha, e->valuestring) != 0)
-			problem(r, "entry '%s' does not match the checksum the header declares",
+			snap_problems_add(&r->problems, "entry '%s' does not match the checksum the header declares",
 				e->string);
 	}
 	for (size_t i = 0; i < r->nseen; i++)
 		if (!map_get(&names, r->seen[i].name, NULL))
-			problem(r, "entry '%s' is not listed in the manifest", r->seen[i].name);
+			snap_problems_add(&r->problems, "entry '%s' is not listed in the manifest", r->seen[i].name);
 	map_release(&names);
 }
 
@@ -800,7 +797,7 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 	if (rc < 0)
 		return -1;
 	if (!r->manifest) {
-		problem(r, "'%s' is missing (the snapshot is incomplete)", SNAP_MANIFEST_NAME);
+		snap_problems_add(&r->problems, "'%s' is missing (the snapshot is incomplete)", SNAP_MANIFEST_NAME);
 		return damaged(r, err);
 	}
 	bpipe_finish(r->in);
@@ -823,7 +820,7 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 	}
 	hash_final_hex(&r->file_hash, have);
 	if (read_sidecar(r, want) && strcmp(want, have) != 0)
-		problem(r, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
+		snap_problems_add(&r->problems, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
 			want);
 checked:
 	if (r->problems.n)
@@ -870,7 +867,7 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 		goto out;
 	}
 	if (strcmp(want, have) != 0) {
-		problem(r, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
+		snap_problems_add(&r->problems, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
 			want);
 		ret = damaged(r, err);
 		goto out;
