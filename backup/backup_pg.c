@@ -346,10 +346,15 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	char *toc_text = NULL;
 	PGresult *res;
 	size_t i;
-	int ret = -1;
+	int ret = -1, nested = pgcat_begin(conn, err);
 
-	if (pgcat_begin(conn, err) < 0)
+	if (nested < 0)
 		return -1;
+	/* its COMMIT would end the caller's transaction, not its own */
+	if (nested) {
+		pgcat_end(conn, nested);
+		return err_set(err, ERR_USAGE, "a snapshot cannot be taken inside a transaction");
+	}
 	if (pgcat_read(conn, &co, &d, err) < 0)
 		goto out;
 	{
@@ -462,9 +467,9 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 	struct strbuf sql = STRBUF_INIT;
 	PGresult *res = NULL;
 	size_t i;
-	int ret = -1;
+	int ret = -1, nested = pgcat_begin(conn, err);
 
-	if (pgcat_begin(conn, err) < 0)
+	if (nested < 0)
 		return -1;
 	if (pgcat_read(conn, &co, &d, err) < 0)
 		goto out;
@@ -497,7 +502,7 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 	ret = 0;
 out:
 	PQclear(res);
-	PQclear(PQexec(conn, "ROLLBACK"));
+	pgcat_end(conn, nested);
 	sb_release(&sql);
 	pgcat_dump_release(&d);
 	return ret;

@@ -130,17 +130,30 @@ int pgcat_add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm
 
 int pgcat_begin(PGconn *conn, struct sm_error *err)
 {
-	PGresult *r = pgcat_query(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
+	/* inside a transaction already (a restore checking what it loaded
+	 * before it commits): its snapshot is the one to read, under a
+	 * savepoint that pgcat_end rolls back with the settings */
+	int nested = PQtransactionStatus(conn) == PQTRANS_INTRANS;
+	PGresult *r = pgcat_query(conn, nested ? "SAVEPOINT sm_catalog"
+					       : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+				  err);
 
 	if (!r)
 		return -1;
 	PQclear(r);
 	if (!(r = pgcat_query(conn, pgcat_session_sql, err))) {
-		PQclear(PQexec(conn, "ROLLBACK"));
+		pgcat_end(conn, nested);
 		return -1;
 	}
 	PQclear(r);
-	return 0;
+	return nested;
+}
+
+void pgcat_end(PGconn *conn, int nested)
+{
+	PQclear(PQexec(conn, nested ? "ROLLBACK TO SAVEPOINT sm_catalog; "
+				      "RELEASE SAVEPOINT sm_catalog"
+				    : "ROLLBACK"));
 }
 
 /* --- pre-data objects and their ordering -------------------------------- */

@@ -65,6 +65,10 @@ extern const char pgcat_session_sql[];
  * read in, with pgcat_session_sql.  The caller ends it (COMMIT) when the
  * last COPY is done; the connection's own settings then come back. */
 int pgcat_begin(PGconn *conn, struct sm_error *err);
+/* Inside a transaction already, pgcat_begin reads in that one, under a
+ * savepoint, and returns 1 (0 for a transaction of its own).  pgcat_end
+ * rolls back what it began (nested: its return value). */
+void pgcat_end(PGconn *conn, int nested);
 
 /* Locks every table in ACCESS SHARE mode (failing after lock_timeout_ms
  * when a table is locked exclusively) and fills out.  Needs pgcat_begin.

@@ -53,6 +53,17 @@ struct restore_opts {
 	 * which then changed nothing.  May be NULL. */
 	int (*writers_blocked)(void *ud, struct sm_error *err);
 	void *writers_blocked_ud;
+	/* In place: called once the snapshot's data is in the target and
+	 * before other sessions can write to it again, on the restore's own
+	 * connection (target): PostgreSQL inside the restore's transaction,
+	 * before COMMIT (-1 rolls the whole restore back); SQLite with the
+	 * write lock still held (-1 cannot take the copy back).  The caller
+	 * confirms the restored state there, where no other session's write
+	 * can pass for a faulty restore.  Not called when the driver could not
+	 * keep writers out from the copy to the check (SQLite in WAL mode, when
+	 * another connection committed in between).  May be NULL. */
+	int (*verify)(void *ud, struct engine *target, struct sm_error *err);
+	void *verify_ud;
 	/* The target did not exist before this restore (the caller created it):
 	 * no other connection can be using it, so a driver may move the staged
 	 * database into place instead of copying it in. */

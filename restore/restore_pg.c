@@ -682,6 +682,13 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	if (pgr_run_sql(conn, s->meta.post.buf, "cannot restore constraints and indexes (post-data)",
 			err) < 0)
 		goto out;
+	/* the caller's check of the restored state reads the catalog as its
+	 * own sessions do: under their settings, not the restore's (an empty
+	 * search_path qualifies every name in an index or a default) */
+	if (opts->verify &&
+	    (pgr_run_sql(conn, "RESET ALL", "cannot check the restore", err) < 0 ||
+	     opts->verify(opts->verify_ud, target, err) < 0))
+		goto out;
 	if (restore_interrupted(opts, err) < 0 ||
 	    pgr_run_sql(conn, "COMMIT", "cannot commit the restore", err) < 0)
 		goto out;

@@ -444,6 +444,32 @@ static int writers_blocked(sqlite3 *dst, const char *target, const struct restor
 	return ret;
 }
 
+/* Runs opts->verify while other connections cannot write: under the lock
+ * writers_blocked kept (held), or else under a new write lock, provided no
+ * other connection committed since mark was taken, before the copy (a
+ * commit in between could be one the copy overwrote or one it did not: the
+ * check is then left to the caller, which knows no one was kept out). */
+static int verify_restored(struct engine *target, int held, const char *mark,
+			   const struct restore_opts *opts, struct sm_error *err)
+{
+	sqlite3 *dst = engine_native(target);
+	struct strbuf since = STRBUF_INIT;
+	struct sm_error ignored = SM_ERROR_INIT;
+	int ret = 0;
+
+	if (!opts->verify)
+		return 0;
+	if (held)
+		return opts->verify(opts->verify_ud, target, err);
+	if (!mark || sqlite3_exec(dst, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return 0;
+	if (target->ops->writes_since(target, mark, &since, &ignored) == 0 && !since.len)
+		ret = opts->verify(opts->verify_ud, target, err);
+	sqlite3_exec(dst, "ROLLBACK", NULL, NULL, NULL);
+	sb_release(&since);
+	return ret;
+}
+
 /* Gives back the lock writers_blocked kept. */
 static void restore_release(sqlite3 *dst)
 {
@@ -457,6 +483,8 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	struct sqlite_stage *s = state;
 	sqlite3 *src = NULL, *dst = engine_native(target);
 	enum sqlite_copy_stage stage;
+	struct sm_error ignored = SM_ERROR_INIT;
+	char *mark = NULL;
 	int rc, ret = -1, held = 0;
 
 	(void)manifest;
@@ -480,6 +508,8 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	if (integrity_check(src, s->path, err) < 0 || restore_interrupted(opts, err) < 0 ||
 	    writers_blocked(dst, target->url.path, opts, &held, err) < 0)
 		goto out;
+	if (opts->verify && !held && target->ops->writes_mark(target, &mark, &ignored) < 0)
+		mark = NULL;
 	rc = sqlite_copy_whole(dst, src, &stage);
 	if (rc != SQLITE_OK) {
 		if (stage == SQLITE_COPY_INIT)
@@ -498,10 +528,11 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 				sqlite3_errstr(rc));
 		goto out;
 	}
-	ret = 0;
+	ret = verify_restored(target, held, mark, opts, err);
 out:
 	if (held)
 		restore_release(dst);
+	free(mark);
 	sqlite3_close(src);
 	return ret;
 }

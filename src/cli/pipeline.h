@@ -48,9 +48,12 @@ int port_content_check(struct engine *e, const cJSON *extra, struct sm_error *er
  * for at most --lock-timeout.  keep_schemas (may be NULL): the user schemas
  * before the run, one per line; others not in the snapshot are dropped.
  * blocked (may be NULL) is called with ud once other sessions can no
- * longer write, before anything is replaced (restore_opts.writers_blocked). */
+ * longer write, before anything is replaced (restore_opts.writers_blocked);
+ * verify (may be NULL) once the snapshot is in and before they can write
+ * again (restore_opts.verify). */
 int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,
 		 const char *keep_schemas, int (*blocked)(void *ud, struct sm_error *err),
+		 int (*verify)(void *ud, struct engine *target, struct sm_error *err),
 		 void *ud, struct sm_error *err);
 /* Captures schema, row counts and the validation baseline. */
 int port_capture(struct engine *e, struct db_state *st, struct sm_error *err);

@@ -152,6 +152,7 @@ out:
 
 int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url,
 		 const char *keep_schemas, int (*blocked)(void *ud, struct sm_error *err),
+		 int (*verify)(void *ud, struct engine *target, struct sm_error *err),
 		 void *ud, struct sm_error *err)
 {
 	struct restore_opts ro;
@@ -174,6 +175,8 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	ro.keep_schemas = keep_schemas;
 	ro.writers_blocked = blocked;
 	ro.writers_blocked_ud = ud;
+	ro.verify = verify;
+	ro.verify_ud = ud;
 	ro.interrupted = restore_signals_cancel();
 	restore_watch(e);
 	rc = restore_snapshot(path, e, &ro, err);

@@ -224,9 +224,10 @@ class ConcurrentSqlite(CliTest):
         self.assertFalse(missing, (sorted(missing), max(self.events()), max(self.events("saved.db")),
                                    len(w.committed)))
 
-    def test_run_saves_the_failed_state_before_restoring(self):
+    def run_command_fails_under_a_writer(self):
         """run -- COMMAND cannot tell the command's writes from a writer's: the
-        failed state is always saved before the restore, so none is lost."""
+        failed state is always saved before the restore, so none is lost, and
+        the writer's commits after the restore do not make it a failed one."""
         with SqliteWriter(self.path("app.db")) as w:
             w.wait_for_rows(20)
             r = self.run_sm(*self.base[:4], "run", "--json", "--", "sqlite3", "-cmd", ".timeout 10000",
@@ -245,6 +246,21 @@ class ConcurrentSqlite(CliTest):
                          [(1,)])
         missing = set(w.committed) - self.events() - self.events("saved.db")
         self.assertFalse(missing, sorted(missing))
+        return r
+
+    def test_run_saves_the_failed_state_before_restoring(self):
+        r = self.run_command_fails_under_a_writer()
+        # rollback-journal mode: the restore keeps its lock until the check
+        # is done, so a writer's row cannot land in between
+        self.assertIn("confirmed before other sessions could write again", r.err)
+
+    def test_run_restores_under_a_writer_in_wal_mode(self):
+        """In WAL mode the copy cannot keep its lock for the check: a writer
+        that commits right after it leaves the counts unchecked, never a
+        restore reported as failed (exit 6)."""
+        self.sqlite("PRAGMA journal_mode=WAL")
+        self.run_command_fails_under_a_writer()
+        self.assertEqual(self.sqlite("PRAGMA journal_mode"), [("wal",)])
 
     def test_no_writer_no_saved_state(self):
         """The run's own commits (its snapshot, migrations, version rows) are not
@@ -313,6 +329,9 @@ class ConcurrentPg(CliTest):
         self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NULL"), "t")
         self.assertEqual(self.psql(self.url, "SELECT string_agg(name, ',' ORDER BY id) FROM users"),
                          "ada,alan,grace")
+        # checked inside the restore's transaction: the writer's next rows,
+        # committed once it ends, are not taken for a faulty restore
+        self.assertIn("confirmed before other sessions could write again", r.err)
         scratch = self.pg_new_db()
         # as the message says: restore it elsewhere with --to (with -d SCRATCH
         # it would be an in-place restore of another database's snapshot)
