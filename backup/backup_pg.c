@@ -14,6 +14,8 @@
  *                      grants, comments, materialized-view refresh
  *   data/NNNNNN.copy.* one COPY ... TO STDOUT text stream per table, in
  *                      chunk entries of at most SNAP_CHUNK_MAX bytes
+ *   pg/blobs/NNNNNN.bin.* the data of each large object (lo_read), chunked
+ *                      the same way
  *
  * Memory stays bounded (a few 1 MiB blocks between the COPY reader thread
  * and the writer, plus the writer's chunk).  Text COPY was measured no
@@ -26,7 +28,10 @@
  */
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
+#include <libpq/libpq-fs.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +44,10 @@
 #define TOC_ENTRY "pg/toc.json"
 #define PRE_ENTRY "pg/pre-data.sql"
 #define POST_ENTRY "pg/post-data.sql"
+/* Large object number i (0, 1, ... in OID order): its data, streamed in
+ * chunks after every table's; toc.json's "large_objects" maps each OID to
+ * its entry. */
+#define BLOB_ENTRY_FMT "pg/blobs/%06zu.bin"
 
 /*
  * One COPY TO STDOUT stream.  COPY TO is bound by the server (one core), so
@@ -307,6 +316,90 @@ out:
 	return ret;
 }
 
+/* ---- large objects --------------------------------------------------------- */
+
+/* toc.json's "large_objects": [{"oid", "entry"}], in OID order (only when
+ * the database has any, so the toc of one without is as it was). */
+static void add_blobs_toc(cJSON *toc, const struct pgcat_dump *d)
+{
+	cJSON *arr;
+	char entry[64];
+
+	if (!d->nblobs)
+		return;
+	arr = cJSON_AddArrayToObject(toc, "large_objects");
+	for (size_t i = 0; i < d->nblobs; i++) {
+		cJSON *b = cJSON_CreateObject();
+
+		snprintf(entry, sizeof(entry), BLOB_ENTRY_FMT, i);
+		cJSON_AddNumberToObject(b, "oid", d->blobs[i]);
+		cJSON_AddStringToObject(b, "entry", entry);
+		cJSON_AddItemToArray(arr, b);
+	}
+}
+
+/* lo_read reads at most this much a call: memory stays bounded whatever
+ * the object's size (the writer buffers one chunk). */
+#define BLOB_IO ((size_t)1 << 20)
+
+struct blob_stream {
+	PGconn *conn;
+	int fd;
+	unsigned oid;
+	uint64_t bytes;
+};
+
+static int blob_read(void *ud, void *buf, size_t cap, size_t *got, struct sm_error *err)
+{
+	struct blob_stream *b = ud;
+	int n = lo_read(b->conn, b->fd, buf, cap < BLOB_IO ? cap : BLOB_IO);
+
+	if (n < 0) {
+		pgcat_pq_error(err, b->conn, NULL, "cannot read large object");
+		err_prefix(err, "large object %u", b->oid);
+		return -1;
+	}
+	*got = (size_t)n;
+	b->bytes += (uint64_t)n;
+	return 0;
+}
+
+/* Streams every large object's data into its entry, in the snapshot's
+ * transaction; counts them in the manifest's extra ("large_objects",
+ * "large_object_bytes"). */
+static int copy_blobs(PGconn *conn, struct snap_writer *w, const struct pgcat_dump *d,
+		      cJSON *extra, struct sm_error *err)
+{
+	uint64_t total = 0;
+	char entry[64];
+
+	for (size_t i = 0; i < d->nblobs; i++) {
+		struct blob_stream b = { conn, -1, d->blobs[i], 0 };
+		int ret;
+
+		b.fd = lo_open(conn, b.oid, INV_READ);
+		if (b.fd < 0) {
+			pgcat_pq_error(err, conn, NULL, "cannot open large object");
+			err_prefix(err, "large object %u", b.oid);
+			return -1;
+		}
+		snprintf(entry, sizeof(entry), BLOB_ENTRY_FMT, i);
+		ret = snap_add_entry_stream(w, entry, SNAP_SIZE_UNKNOWN, blob_read, &b, err);
+		if (lo_close(conn, b.fd) < 0 && ret == 0) {
+			pgcat_pq_error(err, conn, NULL, "cannot close large object");
+			ret = -1;
+		}
+		if (ret < 0)
+			return -1;
+		total += b.bytes;
+	}
+	if (d->nblobs) {
+		cJSON_AddNumberToObject(extra, "large_objects", (double)d->nblobs);
+		cJSON_AddNumberToObject(extra, "large_object_bytes", (double)total);
+	}
+	return 0;
+}
+
 static cJSON *make_toc(const struct pgcat_dump *d)
 {
 	cJSON *toc = cJSON_CreateObject(), *schemas = cJSON_AddArrayToObject(toc, "schemas");
@@ -332,6 +425,7 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 		cJSON_AddItemToArray(tables, t);
 	}
 	sb_release(&entry);
+	add_blobs_toc(toc, d);
 	return toc;
 }
 
@@ -342,7 +436,7 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	struct strbuf name = STRBUF_INIT;
-	cJSON *toc = NULL, *sums;
+	cJSON *toc = NULL, *sums, *extra;
 	char *toc_text = NULL;
 	PGresult *res;
 	size_t i;
@@ -358,8 +452,11 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	if (pgcat_read(conn, &co, &d, err) < 0)
 		goto out;
 	{
-		cJSON *extra = cJSON_CreateObject(), *sch = cJSON_AddArrayToObject(extra, "schemas");
+		cJSON *sch;
 		char fp[HASH_HEX_LEN + 1];
+
+		extra = cJSON_CreateObject();
+		sch = cJSON_AddArrayToObject(extra, "schemas");
 
 		pgcat_fingerprint(&d, fp);
 		cJSON_AddStringToObject(extra, "copy_format", "text");
@@ -396,6 +493,8 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		snap_set_row_count(w, d.tables[i].qualified, rows);
 		cJSON_AddStringToObject(sums, d.tables[i].qualified, sum);
 	}
+	if (copy_blobs(conn, w, &d, extra, err) < 0)
+		goto out;
 	ret = 0;
 out:
 	res = PQexec(conn, ret == 0 ? "COMMIT" : "ROLLBACK");

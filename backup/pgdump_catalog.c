@@ -1403,7 +1403,9 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 		" UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, "
 		" pg_catalog.format_type(t.oid, NULL), t.typacl, t.typowner FROM pg_catalog.pg_type t "
 		" WHERE t.typnamespace IN " USER_NSP " AND t.typacl IS NOT NULL AND t.typtype IN "
-		" ('e', 'd', 'r', 'c', 'b') AND " NOT_EXT("pg_catalog.pg_type", "t.oid") ") "
+		" ('e', 'd', 'r', 'c', 'b') AND " NOT_EXT("pg_catalog.pg_type", "t.oid")
+		" UNION ALL SELECT 'LARGE OBJECT', l.oid::text, l.lomacl, l.lomowner "
+		" FROM pg_catalog.pg_largeobject_metadata l WHERE l.lomacl IS NOT NULL) "
 		"SELECT o.kind, o.name, 'REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM PUBLIC; "
 		"REVOKE ALL ON ' || o.kind || ' ' || o.name || ' FROM ' || "
 		"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';', "
@@ -1476,11 +1478,13 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 		"  pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname) "
 		"  FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
 		"  WHERE s.oid = d.objoid AND s.stxnamespace IN " USER_NSP ") "
+		" WHEN d.classoid = 'pg_catalog.pg_largeobject'::regclass THEN 'LARGE OBJECT ' || "
+		"  d.objoid::text "
 		" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
 		/* built-in objects (OIDs below FirstNormalObjectId) but the public schema
 		 * are never ours: skipping them first keeps this fast */
-		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 OR d.classoid = "
-		"'pg_catalog.pg_namespace'::regclass ORDER BY d.classoid, d.objoid, d.objsubid", post, dp->err);
+		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 OR d.classoid IN ("
+		"'pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_largeobject'::regclass) ORDER BY d.classoid, d.objoid, d.objsubid", post, dp->err);
 }
 
 /* Security labels of the user's objects (pg_seclabels names them as SECURITY
@@ -1492,9 +1496,35 @@ static int dump_security_labels(struct dumper *dp, struct strbuf *post)
 		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
 		"pg_catalog.quote_literal(l.label) || ';' FROM pg_catalog.pg_seclabels l "
 		"WHERE (l.objnamespace IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_namespace'::regclass "
-		"AND l.objoid IN " USER_NSP ") AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
+		"AND l.objoid IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_largeobject'::regclass) "
+		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
 		"WHERE x.classid = l.classoid AND x.objid = l.objoid AND x.deptype = 'e') "
 		"ORDER BY l.classoid, l.objoid, l.objsubid, l.provider", post, dp->err);
+}
+
+/* Large objects: created empty in pre-data (their data is copied after the
+ * tables' rows), owned in post-data; their grants, comments and security
+ * labels are dump_acls's, dump_comments's and dump_security_labels's.  An
+ * in-place restore first unlinks every large object of the target (see
+ * pgobj_prelude), so it ends with exactly the snapshot's. */
+static int dump_large_objects(struct dumper *dp, struct strbuf *pre)
+{
+	PGresult *r = pgcat_query(dp->conn,
+		"SELECT l.oid, pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(l.lomowner)) "
+		"FROM pg_catalog.pg_largeobject_metadata l ORDER BY l.oid", dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++) {
+		ALLOC_GROW(dp->d->blobs, dp->d->nblobs + 1, dp->d->blobs_alloc);
+		dp->d->blobs[dp->d->nblobs++] = pgcat_oid(r, i, 0);
+		sb_addf(pre, "SELECT pg_catalog.lo_create('%s');\n", PQgetvalue(r, i, 0));
+		pgcat_owner_to(&dp->owners, dp->o->no_owner, "LARGE OBJECT", PQgetvalue(r, i, 0),
+			       pgcat_val(r, i, 1));
+	}
+	PQclear(r);
+	return 0;
 }
 
 static int lock_tables(struct dumper *dp)
@@ -1557,6 +1587,8 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
 		goto out;
 	sb_add(pre, dp.seqowned.buf, dp.seqowned.len);
+	if (dump_large_objects(&dp, pre) < 0)
+		goto out;
 
 	sb_adds(post, "-- safe-migrate PostgreSQL snapshot: post-data\n");
 	if (dump_post(&dp, post) < 0 || dump_seq_positions(&dp, post) < 0)
@@ -1639,6 +1671,7 @@ void pgcat_dump_release(struct pgcat_dump *d)
 	for (i = 0; i < d->nschemas; i++)
 		free(d->schemas[i]);
 	free(d->schemas);
+	free(d->blobs);
 	memset(d, 0, sizeof(*d));
 	d->pre_data = (struct strbuf)STRBUF_INIT;
 	d->post_data = (struct strbuf)STRBUF_INIT;

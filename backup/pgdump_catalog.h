@@ -53,9 +53,14 @@ struct pgcat_dump {
 	size_t ntables, tables_alloc;
 	char **schemas; /* raw names of the schemas the snapshot holds */
 	size_t nschemas, schemas_alloc;
+	/* The large objects (pg_largeobject_metadata), by OID: pre-data
+	 * creates them empty (lo_create), their data is copied like a table's
+	 * rows, post-data sets their owner, grants and comments. */
+	unsigned *blobs;
+	size_t nblobs, blobs_alloc;
 };
 
-#define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, NULL, 0, 0, NULL, 0, 0 }
+#define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, NULL, 0, 0, NULL, 0, 0, NULL, 0, 0 }
 
 /* The settings the dump runs under (pg_dump's): UTF-8, ISO dates, empty
  * search_path, no timeouts; SET LOCAL, so they end with the transaction. */

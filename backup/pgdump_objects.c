@@ -45,7 +45,6 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 		"'pg_catalog.pg_ts_dict'::regclass, 'pg_catalog.pg_ts_config'::regclass) "
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classid "
 		"AND x.objid = d.objid AND x.deptype = 'e') "
-		"UNION ALL SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata "
 		/* a subscription's connection string is for superusers' eyes only */
 		"UNION ALL SELECT 'subscription ' || pg_catalog.quote_ident(s.subname) || "
 		"' (only a superuser can read it)' FROM pg_catalog.pg_subscription s "
@@ -116,9 +115,16 @@ static const char drops_sql[] =
 	" || ';' FROM pg_catalog.pg_language l WHERE l.oid >= 16384 AND "
 	NOT_EXT("pg_catalog.pg_language", "l.oid") ") d ORDER BY k, oid";
 
+/* Large objects live outside every schema too: all of the target's go, the
+ * snapshot's are created again (pgdump_catalog.c), so that an in-place
+ * restore also removes those made after the snapshot. */
+static const char blobs_reset_sql[] =
+	"SELECT pg_catalog.lo_unlink(l.oid) FROM pg_catalog.pg_largeobject_metadata l;\n";
+
 int pgobj_prelude(const struct pgobj_out *o, struct strbuf *pre)
 {
 	sb_adds(pre, defacl_reset_sql);
+	sb_adds(pre, blobs_reset_sql);
 	return pgcat_add_lines(o->conn, drops_sql, pre, o->err);
 }
 

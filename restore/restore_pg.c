@@ -328,6 +328,21 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, cJSON *
 	return ret;
 }
 
+/* When name is a chunk of a large object's data: ends the COPY of *cur
+ * (if any) and writes the chunk into the large object. */
+static int load_blob_entry(PGconn *conn, struct snap_reader *r, const cJSON *toc,
+			   const char *name, const cJSON **cur, cJSON *loaded, struct sm_error *err)
+{
+	const cJSON *blob = pgr_blob_of_chunk(toc, name);
+
+	if (!blob)
+		return 0;
+	if (*cur && end_copy(conn, pgr_str(*cur, "qualified"), NULL, loaded, err) < 0)
+		return -1;
+	*cur = NULL;
+	return pgr_load_blob(conn, r, blob, err);
+}
+
 /* Streams every data chunk into COPY FROM STDIN, starting with *ent when
  * pending (the entry pgr_read_meta stopped at). */
 static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int freeze,
@@ -342,8 +357,11 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 		const cJSON *t = pgr_table_of_chunk(toc, ent->name);
 		size_t got;
 
-		if (!t)
+		if (!t) {
+			if (load_blob_entry(conn, r, toc, ent->name, &cur, loaded, err) < 0)
+				goto out;
 			continue;
+		}
 		if (t != cur) {
 			struct strbuf sql = STRBUF_INIT;
 			const char *q = pgr_str(t, "qualified");
@@ -534,6 +552,7 @@ static int apply_batched(struct engine *target, struct pg_stage *s,
 	    pgr_run_batched(target, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
 	    load_data(conn, r, s->meta.toc, 0, &ent, pending, NULL, err) < 0 ||
 	    snap_reader_finish(r, err) < 0 ||
+	    pgr_check_blobs(conn, snap_reader_manifest(r), s->path, err) < 0 ||
 	    pgr_run_batched(target, s->meta.post.buf,
 			    "cannot restore constraints and indexes (post-data)", err) < 0)
 		goto fail;
@@ -677,7 +696,8 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	 * damage found here rolls the whole transaction back; so does a table
 	 * that took another number of rows than the manifest says it had */
 	if (snap_reader_finish(r, err) < 0 ||
-	    check_row_counts(loaded, snap_reader_manifest(r), snap_reader_path(r), err) < 0)
+	    check_row_counts(loaded, snap_reader_manifest(r), snap_reader_path(r), err) < 0 ||
+	    pgr_check_blobs(conn, snap_reader_manifest(r), snap_reader_path(r), err) < 0)
 		goto out;
 	if (pgr_run_sql(conn, s->meta.post.buf, "cannot restore constraints and indexes (post-data)",
 			err) < 0)

@@ -57,6 +57,17 @@ const char *pgr_str(const cJSON *obj, const char *key);
 /* Appends DROP SCHEMA IF EXISTS ... CASCADE for every snapshot schema. */
 void pgr_drop_schemas_sql(PGconn *conn, const cJSON *toc, struct strbuf *sql);
 
+/* Large objects (restore_pg_blobs.c).  The toc's large object whose data
+ * entry name is a chunk of, or NULL. */
+const cJSON *pgr_blob_of_chunk(const cJSON *toc, const char *name);
+/* Appends r's current entry (a chunk of blob's data) to the large object
+ * pre-data created; in a transaction of its own when conn is in none. */
+int pgr_load_blob(PGconn *conn, struct snap_reader *r, const cJSON *blob, struct sm_error *err);
+/* The number of large objects in the target against the manifest's
+ * extra.large_objects (none recorded: nothing to check); ERR_DAMAGED when
+ * they differ. */
+int pgr_check_blobs(PGconn *conn, const cJSON *manifest, const char *path, struct sm_error *err);
+
 /*
  * restore --to URL --jobs N (N >= 2): opens the snapshot at path and loads
  * it into target with N extra connections (restore_pg_parallel.c).  Not

@@ -420,13 +420,27 @@ static int flush_copy(struct pool *p, const cJSON *t, struct strbuf *buf)
 	return push_copy(p, t, sb_detach(buf), len);
 }
 
+/* When name is a chunk of a large object's data, writes it into the large
+ * object on conn (pre-data created it).  A failure stops the workers. */
+static int load_blob_entry(struct pool *p, PGconn *conn, struct snap_reader *r,
+			   const cJSON *toc, const char *name, struct sm_error *err)
+{
+	const cJSON *blob = pgr_blob_of_chunk(toc, name);
+
+	if (blob && pgr_load_blob(conn, r, blob, err) < 0) {
+		pool_abort(p, err);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Reads the data entries (from *ent when pending) and queues them as COPY
  * units of about unit bytes that end on row boundaries.  A reading failure
  * (damage) stops the workers.
  */
-static int load_data(struct pool *p, struct snap_reader *r, const cJSON *toc, size_t unit,
-		     struct snap_entry *ent, int pending, struct sm_error *err)
+static int load_data(struct pool *p, PGconn *conn, struct snap_reader *r, const cJSON *toc,
+		     size_t unit, struct snap_entry *ent, int pending, struct sm_error *err)
 {
 	const cJSON *cur = NULL;
 	struct strbuf buf = STRBUF_INIT;
@@ -437,8 +451,12 @@ static int load_data(struct pool *p, struct snap_reader *r, const cJSON *toc, si
 	     rc = snap_reader_next(r, ent, err)) {
 		const cJSON *t = pgr_table_of_chunk(toc, ent->name);
 
-		if (!t)
+		if (!t) {
+			/* a large object's data: on this connection */
+			if (load_blob_entry(p, conn, r, toc, ent->name, err) < 0)
+				goto out;
 			continue;
+		}
 		/* a table's chunks follow each other; a row may span two chunks */
 		if (t != cur && flush_copy(p, cur, &buf) < 0)
 			goto failed;
@@ -813,10 +831,11 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	started = 1;
 	p.interrupted = interrupted;
 	p.bound = (size_t)jobs;
-	if (load_data(&p, r, m.toc, unit, &ent, pending, err) < 0)
+	if (load_data(&p, conn, r, m.toc, unit, &ent, pending, err) < 0)
 		goto out;
 	/* everything was read: check it all before building on it */
-	if (snap_reader_finish(r, err) < 0) {
+	if (snap_reader_finish(r, err) < 0 ||
+	    pgr_check_blobs(conn, snap_reader_manifest(r), path, err) < 0) {
 		pool_abort(&p, err);
 		goto out;
 	}
