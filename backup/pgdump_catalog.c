@@ -847,6 +847,29 @@ static int dump_functions(struct dumper *dp)
 	return 0;
 }
 
+/* The ALTERs of a column's own settings (row i of COLUMNS_SQL): storage,
+ * statistics target, attribute options, compression; for a column the
+ * table defines as for one it inherits or takes from its type. */
+static void column_settings(const PGresult *r, int i, const char *qname, const char *name,
+			    struct strbuf *alters)
+{
+	if (pgcat_val(r, i, 7)) {
+		const char *st = pgcat_val(r, i, 7);
+
+		sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET STORAGE %s;\n", qname, name,
+			st[0] == 'p' ? "PLAIN" : st[0] == 'e' ? "EXTERNAL" : st[0] == 'm' ? "MAIN" : "EXTENDED");
+	}
+	if (pgcat_val(r, i, 8))
+		sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET STATISTICS %s;\n", qname,
+			name, pgcat_val(r, i, 8));
+	if (pgcat_val(r, i, 9) && *pgcat_val(r, i, 9))
+		sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET (%s);\n", qname, name,
+			pgcat_val(r, i, 9));
+	if (pgcat_val(r, i, 20))
+		sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET COMPRESSION %s;\n", qname,
+			name, pgcat_val(r, i, 20));
+}
+
 /* Column definitions of table reloid, in its own order (a partition's may
  * differ from its parent's), plus the ALTERs CREATE TABLE cannot say, from
  * its rows of r (COLUMNS_SQL; none for a table without columns). */
@@ -874,13 +897,14 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 		}
 		if (from == COLS_TYPED || (from == COLS_INHERITED && !bval(r, i, 17))) {
 			/* the parent (or type) defines the column; the table adds its own
-			 * default and NOT NULL */
+			 * default and NOT NULL, and its own settings */
 			if (pgcat_val(r, i, 5) && !gen[0] && !ident[0])
 				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s;\n",
 					qname, name, pgcat_val(r, i, 5));
 			if (bval(r, i, 2))
 				sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET NOT NULL;\n",
 					qname, name);
+			column_settings(r, i, qname, name, alters);
 			continue;
 		}
 		sb_addf(cols, "%s\n    %s %s", n++ ? "," : "", name, PQgetvalue(r, i, 1));
@@ -900,21 +924,7 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 		}
 		if (bval(r, i, 2))
 			sb_adds(cols, " NOT NULL");
-		if (pgcat_val(r, i, 7)) {
-			const char *st = pgcat_val(r, i, 7);
-
-			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET STORAGE %s;\n", qname, name,
-				st[0] == 'p' ? "PLAIN" : st[0] == 'e' ? "EXTERNAL" : st[0] == 'm' ? "MAIN" : "EXTENDED");
-		}
-		if (pgcat_val(r, i, 8))
-			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET STATISTICS %s;\n", qname,
-				name, pgcat_val(r, i, 8));
-		if (pgcat_val(r, i, 9) && *pgcat_val(r, i, 9))
-			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET (%s);\n", qname, name,
-				pgcat_val(r, i, 9));
-		if (pgcat_val(r, i, 20))
-			sb_addf(alters, "ALTER TABLE ONLY %s ALTER COLUMN %s SET COMPRESSION %s;\n", qname,
-				name, pgcat_val(r, i, 20));
+		column_settings(r, i, qname, name, alters);
 	}
 }
 
@@ -949,7 +959,15 @@ static int dump_relations(struct dumper *dp)
 		" FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a ON a.attrelid = "
 		" ad.adrelid AND a.attnum = ad.adnum WHERE c.relkind = 'v' AND ad.adrelid = c.oid), "
 		/* 21 tablespace */
-		TABLESPACE_OF("c.oid") " "
+		TABLESPACE_OF("c.oid") ", "
+		/* 22 check constraints both the table's own and inherited: in CREATE
+		 * TABLE, so that the parent's (post-data, recursing) merges with
+		 * them, as pg_dump's CREATE TABLE ... INHERITS does; else they would
+		 * come back inherited only */
+		"(SELECT pg_catalog.string_agg('CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || "
+		" ' ' || pg_catalog.pg_get_constraintdef(k.oid), E',\n    ' ORDER BY k.conname) FROM "
+		" pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c' AND "
+		" k.conislocal AND k.coninhcount > 0 AND k.convalidated) "
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
@@ -1008,6 +1026,8 @@ static int dump_relations(struct dumper *dp)
 		 * order and drop the partition's own NOT NULLs */
 		sb_addf(&sb, "CREATE %s%sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "",
 			kind == 'f' ? "FOREIGN " : "", name);
+		if (pgcat_val(r, i, 22))
+			sb_addf(&cols, "%s\n    %s", cols.len ? "," : "", pgcat_val(r, i, 22));
 		if (from == COLS_TYPED)
 			sb_addf(&sb, "OF %s", pgcat_val(r, i, 18));
 		else

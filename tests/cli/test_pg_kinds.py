@@ -181,7 +181,7 @@ class PgKindsTest(CliTest):
             CREATE TABLE t (id int PRIMARY KEY);
             INSERT INTO t VALUES (1), (2);
         """)
-        before = self.pg_state(url)
+        before = self.state(url)
         snap = self.backup(url)
         self.psql(url, "DELETE FROM t")
         self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
