@@ -96,13 +96,14 @@ int pgr_load_blob(PGconn *conn, struct snap_reader *r, const cJSON *blob, struct
 	}
 	if (write_chunk(conn, r, fd, oid, err) < 0)
 		goto out;
-	if (lo_close(conn, fd) < 0) {
-		fd = -1;
+	ret = lo_close(conn, fd);
+	fd = -1;
+	if (ret < 0) {
 		pgr_error(err, conn, NULL, "cannot load large object");
 		err_prefix(err, "large object %u", oid);
 		goto out;
 	}
-	fd = -1;
+	ret = -1;
 	if (own_tx && pgr_run_sql(conn, "COMMIT", "cannot load large object", err) < 0) {
 		own_tx = 0;
 		goto out;
@@ -110,6 +111,10 @@ int pgr_load_blob(PGconn *conn, struct snap_reader *r, const cJSON *blob, struct
 	own_tx = 0;
 	ret = 0;
 out:
+	/* after a failure (damage found in the entry, say): the transaction
+	 * is rolled back, but a descriptor left open would warn at its end */
+	if (fd >= 0)
+		(void)lo_close(conn, fd);
 	if (own_tx) {
 		PGresult *res = PQexec(conn, "ROLLBACK");
 
