@@ -13,7 +13,8 @@
  * event triggers) survive the DROP SCHEMA CASCADE of an in-place restore
  * unless something dropped took them along: each is dropped IF EXISTS
  * before it is created again (pre-data's kinds at the start of pre-data),
- * so a restore puts back exactly the snapshot's.
+ * so a restore puts back exactly the snapshot's.  So are large objects:
+ * every one of the target's is unlinked first.
  */
 #include "pgdump_objects.h"
 
