@@ -347,7 +347,46 @@ struct blob_stream {
 	int fd;
 	unsigned oid;
 	uint64_t bytes;
+	struct hash_ctx h; /* of its data: its content checksum */
 };
+
+/* A large object's key in extra.table_sha256, beside the tables' (so that
+ * the checks after a restore compare its content as a table's). */
+#define BLOB_SUM_KEY "large object %u"
+
+static int blob_open(PGconn *conn, unsigned oid, struct blob_stream *b, struct sm_error *err)
+{
+	memset(b, 0, sizeof(*b));
+	b->conn = conn;
+	b->oid = oid;
+	b->fd = lo_open(conn, oid, INV_READ);
+	if (b->fd < 0) {
+		pgcat_pq_error(err, conn, NULL, "cannot open large object");
+		err_prefix(err, "large object %u", oid);
+		return -1;
+	}
+	hash_init(&b->h);
+	return 0;
+}
+
+/* Closes b; on success adds its content checksum to sums (may be NULL). */
+static int blob_close(struct blob_stream *b, int ret, cJSON *sums, struct sm_error *err)
+{
+	char hex[HASH_HEX_LEN + 1], key[32];
+
+	if (lo_close(b->conn, b->fd) < 0 && ret == 0) {
+		pgcat_pq_error(err, b->conn, NULL, "cannot close large object");
+		err_prefix(err, "large object %u", b->oid);
+		ret = -1;
+	}
+	if (ret == 0 && sums) {
+		hash_final_hex(&b->h, hex);
+		snprintf(key, sizeof(key), BLOB_SUM_KEY, b->oid);
+		cJSON_AddStringToObject(sums, key, hex);
+	}
+	hash_release(&b->h);
+	return ret;
+}
 
 static int blob_read(void *ud, void *buf, size_t cap, size_t *got, struct sm_error *err)
 {
@@ -361,35 +400,52 @@ static int blob_read(void *ud, void *buf, size_t cap, size_t *got, struct sm_err
 	}
 	*got = (size_t)n;
 	b->bytes += (uint64_t)n;
+	hash_update(&b->h, buf, (size_t)n);
 	return 0;
+}
+
+/* The content checksum of every large object, as copy_blobs records it,
+ * read without a snapshot writer. */
+static int blob_sums(PGconn *conn, const struct pgcat_dump *d, cJSON *sums, struct sm_error *err)
+{
+	char *buf = NULL;
+	int ret = 0;
+
+	for (size_t i = 0; i < d->nblobs && ret == 0; i++) {
+		struct blob_stream b;
+		size_t got = 0;
+
+		if (blob_open(conn, d->blobs[i], &b, err) < 0)
+			return -1;
+		if (!buf)
+			buf = xmalloc(BLOB_IO);
+		do
+			ret = blob_read(&b, buf, BLOB_IO, &got, err);
+		while (ret == 0 && got);
+		ret = blob_close(&b, ret, sums, err);
+	}
+	free(buf);
+	return ret;
 }
 
 /* Streams every large object's data into its entry, in the snapshot's
  * transaction; counts them in the manifest's extra ("large_objects",
- * "large_object_bytes"). */
+ * "large_object_bytes") and adds their content checksums to sums. */
 static int copy_blobs(PGconn *conn, struct snap_writer *w, const struct pgcat_dump *d,
-		      cJSON *extra, struct sm_error *err)
+		      cJSON *extra, cJSON *sums, struct sm_error *err)
 {
 	uint64_t total = 0;
 	char entry[64];
 
 	for (size_t i = 0; i < d->nblobs; i++) {
-		struct blob_stream b = { conn, -1, d->blobs[i], 0 };
+		struct blob_stream b;
 		int ret;
 
-		b.fd = lo_open(conn, b.oid, INV_READ);
-		if (b.fd < 0) {
-			pgcat_pq_error(err, conn, NULL, "cannot open large object");
-			err_prefix(err, "large object %u", b.oid);
+		if (blob_open(conn, d->blobs[i], &b, err) < 0)
 			return -1;
-		}
 		snprintf(entry, sizeof(entry), BLOB_ENTRY_FMT, i);
 		ret = snap_add_entry_stream(w, entry, SNAP_SIZE_UNKNOWN, blob_read, &b, err);
-		if (lo_close(conn, b.fd) < 0 && ret == 0) {
-			pgcat_pq_error(err, conn, NULL, "cannot close large object");
-			ret = -1;
-		}
-		if (ret < 0)
+		if (blob_close(&b, ret, sums, err) < 0)
 			return -1;
 		total += b.bytes;
 	}
@@ -493,7 +549,7 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		snap_set_row_count(w, d.tables[i].qualified, rows);
 		cJSON_AddStringToObject(sums, d.tables[i].qualified, sum);
 	}
-	if (copy_blobs(conn, w, &d, extra, err) < 0)
+	if (copy_blobs(conn, w, &d, extra, sums, err) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -598,6 +654,8 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 			cJSON_AddStringToObject(out->table_sha256, d.tables[i].qualified, sum);
 		}
 	}
+	if (out->table_sha256 && blob_sums(conn, &d, out->table_sha256, err) < 0)
+		goto out;
 	ret = 0;
 out:
 	PQclear(res);

@@ -10,6 +10,7 @@ row checksums; pg_dump/pg_restore, the oracle, must pass on the same
 fixture in the same test.
 """
 import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -119,8 +120,17 @@ class PgKindsTest(CliTest):
         self.assertEqual(extra["large_objects"], 4)
         self.assertEqual(extra["large_object_bytes"], 19 + 5 + 5120000 + 5)
         # the restored copy is what the snapshot recorded (fingerprint: the
-        # large objects' OIDs, owners, grants and comments)
-        self.ok("verify", snap, "--restore-to", self.pg_new_db())
+        # large objects' OIDs, owners, grants and comments; content
+        # checksums: their data, read back as a table's rows are)
+        r = self.ok("verify", snap, "--restore-to", self.pg_new_db())
+        self.assertIn("table checksums", r.err)
+        sum4242 = extra["table_sha256"]["large object 4242"]
+        self.assertEqual(sum4242, hashlib.sha256(b"hello, large object").hexdigest())
+        self.reseal(snap, sum4242.encode(), ("0" * 64).encode())
+        r = self.code(7, "--json", "verify", snap, "--restore-to", self.pg_new_db())
+        problems = r.json()["problems"]
+        self.assertTrue(any("large object 4242" in p and "content" in p for p in problems),
+                        problems)
 
     def manifest(self, snap):
         return json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
