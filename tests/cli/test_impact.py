@@ -59,6 +59,12 @@ def check_html(test, path, impact):
     return root
 
 
+def html_objects(root):
+    """(migration, change, object) of the page's objects table."""
+    return [(tr[0].text, tr[2].text, tr[3].text) for tr in root.iter(XHTML + "tr")
+            if tr.get("class") in ("created", "dropped")]
+
+
 def window(impact, rel):
     for w in impact["windows"]:
         if w["relation"] == rel:
@@ -189,18 +195,76 @@ class ImpactPg(CliTest):
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
         self.assertEqual(r.code, 3, r)
         self.assertEqual(r.json()["not_rehearsed"], ["0001"])
-        # --rehearse-url runs it outside a transaction: reported as not observed
+        # --rehearse-url runs it outside a transaction, where a second
+        # connection watches the backend's locks while it runs: SHARE UPDATE
+        # EXCLUSIVE (blocks DDL only), held for part of the statement
         imp = self.impact("--rehearse-url", self.pg_new_db())
         self.assertEqual(imp["rehearsal"], "rehearse-url")
         self.assertFalse(imp["live_locks_held"])
         s, r = stmt_rel(imp, "CREATE INDEX CONCURRENTLY", "orders")
         self.assertFalse(s["in_transaction"])
-        self.assertFalse(s["locks_observed"])
-        self.assertIsNone(r)
+        self.assertTrue(s["locks_observed"])
+        self.assertIsNotNone(r, s)
+        self.assertEqual(r["lock"], "ShareUpdateExclusiveLock")
+        self.assertEqual(r["blocks"], "ddl")
+        self.assertFalse(r["rewritten"])
+        self.assertTrue(r["existing"])
+        self.assertEqual(r["rows"], 20000)
+        self.assertGreater(r["held_ms"], 0)
+        self.assertLessEqual(r["held_ms"] + r["waited_ms"], s["ms"])
+        self.assertEqual(s["created"], ["index orders_n_idx"])
+        # it blocks no writes: no window, and the lint has nothing to check
         self.assertIsNone(window(imp, "orders"))
+        self.assertEqual(imp["lint_checks"], [])
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--rehearse-url",
                         self.pg_new_db())
-        self.assertIn("(not observed): ran outside a transaction", r.out)
+        self.assertNotIn("(not observed)", r.out)
+        self.assertRegex(r.out, r"orders +ShareUpdateExcl ddl ")
+
+    def test_create_index_concurrently_waits_for_a_conflicting_lock(self):
+        """A session takes SHARE on the rehearsal's orders (it conflicts with
+        the SHARE UPDATE EXCLUSIVE that CREATE INDEX CONCURRENTLY needs) while
+        the first migration sleeps, and holds it past the sleep: the watched
+        statement reports the time it waited for its lock."""
+        scratch = self.pg_new_db()
+        self.add("0001_m.sql", "SELECT pg_sleep(1.5);")
+        self.add("0002_c.sql", "CREATE INDEX CONCURRENTLY orders_n_idx ON orders (n);",
+                 notx=True)
+        locked, stop = threading.Event(), threading.Event()
+
+        def holder():
+            # (fails until the rehearsal's restore has created orders)
+            sql = ("SET lock_timeout = '100ms';\nBEGIN;\nLOCK TABLE orders IN SHARE MODE;\n"
+                   "SELECT 'locked';\nSELECT pg_sleep(3);\nCOMMIT;\n")
+            while not stop.is_set() and not locked.is_set():
+                p = subprocess.Popen(["psql", scratch, "-X", "-q", "-A", "-t"], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+                p.stdin.write(sql)
+                p.stdin.close()
+                for line in p.stdout:
+                    if line.strip() == "locked":
+                        locked.set()
+                p.wait()
+                p.stdout.close()
+                time.sleep(0.05)
+
+        t = threading.Thread(target=holder, daemon=True)
+        t.start()
+        try:
+            r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json", "--rehearse-url",
+                            scratch, timeout=60)
+        finally:
+            stop.set()
+            t.join(60)
+        self.assertEqual(r.code, 0, r)
+        self.assertTrue(locked.is_set())
+        imp = r.json()["impact"]
+        s, o = stmt_rel(imp, "CREATE INDEX CONCURRENTLY", "orders")
+        self.assertIsNotNone(o, s)
+        self.assertEqual(o["lock"], "ShareUpdateExclusiveLock")
+        self.assertGreater(o["waited_ms"], 0)
+        self.assertGreater(o["held_ms"], 0)
 
     def test_in_place_dry_run_gives_up_waiting_for_a_lock(self):
         """A session holds ACCESS EXCLUSIVE on orders, idle in its transaction:
@@ -330,9 +394,14 @@ class ImpactPg(CliTest):
         self.assertIn("longest write-blocking window: orders", text)
         self.assertIn("rewrite: table orders", text)
         self.assertIn("SELECT '</td><script>' AS x", text)
-        # reads (red) for the rewrite, writes (orange) for the plain index
+        # reads (red) for the rewrite, writes (orange) for the plain index,
+        # DDL only (yellow) for the concurrent one, watched outside a transaction
         fills = {r.get("fill") for r in root.iter(SVG + "rect") if r.get("class") == "window"}
-        self.assertEqual(fills, {"#c0392b", "#e67e22"})
+        self.assertEqual(fills, {"#c0392b", "#e67e22", "#f4d03f"})
+        # the objects created and dropped, as in the text and --json
+        self.assertEqual(html_objects(root), [
+            ("migrations/0002_b.sql", "created", "index orders_n_idx"),
+            ("migrations/0003_c.sql", "created", "index orders_c_idx")])
         # replaced atomically, never through a symlink
         os.remove(page)
         os.symlink(self.path("victim"), page)
@@ -470,6 +539,11 @@ class ImpactSqlite(CliTest):
         root = check_html(self, page, r.json()["impact"])
         lanes = [g.get("data-relation") for g in root.iter(SVG + "g") if g.get("class") == "lane"]
         self.assertEqual(lanes, ["(database)"])
+        m = "migrations/0001_rebuild.sql"
+        self.assertEqual(html_objects(root), [(m, "created", "table t_new"),
+                                              (m, "dropped", "table t"),
+                                              (m, "created", "table t"),
+                                              (m, "dropped", "table t_new")])
         # an unwritable destination is an error, not a silent skip
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--report",
                         self.path("nodir/impact.html"))
