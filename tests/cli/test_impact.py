@@ -177,8 +177,13 @@ class ImpactPg(CliTest):
         self.assertIsNotNone(r, s)
         self.assertEqual(r["new_lock"], "ShareUpdateExclusiveLock", r)
         self.assertFalse(r["rewritten"])
+        # held from the statement to the end of the transaction, blocking DDL only
+        self.assertGreater(r["held_ms"], 0)
+        self.assertIsNone(r["waited_ms"])
         s, r = stmt_rel(imp, "ALTER TABLE orders ADD CONSTRAINT", "orders")
         self.assertEqual(r["new_lock"], "ShareRowExclusiveLock", r)
+        self.assertFalse(r["rewritten"])
+        self.assertGreater(r["held_ms"], 0)
 
     def test_set_not_null(self):
         self.check("ALTER TABLE orders ALTER COLUMN note SET NOT NULL;", "ALTER TABLE",
@@ -452,6 +457,14 @@ class ImpactPg(CliTest):
         self.assertEqual(r.code, 4, r)
         self.assertIn("impact gate: migrations/0001_m.sql line 2 ('ALTER TABLE orders ADD COLUMN "
                       "r float8 DEFAULT random()') blocks reads to orders", r.err)
+        # the finding carries the lint's safer alternative
+        self.add("0001_m.sql", "CREATE INDEX orders_n_idx ON orders (n);")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-blocking", "0ms")
+        self.assertEqual(r.code, 4, r)
+        self.assertRegex(r.err, r"migrations/0001_m.sql line 2 \('CREATE INDEX orders_n_idx ON "
+                         r"orders \(n\)'\) blocks writes to orders for [0-9.]+ ms, over "
+                         r"--max-blocking 0 ms; hint: [^\n]*CONCURRENTLY")
+        self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         # the config key does the same
         self.write("safe-migrate.ini", "[safe-migrate]\nmax_blocking = 0ms\n")
         imp = self.impact(code=4)
