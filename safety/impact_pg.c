@@ -39,7 +39,9 @@ struct pg_state {
 
 /* A relation the watcher saw the backend lock (or wait for). */
 struct watched_rel {
-	char *oid, *name, *relkind;
+	char *oid;
+	char *name, *relkind;       /* NULL: not looked up yet */
+	int other;                  /* not the user's (or gone before it was looked up) */
 	int rank;                   /* the strongest mode, granted or awaited */
 	long long held_us, waited_us;
 };
@@ -51,6 +53,7 @@ struct watch {
 	pthread_t thread;
 	int running;
 	atomic_int stop;
+	atomic_int ready;           /* the thread's first poll has returned */
 	long long t0;               /* the watch's start */
 	struct watched_rel *rels;   /* written by the thread, read after it joined */
 	size_t n_rels, alloc;
@@ -96,13 +99,21 @@ static const char obj_sql[] =
 	" AND t.typtype IN ('e', 'd', 'r', 'm') ORDER BY 1";
 
 /* The watcher's poll: the backend's relation locks, granted or awaited,
- * while it runs a statement (pg_stat_activity: active). */
+ * while it runs a statement (its pg_stat_activity row: active), on objects
+ * not built into the server (FirstNormalObjectId).  Kept to pg_locks and
+ * the one backend's activity, about 0.2 ms: a name is looked up once, when
+ * its relation first appears (watch_names_sql). */
 static const char watch_sql[] =
-	"SELECT l.relation::oid::text, " QNAME("n", "c.relname") ", c.relkind::text, l.mode, "
-	"CASE WHEN l.granted THEN 't' ELSE 'f' END FROM pg_locks l "
-	"JOIN pg_stat_activity a ON a.pid = l.pid JOIN pg_class c ON c.oid = l.relation "
-	"JOIN pg_namespace n ON n.oid = c.relnamespace "
-	"WHERE l.pid = $1::int AND l.locktype = 'relation' AND a.state = 'active' AND "
+	"SELECT l.relation::oid::text, l.mode, CASE WHEN l.granted THEN 't' ELSE 'f' END "
+	"FROM pg_locks l, pg_stat_get_activity($1::int) a WHERE l.pid = a.pid AND "
+	"a.state = 'active' AND l.locktype = 'relation' AND l.relation >= 16384 AND "
+	"l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/* The watcher's look-up of relations it saw locked ($1: an oid[] literal):
+ * the user's only. */
+static const char watch_names_sql[] =
+	"SELECT c.oid::text, " QNAME("n", "c.relname") ", c.relkind::text FROM pg_class c "
+	"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[]) AND "
 	USER_NS " AND c.relname <> '" HIST_TABLE "'";
 
 /* After a watched statement: the filenode, size and row estimate of the
@@ -116,7 +127,7 @@ static const char watched_sql[] =
 /* How long the watcher pauses between two polls: short enough to catch a
  * CREATE INDEX CONCURRENTLY of a small table (tens of milliseconds), long
  * enough to leave the server alone. */
-#define WATCH_PAUSE_NS 1000000L
+#define WATCH_PAUSE_NS 500000L
 
 /* Reads the object listing; inside a transaction under the guard. */
 static int read_objs(struct engine *e, struct eng_rows *out, struct sm_error *err);
@@ -127,6 +138,7 @@ static void *pg_state_new(void)
 }
 
 static int mode_rank(const char *mode);
+static long find_row(const struct eng_rows *r, const char *key);
 
 static void watch_forget(struct watch *w)
 {
@@ -139,11 +151,13 @@ static void watch_forget(struct watch *w)
 }
 
 /* Notes one poll's row: dt microseconds (since the previous poll) of holding
- * (granted) or of waiting for the lock. */
-static void watch_note(struct watch *w, const struct eng_rows *r, size_t row, long long dt)
+ * (granted) or of waiting for the lock.  Returns 1 for a relation not seen
+ * before. */
+static int watch_note(struct watch *w, const struct eng_rows *r, size_t row, long long dt)
 {
 	const char *oid = rows_get(r, row, 0);
-	int rank = mode_rank(rows_get(r, row, 3)), granted = !strcmp(rows_get(r, row, 4), "t");
+	int rank = mode_rank(rows_get(r, row, 1)), granted = !strcmp(rows_get(r, row, 2), "t");
+	int fresh = 0;
 	struct watched_rel *x = NULL;
 
 	for (size_t i = 0; i < w->n_rels && !x; i++)
@@ -154,8 +168,7 @@ static void watch_note(struct watch *w, const struct eng_rows *r, size_t row, lo
 		x = &w->rels[w->n_rels++];
 		memset(x, 0, sizeof(*x));
 		x->oid = xstrdup(oid);
-		x->name = xstrdup(rows_get(r, row, 1));
-		x->relkind = xstrdup(rows_get(r, row, 2));
+		fresh = 1;
 	}
 	if (rank > x->rank)
 		x->rank = rank;
@@ -163,6 +176,41 @@ static void watch_note(struct watch *w, const struct eng_rows *r, size_t row, lo
 		x->held_us += dt;
 	else
 		x->waited_us += dt;
+	return fresh;
+}
+
+/* Looks up the relations not looked up yet; one not found is not the
+ * user's. */
+static int watch_names(struct watch *w)
+{
+	struct strbuf oids = STRBUF_INIT;
+	struct eng_rows r = ENG_ROWS_INIT;
+	const char *param;
+	int rc;
+
+	sb_addch(&oids, '{');
+	for (size_t i = 0; i < w->n_rels; i++)
+		if (!w->rels[i].name && !w->rels[i].other)
+			sb_addf(&oids, "%s%s", oids.len > 1 ? "," : "", w->rels[i].oid);
+	sb_addch(&oids, '}');
+	param = oids.buf;
+	rc = w->conn->ops->query(w->conn, watch_names_sql, 1, &param, &r, &w->err);
+	for (size_t i = 0; !rc && i < w->n_rels; i++) {
+		struct watched_rel *x = &w->rels[i];
+		long row = x->name || x->other ? -1 : find_row(&r, x->oid);
+
+		if (x->name || x->other)
+			continue;
+		if (row < 0) {
+			x->other = 1;
+			continue;
+		}
+		x->name = xstrdup(rows_get(&r, (size_t)row, 1));
+		x->relkind = xstrdup(rows_get(&r, (size_t)row, 2));
+	}
+	rows_release(&r);
+	sb_release(&oids);
+	return rc;
 }
 
 /* The thread: polls until told to stop.  A relation the backend both holds
@@ -173,6 +221,7 @@ static void *watch_run(void *p)
 	const char *params[1] = { w->pid };
 	long long prev = w->t0;
 	const struct timespec pause = { 0, WATCH_PAUSE_NS };
+	int fresh = 0;
 
 	while (!atomic_load(&w->stop)) {
 		struct eng_rows r = ENG_ROWS_INIT;
@@ -184,11 +233,16 @@ static void *watch_run(void *p)
 		}
 		t = impact_now_us();
 		for (size_t i = 0; i < r.nrows; i++)
-			watch_note(w, &r, i, t - prev);
+			fresh |= watch_note(w, &r, i, t - prev);
 		prev = t;
+		atomic_store(&w->ready, 1);
 		rows_release(&r);
+		if (fresh && watch_names(w) < 0)
+			break;
+		fresh = 0;
 		nanosleep(&pause, NULL);
 	}
+	atomic_store(&w->ready, 1);
 	return NULL;
 }
 
@@ -198,11 +252,23 @@ static int watch_start(struct pg_state *st, struct engine *e, struct sm_error *e
 {
 	struct watch *w = st->watch;
 	char *pid = NULL;
+	const struct timespec tick = { 0, 100000L };
 
 	if (!w) {
+		const char *none[1] = { "0" };
+		struct eng_rows r = ENG_ROWS_INIT;
+
 		w = st->watch = xcalloc(1, sizeof(*w));
 		if (engine_open(&w->conn, &e->url, 0, err) < 0)
 			return -1;
+		/* a session's first query of the catalogs is slow (caches): not
+		 * while a statement runs */
+		if (w->conn->ops->query(w->conn, watch_sql, 1, none, &r, err) < 0) {
+			engine_close(w->conn);
+			w->conn = NULL;
+			return -1;
+		}
+		rows_release(&r);
 	}
 	if (!w->conn)
 		return 0; /* it could not connect: said once, the statement goes unobserved */
@@ -213,10 +279,15 @@ static int watch_start(struct pg_state *st, struct engine *e, struct sm_error *e
 	watch_forget(w);
 	w->err = (struct sm_error)SM_ERROR_INIT;
 	atomic_store(&w->stop, 0);
+	atomic_store(&w->ready, 0);
 	w->t0 = impact_now_us();
 	if (pthread_create(&w->thread, NULL, watch_run, w) != 0)
 		return err_set(err, ERR_FAIL, "cannot start the lock watcher thread");
 	w->running = 1;
+	/* a short statement could end before a thread still starting up polls
+	 * once: send it only when the watcher is polling */
+	while (!atomic_load(&w->ready))
+		nanosleep(&tick, NULL);
 	return 0;
 }
 
@@ -412,7 +483,8 @@ static int watched_after(struct pg_state *st, struct engine *e, struct impact_st
 		return -1;
 	sb_addch(&oids, '{');
 	for (size_t i = 0; i < w->n_rels; i++)
-		sb_addf(&oids, "%s%s", i ? "," : "", w->rels[i].oid);
+		if (w->rels[i].name)
+			sb_addf(&oids, "%s%s", oids.len > 1 ? "," : "", w->rels[i].oid);
 	sb_addch(&oids, '}');
 	param = oids.buf;
 	if (e->ops->query(e, watched_sql, 1, &param, &now, err) < 0) {
@@ -423,11 +495,16 @@ static int watched_after(struct pg_state *st, struct engine *e, struct impact_st
 	s->observed = 1;
 	for (size_t i = 0; i < w->n_rels; i++) {
 		const struct watched_rel *x = &w->rels[i];
-		long row = find_row(&now, x->oid), before = find_row(&st->nodes, x->oid);
-		const char *node = row >= 0 ? rows_get(&now, (size_t)row, 1) : "";
-		struct impact_rel *r = impact_add_rel(s, x->name, kind_name(x->relkind),
-						      mode_name(x->rank));
+		long row, before;
+		const char *node;
+		struct impact_rel *r;
 
+		if (!x->name)
+			continue; /* not the user's */
+		row = find_row(&now, x->oid);
+		before = find_row(&st->nodes, x->oid);
+		node = row >= 0 ? rows_get(&now, (size_t)row, 1) : "";
+		r = impact_add_rel(s, x->name, kind_name(x->relkind), mode_name(x->rank));
 		r->new_lock = mode_name(x->rank);
 		r->blocks = r->new_blocks = impact_pg_blocks(r->mode);
 		r->rewritten = before >= 0 && *node &&

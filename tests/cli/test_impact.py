@@ -226,6 +226,26 @@ class ImpactPg(CliTest):
         self.assertNotIn("(not observed)", r.out)
         self.assertRegex(r.out, r"orders +ShareUpdateExcl ddl ")
 
+    def test_transaction_false_statement_is_gated(self):
+        """A statement outside a transaction (transaction:false) that holds
+        SHARE on orders for 0.3 s: the watcher sees the lock, so the statement
+        has a write-blocking window and the gate applies to it."""
+        self.add("0001_lock.sql", "DO $$ BEGIN LOCK TABLE orders IN SHARE MODE; "
+                 "PERFORM pg_sleep(0.3); END $$;", notx=True)
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json", "--rehearse-url",
+                        self.pg_new_db(), "--max-blocking", "0ms")
+        self.assertEqual(r.code, 4, r)
+        imp = r.json()["impact"]
+        s, o = stmt_rel(imp, "DO $$", "orders")
+        self.assertFalse(s["in_transaction"])
+        self.assertEqual(o["lock"], "ShareLock")
+        self.assertEqual(o["blocks"], "writes")
+        self.assertGreater(o["held_ms"], 0)
+        w = window(imp, "orders")
+        self.assertEqual(w["ms"], s["ms"])  # the statement alone
+        self.assertGreater(w["ms"], 0)
+        self.assertIn("blocks writes to orders", imp["gate_findings"][0])
+
     def test_create_index_concurrently_waits_for_a_conflicting_lock(self):
         """A session takes SHARE on the rehearsal's orders (it conflicts with
         the SHARE UPDATE EXCLUSIVE that CREATE INDEX CONCURRENTLY needs) while
