@@ -184,6 +184,11 @@ class ImpactPg(CliTest):
         self.assertEqual(r["new_lock"], "ShareRowExclusiveLock", r)
         self.assertFalse(r["rewritten"])
         self.assertGreater(r["held_ms"], 0)
+        # the NOT VALID step blocks writes (briefly; in place the one rolled-back
+        # transaction goes on holding it through the validation)
+        w = window(imp, "orders")
+        self.assertEqual((os.path.basename(w["migration"]), w["blocks"]), ("0001_m.sql", "writes"))
+        self.assertGreater(w["ms"], 0)
 
     def test_set_not_null(self):
         self.check("ALTER TABLE orders ALTER COLUMN note SET NOT NULL;", "ALTER TABLE",
