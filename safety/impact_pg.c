@@ -179,6 +179,19 @@ static int watch_note(struct watch *w, const struct eng_rows *r, size_t row, lon
 	return fresh;
 }
 
+/* Appends an oid[] literal of the watched relations that were looked up
+ * (named) or that are still to look up (!named). */
+static void oid_array(const struct watch *w, int named, struct strbuf *out)
+{
+	size_t start = out->len;
+
+	sb_addch(out, '{');
+	for (size_t i = 0; i < w->n_rels; i++)
+		if (named ? w->rels[i].name != NULL : !w->rels[i].name && !w->rels[i].other)
+			sb_addf(out, "%s%s", out->len > start + 1 ? "," : "", w->rels[i].oid);
+	sb_addch(out, '}');
+}
+
 /* Looks up the relations not looked up yet; one not found is not the
  * user's. */
 static int watch_names(struct watch *w)
@@ -188,19 +201,16 @@ static int watch_names(struct watch *w)
 	const char *param;
 	int rc;
 
-	sb_addch(&oids, '{');
-	for (size_t i = 0; i < w->n_rels; i++)
-		if (!w->rels[i].name && !w->rels[i].other)
-			sb_addf(&oids, "%s%s", oids.len > 1 ? "," : "", w->rels[i].oid);
-	sb_addch(&oids, '}');
+	oid_array(w, 0, &oids);
 	param = oids.buf;
 	rc = w->conn->ops->query(w->conn, watch_names_sql, 1, &param, &r, &w->err);
 	for (size_t i = 0; !rc && i < w->n_rels; i++) {
 		struct watched_rel *x = &w->rels[i];
-		long row = x->name || x->other ? -1 : find_row(&r, x->oid);
+		long row;
 
 		if (x->name || x->other)
 			continue;
+		row = find_row(&r, x->oid);
 		if (row < 0) {
 			x->other = 1;
 			continue;
@@ -255,20 +265,25 @@ static int watch_start(struct pg_state *st, struct engine *e, struct sm_error *e
 	const struct timespec tick = { 0, 100000L };
 
 	if (!w) {
-		const char *none[1] = { "0" };
+		const char *none[1] = { "0" }, *no_oids[1] = { "{}" };
 		struct eng_rows r = ENG_ROWS_INIT;
+		int rc;
 
 		w = st->watch = xcalloc(1, sizeof(*w));
 		if (engine_open(&w->conn, &e->url, 0, err) < 0)
 			return -1;
-		/* a session's first query of the catalogs is slow (caches): not
-		 * while a statement runs */
-		if (w->conn->ops->query(w->conn, watch_sql, 1, none, &r, err) < 0) {
+		/* a session's first queries of the catalogs are slow (caches):
+		 * not while a statement runs */
+		rc = w->conn->ops->query(w->conn, watch_sql, 1, none, &r, err);
+		rows_release(&r);
+		if (!rc)
+			rc = w->conn->ops->query(w->conn, watch_names_sql, 1, no_oids, &r, err);
+		rows_release(&r);
+		if (rc < 0) {
 			engine_close(w->conn);
 			w->conn = NULL;
 			return -1;
 		}
-		rows_release(&r);
 	}
 	if (!w->conn)
 		return 0; /* it could not connect: said once, the statement goes unobserved */
@@ -481,11 +496,7 @@ static int watched_after(struct pg_state *st, struct engine *e, struct impact_st
 		return 0; /* the watcher did not start: before() said why */
 	if (watch_stop(w, err) < 0)
 		return -1;
-	sb_addch(&oids, '{');
-	for (size_t i = 0; i < w->n_rels; i++)
-		if (w->rels[i].name)
-			sb_addf(&oids, "%s%s", oids.len > 1 ? "," : "", w->rels[i].oid);
-	sb_addch(&oids, '}');
+	oid_array(w, 1, &oids);
 	param = oids.buf;
 	if (e->ops->query(e, watched_sql, 1, &param, &now, err) < 0) {
 		sb_release(&oids);
