@@ -475,6 +475,21 @@ class ImpactPg(CliTest):
                       "said blocks writes, measured: blocks writes (confirmed)", h.out)
         self.assertNotIn("blocked", self.run_sm(*self.base, "history", "--runs").out)
 
+    def test_real_run_records_a_transaction_false_window(self):
+        """The real run watches a transaction:false statement too: the runs
+        log keeps the write-blocking window it opened."""
+        self.add("0001_lock.sql", "DO $$ BEGIN LOCK TABLE orders IN SHARE MODE; "
+                 "PERFORM pg_sleep(0.2); END $$;", notx=True)
+        r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 0, r)
+        ws = [(w["relation"], w["blocks"]) for w in r.json()["impact"]["windows"]]
+        self.assertEqual(ws, [("orders", "writes")])
+        h = self.run_sm(*self.base, "history", "--runs", "-v")
+        self.assertRegex(h.out, r"blocked writes to table orders for [0-9.]+ ms "
+                         r"\(migrations/0001_lock.sql line 2\)")
+        self.assertIn("migration migrations/0001_lock.sql: ", h.out)
+        self.assertIn("(outside a transaction)", h.out)
+
     def test_max_blocking_gate(self):
         self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         self.impact("--max-blocking", "10min")
