@@ -184,7 +184,7 @@ static void obs_after(void *ud, struct engine *e, int ok)
 	if (ok && imp->drv->after(imp->dstate, e, s, &err) < 0 && !imp->err.msg[0])
 		imp->err = err;
 	else if (!ok && imp->drv->failed)
-		imp->drv->failed(imp->dstate);
+		imp->drv->failed(imp->dstate, s);
 	imp->overhead += impact_now_us() - enter;
 }
 
@@ -457,9 +457,10 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 				sb_addf(out, "  %-26s %8s  ", "", "");
 			else
 				sb_addf(out, "  %-26s %8.1f  ", where, MS(s->us));
-			sb_addf(out, "%-22.22s %-15.*s %-6s %9s %9s %-7s %s\n", r->name,
+			sb_addf(out, "%-22.22s %-15.*s %-6s %9s %9s %-7s %s%s\n", r->name,
 				(int)(ml > 15 ? 15 : ml), mode, impact_blocks_name(r->blocks), sz, rows,
-				r->rewritten ? "yes" : "-", k ? "" : s->text);
+				r->rewritten ? "yes" : "-", k || s->ok ? "" : "(failed) ",
+				k ? "" : s->text);
 			if (r->rewritten)
 				any_rewrite = 1;
 		}

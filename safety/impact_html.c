@@ -291,7 +291,7 @@ static void statements(const struct impact *imp, struct strbuf *out)
 				ms_cell(out, r->held_us);
 				ms_cell(out, r->waited_us);
 			}
-			sb_adds(out, "<td><code>");
+			sb_adds(out, !k && r && !s->ok ? "<td>(failed) <code>" : "<td><code>");
 			if (!k)
 				xml_text(out, s->text);
 			sb_adds(out, "</code></td></tr>\n");

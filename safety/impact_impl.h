@@ -17,8 +17,9 @@ struct impact_driver {
 	 * it newly locked or rewrote. */
 	int (*after)(void *st, struct engine *e, struct impact_stmt *s, struct sm_error *err);
 	/* After a statement that failed (may be NULL): ends what before()
-	 * started. */
-	void (*failed)(void *st);
+	 * started, and may add the relations it was seen to lock or wait for
+	 * (no queries: the failure may have left e unusable). */
+	void (*failed)(void *st, struct impact_stmt *s);
 };
 
 extern const struct impact_driver impact_pg_driver;

@@ -321,20 +321,14 @@ static int watch_stop(struct watch *w, struct sm_error *err)
 	return 0;
 }
 
-static void pg_failed(void *p)
-{
-	struct pg_state *st = p;
-	struct sm_error ignored = SM_ERROR_INIT;
-
-	watch_stop(st->watch, &ignored);
-}
+static void pg_failed(void *p, struct impact_stmt *s);
 
 static void pg_state_free(void *p)
 {
 	struct pg_state *st = p;
 
 	if (st->watch) {
-		pg_failed(st);
+		pg_failed(st, NULL);
 		watch_forget(st->watch);
 		free(st->watch->rels);
 		engine_close(st->watch->conn);
@@ -482,6 +476,44 @@ static int read_objs(struct engine *e, struct eng_rows *out, struct sm_error *er
 	return guard_end(e, e->ops->query(e, obj_sql, 0, NULL, out, err));
 }
 
+/* Adds the watched relations to s: their mode, times and whether they
+ * existed before (sizes and rewrites are for the caller to fill). */
+static void watched_add(const struct pg_state *st, struct impact_stmt *s)
+{
+	const struct watch *w = st->watch;
+
+	for (size_t i = 0; i < w->n_rels; i++) {
+		const struct watched_rel *x = &w->rels[i];
+		struct impact_rel *r;
+
+		if (!x->name)
+			continue; /* not the user's */
+		r = impact_add_rel(s, x->name, kind_name(x->relkind), mode_name(x->rank));
+		r->new_lock = mode_name(x->rank);
+		r->blocks = r->new_blocks = impact_pg_blocks(r->mode);
+		r->existing = find_row(&st->baseline, x->oid) >= 0;
+		/* the polls' intervals overhang the statement's ends a little */
+		r->waited_us = x->waited_us < s->us ? x->waited_us : s->us;
+		r->held_us = x->held_us < s->us - r->waited_us ? x->held_us : s->us - r->waited_us;
+	}
+}
+
+/* A watched statement that failed (a lock_timeout, say): what it locked or
+ * waited for until then; a wait for a lock queues the application behind it
+ * as holding it would. */
+static void pg_failed(void *p, struct impact_stmt *s)
+{
+	struct pg_state *st = p;
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	if (!st->watch || !st->watch->running)
+		return;
+	if (watch_stop(st->watch, &ignored) == 0 && s) {
+		watched_add(st, s);
+		s->observed = 1;
+	}
+}
+
 /* After a watched statement: a relation per lock the watcher saw, with its
  * filenode (a rewrite), size and rows read now. */
 static int watched_after(struct pg_state *st, struct engine *e, struct impact_stmt *s,
@@ -491,6 +523,7 @@ static int watched_after(struct pg_state *st, struct engine *e, struct impact_st
 	struct strbuf oids = STRBUF_INIT;
 	struct eng_rows now = ENG_ROWS_INIT;
 	const char *param;
+	size_t k = s->n_rels;
 
 	if (!w || !w->running)
 		return 0; /* the watcher did not start: before() said why */
@@ -504,6 +537,7 @@ static int watched_after(struct pg_state *st, struct engine *e, struct impact_st
 	}
 	sb_release(&oids);
 	s->observed = 1;
+	watched_add(st, s);
 	for (size_t i = 0; i < w->n_rels; i++) {
 		const struct watched_rel *x = &w->rels[i];
 		long row, before;
@@ -512,23 +546,17 @@ static int watched_after(struct pg_state *st, struct engine *e, struct impact_st
 
 		if (!x->name)
 			continue; /* not the user's */
+		r = &s->rels[k++];
 		row = find_row(&now, x->oid);
 		before = find_row(&st->nodes, x->oid);
 		node = row >= 0 ? rows_get(&now, (size_t)row, 1) : "";
-		r = impact_add_rel(s, x->name, kind_name(x->relkind), mode_name(x->rank));
-		r->new_lock = mode_name(x->rank);
-		r->blocks = r->new_blocks = impact_pg_blocks(r->mode);
 		r->rewritten = before >= 0 && *node &&
 			       strcmp(rows_get(&st->nodes, (size_t)before, 1), node) != 0;
-		r->existing = find_row(&st->baseline, x->oid) >= 0;
 		if (row >= 0) {
 			r->bytes = strtoll(rows_get(&now, (size_t)row, 2), NULL, 10);
 			r->rows = strtoll(rows_get(&now, (size_t)row, 3), NULL, 10);
 			set_node(&st->nodes, x->oid, node);
 		}
-		/* the polls' intervals overhang the statement's ends a little */
-		r->waited_us = x->waited_us < s->us ? x->waited_us : s->us;
-		r->held_us = x->held_us < s->us - r->waited_us ? x->held_us : s->us - r->waited_us;
 	}
 	rows_release(&now);
 	return 0;

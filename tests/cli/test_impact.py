@@ -251,15 +251,14 @@ class ImpactPg(CliTest):
         self.assertGreater(w["ms"], 0)
         self.assertIn("blocks writes to orders", imp["gate_findings"][0])
 
-    def test_create_index_concurrently_waits_for_a_conflicting_lock(self):
-        """A session takes SHARE on the rehearsal's orders (it conflicts with
-        the SHARE UPDATE EXCLUSIVE that CREATE INDEX CONCURRENTLY needs) while
-        the first migration sleeps, and holds it past the sleep: the watched
-        statement reports the time it waited for its lock."""
+    def dry_run_against_a_lock_holder(self):
+        """Runs the dry run on a scratch database where a session takes SHARE
+        on orders (it conflicts with the SHARE UPDATE EXCLUSIVE that CREATE
+        INDEX CONCURRENTLY needs) as soon as the rehearsal's restore has
+        created it, while the first migration sleeps, and holds it past the
+        sleep; returns the run's result."""
         scratch = self.pg_new_db()
         self.add("0001_m.sql", "SELECT pg_sleep(1.5);")
-        self.add("0002_c.sql", "CREATE INDEX CONCURRENTLY orders_n_idx ON orders (n);",
-                 notx=True)
         locked, stop = threading.Event(), threading.Event()
 
         def holder():
@@ -287,14 +286,40 @@ class ImpactPg(CliTest):
         finally:
             stop.set()
             t.join(60)
-        self.assertEqual(r.code, 0, r)
         self.assertTrue(locked.is_set())
+        return r
+
+    def test_create_index_concurrently_waits_for_a_conflicting_lock(self):
+        """The watched statement reports the time it waited for its lock
+        behind another session, then the time it held it."""
+        self.add("0002_c.sql", "CREATE INDEX CONCURRENTLY orders_n_idx ON orders (n);",
+                 notx=True)
+        r = self.dry_run_against_a_lock_holder()
+        self.assertEqual(r.code, 0, r)
         imp = r.json()["impact"]
         s, o = stmt_rel(imp, "CREATE INDEX CONCURRENTLY", "orders")
         self.assertIsNotNone(o, s)
         self.assertEqual(o["lock"], "ShareUpdateExclusiveLock")
         self.assertGreater(o["waited_ms"], 0)
         self.assertGreater(o["held_ms"], 0)
+
+    def test_failed_statement_reports_its_wait(self):
+        """A statement outside a transaction that gives up waiting for its
+        lock (lock_timeout): the report still says what it waited for, how
+        long, and that it failed."""
+        self.add("0002_c.sql", "SET lock_timeout = '200ms';\n"
+                 "CREATE INDEX CONCURRENTLY orders_n_idx ON orders (n);", notx=True)
+        r = self.dry_run_against_a_lock_holder()
+        self.assertNotEqual(r.code, 0, r)
+        self.assertIn("lock timeout", r.err)
+        imp = r.json()["impact"]
+        s, o = stmt_rel(imp, "CREATE INDEX CONCURRENTLY", "orders")
+        self.assertFalse(s["ok"])
+        self.assertTrue(s["locks_observed"])
+        self.assertIsNotNone(o, s)
+        self.assertEqual(o["lock"], "ShareUpdateExclusiveLock")
+        self.assertGreater(o["waited_ms"], 0)
+        self.assertEqual(o["held_ms"], 0)
 
     def test_in_place_dry_run_gives_up_waiting_for_a_lock(self):
         """A session holds ACCESS EXCLUSIVE on orders, idle in its transaction:
