@@ -259,7 +259,7 @@ class ImpactPg(CliTest):
         sleep; returns the run's result."""
         scratch = self.pg_new_db()
         self.add("0001_m.sql", "SELECT pg_sleep(1.5);")
-        locked, stop = threading.Event(), threading.Event()
+        locked, stop, procs = threading.Event(), threading.Event(), []
 
         def holder():
             # (fails until the rehearsal's restore has created orders)
@@ -269,6 +269,7 @@ class ImpactPg(CliTest):
                 p = subprocess.Popen(["psql", scratch, "-X", "-q", "-A", "-t"], text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
+                procs.append(p)
                 p.stdin.write(sql)
                 p.stdin.close()
                 for line in p.stdout:
@@ -285,6 +286,8 @@ class ImpactPg(CliTest):
                             scratch, timeout=60)
         finally:
             stop.set()
+            for p in procs:
+                p.terminate()  # the holder's part is over: do not sit out its sleep
             t.join(60)
         self.assertTrue(locked.is_set())
         return r
