@@ -662,6 +662,7 @@ class ImpactSqlite(CliTest):
         self.assertEqual(imp["rehearsal"], "rehearse-url")
         s, d = stmt_rel(imp, "CREATE INDEX t_b_idx", "(database)")
         self.assertFalse(s["in_transaction"])
+        self.assertTrue(s["locks_observed"])
         self.assertEqual(d["blocks"], "writes")
         ws = [w for w in imp["windows"] if w["migration"].endswith("0002_idx.sql")]
         self.assertEqual(len(ws), 1)
