@@ -468,16 +468,21 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 	for (size_t i = 0; i < imp->n_stmts; i++)
 		for (size_t k = 0; k < imp->stmts[i].n_rels; k++) {
 			const struct impact_rel *r = &imp->stmts[i].rels[k];
-			if (r->waited_us > 0)
-				sb_addf(out, "  waited: %s line %d waited %.1f ms for %s on %s (another "
-					"session held a conflicting lock), then held it %.1f ms\n",
-					imp->migs[imp->stmts[i].mig].file, imp->stmts[i].line,
-					MS(r->waited_us), r->mode, r->name, MS(r->held_us));
+			if (r->waited_us <= 0)
+				continue;
+			sb_addf(out, "  waited: %s line %d waited %.1f ms for %s on %s (another "
+				"session held a conflicting lock), ", imp->migs[imp->stmts[i].mig].file,
+				imp->stmts[i].line, MS(r->waited_us), r->mode, r->name);
+			if (imp->stmts[i].ok)
+				sb_addf(out, "then held it %.1f ms\n", MS(r->held_us));
+			else
+				sb_adds(out, "then failed\n");
 		}
 	for (size_t i = 0; i < imp->n_stmts; i++)
 		if (!imp->stmts[i].observed && !imp->stmts[i].n_rels && imp->stmts[i].ok) {
-			sb_adds(out, "  (not observed): ran outside a transaction (transaction:false); "
-				"its locks ended with the statement\n");
+			sb_adds(out, "  (not observed): ran outside a transaction (transaction:false), "
+				"where its locks end with the statement, and the lock watcher could not "
+				"watch it\n");
 			break;
 		}
 	for (size_t m = 0; m < imp->n_migs; m++) {

@@ -273,7 +273,7 @@ static void statements(const struct impact *imp, struct strbuf *out)
 			cell(out, k ? "" : buf);
 			if (!r) {
 				cell(out, !s->ok ? "(failed)" : s->observed ? "(no new lock)"
-				     : "(not observed: outside a transaction)");
+				     : "(not observed: outside a transaction, not watched)");
 				sb_adds(out, "<td/><td/><td/><td/><td/><td/><td/>");
 			} else {
 				cell(out, r->name);

@@ -152,6 +152,14 @@ static void test_held_and_waited(void **state)
 	assert_non_null(strstr(sb.buf, "waited: migrations/0002_c.sql line 2 waited 1.5 ms for "
 				       "ShareUpdateExclusiveLock on t"));
 	assert_null(strstr(sb.buf, "not observed"));
+	assert_non_null(strstr(sb.buf, "lock), then held it 0.5 ms"));
+	/* a statement that gave up waiting (lock_timeout) */
+	st[1].ok = 0;
+	sb_reset(&sb);
+	impact_render_text(&imp, &sb);
+	assert_non_null(strstr(sb.buf, "lock), then failed"));
+	assert_non_null(strstr(sb.buf, "(failed) CREATE INDEX CONCURRENTLY"));
+	st[1].ok = 1;
 	sb_reset(&sb);
 	impact_render_html(&imp, &sb);
 	assert_non_null(strstr(sb.buf, "<td>0.5</td><td>1.5</td>"));
