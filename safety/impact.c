@@ -15,8 +15,7 @@
 #include "lint.h"
 #include "xalloc.h"
 
-/* Microseconds on a monotonic clock. */
-static long long now_us(void)
+long long impact_now_us(void)
 {
 	struct timespec ts;
 
@@ -63,6 +62,8 @@ struct impact_rel *impact_add_rel(struct impact_stmt *s, const char *name, const
 	r->blocks = IMPACT_NONE;
 	r->bytes = -1;
 	r->rows = -1;
+	r->held_us = -1;
+	r->waited_us = -1;
 	return r;
 }
 
@@ -135,7 +136,7 @@ static void obs_before(void *ud, struct engine *e, const char *text, size_t len,
 	struct impact_stmt *s;
 	int new_mig;
 	struct sm_error err = SM_ERROR_INIT;
-	long long enter = now_us(), t = enter - imp->t0 - imp->overhead;
+	long long enter = impact_now_us(), t = enter - imp->t0 - imp->overhead;
 
 	imp->open = 0;
 	if (!file)
@@ -163,7 +164,7 @@ static void obs_before(void *ud, struct engine *e, const char *text, size_t len,
 	s->in_tx = e->in_tx;
 	s->start_us = t;
 	imp->open = 1;
-	imp->overhead += now_us() - enter;
+	imp->overhead += impact_now_us() - enter;
 }
 
 static void obs_after(void *ud, struct engine *e, int ok)
@@ -171,7 +172,7 @@ static void obs_after(void *ud, struct engine *e, int ok)
 	struct impact *imp = ud;
 	struct impact_stmt *s;
 	struct sm_error err = SM_ERROR_INIT;
-	long long enter = now_us();
+	long long enter = impact_now_us();
 
 	if (!imp->open)
 		return;
@@ -179,9 +180,12 @@ static void obs_after(void *ud, struct engine *e, int ok)
 	s = &imp->stmts[imp->n_stmts - 1];
 	s->us = enter - imp->t0 - imp->overhead - s->start_us;
 	s->ok = ok;
+	s->observed = s->in_tx;
 	if (ok && imp->drv->after(imp->dstate, e, s, &err) < 0 && !imp->err.msg[0])
 		imp->err = err;
-	imp->overhead += now_us() - enter;
+	else if (!ok && imp->drv->failed)
+		imp->drv->failed(imp->dstate, s);
+	imp->overhead += impact_now_us() - enter;
 }
 
 int impact_new(struct impact **out, struct engine *e, const char *rehearsal,
@@ -202,7 +206,7 @@ int impact_new(struct impact **out, struct engine *e, const char *rehearsal,
 	imp->obs.ud = imp;
 	imp->obs.before = obs_before;
 	imp->obs.after = obs_after;
-	imp->t0 = now_us();
+	imp->t0 = impact_now_us();
 	*out = imp;
 	return 0;
 }
@@ -295,8 +299,8 @@ static void check_lint(struct impact *imp, size_t i)
 	enum impact_blocks got = IMPACT_NONE;
 	int rewrote = 0;
 
-	/* unobserved (outside a transaction) or failed: nothing to compare */
-	if (!s->ok || !s->in_tx || lint_stmt(imp, s, &fl) < 0) {
+	/* unobserved or failed: nothing to compare */
+	if (!s->ok || !s->observed || lint_stmt(imp, s, &fl) < 0) {
 		finding_list_release(&fl);
 		return;
 	}
@@ -345,9 +349,12 @@ void impact_end(struct impact *imp)
 		const struct impact_mig *m = &imp->migs[s->mig];
 
 		for (size_t k = 0; k < s->n_rels; k++) {
-			const struct impact_rel *r = &s->rels[k];
+			struct impact_rel *r = &s->rels[k];
 			struct impact_window *w;
 
+			/* a transaction holds its locks to its end */
+			if (s->in_tx && r->new_lock)
+				r->held_us = m->end_us - s->start_us;
 			if (r->blocks < IMPACT_WRITES)
 				continue;
 			w = s->in_tx ? find_win(imp, s->mig, r->name) : NULL;
@@ -428,7 +435,7 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 			 base ? base + 1 : imp->migs[s->mig].file, s->line);
 		if (!s->n_rels) {
 			sb_addf(out, "  %-26s %8.1f  %-22s %-15s %-6s %9s %9s %-7s %s\n", where, MS(s->us),
-				!s->ok ? "(failed)" : s->in_tx ? "(no new lock)"
+				!s->ok ? "(failed)" : s->observed ? "(no new lock)"
 				: "(not observed)", "", "", "", "", "", s->text);
 			continue;
 		}
@@ -450,17 +457,32 @@ void impact_render_text(const struct impact *imp, struct strbuf *out)
 				sb_addf(out, "  %-26s %8s  ", "", "");
 			else
 				sb_addf(out, "  %-26s %8.1f  ", where, MS(s->us));
-			sb_addf(out, "%-22.22s %-15.*s %-6s %9s %9s %-7s %s\n", r->name,
+			sb_addf(out, "%-22.22s %-15.*s %-6s %9s %9s %-7s %s%s\n", r->name,
 				(int)(ml > 15 ? 15 : ml), mode, impact_blocks_name(r->blocks), sz, rows,
-				r->rewritten ? "yes" : "-", k ? "" : s->text);
+				r->rewritten ? "yes" : "-", k || s->ok ? "" : "(failed) ",
+				k ? "" : s->text);
 			if (r->rewritten)
 				any_rewrite = 1;
 		}
 	}
 	for (size_t i = 0; i < imp->n_stmts; i++)
-		if (!imp->stmts[i].in_tx && !imp->stmts[i].n_rels && imp->stmts[i].ok) {
-			sb_adds(out, "  (not observed): ran outside a transaction (transaction:false); "
-				"its locks ended with the statement\n");
+		for (size_t k = 0; k < imp->stmts[i].n_rels; k++) {
+			const struct impact_rel *r = &imp->stmts[i].rels[k];
+			if (r->waited_us <= 0)
+				continue;
+			sb_addf(out, "  waited: %s line %d waited %.1f ms for %s on %s (another "
+				"session held a conflicting lock), ", imp->migs[imp->stmts[i].mig].file,
+				imp->stmts[i].line, MS(r->waited_us), r->mode, r->name);
+			if (imp->stmts[i].ok)
+				sb_addf(out, "then held it %.1f ms\n", MS(r->held_us));
+			else
+				sb_adds(out, "then failed\n");
+		}
+	for (size_t i = 0; i < imp->n_stmts; i++)
+		if (!imp->stmts[i].observed && !imp->stmts[i].n_rels && imp->stmts[i].ok) {
+			sb_adds(out, "  (not observed): ran outside a transaction (transaction:false), "
+				"where its locks end with the statement, and the lock watcher could not "
+				"watch it\n");
 			break;
 		}
 	for (size_t m = 0; m < imp->n_migs; m++) {
@@ -537,6 +559,15 @@ static void add_objects(cJSON *js, const struct impact_stmt *s, cJSON *created, 
 		cJSON_AddItemToArray(dropped, cJSON_CreateString(s->dropped[k]));
 }
 
+/* us in milliseconds, or null when unknown (< 0). */
+static void add_ms(cJSON *o, const char *key, long long us)
+{
+	if (us < 0)
+		cJSON_AddNullToObject(o, key);
+	else
+		cJSON_AddNumberToObject(o, key, MS(us));
+}
+
 /* full: with every statement; else the migrations, windows and rewrites. */
 static cJSON *to_json(const struct impact *imp, int full)
 {
@@ -574,7 +605,7 @@ static cJSON *to_json(const struct impact *imp, int full)
 			cJSON_AddNumberToObject(js, "ms", MS(s->us));
 			cJSON_AddBoolToObject(js, "ok", s->ok);
 			cJSON_AddBoolToObject(js, "in_transaction", s->in_tx);
-			cJSON_AddBoolToObject(js, "locks_observed", s->in_tx);
+			cJSON_AddBoolToObject(js, "locks_observed", s->observed);
 			add_objects(js, s, NULL, NULL);
 			add_objects(NULL, s, mc, md);
 			rels = cJSON_AddArrayToObject(js, "relations");
@@ -596,6 +627,8 @@ static cJSON *to_json(const struct impact *imp, int full)
 				cJSON_AddBoolToObject(jr, "existing", r->existing);
 				cJSON_AddNumberToObject(jr, "bytes", (double)r->bytes);
 				cJSON_AddNumberToObject(jr, "rows", (double)r->rows);
+				add_ms(jr, "held_ms", r->held_us);
+				add_ms(jr, "waited_ms", r->waited_us);
 				cJSON_AddItemToArray(rels, jr);
 				if (r->rewritten) {
 					cJSON *x = cJSON_CreateObject();

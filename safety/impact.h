@@ -13,6 +13,10 @@
  * per-relation blocking windows: from the first statement of a migration
  * that took a lock blocking writes (or reads) on a relation to the end of
  * that migration's transaction; outside a transaction, the statement alone.
+ * A PostgreSQL statement run outside a transaction (CREATE INDEX
+ * CONCURRENTLY) releases its locks when it ends: a second connection then
+ * polls the rehearsing backend's pg_locks while it runs, and reports the
+ * strongest mode per relation, how long it was held and how long waited.
  * Times leave out the measurement's own queries.
  */
 #ifndef SM_IMPACT_H
@@ -38,6 +42,11 @@ struct impact_rel {
 	int existing;      /* existed before the migration began */
 	long long bytes;   /* size after the statement; -1: unknown */
 	long long rows;    /* row estimate; -1: unknown */
+	/* how long the lock was held and how long the statement waited for it
+	 * (another session held a conflicting one): outside a transaction as a
+	 * second connection watched it; in one, held from the statement to the
+	 * end of the transaction and waited unknown; -1: unknown */
+	long long held_us, waited_us;
 };
 
 struct impact_stmt {
@@ -47,6 +56,8 @@ struct impact_stmt {
 	char *sql;         /* the statement as run */
 	long long start_us, us; /* microseconds from the rehearsal's start */
 	int ok, in_tx;
+	int observed;      /* its locks were observed: inside a transaction, or
+			    * watched from a second connection while it ran */
 	struct impact_rel *rels;
 	size_t n_rels, alloc;
 	/* the objects it created and dropped, e.g. "table orders", "index

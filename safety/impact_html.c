@@ -178,8 +178,12 @@ static void svg(const struct impact *imp, char **lanes, size_t n_lanes, struct s
 				     blocks_colour(r->blocks));
 				sb_adds(out, "<title>");
 				xml_text(out, r->name);
-				sb_addf(out, ": %s blocks %s for %.1f ms, from ", r->mode,
+				sb_addf(out, ": %s blocks %s for %.1f ms", r->mode,
 					impact_blocks_name(r->blocks), MS(end - s->start_us));
+				if (r->waited_us > 0)
+					sb_addf(out, " (%.1f ms of it waiting for the lock)",
+						MS(r->waited_us));
+				sb_adds(out, ", from ");
 				xml_text(out, imp->migs[s->mig].file);
 				sb_addf(out, " line %d</title></rect>\n", s->line);
 			}
@@ -237,13 +241,23 @@ static void cell(struct strbuf *out, const char *text)
 	sb_adds(out, "</td>");
 }
 
+/* A duration in milliseconds, or "?" when unknown (< 0). */
+static void ms_cell(struct strbuf *out, long long us)
+{
+	if (us < 0)
+		sb_adds(out, "<td>?</td>");
+	else
+		sb_addf(out, "<td>%.1f</td>", MS(us));
+}
+
 static void statements(const struct impact *imp, struct strbuf *out)
 {
 	char buf[64];
 
 	sb_adds(out, "<h2>Statements</h2>\n<table>\n<tr><th>migration</th><th>line</th>"
 		"<th>ms</th><th>relation</th><th>lock</th><th>blocks</th><th>size</th>"
-		"<th>rows</th><th>rewrite</th><th>statement</th></tr>\n");
+		"<th>rows</th><th>rewrite</th><th>held ms</th><th>waited ms</th>"
+		"<th>statement</th></tr>\n");
 	for (size_t i = 0; i < imp->n_stmts; i++) {
 		const struct impact_stmt *s = &imp->stmts[i];
 		size_t n = s->n_rels ? s->n_rels : 1;
@@ -258,9 +272,9 @@ static void statements(const struct impact *imp, struct strbuf *out)
 			snprintf(buf, sizeof(buf), "%.1f", MS(s->us));
 			cell(out, k ? "" : buf);
 			if (!r) {
-				cell(out, !s->ok ? "(failed)" : s->in_tx ? "(no new lock)"
-				     : "(not observed: outside a transaction)");
-				sb_adds(out, "<td/><td/><td/><td/><td/>");
+				cell(out, !s->ok ? "(failed)" : s->observed ? "(no new lock)"
+				     : "(not observed: outside a transaction, not watched)");
+				sb_adds(out, "<td/><td/><td/><td/><td/><td/><td/>");
 			} else {
 				cell(out, r->name);
 				cell(out, r->mode ? r->mode : "-");
@@ -274,14 +288,50 @@ static void statements(const struct impact *imp, struct strbuf *out)
 					snprintf(buf, sizeof(buf), "%lld", r->rows);
 				cell(out, buf);
 				cell(out, r->rewritten ? "yes" : "-");
+				ms_cell(out, r->held_us);
+				ms_cell(out, r->waited_us);
 			}
-			sb_adds(out, "<td><code>");
+			sb_adds(out, !k && r && !s->ok ? "<td>(failed) <code>" : "<td><code>");
 			if (!k)
 				xml_text(out, s->text);
 			sb_adds(out, "</code></td></tr>\n");
 		}
 	}
 	sb_adds(out, "</table>\n");
+}
+
+/* The objects each statement created and dropped, in order. */
+static void objects(const struct impact *imp, struct strbuf *out)
+{
+	char buf[32];
+	int any = 0;
+
+	for (size_t i = 0; i < imp->n_stmts; i++) {
+		const struct impact_stmt *s = &imp->stmts[i];
+
+		for (int created = 1; created >= 0; created--) {
+			size_t n = created ? s->n_created : s->n_dropped;
+
+			for (size_t k = 0; k < n; k++) {
+				if (!any)
+					sb_adds(out, "<h2>Objects created and dropped</h2>\n"
+						"<table class=\"objects\">\n<tr><th>migration</th>"
+						"<th>line</th><th>change</th><th>object</th></tr>\n");
+				any = 1;
+				sb_addf(out, "<tr class=\"%s\">", created ? "created" : "dropped");
+				cell(out, imp->migs[s->mig].file);
+				snprintf(buf, sizeof(buf), "%d", s->line);
+				cell(out, buf);
+				cell(out, created ? "created" : "dropped");
+				cell(out, created ? s->created[k] : s->dropped[k]);
+				sb_adds(out, "</tr>\n");
+			}
+		}
+	}
+	if (any)
+		sb_adds(out, "</table>\n");
+	else
+		sb_adds(out, "<h2>Objects created and dropped</h2>\n<p class=\"objects\">none</p>\n");
 }
 
 static void lint_checks(const struct impact *imp, struct strbuf *out)
@@ -348,6 +398,7 @@ void impact_render_html(const struct impact *imp, struct strbuf *out)
 	sb_adds(out, "<h2>Timeline</h2>\n");
 	svg(imp, lanes, n_lanes, out);
 	statements(imp, out);
+	objects(imp, out);
 	lint_checks(imp, out);
 	sb_adds(out, "</body>\n</html>\n");
 	free(lanes);

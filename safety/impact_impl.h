@@ -16,6 +16,10 @@ struct impact_driver {
 	/* After a statement that succeeded: adds (impact_add_rel) each relation
 	 * it newly locked or rewrote. */
 	int (*after)(void *st, struct engine *e, struct impact_stmt *s, struct sm_error *err);
+	/* After a statement that failed (may be NULL): ends what before()
+	 * started, and may add the relations it was seen to lock or wait for
+	 * (no queries: the failure may have left e unusable). */
+	void (*failed)(void *st, struct impact_stmt *s);
 };
 
 extern const struct impact_driver impact_pg_driver;
@@ -30,6 +34,8 @@ void impact_add_object(struct impact_stmt *s, int created, const char *what);
  * what impact_add_object records) and notes the differences on s. */
 void impact_diff_objects(struct impact_stmt *s, const struct eng_rows *before,
 			 const struct eng_rows *after);
+/* Microseconds on a monotonic clock. */
+long long impact_now_us(void);
 /* What a PostgreSQL table lock mode blocks. */
 enum impact_blocks impact_pg_blocks(const char *mode);
 

@@ -7,9 +7,20 @@
  * the locked relations' (a rewrite needs a lock), which keeps the cost per
  * statement to two small queries about the backend's own locks: the real
  * run measures too, inside its transactions.
+ *
+ * A statement outside a transaction (transaction:false: CREATE INDEX
+ * CONCURRENTLY, say) releases its locks when it ends, before after() could
+ * read them.  For those a second connection (the watcher, opened once) polls
+ * the rehearsing backend's locks from a thread while the statement runs:
+ * the strongest mode per relation, the time it was held and the time the
+ * statement queued for it behind another session.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_pg.h"
 #include "history.h"
@@ -23,6 +34,30 @@ struct pg_state {
 	struct eng_rows baseline; /* oid of the relations that existed when the migration began */
 	struct eng_rows objs;     /* key, "kind name" of the user's objects before the statement */
 	int have_objs;
+	struct watch *watch;      /* outside a transaction; NULL until the first such statement */
+};
+
+/* A relation the watcher saw the backend lock (or wait for). */
+struct watched_rel {
+	char *oid;
+	char *name, *relkind;       /* NULL: not looked up yet */
+	int other;                  /* not the user's (or gone before it was looked up) */
+	int rank;                   /* the strongest mode, granted or awaited */
+	long long held_us, waited_us;
+};
+
+/* The watcher: its connection, and while a statement runs, its thread. */
+struct watch {
+	struct engine *conn;
+	char pid[24];               /* the rehearsing backend's */
+	pthread_t thread;
+	int running;
+	atomic_int stop;
+	atomic_int ready;           /* the thread's first poll has returned */
+	long long t0;               /* the watch's start */
+	struct watched_rel *rels;   /* written by the thread, read after it joined */
+	size_t n_rels, alloc;
+	struct sm_error err;        /* the thread's, read after it joined */
 };
 
 #define USER_NS "n.oid IN " PG_USER_NSP
@@ -63,6 +98,37 @@ static const char obj_sql[] =
 	"JOIN pg_namespace n ON n.oid = t.typnamespace WHERE " USER_NS
 	" AND t.typtype IN ('e', 'd', 'r', 'm') ORDER BY 1";
 
+/* The watcher's poll: the backend's relation locks, granted or awaited,
+ * while it runs a statement (its pg_stat_activity row: active), on objects
+ * not built into the server (FirstNormalObjectId).  Kept to pg_locks and
+ * the one backend's activity, about 0.2 ms: a name is looked up once, when
+ * its relation first appears (watch_names_sql). */
+static const char watch_sql[] =
+	"SELECT l.relation::oid::text, l.mode, CASE WHEN l.granted THEN 't' ELSE 'f' END "
+	"FROM pg_locks l, pg_stat_get_activity($1::int) a WHERE l.pid = a.pid AND "
+	"a.state = 'active' AND l.locktype = 'relation' AND l.relation >= 16384 AND "
+	"l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/* The watcher's look-up of relations it saw locked ($1: an oid[] literal):
+ * the user's only. */
+static const char watch_names_sql[] =
+	"SELECT c.oid::text, " QNAME("n", "c.relname") ", c.relkind::text FROM pg_class c "
+	"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[]) AND "
+	USER_NS " AND c.relname <> '" HIST_TABLE "'";
+
+/* After a watched statement: the filenode, size and row estimate of the
+ * relations it locked ($1: an oid[] literal). */
+static const char watched_sql[] =
+	"SELECT c.oid::text, coalesce(pg_relation_filenode(c.oid)::text, ''), "
+	"pg_table_size(c.oid)::text, "
+	"CASE WHEN c.reltuples < 0 THEN '-1' ELSE c.reltuples::bigint::text END "
+	"FROM pg_class c WHERE c.oid = ANY ($1::oid[])";
+
+/* How long the watcher pauses between two polls: short enough to catch a
+ * CREATE INDEX CONCURRENTLY of a small table (tens of milliseconds), long
+ * enough to leave the server alone. */
+#define WATCH_PAUSE_NS 500000L
+
 /* Reads the object listing; inside a transaction under the guard. */
 static int read_objs(struct engine *e, struct eng_rows *out, struct sm_error *err);
 
@@ -71,9 +137,203 @@ static void *pg_state_new(void)
 	return xcalloc(1, sizeof(struct pg_state));
 }
 
+static int mode_rank(const char *mode);
+static long find_row(const struct eng_rows *r, const char *key);
+
+static void watch_forget(struct watch *w)
+{
+	for (size_t i = 0; i < w->n_rels; i++) {
+		free(w->rels[i].oid);
+		free(w->rels[i].name);
+		free(w->rels[i].relkind);
+	}
+	w->n_rels = 0;
+}
+
+/* Notes one poll's row: dt microseconds (since the previous poll) of holding
+ * (granted) or of waiting for the lock.  Returns 1 for a relation not seen
+ * before. */
+static int watch_note(struct watch *w, const struct eng_rows *r, size_t row, long long dt)
+{
+	const char *oid = rows_get(r, row, 0);
+	int rank = mode_rank(rows_get(r, row, 1)), granted = !strcmp(rows_get(r, row, 2), "t");
+	int fresh = 0;
+	struct watched_rel *x = NULL;
+
+	for (size_t i = 0; i < w->n_rels && !x; i++)
+		if (!strcmp(w->rels[i].oid, oid))
+			x = &w->rels[i];
+	if (!x) {
+		ALLOC_GROW(w->rels, w->n_rels + 1, w->alloc);
+		x = &w->rels[w->n_rels++];
+		memset(x, 0, sizeof(*x));
+		x->oid = xstrdup(oid);
+		fresh = 1;
+	}
+	if (rank > x->rank)
+		x->rank = rank;
+	if (granted)
+		x->held_us += dt;
+	else
+		x->waited_us += dt;
+	return fresh;
+}
+
+/* Appends an oid[] literal of the watched relations that were looked up
+ * (named) or that are still to look up (!named). */
+static void oid_array(const struct watch *w, int named, struct strbuf *out)
+{
+	size_t start = out->len;
+
+	sb_addch(out, '{');
+	for (size_t i = 0; i < w->n_rels; i++)
+		if (named ? w->rels[i].name != NULL : !w->rels[i].name && !w->rels[i].other)
+			sb_addf(out, "%s%s", out->len > start + 1 ? "," : "", w->rels[i].oid);
+	sb_addch(out, '}');
+}
+
+/* Looks up the relations not looked up yet; one not found is not the
+ * user's. */
+static int watch_names(struct watch *w)
+{
+	struct strbuf oids = STRBUF_INIT;
+	struct eng_rows r = ENG_ROWS_INIT;
+	const char *param;
+	int rc;
+
+	oid_array(w, 0, &oids);
+	param = oids.buf;
+	rc = w->conn->ops->query(w->conn, watch_names_sql, 1, &param, &r, &w->err);
+	for (size_t i = 0; !rc && i < w->n_rels; i++) {
+		struct watched_rel *x = &w->rels[i];
+		long row;
+
+		if (x->name || x->other)
+			continue;
+		row = find_row(&r, x->oid);
+		if (row < 0) {
+			x->other = 1;
+			continue;
+		}
+		x->name = xstrdup(rows_get(&r, (size_t)row, 1));
+		x->relkind = xstrdup(rows_get(&r, (size_t)row, 2));
+	}
+	rows_release(&r);
+	sb_release(&oids);
+	return rc;
+}
+
+/* The thread: polls until told to stop.  A relation the backend both holds
+ * and waits for (a lock upgrade) in one poll counts once for each. */
+static void *watch_run(void *p)
+{
+	struct watch *w = p;
+	const char *params[1] = { w->pid };
+	long long prev = w->t0;
+	const struct timespec pause = { 0, WATCH_PAUSE_NS };
+	int fresh = 0;
+
+	while (!atomic_load(&w->stop)) {
+		struct eng_rows r = ENG_ROWS_INIT;
+		long long t;
+
+		if (w->conn->ops->query(w->conn, watch_sql, 1, params, &r, &w->err) < 0) {
+			rows_release(&r);
+			break;
+		}
+		t = impact_now_us();
+		for (size_t i = 0; i < r.nrows; i++)
+			fresh |= watch_note(w, &r, i, t - prev);
+		prev = t;
+		atomic_store(&w->ready, 1);
+		rows_release(&r);
+		if (fresh && watch_names(w) < 0)
+			break;
+		fresh = 0;
+		nanosleep(&pause, NULL);
+	}
+	atomic_store(&w->ready, 1);
+	return NULL;
+}
+
+/* Starts watching e's backend (opening the watcher's connection the first
+ * time). */
+static int watch_start(struct pg_state *st, struct engine *e, struct sm_error *err)
+{
+	struct watch *w = st->watch;
+	char *pid = NULL;
+	const struct timespec tick = { 0, 100000L };
+
+	if (!w) {
+		const char *none[1] = { "0" }, *no_oids[1] = { "{}" };
+		struct eng_rows r = ENG_ROWS_INIT;
+		int rc;
+
+		w = st->watch = xcalloc(1, sizeof(*w));
+		if (engine_open(&w->conn, &e->url, 0, err) < 0)
+			return -1;
+		/* a session's first queries of the catalogs are slow (caches):
+		 * not while a statement runs */
+		rc = w->conn->ops->query(w->conn, watch_sql, 1, none, &r, err);
+		rows_release(&r);
+		if (!rc)
+			rc = w->conn->ops->query(w->conn, watch_names_sql, 1, no_oids, &r, err);
+		rows_release(&r);
+		if (rc < 0) {
+			engine_close(w->conn);
+			w->conn = NULL;
+			return -1;
+		}
+	}
+	if (!w->conn)
+		return 0; /* it could not connect: said once, the statement goes unobserved */
+	if (engine_scalar(e, "SELECT pg_backend_pid()::text", 0, NULL, &pid, err) < 0)
+		return -1;
+	snprintf(w->pid, sizeof(w->pid), "%s", pid ? pid : "0");
+	free(pid);
+	watch_forget(w);
+	w->err = (struct sm_error)SM_ERROR_INIT;
+	atomic_store(&w->stop, 0);
+	atomic_store(&w->ready, 0);
+	w->t0 = impact_now_us();
+	if (pthread_create(&w->thread, NULL, watch_run, w) != 0)
+		return err_set(err, ERR_FAIL, "cannot start the lock watcher thread");
+	w->running = 1;
+	/* a short statement could end before a thread still starting up polls
+	 * once: send it only when the watcher is polling */
+	while (!atomic_load(&w->ready))
+		nanosleep(&tick, NULL);
+	return 0;
+}
+
+/* Stops the thread (if running); returns -1 (err filled) when it failed. */
+static int watch_stop(struct watch *w, struct sm_error *err)
+{
+	if (!w || !w->running)
+		return 0;
+	atomic_store(&w->stop, 1);
+	pthread_join(w->thread, NULL);
+	w->running = 0;
+	if (w->err.msg[0]) {
+		*err = w->err;
+		return -1;
+	}
+	return 0;
+}
+
+static void pg_failed(void *p, struct impact_stmt *s);
+
 static void pg_state_free(void *p)
 {
 	struct pg_state *st = p;
+
+	if (st->watch) {
+		pg_failed(st, NULL);
+		watch_forget(st->watch);
+		free(st->watch->rels);
+		engine_close(st->watch->conn);
+		free(st->watch);
+	}
 
 	rows_release(&st->locks);
 	rows_release(&st->nodes);
@@ -113,8 +373,17 @@ static int pg_before(void *p, struct engine *e, int new_mig, struct sm_error *er
 		if (!st->have_objs)
 			return -1;
 	}
-	if (!e->in_tx)
-		return 0; /* outside a transaction the locks end with the statement */
+	if (!e->in_tx) {
+		/* the locks end with the statement: watched while it runs */
+		if (new_mig || !st->nodes.ncols) {
+			rows_release(&st->nodes);
+			rows_release(&st->baseline);
+			if (e->ops->query(e, node_sql, 0, NULL, &st->baseline, err) < 0 ||
+			    e->ops->query(e, node_sql, 0, NULL, &st->nodes, err) < 0)
+				return -1;
+		}
+		return watch_start(st, e, err);
+	}
 	if (guard_begin(e, err) < 0)
 		return -1;
 	if (e->ops->query(e, lock_sql, 0, NULL, &st->locks, err) < 0)
@@ -207,10 +476,97 @@ static int read_objs(struct engine *e, struct eng_rows *out, struct sm_error *er
 	return guard_end(e, e->ops->query(e, obj_sql, 0, NULL, out, err));
 }
 
+/* Adds the watched relations to s: their mode, times and whether they
+ * existed before (sizes and rewrites are for the caller to fill). */
+static void watched_add(const struct pg_state *st, struct impact_stmt *s)
+{
+	const struct watch *w = st->watch;
+
+	for (size_t i = 0; i < w->n_rels; i++) {
+		const struct watched_rel *x = &w->rels[i];
+		struct impact_rel *r;
+
+		if (!x->name)
+			continue; /* not the user's */
+		r = impact_add_rel(s, x->name, kind_name(x->relkind), mode_name(x->rank));
+		r->new_lock = mode_name(x->rank);
+		r->blocks = r->new_blocks = impact_pg_blocks(r->mode);
+		r->existing = find_row(&st->baseline, x->oid) >= 0;
+		/* the polls' intervals overhang the statement's ends a little */
+		r->waited_us = x->waited_us < s->us ? x->waited_us : s->us;
+		r->held_us = x->held_us < s->us - r->waited_us ? x->held_us : s->us - r->waited_us;
+	}
+}
+
+/* A watched statement that failed (a lock_timeout, say): what it locked or
+ * waited for until then; a wait for a lock queues the application behind it
+ * as holding it would. */
+static void pg_failed(void *p, struct impact_stmt *s)
+{
+	struct pg_state *st = p;
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	if (!st->watch || !st->watch->running)
+		return;
+	if (watch_stop(st->watch, &ignored) == 0 && s) {
+		watched_add(st, s);
+		s->observed = 1;
+	}
+}
+
+/* After a watched statement: a relation per lock the watcher saw, with its
+ * filenode (a rewrite), size and rows read now. */
+static int watched_after(struct pg_state *st, struct engine *e, struct impact_stmt *s,
+			 struct sm_error *err)
+{
+	struct watch *w = st->watch;
+	struct strbuf oids = STRBUF_INIT;
+	struct eng_rows now = ENG_ROWS_INIT;
+	const char *param;
+	size_t k = s->n_rels;
+
+	if (!w || !w->running)
+		return 0; /* the watcher did not start: before() said why */
+	if (watch_stop(w, err) < 0)
+		return -1;
+	oid_array(w, 1, &oids);
+	param = oids.buf;
+	if (e->ops->query(e, watched_sql, 1, &param, &now, err) < 0) {
+		sb_release(&oids);
+		return -1;
+	}
+	sb_release(&oids);
+	s->observed = 1;
+	watched_add(st, s);
+	for (size_t i = 0; i < w->n_rels; i++) {
+		const struct watched_rel *x = &w->rels[i];
+		long row, before;
+		const char *node;
+		struct impact_rel *r;
+
+		if (!x->name)
+			continue; /* not the user's */
+		r = &s->rels[k++];
+		row = find_row(&now, x->oid);
+		before = find_row(&st->nodes, x->oid);
+		node = row >= 0 ? rows_get(&now, (size_t)row, 1) : "";
+		r->rewritten = before >= 0 && *node &&
+			       strcmp(rows_get(&st->nodes, (size_t)before, 1), node) != 0;
+		if (row >= 0) {
+			r->bytes = strtoll(rows_get(&now, (size_t)row, 2), NULL, 10);
+			r->rows = strtoll(rows_get(&now, (size_t)row, 3), NULL, 10);
+			set_node(&st->nodes, x->oid, node);
+		}
+	}
+	rows_release(&now);
+	return 0;
+}
+
 static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_error *err)
 {
 	struct pg_state *st = p;
 	struct eng_rows now = ENG_ROWS_INIT;
+	int rc = e->in_tx ? 0 : watched_after(st, e, s, err);
 
 	if (st->have_objs) {
 		if (read_objs(e, &now, err) < 0) {
@@ -223,7 +579,7 @@ static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_
 		memset(&now, 0, sizeof(now));
 	}
 	if (!e->in_tx)
-		return 0;
+		return rc;
 	if (guard_begin(e, err) < 0)
 		return -1;
 	if (guard_end(e, e->ops->query(e, after_sql, 0, NULL, &now, err)) < 0)
@@ -271,4 +627,5 @@ const struct impact_driver impact_pg_driver = {
 	.state_free = pg_state_free,
 	.before = pg_before,
 	.after = pg_after,
+	.failed = pg_failed,
 };

@@ -101,6 +101,8 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 	struct eng_rows now = ENG_ROWS_INIT;
 	sqlite3 *db = engine_native(e);
 
+	s->observed = 1; /* outside a transaction too: did it write? */
+
 	if (!st->wrote && (e->in_tx ? sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE
 				    : sqlite3_total_changes64(db) != st->changes ||
 				      scalar_ll(e, "PRAGMA schema_version", NULL) != st->schema_version)) {

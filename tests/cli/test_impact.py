@@ -59,6 +59,12 @@ def check_html(test, path, impact):
     return root
 
 
+def html_objects(root):
+    """(migration, change, object) of the page's objects table."""
+    return [(tr[0].text, tr[2].text, tr[3].text) for tr in root.iter(XHTML + "tr")
+            if tr.get("class") in ("created", "dropped")]
+
+
 def window(impact, rel):
     for w in impact["windows"]:
         if w["relation"] == rel:
@@ -171,8 +177,18 @@ class ImpactPg(CliTest):
         self.assertIsNotNone(r, s)
         self.assertEqual(r["new_lock"], "ShareUpdateExclusiveLock", r)
         self.assertFalse(r["rewritten"])
+        # held from the statement to the end of the transaction, blocking DDL only
+        self.assertGreater(r["held_ms"], 0)
+        self.assertIsNone(r["waited_ms"])
         s, r = stmt_rel(imp, "ALTER TABLE orders ADD CONSTRAINT", "orders")
         self.assertEqual(r["new_lock"], "ShareRowExclusiveLock", r)
+        self.assertFalse(r["rewritten"])
+        self.assertGreater(r["held_ms"], 0)
+        # the NOT VALID step blocks writes (briefly; in place the one rolled-back
+        # transaction goes on holding it through the validation)
+        w = window(imp, "orders")
+        self.assertEqual((os.path.basename(w["migration"]), w["blocks"]), ("0001_m.sql", "writes"))
+        self.assertGreater(w["ms"], 0)
 
     def test_set_not_null(self):
         self.check("ALTER TABLE orders ALTER COLUMN note SET NOT NULL;", "ALTER TABLE",
@@ -189,18 +205,124 @@ class ImpactPg(CliTest):
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
         self.assertEqual(r.code, 3, r)
         self.assertEqual(r.json()["not_rehearsed"], ["0001"])
-        # --rehearse-url runs it outside a transaction: reported as not observed
+        # --rehearse-url runs it outside a transaction, where a second
+        # connection watches the backend's locks while it runs: SHARE UPDATE
+        # EXCLUSIVE (blocks DDL only), held for part of the statement
         imp = self.impact("--rehearse-url", self.pg_new_db())
         self.assertEqual(imp["rehearsal"], "rehearse-url")
         self.assertFalse(imp["live_locks_held"])
         s, r = stmt_rel(imp, "CREATE INDEX CONCURRENTLY", "orders")
         self.assertFalse(s["in_transaction"])
-        self.assertFalse(s["locks_observed"])
-        self.assertIsNone(r)
+        self.assertTrue(s["locks_observed"])
+        self.assertIsNotNone(r, s)
+        self.assertEqual(r["lock"], "ShareUpdateExclusiveLock")
+        self.assertEqual(r["blocks"], "ddl")
+        self.assertFalse(r["rewritten"])
+        self.assertTrue(r["existing"])
+        self.assertEqual(r["rows"], 20000)
+        self.assertGreater(r["held_ms"], 0)
+        self.assertLessEqual(r["held_ms"] + r["waited_ms"], s["ms"])
+        self.assertEqual(s["created"], ["index orders_n_idx"])
+        # it blocks no writes: no window, and the lint has nothing to check
         self.assertIsNone(window(imp, "orders"))
+        self.assertEqual(imp["lint_checks"], [])
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--rehearse-url",
                         self.pg_new_db())
-        self.assertIn("(not observed): ran outside a transaction", r.out)
+        self.assertNotIn("(not observed)", r.out)
+        self.assertRegex(r.out, r"orders +ShareUpdateExcl ddl ")
+
+    def test_transaction_false_statement_is_gated(self):
+        """A statement outside a transaction (transaction:false) that holds
+        SHARE on orders for 0.3 s: the watcher sees the lock, so the statement
+        has a write-blocking window and the gate applies to it."""
+        self.add("0001_lock.sql", "DO $$ BEGIN LOCK TABLE orders IN SHARE MODE; "
+                 "PERFORM pg_sleep(0.3); END $$;", notx=True)
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json", "--rehearse-url",
+                        self.pg_new_db(), "--max-blocking", "0ms")
+        self.assertEqual(r.code, 4, r)
+        imp = r.json()["impact"]
+        s, o = stmt_rel(imp, "DO $$", "orders")
+        self.assertFalse(s["in_transaction"])
+        self.assertEqual(o["lock"], "ShareLock")
+        self.assertEqual(o["blocks"], "writes")
+        self.assertGreater(o["held_ms"], 0)
+        w = window(imp, "orders")
+        self.assertEqual(w["ms"], s["ms"])  # the statement alone
+        self.assertGreater(w["ms"], 0)
+        self.assertIn("blocks writes to orders", imp["gate_findings"][0])
+
+    def dry_run_against_a_lock_holder(self):
+        """Runs the dry run on a scratch database where a session takes SHARE
+        on orders (it conflicts with the SHARE UPDATE EXCLUSIVE that CREATE
+        INDEX CONCURRENTLY needs) as soon as the rehearsal's restore has
+        created it, while the first migration sleeps, and holds it past the
+        sleep; returns the run's result."""
+        scratch = self.pg_new_db()
+        self.add("0001_m.sql", "SELECT pg_sleep(1.5);")
+        locked, stop, procs = threading.Event(), threading.Event(), []
+
+        def holder():
+            # (fails until the rehearsal's restore has created orders)
+            sql = ("SET lock_timeout = '100ms';\nBEGIN;\nLOCK TABLE orders IN SHARE MODE;\n"
+                   "SELECT 'locked';\nSELECT pg_sleep(3);\nCOMMIT;\n")
+            while not stop.is_set() and not locked.is_set():
+                p = subprocess.Popen(["psql", scratch, "-X", "-q", "-A", "-t"], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+                procs.append(p)
+                p.stdin.write(sql)
+                p.stdin.close()
+                for line in p.stdout:
+                    if line.strip() == "locked":
+                        locked.set()
+                p.wait()
+                p.stdout.close()
+                time.sleep(0.05)
+
+        t = threading.Thread(target=holder, daemon=True)
+        t.start()
+        try:
+            r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json", "--rehearse-url",
+                            scratch, timeout=60)
+        finally:
+            stop.set()
+            for p in procs:
+                p.terminate()  # the holder's part is over: do not sit out its sleep
+            t.join(60)
+        self.assertTrue(locked.is_set())
+        return r
+
+    def test_create_index_concurrently_waits_for_a_conflicting_lock(self):
+        """The watched statement reports the time it waited for its lock
+        behind another session, then the time it held it."""
+        self.add("0002_c.sql", "CREATE INDEX CONCURRENTLY orders_n_idx ON orders (n);",
+                 notx=True)
+        r = self.dry_run_against_a_lock_holder()
+        self.assertEqual(r.code, 0, r)
+        imp = r.json()["impact"]
+        s, o = stmt_rel(imp, "CREATE INDEX CONCURRENTLY", "orders")
+        self.assertIsNotNone(o, s)
+        self.assertEqual(o["lock"], "ShareUpdateExclusiveLock")
+        self.assertGreater(o["waited_ms"], 0)
+        self.assertGreater(o["held_ms"], 0)
+
+    def test_failed_statement_reports_its_wait(self):
+        """A statement outside a transaction that gives up waiting for its
+        lock (lock_timeout): the report still says what it waited for, how
+        long, and that it failed."""
+        self.add("0002_c.sql", "SET lock_timeout = '200ms';\n"
+                 "CREATE INDEX CONCURRENTLY orders_n_idx ON orders (n);", notx=True)
+        r = self.dry_run_against_a_lock_holder()
+        self.assertNotEqual(r.code, 0, r)
+        self.assertIn("lock timeout", r.err)
+        imp = r.json()["impact"]
+        s, o = stmt_rel(imp, "CREATE INDEX CONCURRENTLY", "orders")
+        self.assertFalse(s["ok"])
+        self.assertTrue(s["locks_observed"])
+        self.assertIsNotNone(o, s)
+        self.assertEqual(o["lock"], "ShareUpdateExclusiveLock")
+        self.assertGreater(o["waited_ms"], 0)
+        self.assertEqual(o["held_ms"], 0)
 
     def test_in_place_dry_run_gives_up_waiting_for_a_lock(self):
         """A session holds ACCESS EXCLUSIVE on orders, idle in its transaction:
@@ -330,9 +452,14 @@ class ImpactPg(CliTest):
         self.assertIn("longest write-blocking window: orders", text)
         self.assertIn("rewrite: table orders", text)
         self.assertIn("SELECT '</td><script>' AS x", text)
-        # reads (red) for the rewrite, writes (orange) for the plain index
+        # reads (red) for the rewrite, writes (orange) for the plain index,
+        # DDL only (yellow) for the concurrent one, watched outside a transaction
         fills = {r.get("fill") for r in root.iter(SVG + "rect") if r.get("class") == "window"}
-        self.assertEqual(fills, {"#c0392b", "#e67e22"})
+        self.assertEqual(fills, {"#c0392b", "#e67e22", "#f4d03f"})
+        # the objects created and dropped, as in the text and --json
+        self.assertEqual(html_objects(root), [
+            ("migrations/0002_b.sql", "created", "index orders_n_idx"),
+            ("migrations/0003_c.sql", "created", "index orders_c_idx")])
         # replaced atomically, never through a symlink
         os.remove(page)
         os.symlink(self.path("victim"), page)
@@ -376,6 +503,21 @@ class ImpactPg(CliTest):
                       "said blocks writes, measured: blocks writes (confirmed)", h.out)
         self.assertNotIn("blocked", self.run_sm(*self.base, "history", "--runs").out)
 
+    def test_real_run_records_a_transaction_false_window(self):
+        """The real run watches a transaction:false statement too: the runs
+        log keeps the write-blocking window it opened."""
+        self.add("0001_lock.sql", "DO $$ BEGIN LOCK TABLE orders IN SHARE MODE; "
+                 "PERFORM pg_sleep(0.2); END $$;", notx=True)
+        r = self.run_sm(*self.base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 0, r)
+        ws = [(w["relation"], w["blocks"]) for w in r.json()["impact"]["windows"]]
+        self.assertEqual(ws, [("orders", "writes")])
+        h = self.run_sm(*self.base, "history", "--runs", "-v")
+        self.assertRegex(h.out, r"blocked writes to table orders for [0-9.]+ ms "
+                         r"\(migrations/0001_lock.sql line 2\)")
+        self.assertIn("migration migrations/0001_lock.sql: ", h.out)
+        self.assertIn("(outside a transaction)", h.out)
+
     def test_max_blocking_gate(self):
         self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         self.impact("--max-blocking", "10min")
@@ -383,6 +525,14 @@ class ImpactPg(CliTest):
         self.assertEqual(r.code, 4, r)
         self.assertIn("impact gate: migrations/0001_m.sql line 2 ('ALTER TABLE orders ADD COLUMN "
                       "r float8 DEFAULT random()') blocks reads to orders", r.err)
+        # the finding carries the lint's safer alternative
+        self.add("0001_m.sql", "CREATE INDEX orders_n_idx ON orders (n);")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-blocking", "0ms")
+        self.assertEqual(r.code, 4, r)
+        self.assertRegex(r.err, r"migrations/0001_m.sql line 2 \('CREATE INDEX orders_n_idx ON "
+                         r"orders \(n\)'\) blocks writes to orders for [0-9.]+ ms, over "
+                         r"--max-blocking 0 ms; hint: [^\n]*CONCURRENTLY")
+        self.add("0001_m.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         # the config key does the same
         self.write("safe-migrate.ini", "[safe-migrate]\nmax_blocking = 0ms\n")
         imp = self.impact(code=4)
@@ -470,6 +620,11 @@ class ImpactSqlite(CliTest):
         root = check_html(self, page, r.json()["impact"])
         lanes = [g.get("data-relation") for g in root.iter(SVG + "g") if g.get("class") == "lane"]
         self.assertEqual(lanes, ["(database)"])
+        m = "migrations/0001_rebuild.sql"
+        self.assertEqual(html_objects(root), [(m, "created", "table t_new"),
+                                              (m, "dropped", "table t"),
+                                              (m, "created", "table t"),
+                                              (m, "dropped", "table t_new")])
         # an unwritable destination is an error, not a silent skip
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--report",
                         self.path("nodir/impact.html"))
@@ -507,6 +662,7 @@ class ImpactSqlite(CliTest):
         self.assertEqual(imp["rehearsal"], "rehearse-url")
         s, d = stmt_rel(imp, "CREATE INDEX t_b_idx", "(database)")
         self.assertFalse(s["in_transaction"])
+        self.assertTrue(s["locks_observed"])
         self.assertEqual(d["blocks"], "writes")
         ws = [w for w in imp["windows"] if w["migration"].endswith("0002_idx.sql")]
         self.assertEqual(len(ws), 1)

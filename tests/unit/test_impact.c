@@ -1,6 +1,7 @@
 /*
  * Unit tests for safety/impact.c: sizes, what each PostgreSQL lock mode
- * blocks, and the gates over a hand-built measurement.
+ * blocks, the gates, and held and waited times over a hand-built
+ * measurement.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -103,12 +104,93 @@ static void test_gate(void **state)
 	}
 }
 
+/* A statement outside a transaction, watched while it ran (held and waited
+ * as the watcher measured them), and one inside, held to the transaction's
+ * end: the text, the JSON and the page carry both. */
+static void test_held_and_waited(void **state)
+{
+	struct impact imp;
+	struct impact_mig migs[2] = { { (char *)"migrations/0001_a.sql", 0, 3000, 1 },
+				      { (char *)"migrations/0002_c.sql", 3000, 5000, 0 } };
+	struct impact_stmt st[2];
+	struct strbuf sb = STRBUF_INIT;
+	struct impact_rel *r;
+	cJSON *js, *rel;
+
+	(void)state;
+	memset(&imp, 0, sizeof(imp));
+	memset(st, 0, sizeof(st));
+	imp.rehearsal = "rehearse-url";
+	imp.migs = migs;
+	imp.n_migs = 2;
+	imp.stmts = st;
+	imp.n_stmts = 2;
+	st[0].line = 2;
+	st[0].text = (char *)"ALTER TABLE t ALTER COLUMN x SET NOT NULL";
+	st[0].start_us = 1000;
+	st[0].us = 500;
+	st[0].in_tx = st[0].observed = st[0].ok = 1;
+	r = impact_add_rel(&st[0], "t", "table", "AccessExclusiveLock");
+	r->new_lock = "AccessExclusiveLock";
+	r->blocks = r->new_blocks = IMPACT_READS;
+	st[1].mig = 1;
+	st[1].line = 2;
+	st[1].text = (char *)"CREATE INDEX CONCURRENTLY t_x ON t (x)";
+	st[1].start_us = 3000;
+	st[1].us = 2000;
+	st[1].observed = st[1].ok = 1;
+	r = impact_add_rel(&st[1], "t", "table", "ShareUpdateExclusiveLock");
+	r->new_lock = "ShareUpdateExclusiveLock";
+	r->blocks = r->new_blocks = IMPACT_DDL;
+	r->held_us = 500;
+	r->waited_us = 1500;
+	impact_end(&imp);
+	/* inside the transaction: from the statement to the migration's end */
+	assert_int_equal(st[0].rels[0].held_us, 2000);
+	assert_int_equal(st[0].rels[0].waited_us, -1);
+	impact_render_text(&imp, &sb);
+	assert_non_null(strstr(sb.buf, "waited: migrations/0002_c.sql line 2 waited 1.5 ms for "
+				       "ShareUpdateExclusiveLock on t"));
+	assert_null(strstr(sb.buf, "not observed"));
+	assert_non_null(strstr(sb.buf, "lock), then held it 0.5 ms"));
+	/* a statement that gave up waiting (lock_timeout) */
+	st[1].ok = 0;
+	sb_reset(&sb);
+	impact_render_text(&imp, &sb);
+	assert_non_null(strstr(sb.buf, "lock), then failed"));
+	assert_non_null(strstr(sb.buf, "(failed) CREATE INDEX CONCURRENTLY"));
+	st[1].ok = 1;
+	sb_reset(&sb);
+	impact_render_html(&imp, &sb);
+	assert_non_null(strstr(sb.buf, "<td>0.5</td><td>1.5</td>"));
+	assert_non_null(strstr(sb.buf, "(1.5 ms of it waiting for the lock)"));
+	js = impact_to_json(&imp);
+	rel = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(
+		cJSON_GetArrayItem(cJSON_GetObjectItem(js, "migrations"), 1), "statements"), 0),
+		"relations"), 0);
+	assert_true(cJSON_GetObjectItem(rel, "held_ms")->valuedouble == 0.5);
+	assert_true(cJSON_GetObjectItem(rel, "waited_ms")->valuedouble == 1.5);
+	rel = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(
+		cJSON_GetArrayItem(cJSON_GetObjectItem(js, "migrations"), 0), "statements"), 0),
+		"relations"), 0);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(rel, "waited_ms")));
+	cJSON_Delete(js);
+	sb_release(&sb);
+	free(imp.wins);
+	for (int i = 0; i < 2; i++) {
+		free(st[i].rels[0].name);
+		free(st[i].rels[0].mode);
+		free(st[i].rels);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_pg_blocks),
 		cmocka_unit_test(test_gate),
+		cmocka_unit_test(test_held_and_waited),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
