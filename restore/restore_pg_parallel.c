@@ -535,18 +535,21 @@ static int post_entries(struct pool *p, PGconn *conn, const struct pg_meta *m,
 		if (!pooled[i])
 			continue;
 		sb_reset(&what);
-		sb_addf(&what, "%s: %s %s", what_prefix, e->kind, e->name);
 		if (e->index_sql) {
 			/* the key's index, with the table's other index builds */
+			sb_addf(&what, "%s: INDEX of %s %s", what_prefix, e->kind, e->name);
 			it = item_new(xstrdup(e->index_sql), what.buf);
 			item_lock(it, e->tables[0], PGA_LOCK_SHARE);
 			for (size_t d = 0; d < e->ndeps; d++)
 				item_dep(it, fin[e->deps[d]]);
 			if (push_post(p, it, fin[i] - 1) < 0)
 				goto wait;
+			sb_reset(&what);
+			sb_addf(&what, "%s: %s %s", what_prefix, e->kind, e->name);
 			it = item_new(xstrdup(e->attach_sql), what.buf);
 			item_dep(it, fin[i] - 1);
 		} else {
+			sb_addf(&what, "%s: %s %s", what_prefix, e->kind, e->name);
 			it = item_new(xstrndup(m->post.buf + e->offset, e->len), what.buf);
 		}
 		for (size_t t = 0; t < e->ntables; t++)
