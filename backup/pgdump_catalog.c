@@ -10,7 +10,11 @@
  * order (kind, then the order each kind was read in: OID, creation order,
  * for most).  Post-data is emitted in
  * the order that always works: unique and primary keys first (foreign keys
- * reference them), then indexes, checks, foreign keys, triggers.
+ * reference them), then indexes, checks, foreign keys, triggers.  Each of
+ * its statements is an entry of the typed table of contents (pg_archive.h,
+ * in out->post_toc): its kind, the tables it locks and how, and the
+ * entries it needs, from pg_depend (post_keys below), so that a parallel
+ * restore schedules them without reading their SQL.
  */
 #include "pgdump_catalog.h"
 #include "pgdump_objects.h"
