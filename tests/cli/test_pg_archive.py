@@ -6,12 +6,15 @@ its SQL as a slice of pg/post-data.sql), and the restores schedule from
 it; a snapshot written before the typed toc (tests/fixtures/pg_old_format)
 still restores.  pg_dump -s and row checksums are the oracle.
 """
+import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 
-from smtest import CliTest, FIXTURES, main
+from smtest import CliTest, FIXTURES, main, packed_snapshot
 
 OLD = os.path.join(FIXTURES, "pg_old_format")
 
@@ -134,6 +137,46 @@ class PgArchiveTest(CliTest):
         before = self.pg_state(url)
         snap = self.backup(url)
         self.assertSameState(before, self.restore_to(snap, "--jobs", "3"), "--jobs 3")
+
+    def test_hostile_toc_runs_nothing(self):
+        """A toc whose entries point outside post-data, or depend on a later
+        entry, is damage (exit 7), found before any SQL runs; a well-formed
+        repack of the same entries restores (the repacking is not what is
+        refused)."""
+        url = self.pg_new_db()
+        self.load(url, os.path.join(OLD, "source.sql"))
+        snap = self.backup(url)
+        raw = subprocess.run(["zstd", "-dc", snap], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+            files = [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+        header = json.loads(dict(files)["snapshot.json"])
+        entries = [(n, d) for n, d in files if n not in ("snapshot.json", "manifest.json")]
+
+        def repack(name, edit):
+            toc = json.loads(dict(files)["pg/toc.json"])
+            edit(toc["post_data"])
+            data = json.dumps(toc).encode()
+            h = dict(header, checksums=dict(header["checksums"], **{
+                "pg/toc.json": hashlib.sha256(data).hexdigest()}))
+            return packed_snapshot(self.path(name + ".tar.zst"), h,
+                                   [(n, data if n == "pg/toc.json" else d) for n, d in entries])
+
+        def past_end(post):
+            post[0]["offset"] = 10 ** 7
+
+        def forward_dep(post):
+            post[0]["deps"] = [len(post) - 1]
+
+        for name, edit in (("past_end", past_end), ("forward_dep", forward_dep)):
+            bad = repack(name, edit)
+            other = self.pg_new_db()
+            r = self.code(7, "-b", self.path("backups"), "--yes", "restore", bad, "--to", other,
+                          "--no-safety-backup")
+            self.assertIn("malformed post_data entry", r.err)
+            self.assertEqual(self.psql(other, "SELECT count(*) FROM pg_namespace WHERE "
+                                              "nspname = 'shop'"), "0", name)
+        good = repack("same", lambda post: None)
+        self.restore_to(good, "--jobs", "2")
 
     def test_old_format_snapshot_still_restores(self):
         """A snapshot written before the typed toc (version 1: post-data as
