@@ -500,7 +500,7 @@ static int push_post(struct pool *p, struct item *it, size_t id)
 
 /*
  * Runs m's typed post-data entries: those whose locks the toc gives (and
- * that need no other entry) on the workers, as their dependencies and
+ * that need only such entries) on the workers, as their dependencies and
  * locks allow, then the others in order on the engine's connection.
  */
 static int post_entries(struct pool *p, PGconn *conn, const struct pg_meta *m,
