@@ -4,18 +4,11 @@
  * Everything is read in one REPEATABLE READ, READ ONLY transaction, so the
  * schema and every table's rows come from one consistent snapshot of the
  * database.  pgdump_catalog.c rebuilds the DDL; this file writes the
- * snapshot's PostgreSQL entries, in the order restore_pg reads them:
- *
- *   pg/toc.json        the schemas the snapshot owns and, per table, its
- *                      qualified name, COPY column list and data entry
- *   pg/pre-data.sql    schemas, extensions, types, sequences, tables,
- *                      functions, views (run with an empty search_path)
- *   pg/post-data.sql   constraints, indexes, triggers, setval, ownership,
- *                      grants, comments, materialized-view refresh
- *   data/NNNNNN.copy.* one COPY ... TO STDOUT text stream per table, in
- *                      chunk entries of at most SNAP_CHUNK_MAX bytes
- *   pg/blobs/NNNNNN.bin.* the data of each large object (lo_read), chunked
- *                      the same way
+ * snapshot's PostgreSQL entries, in the order restore_pg reads them (the
+ * layout is pg_archive.h's): the table of contents (with post-data's typed
+ * entries), pre-data, post-data, then one COPY ... TO STDOUT text stream
+ * per table, in chunk entries of at most SNAP_CHUNK_MAX bytes, then the
+ * data of each large object (lo_read), chunked the same way.
  *
  * Memory stays bounded (a few 1 MiB blocks between the COPY reader thread
  * and the writer, plus the writer's chunk).  Text COPY was measured no
@@ -37,17 +30,10 @@
 
 #include "backup.h"
 #include "hash.h"
+#include "pg_archive.h"
 #include "pgdump_catalog.h"
 #include "strbuf.h"
 #include "xalloc.h"
-
-#define TOC_ENTRY "pg/toc.json"
-#define PRE_ENTRY "pg/pre-data.sql"
-#define POST_ENTRY "pg/post-data.sql"
-/* Large object number i (0, 1, ... in OID order): its data, streamed in
- * chunks after every table's; toc.json's "large_objects" maps each OID to
- * its entry. */
-#define BLOB_ENTRY_FMT "pg/blobs/%06zu.bin"
 
 /*
  * One COPY TO STDOUT stream.  COPY TO is bound by the server (one core), so
@@ -331,7 +317,7 @@ static void add_blobs_toc(cJSON *toc, const struct pgcat_dump *d)
 	for (size_t i = 0; i < d->nblobs; i++) {
 		cJSON *b = cJSON_CreateObject();
 
-		snprintf(entry, sizeof(entry), BLOB_ENTRY_FMT, i);
+		snprintf(entry, sizeof(entry), PGA_BLOB_ENTRY_FMT, i);
 		cJSON_AddNumberToObject(b, "oid", d->blobs[i]);
 		cJSON_AddStringToObject(b, "entry", entry);
 		cJSON_AddItemToArray(arr, b);
@@ -443,7 +429,7 @@ static int copy_blobs(PGconn *conn, struct snap_writer *w, const struct pgcat_du
 
 		if (blob_open(conn, d->blobs[i], &b, err) < 0)
 			return -1;
-		snprintf(entry, sizeof(entry), BLOB_ENTRY_FMT, i);
+		snprintf(entry, sizeof(entry), PGA_BLOB_ENTRY_FMT, i);
 		ret = snap_add_entry_stream(w, entry, SNAP_SIZE_UNKNOWN, blob_read, &b, err);
 		if (blob_close(&b, ret, sums, err) < 0)
 			return -1;
@@ -463,14 +449,13 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 	struct strbuf entry = STRBUF_INIT;
 	size_t i;
 
-	cJSON_AddNumberToObject(toc, "version", 1);
+	cJSON_AddNumberToObject(toc, "version", PGA_TOC_VERSION);
 	for (i = 0; i < d->nschemas; i++)
 		cJSON_AddItemToArray(schemas, cJSON_CreateString(d->schemas[i]));
 	for (i = 0; i < d->ntables; i++) {
 		cJSON *t = cJSON_CreateObject();
 
-		sb_reset(&entry);
-		sb_addf(&entry, "data/%06zu.copy", i);
+		pga_data_entry(&entry, i);
 		cJSON_AddStringToObject(t, "schema", d->tables[i].schema);
 		cJSON_AddStringToObject(t, "name", d->tables[i].name);
 		cJSON_AddStringToObject(t, "qualified", d->tables[i].qualified);
@@ -480,6 +465,7 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 			cJSON_AddTrueToObject(t, "extension_config");
 		cJSON_AddItemToArray(tables, t);
 	}
+	cJSON_AddItemToObject(toc, "post_data", pga_toc_json(&d->post_toc));
 	sb_release(&entry);
 	add_blobs_toc(toc, d);
 	return toc;
@@ -531,19 +517,18 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	toc_text = cJSON_Print(toc);
 	/* the restore runs these before it reaches the manifest: the header
 	 * carries their checksums so that it can check them first */
-	snap_declare_checksum(w, TOC_ENTRY, toc_text, strlen(toc_text));
-	snap_declare_checksum(w, PRE_ENTRY, d.pre_data.buf, d.pre_data.len);
-	snap_declare_checksum(w, POST_ENTRY, d.post_data.buf, d.post_data.len);
-	if (snap_add_entry_buf(w, TOC_ENTRY, toc_text, strlen(toc_text), err) < 0 ||
-	    snap_add_entry_buf(w, PRE_ENTRY, d.pre_data.buf, d.pre_data.len, err) < 0 ||
-	    snap_add_entry_buf(w, POST_ENTRY, d.post_data.buf, d.post_data.len, err) < 0)
+	snap_declare_checksum(w, PGA_TOC_ENTRY, toc_text, strlen(toc_text));
+	snap_declare_checksum(w, PGA_PRE_ENTRY, d.pre_data.buf, d.pre_data.len);
+	snap_declare_checksum(w, PGA_POST_ENTRY, d.post_data.buf, d.post_data.len);
+	if (snap_add_entry_buf(w, PGA_TOC_ENTRY, toc_text, strlen(toc_text), err) < 0 ||
+	    snap_add_entry_buf(w, PGA_PRE_ENTRY, d.pre_data.buf, d.pre_data.len, err) < 0 ||
+	    snap_add_entry_buf(w, PGA_POST_ENTRY, d.post_data.buf, d.post_data.len, err) < 0)
 		goto out;
 	for (i = 0; i < d.ntables; i++) {
 		long long rows = 0;
 		char sum[HASH_HEX_LEN + 1];
 
-		sb_reset(&name);
-		sb_addf(&name, "data/%06zu.copy", i);
+		pga_data_entry(&name, i);
 		if (copy_table(conn, w, &d.tables[i], name.buf, &rows, sum, err) < 0)
 			goto out;
 		snap_set_row_count(w, d.tables[i].qualified, rows);

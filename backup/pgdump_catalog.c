@@ -10,7 +10,11 @@
  * order (kind, then the order each kind was read in: OID, creation order,
  * for most).  Post-data is emitted in
  * the order that always works: unique and primary keys first (foreign keys
- * reference them), then indexes, checks, foreign keys, triggers.
+ * reference them), then indexes, checks, foreign keys, triggers.  Each of
+ * its statements is an entry of the typed table of contents (pg_archive.h,
+ * in out->post_toc): its kind, the tables it locks and how, and the
+ * entries it needs, from pg_depend (post_keys below), so that a parallel
+ * restore schedules them without reading their SQL.
  */
 #include "pgdump_catalog.h"
 #include "pgdump_objects.h"
@@ -263,6 +267,94 @@ static void objset_release(struct objset *s)
 	free(s->keys);
 }
 
+/* --- post-data entries and their dependencies ---------------------------- */
+
+/*
+ * Post-data entries name themselves and what they need with keys of the
+ * source database: "c:OID" a pg_class object (an index), "k:OID" a
+ * pg_constraint.  An entry may carry several (a key's constraint and its
+ * index; an index attach, the parent index, which is only whole once all
+ * its partitions' indexes are attached); its needs come from pg_depend.
+ * post_keys_resolve turns them into dependencies on earlier entries.
+ */
+struct post_key {
+	char *key;
+	size_t entry;
+};
+
+struct post_keys {
+	struct post_key *ids;
+	size_t nids, aids;
+	char **needs; /* per entry: space-separated keys, or NULL */
+	size_t nneeds, aneeds;
+};
+
+static void post_keys_add(struct post_keys *k, size_t entry, const char *ids, const char *needs)
+{
+	while (ids && *ids) {
+		size_t n = strcspn(ids, " ");
+
+		if (n) {
+			ALLOC_GROW(k->ids, k->nids + 1, k->aids);
+			k->ids[k->nids].key = xstrndup(ids, n);
+			k->ids[k->nids++].entry = entry;
+		}
+		ids += n + (ids[n] == ' ');
+	}
+	ALLOC_GROW(k->needs, entry + 1, k->aneeds);
+	while (k->nneeds <= entry)
+		k->needs[k->nneeds++] = NULL;
+	k->needs[entry] = needs && *needs ? xstrdup(needs) : NULL;
+}
+
+static int post_key_cmp(const void *a, const void *b)
+{
+	const struct post_key *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+
+	return c ? c : (x->entry > y->entry) - (x->entry < y->entry);
+}
+
+/* Each entry's needs become dependencies on every earlier entry that
+ * carries a needed key (later ones cannot be needed: the script runs in
+ * order). */
+static void post_keys_resolve(struct post_keys *k, struct pga_toc *toc)
+{
+	if (k->nids)
+		qsort(k->ids, k->nids, sizeof(*k->ids), post_key_cmp);
+	for (size_t e = 0; e < k->nneeds && e < toc->n; e++) {
+		const char *p = k->needs[e];
+
+		while (p && *p) {
+			size_t n = strcspn(p, " "), lo = 0, hi = k->nids;
+
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				/* keys below p[0..n) compare below on its n bytes */
+				if (strncmp(k->ids[mid].key, p, n) < 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			/* the exact matches sort before the longer keys p is a prefix of */
+			for (; lo < k->nids && !strncmp(k->ids[lo].key, p, n) && !k->ids[lo].key[n]; lo++)
+				if (k->ids[lo].entry < e)
+					pga_entry_add_dep(&toc->v[e], k->ids[lo].entry);
+			p += n + (p[n] == ' ');
+		}
+	}
+}
+
+static void post_keys_release(struct post_keys *k)
+{
+	for (size_t i = 0; i < k->nids; i++)
+		free(k->ids[i].key);
+	for (size_t i = 0; i < k->nneeds; i++)
+		free(k->needs[i]);
+	free(k->ids);
+	free(k->needs);
+}
+
 /* --- the dump ------------------------------------------------------------ */
 
 struct dumper {
@@ -275,6 +367,7 @@ struct dumper {
 	struct strbuf refresh;  /* REFRESH MATERIALIZED VIEW, in dependency order */
 	struct strbuf extseq;   /* setval of extensions' configuration sequences */
 	struct sm_error *err;
+	struct post_keys keys;  /* post-data entries' identities and needs */
 };
 
 void pgcat_owner_to(struct strbuf *owners, int no_owner, const char *kind, const char *name,
@@ -298,6 +391,39 @@ static struct pgobj_out objects_out(struct dumper *dp)
 	struct pgobj_out o = { dp->conn, dp->o->no_owner, dp->err, add_sorted, dp, &dp->owners };
 
 	return o;
+}
+
+/* Appends text (and a newline when newline) to post-data as one entry of
+ * kind and name, carrying keys ids and needing keys needs (post_keys;
+ * either may be NULL). */
+static struct pga_entry *add_post(struct dumper *dp, const char *kind, const char *name,
+				  const char *text, int newline, const char *ids, const char *needs)
+{
+	struct pgcat_dump *d = dp->d;
+	struct pga_entry *e = pga_toc_add(&d->post_toc, &d->post_data, kind, name, text,
+					  strlen(text));
+
+	if (newline) {
+		sb_addch(&d->post_data, '\n');
+		e->len++;
+	}
+	post_keys_add(&dp->keys, d->post_toc.n - 1, ids, needs);
+	return e;
+}
+
+/* Appends buf to post-data, one entry of kind a line (buf's statements
+ * are a line each). */
+static void add_post_lines(struct dumper *dp, const char *kind, const struct strbuf *buf)
+{
+	struct strbuf line = STRBUF_INIT;
+
+	for (const char *p = buf->buf, *nl; p && *p; p = nl ? nl + 1 : NULL) {
+		nl = strchr(p, '\n');
+		sb_reset(&line);
+		sb_add(&line, p, nl ? (size_t)(nl + 1 - p) : strlen(p));
+		add_post(dp, kind, "", line.buf, 0, NULL, NULL);
+	}
+	sb_release(&line);
 }
 
 /* Any object kind we do not reproduce is an error naming every such
@@ -1250,106 +1376,192 @@ static int emit_sorted(struct dumper *dp, struct strbuf *pre)
 	return 0;
 }
 
-/* Post-data: constraints, indexes, triggers, statistics. */
-static int dump_post(struct dumper *dp, struct strbuf *post)
+/* The lock key of table c: the root of its partition tree (ALTER TABLE on
+ * a partitioned table recurses into its partitions). */
+#define LOCK_ROOT(c)                                                                   \
+	"COALESCE(pg_catalog.pg_partition_root(" c ".oid), " c ".oid)::pg_catalog.regclass::text"
+
+/*
+ * Post-data: constraints, indexes, triggers, statistics, in the order that
+ * always works serially (the parts, in order).  Each part's rows are the
+ * entries of one kind, with the lock it takes on its tables; columns:
+ * 0 the SQL, 1 the name, then optional 2 its keys, 3 and 4 the tables it
+ * locks, 5 the keys it needs (post_keys), 6 and 7 a key's split form
+ * (struct pga_entry's index_sql, attach_sql).
+ */
+struct post_part {
+	const char *kind;
+	enum pga_lock lock;
+	const char *sql;
+};
+
+static int dump_post(struct dumper *dp)
 {
-	static const char *const parts[] = {
+	static const struct post_part parts[] = {
 		/* keys and exclusion constraints (foreign keys need them), a
 		 * partition's before its parent's (which attaches them) */
-		"SELECT " KEY_SQL("k", "c") " FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c "
-		"ON c.oid = k.conrelid WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
+		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
+		"SELECT " KEY_SQL("k", "c") ", c.oid::pg_catalog.regclass::text || ' ' || "
+		"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
+		LOCK_ROOT("c") ", NULL, (SELECT pg_catalog.string_agg('k:' || ch.oid, ' ') FROM "
+		"pg_catalog.pg_constraint ch WHERE ch.conparentid = k.oid), "
+		/* a b-tree key on plain columns of a plain table: its index can be
+		 * built first, next to the table's other indexes (see struct pga_entry) */
+		"CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') AND NOT k.condeferrable AND "
+		"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND i.indnatts = "
+		"i.indnkeyatts AND (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS DISTINCT FROM "
+		"'true' AND " TABLESPACE_OF("k.conindid") " IS NULL THEN pg_catalog.pg_get_indexdef("
+		"k.conindid) END AS index_sql, 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
+		"' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || CASE k.contype WHEN 'p' "
+		"THEN ' PRIMARY KEY' ELSE ' UNIQUE' END || ' USING INDEX ' || "
+		"pg_catalog.quote_ident(ic.relname) "
+		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		"LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = k.conindid "
+		"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
+		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT " KEY_NEEDED_EARLY("k")
-		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid",
+		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid" },
 		/* indexes that back no constraint; a partitioned table's ON ONLY, its
 		 * partitions' under their own names, attached below */
+		{ "INDEX", PGA_LOCK_SHARE,
 		"SELECT CASE WHEN " TABLESPACE_OF("i.indexrelid") " IS NULL THEN "
 		"pg_catalog.pg_get_indexdef(i.indexrelid) ELSE pg_catalog.regexp_replace("
 		"pg_catalog.pg_get_indexdef(i.indexrelid), '( WHERE \\(.*)?$', ' TABLESPACE ' || "
-		TABLESPACE_OF("i.indexrelid") " || '\\1') END || ';' "
+		TABLESPACE_OF("i.indexrelid") " || '\\1') END || ';', "
+		"i.indexrelid::pg_catalog.regclass::text, 'c:' || i.indexrelid, " LOCK_ROOT("c") " "
 		"FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
 		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
 		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
-		"ORDER BY c.oid, i.indexrelid",
+		"ORDER BY c.oid, i.indexrelid" },
+		/* the parent index is whole (valid) only once every partition's is
+		 * attached: what needs it needs the attaches too.  (A foreign key
+		 * referencing a partitioned index records it as its conindid: that
+		 * is no constraint of the index's own.) */
+		{ "INDEX ATTACH", PGA_LOCK_ACCESS_EXCLUSIVE,
 		"SELECT 'ALTER INDEX ' || h.inhparent::pg_catalog.regclass::text || ' ATTACH PARTITION ' "
-		"|| h.inhrelid::pg_catalog.regclass::text || ';' FROM pg_catalog.pg_inherits h "
+		"|| h.inhrelid::pg_catalog.regclass::text || ';', h.inhrelid::pg_catalog.regclass::text, "
+		"'c:' || h.inhparent, " LOCK_ROOT("c") ", NULL, 'c:' || h.inhparent || ' c:' || h.inhrelid "
+		"FROM pg_catalog.pg_inherits h "
 		"JOIN pg_catalog.pg_index i ON i.indexrelid = h.inhrelid JOIN pg_catalog.pg_class c "
 		"ON c.oid = i.indrelid WHERE c.relnamespace IN " USER_NSP " AND NOT EXISTS (SELECT 1 "
-		"FROM pg_catalog.pg_constraint k WHERE k.conindid = h.inhparent) "
-		"ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid",
+		"FROM pg_catalog.pg_constraint k WHERE k.conindid = h.inhparent AND k.contype IN "
+		"('p', 'u', 'x')) ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid" },
 		/* settings of indexes (constraints' included) */
+		{ "INDEX STATISTICS", PGA_LOCK_NONE,
 		"SELECT 'ALTER INDEX ' || i.indexrelid::pg_catalog.regclass::text || ' ALTER COLUMN ' || "
-		"a.attnum || ' SET STATISTICS ' || a.attstattarget || ';' FROM pg_catalog.pg_index i "
+		"a.attnum || ' SET STATISTICS ' || a.attstattarget || ';', "
+		"i.indexrelid::pg_catalog.regclass::text, NULL, NULL, NULL, 'c:' || i.indexrelid "
+		"FROM pg_catalog.pg_index i "
 		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_attribute a ON "
 		"a.attrelid = i.indexrelid WHERE a.attstattarget >= 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum",
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum" },
+		{ "INDEX USE", PGA_LOCK_NONE,
 		"SELECT 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || CASE WHEN "
-		"i.indisclustered THEN ' CLUSTER ON ' ELSE ' REPLICA IDENTITY USING INDEX ' END || "
-		"pg_catalog.quote_ident(ic.relname) || ';' FROM pg_catalog.pg_index i "
+		"v.clu THEN ' CLUSTER ON ' ELSE ' REPLICA IDENTITY USING INDEX ' END || "
+		"pg_catalog.quote_ident(ic.relname) || ';', i.indexrelid::pg_catalog.regclass::text, "
+		"NULL, NULL, NULL, 'c:' || i.indexrelid FROM pg_catalog.pg_index i "
 		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_class ic ON "
 		"ic.oid = i.indexrelid CROSS JOIN (VALUES (true), (false)) v(clu) "
 		"WHERE (v.clu AND i.indisclustered OR NOT v.clu AND i.indisreplident AND c.relreplident "
 		"= 'i') AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
-		" ORDER BY c.oid, v.clu DESC",
+		" ORDER BY c.oid, v.clu DESC" },
 		/* check constraints of tables (recursing to inheritance children, whose
 		 * copies are not dumped) */
+		{ "CHECK CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' OR c.relhassubclass THEN '' "
 		"ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
-		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
+		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', c.oid::pg_catalog.regclass::text "
+		"|| ' ' || pg_catalog.quote_ident(k.conname), 'k:' || k.oid, " LOCK_ROOT("c") " "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'c' AND k.conislocal AND k.coninhcount = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname",
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname" },
 		/* a domain's NOT VALID checks (CREATE DOMAIN cannot say NOT VALID), after
 		 * the rows they were never checked against, as pg_dump does */
+		{ "DOMAIN CONSTRAINT", PGA_LOCK_NONE,
 		"SELECT 'ALTER DOMAIN ' || pg_catalog.format_type(t.oid, NULL) || ' ADD CONSTRAINT ' || "
-		"pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
+		"pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', "
+		"pg_catalog.format_type(t.oid, NULL) || ' ' || pg_catalog.quote_ident(k.conname) "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_type t ON t.oid = k.contypid "
 		"WHERE NOT k.convalidated AND t.typnamespace IN " USER_NSP " AND "
-		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname",
-		/* foreign keys */
+		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname" },
+		/* foreign keys: they need the referenced key or unique index, which
+		 * pg_depend records */
+		{ "FK CONSTRAINT", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
-		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';' "
+		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', c.oid::pg_catalog.regclass::text "
+		"|| ' ' || pg_catalog.quote_ident(k.conname), 'k:' || k.oid, " LOCK_ROOT("c") ", "
+		"(SELECT " LOCK_ROOT("rc") " FROM pg_catalog.pg_class rc WHERE rc.oid = k.confrelid), "
+		"(SELECT pg_catalog.string_agg(CASE d.refclassid WHEN 'pg_catalog.pg_class'::regclass "
+		"THEN 'c:' ELSE 'k:' END || d.refobjid, ' ') FROM pg_catalog.pg_depend d WHERE "
+		"d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid = k.oid AND d.deptype = 'n' "
+		"AND d.refclassid IN ('pg_catalog.pg_class'::regclass, "
+		"'pg_catalog.pg_constraint'::regclass)) "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'f' AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname",
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname" },
 		/* triggers (clones on partitions come with their parent's) */
+		{ "TRIGGER", PGA_LOCK_NONE,
 		"SELECT pg_catalog.pg_get_triggerdef(t.oid) || ';' || CASE t.tgenabled "
 		"WHEN 'D' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' DISABLE TRIGGER ' "
 		"|| pg_catalog.quote_ident(t.tgname) || ';' "
 		"WHEN 'R' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE REPLICA TRIGGER ' "
 		"|| pg_catalog.quote_ident(t.tgname) || ';' "
 		"WHEN 'A' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ALWAYS TRIGGER ' "
-		"|| pg_catalog.quote_ident(t.tgname) || ';' ELSE '' END "
+		"|| pg_catalog.quote_ident(t.tgname) || ';' ELSE '' END, "
+		"c.oid::pg_catalog.regclass::text || ' ' || pg_catalog.quote_ident(t.tgname) "
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
 		"WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname",
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname" },
 		/* a partition's clone of its parent's trigger, enabled otherwise */
+		{ "TRIGGER", PGA_LOCK_NONE,
 		"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || CASE t.tgenabled "
 		"WHEN 'D' THEN ' DISABLE' WHEN 'R' THEN ' ENABLE REPLICA' WHEN 'A' THEN ' ENABLE ALWAYS' "
-		"ELSE ' ENABLE' END || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ';' "
+		"ELSE ' ENABLE' END || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ';', "
+		"c.oid::pg_catalog.regclass::text || ' ' || pg_catalog.quote_ident(t.tgname) "
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid "
 		"JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.tgenabled <> pt.tgenabled "
-		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname",
+		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname" },
 		/* extended statistics */
+		{ "STATISTICS", PGA_LOCK_NONE,
 		"SELECT pg_catalog.pg_get_statisticsobjdef(s.oid) || ';' || CASE WHEN s.stxstattarget >= 0 "
 		"THEN ' ALTER STATISTICS ' || pg_catalog.quote_ident(n.nspname) || '.' || "
-		"pg_catalog.quote_ident(s.stxname) || ' SET STATISTICS ' || s.stxstattarget || ';' ELSE '' END "
+		"pg_catalog.quote_ident(s.stxname) || ' SET STATISTICS ' || s.stxstattarget || ';' ELSE '' END, "
+		"pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname) "
 		"FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
 		"WHERE s.stxnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_statistic_ext", "s.oid")
-		" ORDER BY s.oid",
+		" ORDER BY s.oid" },
 	};
 	size_t p;
 	int i;
 
 	for (p = 0; p < sizeof(parts) / sizeof(*parts); p++) {
-		PGresult *r = pgcat_query(dp->conn, parts[p], dp->err);
+		PGresult *r = pgcat_query(dp->conn, parts[p].sql, dp->err);
+		int nf;
 
 		if (!r)
 			return -1;
-		for (i = 0; i < PQntuples(r); i++)
-			sb_addf(post, "%s\n", PQgetvalue(r, i, 0));
+		nf = PQnfields(r);
+		for (i = 0; i < PQntuples(r); i++) {
+#define COL(n) (nf > (n) ? pgcat_val(r, i, (n)) : NULL)
+			struct pga_entry *e = add_post(dp, parts[p].kind, PQgetvalue(r, i, 1),
+						       PQgetvalue(r, i, 0), 1, COL(2), COL(5));
+
+			e->lock = parts[p].lock;
+			if (e->lock != PGA_LOCK_NONE && COL(3))
+				pga_entry_add_table(e, COL(3));
+			if (e->lock != PGA_LOCK_NONE && COL(4))
+				pga_entry_add_table(e, COL(4));
+			if (!e->ntables)
+				e->lock = PGA_LOCK_NONE;
+			if (COL(6) && COL(7)) {
+				e->index_sql = xstrdup(COL(6));
+				e->attach_sql = xstrdup(COL(7));
+			}
+#undef COL
+		}
 		PQclear(r);
 	}
 	return 0;
@@ -1361,14 +1573,14 @@ static int dump_post(struct dumper *dp, struct strbuf *post)
  * UNION ALL grows faster than linearly, so not all in one. */
 #define SEQ_BATCH 100
 
-static int dump_seq_positions(struct dumper *dp, struct strbuf *post)
+static int dump_seq_positions(struct dumper *dp)
 {
 	PGresult *r = pgcat_query(dp->conn,
 		"SELECT c.oid::pg_catalog.regclass::text, pg_catalog.quote_literal("
 		"c.oid::pg_catalog.regclass::text) FROM pg_catalog.pg_class c "
 		"WHERE c.relkind = 'S' AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
-	struct strbuf sql = STRBUF_INIT;
+	struct strbuf sql = STRBUF_INIT, line = STRBUF_INIT;
 	int i, j, ret = -1;
 
 	if (!r)
@@ -1383,16 +1595,20 @@ static int dump_seq_positions(struct dumper *dp, struct strbuf *post)
 		sb_adds(&sql, " ORDER BY 1");
 		if (!(v = pgcat_query(dp->conn, sql.buf, dp->err)))
 			goto out;
-		for (j = 0; j < PQntuples(v) && i + j < PQntuples(r); j++)
-			sb_addf(post, "SELECT pg_catalog.setval(%s, %s, %s);\n",
+		for (j = 0; j < PQntuples(v) && i + j < PQntuples(r); j++) {
+			sb_reset(&line);
+			sb_addf(&line, "SELECT pg_catalog.setval(%s, %s, %s);\n",
 				PQgetvalue(r, i + j, 1), PQgetvalue(v, j, 1),
 				bval(v, j, 2) ? "true" : "false");
+			add_post(dp, "SEQUENCE SET", PQgetvalue(r, i + j, 0), line.buf, 0, NULL, NULL);
+		}
 		PQclear(v);
 	}
 	ret = 0;
 out:
 	PQclear(r);
 	sb_release(&sql);
+	sb_release(&line);
 	return ret;
 }
 
@@ -1406,7 +1622,7 @@ out:
 	" || CASE WHEN " a ".grantor <> " owner " THEN ' RESET ROLE;' ELSE '' END"
 
 /* Grants: the object's ACL replayed from a clean slate. */
-static int dump_acls(struct dumper *dp, struct strbuf *post)
+static int dump_acls(struct dumper *dp)
 {
 	PGresult *r = pgcat_query(dp->conn,
 		"WITH o(kind, name, acl, owner) AS ("
@@ -1433,7 +1649,8 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 		" ' ON ' || o.kind || ' ' || o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
 		" pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
 		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';'"
-		AS_GRANTOR_END("a", "o.owner") ", ' ') FROM pg_catalog.aclexplode(o.acl) a) FROM o "
+		AS_GRANTOR_END("a", "o.owner") ", ' ') FROM pg_catalog.aclexplode(o.acl) a), "
+		"pg_catalog.pg_get_userbyid(o.owner) FROM o "
 		"UNION ALL "
 		"SELECT 'COLUMN', '', '', pg_catalog.string_agg(" AS_GRANTOR("a", "c.relowner")
 		" 'GRANT ' || a.privilege_type || ' (' || "
@@ -1442,27 +1659,57 @@ static int dump_acls(struct dumper *dp, struct strbuf *post)
 		" pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
 		" CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';'"
 		AS_GRANTOR_END("a", "c.relowner") ", ' ' ORDER BY c.oid, at.attnum) "
-		"FROM pg_catalog.pg_attribute at JOIN pg_catalog.pg_class c ON c.oid = at.attrelid "
+		", NULL FROM pg_catalog.pg_attribute at JOIN pg_catalog.pg_class c ON c.oid = at.attrelid "
 		"CROSS JOIN LATERAL pg_catalog.aclexplode(at.attacl) a "
 		"WHERE at.attacl IS NOT NULL AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " HAVING count(*) > 0", dp->err);
+	struct strbuf sql = STRBUF_INIT, name = STRBUF_INIT;
 	int i;
 
 	if (!r)
 		return -1;
 	for (i = 0; i < PQntuples(r); i++) {
+		struct pga_entry *e;
+
+		sb_reset(&sql);
+		sb_reset(&name);
 		if (PQgetvalue(r, i, 2)[0])
-			sb_addf(post, "%s\n", PQgetvalue(r, i, 2));
+			sb_addf(&sql, "%s\n", PQgetvalue(r, i, 2));
 		if (pgcat_val(r, i, 3))
-			sb_addf(post, "%s\n", pgcat_val(r, i, 3));
+			sb_addf(&sql, "%s\n", pgcat_val(r, i, 3));
+		if (PQgetvalue(r, i, 1)[0])
+			sb_addf(&name, "%s %s", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+		else
+			sb_adds(&name, "column privileges");
+		e = add_post(dp, "ACL", name.buf, sql.buf, 0, NULL, NULL);
+		if (pgcat_val(r, i, 4))
+			e->owner = xstrdup(pgcat_val(r, i, 4));
 	}
+	sb_release(&sql);
+	sb_release(&name);
 	PQclear(r);
 	return 0;
 }
 
-static int dump_comments(struct dumper *dp, struct strbuf *post)
+/* Runs sql and appends column 0 of every row (non-NULL) to post-data, an
+ * entry of kind each. */
+static int add_post_rows(struct dumper *dp, const char *kind, const char *sql)
 {
-	return pgcat_add_lines(dp->conn,
+	PGresult *r = pgcat_query(dp->conn, sql, dp->err);
+	int i;
+
+	if (!r)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		if (pgcat_val(r, i, 0))
+			add_post(dp, kind, "", pgcat_val(r, i, 0), 1, NULL, NULL);
+	PQclear(r);
+	return 0;
+}
+
+static int dump_comments(struct dumper *dp)
+{
+	return add_post_rows(dp, "COMMENT",
 		"SELECT 'COMMENT ON ' || CASE "
 		" WHEN d.classoid = 'pg_catalog.pg_namespace'::regclass THEN 'SCHEMA ' || "
 		"  (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n WHERE n.oid = d.objoid "
@@ -1504,14 +1751,14 @@ static int dump_comments(struct dumper *dp, struct strbuf *post)
 		/* built-in objects (OIDs below FirstNormalObjectId) but the public schema
 		 * are never ours: skipping them first keeps this fast */
 		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 OR d.classoid IN ("
-		"'pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_largeobject'::regclass) ORDER BY d.classoid, d.objoid, d.objsubid", post, dp->err);
+		"'pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_largeobject'::regclass) ORDER BY d.classoid, d.objoid, d.objsubid");
 }
 
 /* Security labels of the user's objects (pg_seclabels names them as SECURITY
  * LABEL wants them).  Restoring them needs the same label provider loaded. */
-static int dump_security_labels(struct dumper *dp, struct strbuf *post)
+static int dump_security_labels(struct dumper *dp)
 {
-	return pgcat_add_lines(dp->conn,
+	return add_post_rows(dp, "SECURITY LABEL",
 		"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(l.provider) || ' ON ' || "
 		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
 		"pg_catalog.quote_literal(l.label) || ';' FROM pg_catalog.pg_seclabels l "
@@ -1519,7 +1766,7 @@ static int dump_security_labels(struct dumper *dp, struct strbuf *post)
 		"AND l.objoid IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_largeobject'::regclass) "
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
 		"WHERE x.classid = l.classoid AND x.objid = l.objoid AND x.deptype = 'e') "
-		"ORDER BY l.classoid, l.objoid, l.objsubid, l.provider", post, dp->err);
+		"ORDER BY l.classoid, l.objoid, l.objsubid, l.provider");
 }
 
 /* Large objects: created empty in pre-data (their data is copied after the
@@ -1584,8 +1831,8 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	       struct sm_error *err)
 {
 	struct dumper dp = { conn, o, out, { 0 }, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT,
-			     err };
-	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
+			     err, { 0 } };
+	struct strbuf *pre = &out->pre_data, *post = &out->post_data, objpost = STRBUF_INIT;
 	struct pgobj_out objs = objects_out(&dp);
 	int ret = -1;
 
@@ -1610,21 +1857,28 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	if (dump_large_objects(&dp, pre) < 0)
 		goto out;
 
+	/* post-data: typed entries (pg_archive.h), in the order that runs */
 	sb_adds(post, "-- safe-migrate PostgreSQL snapshot: post-data\n");
-	if (dump_post(&dp, post) < 0 || dump_seq_positions(&dp, post) < 0)
+	if (dump_post(&dp) < 0 || dump_seq_positions(&dp) < 0)
 		goto out;
-	sb_add(post, dp.extseq.buf, dp.extseq.len);
-	sb_add(post, dp.owners.buf, dp.owners.len);
-	if (dump_acls(&dp, post) < 0 || dump_comments(&dp, post) < 0 ||
-	    dump_security_labels(&dp, post) < 0)
+	add_post_lines(&dp, "SEQUENCE SET", &dp.extseq);
+	add_post_lines(&dp, "OWNER", &dp.owners);
+	if (dump_acls(&dp) < 0 || dump_comments(&dp) < 0 || dump_security_labels(&dp) < 0)
 		goto out;
 	/* REFRESH in dependency order (a view of a view after it) */
-	sb_add(post, dp.refresh.buf, dp.refresh.len);
-	/* policies, rules, publications, default privileges, event triggers */
-	if (pgobj_post(&objs, post) < 0)
+	add_post_lines(&dp, "MATERIALIZED VIEW DATA", &dp.refresh);
+	/* policies, rules, publications, default privileges, event triggers:
+	 * one entry (pgdump_objects writes them as one script) */
+	if (pgobj_post(&objs, &objpost) < 0)
 		goto out;
+	if (objpost.len)
+		add_post(&dp, "OTHER", "policies, rules, publications, subscriptions, default "
+			 "privileges, event triggers", objpost.buf, 0, NULL, NULL);
+	post_keys_resolve(&dp.keys, &out->post_toc);
 	ret = 0;
 out:
+	post_keys_release(&dp.keys);
+	sb_release(&objpost);
 	objset_release(&dp.objs);
 	sb_release(&dp.owners);
 	sb_release(&dp.seqowned);
@@ -1680,6 +1934,7 @@ void pgcat_dump_release(struct pgcat_dump *d)
 
 	sb_release(&d->pre_data);
 	sb_release(&d->post_data);
+	pga_toc_release(&d->post_toc);
 	for (i = 0; i < d->ntables; i++) {
 		free(d->tables[i].schema);
 		free(d->tables[i].name);

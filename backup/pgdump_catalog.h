@@ -27,6 +27,7 @@
 
 #include "error.h"
 #include "hash.h"
+#include "pg_archive.h"
 #include "strbuf.h"
 
 struct pgcat_options {
@@ -49,6 +50,7 @@ struct pgcat_table {
 struct pgcat_dump {
 	struct strbuf pre_data;  /* SQL script, run with search_path = '' */
 	struct strbuf post_data; /* SQL script, run after the rows are loaded */
+	struct pga_toc post_toc; /* post_data's typed entries (pg_archive.h) */
 	struct pgcat_table *tables;
 	size_t ntables, tables_alloc;
 	char **schemas; /* raw names of the schemas the snapshot holds */
@@ -60,7 +62,7 @@ struct pgcat_dump {
 	size_t nblobs, blobs_alloc;
 };
 
-#define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, NULL, 0, 0, NULL, 0, 0, NULL, 0, 0 }
+#define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, PGA_TOC_INIT, NULL, 0, 0, NULL, 0, 0, NULL, 0, 0 }
 
 /* The settings the dump runs under (pg_dump's): UTF-8, ISO dates, empty
  * search_path, no timeouts; SET LOCAL, so they end with the transaction. */

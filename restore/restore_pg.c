@@ -55,9 +55,6 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
-#define TOC_ENTRY "pg/toc.json"
-#define PRE_ENTRY "pg/pre-data.sql"
-#define POST_ENTRY "pg/post-data.sql"
 #define IO_BLOCK ((size_t)256 << 10)
 
 /* The same session settings the snapshot was read under (pg_dump's). */
@@ -89,6 +86,7 @@ void pgr_meta_release(struct pg_meta *m)
 	m->toc = NULL;
 	sb_release(&m->pre);
 	sb_release(&m->post);
+	pga_toc_release(&m->post_toc);
 }
 
 static void stage_free(void *p)
@@ -130,7 +128,7 @@ static int read_entry(struct snap_reader *r, struct strbuf *out, struct sm_error
 static int check_meta(struct snap_reader *r, const struct strbuf *toc, const struct pg_meta *m,
 		      volatile sig_atomic_t *interrupted, struct sm_error *err)
 {
-	static const char *const names[] = { TOC_ENTRY, PRE_ENTRY, POST_ENTRY };
+	static const char *const names[] = { PGA_TOC_ENTRY, PGA_PRE_ENTRY, PGA_POST_ENTRY };
 	const struct strbuf *const bufs[] = { toc, &m->pre, &m->post };
 	const cJSON *sums = cJSON_GetObjectItemCaseSensitive(snap_reader_header(r), "checksums");
 	struct snap_reader *full = NULL;
@@ -150,8 +148,8 @@ static int check_meta(struct snap_reader *r, const struct strbuf *toc, const str
 								       "entries")) {
 			const char *name = pgr_str(e, "name");
 
-			if (!strcmp(name, TOC_ENTRY) || !strcmp(name, PRE_ENTRY) ||
-			    !strcmp(name, POST_ENTRY))
+			if (!strcmp(name, PGA_TOC_ENTRY) || !strcmp(name, PGA_PRE_ENTRY) ||
+			    !strcmp(name, PGA_POST_ENTRY))
 				cJSON_AddStringToObject(listed, name, pgr_str(e, "sha256"));
 		}
 		sums = listed;
@@ -183,9 +181,9 @@ int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *e
 	*pending = 0;
 	pgr_meta_release(m);
 	while ((rc = snap_reader_next(r, ent, err)) == 1) {
-		struct strbuf *dst = !strcmp(ent->name, TOC_ENTRY) ? &toc :
-				     !strcmp(ent->name, PRE_ENTRY) ? &m->pre :
-				     !strcmp(ent->name, POST_ENTRY) ? &m->post : NULL;
+		struct strbuf *dst = !strcmp(ent->name, PGA_TOC_ENTRY) ? &toc :
+				     !strcmp(ent->name, PGA_PRE_ENTRY) ? &m->pre :
+				     !strcmp(ent->name, PGA_POST_ENTRY) ? &m->post : NULL;
 
 		if (!dst) {
 			*pending = 1;
@@ -200,7 +198,11 @@ int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *e
 	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m->toc, "schemas")) ||
 	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m->toc, "tables"))) {
 		err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: it has no valid %s",
-			snap_reader_path(r), TOC_ENTRY);
+			snap_reader_path(r), PGA_TOC_ENTRY);
+		goto out;
+	}
+	if (pga_toc_parse(m->toc, m->post.len, &m->post_toc, err) < 0) {
+		err_prefix(err, "snapshot '%s' is damaged", snap_reader_path(r));
 		goto out;
 	}
 	/* the scripts are run as C strings: make sure they are terminated */
@@ -528,6 +530,43 @@ int pgr_run_batched(struct engine *target, const char *script, const char *what,
 	return ret;
 }
 
+int pgr_run_entries(PGconn *conn, const struct pg_meta *m, const unsigned char *skip,
+		    const char *what, struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT, ewhat = STRBUF_INIT;
+	int n = 0, ret = -1;
+
+	for (size_t i = 0; i < m->post_toc.n; i++) {
+		const struct pga_entry *e = &m->post_toc.v[i];
+
+		if (skip && skip[i])
+			continue;
+		if (n == 0 && pgr_run_sql(conn, "BEGIN", what, err) < 0)
+			goto out;
+		sb_reset(&sql);
+		sb_add(&sql, m->post.buf + e->offset, e->len);
+		sb_reset(&ewhat);
+		sb_addf(&ewhat, "%s: %s%s%s", what, e->kind, *e->name ? " " : "", e->name);
+		if (pgr_run_sql(conn, sql.buf, ewhat.buf, err) < 0)
+			goto out;
+		if (++n == BATCH) {
+			n = 0;
+			if (pgr_run_sql(conn, "COMMIT", what, err) < 0)
+				goto out;
+		}
+	}
+	if (n && pgr_run_sql(conn, "COMMIT", what, err) < 0)
+		goto out;
+	n = 0;
+	ret = 0;
+out:
+	if (n || ret < 0)
+		PQclear(PQexec(conn, "ROLLBACK"));
+	sb_release(&sql);
+	sb_release(&ewhat);
+	return ret;
+}
+
 /*
  * Into an empty database whose lock table cannot hold the whole snapshot in
  * one transaction: the pg_restore way, several transactions.  A failure
@@ -552,7 +591,12 @@ static int apply_batched(struct engine *target, struct pg_stage *s,
 	    pgr_run_batched(target, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
 	    load_data(conn, r, s->meta.toc, 0, &ent, pending, NULL, err) < 0 ||
 	    snap_reader_finish(r, err) < 0 ||
-	    pgr_check_blobs(conn, snap_reader_manifest(r), s->path, err) < 0 ||
+	    pgr_check_blobs(conn, snap_reader_manifest(r), s->path, err) < 0)
+		goto fail;
+	/* a snapshot with typed entries runs them; an older one, its script */
+	if (s->meta.post_toc.n ?
+	    pgr_run_entries(conn, &s->meta, NULL, "cannot restore constraints and indexes "
+			    "(post-data)", err) < 0 :
 	    pgr_run_batched(target, s->meta.post.buf,
 			    "cannot restore constraints and indexes (post-data)", err) < 0)
 		goto fail;

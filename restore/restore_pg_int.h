@@ -12,6 +12,7 @@
 
 #include "engine.h"
 #include "error.h"
+#include "pg_archive.h"
 #include "snapshot.h"
 #include "strbuf.h"
 
@@ -19,9 +20,12 @@
 struct pg_meta {
 	cJSON *toc;
 	struct strbuf pre, post;
+	/* post's typed entries; none (n == 0) in a version 1 snapshot, whose
+	 * post-data only runs as a whole script */
+	struct pga_toc post_toc;
 };
 
-#define PG_META_INIT { NULL, STRBUF_INIT, STRBUF_INIT }
+#define PG_META_INIT { NULL, STRBUF_INIT, STRBUF_INIT, PGA_TOC_INIT }
 
 void pgr_meta_release(struct pg_meta *m);
 
@@ -32,8 +36,8 @@ void pgr_meta_release(struct pg_meta *m);
  * pass that stops once *interrupted is set; borrowed, may be NULL).  Stops
  * at the first other entry: then *pending is 1 and *ent is that entry (its
  * name borrowed from r until the next snap_reader_next).  ERR_DAMAGED when
- * the toc is missing or malformed or an entry fails its checksum: then none
- * of them may be run.
+ * the toc (typed entries included) is missing or malformed or an entry
+ * fails its checksum: then none of them may be run.
  */
 int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
 		  int *pending, volatile sig_atomic_t *interrupted, struct sm_error *err);
@@ -49,6 +53,10 @@ int pgr_run_sql(PGconn *conn, const char *sql, const char *what, struct sm_error
 /* Runs script's statements in transactions of at most 50 statements. */
 int pgr_run_batched(struct engine *target, const char *script, const char *what,
 		    struct sm_error *err);
+/* Runs m's typed post-data entries, in order, but those skip[i] is set for
+ * (skip may be NULL), in transactions of at most 50 entries. */
+int pgr_run_entries(PGconn *conn, const struct pg_meta *m, const unsigned char *skip,
+		    const char *what, struct sm_error *err);
 
 /* The toc's table whose data entry name is a chunk of, or NULL. */
 const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name);

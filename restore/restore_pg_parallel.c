@@ -13,24 +13,30 @@
  *      The queue holds at most N units, so memory stays bounded;
  *   3. the snapshot is verified (every entry against the manifest, the file
  *      against its sidecar) once all of it was read;
- *   4. post-data in parallel: indexes, then primary key / unique /
- *      exclusion / check constraints grouped per table, then foreign keys,
- *      scheduled so that no two statements that both lock a table
- *      exclusively run at once (a partitioned table counts with all its
- *      partitions; a foreign key locks both of its tables; CREATE INDEX
- *      statements on one table may run together);
- *   5. the rest of post-data (triggers, setval, owners, grants, comments,
- *      REFRESH MATERIALIZED VIEW) in order on the engine's connection.
+ *   4. post-data in parallel, scheduled from the snapshot's typed table of
+ *      contents (pg_archive.h), as pg_restore does: an entry runs once the
+ *      entries it depends on (from pg_depend, recorded by the backup) are
+ *      done and no running entry holds a lock on one of its tables that
+ *      conflicts with its own (PostgreSQL's lock table: CREATE INDEX
+ *      statements, SHARE, run together on one table; ADD CONSTRAINT,
+ *      ACCESS EXCLUSIVE, alone; a partition counts as its tree's root).  A
+ *      key that the backup marked so is built as a unique index first, with
+ *      the table's other indexes, then attached;
+ *   5. the entries whose locks are unknown (triggers, setval, owners,
+ *      grants, comments, REFRESH MATERIALIZED VIEW, ...) and those that
+ *      need one of them, in order on the engine's connection.
+ *   A snapshot written before the typed toc runs its post-data script in
+ *   order on the engine's connection instead.
  *   No ANALYZE: as after pg_restore, autovacuum analyzes the loaded tables
  *   (see restore_pg.c).
  *
- * The statements of post-data are classified with libpg_query's parse tree.
+ * No SQL is parsed here: what an entry is and what it locks, the toc says.
  * Any worker's error stops the others (their statements are cancelled).
  */
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
-#include <pg_query.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,9 +49,11 @@
 #define IO_BLOCK ((size_t)256 << 10)
 
 struct lockkey {
-	char *key;     /* the table family's key (see struct roots) */
-	int exclusive;
+	char *key;     /* the table (a partition tree's root) */
+	enum pga_lock mode;
 };
+
+#define NO_ID SIZE_MAX
 
 /* One unit of work for a worker. */
 struct item {
@@ -53,8 +61,11 @@ struct item {
 	char *data;        /* COPY data (NULL: sql is plain SQL) */
 	size_t len;
 	char *what;        /* for error messages */
-	struct lockkey locks[2];
+	struct lockkey locks[PGA_MAX_TABLES];
 	int nlocks;
+	size_t id;         /* post-data: its index in pool.done; NO_ID for COPY */
+	size_t *deps;      /* ids of the items it needs done first */
+	size_t ndeps, adeps;
 };
 
 struct pool;
@@ -80,6 +91,7 @@ struct pool {
 	int shutdown, failed;
 	struct sm_error err; /* the first worker error */
 	volatile sig_atomic_t *interrupted; /* a signal handler's flag, or NULL */
+	unsigned char *done; /* post-data: done[id] once item id ran */
 };
 
 static void item_free(struct item *it)
@@ -91,6 +103,7 @@ static void item_free(struct item *it)
 	free(it->what);
 	for (int i = 0; i < it->nlocks; i++)
 		free(it->locks[i].key);
+	free(it->deps);
 	free(it);
 }
 
@@ -100,15 +113,22 @@ static struct item *item_new(char *sql, const char *what)
 
 	it->sql = sql;
 	it->what = xstrdup(what);
+	it->id = NO_ID;
 	return it;
 }
 
-static void item_lock(struct item *it, const char *key, int exclusive)
+static void item_lock(struct item *it, const char *key, enum pga_lock mode)
 {
-	if (it->nlocks < 2 && key) {
+	if (it->nlocks < PGA_MAX_TABLES && key) {
 		it->locks[it->nlocks].key = xstrdup(key);
-		it->locks[it->nlocks++].exclusive = exclusive;
+		it->locks[it->nlocks++].mode = mode;
 	}
+}
+
+static void item_dep(struct item *it, size_t id)
+{
+	ALLOC_GROW(it->deps, it->ndeps + 1, it->adeps);
+	it->deps[it->ndeps++] = id;
 }
 
 static int run_item(PGconn *conn, const struct item *it, struct sm_error *err)
@@ -147,11 +167,20 @@ static int conflicts(const struct pool *p, const struct item *it)
 			continue;
 		for (int i = 0; i < it->nlocks; i++)
 			for (int j = 0; j < c->nlocks; j++)
-				if ((it->locks[i].exclusive || c->locks[j].exclusive) &&
+				if (pga_locks_conflict(it->locks[i].mode, c->locks[j].mode) &&
 				    !strcmp(it->locks[i].key, c->locks[j].key))
 					return 1;
 	}
 	return 0;
+}
+
+/* Under p->mu: has every item it needs run? */
+static int deps_done(const struct pool *p, const struct item *it)
+{
+	for (size_t i = 0; i < it->ndeps; i++)
+		if (!p->done || !p->done[it->deps[i]])
+			return 0;
+	return 1;
 }
 
 /* Under p->mu: the first pending item that can run now, removed from q. */
@@ -160,7 +189,7 @@ static struct item *take_runnable(struct pool *p)
 	for (size_t i = 0; i < p->nq; i++) {
 		struct item *it = p->q[i];
 
-		if (conflicts(p, it))
+		if (!deps_done(p, it) || conflicts(p, it))
 			continue;
 		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		memmove(p->q + i, p->q + i + 1, (p->nq - i - 1) * sizeof(*p->q));
@@ -211,6 +240,8 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&p->mu);
 		if (rc < 0)
 			pool_fail(p, w, &e);
+		else if (it->id != NO_ID && p->done)
+			p->done[it->id] = 1;
 		w->cur = NULL;
 		p->running--;
 		item_free(it);
@@ -309,6 +340,7 @@ static void pool_stop(struct pool *p)
 		item_free(p->q[i]);
 	free(p->q);
 	free(p->w);
+	free(p->done);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 }
@@ -347,41 +379,6 @@ static int pool_start(struct pool *p, struct engine *target, int n, long lock_ti
 		p->w[i].started = 1;
 	}
 	return 0;
-}
-
-/*
- * Table families: every table of a partition tree locks as its root (ALTER
- * TABLE on a partitioned table recurses into its partitions), keyed by the
- * root's OID.  Read from the target after pre-data.
- */
-struct roots {
-	PGresult *res; /* nspname, relname, key */
-};
-
-static int roots_load(PGconn *conn, struct roots *rt, struct sm_error *err)
-{
-	rt->res = PQexec(conn,
-		"SELECT n.nspname, c.relname, COALESCE(pg_catalog.pg_partition_root(c.oid), "
-		"c.oid)::pg_catalog.oid::pg_catalog.text FROM pg_catalog.pg_class c JOIN "
-		"pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') "
-		"AND n.oid IN " PG_USER_NSP);
-	if (PQresultStatus(rt->res) != PGRES_TUPLES_OK)
-		return pgr_error(err, conn, rt->res, "cannot read the restored tables");
-	return 0;
-}
-
-/* The lock key of schema.name into *key (the name itself when unknown). */
-static void roots_key(const struct roots *rt, const char *schema, const char *name,
-		      struct strbuf *key)
-{
-	sb_reset(key);
-	for (int i = 0; i < PQntuples(rt->res); i++)
-		if (!strcmp(PQgetvalue(rt->res, i, 1), name) &&
-		    !strcmp(PQgetvalue(rt->res, i, 0), schema)) {
-			sb_adds(key, PQgetvalue(rt->res, i, 2));
-			return;
-		}
-	sb_addf(key, "%s.%s", schema, name);
 }
 
 /* ---- data ----------------------------------------------------------------- */
@@ -512,288 +509,94 @@ out:
 
 /* ---- post-data -------------------------------------------------------------- */
 
-struct post_plan {
-	struct engine *target;
-	const struct roots *roots;
-	struct item **indexes, **keys, **fkeys; /* phases, in order */
-	size_t nidx, aidx, nkeys, akeys, nfk, afk;
-	struct strbuf rest;                      /* everything else, in order */
-	struct strbuf key, key2;
-	struct strbuf index_sql, attach_sql;     /* split_key's */
-};
-
-static const cJSON *jget(const cJSON *o, const char *k)
+/* Queues it (taken) as post-data item number id. */
+static int push_post(struct pool *p, struct item *it, size_t id)
 {
-	return cJSON_GetObjectItemCaseSensitive(o, k);
-}
-
-/* The lock key of a RangeVar. */
-static void rangevar_key(struct post_plan *pp, const cJSON *rv, struct strbuf *key)
-{
-	const char *schema = pgr_str(rv, "schemaname"), *name = pgr_str(rv, "relname");
-
-	roots_key(pp->roots, schema, name, key);
-}
-
-static void what_of(struct strbuf *what, const char *text, size_t len)
-{
-	sb_adds(what, "cannot restore constraints and indexes (post-data): ");
-	if (len > 160) {
-		sb_add(what, text, 160);
-		sb_adds(what, "...");
-	} else {
-		sb_add(what, text, len);
-	}
-}
-
-enum post_kind { OTHER, INDEX, KEY, FOREIGN_KEY };
-
-/*
- * A primary key or unique constraint that can be built as a plain unique
- * index first (CREATE INDEX takes a SHARE lock, so it runs concurrently with
- * the table's other index builds; ADD CONSTRAINT takes ACCESS EXCLUSIVE)
- * and then attached with ADD CONSTRAINT ... USING INDEX, which only
- * renames nothing and marks it: a b-tree on plain columns of a
- * non-partitioned table, without INCLUDE, WITH, tablespace, NULLS NOT
- * DISTINCT or DEFERRABLE.  Fills pp->index_sql and pp->attach_sql.
- */
-static int split_key(struct post_plan *pp, const cJSON *alter, const cJSON *con)
-{
-	static const char *const plain[] = { "including", "options", "indexspace", "indexname",
-					     "nulls_not_distinct", "deferrable", "initdeferred",
-					     "exclusions", "where_clause", "access_method" };
-	PGconn *conn = engine_native(pp->target);
-	const cJSON *rel = jget(alter, "relation"), *k;
-	const char *type = pgr_str(con, "contype"), *name = pgr_str(con, "conname");
-	char *qname, *qs, *qr;
-
-	if ((strcmp(type, "CONSTR_PRIMARY") && strcmp(type, "CONSTR_UNIQUE")) || !*name ||
-	    cJSON_IsTrue(jget(rel, "inh")) || !*pgr_str(rel, "schemaname") ||
-	    !cJSON_GetArraySize(jget(con, "keys")))
-		return 0;
-	for (size_t i = 0; i < sizeof(plain) / sizeof(*plain); i++)
-		if (jget(con, plain[i]) && !cJSON_IsFalse(jget(con, plain[i])))
-			return 0;
-	sb_reset(&pp->index_sql);
-	sb_reset(&pp->attach_sql);
-	qname = PQescapeIdentifier(conn, name, strlen(name));
-	qs = PQescapeIdentifier(conn, pgr_str(rel, "schemaname"), strlen(pgr_str(rel, "schemaname")));
-	qr = PQescapeIdentifier(conn, pgr_str(rel, "relname"), strlen(pgr_str(rel, "relname")));
-	sb_addf(&pp->index_sql, "CREATE UNIQUE INDEX %s ON %s.%s USING btree (", qname, qs, qr);
-	cJSON_ArrayForEach(k, jget(con, "keys")) {
-		const char *col = pgr_str(jget(k, "String"), "sval");
-		char *qc = PQescapeIdentifier(conn, col, strlen(col));
-
-		sb_addf(&pp->index_sql, "%s%s", k == jget(con, "keys")->child ? "" : ", ", qc);
-		PQfreemem(qc);
-	}
-	sb_adds(&pp->index_sql, ")");
-	sb_addf(&pp->attach_sql, "ALTER TABLE ONLY %s.%s ADD CONSTRAINT %s %s USING INDEX %s", qs, qr,
-		qname, strcmp(type, "CONSTR_PRIMARY") ? "UNIQUE" : "PRIMARY KEY", qname);
-	PQfreemem(qname);
-	PQfreemem(qs);
-	PQfreemem(qr);
-	return 1;
+	it->id = id;
+	return pool_push(p, it);
 }
 
 /*
- * The kind of one post-data statement; fills the lock keys of its table
- * (pp->key) and of a foreign key's referenced table (pp->key2), and for a
- * key that can be split (split_key) sets *split.
+ * Runs m's typed post-data entries: those whose locks the toc gives (and
+ * that need only such entries) on the workers, as their dependencies and
+ * locks allow, then the others in order on the engine's connection.
  */
-static enum post_kind classify(struct post_plan *pp, const char *sql, int *split)
+static int post_entries(struct pool *p, PGconn *conn, const struct pg_meta *m,
+			struct sm_error *err)
 {
-	PgQueryParseResult pr;
-	cJSON *tree = NULL;
-	const cJSON *stmt, *node, *cmd;
-	enum post_kind kind = OTHER;
-
-	*split = 0;
-	if (!strstr(sql, "INDEX") && !strstr(sql, "ALTER TABLE"))
-		return OTHER;
-	pr = pg_query_parse(sql);
-	if (pr.error || !(tree = cJSON_Parse(pr.parse_tree)))
-		goto out;
-	stmt = cJSON_GetArrayItem(jget(tree, "stmts"), 0);
-	if (cJSON_GetArraySize(jget(tree, "stmts")) != 1 || !(stmt = jget(stmt, "stmt")))
-		goto out;
-	if ((node = jget(stmt, "IndexStmt"))) {
-		rangevar_key(pp, jget(node, "relation"), &pp->key);
-		kind = INDEX;
-		goto out;
-	}
-	if (!(node = jget(stmt, "AlterTableStmt")) || cJSON_GetArraySize(jget(node, "cmds")) != 1)
-		goto out;
-	cmd = jget(cJSON_GetArrayItem(jget(node, "cmds"), 0), "AlterTableCmd");
-	if (strcmp(pgr_str(cmd, "subtype"), "AT_AddConstraint") != 0)
-		goto out;
-	{
-		const cJSON *con = jget(jget(cmd, "def"), "Constraint");
-		const char *type = pgr_str(con, "contype");
-
-		rangevar_key(pp, jget(node, "relation"), &pp->key);
-		if (!strcmp(type, "CONSTR_FOREIGN") && jget(con, "pktable")) {
-			rangevar_key(pp, jget(con, "pktable"), &pp->key2);
-			kind = FOREIGN_KEY;
-		} else if (!strcmp(type, "CONSTR_PRIMARY") || !strcmp(type, "CONSTR_UNIQUE") ||
-			   !strcmp(type, "CONSTR_EXCLUSION") || !strcmp(type, "CONSTR_CHECK")) {
-			kind = KEY;
-			*split = split_key(pp, node, con);
-		}
-	}
-out:
-	cJSON_Delete(tree);
-	pg_query_free_parse_result(pr);
-	return kind;
-}
-
-static void add_item(struct item ***arr, size_t *n, size_t *alloc, struct item *it)
-{
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-	ALLOC_GROW(*arr, *n + 1, *alloc);
-	(*arr)[(*n)++] = it;
-}
-
-/* Adds sql to the table's one key item (they all need its ACCESS EXCLUSIVE
- * lock, so they run one after the other anyway). */
-static void add_key(struct post_plan *pp, const char *sql, const char *what)
-{
-	for (size_t i = 0; i < pp->nkeys; i++) {
-		struct item *it = pp->keys[i];
-
-		if (!strcmp(it->locks[0].key, pp->key.buf)) {
-			struct strbuf all = STRBUF_INIT;
-
-			sb_addf(&all, "%s;\n%s", it->sql, sql);
-			free(it->sql);
-			it->sql = sb_detach(&all);
-			return;
-		}
-	}
-	{
-		struct item *it = item_new(xstrdup(sql), what);
-
-		item_lock(it, pp->key.buf, 1);
-		add_item(&pp->keys, &pp->nkeys, &pp->akeys, it);
-	}
-}
-
-static int plan_stmt(void *ud, const char *text, size_t len, int line)
-{
-	struct post_plan *pp = ud;
-	struct strbuf sql = STRBUF_INIT, what = STRBUF_INIT;
-	struct item *it;
-	enum post_kind kind;
-	int split;
-
-	(void)line;
-	sb_add(&sql, text, len);
-	kind = classify(pp, sql.buf, &split);
-	what_of(&what, text, len);
-	switch (kind) {
-	case OTHER:
-		sb_addf(&pp->rest, "%s;\n", sql.buf);
-		break;
-	case INDEX:
-		it = item_new(sb_detach(&sql), what.buf);
-		item_lock(it, pp->key.buf, 0);
-		add_item(&pp->indexes, &pp->nidx, &pp->aidx, it);
-		break;
-	case KEY:
-		if (!split) {
-			add_key(pp, sql.buf, what.buf);
-			break;
-		}
-		add_key(pp, pp->attach_sql.buf, what.buf);
-		sb_reset(&what);
-		what_of(&what, pp->index_sql.buf, pp->index_sql.len);
-		it = item_new(sb_detach(&pp->index_sql), what.buf);
-		item_lock(it, pp->key.buf, 0);
-		add_item(&pp->indexes, &pp->nidx, &pp->aidx, it);
-		break;
-	case FOREIGN_KEY:
-		it = item_new(sb_detach(&sql), what.buf);
-		item_lock(it, pp->key.buf, 1);
-		if (strcmp(pp->key.buf, pp->key2.buf) != 0)
-			item_lock(it, pp->key2.buf, 1);
-		add_item(&pp->fkeys, &pp->nfk, &pp->afk, it);
-		break;
-	}
-	sb_release(&sql);
-	sb_release(&what);
-	return 0;
-}
-
-/* Queues items (taken, the array freed) and waits for them. */
-static int run_phase(struct pool *p, struct item **items, size_t n, struct sm_error *err)
-{
-	size_t i;
-	int ret = 0;
-
-	for (i = 0; i < n && ret == 0; i++)
-		if (pool_push(p, items[i]) < 0)
-			ret = -1;
-	for (; i < n; i++)
-		item_free(items[i]);
-	free(items);
-	if (pool_wait(p, err) < 0)
-		return -1;
-	return ret;
-}
-
-static void plan_release(struct post_plan *pp)
-{
-	for (size_t i = 0; i < pp->nidx; i++)
-		item_free(pp->indexes[i]);
-	for (size_t i = 0; i < pp->nkeys; i++)
-		item_free(pp->keys[i]);
-	for (size_t i = 0; i < pp->nfk; i++)
-		item_free(pp->fkeys[i]);
-	free(pp->indexes);
-	free(pp->keys);
-	free(pp->fkeys);
-	sb_release(&pp->rest);
-	sb_release(&pp->key);
-	sb_release(&pp->key2);
-	sb_release(&pp->index_sql);
-	sb_release(&pp->attach_sql);
-}
-
-static int post_data(struct pool *p, struct engine *target, const struct roots *rt,
-		     const struct pg_meta *m, struct sm_error *err)
-{
-	struct post_plan pp;
+	static const char what_prefix[] = "cannot restore constraints and indexes (post-data)";
+	const struct pga_toc *toc = &m->post_toc;
+	unsigned char *pooled = xcalloc(toc->n ? toc->n : 1, 1);
+	size_t *fin = xcalloc(toc->n ? toc->n : 1, sizeof(*fin)), nitems = 0;
+	struct strbuf what = STRBUF_INIT;
 	int ret = -1;
 
-	memset(&pp, 0, sizeof(pp));
-	pp.target = target;
-	pp.roots = rt;
-	pp.rest = (struct strbuf)STRBUF_INIT;
-	pp.key = (struct strbuf)STRBUF_INIT;
-	pp.key2 = (struct strbuf)STRBUF_INIT;
-	pp.index_sql = (struct strbuf)STRBUF_INIT;
-	pp.attach_sql = (struct strbuf)STRBUF_INIT;
-	if (target->ops->split(m->post.buf, plan_stmt, &pp, err) < 0)
-		goto out;
-	/* indexes first (those of keys too: see split_key), all at once */
-	for (int phase = 0; phase < 3; phase++) {
-		struct item ***items = phase == 0 ? &pp.indexes : phase == 1 ? &pp.keys : &pp.fkeys;
-		size_t *n = phase == 0 ? &pp.nidx : phase == 1 ? &pp.nkeys : &pp.nfk;
-		struct item **taken = *items;
-		size_t ntaken = *n;
+	/* the pooled entries and the ids of their items (a split key: two) */
+	for (size_t i = 0; i < toc->n; i++) {
+		const struct pga_entry *e = &toc->v[i];
 
-		*items = NULL;
-		*n = 0;
-		if (run_phase(p, taken, ntaken, err) < 0)
-			goto out;
+		pooled[i] = e->lock != PGA_LOCK_NONE && e->ntables;
+		for (size_t d = 0; d < e->ndeps && pooled[i]; d++)
+			pooled[i] = pooled[e->deps[d]];
+		if (pooled[i]) {
+			nitems += e->index_sql ? 2 : 1;
+			fin[i] = nitems - 1;
+		}
 	}
-	sb_grow(&pp.rest, 1);
-	if (pgr_run_batched(target, pp.rest.buf, "cannot restore post-data", err) < 0)
+	pthread_mutex_lock(&p->mu);
+	p->done = xcalloc(nitems ? nitems : 1, 1);
+	pthread_mutex_unlock(&p->mu);
+	for (size_t i = 0; i < toc->n; i++) {
+		const struct pga_entry *e = &toc->v[i];
+		struct item *it;
+
+		if (!pooled[i])
+			continue;
+		sb_reset(&what);
+		if (e->index_sql) {
+			/* the key's index, with the table's other index builds */
+			sb_addf(&what, "%s: INDEX of %s %s", what_prefix, e->kind, e->name);
+			it = item_new(xstrdup(e->index_sql), what.buf);
+			item_lock(it, e->tables[0], PGA_LOCK_SHARE);
+			for (size_t d = 0; d < e->ndeps; d++)
+				item_dep(it, fin[e->deps[d]]);
+			if (push_post(p, it, fin[i] - 1) < 0)
+				goto wait;
+			sb_reset(&what);
+			sb_addf(&what, "%s: %s %s", what_prefix, e->kind, e->name);
+			it = item_new(xstrdup(e->attach_sql), what.buf);
+			item_dep(it, fin[i] - 1);
+		} else {
+			sb_addf(&what, "%s: %s %s", what_prefix, e->kind, e->name);
+			it = item_new(xstrndup(m->post.buf + e->offset, e->len), what.buf);
+		}
+		for (size_t t = 0; t < e->ntables; t++)
+			item_lock(it, e->tables[t], e->lock);
+		for (size_t d = 0; d < e->ndeps; d++)
+			item_dep(it, fin[e->deps[d]]);
+		if (push_post(p, it, fin[i]) < 0)
+			goto wait;
+	}
+wait:
+	if (pool_wait(p, err) < 0)
+		goto out;
+	if (pgr_run_entries(conn, m, pooled, what_prefix, err) < 0)
 		goto out;
 	ret = 0;
 out:
-	plan_release(&pp);
+	sb_release(&what);
+	free(pooled);
+	free(fin);
 	return ret;
+}
+
+static int post_data(struct pool *p, struct engine *target, const struct pg_meta *m,
+		     struct sm_error *err)
+{
+	/* a snapshot written before the typed toc: its script, in order */
+	if (!m->post_toc.n)
+		return pgr_run_batched(target, m->post.buf, "cannot restore post-data", err);
+	return post_entries(p, engine_native(target), m, err);
 }
 
 int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long lock_timeout_ms,
@@ -802,7 +605,6 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
 	struct pg_meta m = PG_META_INIT;
-	struct roots rt = { NULL };
 	struct strbuf sql = STRBUF_INIT;
 	struct snap_entry ent;
 	struct pool p;
@@ -821,8 +623,7 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 		goto out;
 	pgr_drop_schemas_sql(conn, m.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
-	    pgr_run_batched(target, m.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
-	    roots_load(conn, &rt, err) < 0)
+	    pgr_run_batched(target, m.pre.buf, "cannot restore the schema (pre-data)", err) < 0)
 		goto out;
 	if (pool_start(&p, target, jobs, lock_timeout_ms, err) < 0) {
 		started = 1;
@@ -842,7 +643,7 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	if (pool_wait(&p, err) < 0)
 		goto out;
 	p.bound = 0;
-	if (post_data(&p, target, &rt, &m, err) < 0)
+	if (post_data(&p, target, &m, err) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -854,7 +655,6 @@ out:
 		err_prefix(err, "the parallel restore (--jobs %d) stopped part-way and left the target "
 			   "database incomplete (a parallel restore is not atomic: drop it or restore "
 			   "again)", jobs);
-	PQclear(rt.res);
 	pgr_meta_release(&m);
 	snap_reader_close(r);
 	sb_release(&sql);

@@ -129,7 +129,8 @@ static int result_error(struct engine *e, const PGresult *res, const char *prefi
 		/* no server error: the connection failed (libpq's own message) */
 		const char *msg = res ? PQresultErrorMessage(res) : "";
 		add_libpq_message(&sb, NULL, pg->conn, *msg ? msg : PQerrorMessage(pg->conn));
-		if (PQstatus(pg->conn) == CONNECTION_BAD && !strstr(sb.buf, "connection"))
+		/* said whatever libpq's message (translated) says */
+		if (PQstatus(pg->conn) == CONNECTION_BAD)
 			sb_adds(&sb, " (connection lost)");
 	}
 	sb_rtrim(&sb);
@@ -380,13 +381,14 @@ out:
 }
 
 /* Appends what an operator can do about the failures a migration run
- * typically meets, unless the server already gave a hint. */
-static void add_migration_hint(const struct engine *e, struct sm_error *err)
+ * typically meets, unless the server already gave a hint (res's hint
+ * field, not the message text). */
+static void add_migration_hint(const struct engine *e, const PGresult *res, struct sm_error *err)
 {
 	const char *hint = NULL;
 	size_t n = strlen(err->msg);
 
-	if (strstr(err->msg, "\nHINT:  ") || err->kind == ERR_INTERRUPTED)
+	if ((res && PQresultErrorField(res, PG_DIAG_MESSAGE_HINT)) || err->kind == ERR_INTERRUPTED)
 		return;
 	if (!strcmp(err->sqlstate, "25001") && e->in_tx)
 		hint = "this statement cannot run in a transaction: mark the migration "
@@ -452,7 +454,7 @@ static int exec_one(void *ud, size_t off, size_t len)
 	res = exec_simple(pg->conn, st->stmt.buf);
 	if (!result_ok(res)) {
 		ret = result_error(st->e, res, where.buf, st->err);
-		add_migration_hint(st->e, st->err);
+		add_migration_hint(st->e, res, st->err);
 	}
 	PQclear(res);
 	if (st->e->observer)

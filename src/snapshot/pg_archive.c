@@ -1,0 +1,238 @@
+/*
+ * pg_archive: the PostgreSQL archive's entry names and its typed table of
+ * contents (see pg_archive.h).
+ */
+#include "pg_archive.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+void pga_data_entry(struct strbuf *out, size_t n)
+{
+	sb_reset(out);
+	sb_addf(out, "data/%06zu.copy", n);
+}
+
+static const char *const lock_names[] = {
+	"", "ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE",
+	"SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE",
+};
+
+#define BIT(m) (1u << (m))
+/* PostgreSQL's table of conflicting lock modes ("Explicit Locking"). */
+static const unsigned conflicts[] = {
+	[PGA_LOCK_NONE] = 0,
+	[PGA_LOCK_ACCESS_SHARE] = BIT(PGA_LOCK_ACCESS_EXCLUSIVE),
+	[PGA_LOCK_ROW_SHARE] = BIT(PGA_LOCK_EXCLUSIVE) | BIT(PGA_LOCK_ACCESS_EXCLUSIVE),
+	[PGA_LOCK_ROW_EXCLUSIVE] = BIT(PGA_LOCK_SHARE) | BIT(PGA_LOCK_SHARE_ROW_EXCLUSIVE) |
+				   BIT(PGA_LOCK_EXCLUSIVE) | BIT(PGA_LOCK_ACCESS_EXCLUSIVE),
+	[PGA_LOCK_SHARE_UPDATE_EXCLUSIVE] = BIT(PGA_LOCK_SHARE_UPDATE_EXCLUSIVE) |
+					    BIT(PGA_LOCK_SHARE) | BIT(PGA_LOCK_SHARE_ROW_EXCLUSIVE) |
+					    BIT(PGA_LOCK_EXCLUSIVE) | BIT(PGA_LOCK_ACCESS_EXCLUSIVE),
+	[PGA_LOCK_SHARE] = BIT(PGA_LOCK_ROW_EXCLUSIVE) | BIT(PGA_LOCK_SHARE_UPDATE_EXCLUSIVE) |
+			   BIT(PGA_LOCK_SHARE_ROW_EXCLUSIVE) | BIT(PGA_LOCK_EXCLUSIVE) |
+			   BIT(PGA_LOCK_ACCESS_EXCLUSIVE),
+	[PGA_LOCK_SHARE_ROW_EXCLUSIVE] = BIT(PGA_LOCK_ROW_EXCLUSIVE) |
+					 BIT(PGA_LOCK_SHARE_UPDATE_EXCLUSIVE) | BIT(PGA_LOCK_SHARE) |
+					 BIT(PGA_LOCK_SHARE_ROW_EXCLUSIVE) | BIT(PGA_LOCK_EXCLUSIVE) |
+					 BIT(PGA_LOCK_ACCESS_EXCLUSIVE),
+	[PGA_LOCK_EXCLUSIVE] = BIT(PGA_LOCK_ROW_SHARE) | BIT(PGA_LOCK_ROW_EXCLUSIVE) |
+			       BIT(PGA_LOCK_SHARE_UPDATE_EXCLUSIVE) | BIT(PGA_LOCK_SHARE) |
+			       BIT(PGA_LOCK_SHARE_ROW_EXCLUSIVE) | BIT(PGA_LOCK_EXCLUSIVE) |
+			       BIT(PGA_LOCK_ACCESS_EXCLUSIVE),
+	[PGA_LOCK_ACCESS_EXCLUSIVE] = BIT(PGA_LOCK_ACCESS_SHARE) | BIT(PGA_LOCK_ROW_SHARE) |
+				      BIT(PGA_LOCK_ROW_EXCLUSIVE) |
+				      BIT(PGA_LOCK_SHARE_UPDATE_EXCLUSIVE) | BIT(PGA_LOCK_SHARE) |
+				      BIT(PGA_LOCK_SHARE_ROW_EXCLUSIVE) | BIT(PGA_LOCK_EXCLUSIVE) |
+				      BIT(PGA_LOCK_ACCESS_EXCLUSIVE),
+};
+
+const char *pga_lock_name(enum pga_lock mode)
+{
+	return (size_t)mode < sizeof(lock_names) / sizeof(*lock_names) ? lock_names[mode] : "";
+}
+
+int pga_locks_conflict(enum pga_lock a, enum pga_lock b)
+{
+	if ((size_t)a >= sizeof(conflicts) / sizeof(*conflicts))
+		return 1;
+	return (conflicts[a] & BIT(b)) != 0;
+}
+
+static int lock_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof(lock_names) / sizeof(*lock_names); i++)
+		if (!strcmp(name, lock_names[i]))
+			return (int)i;
+	return -1;
+}
+
+struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const char *kind,
+			      const char *name, const char *sql, size_t len)
+{
+	struct pga_entry *e;
+
+	ALLOC_GROW(t->v, t->n + 1, t->alloc);
+	e = &t->v[t->n++];
+	memset(e, 0, sizeof(*e));
+	e->kind = xstrdup(kind);
+	e->name = xstrdup(name ? name : "");
+	e->offset = script->len;
+	e->len = len;
+	sb_add(script, sql, len);
+	return e;
+}
+
+void pga_entry_add_table(struct pga_entry *e, const char *table)
+{
+	for (size_t i = 0; i < e->ntables; i++)
+		if (!strcmp(e->tables[i], table))
+			return;
+	if (e->ntables == PGA_MAX_TABLES) {
+		e->lock = PGA_LOCK_NONE;
+		return;
+	}
+	e->tables[e->ntables++] = xstrdup(table);
+}
+
+void pga_entry_add_dep(struct pga_entry *e, size_t dep)
+{
+	for (size_t i = 0; i < e->ndeps; i++)
+		if (e->deps[i] == dep)
+			return;
+	ALLOC_GROW(e->deps, e->ndeps + 1, e->adeps);
+	e->deps[e->ndeps++] = dep;
+}
+
+static void entry_release(struct pga_entry *e)
+{
+	free(e->kind);
+	free(e->name);
+	free(e->owner);
+	for (size_t i = 0; i < e->ntables; i++)
+		free(e->tables[i]);
+	free(e->deps);
+	free(e->index_sql);
+	free(e->attach_sql);
+}
+
+void pga_toc_release(struct pga_toc *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		entry_release(&t->v[i]);
+	free(t->v);
+	t->v = NULL;
+	t->n = t->alloc = 0;
+}
+
+cJSON *pga_toc_json(const struct pga_toc *t)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	for (size_t i = 0; i < t->n; i++) {
+		const struct pga_entry *e = &t->v[i];
+		cJSON *o = cJSON_CreateObject(), *tables, *deps;
+
+		cJSON_AddStringToObject(o, "kind", e->kind);
+		cJSON_AddStringToObject(o, "name", e->name);
+		if (e->owner)
+			cJSON_AddStringToObject(o, "owner", e->owner);
+		tables = cJSON_AddArrayToObject(o, "tables");
+		for (size_t j = 0; j < e->ntables; j++)
+			cJSON_AddItemToArray(tables, cJSON_CreateString(e->tables[j]));
+		cJSON_AddStringToObject(o, "lock", pga_lock_name(e->lock));
+		deps = cJSON_AddArrayToObject(o, "deps");
+		for (size_t j = 0; j < e->ndeps; j++)
+			cJSON_AddItemToArray(deps, cJSON_CreateNumber((double)e->deps[j]));
+		cJSON_AddNumberToObject(o, "offset", (double)e->offset);
+		cJSON_AddNumberToObject(o, "length", (double)e->len);
+		if (e->index_sql && e->attach_sql) {
+			cJSON_AddStringToObject(o, "index_sql", e->index_sql);
+			cJSON_AddStringToObject(o, "attach_sql", e->attach_sql);
+		}
+		cJSON_AddItemToArray(arr, o);
+	}
+	return arr;
+}
+
+/* A non-negative integer field below limit into *out. */
+static int get_size(const cJSON *o, const char *key, double limit, size_t *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+
+	if (d < 0 || d > limit || d != (double)(size_t)d)
+		return -1;
+	*out = (size_t)d;
+	return 0;
+}
+
+static const char *get_str(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int parse_entry(const cJSON *o, size_t idx, size_t script_len, struct pga_entry *e)
+{
+	const char *kind = get_str(o, "kind"), *name = get_str(o, "name");
+	const char *lock = get_str(o, "lock"), *isql = get_str(o, "index_sql");
+	const char *asql = get_str(o, "attach_sql"), *owner = get_str(o, "owner");
+	const cJSON *tables = cJSON_GetObjectItemCaseSensitive(o, "tables");
+	const cJSON *deps = cJSON_GetObjectItemCaseSensitive(o, "deps"), *v;
+	int mode = lock ? lock_parse(lock) : -1;
+
+	memset(e, 0, sizeof(*e));
+	if (!kind || !name || mode < 0 || !cJSON_IsArray(tables) || !cJSON_IsArray(deps) ||
+	    cJSON_GetArraySize(tables) > PGA_MAX_TABLES ||
+	    get_size(o, "offset", (double)script_len, &e->offset) < 0 ||
+	    get_size(o, "length", (double)(script_len - e->offset), &e->len) < 0)
+		return -1;
+	e->kind = xstrdup(kind);
+	e->name = xstrdup(name);
+	e->owner = owner ? xstrdup(owner) : NULL;
+	e->lock = (enum pga_lock)mode;
+	cJSON_ArrayForEach(v, tables) {
+		if (!cJSON_IsString(v))
+			return -1;
+		e->tables[e->ntables++] = xstrdup(v->valuestring);
+	}
+	cJSON_ArrayForEach(v, deps) {
+		/* an earlier entry: the script's order satisfies every dependency */
+		if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= (double)idx ||
+		    v->valuedouble != (double)(size_t)v->valuedouble)
+			return -1;
+		pga_entry_add_dep(e, (size_t)v->valuedouble);
+	}
+	if (isql && asql) {
+		e->index_sql = xstrdup(isql);
+		e->attach_sql = xstrdup(asql);
+	}
+	return 0;
+}
+
+int pga_toc_parse(const cJSON *toc, size_t script_len, struct pga_toc *out, struct sm_error *err)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(toc, "post_data"), *o;
+
+	pga_toc_release(out);
+	if (!arr)
+		return 0;
+	if (!cJSON_IsArray(arr))
+		return err_set(err, ERR_DAMAGED, "its %s has a malformed post_data list", PGA_TOC_ENTRY);
+	cJSON_ArrayForEach(o, arr) {
+		ALLOC_GROW(out->v, out->n + 1, out->alloc);
+		if (parse_entry(o, out->n, script_len, &out->v[out->n]) < 0) {
+			size_t bad = out->n++;
+
+			pga_toc_release(out);
+			return err_set(err, ERR_DAMAGED, "its %s has a malformed post_data entry "
+				       "(number %zu)", PGA_TOC_ENTRY, bad);
+		}
+		out->n++;
+	}
+	return 0;
+}

@@ -1,0 +1,123 @@
+/*
+ * pg_archive: the layout of a PostgreSQL snapshot's archive, its one owner.
+ * backup_pg.c writes it, restore_pg.c and restore_pg_parallel.c read it;
+ * none of them spells an entry name or a toc field of its own.
+ *
+ *   pg/toc.json        the table of contents: format version, the schemas
+ *                      the snapshot owns, per table its qualified name, COPY
+ *                      column list and data entry, and (version 2) the typed
+ *                      entries of post-data ("post_data", below)
+ *   pg/pre-data.sql    schemas, extensions, types, sequences, tables,
+ *                      functions, views (run with an empty search_path)
+ *   pg/post-data.sql   constraints, indexes, triggers, setval, ownership,
+ *                      grants, comments, materialized-view refresh
+ *   data/NNNNNN.copy.* one COPY ... TO STDOUT text stream per table
+ *
+ * Like pg_dump's archive TOC, each post-data item is an entry: its kind
+ * (pg_dump's names: "INDEX", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER",
+ * "ACL", "COMMENT", ...), its identity, the tables it locks and in which
+ * mode, the entries it needs first (computed from pg_depend by the backup)
+ * and its SQL, a slice [offset, offset + length) of pg/post-data.sql, which
+ * stays one script that runs in order.  The restore schedules from these
+ * entries and never parses the SQL to find out what it is.
+ *
+ * Version 1 (safe-migrate before the typed toc) has no "post_data": such a
+ * snapshot restores by running pg/post-data.sql as a whole, in order.
+ */
+#ifndef SM_PG_ARCHIVE_H
+#define SM_PG_ARCHIVE_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "strbuf.h"
+
+#define PGA_TOC_ENTRY "pg/toc.json"
+#define PGA_PRE_ENTRY "pg/pre-data.sql"
+#define PGA_POST_ENTRY "pg/post-data.sql"
+/* Large object number i (0, 1, ... in OID order): its data, streamed in
+ * chunks after every table's; the toc's "large_objects" maps each OID to
+ * its entry. */
+#define PGA_BLOB_ENTRY_FMT "pg/blobs/%06zu.bin"
+/* The toc's format version this build writes (it reads 1 and 2). */
+#define PGA_TOC_VERSION 2
+
+/* Table n's data entry name ("data/NNNNNN.copy") into out (reset first). */
+void pga_data_entry(struct strbuf *out, size_t n);
+
+/* PostgreSQL's table lock modes, weakest first (PGA_LOCK_NONE: the entry's
+ * locks are not known, so it runs alone, in order). */
+enum pga_lock {
+	PGA_LOCK_NONE,
+	PGA_LOCK_ACCESS_SHARE,
+	PGA_LOCK_ROW_SHARE,
+	PGA_LOCK_ROW_EXCLUSIVE,
+	PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
+	PGA_LOCK_SHARE,
+	PGA_LOCK_SHARE_ROW_EXCLUSIVE,
+	PGA_LOCK_EXCLUSIVE,
+	PGA_LOCK_ACCESS_EXCLUSIVE,
+};
+
+/* "SHARE", "ACCESS EXCLUSIVE", ... ("" for PGA_LOCK_NONE). */
+const char *pga_lock_name(enum pga_lock mode);
+/* Do two sessions holding a and b on one table wait for each other?
+ * (PostgreSQL's conflict table; PGA_LOCK_NONE conflicts with nothing.) */
+int pga_locks_conflict(enum pga_lock a, enum pga_lock b);
+
+/* At most this many tables an entry locks (a foreign key: two). */
+#define PGA_MAX_TABLES 2
+
+struct pga_entry {
+	char *kind;            /* pg_dump's name of the kind */
+	char *name;            /* the object, as the SQL names it */
+	char *owner;           /* the role an ACL entry's grants start from; NULL */
+	/* the tables it locks (a partition counts as its tree's root: ALTER
+	 * TABLE recurses into partitions), qualified, all in mode lock */
+	char *tables[PGA_MAX_TABLES];
+	size_t ntables;
+	enum pga_lock lock;
+	size_t *deps;          /* indexes of earlier entries it needs */
+	size_t ndeps, adeps;
+	size_t offset, len;    /* its SQL in pg/post-data.sql */
+	/* a primary key or unique constraint that can be built as a unique
+	 * index (SHARE lock, alongside the table's other index builds) and
+	 * then attached (ADD CONSTRAINT ... USING INDEX): the two statements,
+	 * equivalent to the entry's SQL; NULL otherwise */
+	char *index_sql, *attach_sql;
+};
+
+struct pga_toc {
+	struct pga_entry *v;
+	size_t n, alloc;
+};
+
+#define PGA_TOC_INIT { NULL, 0, 0 }
+
+/*
+ * Appends sql[0..len) to script and records it as a new entry of kind and
+ * name (copied).  Returns the entry (borrowed: valid until the next add),
+ * for the caller to fill in tables, lock, dependencies.
+ */
+struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const char *kind,
+			      const char *name, const char *sql, size_t len);
+/* Adds table (copied) to e's locked tables; ignored past PGA_MAX_TABLES,
+ * which makes the entry's locks unknown (lock = PGA_LOCK_NONE). */
+void pga_entry_add_table(struct pga_entry *e, const char *table);
+/* Records that e needs entry dep (an earlier one) first. */
+void pga_entry_add_dep(struct pga_entry *e, size_t dep);
+void pga_toc_release(struct pga_toc *t);
+
+/* The toc's "post_data" array for t (caller owns). */
+cJSON *pga_toc_json(const struct pga_toc *t);
+
+/*
+ * Reads toc's typed entries into out (empty for a version 1 toc).  The
+ * archive is hostile: a slice outside the script_len bytes of post-data, a
+ * dependency that is not an earlier entry, an unknown lock mode or a
+ * missing field is ERR_DAMAGED.  On failure out is released.
+ */
+int pga_toc_parse(const cJSON *toc, size_t script_len, struct pga_toc *out, struct sm_error *err);
+
+#endif

@@ -1,0 +1,150 @@
+/*
+ * test_pg_archive: the PostgreSQL archive's typed table of contents: a toc
+ * written by pga_toc_json reads back the same, a hostile toc (a slice out
+ * of the script, a dependency on a later entry, an unknown lock mode) is
+ * refused as damaged, and the lock-conflict table is PostgreSQL's.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pg_archive.h"
+#include "strbuf.h"
+
+/* Two entries: an index and a foreign key that needs it. */
+static void build(struct pga_toc *t, struct strbuf *script)
+{
+	struct pga_entry *e;
+
+	sb_adds(script, "-- header\n");
+	e = pga_toc_add(t, script, "INDEX", "s.t_pkey", "CREATE INDEX i ON s.t (a);\n", 26);
+	e->lock = PGA_LOCK_SHARE;
+	pga_entry_add_table(e, "s.t");
+	e = pga_toc_add(t, script, "FK CONSTRAINT", "s.u u_fkey",
+			"ALTER TABLE ONLY s.u ADD CONSTRAINT u_fkey FOREIGN KEY (a) REFERENCES s.t(a);\n",
+			78);
+	e->lock = PGA_LOCK_SHARE_ROW_EXCLUSIVE;
+	pga_entry_add_table(e, "s.u");
+	pga_entry_add_table(e, "s.t");
+	pga_entry_add_dep(e, 0);
+}
+
+/* Parses toc text (a JSON object) against a script of len bytes. */
+static int parse(const char *text, size_t len, struct pga_toc *out)
+{
+	struct sm_error err = SM_ERROR_INIT;
+	cJSON *toc = cJSON_Parse(text);
+	int rc;
+
+	assert_non_null(toc);
+	rc = pga_toc_parse(toc, len, out, &err);
+	if (rc < 0)
+		assert_int_equal(err.kind, ERR_DAMAGED);
+	cJSON_Delete(toc);
+	return rc;
+}
+
+static void test_round_trip(void **state)
+{
+	struct pga_toc t = PGA_TOC_INIT, back = PGA_TOC_INIT;
+	struct strbuf script = STRBUF_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+	cJSON *toc = cJSON_CreateObject();
+
+	(void)state;
+	build(&t, &script);
+	cJSON_AddItemToObject(toc, "post_data", pga_toc_json(&t));
+	assert_int_equal(pga_toc_parse(toc, script.len, &back, &err), 0);
+	assert_int_equal(back.n, 2);
+	assert_string_equal(back.v[1].kind, "FK CONSTRAINT");
+	assert_int_equal(back.v[1].lock, PGA_LOCK_SHARE_ROW_EXCLUSIVE);
+	assert_int_equal(back.v[1].ntables, 2);
+	assert_string_equal(back.v[1].tables[1], "s.t");
+	assert_int_equal(back.v[1].ndeps, 1);
+	assert_int_equal(back.v[1].deps[0], 0);
+	assert_int_equal(back.v[0].offset, 10);
+	assert_memory_equal(script.buf + back.v[1].offset, "ALTER TABLE ONLY s.u", 20);
+	/* a version 1 toc has no entries, and that is no error */
+	cJSON_DeleteItemFromObject(toc, "post_data");
+	assert_int_equal(pga_toc_parse(toc, script.len, &back, &err), 0);
+	assert_int_equal(back.n, 0);
+	cJSON_Delete(toc);
+	pga_toc_release(&t);
+	pga_toc_release(&back);
+	sb_release(&script);
+}
+
+static void test_hostile_tocs(void **state)
+{
+	static const char *const bad[] = {
+		/* the slice runs past the script */
+		"{\"post_data\": [{\"kind\": \"INDEX\", \"name\": \"i\", \"tables\": [], \"lock\": \"\", "
+		"\"deps\": [], \"offset\": 90, \"length\": 20}]}",
+		/* a negative or fractional offset */
+		"{\"post_data\": [{\"kind\": \"INDEX\", \"name\": \"i\", \"tables\": [], \"lock\": \"\", "
+		"\"deps\": [], \"offset\": -1, \"length\": 2}]}",
+		"{\"post_data\": [{\"kind\": \"INDEX\", \"name\": \"i\", \"tables\": [], \"lock\": \"\", "
+		"\"deps\": [], \"offset\": 1.5, \"length\": 2}]}",
+		/* a dependency on itself or a later entry: no order runs it */
+		"{\"post_data\": [{\"kind\": \"INDEX\", \"name\": \"i\", \"tables\": [], \"lock\": \"\", "
+		"\"deps\": [0], \"offset\": 0, \"length\": 2}]}",
+		/* a lock mode PostgreSQL does not have */
+		"{\"post_data\": [{\"kind\": \"INDEX\", \"name\": \"i\", \"tables\": [\"t\"], "
+		"\"lock\": \"VERY SHARE\", \"deps\": [], \"offset\": 0, \"length\": 2}]}",
+		/* more tables than an entry may lock, a missing kind, not a list */
+		"{\"post_data\": [{\"kind\": \"INDEX\", \"name\": \"i\", \"tables\": [\"a\", \"b\", \"c\"], "
+		"\"lock\": \"SHARE\", \"deps\": [], \"offset\": 0, \"length\": 2}]}",
+		"{\"post_data\": [{\"name\": \"i\", \"tables\": [], \"lock\": \"\", \"deps\": [], "
+		"\"offset\": 0, \"length\": 2}]}",
+		"{\"post_data\": {}}",
+	};
+	struct pga_toc t = PGA_TOC_INIT;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		assert_int_equal(parse(bad[i], 100, &t), -1);
+		assert_int_equal(t.n, 0);
+	}
+	assert_int_equal(parse("{\"post_data\": [{\"kind\": \"INDEX\", \"name\": \"i\", \"tables\": "
+			       "[\"t\"], \"lock\": \"SHARE\", \"deps\": [], \"offset\": 98, "
+			       "\"length\": 2}]}", 100, &t), 0);
+	assert_int_equal(t.n, 1);
+	pga_toc_release(&t);
+}
+
+static void test_lock_conflicts(void **state)
+{
+	(void)state;
+	/* index builds on one table run together; not with ADD CONSTRAINT */
+	assert_false(pga_locks_conflict(PGA_LOCK_SHARE, PGA_LOCK_SHARE));
+	assert_true(pga_locks_conflict(PGA_LOCK_SHARE, PGA_LOCK_ACCESS_EXCLUSIVE));
+	/* two foreign keys on one table wait for each other, and for an index */
+	assert_true(pga_locks_conflict(PGA_LOCK_SHARE_ROW_EXCLUSIVE, PGA_LOCK_SHARE_ROW_EXCLUSIVE));
+	assert_true(pga_locks_conflict(PGA_LOCK_SHARE_ROW_EXCLUSIVE, PGA_LOCK_SHARE));
+	assert_false(pga_locks_conflict(PGA_LOCK_ACCESS_SHARE, PGA_LOCK_EXCLUSIVE));
+	assert_true(pga_locks_conflict(PGA_LOCK_ROW_EXCLUSIVE, PGA_LOCK_SHARE));
+	assert_false(pga_locks_conflict(PGA_LOCK_ROW_EXCLUSIVE, PGA_LOCK_ROW_EXCLUSIVE));
+	assert_false(pga_locks_conflict(PGA_LOCK_NONE, PGA_LOCK_ACCESS_EXCLUSIVE));
+	/* the table is symmetric */
+	for (int a = PGA_LOCK_NONE; a <= PGA_LOCK_ACCESS_EXCLUSIVE; a++)
+		for (int b = PGA_LOCK_NONE; b <= PGA_LOCK_ACCESS_EXCLUSIVE; b++)
+			assert_int_equal(pga_locks_conflict((enum pga_lock)a, (enum pga_lock)b),
+					 pga_locks_conflict((enum pga_lock)b, (enum pga_lock)a));
+	assert_string_equal(pga_lock_name(PGA_LOCK_SHARE_UPDATE_EXCLUSIVE), "SHARE UPDATE EXCLUSIVE");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_hostile_tocs),
+		cmocka_unit_test(test_lock_conflicts),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
