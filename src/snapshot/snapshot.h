@@ -37,7 +37,9 @@
 #include "fsutil.h"
 #include "hash.h"
 
-#define SNAP_FORMAT_VERSION 2
+#define SNAP_FORMAT_VERSION 3
+/* The manifest member holding its HMAC in an encrypted snapshot. */
+#define SNAP_MANIFEST_AUTH "hmac_sha256"
 #define SNAP_SUFFIX ".tar.zst"
 #define SNAP_SHA_SUFFIX ".sha256"
 #define SNAP_HEADER_NAME "snapshot.json"
@@ -219,6 +221,15 @@ void snap_reader_set_progress(struct snap_reader *r, snap_progress_fn fn, void *
 /* Makes reading fail with ERR_INTERRUPTED once *flag is set (a signal
  * handler's flag; borrowed, may be NULL): checked before every block read. */
 void snap_reader_set_interrupt(struct snap_reader *r, volatile sig_atomic_t *flag);
+
+/* 0: the snapshot is not encrypted; 1: it is and the keyring holds its key
+ * (every byte snap_reader_read returns was authenticated, and
+ * snap_reader_finish checks the manifest's HMAC); -1: it is, without the
+ * key (snap_reader_read of an entry fails; snap_reader_finish checks the
+ * stored bytes only). */
+int snap_reader_decrypts(const struct snap_reader *r);
+/* The key id an encrypted snapshot names (borrowed), or NULL. */
+const char *snap_reader_key_id(const struct snap_reader *r);
 
 /* True if name is a chunk of base ("<base>.NNNN"); sets *index. */
 int snap_is_chunk_of(const char *name, const char *base, unsigned *index);

@@ -23,6 +23,7 @@
 #include "bpipe.h"
 #include "fsutil.h"
 #include "snapshot.h"
+#include "snapshot_crypt.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -156,6 +157,15 @@ struct snap_reader {
 	void *progress_ud;
 	volatile sig_atomic_t *interrupt; /* stop reading once set */
 	int interrupted;                  /* a read stopped for it */
+
+	/* encryption (snapshot_crypt.h) */
+	int encrypted;               /* the header has "encryption" */
+	struct snap_crypt *crypt;    /* NULL: no key, entries stay sealed */
+	int cur_sealed;              /* the current entry is sealed */
+	uint64_t cur_plain;          /* its plaintext size */
+	struct snap_crypt_entry opening;
+	unsigned char *rec;          /* a sealed record, then its plaintext */
+	size_t rec_pos, rec_len;     /* plaintext not yet handed out */
 };
 
 void snap_problems_add(struct snap_problems *p, const char *fmt, ...)
@@ -416,6 +426,9 @@ static int check_deferred_arrived(struct snap_reader *r, struct sm_error *err)
 	return 0;
 }
 
+static int raw_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
+		    struct sm_error *err);
+
 /* Finishes the current entry: skips (and hashes) unread data, records it. */
 static int end_entry(struct snap_reader *r, struct sm_error *err)
 {
@@ -425,10 +438,14 @@ static int end_entry(struct snap_reader *r, struct sm_error *err)
 	if (!r->in_entry)
 		return 0;
 	for (;;) {
-		if (snap_reader_read(r, r->sink, READ_BLOCK, &got, err) < 0)
+		if (raw_read(r, r->sink, READ_BLOCK, &got, err) < 0)
 			return -1;
 		if (!got)
 			break;
+	}
+	if (r->cur_sealed) {
+		snap_crypt_entry_release(&r->opening);
+		r->cur_sealed = 0;
 	}
 	if (r->cur_read != r->cur_size)
 		return fatal(r, err, "entry '%s' holds %llu bytes, its header says %llu",
@@ -509,8 +526,20 @@ static int next_raw(struct snap_reader *r, struct sm_error *err)
 		return fatal(r, err, "entry '%s' appears twice; refused", name);
 	if (r->manifest)
 		return fatal(r, err, "entry '%s' follows the manifest", name);
-	if (check_layout(r, name, (uint64_t)archive_entry_size(e), err) < 0)
+	r->cur_plain = (uint64_t)archive_entry_size(e);
+	if (r->encrypted && strcmp(name, SNAP_MANIFEST_NAME) != 0 &&
+	    snap_crypt_plain_size((uint64_t)archive_entry_size(e), &r->cur_plain) < 0)
+		return fatal(r, err, "entry '%s' has a size (%lld bytes) no encrypted entry can "
+			     "have", name, (long long)archive_entry_size(e));
+	/* the layout's sizes are the payload's, sealed or not */
+	if (check_layout(r, name, r->cur_plain, err) < 0)
 		return -1;
+	if (r->encrypted && strcmp(name, SNAP_MANIFEST_NAME) != 0) {
+		if (r->crypt && snap_crypt_entry_begin(r->crypt, name, &r->opening, err) < 0)
+			return -1;
+		r->cur_sealed = 1;
+		r->rec_pos = r->rec_len = 0;
+	}
 	r->cur_name = xstrdup(name);
 	r->cur_size = (uint64_t)archive_entry_size(e);
 	r->cur_read = 0;
@@ -638,6 +667,24 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 			SNAP_FORMAT_VERSION);
 		goto fail;
 	}
+	if (cJSON_GetObjectItemCaseSensitive(r->header, "encryption")) {
+		if (fv->valuedouble < 3) {
+			fatal(r, err, "format version %g has no encryption", fv->valuedouble);
+			goto fail;
+		}
+		if (snap_crypt_begin_read(cJSON_GetObjectItemCaseSensitive(r->header, "encryption"),
+					  &r->crypt, err) < 0) {
+			if (err->kind == ERR_DAMAGED) {
+				snap_problems_add(&r->problems, "%s", err->msg);
+				damaged(r, err);
+			} else {
+				err_prefix(err, "cannot read snapshot '%s'", path);
+			}
+			goto fail;
+		}
+		r->encrypted = 1;
+		r->rec = xmalloc(2 * SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG);
+	}
 	if (read_deferred(r, err) < 0)
 		goto fail;
 	sb_release(&sb);
@@ -698,12 +745,77 @@ int snap_reader_next(struct snap_reader *r, struct snap_entry *ent, struct sm_er
 			return rc;
 	}
 	ent->name = r->cur_name;
-	ent->size = r->cur_size;
+	ent->size = r->cur_plain;
 	return 1;
+}
+
+/* Opens the current entry's next sealed record into r->rec. */
+static int open_record(struct snap_reader *r, struct sm_error *err)
+{
+	unsigned char *sealed = r->rec + SNAP_CRYPT_RECORD;
+	uint64_t left = r->cur_size - r->cur_read;
+	size_t want = left < SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG ?
+		      (size_t)left : SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG;
+	size_t have = 0, got;
+	struct sm_error e2 = SM_ERROR_INIT;
+
+	while (have < want) {
+		if (raw_read(r, sealed + have, want - have, &got, err) < 0)
+			return -1;
+		if (!got)
+			return fatal(r, err, "entry '%s' ends in the middle of a record", r->cur_name);
+		have += got;
+	}
+	/* the record that ends the stored entry must be its final one */
+	if (snap_crypt_open(&r->opening, sealed, have, r->cur_read == r->cur_size, r->rec,
+			    &e2) < 0)
+		return fatal(r, err, "%s", e2.msg);
+	r->rec_pos = 0;
+	r->rec_len = have - SNAP_CRYPT_TAG;
+	return 0;
 }
 
 int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 		     struct sm_error *err)
+{
+	size_t n;
+
+	*got = 0;
+	if (!r->in_entry || cap == 0 || !r->cur_sealed)
+		return raw_read(r, buf, cap, got, err);
+	if (!r->crypt)
+		return err_set(err, ERR_FAIL, "snapshot '%s' is encrypted (key id %.16s...): "
+			       "give its key with --encrypt-key FILE", r->path,
+			       snap_reader_key_id(r));
+	while (r->rec_pos == r->rec_len) {
+		if (r->cur_read == r->cur_size)
+			return 0;
+		if (open_record(r, err) < 0)
+			return -1;
+	}
+	n = r->rec_len - r->rec_pos < cap ? r->rec_len - r->rec_pos : cap;
+	memcpy(buf, r->rec + r->rec_pos, n);
+	r->rec_pos += n;
+	*got = n;
+	return 0;
+}
+
+const char *snap_reader_key_id(const struct snap_reader *r)
+{
+	const cJSON *enc = cJSON_GetObjectItemCaseSensitive(r->header, "encryption");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(enc, "key_id");
+
+	return cJSON_IsString(id) ? id->valuestring : NULL;
+}
+
+int snap_reader_decrypts(const struct snap_reader *r)
+{
+	return !r->encrypted ? 0 : r->crypt ? 1 : -1;
+}
+
+/* The stored bytes of the current entry, hashed as they go. */
+static int raw_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
+		    struct sm_error *err)
 {
 	la_ssize_t n;
 
@@ -786,6 +898,36 @@ static void check_manifest(struct snap_reader *r)
 	map_release(&names);
 }
 
+/* An encrypted snapshot's manifest must carry its HMAC; with the key, the
+ * HMAC must be right (without it, only the stored bytes can be checked). */
+static void check_manifest_mac(struct snap_reader *r)
+{
+	cJSON *mac;
+	char *text;
+	char want[SNAP_CRYPT_ID_HEX + 1];
+	struct sm_error e2 = SM_ERROR_INIT;
+
+	if (!r->encrypted)
+		return;
+	mac = cJSON_DetachItemFromObjectCaseSensitive(r->manifest, SNAP_MANIFEST_AUTH);
+	if (!cJSON_IsString(mac)) {
+		snap_problems_add(&r->problems, "the manifest of an encrypted snapshot has no %s",
+				  SNAP_MANIFEST_AUTH);
+		cJSON_Delete(mac);
+		return;
+	}
+	if (r->crypt) {
+		text = cJSON_PrintUnformatted(r->manifest);
+		if (snap_crypt_mac(r->crypt, text, strlen(text), want, &e2) < 0)
+			snap_problems_add(&r->problems, "%s", e2.msg);
+		else if (!snap_crypt_mac_equal(want, mac->valuestring))
+			snap_problems_add(&r->problems, "the manifest fails authentication (it was "
+					  "changed, or entries were removed)");
+		free(text);
+	}
+	cJSON_AddItemToObject(r->manifest, SNAP_MANIFEST_AUTH, mac);
+}
+
 int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 {
 	struct snap_entry ent;
@@ -802,6 +944,7 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 	}
 	bpipe_finish(r->in);
 	check_manifest(r);
+	check_manifest_mac(r);
 	/* the whole file was checked against its sidecar before this pass
 	 * (snap_reader_check_file, on this descriptor): not hashed again */
 	if (r->file_checked)
@@ -896,6 +1039,10 @@ void snap_reader_close(struct snap_reader *r)
 		close(r->fd);
 	hash_release(&r->file_hash);
 	hash_release(&r->cur_hash);
+	if (r->cur_sealed)
+		snap_crypt_entry_release(&r->opening);
+	snap_crypt_free(r->crypt);
+	free(r->rec);
 	free(r->cur_name);
 	for (size_t i = 0; i < r->nseen; i++)
 		free(r->seen[i].name);
@@ -944,6 +1091,7 @@ int snap_verify(const char *path, struct snap_problems *problems, cJSON **manife
 	if (stat(path, &st) < 0)
 		return err_sys(err, "cannot open snapshot '%s'", path);
 	if (snap_reader_open(path, &r, &e2) < 0) {
+		/* a wrong key (EKEYREJECTED) is not damage either */
 		if (e2.kind != ERR_DAMAGED && e2.sys_errno)
 			return err_set(err, e2.kind, "%s", e2.msg);
 		/* format version too new, not a regular file, damage: all problems */
@@ -955,7 +1103,20 @@ int snap_verify(const char *path, struct snap_problems *problems, cJSON **manife
 		}
 		return 0;
 	}
-	if (snap_reader_finish(r, &e2) == 0 && manifest)
+	if (r->crypt) {
+		struct snap_entry ent;
+		size_t got;
+		int rc;
+
+		while ((rc = snap_reader_next(r, &ent, &e2)) > 0) {
+			do {
+				rc = snap_reader_read(r, r->sink, READ_BLOCK, &got, &e2);
+			} while (rc == 0 && got);
+			if (rc < 0)
+				break;
+		}
+	}
+	if (e2.kind == ERR_NONE && snap_reader_finish(r, &e2) == 0 && manifest)
 		*manifest = cJSON_Duplicate(snap_reader_manifest(r), 1);
 	if (e2.kind != ERR_NONE && e2.kind != ERR_DAMAGED && !r->problems.n) {
 		snap_reader_close(r);

@@ -27,6 +27,7 @@
 #include "flusher.h"
 #include "fsutil.h"
 #include "snapshot.h"
+#include "snapshot_crypt.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -67,6 +68,14 @@ struct snap_writer {
 	uint64_t push_left, push_chunk_size, push_chunk_left;
 	struct hash_ctx push_hash;
 	uint64_t progress_total, progress_done;
+	/* encryption (snapshot_crypt.h): NULL when the keyring has no target */
+	struct snap_crypt *crypt;
+	cJSON *encryption;      /* owned: the header's "encryption" object */
+	int sealing;            /* the current entry is sealed */
+	struct snap_crypt_entry seal;
+	unsigned char *rec;     /* the record being filled, and its sealed form */
+	size_t rec_fill;
+	uint64_t seal_left;     /* plaintext bytes of the entry not yet sealed */
 };
 
 static void now_iso_ms(char out[40])
@@ -288,6 +297,8 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 		now_iso_ms(now);
 		w->created_at = xstrdup(now);
 	}
+	if (snap_crypt_begin_write(NULL, &w->crypt, &w->encryption, err) < 0)
+		goto fail;
 	w->block = xmalloc(IO_BLOCK);
 	w->flush = flusher_start(w->fd, 0, FLUSHER_STEP);
 	w->out = bpipe_start(6, IO_BLOCK, out_block, w);
@@ -372,12 +383,49 @@ void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size)
 	cJSON_AddNumberToObject(w->deferred, name, (double)size);
 }
 
+/* The SHA-256 of the bytes entry name will hold once sealed (sealing is
+ * deterministic: the entry's key and nonces follow from its name).  On a
+ * failure the declaration is "" and the snapshot fails verification. */
+static void sealed_hash(struct snap_writer *w, const char *name, const void *data, size_t len,
+			char sha[HASH_HEX_LEN + 1])
+{
+	struct snap_crypt_entry e;
+	struct sm_error err = SM_ERROR_INIT;
+	struct hash_ctx h = { NULL };
+	unsigned char *out = xmalloc(SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG);
+	const unsigned char *p = data;
+
+	sha[0] = '\0';
+	if (snap_crypt_entry_begin(w->crypt, name, &e, &err) < 0)
+		goto out;
+	hash_init(&h);
+	do {
+		size_t n = len < SNAP_CRYPT_RECORD ? len : SNAP_CRYPT_RECORD;
+
+		if (snap_crypt_seal(&e, p, n, n == len, out, &err) < 0) {
+			hash_release(&h);
+			snap_crypt_entry_release(&e);
+			goto out;
+		}
+		hash_update(&h, out, n + SNAP_CRYPT_TAG);
+		p += n;
+		len -= n;
+	} while (len);
+	hash_final_hex(&h, sha);
+	snap_crypt_entry_release(&e);
+out:
+	free(out);
+}
+
 void snap_declare_checksum(struct snap_writer *w, const char *name, const void *data,
 			   size_t len)
 {
 	char sha[HASH_HEX_LEN + 1];
 
-	hash_buf_hex(data, len, sha);
+	if (w->crypt)
+		sealed_hash(w, name, data, len, sha);
+	else
+		hash_buf_hex(data, len, sha);
 	if (!w->checksums)
 		w->checksums = cJSON_CreateObject();
 	cJSON_DeleteItemFromObject(w->checksums, name);
@@ -406,6 +454,8 @@ static void add_common(const struct snap_writer *w, cJSON *obj)
 	cJSON_AddStringToObject(obj, "tool", "safe-migrate");
 	cJSON_AddStringToObject(obj, "tool_version", SAFE_MIGRATE_VERSION);
 	cJSON_AddStringToObject(obj, "created_at", w->created_at);
+	if (w->encryption)
+		cJSON_AddItemToObject(obj, "encryption", cJSON_Duplicate(w->encryption, 1));
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(w->manifest, keys[i]);
 		if (v)
@@ -415,11 +465,16 @@ static void add_common(const struct snap_writer *w, cJSON *obj)
 	}
 }
 
+static int is_sealed(const struct snap_writer *w, const char *name);
+
 static void record_entry(struct snap_writer *w, const char *name, uint64_t size,
 			 const char *sha)
 {
 	cJSON *e = cJSON_CreateObject();
 
+	/* the manifest lists what is stored: a sealed entry's stored size */
+	if (is_sealed(w, name))
+		size = snap_crypt_sealed_size(size);
 	cJSON_AddStringToObject(e, "name", name);
 	cJSON_AddNumberToObject(e, "size", (double)size);
 	cJSON_AddStringToObject(e, "sha256", sha);
@@ -444,6 +499,18 @@ static int entry_name_ok(const char *name)
 	return 1;
 }
 
+/* The header and the manifest stay readable: everything else is sealed
+ * when the snapshot is encrypted. */
+static int is_sealed(const struct snap_writer *w, const char *name)
+{
+	return w->crypt && strcmp(name, SNAP_HEADER_NAME) != 0 &&
+	       strcmp(name, SNAP_MANIFEST_NAME) != 0;
+}
+
+static int put_raw(struct snap_writer *w, const void *data, size_t len, struct hash_ctx *h,
+		   struct sm_error *err);
+static int seal_record(struct snap_writer *w, struct hash_ctx *h, struct sm_error *err);
+
 static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
 		       struct sm_error *err)
 {
@@ -452,6 +519,22 @@ static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
 
 	if (!e)
 		xdie_oom();
+	if (w->sealing) {
+		snap_crypt_entry_release(&w->seal);
+		w->sealing = 0;
+	}
+	if (is_sealed(w, name)) {
+		if (snap_crypt_entry_begin(w->crypt, name, &w->seal, err) < 0) {
+			archive_entry_free(e);
+			return -1;
+		}
+		if (!w->rec)
+			w->rec = xmalloc(2 * SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG);
+		w->sealing = 1;
+		w->rec_fill = 0;
+		w->seal_left = size;
+		size = snap_crypt_sealed_size(size);
+	}
 	archive_entry_set_pathname(e, name);
 	archive_entry_set_size(e, (la_int64_t)size);
 	archive_entry_set_filetype(e, AE_IFREG);
@@ -464,8 +547,54 @@ static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
 	return 0;
 }
 
+/* Seals the record being filled (the entry's last when nothing is left)
+ * and writes it; h hashes the stored, sealed bytes. */
+static int seal_record(struct snap_writer *w, struct hash_ctx *h, struct sm_error *err)
+{
+	unsigned char *out = w->rec + SNAP_CRYPT_RECORD;
+
+	if (snap_crypt_seal(&w->seal, w->rec, w->rec_fill, w->seal_left == 0, out, err) < 0)
+		return -1;
+	if (put_raw(w, out, w->rec_fill + SNAP_CRYPT_TAG, h, err) < 0)
+		return -1;
+	w->rec_fill = 0;
+	return 0;
+}
+
+/* Entry data: sealed record by record when the entry is sealed (an empty
+ * entry's one record was sealed when it began, see put_data's caller). */
 static int put_data(struct snap_writer *w, const void *data, size_t len, struct hash_ctx *h,
 		    struct sm_error *err)
+{
+	const unsigned char *p = data;
+
+	if (!w->sealing)
+		return put_raw(w, data, len, h, err);
+	/* an empty entry is one empty record, so that it cannot be cut off */
+	if (!len && !w->seal_left && !w->rec_fill && w->seal.index == 0)
+		return seal_record(w, h, err);
+	if (len > w->seal_left)
+		return err_set(err, ERR_FAIL, "entry '%s' is longer than announced",
+			       w->seal.name);
+	while (len) {
+		size_t n = SNAP_CRYPT_RECORD - w->rec_fill;
+
+		if (n > len)
+			n = len;
+		memcpy(w->rec + w->rec_fill, p, n);
+		w->rec_fill += n;
+		w->seal_left -= n;
+		p += n;
+		len -= n;
+		if ((w->rec_fill == SNAP_CRYPT_RECORD || !w->seal_left) &&
+		    seal_record(w, h, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int put_raw(struct snap_writer *w, const void *data, size_t len, struct hash_ctx *h,
+		   struct sm_error *err)
 {
 	const char *p = data;
 
@@ -579,7 +708,7 @@ int snap_payload_begin(struct snap_writer *w, const char *name, unsigned first_i
 	w->push_active = 1;
 	if (size == 0) {
 		/* an empty payload is one empty chunk */
-		if (payload_open_chunk(w, err) < 0)
+		if (payload_open_chunk(w, err) < 0 || put_data(w, "", 0, &w->push_hash, err) < 0)
 			return -1;
 		payload_close_chunk(w);
 	}
@@ -698,6 +827,20 @@ static int write_manifest(struct snap_writer *w, struct sm_error *err)
 	cJSON_AddItemToObject(m, "row_counts", cJSON_Duplicate(w->row_counts, 1));
 	cJSON_AddItemToObject(m, "extra", extra ? cJSON_Duplicate(extra, 1) : cJSON_CreateObject());
 	cJSON_AddItemToObject(m, "entries", cJSON_Duplicate(w->entries, 1));
+	if (w->crypt) {
+		/* the manifest as a reader prints it back, unformatted, without
+		 * this member: an HMAC only the key holder can make */
+		char mac[SNAP_CRYPT_ID_HEX + 1];
+		char *plain = cJSON_PrintUnformatted(m);
+
+		ret = snap_crypt_mac(w->crypt, plain, strlen(plain), mac, err);
+		free(plain);
+		if (ret < 0) {
+			cJSON_Delete(m);
+			return -1;
+		}
+		cJSON_AddItemToObject(m, SNAP_MANIFEST_AUTH, cJSON_CreateString(mac));
+	}
 	text = cJSON_Print(m);
 	ret = begin_entry(w, SNAP_MANIFEST_NAME, strlen(text), err);
 	if (ret == 0) {
@@ -723,6 +866,11 @@ static void writer_free(struct snap_writer *w)
 		close(w->dfd);
 	hash_release(&w->file_hash);
 	hash_release(&w->push_hash);
+	if (w->sealing)
+		snap_crypt_entry_release(&w->seal);
+	free(w->rec);
+	snap_crypt_free(w->crypt);
+	cJSON_Delete(w->encryption);
 	sb_release(&w->push_name);
 	sb_release(&w->push_chunk);
 	cJSON_Delete(w->manifest);
