@@ -166,10 +166,11 @@ int cmd_recover(struct cmd_ctx *ctx);
 int cmd_roundtrip(struct cmd_ctx *ctx);
 int cmd_keygen(struct cmd_ctx *ctx);
 
-/* cmd_crypt.c: loads the keys of --encrypt-key and --encrypt-to (else the
- * environment, else the config's values, which may be NULL) into the
- * snapshot keyring, for commands marked USES_SNAPSHOTS. */
-int crypt_setup_keys(const struct cmd_ctx *ctx, const char *cfg_key, const char *cfg_to,
+/* cmd_crypt.c: loads the key file (secret or private key; may be NULL) and
+ * the public key file to encrypt to (may be NULL), both resolved flag >
+ * environment > config by main.c, into the snapshot keyring, for commands
+ * marked USES_SNAPSHOTS (others refuse the flags). */
+int crypt_setup_keys(const struct cmd_ctx *ctx, const char *key, const char *to,
 		     struct sm_error *err);
 /* verify: says whether an encrypted snapshot's entries were authenticated
  * (manifest: the verified snapshot's; may be NULL). */

@@ -1,7 +1,7 @@
 /*
  * cmd_crypt: the CLI side of snapshot encryption (snapshot_crypt.h):
- * resolving --encrypt-key / --encrypt-to (flag > environment > config)
- * into the snapshot keyring before a command runs, the keygen command, and
+ * loading the resolved --encrypt-key / --encrypt-to files into the snapshot
+ * keyring before a command runs, the keygen command, and
  * what verify says about an encrypted snapshot.
  */
 #include <stdlib.h>
@@ -10,21 +10,9 @@
 #include "cli.h"
 #include "snapshot_crypt.h"
 
-static const char *env_set(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : NULL;
-}
-
-int crypt_setup_keys(const struct cmd_ctx *ctx, const char *cfg_key, const char *cfg_to,
+int crypt_setup_keys(const struct cmd_ctx *ctx, const char *key, const char *to,
 		     struct sm_error *err)
 {
-	const char *key = opt.encrypt_key ? opt.encrypt_key :
-			  env_set("SAFE_MIGRATE_ENCRYPTION_KEY_FILE") ? env_set("SAFE_MIGRATE_ENCRYPTION_KEY_FILE") :
-			  cfg_key;
-	const char *to = opt.encrypt_to ? opt.encrypt_to :
-			 env_set("SAFE_MIGRATE_ENCRYPT_TO") ? env_set("SAFE_MIGRATE_ENCRYPT_TO") : cfg_to;
 	struct snap_key *k = NULL;
 
 	if (!(ctx->cmd->needs & USES_SNAPSHOTS)) {

@@ -573,8 +573,17 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 			opt.backup_dir = xstrdup("data/backups");
 	}
 	ctx->backup_dir = opt.backup_dir;
-	return crypt_setup_keys(ctx, *have_cfg ? cfg->encryption_key_file : NULL,
-				*have_cfg ? cfg->encrypt_to : NULL, err);
+
+	/* snapshot encryption: the key files */
+	{
+		const char *key = opt.encrypt_key, *to = opt.encrypt_to;
+
+		if (!key && !(key = env_nonempty("SAFE_MIGRATE_ENCRYPTION_KEY_FILE")) && *have_cfg)
+			key = cfg->encryption_key_file;
+		if (!to && !(to = env_nonempty("SAFE_MIGRATE_ENCRYPT_TO")) && *have_cfg)
+			to = cfg->encrypt_to;
+		return crypt_setup_keys(ctx, key, to, err);
+	}
 }
 
 static void free_options(char **pos)

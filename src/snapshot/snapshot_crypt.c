@@ -336,9 +336,11 @@ out:
 
 /* --- keyring ----------------------------------------------------------------- */
 
+#define KEYRING_MAX 16
+
 static struct {
-	struct snap_key **keys;
-	size_t n, alloc;
+	struct snap_key *keys[KEYRING_MAX];
+	size_t n;
 	struct snap_key *target;
 } ring;
 
@@ -348,7 +350,10 @@ int snap_keyring_add(struct snap_key *k, struct sm_error *err)
 		snap_key_free(k);
 		return err_set(err, ERR_USAGE, "a public key cannot decrypt: give the private key");
 	}
-	ALLOC_GROW(ring.keys, ring.n + 1, ring.alloc);
+	if (ring.n == KEYRING_MAX) {
+		snap_key_free(k);
+		return err_set(err, ERR_USAGE, "too many keys (at most %d)", KEYRING_MAX);
+	}
 	ring.keys[ring.n++] = k;
 	return 0;
 }
@@ -381,7 +386,6 @@ void snap_keyring_clear(void)
 {
 	for (size_t i = 0; i < ring.n; i++)
 		snap_key_free(ring.keys[i]);
-	free(ring.keys);
 	snap_key_free(ring.target);
 	memset(&ring, 0, sizeof(ring));
 }

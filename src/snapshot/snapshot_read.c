@@ -1106,9 +1106,10 @@ int snap_verify(const char *path, struct snap_problems *problems, cJSON **manife
 	if (r->crypt) {
 		struct snap_entry ent;
 		size_t got;
-		int rc;
 
-		while ((rc = snap_reader_next(r, &ent, &e2)) > 0) {
+		while (snap_reader_next(r, &ent, &e2) > 0) {
+			int rc;
+
 			do {
 				rc = snap_reader_read(r, r->sink, READ_BLOCK, &got, &e2);
 			} while (rc == 0 && got);
