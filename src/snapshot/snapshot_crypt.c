@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "fsutil.h"
 #include "hash.h"
@@ -571,25 +572,27 @@ int snap_crypt_begin_read(const cJSON *enc, struct snap_crypt **out, struct sm_e
 	return 0;
 }
 
-uint64_t snap_crypt_sealed_size(uint64_t plain)
+size_t snap_crypt_sealed_max(void)
 {
-	uint64_t records = plain ? (plain + SNAP_CRYPT_RECORD - 1) / SNAP_CRYPT_RECORD : 1;
-
-	return plain + records * SNAP_CRYPT_TAG;
+	return ZSTD_COMPRESSBOUND(SNAP_CRYPT_RECORD) + SNAP_CRYPT_TAG;
 }
 
-int snap_crypt_plain_size(uint64_t sealed, uint64_t *plain)
+void snap_crypt_put_size(struct strbuf *out, uint64_t plain_size)
 {
-	const uint64_t full = SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG;
-	uint64_t records = (sealed + full - 1) / full;
-
-	if (sealed < SNAP_CRYPT_TAG || !records)
-		return -1;
-	*plain = sealed - records * SNAP_CRYPT_TAG;
-	return snap_crypt_sealed_size(*plain) == sealed ? 0 : -1;
+	for (int i = 7; i >= 0; i--)
+		sb_addch(out, (int)((plain_size >> (8 * i)) & 0xff));
 }
 
-int snap_crypt_entry_begin(const struct snap_crypt *c, const char *name,
+uint64_t snap_crypt_get_size(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+int snap_crypt_entry_begin(const struct snap_crypt *c, const char *name, uint64_t plain_size,
 			   struct snap_crypt_entry *e, struct sm_error *err)
 {
 	struct strbuf info = STRBUF_INIT;
@@ -606,6 +609,8 @@ int snap_crypt_entry_begin(const struct snap_crypt *c, const char *name,
 	e->ctx = EVP_CIPHER_CTX_new();
 	e->cipher = c->cipher;
 	e->name = xstrdup(name);
+	e->plain_size = plain_size;
+	e->buf = xmalloc(snap_crypt_sealed_max());
 	if (rc < 0 || !e->ctx) {
 		snap_crypt_entry_release(e);
 		return crypto_fail(err, "derive an entry key");
@@ -616,13 +621,16 @@ int snap_crypt_entry_begin(const struct snap_crypt *c, const char *name,
 void snap_crypt_entry_release(struct snap_crypt_entry *e)
 {
 	EVP_CIPHER_CTX_free(e->ctx);
+	ZSTD_freeCCtx(e->zc);
+	ZSTD_freeDCtx(e->zd);
 	free(e->name);
+	free(e->buf);
 	OPENSSL_cleanse(e, sizeof(*e));
 }
 
 /* Nonce: the record index, big-endian, in 12 bytes (unique: the key is the
- * entry's own).  AAD: a tag, the entry name with its NUL, the index and the
- * final flag. */
+ * entry's own).  AAD: a tag, the entry name with its NUL, the index, the
+ * final flag and the entry's plaintext size. */
 static void record_params(const struct snap_crypt_entry *e, int final,
 			  unsigned char nonce[NONCE_LEN], struct strbuf *aad)
 {
@@ -634,60 +642,85 @@ static void record_params(const struct snap_crypt_entry *e, int final,
 	sb_add(aad, e->name, strlen(e->name) + 1);
 	sb_add(aad, nonce + NONCE_LEN - 8, 8);
 	sb_addch(aad, final ? 1 : 0);
+	snap_crypt_put_size(aad, e->plain_size);
 }
 
 int snap_crypt_seal(struct snap_crypt_entry *e, const void *plain, size_t len, int final,
-		    unsigned char *out, struct sm_error *err)
+		    struct strbuf *out, struct sm_error *err)
 {
 	unsigned char nonce[NONCE_LEN];
 	struct strbuf aad = STRBUF_INIT;
 	EVP_CIPHER_CTX *x = e->ctx;
+	unsigned char *dst;
+	size_t clen, at;
 	int n = 0, m = 0, ok;
 
+	if (!e->zc && !(e->zc = ZSTD_createCCtx()))
+		xdie_oom();
+	/* level 1: the payload's only compression (the archive's cannot
+	 * shrink sealed bytes) */
+	clen = ZSTD_compressCCtx(e->zc, e->buf, snap_crypt_sealed_max() - SNAP_CRYPT_TAG, plain,
+				 len, 1);
+	if (ZSTD_isError(clen))
+		return err_set(err, ERR_FAIL, "cannot compress a snapshot record: %s",
+			       ZSTD_getErrorName(clen));
+	at = out->len;
+	sb_grow(out, SNAP_CRYPT_LEN_PREFIX + clen + SNAP_CRYPT_TAG);
+	dst = (unsigned char *)out->buf + at;
+	for (int i = 0; i < 4; i++)
+		dst[i] = (unsigned char)((clen + SNAP_CRYPT_TAG) >> (8 * (3 - i)));
+	dst += SNAP_CRYPT_LEN_PREFIX;
 	record_params(e, final, nonce, &aad);
 	ok = EVP_EncryptInit_ex(x, e->cipher, NULL, NULL, NULL) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_IVLEN, NONCE_LEN, NULL) == 1 &&
 	     EVP_EncryptInit_ex(x, NULL, NULL, e->key, nonce) == 1 &&
 	     EVP_EncryptUpdate(x, NULL, &n, (const unsigned char *)aad.buf, (int)aad.len) == 1 &&
-	     (len == 0 || EVP_EncryptUpdate(x, out, &n, plain, (int)len) == 1) &&
-	     EVP_EncryptFinal_ex(x, out + (len ? n : 0), &m) == 1 &&
-	     EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, SNAP_CRYPT_TAG, out + len) == 1;
+	     EVP_EncryptUpdate(x, dst, &n, e->buf, (int)clen) == 1 &&
+	     EVP_EncryptFinal_ex(x, dst + n, &m) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, SNAP_CRYPT_TAG, dst + clen) == 1;
 	sb_release(&aad);
 	if (!ok)
 		return crypto_fail(err, "encrypt a snapshot record");
+	sb_setlen(out, at + SNAP_CRYPT_LEN_PREFIX + clen + SNAP_CRYPT_TAG);
 	e->index++;
 	return 0;
 }
 
 int snap_crypt_open(struct snap_crypt_entry *e, const unsigned char *in, size_t len,
-		    int final, void *out, struct sm_error *err)
+		    int final, void *out, size_t cap, size_t *got, struct sm_error *err)
 {
 	unsigned char nonce[NONCE_LEN], tag[SNAP_CRYPT_TAG];
 	struct strbuf aad = STRBUF_INIT;
 	EVP_CIPHER_CTX *x = e->ctx;
-	size_t plen = len - SNAP_CRYPT_TAG;
+	size_t clen = len - SNAP_CRYPT_TAG, plen;
 	int n = 0, m = 0, ok;
 
-	if (len < SNAP_CRYPT_TAG)
-		return err_set(err, ERR_DAMAGED, "entry '%s', record %llu is too short", e->name,
-			       (unsigned long long)e->index);
-	memcpy(tag, in + plen, SNAP_CRYPT_TAG);
+	*got = 0;
+	if (len < SNAP_CRYPT_TAG || len > snap_crypt_sealed_max())
+		return err_set(err, ERR_DAMAGED, "entry '%s', record %llu has an impossible size",
+			       e->name, (unsigned long long)e->index);
+	memcpy(tag, in + clen, SNAP_CRYPT_TAG);
 	record_params(e, final, nonce, &aad);
 	ok = EVP_DecryptInit_ex(x, e->cipher, NULL, NULL, NULL) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_IVLEN, NONCE_LEN, NULL) == 1 &&
 	     EVP_DecryptInit_ex(x, NULL, NULL, e->key, nonce) == 1 &&
 	     EVP_DecryptUpdate(x, NULL, &n, (const unsigned char *)aad.buf, (int)aad.len) == 1 &&
-	     (plen == 0 || EVP_DecryptUpdate(x, out, &n, in, (int)plen) == 1) &&
+	     (clen == 0 || EVP_DecryptUpdate(x, e->buf, &n, in, (int)clen) == 1) &&
 	     EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, SNAP_CRYPT_TAG, tag) == 1 &&
-	     EVP_DecryptFinal_ex(x, (unsigned char *)out + (plen ? n : 0), &m) == 1;
+	     EVP_DecryptFinal_ex(x, e->buf + (clen ? n : 0), &m) == 1;
 	sb_release(&aad);
-	if (!ok) {
-		if (plen)
-			OPENSSL_cleanse(out, plen);
+	if (!ok)
 		return err_set(err, ERR_DAMAGED, "entry '%s', record %llu fails authentication "
 			       "(the data was changed, moved or cut short)", e->name,
 			       (unsigned long long)e->index);
-	}
+	if (!e->zd && !(e->zd = ZSTD_createDCtx()))
+		xdie_oom();
+	/* authenticated, so ours: still, never more than cap */
+	plen = ZSTD_decompressDCtx(e->zd, out, cap, e->buf, clen);
+	if (ZSTD_isError(plen))
+		return err_set(err, ERR_DAMAGED, "entry '%s', record %llu cannot be decompressed: %s",
+			       e->name, (unsigned long long)e->index, ZSTD_getErrorName(plen));
+	*got = plen;
 	e->index++;
 	return 0;
 }

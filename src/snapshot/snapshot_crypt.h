@@ -15,10 +15,13 @@
  * X25519 shared secret of an ephemeral key (one per snapshot) and the
  * recipient's key.  Every entry (but snapshot.json and manifest.json, which
  * stay readable) gets its own key, HKDF(data key, entry name), and is cut
- * into records of SNAP_CRYPT_RECORD plaintext bytes, each sealed with nonce
- * = record index and AAD = entry name, record index and a final-record flag,
- * so that a changed, moved, reordered, spliced or truncated record fails
- * to open.  manifest.json carries an HMAC (key from the data key) over its
+ * into records of SNAP_CRYPT_RECORD plaintext bytes, each compressed (zstd:
+ * sealed bytes do not compress, so the archive's own zstd cannot) and then
+ * sealed with nonce = record index and AAD = entry name, record index, a
+ * final-record flag and the entry's plaintext size, so that a changed,
+ * moved, reordered, spliced or truncated record fails to open.  A sealed
+ * entry is: the plaintext size (8 bytes, big-endian), then per record its
+ * sealed length (4 bytes, big-endian) and the sealed bytes.  manifest.json carries an HMAC (key from the data key) over its
  * own text, so that entries cannot be dropped or the manifest rewritten by
  * someone without the key.
  *
@@ -41,10 +44,13 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "strbuf.h"
 
-/* Plaintext bytes per record, and the tag each record adds. */
-#define SNAP_CRYPT_RECORD ((size_t)64 << 10)
+/* Plaintext bytes per record, the tag each record adds, the prefixes. */
+#define SNAP_CRYPT_RECORD ((size_t)256 << 10)
 #define SNAP_CRYPT_TAG 16
+#define SNAP_CRYPT_SIZE_PREFIX 8
+#define SNAP_CRYPT_LEN_PREFIX 4
 #define SNAP_CRYPT_KEY_LEN 32
 /* Key ids: 64 hex digits. */
 #define SNAP_CRYPT_ID_HEX 64
@@ -107,32 +113,38 @@ int snap_crypt_begin_write(const char *cipher, struct snap_crypt **out, cJSON **
 int snap_crypt_begin_read(const cJSON *enc, struct snap_crypt **out, struct sm_error *err);
 void snap_crypt_free(struct snap_crypt *c);
 
-/* Stored size of an entry of plain bytes (at least one record, even empty). */
-uint64_t snap_crypt_sealed_size(uint64_t plain);
-/* Plaintext size of an entry stored in sealed bytes; -1 if no entry has
- * that stored size. */
-int snap_crypt_plain_size(uint64_t sealed, uint64_t *plain);
+/* The largest sealed record (without its length prefix) a reader accepts. */
+size_t snap_crypt_sealed_max(void);
 
 /* One entry being sealed or opened. */
 struct snap_crypt_entry {
 	void *ctx;                 /* EVP_CIPHER_CTX, owned */
 	const void *cipher;        /* EVP_CIPHER, borrowed */
+	void *zc, *zd;             /* ZSTD_CCtx / ZSTD_DCtx, owned, made when needed */
 	unsigned char key[SNAP_CRYPT_KEY_LEN];
 	char *name;                /* owned */
+	uint64_t plain_size;       /* the entry's plaintext size (bound to each record) */
 	uint64_t index;            /* the next record's */
+	unsigned char *buf;        /* compressed record, owned */
 };
 
-int snap_crypt_entry_begin(const struct snap_crypt *c, const char *name,
+/* Starts sealing or opening entry name of plain_size plaintext bytes. */
+int snap_crypt_entry_begin(const struct snap_crypt *c, const char *name, uint64_t plain_size,
 			   struct snap_crypt_entry *e, struct sm_error *err);
-/* Seals the next record (len <= SNAP_CRYPT_RECORD) into out, which holds
- * len + SNAP_CRYPT_TAG bytes. */
+/* Appends the entry's size prefix to out (the first bytes of a sealed entry). */
+void snap_crypt_put_size(struct strbuf *out, uint64_t plain_size);
+/* Reads a size prefix (SNAP_CRYPT_SIZE_PREFIX bytes). */
+uint64_t snap_crypt_get_size(const unsigned char *p);
+/* Compresses and seals the next record (len <= SNAP_CRYPT_RECORD) and
+ * appends it, with its length prefix, to out. */
 int snap_crypt_seal(struct snap_crypt_entry *e, const void *plain, size_t len, int final,
-		    unsigned char *out, struct sm_error *err);
-/* Opens the next record (len: stored bytes, at least SNAP_CRYPT_TAG) into
- * out (len - SNAP_CRYPT_TAG bytes).  -1 (ERR_DAMAGED) if it fails to
- * authenticate: wrong key, changed bytes, wrong place or wrong final flag. */
+		    struct strbuf *out, struct sm_error *err);
+/* Opens the next record (in, len: the sealed bytes after the length
+ * prefix) and decompresses it into out (cap bytes at most; *got set).
+ * -1 (ERR_DAMAGED) if it fails to authenticate: wrong key, changed bytes,
+ * wrong place, wrong final flag or entry size. */
 int snap_crypt_open(struct snap_crypt_entry *e, const unsigned char *in, size_t len,
-		    int final, void *out, struct sm_error *err);
+		    int final, void *out, size_t cap, size_t *got, struct sm_error *err);
 void snap_crypt_entry_release(struct snap_crypt_entry *e);
 
 /* HMAC-SHA256 of data under the session's manifest key, as 64 hex digits. */

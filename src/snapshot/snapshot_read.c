@@ -164,8 +164,10 @@ struct snap_reader {
 	int cur_sealed;              /* the current entry is sealed */
 	uint64_t cur_plain;          /* its plaintext size */
 	struct snap_crypt_entry opening;
-	unsigned char *rec;          /* a sealed record, then its plaintext */
+	unsigned char *rec;          /* an opened record's plaintext */
+	unsigned char *sealed;       /* a sealed record */
 	size_t rec_pos, rec_len;     /* plaintext not yet handed out */
+	uint64_t plain_left;         /* plaintext of the entry not yet opened */
 };
 
 void snap_problems_add(struct snap_problems *p, const char *fmt, ...)
@@ -428,6 +430,7 @@ static int check_deferred_arrived(struct snap_reader *r, struct sm_error *err)
 
 static int raw_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 		    struct sm_error *err);
+static int read_exact(struct snap_reader *r, unsigned char *buf, size_t n, struct sm_error *err);
 
 /* Finishes the current entry: skips (and hashes) unread data, records it. */
 static int end_entry(struct snap_reader *r, struct sm_error *err)
@@ -526,25 +529,32 @@ static int next_raw(struct snap_reader *r, struct sm_error *err)
 		return fatal(r, err, "entry '%s' appears twice; refused", name);
 	if (r->manifest)
 		return fatal(r, err, "entry '%s' follows the manifest", name);
-	r->cur_plain = (uint64_t)archive_entry_size(e);
-	if (r->encrypted && strcmp(name, SNAP_MANIFEST_NAME) != 0 &&
-	    snap_crypt_plain_size((uint64_t)archive_entry_size(e), &r->cur_plain) < 0)
-		return fatal(r, err, "entry '%s' has a size (%lld bytes) no encrypted entry can "
-			     "have", name, (long long)archive_entry_size(e));
-	/* the layout's sizes are the payload's, sealed or not */
-	if (check_layout(r, name, r->cur_plain, err) < 0)
-		return -1;
-	if (r->encrypted && strcmp(name, SNAP_MANIFEST_NAME) != 0) {
-		if (r->crypt && snap_crypt_entry_begin(r->crypt, name, &r->opening, err) < 0)
-			return -1;
-		r->cur_sealed = 1;
-		r->rec_pos = r->rec_len = 0;
-	}
 	r->cur_name = xstrdup(name);
 	r->cur_size = (uint64_t)archive_entry_size(e);
+	r->cur_plain = r->cur_size;
 	r->cur_read = 0;
 	hash_init(&r->cur_hash);
 	r->in_entry = 1;
+	if (r->encrypted && strcmp(name, SNAP_MANIFEST_NAME) != 0) {
+		unsigned char pfx[SNAP_CRYPT_SIZE_PREFIX];
+
+		/* a sealed entry starts with its plaintext size (each record
+		 * authenticates it; until then it only serves the layout rules) */
+		if (r->cur_size < SNAP_CRYPT_SIZE_PREFIX + SNAP_CRYPT_LEN_PREFIX + SNAP_CRYPT_TAG ||
+		    read_exact(r, pfx, sizeof(pfx), err) < 0)
+			return r->broken ? -1 : fatal(r, err, "entry '%s' is too short to be an "
+						      "encrypted entry", name);
+		r->cur_plain = snap_crypt_get_size(pfx);
+		if (r->crypt &&
+		    snap_crypt_entry_begin(r->crypt, name, r->cur_plain, &r->opening, err) < 0)
+			return -1;
+		r->cur_sealed = 1;
+		r->rec_pos = r->rec_len = 0;
+		r->plain_left = r->cur_plain;
+	}
+	/* the layout's sizes are the payload's, sealed or not */
+	if (check_layout(r, name, r->cur_plain, err) < 0)
+		return -1;
 	return 1;
 }
 
@@ -683,7 +693,8 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 			goto fail;
 		}
 		r->encrypted = 1;
-		r->rec = xmalloc(2 * SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG);
+		r->rec = xmalloc(SNAP_CRYPT_RECORD);
+		r->sealed = xmalloc(snap_crypt_sealed_max());
 	}
 	if (read_deferred(r, err) < 0)
 		goto fail;
@@ -749,29 +760,50 @@ int snap_reader_next(struct snap_reader *r, struct snap_entry *ent, struct sm_er
 	return 1;
 }
 
-/* Opens the current entry's next sealed record into r->rec. */
-static int open_record(struct snap_reader *r, struct sm_error *err)
+/* Reads exactly n stored bytes of the current entry. */
+static int read_exact(struct snap_reader *r, unsigned char *buf, size_t n, struct sm_error *err)
 {
-	unsigned char *sealed = r->rec + SNAP_CRYPT_RECORD;
-	uint64_t left = r->cur_size - r->cur_read;
-	size_t want = left < SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG ?
-		      (size_t)left : SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG;
 	size_t have = 0, got;
-	struct sm_error e2 = SM_ERROR_INIT;
 
-	while (have < want) {
-		if (raw_read(r, sealed + have, want - have, &got, err) < 0)
+	while (have < n) {
+		if (raw_read(r, buf + have, n - have, &got, err) < 0)
 			return -1;
 		if (!got)
 			return fatal(r, err, "entry '%s' ends in the middle of a record", r->cur_name);
 		have += got;
 	}
+	return 0;
+}
+
+/* Opens the current entry's next sealed record into r->rec. */
+static int open_record(struct snap_reader *r, struct sm_error *err)
+{
+	unsigned char lenb[SNAP_CRYPT_LEN_PREFIX];
+	size_t len, got, want = r->plain_left < SNAP_CRYPT_RECORD ? (size_t)r->plain_left :
+				SNAP_CRYPT_RECORD;
+	struct sm_error e2 = SM_ERROR_INIT;
+
+	if (read_exact(r, lenb, sizeof(lenb), err) < 0)
+		return -1;
+	len = (size_t)lenb[0] << 24 | (size_t)lenb[1] << 16 | (size_t)lenb[2] << 8 | lenb[3];
+	if (len < SNAP_CRYPT_TAG || len > snap_crypt_sealed_max() ||
+	    len > r->cur_size - r->cur_read)
+		return fatal(r, err, "entry '%s', record %llu has an impossible size (%zu bytes)",
+			     r->cur_name, (unsigned long long)r->opening.index, len);
+	if (read_exact(r, r->sealed, len, err) < 0)
+		return -1;
 	/* the record that ends the stored entry must be its final one */
-	if (snap_crypt_open(&r->opening, sealed, have, r->cur_read == r->cur_size, r->rec,
-			    &e2) < 0)
+	if (snap_crypt_open(&r->opening, r->sealed, len, r->cur_read == r->cur_size, r->rec,
+			    SNAP_CRYPT_RECORD, &got, &e2) < 0)
 		return fatal(r, err, "%s", e2.msg);
+	/* authenticated, so written by the key holder: still, hold it to the
+	 * record layout (full records, then the rest, and nothing after) */
+	if (got != want || (r->cur_read == r->cur_size) != (r->plain_left == got))
+		return fatal(r, err, "entry '%s', record %llu holds %zu bytes, not %zu",
+			     r->cur_name, (unsigned long long)r->opening.index - 1, got, want);
+	r->plain_left -= got;
 	r->rec_pos = 0;
-	r->rec_len = have - SNAP_CRYPT_TAG;
+	r->rec_len = got;
 	return 0;
 }
 
@@ -1043,6 +1075,7 @@ void snap_reader_close(struct snap_reader *r)
 		snap_crypt_entry_release(&r->opening);
 	snap_crypt_free(r->crypt);
 	free(r->rec);
+	free(r->sealed);
 	free(r->cur_name);
 	for (size_t i = 0; i < r->nseen; i++)
 		free(r->seen[i].name);

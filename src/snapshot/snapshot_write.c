@@ -73,9 +73,15 @@ struct snap_writer {
 	cJSON *encryption;      /* owned: the header's "encryption" object */
 	int sealing;            /* the current entry is sealed */
 	struct snap_crypt_entry seal;
-	unsigned char *rec;     /* the record being filled, and its sealed form */
+	char *seal_name;        /* owned: its name */
+	unsigned char *rec;     /* the record being filled (SNAP_CRYPT_RECORD) */
 	size_t rec_fill;
 	uint64_t seal_left;     /* plaintext bytes of the entry not yet sealed */
+	/* the sealed entry, held until its last record (tar needs the size
+	 * first, and compression makes it known only then): at most a chunk */
+	struct strbuf sealed;
+	int seal_done;          /* written out */
+	uint64_t sealed_size;   /* stored size of the last sealed entry */
 };
 
 static void now_iso_ms(char out[40])
@@ -273,6 +279,7 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 
 	sb_init(&w->push_name, 0);
 	sb_init(&w->push_chunk, 0);
+	sb_init(&w->sealed, 0);
 
 	*out = NULL;
 	w->fd = -1;
@@ -383,38 +390,45 @@ void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size)
 	cJSON_AddNumberToObject(w->deferred, name, (double)size);
 }
 
-/* The SHA-256 of the bytes entry name will hold once sealed (sealing is
- * deterministic: the entry's key and nonces follow from its name).  On a
- * failure the declaration is "" and the snapshot fails verification. */
-static void sealed_hash(struct snap_writer *w, const char *name, const void *data, size_t len,
-			char sha[HASH_HEX_LEN + 1])
+/* The bytes of entry name, sealed, appended to out. */
+static int seal_buf(const struct snap_crypt *c, const char *name, const void *data, size_t len,
+		    struct strbuf *out, struct sm_error *err)
 {
 	struct snap_crypt_entry e;
-	struct sm_error err = SM_ERROR_INIT;
-	struct hash_ctx h = { NULL };
-	unsigned char *out = xmalloc(SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG);
 	const unsigned char *p = data;
+	int ret = 0;
 
-	sha[0] = '\0';
-	if (snap_crypt_entry_begin(w->crypt, name, &e, &err) < 0)
-		goto out;
-	hash_init(&h);
+	if (snap_crypt_entry_begin(c, name, len, &e, err) < 0)
+		return -1;
+	snap_crypt_put_size(out, len);
 	do {
 		size_t n = len < SNAP_CRYPT_RECORD ? len : SNAP_CRYPT_RECORD;
 
-		if (snap_crypt_seal(&e, p, n, n == len, out, &err) < 0) {
-			hash_release(&h);
-			snap_crypt_entry_release(&e);
-			goto out;
+		if (snap_crypt_seal(&e, p, n, n == len, out, err) < 0) {
+			ret = -1;
+			break;
 		}
-		hash_update(&h, out, n + SNAP_CRYPT_TAG);
 		p += n;
 		len -= n;
 	} while (len);
-	hash_final_hex(&h, sha);
 	snap_crypt_entry_release(&e);
-out:
-	free(out);
+	return ret;
+}
+
+/* The SHA-256 of the bytes entry name will hold once sealed (sealing is
+ * deterministic: the entry's key and nonces follow from its name, and zstd
+ * compresses the same bytes the same way).  On a failure the declaration
+ * is "" and the snapshot fails verification. */
+static void sealed_hash(const struct snap_writer *w, const char *name, const void *data,
+			size_t len, char sha[HASH_HEX_LEN + 1])
+{
+	struct strbuf out = STRBUF_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+
+	sha[0] = '\0';
+	if (seal_buf(w->crypt, name, data, len, &out, &err) == 0)
+		hash_buf_hex(out.buf, out.len, sha);
+	sb_release(&out);
 }
 
 void snap_declare_checksum(struct snap_writer *w, const char *name, const void *data,
@@ -474,7 +488,7 @@ static void record_entry(struct snap_writer *w, const char *name, uint64_t size,
 
 	/* the manifest lists what is stored: a sealed entry's stored size */
 	if (is_sealed(w, name))
-		size = snap_crypt_sealed_size(size);
+		size = w->sealed_size;
 	cJSON_AddStringToObject(e, "name", name);
 	cJSON_AddNumberToObject(e, "size", (double)size);
 	cJSON_AddStringToObject(e, "sha256", sha);
@@ -511,30 +525,48 @@ static int put_raw(struct snap_writer *w, const void *data, size_t len, struct h
 		   struct sm_error *err);
 static int seal_record(struct snap_writer *w, struct hash_ctx *h, struct sm_error *err);
 
+static int write_entry_header(struct snap_writer *w, const char *name, uint64_t size,
+			      struct sm_error *err);
+
+static void end_sealing(struct snap_writer *w)
+{
+	if (!w->sealing)
+		return;
+	snap_crypt_entry_release(&w->seal);
+	free(w->seal_name);
+	w->seal_name = NULL;
+	w->sealing = 0;
+}
+
+/* Starts an entry; a sealed one is held (w->sealed) until its last record. */
 static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
 		       struct sm_error *err)
+{
+	end_sealing(w);
+	if (!is_sealed(w, name))
+		return write_entry_header(w, name, size, err);
+	if (snap_crypt_entry_begin(w->crypt, name, size, &w->seal, err) < 0)
+		return -1;
+	if (!w->rec)
+		w->rec = xmalloc(SNAP_CRYPT_RECORD);
+	w->seal_name = xstrdup(name);
+	w->sealing = 1;
+	w->seal_done = 0;
+	w->rec_fill = 0;
+	w->seal_left = size;
+	sb_reset(&w->sealed);
+	snap_crypt_put_size(&w->sealed, size);
+	return 0;
+}
+
+static int write_entry_header(struct snap_writer *w, const char *name, uint64_t size,
+			      struct sm_error *err)
 {
 	struct archive_entry *e = archive_entry_new();
 	int rc;
 
 	if (!e)
 		xdie_oom();
-	if (w->sealing) {
-		snap_crypt_entry_release(&w->seal);
-		w->sealing = 0;
-	}
-	if (is_sealed(w, name)) {
-		if (snap_crypt_entry_begin(w->crypt, name, &w->seal, err) < 0) {
-			archive_entry_free(e);
-			return -1;
-		}
-		if (!w->rec)
-			w->rec = xmalloc(2 * SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG);
-		w->sealing = 1;
-		w->rec_fill = 0;
-		w->seal_left = size;
-		size = snap_crypt_sealed_size(size);
-	}
 	archive_entry_set_pathname(e, name);
 	archive_entry_set_size(e, (la_int64_t)size);
 	archive_entry_set_filetype(e, AE_IFREG);
@@ -551,14 +583,18 @@ static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
  * and writes it; h hashes the stored, sealed bytes. */
 static int seal_record(struct snap_writer *w, struct hash_ctx *h, struct sm_error *err)
 {
-	unsigned char *out = w->rec + SNAP_CRYPT_RECORD;
-
-	if (snap_crypt_seal(&w->seal, w->rec, w->rec_fill, w->seal_left == 0, out, err) < 0)
-		return -1;
-	if (put_raw(w, out, w->rec_fill + SNAP_CRYPT_TAG, h, err) < 0)
+	if (snap_crypt_seal(&w->seal, w->rec, w->rec_fill, w->seal_left == 0, &w->sealed,
+			    err) < 0)
 		return -1;
 	w->rec_fill = 0;
-	return 0;
+	if (w->seal_left)
+		return 0;
+	/* the last record: now the entry's size is known */
+	w->seal_done = 1;
+	w->sealed_size = w->sealed.len;
+	if (write_entry_header(w, w->seal_name, w->sealed.len, err) < 0)
+		return -1;
+	return put_raw(w, w->sealed.buf, w->sealed.len, h, err);
 }
 
 /* Entry data: sealed record by record when the entry is sealed (an empty
@@ -571,7 +607,7 @@ static int put_data(struct snap_writer *w, const void *data, size_t len, struct 
 	if (!w->sealing)
 		return put_raw(w, data, len, h, err);
 	/* an empty entry is one empty record, so that it cannot be cut off */
-	if (!len && !w->seal_left && !w->rec_fill && w->seal.index == 0)
+	if (!len && !w->seal_left && !w->seal_done)
 		return seal_record(w, h, err);
 	if (len > w->seal_left)
 		return err_set(err, ERR_FAIL, "entry '%s' is longer than announced",
@@ -866,8 +902,8 @@ static void writer_free(struct snap_writer *w)
 		close(w->dfd);
 	hash_release(&w->file_hash);
 	hash_release(&w->push_hash);
-	if (w->sealing)
-		snap_crypt_entry_release(&w->seal);
+	end_sealing(w);
+	sb_release(&w->sealed);
 	free(w->rec);
 	snap_crypt_free(w->crypt);
 	cJSON_Delete(w->encryption);

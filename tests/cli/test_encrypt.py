@@ -22,7 +22,20 @@ sys.path.insert(0, os.path.dirname(__file__))
 from smtest import CliTest, FIXTURES, compress_to, main  # noqa: E402
 
 MARKER = "plaintext-marker-7f3a"
-RECORD = 64 * 1024 + 16
+
+
+def records(data):
+    """A sealed entry as (its plaintext size prefix, [sealed records])."""
+    out, at = [], 8
+    while at < len(data):
+        n = int.from_bytes(data[at:at + 4], "big")
+        out.append(data[at + 4:at + 4 + n])
+        at += 4 + n
+    return data[:8], out
+
+
+def sealed(prefix, recs):
+    return prefix + b"".join(len(r).to_bytes(4, "big") + r for r in recs)
 
 
 def read_tar(path):
@@ -66,9 +79,10 @@ class EncryptSqlite(CliTest):
         super().setUp()
         con = sqlite3.connect(self.path("app.db"))
         con.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
-        # more than one record (64 KiB) of data, and a marker to look for
+        # several records (256 KiB each) of data, and a marker to look for
         con.executemany("INSERT INTO t(v) VALUES (?)",
-                        [("%s-%05d-%s" % (MARKER, i, "x" * 60),) for i in range(3000)])
+                        [("%s-%05d-%s" % (MARKER, i, os.urandom(30).hex()),)
+                         for i in range(8000)])
         con.commit()
         con.close()
         self.a = ["-d", self.sqlite_url(), "-b", self.path("bk")]
@@ -202,9 +216,12 @@ class EncryptSqlite(CliTest):
         def flip(entries):
             for i, (name, data) in enumerate(entries):
                 if name == "data/main.db.0001":
-                    data = bytearray(data)
-                    data[RECORD + 100] ^= 1  # inside the second record
-                    entries[i] = (name, bytes(data))
+                    prefix, recs = records(data)
+                    self.assertGreater(len(recs), 2)
+                    r = bytearray(recs[1])
+                    r[100] ^= 1  # inside the second record
+                    recs[1] = bytes(r)
+                    entries[i] = (name, sealed(prefix, recs))
         rewrite(snap, flip)
         self.sqlite("INSERT INTO t(v) VALUES ('after the snapshot')")
         before = self.sqlite_dump()
@@ -226,20 +243,22 @@ class EncryptSqlite(CliTest):
         def drop_final(entries):
             for i, (name, data) in enumerate(entries):
                 if name == "data/main.db.0001":
-                    n = (len(data) - 1) // RECORD * RECORD  # whole records only
-                    entries[i] = (name, data[:n])
+                    prefix, recs = records(data)
+                    entries[i] = (name, sealed(prefix, recs[:-1]))
 
         def swap(entries):
             for i, (name, data) in enumerate(entries):
                 if name == "data/main.db.0001":
-                    entries[i] = (name, data[RECORD:2 * RECORD] + data[:RECORD] + data[2 * RECORD:])
+                    prefix, recs = records(data)
+                    entries[i] = (name, sealed(prefix, [recs[1], recs[0]] + recs[2:]))
 
         def rename(entries):
-            # one payload's chunk under another's name: bound to its name
+            # another entry's record under this entry's name: bound to its name
             d = dict(entries)
             for i, (name, data) in enumerate(entries):
                 if name == "data/main.db.0000":
-                    entries[i] = (name, d["data/main.db.0001"][:len(data)])
+                    prefix, _ = records(data)
+                    entries[i] = (name, sealed(prefix, records(d["data/main.db.0001"])[1][:1]))
         for change in (drop_final, swap, rename):
             with self.subTest(change=change.__name__):
                 rewrite(snap, lambda e: (e.clear(), e.extend(good)))

@@ -63,29 +63,20 @@ static struct snap_key *new_key(const char *name)
 	return k;
 }
 
-static void test_sizes(void **state)
+static void test_size_prefix(void **state)
 {
-	const uint64_t rec = SNAP_CRYPT_RECORD, tag = SNAP_CRYPT_TAG;
-	const uint64_t plain[] = { 0, 1, rec - 1, rec, rec + 1, 3 * rec, 16u << 20 };
-	uint64_t p;
+	struct strbuf sb = STRBUF_INIT;
+	const uint64_t v[] = { 0, 1, 255, 256, 16u << 20, UINT64_MAX };
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
-		uint64_t s = snap_crypt_sealed_size(plain[i]);
-
-		assert_true(s > plain[i]);
-		assert_int_equal(snap_crypt_plain_size(s, &p), 0);
-		assert_int_equal(p, plain[i]);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		sb_reset(&sb);
+		snap_crypt_put_size(&sb, v[i]);
+		assert_int_equal(sb.len, SNAP_CRYPT_SIZE_PREFIX);
+		assert_true(snap_crypt_get_size((const unsigned char *)sb.buf) == v[i]);
 	}
-	assert_int_equal(snap_crypt_sealed_size(0), tag);
-	assert_int_equal(snap_crypt_sealed_size(rec), rec + tag);
-	assert_int_equal(snap_crypt_sealed_size(rec + 1), rec + 1 + 2 * tag);
-	/* stored sizes no entry can have: shorter than a tag, or a last
-	 * record holding only part of a tag */
-	for (uint64_t s = 0; s < tag; s++)
-		assert_int_equal(snap_crypt_plain_size(s, &p), -1);
-	for (uint64_t s = rec + tag + 1; s < rec + 2 * tag; s++)
-		assert_int_equal(snap_crypt_plain_size(s, &p), -1);
+	sb_release(&sb);
+	assert_true(snap_crypt_sealed_max() > SNAP_CRYPT_RECORD + SNAP_CRYPT_TAG);
 }
 
 /* A session for the keyring's target, and one that reads it back. */
@@ -102,74 +93,107 @@ static void sessions(const char *cipher, struct snap_crypt **w, struct snap_cryp
 	cJSON_Delete(enc);
 }
 
+/* The sealed bytes of record k of out (after its length prefix), and their length. */
+static const unsigned char *record_at(const struct strbuf *out, int k, size_t *len)
+{
+	const unsigned char *p = (const unsigned char *)out->buf;
+
+	for (;;) {
+		*len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+		if (!k--)
+			return p + SNAP_CRYPT_LEN_PREFIX;
+		p += SNAP_CRYPT_LEN_PREFIX + *len;
+	}
+}
+
+static int open_one(struct snap_crypt *r, const char *name, uint64_t size, int skip,
+		    const unsigned char *in, size_t len, int final, unsigned char *back,
+		    size_t *got)
+{
+	struct sm_error err = SM_ERROR_INIT;
+	struct snap_crypt_entry oe;
+	int rc;
+
+	assert_int_equal(snap_crypt_entry_begin(r, name, size, &oe, &err), 0);
+	oe.index += (uint64_t)skip;
+	rc = snap_crypt_open(&oe, in, len, final, back, SNAP_CRYPT_RECORD, got, &err);
+	if (rc < 0)
+		assert_int_equal(err.kind, ERR_DAMAGED);
+	snap_crypt_entry_release(&oe);
+	return rc;
+}
+
 static void test_seal_open(void **state)
 {
 	static const char *const ciphers[] = { "aes-256-gcm", "chacha20-poly1305" };
 	struct sm_error err = SM_ERROR_INIT;
-	unsigned char plain[1000], sealed[3][1000 + SNAP_CRYPT_TAG], back[1000];
+	unsigned char plain[3000], *back = xmalloc(SNAP_CRYPT_RECORD);
+	const uint64_t size = 3 * sizeof(plain);
+	struct snap_key *k = NULL;
+	char *p = tmp_path("a.key");
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(plain); i++)
-		plain[i] = (unsigned char)(i * 7);
+		plain[i] = (unsigned char)(i * 7 % 13);
 	assert_int_equal(snap_keyring_add(new_key("a.key"), &err), 0);
-	{
-		char *p = tmp_path("a.key");
-		struct snap_key *k = NULL;
-
-		assert_int_equal(snap_key_load(p, 0, &k, &err), 0);
-		snap_keyring_encrypt_to(k);
-		free(p);
-	}
+	assert_int_equal(snap_key_load(p, 0, &k, &err), 0);
+	snap_keyring_encrypt_to(k);
+	free(p);
 	for (size_t c = 0; c < 2; c++) {
 		struct snap_crypt *w = NULL, *r = NULL;
 		struct snap_crypt_entry se, oe;
+		struct strbuf out = STRBUF_INIT;
+		const unsigned char *rec[3];
+		size_t len[3], got;
 
 		sessions(ciphers[c], &w, &r);
-		assert_int_equal(snap_crypt_entry_begin(w, "data/x.0000", &se, &err), 0);
-		for (int k = 0; k < 3; k++)
-			assert_int_equal(snap_crypt_seal(&se, plain, sizeof(plain), k == 2, sealed[k],
-							 &err), 0);
+		assert_int_equal(snap_crypt_entry_begin(w, "data/x.0000", size, &se, &err), 0);
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(snap_crypt_seal(&se, plain, sizeof(plain), i == 2, &out, &err), 0);
 		snap_crypt_entry_release(&se);
-		/* the records differ: each has its own nonce */
-		assert_memory_not_equal(sealed[0], sealed[1], sizeof(plain));
+		for (int i = 0; i < 3; i++)
+			rec[i] = record_at(&out, i, &len[i]);
+		/* compressed (the plaintext repeats), and each record has its own nonce */
+		assert_true(len[0] < sizeof(plain));
+		assert_int_equal(len[0], len[1]);
+		assert_memory_not_equal(rec[0], rec[1], len[0]);
 
 		/* in order, with the right final flags: the plaintext back */
-		assert_int_equal(snap_crypt_entry_begin(r, "data/x.0000", &oe, &err), 0);
-		for (int k = 0; k < 3; k++) {
-			assert_int_equal(snap_crypt_open(&oe, sealed[k], sizeof(sealed[k]), k == 2,
-							 back, &err), 0);
+		assert_int_equal(snap_crypt_entry_begin(r, "data/x.0000", size, &oe, &err), 0);
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(snap_crypt_open(&oe, rec[i], len[i], i == 2, back,
+							 SNAP_CRYPT_RECORD, &got, &err), 0);
+			assert_int_equal(got, sizeof(plain));
 			assert_memory_equal(back, plain, sizeof(plain));
 		}
 		snap_crypt_entry_release(&oe);
 
 		/* a record moved (record 1 read as record 0) */
-		assert_int_equal(snap_crypt_entry_begin(r, "data/x.0000", &oe, &err), 0);
-		assert_int_equal(snap_crypt_open(&oe, sealed[1], sizeof(sealed[1]), 0, back, &err), -1);
-		assert_int_equal(err.kind, ERR_DAMAGED);
-		snap_crypt_entry_release(&oe);
-
+		assert_int_equal(open_one(r, "data/x.0000", size, 0, rec[1], len[1], 0, back, &got), -1);
 		/* truncation: a non-final record read as the last one */
-		assert_int_equal(snap_crypt_entry_begin(r, "data/x.0000", &oe, &err), 0);
-		assert_int_equal(snap_crypt_open(&oe, sealed[0], sizeof(sealed[0]), 1, back, &err), -1);
-		snap_crypt_entry_release(&oe);
+		assert_int_equal(open_one(r, "data/x.0000", size, 0, rec[0], len[0], 1, back, &got), -1);
+		/* the last record passed off as a middle one */
+		assert_int_equal(open_one(r, "data/x.0000", size, 2, rec[2], len[2], 0, back, &got), -1);
+		assert_int_equal(open_one(r, "data/x.0000", size, 2, rec[2], len[2], 1, back, &got), 0);
+		/* another entry's name, another entry size */
+		assert_int_equal(open_one(r, "data/x.0001", size, 0, rec[0], len[0], 0, back, &got), -1);
+		assert_int_equal(open_one(r, "data/x.0000", size - 1, 0, rec[0], len[0], 0, back,
+					  &got), -1);
+		/* one bit changed, anywhere (data or tag) */
+		for (size_t at = 0; at < len[0]; at++) {
+			unsigned char *m = (unsigned char *)rec[0] + at;
 
-		/* another entry's name */
-		assert_int_equal(snap_crypt_entry_begin(r, "data/x.0001", &oe, &err), 0);
-		assert_int_equal(snap_crypt_open(&oe, sealed[0], sizeof(sealed[0]), 0, back, &err), -1);
-		snap_crypt_entry_release(&oe);
-
-		/* one bit changed, in the data and in the tag */
-		for (size_t at = 0; at < sizeof(sealed[0]); at += 500) {
-			sealed[0][at] ^= 1;
-			assert_int_equal(snap_crypt_entry_begin(r, "data/x.0000", &oe, &err), 0);
-			assert_int_equal(snap_crypt_open(&oe, sealed[0], sizeof(sealed[0]), 0, back,
-							 &err), -1);
-			snap_crypt_entry_release(&oe);
-			sealed[0][at] ^= 1;
+			*m ^= 0x10;
+			assert_int_equal(open_one(r, "data/x.0000", size, 0, rec[0], len[0], 0, back,
+						  &got), -1);
+			*m ^= 0x10;
 		}
+		assert_int_equal(open_one(r, "data/x.0000", size, 0, rec[0], len[0], 0, back, &got), 0);
+		sb_release(&out);
 		snap_crypt_free(w);
 		snap_crypt_free(r);
 	}
+	free(back);
 }
 
 static void test_wrong_key(void **state)
@@ -312,7 +336,7 @@ static void test_snapshot_round_trip(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_size_prefix),
 		cmocka_unit_test_setup_teardown(test_seal_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_files, setup, teardown),
