@@ -178,6 +178,11 @@ struct snap_entry {
  * that lie) fail with ERR_DAMAGED.  Damage of any kind is ERR_DAMAGED.
  */
 int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err);
+/* Like snap_reader_open, but without looking for the snapshot's key: for
+ * describing a snapshot by its header (list-backups), which must not call
+ * a snapshot written with an older key damaged.  Its sealed entries cannot
+ * be read. */
+int snap_reader_open_header(const char *path, struct snap_reader **out, struct sm_error *err);
 /* The header entry's JSON (format_version, engine, server_version, source,
  * revision, created_at, tool_version).  Borrowed. */
 const cJSON *snap_reader_header(const struct snap_reader *r);

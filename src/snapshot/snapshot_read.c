@@ -599,7 +599,21 @@ const char *snap_reader_path(const struct snap_reader *r)
 	return r->path;
 }
 
+static int reader_open(const char *path, int use_keys, struct snap_reader **out,
+		       struct sm_error *err);
+
 int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err)
+{
+	return reader_open(path, 1, out, err);
+}
+
+int snap_reader_open_header(const char *path, struct snap_reader **out, struct sm_error *err)
+{
+	return reader_open(path, 0, out, err);
+}
+
+static int reader_open(const char *path, int use_keys, struct snap_reader **out,
+		       struct sm_error *err)
 {
 	struct snap_reader *r = xcalloc(1, sizeof(*r));
 	struct strbuf sb = STRBUF_INIT;
@@ -682,7 +696,8 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 			fatal(r, err, "format version %g has no encryption", fv->valuedouble);
 			goto fail;
 		}
-		if (snap_crypt_begin_read(cJSON_GetObjectItemCaseSensitive(r->header, "encryption"),
+		if (use_keys &&
+		    snap_crypt_begin_read(cJSON_GetObjectItemCaseSensitive(r->header, "encryption"),
 					  &r->crypt, err) < 0) {
 			if (err->kind == ERR_DAMAGED) {
 				snap_problems_add(&r->problems, "%s", err->msg);

@@ -321,6 +321,26 @@ class EncryptSqlite(CliTest):
         self.code(1, "keygen", "--output", self.path("k.key"))
         self.assertEqual(os.stat(self.path("k.key")).st_mode & 0o777, 0o600)
 
+    def test_key_rotation(self):
+        old = self.backup("old", "--encrypt-key", self.path("k.key"))
+        new_id = self.keygen("new.key")
+        new = self.backup("new", "--encrypt-key", self.path("new.key"))
+        self.assertEqual(json.loads(dict(read_tar(new))["snapshot.json"])["encryption"]["key_id"],
+                         new_id)
+        # the old snapshot keeps its key id: the new key is refused, naming it
+        r = self.code(1, "verify", old, "--encrypt-key", self.path("new.key"))
+        self.assertIn(self.key[:16], r.err)
+        r = self.ok("--json", "verify", old)
+        self.assertEqual(r.json()["key_id"], self.key)
+        self.ok("verify", old, "--encrypt-key", self.path("k.key"))
+        self.ok(*self.a, "restore", old, "--to", self.sqlite_url("o.db"), "--yes",
+                "--encrypt-key", self.path("k.key"))
+        self.assertEqual(self.sqlite_dump("o.db"), self.sqlite_dump())
+        # both are listed as good snapshots
+        r = self.ok(*self.a, "--json", "list-backups")
+        self.assertEqual(sorted(os.path.basename(x["path"]) for x in r.json()["snapshots"]
+                                if not x.get("damaged")), ["new.tar.zst", "old.tar.zst"])
+
     def test_old_format_snapshot_still_restores(self):
         old = os.path.join(FIXTURES, "snapshot_v2", "v2_sqlite.tar.zst")
         self.assertEqual(json.loads(dict(read_tar(old))["snapshot.json"])["format_version"], 2)
