@@ -555,6 +555,9 @@ static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
 	w->rec_fill = 0;
 	w->seal_left = size;
 	sb_reset(&w->sealed);
+	/* room for the entry at once (it may hold incompressible data): no
+	 * reallocation and copy as it grows, and reused by the next entry */
+	sb_grow(&w->sealed, (size_t)size + (size_t)size / 64 + 4096);
 	snap_crypt_put_size(&w->sealed, size);
 	return 0;
 }
