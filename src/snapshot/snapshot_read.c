@@ -536,7 +536,7 @@ static int next_raw(struct snap_reader *r, struct sm_error *err)
 	hash_init(&r->cur_hash);
 	r->in_entry = 1;
 	if (r->encrypted && strcmp(name, SNAP_MANIFEST_NAME) != 0) {
-		unsigned char pfx[SNAP_CRYPT_SIZE_PREFIX];
+		unsigned char pfx[SNAP_CRYPT_SIZE_PREFIX] = { 0 };
 
 		/* a sealed entry starts with its plaintext size (each record
 		 * authenticates it; until then it only serves the layout rules) */
@@ -793,7 +793,7 @@ static int read_exact(struct snap_reader *r, unsigned char *buf, size_t n, struc
 /* Opens the current entry's next sealed record into r->rec. */
 static int open_record(struct snap_reader *r, struct sm_error *err)
 {
-	unsigned char lenb[SNAP_CRYPT_LEN_PREFIX];
+	unsigned char lenb[SNAP_CRYPT_LEN_PREFIX] = { 0 };
 	size_t len, got, want = r->plain_left < SNAP_CRYPT_RECORD ? (size_t)r->plain_left :
 				SNAP_CRYPT_RECORD;
 	struct sm_error e2 = SM_ERROR_INIT;
