@@ -420,6 +420,10 @@ static void print_usage(FILE *f)
 		   "  --statement-lock-timeout DUR  lock_timeout for migration statements\n"
 		   "  --statement-timeout DUR  statement_timeout for migration statements\n"
 		   "  --allow-out-of-order     apply pending migrations older than the newest applied\n"
+		   "  --encrypt-key FILE       encrypt snapshots with, and read them with, this key\n"
+		   "                           (env SAFE_MIGRATE_ENCRYPTION_KEY_FILE)\n"
+		   "  --encrypt-to PUBKEY      encrypt new snapshots for this X25519 public key\n"
+		   "                           (env SAFE_MIGRATE_ENCRYPT_TO)\n"
 		   "  --version  -h, --help\n\n"
 		   "Run 'safe-migrate help COMMAND' for a command's options.\n");
 }
