@@ -408,6 +408,11 @@ class EncryptPg(CliTest):
         rewrite(snap, flip)
         self.psql(src, "INSERT INTO t VALUES (5000, 'after the snapshot')")
         before = self.psql(src, q)
+        # no key: refused before the safety snapshot and the confirmation
+        listed = sorted(os.listdir(self.path("bk")))
+        r = self.code(1, "-d", src, "-b", self.path("bk"), "restore", snap, "--yes")
+        self.assertIn("give its key", r.err)
+        self.assertEqual(sorted(os.listdir(self.path("bk"))), listed)
         r = self.run_sm("-d", src, "-b", self.path("bk"), "restore", snap, "--yes",
                         "--no-safety-backup", *key)
         self.assertNotEqual(r.code, 0, r)
