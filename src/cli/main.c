@@ -182,6 +182,7 @@ static const struct opt_spec specs[] = {
 	{ "encrypt-key", 0, A_STR, &opt.encrypt_key, NULL },
 	{ "decrypt-key", 0, A_STR, &opt.encrypt_key, NULL },
 	{ "encrypt-to", 0, A_STR, &opt.encrypt_to, NULL },
+	{ "encrypt-cipher", 0, A_STR, &opt.encrypt_cipher, NULL },
 	{ "start", 0, A_STR, &opt.start, "sql" },
 	{ "end", 0, A_STR, &opt.end, "sql" },
 	{ "expected", 0, A_STR, &opt.expected, "validate safe-migrate run" },
@@ -581,12 +582,15 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 	/* snapshot encryption: the key files */
 	{
 		const char *key = opt.encrypt_key, *to = opt.encrypt_to;
+		const char *cipher = opt.encrypt_cipher;
 
 		if (!key && !(key = env_nonempty("SAFE_MIGRATE_ENCRYPTION_KEY_FILE")) && *have_cfg)
 			key = cfg->encryption_key_file;
 		if (!to && !(to = env_nonempty("SAFE_MIGRATE_ENCRYPT_TO")) && *have_cfg)
 			to = cfg->encrypt_to;
-		return crypt_setup_keys(ctx, key, to, err);
+		if (!cipher && !(cipher = env_nonempty("SAFE_MIGRATE_ENCRYPTION_CIPHER")) && *have_cfg)
+			cipher = cfg->encryption_cipher;
+		return crypt_setup_keys(ctx, key, to, cipher, err);
 	}
 }
 
@@ -618,6 +622,7 @@ static void free_options(char **pos)
 	free(opt.report);
 	free(opt.encrypt_key);
 	free(opt.encrypt_to);
+	free(opt.encrypt_cipher);
 	free(opt.public_key);
 	snap_keyring_clear();
 }

@@ -155,6 +155,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 	} else if (!strcmp(name, "encryption_key_file")) {
 		free(c->encryption_key_file);
 		c->encryption_key_file = resolve(c, value);
+	} else if (!strcmp(name, "encryption_cipher")) {
+		set_string(&c->encryption_cipher, value);
 	} else if (!strcmp(name, "encrypt_to")) {
 		free(c->encrypt_to);
 		c->encrypt_to = resolve(c, value);
@@ -238,5 +240,6 @@ void cfg_release(struct cfg_file *c)
 	free(c->lint_ignore);
 	free(c->encryption_key_file);
 	free(c->encrypt_to);
+	free(c->encryption_cipher);
 	memset(c, 0, sizeof(*c));
 }

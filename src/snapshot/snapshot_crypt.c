@@ -343,7 +343,19 @@ static struct {
 	struct snap_key *keys[KEYRING_MAX];
 	size_t n;
 	struct snap_key *target;
+	const char *cipher; /* static, or NULL for the default */
 } ring;
+
+int snap_keyring_set_cipher(const char *name, struct sm_error *err)
+{
+	for (size_t i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
+		if (!strcmp(ciphers[i].name, name)) {
+			ring.cipher = ciphers[i].name;
+			return 0;
+		}
+	return err_set(err, ERR_USAGE, "unknown cipher '%s': use aes-256-gcm or "
+		       "chacha20-poly1305", name);
+}
 
 int snap_keyring_add(struct snap_key *k, struct sm_error *err)
 {
@@ -460,7 +472,7 @@ int snap_crypt_begin_write(const char *cipher, struct snap_crypt **out, cJSON **
 	if (!k)
 		return 0;
 	if (!cipher)
-		cipher = "aes-256-gcm";
+		cipher = ring.cipher ? ring.cipher : "aes-256-gcm";
 	c = xcalloc(1, sizeof(*c));
 	if (!(c->cipher = cipher_by_name(cipher))) {
 		err_set(err, ERR_USAGE, "unknown cipher '%s'", cipher);

@@ -81,6 +81,10 @@ int snap_keyring_add(struct snap_key *k, struct sm_error *err);
 /* Sets what new snapshots are encrypted to (takes k; NULL: not encrypted,
  * which is the default).  A private key encrypts to its own public key. */
 void snap_keyring_encrypt_to(struct snap_key *k);
+/* The cipher of new snapshots: "aes-256-gcm" (the default) or
+ * "chacha20-poly1305" (faster without AES instructions).  ERR_USAGE for
+ * another name. */
+int snap_keyring_set_cipher(const char *name, struct sm_error *err);
 /* The encryption target, or NULL (borrowed). */
 const struct snap_key *snap_keyring_target(void);
 /* The decrypting key with this id, or NULL (borrowed). */
@@ -99,7 +103,7 @@ struct snap_crypt;
  * when no target is set.  *enc receives the header's "encryption" object
  * (caller owns): cipher, kdf, mode, key_id, salt, chunk size and, for
  * X25519, the ephemeral public key; never key material.  cipher: NULL for
- * the default "aes-256-gcm", or "chacha20-poly1305".
+ * the keyring's (snap_keyring_set_cipher), or a name it accepts.
  */
 int snap_crypt_begin_write(const char *cipher, struct snap_crypt **out, cJSON **enc,
 			   struct sm_error *err);

@@ -162,6 +162,22 @@ class EncryptSqlite(CliTest):
                             header["encryption"]["ephemeral_public_key"])
         self.assertNotEqual(h2["encryption"]["salt"], header["encryption"]["salt"])
 
+    def test_chacha20_poly1305(self):
+        snap = self.backup("ch", "--encrypt-key", self.path("k.key"),
+                           "--encrypt-cipher", "chacha20-poly1305")
+        self.assertEqual(json.loads(dict(read_tar(snap))["snapshot.json"])["encryption"]["cipher"],
+                         "chacha20-poly1305")
+        r = self.ok("--json", "verify", snap, "--encrypt-key", self.path("k.key"))
+        self.assertTrue(r.json()["authenticated"])
+        self.ok(*self.a, "restore", snap, "--to", self.sqlite_url("c.db"), "--yes",
+                "--encrypt-key", self.path("k.key"))
+        self.assertEqual(self.sqlite_dump("c.db"), self.sqlite_dump())
+        r = self.code(2, *self.a, "backup", "--encrypt-key", self.path("k.key"),
+                      "--encrypt-cipher", "rot13")
+        self.assertIn("unknown cipher 'rot13'", r.err)
+        r = self.code(2, *self.a, "current", "--encrypt-key", self.path("k.key"))
+        self.assertIn("reads and writes no snapshot", r.err)
+
     def test_environment_and_config(self):
         env = {"SAFE_MIGRATE_ENCRYPTION_KEY_FILE": self.path("k.key")}
         self.ok(*self.a, "backup", "--name", "e1", env=env)
