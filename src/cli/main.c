@@ -425,6 +425,7 @@ static void print_usage(FILE *f)
 		   "                           (env SAFE_MIGRATE_ENCRYPTION_KEY_FILE)\n"
 		   "  --encrypt-to PUBKEY      encrypt new snapshots for this X25519 public key\n"
 		   "                           (env SAFE_MIGRATE_ENCRYPT_TO)\n"
+		   "  --encrypt-cipher NAME    aes-256-gcm (default) or chacha20-poly1305\n"
 		   "  --version  -h, --help\n\n"
 		   "Run 'safe-migrate help COMMAND' for a command's options.\n");
 }

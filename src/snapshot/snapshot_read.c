@@ -906,6 +906,15 @@ static void check_manifest(struct snap_reader *r)
 		if (!a || !b || !cJSON_Compare(a, b, 1))
 			snap_problems_add(&r->problems, "the manifest's %s differs from the header's", same[i]);
 	}
+	{
+		/* absent from both when not encrypted */
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(r->header, "encryption");
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(r->manifest, "encryption");
+
+		if ((a || b) && (!a || !b || !cJSON_Compare(a, b, 1)))
+			snap_problems_add(&r->problems, "the manifest's encryption differs from the "
+					  "header's");
+	}
 	cJSON_ArrayForEach(e, entries) {
 		const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
 		const cJSON *sz = cJSON_GetObjectItemCaseSensitive(e, "size");

@@ -299,6 +299,19 @@ class EncryptSqlite(CliTest):
         r = self.code(7, "verify", snap, "--encrypt-key", self.path("k.key"))
         self.assertIn("the manifest fails authentication", r.out)
 
+        # a header stripped of its encryption (to have sealed bytes taken as data)
+        snap = self.backup("r2", "--encrypt-key", self.path("k.key"))
+
+        def strip(entries):
+            for i, (name, data) in enumerate(entries):
+                if name == "snapshot.json":
+                    h = json.loads(data)
+                    del h["encryption"]
+                    entries[i] = (name, json.dumps(h).encode())
+        rewrite(snap, strip)
+        r = self.code(7, "verify", snap)
+        self.assertIn("encryption differs from the header's", r.out)
+
     def test_truncated_file_is_refused(self):
         snap = self.backup("f1", "--encrypt-key", self.path("k.key"))
         self.sqlite("INSERT INTO t(v) VALUES ('after the snapshot')")
