@@ -16,6 +16,11 @@
  *                       counts, engine extras and each entry's name, size
  *                       and SHA-256 (so no payload is ever buffered whole)
  *
+ * Encryption (format 3, snapshot_crypt.h): with a key in the keyring, the
+ * payload entries are sealed; the header and the manifest stay readable and
+ * record the cipher and key id.  Readers give callers the plaintext and its
+ * size; checksums in the manifest are of the stored (sealed) bytes.
+ *
  * Durability: the archive is written to a temp file in the backup directory
  * (mode 0600), fsync'd, renamed to its final name, the .sha256 sidecar is
  * written the same way, and the directory is fsync'd.  A visible .tar.zst is

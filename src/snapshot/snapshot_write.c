@@ -10,6 +10,10 @@
  * zstd runs at level -1 (zstd --fast=1): on database pages it compresses
  * about as well as level 1 at several times the speed, and a snapshot is
  * taken on the critical path of a migration.
+ * With a key in the keyring (snapshot_crypt.h), every entry but the header
+ * and the manifest is compressed and sealed record by record on its way in
+ * (begin_entry/put_data), and held until its last record so that its size
+ * can go first in the tar header.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -600,8 +604,9 @@ static int seal_record(struct snap_writer *w, struct hash_ctx *h, struct sm_erro
 	return put_raw(w, w->sealed.buf, w->sealed.len, h, err);
 }
 
-/* Entry data: sealed record by record when the entry is sealed (an empty
- * entry's one record was sealed when it began, see put_data's caller). */
+/* Entry data: sealed record by record when the entry is sealed; an empty
+ * entry's one (empty) record is sealed by a put_data of no bytes, which
+ * each writer of an entry makes. */
 static int put_data(struct snap_writer *w, const void *data, size_t len, struct hash_ctx *h,
 		    struct sm_error *err)
 {
