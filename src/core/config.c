@@ -164,7 +164,6 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		set_string(&c->lint_ignore, value);
 	} else if (!strcmp(name, "expected_schema")) {
 		free(c->expected_schema);
-	free(c->lint_ignore);
 		c->expected_schema = resolve(c, value);
 	} else {
 		err_set(st->err, ERR_USAGE, "unknown key '%s' in section [safe-migrate] of '%s'",
