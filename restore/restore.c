@@ -44,6 +44,13 @@ int restore_snapshot(const char *path, struct engine *target, const struct resto
 		opts = &no_opts;
 	if (snap_reader_open(path, &r, err) < 0)
 		return -1;
+	/* before anything else (a safety snapshot, a confirmation): without
+	 * its key, nothing of an encrypted snapshot can be restored */
+	if (snap_reader_decrypts(r) < 0) {
+		err_set(err, ERR_FAIL, "snapshot '%s' is encrypted (key id %.16s...): give its key "
+			"with --encrypt-key FILE; nothing was restored", path, snap_reader_key_id(r));
+		goto out;
+	}
 	if (opts->progress)
 		snap_reader_set_progress(r, opts->progress, opts->progress_ud);
 	snap_reader_set_interrupt(r, opts->interrupted);

@@ -82,6 +82,10 @@ struct options {
 	int migrate;          /* init --migrate */
 	char *stamp_from;     /* stamp --from TOOL */
 	char *on_concurrent_writes; /* safe-migrate, run, recover: "restore" or "stop" */
+	char *encrypt_key;    /* --encrypt-key FILE: secret or X25519 private key */
+	char *encrypt_to;     /* --encrypt-to PUBKEY: X25519 public key */
+	char *encrypt_cipher; /* --encrypt-cipher NAME */
+	char *public_key;     /* keygen --public FILE */
 };
 
 extern struct options opt;
@@ -91,6 +95,8 @@ extern struct options opt;
 #define NEED_MIGRATIONS  0x2 /* migration directories (ctx->mig_dirs) */
 #define NEED_BACKUP_DIR  0x4 /* a backup directory (ctx->backup_dir) */
 #define OPTIONAL_DB      0x8 /* use a URL if one is configured */
+#define USES_SNAPSHOTS   0x10 /* writes or reads snapshots: the encryption keys apply */
+#define RESTORES_OWN     0x20 /* may restore a snapshot it took itself */
 
 struct command;
 
@@ -159,6 +165,18 @@ int cmd_safe_migrate(struct cmd_ctx *ctx);
 int cmd_run(struct cmd_ctx *ctx);
 int cmd_recover(struct cmd_ctx *ctx);
 int cmd_roundtrip(struct cmd_ctx *ctx);
+int cmd_keygen(struct cmd_ctx *ctx);
+
+/* cmd_crypt.c: loads the key file (secret or private key; may be NULL) and
+ * the public key file to encrypt to (may be NULL) and the cipher of new
+ * snapshots (NULL: the default), all resolved flag >
+ * environment > config by main.c, into the snapshot keyring, for commands
+ * marked USES_SNAPSHOTS (others refuse the flags). */
+int crypt_setup_keys(const struct cmd_ctx *ctx, const char *key, const char *to,
+		     const char *cipher, struct sm_error *err);
+/* verify: says whether an encrypted snapshot's entries were authenticated
+ * (manifest: the verified snapshot's; may be NULL). */
+void crypt_verify_report(struct cmd_ctx *ctx, const cJSON *manifest);
 
 /* Set by the SIGINT/SIGTERM handler installed for long operations. */
 extern volatile sig_atomic_t cli_interrupted;

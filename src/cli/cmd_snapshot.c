@@ -270,7 +270,7 @@ int cmd_verify(struct cmd_ctx *ctx)
 		return report_error(ctx, &ctx->err);
 	}
 	path = snapshot_arg(ctx, ctx->argv[0]);
-	if (snap_verify(path, &pr, opt.restore_to ? &manifest : NULL, &ctx->err) < 0 ||
+	if (snap_verify(path, &pr, &manifest, &ctx->err) < 0 ||
 	    (opt.restore_to && !pr.n && restore_check(ctx, path, manifest, &pr, &ctx->err) < 0)) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
@@ -283,6 +283,7 @@ int cmd_verify(struct cmd_ctx *ctx)
 			cJSON_AddItemToArray(arr, cJSON_CreateString(pr.items[i]));
 	}
 	if (!pr.n) {
+		crypt_verify_report(ctx, manifest);
 		out("ok: %s\n", path);
 		code = EXIT_OK;
 		goto out;

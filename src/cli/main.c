@@ -24,6 +24,7 @@
 #include "config.h"
 #include "fsutil.h"
 #include "impact.h"
+#include "snapshot_crypt.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -57,7 +58,7 @@ static const struct command commands[] = {
 	{ "sql", cmd_sql, NEED_MIGRATIONS | OPTIONAL_DB,
 	  "sql [--start A] [--end B]",
 	  "print the SQL script of an upgrade range without touching the database", NULL },
-	{ "backup", cmd_backup, NEED_DB | NEED_BACKUP_DIR,
+	{ "backup", cmd_backup, NEED_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
 	  "backup [--name NAME] [--no-owner] [--no-tablespaces]",
 	  "take a snapshot and print its path",
 	  "PostgreSQL: --no-owner leaves out who owns each object (the restoring role\n"
@@ -65,14 +66,14 @@ static const struct command commands[] = {
 	  "are restored into the database's default one)." },
 	{ "list-backups", cmd_list_backups, NEED_BACKUP_DIR,
 	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
-	{ "verify", cmd_verify, 0,
+	{ "verify", cmd_verify, USES_SNAPSHOTS,
 	  "verify SNAPSHOT [--restore-to URL [--jobs N]]",
 	  "check a snapshot's structure and every checksum",
 	  "--restore-to URL also restores the snapshot into URL, an empty scratch database\n"
 	  "(or a new SQLite file), and compares the result with the schema fingerprint and\n"
 	  "the row counts the snapshot recorded: a snapshot that cannot be restored, or\n"
 	  "restores differently, is reported like a damaged one (exit 7)." },
-	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR,
+	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
 	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup] [--force]",
 	  "verify a snapshot, take a safety snapshot, and restore",
 	  "In place, the restore is one transaction: any failure, a snapshot found\n"
@@ -88,7 +89,7 @@ static const struct command commands[] = {
 	  "implies --yes)." },
 	{ "prune", cmd_prune, NEED_BACKUP_DIR,
 	  "prune --keep N", "delete all but the newest N snapshots", NULL },
-	{ "drop-tables", cmd_drop_tables, NEED_DB | NEED_BACKUP_DIR,
+	{ "drop-tables", cmd_drop_tables, NEED_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
 	  "drop-tables", "drop every user table after a safety snapshot", NULL },
 	{ "schema", cmd_schema, NEED_DB,
 	  "schema [--output FILE]", "print the live schema in canonical text form", NULL },
@@ -102,7 +103,8 @@ static const struct command commands[] = {
 	  "RULE:VERSION for one migration (repeatable; config key lint_ignore)." },
 	{ "safety-check", cmd_safety_check, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
 	  "safety-check [--ignore RULE[:VERSION]]", "run every pre-flight check", NULL },
-	{ "safe-migrate", cmd_safe_migrate, NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR,
+	{ "safe-migrate", cmd_safe_migrate,
+	  NEED_DB | NEED_MIGRATIONS | NEED_BACKUP_DIR | USES_SNAPSHOTS | RESTORES_OWN,
 	  "safe-migrate [TARGET] [--dry-run [--max-blocking DUR] [--max-rewrite SIZE] [--report FILE.html]] [--no-backup] [--on-concurrent-writes restore|stop]",
 	  "checks, snapshot, apply, validate; restore automatically on failure",
 	  "A migration that fails inside its own transaction with nothing committed\n"
@@ -114,10 +116,10 @@ static const struct command commands[] = {
 	  "the sessions holding them.  Exit codes: 0 applied, 1 nothing changed,\n"
 	  "4 blocked, 5 restored, 6 restore failed, 8 not restored (concurrent writes),\n"
 	  "130 interrupted." },
-	{ "run", cmd_run, NEED_DB | NEED_BACKUP_DIR,
+	{ "run", cmd_run, NEED_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS | RESTORES_OWN,
 	  "run [--no-backup] [--validate] [--on-concurrent-writes restore|stop] -- COMMAND [ARG...]",
 	  "the safe-migrate pipeline around another tool's migration command", NULL },
-	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR,
+	{ "recover", cmd_recover, NEED_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS | RESTORES_OWN,
 	  "recover [--discard] [--on-concurrent-writes restore|stop]",
 	  "finish after a run that was killed (or whose restore failed, or that stopped on writes)",
 	  "Acts on this database's run journal only (BACKUP_DIR/safe-migrate-ID.journal,\n"
@@ -131,6 +133,14 @@ static const struct command commands[] = {
 	{ "roundtrip", cmd_roundtrip, NEED_MIGRATIONS | OPTIONAL_DB,
 	  "roundtrip [--url SCRATCH] [--keep-going]",
 	  "apply, revert and re-apply each migration on a scratch database", NULL },
+	{ "keygen", cmd_keygen, 0,
+	  "keygen --output FILE [--public PUBFILE]",
+	  "write a new snapshot encryption key",
+	  "Without --public: a secret key (64 hex digits) for --encrypt-key.  With\n"
+	  "--public: an X25519 private key (PEM) in FILE, for --encrypt-key when\n"
+	  "restoring, and its public key in PUBFILE, for --encrypt-to.  FILE is created\n"
+	  "with mode 0600 and never replaces a file.  Prints the key id that snapshots\n"
+	  "record (docs/encryption.md)." },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -167,7 +177,12 @@ static const struct opt_spec specs[] = {
 	{ "jobs", 'j', A_INT, &opt.jobs, "restore verify" },
 	{ "restore-to", 0, A_STR, &opt.restore_to, "verify" },
 	{ "keep", 0, A_STR, &opt.keep, "prune" },
-	{ "output", 'o', A_STR, &opt.output, "schema" },
+	{ "output", 'o', A_STR, &opt.output, "schema keygen" },
+	{ "public", 0, A_STR, &opt.public_key, "keygen" },
+	{ "encrypt-key", 0, A_STR, &opt.encrypt_key, NULL },
+	{ "decrypt-key", 0, A_STR, &opt.encrypt_key, NULL },
+	{ "encrypt-to", 0, A_STR, &opt.encrypt_to, NULL },
+	{ "encrypt-cipher", 0, A_STR, &opt.encrypt_cipher, NULL },
 	{ "start", 0, A_STR, &opt.start, "sql" },
 	{ "end", 0, A_STR, &opt.end, "sql" },
 	{ "expected", 0, A_STR, &opt.expected, "validate safe-migrate run" },
@@ -406,6 +421,11 @@ static void print_usage(FILE *f)
 		   "  --statement-lock-timeout DUR  lock_timeout for migration statements\n"
 		   "  --statement-timeout DUR  statement_timeout for migration statements\n"
 		   "  --allow-out-of-order     apply pending migrations older than the newest applied\n"
+		   "  --encrypt-key FILE       encrypt snapshots with, and read them with, this key\n"
+		   "                           (env SAFE_MIGRATE_ENCRYPTION_KEY_FILE)\n"
+		   "  --encrypt-to PUBKEY      encrypt new snapshots for this X25519 public key\n"
+		   "                           (env SAFE_MIGRATE_ENCRYPT_TO)\n"
+		   "  --encrypt-cipher NAME    aes-256-gcm (default) or chacha20-poly1305\n"
 		   "  --version  -h, --help\n\n"
 		   "Run 'safe-migrate help COMMAND' for a command's options.\n");
 }
@@ -559,7 +579,20 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 			opt.backup_dir = xstrdup("data/backups");
 	}
 	ctx->backup_dir = opt.backup_dir;
-	return 0;
+
+	/* snapshot encryption: the key files */
+	{
+		const char *key = opt.encrypt_key, *to = opt.encrypt_to;
+		const char *cipher = opt.encrypt_cipher;
+
+		if (!key && !(key = env_nonempty("SAFE_MIGRATE_ENCRYPTION_KEY_FILE")) && *have_cfg)
+			key = cfg->encryption_key_file;
+		if (!to && !(to = env_nonempty("SAFE_MIGRATE_ENCRYPT_TO")) && *have_cfg)
+			to = cfg->encrypt_to;
+		if (!cipher && !(cipher = env_nonempty("SAFE_MIGRATE_ENCRYPTION_CIPHER")) && *have_cfg)
+			cipher = cfg->encryption_cipher;
+		return crypt_setup_keys(ctx, key, to, cipher, err);
+	}
 }
 
 static void free_options(char **pos)
@@ -588,6 +621,11 @@ static void free_options(char **pos)
 	free(opt.max_blocking);
 	free(opt.max_rewrite);
 	free(opt.report);
+	free(opt.encrypt_key);
+	free(opt.encrypt_to);
+	free(opt.encrypt_cipher);
+	free(opt.public_key);
+	snap_keyring_clear();
 }
 
 static void fix_utf8(char **s, cJSON *item)

@@ -152,11 +152,18 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		set_string(&c->max_blocking, value);
 	} else if (!strcmp(name, "max_rewrite")) {
 		set_string(&c->max_rewrite, value);
+	} else if (!strcmp(name, "encryption_key_file")) {
+		free(c->encryption_key_file);
+		c->encryption_key_file = resolve(c, value);
+	} else if (!strcmp(name, "encryption_cipher")) {
+		set_string(&c->encryption_cipher, value);
+	} else if (!strcmp(name, "encrypt_to")) {
+		free(c->encrypt_to);
+		c->encrypt_to = resolve(c, value);
 	} else if (!strcmp(name, "lint_ignore")) {
 		set_string(&c->lint_ignore, value);
 	} else if (!strcmp(name, "expected_schema")) {
 		free(c->expected_schema);
-	free(c->lint_ignore);
 		c->expected_schema = resolve(c, value);
 	} else {
 		err_set(st->err, ERR_USAGE, "unknown key '%s' in section [safe-migrate] of '%s'",
@@ -230,5 +237,8 @@ void cfg_release(struct cfg_file *c)
 	free(c->max_blocking);
 	free(c->max_rewrite);
 	free(c->lint_ignore);
+	free(c->encryption_key_file);
+	free(c->encrypt_to);
+	free(c->encryption_cipher);
 	memset(c, 0, sizeof(*c));
 }

@@ -26,6 +26,9 @@ struct cfg_file {
 	char *max_blocking;    /* dry-run gate: a duration */
 	char *max_rewrite;     /* dry-run gate: a size */
 	char *lint_ignore;     /* "RULE[:VERSION], ..." */
+	char *encryption_key_file; /* resolved against dir */
+	char *encrypt_to;          /* resolved against dir */
+	char *encryption_cipher;   /* "aes-256-gcm" or "chacha20-poly1305" */
 };
 
 /* Reads path.  A missing file is an error (the caller decides whether to try). */

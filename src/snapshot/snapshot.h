@@ -16,6 +16,11 @@
  *                       counts, engine extras and each entry's name, size
  *                       and SHA-256 (so no payload is ever buffered whole)
  *
+ * Encryption (format 3, snapshot_crypt.h): with a key in the keyring, the
+ * payload entries are sealed; the header and the manifest stay readable and
+ * record the cipher and key id.  Readers give callers the plaintext and its
+ * size; checksums in the manifest are of the stored (sealed) bytes.
+ *
  * Durability: the archive is written to a temp file in the backup directory
  * (mode 0600), fsync'd, renamed to its final name, the .sha256 sidecar is
  * written the same way, and the directory is fsync'd.  A visible .tar.zst is
@@ -37,7 +42,9 @@
 #include "fsutil.h"
 #include "hash.h"
 
-#define SNAP_FORMAT_VERSION 2
+#define SNAP_FORMAT_VERSION 3
+/* The manifest member holding its HMAC in an encrypted snapshot. */
+#define SNAP_MANIFEST_AUTH "hmac_sha256"
 #define SNAP_SUFFIX ".tar.zst"
 #define SNAP_SHA_SUFFIX ".sha256"
 #define SNAP_HEADER_NAME "snapshot.json"
@@ -176,6 +183,11 @@ struct snap_entry {
  * that lie) fail with ERR_DAMAGED.  Damage of any kind is ERR_DAMAGED.
  */
 int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err);
+/* Like snap_reader_open, but without looking for the snapshot's key: for
+ * describing a snapshot by its header (list-backups), which must not call
+ * a snapshot written with an older key damaged.  Its sealed entries cannot
+ * be read. */
+int snap_reader_open_header(const char *path, struct snap_reader **out, struct sm_error *err);
 /* The header entry's JSON (format_version, engine, server_version, source,
  * revision, created_at, tool_version).  Borrowed. */
 const cJSON *snap_reader_header(const struct snap_reader *r);
@@ -219,6 +231,15 @@ void snap_reader_set_progress(struct snap_reader *r, snap_progress_fn fn, void *
 /* Makes reading fail with ERR_INTERRUPTED once *flag is set (a signal
  * handler's flag; borrowed, may be NULL): checked before every block read. */
 void snap_reader_set_interrupt(struct snap_reader *r, volatile sig_atomic_t *flag);
+
+/* 0: the snapshot is not encrypted; 1: it is and the keyring holds its key
+ * (every byte snap_reader_read returns was authenticated, and
+ * snap_reader_finish checks the manifest's HMAC); -1: it is, without the
+ * key (snap_reader_read of an entry fails; snap_reader_finish checks the
+ * stored bytes only). */
+int snap_reader_decrypts(const struct snap_reader *r);
+/* The key id an encrypted snapshot names (borrowed), or NULL. */
+const char *snap_reader_key_id(const struct snap_reader *r);
 
 /* True if name is a chunk of base ("<base>.NNNN"); sets *index. */
 int snap_is_chunk_of(const char *name, const char *base, unsigned *index);

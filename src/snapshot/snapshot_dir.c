@@ -110,7 +110,7 @@ static void read_info(struct snap_info *s)
 	struct sm_error err = SM_ERROR_INIT;
 	struct strbuf side = STRBUF_INIT, text = STRBUF_INIT;
 
-	if (snap_reader_open(s->path, &r, &err) < 0) {
+	if (snap_reader_open_header(s->path, &r, &err) < 0) {
 		s->damaged = 1;
 		s->problem = xstrdup(err.msg);
 		return;

@@ -23,6 +23,7 @@
 #include "bpipe.h"
 #include "fsutil.h"
 #include "snapshot.h"
+#include "snapshot_crypt.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -156,6 +157,17 @@ struct snap_reader {
 	void *progress_ud;
 	volatile sig_atomic_t *interrupt; /* stop reading once set */
 	int interrupted;                  /* a read stopped for it */
+
+	/* encryption (snapshot_crypt.h) */
+	int encrypted;               /* the header has "encryption" */
+	struct snap_crypt *crypt;    /* NULL: no key, entries stay sealed */
+	int cur_sealed;              /* the current entry is sealed */
+	uint64_t cur_plain;          /* its plaintext size */
+	struct snap_crypt_entry opening;
+	unsigned char *rec;          /* an opened record's plaintext */
+	unsigned char *sealed;       /* a sealed record */
+	size_t rec_pos, rec_len;     /* plaintext not yet handed out */
+	uint64_t plain_left;         /* plaintext of the entry not yet opened */
 };
 
 void snap_problems_add(struct snap_problems *p, const char *fmt, ...)
@@ -416,6 +428,10 @@ static int check_deferred_arrived(struct snap_reader *r, struct sm_error *err)
 	return 0;
 }
 
+static int raw_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
+		    struct sm_error *err);
+static int read_exact(struct snap_reader *r, unsigned char *buf, size_t n, struct sm_error *err);
+
 /* Finishes the current entry: skips (and hashes) unread data, records it. */
 static int end_entry(struct snap_reader *r, struct sm_error *err)
 {
@@ -425,10 +441,14 @@ static int end_entry(struct snap_reader *r, struct sm_error *err)
 	if (!r->in_entry)
 		return 0;
 	for (;;) {
-		if (snap_reader_read(r, r->sink, READ_BLOCK, &got, err) < 0)
+		if (raw_read(r, r->sink, READ_BLOCK, &got, err) < 0)
 			return -1;
 		if (!got)
 			break;
+	}
+	if (r->cur_sealed) {
+		snap_crypt_entry_release(&r->opening);
+		r->cur_sealed = 0;
 	}
 	if (r->cur_read != r->cur_size)
 		return fatal(r, err, "entry '%s' holds %llu bytes, its header says %llu",
@@ -509,13 +529,32 @@ static int next_raw(struct snap_reader *r, struct sm_error *err)
 		return fatal(r, err, "entry '%s' appears twice; refused", name);
 	if (r->manifest)
 		return fatal(r, err, "entry '%s' follows the manifest", name);
-	if (check_layout(r, name, (uint64_t)archive_entry_size(e), err) < 0)
-		return -1;
 	r->cur_name = xstrdup(name);
 	r->cur_size = (uint64_t)archive_entry_size(e);
+	r->cur_plain = r->cur_size;
 	r->cur_read = 0;
 	hash_init(&r->cur_hash);
 	r->in_entry = 1;
+	if (r->encrypted && strcmp(name, SNAP_MANIFEST_NAME) != 0) {
+		unsigned char pfx[SNAP_CRYPT_SIZE_PREFIX] = { 0 };
+
+		/* a sealed entry starts with its plaintext size (each record
+		 * authenticates it; until then it only serves the layout rules) */
+		if (r->cur_size < SNAP_CRYPT_SIZE_PREFIX + SNAP_CRYPT_LEN_PREFIX + SNAP_CRYPT_TAG ||
+		    read_exact(r, pfx, sizeof(pfx), err) < 0)
+			return r->broken ? -1 : fatal(r, err, "entry '%s' is too short to be an "
+						      "encrypted entry", name);
+		r->cur_plain = snap_crypt_get_size(pfx);
+		if (r->crypt &&
+		    snap_crypt_entry_begin(r->crypt, name, r->cur_plain, &r->opening, err) < 0)
+			return -1;
+		r->cur_sealed = 1;
+		r->rec_pos = r->rec_len = 0;
+		r->plain_left = r->cur_plain;
+	}
+	/* the layout's sizes are the payload's, sealed or not */
+	if (check_layout(r, name, r->cur_plain, err) < 0)
+		return -1;
 	return 1;
 }
 
@@ -560,7 +599,21 @@ const char *snap_reader_path(const struct snap_reader *r)
 	return r->path;
 }
 
+static int reader_open(const char *path, int use_keys, struct snap_reader **out,
+		       struct sm_error *err);
+
 int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err)
+{
+	return reader_open(path, 1, out, err);
+}
+
+int snap_reader_open_header(const char *path, struct snap_reader **out, struct sm_error *err)
+{
+	return reader_open(path, 0, out, err);
+}
+
+static int reader_open(const char *path, int use_keys, struct snap_reader **out,
+		       struct sm_error *err)
 {
 	struct snap_reader *r = xcalloc(1, sizeof(*r));
 	struct strbuf sb = STRBUF_INIT;
@@ -638,6 +691,26 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 			SNAP_FORMAT_VERSION);
 		goto fail;
 	}
+	if (cJSON_GetObjectItemCaseSensitive(r->header, "encryption")) {
+		if (fv->valuedouble < 3) {
+			fatal(r, err, "format version %g has no encryption", fv->valuedouble);
+			goto fail;
+		}
+		if (use_keys &&
+		    snap_crypt_begin_read(cJSON_GetObjectItemCaseSensitive(r->header, "encryption"),
+					  &r->crypt, err) < 0) {
+			if (err->kind == ERR_DAMAGED) {
+				snap_problems_add(&r->problems, "%s", err->msg);
+				damaged(r, err);
+			} else {
+				err_prefix(err, "cannot read snapshot '%s'", path);
+			}
+			goto fail;
+		}
+		r->encrypted = 1;
+		r->rec = xmalloc(SNAP_CRYPT_RECORD);
+		r->sealed = xmalloc(snap_crypt_sealed_max());
+	}
 	if (read_deferred(r, err) < 0)
 		goto fail;
 	sb_release(&sb);
@@ -698,12 +771,98 @@ int snap_reader_next(struct snap_reader *r, struct snap_entry *ent, struct sm_er
 			return rc;
 	}
 	ent->name = r->cur_name;
-	ent->size = r->cur_size;
+	ent->size = r->cur_plain;
 	return 1;
+}
+
+/* Reads exactly n stored bytes of the current entry. */
+static int read_exact(struct snap_reader *r, unsigned char *buf, size_t n, struct sm_error *err)
+{
+	size_t have = 0, got;
+
+	while (have < n) {
+		if (raw_read(r, buf + have, n - have, &got, err) < 0)
+			return -1;
+		if (!got)
+			return fatal(r, err, "entry '%s' ends in the middle of a record", r->cur_name);
+		have += got;
+	}
+	return 0;
+}
+
+/* Opens the current entry's next sealed record into r->rec. */
+static int open_record(struct snap_reader *r, struct sm_error *err)
+{
+	unsigned char lenb[SNAP_CRYPT_LEN_PREFIX] = { 0 };
+	size_t len, got, want = r->plain_left < SNAP_CRYPT_RECORD ? (size_t)r->plain_left :
+				SNAP_CRYPT_RECORD;
+	struct sm_error e2 = SM_ERROR_INIT;
+
+	if (read_exact(r, lenb, sizeof(lenb), err) < 0)
+		return -1;
+	len = (size_t)lenb[0] << 24 | (size_t)lenb[1] << 16 | (size_t)lenb[2] << 8 | lenb[3];
+	if (len < SNAP_CRYPT_TAG || len > snap_crypt_sealed_max() ||
+	    len > r->cur_size - r->cur_read)
+		return fatal(r, err, "entry '%s', record %llu has an impossible size (%zu bytes)",
+			     r->cur_name, (unsigned long long)r->opening.index, len);
+	if (read_exact(r, r->sealed, len, err) < 0)
+		return -1;
+	/* the record that ends the stored entry must be its final one */
+	if (snap_crypt_open(&r->opening, r->sealed, len, r->cur_read == r->cur_size, r->rec,
+			    SNAP_CRYPT_RECORD, &got, &e2) < 0)
+		return fatal(r, err, "%s", e2.msg);
+	/* authenticated, so written by the key holder: still, hold it to the
+	 * record layout (full records, then the rest, and nothing after) */
+	if (got != want || (r->cur_read == r->cur_size) != (r->plain_left == got))
+		return fatal(r, err, "entry '%s', record %llu holds %zu bytes, not %zu",
+			     r->cur_name, (unsigned long long)r->opening.index - 1, got, want);
+	r->plain_left -= got;
+	r->rec_pos = 0;
+	r->rec_len = got;
+	return 0;
 }
 
 int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 		     struct sm_error *err)
+{
+	size_t n;
+
+	*got = 0;
+	if (!r->in_entry || cap == 0 || !r->cur_sealed)
+		return raw_read(r, buf, cap, got, err);
+	if (!r->crypt)
+		return err_set(err, ERR_FAIL, "snapshot '%s' is encrypted (key id %.16s...): "
+			       "give its key with --encrypt-key FILE", r->path,
+			       snap_reader_key_id(r));
+	while (r->rec_pos == r->rec_len) {
+		if (r->cur_read == r->cur_size)
+			return 0;
+		if (open_record(r, err) < 0)
+			return -1;
+	}
+	n = r->rec_len - r->rec_pos < cap ? r->rec_len - r->rec_pos : cap;
+	memcpy(buf, r->rec + r->rec_pos, n);
+	r->rec_pos += n;
+	*got = n;
+	return 0;
+}
+
+const char *snap_reader_key_id(const struct snap_reader *r)
+{
+	const cJSON *enc = cJSON_GetObjectItemCaseSensitive(r->header, "encryption");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(enc, "key_id");
+
+	return cJSON_IsString(id) ? id->valuestring : NULL;
+}
+
+int snap_reader_decrypts(const struct snap_reader *r)
+{
+	return !r->encrypted ? 0 : r->crypt ? 1 : -1;
+}
+
+/* The stored bytes of the current entry, hashed as they go. */
+static int raw_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
+		    struct sm_error *err)
 {
 	la_ssize_t n;
 
@@ -747,6 +906,15 @@ static void check_manifest(struct snap_reader *r)
 		if (!a || !b || !cJSON_Compare(a, b, 1))
 			snap_problems_add(&r->problems, "the manifest's %s differs from the header's", same[i]);
 	}
+	{
+		/* absent from both when not encrypted */
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(r->header, "encryption");
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(r->manifest, "encryption");
+
+		if ((a || b) && (!a || !b || !cJSON_Compare(a, b, 1)))
+			snap_problems_add(&r->problems, "the manifest's encryption differs from the "
+					  "header's");
+	}
 	cJSON_ArrayForEach(e, entries) {
 		const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
 		const cJSON *sz = cJSON_GetObjectItemCaseSensitive(e, "size");
@@ -786,6 +954,36 @@ static void check_manifest(struct snap_reader *r)
 	map_release(&names);
 }
 
+/* An encrypted snapshot's manifest must carry its HMAC; with the key, the
+ * HMAC must be right (without it, only the stored bytes can be checked). */
+static void check_manifest_mac(struct snap_reader *r)
+{
+	cJSON *mac;
+	char *text;
+	char want[SNAP_CRYPT_ID_HEX + 1];
+	struct sm_error e2 = SM_ERROR_INIT;
+
+	if (!r->encrypted)
+		return;
+	mac = cJSON_DetachItemFromObjectCaseSensitive(r->manifest, SNAP_MANIFEST_AUTH);
+	if (!cJSON_IsString(mac)) {
+		snap_problems_add(&r->problems, "the manifest of an encrypted snapshot has no %s",
+				  SNAP_MANIFEST_AUTH);
+		cJSON_Delete(mac);
+		return;
+	}
+	if (r->crypt) {
+		text = cJSON_PrintUnformatted(r->manifest);
+		if (snap_crypt_mac(r->crypt, text, strlen(text), want, &e2) < 0)
+			snap_problems_add(&r->problems, "%s", e2.msg);
+		else if (!snap_crypt_mac_equal(want, mac->valuestring))
+			snap_problems_add(&r->problems, "the manifest fails authentication (it was "
+					  "changed, or entries were removed)");
+		free(text);
+	}
+	cJSON_AddItemToObject(r->manifest, SNAP_MANIFEST_AUTH, mac);
+}
+
 int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 {
 	struct snap_entry ent;
@@ -802,6 +1000,7 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 	}
 	bpipe_finish(r->in);
 	check_manifest(r);
+	check_manifest_mac(r);
 	/* the whole file was checked against its sidecar before this pass
 	 * (snap_reader_check_file, on this descriptor): not hashed again */
 	if (r->file_checked)
@@ -896,6 +1095,11 @@ void snap_reader_close(struct snap_reader *r)
 		close(r->fd);
 	hash_release(&r->file_hash);
 	hash_release(&r->cur_hash);
+	if (r->cur_sealed)
+		snap_crypt_entry_release(&r->opening);
+	snap_crypt_free(r->crypt);
+	free(r->rec);
+	free(r->sealed);
 	free(r->cur_name);
 	for (size_t i = 0; i < r->nseen; i++)
 		free(r->seen[i].name);
@@ -944,6 +1148,7 @@ int snap_verify(const char *path, struct snap_problems *problems, cJSON **manife
 	if (stat(path, &st) < 0)
 		return err_sys(err, "cannot open snapshot '%s'", path);
 	if (snap_reader_open(path, &r, &e2) < 0) {
+		/* a wrong key (EKEYREJECTED) is not damage either */
 		if (e2.kind != ERR_DAMAGED && e2.sys_errno)
 			return err_set(err, e2.kind, "%s", e2.msg);
 		/* format version too new, not a regular file, damage: all problems */
@@ -955,7 +1160,21 @@ int snap_verify(const char *path, struct snap_problems *problems, cJSON **manife
 		}
 		return 0;
 	}
-	if (snap_reader_finish(r, &e2) == 0 && manifest)
+	if (r->crypt) {
+		struct snap_entry ent;
+		size_t got;
+
+		while (snap_reader_next(r, &ent, &e2) > 0) {
+			int rc;
+
+			do {
+				rc = snap_reader_read(r, r->sink, READ_BLOCK, &got, &e2);
+			} while (rc == 0 && got);
+			if (rc < 0)
+				break;
+		}
+	}
+	if (e2.kind == ERR_NONE && snap_reader_finish(r, &e2) == 0 && manifest)
 		*manifest = cJSON_Duplicate(snap_reader_manifest(r), 1);
 	if (e2.kind != ERR_NONE && e2.kind != ERR_DAMAGED && !r->problems.n) {
 		snap_reader_close(r);

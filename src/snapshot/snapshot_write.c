@@ -10,6 +10,10 @@
  * zstd runs at level -1 (zstd --fast=1): on database pages it compresses
  * about as well as level 1 at several times the speed, and a snapshot is
  * taken on the critical path of a migration.
+ * With a key in the keyring (snapshot_crypt.h), every entry but the header
+ * and the manifest is compressed and sealed record by record on its way in
+ * (begin_entry/put_data), and held until its last record so that its size
+ * can go first in the tar header.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -27,6 +31,7 @@
 #include "flusher.h"
 #include "fsutil.h"
 #include "snapshot.h"
+#include "snapshot_crypt.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -67,6 +72,20 @@ struct snap_writer {
 	uint64_t push_left, push_chunk_size, push_chunk_left;
 	struct hash_ctx push_hash;
 	uint64_t progress_total, progress_done;
+	/* encryption (snapshot_crypt.h): NULL when the keyring has no target */
+	struct snap_crypt *crypt;
+	cJSON *encryption;      /* owned: the header's "encryption" object */
+	int sealing;            /* the current entry is sealed */
+	struct snap_crypt_entry seal;
+	char *seal_name;        /* owned: its name */
+	unsigned char *rec;     /* the record being filled (SNAP_CRYPT_RECORD) */
+	size_t rec_fill;
+	uint64_t seal_left;     /* plaintext bytes of the entry not yet sealed */
+	/* the sealed entry, held until its last record (tar needs the size
+	 * first, and compression makes it known only then): at most a chunk */
+	struct strbuf sealed;
+	int seal_done;          /* written out */
+	uint64_t sealed_size;   /* stored size of the last sealed entry */
 };
 
 static void now_iso_ms(char out[40])
@@ -264,6 +283,7 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 
 	sb_init(&w->push_name, 0);
 	sb_init(&w->push_chunk, 0);
+	sb_init(&w->sealed, 0);
 
 	*out = NULL;
 	w->fd = -1;
@@ -288,6 +308,8 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 		now_iso_ms(now);
 		w->created_at = xstrdup(now);
 	}
+	if (snap_crypt_begin_write(NULL, &w->crypt, &w->encryption, err) < 0)
+		goto fail;
 	w->block = xmalloc(IO_BLOCK);
 	w->flush = flusher_start(w->fd, 0, FLUSHER_STEP);
 	w->out = bpipe_start(6, IO_BLOCK, out_block, w);
@@ -372,12 +394,56 @@ void snap_defer_entry(struct snap_writer *w, const char *name, uint64_t size)
 	cJSON_AddNumberToObject(w->deferred, name, (double)size);
 }
 
+/* The bytes of entry name, sealed, appended to out. */
+static int seal_buf(const struct snap_crypt *c, const char *name, const void *data, size_t len,
+		    struct strbuf *out, struct sm_error *err)
+{
+	struct snap_crypt_entry e;
+	const unsigned char *p = data;
+	int ret = 0;
+
+	if (snap_crypt_entry_begin(c, name, len, &e, err) < 0)
+		return -1;
+	snap_crypt_put_size(out, len);
+	do {
+		size_t n = len < SNAP_CRYPT_RECORD ? len : SNAP_CRYPT_RECORD;
+
+		if (snap_crypt_seal(&e, p, n, n == len, out, err) < 0) {
+			ret = -1;
+			break;
+		}
+		p += n;
+		len -= n;
+	} while (len);
+	snap_crypt_entry_release(&e);
+	return ret;
+}
+
+/* The SHA-256 of the bytes entry name will hold once sealed (sealing is
+ * deterministic: the entry's key and nonces follow from its name, and zstd
+ * compresses the same bytes the same way).  On a failure the declaration
+ * is "" and the snapshot fails verification. */
+static void sealed_hash(const struct snap_writer *w, const char *name, const void *data,
+			size_t len, char sha[HASH_HEX_LEN + 1])
+{
+	struct strbuf out = STRBUF_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+
+	sha[0] = '\0';
+	if (seal_buf(w->crypt, name, data, len, &out, &err) == 0)
+		hash_buf_hex(out.buf, out.len, sha);
+	sb_release(&out);
+}
+
 void snap_declare_checksum(struct snap_writer *w, const char *name, const void *data,
 			   size_t len)
 {
 	char sha[HASH_HEX_LEN + 1];
 
-	hash_buf_hex(data, len, sha);
+	if (w->crypt)
+		sealed_hash(w, name, data, len, sha);
+	else
+		hash_buf_hex(data, len, sha);
 	if (!w->checksums)
 		w->checksums = cJSON_CreateObject();
 	cJSON_DeleteItemFromObject(w->checksums, name);
@@ -406,6 +472,8 @@ static void add_common(const struct snap_writer *w, cJSON *obj)
 	cJSON_AddStringToObject(obj, "tool", "safe-migrate");
 	cJSON_AddStringToObject(obj, "tool_version", SAFE_MIGRATE_VERSION);
 	cJSON_AddStringToObject(obj, "created_at", w->created_at);
+	if (w->encryption)
+		cJSON_AddItemToObject(obj, "encryption", cJSON_Duplicate(w->encryption, 1));
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(w->manifest, keys[i]);
 		if (v)
@@ -415,11 +483,16 @@ static void add_common(const struct snap_writer *w, cJSON *obj)
 	}
 }
 
+static int is_sealed(const struct snap_writer *w, const char *name);
+
 static void record_entry(struct snap_writer *w, const char *name, uint64_t size,
 			 const char *sha)
 {
 	cJSON *e = cJSON_CreateObject();
 
+	/* the manifest lists what is stored: a sealed entry's stored size */
+	if (is_sealed(w, name))
+		size = w->sealed_size;
 	cJSON_AddStringToObject(e, "name", name);
 	cJSON_AddNumberToObject(e, "size", (double)size);
 	cJSON_AddStringToObject(e, "sha256", sha);
@@ -444,8 +517,57 @@ static int entry_name_ok(const char *name)
 	return 1;
 }
 
+/* The header and the manifest stay readable: everything else is sealed
+ * when the snapshot is encrypted. */
+static int is_sealed(const struct snap_writer *w, const char *name)
+{
+	return w->crypt && strcmp(name, SNAP_HEADER_NAME) != 0 &&
+	       strcmp(name, SNAP_MANIFEST_NAME) != 0;
+}
+
+static int put_raw(struct snap_writer *w, const void *data, size_t len, struct hash_ctx *h,
+		   struct sm_error *err);
+static int seal_record(struct snap_writer *w, struct hash_ctx *h, struct sm_error *err);
+
+static int write_entry_header(struct snap_writer *w, const char *name, uint64_t size,
+			      struct sm_error *err);
+
+static void end_sealing(struct snap_writer *w)
+{
+	if (!w->sealing)
+		return;
+	snap_crypt_entry_release(&w->seal);
+	free(w->seal_name);
+	w->seal_name = NULL;
+	w->sealing = 0;
+}
+
+/* Starts an entry; a sealed one is held (w->sealed) until its last record. */
 static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
 		       struct sm_error *err)
+{
+	end_sealing(w);
+	if (!is_sealed(w, name))
+		return write_entry_header(w, name, size, err);
+	if (snap_crypt_entry_begin(w->crypt, name, size, &w->seal, err) < 0)
+		return -1;
+	if (!w->rec)
+		w->rec = xmalloc(SNAP_CRYPT_RECORD);
+	w->seal_name = xstrdup(name);
+	w->sealing = 1;
+	w->seal_done = 0;
+	w->rec_fill = 0;
+	w->seal_left = size;
+	sb_reset(&w->sealed);
+	/* room for the entry at once (it may hold incompressible data): no
+	 * reallocation and copy as it grows, and reused by the next entry */
+	sb_grow(&w->sealed, (size_t)size + (size_t)size / 64 + 4096);
+	snap_crypt_put_size(&w->sealed, size);
+	return 0;
+}
+
+static int write_entry_header(struct snap_writer *w, const char *name, uint64_t size,
+			      struct sm_error *err)
 {
 	struct archive_entry *e = archive_entry_new();
 	int rc;
@@ -464,8 +586,59 @@ static int begin_entry(struct snap_writer *w, const char *name, uint64_t size,
 	return 0;
 }
 
+/* Seals the record being filled (the entry's last when nothing is left)
+ * and writes it; h hashes the stored, sealed bytes. */
+static int seal_record(struct snap_writer *w, struct hash_ctx *h, struct sm_error *err)
+{
+	if (snap_crypt_seal(&w->seal, w->rec, w->rec_fill, w->seal_left == 0, &w->sealed,
+			    err) < 0)
+		return -1;
+	w->rec_fill = 0;
+	if (w->seal_left)
+		return 0;
+	/* the last record: now the entry's size is known */
+	w->seal_done = 1;
+	w->sealed_size = w->sealed.len;
+	if (write_entry_header(w, w->seal_name, w->sealed.len, err) < 0)
+		return -1;
+	return put_raw(w, w->sealed.buf, w->sealed.len, h, err);
+}
+
+/* Entry data: sealed record by record when the entry is sealed; an empty
+ * entry's one (empty) record is sealed by a put_data of no bytes, which
+ * each writer of an entry makes. */
 static int put_data(struct snap_writer *w, const void *data, size_t len, struct hash_ctx *h,
 		    struct sm_error *err)
+{
+	const unsigned char *p = data;
+
+	if (!w->sealing)
+		return put_raw(w, data, len, h, err);
+	/* an empty entry is one empty record, so that it cannot be cut off */
+	if (!len && !w->seal_left && !w->seal_done)
+		return seal_record(w, h, err);
+	if (len > w->seal_left)
+		return err_set(err, ERR_FAIL, "entry '%s' is longer than announced",
+			       w->seal.name);
+	while (len) {
+		size_t n = SNAP_CRYPT_RECORD - w->rec_fill;
+
+		if (n > len)
+			n = len;
+		memcpy(w->rec + w->rec_fill, p, n);
+		w->rec_fill += n;
+		w->seal_left -= n;
+		p += n;
+		len -= n;
+		if ((w->rec_fill == SNAP_CRYPT_RECORD || !w->seal_left) &&
+		    seal_record(w, h, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int put_raw(struct snap_writer *w, const void *data, size_t len, struct hash_ctx *h,
+		   struct sm_error *err)
 {
 	const char *p = data;
 
@@ -579,7 +752,7 @@ int snap_payload_begin(struct snap_writer *w, const char *name, unsigned first_i
 	w->push_active = 1;
 	if (size == 0) {
 		/* an empty payload is one empty chunk */
-		if (payload_open_chunk(w, err) < 0)
+		if (payload_open_chunk(w, err) < 0 || put_data(w, "", 0, &w->push_hash, err) < 0)
 			return -1;
 		payload_close_chunk(w);
 	}
@@ -698,6 +871,20 @@ static int write_manifest(struct snap_writer *w, struct sm_error *err)
 	cJSON_AddItemToObject(m, "row_counts", cJSON_Duplicate(w->row_counts, 1));
 	cJSON_AddItemToObject(m, "extra", extra ? cJSON_Duplicate(extra, 1) : cJSON_CreateObject());
 	cJSON_AddItemToObject(m, "entries", cJSON_Duplicate(w->entries, 1));
+	if (w->crypt) {
+		/* the manifest as a reader prints it back, unformatted, without
+		 * this member: an HMAC only the key holder can make */
+		char mac[SNAP_CRYPT_ID_HEX + 1];
+		char *plain = cJSON_PrintUnformatted(m);
+
+		ret = snap_crypt_mac(w->crypt, plain, strlen(plain), mac, err);
+		free(plain);
+		if (ret < 0) {
+			cJSON_Delete(m);
+			return -1;
+		}
+		cJSON_AddItemToObject(m, SNAP_MANIFEST_AUTH, cJSON_CreateString(mac));
+	}
 	text = cJSON_Print(m);
 	ret = begin_entry(w, SNAP_MANIFEST_NAME, strlen(text), err);
 	if (ret == 0) {
@@ -723,6 +910,11 @@ static void writer_free(struct snap_writer *w)
 		close(w->dfd);
 	hash_release(&w->file_hash);
 	hash_release(&w->push_hash);
+	end_sealing(w);
+	sb_release(&w->sealed);
+	free(w->rec);
+	snap_crypt_free(w->crypt);
+	cJSON_Delete(w->encryption);
 	sb_release(&w->push_name);
 	sb_release(&w->push_chunk);
 	cJSON_Delete(w->manifest);

@@ -105,7 +105,7 @@ class SnapshotSqlite(CliTest):
         self.assertIn("data/main.db.0000", listing)
         manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", full, "manifest.json"],
                                              capture_output=True, check=True).stdout)
-        self.assertEqual(manifest["format_version"], 2)
+        self.assertEqual(manifest["format_version"], 3)
         # the first page is stored last, as the header declares
         self.assertEqual(listing[-2], "data/main.db.0000")
         header = json.loads(subprocess.run(["tar", "--zstd", "-xOf", full, "snapshot.json"],

@@ -36,7 +36,9 @@ static void test_read(void **state)
 	write_cfg("[alembic]\nscript_location = x\n[safe-migrate]\n"
 		  "database_url = sqlite:///app.db\nmigrations_dir = db/a, db/b\n"
 		  "backup_dir = /var/backups/x\nlock_timeout = 5s\nmax_blocking = 2s\n"
-		  "max_rewrite = 100MB\n");
+		  "max_rewrite = 100MB\nlint_ignore = R1\nexpected_schema = s.sql\n"
+		  "encryption_key_file = keys/k\nencrypt_to = /etc/dr.pub\n"
+		  "encryption_cipher = chacha20-poly1305\n");
 	assert_int_equal(cfg_load(path, &c, &err), 0);
 	assert_string_equal(c.database_url, "sqlite:///app.db");
 	assert_int_equal(c.n_migrations_dirs, 2);
@@ -46,6 +48,12 @@ static void test_read(void **state)
 	assert_string_equal(c.lock_timeout, "5s");
 	assert_string_equal(c.max_blocking, "2s");
 	assert_string_equal(c.max_rewrite, "100MB");
+	/* expected_schema once freed lint_ignore (a use after free in main.c) */
+	assert_string_equal(c.lint_ignore, "R1");
+	assert_string_equal(c.expected_schema, "/tmp/s.sql");
+	assert_string_equal(c.encryption_key_file, "/tmp/keys/k");
+	assert_string_equal(c.encrypt_to, "/etc/dr.pub");
+	assert_string_equal(c.encryption_cipher, "chacha20-poly1305");
 	assert_string_equal(c.dir, "/tmp");
 	cfg_release(&c);
 	unlink(path);
