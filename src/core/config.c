@@ -125,6 +125,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		static const char *const keys[] = {
 			"database_url", "migrations_dir", "backup_dir", "lock_timeout",
 			"statement_timeout", "migration_lock_timeout", "expected_schema",
+			"compression_level",
 		};
 		const char *key = !strcmp(name, "sqlalchemy.url") ? "database_url" :
 				  !strcmp(name, "version_locations") ? "migrations_dir" : NULL;
@@ -154,9 +155,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		set_string(&c->max_rewrite, value);
 	} else if (!strcmp(name, "lint_ignore")) {
 		set_string(&c->lint_ignore, value);
+	} else if (!strcmp(name, "compression_level")) {
+		set_string(&c->compression_level, value);
 	} else if (!strcmp(name, "expected_schema")) {
 		free(c->expected_schema);
-	free(c->lint_ignore);
 		c->expected_schema = resolve(c, value);
 	} else {
 		err_set(st->err, ERR_USAGE, "unknown key '%s' in section [safe-migrate] of '%s'",
@@ -230,5 +232,6 @@ void cfg_release(struct cfg_file *c)
 	free(c->max_blocking);
 	free(c->max_rewrite);
 	free(c->lint_ignore);
+	free(c->compression_level);
 	memset(c, 0, sizeof(*c));
 }

@@ -26,6 +26,7 @@ struct cfg_file {
 	char *max_blocking;    /* dry-run gate: a duration */
 	char *max_rewrite;     /* dry-run gate: a size */
 	char *lint_ignore;     /* "RULE[:VERSION], ..." */
+	char *compression_level; /* zstd level of snapshots, as text */
 };
 
 /* Reads path.  A missing file is an error (the caller decides whether to try). */

@@ -8,6 +8,10 @@
  * snap_reader_finish has compared all of it with manifest.json (the last
  * entry) and the .sha256 sidecar.  Entries that could escape a directory or
  * are not plain files are refused on sight, whatever a caller does with them.
+ *
+ * A stream (snap_reader_open_fd: `restore -`, `verify -`) is read the same
+ * way, once: its SHA-256 is the one computed on that pass, compared at
+ * snap_reader_finish with the value given out of band instead of a sidecar.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -122,6 +126,9 @@ struct chunk_run {
 struct snap_reader {
 	char *path;
 	int fd;
+	int stream;        /* snap_reader_open_fd: fd is borrowed, read once */
+	const char *expect; /* the stream's expected SHA-256 (points into expect_buf), or NULL */
+	char expect_buf[HASH_HEX_LEN + 1];
 	struct archive *a;
 	unsigned char *buf;  /* compressed input after the archive (finish) */
 	struct bpipe *in;    /* compressed input blocks, hashed in the background */
@@ -560,13 +567,50 @@ const char *snap_reader_path(const struct snap_reader *r)
 	return r->path;
 }
 
+int snap_sha256_valid(const char *text)
+{
+	return text && strlen(text) == HASH_HEX_LEN &&
+	       strspn(text, "0123456789abcdefABCDEF") == HASH_HEX_LEN;
+}
+
+int snap_reader_is_stream(const struct snap_reader *r)
+{
+	return r->stream;
+}
+
+static int reader_start(struct snap_reader *r, struct sm_error *err);
+
+int snap_reader_open_fd(int fd, const char *label, const char *sha256, struct snap_reader **out,
+			struct sm_error *err)
+{
+	struct snap_reader *r = xcalloc(1, sizeof(*r));
+
+	*out = NULL;
+	r->fd = fd;
+	r->stream = 1;
+	r->path = xstrdup(label);
+	if (sha256) {
+		if (!snap_sha256_valid(sha256)) {
+			err_set(err, ERR_USAGE, "invalid SHA-256 '%s': expected 64 hex digits", sha256);
+			snap_reader_close(r);
+			return -1;
+		}
+		for (int i = 0; i < HASH_HEX_LEN; i++)
+			r->expect_buf[i] = (char)(sha256[i] | 0x20);
+		r->expect = r->expect_buf;
+	}
+	if (reader_start(r, err) < 0) {
+		snap_reader_close(r);
+		return -1;
+	}
+	*out = r;
+	return 0;
+}
+
 int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err)
 {
 	struct snap_reader *r = xcalloc(1, sizeof(*r));
-	struct strbuf sb = STRBUF_INIT;
 	struct stat st;
-	const cJSON *fv;
-	int rc;
 
 	*out = NULL;
 	r->fd = -1;
@@ -585,6 +629,26 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 		goto fail;
 	}
 	r->file_size = (uint64_t)st.st_size;
+	if (st.st_size == 0) {
+		fatal(r, err, "the file is empty");
+		goto fail;
+	}
+	if (reader_start(r, err) < 0)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	snap_reader_close(r);
+	return -1;
+}
+
+/* Sets up decompression on r->fd and reads the header entry. */
+static int reader_start(struct snap_reader *r, struct sm_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const cJSON *fv;
+	int rc;
+
 	r->buf = xmalloc(READ_BLOCK);
 	r->sink = xmalloc(READ_BLOCK);
 	hash_init(&r->file_hash);
@@ -595,10 +659,6 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 		xdie_oom();
 	archive_read_support_filter_zstd(r->a);
 	archive_read_support_format_tar(r->a);
-	if (st.st_size == 0) {
-		fatal(r, err, "the file is empty");
-		goto fail;
-	}
 	if (archive_read_open(r->a, r, NULL, read_cb, NULL) != ARCHIVE_OK) {
 		fatal(r, err, "not a zstd-compressed tar archive: %s", arch_msg(r));
 		goto fail;
@@ -634,18 +694,16 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
 	}
 	if (fv->valuedouble > SNAP_FORMAT_VERSION || fv->valuedouble < 1) {
 		err_set(err, ERR_FAIL, "snapshot '%s' has format version %g; this safe-migrate "
-			"reads version %d (upgrade safe-migrate)", path, fv->valuedouble,
+			"reads version %d (upgrade safe-migrate)", r->path, fv->valuedouble,
 			SNAP_FORMAT_VERSION);
 		goto fail;
 	}
 	if (read_deferred(r, err) < 0)
 		goto fail;
 	sb_release(&sb);
-	*out = r;
 	return 0;
 fail:
 	sb_release(&sb);
-	snap_reader_close(r);
 	return -1;
 }
 
@@ -819,7 +877,11 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 		r->file_bytes += (uint64_t)n;
 	}
 	hash_final_hex(&r->file_hash, have);
-	if (read_sidecar(r, want) && strcmp(want, have) != 0)
+	if (r->stream) {
+		if (r->expect && strcmp(r->expect, have) != 0)
+			snap_problems_add(&r->problems, "the stream's SHA-256 (%s) does not match the "
+					  "expected SHA-256 (%s)", have, r->expect);
+	} else if (read_sidecar(r, want) && strcmp(want, have) != 0)
 		snap_problems_add(&r->problems, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
 			want);
 checked:
@@ -837,6 +899,10 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 	off_t off = 0;
 	int ret = -1;
 
+	/* a stream cannot be read twice: its one pass hashes it all, and
+	 * snap_reader_finish compares that with the expected value */
+	if (r->stream)
+		return 0;
 	/* the reader's own descriptor (pread leaves its position alone): the
 	 * file checked is the file streamed, even if the path is replaced */
 	buf = xmalloc(READ_BLOCK);
@@ -892,7 +958,7 @@ void snap_reader_close(struct snap_reader *r)
 	if (r->a)
 		archive_read_free(r->a);
 	bpipe_free(r->in);
-	if (r->fd >= 0)
+	if (r->fd >= 0 && !r->stream)
 		close(r->fd);
 	hash_release(&r->file_hash);
 	hash_release(&r->cur_hash);
@@ -932,34 +998,28 @@ int snap_is_chunk_of(const char *name, const char *base, unsigned *index)
 	return 1;
 }
 
-int snap_verify(const char *path, struct snap_problems *problems, cJSON **manifest,
-		struct sm_error *err)
+/* snap_verify's common half: opened (rc) or not, the reader's findings
+ * become problems. */
+static int verify_opened(int rc, struct snap_reader *r, struct sm_error *e2,
+			 struct snap_problems *problems, cJSON **manifest, struct sm_error *err)
 {
-	struct snap_reader *r = NULL;
-	struct sm_error e2 = SM_ERROR_INIT;
-	struct stat st;
-
-	if (manifest)
-		*manifest = NULL;
-	if (stat(path, &st) < 0)
-		return err_sys(err, "cannot open snapshot '%s'", path);
-	if (snap_reader_open(path, &r, &e2) < 0) {
-		if (e2.kind != ERR_DAMAGED && e2.sys_errno)
-			return err_set(err, e2.kind, "%s", e2.msg);
+	if (rc < 0) {
+		if (e2->kind != ERR_DAMAGED && (e2->sys_errno || e2->kind == ERR_USAGE))
+			return err_set(err, e2->kind, "%s", e2->msg);
 		/* format version too new, not a regular file, damage: all problems */
 		ALLOC_GROW(problems->items, problems->n + 1, problems->alloc);
 		{
-			const char *m = e2.msg;
+			const char *m = e2->msg;
 			const char *colon = strstr(m, "is damaged: ");
 			problems->items[problems->n++] = xstrdup(colon ? colon + 12 : m);
 		}
 		return 0;
 	}
-	if (snap_reader_finish(r, &e2) == 0 && manifest)
+	if (snap_reader_finish(r, e2) == 0 && manifest)
 		*manifest = cJSON_Duplicate(snap_reader_manifest(r), 1);
-	if (e2.kind != ERR_NONE && e2.kind != ERR_DAMAGED && !r->problems.n) {
+	if (e2->kind != ERR_NONE && e2->kind != ERR_DAMAGED && !r->problems.n) {
 		snap_reader_close(r);
-		return err_set(err, e2.kind, "%s", e2.msg);
+		return err_set(err, e2->kind, "%s", e2->msg);
 	}
 	for (size_t i = 0; i < r->problems.n; i++) {
 		ALLOC_GROW(problems->items, problems->n + 1, problems->alloc);
@@ -968,4 +1028,33 @@ int snap_verify(const char *path, struct snap_problems *problems, cJSON **manife
 	r->problems.n = 0;
 	snap_reader_close(r);
 	return 0;
+}
+
+int snap_verify(const char *path, struct snap_problems *problems, cJSON **manifest,
+		struct sm_error *err)
+{
+	struct snap_reader *r = NULL;
+	struct sm_error e2 = SM_ERROR_INIT;
+	struct stat st;
+	int rc;
+
+	if (manifest)
+		*manifest = NULL;
+	if (stat(path, &st) < 0)
+		return err_sys(err, "cannot open snapshot '%s'", path);
+	rc = snap_reader_open(path, &r, &e2);
+	return verify_opened(rc, r, &e2, problems, manifest, err);
+}
+
+int snap_verify_fd(int fd, const char *label, const char *sha256,
+		   struct snap_problems *problems, cJSON **manifest, struct sm_error *err)
+{
+	struct snap_reader *r = NULL;
+	struct sm_error e2 = SM_ERROR_INIT;
+	int rc;
+
+	if (manifest)
+		*manifest = NULL;
+	rc = snap_reader_open_fd(fd, label, sha256, &r, &e2);
+	return verify_opened(rc, r, &e2, problems, manifest, err);
 }
