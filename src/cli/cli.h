@@ -60,7 +60,7 @@ struct options {
 	char *keep;           /* prune --keep */
 	char *output;         /* schema --output, backup --output (FILE or - for stdout) */
 	int stdout_taken;     /* backup --output -: stdout carries the snapshot, so
-			       * results and --json go to stderr */
+			       * the --json object goes to stderr */
 	char *compression_level; /* --compression-level (text; resolved into level) */
 	int level, has_level; /* resolved zstd level (flag > config), has_level if set */
 	char *sha256;         /* restore, verify: the stream's expected SHA-256 */

@@ -100,7 +100,8 @@ int cmd_backup(struct cmd_ctx *ctx)
 		char b[32];
 
 		human_bytes(b, sizeof(b), res.bytes);
-		out("%s  -\n", res.sha256);
+		if (!opt.json)
+			fprintf(stderr, "%s  -\n", res.sha256);
 		info("snapshot written to stdout: %s, %d entries, engine %s, revision %s", b,
 		     cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(manifest, "entries")),
 		     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(manifest, "engine")),
@@ -618,15 +619,36 @@ out:
 
 /* --- prune ----------------------------------------------------------------- */
 
+/* The n-digit decimal number at p, or -1. */
+static long long digits_at(const char *p, int n)
+{
+	long long v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v;
+}
+
 /* When a snapshot was taken: its header's created_at
  * ("YYYY-MM-DDTHH:MM:SS.mmmZ", UTC), else its file's mtime. */
 static time_t snap_time(const struct snap_info *s)
 {
-	int y, mo, d, h, mi, sec;
-	long long yy, era, yoe, doy, doe;
+	const char *c = s->created_at;
+	long long y, mo, d, h, mi, sec, yy, era, yoe, doy, doe;
 
-	if (!s->created_at || sscanf(s->created_at, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h,
-				     &mi, &sec) != 6 || mo < 1 || mo > 12 || d < 1 || d > 31)
+	if (!c || strlen(c) < 19 || c[4] != '-' || c[7] != '-' || c[10] != 'T' || c[13] != ':' ||
+	    c[16] != ':')
+		return s->mtime;
+	y = digits_at(c, 4);
+	mo = digits_at(c + 5, 2);
+	d = digits_at(c + 8, 2);
+	h = digits_at(c + 11, 2);
+	mi = digits_at(c + 14, 2);
+	sec = digits_at(c + 17, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || mi < 0 || sec < 0)
 		return s->mtime;
 	/* days since 1970-01-01 of a proleptic Gregorian date (no timegm in C11) */
 	yy = y - (mo <= 2);
@@ -642,7 +664,7 @@ static int parse_retention(const char *text, long long *secs)
 {
 	static const struct { const char *unit; long long secs; } units[] = {
 		{ "s", 1 }, { "m", 60 }, { "min", 60 }, { "h", 3600 }, { "d", 86400 },
-		{ "w", 7 * 86400 },
+		{ "w", 604800 },
 	};
 	char *end;
 	long long v;

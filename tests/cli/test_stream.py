@@ -210,15 +210,16 @@ class StreamTest(CliTest):
                         "l" + level, "--compression-level", level, "--json")
             sizes[level] = r.json()["bytes"]
             self.ok("verify", r.json()["path"])
-        self.assertLess(sizes["9"], sizes["-1"])
-        self.assertLess(sizes["-1"], sizes["-5"])
+        # clearly apart: names and timestamps in the header move a size by a few bytes
+        self.assertLess(sizes["9"] + 1000, sizes["-1"])
+        self.assertLess(sizes["-1"] + 1000, sizes["-5"])
         # the default is -1
         r = self.ok("-d", self.sqlite_url(), "-b", "backups", "backup", "--name", "dflt", "--json")
-        self.assertEqual(r.json()["bytes"], sizes["-1"])
+        self.assertAlmostEqual(r.json()["bytes"], sizes["-1"], delta=100)
         # the config key
         self.write("safe-migrate.ini", "[safe-migrate]\ncompression_level = 9\n")
         r = self.ok("-d", self.sqlite_url(), "-b", "backups", "backup", "--name", "cfg", "--json")
-        self.assertEqual(r.json()["bytes"], sizes["9"])
+        self.assertAlmostEqual(r.json()["bytes"], sizes["9"], delta=100)
         for bad in ("x", "1.5", "23", "-200000"):
             self.code(2, "-d", self.sqlite_url(), "-b", "backups", "backup",
                       "--compression-level", bad)
