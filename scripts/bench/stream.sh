@@ -113,7 +113,7 @@ if [ "$WHAT" = levels ] || [ "$WHAT" = all ]; then
     [ "$level" = -1 ] && zstd -q -d -c l.tar.zst >l.tar
     rm -f l.tar.zst
   done
-  /usr/bin/time -f "%M %e" -o time.txt zstd -q -1 -T2 -c l.tar >z.zst
-  report "zstd -1 -T2 of the same tar" "$(cat time.txt)" \
+  r=$(measure l.tar z.zst zstd -q -1 -T2 -c)
+  report "zstd -1 -T2 of the same tar" "$r" \
     "$(stat -c %s z.zst) bytes, ratio $(echo "scale=2; $db_bytes / $(stat -c %s z.zst)" | bc)"
 fi
