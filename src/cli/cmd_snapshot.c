@@ -5,6 +5,7 @@
  * and picks exit codes.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,9 @@ int cmd_backup(struct cmd_ctx *ctx)
 		}
 		/* stdout is the snapshot from here on: every result goes to stderr */
 		opt.stdout_taken = 1;
+		/* a reader that goes away (aws s3 cp failing, ssh dropped) is an
+		 * error with a message and exit 1, not a silent death by SIGPIPE */
+		signal(SIGPIPE, SIG_IGN);
 	}
 	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);

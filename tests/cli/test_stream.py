@@ -91,6 +91,17 @@ class StreamTest(CliTest):
             f.write(data[:len(data) // 2])
         code, _, err = self.run_bin("verify", "-", stdin=self.path("cut.tar.zst"))
         self.assertEqual(code, 7, err)
+        # a reader that goes away: an error (exit 1), not a death by SIGPIPE
+        # (random bytes, so that the snapshot cannot fit in the pipe's buffer)
+        self.sqlite("CREATE TABLE noise (b BLOB)")
+        self.sqlite("INSERT INTO noise VALUES (randomblob(400000))")
+        p = subprocess.Popen([BIN, "-d", self.sqlite_url(), "-b", "backups", "backup",
+                              "--output", "-"], cwd=self.dir, env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdout.close()
+        self.assertEqual(p.wait(timeout=60), 1)
+        self.assertIn("Broken pipe", p.stderr.read().decode())
+        p.stderr.close()
         # usage errors
         self.assertEqual(self.run_bin("verify", "-", "--sha256", "xyz", stdin=snap)[0], 2)
         self.assertEqual(self.run_bin("verify", snap, "--sha256", sha)[0], 2)
