@@ -231,6 +231,12 @@ class StreamTest(CliTest):
         self.write("safe-migrate.ini", "[safe-migrate]\ncompression_level = 9\n")
         r = self.ok("-d", self.sqlite_url(), "-b", "backups", "backup", "--name", "cfg", "--json")
         self.assertAlmostEqual(r.json()["bytes"], sizes["9"], delta=100)
+        # the pipeline's own snapshot takes it too
+        self.chain(1)
+        r = self.ok("-d", self.sqlite_url(), "-b", "backups", "safe-migrate",
+                    "--compression-level", "9", "--json")
+        self.assertEqual(r.json()["outcome"], "applied")
+        self.assertLess(os.path.getsize(self.path(r.json()["snapshot"])) + 1000, sizes["-1"])
         for bad in ("x", "1.5", "23", "-200000"):
             self.code(2, "-d", self.sqlite_url(), "-b", "backups", "backup",
                       "--compression-level", bad)
