@@ -87,6 +87,15 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 		goto out;
 	if (!opts->output && !opts->use_output_fd && snap_check_space(backup_dir, need, err) < 0)
 		goto out;
+	if (opts->output && !fs_exists(opts->output)) {
+		/* a new output file: its own directory needs the room */
+		char *odir = fs_dirname(opts->output);
+		int rc = snap_check_space(odir, need, err);
+
+		free(odir);
+		if (rc < 0)
+			goto out;
+	}
 	if (e->ops->server_version(e, &version, err) < 0)
 		goto out;
 	if (opts->revision)

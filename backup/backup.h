@@ -37,8 +37,9 @@ struct backup_opts {
 	int level, has_level;
 	/* Where the archive goes instead of backup_dir/NAME.tar.zst (struct
 	 * snap_write_opts): a user-named file, or a stream (use_output_fd,
-	 * output_fd borrowed: stdout).  backup_dir still holds scratch files,
-	 * and its free space is then not checked. */
+	 * output_fd borrowed: stdout).  backup_dir still holds scratch files;
+	 * the free-space check is then made in a new output file's directory
+	 * (none for a stream). */
 	const char *output;
 	int output_fd, use_output_fd;
 	/* Receives a copy of manifest.json (caller frees), or NULL. */
