@@ -20,7 +20,7 @@ void out(const char *fmt, ...)
 	if (opt.json)
 		return;
 	va_start(ap, fmt);
-	vfprintf(opt.stdout_taken ? stderr : stdout, fmt, ap);
+	vfprintf(stdout, fmt, ap);
 	va_end(ap);
 }
 

@@ -94,16 +94,21 @@ static void map_set(struct name_map *m, const char *key, uintptr_t val)
 static void map_put(struct name_map *m, const char *key, uintptr_t val)
 {
 	if (2 * (m->n + 1) > m->cap) {
-		struct name_map big = { NULL, NULL, m->cap ? 2 * m->cap : 64, 0 };
+		const char **keys = m->keys;
+		uintptr_t *vals = m->vals;
+		size_t old = m->cap;
 
-		big.keys = xcalloc(big.cap, sizeof(*big.keys));
-		big.vals = xcalloc(big.cap, sizeof(*big.vals));
-		for (size_t j = 0; j < m->cap; j++)
-			if (m->keys[j])
-				map_set(&big, m->keys[j], m->vals[j]);
-		free(m->keys);
-		free(m->vals);
-		*m = big;
+		/* (rehashed in place of a struct copy, which clang's analyzer
+		 * took for a use of the freed table) */
+		m->cap = old ? 2 * old : 64;
+		m->n = 0;
+		m->keys = xcalloc(m->cap, sizeof(*m->keys));
+		m->vals = xcalloc(m->cap, sizeof(*m->vals));
+		for (size_t j = 0; j < old; j++)
+			if (keys[j])
+				map_set(m, keys[j], vals[j]);
+		free(keys);
+		free(vals);
 	}
 	map_set(m, key, val);
 }
