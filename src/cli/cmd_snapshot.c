@@ -309,7 +309,7 @@ out:
  * The stream's expected SHA-256, from --sha256 HEX or --sha256-file F (its
  * first line in sha256sum format, "HEX  NAME"; what `backup --output -`
  * prints).  *sha NULL when neither is given.  Only for a stream: a file is
- * checked against its own .sha256 sidecar.
+ * checked against its own .sha256 sidecar.  A stream is never a terminal.
  */
 static int expected_sha(const char *snapshot, char buf[HASH_HEX_LEN + 1], const char **sha,
 			struct sm_error *err)
@@ -318,6 +318,9 @@ static int expected_sha(const char *snapshot, char buf[HASH_HEX_LEN + 1], const 
 	const char *text = opt.sha256;
 
 	*sha = NULL;
+	if (is_stream_arg(snapshot) && isatty(0))
+		return err_set(err, ERR_USAGE, "refusing to read a snapshot from a terminal; "
+			       "redirect or pipe stdin");
 	if (!opt.sha256 && !opt.sha256_file)
 		return 0;
 	if (opt.sha256 && opt.sha256_file)
