@@ -117,6 +117,8 @@ class StreamTest(CliTest):
         self.assertEqual(code, 7, err)
         self.assertIn("does not match the expected SHA-256", err)
         self.assertEqual(self.sqlite_dump(), before)
+        # the staged copy is gone with it
+        self.assertEqual([f for f in os.listdir(self.dir) if "restore" in f], [])
         # a truncated stream too
         with open(snap, "rb") as f:
             data = f.read()
@@ -135,7 +137,7 @@ class StreamTest(CliTest):
                                     "--yes", "--sha256-file", "snap.sha256", stdin=snap)
         self.assertEqual(code, 0, err)
         self.assertEqual(self.sqlite("SELECT count(*) FROM t"), [(200,)])
-        self.assertFalse([f for f in os.listdir(self.dir) if "stage" in f or ".tmp" in f])
+        self.assertFalse([f for f in os.listdir(self.dir) if "restore" in f or ".tmp" in f])
 
     def test_sqlite_restore_from_stdin_to_new(self):
         self.make_sqlite()
