@@ -69,6 +69,7 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	struct snap_writer *w = NULL;
 	struct strbuf version = STRBUF_INIT;
 	struct engine_identity id;
+	struct snap_write_opts wo;
 	struct sm_error ignored = SM_ERROR_INIT;
 	char *revision = NULL;
 	uint64_t need = 0;
@@ -84,16 +85,33 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 		return -1;
 	if (d->estimate(e, &need, err) < 0)
 		goto out;
-	if (snap_check_space(backup_dir, need, err) < 0)
+	if (!opts->output && !opts->use_output_fd && snap_check_space(backup_dir, need, err) < 0)
 		goto out;
+	if (opts->output && !fs_exists(opts->output)) {
+		/* a new output file: its own directory needs the room */
+		char *odir = fs_dirname(opts->output);
+		int rc = snap_check_space(odir, need, err);
+
+		free(odir);
+		if (rc < 0)
+			goto out;
+	}
 	if (e->ops->server_version(e, &version, err) < 0)
 		goto out;
 	if (opts->revision)
 		revision = xstrdup(opts->revision);
 	else if (read_revision(e, &revision, err) < 0)
 		goto out;
-	if (snap_writer_open(backup_dir, name, &w, err) < 0)
+	memset(&wo, 0, sizeof(wo));
+	wo.fd = opts->output_fd;
+	wo.use_fd = opts->use_output_fd;
+	wo.output = opts->output;
+	wo.level = opts->level;
+	wo.has_level = opts->has_level;
+	if (snap_writer_open_opts(backup_dir, name, &wo, &w, err) < 0)
 		goto out;
+	if (opts->manifest)
+		snap_writer_keep_manifest(w, opts->manifest);
 	snap_set_engine(w, e->ops->name, version.buf);
 	snap_set_source(w, e->url.redacted);
 	/* without an identity (no privilege to read it) the snapshot is still

@@ -33,10 +33,21 @@ struct backup_opts {
 	 * snapshot is abandoned (ERR_INTERRUPTED, nothing published).  The
 	 * server's running query is the caller's to cancel. */
 	volatile sig_atomic_t *interrupted;
+	/* zstd level (has_level 0: the snapshot layer's default) */
+	int level, has_level;
+	/* Where the archive goes instead of backup_dir/NAME.tar.zst (struct
+	 * snap_write_opts): a user-named file, or a stream (use_output_fd,
+	 * output_fd borrowed: stdout).  backup_dir still holds scratch files;
+	 * the free-space check is then made in a new output file's directory
+	 * (none for a stream). */
+	const char *output;
+	int output_fd, use_output_fd;
+	/* Receives a copy of manifest.json (caller frees), or NULL. */
+	cJSON **manifest;
 };
 
 struct backup_result {
-	char *path;                     /* owned: the snapshot file */
+	char *path;                     /* owned: the snapshot file ("-" for a stream) */
 	char sha256[HASH_HEX_LEN + 1];  /* of the whole file */
 	uint64_t bytes;
 };

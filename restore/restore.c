@@ -4,6 +4,8 @@
  * Opens the snapshot, picks the driver by the header's engine, lets it load
  * into staging while the reader hashes everything, verifies the whole
  * snapshot, and only then (and after before_apply) lets the driver apply.
+ * A snapshot streamed through stdin (restore_snapshot_fd) takes the same
+ * path: the drivers stage or load in the one pass the stream allows.
  */
 #include <string.h>
 
@@ -30,11 +32,35 @@ int restore_interrupted(const struct restore_opts *opts, struct sm_error *err)
 	return err_set(err, ERR_INTERRUPTED, "interrupted before the database was changed");
 }
 
+static int restore_from(struct snap_reader *r, struct engine *target,
+			const struct restore_opts *opts, struct sm_error *err);
+
 int restore_snapshot(const char *path, struct engine *target, const struct restore_opts *opts,
 		     struct sm_error *err)
 {
-	static const struct restore_opts no_opts;
 	struct snap_reader *r = NULL;
+
+	if (snap_reader_open(path, &r, err) < 0)
+		return -1;
+	return restore_from(r, target, opts, err);
+}
+
+int restore_snapshot_fd(int fd, const char *label, const char *sha256, struct engine *target,
+			const struct restore_opts *opts, struct sm_error *err)
+{
+	struct snap_reader *r = NULL;
+
+	if (snap_reader_open_fd(fd, label, sha256, &r, err) < 0)
+		return -1;
+	return restore_from(r, target, opts, err);
+}
+
+/* Takes r (closes it). */
+static int restore_from(struct snap_reader *r, struct engine *target,
+			const struct restore_opts *opts, struct sm_error *err)
+{
+	static const struct restore_opts no_opts;
+	const char *path = snap_reader_path(r);
 	const struct restore_driver *d;
 	const cJSON *engine;
 	void *state = NULL;
@@ -42,8 +68,6 @@ int restore_snapshot(const char *path, struct engine *target, const struct resto
 
 	if (!opts)
 		opts = &no_opts;
-	if (snap_reader_open(path, &r, err) < 0)
-		return -1;
 	/* before anything else (a safety snapshot, a confirmation): without
 	 * its key, nothing of an encrypted snapshot can be restored */
 	if (snap_reader_decrypts(r) < 0) {
@@ -78,7 +102,8 @@ int restore_snapshot(const char *path, struct engine *target, const struct resto
 	if (!d->verifies_in_apply && snap_reader_finish(r, err) < 0)
 		goto discard;
 	if (restore_interrupted(opts, err) < 0 ||
-	    (opts->before_apply && opts->before_apply(opts->ud, snap_reader_manifest(r), err) < 0) ||
+	    (opts->before_apply && opts->before_apply(opts->ud, snap_reader_manifest(r),
+						      snap_reader_header(r), err) < 0) ||
 	    restore_interrupted(opts, err) < 0)
 		goto discard;
 	ret = d->apply(target, state, snap_reader_manifest(r), opts, err);

@@ -30,8 +30,13 @@
 
 struct restore_opts {
 	/* Called after the snapshot was loaded and verified, before the target
-	 * is touched; returning -1 (with err) cancels the restore. May be NULL. */
-	int (*before_apply)(void *ud, const cJSON *manifest, struct sm_error *err);
+	 * is touched; returning -1 (with err) cancels the restore. May be NULL.
+	 * manifest is NULL for a driver that verifies in apply; header (the
+	 * snapshot's first entry: engine, source, source_identity, revision,
+	 * checked equal to the manifest's before anything commits) is always
+	 * there, so that a stream need not be opened a second time for it. */
+	int (*before_apply)(void *ud, const cJSON *manifest, const cJSON *header,
+			    struct sm_error *err);
 	void *ud;
 	snap_progress_fn progress; /* compressed bytes read of the snapshot */
 	void *progress_ud;
@@ -107,6 +112,18 @@ const struct restore_driver *restore_find_driver(const char *engine);
  */
 int restore_snapshot(const char *path, struct engine *target, const struct restore_opts *opts,
 		     struct sm_error *err);
+/*
+ * restore_snapshot from a stream (fd borrowed, e.g. stdin; label names it
+ * in messages), read once.  The stream's SHA-256 is compared with sha256
+ * (NULL: not checked, only the manifest's entry checksums are) before the
+ * driver commits anything: SQLite stages the whole file before it moves it
+ * into place; PostgreSQL loads in its one transaction and rolls back on a
+ * mismatch.  A PostgreSQL restore that would need a second pass (--jobs, a
+ * format-1 snapshot without declared checksums, the several-transaction
+ * fallback) is refused rather than spooled.
+ */
+int restore_snapshot_fd(int fd, const char *label, const char *sha256, struct engine *target,
+			const struct restore_opts *opts, struct sm_error *err);
 
 /* -1 with ERR_INTERRUPTED if opts->interrupted is set, else 0 (for drivers:
  * a last look before the commit point). */

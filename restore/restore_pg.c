@@ -12,6 +12,9 @@
  * and never committed, and SQL that fails its checksum never runs at all.
  * restore --to --jobs N commits as it goes, so it checks the file against
  * its sidecar up front (pg_load) as well.
+ * A snapshot streamed through stdin is read once: apply streams from the
+ * reader restore.c opened (which has read only the header) instead of
+ * opening the file again; what needs a second pass is refused for it.
  *
  * load:  only records the snapshot and the options.
  * apply: streams the snapshot into the target in ONE transaction: drop the
@@ -75,6 +78,7 @@ static const char session_sql[] =
 
 struct pg_stage {
 	char *path;   /* the snapshot, streamed by apply */
+	struct snap_reader *stream; /* borrowed: a stream's one reader, or NULL */
 	int jobs;
 	long lock_timeout_ms;
 	struct pg_meta meta;
@@ -142,6 +146,12 @@ static int check_meta(struct snap_reader *r, const struct strbuf *toc, const str
 	if (!sums) {
 		const cJSON *e;
 
+		if (snap_reader_is_stream(r)) {
+			err_set(err, ERR_FAIL, "snapshot '%s' was written by an older safe-migrate "
+				"that did not declare its checksums up front; it cannot be restored "
+				"from a stream (save it to a file and restore that)", snap_reader_path(r));
+			goto out;
+		}
 		if (snap_reader_open(snap_reader_path(r), &full, err) < 0)
 			goto out;
 		snap_reader_set_interrupt(full, interrupted);
@@ -282,6 +292,13 @@ static int pg_load(struct engine *target, struct snap_reader *r, const struct re
 		return err_set(err, ERR_USAGE, "--jobs %d: a parallel restore is not atomic, so it "
 			       "is only for 'restore --to URL' (a scratch database); in place the "
 			       "restore is one transaction", opts->jobs);
+	if (snap_reader_is_stream(r)) {
+		if (opts->jobs > 1)
+			return err_set(err, ERR_USAGE, "--jobs %d: a parallel restore reads the "
+				       "snapshot more than once; a stream is read once (omit --jobs, "
+				       "or save the stream to a file first)", opts->jobs);
+		s->stream = r;
+	}
 	/* the parallel load commits as it goes: damage must be found before it
 	 * starts, not part-way (the one-transaction load checks the file while
 	 * it streams it and rolls back instead) */
@@ -723,7 +740,9 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	struct snap_entry ent;
 	int pending = 0, ret = -1, in_tx = 0;
 
-	if (snap_reader_open(s->path, &r, err) < 0)
+	if (s->stream)
+		r = s->stream;
+	else if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, opts->interrupted);
 	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0)
@@ -777,7 +796,8 @@ out:
 		err_prefix(err, "another session holds a lock that the restore needs and kept it "
 			   "longer than %ld ms (--lock-timeout); nothing was changed",
 			   s->lock_timeout_ms);
-	snap_reader_close(r);
+	if (r != s->stream)
+		snap_reader_close(r);
 	sb_release(&sql);
 	cJSON_Delete(loaded);
 	return ret;
@@ -827,7 +847,7 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 	/* out of lock slots (or memory): nothing was changed; into an empty
 	 * database the restore may go on in several, smaller transactions,
 	 * elsewhere it must not */
-	if (strcmp(err->sqlstate, "53200") != 0 || !s->meta.toc ||
+	if (strcmp(err->sqlstate, "53200") != 0 || !s->meta.toc || s->stream ||
 	    target_is_empty(conn, s->meta.toc, &empty, err) < 0 || !empty)
 		goto out;
 	err_clear(err);

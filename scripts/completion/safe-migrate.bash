@@ -11,10 +11,11 @@ _safe_migrate()
           --force --no-progress --lock-timeout --statement-lock-timeout --statement-timeout
           --allow-out-of-order --version --help --name --to --no-safety-backup --jobs --keep
           --output --start --end --expected --from-schema --dry-run --no-backup --validate
-          --runs --discard --url --rehearse-url --no-owner --migrate"
+          --runs --discard --url --rehearse-url --no-owner --migrate --compression-level
+          --sha256 --sha256-file --keep-within --keep-daily"
     case $prev in
         -m|--migrations-dir|-b|--backup-dir) COMPREPLY=($(compgen -d -- "$cur")); return;;
-        -c|--config|--output|--expected|--from-schema) COMPREPLY=($(compgen -f -- "$cur")); return;;
+        -c|--config|--output|--expected|--from-schema|--sha256-file) COMPREPLY=($(compgen -f -- "$cur")); return;;
         verify|restore) COMPREPLY=($(compgen -f -X '!*.tar.zst' -- "$cur")); return;;
     esac
     if [[ $cur == -* ]]; then

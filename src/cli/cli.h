@@ -58,7 +58,15 @@ struct options {
 	char *to_url;         /* restore --to */
 	int no_safety_backup; /* restore */
 	char *keep;           /* prune --keep */
-	char *output;         /* schema --output */
+	char *output;         /* schema --output, backup --output (FILE or - for stdout) */
+	int stdout_taken;     /* backup --output -: stdout carries the snapshot, so
+			       * the --json object goes to stderr */
+	char *compression_level; /* --compression-level (text; resolved into level) */
+	int level, has_level; /* resolved zstd level (flag > config), has_level if set */
+	char *sha256;         /* restore, verify: the stream's expected SHA-256 */
+	char *sha256_file;    /* restore, verify: read it from a sha256sum-format file */
+	char *keep_within;    /* prune --keep-within DURATION */
+	char *keep_daily;     /* prune --keep-daily N */
 	char *start, *end;    /* sql */
 	char *expected;       /* validate --expected */
 	char *from_schema;    /* create --from-schema */

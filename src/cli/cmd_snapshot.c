@@ -5,14 +5,17 @@
  * and picks exit codes.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backup.h"
 #include "cli.h"
 #include "fsutil.h"
+#include "journal.h"
 #include "pipeline.h"
 #include "progress.h"
 #include "restore.h"
@@ -49,14 +52,39 @@ static int want_args(struct cmd_ctx *ctx, int min, int max)
 	return 0;
 }
 
+/* SNAPSHOT "-": the snapshot comes through stdin (or goes to stdout). */
+static int is_stream_arg(const char *arg)
+{
+	return arg && !strcmp(arg, "-");
+}
+
 int cmd_backup(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
 	struct backup_result res = BACKUP_RESULT_INIT;
+	cJSON *manifest = NULL;
+	const int stream = is_stream_arg(opt.output);
 	int code, rc;
 
 	if (want_args(ctx, 0, 0) < 0)
 		return report_error(ctx, &ctx->err);
+	if (opt.output && opt.name) {
+		err_set(&ctx->err, ERR_USAGE, "--name and --output exclude each other (--name names "
+			"a snapshot in the backup directory, --output writes it elsewhere)");
+		return report_error(ctx, &ctx->err);
+	}
+	if (stream) {
+		if (isatty(1)) {
+			err_set(&ctx->err, ERR_USAGE, "refusing to write a snapshot to a terminal; "
+				"redirect or pipe stdout, or use --output FILE");
+			return report_error(ctx, &ctx->err);
+		}
+		/* stdout is the snapshot from here on: every result goes to stderr */
+		opt.stdout_taken = 1;
+		/* a reader that goes away (aws s3 cp failing, ssh dropped) is an
+		 * error with a message and exit 1, not a silent death by SIGPIPE */
+		signal(SIGPIPE, SIG_IGN);
+	}
 	if (engine_open(&e, &ctx->url, 0, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
@@ -64,14 +92,30 @@ int cmd_backup(struct cmd_ctx *ctx)
 	/* Ctrl-C or SIGTERM: the server's query is cancelled, the temp file
 	 * removed, nothing published (exit 130) */
 	signals_watch(e);
-	rc = port_backup(ctx, e, opt.name, "backup", &res, &ctx->err);
+	rc = port_backup_to(ctx, e, opt.name, "backup", opt.output, &res,
+			    stream ? &manifest : NULL, &ctx->err);
 	signals_unwatch();
 	if (rc < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	out("%s\n", res.path);
-	if (!opt.json) {
+	if (stream) {
+		/* sha256sum's own line for stdin: `--sha256-file` reads it back */
+		char b[32];
+
+		human_bytes(b, sizeof(b), res.bytes);
+		if (!opt.json)
+			fprintf(stderr, "%s  -\n", res.sha256);
+		info("snapshot written to stdout: %s, %d entries, engine %s, revision %s", b,
+		     cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(manifest, "entries")),
+		     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(manifest, "engine")),
+		     cJSON_IsString(cJSON_GetObjectItemCaseSensitive(manifest, "revision")) ?
+		     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(manifest, "revision")) :
+		     "base");
+	} else {
+		out("%s\n", res.path);
+	}
+	if (!opt.json && !stream) {
 		char b[32];
 		human_bytes(b, sizeof(b), res.bytes);
 		verbose("%s, sha256 %s", b, res.sha256);
@@ -80,9 +124,14 @@ int cmd_backup(struct cmd_ctx *ctx)
 		cJSON_AddStringToObject(ctx->json, "path", res.path);
 		cJSON_AddStringToObject(ctx->json, "sha256", res.sha256);
 		cJSON_AddNumberToObject(ctx->json, "bytes", (double)res.bytes);
+		if (manifest) {
+			cJSON_AddItemToObject(ctx->json, "manifest", manifest);
+			manifest = NULL;
+		}
 	}
 	code = EXIT_OK;
 out:
+	cJSON_Delete(manifest);
 	backup_result_release(&res);
 	engine_close(e);
 	return code;
@@ -256,12 +305,64 @@ out:
 	return ret;
 }
 
+/*
+ * The stream's expected SHA-256, from --sha256 HEX or --sha256-file F (its
+ * first line in sha256sum format, "HEX  NAME"; what `backup --output -`
+ * prints).  *sha NULL when neither is given.  Only for a stream: a file is
+ * checked against its own .sha256 sidecar.  A stream is never a terminal.
+ */
+static int expected_sha(const char *snapshot, char buf[HASH_HEX_LEN + 1], const char **sha,
+			struct sm_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *text = opt.sha256;
+
+	*sha = NULL;
+	if (is_stream_arg(snapshot) && isatty(0))
+		return err_set(err, ERR_USAGE, "refusing to read a snapshot from a terminal; "
+			       "redirect or pipe stdin");
+	if (!opt.sha256 && !opt.sha256_file)
+		return 0;
+	if (opt.sha256 && opt.sha256_file)
+		return err_set(err, ERR_USAGE, "--sha256 and --sha256-file exclude each other");
+	if (!is_stream_arg(snapshot))
+		return err_set(err, ERR_USAGE, "--sha256 and --sha256-file are for a snapshot read "
+			       "from stdin ('-'); a snapshot file is checked against its .sha256 "
+			       "sidecar");
+	if (opt.sha256_file) {
+		if (fs_read_file(opt.sha256_file, &sb, 4096, err) < 0)
+			return -1;
+		if (sb.len > HASH_HEX_LEN && !strchr(" \t\n", sb.buf[HASH_HEX_LEN])) {
+			sb_release(&sb);
+			return err_set(err, ERR_USAGE, "'%s' does not start with a SHA-256 (64 hex "
+				       "digits, as sha256sum writes)", opt.sha256_file);
+		}
+		if (sb.len > HASH_HEX_LEN)
+			sb_setlen(&sb, HASH_HEX_LEN);
+		text = sb.buf;
+	}
+	if (!snap_sha256_valid(text)) {
+		err_set(err, ERR_USAGE, "invalid SHA-256 %s%s%s: expected 64 hex digits",
+			opt.sha256_file ? "in '" : "'", opt.sha256_file ? opt.sha256_file : text,
+			"'");
+		sb_release(&sb);
+		return -1;
+	}
+	memcpy(buf, text, HASH_HEX_LEN);
+	buf[HASH_HEX_LEN] = '\0';
+	*sha = buf;
+	sb_release(&sb);
+	return 0;
+}
+
 int cmd_verify(struct cmd_ctx *ctx)
 {
 	struct snap_problems pr = SNAP_PROBLEMS_INIT;
 	char *path = NULL;
 	cJSON *arr = NULL, *manifest = NULL;
-	int code;
+	char shabuf[HASH_HEX_LEN + 1];
+	const char *sha = NULL;
+	int code, stream;
 
 	if (want_args(ctx, 1, 1) < 0)
 		return report_error(ctx, &ctx->err);
@@ -269,8 +370,20 @@ int cmd_verify(struct cmd_ctx *ctx)
 		err_set(&ctx->err, ERR_USAGE, "--jobs is for 'verify --restore-to URL'");
 		return report_error(ctx, &ctx->err);
 	}
-	path = snapshot_arg(ctx, ctx->argv[0]);
-	if (snap_verify(path, &pr, &manifest, &ctx->err) < 0 ||
+	stream = is_stream_arg(ctx->argv[0]);
+	if (expected_sha(ctx->argv[0], shabuf, &sha, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	if (stream && opt.restore_to) {
+		err_set(&ctx->err, ERR_USAGE, "verify - --restore-to: a stream is read once; use "
+			"'restore - --to URL', which verifies before it commits");
+		return report_error(ctx, &ctx->err);
+	}
+	if (stream && !sha)
+		warning("no --sha256 or --sha256-file: the stream is checked against its own "
+			"manifest only, not against a checksum kept apart from it");
+	path = stream ? xstrdup("-") : snapshot_arg(ctx, ctx->argv[0]);
+	if ((stream ? snap_verify_fd(0, path, sha, &pr, &manifest, &ctx->err) :
+		      snap_verify(path, &pr, &manifest, &ctx->err)) < 0 ||
 	    (opt.restore_to && !pr.n && restore_check(ctx, path, manifest, &pr, &ctx->err) < 0)) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
@@ -341,34 +454,28 @@ static int compare_source(const struct restore_ui *ui, const cJSON *src_id, cons
 		       ui->target->url.redacted);
 }
 
-static int check_source(const struct restore_ui *ui, const cJSON *manifest, struct sm_error *err)
+static int check_source(const struct restore_ui *ui, const cJSON *manifest,
+			const cJSON *header, struct sm_error *err)
 {
-	struct snap_reader *reader = NULL;
-	int ret;
-
 	/* a driver that verifies while applying hands over no manifest yet:
 	 * the header carries the same fields (checked equal to the manifest's,
 	 * and the whole file against its sidecar, before anything commits) */
-	if (!manifest) {
-		if (snap_reader_open(ui->snapshot, &reader, err) < 0)
-			return -1;
-		manifest = snap_reader_header(reader);
-	}
-	ret = compare_source(ui, cJSON_GetObjectItemCaseSensitive(manifest, "source_identity"),
-			     cJSON_GetObjectItemCaseSensitive(manifest, "source"), err);
-	snap_reader_close(reader);
-	return ret;
+	const cJSON *m = manifest ? manifest : header;
+
+	return compare_source(ui, cJSON_GetObjectItemCaseSensitive(m, "source_identity"),
+			      cJSON_GetObjectItemCaseSensitive(m, "source"), err);
 }
 
 /* Between verification and touching the target: confirm, safety snapshot. */
-static int before_apply(void *ud, const cJSON *manifest, struct sm_error *err)
+static int before_apply(void *ud, const cJSON *manifest, const cJSON *header,
+			struct sm_error *err)
 {
 	struct restore_ui *ui = ud;
 	struct strbuf q = STRBUF_INIT;
 	int ok;
 
 	progress_end(ui->pr);
-	if (ui->in_place && check_source(ui, manifest, err) < 0)
+	if (ui->in_place && check_source(ui, manifest, header, err) < 0)
 		return -1;
 	sb_addf(&q, "replace the contents of '%s' with snapshot '%s'?", ui->target->url.redacted,
 		fs_basename(ui->snapshot));
@@ -394,13 +501,18 @@ int cmd_restore(struct cmd_ctx *ctx)
 	struct restore_opts ro;
 	struct progress pr;
 	char *path = NULL;
-	int code, rc, existed = 1;
+	char shabuf[HASH_HEX_LEN + 1];
+	const char *sha = NULL;
+	int code, rc, existed = 1, stream;
 
 	memset(&ui, 0, sizeof(ui));
 	memset(&ro, 0, sizeof(ro));
 	if (want_args(ctx, 1, 1) < 0)
 		return report_error(ctx, &ctx->err);
-	path = snapshot_arg(ctx, ctx->argv[0]);
+	stream = is_stream_arg(ctx->argv[0]);
+	if (expected_sha(ctx->argv[0], shabuf, &sha, &ctx->err) < 0)
+		return report_error(ctx, &ctx->err);
+	path = stream ? xstrdup("-") : snapshot_arg(ctx, ctx->argv[0]);
 	if (opt.to_url) {
 		if (url_parse(opt.to_url, NULL, &to, &ctx->err) < 0) {
 			code = report_error(ctx, &ctx->err);
@@ -412,13 +524,17 @@ int cmd_restore(struct cmd_ctx *ctx)
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	if (!opt.yes && !isatty(0)) {
+	if (!opt.yes && (stream || !isatty(0))) {
 		err_set(&ctx->err, ERR_USAGE, "restore replaces the database's contents: refusing "
-			"without confirmation; stdin is not a terminal, so pass --yes to proceed");
+			"without confirmation; %s, so pass --yes to proceed",
+			stream ? "stdin carries the snapshot" : "stdin is not a terminal");
 		code = report_error(ctx, &ctx->err);
 		goto out;
 	}
-	if (!fs_exists(path)) {
+	if (stream && !sha)
+		warning("no --sha256 or --sha256-file: the stream is checked against its own "
+			"manifest only, not against a checksum kept apart from it");
+	if (!stream && !fs_exists(path)) {
 		err_set(&ctx->err, ERR_FAIL, "cannot open snapshot '%s': No such file or directory",
 			path);
 		code = report_error(ctx, &ctx->err);
@@ -469,7 +585,8 @@ int cmd_restore(struct cmd_ctx *ctx)
 	 * the statement running on the server is cancelled, and the target is
 	 * left as the restore's atomicity promises (exit 130) */
 	signals_watch(e);
-	rc = restore_snapshot(path, e, &ro, &ctx->err);
+	rc = stream ? restore_snapshot_fd(0, path, sha, e, &ro, &ctx->err) :
+		      restore_snapshot(path, e, &ro, &ctx->err);
 	signals_unwatch();
 	if (rc < 0) {
 		if (cli_interrupted)
@@ -508,40 +625,193 @@ out:
 	return code;
 }
 
+/* --- prune ----------------------------------------------------------------- */
+
+/* The n-digit decimal number at p, or -1. */
+static long long digits_at(const char *p, int n)
+{
+	long long v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v;
+}
+
+/* When a snapshot was taken: its header's created_at
+ * ("YYYY-MM-DDTHH:MM:SS.mmmZ", UTC), else its file's mtime. */
+static time_t snap_time(const struct snap_info *s)
+{
+	const char *c = s->created_at;
+	long long y, mo, d, h, mi, sec, yy, era, yoe, doy, doe;
+
+	if (!c || strlen(c) < 19 || c[4] != '-' || c[7] != '-' || c[10] != 'T' || c[13] != ':' ||
+	    c[16] != ':')
+		return s->mtime;
+	y = digits_at(c, 4);
+	mo = digits_at(c + 5, 2);
+	d = digits_at(c + 8, 2);
+	h = digits_at(c + 11, 2);
+	mi = digits_at(c + 14, 2);
+	sec = digits_at(c + 17, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || mi < 0 || sec < 0)
+		return s->mtime;
+	/* days since 1970-01-01 of a proleptic Gregorian date (no timegm in C11) */
+	yy = y - (mo <= 2);
+	era = (yy >= 0 ? yy : yy - 399) / 400;
+	yoe = yy - era * 400;
+	doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (time_t)((era * 146097 + doe - 719468) * 86400 + h * 3600 + mi * 60 + sec);
+}
+
+/* "90m", "36h", "7d", "2w" (also "s", "min") into seconds. */
+static int parse_retention(const char *text, long long *secs)
+{
+	static const struct { const char *unit; long long secs; } units[] = {
+		{ "s", 1 }, { "m", 60 }, { "min", 60 }, { "h", 3600 }, { "d", 86400 },
+		{ "w", 604800 },
+	};
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno || end == text || v < 0 || v > 100LL * 366 * 86400 || text[0] == '+')
+		return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (!strcmp(end, units[i].unit)) {
+			*secs = v * units[i].secs;
+			return 0;
+		}
+	return -1;
+}
+
+static int parse_count(const char *text, const char *flag, long *out, struct sm_error *err)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtol(text, &end, 10);
+	if (errno || end == text || *end || *out < 0 || text[0] == '-' || text[0] == '+' ||
+	    text[0] == ' ')
+		return err_set(err, ERR_USAGE, "invalid %s '%s': expected a non-negative integer",
+			       flag, text);
+	return 0;
+}
+
+/* Why each snapshot stays (NULL: it goes), by the user's rules. */
+static void retention_rules(const struct snap_list *l, long keep, long long within,
+			    long daily, time_t now, const char **why)
+{
+	long days = 0;
+	long long last_day = 0;
+
+	for (size_t k = 0; k < l->n; k++) {
+		size_t i = l->n - 1 - k; /* newest first */
+		time_t t = snap_time(&l->items[i]);
+		long long day = (long long)(t >= 0 ? t / 86400 : (t - 86399) / 86400);
+
+		why[i] = NULL;
+		if (keep >= 0 && (long)k < keep)
+			why[i] = "--keep";
+		else if (within >= 0 && (long long)(now - t) <= within)
+			why[i] = "--keep-within";
+		if (daily > 0 && days < daily && (days == 0 || day != last_day)) {
+			if (!why[i])
+				why[i] = "--keep-daily";
+			days++;
+			last_day = day;
+		}
+	}
+}
+
+/* What the rules may not delete: a snapshot an unfinished run names (its
+ * journal), and the newest snapshot that passes verification. */
+static int retention_guards(struct cmd_ctx *ctx, const struct snap_list *l, const char **why)
+{
+	struct strbuf open_runs = STRBUF_INIT;
+
+	if (journal_open_snapshots(ctx->backup_dir, &open_runs, &ctx->err) < 0) {
+		sb_release(&open_runs);
+		return -1;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		const char *base = fs_basename(l->items[i].path);
+
+		if (lines_contain(open_runs.buf, base, strlen(base)))
+			why[i] = "an unfinished run's snapshot (see 'safe-migrate recover')";
+	}
+	sb_release(&open_runs);
+	for (size_t k = 0; k < l->n; k++) {
+		size_t i = l->n - 1 - k;
+		struct snap_problems pr = SNAP_PROBLEMS_INIT;
+		int good;
+
+		if (l->items[i].damaged)
+			continue;
+		if (snap_verify(l->items[i].path, &pr, NULL, &ctx->err) < 0)
+			return -1;
+		good = pr.n == 0;
+		snap_problems_release(&pr);
+		if (good) {
+			if (!why[i])
+				why[i] = "the newest verified snapshot";
+			break;
+		}
+	}
+	return 0;
+}
+
 int cmd_prune(struct cmd_ctx *ctx)
 {
 	struct snap_list l = SNAP_LIST_INIT;
-	cJSON *removed = NULL, *kept = NULL;
-	char *end;
-	long keep;
+	cJSON *removed = NULL, *kept = NULL, *reasons = NULL;
+	const char **why = NULL;
+	long keep = -1, daily = 0;
+	long long within = -1;
 	int code = EXIT_OK;
 
 	if (want_args(ctx, 0, 0) < 0)
 		return report_error(ctx, &ctx->err);
-	if (!opt.keep) {
+	if (!opt.keep && !opt.keep_within && !opt.keep_daily) {
 		err_set(&ctx->err, ERR_USAGE, "prune needs --keep N (the number of newest snapshots "
-			"to keep)");
+			"to keep), --keep-within DURATION or --keep-daily N");
 		return report_error(ctx, &ctx->err);
 	}
-	errno = 0;
-	keep = strtol(opt.keep, &end, 10);
-	if (errno || end == opt.keep || *end || keep < 0 || opt.keep[0] == '-' ||
-	    opt.keep[0] == '+' || opt.keep[0] == ' ') {
-		err_set(&ctx->err, ERR_USAGE, "invalid --keep '%s': expected a non-negative integer",
-			opt.keep);
+	if ((opt.keep && parse_count(opt.keep, "--keep", &keep, &ctx->err) < 0) ||
+	    (opt.keep_daily && parse_count(opt.keep_daily, "--keep-daily", &daily, &ctx->err) < 0))
+		return report_error(ctx, &ctx->err);
+	if (opt.keep_within && parse_retention(opt.keep_within, &within) < 0) {
+		err_set(&ctx->err, ERR_USAGE, "invalid --keep-within '%s': expected a duration such "
+			"as 90m, 36h, 7d or 2w", opt.keep_within);
 		return report_error(ctx, &ctx->err);
 	}
 	if (snap_list(ctx->backup_dir, &l, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
+	why = xcalloc(l.n + 1, sizeof(*why));
+	retention_rules(&l, keep, within, daily, time(NULL), why);
+	if (retention_guards(ctx, &l, why) < 0) {
+		err_prefix(&ctx->err, "nothing was pruned");
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
 	if (ctx->json) {
 		removed = cJSON_AddArrayToObject(ctx->json, "removed");
 		kept = cJSON_AddArrayToObject(ctx->json, "kept");
+		reasons = cJSON_AddObjectToObject(ctx->json, "kept_because");
 	}
 	for (size_t i = 0; i < l.n; i++) {
 		const char *p = l.items[i].path;
-		if (l.n - i <= (size_t)keep) {
-			if (kept)
+
+		if (why[i]) {
+			if (kept) {
 				cJSON_AddItemToArray(kept, cJSON_CreateString(p));
+				cJSON_AddStringToObject(reasons, p, why[i]);
+			}
+			verbose("kept %s (%s)", p, why[i]);
 			continue;
 		}
 		if (snap_remove(p, &ctx->err) < 0) {
@@ -552,6 +822,8 @@ int cmd_prune(struct cmd_ctx *ctx)
 		if (removed)
 			cJSON_AddItemToArray(removed, cJSON_CreateString(p));
 	}
+out:
+	free(why);
 	snap_list_release(&l);
 	return code;
 }

@@ -349,6 +349,45 @@ char *journal_path_of(const char *backup_dir, struct engine *e, const char *url_
 	return path;
 }
 
+/* 1 for a journal file name (safe-migrate-<ID>.journal), 2 for the older
+ * shared one, 0 for anything else. */
+static int journal_file_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (!strcmp(name, JOURNAL_LEGACY_FILE))
+		return 2;
+	return n >= 21 && !strncmp(name, "safe-migrate-", 13) && !strcmp(name + n - 8, ".journal");
+}
+
+int journal_open_snapshots(const char *backup_dir, struct strbuf *names, struct sm_error *err)
+{
+	DIR *d = opendir(backup_dir);
+	const struct dirent *de;
+	int ret = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : err_sys(err, "cannot open '%s'", backup_dir);
+	while (ret == 0 && (de = readdir(d)) != NULL) {
+		cJSON *cur = NULL;
+		char *p;
+
+		if (!journal_file_name(de->d_name))
+			continue;
+		p = fs_join(backup_dir, de->d_name);
+		if (journal_read(p, &cur, err) < 0) {
+			err_prefix(err, "cannot tell which snapshot a run may still need");
+			ret = -1;
+		} else if (cur && journal_unfinished(cur) && journal_str(cur, "snapshot", NULL)) {
+			sb_addf(names, "%s\n", fs_basename(journal_str(cur, "snapshot", NULL)));
+		}
+		cJSON_Delete(cur);
+		free(p);
+	}
+	closedir(d);
+	return ret;
+}
+
 int journal_find_replaced(const char *backup_dir, const struct engine_identity *id, char **path,
 			  cJSON **doc)
 {
@@ -361,12 +400,10 @@ int journal_find_replaced(const char *backup_dir, const struct engine_identity *
 		return 0;
 	while (!*doc && (de = readdir(d)) != NULL) {
 		struct sm_error ignored = SM_ERROR_INIT;
-		size_t n = strlen(de->d_name);
 		cJSON *cur = NULL;
 		char *p;
 
-		if (n < 21 || strncmp(de->d_name, "safe-migrate-", 13) ||
-		    strcmp(de->d_name + n - 8, ".journal"))
+		if (journal_file_name(de->d_name) != 1)
 			continue;
 		p = fs_join(backup_dir, de->d_name);
 		if (journal_read(p, &cur, &ignored) == 0 && journal_unfinished(cur) &&

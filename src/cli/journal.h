@@ -32,6 +32,7 @@
 
 #include "engine.h"
 #include "error.h"
+#include "strbuf.h"
 
 #define JOURNAL_LEGACY_FILE "safe-migrate.journal"
 #define RUNS_LOG_FILE "safe-migrate-runs.jsonl"
@@ -100,6 +101,11 @@ int journal_find(const char *backup_dir, const struct engine_identity *id,
  * and *doc (caller owns both), or 0. */
 int journal_find_replaced(const char *backup_dir, const struct engine_identity *id, char **path,
 			  cJSON **doc);
+/* Appends to names (one per line) the base names of the snapshots that the
+ * unfinished journals in backup_dir name: a run in progress, or one killed
+ * or failed until `recover` (prune never deletes those).  Not under any
+ * lock, so a running run counts too.  A journal that cannot be read fails. */
+int journal_open_snapshots(const char *backup_dir, struct strbuf *names, struct sm_error *err);
 /* Reads one journal file; *doc NULL when it does not exist (caller owns it). */
 int journal_read(const char *path, cJSON **doc, struct sm_error *err);
 /* 1 if doc describes a run that did not finish.  Meaningful only while the

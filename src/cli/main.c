@@ -59,22 +59,31 @@ static const struct command commands[] = {
 	  "sql [--start A] [--end B]",
 	  "print the SQL script of an upgrade range without touching the database", NULL },
 	{ "backup", cmd_backup, NEED_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
-	  "backup [--name NAME] [--no-owner] [--no-tablespaces]",
+	  "backup [--name NAME | --output FILE|-] [--compression-level N] [--no-owner] "
+	  "[--no-tablespaces]",
 	  "take a snapshot and print its path",
+	  "--output FILE writes the snapshot to FILE (a new file, published with its\n"
+	  "FILE.sha256 sidecar, or a FIFO); --output - writes it to stdout (for aws s3 cp -,\n"
+	  "rclone rcat, ssh), with the SHA-256 and size on stderr (or in --json, also on\n"
+	  "stderr).  --compression-level N: zstd's level, negative ones included\n"
+	  "(default -1; config compression_level).\n"
 	  "PostgreSQL: --no-owner leaves out who owns each object (the restoring role\n"
 	  "will); --no-tablespaces leaves out the tablespaces of tables and indexes (they\n"
 	  "are restored into the database's default one)." },
 	{ "list-backups", cmd_list_backups, NEED_BACKUP_DIR,
 	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
 	{ "verify", cmd_verify, USES_SNAPSHOTS,
-	  "verify SNAPSHOT [--restore-to URL [--jobs N]]",
+	  "verify SNAPSHOT|- [--sha256 HEX | --sha256-file F] [--restore-to URL [--jobs N]]",
 	  "check a snapshot's structure and every checksum",
 	  "--restore-to URL also restores the snapshot into URL, an empty scratch database\n"
 	  "(or a new SQLite file), and compares the result with the schema fingerprint and\n"
 	  "the row counts the snapshot recorded: a snapshot that cannot be restored, or\n"
-	  "restores differently, is reported like a damaged one (exit 7)." },
+	  "restores differently, is reported like a damaged one (exit 7).\n"
+	  "verify - reads the snapshot from stdin; --sha256 HEX or --sha256-file F (a\n"
+	  "sha256sum line) gives the whole stream's expected SHA-256." },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
-	  "restore SNAPSHOT [--to URL [--jobs N]] [--no-safety-backup] [--force]",
+	  "restore SNAPSHOT|- [--to URL [--jobs N]] [--sha256 HEX | --sha256-file F] "
+	  "[--no-safety-backup] [--force]",
 	  "verify a snapshot, take a safety snapshot, and restore",
 	  "In place, the restore is one transaction: any failure, a snapshot found\n"
 	  "damaged while loading included, leaves the database as it was.  PostgreSQL:\n"
@@ -86,9 +95,19 @@ static const struct command commands[] = {
 	  "In place (no --to, or --to naming the configured database), a snapshot taken\n"
 	  "from another database (by identity: SQLite device and inode, PostgreSQL\n"
 	  "system identifier and database OID) is refused unless --force (which also\n"
-	  "implies --yes)." },
+	  "implies --yes).\n"
+	  "restore - reads the snapshot from stdin (needs --yes), once: SQLite stages the\n"
+	  "file before moving it into place, PostgreSQL loads in its one transaction.  The\n"
+	  "stream's SHA-256 (--sha256 HEX or --sha256-file F) is checked before anything\n"
+	  "commits; a mismatch leaves the target as it was." },
 	{ "prune", cmd_prune, NEED_BACKUP_DIR,
-	  "prune --keep N", "delete all but the newest N snapshots", NULL },
+	  "prune [--keep N] [--keep-within DURATION] [--keep-daily N]",
+	  "delete snapshots outside the retention rules",
+	  "Keeps a snapshot if any rule keeps it: --keep N the newest N, --keep-within\n"
+	  "DURATION (e.g. 36h, 7d, 2w) those created within DURATION of now, --keep-daily N\n"
+	  "the newest of each of the last N days (UTC) that have one.  Never deletes the\n"
+	  "newest snapshot that passes verification, nor the snapshot of a run that has\n"
+	  "not finished (its journal), nor a damaged snapshot." },
 	{ "drop-tables", cmd_drop_tables, NEED_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
 	  "drop-tables", "drop every user table after a safety snapshot", NULL },
 	{ "schema", cmd_schema, NEED_DB,
@@ -177,12 +196,18 @@ static const struct opt_spec specs[] = {
 	{ "jobs", 'j', A_INT, &opt.jobs, "restore verify" },
 	{ "restore-to", 0, A_STR, &opt.restore_to, "verify" },
 	{ "keep", 0, A_STR, &opt.keep, "prune" },
-	{ "output", 'o', A_STR, &opt.output, "schema keygen" },
+	{ "output", 'o', A_STR, &opt.output, "schema backup keygen" },
 	{ "public", 0, A_STR, &opt.public_key, "keygen" },
 	{ "encrypt-key", 0, A_STR, &opt.encrypt_key, NULL },
 	{ "decrypt-key", 0, A_STR, &opt.encrypt_key, NULL },
 	{ "encrypt-to", 0, A_STR, &opt.encrypt_to, NULL },
 	{ "encrypt-cipher", 0, A_STR, &opt.encrypt_cipher, NULL },
+	{ "keep-within", 0, A_STR, &opt.keep_within, "prune" },
+	{ "keep-daily", 0, A_STR, &opt.keep_daily, "prune" },
+	{ "compression-level", 0, A_STR, &opt.compression_level,
+	  "backup safe-migrate run restore drop-tables" },
+	{ "sha256", 0, A_STR, &opt.sha256, "restore verify" },
+	{ "sha256-file", 0, A_STR, &opt.sha256_file, "restore verify" },
 	{ "start", 0, A_STR, &opt.start, "sql" },
 	{ "end", 0, A_STR, &opt.end, "sql" },
 	{ "expected", 0, A_STR, &opt.expected, "validate safe-migrate run" },
@@ -481,6 +506,28 @@ static int resolve_gates(const struct cfg_file *cfg, int have_cfg, struct sm_err
 	return 0;
 }
 
+/* The snapshots' zstd level (--compression-level, or the config's
+ * compression_level): any level zstd has, negative ones included. */
+static int resolve_level(const struct cfg_file *cfg, int have_cfg, struct sm_error *err)
+{
+	const char *text = opt.compression_level ? opt.compression_level :
+			   have_cfg ? cfg->compression_level : NULL;
+	char *end;
+	long v;
+
+	if (!text)
+		return 0;
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno || end == text || *end || v < ZSTD_minCLevel() || v > ZSTD_maxCLevel())
+		return err_set(err, ERR_USAGE, "invalid compression level '%s': expected a whole "
+			       "number from %d to %d (zstd's levels; negative ones are faster)", text,
+			       ZSTD_minCLevel(), ZSTD_maxCLevel());
+	opt.level = (int)v;
+	opt.has_level = 1;
+	return 0;
+}
+
 /* Resolves configuration into ctx (flag > env > config > default). */
 static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_cfg,
 			  struct sm_error *err)
@@ -514,7 +561,7 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 			       cfg->statement_timeout, cfg->path);
 	if (!opt.expected && *have_cfg && cfg->expected_schema)
 		opt.expected = xstrdup(cfg->expected_schema);
-	if (resolve_gates(cfg, *have_cfg, err) < 0)
+	if (resolve_gates(cfg, *have_cfg, err) < 0 || resolve_level(cfg, *have_cfg, err) < 0)
 		return -1;
 	if (*have_cfg && cfg->lint_ignore) {
 		/* the config's ignores and the flags' add up */
@@ -609,7 +656,12 @@ static void free_options(char **pos)
 	free(opt.restore_to);
 	free(opt.on_concurrent_writes);
 	free(opt.keep);
+	free(opt.keep_within);
+	free(opt.keep_daily);
 	free(opt.output);
+	free(opt.compression_level);
+	free(opt.sha256);
+	free(opt.sha256_file);
 	free(opt.start);
 	free(opt.end);
 	free(opt.expected);
@@ -676,11 +728,14 @@ static void json_fix_utf8(cJSON *root)
 static int finish_output(cJSON *json, int code)
 {
 	if (json) {
+		/* backup --output -: stdout is the snapshot, the object goes to stderr */
+		FILE *f = opt.stdout_taken ? stderr : stdout;
+
 		json_fix_utf8(json);
 		char *text = cJSON_Print(json);
 		if (text) {
-			fputs(text, stdout);
-			fputc('\n', stdout);
+			fputs(text, f);
+			fputc('\n', f);
 			free(text);
 		}
 	}

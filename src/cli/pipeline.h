@@ -30,6 +30,13 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
  * with ERR_INTERRUPTED once cli_interrupted is set. */
 int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
 		struct backup_result *res, struct sm_error *err);
+/* port_backup with an output other than the backup directory: a file, or
+ * "-" for stdout (backup --output); manifest (may be NULL) receives a copy
+ * of the manifest (caller frees).  The zstd level is opt's, as for
+ * port_backup. */
+int port_backup_to(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
+		   const char *output, struct backup_result *res, cJSON **manifest,
+		   struct sm_error *err);
 /* Checks that the snapshot at path is still the one whose SHA-256 was
  * sha256: its .sha256 sidecar says so (restore checks the file against the
  * sidecar).  ERR_DAMAGED when it was replaced. */

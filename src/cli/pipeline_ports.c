@@ -71,11 +71,27 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
 int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
 		struct backup_result *res, struct sm_error *err)
 {
+	return port_backup_to(ctx, e, name, label, NULL, res, NULL, err);
+}
+
+int port_backup_to(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
+		   const char *output, struct backup_result *res, cJSON **manifest,
+		   struct sm_error *err)
+{
 	struct backup_opts bo;
 	struct progress pr;
 	int rc;
 
 	memset(&bo, 0, sizeof(bo));
+	bo.level = opt.level;
+	bo.has_level = opt.has_level;
+	bo.manifest = manifest;
+	if (output && !strcmp(output, "-")) {
+		bo.output_fd = 1;
+		bo.use_output_fd = 1;
+	} else {
+		bo.output = output;
+	}
 	progress_init(&pr, label);
 	bo.progress = progress_cb;
 	bo.progress_ud = &pr;

@@ -125,6 +125,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		static const char *const keys[] = {
 			"database_url", "migrations_dir", "backup_dir", "lock_timeout",
 			"statement_timeout", "migration_lock_timeout", "expected_schema",
+			"compression_level",
 		};
 		const char *key = !strcmp(name, "sqlalchemy.url") ? "database_url" :
 				  !strcmp(name, "version_locations") ? "migrations_dir" : NULL;
@@ -162,6 +163,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		c->encrypt_to = resolve(c, value);
 	} else if (!strcmp(name, "lint_ignore")) {
 		set_string(&c->lint_ignore, value);
+	} else if (!strcmp(name, "compression_level")) {
+		set_string(&c->compression_level, value);
 	} else if (!strcmp(name, "expected_schema")) {
 		free(c->expected_schema);
 		c->expected_schema = resolve(c, value);
@@ -240,5 +243,6 @@ void cfg_release(struct cfg_file *c)
 	free(c->encryption_key_file);
 	free(c->encrypt_to);
 	free(c->encryption_cipher);
+	free(c->compression_level);
 	memset(c, 0, sizeof(*c));
 }

@@ -29,6 +29,7 @@ struct cfg_file {
 	char *encryption_key_file; /* resolved against dir */
 	char *encrypt_to;          /* resolved against dir */
 	char *encryption_cipher;   /* "aes-256-gcm" or "chacha20-poly1305" */
+	char *compression_level; /* zstd level of snapshots, as text */
 };
 
 /* Reads path.  A missing file is an error (the caller decides whether to try). */

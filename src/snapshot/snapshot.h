@@ -83,6 +83,39 @@ struct snap_writer;
 int snap_writer_open(const char *dir, const char *name, struct snap_writer **out,
 		     struct sm_error *err);
 
+/* zstd's level when none is chosen: -1 (zstd --fast=1), see snapshot_write.c. */
+#define SNAP_LEVEL_DEFAULT (-1)
+
+/* Where and how snap_writer_open_opts writes (all optional: zeroed is
+ * snap_writer_open's behaviour). */
+struct snap_write_opts {
+	/* A descriptor to write the archive to (borrowed; stdout for
+	 * `backup --output -`), when use_fd is set: nothing is published,
+	 * no sidecar is written, and the caller gets the SHA-256 from commit.
+	 * An aborted write leaves a stream without a manifest, which every
+	 * reader refuses. */
+	int fd, use_fd;
+	/* A user-named output file instead of dir/NAME.tar.zst (the rules of
+	 * fs_write_output): a regular file that does not exist yet is written
+	 * to a temp file beside it and published as a snapshot is (sidecar
+	 * PATH.sha256 too; an existing file is refused, a symlink never
+	 * followed); a FIFO or character device is written in place; a block
+	 * device is refused. */
+	const char *output;
+	int level, has_level; /* zstd level (negative levels too); default SNAP_LEVEL_DEFAULT */
+};
+
+/*
+ * snap_writer_open with options.  dir stays the scratch directory
+ * (snap_writer_dir) even when the archive goes elsewhere.
+ */
+int snap_writer_open_opts(const char *dir, const char *name, const struct snap_write_opts *o,
+			  struct snap_writer **out, struct sm_error *err);
+/* Keeps a copy of manifest.json for the caller: *dst receives it (caller
+ * frees with cJSON_Delete) when commit writes it.  dst is borrowed until
+ * commit or abort. */
+void snap_writer_keep_manifest(struct snap_writer *w, cJSON **dst);
+
 /* Manifest fields.  engine, server_version, source and revision must be set
  * before the first entry is added (they go into the header entry too);
  * strings are copied.  revision may be NULL (no version table). */
@@ -188,6 +221,19 @@ int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error
  * a snapshot written with an older key damaged.  Its sealed entries cannot
  * be read. */
 int snap_reader_open_header(const char *path, struct snap_reader **out, struct sm_error *err);
+/*
+ * Opens a snapshot streamed through fd (borrowed; stdin for `restore -`),
+ * which can be read once only: snap_reader_check_file checks nothing (the
+ * whole stream is hashed on the one pass instead), and snap_reader_finish
+ * compares the stream's SHA-256 with sha256 (64 hex digits, given out of
+ * band) or, when sha256 is NULL, checks the entries against the manifest
+ * only.  label names the stream in messages ("-").
+ */
+int snap_reader_open_fd(int fd, const char *label, const char *sha256, struct snap_reader **out,
+			struct sm_error *err);
+/* True for a reader of snap_reader_open_fd: it cannot be opened again by
+ * its path (snap_reader_path is only a label). */
+int snap_reader_is_stream(const struct snap_reader *r);
 /* The header entry's JSON (format_version, engine, server_version, source,
  * revision, created_at, tool_version).  Borrowed. */
 const cJSON *snap_reader_header(const struct snap_reader *r);
@@ -267,6 +313,11 @@ void snap_problems_release(struct snap_problems *p);
  */
 int snap_verify(const char *path, struct snap_problems *problems, cJSON **manifest,
 		struct sm_error *err);
+/* snap_verify of a stream (snap_reader_open_fd's fd, label and sha256). */
+int snap_verify_fd(int fd, const char *label, const char *sha256,
+		   struct snap_problems *problems, cJSON **manifest, struct sm_error *err);
+/* 1 if text is 64 hex digits (an expected SHA-256), else 0. */
+int snap_sha256_valid(const char *text);
 
 struct snap_info {
 	char *path;        /* owned */

@@ -8,6 +8,10 @@
  * snap_reader_finish has compared all of it with manifest.json (the last
  * entry) and the .sha256 sidecar.  Entries that could escape a directory or
  * are not plain files are refused on sight, whatever a caller does with them.
+ *
+ * A stream (snap_reader_open_fd: `restore -`, `verify -`) is read the same
+ * way, once: its SHA-256 is the one computed on that pass, compared at
+ * snap_reader_finish with the value given out of band instead of a sidecar.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -91,16 +95,21 @@ static void map_set(struct name_map *m, const char *key, uintptr_t val)
 static void map_put(struct name_map *m, const char *key, uintptr_t val)
 {
 	if (2 * (m->n + 1) > m->cap) {
-		struct name_map big = { NULL, NULL, m->cap ? 2 * m->cap : 64, 0 };
+		const char **keys = m->keys;
+		uintptr_t *vals = m->vals;
+		size_t old = m->cap;
 
-		big.keys = xcalloc(big.cap, sizeof(*big.keys));
-		big.vals = xcalloc(big.cap, sizeof(*big.vals));
-		for (size_t j = 0; j < m->cap; j++)
-			if (m->keys[j])
-				map_set(&big, m->keys[j], m->vals[j]);
-		free(m->keys);
-		free(m->vals);
-		*m = big;
+		/* (rehashed in place of a struct copy, which clang's analyzer
+		 * took for a use of the freed table) */
+		m->cap = old ? 2 * old : 64;
+		m->n = 0;
+		m->keys = xcalloc(m->cap, sizeof(*m->keys));
+		m->vals = xcalloc(m->cap, sizeof(*m->vals));
+		for (size_t j = 0; j < old; j++)
+			if (keys[j])
+				map_set(m, keys[j], vals[j]);
+		free(keys);
+		free(vals);
 	}
 	map_set(m, key, val);
 }
@@ -123,6 +132,9 @@ struct chunk_run {
 struct snap_reader {
 	char *path;
 	int fd;
+	int stream;        /* snap_reader_open_fd: fd is borrowed, read once */
+	const char *expect; /* the stream's expected SHA-256 (points into expect_buf), or NULL */
+	char expect_buf[HASH_HEX_LEN + 1];
 	struct archive *a;
 	unsigned char *buf;  /* compressed input after the archive (finish) */
 	struct bpipe *in;    /* compressed input blocks, hashed in the background */
@@ -602,6 +614,46 @@ const char *snap_reader_path(const struct snap_reader *r)
 static int reader_open(const char *path, int use_keys, struct snap_reader **out,
 		       struct sm_error *err);
 
+int snap_sha256_valid(const char *text)
+{
+	return text && strlen(text) == HASH_HEX_LEN &&
+	       strspn(text, "0123456789abcdefABCDEF") == HASH_HEX_LEN;
+}
+
+int snap_reader_is_stream(const struct snap_reader *r)
+{
+	return r->stream;
+}
+
+static int reader_start(struct snap_reader *r, int use_keys, struct sm_error *err);
+
+int snap_reader_open_fd(int fd, const char *label, const char *sha256, struct snap_reader **out,
+			struct sm_error *err)
+{
+	struct snap_reader *r = xcalloc(1, sizeof(*r));
+
+	*out = NULL;
+	r->fd = fd;
+	r->stream = 1;
+	r->path = xstrdup(label);
+	if (sha256) {
+		if (!snap_sha256_valid(sha256)) {
+			err_set(err, ERR_USAGE, "invalid SHA-256 '%s': expected 64 hex digits", sha256);
+			snap_reader_close(r);
+			return -1;
+		}
+		for (int i = 0; i < HASH_HEX_LEN; i++)
+			r->expect_buf[i] = (char)(sha256[i] | 0x20);
+		r->expect = r->expect_buf;
+	}
+	if (reader_start(r, 1, err) < 0) {
+		snap_reader_close(r);
+		return -1;
+	}
+	*out = r;
+	return 0;
+}
+
 int snap_reader_open(const char *path, struct snap_reader **out, struct sm_error *err)
 {
 	return reader_open(path, 1, out, err);
@@ -616,10 +668,7 @@ static int reader_open(const char *path, int use_keys, struct snap_reader **out,
 		       struct sm_error *err)
 {
 	struct snap_reader *r = xcalloc(1, sizeof(*r));
-	struct strbuf sb = STRBUF_INIT;
 	struct stat st;
-	const cJSON *fv;
-	int rc;
 
 	*out = NULL;
 	r->fd = -1;
@@ -638,6 +687,27 @@ static int reader_open(const char *path, int use_keys, struct snap_reader **out,
 		goto fail;
 	}
 	r->file_size = (uint64_t)st.st_size;
+	if (st.st_size == 0) {
+		fatal(r, err, "the file is empty");
+		goto fail;
+	}
+	if (reader_start(r, use_keys, err) < 0)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	snap_reader_close(r);
+	return -1;
+}
+
+/* Sets up decompression on r->fd and reads the header entry (and, with
+ * use_keys, finds the key of an encrypted snapshot in the keyring). */
+static int reader_start(struct snap_reader *r, int use_keys, struct sm_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const cJSON *fv;
+	int rc;
+
 	r->buf = xmalloc(READ_BLOCK);
 	r->sink = xmalloc(READ_BLOCK);
 	hash_init(&r->file_hash);
@@ -648,10 +718,6 @@ static int reader_open(const char *path, int use_keys, struct snap_reader **out,
 		xdie_oom();
 	archive_read_support_filter_zstd(r->a);
 	archive_read_support_format_tar(r->a);
-	if (st.st_size == 0) {
-		fatal(r, err, "the file is empty");
-		goto fail;
-	}
 	if (archive_read_open(r->a, r, NULL, read_cb, NULL) != ARCHIVE_OK) {
 		fatal(r, err, "not a zstd-compressed tar archive: %s", arch_msg(r));
 		goto fail;
@@ -687,7 +753,7 @@ static int reader_open(const char *path, int use_keys, struct snap_reader **out,
 	}
 	if (fv->valuedouble > SNAP_FORMAT_VERSION || fv->valuedouble < 1) {
 		err_set(err, ERR_FAIL, "snapshot '%s' has format version %g; this safe-migrate "
-			"reads version %d (upgrade safe-migrate)", path, fv->valuedouble,
+			"reads version %d (upgrade safe-migrate)", r->path, fv->valuedouble,
 			SNAP_FORMAT_VERSION);
 		goto fail;
 	}
@@ -703,7 +769,7 @@ static int reader_open(const char *path, int use_keys, struct snap_reader **out,
 				snap_problems_add(&r->problems, "%s", err->msg);
 				damaged(r, err);
 			} else {
-				err_prefix(err, "cannot read snapshot '%s'", path);
+				err_prefix(err, "cannot read snapshot '%s'", r->path);
 			}
 			goto fail;
 		}
@@ -714,11 +780,9 @@ static int reader_open(const char *path, int use_keys, struct snap_reader **out,
 	if (read_deferred(r, err) < 0)
 		goto fail;
 	sb_release(&sb);
-	*out = r;
 	return 0;
 fail:
 	sb_release(&sb);
-	snap_reader_close(r);
 	return -1;
 }
 
@@ -1018,7 +1082,11 @@ int snap_reader_finish(struct snap_reader *r, struct sm_error *err)
 		r->file_bytes += (uint64_t)n;
 	}
 	hash_final_hex(&r->file_hash, have);
-	if (read_sidecar(r, want) && strcmp(want, have) != 0)
+	if (r->stream) {
+		if (r->expect && strcmp(r->expect, have) != 0)
+			snap_problems_add(&r->problems, "the stream's SHA-256 (%s) does not match the "
+					  "expected SHA-256 (%s)", have, r->expect);
+	} else if (read_sidecar(r, want) && strcmp(want, have) != 0)
 		snap_problems_add(&r->problems, "the file's SHA-256 (%s) does not match its checksum file (%s)", have,
 			want);
 checked:
@@ -1036,6 +1104,10 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 	off_t off = 0;
 	int ret = -1;
 
+	/* a stream cannot be read twice: its one pass hashes it all, and
+	 * snap_reader_finish compares that with the expected value */
+	if (r->stream)
+		return 0;
 	/* the reader's own descriptor (pread leaves its position alone): the
 	 * file checked is the file streamed, even if the path is replaced */
 	buf = xmalloc(READ_BLOCK);
@@ -1091,7 +1163,7 @@ void snap_reader_close(struct snap_reader *r)
 	if (r->a)
 		archive_read_free(r->a);
 	bpipe_free(r->in);
-	if (r->fd >= 0)
+	if (r->fd >= 0 && !r->stream)
 		close(r->fd);
 	hash_release(&r->file_hash);
 	hash_release(&r->cur_hash);
@@ -1136,25 +1208,19 @@ int snap_is_chunk_of(const char *name, const char *base, unsigned *index)
 	return 1;
 }
 
-int snap_verify(const char *path, struct snap_problems *problems, cJSON **manifest,
-		struct sm_error *err)
+/* snap_verify's common half: opened (rc) or not, the reader's findings
+ * become problems. */
+static int verify_opened(int rc, struct snap_reader *r, struct sm_error *e2,
+			 struct snap_problems *problems, cJSON **manifest, struct sm_error *err)
 {
-	struct snap_reader *r = NULL;
-	struct sm_error e2 = SM_ERROR_INIT;
-	struct stat st;
-
-	if (manifest)
-		*manifest = NULL;
-	if (stat(path, &st) < 0)
-		return err_sys(err, "cannot open snapshot '%s'", path);
-	if (snap_reader_open(path, &r, &e2) < 0) {
+	if (rc < 0) {
 		/* a wrong key (EKEYREJECTED) is not damage either */
-		if (e2.kind != ERR_DAMAGED && e2.sys_errno)
-			return err_set(err, e2.kind, "%s", e2.msg);
+		if (e2->kind != ERR_DAMAGED && (e2->sys_errno || e2->kind == ERR_USAGE))
+			return err_set(err, e2->kind, "%s", e2->msg);
 		/* format version too new, not a regular file, damage: all problems */
 		ALLOC_GROW(problems->items, problems->n + 1, problems->alloc);
 		{
-			const char *m = e2.msg;
+			const char *m = e2->msg;
 			const char *colon = strstr(m, "is damaged: ");
 			problems->items[problems->n++] = xstrdup(colon ? colon + 12 : m);
 		}
@@ -1164,21 +1230,21 @@ int snap_verify(const char *path, struct snap_problems *problems, cJSON **manife
 		struct snap_entry ent;
 		size_t got;
 
-		while (snap_reader_next(r, &ent, &e2) > 0) {
-			int rc;
+		while (snap_reader_next(r, &ent, e2) > 0) {
+			int rrc;
 
 			do {
-				rc = snap_reader_read(r, r->sink, READ_BLOCK, &got, &e2);
-			} while (rc == 0 && got);
-			if (rc < 0)
+				rrc = snap_reader_read(r, r->sink, READ_BLOCK, &got, e2);
+			} while (rrc == 0 && got);
+			if (rrc < 0)
 				break;
 		}
 	}
-	if (e2.kind == ERR_NONE && snap_reader_finish(r, &e2) == 0 && manifest)
+	if (e2->kind == ERR_NONE && snap_reader_finish(r, e2) == 0 && manifest)
 		*manifest = cJSON_Duplicate(snap_reader_manifest(r), 1);
-	if (e2.kind != ERR_NONE && e2.kind != ERR_DAMAGED && !r->problems.n) {
+	if (e2->kind != ERR_NONE && e2->kind != ERR_DAMAGED && !r->problems.n) {
 		snap_reader_close(r);
-		return err_set(err, e2.kind, "%s", e2.msg);
+		return err_set(err, e2->kind, "%s", e2->msg);
 	}
 	for (size_t i = 0; i < r->problems.n; i++) {
 		ALLOC_GROW(problems->items, problems->n + 1, problems->alloc);
@@ -1187,4 +1253,33 @@ int snap_verify(const char *path, struct snap_problems *problems, cJSON **manife
 	r->problems.n = 0;
 	snap_reader_close(r);
 	return 0;
+}
+
+int snap_verify(const char *path, struct snap_problems *problems, cJSON **manifest,
+		struct sm_error *err)
+{
+	struct snap_reader *r = NULL;
+	struct sm_error e2 = SM_ERROR_INIT;
+	struct stat st;
+	int rc;
+
+	if (manifest)
+		*manifest = NULL;
+	if (stat(path, &st) < 0)
+		return err_sys(err, "cannot open snapshot '%s'", path);
+	rc = snap_reader_open(path, &r, &e2);
+	return verify_opened(rc, r, &e2, problems, manifest, err);
+}
+
+int snap_verify_fd(int fd, const char *label, const char *sha256,
+		   struct snap_problems *problems, cJSON **manifest, struct sm_error *err)
+{
+	struct snap_reader *r = NULL;
+	struct sm_error e2 = SM_ERROR_INIT;
+	int rc;
+
+	if (manifest)
+		*manifest = NULL;
+	rc = snap_reader_open_fd(fd, label, sha256, &r, &e2);
+	return verify_opened(rc, r, &e2, problems, manifest, err);
 }

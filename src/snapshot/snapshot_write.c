@@ -7,9 +7,16 @@
  * queues the compressed bytes for a background thread (bpipe) that hashes
  * and writes them: the whole-file SHA-256 costs no second pass, and neither
  * it nor the write system calls hold up compression.  Entry checksums are computed as payload goes in.
- * zstd runs at level -1 (zstd --fast=1): on database pages it compresses
- * about as well as level 1 at several times the speed, and a snapshot is
- * taken on the critical path of a migration.
+ * zstd runs at level -1 (zstd --fast=1) unless the caller chose another
+ * (--compression-level): on database pages it compresses about as well as
+ * level 1 at several times the speed, and a snapshot is taken on the
+ * critical path of a migration.
+ *
+ * The archive normally becomes BACKUP_DIR/NAME.tar.zst; snap_writer_open_opts
+ * can send it to a user-named file instead (published the same way: temp
+ * file beside it, sidecar, rename that never replaces), or to a stream (a
+ * descriptor such as stdout, a FIFO or a character device), which is
+ * written in place and has no sidecar: its SHA-256 goes to the caller.
  * With a key in the keyring (snapshot_crypt.h), every entry but the header
  * and the manifest is compressed and sealed record by record on its way in
  * (begin_entry/put_data), and held until its last record so that its size
@@ -38,13 +45,17 @@
 #define IO_BLOCK ((size_t)1 << 20)
 
 struct snap_writer {
-	char *dir;
+	char *dir;       /* where the archive is published */
+	char *scratch;   /* the backup directory: engine scratch files */
 	char *final_path;
 	char *tmp_path;
 	char *stem;      /* default name without suffix, or NULL for a user's name */
 	int next_suffix; /* the _N to try next for a default name */
 	int dfd;         /* the backup directory, opened once */
 	int fd;
+	int fd_borrowed; /* the caller's descriptor (stdout): never closed here */
+	int stream;      /* written in place: no temp file, no sidecar, no rename */
+	cJSON **keep_manifest; /* the caller's copy of manifest.json, or NULL */
 	struct archive *a;
 	struct bpipe *out;   /* compressed blocks: hashed and written in the background */
 	uint64_t out_bytes;    /* the background thread's */
@@ -110,7 +121,8 @@ static int out_block(void *ud, const void *buf, size_t len)
 	hash_update(&w->file_hash, buf, len);
 	w->out_bytes += len;
 	/* durable as it goes: the closing fsync then waits for little */
-	flusher_wrote(w->flush, w->out_bytes);
+	if (w->flush)
+		flusher_wrote(w->flush, w->out_bytes);
 	return 0;
 }
 
@@ -275,11 +287,57 @@ static int zstd_threads(void)
 	return n > 4 ? 4 : (int)n;
 }
 
+/*
+ * A user-named output (struct snap_write_opts.output, fs_write_output's
+ * rules): a FIFO or a character device is opened and written in place; a
+ * new file is written to a temp file in its directory and published like a
+ * snapshot.  Never follows a symlink where it creates or publishes.
+ */
+static int open_output(struct snap_writer *w, const char *path, struct sm_error *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+		w->fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+		if (w->fd < 0)
+			return err_sys(err, "cannot open '%s'", path);
+		if (fstat(w->fd, &st) < 0 || S_ISREG(st.st_mode))
+			return err_set(err, ERR_FAIL, "cannot write '%s': it changed while being "
+				       "opened", path);
+		/* a disk (perhaps through a planted symlink) is never an output */
+		if (S_ISBLK(st.st_mode))
+			return err_set(err, ERR_USAGE, "cannot write '%s': it is a block device",
+				       path);
+		w->stream = 1;
+		w->final_path = xstrdup(path);
+		return 0;
+	}
+	if (!valid_name(fs_basename(path)))
+		return err_set(err, ERR_USAGE, "invalid output file name '%s': use letters, digits, "
+			       "'-', '_' and '.', not starting with '.', under 200 characters",
+			       fs_basename(path));
+	if (lstat(path, &st) == 0)
+		return err_set(err, ERR_USAGE, "cannot write '%s': it already exists", path);
+	free(w->dir);
+	w->dir = fs_dirname(path);
+	if ((w->dfd = fs_open_dir(w->dir, err)) < 0)
+		return -1;
+	fs_cleanup_temps(w->dir);
+	w->final_path = xstrdup(path);
+	return name_temp(w, err);
+}
+
 int snap_writer_open(const char *dir, const char *name, struct snap_writer **out,
 		     struct sm_error *err)
 {
+	return snap_writer_open_opts(dir, name, NULL, out, err);
+}
+
+int snap_writer_open_opts(const char *dir, const char *name, const struct snap_write_opts *o,
+			  struct snap_writer **out, struct sm_error *err)
+{
 	struct snap_writer *w = xcalloc(1, sizeof(*w));
-	char threads[16];
+	char threads[16], level[16];
 
 	sb_init(&w->push_name, 0);
 	sb_init(&w->push_chunk, 0);
@@ -289,13 +347,24 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 	w->fd = -1;
 	w->dfd = -1;
 	w->dir = xstrdup(dir);
+	w->scratch = xstrdup(dir);
 	if (fs_mkdirs(dir, 0700, err) < 0)
 		goto fail;
-	if ((w->dfd = fs_open_dir(dir, err)) < 0)
-		goto fail;
-	snap_cleanup_temps(dir);
-	if (pick_name(w, name, err) < 0 || name_temp(w, err) < 0)
-		goto fail;
+	if (o && o->use_fd) {
+		w->fd = o->fd;
+		w->fd_borrowed = 1;
+		w->stream = 1;
+		w->final_path = xstrdup("-");
+	} else if (o && o->output) {
+		if (open_output(w, o->output, err) < 0)
+			goto fail;
+	} else {
+		if ((w->dfd = fs_open_dir(dir, err)) < 0)
+			goto fail;
+		snap_cleanup_temps(dir);
+		if (pick_name(w, name, err) < 0 || name_temp(w, err) < 0)
+			goto fail;
+	}
 	if (hash_init(&w->file_hash) < 0) {
 		err_set(err, ERR_FAIL, "cannot initialise SHA-256");
 		goto fail;
@@ -311,16 +380,18 @@ int snap_writer_open(const char *dir, const char *name, struct snap_writer **out
 	if (snap_crypt_begin_write(NULL, &w->crypt, &w->encryption, err) < 0)
 		goto fail;
 	w->block = xmalloc(IO_BLOCK);
-	w->flush = flusher_start(w->fd, 0, FLUSHER_STEP);
+	if (!w->stream)
+		w->flush = flusher_start(w->fd, 0, FLUSHER_STEP);
 	w->out = bpipe_start(6, IO_BLOCK, out_block, w);
 
 	w->a = archive_write_new();
 	if (!w->a)
 		xdie_oom();
 	snprintf(threads, sizeof(threads), "%d", zstd_threads());
+	snprintf(level, sizeof(level), "%d", o && o->has_level ? o->level : SNAP_LEVEL_DEFAULT);
 	if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
 	    archive_write_add_filter_zstd(w->a) != ARCHIVE_OK ||
-	    archive_write_set_filter_option(w->a, "zstd", "compression-level", "-1") != ARCHIVE_OK) {
+	    archive_write_set_filter_option(w->a, "zstd", "compression-level", level) != ARCHIVE_OK) {
 		arch_fail(w, err, "cannot set up zstd");
 		goto fail;
 	}
@@ -341,7 +412,12 @@ fail:
 
 const char *snap_writer_dir(const struct snap_writer *w)
 {
-	return w->dir;
+	return w->scratch;
+}
+
+void snap_writer_keep_manifest(struct snap_writer *w, cJSON **dst)
+{
+	w->keep_manifest = dst;
 }
 
 static void set_str(cJSON *obj, const char *key, const char *val)
@@ -886,6 +962,10 @@ static int write_manifest(struct snap_writer *w, struct sm_error *err)
 		cJSON_AddItemToObject(m, SNAP_MANIFEST_AUTH, cJSON_CreateString(mac));
 	}
 	text = cJSON_Print(m);
+	if (w->keep_manifest) {
+		cJSON_Delete(*w->keep_manifest);
+		*w->keep_manifest = cJSON_Duplicate(m, 1);
+	}
 	ret = begin_entry(w, SNAP_MANIFEST_NAME, strlen(text), err);
 	if (ret == 0) {
 		struct hash_ctx h = { NULL };
@@ -904,7 +984,7 @@ static void writer_free(struct snap_writer *w)
 		archive_write_free(w->a);
 	bpipe_free(w->out);
 	flusher_free(w->flush);
-	if (w->fd >= 0)
+	if (w->fd >= 0 && !w->fd_borrowed)
 		close(w->fd);
 	if (w->dfd >= 0)
 		close(w->dfd);
@@ -926,6 +1006,7 @@ static void writer_free(struct snap_writer *w)
 	free(w->final_path);
 	free(w->stem);
 	free(w->dir);
+	free(w->scratch);
 	free(w);
 }
 
@@ -1003,8 +1084,19 @@ int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_
 	archive_write_free(w->a);
 	w->a = NULL;
 	if (bpipe_finish(w->out) < 0) {
-		err_sys(err, "cannot write snapshot '%s'", w->tmp_path);
+		err_sys(err, "cannot write snapshot '%s'", w->stream ? w->final_path : w->tmp_path);
 		goto out;
+	}
+	if (w->stream) {
+		/* a pipe or device: nothing to make durable or publish */
+		if (!w->fd_borrowed && close(w->fd) < 0) {
+			w->fd = -1;
+			err_sys(err, "cannot close '%s'", w->final_path);
+			goto out;
+		}
+		w->fd = -1;
+		hash_final_hex(&w->file_hash, hex);
+		goto done;
 	}
 	if (flusher_finish(w->flush) < 0 || fsync(w->fd) < 0) {
 		err_sys(err, "cannot fsync '%s'", w->tmp_path);
@@ -1019,6 +1111,7 @@ int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_
 	hash_final_hex(&w->file_hash, hex);
 	if (publish(w, hex, err) < 0)
 		goto out;
+done:
 	if (sha256)
 		memcpy(sha256, hex, sizeof(hex));
 	if (bytes)
@@ -1029,7 +1122,7 @@ int snap_writer_commit(struct snap_writer *w, char **out_path, char sha256[HASH_
 	}
 	ret = 0;
 out:
-	if (ret < 0)
+	if (ret < 0 && w->tmp_path)
 		unlink(w->tmp_path);
 	writer_free(w);
 	return ret;

@@ -7,6 +7,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -574,6 +575,86 @@ static void test_names(void **state)
 	free(p);
 }
 
+/* A snapshot written to a descriptor (backup --output -) and read back
+ * from one (restore -): the same archive, no sidecar and no temp file in
+ * the scratch directory; the reader's check_file checks nothing (a stream
+ * is read once) and finish compares the stream with the expected SHA-256. */
+static void test_stream_fd(void **state)
+{
+	struct snap_write_opts wo;
+	struct snap_writer *w = NULL;
+	struct snap_reader *r = NULL;
+	struct sm_error err = SM_ERROR_INIT;
+	struct gen g = { 3 * SNAP_STREAM_CHUNK + 5, 7, 0 };
+	struct strbuf path = STRBUF_INIT, scratch = STRBUF_INIT;
+	struct snap_entry ent;
+	char sha[HASH_HEX_LEN + 1], bad[HASH_HEX_LEN + 1];
+	char *out_path = NULL;
+	uint64_t bytes = 0;
+	int fd, rc, level = 0;
+
+	(void)state;
+	sb_addf(&path, "%s/stream.out", tmpdir);
+	sb_addf(&scratch, "%s/scratch", tmpdir);
+	fd = open(path.buf, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	memset(&wo, 0, sizeof(wo));
+	wo.fd = fd;
+	wo.use_fd = 1;
+	wo.level = 3;
+	wo.has_level = 1;
+	assert_int_equal(snap_writer_open_opts(scratch.buf, NULL, &wo, &w, &err), 0);
+	assert_string_equal(snap_writer_dir(w), scratch.buf);
+	snap_set_engine(w, "testdb", "TestDB 1.0");
+	snap_set_source(w, "testdb://h/db");
+	snap_set_revision(w, NULL);
+	assert_int_equal(snap_add_entry_stream(w, "data/x", SNAP_SIZE_UNKNOWN, gen_read, &g, &err), 0);
+	assert_int_equal(snap_writer_commit(w, &out_path, sha, &bytes, &err), 0);
+	assert_string_equal(out_path, "-");
+	/* the descriptor is the caller's: still open, holding the whole archive */
+	assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)bytes);
+	/* nothing was published or left in the scratch directory */
+	{
+		DIR *d = opendir(scratch.buf);
+		const struct dirent *de;
+		int n = 0;
+
+		assert_non_null(d);
+		while ((de = readdir(d)) != NULL)
+			n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+		closedir(d);
+		assert_int_equal(n, 0);
+	}
+	/* read back with the right checksum */
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	assert_int_equal(snap_reader_open_fd(fd, "-", sha, &r, &err), 0);
+	assert_true(snap_reader_is_stream(r));
+	assert_int_equal(snap_reader_check_file(r, &err), 0);
+	while ((rc = snap_reader_next(r, &ent, &err)) == 1)
+		level++;
+	assert_int_equal(rc, 0);
+	assert_int_equal(level, 4); /* data/x.0000 to .0003 */
+	assert_int_equal(snap_reader_finish(r, &err), 0);
+	snap_reader_close(r);
+	/* a wrong one: damaged at finish, after every entry was read */
+	memcpy(bad, sha, sizeof(bad));
+	bad[0] = bad[0] == '0' ? '1' : '0';
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	assert_int_equal(snap_reader_open_fd(fd, "-", bad, &r, &err), 0);
+	assert_int_equal(snap_reader_finish(r, &err), -1);
+	assert_int_equal(err.kind, ERR_DAMAGED);
+	assert_non_null(strstr(err.msg, "expected SHA-256"));
+	snap_reader_close(r);
+	/* not 64 hex digits: refused up front */
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	assert_int_equal(snap_reader_open_fd(fd, "-", "abc", &r, &err), -1);
+	assert_int_equal(err.kind, ERR_USAGE);
+	close(fd);
+	free(out_path);
+	sb_release(&path);
+	sb_release(&scratch);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -587,6 +668,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_archives),
 		cmocka_unit_test(test_chunk_names_and_temps),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_stream_fd),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
