@@ -43,7 +43,7 @@
 /* What a worker hands the writer at once: whole rows, about this much. */
 #define PIECE_SIZE ((size_t)2 << 20)
 /* A table is split into ranges of at least this many bytes of its heap. */
-#define RANGE_MIN_BYTES (2LL << 20)
+#define RANGE_MIN_BYTES (1LL << 20)
 /* How long a worker waits for a table's ACCESS SHARE lock, as the leader
  * did for all of them (pgdump_catalog.c's lock_tables).  The leader holds
  * them, so a worker waits only behind another session queued for an

@@ -153,15 +153,23 @@ class CliTest(unittest.TestCase):
     def pg_state(self, url):
         """Schema (pg_dump --schema-only), an order-independent hash of every
         table's rows, and every sequence's position."""
-        rows = {}
+        # one query for all of them: a psql per table costs seconds on a
+        # loaded machine
+        parts = []
         for line in self.psql(url, self.PG_TABLES_SQL).splitlines():
             name, kind = line.rsplit("|", 1)
             if kind == "S":
-                rows[name] = self.psql(url, "SELECT last_value || ',' || is_called FROM %s" % name)
+                expr = "SELECT last_value || ',' || is_called FROM %s" % name
             else:
-                rows[name] = self.psql(
-                    url, "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
-                         "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
+                expr = ("SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
+                        "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
+            parts.append("SELECT (%s) || '|' || '%s'" % (expr, name.replace("'", "''")))
+        rows = {}
+        if parts:
+            # the value first: it holds no '|'
+            for line in self.psql(url, " UNION ALL ".join(parts)).splitlines():
+                value, name = line.split("|", 1)
+                rows[name] = value
         return self.pg_schema_dump(url), rows
 
     @staticmethod

@@ -46,8 +46,8 @@ class ParallelMixin:
         self.assertEqual(a["extra"]["table_sha256"], b["extra"]["table_sha256"])
         self.assertEqual(a["extra"]["schema_sha256"], b["extra"]["schema_sha256"])
 
-    def big_db(self, rows=60000):
-        """A database with a table of about 7 MB (split into ranges), a row
+    def big_db(self, rows=30000):
+        """A database with a table of about 3 MB (split into ranges), a row
         bigger than a chunk, escapes in every row, and small, empty and
         column-less tables around it."""
         url = self.pg_new_db()
@@ -112,7 +112,7 @@ class BackupParallelTest(ParallelMixin, CliTest):
         # finish pieces); re-packed so that they surely do, every run: the
         # in-place restore loads each table in several runs and still
         # counts all of its rows
-        url = self.big_db(rows=20000)
+        url = self.big_db(rows=10000)
         before = self.pg_state(url)
         snap = self.interleave(self.backup(url, "par", "--jobs", "2"))
         self.psql(url, "DELETE FROM other.items; DELETE FROM big")
@@ -161,7 +161,7 @@ class BackupParallelTest(ParallelMixin, CliTest):
         # a table the backup's role may not read whole (row-level security,
         # with row_security off as pg_dump runs): its COPY fails in a worker
         # while others are copying; the backup fails as without --jobs
-        url = self.big_db(rows=20000)
+        url = self.big_db(rows=10000)
         role = "sm_reader_" + uuid.uuid4().hex[:8]
         self.psql_admin("CREATE ROLE %s LOGIN" % role)
         self.addCleanup(self.psql_admin, "DROP ROLE IF EXISTS %s" % role)
@@ -249,7 +249,7 @@ class FaultBackupParallel(ParallelMixin, FaultTest):
         self.require_pg()
 
     def test_full_disk_and_lost_connections(self):
-        url = self.big_db(rows=30000)
+        url = self.big_db()
         args = ("-d", url, "backup", "--jobs", "3")
         n = self.counts("-b", self.path("count"), *args)
         self.assertGreater(n["write"], 2)
