@@ -40,8 +40,10 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
-/* What a worker hands the writer at once: whole rows, about this much. */
-#define PIECE_SIZE ((size_t)2 << 20)
+/* What a worker hands the writer at once: whole rows, about one chunk of
+ * the one-connection backup (so as many entries: the manifest lists each,
+ * and a reader holds the manifest in memory, at most SNAP_SMALL_MAX). */
+#define PIECE_SIZE SNAP_STREAM_CHUNK
 /* A table is split into ranges of at least this many bytes of its heap. */
 #define RANGE_MIN_BYTES (1LL << 20)
 /* How long a worker waits for a table's ACCESS SHARE lock, as the leader
