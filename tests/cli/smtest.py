@@ -205,11 +205,12 @@ class CliTest(unittest.TestCase):
         self.wait_for_phase(self.path("backups"))
         return p
 
-    def interrupt(self, args, ready, freeze=False):
+    def interrupt(self, args, ready, freeze=False, act=None):
         """Starts safe-migrate ARGS, waits until ready() holds (or the process
         ends), sends SIGINT and waits for the process to end.  With freeze
         it is stopped (SIGSTOP) first and ready() asked again, so the signal
-        lands (on SIGCONT) at a point known to be reached.  Returns (exit
+        lands (on SIGCONT) at a point known to be reached.  With act, act()
+        is called instead of sending SIGINT (if ready() held).  Returns (exit
         code, stderr, whether ready() held when the signal was sent)."""
         p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -221,7 +222,10 @@ class CliTest(unittest.TestCase):
             if freeze:
                 p.send_signal(signal.SIGSTOP)
             caught = p.poll() is None and ready()
-            p.send_signal(signal.SIGINT)
+            if act is None:
+                p.send_signal(signal.SIGINT)
+            elif caught:
+                act()
             if freeze:
                 p.send_signal(signal.SIGCONT)
             _, err = p.communicate(timeout=60)

@@ -11,14 +11,13 @@ import glob
 import io
 import json
 import os
-import signal
 import subprocess
 import tarfile
 import time
 import uuid
 
 from faultlib import FaultTest, spread
-from smtest import BIN, CliTest, compress_to, main
+from smtest import CliTest, compress_to, main
 import test_snapshot_pg
 
 WORKER_APP = "safe-migrate backup --jobs"
@@ -211,36 +210,14 @@ class BackupParallelTest(ParallelMixin, CliTest):
         bdir = self.path("backups")
         terminate = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
                      "application_name = '%s'" % WORKER_APP)
-        code, err, caught = self.interrupt_with(
+        code, err, caught = self.interrupt(
             ["-d", url, "-b", bdir, "backup", "--jobs", "2"],
-            lambda: self.worker_sessions(url, copying=True) > 0,
-            lambda: self.psql(url, terminate))
+            lambda: self.worker_sessions(url, copying=True) > 0, freeze=True,
+            act=lambda: self.psql(url, terminate))
         self.assertTrue(caught, "the backup ended before its workers were seen: %s" % err)
         self.assertEqual(code, 1, err)
         self.assertRegex(err, r"error: public\.\w+: cannot copy table: ")
         self.assertEqual(os.listdir(bdir), [])
-
-    def interrupt_with(self, args, ready, act):
-        """As smtest.interrupt, but act() instead of SIGINT, while the
-        process is stopped (SIGSTOP) at a point where ready() holds."""
-        p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while not ready() and p.poll() is None:
-                self.assertLess(time.monotonic(), deadline, "timed out waiting")
-                time.sleep(0.001)
-            p.send_signal(signal.SIGSTOP)
-            caught = p.poll() is None and ready()
-            if caught:
-                act()
-            p.send_signal(signal.SIGCONT)
-            _, err = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        return p.returncode, err, caught
 
 
 class FaultBackupParallel(ParallelMixin, FaultTest):
