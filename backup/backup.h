@@ -29,6 +29,9 @@ struct backup_opts {
 	void *progress_ud;
 	int no_owner; /* PostgreSQL: do not record ownership */
 	int no_tablespaces; /* PostgreSQL: do not record tablespaces */
+	/* PostgreSQL: copy the tables' rows over this many connections of one
+	 * exported snapshot (0 or 1: the one connection; SQLite ignores it) */
+	int jobs;
 	/* A signal handler's flag (borrowed, may be NULL): once set, the
 	 * snapshot is abandoned (ERR_INTERRUPTED, nothing published).  The
 	 * server's running query is the caller's to cancel. */

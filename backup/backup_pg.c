@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "backup.h"
+#include "backup_pg_int.h"
 #include "hash.h"
 #include "pg_archive.h"
 #include "pgdump_catalog.h"
@@ -222,20 +223,25 @@ static int copy_read(void *ud, void *buf, size_t cap, size_t *got, struct sm_err
 	return 0;
 }
 
-/* Starts the COPY TO STDOUT that reads t's rows (the snapshot's and the
- * checksum check's); what names the failure.  0, or -1 with err set. */
-static int start_copy(PGconn *conn, const struct pgcat_table *t, const char *what,
-		      struct sm_error *err)
+int pgb_start_copy(PGconn *conn, const struct pgcat_table *t, const struct pgb_range *range,
+		   const char *what, struct sm_error *err)
 {
 	struct strbuf sql = STRBUF_INIT;
 	PGresult *res;
 	int ret = 0;
 
-	if (t->filter) /* an extension's configuration table: the user's rows */
+	if (t->filter) { /* an extension's configuration table: the user's rows */
 		sb_addf(&sql, "COPY (SELECT %.*s FROM ONLY %s %s) TO STDOUT",
 			(int)strlen(t->columns) - 2, t->columns + 1, t->qualified, t->filter);
-	else
+	} else if (range) { /* a TID range scan (PostgreSQL 14+) */
+		sb_addf(&sql, "COPY (SELECT %.*s FROM ONLY %s WHERE ctid >= '(%lld,0)'::pg_catalog.tid",
+			(int)strlen(t->columns) - 2, t->columns + 1, t->qualified, range->from);
+		if (range->to >= 0)
+			sb_addf(&sql, " AND ctid < '(%lld,0)'::pg_catalog.tid", range->to);
+		sb_adds(&sql, ") TO STDOUT");
+	} else {
 		sb_addf(&sql, "COPY %s %s TO STDOUT", t->qualified, t->columns);
+	}
 	res = PQexec(conn, sql.buf);
 	sb_release(&sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT) {
@@ -249,7 +255,7 @@ static int start_copy(PGconn *conn, const struct pgcat_table *t, const char *wha
 
 /* Copies t into entry; fills its row count and content checksum. */
 static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_table *t,
-		      const char *entry, long long *rows, char sum[HASH_HEX_LEN + 1],
+		      const char *entry, long long *rows, unsigned char sum[HASH_LEN],
 		      struct sm_error *err)
 {
 	struct copy_stream s;
@@ -260,7 +266,7 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
 	s.table = t->qualified;
-	if (start_copy(conn, t, "cannot copy table", err) < 0)
+	if (pgb_start_copy(conn, t, NULL, "cannot copy table", err) < 0)
 		return -1;
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
@@ -290,7 +296,7 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	}
 	pthread_join(s.thread, NULL);
 	*rows = s.rows;
-	hash_hex(s.sum, sum);
+	memcpy(sum, s.sum, HASH_LEN);
 out:
 	free(s.cur.data);
 	for (i = 0; i < s.nspare; i++)
@@ -471,14 +477,59 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 	return toc;
 }
 
+/*
+ * Copies every table of d into w: one after the other on e's connection,
+ * or with opts->jobs connections (backup_pg_parallel.c).  Either way the
+ * same row counts and content checksums (extra's table_sha256) are
+ * recorded, in the dump's table order.
+ */
+static int copy_tables(struct engine *e, struct snap_writer *w, const struct pgcat_dump *d,
+		       const struct backup_opts *opts, cJSON *extra, struct sm_error *err)
+{
+	cJSON *sums = cJSON_GetObjectItemCaseSensitive(extra, "table_sha256");
+	PGconn *conn = engine_native(e);
+	long long *rows = xcalloc(d->ntables ? d->ntables : 1, sizeof(*rows));
+	unsigned char (*sum)[HASH_LEN] = xcalloc(d->ntables ? d->ntables : 1, sizeof(*sum));
+	struct strbuf name = STRBUF_INIT;
+	size_t i;
+	int ret = -1;
+
+	if (opts && opts->jobs > 1) {
+		/* what the parallel copy did, for whoever wonders about the chunks */
+		cJSON_AddNumberToObject(extra, "jobs", opts->jobs);
+		if (pgb_copy_parallel(conn, e->url.conninfo, e->url.redacted, w, d, opts->jobs,
+				      opts->interrupted, rows, sum,
+				      cJSON_AddObjectToObject(extra, "table_ranges"), err) < 0)
+			goto out;
+	} else {
+		for (i = 0; i < d->ntables; i++) {
+			pga_data_entry(&name, i);
+			if (copy_table(conn, w, &d->tables[i], name.buf, &rows[i], sum[i], err) < 0)
+				goto out;
+		}
+	}
+	for (i = 0; i < d->ntables; i++) {
+		char hex[HASH_HEX_LEN + 1];
+
+		snap_set_row_count(w, d->tables[i].qualified, rows[i]);
+		hash_hex(sum[i], hex);
+		cJSON_AddStringToObject(sums, d->tables[i].qualified, hex);
+	}
+	ret = 0;
+out:
+	sb_release(&name);
+	free(rows);
+	free(sum);
+	return ret;
+}
+
 static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
 		   struct sm_error *err)
 {
 	PGconn *conn = engine_native(e);
 	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
-	struct strbuf name = STRBUF_INIT;
-	cJSON *toc = NULL, *sums, *extra;
+	cJSON *toc = NULL, *extra;
 	char *toc_text = NULL;
 	PGresult *res;
 	size_t i;
@@ -510,8 +561,8 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		for (i = 0; i < d.nschemas; i++)
 			cJSON_AddItemToArray(sch, cJSON_CreateString(d.schemas[i]));
 		/* filled below; the manifest is written at the end */
-		sums = cJSON_AddObjectToObject(extra, "table_sha256");
-		snap_set_extra(w, extra);
+		cJSON_AddObjectToObject(extra, "table_sha256");
+		snap_set_extra(w, extra); /* extra stays borrowed */
 	}
 	toc = make_toc(&d);
 	toc_text = cJSON_Print(toc);
@@ -524,17 +575,9 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	    snap_add_entry_buf(w, PGA_PRE_ENTRY, d.pre_data.buf, d.pre_data.len, err) < 0 ||
 	    snap_add_entry_buf(w, PGA_POST_ENTRY, d.post_data.buf, d.post_data.len, err) < 0)
 		goto out;
-	for (i = 0; i < d.ntables; i++) {
-		long long rows = 0;
-		char sum[HASH_HEX_LEN + 1];
-
-		pga_data_entry(&name, i);
-		if (copy_table(conn, w, &d.tables[i], name.buf, &rows, sum, err) < 0)
-			goto out;
-		snap_set_row_count(w, d.tables[i].qualified, rows);
-		cJSON_AddStringToObject(sums, d.tables[i].qualified, sum);
-	}
-	if (copy_blobs(conn, w, &d, extra, sums, err) < 0)
+	if (copy_tables(e, w, &d, opts, extra, err) < 0 ||
+	    copy_blobs(conn, w, &d, extra, cJSON_GetObjectItemCaseSensitive(extra, "table_sha256"),
+		       err) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -542,7 +585,6 @@ out:
 	PQclear(res);
 	free(toc_text);
 	cJSON_Delete(toc);
-	sb_release(&name);
 	pgcat_dump_release(&d);
 	return ret;
 }
@@ -573,7 +615,7 @@ static int content_sum(PGconn *conn, const struct pgcat_table *t, char hex[HASH_
 	char *row = NULL;
 	int n, ret = 0;
 
-	if (start_copy(conn, t, "cannot read the table", err) < 0)
+	if (pgb_start_copy(conn, t, NULL, "cannot read the table", err) < 0)
 		return -1;
 	while ((n = PQgetCopyData(conn, &row, 0)) >= 0) {
 		hash_sum_add(sum, row, (size_t)n);

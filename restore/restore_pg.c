@@ -327,7 +327,9 @@ const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name)
 	return NULL;
 }
 
-/* Ends the COPY into table; loaded (may be NULL) records the rows it took. */
+/* Ends the COPY into table; loaded (may be NULL) adds up the rows it took
+ * (a table's chunks may come in several runs, between other tables': a
+ * snapshot of backup --jobs). */
 static int end_copy(PGconn *conn, const char *table, const char *errmsg, cJSON *loaded,
 		    struct sm_error *err)
 {
@@ -337,8 +339,15 @@ static int end_copy(PGconn *conn, const char *table, const char *errmsg, cJSON *
 	if (PQputCopyEnd(conn, errmsg) != 1)
 		return pgr_error(err, conn, NULL, "cannot load table");
 	while ((res = PQgetResult(conn))) {
-		if (!errmsg && loaded && PQresultStatus(res) == PGRES_COMMAND_OK)
-			cJSON_AddNumberToObject(loaded, table, strtod(PQcmdTuples(res), NULL));
+		if (!errmsg && loaded && PQresultStatus(res) == PGRES_COMMAND_OK) {
+			cJSON *had = cJSON_GetObjectItemCaseSensitive(loaded, table);
+			double n = strtod(PQcmdTuples(res), NULL);
+
+			if (had)
+				cJSON_SetNumberValue(had, had->valuedouble + n);
+			else
+				cJSON_AddNumberToObject(loaded, table, n);
+		}
 		if (!errmsg && ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
 			struct strbuf what = STRBUF_INIT;
 

@@ -1,6 +1,8 @@
 # Sourced by the PostgreSQL benchmarks: builds (or takes) the binary to time
 # and gives them a server.  Sets src, bin, work, cluster, admin and base, and
-# stops the cluster and removes work on exit.
+# stops the cluster and removes work on exit.  Also the helpers they share:
+# psql_, newdb NAME, t COMMAND... (wall seconds), rss TIME_V_FILE (MiB),
+# median N..., ratio A B.
 #   bench_pg_setup CLUSTER_DIR DEFAULT_PORT
 # Builds a Release binary in build-bench/ (BENCH_BUILD_DIR to move it;
 # SAFE_MIGRATE_BIN to use another binary).  SAFE_MIGRATE_BENCH_PG_URL uses an
@@ -32,3 +34,18 @@ bench_pg_cleanup() {
   if [ -n "$cluster" ]; then "$src/scripts/pg-cluster.sh" stop "$cluster"; fi
   rm -rf "$work"
 }
+
+psql_() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+newdb() { psql_ "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"; }
+
+t() { # seconds of wall time of a command, which must succeed
+  local s e
+  s=$(date +%s.%N)
+  "$@" >/dev/null || { echo "bench: '$*' failed" >&2; return 1; }
+  e=$(date +%s.%N)
+  echo "$e - $s" | bc
+}
+rss() { awk -F': ' '/Maximum resident/ {printf "%.1f", $2 / 1024}' "$1"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
+  if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { echo "$1 / $2" | bc -l; }

@@ -32,8 +32,6 @@ runs=${2:-5}
 shapes=${3:-blobs narrow many}
 . "$(dirname "$0")/pg-bench-lib.sh"
 bench_pg_setup /tmp/pg-sm-bench 25499
-psql_() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-newdb() { psql_ "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"; }
 
 build_blobs() {
   local rows=$((scale * 100 * 1024 * 1024 / 560))
@@ -120,13 +118,6 @@ END
 SQL
 }
 
-t() { # seconds of wall time of a command, which must succeed
-  local s e
-  s=$(date +%s.%N)
-  "$@" >/dev/null || { echo "bench: '$*' failed" >&2; return 1; }
-  e=$(date +%s.%N)
-  echo "$e - $s" | bc
-}
 ours_backup() {
   /usr/bin/time -v -o "$work/time_b.txt" "$bin" -q -d "$base/smbench" -b "$work/b" backup --name bench
 }
@@ -143,10 +134,6 @@ ours_jobs() {
     "$work/b/bench.tar.zst" --to "$base/smbench_r1" --jobs 2 --no-safety-backup
 }
 pg_restore_j2() { pg_restore -j2 -d "$base/smbench_r2" "$work/dump.fc"; }
-rss() { awk -F': ' '/Maximum resident/ {printf "%.1f", $2 / 1024}' "$1"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
-  if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { echo "$1 / $2" | bc -l; }
 
 for shape in $shapes; do
   echo "== shape $shape (scale $scale, $runs runs)"

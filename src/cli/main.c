@@ -60,7 +60,7 @@ static const struct command commands[] = {
 	  "print the SQL script of an upgrade range without touching the database", NULL },
 	{ "backup", cmd_backup, NEED_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
 	  "backup [--name NAME | --output FILE|-] [--compression-level N] [--no-owner] "
-	  "[--no-tablespaces]",
+	  "[--no-tablespaces] [--jobs N]",
 	  "take a snapshot and print its path",
 	  "--output FILE writes the snapshot to FILE (a new file, published with its\n"
 	  "FILE.sha256 sidecar, or a FIFO); --output - writes it to stdout (for aws s3 cp -,\n"
@@ -69,7 +69,10 @@ static const struct command commands[] = {
 	  "(default -1; config compression_level).\n"
 	  "PostgreSQL: --no-owner leaves out who owns each object (the restoring role\n"
 	  "will); --no-tablespaces leaves out the tablespaces of tables and indexes (they\n"
-	  "are restored into the database's default one)." },
+	  "are restored into the database's default one).  --jobs N (1 to 64) copies the\n"
+	  "rows over N more connections, all reading one exported snapshot, largest\n"
+	  "tables first and big tables in ctid ranges; the result is one snapshot file\n"
+	  "as without --jobs (SQLite ignores --jobs)." },
 	{ "list-backups", cmd_list_backups, NEED_BACKUP_DIR,
 	  "list-backups", "list snapshots: name, created, size, engine, revision", NULL },
 	{ "verify", cmd_verify, USES_SNAPSHOTS,
@@ -193,7 +196,7 @@ static const struct opt_spec specs[] = {
 	{ "name", 0, A_STR, &opt.name, "backup" },
 	{ "to", 0, A_STR, &opt.to_url, "restore" },
 	{ "no-safety-backup", 0, A_FLAG, &opt.no_safety_backup, "restore" },
-	{ "jobs", 'j', A_INT, &opt.jobs, "restore verify" },
+	{ "jobs", 'j', A_INT, &opt.jobs, "backup restore verify" },
 	{ "restore-to", 0, A_STR, &opt.restore_to, "verify" },
 	{ "keep", 0, A_STR, &opt.keep, "prune" },
 	{ "output", 'o', A_STR, &opt.output, "schema backup keygen" },

@@ -97,6 +97,7 @@ int port_backup_to(struct cmd_ctx *ctx, struct engine *e, const char *name, cons
 	bo.progress_ud = &pr;
 	bo.no_owner = opt.no_owner;
 	bo.no_tablespaces = opt.no_tablespaces;
+	bo.jobs = opt.jobs; /* backup --jobs, restore --jobs's safety snapshot */
 	bo.interrupted = &cli_interrupted; /* set only where signals are watched */
 	rc = backup_take(e, ctx->backup_dir, name, &bo, res, err);
 	progress_end(&pr);

@@ -49,18 +49,25 @@ void hash_final_hex(struct hash_ctx *h, char hex[HASH_HEX_LEN + 1])
 	hash_release(h);
 }
 
-void hash_sum_add(unsigned char acc[HASH_LEN], const void *data, size_t len)
+void hash_sum_merge(unsigned char acc[HASH_LEN], const unsigned char other[HASH_LEN])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, carry = 0;
+	unsigned int carry = 0;
 
-	if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1)
-		xdie_oom(); /* only an allocation can fail */
 	for (size_t i = HASH_LEN; i-- > 0;) {
-		carry += (unsigned int)acc[i] + md[i];
+		carry += (unsigned int)acc[i] + other[i];
 		acc[i] = (unsigned char)carry;
 		carry >>= 8;
 	}
+}
+
+void hash_sum_add(unsigned char acc[HASH_LEN], const void *data, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1)
+		xdie_oom(); /* only an allocation can fail */
+	hash_sum_merge(acc, md);
 }
 
 void hash_release(struct hash_ctx *h)

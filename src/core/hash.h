@@ -32,5 +32,8 @@ void hash_hex(const unsigned char md[HASH_LEN], char hex[HASH_HEX_LEN + 1]);
  * 2^256.  The same items in any order give the same acc.
  */
 void hash_sum_add(unsigned char acc[HASH_LEN], const void *data, size_t len);
+/* Adds the digest other (of another multiset, by hash_sum_add) to acc: the
+ * digest of the two multisets together, however the items were split. */
+void hash_sum_merge(unsigned char acc[HASH_LEN], const unsigned char other[HASH_LEN]);
 
 #endif

@@ -289,6 +289,9 @@ const char *snap_reader_key_id(const struct snap_reader *r);
 
 /* True if name is a chunk of base ("<base>.NNNN"); sets *index. */
 int snap_is_chunk_of(const char *name, const char *base, unsigned *index);
+struct strbuf;
+/* Appends chunk index's name of entry base ("<base>.NNNN") to out. */
+void snap_chunk_name(struct strbuf *out, const char *base, unsigned index);
 
 /* --- verify and list -------------------------------------------------------- */
 

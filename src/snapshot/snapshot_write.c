@@ -797,13 +797,18 @@ static void payload_close_chunk(struct snap_writer *w)
 	w->push_in_chunk = 0;
 }
 
+void snap_chunk_name(struct strbuf *out, const char *base, unsigned index)
+{
+	sb_addf(out, "%s.%04u", base, index);
+}
+
 /* Starts the next chunk entry "<name>.NNNN" of the payload being pushed. */
 static int payload_open_chunk(struct snap_writer *w, struct sm_error *err)
 {
 	uint64_t n = w->push_left < SNAP_CHUNK_MAX ? w->push_left : SNAP_CHUNK_MAX;
 
 	sb_reset(&w->push_chunk);
-	sb_addf(&w->push_chunk, "%s.%04u", w->push_name.buf, w->push_index++);
+	snap_chunk_name(&w->push_chunk, w->push_name.buf, w->push_index++);
 	if (begin_entry(w, w->push_chunk.buf, n, err) < 0)
 		return -1;
 	if (hash_init(&w->push_hash) < 0)
@@ -915,7 +920,7 @@ int snap_add_entry_stream(struct snap_writer *w, const char *name, uint64_t size
 		if (!fill && idx > 0)
 			break;
 		sb_reset(&chunk);
-		sb_addf(&chunk, "%s.%04u", name, idx++);
+		snap_chunk_name(&chunk, name, idx++);
 		if (begin_entry(w, chunk.buf, fill, err) < 0)
 			goto out;
 		hash_init(&h);

@@ -153,15 +153,23 @@ class CliTest(unittest.TestCase):
     def pg_state(self, url):
         """Schema (pg_dump --schema-only), an order-independent hash of every
         table's rows, and every sequence's position."""
-        rows = {}
+        # one query for all of them: a psql per table costs seconds on a
+        # loaded machine
+        parts = []
         for line in self.psql(url, self.PG_TABLES_SQL).splitlines():
             name, kind = line.rsplit("|", 1)
             if kind == "S":
-                rows[name] = self.psql(url, "SELECT last_value || ',' || is_called FROM %s" % name)
+                expr = "SELECT last_value || ',' || is_called FROM %s" % name
             else:
-                rows[name] = self.psql(
-                    url, "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
-                         "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
+                expr = ("SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
+                        "FROM (SELECT md5(t::text) AS h FROM %s t) s" % name)
+            parts.append("SELECT (%s) || '|' || '%s'" % (expr, name.replace("'", "''")))
+        rows = {}
+        if parts:
+            # the value first: it holds no '|'
+            for line in self.psql(url, " UNION ALL ".join(parts)).splitlines():
+                value, name = line.split("|", 1)
+                rows[name] = value
         return self.pg_schema_dump(url), rows
 
     @staticmethod
@@ -197,11 +205,12 @@ class CliTest(unittest.TestCase):
         self.wait_for_phase(self.path("backups"))
         return p
 
-    def interrupt(self, args, ready, freeze=False):
+    def interrupt(self, args, ready, freeze=False, act=None):
         """Starts safe-migrate ARGS, waits until ready() holds (or the process
         ends), sends SIGINT and waits for the process to end.  With freeze
         it is stopped (SIGSTOP) first and ready() asked again, so the signal
-        lands (on SIGCONT) at a point known to be reached.  Returns (exit
+        lands (on SIGCONT) at a point known to be reached.  With act, act()
+        is called instead of sending SIGINT (if ready() held).  Returns (exit
         code, stderr, whether ready() held when the signal was sent)."""
         p = subprocess.Popen([BIN, *args], cwd=self.dir, env=self.env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -213,7 +222,10 @@ class CliTest(unittest.TestCase):
             if freeze:
                 p.send_signal(signal.SIGSTOP)
             caught = p.poll() is None and ready()
-            p.send_signal(signal.SIGINT)
+            if act is None:
+                p.send_signal(signal.SIGINT)
+            elif caught:
+                act()
             if freeze:
                 p.send_signal(signal.SIGCONT)
             _, err = p.communicate(timeout=60)
