@@ -1548,6 +1548,7 @@ static int dump_post(struct dumper *dp)
 #define COL(n) (nf > (n) ? pgcat_val(r, i, (n)) : NULL)
 			struct pga_entry *e = add_post(dp, parts[p].kind, PQgetvalue(r, i, 1),
 						       PQgetvalue(r, i, 0), 1, COL(2), COL(5));
+			const char *index_sql = COL(6), *attach_sql = COL(7);
 
 			e->lock = parts[p].lock;
 			if (e->lock != PGA_LOCK_NONE && COL(3))
@@ -1556,9 +1557,9 @@ static int dump_post(struct dumper *dp)
 				pga_entry_add_table(e, COL(4));
 			if (!e->ntables)
 				e->lock = PGA_LOCK_NONE;
-			if (COL(6) && COL(7)) {
-				e->index_sql = xstrdup(COL(6));
-				e->attach_sql = xstrdup(COL(7));
+			if (index_sql && attach_sql) {
+				e->index_sql = xstrdup(index_sql);
+				e->attach_sql = xstrdup(attach_sql);
 			}
 #undef COL
 		}
