@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -238,23 +239,116 @@ static int run_check(struct engine *e, const char *pragma, struct finding_list *
 	return 0;
 }
 
-static int sqlite_fk_check(struct engine *e, struct finding_list *out, struct sm_error *err)
+/* Adds a finding per violation foreign_key_check found (r: its rows);
+ * *seen counts the violations over every call, the first MAX_REPORTED are
+ * listed. */
+static void fk_findings(const struct eng_rows *r, size_t *seen, struct finding_list *out)
+{
+	for (size_t i = 0; i < r->nrows; i++, (*seen)++)
+		if (*seen < MAX_REPORTED)
+			finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL,
+				    "delete or fix the orphan rows, or restore the snapshot", NULL, 0,
+				    "row rowid=%s of table '%s' references a missing row in table "
+				    "'%s'", rows_get(r, i, 1) ? rows_get(r, i, 1) : "NULL",
+				    rows_get(r, i, 0), rows_get(r, i, 2));
+}
+
+static void fk_more(size_t seen, struct finding_list *out)
+{
+	if (seen > MAX_REPORTED)
+		finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL, NULL, NULL, 0,
+			    "%zu more foreign-key violations not listed", seen - MAX_REPORTED);
+}
+
+/* PRAGMA foreign_key_check of table, or of every table (NULL). */
+static int fk_check(struct engine *e, const char *table, size_t *seen, struct finding_list *out,
+		    struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
+	const char *params[1] = { table };
 
-	if (e->ops->query(e, "PRAGMA foreign_key_check", 0, NULL, &r, err) < 0)
+	if (e->ops->query(e, table ? "SELECT * FROM pragma_foreign_key_check($1)"
+				   : "PRAGMA foreign_key_check", table ? 1 : 0, params, &r,
+			  err) < 0)
 		return err_prefix(err, "PRAGMA foreign_key_check failed");
-	for (size_t i = 0; i < r.nrows && i < MAX_REPORTED; i++)
-		finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL,
-			    "delete or fix the orphan rows, or restore the snapshot", NULL, 0,
-			    "row rowid=%s of table '%s' references a missing row in table '%s'",
-			    rows_get(&r, i, 1) ? rows_get(&r, i, 1) : "NULL", rows_get(&r, i, 0),
-			    rows_get(&r, i, 2));
-	if (r.nrows > MAX_REPORTED)
-		finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL, NULL, NULL, 0,
-			    "%zu more foreign-key violations not listed", r.nrows - MAX_REPORTED);
+	fk_findings(&r, seen, out);
 	rows_release(&r);
 	return 0;
+}
+
+static int sqlite_fk_check(struct engine *e, struct finding_list *out, struct sm_error *err)
+{
+	size_t seen = 0;
+
+	if (fk_check(e, NULL, &seen, out, err) < 0)
+		return -1;
+	fk_more(seen, out);
+	return 0;
+}
+
+/* name is one of the lines of lines, compared as SQLite compares names
+ * (ASCII letters without case). */
+static int in_lines(const char *lines, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = lines; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len == n && !strncasecmp(p, name, n))
+			return 1;
+		p += len + (nl ? 1 : 0);
+	}
+	return 0;
+}
+
+/* foreign_key_check of each table whose outcome the writes in written can
+ * have changed: a table written (rows, definition, or an index), or one
+ * whose foreign keys reference a table written (its rows, its parent key's
+ * index, or the table dropped).  Writes that foreign-key actions and
+ * triggers make are in written too (engine_ops.track_writes). */
+static int fk_check_written(struct engine *e, const char *written, struct finding_list *out,
+			    struct sm_error *err)
+{
+	struct eng_rows r = ENG_ROWS_INIT;
+	const char *last = NULL, *prev = NULL;
+	size_t seen = 0, tables = 0, checked = 0;
+	int ret = -1;
+
+	if (in_lines(written, "*"))
+		return sqlite_fk_check(e, out, err);
+	if (e->ops->query(e, "SELECT m.name, f.\"table\" FROM sqlite_master m, "
+			  "pragma_foreign_key_list(m.name) f WHERE m.type = 'table' "
+			  "ORDER BY m.name", 0, NULL, &r, err) < 0) {
+		err_prefix(err, "cannot list the foreign keys");
+		goto out;
+	}
+	for (size_t i = 0; i < r.nrows; i++) {
+		const char *child = rows_get(&r, i, 0), *parent = rows_get(&r, i, 1);
+
+		if (!child)
+			continue;
+		if (!prev || strcmp(prev, child))
+			tables++;
+		prev = child;
+		if (last && !strcmp(last, child))
+			continue;
+		if (!in_lines(written, child) && !(parent && in_lines(written, parent)))
+			continue;
+		if (fk_check(e, child, &seen, out, err) < 0)
+			goto out;
+		last = child;
+		checked++;
+	}
+	fk_more(seen, out);
+	finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_PASS, NULL, NULL, 0,
+		    "foreign keys checked in %zu of the %zu tables that have them; the run wrote "
+		    "neither the others nor the tables they reference", checked, tables);
+	ret = 0;
+out:
+	rows_release(&r);
+	return ret;
 }
 
 /* pragma and foreign_key_check, with the checks' page cache. */
@@ -284,6 +378,21 @@ static int sqlite_quick_integrity(struct engine *e, struct finding_list *out,
 				  struct sm_error *err)
 {
 	return run_checks(e, "quick_check", out, err);
+}
+
+/* sqlite_quick_integrity, foreign keys only where written can have
+ * changed them (the pipeline's validate, after its migrations ran on this
+ * connection: see docs/safety.md). */
+static int sqlite_quick_integrity_written(struct engine *e, const char *written,
+					  struct finding_list *out, struct sm_error *err)
+{
+	char *old = NULL;
+	int ret = -1;
+
+	if (check_cache_begin(e, &old, err) == 0 && run_check(e, "quick_check", out, err) == 0 &&
+	    fk_check_written(e, written, out, err) == 0)
+		ret = 0;
+	return check_cache_end(e, old, ret, err);
 }
 
 static unsigned long long file_size(const char *path)
@@ -375,6 +484,7 @@ const struct safety_driver safety_sqlite_driver = {
 	.schema_load = sqlite_schema_load,
 	.integrity = sqlite_integrity,
 	.quick_integrity = sqlite_quick_integrity,
+	.quick_integrity_written = sqlite_quick_integrity_written,
 	.db_size = sqlite_db_size,
 	.restore_room = sqlite_restore_room,
 	.count_rows = sqlite_count_rows,

@@ -24,7 +24,7 @@ static int in_baseline(const struct validate_baseline *b, const struct finding *
 }
 
 /* Moves the findings of src that are not in the baseline to out, and adds a
- * PASS named check when none is left. */
+ * PASS named check when no problem is left. */
 static void keep_new(struct finding_list *out, struct finding_list *src,
 		     const struct validate_baseline *b, const char *check, const char *pass_msg)
 {
@@ -39,7 +39,8 @@ static void keep_new(struct finding_list *out, struct finding_list *src,
 		}
 		finding_add(out, f->kind, f->check_or_rule, f->level, f->hint, f->file, f->line,
 			    "%s", f->message);
-		kept++;
+		if (f->level != LEVEL_PASS)
+			kept++;
 	}
 	if (!kept && pass_msg) {
 		if (old)
@@ -64,6 +65,24 @@ static int compare_with_text(const struct schema_model *live, const char *text,
 	schema_diff(&want, live, check, against, out);
 	schema_release(&want);
 	return 0;
+}
+
+/* The engine's integrity checks as o asks for them. */
+static int integrity(struct engine *e, const struct safety_driver *d,
+		     const struct validate_opts *o, struct finding_list *out, struct sm_error *err)
+{
+	struct strbuf written = STRBUF_INIT;
+	int ret;
+
+	if (!o->quick_integrity || !d->quick_integrity)
+		return d->integrity(e, out, err);
+	if (!o->only_written || !d->quick_integrity_written || !e->ops->tracked_writes)
+		return d->quick_integrity(e, out, err);
+	ret = e->ops->tracked_writes(e, &written, err);
+	if (ret == 0)
+		ret = d->quick_integrity_written(e, written.len ? written.buf : "", out, err);
+	sb_release(&written);
+	return ret;
 }
 
 int validate_run(struct engine *e, const struct validate_opts *o, struct finding_list *out,
@@ -114,8 +133,7 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 			goto out;
 		ret = -1;
 	}
-	if ((o->quick_integrity && d->quick_integrity ? d->quick_integrity : d->integrity)(e, &tmp,
-											  err) < 0)
+	if (integrity(e, d, o, &tmp, err) < 0)
 		goto out;
 	keep_new(out, &tmp, o->baseline, "integrity",
 		 "the database's integrity checks found no problem");
@@ -131,7 +149,7 @@ out:
 int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
 			      struct sm_error *err)
 {
-	struct validate_opts o = { NULL, NULL, 0, NULL, 1 };
+	struct validate_opts o = { NULL, NULL, 0, NULL, 1, 0 };
 	struct finding_list all = FINDING_LIST_INIT;
 
 	memset(b, 0, sizeof(*b));

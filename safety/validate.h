@@ -35,6 +35,11 @@ struct validate_opts {
 	/* The engine's quick integrity checks (SQLite: PRAGMA quick_check
 	 * instead of integrity_check), for the pipeline: see docs/safety.md. */
 	int quick_integrity;
+	/* With quick_integrity: the checks between tables only where the
+	 * tables the engine saw written (engine_ops.track_writes) can have
+	 * changed their outcome; everything when the engine cannot tell.
+	 * Problems elsewhere are those of before tracking started. */
+	int only_written;
 };
 
 /* Runs every validation and appends findings to out: LEVEL_FAIL per problem

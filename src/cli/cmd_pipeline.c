@@ -1058,8 +1058,17 @@ static int phase_journal(struct run *r)
 
 static int phase_apply(struct run *r)
 {
+	struct engine *e = r->s->e;
+	struct sm_error ignored = SM_ERROR_INIT;
 	long long t0 = plan_now_ms();
-	int rc = r->kind->apply(r);
+	int rc;
+
+	/* validate rechecks what relates tables (foreign keys) only where the
+	 * writes the engine sees on this connection can have changed it; when
+	 * tracking fails, everything is rechecked */
+	if (r->kind->own_writes && e->ops->track_writes)
+		e->ops->track_writes(e, &ignored);
+	rc = r->kind->apply(r);
 
 	phase_done(r, "apply", t0, rc == 0);
 	if (rc == 0)

@@ -118,6 +118,15 @@ struct engine_ops {
 	 * engine cannot count; TABLE "*" when it cannot tell which table). */
 	int (*writes_since)(struct engine *e, const char *mark, struct strbuf *out,
 			    struct sm_error *err);
+	/* Starts recording which tables this connection's statements may write
+	 * rows of or change the definition of, triggers and foreign-key actions
+	 * included, for tracked_writes (may be NULL: the engine cannot tell). */
+	int (*track_writes)(struct engine *e, struct sm_error *err);
+	/* Appends the tables recorded since track_writes, one per line; a line
+	 * "*" when any table may have changed (tracking never started, another
+	 * connection committed since, or a statement whose effect is not tied
+	 * to the tables it names, such as ALTER TABLE).  May be NULL. */
+	int (*tracked_writes)(struct engine *e, struct strbuf *out, struct sm_error *err);
 	/* Appends one line per other session holding a lock in this database:
 	 * "pid N, user U, application 'A', state S, since T".  May be NULL. */
 	int (*lock_holders)(struct engine *e, struct strbuf *out, struct sm_error *err);

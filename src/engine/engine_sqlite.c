@@ -27,7 +27,25 @@ struct sqlite_impl {
 	sqlite3 *db; /* first member: engine_native() returns it */
 	int lock_fd;
 	char *lock_path;
+	/* track_writes: the tables this connection's statements named as
+	 * written since, unless written_all */
+	int tracking, written_all;
+	char **written;
+	size_t nwritten, alloc_written;
+	char *data_version; /* PRAGMA data_version when tracking started */
 };
+
+static void track_clear(struct sqlite_impl *s)
+{
+	for (size_t i = 0; i < s->nwritten; i++)
+		free(s->written[i]);
+	free(s->written);
+	free(s->data_version);
+	s->written = NULL;
+	s->data_version = NULL;
+	s->nwritten = s->alloc_written = 0;
+	s->tracking = s->written_all = 0;
+}
 
 static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
 {
@@ -87,6 +105,7 @@ static void sqlite_close(struct engine *e)
 	if (!s)
 		return;
 	sqlite3_close_v2(s->db);
+	track_clear(s);
 	free(s->lock_path);
 	free(s);
 	e->impl = NULL;
@@ -466,6 +485,120 @@ static int sqlite_writes_since(struct engine *e, const char *mark, struct strbuf
 	return 0;
 }
 
+/* More tables than this written: any may have changed (the list is
+ * searched linearly on every authorization). */
+#define TRACK_MAX 256
+
+static void track_table(struct sqlite_impl *s, const char *name)
+{
+	if (s->written_all)
+		return;
+	if (!name || strchr(name, '\n') || s->nwritten >= TRACK_MAX) {
+		s->written_all = 1;
+		return;
+	}
+	for (size_t i = 0; i < s->nwritten; i++)
+		if (!sqlite3_stricmp(s->written[i], name))
+			return;
+	ALLOC_GROW(s->written, s->nwritten + 1, s->alloc_written);
+	s->written[s->nwritten++] = xstrdup(name);
+}
+
+/* The authorizer sees every statement as it is compiled, with the code of
+ * its triggers and foreign-key actions: each write names its table.  A
+ * code that is not known to leave rows and foreign keys as they were makes
+ * every table count as written. */
+static int track_auth(void *ud, int code, const char *a1, const char *a2, const char *db,
+		      const char *trigger)
+{
+	struct sqlite_impl *s = ud;
+
+	(void)db;
+	(void)trigger;
+	switch (code) {
+	case SQLITE_INSERT:
+	case SQLITE_UPDATE:
+	case SQLITE_DELETE:
+	case SQLITE_CREATE_TABLE:
+	case SQLITE_CREATE_TEMP_TABLE:
+	case SQLITE_DROP_TABLE:
+	case SQLITE_DROP_TEMP_TABLE:
+	case SQLITE_CREATE_VTABLE:
+	case SQLITE_DROP_VTABLE:
+		track_table(s, a1);
+		break;
+	case SQLITE_CREATE_INDEX: /* a parent key's unique index */
+	case SQLITE_CREATE_TEMP_INDEX:
+	case SQLITE_DROP_INDEX:
+	case SQLITE_DROP_TEMP_INDEX:
+		track_table(s, a2);
+		break;
+	case SQLITE_PRAGMA: /* writable_schema lets sqlite_master be edited */
+		if (!a1 || !sqlite3_stricmp(a1, "writable_schema"))
+			s->written_all = 1;
+		break;
+	case SQLITE_READ:
+	case SQLITE_SELECT:
+	case SQLITE_FUNCTION:
+	case SQLITE_RECURSIVE:
+	case SQLITE_TRANSACTION:
+	case SQLITE_SAVEPOINT:
+	case SQLITE_ANALYZE:
+	case SQLITE_REINDEX:
+	case SQLITE_ATTACH:
+	case SQLITE_DETACH:
+	case SQLITE_CREATE_VIEW:
+	case SQLITE_CREATE_TEMP_VIEW:
+	case SQLITE_DROP_VIEW:
+	case SQLITE_DROP_TEMP_VIEW:
+	case SQLITE_CREATE_TRIGGER:
+	case SQLITE_CREATE_TEMP_TRIGGER:
+	case SQLITE_DROP_TRIGGER:
+	case SQLITE_DROP_TEMP_TRIGGER:
+		break;
+	default: /* ALTER TABLE: a rename rewrites other tables' REFERENCES */
+		s->written_all = 1;
+		break;
+	}
+	return SQLITE_OK;
+}
+
+static int sqlite_track_writes(struct engine *e, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+
+	track_clear(s);
+	if (engine_scalar(e, "PRAGMA data_version", 0, NULL, &s->data_version, err) < 0)
+		return -1;
+	sqlite3_set_authorizer(s->db, track_auth, s);
+	s->tracking = 1;
+	return 0;
+}
+
+static int sqlite_tracked_writes(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	char *now = NULL;
+	int others;
+
+	if (!s->tracking || s->written_all) {
+		sb_adds(out, "*\n");
+		return 0;
+	}
+	/* data_version moves when another connection commits */
+	if (engine_scalar(e, "PRAGMA data_version", 0, NULL, &now, err) < 0)
+		return -1;
+	others = !now || !s->data_version || strcmp(now, s->data_version) != 0;
+	free(now);
+	if (others) {
+		sb_adds(out, "*\n");
+		return 0;
+	}
+	for (size_t i = 0; i < s->nwritten; i++)
+		sb_addf(out, "%s\n", s->written[i]);
+	return 0;
+}
+
 static int sqlite_user_schemas(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
 	(void)e;
@@ -534,6 +667,8 @@ const struct engine_ops engine_sqlite_ops = {
 	.table_exists = sqlite_table_exists,
 	.writes_mark = sqlite_writes_mark,
 	.writes_since = sqlite_writes_since,
+	.track_writes = sqlite_track_writes,
+	.tracked_writes = sqlite_tracked_writes,
 	.user_schemas = sqlite_user_schemas,
 	.identity = sqlite_identity,
 	.client_url = sqlite_client_url,
