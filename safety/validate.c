@@ -67,13 +67,20 @@ static int compare_with_text(const struct schema_model *live, const char *text,
 	return 0;
 }
 
+/* What validate_run checks of integrity: as o says, or (the tracked
+ * baseline) nothing between tables. */
+enum integrity_scope { INTEGRITY_AS_ASKED, INTEGRITY_LOCAL };
+
 /* The engine's integrity checks as o asks for them. */
 static int integrity(struct engine *e, const struct safety_driver *d,
-		     const struct validate_opts *o, struct finding_list *out, struct sm_error *err)
+		     const struct validate_opts *o, enum integrity_scope scope,
+		     struct finding_list *out, struct sm_error *err)
 {
 	struct strbuf written = STRBUF_INIT;
 	int ret;
 
+	if (scope == INTEGRITY_LOCAL)
+		return d->quick_integrity_local(e, out, err);
 	if (!o->quick_integrity || !d->quick_integrity)
 		return d->integrity(e, out, err);
 	if (!o->only_written || !d->quick_integrity_written || !e->ops->tracked_writes)
@@ -85,8 +92,8 @@ static int integrity(struct engine *e, const struct safety_driver *d,
 	return ret;
 }
 
-int validate_run(struct engine *e, const struct validate_opts *o, struct finding_list *out,
-		 struct sm_error *err)
+static int run_scoped(struct engine *e, const struct validate_opts *o,
+		      enum integrity_scope scope, struct finding_list *out, struct sm_error *err)
 {
 	const struct safety_driver *d;
 	struct schema_model live = SCHEMA_MODEL_INIT;
@@ -133,7 +140,7 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 			goto out;
 		ret = -1;
 	}
-	if (integrity(e, d, o, &tmp, err) < 0)
+	if (integrity(e, d, o, scope, &tmp, err) < 0)
 		goto out;
 	keep_new(out, &tmp, o->baseline, "integrity",
 		 "the database's integrity checks found no problem");
@@ -146,14 +153,21 @@ out:
 	return ret;
 }
 
-int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
-			      struct sm_error *err)
+int validate_run(struct engine *e, const struct validate_opts *o, struct finding_list *out,
+		 struct sm_error *err)
+{
+	return run_scoped(e, o, INTEGRITY_AS_ASKED, out, err);
+}
+
+static int capture(struct engine *e, struct validate_baseline *b, enum integrity_scope scope,
+		   struct sm_error *err)
 {
 	struct validate_opts o = { NULL, NULL, 0, NULL, 1, 0 };
 	struct finding_list all = FINDING_LIST_INIT;
 
 	memset(b, 0, sizeof(*b));
-	if (validate_run(e, &o, &all, err) < 0) {
+	b->related = (struct strbuf)STRBUF_INIT;
+	if (run_scoped(e, &o, scope, &all, err) < 0) {
 		finding_list_release(&all);
 		return -1;
 	}
@@ -167,7 +181,53 @@ int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
 	return 0;
 }
 
+int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
+			      struct sm_error *err)
+{
+	return capture(e, b, INTEGRITY_AS_ASKED, err);
+}
+
+/* Before a statement first writes tables: the checks between tables whose
+ * outcome that can change, as they are before it runs.  A failure leaves
+ * them out of the baseline: validate then counts what they find as new,
+ * never the reverse. */
+static void baseline_before_write(void *ud, struct engine *e, const char *tables)
+{
+	struct validate_baseline *b = ud;
+	const struct safety_driver *d;
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	if (safety_driver_for(e, &d, &ignored) == 0)
+		d->relations_baseline(e, tables, &b->related, &b->problems, &ignored);
+}
+
+int validate_baseline_capture_tracked(struct engine *e, struct validate_baseline *b,
+				      struct sm_error *err)
+{
+	const struct safety_driver *d;
+
+	if (safety_driver_for(e, &d, err) < 0)
+		return -1;
+	if (!d->quick_integrity_local || !e->ops->track_writes || !e->ops->tracked_writes)
+		return capture(e, b, INTEGRITY_AS_ASKED, err);
+	if (capture(e, b, INTEGRITY_LOCAL, err) < 0)
+		return -1;
+	if (e->ops->track_writes(e, baseline_before_write, b, err) < 0) {
+		validate_baseline_release(b);
+		return -1;
+	}
+	b->tracking = e;
+	return 0;
+}
+
 void validate_baseline_release(struct validate_baseline *b)
 {
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	/* b goes: the engine must not call into it again */
+	if (b->tracking)
+		b->tracking->ops->track_writes(b->tracking, NULL, NULL, &ignored);
+	b->tracking = NULL;
 	finding_list_release(&b->problems);
+	sb_release(&b->related);
 }

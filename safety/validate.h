@@ -20,12 +20,17 @@
 #include "engine.h"
 #include "error.h"
 #include "finding.h"
+#include "strbuf.h"
 
 struct validate_baseline {
 	struct finding_list problems; /* WARN and FAIL findings seen before the run */
+	/* validate_baseline_capture_tracked: the tables whose checks between
+	 * tables are in problems, one per line */
+	struct strbuf related;
+	struct engine *tracking; /* borrowed: the engine that adds to it, or NULL */
 };
 
-#define VALIDATE_BASELINE_INIT { FINDING_LIST_INIT }
+#define VALIDATE_BASELINE_INIT { FINDING_LIST_INIT, STRBUF_INIT, NULL }
 
 struct validate_opts {
 	const char *expected_text; /* canonical schema text to compare with, or NULL */
@@ -56,6 +61,17 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
  * into *b (empty on entry; release with validate_baseline_release). */
 int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
 			      struct sm_error *err);
+/* validate_baseline_capture for a change about to be made through e: the
+ * checks between tables (SQLite's foreign keys) are left out, and e tracks
+ * its writes (engine_ops.track_writes) to add them to *b table by table,
+ * just before a statement first writes where their outcome can change.
+ * Validate the change with validate_opts.only_written: a table the change
+ * wrote is then checked, and compared with *b, which must stay where it is
+ * until then; validate_baseline_release stops the tracking (e must still
+ * be open).  Without tracking in the engine, the same as
+ * validate_baseline_capture. */
+int validate_baseline_capture_tracked(struct engine *e, struct validate_baseline *b,
+				      struct sm_error *err);
 void validate_baseline_release(struct validate_baseline *b);
 
 #endif

@@ -28,23 +28,27 @@ struct sqlite_impl {
 	int lock_fd;
 	char *lock_path;
 	/* track_writes: the tables this connection's statements named as
-	 * written since, unless written_all */
-	int tracking, written_all;
+	 * written since, unless written_all; the first reported of them (and
+	 * written_all if all_reported) were handed to before_write */
+	int tracking, written_all, all_reported, reporting;
 	char **written;
-	size_t nwritten, alloc_written;
-	char *data_version; /* PRAGMA data_version when tracking started */
+	size_t nwritten, alloc_written, reported;
+	engine_write_cb before_write;
+	void *before_write_ud;
 };
+
+static void track_report(struct engine *e);
 
 static void track_clear(struct sqlite_impl *s)
 {
 	for (size_t i = 0; i < s->nwritten; i++)
 		free(s->written[i]);
 	free(s->written);
-	free(s->data_version);
 	s->written = NULL;
-	s->data_version = NULL;
-	s->nwritten = s->alloc_written = 0;
-	s->tracking = s->written_all = 0;
+	s->nwritten = s->alloc_written = s->reported = 0;
+	s->tracking = s->written_all = s->all_reported = 0;
+	s->before_write = NULL;
+	s->before_write_ud = NULL;
 }
 
 static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
@@ -160,6 +164,7 @@ static int sqlite_exec_script(struct engine *e, const char *sql, const struct ex
 			sqlite3_finalize(stmt);
 			return -1;
 		}
+		track_report(e);
 		if (e->observer)
 			e->observer->before(e->observer->ud, e, sql + start,
 					    (size_t)(tail - (sql + start)), src,
@@ -563,34 +568,49 @@ static int track_auth(void *ud, int code, const char *a1, const char *a2, const 
 	return SQLITE_OK;
 }
 
-static int sqlite_track_writes(struct engine *e, struct sm_error *err)
+static int sqlite_track_writes(struct engine *e, engine_write_cb before_write, void *ud,
+			       struct sm_error *err)
 {
 	struct sqlite_impl *s = e->impl;
 
+	(void)err;
 	track_clear(s);
-	if (engine_scalar(e, "PRAGMA data_version", 0, NULL, &s->data_version, err) < 0)
-		return -1;
+	s->before_write = before_write;
+	s->before_write_ud = ud;
 	sqlite3_set_authorizer(s->db, track_auth, s);
 	s->tracking = 1;
 	return 0;
 }
 
+/* Hands the tables the statement just prepared writes, and no statement
+ * before it did, to before_write: the statement has not run yet. */
+static void track_report(struct engine *e)
+{
+	struct sqlite_impl *s = e->impl;
+	struct strbuf tables = STRBUF_INIT;
+
+	if (!s->tracking || !s->before_write || s->reporting)
+		return;
+	if (s->written_all && !s->all_reported) {
+		sb_adds(&tables, "*\n");
+		s->all_reported = 1;
+	}
+	for (; s->reported < s->nwritten; s->reported++)
+		sb_addf(&tables, "%s\n", s->written[s->reported]);
+	if (tables.len) {
+		s->reporting = 1; /* its queries only read; never report them */
+		s->before_write(s->before_write_ud, e, tables.buf);
+		s->reporting = 0;
+	}
+	sb_release(&tables);
+}
+
 static int sqlite_tracked_writes(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
 	struct sqlite_impl *s = e->impl;
-	char *now = NULL;
-	int others;
 
+	(void)err;
 	if (!s->tracking || s->written_all) {
-		sb_adds(out, "*\n");
-		return 0;
-	}
-	/* data_version moves when another connection commits */
-	if (engine_scalar(e, "PRAGMA data_version", 0, NULL, &now, err) < 0)
-		return -1;
-	others = !now || !s->data_version || strcmp(now, s->data_version) != 0;
-	free(now);
-	if (others) {
 		sb_adds(out, "*\n");
 		return 0;
 	}

@@ -158,6 +158,40 @@ class PipelineSqlite(CliTest):
                             for f in j["findings"]), j["findings"])
         self.assertEqual(self.sqlite_dump(), before)
 
+    def test_orphans_already_there_in_a_table_the_run_writes_are_not_blamed_on_it(self):
+        self.fk_tables()
+        self.sqlite("INSERT INTO child (parent_id) VALUES (99)")  # an orphan before the run
+        self.add("0002_child.sql", "INSERT INTO child (parent_id) VALUES (2);")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "applied")
+        self.assertIn("checked in 1 of the 2 tables", self.fk_pass(j)[0])
+        self.assertTrue(any(f["level"] == "pass" and "already present before the run" in f["message"]
+                            for f in j["findings"]), j["findings"])
+        # a new orphan beside it is the run's
+        self.add("0003_orphan.sql", "INSERT INTO child (parent_id) VALUES (98);")
+        j = self.code(5, "safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "restored")
+        fails = [f["message"] for f in j["findings"] if f["level"] == "fail"]
+        self.assertEqual(len(fails), 1, fails)
+        self.assertIn("'child'", fails[0])
+
+    def test_foreign_keys_of_tables_the_run_does_not_write_are_not_checked(self):
+        # a foreign key SQLite cannot check (its parent column has no unique
+        # index): PRAGMA foreign_key_check fails on it, wherever it is run
+        self.sqlite("CREATE TABLE loose_parent (code TEXT)")
+        self.sqlite("CREATE TABLE loose (id INTEGER PRIMARY KEY, code TEXT REFERENCES loose_parent(code))")
+        self.add("0002_note.sql", "CREATE TABLE note (x INT);")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "applied")
+        self.assertIn("checked in 0 of the 1 tables", self.fk_pass(j)[0])
+        # a run that writes it is checked, and fails (nothing was changed: the
+        # baseline's check fails before the statement runs, validate's after)
+        self.add("0003_loose.sql", "INSERT INTO loose (code) VALUES ('x');")
+        before = self.sqlite_dump()
+        r = self.code(5, "safe-migrate", "--json")
+        self.assertIn("foreign key mismatch", r.out + r.err)
+        self.assertEqual(self.sqlite_dump(), before)
+
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
         before = self.sqlite_dump()
