@@ -92,11 +92,15 @@ static int integrity(struct engine *e, const struct safety_driver *d,
 	return ret;
 }
 
+/* validate_run; given (may be NULL: loaded here if needed) is the live
+ * schema the caller has already loaded. */
 static int run_scoped(struct engine *e, const struct validate_opts *o,
-		      enum integrity_scope scope, struct finding_list *out, struct sm_error *err)
+		      enum integrity_scope scope, const struct schema_model *given,
+		      struct finding_list *out, struct sm_error *err)
 {
 	const struct safety_driver *d;
 	struct schema_model live = SCHEMA_MODEL_INIT;
+	const struct schema_model *cur = given ? given : &live;
 	struct finding_list tmp = FINDING_LIST_INIT;
 	char *fp = NULL, *text = NULL;
 	int ret = -1;
@@ -106,7 +110,7 @@ static int run_scoped(struct engine *e, const struct validate_opts *o,
 	/* the live schema only for a comparison (the pipeline's validate has
 	 * none without --expected: loading it is most of its time on a schema
 	 * of many tables) */
-	if ((!o->skip_recorded || o->expected_text) && schema_load(e, &live, err) < 0)
+	if (!given && (!o->skip_recorded || o->expected_text) && schema_load(e, &live, err) < 0)
 		goto out;
 	if (!o->skip_recorded) {
 		if (hist_load_schema(e, &fp, &text, err) < 0) {
@@ -118,7 +122,7 @@ static int run_scoped(struct engine *e, const struct validate_opts *o,
 				    "'safe-migrate upgrade' or 'stamp' records the schema", NULL, 0,
 				    "no recorded schema to compare with");
 		} else {
-			if (compare_with_text(&live, text, "the recorded schema", "schema-drift",
+			if (compare_with_text(cur, text, "the recorded schema", "schema-drift",
 					      "the schema recorded after the last migration", &tmp,
 					      err) < 0)
 				goto out;
@@ -131,7 +135,7 @@ static int run_scoped(struct engine *e, const struct validate_opts *o,
 		struct strbuf against = STRBUF_INIT;
 
 		sb_addf(&against, "'%s'", name);
-		ret = compare_with_text(&live, o->expected_text, name, "expected-schema",
+		ret = compare_with_text(cur, o->expected_text, name, "expected-schema",
 					against.buf, &tmp, err);
 		if (ret == 0) {
 			sb_reset(&against);
@@ -161,18 +165,18 @@ out:
 int validate_run(struct engine *e, const struct validate_opts *o, struct finding_list *out,
 		 struct sm_error *err)
 {
-	return run_scoped(e, o, INTEGRITY_AS_ASKED, out, err);
+	return run_scoped(e, o, INTEGRITY_AS_ASKED, NULL, out, err);
 }
 
-static int capture(struct engine *e, struct validate_baseline *b, enum integrity_scope scope,
-		   struct sm_error *err)
+static int capture(struct engine *e, const struct schema_model *live,
+		   struct validate_baseline *b, enum integrity_scope scope, struct sm_error *err)
 {
 	struct validate_opts o = { NULL, NULL, 0, NULL, 1, 0 };
 	struct finding_list all = FINDING_LIST_INIT;
 
 	memset(b, 0, sizeof(*b));
 	b->related = (struct strbuf)STRBUF_INIT;
-	if (run_scoped(e, &o, scope, &all, err) < 0) {
+	if (run_scoped(e, &o, scope, live, &all, err) < 0) {
 		finding_list_release(&all);
 		return -1;
 	}
@@ -186,10 +190,10 @@ static int capture(struct engine *e, struct validate_baseline *b, enum integrity
 	return 0;
 }
 
-int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
-			      struct sm_error *err)
+int validate_baseline_capture(struct engine *e, const struct schema_model *live,
+			      struct validate_baseline *b, struct sm_error *err)
 {
-	return capture(e, b, INTEGRITY_AS_ASKED, err);
+	return capture(e, live, b, INTEGRITY_AS_ASKED, err);
 }
 
 /* Before a statement first writes tables: the checks between tables whose
@@ -206,16 +210,16 @@ static void baseline_before_write(void *ud, struct engine *e, const char *tables
 		d->relations_baseline(e, tables, &b->related, &b->problems, &ignored);
 }
 
-int validate_baseline_capture_tracked(struct engine *e, struct validate_baseline *b,
-				      struct sm_error *err)
+int validate_baseline_capture_tracked(struct engine *e, const struct schema_model *live,
+				      struct validate_baseline *b, struct sm_error *err)
 {
 	const struct safety_driver *d;
 
 	if (safety_driver_for(e, &d, err) < 0)
 		return -1;
 	if (!d->quick_integrity_local || !e->ops->track_writes || !e->ops->tracked_writes)
-		return capture(e, b, INTEGRITY_AS_ASKED, err);
-	if (capture(e, b, INTEGRITY_LOCAL, err) < 0)
+		return capture(e, live, b, INTEGRITY_AS_ASKED, err);
+	if (capture(e, live, b, INTEGRITY_LOCAL, err) < 0)
 		return -1;
 	if (e->ops->track_writes(e, baseline_before_write, b, err) < 0) {
 		validate_baseline_release(b);

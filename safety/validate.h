@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "error.h"
 #include "finding.h"
+#include "schema.h"
 #include "strbuf.h"
 
 struct validate_baseline {
@@ -58,9 +59,11 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 
 /* Captures the problems e has now (every validation except an expected
  * file, with the quick integrity checks: the baseline is the pipeline's)
- * into *b (empty on entry; release with validate_baseline_release). */
-int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
-			      struct sm_error *err);
+ * into *b (empty on entry; release with validate_baseline_release).  live
+ * (borrowed; NULL: loaded here) is e's schema, when the caller has just
+ * loaded it (schema_load). */
+int validate_baseline_capture(struct engine *e, const struct schema_model *live,
+			      struct validate_baseline *b, struct sm_error *err);
 /* validate_baseline_capture for a change about to be made through e: the
  * checks between tables (SQLite's foreign keys) are left out, and e tracks
  * its writes (engine_ops.track_writes) to add them to *b table by table,
@@ -70,8 +73,8 @@ int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
  * until then; validate_baseline_release stops the tracking (e must still
  * be open).  Without tracking in the engine, the same as
  * validate_baseline_capture. */
-int validate_baseline_capture_tracked(struct engine *e, struct validate_baseline *b,
-				      struct sm_error *err);
+int validate_baseline_capture_tracked(struct engine *e, const struct schema_model *live,
+				      struct validate_baseline *b, struct sm_error *err);
 void validate_baseline_release(struct validate_baseline *b);
 
 #endif

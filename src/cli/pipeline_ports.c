@@ -204,7 +204,7 @@ static int capture(struct engine *e, struct db_state *st, int baseline, struct s
 	if (baseline) {
 		b = xcalloc(1, sizeof(*b));
 		if ((baseline == 2 ? validate_baseline_capture_tracked
-				   : validate_baseline_capture)(e, b, err) < 0) {
+				   : validate_baseline_capture)(e, &m, b, err) < 0) {
 			free(b);
 			b = NULL;
 			goto out;
