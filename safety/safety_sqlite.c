@@ -408,6 +408,16 @@ static int sqlite_relations_baseline(struct engine *e, const char *written, stru
 	if (check_cache_begin(e, &old, err) == 0 &&
 	    fk_check_written(e, written, skip.buf, done, NULL, NULL, out, err) == 0)
 		ret = 0;
+	/* a table written from here on is no longer as it was before the run:
+	 * one created now (no foreign keys to check yet) must not be checked
+	 * into the baseline later, after the run filled it */
+	for (const char *p = written; ret == 0 && *p;) {
+		size_t len = strcspn(p, "\n");
+
+		if (len && !(len == 1 && *p == '*'))
+			sb_addf(done, "%.*s\n", (int)len, p);
+		p += len + (p[len] ? 1 : 0);
+	}
 	sb_release(&skip);
 	return check_cache_end(e, old, ret, err);
 }

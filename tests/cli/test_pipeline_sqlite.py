@@ -175,6 +175,21 @@ class PipelineSqlite(CliTest):
         self.assertEqual(len(fails), 1, fails)
         self.assertIn("'child'", fails[0])
 
+    def test_orphans_in_a_table_the_run_created_are_the_runs(self):
+        # the parent is written after the run filled its new child: the
+        # baseline taken then must not take that child's orphan for an old one
+        self.fk_tables()
+        self.add("0002_new_child.sql",
+                 "CREATE TABLE child2 (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id));\n"
+                 "INSERT INTO child2 (parent_id) VALUES (99);\n"
+                 "UPDATE parent SET id = id WHERE id = 1;")
+        before = self.sqlite_dump()
+        j = self.code(5, "safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertTrue(any(f["level"] == "fail" and "'child2'" in f["message"]
+                            for f in j["findings"]), j["findings"])
+        self.assertEqual(self.sqlite_dump(), before)
+
     def test_foreign_keys_of_tables_the_run_does_not_write_are_not_checked(self):
         # a foreign key SQLite cannot check (its parent column has no unique
         # index): PRAGMA foreign_key_check fails on it, wherever it is run
