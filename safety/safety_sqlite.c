@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -238,23 +239,119 @@ static int run_check(struct engine *e, const char *pragma, struct finding_list *
 	return 0;
 }
 
-static int sqlite_fk_check(struct engine *e, struct finding_list *out, struct sm_error *err)
+/* Adds a finding per violation foreign_key_check found (r: its rows, in
+ * table order), the first MAX_REPORTED of each table one by one and the
+ * rest as a count: a table's findings are the same whether it was checked
+ * alone or with every other (a baseline taken one way is compared with
+ * findings taken the other). */
+static void fk_findings(const struct eng_rows *r, struct finding_list *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nrows; i++) {
+		const char *table = rows_get(r, i, 0) ? rows_get(r, i, 0) : "?";
+		const char *next = i + 1 < r->nrows ? rows_get(r, i + 1, 0) : NULL;
+
+		if (n++ < MAX_REPORTED)
+			finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL,
+				    "delete or fix the orphan rows, or restore the snapshot", NULL, 0,
+				    "row rowid=%s of table '%s' references a missing row in table "
+				    "'%s'", rows_get(r, i, 1) ? rows_get(r, i, 1) : "NULL", table,
+				    rows_get(r, i, 2));
+		if (next && !strcmp(next, table))
+			continue;
+		if (n > MAX_REPORTED)
+			finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL, NULL, NULL, 0,
+				    "%zu more foreign-key violations in table '%s' not listed",
+				    n - MAX_REPORTED, table);
+		n = 0;
+	}
+}
+
+/* PRAGMA foreign_key_check of table, or of every table (NULL). */
+static int fk_check(struct engine *e, const char *table, struct finding_list *out,
+		    struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
+	const char *params[1] = { table };
 
-	if (e->ops->query(e, "PRAGMA foreign_key_check", 0, NULL, &r, err) < 0)
+	if (e->ops->query(e, table ? "SELECT * FROM pragma_foreign_key_check($1)"
+				   : "PRAGMA foreign_key_check", table ? 1 : 0, params, &r,
+			  err) < 0)
 		return err_prefix(err, "PRAGMA foreign_key_check failed");
-	for (size_t i = 0; i < r.nrows && i < MAX_REPORTED; i++)
-		finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL,
-			    "delete or fix the orphan rows, or restore the snapshot", NULL, 0,
-			    "row rowid=%s of table '%s' references a missing row in table '%s'",
-			    rows_get(&r, i, 1) ? rows_get(&r, i, 1) : "NULL", rows_get(&r, i, 0),
-			    rows_get(&r, i, 2));
-	if (r.nrows > MAX_REPORTED)
-		finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_FAIL, NULL, NULL, 0,
-			    "%zu more foreign-key violations not listed", r.nrows - MAX_REPORTED);
+	fk_findings(&r, out);
 	rows_release(&r);
 	return 0;
+}
+
+/* name is one of the lines of lines, compared as SQLite compares names
+ * (ASCII letters without case). */
+static int in_lines(const char *lines, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = lines ? lines : ""; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len == n && !strncasecmp(p, name, n))
+			return 1;
+		p += len + (nl ? 1 : 0);
+	}
+	return 0;
+}
+
+/* foreign_key_check of each table whose outcome writes to the tables in
+ * written ("*": any) can change: a table written (rows, definition, or an
+ * index), or one whose foreign keys reference a table written (its rows,
+ * its parent key's index, or the table dropped).  Writes that foreign-key
+ * actions and triggers make are in written too (engine_ops.track_writes).
+ * Tables listed in skip are left out; each table checked is added to
+ * checked (both may be NULL); *tables and *nchecked (may be NULL) receive
+ * how many tables have foreign keys and how many were checked. */
+static int fk_check_written(struct engine *e, const char *written, const char *skip,
+			    struct strbuf *checked, size_t *tables, size_t *nchecked,
+			    struct finding_list *out, struct sm_error *err)
+{
+	struct eng_rows r = ENG_ROWS_INIT;
+	const char *last = NULL, *prev = NULL;
+	size_t ntables = 0, n = 0;
+	int all = in_lines(written, "*"), ret = -1;
+
+	if (e->ops->query(e, "SELECT m.name, f.\"table\" FROM sqlite_master m, "
+			  "pragma_foreign_key_list(m.name) f WHERE m.type = 'table' "
+			  "ORDER BY m.name", 0, NULL, &r, err) < 0) {
+		err_prefix(err, "cannot list the foreign keys");
+		goto out;
+	}
+	for (size_t i = 0; i < r.nrows; i++) {
+		const char *child = rows_get(&r, i, 0), *parent = rows_get(&r, i, 1);
+
+		if (!child)
+			continue;
+		if (!prev || strcmp(prev, child))
+			ntables++;
+		prev = child;
+		if (last && !strcmp(last, child))
+			continue;
+		if (in_lines(skip, child) ||
+		    (!all && !in_lines(written, child) && !(parent && in_lines(written, parent))))
+			continue;
+		if (fk_check(e, child, out, err) < 0)
+			goto out;
+		if (checked)
+			sb_addf(checked, "%s\n", child);
+		last = child;
+		n++;
+	}
+	if (tables)
+		*tables = ntables;
+	if (nchecked)
+		*nchecked = n;
+	ret = 0;
+out:
+	rows_release(&r);
+	return ret;
 }
 
 /* pragma and foreign_key_check, with the checks' page cache. */
@@ -265,7 +362,7 @@ static int run_checks(struct engine *e, const char *pragma, struct finding_list 
 	int ret = -1;
 
 	if (check_cache_begin(e, &old, err) == 0 && run_check(e, pragma, out, err) == 0 &&
-	    sqlite_fk_check(e, out, err) == 0)
+	    fk_check(e, NULL, out, err) == 0)
 		ret = 0;
 	return check_cache_end(e, old, ret, err);
 }
@@ -284,6 +381,71 @@ static int sqlite_quick_integrity(struct engine *e, struct finding_list *out,
 				  struct sm_error *err)
 {
 	return run_checks(e, "quick_check", out, err);
+}
+
+/* quick_check alone: the pipeline's baseline takes the foreign keys table
+ * by table, before the run first writes where they could change
+ * (sqlite_relations_baseline). */
+static int sqlite_quick_integrity_local(struct engine *e, struct finding_list *out,
+					struct sm_error *err)
+{
+	char *old = NULL;
+	int ret = -1;
+
+	if (check_cache_begin(e, &old, err) == 0 && run_check(e, "quick_check", out, err) == 0)
+		ret = 0;
+	return check_cache_end(e, old, ret, err);
+}
+
+static int sqlite_relations_baseline(struct engine *e, const char *written, struct strbuf *done,
+				     struct finding_list *out, struct sm_error *err)
+{
+	struct strbuf skip = STRBUF_INIT;
+	char *old = NULL;
+	int ret = -1;
+
+	sb_addf(&skip, "%s", done->len ? done->buf : "");
+	if (check_cache_begin(e, &old, err) == 0 &&
+	    fk_check_written(e, written, skip.buf, done, NULL, NULL, out, err) == 0)
+		ret = 0;
+	/* a table written from here on is no longer as it was before the run:
+	 * one created now (no foreign keys to check yet) must not be checked
+	 * into the baseline later, after the run filled it */
+	for (const char *p = written; ret == 0 && *p;) {
+		size_t len = strcspn(p, "\n");
+
+		if (len && !(len == 1 && *p == '*'))
+			sb_addf(done, "%.*s\n", (int)len, p);
+		p += len + (p[len] ? 1 : 0);
+	}
+	sb_release(&skip);
+	return check_cache_end(e, old, ret, err);
+}
+
+/* sqlite_quick_integrity, foreign keys only where written can have
+ * changed them (the pipeline's validate, after its migrations ran on this
+ * connection: see docs/safety.md). */
+static int sqlite_quick_integrity_written(struct engine *e, const char *written,
+					  struct finding_list *out, struct sm_error *err)
+{
+	char *old = NULL;
+	size_t tables = 0, checked = 0;
+	int ret = -1;
+
+	if (check_cache_begin(e, &old, err) < 0 || run_check(e, "quick_check", out, err) < 0)
+		goto out;
+	if (in_lines(written, "*")) {
+		ret = fk_check(e, NULL, out, err);
+		goto out;
+	}
+	if (fk_check_written(e, written, NULL, NULL, &tables, &checked, out, err) < 0)
+		goto out;
+	finding_add(out, FINDING_CHECK, "foreign-keys", LEVEL_PASS, NULL, NULL, 0,
+		    "foreign keys checked in %zu of the %zu tables that have them; the run wrote "
+		    "neither the others nor the tables they reference", checked, tables);
+	ret = 0;
+out:
+	return check_cache_end(e, old, ret, err);
 }
 
 static unsigned long long file_size(const char *path)
@@ -375,6 +537,9 @@ const struct safety_driver safety_sqlite_driver = {
 	.schema_load = sqlite_schema_load,
 	.integrity = sqlite_integrity,
 	.quick_integrity = sqlite_quick_integrity,
+	.quick_integrity_written = sqlite_quick_integrity_written,
+	.quick_integrity_local = sqlite_quick_integrity_local,
+	.relations_baseline = sqlite_relations_baseline,
 	.db_size = sqlite_db_size,
 	.restore_room = sqlite_restore_room,
 	.count_rows = sqlite_count_rows,

@@ -24,7 +24,7 @@ static int in_baseline(const struct validate_baseline *b, const struct finding *
 }
 
 /* Moves the findings of src that are not in the baseline to out, and adds a
- * PASS named check when none is left. */
+ * PASS named check when no problem is left. */
 static void keep_new(struct finding_list *out, struct finding_list *src,
 		     const struct validate_baseline *b, const char *check, const char *pass_msg)
 {
@@ -39,7 +39,8 @@ static void keep_new(struct finding_list *out, struct finding_list *src,
 		}
 		finding_add(out, f->kind, f->check_or_rule, f->level, f->hint, f->file, f->line,
 			    "%s", f->message);
-		kept++;
+		if (f->level != LEVEL_PASS)
+			kept++;
 	}
 	if (!kept && pass_msg) {
 		if (old)
@@ -66,17 +67,51 @@ static int compare_with_text(const struct schema_model *live, const char *text,
 	return 0;
 }
 
-int validate_run(struct engine *e, const struct validate_opts *o, struct finding_list *out,
-		 struct sm_error *err)
+/* What validate_run checks of integrity: as o says, or (the tracked
+ * baseline) nothing between tables. */
+enum integrity_scope { INTEGRITY_AS_ASKED, INTEGRITY_LOCAL };
+
+/* The engine's integrity checks as o asks for them. */
+static int integrity(struct engine *e, const struct safety_driver *d,
+		     const struct validate_opts *o, enum integrity_scope scope,
+		     struct finding_list *out, struct sm_error *err)
+{
+	struct strbuf written = STRBUF_INIT;
+	int ret;
+
+	if (scope == INTEGRITY_LOCAL)
+		return d->quick_integrity_local(e, out, err);
+	if (!o->quick_integrity || !d->quick_integrity)
+		return d->integrity(e, out, err);
+	if (!o->only_written || !d->quick_integrity_written || !e->ops->tracked_writes)
+		return d->quick_integrity(e, out, err);
+	ret = e->ops->tracked_writes(e, &written, err);
+	if (ret == 0)
+		ret = d->quick_integrity_written(e, written.len ? written.buf : "", out, err);
+	sb_release(&written);
+	return ret;
+}
+
+/* validate_run; given (may be NULL: loaded here if needed) is the live
+ * schema the caller has already loaded. */
+static int run_scoped(struct engine *e, const struct validate_opts *o,
+		      enum integrity_scope scope, const struct schema_model *given,
+		      struct finding_list *out, struct sm_error *err)
 {
 	const struct safety_driver *d;
 	struct schema_model live = SCHEMA_MODEL_INIT;
+	const struct schema_model *cur = given ? given : &live;
 	struct finding_list tmp = FINDING_LIST_INIT;
 	char *fp = NULL, *text = NULL;
 	int ret = -1;
 
-	if (safety_driver_for(e, &d, err) < 0 || schema_load(e, &live, err) < 0)
+	if (safety_driver_for(e, &d, err) < 0)
 		return -1;
+	/* the live schema only for a comparison (the pipeline's validate has
+	 * none without --expected: loading it is most of its time on a schema
+	 * of many tables) */
+	if (!given && (!o->skip_recorded || o->expected_text) && schema_load(e, &live, err) < 0)
+		goto out;
 	if (!o->skip_recorded) {
 		if (hist_load_schema(e, &fp, &text, err) < 0) {
 			err_prefix(err, "cannot read the recorded schema");
@@ -87,7 +122,7 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 				    "'safe-migrate upgrade' or 'stamp' records the schema", NULL, 0,
 				    "no recorded schema to compare with");
 		} else {
-			if (compare_with_text(&live, text, "the recorded schema", "schema-drift",
+			if (compare_with_text(cur, text, "the recorded schema", "schema-drift",
 					      "the schema recorded after the last migration", &tmp,
 					      err) < 0)
 				goto out;
@@ -100,7 +135,7 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 		struct strbuf against = STRBUF_INIT;
 
 		sb_addf(&against, "'%s'", name);
-		ret = compare_with_text(&live, o->expected_text, name, "expected-schema",
+		ret = compare_with_text(cur, o->expected_text, name, "expected-schema",
 					against.buf, &tmp, err);
 		if (ret == 0) {
 			sb_reset(&against);
@@ -114,8 +149,7 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 			goto out;
 		ret = -1;
 	}
-	if ((o->quick_integrity && d->quick_integrity ? d->quick_integrity : d->integrity)(e, &tmp,
-											  err) < 0)
+	if (integrity(e, d, o, scope, &tmp, err) < 0)
 		goto out;
 	keep_new(out, &tmp, o->baseline, "integrity",
 		 "the database's integrity checks found no problem");
@@ -128,14 +162,21 @@ out:
 	return ret;
 }
 
-int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
-			      struct sm_error *err)
+int validate_run(struct engine *e, const struct validate_opts *o, struct finding_list *out,
+		 struct sm_error *err)
 {
-	struct validate_opts o = { NULL, NULL, 0, NULL, 1 };
+	return run_scoped(e, o, INTEGRITY_AS_ASKED, NULL, out, err);
+}
+
+static int capture(struct engine *e, const struct schema_model *live,
+		   struct validate_baseline *b, enum integrity_scope scope, struct sm_error *err)
+{
+	struct validate_opts o = { NULL, NULL, 0, NULL, 1, 0 };
 	struct finding_list all = FINDING_LIST_INIT;
 
 	memset(b, 0, sizeof(*b));
-	if (validate_run(e, &o, &all, err) < 0) {
+	b->related = (struct strbuf)STRBUF_INIT;
+	if (run_scoped(e, &o, scope, live, &all, err) < 0) {
 		finding_list_release(&all);
 		return -1;
 	}
@@ -149,7 +190,53 @@ int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
 	return 0;
 }
 
+int validate_baseline_capture(struct engine *e, const struct schema_model *live,
+			      struct validate_baseline *b, struct sm_error *err)
+{
+	return capture(e, live, b, INTEGRITY_AS_ASKED, err);
+}
+
+/* Before a statement first writes tables: the checks between tables whose
+ * outcome that can change, as they are before it runs.  A failure leaves
+ * them out of the baseline: validate then counts what they find as new,
+ * never the reverse. */
+static void baseline_before_write(void *ud, struct engine *e, const char *tables)
+{
+	struct validate_baseline *b = ud;
+	const struct safety_driver *d;
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	if (safety_driver_for(e, &d, &ignored) == 0)
+		d->relations_baseline(e, tables, &b->related, &b->problems, &ignored);
+}
+
+int validate_baseline_capture_tracked(struct engine *e, const struct schema_model *live,
+				      struct validate_baseline *b, struct sm_error *err)
+{
+	const struct safety_driver *d;
+
+	if (safety_driver_for(e, &d, err) < 0)
+		return -1;
+	if (!d->quick_integrity_local || !e->ops->track_writes || !e->ops->tracked_writes)
+		return capture(e, live, b, INTEGRITY_AS_ASKED, err);
+	if (capture(e, live, b, INTEGRITY_LOCAL, err) < 0)
+		return -1;
+	if (e->ops->track_writes(e, baseline_before_write, b, err) < 0) {
+		validate_baseline_release(b);
+		return -1;
+	}
+	b->tracking = e;
+	return 0;
+}
+
 void validate_baseline_release(struct validate_baseline *b)
 {
+	struct sm_error ignored = SM_ERROR_INIT;
+
+	/* b goes: the engine must not call into it again */
+	if (b->tracking)
+		b->tracking->ops->track_writes(b->tracking, NULL, NULL, &ignored);
+	b->tracking = NULL;
 	finding_list_release(&b->problems);
+	sb_release(&b->related);
 }

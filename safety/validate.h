@@ -20,12 +20,18 @@
 #include "engine.h"
 #include "error.h"
 #include "finding.h"
+#include "schema.h"
+#include "strbuf.h"
 
 struct validate_baseline {
 	struct finding_list problems; /* WARN and FAIL findings seen before the run */
+	/* validate_baseline_capture_tracked: the tables whose checks between
+	 * tables are in problems, one per line */
+	struct strbuf related;
+	struct engine *tracking; /* borrowed: the engine that adds to it, or NULL */
 };
 
-#define VALIDATE_BASELINE_INIT { FINDING_LIST_INIT }
+#define VALIDATE_BASELINE_INIT { FINDING_LIST_INIT, STRBUF_INIT, NULL }
 
 struct validate_opts {
 	const char *expected_text; /* canonical schema text to compare with, or NULL */
@@ -35,6 +41,11 @@ struct validate_opts {
 	/* The engine's quick integrity checks (SQLite: PRAGMA quick_check
 	 * instead of integrity_check), for the pipeline: see docs/safety.md. */
 	int quick_integrity;
+	/* With quick_integrity: the checks between tables only where the
+	 * tables the engine saw written (engine_ops.track_writes) can have
+	 * changed their outcome; everything when the engine cannot tell.
+	 * Problems elsewhere are those of before tracking started. */
+	int only_written;
 };
 
 /* Runs every validation and appends findings to out: LEVEL_FAIL per problem
@@ -48,9 +59,22 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 
 /* Captures the problems e has now (every validation except an expected
  * file, with the quick integrity checks: the baseline is the pipeline's)
- * into *b (empty on entry; release with validate_baseline_release). */
-int validate_baseline_capture(struct engine *e, struct validate_baseline *b,
-			      struct sm_error *err);
+ * into *b (empty on entry; release with validate_baseline_release).  live
+ * (borrowed; NULL: loaded here) is e's schema, when the caller has just
+ * loaded it (schema_load). */
+int validate_baseline_capture(struct engine *e, const struct schema_model *live,
+			      struct validate_baseline *b, struct sm_error *err);
+/* validate_baseline_capture for a change about to be made through e: the
+ * checks between tables (SQLite's foreign keys) are left out, and e tracks
+ * its writes (engine_ops.track_writes) to add them to *b table by table,
+ * just before a statement first writes where their outcome can change.
+ * Validate the change with validate_opts.only_written: a table the change
+ * wrote is then checked, and compared with *b, which must stay where it is
+ * until then; validate_baseline_release stops the tracking (e must still
+ * be open).  Without tracking in the engine, the same as
+ * validate_baseline_capture. */
+int validate_baseline_capture_tracked(struct engine *e, const struct schema_model *live,
+				      struct validate_baseline *b, struct sm_error *err);
 void validate_baseline_release(struct validate_baseline *b);
 
 #endif

@@ -197,7 +197,7 @@ int cmd_validate(struct cmd_ctx *ctx)
 	struct engine *e = NULL;
 	struct strbuf expected = STRBUF_INIT;
 	struct finding_list l = FINDING_LIST_INIT;
-	struct validate_opts o = { NULL, NULL, 0, NULL, 0 };
+	struct validate_opts o = { NULL, NULL, 0, NULL, 0, 0 };
 	size_t problems;
 	int code;
 

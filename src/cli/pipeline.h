@@ -62,8 +62,14 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 		 const char *keep_schemas, int (*blocked)(void *ud, struct sm_error *err),
 		 int (*verify)(void *ud, struct engine *target, struct sm_error *err),
 		 void *ud, struct sm_error *err);
-/* Captures schema, row counts and the validation baseline. */
+/* Captures schema and row counts. */
 int port_capture(struct engine *e, struct db_state *st, struct sm_error *err);
+/* The same and the validation baseline, before a change.  own_writes: the
+ * change goes through e alone, and the checks between tables are added to
+ * the baseline just before it first writes where they can change
+ * (validate_baseline_capture_tracked). */
+int port_capture_before(struct engine *e, struct db_state *st, int own_writes,
+			struct sm_error *err);
 void port_state_release(struct db_state *st);
 /* Validates e against the baseline in before; new problems go to arr and
  * make it return 1. */

@@ -203,11 +203,13 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	return rc;
 }
 
-int port_capture(struct engine *e, struct db_state *st, struct sm_error *err)
+/* Schema and row counts; with baseline, the validation baseline too (1:
+ * all of it now, 2: tracked, validate_baseline_capture_tracked). */
+static int capture(struct engine *e, struct db_state *st, int baseline, struct sm_error *err)
 {
 	struct schema_model m = SCHEMA_MODEL_INIT;
 	struct strbuf text = STRBUF_INIT, counts = STRBUF_INIT;
-	struct validate_baseline *b = xcalloc(1, sizeof(*b));
+	struct validate_baseline *b = NULL;
 	int ret = -1;
 
 	memset(st, 0, sizeof(*st));
@@ -216,22 +218,36 @@ int port_capture(struct engine *e, struct db_state *st, struct sm_error *err)
 	schema_canonical_text(&m, &text);
 	if (schema_row_counts(e, &m, &counts, err) < 0)
 		goto out;
-	if (validate_baseline_capture(e, b, err) < 0)
-		goto out;
+	if (baseline) {
+		b = xcalloc(1, sizeof(*b));
+		if ((baseline == 2 ? validate_baseline_capture_tracked
+				   : validate_baseline_capture)(e, &m, b, err) < 0) {
+			free(b);
+			b = NULL;
+			goto out;
+		}
+	}
 	st->schema_text = sb_detach(&text);
 	st->row_counts = sb_detach(&counts);
 	st->baseline = b;
 	b = NULL;
 	ret = 0;
 out:
-	if (b) {
-		validate_baseline_release(b);
-		free(b);
-	}
 	schema_release(&m);
 	sb_release(&text);
 	sb_release(&counts);
 	return ret;
+}
+
+int port_capture(struct engine *e, struct db_state *st, struct sm_error *err)
+{
+	return capture(e, st, 0, err);
+}
+
+int port_capture_before(struct engine *e, struct db_state *st, int own_writes,
+			struct sm_error *err)
+{
+	return capture(e, st, own_writes ? 2 : 1, err);
 }
 
 void port_state_release(struct db_state *st)
@@ -256,6 +272,7 @@ int port_validate(struct engine *e, const struct db_state *before, int check_sch
 	memset(&o, 0, sizeof(o));
 	o.baseline = before->baseline;
 	o.quick_integrity = 1; /* as the baseline: docs/safety.md says why */
+	o.only_written = 1;    /* what the run cannot have changed is as it was */
 	/* the recorded schema describes the database before this run; what the
 	 * run is expected to produce is only known from --expected */
 	o.skip_recorded = 1;

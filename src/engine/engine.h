@@ -51,6 +51,9 @@ struct engine_identity {
 	char label[ENGINE_ID_LEN]; /* for messages: the file, or "database 'NAME'" */
 };
 
+/* engine_ops.track_writes' callback. */
+typedef void (*engine_write_cb)(void *ud, struct engine *e, const char *tables);
+
 struct engine_ops {
 	const char *name;         /* "sqlite" or "postgresql": the URL scheme */
 	const char *display_name; /* "SQLite" or "PostgreSQL" */
@@ -118,6 +121,22 @@ struct engine_ops {
 	 * engine cannot count; TABLE "*" when it cannot tell which table). */
 	int (*writes_since)(struct engine *e, const char *mark, struct strbuf *out,
 			    struct sm_error *err);
+	/* Starts recording which tables this connection's statements may write
+	 * rows of or change the definition of, triggers and foreign-key actions
+	 * included, for tracked_writes (may be NULL: the engine cannot tell).
+	 * before_write (may be NULL) is called in exec_script after a statement
+	 * was prepared and before it runs, when it writes tables no statement
+	 * before it did: tables lists them one per line ("*": any table, as in
+	 * tracked_writes).  It may run queries on e that only read.  Calling
+	 * it again starts over (before_write NULL: none). */
+	int (*track_writes)(struct engine *e, engine_write_cb before_write, void *ud,
+			    struct sm_error *err);
+	/* Appends the tables this connection wrote since track_writes, one per
+	 * line; a line "*" when any table may have changed (tracking never
+	 * started, or a statement whose effect is not tied to the tables it
+	 * names, such as ALTER TABLE).  Other connections' writes are not
+	 * included.  May be NULL. */
+	int (*tracked_writes)(struct engine *e, struct strbuf *out, struct sm_error *err);
 	/* Appends one line per other session holding a lock in this database:
 	 * "pid N, user U, application 'A', state S, since T".  May be NULL. */
 	int (*lock_holders)(struct engine *e, struct strbuf *out, struct sm_error *err);

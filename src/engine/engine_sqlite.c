@@ -27,7 +27,29 @@ struct sqlite_impl {
 	sqlite3 *db; /* first member: engine_native() returns it */
 	int lock_fd;
 	char *lock_path;
+	/* track_writes: the tables this connection's statements named as
+	 * written since, unless written_all; the first reported of them (and
+	 * written_all if all_reported) were handed to before_write */
+	int tracking, written_all, all_reported, reporting;
+	char **written;
+	size_t nwritten, alloc_written, reported;
+	engine_write_cb before_write;
+	void *before_write_ud;
 };
+
+static void track_report(struct engine *e);
+
+static void track_clear(struct sqlite_impl *s)
+{
+	for (size_t i = 0; i < s->nwritten; i++)
+		free(s->written[i]);
+	free(s->written);
+	s->written = NULL;
+	s->nwritten = s->alloc_written = s->reported = 0;
+	s->tracking = s->written_all = s->all_reported = 0;
+	s->before_write = NULL;
+	s->before_write_ud = NULL;
+}
 
 static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
 {
@@ -87,6 +109,7 @@ static void sqlite_close(struct engine *e)
 	if (!s)
 		return;
 	sqlite3_close_v2(s->db);
+	track_clear(s);
 	free(s->lock_path);
 	free(s);
 	e->impl = NULL;
@@ -141,6 +164,7 @@ static int sqlite_exec_script(struct engine *e, const char *sql, const struct ex
 			sqlite3_finalize(stmt);
 			return -1;
 		}
+		track_report(e);
 		if (e->observer)
 			e->observer->before(e->observer->ud, e, sql + start,
 					    (size_t)(tail - (sql + start)), src,
@@ -466,6 +490,135 @@ static int sqlite_writes_since(struct engine *e, const char *mark, struct strbuf
 	return 0;
 }
 
+/* More tables than this written: any may have changed (the list is
+ * searched linearly on every authorization). */
+#define TRACK_MAX 256
+
+static void track_table(struct sqlite_impl *s, const char *name)
+{
+	if (s->written_all)
+		return;
+	if (!name || strchr(name, '\n') || s->nwritten >= TRACK_MAX) {
+		s->written_all = 1;
+		return;
+	}
+	for (size_t i = 0; i < s->nwritten; i++)
+		if (!sqlite3_stricmp(s->written[i], name))
+			return;
+	ALLOC_GROW(s->written, s->nwritten + 1, s->alloc_written);
+	s->written[s->nwritten++] = xstrdup(name);
+}
+
+/* The authorizer sees every statement as it is compiled, with the code of
+ * its triggers and foreign-key actions: each write names its table.  A
+ * code that is not known to leave rows and foreign keys as they were makes
+ * every table count as written. */
+static int track_auth(void *ud, int code, const char *a1, const char *a2, const char *db,
+		      const char *trigger)
+{
+	struct sqlite_impl *s = ud;
+
+	(void)db;
+	(void)trigger;
+	switch (code) {
+	case SQLITE_INSERT:
+	case SQLITE_UPDATE:
+	case SQLITE_DELETE:
+	case SQLITE_CREATE_TABLE:
+	case SQLITE_CREATE_TEMP_TABLE:
+	case SQLITE_DROP_TABLE:
+	case SQLITE_DROP_TEMP_TABLE:
+	case SQLITE_CREATE_VTABLE:
+	case SQLITE_DROP_VTABLE:
+		track_table(s, a1);
+		break;
+	case SQLITE_CREATE_INDEX: /* a parent key's unique index */
+	case SQLITE_CREATE_TEMP_INDEX:
+	case SQLITE_DROP_INDEX:
+	case SQLITE_DROP_TEMP_INDEX:
+		track_table(s, a2);
+		break;
+	case SQLITE_PRAGMA: /* writable_schema lets sqlite_master be edited */
+		if (!a1 || !sqlite3_stricmp(a1, "writable_schema"))
+			s->written_all = 1;
+		break;
+	case SQLITE_READ:
+	case SQLITE_SELECT:
+	case SQLITE_FUNCTION:
+	case SQLITE_RECURSIVE:
+	case SQLITE_TRANSACTION:
+	case SQLITE_SAVEPOINT:
+	case SQLITE_ANALYZE:
+	case SQLITE_REINDEX:
+	case SQLITE_ATTACH:
+	case SQLITE_DETACH:
+	case SQLITE_CREATE_VIEW:
+	case SQLITE_CREATE_TEMP_VIEW:
+	case SQLITE_DROP_VIEW:
+	case SQLITE_DROP_TEMP_VIEW:
+	case SQLITE_CREATE_TRIGGER:
+	case SQLITE_CREATE_TEMP_TRIGGER:
+	case SQLITE_DROP_TRIGGER:
+	case SQLITE_DROP_TEMP_TRIGGER:
+		break;
+	default: /* ALTER TABLE: a rename rewrites other tables' REFERENCES */
+		s->written_all = 1;
+		break;
+	}
+	return SQLITE_OK;
+}
+
+static int sqlite_track_writes(struct engine *e, engine_write_cb before_write, void *ud,
+			       struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+
+	(void)err;
+	track_clear(s);
+	s->before_write = before_write;
+	s->before_write_ud = ud;
+	sqlite3_set_authorizer(s->db, track_auth, s);
+	s->tracking = 1;
+	return 0;
+}
+
+/* Hands the tables the statement just prepared writes, and no statement
+ * before it did, to before_write: the statement has not run yet. */
+static void track_report(struct engine *e)
+{
+	struct sqlite_impl *s = e->impl;
+	struct strbuf tables = STRBUF_INIT;
+
+	if (!s->tracking || !s->before_write || s->reporting)
+		return;
+	if (s->written_all && !s->all_reported) {
+		sb_adds(&tables, "*\n");
+		s->all_reported = 1;
+	}
+	for (; s->reported < s->nwritten; s->reported++)
+		sb_addf(&tables, "%s\n", s->written[s->reported]);
+	if (tables.len) {
+		s->reporting = 1; /* its queries only read; never report them */
+		s->before_write(s->before_write_ud, e, tables.buf);
+		s->reporting = 0;
+	}
+	sb_release(&tables);
+}
+
+static int sqlite_tracked_writes(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+
+	(void)err;
+	if (!s->tracking || s->written_all) {
+		sb_adds(out, "*\n");
+		return 0;
+	}
+	for (size_t i = 0; i < s->nwritten; i++)
+		sb_addf(out, "%s\n", s->written[i]);
+	return 0;
+}
+
 static int sqlite_user_schemas(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
 	(void)e;
@@ -534,6 +687,8 @@ const struct engine_ops engine_sqlite_ops = {
 	.table_exists = sqlite_table_exists,
 	.writes_mark = sqlite_writes_mark,
 	.writes_since = sqlite_writes_since,
+	.track_writes = sqlite_track_writes,
+	.tracked_writes = sqlite_tracked_writes,
 	.user_schemas = sqlite_user_schemas,
 	.identity = sqlite_identity,
 	.client_url = sqlite_client_url,

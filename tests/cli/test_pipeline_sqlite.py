@@ -104,6 +104,109 @@ class PipelineSqlite(CliTest):
                         j["findings"])
         self.assertEqual(self.sqlite_dump(), before)
 
+    def fk_tables(self):
+        """parent, and two tables whose foreign keys reference it"""
+        for sql in ("CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+                    "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id))",
+                    "CREATE TABLE other (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id))",
+                    "INSERT INTO parent VALUES (1), (2)",
+                    "INSERT INTO child (parent_id) VALUES (1)",
+                    "INSERT INTO other (parent_id) VALUES (2)"):
+            self.sqlite(sql)
+
+    def fk_pass(self, j):
+        return [f["message"] for f in j["findings"]
+                if f.get("check") == "foreign-keys" and f["level"] == "pass"]
+
+    def test_validate_rechecks_foreign_keys_only_where_the_run_wrote(self):
+        self.fk_tables()
+        self.add("0002_note.sql", "CREATE TABLE note (x INT);\nINSERT INTO note VALUES (1);")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "applied")
+        msgs = self.fk_pass(j)
+        self.assertEqual(len(msgs), 1, j["findings"])
+        self.assertIn("checked in 0 of the 2 tables", msgs[0])
+        # a row written in child: child is checked, other is not
+        self.add("0003_child.sql", "INSERT INTO child (parent_id) VALUES (2);")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertIn("checked in 1 of the 2 tables", self.fk_pass(j)[0])
+        # ALTER TABLE may rewrite what other tables reference: everything is checked
+        self.add("0004_rename.sql", "ALTER TABLE note RENAME TO note2;")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "applied")
+        self.assertEqual(self.fk_pass(j), [])
+
+    def test_validate_catches_orphans_the_run_made_without_writing_the_child(self):
+        self.fk_tables()
+        # through the parent: child itself is not written
+        self.add("0002_parent.sql", "DELETE FROM parent WHERE id = 1;")
+        before = self.sqlite_dump()
+        j = self.code(5, "safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertTrue(any(f["level"] == "fail" and "'child'" in f["message"]
+                            for f in j["findings"]), j["findings"])
+        self.assertEqual(self.sqlite_dump(), before)
+        os.remove(self.path("migrations", "0002_parent.sql"))
+        # through a trigger on a table no foreign key involves
+        self.sqlite("CREATE TRIGGER users_ins AFTER INSERT ON users BEGIN "
+                    "DELETE FROM parent WHERE id = 2; END")
+        self.add("0002_user.sql", "INSERT INTO users (name) VALUES ('grace');")
+        before = self.sqlite_dump()
+        j = self.code(5, "safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertTrue(any(f["level"] == "fail" and "'other'" in f["message"]
+                            for f in j["findings"]), j["findings"])
+        self.assertEqual(self.sqlite_dump(), before)
+
+    def test_orphans_already_there_in_a_table_the_run_writes_are_not_blamed_on_it(self):
+        self.fk_tables()
+        self.sqlite("INSERT INTO child (parent_id) VALUES (99)")  # an orphan before the run
+        self.add("0002_child.sql", "INSERT INTO child (parent_id) VALUES (2);")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "applied")
+        self.assertIn("checked in 1 of the 2 tables", self.fk_pass(j)[0])
+        self.assertTrue(any(f["level"] == "pass" and "already present before the run" in f["message"]
+                            for f in j["findings"]), j["findings"])
+        # a new orphan beside it is the run's
+        self.add("0003_orphan.sql", "INSERT INTO child (parent_id) VALUES (98);")
+        j = self.code(5, "safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "restored")
+        fails = [f["message"] for f in j["findings"] if f["level"] == "fail"]
+        self.assertEqual(len(fails), 1, fails)
+        self.assertIn("'child'", fails[0])
+
+    def test_orphans_in_a_table_the_run_created_are_the_runs(self):
+        # the parent is written after the run filled its new child: the
+        # baseline taken then must not take that child's orphan for an old one
+        self.fk_tables()
+        self.add("0002_new_child.sql",
+                 "CREATE TABLE child2 (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id));\n"
+                 "INSERT INTO child2 (parent_id) VALUES (99);\n"
+                 "UPDATE parent SET id = id WHERE id = 1;")
+        before = self.sqlite_dump()
+        j = self.code(5, "safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertTrue(any(f["level"] == "fail" and "'child2'" in f["message"]
+                            for f in j["findings"]), j["findings"])
+        self.assertEqual(self.sqlite_dump(), before)
+
+    def test_foreign_keys_of_tables_the_run_does_not_write_are_not_checked(self):
+        # a foreign key SQLite cannot check (its parent column has no unique
+        # index): PRAGMA foreign_key_check fails on it, wherever it is run
+        self.sqlite("CREATE TABLE loose_parent (code TEXT)")
+        self.sqlite("CREATE TABLE loose (id INTEGER PRIMARY KEY, code TEXT REFERENCES loose_parent(code))")
+        self.add("0002_note.sql", "CREATE TABLE note (x INT);")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "applied")
+        self.assertIn("checked in 0 of the 1 tables", self.fk_pass(j)[0])
+        # a run that writes it is checked, and fails (nothing was changed: the
+        # baseline's check fails before the statement runs, validate's after)
+        self.add("0003_loose.sql", "INSERT INTO loose (code) VALUES ('x');")
+        before = self.sqlite_dump()
+        r = self.code(5, "safe-migrate", "--json")
+        self.assertIn("foreign key mismatch", r.out + r.err)
+        self.assertEqual(self.sqlite_dump(), before)
+
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
         before = self.sqlite_dump()
