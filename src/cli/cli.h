@@ -93,6 +93,7 @@ struct options {
 	char *encrypt_key;    /* --encrypt-key FILE: secret or X25519 private key */
 	char *encrypt_to;     /* --encrypt-to PUBKEY: X25519 public key */
 	char *encrypt_cipher; /* --encrypt-cipher NAME */
+	int require_encryption; /* --require-encryption: read only snapshots of our keys */
 	char *public_key;     /* keygen --public FILE */
 };
 
@@ -176,12 +177,13 @@ int cmd_roundtrip(struct cmd_ctx *ctx);
 int cmd_keygen(struct cmd_ctx *ctx);
 
 /* cmd_crypt.c: loads the key file (secret or private key; may be NULL) and
- * the public key file to encrypt to (may be NULL) and the cipher of new
- * snapshots (NULL: the default), all resolved flag >
+ * the public key file to encrypt to (may be NULL), the cipher of new
+ * snapshots (NULL: the default) and whether only snapshots encrypted with a
+ * configured key are read (require: --require-encryption), all resolved flag >
  * environment > config by main.c, into the snapshot keyring, for commands
  * marked USES_SNAPSHOTS (others refuse the flags). */
 int crypt_setup_keys(const struct cmd_ctx *ctx, const char *key, const char *to,
-		     const char *cipher, struct sm_error *err);
+		     const char *cipher, int require, struct sm_error *err);
 /* verify: says whether an encrypted snapshot's entries were authenticated
  * (manifest: the verified snapshot's; may be NULL). */
 void crypt_verify_report(struct cmd_ctx *ctx, const cJSON *manifest);

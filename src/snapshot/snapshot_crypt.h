@@ -46,6 +46,10 @@
 #include "error.h"
 #include "strbuf.h"
 
+/* zstd's level for records when the writer chose none (--compression-level
+ * unset): 1, as the records are the payload's only compression. */
+#define SNAP_CRYPT_LEVEL_DEFAULT 1
+
 /* Plaintext bytes per record, the tag each record adds, the prefixes. */
 #define SNAP_CRYPT_RECORD ((size_t)256 << 10)
 #define SNAP_CRYPT_TAG 16
@@ -91,7 +95,13 @@ const struct snap_key *snap_keyring_target(void);
 const struct snap_key *snap_keyring_find(const char *id);
 /* How many decrypting keys there are. */
 size_t snap_keyring_count(void);
-/* Frees every key (at exit, for leak checkers). */
+/* Sets whether readers (snapshot_read.c, when they look for keys) accept
+ * only snapshots encrypted with a key of the keyring (--require-encryption):
+ * off by default, so that unencrypted older snapshots still restore. */
+void snap_keyring_require(int on);
+/* 1 if snap_keyring_require was set. */
+int snap_keyring_required(void);
+/* Frees every key and clears the requirement (at exit, for leak checkers). */
 void snap_keyring_clear(void);
 
 /* --- one snapshot's session -------------------------------------------------- */
@@ -116,6 +126,10 @@ int snap_crypt_begin_write(const char *cipher, struct snap_crypt **out, cJSON **
  */
 int snap_crypt_begin_read(const cJSON *enc, struct snap_crypt **out, struct sm_error *err);
 void snap_crypt_free(struct snap_crypt *c);
+/* Sets the zstd level of the records a writing session seals (any level
+ * zstd has, negative ones included; SNAP_CRYPT_LEVEL_DEFAULT until set).
+ * Sealing stays deterministic for one level: entries begun after this use it. */
+void snap_crypt_set_level(struct snap_crypt *c, int level);
 
 /* The largest sealed record (without its length prefix) a reader accepts. */
 size_t snap_crypt_sealed_max(void);
@@ -129,6 +143,7 @@ struct snap_crypt_entry {
 	char *name;                /* owned */
 	uint64_t plain_size;       /* the entry's plaintext size (bound to each record) */
 	uint64_t index;            /* the next record's */
+	int level;                 /* zstd level of sealed records (the session's) */
 	unsigned char *buf;        /* compressed record, owned */
 };
 
