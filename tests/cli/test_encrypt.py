@@ -632,6 +632,59 @@ class EncryptPg(CliTest):
         self.assertIn("fails authentication", r.err)
         self.assertEqual(self.psql(src, q), before)
 
+    def test_pg_wrong_key_truncation_and_require_encryption_in_place_and_streamed(self):
+        src = self.pg_new_db()
+        self.psql(src, "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                  "INSERT INTO t SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 40) "
+                  "FROM generate_series(1, 3000) g;")
+        self.ok("keygen", "--output", self.path("k.key"))
+        self.ok("keygen", "--output", self.path("other.key"))
+        key = ["--encrypt-key", self.path("k.key")]
+        a = ["-d", src, "-b", self.path("bk")]
+        self.ok(*a, "backup", "--name", "p1", *key)
+        self.ok(*a, "backup", "--name", "plain")
+        snap, plain = self.path("bk", "p1.tar.zst"), self.path("bk", "plain.tar.zst")
+        tampered, cut = self.path("tampered.tar.zst"), self.path("cut.tar.zst")
+        with open(snap, "rb") as f:
+            data = f.read()
+        with open(tampered, "wb") as g:
+            g.write(data)
+        with open(cut, "wb") as g:
+            g.write(data[:len(data) // 2])
+        rewrite(tampered, lambda e: flip_second_record(self, e))
+        self.psql(src, "INSERT INTO t VALUES (5000, 'after the snapshot')")
+        q = "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM t"
+        before = self.psql(src, q)
+        cases = (("wrong key", snap, ["--encrypt-key", self.path("other.key")], 1,
+                  "encrypted with another key"),
+                 ("tampered", tampered, key, 7, "fails authentication"),
+                 ("truncated", cut, key, 7, "damaged"),
+                 ("unencrypted, encryption required", plain, key + ["--require-encryption"], 7,
+                  "--require-encryption"))
+        for what, stream, k, code, why in cases:
+            with self.subTest(what=what, how="in place"):
+                listed = sorted(os.listdir(self.path("bk")))
+                r = self.run_sm(*a, "restore", stream, "--yes", *k)
+                self.assertEqual(r.code, code, r)
+                self.assertIn(why, r.err)
+                self.assertEqual(self.psql(src, q), before)
+                # a wrong key and an unencrypted snapshot are refused from the
+                # header, before even the safety snapshot (damage is found
+                # while loading, inside the one transaction)
+                if code == 1 or "require" in what:
+                    self.assertEqual(sorted(os.listdir(self.path("bk"))), listed)
+            with self.subTest(what=what, how="streamed"):
+                r = from_stdin(self, stream, *a, "restore", "-", "--yes", "--no-safety-backup",
+                               *k)
+                self.assertEqual(r.code, code, r)
+                self.assertIn(why, r.err)
+                self.assertEqual(self.psql(src, q), before)
+        # the good one, streamed in place under the requirement
+        r = from_stdin(self, snap, *a, "restore", "-", "--yes", "--no-safety-backup",
+                       "--require-encryption", *key)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.psql(src, "SELECT count(*) FROM t WHERE id = 5000"), "0")
+
 
 if __name__ == "__main__":
     main()
