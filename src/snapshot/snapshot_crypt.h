@@ -32,7 +32,27 @@
  * workers, the pipeline) decrypts without the key being passed down each
  * call chain, and a keyring holding old and new keys reads snapshots of both
  * (key rotation).  Read-only once set up; not for use from several threads
- * while it changes.
+ * while it changes.  It also holds the --require-encryption policy
+ * (snap_keyring_require), which readers apply.
+ *
+ * Why a global, against STYLE.md's "only the options struct is global".
+ * The keyring cannot live in the CLI's options struct: snapshot/ sits below
+ * cli/ and may not see it.  Passing it down instead means a keyring field in
+ * struct snap_write_opts, struct backup_opts and struct restore_opts, and a
+ * keyring argument to snap_reader_open, snap_reader_open_fd, snap_verify and
+ * snap_verify_fd, filled at every site that writes or reads a snapshot: today
+ * backup_take in cmd_snapshot.c and pipeline_ports.c, restore_snapshot(_fd)
+ * and snap_verify(_fd) in the same two files, and the readers restore/
+ * reopens on its own (restore_pg.c three times, restore_pg_parallel.c's
+ * workers), about 15 sites in 8 files, most of them in backup/, restore/
+ * and the pipeline, which other work changes too.  Worse than the churn, it
+ * fails open: a site that forgets the field (any new one: a fleet command,
+ * a safety snapshot) silently writes plaintext or accepts an unencrypted
+ * snapshot under --require-encryption, where with the keyring every writer
+ * encrypts and every reader applies the policy by construction.  So the
+ * keyring stays here as a second, write-once global: set by the CLI before
+ * any thread or snapshot exists (cmd_crypt.c), read-only after, and cleared
+ * at exit.
  *
  * All functions return 0 (or as documented) or -1 with err filled.
  */
