@@ -88,12 +88,12 @@ struct options {
 	int jobs;             /* backup --jobs, restore --jobs, verify --jobs */
 	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */
+	int require_encryption; /* --require-encryption: read only snapshots of our keys */
 	char *stamp_from;     /* stamp --from TOOL */
 	char *on_concurrent_writes; /* safe-migrate, run, recover: "restore" or "stop" */
 	char *encrypt_key;    /* --encrypt-key FILE: secret or X25519 private key */
 	char *encrypt_to;     /* --encrypt-to PUBKEY: X25519 public key */
 	char *encrypt_cipher; /* --encrypt-cipher NAME */
-	int require_encryption; /* --require-encryption: read only snapshots of our keys */
 	char *public_key;     /* keygen --public FILE */
 };
 
