@@ -4,8 +4,11 @@
 Round trips with a secret key and with X25519, a wrong key, a changed byte,
 an attacker who rewrites the archive and its checksums consistently (a
 changed record, a dropped final record, an edited manifest), a truncated
-file, key file modes and links, the manifest never holding key bytes, an
-old (format 2) snapshot, and the pipeline with encryption configured.
+file, key file modes, owners and links, the manifest never holding key bytes,
+an old (format 2) snapshot, the pipeline with encryption configured, the
+records' compression level, --require-encryption (restore, restore -, verify,
+recover), and a wrong key, a tampered record and truncation of a snapshot
+streamed through `restore -` and of a PostgreSQL snapshot restored in place.
 Every refusal is checked to leave the database as it was.
 """
 import hashlib
