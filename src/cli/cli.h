@@ -88,6 +88,7 @@ struct options {
 	int jobs;             /* backup --jobs, restore --jobs, verify --jobs */
 	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */
+	int require_encryption; /* --require-encryption: read only snapshots of our keys */
 	char *stamp_from;     /* stamp --from TOOL */
 	char *on_concurrent_writes; /* safe-migrate, run, recover: "restore" or "stop" */
 	char *encrypt_key;    /* --encrypt-key FILE: secret or X25519 private key */
@@ -176,12 +177,13 @@ int cmd_roundtrip(struct cmd_ctx *ctx);
 int cmd_keygen(struct cmd_ctx *ctx);
 
 /* cmd_crypt.c: loads the key file (secret or private key; may be NULL) and
- * the public key file to encrypt to (may be NULL) and the cipher of new
- * snapshots (NULL: the default), all resolved flag >
+ * the public key file to encrypt to (may be NULL), the cipher of new
+ * snapshots (NULL: the default) and whether only snapshots encrypted with a
+ * configured key are read (require: --require-encryption), all resolved flag >
  * environment > config by main.c, into the snapshot keyring, for commands
  * marked USES_SNAPSHOTS (others refuse the flags). */
 int crypt_setup_keys(const struct cmd_ctx *ctx, const char *key, const char *to,
-		     const char *cipher, struct sm_error *err);
+		     const char *cipher, int require, struct sm_error *err);
 /* verify: says whether an encrypted snapshot's entries were authenticated
  * (manifest: the verified snapshot's; may be NULL). */
 void crypt_verify_report(struct cmd_ctx *ctx, const cJSON *manifest);

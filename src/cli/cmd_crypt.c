@@ -11,17 +11,19 @@
 #include "snapshot_crypt.h"
 
 int crypt_setup_keys(const struct cmd_ctx *ctx, const char *key, const char *to,
-		     const char *cipher, struct sm_error *err)
+		     const char *cipher, int require, struct sm_error *err)
 {
 	struct snap_key *k = NULL;
 
 	if (!(ctx->cmd->needs & USES_SNAPSHOTS)) {
-		if (opt.encrypt_key || opt.encrypt_to || opt.encrypt_cipher)
+		if (opt.encrypt_key || opt.encrypt_to || opt.encrypt_cipher ||
+		    opt.require_encryption)
 			return err_set(err, ERR_USAGE, "'%s' reads and writes no snapshot: "
-				       "--encrypt-key, --encrypt-to and --encrypt-cipher do not apply",
-				       ctx->cmd->name);
+				       "--encrypt-key, --encrypt-to, --encrypt-cipher and "
+				       "--require-encryption do not apply", ctx->cmd->name);
 		return 0;
 	}
+	snap_keyring_require(require);
 	if (cipher && snap_keyring_set_cipher(cipher, err) < 0)
 		return -1;
 	if (to && !key && (ctx->cmd->needs & RESTORES_OWN))

@@ -66,7 +66,8 @@ static const struct command commands[] = {
 	  "FILE.sha256 sidecar, or a FIFO); --output - writes it to stdout (for aws s3 cp -,\n"
 	  "rclone rcat, ssh), with the SHA-256 and size on stderr (or in --json, also on\n"
 	  "stderr).  --compression-level N: zstd's level, negative ones included\n"
-	  "(default -1; config compression_level).\n"
+	  "(default -1; config compression_level); in an encrypted snapshot it is the\n"
+	  "level of the sealed records (default 1).\n"
 	  "PostgreSQL: --no-owner leaves out who owns each object (the restoring role\n"
 	  "will); --no-tablespaces leaves out the tablespaces of tables and indexes (they\n"
 	  "are restored into the database's default one).  --jobs N (1 to 64) copies the\n"
@@ -205,6 +206,7 @@ static const struct opt_spec specs[] = {
 	{ "decrypt-key", 0, A_STR, &opt.encrypt_key, NULL },
 	{ "encrypt-to", 0, A_STR, &opt.encrypt_to, NULL },
 	{ "encrypt-cipher", 0, A_STR, &opt.encrypt_cipher, NULL },
+	{ "require-encryption", 0, A_FLAG, &opt.require_encryption, NULL },
 	{ "keep-within", 0, A_STR, &opt.keep_within, "prune" },
 	{ "keep-daily", 0, A_STR, &opt.keep_daily, "prune" },
 	{ "compression-level", 0, A_STR, &opt.compression_level,
@@ -454,6 +456,8 @@ static void print_usage(FILE *f)
 		   "  --encrypt-to PUBKEY      encrypt new snapshots for this X25519 public key\n"
 		   "                           (env SAFE_MIGRATE_ENCRYPT_TO)\n"
 		   "  --encrypt-cipher NAME    aes-256-gcm (default) or chacha20-poly1305\n"
+		   "  --require-encryption     read only snapshots encrypted with a given key\n"
+		   "                           (env SAFE_MIGRATE_REQUIRE_ENCRYPTION)\n"
 		   "  --version  -h, --help\n\n"
 		   "Run 'safe-migrate help COMMAND' for a command's options.\n");
 }
@@ -634,6 +638,8 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 	{
 		const char *key = opt.encrypt_key, *to = opt.encrypt_to;
 		const char *cipher = opt.encrypt_cipher;
+		const char *rtext = NULL, *rwhere = NULL;
+		int require = opt.require_encryption;
 
 		if (!key && !(key = env_nonempty("SAFE_MIGRATE_ENCRYPTION_KEY_FILE")) && *have_cfg)
 			key = cfg->encryption_key_file;
@@ -641,7 +647,16 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 			to = cfg->encrypt_to;
 		if (!cipher && !(cipher = env_nonempty("SAFE_MIGRATE_ENCRYPTION_CIPHER")) && *have_cfg)
 			cipher = cfg->encryption_cipher;
-		return crypt_setup_keys(ctx, key, to, cipher, err);
+		if (!require) {
+			if ((rtext = env_nonempty("SAFE_MIGRATE_REQUIRE_ENCRYPTION")))
+				rwhere = "SAFE_MIGRATE_REQUIRE_ENCRYPTION";
+			else if (*have_cfg && (rtext = cfg->require_encryption))
+				rwhere = cfg->path;
+			if (rtext && cfg_parse_bool(rtext, &require) < 0)
+				return err_set(err, ERR_USAGE, "invalid require_encryption '%s' in '%s': "
+					       "expected true or false", rtext, rwhere);
+		}
+		return crypt_setup_keys(ctx, key, to, cipher, require, err);
 	}
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "fsutil.h"
@@ -125,7 +126,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		static const char *const keys[] = {
 			"database_url", "migrations_dir", "backup_dir", "lock_timeout",
 			"statement_timeout", "migration_lock_timeout", "expected_schema",
-			"compression_level",
+			"compression_level", "require_encryption",
 		};
 		const char *key = !strcmp(name, "sqlalchemy.url") ? "database_url" :
 				  !strcmp(name, "version_locations") ? "migrations_dir" : NULL;
@@ -165,6 +166,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		set_string(&c->lint_ignore, value);
 	} else if (!strcmp(name, "compression_level")) {
 		set_string(&c->compression_level, value);
+	} else if (!strcmp(name, "require_encryption")) {
+		set_string(&c->require_encryption, value);
 	} else if (!strcmp(name, "expected_schema")) {
 		free(c->expected_schema);
 		c->expected_schema = resolve(c, value);
@@ -244,5 +247,24 @@ void cfg_release(struct cfg_file *c)
 	free(c->encrypt_to);
 	free(c->encryption_cipher);
 	free(c->compression_level);
+	free(c->require_encryption);
 	memset(c, 0, sizeof(*c));
+}
+
+int cfg_parse_bool(const char *text, int *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (!strcasecmp(text, yes[i])) {
+			*out = 1;
+			return 0;
+		}
+		if (!strcasecmp(text, no[i])) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
 }

@@ -30,10 +30,14 @@ struct cfg_file {
 	char *encrypt_to;          /* resolved against dir */
 	char *encryption_cipher;   /* "aes-256-gcm" or "chacha20-poly1305" */
 	char *compression_level; /* zstd level of snapshots, as text */
+	char *require_encryption; /* a boolean, as text (cfg_parse_bool) */
 };
 
 /* Reads path.  A missing file is an error (the caller decides whether to try). */
 int cfg_load(const char *path, struct cfg_file *out, struct sm_error *err);
 void cfg_release(struct cfg_file *c);
+/* A boolean setting's text, from the config file or the environment:
+ * true/yes/on/1 or false/no/off/0 (any case).  0, or -1 for anything else. */
+int cfg_parse_bool(const char *text, int *out);
 
 #endif

@@ -50,6 +50,7 @@ struct snap_crypt {
 	const EVP_CIPHER *cipher;
 	unsigned char data_key[SNAP_CRYPT_KEY_LEN];
 	unsigned char mac_key[SNAP_CRYPT_KEY_LEN];
+	int level; /* zstd level of sealed records (writing) */
 };
 
 static const struct {
@@ -344,6 +345,7 @@ static struct {
 	size_t n;
 	struct snap_key *target;
 	const char *cipher; /* static, or NULL for the default */
+	int require;        /* readers refuse what no key of ours encrypted */
 } ring;
 
 int snap_keyring_set_cipher(const char *name, struct sm_error *err)
@@ -395,6 +397,16 @@ size_t snap_keyring_count(void)
 	return ring.n;
 }
 
+void snap_keyring_require(int on)
+{
+	ring.require = on;
+}
+
+int snap_keyring_required(void)
+{
+	return ring.require;
+}
+
 void snap_keyring_clear(void)
 {
 	for (size_t i = 0; i < ring.n; i++)
@@ -404,6 +416,11 @@ void snap_keyring_clear(void)
 }
 
 /* --- sessions ---------------------------------------------------------------- */
+
+void snap_crypt_set_level(struct snap_crypt *c, int level)
+{
+	c->level = level;
+}
 
 void snap_crypt_free(struct snap_crypt *c)
 {
@@ -474,6 +491,7 @@ int snap_crypt_begin_write(const char *cipher, struct snap_crypt **out, cJSON **
 	if (!cipher)
 		cipher = ring.cipher ? ring.cipher : "aes-256-gcm";
 	c = xcalloc(1, sizeof(*c));
+	c->level = SNAP_CRYPT_LEVEL_DEFAULT;
 	if (!(c->cipher = cipher_by_name(cipher))) {
 		err_set(err, ERR_USAGE, "unknown cipher '%s'", cipher);
 		goto out;
@@ -568,6 +586,7 @@ int snap_crypt_begin_read(const cJSON *enc, struct snap_crypt **out, struct sm_e
 		return err_set(err, ERR_DAMAGED, "the header's encryption mode '%s' does not fit "
 			       "its key id", mode);
 	c = xcalloc(1, sizeof(*c));
+	c->level = SNAP_CRYPT_LEVEL_DEFAULT;
 	c->cipher = cipher_by_name(cipher);
 	if (k->kind == KEY_SECRET)
 		ret = derive_session(c, k->secret, SNAP_CRYPT_KEY_LEN, salt, cipher, NULL, NULL);
@@ -622,6 +641,7 @@ int snap_crypt_entry_begin(const struct snap_crypt *c, const char *name, uint64_
 	e->cipher = c->cipher;
 	e->name = xstrdup(name);
 	e->plain_size = plain_size;
+	e->level = c->level;
 	e->buf = xmalloc(snap_crypt_sealed_max());
 	if (rc < 0 || !e->ctx) {
 		snap_crypt_entry_release(e);
@@ -669,10 +689,10 @@ int snap_crypt_seal(struct snap_crypt_entry *e, const void *plain, size_t len, i
 
 	if (!e->zc && !(e->zc = ZSTD_createCCtx()))
 		xdie_oom();
-	/* level 1: the payload's only compression (the archive's cannot
-	 * shrink sealed bytes) */
+	/* the payload's only compression (the archive's cannot shrink sealed
+	 * bytes), so at the level the user chose for the snapshot */
 	clen = ZSTD_compressCCtx(e->zc, e->buf, snap_crypt_sealed_max() - SNAP_CRYPT_TAG, plain,
-				 len, 1);
+				 len, e->level);
 	if (ZSTD_isError(clen))
 		return err_set(err, ERR_FAIL, "cannot compress a snapshot record: %s",
 			       ZSTD_getErrorName(clen));

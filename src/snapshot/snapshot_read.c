@@ -700,6 +700,27 @@ fail:
 	return -1;
 }
 
+/*
+ * --require-encryption (snap_keyring_require): only a snapshot that a key of
+ * the keyring opens is read.  An unencrypted one may be a forgery, put in
+ * the backup directory by someone who can write there but cannot seal
+ * (snapshot_crypt.h): refused from its header, before any entry is read.
+ * An encrypted one's key id is checked by snap_crypt_begin_read.
+ */
+static int require_encrypted(const struct snap_reader *r, const cJSON *enc,
+			     struct sm_error *err)
+{
+	if (!snap_keyring_count())
+		return err_set(err, ERR_USAGE, "cannot read snapshot '%s': --require-encryption "
+			       "(require_encryption) accepts only snapshots encrypted with a "
+			       "configured key, and no key was given (--encrypt-key FILE)", r->path);
+	if (enc)
+		return 0;
+	return err_set(err, ERR_DAMAGED, "snapshot '%s' is refused: it is not encrypted, and "
+		       "--require-encryption (require_encryption) accepts only snapshots "
+		       "encrypted with a configured key", r->path);
+}
+
 /* Sets up decompression on r->fd and reads the header entry (and, with
  * use_keys, finds the key of an encrypted snapshot in the keyring). */
 static int reader_start(struct snap_reader *r, int use_keys, struct sm_error *err)
@@ -757,6 +778,10 @@ static int reader_start(struct snap_reader *r, int use_keys, struct sm_error *er
 			SNAP_FORMAT_VERSION);
 		goto fail;
 	}
+	if (use_keys && snap_keyring_required() &&
+	    require_encrypted(r, cJSON_GetObjectItemCaseSensitive(r->header, "encryption"),
+			      err) < 0)
+		goto fail;
 	if (cJSON_GetObjectItemCaseSensitive(r->header, "encryption")) {
 		if (fv->valuedouble < 3) {
 			fatal(r, err, "format version %g has no encryption", fv->valuedouble);
@@ -1220,8 +1245,13 @@ static int verify_opened(int rc, struct snap_reader *r, struct sm_error *e2,
 		/* format version too new, not a regular file, damage: all problems */
 		ALLOC_GROW(problems->items, problems->n + 1, problems->alloc);
 		{
+			/* the problem without "snapshot 'X' is damaged: " (or "is
+			 * refused: ", require_encrypted's): verify names X itself */
 			const char *m = e2->msg;
 			const char *colon = strstr(m, "is damaged: ");
+
+			if (!colon)
+				colon = strstr(m, "is refused: ");
 			problems->items[problems->n++] = xstrdup(colon ? colon + 12 : m);
 		}
 		return 0;

@@ -20,7 +20,9 @@
  * With a key in the keyring (snapshot_crypt.h), every entry but the header
  * and the manifest is compressed and sealed record by record on its way in
  * (begin_entry/put_data), and held until its last record so that its size
- * can go first in the tar header.
+ * can go first in the tar header.  The chosen level then compresses the
+ * records (level 1 by default), and the archive's zstd runs at -1 over
+ * bytes it cannot shrink.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -379,6 +381,10 @@ int snap_writer_open_opts(const char *dir, const char *name, const struct snap_w
 	}
 	if (snap_crypt_begin_write(NULL, &w->crypt, &w->encryption, err) < 0)
 		goto fail;
+	/* sealed records carry the payload's compression: the chosen level
+	 * applies to them, not only to the archive's zstd */
+	if (w->crypt && o && o->has_level)
+		snap_crypt_set_level(w->crypt, o->level);
 	w->block = xmalloc(IO_BLOCK);
 	if (!w->stream)
 		w->flush = flusher_start(w->fd, 0, FLUSHER_STEP);
@@ -388,7 +394,10 @@ int snap_writer_open_opts(const char *dir, const char *name, const struct snap_w
 	if (!w->a)
 		xdie_oom();
 	snprintf(threads, sizeof(threads), "%d", zstd_threads());
-	snprintf(level, sizeof(level), "%d", o && o->has_level ? o->level : SNAP_LEVEL_DEFAULT);
+	/* an encrypted archive's zstd sees sealed bytes it cannot shrink: the
+	 * fastest level, whatever the records' (a high one would burn CPU) */
+	snprintf(level, sizeof(level), "%d",
+		 o && o->has_level && !w->crypt ? o->level : SNAP_LEVEL_DEFAULT);
 	if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
 	    archive_write_add_filter_zstd(w->a) != ARCHIVE_OK ||
 	    archive_write_set_filter_option(w->a, "zstd", "compression-level", level) != ARCHIVE_OK) {

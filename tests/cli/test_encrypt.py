@@ -4,8 +4,11 @@
 Round trips with a secret key and with X25519, a wrong key, a changed byte,
 an attacker who rewrites the archive and its checksums consistently (a
 changed record, a dropped final record, an edited manifest), a truncated
-file, key file modes and links, the manifest never holding key bytes, an
-old (format 2) snapshot, and the pipeline with encryption configured.
+file, key file modes, owners and links, the manifest never holding key bytes,
+an old (format 2) snapshot, the pipeline with encryption configured, the
+records' compression level, --require-encryption (restore, restore -, verify,
+recover), and a wrong key, a tampered record and truncation of a snapshot
+streamed through `restore -` and of a PostgreSQL snapshot restored in place.
 Every refusal is checked to leave the database as it was.
 """
 import hashlib
@@ -19,7 +22,7 @@ import tarfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from smtest import CliTest, FIXTURES, compress_to, main  # noqa: E402
+from smtest import BIN, CliTest, FIXTURES, Result, compress_to, main  # noqa: E402
 
 MARKER = "plaintext-marker-7f3a"
 
@@ -72,6 +75,33 @@ def rewrite(path, change):
             ti.mode = 0o600
             t.addfile(ti, io.BytesIO(data))
     compress_to(path, raw.getvalue())
+
+
+def from_stdin(test, stdin_path, *args, env=None):
+    """Runs the binary with stdin read from stdin_path (`restore -`, `verify -`)."""
+    e = dict(test.env)
+    if env:
+        e.update(env)
+    with open(stdin_path, "rb") as fin:
+        p = subprocess.run([BIN] + [str(a) for a in args], cwd=test.dir, env=e, stdin=fin,
+                           capture_output=True, timeout=300)
+    p.stdout, p.stderr = p.stdout.decode(), p.stderr.decode()
+    return Result(p)
+
+
+def flip_second_record(test, entries):
+    """Changes one bit inside the second record of the first multi-record
+    data chunk (a rewrite() change)."""
+    for i, (name, data) in enumerate(entries):
+        if name.startswith("data/"):
+            prefix, recs = records(data)
+            if len(recs) > 2:
+                r = bytearray(recs[1])
+                r[100] ^= 1
+                recs[1] = bytes(r)
+                entries[i] = (name, sealed(prefix, recs))
+                return
+    test.fail("no data chunk of several records")
 
 
 class EncryptSqlite(CliTest):
@@ -388,6 +418,160 @@ class EncryptSqlite(CliTest):
                 self.assertEqual(self.sqlite("SELECT v FROM t ORDER BY id", "old.db"),
                                  [("old-format-row-1",), ("old-format-row-2",)])
 
+    def test_key_file_owned_by_another_user_is_refused(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give the key file to another user (uid 65534)")
+        os.chown(self.path("k.key"), 65534, 65534)
+        self.assertEqual(os.stat(self.path("k.key")).st_mode & 0o777, 0o600)
+        for cmd in (["backup"], ["verify", self.path("nothing.tar.zst")]):
+            with self.subTest(cmd=cmd[0]):
+                r = self.code(2, *self.a, *cmd, "--encrypt-key", self.path("k.key"))
+                self.assertIn("key file '%s' is owned by uid 65534, not by you; refused"
+                              % self.path("k.key"), r.err)
+        self.assertFalse(os.path.exists(self.path("bk")) and os.listdir(self.path("bk")))
+        # the environment's key file too; and once it is ours again it is taken
+        self.code(2, *self.a, "backup", env={"SAFE_MIGRATE_ENCRYPTION_KEY_FILE":
+                                             self.path("k.key")})
+        os.chown(self.path("k.key"), 0, 0)
+        self.ok(*self.a, "backup", "--encrypt-key", self.path("k.key"))
+
+    def test_compression_level_applies_to_encrypted_snapshots(self):
+        # text-heavy rows: zstd's higher levels find much more in them
+        words = ["order", "shipped", "customer", "invoice", "pending", "warehouse",
+                 "Berlin", "Lisbon", "Osaka", "returned", "paid", "express"]
+        con = sqlite3.connect(self.path("text.db"))
+        con.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        con.executemany("INSERT INTO notes(body) VALUES (?)",
+                        [(" ".join(words[(i * 7 + j * j) % len(words)] for j in range(40))
+                          + " #%d" % i,) for i in range(6000)])
+        con.commit()
+        con.close()
+        a = ["-d", self.sqlite_url("text.db"), "-b", self.path("bk"), "--encrypt-key",
+             self.path("k.key")]
+        sizes = {}
+        for level in ("1", "19"):
+            self.ok(*a, "backup", "--name", "l" + level, "--compression-level", level)
+            sizes[level] = os.path.getsize(self.path("bk", "l%s.tar.zst" % level))
+        # the records carry the compression: a higher level is clearly smaller
+        self.assertLess(sizes["19"], sizes["1"] * 0.9, sizes)
+        # the config's compression_level too
+        self.write("lvl.ini", "[safe-migrate]\ncompression_level = 19\n")
+        self.ok("-c", self.path("lvl.ini"), *a, "backup", "--name", "c19")
+        self.assertLess(os.path.getsize(self.path("bk", "c19.tar.zst")), sizes["1"] * 0.9)
+        r = self.ok("--json", "verify", self.path("bk", "l19.tar.zst"), "--encrypt-key",
+                    self.path("k.key"))
+        self.assertTrue(r.json()["authenticated"])
+        self.ok(*a, "restore", self.path("bk", "l19.tar.zst"), "--to",
+                self.sqlite_url("back.db"), "--yes")
+        self.assertEqual(self.sqlite_dump("back.db"), self.sqlite_dump("text.db"))
+
+    def test_require_encryption_refuses_an_unencrypted_snapshot(self):
+        plain = self.backup("plain")
+        enc = self.backup("enc", "--encrypt-key", self.path("k.key"))
+        key = ["--encrypt-key", self.path("k.key")]
+        self.sqlite("INSERT INTO t(v) VALUES ('after the snapshots')")
+        before = self.sqlite_dump()
+        listed = sorted(os.listdir(self.path("bk")))
+        # a plain snapshot (e.g. a forgery swapped into the backup directory) is
+        # refused in place before anything: no safety snapshot, no change
+        r = self.code(7, *self.a, "restore", plain, "--yes", "--require-encryption", *key)
+        self.assertIn("snapshot '%s' is refused: it is not encrypted" % plain, r.err)
+        self.assertIn("--require-encryption", r.err)
+        self.assert_untouched(before)
+        self.assertEqual(sorted(os.listdir(self.path("bk"))), listed)
+        r = self.code(7, "verify", plain, "--require-encryption", *key)
+        self.assertIn("not encrypted", r.out)
+        # from a stream too
+        r = from_stdin(self, plain, *self.a, "restore", "-", "--yes", "--no-safety-backup",
+                       "--require-encryption", *key)
+        self.assertEqual(r.code, 7, r)
+        self.assertIn("snapshot '-' is refused", r.err)
+        self.assert_untouched(before)
+        # the config and the environment set it as the flag does
+        self.write("req.ini", "[safe-migrate]\nrequire_encryption = true\n")
+        r = self.code(7, "-c", self.path("req.ini"), *self.a, "restore", plain, "--yes", *key)
+        self.assertIn("require_encryption", r.err)
+        self.code(7, *self.a, "restore", plain, "--yes", *key,
+                  env={"SAFE_MIGRATE_REQUIRE_ENCRYPTION": "yes"})
+        r = self.code(2, *self.a, "restore", plain, "--yes", *key,
+                      env={"SAFE_MIGRATE_REQUIRE_ENCRYPTION": "maybe"})
+        self.assertIn("invalid require_encryption 'maybe'", r.err)
+        # without any key nothing can be accepted: a usage error, naming the option
+        r = self.code(2, *self.a, "restore", enc, "--yes", "--require-encryption")
+        self.assertIn("--require-encryption", r.err)
+        self.assert_untouched(before)
+        self.assertEqual(sorted(os.listdir(self.path("bk"))), listed)
+        # without the requirement the old, unencrypted snapshot still restores
+        self.ok(*self.a, "restore", plain, "--to", self.sqlite_url("p.db"), "--yes", *key)
+        # an encrypted one is accepted, in place and from a stream
+        self.ok("verify", enc, "--require-encryption", *key)
+        self.ok(*self.a, "restore", enc, "--yes", "--no-safety-backup", "--require-encryption",
+                *key)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM t WHERE v = 'after the snapshots'"),
+                         [(0,)])
+        r = from_stdin(self, enc, *self.a, "restore", "-", "--to", self.sqlite_url("s.db"),
+                       "--yes", "--require-encryption", *key)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.sqlite_dump("s.db"), self.sqlite_dump())
+        # commands that read no snapshot refuse the flag
+        r = self.code(2, *self.a, "current", "--require-encryption")
+        self.assertIn("--require-encryption do not apply", r.err)
+
+    def test_require_encryption_in_recover(self):
+        # a run killed in its apply phase, with an unencrypted snapshot
+        self.write("migrations/0001_slow.sql", "-- migrate:up\nCREATE TABLE big AS "
+                   "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                   "WHERE x < 300000000) SELECT x FROM c;\n")
+        a = ["-d", self.sqlite_url(), "-b", self.path("backups")]
+        p = self.start_in_apply(*a, "safe-migrate", capture=False)
+        p.kill()
+        p.wait()
+        before = self.sqlite_dump()
+        key = ["--encrypt-key", self.path("k.key")]
+        r = self.code(7, *a, "recover", "--yes", "--require-encryption", *key)
+        self.assertIn("it is not encrypted", r.err)
+        self.assertIn("--require-encryption", r.err)
+        self.assert_untouched(before)
+        # the run is still open: recovering without the requirement works
+        self.ok(*a, "recover", "--yes", *key)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'big'"),
+                         [(0,)])
+
+    def test_streamed_snapshot_wrong_key_tampered_or_truncated_is_refused(self):
+        snap = self.backup("st", "--encrypt-key", self.path("k.key"))
+        self.keygen("other.key")
+        tampered = self.path("tampered.tar.zst")
+        with open(snap, "rb") as f, open(tampered, "wb") as g:
+            g.write(f.read())
+        rewrite(tampered, lambda e: flip_second_record(self, e))
+        cut = self.path("cut.tar.zst")
+        with open(snap, "rb") as f, open(cut, "wb") as g:
+            g.write(f.read()[:os.path.getsize(snap) // 2])
+        self.sqlite("INSERT INTO t(v) VALUES ('after the snapshot')")
+        before = self.sqlite_dump()
+        key = ["--encrypt-key", self.path("k.key")]
+        cases = ((snap, ["--encrypt-key", self.path("other.key")], 1, "encrypted with another key"),
+                 (tampered, key, 7, "fails authentication"),
+                 (cut, key, 7, "damaged"))
+        for stream, k, code, why in cases:
+            with self.subTest(why=why):
+                r = from_stdin(self, stream, *self.a, "restore", "-", "--yes",
+                               "--no-safety-backup", *k)
+                self.assertEqual(r.code, code, r)
+                self.assertIn(why, r.err)
+                self.assert_untouched(before)
+                r = from_stdin(self, stream, *self.a, "restore", "-", "--yes",
+                               "--to", self.sqlite_url("new.db"), *k)
+                self.assertEqual(r.code, code, r)
+                self.assertFalse(os.path.exists(self.path("new.db")))
+                r = from_stdin(self, stream, "verify", "-", *k)
+                self.assertEqual(r.code, code, r)
+        # and the good stream restores
+        r = from_stdin(self, snap, *self.a, "restore", "-", "--yes", "--no-safety-backup", *key)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM t WHERE v = 'after the snapshot'"),
+                         [(0,)])
+
     def test_pipeline_with_encryption_configured(self):
         self.write("safe-migrate.ini", "[safe-migrate]\ndatabase_url = sqlite:///app.db\n"
                    "backup_dir = bk\nencryption_key_file = k.key\n")
@@ -450,6 +634,59 @@ class EncryptPg(CliTest):
         self.assertNotEqual(r.code, 0, r)
         self.assertIn("fails authentication", r.err)
         self.assertEqual(self.psql(src, q), before)
+
+    def test_pg_wrong_key_truncation_and_require_encryption_in_place_and_streamed(self):
+        src = self.pg_new_db()
+        self.psql(src, "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                  "INSERT INTO t SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 40) "
+                  "FROM generate_series(1, 3000) g;")
+        self.ok("keygen", "--output", self.path("k.key"))
+        self.ok("keygen", "--output", self.path("other.key"))
+        key = ["--encrypt-key", self.path("k.key")]
+        a = ["-d", src, "-b", self.path("bk")]
+        self.ok(*a, "backup", "--name", "p1", *key)
+        self.ok(*a, "backup", "--name", "plain")
+        snap, plain = self.path("bk", "p1.tar.zst"), self.path("bk", "plain.tar.zst")
+        tampered, cut = self.path("tampered.tar.zst"), self.path("cut.tar.zst")
+        with open(snap, "rb") as f:
+            data = f.read()
+        with open(tampered, "wb") as g:
+            g.write(data)
+        with open(cut, "wb") as g:
+            g.write(data[:len(data) // 2])
+        rewrite(tampered, lambda e: flip_second_record(self, e))
+        self.psql(src, "INSERT INTO t VALUES (5000, 'after the snapshot')")
+        q = "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM t"
+        before = self.psql(src, q)
+        cases = (("wrong key", snap, ["--encrypt-key", self.path("other.key")], 1,
+                  "encrypted with another key"),
+                 ("tampered", tampered, key, 7, "fails authentication"),
+                 ("truncated", cut, key, 7, "damaged"),
+                 ("unencrypted, encryption required", plain, key + ["--require-encryption"], 7,
+                  "--require-encryption"))
+        for what, stream, k, code, why in cases:
+            with self.subTest(what=what, how="in place"):
+                listed = sorted(os.listdir(self.path("bk")))
+                r = self.run_sm(*a, "restore", stream, "--yes", *k)
+                self.assertEqual(r.code, code, r)
+                self.assertIn(why, r.err)
+                self.assertEqual(self.psql(src, q), before)
+                # a wrong key and an unencrypted snapshot are refused from the
+                # header, before even the safety snapshot (damage is found
+                # while loading, inside the one transaction)
+                if code == 1 or "require" in what:
+                    self.assertEqual(sorted(os.listdir(self.path("bk"))), listed)
+            with self.subTest(what=what, how="streamed"):
+                r = from_stdin(self, stream, *a, "restore", "-", "--yes", "--no-safety-backup",
+                               *k)
+                self.assertEqual(r.code, code, r)
+                self.assertIn(why, r.err)
+                self.assertEqual(self.psql(src, q), before)
+        # the good one, streamed in place under the requirement
+        r = from_stdin(self, snap, *a, "restore", "-", "--yes", "--no-safety-backup",
+                       "--require-encryption", *key)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.psql(src, "SELECT count(*) FROM t WHERE id = 5000"), "0")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
  * test_snapshot_crypt: the record layer of snapshot encryption
  * (snapshot_crypt.h): sealed sizes, seal/open round trips with both
  * ciphers, records that are changed, moved, renamed or carry the wrong
- * final flag, key files (modes, links, formats), a wrong key, and a whole
- * encrypted snapshot written and read back through the keyring.
+ * final flag, key files (modes, links, formats), a wrong key, a whole
+ * encrypted snapshot written and read back through the keyring, the
+ * records' compression level, and --require-encryption's refusal.
  */
 #include "unit_tmpdir.h"
 
@@ -333,6 +334,118 @@ static void test_snapshot_round_trip(void **state)
 	free(back);
 }
 
+/* The record's sealed length at a session level (snap_crypt_set_level),
+ * checking it opens back to plain. */
+static size_t sealed_len_at(int level, const unsigned char *plain, size_t n)
+{
+	struct sm_error err = SM_ERROR_INIT;
+	struct snap_crypt *w = NULL, *r = NULL;
+	struct snap_crypt_entry se;
+	struct strbuf out = STRBUF_INIT;
+	unsigned char *back = xmalloc(SNAP_CRYPT_RECORD);
+	size_t len, got;
+
+	sessions(NULL, &w, &r);
+	snap_crypt_set_level(w, level);
+	assert_int_equal(snap_crypt_entry_begin(w, "data/t.0000", n, &se, &err), 0);
+	assert_int_equal(snap_crypt_seal(&se, plain, n, 1, &out, &err), 0);
+	snap_crypt_entry_release(&se);
+	record_at(&out, 0, &len);
+	assert_int_equal(open_one(r, "data/t.0000", n, 0, record_at(&out, 0, &len), len, 1, back,
+				  &got), 0);
+	assert_int_equal(got, n);
+	assert_memory_equal(back, plain, n);
+	snap_crypt_free(w);
+	snap_crypt_free(r);
+	sb_release(&out);
+	free(back);
+	return len;
+}
+
+static void test_record_level(void **state)
+{
+	static const char *const words[] = { "order ", "shipped ", "customer ", "invoice ",
+					     "pending ", "warehouse ", "Lisbon ", "paid " };
+	struct sm_error err = SM_ERROR_INIT;
+	struct strbuf text = STRBUF_INIT;
+	size_t fast, one, strong;
+
+	(void)state;
+	for (unsigned i = 0; text.len < SNAP_CRYPT_RECORD - 64; i++)
+		sb_addf(&text, "%s%s#%u %u\n", words[(i * 7) % 8], words[(i * i) % 8], i,
+			(unsigned)((i * 2654435761ull) % 1000003));
+	assert_int_equal(snap_keyring_add(new_key("l.key"), &err), 0);
+	{
+		char *kp = tmp_path("l.key");
+		struct snap_key *k = NULL;
+
+		assert_int_equal(snap_key_load(kp, 0, &k, &err), 0);
+		snap_keyring_encrypt_to(k);
+		free(kp);
+	}
+	fast = sealed_len_at(-5, (const unsigned char *)text.buf, text.len);
+	one = sealed_len_at(SNAP_CRYPT_LEVEL_DEFAULT, (const unsigned char *)text.buf, text.len);
+	strong = sealed_len_at(19, (const unsigned char *)text.buf, text.len);
+	assert_true(strong < one);
+	assert_true(one < fast);
+	sb_release(&text);
+	snap_keyring_clear();
+}
+
+/* --require-encryption: a plain snapshot is refused from its header (its
+ * header is still described for list-backups); an encrypted one is read;
+ * with no key at all, nothing is. */
+static void test_require_encryption(void **state)
+{
+	struct sm_error err = SM_ERROR_INIT;
+	struct snap_writer *w = NULL;
+	struct snap_reader *r = NULL;
+	char *plain = NULL, *enc = NULL, *kp = tmp_path("q.key");
+	char sha[HASH_HEX_LEN + 1];
+	struct snap_key *k = NULL;
+	uint64_t bytes;
+
+	(void)state;
+	assert_int_equal(snap_writer_open(tmpdir, "plain", &w, &err), 0);
+	snap_set_engine(w, "testdb", "TestDB 1.0");
+	assert_int_equal(snap_add_entry_buf(w, "meta/x", "x", 1, &err), 0);
+	assert_int_equal(snap_writer_commit(w, &plain, sha, &bytes, &err), 0);
+	assert_int_equal(snap_keygen(kp, NULL, &err), 0);
+	assert_int_equal(snap_key_load(kp, 0, &k, &err), 0);
+	snap_keyring_encrypt_to(k);
+	assert_int_equal(snap_writer_open(tmpdir, "enc", &w, &err), 0);
+	snap_set_engine(w, "testdb", "TestDB 1.0");
+	assert_int_equal(snap_add_entry_buf(w, "meta/x", "x", 1, &err), 0);
+	assert_int_equal(snap_writer_commit(w, &enc, sha, &bytes, &err), 0);
+
+	snap_keyring_require(1);
+	assert_true(snap_keyring_required());
+	/* no key to decrypt with: a usage error, whatever the snapshot */
+	assert_int_equal(snap_reader_open(enc, &r, &err), -1);
+	assert_int_equal(err.kind, ERR_USAGE);
+	assert_non_null(strstr(err.msg, "--require-encryption"));
+	err_clear(&err);
+	assert_int_equal(snap_key_load(kp, 0, &k, &err), 0);
+	assert_int_equal(snap_keyring_add(k, &err), 0);
+	assert_int_equal(snap_reader_open(plain, &r, &err), -1);
+	assert_int_equal(err.kind, ERR_DAMAGED);
+	assert_non_null(strstr(err.msg, "is refused: it is not encrypted"));
+	assert_non_null(strstr(err.msg, plain));
+	err_clear(&err);
+	assert_int_equal(snap_reader_open_header(plain, &r, &err), 0);
+	snap_reader_close(r);
+	assert_int_equal(snap_reader_open(enc, &r, &err), 0);
+	assert_int_equal(snap_reader_decrypts(r), 1);
+	snap_reader_close(r);
+	/* off again (the default): the plain one is read */
+	snap_keyring_require(0);
+	assert_int_equal(snap_reader_open(plain, &r, &err), 0);
+	snap_reader_close(r);
+	free(plain);
+	free(enc);
+	free(kp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +454,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_level, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_require_encryption, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
