@@ -661,7 +661,15 @@ static const char subscription_sql[] =
 	"CASE WHEN s.subtwophasestate <> 'd' THEN ', two_phase = on' ELSE '' END || "
 	"CASE WHEN s.subdisableonerr THEN ', disable_on_error = true' ELSE '' END || "
 	"CASE WHEN s.subsynccommit <> 'off' THEN ', synchronous_commit = ' || "
-	"pg_catalog.quote_literal(s.subsynccommit) ELSE '' END || '); ' || "
+	"pg_catalog.quote_literal(s.subsynccommit) ELSE '' END || "
+	/* options of later servers, read by name so that the query runs on
+	 * every version (a column a server lacks reads as NULL) */
+	"CASE WHEN pg_catalog.to_jsonb(s) ->> 'suborigin' = 'none' THEN ', origin = none' "
+	"ELSE '' END || CASE WHEN pg_catalog.to_jsonb(s) ->> 'subpasswordrequired' = 'false' "
+	"THEN ', password_required = false' ELSE '' END || CASE WHEN pg_catalog.to_jsonb(s) ->> "
+	"'subrunasowner' = 'true' THEN ', run_as_owner = true' ELSE '' END || CASE WHEN "
+	"pg_catalog.to_jsonb(s) ->> 'subfailover' = 'true' THEN ', failover = true' ELSE '' END "
+	"|| '); ' || "
 	"'ALTER SUBSCRIPTION ' || pg_catalog.quote_ident(s.subname) || ' OWNER TO ' || "
 	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(s.subowner)) || '; END IF; END $sm$;' || "
 	/* its comment (in this database's pg_description, not the shared one) */
