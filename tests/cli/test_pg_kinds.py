@@ -185,7 +185,7 @@ class PgKindsTest(CliTest):
         one database: every restore mode gives back what pg_dump's does."""
         url = self.pg_new_db()
         self.load(url, PGDUMP_KINDS)
-        self.round_trips(url, """
+        snap = self.round_trips(url, """
             ALTER SCHEMA public OWNER TO CURRENT_USER;
             COMMENT ON SCHEMA public IS 'back';
             ALTER TABLE ONLY pgk.nv_parent DROP CONSTRAINT nv_positive;
@@ -209,6 +209,9 @@ class PgKindsTest(CliTest):
         self.assertEqual(self.psql(url, "SELECT conislocal, coninhcount, convalidated FROM "
                                         "pg_constraint WHERE conname = 'nv_positive' AND "
                                         "conrelid = 'pgk.nv_child'::regclass"), "t|1|f")
+        # and the snapshot verifies by being restored
+        r = self.ok("--json", "verify", snap, "--restore-to", self.pg_new_db())
+        self.assertTrue(r.json()["ok"], r)
 
     def test_in_place_restore_keeps_live_fdw_objects(self):
         """The extension lives in public, which an in-place restore drops: its
