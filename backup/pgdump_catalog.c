@@ -547,7 +547,9 @@ enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
 	/* 18 a foreign table's column options */                                        \
 	"CASE WHEN a.attfdwoptions IS NOT NULL THEN " PGOBJ_OPTIONS("a.attfdwoptions") " END, " \
 	/* 19 the table, 20 compression */                                               \
-	"a.attrelid, CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END " \
+	"a.attrelid, CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END, " \
+	/* 21 inherited from a parent too */                                             \
+	"a.attinhcount > 0 "                                                             \
 	"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid " \
 	/* an identity column's sequence depends on it internally */                     \
 	"LEFT JOIN pg_catalog.pg_depend sd ON a.attidentity <> '' AND sd.classid = "     \
@@ -1038,9 +1040,12 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 			sb_adds(cols, pgcat_val(r, i, 18));
 		if (pgcat_val(r, i, 6))
 			sb_addf(cols, " COLLATE %s", pgcat_val(r, i, 6));
-		if (gen[0] == 's')
-			sb_addf(cols, " GENERATED ALWAYS AS (%s) STORED", pgcat_val(r, i, 5));
-		else if (pgcat_val(r, i, 5))
+		/* a generated column merged with a parent's takes the parent's
+		 * expression: CREATE TABLE ... INHERITS refuses a second one */
+		if (gen[0] == 's') {
+			if (!bval(r, i, 21))
+				sb_addf(cols, " GENERATED ALWAYS AS (%s) STORED", pgcat_val(r, i, 5));
+		} else if (pgcat_val(r, i, 5))
 			sb_addf(cols, " DEFAULT %s", pgcat_val(r, i, 5));
 		if (ident[0] && pgcat_val(r, i, 10)) {
 			sb_addf(cols, " GENERATED %s AS IDENTITY (SEQUENCE NAME %s ",
@@ -1101,7 +1106,7 @@ static int dump_relations(struct dumper *dp)
 	int i, ret = -1;
 
 	if (!r || !(colres = pgcat_query(dp->conn, COLUMNS_SQL("SELECT c.oid FROM "
-		"pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'f') AND c.relnamespace IN "
+		"pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'f', 'm') AND c.relnamespace IN "
 		USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")), dp->err)))
 		goto out;
 	for (i = 0; i < PQntuples(r); i++) {
@@ -1133,6 +1138,11 @@ static int dump_relations(struct dumper *dp)
 					name, am ? " USING " : "", am ? am : "", *relopts ? " WITH (" : "",
 					relopts, *relopts ? ")" : "", ts ? " TABLESPACE " : "", ts ? ts : "",
 					def.buf);
+				/* its columns' own settings (compression, statistics,
+				 * storage), as a typed table's */
+				table_columns(colres, oid, name, COLS_TYPED, &cols, &sb, &copycols);
+				sb_release(&cols);
+				sb_release(&copycols);
 				rank = R_MATVIEW;
 			}
 			sb_release(&def);
@@ -1467,7 +1477,10 @@ static int dump_post(struct dumper *dp)
 		"= 'i') AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
 		" ORDER BY c.oid, v.clu DESC" },
 		/* check constraints of tables (recursing to inheritance children, whose
-		 * copies are not dumped) */
+		 * copies are not dumped), and a child's NOT VALID one that is its own
+		 * as well as inherited (a valid one is in its CREATE TABLE): after
+		 * its parents', so that it merges with the copy they made, and stays
+		 * local, as pg_dump does */
 		{ "CHECK CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' OR c.relhassubclass THEN '' "
 		"ELSE 'ONLY ' END || "
@@ -1475,8 +1488,9 @@ static int dump_post(struct dumper *dp)
 		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', c.oid::pg_catalog.regclass::text "
 		"|| ' ' || pg_catalog.quote_ident(k.conname), 'k:' || k.oid, " LOCK_ROOT("c") " "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-		"WHERE k.contype = 'c' AND k.conislocal AND k.coninhcount = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname" },
+		"WHERE k.contype = 'c' AND k.conislocal AND (k.coninhcount = 0 OR NOT k.convalidated) "
+		"AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
+		" ORDER BY k.coninhcount > 0, c.oid, k.conname" },
 		/* a domain's NOT VALID checks (CREATE DOMAIN cannot say NOT VALID), after
 		 * the rows they were never checked against, as pg_dump does */
 		{ "DOMAIN CONSTRAINT", PGA_LOCK_NONE,

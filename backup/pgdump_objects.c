@@ -358,9 +358,12 @@ static const char opclass_sql[] =
 	"CASE WHEN c.opcdefault THEN ' DEFAULT' ELSE '' END || ' FOR TYPE ' || "
 	"pg_catalog.format_type(c.opcintype, NULL) || ' USING ' || pg_catalog.quote_ident(a.amname) "
 	"|| ' FAMILY ' || " QNAME("fn.nspname", "f.opfname") " || ' AS ' || "
-	"pg_catalog.concat_ws(', ', CASE WHEN c.opckeytype <> 0 THEN 'STORAGE ' || "
+	/* a class with no members of its own still says something: its
+	 * storage type, which is its input type when not recorded */
+	"COALESCE(NULLIF(pg_catalog.concat_ws(', ', CASE WHEN c.opckeytype <> 0 THEN 'STORAGE ' || "
 	"pg_catalog.format_type(c.opckeytype, NULL) END, "
-	AMOP_ITEMS("pg_catalog.pg_opclass", "c.oid", "i") ") || E';\n', "
+	AMOP_ITEMS("pg_catalog.pg_opclass", "c.oid", "i") "), ''), 'STORAGE ' || "
+	"pg_catalog.format_type(c.opcintype, NULL)) || E';\n', "
 	QNAME("n.nspname", "c.opcname") " || ' USING ' || pg_catalog.quote_ident(a.amname), "
 	OWNER("c.opcowner") " FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_namespace n "
 	"ON n.oid = c.opcnamespace JOIN pg_catalog.pg_am a ON a.oid = c.opcmethod "
@@ -521,22 +524,29 @@ static const char fdw_acl_sql[] =
  * up (pg_init_privs), as pg_dump compares them: replayed from a clean slate
  * (an in-place restore recreates the extensions in the dropped schemas, and
  * leaves pg_catalog alone). */
+/* The owner whose privileges an object's ACL is read against: for
+ * PostgreSQL's own objects, the bootstrap superuser, since a restore does not
+ * give them to another owner (pg_dump does not either). */
+#define INIT_OWNER(nsp, owner) "CASE WHEN " nsp " = 'pg_catalog'::regnamespace THEN " \
+	"10::pg_catalog.oid ELSE " owner " END"
+
 static const char init_acl_sql[] =
 	"WITH o(kind, name, acl, owner, dflt) AS ("
 	" SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, "
-	" c.oid::pg_catalog.regclass::text, c.relacl, c.relowner, "
+	" c.oid::pg_catalog.regclass::text, c.relacl, " INIT_OWNER("c.relnamespace", "c.relowner") ", "
 	" CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END FROM pg_catalog.pg_class c "
 	" LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::regclass "
 	" AND ip.objoid = c.oid AND ip.objsubid = 0 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
 	" AND c.relacl IS DISTINCT FROM ip.initprivs AND (c.relnamespace = "
 	" 'pg_catalog'::regnamespace OR NOT " NOT_EXT("pg_catalog.pg_class", "c.oid") ")"
 	" UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, "
-	" p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner, 'f' FROM pg_catalog.pg_proc p "
+	" p.oid::pg_catalog.regprocedure::text, p.proacl, " INIT_OWNER("p.pronamespace", "p.proowner") ", 'f' FROM pg_catalog.pg_proc p "
 	" LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::regclass "
 	" AND ip.objoid = p.oid AND ip.objsubid = 0 WHERE p.proacl IS DISTINCT FROM ip.initprivs "
 	" AND (p.pronamespace = 'pg_catalog'::regnamespace OR NOT "
 	NOT_EXT("pg_catalog.pg_proc", "p.oid") ")"
-	" UNION ALL SELECT 'TYPE', pg_catalog.format_type(t.oid, NULL), t.typacl, t.typowner, 'T' "
+	" UNION ALL SELECT 'TYPE', pg_catalog.format_type(t.oid, NULL), t.typacl, "
+	INIT_OWNER("t.typnamespace", "t.typowner") ", 'T' "
 	" FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = "
 	" 'pg_catalog.pg_type'::regclass AND ip.objoid = t.oid AND ip.objsubid = 0 "
 	" WHERE t.typacl IS DISTINCT FROM ip.initprivs AND t.typcategory <> 'A' AND "
@@ -555,6 +565,28 @@ static const char init_acl_sql[] =
 	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
 	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault(o.dflt::\"char\", "
 	"o.owner))) a), '') FROM o ORDER BY o.kind, o.name";
+
+/* Column grants on the same tables, where they are no longer the initial
+ * ones: after the tables' own (a table's REVOKE ALL takes its columns'
+ * privileges too). */
+static const char init_col_acl_sql[] =
+	"WITH o(name, col, acl, owner) AS (SELECT c.oid::pg_catalog.regclass::text, "
+	" pg_catalog.quote_ident(a.attname), a.attacl, " INIT_OWNER("c.relnamespace", "c.relowner")
+	" FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+	" LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::regclass "
+	" AND ip.objoid = c.oid AND ip.objsubid = a.attnum WHERE a.attnum > 0 AND NOT "
+	" a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attacl IS DISTINCT FROM "
+	" ip.initprivs AND (c.relnamespace = 'pg_catalog'::regnamespace OR NOT "
+	NOT_EXT("pg_catalog.pg_class", "c.oid") ")) "
+	"SELECT 'REVOKE ALL (' || o.col || ') ON TABLE ' || o.name || ' FROM PUBLIC; REVOKE ALL (' "
+	"|| o.col || ') ON TABLE ' || o.name || ' FROM ' || "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)) || ';' || COALESCE((SELECT "
+	"pg_catalog.string_agg(' GRANT ' || a.privilege_type || ' (' || o.col || ') ON TABLE ' || "
+	"o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
+	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
+	"FROM pg_catalog.aclexplode(COALESCE(o.acl, '{}'::pg_catalog.aclitem[])) a), '') "
+	"FROM o ORDER BY o.name, o.col";
 
 /* Comments on the kinds of this file. */
 static const char comment_sql[] =
@@ -629,9 +661,21 @@ static const char subscription_sql[] =
 	"CASE WHEN s.subtwophasestate <> 'd' THEN ', two_phase = on' ELSE '' END || "
 	"CASE WHEN s.subdisableonerr THEN ', disable_on_error = true' ELSE '' END || "
 	"CASE WHEN s.subsynccommit <> 'off' THEN ', synchronous_commit = ' || "
-	"pg_catalog.quote_literal(s.subsynccommit) ELSE '' END || '); ' || "
+	"pg_catalog.quote_literal(s.subsynccommit) ELSE '' END || "
+	/* options of later servers, read by name so that the query runs on
+	 * every version (a column a server lacks reads as NULL) */
+	"CASE WHEN pg_catalog.to_jsonb(s) ->> 'suborigin' = 'none' THEN ', origin = none' "
+	"ELSE '' END || CASE WHEN pg_catalog.to_jsonb(s) ->> 'subpasswordrequired' = 'false' "
+	"THEN ', password_required = false' ELSE '' END || CASE WHEN pg_catalog.to_jsonb(s) ->> "
+	"'subrunasowner' = 'true' THEN ', run_as_owner = true' ELSE '' END || CASE WHEN "
+	"pg_catalog.to_jsonb(s) ->> 'subfailover' = 'true' THEN ', failover = true' ELSE '' END "
+	"|| '); ' || "
 	"'ALTER SUBSCRIPTION ' || pg_catalog.quote_ident(s.subname) || ' OWNER TO ' || "
-	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(s.subowner)) || '; END IF; END $sm$;' "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(s.subowner)) || '; END IF; END $sm$;' || "
+	/* its comment (in this database's pg_description, not the shared one) */
+	"COALESCE((SELECT ' COMMENT ON SUBSCRIPTION ' || pg_catalog.quote_ident(s.subname) || ' IS ' "
+	"|| pg_catalog.quote_literal(sd.description) || ';' FROM pg_catalog.pg_description sd "
+	"WHERE sd.classoid = 'pg_catalog.pg_subscription'::regclass AND sd.objoid = s.oid), '') "
 	"FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
 	"WHERE db.datname = pg_catalog.current_database() ORDER BY s.subname";
 
@@ -715,7 +759,8 @@ int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
 	 * database with subscriptions was refused by pgobj_unsupported) */
 	const char *su = PQparameterStatus(o->conn, "is_superuser");
 	const char *const parts[] = {
-		rls_sql, policy_sql, rule_sql, fdw_acl_sql, init_acl_sql, publication_sql,
+		rls_sql, policy_sql, rule_sql, fdw_acl_sql, init_acl_sql, init_col_acl_sql,
+		publication_sql,
 		su && !strcmp(su, "on") ? subscription_sql : NULL,
 		o->no_owner ? NULL : pub_owner_sql, comment_sql, misc_comment_sql, defacl_sql,
 		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */

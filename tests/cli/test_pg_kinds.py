@@ -21,6 +21,7 @@ from smtest import CliTest, PG_URL, SRC, main
 
 ZOO = os.path.join(SRC, "tests", "fixtures", "pg_zoo_kinds.sql")
 LOBS = os.path.join(SRC, "tests", "fixtures", "pg_zoo_lobs.sql")
+PGDUMP_KINDS = os.path.join(SRC, "tests", "fixtures", "pg_zoo_pgdump_kinds.sql")
 POSTGIS_CONTROL = "/usr/share/postgresql/15/extension/postgis.control"
 
 
@@ -178,6 +179,41 @@ class PgKindsTest(CliTest):
         self.assertEqual(self.psql(url, "SELECT count(*) FROM zoo.archive"), "1")
         self.assertEqual(self.psql(url, "SELECT count(*) FROM pg_user_mappings "
                                         "WHERE srvname = 'zoo_remote'"), "2")
+
+    def test_pgdump_suite_kinds(self):
+        """The kinds pg_dump's own test suite creates (002_pg_dump.pl), in
+        one database: every restore mode gives back what pg_dump's does."""
+        self.psql_admin("DO $$ BEGIN CREATE ROLE \"zoo \"\"quoted\"\" role\"; EXCEPTION WHEN "
+                        "duplicate_object THEN NULL; END $$")
+        url = self.pg_new_db()
+        self.load(url, PGDUMP_KINDS)
+        snap = self.round_trips(url, """
+            ALTER SCHEMA public OWNER TO CURRENT_USER;
+            COMMENT ON SCHEMA public IS 'back';
+            ALTER TABLE ONLY pgk.nv_parent DROP CONSTRAINT nv_positive;
+            DROP TABLE pgk.gen_child_own;
+            DELETE FROM pgk.items WHERE id > 6;
+            DROP STATISTICS pgk.st_kinds;
+            DROP MATERIALIZED VIEW pgk.mv4;
+            REFRESH MATERIALIZED VIEW pgk.mv3;
+            ALTER TYPE pgk.colour ADD VALUE 'black';
+            DROP OPERATOR CLASS pgk.big_empty USING btree;
+            DROP CAST (timestamptz AS interval);
+            DROP TEXT SEARCH CONFIGURATION pgk.eng_copy;
+            DROP PUBLICATION pgk_filtered;
+            ALTER TABLE pgk_side.readings_feb ENABLE TRIGGER readings_log;
+            ALTER DEFAULT PRIVILEGES FOR ROLE zoo_reader GRANT SELECT ON TABLES TO zoo_reader;
+            REVOKE SELECT (proname) ON TABLE pg_catalog.pg_proc FROM zoo_reader;
+            GRANT SELECT ON TABLE pg_catalog.pg_proc TO PUBLIC;
+            SELECT lo_unlink(91002);
+        """)
+        # the NOT VALID check both local and inherited stays both
+        self.assertEqual(self.psql(url, "SELECT conislocal, coninhcount, convalidated FROM "
+                                        "pg_constraint WHERE conname = 'nv_positive' AND "
+                                        "conrelid = 'pgk.nv_child'::regclass"), "t|1|f")
+        # and the snapshot verifies by being restored
+        r = self.ok("--json", "verify", snap, "--restore-to", self.pg_new_db())
+        self.assertTrue(r.json()["ok"], r)
 
     def test_in_place_restore_keeps_live_fdw_objects(self):
         """The extension lives in public, which an in-place restore drops: its
