@@ -8,7 +8,7 @@
 #          database: prints each side's peak RSS (goal <= 64 MiB, whatever the
 #          size), wall and CPU time.  stdout and stdin are pipes, as for
 #          `aws s3 cp -`; every restore checks the SHA-256 that backup printed;
-#          a failing command stops the bench.  A 20 GB run is SIZE_MB=20480 and
+#          a failing command stops the bench; SQLITE=0 runs PostgreSQL only.  A 20 GB run is SIZE_MB=20480 and
 #          needs about 2.5x that in WORKDIR (the source is deleted before the
 #          in-place restore, which stages a full copy); run it niced, e.g.
 #          nice -n 19 ionice -c3 scripts/bench/stream.sh rss /work/scratch.
@@ -56,6 +56,7 @@ measure_stream() {
   local in=$1 out=$2 rc
   shift 2
   set +e
+  # shellcheck disable=SC2002 # the cat is the point: stdin must be a pipe, not a file
   cat "$in" | /usr/bin/time -f "%M %e %U %S" -o time.txt "$@" 2>err.txt | cat >"$out"
   rc=("${PIPESTATUS[@]}")
   set -e
@@ -78,6 +79,8 @@ report() { # label "rss wall cpu" bytes
 
 if [ "$WHAT" = rss ] || [ "$WHAT" = all ]; then
   echo "== streaming: peak RSS (SIZE_MB=$SIZE_MB)"
+fi
+if { [ "$WHAT" = rss ] || [ "$WHAT" = all ]; } && [ "${SQLITE:-1}" = 1 ]; then
   stamp "generating big.db"
   t0=$(date +%s)
   sqlite3 big.db "PRAGMA page_size=8192; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
@@ -103,6 +106,8 @@ if [ "$WHAT" = rss ] || [ "$WHAT" = all ]; then
   report "sqlite restore - (in place)" "$r"
   stamp "done"
   rm -f big.db new.db big.tar.zst big.sha256
+fi
+if [ "$WHAT" = rss ] || [ "$WHAT" = all ]; then
   if [ -n "${SAFE_MIGRATE_BENCH_PG_URL:-}" ]; then
     U=$SAFE_MIGRATE_BENCH_PG_URL
     psql "$U" -qX -c "DROP TABLE IF EXISTS bench_t; CREATE TABLE bench_t (id bigserial PRIMARY KEY,
