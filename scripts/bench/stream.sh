@@ -9,8 +9,10 @@
 #          size), wall and CPU time.  stdout and stdin are pipes, as for
 #          `aws s3 cp -`; every restore checks the SHA-256 that backup printed;
 #          a failing command stops the bench; SQLITE=0 runs PostgreSQL only.  A 20 GB run is SIZE_MB=20480 and
-#          needs about 2.5x that in WORKDIR (the source is deleted before the
-#          in-place restore, which stages a full copy); run it niced, e.g.
+#          needs about 3.5x that in WORKDIR (the source is deleted before the
+#          in-place restore, which stages a full copy and copies it in through
+#          a rollback journal as big as the target; 73 GB at the peak for
+#          20 GiB); run it niced, e.g.
 #          nice -n 19 ionice -c3 scripts/bench/stream.sh rss /work/scratch.
 #   levels a text-heavy SQLite database (TEXT_ROWS rows, default 2000000, about
 #          400 MB): snapshot size, ratio and time for --compression-level -1,
