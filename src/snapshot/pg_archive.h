@@ -62,6 +62,8 @@ enum pga_lock {
 
 /* "SHARE", "ACCESS EXCLUSIVE", ... ("" for PGA_LOCK_NONE). */
 const char *pga_lock_name(enum pga_lock mode);
+/* The mode named name (pga_lock_name's spelling), or -1. */
+int pga_lock_parse(const char *name);
 /* Do two sessions holding a and b on one table wait for each other?
  * (PostgreSQL's conflict table; PGA_LOCK_NONE conflicts with nothing.) */
 int pga_locks_conflict(enum pga_lock a, enum pga_lock b);
@@ -108,6 +110,19 @@ void pga_entry_add_table(struct pga_entry *e, const char *table);
 /* Records that e needs entry dep (an earlier one) first. */
 void pga_entry_add_dep(struct pga_entry *e, size_t dep);
 void pga_toc_release(struct pga_toc *t);
+
+/*
+ * Puts t's entries in an order that runs: each after the entries it needs
+ * (dependencies may point forward before this), as pg_dump's TopoSort
+ * does: the current order is kept but where a dependency says otherwise,
+ * and an entry that must come earlier moves only as far as that (just
+ * before the first entry that needs it).  The entries' SQL, slices of
+ * script laid end to end from t->v[0].offset on (as pga_toc_add lays
+ * them), is reordered along, and their offsets and dependencies follow.
+ * Returns 0, or -1 when the dependencies have a cycle (t and script are
+ * unchanged); *at is then an entry on the cycle.
+ */
+int pga_toc_sort(struct pga_toc *t, struct strbuf *script, size_t *at);
 
 /* The toc's "post_data" array for t (caller owns). */
 cJSON *pga_toc_json(const struct pga_toc *t);
