@@ -318,7 +318,9 @@ static int post_key_cmp(const void *a, const void *b)
 }
 
 /* Each entry's needs become dependencies on every other entry that carries
- * a needed key (a later one too: pga_toc_sort then moves it earlier). */
+ * a needed key (a later one too: pga_toc_sort then moves it earlier), but
+ * a key the entry carries itself, which only earlier entries give it (an
+ * index attach needs its parent index, not the other attaches). */
 static void post_keys_resolve(struct post_keys *k, struct pga_toc *toc)
 {
 	if (k->nids)
@@ -328,6 +330,7 @@ static void post_keys_resolve(struct post_keys *k, struct pga_toc *toc)
 
 		while (p && *p) {
 			size_t n = strcspn(p, " "), lo = 0, hi = k->nids;
+			int own = 0;
 
 			while (lo < hi) {
 				size_t mid = lo + (hi - lo) / 2;
@@ -338,9 +341,13 @@ static void post_keys_resolve(struct post_keys *k, struct pga_toc *toc)
 					hi = mid;
 			}
 			/* the exact matches sort before the longer keys p is a prefix of */
-			for (; lo < k->nids && !strncmp(k->ids[lo].key, p, n) && !k->ids[lo].key[n]; lo++)
-				if (k->ids[lo].entry != e)
+			for (hi = lo; hi < k->nids && !strncmp(k->ids[hi].key, p, n) && !k->ids[hi].key[n];
+			     hi++)
+				own |= k->ids[hi].entry == e;
+			for (; lo < hi; lo++)
+				if (k->ids[lo].entry != e && (!own || k->ids[lo].entry < e))
 					pga_entry_add_dep(&toc->v[e], k->ids[lo].entry);
+			own = 0;
 			p += n + (p[n] == ' ');
 		}
 	}

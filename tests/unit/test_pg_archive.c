@@ -2,7 +2,8 @@
  * test_pg_archive: the PostgreSQL archive's typed table of contents: a toc
  * written by pga_toc_json reads back the same, a hostile toc (a slice out
  * of the script, a dependency on a later entry, an unknown lock mode) is
- * refused as damaged, and the lock-conflict table is PostgreSQL's.
+ * refused as damaged, the lock-conflict table is PostgreSQL's, and
+ * pga_toc_sort orders entries on their dependencies as pg_dump's TopoSort.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -136,6 +137,74 @@ static void test_lock_conflicts(void **state)
 			assert_int_equal(pga_locks_conflict((enum pga_lock)a, (enum pga_lock)b),
 					 pga_locks_conflict((enum pga_lock)b, (enum pga_lock)a));
 	assert_string_equal(pga_lock_name(PGA_LOCK_SHARE_UPDATE_EXCLUSIVE), "SHARE UPDATE EXCLUSIVE");
+	/* every mode reads back from its name; others are no mode */
+	for (int m = PGA_LOCK_NONE; m <= PGA_LOCK_ACCESS_EXCLUSIVE; m++)
+		assert_int_equal(pga_lock_parse(pga_lock_name((enum pga_lock)m)), m);
+	assert_int_equal(pga_lock_parse("share"), -1);
+}
+
+/* Appends an entry whose SQL is "<name>\n". */
+static struct pga_entry *add(struct pga_toc *t, struct strbuf *script, const char *name)
+{
+	struct strbuf sql = STRBUF_INIT;
+	struct pga_entry *e;
+
+	sb_addf(&sql, "%s\n", name);
+	e = pga_toc_add(t, script, "X", name, sql.buf, sql.len);
+	sb_release(&sql);
+	return e;
+}
+
+static void test_sort(void **state)
+{
+	struct pga_toc t = PGA_TOC_INIT;
+	struct strbuf script = STRBUF_INIT;
+	size_t at = SIZE_MAX;
+
+	(void)state;
+	/* already in order: nothing moves, the script is the same bytes */
+	sb_adds(&script, "-- header\n");
+	add(&t, &script, "a");
+	pga_entry_add_dep(add(&t, &script, "b"), 0);
+	assert_int_equal(pga_toc_sort(&t, &script, &at), 0);
+	assert_string_equal(script.buf, "-- header\na\nb\n");
+	pga_toc_release(&t);
+	sb_reset(&script);
+
+	/* c needs e, a later entry: e moves to just before c, and only that */
+	sb_adds(&script, "-- header\n");
+	add(&t, &script, "a");
+	add(&t, &script, "b");
+	pga_entry_add_dep(add(&t, &script, "c"), 4);
+	pga_entry_add_dep(add(&t, &script, "d"), 2);
+	add(&t, &script, "e");
+	add(&t, &script, "f");
+	assert_int_equal(pga_toc_sort(&t, &script, &at), 0);
+	assert_string_equal(script.buf, "-- header\na\nb\ne\nc\nd\nf\n");
+	assert_string_equal(t.v[2].name, "e");
+	assert_string_equal(t.v[3].name, "c");
+	/* the slices and the dependencies follow their entries */
+	for (size_t i = 0; i < t.n; i++) {
+		assert_int_equal(t.v[i].len, 2);
+		assert_memory_equal(script.buf + t.v[i].offset, t.v[i].name, 1);
+	}
+	assert_int_equal(t.v[3].ndeps, 1);
+	assert_int_equal(t.v[3].deps[0], 2);
+	assert_int_equal(t.v[4].deps[0], 3);
+	pga_toc_release(&t);
+	sb_reset(&script);
+
+	/* a cycle is refused, and nothing changes */
+	sb_adds(&script, "-- header\n");
+	pga_entry_add_dep(add(&t, &script, "a"), 1);
+	pga_entry_add_dep(add(&t, &script, "b"), 0);
+	add(&t, &script, "c");
+	assert_int_equal(pga_toc_sort(&t, &script, &at), -1);
+	assert_true(at < 2);
+	assert_string_equal(script.buf, "-- header\na\nb\nc\n");
+	assert_string_equal(t.v[0].name, "a");
+	pga_toc_release(&t);
+	sb_release(&script);
 }
 
 int main(void)
@@ -144,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_hostile_tocs),
 		cmocka_unit_test(test_lock_conflicts),
+		cmocka_unit_test(test_sort),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
