@@ -8,13 +8,14 @@
  * a view's rule, a column's default or type, a partition's parent all
  * become edges between the objects that own them.  Ties keep a stable
  * order (kind, then the order each kind was read in: OID, creation order,
- * for most).  Post-data is emitted in
- * the order that always works: unique and primary keys first (foreign keys
- * reference them), then indexes, checks, foreign keys, triggers.  Each of
- * its statements is an entry of the typed table of contents (pg_archive.h,
- * in out->post_toc): its kind, the tables it locks and how, and the
- * entries it needs, from pg_depend (post_keys below), so that a parallel
- * restore schedules them without reading their SQL.
+ * for most).  Post-data is read in a fixed order of kinds: unique and
+ * primary keys first (foreign keys reference them), then indexes, checks,
+ * foreign keys, triggers, ...  Each of its statements is an entry of the
+ * typed table of contents (pg_archive.h, in out->post_toc): its kind, name,
+ * owner, the tables it locks and how, and the entries it needs, from
+ * pg_depend (post_keys below), so that a parallel restore schedules them
+ * without reading their SQL; the entries are then sorted on those
+ * dependencies (pga_toc_sort), which moves an entry only where one says so.
  */
 #include "pgdump_catalog.h"
 #include "pgdump_objects.h"

@@ -15,10 +15,11 @@
  *
  * Like pg_dump's archive TOC, each post-data item is an entry: its kind
  * (pg_dump's names: "INDEX", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER",
- * "ACL", "COMMENT", ...), its identity, the tables it locks and in which
- * mode, the entries it needs first (computed from pg_depend by the backup)
- * and its SQL, a slice [offset, offset + length) of pg/post-data.sql, which
- * stays one script that runs in order.  The restore schedules from these
+ * "ACL", "COMMENT", "POLICY", ...), its identity, its owner, the tables it
+ * locks and in which mode, the entries it needs first (computed from
+ * pg_depend by the backup, which orders the entries on them:
+ * pga_toc_sort) and its SQL, a slice [offset, offset + length) of
+ * pg/post-data.sql, which stays one script that runs in order.  The restore schedules from these
  * entries and never parses the SQL to find out what it is.
  *
  * Version 1 (safe-migrate before the typed toc) has no "post_data": such a
@@ -74,7 +75,9 @@ int pga_locks_conflict(enum pga_lock a, enum pga_lock b);
 struct pga_entry {
 	char *kind;            /* pg_dump's name of the kind */
 	char *name;            /* the object, as the SQL names it */
-	char *owner;           /* the role an ACL entry's grants start from; NULL */
+	char *owner;           /* the object's owner (an OWNER entry: the role
+				* it sets; an ACL entry: the one its grants
+				* start from), or NULL */
 	/* the tables it locks (a partition counts as its tree's root: ALTER
 	 * TABLE recurses into partitions), qualified, all in mode lock */
 	char *tables[PGA_MAX_TABLES];
