@@ -348,7 +348,6 @@ static void post_keys_resolve(struct post_keys *k, struct pga_toc *toc)
 			for (; lo < hi; lo++)
 				if (k->ids[lo].entry != e && (!own || k->ids[lo].entry < e))
 					pga_entry_add_dep(&toc->v[e], k->ids[lo].entry);
-			own = 0;
 			p += n + (p[n] == ' ');
 		}
 	}
