@@ -173,6 +173,8 @@ struct pobj {
 	int emitted;
 	char *refresh; /* a populated materialized view: its REFRESH, for post-data, */
 	char *name;    /* and its name */
+	size_t pre_off, pre_len; /* its slice of pre-data, once emitted */
+	size_t entry;  /* its pre-data entry (emission order) */
 	int has_full;  /* a base type's shell (CREATE TYPE t;): */
 	size_t full;   /* the index of its full CREATE TYPE */
 };
@@ -1425,7 +1427,10 @@ static int emit_sorted(struct dumper *dp, struct strbuf *pre)
 				       "involves this statement: %.200s", s->v[i].sql);
 		}
 		s->v[best].emitted = 1;
+		s->v[best].pre_off = pre->len;
+		s->v[best].entry = done;
 		sb_adds(pre, s->v[best].sql);
+		s->v[best].pre_len = pre->len - s->v[best].pre_off;
 		if (s->v[best].refresh) {
 			ALLOC_GROW(dp->refresh, dp->nrefresh + 1, dp->arefresh);
 			dp->refresh[dp->nrefresh++] = (size_t)best;
@@ -1433,6 +1438,93 @@ static int emit_sorted(struct dumper *dp, struct strbuf *pre)
 		done++;
 	}
 	return 0;
+}
+
+/* The catalog of a sorted object's class letter (PGOBJ_CLASS_OF's, and
+ * 'b' a base type's full definition, 'K' a key created early). */
+#define PRE_CATALOG(l)                                                                 \
+	"CASE " l " WHEN 'c' THEN 'pg_catalog.pg_class'::regclass WHEN 't' THEN "          \
+	"'pg_catalog.pg_type'::regclass WHEN 'b' THEN 'pg_catalog.pg_type'::regclass "     \
+	"WHEN 'p' THEN 'pg_catalog.pg_proc'::regclass WHEN 'K' THEN "                      \
+	"'pg_catalog.pg_constraint'::regclass WHEN 'l' THEN 'pg_catalog.pg_collation'::regclass " \
+	"WHEN 'w' THEN 'pg_catalog.pg_foreign_data_wrapper'::regclass WHEN 's' THEN "      \
+	"'pg_catalog.pg_foreign_server'::regclass WHEN 'u' THEN "                          \
+	"'pg_catalog.pg_user_mapping'::regclass WHEN 'k' THEN 'pg_catalog.pg_cast'::regclass " \
+	"WHEN 'v' THEN 'pg_catalog.pg_conversion'::regclass WHEN 'o' THEN "                \
+	"'pg_catalog.pg_operator'::regclass WHEN 'F' THEN 'pg_catalog.pg_opfamily'::regclass " \
+	"WHEN 'C' THEN 'pg_catalog.pg_opclass'::regclass WHEN 'P' THEN "                   \
+	"'pg_catalog.pg_ts_parser'::regclass WHEN 'E' THEN 'pg_catalog.pg_ts_template'::regclass " \
+	"WHEN 'D' THEN 'pg_catalog.pg_ts_dict'::regclass WHEN 'T' THEN "                   \
+	"'pg_catalog.pg_ts_config'::regclass WHEN 'a' THEN 'pg_catalog.pg_am'::regclass "  \
+	"WHEN 'g' THEN 'pg_catalog.pg_language'::regclass WHEN 'x' THEN "                  \
+	"'pg_catalog.pg_transform'::regclass END"
+/* Its owner's OID, for the catalogs that have one. */
+#define PRE_OWNER(l, oid)                                                              \
+	"CASE " l " WHEN 'c' THEN (SELECT x.relowner FROM pg_catalog.pg_class x WHERE x.oid = " oid ") " \
+	"WHEN 't' THEN (SELECT x.typowner FROM pg_catalog.pg_type x WHERE x.oid = " oid ") "  \
+	"WHEN 'b' THEN (SELECT x.typowner FROM pg_catalog.pg_type x WHERE x.oid = " oid ") "  \
+	"WHEN 'p' THEN (SELECT x.proowner FROM pg_catalog.pg_proc x WHERE x.oid = " oid ") "  \
+	"WHEN 'l' THEN (SELECT x.collowner FROM pg_catalog.pg_collation x WHERE x.oid = " oid ") " \
+	"WHEN 'w' THEN (SELECT x.fdwowner FROM pg_catalog.pg_foreign_data_wrapper x WHERE x.oid = " oid ") " \
+	"WHEN 's' THEN (SELECT x.srvowner FROM pg_catalog.pg_foreign_server x WHERE x.oid = " oid ") " \
+	"WHEN 'v' THEN (SELECT x.conowner FROM pg_catalog.pg_conversion x WHERE x.oid = " oid ") " \
+	"WHEN 'o' THEN (SELECT x.oprowner FROM pg_catalog.pg_operator x WHERE x.oid = " oid ") " \
+	"WHEN 'F' THEN (SELECT x.opfowner FROM pg_catalog.pg_opfamily x WHERE x.oid = " oid ") " \
+	"WHEN 'C' THEN (SELECT x.opcowner FROM pg_catalog.pg_opclass x WHERE x.oid = " oid ") " \
+	"WHEN 'D' THEN (SELECT x.dictowner FROM pg_catalog.pg_ts_dict x WHERE x.oid = " oid ") " \
+	"WHEN 'T' THEN (SELECT x.cfgowner FROM pg_catalog.pg_ts_config x WHERE x.oid = " oid ") " \
+	"WHEN 'g' THEN (SELECT x.lanowner FROM pg_catalog.pg_language x WHERE x.oid = " oid ") END"
+
+/*
+ * The sorted objects of pre-data as typed entries (out->pre_toc), in the
+ * order emit_sorted wrote them: kind and identity (pg_identify_object's,
+ * a base type's shell is a "SHELL TYPE"), owner, the entries it needs
+ * (its pg_depend edges) and its slice of pre-data.  One query for all.
+ */
+static int type_pre_data(struct dumper *dp)
+{
+	const struct objset *s = &dp->objs;
+	struct strbuf sql = STRBUF_INIT;
+	struct pga_toc *t = &dp->d->pre_toc;
+	size_t *by_entry = xcalloc(s->n ? s->n : 1, sizeof(*by_entry));
+	PGresult *r;
+	size_t i;
+	int ret = -1;
+
+	for (i = 0; i < s->n; i++)
+		by_entry[s->v[i].entry] = i;
+	sb_adds(&sql, "SELECT CASE WHEN o.cls = 't' AND (SELECT NOT x.typisdefined FROM "
+		"pg_catalog.pg_type x WHERE x.oid = o.oid) THEN 'SHELL TYPE' ELSE "
+		"pg_catalog.upper(i.type) END, i.identity, pg_catalog.pg_get_userbyid("
+		PRE_OWNER("o.cls", "o.oid") ") FROM ROWS FROM (pg_catalog.unnest('{");
+	for (i = 0; i < s->n; i++)
+		sb_addf(&sql, "%s%c", i ? "," : "", s->v[by_entry[i]].cls);
+	sb_adds(&sql, "}'::\"char\"[]), pg_catalog.unnest('{");
+	for (i = 0; i < s->n; i++)
+		sb_addf(&sql, "%s%u", i ? "," : "", s->v[by_entry[i]].oid);
+	sb_adds(&sql, "}'::pg_catalog.oid[])) WITH ORDINALITY o(cls, oid, n) LEFT JOIN LATERAL "
+		"pg_catalog.pg_identify_object(" PRE_CATALOG("o.cls") ", o.oid, 0) i ON true "
+		"ORDER BY o.n");
+	if (!(r = pgcat_query(dp->conn, sql.buf, dp->err)))
+		goto out;
+	for (i = 0; i < s->n && i < (size_t)PQntuples(r); i++) {
+		const struct pobj *o = &s->v[by_entry[i]];
+		struct pga_entry *e = pga_toc_add_slice(t, pgcat_val(r, (int)i, 0) ?
+							pgcat_val(r, (int)i, 0) : "OBJECT",
+							pgcat_val(r, (int)i, 1), o->pre_off,
+							o->pre_len);
+
+		if (pgcat_val(r, (int)i, 2))
+			e->owner = xstrdup(pgcat_val(r, (int)i, 2));
+		for (size_t d = 0; d < o->ndeps; d++)
+			pga_entry_add_dep(e, s->v[o->deps[d]].entry);
+	}
+	PQclear(r);
+	ret = 0;
+out:
+	free(by_entry);
+	sb_release(&sql);
+	return ret;
 }
 
 /* The lock key of table c: the root of its partition tree (ALTER TABLE on
@@ -1956,7 +2048,8 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	    dump_extensions(&dp, pre) < 0 || dump_extension_config(&dp, pre) < 0 ||
 	    dump_types(&dp) < 0 || dump_base_types(&dp) < 0 || dump_sequences(&dp) < 0 ||
 	    dump_functions(&dp) < 0 || dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 ||
-	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
+	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0 ||
+	    type_pre_data(&dp) < 0)
 		goto out;
 	sb_add(pre, dp.seqowned.buf, dp.seqowned.len);
 	if (dump_large_objects(&dp, pre) < 0)
@@ -2048,6 +2141,7 @@ void pgcat_dump_release(struct pgcat_dump *d)
 	sb_release(&d->pre_data);
 	sb_release(&d->post_data);
 	pga_toc_release(&d->post_toc);
+	pga_toc_release(&d->pre_toc);
 	for (i = 0; i < d->ntables; i++) {
 		free(d->tables[i].schema);
 		free(d->tables[i].name);

@@ -69,8 +69,8 @@ int pga_lock_parse(const char *name)
 	return -1;
 }
 
-struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const char *kind,
-			      const char *name, const char *sql, size_t len)
+struct pga_entry *pga_toc_add_slice(struct pga_toc *t, const char *kind, const char *name,
+				    size_t offset, size_t len)
 {
 	struct pga_entry *e;
 
@@ -79,8 +79,16 @@ struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const ch
 	memset(e, 0, sizeof(*e));
 	e->kind = xstrdup(kind);
 	e->name = xstrdup(name ? name : "");
-	e->offset = script->len;
+	e->offset = offset;
 	e->len = len;
+	return e;
+}
+
+struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const char *kind,
+			      const char *name, const char *sql, size_t len)
+{
+	struct pga_entry *e = pga_toc_add_slice(t, kind, name, script->len, len);
+
 	sb_add(script, sql, len);
 	return e;
 }
@@ -319,21 +327,27 @@ static int parse_entry(const cJSON *o, size_t idx, size_t script_len, struct pga
 
 int pga_toc_parse(const cJSON *toc, size_t script_len, struct pga_toc *out, struct sm_error *err)
 {
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(toc, "post_data"), *o;
+	return pga_toc_parse_list(toc, "post_data", script_len, out, err);
+}
+
+int pga_toc_parse_list(const cJSON *toc, const char *key, size_t script_len, struct pga_toc *out,
+		       struct sm_error *err)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(toc, key), *o;
 
 	pga_toc_release(out);
 	if (!arr)
 		return 0;
 	if (!cJSON_IsArray(arr))
-		return err_set(err, ERR_DAMAGED, "its %s has a malformed post_data list", PGA_TOC_ENTRY);
+		return err_set(err, ERR_DAMAGED, "its %s has a malformed %s list", PGA_TOC_ENTRY, key);
 	cJSON_ArrayForEach(o, arr) {
 		ALLOC_GROW(out->v, out->n + 1, out->alloc);
 		if (parse_entry(o, out->n, script_len, &out->v[out->n]) < 0) {
 			size_t bad = out->n++;
 
 			pga_toc_release(out);
-			return err_set(err, ERR_DAMAGED, "its %s has a malformed post_data entry "
-				       "(number %zu)", PGA_TOC_ENTRY, bad);
+			return err_set(err, ERR_DAMAGED, "its %s has a malformed %s entry "
+				       "(number %zu)", PGA_TOC_ENTRY, key, bad);
 		}
 		out->n++;
 	}

@@ -8,7 +8,11 @@
  *                      column list and data entry, and (version 2) the typed
  *                      entries of post-data ("post_data", below)
  *   pg/pre-data.sql    schemas, extensions, types, sequences, tables,
- *                      functions, views (run with an empty search_path)
+ *                      functions, views (run with an empty search_path);
+ *                      the objects sorted on pg_depend are typed entries
+ *                      too ("pre_data": kind, identity, owner, deps,
+ *                      slice), which the restore does not need: it runs
+ *                      the script whole
  *   pg/post-data.sql   constraints, indexes, triggers, setval, ownership,
  *                      grants, comments, materialized-view refresh
  *   data/NNNNNN.copy.* one COPY ... TO STDOUT text stream per table
@@ -107,6 +111,10 @@ struct pga_toc {
  */
 struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const char *kind,
 			      const char *name, const char *sql, size_t len);
+/* Records script[offset, offset + len), already written, as a new entry
+ * of kind and name (copied); returns it as pga_toc_add does. */
+struct pga_entry *pga_toc_add_slice(struct pga_toc *t, const char *kind, const char *name,
+				    size_t offset, size_t len);
 /* Adds table (copied) to e's locked tables; ignored past PGA_MAX_TABLES,
  * which makes the entry's locks unknown (lock = PGA_LOCK_NONE). */
 void pga_entry_add_table(struct pga_entry *e, const char *table);
@@ -137,5 +145,8 @@ cJSON *pga_toc_json(const struct pga_toc *t);
  * missing field is ERR_DAMAGED.  On failure out is released.
  */
 int pga_toc_parse(const cJSON *toc, size_t script_len, struct pga_toc *out, struct sm_error *err);
+/* The same for the toc's list key ("post_data", "pre_data"). */
+int pga_toc_parse_list(const cJSON *toc, const char *key, size_t script_len, struct pga_toc *out,
+		       struct sm_error *err);
 
 #endif

@@ -218,6 +218,40 @@ class PgArchiveTest(CliTest):
                 "--no-safety-backup")
         self.assertSameState(before, url, "in place")
 
+    def test_pre_data_objects_are_typed_entries(self):
+        """Pre-data's sorted objects are typed entries too: kind, identity,
+        owner, the entries they need (pg_depend), and their SQL as slices of
+        pg/pre-data.sql, which stays the script it was."""
+        url = self.pg_new_db()
+        self.load(url, os.path.join(OLD, "source.sql"))
+        self.psql(url, "CREATE VIEW shop.big_orders AS SELECT id, total FROM shop.orders "
+                       "WHERE total > 100")
+        snap = self.backup(url)
+        toc = json.loads(self.entry(snap, "pg/toc.json"))
+        pre = self.entry(snap, "pg/pre-data.sql").decode()
+        entries = toc["pre_data"]
+        by = {(e["kind"], e["name"]): i for i, e in enumerate(entries)}
+        me = self.psql(url, "SELECT current_user")
+
+        def sql(e):
+            return pre[e["offset"]:e["offset"] + e["length"]]
+
+        orders = entries[by[("TABLE", "shop.orders")]]
+        self.assertEqual(orders["owner"], me)
+        self.assertTrue(sql(orders).startswith("CREATE TABLE shop.orders ("), sql(orders))
+        view = entries[by[("VIEW", "shop.big_orders")]]
+        self.assertIn(by[("TABLE", "shop.orders")], view["deps"])
+        self.assertTrue(sql(view).startswith("CREATE VIEW shop.big_orders"), sql(view))
+        self.assertIn(("FUNCTION", "shop.touch()"), by)
+        # the slices are disjoint, in the script's order, and each entry
+        # needs only earlier ones
+        for i, e in enumerate(entries):
+            self.assertTrue(all(d < i for d in e["deps"]), e)
+            if i:
+                prev = entries[i - 1]
+                self.assertGreaterEqual(e["offset"], prev["offset"] + prev["length"])
+        self.assertLessEqual(entries[-1]["offset"] + entries[-1]["length"], len(pre))
+
     def test_foreign_key_to_a_partitioned_unique_index(self):
         """The key needs every partition's index attached first: in one
         transaction and with --jobs 2 alike."""

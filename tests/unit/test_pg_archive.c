@@ -70,6 +70,15 @@ static void test_round_trip(void **state)
 	assert_int_equal(back.v[1].deps[0], 0);
 	assert_int_equal(back.v[0].offset, 10);
 	assert_memory_equal(script.buf + back.v[1].offset, "ALTER TABLE ONLY s.u", 20);
+	/* the same list under another key (pre-data's) reads the same */
+	cJSON_AddItemToObject(toc, "pre_data", pga_toc_json(&t));
+	assert_int_equal(pga_toc_parse_list(toc, "pre_data", script.len, &back, &err), 0);
+	assert_int_equal(back.n, 2);
+	assert_string_equal(back.v[0].name, "s.t_pkey");
+	assert_int_equal(pga_toc_parse_list(toc, "pre_data", 20, &back, &err), -1);
+	assert_int_equal(err.kind, ERR_DAMAGED);
+	assert_non_null(strstr(err.msg, "pre_data"));
+	cJSON_DeleteItemFromObject(toc, "pre_data");
 	/* a version 1 toc has no entries, and that is no error */
 	cJSON_DeleteItemFromObject(toc, "post_data");
 	assert_int_equal(pga_toc_parse(toc, script.len, &back, &err), 0);
