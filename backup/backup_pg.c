@@ -472,6 +472,7 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 		cJSON_AddItemToArray(tables, t);
 	}
 	cJSON_AddItemToObject(toc, "post_data", pga_toc_json(&d->post_toc));
+	cJSON_AddItemToObject(toc, "pre_data", pga_toc_json(&d->pre_toc));
 	sb_release(&entry);
 	add_blobs_toc(toc, d);
 	return toc;

@@ -8,13 +8,14 @@
  * a view's rule, a column's default or type, a partition's parent all
  * become edges between the objects that own them.  Ties keep a stable
  * order (kind, then the order each kind was read in: OID, creation order,
- * for most).  Post-data is emitted in
- * the order that always works: unique and primary keys first (foreign keys
- * reference them), then indexes, checks, foreign keys, triggers.  Each of
- * its statements is an entry of the typed table of contents (pg_archive.h,
- * in out->post_toc): its kind, the tables it locks and how, and the
- * entries it needs, from pg_depend (post_keys below), so that a parallel
- * restore schedules them without reading their SQL.
+ * for most).  Post-data is read in a fixed order of kinds: unique and
+ * primary keys first (foreign keys reference them), then indexes, checks,
+ * foreign keys, triggers, ...  Each of its statements is an entry of the
+ * typed table of contents (pg_archive.h, in out->post_toc): its kind, name,
+ * owner, the tables it locks and how, and the entries it needs, from
+ * pg_depend (post_keys below), so that a parallel restore schedules them
+ * without reading their SQL; the entries are then sorted on those
+ * dependencies (pga_toc_sort), which moves an entry only where one says so.
  */
 #include "pgdump_catalog.h"
 #include "pgdump_objects.h"
@@ -170,7 +171,10 @@ struct pobj {
 	size_t *deps;  /* indexes of objects this one needs first */
 	size_t ndeps, adeps;
 	int emitted;
-	char *refresh; /* a populated materialized view: its REFRESH, for post-data */
+	char *refresh; /* a populated materialized view: its REFRESH, for post-data, */
+	char *name;    /* and its name */
+	size_t pre_off, pre_len; /* its slice of pre-data, once emitted */
+	size_t entry;  /* its pre-data entry (emission order) */
 	int has_full;  /* a base type's shell (CREATE TYPE t;): */
 	size_t full;   /* the index of its full CREATE TYPE */
 };
@@ -261,6 +265,7 @@ static void objset_release(struct objset *s)
 	for (i = 0; i < s->n; i++) {
 		free(s->v[i].sql);
 		free(s->v[i].refresh);
+		free(s->v[i].name);
 		free(s->v[i].deps);
 	}
 	free(s->v);
@@ -315,9 +320,10 @@ static int post_key_cmp(const void *a, const void *b)
 	return c ? c : (x->entry > y->entry) - (x->entry < y->entry);
 }
 
-/* Each entry's needs become dependencies on every earlier entry that
- * carries a needed key (later ones cannot be needed: the script runs in
- * order). */
+/* Each entry's needs become dependencies on every other entry that carries
+ * a needed key (a later one too: pga_toc_sort then moves it earlier), but
+ * a key the entry carries itself, which only earlier entries give it (an
+ * index attach needs its parent index, not the other attaches). */
 static void post_keys_resolve(struct post_keys *k, struct pga_toc *toc)
 {
 	if (k->nids)
@@ -327,6 +333,7 @@ static void post_keys_resolve(struct post_keys *k, struct pga_toc *toc)
 
 		while (p && *p) {
 			size_t n = strcspn(p, " "), lo = 0, hi = k->nids;
+			int own = 0;
 
 			while (lo < hi) {
 				size_t mid = lo + (hi - lo) / 2;
@@ -337,8 +344,11 @@ static void post_keys_resolve(struct post_keys *k, struct pga_toc *toc)
 					hi = mid;
 			}
 			/* the exact matches sort before the longer keys p is a prefix of */
-			for (; lo < k->nids && !strncmp(k->ids[lo].key, p, n) && !k->ids[lo].key[n]; lo++)
-				if (k->ids[lo].entry < e)
+			for (hi = lo; hi < k->nids && !strncmp(k->ids[hi].key, p, n) && !k->ids[hi].key[n];
+			     hi++)
+				own |= k->ids[hi].entry == e;
+			for (; lo < hi; lo++)
+				if (k->ids[lo].entry != e && (!own || k->ids[lo].entry < e))
 					pga_entry_add_dep(&toc->v[e], k->ids[lo].entry);
 			p += n + (p[n] == ' ');
 		}
@@ -362,20 +372,41 @@ struct dumper {
 	const struct pgcat_options *o;
 	struct pgcat_dump *d;
 	struct objset objs;
-	struct strbuf owners;   /* ALTER ... OWNER TO, emitted in post-data */
+	struct pgcat_owners owners; /* ALTER ... OWNER TO, emitted in post-data */
 	struct strbuf seqowned; /* ALTER SEQUENCE ... OWNED BY, end of pre-data */
-	struct strbuf refresh;  /* REFRESH MATERIALIZED VIEW, in dependency order */
+	size_t *refresh;        /* the objects to REFRESH, in dependency order */
+	size_t nrefresh, arefresh;
 	struct strbuf extseq;   /* setval of extensions' configuration sequences */
 	struct sm_error *err;
 	struct post_keys keys;  /* post-data entries' identities and needs */
 };
 
-void pgcat_owner_to(struct strbuf *owners, int no_owner, const char *kind, const char *name,
+void pgcat_owner_to(struct pgcat_owners *owners, int no_owner, const char *kind, const char *name,
 		    const char *owner)
 {
+	struct strbuf b = STRBUF_INIT;
+	struct pgcat_owner *o;
+
 	if (no_owner || !owner)
 		return;
-	sb_addf(owners, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
+	ALLOC_GROW(owners->v, owners->n + 1, owners->alloc);
+	o = &owners->v[owners->n++];
+	sb_addf(&b, "%s %s", kind, name);
+	o->object = sb_detach(&b);
+	o->owner = xstrdup(owner);
+	sb_addf(&b, "ALTER %s %s OWNER TO %s;\n", kind, name, owner);
+	o->sql = sb_detach(&b);
+}
+
+void pgcat_owners_release(struct pgcat_owners *o)
+{
+	for (size_t i = 0; i < o->n; i++) {
+		free(o->v[i].object);
+		free(o->v[i].owner);
+		free(o->v[i].sql);
+	}
+	free(o->v);
+	memset(o, 0, sizeof(*o));
 }
 
 /* pgdump_objects hands its pre-data objects to the sort through this. */
@@ -386,9 +417,12 @@ static void add_sorted(void *ud, int rank, char cls, unsigned oid, char *sql)
 	add_obj(&dp->objs, rank, cls, oid, sql);
 }
 
+static void add_post_object(void *ud, const struct pgobj_entry *pe);
+
 static struct pgobj_out objects_out(struct dumper *dp)
 {
-	struct pgobj_out o = { dp->conn, dp->o->no_owner, dp->err, add_sorted, dp, &dp->owners };
+	struct pgobj_out o = { dp->conn, dp->o->no_owner, dp->err, add_sorted, dp, &dp->owners,
+			       add_post_object };
 
 	return o;
 }
@@ -409,6 +443,30 @@ static struct pga_entry *add_post(struct dumper *dp, const char *kind, const cha
 	}
 	post_keys_add(&dp->keys, d->post_toc.n - 1, ids, needs);
 	return e;
+}
+
+/* pgdump_objects hands its post-data entries over through this. */
+static void add_post_object(void *ud, const struct pgobj_entry *pe)
+{
+	struct pga_entry *e = add_post(ud, pe->kind, pe->name, pe->sql, 1, NULL, NULL);
+
+	if (pe->owner)
+		e->owner = xstrdup(pe->owner);
+	e->lock = pe->lock;
+	for (size_t i = 0; e->lock != PGA_LOCK_NONE && i < PGA_MAX_TABLES && pe->tables[i]; i++)
+		pga_entry_add_table(e, pe->tables[i]);
+	if (!e->ntables)
+		e->lock = PGA_LOCK_NONE;
+}
+
+/* The owners, an entry each, named by the object they set. */
+static void add_post_owners(struct dumper *dp)
+{
+	for (size_t i = 0; i < dp->owners.n; i++) {
+		const struct pgcat_owner *o = &dp->owners.v[i];
+
+		add_post(dp, "OWNER", o->object, o->sql, 0, NULL, NULL)->owner = xstrdup(o->owner);
+	}
 }
 
 /* Appends buf to post-data, one entry of kind a line (buf's statements
@@ -1151,6 +1209,7 @@ static int dump_relations(struct dumper *dp)
 			if (kind == 'm' && bval(r, i, 11)) {
 				sb_addf(&sb, "REFRESH MATERIALIZED VIEW %s;\n", name);
 				o->refresh = sb_detach(&sb);
+				o->name = xstrdup(name);
 			}
 			continue;
 		}
@@ -1378,18 +1437,127 @@ static int emit_sorted(struct dumper *dp, struct strbuf *pre)
 				       "involves this statement: %.200s", s->v[i].sql);
 		}
 		s->v[best].emitted = 1;
+		s->v[best].pre_off = pre->len;
+		s->v[best].entry = done;
 		sb_adds(pre, s->v[best].sql);
-		if (s->v[best].refresh)
-			sb_adds(&dp->refresh, s->v[best].refresh);
+		s->v[best].pre_len = pre->len - s->v[best].pre_off;
+		if (s->v[best].refresh) {
+			ALLOC_GROW(dp->refresh, dp->nrefresh + 1, dp->arefresh);
+			dp->refresh[dp->nrefresh++] = (size_t)best;
+		}
 		done++;
 	}
 	return 0;
 }
 
+/* The catalog of a sorted object's class letter (PGOBJ_CLASS_OF's, and
+ * 'b' a base type's full definition, 'K' a key created early). */
+#define PRE_CATALOG(l)                                                                 \
+	"CASE " l " WHEN 'c' THEN 'pg_catalog.pg_class'::regclass WHEN 't' THEN "          \
+	"'pg_catalog.pg_type'::regclass WHEN 'b' THEN 'pg_catalog.pg_type'::regclass "     \
+	"WHEN 'p' THEN 'pg_catalog.pg_proc'::regclass WHEN 'K' THEN "                      \
+	"'pg_catalog.pg_constraint'::regclass WHEN 'l' THEN 'pg_catalog.pg_collation'::regclass " \
+	"WHEN 'w' THEN 'pg_catalog.pg_foreign_data_wrapper'::regclass WHEN 's' THEN "      \
+	"'pg_catalog.pg_foreign_server'::regclass WHEN 'u' THEN "                          \
+	"'pg_catalog.pg_user_mapping'::regclass WHEN 'k' THEN 'pg_catalog.pg_cast'::regclass " \
+	"WHEN 'v' THEN 'pg_catalog.pg_conversion'::regclass WHEN 'o' THEN "                \
+	"'pg_catalog.pg_operator'::regclass WHEN 'F' THEN 'pg_catalog.pg_opfamily'::regclass " \
+	"WHEN 'C' THEN 'pg_catalog.pg_opclass'::regclass WHEN 'P' THEN "                   \
+	"'pg_catalog.pg_ts_parser'::regclass WHEN 'E' THEN 'pg_catalog.pg_ts_template'::regclass " \
+	"WHEN 'D' THEN 'pg_catalog.pg_ts_dict'::regclass WHEN 'T' THEN "                   \
+	"'pg_catalog.pg_ts_config'::regclass WHEN 'a' THEN 'pg_catalog.pg_am'::regclass "  \
+	"WHEN 'g' THEN 'pg_catalog.pg_language'::regclass WHEN 'x' THEN "                  \
+	"'pg_catalog.pg_transform'::regclass END"
+/* Its owner's OID, for the catalogs that have one. */
+#define PRE_OWNER(l, oid)                                                              \
+	"CASE " l " WHEN 'c' THEN (SELECT x.relowner FROM pg_catalog.pg_class x WHERE x.oid = " oid ") " \
+	"WHEN 't' THEN (SELECT x.typowner FROM pg_catalog.pg_type x WHERE x.oid = " oid ") "  \
+	"WHEN 'b' THEN (SELECT x.typowner FROM pg_catalog.pg_type x WHERE x.oid = " oid ") "  \
+	"WHEN 'p' THEN (SELECT x.proowner FROM pg_catalog.pg_proc x WHERE x.oid = " oid ") "  \
+	"WHEN 'l' THEN (SELECT x.collowner FROM pg_catalog.pg_collation x WHERE x.oid = " oid ") " \
+	"WHEN 'w' THEN (SELECT x.fdwowner FROM pg_catalog.pg_foreign_data_wrapper x WHERE x.oid = " oid ") " \
+	"WHEN 's' THEN (SELECT x.srvowner FROM pg_catalog.pg_foreign_server x WHERE x.oid = " oid ") " \
+	"WHEN 'v' THEN (SELECT x.conowner FROM pg_catalog.pg_conversion x WHERE x.oid = " oid ") " \
+	"WHEN 'o' THEN (SELECT x.oprowner FROM pg_catalog.pg_operator x WHERE x.oid = " oid ") " \
+	"WHEN 'F' THEN (SELECT x.opfowner FROM pg_catalog.pg_opfamily x WHERE x.oid = " oid ") " \
+	"WHEN 'C' THEN (SELECT x.opcowner FROM pg_catalog.pg_opclass x WHERE x.oid = " oid ") " \
+	"WHEN 'D' THEN (SELECT x.dictowner FROM pg_catalog.pg_ts_dict x WHERE x.oid = " oid ") " \
+	"WHEN 'T' THEN (SELECT x.cfgowner FROM pg_catalog.pg_ts_config x WHERE x.oid = " oid ") " \
+	"WHEN 'g' THEN (SELECT x.lanowner FROM pg_catalog.pg_language x WHERE x.oid = " oid ") END"
+
+/*
+ * The sorted objects of pre-data as typed entries (out->pre_toc), in the
+ * order emit_sorted wrote them: kind and identity (pg_identify_object's,
+ * a base type's shell is a "SHELL TYPE"), owner, the entries it needs
+ * (its pg_depend edges) and its slice of pre-data.  One query for all.
+ */
+static int type_pre_data(struct dumper *dp)
+{
+	const struct objset *s = &dp->objs;
+	struct strbuf sql = STRBUF_INIT;
+	struct pga_toc *t = &dp->d->pre_toc;
+	size_t *by_entry = xcalloc(s->n ? s->n : 1, sizeof(*by_entry));
+	PGresult *r;
+	size_t i;
+	int ret = -1;
+
+	for (i = 0; i < s->n; i++)
+		by_entry[s->v[i].entry] = i;
+	sb_adds(&sql, "SELECT CASE WHEN o.cls = 't' AND (SELECT NOT x.typisdefined FROM "
+		"pg_catalog.pg_type x WHERE x.oid = o.oid) THEN 'SHELL TYPE' ELSE "
+		"pg_catalog.upper(i.type) END, i.identity, pg_catalog.pg_get_userbyid("
+		PRE_OWNER("o.cls", "o.oid") ") FROM ROWS FROM (pg_catalog.unnest('{");
+	for (i = 0; i < s->n; i++)
+		sb_addf(&sql, "%s%c", i ? "," : "", s->v[by_entry[i]].cls);
+	sb_adds(&sql, "}'::\"char\"[]), pg_catalog.unnest('{");
+	for (i = 0; i < s->n; i++)
+		sb_addf(&sql, "%s%u", i ? "," : "", s->v[by_entry[i]].oid);
+	sb_adds(&sql, "}'::pg_catalog.oid[])) WITH ORDINALITY o(cls, oid, n) LEFT JOIN LATERAL "
+		"pg_catalog.pg_identify_object(" PRE_CATALOG("o.cls") ", o.oid, 0) i ON true "
+		"ORDER BY o.n");
+	if (!(r = pgcat_query(dp->conn, sql.buf, dp->err)))
+		goto out;
+	for (i = 0; i < s->n && i < (size_t)PQntuples(r); i++) {
+		const struct pobj *o = &s->v[by_entry[i]];
+		struct pga_entry *e = pga_toc_add_slice(t, pgcat_val(r, (int)i, 0) ?
+							pgcat_val(r, (int)i, 0) : "OBJECT",
+							pgcat_val(r, (int)i, 1), o->pre_off,
+							o->pre_len);
+
+		if (pgcat_val(r, (int)i, 2))
+			e->owner = xstrdup(pgcat_val(r, (int)i, 2));
+		for (size_t d = 0; d < o->ndeps; d++)
+			pga_entry_add_dep(e, s->v[o->deps[d]].entry);
+	}
+	PQclear(r);
+	ret = 0;
+out:
+	free(by_entry);
+	sb_release(&sql);
+	return ret;
+}
+
 /* The lock key of table c: the root of its partition tree (ALTER TABLE on
  * a partitioned table recurses into its partitions). */
-#define LOCK_ROOT(c)                                                                   \
-	"COALESCE(pg_catalog.pg_partition_root(" c ".oid), " c ".oid)::pg_catalog.regclass::text"
+#define LOCK_ROOT(c) PGOBJ_LOCK_ROOT(c)
+
+/* The materialized views whose rows the expressions of constraint k read,
+ * through the user's functions (an SQL-standard body records what it
+ * reads) and views, as post_keys ("m:OID"): validating k needs them
+ * refreshed.  Built-in objects (OIDs below 16384) are never followed. */
+#define MATVIEWS_READ(k)                                                               \
+	"(WITH RECURSIVE w(cls, oid) AS (SELECT d.refclassid, d.refobjid FROM "           \
+	"pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_constraint'::regclass "   \
+	"AND d.objid = " k ".oid AND d.deptype = 'n' AND d.refobjid >= 16384 AND "        \
+	"d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_class'::regclass) " \
+	"UNION SELECT d.refclassid, d.refobjid FROM w CROSS JOIN LATERAL (SELECT w.cls, "  \
+	"w.oid UNION ALL SELECT 'pg_catalog.pg_rewrite'::regclass, rw.oid FROM "           \
+	"pg_catalog.pg_rewrite rw WHERE w.cls = 'pg_catalog.pg_class'::regclass AND "      \
+	"rw.ev_class = w.oid) s(cls, oid) JOIN pg_catalog.pg_depend d ON d.classid = s.cls " \
+	"AND d.objid = s.oid WHERE d.deptype = 'n' AND d.refobjid >= 16384 AND "          \
+	"d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_class'::regclass)) " \
+	"SELECT pg_catalog.string_agg('m:' || w.oid, ' ') FROM w JOIN pg_catalog.pg_class mc " \
+	"ON mc.oid = w.oid WHERE w.cls = 'pg_catalog.pg_class'::regclass AND mc.relkind = 'm')"
 
 /*
  * Post-data: constraints, indexes, triggers, statistics, in the order that
@@ -1397,7 +1565,8 @@ static int emit_sorted(struct dumper *dp, struct strbuf *pre)
  * entries of one kind, with the lock it takes on its tables; columns:
  * 0 the SQL, 1 the name, then optional 2 its keys, 3 and 4 the tables it
  * locks, 5 the keys it needs (post_keys), 6 and 7 a key's split form
- * (struct pga_entry's index_sql, attach_sql).
+ * (struct pga_entry's index_sql, attach_sql), 8 the row's lock mode when it
+ * is not the part's.
  */
 struct post_part {
 	const char *kind;
@@ -1458,19 +1627,25 @@ static int dump_post(struct dumper *dp)
 		"FROM pg_catalog.pg_constraint k WHERE k.conindid = h.inhparent AND k.contype IN "
 		"('p', 'u', 'x')) ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid" },
 		/* settings of indexes (constraints' included) */
-		{ "INDEX STATISTICS", PGA_LOCK_NONE,
+		/* (PostgreSQL 15 takes SHARE UPDATE EXCLUSIVE on the index: its
+		 * table's, at least as strong, is what the schedule keys on) */
+		{ "INDEX STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
 		"SELECT 'ALTER INDEX ' || i.indexrelid::pg_catalog.regclass::text || ' ALTER COLUMN ' || "
 		"a.attnum || ' SET STATISTICS ' || a.attstattarget || ';', "
-		"i.indexrelid::pg_catalog.regclass::text, NULL, NULL, NULL, 'c:' || i.indexrelid "
+		"i.indexrelid::pg_catalog.regclass::text, NULL, " LOCK_ROOT("c") ", NULL, "
+		"'c:' || i.indexrelid "
 		"FROM pg_catalog.pg_index i "
 		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_attribute a ON "
 		"a.attrelid = i.indexrelid WHERE a.attstattarget >= 0 AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum" },
-		{ "INDEX USE", PGA_LOCK_NONE,
+		/* CLUSTER ON takes SHARE UPDATE EXCLUSIVE, REPLICA IDENTITY ACCESS
+		 * EXCLUSIVE (column 8) */
+		{ "INDEX USE", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
 		"SELECT 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || CASE WHEN "
 		"v.clu THEN ' CLUSTER ON ' ELSE ' REPLICA IDENTITY USING INDEX ' END || "
 		"pg_catalog.quote_ident(ic.relname) || ';', i.indexrelid::pg_catalog.regclass::text, "
-		"NULL, NULL, NULL, 'c:' || i.indexrelid FROM pg_catalog.pg_index i "
+		"NULL, " LOCK_ROOT("c") ", NULL, 'c:' || i.indexrelid, NULL, NULL, CASE WHEN v.clu "
+		"THEN 'SHARE UPDATE EXCLUSIVE' ELSE 'ACCESS EXCLUSIVE' END FROM pg_catalog.pg_index i "
 		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_class ic ON "
 		"ic.oid = i.indexrelid CROSS JOIN (VALUES (true), (false)) v(clu) "
 		"WHERE (v.clu AND i.indisclustered OR NOT v.clu AND i.indisreplident AND c.relreplident "
@@ -1486,7 +1661,8 @@ static int dump_post(struct dumper *dp)
 		"ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
 		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', c.oid::pg_catalog.regclass::text "
-		"|| ' ' || pg_catalog.quote_ident(k.conname), 'k:' || k.oid, " LOCK_ROOT("c") " "
+		"|| ' ' || pg_catalog.quote_ident(k.conname), 'k:' || k.oid, " LOCK_ROOT("c") ", NULL, "
+		MATVIEWS_READ("k") " "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'c' AND k.conislocal AND (k.coninhcount = 0 OR NOT k.convalidated) "
 		"AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
@@ -1516,8 +1692,10 @@ static int dump_post(struct dumper *dp)
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'f' AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname" },
-		/* triggers (clones on partitions come with their parent's) */
-		{ "TRIGGER", PGA_LOCK_NONE,
+		/* triggers (clones on partitions come with their parent's): CREATE
+		 * TRIGGER and ALTER TABLE ... TRIGGER take SHARE ROW EXCLUSIVE (a
+		 * constraint trigger's FROM table: ACCESS SHARE, weaker) */
+		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
 		"SELECT pg_catalog.pg_get_triggerdef(t.oid) || ';' || CASE t.tgenabled "
 		"WHEN 'D' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' DISABLE TRIGGER ' "
 		"|| pg_catalog.quote_ident(t.tgname) || ';' "
@@ -1525,25 +1703,32 @@ static int dump_post(struct dumper *dp)
 		"|| pg_catalog.quote_ident(t.tgname) || ';' "
 		"WHEN 'A' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ALWAYS TRIGGER ' "
 		"|| pg_catalog.quote_ident(t.tgname) || ';' ELSE '' END, "
-		"c.oid::pg_catalog.regclass::text || ' ' || pg_catalog.quote_ident(t.tgname) "
+		"c.oid::pg_catalog.regclass::text || ' ' || pg_catalog.quote_ident(t.tgname), "
+		"'t:' || t.oid, " LOCK_ROOT("c") ", (SELECT " LOCK_ROOT("fc") " FROM "
+		"pg_catalog.pg_class fc WHERE fc.oid = t.tgconstrrelid) "
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
 		"WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname" },
-		/* a partition's clone of its parent's trigger, enabled otherwise */
-		{ "TRIGGER", PGA_LOCK_NONE,
+		/* a partition's clone of its parent's trigger, enabled otherwise: it
+		 * needs the trigger it was cloned from */
+		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
 		"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || CASE t.tgenabled "
 		"WHEN 'D' THEN ' DISABLE' WHEN 'R' THEN ' ENABLE REPLICA' WHEN 'A' THEN ' ENABLE ALWAYS' "
 		"ELSE ' ENABLE' END || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ';', "
-		"c.oid::pg_catalog.regclass::text || ' ' || pg_catalog.quote_ident(t.tgname) "
+		"c.oid::pg_catalog.regclass::text || ' ' || pg_catalog.quote_ident(t.tgname), "
+		"'t:' || t.oid, " LOCK_ROOT("c") ", NULL, (WITH RECURSIVE up(oid, parent) AS (SELECT "
+		"pt.oid, pt.tgparentid UNION ALL SELECT x.oid, x.tgparentid FROM pg_catalog.pg_trigger x "
+		"JOIN up ON x.oid = up.parent) SELECT pg_catalog.string_agg('t:' || up.oid, ' ') FROM up) "
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid "
 		"JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.tgenabled <> pt.tgenabled "
 		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname" },
-		/* extended statistics */
-		{ "STATISTICS", PGA_LOCK_NONE,
+		/* extended statistics: CREATE STATISTICS takes SHARE UPDATE EXCLUSIVE */
+		{ "STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
 		"SELECT pg_catalog.pg_get_statisticsobjdef(s.oid) || ';' || CASE WHEN s.stxstattarget >= 0 "
 		"THEN ' ALTER STATISTICS ' || pg_catalog.quote_ident(n.nspname) || '.' || "
 		"pg_catalog.quote_ident(s.stxname) || ' SET STATISTICS ' || s.stxstattarget || ';' ELSE '' END, "
-		"pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname) "
+		"pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname), NULL, "
+		"(SELECT " LOCK_ROOT("c") " FROM pg_catalog.pg_class c WHERE c.oid = s.stxrelid) "
 		"FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
 		"WHERE s.stxnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_statistic_ext", "s.oid")
 		" ORDER BY s.oid" },
@@ -1565,6 +1750,8 @@ static int dump_post(struct dumper *dp)
 			const char *index_sql = COL(6), *attach_sql = COL(7);
 
 			e->lock = parts[p].lock;
+			if (COL(8) && pga_lock_parse(COL(8)) > 0)
+				e->lock = (enum pga_lock)pga_lock_parse(COL(8));
 			if (e->lock != PGA_LOCK_NONE && COL(3))
 				pga_entry_add_table(e, COL(3));
 			if (e->lock != PGA_LOCK_NONE && COL(4))
@@ -1707,7 +1894,8 @@ static int dump_acls(struct dumper *dp)
 }
 
 /* Runs sql and appends column 0 of every row (non-NULL) to post-data, an
- * entry of kind each. */
+ * entry of kind each, named by column 1 and needing the keys of column 2
+ * (post_keys). */
 static int add_post_rows(struct dumper *dp, const char *kind, const char *sql)
 {
 	PGresult *r = pgcat_query(dp->conn, sql, dp->err);
@@ -1717,7 +1905,8 @@ static int add_post_rows(struct dumper *dp, const char *kind, const char *sql)
 		return -1;
 	for (i = 0; i < PQntuples(r); i++)
 		if (pgcat_val(r, i, 0))
-			add_post(dp, kind, "", pgcat_val(r, i, 0), 1, NULL, NULL);
+			add_post(dp, kind, pgcat_val(r, i, 1), pgcat_val(r, i, 0), 1, NULL,
+				 pgcat_val(r, i, 2));
 	PQclear(r);
 	return 0;
 }
@@ -1725,7 +1914,11 @@ static int add_post_rows(struct dumper *dp, const char *kind, const char *sql)
 static int dump_comments(struct dumper *dp)
 {
 	return add_post_rows(dp, "COMMENT",
-		"SELECT 'COMMENT ON ' || CASE "
+		"SELECT 'COMMENT ON ' || x.target || ' IS ' || pg_catalog.quote_literal(x.description) "
+		"|| ';', x.target, CASE x.classoid WHEN 'pg_catalog.pg_class'::regclass THEN 'c:' || "
+		"x.objoid WHEN 'pg_catalog.pg_constraint'::regclass THEN 'k:' || x.objoid WHEN "
+		"'pg_catalog.pg_trigger'::regclass THEN 't:' || x.objoid END FROM (SELECT d.classoid, "
+		"d.objoid, d.objsubid, d.description, CASE "
 		" WHEN d.classoid = 'pg_catalog.pg_namespace'::regclass THEN 'SCHEMA ' || "
 		"  (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n WHERE n.oid = d.objoid "
 		"   AND n.oid IN " USER_NSP ") "
@@ -1762,11 +1955,12 @@ static int dump_comments(struct dumper *dp)
 		"  WHERE s.oid = d.objoid AND s.stxnamespace IN " USER_NSP ") "
 		" WHEN d.classoid = 'pg_catalog.pg_largeobject'::regclass THEN 'LARGE OBJECT ' || "
 		"  d.objoid::text "
-		" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
+		" END AS target "
 		/* built-in objects (OIDs below FirstNormalObjectId) but the public schema
 		 * are never ours: skipping them first keeps this fast */
 		"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 OR d.classoid IN ("
-		"'pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_largeobject'::regclass) ORDER BY d.classoid, d.objoid, d.objsubid");
+		"'pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_largeobject'::regclass)) x "
+		"ORDER BY x.classoid, x.objoid, x.objsubid");
 }
 
 /* Security labels of the user's objects (pg_seclabels names them as SECURITY
@@ -1776,7 +1970,8 @@ static int dump_security_labels(struct dumper *dp)
 	return add_post_rows(dp, "SECURITY LABEL",
 		"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(l.provider) || ' ON ' || "
 		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
-		"pg_catalog.quote_literal(l.label) || ';' FROM pg_catalog.pg_seclabels l "
+		"pg_catalog.quote_literal(l.label) || ';', pg_catalog.upper(l.objtype) || ' ' || "
+		"l.objname FROM pg_catalog.pg_seclabels l "
 		"WHERE (l.objnamespace IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_namespace'::regclass "
 		"AND l.objoid IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_largeobject'::regclass) "
 		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
@@ -1845,10 +2040,12 @@ out:
 int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *out,
 	       struct sm_error *err)
 {
-	struct dumper dp = { conn, o, out, { 0 }, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT, STRBUF_INIT,
-			     err, { 0 } };
-	struct strbuf *pre = &out->pre_data, *post = &out->post_data, objpost = STRBUF_INIT;
+	struct dumper dp = { conn, o, out, { 0 }, { NULL, 0, 0 }, STRBUF_INIT, NULL, 0, 0,
+			     STRBUF_INIT, err, { 0 } };
+	struct strbuf key = STRBUF_INIT;
+	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
 	struct pgobj_out objs = objects_out(&dp);
+	size_t at = 0;
 	int ret = -1;
 
 	if (o->no_tablespaces) {
@@ -1866,7 +2063,8 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	    dump_extensions(&dp, pre) < 0 || dump_extension_config(&dp, pre) < 0 ||
 	    dump_types(&dp) < 0 || dump_base_types(&dp) < 0 || dump_sequences(&dp) < 0 ||
 	    dump_functions(&dp) < 0 || dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 ||
-	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0)
+	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0 ||
+	    type_pre_data(&dp) < 0)
 		goto out;
 	sb_add(pre, dp.seqowned.buf, dp.seqowned.len);
 	if (dump_large_objects(&dp, pre) < 0)
@@ -1877,27 +2075,35 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	if (dump_post(&dp) < 0 || dump_seq_positions(&dp) < 0)
 		goto out;
 	add_post_lines(&dp, "SEQUENCE SET", &dp.extseq);
-	add_post_lines(&dp, "OWNER", &dp.owners);
+	add_post_owners(&dp);
 	if (dump_acls(&dp) < 0 || dump_comments(&dp) < 0 || dump_security_labels(&dp) < 0)
 		goto out;
 	/* REFRESH in dependency order (a view of a view after it) */
-	add_post_lines(&dp, "MATERIALIZED VIEW DATA", &dp.refresh);
-	/* policies, rules, publications, default privileges, event triggers:
-	 * one entry (pgdump_objects writes them as one script) */
-	if (pgobj_post(&objs, &objpost) < 0)
+	for (size_t i = 0; i < dp.nrefresh; i++) {
+		const struct pobj *mv = &dp.objs.v[dp.refresh[i]];
+
+		sb_reset(&key);
+		sb_addf(&key, "m:%u", mv->oid);
+		add_post(&dp, "MATERIALIZED VIEW DATA", mv->name, mv->refresh, 0, key.buf, NULL);
+	}
+	/* policies, rules, publications, default privileges, event triggers */
+	if (pgobj_post(&objs) < 0)
 		goto out;
-	if (objpost.len)
-		add_post(&dp, "OTHER", "policies, rules, publications, subscriptions, default "
-			 "privileges, event triggers", objpost.buf, 0, NULL, NULL);
 	post_keys_resolve(&dp.keys, &out->post_toc);
+	/* the fixed order of kinds above, but where a dependency says otherwise */
+	if (pga_toc_sort(&out->post_toc, post, &at) < 0) {
+		err_set(err, ERR_FAIL, "cannot order post-data: a dependency cycle involves %s %s",
+			out->post_toc.v[at].kind, out->post_toc.v[at].name);
+		goto out;
+	}
 	ret = 0;
 out:
 	post_keys_release(&dp.keys);
-	sb_release(&objpost);
 	objset_release(&dp.objs);
-	sb_release(&dp.owners);
+	pgcat_owners_release(&dp.owners);
 	sb_release(&dp.seqowned);
-	sb_release(&dp.refresh);
+	free(dp.refresh);
+	sb_release(&key);
 	sb_release(&dp.extseq);
 	return ret;
 }
@@ -1950,6 +2156,7 @@ void pgcat_dump_release(struct pgcat_dump *d)
 	sb_release(&d->pre_data);
 	sb_release(&d->post_data);
 	pga_toc_release(&d->post_toc);
+	pga_toc_release(&d->pre_toc);
 	for (i = 0; i < d->ntables; i++) {
 		free(d->tables[i].schema);
 		free(d->tables[i].name);

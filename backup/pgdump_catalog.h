@@ -60,9 +60,13 @@ struct pgcat_dump {
 	 * rows, post-data sets their owner, grants and comments. */
 	unsigned *blobs;
 	size_t nblobs, blobs_alloc;
+	/* pre_data's objects sorted on pg_depend, as typed entries (its
+	 * schemas, extensions, sequence ownership and large objects are not) */
+	struct pga_toc pre_toc;
 };
 
-#define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, PGA_TOC_INIT, NULL, 0, 0, NULL, 0, 0, NULL, 0, 0 }
+#define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, PGA_TOC_INIT, NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, \
+			  PGA_TOC_INIT }
 
 /* The settings the dump runs under (pg_dump's): UTF-8, ISO dates, empty
  * search_path, no timeouts; SET LOCAL, so they end with the transaction. */

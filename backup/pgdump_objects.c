@@ -462,11 +462,27 @@ int pgobj_pre(const struct pgobj_out *o)
 
 /* --- post-data ----------------------------------------------------------- */
 
+/*
+ * Each query below gives a post-data entry a row: 0 its SQL, 1 its name,
+ * then optional 2 the object's owner, 3 and 4 the tables it locks (their
+ * partition trees' roots) in the part's lock mode.
+ */
+
+/* The relations a policy's or a rule's expressions read (other than its
+ * own table): locked too while it is created (a second table to lock, or,
+ * past that, a lock the schedule does not know). */
+#define REFERENCED(cat, alias)                                                         \
+	"(SELECT pg_catalog.string_agg(DISTINCT " PGOBJ_LOCK_ROOT("rc") ", ' ') FROM "    \
+	"pg_catalog.pg_depend rd JOIN pg_catalog.pg_class rc ON rc.oid = rd.refobjid WHERE " \
+	"rd.classid = 'pg_catalog." cat "'::regclass AND rd.objid = " alias ".oid AND "     \
+	"rd.refclassid = 'pg_catalog.pg_class'::regclass AND rd.refobjid <> c.oid)"
+
 /* Row-level security switches and policies. */
 static const char rls_sql[] =
 	"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ROW LEVEL SECURITY;' "
 	"|| CASE WHEN c.relforcerowsecurity THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text "
-	"|| ' FORCE ROW LEVEL SECURITY;' ELSE '' END FROM pg_catalog.pg_class c "
+	"|| ' FORCE ROW LEVEL SECURITY;' ELSE '' END, c.oid::pg_catalog.regclass::text, "
+	"pg_catalog.pg_get_userbyid(c.relowner), " PGOBJ_LOCK_ROOT("c") " FROM pg_catalog.pg_class c "
 	"WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND c.relnamespace IN " USER_NSP
 	" AND " REL_NOT_EXT("c.oid") " ORDER BY c.oid";
 
@@ -480,7 +496,9 @@ static const char policy_sql[] =
 	"FROM pg_catalog.unnest(p.polroles) WITH ORDINALITY r(u, n)) || "
 	"COALESCE(' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')', '') || "
 	"COALESCE(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', '') "
-	"|| ';' FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
+	"|| ';', c.oid::pg_catalog.regclass::text || ' ' || pg_catalog.quote_ident(p.polname), "
+	"pg_catalog.pg_get_userbyid(c.relowner), " PGOBJ_LOCK_ROOT("c") ", " REFERENCED("pg_policy", "p")
+	" FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
 	"WHERE c.relnamespace IN " USER_NSP " AND " REL_NOT_EXT("c.oid") " ORDER BY c.oid, p.polname";
 
 /* Rules (a view's _RETURN rule is the view itself). */
@@ -491,8 +509,10 @@ static const char rule_sql[] =
 	"WHEN 'R' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE REPLICA RULE ' "
 	"|| pg_catalog.quote_ident(r.rulename) || ';' "
 	"WHEN 'A' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' ENABLE ALWAYS RULE ' "
-	"|| pg_catalog.quote_ident(r.rulename) || ';' ELSE '' END "
-	"FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
+	"|| pg_catalog.quote_ident(r.rulename) || ';' ELSE '' END, "
+	"c.oid::pg_catalog.regclass::text || ' ' || pg_catalog.quote_ident(r.rulename), "
+	"pg_catalog.pg_get_userbyid(c.relowner), " PGOBJ_LOCK_ROOT("c") ", " REFERENCED("pg_rewrite", "r")
+	" FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
 	"WHERE r.rulename <> '_RETURN' AND c.relnamespace IN " USER_NSP " AND " REL_NOT_EXT("c.oid")
 	" ORDER BY c.oid, r.rulename";
 
@@ -516,8 +536,8 @@ static const char fdw_acl_sql[] =
 	"' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
 	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
 	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
-	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault('F', o.owner))) a), '') "
-	"FROM o ORDER BY o.kind, o.name";
+	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault('F', o.owner))) a), ''), "
+	"o.kind || ' ' || o.name, pg_catalog.pg_get_userbyid(o.owner) FROM o ORDER BY o.kind, o.name";
 
 /* Grants on PostgreSQL's own objects (pg_catalog, languages) and on
  * extension members, and on the user's own languages, where they are no longer the ones initdb or CREATE EXTENSION set
@@ -564,7 +584,8 @@ static const char init_acl_sql[] =
 	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
 	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
 	"FROM pg_catalog.aclexplode(COALESCE(o.acl, pg_catalog.acldefault(o.dflt::\"char\", "
-	"o.owner))) a), '') FROM o ORDER BY o.kind, o.name";
+	"o.owner))) a), ''), o.kind || ' ' || o.name, pg_catalog.pg_get_userbyid(o.owner) "
+	"FROM o ORDER BY o.kind, o.name";
 
 /* Column grants on the same tables, where they are no longer the initial
  * ones: after the tables' own (a table's REVOKE ALL takes its columns'
@@ -585,12 +606,14 @@ static const char init_col_acl_sql[] =
 	"o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
 	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
 	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
-	"FROM pg_catalog.aclexplode(COALESCE(o.acl, '{}'::pg_catalog.aclitem[])) a), '') "
+	"FROM pg_catalog.aclexplode(COALESCE(o.acl, '{}'::pg_catalog.aclitem[])) a), ''), "
+	"'TABLE ' || o.name || ' COLUMN ' || o.col, pg_catalog.pg_get_userbyid(o.owner) "
 	"FROM o ORDER BY o.name, o.col";
 
 /* Comments on the kinds of this file. */
 static const char comment_sql[] =
-	"SELECT 'COMMENT ON ' || CASE "
+	"SELECT 'COMMENT ON ' || x.target || ' IS ' || pg_catalog.quote_literal(x.description) || "
+	"';', x.target FROM (SELECT d.classoid, d.objoid, d.description, CASE "
 	" WHEN d.classoid = 'pg_catalog.pg_collation'::regclass THEN (SELECT 'COLLATION ' || "
 	"  pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.collname) "
 	"  FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace "
@@ -614,12 +637,12 @@ static const char comment_sql[] =
 	"  AND " REL_NOT_EXT("c.oid") ") "
 	" WHEN d.classoid = 'pg_catalog.pg_publication'::regclass THEN (SELECT 'PUBLICATION ' || "
 	"  pg_catalog.quote_ident(p.pubname) FROM pg_catalog.pg_publication p WHERE p.oid = d.objoid) "
-	" END || ' IS ' || pg_catalog.quote_literal(d.description) || ';' "
+	" END AS target "
 	"FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 AND d.classoid IN ("
 	"'pg_catalog.pg_collation'::regclass, 'pg_catalog.pg_foreign_data_wrapper'::regclass, "
 	"'pg_catalog.pg_foreign_server'::regclass, 'pg_catalog.pg_policy'::regclass, "
-	"'pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_publication'::regclass) "
-	"ORDER BY d.classoid, d.objoid";
+	"'pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_publication'::regclass)) x "
+	"ORDER BY x.classoid, x.objoid";
 
 /* Publications: dropped first (they live outside every schema), created
  * empty, then given their schemas and tables (column lists, row filters). */
@@ -640,7 +663,8 @@ static const char publication_sql[] =
 	"ORDER BY k.n) FROM pg_catalog.unnest(pr.prattrs::pg_catalog.int2[]) WITH ORDINALITY k(num, n) "
 	"JOIN pg_catalog.pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.num) || ')', '') "
 	"|| COALESCE(' WHERE (' || pg_catalog.pg_get_expr(pr.prqual, pr.prrelid) || ')', '') || ';', "
-	"'' ORDER BY pr.prrelid) FROM pg_catalog.pg_publication_rel pr WHERE pr.prpubid = p.oid), '') "
+	"'' ORDER BY pr.prrelid) FROM pg_catalog.pg_publication_rel pr WHERE pr.prpubid = p.oid), ''), "
+	"pg_catalog.quote_ident(p.pubname), pg_catalog.pg_get_userbyid(p.pubowner) "
 	"FROM pg_catalog.pg_publication p ORDER BY p.pubname";
 
 /* Subscriptions, as pg_dump writes them: created without connecting
@@ -675,7 +699,8 @@ static const char subscription_sql[] =
 	/* its comment (in this database's pg_description, not the shared one) */
 	"COALESCE((SELECT ' COMMENT ON SUBSCRIPTION ' || pg_catalog.quote_ident(s.subname) || ' IS ' "
 	"|| pg_catalog.quote_literal(sd.description) || ';' FROM pg_catalog.pg_description sd "
-	"WHERE sd.classoid = 'pg_catalog.pg_subscription'::regclass AND sd.objoid = s.oid), '') "
+	"WHERE sd.classoid = 'pg_catalog.pg_subscription'::regclass AND sd.objoid = s.oid), ''), "
+	"pg_catalog.quote_ident(s.subname), pg_catalog.pg_get_userbyid(s.subowner) "
 	"FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
 	"WHERE db.datname = pg_catalog.current_database() ORDER BY s.subname";
 
@@ -697,7 +722,10 @@ static const char defacl_sql[] =
 	" ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || CASE WHEN "
 	" a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';' FROM "
 	" pg_catalog.aclexplode(d.defaclacl) a) x"
-	") FROM pg_catalog.pg_default_acl d "
+	"), 'FOR ROLE ' || pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.defaclrole)) || "
+	"CASE WHEN d.defaclnamespace <> 0 THEN ' IN SCHEMA ' || pg_catalog.quote_ident(n.nspname) "
+	"ELSE '' END || ' ON ' || k.objs, pg_catalog.pg_get_userbyid(d.defaclrole) "
+	"FROM pg_catalog.pg_default_acl d "
 	"CROSS JOIN LATERAL (SELECT CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN "
 	"'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END) "
 	"k(objs) LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace "
@@ -714,13 +742,14 @@ static const char evt_sql[] =
 	"CASE e.evtenabled WHEN 'D' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) "
 	"|| ' DISABLE;' WHEN 'R' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) "
 	"|| ' ENABLE REPLICA;' WHEN 'A' THEN ' ALTER EVENT TRIGGER ' || pg_catalog.quote_ident("
-	"e.evtname) || ' ENABLE ALWAYS;' ELSE '' END "
-	"FROM pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
+	"e.evtname) || ' ENABLE ALWAYS;' ELSE '' END, pg_catalog.quote_ident(e.evtname), "
+	"pg_catalog.pg_get_userbyid(e.evtowner) FROM pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
 	" ORDER BY e.evtname";
 
 static const char evt_comment_sql[] =
 	"SELECT 'COMMENT ON EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) || ' IS ' || "
-	"pg_catalog.quote_literal(d.description) || ';' FROM pg_catalog.pg_description d "
+	"pg_catalog.quote_literal(d.description) || ';', 'EVENT TRIGGER ' || "
+	"pg_catalog.quote_ident(e.evtname) FROM pg_catalog.pg_description d "
 	"JOIN pg_catalog.pg_event_trigger e ON e.oid = d.objoid WHERE d.classoid = "
 	"'pg_catalog.pg_event_trigger'::regclass AND " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
 	" ORDER BY e.evtname";
@@ -729,7 +758,8 @@ static const char evt_comment_sql[] =
  * wrappers and servers: pg_identify_object names each as COMMENT wants it. */
 static const char misc_comment_sql[] =
 	"SELECT 'COMMENT ON ' || pg_catalog.upper(i.type) || ' ' || i.identity || ' IS ' || "
-	"pg_catalog.quote_literal(d.description) || ';' FROM pg_catalog.pg_description d "
+	"pg_catalog.quote_literal(d.description) || ';', pg_catalog.upper(i.type) || ' ' || "
+	"i.identity FROM pg_catalog.pg_description d "
 	"CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classoid, d.objoid, 0) i "
 	"WHERE d.objoid >= 16384 AND d.classoid IN ('pg_catalog.pg_cast'::regclass, "
 	"'pg_catalog.pg_conversion'::regclass, 'pg_catalog.pg_operator'::regclass, "
@@ -744,32 +774,96 @@ static const char misc_comment_sql[] =
 /* Owners of the post-data kinds (pre-data ones are set by their dumpers). */
 static const char pub_owner_sql[] =
 	"SELECT 'ALTER PUBLICATION ' || pg_catalog.quote_ident(p.pubname) || ' OWNER TO ' || "
-	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.pubowner)) || ';' "
+	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.pubowner)) || ';', 'PUBLICATION ' || "
+	"pg_catalog.quote_ident(p.pubname), pg_catalog.pg_get_userbyid(p.pubowner) "
 	"FROM pg_catalog.pg_publication p ORDER BY p.pubname";
 static const char evt_owner_sql[] =
 	"SELECT 'ALTER EVENT TRIGGER ' || pg_catalog.quote_ident(e.evtname) || ' OWNER TO ' "
-	"|| pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.evtowner)) || ';' "
+	"|| pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.evtowner)) || ';', 'EVENT TRIGGER ' "
+	"|| pg_catalog.quote_ident(e.evtname), pg_catalog.pg_get_userbyid(e.evtowner) "
 	"FROM pg_catalog.pg_event_trigger e WHERE " NOT_EXT("pg_catalog.pg_event_trigger", "e.oid")
 	" ORDER BY e.evtname";
 
-int pgobj_post(const struct pgobj_out *o, struct strbuf *post)
+/* A part of post-data: the entries of one kind, with the lock they take
+ * on their tables (PGA_LOCK_NONE: none known, they run in order). */
+struct post_part {
+	const char *kind;
+	enum pga_lock lock;
+	const char *sql;
+};
+
+static int add_post_part(const struct pgobj_out *o, const struct post_part *part)
+{
+	PGresult *r = pgcat_query(o->conn, part->sql, o->err);
+	struct strbuf more = STRBUF_INIT;
+	int i, nf;
+
+	if (!r)
+		return -1;
+	nf = PQnfields(r);
+	for (i = 0; i < PQntuples(r); i++) {
+		struct pgobj_entry e = { part->kind, NULL, NULL, { NULL }, part->lock, NULL };
+		const char *refs = nf > 4 ? pgcat_val(r, i, 4) : NULL;
+		size_t nt = 0;
+
+		if (!(e.sql = pgcat_val(r, i, 0)))
+			continue;
+		e.name = nf > 1 && pgcat_val(r, i, 1) ? pgcat_val(r, i, 1) : "";
+		e.owner = nf > 2 ? pgcat_val(r, i, 2) : NULL;
+		if (nf > 3 && pgcat_val(r, i, 3))
+			e.tables[nt++] = pgcat_val(r, i, 3);
+		/* the referenced relations, space-separated regclass names (which
+		 * quote a name with a space) */
+		sb_reset(&more);
+		sb_adds(&more, refs ? refs : "");
+		for (char *p = more.buf, *sp; p && *p && e.lock != PGA_LOCK_NONE; p = sp ? sp + 1 : NULL) {
+			sp = strchr(p, ' ');
+			if (sp)
+				*sp = '\0';
+			if (strchr(p, '"') || nt == PGA_MAX_TABLES)
+				e.lock = PGA_LOCK_NONE;
+			else
+				e.tables[nt++] = p;
+		}
+		if (!nt)
+			e.lock = PGA_LOCK_NONE;
+		o->add_post(o->ud, &e);
+	}
+	sb_release(&more);
+	PQclear(r);
+	return 0;
+}
+
+int pgobj_post(const struct pgobj_out *o)
 {
 	/* only a superuser may read pg_subscription.subconninfo: the query
 	 * fails for anyone else even on no rows (another role's backup of a
 	 * database with subscriptions was refused by pgobj_unsupported) */
 	const char *su = PQparameterStatus(o->conn, "is_superuser");
-	const char *const parts[] = {
-		rls_sql, policy_sql, rule_sql, fdw_acl_sql, init_acl_sql, init_col_acl_sql,
-		publication_sql,
-		su && !strcmp(su, "on") ? subscription_sql : NULL,
-		o->no_owner ? NULL : pub_owner_sql, comment_sql, misc_comment_sql, defacl_sql,
+	/* ALTER TABLE ... ROW LEVEL SECURITY, CREATE POLICY and CREATE RULE
+	 * take ACCESS EXCLUSIVE on their table (PostgreSQL 15) */
+	const struct post_part parts[] = {
+		{ "ROW SECURITY", PGA_LOCK_ACCESS_EXCLUSIVE, rls_sql },
+		{ "POLICY", PGA_LOCK_ACCESS_EXCLUSIVE, policy_sql },
+		{ "RULE", PGA_LOCK_ACCESS_EXCLUSIVE, rule_sql },
+		{ "ACL", PGA_LOCK_NONE, fdw_acl_sql },
+		{ "ACL", PGA_LOCK_NONE, init_acl_sql },
+		{ "ACL", PGA_LOCK_NONE, init_col_acl_sql },
+		{ "PUBLICATION", PGA_LOCK_NONE, publication_sql },
+		{ "SUBSCRIPTION", PGA_LOCK_NONE, su && !strcmp(su, "on") ? subscription_sql : NULL },
+		{ "OWNER", PGA_LOCK_NONE, o->no_owner ? NULL : pub_owner_sql },
+		{ "COMMENT", PGA_LOCK_NONE, comment_sql },
+		{ "COMMENT", PGA_LOCK_NONE, misc_comment_sql },
+		{ "DEFAULT ACL", PGA_LOCK_NONE, defacl_sql },
 		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
-		evt_sql, o->no_owner ? NULL : evt_owner_sql, evt_comment_sql,
+		{ "EVENT TRIGGER", PGA_LOCK_NONE, evt_sql },
+		{ "OWNER", PGA_LOCK_NONE, o->no_owner ? NULL : evt_owner_sql },
+		{ "COMMENT", PGA_LOCK_NONE, evt_comment_sql },
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(parts) / sizeof(*parts); i++)
-		if (parts[i] && pgcat_add_lines(o->conn, parts[i], post, o->err) < 0)
+		if (parts[i].sql && add_post_part(o, &parts[i]) < 0)
 			return -1;
 	return 0;
 }

@@ -18,6 +18,7 @@
 
 #include "engine_pg.h"
 #include "error.h"
+#include "pg_archive.h"
 #include "strbuf.h"
 
 /* The user's schemas: what a snapshot holds (engine_pg.h's one
@@ -98,6 +99,34 @@ enum obj_rank {
 	"JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver "             \
 	"WHERE ft.ftrelid = " oidexpr ")"
 
+/* The lock key of table c (an SQL expression): the root of its partition
+ * tree (ALTER TABLE on a partitioned table recurses into its partitions). */
+#define PGOBJ_LOCK_ROOT(c)                                                             \
+	"COALESCE(pg_catalog.pg_partition_root(" c ".oid), " c ".oid)::pg_catalog.regclass::text"
+
+/* The ALTER ... OWNER TO statements post-data runs, each with the object
+ * it sets ("KIND NAME") and the role (as the SQL names it). */
+struct pgcat_owner {
+	char *object, *owner, *sql;
+};
+
+struct pgcat_owners {
+	struct pgcat_owner *v;
+	size_t n, alloc;
+};
+
+void pgcat_owners_release(struct pgcat_owners *o);
+
+/* A post-data entry of pgdump_objects (all borrowed; pg_archive.h): its
+ * SQL is one line, without its newline. */
+struct pgobj_entry {
+	const char *kind, *name;
+	const char *owner;  /* the object's owner, or NULL */
+	const char *tables[PGA_MAX_TABLES + 1]; /* locked in mode lock; NULL-ended */
+	enum pga_lock lock;
+	const char *sql;
+};
+
 /* Where pgdump_objects puts what it reads (all borrowed). */
 struct pgobj_out {
 	PGconn *conn;
@@ -106,7 +135,9 @@ struct pgobj_out {
 	/* a pre-data object for the dependency sort; takes sql */
 	void (*add)(void *ud, int rank, char cls, unsigned oid, char *sql);
 	void *ud;
-	struct strbuf *owners; /* ALTER ... OWNER TO, run in post-data */
+	struct pgcat_owners *owners; /* ALTER ... OWNER TO, run in post-data */
+	/* a post-data entry, appended to post-data in the order given */
+	void (*add_post)(void *ud, const struct pgobj_entry *e);
 };
 
 /* Runs sql; returns the result (caller PQclear) or NULL with err set. */
@@ -117,7 +148,7 @@ const char *pgcat_val(const PGresult *r, int row, int col);
 unsigned pgcat_oid(const PGresult *r, int row, int col);
 /* Appends "ALTER KIND NAME OWNER TO OWNER;" to owners, unless no_owner or
  * owner is NULL. */
-void pgcat_owner_to(struct strbuf *owners, int no_owner, const char *kind, const char *name,
+void pgcat_owner_to(struct pgcat_owners *owners, int no_owner, const char *kind, const char *name,
 		    const char *owner);
 /* Runs sql and appends column 0 of every row (non-NULL), a line each. */
 int pgcat_add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm_error *err);
@@ -134,12 +165,12 @@ int pgobj_prelude(const struct pgobj_out *o, struct strbuf *pre);
 int pgobj_pre(const struct pgobj_out *o);
 
 
-/* Post-data, appended to post: row-level security and policies, rules,
- * grants on wrappers and servers, grants that differ from pg_init_privs
- * (pg_catalog objects, extension members, languages), publications,
- * subscriptions, comments on the kinds above, default privileges, event
- * triggers (last: nothing of the restore fires them). */
-int pgobj_post(const struct pgobj_out *o, struct strbuf *post);
+/* Post-data, an entry each through o->add_post: row-level security and
+ * policies, rules, grants on wrappers and servers, grants that differ from
+ * pg_init_privs (pg_catalog objects, extension members, languages),
+ * publications, subscriptions, comments on the kinds above, default
+ * privileges, event triggers (last: nothing of the restore fires them). */
+int pgobj_post(const struct pgobj_out *o);
 
 /* Appends to out every object of a kind no snapshot reproduces, one
  * description a line, sorted (empty: none).  0, or -1 with err set. */

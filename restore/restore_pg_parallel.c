@@ -22,9 +22,11 @@
  *      ACCESS EXCLUSIVE, alone; a partition counts as its tree's root).  A
  *      key that the backup marked so is built as a unique index first, with
  *      the table's other indexes, then attached;
- *   5. the entries whose locks are unknown (triggers, setval, owners,
- *      grants, comments, REFRESH MATERIALIZED VIEW, ...) and those that
- *      need one of them, in order on the engine's connection.
+ *   5. the entries whose locks are unknown (setval, owners, grants,
+ *      comments, REFRESH MATERIALIZED VIEW, publications, event triggers,
+ *      ...) and those that need one of them, in order on the engine's
+ *      connection (the backup sorted the entries on their dependencies,
+ *      so every one comes after what it needs).
  *   A snapshot written before the typed toc runs its post-data script in
  *   order on the engine's connection instead.
  *   No ANALYZE: as after pg_restore, autovacuum analyzes the loaded tables

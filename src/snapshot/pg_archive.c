@@ -61,7 +61,7 @@ int pga_locks_conflict(enum pga_lock a, enum pga_lock b)
 	return (conflicts[a] & BIT(b)) != 0;
 }
 
-static int lock_parse(const char *name)
+int pga_lock_parse(const char *name)
 {
 	for (size_t i = 0; i < sizeof(lock_names) / sizeof(*lock_names); i++)
 		if (!strcmp(name, lock_names[i]))
@@ -69,8 +69,8 @@ static int lock_parse(const char *name)
 	return -1;
 }
 
-struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const char *kind,
-			      const char *name, const char *sql, size_t len)
+struct pga_entry *pga_toc_add_slice(struct pga_toc *t, const char *kind, const char *name,
+				    size_t offset, size_t len)
 {
 	struct pga_entry *e;
 
@@ -79,8 +79,16 @@ struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const ch
 	memset(e, 0, sizeof(*e));
 	e->kind = xstrdup(kind);
 	e->name = xstrdup(name ? name : "");
-	e->offset = script->len;
+	e->offset = offset;
 	e->len = len;
+	return e;
+}
+
+struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const char *kind,
+			      const char *name, const char *sql, size_t len)
+{
+	struct pga_entry *e = pga_toc_add_slice(t, kind, name, script->len, len);
+
 	sb_add(script, sql, len);
 	return e;
 }
@@ -125,6 +133,109 @@ void pga_toc_release(struct pga_toc *t)
 	free(t->v);
 	t->v = NULL;
 	t->n = t->alloc = 0;
+}
+
+/* A max-heap of entry indexes (pga_toc_sort's ready entries). */
+static void heap_push(size_t *h, size_t *n, size_t v)
+{
+	size_t i = (*n)++;
+
+	while (i && h[(i - 1) / 2] < v) {
+		h[i] = h[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h[i] = v;
+}
+
+static size_t heap_pop(size_t *h, size_t *n)
+{
+	size_t top = h[0], v = h[--*n], i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= *n)
+			break;
+		if (c + 1 < *n && h[c + 1] > h[c])
+			c++;
+		if (h[c] <= v)
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	if (*n)
+		h[i] = v;
+	return top;
+}
+
+int pga_toc_sort(struct pga_toc *t, struct strbuf *script, size_t *at)
+{
+	size_t n = t->n, nheap = 0, *needers, *heap, *order, *pos, k;
+	struct strbuf out = STRBUF_INIT;
+	struct pga_entry *v;
+	int moved = 0;
+
+	if (!n)
+		return 0;
+	/* needers[i]: how many entries need i and are not placed yet.  The
+	 * order is built from the end: the last entry nothing unplaced needs,
+	 * the one latest in the current order, goes last. */
+	needers = xcalloc(n, sizeof(*needers));
+	heap = xcalloc(n, sizeof(*heap));
+	order = xcalloc(n, sizeof(*order));
+	pos = xcalloc(n, sizeof(*pos));
+	for (size_t i = 0; i < n; i++)
+		for (size_t d = 0; d < t->v[i].ndeps; d++)
+			needers[t->v[i].deps[d]]++;
+	for (size_t i = 0; i < n; i++)
+		if (!needers[i])
+			heap_push(heap, &nheap, i);
+	for (k = n; k > 0 && nheap; k--) {
+		size_t j = heap_pop(heap, &nheap);
+
+		order[k - 1] = j;
+		for (size_t d = 0; d < t->v[j].ndeps; d++)
+			if (!--needers[t->v[j].deps[d]])
+				heap_push(heap, &nheap, t->v[j].deps[d]);
+	}
+	if (k > 0) {
+		for (size_t i = 0; i < n; i++)
+			if (needers[i])
+				*at = i;
+		free(needers);
+		free(heap);
+		free(order);
+		free(pos);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		pos[order[i]] = i;
+		moved |= order[i] != i;
+	}
+	if (moved) {
+		size_t base = t->v[0].offset, end = t->v[n - 1].offset + t->v[n - 1].len;
+
+		sb_add(&out, script->buf, base);
+		v = xcalloc(n, sizeof(*v));
+		for (size_t i = 0; i < n; i++) {
+			v[i] = t->v[order[i]];
+			v[i].offset = out.len;
+			sb_add(&out, script->buf + t->v[order[i]].offset, v[i].len);
+			for (size_t d = 0; d < v[i].ndeps; d++)
+				v[i].deps[d] = pos[v[i].deps[d]];
+		}
+		sb_add(&out, script->buf + end, script->len - end);
+		free(t->v);
+		t->v = v;
+		t->alloc = n;
+		sb_release(script);
+		*script = out;
+	}
+	free(needers);
+	free(heap);
+	free(order);
+	free(pos);
+	return 0;
 }
 
 cJSON *pga_toc_json(const struct pga_toc *t)
@@ -183,7 +294,7 @@ static int parse_entry(const cJSON *o, size_t idx, size_t script_len, struct pga
 	const char *asql = get_str(o, "attach_sql"), *owner = get_str(o, "owner");
 	const cJSON *tables = cJSON_GetObjectItemCaseSensitive(o, "tables");
 	const cJSON *deps = cJSON_GetObjectItemCaseSensitive(o, "deps"), *v;
-	int mode = lock ? lock_parse(lock) : -1;
+	int mode = lock ? pga_lock_parse(lock) : -1;
 
 	memset(e, 0, sizeof(*e));
 	if (!kind || !name || mode < 0 || !cJSON_IsArray(tables) || !cJSON_IsArray(deps) ||
@@ -216,21 +327,27 @@ static int parse_entry(const cJSON *o, size_t idx, size_t script_len, struct pga
 
 int pga_toc_parse(const cJSON *toc, size_t script_len, struct pga_toc *out, struct sm_error *err)
 {
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(toc, "post_data"), *o;
+	return pga_toc_parse_list(toc, "post_data", script_len, out, err);
+}
+
+int pga_toc_parse_list(const cJSON *toc, const char *key, size_t script_len, struct pga_toc *out,
+		       struct sm_error *err)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(toc, key), *o;
 
 	pga_toc_release(out);
 	if (!arr)
 		return 0;
 	if (!cJSON_IsArray(arr))
-		return err_set(err, ERR_DAMAGED, "its %s has a malformed post_data list", PGA_TOC_ENTRY);
+		return err_set(err, ERR_DAMAGED, "its %s has a malformed %s list", PGA_TOC_ENTRY, key);
 	cJSON_ArrayForEach(o, arr) {
 		ALLOC_GROW(out->v, out->n + 1, out->alloc);
 		if (parse_entry(o, out->n, script_len, &out->v[out->n]) < 0) {
 			size_t bad = out->n++;
 
 			pga_toc_release(out);
-			return err_set(err, ERR_DAMAGED, "its %s has a malformed post_data entry "
-				       "(number %zu)", PGA_TOC_ENTRY, bad);
+			return err_set(err, ERR_DAMAGED, "its %s has a malformed %s entry "
+				       "(number %zu)", PGA_TOC_ENTRY, key, bad);
 		}
 		out->n++;
 	}

@@ -8,17 +8,22 @@
  *                      column list and data entry, and (version 2) the typed
  *                      entries of post-data ("post_data", below)
  *   pg/pre-data.sql    schemas, extensions, types, sequences, tables,
- *                      functions, views (run with an empty search_path)
+ *                      functions, views (run with an empty search_path);
+ *                      the objects sorted on pg_depend are typed entries
+ *                      too ("pre_data": kind, identity, owner, deps,
+ *                      slice), which the restore does not need: it runs
+ *                      the script whole
  *   pg/post-data.sql   constraints, indexes, triggers, setval, ownership,
  *                      grants, comments, materialized-view refresh
  *   data/NNNNNN.copy.* one COPY ... TO STDOUT text stream per table
  *
  * Like pg_dump's archive TOC, each post-data item is an entry: its kind
  * (pg_dump's names: "INDEX", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER",
- * "ACL", "COMMENT", ...), its identity, the tables it locks and in which
- * mode, the entries it needs first (computed from pg_depend by the backup)
- * and its SQL, a slice [offset, offset + length) of pg/post-data.sql, which
- * stays one script that runs in order.  The restore schedules from these
+ * "ACL", "COMMENT", "POLICY", ...), its identity, its owner, the tables it
+ * locks and in which mode, the entries it needs first (computed from
+ * pg_depend by the backup, which orders the entries on them:
+ * pga_toc_sort) and its SQL, a slice [offset, offset + length) of
+ * pg/post-data.sql, which stays one script that runs in order.  The restore schedules from these
  * entries and never parses the SQL to find out what it is.
  *
  * Version 1 (safe-migrate before the typed toc) has no "post_data": such a
@@ -62,6 +67,8 @@ enum pga_lock {
 
 /* "SHARE", "ACCESS EXCLUSIVE", ... ("" for PGA_LOCK_NONE). */
 const char *pga_lock_name(enum pga_lock mode);
+/* The mode named name (pga_lock_name's spelling), or -1. */
+int pga_lock_parse(const char *name);
 /* Do two sessions holding a and b on one table wait for each other?
  * (PostgreSQL's conflict table; PGA_LOCK_NONE conflicts with nothing.) */
 int pga_locks_conflict(enum pga_lock a, enum pga_lock b);
@@ -72,7 +79,9 @@ int pga_locks_conflict(enum pga_lock a, enum pga_lock b);
 struct pga_entry {
 	char *kind;            /* pg_dump's name of the kind */
 	char *name;            /* the object, as the SQL names it */
-	char *owner;           /* the role an ACL entry's grants start from; NULL */
+	char *owner;           /* the object's owner (an OWNER entry: the role
+				* it sets; an ACL entry: the one its grants
+				* start from), or NULL */
 	/* the tables it locks (a partition counts as its tree's root: ALTER
 	 * TABLE recurses into partitions), qualified, all in mode lock */
 	char *tables[PGA_MAX_TABLES];
@@ -102,12 +111,29 @@ struct pga_toc {
  */
 struct pga_entry *pga_toc_add(struct pga_toc *t, struct strbuf *script, const char *kind,
 			      const char *name, const char *sql, size_t len);
+/* Records script[offset, offset + len), already written, as a new entry
+ * of kind and name (copied); returns it as pga_toc_add does. */
+struct pga_entry *pga_toc_add_slice(struct pga_toc *t, const char *kind, const char *name,
+				    size_t offset, size_t len);
 /* Adds table (copied) to e's locked tables; ignored past PGA_MAX_TABLES,
  * which makes the entry's locks unknown (lock = PGA_LOCK_NONE). */
 void pga_entry_add_table(struct pga_entry *e, const char *table);
 /* Records that e needs entry dep (an earlier one) first. */
 void pga_entry_add_dep(struct pga_entry *e, size_t dep);
 void pga_toc_release(struct pga_toc *t);
+
+/*
+ * Puts t's entries in an order that runs: each after the entries it needs
+ * (dependencies may point forward before this), as pg_dump's TopoSort
+ * does: the current order is kept but where a dependency says otherwise,
+ * and an entry that must come earlier moves only as far as that (just
+ * before the first entry that needs it).  The entries' SQL, slices of
+ * script laid end to end from t->v[0].offset on (as pga_toc_add lays
+ * them), is reordered along, and their offsets and dependencies follow.
+ * Returns 0, or -1 when the dependencies have a cycle (t and script are
+ * unchanged); *at is then an entry on the cycle.
+ */
+int pga_toc_sort(struct pga_toc *t, struct strbuf *script, size_t *at);
 
 /* The toc's "post_data" array for t (caller owns). */
 cJSON *pga_toc_json(const struct pga_toc *t);
@@ -119,5 +145,8 @@ cJSON *pga_toc_json(const struct pga_toc *t);
  * missing field is ERR_DAMAGED.  On failure out is released.
  */
 int pga_toc_parse(const cJSON *toc, size_t script_len, struct pga_toc *out, struct sm_error *err);
+/* The same for the toc's list key ("post_data", "pre_data"). */
+int pga_toc_parse_list(const cJSON *toc, const char *key, size_t script_len, struct pga_toc *out,
+		       struct sm_error *err);
 
 #endif

@@ -101,17 +101,156 @@ class PgArchiveTest(CliTest):
         self.assertEqual(pkey["index_sql"],
                          "CREATE UNIQUE INDEX customers_pkey ON shop.customers USING btree (id)")
         self.assertIn("PRIMARY KEY USING INDEX customers_pkey", pkey["attach_sql"])
-        # what no lock is known for runs alone, in order
+        # a trigger locks its table as CREATE TRIGGER does
         trig = get("TRIGGER", "shop.orders orders_touch")
-        self.assertEqual((trig["lock"], trig["tables"]), ("", []))
+        self.assertEqual((trig["lock"], trig["tables"]), ("SHARE ROW EXCLUSIVE", ["shop.orders"]))
+        me = self.psql(url, "SELECT current_user")
         acl = get("ACL", "TABLE shop.orders")
-        self.assertEqual(acl["owner"], self.psql(url, "SELECT current_user"))
+        self.assertEqual(acl["owner"], me)
         self.assertIn("GRANT SELECT ON TABLE shop.orders TO PUBLIC", sql(acl))
-        self.assertEqual({e["kind"] for e in entries} >= {"SEQUENCE SET", "OWNER", "COMMENT"}, True)
+        # owners, comments: named by their object, the owner carried; a
+        # comment on an index needs the index
+        owner = get("OWNER", "TABLE shop.orders")
+        self.assertEqual(owner["owner"], me)
+        self.assertEqual(sql(owner), "ALTER TABLE shop.orders OWNER TO %s;\n" % me)
+        self.assertEqual(get("OWNER", "SCHEMA shop")["owner"], me)
+        self.assertEqual(sql(get("COMMENT", "TABLE shop.orders")),
+                         "COMMENT ON TABLE shop.orders IS 'orders';\n")
+        self.assertIn(by[("INDEX", "shop.orders_customer_idx")],
+                      get("COMMENT", "INDEX shop.orders_customer_idx")["deps"])
+        self.assertEqual([e for e in entries if e["name"] == ""], [])
         # the entries are the script, in order, all of it but its header line
         self.assertEqual("".join(sql(e) for e in entries), post.split("\n", 1)[1])
         for i, e in enumerate(entries):
             self.assertTrue(all(d < i for d in e["deps"]), e)
+
+    def test_policies_rules_and_the_rest_are_typed_entries(self):
+        """Row security, policies, rules, publications, default privileges,
+        event triggers and their comments and owners are an entry each
+        (they were one OTHER entry); those that lock a table say so, and
+        --jobs 2 runs them on its workers and gives back the same schema."""
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE SCHEMA app;
+            CREATE TABLE app.doc (id int PRIMARY KEY, owner_name text, body text);
+            CREATE TABLE app.audit (id int);
+            CREATE TABLE app.acl_list (name text);
+            ALTER TABLE app.doc ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY mine ON app.doc USING (owner_name = current_user);
+            CREATE POLICY listed ON app.doc FOR SELECT
+              USING (EXISTS (SELECT 1 FROM app.acl_list l WHERE l.name = owner_name));
+            COMMENT ON POLICY mine ON app.doc IS 'own rows';
+            CREATE RULE no_delete AS ON DELETE TO app.audit DO INSTEAD NOTHING;
+            CREATE STATISTICS app.doc_st ON id, owner_name FROM app.doc;
+            CREATE INDEX doc_body ON app.doc (body);
+            ALTER TABLE app.doc CLUSTER ON doc_body;
+            CREATE INDEX doc_lower ON app.doc (lower(body));
+            ALTER INDEX app.doc_lower ALTER COLUMN 1 SET STATISTICS 300;
+            ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO PUBLIC;
+            CREATE FUNCTION app.on_ddl() RETURNS event_trigger LANGUAGE plpgsql
+              AS $$BEGIN END$$;
+            CREATE EVENT TRIGGER sm_toc2_evt ON ddl_command_end EXECUTE FUNCTION app.on_ddl();
+            ALTER EVENT TRIGGER sm_toc2_evt DISABLE;
+            INSERT INTO app.doc VALUES (1, 'a', 'x'), (2, 'b', 'y');
+        """)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        entries = json.loads(self.entry(snap, "pg/toc.json"))["post_data"]
+        by = {(e["kind"], e["name"]): e for e in entries}
+        me = self.psql(url, "SELECT current_user")
+        self.assertNotIn("OTHER", {e["kind"] for e in entries})
+        rls = by[("ROW SECURITY", "app.doc")]
+        self.assertEqual((rls["tables"], rls["lock"], rls["owner"]),
+                         (["app.doc"], "ACCESS EXCLUSIVE", me))
+        self.assertEqual(by[("POLICY", "app.doc mine")]["tables"], ["app.doc"])
+        # a policy reading another table locks it too
+        self.assertEqual(by[("POLICY", "app.doc listed")]["tables"], ["app.doc", "app.acl_list"])
+        rule = by[("RULE", "app.audit no_delete")]
+        self.assertEqual((rule["tables"], rule["lock"]), (["app.audit"], "ACCESS EXCLUSIVE"))
+        self.assertIn(("COMMENT", "POLICY mine ON app.doc"), by)
+        st = by[("STATISTICS", "app.doc_st")]
+        self.assertEqual((st["tables"], st["lock"]), (["app.doc"], "SHARE UPDATE EXCLUSIVE"))
+        use = [e for e in entries if e["kind"] == "INDEX USE"][0]
+        self.assertEqual((use["tables"], use["lock"]), (["app.doc"], "SHARE UPDATE EXCLUSIVE"))
+        stats = by[("INDEX STATISTICS", "app.doc_lower")]
+        self.assertEqual((stats["tables"], stats["lock"]), (["app.doc"], "SHARE UPDATE EXCLUSIVE"))
+        evt = by[("EVENT TRIGGER", "sm_toc2_evt")]
+        self.assertEqual((evt["owner"], evt["lock"]), (me, ""))
+        self.assertIn(("OWNER", "EVENT TRIGGER sm_toc2_evt"), by)
+        self.assertEqual(by[("DEFAULT ACL", "FOR ROLE %s IN SCHEMA app ON TABLES" % me)]["owner"], me)
+        # the event trigger stays last: nothing the restore runs fires it
+        self.assertEqual([(e["kind"], e["name"]) for e in entries[-2:]],
+                         [("EVENT TRIGGER", "sm_toc2_evt"), ("OWNER", "EVENT TRIGGER sm_toc2_evt")])
+        self.assertSameState(before, self.restore_to(snap, "--jobs", "2"), "--jobs 2")
+
+    def test_dependency_ordered_post_data_restores(self):
+        """A check constraint whose function reads a materialized view needs
+        the view refreshed first: post-data's order comes from the recorded
+        dependencies, not from the fixed order of kinds (which refreshed
+        materialized views last, so the restore failed)."""
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE public.allowed (code text PRIMARY KEY);
+            INSERT INTO public.allowed VALUES ('a'), ('b');
+            CREATE MATERIALIZED VIEW public.allowed_mv AS SELECT code FROM public.allowed;
+            CREATE VIEW public.allowed_v AS SELECT code FROM public.allowed_mv;
+            CREATE FUNCTION public.is_allowed(c text) RETURNS boolean LANGUAGE sql STABLE
+              BEGIN ATOMIC SELECT EXISTS (SELECT 1 FROM public.allowed_v v WHERE v.code = c); END;
+            CREATE TABLE public.item (id int PRIMARY KEY, code text CHECK (public.is_allowed(code)));
+            INSERT INTO public.item VALUES (1, 'a'), (2, 'b');
+        """)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        entries = json.loads(self.entry(snap, "pg/toc.json"))["post_data"]
+        pos = {(e["kind"], e["name"]): i for i, e in enumerate(entries)}
+        refresh = pos[("MATERIALIZED VIEW DATA", "public.allowed_mv")]
+        check = pos[("CHECK CONSTRAINT", "public.item item_code_check")]
+        self.assertIn(refresh, entries[check]["deps"])
+        # moved only as far as needed: just before the check
+        self.assertEqual(refresh, check - 1)
+        for i, e in enumerate(entries):
+            self.assertTrue(all(d < i for d in e["deps"]), e)
+        self.assertSameState(before, self.restore_to(snap), "restore --to")
+        self.assertSameState(before, self.restore_to(snap, "--jobs", "2"), "restore --to --jobs 2")
+        # in place, after damage
+        self.psql(url, "DROP TABLE public.item")
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                "--no-safety-backup")
+        self.assertSameState(before, url, "in place")
+
+    def test_pre_data_objects_are_typed_entries(self):
+        """Pre-data's sorted objects are typed entries too: kind, identity,
+        owner, the entries they need (pg_depend), and their SQL as slices of
+        pg/pre-data.sql, which stays the script it was."""
+        url = self.pg_new_db()
+        self.load(url, os.path.join(OLD, "source.sql"))
+        self.psql(url, "CREATE VIEW shop.big_orders AS SELECT id, total FROM shop.orders "
+                       "WHERE total > 100")
+        snap = self.backup(url)
+        toc = json.loads(self.entry(snap, "pg/toc.json"))
+        pre = self.entry(snap, "pg/pre-data.sql").decode()
+        entries = toc["pre_data"]
+        by = {(e["kind"], e["name"]): i for i, e in enumerate(entries)}
+        me = self.psql(url, "SELECT current_user")
+
+        def sql(e):
+            return pre[e["offset"]:e["offset"] + e["length"]]
+
+        orders = entries[by[("TABLE", "shop.orders")]]
+        self.assertEqual(orders["owner"], me)
+        self.assertTrue(sql(orders).startswith("CREATE TABLE shop.orders ("), sql(orders))
+        view = entries[by[("VIEW", "shop.big_orders")]]
+        self.assertIn(by[("TABLE", "shop.orders")], view["deps"])
+        self.assertTrue(sql(view).startswith("CREATE VIEW shop.big_orders"), sql(view))
+        self.assertIn(("FUNCTION", "shop.touch()"), by)
+        # the slices are disjoint, in the script's order, and each entry
+        # needs only earlier ones
+        for i, e in enumerate(entries):
+            self.assertTrue(all(d < i for d in e["deps"]), e)
+            if i:
+                prev = entries[i - 1]
+                self.assertGreaterEqual(e["offset"], prev["offset"] + prev["length"])
+        self.assertLessEqual(entries[-1]["offset"] + entries[-1]["length"], len(pre))
 
     def test_foreign_key_to_a_partitioned_unique_index(self):
         """The key needs every partition's index attached first: in one

@@ -2,7 +2,8 @@
  * test_pg_archive: the PostgreSQL archive's typed table of contents: a toc
  * written by pga_toc_json reads back the same, a hostile toc (a slice out
  * of the script, a dependency on a later entry, an unknown lock mode) is
- * refused as damaged, and the lock-conflict table is PostgreSQL's.
+ * refused as damaged, the lock-conflict table is PostgreSQL's, and
+ * pga_toc_sort orders entries on their dependencies as pg_dump's TopoSort.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -69,6 +70,15 @@ static void test_round_trip(void **state)
 	assert_int_equal(back.v[1].deps[0], 0);
 	assert_int_equal(back.v[0].offset, 10);
 	assert_memory_equal(script.buf + back.v[1].offset, "ALTER TABLE ONLY s.u", 20);
+	/* the same list under another key (pre-data's) reads the same */
+	cJSON_AddItemToObject(toc, "pre_data", pga_toc_json(&t));
+	assert_int_equal(pga_toc_parse_list(toc, "pre_data", script.len, &back, &err), 0);
+	assert_int_equal(back.n, 2);
+	assert_string_equal(back.v[0].name, "s.t_pkey");
+	assert_int_equal(pga_toc_parse_list(toc, "pre_data", 20, &back, &err), -1);
+	assert_int_equal(err.kind, ERR_DAMAGED);
+	assert_non_null(strstr(err.msg, "pre_data"));
+	cJSON_DeleteItemFromObject(toc, "pre_data");
 	/* a version 1 toc has no entries, and that is no error */
 	cJSON_DeleteItemFromObject(toc, "post_data");
 	assert_int_equal(pga_toc_parse(toc, script.len, &back, &err), 0);
@@ -136,6 +146,74 @@ static void test_lock_conflicts(void **state)
 			assert_int_equal(pga_locks_conflict((enum pga_lock)a, (enum pga_lock)b),
 					 pga_locks_conflict((enum pga_lock)b, (enum pga_lock)a));
 	assert_string_equal(pga_lock_name(PGA_LOCK_SHARE_UPDATE_EXCLUSIVE), "SHARE UPDATE EXCLUSIVE");
+	/* every mode reads back from its name; others are no mode */
+	for (int m = PGA_LOCK_NONE; m <= PGA_LOCK_ACCESS_EXCLUSIVE; m++)
+		assert_int_equal(pga_lock_parse(pga_lock_name((enum pga_lock)m)), m);
+	assert_int_equal(pga_lock_parse("share"), -1);
+}
+
+/* Appends an entry whose SQL is "<name>\n". */
+static struct pga_entry *add(struct pga_toc *t, struct strbuf *script, const char *name)
+{
+	struct strbuf sql = STRBUF_INIT;
+	struct pga_entry *e;
+
+	sb_addf(&sql, "%s\n", name);
+	e = pga_toc_add(t, script, "X", name, sql.buf, sql.len);
+	sb_release(&sql);
+	return e;
+}
+
+static void test_sort(void **state)
+{
+	struct pga_toc t = PGA_TOC_INIT;
+	struct strbuf script = STRBUF_INIT;
+	size_t at = SIZE_MAX;
+
+	(void)state;
+	/* already in order: nothing moves, the script is the same bytes */
+	sb_adds(&script, "-- header\n");
+	add(&t, &script, "a");
+	pga_entry_add_dep(add(&t, &script, "b"), 0);
+	assert_int_equal(pga_toc_sort(&t, &script, &at), 0);
+	assert_string_equal(script.buf, "-- header\na\nb\n");
+	pga_toc_release(&t);
+	sb_reset(&script);
+
+	/* c needs e, a later entry: e moves to just before c, and only that */
+	sb_adds(&script, "-- header\n");
+	add(&t, &script, "a");
+	add(&t, &script, "b");
+	pga_entry_add_dep(add(&t, &script, "c"), 4);
+	pga_entry_add_dep(add(&t, &script, "d"), 2);
+	add(&t, &script, "e");
+	add(&t, &script, "f");
+	assert_int_equal(pga_toc_sort(&t, &script, &at), 0);
+	assert_string_equal(script.buf, "-- header\na\nb\ne\nc\nd\nf\n");
+	assert_string_equal(t.v[2].name, "e");
+	assert_string_equal(t.v[3].name, "c");
+	/* the slices and the dependencies follow their entries */
+	for (size_t i = 0; i < t.n; i++) {
+		assert_int_equal(t.v[i].len, 2);
+		assert_memory_equal(script.buf + t.v[i].offset, t.v[i].name, 1);
+	}
+	assert_int_equal(t.v[3].ndeps, 1);
+	assert_int_equal(t.v[3].deps[0], 2);
+	assert_int_equal(t.v[4].deps[0], 3);
+	pga_toc_release(&t);
+	sb_reset(&script);
+
+	/* a cycle is refused, and nothing changes */
+	sb_adds(&script, "-- header\n");
+	pga_entry_add_dep(add(&t, &script, "a"), 1);
+	pga_entry_add_dep(add(&t, &script, "b"), 0);
+	add(&t, &script, "c");
+	assert_int_equal(pga_toc_sort(&t, &script, &at), -1);
+	assert_true(at < 2);
+	assert_string_equal(script.buf, "-- header\na\nb\nc\n");
+	assert_string_equal(t.v[0].name, "a");
+	pga_toc_release(&t);
+	sb_release(&script);
 }
 
 int main(void)
@@ -144,6 +222,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_hostile_tocs),
 		cmocka_unit_test(test_lock_conflicts),
+		cmocka_unit_test(test_sort),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
