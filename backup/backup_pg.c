@@ -14,7 +14,8 @@
  * and the writer, plus the writer's chunk).  Text COPY was measured no
  * slower than binary and is readable with tar alone, so text it is.  Row
  * counts (one PQgetCopyData row each) go into the manifest, and so does
- * each table's content checksum (extra.table_sha256: hash_sum_add over its
+ * each table's content checksum (extra.table_sha256: hash_sum_add, by a
+ * hash_summer, over its
  * COPY text rows, so that it does not depend on the order a scan returns
  * them in): pg_describe reads a restored table back the same way, and the
  * checks after a restore compare the two (backup_content_differs).
@@ -116,13 +117,30 @@ static int push_block(struct copy_stream *s, char *data, size_t len, size_t cap)
 	return cancelled ? -1 : 0;
 }
 
+/* The result of a COPY whose rows were all read; then whatever follows. */
+static int copy_result(PGconn *conn, const char *table, const char *what, struct sm_error *err)
+{
+	PGresult *res = PQgetResult(conn);
+	int ret = 0;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pgcat_pq_error(err, conn, res, what);
+		err_prefix(err, "%s", table);
+		ret = -1;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(conn)))
+		PQclear(res);
+	return ret;
+}
+
 static void *copy_reader(void *arg)
 {
 	struct copy_stream *s = arg;
 	char *buf = get_block(s), *row = NULL;
 	size_t len = 0, cap = BLOCK_SIZE;
-	int n, stop = 0;
-	PGresult *res;
+	int n, stop = 0, failed;
+	struct sm_error rerr = SM_ERROR_INIT;
 
 	while (!stop && (n = PQgetCopyData(s->conn, &row, 0)) >= 0) {
 		size_t rl = (size_t)n;
@@ -162,19 +180,15 @@ static void *copy_reader(void *arg)
 		buf = NULL;
 	}
 	free(buf);
-	res = PQgetResult(s->conn);
+	failed = copy_result(s->conn, s->table, "cannot copy table", &rerr) < 0;
 	pthread_mutex_lock(&s->mu);
-	if (!stop && PQresultStatus(res) != PGRES_COMMAND_OK) {
-		pgcat_pq_error(&s->err, s->conn, res, "cannot copy table");
-		err_prefix(&s->err, "%s", s->table);
+	if (!stop && failed) {
+		s->err = rerr;
 		s->failed = 1;
 	}
 	s->eof = 1;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
-	PQclear(res);
-	while ((res = PQgetResult(s->conn)))
-		PQclear(res);
 	return NULL;
 }
 
@@ -257,8 +271,7 @@ int pgb_start_copy(PGconn *conn, const struct pgcat_table *t, const struct pgb_r
 /*
  * A small table (a few thousand rows by the planner's estimate) is read on
  * the writer's own thread: there is nothing to overlap, and a reader
- * thread's start, hand-offs and join cost more than its rows (with 400
- * small tables they were a third of the time of the COPYs).  reltuples is
+ * thread's start, hand-offs and join cost more than its rows.  reltuples is
  * -1 for a table never vacuumed or analyzed: its size is unknown, so it
  * gets the reader thread.
  */
@@ -276,10 +289,15 @@ struct copy_rows {
 	struct hash_summer hs;
 };
 
-/* Starts the COPY of c->t (filled in by the caller). */
-static int copy_rows_start(struct copy_rows *c, struct sm_error *err)
+/* Starts the COPY of t into c; what is the error's "cannot ..." (borrowed). */
+static int copy_rows_start(struct copy_rows *c, PGconn *conn, const struct pgcat_table *t,
+			   const char *what, struct sm_error *err)
 {
-	if (pgb_start_copy(c->conn, c->t, NULL, c->what, err) < 0)
+	memset(c, 0, sizeof(*c));
+	c->conn = conn;
+	c->t = t;
+	c->what = what;
+	if (pgb_start_copy(conn, t, NULL, what, err) < 0)
 		return -1;
 	hash_summer_init(&c->hs);
 	return 0;
@@ -302,25 +320,14 @@ static int copy_rows_next(struct copy_rows *c)
 	return 1;
 }
 
-/* The end of the COPY: its result, then whatever follows it. */
+/* The end of the COPY: its result (copy_result). */
 static int copy_rows_end(struct copy_rows *c, struct sm_error *err)
 {
-	PGresult *res = PQgetResult(c->conn);
-	int ret = 0;
-
 	c->end = 1;
 	PQfreemem(c->row);
 	c->row = NULL;
 	hash_summer_release(&c->hs);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		pgcat_pq_error(err, c->conn, res, c->what);
-		err_prefix(err, "%s", c->t->qualified);
-		ret = -1;
-	}
-	PQclear(res);
-	while ((res = PQgetResult(c->conn)))
-		PQclear(res);
-	return ret;
+	return copy_result(c->conn, c->t->qualified, c->what, err);
 }
 
 /* Writer side (a snap_read_fn) of a small table: reads the rows itself. */
@@ -360,11 +367,7 @@ static int copy_small_table(PGconn *conn, struct snap_writer *w, const struct pg
 	struct copy_rows c;
 	int ret;
 
-	memset(&c, 0, sizeof(c));
-	c.conn = conn;
-	c.t = t;
-	c.what = "cannot copy table";
-	if (copy_rows_start(&c, err) < 0)
+	if (copy_rows_start(&c, conn, t, "cannot copy table", err) < 0)
 		return -1;
 	ret = snap_add_entry_stream(w, entry, SNAP_SIZE_UNKNOWN, copy_rows_read, &c, err);
 	if (!c.end) { /* the writer failed part-way: end the COPY, keep the connection */
@@ -749,11 +752,7 @@ static int content_sum(PGconn *conn, const struct pgcat_table *t, char hex[HASH_
 	struct copy_rows c;
 	int ret;
 
-	memset(&c, 0, sizeof(c));
-	c.conn = conn;
-	c.t = t;
-	c.what = "cannot read the table";
-	if (copy_rows_start(&c, err) < 0)
+	if (copy_rows_start(&c, conn, t, "cannot read the table", err) < 0)
 		return -1;
 	while (copy_rows_next(&c))
 		;
