@@ -15,9 +15,8 @@
  * slower than binary and is readable with tar alone, so text it is.  Row
  * counts (one PQgetCopyData row each) go into the manifest, and so does
  * each table's content checksum (extra.table_sha256: hash_sum_add, by a
- * hash_summer, over its
- * COPY text rows, so that it does not depend on the order a scan returns
- * them in): pg_describe reads a restored table back the same way, and the
+ * hash_summer, over its COPY text rows, so that it does not depend on the
+ * order a scan returns them in): pg_describe reads a restored table back the same way, and the
  * checks after a restore compare the two (backup_content_differs).
  */
 #include <cjson/cJSON.h>
