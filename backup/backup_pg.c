@@ -14,9 +14,9 @@
  * and the writer, plus the writer's chunk).  Text COPY was measured no
  * slower than binary and is readable with tar alone, so text it is.  Row
  * counts (one PQgetCopyData row each) go into the manifest, and so does
- * each table's content checksum (extra.table_sha256: hash_sum_add over its
- * COPY text rows, so that it does not depend on the order a scan returns
- * them in): pg_describe reads a restored table back the same way, and the
+ * each table's content checksum (extra.table_sha256: hash_sum_add, by a
+ * hash_summer, over its COPY text rows, so that it does not depend on the
+ * order a scan returns them in): pg_describe reads a restored table back the same way, and the
  * checks after a restore compare the two (backup_content_differs).
  */
 #include <cjson/cJSON.h>
@@ -67,6 +67,7 @@ struct copy_stream {
 	struct sm_error err; /* the reader's failure */
 	long long rows;
 	unsigned char sum[HASH_LEN]; /* of the rows: hash_sum_add */
+	struct hash_summer hs;       /* the reader's */
 	struct block cur;    /* consumer side: the block being handed out */
 	size_t cur_off;
 	char *spare[SPARE_MAX]; /* BLOCK_SIZE blocks to reuse, under mu */
@@ -115,13 +116,30 @@ static int push_block(struct copy_stream *s, char *data, size_t len, size_t cap)
 	return cancelled ? -1 : 0;
 }
 
+/* The result of a COPY whose rows were all read; then whatever follows. */
+static int copy_result(PGconn *conn, const char *table, const char *what, struct sm_error *err)
+{
+	PGresult *res = PQgetResult(conn);
+	int ret = 0;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pgcat_pq_error(err, conn, res, what);
+		err_prefix(err, "%s", table);
+		ret = -1;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(conn)))
+		PQclear(res);
+	return ret;
+}
+
 static void *copy_reader(void *arg)
 {
 	struct copy_stream *s = arg;
 	char *buf = get_block(s), *row = NULL;
 	size_t len = 0, cap = BLOCK_SIZE;
-	int n, stop = 0;
-	PGresult *res;
+	int n, stop = 0, failed;
+	struct sm_error rerr = SM_ERROR_INIT;
 
 	while (!stop && (n = PQgetCopyData(s->conn, &row, 0)) >= 0) {
 		size_t rl = (size_t)n;
@@ -146,7 +164,7 @@ static void *copy_reader(void *arg)
 			memcpy(buf + len, row, rl);
 			len += rl;
 			s->rows++;
-			hash_sum_add(s->sum, row, rl);
+			hash_summer_add(&s->hs, s->sum, row, rl);
 		}
 		PQfreemem(row);
 		row = NULL;
@@ -161,19 +179,15 @@ static void *copy_reader(void *arg)
 		buf = NULL;
 	}
 	free(buf);
-	res = PQgetResult(s->conn);
+	failed = copy_result(s->conn, s->table, "cannot copy table", &rerr) < 0;
 	pthread_mutex_lock(&s->mu);
-	if (!stop && PQresultStatus(res) != PGRES_COMMAND_OK) {
-		pgcat_pq_error(&s->err, s->conn, res, "cannot copy table");
-		err_prefix(&s->err, "%s", s->table);
+	if (!stop && failed) {
+		s->err = rerr;
 		s->failed = 1;
 	}
 	s->eof = 1;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
-	PQclear(res);
-	while ((res = PQgetResult(s->conn)))
-		PQclear(res);
 	return NULL;
 }
 
@@ -253,6 +267,126 @@ int pgb_start_copy(PGconn *conn, const struct pgcat_table *t, const struct pgb_r
 	return ret;
 }
 
+/*
+ * A small table (a few thousand rows by the planner's estimate) is read on
+ * the writer's own thread: there is nothing to overlap, and a reader
+ * thread's start, hand-offs and join cost more than its rows.  reltuples is
+ * -1 for a table never vacuumed or analyzed: its size is unknown, so it
+ * gets the reader thread.
+ */
+#define SMALL_TABLE_ROWS 10000
+
+struct copy_rows {
+	PGconn *conn;
+	const struct pgcat_table *t;
+	const char *what; /* the error's "cannot ..." */
+	char *row;        /* the row being handed out, from PQgetCopyData */
+	size_t len, off;
+	int end;
+	long long rows;
+	unsigned char sum[HASH_LEN];
+	struct hash_summer hs;
+};
+
+/* Starts the COPY of t into c; what is the error's "cannot ..." (borrowed). */
+static int copy_rows_start(struct copy_rows *c, PGconn *conn, const struct pgcat_table *t,
+			   const char *what, struct sm_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	c->conn = conn;
+	c->t = t;
+	c->what = what;
+	if (pgb_start_copy(conn, t, NULL, what, err) < 0)
+		return -1;
+	hash_summer_init(&c->hs);
+	return 0;
+}
+
+/* One row: counted and added to the checksum. */
+static int copy_rows_next(struct copy_rows *c)
+{
+	int rl;
+
+	PQfreemem(c->row);
+	c->row = NULL;
+	c->len = c->off = 0;
+	rl = PQgetCopyData(c->conn, &c->row, 0);
+	if (rl < 0)
+		return 0;
+	c->len = (size_t)rl;
+	c->rows++;
+	hash_summer_add(&c->hs, c->sum, c->row, c->len);
+	return 1;
+}
+
+/* The end of the COPY: its result (copy_result). */
+static int copy_rows_end(struct copy_rows *c, struct sm_error *err)
+{
+	c->end = 1;
+	PQfreemem(c->row);
+	c->row = NULL;
+	hash_summer_release(&c->hs);
+	return copy_result(c->conn, c->t->qualified, c->what, err);
+}
+
+/* Writer side (a snap_read_fn) of a small table: reads the rows itself. */
+static int copy_rows_read(void *ud, void *buf, size_t cap, size_t *got, struct sm_error *err)
+{
+	struct copy_rows *c = ud;
+	size_t n = 0;
+
+	while (n < cap) {
+		size_t take;
+
+		if (c->off == c->len) {
+			if (c->end)
+				break;
+			if (!copy_rows_next(c)) {
+				if (copy_rows_end(c, err) < 0)
+					return -1;
+				break;
+			}
+		}
+		take = c->len - c->off;
+		if (take > cap - n)
+			take = cap - n;
+		memcpy((char *)buf + n, c->row + c->off, take);
+		n += take;
+		c->off += take;
+	}
+	*got = n;
+	return 0;
+}
+
+/* copy_table's small-table path, on the writer's thread. */
+static int copy_small_table(PGconn *conn, struct snap_writer *w, const struct pgcat_table *t,
+			    const char *entry, long long *rows, unsigned char sum[HASH_LEN],
+			    struct sm_error *err)
+{
+	struct copy_rows c;
+	int ret;
+
+	if (copy_rows_start(&c, conn, t, "cannot copy table", err) < 0)
+		return -1;
+	ret = snap_add_entry_stream(w, entry, SNAP_SIZE_UNKNOWN, copy_rows_read, &c, err);
+	if (!c.end) { /* the writer failed part-way: end the COPY, keep the connection */
+		PGcancel *pc = PQgetCancel(conn);
+		char ebuf[256];
+		struct sm_error ignored = SM_ERROR_INIT;
+
+		if (pc) {
+			PQcancel(pc, ebuf, sizeof(ebuf));
+			PQfreeCancel(pc);
+		}
+		while (copy_rows_next(&c))
+			;
+		copy_rows_end(&c, &ignored);
+	}
+	*rows = c.rows;
+	memcpy(sum, c.sum, HASH_LEN);
+	return ret;
+}
+
 /* Copies t into entry; fills its row count and content checksum. */
 static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_table *t,
 		      const char *entry, long long *rows, unsigned char sum[HASH_LEN],
@@ -263,6 +397,8 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 	size_t i;
 	int ret = -1;
 
+	if (t->est_rows >= 0 && t->est_rows <= SMALL_TABLE_ROWS)
+		return copy_small_table(conn, w, t, entry, rows, sum, err);
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
 	s.table = t->qualified;
@@ -270,6 +406,7 @@ static int copy_table(PGconn *conn, struct snap_writer *w, const struct pgcat_ta
 		return -1;
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
+	hash_summer_init(&s.hs);
 	if (pthread_create(&s.thread, NULL, copy_reader, &s) != 0) {
 		err_sys(err, "cannot start the COPY reader thread");
 		while (PQgetCopyData(conn, &s.cur.data, 0) >= 0) {
@@ -305,6 +442,7 @@ out:
 		free(s.q[(s.head + i) % QUEUE_DEPTH].data);
 	pthread_mutex_destroy(&s.mu);
 	pthread_cond_destroy(&s.cv);
+	hash_summer_release(&s.hs);
 	return ret;
 }
 
@@ -611,28 +749,15 @@ static int pg_estimate(struct engine *e, uint64_t *bytes, struct sm_error *err)
 static int content_sum(PGconn *conn, const struct pgcat_table *t, char hex[HASH_HEX_LEN + 1],
 		       struct sm_error *err)
 {
-	unsigned char sum[HASH_LEN] = { 0 };
-	PGresult *res;
-	char *row = NULL;
-	int n, ret = 0;
+	struct copy_rows c;
+	int ret;
 
-	if (pgb_start_copy(conn, t, NULL, "cannot read the table", err) < 0)
+	if (copy_rows_start(&c, conn, t, "cannot read the table", err) < 0)
 		return -1;
-	while ((n = PQgetCopyData(conn, &row, 0)) >= 0) {
-		hash_sum_add(sum, row, (size_t)n);
-		PQfreemem(row);
-		row = NULL;
-	}
-	res = PQgetResult(conn);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		pgcat_pq_error(err, conn, res, "cannot read the table");
-		err_prefix(err, "%s", t->qualified);
-		ret = -1;
-	}
-	PQclear(res);
-	while ((res = PQgetResult(conn)))
-		PQclear(res);
-	hash_hex(sum, hex);
+	while (copy_rows_next(&c))
+		;
+	ret = copy_rows_end(&c, err);
+	hash_hex(c.sum, hex);
 	return ret;
 }
 

@@ -167,6 +167,7 @@ static int copy_unit(struct worker *wk, const struct unit *u, struct sm_error *e
 	struct par *p = wk->p;
 	const struct pgcat_table *t = &p->d->tables[u->table];
 	unsigned char sum[HASH_LEN] = { 0 };
+	struct hash_summer hs = HASH_SUMMER_INIT;
 	long long rows = 0;
 	char *buf = NULL, *row = NULL, ebuf[256];
 	size_t len = 0, cap = 0;
@@ -176,6 +177,7 @@ static int copy_unit(struct worker *wk, const struct unit *u, struct sm_error *e
 	if (pgb_start_copy(wk->conn, t, u->ranged ? &u->range : NULL, "cannot copy table",
 			   err) < 0)
 		return -1;
+	hash_summer_init(&hs);
 	while ((n = PQgetCopyData(wk->conn, &row, 0)) >= 0) {
 		size_t rl = (size_t)n;
 
@@ -196,11 +198,12 @@ static int copy_unit(struct worker *wk, const struct unit *u, struct sm_error *e
 			memcpy(buf + len, row, rl);
 			len += rl;
 			rows++;
-			hash_sum_add(sum, row, rl);
+			hash_summer_add(&hs, sum, row, rl);
 		}
 		PQfreemem(row);
 		row = NULL;
 	}
+	hash_summer_release(&hs);
 	res = PQgetResult(wk->conn);
 	if (!stopped && PQresultStatus(res) != PGRES_COMMAND_OK) {
 		pgcat_pq_error(err, wk->conn, res, "cannot copy table");

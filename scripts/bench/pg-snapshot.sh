@@ -17,6 +17,7 @@
 #           key, a second index and a foreign key to a parent table.
 # Then, per shape and per run, alternating which tool goes first:
 #   our backup                        vs  pg_dump -Fc -Z0 | zstd -1 -T2
+#     (and, as the floor of both, psql's COPY TO of every table, discarded)
 #   our in-place restore (one tx)     vs  pg_restore --clean --if-exists --single-transaction
 #   our restore --to an empty db -j2  vs  pg_restore -j2 into an empty db
 # (the peer restores read pg_dump -Fc's default, compressed, archive) and
@@ -134,6 +135,9 @@ ours_jobs() {
     "$work/b/bench.tar.zst" --to "$base/smbench_r1" --jobs 2 --no-safety-backup
 }
 pg_restore_j2() { pg_restore -j2 -d "$base/smbench_r2" "$work/dump.fc"; }
+# the floor of any backup: the server's COPY TO of every table, read by psql
+# and thrown away
+copy_floor() { psql_ "$base/smbench" -f "$work/copy_all.sql" >/dev/null; }
 
 for shape in $shapes; do
   echo "== shape $shape (scale $scale, $runs runs)"
@@ -141,24 +145,26 @@ for shape in $shapes; do
   "build_$shape"
   psql_ "$base/smbench" -c "VACUUM ANALYZE"
   psql_ -At "$base/smbench" -c "SELECT 'database size: ' || pg_size_pretty(pg_database_size(current_database())) || ', ' || count(*) || ' tables' FROM pg_tables WHERE schemaname = 'public'"
+  psql_ -At "$base/smbench" -c "SELECT format('COPY %I.%I TO STDOUT;', schemaname, tablename)
+    FROM pg_tables WHERE schemaname = 'public'" >"$work/copy_all.sql"
   rm -rf "$work/b" && mkdir -p "$work/b"
   ours_backup >/dev/null
   pg_dump -Fc -f "$work/dump.fc" "$base/smbench"
   ls -l "$work/b/bench.tar.zst" "$work/dump.fc" | awk '{print "  " $5, $9}'
-  B=() Z=() I=() P=() J=() R=() rb=() ri=() rj=() rs_b=() rs_i=() rs_j=()
+  B=() Z=() F=() I=() P=() J=() R=() rb=() ri=() rj=() rs_b=() rs_i=() rs_j=()
   for i in $(seq 1 "$runs"); do
     rm -f "$work/b/bench.tar.zst" "$work/b/bench.tar.zst.sha256"
     newdb smbench_r1 >/dev/null; newdb smbench_r2 >/dev/null
     if [ $((i % 2)) -eq 1 ]; then
-      b=$(t ours_backup); z=$(t dump_zstd)
+      b=$(t ours_backup); z=$(t dump_zstd); f=$(t copy_floor)
       o=$(t ours_inplace); p=$(t pg_restore_1tx)
       j=$(t ours_jobs); r=$(t pg_restore_j2)
     else
-      z=$(t dump_zstd); b=$(t ours_backup)
+      f=$(t copy_floor); z=$(t dump_zstd); b=$(t ours_backup)
       p=$(t pg_restore_1tx); o=$(t ours_inplace)
       r=$(t pg_restore_j2); j=$(t ours_jobs)
     fi
-    B+=("$b"); Z+=("$z"); I+=("$o"); P+=("$p"); J+=("$j"); R+=("$r")
+    B+=("$b"); Z+=("$z"); F+=("$f"); I+=("$o"); P+=("$p"); J+=("$j"); R+=("$r")
     rb+=("$(ratio "$b" "$z")"); ri+=("$(ratio "$o" "$p")"); rj+=("$(ratio "$j" "$r")")
     rs_b+=("$(rss "$work/time_b.txt")"); rs_i+=("$(rss "$work/time_i.txt")"); rs_j+=("$(rss "$work/time_j.txt")")
     printf '  run %d: backup %.2f/%.2f s = %.3f  in-place %.2f/%.2f s = %.3f  --jobs 2 %.2f/%.2f s = %.3f  RSS %s/%s/%s MiB\n' \
@@ -168,6 +174,7 @@ for shape in $shapes; do
   echo "  median ($shape):"
   printf '    backup / (pg_dump -Fc -Z0 | zstd -1 -T2)           %.3f  (%s s / %s s; goal <= 0.9)\n' \
     "$(median "${rb[@]}")" "$(median "${B[@]}")" "$(median "${Z[@]}")"
+  printf '    (the server'"'"'s COPY TO of every table alone, through psql: %s s)\n' "$(median "${F[@]}")"
   printf '    in-place restore / pg_restore --single-transaction %.3f  (%s s / %s s; goal <= 0.8)\n' \
     "$(median "${ri[@]}")" "$(median "${I[@]}")" "$(median "${P[@]}")"
   printf '    restore --to --jobs 2 / pg_restore -j2             %.3f  (%s s / %s s; goal <= 0.9)\n' \

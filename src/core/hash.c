@@ -70,6 +70,36 @@ void hash_sum_add(unsigned char acc[HASH_LEN], const void *data, size_t len)
 	hash_sum_merge(acc, md);
 }
 
+void hash_summer_init(struct hash_summer *s)
+{
+	EVP_MD_CTX *base = EVP_MD_CTX_new(), *work = EVP_MD_CTX_new();
+
+	if (!base || !work || EVP_DigestInit_ex(base, EVP_sha256(), NULL) != 1)
+		xdie_oom(); /* only an allocation can fail */
+	s->base = base;
+	s->work = work;
+}
+
+void hash_summer_add(struct hash_summer *s, unsigned char acc[HASH_LEN], const void *data,
+		     size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (EVP_MD_CTX_copy_ex(s->work, s->base) != 1 ||
+	    EVP_DigestUpdate(s->work, data, len) != 1 ||
+	    EVP_DigestFinal_ex(s->work, md, &n) != 1)
+		xdie_oom();
+	hash_sum_merge(acc, md);
+}
+
+void hash_summer_release(struct hash_summer *s)
+{
+	EVP_MD_CTX_free(s->base);
+	EVP_MD_CTX_free(s->work);
+	s->base = s->work = NULL;
+}
+
 void hash_release(struct hash_ctx *h)
 {
 	if (h->evp)

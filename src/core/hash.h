@@ -36,4 +36,22 @@ void hash_sum_add(unsigned char acc[HASH_LEN], const void *data, size_t len);
  * digest of the two multisets together, however the items were split. */
 void hash_sum_merge(unsigned char acc[HASH_LEN], const unsigned char other[HASH_LEN]);
 
+/*
+ * hash_sum_add for many small items (a table's rows): the same digest, but
+ * the SHA-256 context is set up once and copied for each item instead of
+ * allocated, looked up and freed per item (four to five times faster on
+ * rows of 100 bytes).  One per thread; hash_summer_release frees it.
+ */
+struct hash_summer {
+	void *base, *work; /* EVP_MD_CTX, owned */
+};
+
+#define HASH_SUMMER_INIT { NULL, NULL }
+
+void hash_summer_init(struct hash_summer *s);
+void hash_summer_add(struct hash_summer *s, unsigned char acc[HASH_LEN], const void *data,
+		     size_t len);
+/* Safe on a zeroed or released summer. */
+void hash_summer_release(struct hash_summer *s);
+
 #endif

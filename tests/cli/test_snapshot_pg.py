@@ -115,6 +115,43 @@ class SnapshotPgTest(CliTest):
         self.assertNotIn("app.events", manifest["row_counts"])  # partitioned: rows are in partitions
         self.assertIn("Billing Dept", manifest["extra"]["schemas"])
 
+    def test_table_checksums_of_small_and_large_tables(self):
+        # a table the planner knows to be small is read on the writer's
+        # thread, a large or never-analyzed one through the reader thread:
+        # either way its recorded content checksum is the sum mod 2^256 of
+        # the SHA-256 of each COPY text row, computed here independently,
+        # and verify --restore-to finds the restored tables equal
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE small (id int PRIMARY KEY, note text);
+            INSERT INTO small SELECT g, 'row ' || g || E'\ttab' FROM generate_series(1, 300) g;
+            CREATE TABLE large (id int PRIMARY KEY, note text);
+            INSERT INTO large SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+            CREATE TABLE unknown (id int, note text);
+            INSERT INTO unknown VALUES (1, 'one'), (2, NULL);
+            ANALYZE small; ANALYZE large;
+        """)
+        self.assertEqual(self.psql(url, "SELECT string_agg(relname || '=' || reltuples, ' ' "
+                                   "ORDER BY relname) FROM pg_class WHERE relname IN "
+                                   "('small', 'large', 'unknown')"),
+                         "large=20000 small=300 unknown=-1")
+        snap = self.backup(url)
+        manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
+                                             capture_output=True, text=True, check=True).stdout)
+        for table, rows in (("public.small", 300), ("public.large", 20000),
+                            ("public.unknown", 2)):
+            text = subprocess.run(["psql", url, "-X", "-q", "-c", "COPY %s TO STDOUT" % table],
+                                  capture_output=True, check=True).stdout
+            lines = text.split(b"\n")[:-1]
+            self.assertEqual(len(lines), rows)
+            want = sum(int.from_bytes(hashlib.sha256(line + b"\n").digest(), "big")
+                       for line in lines) % (1 << 256)
+            self.assertEqual(manifest["row_counts"][table], rows)
+            self.assertEqual(manifest["extra"]["table_sha256"][table], "%064x" % want, table)
+        r = self.ok("--json", "verify", snap, "--restore-to", self.pg_new_db())
+        self.assertTrue(r.json()["ok"], r)
+        self.assertIn("table checksums", r.err)
+
     def test_damaged_snapshot_leaves_database_unchanged(self):
         url = self.fidelity_db()
         snap = self.backup(url)

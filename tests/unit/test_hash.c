@@ -64,11 +64,40 @@ static void test_merge_carries(void **state)
 	assert_memory_equal(acc, one, HASH_LEN);
 }
 
+/* The reusable summer gives hash_sum_add's digest, empty items included,
+ * and a known value: the SHA-256 of "abc" added to zero is that digest. */
+static void test_summer_same_digest(void **state)
+{
+	static const unsigned char abc[HASH_LEN] = {
+		0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+		0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+		0xf2, 0x00, 0x15, 0xad
+	};
+	unsigned char one[HASH_LEN] = { 0 }, many[HASH_LEN] = { 0 }, first[HASH_LEN] = { 0 };
+	struct hash_summer hs = HASH_SUMMER_INIT;
+	char row[32];
+
+	(void)state;
+	hash_summer_init(&hs);
+	hash_summer_add(&hs, first, "abc", 3);
+	assert_memory_equal(first, abc, HASH_LEN);
+	for (int i = 0; i < 1000; i++) {
+		int n = snprintf(row, sizeof(row), "%d\tname %d\n", i, i * 7);
+
+		hash_sum_add(one, row, (size_t)(i % 10 ? n : 0));
+		hash_summer_add(&hs, many, row, (size_t)(i % 10 ? n : 0));
+	}
+	assert_memory_equal(one, many, HASH_LEN);
+	hash_summer_release(&hs);
+	hash_summer_release(&hs); /* twice is harmless */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sum_any_order_any_split),
 		cmocka_unit_test(test_merge_carries),
+		cmocka_unit_test(test_summer_same_digest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
