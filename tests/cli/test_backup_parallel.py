@@ -208,7 +208,7 @@ class BackupParallelTest(ParallelMixin, CliTest):
         self.assertEqual(self.worker_sessions(url), 0)
 
     def worker_sessions(self, url, copying=False):
-        return int(self.psql(url, "SELECT count(*) FROM pg_stat_activity WHERE "
+        return int(self.psql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
                                   "application_name = '%s'%s" % (
                                       WORKER_APP, " AND query LIKE 'COPY%'" if copying else "")))
 
@@ -231,7 +231,7 @@ class BackupParallelTest(ParallelMixin, CliTest):
         # a worker's connection killed on the server (pg_terminate_backend)
         url = self.big_db(rows=150000)
         bdir = self.path("backups")
-        terminate = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+        terminate = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND "
                      "application_name = '%s'" % WORKER_APP)
         code, err, caught = self.interrupt(
             ["-d", url, "-b", bdir, "backup", "--jobs", "2"],

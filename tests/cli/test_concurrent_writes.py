@@ -411,7 +411,7 @@ class ConcurrentPg(CliTest):
                                      stderr=errf)
             try:
                 def restore_waits():
-                    return self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                    return self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
                                      "application_name = 'safe-migrate' AND wait_event_type = "
                                      "'Lock'") != "0"
                 self.wait_until(restore_waits, p)

@@ -341,7 +341,7 @@ class ImpactPg(CliTest):
             pid = holder.stdout.readline().strip()
             r = self.run_sm(*self.base, "--lock-timeout", "1s", "safe-migrate", "--dry-run",
                             "--json", timeout=60)
-            waiting = self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE "
+            waiting = self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
                                 "application_name = 'safe-migrate'")
         finally:
             holder.stdin.write("ROLLBACK;\n")

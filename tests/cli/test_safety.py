@@ -303,7 +303,8 @@ class SafetyPostgres(CliTest):
         try:
             for _ in range(200):
                 if self.psql(self.url, "SELECT count(*) FROM pg_locks WHERE locktype = "
-                             "'advisory' AND granted") != "0":
+                             "'advisory' AND granted AND database = (SELECT oid FROM "
+                             "pg_database WHERE datname = current_database())") != "0":
                     break
                 time.sleep(0.05)
             r = self.code(4, "safety-check")
@@ -325,7 +326,7 @@ class SafetyPostgres(CliTest):
         try:
             # wait until the transaction is older than the 1 s threshold
             for _ in range(400):
-                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE "
                              "'%pg_sleep(60)%' AND pid <> pg_backend_pid() AND xact_start < "
                              "now() - interval '1.5 s'") != "0":
                     break
