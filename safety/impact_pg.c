@@ -124,10 +124,15 @@ static const char watched_sql[] =
 	"CASE WHEN c.reltuples < 0 THEN '-1' ELSE c.reltuples::bigint::text END "
 	"FROM pg_class c WHERE c.oid = ANY ($1::oid[])";
 
-/* How long the watcher pauses between two polls: short enough to catch a
- * CREATE INDEX CONCURRENTLY of a small table (tens of milliseconds), long
- * enough to leave the server alone. */
-#define WATCH_PAUSE_NS 500000L
+/* How long the watcher pauses between two polls: WATCH_PAUSE_MIN_NS
+ * (short enough to catch a CREATE INDEX CONCURRENTLY of a small table, tens
+ * of milliseconds) while the backend waits for a lock (so that the grant is
+ * seen at once) or its locks just changed; then 1% of the time they have
+ * stayed the same, at most WATCH_PAUSE_MAX_NS: a statement that holds its
+ * lock for hours in production is polled 50 times a second, not 2,000 (each
+ * poll reads pg_locks, which takes the server's lock-manager locks). */
+#define WATCH_PAUSE_MIN_NS 500000L
+#define WATCH_PAUSE_MAX_NS 20000000L
 
 /* Reads the object listing; inside a transaction under the guard. */
 static int read_objs(struct engine *e, struct eng_rows *out, struct sm_error *err);
@@ -229,27 +234,42 @@ static void *watch_run(void *p)
 {
 	struct watch *w = p;
 	const char *params[1] = { w->pid };
-	long long prev = w->t0;
-	const struct timespec pause = { 0, WATCH_PAUSE_NS };
+	long long prev = w->t0, same_since; /* when the locks last changed */
+	size_t prev_held = 0;
 	int fresh = 0;
 
+	same_since = prev;
 	while (!atomic_load(&w->stop)) {
 		struct eng_rows r = ENG_ROWS_INIT;
-		long long t;
+		struct timespec pause = { 0, WATCH_PAUSE_MIN_NS };
+		long long t, ns;
+		size_t held = 0;
+		int waiting = 0;
 
 		if (w->conn->ops->query(w->conn, watch_sql, 1, params, &r, &w->err) < 0) {
 			rows_release(&r);
 			break;
 		}
 		t = impact_now_us();
-		for (size_t i = 0; i < r.nrows; i++)
+		for (size_t i = 0; i < r.nrows; i++) {
 			fresh |= watch_note(w, &r, i, t - prev);
+			if (!strcmp(rows_get(&r, i, 2), "t"))
+				held++;
+			else
+				waiting = 1;
+		}
+		if (waiting || fresh || held != prev_held)
+			same_since = t;
+		prev_held = held;
 		prev = t;
 		atomic_store(&w->ready, 1);
 		rows_release(&r);
 		if (fresh && watch_names(w) < 0)
 			break;
 		fresh = 0;
+		ns = (t - same_since) * 10; /* 1% of the microseconds, in nanoseconds */
+		if (ns > WATCH_PAUSE_MIN_NS)
+			pause.tv_nsec = ns < WATCH_PAUSE_MAX_NS ? (long)ns : WATCH_PAUSE_MAX_NS;
 		nanosleep(&pause, NULL);
 	}
 	atomic_store(&w->ready, 1);
