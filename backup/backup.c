@@ -32,6 +32,8 @@ void backup_result_release(struct backup_result *r)
 {
 	free(r->path);
 	r->path = NULL;
+	free(r->check);
+	r->check = NULL;
 	r->sha256[0] = '\0';
 	r->bytes = 0;
 }
@@ -65,6 +67,7 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 		const struct backup_opts *opts, struct backup_result *out, struct sm_error *err)
 {
 	static const struct backup_opts no_opts;
+	struct backup_opts o;
 	const struct backup_driver *d = backup_find_driver(e);
 	struct snap_writer *w = NULL;
 	struct strbuf version = STRBUF_INIT;
@@ -76,8 +79,9 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	int ret = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (!opts)
-		opts = &no_opts;
+	o = opts ? *opts : no_opts;
+	o.check_result = &out->check;
+	opts = &o;
 	if (!d)
 		return err_set(err, ERR_FAIL, "snapshots of %s databases are not supported in this "
 			       "build", e->ops->display_name);
@@ -128,6 +132,10 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	ret = snap_writer_commit(w, &out->path, out->sha256, &out->bytes, err);
 	w = NULL;
 out:
+	if (ret < 0) {
+		free(out->check);
+		out->check = NULL;
+	}
 	snap_writer_abort(w);
 	if (ret < 0 && opts->interrupted && *opts->interrupted)
 		err_set(err, ERR_INTERRUPTED, "interrupted; no snapshot was written");

@@ -47,15 +47,26 @@ struct backup_opts {
 	int output_fd, use_output_fd;
 	/* Receives a copy of manifest.json (caller frees), or NULL. */
 	cJSON **manifest;
+	/* Also run the engine's own check of the database, on what the copy
+	 * reads, beside the copy (SQLite: PRAGMA quick_check on a connection of
+	 * its own that sees what the copy sees); the manifest records the
+	 * outcome, so a restore of this snapshot need not check again. */
+	int check;
+	/* Where the driver puts that outcome (backup_take points it at
+	 * backup_result.check; the caller's value is ignored). */
+	char **check_result;
 };
 
 struct backup_result {
 	char *path;                     /* owned: the snapshot file ("-" for a stream) */
 	char sha256[HASH_HEX_LEN + 1];  /* of the whole file */
 	uint64_t bytes;
+	/* owned: the outcome of backup_opts.check, "ok" or the problems found
+	 * one per line; NULL when no check ran */
+	char *check;
 };
 
-#define BACKUP_RESULT_INIT { NULL, "", 0 }
+#define BACKUP_RESULT_INIT { NULL, "", 0, NULL }
 
 void backup_result_release(struct backup_result *r);
 

@@ -16,9 +16,17 @@
  * deferred so a reader can place the rest first).  No scratch copy of the
  * database is ever written, and the source is read in large blocks through
  * a connection of its own (sqlite_readahead).
+ *
+ * With opts->check, PRAGMA quick_check runs on another thread beside the
+ * copy, on a third connection whose read transaction begins while the
+ * copy's is open and no other connection can commit (the engine's
+ * connection holds the write lock for that moment): both read the same
+ * database, so the manifest's extra.quick_check says whether the very
+ * pages in the snapshot passed, and a restore need not check them again.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +170,77 @@ out:
 	return ret;
 }
 
+/* Problems of the check reported one by one (the rest are counted). */
+#define CHECK_MAX_LINES 50
+
+/* The check beside the copy. */
+struct side_check {
+	sqlite3 *db;    /* its connection, in its read transaction */
+	pthread_t th;
+	int started;
+	int found;      /* problems found; -1: the check could not run */
+	struct strbuf out;
+};
+
+static void *side_check_run(void *ud)
+{
+	struct side_check *c = ud;
+
+	c->found = sqlite_quick_check(c->db, CHECK_MAX_LINES, "\n", &c->out);
+	return NULL;
+}
+
+/* Takes the write lock on lockdb (the engine's connection) before the
+ * copy's read transaction begins: until side_check_start lets it go, no
+ * other connection can commit, so the check's read transaction, begun in
+ * between, sees what the copy sees (in WAL mode too, where a reader's view
+ * is fixed when its transaction begins).  0 if it cannot be had (a
+ * read-only file, a writer that kept it): the check then runs on the
+ * copy's connection after the copy. */
+static int side_check_lock(sqlite3 *lockdb)
+{
+	return sqlite3_get_autocommit(lockdb) &&
+	       sqlite3_exec(lockdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+}
+
+/* With lockdb locked (side_check_lock) and the copy's read transaction
+ * begun: opens the check's connection and its read transaction, lets
+ * writers go and starts the check. */
+static void side_check_start(struct side_check *c, sqlite3 *lockdb, int locked,
+			     const char *path)
+{
+	if (locked && sqlite_readahead_register() == SQLITE_OK &&
+	    sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READONLY, SQLITE_READAHEAD_VFS) ==
+		    SQLITE_OK &&
+	    sqlite3_exec(c->db, "PRAGMA mmap_size=1099511627776; BEGIN; "
+			 "SELECT count(*) FROM main.sqlite_schema", NULL, NULL, NULL) == SQLITE_OK)
+		c->started = pthread_create(&c->th, NULL, side_check_run, c) == 0;
+	/* not COMMIT: in rollback-journal mode that waits for the readers to
+	 * go, as if the empty transaction had pages to write */
+	if (locked)
+		sqlite3_exec(lockdb, "ROLLBACK", NULL, NULL, NULL);
+	if (!c->started) {
+		sqlite3_close(c->db);
+		c->db = NULL;
+	}
+}
+
+/* Waits for the check (stopping it first when the copy failed), or runs
+ * it on rd, inside the copy's read transaction, if it did not start. */
+static void side_check_finish(struct side_check *c, sqlite3 *rd, int stop)
+{
+	if (c->started) {
+		if (stop)
+			sqlite3_interrupt(c->db);
+		pthread_join(c->th, NULL);
+		c->started = 0;
+	} else if (!stop) {
+		c->found = sqlite_quick_check(rd, CHECK_MAX_LINES, "\n", &c->out);
+	}
+	sqlite3_close(c->db);
+	c->db = NULL;
+}
+
 /* A connection of its own for the copy, reading in large blocks: it lives
  * for exactly one read transaction, during which the parts of the file it
  * reads cannot change (writers are locked out in rollback-journal mode; in
@@ -187,18 +266,26 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	sqlite3 *db = engine_native(e), *rd = NULL;
 	long long pages = 0, size = 0;
 	int own_txn = sqlite3_get_autocommit(db), ret = -1;
+	struct side_check check = { NULL, 0, 0, -1, STRBUF_INIT };
+	/* the check needs a read transaction of the copy's own */
+	int checking = opts->check && own_txn, locked = 0;
 	cJSON *extra;
 
 	/* inside the caller's transaction only its connection sees its state */
 	if (own_txn && (rd = open_reader(e->url.path)) != NULL)
 		db = rd;
+	if (checking && rd)
+		locked = side_check_lock(engine_native(e));
 	/* one read transaction: the counts and the copy see the same database */
 	if (own_txn && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		err_set(err, ERR_FAIL, "cannot start a read transaction on '%s': %s",
 			e->url.path, sqlite3_errmsg(db));
+		if (locked)
+			sqlite3_exec(engine_native(e), "ROLLBACK", NULL, NULL, NULL);
 		sqlite3_close(rd);
 		return -1;
 	}
+	/* reads the header: the copy's read transaction begins here */
 	if (pragma_int(db, "PRAGMA main.page_count", &pages) < 0 ||
 	    pragma_int(db, "PRAGMA main.page_size", &size) < 0 || size < 512 || size > 65536) {
 		err_set(err, ERR_FAIL, "cannot read the size of '%s': %s", e->url.path,
@@ -208,6 +295,10 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	/* an empty file becomes a one-page database */
 	if (pages < 1)
 		pages = 1;
+	if (checking && rd) {
+		side_check_start(&check, engine_native(e), locked, e->url.path);
+		locked = 0;
+	}
 	if (count_rows(w, db, err) < 0)
 		goto out;
 	extra = cJSON_CreateObject();
@@ -219,8 +310,23 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	snap_set_progress(w, opts->progress, opts->progress_ud, (uint64_t)pages * (uint64_t)size);
 	if (stream_copy(db, w, (uint32_t)size, (uint64_t)pages, err) < 0)
 		goto out;
+	if (checking) {
+		side_check_finish(&check, db, 0);
+		if (check.found >= 0) {
+			sb_rtrim(&check.out);
+			cJSON_AddStringToObject(extra, "quick_check",
+						check.found ? check.out.buf : "ok");
+			if (opts->check_result)
+				*opts->check_result = xstrdup(check.found ? check.out.buf : "ok");
+		}
+	}
 	ret = 0;
 out:
+	if (locked)
+		sqlite3_exec(engine_native(e), "ROLLBACK", NULL, NULL, NULL);
+	if (checking)
+		side_check_finish(&check, db, 1);
+	sb_release(&check.out);
 	if (own_txn)
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(rd);

@@ -294,40 +294,39 @@ out:
  * rows, UNIQUE included) was true or false of the source when the
  * snapshot was taken, and restoring gives back that same database; it
  * costs a b-tree probe per row and index, 60 times the load on narrow
- * indexed rows.  See docs/safety.md. */
+ * indexed rows.  A snapshot whose backup ran quick_check on the very
+ * pages it copied (extra.quick_check "ok") is not checked again: the
+ * SHA-256s prove these are those pages.  See docs/safety.md. */
 static int integrity_check(sqlite3 *db, const char *path, struct sm_error *err)
 {
-	sqlite3_stmt *st = NULL;
 	struct strbuf msg = STRBUF_INIT;
-	int rc, n = 0, ret = -1;
+	int n = sqlite_quick_check(db, 3, "; ", &msg);
 
-	if (sqlite3_prepare_v2(db, "PRAGMA quick_check(20)", -1, &st, NULL) != SQLITE_OK) {
-		err_set(err, ERR_DAMAGED, "the snapshot's database is not readable: %s",
-			sqlite3_errmsg(db));
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *line = (const char *)sqlite3_column_text(st, 0);
-		if (line && !strcmp(line, "ok"))
-			continue;
-		if (n++ < 3)
-			sb_addf(&msg, "%s%s", msg.len ? "; " : "", line ? line : "?");
-	}
-	if (rc != SQLITE_DONE) {
-		err_set(err, ERR_DAMAGED, "the snapshot's database is not readable: %s",
-			sqlite3_errmsg(db));
-		goto out;
-	}
-	if (n) {
+	if (n < 0)
+		err_set(err, ERR_DAMAGED, "the snapshot's database is not readable: %s", msg.buf);
+	else if (n > 0)
 		err_set(err, ERR_DAMAGED, "the snapshot's database fails PRAGMA quick_check "
 			"(%s): %s", path, msg.buf);
-		goto out;
-	}
-	ret = 0;
-out:
-	sqlite3_finalize(st);
 	sb_release(&msg);
-	return ret;
+	return n ? -1 : 0;
+}
+
+/* Whether the staged database still needs its quick_check: not when the
+ * backup checked these very pages (backup_sqlite.c: extra.quick_check),
+ * provided the staged file has the size the manifest gives them (the
+ * entries' SHA-256s prove their bytes, this their number). */
+static int needs_check(const cJSON *manifest, const char *path)
+{
+	const cJSON *extra = cJSON_GetObjectItemCaseSensitive(manifest, "extra");
+	const cJSON *qc = cJSON_GetObjectItemCaseSensitive(extra, "quick_check");
+	const cJSON *size = cJSON_GetObjectItemCaseSensitive(extra, "page_size");
+	const cJSON *count = cJSON_GetObjectItemCaseSensitive(extra, "page_count");
+	struct stat st;
+
+	if (!cJSON_IsString(qc) || strcmp(qc->valuestring, "ok") || !cJSON_IsNumber(size) ||
+	    !cJSON_IsNumber(count) || stat(path, &st) < 0)
+		return 1;
+	return (double)st.st_size != size->valuedouble * count->valuedouble;
 }
 
 struct sync_job {
@@ -362,7 +361,7 @@ static int target_still_empty(const char *path)
 /* restore --to a new file: check the staging database while it is being
  * made durable, then rename it over the empty target. */
 static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *target,
-			   const struct restore_opts *opts, struct sm_error *err)
+			   int check, const struct restore_opts *opts, struct sm_error *err)
 {
 	struct sync_job job = { -1, NULL, 0, 0 };
 	pthread_t th;
@@ -378,7 +377,7 @@ static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *ta
 	started = pthread_create(&th, NULL, sync_thread, &job) == 0;
 	if (!started)
 		sync_thread(&job);
-	ret = integrity_check(*src, s->path, err);
+	ret = check ? integrity_check(*src, s->path, err) : 0;
 	if (started)
 		pthread_join(th, NULL);
 	if (close(job.fd) < 0 && job.rc == 0) {
@@ -485,9 +484,8 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	enum sqlite_copy_stage stage;
 	struct sm_error ignored = SM_ERROR_INIT;
 	char *mark = NULL;
-	int rc, ret = -1, held = 0;
+	int rc, ret = -1, held = 0, check;
 
-	(void)manifest;
 	/* the staging file is ours alone, so it is read in large blocks: a
 	 * pread per page is most of the cost of checking and copying a large
 	 * database */
@@ -501,11 +499,12 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	/* pages lent out of the blocks, not copied (SQLite caps the limit at
 	 * its compiled-in maximum; pages above it are copied) */
 	sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
+	check = needs_check(manifest, s->path);
 	if (opts->target_new && target_still_empty(target->url.path)) {
-		ret = move_into_place(s, &src, target->url.path, opts, err);
+		ret = move_into_place(s, &src, target->url.path, check, opts, err);
 		goto out;
 	}
-	if (integrity_check(src, s->path, err) < 0 || restore_interrupted(opts, err) < 0 ||
+	if ((check && integrity_check(src, s->path, err) < 0) || restore_interrupted(opts, err) < 0 ||
 	    writers_blocked(dst, target->url.path, opts, &held, err) < 0)
 		goto out;
 	if (opts->verify && !held && target->ops->writes_mark(target, &mark, &ignored) < 0)

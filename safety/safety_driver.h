@@ -25,21 +25,25 @@ struct safety_driver {
 	 * snapshot already guards (validate_opts.quick_integrity; may be NULL:
 	 * integrity is used). */
 	int (*quick_integrity)(struct engine *e, struct finding_list *out, struct sm_error *err);
-	/* quick_integrity, with the checks between tables (SQLite's foreign
-	 * keys) only where their outcome can have changed since the engine
-	 * started tracking writes: written is engine_ops.tracked_writes' list
-	 * (a "*" line: anything may have changed).  May be NULL. */
+	/* quick_integrity of what can have changed since the engine started
+	 * tracking writes: written is engine_ops.tracked_writes' list (a "*"
+	 * line: anything may have changed); SQLite checks those tables and the
+	 * foreign keys whose outcome they can change.  May be NULL. */
 	int (*quick_integrity_written)(struct engine *e, const char *written,
 				       struct finding_list *out, struct sm_error *err);
-	/* quick_integrity without the checks between tables, and those checks
-	 * for the tables whose outcome writes to written ("*": any) can change,
-	 * leaving out the tables listed in done and adding those checked to it:
-	 * the pipeline's baseline, the latter taken just before the run first
-	 * writes there (engine_ops.track_writes).  Both NULL or both set. */
+	/* The pipeline's baseline, for a run whose writes the engine tracks
+	 * (engine_ops.track_writes): quick_integrity_local is what is taken up
+	 * front; relations_baseline, just before the run first writes to the
+	 * tables in written ("*": any), what quick_integrity_written will
+	 * check there: the checks of those tables (leaving out those listed in
+	 * own_done, adding those checked to it) and the checks between tables
+	 * whose outcome the writes can change (leaving out those listed in
+	 * done, adding those checked to it).  Both NULL or both set. */
 	int (*quick_integrity_local)(struct engine *e, struct finding_list *out,
 				     struct sm_error *err);
 	int (*relations_baseline)(struct engine *e, const char *written, struct strbuf *done,
-				  struct finding_list *out, struct sm_error *err);
+				  struct strbuf *own_done, struct finding_list *out,
+				  struct sm_error *err);
 	/* Estimated snapshot size: the database's size in bytes. */
 	int (*db_size)(struct engine *e, unsigned long long *bytes, struct sm_error *err);
 	/* Room an in-place restore of the snapshot needs outside the backup

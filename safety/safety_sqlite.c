@@ -215,14 +215,22 @@ static int check_cache_end(struct engine *e, char *old, int ret, struct sm_error
 	return ret;
 }
 
-/* Runs PRAGMA pragma (integrity_check or quick_check). */
-static int run_check(struct engine *e, const char *pragma, struct finding_list *out,
-		     struct sm_error *err)
+/* Runs PRAGMA pragma (integrity_check or quick_check) of the whole file,
+ * or of table and its indexes only (NULL: the whole file).  A finding's
+ * message does not say which: a problem found one way is the same problem
+ * found the other (the baseline is compared with validate's findings). */
+static int run_check(struct engine *e, const char *pragma, const char *table,
+		     struct finding_list *out, struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
 	struct strbuf sql = STRBUF_INIT;
 
-	sb_addf(&sql, "PRAGMA %s", pragma);
+	sb_addf(&sql, "PRAGMA main.%s", pragma);
+	if (table) {
+		sb_addch(&sql, '(');
+		e->ops->quote_ident(&sql, table);
+		sb_addch(&sql, ')');
+	}
 	if (e->ops->query(e, sql.buf, 0, NULL, &r, err) < 0) {
 		sb_release(&sql);
 		return err_prefix(err, "PRAGMA %s failed", pragma);
@@ -361,7 +369,7 @@ static int run_checks(struct engine *e, const char *pragma, struct finding_list 
 	char *old = NULL;
 	int ret = -1;
 
-	if (check_cache_begin(e, &old, err) == 0 && run_check(e, pragma, out, err) == 0 &&
+	if (check_cache_begin(e, &old, err) == 0 && run_check(e, pragma, NULL, out, err) == 0 &&
 	    fk_check(e, NULL, out, err) == 0)
 		ret = 0;
 	return check_cache_end(e, old, ret, err);
@@ -383,21 +391,71 @@ static int sqlite_quick_integrity(struct engine *e, struct finding_list *out,
 	return run_checks(e, "quick_check", out, err);
 }
 
-/* quick_check alone: the pipeline's baseline takes the foreign keys table
- * by table, before the run first writes where they could change
- * (sqlite_relations_baseline). */
+/* The pipeline's baseline up front: nothing.  Every check it compares
+ * with validate's is taken table by table just before the run first
+ * writes there (sqlite_relations_baseline), and the snapshot checked the
+ * whole file beside its copy (backup_sqlite.c). */
 static int sqlite_quick_integrity_local(struct engine *e, struct finding_list *out,
 					struct sm_error *err)
 {
-	char *old = NULL;
-	int ret = -1;
-
-	if (check_cache_begin(e, &old, err) == 0 && run_check(e, "quick_check", out, err) == 0)
-		ret = 0;
-	return check_cache_end(e, old, ret, err);
+	(void)e;
+	(void)out;
+	(void)err;
+	return 0;
 }
 
-static int sqlite_relations_baseline(struct engine *e, const char *written, struct strbuf *done,
+/* The name table has in the schema if it is a table with b-trees of its
+ * own (a view or a virtual table has none; a table the run has not yet
+ * created, or has dropped, is not there): *name receives it (owned) or
+ * NULL. */
+static int stored_table(struct engine *e, const char *table, char **name, struct sm_error *err)
+{
+	const char *params[1] = { table };
+
+	return engine_scalar(e, "SELECT name FROM main.sqlite_schema WHERE type = 'table' "
+			     "AND rootpage > 0 AND name = $1 COLLATE NOCASE", 1, params, name, err);
+}
+
+/* quick_check of each table in written (and its indexes) not yet in done,
+ * adding each to done; "*" (anything may have changed): of the whole file.
+ * The schema table goes first, once: its check also covers the freelist,
+ * which any write can change. */
+static int quick_check_written(struct engine *e, const char *written, struct strbuf *done,
+			       struct finding_list *out, struct sm_error *err)
+{
+	if (in_lines(done->buf, "*"))
+		return 0;
+	if (in_lines(written, "*")) {
+		sb_adds(done, "*\n");
+		return run_check(e, "quick_check", NULL, out, err);
+	}
+	if (*written && !in_lines(done->buf, "sqlite_schema")) {
+		sb_adds(done, "sqlite_schema\n");
+		if (run_check(e, "quick_check", "sqlite_schema", out, err) < 0)
+			return -1;
+	}
+	for (const char *p = written; *p;) {
+		size_t len = strcspn(p, "\n");
+		char *table = xstrndup(p, len), *name = NULL;
+		int rc = 0;
+
+		p += len + (p[len] ? 1 : 0);
+		if (len && !in_lines(done->buf, table)) {
+			sb_addf(done, "%s\n", table);
+			rc = stored_table(e, table, &name, err);
+			if (rc == 0 && name)
+				rc = run_check(e, "quick_check", name, out, err);
+		}
+		free(name);
+		free(table);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int sqlite_relations_baseline(struct engine *e, const char *written,
+				     struct strbuf *done, struct strbuf *own_done,
 				     struct finding_list *out, struct sm_error *err)
 {
 	struct strbuf skip = STRBUF_INIT;
@@ -406,6 +464,7 @@ static int sqlite_relations_baseline(struct engine *e, const char *written, stru
 
 	sb_addf(&skip, "%s", done->len ? done->buf : "");
 	if (check_cache_begin(e, &old, err) == 0 &&
+	    quick_check_written(e, written, own_done, out, err) == 0 &&
 	    fk_check_written(e, written, skip.buf, done, NULL, NULL, out, err) == 0)
 		ret = 0;
 	/* a table written from here on is no longer as it was before the run:
@@ -422,17 +481,20 @@ static int sqlite_relations_baseline(struct engine *e, const char *written, stru
 	return check_cache_end(e, old, ret, err);
 }
 
-/* sqlite_quick_integrity, foreign keys only where written can have
- * changed them (the pipeline's validate, after its migrations ran on this
- * connection: see docs/safety.md). */
+/* The pipeline's validate, after its migrations ran on this connection:
+ * quick_check of the tables written and the schema table (the whole file
+ * when anything may have changed), foreign keys only where written can
+ * have changed them (see docs/safety.md). */
 static int sqlite_quick_integrity_written(struct engine *e, const char *written,
 					  struct finding_list *out, struct sm_error *err)
 {
+	struct strbuf done = STRBUF_INIT;
 	char *old = NULL;
 	size_t tables = 0, checked = 0;
 	int ret = -1;
 
-	if (check_cache_begin(e, &old, err) < 0 || run_check(e, "quick_check", out, err) < 0)
+	if (check_cache_begin(e, &old, err) < 0 ||
+	    quick_check_written(e, written, &done, out, err) < 0)
 		goto out;
 	if (in_lines(written, "*")) {
 		ret = fk_check(e, NULL, out, err);
@@ -445,6 +507,7 @@ static int sqlite_quick_integrity_written(struct engine *e, const char *written,
 		    "neither the others nor the tables they reference", checked, tables);
 	ret = 0;
 out:
+	sb_release(&done);
 	return check_cache_end(e, old, ret, err);
 }
 

@@ -176,6 +176,7 @@ static int capture(struct engine *e, const struct schema_model *live,
 
 	memset(b, 0, sizeof(*b));
 	b->related = (struct strbuf)STRBUF_INIT;
+	b->own = (struct strbuf)STRBUF_INIT;
 	if (run_scoped(e, &o, scope, live, &all, err) < 0) {
 		finding_list_release(&all);
 		return -1;
@@ -207,7 +208,7 @@ static void baseline_before_write(void *ud, struct engine *e, const char *tables
 	struct sm_error ignored = SM_ERROR_INIT;
 
 	if (safety_driver_for(e, &d, &ignored) == 0)
-		d->relations_baseline(e, tables, &b->related, &b->problems, &ignored);
+		d->relations_baseline(e, tables, &b->related, &b->own, &b->problems, &ignored);
 }
 
 int validate_baseline_capture_tracked(struct engine *e, const struct schema_model *live,
@@ -239,4 +240,5 @@ void validate_baseline_release(struct validate_baseline *b)
 	b->tracking = NULL;
 	finding_list_release(&b->problems);
 	sb_release(&b->related);
+	sb_release(&b->own);
 }

@@ -28,10 +28,12 @@ struct validate_baseline {
 	/* validate_baseline_capture_tracked: the tables whose checks between
 	 * tables are in problems, one per line */
 	struct strbuf related;
+	/* ... and the tables whose own checks are in problems */
+	struct strbuf own;
 	struct engine *tracking; /* borrowed: the engine that adds to it, or NULL */
 };
 
-#define VALIDATE_BASELINE_INIT { FINDING_LIST_INIT, STRBUF_INIT, NULL }
+#define VALIDATE_BASELINE_INIT { FINDING_LIST_INIT, STRBUF_INIT, STRBUF_INIT, NULL }
 
 struct validate_opts {
 	const char *expected_text; /* canonical schema text to compare with, or NULL */

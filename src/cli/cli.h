@@ -85,6 +85,7 @@ struct options {
 	long long max_rewrite_bytes;  /* resolved; -1: no gate */
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
 	int no_tablespaces;   /* backup --no-tablespaces (PostgreSQL) */
+	int no_check;         /* backup --no-check (SQLite: no quick_check beside the copy) */
 	int jobs;             /* backup --jobs, restore --jobs, verify --jobs */
 	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */

@@ -215,6 +215,27 @@ static int phase_safety(struct run *r, struct session *s)
 	return failed;
 }
 
+/* What the check beside the snapshot's copy found (backup_result.check):
+ * problems the database had before the run, which the snapshot keeps and a
+ * restore gives back; the run's own checks compare with what was there
+ * before, so they are not blamed on it. */
+static void snapshot_check_findings(struct run *r, const char *check)
+{
+	struct finding_list l = FINDING_LIST_INIT;
+	size_t n = 0;
+
+	if (!check || !strcmp(check, "ok"))
+		return;
+	for (const char *p = check; *p; n++)
+		p += strcspn(p, "\n") + (p[strcspn(p, "\n")] ? 1 : 0);
+	finding_add(&l, FINDING_CHECK, "integrity", LEVEL_WARN,
+		    "the run goes on; its checks count only problems it causes", NULL, 0,
+		    "the database already fails PRAGMA quick_check (%zu line%s; the snapshot keeps "
+		    "it as it is): %.*s", n, n == 1 ? "" : "s", (int)strcspn(check, "\n"), check);
+	port_report_findings(&l, r->findings);
+	finding_list_release(&l);
+}
+
 /* Takes and verifies the snapshot, then journals durably: after this, a
  * killed run is recoverable. */
 static int phase_snapshot(struct run *r, struct engine *e)
@@ -223,7 +244,7 @@ static int phase_snapshot(struct run *r, struct engine *e)
 
 	struct backup_result res = BACKUP_RESULT_INIT;
 
-	if (port_backup(r->ctx, e, NULL, "snapshot", &res, &r->ctx->err) < 0) {
+	if (port_backup(r->ctx, e, NULL, "snapshot", 1, &res, &r->ctx->err) < 0) {
 		backup_result_release(&res);
 		phase_done(r, "snapshot", t0, 0);
 		return -1;
@@ -233,6 +254,7 @@ static int phase_snapshot(struct run *r, struct engine *e)
 	res.path = NULL;
 	memcpy(r->sha, res.sha256, sizeof(r->sha));
 	journal_set_snapshot_sha(&r->j, r->sha);
+	snapshot_check_findings(r, res.check);
 	backup_result_release(&res);
 	phase_done(r, "snapshot", t0, 1);
 	info("snapshot %s", r->snapshot);
@@ -406,7 +428,7 @@ static int save_failed_state(struct cmd_ctx *ctx, const char *snapshot, struct e
 	 * restore, signals go to restore_signals_begin's handler */
 	was = cli_interrupted;
 	cli_interrupted = 0;
-	rc = port_backup(ctx, e, name.buf, "failed state", &res, err);
+	rc = port_backup(ctx, e, name.buf, "failed state", 0, &res, err);
 	cli_interrupted = was;
 	if (rc == 0) {
 		*saved = res.path;

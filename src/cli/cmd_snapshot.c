@@ -92,7 +92,7 @@ int cmd_backup(struct cmd_ctx *ctx)
 	/* Ctrl-C or SIGTERM: the server's query is cancelled, the temp file
 	 * removed, nothing published (exit 130) */
 	signals_watch(e);
-	rc = port_backup_to(ctx, e, opt.name, "backup", opt.output, &res,
+	rc = port_backup_to(ctx, e, opt.name, "backup", !opt.no_check, opt.output, &res,
 			    stream ? &manifest : NULL, &ctx->err);
 	signals_unwatch();
 	if (rc < 0) {
@@ -120,10 +120,16 @@ int cmd_backup(struct cmd_ctx *ctx)
 		human_bytes(b, sizeof(b), res.bytes);
 		verbose("%s, sha256 %s", b, res.sha256);
 	}
+	if (res.check && strcmp(res.check, "ok"))
+		warning("the database fails PRAGMA quick_check (the snapshot keeps it as it is; "
+			"a restore gives back these problems): %.*s", (int)strcspn(res.check, "\n"),
+			res.check);
 	if (ctx->json) {
 		cJSON_AddStringToObject(ctx->json, "path", res.path);
 		cJSON_AddStringToObject(ctx->json, "sha256", res.sha256);
 		cJSON_AddNumberToObject(ctx->json, "bytes", (double)res.bytes);
+		if (res.check)
+			cJSON_AddStringToObject(ctx->json, "quick_check", res.check);
 		if (manifest) {
 			cJSON_AddItemToObject(ctx->json, "manifest", manifest);
 			manifest = NULL;
@@ -484,7 +490,7 @@ static int before_apply(void *ud, const cJSON *manifest, const cJSON *header,
 	if (!ok)
 		return -1;
 	if (ui->safety) {
-		if (port_backup(ui->ctx, ui->target, NULL, "safety snapshot", &ui->safety_res, err) < 0)
+		if (port_backup(ui->ctx, ui->target, NULL, "safety snapshot", 0, &ui->safety_res, err) < 0)
 			return err_prefix(err, "cannot take the safety snapshot; nothing was "
 					  "restored");
 		info("safety snapshot of the current database: %s", ui->safety_res.path);
@@ -892,7 +898,7 @@ int cmd_drop_tables(struct cmd_ctx *ctx)
 		goto fail;
 	if (e->ops->lock(e, opt.lock_timeout_ms, &ctx->err) < 0)
 		goto fail;
-	if (port_backup(ctx, e, NULL, "safety snapshot", &res, &ctx->err) < 0) {
+	if (port_backup(ctx, e, NULL, "safety snapshot", 0, &res, &ctx->err) < 0) {
 		err_prefix(&ctx->err, "cannot take the safety snapshot; nothing was dropped");
 		goto fail;
 	}

@@ -21,21 +21,25 @@ struct db_state {
 	void *baseline;       /* validation baseline (safety module), owned */
 };
 
+/* Prints findings (human output) and appends them to arr (may be NULL). */
+void port_report_findings(const struct finding_list *l, cJSON *arr);
 /* Runs the pre-flight checks (the caller holds the migration lock).  Adds
  * findings to arr (may be NULL) and prints them; returns 1 if any FAILed. */
 int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct sm_error *err);
 /* Takes a snapshot of e into ctx->backup_dir with the progress display
  * labelled label (the one snapshot-taking path of every command: backup,
- * the pipeline, safety snapshots); res filled (caller releases it).  Stops
- * with ERR_INTERRUPTED once cli_interrupted is set. */
+ * the pipeline, safety snapshots); res filled (caller releases it).  check:
+ * also run the engine's check of what the snapshot copies (backup_opts.
+ * check; res->check says what it found).  Stops with ERR_INTERRUPTED once
+ * cli_interrupted is set. */
 int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
-		struct backup_result *res, struct sm_error *err);
+		int check, struct backup_result *res, struct sm_error *err);
 /* port_backup with an output other than the backup directory: a file, or
  * "-" for stdout (backup --output); manifest (may be NULL) receives a copy
  * of the manifest (caller frees).  The zstd level is opt's, as for
  * port_backup. */
 int port_backup_to(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
-		   const char *output, struct backup_result *res, cJSON **manifest,
+		   int check, const char *output, struct backup_result *res, cJSON **manifest,
 		   struct sm_error *err);
 /* Checks that the snapshot at path is still the one whose SHA-256 was
  * sha256: its .sha256 sidecar says so (restore checks the file against the

@@ -23,7 +23,7 @@
 #include "xalloc.h"
 
 /* Prints findings (human output) and appends them to the run's JSON array. */
-static void report_findings(const struct finding_list *l, cJSON *arr)
+void port_report_findings(const struct finding_list *l, cJSON *arr)
 {
 	cJSON *items, *it;
 
@@ -62,20 +62,20 @@ int port_safety_check(struct cmd_ctx *ctx, struct session *s, cJSON *arr, struct
 		return 1;
 	}
 	free(journal);
-	report_findings(&l, arr);
+	port_report_findings(&l, arr);
 	failed = finding_count(&l, LEVEL_FAIL) > 0;
 	finding_list_release(&l);
 	return failed;
 }
 
 int port_backup(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
-		struct backup_result *res, struct sm_error *err)
+		int check, struct backup_result *res, struct sm_error *err)
 {
-	return port_backup_to(ctx, e, name, label, NULL, res, NULL, err);
+	return port_backup_to(ctx, e, name, label, check, NULL, res, NULL, err);
 }
 
 int port_backup_to(struct cmd_ctx *ctx, struct engine *e, const char *name, const char *label,
-		   const char *output, struct backup_result *res, cJSON **manifest,
+		   int check, const char *output, struct backup_result *res, cJSON **manifest,
 		   struct sm_error *err)
 {
 	struct backup_opts bo;
@@ -86,6 +86,7 @@ int port_backup_to(struct cmd_ctx *ctx, struct engine *e, const char *name, cons
 	bo.level = opt.level;
 	bo.has_level = opt.has_level;
 	bo.manifest = manifest;
+	bo.check = check;
 	if (output && !strcmp(output, "-")) {
 		bo.output_fd = 1;
 		bo.use_output_fd = 1;
@@ -288,7 +289,7 @@ int port_validate(struct engine *e, const struct db_state *before, int check_sch
 		return 1;
 	}
 	bad = finding_count(&l, LEVEL_FAIL) > 0;
-	report_findings(&l, arr);
+	port_report_findings(&l, arr);
 	if (bad)
 		err_set(err, ERR_DAMAGED, "%zu new problem%s after the migration",
 			finding_count(&l, LEVEL_FAIL), finding_count(&l, LEVEL_FAIL) == 1 ? "" : "s");

@@ -3,6 +3,7 @@
  */
 #include "sqlite_copy.h"
 
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,4 +39,30 @@ int sqlite_copy_whole(sqlite3 *dst, sqlite3 *src, enum sqlite_copy_stage *stage)
 	}
 	*stage = SQLITE_COPY_FINISH;
 	return sqlite3_backup_finish(b);
+}
+
+int sqlite_quick_check(sqlite3 *db, int max, const char *sep, struct strbuf *problems)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, n = 0;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA main.quick_check", -1, &st, NULL) != SQLITE_OK) {
+		sb_adds(problems, sqlite3_errmsg(db));
+		return -1;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *line = (const char *)sqlite3_column_text(st, 0);
+
+		if (line && !strcmp(line, "ok"))
+			continue;
+		if (n++ < max)
+			sb_addf(problems, "%s%s", n > 1 ? sep : "", line ? line : "?");
+	}
+	if (rc != SQLITE_DONE) {
+		sb_reset(problems);
+		sb_adds(problems, sqlite3_errmsg(db));
+		n = -1;
+	}
+	sqlite3_finalize(st);
+	return n;
 }

@@ -12,6 +12,8 @@
 
 #include <sqlite3.h>
 
+#include "strbuf.h"
+
 /* How long a copy waits for other connections' locks before giving up. */
 #define SQLITE_COPY_GIVE_UP_MS 60000
 
@@ -29,5 +31,15 @@ enum sqlite_copy_stage {
  * SQLite code with *stage saying where it failed.
  */
 int sqlite_copy_whole(sqlite3 *dst, sqlite3 *src, enum sqlite_copy_stage *stage);
+
+/*
+ * PRAGMA quick_check of all of db's main database, read in db's current
+ * transaction (or one of its own).  Returns the number of problems found
+ * (0: "ok"), their first max lines added to problems, sep between two; -1 when
+ * the check could not run (problems then holds SQLite's message).  The
+ * snapshot taken with a check records its outcome, and a restore of it
+ * relies on that instead of checking again (docs/safety.md).
+ */
+int sqlite_quick_check(sqlite3 *db, int max, const char *sep, struct strbuf *problems);
 
 #endif

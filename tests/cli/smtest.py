@@ -255,10 +255,10 @@ def compress_to(path, tar_bytes):
     return path
 
 
-def packed_snapshot(path, header, entries):
+def packed_snapshot(path, header, entries, extra=None):
     """A well-formed snapshot at path (correct manifest and sidecar) of the
     given (name, bytes) entries after snapshot.json (header), for crafted
-    format and layout variants."""
+    format and layout variants; extra is the manifest's "extra"."""
     raw = io.BytesIO()
     listed = []
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
@@ -269,7 +269,8 @@ def packed_snapshot(path, header, entries):
             t.addfile(ti, io.BytesIO(data))
             listed.append({"name": ename, "size": len(data),
                            "sha256": hashlib.sha256(data).hexdigest()})
-        data = json.dumps(dict(header, row_counts={}, extra={}, entries=listed)).encode()
+        data = json.dumps(dict(header, row_counts={}, extra=extra or {},
+                               entries=listed)).encode()
         ti = tarfile.TarInfo("manifest.json")
         ti.size = len(data)
         t.addfile(ti, io.BytesIO(data))

@@ -207,6 +207,44 @@ class PipelineSqlite(CliTest):
         self.assertIn("foreign key mismatch", r.out + r.err)
         self.assertEqual(self.sqlite_dump(), before)
 
+    def null_in_not_null(self):
+        """strict_t fails PRAGMA quick_check from now on (a NULL in a column
+        made NOT NULL behind SQLite's back): a problem the database has
+        before any run, which reading the table does not trip over."""
+        con = sqlite3.connect(self.path("app.db"))
+        con.executescript("CREATE TABLE strict_t (x);"
+                          "INSERT INTO strict_t VALUES (NULL), (1);"
+                          "PRAGMA writable_schema = ON;"
+                          "UPDATE sqlite_schema SET sql = 'CREATE TABLE strict_t (x NOT NULL)' "
+                          "WHERE name = 'strict_t';")
+        con.close()
+        self.assertNotEqual(self.sqlite("PRAGMA quick_check"), [("ok",)])
+
+    def test_quick_check_before_the_run_beside_the_snapshot(self):
+        """The whole file is checked beside the snapshot's copy (its problems
+        are reported, not blamed on the run); validate checks the tables the
+        run wrote, compared with their check just before the run first wrote
+        there."""
+        self.null_in_not_null()
+        # a run that does not write strict_t: told, applied, strict_t not checked after
+        self.add("0002_note.sql", "CREATE TABLE note (x INT);")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "applied")
+        warn = [f["message"] for f in j["findings"]
+                if f.get("check") == "integrity" and f["level"] == "warn"]
+        self.assertEqual(len(warn), 1, j["findings"])
+        self.assertIn("already fails PRAGMA quick_check", warn[0])
+        self.assertIn("NULL value in strict_t.x", warn[0])
+        self.assertIn("the database's integrity checks found no problem",
+                      [f["message"] for f in j["findings"] if f.get("check") == "integrity"])
+        # a run that writes strict_t: its problem was there before, not the run's
+        self.add("0003_strict.sql", "UPDATE strict_t SET x = x + 1 WHERE rowid = 2;")
+        j = self.ok("safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "applied")
+        self.assertTrue(any(f.get("check") == "integrity" and f["level"] == "pass" and
+                            "already present before the run" in f["message"]
+                            for f in j["findings"]), j["findings"])
+
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
         before = self.sqlite_dump()

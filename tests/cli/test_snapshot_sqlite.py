@@ -187,11 +187,11 @@ class SnapshotSqlite(CliTest):
         self.ok("-b", "backups", "restore", snap, "--to", self.sqlite_url("drill2.db"), "--yes")
         self.assertEqual(self.sqlite_dump("drill2.db"), before)
 
-    def test_database_failing_integrity_check_is_not_restored(self):
-        """The snapshot is intact (every checksum holds) but the database in
-        it is not: a page of an index b-tree is garbage.  PRAGMA quick_check
-        on the staged copy refuses it (pages are lent out of the read-ahead
-        blocks, sqlite_readahead's xFetch), before the target is touched."""
+    def corrupt_an_index(self):
+        """Makes app.db fail PRAGMA quick_check (a leaf of an index gets an
+        invalid b-tree page type, the rest of its header left as it was: a
+        table page would make the check itself fail, which restore reports
+        as "not readable"); returns the path of a good copy made before."""
         self.sqlite("CREATE TABLE wide (a INTEGER, b BLOB)")
         self.sqlite("CREATE INDEX wide_b ON wide(b)")
         # a few MB, so the check runs over many read-ahead blocks
@@ -200,9 +200,6 @@ class SnapshotSqlite(CliTest):
         good = self.path("good.db")
         with open(self.path("app.db"), "rb") as src, open(good, "wb") as dst:
             dst.write(src.read())
-        # a leaf of the index: an invalid b-tree page type, the rest of its
-        # header left as it was (a table page would make the check itself
-        # fail, which restore reports as "not readable")
         pageno = self.sqlite("SELECT max(pageno) FROM dbstat WHERE name = 'wide_b' "
                              "AND pagetype = 'leaf'")[0][0]
         page = self.sqlite("PRAGMA page_size")[0][0]
@@ -210,6 +207,71 @@ class SnapshotSqlite(CliTest):
             f.seek((pageno - 1) * page)
             f.write(b"\x07")
         self.assertNotEqual(self.sqlite("PRAGMA quick_check"), [("ok",)])
+        return good
+
+    @staticmethod
+    def manifest_of(snap):
+        raw = subprocess.run(["zstd", "-q", "-d", "-c", snap], capture_output=True,
+                             check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+            return json.load(t.extractfile("manifest.json"))
+
+    def test_backup_checks_the_pages_it_copies(self):
+        """backup runs PRAGMA quick_check beside the copy and records the
+        outcome; --no-check leaves it out."""
+        j = self.backup("--name", "checked")
+        self.assertEqual(j["quick_check"], "ok")
+        self.assertEqual(self.manifest_of(j["path"])["extra"]["quick_check"], "ok")
+        j = self.backup("--name", "unchecked", "--no-check")
+        self.assertNotIn("quick_check", j)
+        self.assertNotIn("quick_check", self.manifest_of(j["path"])["extra"])
+        # both restore to the same database
+        for name in ("checked", "unchecked"):
+            self.ok("restore", self.path("backups", name + ".tar.zst"), "--to",
+                    self.sqlite_url(name + ".db"), "--yes")
+            self.assertEqual(self.sqlite_dump(name + ".db"), self.sqlite_dump())
+        # a database that fails the check: a warning, and the outcome recorded
+        self.corrupt_an_index()
+        r = self.ok("backup", "--name", "bad", "--json")
+        self.assertIn("fails PRAGMA quick_check", r.err)
+        self.assertNotEqual(r.json()["quick_check"], "ok")
+        self.assertIn("btreeInitPage", self.manifest_of(self.path("backups", "bad.tar.zst"))
+                      ["extra"]["quick_check"])
+
+    def test_restore_relies_on_the_backups_check(self):
+        """A snapshot whose manifest says its pages passed quick_check is not
+        checked again: only such a snapshot of a database that fails the
+        check restores; the same pages without it, or with a page count that
+        does not match them, are checked and refused."""
+        self.corrupt_an_index()
+        with open(self.path("app.db"), "rb") as f:
+            db = f.read()
+        page = 4096
+        header = {"tool": "safe-migrate", "tool_version": "0.1.0", "engine": "sqlite",
+                  "created_at": "2026-01-01T00:00:00.000Z", "server_version": "SQLite",
+                  "source": "sqlite:///app.db", "revision": None, "format_version": 1}
+        entries = [("data/main.db.0000", db)]
+        sizes = {"page_size": page, "page_count": len(db) // page}
+        trusted = self.packed("trusted.tar.zst", header, entries,
+                              dict(sizes, quick_check="ok"))
+        self.ok("restore", trusted, "--to", self.sqlite_url("trusted.db"), "--yes")
+        self.assertEqual(file_sha(self.path("trusted.db")), file_sha(self.path("app.db")))
+        for label, extra in (("unchecked", sizes),
+                             ("failed", dict(sizes, quick_check="row 1 missing")),
+                             ("miscounted", dict(sizes, quick_check="ok",
+                                                 page_count=sizes["page_count"] + 1))):
+            with self.subTest(label):
+                p = self.packed(label + ".tar.zst", header, entries, extra)
+                r = self.code(7, "restore", p, "--to", self.sqlite_url(label + ".db"), "--yes")
+                self.assertIn("fails PRAGMA quick_check", r.err)
+
+    def test_database_failing_integrity_check_is_not_restored(self):
+        """The snapshot is intact (every checksum holds) but the database in
+        it is not: a page of an index b-tree is garbage.  The backup's check
+        says so; PRAGMA quick_check on the staged copy refuses it (pages are
+        lent out of the read-ahead blocks, sqlite_readahead's xFetch), before
+        the target is touched."""
+        good = self.corrupt_an_index()
         snap = self.backup("--name", "bad")["path"]
         self.ok("verify", snap)  # the archive itself is fine
         r = self.code(7, "restore", snap, "--to", self.sqlite_url("new.db"), "--yes")
@@ -464,10 +526,10 @@ class SnapshotSqlite(CliTest):
                     f.write(src.read())
         self.assertEqual(self.sqlite_dump("cat.db"), self.sqlite_dump())
 
-    def packed(self, name, header, entries):
+    def packed(self, name, header, entries, extra=None):
         """A well-formed snapshot (correct manifest and sidecar) of the given
         (name, bytes) entries, for format and layout variants."""
-        return packed_snapshot(self.path(name), header, entries)
+        return packed_snapshot(self.path(name), header, entries, extra)
 
     def test_format_1_and_deferred_head_layouts(self):
         with open(self.path("app.db"), "rb") as f:
