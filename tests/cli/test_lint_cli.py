@@ -43,6 +43,34 @@ class LintSqlite(CliTest):
         self.assertNotIn("update-or-delete-without-where",
                          [f.get("rule") for f in r["findings"]])
 
+    def test_scratch_copy_holds_what_the_migrations_reach(self):
+        """The scratch schema gets the live objects a migration names and
+        what they reach (a trigger's table, a view), once: what one
+        migration drops stays dropped for the next, and a name taken in the
+        live schema is still taken."""
+        con = sqlite3.connect(self.path("app.db"))
+        con.executescript(
+            "CREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT);"
+            "CREATE TRIGGER orders_ins AFTER INSERT ON orders BEGIN "
+            "INSERT INTO audit (what) VALUES ('order ' || NEW.id); END;"
+            "CREATE VIEW recent AS SELECT o.id, a.what FROM orders o JOIN audit a ON a.id = o.id;"
+            "CREATE TABLE y (z INT);" +
+            "".join("CREATE TABLE t%d (id INTEGER PRIMARY KEY, v TEXT UNIQUE);" % i
+                    for i in range(50)))
+        con.close()
+        self.write("migrations/0001_ins.sql", "INSERT INTO orders (note) VALUES ('a');\n")
+        self.write("migrations/0002_drop.sql", "DROP TABLE y;\n")
+        self.write("migrations/0003_again.sql", "CREATE TABLE y (z INT);\n")
+        self.write("migrations/0004_col.sql", "ALTER TABLE audit RENAME COLUMN what TO what2;\n"
+                   "SELECT what2 FROM recent;\n")
+        self.write("migrations/0005_taken.sql", "ALTER TABLE orders RENAME TO t7;\n")
+        r = self.code(4, "lint", "--json").json()
+        errors = [(f["file"], f["message"]) for f in r["findings"] if f["rule"] == "sql-error"]
+        self.assertEqual(len(errors), 1, r["findings"])
+        self.assertIn("0005_taken.sql", errors[0][0])
+        self.assertIn("t7", errors[0][1])
+        self.assertIn("drop-table", [f["rule"] for f in r["findings"]])
+
     def test_default_lint_reads_down_sections(self):
         self.write("migrations/0001_a.sql", "-- migrate:up\nCREATE TABLE a (x INT);\n"
                    "-- migrate:down\nDROP TABLE a;\n")
