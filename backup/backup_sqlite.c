@@ -19,8 +19,8 @@
  *
  * With opts->check, PRAGMA quick_check runs on another thread beside the
  * copy, on a third connection whose read transaction begins while the
- * copy's is open and no other connection can commit (the engine's
- * connection holds the write lock for that moment): both read the same
+ * copy's is open and no other connection can commit (a fourth connection
+ * holds the write lock for that moment): both read the same
  * database, so the manifest's extra.quick_check says whether the very
  * pages in the snapshot passed, and a restore need not check them again.
  */
@@ -190,35 +190,57 @@ static void *side_check_run(void *ud)
 	return NULL;
 }
 
-/* Takes the write lock on lockdb (the engine's connection) before the
- * copy's read transaction begins: until side_check_start lets it go, no
- * other connection can commit, so the check's read transaction, begun in
+/* How long the check waits for another connection's write transaction
+ * before it gives up running beside the copy. */
+#define CHECK_LOCK_WAIT_MS 250
+
+/* Takes the write lock, on a connection of its own, before the copy's read
+ * transaction begins: until side_check_start lets it go, no other
+ * connection can commit, so the check's read transaction, begun in
  * between, sees what the copy sees (in WAL mode too, where a reader's view
- * is fixed when its transaction begins).  0 if it cannot be had (a
- * read-only file, a writer that kept it): the check then runs on the
- * copy's connection after the copy. */
-static int side_check_lock(sqlite3 *lockdb)
+ * is fixed when its transaction begins).  NULL if it cannot be had within
+ * CHECK_LOCK_WAIT_MS (a writer that keeps it, a read-only file): the check
+ * then runs on the copy's connection after the copy, and the backup never
+ * waits on a writer longer than that. */
+static sqlite3 *side_check_lock(const char *path)
 {
-	return sqlite3_get_autocommit(lockdb) &&
-	       sqlite3_exec(lockdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+	sqlite3 *lk = NULL;
+
+	if (sqlite3_open_v2(path, &lk, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		sqlite3_close(lk);
+		return NULL;
+	}
+	sqlite3_busy_timeout(lk, CHECK_LOCK_WAIT_MS);
+	if (sqlite3_exec(lk, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_close(lk);
+		return NULL;
+	}
+	return lk;
 }
 
-/* With lockdb locked (side_check_lock) and the copy's read transaction
- * begun: opens the check's connection and its read transaction, lets
- * writers go and starts the check. */
-static void side_check_start(struct side_check *c, sqlite3 *lockdb, int locked,
-			     const char *path)
+/* Lets writers go again: ROLLBACK, not COMMIT, which in rollback-journal
+ * mode waits for the readers to go, as if the empty transaction had pages
+ * to write. */
+static void side_check_unlock(sqlite3 *lk)
 {
-	if (locked && sqlite_readahead_register() == SQLITE_OK &&
+	if (!lk)
+		return;
+	sqlite3_exec(lk, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(lk);
+}
+
+/* With the write lock held (lk, from side_check_lock) and the copy's read
+ * transaction begun: opens the check's connection and its read
+ * transaction, lets writers go and starts the check. */
+static void side_check_start(struct side_check *c, sqlite3 *lk, const char *path)
+{
+	if (lk && sqlite_readahead_register() == SQLITE_OK &&
 	    sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READONLY, SQLITE_READAHEAD_VFS) ==
 		    SQLITE_OK &&
 	    sqlite3_exec(c->db, "PRAGMA mmap_size=1099511627776; BEGIN; "
 			 "SELECT count(*) FROM main.sqlite_schema", NULL, NULL, NULL) == SQLITE_OK)
 		c->started = pthread_create(&c->th, NULL, side_check_run, c) == 0;
-	/* not COMMIT: in rollback-journal mode that waits for the readers to
-	 * go, as if the empty transaction had pages to write */
-	if (locked)
-		sqlite3_exec(lockdb, "ROLLBACK", NULL, NULL, NULL);
+	side_check_unlock(lk);
 	if (!c->started) {
 		sqlite3_close(c->db);
 		c->db = NULL;
@@ -268,20 +290,20 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	int own_txn = sqlite3_get_autocommit(db), ret = -1;
 	struct side_check check = { NULL, 0, 0, -1, STRBUF_INIT };
 	/* the check needs a read transaction of the copy's own */
-	int checking = opts->check && own_txn, locked = 0;
+	int checking = opts->check && own_txn;
+	sqlite3 *lk = NULL;
 	cJSON *extra;
 
 	/* inside the caller's transaction only its connection sees its state */
 	if (own_txn && (rd = open_reader(e->url.path)) != NULL)
 		db = rd;
 	if (checking && rd)
-		locked = side_check_lock(engine_native(e));
+		lk = side_check_lock(e->url.path);
 	/* one read transaction: the counts and the copy see the same database */
 	if (own_txn && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		err_set(err, ERR_FAIL, "cannot start a read transaction on '%s': %s",
 			e->url.path, sqlite3_errmsg(db));
-		if (locked)
-			sqlite3_exec(engine_native(e), "ROLLBACK", NULL, NULL, NULL);
+		side_check_unlock(lk);
 		sqlite3_close(rd);
 		return -1;
 	}
@@ -296,8 +318,8 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	if (pages < 1)
 		pages = 1;
 	if (checking && rd) {
-		side_check_start(&check, engine_native(e), locked, e->url.path);
-		locked = 0;
+		side_check_start(&check, lk, e->url.path);
+		lk = NULL;
 	}
 	if (count_rows(w, db, err) < 0)
 		goto out;
@@ -322,8 +344,7 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	}
 	ret = 0;
 out:
-	if (locked)
-		sqlite3_exec(engine_native(e), "ROLLBACK", NULL, NULL, NULL);
+	side_check_unlock(lk);
 	if (checking)
 		side_check_finish(&check, db, 1);
 	sb_release(&check.out);

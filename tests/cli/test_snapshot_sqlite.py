@@ -238,6 +238,28 @@ class SnapshotSqlite(CliTest):
         self.assertIn("btreeInitPage", self.manifest_of(self.path("backups", "bad.tar.zst"))
                       ["extra"]["quick_check"])
 
+    def test_backup_is_checked_while_a_writer_holds_the_lock(self):
+        """A writer that keeps its write transaction open does not hold the
+        backup up: the check then runs after the copy, in the copy's read
+        transaction, and is still recorded (both journal modes)."""
+        for wal in (False, True):
+            with self.subTest(wal=wal):
+                name = "w%d.db" % wal
+                self.fill(name, wal=wal)
+                writer = sqlite3.connect(self.path(name), isolation_level=None)
+                writer.execute("BEGIN IMMEDIATE")
+                writer.execute("INSERT INTO w (v) VALUES (1)")
+                try:
+                    j = self.ok("-d", self.sqlite_url(name), "backup", "--name",
+                                "locked%d" % wal, "--json").json()
+                finally:
+                    writer.execute("ROLLBACK")
+                    writer.close()
+                self.assertEqual(j["quick_check"], "ok")
+                self.ok("restore", os.path.join(self.dir, j["path"]), "--to",
+                        self.sqlite_url("r%d.db" % wal), "--yes")
+                self.assertEqual(self.sqlite_dump("r%d.db" % wal), self.sqlite_dump(name))
+
     def test_restore_relies_on_the_backups_check(self):
         """A snapshot whose manifest says its pages passed quick_check is not
         checked again: only such a snapshot of a database that fails the
