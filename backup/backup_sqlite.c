@@ -237,8 +237,8 @@ static void side_check_start(struct side_check *c, sqlite3 *lk, const char *path
 	if (lk && sqlite_readahead_register() == SQLITE_OK &&
 	    sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READONLY, SQLITE_READAHEAD_VFS) ==
 		    SQLITE_OK &&
-	    sqlite3_exec(c->db, "PRAGMA mmap_size=1099511627776; BEGIN; "
-			 "SELECT count(*) FROM main.sqlite_schema", NULL, NULL, NULL) == SQLITE_OK)
+	    sqlite3_exec(c->db, "BEGIN; SELECT count(*) FROM main.sqlite_schema", NULL, NULL,
+			 NULL) == SQLITE_OK)
 		c->started = pthread_create(&c->th, NULL, side_check_run, c) == 0;
 	side_check_unlock(lk);
 	if (!c->started) {
@@ -279,9 +279,6 @@ static sqlite3 *open_reader(const char *path)
 		return NULL;
 	}
 	sqlite3_busy_timeout(rd, 10000);
-	/* the copy takes the source's pages by pointer out of the read-ahead
-	 * blocks (xFetch) instead of copying each into the page cache */
-	sqlite3_exec(rd, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
 	return rd;
 }
 

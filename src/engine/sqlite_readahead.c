@@ -319,6 +319,14 @@ static int ra_shm_map(sqlite3_file *sf, int pg, int pgsz, int extend, void volat
 
 static int ra_shm_lock(sqlite3_file *sf, int offset, int n, int flags)
 {
+	/* WAL mode: the file's SHARED lock stays for the connection's life,
+	 * and a read transaction begins (and ends) with a shared lock on one of
+	 * the WAL-index's read marks instead.  What the database file held when
+	 * a block was read need not be what the next transaction may read
+	 * from it (a checkpoint may have copied newer pages in since): the
+	 * blocks last no longer than the transaction that read them. */
+	if (flags & SQLITE_SHM_SHARED)
+		ra_drop((struct ra_file *)sf);
 	return REAL(sf)->pMethods->xShmLock(REAL(sf), offset, n, flags);
 }
 
