@@ -409,38 +409,62 @@ out:
 	return ret;
 }
 
-/* Takes the target's write lock on the restore's own connection, lets the
- * caller act while other connections can read but not write
- * (opts->writers_blocked), and keeps the lock for the copy: in rollback-
- * journal mode the connection is switched to locking_mode=EXCLUSIVE before
- * the (empty) transaction ends, so it never lets go before the copy has
- * run (*held: restore_release must follow).  In WAL mode a lock cannot be
- * kept past a transaction: it is released just before the copy takes it
- * again, and a writer can get in between. */
-static int writers_blocked(sqlite3 *dst, const char *target, const struct restore_opts *opts,
-			   int *held, struct sm_error *err)
+static int journal_is_wal(sqlite3 *dst)
 {
 	sqlite3_stmt *st = NULL;
-	int wal = 0, ret;
+	int wal = 0;
 
-	*held = 0;
-	if (!opts->writers_blocked)
-		return 0;
 	if (sqlite3_prepare_v2(dst, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
 	    sqlite3_step(st) == SQLITE_ROW)
 		wal = !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
 	sqlite3_finalize(st);
+	return wal;
+}
+
+/* Rollback-journal mode: takes the target's write lock on the restore's
+ * own connection, lets the caller act while other connections can read but
+ * not write (opts->writers_blocked), and keeps the lock for the copy: the
+ * connection is switched to locking_mode=EXCLUSIVE before the (empty)
+ * transaction ends, so it never lets go before the copy has run (*held:
+ * restore_release must follow).  (In WAL mode a lock cannot outlive a
+ * transaction: there the copy takes it first and the caller acts while it
+ * holds it, see copy_held.) */
+static int writers_blocked(sqlite3 *dst, const char *target, const struct restore_opts *opts,
+			   int *held, struct sm_error *err)
+{
+	int ret;
+
+	*held = 0;
+	if (!opts->writers_blocked)
+		return 0;
 	sqlite3_busy_timeout(dst, opts->lock_timeout_ms > 0 ? (int)opts->lock_timeout_ms
 							    : SQLITE_COPY_GIVE_UP_MS);
 	if (sqlite3_exec(dst, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return err_set(err, ERR_LOCKED, "cannot lock '%s' against writes: %s", target,
 			       sqlite3_errmsg(dst));
 	ret = opts->writers_blocked(opts->writers_blocked_ud, err);
-	if (ret == 0 && !wal &&
+	if (ret == 0 &&
 	    sqlite3_exec(dst, "PRAGMA locking_mode = EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK)
 		*held = 1;
 	sqlite3_exec(dst, ret == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
 	return ret;
+}
+
+/* WAL mode: opts->writers_blocked, called by the copy once it holds the
+ * target's write lock and before it writes a page (sqlite_copy_whole_held):
+ * what the caller saves there is exactly what the copy replaces, with no
+ * commit of another connection in between. */
+struct copy_held {
+	const struct restore_opts *opts;
+	struct sm_error *err;
+};
+
+static int copy_held(void *ud)
+{
+	struct copy_held *h = ud;
+
+	return h->opts->writers_blocked(h->opts->writers_blocked_ud, h->err) < 0 ? SQLITE_ABORT
+										  : SQLITE_OK;
 }
 
 /* Runs opts->verify while other connections cannot write: under the lock
@@ -484,7 +508,9 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	enum sqlite_copy_stage stage;
 	struct sm_error ignored = SM_ERROR_INIT;
 	char *mark = NULL;
-	int rc, ret = -1, held = 0, check;
+	struct copy_held h = { opts, err };
+	long give_up;
+	int rc, ret = -1, held = 0, check, wal;
 
 	/* the staging file is ours alone, so it is read in large blocks: a
 	 * pread per page is most of the cost of checking and copying a large
@@ -504,20 +530,25 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 		ret = move_into_place(s, &src, target->url.path, check, opts, err);
 		goto out;
 	}
-	if ((check && integrity_check(src, s->path, err) < 0) || restore_interrupted(opts, err) < 0 ||
-	    writers_blocked(dst, target->url.path, opts, &held, err) < 0)
+	if ((check && integrity_check(src, s->path, err) < 0) || restore_interrupted(opts, err) < 0)
+		goto out;
+	wal = opts->writers_blocked && journal_is_wal(dst);
+	if (!wal && writers_blocked(dst, target->url.path, opts, &held, err) < 0)
 		goto out;
 	if (opts->verify && !held && target->ops->writes_mark(target, &mark, &ignored) < 0)
 		mark = NULL;
-	rc = sqlite_copy_whole(dst, src, &stage);
+	give_up = wal && opts->lock_timeout_ms > 0 ? opts->lock_timeout_ms : SQLITE_COPY_GIVE_UP_MS;
+	rc = sqlite_copy_whole_held(dst, src, give_up, wal ? copy_held : NULL, &h, &stage);
 	if (rc != SQLITE_OK) {
-		if (stage == SQLITE_COPY_INIT)
+		if (stage == SQLITE_COPY_HELD)
+			; /* the caller's own error, nothing written */
+		else if (stage == SQLITE_COPY_INIT)
 			err_set(err, ERR_FAIL, "cannot start restoring into '%s': %s",
 				target->url.path, sqlite3_errmsg(dst));
 		else if (stage == SQLITE_COPY_LOCKED)
 			err_set(err, ERR_LOCKED, "restoring into '%s' failed (the database is "
-				"unchanged): other connections kept it locked for %d s",
-				target->url.path, SQLITE_COPY_GIVE_UP_MS / 1000);
+				"unchanged): other connections kept it locked for %ld s",
+				target->url.path, give_up / 1000);
 		else if (stage == SQLITE_COPY_STEP)
 			err_set(err, rc == SQLITE_FULL ? ERR_NOSPACE : ERR_FAIL,
 				"restoring into '%s' failed (the database is unchanged): %s",

@@ -7,38 +7,74 @@
 #include <time.h>
 #include <unistd.h>
 
-int sqlite_copy_whole(sqlite3 *dst, sqlite3 *src, enum sqlite_copy_stage *stage)
+/* Steps b n pages at a time (negative: all) until it reports progress or
+ * the end, retrying while another connection holds a lock, for up to
+ * give_up_ms counted from t0. */
+static int step_while_busy(sqlite3_backup *b, int n, const struct timespec *t0, long give_up_ms,
+			   enum sqlite_copy_stage *stage)
+{
+	struct timespec now;
+	int rc;
+
+	for (;;) {
+		long waited;
+
+		rc = sqlite3_backup_step(b, n);
+		if (rc == SQLITE_DONE || (n >= 0 && rc == SQLITE_OK))
+			return rc;
+		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+			*stage = SQLITE_COPY_STEP;
+			return rc;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+		if (waited > give_up_ms) {
+			*stage = SQLITE_COPY_LOCKED;
+			return rc;
+		}
+		usleep(5000);
+	}
+}
+
+int sqlite_copy_whole_held(sqlite3 *dst, sqlite3 *src, long give_up_ms,
+			   int (*held)(void *ud), void *ud, enum sqlite_copy_stage *stage)
 {
 	sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
-	struct timespec t0, now;
+	struct timespec t0;
 	int rc;
 
 	*stage = SQLITE_COPY_INIT;
 	if (!b)
 		return sqlite3_errcode(dst) != SQLITE_OK ? sqlite3_errcode(dst) : SQLITE_ERROR;
+	if (give_up_ms <= 0)
+		give_up_ms = SQLITE_COPY_GIVE_UP_MS;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		long waited;
-
-		rc = sqlite3_backup_step(b, -1);
-		if (rc == SQLITE_DONE)
-			break;
-		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
-			*stage = SQLITE_COPY_STEP;
+	/* no page yet: the step only takes dst's write lock, which the backup
+	 * keeps until it is done or finished */
+	if (held) {
+		rc = step_while_busy(b, 0, &t0, give_up_ms, stage);
+		if (rc == SQLITE_OK) {
+			rc = held(ud);
+			if (rc != SQLITE_OK)
+				*stage = SQLITE_COPY_HELD;
+		}
+		if (rc != SQLITE_OK && rc != SQLITE_DONE) {
 			sqlite3_backup_finish(b);
 			return rc;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		waited = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-		if (waited > SQLITE_COPY_GIVE_UP_MS) {
-			*stage = SQLITE_COPY_LOCKED;
-			sqlite3_backup_finish(b);
-			return rc;
-		}
-		usleep(5000);
+	}
+	rc = step_while_busy(b, -1, &t0, give_up_ms, stage);
+	if (rc != SQLITE_DONE) {
+		sqlite3_backup_finish(b);
+		return rc;
 	}
 	*stage = SQLITE_COPY_FINISH;
 	return sqlite3_backup_finish(b);
+}
+
+int sqlite_copy_whole(sqlite3 *dst, sqlite3 *src, enum sqlite_copy_stage *stage)
+{
+	return sqlite_copy_whole_held(dst, src, SQLITE_COPY_GIVE_UP_MS, NULL, NULL, stage);
 }
 
 int sqlite_quick_check(sqlite3 *db, int max, const char *sep, struct strbuf *problems)

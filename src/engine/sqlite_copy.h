@@ -23,6 +23,7 @@ enum sqlite_copy_stage {
 	SQLITE_COPY_STEP,   /* the copy failed: sqlite3_errstr(rc) names it */
 	SQLITE_COPY_LOCKED, /* other connections held locks past SQLITE_COPY_GIVE_UP_MS */
 	SQLITE_COPY_FINISH, /* the copy completed but sqlite3_backup_finish failed */
+	SQLITE_COPY_HELD,   /* the caller's held() said no: nothing was written */
 };
 
 /*
@@ -31,6 +32,19 @@ enum sqlite_copy_stage {
  * SQLite code with *stage saying where it failed.
  */
 int sqlite_copy_whole(sqlite3 *dst, sqlite3 *src, enum sqlite_copy_stage *stage);
+
+/*
+ * sqlite_copy_whole, giving up after give_up_ms (<= 0: the default), that
+ * first takes dst's write lock without writing a page and calls held(ud):
+ * the backup keeps that lock until the copy commits, so no other
+ * connection can commit between what held() does and the copy, in WAL
+ * mode too (where a lock cannot outlive a transaction of dst's own, and
+ * other connections go on reading meanwhile).  held() returns SQLITE_OK to
+ * go on; anything else abandons the copy with nothing written and is
+ * returned (*stage SQLITE_COPY_HELD).  held may be NULL.
+ */
+int sqlite_copy_whole_held(sqlite3 *dst, sqlite3 *src, long give_up_ms,
+			   int (*held)(void *ud), void *ud, enum sqlite_copy_stage *stage);
 
 /*
  * PRAGMA quick_check of all of db's main database, read in db's current
