@@ -371,6 +371,37 @@ class SnapshotPgTest(CliTest):
                              "505")
         self.assertSameState(before, self.pg_state(url))
 
+    def test_parallel_restore_builds_a_loaded_tables_indexes_while_others_load(self):
+        # as pg_restore -j does: once a table's rows are in, its index is
+        # built while a later table still loads (a snapshot of one
+        # connection writes each table's chunks together).  Seen from the
+        # server: the index's catalog row was written by a transaction
+        # older than the later table's last COPY unit (each unit commits
+        # on its own)
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE first_t (id int, v text);
+            INSERT INTO first_t SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+            CREATE INDEX first_t_v ON first_t (v);
+            CREATE TABLE second_t (id int PRIMARY KEY, first_id int, v text);
+            INSERT INTO second_t SELECT g, g % 20000, repeat(md5(g::text), 2)
+                FROM generate_series(1, 250000) g;
+            CREATE INDEX second_t_v ON second_t (v);
+        """)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--jobs", "2", "--no-safety-backup")
+        self.assertSameState(before, self.pg_state(other))
+        self.assertEqual(self.psql(other, """
+            SELECT (SELECT xmin::text::bigint FROM pg_class WHERE relname = 'first_t_v')
+                 < (SELECT max(xmin::text::bigint) FROM second_t)"""), "t")
+        # and the second table's index only once its rows were all in
+        self.assertEqual(self.psql(other, """
+            SELECT (SELECT xmin::text::bigint FROM pg_class WHERE relname = 'second_t_v')
+                 > (SELECT max(xmin::text::bigint) FROM second_t)"""), "t")
+
     def test_parallel_restore_to_pagila(self):
         url = self.pagila_db()
         before = self.pg_state(url)
