@@ -21,7 +21,14 @@
  *      statements, SHARE, run together on one table; ADD CONSTRAINT,
  *      ACCESS EXCLUSIVE, alone; a partition counts as its tree's root).  A
  *      key that the backup marked so is built as a unique index first, with
- *      the table's other indexes, then attached;
+ *      the table's other indexes, then attached.  These entries are queued
+ *      before the data: in a snapshot whose tables' chunks come together
+ *      (the toc's data_by_table), an entry starts as soon as every table it
+ *      locks has all its rows in, while later tables still load (as
+ *      pg_restore starts a table's indexes once its data is done), at most
+ *      N - 1 workers at a time while rows wait; otherwise, and for a table
+ *      without data of its own (a partitioned one), once all the data is
+ *      in and verified (step 3);
  *   5. the entries whose locks are unknown (setval, owners, grants,
  *      comments, REFRESH MATERIALIZED VIEW, publications, event triggers,
  *      ...) and those that need one of them, in order on the engine's
