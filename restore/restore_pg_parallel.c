@@ -82,6 +82,12 @@ struct item {
 	int nneed;
 };
 
+/* A table's name and its index in pool.tabs. */
+struct tabname {
+	const char *qualified;
+	size_t i;
+};
+
 /* A table's load, as the post-data that needs it sees it. */
 struct tabload {
 	const cJSON *t;        /* the toc's table (borrowed) */
@@ -117,6 +123,7 @@ struct pool {
 	/* the data's progress, which post-data waits for */
 	struct tabload *tabs;
 	size_t ntabs;
+	struct tabname *by_name; /* tabs' names, sorted */
 	size_t nq_copy;     /* COPY units in q (pool_push's bound counts these) */
 	size_t copies;      /* COPY units queued or running */
 	int post_running;   /* post-data items running */
@@ -419,6 +426,7 @@ static void pool_stop(struct pool *p)
 	free(p->w);
 	free(p->done);
 	free(p->tabs);
+	free(p->by_name);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 }
@@ -468,6 +476,21 @@ static size_t tab_index(const struct pool *p, const cJSON *t)
 		if (p->tabs[i].t == t)
 			return i;
 	return NO_ID;
+}
+
+static int cmp_tab_names(const void *a, const void *b)
+{
+	return strcmp(((const struct tabname *)a)->qualified, ((const struct tabname *)b)->qualified);
+}
+
+/* The index in p->tabs of the table named qualified (NO_ID: none). */
+static size_t tab_named(const struct pool *p, const char *qualified)
+{
+	const struct tabname key = { qualified, 0 };
+	const struct tabname *hit = p->ntabs ? bsearch(&key, p->by_name, p->ntabs,
+						       sizeof(*p->by_name), cmp_tab_names) : NULL;
+
+	return hit ? hit->i : NO_ID;
 }
 
 /* Queues buf[0..len) (taken) as one COPY unit of table t. */
@@ -641,11 +664,8 @@ static int push_post(struct pool *p, struct item *it, const struct pga_entry *e,
 {
 	it->id = id;
 	for (size_t t = 0; t < e->ntables && t < PGA_MAX_TABLES; t++) {
-		size_t k = NO_ID;
+		size_t k = tab_named(p, e->tables[t]);
 
-		for (size_t i = 0; i < p->ntabs && k == NO_ID; i++)
-			if (!strcmp(p->tabs[i].qualified, e->tables[t]))
-				k = i;
 		if (k == NO_ID) {
 			it->nneed = 0;
 			break;
@@ -755,6 +775,10 @@ static void pool_tables(struct pool *p, const cJSON *toc)
 		p->tabs[p->ntabs].t = t;
 		p->tabs[p->ntabs++].qualified = pgr_str(t, "qualified");
 	}
+	p->by_name = xcalloc(n ? n : 1, sizeof(*p->by_name));
+	for (size_t i = 0; i < p->ntabs; i++)
+		p->by_name[i] = (struct tabname){ p->tabs[i].qualified, i };
+	qsort(p->by_name, p->ntabs, sizeof(*p->by_name), cmp_tab_names);
 	pthread_mutex_unlock(&p->mu);
 }
 
