@@ -704,6 +704,10 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		snap_set_extra(w, extra); /* extra stays borrowed */
 	}
 	toc = make_toc(&d);
+	/* one connection copies the tables one after the other: a restore
+	 * may build a table's indexes once the next table's chunks start */
+	if (!opts || opts->jobs <= 1)
+		cJSON_AddTrueToObject(toc, PGA_TOC_DATA_BY_TABLE);
 	toc_text = cJSON_Print(toc);
 	/* the restore runs these before it reaches the manifest: the header
 	 * carries their checksums so that it can check them first */

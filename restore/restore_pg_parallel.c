@@ -21,7 +21,14 @@
  *      statements, SHARE, run together on one table; ADD CONSTRAINT,
  *      ACCESS EXCLUSIVE, alone; a partition counts as its tree's root).  A
  *      key that the backup marked so is built as a unique index first, with
- *      the table's other indexes, then attached;
+ *      the table's other indexes, then attached.  These entries are queued
+ *      before the data: in a snapshot whose tables' chunks come together
+ *      (the toc's data_by_table), an entry starts as soon as every table it
+ *      locks has all its rows in, while later tables still load (as
+ *      pg_restore starts a table's indexes once its data is done), at most
+ *      N - 1 workers at a time while rows wait; otherwise, and for a table
+ *      without data of its own (a partitioned one), once all the data is
+ *      in and verified (step 3);
  *   5. the entries whose locks are unknown (setval, owners, grants,
  *      comments, REFRESH MATERIALIZED VIEW, publications, event triggers,
  *      ...) and those that need one of them, in order on the engine's
@@ -68,6 +75,25 @@ struct item {
 	size_t id;         /* post-data: its index in pool.done; NO_ID for COPY */
 	size_t *deps;      /* ids of the items it needs done first */
 	size_t ndeps, adeps;
+	size_t tab;        /* COPY: its table in pool.tabs (NO_ID: none) */
+	/* post-data: the tables (in pool.tabs) whose rows it needs loaded
+	 * first; none: it waits for all the data */
+	size_t need[PGA_MAX_TABLES];
+	int nneed;
+};
+
+/* A table's name and its index in pool.tabs. */
+struct tabname {
+	const char *qualified;
+	size_t i;
+};
+
+/* A table's load, as the post-data that needs it sees it. */
+struct tabload {
+	const cJSON *t;        /* the toc's table (borrowed) */
+	const char *qualified; /* borrowed from the toc */
+	size_t units;          /* its COPY units queued or running */
+	int read;              /* the reader has passed its last chunk */
 };
 
 struct pool;
@@ -94,6 +120,14 @@ struct pool {
 	struct sm_error err; /* the first worker error */
 	volatile sig_atomic_t *interrupted; /* a signal handler's flag, or NULL */
 	unsigned char *done; /* post-data: done[id] once item id ran */
+	/* the data's progress, which post-data waits for */
+	struct tabload *tabs;
+	size_t ntabs;
+	struct tabname *by_name; /* tabs' names, sorted */
+	size_t nq_copy;     /* COPY units in q (pool_push's bound counts these) */
+	size_t copies;      /* COPY units queued or running */
+	int post_running;   /* post-data items running */
+	int data_done;      /* every row loaded and the snapshot verified */
 };
 
 static void item_free(struct item *it)
@@ -116,6 +150,7 @@ static struct item *item_new(char *sql, const char *what)
 	it->sql = sql;
 	it->what = xstrdup(what);
 	it->id = NO_ID;
+	it->tab = NO_ID;
 	return it;
 }
 
@@ -185,14 +220,42 @@ static int deps_done(const struct pool *p, const struct item *it)
 	return 1;
 }
 
-/* Under p->mu: the first pending item that can run now, removed from q. */
+/* Under p->mu: is every row it needs loaded?  A post-data item that names
+ * its tables may start once their rows are in (pg_restore starts a table's
+ * indexes while others still load); one that does not, once all are. */
+static int data_ready(const struct pool *p, const struct item *it)
+{
+	if (it->id == NO_ID || p->data_done)
+		return 1;
+	if (!it->nneed)
+		return 0;
+	for (int i = 0; i < it->nneed; i++) {
+		const struct tabload *t = &p->tabs[it->need[i]];
+
+		if (!t->read || t->units)
+			return 0;
+	}
+	return 1;
+}
+
+/* Under p->mu: the first pending item that can run now, removed from q.
+ * While rows wait to be loaded, at most n - 1 workers run post-data, so
+ * that the load goes on beside the index builds. */
 static struct item *take_runnable(struct pool *p)
 {
+	int post_ok = p->data_done || !p->nq_copy || p->post_running < p->n - 1;
+
 	for (size_t i = 0; i < p->nq; i++) {
 		struct item *it = p->q[i];
 
-		if (!deps_done(p, it) || conflicts(p, it))
+		if (it->id != NO_ID && !post_ok)
 			continue;
+		if (!data_ready(p, it) || !deps_done(p, it) || conflicts(p, it))
+			continue;
+		if (it->id == NO_ID)
+			p->nq_copy--;
+		else
+			p->post_running++;
 		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		memmove(p->q + i, p->q + i + 1, (p->nq - i - 1) * sizeof(*p->q));
 		p->nq--;
@@ -240,6 +303,12 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		rc = run_item(w->conn, it, &e);
 		pthread_mutex_lock(&p->mu);
+		if (it->id != NO_ID)
+			p->post_running--;
+		if (it->tab != NO_ID)
+			p->tabs[it->tab].units--;
+		if (it->data)
+			p->copies--;
 		if (rc < 0)
 			pool_fail(p, w, &e);
 		else if (it->id != NO_ID && p->done)
@@ -279,13 +348,14 @@ static void pool_sleep(struct pool *p)
 	}
 }
 
-/* Queues it (owned), waiting while the queue is full.  -1 once a worker failed. */
+/* Queues it (owned); a COPY unit waits while p->bound of them are queued.
+ * -1 once a worker failed. */
 static int pool_push(struct pool *p, struct item *it)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&p->mu);
-	while (!p->failed && p->bound && p->nq >= p->bound)
+	while (!p->failed && it->id == NO_ID && p->bound && p->nq_copy >= p->bound)
 		pool_sleep(p);
 	if (p->failed) {
 		ret = -1;
@@ -294,19 +364,26 @@ static int pool_push(struct pool *p, struct item *it)
 		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		ALLOC_GROW(p->q, p->nq + 1, p->aq);
 		p->q[p->nq++] = it;
+		if (it->id == NO_ID)
+			p->nq_copy++;
+		if (it->data)
+			p->copies++;
+		if (it->tab != NO_ID)
+			p->tabs[it->tab].units++;
 		pthread_cond_broadcast(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return ret;
 }
 
-/* Waits until everything queued has run.  -1 with err once a worker failed. */
-static int pool_wait(struct pool *p, struct sm_error *err)
+/* Waits until everything queued has run (only_data: every COPY unit).
+ * -1 with err once a worker failed. */
+static int pool_wait_for(struct pool *p, int only_data, struct sm_error *err)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&p->mu);
-	while (!p->failed && (p->nq || p->running))
+	while (!p->failed && (only_data ? p->copies > 0 : p->nq || p->running))
 		pool_sleep(p);
 	if (p->failed) {
 		*err = p->err;
@@ -314,6 +391,11 @@ static int pool_wait(struct pool *p, struct sm_error *err)
 	}
 	pthread_mutex_unlock(&p->mu);
 	return ret;
+}
+
+static int pool_wait(struct pool *p, struct sm_error *err)
+{
+	return pool_wait_for(p, 0, err);
 }
 
 /* Stops the pool from the reading side (the snapshot failed), cancelling
@@ -343,6 +425,8 @@ static void pool_stop(struct pool *p)
 	free(p->q);
 	free(p->w);
 	free(p->done);
+	free(p->tabs);
+	free(p->by_name);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 }
@@ -385,6 +469,30 @@ static int pool_start(struct pool *p, struct engine *target, int n, long lock_ti
 
 /* ---- data ----------------------------------------------------------------- */
 
+/* t's index in p->tabs (NO_ID: not there). */
+static size_t tab_index(const struct pool *p, const cJSON *t)
+{
+	for (size_t i = 0; i < p->ntabs; i++)
+		if (p->tabs[i].t == t)
+			return i;
+	return NO_ID;
+}
+
+static int cmp_tab_names(const void *a, const void *b)
+{
+	return strcmp(((const struct tabname *)a)->qualified, ((const struct tabname *)b)->qualified);
+}
+
+/* The index in p->tabs of the table named qualified (NO_ID: none). */
+static size_t tab_named(const struct pool *p, const char *qualified)
+{
+	const struct tabname key = { qualified, 0 };
+	const struct tabname *hit = p->ntabs ? bsearch(&key, p->by_name, p->ntabs,
+						       sizeof(*p->by_name), cmp_tab_names) : NULL;
+
+	return hit ? hit->i : NO_ID;
+}
+
 /* Queues buf[0..len) (taken) as one COPY unit of table t. */
 static int push_copy(struct pool *p, const cJSON *t, char *buf, size_t len)
 {
@@ -396,6 +504,7 @@ static int push_copy(struct pool *p, const cJSON *t, char *buf, size_t len)
 	it = item_new(sb_detach(&sql), what.buf);
 	it->data = buf;
 	it->len = len;
+	it->tab = tab_index(p, t);
 	sb_release(&what);
 	return pool_push(p, it);
 }
@@ -417,6 +526,33 @@ static int flush_copy(struct pool *p, const cJSON *t, struct strbuf *buf)
 	if (!len)
 		return 0;
 	return push_copy(p, t, sb_detach(buf), len);
+}
+
+/*
+ * The reader has moved from table cur to table next (either may be NULL):
+ * in a snapshot whose tables' chunks come together (by_table), cur's rows
+ * have all been read, which lets the post-data that needs only them start
+ * once its units are loaded.  A table whose chunks come back after that is
+ * damage (the toc said otherwise); -1 with err then.
+ */
+static int table_switch(struct pool *p, int by_table, const cJSON *cur, const cJSON *next,
+			const char *path, struct sm_error *err)
+{
+	size_t c = cur ? tab_index(p, cur) : NO_ID, n = next ? tab_index(p, next) : NO_ID;
+	int ret = 0;
+
+	if (!by_table)
+		return 0;
+	pthread_mutex_lock(&p->mu);
+	if (c != NO_ID)
+		p->tabs[c].read = 1;
+	if (n != NO_ID && p->tabs[n].read)
+		ret = err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: the data of table %s "
+			      "comes in two runs, but its %s says each table's comes whole", path,
+			      p->tabs[n].qualified, PGA_TOC_ENTRY);
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return ret;
 }
 
 /* When name is a chunk of a large object's data, writes it into the large
@@ -444,24 +580,30 @@ static int load_data(struct pool *p, PGconn *conn, struct snap_reader *r, const 
 	const cJSON *cur = NULL;
 	struct strbuf buf = STRBUF_INIT;
 	size_t rows_end = 0; /* buf[0..rows_end) holds whole rows */
+	int by_table = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(toc, PGA_TOC_DATA_BY_TABLE));
 	int rc, ret = -1;
 
 	for (rc = pending ? 1 : snap_reader_next(r, ent, err); rc == 1;
 	     rc = snap_reader_next(r, ent, err)) {
 		const cJSON *t = pgr_table_of_chunk(toc, ent->name);
 
+		/* a table's chunks follow each other; a row may span two chunks */
+		if (t != cur && flush_copy(p, cur, &buf) < 0)
+			goto failed;
+		if (t != cur) {
+			rows_end = 0;
+			if (table_switch(p, by_table, cur, t, snap_reader_path(r), err) < 0) {
+				pool_abort(p, err);
+				goto out;
+			}
+		}
+		cur = t;
 		if (!t) {
 			/* a large object's data: on this connection */
 			if (load_blob_entry(p, conn, r, toc, ent->name, err) < 0)
 				goto out;
 			continue;
 		}
-		/* a table's chunks follow each other; a row may span two chunks */
-		if (t != cur && flush_copy(p, cur, &buf) < 0)
-			goto failed;
-		if (t != cur)
-			rows_end = 0;
-		cur = t;
 		for (;;) {
 			const char *nl;
 			size_t got;
@@ -499,6 +641,10 @@ static int load_data(struct pool *p, PGconn *conn, struct snap_reader *r, const 
 	}
 	if (flush_copy(p, cur, &buf) < 0)
 		goto failed;
+	if (table_switch(p, by_table, cur, NULL, snap_reader_path(r), err) < 0) {
+		pool_abort(p, err);
+		goto out;
+	}
 	ret = 0;
 	goto out;
 failed:
@@ -511,24 +657,34 @@ out:
 
 /* ---- post-data -------------------------------------------------------------- */
 
-/* Queues it (taken) as post-data item number id. */
-static int push_post(struct pool *p, struct item *it, size_t id)
+/* Queues it (taken) as post-data item number id.  It waits for the rows of
+ * the tables e locks, when the data has them all (a partitioned table,
+ * whose rows are its partitions', has none): then for all the data. */
+static int push_post(struct pool *p, struct item *it, const struct pga_entry *e, size_t id)
 {
 	it->id = id;
+	for (size_t t = 0; t < e->ntables && t < PGA_MAX_TABLES; t++) {
+		size_t k = tab_named(p, e->tables[t]);
+
+		if (k == NO_ID) {
+			it->nneed = 0;
+			break;
+		}
+		it->need[it->nneed++] = k;
+	}
 	return pool_push(p, it);
 }
 
 /*
- * Runs m's typed post-data entries: those whose locks the toc gives (and
- * that need only such entries) on the workers, as their dependencies and
- * locks allow, then the others in order on the engine's connection.
+ * Queues m's typed post-data entries whose locks the toc gives (and that
+ * need only such entries), marking them in pooled (m->post_toc.n bytes):
+ * the workers run them as their dependencies, locks and rows allow, some
+ * while other tables still load.  -1 once a worker failed.
  */
-static int post_entries(struct pool *p, PGconn *conn, const struct pg_meta *m,
-			struct sm_error *err)
+static int post_queue(struct pool *p, const struct pg_meta *m, unsigned char *pooled)
 {
 	static const char what_prefix[] = "cannot restore constraints and indexes (post-data)";
 	const struct pga_toc *toc = &m->post_toc;
-	unsigned char *pooled = xcalloc(toc->n ? toc->n : 1, 1);
 	size_t *fin = xcalloc(toc->n ? toc->n : 1, sizeof(*fin)), nitems = 0;
 	struct strbuf what = STRBUF_INIT;
 	int ret = -1;
@@ -562,8 +718,8 @@ static int post_entries(struct pool *p, PGconn *conn, const struct pg_meta *m,
 			item_lock(it, e->tables[0], PGA_LOCK_SHARE);
 			for (size_t d = 0; d < e->ndeps; d++)
 				item_dep(it, fin[e->deps[d]]);
-			if (push_post(p, it, fin[i] - 1) < 0)
-				goto wait;
+			if (push_post(p, it, e, fin[i] - 1) < 0)
+				goto out;
 			sb_reset(&what);
 			sb_addf(&what, "%s: %s %s", what_prefix, e->kind, e->name);
 			it = item_new(xstrdup(e->attach_sql), what.buf);
@@ -576,29 +732,54 @@ static int post_entries(struct pool *p, PGconn *conn, const struct pg_meta *m,
 			item_lock(it, e->tables[t], e->lock);
 		for (size_t d = 0; d < e->ndeps; d++)
 			item_dep(it, fin[e->deps[d]]);
-		if (push_post(p, it, fin[i]) < 0)
-			goto wait;
+		if (push_post(p, it, e, fin[i]) < 0)
+			goto out;
 	}
-wait:
-	if (pool_wait(p, err) < 0)
-		goto out;
-	if (pgr_run_entries(conn, m, pooled, what_prefix, err) < 0)
-		goto out;
 	ret = 0;
 out:
 	sb_release(&what);
-	free(pooled);
 	free(fin);
 	return ret;
 }
 
+/* The rows are all in and verified: the post-data that waited for them
+ * runs, then (pooled: what post_queue queued) the rest in order on the
+ * engine's connection. */
 static int post_data(struct pool *p, struct engine *target, const struct pg_meta *m,
-		     struct sm_error *err)
+		     const unsigned char *pooled, struct sm_error *err)
 {
+	pthread_mutex_lock(&p->mu);
+	p->data_done = 1;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	if (pool_wait(p, err) < 0)
+		return -1;
 	/* a snapshot written before the typed toc: its script, in order */
 	if (!m->post_toc.n)
 		return pgr_run_batched(target, m->post.buf, "cannot restore post-data", err);
-	return post_entries(p, engine_native(target), m, err);
+	return pgr_run_entries(engine_native(target), m, pooled,
+			       "cannot restore constraints and indexes (post-data)", err);
+}
+
+/* p->tabs: the toc's tables, whose loads post-data waits for. */
+static void pool_tables(struct pool *p, const cJSON *toc)
+{
+	const cJSON *t;
+	size_t n = (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(toc, "tables"));
+
+	pthread_mutex_lock(&p->mu);
+	p->tabs = xcalloc(n ? n : 1, sizeof(*p->tabs));
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(toc, "tables")) {
+		if (p->ntabs == n)
+			break;
+		p->tabs[p->ntabs].t = t;
+		p->tabs[p->ntabs++].qualified = pgr_str(t, "qualified");
+	}
+	p->by_name = xcalloc(n ? n : 1, sizeof(*p->by_name));
+	for (size_t i = 0; i < p->ntabs; i++)
+		p->by_name[i] = (struct tabname){ p->tabs[i].qualified, i };
+	qsort(p->by_name, p->ntabs, sizeof(*p->by_name), cmp_tab_names);
+	pthread_mutex_unlock(&p->mu);
 }
 
 int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long lock_timeout_ms,
@@ -610,6 +791,7 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	struct strbuf sql = STRBUF_INIT;
 	struct snap_entry ent;
 	struct pool p;
+	unsigned char *pooled = NULL;
 	int pending = 0, started = 0, ret = -1;
 	/* N units queued, N loading (and in libpq's buffers), one filling */
 	size_t unit = ((size_t)4 << 20) / (size_t)jobs;
@@ -634,18 +816,22 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	started = 1;
 	p.interrupted = interrupted;
 	p.bound = (size_t)jobs;
+	pool_tables(&p, m.toc);
+	pooled = xcalloc(m.post_toc.n ? m.post_toc.n : 1, 1);
+	if (post_queue(&p, &m, pooled) < 0) {
+		pool_wait(&p, err);
+		goto out;
+	}
 	if (load_data(&p, conn, r, m.toc, unit, &ent, pending, err) < 0)
 		goto out;
-	/* everything was read: check it all before building on it */
+	/* everything was read: check it all (the file was checked against its
+	 * sidecar before the load: pg_load) before what waits for all of it */
 	if (snap_reader_finish(r, err) < 0 ||
 	    pgr_check_blobs(conn, snap_reader_manifest(r), path, err) < 0) {
 		pool_abort(&p, err);
 		goto out;
 	}
-	if (pool_wait(&p, err) < 0)
-		goto out;
-	p.bound = 0;
-	if (post_data(&p, target, &m, err) < 0)
+	if (pool_wait_for(&p, 1, err) < 0 || post_data(&p, target, &m, pooled, err) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -660,5 +846,6 @@ out:
 	pgr_meta_release(&m);
 	snap_reader_close(r);
 	sb_release(&sql);
+	free(pooled);
 	return ret;
 }

@@ -47,6 +47,12 @@
 #define PGA_BLOB_ENTRY_FMT "pg/blobs/%06zu.bin"
 /* The toc's format version this build writes (it reads 1 and 2). */
 #define PGA_TOC_VERSION 2
+/* toc.json's "data_by_table": true when each table's data chunks come
+ * together, one table after the other (the one-connection backup), so a
+ * reader that has moved past a table's chunks has all of its rows.  An
+ * older snapshot, or one of backup --jobs (whose chunks interleave), has
+ * no such key: its tables are complete only at the end of the data. */
+#define PGA_TOC_DATA_BY_TABLE "data_by_table"
 
 /* Table n's data entry name ("data/NNNNNN.copy") into out (reset first). */
 void pga_data_entry(struct strbuf *out, size_t n);

@@ -98,8 +98,15 @@ class BackupParallelTest(ParallelMixin, CliTest):
                 one = self.backup(url, fixture + "-one")
                 par = self.backup(url, fixture + "-par", "--jobs", "3")
                 self.assertSameContent(one, par)
-                for entry in ("pg/toc.json", "pg/pre-data.sql", "pg/post-data.sql"):
+                for entry in ("pg/pre-data.sql", "pg/post-data.sql"):
                     self.assertEqual(self.entry(one, entry), self.entry(par, entry), entry)
+                # the same toc, but that only one connection writes each
+                # table's chunks together ("data_by_table")
+                toc_one = json.loads(self.entry(one, "pg/toc.json"))
+                toc_par = json.loads(self.entry(par, "pg/toc.json"))
+                self.assertIs(toc_one.pop("data_by_table"), True)
+                self.assertNotIn("data_by_table", toc_par)
+                self.assertEqual(toc_one, toc_par)
         # restored, it is what the manifest says (schema, rows, contents)
         self.ok("verify", par, "--restore-to", self.pg_new_db())
 

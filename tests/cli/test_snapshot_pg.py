@@ -5,14 +5,16 @@ be the same before the snapshot and after a restore, and so must an
 order-independent hash of every table's rows and every sequence position.
 """
 import hashlib
+import io
 import json
 import os
 import socket
 import subprocess
+import tarfile
 import time
 import uuid
 
-from smtest import CliTest, FIXTURES, SRC, main
+from smtest import CliTest, FIXTURES, SRC, compress_to, main
 
 FIDELITY = os.path.join(SRC, "tests", "fixtures", "pg_fidelity.sql")
 PAGILA = os.path.join(FIXTURES, "pagila", "pagila-schema.sql")
@@ -370,6 +372,85 @@ class SnapshotPgTest(CliTest):
             self.assertEqual(self.psql(other, "SELECT count(*) FROM audit.log WHERE op = 'INSERT'"),
                              "505")
         self.assertSameState(before, self.pg_state(url))
+
+    def test_parallel_restore_builds_a_loaded_tables_indexes_while_others_load(self):
+        # as pg_restore -j does: once a table's rows are in, its index is
+        # built while a later table still loads (a snapshot of one
+        # connection writes each table's chunks together).  Seen from the
+        # server: the index's catalog row was written by a transaction
+        # older than the later table's last COPY unit (each unit commits
+        # on its own)
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE first_t (id int, v text);
+            INSERT INTO first_t SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+            CREATE INDEX first_t_v ON first_t (v);
+            CREATE TABLE second_t (id int PRIMARY KEY, first_id int, v text);
+            INSERT INTO second_t SELECT g, g % 20000, repeat(md5(g::text), 2)
+                FROM generate_series(1, 250000) g;
+            CREATE INDEX second_t_v ON second_t (v);
+        """)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--jobs", "2", "--no-safety-backup")
+        self.assertSameState(before, self.pg_state(other))
+        self.assertEqual(self.psql(other, """
+            SELECT (SELECT xmin::text::bigint FROM pg_class WHERE relname = 'first_t_v')
+                 < (SELECT max(xmin::text::bigint) FROM second_t)"""), "t")
+        # and the second table's index only once its rows were all in
+        self.assertEqual(self.psql(other, """
+            SELECT (SELECT xmin::text::bigint FROM pg_class WHERE relname = 'second_t_v')
+                 > (SELECT max(xmin::text::bigint) FROM second_t)"""), "t")
+
+    def test_parallel_restore_refuses_a_table_whose_data_comes_back(self):
+        # the toc says each table's chunks come together ("data_by_table"),
+        # but the first table's come in two runs, the second table's
+        # between them: the parallel restore, which built on the first
+        # table once the reader had passed it, calls that damage; the
+        # one-transaction restore, which depends on no order, loads it
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE first_t (id int PRIMARY KEY, v text);
+            INSERT INTO first_t SELECT g, md5(g::text) FROM generate_series(1, 2000) g;
+            CREATE TABLE second_t (id int);
+            INSERT INTO second_t SELECT generate_series(1, 10);
+        """)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        raw = subprocess.run(["zstd", "-dc", snap], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+            entries = [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+        names = [n for n, _ in entries]
+        self.assertIs(json.loads(dict(entries)["pg/toc.json"])["data_by_table"], True)
+        first = names.index("data/000000.copy.0000")
+        self.assertEqual(names[first + 1], "data/000001.copy.0000")
+        rows = entries[first][1]
+        cut = rows.index(b"\n", len(rows) // 2) + 1
+        second = entries[first + 1]
+        entries[first:first + 2] = [("data/000000.copy.0000", rows[:cut]), second,
+                                    ("data/000000.copy.0001", rows[cut:])]
+        man = json.loads(dict(entries)["manifest.json"])
+        man["entries"] = [{"name": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                          for n, b in entries if n != "manifest.json"]
+        entries = [(n, json.dumps(man).encode() if n == "manifest.json" else b)
+                   for n, b in entries]
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for name, body in entries:
+                ti = tarfile.TarInfo(name)
+                ti.size = len(body)
+                ti.mode = 0o600
+                t.addfile(ti, io.BytesIO(body))
+        bad = compress_to(self.path("two-runs.tar.zst"), out.getvalue())
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", bad, "--to",
+                      self.pg_new_db(), "--jobs", "2", "--no-safety-backup")
+        self.assertIn("the data of table public.first_t comes in two runs", r.err)
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", bad, "--to", other,
+                "--no-safety-backup")
+        self.assertSameState(before, self.pg_state(other))
 
     def test_parallel_restore_to_pagila(self):
         url = self.pagila_db()
