@@ -52,8 +52,10 @@ struct restore_opts {
 	/* In place: called once other sessions can no longer write to the
 	 * target and before anything is replaced (PostgreSQL: inside the
 	 * restore's transaction, which has locked every table of the
-	 * snapshot's schemas; SQLite: while another connection of ours holds
-	 * the write lock, released just before the copy).  The pipeline saves
+	 * snapshot's schemas; SQLite: while the restore's connection holds the
+	 * write lock, kept until the copy commits: in rollback-journal mode by
+	 * locking_mode=EXCLUSIVE, in WAL mode by the copy itself, begun without
+	 * a page written).  The pipeline saves
 	 * the failed state there.  Returning -1 (with err) cancels the restore,
 	 * which then changed nothing.  May be NULL. */
 	int (*writers_blocked)(void *ud, struct sm_error *err);
@@ -73,6 +75,10 @@ struct restore_opts {
 	 * no other connection can be using it, so a driver may move the staged
 	 * database into place instead of copying it in. */
 	int target_new;
+	/* Check the staged database even when the snapshot says its backup
+	 * checked these pages (SQLite: extra.quick_check "ok"): restore
+	 * --check, verify --restore-to. */
+	int check_again;
 	/* A signal handler's flag (borrowed, may be NULL): once set, the
 	 * restore stops at the next block or statement with ERR_INTERRUPTED.
 	 * Server-side statements already running are the caller's to cancel

@@ -525,7 +525,7 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	/* pages lent out of the blocks, not copied (SQLite caps the limit at
 	 * its compiled-in maximum; pages above it are copied) */
 	sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
-	check = needs_check(manifest, s->path);
+	check = opts->check_again || needs_check(manifest, s->path);
 	if (opts->target_new && target_still_empty(target->url.path)) {
 		ret = move_into_place(s, &src, target->url.path, check, opts, err);
 		goto out;

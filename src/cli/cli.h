@@ -86,6 +86,7 @@ struct options {
 	int no_owner;         /* backup --no-owner (PostgreSQL) */
 	int no_tablespaces;   /* backup --no-tablespaces (PostgreSQL) */
 	int no_check;         /* backup --no-check (SQLite: no quick_check beside the copy) */
+	int check_again;      /* restore --check: check the staged copy even if checked at backup */
 	int jobs;             /* backup --jobs, restore --jobs, verify --jobs */
 	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */

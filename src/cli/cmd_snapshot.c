@@ -275,6 +275,7 @@ static int restore_check(struct cmd_ctx *ctx, const char *path, const cJSON *man
 	ro.jobs = opt.jobs;
 	ro.to_other = 1;
 	ro.target_new = !existed;
+	ro.check_again = 1; /* the point of verify: trust nothing the snapshot says */
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.interrupted = &cli_interrupted;
 	signals_watch(e);
@@ -586,6 +587,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.to_other = !ui.in_place;
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.target_new = !existed && opt.to_url;
+	ro.check_again = opt.check_again;
 	ro.interrupted = &cli_interrupted;
 	/* Ctrl-C or SIGTERM: the restore stops at its next block or statement,
 	 * the statement running on the server is cancelled, and the target is

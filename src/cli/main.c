@@ -92,7 +92,7 @@ static const struct command commands[] = {
 	  "sha256sum line) gives the whole stream's expected SHA-256." },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
 	  "restore SNAPSHOT|- [--to URL [--jobs N]] [--sha256 HEX | --sha256-file F] "
-	  "[--no-safety-backup] [--force]",
+	  "[--no-safety-backup] [--force] [--check]",
 	  "verify a snapshot, take a safety snapshot, and restore",
 	  "In place, the restore is one transaction: any failure, a snapshot found\n"
 	  "damaged while loading included, leaves the database as it was.  PostgreSQL:\n"
@@ -108,7 +108,9 @@ static const struct command commands[] = {
 	  "restore - reads the snapshot from stdin (needs --yes), once: SQLite stages the\n"
 	  "file before moving it into place, PostgreSQL loads in its one transaction.  The\n"
 	  "stream's SHA-256 (--sha256 HEX or --sha256-file F) is checked before anything\n"
-	  "commits; a mismatch leaves the target as it was." },
+	  "commits; a mismatch leaves the target as it was.\n"
+	  "SQLite: the staged copy is checked with PRAGMA quick_check unless the backup\n"
+	  "checked these very pages (the manifest says so); --check checks it anyway." },
 	{ "prune", cmd_prune, NEED_BACKUP_DIR,
 	  "prune [--keep N] [--keep-within DURATION] [--keep-daily N]",
 	  "delete snapshots outside the retention rules",
@@ -236,6 +238,7 @@ static const struct opt_spec specs[] = {
 	{ "no-owner", 0, A_FLAG, &opt.no_owner, "backup" },
 	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "no-check", 0, A_FLAG, &opt.no_check, "backup" },
+	{ "check", 0, A_FLAG, &opt.check_again, "restore" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
 	{ "from", 0, A_STR, &opt.stamp_from, "stamp" },
 	{ "on-concurrent-writes", 0, A_STR, &opt.on_concurrent_writes, "safe-migrate run recover" },

@@ -278,6 +278,12 @@ class SnapshotSqlite(CliTest):
                               dict(sizes, quick_check="ok"))
         self.ok("restore", trusted, "--to", self.sqlite_url("trusted.db"), "--yes")
         self.assertEqual(file_sha(self.path("trusted.db")), file_sha(self.path("app.db")))
+        # restore --check and verify --restore-to check it anyway
+        r = self.code(7, "restore", trusted, "--to", self.sqlite_url("forced.db"), "--yes",
+                      "--check")
+        self.assertIn("fails PRAGMA quick_check", r.err)
+        r = self.code(7, "verify", trusted, "--restore-to", self.sqlite_url("drill.db"))
+        self.assertIn("quick_check", r.out + r.err)
         for label, extra in (("unchecked", sizes),
                              ("failed", dict(sizes, quick_check="row 1 missing")),
                              ("miscounted", dict(sizes, quick_check="ok",
