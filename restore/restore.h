@@ -79,6 +79,13 @@ struct restore_opts {
 	 * checked these pages (SQLite: extra.quick_check "ok"): restore
 	 * --check, verify --restore-to. */
 	int check_again;
+	/* The snapshot's backup found problems in the very pages it copied
+	 * (SQLite: extra.quick_check other than "ok"): restore them as they
+	 * were instead of refusing the snapshot.  The pipeline's automatic
+	 * restore, recover and a rehearsal copy: the database goes back to its
+	 * state before the run, problems it already had included, rather than
+	 * staying in the failed run's state. */
+	int accept_recorded_problems;
 	/* A signal handler's flag (borrowed, may be NULL): once set, the
 	 * restore stops at the next block or statement with ERR_INTERRUPTED.
 	 * Server-side statements already running are the caller's to cancel

@@ -312,10 +312,12 @@ static int integrity_check(sqlite3 *db, const char *path, struct sm_error *err)
 }
 
 /* Whether the staged database still needs its quick_check: not when the
- * backup checked these very pages (backup_sqlite.c: extra.quick_check),
- * provided the staged file has the size the manifest gives them (the
- * entries' SHA-256s prove their bytes, this their number). */
-static int needs_check(const cJSON *manifest, const char *path)
+ * backup checked these very pages (backup_sqlite.c: extra.quick_check) and
+ * found them sound, or found problems the caller takes as they were
+ * (restore_opts.accept_recorded_problems), provided the staged file has the
+ * size the manifest gives them (the entries' SHA-256s prove their bytes,
+ * this their number). */
+static int needs_check(const cJSON *manifest, const char *path, int accept_problems)
 {
 	const cJSON *extra = cJSON_GetObjectItemCaseSensitive(manifest, "extra");
 	const cJSON *qc = cJSON_GetObjectItemCaseSensitive(extra, "quick_check");
@@ -323,7 +325,8 @@ static int needs_check(const cJSON *manifest, const char *path)
 	const cJSON *count = cJSON_GetObjectItemCaseSensitive(extra, "page_count");
 	struct stat st;
 
-	if (!cJSON_IsString(qc) || strcmp(qc->valuestring, "ok") || !cJSON_IsNumber(size) ||
+	if (!cJSON_IsString(qc) || !*qc->valuestring ||
+	    (strcmp(qc->valuestring, "ok") && !accept_problems) || !cJSON_IsNumber(size) ||
 	    !cJSON_IsNumber(count) || stat(path, &st) < 0)
 		return 1;
 	return (double)st.st_size != size->valuedouble * count->valuedouble;
@@ -525,7 +528,8 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	/* pages lent out of the blocks, not copied (SQLite caps the limit at
 	 * its compiled-in maximum; pages above it are copied) */
 	sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
-	check = opts->check_again || needs_check(manifest, s->path);
+	check = opts->check_again ||
+		needs_check(manifest, s->path, opts->accept_recorded_problems);
 	if (opts->target_new && target_still_empty(target->url.path)) {
 		ret = move_into_place(s, &src, target->url.path, check, opts, err);
 		goto out;

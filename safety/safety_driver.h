@@ -44,6 +44,18 @@ struct safety_driver {
 	int (*relations_baseline)(struct engine *e, const char *written, struct strbuf *done,
 				  struct strbuf *own_done, struct finding_list *out,
 				  struct sm_error *err);
+	/* The pipeline's baseline for a change the engine cannot track (run
+	 * -- COMMAND), in two parts: quick_integrity_but_whole is
+	 * quick_integrity without the check of the whole file (SQLite:
+	 * quick_check; foreign_key_check stays), whole_check is that check
+	 * alone, and whole_check_findings turns its outcome, as the snapshot's
+	 * backup recorded it (backup_result.check: "ok" or the problems one per
+	 * line), into the findings whole_check would have made.  All NULL or
+	 * all set. */
+	int (*quick_integrity_but_whole)(struct engine *e, struct finding_list *out,
+					 struct sm_error *err);
+	int (*whole_check)(struct engine *e, struct finding_list *out, struct sm_error *err);
+	void (*whole_check_findings)(const char *checked, struct finding_list *out);
 	/* Estimated snapshot size: the database's size in bytes. */
 	int (*db_size)(struct engine *e, unsigned long long *bytes, struct sm_error *err);
 	/* Room an in-place restore of the snapshot needs outside the backup

@@ -215,6 +215,15 @@ static int check_cache_end(struct engine *e, char *old, int ret, struct sm_error
 	return ret;
 }
 
+/* The finding of one line of a check's outcome (not "ok"). */
+static void check_finding(struct finding_list *out, const char *pragma, const char *line,
+			  size_t len)
+{
+	finding_add(out, FINDING_CHECK, "integrity", LEVEL_FAIL,
+		    "restore the snapshot taken before the run", NULL, 0, "%s: %.*s", pragma,
+		    (int)len, line);
+}
+
 /* Runs PRAGMA pragma (integrity_check or quick_check) of the whole file,
  * or of table and its indexes only (NULL: the whole file).  A finding's
  * message does not say which: a problem found one way is the same problem
@@ -238,9 +247,7 @@ static int run_check(struct engine *e, const char *pragma, const char *table,
 	for (size_t i = 0; i < r.nrows && i < MAX_REPORTED; i++) {
 		const char *v = rows_get(&r, i, 0);
 		if (v && strcmp(v, "ok"))
-			finding_add(out, FINDING_CHECK, "integrity", LEVEL_FAIL,
-				    "restore the snapshot taken before the run", NULL, 0,
-				    "%s: %s", pragma, v);
+			check_finding(out, pragma, v, strlen(v));
 	}
 	sb_release(&sql);
 	rows_release(&r);
@@ -373,6 +380,46 @@ static int run_checks(struct engine *e, const char *pragma, struct finding_list 
 	    fk_check(e, NULL, out, err) == 0)
 		ret = 0;
 	return check_cache_end(e, old, ret, err);
+}
+
+/* quick_integrity but the quick_check of the whole file: the snapshot's
+ * backup runs that one beside its copy (sqlite_whole_check_findings). */
+static int sqlite_quick_integrity_but_whole(struct engine *e, struct finding_list *out,
+					    struct sm_error *err)
+{
+	char *old = NULL;
+	int ret = -1;
+
+	if (check_cache_begin(e, &old, err) == 0 && fk_check(e, NULL, out, err) == 0)
+		ret = 0;
+	return check_cache_end(e, old, ret, err);
+}
+
+static int sqlite_whole_check(struct engine *e, struct finding_list *out, struct sm_error *err)
+{
+	char *old = NULL;
+	int ret = -1;
+
+	if (check_cache_begin(e, &old, err) == 0 && run_check(e, "quick_check", NULL, out, err) == 0)
+		ret = 0;
+	return check_cache_end(e, old, ret, err);
+}
+
+/* The backup's quick_check outcome (backup_sqlite.c: its first lines, one
+ * per line) as run_check reports the same lines. */
+static void sqlite_whole_check_findings(const char *checked, struct finding_list *out)
+{
+	size_t n = 0;
+
+	for (const char *p = checked; p && *p && n < MAX_REPORTED;) {
+		size_t len = strcspn(p, "\n");
+
+		if (len && !(len == 2 && !strncmp(p, "ok", 2))) {
+			check_finding(out, "quick_check", p, len);
+			n++;
+		}
+		p += len + (p[len] ? 1 : 0);
+	}
 }
 
 static int sqlite_integrity(struct engine *e, struct finding_list *out, struct sm_error *err)
@@ -603,6 +650,9 @@ const struct safety_driver safety_sqlite_driver = {
 	.quick_integrity_written = sqlite_quick_integrity_written,
 	.quick_integrity_local = sqlite_quick_integrity_local,
 	.relations_baseline = sqlite_relations_baseline,
+	.quick_integrity_but_whole = sqlite_quick_integrity_but_whole,
+	.whole_check = sqlite_whole_check,
+	.whole_check_findings = sqlite_whole_check_findings,
 	.db_size = sqlite_db_size,
 	.restore_room = sqlite_restore_room,
 	.count_rows = sqlite_count_rows,

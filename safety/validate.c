@@ -69,7 +69,7 @@ static int compare_with_text(const struct schema_model *live, const char *text,
 
 /* What validate_run checks of integrity: as o says, or (the tracked
  * baseline) nothing between tables. */
-enum integrity_scope { INTEGRITY_AS_ASKED, INTEGRITY_LOCAL };
+enum integrity_scope { INTEGRITY_AS_ASKED, INTEGRITY_LOCAL, INTEGRITY_BUT_WHOLE };
 
 /* The engine's integrity checks as o asks for them. */
 static int integrity(struct engine *e, const struct safety_driver *d,
@@ -81,6 +81,8 @@ static int integrity(struct engine *e, const struct safety_driver *d,
 
 	if (scope == INTEGRITY_LOCAL)
 		return d->quick_integrity_local(e, out, err);
+	if (scope == INTEGRITY_BUT_WHOLE)
+		return d->quick_integrity_but_whole(e, out, err);
 	if (!o->quick_integrity || !d->quick_integrity)
 		return d->integrity(e, out, err);
 	if (!o->only_written || !d->quick_integrity_written || !e->ops->tracked_writes)
@@ -228,6 +230,46 @@ int validate_baseline_capture_tracked(struct engine *e, const struct schema_mode
 	}
 	b->tracking = e;
 	return 0;
+}
+
+int validate_baseline_capture_but_whole(struct engine *e, const struct schema_model *live,
+					struct validate_baseline *b, int *whole_pending,
+					struct sm_error *err)
+{
+	const struct safety_driver *d;
+
+	*whole_pending = 0;
+	if (safety_driver_for(e, &d, err) < 0)
+		return -1;
+	if (!d->quick_integrity_but_whole || !d->whole_check || !d->whole_check_findings)
+		return capture(e, live, b, INTEGRITY_AS_ASKED, err);
+	if (capture(e, live, b, INTEGRITY_BUT_WHOLE, err) < 0)
+		return -1;
+	*whole_pending = 1;
+	return 0;
+}
+
+int validate_baseline_add_whole(struct engine *e, struct validate_baseline *b,
+				const char *checked, struct sm_error *err)
+{
+	const struct safety_driver *d;
+	struct finding_list all = FINDING_LIST_INIT;
+	int ret = 0;
+
+	if (safety_driver_for(e, &d, err) < 0)
+		return -1;
+	if (checked)
+		d->whole_check_findings(checked, &all);
+	else
+		ret = d->whole_check(e, &all, err);
+	for (size_t i = 0; ret == 0 && i < all.n; i++) {
+		const struct finding *f = &all.items[i];
+		if (f->level != LEVEL_PASS)
+			finding_add(&b->problems, f->kind, f->check_or_rule, f->level, f->hint,
+				    f->file, f->line, "%s", f->message);
+	}
+	finding_list_release(&all);
+	return ret;
 }
 
 void validate_baseline_release(struct validate_baseline *b)

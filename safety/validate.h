@@ -77,6 +77,20 @@ int validate_baseline_capture(struct engine *e, const struct schema_model *live,
  * validate_baseline_capture. */
 int validate_baseline_capture_tracked(struct engine *e, const struct schema_model *live,
 				      struct validate_baseline *b, struct sm_error *err);
+/* validate_baseline_capture without the engine's check of the whole file
+ * (SQLite: quick_check) when the engine can split it off
+ * (safety_driver.quick_integrity_but_whole): *whole_pending is then set,
+ * and validate_baseline_add_whole must add it before the change.  The
+ * pipeline takes it from its snapshot, whose backup checked the very pages
+ * it copied beside the copy, instead of reading the whole file twice. */
+int validate_baseline_capture_but_whole(struct engine *e, const struct schema_model *live,
+					struct validate_baseline *b, int *whole_pending,
+					struct sm_error *err);
+/* Adds that check to b: from checked (backup_result.check: "ok" or the
+ * problems one per line), or, NULL (no backup checked), by running the
+ * engine's check of the whole file now. */
+int validate_baseline_add_whole(struct engine *e, struct validate_baseline *b,
+				const char *checked, struct sm_error *err);
 void validate_baseline_release(struct validate_baseline *b);
 
 #endif

@@ -255,6 +255,13 @@ static int phase_snapshot(struct run *r, struct engine *e)
 	memcpy(r->sha, res.sha256, sizeof(r->sha));
 	journal_set_snapshot_sha(&r->j, r->sha);
 	snapshot_check_findings(r, res.check);
+	/* the baseline's check of the whole file is the one the backup made
+	 * of the pages it copied (or, without one, made now) */
+	if (port_baseline_add_whole(e, &r->before, res.check, &r->ctx->err) < 0) {
+		backup_result_release(&res);
+		phase_done(r, "snapshot", t0, 0);
+		return -1;
+	}
 	backup_result_release(&res);
 	phase_done(r, "snapshot", t0, 1);
 	info("snapshot %s", r->snapshot);
@@ -1061,7 +1068,8 @@ static int phase_take_snapshot(struct run *r)
 {
 	struct cmd_ctx *ctx = r->ctx;
 
-	if (opt.no_backup || phase_snapshot(r, r->s->e) == 0)
+	if (opt.no_backup ? port_baseline_add_whole(r->s->e, &r->before, NULL, &ctx->err) == 0
+			  : phase_snapshot(r, r->s->e) == 0)
 		return PHASE_NEXT;
 	error_msg("no change was made: %s", ctx->err.msg);
 	return stop(r, "error", ctx->err.kind == ERR_INTERRUPTED || cli_interrupted

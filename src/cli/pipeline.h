@@ -19,6 +19,9 @@ struct db_state {
 	char *schema_text;    /* canonical schema, owned */
 	char *row_counts;     /* "table=N\n..." sorted, owned */
 	void *baseline;       /* validation baseline (safety module), owned */
+	/* the baseline still lacks the engine's check of the whole file:
+	 * port_baseline_add_whole must add it before the change */
+	int whole_pending;
 };
 
 /* Prints findings (human output) and appends them to arr (may be NULL). */
@@ -74,6 +77,12 @@ int port_capture(struct engine *e, struct db_state *st, struct sm_error *err);
  * (validate_baseline_capture_tracked). */
 int port_capture_before(struct engine *e, struct db_state *st, int own_writes,
 			struct sm_error *err);
+/* Completes a baseline port_capture_before left without the check of the
+ * whole file (st->whole_pending; else nothing to do): from checked, the
+ * outcome of that check the snapshot's backup made beside its copy
+ * (backup_result.check), or, NULL, by running it now. */
+int port_baseline_add_whole(struct engine *e, struct db_state *st, const char *checked,
+			    struct sm_error *err);
 void port_state_release(struct db_state *st);
 /* Validates e against the baseline in before; new problems go to arr and
  * make it return 1. */

@@ -191,6 +191,8 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	 * would queue behind the restore's drops */
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.keep_schemas = keep_schemas;
+	/* back to the state before the run, as it was, problems included */
+	ro.accept_recorded_problems = 1;
 	ro.writers_blocked = blocked;
 	ro.writers_blocked_ud = ud;
 	ro.verify = verify;
@@ -205,7 +207,9 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 }
 
 /* Schema and row counts; with baseline, the validation baseline too (1:
- * all of it now, 2: tracked, validate_baseline_capture_tracked). */
+ * all of it now but the check of the whole file, which may come from the
+ * snapshot (port_baseline_add_whole); 2: tracked,
+ * validate_baseline_capture_tracked). */
 static int capture(struct engine *e, struct db_state *st, int baseline, struct sm_error *err)
 {
 	struct schema_model m = SCHEMA_MODEL_INIT;
@@ -221,8 +225,9 @@ static int capture(struct engine *e, struct db_state *st, int baseline, struct s
 		goto out;
 	if (baseline) {
 		b = xcalloc(1, sizeof(*b));
-		if ((baseline == 2 ? validate_baseline_capture_tracked
-				   : validate_baseline_capture)(e, &m, b, err) < 0) {
+		if ((baseline == 2 ? validate_baseline_capture_tracked(e, &m, b, err)
+				   : validate_baseline_capture_but_whole(e, &m, b, &st->whole_pending,
+									 err)) < 0) {
 			free(b);
 			b = NULL;
 			goto out;
@@ -249,6 +254,17 @@ int port_capture_before(struct engine *e, struct db_state *st, int own_writes,
 			struct sm_error *err)
 {
 	return capture(e, st, own_writes ? 2 : 1, err);
+}
+
+int port_baseline_add_whole(struct engine *e, struct db_state *st, const char *checked,
+			    struct sm_error *err)
+{
+	if (!st->whole_pending || !st->baseline)
+		return 0;
+	st->whole_pending = 0;
+	if (validate_baseline_add_whole(e, st->baseline, checked, err) < 0)
+		return err_prefix(err, "cannot check the database before the change");
+	return 0;
 }
 
 void port_state_release(struct db_state *st)

@@ -244,6 +244,17 @@ class PipelineSqlite(CliTest):
         self.assertTrue(any(f.get("check") == "integrity" and f["level"] == "pass" and
                             "already present before the run" in f["message"]
                             for f in j["findings"]), j["findings"])
+        # a run that fails after a commit goes back to the state before it,
+        # the problem it already had included (the restore used to refuse the
+        # snapshot for that problem: exit 6, "restore failed, act now")
+        self.add("0004_ok.sql", "CREATE TABLE note4 (x INT);")
+        self.add("0005_bad.sql", "UPDATE users SET name = 'same';\n"
+                 "CREATE UNIQUE INDEX users_name_uq ON users(name);")
+        before = self.sqlite_dump()
+        j = self.code(5, "safe-migrate", "--json").json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertEqual(self.sqlite_dump(), before)
+        self.assertNotEqual(self.sqlite("PRAGMA quick_check"), [("ok",)])
 
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
@@ -390,6 +401,40 @@ class PipelineSqlite(CliTest):
         r = self.code(1, "run", "--", "/nonexistent/tool", "up")
         self.assertIn("cannot start '/nonexistent/tool'", r.err)
         self.code(2, "run")
+
+    def test_run_takes_its_whole_file_check_from_the_snapshot(self):
+        """A wrapped command's writes cannot be traced, so the whole file is
+        checked before and after; the check before is the one the backup
+        made beside its copy (or, without a snapshot, one made then), and a
+        problem the database already had is not the command's."""
+        self.null_in_not_null()
+        script = self.write("mig.py",
+                            "import os, sqlite3\n"
+                            "con = sqlite3.connect(os.environ['DATABASE_URL'][len('sqlite:///'):])\n"
+                            "con.execute('CREATE TABLE wrapped (x INT)')\n"
+                            "con.commit()\n")
+        for args in ((), ("--no-backup",)):
+            with self.subTest(args=args):
+                self.sqlite("DROP TABLE IF EXISTS wrapped")
+                j = self.ok("run", "--json", *args, "--", "/usr/bin/python3", script).json()
+                self.assertEqual(j["outcome"], "applied")
+                integ = [f for f in j["findings"] if f.get("check") == "integrity"]
+                self.assertTrue(any(f["level"] == "pass" and "already present before the run"
+                                    in f["message"] for f in integ), integ)
+                self.assertFalse([f for f in integ if f["level"] == "fail"], integ)
+        # a problem the command makes is its own
+        script = self.write("bad.py",
+                            "import os, sqlite3\n"
+                            "con = sqlite3.connect(os.environ['DATABASE_URL'][len('sqlite:///'):])\n"
+                            "con.executescript(\"CREATE TABLE t2 (x); INSERT INTO t2 VALUES (NULL);"
+                            "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = "
+                            "'CREATE TABLE t2 (x NOT NULL)' WHERE name = 't2';\")\n")
+        before = self.sqlite_dump()
+        j = self.code(5, "run", "--json", "--", "/usr/bin/python3", script).json()
+        self.assertEqual(j["outcome"], "restored")
+        self.assertTrue(any(f["level"] == "fail" and "t2.x" in f["message"]
+                            for f in j["findings"]), j["findings"])
+        self.assertEqual(self.sqlite_dump(), before)
 
     def test_restore_failed_names_the_snapshot(self):
         # the wrapped command damages the snapshot the pipeline took, then fails:

@@ -285,6 +285,8 @@ class SnapshotSqlite(CliTest):
         r = self.code(7, "verify", trusted, "--restore-to", self.sqlite_url("drill.db"))
         self.assertIn("quick_check", r.out + r.err)
         for label, extra in (("unchecked", sizes),
+                             # what the backup found is refused by a manual
+                             # restore (the pipeline's takes it as it was)
                              ("failed", dict(sizes, quick_check="row 1 missing")),
                              ("miscounted", dict(sizes, quick_check="ok",
                                                  page_count=sizes["page_count"] + 1))):
