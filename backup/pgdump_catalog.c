@@ -49,14 +49,16 @@ const char pgcat_session_sql[] =
 /* A key that a view's rule or an SQL-body function needs (GROUP BY the
  * primary key, ON CONFLICT ON CONSTRAINT): created in pre-data, before them. */
 #define KEY_NEEDED_EARLY(k)                                                           \
-	"EXISTS (WITH RECURSIVE up(oid) AS (SELECT " k ".oid UNION ALL SELECT "        \
-	"pc.conparentid FROM pg_catalog.pg_constraint pc JOIN up ON pc.oid = up.oid "  \
-	"WHERE pc.conparentid <> 0) SELECT 1 FROM pg_catalog.pg_depend kd WHERE "      \
-	"kd.refclassid = 'pg_catalog.pg_constraint'::regclass AND kd.refobjid IN "     \
-	"(SELECT oid FROM up) AND kd.classid IN ('pg_catalog.pg_rewrite'::regclass, "  \
-	"'pg_catalog.pg_proc'::regclass))"
+	"(" k ".oid IN (WITH RECURSIVE dn(oid) AS (SELECT kd.refobjid FROM "              \
+	"pg_catalog.pg_depend kd WHERE kd.refclassid = 'pg_catalog.pg_constraint'::regclass " \
+	"AND kd.classid IN ('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_proc'::regclass) " \
+	"UNION SELECT pc.oid FROM pg_catalog.pg_constraint pc JOIN dn ON pc.conparentid = dn.oid) " \
+	"SELECT oid FROM dn))"
 /* (a key of a partition whose parent's key is needed early is too: the
- * parent's ADD CONSTRAINT must find it to attach, not create its own) */
+ * parent's ADD CONSTRAINT must find it to attach, not create its own.  The
+ * set is the keys rules and functions name and their partitions' keys down
+ * the tree, uncorrelated, so the server reads it once, not once per key:
+ * pg_constraint has no index on conparentid to walk up by) */
 
 /*
  * "ALTER TABLE [ONLY] t ADD CONSTRAINT name DEFINITION;" for a key, unique
@@ -1582,8 +1584,11 @@ static int dump_post(struct dumper *dp)
 		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
 		"SELECT " KEY_SQL("k", "c") ", c.oid::pg_catalog.regclass::text || ' ' || "
 		"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
-		LOCK_ROOT("c") ", NULL, (SELECT pg_catalog.string_agg('k:' || ch.oid, ' ') FROM "
-		"pg_catalog.pg_constraint ch WHERE ch.conparentid = k.oid), "
+		/* (only a partitioned table's key has children: pg_constraint has
+		 * no index on conparentid, the scan is not done per key) */
+		LOCK_ROOT("c") ", NULL, CASE WHEN c.relkind = 'p' THEN (SELECT "
+		"pg_catalog.string_agg('k:' || ch.oid, ' ') FROM pg_catalog.pg_constraint ch WHERE "
+		"ch.conparentid = k.oid) END, "
 		/* a b-tree key on plain columns of a plain table: its index can be
 		 * built first, next to the table's other indexes (see struct pga_entry) */
 		"CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') AND NOT k.condeferrable AND "
