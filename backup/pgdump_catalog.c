@@ -62,21 +62,21 @@ const char pgcat_session_sql[] =
 
 /*
  * "ALTER TABLE [ONLY] t ADD CONSTRAINT name DEFINITION;" for a key, unique
- * or exclusion constraint k of table c.  pg_get_constraintdef leaves out the
- * index's storage options: they go before DEFERRABLE.  On a partitioned
- * table it recurses, and attaches the partitions' own keys, created before
- * it (so they keep their names).
+ * or exclusion constraint k of table c, whose pg_get_constraintdef is def.
+ * pg_get_constraintdef leaves out the index's storage options: they go
+ * before DEFERRABLE.  On a partitioned table it recurses, and attaches the
+ * partitions' own keys, created before it (so they keep their names).
  */
-#define KEY_SQL(k, c)                                                                  \
+#define KEY_SQL(k, c, def)                                                             \
 	"'ALTER TABLE ' || CASE WHEN " c ".relkind = 'p' THEN '' ELSE 'ONLY ' END || "  \
 	c ".oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || "                  \
 	"pg_catalog.quote_ident(" k ".conname) || ' ' || CASE WHEN " k ".contype IN "   \
-	"('p', 'u') THEN pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef("     \
-	k ".oid), '( DEFERRABLE)?( INITIALLY DEFERRED)?$', COALESCE(' WITH (' || "       \
+	"('p', 'u') THEN pg_catalog.regexp_replace(" def ", "                          \
+	"'( DEFERRABLE)?( INITIALLY DEFERRED)?$', COALESCE(' WITH (' || "                \
 	"pg_catalog.array_to_string((SELECT ic.reloptions FROM pg_catalog.pg_class ic "  \
 	"WHERE ic.oid = " k ".conindid), ', ') || ')', '') || COALESCE(' USING INDEX "   \
 	"TABLESPACE ' || " TABLESPACE_OF(k ".conindid") ", '') || '\\1\\2') "           \
-	"ELSE pg_catalog.pg_get_constraintdef(" k ".oid) END || ';'"
+	"ELSE " def " END || ';'"
 /* The tablespace of relation rel (quoted), NULL for the database's default
  * or with --no-tablespaces (pgcat_read sets safe_migrate.no_tablespaces). */
 #define TABLESPACE_OF(rel)                                                             \
@@ -1282,7 +1282,8 @@ out:
 static int dump_early_keys(struct dumper *dp)
 {
 	PGresult *r = pgcat_query(dp->conn,
-		"SELECT k.oid, c.oid, " KEY_SQL("k", "c") " || E'\\n', k.conparentid "
+		"SELECT k.oid, c.oid, " KEY_SQL("k", "c", "pg_catalog.pg_get_constraintdef(k.oid)")
+		" || E'\\n', k.conparentid "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND " KEY_NEEDED_EARLY("k")
@@ -1582,7 +1583,7 @@ static int dump_post(struct dumper *dp)
 		/* keys and exclusion constraints (foreign keys need them), a
 		 * partition's before its parent's (which attaches them) */
 		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
-		"SELECT " KEY_SQL("k", "c") ", c.oid::pg_catalog.regclass::text || ' ' || "
+		"SELECT " KEY_SQL("k", "c", "kd.def") ", c.oid::pg_catalog.regclass::text || ' ' || "
 		"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
 		/* (only a partitioned table's key has children: pg_constraint has
 		 * no index on conparentid, the scan is not done per key) */
@@ -1590,16 +1591,32 @@ static int dump_post(struct dumper *dp)
 		"pg_catalog.string_agg('k:' || ch.oid, ' ') FROM pg_catalog.pg_constraint ch WHERE "
 		"ch.conparentid = k.oid) END, "
 		/* a b-tree key on plain columns of a plain table: its index can be
-		 * built first, next to the table's other indexes (see struct pga_entry) */
+		 * built first, next to the table's other indexes (see struct
+		 * pga_entry).  Its pg_get_indexdef is the key's column list, which
+		 * pg_get_constraintdef has already printed the same way, in "CREATE
+		 * UNIQUE INDEX name ON table USING btree": a key's index has the
+		 * default operator classes, collations and ordering (PostgreSQL
+		 * refuses any other for ADD CONSTRAINT ... USING INDEX), and
+		 * pg_get_indexdef would cost four times pg_get_constraintdef.  A key
+		 * whose index has a tablespace of its own, which the definition
+		 * prints, still asks pg_get_indexdef. */
 		"CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') AND NOT k.condeferrable AND "
 		"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND i.indnatts = "
 		"i.indnkeyatts AND (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS DISTINCT FROM "
-		"'true' AND " TABLESPACE_OF("k.conindid") " IS NULL THEN pg_catalog.pg_get_indexdef("
-		"k.conindid) END AS index_sql, 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
+		"'true' AND "
+		TABLESPACE_OF("k.conindid") " IS NULL THEN CASE WHEN ic.reltablespace = 0 THEN "
+		"'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || "
+		"pg_catalog.quote_ident(ic.relname) || ' ON ' || c.oid::pg_catalog.regclass::text || "
+		"' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE "
+		"am.oid = ic.relam) || ' ' || pg_catalog.substr(kd.def, pg_catalog.strpos(kd.def, '(')) "
+		"ELSE pg_catalog.pg_get_indexdef(k.conindid) END END AS index_sql, "
+		"'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
 		"' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || CASE k.contype WHEN 'p' "
 		"THEN ' PRIMARY KEY' ELSE ' UNIQUE' END || ' USING INDEX ' || "
 		"pg_catalog.quote_ident(ic.relname) "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		/* (OFFSET 0: computed once a key, not once a use) */
+		"CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_constraintdef(k.oid) AS def OFFSET 0) kd "
 		"LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = k.conindid "
 		"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
