@@ -106,6 +106,54 @@ PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err)
 	return NULL;
 }
 
+int pgcat_query_batch(PGconn *conn, const char *const *sql, size_t n, PGresult **res,
+		      struct sm_error *err)
+{
+	struct strbuf all = STRBUF_INIT;
+	PGresult *r;
+	size_t i;
+	int failed = 0;
+
+	for (i = 0; i < n; i++) {
+		res[i] = NULL;
+		/* (a newline: a query never ends in a comment that would hide the ';') */
+		if (sql[i])
+			sb_addf(&all, "%s;\n", sql[i]);
+	}
+	if (!all.len) {
+		sb_release(&all);
+		return 0;
+	}
+	/* one simple-query message: a result per statement, in order */
+	if (!PQsendQuery(conn, all.buf)) {
+		sb_release(&all);
+		return pgcat_pq_error(err, conn, NULL, "cannot read the catalogs");
+	}
+	sb_release(&all);
+	for (i = 0; i < n; i++) {
+		if (!sql[i] || failed)
+			continue;
+		r = PQgetResult(conn);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+			pgcat_pq_error(err, conn, r, "cannot read the catalogs");
+			PQclear(r);
+			failed = 1;
+			continue;
+		}
+		res[i] = r;
+	}
+	/* the end of the batch (after an error, what the server still sent) */
+	while ((r = PQgetResult(conn)))
+		PQclear(r);
+	if (!failed)
+		return 0;
+	for (i = 0; i < n; i++) {
+		PQclear(res[i]);
+		res[i] = NULL;
+	}
+	return -1;
+}
+
 const char *pgcat_val(const PGresult *r, int row, int col)
 {
 	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
@@ -1755,16 +1803,20 @@ static int dump_post(struct dumper *dp)
 		"WHERE s.stxnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_statistic_ext", "s.oid")
 		" ORDER BY s.oid" },
 	};
+#define NPARTS (sizeof(parts) / sizeof(*parts))
+	const char *sql[NPARTS];
+	PGresult *res[NPARTS];
 	size_t p;
 	int i;
 
-	for (p = 0; p < sizeof(parts) / sizeof(*parts); p++) {
-		PGresult *r = pgcat_query(dp->conn, parts[p].sql, dp->err);
-		int nf;
+	for (p = 0; p < NPARTS; p++)
+		sql[p] = parts[p].sql;
+	if (pgcat_query_batch(dp->conn, sql, NPARTS, res, dp->err) < 0)
+		return -1;
+	for (p = 0; p < NPARTS; p++) {
+		PGresult *r = res[p];
+		int nf = PQnfields(r);
 
-		if (!r)
-			return -1;
-		nf = PQnfields(r);
 		for (i = 0; i < PQntuples(r); i++) {
 #define COL(n) (nf > (n) ? pgcat_val(r, i, (n)) : NULL)
 			struct pga_entry *e = add_post(dp, parts[p].kind, PQgetvalue(r, i, 1),
@@ -1789,6 +1841,7 @@ static int dump_post(struct dumper *dp)
 		PQclear(r);
 	}
 	return 0;
+#undef NPARTS
 }
 
 /* setval for every sequence, identity ones included.  Their positions are

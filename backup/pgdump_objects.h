@@ -142,6 +142,12 @@ struct pgobj_out {
 
 /* Runs sql; returns the result (caller PQclear) or NULL with err set. */
 PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err);
+/* Runs the n queries of sql (NULL ones are skipped, their res[i] NULL) in
+ * one round trip, one after the other; fills res (each to PQclear).  0, or
+ * -1 with err set and no result left.  The server plans and runs each as
+ * pgcat_query would; only the waits between them go. */
+int pgcat_query_batch(PGconn *conn, const char *const *sql, size_t n, PGresult **res,
+		      struct sm_error *err);
 /* Cell (row, col) of r; NULL for SQL NULL (borrowed from r). */
 const char *pgcat_val(const PGresult *r, int row, int col);
 /* Cell (row, col) of r as an OID. */
