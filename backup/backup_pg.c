@@ -116,8 +116,28 @@ static int push_block(struct copy_stream *s, char *data, size_t len, size_t cap)
 	return cancelled ? -1 : 0;
 }
 
-/* The result of a COPY whose rows were all read; then whatever follows. */
-static int copy_result(PGconn *conn, const char *table, const char *what, struct sm_error *err)
+/* Reads and drops every result left of the query in progress, the rows of
+ * a COPY among them: the connection is idle after. */
+static void drain_results(PGconn *conn)
+{
+	PGresult *res;
+	char *row = NULL;
+
+	while ((res = PQgetResult(conn))) {
+		if (PQresultStatus(res) == PGRES_COPY_OUT)
+			while (PQgetCopyData(conn, &row, 0) >= 0) {
+				PQfreemem(row);
+				row = NULL;
+			}
+		PQclear(res);
+	}
+}
+
+/* The result of a COPY whose rows were all read; then whatever follows,
+ * unless more (another COPY of the same query comes next, and it went
+ * well: after a failure the server skips the rest). */
+static int copy_result_more(PGconn *conn, const char *table, const char *what, int more,
+			    struct sm_error *err)
 {
 	PGresult *res = PQgetResult(conn);
 	int ret = 0;
@@ -128,9 +148,14 @@ static int copy_result(PGconn *conn, const char *table, const char *what, struct
 		ret = -1;
 	}
 	PQclear(res);
-	while ((res = PQgetResult(conn)))
-		PQclear(res);
+	if (ret < 0 || !more)
+		drain_results(conn);
 	return ret;
+}
+
+static int copy_result(PGconn *conn, const char *table, const char *what, struct sm_error *err)
+{
+	return copy_result_more(conn, table, what, 0, err);
 }
 
 static void *copy_reader(void *arg)
@@ -303,6 +328,7 @@ struct copy_rows {
 	struct hash_summer hs;
 	struct strbuf *ahead; /* rows read ahead (copy_rows_ahead), handed out */
 	size_t ahead_off;     /* first; borrowed, may be NULL */
+	int more;             /* another COPY of the same query follows */
 };
 
 static void copy_rows_init(struct copy_rows *c, PGconn *conn, const struct pgcat_table *t,
@@ -351,7 +377,7 @@ static int copy_rows_end(struct copy_rows *c, struct sm_error *err)
 	PQfreemem(c->row);
 	c->row = NULL;
 	hash_summer_release(&c->hs);
-	return copy_result(c->conn, c->t->qualified, c->what, err);
+	return copy_result_more(c->conn, c->t->qualified, c->what, c->more, err);
 }
 
 /* Writer side (a snap_read_fn) of a small table: reads the rows itself. */
@@ -448,24 +474,38 @@ static int small_table(const struct pgcat_table *t)
 	return t->est_rows >= 0 && t->est_rows <= SMALL_TABLE_ROWS;
 }
 
-/* Sends t's COPY without waiting for its answer (sent_copy_started). */
-static int send_copy(PGconn *conn, const struct pgcat_table *t, struct sm_error *err)
+/*
+ * The small tables from first on (at most COPY_BATCH, and never past a
+ * table that is not small) have their COPYs sent as one query: the server
+ * runs one after the other without waiting for us between them, and we
+ * read their answers in turn (sent_copy_started).  Returns the index past
+ * the last table sent, or 0 with err set.
+ */
+#define COPY_BATCH 64
+
+static size_t send_copies(PGconn *conn, const struct pgcat_dump *d, size_t first,
+			  struct sm_error *err)
 {
 	struct strbuf sql = STRBUF_INIT;
+	size_t end = first;
 	int ok;
 
-	copy_sql(&sql, t, NULL);
+	while (end < d->ntables && end - first < COPY_BATCH && small_table(&d->tables[end])) {
+		copy_sql(&sql, &d->tables[end++], NULL);
+		sb_adds(&sql, ";\n");
+	}
 	ok = PQsendQuery(conn, sql.buf);
 	sb_release(&sql);
 	if (!ok) {
 		pgcat_pq_error(err, conn, NULL, "cannot copy table");
-		err_prefix(err, "%s", t->qualified);
-		return -1;
+		err_prefix(err, "%s", d->tables[first].qualified);
+		return 0;
 	}
-	return 0;
+	return end;
 }
 
-/* The answer to the COPY send_copy sent for t: as pgb_start_copy's. */
+/* The answer to t's COPY, sent by send_copies: as pgb_start_copy's.  After
+ * a failure no COPY of the batch is left. */
 static int sent_copy_started(PGconn *conn, const struct pgcat_table *t, struct sm_error *err)
 {
 	PGresult *res = PQgetResult(conn);
@@ -475,23 +515,8 @@ static int sent_copy_started(PGconn *conn, const struct pgcat_table *t, struct s
 		return 0;
 	}
 	copy_started(conn, res, t, "cannot copy table", err);
-	while ((res = PQgetResult(conn)))
-		PQclear(res);
+	drain_results(conn);
 	return -1;
-}
-
-/* A COPY sent for t that nobody will read (a failure came first): read
- * and dropped, so that the ROLLBACK after it finds the connection idle. */
-static void sent_copy_abandon(PGconn *conn, const struct pgcat_table *t)
-{
-	struct copy_rows c;
-	struct sm_error ignored = SM_ERROR_INIT;
-
-	copy_rows_init(&c, conn, t, "cannot copy table");
-	if (sent_copy_started(conn, t, &ignored) == 0)
-		copy_rows_abandon(&c);
-	else
-		hash_summer_release(&c.hs);
 }
 
 /* Copies t into entry through a reader thread (a table not known to be
@@ -724,10 +749,11 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 
 /*
  * A small table's rows are read whole (up to AHEAD_MAX bytes) before its
- * entry is written, and the next small table's COPY is sent first: the
- * server runs that one while this one is compressed and hashed, instead of
- * each side waiting for the other 400 times over in a schema of 400 small
- * tables.  The bytes written are the same.
+ * entry is written, and the small tables' COPYs go to the server in
+ * batches (send_copies): the server runs the next while this one is
+ * compressed and hashed, instead of each side waiting for the other 400
+ * times over in a schema of 400 small tables.  The bytes written are the
+ * same.
  */
 #define AHEAD_MAX ((size_t)1 << 20)
 
@@ -737,14 +763,12 @@ static int copy_serial(PGconn *conn, struct snap_writer *w, const struct pgcat_d
 		       long long *rows, unsigned char (*sum)[HASH_LEN], struct sm_error *err)
 {
 	struct strbuf name = STRBUF_INIT, ahead = STRBUF_INIT;
-	int sent = 0; /* table i's COPY was sent ahead, its answer not read yet */
-	size_t i;
+	size_t i, sent = 0; /* the COPYs of tables [i, sent) were sent, not yet read */
 	int ret = -1;
 
 	for (i = 0; i < d->ntables; i++) {
 		const struct pgcat_table *t = &d->tables[i];
 		struct copy_rows c;
-		int started;
 
 		pga_data_entry(&name, i);
 		if (!small_table(t)) {
@@ -752,28 +776,24 @@ static int copy_serial(PGconn *conn, struct snap_writer *w, const struct pgcat_d
 				goto out;
 			continue;
 		}
+		if (i >= sent && !(sent = send_copies(conn, d, i, err)))
+			goto out;
 		copy_rows_init(&c, conn, t, "cannot copy table");
-		started = sent ? sent_copy_started(conn, t, err)
-			       : pgb_start_copy(conn, t, NULL, "cannot copy table", err);
-		sent = 0;
-		if (started < 0) {
+		c.more = i + 1 < sent;
+		if (sent_copy_started(conn, t, err) < 0) {
 			hash_summer_release(&c.hs);
 			goto out;
 		}
-		if (copy_rows_ahead(&c, &ahead, AHEAD_MAX, err) < 0)
-			goto out;
-		if (c.end && i + 1 < d->ntables && small_table(&d->tables[i + 1])) {
-			if (send_copy(conn, &d->tables[i + 1], err) < 0)
-				goto out;
-			sent = 1;
-		}
-		if (copy_rows_write(&c, w, name.buf, &rows[i], sum[i], err) < 0)
+		if (copy_rows_ahead(&c, &ahead, AHEAD_MAX, err) < 0 ||
+		    copy_rows_write(&c, w, name.buf, &rows[i], sum[i], err) < 0)
 			goto out;
 	}
 	ret = 0;
 out:
-	if (sent)
-		sent_copy_abandon(conn, &d->tables[i + 1]);
+	/* a failure part-way through a batch: what is left of it, read and
+	 * dropped, so that the ROLLBACK after it finds the connection idle */
+	if (ret < 0)
+		drain_results(conn);
 	sb_release(&ahead);
 	sb_release(&name);
 	return ret;
