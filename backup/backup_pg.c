@@ -475,8 +475,9 @@ static int small_table(const struct pgcat_table *t)
 }
 
 /*
- * The small tables from first on (at most COPY_BATCH, and never past a
- * table that is not small) have their COPYs sent as one query: the server
+ * The small tables from first on (at most COPY_BATCH and PGCAT_BATCH_BYTES
+ * of SQL, or one, and never past a table that is not small) have their
+ * COPYs sent as one query: the server
  * runs one after the other without waiting for us between them, and we
  * read their answers in turn (sent_copy_started).  Returns the index past
  * the last table sent, or 0 with err set.
@@ -486,16 +487,22 @@ static int small_table(const struct pgcat_table *t)
 static size_t send_copies(PGconn *conn, const struct pgcat_dump *d, size_t first,
 			  struct sm_error *err)
 {
-	struct strbuf sql = STRBUF_INIT;
+	struct strbuf sql = STRBUF_INIT, one = STRBUF_INIT;
 	size_t end = first;
 	int ok;
 
 	while (end < d->ntables && end - first < COPY_BATCH && small_table(&d->tables[end])) {
-		copy_sql(&sql, &d->tables[end++], NULL);
-		sb_adds(&sql, ";\n");
+		sb_reset(&one);
+		copy_sql(&one, &d->tables[end], NULL);
+		sb_adds(&one, ";\n");
+		if (sql.len && sql.len + one.len > PGCAT_BATCH_BYTES)
+			break;
+		sb_add(&sql, one.buf, one.len);
+		end++;
 	}
 	ok = PQsendQuery(conn, sql.buf);
 	sb_release(&sql);
+	sb_release(&one);
 	if (!ok) {
 		pgcat_pq_error(err, conn, NULL, "cannot copy table");
 		err_prefix(err, "%s", d->tables[first].qualified);

@@ -106,50 +106,72 @@ PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err)
 	return NULL;
 }
 
+/* Sends sql[from..) as one message of at most PGCAT_BATCH_BYTES (or one
+ * query, if bigger); returns the index past the last one sent, or 0 with
+ * err set. */
+static size_t send_batch(PGconn *conn, const char *const *sql, size_t from, size_t n,
+			 struct sm_error *err)
+{
+	struct strbuf all = STRBUF_INIT;
+	size_t end = from;
+	int ok;
+
+	for (; end < n; end++) {
+		size_t len = sql[end] ? strlen(sql[end]) + 2 : 0;
+
+		if (all.len && all.len + len > PGCAT_BATCH_BYTES)
+			break;
+		/* (a newline: a query never ends in a comment that would hide the ';') */
+		if (sql[end])
+			sb_addf(&all, "%s;\n", sql[end]);
+	}
+	/* one simple-query message: a result per statement, in order */
+	ok = PQsendQuery(conn, all.buf);
+	sb_release(&all);
+	if (!ok) {
+		pgcat_pq_error(err, conn, NULL, "cannot read the catalogs");
+		return 0;
+	}
+	return end;
+}
+
 int pgcat_query_batch(PGconn *conn, const char *const *sql, size_t n, PGresult **res,
 		      struct sm_error *err)
 {
-	struct strbuf all = STRBUF_INIT;
 	PGresult *r;
-	size_t i;
+	size_t i = 0, j, end;
 	int failed = 0;
 
-	for (i = 0; i < n; i++) {
-		res[i] = NULL;
-		/* (a newline: a query never ends in a comment that would hide the ';') */
-		if (sql[i])
-			sb_addf(&all, "%s;\n", sql[i]);
-	}
-	if (!all.len) {
-		sb_release(&all);
-		return 0;
-	}
-	/* one simple-query message: a result per statement, in order */
-	if (!PQsendQuery(conn, all.buf)) {
-		sb_release(&all);
-		return pgcat_pq_error(err, conn, NULL, "cannot read the catalogs");
-	}
-	sb_release(&all);
-	for (i = 0; i < n; i++) {
-		if (!sql[i] || failed)
-			continue;
-		r = PQgetResult(conn);
-		if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-			pgcat_pq_error(err, conn, r, "cannot read the catalogs");
-			PQclear(r);
-			failed = 1;
-			continue;
+	for (j = 0; j < n; j++)
+		res[j] = NULL;
+	while (!failed) {
+		while (i < n && !sql[i])
+			i++;
+		if (i == n)
+			break;
+		if (!(end = send_batch(conn, sql, i, n, err)))
+			return -1;
+		for (; i < end; i++) {
+			if (!sql[i] || failed)
+				continue;
+			r = PQgetResult(conn);
+			if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+				pgcat_pq_error(err, conn, r, "cannot read the catalogs");
+				PQclear(r);
+				failed = 1;
+				continue;
+			}
+			res[i] = r;
 		}
-		res[i] = r;
+		/* the end of the message (after an error, what the server still sent) */
+		while ((r = PQgetResult(conn)))
+			PQclear(r);
 	}
-	/* the end of the batch (after an error, what the server still sent) */
-	while ((r = PQgetResult(conn)))
-		PQclear(r);
 	if (!failed)
 		return 0;
-	for (i = 0; i < n; i++) {
-		PQclear(res[i]);
-		res[i] = NULL;
+	for (j = 0; j < n; j++) {
+		PQclear(res[j]);
+		res[j] = NULL;
 	}
 	return -1;
 }
