@@ -477,10 +477,10 @@ static int small_table(const struct pgcat_table *t)
 /*
  * The small tables from first on (at most COPY_BATCH and PGCAT_BATCH_BYTES
  * of SQL, or one, and never past a table that is not small) have their
- * COPYs sent as one query: the server
- * runs one after the other without waiting for us between them, and we
- * read their answers in turn (sent_copy_started).  Returns the index past
- * the last table sent, or 0 with err set.
+ * COPYs sent as one query: the server runs one after the other without
+ * waiting for us between them, and we read their answers in turn
+ * (sent_copy_started).  Returns the index past the last table sent, or 0
+ * with err set.
  */
 #define COPY_BATCH 64
 
