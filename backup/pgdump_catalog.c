@@ -681,10 +681,13 @@ enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
 	/* 21 inherited from a parent too */                                             \
 	"a.attinhcount > 0 "                                                             \
 	"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid " \
-	/* an identity column's sequence depends on it internally */                     \
-	"LEFT JOIN pg_catalog.pg_depend sd ON a.attidentity <> '' AND sd.classid = "     \
-	" 'pg_catalog.pg_class'::regclass AND sd.refclassid = 'pg_catalog.pg_class'::regclass " \
-	" AND sd.refobjid = a.attrelid AND sd.refobjsubid = a.attnum AND sd.deptype = 'i' " \
+	/* an identity column's sequence depends on it internally (looked up for    \
+	 * identity columns only: OFFSET 0 keeps the test a gate in front of the    \
+	 * index probe, not a filter after it) */                                    \
+	"LEFT JOIN LATERAL (SELECT sd.objid FROM pg_catalog.pg_depend sd WHERE "          \
+	" a.attidentity <> '' AND sd.classid = 'pg_catalog.pg_class'::regclass AND "      \
+	" sd.refclassid = 'pg_catalog.pg_class'::regclass AND sd.refobjid = a.attrelid "  \
+	" AND sd.refobjsubid = a.attnum AND sd.deptype = 'i' OFFSET 0) sd ON true "       \
 	"LEFT JOIN pg_catalog.pg_sequence s ON s.seqrelid = sd.objid "                   \
 	"WHERE a.attrelid IN (" rels ") "                                                \
 	"AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum"
