@@ -49,32 +49,34 @@ const char pgcat_session_sql[] =
 /* A key that a view's rule or an SQL-body function needs (GROUP BY the
  * primary key, ON CONFLICT ON CONSTRAINT): created in pre-data, before them. */
 #define KEY_NEEDED_EARLY(k)                                                           \
-	"EXISTS (WITH RECURSIVE up(oid) AS (SELECT " k ".oid UNION ALL SELECT "        \
-	"pc.conparentid FROM pg_catalog.pg_constraint pc JOIN up ON pc.oid = up.oid "  \
-	"WHERE pc.conparentid <> 0) SELECT 1 FROM pg_catalog.pg_depend kd WHERE "      \
-	"kd.refclassid = 'pg_catalog.pg_constraint'::regclass AND kd.refobjid IN "     \
-	"(SELECT oid FROM up) AND kd.classid IN ('pg_catalog.pg_rewrite'::regclass, "  \
-	"'pg_catalog.pg_proc'::regclass))"
+	"(" k ".oid IN (WITH RECURSIVE dn(oid) AS (SELECT kd.refobjid FROM "              \
+	"pg_catalog.pg_depend kd WHERE kd.refclassid = 'pg_catalog.pg_constraint'::regclass " \
+	"AND kd.classid IN ('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_proc'::regclass) " \
+	"UNION SELECT pc.oid FROM pg_catalog.pg_constraint pc JOIN dn ON pc.conparentid = dn.oid) " \
+	"SELECT oid FROM dn))"
 /* (a key of a partition whose parent's key is needed early is too: the
- * parent's ADD CONSTRAINT must find it to attach, not create its own) */
+ * parent's ADD CONSTRAINT must find it to attach, not create its own.  The
+ * set is the keys rules and functions name and their partitions' keys down
+ * the tree, uncorrelated, so the server reads it once, not once per key:
+ * pg_constraint has no index on conparentid to walk up by) */
 
 /*
  * "ALTER TABLE [ONLY] t ADD CONSTRAINT name DEFINITION;" for a key, unique
- * or exclusion constraint k of table c.  pg_get_constraintdef leaves out the
- * index's storage options: they go before DEFERRABLE.  On a partitioned
- * table it recurses, and attaches the partitions' own keys, created before
- * it (so they keep their names).
+ * or exclusion constraint k of table c, whose pg_get_constraintdef is def.
+ * pg_get_constraintdef leaves out the index's storage options: they go
+ * before DEFERRABLE.  On a partitioned table it recurses, and attaches the
+ * partitions' own keys, created before it (so they keep their names).
  */
-#define KEY_SQL(k, c)                                                                  \
+#define KEY_SQL(k, c, def)                                                             \
 	"'ALTER TABLE ' || CASE WHEN " c ".relkind = 'p' THEN '' ELSE 'ONLY ' END || "  \
 	c ".oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || "                  \
 	"pg_catalog.quote_ident(" k ".conname) || ' ' || CASE WHEN " k ".contype IN "   \
-	"('p', 'u') THEN pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef("     \
-	k ".oid), '( DEFERRABLE)?( INITIALLY DEFERRED)?$', COALESCE(' WITH (' || "       \
+	"('p', 'u') THEN pg_catalog.regexp_replace(" def ", "                          \
+	"'( DEFERRABLE)?( INITIALLY DEFERRED)?$', COALESCE(' WITH (' || "                \
 	"pg_catalog.array_to_string((SELECT ic.reloptions FROM pg_catalog.pg_class ic "  \
 	"WHERE ic.oid = " k ".conindid), ', ') || ')', '') || COALESCE(' USING INDEX "   \
 	"TABLESPACE ' || " TABLESPACE_OF(k ".conindid") ", '') || '\\1\\2') "           \
-	"ELSE pg_catalog.pg_get_constraintdef(" k ".oid) END || ';'"
+	"ELSE " def " END || ';'"
 /* The tablespace of relation rel (quoted), NULL for the database's default
  * or with --no-tablespaces (pgcat_read sets safe_migrate.no_tablespaces). */
 #define TABLESPACE_OF(rel)                                                             \
@@ -102,6 +104,76 @@ PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err)
 	pgcat_pq_error(err, conn, res, "cannot read the catalogs");
 	PQclear(res);
 	return NULL;
+}
+
+/* Sends sql[from..) as one message of at most PGCAT_BATCH_BYTES (or one
+ * query, if bigger); returns the index past the last one sent, or 0 with
+ * err set. */
+static size_t send_batch(PGconn *conn, const char *const *sql, size_t from, size_t n,
+			 struct sm_error *err)
+{
+	struct strbuf all = STRBUF_INIT;
+	size_t end = from;
+	int ok;
+
+	for (; end < n; end++) {
+		size_t len = sql[end] ? strlen(sql[end]) + 2 : 0;
+
+		if (all.len && all.len + len > PGCAT_BATCH_BYTES)
+			break;
+		/* (a newline: a query never ends in a comment that would hide the ';') */
+		if (sql[end])
+			sb_addf(&all, "%s;\n", sql[end]);
+	}
+	/* one simple-query message: a result per statement, in order */
+	ok = PQsendQuery(conn, all.buf);
+	sb_release(&all);
+	if (!ok) {
+		pgcat_pq_error(err, conn, NULL, "cannot read the catalogs");
+		return 0;
+	}
+	return end;
+}
+
+int pgcat_query_batch(PGconn *conn, const char *const *sql, size_t n, PGresult **res,
+		      struct sm_error *err)
+{
+	PGresult *r;
+	size_t i = 0, j, end;
+	int failed = 0;
+
+	for (j = 0; j < n; j++)
+		res[j] = NULL;
+	while (!failed) {
+		while (i < n && !sql[i])
+			i++;
+		if (i == n)
+			break;
+		if (!(end = send_batch(conn, sql, i, n, err)))
+			return -1;
+		for (; i < end; i++) {
+			if (!sql[i] || failed)
+				continue;
+			r = PQgetResult(conn);
+			if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+				pgcat_pq_error(err, conn, r, "cannot read the catalogs");
+				PQclear(r);
+				failed = 1;
+				continue;
+			}
+			res[i] = r;
+		}
+		/* the end of the message (after an error, what the server still sent) */
+		while ((r = PQgetResult(conn)))
+			PQclear(r);
+	}
+	if (!failed)
+		return 0;
+	for (j = 0; j < n; j++) {
+		PQclear(res[j]);
+		res[j] = NULL;
+	}
+	return -1;
 }
 
 const char *pgcat_val(const PGresult *r, int row, int col)
@@ -609,10 +681,13 @@ enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
 	/* 21 inherited from a parent too */                                             \
 	"a.attinhcount > 0 "                                                             \
 	"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid " \
-	/* an identity column's sequence depends on it internally */                     \
-	"LEFT JOIN pg_catalog.pg_depend sd ON a.attidentity <> '' AND sd.classid = "     \
-	" 'pg_catalog.pg_class'::regclass AND sd.refclassid = 'pg_catalog.pg_class'::regclass " \
-	" AND sd.refobjid = a.attrelid AND sd.refobjsubid = a.attnum AND sd.deptype = 'i' " \
+	/* an identity column's sequence depends on it internally (looked up for    \
+	 * identity columns only: OFFSET 0 keeps the test a gate in front of the    \
+	 * index probe, not a filter after it) */                                    \
+	"LEFT JOIN LATERAL (SELECT sd.objid FROM pg_catalog.pg_depend sd WHERE "          \
+	" a.attidentity <> '' AND sd.classid = 'pg_catalog.pg_class'::regclass AND "      \
+	" sd.refclassid = 'pg_catalog.pg_class'::regclass AND sd.refobjid = a.attrelid "  \
+	" AND sd.refobjsubid = a.attnum AND sd.deptype = 'i' OFFSET 0) sd ON true "       \
 	"LEFT JOIN pg_catalog.pg_sequence s ON s.seqrelid = sd.objid "                   \
 	"WHERE a.attrelid IN (" rels ") "                                                \
 	"AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum"
@@ -1280,7 +1355,8 @@ out:
 static int dump_early_keys(struct dumper *dp)
 {
 	PGresult *r = pgcat_query(dp->conn,
-		"SELECT k.oid, c.oid, " KEY_SQL("k", "c") " || E'\\n', k.conparentid "
+		"SELECT k.oid, c.oid, " KEY_SQL("k", "c", "pg_catalog.pg_get_constraintdef(k.oid)")
+		" || E'\\n', k.conparentid "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND " KEY_NEEDED_EARLY("k")
@@ -1580,21 +1656,40 @@ static int dump_post(struct dumper *dp)
 		/* keys and exclusion constraints (foreign keys need them), a
 		 * partition's before its parent's (which attaches them) */
 		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
-		"SELECT " KEY_SQL("k", "c") ", c.oid::pg_catalog.regclass::text || ' ' || "
+		"SELECT " KEY_SQL("k", "c", "kd.def") ", c.oid::pg_catalog.regclass::text || ' ' || "
 		"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
-		LOCK_ROOT("c") ", NULL, (SELECT pg_catalog.string_agg('k:' || ch.oid, ' ') FROM "
-		"pg_catalog.pg_constraint ch WHERE ch.conparentid = k.oid), "
+		/* (only a partitioned table's key has children: pg_constraint has
+		 * no index on conparentid, the scan is not done per key) */
+		LOCK_ROOT("c") ", NULL, CASE WHEN c.relkind = 'p' THEN (SELECT "
+		"pg_catalog.string_agg('k:' || ch.oid, ' ') FROM pg_catalog.pg_constraint ch WHERE "
+		"ch.conparentid = k.oid) END, "
 		/* a b-tree key on plain columns of a plain table: its index can be
-		 * built first, next to the table's other indexes (see struct pga_entry) */
+		 * built first, next to the table's other indexes (see struct
+		 * pga_entry).  Its pg_get_indexdef is the key's column list, which
+		 * pg_get_constraintdef has already printed the same way, in "CREATE
+		 * UNIQUE INDEX name ON table USING btree": a key's index has the
+		 * default operator classes, collations and ordering (PostgreSQL
+		 * refuses any other for ADD CONSTRAINT ... USING INDEX), and
+		 * pg_get_indexdef would cost four times pg_get_constraintdef.  A key
+		 * whose index has a tablespace of its own, which the definition
+		 * prints, still asks pg_get_indexdef. */
 		"CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') AND NOT k.condeferrable AND "
 		"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND i.indnatts = "
 		"i.indnkeyatts AND (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS DISTINCT FROM "
-		"'true' AND " TABLESPACE_OF("k.conindid") " IS NULL THEN pg_catalog.pg_get_indexdef("
-		"k.conindid) END AS index_sql, 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
+		"'true' AND "
+		TABLESPACE_OF("k.conindid") " IS NULL THEN CASE WHEN ic.reltablespace = 0 THEN "
+		"'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || "
+		"pg_catalog.quote_ident(ic.relname) || ' ON ' || c.oid::pg_catalog.regclass::text || "
+		"' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE "
+		"am.oid = ic.relam) || ' ' || pg_catalog.substr(kd.def, pg_catalog.strpos(kd.def, '(')) "
+		"ELSE pg_catalog.pg_get_indexdef(k.conindid) END END AS index_sql, "
+		"'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
 		"' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || CASE k.contype WHEN 'p' "
 		"THEN ' PRIMARY KEY' ELSE ' UNIQUE' END || ' USING INDEX ' || "
 		"pg_catalog.quote_ident(ic.relname) "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+		/* (OFFSET 0: computed once a key, not once a use) */
+		"CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_constraintdef(k.oid) AS def OFFSET 0) kd "
 		"LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = k.conindid "
 		"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
@@ -1733,16 +1828,20 @@ static int dump_post(struct dumper *dp)
 		"WHERE s.stxnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_statistic_ext", "s.oid")
 		" ORDER BY s.oid" },
 	};
+#define NPARTS (sizeof(parts) / sizeof(*parts))
+	const char *sql[NPARTS];
+	PGresult *res[NPARTS];
 	size_t p;
 	int i;
 
-	for (p = 0; p < sizeof(parts) / sizeof(*parts); p++) {
-		PGresult *r = pgcat_query(dp->conn, parts[p].sql, dp->err);
-		int nf;
+	for (p = 0; p < NPARTS; p++)
+		sql[p] = parts[p].sql;
+	if (pgcat_query_batch(dp->conn, sql, NPARTS, res, dp->err) < 0)
+		return -1;
+	for (p = 0; p < NPARTS; p++) {
+		PGresult *r = res[p];
+		int nf = PQnfields(r);
 
-		if (!r)
-			return -1;
-		nf = PQnfields(r);
 		for (i = 0; i < PQntuples(r); i++) {
 #define COL(n) (nf > (n) ? pgcat_val(r, i, (n)) : NULL)
 			struct pga_entry *e = add_post(dp, parts[p].kind, PQgetvalue(r, i, 1),
@@ -1767,6 +1866,7 @@ static int dump_post(struct dumper *dp)
 		PQclear(r);
 	}
 	return 0;
+#undef NPARTS
 }
 
 /* setval for every sequence, identity ones included.  Their positions are

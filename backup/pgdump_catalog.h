@@ -95,6 +95,12 @@ void pgcat_dump_release(struct pgcat_dump *d);
  * fingerprint the snapshot recorded. */
 void pgcat_fingerprint(const struct pgcat_dump *d, char hex[HASH_HEX_LEN + 1]);
 
+/* The most bytes of SQL that one message of several queries carries
+ * (pgcat_query_batch, the backup's batches of COPYs): a message that
+ * small always fits the socket's buffer whole, so it is one send, and a
+ * run's calls are the same from run to run (the fault tests count them). */
+#define PGCAT_BATCH_BYTES 8192
+
 /* Fills err from a failed libpq result (message, SQLSTATE), prefixed by what. */
 int pgcat_pq_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);
 

@@ -252,21 +252,19 @@ static int dump_user_mappings(const struct pgobj_out *o)
 /* Adds, for every row of sql, column 1 (taken as the statement) to the sort
  * as (rank, cls, column 0), and ALTER kind <column 2> OWNER TO <column 3>
  * when column 3 is there.  For the kinds whose statement SQL builds whole. */
-static int add_rows(const struct pgobj_out *o, const char *sql, int rank, char cls,
-		    const char *kind)
+/* Adds the objects of r (one of the queries below; taken) of rank and
+ * catalog cls, with ALTER kind ... OWNER TO if kind is not NULL. */
+static void add_rows(const struct pgobj_out *o, PGresult *r, int rank, char cls,
+		     const char *kind)
 {
-	PGresult *r = pgcat_query(o->conn, sql, o->err);
 	int i;
 
-	if (!r)
-		return -1;
 	for (i = 0; i < PQntuples(r); i++) {
 		o->add(o->ud, rank, cls, pgcat_oid(r, i, 0), xstrdup(PQgetvalue(r, i, 1)));
 		if (PQnfields(r) > 3 && pgcat_val(r, i, 3))
 			pgcat_owner_to(o->owners, o->no_owner, kind, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
 	}
 	PQclear(r);
-	return 0;
 }
 
 #define QNAME(nsp, name) "pg_catalog.quote_ident(" nsp ") || '.' || pg_catalog.quote_ident(" name ")"
@@ -442,22 +440,42 @@ static const char transform_sql[] =
 
 int pgobj_pre(const struct pgobj_out *o)
 {
+	/* the kinds read by one query each, all in one round trip */
+	static const struct {
+		const char *sql;
+		int rank;
+		char cls;
+		const char *kind;
+	} kinds[] = {
+		{ language_sql, R_LANG, 'g', "LANGUAGE" },
+		{ am_sql, R_AM, 'a', NULL },
+		{ transform_sql, R_TRANSFORM, 'x', NULL },
+		{ cast_sql, R_CAST, 'k', NULL },
+		{ conversion_sql, R_CONV, 'v', "CONVERSION" },
+		{ operator_sql, R_OPER, 'o', "OPERATOR" },
+		{ opfamily_sql, R_OPFAMILY, 'F', "OPERATOR FAMILY" },
+		{ opclass_sql, R_OPCLASS, 'C', "OPERATOR CLASS" },
+		{ tsparser_sql, R_TSPARSER, 'P', NULL },
+		{ tstemplate_sql, R_TSTEMPLATE, 'E', NULL },
+		{ tsdict_sql, R_TSDICT, 'D', "TEXT SEARCH DICTIONARY" },
+		{ tsconfig_sql, R_TSCONFIG, 'T', "TEXT SEARCH CONFIGURATION" },
+	};
+#define NKINDS (sizeof(kinds) / sizeof(*kinds))
+	const char *sql[NKINDS];
+	PGresult *res[NKINDS];
+	size_t i;
+
 	if (dump_collations(o) < 0 || dump_fdws(o) < 0 || dump_servers(o) < 0 ||
-	    dump_user_mappings(o) < 0 ||
-	    add_rows(o, language_sql, R_LANG, 'g', "LANGUAGE") < 0 ||
-	    add_rows(o, am_sql, R_AM, 'a', NULL) < 0 ||
-	    add_rows(o, transform_sql, R_TRANSFORM, 'x', NULL) < 0 ||
-	    add_rows(o, cast_sql, R_CAST, 'k', NULL) < 0 ||
-	    add_rows(o, conversion_sql, R_CONV, 'v', "CONVERSION") < 0 ||
-	    add_rows(o, operator_sql, R_OPER, 'o', "OPERATOR") < 0 ||
-	    add_rows(o, opfamily_sql, R_OPFAMILY, 'F', "OPERATOR FAMILY") < 0 ||
-	    add_rows(o, opclass_sql, R_OPCLASS, 'C', "OPERATOR CLASS") < 0 ||
-	    add_rows(o, tsparser_sql, R_TSPARSER, 'P', NULL) < 0 ||
-	    add_rows(o, tstemplate_sql, R_TSTEMPLATE, 'E', NULL) < 0 ||
-	    add_rows(o, tsdict_sql, R_TSDICT, 'D', "TEXT SEARCH DICTIONARY") < 0 ||
-	    add_rows(o, tsconfig_sql, R_TSCONFIG, 'T', "TEXT SEARCH CONFIGURATION") < 0)
+	    dump_user_mappings(o) < 0)
 		return -1;
+	for (i = 0; i < NKINDS; i++)
+		sql[i] = kinds[i].sql;
+	if (pgcat_query_batch(o->conn, sql, NKINDS, res, o->err) < 0)
+		return -1;
+	for (i = 0; i < NKINDS; i++)
+		add_rows(o, res[i], kinds[i].rank, kinds[i].cls, kinds[i].kind);
 	return 0;
+#undef NKINDS
 }
 
 /* --- post-data ----------------------------------------------------------- */
@@ -792,14 +810,12 @@ struct post_part {
 	const char *sql;
 };
 
-static int add_post_part(const struct pgobj_out *o, const struct post_part *part)
+/* Adds the entries of r, part's result (taken). */
+static void add_post_part(const struct pgobj_out *o, const struct post_part *part, PGresult *r)
 {
-	PGresult *r = pgcat_query(o->conn, part->sql, o->err);
 	struct strbuf more = STRBUF_INIT;
 	int i, nf;
 
-	if (!r)
-		return -1;
 	nf = PQnfields(r);
 	for (i = 0; i < PQntuples(r); i++) {
 		struct pgobj_entry e = { part->kind, NULL, NULL, { NULL }, part->lock, NULL };
@@ -831,7 +847,6 @@ static int add_post_part(const struct pgobj_out *o, const struct post_part *part
 	}
 	sb_release(&more);
 	PQclear(r);
-	return 0;
 }
 
 int pgobj_post(const struct pgobj_out *o)
@@ -860,10 +875,18 @@ int pgobj_post(const struct pgobj_out *o)
 		{ "OWNER", PGA_LOCK_NONE, o->no_owner ? NULL : evt_owner_sql },
 		{ "COMMENT", PGA_LOCK_NONE, evt_comment_sql },
 	};
+#define NPARTS (sizeof(parts) / sizeof(*parts))
+	const char *sql[NPARTS];
+	PGresult *res[NPARTS];
 	size_t i;
 
-	for (i = 0; i < sizeof(parts) / sizeof(*parts); i++)
-		if (parts[i].sql && add_post_part(o, &parts[i]) < 0)
-			return -1;
+	for (i = 0; i < NPARTS; i++)
+		sql[i] = parts[i].sql;
+	if (pgcat_query_batch(o->conn, sql, NPARTS, res, o->err) < 0)
+		return -1;
+	for (i = 0; i < NPARTS; i++)
+		if (res[i])
+			add_post_part(o, &parts[i], res[i]);
 	return 0;
+#undef NPARTS
 }

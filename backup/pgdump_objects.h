@@ -142,6 +142,15 @@ struct pgobj_out {
 
 /* Runs sql; returns the result (caller PQclear) or NULL with err set. */
 PGresult *pgcat_query(PGconn *conn, const char *sql, struct sm_error *err);
+/* Runs the n queries of sql (NULL ones are skipped, their res[i] NULL) a
+ * few round trips, one after the other: as many to a message as fit in
+ * PGCAT_BATCH_BYTES (a message that big is never split into several
+ * sends, which keeps a run's calls the same from run to run).  Fills res
+ * (each to PQclear).  0, or -1 with err set and no result left.  The server
+ * plans and runs each as pgcat_query would; only the waits between them
+ * go. */
+int pgcat_query_batch(PGconn *conn, const char *const *sql, size_t n, PGresult **res,
+		      struct sm_error *err);
 /* Cell (row, col) of r; NULL for SQL NULL (borrowed from r). */
 const char *pgcat_val(const PGresult *r, int row, int col);
 /* Cell (row, col) of r as an OID. */
