@@ -451,6 +451,7 @@ struct dumper {
 	struct strbuf extseq;   /* setval of extensions' configuration sequences */
 	struct sm_error *err;
 	struct post_keys keys;  /* post-data entries' identities and needs */
+	unsigned long long present; /* the kinds the database holds (pgobj_present) */
 };
 
 void pgcat_owner_to(struct pgcat_owners *owners, int no_owner, const char *kind, const char *name,
@@ -494,7 +495,7 @@ static void add_post_object(void *ud, const struct pgobj_entry *pe);
 static struct pgobj_out objects_out(struct dumper *dp)
 {
 	struct pgobj_out o = { dp->conn, dp->o->no_owner, dp->err, add_sorted, dp, &dp->owners,
-			       add_post_object };
+			       add_post_object, dp->present };
 
 	return o;
 }
@@ -1648,6 +1649,7 @@ struct post_part {
 	const char *kind;
 	enum pga_lock lock;
 	const char *sql;
+	enum pgobj_kind need; /* sent only if the database holds this kind */
 };
 
 static int dump_post(struct dumper *dp)
@@ -1694,7 +1696,7 @@ static int dump_post(struct dumper *dp)
 		"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT " KEY_NEEDED_EARLY("k")
-		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid" },
+		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid", PK_ALWAYS },
 		/* indexes that back no constraint; a partitioned table's ON ONLY, its
 		 * partitions' under their own names, attached below */
 		{ "INDEX", PGA_LOCK_SHARE,
@@ -1707,7 +1709,7 @@ static int dump_post(struct dumper *dp)
 		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
 		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
-		"ORDER BY c.oid, i.indexrelid" },
+		"ORDER BY c.oid, i.indexrelid", PK_ALWAYS },
 		/* the parent index is whole (valid) only once every partition's is
 		 * attached: what needs it needs the attaches too.  (A foreign key
 		 * referencing a partitioned index records it as its conindid: that
@@ -1720,7 +1722,7 @@ static int dump_post(struct dumper *dp)
 		"JOIN pg_catalog.pg_index i ON i.indexrelid = h.inhrelid JOIN pg_catalog.pg_class c "
 		"ON c.oid = i.indrelid WHERE c.relnamespace IN " USER_NSP " AND NOT EXISTS (SELECT 1 "
 		"FROM pg_catalog.pg_constraint k WHERE k.conindid = h.inhparent AND k.contype IN "
-		"('p', 'u', 'x')) ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid" },
+		"('p', 'u', 'x')) ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid", PK_INDEX_ATTACH },
 		/* settings of indexes (constraints' included) */
 		/* (PostgreSQL 15 takes SHARE UPDATE EXCLUSIVE on the index: its
 		 * table's, at least as strong, is what the schedule keys on) */
@@ -1732,7 +1734,7 @@ static int dump_post(struct dumper *dp)
 		"FROM pg_catalog.pg_index i "
 		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_attribute a ON "
 		"a.attrelid = i.indexrelid WHERE a.attstattarget >= 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum" },
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum", PK_INDEX_STATS },
 		/* CLUSTER ON takes SHARE UPDATE EXCLUSIVE, REPLICA IDENTITY ACCESS
 		 * EXCLUSIVE (column 8) */
 		{ "INDEX USE", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
@@ -1745,7 +1747,7 @@ static int dump_post(struct dumper *dp)
 		"ic.oid = i.indexrelid CROSS JOIN (VALUES (true), (false)) v(clu) "
 		"WHERE (v.clu AND i.indisclustered OR NOT v.clu AND i.indisreplident AND c.relreplident "
 		"= 'i') AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
-		" ORDER BY c.oid, v.clu DESC" },
+		" ORDER BY c.oid, v.clu DESC", PK_INDEX_USE },
 		/* check constraints of tables (recursing to inheritance children, whose
 		 * copies are not dumped), and a child's NOT VALID one that is its own
 		 * as well as inherited (a valid one is in its CREATE TABLE): after
@@ -1761,7 +1763,7 @@ static int dump_post(struct dumper *dp)
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'c' AND k.conislocal AND (k.coninhcount = 0 OR NOT k.convalidated) "
 		"AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
-		" ORDER BY k.coninhcount > 0, c.oid, k.conname" },
+		" ORDER BY k.coninhcount > 0, c.oid, k.conname", PK_CHECK },
 		/* a domain's NOT VALID checks (CREATE DOMAIN cannot say NOT VALID), after
 		 * the rows they were never checked against, as pg_dump does */
 		{ "DOMAIN CONSTRAINT", PGA_LOCK_NONE,
@@ -1770,7 +1772,7 @@ static int dump_post(struct dumper *dp)
 		"pg_catalog.format_type(t.oid, NULL) || ' ' || pg_catalog.quote_ident(k.conname) "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_type t ON t.oid = k.contypid "
 		"WHERE NOT k.convalidated AND t.typnamespace IN " USER_NSP " AND "
-		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname" },
+		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname", PK_DOMAIN_CHECK },
 		/* foreign keys: they need the referenced key or unique index, which
 		 * pg_depend records */
 		{ "FK CONSTRAINT", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
@@ -1786,7 +1788,7 @@ static int dump_post(struct dumper *dp)
 		"'pg_catalog.pg_constraint'::regclass)) "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'f' AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname" },
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname", PK_ALWAYS },
 		/* triggers (clones on partitions come with their parent's): CREATE
 		 * TRIGGER and ALTER TABLE ... TRIGGER take SHARE ROW EXCLUSIVE (a
 		 * constraint trigger's FROM table: ACCESS SHARE, weaker) */
@@ -1803,7 +1805,7 @@ static int dump_post(struct dumper *dp)
 		"pg_catalog.pg_class fc WHERE fc.oid = t.tgconstrrelid) "
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
 		"WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname" },
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname", PK_TRIGGER },
 		/* a partition's clone of its parent's trigger, enabled otherwise: it
 		 * needs the trigger it was cloned from */
 		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
@@ -1816,7 +1818,7 @@ static int dump_post(struct dumper *dp)
 		"JOIN up ON x.oid = up.parent) SELECT pg_catalog.string_agg('t:' || up.oid, ' ') FROM up) "
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid "
 		"JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.tgenabled <> pt.tgenabled "
-		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname" },
+		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname", PK_TRIGGER_CLONE },
 		/* extended statistics: CREATE STATISTICS takes SHARE UPDATE EXCLUSIVE */
 		{ "STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
 		"SELECT pg_catalog.pg_get_statisticsobjdef(s.oid) || ';' || CASE WHEN s.stxstattarget >= 0 "
@@ -1826,7 +1828,7 @@ static int dump_post(struct dumper *dp)
 		"(SELECT " LOCK_ROOT("c") " FROM pg_catalog.pg_class c WHERE c.oid = s.stxrelid) "
 		"FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
 		"WHERE s.stxnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_statistic_ext", "s.oid")
-		" ORDER BY s.oid" },
+		" ORDER BY s.oid", PK_STATISTICS },
 	};
 #define NPARTS (sizeof(parts) / sizeof(*parts))
 	const char *sql[NPARTS];
@@ -1835,7 +1837,7 @@ static int dump_post(struct dumper *dp)
 	int i;
 
 	for (p = 0; p < NPARTS; p++)
-		sql[p] = parts[p].sql;
+		sql[p] = PGOBJ_HAS(dp->present, parts[p].need) ? parts[p].sql : NULL;
 	if (pgcat_query_batch(dp->conn, sql, NPARTS, res, dp->err) < 0)
 		return -1;
 	for (p = 0; p < NPARTS; p++) {
@@ -2067,6 +2069,8 @@ static int dump_comments(struct dumper *dp)
  * LABEL wants them).  Restoring them needs the same label provider loaded. */
 static int dump_security_labels(struct dumper *dp)
 {
+	if (!PGOBJ_HAS(dp->present, PK_SECLABEL))
+		return 0;
 	return add_post_rows(dp, "SECURITY LABEL",
 		"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(l.provider) || ' ON ' || "
 		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
@@ -2141,10 +2145,10 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	       struct sm_error *err)
 {
 	struct dumper dp = { conn, o, out, { 0 }, { NULL, 0, 0 }, STRBUF_INIT, NULL, 0, 0,
-			     STRBUF_INIT, err, { 0 } };
+			     STRBUF_INIT, err, { 0 }, 0 };
 	struct strbuf key = STRBUF_INIT;
 	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
-	struct pgobj_out objs = objects_out(&dp);
+	struct pgobj_out objs;
 	size_t at = 0;
 	int ret = -1;
 
@@ -2156,8 +2160,10 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 			goto out;
 		PQclear(r);
 	}
-	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0)
+	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0 ||
+	    pgobj_present(conn, &dp.present, err) < 0)
 		goto out;
+	objs = objects_out(&dp);
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
 	if (pgobj_prelude(&objs, pre) < 0 || dump_schemas(&dp, pre) < 0 ||
 	    dump_extensions(&dp, pre) < 0 || dump_extension_config(&dp, pre) < 0 ||
