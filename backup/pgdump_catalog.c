@@ -1648,8 +1648,8 @@ out:
 struct post_part {
 	const char *kind;
 	enum pga_lock lock;
-	const char *sql;
 	enum pgobj_kind need; /* sent only if the database holds this kind */
+	const char *sql;
 };
 
 static int dump_post(struct dumper *dp)
@@ -1657,7 +1657,7 @@ static int dump_post(struct dumper *dp)
 	static const struct post_part parts[] = {
 		/* keys and exclusion constraints (foreign keys need them), a
 		 * partition's before its parent's (which attaches them) */
-		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
+		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE, PK_ALWAYS,
 		"SELECT " KEY_SQL("k", "c", "kd.def") ", c.oid::pg_catalog.regclass::text || ' ' || "
 		"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
 		/* (only a partitioned table's key has children: pg_constraint has
@@ -1696,10 +1696,10 @@ static int dump_post(struct dumper *dp)
 		"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT " KEY_NEEDED_EARLY("k")
-		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid", PK_ALWAYS },
+		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid" },
 		/* indexes that back no constraint; a partitioned table's ON ONLY, its
 		 * partitions' under their own names, attached below */
-		{ "INDEX", PGA_LOCK_SHARE,
+		{ "INDEX", PGA_LOCK_SHARE, PK_ALWAYS,
 		"SELECT CASE WHEN " TABLESPACE_OF("i.indexrelid") " IS NULL THEN "
 		"pg_catalog.pg_get_indexdef(i.indexrelid) ELSE pg_catalog.regexp_replace("
 		"pg_catalog.pg_get_indexdef(i.indexrelid), '( WHERE \\(.*)?$', ' TABLESPACE ' || "
@@ -1709,12 +1709,12 @@ static int dump_post(struct dumper *dp)
 		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
 		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
-		"ORDER BY c.oid, i.indexrelid", PK_ALWAYS },
+		"ORDER BY c.oid, i.indexrelid" },
 		/* the parent index is whole (valid) only once every partition's is
 		 * attached: what needs it needs the attaches too.  (A foreign key
 		 * referencing a partitioned index records it as its conindid: that
 		 * is no constraint of the index's own.) */
-		{ "INDEX ATTACH", PGA_LOCK_ACCESS_EXCLUSIVE,
+		{ "INDEX ATTACH", PGA_LOCK_ACCESS_EXCLUSIVE, PK_INDEX_ATTACH,
 		"SELECT 'ALTER INDEX ' || h.inhparent::pg_catalog.regclass::text || ' ATTACH PARTITION ' "
 		"|| h.inhrelid::pg_catalog.regclass::text || ';', h.inhrelid::pg_catalog.regclass::text, "
 		"'c:' || h.inhparent, " LOCK_ROOT("c") ", NULL, 'c:' || h.inhparent || ' c:' || h.inhrelid "
@@ -1722,11 +1722,11 @@ static int dump_post(struct dumper *dp)
 		"JOIN pg_catalog.pg_index i ON i.indexrelid = h.inhrelid JOIN pg_catalog.pg_class c "
 		"ON c.oid = i.indrelid WHERE c.relnamespace IN " USER_NSP " AND NOT EXISTS (SELECT 1 "
 		"FROM pg_catalog.pg_constraint k WHERE k.conindid = h.inhparent AND k.contype IN "
-		"('p', 'u', 'x')) ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid", PK_INDEX_ATTACH },
+		"('p', 'u', 'x')) ORDER BY " PARTITION_DEPTH("c") " DESC, h.inhrelid" },
 		/* settings of indexes (constraints' included) */
 		/* (PostgreSQL 15 takes SHARE UPDATE EXCLUSIVE on the index: its
 		 * table's, at least as strong, is what the schedule keys on) */
-		{ "INDEX STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
+		{ "INDEX STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE, PK_INDEX_STATS,
 		"SELECT 'ALTER INDEX ' || i.indexrelid::pg_catalog.regclass::text || ' ALTER COLUMN ' || "
 		"a.attnum || ' SET STATISTICS ' || a.attstattarget || ';', "
 		"i.indexrelid::pg_catalog.regclass::text, NULL, " LOCK_ROOT("c") ", NULL, "
@@ -1734,10 +1734,10 @@ static int dump_post(struct dumper *dp)
 		"FROM pg_catalog.pg_index i "
 		"JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_attribute a ON "
 		"a.attrelid = i.indexrelid WHERE a.attstattarget >= 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum", PK_INDEX_STATS },
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum" },
 		/* CLUSTER ON takes SHARE UPDATE EXCLUSIVE, REPLICA IDENTITY ACCESS
 		 * EXCLUSIVE (column 8) */
-		{ "INDEX USE", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
+		{ "INDEX USE", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE, PK_INDEX_USE,
 		"SELECT 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || CASE WHEN "
 		"v.clu THEN ' CLUSTER ON ' ELSE ' REPLICA IDENTITY USING INDEX ' END || "
 		"pg_catalog.quote_ident(ic.relname) || ';', i.indexrelid::pg_catalog.regclass::text, "
@@ -1747,13 +1747,13 @@ static int dump_post(struct dumper *dp)
 		"ic.oid = i.indexrelid CROSS JOIN (VALUES (true), (false)) v(clu) "
 		"WHERE (v.clu AND i.indisclustered OR NOT v.clu AND i.indisreplident AND c.relreplident "
 		"= 'i') AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
-		" ORDER BY c.oid, v.clu DESC", PK_INDEX_USE },
+		" ORDER BY c.oid, v.clu DESC" },
 		/* check constraints of tables (recursing to inheritance children, whose
 		 * copies are not dumped), and a child's NOT VALID one that is its own
 		 * as well as inherited (a valid one is in its CREATE TABLE): after
 		 * its parents', so that it merges with the copy they made, and stays
 		 * local, as pg_dump does */
-		{ "CHECK CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
+		{ "CHECK CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE, PK_CHECK,
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' OR c.relhassubclass THEN '' "
 		"ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
@@ -1763,19 +1763,19 @@ static int dump_post(struct dumper *dp)
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'c' AND k.conislocal AND (k.coninhcount = 0 OR NOT k.convalidated) "
 		"AND c.relnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_class", "c.oid")
-		" ORDER BY k.coninhcount > 0, c.oid, k.conname", PK_CHECK },
+		" ORDER BY k.coninhcount > 0, c.oid, k.conname" },
 		/* a domain's NOT VALID checks (CREATE DOMAIN cannot say NOT VALID), after
 		 * the rows they were never checked against, as pg_dump does */
-		{ "DOMAIN CONSTRAINT", PGA_LOCK_NONE,
+		{ "DOMAIN CONSTRAINT", PGA_LOCK_NONE, PK_DOMAIN_CHECK,
 		"SELECT 'ALTER DOMAIN ' || pg_catalog.format_type(t.oid, NULL) || ' ADD CONSTRAINT ' || "
 		"pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', "
 		"pg_catalog.format_type(t.oid, NULL) || ' ' || pg_catalog.quote_ident(k.conname) "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_type t ON t.oid = k.contypid "
 		"WHERE NOT k.convalidated AND t.typnamespace IN " USER_NSP " AND "
-		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname", PK_DOMAIN_CHECK },
+		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname" },
 		/* foreign keys: they need the referenced key or unique index, which
 		 * pg_depend records */
-		{ "FK CONSTRAINT", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
+		{ "FK CONSTRAINT", PGA_LOCK_SHARE_ROW_EXCLUSIVE, PK_ALWAYS,
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
 		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', c.oid::pg_catalog.regclass::text "
@@ -1788,11 +1788,11 @@ static int dump_post(struct dumper *dp)
 		"'pg_catalog.pg_constraint'::regclass)) "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype = 'f' AND k.conparentid = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname", PK_ALWAYS },
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, k.conname" },
 		/* triggers (clones on partitions come with their parent's): CREATE
 		 * TRIGGER and ALTER TABLE ... TRIGGER take SHARE ROW EXCLUSIVE (a
 		 * constraint trigger's FROM table: ACCESS SHARE, weaker) */
-		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
+		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE, PK_TRIGGER,
 		"SELECT pg_catalog.pg_get_triggerdef(t.oid) || ';' || CASE t.tgenabled "
 		"WHEN 'D' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' DISABLE TRIGGER ' "
 		"|| pg_catalog.quote_ident(t.tgname) || ';' "
@@ -1805,10 +1805,10 @@ static int dump_post(struct dumper *dp)
 		"pg_catalog.pg_class fc WHERE fc.oid = t.tgconstrrelid) "
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
 		"WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname", PK_TRIGGER },
+		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname" },
 		/* a partition's clone of its parent's trigger, enabled otherwise: it
 		 * needs the trigger it was cloned from */
-		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
+		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE, PK_TRIGGER_CLONE,
 		"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || CASE t.tgenabled "
 		"WHEN 'D' THEN ' DISABLE' WHEN 'R' THEN ' ENABLE REPLICA' WHEN 'A' THEN ' ENABLE ALWAYS' "
 		"ELSE ' ENABLE' END || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ';', "
@@ -1818,9 +1818,9 @@ static int dump_post(struct dumper *dp)
 		"JOIN up ON x.oid = up.parent) SELECT pg_catalog.string_agg('t:' || up.oid, ' ') FROM up) "
 		"FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid "
 		"JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.tgenabled <> pt.tgenabled "
-		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname", PK_TRIGGER_CLONE },
+		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname" },
 		/* extended statistics: CREATE STATISTICS takes SHARE UPDATE EXCLUSIVE */
-		{ "STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
+		{ "STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE, PK_STATISTICS,
 		"SELECT pg_catalog.pg_get_statisticsobjdef(s.oid) || ';' || CASE WHEN s.stxstattarget >= 0 "
 		"THEN ' ALTER STATISTICS ' || pg_catalog.quote_ident(n.nspname) || '.' || "
 		"pg_catalog.quote_ident(s.stxname) || ' SET STATISTICS ' || s.stxstattarget || ';' ELSE '' END, "
@@ -1828,7 +1828,7 @@ static int dump_post(struct dumper *dp)
 		"(SELECT " LOCK_ROOT("c") " FROM pg_catalog.pg_class c WHERE c.oid = s.stxrelid) "
 		"FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace "
 		"WHERE s.stxnamespace IN " USER_NSP " AND " NOT_EXT("pg_catalog.pg_statistic_ext", "s.oid")
-		" ORDER BY s.oid", PK_STATISTICS },
+		" ORDER BY s.oid" },
 	};
 #define NPARTS (sizeof(parts) / sizeof(*parts))
 	const char *sql[NPARTS];

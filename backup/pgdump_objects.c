@@ -936,8 +936,8 @@ static const char evt_owner_sql[] =
 struct post_part {
 	const char *kind;
 	enum pga_lock lock;
-	const char *sql;
 	enum pgobj_kind need; /* sent only if the database holds this kind */
+	const char *sql;
 };
 
 /* Adds the entries of r, part's result (taken). */
@@ -988,23 +988,23 @@ int pgobj_post(const struct pgobj_out *o)
 	/* ALTER TABLE ... ROW LEVEL SECURITY, CREATE POLICY and CREATE RULE
 	 * take ACCESS EXCLUSIVE on their table (PostgreSQL 15) */
 	const struct post_part parts[] = {
-		{ "ROW SECURITY", PGA_LOCK_ACCESS_EXCLUSIVE, rls_sql, PK_RLS },
-		{ "POLICY", PGA_LOCK_ACCESS_EXCLUSIVE, policy_sql, PK_POLICY },
-		{ "RULE", PGA_LOCK_ACCESS_EXCLUSIVE, rule_sql, PK_RULE },
-		{ "ACL", PGA_LOCK_NONE, fdw_acl_sql, PK_FDW },
-		{ "ACL", PGA_LOCK_NONE, init_acl_sql, PK_INIT_ACL },
-		{ "ACL", PGA_LOCK_NONE, init_col_acl_sql, PK_INIT_COL_ACL },
-		{ "PUBLICATION", PGA_LOCK_NONE, publication_sql, PK_PUBLICATION },
-		{ "SUBSCRIPTION", PGA_LOCK_NONE, su && !strcmp(su, "on") ? subscription_sql : NULL,
-		  PK_SUBSCRIPTION },
-		{ "OWNER", PGA_LOCK_NONE, o->no_owner ? NULL : pub_owner_sql, PK_PUBLICATION },
-		{ "COMMENT", PGA_LOCK_NONE, comment_sql, PK_OBJ_COMMENT },
-		{ "COMMENT", PGA_LOCK_NONE, misc_comment_sql, PK_MISC_COMMENT },
-		{ "DEFAULT ACL", PGA_LOCK_NONE, defacl_sql, PK_DEFACL },
+		{ "ROW SECURITY", PGA_LOCK_ACCESS_EXCLUSIVE, PK_RLS, rls_sql },
+		{ "POLICY", PGA_LOCK_ACCESS_EXCLUSIVE, PK_POLICY, policy_sql },
+		{ "RULE", PGA_LOCK_ACCESS_EXCLUSIVE, PK_RULE, rule_sql },
+		{ "ACL", PGA_LOCK_NONE, PK_FDW, fdw_acl_sql },
+		{ "ACL", PGA_LOCK_NONE, PK_INIT_ACL, init_acl_sql },
+		{ "ACL", PGA_LOCK_NONE, PK_INIT_COL_ACL, init_col_acl_sql },
+		{ "PUBLICATION", PGA_LOCK_NONE, PK_PUBLICATION, publication_sql },
+		{ "SUBSCRIPTION", PGA_LOCK_NONE, PK_SUBSCRIPTION,
+		  su && !strcmp(su, "on") ? subscription_sql : NULL },
+		{ "OWNER", PGA_LOCK_NONE, PK_PUBLICATION, o->no_owner ? NULL : pub_owner_sql },
+		{ "COMMENT", PGA_LOCK_NONE, PK_OBJ_COMMENT, comment_sql },
+		{ "COMMENT", PGA_LOCK_NONE, PK_MISC_COMMENT, misc_comment_sql },
+		{ "DEFAULT ACL", PGA_LOCK_NONE, PK_DEFACL, defacl_sql },
 		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
-		{ "EVENT TRIGGER", PGA_LOCK_NONE, evt_sql, PK_EVENT_TRIGGER },
-		{ "OWNER", PGA_LOCK_NONE, o->no_owner ? NULL : evt_owner_sql, PK_EVENT_TRIGGER },
-		{ "COMMENT", PGA_LOCK_NONE, evt_comment_sql, PK_EVENT_TRIGGER },
+		{ "EVENT TRIGGER", PGA_LOCK_NONE, PK_EVENT_TRIGGER, evt_sql },
+		{ "OWNER", PGA_LOCK_NONE, PK_EVENT_TRIGGER, o->no_owner ? NULL : evt_owner_sql },
+		{ "COMMENT", PGA_LOCK_NONE, PK_EVENT_TRIGGER, evt_comment_sql },
 	};
 #define NPARTS (sizeof(parts) / sizeof(*parts))
 	const char *sql[NPARTS];
