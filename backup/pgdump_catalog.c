@@ -1355,15 +1355,18 @@ out:
  */
 static int dump_early_keys(struct dumper *dp)
 {
-	PGresult *r = pgcat_query(dp->conn,
+	PGresult *r;
+	int i;
+
+	if (!PGOBJ_HAS(dp->present, PK_EARLY_KEY))
+		return 0;
+	r = pgcat_query(dp->conn,
 		"SELECT k.oid, c.oid, " KEY_SQL("k", "c", "pg_catalog.pg_get_constraintdef(k.oid)")
 		" || E'\\n', k.conparentid "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND " KEY_NEEDED_EARLY("k")
 		" ORDER BY k.oid", dp->err);
-	int i;
-
 	if (!r)
 		return -1;
 	sort_keys(&dp->objs);
@@ -2165,10 +2168,14 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 		goto out;
 	objs = objects_out(&dp);
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
+	/* (a kind the database has none of is not asked for: pgobj_present) */
 	if (pgobj_prelude(&objs, pre) < 0 || dump_schemas(&dp, pre) < 0 ||
 	    dump_extensions(&dp, pre) < 0 || dump_extension_config(&dp, pre) < 0 ||
-	    dump_types(&dp) < 0 || dump_base_types(&dp) < 0 || dump_sequences(&dp) < 0 ||
-	    dump_functions(&dp) < 0 || dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 ||
+	    (PGOBJ_HAS(dp.present, PK_TYPE) && dump_types(&dp) < 0) ||
+	    (PGOBJ_HAS(dp.present, PK_BASE_TYPE) && dump_base_types(&dp) < 0) ||
+	    (PGOBJ_HAS(dp.present, PK_SEQUENCE) && dump_sequences(&dp) < 0) ||
+	    (PGOBJ_HAS(dp.present, PK_FUNCTION) && dump_functions(&dp) < 0) ||
+	    dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 ||
 	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0 ||
 	    type_pre_data(&dp) < 0)
 		goto out;
@@ -2178,7 +2185,8 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 
 	/* post-data: typed entries (pg_archive.h), in the order that runs */
 	sb_adds(post, "-- safe-migrate PostgreSQL snapshot: post-data\n");
-	if (dump_post(&dp) < 0 || dump_seq_positions(&dp) < 0)
+	if (dump_post(&dp) < 0 ||
+	    (PGOBJ_HAS(dp.present, PK_SEQUENCE) && dump_seq_positions(&dp) < 0))
 		goto out;
 	add_post_lines(&dp, "SEQUENCE SET", &dp.extseq);
 	add_post_owners(&dp);

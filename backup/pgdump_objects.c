@@ -158,6 +158,23 @@ static const char *const kind_test[PK_NKINDS] = {
 	[PK_TRIGGER] = "SELECT 1 FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal",
 	[PK_TRIGGER_CLONE] = "SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgparentid <> 0",
 	[PK_STATISTICS] = "SELECT 1 FROM pg_catalog.pg_statistic_ext",
+	/* pgdump_catalog.c's functions and aggregates, enums, domains, ranges and
+	 * composite types, base and shell types (not a table's row type's
+	 * array), sequences */
+	[PK_FUNCTION] = USER_OBJECT("pg_proc"),
+	[PK_TYPE] = "SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid >= 16384 AND t.typtype IN "
+		"('e', 'd', 'r') UNION ALL SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid >= 16384 "
+		"AND c.relkind = 'c'",
+	[PK_BASE_TYPE] = "SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid >= 16384 AND "
+		"(t.typtype = 'b' AND (t.typelem = 0 OR (SELECT e.typarray FROM pg_catalog.pg_type e "
+		"WHERE e.oid = t.typelem) <> t.oid) OR t.typtype = 'p' AND NOT t.typisdefined)",
+	[PK_SEQUENCE] = "SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid >= 16384 AND "
+		"c.relkind = 'S'",
+	/* a key a rule or a function names (pgdump_catalog.c's KEY_NEEDED_EARLY:
+	 * with none, none of their partitions' keys either) */
+	[PK_EARLY_KEY] = "SELECT 1 FROM pg_catalog.pg_depend kd WHERE kd.refclassid = "
+		"'pg_catalog.pg_constraint'::regclass AND kd.classid IN "
+		"('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_proc'::regclass)",
 };
 
 int pgobj_present(PGconn *conn, unsigned long long *present, struct sm_error *err)
