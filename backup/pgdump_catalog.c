@@ -1655,6 +1655,29 @@ struct post_part {
 	const char *sql;
 };
 
+/* An index of the INDEX query (pg_index i of table c, its pg_class ic, the
+ * table's schema n, its first column a and operator class o) that is a
+ * b-tree on one plain column of a table or materialized view, with that
+ * column's collation, its type's default operator class and the default
+ * ordering, no INCLUDE, predicate, storage options, tablespace of its own
+ * nor NULLS NOT DISTINCT: pg_get_indexdef prints just the names, which
+ * PLAIN_INDEX_DEF builds the same way (quote_ident is the server's
+ * quote_identifier; the table always schema-qualified) at less than half
+ * the cost (400 such indexes: about 10 ms of pg_get_indexdef).  Any other
+ * index still asks pg_get_indexdef. */
+#define PLAIN_INDEX                                                                    \
+	"c.relkind IN ('r', 'm') AND i.indnkeyatts = 1 AND i.indnatts = 1 AND "          \
+	"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND "         \
+	"ic.relam = 403 AND ic.reltablespace = 0 AND i.indoption[0] = 0 AND "             \
+	"i.indcollation[0] = a.attcollation AND o.opcdefault AND o.opcintype = a.atttypid " \
+	"AND (NOT i.indisunique OR (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS " \
+	"DISTINCT FROM 'true')"
+#define PLAIN_INDEX_DEF                                                                \
+	"'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || "  \
+	"pg_catalog.quote_ident(ic.relname) || ' ON ' || pg_catalog.quote_ident(n.nspname) " \
+	"|| '.' || pg_catalog.quote_ident(c.relname) || ' USING btree (' || "             \
+	"pg_catalog.quote_ident(a.attname) || ')'"
+
 static int dump_post(struct dumper *dp)
 {
 	static const struct post_part parts[] = {
@@ -1703,12 +1726,17 @@ static int dump_post(struct dumper *dp)
 		/* indexes that back no constraint; a partitioned table's ON ONLY, its
 		 * partitions' under their own names, attached below */
 		{ "INDEX", PGA_LOCK_SHARE, PK_ALWAYS,
-		"SELECT CASE WHEN " TABLESPACE_OF("i.indexrelid") " IS NULL THEN "
+		"SELECT CASE WHEN " PLAIN_INDEX " THEN " PLAIN_INDEX_DEF " WHEN "
+		TABLESPACE_OF("i.indexrelid") " IS NULL THEN "
 		"pg_catalog.pg_get_indexdef(i.indexrelid) ELSE pg_catalog.regexp_replace("
 		"pg_catalog.pg_get_indexdef(i.indexrelid), '( WHERE \\(.*)?$', ' TABLESPACE ' || "
 		TABLESPACE_OF("i.indexrelid") " || '\\1') END || ';', "
 		"i.indexrelid::pg_catalog.regclass::text, 'c:' || i.indexrelid, " LOCK_ROOT("c") " "
 		"FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+		"JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid JOIN pg_catalog.pg_namespace n "
+		"ON n.oid = c.relnamespace LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = "
+		"i.indrelid AND a.attnum = i.indkey[0] LEFT JOIN pg_catalog.pg_opclass o ON "
+		"o.oid = i.indclass[0] "
 		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
 		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
