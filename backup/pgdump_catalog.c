@@ -1678,51 +1678,61 @@ struct post_part {
 	"|| '.' || pg_catalog.quote_ident(c.relname) || ' USING btree (' || "             \
 	"pg_catalog.quote_ident(a.attname) || ')'"
 
+/* Post-data's keys and exclusion constraints (keys they need first, a
+ * partition's before its parent's, which attaches them): key_sql, then
+ * unless no rule or function names a key (pgobj_present's PK_EARLY_KEY:
+ * then the set is empty, and the server need not scan pg_depend for it)
+ * the condition that leaves out those created early, then
+ * key_sql_order. */
+static const char key_sql[] =
+	"SELECT " KEY_SQL("k", "c", "kd.def") ", c.oid::pg_catalog.regclass::text || ' ' || "
+	"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
+	/* (only a partitioned table's key has children: pg_constraint has
+	 * no index on conparentid, the scan is not done per key) */
+	LOCK_ROOT("c") ", NULL, CASE WHEN c.relkind = 'p' THEN (SELECT "
+	"pg_catalog.string_agg('k:' || ch.oid, ' ') FROM pg_catalog.pg_constraint ch WHERE "
+	"ch.conparentid = k.oid) END, "
+	/* a b-tree key on plain columns of a plain table: its index can be
+	 * built first, next to the table's other indexes (see struct
+	 * pga_entry).  Its pg_get_indexdef is the key's column list, which
+	 * pg_get_constraintdef has already printed the same way, in "CREATE
+	 * UNIQUE INDEX name ON table USING btree": a key's index has the
+	 * default operator classes, collations and ordering (PostgreSQL
+	 * refuses any other for ADD CONSTRAINT ... USING INDEX), and
+	 * pg_get_indexdef would cost four times pg_get_constraintdef.  A key
+	 * whose index has a tablespace of its own, which the definition
+	 * prints, still asks pg_get_indexdef. */
+	"CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') AND NOT k.condeferrable AND "
+	"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND i.indnatts = "
+	"i.indnkeyatts AND (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS DISTINCT FROM "
+	"'true' AND "
+	TABLESPACE_OF("k.conindid") " IS NULL THEN CASE WHEN ic.reltablespace = 0 THEN "
+	"'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || "
+	"pg_catalog.quote_ident(ic.relname) || ' ON ' || c.oid::pg_catalog.regclass::text || "
+	"' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE "
+	"am.oid = ic.relam) || ' ' || pg_catalog.substr(kd.def, pg_catalog.strpos(kd.def, '(')) "
+	"ELSE pg_catalog.pg_get_indexdef(k.conindid) END END AS index_sql, "
+	"'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
+	"' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || CASE k.contype WHEN 'p' "
+	"THEN ' PRIMARY KEY' ELSE ' UNIQUE' END || ' USING INDEX ' || "
+	"pg_catalog.quote_ident(ic.relname) "
+	"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+	/* (OFFSET 0: computed once a key, not once a use) */
+	"CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_constraintdef(k.oid) AS def OFFSET 0) kd "
+	"LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = k.conindid "
+	"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
+	"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
+	" AND " NOT_EXT("pg_catalog.pg_class", "c.oid");
+static const char key_sql_order[] =
+	" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid";
+
 static int dump_post(struct dumper *dp)
 {
 	static const struct post_part parts[] = {
 		/* keys and exclusion constraints (foreign keys need them), a
 		 * partition's before its parent's (which attaches them) */
-		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE, PK_ALWAYS,
-		"SELECT " KEY_SQL("k", "c", "kd.def") ", c.oid::pg_catalog.regclass::text || ' ' || "
-		"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
-		/* (only a partitioned table's key has children: pg_constraint has
-		 * no index on conparentid, the scan is not done per key) */
-		LOCK_ROOT("c") ", NULL, CASE WHEN c.relkind = 'p' THEN (SELECT "
-		"pg_catalog.string_agg('k:' || ch.oid, ' ') FROM pg_catalog.pg_constraint ch WHERE "
-		"ch.conparentid = k.oid) END, "
-		/* a b-tree key on plain columns of a plain table: its index can be
-		 * built first, next to the table's other indexes (see struct
-		 * pga_entry).  Its pg_get_indexdef is the key's column list, which
-		 * pg_get_constraintdef has already printed the same way, in "CREATE
-		 * UNIQUE INDEX name ON table USING btree": a key's index has the
-		 * default operator classes, collations and ordering (PostgreSQL
-		 * refuses any other for ADD CONSTRAINT ... USING INDEX), and
-		 * pg_get_indexdef would cost four times pg_get_constraintdef.  A key
-		 * whose index has a tablespace of its own, which the definition
-		 * prints, still asks pg_get_indexdef. */
-		"CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') AND NOT k.condeferrable AND "
-		"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND i.indnatts = "
-		"i.indnkeyatts AND (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS DISTINCT FROM "
-		"'true' AND "
-		TABLESPACE_OF("k.conindid") " IS NULL THEN CASE WHEN ic.reltablespace = 0 THEN "
-		"'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || "
-		"pg_catalog.quote_ident(ic.relname) || ' ON ' || c.oid::pg_catalog.regclass::text || "
-		"' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE "
-		"am.oid = ic.relam) || ' ' || pg_catalog.substr(kd.def, pg_catalog.strpos(kd.def, '(')) "
-		"ELSE pg_catalog.pg_get_indexdef(k.conindid) END END AS index_sql, "
-		"'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
-		"' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || CASE k.contype WHEN 'p' "
-		"THEN ' PRIMARY KEY' ELSE ' UNIQUE' END || ' USING INDEX ' || "
-		"pg_catalog.quote_ident(ic.relname) "
-		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-		/* (OFFSET 0: computed once a key, not once a use) */
-		"CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_constraintdef(k.oid) AS def OFFSET 0) kd "
-		"LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = k.conindid "
-		"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
-		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT " KEY_NEEDED_EARLY("k")
-		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid" },
+		/* (key_sql and, unless no key is needed early, the rest of KEY_NEEDED_EARLY) */
+		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE, PK_ALWAYS, NULL },
 		/* indexes that back no constraint; a partitioned table's ON ONLY, its
 		 * partitions' under their own names, attached below */
 		{ "INDEX", PGA_LOCK_SHARE, PK_ALWAYS,
@@ -1864,12 +1874,19 @@ static int dump_post(struct dumper *dp)
 #define NPARTS (sizeof(parts) / sizeof(*parts))
 	const char *sql[NPARTS];
 	PGresult *res[NPARTS];
+	struct strbuf keys = STRBUF_INIT;
 	size_t p;
-	int i;
+	int i, ret;
 
+	sb_addf(&keys, "%s%s%s", key_sql,
+		PGOBJ_HAS(dp->present, PK_EARLY_KEY) ? " AND NOT " KEY_NEEDED_EARLY("k") : "",
+		key_sql_order);
 	for (p = 0; p < NPARTS; p++)
-		sql[p] = PGOBJ_HAS(dp->present, parts[p].need) ? parts[p].sql : NULL;
-	if (pgcat_query_batch(dp->conn, sql, NPARTS, res, dp->err) < 0)
+		sql[p] = !parts[p].sql ? keys.buf :
+			 PGOBJ_HAS(dp->present, parts[p].need) ? parts[p].sql : NULL;
+	ret = pgcat_query_batch(dp->conn, sql, NPARTS, res, dp->err);
+	sb_release(&keys);
+	if (ret < 0)
 		return -1;
 	for (p = 0; p < NPARTS; p++) {
 		PGresult *r = res[p];
