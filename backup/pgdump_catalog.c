@@ -451,6 +451,7 @@ struct dumper {
 	struct strbuf extseq;   /* setval of extensions' configuration sequences */
 	struct sm_error *err;
 	struct post_keys keys;  /* post-data entries' identities and needs */
+	unsigned long long present; /* the kinds the database holds (pgobj_present) */
 };
 
 void pgcat_owner_to(struct pgcat_owners *owners, int no_owner, const char *kind, const char *name,
@@ -494,7 +495,7 @@ static void add_post_object(void *ud, const struct pgobj_entry *pe);
 static struct pgobj_out objects_out(struct dumper *dp)
 {
 	struct pgobj_out o = { dp->conn, dp->o->no_owner, dp->err, add_sorted, dp, &dp->owners,
-			       add_post_object };
+			       add_post_object, dp->present };
 
 	return o;
 }
@@ -1354,15 +1355,18 @@ out:
  */
 static int dump_early_keys(struct dumper *dp)
 {
-	PGresult *r = pgcat_query(dp->conn,
+	PGresult *r;
+	int i;
+
+	if (!PGOBJ_HAS(dp->present, PK_EARLY_KEY))
+		return 0;
+	r = pgcat_query(dp->conn,
 		"SELECT k.oid, c.oid, " KEY_SQL("k", "c", "pg_catalog.pg_get_constraintdef(k.oid)")
 		" || E'\\n', k.conparentid "
 		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
 		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND " KEY_NEEDED_EARLY("k")
 		" ORDER BY k.oid", dp->err);
-	int i;
-
 	if (!r)
 		return -1;
 	sort_keys(&dp->objs);
@@ -1647,63 +1651,102 @@ out:
 struct post_part {
 	const char *kind;
 	enum pga_lock lock;
+	enum pgobj_kind need; /* sent only if the database holds this kind */
 	const char *sql;
 };
+
+/* An index of the INDEX query (pg_index i of table c, its pg_class ic, the
+ * table's schema n, its first column a and operator class o) that is a
+ * b-tree on one plain column of a table or materialized view, with that
+ * column's collation, its type's default operator class and the default
+ * ordering, no INCLUDE, predicate, storage options, tablespace of its own
+ * nor NULLS NOT DISTINCT: pg_get_indexdef prints just the names, which
+ * PLAIN_INDEX_DEF builds the same way (quote_ident is the server's
+ * quote_identifier; the table always schema-qualified) at less than half
+ * the cost (400 such indexes: about 10 ms of pg_get_indexdef).  Any other
+ * index still asks pg_get_indexdef. */
+#define PLAIN_INDEX                                                                    \
+	"c.relkind IN ('r', 'm') AND i.indnkeyatts = 1 AND i.indnatts = 1 AND "          \
+	"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND "         \
+	"ic.relam = 403 AND ic.reltablespace = 0 AND i.indoption[0] = 0 AND "             \
+	"i.indcollation[0] = a.attcollation AND o.opcdefault AND o.opcintype = a.atttypid " \
+	"AND (NOT i.indisunique OR (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS " \
+	"DISTINCT FROM 'true')"
+#define PLAIN_INDEX_DEF                                                                \
+	"'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || "  \
+	"pg_catalog.quote_ident(ic.relname) || ' ON ' || pg_catalog.quote_ident(n.nspname) " \
+	"|| '.' || pg_catalog.quote_ident(c.relname) || ' USING btree (' || "             \
+	"pg_catalog.quote_ident(a.attname) || ')'"
+
+/* Post-data's keys and exclusion constraints (keys they need first, a
+ * partition's before its parent's, which attaches them): key_sql, then
+ * unless no rule or function names a key (pgobj_present's PK_EARLY_KEY:
+ * then the set is empty, and the server need not scan pg_depend for it)
+ * the condition that leaves out those created early, then
+ * key_sql_order. */
+static const char key_sql[] =
+	"SELECT " KEY_SQL("k", "c", "kd.def") ", c.oid::pg_catalog.regclass::text || ' ' || "
+	"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
+	/* (only a partitioned table's key has children: pg_constraint has
+	 * no index on conparentid, the scan is not done per key) */
+	LOCK_ROOT("c") ", NULL, CASE WHEN c.relkind = 'p' THEN (SELECT "
+	"pg_catalog.string_agg('k:' || ch.oid, ' ') FROM pg_catalog.pg_constraint ch WHERE "
+	"ch.conparentid = k.oid) END, "
+	/* a b-tree key on plain columns of a plain table: its index can be
+	 * built first, next to the table's other indexes (see struct
+	 * pga_entry).  Its pg_get_indexdef is the key's column list, which
+	 * pg_get_constraintdef has already printed the same way, in "CREATE
+	 * UNIQUE INDEX name ON table USING btree": a key's index has the
+	 * default operator classes, collations and ordering (PostgreSQL
+	 * refuses any other for ADD CONSTRAINT ... USING INDEX), and
+	 * pg_get_indexdef would cost four times pg_get_constraintdef.  A key
+	 * whose index has a tablespace of its own, which the definition
+	 * prints, still asks pg_get_indexdef. */
+	"CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') AND NOT k.condeferrable AND "
+	"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND i.indnatts = "
+	"i.indnkeyatts AND (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS DISTINCT FROM "
+	"'true' AND "
+	TABLESPACE_OF("k.conindid") " IS NULL THEN CASE WHEN ic.reltablespace = 0 THEN "
+	"'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || "
+	"pg_catalog.quote_ident(ic.relname) || ' ON ' || c.oid::pg_catalog.regclass::text || "
+	"' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE "
+	"am.oid = ic.relam) || ' ' || pg_catalog.substr(kd.def, pg_catalog.strpos(kd.def, '(')) "
+	"ELSE pg_catalog.pg_get_indexdef(k.conindid) END END AS index_sql, "
+	"'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
+	"' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || CASE k.contype WHEN 'p' "
+	"THEN ' PRIMARY KEY' ELSE ' UNIQUE' END || ' USING INDEX ' || "
+	"pg_catalog.quote_ident(ic.relname) "
+	"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+	/* (OFFSET 0: computed once a key, not once a use) */
+	"CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_constraintdef(k.oid) AS def OFFSET 0) kd "
+	"LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = k.conindid "
+	"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
+	"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
+	" AND " NOT_EXT("pg_catalog.pg_class", "c.oid");
+static const char key_sql_order[] =
+	" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid";
 
 static int dump_post(struct dumper *dp)
 {
 	static const struct post_part parts[] = {
 		/* keys and exclusion constraints (foreign keys need them), a
 		 * partition's before its parent's (which attaches them) */
-		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
-		"SELECT " KEY_SQL("k", "c", "kd.def") ", c.oid::pg_catalog.regclass::text || ' ' || "
-		"pg_catalog.quote_ident(k.conname), 'k:' || k.oid || ' c:' || k.conindid, "
-		/* (only a partitioned table's key has children: pg_constraint has
-		 * no index on conparentid, the scan is not done per key) */
-		LOCK_ROOT("c") ", NULL, CASE WHEN c.relkind = 'p' THEN (SELECT "
-		"pg_catalog.string_agg('k:' || ch.oid, ' ') FROM pg_catalog.pg_constraint ch WHERE "
-		"ch.conparentid = k.oid) END, "
-		/* a b-tree key on plain columns of a plain table: its index can be
-		 * built first, next to the table's other indexes (see struct
-		 * pga_entry).  Its pg_get_indexdef is the key's column list, which
-		 * pg_get_constraintdef has already printed the same way, in "CREATE
-		 * UNIQUE INDEX name ON table USING btree": a key's index has the
-		 * default operator classes, collations and ordering (PostgreSQL
-		 * refuses any other for ADD CONSTRAINT ... USING INDEX), and
-		 * pg_get_indexdef would cost four times pg_get_constraintdef.  A key
-		 * whose index has a tablespace of its own, which the definition
-		 * prints, still asks pg_get_indexdef. */
-		"CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') AND NOT k.condeferrable AND "
-		"i.indexprs IS NULL AND i.indpred IS NULL AND ic.reloptions IS NULL AND i.indnatts = "
-		"i.indnkeyatts AND (pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct') IS DISTINCT FROM "
-		"'true' AND "
-		TABLESPACE_OF("k.conindid") " IS NULL THEN CASE WHEN ic.reltablespace = 0 THEN "
-		"'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || "
-		"pg_catalog.quote_ident(ic.relname) || ' ON ' || c.oid::pg_catalog.regclass::text || "
-		"' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE "
-		"am.oid = ic.relam) || ' ' || pg_catalog.substr(kd.def, pg_catalog.strpos(kd.def, '(')) "
-		"ELSE pg_catalog.pg_get_indexdef(k.conindid) END END AS index_sql, "
-		"'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || "
-		"' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || CASE k.contype WHEN 'p' "
-		"THEN ' PRIMARY KEY' ELSE ' UNIQUE' END || ' USING INDEX ' || "
-		"pg_catalog.quote_ident(ic.relname) "
-		"FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-		/* (OFFSET 0: computed once a key, not once a use) */
-		"CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_constraintdef(k.oid) AS def OFFSET 0) kd "
-		"LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = k.conindid "
-		"LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid "
-		"WHERE k.contype IN ('p', 'u', 'x') AND c.relnamespace IN " USER_NSP
-		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT " KEY_NEEDED_EARLY("k")
-		" ORDER BY " PARTITION_DEPTH("c") " DESC, c.oid, k.contype, k.oid" },
+		/* (key_sql and, unless no key is needed early, the rest of KEY_NEEDED_EARLY) */
+		{ "CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE, PK_ALWAYS, NULL },
 		/* indexes that back no constraint; a partitioned table's ON ONLY, its
 		 * partitions' under their own names, attached below */
-		{ "INDEX", PGA_LOCK_SHARE,
-		"SELECT CASE WHEN " TABLESPACE_OF("i.indexrelid") " IS NULL THEN "
+		{ "INDEX", PGA_LOCK_SHARE, PK_ALWAYS,
+		"SELECT CASE WHEN " PLAIN_INDEX " THEN " PLAIN_INDEX_DEF " WHEN "
+		TABLESPACE_OF("i.indexrelid") " IS NULL THEN "
 		"pg_catalog.pg_get_indexdef(i.indexrelid) ELSE pg_catalog.regexp_replace("
 		"pg_catalog.pg_get_indexdef(i.indexrelid), '( WHERE \\(.*)?$', ' TABLESPACE ' || "
 		TABLESPACE_OF("i.indexrelid") " || '\\1') END || ';', "
 		"i.indexrelid::pg_catalog.regclass::text, 'c:' || i.indexrelid, " LOCK_ROOT("c") " "
 		"FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+		"JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid JOIN pg_catalog.pg_namespace n "
+		"ON n.oid = c.relnamespace LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = "
+		"i.indrelid AND a.attnum = i.indkey[0] LEFT JOIN pg_catalog.pg_opclass o ON "
+		"o.oid = i.indclass[0] "
 		"WHERE c.relnamespace IN " USER_NSP " AND c.relkind IN ('r', 'p', 'm') AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " AND NOT EXISTS (SELECT 1 FROM "
 		"pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
@@ -1712,7 +1755,7 @@ static int dump_post(struct dumper *dp)
 		 * attached: what needs it needs the attaches too.  (A foreign key
 		 * referencing a partitioned index records it as its conindid: that
 		 * is no constraint of the index's own.) */
-		{ "INDEX ATTACH", PGA_LOCK_ACCESS_EXCLUSIVE,
+		{ "INDEX ATTACH", PGA_LOCK_ACCESS_EXCLUSIVE, PK_INDEX_ATTACH,
 		"SELECT 'ALTER INDEX ' || h.inhparent::pg_catalog.regclass::text || ' ATTACH PARTITION ' "
 		"|| h.inhrelid::pg_catalog.regclass::text || ';', h.inhrelid::pg_catalog.regclass::text, "
 		"'c:' || h.inhparent, " LOCK_ROOT("c") ", NULL, 'c:' || h.inhparent || ' c:' || h.inhrelid "
@@ -1724,7 +1767,7 @@ static int dump_post(struct dumper *dp)
 		/* settings of indexes (constraints' included) */
 		/* (PostgreSQL 15 takes SHARE UPDATE EXCLUSIVE on the index: its
 		 * table's, at least as strong, is what the schedule keys on) */
-		{ "INDEX STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
+		{ "INDEX STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE, PK_INDEX_STATS,
 		"SELECT 'ALTER INDEX ' || i.indexrelid::pg_catalog.regclass::text || ' ALTER COLUMN ' || "
 		"a.attnum || ' SET STATISTICS ' || a.attstattarget || ';', "
 		"i.indexrelid::pg_catalog.regclass::text, NULL, " LOCK_ROOT("c") ", NULL, "
@@ -1735,7 +1778,7 @@ static int dump_post(struct dumper *dp)
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY i.indexrelid, a.attnum" },
 		/* CLUSTER ON takes SHARE UPDATE EXCLUSIVE, REPLICA IDENTITY ACCESS
 		 * EXCLUSIVE (column 8) */
-		{ "INDEX USE", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
+		{ "INDEX USE", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE, PK_INDEX_USE,
 		"SELECT 'ALTER TABLE ONLY ' || c.oid::pg_catalog.regclass::text || CASE WHEN "
 		"v.clu THEN ' CLUSTER ON ' ELSE ' REPLICA IDENTITY USING INDEX ' END || "
 		"pg_catalog.quote_ident(ic.relname) || ';', i.indexrelid::pg_catalog.regclass::text, "
@@ -1751,7 +1794,7 @@ static int dump_post(struct dumper *dp)
 		 * as well as inherited (a valid one is in its CREATE TABLE): after
 		 * its parents', so that it merges with the copy they made, and stays
 		 * local, as pg_dump does */
-		{ "CHECK CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE,
+		{ "CHECK CONSTRAINT", PGA_LOCK_ACCESS_EXCLUSIVE, PK_CHECK,
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' OR c.relhassubclass THEN '' "
 		"ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
@@ -1764,7 +1807,7 @@ static int dump_post(struct dumper *dp)
 		" ORDER BY k.coninhcount > 0, c.oid, k.conname" },
 		/* a domain's NOT VALID checks (CREATE DOMAIN cannot say NOT VALID), after
 		 * the rows they were never checked against, as pg_dump does */
-		{ "DOMAIN CONSTRAINT", PGA_LOCK_NONE,
+		{ "DOMAIN CONSTRAINT", PGA_LOCK_NONE, PK_DOMAIN_CHECK,
 		"SELECT 'ALTER DOMAIN ' || pg_catalog.format_type(t.oid, NULL) || ' ADD CONSTRAINT ' || "
 		"pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', "
 		"pg_catalog.format_type(t.oid, NULL) || ' ' || pg_catalog.quote_ident(k.conname) "
@@ -1773,7 +1816,7 @@ static int dump_post(struct dumper *dp)
 		NOT_EXT("pg_catalog.pg_type", "t.oid") " ORDER BY t.oid, k.conname" },
 		/* foreign keys: they need the referenced key or unique index, which
 		 * pg_depend records */
-		{ "FK CONSTRAINT", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
+		{ "FK CONSTRAINT", PGA_LOCK_SHARE_ROW_EXCLUSIVE, PK_ALWAYS,
 		"SELECT 'ALTER TABLE ' || CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || "
 		"c.oid::pg_catalog.regclass::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(k.conname) "
 		"|| ' ' || pg_catalog.pg_get_constraintdef(k.oid) || ';', c.oid::pg_catalog.regclass::text "
@@ -1790,7 +1833,7 @@ static int dump_post(struct dumper *dp)
 		/* triggers (clones on partitions come with their parent's): CREATE
 		 * TRIGGER and ALTER TABLE ... TRIGGER take SHARE ROW EXCLUSIVE (a
 		 * constraint trigger's FROM table: ACCESS SHARE, weaker) */
-		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
+		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE, PK_TRIGGER,
 		"SELECT pg_catalog.pg_get_triggerdef(t.oid) || ';' || CASE t.tgenabled "
 		"WHEN 'D' THEN ' ALTER TABLE ' || c.oid::pg_catalog.regclass::text || ' DISABLE TRIGGER ' "
 		"|| pg_catalog.quote_ident(t.tgname) || ';' "
@@ -1806,7 +1849,7 @@ static int dump_post(struct dumper *dp)
 		" AND " NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid, t.tgname" },
 		/* a partition's clone of its parent's trigger, enabled otherwise: it
 		 * needs the trigger it was cloned from */
-		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE,
+		{ "TRIGGER", PGA_LOCK_SHARE_ROW_EXCLUSIVE, PK_TRIGGER_CLONE,
 		"SELECT 'ALTER TABLE ' || c.oid::pg_catalog.regclass::text || CASE t.tgenabled "
 		"WHEN 'D' THEN ' DISABLE' WHEN 'R' THEN ' ENABLE REPLICA' WHEN 'A' THEN ' ENABLE ALWAYS' "
 		"ELSE ' ENABLE' END || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ';', "
@@ -1818,7 +1861,7 @@ static int dump_post(struct dumper *dp)
 		"JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.tgenabled <> pt.tgenabled "
 		"AND c.relnamespace IN " USER_NSP " ORDER BY " PARTITION_DEPTH("c") ", c.oid, t.tgname" },
 		/* extended statistics: CREATE STATISTICS takes SHARE UPDATE EXCLUSIVE */
-		{ "STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE,
+		{ "STATISTICS", PGA_LOCK_SHARE_UPDATE_EXCLUSIVE, PK_STATISTICS,
 		"SELECT pg_catalog.pg_get_statisticsobjdef(s.oid) || ';' || CASE WHEN s.stxstattarget >= 0 "
 		"THEN ' ALTER STATISTICS ' || pg_catalog.quote_ident(n.nspname) || '.' || "
 		"pg_catalog.quote_ident(s.stxname) || ' SET STATISTICS ' || s.stxstattarget || ';' ELSE '' END, "
@@ -1831,12 +1874,19 @@ static int dump_post(struct dumper *dp)
 #define NPARTS (sizeof(parts) / sizeof(*parts))
 	const char *sql[NPARTS];
 	PGresult *res[NPARTS];
+	struct strbuf keys = STRBUF_INIT;
 	size_t p;
-	int i;
+	int i, ret;
 
+	sb_addf(&keys, "%s%s%s", key_sql,
+		PGOBJ_HAS(dp->present, PK_EARLY_KEY) ? " AND NOT " KEY_NEEDED_EARLY("k") : "",
+		key_sql_order);
 	for (p = 0; p < NPARTS; p++)
-		sql[p] = parts[p].sql;
-	if (pgcat_query_batch(dp->conn, sql, NPARTS, res, dp->err) < 0)
+		sql[p] = !parts[p].sql ? keys.buf :
+			 PGOBJ_HAS(dp->present, parts[p].need) ? parts[p].sql : NULL;
+	ret = pgcat_query_batch(dp->conn, sql, NPARTS, res, dp->err);
+	sb_release(&keys);
+	if (ret < 0)
 		return -1;
 	for (p = 0; p < NPARTS; p++) {
 		PGresult *r = res[p];
@@ -2067,6 +2117,8 @@ static int dump_comments(struct dumper *dp)
  * LABEL wants them).  Restoring them needs the same label provider loaded. */
 static int dump_security_labels(struct dumper *dp)
 {
+	if (!PGOBJ_HAS(dp->present, PK_SECLABEL))
+		return 0;
 	return add_post_rows(dp, "SECURITY LABEL",
 		"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(l.provider) || ' ON ' || "
 		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
@@ -2141,10 +2193,10 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	       struct sm_error *err)
 {
 	struct dumper dp = { conn, o, out, { 0 }, { NULL, 0, 0 }, STRBUF_INIT, NULL, 0, 0,
-			     STRBUF_INIT, err, { 0 } };
+			     STRBUF_INIT, err, { 0 }, 0 };
 	struct strbuf key = STRBUF_INIT;
 	struct strbuf *pre = &out->pre_data, *post = &out->post_data;
-	struct pgobj_out objs = objects_out(&dp);
+	struct pgobj_out objs;
 	size_t at = 0;
 	int ret = -1;
 
@@ -2156,13 +2208,19 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 			goto out;
 		PQclear(r);
 	}
-	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0)
+	if (lock_tables(&dp) < 0 || check_unsupported(&dp) < 0 ||
+	    pgobj_present(conn, &dp.present, err) < 0)
 		goto out;
+	objs = objects_out(&dp);
 	sb_adds(pre, "-- safe-migrate PostgreSQL snapshot: pre-data\n");
+	/* (a kind the database has none of is not asked for: pgobj_present) */
 	if (pgobj_prelude(&objs, pre) < 0 || dump_schemas(&dp, pre) < 0 ||
 	    dump_extensions(&dp, pre) < 0 || dump_extension_config(&dp, pre) < 0 ||
-	    dump_types(&dp) < 0 || dump_base_types(&dp) < 0 || dump_sequences(&dp) < 0 ||
-	    dump_functions(&dp) < 0 || dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 ||
+	    (PGOBJ_HAS(dp.present, PK_TYPE) && dump_types(&dp) < 0) ||
+	    (PGOBJ_HAS(dp.present, PK_BASE_TYPE) && dump_base_types(&dp) < 0) ||
+	    (PGOBJ_HAS(dp.present, PK_SEQUENCE) && dump_sequences(&dp) < 0) ||
+	    (PGOBJ_HAS(dp.present, PK_FUNCTION) && dump_functions(&dp) < 0) ||
+	    dump_relations(&dp) < 0 || dump_early_keys(&dp) < 0 ||
 	    pgobj_pre(&objs) < 0 || load_dependencies(&dp) < 0 || emit_sorted(&dp, pre) < 0 ||
 	    type_pre_data(&dp) < 0)
 		goto out;
@@ -2172,7 +2230,8 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 
 	/* post-data: typed entries (pg_archive.h), in the order that runs */
 	sb_adds(post, "-- safe-migrate PostgreSQL snapshot: post-data\n");
-	if (dump_post(&dp) < 0 || dump_seq_positions(&dp) < 0)
+	if (dump_post(&dp) < 0 ||
+	    (PGOBJ_HAS(dp.present, PK_SEQUENCE) && dump_seq_positions(&dp) < 0))
 		goto out;
 	add_post_lines(&dp, "SEQUENCE SET", &dp.extseq);
 	add_post_owners(&dp);

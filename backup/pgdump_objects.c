@@ -57,6 +57,147 @@ int pgobj_unsupported(PGconn *conn, struct strbuf *out, struct sm_error *err)
 	return pgcat_add_lines(conn, sql, out, err);
 }
 
+/* --- which kinds the database holds ------------------------------------ */
+
+/* Rows of a catalog whose ACL differs from pg_init_privs' (objsubid 0), as
+ * init_acl_sql compares them: either the ACL is set and differs, on an
+ * object of the kind that query reads (ours: where, if a namespace, it is
+ * pg_catalog or the object an extension's member), or it is NULL where
+ * pg_init_privs has one. */
+#define ACL_DIFFERS(cat, alias, acl, ours)                                              \
+	"EXISTS (SELECT 1 FROM pg_catalog." cat " " alias " LEFT JOIN pg_catalog.pg_init_privs ip " \
+	"ON ip.classoid = 'pg_catalog." cat "'::regclass AND ip.objoid = " alias ".oid AND "  \
+	"ip.objsubid = 0 WHERE " alias "." acl " IS NOT NULL AND " alias "." acl " IS DISTINCT " \
+	"FROM ip.initprivs AND " ours ") OR EXISTS (SELECT 1 FROM pg_catalog.pg_init_privs ip " \
+	"LEFT JOIN pg_catalog." cat " " alias " ON " alias ".oid = ip.objoid WHERE ip.classoid = " \
+	"'pg_catalog." cat "'::regclass AND ip.objsubid = 0 AND " alias "." acl " IS DISTINCT " \
+	"FROM ip.initprivs)"
+#define IN_CATALOG_OR_EXT(cat, alias, nsp)                                              \
+	"(" alias "." nsp " = 'pg_catalog'::regnamespace OR NOT " NOT_EXT("pg_catalog." cat, alias ".oid") ")"
+
+/* A catalog has an object of the user's: objects in the user's schemas
+ * were all made after initdb, and so have OIDs from FirstNormalObjectId
+ * (16384) up (those below are initdb's, which PostgreSQL never hands out
+ * again, also after the OID counter wraps around).  A range scan of the
+ * catalog's OID index. */
+#define USER_OBJECT(cat) "SELECT 1 FROM pg_catalog." cat " WHERE oid >= 16384"
+
+/* Each kind's test (see enum pgobj_kind): the queries' own first conditions,
+ * without what narrows them further (extension members, the user's schemas
+ * by name, ...). */
+static const char *const kind_test[PK_NKINDS] = {
+	[PK_COLLATION] = USER_OBJECT("pg_collation"),
+	/* a server needs its wrapper, a user mapping its server */
+	[PK_FDW] = "SELECT 1 FROM pg_catalog.pg_foreign_data_wrapper",
+	[PK_LANGUAGE] = USER_OBJECT("pg_language"),
+	[PK_AM] = USER_OBJECT("pg_am"),
+	[PK_TRANSFORM] = "SELECT 1 FROM pg_catalog.pg_transform",
+	[PK_CAST] = USER_OBJECT("pg_cast"),
+	[PK_CONVERSION] = USER_OBJECT("pg_conversion"),
+	[PK_OPERATOR] = USER_OBJECT("pg_operator"),
+	[PK_OPFAMILY] = USER_OBJECT("pg_opfamily"),
+	[PK_OPCLASS] = USER_OBJECT("pg_opclass"),
+	[PK_TSPARSER] = USER_OBJECT("pg_ts_parser"),
+	[PK_TSTEMPLATE] = USER_OBJECT("pg_ts_template"),
+	[PK_TSDICT] = USER_OBJECT("pg_ts_dict"),
+	[PK_TSCONFIG] = USER_OBJECT("pg_ts_config"),
+	[PK_RLS] = "SELECT 1 FROM pg_catalog.pg_class c WHERE c.relrowsecurity OR c.relforcerowsecurity",
+	[PK_POLICY] = "SELECT 1 FROM pg_catalog.pg_policy",
+	/* (pg_settings has rules of its own) */
+	[PK_RULE] = "SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.oid >= 16384 AND "
+		"r.rulename <> '_RETURN'",
+	[PK_INIT_ACL] = "SELECT 1 WHERE "
+		ACL_DIFFERS("pg_class", "c", "relacl", IN_CATALOG_OR_EXT("pg_class", "c", "relnamespace"))
+		" OR " ACL_DIFFERS("pg_proc", "p", "proacl", IN_CATALOG_OR_EXT("pg_proc", "p", "pronamespace"))
+		" OR " ACL_DIFFERS("pg_type", "t", "typacl", IN_CATALOG_OR_EXT("pg_type", "t", "typnamespace"))
+		" OR " ACL_DIFFERS("pg_language", "l", "lanacl", "true"),
+	/* the same for columns (init_col_acl_sql) */
+	[PK_INIT_COL_ACL] = "SELECT 1 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a "
+		"JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+		"LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::regclass "
+		"AND ip.objoid = a.attrelid AND ip.objsubid = a.attnum WHERE a.attacl IS NOT NULL "
+		"AND a.attacl IS DISTINCT FROM ip.initprivs AND "
+		IN_CATALOG_OR_EXT("pg_class", "c", "relnamespace") ") OR EXISTS (SELECT 1 FROM "
+		"pg_catalog.pg_init_privs ip LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = "
+		"ip.objoid AND a.attnum = ip.objsubid WHERE ip.classoid = "
+		"'pg_catalog.pg_class'::regclass AND ip.objsubid <> 0 AND a.attacl IS DISTINCT FROM "
+		"ip.initprivs)",
+	[PK_PUBLICATION] = "SELECT 1 FROM pg_catalog.pg_publication",
+	/* (subdbid: readable by anyone, unlike subconninfo) */
+	[PK_SUBSCRIPTION] = "SELECT 1 FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database "
+		"db ON db.oid = s.subdbid WHERE db.datname = pg_catalog.current_database()",
+	[PK_OBJ_COMMENT] = "SELECT 1 FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 AND "
+		"d.classoid IN ('pg_catalog.pg_collation'::regclass, "
+		"'pg_catalog.pg_foreign_data_wrapper'::regclass, 'pg_catalog.pg_foreign_server'::regclass, "
+		"'pg_catalog.pg_policy'::regclass, 'pg_catalog.pg_rewrite'::regclass, "
+		"'pg_catalog.pg_publication'::regclass)",
+	[PK_MISC_COMMENT] = "SELECT 1 FROM pg_catalog.pg_description d WHERE d.objoid >= 16384 AND "
+		"d.classoid IN ('pg_catalog.pg_cast'::regclass, 'pg_catalog.pg_conversion'::regclass, "
+		"'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_opclass'::regclass, "
+		"'pg_catalog.pg_opfamily'::regclass, 'pg_catalog.pg_ts_parser'::regclass, "
+		"'pg_catalog.pg_ts_template'::regclass, 'pg_catalog.pg_ts_dict'::regclass, "
+		"'pg_catalog.pg_ts_config'::regclass, 'pg_catalog.pg_am'::regclass, "
+		"'pg_catalog.pg_language'::regclass)",
+	[PK_DEFACL] = "SELECT 1 FROM pg_catalog.pg_default_acl",
+	[PK_EVENT_TRIGGER] = "SELECT 1 FROM pg_catalog.pg_event_trigger",
+	/* pg_seclabels is these two */
+	[PK_SECLABEL] = "SELECT 1 FROM pg_catalog.pg_seclabel UNION ALL SELECT 1 FROM "
+		"pg_catalog.pg_shseclabel",
+	[PK_INDEX_ATTACH] = "SELECT 1 FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_index i ON "
+		"i.indexrelid = h.inhrelid",
+	/* (an index's columns are numbered from 1; a table's system columns,
+	 * below 0, have a target of 0) */
+	[PK_INDEX_STATS] = "SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_index i ON "
+		"i.indexrelid = a.attrelid WHERE a.attstattarget >= 0 AND a.attnum > 0",
+	[PK_INDEX_USE] = "SELECT 1 FROM pg_catalog.pg_index i WHERE i.indisclustered OR "
+		"i.indisreplident",
+	/* (a table's: information_schema's domains have checks) */
+	[PK_CHECK] = "SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.contype = 'c' AND "
+		"k.conrelid <> 0",
+	[PK_DOMAIN_CHECK] = "SELECT 1 FROM pg_catalog.pg_constraint k WHERE NOT k.convalidated",
+	[PK_TRIGGER] = "SELECT 1 FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal",
+	[PK_TRIGGER_CLONE] = "SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgparentid <> 0",
+	[PK_STATISTICS] = "SELECT 1 FROM pg_catalog.pg_statistic_ext",
+	/* pgdump_catalog.c's functions and aggregates, enums, domains, ranges and
+	 * composite types, base and shell types (not a table's row type's
+	 * array), sequences */
+	[PK_FUNCTION] = USER_OBJECT("pg_proc"),
+	[PK_TYPE] = "SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid >= 16384 AND t.typtype IN "
+		"('e', 'd', 'r') UNION ALL SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid >= 16384 "
+		"AND c.relkind = 'c'",
+	[PK_BASE_TYPE] = "SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid >= 16384 AND "
+		"(t.typtype = 'b' AND (t.typelem = 0 OR (SELECT e.typarray FROM pg_catalog.pg_type e "
+		"WHERE e.oid = t.typelem) <> t.oid) OR t.typtype = 'p' AND NOT t.typisdefined)",
+	[PK_SEQUENCE] = "SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid >= 16384 AND "
+		"c.relkind = 'S'",
+	/* a key a rule or a function names (pgdump_catalog.c's KEY_NEEDED_EARLY:
+	 * with none, none of their partitions' keys either) */
+	[PK_EARLY_KEY] = "SELECT 1 FROM pg_catalog.pg_depend kd WHERE kd.refclassid = "
+		"'pg_catalog.pg_constraint'::regclass AND kd.classid IN "
+		"('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_proc'::regclass)",
+};
+
+int pgobj_present(PGconn *conn, unsigned long long *present, struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	PGresult *r;
+	int k;
+
+	/* one column a kind, 't' or 'f' */
+	for (k = 0; k < PK_NKINDS; k++)
+		sb_addf(&sql, "%sEXISTS (%s)", k ? ", " : "SELECT ", kind_test[k]);
+	r = pgcat_query(conn, sql.buf, err);
+	sb_release(&sql);
+	if (!r)
+		return -1;
+	*present = 0;
+	for (k = 0; k < PK_NKINDS && PQntuples(r) == 1 && k < PQnfields(r); k++)
+		if (PQgetvalue(r, 0, k)[0] == 't')
+			*present |= 1ULL << k;
+	PQclear(r);
+	return 0;
+}
+
 /* --- pre-data ------------------------------------------------------------ */
 
 /* The target's role-wide default privileges would apply to every object the
@@ -446,34 +587,39 @@ int pgobj_pre(const struct pgobj_out *o)
 		int rank;
 		char cls;
 		const char *kind;
+		enum pgobj_kind need;
 	} kinds[] = {
-		{ language_sql, R_LANG, 'g', "LANGUAGE" },
-		{ am_sql, R_AM, 'a', NULL },
-		{ transform_sql, R_TRANSFORM, 'x', NULL },
-		{ cast_sql, R_CAST, 'k', NULL },
-		{ conversion_sql, R_CONV, 'v', "CONVERSION" },
-		{ operator_sql, R_OPER, 'o', "OPERATOR" },
-		{ opfamily_sql, R_OPFAMILY, 'F', "OPERATOR FAMILY" },
-		{ opclass_sql, R_OPCLASS, 'C', "OPERATOR CLASS" },
-		{ tsparser_sql, R_TSPARSER, 'P', NULL },
-		{ tstemplate_sql, R_TSTEMPLATE, 'E', NULL },
-		{ tsdict_sql, R_TSDICT, 'D', "TEXT SEARCH DICTIONARY" },
-		{ tsconfig_sql, R_TSCONFIG, 'T', "TEXT SEARCH CONFIGURATION" },
+		{ language_sql, R_LANG, 'g', "LANGUAGE", PK_LANGUAGE },
+		{ am_sql, R_AM, 'a', NULL, PK_AM },
+		{ transform_sql, R_TRANSFORM, 'x', NULL, PK_TRANSFORM },
+		{ cast_sql, R_CAST, 'k', NULL, PK_CAST },
+		{ conversion_sql, R_CONV, 'v', "CONVERSION", PK_CONVERSION },
+		{ operator_sql, R_OPER, 'o', "OPERATOR", PK_OPERATOR },
+		{ opfamily_sql, R_OPFAMILY, 'F', "OPERATOR FAMILY", PK_OPFAMILY },
+		{ opclass_sql, R_OPCLASS, 'C', "OPERATOR CLASS", PK_OPCLASS },
+		{ tsparser_sql, R_TSPARSER, 'P', NULL, PK_TSPARSER },
+		{ tstemplate_sql, R_TSTEMPLATE, 'E', NULL, PK_TSTEMPLATE },
+		{ tsdict_sql, R_TSDICT, 'D', "TEXT SEARCH DICTIONARY", PK_TSDICT },
+		{ tsconfig_sql, R_TSCONFIG, 'T', "TEXT SEARCH CONFIGURATION", PK_TSCONFIG },
 	};
 #define NKINDS (sizeof(kinds) / sizeof(*kinds))
 	const char *sql[NKINDS];
 	PGresult *res[NKINDS];
 	size_t i;
 
-	if (dump_collations(o) < 0 || dump_fdws(o) < 0 || dump_servers(o) < 0 ||
-	    dump_user_mappings(o) < 0)
+	if (PGOBJ_HAS(o->present, PK_COLLATION) && dump_collations(o) < 0)
+		return -1;
+	/* (a server needs its wrapper, a user mapping its server) */
+	if (PGOBJ_HAS(o->present, PK_FDW) &&
+	    (dump_fdws(o) < 0 || dump_servers(o) < 0 || dump_user_mappings(o) < 0))
 		return -1;
 	for (i = 0; i < NKINDS; i++)
-		sql[i] = kinds[i].sql;
+		sql[i] = PGOBJ_HAS(o->present, kinds[i].need) ? kinds[i].sql : NULL;
 	if (pgcat_query_batch(o->conn, sql, NKINDS, res, o->err) < 0)
 		return -1;
 	for (i = 0; i < NKINDS; i++)
-		add_rows(o, res[i], kinds[i].rank, kinds[i].cls, kinds[i].kind);
+		if (res[i])
+			add_rows(o, res[i], kinds[i].rank, kinds[i].cls, kinds[i].kind);
 	return 0;
 #undef NKINDS
 }
@@ -807,6 +953,7 @@ static const char evt_owner_sql[] =
 struct post_part {
 	const char *kind;
 	enum pga_lock lock;
+	enum pgobj_kind need; /* sent only if the database holds this kind */
 	const char *sql;
 };
 
@@ -858,22 +1005,23 @@ int pgobj_post(const struct pgobj_out *o)
 	/* ALTER TABLE ... ROW LEVEL SECURITY, CREATE POLICY and CREATE RULE
 	 * take ACCESS EXCLUSIVE on their table (PostgreSQL 15) */
 	const struct post_part parts[] = {
-		{ "ROW SECURITY", PGA_LOCK_ACCESS_EXCLUSIVE, rls_sql },
-		{ "POLICY", PGA_LOCK_ACCESS_EXCLUSIVE, policy_sql },
-		{ "RULE", PGA_LOCK_ACCESS_EXCLUSIVE, rule_sql },
-		{ "ACL", PGA_LOCK_NONE, fdw_acl_sql },
-		{ "ACL", PGA_LOCK_NONE, init_acl_sql },
-		{ "ACL", PGA_LOCK_NONE, init_col_acl_sql },
-		{ "PUBLICATION", PGA_LOCK_NONE, publication_sql },
-		{ "SUBSCRIPTION", PGA_LOCK_NONE, su && !strcmp(su, "on") ? subscription_sql : NULL },
-		{ "OWNER", PGA_LOCK_NONE, o->no_owner ? NULL : pub_owner_sql },
-		{ "COMMENT", PGA_LOCK_NONE, comment_sql },
-		{ "COMMENT", PGA_LOCK_NONE, misc_comment_sql },
-		{ "DEFAULT ACL", PGA_LOCK_NONE, defacl_sql },
+		{ "ROW SECURITY", PGA_LOCK_ACCESS_EXCLUSIVE, PK_RLS, rls_sql },
+		{ "POLICY", PGA_LOCK_ACCESS_EXCLUSIVE, PK_POLICY, policy_sql },
+		{ "RULE", PGA_LOCK_ACCESS_EXCLUSIVE, PK_RULE, rule_sql },
+		{ "ACL", PGA_LOCK_NONE, PK_FDW, fdw_acl_sql },
+		{ "ACL", PGA_LOCK_NONE, PK_INIT_ACL, init_acl_sql },
+		{ "ACL", PGA_LOCK_NONE, PK_INIT_COL_ACL, init_col_acl_sql },
+		{ "PUBLICATION", PGA_LOCK_NONE, PK_PUBLICATION, publication_sql },
+		{ "SUBSCRIPTION", PGA_LOCK_NONE, PK_SUBSCRIPTION,
+		  su && !strcmp(su, "on") ? subscription_sql : NULL },
+		{ "OWNER", PGA_LOCK_NONE, PK_PUBLICATION, o->no_owner ? NULL : pub_owner_sql },
+		{ "COMMENT", PGA_LOCK_NONE, PK_OBJ_COMMENT, comment_sql },
+		{ "COMMENT", PGA_LOCK_NONE, PK_MISC_COMMENT, misc_comment_sql },
+		{ "DEFAULT ACL", PGA_LOCK_NONE, PK_DEFACL, defacl_sql },
 		/* event triggers fire on DDL (COMMENT, ALTER DEFAULT PRIVILEGES...): last */
-		{ "EVENT TRIGGER", PGA_LOCK_NONE, evt_sql },
-		{ "OWNER", PGA_LOCK_NONE, o->no_owner ? NULL : evt_owner_sql },
-		{ "COMMENT", PGA_LOCK_NONE, evt_comment_sql },
+		{ "EVENT TRIGGER", PGA_LOCK_NONE, PK_EVENT_TRIGGER, evt_sql },
+		{ "OWNER", PGA_LOCK_NONE, PK_EVENT_TRIGGER, o->no_owner ? NULL : evt_owner_sql },
+		{ "COMMENT", PGA_LOCK_NONE, PK_EVENT_TRIGGER, evt_comment_sql },
 	};
 #define NPARTS (sizeof(parts) / sizeof(*parts))
 	const char *sql[NPARTS];
@@ -881,7 +1029,7 @@ int pgobj_post(const struct pgobj_out *o)
 	size_t i;
 
 	for (i = 0; i < NPARTS; i++)
-		sql[i] = parts[i].sql;
+		sql[i] = PGOBJ_HAS(o->present, parts[i].need) ? parts[i].sql : NULL;
 	if (pgcat_query_batch(o->conn, sql, NPARTS, res, o->err) < 0)
 		return -1;
 	for (i = 0; i < NPARTS; i++)

@@ -127,6 +127,34 @@ struct pgobj_entry {
 	const char *sql;
 };
 
+/*
+ * Kinds of objects a database may well hold none of: pgobj_present asks,
+ * in one query, which it holds, and the queries that can only find objects
+ * of a kind are not sent when it holds none (their planning and catalog
+ * scans were most of the catalog reads' server time on a plain schema).
+ * Each kind's test is at least as broad as the queries it stands for: it
+ * holds for every row one of them could return (a superset of their
+ * conditions), so a kind is never skipped that one of them would find.
+ */
+enum pgobj_kind {
+	PK_COLLATION, PK_FDW, PK_LANGUAGE, PK_AM, PK_TRANSFORM, PK_CAST, PK_CONVERSION,
+	PK_OPERATOR, PK_OPFAMILY, PK_OPCLASS, PK_TSPARSER, PK_TSTEMPLATE, PK_TSDICT,
+	PK_TSCONFIG, PK_RLS, PK_POLICY, PK_RULE, PK_INIT_ACL, PK_INIT_COL_ACL, PK_PUBLICATION,
+	PK_SUBSCRIPTION, PK_OBJ_COMMENT, PK_MISC_COMMENT, PK_DEFACL, PK_EVENT_TRIGGER,
+	PK_SECLABEL, PK_INDEX_ATTACH, PK_INDEX_STATS, PK_INDEX_USE, PK_CHECK, PK_DOMAIN_CHECK,
+	PK_TRIGGER, PK_TRIGGER_CLONE, PK_STATISTICS, PK_FUNCTION, PK_TYPE, PK_BASE_TYPE,
+	PK_SEQUENCE, PK_EARLY_KEY,
+	PK_NKINDS,
+	PK_ALWAYS = PK_NKINDS /* a query sent whatever the database holds */
+};
+
+/* Fills *present with a bit (1 << kind) per kind the database holds.
+ * 0, or -1 with err set. */
+int pgobj_present(PGconn *conn, unsigned long long *present, struct sm_error *err);
+
+/* Whether a query of kind k is to be sent. */
+#define PGOBJ_HAS(present, k) ((k) == PK_ALWAYS || ((present) >> (k)) & 1ULL)
+
 /* Where pgdump_objects puts what it reads (all borrowed). */
 struct pgobj_out {
 	PGconn *conn;
@@ -138,6 +166,7 @@ struct pgobj_out {
 	struct pgcat_owners *owners; /* ALTER ... OWNER TO, run in post-data */
 	/* a post-data entry, appended to post-data in the order given */
 	void (*add_post)(void *ud, const struct pgobj_entry *e);
+	unsigned long long present; /* pgobj_present's */
 };
 
 /* Runs sql; returns the result (caller PQclear) or NULL with err set. */

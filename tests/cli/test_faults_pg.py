@@ -3,7 +3,10 @@ or the process is SIGKILLed, at call after call of backup, of an in-place
 restore and of a parallel restore --to (--jobs 2).  See faultlib.py for what
 is checked.
 """
+import io
 import shutil
+import subprocess
+import tarfile
 import time
 
 from faultlib import FaultTest, spread
@@ -101,6 +104,35 @@ class FaultPg(FaultTest):
                     self.assertNoTemps(bdir)
                     self.assertSnapshotsVerify(bdir)
         self.assertEqual(self.pg_state(url), want)
+
+    def test_backup_skips_kinds_the_database_has_none_of(self):
+        """The backup asks once which object kinds the database holds
+        (issue 17) and sends no catalog query for a kind it has none of: a
+        database without collations, wrappers, servers and user mappings
+        takes fewer sends than the same one with them, whose snapshot has
+        them all."""
+        def sends_and_predata(url, name):
+            n = self.counts("-d", url, "-b", self.path(name), "backup", "--name", "s")
+            raw = subprocess.run(["zstd", "-q", "-d", "-c", self.path(name, "s.tar.zst")],
+                                 capture_output=True, check=True).stdout
+            with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+                pre = tf.extractfile("pg/pre-data.sql").read().decode()
+            return n["send"], pre
+
+        plain = self.pg_new_db()
+        self.psql(plain, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+        rich = self.pg_new_db()
+        self.psql(rich, "CREATE TABLE t (id int PRIMARY KEY, v text); "
+                  "CREATE COLLATION c_coll (provider = libc, locale = 'C'); "
+                  "CREATE FOREIGN DATA WRAPPER w; CREATE SERVER s FOREIGN DATA WRAPPER w; "
+                  "CREATE USER MAPPING FOR CURRENT_USER SERVER s")
+        n_plain, pre_plain = sends_and_predata(plain, "plain")
+        n_rich, pre_rich = sends_and_predata(rich, "rich")
+        self.assertLess(n_plain, n_rich)
+        for what in ("CREATE COLLATION", "CREATE FOREIGN DATA WRAPPER", "CREATE SERVER",
+                     "CREATE USER MAPPING"):
+            self.assertIn(what, pre_rich)
+            self.assertNotIn(what, pre_plain)
 
     def test_restore_in_place(self):
         snap = self.path("snap.tar.zst")

@@ -9,11 +9,13 @@ place after damage, and each result is compared with the source: pg_dump -s
 rows and every sequence position.
 """
 import glob
+import io
 import json
 import os
 import pwd
 import socket
 import subprocess
+import tarfile
 import tempfile
 import urllib.parse
 import uuid
@@ -204,6 +206,58 @@ class PgFidelityTest(CliTest):
             r = self.ok("--json", "verify", snap, "--restore-to", scratch, "--jobs", "2")
             self.assertTrue(r.json()["ok"], r)
             self.assertEqual(self.state(url), self.state(scratch), path)
+
+    def test_index_definitions(self):
+        """Indexes on one plain column with every default are written without
+        pg_get_indexdef (issue 17); the odd ones beside them still with it.
+        Each comes back as it was, and the snapshot's post-data holds each
+        index's pg_get_indexdef text as the server prints it."""
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE SCHEMA "My Schema";
+            CREATE TABLE "My Schema"."Tab le" ("Col" text COLLATE "C", v varchar(10), n int,
+                                              "select" int, d date);
+            CREATE INDEX "Idx One" ON "My Schema"."Tab le" ("Col");
+            CREATE INDEX ON "My Schema"."Tab le" (v);
+            CREATE INDEX ON "My Schema"."Tab le" (n DESC);
+            CREATE INDEX ON "My Schema"."Tab le" (n NULLS FIRST);
+            CREATE INDEX ON "My Schema"."Tab le" ("select");
+            CREATE UNIQUE INDEX ON "My Schema"."Tab le" (d) NULLS NOT DISTINCT;
+            CREATE UNIQUE INDEX ON "My Schema"."Tab le" (n);
+            CREATE INDEX ON "My Schema"."Tab le" (n) INCLUDE (d);
+            CREATE INDEX ON "My Schema"."Tab le" ("Col" COLLATE "POSIX");
+            CREATE INDEX ON "My Schema"."Tab le" ("Col" text_pattern_ops);
+            CREATE INDEX ON "My Schema"."Tab le" (n) WITH (fillfactor = 70);
+            CREATE INDEX ON "My Schema"."Tab le" (n) WHERE n > 0;
+            CREATE INDEX ON "My Schema"."Tab le" USING hash (n);
+            CREATE INDEX ON "My Schema"."Tab le" (n, d);
+            CREATE MATERIALIZED VIEW "My Schema".mv AS SELECT * FROM "My Schema"."Tab le";
+            CREATE INDEX ON "My Schema".mv (n);
+            CREATE TABLE p (id int, k text) PARTITION BY LIST (id);
+            CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1);
+            CREATE INDEX ON p (k);
+            CREATE DOMAIN dtext AS text;
+            CREATE TABLE dt (a int, x dtext, y int);
+            CREATE INDEX ON dt (x);
+            CREATE INDEX ON dt (y);
+            ALTER TABLE dt DROP COLUMN a;
+        """)
+        defs = "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON " \
+               "c.oid = i.indrelid WHERE c.relnamespace::regnamespace::text NOT IN " \
+               "('pg_catalog', 'pg_toast') ORDER BY 1"
+        want = self.psql(url, defs).splitlines()
+        self.assertEqual(len(want), 19)
+        snap = self.backup(url)
+        raw = subprocess.run(["zstd", "-q", "-d", "-c", snap], capture_output=True,
+                             check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+            post = tf.extractfile("pg/post-data.sql").read().decode()
+        for d in want:
+            self.assertIn(d + ";", post)
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--no-safety-backup")
+        self.assertEqual(self.psql(other, defs).splitlines(), want)
 
     def test_table_access_method(self):
         # the access method itself is a database object of its own (dumped
