@@ -657,13 +657,33 @@ out:
 
 /* ---- post-data -------------------------------------------------------------- */
 
+/* The kinds of post-data entries that act on the tables they lock and on
+ * no other: they may run once those tables' rows are in.  Any other kind
+ * waits for all the data: a CHECK constraint added to an inheritance
+ * parent (no ONLY) is added to its children too, and a child whose rows
+ * were not loaded yet would then refuse the very rows the snapshot holds
+ * (a NOT VALID check they break). */
+static int acts_on_its_tables(const char *kind)
+{
+	static const char *const kinds[] = { "INDEX", "CONSTRAINT", "FK CONSTRAINT",
+					     "INDEX ATTACH", "INDEX USE", "INDEX STATISTICS",
+					     "STATISTICS" };
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (kind && !strcmp(kind, kinds[i]))
+			return 1;
+	return 0;
+}
+
 /* Queues it (taken) as post-data item number id.  It waits for the rows of
  * the tables e locks, when the data has them all (a partitioned table,
- * whose rows are its partitions', has none): then for all the data. */
+ * whose rows are its partitions', has none) and e acts on them alone: else
+ * for all the data. */
 static int push_post(struct pool *p, struct item *it, const struct pga_entry *e, size_t id)
 {
 	it->id = id;
-	for (size_t t = 0; t < e->ntables && t < PGA_MAX_TABLES; t++) {
+	for (size_t t = 0; acts_on_its_tables(e->kind) && t < e->ntables && t < PGA_MAX_TABLES;
+	     t++) {
 		size_t k = tab_named(p, e->tables[t]);
 
 		if (k == NO_ID) {

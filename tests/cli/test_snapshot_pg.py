@@ -404,6 +404,30 @@ class SnapshotPgTest(CliTest):
             SELECT (SELECT xmin::text::bigint FROM pg_class WHERE relname = 'second_t_v')
                  > (SELECT max(xmin::text::bigint) FROM second_t)"""), "t")
 
+    def test_parallel_restore_adds_a_parents_check_after_its_childrens_rows(self):
+        # a parent's NOT VALID check (post-data, no ONLY) is added to its
+        # inheritance children too: run as soon as the parent's rows were
+        # in, while a big table loaded, it made the child refuse its own
+        # rows when their turn came (seen once in test_pg_kinds under load)
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE parent_t (id int, n int);
+            INSERT INTO parent_t VALUES (1, 1);
+            CREATE TABLE big_t (id int, v text);
+            INSERT INTO big_t SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g;
+            CREATE TABLE child_t () INHERITS (parent_t);
+            INSERT INTO child_t VALUES (2, -5);
+            ALTER TABLE parent_t ADD CONSTRAINT n_positive CHECK (n > 0) NOT VALID;
+        """)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        for _ in range(3):
+            other = self.pg_new_db()
+            self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to",
+                    other, "--jobs", "2", "--no-safety-backup")
+            self.assertSameState(before, self.pg_state(other))
+            self.assertEqual(self.psql(other, "SELECT n FROM ONLY child_t"), "-5")
+
     def test_parallel_restore_refuses_a_table_whose_data_comes_back(self):
         # the toc says each table's chunks come together ("data_by_table"),
         # but the first table's come in two runs, the second table's
