@@ -753,7 +753,9 @@ static const char init_acl_sql[] =
 
 /* Column grants on the same tables, where they are no longer the initial
  * ones: after the tables' own (a table's REVOKE ALL takes its columns'
- * privileges too). */
+ * privileges too).  A column whose grants were all revoked has an empty
+ * ACL (or none), which aclexplode refuses ("ACL arrays must be
+ * one-dimensional"): it explodes NULL, no rows, instead. */
 static const char init_col_acl_sql[] =
 	"WITH o(name, col, acl, owner) AS (SELECT c.oid::pg_catalog.regclass::text, "
 	" pg_catalog.quote_ident(a.attname), a.attacl, " INIT_OWNER("c.relnamespace", "c.relowner")
@@ -770,8 +772,8 @@ static const char init_col_acl_sql[] =
 	"o.name || ' TO ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
 	"pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END || "
 	"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ';', '') "
-	"FROM pg_catalog.aclexplode(COALESCE(o.acl, '{}'::pg_catalog.aclitem[])) a), ''), "
-	"'TABLE ' || o.name || ' COLUMN ' || o.col, pg_catalog.pg_get_userbyid(o.owner) "
+	"FROM pg_catalog.aclexplode(CASE WHEN pg_catalog.cardinality(o.acl) > 0 THEN o.acl END) a), "
+	"''), 'TABLE ' || o.name || ' COLUMN ' || o.col, pg_catalog.pg_get_userbyid(o.owner) "
 	"FROM o ORDER BY o.name, o.col";
 
 /* Comments on the kinds of this file. */

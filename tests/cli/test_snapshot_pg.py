@@ -404,6 +404,26 @@ class SnapshotPgTest(CliTest):
             SELECT (SELECT xmin::text::bigint FROM pg_class WHERE relname = 'second_t_v')
                  > (SELECT max(xmin::text::bigint) FROM second_t)"""), "t")
 
+    def test_column_grants_all_revoked(self):
+        # a column's grants all revoked leave an empty ACL, which aclexplode
+        # refuses: the backup failed ("ACL arrays must be one-dimensional").
+        # pg_subscription is the catalog whose columns have initial grants
+        # (pg_attribute, where they live, is the database's own)
+        url = self.pg_new_db()
+        self.psql(url, "REVOKE SELECT (subname) ON pg_catalog.pg_subscription FROM PUBLIC;"
+                  "CREATE TABLE t (a int, b int); GRANT SELECT (a) ON t TO PUBLIC;"
+                  "REVOKE SELECT (a) ON t FROM PUBLIC")
+        acl = ("SELECT coalesce(attacl::text, '-') FROM pg_attribute WHERE attrelid = "
+               "'pg_catalog.pg_subscription'::regclass AND attname = 'subname'")
+        self.assertIn(self.psql(url, acl), ("-", "{}"))
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.assertRegex(self.psql(other, acl), r"^\{=r/[^,]+\}$")
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--no-safety-backup")
+        self.assertIn(self.psql(other, acl), ("-", "{}"))
+        self.assertEqual(self.pg_schema_dump(other), self.pg_schema_dump(url))
+
     def test_parallel_restore_adds_a_parents_check_after_its_childrens_rows(self):
         # a parent's NOT VALID check (post-data, no ONLY) is added to its
         # inheritance children too: run as soon as the parent's rows were
