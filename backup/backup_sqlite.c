@@ -335,11 +335,12 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	if (checking) {
 		side_check_finish(&check, db, 0);
 		if (check.found >= 0) {
+			const char *outcome = check.found ? check.out.buf : "ok";
+
 			sb_rtrim(&check.out);
-			cJSON_AddStringToObject(extra, "quick_check",
-						check.found ? check.out.buf : "ok");
+			cJSON_AddStringToObject(extra, "quick_check", outcome);
 			if (opts->check_result)
-				*opts->check_result = xstrdup(check.found ? check.out.buf : "ok");
+				*opts->check_result = xstrdup(outcome);
 		}
 	}
 	ret = 0;

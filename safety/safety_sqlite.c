@@ -369,15 +369,17 @@ out:
 	return ret;
 }
 
-/* pragma and foreign_key_check, with the checks' page cache. */
-static int run_checks(struct engine *e, const char *pragma, struct finding_list *out,
+/* pragma of the whole file (NULL: none) and, with fks, foreign_key_check
+ * of every table, with the checks' page cache. */
+static int run_checks(struct engine *e, const char *pragma, int fks, struct finding_list *out,
 		      struct sm_error *err)
 {
 	char *old = NULL;
 	int ret = -1;
 
-	if (check_cache_begin(e, &old, err) == 0 && run_check(e, pragma, NULL, out, err) == 0 &&
-	    fk_check(e, NULL, out, err) == 0)
+	if (check_cache_begin(e, &old, err) == 0 &&
+	    (!pragma || run_check(e, pragma, NULL, out, err) == 0) &&
+	    (!fks || fk_check(e, NULL, out, err) == 0))
 		ret = 0;
 	return check_cache_end(e, old, ret, err);
 }
@@ -387,22 +389,12 @@ static int run_checks(struct engine *e, const char *pragma, struct finding_list 
 static int sqlite_quick_integrity_but_whole(struct engine *e, struct finding_list *out,
 					    struct sm_error *err)
 {
-	char *old = NULL;
-	int ret = -1;
-
-	if (check_cache_begin(e, &old, err) == 0 && fk_check(e, NULL, out, err) == 0)
-		ret = 0;
-	return check_cache_end(e, old, ret, err);
+	return run_checks(e, NULL, 1, out, err);
 }
 
 static int sqlite_whole_check(struct engine *e, struct finding_list *out, struct sm_error *err)
 {
-	char *old = NULL;
-	int ret = -1;
-
-	if (check_cache_begin(e, &old, err) == 0 && run_check(e, "quick_check", NULL, out, err) == 0)
-		ret = 0;
-	return check_cache_end(e, old, ret, err);
+	return run_checks(e, "quick_check", 0, out, err);
 }
 
 /* The backup's quick_check outcome (backup_sqlite.c: its first lines, one
@@ -424,7 +416,7 @@ static void sqlite_whole_check_findings(const char *checked, struct finding_list
 
 static int sqlite_integrity(struct engine *e, struct finding_list *out, struct sm_error *err)
 {
-	return run_checks(e, "integrity_check", out, err);
+	return run_checks(e, "integrity_check", 1, out, err);
 }
 
 /* The pipeline's check (docs/safety.md): quick_check reads every page once
@@ -435,7 +427,7 @@ static int sqlite_integrity(struct engine *e, struct finding_list *out, struct s
 static int sqlite_quick_integrity(struct engine *e, struct finding_list *out,
 				  struct sm_error *err)
 {
-	return run_checks(e, "quick_check", out, err);
+	return run_checks(e, "quick_check", 1, out, err);
 }
 
 /* The pipeline's baseline up front: nothing.  Every check it compares

@@ -170,6 +170,17 @@ int validate_run(struct engine *e, const struct validate_opts *o, struct finding
 	return run_scoped(e, o, INTEGRITY_AS_ASKED, NULL, out, err);
 }
 
+/* Adds the problems of all (its WARN and FAIL findings) to b's. */
+static void keep_problems(struct validate_baseline *b, const struct finding_list *all)
+{
+	for (size_t i = 0; i < all->n; i++) {
+		const struct finding *f = &all->items[i];
+		if (f->level != LEVEL_PASS)
+			finding_add(&b->problems, f->kind, f->check_or_rule, f->level, f->hint,
+				    f->file, f->line, "%s", f->message);
+	}
+}
+
 static int capture(struct engine *e, const struct schema_model *live,
 		   struct validate_baseline *b, enum integrity_scope scope, struct sm_error *err)
 {
@@ -183,12 +194,7 @@ static int capture(struct engine *e, const struct schema_model *live,
 		finding_list_release(&all);
 		return -1;
 	}
-	for (size_t i = 0; i < all.n; i++) {
-		const struct finding *f = &all.items[i];
-		if (f->level != LEVEL_PASS)
-			finding_add(&b->problems, f->kind, f->check_or_rule, f->level, f->hint,
-				    f->file, f->line, "%s", f->message);
-	}
+	keep_problems(b, &all);
 	finding_list_release(&all);
 	return 0;
 }
@@ -262,12 +268,8 @@ int validate_baseline_add_whole(struct engine *e, struct validate_baseline *b,
 		d->whole_check_findings(checked, &all);
 	else
 		ret = d->whole_check(e, &all, err);
-	for (size_t i = 0; ret == 0 && i < all.n; i++) {
-		const struct finding *f = &all.items[i];
-		if (f->level != LEVEL_PASS)
-			finding_add(&b->problems, f->kind, f->check_or_rule, f->level, f->hint,
-				    f->file, f->line, "%s", f->message);
-	}
+	if (ret == 0)
+		keep_problems(b, &all);
 	finding_list_release(&all);
 	return ret;
 }

@@ -222,12 +222,12 @@ static int phase_safety(struct run *r, struct session *s)
 static void snapshot_check_findings(struct run *r, const char *check)
 {
 	struct finding_list l = FINDING_LIST_INIT;
-	size_t n = 0;
+	size_t n = 1; /* lines: one more than the newlines between them */
 
 	if (!check || !strcmp(check, "ok"))
 		return;
-	for (const char *p = check; *p; n++)
-		p += strcspn(p, "\n") + (p[strcspn(p, "\n")] ? 1 : 0);
+	for (const char *p = strchr(check, '\n'); p; p = strchr(p + 1, '\n'))
+		n++;
 	finding_add(&l, FINDING_CHECK, "integrity", LEVEL_WARN,
 		    "the run goes on; its checks count only problems it causes", NULL, 0,
 		    "the database already fails PRAGMA quick_check (%zu line%s; the snapshot keeps "
@@ -244,11 +244,8 @@ static int phase_snapshot(struct run *r, struct engine *e)
 
 	struct backup_result res = BACKUP_RESULT_INIT;
 
-	if (port_backup(r->ctx, e, NULL, "snapshot", 1, &res, &r->ctx->err) < 0) {
-		backup_result_release(&res);
-		phase_done(r, "snapshot", t0, 0);
-		return -1;
-	}
+	if (port_backup(r->ctx, e, NULL, "snapshot", 1, &res, &r->ctx->err) < 0)
+		goto failed;
 	free(r->snapshot);
 	r->snapshot = res.path;
 	res.path = NULL;
@@ -257,11 +254,8 @@ static int phase_snapshot(struct run *r, struct engine *e)
 	snapshot_check_findings(r, res.check);
 	/* the baseline's check of the whole file is the one the backup made
 	 * of the pages it copied (or, without one, made now) */
-	if (port_baseline_add_whole(e, &r->before, res.check, &r->ctx->err) < 0) {
-		backup_result_release(&res);
-		phase_done(r, "snapshot", t0, 0);
-		return -1;
-	}
+	if (port_baseline_add_whole(e, &r->before, res.check, &r->ctx->err) < 0)
+		goto failed;
 	backup_result_release(&res);
 	phase_done(r, "snapshot", t0, 1);
 	info("snapshot %s", r->snapshot);
@@ -272,6 +266,10 @@ static int phase_snapshot(struct run *r, struct engine *e)
 	}
 	phase_done(r, "verify", t0, 1);
 	return 0;
+failed:
+	backup_result_release(&res);
+	phase_done(r, "snapshot", t0, 0);
+	return -1;
 }
 
 static int journal_before_change(struct run *r)
