@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "error.h"
 #include "hash.h"
+#include "pg_copy.h"
 #include "pgdump_catalog.h"
 #include "snapshot.h"
 
@@ -31,6 +32,15 @@ struct pgb_range {
  */
 int pgb_start_copy(PGconn *conn, const struct pgcat_table *t, const struct pgb_range *range,
 		   const char *what, struct sm_error *err);
+
+/*
+ * One message of table's COPY TO STDOUT, as pgcopy_out_row reads it: 1
+ * for a row (*data and *len what to keep of it), 0 for the binary
+ * trailer, -1 with err set when the data does not have the binary
+ * format's shape.
+ */
+int pgb_copy_row(struct pgcopy_out *po, const char *table, const char **data, size_t *len,
+		 struct sm_error *err);
 
 /*
  * Copies the rows of every table of d into w over jobs (>= 2) connections

@@ -168,10 +168,11 @@ static int copy_unit(struct worker *wk, const struct unit *u, struct sm_error *e
 	const struct pgcat_table *t = &p->d->tables[u->table];
 	unsigned char sum[HASH_LEN] = { 0 };
 	struct hash_summer hs = HASH_SUMMER_INIT;
+	struct pgcopy_out po = PGCOPY_OUT_INIT(t->binary);
 	long long rows = 0;
 	char *buf = NULL, *row = NULL, ebuf[256];
 	size_t len = 0, cap = 0;
-	int n, stopped = 0, ret = 0;
+	int n, stopped = 0, malformed = 0, ret = 0;
 	PGresult *res;
 
 	if (pgb_start_copy(wk->conn, t, u->ranged ? &u->range : NULL, "cannot copy table",
@@ -179,8 +180,22 @@ static int copy_unit(struct worker *wk, const struct unit *u, struct sm_error *e
 		return -1;
 	hash_summer_init(&hs);
 	while ((n = PQgetCopyData(wk->conn, &row, 0)) >= 0) {
+		const char *data = row;
 		size_t rl = (size_t)n;
+		/* each range's COPY has its binary header and trailer: the
+		 * snapshot keeps neither (pg_copy.h) */
+		int kind = stopped ? 0 : pgb_copy_row(&po, t->qualified, &data, &rl, err);
 
+		if (kind < 0) {
+			malformed = stopped = 1;
+			if (wk->cancel)
+				PQcancel(wk->cancel, ebuf, sizeof(ebuf));
+		}
+		if (kind <= 0) {
+			PQfreemem(row);
+			row = NULL;
+			continue;
+		}
 		/* a piece ends before the row that would overflow it */
 		if (!stopped && len && len + rl > cap) {
 			stopped = push_piece(p, u->table, buf, len, cap) < 0;
@@ -195,10 +210,10 @@ static int copy_unit(struct worker *wk, const struct unit *u, struct sm_error *e
 				cap = rl > PIECE_SIZE ? rl : PIECE_SIZE;
 				buf = cap == PIECE_SIZE ? get_buf(p) : xmalloc(cap);
 			}
-			memcpy(buf + len, row, rl);
+			memcpy(buf + len, data, rl);
 			len += rl;
 			rows++;
-			hash_summer_add(&hs, sum, row, rl);
+			hash_summer_add(&hs, sum, data, rl);
 		}
 		PQfreemem(row);
 		row = NULL;
@@ -218,7 +233,7 @@ static int copy_unit(struct worker *wk, const struct unit *u, struct sm_error *e
 		buf = NULL;
 	}
 	free(buf);
-	if (ret < 0)
+	if (ret < 0 || malformed)
 		return -1;
 	if (stopped)
 		return 1;

@@ -630,9 +630,11 @@ static int dump_extensions(struct dumper *dp, struct strbuf *pre)
 }
 
 /* Adds a table whose rows are copied: its stored, non-generated columns
- * copycols ("a, b"), filter as in struct pgcat_table (borrowed, copied). */
+ * copycols ("a, b"), binary and filter as in struct pgcat_table (filter
+ * borrowed, copied). */
 static void add_table(struct pgcat_dump *d, const PGresult *r, int row, int schema_col,
-		      const char *qualified, const struct strbuf *copycols, const char *filter)
+		      const char *qualified, const struct strbuf *copycols, int binary,
+		      const char *filter)
 {
 	struct pgcat_table *t;
 
@@ -650,12 +652,32 @@ static void add_table(struct pgcat_dump *d, const PGresult *r, int row, int sche
 	t->columns = xmalloc(copycols->len + 3);
 	snprintf(t->columns, copycols->len + 3, copycols->len ? "(%s)" : "%s", copycols->buf);
 	t->filter = filter ? xstrdup(filter) : NULL;
+	t->binary = binary;
 }
 
 /* Where a table's columns come from: its own CREATE TABLE (a partition's
  * too: it is created as a table of its own and attached after), its type
  * (CREATE TABLE OF), or partly its INHERITS parents. */
 enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
+
+/*
+ * The types (by OID, a domain by its base type's) whose columns are copied
+ * in COPY's binary format: built-in types whose send and receive functions
+ * have written and read the same bytes in every release since binary
+ * timestamps, and arrays of them (an array's bytes name its element type
+ * by OID, and built-in OIDs never change).  A table all of whose columns
+ * are of these is copied in binary (struct pgcat_table): the server writes
+ * and reads it much faster than text (no number, date or escape
+ * formatting and parsing).  A table with any other column (an enum, a
+ * composite, an extension's type, an array of one: whose OIDs differ from
+ * one database to the next) is copied as text.
+ */
+#define BINARY_TYPES                                                                   \
+	"16, 17, 18, 20, 21, 23, 25, 26, 114, 650, 700, 701, 829, 869, 1042, 1043, "    \
+	"1082, 1083, 1114, 1184, 1186, 1700, 2950, 3802, "                              \
+	/* their arrays */                                                              \
+	"199, 651, 1000, 1001, 1002, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, "  \
+	"1028, 1040, 1041, 1115, 1182, 1183, 1185, 1187, 1231, 2951, 3807"
 
 /* The columns of the tables rels selects, read at once (one query, not one
  * a table: a schema of a thousand tables is read in a few round trips), in
@@ -680,7 +702,10 @@ enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
 	/* 19 the table, 20 compression */                                               \
 	"a.attrelid, CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END, " \
 	/* 21 inherited from a parent too */                                             \
-	"a.attinhcount > 0 "                                                             \
+	"a.attinhcount > 0, "                                                            \
+	/* 22 copied in binary (BINARY_TYPES) */                                         \
+	"(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END) "            \
+	" IN (" BINARY_TYPES ") "                                                        \
 	"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid " \
 	/* an identity column's sequence depends on it internally (looked up for    \
 	 * identity columns only: OFFSET 0 keeps the test a gate in front of the    \
@@ -695,7 +720,7 @@ enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
 
 static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 			  enum col_source from, struct strbuf *cols, struct strbuf *alters,
-			  struct strbuf *copycols);
+			  struct strbuf *copycols, int *binary);
 
 /*
  * Rows of extensions' configuration tables (pg_extension_config_dump): the
@@ -724,6 +749,7 @@ static int dump_extension_config(struct dumper *dp, struct strbuf *pre)
 	for (i = 0; i < PQntuples(r); i++) {
 		const char *name = PQgetvalue(r, i, 1), *cond = PQgetvalue(r, i, 2);
 		struct strbuf cols = STRBUF_INIT, alters = STRBUF_INIT, copycols = STRBUF_INIT;
+		int binary;
 
 		if (PQgetvalue(r, i, 3)[0] == 'S') {
 			char *lit = PQescapeLiteral(dp->conn, name, strlen(name));
@@ -741,9 +767,10 @@ static int dump_extension_config(struct dumper *dp, struct strbuf *pre)
 				goto out;
 			continue;
 		}
-		table_columns(colres, pgcat_oid(r, i, 0), name, COLS_OWN, &cols, &alters, &copycols);
+		table_columns(colres, pgcat_oid(r, i, 0), name, COLS_OWN, &cols, &alters, &copycols,
+			      &binary);
 		sb_addf(pre, "DELETE FROM ONLY %s %s;\n", name, cond);
-		add_table(dp->d, r, i, 4, name, &copycols, cond);
+		add_table(dp->d, r, i, 4, name, &copycols, binary, cond);
 		sb_release(&cols);
 		sb_release(&alters);
 		sb_release(&copycols);
@@ -1134,12 +1161,14 @@ static void column_settings(const PGresult *r, int i, const char *qname, const c
 
 /* Column definitions of table reloid, in its own order (a partition's may
  * differ from its parent's), plus the ALTERs CREATE TABLE cannot say, from
- * its rows of r (COLUMNS_SQL; none for a table without columns). */
+ * its rows of r (COLUMNS_SQL; none for a table without columns); the
+ * copied columns into copycols, and whether they are all of BINARY_TYPES
+ * (and there is one) into *binary. */
 static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 			  enum col_source from, struct strbuf *cols, struct strbuf *alters,
-			  struct strbuf *copycols)
+			  struct strbuf *copycols, int *binary)
 {
-	int lo = 0, hi = PQntuples(r), i, n = 0, ncopy = 0;
+	int lo = 0, hi = PQntuples(r), i, n = 0, ncopy = 0, nbinary = 0;
 
 	/* the first row of the table (rows are sorted on it) */
 	while (lo < hi) {
@@ -1156,6 +1185,7 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 
 		if (!gen[0]) {
 			sb_addf(copycols, "%s%s", ncopy++ ? ", " : "", name);
+			nbinary += bval(r, i, 22);
 		}
 		if (from == COLS_TYPED || (from == COLS_INHERITED && !bval(r, i, 17))) {
 			/* the parent (or type) defines the column; the table adds its own
@@ -1191,6 +1221,7 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 			sb_adds(cols, " NOT NULL");
 		column_settings(r, i, qname, name, alters);
 	}
+	*binary = ncopy > 0 && nbinary == ncopy;
 }
 
 static int dump_relations(struct dumper *dp)
@@ -1251,7 +1282,7 @@ static int dump_relations(struct dumper *dp)
 		char kind = PQgetvalue(r, i, 1)[0];
 		const char *name = PQgetvalue(r, i, 2), *relopts = PQgetvalue(r, i, 5);
 		const char *am = pgcat_val(r, i, 19), *ts = pgcat_val(r, i, 21);
-		int partition = bval(r, i, 6), rank = R_TABLE;
+		int partition = bval(r, i, 6), rank = R_TABLE, binary;
 		enum col_source from;
 
 		if (kind == 'v' || kind == 'm') {
@@ -1274,7 +1305,8 @@ static int dump_relations(struct dumper *dp)
 					def.buf);
 				/* its columns' own settings (compression, statistics,
 				 * storage), as a typed table's */
-				table_columns(colres, oid, name, COLS_TYPED, &cols, &sb, &copycols);
+				table_columns(colres, oid, name, COLS_TYPED, &cols, &sb, &copycols,
+					      &binary);
 				sb_release(&cols);
 				sb_release(&copycols);
 				rank = R_MATVIEW;
@@ -1291,7 +1323,7 @@ static int dump_relations(struct dumper *dp)
 		}
 		from = partition ? COLS_OWN : pgcat_val(r, i, 18) ? COLS_TYPED :
 		       pgcat_val(r, i, 17) ? COLS_INHERITED : COLS_OWN;
-		table_columns(colres, oid, name, from, &cols, &alters, &copycols);
+		table_columns(colres, oid, name, from, &cols, &alters, &copycols, &binary);
 		/* a partition is a table of its own, attached after, as pg_dump does
 		 * it: CREATE TABLE ... PARTITION OF would take the parent's column
 		 * order and drop the partition's own NOT NULLs */
@@ -1331,7 +1363,7 @@ static int dump_relations(struct dumper *dp)
 		pgcat_owner_to(&dp->owners, dp->o->no_owner, kind == 'f' ? "FOREIGN TABLE" : "TABLE", name, PQgetvalue(r, i, 3));
 		add_obj(&dp->objs, R_TABLE, 'c', oid, sb_detach(&sb));
 		if (kind == 'r')
-			add_table(dp->d, r, i, 12, name, &copycols, NULL);
+			add_table(dp->d, r, i, 12, name, &copycols, binary, NULL);
 		sb_release(&cols);
 		sb_release(&alters);
 		sb_release(&copycols);

@@ -45,6 +45,10 @@ struct pgcat_table {
 	/* An extension's configuration table (pg_extension_config_dump): the
 	 * rows to copy, "WHERE ..." or "" for all; NULL for the user's tables. */
 	char *filter;
+	/* Its rows are copied in COPY's binary format: every copied column is
+	 * of a built-in type whose binary form is stable (pgdump_catalog.c's
+	 * BINARY_TYPES); else as text. */
+	int binary;
 };
 
 struct pgcat_dump {

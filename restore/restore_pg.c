@@ -53,6 +53,7 @@
 
 #include "engine_pg.h"
 #include "hash.h"
+#include "pg_copy.h"
 #include "restore.h"
 #include "restore_pg_int.h"
 #include "strbuf.h"
@@ -186,6 +187,57 @@ out:
 	return ret;
 }
 
+/* A toc of a later version than this build reads, or a table whose rows
+ * are in a format it does not know, is refused before anything runs. */
+static int check_formats(const cJSON *toc, const char *path, struct sm_error *err)
+{
+	const cJSON *version = cJSON_GetObjectItemCaseSensitive(toc, "version"), *t;
+
+	if (cJSON_IsNumber(version) && version->valuedouble > PGA_TOC_VERSION)
+		return err_set(err, ERR_USAGE, "snapshot '%s' has a table of contents of version "
+			       "%g, and this safe-migrate reads versions up to %d: restore it with "
+			       "the version that wrote it", path, version->valuedouble,
+			       PGA_TOC_VERSION);
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(toc, "tables")) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, PGA_TOC_FORMAT);
+
+		if (f && (!cJSON_IsString(f) || strcmp(f->valuestring, PGA_FORMAT_BINARY) != 0))
+			return err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: table %s's rows "
+				       "are in a format this safe-migrate does not know", path,
+				       pgr_str(t, "qualified"));
+	}
+	return 0;
+}
+
+int pgr_binary(const cJSON *t)
+{
+	return cJSON_GetObjectItemCaseSensitive(t, PGA_TOC_FORMAT) != NULL;
+}
+
+void pgr_copy_sql(struct strbuf *sql, const cJSON *t, int freeze)
+{
+	int binary = pgr_binary(t);
+
+	sb_addf(sql, "COPY %s %s FROM STDIN", pgr_str(t, "qualified"), pgr_str(t, "columns"));
+	if (binary || freeze)
+		sb_addf(sql, " (%s%s%s)", binary ? "FORMAT binary" : "",
+			binary && freeze ? ", " : "", freeze ? "FREEZE" : "");
+}
+
+int pgr_put_copy_header(PGconn *conn, int binary)
+{
+	if (binary)
+		return PQputCopyData(conn, (const char *)pgcopy_header, PGCOPY_HEADER_LEN);
+	return 1;
+}
+
+int pgr_put_copy_trailer(PGconn *conn, int binary)
+{
+	if (binary)
+		return PQputCopyData(conn, (const char *)pgcopy_trailer, PGCOPY_TRAILER_LEN);
+	return 1;
+}
+
 int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
 		  int *pending, volatile sig_atomic_t *interrupted, struct sm_error *err)
 {
@@ -219,6 +271,8 @@ int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *e
 		err_prefix(err, "snapshot '%s' is damaged", snap_reader_path(r));
 		goto out;
 	}
+	if (check_formats(m->toc, snap_reader_path(r), err) < 0)
+		goto out;
 	/* the scripts are run as C strings: make sure they are terminated */
 	sb_grow(&m->pre, 1);
 	sb_grow(&m->post, 1);
@@ -327,16 +381,17 @@ const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name)
 	return NULL;
 }
 
-/* Ends the COPY into table; loaded (may be NULL) adds up the rows it took
- * (a table's chunks may come in several runs, between other tables': a
- * snapshot of backup --jobs). */
-static int end_copy(PGconn *conn, const char *table, const char *errmsg, cJSON *loaded,
+/* Ends the COPY into toc table t (NULL when errmsg, which fails it);
+ * loaded (may be NULL) adds up the rows it took (a table's chunks may come
+ * in several runs, between other tables': a snapshot of backup --jobs). */
+static int end_copy(PGconn *conn, const cJSON *t, const char *errmsg, cJSON *loaded,
 		    struct sm_error *err)
 {
+	const char *table = t ? pgr_str(t, "qualified") : "";
 	PGresult *res;
 	int ret = 0;
 
-	if (PQputCopyEnd(conn, errmsg) != 1)
+	if ((!errmsg && pgr_put_copy_trailer(conn, pgr_binary(t)) != 1) || PQputCopyEnd(conn, errmsg) != 1)
 		return pgr_error(err, conn, NULL, "cannot load table");
 	while ((res = PQgetResult(conn))) {
 		if (!errmsg && loaded && PQresultStatus(res) == PGRES_COMMAND_OK) {
@@ -369,7 +424,7 @@ static int load_blob_entry(PGconn *conn, struct snap_reader *r, const cJSON *toc
 
 	if (!blob)
 		return 0;
-	if (*cur && end_copy(conn, pgr_str(*cur, "qualified"), NULL, loaded, err) < 0)
+	if (*cur && end_copy(conn, *cur, NULL, loaded, err) < 0)
 		return -1;
 	*cur = NULL;
 	return pgr_load_blob(conn, r, blob, err);
@@ -396,35 +451,37 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 		}
 		if (t != cur) {
 			struct strbuf sql = STRBUF_INIT;
-			const char *q = pgr_str(t, "qualified");
 			PGresult *res;
 
-			if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, loaded, err) < 0)
+			if (cur && end_copy(conn, cur, NULL, loaded, err) < 0)
 				goto out;
 			cur = NULL;
 			/* FREEZE: the table was created in this transaction, so its rows
 			 * are written frozen and all-visible (no hint-bit rewrite on
 			 * first read, no freezing VACUUM later); an extension's
 			 * configuration table may not be new */
-			sb_addf(&sql, "COPY %s %s FROM STDIN%s", q, pgr_str(t, "columns"),
-				freeze && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
-						  t, "extension_config")) ? " (FREEZE)" : "");
+			pgr_copy_sql(&sql, t, freeze && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+							   t, "extension_config")));
 			res = PQexec(conn, sql.buf);
 			sb_release(&sql);
 			if (PQresultStatus(res) != PGRES_COPY_IN) {
 				pgr_error(err, conn, res, "cannot load table");
-				err_prefix(err, "%s", q);
+				err_prefix(err, "%s", pgr_str(t, "qualified"));
 				PQclear(res);
 				goto out;
 			}
 			PQclear(res);
 			cur = t;
+			if (pgr_put_copy_header(conn, pgr_binary(t)) != 1) {
+				pgr_error(err, conn, NULL, "cannot load table");
+				goto out;
+			}
 		}
 		for (;;) {
 			if (snap_reader_read(r, buf, IO_BLOCK, &got, err) < 0) {
 				struct sm_error ignored = SM_ERROR_INIT;
 
-				end_copy(conn, "", "snapshot damaged", NULL, &ignored);
+				end_copy(conn, NULL, "snapshot damaged", NULL, &ignored);
 				cur = NULL;
 				goto out;
 			}
@@ -440,11 +497,11 @@ static int load_data(PGconn *conn, struct snap_reader *r, const cJSON *toc, int 
 		struct sm_error ignored = SM_ERROR_INIT;
 
 		if (cur)
-			end_copy(conn, "", "snapshot damaged", NULL, &ignored);
+			end_copy(conn, NULL, "snapshot damaged", NULL, &ignored);
 		cur = NULL;
 		goto out;
 	}
-	if (cur && end_copy(conn, pgr_str(cur, "qualified"), NULL, loaded, err) < 0)
+	if (cur && end_copy(conn, cur, NULL, loaded, err) < 0)
 		goto out;
 	ret = 0;
 out:

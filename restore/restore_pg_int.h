@@ -60,6 +60,17 @@ int pgr_run_entries(PGconn *conn, const struct pg_meta *m, const unsigned char *
 
 /* The toc's table whose data entry name is a chunk of, or NULL. */
 const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name);
+/* Whether toc table t's rows are in COPY's binary format (the toc's
+ * "format", checked by pgr_read_meta). */
+int pgr_binary(const cJSON *t);
+/* The COPY ... FROM STDIN that loads toc table t's rows, in their format
+ * (FREEZE too when freeze), into sql. */
+void pgr_copy_sql(struct strbuf *sql, const cJSON *t, int freeze);
+/* What a COPY of rows in the binary format (binary) sends before them,
+ * and after them (the snapshot keeps neither: pg_copy.h); nothing for
+ * text: PQputCopyData's result. */
+int pgr_put_copy_header(PGconn *conn, int binary);
+int pgr_put_copy_trailer(PGconn *conn, int binary);
 /* toc string field (never NULL: "" when missing). */
 const char *pgr_str(const cJSON *obj, const char *key);
 /* Appends DROP SCHEMA IF EXISTS ... CASCADE for every snapshot schema. */

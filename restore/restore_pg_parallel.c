@@ -5,9 +5,10 @@
  *
  *   1. pre-data on the engine's connection (transactions of 50 statements);
  *   2. data: this thread reads the snapshot (one zstd stream, so one
- *      reader) and cuts each table's COPY text into units that end on a row
+ *      reader) and cuts each table's COPY rows into units that end on a row
  *      boundary (a text COPY row always ends with a raw '\n': newlines in
- *      values are escaped), whatever the chunk entries' boundaries are.  N
+ *      values are escaped; binary tuples are walked, pg_copy.h), whatever
+ *      the chunk entries' boundaries are.  N
  *      worker threads, one connection each, load the units with
  *      COPY ... FROM STDIN, several workers into one table if it is big.
  *      The queue holds at most N units, so memory stays bounded;
@@ -51,6 +52,7 @@
 #include <time.h>
 
 #include "engine_pg.h"
+#include "pg_copy.h"
 #include "restore_pg_int.h"
 #include "strbuf.h"
 #include "xalloc.h"
@@ -69,6 +71,7 @@ struct item {
 	char *sql;         /* COPY ... FROM STDIN, or the SQL to run */
 	char *data;        /* COPY data (NULL: sql is plain SQL) */
 	size_t len;
+	int binary;        /* data is binary tuples: the header goes first */
 	char *what;        /* for error messages */
 	struct lockkey locks[PGA_MAX_TABLES];
 	int nlocks;
@@ -184,7 +187,9 @@ static int run_item(PGconn *conn, const struct item *it, struct sm_error *err)
 		return -1;
 	}
 	PQclear(res);
-	if (PQputCopyData(conn, it->data, (int)it->len) != 1 || PQputCopyEnd(conn, NULL) != 1)
+	if (pgr_put_copy_header(conn, it->binary) != 1 ||
+	    PQputCopyData(conn, it->data, (int)it->len) != 1 ||
+	    pgr_put_copy_trailer(conn, it->binary) != 1 || PQputCopyEnd(conn, NULL) != 1)
 		ret = pgr_error(err, conn, NULL, it->what);
 	while ((res = PQgetResult(conn))) {
 		if (ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -499,11 +504,12 @@ static int push_copy(struct pool *p, const cJSON *t, char *buf, size_t len)
 	struct strbuf sql = STRBUF_INIT, what = STRBUF_INIT;
 	struct item *it;
 
-	sb_addf(&sql, "COPY %s %s FROM STDIN", pgr_str(t, "qualified"), pgr_str(t, "columns"));
+	pgr_copy_sql(&sql, t, 0);
 	sb_addf(&what, "cannot load table %s", pgr_str(t, "qualified"));
 	it = item_new(sb_detach(&sql), what.buf);
 	it->data = buf;
 	it->len = len;
+	it->binary = pgr_binary(t);
 	it->tab = tab_index(p, t);
 	sb_release(&what);
 	return pool_push(p, it);
@@ -580,6 +586,7 @@ static int load_data(struct pool *p, PGconn *conn, struct snap_reader *r, const 
 	const cJSON *cur = NULL;
 	struct strbuf buf = STRBUF_INIT;
 	size_t rows_end = 0; /* buf[0..rows_end) holds whole rows */
+	int binary = 0;      /* cur's rows are binary tuples */
 	int by_table = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(toc, PGA_TOC_DATA_BY_TABLE));
 	int rc, ret = -1;
 
@@ -598,6 +605,7 @@ static int load_data(struct pool *p, PGconn *conn, struct snap_reader *r, const 
 			}
 		}
 		cur = t;
+		binary = t && pgr_binary(t);
 		if (!t) {
 			/* a large object's data: on this connection */
 			if (load_blob_entry(p, conn, r, toc, ent->name, err) < 0)
@@ -617,10 +625,19 @@ static int load_data(struct pool *p, PGconn *conn, struct snap_reader *r, const 
 			}
 			if (!got)
 				break;
-			/* only the new bytes are searched: a huge row stays linear */
-			if ((nl = last_newline(buf.buf + buf.len, got)))
+			/* only the new bytes are searched (a binary tuple cut short is
+			 * walked again from its start, a step per field): a huge row
+			 * stays linear */
+			if (!binary && (nl = last_newline(buf.buf + buf.len, got)))
 				rows_end = (size_t)(nl - buf.buf) + 1;
 			sb_setlen(&buf, buf.len + got);
+			if (binary && pgcopy_rows_end(buf.buf, buf.len, &rows_end) < 0) {
+				err_set(err, ERR_DAMAGED, "snapshot '%s' is damaged: the rows of table "
+					"%s do not have COPY's binary format", snap_reader_path(r),
+					pgr_str(cur, "qualified"));
+				pool_abort(p, err);
+				goto out;
+			}
 			if (buf.len < unit || !rows_end)
 				continue;
 			/* the whole rows go; the rest starts the next unit */

@@ -5,8 +5,9 @@
  *
  *   pg/toc.json        the table of contents: format version, the schemas
  *                      the snapshot owns, per table its qualified name, COPY
- *                      column list and data entry, and (version 2) the typed
- *                      entries of post-data ("post_data", below)
+ *                      column list, data entry and (version 3) the format
+ *                      of its rows, and (version 2) the typed entries of
+ *                      post-data ("post_data", below)
  *   pg/pre-data.sql    schemas, extensions, types, sequences, tables,
  *                      functions, views (run with an empty search_path);
  *                      the objects sorted on pg_depend are typed entries
@@ -15,7 +16,10 @@
  *                      the script whole
  *   pg/post-data.sql   constraints, indexes, triggers, setval, ownership,
  *                      grants, comments, materialized-view refresh
- *   data/NNNNNN.copy.* one COPY ... TO STDOUT text stream per table
+ *   data/NNNNNN.copy.* the rows of one table, as COPY ... TO STDOUT writes
+ *                      them: text, or (the toc's "format": "binary") the
+ *                      binary format's tuples without its header and
+ *                      trailer (pg_copy.h)
  *
  * Like pg_dump's archive TOC, each post-data item is an entry: its kind
  * (pg_dump's names: "INDEX", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER",
@@ -45,8 +49,13 @@
  * chunks after every table's; the toc's "large_objects" maps each OID to
  * its entry. */
 #define PGA_BLOB_ENTRY_FMT "pg/blobs/%06zu.bin"
-/* The toc's format version this build writes (it reads 1 and 2). */
-#define PGA_TOC_VERSION 2
+/* The toc's format version this build writes (it reads 1 to 3). */
+#define PGA_TOC_VERSION 3
+/* A toc table's "format": PGA_FORMAT_BINARY when its rows are in COPY's
+ * binary format (version 3), absent when they are text.  A reader refuses
+ * any other value. */
+#define PGA_TOC_FORMAT "format"
+#define PGA_FORMAT_BINARY "binary"
 /* toc.json's "data_by_table": true when each table's data chunks come
  * together, one table after the other (the one-connection backup), so a
  * reader that has moved past a table's chunks has all of its rows.  An
