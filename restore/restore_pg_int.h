@@ -57,6 +57,12 @@ int pgr_run_batched(struct engine *target, const char *script, const char *what,
  * (skip may be NULL), in transactions of at most 50 entries. */
 int pgr_run_entries(PGconn *conn, const struct pg_meta *m, const unsigned char *skip,
 		    const char *what, struct sm_error *err);
+/* Appends the SQL that runs m's typed post-data entry e to sql: its slice
+ * of the script, with the settings its kind runs fastest under (for the
+ * entry's transaction only) when frozen (the rows were loaded with
+ * COPY FREEZE). */
+void pgr_entry_sql(struct strbuf *sql, const struct pg_meta *m, const struct pga_entry *e,
+		   int frozen);
 
 /* The toc's table whose data entry name is a chunk of, or NULL. */
 const cJSON *pgr_table_of_chunk(const cJSON *toc, const char *name);

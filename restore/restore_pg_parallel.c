@@ -762,8 +762,11 @@ static int post_queue(struct pool *p, const struct pg_meta *m, unsigned char *po
 			it = item_new(xstrdup(e->attach_sql), what.buf);
 			item_dep(it, fin[i] - 1);
 		} else {
+			struct strbuf sql = STRBUF_INIT;
+
 			sb_addf(&what, "%s: %s %s", what_prefix, e->kind, e->name);
-			it = item_new(xstrndup(m->post.buf + e->offset, e->len), what.buf);
+			pgr_entry_sql(&sql, m, e, 0);
+			it = item_new(sb_detach(&sql), what.buf);
 		}
 		for (size_t t = 0; t < e->ntables; t++)
 			item_lock(it, e->tables[t], e->lock);
