@@ -17,7 +17,7 @@
 #           key, a second index and a foreign key to a parent table.
 # Then, per shape and per run, alternating which tool goes first:
 #   our backup                        vs  pg_dump -Fc -Z0 | zstd -1 -T2
-#     (and, as the floor of both, psql's COPY TO of every table, discarded)
+#     (and, as our floor, psql's binary COPY TO of every table, discarded)
 #   our in-place restore (one tx)     vs  pg_restore --clean --if-exists --single-transaction
 #   our restore --to an empty db -j2  vs  pg_restore -j2 into an empty db
 # (the peer restores read pg_dump -Fc's default, compressed, archive) and
@@ -135,8 +135,9 @@ ours_jobs() {
     "$work/b/bench.tar.zst" --to "$base/smbench_r1" --jobs 2 --no-safety-backup
 }
 pg_restore_j2() { pg_restore -j2 -d "$base/smbench_r2" "$work/dump.fc"; }
-# the floor of any backup: the server's COPY TO of every table, read by psql
-# and thrown away
+# the floor of our backup: the server's COPY TO of every table, in the binary
+# format it copies the bench shapes' tables in (their columns are all of
+# built-in types), read by psql and thrown away
 copy_floor() { psql_ "$base/smbench" -f "$work/copy_all.sql" >/dev/null; }
 
 for shape in $shapes; do
@@ -145,7 +146,7 @@ for shape in $shapes; do
   "build_$shape"
   psql_ "$base/smbench" -c "VACUUM ANALYZE"
   psql_ -At "$base/smbench" -c "SELECT 'database size: ' || pg_size_pretty(pg_database_size(current_database())) || ', ' || count(*) || ' tables' FROM pg_tables WHERE schemaname = 'public'"
-  psql_ -At "$base/smbench" -c "SELECT format('COPY %I.%I TO STDOUT;', schemaname, tablename)
+  psql_ -At "$base/smbench" -c "SELECT format('COPY %I.%I TO STDOUT (FORMAT binary);', schemaname, tablename)
     FROM pg_tables WHERE schemaname = 'public'" >"$work/copy_all.sql"
   rm -rf "$work/b" && mkdir -p "$work/b"
   ours_backup >/dev/null
@@ -174,7 +175,7 @@ for shape in $shapes; do
   echo "  median ($shape):"
   printf '    backup / (pg_dump -Fc -Z0 | zstd -1 -T2)           %.3f  (%s s / %s s; goal <= 0.9)\n' \
     "$(median "${rb[@]}")" "$(median "${B[@]}")" "$(median "${Z[@]}")"
-  printf '    (the server'"'"'s COPY TO of every table alone, through psql: %s s)\n' "$(median "${F[@]}")"
+  printf '    (the server'"'"'s binary COPY TO of every table alone, through psql: %s s)\n' "$(median "${F[@]}")"
   printf '    in-place restore / pg_restore --single-transaction %.3f  (%s s / %s s; goal <= 0.8)\n' \
     "$(median "${ri[@]}")" "$(median "${I[@]}")" "$(median "${P[@]}")"
   printf '    restore --to --jobs 2 / pg_restore -j2             %.3f  (%s s / %s s; goal <= 0.9)\n' \
