@@ -391,7 +391,8 @@ static int end_copy(PGconn *conn, const cJSON *t, const char *errmsg, cJSON *loa
 	PGresult *res;
 	int ret = 0;
 
-	if ((!errmsg && pgr_put_copy_trailer(conn, pgr_binary(t)) != 1) || PQputCopyEnd(conn, errmsg) != 1)
+	if ((!errmsg && pgr_put_copy_trailer(conn, pgr_binary(t)) != 1) ||
+	    PQputCopyEnd(conn, errmsg) != 1)
 		return pgr_error(err, conn, NULL, "cannot load table");
 	while ((res = PQgetResult(conn))) {
 		if (!errmsg && loaded && PQresultStatus(res) == PGRES_COMMAND_OK) {
