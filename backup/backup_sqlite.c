@@ -15,7 +15,8 @@
  * SQLite writes last, as data/main.db.0000; the header declares that entry
  * deferred so a reader can place the rest first).  No scratch copy of the
  * database is ever written, and the source is read in large blocks through
- * a connection of its own (sqlite_readahead).
+ * a connection of its own (sqlite_readahead), or below 32 MiB through the
+ * engine's connection (a new one would parse the whole schema again).
  *
  * With opts->check, PRAGMA quick_check runs on another thread beside the
  * copy, on a third connection whose read transaction begins while the
@@ -282,6 +283,21 @@ static sqlite3 *open_reader(const char *path)
 	return rd;
 }
 
+/* Below this size the engine's own connection copies the database: a
+ * reader of its own would parse the whole schema again (on 500 small tables
+ * as long as the copy of their 6 MiB), to save reads that a small file
+ * does not need to save. */
+#define READER_MIN_BYTES ((long long)32 << 20)
+
+static int small_database(sqlite3 *db)
+{
+	long long pages = 0, size = 0;
+
+	return pragma_int(db, "PRAGMA main.page_count", &pages) == 0 &&
+	       pragma_int(db, "PRAGMA main.page_size", &size) == 0 &&
+	       pages * size < READER_MIN_BYTES;
+}
+
 static int sqlite_take(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
 		       struct sm_error *err)
 {
@@ -295,9 +311,9 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	cJSON *extra;
 
 	/* inside the caller's transaction only its connection sees its state */
-	if (own_txn && (rd = open_reader(e->url.path)) != NULL)
+	if (own_txn && !small_database(db) && (rd = open_reader(e->url.path)) != NULL)
 		db = rd;
-	if (checking && rd)
+	if (checking)
 		lk = side_check_lock(e->url.path);
 	/* one read transaction: the counts and the copy see the same database */
 	if (own_txn && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
@@ -317,7 +333,7 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 	/* an empty file becomes a one-page database */
 	if (pages < 1)
 		pages = 1;
-	if (checking && rd) {
+	if (checking) {
 		side_check_start(&check, lk, e->url.path);
 		lk = NULL;
 	}

@@ -377,7 +377,8 @@ static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *ta
 	job.flush = s->flush;
 	if (job.fd < 0)
 		return err_sys(err, "cannot open staging file '%s'", s->path);
-	started = pthread_create(&th, NULL, sync_thread, &job) == 0;
+	/* the fsync on a thread of its own while the check runs */
+	started = check && pthread_create(&th, NULL, sync_thread, &job) == 0;
 	if (!started)
 		sync_thread(&job);
 	ret = check ? integrity_check(*src, s->path, err) : 0;
@@ -515,6 +516,14 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	long give_up;
 	int rc, ret = -1, held = 0, check, wal;
 
+	check = opts->check_again ||
+		needs_check(manifest, s->path, opts->accept_recorded_problems);
+	/* restore --to a new file of a snapshot checked when it was taken:
+	 * nothing reads the staged copy, it only becomes the target */
+	if (!check && opts->target_new && target_still_empty(target->url.path)) {
+		ret = move_into_place(s, &src, target->url.path, 0, opts, err);
+		goto out;
+	}
 	/* the staging file is ours alone, so it is read in large blocks: a
 	 * pread per page is most of the cost of checking and copying a large
 	 * database */
@@ -528,8 +537,6 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	/* pages lent out of the blocks, not copied (SQLite caps the limit at
 	 * its compiled-in maximum; pages above it are copied) */
 	sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
-	check = opts->check_again ||
-		needs_check(manifest, s->path, opts->accept_recorded_problems);
 	if (opts->target_new && target_still_empty(target->url.path)) {
 		ret = move_into_place(s, &src, target->url.path, check, opts, err);
 		goto out;

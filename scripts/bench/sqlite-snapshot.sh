@@ -19,7 +19,7 @@
 #
 # Each side runs RUNS times (default 5), alternating ours and the peer's; the script
 # prints every run, the medians, their ratio (wall clock; and CPU time, user + system, which
-# a busy shared machine disturbs less) and our peak RSS (/usr/bin/time -v).
+# a busy shared machine disturbs less) and our peak RSS (wait4's, of the process tree).
 # Goals (issue 17): backup <= 0.6x, restore --to and in-place restore <= 1.5x,
 # peak RSS <= 64 MiB.
 #
@@ -51,10 +51,6 @@ TABLES=${TABLES:-2000}
 for tool in sqlite3 zstd python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
 done
-if [ ! -x /usr/bin/time ]; then
-  echo "bench: /usr/bin/time is missing (apt-get install time)" >&2
-  exit 1
-fi
 
 BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
@@ -126,27 +122,27 @@ PY
   mv "$db.tmp" "$db"
 }
 
-# measure LABEL CMD...: appends "LABEL seconds maxrss_kb cpu_seconds" to $TIMES
+# measure LABEL CMD...: appends "LABEL seconds maxrss_kb cpu_seconds" to $TIMES: the
+# wall clock to the microsecond (/usr/bin/time prints hundredths, and the tables
+# shape's peer takes one or two of them), and the process tree's CPU time (user +
+# system) and peak RSS from wait4
 measure() {
   local label=$1; shift
   sync
-  /usr/bin/time -v -o "$WORK/time.out" "$@" >/dev/null 2>"$WORK/cmd.err" || {
-    echo "bench: '$*' failed:" >&2; cat "$WORK/cmd.err" >&2; exit 1; }
-  python3 - "$WORK/time.out" "$label" >>"$TIMES" <<'PY'
-import sys
-wall = rss = None
-cpu = 0.0
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if line.startswith("Elapsed (wall clock)"):
-        parts = [float(p) for p in line.rsplit(" ", 1)[1].split(":")]
-        wall = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    elif line.startswith("Maximum resident set size"):
-        rss = int(line.rsplit(" ", 1)[1])
-    elif line.startswith(("User time (seconds)", "System time (seconds)")):
-        cpu += float(line.rsplit(" ", 1)[1])
-print(sys.argv[2], wall, rss, cpu)
+  python3 - "$WORK/cmd.err" "$label" "$@" >>"$TIMES" <<'PY' || {
+import os, subprocess, sys, time
+err, label, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(os.devnull, "wb") as out, open(err, "wb") as e:
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=out, stderr=e)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+if p.returncode != 0:
+    sys.exit(1)
+print(label, "%.6f" % wall, ru.ru_maxrss, "%.6f" % (ru.ru_utime + ru.ru_stime))
 PY
+    echo "bench: '$*' failed:" >&2; cat "$WORK/cmd.err" >&2; exit 1; }
 }
 
 # same_content A B: the databases hold the same content (sqlite3's .sha3sum) and B
@@ -277,14 +273,14 @@ ops = (("backup", 0.6, "backup"), ("backup_nocheck", 0.6, "backup"),
        ("restore_to", 1.5, "restore_to"), ("restore_to_unchecked", 1.5, "restore_to"),
        ("restore_in_place", 1.5, "restore_in_place"), ("pipeline", 2.5, "pipeline"))
 for op, _, peer in ops:
-    print("%-20s runs: ours %s; peer %s" % (op, " ".join("%.2f" % w for w, _ in t["ours_" + op]),
-                                           " ".join("%.2f" % w for w, _ in t["peer_" + peer])))
+    print("%-20s runs: ours %s; peer %s" % (op, " ".join("%.3f" % w for w, _ in t["ours_" + op]),
+                                           " ".join("%.3f" % w for w, _ in t["peer_" + peer])))
 print("%-20s %9s %9s %7s %10s %14s" % ("", "ours (s)", "peer (s)", "ratio", "cpu ratio",
                                         "our RSS (MiB)"))
 for op, goal, peer in ops:
     o, p = med("ours_" + op), med("peer_" + peer)
     co, cp = cmed("ours_" + op), cmed("peer_" + peer)
-    print("%-20s %9.2f %9.2f %6.2fx %9.2fx %14.1f   goal <= %.1fx%s"
+    print("%-20s %9.3f %9.3f %6.2fx %9.2fx %14.1f   goal <= %.1fx%s"
           % (op, o, p, o / p, co / cp if cp else 0, peak("ours_" + op), goal,
              "" if o / p <= goal else "  (MISSED)"))
 PY

@@ -114,6 +114,22 @@ int bpipe_submit(struct bpipe *p, size_t len)
 	return 0;
 }
 
+int bpipe_wait(struct bpipe *p)
+{
+	int error;
+
+	pthread_mutex_lock(&p->mu);
+	while (p->threaded && p->done != p->queued)
+		pthread_cond_wait(&p->cv, &p->mu);
+	error = p->error;
+	pthread_mutex_unlock(&p->mu);
+	if (error) {
+		errno = error;
+		return -1;
+	}
+	return 0;
+}
+
 int bpipe_finish(struct bpipe *p)
 {
 	if (p->threaded && !p->finished) {

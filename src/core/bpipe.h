@@ -11,6 +11,8 @@
  *     fill buf (read into it, or copy into it)
  *     bpipe_submit(p, len);       the thread calls fn(ud, buf, len) later
  *     ...
+ *     bpipe_wait(p);              waits for everything queued so far
+ *     ...
  *     bpipe_finish(p);            waits for everything, stops the thread
  *
  * A slot's buffer stays untouched until nslots - 1 more slots have been
@@ -36,6 +38,10 @@ void *bpipe_slot(struct bpipe *p);
 /* Queues the first len bytes of the buffer bpipe_slot returned.  Returns 0,
  * or -1 with errno set if an earlier block failed. */
 int bpipe_submit(struct bpipe *p, size_t len);
+/* Waits until every queued block is done; the thread goes on, and the
+ * producer may take slots again.  Returns 0, or -1 with errno set if a
+ * block failed. */
+int bpipe_wait(struct bpipe *p);
 /* Waits until every queued block is done and stops the thread.  Returns 0,
  * or -1 with errno set if a block failed.  Idempotent. */
 int bpipe_finish(struct bpipe *p);

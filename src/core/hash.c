@@ -22,6 +22,21 @@ int hash_init(struct hash_ctx *h)
 	return 0;
 }
 
+int hash_copy(struct hash_ctx *dst, const struct hash_ctx *src)
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+	if (!c)
+		xdie_oom();
+	if (EVP_MD_CTX_copy_ex(c, src->evp) != 1) {
+		EVP_MD_CTX_free(c);
+		dst->evp = NULL;
+		return -1;
+	}
+	dst->evp = c;
+	return 0;
+}
+
 void hash_update(struct hash_ctx *h, const void *data, size_t len)
 {
 	if (len)

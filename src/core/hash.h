@@ -18,6 +18,9 @@ struct hash_ctx {
 
 int hash_init(struct hash_ctx *h);
 void hash_update(struct hash_ctx *h, const void *data, size_t len);
+/* Starts dst as a copy of src (the same bytes hashed so far); src goes on
+ * unchanged.  Returns 0, -1 if it cannot (dst is then zeroed). */
+int hash_copy(struct hash_ctx *dst, const struct hash_ctx *src);
 /* Writes 64 hex digits and a NUL into hex, and releases the context. */
 void hash_final_hex(struct hash_ctx *h, char hex[HASH_HEX_LEN + 1]);
 /* Releases a context without finishing it (safe on an initialised or zeroed ctx). */

@@ -1134,9 +1134,17 @@ int snap_reader_check_file(struct snap_reader *r, struct sm_error *err)
 	if (r->stream)
 		return 0;
 	/* the reader's own descriptor (pread leaves its position alone): the
-	 * file checked is the file streamed, even if the path is replaced */
+	 * file checked is the file streamed, even if the path is replaced.
+	 * What the streaming pass read so far (the header's block or two) is
+	 * hashed already: the check goes on from there instead of reading and
+	 * hashing it again (the whole of a small snapshot) */
+	if (bpipe_wait(r->in) < 0 || hash_copy(&h, &r->file_hash) < 0) {
+		hash_init(&h);
+		off = 0;
+	} else {
+		off = (off_t)r->file_bytes;
+	}
 	buf = xmalloc(READ_BLOCK);
-	hash_init(&h);
 	for (;;) {
 		ssize_t n;
 
