@@ -476,6 +476,51 @@ class SnapshotPgTest(CliTest):
             self.assertSameState(before, self.pg_state(other))
             self.assertEqual(self.psql(other, "SELECT n FROM ONLY child_t"), "-5")
 
+    def test_parallel_restore_loads_foreign_key_tables_frozen(self):
+        # restore --to --jobs 2: a table a foreign key names, bigger than a
+        # unit of the load, is loaded on one worker in one transaction that
+        # truncates it first, with COPY FREEZE, so its pages are all
+        # frozen (and all-visible: the key's check then reads no heap
+        # page); a big table no key names still loads unit by unit over
+        # both workers, not frozen; the restored copy is the source's
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE parent (id int PRIMARY KEY, note text);
+            INSERT INTO parent SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g;
+            CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent,
+                                note text);
+            INSERT INTO child SELECT g, 1 + g % 40000, repeat(md5(g::text), 4)
+                FROM generate_series(1, 60000) g;
+            CREATE INDEX child_parent ON child (parent_id);
+            CREATE TABLE loose (id int, note text);
+            INSERT INTO loose SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g;
+        """)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--jobs", "2", "--no-safety-backup")
+        self.assertSameState(before, self.pg_state(other))
+        self.psql(other, "CREATE SCHEMA ext; CREATE EXTENSION pg_visibility SCHEMA ext")
+        for table, frozen in (("parent", True), ("child", True), ("loose", False)):
+            got, pages = self.psql(other, "SELECT all_frozen, pg_relation_size('%s') / "
+                                   "current_setting('block_size')::int FROM "
+                                   "ext.pg_visibility_map_summary('%s')" % (table, table)
+                                   ).split("|")
+            self.assertGreater(int(pages), 100, table)
+            if frozen:
+                self.assertEqual(got, pages, table)
+            else:
+                self.assertEqual(got, "0", table)
+        # damage in the frozen table's rows, found while its transaction
+        # is open: the load stops, exit 7, and says the target is incomplete
+        mark = hashlib.md5(b"59999").hexdigest().encode()
+        self.reseal(snap, mark, mark[::-1])
+        r = self.code(7, "-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to",
+                      self.pg_new_db(), "--jobs", "2", "--no-safety-backup")
+        self.assertIn("fails its SHA-256 check", r.err)
+        self.assertIn("left the target database incomplete", r.err)
+
     def test_parallel_restore_refuses_a_table_whose_data_comes_back(self):
         # the toc says each table's chunks come together ("data_by_table"),
         # but the first table's come in two runs, the second table's
