@@ -186,6 +186,24 @@ static void item_dep(struct item *it, size_t id)
 	it->deps[it->ndeps++] = id;
 }
 
+/* Starts COPY unit it's statement on conn, and its rows' header. */
+static int start_copy(PGconn *conn, const struct item *it, struct sm_error *err)
+{
+	PGresult *res = PQexec(conn, it->sql);
+
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		pgr_error(err, conn, res, it->what);
+		PQclear(res);
+		while ((res = PQgetResult(conn)))
+			PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	if (pgr_put_copy_header(conn, it->binary) != 1)
+		return pgr_error(err, conn, NULL, it->what);
+	return 0;
+}
+
 /*
  * A unit of frozen table t (struct tabload).  The first (begin) opens the
  * table's transaction and its one COPY ... FREEZE, which needs the table
@@ -199,25 +217,13 @@ static int copy_frozen(PGconn *conn, const struct tabload *t, const struct item 
 {
 	if (begin) {
 		struct strbuf sql = STRBUF_INIT;
-		PGresult *res;
 		int ret;
 
 		sb_addf(&sql, "BEGIN; TRUNCATE ONLY %s", t->qualified);
 		ret = pgr_run_sql(conn, sql.buf, it->what, err);
 		sb_release(&sql);
-		if (ret < 0)
+		if (ret < 0 || start_copy(conn, it, err) < 0)
 			return -1;
-		res = PQexec(conn, it->sql);
-		if (PQresultStatus(res) != PGRES_COPY_IN) {
-			pgr_error(err, conn, res, it->what);
-			PQclear(res);
-			while ((res = PQgetResult(conn)))
-				PQclear(res);
-			return -1;
-		}
-		PQclear(res);
-		if (pgr_put_copy_header(conn, it->binary) != 1)
-			return pgr_error(err, conn, NULL, it->what);
 	}
 	if (PQputCopyData(conn, it->data, (int)it->len) != 1)
 		return pgr_error(err, conn, NULL, it->what);
@@ -252,17 +258,9 @@ static int run_item(PGconn *conn, const struct item *it, struct sm_error *err)
 
 	if (!it->data)
 		return pgr_run_sql(conn, it->sql, it->what, err);
-	res = PQexec(conn, it->sql);
-	if (PQresultStatus(res) != PGRES_COPY_IN) {
-		pgr_error(err, conn, res, it->what);
-		PQclear(res);
-		while ((res = PQgetResult(conn)))
-			PQclear(res);
+	if (start_copy(conn, it, err) < 0)
 		return -1;
-	}
-	PQclear(res);
-	if (pgr_put_copy_header(conn, it->binary) != 1 ||
-	    PQputCopyData(conn, it->data, (int)it->len) != 1 ||
+	if (PQputCopyData(conn, it->data, (int)it->len) != 1 ||
 	    pgr_put_copy_trailer(conn, it->binary) != 1 || PQputCopyEnd(conn, NULL) != 1)
 		ret = pgr_error(err, conn, NULL, it->what);
 	while ((res = PQgetResult(conn))) {
