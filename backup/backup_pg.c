@@ -808,7 +808,7 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 		cJSON_AddStringToObject(t, "columns", d->tables[i].columns);
 		cJSON_AddStringToObject(t, "entry", entry.buf);
 		if (d->tables[i].binary)
-			cJSON_AddStringToObject(t, "format", "binary");
+			cJSON_AddStringToObject(t, PGA_TOC_FORMAT, PGA_FORMAT_BINARY);
 		if (d->tables[i].filter)
 			cJSON_AddTrueToObject(t, "extension_config");
 		cJSON_AddItemToArray(tables, t);

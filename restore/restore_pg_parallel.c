@@ -230,21 +230,31 @@ static int copy_frozen(PGconn *conn, const struct tabload *t, const struct item 
 	return 0;
 }
 
+/* Ends the COPY in progress on conn: unless sending its rows failed
+ * already (ret < 0), the trailer of binary rows and the end; then its
+ * result.  ret, or -1 with err set (what its prefix). */
+static int end_copy(PGconn *conn, int binary, const char *what, int ret, struct sm_error *err)
+{
+	PGresult *res;
+
+	if (ret == 0 && (pgr_put_copy_trailer(conn, binary) != 1 || PQputCopyEnd(conn, NULL) != 1))
+		ret = pgr_error(err, conn, NULL, what);
+	while ((res = PQgetResult(conn))) {
+		if (ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
+			ret = pgr_error(err, conn, res, what);
+		PQclear(res);
+	}
+	return ret;
+}
+
 /* Ends frozen table t's COPY (all its units are in) and commits. */
 static int end_frozen(PGconn *conn, const struct tabload *t, struct sm_error *err)
 {
 	struct strbuf what = STRBUF_INIT;
-	PGresult *res;
-	int ret = 0;
+	int ret;
 
 	sb_addf(&what, "cannot load table %s", t->qualified);
-	if (pgr_put_copy_trailer(conn, pgr_binary(t->t)) != 1 || PQputCopyEnd(conn, NULL) != 1)
-		ret = pgr_error(err, conn, NULL, what.buf);
-	while ((res = PQgetResult(conn))) {
-		if (ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
-			ret = pgr_error(err, conn, res, what.buf);
-		PQclear(res);
-	}
+	ret = end_copy(conn, pgr_binary(t->t), what.buf, 0, err);
 	if (ret == 0)
 		ret = pgr_run_sql(conn, "COMMIT", what.buf, err);
 	sb_release(&what);
@@ -253,22 +263,15 @@ static int end_frozen(PGconn *conn, const struct tabload *t, struct sm_error *er
 
 static int run_item(PGconn *conn, const struct item *it, struct sm_error *err)
 {
-	PGresult *res;
 	int ret = 0;
 
 	if (!it->data)
 		return pgr_run_sql(conn, it->sql, it->what, err);
 	if (start_copy(conn, it, err) < 0)
 		return -1;
-	if (PQputCopyData(conn, it->data, (int)it->len) != 1 ||
-	    pgr_put_copy_trailer(conn, it->binary) != 1 || PQputCopyEnd(conn, NULL) != 1)
+	if (PQputCopyData(conn, it->data, (int)it->len) != 1)
 		ret = pgr_error(err, conn, NULL, it->what);
-	while ((res = PQgetResult(conn))) {
-		if (ret == 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
-			ret = pgr_error(err, conn, res, it->what);
-		PQclear(res);
-	}
-	return ret;
+	return end_copy(conn, it->binary, it->what, ret, err);
 }
 
 /* Under p->mu: does it conflict with a running item's locks? */

@@ -514,30 +514,28 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	char *mark = NULL;
 	struct copy_held h = { opts, err };
 	long give_up;
-	int rc, ret = -1, held = 0, check, wal;
+	int rc, ret = -1, held = 0, check, wal, to_new;
 
 	check = opts->check_again ||
 		needs_check(manifest, s->path, opts->accept_recorded_problems);
-	/* restore --to a new file of a snapshot checked when it was taken:
-	 * nothing reads the staged copy, it only becomes the target */
-	if (!check && opts->target_new && target_still_empty(target->url.path)) {
-		ret = move_into_place(s, &src, target->url.path, 0, opts, err);
-		goto out;
-	}
+	to_new = opts->target_new && target_still_empty(target->url.path);
 	/* the staging file is ours alone, so it is read in large blocks: a
 	 * pread per page is most of the cost of checking and copying a large
-	 * database */
-	if (sqlite_readahead_register() != SQLITE_OK ||
-	    sqlite3_open_v2(s->path, &src, SQLITE_OPEN_READWRITE, SQLITE_READAHEAD_VFS) !=
-		    SQLITE_OK) {
-		err_set(err, ERR_DAMAGED, "cannot open the snapshot's database: %s",
-			src ? sqlite3_errmsg(src) : "out of memory");
-		goto out;
+	 * database.  Restoring --to a new file a snapshot checked when it was
+	 * taken, nothing reads the staged copy: it only becomes the target */
+	if (check || !to_new) {
+		if (sqlite_readahead_register() != SQLITE_OK ||
+		    sqlite3_open_v2(s->path, &src, SQLITE_OPEN_READWRITE,
+				    SQLITE_READAHEAD_VFS) != SQLITE_OK) {
+			err_set(err, ERR_DAMAGED, "cannot open the snapshot's database: %s",
+				src ? sqlite3_errmsg(src) : "out of memory");
+			goto out;
+		}
+		/* pages lent out of the blocks, not copied (SQLite caps the limit
+		 * at its compiled-in maximum; pages above it are copied) */
+		sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
 	}
-	/* pages lent out of the blocks, not copied (SQLite caps the limit at
-	 * its compiled-in maximum; pages above it are copied) */
-	sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
-	if (opts->target_new && target_still_empty(target->url.path)) {
+	if (to_new) {
 		ret = move_into_place(s, &src, target->url.path, check, opts, err);
 		goto out;
 	}
