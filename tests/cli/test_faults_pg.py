@@ -225,6 +225,56 @@ class FaultPg(FaultTest):
                     self.assertEqual(self.pg_state(target), want)
                     self.assertNoTemps(self.path("bk"), self.dir)
 
+    def test_restore_to_in_parallel_killed_in_a_frozen_load(self):
+        """restore --to --jobs 2 SIGKILLed while it loads tables that a
+        foreign key names and that are bigger than one unit of the load:
+        each loads in one transaction of its own (TRUNCATE, one COPY FREEZE,
+        COMMIT), so whatever the moment of the kill, such a table holds all
+        its rows or none, never a part; and restoring again mends the
+        target."""
+        src = self.pg_new_db()
+        # about 3 MiB of COPY rows each: more than one unit (2 MiB at --jobs 2)
+        self.psql(src, """
+            CREATE TABLE parent (id int PRIMARY KEY, note text);
+            INSERT INTO parent SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 22000) g;
+            CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent,
+                                note text);
+            INSERT INTO child SELECT g, 1 + g % 22000, repeat(md5(g::text), 4)
+                FROM generate_series(1, 22000) g;
+            ANALYZE;
+        """)
+        full = {t: self.psql(src, "SELECT count(*) FROM %s" % t) for t in ("parent", "child")}
+        snap = self.path("frozen.tar.zst")
+        self.ok("-d", src, "-b", self.dir, "backup", "--name", "frozen")
+        want = self.pg_state(src)
+        target = self.pg_new_db()
+        args = ["-b", self.path("bk"), "restore", snap, "--to", target, "--jobs", "2", "--yes",
+                "--no-safety-backup"]
+        n = self.counts(*args)
+        self.assertEqual(self.pg_state(target), want)
+        self.assertGreater(n["send"], 20)
+
+        def rows(table):
+            exists = self.psql(target, "SELECT to_regclass('public.%s') IS NOT NULL" % table)
+            return self.psql(target, "SELECT count(*) FROM %s" % table) if exists == "t" else None
+
+        empty_seen = False
+        for i in spread(n["send"], 8):
+            with self.subTest(index=i):
+                r = self.run_shim(*args, kill="send:%d" % i)
+                self.assertClean(r, (), killed=True)
+                self.wait_idle(target)
+                for table, count in full.items():
+                    got = rows(table)
+                    # None: killed before the table was created
+                    self.assertIn(got, (None, "0", count), table)
+                    empty_seen = empty_seen or got == "0"
+                self.ok(*args)
+                self.assertEqual(self.pg_state(target), want)
+                self.assertNoTemps(self.path("bk"), self.dir)
+        # at least one kill fell while a frozen table's transaction was open
+        self.assertTrue(empty_seen)
+
 
 if __name__ == "__main__":
     main()
