@@ -20,7 +20,8 @@
 #     (and, as our floor, psql's binary COPY TO of every table, discarded)
 #   our in-place restore (one tx)     vs  pg_restore --clean --if-exists --single-transaction
 #   our restore --to an empty db -j2  vs  pg_restore -j2 into an empty db
-# (the peer restores read pg_dump -Fc's default, compressed, archive) and
+# (the peer restores read pg_dump -Fc's default, compressed, archive; an
+# untimed CHECKPOINT comes before every timed restore, see settle) and
 # prints every run, the median of each time and ratio, and our peak RSS from
 # /usr/bin/time -v.  Goals (issue 17): backup <= 0.9, in-place restore
 # <= 0.8, --jobs 2 <= 0.9, peak RSS <= 64 MiB.  Database creation is not
@@ -135,6 +136,13 @@ ours_jobs() {
     "$work/b/bench.tar.zst" --to "$base/smbench_r1" --jobs 2 --no-safety-backup
 }
 pg_restore_j2() { pg_restore -j2 -d "$base/smbench_r2" "$work/dump.fc"; }
+# untimed, before every timed restore: a CHECKPOINT, so that each starts
+# from the same server state.  Without it only the first restore of an
+# iteration followed one (DROP DATABASE of the --jobs targets forces a
+# checkpoint), and on the many-tables shape that restore was the slower by
+# 0.5 to 1.5 s, whichever tool it was: the in-place ratios split by which
+# tool went first (0.99, 1.02, 0.92 against 0.62, 0.56 in one 5-run median)
+settle() { psql_ "$admin" -c CHECKPOINT; }
 # the floor of our backup: the server's COPY TO of every table, in the binary
 # format it copies the bench shapes' tables in (their columns are all of
 # built-in types), read by psql and thrown away
@@ -158,12 +166,12 @@ for shape in $shapes; do
     newdb smbench_r1 >/dev/null; newdb smbench_r2 >/dev/null
     if [ $((i % 2)) -eq 1 ]; then
       b=$(t ours_backup); z=$(t dump_zstd); f=$(t copy_floor)
-      o=$(t ours_inplace); p=$(t pg_restore_1tx)
-      j=$(t ours_jobs); r=$(t pg_restore_j2)
+      settle; o=$(t ours_inplace); settle; p=$(t pg_restore_1tx)
+      settle; j=$(t ours_jobs); settle; r=$(t pg_restore_j2)
     else
       f=$(t copy_floor); z=$(t dump_zstd); b=$(t ours_backup)
-      p=$(t pg_restore_1tx); o=$(t ours_inplace)
-      r=$(t pg_restore_j2); j=$(t ours_jobs)
+      settle; p=$(t pg_restore_1tx); settle; o=$(t ours_inplace)
+      settle; r=$(t pg_restore_j2); settle; j=$(t ours_jobs)
     fi
     B+=("$b"); Z+=("$z"); F+=("$f"); I+=("$o"); P+=("$p"); J+=("$j"); R+=("$r")
     rb+=("$(ratio "$b" "$z")"); ri+=("$(ratio "$o" "$p")"); rj+=("$(ratio "$j" "$r")")
