@@ -693,7 +693,11 @@ enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
 	" WHERE co.oid = a.attcollation) END, "                                          \
 	"CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage END, "                 \
 	"NULLIF(a.attstattarget, -1), "                                                  \
-	"pg_catalog.array_to_string(a.attoptions, ', '), "                               \
+	/* 9 attribute options but the server's own (pg_*: PostgreSQL 15.20 stamps  \
+	 * pg_attver on every new column, ignores it in SET and pg_dump leaves it    \
+	 * out; a user can set n_distinct and n_distinct_inherited only) */          \
+	"(SELECT pg_catalog.string_agg(o.v, ', ' ORDER BY o.n) FROM pg_catalog.unnest(" \
+	" a.attoptions) WITH ORDINALITY o(v, n) WHERE o.v NOT LIKE 'pg\\_%'), "          \
 	/* 10.. identity sequence name and options */                                    \
 	"s.seqrelid::pg_catalog.regclass::text, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, " \
 	"s.seqcache, s.seqcycle, a.attislocal, "                                         \
