@@ -244,6 +244,12 @@ class CliTest(unittest.TestCase):
         return "\n".join(lines)
 
 
+def snapshot_manifest(path):
+    """The manifest.json of the snapshot archive at path, parsed."""
+    return json.loads(subprocess.run(["tar", "--zstd", "-xOf", path, "manifest.json"],
+                                     capture_output=True, check=True).stdout)
+
+
 def compress_to(path, tar_bytes):
     """Writes tar_bytes zstd-compressed to path with a matching sidecar."""
     comp = subprocess.run(["zstd", "-q", "-c"], input=tar_bytes, capture_output=True,

@@ -17,15 +17,10 @@ import time
 import uuid
 
 from faultlib import FaultTest, spread
-from smtest import CliTest, FIXTURES, compress_to, main
+from smtest import CliTest, FIXTURES, compress_to, main, snapshot_manifest
 import test_snapshot_pg
 
 WORKER_APP = "safe-migrate backup --jobs"
-
-
-def manifest(snap):
-    return json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
-                                     capture_output=True, check=True).stdout)
 
 
 class ParallelMixin:
@@ -40,7 +35,7 @@ class ParallelMixin:
 
     def assertSameContent(self, one, par):
         """The manifests of two snapshots record the same rows."""
-        a, b = manifest(one), manifest(par)
+        a, b = snapshot_manifest(one), snapshot_manifest(par)
         self.assertEqual(a["row_counts"], b["row_counts"])
         self.assertEqual(a["extra"]["table_sha256"], b["extra"]["table_sha256"])
         self.assertEqual(a["extra"]["schema_sha256"], b["extra"]["schema_sha256"])
@@ -79,7 +74,7 @@ class BackupParallelTest(ParallelMixin, CliTest):
         one = self.backup(url, "one")
         par = self.backup(url, "par", "--jobs", "3")
         self.assertSameContent(one, par)
-        self.assertEqual(manifest(par)["extra"]["jobs"], 3)
+        self.assertEqual(snapshot_manifest(par)["extra"]["jobs"], 3)
         other = self.pg_new_db()
         self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", par, "--to", other,
                 "--no-safety-backup")
@@ -122,7 +117,7 @@ class BackupParallelTest(ParallelMixin, CliTest):
         par = self.backup(url, "par", "-j", "3")
         self.assertSameContent(one, par)
         # the big table was read as ctid ranges; the small ones whole
-        ranges = manifest(par)["extra"]["table_ranges"]
+        ranges = snapshot_manifest(par)["extra"]["table_ranges"]
         self.assertEqual(list(ranges), ["public.big"])
         self.assertIn(ranges["public.big"], (2, 3))
         self.ok("verify", par)

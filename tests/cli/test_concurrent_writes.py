@@ -5,18 +5,15 @@ connection: sqlite3, or a psql session) runs through every test; real lock
 holders are psql sessions left idle in a transaction.  What is asserted:
 nothing another session committed is ever silently discarded.
 """
-import io
-import json
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
-import tarfile
 import threading
 import time
 
-from smtest import BIN, SRC, CliTest, main
+from smtest import BIN, SRC, CliTest, main, snapshot_manifest
 
 # Fails on the real data only (two users named alike), not in the lint's rehearsal.
 BAD_SQLITE = ("UPDATE users SET name = 'same';\n"
@@ -280,10 +277,7 @@ class ConcurrentSqlite(CliTest):
                         self.ok("-d", self.sqlite_url(), "-b", "backups", "backup",
                                 "--name", name)
                         snap = self.path("backups", name + ".tar.zst")
-                        raw = subprocess.run(["zstd", "-q", "-d", "-c", snap],
-                                             capture_output=True, check=True).stdout
-                        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
-                            manifest = json.load(t.extractfile("manifest.json"))
+                        manifest = snapshot_manifest(snap)
                         copy = self.path(name + ".db")
                         self.ok("-b", "backups", "restore", snap, "--to",
                                 "sqlite:///" + copy, "--yes", "--no-safety-backup")

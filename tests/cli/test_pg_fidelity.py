@@ -21,7 +21,7 @@ import urllib.parse
 import uuid
 
 import test_snapshot_pg
-from smtest import CliTest, FIXTURES, SRC, main
+from smtest import CliTest, FIXTURES, SRC, main, snapshot_manifest
 
 ZOO = os.path.join(FIXTURES, "pg_zoo_fidelity.sql")
 OWNER = "sm_fid_owner"
@@ -125,15 +125,10 @@ class PgFidelityTest(CliTest):
         self.assertEqual(self.psql(url, "SELECT count(*) FROM fid.customer_names()"), "3")
         self.assertEqual(self.psql(url, "SELECT count(*) FROM fid.nocols"), "3")
 
-
-    def manifest(self, snap):
-        return json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
-                                         capture_output=True, text=True, check=True).stdout)
-
     def test_verify_restore_to_finds_what_differs(self):
         url = self.zoo_db()
         snap = self.backup(url)
-        m = self.manifest(snap)
+        m = snapshot_manifest(snap)
         fp = m["extra"]["schema_sha256"]
         self.assertEqual(len(fp), 64)
         self.assertEqual(m["row_counts"]["fid.nocols"], 3)
@@ -165,7 +160,7 @@ class PgFidelityTest(CliTest):
         (resealed), as a restore that left an updated row would look."""
         url = self.zoo_db()
         snap = self.backup(url)
-        sums = self.manifest(snap)["extra"]["table_sha256"]
+        sums = snapshot_manifest(snap)["extra"]["table_sha256"]
         self.assertEqual(len(sums["fid.nocols"]), 64)
         r = self.ok("--json", "verify", snap, "--restore-to", self.pg_new_db())
         self.assertIn("table checksums", r.err)
@@ -238,14 +233,14 @@ class PgFidelityTest(CliTest):
         formats = {t["qualified"]: t.get("format") for t in self.toc(snap)["tables"]}
         self.assertEqual(formats, {"bin.scalars": "binary", "bin.arrays": "binary",
                                    "bin.mixed": None, "bin.nocols": None})
-        self.assertEqual(self.manifest(snap)["extra"]["copy_format"], "by_table")
+        self.assertEqual(snapshot_manifest(snap)["extra"]["copy_format"], "by_table")
         # backup --jobs 2 splits the big table into ctid ranges, each a COPY
         # of its own with its own binary header and trailer: the snapshot
         # keeps one stream of tuples all the same
         before = self.state(url)
         par = self.ok("-d", url, "-b", self.path("backups"), "--json", "backup", "--name", "par",
                       "--jobs", "2").json()["path"]
-        self.assertGreater(self.manifest(par)["extra"]["table_ranges"]["bin.scalars"], 1)
+        self.assertGreater(snapshot_manifest(par)["extra"]["table_ranges"]["bin.scalars"], 1)
         for jobs in ("1", "2"):
             other = self.pg_new_db()
             self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", par, "--to", other,

@@ -11,13 +11,12 @@ fixture in the same test.
 """
 import glob
 import hashlib
-import json
 import os
 import subprocess
 import urllib.parse
 
 import test_snapshot_pg
-from smtest import CliTest, PG_URL, SRC, main
+from smtest import CliTest, PG_URL, SRC, main, snapshot_manifest
 
 ZOO = os.path.join(SRC, "tests", "fixtures", "pg_zoo_kinds.sql")
 LOBS = os.path.join(SRC, "tests", "fixtures", "pg_zoo_lobs.sql")
@@ -117,7 +116,7 @@ class PgKindsTest(CliTest):
         names = subprocess.run(["tar", "--zstd", "-tf", snap], capture_output=True, text=True,
                                check=True).stdout.split()
         self.assertIn("pg/blobs/000002.bin.0001", names)  # the 5 MB one: two chunks
-        extra = self.manifest(snap)["extra"]
+        extra = snapshot_manifest(snap)["extra"]
         self.assertEqual(extra["large_objects"], 4)
         self.assertEqual(extra["large_object_bytes"], 19 + 5 + 5120000 + 5)
         # the restored copy is what the snapshot recorded (fingerprint: the
@@ -132,10 +131,6 @@ class PgKindsTest(CliTest):
         problems = r.json()["problems"]
         self.assertTrue(any("large object 4242" in p and "content" in p for p in problems),
                         problems)
-
-    def manifest(self, snap):
-        return json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
-                                         capture_output=True, text=True, check=True).stdout)
 
     def test_large_object_data_damage_changes_nothing(self):
         """A large object's data entry that fails its checksum rolls the

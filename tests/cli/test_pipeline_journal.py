@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.parse
 
-from smtest import BIN, PG_URL, CliTest, main
+from smtest import BIN, PG_URL, CliTest, main, snapshot_manifest
 
 # Long only on real data: the pre-flight lint rehearses migrations on an empty
 # copy of the schema, where this returns at once.
@@ -310,9 +310,7 @@ class JournalSqlite(CliTest):
 
     def test_restore_of_another_databases_snapshot_needs_force(self):
         snap = self.ok(*self.b, "backup").out.strip()
-        self.assertEqual(json.loads(subprocess.run(
-            ["tar", "--zstd", "-xOf", self.path(snap), "manifest.json"], capture_output=True,
-            check=True).stdout)["source_identity"][:7], "sqlite:")
+        self.assertEqual(snapshot_manifest(self.path(snap))["source_identity"][:7], "sqlite:")
         before = self.sqlite_dump("app.db")
         r = self.code(1, *self.a, "restore", snap, "--yes")
         self.assertIn("taken from another database", r.err)

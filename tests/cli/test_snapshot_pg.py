@@ -14,7 +14,7 @@ import tarfile
 import time
 import uuid
 
-from smtest import CliTest, FIXTURES, SRC, compress_to, main
+from smtest import CliTest, FIXTURES, SRC, compress_to, main, snapshot_manifest
 
 FIDELITY = os.path.join(SRC, "tests", "fixtures", "pg_fidelity.sql")
 PAGILA = os.path.join(FIXTURES, "pagila", "pagila-schema.sql")
@@ -128,8 +128,7 @@ class SnapshotPgTest(CliTest):
                              check=True).stdout.split()
         for entry in ("pg/toc.json", "pg/pre-data.sql", "pg/post-data.sql", "manifest.json"):
             self.assertIn(entry, out)
-        manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
-                                             capture_output=True, text=True, check=True).stdout)
+        manifest = snapshot_manifest(snap)
         self.assertEqual(manifest["engine"], "postgresql")
         self.assertEqual(manifest["row_counts"]["app.orders"], 504)
         self.assertEqual(manifest["row_counts"]['"Billing Dept"."Invoice Lines"'], 3)
@@ -163,8 +162,7 @@ class SnapshotPgTest(CliTest):
                                    "('small', 'large', 'unknown')"),
                          "large=20000 small=300 unknown=-1")
         snap = self.backup(url)
-        manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
-                                             capture_output=True, text=True, check=True).stdout)
+        manifest = snapshot_manifest(snap)
         for table, rows, fmt in (("public.small", 300, "binary"),
                                  ("public.large", 20000, "binary"),
                                  ("public.unknown", 2, "binary"), ("public.texty", 50, "text")):

@@ -13,7 +13,7 @@ import sys
 import tarfile
 import time
 
-from smtest import CliTest, compress_to, main, packed_snapshot
+from smtest import CliTest, compress_to, main, packed_snapshot, snapshot_manifest
 
 WRITER = r"""
 import os, sqlite3, sys, time
@@ -103,8 +103,7 @@ class SnapshotSqlite(CliTest):
         self.assertEqual(listing[0], "snapshot.json")
         self.assertEqual(listing[-1], "manifest.json")
         self.assertIn("data/main.db.0000", listing)
-        manifest = json.loads(subprocess.run(["tar", "--zstd", "-xOf", full, "manifest.json"],
-                                             capture_output=True, check=True).stdout)
+        manifest = snapshot_manifest(full)
         self.assertEqual(manifest["format_version"], 3)
         # the first page is stored last, as the header declares
         self.assertEqual(listing[-2], "data/main.db.0000")
@@ -209,22 +208,15 @@ class SnapshotSqlite(CliTest):
         self.assertNotEqual(self.sqlite("PRAGMA quick_check"), [("ok",)])
         return good
 
-    @staticmethod
-    def manifest_of(snap):
-        raw = subprocess.run(["zstd", "-q", "-d", "-c", snap], capture_output=True,
-                             check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
-            return json.load(t.extractfile("manifest.json"))
-
     def test_backup_checks_the_pages_it_copies(self):
         """backup runs PRAGMA quick_check beside the copy and records the
         outcome; --no-check leaves it out."""
         j = self.backup("--name", "checked")
         self.assertEqual(j["quick_check"], "ok")
-        self.assertEqual(self.manifest_of(j["path"])["extra"]["quick_check"], "ok")
+        self.assertEqual(snapshot_manifest(j["path"])["extra"]["quick_check"], "ok")
         j = self.backup("--name", "unchecked", "--no-check")
         self.assertNotIn("quick_check", j)
-        self.assertNotIn("quick_check", self.manifest_of(j["path"])["extra"])
+        self.assertNotIn("quick_check", snapshot_manifest(j["path"])["extra"])
         # both restore to the same database
         for name in ("checked", "unchecked"):
             self.ok("restore", self.path("backups", name + ".tar.zst"), "--to",
@@ -235,7 +227,7 @@ class SnapshotSqlite(CliTest):
         r = self.ok("backup", "--name", "bad", "--json")
         self.assertIn("fails PRAGMA quick_check", r.err)
         self.assertNotEqual(r.json()["quick_check"], "ok")
-        self.assertIn("btreeInitPage", self.manifest_of(self.path("backups", "bad.tar.zst"))
+        self.assertIn("btreeInitPage", snapshot_manifest(self.path("backups", "bad.tar.zst"))
                       ["extra"]["quick_check"])
 
     def test_backup_is_checked_while_a_writer_holds_the_lock(self):
