@@ -2149,22 +2149,18 @@ static int dump_comments(struct dumper *dp)
 		"ORDER BY x.classoid, x.objoid, x.objsubid");
 }
 
-/* Security labels of the user's objects (pg_seclabels names them as SECURITY
- * LABEL wants them).  Restoring them needs the same label provider loaded. */
+/* Security labels of the user's objects in its schemas, of the schemas, of
+ * the large objects and of the user's own languages; those of publications,
+ * subscriptions and event triggers come after them (pgobj_post).  Restoring
+ * them needs the same label provider loaded. */
 static int dump_security_labels(struct dumper *dp)
 {
 	if (!PGOBJ_HAS(dp->present, PK_SECLABEL))
 		return 0;
-	return add_post_rows(dp, "SECURITY LABEL",
-		"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(l.provider) || ' ON ' || "
-		"pg_catalog.upper(l.objtype) || ' ' || l.objname || ' IS ' || "
-		"pg_catalog.quote_literal(l.label) || ';', pg_catalog.upper(l.objtype) || ' ' || "
-		"l.objname FROM pg_catalog.pg_seclabels l "
-		"WHERE (l.objnamespace IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_namespace'::regclass "
-		"AND l.objoid IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_largeobject'::regclass) "
-		"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x "
-		"WHERE x.classid = l.classoid AND x.objid = l.objoid AND x.deptype = 'e') "
-		"ORDER BY l.classoid, l.objoid, l.objsubid, l.provider");
+	return add_post_rows(dp, "SECURITY LABEL", SECLABEL_SQL(
+		"l.objnamespace IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_namespace'::regclass "
+		"AND l.objoid IN " USER_NSP " OR l.classoid = 'pg_catalog.pg_largeobject'::regclass "
+		"OR l.classoid = 'pg_catalog.pg_language'::regclass AND l.objoid >= 16384"));
 }
 
 /* Large objects: created empty in pre-data (their data is copied after the

@@ -937,6 +937,17 @@ static const char misc_comment_sql[] =
 	"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classoid "
 	"AND x.objid = d.objoid AND x.deptype = 'e') ORDER BY d.classoid, d.objoid";
 
+/* Security labels of the post-data kinds outside every schema, after
+ * their objects: publications and this database's subscriptions, and
+ * event triggers (the user's schemas' objects' are dump_security_labels's). */
+static const char pubsub_label_sql[] = SECLABEL_SQL(
+	"l.classoid = 'pg_catalog.pg_publication'::regclass OR l.classoid = "
+	"'pg_catalog.pg_subscription'::regclass AND l.objoid IN (SELECT s.oid FROM "
+	"pg_catalog.pg_subscription s JOIN pg_catalog.pg_database db ON db.oid = s.subdbid "
+	"WHERE db.datname = pg_catalog.current_database())");
+static const char evt_label_sql[] = SECLABEL_SQL(
+	"l.classoid = 'pg_catalog.pg_event_trigger'::regclass");
+
 /* Owners of the post-data kinds (pre-data ones are set by their dumpers). */
 static const char pub_owner_sql[] =
 	"SELECT 'ALTER PUBLICATION ' || pg_catalog.quote_ident(p.pubname) || ' OWNER TO ' || "
@@ -1017,6 +1028,7 @@ int pgobj_post(const struct pgobj_out *o)
 		{ "SUBSCRIPTION", PGA_LOCK_NONE, PK_SUBSCRIPTION,
 		  su && !strcmp(su, "on") ? subscription_sql : NULL },
 		{ "OWNER", PGA_LOCK_NONE, PK_PUBLICATION, o->no_owner ? NULL : pub_owner_sql },
+		{ "SECURITY LABEL", PGA_LOCK_NONE, PK_SECLABEL, pubsub_label_sql },
 		{ "COMMENT", PGA_LOCK_NONE, PK_OBJ_COMMENT, comment_sql },
 		{ "COMMENT", PGA_LOCK_NONE, PK_MISC_COMMENT, misc_comment_sql },
 		{ "DEFAULT ACL", PGA_LOCK_NONE, PK_DEFACL, defacl_sql },
@@ -1024,6 +1036,7 @@ int pgobj_post(const struct pgobj_out *o)
 		{ "EVENT TRIGGER", PGA_LOCK_NONE, PK_EVENT_TRIGGER, evt_sql },
 		{ "OWNER", PGA_LOCK_NONE, PK_EVENT_TRIGGER, o->no_owner ? NULL : evt_owner_sql },
 		{ "COMMENT", PGA_LOCK_NONE, PK_EVENT_TRIGGER, evt_comment_sql },
+		{ "SECURITY LABEL", PGA_LOCK_NONE, PK_SECLABEL, evt_label_sql },
 	};
 #define NPARTS (sizeof(parts) / sizeof(*parts))
 	const char *sql[NPARTS];

@@ -28,6 +28,21 @@
 #define NOT_EXT(cls, oidexpr)                                                         \
 	"NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = '" cls    \
 	"'::regclass AND x.objid = " oidexpr " AND x.deptype = 'e')"
+/* The SECURITY LABEL statements (and their objects' names) of the labels
+ * that where (a condition on pg_seclabels l) selects, but extension
+ * members'.  pg_seclabels names each object as SECURITY LABEL wants it but a
+ * column, whose own name it leaves unquoted: that one is built here. */
+#define SECLABEL_SQL(where)                                                           \
+	"SELECT 'SECURITY LABEL FOR ' || pg_catalog.quote_ident(x.provider) || ' ON ' || " \
+	"x.target || ' IS ' || pg_catalog.quote_literal(x.label) || ';', x.target FROM ("  \
+	"SELECT l.classoid, l.objoid, l.objsubid, l.provider, l.label, "                  \
+	"pg_catalog.upper(l.objtype) || ' ' || CASE WHEN l.objsubid <> 0 THEN "           \
+	"l.objoid::pg_catalog.regclass::text || '.' || pg_catalog.quote_ident((SELECT "   \
+	"a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = l.objoid AND "        \
+	"a.attnum = l.objsubid)) ELSE l.objname END AS target "                           \
+	"FROM pg_catalog.pg_seclabels l WHERE (" where ") AND NOT EXISTS (SELECT 1 FROM "  \
+	"pg_catalog.pg_depend x WHERE x.classid = l.classoid AND x.objid = l.objoid AND "  \
+	"x.deptype = 'e')) x ORDER BY x.classoid, x.objoid, x.objsubid, x.provider"
 
 /* Ranks of pre-data objects: the tie-break of the dependency sort (lowest
  * first among the objects whose dependencies are all out). */

@@ -12,7 +12,7 @@ PACKAGES=(
   libsqlite3-dev libpq-dev libzstd-dev libarchive-dev libssl-dev
   libcjson-dev libinih-dev libpg-query-dev libcmocka-dev
   sqlite3 zstd python3 python3-alembic python3-psycopg2 time
-  postgresql-15 postgresql-client-15 postgresql-15-postgis-3
+  postgresql-15 postgresql-client-15 postgresql-15-postgis-3 postgresql-server-dev-15
   cppcheck clang-tidy
 )
 
@@ -24,6 +24,17 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
+fi
+# the server's headers (for the tests' label provider, tests/pg/sm_label.c)
+# of the very server installed: the latest would upgrade the server too
+# (and under running clusters), to a release that can behave differently
+server=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+if [ -n "$server" ]; then
+  for i in "${!missing[@]}"; do
+    if [ "${missing[$i]}" = postgresql-server-dev-15 ]; then
+      missing[$i]="postgresql-server-dev-15=$server"
+    fi
+  done
 fi
 echo "install-deps: installing ${missing[*]}" >&2
 SUDO=""

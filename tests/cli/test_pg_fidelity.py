@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pwd
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -25,6 +26,10 @@ from smtest import CliTest, FIXTURES, SRC, main, snapshot_manifest
 
 ZOO = os.path.join(FIXTURES, "pg_zoo_fidelity.sql")
 OWNER = "sm_fid_owner"
+# tests/pg/sm_label.c, built by tests/CMakeLists.txt: a security label provider
+LABEL_SO = os.environ.get("SM_LABEL_SO", "")
+LABELS_SQL = ("SELECT objtype, objname, provider, label FROM pg_seclabels "
+              "ORDER BY objtype, objname, provider")
 
 
 class PgFidelityTest(CliTest):
@@ -463,6 +468,108 @@ class PgFidelityTest(CliTest):
         # and it keeps working for the application
         self.psql(app, "INSERT INTO shop.orders (customer_id, total) VALUES (2, 1)")
         self.assertEqual(self.psql(app, "SELECT max(no) FROM shop.orders"), "1003")
+
+    def label_provider(self):
+        """Where tests/pg/sm_label.so is, copied to a directory that the
+        server's user can read (the build tree need not be)."""
+        if not LABEL_SO or not os.path.exists(LABEL_SO):
+            if os.environ.get("CI") == "true":
+                self.fail("CI=true but tests/pg/sm_label.c is not built (SM_LABEL_SO): "
+                          "the security label tests must not be skipped in CI")
+            self.skipTest("the test label provider is not built (postgresql-server-dev-15)")
+        d = tempfile.mkdtemp(prefix="sm-label-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        so = os.path.join(d, "sm_label.so")
+        shutil.copyfile(LABEL_SO, so)
+        os.chmod(so, 0o755)
+        return so
+
+    def provide_labels(self, url, so):
+        """Every new session of url's database loads the provider (RESET
+        when so is None)."""
+        name = urllib.parse.urlsplit(url).path.lstrip("/")
+        self.psql_admin('ALTER DATABASE "%s" %s' % (
+            name, "RESET session_preload_libraries" if so is None else
+            "SET session_preload_libraries = '%s'" % so))
+        return url
+
+    def test_security_labels_round_trip(self):
+        """Security labels, set with the tests' own provider (sm_label.c),
+        on objects in a schema and outside every schema (a large object, a
+        language, an event trigger, a publication) come back with restore --to, --to
+        --jobs 2 and in place: pg_dump -s (which dumps them) and
+        pg_seclabels agree with the source.  Into a target whose sessions
+        lack the provider the restore fails, and in place it changes
+        nothing."""
+        so = self.label_provider()
+        url = self.provide_labels(self.pg_new_db(), so)
+        self.psql(url, """
+            CREATE SCHEMA lab;
+            CREATE TABLE lab.t (id int PRIMARY KEY, "Odd col" text);
+            INSERT INTO lab.t SELECT g, 'r' || g FROM generate_series(1, 100) g;
+            CREATE VIEW lab.v AS SELECT id FROM lab.t;
+            CREATE MATERIALIZED VIEW lab.mv AS SELECT count(*) AS n FROM lab.t;
+            CREATE SEQUENCE lab.s;
+            CREATE FUNCTION lab.f(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
+            CREATE DOMAIN lab.d AS int CHECK (VALUE > 0);
+            CREATE TYPE lab.e AS ENUM ('a', 'b');
+            SELECT lo_create(4343);
+            CREATE FUNCTION lab.evt() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END';
+            CREATE EVENT TRIGGER lab_evt ON ddl_command_end EXECUTE FUNCTION lab.evt();
+            CREATE PUBLICATION lab_pub FOR TABLE lab.t;
+            CREATE LANGUAGE lab_lang HANDLER plpgsql_call_handler;
+            SECURITY LABEL FOR smtest ON SCHEMA lab IS 'internal';
+            SECURITY LABEL FOR smtest ON TABLE lab.t IS 'secret ''quoted''';
+            SECURITY LABEL FOR smtest ON COLUMN lab.t."Odd col" IS 'public';
+            SECURITY LABEL FOR smtest ON VIEW lab.v IS 'public';
+            SECURITY LABEL FOR smtest ON MATERIALIZED VIEW lab.mv IS 'internal';
+            SECURITY LABEL FOR smtest ON SEQUENCE lab.s IS 'internal';
+            SECURITY LABEL FOR smtest ON FUNCTION lab.f(int) IS 'public';
+            SECURITY LABEL FOR smtest ON DOMAIN lab.d IS 'internal';
+            SECURITY LABEL FOR smtest ON TYPE lab.e IS 'public';
+            SECURITY LABEL FOR smtest ON LARGE OBJECT 4343 IS 'internal';
+            SECURITY LABEL FOR smtest ON EVENT TRIGGER lab_evt IS 'public';
+            SECURITY LABEL FOR smtest ON PUBLICATION lab_pub IS 'internal';
+            SECURITY LABEL FOR smtest ON LANGUAGE lab_lang IS 'public';
+        """)
+        labels = self.psql(url, LABELS_SQL)
+        self.assertEqual(len(labels.splitlines()), 13, labels)
+        before = self.state(url)
+        self.assertIn('SECURITY LABEL FOR smtest ON COLUMN lab.t."Odd col"', before[0])
+        snap = self.backup(url)
+        for jobs in ([], ["--jobs", "2"]):
+            with self.subTest(jobs=jobs):
+                other = self.provide_labels(self.pg_new_db(), so)
+                self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to",
+                        other, "--no-safety-backup", *jobs)
+                self.assertSameState(before, self.state(other), "restore --to %s" % jobs)
+                self.assertEqual(labels, self.psql(other, LABELS_SQL))
+        # in place, over changed and removed labels
+        self.psql(url, """SECURITY LABEL FOR smtest ON TABLE lab.t IS 'public';
+                          SECURITY LABEL FOR smtest ON COLUMN lab.t."Odd col" IS NULL;
+                          SECURITY LABEL FOR smtest ON LARGE OBJECT 4343 IS NULL""")
+        self.assertNotEqual(labels, self.psql(url, LABELS_SQL))
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                "--no-safety-backup")
+        self.assertSameState(before, self.state(url), "restore in place")
+        self.assertEqual(labels, self.psql(url, LABELS_SQL))
+        # the target's sessions without the provider: the restore fails on
+        # the first label and, in place, rolls back whole
+        other = self.pg_new_db()
+        r = self.run_sm("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to",
+                        other, "--no-safety-backup")
+        self.assertNotEqual(r.code, 0, r)
+        self.assertIn("smtest", r.err)
+        self.provide_labels(url, None)
+        self.psql(url, """UPDATE lab.t SET "Odd col" = 'changed' WHERE id = 1""")
+        changed = self.state(url)
+        r = self.run_sm("-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                        "--no-safety-backup")
+        self.assertNotEqual(r.code, 0, r)
+        self.assertIn("smtest", r.err)
+        self.assertSameState(changed, self.state(url), "a failed restore in place")
+        self.assertEqual(labels, self.psql(url, LABELS_SQL))
 
 
 class PgMessagesTest(CliTest):
