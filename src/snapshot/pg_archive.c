@@ -105,13 +105,20 @@ void pga_entry_add_table(struct pga_entry *e, const char *table)
 	e->tables[e->ntables++] = xstrdup(table);
 }
 
+/* Kept in ascending order: a set, written the same whatever the order the
+ * catalog's rows came in (which a plan of the server's decides). */
 void pga_entry_add_dep(struct pga_entry *e, size_t dep)
 {
-	for (size_t i = 0; i < e->ndeps; i++)
-		if (e->deps[i] == dep)
-			return;
+	size_t i = 0;
+
+	while (i < e->ndeps && e->deps[i] < dep)
+		i++;
+	if (i < e->ndeps && e->deps[i] == dep)
+		return;
 	ALLOC_GROW(e->deps, e->ndeps + 1, e->adeps);
-	e->deps[e->ndeps++] = dep;
+	memmove(e->deps + i + 1, e->deps + i, (e->ndeps - i) * sizeof(*e->deps));
+	e->deps[i] = dep;
+	e->ndeps++;
 }
 
 static void entry_release(struct pga_entry *e)

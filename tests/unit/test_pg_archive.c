@@ -89,6 +89,29 @@ static void test_round_trip(void **state)
 	sb_release(&script);
 }
 
+/* An entry's dependencies are a set, kept in ascending order: two backups
+ * of one database find them in whatever order the server's plan returns
+ * the catalog's rows, and must write the same toc. */
+static void test_deps_are_a_sorted_set(void **state)
+{
+	struct pga_toc t = PGA_TOC_INIT;
+	struct strbuf script = STRBUF_INIT;
+	const size_t in[] = { 7, 0, 3, 2, 7, 0, 5 }, want[] = { 0, 2, 3, 5, 7 };
+	struct pga_entry *e;
+
+	(void)state;
+	for (int i = 0; i < 8; i++)
+		pga_toc_add(&t, &script, "TABLE", "s.t", "SELECT 1;\n", 10);
+	e = &t.v[7];
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+		pga_entry_add_dep(e, in[i]);
+	assert_int_equal(e->ndeps, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < e->ndeps; i++)
+		assert_int_equal(e->deps[i], want[i]);
+	pga_toc_release(&t);
+	sb_release(&script);
+}
+
 static void test_hostile_tocs(void **state)
 {
 	static const char *const bad[] = {
@@ -220,6 +243,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_deps_are_a_sorted_set),
 		cmocka_unit_test(test_hostile_tocs),
 		cmocka_unit_test(test_lock_conflicts),
 		cmocka_unit_test(test_sort),
