@@ -117,12 +117,18 @@ class CliTest(unittest.TestCase):
         return r.stdout
 
     # -- PostgreSQL ------------------------------------------------------------
+    def require(self, present, missing, what, hint):
+        """Skips the test unless present; under CI=true fails it instead:
+        CI never skips a test for want of something it should have."""
+        if present:
+            return
+        if os.environ.get("CI") == "true":
+            self.fail("CI=true but %s: the %s tests must not be skipped in CI" % (missing, what))
+        self.skipTest("%s (%s)" % (missing, hint))
+
     def require_pg(self):
-        if not PG_URL:
-            if os.environ.get("CI") == "true":
-                self.fail("CI=true but SAFE_MIGRATE_TEST_PG_URL is not set: the PostgreSQL "
-                          "tests must not be skipped in CI")
-            self.skipTest("no PostgreSQL test server (run scripts/test.sh)")
+        self.require(PG_URL, "SAFE_MIGRATE_TEST_PG_URL is not set", "PostgreSQL",
+                     "run scripts/test.sh")
 
     def psql_admin(self, sql):
         return subprocess.run(["psql", PG_URL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
@@ -242,6 +248,26 @@ class CliTest(unittest.TestCase):
                  if l.strip() and not l.startswith("--") and not l.startswith("\\restrict")
                  and not l.startswith("\\unrestrict")]
         return "\n".join(lines)
+
+
+def pg_dbname(url):
+    """The database a PostgreSQL URL names."""
+    return urllib.parse.urlsplit(url).path.lstrip("/")
+
+
+def fk_tables_sql(parents, children):
+    """SQL for a table parent of `parents` rows and a table child of
+    `children` rows with a foreign key to it, about 140 bytes a row: big
+    enough, from some 15,000 rows, to span several units of a parallel
+    restore (which then loads each in one transaction, frozen)."""
+    return """
+        CREATE TABLE parent (id int PRIMARY KEY, note text);
+        INSERT INTO parent SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, %d) g;
+        CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent,
+                            note text);
+        INSERT INTO child SELECT g, 1 + g %% %d, repeat(md5(g::text), 4)
+            FROM generate_series(1, %d) g;
+    """ % (parents, parents, children)
 
 
 def snapshot_manifest(path):

@@ -10,7 +10,7 @@ import tarfile
 import time
 
 from faultlib import FaultTest, spread
-from smtest import main
+from smtest import fk_tables_sql, main, pg_dbname
 
 
 class FaultPg(FaultTest):
@@ -35,7 +35,7 @@ class FaultPg(FaultTest):
         """Waits until no session of a killed client is left on the database
         (the server notices a lost client only at its next read)."""
         url = url or self.url
-        db = url.rsplit("/", 1)[1].split("?")[0]
+        db = pg_dbname(url)
         for _ in range(300):
             if self.psql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
                          "'%s' AND pid <> pg_backend_pid()" % db) == "0":
@@ -234,15 +234,7 @@ class FaultPg(FaultTest):
         target."""
         src = self.pg_new_db()
         # about 3 MiB of COPY rows each: more than one unit (2 MiB at --jobs 2)
-        self.psql(src, """
-            CREATE TABLE parent (id int PRIMARY KEY, note text);
-            INSERT INTO parent SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 22000) g;
-            CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent,
-                                note text);
-            INSERT INTO child SELECT g, 1 + g % 22000, repeat(md5(g::text), 4)
-                FROM generate_series(1, 22000) g;
-            ANALYZE;
-        """)
+        self.psql(src, fk_tables_sql(22000, 22000) + "ANALYZE;")
         full = {t: self.psql(src, "SELECT count(*) FROM %s" % t) for t in ("parent", "child")}
         snap = self.path("frozen.tar.zst")
         self.ok("-d", src, "-b", self.dir, "backup", "--name", "frozen")

@@ -14,7 +14,7 @@ import urllib.parse
 import uuid
 
 from migrate_common import MigrationContract
-from smtest import BIN, PG_URL, CliTest, main
+from smtest import BIN, PG_URL, CliTest, main, pg_dbname
 
 LOCK_KEY = "8314038971842521447"  # "safe-mig" as a bigint: engine_pg.c's PG_LOCK_KEY
 
@@ -44,7 +44,7 @@ class PgTest(CliTest):
         return sorted(out.split(), key=lambda v: [int(p) for p in v.replace("_", ".").split(".")])
 
     def dbname(self, url=None):
-        return urllib.parse.urlsplit(url or self.url).path.lstrip("/")
+        return pg_dbname(url or self.url)
 
     def host_port(self):
         u = urllib.parse.urlsplit(PG_URL)

@@ -14,7 +14,8 @@ import tarfile
 import time
 import uuid
 
-from smtest import CliTest, FIXTURES, SRC, compress_to, main, snapshot_manifest
+from smtest import (CliTest, FIXTURES, SRC, compress_to, fk_tables_sql, main, pg_dbname,
+                    snapshot_manifest)
 
 FIDELITY = os.path.join(SRC, "tests", "fixtures", "pg_fidelity.sql")
 PAGILA = os.path.join(FIXTURES, "pagila", "pagila-schema.sql")
@@ -482,13 +483,7 @@ class SnapshotPgTest(CliTest):
         # page); a big table no key names still loads unit by unit over
         # both workers, not frozen; the restored copy is the source's
         url = self.pg_new_db()
-        self.psql(url, """
-            CREATE TABLE parent (id int PRIMARY KEY, note text);
-            INSERT INTO parent SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g;
-            CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent,
-                                note text);
-            INSERT INTO child SELECT g, 1 + g % 40000, repeat(md5(g::text), 4)
-                FROM generate_series(1, 60000) g;
+        self.psql(url, fk_tables_sql(40000, 60000) + """
             CREATE INDEX child_parent ON child (parent_id);
             CREATE TABLE loose (id int, note text);
             INSERT INTO loose SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g;
@@ -777,9 +772,6 @@ class SnapshotPgTest(CliTest):
         CREATE INDEX t_key ON slow.t (slow.key(id));
     """
 
-    def dbname(self, url):
-        return self.psql(url, "SELECT current_database()")
-
     def active_index_builds(self, url):
         # in place, post-data goes to the server as one batch of statements
         return int(self.psql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
@@ -789,7 +781,7 @@ class SnapshotPgTest(CliTest):
     def interrupt_during_index_build(self, url, *args):
         """Runs safe-migrate ARGS, sends SIGINT once a CREATE INDEX of it runs
         in url's database, and returns (exit code, stderr)."""
-        self.psql(url, "ALTER DATABASE \"%s\" SET sm_test.slow = 'on'" % self.dbname(url))
+        self.psql(url, "ALTER DATABASE \"%s\" SET sm_test.slow = 'on'" % pg_dbname(url))
         code, err, caught = self.interrupt(args, lambda: self.active_index_builds(url))
         self.assertTrue(caught, "safe-migrate ended before the index build: %s" % err)
         # cancelled, not left running: without a cancel the server goes on
@@ -798,7 +790,7 @@ class SnapshotPgTest(CliTest):
         while self.active_index_builds(url):
             self.assertLess(time.time(), deadline, "the index build still runs")
             time.sleep(0.1)
-        self.psql(url, "ALTER DATABASE \"%s\" RESET sm_test.slow" % self.dbname(url))
+        self.psql(url, "ALTER DATABASE \"%s\" RESET sm_test.slow" % pg_dbname(url))
         return code, err
 
     def test_interrupt_cancels_the_parallel_workers(self):
