@@ -16,9 +16,11 @@ PACKAGES=(
   cppcheck clang-tidy
 )
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
 missing=()
 for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  if ! installed "$p"; then
     missing+=("$p")
   fi
 done
@@ -29,8 +31,7 @@ done
 # from the rest, so that a version the mirror no longer has only costs the
 # security label test, not the whole setup.
 headers=""
-if ! dpkg-query -W -f='${Status}' postgresql-server-dev-15 2>/dev/null |
-     grep -q "install ok installed"; then
+if ! installed postgresql-server-dev-15; then
   headers=postgresql-server-dev-15
 fi
 if [ ${#missing[@]} -eq 0 ] && [ -z "$headers" ]; then
