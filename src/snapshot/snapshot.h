@@ -125,7 +125,10 @@ void snap_set_source(struct snap_writer *w, const char *source_url_redacted);
  * that an in-place restore can tell a snapshot of another database. */
 void snap_set_source_identity(struct snap_writer *w, const char *identity);
 void snap_set_revision(struct snap_writer *w, const char *revision);
-/* Row count of one table (any time before commit). */
+/* Row count of one table (any time before commit), once per table: a
+ * constant-time append, where replacing would search every table recorded
+ * so far (and cJSON's search ignores case, which PostgreSQL's quoted names
+ * do not). */
 void snap_set_row_count(struct snap_writer *w, const char *table, long long rows);
 /* Engine-specific manifest data under "extra" (any time before commit);
  * takes ownership of obj, replacing an earlier one. */

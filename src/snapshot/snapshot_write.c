@@ -461,7 +461,6 @@ void snap_set_revision(struct snap_writer *w, const char *revision)
 
 void snap_set_row_count(struct snap_writer *w, const char *table, long long rows)
 {
-	cJSON_DeleteItemFromObject(w->row_counts, table);
 	cJSON_AddNumberToObject(w->row_counts, table, (double)rows);
 }
 

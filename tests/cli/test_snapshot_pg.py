@@ -137,6 +137,22 @@ class SnapshotPgTest(CliTest):
         self.assertNotIn("app.events", manifest["row_counts"])  # partitioned: rows are in partitions
         self.assertIn("Billing Dept", manifest["extra"]["schemas"])
 
+    def test_row_counts_of_names_that_differ_only_in_case(self):
+        # PostgreSQL's quoted names are case-sensitive: "aB" and "AB" are two
+        # tables, and each keeps its own count in the manifest (a writer that
+        # replaced keys case-insensitively recorded only the last one)
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE "aB" (id int); INSERT INTO "aB" SELECT generate_series(1, 3);
+            CREATE TABLE "AB" (id int); INSERT INTO "AB" SELECT generate_series(1, 5);
+            CREATE TABLE ab (id int); INSERT INTO ab SELECT generate_series(1, 7);
+        """)
+        snap = self.backup(url)
+        counts = snapshot_manifest(snap)["row_counts"]
+        self.assertEqual({k: v for k, v in counts.items() if k.lower().endswith("ab\"")
+                          or k.endswith(".ab")},
+                         {'public."aB"': 3, 'public."AB"': 5, "public.ab": 7})
+
     def test_table_checksums_of_small_and_large_tables(self):
         # a table the planner knows to be small is read on the writer's
         # thread, a large or never-analyzed one through the reader thread:
