@@ -73,12 +73,46 @@ static int sqlite_estimate(struct engine *e, uint64_t *bytes, struct sm_error *e
 	return 0;
 }
 
+/* Tables counted by one statement: a statement of its own per table adds
+ * its preparation's fixed cost to each count (on 2,000 small tables, 13.5 ms
+ * counting one per statement, 10.7 ms 64 per statement).  SQLite allows
+ * 2,000 result columns by default. */
+#define COUNT_BATCH 64
+
+/* Counts names[0..n) in one statement of scalar subqueries, one column per
+ * table (columns, unlike the rows of a compound SELECT, keep their order).
+ * -1 if it cannot be prepared, e.g. a virtual table whose module is missing. */
+static int count_batch(struct snap_writer *w, sqlite3 *db, char *const *names, int n,
+		       struct strbuf *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int ret = -1;
+
+	sb_reset(sql);
+	sb_adds(sql, "SELECT ");
+	for (int i = 0; i < n; i++) {
+		sb_adds(sql, i ? ", (SELECT count(*) FROM main." : "(SELECT count(*) FROM main.");
+		engine_quote_ident_sql(sql, names[i]);
+		sb_addch(sql, ')');
+	}
+	if (sqlite3_prepare_v2(db, sql->buf, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		for (int i = 0; i < n; i++)
+			snap_set_row_count(w, names[i], sqlite3_column_int64(st, i));
+		ret = 0;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
 /* Row counts of every table, into the manifest. */
 static int count_rows(struct snap_writer *w, sqlite3 *db, struct sm_error *err)
 {
 	sqlite3_stmt *st = NULL;
 	struct strbuf sql = STRBUF_INIT;
-	int ret = -1;
+	char **names = NULL;
+	size_t alloc = 0;
+	int n = 0, ret = -1;
 
 	if (sqlite3_prepare_v2(db, "SELECT name FROM main.sqlite_schema WHERE type = 'table' "
 			       "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", -1,
@@ -87,24 +121,24 @@ static int count_rows(struct snap_writer *w, sqlite3 *db, struct sm_error *err)
 		goto out;
 	}
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		const char *name = (const char *)sqlite3_column_text(st, 0);
-		long long n = 0;
+		ALLOC_GROW(names, (size_t)n + 1, alloc);
+		names[n++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+	}
+	for (int i = 0; i < n; i += COUNT_BATCH) {
+		int k = n - i < COUNT_BATCH ? n - i : COUNT_BATCH;
 
-		sb_reset(&sql);
-		sb_adds(&sql, "SELECT count(*) FROM main.\"");
-		for (const char *c = name; *c; c++) {
-			if (*c == '"')
-				sb_addch(&sql, '"');
-			sb_addch(&sql, *c);
-		}
-		sb_addch(&sql, '"');
-		/* virtual tables may not be countable without their module */
-		if (pragma_int(db, sql.buf, &n) == 0)
-			snap_set_row_count(w, name, n);
+		/* a table that cannot be counted (a virtual table without its
+		 * module) leaves out only itself */
+		if (count_batch(w, db, names + i, k, &sql) < 0)
+			for (int j = 0; j < k; j++)
+				count_batch(w, db, names + i + j, 1, &sql);
 	}
 	ret = 0;
 out:
 	sqlite3_finalize(st);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 	sb_release(&sql);
 	return ret;
 }
@@ -232,14 +266,17 @@ static void side_check_unlock(sqlite3 *lk)
 
 /* With the write lock held (lk, from side_check_lock) and the copy's read
  * transaction begun: opens the check's connection and its read
- * transaction, lets writers go and starts the check. */
+ * transaction, lets writers go and starts the check.  The transaction
+ * begins by reading the header's schema cookie, which does not parse the
+ * schema (20 ms on 2,000 small tables): the check's thread does that, in
+ * the same transaction, while writers are free and the copy runs. */
 static void side_check_start(struct side_check *c, sqlite3 *lk, const char *path)
 {
 	if (lk && sqlite_readahead_register() == SQLITE_OK &&
 	    sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READONLY, SQLITE_READAHEAD_VFS) ==
 		    SQLITE_OK &&
-	    sqlite3_exec(c->db, "BEGIN; SELECT count(*) FROM main.sqlite_schema", NULL, NULL,
-			 NULL) == SQLITE_OK)
+	    sqlite3_exec(c->db, "BEGIN; PRAGMA main.schema_version", NULL, NULL, NULL) ==
+		    SQLITE_OK)
 		c->started = pthread_create(&c->th, NULL, side_check_run, c) == 0;
 	side_check_unlock(lk);
 	if (!c->started) {
