@@ -20,7 +20,10 @@
  *      done and no running entry holds a lock on one of its tables that
  *      conflicts with its own (PostgreSQL's lock table: CREATE INDEX
  *      statements, SHARE, run together on one table; ADD CONSTRAINT,
- *      ACCESS EXCLUSIVE, alone; a partition counts as its tree's root).  A
+ *      ACCESS EXCLUSIVE, alone; a partition counts as its tree's root).
+ *      Of those that may run, a foreign key whose tables are indexed goes
+ *      first, then the entries of the table whose rows came first
+ *      (take_runnable says why).  A
  *      key that the backup marked so is built as a unique index first, with
  *      the table's other indexes, then attached.  These entries are queued
  *      before the data: in a snapshot whose tables' chunks come together
@@ -84,6 +87,7 @@ struct item {
 	 * first; none: it waits for all the data */
 	size_t need[PGA_MAX_TABLES];
 	int nneed;
+	int fk;            /* post-data: a foreign key (see take_runnable) */
 };
 
 /* A table's name and its index in pool.tabs. */
@@ -106,6 +110,8 @@ struct tabload {
 	int owner;             /* that worker's index, or -1 */
 	int open;
 	int fk;                /* a foreign key of post-data names it */
+	size_t builds;         /* post-data items on it other than foreign keys,
+				* queued or running (see take_runnable) */
 };
 
 struct pool;
@@ -318,43 +324,111 @@ static int data_ready(const struct pool *p, const struct item *it)
 	return 1;
 }
 
-/* Under p->mu: the first pending item that can run now, removed from q.
+/* Under p->mu: may it run now on w? */
+static int can_take(const struct pool *p, const struct worker *w, const struct item *it,
+		    int post_ok)
+{
+	if (it->id != NO_ID && !post_ok)
+		return 0;
+	/* a frozen table's units go to its owner, which takes nothing
+	 * else while its transaction is open */
+	if (w->owns != NO_ID && it->tab != w->owns)
+		return 0;
+	if (it->frozen && p->tabs[it->tab].owner >= 0 && p->tabs[it->tab].owner != w->id)
+		return 0;
+	return data_ready(p, it) && deps_done(p, it) && !conflicts(p, it);
+}
+
+/* Under p->mu: is it a foreign key whose tables have all their indexes
+ * and keys built? */
+static int fk_ready(const struct pool *p, const struct item *it)
+{
+	if (!it->fk || !it->nneed)
+		return 0;
+	for (int i = 0; i < it->nneed; i++)
+		if (p->tabs[it->need[i]].builds)
+			return 0;
+	return 1;
+}
+
+/* A post-data item's place in the load: the last of its tables in the
+ * toc's order (the order their rows come in); one that waits for all the
+ * data comes after every table. */
+static size_t load_rank(const struct item *it)
+{
+	size_t r = 0;
+
+	if (!it->nneed)
+		return SIZE_MAX;
+	for (int i = 0; i < it->nneed; i++)
+		if (it->need[i] > r)
+			r = it->need[i];
+	return r;
+}
+
+/*
+ * Under p->mu: the pending item to run now, removed from q: a foreign key
+ * whose tables are indexed, else the post-data item of the table loaded
+ * first, else the first that can run (the COPY units, in their order).
  * While rows wait to be loaded, at most n - 1 workers run post-data, so
- * that the load goes on beside the index builds. */
+ * that the load goes on beside the index builds.
+ *
+ * Why in that order: adding a foreign key takes SHARE ROW EXCLUSIVE on the
+ * table it references, so the keys to one table run one at a time.  In the
+ * toc's order (every index, then every key) on 400 small tables that
+ * reference one parent, the keys ran last: 0.3 s on one worker while the
+ * other had nothing left to do.  Built table by table, in the order the
+ * rows came in, each table's key can go as soon as its indexes are there
+ * (a key's check reads the referencing column's index when there is one:
+ * 60-90 ms against 190-245 ms without, on 600,000 rows), beside the tables
+ * still loading.
+ */
 static struct item *take_runnable(struct pool *p, struct worker *w)
 {
 	int post_ok = p->data_done || !p->nq_copy || p->post_running < p->n - 1;
+	size_t i, pick = p->nq, best = SIZE_MAX;
+	struct item *it;
 
-	for (size_t i = 0; i < p->nq; i++) {
-		struct item *it = p->q[i];
+	for (i = 0; i < p->nq && pick == p->nq; i++)
+		if (fk_ready(p, p->q[i]) && can_take(p, w, p->q[i], post_ok))
+			pick = i;
+	if (pick == p->nq) {
+		size_t first = p->nq;
 
-		if (it->id != NO_ID && !post_ok)
-			continue;
-		/* a frozen table's units go to its owner, which takes nothing
-		 * else while its transaction is open */
-		if (w->owns != NO_ID && it->tab != w->owns)
-			continue;
-		if (it->frozen && p->tabs[it->tab].owner >= 0 && p->tabs[it->tab].owner != w->id)
-			continue;
-		if (!data_ready(p, it) || !deps_done(p, it) || conflicts(p, it))
-			continue;
-		if (it->frozen && p->tabs[it->tab].owner < 0) {
-			p->tabs[it->tab].owner = w->id;
-			p->tabs[it->tab].open = 1;
-			p->open_tx++;
-			w->owns = it->tab;
-			w->begin = 1;
+		for (i = 0; i < p->nq; i++) {
+			const struct item *c = p->q[i];
+			size_t r;
+
+			if (c->id == NO_ID || (r = load_rank(c)) >= best ||
+			    !can_take(p, w, c, post_ok))
+				continue;
+			best = r;
+			first = i;
 		}
-		if (it->id == NO_ID)
-			p->nq_copy--;
-		else
-			p->post_running++;
-		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-		memmove(p->q + i, p->q + i + 1, (p->nq - i - 1) * sizeof(*p->q));
-		p->nq--;
-		return it;
+		pick = first;
 	}
-	return NULL;
+	for (i = 0; i < p->nq && pick == p->nq; i++)
+		if (can_take(p, w, p->q[i], post_ok))
+			pick = i;
+	if (pick == p->nq)
+		return NULL;
+	it = p->q[pick];
+
+	if (it->frozen && p->tabs[it->tab].owner < 0) {
+		p->tabs[it->tab].owner = w->id;
+		p->tabs[it->tab].open = 1;
+		p->open_tx++;
+		w->owns = it->tab;
+		w->begin = 1;
+	}
+	if (it->id == NO_ID)
+		p->nq_copy--;
+	else
+		p->post_running++;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+	memmove(p->q + pick, p->q + pick + 1, (p->nq - pick - 1) * sizeof(*p->q));
+	p->nq--;
+	return it;
 }
 
 /* Under p->mu: records the first failure and cancels the other workers'
@@ -421,6 +495,8 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&p->mu);
 		if (it->id != NO_ID)
 			p->post_running--;
+		for (int k = 0; it->id != NO_ID && !it->fk && k < it->nneed; k++)
+			p->tabs[it->need[k]].builds--;
 		if (it->tab != NO_ID)
 			p->tabs[it->tab].units--;
 		if (it->data)
@@ -855,6 +931,11 @@ static int push_post(struct pool *p, struct item *it, const struct pga_entry *e,
 		}
 		it->need[it->nneed++] = k;
 	}
+	it->fk = !strcmp(e->kind, "FK CONSTRAINT");
+	pthread_mutex_lock(&p->mu);
+	for (int k = 0; !it->fk && k < it->nneed; k++)
+		p->tabs[it->need[k]].builds++;
+	pthread_mutex_unlock(&p->mu);
 	return pool_push(p, it);
 }
 

@@ -537,6 +537,39 @@ class SnapshotPgTest(CliTest):
         self.assertIn("fails its SHA-256 check", r.err)
         self.assertIn("left the target database incomplete", r.err)
 
+    def test_parallel_restore_adds_each_foreign_key_once_its_table_is_indexed(self):
+        # restore --to --jobs 2 builds post-data table by table, in the order
+        # the rows came in, and adds a table's foreign key as soon as that
+        # table's key and indexes are built: the keys to one parent run one
+        # at a time (each locks it), so left to the end, as the toc orders
+        # them (every index, then every key), they ran on one worker while
+        # the other had nothing to do.  Object ids come from one counter, in
+        # order of creation: the first table's key is older than the last
+        # table's index
+        url = self.pg_new_db()
+        self.psql(url, """
+            CREATE TABLE parent (id int PRIMARY KEY);
+            INSERT INTO parent SELECT generate_series(1, 10);
+            DO $$ BEGIN FOR i IN 1..30 LOOP
+              EXECUTE format('CREATE TABLE t%1$s (id int PRIMARY KEY, '
+                'p int NOT NULL REFERENCES parent (id), code text);
+                CREATE INDEX t%1$s_code ON t%1$s (code);
+                INSERT INTO t%1$s SELECT g, 1 + g %% 10, md5(g::text)
+                FROM generate_series(1, 50) g', i);
+            END LOOP; END $$;
+        """)
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--jobs", "2", "--no-safety-backup")
+        self.assertSameState(before, self.pg_state(other))
+        first_fk, last_index = self.psql(other, """
+            SELECT (SELECT min(oid::int8) FROM pg_constraint WHERE contype = 'f'),
+                   (SELECT max(oid::int8) FROM pg_class WHERE relkind = 'i'
+                    AND relnamespace = 'public'::regnamespace)""").split("|")
+        self.assertLess(int(first_fk), int(last_index))
+
     def test_parallel_restore_refuses_a_table_whose_data_comes_back(self):
         # the toc says each table's chunks come together ("data_by_table"),
         # but the first table's come in two runs, the second table's
