@@ -141,8 +141,10 @@ pg_restore_j2() { pg_restore -j2 -d "$base/smbench_r2" "$work/dump.fc"; }
 # iteration followed one (DROP DATABASE of the --jobs targets forces a
 # checkpoint), and on the many-tables shape that restore was the slower by
 # 0.5 to 1.5 s, whichever tool it was: the in-place ratios split by which
-# tool went first (0.99, 1.02, 0.92 against 0.62, 0.56 in one 5-run median)
-settle() { psql_ "$admin" -c CHECKPOINT; }
+# tool went first (0.99, 1.02, 0.92 against 0.62, 0.56 in one 5-run median).
+# Then a sync, so that the page cache's write-back of earlier runs' files
+# does not fall in the timed one (see also pg-bench-lib.sh on the tmpfs)
+settle() { psql_ "$admin" -c CHECKPOINT; sync; }
 # the floor of our backup: the server's COPY TO of every table, in the binary
 # format it copies the bench shapes' tables in (their columns are all of
 # built-in types), read by psql and thrown away
