@@ -183,6 +183,40 @@ class SafetySqlite(CliTest):
         fp = self.ok("schema", "--json").json()["fingerprint"]
         self.assertEqual(len(fp), 64)
 
+    def test_schema_keys_and_constraints_of_every_table(self):
+        # the columns, keys and UNIQUE constraints of every table (read for
+        # all tables at once), each under its own table: a composite key in
+        # key order, keys of several columns, actions, a WITHOUT ROWID table
+        # with an awkward name, a UNIQUE expression index as an index, and
+        # the tool's own table left out
+        self.ok("upgrade")
+        for sql in ("""CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT NOT NULL DEFAULT 'q', y,
+                                       UNIQUE (x, y), UNIQUE (y))""",
+                    """CREATE TABLE "odd name" (k1 INT, k2 TEXT, v BLOB, PRIMARY KEY (k2, k1),
+                           FOREIGN KEY (k1) REFERENCES a (id) ON DELETE CASCADE,
+                           FOREIGN KEY (k2, k1) REFERENCES "odd name" (k2, k1)
+                           ON UPDATE SET NULL) WITHOUT ROWID""",
+                    "CREATE TABLE c (id INTEGER, a_id INT REFERENCES a, e TEXT UNIQUE)",
+                    "CREATE UNIQUE INDEX c_lower ON c (lower(e))"):
+            self.sqlite(sql)
+        lines = set(self.ok("schema").out.splitlines())
+        for want in ("constraint\ta\tpk\tPRIMARY KEY (id)",
+                     "constraint\ta\tunique(x, y)\tUNIQUE (x, y)",
+                     "constraint\ta\tunique(y)\tUNIQUE (y)",
+                     "column\ta\tx\tTEXT\tnot null\tdefault 'q'",
+                     "constraint\todd name\tpk\tPRIMARY KEY (k2, k1)",
+                     "constraint\todd name\tfk(k1)\tFOREIGN KEY (k1) REFERENCES a (id) "
+                     "ON DELETE CASCADE",
+                     "constraint\todd name\tfk(k2, k1)\tFOREIGN KEY (k2, k1) REFERENCES "
+                     "odd name (k2, k1) ON UPDATE SET NULL",
+                     "constraint\tc\tfk(a_id)\tFOREIGN KEY (a_id) REFERENCES a ()",
+                     "constraint\tc\tunique(e)\tUNIQUE (e)",
+                     "index\tc\tc_lower\tCREATE UNIQUE INDEX c_lower ON c (lower(e))"):
+            self.assertIn(want, lines)
+        self.assertEqual(len([x for x in lines if x.split("\t")[:2] in (
+            ["constraint", "a"], ["constraint", "odd name"], ["constraint", "c"])]), 8)
+        self.assertFalse([x for x in lines if "safe_migrate" in x])
+
     def test_schema_stable_across_backup_and_restore(self):
         self.ok("upgrade")
         before = self.ok("schema").out
