@@ -24,11 +24,10 @@
  * 127.  Every first call to libpq comes before a connection exists, so
  * nothing has been changed in a PostgreSQL database by then.
  */
-#include <dlfcn.h>
 #include <libpq-fe.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
+
+#include "lazy_lib.h"
 
 /* libpq's soname: 5 since PostgreSQL 8.0. */
 #define LIBPQ_SONAME "libpq.so.5"
@@ -86,76 +85,55 @@ static struct {
 
 static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
 
-static void __attribute__((noreturn)) pq_unavailable(const char *what)
-{
-	fprintf(stderr, "safe-migrate: error: cannot load '%s': %s\n", LIBPQ_SONAME, what);
-	exit(127);
-}
-
-/* The address of libpq's function name. */
-static void *lookup(void *h, const char *name)
-{
-	void *f = dlsym(h, name);
-
-	if (!f) {
-		const char *why = dlerror();
-
-		pq_unavailable(why ? why : name);
-	}
-	return f;
-}
-
 static void load_libpq(void)
 {
-	void *h = dlopen(LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL);
+	void *h = lazy_open(LIBPQ_SONAME);
 
-	if (!h)
-		pq_unavailable(dlerror());
 	/* a void * into a function pointer the way POSIX's dlsym manual does;
 	 * h stays open: libpq is used until the program exits */
-	*(void **)&pq.PQcancel = lookup(h, "PQcancel");
-	*(void **)&pq.PQclear = lookup(h, "PQclear");
-	*(void **)&pq.PQcmdStatus = lookup(h, "PQcmdStatus");
-	*(void **)&pq.PQcmdTuples = lookup(h, "PQcmdTuples");
-	*(void **)&pq.PQconnectdb = lookup(h, "PQconnectdb");
-	*(void **)&pq.PQconnectdbParams = lookup(h, "PQconnectdbParams");
-	*(void **)&pq.PQconninfoFree = lookup(h, "PQconninfoFree");
-	*(void **)&pq.PQconninfoParse = lookup(h, "PQconninfoParse");
-	*(void **)&pq.PQdb = lookup(h, "PQdb");
-	*(void **)&pq.PQerrorMessage = lookup(h, "PQerrorMessage");
-	*(void **)&pq.PQescapeIdentifier = lookup(h, "PQescapeIdentifier");
-	*(void **)&pq.PQescapeLiteral = lookup(h, "PQescapeLiteral");
-	*(void **)&pq.PQexec = lookup(h, "PQexec");
-	*(void **)&pq.PQexecParams = lookup(h, "PQexecParams");
-	*(void **)&pq.PQfinish = lookup(h, "PQfinish");
-	*(void **)&pq.PQfname = lookup(h, "PQfname");
-	*(void **)&pq.PQfreeCancel = lookup(h, "PQfreeCancel");
-	*(void **)&pq.PQfreemem = lookup(h, "PQfreemem");
-	*(void **)&pq.PQgetCancel = lookup(h, "PQgetCancel");
-	*(void **)&pq.PQgetCopyData = lookup(h, "PQgetCopyData");
-	*(void **)&pq.PQgetResult = lookup(h, "PQgetResult");
-	*(void **)&pq.PQgetisnull = lookup(h, "PQgetisnull");
-	*(void **)&pq.PQgetvalue = lookup(h, "PQgetvalue");
-	*(void **)&pq.PQlibVersion = lookup(h, "PQlibVersion");
-	*(void **)&pq.PQnfields = lookup(h, "PQnfields");
-	*(void **)&pq.PQntuples = lookup(h, "PQntuples");
-	*(void **)&pq.PQparameterStatus = lookup(h, "PQparameterStatus");
-	*(void **)&pq.PQpass = lookup(h, "PQpass");
-	*(void **)&pq.PQputCopyData = lookup(h, "PQputCopyData");
-	*(void **)&pq.PQputCopyEnd = lookup(h, "PQputCopyEnd");
-	*(void **)&pq.PQresultErrorField = lookup(h, "PQresultErrorField");
-	*(void **)&pq.PQresultErrorMessage = lookup(h, "PQresultErrorMessage");
-	*(void **)&pq.PQresultStatus = lookup(h, "PQresultStatus");
-	*(void **)&pq.PQsendQuery = lookup(h, "PQsendQuery");
-	*(void **)&pq.PQserverVersion = lookup(h, "PQserverVersion");
-	*(void **)&pq.PQsetNoticeProcessor = lookup(h, "PQsetNoticeProcessor");
-	*(void **)&pq.PQstatus = lookup(h, "PQstatus");
-	*(void **)&pq.PQtransactionStatus = lookup(h, "PQtransactionStatus");
-	*(void **)&pq.lo_close = lookup(h, "lo_close");
-	*(void **)&pq.lo_lseek64 = lookup(h, "lo_lseek64");
-	*(void **)&pq.lo_open = lookup(h, "lo_open");
-	*(void **)&pq.lo_read = lookup(h, "lo_read");
-	*(void **)&pq.lo_write = lookup(h, "lo_write");
+	*(void **)&pq.PQcancel = lazy_sym(h, LIBPQ_SONAME, "PQcancel");
+	*(void **)&pq.PQclear = lazy_sym(h, LIBPQ_SONAME, "PQclear");
+	*(void **)&pq.PQcmdStatus = lazy_sym(h, LIBPQ_SONAME, "PQcmdStatus");
+	*(void **)&pq.PQcmdTuples = lazy_sym(h, LIBPQ_SONAME, "PQcmdTuples");
+	*(void **)&pq.PQconnectdb = lazy_sym(h, LIBPQ_SONAME, "PQconnectdb");
+	*(void **)&pq.PQconnectdbParams = lazy_sym(h, LIBPQ_SONAME, "PQconnectdbParams");
+	*(void **)&pq.PQconninfoFree = lazy_sym(h, LIBPQ_SONAME, "PQconninfoFree");
+	*(void **)&pq.PQconninfoParse = lazy_sym(h, LIBPQ_SONAME, "PQconninfoParse");
+	*(void **)&pq.PQdb = lazy_sym(h, LIBPQ_SONAME, "PQdb");
+	*(void **)&pq.PQerrorMessage = lazy_sym(h, LIBPQ_SONAME, "PQerrorMessage");
+	*(void **)&pq.PQescapeIdentifier = lazy_sym(h, LIBPQ_SONAME, "PQescapeIdentifier");
+	*(void **)&pq.PQescapeLiteral = lazy_sym(h, LIBPQ_SONAME, "PQescapeLiteral");
+	*(void **)&pq.PQexec = lazy_sym(h, LIBPQ_SONAME, "PQexec");
+	*(void **)&pq.PQexecParams = lazy_sym(h, LIBPQ_SONAME, "PQexecParams");
+	*(void **)&pq.PQfinish = lazy_sym(h, LIBPQ_SONAME, "PQfinish");
+	*(void **)&pq.PQfname = lazy_sym(h, LIBPQ_SONAME, "PQfname");
+	*(void **)&pq.PQfreeCancel = lazy_sym(h, LIBPQ_SONAME, "PQfreeCancel");
+	*(void **)&pq.PQfreemem = lazy_sym(h, LIBPQ_SONAME, "PQfreemem");
+	*(void **)&pq.PQgetCancel = lazy_sym(h, LIBPQ_SONAME, "PQgetCancel");
+	*(void **)&pq.PQgetCopyData = lazy_sym(h, LIBPQ_SONAME, "PQgetCopyData");
+	*(void **)&pq.PQgetResult = lazy_sym(h, LIBPQ_SONAME, "PQgetResult");
+	*(void **)&pq.PQgetisnull = lazy_sym(h, LIBPQ_SONAME, "PQgetisnull");
+	*(void **)&pq.PQgetvalue = lazy_sym(h, LIBPQ_SONAME, "PQgetvalue");
+	*(void **)&pq.PQlibVersion = lazy_sym(h, LIBPQ_SONAME, "PQlibVersion");
+	*(void **)&pq.PQnfields = lazy_sym(h, LIBPQ_SONAME, "PQnfields");
+	*(void **)&pq.PQntuples = lazy_sym(h, LIBPQ_SONAME, "PQntuples");
+	*(void **)&pq.PQparameterStatus = lazy_sym(h, LIBPQ_SONAME, "PQparameterStatus");
+	*(void **)&pq.PQpass = lazy_sym(h, LIBPQ_SONAME, "PQpass");
+	*(void **)&pq.PQputCopyData = lazy_sym(h, LIBPQ_SONAME, "PQputCopyData");
+	*(void **)&pq.PQputCopyEnd = lazy_sym(h, LIBPQ_SONAME, "PQputCopyEnd");
+	*(void **)&pq.PQresultErrorField = lazy_sym(h, LIBPQ_SONAME, "PQresultErrorField");
+	*(void **)&pq.PQresultErrorMessage = lazy_sym(h, LIBPQ_SONAME, "PQresultErrorMessage");
+	*(void **)&pq.PQresultStatus = lazy_sym(h, LIBPQ_SONAME, "PQresultStatus");
+	*(void **)&pq.PQsendQuery = lazy_sym(h, LIBPQ_SONAME, "PQsendQuery");
+	*(void **)&pq.PQserverVersion = lazy_sym(h, LIBPQ_SONAME, "PQserverVersion");
+	*(void **)&pq.PQsetNoticeProcessor = lazy_sym(h, LIBPQ_SONAME, "PQsetNoticeProcessor");
+	*(void **)&pq.PQstatus = lazy_sym(h, LIBPQ_SONAME, "PQstatus");
+	*(void **)&pq.PQtransactionStatus = lazy_sym(h, LIBPQ_SONAME, "PQtransactionStatus");
+	*(void **)&pq.lo_close = lazy_sym(h, LIBPQ_SONAME, "lo_close");
+	*(void **)&pq.lo_lseek64 = lazy_sym(h, LIBPQ_SONAME, "lo_lseek64");
+	*(void **)&pq.lo_open = lazy_sym(h, LIBPQ_SONAME, "lo_open");
+	*(void **)&pq.lo_read = lazy_sym(h, LIBPQ_SONAME, "lo_read");
+	*(void **)&pq.lo_write = lazy_sym(h, LIBPQ_SONAME, "lo_write");
 }
 
 /* Loads libpq on the first call; after it, pthread_once only reads a flag,
