@@ -395,6 +395,17 @@ class SnapshotPgTest(CliTest):
         self.assertIn("none of it was run", r.err)
         self.assertNoSqlRan(url, r)
 
+    def parallel_copy(self, url):
+        """Backs url up and restores it --to a new database --jobs 2, which
+        must then be url's equal: (the snapshot, the new database's URL)."""
+        before = self.pg_state(url)
+        snap = self.backup(url)
+        other = self.pg_new_db()
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                "--jobs", "2", "--no-safety-backup")
+        self.assertSameState(before, self.pg_state(other))
+        return snap, other
+
     def big_table(self, url):
         # about 25 MB: several 4 MiB chunk entries (rows span their
         # boundary), several parallel COPY units and a row larger than one;
@@ -440,12 +451,7 @@ class SnapshotPgTest(CliTest):
                 FROM generate_series(1, 250000) g;
             CREATE INDEX second_t_v ON second_t (v);
         """)
-        before = self.pg_state(url)
-        snap = self.backup(url)
-        other = self.pg_new_db()
-        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
-                "--jobs", "2", "--no-safety-backup")
-        self.assertSameState(before, self.pg_state(other))
+        _, other = self.parallel_copy(url)
         self.assertEqual(self.psql(other, """
             SELECT (SELECT xmin::text::bigint FROM pg_class WHERE relname = 'first_t_v')
                  < (SELECT max(xmin::text::bigint) FROM second_t)"""), "t")
@@ -511,12 +517,7 @@ class SnapshotPgTest(CliTest):
             CREATE TABLE loose (id int, note text);
             INSERT INTO loose SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g;
         """)
-        before = self.pg_state(url)
-        snap = self.backup(url)
-        other = self.pg_new_db()
-        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
-                "--jobs", "2", "--no-safety-backup")
-        self.assertSameState(before, self.pg_state(other))
+        snap, other = self.parallel_copy(url)
         self.psql(other, "CREATE SCHEMA ext; CREATE EXTENSION pg_visibility SCHEMA ext")
         for table, frozen in (("parent", True), ("child", True), ("loose", False)):
             got, pages = self.psql(other, "SELECT all_frozen, pg_relation_size('%s') / "
@@ -558,12 +559,7 @@ class SnapshotPgTest(CliTest):
                 FROM generate_series(1, 50) g', i);
             END LOOP; END $$;
         """)
-        before = self.pg_state(url)
-        snap = self.backup(url)
-        other = self.pg_new_db()
-        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
-                "--jobs", "2", "--no-safety-backup")
-        self.assertSameState(before, self.pg_state(other))
+        _, other = self.parallel_copy(url)
         first_fk, last_index = self.psql(other, """
             SELECT (SELECT min(oid::int8) FROM pg_constraint WHERE contype = 'f'),
                    (SELECT max(oid::int8) FROM pg_class WHERE relkind = 'i'

@@ -23,6 +23,15 @@ class StartupTest(CliTest):
                       r.err)
         return r, m.group(1) if m else None
 
+    def unloadable(self, soname):
+        """The environment in which soname is a file that is not a library,
+        found first (LD_LIBRARY_PATH)."""
+        libdir = self.path("lib")
+        os.mkdir(libdir)
+        with open(os.path.join(libdir, soname), "w") as f:
+            f.write("not a library\n")
+        return {"LD_LIBRARY_PATH": libdir}
+
     def sqlite_db(self):
         self.sqlite("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         self.sqlite("INSERT INTO t (v) VALUES ('a'), ('b')")
@@ -53,11 +62,7 @@ class StartupTest(CliTest):
         # unloadable (a file that is not a library, found first): the SQLite
         # lint and backup go on, the PostgreSQL lint stops with status 127
         soname = re.search(r"file=(" + re.escape(PG_QUERY) + r"[.\d]*) \[", r.err).group(1)
-        libdir = self.path("lib")
-        os.mkdir(libdir)
-        with open(os.path.join(libdir, soname), "w") as f:
-            f.write("not a library\n")
-        env = {"LD_LIBRARY_PATH": libdir}
+        env = self.unloadable(soname)
         url = self.sqlite_db()
         self.write("s/1.sql", "-- migrate:up\nALTER TABLE t ADD COLUMN b TEXT;\n")
         r = self.run_sm("-d", url, "lint", self.path("s", "1.sql"), env=env)
@@ -77,12 +82,7 @@ class StartupTest(CliTest):
         self.assertRegex(r.out, r"libpq \d{5,}")
 
     def test_unloadable_libpq_stops_only_postgresql(self):
-        # a file that is not a library, found first (LD_LIBRARY_PATH)
-        libdir = self.path("lib")
-        os.mkdir(libdir)
-        with open(os.path.join(libdir, LIBPQ), "w") as f:
-            f.write("not a library\n")
-        env = {"LD_LIBRARY_PATH": libdir}
+        env = self.unloadable(LIBPQ)
         url = self.sqlite_db()
         r = self.run_sm("-q", "-d", url, "-b", "bk", "backup", "--name", "s", env=env)
         self.assertEqual(r.code, 0, r)
