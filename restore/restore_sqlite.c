@@ -123,19 +123,26 @@ static long long deferred_head(struct snap_reader *r)
 }
 
 /* The staging file's writer: a background thread (bpipe) places the
- * payload's blocks one after the other while the main thread decompresses
- * and hashes. */
+ * payload's blocks one after the other, and hashes them for the reader,
+ * while the main thread decompresses.  (With the hash on the main thread,
+ * the decompression waited for it: SHA-256 runs at 1.8 GB/s here, zstd's
+ * decompression of the narrow shape at about the same.) */
 struct stage_out {
 	int fd;
 	uint64_t off;          /* where the next block goes */
 	struct flusher *flush; /* the file will be fsync'd and become the
 				* target: make it durable as it is written */
+	struct snap_reader *hash; /* the entry's bytes are hashed here for it
+				   * (snap_reader_hash_elsewhere), or NULL; set
+				   * only while this thread has nothing queued */
 };
 
 static int stage_block(void *ud, const void *buf, size_t len)
 {
 	struct stage_out *o = ud;
 
+	if (o->hash)
+		snap_reader_hash(o->hash, buf, len);
 	if (fs_pwrite_all(o->fd, buf, len, (off_t)o->off) < 0)
 		return errno ? errno : EIO;
 	o->off += len;
@@ -145,11 +152,14 @@ static int stage_block(void *ud, const void *buf, size_t len)
 }
 
 /* Streams the current entry into the staging file after what came before;
- * *len receives its length. */
-static int pipe_entry(struct snap_reader *r, struct bpipe *p, const char *path, uint64_t *len,
-		      struct sm_error *err)
+ * *len receives its length.  The writer's thread hashes the entry (o->hash)
+ * and is waited for at its end, before the reader moves on and checks the
+ * sum. */
+static int pipe_entry(struct snap_reader *r, struct bpipe *p, struct stage_out *o,
+		      const char *path, uint64_t *len, struct sm_error *err)
 {
 	*len = 0;
+	o->hash = snap_reader_hash_elsewhere(r) == 0 ? r : NULL;
 	for (;;) {
 		void *slot = bpipe_slot(p);
 		size_t got = 0;
@@ -160,9 +170,13 @@ static int pipe_entry(struct snap_reader *r, struct bpipe *p, const char *path, 
 		if (rc < 0)
 			return -1;
 		if (!got)
-			return 0;
+			break;
 		*len += got;
 	}
+	if (bpipe_wait(p) < 0)
+		return err_sys(err, "cannot write staging file '%s'", path);
+	o->hash = NULL;
+	return 0;
 }
 
 /* Writes the deferred first chunk (the current entry) at offset 0; it must
@@ -192,7 +206,7 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 	struct sqlite_stage *s = xcalloc(1, sizeof(*s));
 	struct strbuf path = STRBUF_INIT;
 	struct snap_entry ent;
-	struct stage_out o = { -1, 0, NULL };
+	struct stage_out o = { -1, 0, NULL, NULL };
 	struct bpipe *pipe = NULL;
 	unsigned expect, idx, seen = 0;
 	long long head = deferred_head(r);
@@ -233,7 +247,7 @@ static int sqlite_load(struct engine *target, struct snap_reader *r,
 			goto out;
 		}
 		if (!head_done && idx == expect) {
-			if (pipe_entry(r, pipe, s->path, &len, err) < 0)
+			if (pipe_entry(r, pipe, &o, s->path, &len, err) < 0)
 				goto out;
 			expect++;
 		} else if (head && !head_done && idx == 0 && seen) {

@@ -250,6 +250,19 @@ int snap_reader_next(struct snap_reader *r, struct snap_entry *ent, struct sm_er
 int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 		     struct sm_error *err);
 /*
+ * Moves the SHA-256 of the current entry to a thread of the caller's: from
+ * now on snap_reader_read does not hash what it returns of this entry, and
+ * the caller passes every byte it read, in order, to snap_reader_hash, from
+ * one thread at a time, all of them before its next snap_reader_next or
+ * snap_reader_finish (which hash what was left unread themselves and check
+ * the sum as always).  A restore that writes the bytes out on a thread of
+ * its own hashes them there, beside the decompression.  Only for an entry
+ * stored in the clear: -1 (and nothing changes) for a sealed one, whose
+ * stored bytes snap_reader_read never returns.
+ */
+int snap_reader_hash_elsewhere(struct snap_reader *r);
+void snap_reader_hash(struct snap_reader *r, const void *buf, size_t len);
+/*
  * Reads to the end of the archive and checks everything: the manifest exists
  * and lists exactly the entries seen with their sizes and SHA-256, the
  * whole-file SHA-256 matches the sidecar (unless snap_reader_check_file

@@ -154,6 +154,7 @@ struct snap_reader {
 	char *cur_name;
 	uint64_t cur_size, cur_read;
 	struct hash_ctx cur_hash;
+	int hash_elsewhere; /* the caller hashes what it reads (snap_reader_hash) */
 
 	struct seen_entry *seen;
 	size_t nseen, seen_alloc;
@@ -452,6 +453,9 @@ static int end_entry(struct snap_reader *r, struct sm_error *err)
 
 	if (!r->in_entry)
 		return 0;
+	/* the caller is done hashing (snap_reader_hash_elsewhere): the rest
+	 * is hashed here */
+	r->hash_elsewhere = 0;
 	for (;;) {
 		if (raw_read(r, r->sink, READ_BLOCK, &got, err) < 0)
 			return -1;
@@ -546,6 +550,7 @@ static int next_raw(struct snap_reader *r, struct sm_error *err)
 	r->cur_plain = r->cur_size;
 	r->cur_read = 0;
 	hash_init(&r->cur_hash);
+	r->hash_elsewhere = 0;
 	r->in_entry = 1;
 	if (r->encrypted && strcmp(name, SNAP_MANIFEST_NAME) != 0) {
 		unsigned char pfx[SNAP_CRYPT_SIZE_PREFIX] = { 0 };
@@ -936,6 +941,19 @@ int snap_reader_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 	return 0;
 }
 
+int snap_reader_hash_elsewhere(struct snap_reader *r)
+{
+	if (!r->in_entry || r->cur_sealed)
+		return -1;
+	r->hash_elsewhere = 1;
+	return 0;
+}
+
+void snap_reader_hash(struct snap_reader *r, const void *buf, size_t len)
+{
+	hash_update(&r->cur_hash, buf, len);
+}
+
 const char *snap_reader_key_id(const struct snap_reader *r)
 {
 	const cJSON *enc = cJSON_GetObjectItemCaseSensitive(r->header, "encryption");
@@ -961,7 +979,8 @@ static int raw_read(struct snap_reader *r, void *buf, size_t cap, size_t *got,
 	n = archive_read_data(r->a, buf, cap);
 	if (n < 0)
 		return fatal(r, err, "entry '%s' cannot be read: %s", r->cur_name, arch_msg(r));
-	hash_update(&r->cur_hash, buf, (size_t)n);
+	if (!r->hash_elsewhere)
+		hash_update(&r->cur_hash, buf, (size_t)n);
 	r->cur_read += (uint64_t)n;
 	if (r->cur_read > r->cur_size)
 		return fatal(r, err, "entry '%s' is longer than its header says", r->cur_name);
