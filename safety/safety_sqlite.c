@@ -40,7 +40,10 @@ static void add_sql_obj(struct schema_model *m, enum schema_kind kind, const cha
 /*
  * Each table's columns, keys and unique constraints come from the
  * table-valued pragmas, joined with sqlite_master: one statement for all
- * tables per pragma.  A statement per table (and one more per unique
+ * tables per pragma.  Each pragma names the schema, main: a TEMP table
+ * that a migration made on the same connection would else stand in for the
+ * main table of its name (and the fingerprint recorded after the run would
+ * differ from every later one).  A statement per table (and one more per unique
  * index) cost 8,000 statements on an application's 2,000 tables, half of
  * a whole `safe-migrate` run there, which loads the schema twice.
  */
@@ -66,7 +69,7 @@ static int load_columns(struct engine *e, struct schema_model *m, struct sm_erro
 	struct strbuf pk = STRBUF_INIT;
 
 	if (e->ops->query(e, "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk "
-			  EACH_TABLE "pragma_table_info(m.name) p" TABLES_ONLY
+			  EACH_TABLE "pragma_table_info(m.name, 'main') p" TABLES_ONLY
 			  "ORDER BY m.name, p.pk, p.cid", 0, NULL, &r, err) < 0)
 		return -1;
 	for (size_t i = 0, end; i < r.nrows; i = end) {
@@ -109,7 +112,7 @@ static int load_fks(struct engine *e, struct schema_model *m, struct sm_error *e
 
 	if (e->ops->query(e, "SELECT m.name, f.id, f.\"table\", f.\"from\", f.\"to\", "
 			  "f.on_update, f.on_delete "
-			  EACH_TABLE "pragma_foreign_key_list(m.name) f" TABLES_ONLY
+			  EACH_TABLE "pragma_foreign_key_list(m.name, 'main') f" TABLES_ONLY
 			  "ORDER BY m.name, f.id, f.seq", 0, NULL, &r, err) < 0)
 		return -1;
 	while (i < r.nrows) {
@@ -149,7 +152,8 @@ static int load_uniques(struct engine *e, struct schema_model *m, struct sm_erro
 	size_t i = 0;
 
 	if (e->ops->query(e, "SELECT m.name, l.name, c.name "
-			  EACH_TABLE "pragma_index_list(m.name) l, pragma_index_info(l.name) c"
+			  EACH_TABLE "pragma_index_list(m.name, 'main') l, "
+			  "pragma_index_info(l.name, 'main') c"
 			  TABLES_ONLY "AND l.origin = 'u' ORDER BY m.name, l.name, c.seqno", 0, NULL,
 			  &r, err) < 0)
 		return -1;
@@ -320,8 +324,8 @@ static int fk_check(struct engine *e, const char *table, struct finding_list *ou
 	struct eng_rows r = ENG_ROWS_INIT;
 	const char *params[1] = { table };
 
-	if (e->ops->query(e, table ? "SELECT * FROM pragma_foreign_key_check($1)"
-				   : "PRAGMA foreign_key_check", table ? 1 : 0, params, &r,
+	if (e->ops->query(e, table ? "SELECT * FROM pragma_foreign_key_check($1, 'main')"
+				   : "PRAGMA main.foreign_key_check", table ? 1 : 0, params, &r,
 			  err) < 0)
 		return err_prefix(err, "PRAGMA foreign_key_check failed");
 	fk_findings(&r, out);
@@ -364,7 +368,7 @@ static int fk_check_written(struct engine *e, const char *written, const char *s
 	int all = in_lines(written, "*"), ret = -1;
 
 	if (e->ops->query(e, "SELECT m.name, f.\"table\" FROM sqlite_master m, "
-			  "pragma_foreign_key_list(m.name) f WHERE m.type = 'table' "
+			  "pragma_foreign_key_list(m.name, 'main') f WHERE m.type = 'table' "
 			  "ORDER BY m.name", 0, NULL, &r, err) < 0) {
 		err_prefix(err, "cannot list the foreign keys");
 		goto out;

@@ -183,6 +183,21 @@ class SafetySqlite(CliTest):
         fp = self.ok("schema", "--json").json()["fingerprint"]
         self.assertEqual(len(fp), 64)
 
+    def test_temp_table_of_a_migration_is_not_the_schema(self):
+        # a migration's TEMP table named like a main table lives on the
+        # connection that then records the schema: the model names the main
+        # schema, so what is recorded is the database's schema and validate
+        # finds no drift (it found the TEMP table's columns instead of the
+        # main table's: exit 7)
+        self.write("migrations/0003_scratch.sql",
+                   "-- migrate:up\nCREATE TEMP TABLE users (x BLOB, y BLOB);\n"
+                   "CREATE TABLE notes (id INTEGER PRIMARY KEY);\n"
+                   "-- migrate:down\nDROP TABLE notes;\n")
+        self.ok("upgrade")
+        r = self.ok("validate")
+        self.assertIn("PASS schema-drift", r.out)
+        self.assertNotIn("users\tx", self.ok("schema").out)
+
     def test_schema_keys_and_constraints_of_every_table(self):
         # the columns, keys and UNIQUE constraints of every table (read for
         # all tables at once), each under its own table: a composite key in
