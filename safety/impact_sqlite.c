@@ -154,7 +154,7 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 		r->existing = 1;
 		/* dbstat is optional in SQLite builds: the size is then unknown */
 		r->bytes = scalar_ll(e, "SELECT sum(pgsize) FROM dbstat WHERE name = $1", name);
-		sb_adds(&q, "SELECT count(*) FROM ");
+		sb_adds(&q, "SELECT count(*) FROM main.");
 		e->ops->quote_ident(&q, name);
 		r->rows = scalar_ll(e, q.buf, NULL);
 		sb_release(&q);

@@ -659,7 +659,9 @@ static int sqlite_count_rows(struct engine *e, const char *table, long long *n,
 	char *v = NULL;
 	int ret;
 
-	sb_adds(&sql, "SELECT count(*) FROM ");
+	/* main.: not a TEMP table of that name (the schema model's tables are
+	 * main's) */
+	sb_adds(&sql, "SELECT count(*) FROM main.");
 	e->ops->quote_ident(&sql, table);
 	ret = engine_scalar(e, sql.buf, 0, NULL, &v, err);
 	*n = v ? strtoll(v, NULL, 10) : 0;
