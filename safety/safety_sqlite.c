@@ -40,15 +40,13 @@ static void add_sql_obj(struct schema_model *m, enum schema_kind kind, const cha
 /*
  * Each table's columns, keys and unique constraints come from the
  * table-valued pragmas, joined with sqlite_master: one statement for all
- * tables per pragma.  Each pragma names the schema, main: a TEMP table
- * that a migration made on the same connection would else stand in for the
- * main table of its name (and the fingerprint recorded after the run would
- * differ from every later one).  A statement per table (and one more per unique
- * index) cost 8,000 statements on an application's 2,000 tables, half of
- * a whole `safe-migrate` run there, which loads the schema twice.
+ * tables per pragma.  A statement per table (and one more per unique index)
+ * cost 8,000 statements on an application's 2,000 tables, half of a whole
+ * `safe-migrate` run there, which loads the schema twice.  Each pragma names
+ * the schema, main: a TEMP table that a migration made on the same
+ * connection would else stand in for the main table of its name (and the
+ * fingerprint recorded after the run would differ from every later one).
  */
-#define EACH_TABLE \
-	"FROM sqlite_master m, "
 #define TABLES_ONLY \
 	" WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
 
@@ -69,7 +67,8 @@ static int load_columns(struct engine *e, struct schema_model *m, struct sm_erro
 	struct strbuf pk = STRBUF_INIT;
 
 	if (e->ops->query(e, "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk "
-			  EACH_TABLE "pragma_table_info(m.name, 'main') p" TABLES_ONLY
+			  "FROM sqlite_master m, pragma_table_info(m.name, 'main') p"
+			  TABLES_ONLY
 			  "ORDER BY m.name, p.pk, p.cid", 0, NULL, &r, err) < 0)
 		return -1;
 	for (size_t i = 0, end; i < r.nrows; i = end) {
@@ -111,8 +110,8 @@ static int load_fks(struct engine *e, struct schema_model *m, struct sm_error *e
 	size_t i = 0;
 
 	if (e->ops->query(e, "SELECT m.name, f.id, f.\"table\", f.\"from\", f.\"to\", "
-			  "f.on_update, f.on_delete "
-			  EACH_TABLE "pragma_foreign_key_list(m.name, 'main') f" TABLES_ONLY
+			  "f.on_update, f.on_delete FROM sqlite_master m, "
+			  "pragma_foreign_key_list(m.name, 'main') f" TABLES_ONLY
 			  "ORDER BY m.name, f.id, f.seq", 0, NULL, &r, err) < 0)
 		return -1;
 	while (i < r.nrows) {
@@ -152,7 +151,7 @@ static int load_uniques(struct engine *e, struct schema_model *m, struct sm_erro
 	size_t i = 0;
 
 	if (e->ops->query(e, "SELECT m.name, l.name, c.name "
-			  EACH_TABLE "pragma_index_list(m.name, 'main') l, "
+			  "FROM sqlite_master m, pragma_index_list(m.name, 'main') l, "
 			  "pragma_index_info(l.name, 'main') c"
 			  TABLES_ONLY "AND l.origin = 'u' ORDER BY m.name, l.name, c.seqno", 0, NULL,
 			  &r, err) < 0)
