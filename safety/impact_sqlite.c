@@ -15,6 +15,7 @@
 
 struct sqlite_state {
 	struct eng_rows baseline; /* name, rootpage of the tables when the migration began */
+	long long cookie;         /* the schema cookie when objs was read */
 	int wrote;                /* the migration's transaction holds the write lock */
 	char **rebuilt;           /* tables already reported as rebuilt in this migration */
 	size_t n_rebuilt;
@@ -29,9 +30,10 @@ static const char obj_sql[] =
 	"SELECT type || ' ' || name, type || ' ' || name FROM sqlite_master WHERE name NOT LIKE "
 	"'sqlite\\_%' ESCAPE '\\' AND name <> '" HIST_TABLE "' ORDER BY 1";
 
+/* sorted as obj_sql, by name: after() walks it beside the baseline */
 static const char tables_sql[] =
 	"SELECT name, rootpage FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
-	"'sqlite\\_%' ESCAPE '\\' AND name <> '" HIST_TABLE "'";
+	"'sqlite\\_%' ESCAPE '\\' AND name <> '" HIST_TABLE "' ORDER BY 1";
 
 static void *sqlite_state_new(void)
 {
@@ -71,6 +73,7 @@ static int sqlite_before(void *p, struct engine *e, int new_mig, struct sm_error
 	}
 	if (new_mig || !st->have_objs) {
 		rows_release(&st->objs);
+		st->cookie = scalar_ll(e, "PRAGMA schema_version", NULL);
 		st->have_objs = e->ops->query(e, obj_sql, 0, NULL, &st->objs, err) == 0;
 		if (!st->have_objs)
 			return -1;
@@ -100,6 +103,7 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 	struct sqlite_state *st = p;
 	struct eng_rows now = ENG_ROWS_INIT;
 	sqlite3 *db = engine_native(e);
+	long long cookie;
 
 	s->observed = 1; /* outside a transaction too: did it write? */
 
@@ -118,6 +122,14 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 				     "pragma_page_size()", NULL);
 		st->wrote = e->in_tx; /* outside a transaction, each statement anew */
 	}
+	/* every change to sqlite_master bumps the schema cookie: a statement
+	 * that left it alone created, dropped and rebuilt nothing, and the two
+	 * listings of the whole schema are skipped (a data migration of many
+	 * statements on thousands of tables would read them after each) */
+	cookie = scalar_ll(e, "PRAGMA schema_version", NULL);
+	if (st->have_objs && cookie == st->cookie && cookie >= 0)
+		return 0;
+	st->cookie = cookie;
 	if (st->have_objs) {
 		if (e->ops->query(e, obj_sql, 0, NULL, &now, err) < 0) {
 			st->have_objs = 0;
@@ -130,17 +142,17 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 	}
 	if (e->ops->query(e, tables_sql, 0, NULL, &now, err) < 0)
 		return -1;
-	for (size_t i = 0; i < now.nrows; i++) {
+	/* both sorted by name: one walk (a lookup per table was quadratic) */
+	for (size_t i = 0, b = 0; i < now.nrows; i++) {
 		const char *name = rows_get(&now, i, 0), *root = rows_get(&now, i, 1);
-		int seen = 0;
-		long b = -1;
+		int seen = 0, c = 1;
 		struct impact_rel *r;
 		struct strbuf q = STRBUF_INIT;
 
-		for (size_t k = 0; k < st->baseline.nrows; k++)
-			if (!strcmp(rows_get(&st->baseline, k, 0), name))
-				b = (long)k;
-		if (b < 0 || !strcmp(rows_get(&st->baseline, (size_t)b, 1), root))
+		while (b < st->baseline.nrows &&
+		       (c = strcmp(rows_get(&st->baseline, b, 0), name)) < 0)
+			b++;
+		if (c != 0 || !strcmp(rows_get(&st->baseline, b, 1), root))
 			continue;
 		for (size_t k = 0; k < st->n_rebuilt; k++)
 			if (!strcmp(st->rebuilt[k], name))

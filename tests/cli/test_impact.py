@@ -617,6 +617,32 @@ class ImpactSqlite(CliTest):
         self.assertEqual(self.run_sm(*self.base, "safe-migrate", "--dry-run", "--max-blocking",
                                      "10min").code, 0)
 
+    def test_rebuilds_among_many_tables_and_statements(self):
+        # tables on either side of the rebuilt ones by name, and statements
+        # that change no schema between the steps of each rebuild
+        for sql in ("CREATE TABLE a_first (x INT)", "INSERT INTO a_first VALUES (1)",
+                    "CREATE TABLE z_last (x INT)", "INSERT INTO z_last VALUES (1), (2)",
+                    "CREATE TABLE zz (x INT)"):
+            self.sqlite(sql)
+        self.write("migrations/0001_rebuild.sql",
+                   "-- migrate:up\nCREATE TABLE t_new (id INTEGER PRIMARY KEY, a TEXT, b INT);\n"
+                   "INSERT INTO t_new SELECT id, a, b FROM t;\n"
+                   "UPDATE a_first SET x = 2;\n"
+                   "DROP TABLE t;\nALTER TABLE t_new RENAME TO t;\n"
+                   "UPDATE zz SET x = 3;\n"
+                   "CREATE TABLE z_new (x INT NOT NULL);\n"
+                   "INSERT INTO z_new SELECT x FROM z_last;\n"
+                   "DROP TABLE z_last;\nALTER TABLE z_new RENAME TO z_last;\n"
+                   "CREATE INDEX a_first_x ON a_first (x);\n")
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
+        self.assertEqual(r.code, 0, r)
+        imp = r.json()["impact"]
+        self.assertEqual([(x["relation"], x["rows"]) for x in imp["rewrites"]],
+                         [("t", 5000), ("z_last", 2)])
+        st = imp["migrations"][0]["statements"]
+        self.assertEqual(st[-1]["created"], ["index a_first_x"])
+        self.assertEqual([s["created"] for s in st[5:7]], [[], ["table z_new"]])
+
     def test_html_report(self):
         page = self.path("impact.html")
         r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json", "--report", page)

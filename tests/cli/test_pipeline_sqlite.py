@@ -105,10 +105,12 @@ class PipelineSqlite(CliTest):
         self.assertEqual(self.sqlite_dump(), before)
 
     def fk_tables(self):
-        """parent, and two tables whose foreign keys reference it"""
+        """parent, and two tables whose foreign keys reference it (other's
+        spelled in lower case and added by ALTER TABLE)"""
         for sql in ("CREATE TABLE parent (id INTEGER PRIMARY KEY)",
                     "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id))",
-                    "CREATE TABLE other (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id))",
+                    "CREATE TABLE other (id INTEGER PRIMARY KEY)",
+                    "ALTER TABLE other ADD COLUMN parent_id INT references parent(id)",
                     "INSERT INTO parent VALUES (1), (2)",
                     "INSERT INTO child (parent_id) VALUES (1)",
                     "INSERT INTO other (parent_id) VALUES (2)"):

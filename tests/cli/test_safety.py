@@ -212,7 +212,9 @@ class SafetySqlite(CliTest):
                            FOREIGN KEY (k2, k1) REFERENCES "odd name" (k2, k1)
                            ON UPDATE SET NULL) WITHOUT ROWID""",
                     "CREATE TABLE c (id INTEGER, a_id INT REFERENCES a, e TEXT UNIQUE)",
-                    "CREATE UNIQUE INDEX c_lower ON c (lower(e))"):
+                    "CREATE UNIQUE INDEX c_lower ON c (lower(e))",
+                    # added later, in lower case: the key is in the stored text
+                    "ALTER TABLE c ADD COLUMN b_id INT references a (id)"):
             self.sqlite(sql)
         lines = set(self.ok("schema").out.splitlines())
         for want in ("constraint\ta\tpk\tPRIMARY KEY (id)",
@@ -225,11 +227,12 @@ class SafetySqlite(CliTest):
                      "constraint\todd name\tfk(k2, k1)\tFOREIGN KEY (k2, k1) REFERENCES "
                      "odd name (k2, k1) ON UPDATE SET NULL",
                      "constraint\tc\tfk(a_id)\tFOREIGN KEY (a_id) REFERENCES a ()",
+                     "constraint\tc\tfk(b_id)\tFOREIGN KEY (b_id) REFERENCES a (id)",
                      "constraint\tc\tunique(e)\tUNIQUE (e)",
                      "index\tc\tc_lower\tCREATE UNIQUE INDEX c_lower ON c (lower(e))"):
             self.assertIn(want, lines)
         self.assertEqual(len([x for x in lines if x.split("\t")[:2] in (
-            ["constraint", "a"], ["constraint", "odd name"], ["constraint", "c"])]), 8)
+            ["constraint", "a"], ["constraint", "odd name"], ["constraint", "c"])]), 9)
         self.assertFalse([x for x in lines if "safe_migrate" in x])
 
     def test_schema_stable_across_backup_and_restore(self):
