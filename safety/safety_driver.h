@@ -15,8 +15,10 @@
 
 struct safety_driver {
 	const char *engine; /* engine_ops.name */
-	/* Fills m (unsorted) with the user schema, own tables excluded. */
-	int (*schema_load)(struct engine *e, struct schema_model *m, struct sm_error *err);
+	/* Fills m (unsorted) with the user schema, own tables excluded; prev
+	 * (may be NULL) as schema_load_since says. */
+	int (*schema_load)(struct engine *e, const struct schema_model *prev,
+			   struct schema_model *m, struct sm_error *err);
 	/* Appends one finding per integrity problem (check "integrity",
 	 * "foreign-keys", "invalid-index", "not-valid-constraint"); adds nothing
 	 * when all is well. */

@@ -139,8 +139,11 @@ static const struct catalog_query {
 	  "'pg_proc'::regclass AND dep.objid = p.oid AND dep.deptype = 'e')" },
 };
 
-static int pg_schema_load(struct engine *e, struct schema_model *m, struct sm_error *err)
+/* prev is not used: the catalog queries read every object at once. */
+static int pg_schema_load(struct engine *e, const struct schema_model *prev,
+			  struct schema_model *m, struct sm_error *err)
 {
+	(void)prev;
 	if (load_columns(e, m, err) < 0)
 		return -1;
 	for (size_t q = 0; q < sizeof(catalog_queries) / sizeof(catalog_queries[0]); q++) {

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "fsutil.h"
 #include "safety_driver.h"
 #include "xalloc.h"
@@ -42,13 +44,36 @@ static void add_sql_obj(struct schema_model *m, enum schema_kind kind, const cha
  * table-valued pragmas, joined with sqlite_master: one statement for all
  * tables per pragma.  A statement per table (and one more per unique index)
  * cost 8,000 statements on an application's 2,000 tables, half of a whole
- * `safe-migrate` run there, which loads the schema twice.  Each pragma names
- * the schema, main: a TEMP table that a migration made on the same
- * connection would else stand in for the main table of its name (and the
- * fingerprint recorded after the run would differ from every later one).
+ * `safe-migrate` run there, which reads the schema before and after (the
+ * second time only for the tables the run changed: sqlite_schema_load).
+ * Each pragma names the schema, main: a TEMP table that a migration made on
+ * the same connection would else stand in for the main table of its name
+ * (and the fingerprint recorded after the run would differ from every
+ * later one).
  */
 #define TABLES_ONLY \
 	" WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+
+/* With a list of tables to read (a JSON array, the query's $1), the
+ * restriction to them; else none. */
+#define SOME_TABLES " AND m.name IN (SELECT value FROM json_each($1)) "
+
+/* Runs a loader's query: head, then with only (a JSON array of names, or
+ * NULL: every table) SOME_TABLES, then tail. */
+static int query_tables(struct engine *e, const char *head, const char *only, const char *tail,
+			struct eng_rows *r, struct sm_error *err)
+{
+	struct strbuf sql = STRBUF_INIT;
+	int ret;
+
+	sb_adds(&sql, head);
+	if (only)
+		sb_adds(&sql, SOME_TABLES);
+	sb_adds(&sql, tail);
+	ret = e->ops->query(e, sql.buf, only ? 1 : 0, only ? &only : NULL, r, err);
+	sb_release(&sql);
+	return ret;
+}
 
 /* Only a table whose CREATE TABLE says REFERENCES can have a foreign key:
  * the clause has no other spelling, and ALTER TABLE ADD COLUMN writes its
@@ -68,15 +93,15 @@ static size_t table_rows_end(const struct eng_rows *r, size_t i)
 }
 
 /* Columns and primary keys: (table, column, type, notnull, default, pk). */
-static int load_columns(struct engine *e, struct schema_model *m, struct sm_error *err)
+static int load_columns(struct engine *e, struct schema_model *m, const char *only,
+			struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
 	struct strbuf pk = STRBUF_INIT;
 
-	if (e->ops->query(e, "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk "
-			  "FROM sqlite_master m, pragma_table_info(m.name, 'main') p"
-			  TABLES_ONLY
-			  "ORDER BY m.name, p.pk, p.cid", 0, NULL, &r, err) < 0)
+	if (query_tables(e, "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk "
+			 "FROM sqlite_master m, pragma_table_info(m.name, 'main') p" TABLES_ONLY,
+			 only, "ORDER BY m.name, p.pk, p.cid", &r, err) < 0)
 		return -1;
 	for (size_t i = 0, end; i < r.nrows; i = end) {
 		const char *table = rows_get(&r, i, 0);
@@ -111,15 +136,16 @@ static int load_columns(struct engine *e, struct schema_model *m, struct sm_erro
 }
 
 /* Foreign keys: (table, id, parent, from, to, on_update, on_delete). */
-static int load_fks(struct engine *e, struct schema_model *m, struct sm_error *err)
+static int load_fks(struct engine *e, struct schema_model *m, const char *only,
+		    struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
 	size_t i = 0;
 
-	if (e->ops->query(e, "SELECT m.name, f.id, f.\"table\", f.\"from\", f.\"to\", "
-			  "f.on_update, f.on_delete FROM sqlite_master m, "
-			  "pragma_foreign_key_list(m.name, 'main') f" TABLES_ONLY
-			  "AND" MAY_REFERENCE "ORDER BY m.name, f.id, f.seq", 0, NULL, &r, err) < 0)
+	if (query_tables(e, "SELECT m.name, f.id, f.\"table\", f.\"from\", f.\"to\", "
+			 "f.on_update, f.on_delete FROM sqlite_master m, "
+			 "pragma_foreign_key_list(m.name, 'main') f" TABLES_ONLY "AND" MAY_REFERENCE,
+			 only, "ORDER BY m.name, f.id, f.seq", &r, err) < 0)
 		return -1;
 	while (i < r.nrows) {
 		struct strbuf from = STRBUF_INIT, to = STRBUF_INIT, def = STRBUF_INIT,
@@ -152,16 +178,16 @@ static int load_fks(struct engine *e, struct schema_model *m, struct sm_error *e
 }
 
 /* UNIQUE constraints (not CREATE UNIQUE INDEX): (table, index, column). */
-static int load_uniques(struct engine *e, struct schema_model *m, struct sm_error *err)
+static int load_uniques(struct engine *e, struct schema_model *m, const char *only,
+			struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
 	size_t i = 0;
 
-	if (e->ops->query(e, "SELECT m.name, l.name, c.name "
-			  "FROM sqlite_master m, pragma_index_list(m.name, 'main') l, "
-			  "pragma_index_info(l.name, 'main') c"
-			  TABLES_ONLY "AND l.origin = 'u' ORDER BY m.name, l.name, c.seqno", 0, NULL,
-			  &r, err) < 0)
+	if (query_tables(e, "SELECT m.name, l.name, c.name "
+			 "FROM sqlite_master m, pragma_index_list(m.name, 'main') l, "
+			 "pragma_index_info(l.name, 'main') c" TABLES_ONLY "AND l.origin = 'u' ",
+			 only, "ORDER BY m.name, l.name, c.seqno", &r, err) < 0)
 		return -1;
 	while (i < r.nrows) {
 		struct strbuf cols = STRBUF_INIT, name = STRBUF_INIT, def = STRBUF_INIT;
@@ -184,34 +210,92 @@ static int load_uniques(struct engine *e, struct schema_model *m, struct sm_erro
 	return 0;
 }
 
-static int sqlite_schema_load(struct engine *e, struct schema_model *m, struct sm_error *err)
+/* The objects of table in prev that its CREATE TABLE text alone decides
+ * (columns and constraints), if prev read that table from the same text:
+ * copied into m, 1; else 0.  *cur walks prev, which is sorted, as the
+ * tables come in the order of their names. */
+static int reuse_table(const struct schema_model *prev, size_t *cur, const char *table,
+		       const char *sql, struct schema_model *m)
+{
+	size_t i;
+
+	while (*cur < prev->n && (prev->items[*cur].kind != SOBJ_TABLE ||
+				  strcmp(prev->items[*cur].name, table) < 0))
+		(*cur)++;
+	i = *cur;
+	if (i == prev->n || strcmp(prev->items[i].name, table) || !prev->items[i].source ||
+	    !sql || strcmp(prev->items[i].source, sql))
+		return 0;
+	for (i++; i < prev->n && prev->items[i].table && !strcmp(prev->items[i].table, table);
+	     i++) {
+		const struct schema_obj *o = &prev->items[i];
+		struct schema_obj *c;
+
+		if (o->kind != SOBJ_COLUMN && o->kind != SOBJ_CONSTRAINT)
+			continue;
+		c = schema_add(m, o->kind, o->table, o->name, o->def);
+		c->type = o->type ? xstrdup(o->type) : NULL;
+		c->notnull = o->notnull;
+		c->dflt = o->dflt ? xstrdup(o->dflt) : NULL;
+	}
+	return 1;
+}
+
+/*
+ * A table's columns, keys and UNIQUE constraints are decided by its
+ * CREATE TABLE text (sqlite_master.sql: every ALTER TABLE rewrites it, and
+ * a UNIQUE constraint's index is named after the table), so with prev, the
+ * model read earlier on the same library, the tables whose text is
+ * unchanged take them from prev and only the others are asked: after a
+ * migration that changed one table of 2,000, one table's pragmas instead
+ * of all of them.
+ */
+static int sqlite_schema_load(struct engine *e, const struct schema_model *prev,
+			      struct schema_model *m, struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
+	cJSON *changed = prev ? cJSON_CreateArray() : NULL;
+	char *only = NULL;
+	size_t cur = 0;
 	int ret = -1;
 
 	if (e->ops->query(e, "SELECT type, name, tbl_name, sql FROM sqlite_master "
 			  "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", 0, NULL,
 			  &r, err) < 0)
-		return -1;
+		goto out;
 	for (size_t i = 0; i < r.nrows; i++) {
 		const char *type = rows_get(&r, i, 0), *name = rows_get(&r, i, 1);
 		const char *tbl = rows_get(&r, i, 2), *sql = rows_get(&r, i, 3);
 
 		if (schema_is_own_table(tbl))
 			continue;
-		if (!strcmp(type, "table"))
-			schema_add(m, SOBJ_TABLE, NULL, name, NULL);
-		else if (!strcmp(type, "index") && sql) /* NULL sql: automatic index */
+		if (!strcmp(type, "table")) {
+			schema_add(m, SOBJ_TABLE, NULL, name, NULL)->source = sql ? xstrdup(sql) : NULL;
+			if (prev && !reuse_table(prev, &cur, name, sql, m))
+				cJSON_AddItemToArray(changed, cJSON_CreateString(name));
+		} else if (!strcmp(type, "index") && sql) { /* NULL sql: automatic index */
 			add_sql_obj(m, SOBJ_INDEX, tbl, name, sql);
-		else if (!strcmp(type, "view"))
+		} else if (!strcmp(type, "view")) {
 			add_sql_obj(m, SOBJ_VIEW, NULL, name, sql);
-		else if (!strcmp(type, "trigger"))
+		} else if (!strcmp(type, "trigger")) {
 			add_sql_obj(m, SOBJ_TRIGGER, tbl, name, sql);
+		}
 	}
-	if (load_columns(e, m, err) < 0 || load_fks(e, m, err) < 0 || load_uniques(e, m, err) < 0)
+	if (prev && !cJSON_GetArraySize(changed)) {
+		ret = 0;
+		goto out;
+	}
+	if (prev && !(only = cJSON_PrintUnformatted(changed))) {
+		err_set(err, ERR_FAIL, "out of memory");
+		goto out;
+	}
+	if (load_columns(e, m, only, err) < 0 || load_fks(e, m, only, err) < 0 ||
+	    load_uniques(e, m, only, err) < 0)
 		goto out;
 	ret = 0;
 out:
+	cJSON_Delete(changed);
+	cJSON_free(only);
 	rows_release(&r);
 	return ret;
 }

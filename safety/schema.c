@@ -76,6 +76,7 @@ void schema_release(struct schema_model *m)
 		free(m->items[i].type);
 		free(m->items[i].dflt);
 		free(m->items[i].def);
+		free(m->items[i].source);
 	}
 	free(m->items);
 	memset(m, 0, sizeof(*m));
@@ -131,12 +132,18 @@ void schema_sort(struct schema_model *m)
 
 int schema_load(struct engine *e, struct schema_model *m, struct sm_error *err)
 {
+	return schema_load_since(e, NULL, m, err);
+}
+
+int schema_load_since(struct engine *e, const struct schema_model *prev, struct schema_model *m,
+		      struct sm_error *err)
+{
 	const struct safety_driver *d;
 
 	memset(m, 0, sizeof(*m));
 	if (safety_driver_for(e, &d, err) < 0)
 		return -1;
-	if (d->schema_load(e, m, err) < 0) {
+	if (d->schema_load(e, prev, m, err) < 0) {
 		schema_release(m);
 		return err_prefix(err, "cannot read the schema");
 	}

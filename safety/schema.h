@@ -63,6 +63,10 @@ struct schema_obj {
 	char *dflt;    /* column default expression, or NULL */
 	char *def;     /* definition (constraint, index, trigger, view, sequence), else NULL */
 	int invalid;   /* index not valid / constraint NOT VALID (PostgreSQL) */
+	/* what the driver read the object from, to tell later whether it
+	 * changed (SQLite: a table's CREATE TABLE text); not in the canonical
+	 * text, so NULL in a model read from it */
+	char *source;
 };
 
 struct schema_model {
@@ -86,6 +90,13 @@ int schema_is_own_table(const char *name);
 /* Introspects the schema of e into *m (which must be empty, caller releases
  * with schema_release), sorted. */
 int schema_load(struct engine *e, struct schema_model *m, struct sm_error *err);
+/* schema_load, given prev, a model schema_load read from e earlier in this
+ * process: the driver may take from prev what it can tell is unchanged
+ * (SQLite: the columns and constraints of each table whose CREATE TABLE
+ * text is the same), so that reading the schema again after a migration
+ * costs what the migration changed.  prev may be NULL. */
+int schema_load_since(struct engine *e, const struct schema_model *prev, struct schema_model *m,
+		      struct sm_error *err);
 
 /* Appends the canonical text of m to out. */
 void schema_canonical_text(const struct schema_model *m, struct strbuf *out);

@@ -90,7 +90,7 @@ static int run_plan(struct cmd_ctx *ctx, struct session *s, struct plan *p, cons
 	rc = apply_plan(s->e, p, &hooks, &cli_interrupted, &done, &ctx->err);
 	signals_unwatch();
 	if (done)
-		session_record_schema(s);
+		session_record_schema(s, NULL);
 	if (rc < 0) {
 		const struct step *failed = &p->steps[done];
 		int no_tx = failed->dir == STEP_UP ? failed->m->up_no_tx : failed->m->down_no_tx;
@@ -467,7 +467,7 @@ int cmd_stamp(struct cmd_ctx *ctx)
 		goto rollback;
 	/* the schema is recorded even when no version changed: stamping is how
 	 * an operator accepts the database as it is now */
-	session_record_schema(&s);
+	session_record_schema(&s, NULL);
 	if (!changed)
 		out("already stamped at %s; nothing to do\n",
 		    opt.stamp_from ? opt.stamp_from : ctx->argv[0]);

@@ -1125,7 +1125,7 @@ static int phase_validate(struct run *r)
 
 static int phase_record(struct run *r)
 {
-	session_record_schema(r->s);
+	session_record_schema(r->s, r->have_before ? &r->before.model : NULL);
 	r->kind->report_done(r);
 	return stop(r, "applied", EXIT_OK);
 }

@@ -58,14 +58,14 @@ static int usage(struct cmd_ctx *ctx, const char *msg)
 
 /* ---- recording the schema after a change ------------------------------- */
 
-void session_record_schema(struct session *s)
+void session_record_schema(struct session *s, const struct schema_model *prev)
 {
 	struct schema_model m = SCHEMA_MODEL_INIT;
 	struct strbuf text = STRBUF_INIT;
 	struct sm_error err = SM_ERROR_INIT;
 	char fp[65];
 
-	if (schema_load(s->e, &m, &err) < 0)
+	if (schema_load_since(s->e, prev, &m, &err) < 0)
 		goto fail;
 	schema_canonical_text(&m, &text);
 	schema_fingerprint(text.buf, fp);

@@ -19,6 +19,7 @@ struct db_state {
 	char *schema_text;    /* canonical schema, owned */
 	char *row_counts;     /* "table=N\n..." sorted, owned */
 	void *baseline;       /* validation baseline (safety module), owned */
+	struct schema_model model; /* the schema model the text was made from */
 	/* the baseline still lacks the engine's check of the whole file:
 	 * port_baseline_add_whole must add it before the change */
 	int whole_pending;

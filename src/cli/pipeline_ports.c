@@ -236,6 +236,8 @@ static int capture(struct engine *e, struct db_state *st, int baseline, struct s
 	st->schema_text = sb_detach(&text);
 	st->row_counts = sb_detach(&counts);
 	st->baseline = b;
+	st->model = m;
+	memset(&m, 0, sizeof(m));
 	b = NULL;
 	ret = 0;
 out:
@@ -271,6 +273,7 @@ void port_state_release(struct db_state *st)
 {
 	free(st->schema_text);
 	free(st->row_counts);
+	schema_release(&st->model);
 	if (st->baseline) {
 		validate_baseline_release(st->baseline);
 		free(st->baseline);

@@ -11,6 +11,7 @@
 #include "history.h"
 #include "migration.h"
 #include "plan.h"
+#include "schema.h"
 
 struct session {
 	struct migration_set set;
@@ -34,7 +35,9 @@ void session_close(struct session *s);
 void signals_watch(struct engine *e);
 void signals_unwatch(void);
 
-/* Records the schema fingerprint after a successful change (safety module). */
-void session_record_schema(struct session *s);
+/* Records the schema fingerprint after a successful change (safety module);
+ * prev (may be NULL): the model read before the change, which
+ * schema_load_since may take the unchanged tables from. */
+void session_record_schema(struct session *s, const struct schema_model *prev);
 
 #endif

@@ -138,6 +138,47 @@ class PipelineSqlite(CliTest):
         self.assertEqual(j["outcome"], "applied")
         self.assertEqual(self.fk_pass(j), [])
 
+    def test_schema_recorded_after_a_run_is_the_schema_read_whole(self):
+        # the run re-reads only the tables whose CREATE TABLE changed: each
+        # kind of change, and tables it leaves alone, must come out as a
+        # whole reading does
+        self.fk_tables()
+        for sql in ("CREATE TABLE keep (id INTEGER PRIMARY KEY, code TEXT UNIQUE, extra INT, "
+                    "p INT REFERENCES parent(id))",
+                    "CREATE TABLE gone (x INT)",
+                    "CREATE TABLE renamed (id INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT 'x')",
+                    "CREATE TABLE kid (id INTEGER PRIMARY KEY, r INT REFERENCES renamed(id))",
+                    "CREATE TABLE mod (a INT, b TEXT, UNIQUE (a, b))"):
+            self.sqlite(sql)
+        self.ok("stamp", "head")
+        self.add("0002_change.sql",
+                 "ALTER TABLE child ADD COLUMN note TEXT NOT NULL DEFAULT '';\n"
+                 "ALTER TABLE renamed RENAME TO renamed2;\n"
+                 "ALTER TABLE renamed2 RENAME COLUMN v TO w;\n"
+                 "DROP TABLE gone;\n"
+                 "CREATE TABLE fresh (id INTEGER PRIMARY KEY, k TEXT UNIQUE, "
+                 "p INT references parent (id) ON DELETE CASCADE);\n"
+                 "CREATE TABLE mod_new (a INT, b TEXT NOT NULL, c INT, UNIQUE (b, a));\n"
+                 "INSERT INTO mod_new (a, b) SELECT a, coalesce(b, '') FROM mod;\n"
+                 "DROP TABLE mod;\nALTER TABLE mod_new RENAME TO mod;\n"
+                 "ALTER TABLE keep DROP COLUMN extra;\n"
+                 "CREATE INDEX keep_p ON keep (p);")
+        self.ok("safe-migrate")
+        whole = self.ok("schema").out
+        recorded = self.sqlite("SELECT schema_text FROM safe_migrate_schema")[0][0]
+        self.assertEqual(recorded, whole)
+        for want in ("column\tchild\tnote\tTEXT\tnot null\tdefault ''",
+                     "column\trenamed2\tw\tTEXT\tnot null\tdefault 'x'",
+                     "constraint\tkid\tfk(r)\tFOREIGN KEY (r) REFERENCES renamed2 (id)",
+                     "constraint\tfresh\tfk(p)\tFOREIGN KEY (p) REFERENCES parent (id) "
+                     "ON DELETE CASCADE",
+                     "constraint\tmod\tunique(b, a)\tUNIQUE (b, a)"):
+            self.assertIn(want, whole.splitlines())
+        self.assertNotIn("gone", whole)
+        self.assertNotIn("column\tkeep\textra", whole)
+        self.assertIn("constraint\tkeep\tunique(code)\tUNIQUE (code)", whole.splitlines())
+        self.assertIn("PASS schema-drift", self.ok("validate").out)
+
     def test_validate_catches_orphans_the_run_made_without_writing_the_child(self):
         self.fk_tables()
         # through the parent: child itself is not written
