@@ -148,7 +148,8 @@ class PipelineSqlite(CliTest):
                     "CREATE TABLE gone (x INT)",
                     "CREATE TABLE renamed (id INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT 'x')",
                     "CREATE TABLE kid (id INTEGER PRIMARY KEY, r INT REFERENCES renamed(id))",
-                    "CREATE TABLE mod (a INT, b TEXT, UNIQUE (a, b))"):
+                    "CREATE TABLE mod (a INT, b TEXT, UNIQUE (a, b))",
+                    "CREATE TABLE \"we\"\"ird 'n\u00e4me\" (k TEXT UNIQUE)"):
             self.sqlite(sql)
         self.ok("stamp", "head")
         self.add("0002_change.sql",
@@ -162,7 +163,8 @@ class PipelineSqlite(CliTest):
                  "INSERT INTO mod_new (a, b) SELECT a, coalesce(b, '') FROM mod;\n"
                  "DROP TABLE mod;\nALTER TABLE mod_new RENAME TO mod;\n"
                  "ALTER TABLE keep DROP COLUMN extra;\n"
-                 "CREATE INDEX keep_p ON keep (p);")
+                 "CREATE INDEX keep_p ON keep (p);\n"
+                 "ALTER TABLE \"we\"\"ird 'n\u00e4me\" ADD COLUMN p INT REFERENCES parent;")
         self.ok("safe-migrate")
         whole = self.ok("schema").out
         recorded = self.sqlite("SELECT schema_text FROM safe_migrate_schema")[0][0]
@@ -172,7 +174,9 @@ class PipelineSqlite(CliTest):
                      "constraint\tkid\tfk(r)\tFOREIGN KEY (r) REFERENCES renamed2 (id)",
                      "constraint\tfresh\tfk(p)\tFOREIGN KEY (p) REFERENCES parent (id) "
                      "ON DELETE CASCADE",
-                     "constraint\tmod\tunique(b, a)\tUNIQUE (b, a)"):
+                     "constraint\tmod\tunique(b, a)\tUNIQUE (b, a)",
+                     "constraint\twe\"ird 'n\u00e4me\tfk(p)\tFOREIGN KEY (p) REFERENCES parent ()",
+                     "constraint\twe\"ird 'n\u00e4me\tunique(k)\tUNIQUE (k)"):
             self.assertIn(want, whole.splitlines())
         self.assertNotIn("gone", whole)
         self.assertNotIn("column\tkeep\textra", whole)
