@@ -3,8 +3,11 @@
  *
  * Checks free space against the driver's estimate, opens the snapshot
  * writer, fills in what every engine records (engine, server version,
- * redacted source URL, schema revision) and lets the engine's driver write
- * its entries; the writer makes the result durable.
+ * redacted source URL) and lets the engine's driver write its entries,
+ * the schema revision first, read inside the driver's own transaction
+ * (backup_set_revision): read before it, a migration that another operator
+ * committed in between would be in the snapshot under the revision before
+ * it.  The writer makes the result durable.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,27 +41,33 @@ void backup_result_release(struct backup_result *r)
 	r->bytes = 0;
 }
 
-/* The newest version in safe_migrate_versions, or NULL (caller frees). */
-static int read_revision(struct engine *e, char **out, struct sm_error *err)
+void backup_newer_version(const char *v, const char **best)
+{
+	if (v && (!*best || ver_cmp(v, *best) > 0))
+		*best = v;
+}
+
+int backup_set_revision(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
+			struct sm_error *err)
 {
 	struct eng_rows rows = ENG_ROWS_INIT;
 	const char *best = NULL;
 	int exists = 0;
 
-	*out = NULL;
+	if (opts && opts->revision) {
+		snap_set_revision(w, opts->revision);
+		return 0;
+	}
 	if (e->ops->table_exists(e, "safe_migrate_versions", &exists, err) < 0)
 		return -1;
-	if (!exists)
-		return 0;
-	if (e->ops->query(e, "SELECT version FROM safe_migrate_versions", 0, NULL, &rows, err) < 0)
+	if (exists &&
+	    e->ops->query(e, "SELECT version FROM safe_migrate_versions", 0, NULL, &rows, err) < 0) {
+		rows_release(&rows);
 		return -1;
-	for (size_t i = 0; i < rows.nrows; i++) {
-		const char *v = rows_get(&rows, i, 0);
-		if (v && (!best || ver_cmp(v, best) > 0))
-			best = v;
 	}
-	if (best)
-		*out = xstrdup(best);
+	for (size_t i = 0; i < rows.nrows; i++)
+		backup_newer_version(rows_get(&rows, i, 0), &best);
+	snap_set_revision(w, best);
 	rows_release(&rows);
 	return 0;
 }
@@ -74,7 +83,6 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	struct engine_identity id;
 	struct snap_write_opts wo;
 	struct sm_error ignored = SM_ERROR_INIT;
-	char *revision = NULL;
 	uint64_t need = 0;
 	int ret = -1;
 
@@ -102,10 +110,6 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	}
 	if (e->ops->server_version(e, &version, err) < 0)
 		goto out;
-	if (opts->revision)
-		revision = xstrdup(opts->revision);
-	else if (read_revision(e, &revision, err) < 0)
-		goto out;
 	memset(&wo, 0, sizeof(wo));
 	wo.fd = opts->output_fd;
 	wo.use_fd = opts->use_output_fd;
@@ -122,7 +126,6 @@ int backup_take(struct engine *e, const char *backup_dir, const char *name,
 	 * good; an in-place restore then cannot check where it came from */
 	if (e->ops->identity(e, &id, &ignored) == 0)
 		snap_set_source_identity(w, id.key);
-	snap_set_revision(w, revision);
 	snap_writer_set_interrupt(w, opts->interrupted);
 	if (d->take(e, w, opts, err) < 0)
 		goto out;
@@ -139,7 +142,6 @@ out:
 	snap_writer_abort(w);
 	if (ret < 0 && opts->interrupted && *opts->interrupted)
 		err_set(err, ERR_INTERRUPTED, "interrupted; no snapshot was written");
-	free(revision);
 	sb_release(&version);
 	return ret;
 }

@@ -88,9 +88,11 @@ void backup_summary_release(struct backup_summary *s);
 
 struct backup_driver {
 	const char *engine; /* e->ops->name */
-	/* Writes the engine's entries into w (the manifest's engine, source and
-	 * revision are already set by backup_take unless the driver overrides
-	 * them before its first entry).  Must keep memory bounded. */
+	/* Writes the engine's entries into w (the manifest's engine and source
+	 * are already set by backup_take).  Before its first entry, inside the
+	 * transaction it copies in, it sets the revision: backup_set_revision,
+	 * or on a connection of its own as that does.  Must keep memory
+	 * bounded. */
 	int (*take)(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
 		    struct sm_error *err);
 	/* Estimates the bytes the snapshot (and any scratch files) will need in
@@ -100,6 +102,16 @@ struct backup_driver {
 	int (*describe)(struct engine *e, const cJSON *extra, struct backup_summary *out,
 			struct sm_error *err);
 };
+
+/* For drivers: records in w the revision, opts->revision or else the
+ * newest version in safe_migrate_versions as e reads it now (none if the
+ * table is missing); to be called in the transaction the snapshot is read
+ * in, before the first entry. */
+int backup_set_revision(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
+			struct sm_error *err);
+/* Keeps in *best (borrowed) the newer of *best and v (ver_cmp; v may be
+ * NULL): the revision a snapshot records is the newest version applied. */
+void backup_newer_version(const char *v, const char **best);
 
 /* The driver for e's engine, or NULL. */
 const struct backup_driver *backup_find_driver(const struct engine *e);

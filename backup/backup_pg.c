@@ -912,6 +912,21 @@ out:
 	return ret;
 }
 
+struct revision_reader {
+	struct engine *e;
+	struct snap_writer *w;
+	const struct backup_opts *opts;
+};
+
+/* The snapshot transaction's first statement: the revision, as the
+ * snapshot has it (pgcat_begin_with). */
+static int read_revision_first(void *ud, struct sm_error *err)
+{
+	struct revision_reader *rr = ud;
+
+	return backup_set_revision(rr->e, rr->w, rr->opts, err);
+}
+
 static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_opts *opts,
 		   struct sm_error *err)
 {
@@ -922,7 +937,8 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	char *toc_text = NULL;
 	PGresult *res;
 	size_t i;
-	int ret = -1, nested = pgcat_begin(conn, err);
+	struct revision_reader rr = { e, w, opts };
+	int ret = -1, nested = pgcat_begin_with(conn, read_revision_first, &rr, err);
 
 	if (nested < 0)
 		return -1;

@@ -143,6 +143,47 @@ out:
 	return ret;
 }
 
+/* backup_set_revision on the copy's connection, in its read transaction
+ * (which may be a reader of its own, not the engine's). */
+static int set_revision(sqlite3 *db, struct snap_writer *w, const struct backup_opts *opts,
+			struct sm_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	char *best = NULL;
+	long long exists = 0;
+	int rc = SQLITE_DONE;
+
+	if (opts->revision) {
+		snap_set_revision(w, opts->revision);
+		return 0;
+	}
+	if (pragma_int(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND "
+		       "name = 'safe_migrate_versions'", &exists) < 0 ||
+	    (exists && sqlite3_prepare_v2(db, "SELECT version FROM main.safe_migrate_versions", -1,
+					  &st, NULL) != SQLITE_OK))
+		return err_set(err, ERR_FAIL, "cannot read the schema revision: %s",
+			       sqlite3_errmsg(db));
+	while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(st, 0), *newest = best;
+
+		backup_newer_version(v, &newest);
+		if (newest != best) {
+			free(best);
+			best = xstrdup(newest);
+		}
+	}
+	if (st && rc != SQLITE_DONE) {
+		err_set(err, ERR_FAIL, "cannot read the schema revision: %s", sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		free(best);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	snap_set_revision(w, best);
+	free(best);
+	return 0;
+}
+
 static int sink_to_snapshot(void *ud, const void *data, size_t len, struct sm_error *err)
 {
 	return snap_payload_write(ud, data, len, err);
@@ -374,7 +415,7 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 		side_check_start(&check, lk, e->url.path);
 		lk = NULL;
 	}
-	if (count_rows(w, db, err) < 0)
+	if (set_revision(db, w, opts, err) < 0 || count_rows(w, db, err) < 0)
 		goto out;
 	extra = cJSON_CreateObject();
 	cJSON_AddNumberToObject(extra, "page_size", (double)size);

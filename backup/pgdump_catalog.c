@@ -207,6 +207,12 @@ int pgcat_add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm
 
 int pgcat_begin(PGconn *conn, struct sm_error *err)
 {
+	return pgcat_begin_with(conn, NULL, NULL, err);
+}
+
+int pgcat_begin_with(PGconn *conn, int (*first)(void *ud, struct sm_error *err), void *ud,
+		     struct sm_error *err)
+{
 	/* inside a transaction already (a restore checking what it loaded
 	 * before it commits): its snapshot is the one to read, under a
 	 * savepoint that pgcat_end rolls back with the settings */
@@ -218,6 +224,10 @@ int pgcat_begin(PGconn *conn, struct sm_error *err)
 	if (!r)
 		return -1;
 	PQclear(r);
+	if (first && first(ud, err) < 0) {
+		pgcat_end(conn, nested);
+		return -1;
+	}
 	if (!(r = pgcat_query(conn, pgcat_session_sql, err))) {
 		pgcat_end(conn, nested);
 		return -1;

@@ -12,6 +12,7 @@ fail cleanly with a contract exit code, and afterwards:
   - after one more normal run no temp or staging file is left.
 """
 import os
+import time
 
 from smtest import BIN, CliTest
 
@@ -32,6 +33,28 @@ def spread(n, limit=SPREAD):
     if limit <= 1:
         return [(n + 1) // 2]
     return sorted({1 + round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+
+
+def shim_env(extra):
+    """The environment that preloads the shim, with extra (SM_FAULT_STOP...)."""
+    env = {"LD_PRELOAD": os.path.abspath(SHIM),
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1") +
+                           ":verify_asan_link_order=0"}
+    env.update(extra)
+    return env
+
+
+def wait_stopped(proc, timeout=60):
+    """Waits until proc is stopped (SIGSTOP), or fails if it exited."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            return False
+        with open("/proc/%d/stat" % proc.pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return True
+        time.sleep(0.02)
+    return False
 
 
 class FaultTest(CliTest):

@@ -4,13 +4,15 @@ restore and of a parallel restore --to (--jobs 2).  See faultlib.py for what
 is checked.
 """
 import io
+import json
 import shutil
+import signal
 import subprocess
 import tarfile
 import time
 
-from faultlib import FaultTest, spread
-from smtest import fk_tables_sql, main, pg_dbname
+from faultlib import FaultTest, shim_env, spread, wait_stopped
+from smtest import BIN, fk_tables_sql, main, pg_dbname, snapshot_manifest
 
 
 class FaultPg(FaultTest):
@@ -71,6 +73,51 @@ class FaultPg(FaultTest):
                         self.assertSnapshotsVerify(bdir)
                     shutil.rmtree(bdir, ignore_errors=True)
         self.assertEqual(self.pg_state(self.url), before)
+
+    def test_revision_is_the_snapshots_under_a_migration_at_every_send(self):
+        """A second operator's migration commits while the backup is
+        stopped before each of its sends: the revision the snapshot records
+        is always the one of the database it holds.  Read before the
+        snapshot's transaction began, it named the revision before a
+        migration whose table the snapshot has."""
+        self.psql(self.url, """
+            CREATE TABLE safe_migrate_versions (version TEXT PRIMARY KEY,
+              description TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL,
+              applied_by TEXT NOT NULL, execution_ms BIGINT NOT NULL);
+            INSERT INTO safe_migrate_versions VALUES ('0001', 'base', 'x', 'then', 'me', 1);
+        """)
+        sends = self.counts("-d", self.url, "-b", self.path("count"), "backup")["send"]
+        seen = set()
+        for i in range(1, sends + 1):
+            bdir = self.path("race-%d" % i)
+            version, table = "%04d" % (i + 1), "race_%d" % i
+            with self.subTest(send=i):
+                p = subprocess.Popen([BIN, "-q", "-d", self.url, "-b", bdir, "--json", "backup"],
+                                     env=dict(self.env, **shim_env({"SM_FAULT_STOP":
+                                                                    "send:%d" % i})),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                try:
+                    stopped = wait_stopped(p)
+                    if stopped:
+                        # the migration's table and its version, in one commit
+                        self.psql(self.url, "BEGIN; CREATE TABLE %s (x int); INSERT INTO "
+                                  "safe_migrate_versions VALUES ('%s', 'race', 'x', 'now', "
+                                  "'other', 1); COMMIT;" % (table, version))
+                finally:
+                    p.send_signal(signal.SIGCONT)
+                    out, err = p.communicate(timeout=120)
+                self.assertEqual(p.returncode, 0, err)
+                m = snapshot_manifest(json.loads(out)["path"])
+                has_table = "public." + table in m["row_counts"]
+                self.assertEqual(m["revision"], version if has_table else "%04d" % i, m)
+                seen.add(has_table)
+                if stopped:  # the next run's base revision
+                    continue
+                self.psql(self.url, "INSERT INTO safe_migrate_versions VALUES ('%s', 'race', "
+                          "'x', 'now', 'other', 1)" % version)
+            shutil.rmtree(bdir, ignore_errors=True)
+        # both outcomes happened: stops before the snapshot and after it
+        self.assertEqual(seen, {False, True})
 
     def test_backup_of_many_small_tables(self):
         """Small tables' COPYs go to the server in batches, one query for

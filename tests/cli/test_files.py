@@ -12,29 +12,8 @@ import stat
 import subprocess
 import time
 
-from faultlib import SHIM
+from faultlib import SHIM, shim_env, wait_stopped
 from smtest import BIN, CliTest, main
-
-
-def shim_env(extra):
-    env = {"LD_PRELOAD": os.path.abspath(SHIM),
-           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1") +
-                           ":verify_asan_link_order=0"}
-    env.update(extra)
-    return env
-
-
-def wait_stopped(proc, timeout=60):
-    """Waits until proc is stopped (SIGSTOP), or fails if it exited."""
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            return False
-        with open("/proc/%d/stat" % proc.pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                return True
-        time.sleep(0.02)
-    return False
 
 
 class SharedBackupDir(CliTest):
