@@ -17,7 +17,7 @@
  * per-table row counts.  Compared before the run and after a restore. */
 struct db_state {
 	char *schema_text;    /* canonical schema, owned */
-	char *row_counts;     /* "table=N\n..." sorted, owned */
+	char *row_counts;     /* "table=N\n..." sorted, owned; NULL before a change */
 	void *baseline;       /* validation baseline (safety module), owned */
 	struct schema_model model; /* the schema model the text was made from */
 	/* the baseline still lacks the engine's check of the whole file:
@@ -72,7 +72,8 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 		 void *ud, struct sm_error *err);
 /* Captures schema and row counts. */
 int port_capture(struct engine *e, struct db_state *st, struct sm_error *err);
-/* The same and the validation baseline, before a change.  own_writes: the
+/* The schema and the validation baseline, before a change (no counts: the
+ * snapshot's manifest has the ones to compare with).  own_writes: the
  * change goes through e alone, and the checks between tables are added to
  * the baseline just before it first writes where they can change
  * (validate_baseline_capture_tracked). */

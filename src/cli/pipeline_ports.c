@@ -206,10 +206,13 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	return rc;
 }
 
-/* Schema and row counts; with baseline, the validation baseline too (1:
- * all of it now but the check of the whole file, which may come from the
- * snapshot (port_baseline_add_whole); 2: tracked,
- * validate_baseline_capture_tracked). */
+/* Schema and row counts; with baseline, the validation baseline instead of
+ * the counts (1: all of it now but the check of the whole file, which may
+ * come from the snapshot (port_baseline_add_whole); 2: tracked,
+ * validate_baseline_capture_tracked).  A run is checked against the
+ * snapshot manifest's counts, taken in the snapshot's own transaction:
+ * counts taken before it would compare nothing (on narrow indexed rows,
+ * count(*) of every table was 6% of a run). */
 static int capture(struct engine *e, struct db_state *st, int baseline, struct sm_error *err)
 {
 	struct schema_model m = SCHEMA_MODEL_INIT;
@@ -221,7 +224,7 @@ static int capture(struct engine *e, struct db_state *st, int baseline, struct s
 	if (schema_load(e, &m, err) < 0)
 		goto out;
 	schema_canonical_text(&m, &text);
-	if (schema_row_counts(e, &m, &counts, err) < 0)
+	if (!baseline && schema_row_counts(e, &m, &counts, err) < 0)
 		goto out;
 	if (baseline) {
 		b = xcalloc(1, sizeof(*b));
@@ -234,7 +237,7 @@ static int capture(struct engine *e, struct db_state *st, int baseline, struct s
 		}
 	}
 	st->schema_text = sb_detach(&text);
-	st->row_counts = sb_detach(&counts);
+	st->row_counts = baseline ? NULL : sb_detach(&counts);
 	st->baseline = b;
 	st->model = m;
 	memset(&m, 0, sizeof(m));
