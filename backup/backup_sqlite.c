@@ -166,10 +166,11 @@ static int set_revision(sqlite3 *db, struct snap_writer *w, const struct backup_
 	while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *v = (const char *)sqlite3_column_text(st, 0), *newest = best;
 
+		/* v lives until the next step: the newest is kept as a copy */
 		backup_newer_version(v, &newest);
-		if (newest != best) {
+		if (v && newest == v) {
 			free(best);
-			best = xstrdup(newest);
+			best = xstrdup(v);
 		}
 	}
 	if (st && rc != SQLITE_DONE) {

@@ -83,12 +83,12 @@ int pgcat_begin(PGconn *conn, struct sm_error *err);
 /* Inside a transaction already, pgcat_begin reads in that one, under a
  * savepoint, and returns 1 (0 for a transaction of its own).  pgcat_end
  * rolls back what it began (nested: its return value). */
+void pgcat_end(PGconn *conn, int nested);
 /* pgcat_begin that runs first(ud) (may be NULL) as the transaction's first
  * statements, under the connection's own settings (its search_path, which
  * pgcat_session_sql empties): what it reads is in the snapshot. */
 int pgcat_begin_with(PGconn *conn, int (*first)(void *ud, struct sm_error *err), void *ud,
 		     struct sm_error *err);
-void pgcat_end(PGconn *conn, int nested);
 
 /* Locks every table in ACCESS SHARE mode (failing after lock_timeout_ms
  * when a table is locked exclusively) and fills out.  Needs pgcat_begin.
