@@ -62,23 +62,38 @@ struct watch {
 
 #define USER_NS "n.oid IN " PG_USER_NSP
 
+/*
+ * The listings looked up by oid (find_row) come sorted byte-wise by their
+ * first column, and the look-ups are binary searches: a migration that
+ * creates a thousand tables in one transaction holds thousands of locks by
+ * its end, and a linear search of them for each lock after each statement
+ * made its run quadratic (600 tables: 63 s, against 2.8 s for `upgrade`).
+ */
+#define BY_OID(expr) " ORDER BY " expr " COLLATE \"C\""
+
 static const char lock_sql[] =
 	"SELECT l.relation::oid::text, l.mode FROM pg_locks l "
-	"WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted";
+	"WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted"
+	BY_OID("l.relation::oid::text") ", l.mode COLLATE \"C\"";
 
 static const char node_sql[] =
 	"SELECT c.oid::text, coalesce(pg_relation_filenode(c.oid)::text, '') FROM pg_class c "
-	"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " USER_NS;
+	"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " USER_NS BY_OID("c.oid::text");
 
+/* (the size and row estimate of the few relations reported come after,
+ * from watched_sql: pg_table_size of every relation locked, after every
+ * statement, was quadratic too) */
 static const char after_sql[] =
 	"SELECT c.oid::text, CASE WHEN n.nspname = 'public' THEN c.relname "
 	"ELSE n.nspname || '.' || c.relname END, c.relkind::text, l.mode, "
-	"coalesce(pg_relation_filenode(c.oid)::text, ''), pg_table_size(c.oid)::text, "
-	"CASE WHEN c.reltuples < 0 THEN '-1' ELSE c.reltuples::bigint::text END "
+	"coalesce(pg_relation_filenode(c.oid)::text, '') "
 	"FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
 	"JOIN pg_namespace n ON n.oid = c.relnamespace "
 	"WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND "
-	USER_NS " AND c.relname <> '" HIST_TABLE "' ORDER BY 2, 1";
+	/* the user's schemas as an array, read once: as a semi-join, the
+	 * planner tested each lock's schema against them, a regular expression
+	 * and an index probe per lock (half of the query's time with 3,000) */
+	"n.oid = ANY (ARRAY" PG_USER_NSP ") AND c.relname <> '" HIST_TABLE "' ORDER BY 2, 1";
 
 #define QNAME(n, x) "CASE WHEN " n ".nspname = 'public' THEN " x " ELSE " n ".nspname || '.' || " x " END"
 
@@ -114,7 +129,7 @@ static const char watch_sql[] =
 static const char watch_names_sql[] =
 	"SELECT c.oid::text, " QNAME("n", "c.relname") ", c.relkind::text FROM pg_class c "
 	"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[]) AND "
-	USER_NS " AND c.relname <> '" HIST_TABLE "'";
+	USER_NS " AND c.relname <> '" HIST_TABLE "'" BY_OID("c.oid::text");
 
 /* After a watched statement: the filenode, size and row estimate of the
  * relations it locked ($1: an oid[] literal). */
@@ -122,7 +137,7 @@ static const char watched_sql[] =
 	"SELECT c.oid::text, coalesce(pg_relation_filenode(c.oid)::text, ''), "
 	"pg_table_size(c.oid)::text, "
 	"CASE WHEN c.reltuples < 0 THEN '-1' ELSE c.reltuples::bigint::text END "
-	"FROM pg_class c WHERE c.oid = ANY ($1::oid[])";
+	"FROM pg_class c WHERE c.oid = ANY ($1::oid[])" BY_OID("c.oid::text");
 
 /* How long the watcher pauses between two polls: WATCH_PAUSE_MIN_NS
  * (short enough to catch a CREATE INDEX CONCURRENTLY of a small table, tens
@@ -418,19 +433,36 @@ static int pg_before(void *p, struct engine *e, int new_mig, struct sm_error *er
 	return guard_end(e, rc);
 }
 
-/* Row index of key in column 0 of r, or -1. */
+/* The first row of r (sorted byte-wise by column 0: BY_OID) whose column 0
+ * is not below key. */
+static size_t lower_row(const struct eng_rows *r, const char *key)
+{
+	size_t lo = 0, hi = r->nrows;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(rows_get(r, mid, 0), key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Row index of key in column 0 of r (sorted: BY_OID), or -1. */
 static long find_row(const struct eng_rows *r, const char *key)
 {
-	for (size_t i = 0; i < r->nrows; i++)
-		if (!strcmp(rows_get(r, i, 0), key))
-			return (long)i;
-	return -1;
+	size_t i = lower_row(r, key);
+
+	return i < r->nrows && !strcmp(rows_get(r, i, 0), key) ? (long)i : -1;
 }
 
 static int held_before(const struct eng_rows *locks, const char *oid, const char *mode)
 {
-	for (size_t i = 0; i < locks->nrows; i++)
-		if (!strcmp(rows_get(locks, i, 0), oid) && !strcmp(rows_get(locks, i, 1), mode))
+	for (size_t i = lower_row(locks, oid);
+	     i < locks->nrows && !strcmp(rows_get(locks, i, 0), oid); i++)
+		if (!strcmp(rows_get(locks, i, 1), mode))
 			return 1;
 	return 0;
 }
@@ -470,18 +502,18 @@ static const char *kind_name(const char *relkind)
 /* Notes oid's filenode after a statement (a relation it created: a new row). */
 static void set_node(struct eng_rows *nodes, const char *oid, const char *node)
 {
-	long i = find_row(nodes, oid);
-	size_t at;
+	size_t i = lower_row(nodes, oid), at = i * 2;
 
-	if (i < 0) {
+	if (i == nodes->nrows || strcmp(rows_get(nodes, i, 0), oid)) {
+		/* a new relation, in its place in the order */
 		if (nodes->ncols != 2)
 			return;
 		nodes->cells = xrealloc(nodes->cells, (nodes->nrows + 1) * 2 * sizeof(char *));
-		at = nodes->nrows++ * 2;
+		memmove(nodes->cells + at + 2, nodes->cells + at,
+			(nodes->nrows - i) * 2 * sizeof(char *));
+		nodes->nrows++;
 		nodes->cells[at] = xstrdup(oid);
 		nodes->cells[at + 1] = NULL;
-	} else {
-		at = (size_t)i * 2;
 	}
 	free(nodes->cells[at + 1]);
 	nodes->cells[at + 1] = xstrdup(node);
@@ -582,10 +614,36 @@ static int watched_after(struct pg_state *st, struct engine *e, struct impact_st
 	return 0;
 }
 
+/* The size and row estimate of the relations s reports from first on
+ * (oids[k] the (k + first)th's; set, a literal oid[] of them). */
+static int reported_sizes(struct engine *e, struct impact_stmt *s, size_t first,
+			  const char *const *oids, const char *set, struct sm_error *err)
+{
+	struct eng_rows sz = ENG_ROWS_INIT;
+
+	if (guard_begin(e, err) < 0)
+		return -1;
+	if (guard_end(e, e->ops->query(e, watched_sql, 1, &set, &sz, err)) < 0)
+		return -1;
+	for (size_t k = first; k < s->n_rels; k++) {
+		long row = find_row(&sz, oids[k - first]);
+
+		if (row < 0)
+			continue;
+		s->rels[k].bytes = strtoll(rows_get(&sz, (size_t)row, 2), NULL, 10);
+		s->rels[k].rows = strtoll(rows_get(&sz, (size_t)row, 3), NULL, 10);
+	}
+	rows_release(&sz);
+	return 0;
+}
+
 static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_error *err)
 {
 	struct pg_state *st = p;
 	struct eng_rows now = ENG_ROWS_INIT;
+	struct strbuf oids = STRBUF_INIT;
+	const char **rel_oids = NULL;
+	size_t first, alloc = 0;
 	int rc = e->in_tx ? 0 : watched_after(st, e, s, err);
 
 	if (st->have_objs) {
@@ -604,6 +662,8 @@ static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_
 		return -1;
 	if (guard_end(e, e->ops->query(e, after_sql, 0, NULL, &now, err)) < 0)
 		return -1;
+	first = s->n_rels;
+	sb_addch(&oids, '{');
 	/* rows come grouped by relation, one per lock mode held */
 	for (size_t i = 0, j; i < now.nrows; i = j) {
 		const char *oid = rows_get(&now, i, 0), *node = rows_get(&now, i, 4);
@@ -632,13 +692,18 @@ static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_
 		r->new_blocks = fresh ? impact_pg_blocks(r->new_lock) : IMPACT_NONE;
 		r->rewritten = rewritten;
 		r->existing = find_row(&st->baseline, oid) >= 0;
-		r->bytes = strtoll(rows_get(&now, i, 5), NULL, 10);
-		r->rows = strtoll(rows_get(&now, i, 6), NULL, 10);
+		sb_addf(&oids, "%s%s", s->n_rels - first > 1 ? "," : "", oid);
+		ALLOC_GROW(rel_oids, s->n_rels - first, alloc);
+		rel_oids[s->n_rels - first - 1] = oid;
 	}
+	sb_addch(&oids, '}');
 	for (size_t i = 0; i < now.nrows; i++)
 		set_node(&st->nodes, rows_get(&now, i, 0), rows_get(&now, i, 4));
+	rc = s->n_rels > first ? reported_sizes(e, s, first, rel_oids, oids.buf, err) : 0;
+	free(rel_oids);
+	sb_release(&oids);
 	rows_release(&now);
-	return 0;
+	return rc;
 }
 
 const struct impact_driver impact_pg_driver = {

@@ -116,6 +116,31 @@ class ImpactPg(CliTest):
         self.assertEqual([x["relation"] for x in imp["rewrites"]], ["orders", "orders_pkey"])
         self.assertEqual(imp["longest_write_block"]["relation"], "orders")
 
+    def test_many_tables_in_one_transaction(self):
+        # the locks held by then, and the relations made since the migration
+        # began, are looked up sorted: a rewrite of orders after 40 new
+        # tables, then of one of those tables, each with its size and rows
+        tables = "".join("CREATE TABLE n%d (id serial PRIMARY KEY, v text);\n" % i
+                         for i in range(40))
+        self.add("0001_m.sql", tables +
+                 "INSERT INTO n7 (v) SELECT 'v' FROM generate_series(1, 500);\n"
+                 "ALTER TABLE orders ALTER COLUMN n TYPE bigint;\n"
+                 "ALTER TABLE n7 ALTER COLUMN v TYPE varchar(10);\n"
+                 "CREATE INDEX n0_v ON n0 (v);")
+        imp = self.impact()
+        s, r = stmt_rel(imp, "ALTER TABLE orders", "orders")
+        self.assertEqual((r["lock"], r["rewritten"], r["existing"], r["rows"]),
+                         ("AccessExclusiveLock", True, True, 20000), s)
+        self.assertGreater(r["bytes"], 0)
+        # only what the statement newly locked or rewrote: none of the new tables
+        self.assertFalse([x["name"] for x in s["relations"] if x["name"].startswith("n")], s)
+        s, r = stmt_rel(imp, "ALTER TABLE n7", "n7")
+        self.assertEqual((r["rewritten"], r["existing"]), (True, False), s)
+        self.assertGreater(r["bytes"], 0)
+        s, r = stmt_rel(imp, "CREATE INDEX n0_v", "n0_v")
+        self.assertEqual((r["existing"], s["created"]), (False, ["index n0_v"]), s)
+        self.assertEqual(imp["migrations"][0]["created"][:2], ["sequence n0_id_seq", "table n0"])
+
     def test_type_change_that_rewrites(self):
         imp = self.check("ALTER TABLE orders ALTER COLUMN n TYPE bigint;", "ALTER TABLE",
                          "AccessExclusiveLock", True, "reads")
