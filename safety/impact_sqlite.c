@@ -103,13 +103,15 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 	struct sqlite_state *st = p;
 	struct eng_rows now = ENG_ROWS_INIT;
 	sqlite3 *db = engine_native(e);
-	long long cookie;
+	/* the schema cookie after the statement: every change to sqlite_master
+	 * bumps it */
+	long long cookie = scalar_ll(e, "PRAGMA schema_version", NULL);
 
 	s->observed = 1; /* outside a transaction too: did it write? */
 
 	if (!st->wrote && (e->in_tx ? sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE
 				    : sqlite3_total_changes64(db) != st->changes ||
-				      scalar_ll(e, "PRAGMA schema_version", NULL) != st->schema_version)) {
+				      cookie != st->schema_version)) {
 		/* from here to the end of the transaction no other connection can
 		 * write (readers go on in WAL mode; in rollback-journal mode they
 		 * are shut out at commit) */
@@ -122,11 +124,10 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 				     "pragma_page_size()", NULL);
 		st->wrote = e->in_tx; /* outside a transaction, each statement anew */
 	}
-	/* every change to sqlite_master bumps the schema cookie: a statement
-	 * that left it alone created, dropped and rebuilt nothing, and the two
-	 * listings of the whole schema are skipped (a data migration of many
-	 * statements on thousands of tables would read them after each) */
-	cookie = scalar_ll(e, "PRAGMA schema_version", NULL);
+	/* a statement that left the cookie alone created, dropped and rebuilt
+	 * nothing, and the two listings of the whole schema are skipped (a
+	 * data migration of many statements on thousands of tables would read
+	 * them after each) */
 	if (st->have_objs && cookie == st->cookie && cookie >= 0)
 		return 0;
 	st->cookie = cookie;

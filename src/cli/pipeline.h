@@ -14,7 +14,9 @@
 #include "session.h"
 
 /* The database's state as the operator would judge it: schema text and
- * per-table row counts.  Compared before the run and after a restore. */
+ * per-table row counts.  The schema is compared before the run and after a
+ * restore; the counts, read after a restore only, with the snapshot
+ * manifest's. */
 struct db_state {
 	char *schema_text;    /* canonical schema, owned */
 	char *row_counts;     /* "table=N\n..." sorted, owned; NULL before a change */
