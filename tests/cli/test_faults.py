@@ -3,12 +3,16 @@ or the process is SIGKILLed, at call after call of backup, restore (in
 place and --to a new file) and the safe-migrate pipeline; a killed pipeline
 run is brought back by `recover`.  See faultlib.py for what is checked.
 """
+import json
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
+import threading
 
-from faultlib import SPREAD, FaultTest, spread
-from smtest import main
+from faultlib import SPREAD, FaultTest, shim_env, spread, wait_stopped
+from smtest import BIN, main, snapshot_manifest
 
 
 class FaultSqlite(FaultTest):
@@ -145,6 +149,75 @@ class FaultSqlite(FaultTest):
                         self.assertNoTemps(self.path("bk"), self.dir)
                         self.assertSnapshotsVerify(self.path("bk"))
                     reset()
+
+    def test_revision_is_the_snapshots_under_a_migration_at_every_header_read(self):
+        """A second operator's migration commits (WAL mode) while the backup
+        of a database above 32 MiB (copied by a reader of its own) is stopped
+        before each read of the file's first page, where a connection's view
+        of the database begins: the revision the snapshot records is always
+        the one of the database it holds.  Read on the engine's connection
+        before the copy's view began, it named the revision before a
+        migration whose table the snapshot has."""
+        con = sqlite3.connect(self.path("big.db"))
+        con.executescript("""
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE safe_migrate_versions (version TEXT PRIMARY KEY,
+              description TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL,
+              applied_by TEXT NOT NULL, execution_ms INTEGER NOT NULL);
+            INSERT INTO safe_migrate_versions VALUES ('0001', 'base', 'x', 'then', 'me', 1);
+            CREATE TABLE bulk (id INTEGER PRIMARY KEY, b BLOB);
+            WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 36)
+            INSERT INTO bulk (b) SELECT randomblob(1048576) FROM c;
+        """)
+        con.close()
+        url = self.sqlite_url("big.db")
+        reads = self.counts("-d", url, "-b", self.path("count"), "backup")["read0"]
+        self.assertGreater(reads, 2)
+        seen = set()
+        for i in range(1, reads + 1):
+            bdir = self.path("race-%d" % i)
+            version, table = "%04d" % (i + 1), "race_%d" % i
+            with self.subTest(read=i):
+                p = subprocess.Popen([BIN, "-q", "-d", url, "-b", bdir, "--json", "backup"],
+                                     env=dict(self.env, **shim_env({"SM_FAULT_STOP":
+                                                                    "read0:%d" % i})),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                migration = None
+                try:
+                    if wait_stopped(p):
+                        # the migration's table and its version, in one
+                        # commit; it may have to wait for a lock the
+                        # stopped backup holds, so it runs beside it
+                        migration = threading.Thread(target=self.migrate_big,
+                                                     args=(table, version))
+                        migration.start()
+                        migration.join(1)
+                finally:
+                    p.send_signal(signal.SIGCONT)
+                    out, err = p.communicate(timeout=120)
+                    if migration:
+                        migration.join()
+                self.assertEqual(p.returncode, 0, err)
+                m = snapshot_manifest(json.loads(out)["path"])
+                has_table = table in m["row_counts"]
+                self.assertEqual(m["revision"], version if has_table else "%04d" % i, m)
+                seen.add(has_table)
+                if not migration:  # the next run's base revision
+                    self.migrate_big(table, version)
+            shutil.rmtree(bdir, ignore_errors=True)
+        # both outcomes happened: stops before the snapshot's view and in it
+        self.assertEqual(seen, {False, True})
+
+    def migrate_big(self, table, version):
+        con = sqlite3.connect(self.path("big.db"), timeout=60, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("CREATE TABLE %s (x)" % table)
+            con.execute("INSERT INTO safe_migrate_versions VALUES (?, 'race', 'x', 'now', "
+                        "'other', 1)", (version,))
+            con.execute("COMMIT")
+        finally:
+            con.close()
 
     def test_restore_in_place(self):
         self.restore_cases(to_new=False)

@@ -15,6 +15,9 @@
  *   send    send, sendto, sendmsg (libpq talks to the server with send);
  *           a failed send also shuts the socket down, as a broken
  *           connection would be
+ *   read0   pread, pread64 at offset 0: SQLite reads a database's first
+ *           page (its header) when a connection's view of the file begins,
+ *           so a stop there lands between one view and the next
  *
  * Environment (read once at load, then removed from the environment so that
  * child processes run unfaulted):
@@ -51,10 +54,10 @@
 #include <time.h>
 #include <unistd.h>
 
-enum kind { K_WRITE, K_FSYNC, K_RENAME, K_SEND, K_FDATASYNC, K_COUNT };
+enum kind { K_WRITE, K_FSYNC, K_RENAME, K_SEND, K_FDATASYNC, K_READ0, K_COUNT };
 
 static const char *const kind_names[K_COUNT] = { "write", "fsync", "rename", "send",
-						 "fdatasync" };
+						 "fdatasync", "read0" };
 
 static unsigned long counts[K_COUNT];
 static int fault_kind = -1, kill_kind = -1, stop_kind = -1, fault_errno = EIO, persist, fired;
@@ -207,6 +210,22 @@ ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 	if (fd > 2 && hit(K_WRITE, fd) < 0)
 		return -1;
 	return real_pwritev(fd, iov, cnt, off);
+}
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+	REAL(ssize_t, pread, int, void *, size_t, off_t);
+	if (fd > 2 && off == 0 && hit(K_READ0, fd) < 0)
+		return -1;
+	return real_pread(fd, buf, n, off);
+}
+
+ssize_t pread64(int fd, void *buf, size_t n, off64_t off)
+{
+	REAL(ssize_t, pread64, int, void *, size_t, off64_t);
+	if (fd > 2 && off == 0 && hit(K_READ0, fd) < 0)
+		return -1;
+	return real_pread64(fd, buf, n, off);
 }
 
 int fsync(int fd)
