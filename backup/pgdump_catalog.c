@@ -28,13 +28,19 @@
 #include "xalloc.h"
 
 /* SET LOCAL: they end with the snapshot's transaction, and the engine's
- * connection goes on (a migration may run on it next) as it was. */
+ * connection goes on (a migration may run on it next) as it was.  TimeZone
+ * and bytea_output too: a table copied as text is hashed as it comes out
+ * (its content checksum), and a check of a restored copy reads it again on
+ * another connection, whose defaults (PGTZ, ALTER DATABASE ... SET) need not
+ * be the source's. */
 const char pgcat_session_sql[] =
 	"SET LOCAL client_encoding = 'UTF8';"
 	"SET LOCAL standard_conforming_strings = on;"
 	"SET LOCAL DateStyle = 'ISO, MDY';"
 	"SET LOCAL IntervalStyle = 'postgres';"
 	"SET LOCAL extra_float_digits = 3;"
+	"SET LOCAL TimeZone = 'UTC';"
+	"SET LOCAL bytea_output = 'hex';"
 	"SET LOCAL statement_timeout = 0;"
 	"SET LOCAL idle_in_transaction_session_timeout = 0;"
 	"SET LOCAL check_function_bodies = false;"

@@ -62,21 +62,45 @@
 
 #define IO_BLOCK ((size_t)256 << 10)
 
-/* The same session settings the snapshot was read under (pg_dump's). */
-static const char session_sql[] =
-	"SET client_encoding = 'UTF8';"
-	"SET standard_conforming_strings = on;"
-	"SET DateStyle = 'ISO, MDY';"
-	"SET IntervalStyle = 'postgres';"
-	"SET extra_float_digits = 3;"
-	"SET statement_timeout = 0;"
-	"SET idle_in_transaction_session_timeout = 0;"
-	"SET check_function_bodies = false;"
-	"SET xmloption = content;"
-	"SET client_min_messages = warning;"
-	"SET maintenance_work_mem = '256MB';"
-	"SET row_security = off;"
-	"SELECT pg_catalog.set_config('search_path', '', false);";
+/* The restore session's settings: those the snapshot was read under
+ * (pg_dump's), and those that decide how its text is taken in, whatever the
+ * target database or role sets by default (ALTER DATABASE ... SET):
+ * array_nulls off reads a NULL array element back as the string 'NULL',
+ * default_table_access_method and default_tablespace place what the
+ * snapshot names without USING or TABLESPACE (heap, the database's default).
+ * One list: save_settings reads back the same names. */
+static const struct { const char *name, *value; } session_settings[] = {
+	{ "client_encoding", "UTF8" },
+	{ "standard_conforming_strings", "on" },
+	{ "DateStyle", "ISO, MDY" },
+	{ "IntervalStyle", "postgres" },
+	{ "TimeZone", "UTC" },
+	{ "extra_float_digits", "3" },
+	{ "bytea_output", "hex" },
+	{ "array_nulls", "on" },
+	{ "default_table_access_method", "heap" },
+	{ "default_tablespace", "" },
+	{ "statement_timeout", "0" },
+	{ "idle_in_transaction_session_timeout", "0" },
+	{ "check_function_bodies", "off" },
+	{ "xmloption", "content" },
+	{ "client_min_messages", "warning" },
+	{ "maintenance_work_mem", "256MB" },
+	{ "row_security", "off" },
+	{ "search_path", "" },
+};
+
+#define N_SESSION_SETTINGS (sizeof(session_settings) / sizeof(session_settings[0]))
+
+/* One statement that makes every session setting (the values are
+ * constants without quotes). */
+static void session_sql(struct strbuf *sql)
+{
+	sb_adds(sql, "SELECT ");
+	for (size_t i = 0; i < N_SESSION_SETTINGS; i++)
+		sb_addf(sql, "%spg_catalog.set_config('%s', '%s', false)", i ? ", " : "",
+			session_settings[i].name, session_settings[i].value);
+}
 
 struct pg_stage {
 	char *path;   /* the snapshot, streamed by apply */
@@ -322,13 +346,14 @@ int pgr_run_sql(PGconn *conn, const char *sql, const char *what, struct sm_error
 
 int pgr_session(PGconn *conn, long lock_timeout_ms, struct sm_error *err)
 {
-	char sql[64];
+	struct strbuf sql = STRBUF_INIT;
+	int ret;
 
-	snprintf(sql, sizeof(sql), "SET lock_timeout = %ld", lock_timeout_ms > 0 ? lock_timeout_ms : 0);
-	if (pgr_run_sql(conn, session_sql, "cannot prepare the restore session", err) < 0 ||
-	    pgr_run_sql(conn, sql, "cannot prepare the restore session", err) < 0)
-		return -1;
-	return 0;
+	session_sql(&sql);
+	sb_addf(&sql, "; SET lock_timeout = %ld", lock_timeout_ms > 0 ? lock_timeout_ms : 0);
+	ret = pgr_run_sql(conn, sql.buf, "cannot prepare the restore session", err);
+	sb_release(&sql);
+	return ret;
 }
 
 /* Only records the snapshot: apply streams and verifies it (see the top). */
@@ -925,20 +950,23 @@ out:
  * session changes (the engine's connection goes on after the restore). */
 static int save_settings(PGconn *conn, struct strbuf *undo, struct sm_error *err)
 {
-	PGresult *res = PQexec(conn,
-		"SELECT pg_catalog.string_agg(pg_catalog.format('SELECT pg_catalog.set_config(%L, %L, "
-		"false);', name, setting), ' ') FROM pg_catalog.pg_settings WHERE name IN "
-		"('client_encoding', 'standard_conforming_strings', 'DateStyle', 'IntervalStyle', "
-		"'extra_float_digits', 'statement_timeout', 'lock_timeout', "
-		"'idle_in_transaction_session_timeout', 'check_function_bodies', 'xmloption', "
-		"'client_min_messages', 'maintenance_work_mem', 'row_security', 'search_path')");
+	struct strbuf sql = STRBUF_INIT;
+	PGresult *res;
 	int ret = 0;
 
+	sb_adds(&sql, "SELECT pg_catalog.string_agg(pg_catalog.format('SELECT pg_catalog.set_config("
+		"%L, %L, false);', name, setting), ' ') FROM pg_catalog.pg_settings WHERE name IN "
+		"('lock_timeout'");
+	for (size_t i = 0; i < N_SESSION_SETTINGS; i++)
+		sb_addf(&sql, ", '%s'", session_settings[i].name);
+	sb_addch(&sql, ')');
+	res = PQexec(conn, sql.buf);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		ret = pgr_error(err, conn, res, "cannot read the session settings");
 	else
 		sb_adds(undo, PQgetvalue(res, 0, 0));
 	PQclear(res);
+	sb_release(&sql);
 	return ret;
 }
 

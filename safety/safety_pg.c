@@ -295,7 +295,9 @@ static int pg_live_checks(struct engine *e, const struct safety_check_opts *o,
 	return 0;
 }
 
-/* Table names in the model are "schema.table" outside public (see above). */
+/* Table names in the model are "schema.table" outside public (see above).
+ * ONLY: the table's own rows, as its snapshot's COPY counts them; without it
+ * an inheritance parent counts its children's rows too. */
 static int pg_count_rows(struct engine *e, const char *table, long long *n, struct sm_error *err)
 {
 	struct strbuf sql = STRBUF_INIT;
@@ -303,7 +305,7 @@ static int pg_count_rows(struct engine *e, const char *table, long long *n, stru
 	char *v = NULL, *schema = NULL;
 	int ret;
 
-	sb_adds(&sql, "SELECT count(*)::text FROM ");
+	sb_adds(&sql, "SELECT count(*)::text FROM ONLY ");
 	if (dot) {
 		schema = xstrndup(table, (size_t)(dot - table));
 		e->ops->quote_ident(&sql, schema);

@@ -356,6 +356,61 @@ class PgFidelityTest(CliTest):
                 "--no-safety-backup")
         self.assertSameState(before, self.state(other), "restore --to")
 
+    def test_settings_of_the_target_and_the_client_change_nothing(self):
+        """A snapshot taken by a client in another time zone comes back whole
+        into databases whose own settings (ALTER DATABASE ... SET) would read
+        its text otherwise: array_nulls off took a NULL array element for
+        the string 'NULL', default_table_access_method put the tables in
+        another access method, and verify --restore-to called the snapshot
+        damaged because the restored rows, read under another TimeZone and
+        bytea_output, no longer matched their content checksum.  The table
+        with an enum is copied as text."""
+        am = "CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler"
+        settings = ("SET array_nulls = off", "SET default_table_access_method = heap2",
+                    "SET TimeZone = 'Asia/Kolkata'", "SET bytea_output = 'escape'")
+        url = self.pg_new_db()
+        self.psql(url, am + r"""; CREATE TYPE mood AS ENUM ('ok');
+            CREATE TABLE t (k mood, a text[], ts timestamptz, b bytea);
+            INSERT INTO t VALUES ('ok', '{a,NULL}', '2026-01-02 03:04:05+00', '\x00ff5c'),
+                                 ('ok', '{NULL}', '-infinity', '\x');
+            CREATE TABLE n (x int, a int[]);
+            INSERT INTO n VALUES (1, '{1,NULL}')""")
+        before = self.state(url)
+        snap = self.run_sm("-d", url, "-b", self.path("backups"), "--json", "backup",
+                           env={"PGTZ": "America/New_York"})
+        self.assertEqual(snap.code, 0, snap)
+        snap = snap.json()["path"]
+
+        def prepared():
+            db = self.pg_new_db()
+            self.psql(db, am)
+            for s in settings:
+                self.psql_admin('ALTER DATABASE "%s" %s' % (pg_dbname(db), s))
+            return db
+
+        def assertRestored(db, what):
+            # read back under the defaults, as the source was
+            self.psql_admin('ALTER DATABASE "%s" RESET ALL' % pg_dbname(db))
+            self.assertSameState(before, self.state(db), what)
+            self.assertEqual(self.psql(db, "SELECT count(*) FROM t WHERE a[2] IS NULL OR "
+                                           "a[1] IS NULL"), "2")
+
+        scratch = prepared()
+        r = self.ok("--json", "verify", snap, "--restore-to", scratch)
+        self.assertTrue(r.json()["ok"], r)
+        assertRestored(scratch, "verify --restore-to")
+        for jobs in ("1", "2"):
+            other = prepared()
+            self.ok("-b", self.path("backups"), "--yes", "restore", snap, "--to", other,
+                    "--jobs", jobs, "--no-safety-backup", env={"PGTZ": "Pacific/Chatham"})
+            assertRestored(other, "restore --to --jobs %s" % jobs)
+        for s in settings:
+            self.psql_admin('ALTER DATABASE "%s" %s' % (pg_dbname(url), s))
+        self.psql(url, "DELETE FROM t; DROP TABLE n")
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                "--no-safety-backup")
+        assertRestored(url, "restore in place")
+
     def test_tablespaces(self):
         loc = tempfile.mkdtemp(prefix="sm-ts-")
         self.addCleanup(subprocess.run, ["rm", "-rf", loc])

@@ -46,6 +46,25 @@ class PipelinePg(CliTest):
         self.assertIn("23505", j["error"])
         self.assertEqual(self.pg_state(self.url), before)
 
+    def test_restored_under_inheritance(self):
+        """Tables with inheritance children that hold rows: the restore's
+        check counts each table's own rows (ONLY), as its snapshot's COPY
+        did.  Counted with the children's, the parent 'had' rows the
+        snapshot did not, and every automatic restore failed (exit 6)."""
+        self.psql(self.url, """
+            CREATE TABLE p (a int); CREATE TABLE c (b text) INHERITS (p);
+            CREATE TABLE q (z int); CREATE TABLE cq (w int) INHERITS (c, q);
+            INSERT INTO p VALUES (1); INSERT INTO c VALUES (2, 'two'), (3, 'three');
+            INSERT INTO cq VALUES (4, 'four', 40, 400);""")
+        self.add("0002_a.sql", "CREATE TABLE t1 (x int);\nINSERT INTO c VALUES (5, 'five');")
+        self.add("0003_b.sql", "INSERT INTO p VALUES (6);\nSELECT 1/0;")
+        before = self.pg_state(self.url)
+        r = self.sm("safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.pg_state(self.url), before)
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM p"), "4")
+
     def test_failure_after_create_index_concurrently(self):
         self.add("0002_idx.sql", "CREATE INDEX CONCURRENTLY users_name_idx ON users (name);", notx=True)
         self.add("0003_bad.sql", "SET lock_timeout = '5s';\nUPDATE users SET name = 'same';\n"
