@@ -356,11 +356,13 @@ static int state_matches(struct engine *e, const struct db_state *before,
 	return same;
 }
 
-/* Reports other sessions' writes (text and JSON); the list is "TABLE\tROWS\n". */
+/* Reports other sessions' writes (text and JSON); the list is
+ * "TABLE\tROWS\n" and "OBJECT\tdefinition\n" (engine_ops.writes_since). */
 static void report_foreign_writes(struct run *r, const char *list, const char *saved)
 {
 	cJSON *o = r->ctx->json ? cJSON_AddObjectToObject(r->ctx->json, "concurrent_writes") : NULL;
 	cJSON *tables = o ? cJSON_AddArrayToObject(o, "tables") : NULL;
+	cJSON *defs = o ? cJSON_AddArrayToObject(o, "definitions") : NULL;
 
 	error_msg("OTHER SESSIONS WROTE TO THE DATABASE AFTER THE SNAPSHOT WAS TAKEN:");
 	for (const char *p = list; *p;) {
@@ -371,6 +373,18 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 
 		if (tab)
 			*tab++ = '\0';
+		if (tab && !strcmp(tab, "definition")) {
+			/* (a definition is the run's own only when one of its
+			 * transactions wrote it: a transaction:false migration's
+			 * cannot be told from another session's) */
+			error_msg("    %s: created or changed outside the run's transactions "
+				  "(by another session, or a transaction:false migration)", line);
+			if (defs)
+				cJSON_AddItemToArray(defs, cJSON_CreateString(line));
+			free(line);
+			p += n + (nl ? 1 : 0);
+			continue;
+		}
 		if (!strcmp(line, "*"))
 			error_msg("    the database file changed (this engine cannot tell which tables)");
 		else

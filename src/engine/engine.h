@@ -118,7 +118,10 @@ struct engine_ops {
 	int (*writes_mark)(struct engine *e, char **mark, struct sm_error *err);
 	/* Appends "TABLE\tROWS\n" for each table that OTHER connections wrote
 	 * since mark (ROWS: rows inserted, updated or deleted; "?" when the
-	 * engine cannot count; TABLE "*" when it cannot tell which table). */
+	 * engine cannot count; TABLE "*" when it cannot tell which table), and
+	 * "OBJECT\tdefinition\n" for each object whose definition they created
+	 * or changed (OBJECT: its kind and name, "table public.t"; engines
+	 * whose "*" covers every change need not). */
 	int (*writes_since)(struct engine *e, const char *mark, struct strbuf *out,
 			    struct sm_error *err);
 	/* Starts recording which tables this connection's statements may write

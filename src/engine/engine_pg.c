@@ -840,6 +840,68 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
  */
 #define WRITES_SQL(view) \
 	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text FROM pg_catalog." view
+
+/*
+ * Definitions other sessions created or changed: the counters say nothing
+ * of a table another session created (or dropped and created again, or
+ * TRUNCATEd, or ALTERed), and an in-place restore drops what the snapshot
+ * does not have.  A catalog row's xmin says which transaction wrote it: one
+ * that is not visible in the snapshot taken at the mark came after it, and
+ * it is the run's own when its transaction was one of ours.  Ours are read
+ * at the end of each of our transactions, from the inside: a visible row
+ * whose transaction is still in progress can only be our own (another
+ * session's uncommitted rows are not visible), and that covers the rows our
+ * savepoints wrote, whose xmin is a subtransaction's.  An object is
+ * "class:oid:xmin", so that another session's later change to one of ours
+ * is its own.  Kept out: safe-migrate's own tables (safe_migrate_*), and
+ * what comes with a table (its row type, array type and TOAST table).
+ *
+ * xmin is 32 bits; the txid functions take the 64-bit form, rebuilt as the
+ * one within 2^31 of the snapshot's xmax, on either side (our own
+ * transaction's ids, not yet completed, can be past xmax; wraparound
+ * protection keeps every live xmin less than 2^31 old): with r = xmax +
+ * 2^31, xid8 = r - ((r - xmin) mod 2^32).  An xmin frozen (2) or special
+ * (< 3) is older than any mark.
+ */
+#define DEFS_OBJECTS_SQL                                                                    \
+	"SELECT 'c' AS cls, c.oid, c.xmin, CASE c.relkind WHEN 'i' THEN 'index' "           \
+	"WHEN 'I' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN " \
+	"'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'table' END || ' ' || "     \
+	"pg_catalog.format('%I.%I', n.nspname, c.relname) AS what FROM pg_catalog.pg_class c " \
+	"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.oid IN "          \
+	PG_USER_NSP " AND c.relkind NOT IN ('t', 'c') AND "                                 \
+	"c.relname NOT LIKE 'safe\\_migrate\\_%' "                                           \
+	"UNION ALL SELECT 'p', p.oid, p.xmin, 'function ' || pg_catalog.format('%I.%I(%s)', " \
+	"n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)) FROM "  \
+	"pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "     \
+	"WHERE n.oid IN " PG_USER_NSP " "                                                   \
+	"UNION ALL SELECT 't', t.oid, t.xmin, 'type ' || pg_catalog.format('%I.%I', "         \
+	"n.nspname, t.typname) FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON " \
+	"n.oid = t.typnamespace WHERE n.oid IN " PG_USER_NSP " AND (t.typtype IN ('d', 'e', " \
+	"'r', 'm') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class tc "    \
+	"WHERE tc.oid = t.typrelid AND tc.relkind = 'c'))) "                                 \
+	"UNION ALL SELECT 'n', n.oid, n.xmin, 'schema ' || pg_catalog.quote_ident(n.nspname) " \
+	"FROM pg_catalog.pg_namespace n WHERE n.oid IN " PG_USER_NSP
+
+/* The objects written after the mark's snapshot ($1), with their 64-bit
+ * transaction id. */
+#define DEFS_SINCE_SQL                                                                      \
+	"WITH nx AS (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) " \
+	"+ 2147483648 AS x), o AS (" DEFS_OBJECTS_SQL "), w AS (SELECT o.cls, o.oid, o.xmin, o.what, "      \
+	"nx.x - ((nx.x % 4294967296) - o.xmin::text::bigint + 4294967296) % 4294967296 AS xid " \
+	"FROM o, nx WHERE o.xmin::text::bigint >= 3) SELECT w.cls || ':' || w.oid || ':' || "  \
+	"w.xmin AS key, w.what, w.xid FROM w WHERE NOT "                                      \
+	"pg_catalog.txid_visible_in_snapshot(w.xid, $1::pg_catalog.txid_snapshot)"
+
+/* Ours, read inside one of our transactions. */
+static const char defs_own_sql[] =
+	"SELECT d.key FROM (" DEFS_SINCE_SQL ") d WHERE "
+	"pg_catalog.txid_status(d.xid) = 'in progress'";
+
+/* Other sessions': $2 is ours, a text[] of keys. */
+static const char defs_theirs_sql[] =
+	"SELECT d.what FROM (" DEFS_SINCE_SQL ") d WHERE d.key <> ALL ($2::text[]) "
+	"ORDER BY d.what COLLATE \"C\"";
 #define WRITES_FLUSH_WAIT_MS 1100
 #define USER_SCHEMA_FILTER "oid IN " PG_USER_NSP
 
@@ -857,6 +919,8 @@ struct pg_writes {
 	struct pg_counts own; /* rows written by this connection's transactions */
 	struct pg_counts pre; /* the open transaction's counters at its start */
 	int have_pre;
+	char *snapshot;       /* txid_current_snapshot() at the mark, or NULL */
+	struct strbuf own_defs; /* our transactions' catalog rows: "{key,key,...}" */
 };
 
 static void counts_add(struct pg_counts *c, const char *oid, long long rows)
@@ -901,6 +965,8 @@ static void writes_free(struct pg_writes *w)
 		return;
 	counts_release(&w->own);
 	counts_release(&w->pre);
+	free(w->snapshot);
+	sb_release(&w->own_defs);
 	free(w);
 }
 
@@ -916,6 +982,38 @@ static int counts_read(struct engine *e, const char *sql, struct pg_counts *c, i
 		counts_add(c, rows_get(&rows, i, 0), sign * strtoll(rows_get(&rows, i, 1), NULL, 10));
 	rows_release(&rows);
 	return 0;
+}
+
+/* Adds the catalog rows the open transaction wrote to the run's own.  Not
+ * known (an error): those rows count as another session's, which saves a
+ * failed state that was not needed, never loses one. */
+static void own_defs_read(struct engine *e)
+{
+	struct pg_impl *pg = e->impl;
+	struct pg_writes *w = pg->writes;
+	struct eng_rows rows = ENG_ROWS_INIT;
+	struct sm_error ignored = SM_ERROR_INIT;
+	const char *params[] = { w->snapshot };
+
+	/* under a savepoint: a query of ours that fails must not abort the
+	 * migration's transaction */
+	if (!w->snapshot || simple(e, "SAVEPOINT safe_migrate_defs", &ignored) < 0)
+		return;
+	if (pg_query(e, defs_own_sql, 1, params, &rows, &ignored) < 0) {
+		simple(e, "ROLLBACK TO SAVEPOINT safe_migrate_defs", &ignored);
+		simple(e, "RELEASE SAVEPOINT safe_migrate_defs", &ignored);
+		return;
+	}
+	simple(e, "RELEASE SAVEPOINT safe_migrate_defs", &ignored);
+	for (size_t i = 0; i < rows.nrows; i++) {
+		/* an array literal of keys, which hold no quote or brace */
+		if (w->own_defs.len)
+			sb_setlen(&w->own_defs, w->own_defs.len - 1);
+		sb_adds(&w->own_defs, w->own_defs.len ? "," : "{");
+		sb_adds(&w->own_defs, rows_get(&rows, i, 0));
+		sb_addch(&w->own_defs, '}');
+	}
+	rows_release(&rows);
 }
 
 static void writes_tx_start(struct engine *e)
@@ -947,6 +1045,7 @@ static void writes_tx_end(struct engine *e)
 				   post.v[i].rows - counts_get(&pg->writes->pre, post.v[i].oid));
 	}
 	counts_release(&post);
+	own_defs_read(e);
 }
 
 /* The shared counters, with this connection's pending counts flushed first
@@ -967,16 +1066,45 @@ static int pg_writes_mark(struct engine *e, char **mark, struct sm_error *err)
 	struct pg_counts now = { NULL, 0, 0 };
 	struct strbuf sb = STRBUF_INIT;
 
+	char *snap = NULL;
+
 	*mark = NULL;
 	writes_free(pg->writes);
 	pg->writes = NULL;
-	if (shared_counts(e, &now, err) < 0)
+	/* the snapshot first: a definition committed between the two reads is
+	 * then after the mark (a saved state too many, not one too few) */
+	if (engine_scalar(e, "SELECT pg_catalog.txid_current_snapshot()::text", 0, NULL, &snap,
+			  err) < 0 ||
+	    shared_counts(e, &now, err) < 0) {
+		free(snap);
 		return -1;
+	}
 	for (size_t i = 0; i < now.n; i++)
 		sb_addf(&sb, "%s %lld\n", now.v[i].oid, now.v[i].rows);
 	counts_release(&now);
 	pg->writes = xcalloc(1, sizeof(*pg->writes));
+	pg->writes->snapshot = snap;
 	*mark = sb_detach(&sb);
+	return 0;
+}
+
+/* Appends "OBJECT\tdefinition\n" for each definition another session
+ * created or changed since the mark (see DEFS_OBJECTS_SQL). */
+static int foreign_defs(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	struct pg_impl *pg = e->impl;
+	struct eng_rows rows = ENG_ROWS_INIT;
+	const char *params[2];
+
+	if (!pg->writes || !pg->writes->snapshot)
+		return 0;
+	params[0] = pg->writes->snapshot;
+	params[1] = pg->writes->own_defs.len ? pg->writes->own_defs.buf : "{}";
+	if (pg_query(e, defs_theirs_sql, 2, params, &rows, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rows.nrows; i++)
+		sb_addf(out, "%s\tdefinition\n", rows_get(&rows, i, 0));
+	rows_release(&rows);
 	return 0;
 }
 
@@ -997,7 +1125,7 @@ static int foreign_writes(struct engine *e, const struct pg_counts *then, struct
 				   (pg->writes ? counts_get(&pg->writes->own, oid) : 0);
 		const char *const params[] = { oid };
 
-		/* a table created after the mark is the run's own */
+		/* a table created after the mark: foreign_defs says whose */
 		if (theirs <= 0 || !counts_find(then, oid))
 			continue;
 		if (pg_query(e, "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM "
@@ -1008,7 +1136,7 @@ static int foreign_writes(struct engine *e, const struct pg_counts *then, struct
 			sb_addf(out, "%s\t%lld\n", rows_get(&name, 0, 0), theirs);
 		rows_release(&name);
 	}
-	ret = 0;
+	ret = foreign_defs(e, out, err);
 out:
 	rows_release(&name);
 	counts_release(&now);

@@ -5,6 +5,7 @@ connection: sqlite3, or a psql session) runs through every test; real lock
 holders are psql sessions left idle in a transaction.  What is asserted:
 nothing another session committed is ever silently discarded.
 """
+import json
 import os
 import signal
 import socket
@@ -374,11 +375,70 @@ class ConcurrentPg(CliTest):
         self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NOT NULL"), "t")
         self.assertTrue(set(w.committed) <= self.events())
 
+    def other_sessions_definitions(self):
+        """A run whose last migration fails after a pause, during which
+        another session creates a table (with a row), a schema with a table
+        and a function, and alters an existing table: an in-place restore
+        drops what the snapshot does not have.  Returns the run's result."""
+        self.add("0002_a.sql", "CREATE TABLE a (x int);\nCREATE FUNCTION mine() RETURNS int "
+                 "LANGUAGE sql AS 'SELECT 1';")
+        self.add("0003_bad.sql", "SELECT pg_sleep(3);\n" + BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json", "--on-concurrent-writes",
+                                self.policy)
+        self.psql(self.url, """
+            CREATE TABLE orders_2026 (v text); INSERT INTO orders_2026 VALUES ('an order');
+            CREATE SCHEMA other_team; CREATE TABLE other_team.t (x int);
+            CREATE FUNCTION theirs(x int) RETURNS int LANGUAGE sql AS 'SELECT x';
+            ALTER TABLE users ADD COLUMN note text;""")
+        out, err = p.communicate(timeout=120)
+        return p.returncode, out, err
+
+    THEIRS = ["function public.theirs(x integer)", "schema other_team", "table other_team.t",
+              "table public.orders_2026", "table public.users"]
+
+    def test_other_sessions_definitions_saved_then_restored(self):
+        """Definitions other sessions created or changed during the run are
+        other sessions' writes: the failed state is saved first (before,
+        the new table and its row were dropped with nothing said), and the
+        run's own (its table and function) are not taken for theirs."""
+        self.policy = "restore"
+        code, out, err = self.other_sessions_definitions()
+        self.assertEqual(code, 5, err)
+        j = json.loads(out)
+        self.assertEqual(j["outcome"], "restored")
+        cw = j["concurrent_writes"]
+        self.assertEqual(sorted(cw["definitions"]), self.THEIRS, cw)
+        self.assertIn("table public.orders_2026: created or changed outside the run's "
+                      "transactions", err)
+        self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.orders_2026') IS NULL "
+                                             "AND to_regclass('public.a') IS NULL"), "t")
+        scratch = self.pg_new_db()
+        self.ok("-d", self.url, "-b", self.path("backups"), "restore", cw["saved_state"], "--to",
+                scratch, "--yes")
+        self.assertEqual(self.psql(scratch, "SELECT v FROM orders_2026"), "an order")
+        self.assertEqual(self.psql(scratch, "SELECT theirs(7) + count(*) FROM other_team.t"),
+                         "7")
+
+    def test_other_sessions_definitions_stop_the_run(self):
+        self.policy = "stop"
+        code, out, err = self.other_sessions_definitions()
+        self.assertEqual(code, 8, err)
+        self.assertEqual(sorted(json.loads(out)["concurrent_writes"]["definitions"]),
+                         self.THEIRS)
+        self.assertEqual(self.psql(self.url, "SELECT v FROM orders_2026"), "an order")
+
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
-        the failed migration before it failed) are not taken for foreign ones."""
+        the failed migration before it failed) are not taken for foreign ones:
+        rows, and definitions of every kind, some made under savepoints."""
         self.add("0002_a.sql", "INSERT INTO events (v) SELECT generate_series(1, 50);\n"
-                 "UPDATE users SET name = name || '!';")
+                 "UPDATE users SET name = name || '!';\n"
+                 "CREATE SCHEMA s2;\nCREATE TABLE s2.t (x int PRIMARY KEY);\n"
+                 "CREATE TYPE mood AS ENUM ('ok');\nCREATE DOMAIN pos AS int CHECK (VALUE > 0);\n"
+                 "CREATE VIEW v AS SELECT id FROM users;\nCREATE SEQUENCE seq2;\n"
+                 "CREATE INDEX users_name ON users (name);\nALTER TABLE events ADD COLUMN w int;\n"
+                 "DO $$BEGIN BEGIN CREATE TABLE sub (x int); EXCEPTION WHEN others THEN NULL; "
+                 "END; END$$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';")
         self.add("0003_bad.sql", "DELETE FROM events WHERE v < 10;\n" + BAD_PG)
         # "stop" stops only for other sessions' writes: this run is restored
         r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
