@@ -2225,9 +2225,14 @@ static int lock_tables(struct dumper *dp)
 		sb_adds(&sql, " IN ACCESS SHARE MODE; SET LOCAL lock_timeout = 0");
 	PQclear(r);
 	if (!(r = pgcat_query(dp->conn, sql.buf, dp->err))) {
-		if (!strcmp(dp->err->sqlstate, "55P03"))
+		/* only a lock timeout waited; permission denied did not */
+		if (!strcmp(dp->err->sqlstate, "55P03")) {
 			dp->err->kind = ERR_LOCKED;
-		err_prefix(dp->err, "cannot lock the tables for the snapshot (waited %ld ms)", timeout);
+			err_prefix(dp->err, "cannot lock the tables for the snapshot (waited %ld ms)",
+				   timeout);
+		} else {
+			err_prefix(dp->err, "cannot lock the tables for the snapshot");
+		}
 		goto out;
 	}
 	ret = 0;

@@ -524,6 +524,21 @@ class PgFidelityTest(CliTest):
         self.psql(app, "INSERT INTO shop.orders (customer_id, total) VALUES (2, 1)")
         self.assertEqual(self.psql(app, "SELECT max(no) FROM shop.orders"), "1003")
 
+    def test_a_table_the_role_cannot_read(self):
+        """The application role backs up a database holding a table another
+        role owns and did not grant: the backup fails at once, naming the
+        table and the permission, and does not claim it waited for a lock."""
+        self.psql_admin("DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') "
+                        "THEN CREATE ROLE %s LOGIN; END IF; END$$" % (self.APP, self.APP))
+        url = self.app_db()
+        self.psql(url, "CREATE TABLE public.admins_only (x int)")
+        r = self.run_sm("-d", self.as_user(url, self.APP), "-b", self.path("backups"), "backup")
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("cannot lock the tables for the snapshot", r.err)
+        self.assertIn("permission denied", r.err)
+        self.assertIn("admins_only", r.err)
+        self.assertNotIn("waited", r.err)
+
     def label_provider(self):
         """Where tests/pg/sm_label.so is, copied to a directory that the
         server's user can read (the build tree need not be)."""
