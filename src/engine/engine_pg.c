@@ -887,7 +887,8 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
  * transaction id. */
 #define DEFS_SINCE_SQL                                                                      \
 	"WITH nx AS (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) " \
-	"+ 2147483648 AS x), o AS (" DEFS_OBJECTS_SQL "), w AS (SELECT o.cls, o.oid, o.xmin, o.what, "      \
+	"+ 2147483648 AS x), o AS (" DEFS_OBJECTS_SQL "), w AS (SELECT o.cls, o.oid, "         \
+	"o.xmin, o.what, "                                                                      \
 	"nx.x - ((nx.x % 4294967296) - o.xmin::text::bigint + 4294967296) % 4294967296 AS xid " \
 	"FROM o, nx WHERE o.xmin::text::bigint >= 3) SELECT w.cls || ':' || w.oid || ':' || "  \
 	"w.xmin AS key, w.what, w.xid FROM w WHERE NOT "                                      \
@@ -1065,7 +1066,6 @@ static int pg_writes_mark(struct engine *e, char **mark, struct sm_error *err)
 	struct pg_impl *pg = e->impl;
 	struct pg_counts now = { NULL, 0, 0 };
 	struct strbuf sb = STRBUF_INIT;
-
 	char *snap = NULL;
 
 	*mark = NULL;
