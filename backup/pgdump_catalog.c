@@ -673,8 +673,10 @@ static void add_table(struct pgcat_dump *d, const PGresult *r, int row, int sche
 
 /* Where a table's columns come from: its own CREATE TABLE (a partition's
  * too: it is created as a table of its own and attached after), its type
- * (CREATE TABLE OF), or partly its INHERITS parents. */
-enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED };
+ * (CREATE TABLE OF), partly its INHERITS parents, or its own CREATE TABLE
+ * with every column, inherited ones too, for an inheritance child whose
+ * column order INHERITS would change (ALTER TABLE ... INHERIT after). */
+enum col_source { COLS_OWN, COLS_TYPED, COLS_INHERITED, COLS_INHERIT_AFTER };
 
 /*
  * The types (by OID, a domain by its base type's) whose columns are copied
@@ -1225,9 +1227,10 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 		if (pgcat_val(r, i, 6))
 			sb_addf(cols, " COLLATE %s", pgcat_val(r, i, 6));
 		/* a generated column merged with a parent's takes the parent's
-		 * expression: CREATE TABLE ... INHERITS refuses a second one */
+		 * expression: CREATE TABLE ... INHERITS refuses a second one (ALTER
+		 * TABLE ... INHERIT wants the child's, the same) */
 		if (gen[0] == 's') {
-			if (!bval(r, i, 21))
+			if (!bval(r, i, 21) || from == COLS_INHERIT_AFTER)
 				sb_addf(cols, " GENERATED ALWAYS AS (%s) STORED", pgcat_val(r, i, 5));
 		} else if (pgcat_val(r, i, 5))
 			sb_addf(cols, " DEFAULT %s", pgcat_val(r, i, 5));
@@ -1283,7 +1286,46 @@ static int dump_relations(struct dumper *dp)
 		"(SELECT pg_catalog.string_agg('CONSTRAINT ' || pg_catalog.quote_ident(k.conname) || "
 		" ' ' || pg_catalog.pg_get_constraintdef(k.oid), E',\n    ' ORDER BY k.conname) FROM "
 		" pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c' AND "
-		" k.conislocal AND k.coninhcount > 0 AND k.convalidated) "
+		" k.conislocal AND k.coninhcount > 0 AND k.convalidated), "
+		/* 23 an inheritance child whose columns CREATE TABLE ... INHERITS
+		 * would put in another order: it puts the parents' first (in
+		 * inhseqno, then their own order, merged by name), then the
+		 * child's own.  A column added to the parent after the child was
+		 * made, or a parent taken on with ALTER TABLE ... INHERIT, leaves
+		 * them in another (SELECT * and a positional INSERT see it).  (A
+		 * parent's column sorts on inhseqno, then attnum, which stays
+		 * below 1600; the child's own ones after all those.)  Such a child
+		 * is made with every column and then inherits, one ALTER TABLE
+		 * ... INHERIT a parent in inhseqno order: this column */
+		"CASE WHEN NOT c.relispartition AND EXISTS (SELECT FROM pg_catalog.pg_inherits i "
+		" WHERE i.inhrelid = c.oid) AND (SELECT pg_catalog.array_agg(a.attnum ORDER BY "
+		" a.attnum) <> pg_catalog.array_agg(a.attnum ORDER BY (SELECT pg_catalog.min("
+		" i.inhseqno::int8 * 2000 + pa.attnum) FROM pg_catalog.pg_inherits i JOIN "
+		" pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent WHERE i.inhrelid = c.oid "
+		" AND pa.attname = a.attname AND pa.attnum > 0 AND NOT pa.attisdropped), a.attnum) "
+		" FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT "
+		" a.attisdropped) THEN (SELECT pg_catalog.string_agg('ALTER TABLE ONLY ' || "
+		" c.oid::pg_catalog.regclass::text || ' INHERIT ' || "
+		" i.inhparent::pg_catalog.regclass::text || E';\n', '' ORDER BY i.inhseqno) FROM "
+		" pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) END, "
+		/* 24 for such a child, column 22 and the valid checks it only
+		 * inherits but its parents have by the time ALTER TABLE ...
+		 * INHERIT runs, which wants them in the child: those an ancestor
+		 * has of its own as well as inherited (in its CREATE TABLE; the
+		 * others come in post-data and recurse).  They come back its own
+		 * too, and so in column 22: one list sorted by name keeps the
+		 * restored database's CREATE TABLE (and schema fingerprint) the
+		 * snapshot's */
+		"CASE WHEN NOT c.relispartition THEN (SELECT pg_catalog.string_agg('CONSTRAINT ' || "
+		" pg_catalog.quote_ident(k.conname) || ' ' || pg_catalog.pg_get_constraintdef(k.oid), "
+		" E',\n    ' ORDER BY k.conname) FROM pg_catalog.pg_constraint k WHERE k.conrelid = "
+		" c.oid AND k.contype = 'c' AND k.coninhcount > 0 AND k.convalidated AND "
+		" (k.conislocal OR EXISTS ("
+		" WITH RECURSIVE anc(oid) AS (SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE "
+		" i.inhrelid = c.oid UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN anc "
+		" ON i.inhrelid = anc.oid) SELECT FROM anc JOIN pg_catalog.pg_constraint ak ON "
+		" ak.conrelid = anc.oid WHERE ak.contype = 'c' AND ak.conname = k.conname AND "
+		" ak.conislocal AND ak.coninhcount > 0 AND ak.convalidated))) END "
 		"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace IN " USER_NSP " AND "
 		NOT_EXT("pg_catalog.pg_class", "c.oid") " ORDER BY c.oid", dp->err);
@@ -1342,15 +1384,22 @@ static int dump_relations(struct dumper *dp)
 			continue;
 		}
 		from = partition ? COLS_OWN : pgcat_val(r, i, 18) ? COLS_TYPED :
-		       pgcat_val(r, i, 17) ? COLS_INHERITED : COLS_OWN;
+		       !pgcat_val(r, i, 17) ? COLS_OWN : pgcat_val(r, i, 23) ? COLS_INHERIT_AFTER :
+		       COLS_INHERITED;
 		table_columns(colres, oid, name, from, &cols, &alters, &copycols, &binary);
 		/* a partition is a table of its own, attached after, as pg_dump does
 		 * it: CREATE TABLE ... PARTITION OF would take the parent's column
-		 * order and drop the partition's own NOT NULLs */
+		 * order and drop the partition's own NOT NULLs.  So is an
+		 * inheritance child whose order INHERITS would change, inheriting
+		 * after: its columns then stay its own too (attislocal; pg_dump
+		 * --binary-upgrade resets that in the catalog, which a restore
+		 * must not touch), see docs/snapshot-postgresql.md.  Every other
+		 * child keeps pg_dump's INHERITS */
 		sb_addf(&sb, "CREATE %s%sTABLE %s ", PQgetvalue(r, i, 4)[0] == 'u' ? "UNLOGGED " : "",
 			kind == 'f' ? "FOREIGN " : "", name);
-		if (pgcat_val(r, i, 22))
-			sb_addf(&cols, "%s\n    %s", cols.len ? "," : "", pgcat_val(r, i, 22));
+		if (pgcat_val(r, i, from == COLS_INHERIT_AFTER ? 24 : 22))
+			sb_addf(&cols, "%s\n    %s", cols.len ? "," : "",
+				pgcat_val(r, i, from == COLS_INHERIT_AFTER ? 24 : 22));
 		if (from == COLS_TYPED)
 			sb_addf(&sb, "OF %s", pgcat_val(r, i, 18));
 		else
@@ -1372,6 +1421,8 @@ static int dump_relations(struct dumper *dp)
 		if (partition)
 			sb_addf(&sb, "ALTER TABLE ONLY %s ATTACH PARTITION %s %s;\n", PQgetvalue(r, i, 8),
 				name, PQgetvalue(r, i, 9));
+		if (from == COLS_INHERIT_AFTER)
+			sb_adds(&sb, pgcat_val(r, i, 23));
 		switch (kind == 'f' ? 'd' : PQgetvalue(r, i, 15)[0]) {
 		case 'f':
 			sb_addf(&sb, "ALTER TABLE ONLY %s REPLICA IDENTITY FULL;\n", name);
