@@ -1227,10 +1227,11 @@ static void table_columns(const PGresult *r, unsigned reloid, const char *qname,
 		if (pgcat_val(r, i, 6))
 			sb_addf(cols, " COLLATE %s", pgcat_val(r, i, 6));
 		/* a generated column merged with a parent's takes the parent's
-		 * expression: CREATE TABLE ... INHERITS refuses a second one (ALTER
-		 * TABLE ... INHERIT wants the child's, the same) */
+		 * expression: CREATE TABLE ... INHERITS refuses a second one.
+		 * ATTACH PARTITION and ALTER TABLE ... INHERIT want the child's
+		 * (the same; PostgreSQL 15.18 refuses a plain column there) */
 		if (gen[0] == 's') {
-			if (!bval(r, i, 21) || from == COLS_INHERIT_AFTER)
+			if (!bval(r, i, 21) || from != COLS_INHERITED)
 				sb_addf(cols, " GENERATED ALWAYS AS (%s) STORED", pgcat_val(r, i, 5));
 		} else if (pgcat_val(r, i, 5))
 			sb_addf(cols, " DEFAULT %s", pgcat_val(r, i, 5));
