@@ -224,24 +224,24 @@ static void sqlite_scratch_close(struct engine *live, struct engine *scratch)
 
 /* ---- PostgreSQL --------------------------------------------------------------- */
 
+/* The columns in the desired schema's order, not the model's (by name):
+ * SELECT * and INSERT without a column list follow it. */
 static int pg_table_ddl(struct ag *g, const char *table, struct strbuf *out,
 			struct sm_error *err)
 {
-	int first = 1;
+	const struct schema_obj **cols;
+	size_t n = schema_table_columns(g->to, table, &cols);
 
 	(void)err;
 	sb_adds(out, "CREATE TABLE ");
 	qname(g, out, table);
 	sb_adds(out, " (");
-	for (size_t i = 0; i < g->to->n; i++) {
-		const struct schema_obj *c = &g->to->items[i];
-		if (c->kind != SOBJ_COLUMN || strcmp(c->table, table))
-			continue;
-		sb_adds(out, first ? "\n    " : ",\n    ");
-		column_def(g, out, c);
-		first = 0;
+	for (size_t i = 0; i < n; i++) {
+		sb_adds(out, i ? ",\n    " : "\n    ");
+		column_def(g, out, cols[i]);
 	}
 	sb_adds(out, "\n)");
+	free(cols);
 	return 0;
 }
 
@@ -596,12 +596,16 @@ static void pg_alter_columns(struct ag *g, const char *t)
 	}
 }
 
+/* New columns of table t, added in the desired schema's order (each goes
+ * last). */
 static void add_columns(struct ag *g, const char *t)
 {
-	for (size_t i = 0; i < g->to->n; i++) {
-		const struct schema_obj *c = &g->to->items[i];
-		if (c->kind != SOBJ_COLUMN || strcmp(c->table, t) ||
-		    find(g->from, SOBJ_COLUMN, t, c->name))
+	const struct schema_obj **cols;
+	size_t n = schema_table_columns(g->to, t, &cols);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct schema_obj *c = cols[i];
+		if (find(g->from, SOBJ_COLUMN, t, c->name))
 			continue;
 		sb_adds(g->sql, "ALTER TABLE ");
 		qname(g, g->sql, t);
@@ -609,6 +613,7 @@ static void add_columns(struct ag *g, const char *t)
 		column_def(g, g->sql, c);
 		sb_adds(g->sql, ";\n");
 	}
+	free(cols);
 }
 
 static void pg_drop_constraint(struct ag *g, const struct schema_obj *c)

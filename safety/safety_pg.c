@@ -34,15 +34,18 @@ static int is_true(const char *v)
 	return v && (!strcmp(v, "t") || !strcmp(v, "true") || !strcmp(v, "1"));
 }
 
-/* Columns, with their type, nullability and default (identity and generated
- * columns described as such). */
+/* Columns, with their type, nullability, default (identity and generated
+ * columns described as such) and position (attnum counts dropped columns:
+ * the place among the others is what SELECT * shows, and what a restore or
+ * a copy elsewhere gives them). */
 static int load_columns(struct engine *e, struct schema_model *m, struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
 
 	if (e->ops->query(e, "SELECT " QN("c") ", a.attname, format_type(a.atttypid, a.atttypmod), "
 			  "a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, "
-			  "a.attgenerated FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+			  "a.attgenerated, row_number() OVER (PARTITION BY a.attrelid ORDER BY "
+			  "a.attnum) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
 			  "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d "
 			  "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE c.relkind IN "
 			  "('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND " USER_REL("c"),
@@ -57,6 +60,7 @@ static int load_columns(struct engine *e, struct schema_model *m, struct sm_erro
 
 		o->type = xstrdup(rows_get(&r, i, 2));
 		o->notnull = is_true(rows_get(&r, i, 3));
+		o->position = (int)strtol(rows_get(&r, i, 7), NULL, 10);
 		if (ident && *ident)
 			sb_addf(&d, "generated %s as identity",
 				!strcmp(ident, "a") ? "always" : "by default");

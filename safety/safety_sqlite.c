@@ -92,14 +92,16 @@ static size_t table_rows_end(const struct eng_rows *r, size_t i)
 	return j;
 }
 
-/* Columns and primary keys: (table, column, type, notnull, default, pk). */
+/* Columns and primary keys: (table, column, type, notnull, default, pk,
+ * position: cid counts from 0, with no gap). */
 static int load_columns(struct engine *e, struct schema_model *m, const char *only,
 			struct sm_error *err)
 {
 	struct eng_rows r = ENG_ROWS_INIT;
 	struct strbuf pk = STRBUF_INIT;
 
-	if (query_tables(e, "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk "
+	if (query_tables(e, "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk, "
+			 "p.cid + 1 "
 			 "FROM sqlite_master m, pragma_table_info(m.name, 'main') p" TABLES_ONLY,
 			 only, "ORDER BY m.name, p.pk, p.cid", &r, err) < 0)
 		return -1;
@@ -119,6 +121,7 @@ static int load_columns(struct engine *e, struct schema_model *m, const char *on
 			o->type = xstrdup(rows_get(&r, k, 2) ? rows_get(&r, k, 2) : "");
 			o->notnull = rows_get(&r, k, 3) && strcmp(rows_get(&r, k, 3), "0");
 			o->dflt = dflt ? xstrdup(dflt) : NULL;
+			o->position = (int)strtol(rows_get(&r, k, 6), NULL, 10);
 			if (rows_get(&r, k, 5) && strcmp(rows_get(&r, k, 5), "0")) {
 				sb_addf(&pk, "%s%s", npk ? ", " : "PRIMARY KEY (",
 					rows_get(&r, k, 1));
@@ -236,6 +239,7 @@ static int reuse_table(const struct schema_model *prev, size_t *cur, const char 
 		c = schema_add(m, o->kind, o->table, o->name, o->def);
 		c->type = o->type ? xstrdup(o->type) : NULL;
 		c->notnull = o->notnull;
+		c->position = o->position;
 		c->dflt = o->dflt ? xstrdup(o->dflt) : NULL;
 	}
 	return 1;

@@ -5,6 +5,8 @@
  */
 #include "schema.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +82,36 @@ void schema_release(struct schema_model *m)
 	}
 	free(m->items);
 	memset(m, 0, sizeof(*m));
+}
+
+static int by_position(const void *a, const void *b)
+{
+	const struct schema_obj *x = *(const struct schema_obj *const *)a;
+	const struct schema_obj *y = *(const struct schema_obj *const *)b;
+
+	if (x->position != y->position)
+		return (x->position > y->position) - (x->position < y->position);
+	return strcmp(x->name, y->name);
+}
+
+size_t schema_table_columns(const struct schema_model *m, const char *table,
+			    const struct schema_obj ***out)
+{
+	const struct schema_obj **v = NULL;
+	size_t n = 0, alloc = 0;
+
+	for (size_t i = 0; i < m->n; i++) {
+		if (m->items[i].kind != SOBJ_COLUMN || strcmp(m->items[i].table, table))
+			continue;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+		ALLOC_GROW(v, n + 1, alloc);
+		v[n++] = &m->items[i];
+	}
+	if (n)
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+		qsort(v, n, sizeof(v[0]), by_position);
+	*out = v;
+	return n;
 }
 
 int schema_is_own_table(const char *name)
@@ -204,6 +236,12 @@ static void obj_line(const struct schema_obj *o, struct strbuf *out)
 			add_field(out, d.buf);
 			sb_release(&d);
 		}
+		if (o->position > 0) {
+			char pos[32];
+
+			snprintf(pos, sizeof(pos), "position %d", o->position);
+			add_field(out, pos);
+		}
 		break;
 	default:
 		add_field(out, o->def);
@@ -213,11 +251,15 @@ static void obj_line(const struct schema_obj *o, struct strbuf *out)
 	sb_addch(out, '\n');
 }
 
-#define CANONICAL_HEADER "# safe-migrate schema v1\n"
+#define CANONICAL_HEADER "# safe-migrate schema v2\n"
+/* before columns had positions: recorded by earlier versions, and
+ * committed as --expected files */
+#define CANONICAL_HEADER_V1 "# safe-migrate schema v1\n"
 
 int schema_is_canonical_text(const char *text)
 {
-	return !strncmp(text, CANONICAL_HEADER, strlen(CANONICAL_HEADER));
+	return !strncmp(text, CANONICAL_HEADER, strlen(CANONICAL_HEADER)) ||
+	       !strncmp(text, CANONICAL_HEADER_V1, strlen(CANONICAL_HEADER_V1));
 }
 
 void schema_canonical_text(const struct schema_model *m, struct strbuf *out)
@@ -225,6 +267,12 @@ void schema_canonical_text(const struct schema_model *m, struct strbuf *out)
 	sb_adds(out, CANONICAL_HEADER);
 	for (size_t i = 0; i < m->n; i++)
 		obj_line(&m->items[i], out);
+}
+
+void schema_forget_positions(struct schema_model *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		m->items[i].position = 0;
 }
 
 void schema_fingerprint(const char *text, char hex[65])
@@ -258,6 +306,19 @@ static size_t split_fields(const char *line, size_t len, char **fields, size_t m
 	return n;
 }
 
+/* The N of a "position N" field (a whole number from 1), or 0. */
+static int parse_position(const char *field)
+{
+	const char *digits = field + strlen("position ");
+	char *end;
+	long n;
+
+	if (strncmp(field, "position ", strlen("position ")) || *digits < '1' || *digits > '9')
+		return 0;
+	n = strtol(digits, &end, 10);
+	return *end || n > INT_MAX ? 0 : (int)n;
+}
+
 /* Adds the object one line's fields describe; 0 if they make no sense. */
 static int parse_fields(struct schema_model *m, char **f, size_t nf)
 {
@@ -274,13 +335,18 @@ static int parse_fields(struct schema_model *m, char **f, size_t nf)
 		schema_add(m, SOBJ_TABLE, NULL, f[1], NULL);
 		return 1;
 	case SOBJ_COLUMN:
-		if ((nf != 5 && nf != 6) || (strcmp(f[4], "null") && strcmp(f[4], "not null")) ||
-		    (nf == 6 && strncmp(f[5], "default ", 8)))
+		if (nf < 5 || nf > 7 || (strcmp(f[4], "null") && strcmp(f[4], "not null")))
 			return 0;
 		o = schema_add(m, SOBJ_COLUMN, f[1], f[2], NULL);
 		o->type = xstrdup(f[3]);
 		o->notnull = !strcmp(f[4], "not null");
-		o->dflt = nf == 6 ? xstrdup(f[5] + 8) : NULL;
+		/* then [default EXPR] [position N], in that order */
+		for (size_t i = 5; i < nf; i++) {
+			if (!o->dflt && !o->position && !strncmp(f[i], "default ", 8))
+				o->dflt = xstrdup(f[i] + 8);
+			else if (o->position || !(o->position = parse_position(f[i])))
+				return 0;
+		}
 		return 1;
 	case SOBJ_VIEW:
 	case SOBJ_SEQUENCE:
@@ -435,6 +501,79 @@ static size_t diff_pair(const struct schema_obj *x, const struct schema_obj *y,
 	return n;
 }
 
+/* A column both sides have, and its place on each. */
+struct col_place {
+	const char *name;
+	int expected, actual;
+};
+
+static int by_expected(const void *a, const void *b)
+{
+	const struct col_place *x = a, *y = b;
+
+	return (x->expected > y->expected) - (x->expected < y->expected);
+}
+
+static int by_actual(const void *a, const void *b)
+{
+	const struct col_place *x = a, *y = b;
+
+	return (x->actual > y->actual) - (x->actual < y->actual);
+}
+
+static void list_names(const struct col_place *v, size_t n, struct strbuf *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sb_addf(out, "%s%s", i ? ", " : "", v[i].name);
+}
+
+/* One finding if the columns of table (expected's table object) that both
+ * sides have come in another order in actual.  Only their relative order
+ * counts: a column added or dropped moves the others' positions, and is
+ * reported as such already.  A column with no position (a v1 text) is not
+ * compared. */
+static size_t diff_column_order(const struct schema_model *expected,
+				const struct schema_model *actual, const struct schema_obj *table,
+				const char *check, const char *against, struct finding_list *out)
+{
+	struct col_place *v = NULL;
+	size_t n = 0, alloc = 0, moved = 0;
+
+	/* a table's columns follow it in canonical order */
+	for (const struct schema_obj *x = table + 1;
+	     x < expected->items + expected->n && x->kind == SOBJ_COLUMN &&
+	     !strcmp(x->table, table->name);
+	     x++) {
+		const struct schema_obj *y = find_obj(actual, x);
+
+		if (!x->position || !y || !y->position)
+			continue;
+		ALLOC_GROW(v, n + 1, alloc);
+		v[n++] = (struct col_place){ x->name, x->position, y->position };
+	}
+	if (n > 1) {
+		qsort(v, n, sizeof(v[0]), by_expected);
+		for (size_t i = 1; i < n; i++)
+			if (v[i].actual < v[i - 1].actual)
+				moved = 1;
+	}
+	if (moved) {
+		struct strbuf was = STRBUF_INIT, now = STRBUF_INIT;
+
+		list_names(v, n, &was);
+		qsort(v, n, sizeof(v[0]), by_actual);
+		list_names(v, n, &now);
+		finding_add(out, FINDING_CHECK, check, LEVEL_FAIL,
+			    "SELECT * and INSERT without a column list follow the order", NULL, 0,
+			    "table '%s' column order changed: %s in %s, %s now", table->name, was.buf,
+			    against, now.buf);
+		sb_release(&was);
+		sb_release(&now);
+	}
+	free(v);
+	return moved;
+}
+
 size_t schema_diff(const struct schema_model *expected, const struct schema_model *actual,
 		   const char *check, const char *against, struct finding_list *out)
 {
@@ -447,6 +586,8 @@ size_t schema_diff(const struct schema_model *expected, const struct schema_mode
 
 		if (y) {
 			n += diff_pair(x, y, check, against, out);
+			if (x->kind == SOBJ_TABLE)
+				n += diff_column_order(expected, actual, x, check, against, out);
 			continue;
 		}
 		if (x->table && !has_table(actual, x->table))

@@ -12,9 +12,9 @@
  * newline and backslash inside a field are written \t, \n, \\), sorted so
  * that a table's columns, constraints, indexes and triggers follow it:
  *
- *   # safe-migrate schema v1
+ *   # safe-migrate schema v2
  *   table      NAME
- *   column     TABLE  NAME  TYPE  null|not null  [default EXPR]
+ *   column     TABLE  NAME  TYPE  null|not null  [default EXPR]  position N
  *   constraint TABLE  NAME  DEFINITION  [not valid]
  *   index      TABLE  NAME  DEFINITION  [invalid]
  *   trigger    TABLE  NAME  DEFINITION
@@ -23,10 +23,13 @@
  *   type       NAME   DEFINITION
  *   function   NAME(ARGS)  DEFINITION
  *
- * Columns are sorted by name (not position), so the text does not depend on
- * the order columns were added in.  The text is what `safe-migrate schema`
- * prints, what is stored in safe_migrate_schema after each change, and what
- * `validate --expected FILE` reads back.
+ * Columns are sorted by name; "position N" is a column's place among its
+ * table's (1 first, dropped columns not counted): SELECT * and a positional
+ * INSERT depend on it, so it is part of the schema.  Version 1 texts (before
+ * positions) are still read: their columns have no position, and the diff
+ * compares no order where a side has none.  The text is what `safe-migrate
+ * schema` prints, what is stored in safe_migrate_schema after each change,
+ * and what `validate --expected FILE` reads back.
  *
  * SQLite limits: CHECK constraints are not modelled (SQLite does not expose
  * them apart from the CREATE TABLE text); unnamed constraints get names from
@@ -60,6 +63,7 @@ struct schema_obj {
 	char *name;
 	char *type;    /* column type, else NULL */
 	int notnull;   /* column */
+	int position;  /* column: its place in its table, 1 first; 0 not known (a v1 text) */
 	char *dflt;    /* column default expression, or NULL */
 	char *def;     /* definition (constraint, index, trigger, view, sequence), else NULL */
 	int invalid;   /* index not valid / constraint NOT VALID (PostgreSQL) */
@@ -84,6 +88,12 @@ void schema_release(struct schema_model *m);
 /* Sorts the objects into canonical order (schema_load already does). */
 void schema_sort(struct schema_model *m);
 
+/* The columns of table in m in the table's order (by position, by name
+ * where a position is not known), into *out: an array the caller frees, of
+ * m's objects (borrowed, until m changes).  Returns how many. */
+size_t schema_table_columns(const struct schema_model *m, const char *table,
+			    const struct schema_obj ***out);
+
 /* 1 for safe-migrate's own tables (names starting "safe_migrate_"). */
 int schema_is_own_table(const char *name);
 
@@ -100,6 +110,9 @@ int schema_load_since(struct engine *e, const struct schema_model *prev, struct 
 
 /* Appends the canonical text of m to out. */
 void schema_canonical_text(const struct schema_model *m, struct strbuf *out);
+/* Forgets the columns' positions (as a v1 text has none): a text of m then
+ * says whether two schemas differ in anything but column order. */
+void schema_forget_positions(struct schema_model *m);
 /* Is text in that canonical form (it opens with its header line), rather
  * than e.g. SQL? */
 int schema_is_canonical_text(const char *text);
@@ -114,7 +127,9 @@ int schema_load_text(const char *text, const char *name, struct schema_model *m,
 /* Compares expected with actual and appends one LEVEL_FAIL finding (kind
  * FINDING_CHECK, named check) per difference: missing/extra table, column,
  * constraint, index, trigger, view or sequence; column type, nullability or
- * default change; changed definition; index or constraint no longer valid.
+ * default change; a table's columns in another order (those both sides
+ * have, where both know their positions: one finding a table); changed
+ * definition; index or constraint no longer valid.
  * Children of a missing/extra table are not reported again.  against names
  * the expected side in messages ("the recorded schema").  Returns the number
  * of differences. */

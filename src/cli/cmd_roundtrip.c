@@ -4,7 +4,9 @@
  * On a scratch database (a new temp SQLite file, or --url for PostgreSQL)
  * each migration in order is applied, reverted, the schema compared with
  * what it was before, and applied again.  The first migration whose down
- * does not undo its up is named with the schema difference (exit 7);
+ * does not undo its up is named with the schema difference (exit 7); one
+ * whose down brings columns back in another order only is warned about (a
+ * down that re-adds a column the up dropped can only add it last);
  * migrations without a down section are reported (--keep-going: every
  * migration is tried and reported).  Without -d the scratch database is a
  * temp SQLite file and the live database is never opened; with -d it is
@@ -25,13 +27,18 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
-static int schema_text(struct engine *e, struct strbuf *out, struct sm_error *err)
+/* The schema's canonical text into out, and into unordered without the
+ * columns' positions. */
+static int schema_text(struct engine *e, struct strbuf *out, struct strbuf *unordered,
+		       struct sm_error *err)
 {
 	struct schema_model m = SCHEMA_MODEL_INIT;
 
 	if (schema_load(e, &m, err) < 0)
 		return -1;
 	schema_canonical_text(&m, out);
+	schema_forget_positions(&m);
+	schema_canonical_text(&m, unordered);
 	schema_release(&m);
 	return 0;
 }
@@ -147,6 +154,7 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 	struct migration_set set = MIGRATION_SET_INIT;
 	struct engine *e = NULL;
 	struct strbuf before = STRBUF_INIT, after = STRBUF_INIT, diff = STRBUF_INIT;
+	struct strbuf before_any = STRBUF_INIT, after_any = STRBUF_INIT; /* any column order */
 	char *tmp_path = NULL;
 	cJSON *arr = NULL;
 	size_t no_down = 0, checked = 0;
@@ -173,9 +181,11 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 
 		sb_reset(&before);
 		sb_reset(&after);
+		sb_reset(&before_any);
+		sb_reset(&after_any);
 		/* each condition is a step: two steps failing alike is no clone */
 		/* NOLINTNEXTLINE(bugprone-branch-clone) */
-		if (schema_text(e, &before, &ctx->err) < 0) {
+		if (schema_text(e, &before, &before_any, &ctx->err) < 0) {
 			status = "error";
 		} else if (one_step(e, m, STEP_UP, &ctx->err) < 0) {
 			status = "up_failed";
@@ -184,13 +194,17 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 			no_down++;
 		} else if (one_step(e, m, STEP_DOWN, &ctx->err) < 0) {
 			status = "down_failed";
-		} else if (schema_text(e, &after, &ctx->err) < 0) {
+		} else if (schema_text(e, &after, &after_any, &ctx->err) < 0) {
 			status = "error";
-		} else if (strcmp(before.buf, after.buf)) {
+		} else if (strcmp(before_any.buf, after_any.buf)) {
 			status = "mismatch";
 			schema_text_diff(before.buf, after.buf, &diff);
 		} else if (one_step(e, m, STEP_UP, &ctx->err) < 0) {
 			status = "reapply_failed";
+		} else if (strcmp(before.buf, after.buf)) {
+			/* SELECT * and INSERT without a column list see it, but no
+			 * ALTER TABLE can put a re-added column back in its place */
+			schema_text_diff(before.buf, after.buf, &diff);
 		}
 		if (!strcmp(status, "ok"))
 			checked++;
@@ -201,11 +215,18 @@ int cmd_roundtrip(struct cmd_ctx *ctx)
 			cJSON_AddStringToObject(o, "path", m->path);
 			cJSON_AddStringToObject(o, "status", status);
 			if (diff.len)
-				cJSON_AddStringToObject(o, "diff", diff.buf);
+				cJSON_AddStringToObject(o, strcmp(status, "ok") ? "diff" :
+							"column_order_diff", diff.buf);
 			if (strcmp(status, "ok") && strcmp(status, "no_down") &&
 			    strcmp(status, "mismatch"))
 				cJSON_AddStringToObject(o, "error", ctx->err.msg);
 			cJSON_AddItemToArray(arr, o);
+		}
+		if (!strcmp(status, "ok") && diff.len) {
+			warning("the down section of '%s' (version %s) brings columns back in "
+				"another order:", m->down_path, m->version);
+			fputs(diff.buf, stderr);
+			sb_reset(&diff);
 		}
 		if (!strcmp(status, "no_down"))
 			warning("'%s' has no down section: it cannot be reverted by SQL", m->path);
@@ -258,6 +279,8 @@ out:
 	mig_set_release(&set);
 	sb_release(&before);
 	sb_release(&after);
+	sb_release(&before_any);
+	sb_release(&after_any);
 	sb_release(&diff);
 	return code;
 }

@@ -47,6 +47,22 @@ class OperatorsMixin:
         self.assertEqual((bad["version"], bad["status"]), ("0003", "mismatch"))
         self.assertIn("z", bad["diff"])
 
+    def test_roundtrip_column_order_is_a_warning(self):
+        """A down that adds back the column its up dropped can only add it
+        last: the order is told (SELECT * sees it), not failed."""
+        self.write_good_set()
+        self.write("migrations/0003_drop.sql",
+                   "-- migrate:up\nDROP INDEX ai;\nALTER TABLE a DROP COLUMN x;\n"
+                   "-- migrate:down\nALTER TABLE a ADD COLUMN x int;\n"
+                   "CREATE INDEX ai ON a (x);\n")
+        r = self.sm("roundtrip", "--json")
+        self.assertEqual(r.code, 0, r)
+        last = r.json()["migrations"][-1]
+        self.assertEqual((last["version"], last["status"]), ("0003", "ok"))
+        self.assertRegex(last["column_order_diff"], r"\+ column\ta\tx\t.*\tposition 2\n")
+        self.assertIn("brings columns back in another order", r.err)
+        self.assertNotIn("column_order_diff", r.json()["migrations"][0])
+
     def test_feature_folders_and_several_dirs(self):
         self.write("migrations/common/0001_a.sql", "CREATE TABLE a (x int);\n")
         self.write("migrations/billing/0003_c.sql", "CREATE TABLE c (x int);\n")

@@ -169,8 +169,8 @@ class PipelineSqlite(CliTest):
         whole = self.ok("schema").out
         recorded = self.sqlite("SELECT schema_text FROM safe_migrate_schema")[0][0]
         self.assertEqual(recorded, whole)
-        for want in ("column\tchild\tnote\tTEXT\tnot null\tdefault ''",
-                     "column\trenamed2\tw\tTEXT\tnot null\tdefault 'x'",
+        for want in ("column\tchild\tnote\tTEXT\tnot null\tdefault ''\tposition 3",
+                     "column\trenamed2\tw\tTEXT\tnot null\tdefault 'x'\tposition 2",
                      "constraint\tkid\tfk(r)\tFOREIGN KEY (r) REFERENCES renamed2 (id)",
                      "constraint\tfresh\tfk(p)\tFOREIGN KEY (p) REFERENCES parent (id) "
                      "ON DELETE CASCADE",

@@ -174,7 +174,7 @@ class SafetySqlite(CliTest):
         a = self.ok("schema").out
         self.assertEqual(a, self.ok("schema").out)
         self.assertIn("table\tusers\n", a)
-        self.assertIn("column\tusers\tname\tTEXT\tnot null\n", a)
+        self.assertIn("column\tusers\tname\tTEXT\tnot null\tposition 2\n", a)
         self.assertIn("index\tusers\tusers_name\t", a)
         self.assertNotIn("safe_migrate", a)
         self.ok("schema", "--output", self.path("schema.txt"))
@@ -220,7 +220,7 @@ class SafetySqlite(CliTest):
         for want in ("constraint\ta\tpk\tPRIMARY KEY (id)",
                      "constraint\ta\tunique(x, y)\tUNIQUE (x, y)",
                      "constraint\ta\tunique(y)\tUNIQUE (y)",
-                     "column\ta\tx\tTEXT\tnot null\tdefault 'q'",
+                     "column\ta\tx\tTEXT\tnot null\tdefault 'q'\tposition 2",
                      "constraint\todd name\tpk\tPRIMARY KEY (k2, k1)",
                      "constraint\todd name\tfk(k1)\tFOREIGN KEY (k1) REFERENCES a (id) "
                      "ON DELETE CASCADE",
@@ -415,12 +415,39 @@ class SafetyPostgres(CliTest):
         self.assertIn("missing-lock-timeout", r.out)
         self.code(4, "safety-check")
 
+    def test_validate_column_order_and_v1_record(self):
+        """A table rebuilt with its columns in another order is drift
+        (SELECT * and positional INSERTs see it); a schema recorded before
+        positions were (text v1) is compared without them."""
+        self.ok("upgrade")
+        self.psql(self.url, "ALTER TABLE users DROP COLUMN name")
+        self.psql(self.url, "ALTER TABLE users ADD COLUMN name text NOT NULL")
+        self.psql(self.url, "CREATE INDEX users_name ON users (name)")
+        r = self.code(7, "validate")
+        self.assertIn("FAIL schema-drift: table 'users' column order changed: id, name, age in "
+                      "the schema recorded after the last migration, id, age, name now", r.out)
+        self.assertEqual(r.out.count("FAIL"), 1, r.out)
+        r = self.code(7, "validate", "-v")
+        self.assertIn("- column\tusers\tname\ttext\tnot null\tposition 2\n", r.out)
+        self.assertIn("+ column\tusers\tname\ttext\tnot null\tposition 3\n", r.out)
+        # the same record as an earlier version wrote it: no order, no drift
+        recorded = self.psql(self.url, "SELECT schema_text FROM safe_migrate_schema")
+        v1 = recorded.replace("# safe-migrate schema v2", "# safe-migrate schema v1")
+        v1 = "\n".join(l.rsplit("\tposition ", 1)[0] for l in v1.splitlines())
+        self.assertNotIn("position", v1)
+        self.psql(self.url, "UPDATE safe_migrate_schema SET schema_text = '%s'" %
+                  v1.replace("'", "''"))
+        self.assertIn("PASS schema-drift", self.ok("validate").out)
+        # and read as an --expected file
+        self.write("v1.txt", v1 + "\n")
+        self.assertIn("PASS expected-schema", self.ok("validate", "--expected", "v1.txt").out)
+
     def test_validate_drift(self):
         self.ok("upgrade")
         self.ok("validate")
         a = self.ok("schema").out
         self.assertEqual(a, self.ok("schema").out)
-        self.assertIn("column\tusers\tage\tinteger\tnull\n", a)
+        self.assertIn("column\tusers\tage\tinteger\tnull\tposition 3\n", a)
         self.psql(self.url, "ALTER TABLE users ALTER COLUMN age TYPE bigint")
         self.psql(self.url, "DROP INDEX users_name")
         self.psql(self.url, "ALTER TABLE users ADD COLUMN email text")
