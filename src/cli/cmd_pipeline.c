@@ -553,6 +553,13 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	restore_signals_begin();
 	if (r->journaled)
 		journal_phase(&r->j, "restore", NULL, &rerr);
+	/* the restore writes through a connection of its own: nothing the
+	 * migrations left on this one may lock it out (a transaction a script
+	 * began, SQLite's locking_mode=EXCLUSIVE) */
+	if (e->ops->release_locks(e, &rerr) < 0) {
+		warning("cannot release the run's own locks before the restore: %s", rerr.msg);
+		err_clear(&rerr);
+	}
 	if (r->snapshot)
 		find_foreign_writes(r, e, &foreign);
 	if (foreign.len && guard_policy_stop(&rerr) == 1) {
@@ -1096,9 +1103,13 @@ static int phase_apply(struct run *r)
 		return PHASE_NEXT;
 	if (r->never_started)
 		return stop(r, "error", EXIT_ERROR);
-	/* with --no-backup every step ran in the one transaction */
+	/* with --no-backup every step ran in the one transaction; a first
+	 * step outside a transaction of ours changed nothing when none of its
+	 * statements committed (it failed inside the BEGIN it opened, which
+	 * run_step rolled back) */
 	if (r->kind->own_writes && r->hist_existed && r->p.n &&
-	    (opt.no_backup || (r->done == 0 && !r->p.steps[0].m->up_no_tx)) &&
+	    (opt.no_backup ||
+	     (r->done == 0 && (!r->p.steps[0].m->up_no_tx || !r->s->e->script_committed))) &&
 	    guard_version_absent(r->s->e, r->p.steps[0].m->version))
 		r->code = nothing_to_undo(r, r->interrupted);
 	else

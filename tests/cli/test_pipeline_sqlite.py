@@ -90,6 +90,86 @@ class PipelineSqlite(CliTest):
         self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name='users_name_idx'"),
                          [(0,)])
 
+    # fails only on the real data (two users named alike), not in the lint's rehearsal
+    DUPLICATE = ("UPDATE users SET name = 'same';\n"
+                 "CREATE UNIQUE INDEX users_name_uq ON users(name);")
+
+    def sha3(self):
+        r = subprocess.run(["sqlite3", self.path("app.db"), ".sha3sum"], capture_output=True,
+                           text=True, check=True)
+        return r.stdout
+
+    def test_own_transaction_failing_after_a_commit_is_restored(self):
+        """A migration that opens its own transaction (the README's table
+        rebuild, or a SAVEPOINT outside ours) and fails inside it: its
+        transaction, which holds the write lock, is rolled back, so the
+        restore's connection gets in at once (it waited out --lock-timeout
+        and exited 6 before)."""
+        for own in ("PRAGMA foreign_keys=OFF;\nBEGIN;\n%s\nCOMMIT;\nPRAGMA foreign_keys=ON;",
+                    "SAVEPOINT rebuild;\n%s\nRELEASE rebuild;"):
+            with self.subTest(own=own):
+                self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+                self.add("0003_own.sql", own % self.DUPLICATE, notx=own.startswith("SAVEPOINT"))
+                before, dump = self.sha3(), self.sqlite_dump()
+                r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+                self.assertEqual(r.json()["outcome"], "restored")
+                self.assertIn("the transaction it began was rolled back", r.json()["error"])
+                self.assertEqual(self.sha3(), before)
+                self.assertEqual(self.sqlite_dump(), dump)
+                os.unlink(self.path("migrations", "0002_a.sql"))
+                os.unlink(self.path("migrations", "0003_own.sql"))
+
+    def test_own_transaction_failing_first_changes_nothing(self):
+        """The first pending migration fails inside the transaction it
+        opened: nothing was committed, so exit 1 and no restore."""
+        for own in ("PRAGMA foreign_keys=OFF;\nBEGIN;\n%s\nCOMMIT;",
+                    "SAVEPOINT rebuild;\n%s\nRELEASE rebuild;"):
+            with self.subTest(own=own):
+                self.add("0002_own.sql", own % self.DUPLICATE, notx=own.startswith("SAVEPOINT"))
+                before = self.sha3()
+                r = self.code(1, "--lock-timeout", "5s", "safe-migrate", "--json")
+                self.assertEqual(r.json()["outcome"], "rolled_back")
+                self.assertIn("no restore was needed", r.err)
+                self.assertNotIn("restoring", r.err)
+                self.assertEqual(self.sha3(), before)
+                os.unlink(self.path("migrations", "0002_own.sql"))
+
+    def test_own_transaction_after_a_commit_of_its_own_is_restored(self):
+        """A statement before the file's BEGIN committed on its own: the
+        failure inside the BEGIN leaves that change, which the restore
+        takes back."""
+        self.add("0002_own.sql", "CREATE TABLE a (x INT);\nBEGIN;\n%s\nCOMMIT;" % self.DUPLICATE)
+        before = self.sha3()
+        r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.sha3(), before)
+
+    def test_own_transaction_without_commit_fails_and_is_rolled_back(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+        self.add("0003_open.sql", "BEGIN;\nCREATE TABLE b (x INT);")
+        before = self.sha3()
+        r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+        self.assertIn("left the transaction it began open", r.json()["error"])
+        self.assertEqual(self.sha3(), before)
+
+    def test_exclusive_locking_mode_left_by_a_migration_is_released_for_the_restore(self):
+        """locking_mode=EXCLUSIVE keeps the file locked after the
+        migration's transactions: the restore's connection was locked out
+        (exit 8 or 6).  In WAL mode SQLite cannot leave EXCLUSIVE without
+        leaving WAL."""
+        for pragmas in ("PRAGMA locking_mode=EXCLUSIVE;",
+                        "PRAGMA locking_mode=EXCLUSIVE;\nPRAGMA journal_mode=WAL;"):
+            with self.subTest(pragmas=pragmas):
+                self.add("0002_ex.sql", pragmas + "\nCREATE TABLE ex (x INT);", notx=True)
+                self.add("0003_bad.sql", self.DUPLICATE)
+                before = self.sha3()
+                r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+                self.assertEqual(r.json()["outcome"], "restored")
+                self.assertEqual(self.sha3(), before)
+                self.assertEqual(self.sqlite("PRAGMA journal_mode"), [("delete",)])
+                os.unlink(self.path("migrations", "0002_ex.sql"))
+                os.unlink(self.path("migrations", "0003_bad.sql"))
+
     def test_validation_only_failure_is_restored(self):
         self.sqlite("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
         self.sqlite("CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id))")
