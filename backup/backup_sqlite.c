@@ -247,9 +247,6 @@ out:
 	return ret;
 }
 
-/* Problems of the check reported one by one (the rest are counted). */
-#define CHECK_MAX_LINES 50
-
 /* The check beside the copy. */
 struct side_check {
 	sqlite3 *db;    /* its connection, in its read transaction */
@@ -263,7 +260,7 @@ static void *side_check_run(void *ud)
 {
 	struct side_check *c = ud;
 
-	c->found = sqlite_quick_check(c->db, CHECK_MAX_LINES, "\n", &c->out);
+	c->found = sqlite_quick_check(c->db, SQLITE_CHECK_MAX_LINES, "\n", &c->out);
 	return NULL;
 }
 
@@ -337,7 +334,7 @@ static void side_check_finish(struct side_check *c, sqlite3 *rd, int stop)
 		pthread_join(c->th, NULL);
 		c->started = 0;
 	} else if (!stop) {
-		c->found = sqlite_quick_check(rd, CHECK_MAX_LINES, "\n", &c->out);
+		c->found = sqlite_quick_check(rd, SQLITE_CHECK_MAX_LINES, "\n", &c->out);
 	}
 	sqlite3_close(c->db);
 	c->db = NULL;

@@ -87,6 +87,7 @@ struct options {
 	int no_tablespaces;   /* backup --no-tablespaces (PostgreSQL) */
 	int no_check;         /* backup --no-check (SQLite: no quick_check beside the copy) */
 	int check_again;      /* restore --check: check the staged copy even if checked at backup */
+	int accept_recorded_problems; /* restore: give back the problems the snapshot recorded */
 	int jobs;             /* backup --jobs, restore --jobs, verify --jobs */
 	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */

@@ -638,8 +638,8 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	if (r->snapshot) {
 		error_msg("the database may be in an intermediate state. Restore it by hand now:");
 		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes "
-			  "--no-safety-backup", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
-			  r->snapshot);
+			  "--no-safety-backup%s", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
+			  r->snapshot, port_hand_restore_options(r->snap_extra));
 		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
 			  "'safe-migrate verify %s'", r->snapshot);
 		{
@@ -1483,7 +1483,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	struct engine *e = NULL;
 	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 };
 	struct engine_identity id;
-	cJSON *doc = NULL;
+	cJSON *doc = NULL, *extra = NULL;
 	char *path = NULL;
 	const char *snap, *sha;
 	int code = EXIT_OK, rc;
@@ -1548,7 +1548,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	 * replaced since (another run, another database, a hand) */
 	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
 	    (sha && port_check_sha(snap, sha, &ctx->err) < 0) ||
-	    port_verify(snap, NULL, NULL, &ctx->err) < 0)
+	    port_verify(snap, NULL, &extra, &ctx->err) < 0)
 		goto fail;
 	/* the killed run's own writes cannot be told from other sessions' now:
 	 * the state as it is, theirs included, is saved before the restore
@@ -1580,7 +1580,8 @@ int cmd_recover(struct cmd_ctx *ctx)
 	if (rc < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
 		error_msg("restore by hand: safe-migrate -d '%s' --lock-timeout %lds restore '%s' "
-			  "--yes", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, snap);
+			  "--yes%s", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, snap,
+			  port_hand_restore_options(extra));
 		code = EXIT_RESTORE_FAILED;
 		goto out;
 	}
@@ -1595,6 +1596,7 @@ fail:
 out:
 	engine_close(e);
 	cJSON_Delete(doc);
+	cJSON_Delete(extra);
 	free(path);
 	return code;
 }

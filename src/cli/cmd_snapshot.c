@@ -122,7 +122,8 @@ int cmd_backup(struct cmd_ctx *ctx)
 	}
 	if (res.check && strcmp(res.check, "ok"))
 		warning("the database fails PRAGMA quick_check (the snapshot keeps it as it is; "
-			"a restore gives back these problems): %.*s", (int)strcspn(res.check, "\n"),
+			"a restore gives back these problems, with 'restore "
+			"--accept-recorded-problems'): %.*s", (int)strcspn(res.check, "\n"),
 			res.check);
 	if (ctx->json) {
 		cJSON_AddStringToObject(ctx->json, "path", res.path);
@@ -588,6 +589,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.target_new = !existed && opt.to_url;
 	ro.check_again = opt.check_again;
+	ro.accept_recorded_problems = opt.accept_recorded_problems;
 	ro.interrupted = &cli_interrupted;
 	/* Ctrl-C or SIGTERM: the restore stops at its next block or statement,
 	 * the statement running on the server is cancelled, and the target is

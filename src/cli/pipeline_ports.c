@@ -206,6 +206,11 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	return rc;
 }
 
+const char *port_hand_restore_options(const cJSON *extra)
+{
+	return restore_recorded_problems(extra) ? " --accept-recorded-problems" : "";
+}
+
 /* Schema and row counts; with baseline, the validation baseline instead of
  * the counts (1: all of it now but the check of the whole file, which may
  * come from the snapshot (port_baseline_add_whole); 2: tracked,

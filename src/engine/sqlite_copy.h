@@ -56,4 +56,9 @@ int sqlite_copy_whole_held(sqlite3 *dst, sqlite3 *src, long give_up_ms,
  */
 int sqlite_quick_check(sqlite3 *db, int max, const char *sep, struct strbuf *problems);
 
+/* The lines of a check's outcome a snapshot records (backup: extra.quick_check,
+ * joined by newlines) and a restore of it compares with its own check
+ * (restore_opts.accept_recorded_problems); further problems are counted. */
+#define SQLITE_CHECK_MAX_LINES 50
+
 #endif

@@ -2,6 +2,7 @@
 run journal, against real SQLite files."""
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -382,6 +383,54 @@ class PipelineSqlite(CliTest):
         self.assertEqual(j["outcome"], "restored")
         self.assertEqual(self.sqlite_dump(), before)
         self.assertNotEqual(self.sqlite("PRAGMA quick_check"), [("ok",)])
+
+    def test_restore_failed_prints_a_command_that_restores_recorded_problems(self):
+        """Exit 6 on a database that already failed quick_check: the
+        hand-restore command it prints carries --accept-recorded-problems,
+        and works once the lock that kept the automatic restore out is
+        gone (without the option, restore refuses that snapshot)."""
+        self.null_in_not_null()
+        before = self.sqlite_dump()
+        # the command writes, leaves a session holding the write lock for a
+        # while, and fails: the restore cannot get in within --lock-timeout
+        holder = ("import sqlite3, sys, time\n"
+                  "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                  "con.execute('BEGIN IMMEDIATE')\n"
+                  "open(sys.argv[2], 'w').close()\n"
+                  "time.sleep(float(sys.argv[3]))\n")
+        script = self.write("mig.py",
+                            "import os, sqlite3, subprocess, sys, time\n"
+                            "db = os.environ['DATABASE_URL'][len('sqlite:///'):]\n"
+                            "con = sqlite3.connect(db)\n"
+                            "con.execute('CREATE TABLE half (x INT)')\n"
+                            "con.commit()\n"
+                            "con.close()\n"
+                            "subprocess.Popen([sys.executable, '-c', %r, db, 'locked', '4'],\n"
+                            "                 start_new_session=True)\n"
+                            "while not os.path.exists('locked'):\n"
+                            "    time.sleep(0.02)\n"
+                            "sys.exit(1)\n" % holder)
+        r = self.code(6, "--lock-timeout", "1s", "run", "--", "/usr/bin/python3", script)
+        line = [l for l in r.err.splitlines() if "restore '" in l and "--no-safety-backup" in l]
+        self.assertEqual(len(line), 1, r.err)
+        self.assertIn("--accept-recorded-problems", line[0])
+        cmd = shlex.split(line[0].split("error:", 1)[1])
+        self.assertEqual(cmd[0], "safe-migrate")
+        deadline = time.time() + 30
+        while time.time() < deadline:  # the holder lets go
+            con = sqlite3.connect(self.path("app.db"), timeout=0, isolation_level=None)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+                break
+            except sqlite3.OperationalError:
+                time.sleep(0.1)
+            finally:
+                con.close()
+        r = self.run_sm(*[a for a in cmd[1:] if a != "--accept-recorded-problems"])
+        self.assertEqual(r.code, 7, r)
+        self.ok(*cmd[1:])
+        self.assertEqual(self.sqlite_dump(), before)
 
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)

@@ -287,6 +287,62 @@ class SnapshotSqlite(CliTest):
                 r = self.code(7, "restore", p, "--to", self.sqlite_url(label + ".db"), "--yes")
                 self.assertIn("fails PRAGMA quick_check", r.err)
 
+    def misreport_fragmentation(self, name="app.db"):
+        """A harmless defect that PRAGMA quick_check reports: a leaf page of
+        table 'child' claims 5 fragmented bytes it does not have."""
+        leaf = self.sqlite("SELECT pageno FROM dbstat WHERE name = 'child' AND "
+                           "pagetype = 'leaf' LIMIT 1", name)[0][0]
+        page = self.sqlite("PRAGMA page_size", name)[0][0]
+        with open(self.path(name), "r+b") as f:
+            f.seek((leaf - 1) * page + 7)  # the page header's fragmented-bytes count
+            f.write(b"\x05")
+        problems = self.sqlite("PRAGMA quick_check", name)
+        self.assertIn("Fragmentation of 0 bytes reported as 5", problems[0][0])
+        return problems
+
+    def test_recorded_problems_are_restored_only_when_accepted(self):
+        """The backup warns that a restore gives back the problems it
+        found; restore refuses such a snapshot and names
+        --accept-recorded-problems, which restores it (in place and --to)
+        when the staged copy fails exactly as recorded, and refuses it
+        otherwise."""
+        problems = self.misreport_fragmentation()
+        j = self.backup("--name", "defect")
+        self.assertIn("Fragmentation of 0 bytes reported as 5", j["quick_check"])
+        snap = j["path"]
+        dump = self.sqlite_dump()
+        self.sqlite("DELETE FROM kinds")
+        changed = self.sqlite_dump()
+        r = self.code(7, "restore", snap, "--yes", "--no-safety-backup")
+        self.assertIn("--accept-recorded-problems", r.err)
+        self.assertEqual(self.sqlite_dump(), changed)
+        r = self.code(7, "restore", snap, "--to", self.sqlite_url("new.db"), "--yes")
+        self.assertIn("--accept-recorded-problems", r.err)
+        self.assertFalse(os.path.exists(self.path("new.db")))
+        # accepted: back to the snapshot, its defect included
+        self.ok("restore", snap, "--yes", "--no-safety-backup", "--accept-recorded-problems")
+        self.assertEqual(self.sqlite_dump(), dump)
+        self.assertEqual(self.sqlite("PRAGMA quick_check"), problems)
+        self.ok("restore", snap, "--to", self.sqlite_url("new.db"), "--yes",
+                "--accept-recorded-problems")
+        self.assertEqual(self.sqlite_dump("new.db"), dump)
+        self.assertEqual(self.sqlite("PRAGMA quick_check", "new.db"), problems)
+        # the same pages recording other problems are not the database the
+        # backup saw: refused even so
+        with open(self.path("app.db"), "rb") as f:
+            db = f.read()
+        header = {"tool": "safe-migrate", "tool_version": "0.1.0", "engine": "sqlite",
+                  "created_at": "2026-01-01T00:00:00.000Z", "server_version": "SQLite",
+                  "source": "sqlite:///app.db", "revision": None, "format_version": 1}
+        page = self.sqlite("PRAGMA page_size")[0][0]
+        other = self.packed("other.tar.zst", header, [("data/main.db.0000", db)],
+                            {"page_size": page, "page_count": len(db) // page,
+                             "quick_check": "*** in database main ***\nrow 1 missing"})
+        r = self.code(7, "restore", other, "--to", self.sqlite_url("other.db"), "--yes",
+                      "--accept-recorded-problems")
+        self.assertIn("otherwise than its backup recorded", r.err)
+        self.assertFalse(os.path.exists(self.path("other.db")))
+
     def test_database_failing_integrity_check_is_not_restored(self):
         """The snapshot is intact (every checksum holds) but the database in
         it is not: a page of an index b-tree is garbage.  The backup's check
