@@ -45,26 +45,13 @@
 #include "xalloc.h"
 
 
-static int pragma_int(sqlite3 *db, const char *sql, long long *out)
-{
-	sqlite3_stmt *st = NULL;
-	int ok = 0;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
-		ok = 1;
-	}
-	sqlite3_finalize(st);
-	return ok ? 0 : -1;
-}
-
 static int sqlite_estimate(struct engine *e, uint64_t *bytes, struct sm_error *err)
 {
 	sqlite3 *db = engine_native(e);
 	long long pages = 0, size = 0;
 
-	if (pragma_int(db, "PRAGMA page_count", &pages) < 0 ||
-	    pragma_int(db, "PRAGMA page_size", &size) < 0)
+	if (sqlite_pragma_int(db, "PRAGMA page_count", &pages) < 0 ||
+	    sqlite_pragma_int(db, "PRAGMA page_size", &size) < 0)
 		return err_set(err, ERR_FAIL, "cannot read the size of '%s': %s", e->url.path,
 			       sqlite3_errmsg(db));
 	/* an archive no smaller than the database (random data does not
@@ -157,7 +144,7 @@ static int set_revision(sqlite3 *db, struct snap_writer *w, const struct backup_
 		snap_set_revision(w, opts->revision);
 		return 0;
 	}
-	if (pragma_int(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND "
+	if (sqlite_pragma_int(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND "
 		       "name = 'safe_migrate_versions'", &exists) < 0 ||
 	    (exists && sqlite3_prepare_v2(db, "SELECT version FROM main.safe_migrate_versions", -1,
 					  &st, NULL) != SQLITE_OK))
@@ -369,8 +356,8 @@ static int small_database(sqlite3 *db)
 {
 	long long pages = 0, size = 0;
 
-	return pragma_int(db, "PRAGMA main.page_count", &pages) == 0 &&
-	       pragma_int(db, "PRAGMA main.page_size", &size) == 0 &&
+	return sqlite_pragma_int(db, "PRAGMA main.page_count", &pages) == 0 &&
+	       sqlite_pragma_int(db, "PRAGMA main.page_size", &size) == 0 &&
 	       pages * size < READER_MIN_BYTES;
 }
 
@@ -400,8 +387,8 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 		return -1;
 	}
 	/* reads the header: the copy's read transaction begins here */
-	if (pragma_int(db, "PRAGMA main.page_count", &pages) < 0 ||
-	    pragma_int(db, "PRAGMA main.page_size", &size) < 0 || size < 512 || size > 65536) {
+	if (sqlite_pragma_int(db, "PRAGMA main.page_count", &pages) < 0 ||
+	    sqlite_pragma_int(db, "PRAGMA main.page_size", &size) < 0 || size < 512 || size > 65536) {
 		err_set(err, ERR_FAIL, "cannot read the size of '%s': %s", e->url.path,
 			sqlite3_errmsg(db));
 		goto out;

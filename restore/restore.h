@@ -88,6 +88,10 @@ struct restore_opts {
 	 * before the run, problems it already had included, rather than
 	 * staying in the failed run's state. */
 	int accept_recorded_problems;
+	/* Where a restore that succeeded says what it could not do as asked
+	 * and the caller should tell (one line each; SQLite: a journal mode it
+	 * could not put back).  Borrowed, may be NULL. */
+	struct strbuf *notes;
 	/* A signal handler's flag (borrowed, may be NULL): once set, the
 	 * restore stops at the next block or statement with ERR_INTERRUPTED.
 	 * Server-side statements already running are the caller's to cancel

@@ -456,16 +456,88 @@ out:
 	return ret;
 }
 
-static int journal_is_wal(sqlite3 *dst)
-{
-	sqlite3_stmt *st = NULL;
-	int wal = 0;
+/* What the staged database's header says of the snapshot's database: its
+ * page size (bytes 16-17, 1 for 65536) and whether it was in WAL mode
+ * (bytes 18-19: 2), which a restore in place gives back. */
+struct stage_head {
+	long long page_size;
+	int wal;
+};
 
-	if (sqlite3_prepare_v2(dst, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		wal = !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
-	sqlite3_finalize(st);
-	return wal;
+static int read_stage_head(const char *path, struct stage_head *h, struct sm_error *err)
+{
+	unsigned char b[20];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t got = fd < 0 ? -1 : pread(fd, b, sizeof(b), 0);
+
+	memset(h, 0, sizeof(*h));
+	if (fd >= 0)
+		close(fd);
+	if (got != (ssize_t)sizeof(b))
+		return err_sys(err, "cannot read the header of staging file '%s'", path);
+	h->page_size = b[16] << 8 | b[17];
+	if (h->page_size == 1)
+		h->page_size = 65536;
+	h->wal = b[18] == 2;
+	return 0;
+}
+
+/* Before a copy in place into a target in WAL mode.  SQLite's backup API
+ * cannot change the page size of a database in WAL mode (it fails with
+ * SQLITE_READONLY, "attempt to write a readonly database"), and a copy
+ * into one leaves it in WAL mode whatever the snapshot's database was in.
+ * So the target leaves WAL mode first when the snapshot's page size
+ * differs or its database was not in WAL mode (*left: it did), which
+ * needs that no other connection has it open.  When one does, a page size
+ * that differs cannot be restored: an error, nothing changed; a journal
+ * mode is left to put_journal_mode. */
+static int prepare_target(sqlite3 *dst, const char *target, const struct stage_head *h,
+			  int *left, struct sm_error *err)
+{
+	long long size = 0;
+	int rc;
+
+	*left = 0;
+	if (!sqlite_journal_is_wal(dst))
+		return 0;
+	if (sqlite_pragma_int(dst, "PRAGMA main.page_size", &size) < 0)
+		return err_set(err, ERR_FAIL, "cannot read the page size of '%s': %s", target,
+			       sqlite3_errmsg(dst));
+	if (size == h->page_size && h->wal)
+		return 0;
+	rc = sqlite_set_journal_wal(dst, 0);
+	if (rc == SQLITE_OK) {
+		*left = 1;
+		return 0;
+	}
+	if (size == h->page_size)
+		return 0;
+	return err_set(err, ERR_LOCKED, "cannot restore into '%s' (nothing was changed): it is in "
+		       "WAL mode with pages of %lld bytes, the snapshot's have %lld, and SQLite "
+		       "changes the page size only of a database out of WAL mode; leaving WAL mode "
+		       "needs that no other connection has '%s' open (%s). Close the other "
+		       "connections (stop the application), then restore again", target, size,
+		       h->page_size, target, sqlite3_errstr(rc));
+}
+
+/* After the copy: the journal mode the snapshot's database was in (a copy
+ * into a WAL-mode target leaves it in WAL mode).  Leaving WAL mode needs
+ * that no other connection has the database open; when one does, the data
+ * is restored all the same and opts->notes says what is left to do. */
+static void put_journal_mode(sqlite3 *dst, const char *target, const struct stage_head *h,
+			     const struct restore_opts *opts)
+{
+	int rc;
+
+	if (sqlite_journal_is_wal(dst) == h->wal)
+		return;
+	rc = sqlite_set_journal_wal(dst, h->wal);
+	if (rc != SQLITE_OK && opts->notes)
+		sb_addf(opts->notes, "the data is restored, but '%s' stays in %s mode, while the "
+			"snapshot's database was in %s mode: other connections have it open (%s); "
+			"once they are closed: sqlite3 '%s' 'PRAGMA journal_mode=%s'\n", target,
+			h->wal ? "rollback-journal" : "WAL", h->wal ? "WAL" : "rollback-journal",
+			sqlite3_errstr(rc), target, h->wal ? "WAL" : "DELETE");
 }
 
 /* Rollback-journal mode: takes the target's write lock on the restore's
@@ -558,8 +630,9 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	struct copy_held h = { opts, err };
 	const char *recorded =
 		restore_recorded_problems(cJSON_GetObjectItemCaseSensitive(manifest, "extra"));
+	struct stage_head head;
 	long give_up;
-	int rc, ret = -1, held = 0, check, wal, to_new;
+	int rc, ret = -1, held = 0, check, wal, to_new, left_wal = 0, copied = 0;
 
 	check = opts->check_again || needs_check(manifest, s->path);
 	to_new = opts->target_new && target_still_empty(target->url.path);
@@ -585,9 +658,10 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	}
 	if ((check && integrity_check(src, s->path, recorded, opts->accept_recorded_problems,
 				      err) < 0) ||
-	    restore_interrupted(opts, err) < 0)
+	    restore_interrupted(opts, err) < 0 || read_stage_head(s->path, &head, err) < 0 ||
+	    prepare_target(dst, target->url.path, &head, &left_wal, err) < 0)
 		goto out;
-	wal = opts->writers_blocked && journal_is_wal(dst);
+	wal = opts->writers_blocked && sqlite_journal_is_wal(dst);
 	if (!wal && writers_blocked(dst, target->url.path, opts, &held, err) < 0)
 		goto out;
 	if (opts->verify && !held && target->ops->writes_mark(target, &mark, &ignored) < 0)
@@ -613,8 +687,15 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 				sqlite3_errstr(rc));
 		goto out;
 	}
+	copied = 1;
 	ret = verify_restored(target, held, mark, opts, err);
+	/* while the lock is still held: no reader is in the way */
+	if (ret == 0)
+		put_journal_mode(dst, target->url.path, &head, opts);
 out:
+	/* nothing was copied: the target goes back to WAL mode, as it was */
+	if (left_wal && !copied)
+		(void)sqlite_set_journal_wal(dst, 1);
 	if (held)
 		restore_release(dst);
 	free(mark);

@@ -140,6 +140,8 @@ void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));    /* unless -q */
 void verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* with -v */
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Each line of text (restore_opts.notes, say) as a warning. */
+void warning_lines(const char *text);
 void error_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints err as "safe-migrate: error: ..." and returns the exit code for its kind. */
 int report_error(struct cmd_ctx *ctx, const struct sm_error *err);

@@ -459,6 +459,7 @@ struct failed_state {
 	const struct db_state *before;
 	const cJSON *snap_rows, *snap_extra;
 	int verified;                      /* checked before others could write */
+	int save_failed;                   /* the save failed: nothing was restored */
 };
 
 static int save_while_blocked(void *ud, struct sm_error *err)
@@ -481,9 +482,11 @@ static int save_while_blocked(void *ud, struct sm_error *err)
 		}
 	}
 	info("saving the failed state first");
-	if (save_failed_state(fs->ctx, fs->snapshot, fs->e, &fs->saved, err) < 0)
+	if (save_failed_state(fs->ctx, fs->snapshot, fs->e, &fs->saved, err) < 0) {
+		fs->save_failed = 1;
 		return err_prefix(err, "cannot save the failed state, so nothing was restored "
 				  "(restoring would discard other sessions' writes)");
+	}
 	return 0;
 }
 
@@ -538,9 +541,9 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	struct sm_error rerr = SM_ERROR_INIT;
 	struct strbuf foreign = STRBUF_INIT;
 	struct failed_state fs = { r->ctx, r->snapshot, e, &r->guard, &foreign, 0, NULL,
-				   &r->before, r->snap_rows, r->snap_extra, 0 };
+				   &r->before, r->snap_rows, r->snap_extra, 0, 0 };
 	long long t0 = plan_now_ms();
-	int ok = 0, code = 0;
+	int ok = 0, code = 0, others_wrote;
 
 	/* when the run's own writes were not counted (a wrapped command writes
 	 * through connections of its own), they cannot be told from other
@@ -574,7 +577,10 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 			report_foreign_writes(r, foreign.buf, fs.saved);
 		else if (fs.saved)
 			report_saved_state(r, fs.saved);
-		if (!fs.stopped && foreign.len && !fs.saved) {
+		/* other sessions wrote and their writes could not be saved, so
+		 * nothing was restored: exit 8.  A restore that failed for
+		 * another reason is exit 6, their writes or not */
+		if (!fs.stopped && foreign.len && fs.save_failed) {
 			/* nothing was restored: the failed state stays, with their writes */
 			error_msg("%s", rerr.msg);
 			error_msg("the run stays open in its journal; once the failed state can be "
@@ -598,6 +604,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	 * write now is theirs, so only the schema can be compared */
 	if (ok && !fs.verified)
 		ok = state_matches(e, &r->before, NULL, NULL, &rerr);
+	others_wrote = foreign.len != 0;
 	sb_release(&foreign);
 	phase_done(r, "restore", t0, ok);
 	restore_signals_end();
@@ -637,9 +644,16 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	}
 	if (r->snapshot) {
 		error_msg("the database may be in an intermediate state. Restore it by hand now:");
-		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes "
-			  "--no-safety-backup%s", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
-			  r->snapshot, port_hand_restore_options(r->snap_extra));
+		/* the safety snapshot that restore takes keeps what other
+		 * sessions wrote, which the database holds now */
+		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes%s%s",
+			  ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, r->snapshot,
+			  others_wrote ? "" : " --no-safety-backup",
+			  port_hand_restore_options(r->snap_extra));
+		if (others_wrote)
+			error_msg("(other sessions wrote since the snapshot: that restore first saves "
+				  "the database as it is now, their writes included, in a safety "
+				  "snapshot)");
 		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
 			  "'safe-migrate verify %s'", r->snapshot);
 		{
@@ -1481,7 +1495,7 @@ static int wait_for_command(const cJSON *doc, struct sm_error *err)
 int cmd_recover(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
-	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 };
+	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, 0 };
 	struct engine_identity id;
 	cJSON *doc = NULL, *extra = NULL;
 	char *path = NULL;

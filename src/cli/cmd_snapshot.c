@@ -508,6 +508,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	struct restore_ui ui;
 	struct restore_opts ro;
 	struct progress pr;
+	struct strbuf notes = STRBUF_INIT;
 	char *path = NULL;
 	char shabuf[HASH_HEX_LEN + 1];
 	const char *sha = NULL;
@@ -590,6 +591,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.target_new = !existed && opt.to_url;
 	ro.check_again = opt.check_again;
 	ro.accept_recorded_problems = opt.accept_recorded_problems;
+	ro.notes = &notes;
 	ro.interrupted = &cli_interrupted;
 	/* Ctrl-C or SIGTERM: the restore stops at its next block or statement,
 	 * the statement running on the server is cancelled, and the target is
@@ -608,6 +610,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 		goto out;
 	}
 	progress_end(&pr);
+	warning_lines(notes.buf);
 	info("restored '%s' into '%s'", path, e->url.redacted);
 	out("%s\n", e->url.redacted);
 	if (ctx->json) {
@@ -631,6 +634,7 @@ out:
 	engine_close(e);
 	backup_result_release(&ui.safety_res);
 	url_release(&to);
+	sb_release(&notes);
 	free(path);
 	return code;
 }

@@ -21,6 +21,7 @@
 
 #include "engine.h"
 #include "fsutil.h"
+#include "sqlite_copy.h"
 #include "xalloc.h"
 
 struct sqlite_impl {
@@ -308,9 +309,17 @@ static int sqlite_tx_open(struct engine *e)
  * and cannot go back to NORMAL until it leaves WAL mode (the pragma still
  * answers "exclusive"): it leaves it then (DELETE, which checkpoints),
  * which no other connection can prevent, since none could open the
- * database meanwhile. */
+ * database meanwhile.
+ *
+ * In WAL mode every connection keeps a shared lock on the file for as long
+ * as it is open, which keeps any other from leaving WAL mode, as a restore
+ * must when the snapshot's page size or journal mode differs
+ * (restore_sqlite.c): this one leaves WAL mode when no other connection
+ * has the database open (the restore then gives back the snapshot's
+ * mode), and else stays in it, as the others keep it anyway. */
 static int sqlite_release_locks(struct engine *e, struct sm_error *err)
 {
+	struct sqlite_impl *s = e->impl;
 	char *mode = NULL;
 	int exclusive;
 
@@ -322,6 +331,8 @@ static int sqlite_release_locks(struct engine *e, struct sm_error *err)
 	if (exclusive && (sqlite_simple(e, "PRAGMA journal_mode = DELETE", err) < 0 ||
 			  sqlite_simple(e, "PRAGMA locking_mode = NORMAL", err) < 0))
 		return -1;
+	if (sqlite_journal_is_wal(s->db))
+		(void)sqlite_set_journal_wal(s->db, 0);
 	return sqlite_simple(e, "SELECT count(*) FROM sqlite_master", err);
 }
 

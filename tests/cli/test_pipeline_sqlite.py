@@ -171,6 +171,96 @@ class PipelineSqlite(CliTest):
                 os.unlink(self.path("migrations", "0002_ex.sql"))
                 os.unlink(self.path("migrations", "0003_bad.sql"))
 
+    def head(self):
+        """(page size, journal mode) as app.db's header says (bytes 16-19)."""
+        with open(self.path("app.db"), "rb") as f:
+            b = f.read(20)
+        return (b[16] << 8 | b[17], {(1, 1): "delete", (2, 2): "wal"}[(b[18], b[19])])
+
+    def test_page_size_and_journal_mode_a_migration_changed_are_restored(self):
+        """A transaction:false migration changes the page size and puts the
+        database in WAL mode (or only the latter), a later one fails: the
+        restore gives back the page size (SQLite cannot change it in WAL
+        mode: the restore failed "attempt to write a readonly database",
+        reported as exit 8) and the journal mode (it stayed WAL)."""
+        for change in ("PRAGMA page_size = 8192;\nVACUUM;\nPRAGMA journal_mode = WAL;",
+                       "PRAGMA journal_mode = WAL;"):
+            with self.subTest(change=change):
+                self.add("0002_wal.sql", change, notx=True)
+                self.add("0003_bad.sql", self.DUPLICATE)
+                before, head = self.sha3(), self.head()
+                self.assertEqual(head, (4096, "delete"))
+                r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+                self.assertEqual(r.json()["outcome"], "restored")
+                self.assertEqual(self.sha3(), before)
+                self.assertEqual(self.head(), head)
+                os.unlink(self.path("migrations", "0002_wal.sql"))
+                os.unlink(self.path("migrations", "0003_bad.sql"))
+
+    def test_wal_mode_a_migration_left_is_restored(self):
+        """The database is in WAL mode before the run; a migration takes it
+        out of WAL mode and a later one fails: back in WAL mode."""
+        self.sqlite("PRAGMA journal_mode = WAL")
+        self.add("0002_delete.sql", "PRAGMA journal_mode = DELETE;\nCREATE TABLE a (x INT);",
+                 notx=True)
+        self.add("0003_bad.sql", self.DUPLICATE)
+        before = self.sha3()
+        r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.sha3(), before)
+        self.assertEqual(self.head(), (4096, "wal"))
+
+    def test_restore_failing_for_another_reason_is_not_reported_as_concurrent_writes(self):
+        """Other sessions' writes were seen (those of a transaction:false
+        migration count as theirs) and the restore then failed before the
+        failed state could be saved, for a reason of its own (here: an
+        application connection keeps the database in WAL mode, and the page
+        size to restore differs): exit 6 with that reason, not exit 8
+        "other sessions wrote" whatever the failure.  The printed command
+        keeps the safety snapshot (it saves their writes) and works once
+        the application's connection is closed."""
+        self.add("0002_wal.sql", "PRAGMA page_size = 8192;\nVACUUM;\nPRAGMA journal_mode = WAL;",
+                 notx=True)
+        # long enough to open the application's connection while it runs
+        self.add("0003_bad.sql", "SELECT count(*) FROM big a, big b;\n" + self.DUPLICATE)
+        before, head = self.sha3(), self.head()
+        apps = []
+
+        def app_reads_in_wal():
+            """The application has read the database in WAL mode (and so
+            keeps it open in WAL mode), or does now if it can at once."""
+            if apps:
+                return True
+            if not self.journals(self.path("backups")) or self.head()[1] != "wal":
+                return False
+            app = sqlite3.connect(self.path("app.db"), timeout=0)
+            try:
+                app.execute("SELECT count(*) FROM users").fetchall()
+            except sqlite3.OperationalError:  # the run holds a lock right now
+                app.close()
+                return False
+            apps.append(app)
+            return True
+
+        try:
+            code, err, caught = self.interrupt(("--lock-timeout", "5s", "safe-migrate"),
+                                               app_reads_in_wal, act=lambda: None)
+        finally:
+            for app in apps:
+                app.close()
+        self.assertTrue(caught, err)
+        self.assertEqual(code, 6, err)
+        self.assertIn("THE AUTOMATIC RESTORE FAILED", err)
+        self.assertIn("no other connection has", err)
+        self.assertNotIn("once the failed state can be saved", err)
+        line = [l for l in err.splitlines() if "restore '" in l and " --yes" in l]
+        self.assertEqual(len(line), 1, err)
+        self.assertNotIn("--no-safety-backup", line[0])
+        self.ok(*shlex.split(line[0].split("error:", 1)[1])[1:])
+        self.ok("recover", "--discard")
+        self.assertEqual(self.sha3(), before)
+        self.assertEqual(self.head(), head)
+
     def test_validation_only_failure_is_restored(self):
         self.sqlite("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
         self.sqlite("CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent(id))")

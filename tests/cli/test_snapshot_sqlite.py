@@ -343,6 +343,93 @@ class SnapshotSqlite(CliTest):
         self.assertIn("otherwise than its backup recorded", r.err)
         self.assertFalse(os.path.exists(self.path("other.db")))
 
+    def head(self, name):
+        """(page size, journal mode) as the file's header says: bytes 16-17,
+        and 18-19 (1: rollback journal, 2: WAL)."""
+        with open(self.path(name), "rb") as f:
+            b = f.read(20)
+        return (b[16] << 8 | b[17], {(1, 1): "delete", (2, 2): "wal"}[(b[18], b[19])])
+
+    def small_db(self, name, page_size, wal, rows):
+        for leftover in (name, name + "-wal", name + "-shm"):
+            if os.path.exists(self.path(leftover)):
+                os.unlink(self.path(leftover))
+        con = sqlite3.connect(self.path(name), isolation_level=None)
+        con.execute("PRAGMA page_size = %d" % page_size)
+        if wal:
+            con.execute("PRAGMA journal_mode = WAL")
+        con.execute("CREATE TABLE t (x INTEGER PRIMARY KEY, b BLOB)")
+        con.executemany("INSERT INTO t (b) VALUES (?)", [(os.urandom(300),)] * rows)
+        con.close()
+
+    def test_restore_into_wal_database_of_another_page_size(self):
+        """SQLite's backup API cannot change the page size of a database in
+        WAL mode (SQLITE_READONLY: "attempt to write a readonly database",
+        in place and --to an existing file): the target leaves WAL mode
+        first, and ends as the snapshot's database was, page size and
+        journal mode; with another connection open on it, it cannot leave
+        WAL mode: refused, saying so, nothing changed."""
+        self.small_db("src.db", 1024, False, 50)
+        snap = self.ok("-d", self.sqlite_url("src.db"), "backup", "--name", "small",
+                       "--json").json()["path"]
+        dump = self.sqlite_dump("src.db")
+        for label, args in (("in-place", ("-d", self.sqlite_url("live.db"), "restore", snap,
+                                          "--force", "--no-safety-backup")),
+                            ("to", ("restore", snap, "--to", self.sqlite_url("live.db"),
+                                    "--yes"))):
+            with self.subTest(label):
+                self.small_db("live.db", 4096, True, 10)
+                self.assertEqual(self.head("live.db"), (4096, "wal"))
+                self.ok(*args)
+                self.assertEqual(self.sqlite_dump("live.db"), dump)
+                self.assertEqual(self.head("live.db"), (1024, "delete"))
+                self.assertEqual(self.sqlite("PRAGMA quick_check", "live.db"), [("ok",)])
+        # another connection keeps the database open in WAL mode
+        self.small_db("live.db", 4096, True, 10)
+        live = self.sqlite_dump("live.db")
+        app = sqlite3.connect(self.path("live.db"))
+        try:
+            app.execute("SELECT count(*) FROM t").fetchall()
+            r = self.code(1, "-d", self.sqlite_url("live.db"), "restore", snap, "--force",
+                          "--no-safety-backup")
+        finally:
+            app.close()
+        self.assertIn("no other connection has", r.err)
+        self.assertIn("nothing was changed", r.err)
+        self.assertEqual(self.sqlite_dump("live.db"), live)
+        self.assertEqual(self.head("live.db"), (4096, "wal"))
+
+    def test_restore_gives_back_the_journal_mode(self):
+        """A snapshot of a database in rollback-journal mode restored in
+        place into one in WAL mode leaves it in rollback-journal mode (it
+        stayed in WAL mode), and the other way round; with another
+        connection open the data is restored all the same and a warning
+        says the journal mode stays."""
+        self.small_db("del.db", 4096, False, 20)
+        self.small_db("wal.db", 4096, True, 20)
+        snaps = {}
+        for name in ("del", "wal"):
+            snaps[name] = self.ok("-d", self.sqlite_url(name + ".db"), "backup", "--name", name,
+                                  "--json").json()["path"]
+        for snap, live_wal, want in (("del", True, "delete"), ("wal", False, "wal")):
+            with self.subTest(snap=snap):
+                self.small_db("live.db", 4096, live_wal, 5)
+                self.ok("-d", self.sqlite_url("live.db"), "restore", snaps[snap], "--force",
+                        "--no-safety-backup")
+                self.assertEqual(self.head("live.db"), (4096, want))
+                self.assertEqual(self.sqlite_dump("live.db"), self.sqlite_dump(snap + ".db"))
+        self.small_db("live.db", 4096, True, 5)
+        app = sqlite3.connect(self.path("live.db"))
+        try:
+            app.execute("SELECT count(*) FROM t").fetchall()
+            r = self.ok("-d", self.sqlite_url("live.db"), "restore", snaps["del"], "--force",
+                        "--no-safety-backup")
+        finally:
+            app.close()
+        self.assertIn("stays in WAL mode", r.err)
+        self.assertIn("PRAGMA journal_mode=DELETE", r.err)
+        self.assertEqual(self.sqlite_dump("live.db"), self.sqlite_dump("del.db"))
+
     def test_database_failing_integrity_check_is_not_restored(self):
         """The snapshot is intact (every checksum holds) but the database in
         it is not: a page of an index b-tree is garbage.  The backup's check
