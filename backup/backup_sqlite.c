@@ -45,26 +45,13 @@
 #include "xalloc.h"
 
 
-static int pragma_int(sqlite3 *db, const char *sql, long long *out)
-{
-	sqlite3_stmt *st = NULL;
-	int ok = 0;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
-		ok = 1;
-	}
-	sqlite3_finalize(st);
-	return ok ? 0 : -1;
-}
-
 static int sqlite_estimate(struct engine *e, uint64_t *bytes, struct sm_error *err)
 {
 	sqlite3 *db = engine_native(e);
 	long long pages = 0, size = 0;
 
-	if (pragma_int(db, "PRAGMA page_count", &pages) < 0 ||
-	    pragma_int(db, "PRAGMA page_size", &size) < 0)
+	if (sqlite_pragma_int(db, "PRAGMA page_count", &pages) < 0 ||
+	    sqlite_pragma_int(db, "PRAGMA page_size", &size) < 0)
 		return err_set(err, ERR_FAIL, "cannot read the size of '%s': %s", e->url.path,
 			       sqlite3_errmsg(db));
 	/* an archive no smaller than the database (random data does not
@@ -157,7 +144,7 @@ static int set_revision(sqlite3 *db, struct snap_writer *w, const struct backup_
 		snap_set_revision(w, opts->revision);
 		return 0;
 	}
-	if (pragma_int(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND "
+	if (sqlite_pragma_int(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND "
 		       "name = 'safe_migrate_versions'", &exists) < 0 ||
 	    (exists && sqlite3_prepare_v2(db, "SELECT version FROM main.safe_migrate_versions", -1,
 					  &st, NULL) != SQLITE_OK))
@@ -247,9 +234,6 @@ out:
 	return ret;
 }
 
-/* Problems of the check reported one by one (the rest are counted). */
-#define CHECK_MAX_LINES 50
-
 /* The check beside the copy. */
 struct side_check {
 	sqlite3 *db;    /* its connection, in its read transaction */
@@ -263,7 +247,7 @@ static void *side_check_run(void *ud)
 {
 	struct side_check *c = ud;
 
-	c->found = sqlite_quick_check(c->db, CHECK_MAX_LINES, "\n", &c->out);
+	c->found = sqlite_quick_check(c->db, SQLITE_CHECK_MAX_LINES, "\n", &c->out);
 	return NULL;
 }
 
@@ -337,7 +321,7 @@ static void side_check_finish(struct side_check *c, sqlite3 *rd, int stop)
 		pthread_join(c->th, NULL);
 		c->started = 0;
 	} else if (!stop) {
-		c->found = sqlite_quick_check(rd, CHECK_MAX_LINES, "\n", &c->out);
+		c->found = sqlite_quick_check(rd, SQLITE_CHECK_MAX_LINES, "\n", &c->out);
 	}
 	sqlite3_close(c->db);
 	c->db = NULL;
@@ -372,8 +356,8 @@ static int small_database(sqlite3 *db)
 {
 	long long pages = 0, size = 0;
 
-	return pragma_int(db, "PRAGMA main.page_count", &pages) == 0 &&
-	       pragma_int(db, "PRAGMA main.page_size", &size) == 0 &&
+	return sqlite_pragma_int(db, "PRAGMA main.page_count", &pages) == 0 &&
+	       sqlite_pragma_int(db, "PRAGMA main.page_size", &size) == 0 &&
 	       pages * size < READER_MIN_BYTES;
 }
 
@@ -403,8 +387,8 @@ static int sqlite_take(struct engine *e, struct snap_writer *w, const struct bac
 		return -1;
 	}
 	/* reads the header: the copy's read transaction begins here */
-	if (pragma_int(db, "PRAGMA main.page_count", &pages) < 0 ||
-	    pragma_int(db, "PRAGMA main.page_size", &size) < 0 || size < 512 || size > 65536) {
+	if (sqlite_pragma_int(db, "PRAGMA main.page_count", &pages) < 0 ||
+	    sqlite_pragma_int(db, "PRAGMA main.page_size", &size) < 0 || size < 512 || size > 65536) {
 		err_set(err, ERR_FAIL, "cannot read the size of '%s': %s", e->url.path,
 			sqlite3_errmsg(db));
 		goto out;

@@ -25,6 +25,15 @@ const struct restore_driver *restore_find_driver(const char *engine)
 	return NULL;
 }
 
+const char *restore_recorded_problems(const cJSON *extra)
+{
+	const cJSON *qc = cJSON_GetObjectItemCaseSensitive(extra, "quick_check");
+
+	if (!cJSON_IsString(qc) || !*qc->valuestring || !strcmp(qc->valuestring, "ok"))
+		return NULL;
+	return qc->valuestring;
+}
+
 int restore_interrupted(const struct restore_opts *opts, struct sm_error *err)
 {
 	if (!opts->interrupted || !*opts->interrupted)

@@ -80,12 +80,18 @@ struct restore_opts {
 	 * --check, verify --restore-to. */
 	int check_again;
 	/* The snapshot's backup found problems in the very pages it copied
-	 * (SQLite: extra.quick_check other than "ok"): restore them as they
-	 * were instead of refusing the snapshot.  The pipeline's automatic
-	 * restore, recover and a rehearsal copy: the database goes back to its
-	 * state before the run, problems it already had included, rather than
+	 * (restore_recorded_problems): restore them as they were instead of
+	 * refusing the snapshot, provided the staged copy, checked all the
+	 * same, fails exactly as recorded (anything else is refused).  The
+	 * pipeline's automatic restore, recover, a rehearsal copy and restore
+	 * --accept-recorded-problems: the database goes back to its state
+	 * before the run, problems it already had included, rather than
 	 * staying in the failed run's state. */
 	int accept_recorded_problems;
+	/* Where a restore that succeeded says what it could not do as asked
+	 * and the caller should tell (one line each; SQLite: a journal mode it
+	 * could not put back).  Borrowed, may be NULL. */
+	struct strbuf *notes;
 	/* A signal handler's flag (borrowed, may be NULL): once set, the
 	 * restore stops at the next block or statement with ERR_INTERRUPTED.
 	 * Server-side statements already running are the caller's to cancel
@@ -137,6 +143,13 @@ int restore_snapshot(const char *path, struct engine *target, const struct resto
  */
 int restore_snapshot_fd(int fd, const char *label, const char *sha256, struct engine *target,
 			const struct restore_opts *opts, struct sm_error *err);
+
+/* The problems the snapshot's backup found in the pages it copied, as its
+ * manifest's extra (extra, borrowed) records them (SQLite: extra.quick_check,
+ * its check's first lines), or NULL when it found none or did not check.
+ * A restore refuses such a snapshot unless accept_recorded_problems.
+ * Borrowed from extra. */
+const char *restore_recorded_problems(const cJSON *extra);
 
 /* -1 with ERR_INTERRUPTED if opts->interrupted is set, else 0 (for drivers:
  * a last look before the commit point). */

@@ -310,28 +310,56 @@ out:
  * costs a b-tree probe per row and index, 60 times the load on narrow
  * indexed rows.  A snapshot whose backup ran quick_check on the very
  * pages it copied (extra.quick_check "ok") is not checked again: the
- * SHA-256s prove these are those pages.  See docs/safety.md. */
-static int integrity_check(sqlite3 *db, const char *path, struct sm_error *err)
+ * SHA-256s prove these are those pages.  See docs/safety.md.
+ *
+ * A snapshot whose backup found problems (recorded: its manifest's lines)
+ * is checked all the same: restored only with accept, and only when the
+ * staged copy fails exactly as recorded, line for line.  Anything else
+ * is not the database the backup saw. */
+static int integrity_check(sqlite3 *db, const char *path, const char *recorded, int accept,
+			   struct sm_error *err)
 {
-	struct strbuf msg = STRBUF_INIT;
-	int n = sqlite_quick_check(db, 3, "; ", &msg);
+	struct strbuf found = STRBUF_INIT, shown = STRBUF_INIT;
+	int n = sqlite_quick_check(db, SQLITE_CHECK_MAX_LINES, "\n", &found);
+	int same;
 
-	if (n < 0)
-		err_set(err, ERR_DAMAGED, "the snapshot's database is not readable: %s", msg.buf);
-	else if (n > 0)
-		err_set(err, ERR_DAMAGED, "the snapshot's database fails PRAGMA quick_check "
-			"(%s): %s", path, msg.buf);
-	sb_release(&msg);
-	return n ? -1 : 0;
+	sb_rtrim(&found);
+	same = n > 0 && recorded && !strcmp(found.buf, recorded);
+	if (n < 0) {
+		err_set(err, ERR_DAMAGED, "the snapshot's database is not readable: %s", found.buf);
+	} else if (n > 0 && !(same && accept)) {
+		/* the first lines, on one line */
+		const char *p = found.buf;
+		for (int i = 0; i < 3 && *p; i++) {
+			size_t len = strcspn(p, "\n");
+			sb_addf(&shown, "%s%.*s", i ? "; " : "", (int)len, p);
+			p += len + (p[len] == '\n');
+		}
+		if (same)
+			err_set(err, ERR_DAMAGED, "the snapshot's database fails PRAGMA quick_check "
+				"(%s): %s; its backup recorded these very problems: restore it as it "
+				"was, problems included, with --accept-recorded-problems", path,
+				shown.buf);
+		else if (recorded && accept)
+			err_set(err, ERR_DAMAGED, "the snapshot's database fails PRAGMA quick_check "
+				"(%s) otherwise than its backup recorded, so it is not the database the "
+				"backup saw: %s", path, shown.buf);
+		else
+			err_set(err, ERR_DAMAGED, "the snapshot's database fails PRAGMA quick_check "
+				"(%s): %s", path, shown.buf);
+	}
+	sb_release(&found);
+	sb_release(&shown);
+	return n < 0 || (n > 0 && !(same && accept)) ? -1 : 0;
 }
 
 /* Whether the staged database still needs its quick_check: not when the
  * backup checked these very pages (backup_sqlite.c: extra.quick_check) and
- * found them sound, or found problems the caller takes as they were
- * (restore_opts.accept_recorded_problems), provided the staged file has the
- * size the manifest gives them (the entries' SHA-256s prove their bytes,
- * this their number). */
-static int needs_check(const cJSON *manifest, const char *path, int accept_problems)
+ * found them sound, provided the staged file has the size the manifest
+ * gives them (the entries' SHA-256s prove their bytes, this their number).
+ * Problems it recorded are compared with a check of the copy
+ * (integrity_check). */
+static int needs_check(const cJSON *manifest, const char *path)
 {
 	const cJSON *extra = cJSON_GetObjectItemCaseSensitive(manifest, "extra");
 	const cJSON *qc = cJSON_GetObjectItemCaseSensitive(extra, "quick_check");
@@ -339,8 +367,7 @@ static int needs_check(const cJSON *manifest, const char *path, int accept_probl
 	const cJSON *count = cJSON_GetObjectItemCaseSensitive(extra, "page_count");
 	struct stat st;
 
-	if (!cJSON_IsString(qc) || !*qc->valuestring ||
-	    (strcmp(qc->valuestring, "ok") && !accept_problems) || !cJSON_IsNumber(size) ||
+	if (!cJSON_IsString(qc) || strcmp(qc->valuestring, "ok") || !cJSON_IsNumber(size) ||
 	    !cJSON_IsNumber(count) || stat(path, &st) < 0)
 		return 1;
 	return (double)st.st_size != size->valuedouble * count->valuedouble;
@@ -378,7 +405,8 @@ static int target_still_empty(const char *path)
 /* restore --to a new file: check the staging database while it is being
  * made durable, then rename it over the empty target. */
 static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *target,
-			   int check, const struct restore_opts *opts, struct sm_error *err)
+			   int check, const char *recorded, const struct restore_opts *opts,
+			   struct sm_error *err)
 {
 	struct sync_job job = { -1, NULL, 0, 0 };
 	pthread_t th;
@@ -395,7 +423,8 @@ static int move_into_place(struct sqlite_stage *s, sqlite3 **src, const char *ta
 	started = check && pthread_create(&th, NULL, sync_thread, &job) == 0;
 	if (!started)
 		sync_thread(&job);
-	ret = check ? integrity_check(*src, s->path, err) : 0;
+	ret = check ? integrity_check(*src, s->path, recorded, opts->accept_recorded_problems,
+				      err) : 0;
 	if (started)
 		pthread_join(th, NULL);
 	if (close(job.fd) < 0 && job.rc == 0) {
@@ -427,16 +456,88 @@ out:
 	return ret;
 }
 
-static int journal_is_wal(sqlite3 *dst)
-{
-	sqlite3_stmt *st = NULL;
-	int wal = 0;
+/* What the staged database's header says of the snapshot's database: its
+ * page size (bytes 16-17, 1 for 65536) and whether it was in WAL mode
+ * (bytes 18-19: 2), which a restore in place gives back. */
+struct stage_head {
+	long long page_size;
+	int wal;
+};
 
-	if (sqlite3_prepare_v2(dst, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		wal = !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
-	sqlite3_finalize(st);
-	return wal;
+static int read_stage_head(const char *path, struct stage_head *h, struct sm_error *err)
+{
+	unsigned char b[20];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t got = fd < 0 ? -1 : pread(fd, b, sizeof(b), 0);
+
+	memset(h, 0, sizeof(*h));
+	if (fd >= 0)
+		close(fd);
+	if (got != (ssize_t)sizeof(b))
+		return err_sys(err, "cannot read the header of staging file '%s'", path);
+	h->page_size = b[16] << 8 | b[17];
+	if (h->page_size == 1)
+		h->page_size = 65536;
+	h->wal = b[18] == 2;
+	return 0;
+}
+
+/* Before a copy in place into a target in WAL mode.  SQLite's backup API
+ * cannot change the page size of a database in WAL mode (it fails with
+ * SQLITE_READONLY, "attempt to write a readonly database"), and a copy
+ * into one leaves it in WAL mode whatever the snapshot's database was in.
+ * So the target leaves WAL mode first when the snapshot's page size
+ * differs or its database was not in WAL mode (*left: it did), which
+ * needs that no other connection has it open.  When one does, a page size
+ * that differs cannot be restored: an error, nothing changed; a journal
+ * mode is left to put_journal_mode. */
+static int prepare_target(sqlite3 *dst, const char *target, const struct stage_head *h,
+			  int *left, struct sm_error *err)
+{
+	long long size = 0;
+	int rc;
+
+	*left = 0;
+	if (!sqlite_journal_is_wal(dst))
+		return 0;
+	if (sqlite_pragma_int(dst, "PRAGMA main.page_size", &size) < 0)
+		return err_set(err, ERR_FAIL, "cannot read the page size of '%s': %s", target,
+			       sqlite3_errmsg(dst));
+	if (size == h->page_size && h->wal)
+		return 0;
+	rc = sqlite_set_journal_wal(dst, 0);
+	if (rc == SQLITE_OK) {
+		*left = 1;
+		return 0;
+	}
+	if (size == h->page_size)
+		return 0;
+	return err_set(err, ERR_LOCKED, "cannot restore into '%s' (nothing was changed): it is in "
+		       "WAL mode with pages of %lld bytes, the snapshot's have %lld, and SQLite "
+		       "changes the page size only of a database out of WAL mode; leaving WAL mode "
+		       "needs that no other connection has '%s' open (%s). Close the other "
+		       "connections (stop the application), then restore again", target, size,
+		       h->page_size, target, sqlite3_errstr(rc));
+}
+
+/* After the copy: the journal mode the snapshot's database was in (a copy
+ * into a WAL-mode target leaves it in WAL mode).  Leaving WAL mode needs
+ * that no other connection has the database open; when one does, the data
+ * is restored all the same and opts->notes says what is left to do. */
+static void put_journal_mode(sqlite3 *dst, const char *target, const struct stage_head *h,
+			     const struct restore_opts *opts)
+{
+	int rc;
+
+	if (sqlite_journal_is_wal(dst) == h->wal)
+		return;
+	rc = sqlite_set_journal_wal(dst, h->wal);
+	if (rc != SQLITE_OK && opts->notes)
+		sb_addf(opts->notes, "the data is restored, but '%s' stays in %s mode, while the "
+			"snapshot's database was in %s mode: other connections have it open (%s); "
+			"once they are closed: sqlite3 '%s' 'PRAGMA journal_mode=%s'\n", target,
+			h->wal ? "rollback-journal" : "WAL", h->wal ? "WAL" : "rollback-journal",
+			sqlite3_errstr(rc), target, h->wal ? "WAL" : "DELETE");
 }
 
 /* Rollback-journal mode: takes the target's write lock on the restore's
@@ -527,11 +628,13 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 	struct sm_error ignored = SM_ERROR_INIT;
 	char *mark = NULL;
 	struct copy_held h = { opts, err };
+	const char *recorded =
+		restore_recorded_problems(cJSON_GetObjectItemCaseSensitive(manifest, "extra"));
+	struct stage_head head;
 	long give_up;
-	int rc, ret = -1, held = 0, check, wal, to_new;
+	int rc, ret = -1, held = 0, check, wal, to_new, left_wal = 0, copied = 0;
 
-	check = opts->check_again ||
-		needs_check(manifest, s->path, opts->accept_recorded_problems);
+	check = opts->check_again || needs_check(manifest, s->path);
 	to_new = opts->target_new && target_still_empty(target->url.path);
 	/* the staging file is ours alone, so it is read in large blocks: a
 	 * pread per page is most of the cost of checking and copying a large
@@ -550,12 +653,15 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 		sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
 	}
 	if (to_new) {
-		ret = move_into_place(s, &src, target->url.path, check, opts, err);
+		ret = move_into_place(s, &src, target->url.path, check, recorded, opts, err);
 		goto out;
 	}
-	if ((check && integrity_check(src, s->path, err) < 0) || restore_interrupted(opts, err) < 0)
+	if ((check && integrity_check(src, s->path, recorded, opts->accept_recorded_problems,
+				      err) < 0) ||
+	    restore_interrupted(opts, err) < 0 || read_stage_head(s->path, &head, err) < 0 ||
+	    prepare_target(dst, target->url.path, &head, &left_wal, err) < 0)
 		goto out;
-	wal = opts->writers_blocked && journal_is_wal(dst);
+	wal = opts->writers_blocked && sqlite_journal_is_wal(dst);
 	if (!wal && writers_blocked(dst, target->url.path, opts, &held, err) < 0)
 		goto out;
 	if (opts->verify && !held && target->ops->writes_mark(target, &mark, &ignored) < 0)
@@ -581,8 +687,15 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 				sqlite3_errstr(rc));
 		goto out;
 	}
+	copied = 1;
 	ret = verify_restored(target, held, mark, opts, err);
+	/* while the lock is still held: no reader is in the way */
+	if (ret == 0)
+		put_journal_mode(dst, target->url.path, &head, opts);
 out:
+	/* nothing was copied: the target goes back to WAL mode, as it was */
+	if (left_wal && !copied)
+		(void)sqlite_set_journal_wal(dst, 1);
 	if (held)
 		restore_release(dst);
 	free(mark);

@@ -12,7 +12,7 @@ _safe_migrate()
           --allow-out-of-order --version --help --name --to --no-safety-backup --jobs --keep
           --output --start --end --expected --from-schema --dry-run --no-backup --validate
           --runs --discard --url --rehearse-url --no-owner --migrate --compression-level
-          --sha256 --sha256-file --keep-within --keep-daily"
+          --sha256 --sha256-file --keep-within --keep-daily --accept-recorded-problems"
     case $prev in
         -m|--migrations-dir|-b|--backup-dir) COMPREPLY=($(compgen -d -- "$cur")); return;;
         -c|--config|--output|--expected|--from-schema|--sha256-file) COMPREPLY=($(compgen -f -- "$cur")); return;;

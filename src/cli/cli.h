@@ -87,6 +87,7 @@ struct options {
 	int no_tablespaces;   /* backup --no-tablespaces (PostgreSQL) */
 	int no_check;         /* backup --no-check (SQLite: no quick_check beside the copy) */
 	int check_again;      /* restore --check: check the staged copy even if checked at backup */
+	int accept_recorded_problems; /* restore: give back the problems the snapshot recorded */
 	int jobs;             /* backup --jobs, restore --jobs, verify --jobs */
 	char *restore_to;     /* verify --restore-to */
 	int migrate;          /* init --migrate */
@@ -139,6 +140,8 @@ void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));    /* unless -q */
 void verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* with -v */
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Each line of text (restore_opts.notes, say) as a warning. */
+void warning_lines(const char *text);
 void error_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints err as "safe-migrate: error: ..." and returns the exit code for its kind. */
 int report_error(struct cmd_ctx *ctx, const struct sm_error *err);

@@ -95,7 +95,12 @@ static int run_plan(struct cmd_ctx *ctx, struct session *s, struct plan *p, cons
 		const struct step *failed = &p->steps[done];
 		int no_tx = failed->dir == STEP_UP ? failed->m->up_no_tx : failed->m->down_no_tx;
 		int code = report_error(ctx, &ctx->err);
-		if (no_tx)
+		if (no_tx && !s->e->script_committed)
+			info("version %s ran outside a transaction, but none of its statements "
+			     "committed (the transaction it began was rolled back); %zu migration%s "
+			     "before it stay %s", failed->m->version, done, done == 1 ? "" : "s",
+			     failed->dir == STEP_UP ? "applied" : "reverted");
+		else if (no_tx)
 			error_msg("version %s ran outside a transaction and may be partly applied; "
 				  "check the database by hand (%s takes no snapshot: restore one "
 				  "you took before, see 'safe-migrate list-backups'; 'safe-migrate "

@@ -473,6 +473,7 @@ struct failed_state {
 	const struct db_state *before;
 	const cJSON *snap_rows, *snap_extra;
 	int verified;                      /* checked before others could write */
+	int save_failed;                   /* the save failed: nothing was restored */
 };
 
 static int save_while_blocked(void *ud, struct sm_error *err)
@@ -495,9 +496,11 @@ static int save_while_blocked(void *ud, struct sm_error *err)
 		}
 	}
 	info("saving the failed state first");
-	if (save_failed_state(fs->ctx, fs->snapshot, fs->e, &fs->saved, err) < 0)
+	if (save_failed_state(fs->ctx, fs->snapshot, fs->e, &fs->saved, err) < 0) {
+		fs->save_failed = 1;
 		return err_prefix(err, "cannot save the failed state, so nothing was restored "
 				  "(restoring would discard other sessions' writes)");
+	}
 	return 0;
 }
 
@@ -552,9 +555,9 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	struct sm_error rerr = SM_ERROR_INIT;
 	struct strbuf foreign = STRBUF_INIT;
 	struct failed_state fs = { r->ctx, r->snapshot, e, &r->guard, &foreign, 0, NULL,
-				   &r->before, r->snap_rows, r->snap_extra, 0 };
+				   &r->before, r->snap_rows, r->snap_extra, 0, 0 };
 	long long t0 = plan_now_ms();
-	int ok = 0, code = 0;
+	int ok = 0, code = 0, others_wrote;
 
 	/* when the run's own writes were not counted (a wrapped command writes
 	 * through connections of its own), they cannot be told from other
@@ -567,6 +570,13 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	restore_signals_begin();
 	if (r->journaled)
 		journal_phase(&r->j, "restore", NULL, &rerr);
+	/* the restore writes through a connection of its own: nothing the
+	 * migrations left on this one may lock it out (a transaction a script
+	 * began, SQLite's locking_mode=EXCLUSIVE) */
+	if (e->ops->release_locks(e, &rerr) < 0) {
+		warning("cannot release the run's own locks before the restore: %s", rerr.msg);
+		err_clear(&rerr);
+	}
 	if (r->snapshot)
 		find_foreign_writes(r, e, &foreign);
 	if (foreign.len && guard_policy_stop(&rerr) == 1) {
@@ -581,7 +591,10 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 			report_foreign_writes(r, foreign.buf, fs.saved);
 		else if (fs.saved)
 			report_saved_state(r, fs.saved);
-		if (!fs.stopped && foreign.len && !fs.saved) {
+		/* other sessions wrote and their writes could not be saved, so
+		 * nothing was restored: exit 8.  A restore that failed for
+		 * another reason is exit 6, their writes or not */
+		if (!fs.stopped && foreign.len && fs.save_failed) {
 			/* nothing was restored: the failed state stays, with their writes */
 			error_msg("%s", rerr.msg);
 			error_msg("the run stays open in its journal; once the failed state can be "
@@ -605,6 +618,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	 * write now is theirs, so only the schema can be compared */
 	if (ok && !fs.verified)
 		ok = state_matches(e, &r->before, NULL, NULL, &rerr);
+	others_wrote = foreign.len != 0;
 	sb_release(&foreign);
 	phase_done(r, "restore", t0, ok);
 	restore_signals_end();
@@ -644,9 +658,16 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	}
 	if (r->snapshot) {
 		error_msg("the database may be in an intermediate state. Restore it by hand now:");
-		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes "
-			  "--no-safety-backup", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000,
-			  r->snapshot);
+		/* the safety snapshot that restore takes keeps what other
+		 * sessions wrote, which the database holds now */
+		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes%s%s",
+			  ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, r->snapshot,
+			  others_wrote ? "" : " --no-safety-backup",
+			  port_hand_restore_options(r->snap_extra));
+		if (others_wrote)
+			error_msg("(other sessions wrote since the snapshot: that restore first saves "
+				  "the database as it is now, their writes included, in a safety "
+				  "snapshot)");
 		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
 			  "'safe-migrate verify %s'", r->snapshot);
 		{
@@ -1110,9 +1131,13 @@ static int phase_apply(struct run *r)
 		return PHASE_NEXT;
 	if (r->never_started)
 		return stop(r, "error", EXIT_ERROR);
-	/* with --no-backup every step ran in the one transaction */
+	/* with --no-backup every step ran in the one transaction; a first
+	 * step outside a transaction of ours changed nothing when none of its
+	 * statements committed (it failed inside the BEGIN it opened, which
+	 * run_step rolled back) */
 	if (r->kind->own_writes && r->hist_existed && r->p.n &&
-	    (opt.no_backup || (r->done == 0 && !r->p.steps[0].m->up_no_tx)) &&
+	    (opt.no_backup ||
+	     (r->done == 0 && (!r->p.steps[0].m->up_no_tx || !r->s->e->script_committed))) &&
 	    guard_version_absent(r->s->e, r->p.steps[0].m->version))
 		r->code = nothing_to_undo(r, r->interrupted);
 	else
@@ -1484,9 +1509,9 @@ static int wait_for_command(const cJSON *doc, struct sm_error *err)
 int cmd_recover(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
-	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 };
+	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, 0 };
 	struct engine_identity id;
-	cJSON *doc = NULL;
+	cJSON *doc = NULL, *extra = NULL;
 	char *path = NULL;
 	const char *snap, *sha;
 	int code = EXIT_OK, rc;
@@ -1551,7 +1576,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	 * replaced since (another run, another database, a hand) */
 	if (!confirm("restore the interrupted run's snapshot over the database", &ctx->err) ||
 	    (sha && port_check_sha(snap, sha, &ctx->err) < 0) ||
-	    port_verify(snap, NULL, NULL, &ctx->err) < 0)
+	    port_verify(snap, NULL, &extra, &ctx->err) < 0)
 		goto fail;
 	/* the killed run's own writes cannot be told from other sessions' now:
 	 * the state as it is, theirs included, is saved before the restore
@@ -1583,7 +1608,8 @@ int cmd_recover(struct cmd_ctx *ctx)
 	if (rc < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
 		error_msg("restore by hand: safe-migrate -d '%s' --lock-timeout %lds restore '%s' "
-			  "--yes", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, snap);
+			  "--yes%s", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, snap,
+			  port_hand_restore_options(extra));
 		code = EXIT_RESTORE_FAILED;
 		goto out;
 	}
@@ -1598,6 +1624,7 @@ fail:
 out:
 	engine_close(e);
 	cJSON_Delete(doc);
+	cJSON_Delete(extra);
 	free(path);
 	return code;
 }

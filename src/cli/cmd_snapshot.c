@@ -122,7 +122,8 @@ int cmd_backup(struct cmd_ctx *ctx)
 	}
 	if (res.check && strcmp(res.check, "ok"))
 		warning("the database fails PRAGMA quick_check (the snapshot keeps it as it is; "
-			"a restore gives back these problems): %.*s", (int)strcspn(res.check, "\n"),
+			"a restore gives back these problems, with 'restore "
+			"--accept-recorded-problems'): %.*s", (int)strcspn(res.check, "\n"),
 			res.check);
 	if (ctx->json) {
 		cJSON_AddStringToObject(ctx->json, "path", res.path);
@@ -507,6 +508,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	struct restore_ui ui;
 	struct restore_opts ro;
 	struct progress pr;
+	struct strbuf notes = STRBUF_INIT;
 	char *path = NULL;
 	char shabuf[HASH_HEX_LEN + 1];
 	const char *sha = NULL;
@@ -588,6 +590,8 @@ int cmd_restore(struct cmd_ctx *ctx)
 	ro.lock_timeout_ms = opt.lock_timeout_ms;
 	ro.target_new = !existed && opt.to_url;
 	ro.check_again = opt.check_again;
+	ro.accept_recorded_problems = opt.accept_recorded_problems;
+	ro.notes = &notes;
 	ro.interrupted = &cli_interrupted;
 	/* Ctrl-C or SIGTERM: the restore stops at its next block or statement,
 	 * the statement running on the server is cancelled, and the target is
@@ -606,6 +610,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 		goto out;
 	}
 	progress_end(&pr);
+	warning_lines(notes.buf);
 	info("restored '%s' into '%s'", path, e->url.redacted);
 	out("%s\n", e->url.redacted);
 	if (ctx->json) {
@@ -629,6 +634,7 @@ out:
 	engine_close(e);
 	backup_result_release(&ui.safety_res);
 	url_release(&to);
+	sb_release(&notes);
 	free(path);
 	return code;
 }

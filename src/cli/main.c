@@ -92,7 +92,7 @@ static const struct command commands[] = {
 	  "sha256sum line) gives the whole stream's expected SHA-256." },
 	{ "restore", cmd_restore, OPTIONAL_DB | NEED_BACKUP_DIR | USES_SNAPSHOTS,
 	  "restore SNAPSHOT|- [--to URL [--jobs N]] [--sha256 HEX | --sha256-file F] "
-	  "[--no-safety-backup] [--force] [--check]",
+	  "[--no-safety-backup] [--force] [--check] [--accept-recorded-problems]",
 	  "verify a snapshot, take a safety snapshot, and restore",
 	  "In place, the restore is one transaction: any failure, a snapshot found\n"
 	  "damaged while loading included, leaves the database as it was.  PostgreSQL:\n"
@@ -110,7 +110,11 @@ static const struct command commands[] = {
 	  "stream's SHA-256 (--sha256 HEX or --sha256-file F) is checked before anything\n"
 	  "commits; a mismatch leaves the target as it was.\n"
 	  "SQLite: the staged copy is checked with PRAGMA quick_check unless the backup\n"
-	  "checked these very pages (the manifest says so); --check checks it anyway." },
+	  "checked these very pages (the manifest says so); --check checks it anyway.\n"
+	  "A snapshot whose backup found problems (backup warned: \"a restore gives back\n"
+	  "these problems\") is refused unless --accept-recorded-problems: the staged copy\n"
+	  "is checked and restored, problems included, only if it fails exactly as the\n"
+	  "manifest recorded; any other outcome is refused (exit 7)." },
 	{ "prune", cmd_prune, NEED_BACKUP_DIR,
 	  "prune [--keep N] [--keep-within DURATION] [--keep-daily N]",
 	  "delete snapshots outside the retention rules",
@@ -239,6 +243,7 @@ static const struct opt_spec specs[] = {
 	{ "no-tablespaces", 0, A_FLAG, &opt.no_tablespaces, "backup" },
 	{ "no-check", 0, A_FLAG, &opt.no_check, "backup" },
 	{ "check", 0, A_FLAG, &opt.check_again, "restore" },
+	{ "accept-recorded-problems", 0, A_FLAG, &opt.accept_recorded_problems, "restore" },
 	{ "migrate", 0, A_FLAG, &opt.migrate, "init" },
 	{ "from", 0, A_STR, &opt.stamp_from, "stamp" },
 	{ "on-concurrent-writes", 0, A_STR, &opt.on_concurrent_writes, "safe-migrate run recover" },

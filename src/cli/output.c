@@ -74,6 +74,17 @@ void warning(const char *fmt, ...)
 	va_end(ap);
 }
 
+void warning_lines(const char *text)
+{
+	while (text && *text) {
+		size_t n = strcspn(text, "\n");
+
+		if (n)
+			warning("%.*s", (int)n, text);
+		text += n + (text[n] == '\n');
+	}
+}
+
 void error_msg(const char *fmt, ...)
 {
 	va_list ap;

@@ -72,6 +72,11 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 		 const char *keep_schemas, int (*blocked)(void *ud, struct sm_error *err),
 		 int (*verify)(void *ud, struct engine *target, struct sm_error *err),
 		 void *ud, struct sm_error *err);
+/* The options a hand-run `restore` of the snapshot whose manifest extra
+ * this is needs besides the usual ones, with a leading space ("" when
+ * none): port_restore gives back problems its backup recorded, a restore
+ * asked for by hand only with --accept-recorded-problems. */
+const char *port_hand_restore_options(const cJSON *extra);
 /* Captures schema and row counts. */
 int port_capture(struct engine *e, struct db_state *st, struct sm_error *err);
 /* The schema and the validation baseline, before a change (no counts: the

@@ -175,6 +175,7 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 {
 	struct restore_opts ro;
 	struct progress pr;
+	struct strbuf notes = STRBUF_INIT;
 	struct engine *e = NULL;
 	int rc;
 
@@ -198,12 +199,20 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	ro.verify = verify;
 	ro.verify_ud = ud;
 	ro.interrupted = restore_signals_cancel();
+	ro.notes = &notes;
 	restore_watch(e);
 	rc = restore_snapshot(path, e, &ro, err);
 	restore_watch(NULL);
 	progress_end(&pr);
 	engine_close(e);
+	warning_lines(notes.buf);
+	sb_release(&notes);
 	return rc;
+}
+
+const char *port_hand_restore_options(const cJSON *extra)
+{
+	return restore_recorded_problems(extra) ? " --accept-recorded-problems" : "";
 }
 
 /* Schema and row counts; with baseline, the validation baseline instead of

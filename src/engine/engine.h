@@ -68,7 +68,7 @@ struct engine_ops {
 	 * begun with begin(), statements that would end it (engine_is_tx_control)
 	 * are refused before they run.  PostgreSQL: a script that changes the
 	 * search_path has it reset afterwards, so the next script starts from
-	 * the session's default. */
+	 * the session's default.  May set e->script_committed. */
 	int (*exec_script)(struct engine *e, const char *sql, const struct exec_source *src,
 			   struct sm_error *err);
 	/* Splits sql into statements with the engine's real parser, without a
@@ -80,7 +80,19 @@ struct engine_ops {
 
 	int (*begin)(struct engine *e, struct sm_error *err);
 	int (*commit)(struct engine *e, struct sm_error *err);
+	/* Rolls back whatever transaction the connection has open: one begun
+	 * with begin(), or one a script began itself (BEGIN, SAVEPOINT). */
 	int (*rollback)(struct engine *e, struct sm_error *err);
+	/* Whether the connection has a transaction open, begun with begin() or
+	 * by a script's own BEGIN (or SAVEPOINT) that no COMMIT ended, a failed
+	 * one included: it holds locks until it is rolled back. */
+	int (*tx_open)(struct engine *e);
+	/* Lets go of every lock this connection holds in the database, except
+	 * the migration lock: rolls back an open transaction and (SQLite) ends
+	 * locking_mode=EXCLUSIVE, which a migration may have set and which
+	 * keeps the file locked after its transactions end.  Called before
+	 * another connection restores the database. */
+	int (*release_locks)(struct engine *e, struct sm_error *err);
 
 	/* Runs one statement with text parameters ($1..$n; NULL means SQL NULL).
 	 * rows may be NULL when the result is not wanted. */
@@ -195,6 +207,13 @@ struct engine {
 	struct db_url url; /* owned copy */
 	void *impl;        /* backend state */
 	int in_tx;         /* a transaction begun through ops->begin is open */
+	/* Set to 1 by exec_script when a statement it ran outside a
+	 * transaction of ours committed a change, or may have (a COMMIT counts
+	 * whatever its transaction wrote); never cleared by it (a callback's
+	 * own scripts run in the middle of a script): whoever asks about one
+	 * script clears it first (run_step).  Still 0 afterwards: the script
+	 * left the database as it found it. */
+	int script_committed;
 	const struct stmt_observer *observer; /* borrowed; NULL: none */
 };
 

@@ -422,11 +422,29 @@ static void where_prefix(struct strbuf *sb, const struct exec_state *st, size_t 
 		sb_addf(sb, "line %d: ", line);
 }
 
+/* Whether the statement that just ran (res: its result) committed a change
+ * outside a transaction of ours: one that succeeded with no transaction
+ * open before or after it (it ran in one of its own), or one that ended
+ * the script's own transaction other than by a rollback (a COMMIT of a
+ * failed transaction reports ROLLBACK).  Session settings (SET, RESET,
+ * SHOW) change nothing in the database. */
+static int stmt_committed(PGconn *conn, PGresult *res, PGTransactionStatusType before)
+{
+	const char *tag = PQcmdStatus(res);
+
+	if (!result_ok(res) || PQtransactionStatus(conn) != PQTRANS_IDLE)
+		return 0;
+	if (before != PQTRANS_IDLE)
+		return strcmp(tag, "ROLLBACK") != 0;
+	return strcmp(tag, "SET") && strcmp(tag, "RESET") && strcmp(tag, "SHOW");
+}
+
 static int exec_one(void *ud, size_t off, size_t len)
 {
 	struct exec_state *st = ud;
 	struct pg_impl *pg = st->e->impl;
 	struct strbuf where = STRBUF_INIT;
+	PGTransactionStatusType before;
 	PGresult *res;
 	int ret = 0;
 
@@ -451,7 +469,10 @@ static int exec_one(void *ud, size_t off, size_t len)
 	if (st->e->observer)
 		st->e->observer->before(st->e->observer->ud, st->e, st->sql + off, len, st->src,
 					engine_line_at(st->sql, off, st->src ? st->src->first_line : 1));
+	before = PQtransactionStatus(pg->conn);
 	res = exec_simple(pg->conn, st->stmt.buf);
+	if (!st->e->in_tx && stmt_committed(pg->conn, res, before))
+		st->e->script_committed = 1;
 	if (!result_ok(res)) {
 		ret = result_error(st->e, res, where.buf, st->err);
 		add_migration_hint(st->e, res, st->err);
@@ -597,6 +618,22 @@ static int pg_rollback(struct engine *e, struct sm_error *err)
 	    PQtransactionStatus(pg->conn) == PQTRANS_IDLE)
 		return 0; /* nothing to roll back (or the server already did) */
 	return simple(e, "ROLLBACK", err);
+}
+
+static int pg_tx_open(struct engine *e)
+{
+	const struct pg_impl *pg = e->impl;
+
+	return PQstatus(pg->conn) == CONNECTION_OK &&
+	       PQtransactionStatus(pg->conn) != PQTRANS_IDLE;
+}
+
+/* A session's locks are its transaction's, but for advisory ones taken
+ * at session level: ours is the migration lock, and a script's own stay
+ * its business. */
+static int pg_release_locks(struct engine *e, struct sm_error *err)
+{
+	return pg_rollback(e, err);
 }
 
 static int pg_query(struct engine *e, const char *sql, int nparams, const char *const *params,
@@ -1313,6 +1350,8 @@ const struct engine_ops engine_pg_ops = {
 	.begin = pg_begin,
 	.commit = pg_commit,
 	.rollback = pg_rollback,
+	.tx_open = pg_tx_open,
+	.release_locks = pg_release_locks,
 	.query = pg_query,
 	.lock = pg_lock,
 	.unlock = pg_unlock,

@@ -21,6 +21,7 @@
 
 #include "engine.h"
 #include "fsutil.h"
+#include "sqlite_copy.h"
 #include "xalloc.h"
 
 struct sqlite_impl {
@@ -132,6 +133,23 @@ static int sqlite_fail(struct engine *e, const char *sql, size_t off,
 	return err_set(err, ERR_FAIL, "line %d: %s", engine_line_at(sql, off, 1), msg);
 }
 
+/* Whether the statement that just ran (ok: it succeeded) committed a
+ * change outside a transaction of ours: one that wrote in autocommit mode
+ * (a failed one was rolled back by SQLite), or one that ended a
+ * transaction the script began other than by rolling it back (COMMIT, END,
+ * the outermost RELEASE).  sqlite3_stmt_readonly is true of the
+ * connection's own settings (PRAGMA foreign_keys=OFF) and of transaction
+ * control, false of VACUUM and of PRAGMA journal_mode and user_version. */
+static int stmt_committed(sqlite3 *db, sqlite3_stmt *stmt, int autocommit_before, int ok,
+			  const char *text)
+{
+	if (!ok || !sqlite3_get_autocommit(db))
+		return 0;
+	if (autocommit_before)
+		return !sqlite3_stmt_readonly(stmt);
+	return sqlite3_strnicmp(text, "ROLLBACK", 8) != 0;
+}
+
 static int sqlite_exec_script(struct engine *e, const char *sql, const struct exec_source *src,
 			      struct sm_error *err)
 {
@@ -139,6 +157,7 @@ static int sqlite_exec_script(struct engine *e, const char *sql, const struct ex
 	const char *p = sql;
 
 	while (*p) {
+		int autocommit;
 		sqlite3_stmt *stmt = NULL;
 		const char *tail = NULL;
 		size_t start = (size_t)(p - sql) + engine_skip_space(p, strlen(p));
@@ -169,9 +188,13 @@ static int sqlite_exec_script(struct engine *e, const char *sql, const struct ex
 			e->observer->before(e->observer->ud, e, sql + start,
 					    (size_t)(tail - (sql + start)), src,
 					    engine_line_at(sql, start, src ? src->first_line : 1));
+		autocommit = sqlite3_get_autocommit(s->db);
 		do {
 			rc = sqlite3_step(stmt);
 		} while (rc == SQLITE_ROW);
+		if (!e->in_tx && stmt_committed(s->db, stmt, autocommit, rc == SQLITE_DONE,
+						sql + start))
+			e->script_committed = 1;
 		if (rc != SQLITE_DONE) {
 			sqlite_fail(e, sql, start, src, err);
 			sqlite3_finalize(stmt);
@@ -272,6 +295,45 @@ static int sqlite_rollback(struct engine *e, struct sm_error *err)
 	if (sqlite3_get_autocommit(s->db))
 		return 0; /* SQLite already rolled back (e.g. after an interrupt) */
 	return sqlite_simple(e, "ROLLBACK", err);
+}
+
+static int sqlite_tx_open(struct engine *e)
+{
+	return !sqlite3_get_autocommit(((struct sqlite_impl *)e->impl)->db);
+}
+
+/* PRAGMA locking_mode=EXCLUSIVE keeps the file locked once a transaction
+ * took the lock, after it ended; NORMAL lets go at the next access (the
+ * pragma answers with the mode the file is in now).  A connection that
+ * entered WAL mode in EXCLUSIVE mode keeps its WAL index in its own memory
+ * and cannot go back to NORMAL until it leaves WAL mode (the pragma still
+ * answers "exclusive"): it leaves it then (DELETE, which checkpoints),
+ * which no other connection can prevent, since none could open the
+ * database meanwhile.
+ *
+ * In WAL mode every connection keeps a shared lock on the file for as long
+ * as it is open, which keeps any other from leaving WAL mode, as a restore
+ * must when the snapshot's page size or journal mode differs
+ * (restore_sqlite.c): this one leaves WAL mode when no other connection
+ * has the database open (the restore then gives back the snapshot's
+ * mode), and else stays in it, as the others keep it anyway. */
+static int sqlite_release_locks(struct engine *e, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	char *mode = NULL;
+	int exclusive;
+
+	if (sqlite_rollback(e, err) < 0 ||
+	    engine_scalar(e, "PRAGMA locking_mode = NORMAL", 0, NULL, &mode, err) < 0)
+		return -1;
+	exclusive = mode && !sqlite3_stricmp(mode, "exclusive");
+	free(mode);
+	if (exclusive && (sqlite_simple(e, "PRAGMA journal_mode = DELETE", err) < 0 ||
+			  sqlite_simple(e, "PRAGMA locking_mode = NORMAL", err) < 0))
+		return -1;
+	if (sqlite_journal_is_wal(s->db))
+		(void)sqlite_set_journal_wal(s->db, 0);
+	return sqlite_simple(e, "SELECT count(*) FROM sqlite_master", err);
 }
 
 static int sqlite_query(struct engine *e, const char *sql, int nparams, const char *const *params,
@@ -676,6 +738,8 @@ const struct engine_ops engine_sqlite_ops = {
 	.begin = sqlite_begin,
 	.commit = sqlite_commit,
 	.rollback = sqlite_rollback,
+	.tx_open = sqlite_tx_open,
+	.release_locks = sqlite_release_locks,
 	.query = sqlite_query,
 	.lock = sqlite_lock,
 	.unlock = sqlite_unlock,

@@ -77,6 +77,49 @@ int sqlite_copy_whole(sqlite3 *dst, sqlite3 *src, enum sqlite_copy_stage *stage)
 	return sqlite_copy_whole_held(dst, src, SQLITE_COPY_GIVE_UP_MS, NULL, NULL, stage);
 }
 
+int sqlite_pragma_int(sqlite3 *db, const char *sql, long long *out)
+{
+	sqlite3_stmt *st = NULL;
+	int ok = 0;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		ok = 1;
+	}
+	sqlite3_finalize(st);
+	return ok ? 0 : -1;
+}
+
+int sqlite_journal_is_wal(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int wal = 0;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA main.journal_mode", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		wal = !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	return wal;
+}
+
+int sqlite_set_journal_wal(sqlite3 *db, int wal)
+{
+	long long busy = 0;
+	int rc;
+
+	/* another connection that has the database open in WAL mode keeps it
+	 * so until it closes: waiting for it would only delay the answer */
+	if (sqlite_pragma_int(db, "PRAGMA busy_timeout", &busy) < 0)
+		busy = 0;
+	sqlite3_busy_timeout(db, 0);
+	rc = sqlite3_exec(db, wal ? "PRAGMA main.journal_mode = WAL"
+				  : "PRAGMA main.journal_mode = DELETE", NULL, NULL, NULL);
+	sqlite3_busy_timeout(db, (int)busy);
+	if (rc == SQLITE_OK && sqlite_journal_is_wal(db) != wal)
+		rc = SQLITE_BUSY;
+	return rc;
+}
+
 int sqlite_quick_check(sqlite3 *db, int max, const char *sep, struct strbuf *problems)
 {
 	sqlite3_stmt *st = NULL;

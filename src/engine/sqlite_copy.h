@@ -46,6 +46,24 @@ int sqlite_copy_whole(sqlite3 *dst, sqlite3 *src, enum sqlite_copy_stage *stage)
 int sqlite_copy_whole_held(sqlite3 *dst, sqlite3 *src, long give_up_ms,
 			   int (*held)(void *ud), void *ud, enum sqlite_copy_stage *stage);
 
+/* Whether db's main database is in WAL mode. */
+int sqlite_journal_is_wal(sqlite3 *db);
+
+/*
+ * Puts db's main database in WAL mode (wal) or out of it (DELETE), without
+ * waiting for other connections: leaving WAL mode needs that no other
+ * connection has the database open (each keeps a shared lock on the file
+ * as long as it is open in WAL mode), entering it that none holds a lock
+ * at that moment.  Returns SQLITE_OK when the database is in that mode
+ * afterwards, else SQLite's code (SQLITE_BUSY: another connection is in
+ * the way).  db's busy timeout is left as it was.
+ */
+int sqlite_set_journal_wal(sqlite3 *db, int wal);
+
+/* The first column of the first row of sql (a PRAGMA) as an integer in
+ * *out; -1 when it has none (sqlite3_errmsg(db) may say why). */
+int sqlite_pragma_int(sqlite3 *db, const char *sql, long long *out);
+
 /*
  * PRAGMA quick_check of all of db's main database, read in db's current
  * transaction (or one of its own).  Returns the number of problems found
@@ -55,5 +73,10 @@ int sqlite_copy_whole_held(sqlite3 *dst, sqlite3 *src, long give_up_ms,
  * relies on that instead of checking again (docs/safety.md).
  */
 int sqlite_quick_check(sqlite3 *db, int max, const char *sep, struct strbuf *problems);
+
+/* The lines of a check's outcome a snapshot records (backup: extra.quick_check,
+ * joined by newlines) and a restore of it compares with its own check
+ * (restore_opts.accept_recorded_problems); further problems are counted. */
+#define SQLITE_CHECK_MAX_LINES 50
 
 #endif

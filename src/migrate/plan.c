@@ -4,6 +4,7 @@
 #include "plan.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -276,6 +277,33 @@ int plan_record_step(struct engine *e, const struct step *s, long long ms,
 	return rc;
 }
 
+/* After a script run outside a transaction of ours (rc: how it went): a
+ * transaction it began and did not commit (a statement failed inside its
+ * BEGIN, or it has no COMMIT) still holds its locks, on SQLite the write
+ * lock on the whole file, and would lock out everything after it, the
+ * pipeline's restore included.  It is rolled back here, and err says so. */
+static int end_own_tx(struct engine *e, const char *file, int rc, struct sm_error *err)
+{
+	struct sm_error rerr = SM_ERROR_INIT;
+	int rolled_back;
+	size_t n;
+
+	if (!e->ops->tx_open(e))
+		return 0;
+	rolled_back = e->ops->rollback(e, &rerr) == 0;
+	if (rc == 0)
+		err_set(err, ERR_FAIL, "'%s' left the transaction it began open (a BEGIN "
+			"without its COMMIT)", file);
+	n = strlen(err->msg);
+	if (rolled_back)
+		snprintf(err->msg + n, sizeof(err->msg) - n, "; the transaction it began was "
+			 "rolled back");
+	else
+		snprintf(err->msg + n, sizeof(err->msg) - n, "; the transaction it began could not "
+			 "be rolled back: %s", rerr.msg);
+	return -1;
+}
+
 int run_step(struct engine *e, const struct step *s, const struct foreign_hist *mirror,
 	     long long *ms, struct sm_error *err)
 {
@@ -293,7 +321,12 @@ int run_step(struct engine *e, const struct step *s, const struct foreign_hist *
 	if (no_tx) {
 		/* statements that cannot run in a transaction (CREATE INDEX
 		 * CONCURRENTLY): run them bare, then record in a short transaction */
-		if (e->ops->exec_script(e, sql, &src, err) < 0)
+		int rc;
+
+		e->script_committed = 0;
+		rc = e->ops->exec_script(e, sql, &src, err);
+
+		if (end_own_tx(e, up ? m->path : m->down_path, rc, err) < 0 || rc < 0)
 			return -1;
 		*ms = plan_now_ms() - t0;
 		if (e->ops->begin(e, err) < 0)

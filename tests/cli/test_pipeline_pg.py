@@ -88,6 +88,31 @@ class PipelinePg(CliTest):
         self.assertEqual(r.json()["outcome"], "applied")
         self.assertEqual(self.psql(self.url, "SELECT count(*) FROM a"), "1")
 
+    # fails only on the real data (two users named alike)
+    DUPLICATE = ("UPDATE users SET name = 'same';\n"
+                 "ALTER TABLE users ADD CONSTRAINT users_name_uq UNIQUE (name);")
+
+    def test_own_transaction_failing_after_a_commit_is_restored(self):
+        """A file that opens its own transaction and fails inside it: the
+        aborted transaction holds its locks until it is rolled back, and
+        the restore's transaction waited for them (exit 6) before."""
+        self.add("0002_a.sql", "CREATE TABLE a (x int);")
+        self.add("0003_own.sql", "SET lock_timeout = '5s';\nBEGIN;\n%s\nCOMMIT;" % self.DUPLICATE)
+        before = self.pg_state(self.url)
+        r = self.sm("--lock-timeout", "5s", "safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        self.assertIn("the transaction it began was rolled back", r.json()["error"])
+        self.assertEqual(self.pg_state(self.url), before)
+
+    def test_own_transaction_failing_first_changes_nothing(self):
+        self.add("0002_own.sql", "SET lock_timeout = '5s';\nBEGIN;\n%s\nCOMMIT;" % self.DUPLICATE)
+        before = self.pg_state(self.url)
+        r = self.sm("--lock-timeout", "5s", "safe-migrate", "--json")
+        self.assertEqual(r.code, 1, r)
+        self.assertEqual(r.json()["outcome"], "rolled_back")
+        self.assertNotIn("restoring", r.err)
+        self.assertEqual(self.pg_state(self.url), before)
+
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x int);\nSELECT pg_sleep(60);")
         before = self.pg_state(self.url)

@@ -2,6 +2,7 @@
 run journal, against real SQLite files."""
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -89,6 +90,176 @@ class PipelineSqlite(CliTest):
         self.assertEqual(self.sqlite_dump(), before)
         self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name='users_name_idx'"),
                          [(0,)])
+
+    # fails only on the real data (two users named alike), not in the lint's rehearsal
+    DUPLICATE = ("UPDATE users SET name = 'same';\n"
+                 "CREATE UNIQUE INDEX users_name_uq ON users(name);")
+
+    def sha3(self):
+        r = subprocess.run(["sqlite3", self.path("app.db"), ".sha3sum"], capture_output=True,
+                           text=True, check=True)
+        return r.stdout
+
+    def test_own_transaction_failing_after_a_commit_is_restored(self):
+        """A migration that opens its own transaction (the README's table
+        rebuild, or a SAVEPOINT outside ours) and fails inside it: its
+        transaction, which holds the write lock, is rolled back, so the
+        restore's connection gets in at once (it waited out --lock-timeout
+        and exited 6 before)."""
+        for own in ("PRAGMA foreign_keys=OFF;\nBEGIN;\n%s\nCOMMIT;\nPRAGMA foreign_keys=ON;",
+                    "SAVEPOINT rebuild;\n%s\nRELEASE rebuild;"):
+            with self.subTest(own=own):
+                self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+                self.add("0003_own.sql", own % self.DUPLICATE, notx=own.startswith("SAVEPOINT"))
+                before, dump = self.sha3(), self.sqlite_dump()
+                r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+                self.assertEqual(r.json()["outcome"], "restored")
+                self.assertIn("the transaction it began was rolled back", r.json()["error"])
+                self.assertEqual(self.sha3(), before)
+                self.assertEqual(self.sqlite_dump(), dump)
+                os.unlink(self.path("migrations", "0002_a.sql"))
+                os.unlink(self.path("migrations", "0003_own.sql"))
+
+    def test_own_transaction_failing_first_changes_nothing(self):
+        """The first pending migration fails inside the transaction it
+        opened: nothing was committed, so exit 1 and no restore."""
+        for own in ("PRAGMA foreign_keys=OFF;\nBEGIN;\n%s\nCOMMIT;",
+                    "SAVEPOINT rebuild;\n%s\nRELEASE rebuild;"):
+            with self.subTest(own=own):
+                self.add("0002_own.sql", own % self.DUPLICATE, notx=own.startswith("SAVEPOINT"))
+                before = self.sha3()
+                r = self.code(1, "--lock-timeout", "5s", "safe-migrate", "--json")
+                self.assertEqual(r.json()["outcome"], "rolled_back")
+                self.assertIn("no restore was needed", r.err)
+                self.assertNotIn("restoring", r.err)
+                self.assertEqual(self.sha3(), before)
+                os.unlink(self.path("migrations", "0002_own.sql"))
+
+    def test_own_transaction_after_a_commit_of_its_own_is_restored(self):
+        """A statement before the file's BEGIN committed on its own: the
+        failure inside the BEGIN leaves that change, which the restore
+        takes back."""
+        self.add("0002_own.sql", "CREATE TABLE a (x INT);\nBEGIN;\n%s\nCOMMIT;" % self.DUPLICATE)
+        before = self.sha3()
+        r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.sha3(), before)
+
+    def test_own_transaction_without_commit_fails_and_is_rolled_back(self):
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+        self.add("0003_open.sql", "BEGIN;\nCREATE TABLE b (x INT);")
+        before = self.sha3()
+        r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+        self.assertIn("left the transaction it began open", r.json()["error"])
+        self.assertEqual(self.sha3(), before)
+
+    def test_exclusive_locking_mode_left_by_a_migration_is_released_for_the_restore(self):
+        """locking_mode=EXCLUSIVE keeps the file locked after the
+        migration's transactions: the restore's connection was locked out
+        (exit 8 or 6).  In WAL mode SQLite cannot leave EXCLUSIVE without
+        leaving WAL."""
+        for pragmas in ("PRAGMA locking_mode=EXCLUSIVE;",
+                        "PRAGMA locking_mode=EXCLUSIVE;\nPRAGMA journal_mode=WAL;"):
+            with self.subTest(pragmas=pragmas):
+                self.add("0002_ex.sql", pragmas + "\nCREATE TABLE ex (x INT);", notx=True)
+                self.add("0003_bad.sql", self.DUPLICATE)
+                before = self.sha3()
+                r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+                self.assertEqual(r.json()["outcome"], "restored")
+                self.assertEqual(self.sha3(), before)
+                self.assertEqual(self.sqlite("PRAGMA journal_mode"), [("delete",)])
+                os.unlink(self.path("migrations", "0002_ex.sql"))
+                os.unlink(self.path("migrations", "0003_bad.sql"))
+
+    def head(self):
+        """(page size, journal mode) as app.db's header says (bytes 16-19)."""
+        with open(self.path("app.db"), "rb") as f:
+            b = f.read(20)
+        return (b[16] << 8 | b[17], {(1, 1): "delete", (2, 2): "wal"}[(b[18], b[19])])
+
+    def test_page_size_and_journal_mode_a_migration_changed_are_restored(self):
+        """A transaction:false migration changes the page size and puts the
+        database in WAL mode (or only the latter), a later one fails: the
+        restore gives back the page size (SQLite cannot change it in WAL
+        mode: the restore failed "attempt to write a readonly database",
+        reported as exit 8) and the journal mode (it stayed WAL)."""
+        for change in ("PRAGMA page_size = 8192;\nVACUUM;\nPRAGMA journal_mode = WAL;",
+                       "PRAGMA journal_mode = WAL;"):
+            with self.subTest(change=change):
+                self.add("0002_wal.sql", change, notx=True)
+                self.add("0003_bad.sql", self.DUPLICATE)
+                before, head = self.sha3(), self.head()
+                self.assertEqual(head, (4096, "delete"))
+                r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+                self.assertEqual(r.json()["outcome"], "restored")
+                self.assertEqual(self.sha3(), before)
+                self.assertEqual(self.head(), head)
+                os.unlink(self.path("migrations", "0002_wal.sql"))
+                os.unlink(self.path("migrations", "0003_bad.sql"))
+
+    def test_wal_mode_a_migration_left_is_restored(self):
+        """The database is in WAL mode before the run; a migration takes it
+        out of WAL mode and a later one fails: back in WAL mode."""
+        self.sqlite("PRAGMA journal_mode = WAL")
+        self.add("0002_delete.sql", "PRAGMA journal_mode = DELETE;\nCREATE TABLE a (x INT);",
+                 notx=True)
+        self.add("0003_bad.sql", self.DUPLICATE)
+        before = self.sha3()
+        r = self.code(5, "--lock-timeout", "5s", "safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.sha3(), before)
+        self.assertEqual(self.head(), (4096, "wal"))
+
+    def test_restore_failing_for_another_reason_is_not_reported_as_concurrent_writes(self):
+        """Other sessions' writes were seen (those of a transaction:false
+        migration count as theirs) and the restore then failed before the
+        failed state could be saved, for a reason of its own (here: an
+        application connection keeps the database in WAL mode, and the page
+        size to restore differs): exit 6 with that reason, not exit 8
+        "other sessions wrote" whatever the failure.  The printed command
+        keeps the safety snapshot (it saves their writes) and works once
+        the application's connection is closed."""
+        self.add("0002_wal.sql", "PRAGMA page_size = 8192;\nVACUUM;\nPRAGMA journal_mode = WAL;",
+                 notx=True)
+        # long enough to open the application's connection while it runs
+        self.add("0003_bad.sql", "SELECT count(*) FROM big a, big b;\n" + self.DUPLICATE)
+        before, head = self.sha3(), self.head()
+        apps = []
+
+        def app_reads_in_wal():
+            """The application has read the database in WAL mode (and so
+            keeps it open in WAL mode), or does now if it can at once."""
+            if apps:
+                return True
+            if not self.journals(self.path("backups")) or self.head()[1] != "wal":
+                return False
+            app = sqlite3.connect(self.path("app.db"), timeout=0)
+            try:
+                app.execute("SELECT count(*) FROM users").fetchall()
+            except sqlite3.OperationalError:  # the run holds a lock right now
+                app.close()
+                return False
+            apps.append(app)
+            return True
+
+        try:
+            code, err, caught = self.interrupt(("--lock-timeout", "5s", "safe-migrate"),
+                                               app_reads_in_wal, act=lambda: None)
+        finally:
+            for app in apps:
+                app.close()
+        self.assertTrue(caught, err)
+        self.assertEqual(code, 6, err)
+        self.assertIn("THE AUTOMATIC RESTORE FAILED", err)
+        self.assertIn("no other connection has", err)
+        self.assertNotIn("once the failed state can be saved", err)
+        line = [l for l in err.splitlines() if "restore '" in l and " --yes" in l]
+        self.assertEqual(len(line), 1, err)
+        self.assertNotIn("--no-safety-backup", line[0])
+        self.ok(*shlex.split(line[0].split("error:", 1)[1])[1:])
+        self.ok("recover", "--discard")
+        self.assertEqual(self.sha3(), before)
+        self.assertEqual(self.head(), head)
 
     def test_validation_only_failure_is_restored(self):
         self.sqlite("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
@@ -302,6 +473,54 @@ class PipelineSqlite(CliTest):
         self.assertEqual(j["outcome"], "restored")
         self.assertEqual(self.sqlite_dump(), before)
         self.assertNotEqual(self.sqlite("PRAGMA quick_check"), [("ok",)])
+
+    def test_restore_failed_prints_a_command_that_restores_recorded_problems(self):
+        """Exit 6 on a database that already failed quick_check: the
+        hand-restore command it prints carries --accept-recorded-problems,
+        and works once the lock that kept the automatic restore out is
+        gone (without the option, restore refuses that snapshot)."""
+        self.null_in_not_null()
+        before = self.sqlite_dump()
+        # the command writes, leaves a session holding the write lock for a
+        # while, and fails: the restore cannot get in within --lock-timeout
+        holder = ("import sqlite3, sys, time\n"
+                  "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                  "con.execute('BEGIN IMMEDIATE')\n"
+                  "open(sys.argv[2], 'w').close()\n"
+                  "time.sleep(float(sys.argv[3]))\n")
+        script = self.write("mig.py",
+                            "import os, sqlite3, subprocess, sys, time\n"
+                            "db = os.environ['DATABASE_URL'][len('sqlite:///'):]\n"
+                            "con = sqlite3.connect(db)\n"
+                            "con.execute('CREATE TABLE half (x INT)')\n"
+                            "con.commit()\n"
+                            "con.close()\n"
+                            "subprocess.Popen([sys.executable, '-c', %r, db, 'locked', '4'],\n"
+                            "                 start_new_session=True)\n"
+                            "while not os.path.exists('locked'):\n"
+                            "    time.sleep(0.02)\n"
+                            "sys.exit(1)\n" % holder)
+        r = self.code(6, "--lock-timeout", "1s", "run", "--", "/usr/bin/python3", script)
+        line = [l for l in r.err.splitlines() if "restore '" in l and "--no-safety-backup" in l]
+        self.assertEqual(len(line), 1, r.err)
+        self.assertIn("--accept-recorded-problems", line[0])
+        cmd = shlex.split(line[0].split("error:", 1)[1])
+        self.assertEqual(cmd[0], "safe-migrate")
+        deadline = time.time() + 30
+        while time.time() < deadline:  # the holder lets go
+            con = sqlite3.connect(self.path("app.db"), timeout=0, isolation_level=None)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+                break
+            except sqlite3.OperationalError:
+                time.sleep(0.1)
+            finally:
+                con.close()
+        r = self.run_sm(*[a for a in cmd[1:] if a != "--accept-recorded-problems"])
+        self.assertEqual(r.code, 7, r)
+        self.ok(*cmd[1:])
+        self.assertEqual(self.sqlite_dump(), before)
 
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)

@@ -287,6 +287,149 @@ class SnapshotSqlite(CliTest):
                 r = self.code(7, "restore", p, "--to", self.sqlite_url(label + ".db"), "--yes")
                 self.assertIn("fails PRAGMA quick_check", r.err)
 
+    def misreport_fragmentation(self, name="app.db"):
+        """A harmless defect that PRAGMA quick_check reports: a leaf page of
+        table 'child' claims 5 fragmented bytes it does not have."""
+        leaf = self.sqlite("SELECT pageno FROM dbstat WHERE name = 'child' AND "
+                           "pagetype = 'leaf' LIMIT 1", name)[0][0]
+        page = self.sqlite("PRAGMA page_size", name)[0][0]
+        with open(self.path(name), "r+b") as f:
+            f.seek((leaf - 1) * page + 7)  # the page header's fragmented-bytes count
+            f.write(b"\x05")
+        problems = self.sqlite("PRAGMA quick_check", name)
+        self.assertIn("Fragmentation of 0 bytes reported as 5", problems[0][0])
+        return problems
+
+    def test_recorded_problems_are_restored_only_when_accepted(self):
+        """The backup warns that a restore gives back the problems it
+        found; restore refuses such a snapshot and names
+        --accept-recorded-problems, which restores it (in place and --to)
+        when the staged copy fails exactly as recorded, and refuses it
+        otherwise."""
+        problems = self.misreport_fragmentation()
+        j = self.backup("--name", "defect")
+        self.assertIn("Fragmentation of 0 bytes reported as 5", j["quick_check"])
+        snap = j["path"]
+        dump = self.sqlite_dump()
+        self.sqlite("DELETE FROM kinds")
+        changed = self.sqlite_dump()
+        r = self.code(7, "restore", snap, "--yes", "--no-safety-backup")
+        self.assertIn("--accept-recorded-problems", r.err)
+        self.assertEqual(self.sqlite_dump(), changed)
+        r = self.code(7, "restore", snap, "--to", self.sqlite_url("new.db"), "--yes")
+        self.assertIn("--accept-recorded-problems", r.err)
+        self.assertFalse(os.path.exists(self.path("new.db")))
+        # accepted: back to the snapshot, its defect included
+        self.ok("restore", snap, "--yes", "--no-safety-backup", "--accept-recorded-problems")
+        self.assertEqual(self.sqlite_dump(), dump)
+        self.assertEqual(self.sqlite("PRAGMA quick_check"), problems)
+        self.ok("restore", snap, "--to", self.sqlite_url("new.db"), "--yes",
+                "--accept-recorded-problems")
+        self.assertEqual(self.sqlite_dump("new.db"), dump)
+        self.assertEqual(self.sqlite("PRAGMA quick_check", "new.db"), problems)
+        # the same pages recording other problems are not the database the
+        # backup saw: refused even so
+        with open(self.path("app.db"), "rb") as f:
+            db = f.read()
+        header = {"tool": "safe-migrate", "tool_version": "0.1.0", "engine": "sqlite",
+                  "created_at": "2026-01-01T00:00:00.000Z", "server_version": "SQLite",
+                  "source": "sqlite:///app.db", "revision": None, "format_version": 1}
+        page = self.sqlite("PRAGMA page_size")[0][0]
+        other = self.packed("other.tar.zst", header, [("data/main.db.0000", db)],
+                            {"page_size": page, "page_count": len(db) // page,
+                             "quick_check": "*** in database main ***\nrow 1 missing"})
+        r = self.code(7, "restore", other, "--to", self.sqlite_url("other.db"), "--yes",
+                      "--accept-recorded-problems")
+        self.assertIn("otherwise than its backup recorded", r.err)
+        self.assertFalse(os.path.exists(self.path("other.db")))
+
+    def head(self, name):
+        """(page size, journal mode) as the file's header says: bytes 16-17,
+        and 18-19 (1: rollback journal, 2: WAL)."""
+        with open(self.path(name), "rb") as f:
+            b = f.read(20)
+        return (b[16] << 8 | b[17], {(1, 1): "delete", (2, 2): "wal"}[(b[18], b[19])])
+
+    def small_db(self, name, page_size, wal, rows):
+        for leftover in (name, name + "-wal", name + "-shm"):
+            if os.path.exists(self.path(leftover)):
+                os.unlink(self.path(leftover))
+        con = sqlite3.connect(self.path(name), isolation_level=None)
+        con.execute("PRAGMA page_size = %d" % page_size)
+        if wal:
+            con.execute("PRAGMA journal_mode = WAL")
+        con.execute("CREATE TABLE t (x INTEGER PRIMARY KEY, b BLOB)")
+        con.executemany("INSERT INTO t (b) VALUES (?)", [(os.urandom(300),)] * rows)
+        con.close()
+
+    def test_restore_into_wal_database_of_another_page_size(self):
+        """SQLite's backup API cannot change the page size of a database in
+        WAL mode (SQLITE_READONLY: "attempt to write a readonly database",
+        in place and --to an existing file): the target leaves WAL mode
+        first, and ends as the snapshot's database was, page size and
+        journal mode; with another connection open on it, it cannot leave
+        WAL mode: refused, saying so, nothing changed."""
+        self.small_db("src.db", 1024, False, 50)
+        snap = self.ok("-d", self.sqlite_url("src.db"), "backup", "--name", "small",
+                       "--json").json()["path"]
+        dump = self.sqlite_dump("src.db")
+        for label, args in (("in-place", ("-d", self.sqlite_url("live.db"), "restore", snap,
+                                          "--force", "--no-safety-backup")),
+                            ("to", ("restore", snap, "--to", self.sqlite_url("live.db"),
+                                    "--yes"))):
+            with self.subTest(label):
+                self.small_db("live.db", 4096, True, 10)
+                self.assertEqual(self.head("live.db"), (4096, "wal"))
+                self.ok(*args)
+                self.assertEqual(self.sqlite_dump("live.db"), dump)
+                self.assertEqual(self.head("live.db"), (1024, "delete"))
+                self.assertEqual(self.sqlite("PRAGMA quick_check", "live.db"), [("ok",)])
+        # another connection keeps the database open in WAL mode
+        self.small_db("live.db", 4096, True, 10)
+        live = self.sqlite_dump("live.db")
+        app = sqlite3.connect(self.path("live.db"))
+        try:
+            app.execute("SELECT count(*) FROM t").fetchall()
+            r = self.code(1, "-d", self.sqlite_url("live.db"), "restore", snap, "--force",
+                          "--no-safety-backup")
+        finally:
+            app.close()
+        self.assertIn("no other connection has", r.err)
+        self.assertIn("nothing was changed", r.err)
+        self.assertEqual(self.sqlite_dump("live.db"), live)
+        self.assertEqual(self.head("live.db"), (4096, "wal"))
+
+    def test_restore_gives_back_the_journal_mode(self):
+        """A snapshot of a database in rollback-journal mode restored in
+        place into one in WAL mode leaves it in rollback-journal mode (it
+        stayed in WAL mode), and the other way round; with another
+        connection open the data is restored all the same and a warning
+        says the journal mode stays."""
+        self.small_db("del.db", 4096, False, 20)
+        self.small_db("wal.db", 4096, True, 20)
+        snaps = {}
+        for name in ("del", "wal"):
+            snaps[name] = self.ok("-d", self.sqlite_url(name + ".db"), "backup", "--name", name,
+                                  "--json").json()["path"]
+        for snap, live_wal, want in (("del", True, "delete"), ("wal", False, "wal")):
+            with self.subTest(snap=snap):
+                self.small_db("live.db", 4096, live_wal, 5)
+                self.ok("-d", self.sqlite_url("live.db"), "restore", snaps[snap], "--force",
+                        "--no-safety-backup")
+                self.assertEqual(self.head("live.db"), (4096, want))
+                self.assertEqual(self.sqlite_dump("live.db"), self.sqlite_dump(snap + ".db"))
+        self.small_db("live.db", 4096, True, 5)
+        app = sqlite3.connect(self.path("live.db"))
+        try:
+            app.execute("SELECT count(*) FROM t").fetchall()
+            r = self.ok("-d", self.sqlite_url("live.db"), "restore", snaps["del"], "--force",
+                        "--no-safety-backup")
+        finally:
+            app.close()
+        self.assertIn("stays in WAL mode", r.err)
+        self.assertIn("PRAGMA journal_mode=DELETE", r.err)
+        self.assertEqual(self.sqlite_dump("live.db"), self.sqlite_dump("del.db"))
+
     def test_database_failing_integrity_check_is_not_restored(self):
         """The snapshot is intact (every checksum holds) but the database in
         it is not: a page of an index b-tree is garbage.  The backup's check
