@@ -57,6 +57,10 @@ static const struct lint_rule rules[] = {
 	{ "drop-index-non-concurrently", LEVEL_WARN,
 	  "use DROP INDEX CONCURRENTLY in a migration marked transaction:false; it does not "
 	  "block reads or writes" },
+	{ "attach", LEVEL_WARN,
+	  "read the attached database only: under the safety net a write to it fails the "
+	  "migration; move such a write out of the migration (or run it with 'upgrade', "
+	  "which takes no snapshot)" },
 	{ "dynamic-sql", LEVEL_WARN,
 	  "the SQL is built at run time; review what it does, or write the statements out" },
 	{ "empty-migration", LEVEL_WARN,

@@ -44,9 +44,12 @@
  * skips binary-coercible changes when the old type is known (an earlier
  * CREATE TABLE, or the live PostgreSQL database).  The SQL inside DO blocks
  * is parsed with pg_query_parse_plpgsql and linted like the rest.  The SQLite dialect has sql-error, drop-table, drop-column,
- * rename-table, rename-column and update-or-delete-without-where (an UPDATE
+ * rename-table, rename-column, update-or-delete-without-where (an UPDATE
  * or DELETE that reads no column of its table, i.e. has no WHERE clause on
- * it; an UPDATE that reads a column in its SET list is not recognised).
+ * it; an UPDATE that reads a column in its SET list is not recognised) and
+ * attach (WARN: ATTACH; the statements naming the attached database cannot
+ * be prepared on the scratch copy, so the first that fails ends the
+ * migration's lint as not checked rather than as an sql-error).
  *
  * Suppression: a comment `-- safe-migrate:ignore RULE[,RULE...]` (or `all`)
  * among the comment lines directly before a statement silences those rules

@@ -374,6 +374,7 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 {
 	struct sq_state *st = r->ctx->state;
 	const char *p = r->sql, *end = r->sql + strlen(r->sql);
+	int attached = 0; /* an ATTACH came before: the scratch lacks its names */
 
 	if (st->live.nrows) {
 		char *lower = xstrdup(r->sql);
@@ -403,6 +404,14 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 		sqlite3_set_authorizer(st->db, on_auth, st);
 		rc = sqlite3_prepare_v2(st->db, p, -1, &stmt, &tail);
 		sqlite3_set_authorizer(st->db, NULL, NULL);
+		if (rc != SQLITE_OK && attached) {
+			/* it may name the attached database, which the scratch
+			 * does not have (ATTACH cannot run on it) */
+			lint_emit(r, "attach", "not checked from here on: this statement may name "
+				  "the attached database, which the lint cannot open (%s)",
+				  sqlite3_errmsg(st->db));
+			break;
+		}
 		if (rc != SQLITE_OK) {
 			lint_emit(r, "sql-error", "%s", sqlite3_errmsg(st->db));
 			break; /* the rest cannot be split reliably */
@@ -422,6 +431,12 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 			continue;
 		}
 		altered = before_step(r, st);
+		if (has_event(st, SQLITE_ATTACH)) {
+			lint_emit(r, "attach", "ATTACH: the safety net refuses writes to an attached "
+				  "database (its snapshot covers the main database only), and the lint "
+				  "cannot check statements that name it");
+			attached = 1;
+		}
 		if (sqlite3_stmt_readonly(stmt) || has_event(st, SQLITE_ATTACH) ||
 		    has_event(st, SQLITE_DETACH)) {
 			/* nothing to carry forward in the scratch schema */

@@ -791,6 +791,13 @@ static void apply_print_start(void *ud, const struct step *st)
 
 /* The rehearsal: restore a fresh snapshot into --rehearse-url and run the real
  * migrations there. */
+/* The pipeline's migrations write only what its snapshot holds: its
+ * restore could not undo the rest (engine_ops.confine_writes). */
+static int confine(struct engine *e, struct sm_error *err)
+{
+	return e->ops->confine_writes ? e->ops->confine_writes(e, 1, err) : 0;
+}
+
 static int rehearse(struct run *r, struct session *s, const struct plan *p, int *gate)
 {
 	struct cmd_ctx *ctx = r->ctx;
@@ -821,7 +828,7 @@ static int rehearse(struct run *r, struct session *s, const struct plan *p, int 
 		goto out;
 	}
 	phase_done(r, "rehearse-restore", t0, 1);
-	if (engine_open(&re, &target, 0, &ctx->err) < 0)
+	if (engine_open(&re, &target, 0, &ctx->err) < 0 || confine(re, &ctx->err) < 0)
 		goto out;
 	t0 = plan_now_ms();
 	signals_watch(re);
@@ -1311,6 +1318,10 @@ int cmd_safe_migrate(struct cmd_ctx *ctx)
 	run_prepare(&r);
 	if ((code = check_unfinished(ctx, s.e, &r.id)) != 0)
 		goto out;
+	if (confine(s.e, &ctx->err) < 0) {
+		code = report_error(ctx, &ctx->err);
+		goto out;
+	}
 	/* SIGINT/SIGTERM from here on: before the first change the run stops
 	 * with nothing changed; during apply the statement is cancelled and
 	 * the snapshot restored (exit 130 either way) */

@@ -152,6 +152,14 @@ struct engine_ops {
 	 * names, such as ALTER TABLE).  Other connections' writes are not
 	 * included.  May be NULL. */
 	int (*tracked_writes)(struct engine *e, struct strbuf *out, struct sm_error *err);
+	/* From now on (on) or no longer, exec_script refuses a statement that
+	 * would write where no snapshot of the database reaches: SQLite, a
+	 * database ATTACHed to the connection (reading one is allowed, and so
+	 * is writing "main" and the connection's own "temp").  The statement
+	 * fails before it runs, and the error says why.  The pipeline runs its
+	 * migrations so, since its restore could not undo such a write.  May be
+	 * NULL: the engine has nothing of the kind to refuse. */
+	int (*confine_writes)(struct engine *e, int on, struct sm_error *err);
 	/* Appends one line per other session holding a lock in this database:
 	 * "pid N, user U, application 'A', state S, since T".  May be NULL. */
 	int (*lock_holders)(struct engine *e, struct strbuf *out, struct sm_error *err);

@@ -36,6 +36,12 @@ struct sqlite_impl {
 	size_t nwritten, alloc_written, reported;
 	engine_write_cb before_write;
 	void *before_write_ud;
+	/* confine_writes: writes to an attached database are refused; denied
+	 * says why the statement being prepared was, elsewhere names the
+	 * attached database a PRAGMA of it addressed (writes or not: known
+	 * only once it is prepared) */
+	int confined;
+	char *denied, *elsewhere;
 };
 
 static void track_report(struct engine *e);
@@ -50,6 +56,56 @@ static void track_clear(struct sqlite_impl *s)
 	s->tracking = s->written_all = s->all_reported = 0;
 	s->before_write = NULL;
 	s->before_write_ud = NULL;
+}
+
+/* Whether a statement naming database db (NULL: none named, so "main")
+ * reaches beyond the snapshot: an attached database. */
+static int is_elsewhere(const char *db)
+{
+	return db && sqlite3_stricmp(db, "main") && sqlite3_stricmp(db, "temp");
+}
+
+static void deny_elsewhere(struct sqlite_impl *s, const char *db)
+{
+	const char *file = sqlite3_db_filename(s->db, db);
+	struct strbuf sb = STRBUF_INIT;
+
+	sb_addf(&sb, "writes to the attached database '%s' ('%s'): the run's snapshot and its "
+		"restore cover the main database only, so under the safety net a migration may "
+		"read an attached database but not write it", db, file && *file ? file : "in memory");
+	free(s->denied);
+	s->denied = sb_detach(&sb);
+}
+
+/* confine_writes' part of the authorizer: any action but reading, naming
+ * an attached database, is a write to it (ALTER TABLE names its database
+ * first).  Whether a PRAGMA writes is known once it is prepared. */
+static int confine_auth(struct sqlite_impl *s, int code, const char *a1, const char *db)
+{
+	switch (code) {
+	case SQLITE_READ:
+	case SQLITE_SELECT:
+	case SQLITE_FUNCTION:
+	case SQLITE_RECURSIVE:
+	case SQLITE_TRANSACTION:
+	case SQLITE_SAVEPOINT:
+	case SQLITE_ATTACH:
+	case SQLITE_DETACH:
+		return SQLITE_OK;
+	case SQLITE_PRAGMA:
+		if (is_elsewhere(db) && !s->elsewhere)
+			s->elsewhere = xstrdup(db);
+		return SQLITE_OK;
+	case SQLITE_ALTER_TABLE:
+		db = a1;
+		break;
+	default:
+		break;
+	}
+	if (!is_elsewhere(db))
+		return SQLITE_OK;
+	deny_elsewhere(s, db);
+	return SQLITE_DENY;
 }
 
 static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
@@ -111,6 +167,8 @@ static void sqlite_close(struct engine *e)
 		return;
 	sqlite3_close_v2(s->db);
 	track_clear(s);
+	free(s->denied);
+	free(s->elsewhere);
 	free(s->lock_path);
 	free(s);
 	e->impl = NULL;
@@ -120,8 +178,9 @@ static int sqlite_fail(struct engine *e, const char *sql, size_t off,
 		       const struct exec_source *src, struct sm_error *err)
 {
 	struct sqlite_impl *s = e->impl;
-	const char *msg = sqlite3_errmsg(s->db);
 	int code = sqlite3_extended_errcode(s->db);
+	/* a refusal of confine_writes: SQLite's own reads "not authorized" */
+	const char *msg = s->denied ? s->denied : sqlite3_errmsg(s->db);
 
 	if (code == SQLITE_INTERRUPT) {
 		err_set(err, ERR_INTERRUPTED, "statement interrupted");
@@ -161,12 +220,22 @@ static int sqlite_exec_script(struct engine *e, const char *sql, const struct ex
 		sqlite3_stmt *stmt = NULL;
 		const char *tail = NULL;
 		size_t start = (size_t)(p - sql) + engine_skip_space(p, strlen(p));
-		int rc = sqlite3_prepare_v2(s->db, p, -1, &stmt, &tail);
+		int rc;
 
+		free(s->denied);
+		free(s->elsewhere);
+		s->denied = s->elsewhere = NULL;
+		rc = sqlite3_prepare_v2(s->db, p, -1, &stmt, &tail);
 		if (rc != SQLITE_OK)
 			return sqlite_fail(e, sql, start, src, err);
 		if (!stmt) /* only whitespace or comments were left */
 			break;
+		if (s->elsewhere && !sqlite3_stmt_readonly(stmt)) {
+			/* a PRAGMA that sets something of an attached database */
+			deny_elsewhere(s, s->elsewhere);
+			sqlite3_finalize(stmt);
+			return sqlite_fail(e, sql, start, src, err);
+		}
 		if (e->in_tx && engine_is_tx_control(sql + start, strlen(sql + start))) {
 			/* a COMMIT here would commit the migration half-way and
 			 * leave the version table write outside any transaction */
@@ -575,13 +644,16 @@ static void track_table(struct sqlite_impl *s, const char *name)
  * its triggers and foreign-key actions: each write names its table.  A
  * code that is not known to leave rows and foreign keys as they were makes
  * every table count as written. */
-static int track_auth(void *ud, int code, const char *a1, const char *a2, const char *db,
-		      const char *trigger)
+static int conn_auth(void *ud, int code, const char *a1, const char *a2, const char *db,
+		     const char *trigger)
 {
 	struct sqlite_impl *s = ud;
 
-	(void)db;
 	(void)trigger;
+	if (s->confined && confine_auth(s, code, a1, db) != SQLITE_OK)
+		return SQLITE_DENY;
+	if (!s->tracking)
+		return SQLITE_OK;
 	switch (code) {
 	case SQLITE_INSERT:
 	case SQLITE_UPDATE:
@@ -639,8 +711,18 @@ static int sqlite_track_writes(struct engine *e, engine_write_cb before_write, v
 	track_clear(s);
 	s->before_write = before_write;
 	s->before_write_ud = ud;
-	sqlite3_set_authorizer(s->db, track_auth, s);
 	s->tracking = 1;
+	sqlite3_set_authorizer(s->db, conn_auth, s);
+	return 0;
+}
+
+static int sqlite_confine_writes(struct engine *e, int on, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+
+	(void)err;
+	s->confined = on;
+	sqlite3_set_authorizer(s->db, s->tracking || s->confined ? conn_auth : NULL, s);
 	return 0;
 }
 
@@ -753,6 +835,7 @@ const struct engine_ops engine_sqlite_ops = {
 	.writes_since = sqlite_writes_since,
 	.track_writes = sqlite_track_writes,
 	.tracked_writes = sqlite_tracked_writes,
+	.confine_writes = sqlite_confine_writes,
 	.user_schemas = sqlite_user_schemas,
 	.identity = sqlite_identity,
 	.client_url = sqlite_client_url,

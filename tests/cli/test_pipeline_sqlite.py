@@ -67,6 +67,61 @@ class PipelineSqlite(CliTest):
         # the journal is closed: the next run is not blocked by it
         self.code(3, "check")
 
+    def test_a_write_to_an_attached_database_is_refused(self):
+        # the snapshot holds app.db only: a write through ATTACH could not
+        # be undone by the restore, so the run refuses it before it runs
+        other = self.path("other.db")
+        con = sqlite3.connect(other)
+        con.executescript("CREATE TABLE src (x INT); INSERT INTO src VALUES (1);")
+        con.close()
+        with open(other, "rb") as f:
+            other_before = f.read()
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+        # (the comment: the lint of the past blocked on the names of o)
+        self.add("0003_b.sql", "ATTACH '%s' AS o;\n-- safe-migrate:ignore sql-error\n"
+                 "INSERT INTO o.src VALUES (2);\nUPDATE o.src SET x = 3;" % other, notx=True)
+        before = self.sqlite_dump()
+        r = self.run_sm("safe-migrate", "--json")
+        with open(other, "rb") as f:
+            self.assertEqual(f.read(), other_before, r)
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertIn("0003_b.sql', line 4", r.json()["error"])
+        self.assertIn("attached database 'o'", r.json()["error"])
+        self.assertEqual(self.sqlite_dump(), before)
+        # the lint warns at the ATTACH, and does not block on the names
+        # of the attached database it cannot open
+        lint = self.ok("lint")
+        self.assertIn("0003_b.sql:2: attach:", lint.out)
+        self.assertIn("0003_b.sql:4: attach: not checked", lint.out)
+        self.assertNotIn("sql-error", lint.out)
+        # a PRAGMA that sets something of the attached database is a write
+        self.add("0003_b.sql", "ATTACH '%s' AS o;\nPRAGMA o.user_version = 7;" % other,
+                 notx=True)
+        r = self.code(5, "safe-migrate", "--json")
+        self.assertIn("attached database 'o'", r.json()["error"])
+        with open(other, "rb") as f:
+            self.assertEqual(f.read(), other_before)
+        # the main database under another name is attached all the same
+        self.add("0003_b.sql", "ATTACH '%s' AS again;\nINSERT INTO again.users(name) "
+                 "VALUES ('x');" % self.path("app.db"), notx=True)
+        r = self.code(5, "safe-migrate", "--json")
+        self.assertIn("attached database 'again'", r.json()["error"])
+        self.assertEqual(self.sqlite_dump(), before)
+
+    def test_reading_an_attached_database_is_allowed(self):
+        other = self.path("other.db")
+        con = sqlite3.connect(other)
+        con.executescript("CREATE TABLE src (x INT); INSERT INTO src VALUES (1), (2);")
+        con.close()
+        self.add("0002_a.sql", "ATTACH '%s' AS o;\nCREATE TABLE copied AS SELECT * FROM o.src;"
+                 "\nPRAGMA o.table_info(src);\nDETACH o;" % other, notx=True)
+        r = self.ok("safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "applied")
+        con = sqlite3.connect(self.path("app.db"))
+        self.assertEqual(con.execute("SELECT sum(x) FROM copied").fetchone()[0], 3)
+        con.close()
+
     def test_success_json_and_nothing_to_do(self):
         self.add("0002_a.sql", "CREATE TABLE a (x INT);", "DROP TABLE a;")
         r = self.ok("safe-migrate", "--json")
