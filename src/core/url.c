@@ -188,6 +188,35 @@ static int starts_with(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* URL parameters of Python's sqlite3 driver (SQLAlchemy passes them to
+ * connect()): how that client behaves, nothing about the file, so a URL
+ * copied from an application's settings works.  Any other parameter
+ * (mode=ro, immutable, nolock, vfs, uri...) would change what the file is
+ * opened as, which safe-migrate decides itself: refused, not dropped. */
+static const char *const sqlite_client_params[] = {
+	"check_same_thread", "timeout", "cached_statements", "detect_types",
+	"isolation_level", "factory", NULL,
+};
+
+static int check_sqlite_params(const char *query, struct sm_error *err)
+{
+	while (*query) {
+		size_t len = strcspn(query, "&"), key = strcspn(query, "=&");
+		const char *const *known = sqlite_client_params;
+
+		while (*known && (key != strlen(*known) || strncmp(query, *known, key)))
+			known++;
+		if (len && !*known)
+			return err_set(err, ERR_USAGE,
+				       "invalid SQLite URL: parameter '%.*s' is not supported "
+				       "(safe-migrate opens the file itself, read-write; only the "
+				       "Python driver's client options are accepted, and ignored)",
+				       (int)(len > 100 ? 100 : len), query);
+		query += len + (query[len] == '&');
+	}
+	return 0;
+}
+
 static int parse_sqlite(const char *rest, const char *base_dir, struct db_url *out,
 			struct sm_error *err)
 {
@@ -209,6 +238,8 @@ static int parse_sqlite(const char *rest, const char *base_dir, struct db_url *o
 		return err_set(err, ERR_USAGE,
 			       "invalid SQLite URL: no database file given (in-memory databases "
 			       "cannot be migrated safely)");
+	if (rest[n] == '?' && check_sqlite_params(rest + n + 1, err) < 0)
+		return -1;
 	path = xstrndup(rest, n);
 	if (!strcmp(path, ":memory:")) {
 		free(path);

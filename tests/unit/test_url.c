@@ -33,6 +33,19 @@ static void test_sqlite(void **state)
 	assert_int_equal(err.kind, ERR_USAGE);
 	assert_int_equal(url_parse("sqlite:///", NULL, &u, &err), -1);
 	assert_int_equal(url_parse("sqlite:///:memory:", NULL, &u, &err), -1);
+	/* the driver's client options are ignored; what changes how the file
+	 * is opened is refused, never dropped */
+	assert_int_equal(url_parse("sqlite:///x.db?check_same_thread=false&timeout=5", NULL, &u,
+				   &err), 0);
+	assert_string_equal(u.path, "x.db");
+	url_release(&u);
+	assert_int_equal(url_parse("sqlite:///x.db?timeout=5&mode=ro", NULL, &u, &err), -1);
+	assert_non_null(strstr(err.msg, "'mode=ro'"));
+	assert_int_equal(url_parse("sqlite:///x.db?immutable=1", NULL, &u, &err), -1);
+	assert_int_equal(url_parse("sqlite:///x.db?timeout", NULL, &u, &err), 0);
+	url_release(&u);
+	assert_int_equal(url_parse("sqlite:///x.db?", NULL, &u, &err), 0);
+	url_release(&u);
 	assert_int_equal(url_parse("mysql://u:secret@h/db", NULL, &u, &err), -1);
 	assert_null(strstr(err.msg, "secret"));
 	assert_int_equal(url_parse("", NULL, &u, &err), -1);
