@@ -780,15 +780,17 @@ static int toc_has_schema(const cJSON *toc, const char *name)
 	return 0;
 }
 
-/* After a failed run: the user schemas in neither the snapshot nor the
- * pre-run list were created by the run; they go in the same transaction. */
+/* The user schemas the snapshot does not hold.  After a failed run (keep:
+ * the pre-run list) those not in keep were created by the run: they go in
+ * the same transaction.  A restore asked for by hand (keep NULL) cannot
+ * tell whose they are and leaves them, saying so in notes. */
 static int drop_new_schemas_sql(struct engine *target, const cJSON *toc, const char *keep,
-				struct strbuf *sql, struct sm_error *err)
+				struct strbuf *sql, struct strbuf *notes, struct sm_error *err)
 {
-	struct strbuf now = STRBUF_INIT;
+	struct strbuf now = STRBUF_INIT, left = STRBUF_INIT;
 	PGconn *conn = engine_native(target);
 
-	if (!keep || !target->ops->user_schemas)
+	if ((!keep && !notes) || !target->ops->user_schemas)
 		return 0;
 	if (target->ops->user_schemas(target, &now, err) < 0) {
 		sb_release(&now);
@@ -799,7 +801,11 @@ static int drop_new_schemas_sql(struct engine *target, const cJSON *toc, const c
 
 		if (nl)
 			*nl = '\0';
-		if (!toc_has_schema(toc, p) && !lines_contain(keep, p, strlen(p))) {
+		if (toc_has_schema(toc, p)) {
+			; /* restored */
+		} else if (!keep) {
+			sb_addf(&left, "%s%s", left.len ? ", " : "", p);
+		} else if (!lines_contain(keep, p, strlen(p))) {
 			char *q = PQescapeIdentifier(conn, p, strlen(p));
 
 			sb_addf(sql, "DROP SCHEMA IF EXISTS %s CASCADE;\n", q);
@@ -807,7 +813,11 @@ static int drop_new_schemas_sql(struct engine *target, const cJSON *toc, const c
 		}
 		p = nl ? nl + 1 : p + strlen(p);
 	}
+	if (left.len)
+		sb_addf(notes, "the snapshot does not hold these schemas, which are left as they "
+			"are (drop them by hand if they should go): %s\n", left.buf);
 	sb_release(&now);
+	sb_release(&left);
 	return 0;
 }
 
@@ -892,7 +902,8 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 		goto out;
 	/* this transaction's drops are what every other connection waits for */
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
-	if (drop_new_schemas_sql(target, s->meta.toc, opts->keep_schemas, &sql, err) < 0 ||
+	if (drop_new_schemas_sql(target, s->meta.toc, opts->keep_schemas, &sql, opts->notes,
+				 err) < 0 ||
 	    pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
 	    pgr_run_sql(conn, s->meta.pre.buf, "cannot restore the schema (pre-data)", err) < 0 ||
 	    load_data(conn, r, s->meta.toc, 1, &ent, pending, loaded, err) < 0)

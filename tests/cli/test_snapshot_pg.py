@@ -111,6 +111,24 @@ class SnapshotPgTest(CliTest):
         self.assertEqual(self.psql(url, "SELECT count(*) FROM audit.log WHERE op = 'INSERT'"),
                          "505")
 
+    def test_in_place_restore_names_the_schemas_it_leaves(self):
+        # a schema created after the snapshot is not the snapshot's to drop
+        # (a restore by hand cannot tell whose it is): left, and said so
+        url = self.fidelity_db()
+        snap = self.backup(url)
+        self.psql(url, 'CREATE SCHEMA later; CREATE TABLE later.kept (x int); '
+                  'INSERT INTO later.kept VALUES (1); CREATE SCHEMA "also later"')
+        r = self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertIn("the snapshot does not hold these schemas, which are left as they are",
+                      r.err)
+        note = [l for l in r.err.splitlines() if "left as they are" in l][0]
+        self.assertEqual(sorted(note.split(": ")[-1].split(", ")), ["also later", "later"])
+        self.assertEqual(self.psql(url, "SELECT count(*) FROM later.kept"), "1")
+        # nothing to say when there is nothing left
+        self.psql(url, 'DROP SCHEMA later CASCADE; DROP SCHEMA "also later"')
+        r = self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap)
+        self.assertNotIn("left as they are", r.err)
+
     def test_fidelity_restore_to_empty_database(self):
         url = self.fidelity_db()
         before = self.pg_state(url)
