@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "lint_impl.h"
+#include "sqlite_copy.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -190,6 +191,7 @@ static void copy_reached(struct sq_state *st, const char *sql)
 	const struct eng_rows *l = &st->live;
 	size_t *pick = xcalloc(l->nrows + 1, sizeof(*pick)); /* the round that added it */
 	size_t picked = 0, round;
+	long long query_only = 0;
 	int grew = 1;
 
 	for (size_t i = 0; i < l->nrows; i++)
@@ -217,6 +219,14 @@ static void copy_reached(struct sq_state *st, const char *sql)
 			}
 		}
 	}
+	/* an earlier migration's PRAGMA query_only=1 holds for the ones after
+	 * it, but the live objects were there before it: they are copied all
+	 * the same, so a later write fails as it will (readonly), not as "no
+	 * such table" */
+	if (sqlite_pragma_int(st->db, "PRAGMA query_only", &query_only) < 0)
+		query_only = 0;
+	if (query_only)
+		sqlite3_exec(st->db, "PRAGMA query_only = 0", NULL, NULL, NULL);
 	/* a view or trigger the live database could not compile either is
 	 * skipped rather than failing the whole lint */
 	for (size_t i = 0; i < l->nrows; i++) {
@@ -226,6 +236,8 @@ static void copy_reached(struct sq_state *st, const char *sql)
 		st->budget = STEP_BUDGET;
 		sqlite3_exec(st->db, rows_get(l, i, 2), NULL, NULL, NULL);
 	}
+	if (query_only)
+		sqlite3_exec(st->db, "PRAGMA query_only = 1", NULL, NULL, NULL);
 	free(pick);
 }
 

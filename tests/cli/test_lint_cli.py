@@ -71,6 +71,19 @@ class LintSqlite(CliTest):
         self.assertIn("t7", errors[0][1])
         self.assertIn("drop-table", [f["rule"] for f in r["findings"]])
 
+    def test_an_earlier_query_only_does_not_hide_the_live_tables(self):
+        # query_only from an earlier migration holds for the later ones,
+        # whose writes fail as they will, not as "no such table"
+        self.write("migrations/0001_ro.sql",
+                   "-- migrate:up transaction:false\nPRAGMA query_only = 1;\n")
+        self.write("migrations/0002_w.sql", "INSERT INTO orders(note) VALUES ('x');\n")
+        r = self.code(4, "lint", "--json").json()
+        errors = [f["message"] for f in r["findings"] if f["rule"] == "sql-error"]
+        self.assertEqual(errors, ["attempt to write a readonly database"])
+        # without it, the same migration is clean
+        self.write("migrations/0001_ro.sql", "-- migrate:up\nSELECT 1;\n")
+        self.ok("lint")
+
     def test_default_lint_reads_down_sections(self):
         self.write("migrations/0001_a.sql", "-- migrate:up\nCREATE TABLE a (x INT);\n"
                    "-- migrate:down\nDROP TABLE a;\n")
