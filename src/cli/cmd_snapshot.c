@@ -156,7 +156,8 @@ int cmd_list_backups(struct cmd_ctx *ctx)
 	if (!l.n)
 		info("no snapshots in '%s'", ctx->backup_dir);
 	else
-		out("%-36s %-24s %10s  %-10s %s\n", "NAME", "CREATED", "SIZE", "ENGINE", "REVISION");
+		out("%-36s %-24s %10s  %-10s %-14s %s\n", "NAME", "CREATED", "SIZE", "ENGINE",
+		    "REVISION", "SOURCE");
 	/* newest first: the one an operator most likely wants is on top */
 	for (size_t i = l.n; i-- > 0;) {
 		const struct snap_info *s = &l.items[i];
@@ -167,9 +168,9 @@ int cmd_list_backups(struct cmd_ctx *ctx)
 			out("%-36s %-24s %10s  DAMAGED: %s\n", fs_basename(s->path),
 			    s->created_at ? s->created_at : "-", b, s->problem);
 		else
-			out("%-36s %-24s %10s  %-10s %s\n", fs_basename(s->path),
+			out("%-36s %-24s %10s  %-10s %-14s %s\n", fs_basename(s->path),
 			    s->created_at ? s->created_at : "-", b, s->engine ? s->engine : "-",
-			    s->revision ? s->revision : "base");
+			    s->revision ? s->revision : "base", s->source ? s->source : "-");
 		if (arr) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "path", s->path);
@@ -187,6 +188,15 @@ int cmd_list_backups(struct cmd_ctx *ctx)
 				cJSON_AddStringToObject(o, "revision", s->revision);
 			else
 				cJSON_AddNullToObject(o, "revision");
+			/* which database: prune's rules hold per database */
+			if (s->source)
+				cJSON_AddStringToObject(o, "source", s->source);
+			else
+				cJSON_AddNullToObject(o, "source");
+			if (s->database)
+				cJSON_AddStringToObject(o, "database", s->database);
+			else
+				cJSON_AddNullToObject(o, "database");
 			cJSON_AddBoolToObject(o, "damaged", s->damaged);
 			if (s->problem)
 				cJSON_AddStringToObject(o, "problem", s->problem);
@@ -743,8 +753,8 @@ static void retention_rules(const struct snap_list *l, long keep, long long with
 }
 
 /* What the rules may not delete: a snapshot an unfinished run names (its
- * journal), and the newest snapshot that passes verification. */
-static int retention_guards(struct cmd_ctx *ctx, const struct snap_list *l, const char **why)
+ * journal). */
+static int retention_open_runs(struct cmd_ctx *ctx, const struct snap_list *l, const char **why)
 {
 	struct strbuf open_runs = STRBUF_INIT;
 
@@ -759,6 +769,13 @@ static int retention_guards(struct cmd_ctx *ctx, const struct snap_list *l, cons
 			why[i] = "an unfinished run's snapshot (see 'safe-migrate recover')";
 	}
 	sb_release(&open_runs);
+	return 0;
+}
+
+/* Nor the newest snapshot that passes verification. */
+static int retention_newest_verified(struct cmd_ctx *ctx, const struct snap_list *l,
+				     const char **why)
+{
 	for (size_t k = 0; k < l->n; k++) {
 		size_t i = l->n - 1 - k;
 		struct snap_problems pr = SNAP_PROBLEMS_INIT;
@@ -777,6 +794,58 @@ static int retention_guards(struct cmd_ctx *ctx, const struct snap_list *l, cons
 		}
 	}
 	return 0;
+}
+
+static int same_database(const struct snap_info *a, const struct snap_info *b)
+{
+	if (a->database && b->database)
+		return !strcmp(a->database, b->database);
+	return !a->database && !b->database;
+}
+
+/* The rules and the newest-verified guard hold for each database's
+ * snapshots (the database its header names; those naming none are one
+ * more lot), so one backup directory may serve several databases: pruning
+ * after one's backups never takes another's last snapshot.  A damaged
+ * snapshot, whose header says nothing, is judged by the rules among all
+ * of them, as if the directory served one database. */
+static int retention_per_database(struct cmd_ctx *ctx, const struct snap_list *l, long keep,
+				  long long within, long daily, const char **why)
+{
+	struct snap_list lot = SNAP_LIST_INIT;
+	const char **lot_why = xcalloc(l->n + 1, sizeof(*lot_why));
+	size_t *at = xcalloc(l->n + 1, sizeof(*at));
+	unsigned char *taken = xcalloc(l->n + 1, 1);
+	time_t now = time(NULL);
+	int ret = 0;
+
+	lot.items = xcalloc(l->n + 1, sizeof(*lot.items)); /* borrowed copies */
+	retention_rules(l, keep, within, daily, now, lot_why);
+	for (size_t i = 0; i < l->n; i++)
+		if (l->items[i].damaged) {
+			taken[i] = 1;
+			why[i] = lot_why[i];
+		}
+	for (size_t first = 0; first < l->n && ret == 0; first++) {
+		if (taken[first])
+			continue;
+		lot.n = 0;
+		for (size_t i = first; i < l->n; i++)
+			if (!taken[i] && same_database(&l->items[first], &l->items[i])) {
+				taken[i] = 1;
+				at[lot.n] = i;
+				lot.items[lot.n++] = l->items[i]; /* oldest first, as l */
+			}
+		retention_rules(&lot, keep, within, daily, now, lot_why);
+		ret = retention_newest_verified(ctx, &lot, lot_why);
+		for (size_t k = 0; k < lot.n; k++)
+			why[at[k]] = lot_why[k];
+	}
+	free(lot.items);
+	free(lot_why);
+	free(at);
+	free(taken);
+	return ret;
 }
 
 int cmd_prune(struct cmd_ctx *ctx)
@@ -806,8 +875,8 @@ int cmd_prune(struct cmd_ctx *ctx)
 	if (snap_list(ctx->backup_dir, &l, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
 	why = xcalloc(l.n + 1, sizeof(*why));
-	retention_rules(&l, keep, within, daily, time(NULL), why);
-	if (retention_guards(ctx, &l, why) < 0) {
+	if (retention_per_database(ctx, &l, keep, within, daily, why) < 0 ||
+	    retention_open_runs(ctx, &l, why) < 0) {
 		err_prefix(&ctx->err, "nothing was pruned");
 		code = report_error(ctx, &ctx->err);
 		goto out;

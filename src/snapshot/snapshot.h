@@ -343,6 +343,11 @@ struct snap_info {
 	char *created_at;  /* owned, or NULL when damaged */
 	char *engine;      /* owned, or NULL */
 	char *revision;    /* owned, or NULL */
+	/* owned: the header's source_identity, the database it was taken
+	 * from (engine_identity's key), or NULL (not recorded, or damaged) */
+	char *database;
+	char *source;      /* owned: the header's source, its URL without a
+			    * password, or NULL */
 	uint64_t bytes;
 	time_t mtime;
 	int damaged;       /* header unreadable or sidecar missing/malformed */

@@ -118,6 +118,8 @@ static void read_info(struct snap_info *s)
 	s->created_at = json_str(snap_reader_header(r), "created_at");
 	s->engine = json_str(snap_reader_header(r), "engine");
 	s->revision = json_str(snap_reader_header(r), "revision");
+	s->database = json_str(snap_reader_header(r), "source_identity");
+	s->source = json_str(snap_reader_header(r), "source");
 	snap_reader_close(r);
 	sb_addf(&side, "%s%s", s->path, SNAP_SHA_SUFFIX);
 	if (fs_read_file(side.buf, &text, 4096, &err) < 0 || text.len < HASH_HEX_LEN + 3 ||
@@ -199,6 +201,8 @@ void snap_list_release(struct snap_list *l)
 		free(l->items[i].created_at);
 		free(l->items[i].engine);
 		free(l->items[i].revision);
+		free(l->items[i].database);
+		free(l->items[i].source);
 		free(l->items[i].problem);
 	}
 	free(l->items);

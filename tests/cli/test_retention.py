@@ -83,6 +83,40 @@ class RetentionTest(CliTest):
         self.assertEqual(self.left(), ["B"])
         self.assertEqual(r["kept_because"][r["kept"][0]], "the newest verified snapshot")
 
+    def test_rules_hold_per_database(self):
+        # one directory, two databases: the crafted A-E name none, F and G
+        # another database (older than all of them); pruning keeps each
+        # database's newest, never another's last snapshot
+        day = datetime.timedelta(days=1)
+        for name, age in (("F", 20), ("G", 30)):
+            header = {"format_version": 2, "tool": "safe-migrate", "tool_version": "test",
+                      "engine": "sqlite", "server_version": "3", "source": "sqlite:///y.db",
+                      "source_identity": "sqlite:1:2", "revision": None,
+                      "created_at": iso(self.times["E"] - age * day)}
+            packed_snapshot(self.path("backups", name + ".tar.zst"), header,
+                            [("data/main.db.0000", b"y" * 100)])
+        r = self.prune("--keep", "1")
+        self.assertEqual(self.left(), ["A", "F"])
+        self.assertEqual([why for path, why in r["kept_because"].items()
+                          if path.endswith("F.tar.zst")], ["--keep"])
+        # list-backups says which database each is of
+        listed = self.ok("-b", "backups", "list-backups", "--json").json()["snapshots"]
+        self.assertEqual({s["name"]: s["database"] for s in listed},
+                         {"A.tar.zst": None, "F.tar.zst": "sqlite:1:2"})
+        self.assertIn("sqlite:///y.db", self.ok("-b", "backups", "list-backups").out)
+        # the newest verified snapshot is kept per database too
+        header["created_at"] = iso(self.times["E"] - 40 * day)
+        packed_snapshot(self.path("backups", "H.tar.zst"), header,
+                        [("data/main.db.0000", b"y" * 100)])
+        p = self.path("backups", "F.tar.zst")
+        with open(p, "r+b") as f:
+            f.seek(os.path.getsize(p) - 5)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xFF]))
+        self.prune("--keep", "0")
+        self.assertEqual(self.left(), ["A", "H"])
+
     def test_unfinished_run_snapshot_is_never_deleted(self):
         journal = {"run_id": "x", "command": "safe-migrate", "phase": "apply",
                    "snapshot": self.path("backups", "E.tar.zst"), "outcome": None}

@@ -798,6 +798,9 @@ class SnapshotSqlite(CliTest):
             self.assertFalse(s["damaged"])
             self.assertEqual(s["engine"], "sqlite")
             self.assertIsNone(s["revision"])
+            # the database it was taken from: prune's rules hold per database
+            self.assertRegex(s["database"], r"^sqlite:\d+:\d+$")
+            self.assertEqual(s["source"], "sqlite:///app.db")
             self.assertGreater(s["bytes"], 0)
             self.assertRegex(s["created_at"], r"^\d{4}-\d\d-\d\dT")
         text = self.ok("list-backups").out
