@@ -57,23 +57,6 @@ struct sq_state {
  * most of the schema. */
 #define COPY_ALL_OVER 256
 
-/* Does the statement at p (len bytes, comments skipped) begin with VACUUM?
- * SQLite refuses it inside a transaction (VACUUM INTO too). */
-static int starts_vacuum(const char *p, size_t len)
-{
-	return len >= 6 && !strncasecmp(p, "VACUUM", 6) &&
-	       !(len > 6 && ((p[6] >= 'a' && p[6] <= 'z') || (p[6] >= 'A' && p[6] <= 'Z') ||
-			     (p[6] >= '0' && p[6] <= '9') || p[6] == '_'));
-}
-
-static int is_vacuum(sqlite3_stmt *stmt)
-{
-	const char *sql = sqlite3_sql(stmt);
-	size_t skip = engine_skip_space(sql, strlen(sql));
-
-	return starts_vacuum(sql + skip, strlen(sql + skip));
-}
-
 struct names {
 	char **v;
 	size_t n, alloc;
@@ -430,7 +413,7 @@ static int sq_migration(struct lint_run *r, struct sm_error *err)
 		}
 		if (!stmt)
 			break;
-		if (is_vacuum(stmt)) {
+		if (sqlite_stmt_is_vacuum(stmt)) {
 			/* changes no schema, and cannot run on the scratch copy
 			 * (it attaches a temp database); only a transaction stops
 			 * it (sq_never_in_tx runs such a migration outside one) */
@@ -485,7 +468,7 @@ static int vacuum_cb(void *ud, const char *text, size_t len, int line)
 {
 	(void)ud;
 	(void)line;
-	return starts_vacuum(text, len);
+	return sqlite_starts_vacuum(text, len);
 }
 
 /* The statements SQLite never runs in a transaction: VACUUM (the one list

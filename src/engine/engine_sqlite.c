@@ -39,8 +39,9 @@ struct sqlite_impl {
 	/* confine_writes: writes to an attached database are refused; denied
 	 * says why the statement being prepared was, elsewhere names the
 	 * attached database a PRAGMA of it addressed (writes or not: known
-	 * only once it is prepared) */
-	int confined;
+	 * only once it is prepared); vacuuming while a VACUUM runs, whose own
+	 * statements write the database it attaches (vacuum_db) */
+	int confined, vacuuming;
 	char *denied, *elsewhere;
 };
 
@@ -258,9 +259,11 @@ static int sqlite_exec_script(struct engine *e, const char *sql, const struct ex
 					    (size_t)(tail - (sql + start)), src,
 					    engine_line_at(sql, start, src ? src->first_line : 1));
 		autocommit = sqlite3_get_autocommit(s->db);
+		s->vacuuming = sqlite_stmt_is_vacuum(stmt);
 		do {
 			rc = sqlite3_step(stmt);
 		} while (rc == SQLITE_ROW);
+		s->vacuuming = 0;
 		if (!e->in_tx && stmt_committed(s->db, stmt, autocommit, rc == SQLITE_DONE,
 						sql + start))
 			e->script_committed = 1;
@@ -650,7 +653,7 @@ static int conn_auth(void *ud, int code, const char *a1, const char *a2, const c
 	struct sqlite_impl *s = ud;
 
 	(void)trigger;
-	if (s->confined && confine_auth(s, code, a1, db) != SQLITE_OK)
+	if (s->confined && !s->vacuuming && confine_auth(s, code, a1, db) != SQLITE_OK)
 		return SQLITE_DENY;
 	if (!s->tracking)
 		return SQLITE_OK;

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine.h"
+
 /* Steps b n pages at a time (negative: all) until it reports progress or
  * the end, retrying while another connection holds a lock, for up to
  * give_up_ms counted from t0. */
@@ -144,4 +146,19 @@ int sqlite_quick_check(sqlite3 *db, int max, const char *sep, struct strbuf *pro
 	}
 	sqlite3_finalize(st);
 	return n;
+}
+
+int sqlite_starts_vacuum(const char *p, size_t len)
+{
+	return len >= 6 && !sqlite3_strnicmp(p, "VACUUM", 6) &&
+	       !(len > 6 && ((p[6] >= 'a' && p[6] <= 'z') || (p[6] >= 'A' && p[6] <= 'Z') ||
+			     (p[6] >= '0' && p[6] <= '9') || p[6] == '_'));
+}
+
+int sqlite_stmt_is_vacuum(sqlite3_stmt *stmt)
+{
+	const char *sql = sqlite3_sql(stmt);
+	size_t skip = sql ? engine_skip_space(sql, strlen(sql)) : 0;
+
+	return sql && sqlite_starts_vacuum(sql + skip, strlen(sql + skip));
 }

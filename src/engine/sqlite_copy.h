@@ -60,6 +60,13 @@ int sqlite_journal_is_wal(sqlite3 *db);
  */
 int sqlite_set_journal_wal(sqlite3 *db, int wal);
 
+/* Whether the statement at p (len bytes, comments skipped) is a VACUUM,
+ * which SQLite refuses inside a transaction (VACUUM INTO too), and which
+ * runs statements of its own on a database it attaches ("vacuum_db"). */
+int sqlite_starts_vacuum(const char *p, size_t len);
+/* The same of a prepared statement (leading comments skipped). */
+int sqlite_stmt_is_vacuum(sqlite3_stmt *stmt);
+
 /* The first column of the first row of sql (a PRAGMA) as an integer in
  * *out; -1 when it has none (sqlite3_errmsg(db) may say why). */
 int sqlite_pragma_int(sqlite3 *db, const char *sql, long long *out);
