@@ -79,7 +79,7 @@ void impact_add_object(struct impact_stmt *s, int created, const char *what)
 }
 
 void impact_diff_objects(struct impact_stmt *s, const struct eng_rows *before,
-			 const struct eng_rows *after)
+			 const struct eng_rows *after, int ours_col)
 {
 	size_t i = 0, j = 0;
 
@@ -88,6 +88,8 @@ void impact_diff_objects(struct impact_stmt *s, const struct eng_rows *before,
 			: strcmp(rows_get(before, i, 0), rows_get(after, j, 0));
 		if (c < 0)
 			impact_add_object(s, 0, rows_get(before, i++, 1));
+		else if (c > 0 && ours_col >= 0 && strcmp(rows_get(after, j, ours_col), "t"))
+			j++;
 		else if (c > 0)
 			impact_add_object(s, 1, rows_get(after, j++, 1));
 		else

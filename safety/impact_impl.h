@@ -31,9 +31,11 @@ struct impact_rel *impact_add_rel(struct impact_stmt *s, const char *name, const
 /* Notes that s created (created != 0) or dropped the object what. */
 void impact_add_object(struct impact_stmt *s, int created, const char *what);
 /* Compares two object listings (column 0 a key, sorted byte-wise; column 1
- * what impact_add_object records) and notes the differences on s. */
+ * what impact_add_object records) and notes the differences on s.  With
+ * ours_col >= 0, an object new in after is the statement's only when that
+ * column of it is "t" (another session may have created it meanwhile). */
 void impact_diff_objects(struct impact_stmt *s, const struct eng_rows *before,
-			 const struct eng_rows *after);
+			 const struct eng_rows *after, int ours_col);
 /* Microseconds on a monotonic clock. */
 long long impact_now_us(void);
 /* What a PostgreSQL table lock mode blocks. */

@@ -98,20 +98,30 @@ static const char after_sql[] =
 #define QNAME(n, x) "CASE WHEN " n ".nspname = 'public' THEN " x " ELSE " n ".nspname || '.' || " x " END"
 
 /* The user's relations, functions and types (not a table's row type or an
- * array type), keyed by catalog and oid, in byte order. */
+ * array type), keyed by catalog and oid, in byte order, and whether the
+ * transaction that wrote each one's catalog row is still in progress: read
+ * inside ours, it can only be ours (another session's uncommitted rows are
+ * not visible), savepoints' included.  The 64-bit id of the 32-bit xmin is
+ * the one within 2^31 of the snapshot's xmax, as engine_pg.c's
+ * DEFS_SINCE_SQL rebuilds it. */
 static const char obj_sql[] =
+	"WITH nx AS (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) "
+	"+ 2147483648 AS x), o(key, what, xmin) AS ("
 	"SELECT ('c' || c.oid::text) COLLATE \"C\", CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' "
 	"WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 'v' THEN "
 	"'view' WHEN 'm' THEN 'materialized view' WHEN 'c' THEN 'type' WHEN 'f' THEN "
-	"'foreign table' ELSE 'relation' END || ' ' || " QNAME("n", "c.relname") " "
+	"'foreign table' ELSE 'relation' END || ' ' || " QNAME("n", "c.relname") ", c.xmin "
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " USER_NS
 	" AND c.relkind <> 't' AND c.relname <> '" HIST_TABLE "' "
 	"UNION ALL SELECT 'p' || p.oid::text, 'function ' || " QNAME("n", "p.proname") " || '(' || "
-	"pg_get_function_identity_arguments(p.oid) || ')' FROM pg_proc p "
+	"pg_get_function_identity_arguments(p.oid) || ')', p.xmin FROM pg_proc p "
 	"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE " USER_NS " "
-	"UNION ALL SELECT 't' || t.oid::text, 'type ' || " QNAME("n", "t.typname") " FROM pg_type t "
-	"JOIN pg_namespace n ON n.oid = t.typnamespace WHERE " USER_NS
-	" AND t.typtype IN ('e', 'd', 'r', 'm') ORDER BY 1";
+	"UNION ALL SELECT 't' || t.oid::text, 'type ' || " QNAME("n", "t.typname") ", t.xmin "
+	"FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE " USER_NS
+	" AND t.typtype IN ('e', 'd', 'r', 'm')) "
+	"SELECT o.key, o.what, CASE WHEN o.xmin::text::bigint < 3 THEN 'f' ELSE "
+	"(pg_catalog.txid_status(nx.x - ((nx.x % 4294967296) - o.xmin::text::bigint + "
+	"4294967296) % 4294967296) = 'in progress')::text::char END FROM o, nx ORDER BY 1";
 
 /* The watcher's poll: the backend's relation locks, granted or awaited,
  * while it runs a statement (its pg_stat_activity row: active), on objects
@@ -651,7 +661,10 @@ static int pg_after(void *p, struct engine *e, struct impact_stmt *s, struct sm_
 			st->have_objs = 0;
 			return -1;
 		}
-		impact_diff_objects(s, &st->objs, &now);
+		/* inside our transaction, an object whose catalog row another
+		 * session wrote is not the statement's; outside it, the
+		 * statement's own rows are committed as theirs are */
+		impact_diff_objects(s, &st->objs, &now, e->in_tx ? 2 : -1);
 		rows_release(&st->objs);
 		st->objs = now;
 		memset(&now, 0, sizeof(now));

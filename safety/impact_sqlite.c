@@ -136,7 +136,7 @@ static int sqlite_after(void *p, struct engine *e, struct impact_stmt *s, struct
 			st->have_objs = 0;
 			return -1;
 		}
-		impact_diff_objects(s, &st->objs, &now);
+		impact_diff_objects(s, &st->objs, &now, -1);
 		rows_release(&st->objs);
 		st->objs = now;
 		memset(&now, 0, sizeof(now));

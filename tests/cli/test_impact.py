@@ -405,6 +405,34 @@ class ImpactPg(CliTest):
         self.assertIn("objects: migrations/0001_m.sql: created table a, created index a_x, "
                       "created function f(integer), dropped table old", r.out)
 
+    def test_objects_another_session_creates_meanwhile_are_not_the_statements(self):
+        # the statement sleeps while another session creates a table and a
+        # function: they appear in the catalog between its before and after
+        self.add("0001_m.sql", "SELECT pg_sleep(1.5);\nCREATE TABLE a (x int);")
+        found = {}
+
+        def other_session():
+            for _ in range(200):
+                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                             "query LIKE 'SELECT pg_sleep(1.5)%'") == "1":
+                    self.psql(self.url, "CREATE TABLE theirs (x int); CREATE FUNCTION "
+                              "their_f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+                    found["created"] = True
+                    return
+                time.sleep(0.02)
+
+        t = threading.Thread(target=other_session)
+        t.start()
+        r = self.run_sm(*self.base, "safe-migrate", "--dry-run", "--json")
+        t.join()
+        self.assertTrue(found.get("created"), "the other session never saw the statement")
+        self.assertEqual(r.code, 0, r)
+        m = r.json()["impact"]["migrations"][0]
+        st = m["statements"]
+        self.assertEqual((st[0]["created"], st[0]["dropped"]), ([], []))
+        self.assertEqual(st[1]["created"], ["table a"])
+        self.assertEqual(m["created"], ["table a"])
+
     def test_rehearse_url_measures_each_migration(self):
         self.add("0001_a.sql", "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();")
         self.add("0002_b.sql", "CREATE INDEX orders_n_idx ON orders (n);")
