@@ -666,7 +666,11 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 		goto out;
 	if (opts->verify && !held && target->ops->writes_mark(target, &mark, &ignored) < 0)
 		mark = NULL;
-	give_up = wal && opts->lock_timeout_ms > 0 ? opts->lock_timeout_ms : SQLITE_COPY_GIVE_UP_MS;
+	/* --lock-timeout bounds the wait for other connections' locks, the
+	 * busy handler's within each step included (the connection's own is
+	 * the engine's 10 s) */
+	give_up = opts->lock_timeout_ms > 0 ? opts->lock_timeout_ms : SQLITE_COPY_GIVE_UP_MS;
+	sqlite3_busy_timeout(dst, (int)give_up);
 	rc = sqlite_copy_whole_held(dst, src, give_up, wal ? copy_held : NULL, &h, &stage);
 	if (rc != SQLITE_OK) {
 		if (stage == SQLITE_COPY_HELD)
@@ -676,8 +680,8 @@ static int sqlite_apply(struct engine *target, void *state, const cJSON *manifes
 				target->url.path, sqlite3_errmsg(dst));
 		else if (stage == SQLITE_COPY_LOCKED)
 			err_set(err, ERR_LOCKED, "restoring into '%s' failed (the database is "
-				"unchanged): other connections kept it locked for %ld s",
-				target->url.path, give_up / 1000);
+				"unchanged): other connections kept it locked for %.1f s "
+				"(--lock-timeout)", target->url.path, (double)give_up / 1000);
 		else if (stage == SQLITE_COPY_STEP)
 			err_set(err, rc == SQLITE_FULL ? ERR_NOSPACE : ERR_FAIL,
 				"restoring into '%s' failed (the database is unchanged): %s",

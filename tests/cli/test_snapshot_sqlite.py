@@ -82,6 +82,27 @@ class SnapshotSqlite(CliTest):
         return j
 
     # ------------------------------------------------------------------------
+    def test_restore_waits_for_a_reader_at_most_the_lock_timeout(self):
+        # a reader's open transaction keeps a rollback-journal database from
+        # being written: the restore gives up after --lock-timeout (it
+        # waited 60 s, each step 10 s more), with the database unchanged
+        snap = self.backup()["path"]
+        self.sqlite("INSERT INTO w VALUES (1, 1)")
+        before = self.sqlite_dump()
+        reader = sqlite3.connect(self.path("app.db"), isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM kinds").fetchall()
+            r = self.run_sm("--lock-timeout", "1500ms", "restore", snap, "--yes",
+                            "--no-safety-backup", timeout=40)
+        finally:
+            reader.close()
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("other connections kept it locked for 1.5 s (--lock-timeout)", r.err)
+        self.assertEqual(self.sqlite_dump(), before)
+        self.ok("restore", snap, "--yes", "--no-safety-backup")
+        self.assertEqual(self.sqlite("SELECT count(*) FROM w"), [(0,)])
+
     def test_round_trip_in_place(self):
         before = self.sqlite_dump()
         b = self.backup()
