@@ -184,13 +184,26 @@ int check_unfinished(struct cmd_ctx *ctx, struct engine *e, struct engine_identi
 		free(path);
 		if (!journal_find_replaced(ctx->backup_dir, id, &path, &doc))
 			return 0;
-		err_set(&ctx->err, ERR_BLOCKED,
-			"an earlier run on %s (%s, phase '%s') did not finish, and the database "
-			"there was replaced since (identity %s then, %s now); its snapshot is %s. "
-			"Check the database, then remove the journal '%s'", id->label,
-			journal_str(doc, "run_id", "?"), journal_str(doc, "phase", "?"),
-			journal_str(doc, "identity", "?"), id->key,
-			journal_str(doc, "snapshot", "(none)"), path);
+		if (journal_command_was_running(doc))
+			err_set(&ctx->err, ERR_BLOCKED,
+				"an earlier run on %s (%s) was killed while its command '%s' ran, "
+				"and the database there was replaced since (identity %s then, %s "
+				"now), perhaps by that command; its snapshot is %s. Run "
+				"'safe-migrate recover' to restore that snapshot (the database as "
+				"it is now is saved first), or 'safe-migrate recover --discard' to "
+				"accept the database as it is now", id->label,
+				journal_str(doc, "run_id", "?"), journal_str(doc, "command", "?"),
+				journal_str(doc, "identity", "?"), id->key,
+				journal_str(doc, "snapshot", "(none)"));
+		else
+			err_set(&ctx->err, ERR_BLOCKED,
+				"an earlier run on %s (%s, phase '%s') did not finish, and the "
+				"database there was replaced since (identity %s then, %s now); its "
+				"snapshot is %s. Check the database, then accept it with "
+				"'safe-migrate recover --discard' (which closes the journal '%s')",
+				id->label, journal_str(doc, "run_id", "?"),
+				journal_str(doc, "phase", "?"), journal_str(doc, "identity", "?"),
+				id->key, journal_str(doc, "snapshot", "(none)"), path);
 		cJSON_Delete(doc);
 		free(path);
 		return report_error(ctx, &ctx->err);
@@ -1626,6 +1639,42 @@ static int wait_for_command(const cJSON *doc, struct sm_error *err)
 	return 0;
 }
 
+/* recover found no unfinished journal under the database's identity, but
+ * one of a database at the same place under another (journal_find_replaced):
+ * the file was replaced after the run on it began.  When that run was
+ * killed while its wrapped command ran, the command may have done it (a
+ * tool that renames a new file over the database) before the run could
+ * follow (journal_follow): the journal is this database's, and recover goes
+ * on with it (the state now is saved before the restore, as always).
+ * Otherwise someone else put another database there: only --discard closes
+ * that journal; a restore would overwrite a database the run never saw.
+ * Returns 0 to go on, else the exit code. */
+static int replaced_journal(struct cmd_ctx *ctx, const struct engine_identity *id,
+			    const char *path, const cJSON *doc)
+{
+	if (journal_command_was_running(doc)) {
+		warning("the run journal '%s' is of the database that was at %s when the run began "
+			"(identity %s, %s now): the run was killed while its command '%s' ran, "
+			"which may have replaced the file; recovering it", path, id->label,
+			journal_str(doc, "identity", "?"), id->key, journal_str(doc, "command", "?"));
+		return 0;
+	}
+	if (opt.discard) {
+		warning("the run journal '%s' is of the database that was at %s when the run began "
+			"(identity %s, %s now); discarding it accepts the database now there", path,
+			id->label, journal_str(doc, "identity", "?"), id->key);
+		return 0;
+	}
+	err_set(&ctx->err, ERR_BLOCKED, "the unfinished run journal '%s' (%s, phase '%s') is of "
+		"the database that was at %s when the run began (identity %s); another database "
+		"is there now (%s), which that run never saw, so its snapshot %s is not restored "
+		"over it; nothing was changed. Check the database, then accept it with "
+		"'safe-migrate recover --discard', or restore the snapshot by hand", path,
+		journal_str(doc, "run_id", "?"), journal_str(doc, "phase", "?"), id->label,
+		journal_str(doc, "identity", "?"), id->key, journal_str(doc, "snapshot", "(none)"));
+	return report_error(ctx, &ctx->err);
+}
+
 int cmd_recover(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
@@ -1635,7 +1684,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	cJSON *doc = NULL, *extra = NULL;
 	char *path = NULL;
 	const char *snap, *sha;
-	int code = EXIT_OK, rc;
+	int code = EXIT_OK, rc, replaced = 0;
 
 	if (guard_policy_stop(&ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
@@ -1655,13 +1704,22 @@ int cmd_recover(struct cmd_ctx *ctx)
 	    journal_find(ctx->backup_dir, &id, ctx->url.redacted, &path, &doc, &ctx->err) < 0)
 		goto fail;
 	if (!journal_unfinished(doc)) {
+		cJSON_Delete(doc);
+		free(path);
+		if ((replaced = journal_find_replaced(ctx->backup_dir, &id, &path, &doc)) &&
+		    (rc = replaced_journal(ctx, &id, path, doc)) != 0) {
+			code = rc;
+			goto out;
+		}
+	}
+	if (!journal_unfinished(doc)) {
 		note_other_journals(ctx, &id);
 		out("no interrupted run to recover\n");
 		if (ctx->json)
 			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
 		goto out;
 	}
-	if (!journal_belongs(doc, &id, ctx->url.redacted)) {
+	if (!replaced && !journal_belongs(doc, &id, ctx->url.redacted)) {
 		err_set(&ctx->err, ERR_BLOCKED, "run journal '%s' belongs to another database "
 			"('%s', %s), not to '%s' (%s); nothing was changed", path,
 			journal_str(doc, "database", "?"), journal_str(doc, "database_label", "?"),

@@ -821,6 +821,34 @@ class PipelineSqlite(CliTest):
         self.assertEqual(self.sqlite_dump(), dump)
         self.ok("run", "--", sys.executable, "-c", "pass")
 
+    def test_recover_after_a_kill_while_the_command_that_replaced_the_file_ran(self):
+        """safe-migrate is killed after its command renamed a new file over
+        the database and before it could see that: the journal still has the
+        old identity.  recover takes it (the command may have replaced the
+        file), saves the state now first, and restores the snapshot."""
+        dump = self.sqlite_dump()
+        script = self.write("replace.py", self.REPLACE)
+        done = self.path("replaced")
+        p = subprocess.Popen([BIN, "run", "--", sys.executable, script,
+                              "CREATE TABLE marker (x INT);", "0", done],
+                             cwd=self.dir, env=self.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not os.path.exists(done):
+            self.assertLess(time.time(), deadline, "the command never replaced the file")
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        r = self.code(4, "run", "--", sys.executable, "-c", "pass")
+        self.assertIn("was replaced since", r.err)
+        self.assertIn("safe-migrate recover", r.err)
+        r = self.ok("recover", "--yes", "--json")
+        self.assertIn("replaced", r.err)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertTrue(os.path.exists(self.path(r.json()["saved_state"])))
+        self.assertEqual(self.sqlite_dump(), dump)
+        self.ok("run", "--", sys.executable, "-c", "pass")
+
     def test_migrations_applied_to_a_file_replaced_meanwhile_are_not_reported_applied(self):
         """Another process renames a new file over the database while our
         migration runs: the migration went into the file the run opened,
