@@ -13,6 +13,9 @@
  * stays unfinished.  The run journal (journal.h), keyed to the database's
  * identity and read only under the migration lock, is written durably before
  * the first change, so a SIGKILL is caught by the next run on that database.
+ * After apply the run checks that the database at the URL is still the one
+ * it opened: a wrapped command may rename a new SQLite file over it, which
+ * the connection and the journal then follow (follow_database).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -50,6 +53,7 @@ struct run {
 	int hist_existed;    /* the version tables existed before the run */
 	int code;            /* exit code once the run is over */
 	struct engine_identity id; /* the database's: keys the journal */
+	int gone;            /* no database was at the URL after apply */
 	char sha[HASH_HEX_LEN + 1]; /* the snapshot's SHA-256 ("" without one) */
 	struct journal j;
 	int journaled;       /* the journal file exists for this run */
@@ -180,13 +184,26 @@ int check_unfinished(struct cmd_ctx *ctx, struct engine *e, struct engine_identi
 		free(path);
 		if (!journal_find_replaced(ctx->backup_dir, id, &path, &doc))
 			return 0;
-		err_set(&ctx->err, ERR_BLOCKED,
-			"an earlier run on %s (%s, phase '%s') did not finish, and the database "
-			"there was replaced since (identity %s then, %s now); its snapshot is %s. "
-			"Check the database, then remove the journal '%s'", id->label,
-			journal_str(doc, "run_id", "?"), journal_str(doc, "phase", "?"),
-			journal_str(doc, "identity", "?"), id->key,
-			journal_str(doc, "snapshot", "(none)"), path);
+		if (journal_command_was_running(doc))
+			err_set(&ctx->err, ERR_BLOCKED,
+				"an earlier run on %s (%s) was killed while its command '%s' ran, "
+				"and the database there was replaced since (identity %s then, %s "
+				"now), perhaps by that command; its snapshot is %s. Run "
+				"'safe-migrate recover' to restore that snapshot (the database as "
+				"it is now is saved first), or 'safe-migrate recover --discard' to "
+				"accept the database as it is now", id->label,
+				journal_str(doc, "run_id", "?"), journal_str(doc, "command", "?"),
+				journal_str(doc, "identity", "?"), id->key,
+				journal_str(doc, "snapshot", "(none)"));
+		else
+			err_set(&ctx->err, ERR_BLOCKED,
+				"an earlier run on %s (%s, phase '%s') did not finish, and the "
+				"database there was replaced since (identity %s then, %s now); its "
+				"snapshot is %s. Check the database, then accept it with "
+				"'safe-migrate recover --discard' (which closes the journal '%s')",
+				id->label, journal_str(doc, "run_id", "?"),
+				journal_str(doc, "phase", "?"), journal_str(doc, "identity", "?"),
+				id->key, journal_str(doc, "snapshot", "(none)"), path);
 		cJSON_Delete(doc);
 		free(path);
 		return report_error(ctx, &ctx->err);
@@ -474,12 +491,16 @@ struct failed_state {
 	const cJSON *snap_rows, *snap_extra;
 	int verified;                      /* checked before others could write */
 	int save_failed;                   /* the save failed: nothing was restored */
+	int gone;                          /* nothing was at the URL (run.gone) */
 };
 
 static int save_while_blocked(void *ud, struct sm_error *err)
 {
 	struct failed_state *fs = ud;
 
+	/* the restore creates the database: it replaces nothing to save */
+	if (fs->gone)
+		return 0;
 	/* a last look, now that no one can write: what came in since the
 	 * look before the restore is kept too */
 	if (fs->guard && !fs->foreign->len) {
@@ -546,6 +567,84 @@ static int stop_for_foreign_writes(struct run *r, const char *list)
 	return EXIT_CONCURRENT_WRITES;
 }
 
+/* Makes the run's connection, and its journal, follow the database now at
+ * the URL (identity now), which is not the one the run opened. */
+static int follow_to(struct run *r, const struct engine_identity *now)
+{
+	struct engine *e = r->s->e;
+	struct sm_error err = SM_ERROR_INIT;
+
+	if (e->ops->reopen(e, &err) < 0) {
+		error_msg("cannot open the database now at %s: %s", now->label, err.msg);
+		return -1;
+	}
+	/* a kill from here on is recovered on the database now there */
+	if (journal_follow(&r->j, now, &err) < 0)
+		warning("the run journal stays under the identity the run began with (%s): %s",
+			r->id.key, err.msg);
+	r->id = *now;
+	return 0;
+}
+
+/* Is the database at the URL still the one the run opened (r->id)?  A
+ * tool may write a new file and rename it over the SQLite path: the run's
+ * connection would go on reading the old one, so validate would check a
+ * file nobody uses any more, and a broken new one would pass.  When it was
+ * replaced, says so and follows it (follow_to): validate, the look for
+ * other sessions' writes (none can be told from the command's now) and
+ * the restore all see the database now there.  Engines without reopen
+ * always reach the database the URL names.  Returns 0 when it is the one
+ * the run opened, 1 when it was replaced and is followed, -1 after saying
+ * why not (nothing is there: r->gone). */
+static int follow_database(struct run *r)
+{
+	struct cmd_ctx *ctx = r->ctx;
+	struct engine *e = r->s->e;
+	struct engine_identity now;
+	struct sm_error err = SM_ERROR_INIT;
+
+	if (!e->ops->reopen)
+		return 0;
+	if (e->ops->identity(e, &now, &err) < 0) {
+		r->gone = err.sys_errno == ENOENT;
+		if (r->gone)
+			error_msg("the database %s is gone after %s (%s): removed, or moved "
+				  "elsewhere", r->id.label, r->what, err.msg);
+		else
+			error_msg("cannot tell whether the database at %s is still the one the run "
+				  "opened: %s", r->id.label, err.msg);
+		/* (a failed command has said so already) */
+		if (ctx->json && !cJSON_HasObjectItem(ctx->json, "error"))
+			cJSON_AddStringToObject(ctx->json, "error", r->gone ? "the database is gone"
+								    : "the database cannot be checked");
+		return -1;
+	}
+	if (!strcmp(now.key, r->id.key))
+		return 0;
+	warning("the database %s was replaced during %s: another file is at that path now "
+		"(identity %s when the run began, %s now); the run now works on that file, whose "
+		"writes cannot be told from other sessions'", r->id.label, r->what, r->id.key,
+		now.key);
+	if (ctx->json)
+		cJSON_AddBoolToObject(ctx->json, "database_replaced", 1);
+	return follow_to(r, &now) < 0 ? -1 : 1;
+}
+
+/* The database was gone after apply (r->gone), and the restore created it
+ * again: the run's connection and journal follow it there, as they follow
+ * a replaced one. */
+static void follow_restored(struct run *r)
+{
+	struct engine *e = r->s->e;
+	struct engine_identity now;
+	struct sm_error err = SM_ERROR_INIT;
+
+	if (e->ops->identity(e, &now, &err) < 0 || follow_to(r, &now) < 0)
+		return;
+	r->gone = 0;
+	info("the restore created the database again at %s", now.label);
+}
+
 /* After a failure: restores the snapshot, confirms the pre-run state, and
  * returns 5 (or 130 when interrupted), or 6 when the restore failed, or 8
  * when other sessions' writes kept it from restoring. */
@@ -555,7 +654,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	struct sm_error rerr = SM_ERROR_INIT;
 	struct strbuf foreign = STRBUF_INIT;
 	struct failed_state fs = { r->ctx, r->snapshot, e, &r->guard, &foreign, 0, NULL,
-				   &r->before, r->snap_rows, r->snap_extra, 0, 0 };
+				   &r->before, r->snap_rows, r->snap_extra, 0, 0, r->gone };
 	long long t0 = plan_now_ms();
 	int ok = 0, code = 0, others_wrote;
 
@@ -577,7 +676,8 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		warning("cannot release the run's own locks before the restore: %s", rerr.msg);
 		err_clear(&rerr);
 	}
-	if (r->snapshot)
+	/* (writes to a file no longer at the URL are not lost by the restore) */
+	if (r->snapshot && !r->gone)
 		find_foreign_writes(r, e, &foreign);
 	if (foreign.len && guard_policy_stop(&rerr) == 1) {
 		code = stop_for_foreign_writes(r, foreign.buf);
@@ -585,6 +685,8 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		info("restoring %s", r->snapshot);
 		ok = port_restore(ctx, r->snapshot, &ctx->url, r->guard.schemas,
 				  save_while_blocked, verify_while_blocked, &fs, &rerr) == 0;
+		if (r->gone)
+			follow_restored(r);
 		if (fs.stopped)
 			code = stop_for_foreign_writes(r, foreign.buf);
 		else if (foreign.len)
@@ -602,6 +704,9 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 				  "keep the database as it is: recover --discard", ctx->url.redacted);
 			code = EXIT_CONCURRENT_WRITES;
 		}
+	} else if (r->gone) {
+		err_set(&rerr, ERR_FAIL, "the database %s is gone, and no snapshot can bring it back",
+			r->id.label);
 	} else {
 		ok = 1; /* --no-backup: the single transaction was rolled back */
 	}
@@ -1131,8 +1236,25 @@ static int phase_journal(struct run *r)
 static int phase_apply(struct run *r)
 {
 	long long t0 = plan_now_ms();
-	int rc = r->kind->apply(r);
+	int rc = r->kind->apply(r), moved = 0;
 
+	/* whatever the change did: what comes next must look at the database
+	 * now at the URL */
+	if (!r->never_started)
+		moved = follow_database(r);
+	/* our migrations went into the database the run opened: one that
+	 * replaced it does not have them */
+	if (rc == 0 && moved > 0 && r->kind->own_writes) {
+		error_msg("%s was applied to the database the run opened, which is no longer "
+			  "there: the run fails, and restores the file there now", r->what);
+		if (r->ctx->json)
+			cJSON_AddStringToObject(r->ctx->json, "error", "the database was replaced");
+	}
+	if (rc == 0 && (moved < 0 || (moved > 0 && r->kind->own_writes))) {
+		phase_done(r, "apply", t0, 0);
+		r->code = undo(r, 0);
+		return PHASE_STOP;
+	}
 	phase_done(r, "apply", t0, rc == 0);
 	if (rc == 0)
 		return PHASE_NEXT;
@@ -1517,15 +1639,52 @@ static int wait_for_command(const cJSON *doc, struct sm_error *err)
 	return 0;
 }
 
+/* recover found no unfinished journal under the database's identity, but
+ * one of a database at the same place under another (journal_find_replaced):
+ * the file was replaced after the run on it began.  When that run was
+ * killed while its wrapped command ran, the command may have done it (a
+ * tool that renames a new file over the database) before the run could
+ * follow (journal_follow): the journal is this database's, and recover goes
+ * on with it (the state now is saved before the restore, as always).
+ * Otherwise someone else put another database there: only --discard closes
+ * that journal; a restore would overwrite a database the run never saw.
+ * Returns 0 to go on, else the exit code. */
+static int replaced_journal(struct cmd_ctx *ctx, const struct engine_identity *id,
+			    const char *path, const cJSON *doc)
+{
+	if (journal_command_was_running(doc)) {
+		warning("the run journal '%s' is of the database that was at %s when the run began "
+			"(identity %s, %s now): the run was killed while its command '%s' ran, "
+			"which may have replaced the file; recovering it", path, id->label,
+			journal_str(doc, "identity", "?"), id->key, journal_str(doc, "command", "?"));
+		return 0;
+	}
+	if (opt.discard) {
+		warning("the run journal '%s' is of the database that was at %s when the run began "
+			"(identity %s, %s now); discarding it accepts the database now there", path,
+			id->label, journal_str(doc, "identity", "?"), id->key);
+		return 0;
+	}
+	err_set(&ctx->err, ERR_BLOCKED, "the unfinished run journal '%s' (%s, phase '%s') is of "
+		"the database that was at %s when the run began (identity %s); another database "
+		"is there now (%s), which that run never saw, so its snapshot %s is not restored "
+		"over it; nothing was changed. Check the database, then accept it with "
+		"'safe-migrate recover --discard', or restore the snapshot by hand", path,
+		journal_str(doc, "run_id", "?"), journal_str(doc, "phase", "?"), id->label,
+		journal_str(doc, "identity", "?"), id->key, journal_str(doc, "snapshot", "(none)"));
+	return report_error(ctx, &ctx->err);
+}
+
 int cmd_recover(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
-	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, 0 };
+	struct failed_state fs = { NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, 0,
+				   0 };
 	struct engine_identity id;
 	cJSON *doc = NULL, *extra = NULL;
 	char *path = NULL;
 	const char *snap, *sha;
-	int code = EXIT_OK, rc;
+	int code = EXIT_OK, rc, replaced = 0;
 
 	if (guard_policy_stop(&ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
@@ -1545,13 +1704,22 @@ int cmd_recover(struct cmd_ctx *ctx)
 	    journal_find(ctx->backup_dir, &id, ctx->url.redacted, &path, &doc, &ctx->err) < 0)
 		goto fail;
 	if (!journal_unfinished(doc)) {
+		cJSON_Delete(doc);
+		free(path);
+		if ((replaced = journal_find_replaced(ctx->backup_dir, &id, &path, &doc)) &&
+		    (rc = replaced_journal(ctx, &id, path, doc)) != 0) {
+			code = rc;
+			goto out;
+		}
+	}
+	if (!journal_unfinished(doc)) {
 		note_other_journals(ctx, &id);
 		out("no interrupted run to recover\n");
 		if (ctx->json)
 			cJSON_AddStringToObject(ctx->json, "outcome", "nothing_to_do");
 		goto out;
 	}
-	if (!journal_belongs(doc, &id, ctx->url.redacted)) {
+	if (!replaced && !journal_belongs(doc, &id, ctx->url.redacted)) {
 		err_set(&ctx->err, ERR_BLOCKED, "run journal '%s' belongs to another database "
 			"('%s', %s), not to '%s' (%s); nothing was changed", path,
 			journal_str(doc, "database", "?"), journal_str(doc, "database_label", "?"),

@@ -129,6 +129,41 @@ void journal_set_snapshot_sha(struct journal *j, const char *sha256)
 	set_str(j->doc, "snapshot_sha256", sha256);
 }
 
+int journal_follow(struct journal *j, const struct engine_identity *id, struct sm_error *err)
+{
+	char *old = j->path, *was = xstrdup(journal_str(j->doc, "identity", ""));
+	int written = j->written, ret = -1;
+
+	j->path = journal_path(j->dir, id);
+	set_str(j->doc, "identity", id->key);
+	set_str(j->doc, "replaced_identity", was);
+	if (!written) {
+		ret = 0;
+		goto out;
+	}
+	/* under the new name it is a first write: journal_write's guard
+	 * against another run's unfinished journal applies */
+	j->written = 0;
+	if (journal_write(j, err) < 0) {
+		free(j->path);
+		j->path = old;
+		old = NULL;
+		set_str(j->doc, "identity", was);
+		cJSON_DeleteItemFromObject(j->doc, "replaced_identity");
+		j->written = written;
+		goto out;
+	}
+	if (unlink(old) < 0 && errno != ENOENT) {
+		err_sys(err, "cannot remove the run journal '%s'", old);
+		goto out;
+	}
+	ret = fs_fsync_dir(j->dir, err);
+out:
+	free(old);
+	free(was);
+	return ret;
+}
+
 int journal_set_child(struct journal *j, long pid, long pgid, struct sm_error *err)
 {
 	cJSON_DeleteItemFromObject(j->doc, "child_pid");
@@ -393,13 +428,22 @@ int journal_find_replaced(const char *backup_dir, const struct engine_identity *
 {
 	DIR *d = opendir(backup_dir);
 	const struct dirent *de;
+	struct sm_error ignored = SM_ERROR_INIT;
+	char *own_path = journal_path(backup_dir, id);
+	cJSON *own = NULL;
+	const char *own_run;
 
 	*path = NULL;
 	*doc = NULL;
-	if (!d)
+	if (journal_read(own_path, &own, &ignored) < 0)
+		own = NULL;
+	free(own_path);
+	own_run = journal_str(own, "run_id", NULL);
+	if (!d) {
+		cJSON_Delete(own);
 		return 0;
+	}
 	while (!*doc && (de = readdir(d)) != NULL) {
-		struct sm_error ignored = SM_ERROR_INIT;
 		cJSON *cur = NULL;
 		char *p;
 
@@ -408,7 +452,8 @@ int journal_find_replaced(const char *backup_dir, const struct engine_identity *
 		p = fs_join(backup_dir, de->d_name);
 		if (journal_read(p, &cur, &ignored) == 0 && journal_unfinished(cur) &&
 		    !strcmp(journal_str(cur, "database_label", ""), id->label) &&
-		    strcmp(journal_str(cur, "identity", ""), id->key)) {
+		    strcmp(journal_str(cur, "identity", ""), id->key) &&
+		    (!own_run || strcmp(journal_str(cur, "run_id", ""), own_run))) {
 			*path = p;
 			*doc = cur;
 			break;
@@ -417,5 +462,12 @@ int journal_find_replaced(const char *backup_dir, const struct engine_identity *
 		free(p);
 	}
 	closedir(d);
+	cJSON_Delete(own);
 	return *doc != NULL;
+}
+
+int journal_command_was_running(const cJSON *doc)
+{
+	return journal_unfinished(doc) && !strcmp(journal_str(doc, "phase", ""), "apply") &&
+	       cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(doc, "child_pgid"));
 }

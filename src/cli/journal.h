@@ -6,14 +6,19 @@
  *                                      started_at, pid, user, database
  *                                      (redacted), identity, command, phase,
  *                                      snapshot, snapshot_sha256, child_pid
- *                                      and child_pgid (run), outcome (null
+ *                                      and child_pgid (run),
+ *                                      replaced_identity (the one the run
+ *                                      began with, when it followed a
+ *                                      replaced database), outcome (null
  *                                      while running, and after a failed
  *                                      restore until `recover`)
  *   BACKUP_DIR/safe-migrate-runs.jsonl one JSON line per finished run
  *
  * <ID> is the first 16 hex digits of the SHA-256 of the database's identity
  * (engine.h: struct engine_identity), so databases sharing a backup
- * directory have journals of their own, whatever their URLs look like.
+ * directory have journals of their own, whatever their URLs look like.  A
+ * run that sees its database replaced (a file renamed over the SQLite path)
+ * moves its journal to the new identity (journal_follow).
  * (Versions before had one BACKUP_DIR/safe-migrate.journal; journal_find
  * still reads it for the database its "database" field names.)
  *
@@ -58,6 +63,15 @@ int journal_phase(struct journal *j, const char *phase, const char *snapshot,
 /* Records the snapshot's SHA-256 (written with the next phase): the
  * automatic restore and `recover` restore only that file. */
 void journal_set_snapshot_sha(struct journal *j, const char *sha256);
+/* The database was replaced during the run (a file renamed over the
+ * SQLite path): the journal follows it to the identity id now at that
+ * place, so that after a kill the next run and `recover` on that database
+ * find it.  Writes it durably under id's name first, then removes the one
+ * under the old name (a kill in between leaves both; journal_find_replaced
+ * passes over the old one).  Refuses, with err, when another run's
+ * unfinished journal holds id's name.  A journal not yet written only
+ * changes name. */
+int journal_follow(struct journal *j, const struct engine_identity *id, struct sm_error *err);
 /* Records the wrapped command's pid and process group (run) and writes the
  * journal durably. */
 int journal_set_child(struct journal *j, long pid, long pgid, struct sm_error *err);
@@ -97,10 +111,18 @@ int journal_find(const char *backup_dir, const struct engine_identity *id,
 /* Finds an unfinished journal of a database at the same place as id (same
  * label: the SQLite file's path, the PostgreSQL database's name and system)
  * but another identity: the database was replaced (a file moved over it, a
- * database re-created) after a run on it was killed.  Returns 1 with *path
- * and *doc (caller owns both), or 0. */
+ * database re-created) after a run on it was killed, or while it ran.  A
+ * journal that journal_follow left behind (the same run as id's own
+ * journal) does not count.  Returns 1 with *path and *doc (caller owns
+ * both), or 0. */
 int journal_find_replaced(const char *backup_dir, const struct engine_identity *id, char **path,
 			  cJSON **doc);
+/* 1 if the run doc records was killed while its wrapped command ran (run
+ * -- COMMAND, phase "apply", the command's process recorded): that command
+ * may itself have replaced the database before the run could follow it
+ * (journal_follow), so a journal journal_find_replaced finds is this
+ * database's run. */
+int journal_command_was_running(const cJSON *doc);
 /* Appends to names (one per line) the base names of the snapshots that the
  * unfinished journals in backup_dir name: a run in progress, or one killed
  * or failed until `recover` (prune never deletes those).  Not under any

@@ -61,6 +61,19 @@ struct engine_ops {
 	/* Connects to e->url; with ENGINE_CREATE a missing SQLite file is created. */
 	int (*open)(struct engine *e, unsigned flags, struct sm_error *err);
 	void (*close)(struct engine *e);
+	/* Connects again to the database e->url names now, when it is no
+	 * longer the one this connection opened (identity() says which is
+	 * there: SQLite stats the path, and a tool may have renamed a new
+	 * file over it), with the settings open, set_timeouts, track_writes
+	 * and confine_writes gave and the migration lock still held.  A
+	 * transaction left open on the old connection is rolled back there,
+	 * and what was attached to it is not attached again.  Nothing counted
+	 * on the old database carries over: writes_since reports "*\t?" for a
+	 * mark taken before, and tracked_writes "*".  On failure the
+	 * connection stays on the old database.  NULL: a connection always
+	 * reaches the database its URL names (PostgreSQL cannot drop a
+	 * database that has connections). */
+	int (*reopen)(struct engine *e, struct sm_error *err);
 
 	/* Runs every statement of sql in order in the current transaction state.
 	 * On failure err names src->file, the statement's line and the server's
@@ -170,10 +183,13 @@ struct engine_ops {
 	/* Appends the user schemas, one per line (none on engines without
 	 * schemas). */
 	int (*user_schemas)(struct engine *e, struct strbuf *out, struct sm_error *err);
-	/* Fills id: SQLite the main file's st_dev and st_ino; PostgreSQL the
-	 * cluster's system_identifier (pg_control_system()) and the database's
-	 * OID (where the role may not call pg_control_system(): the server's
-	 * own address and port instead of the system identifier). */
+	/* Fills id: SQLite the st_dev and st_ino of the file at the path now
+	 * (stat(): a file renamed over the path is another identity, even
+	 * before reopen follows it; no file there fails with sys_errno
+	 * ENOENT); PostgreSQL the cluster's system_identifier
+	 * (pg_control_system()) and the database's OID (where the role may
+	 * not call pg_control_system(): the server's own address and port
+	 * instead of the system identifier). */
 	int (*identity)(struct engine *e, struct engine_identity *id, struct sm_error *err);
 
 	/* Masks in text every password that url carries (NULL: no secrets

@@ -28,6 +28,8 @@ struct sqlite_impl {
 	sqlite3 *db; /* first member: engine_native() returns it */
 	int lock_fd;
 	char *lock_path;
+	int busy_ms;      /* the busy timeout db was given, for a reopened one */
+	unsigned opened;  /* how many times db was opened: write marks name it */
 	/* track_writes: the tables this connection's statements named as
 	 * written since, unless written_all; the first reported of them (and
 	 * written_all if all_reported) were handed to before_write */
@@ -46,6 +48,8 @@ struct sqlite_impl {
 };
 
 static void track_report(struct engine *e);
+static int conn_auth(void *ud, int code, const char *a1, const char *a2, const char *db,
+		     const char *trigger);
 
 static void track_clear(struct sqlite_impl *s)
 {
@@ -109,15 +113,45 @@ static int confine_auth(struct sqlite_impl *s, int code, const char *a1, const c
 	return SQLITE_DENY;
 }
 
-static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
+/* Opens e->url.path as open() does (oflags: SQLITE_OPEN_* of its own
+ * besides READWRITE), with busy_ms as the busy timeout; *out NULL on
+ * failure. */
+static int open_handle(struct engine *e, int oflags, int busy_ms, sqlite3 **out,
+		       struct sm_error *err)
 {
-	struct sqlite_impl *s;
-	int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
-	struct stat st;
+	sqlite3 *db = NULL;
 	int rc;
 
+	*out = NULL;
+	rc = sqlite3_open_v2(e->url.path, &db, SQLITE_OPEN_READWRITE | oflags, NULL);
+	if (rc != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot open database '%s': %s", e->url.path,
+			db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, busy_ms);
+	/* a file that is not a database fails here rather than mid-migration */
+	rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		err_set(err, ERR_FAIL, "cannot read database '%s': %s", e->url.path,
+			sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return -1;
+	}
+	*out = db;
+	return 0;
+}
+
+/* What is at e->url.path must be a regular file (missing: create says
+ * whether that is fine). */
+static int check_path(struct engine *e, int create, struct sm_error *err)
+{
+	struct stat st;
+
 	if (stat(e->url.path, &st) < 0) {
-		if (!(flags & ENGINE_CREATE))
+		if (!create)
 			/* refusing is right (a typo must not create a database);
 			 * the hint is the one command that creates just the file */
 			return err_set(err, ERR_FAIL,
@@ -133,30 +167,59 @@ static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
 		return err_set(err, ERR_FAIL, "cannot open database '%s': not a regular file",
 			       e->url.path);
 	}
-	if (flags & ENGINE_CREATE)
-		oflags |= SQLITE_OPEN_CREATE;
+	return 0;
+}
+
+static int sqlite_open(struct engine *e, unsigned flags, struct sm_error *err)
+{
+	struct sqlite_impl *s;
+	int create = (flags & ENGINE_CREATE) != 0;
+
+	if (check_path(e, create, err) < 0)
+		return -1;
 	s = xcalloc(1, sizeof(*s));
 	s->lock_fd = -1;
-	rc = sqlite3_open_v2(e->url.path, &s->db, oflags, NULL);
-	if (rc != SQLITE_OK) {
-		err_set(err, ERR_FAIL, "cannot open database '%s': %s", e->url.path,
-			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-		sqlite3_close(s->db);
+	s->busy_ms = 10000;
+	if (open_handle(e, SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0), s->busy_ms,
+			&s->db, err) < 0) {
 		free(s);
 		return -1;
 	}
-	sqlite3_extended_result_codes(s->db, 1);
-	sqlite3_busy_timeout(s->db, 10000);
-	/* a file that is not a database fails here rather than mid-migration */
-	rc = sqlite3_exec(s->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		err_set(err, ERR_FAIL, "cannot read database '%s': %s", e->url.path,
-			sqlite3_errmsg(s->db));
-		sqlite3_close(s->db);
-		free(s);
-		return -1;
-	}
+	s->opened = 1;
 	e->impl = s;
+	return 0;
+}
+
+/* The file at the path is another one now (a tool wrote a new file and
+ * renamed it over the path): the connection follows it.  The lock is
+ * flock() on a file of its own, named after the path, so it is held
+ * throughout.  What this connection knew of the old file means nothing
+ * for the new one: marks taken before no longer compare (writes_since
+ * reports unknown writes) and every table counts as written. */
+static int sqlite_reopen(struct engine *e, struct sm_error *err)
+{
+	struct sqlite_impl *s = e->impl;
+	sqlite3 *db = NULL, *old = s->db;
+	int persist = 1;
+
+	if (check_path(e, 0, err) < 0 ||
+	    open_handle(e, SQLITE_OPEN_NOMUTEX, s->busy_ms, &db, err) < 0)
+		return -1;
+	if (s->tracking || s->confined)
+		sqlite3_set_authorizer(db, conn_auth, s);
+	if (s->tracking)
+		s->written_all = 1;
+	/* set before the old one goes: a signal handler interrupts s->db */
+	s->db = db;
+	s->opened++;
+	e->in_tx = 0;
+	/* the old file's -wal and -journal are named after the path, which
+	 * is the new file's now: closing must neither checkpoint into nor
+	 * remove them (its own transaction, if one was left open, is rolled
+	 * back in its own file) */
+	sqlite3_db_config(old, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	sqlite3_file_control(old, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	sqlite3_close_v2(old);
 	return 0;
 }
 
@@ -555,8 +618,10 @@ static int sqlite_set_timeouts(struct engine *e, long lock_timeout_ms, long stat
 	 * for another connection's write lock */
 	(void)statement_timeout_ms;
 	(void)err;
-	if (lock_timeout_ms > 0)
-		sqlite3_busy_timeout(s->db, (int)lock_timeout_ms);
+	if (lock_timeout_ms > 0) {
+		s->busy_ms = (int)lock_timeout_ms;
+		sqlite3_busy_timeout(s->db, s->busy_ms);
+	}
 	return 0;
 }
 
@@ -604,11 +669,23 @@ static int sqlite_table_exists(struct engine *e, const char *name, int *exists,
 /* ---- other connections' writes ---------------------------------------------
  * PRAGMA data_version changes when another connection committed to the
  * file, never for this connection's own commits.  SQLite keeps no per-table
- * counts, so the table is "*" and the rows "?". */
+ * counts, so the table is "*" and the rows "?".  The value means something
+ * only to the connection that read it: a mark names the connection
+ * ("OPENED:DATA_VERSION"), so one taken before a reopen never matches. */
 
 static int sqlite_writes_mark(struct engine *e, char **mark, struct sm_error *err)
 {
-	return engine_scalar(e, "PRAGMA data_version", 0, NULL, mark, err);
+	struct sqlite_impl *s = e->impl;
+	struct strbuf sb = STRBUF_INIT;
+	char *version = NULL;
+
+	*mark = NULL;
+	if (engine_scalar(e, "PRAGMA data_version", 0, NULL, &version, err) < 0)
+		return -1;
+	sb_addf(&sb, "%u:%s", s->opened, version ? version : "");
+	free(version);
+	*mark = sb_detach(&sb);
+	return 0;
 }
 
 static int sqlite_writes_since(struct engine *e, const char *mark, struct strbuf *out,
@@ -616,9 +693,9 @@ static int sqlite_writes_since(struct engine *e, const char *mark, struct strbuf
 {
 	char *now = NULL;
 
-	if (engine_scalar(e, "PRAGMA data_version", 0, NULL, &now, err) < 0)
+	if (sqlite_writes_mark(e, &now, err) < 0)
 		return -1;
-	if (!mark || !now || strcmp(mark, now) != 0)
+	if (!mark || strcmp(mark, now) != 0)
 		sb_adds(out, "*\t?\n");
 	free(now);
 	return 0;
@@ -818,6 +895,7 @@ const struct engine_ops engine_sqlite_ops = {
 	.display_name = "SQLite",
 	.open = sqlite_open,
 	.close = sqlite_close,
+	.reopen = sqlite_reopen,
 	.exec_script = sqlite_exec_script,
 	.split = sqlite_split,
 	.begin = sqlite_begin,

@@ -132,6 +132,18 @@ class JournalSqlite(CliTest):
         os.replace(self.path("copy.db"), self.path("app.db"))
         r = self.code(4, *self.a, "safe-migrate")
         self.assertIn("was replaced since", r.err)
+        # the killed run ran our migrations, which never replace the file:
+        # another database is there, which recover does not restore over ...
+        after = self.sqlite_dump("app.db")
+        r = self.code(4, *self.a, "recover", "--yes")
+        self.assertIn("never saw", r.err)
+        self.assertEqual(self.sqlite_dump("app.db"), after)
+        # ... but accepts as it is
+        r = self.ok(*self.a, "recover", "--discard", "--json")
+        self.assertEqual(r.json()["outcome"], "discarded")
+        self.assertEqual(self.sqlite_dump("app.db"), after)
+        os.unlink(self.path("migrations/0002_long.sql"))
+        self.ok(*self.a, "safe-migrate")
 
     def test_a_run_waiting_for_the_lock_rereads_the_journal(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)

@@ -6,6 +6,7 @@ import shlex
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 
 from smtest import BIN, CliTest, main
@@ -722,6 +723,172 @@ class PipelineSqlite(CliTest):
         r = self.code(1, "run", "--", "/nonexistent/tool", "up")
         self.assertIn("cannot start '/nonexistent/tool'", r.err)
         self.code(2, "run")
+
+    # A wrapped command that does what some tools do: writes a new file (here
+    # a copy made with SQLite's backup API, then changed by argv[1]) and
+    # renames it over the database.  argv[2]: its exit status; argv[3], if
+    # given: a file it creates once the rename is done, after which it
+    # sleeps (for a kill -9 of the run while it still runs).
+    REPLACE = ("import os, sqlite3, sys, time\n"
+               "path = os.environ['DATABASE_URL'][len('sqlite:///'):]\n"
+               "src = sqlite3.connect(path)\n"
+               "dst = sqlite3.connect(path + '.new')\n"
+               "src.backup(dst)\n"
+               "src.close()\n"
+               "dst.executescript(sys.argv[1])\n"
+               "dst.close()\n"
+               "os.rename(path + '.new', path)\n"
+               "if len(sys.argv) > 3:\n"
+               "    open(sys.argv[3], 'w').close()\n"
+               "    time.sleep(120)\n"
+               "sys.exit(int(sys.argv[2]))\n")
+
+    def replacing_run(self, code, sql, status, *args):
+        script = self.write("replace.py", self.REPLACE)
+        return self.code(code, "run", "--json", *args, "--", sys.executable, script, sql,
+                         str(status))
+
+    def inode(self):
+        return os.stat(self.path("app.db")).st_ino
+
+    def test_run_validates_the_file_a_command_renamed_over_the_database(self):
+        """The command's new file has an orphan row: validate must check that
+        file, not the one the run opened (which no one uses any more), and
+        the restore must put the snapshot into it."""
+        self.sqlite("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        self.sqlite("CREATE TABLE child (id INTEGER PRIMARY KEY, "
+                    "parent_id INT REFERENCES parent(id))")
+        self.sqlite("INSERT INTO parent VALUES (1)")
+        self.sqlite("INSERT INTO child (parent_id) VALUES (1)")
+        before, dump, ino = self.sha3(), self.sqlite_dump(), self.inode()
+        r = self.replacing_run(5, "INSERT INTO child (parent_id) VALUES (42);", 0)
+        j = r.json()
+        self.assertNotEqual(self.inode(), ino, "the command did not replace the file")
+        self.assertIn("was replaced during", r.err)
+        self.assertIn(self.path("app.db"), r.err)
+        self.assertTrue(j["database_replaced"])
+        self.assertEqual(j["outcome"], "restored")
+        self.assertTrue(any(f["level"] == "fail" and "child" in f["message"]
+                            for f in j["findings"]), j["findings"])
+        # the snapshot went into the file now at the path
+        self.assertEqual(self.sha3(), before)
+        self.assertEqual(self.sqlite_dump(), dump)
+
+    def test_run_restores_a_file_a_failed_command_renamed_over_the_database(self):
+        """The command replaces the file and fails: the file now there is
+        restored, and what the command left in it is the failed state saved
+        before (its writes cannot be told from other sessions')."""
+        before, dump = self.sha3(), self.sqlite_dump()
+        r = self.replacing_run(5, "CREATE TABLE marker (x INT); INSERT INTO marker VALUES (7);", 1)
+        j = r.json()
+        self.assertIn("was replaced during", r.err)
+        self.assertEqual(j["outcome"], "restored")
+        self.assertEqual(self.sha3(), before)
+        self.assertEqual(self.sqlite_dump(), dump)
+        saved = self.path(j["saved_state"])
+        self.assertTrue(os.path.exists(saved), saved)
+        # the saved state is the replacing file's, not the one the run opened
+        self.ok("restore", saved, "--to", self.sqlite_url("saved.db"), "--yes")
+        self.assertEqual(self.sqlite("SELECT x FROM marker", "saved.db"), [(7,)])
+
+    def test_run_accepts_a_good_file_a_command_renamed_over_the_database(self):
+        ino = self.inode()
+        r = self.replacing_run(0, "CREATE TABLE added (x INT); INSERT INTO added VALUES (1);", 0)
+        j = r.json()
+        self.assertEqual(j["outcome"], "applied")
+        self.assertTrue(j["database_replaced"])
+        self.assertIn("was replaced during", r.err)
+        self.assertNotEqual(self.inode(), ino)
+        self.assertEqual(self.sqlite("SELECT x FROM added"), [(1,)])
+        # the journal followed the database to its new identity
+        [path] = self.journals(self.path("backups"))
+        with open(path) as f:
+            doc = json.load(f)
+        st = os.stat(self.path("app.db"))
+        self.assertEqual(doc["identity"], "sqlite:%d:%d" % (st.st_dev, st.st_ino))
+        self.assertEqual(doc["replaced_identity"], "sqlite:%d:%d" % (st.st_dev, ino))
+        self.ok("run", "--", sys.executable, "-c", "pass")
+
+    def test_run_whose_command_removed_the_database_restores_it(self):
+        dump = self.sqlite_dump()
+        r = self.code(5, "run", "--json", "--", sys.executable, "-c",
+                      "import os; os.unlink(os.environ['DATABASE_URL'][len('sqlite:///'):])")
+        self.assertIn("is gone after", r.err)
+        self.assertIn(self.path("app.db"), r.err)
+        self.assertEqual(r.json()["outcome"], "restored")
+        # nothing was at the path: the restore replaced nothing to save
+        self.assertNotIn("saved_state", r.json())
+        self.assertEqual(self.sqlite_dump(), dump)
+        self.ok("run", "--", sys.executable, "-c", "pass")
+
+    def test_recover_after_a_kill_while_the_command_that_replaced_the_file_ran(self):
+        """safe-migrate is killed after its command renamed a new file over
+        the database and before it could see that: the journal still has the
+        old identity.  recover takes it (the command may have replaced the
+        file), saves the state now first, and restores the snapshot."""
+        dump = self.sqlite_dump()
+        script = self.write("replace.py", self.REPLACE)
+        done = self.path("replaced")
+        p = subprocess.Popen([BIN, "run", "--", sys.executable, script,
+                              "CREATE TABLE marker (x INT);", "0", done],
+                             cwd=self.dir, env=self.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not os.path.exists(done):
+            self.assertLess(time.time(), deadline, "the command never replaced the file")
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        r = self.code(4, "run", "--", sys.executable, "-c", "pass")
+        self.assertIn("was replaced since", r.err)
+        self.assertIn("safe-migrate recover", r.err)
+        r = self.ok("recover", "--yes", "--json")
+        self.assertIn("replaced", r.err)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertTrue(os.path.exists(self.path(r.json()["saved_state"])))
+        self.assertEqual(self.sqlite_dump(), dump)
+        self.ok("run", "--", sys.executable, "-c", "pass")
+
+    def test_migrations_applied_to_a_file_replaced_meanwhile_are_not_reported_applied(self):
+        """Another process renames a new file over the database while our
+        migration runs: the migration went into the file the run opened,
+        which is no longer there.  The run fails and restores the file now at
+        the path, saving it first (whose writes it holds cannot be told)."""
+        self.add("0002_slow.sql",
+                 "CREATE TABLE slow (x INT);\nWITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT "
+                 "x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c;")
+        before, dump = self.sha3(), self.sqlite_dump()
+
+        def replace():
+            src = sqlite3.connect(self.path("app.db"))
+            dst = sqlite3.connect(self.path("new.db"))
+            src.backup(dst)
+            src.close()
+            dst.execute("CREATE TABLE marker (x INT)")
+            dst.commit()
+            dst.close()
+            os.rename(self.path("new.db"), self.path("app.db"))
+
+        def in_apply():
+            for p in self.journals(self.path("backups")):
+                try:
+                    with open(p) as f:
+                        if json.load(f).get("phase") == "apply":
+                            return True
+                except (OSError, ValueError):
+                    pass
+            return False
+
+        code, err, caught = self.interrupt(["safe-migrate", "--json"], in_apply, act=replace)
+        self.assertTrue(caught, err)
+        self.assertEqual(code, 5, err)
+        self.assertIn("was replaced during", err)
+        self.assertIn("is no longer there", err)
+        self.assertIn("OTHER SESSIONS WROTE", err)
+        self.assertEqual(self.sha3(), before)
+        self.assertEqual(self.sqlite_dump(), dump)
+        saved = [f for f in os.listdir(self.path("backups")) if f.endswith("_failed_state.tar.zst")]
+        self.assertEqual(len(saved), 1, saved)
 
     def test_run_takes_its_whole_file_check_from_the_snapshot(self):
         """A wrapped command's writes cannot be traced, so the whole file is
