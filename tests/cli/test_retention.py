@@ -41,6 +41,17 @@ class RetentionTest(CliTest):
     def left(self):
         return sorted(f[:-8] for f in os.listdir(self.path("backups")) if f.endswith(".tar.zst"))
 
+    def damage(self, name):
+        """Changes a byte near the end of a snapshot: its sidecar no longer
+        matches, so verify fails; its header still reads."""
+        p = self.path("backups", name + ".tar.zst")
+        with open(p, "r+b") as f:
+            f.seek(os.path.getsize(p) - 5)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xFF]))
+        return p
+
     def prune(self, *args):
         return self.ok("-b", "backups", "prune", "--json", *args).json()
 
@@ -72,12 +83,7 @@ class RetentionTest(CliTest):
     def test_newest_verified_is_never_deleted(self):
         # A, the newest, is damaged (a byte changed: its sidecar no longer
         # matches), so B is the newest that verifies
-        p = self.path("backups", "A.tar.zst")
-        with open(p, "r+b") as f:
-            f.seek(os.path.getsize(p) - 5)
-            b = f.read(1)
-            f.seek(-1, 1)
-            f.write(bytes([b[0] ^ 0xFF]))
+        p = self.damage("A")
         self.code(7, "verify", p)
         r = self.prune("--keep", "0")
         self.assertEqual(self.left(), ["B"])
@@ -108,12 +114,7 @@ class RetentionTest(CliTest):
         header["created_at"] = iso(self.times["E"] - 40 * day)
         packed_snapshot(self.path("backups", "H.tar.zst"), header,
                         [("data/main.db.0000", b"y" * 100)])
-        p = self.path("backups", "F.tar.zst")
-        with open(p, "r+b") as f:
-            f.seek(os.path.getsize(p) - 5)
-            b = f.read(1)
-            f.seek(-1, 1)
-            f.write(bytes([b[0] ^ 0xFF]))
+        self.damage("F")
         self.prune("--keep", "0")
         self.assertEqual(self.left(), ["A", "H"])
 

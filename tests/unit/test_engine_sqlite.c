@@ -22,39 +22,19 @@
 #include "engine.h"
 #include "strbuf.h"
 #include "url.h"
-
-static char tmpdir[256];
+#include "unit_sqlite.h"
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/sm-unit-engsqlite-XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
+	assert_int_equal(unit_dir_make("engsqlite"), 0);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	return unit_remove_tree(tmpdir);
-}
-
-static char *tmp_path(const char *name)
-{
-	struct strbuf sb = STRBUF_INIT;
-
-	sb_addf(&sb, "%s/%s", tmpdir, name);
-	return sb_detach(&sb);
-}
-
-static void exec_sql(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-	sqlite3_close(db);
+	return unit_remove_tree(unit_dir);
 }
 
 static struct engine *open_db(const char *path)
@@ -85,7 +65,7 @@ static int has_table(struct engine *e, const char *name)
 
 static void test_reopen_follows_a_file_renamed_over_the_path(void **state)
 {
-	char *db = tmp_path("app.db"), *repl = tmp_path("new.db");
+	char *db = unit_path("app.db"), *repl = unit_path("new.db");
 	struct sm_error err = SM_ERROR_INIT;
 	struct engine_identity before, after;
 	struct strbuf since = STRBUF_INIT, written = STRBUF_INIT;
@@ -93,7 +73,7 @@ static void test_reopen_follows_a_file_renamed_over_the_path(void **state)
 	char *mark = NULL;
 
 	(void)state;
-	exec_sql(db, "CREATE TABLE old_t (x)");
+	unit_exec_sql(db, "CREATE TABLE old_t (x)");
 	e = open_db(db);
 	assert_int_equal(e->ops->lock(e, 0, &err), 0);
 	assert_int_equal(e->ops->identity(e, &before, &err), 0);
@@ -102,7 +82,7 @@ static void test_reopen_follows_a_file_renamed_over_the_path(void **state)
 	assert_int_equal(engine_exec(e, "INSERT INTO old_t VALUES (1)", &err), 0);
 
 	/* what a tool that replaces the database does */
-	exec_sql(repl, "CREATE TABLE new_t (x)");
+	unit_exec_sql(repl, "CREATE TABLE new_t (x)");
 	assert_int_equal(rename(repl, db), 0);
 
 	/* the path's identity changes at once; the connection still reads
@@ -129,7 +109,7 @@ static void test_reopen_follows_a_file_renamed_over_the_path(void **state)
 	assert_int_equal(e->ops->writes_mark(e, &mark, &err), 0);
 	assert_int_equal(e->ops->writes_since(e, mark, &since, &err), 0);
 	assert_string_equal(since.buf, "");
-	exec_sql(db, "INSERT INTO new_t VALUES (2)");
+	unit_exec_sql(db, "INSERT INTO new_t VALUES (2)");
 	assert_int_equal(e->ops->writes_since(e, mark, &since, &err), 0);
 	assert_string_equal(since.buf, "*\t?\n");
 
@@ -149,13 +129,13 @@ static void test_reopen_follows_a_file_renamed_over_the_path(void **state)
 
 static void test_reopen_with_nothing_at_the_path_keeps_the_connection(void **state)
 {
-	char *db = tmp_path("gone.db");
+	char *db = unit_path("gone.db");
 	struct sm_error err = SM_ERROR_INIT;
 	struct engine_identity id;
 	struct engine *e;
 
 	(void)state;
-	exec_sql(db, "CREATE TABLE t (x)");
+	unit_exec_sql(db, "CREATE TABLE t (x)");
 	e = open_db(db);
 	assert_int_equal(unlink(db), 0);
 	assert_int_equal(e->ops->identity(e, &id, &err), -1);

@@ -27,42 +27,22 @@
 #include "strbuf.h"
 #include "url.h"
 #include "xalloc.h"
+#include "unit_sqlite.h"
 
 #define LOW_PENDING_BYTE 0x10000 /* 64 KiB: page 17 of 4 KiB pages */
 #define PAGE 4096
 
-static char tmpdir[256];
-
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/sm-unit-sqlsnap-XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
+	assert_int_equal(unit_dir_make("sqlsnap"), 0);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	return unit_remove_tree(tmpdir);
-}
-
-static char *tmp_path(const char *name)
-{
-	struct strbuf sb = STRBUF_INIT;
-
-	sb_addf(&sb, "%s/%s", tmpdir, name);
-	return sb_detach(&sb);
-}
-
-static void exec_sql(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-	sqlite3_close(db);
+	return unit_remove_tree(unit_dir);
 }
 
 static struct engine *open_db(const char *path, unsigned flags)
@@ -131,8 +111,8 @@ static void assert_integrity_ok(const char *path)
 
 static void test_database_spanning_the_lock_byte_page(void **state)
 {
-	char *src = tmp_path("src.db"), *to = tmp_path("to.db"), *inplace = tmp_path("in.db");
-	char *bdir = tmp_path("backups");
+	char *src = unit_path("src.db"), *to = unit_path("to.db"), *inplace = unit_path("in.db");
+	char *bdir = unit_path("backups");
 	struct sm_error err = SM_ERROR_INIT;
 	struct backup_result res = BACKUP_RESULT_INIT;
 	struct restore_opts ro;
@@ -140,7 +120,7 @@ static void test_database_spanning_the_lock_byte_page(void **state)
 
 	(void)state;
 	/* about 100 pages of 4 KiB: the lock-byte page (17) lies inside */
-	exec_sql(src, "PRAGMA page_size=4096; CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB);"
+	unit_exec_sql(src, "PRAGMA page_size=4096; CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB);"
 		 "CREATE INDEX t_b ON t(b);"
 		 "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 150) "
 		 "INSERT INTO t (b) SELECT randomblob(1000) FROM c");
@@ -162,7 +142,7 @@ static void test_database_spanning_the_lock_byte_page(void **state)
 	assert_same_pages(src, to);
 
 	/* in place: copied into an existing database with the backup API */
-	exec_sql(inplace, "PRAGMA page_size=4096; CREATE TABLE other (x)");
+	unit_exec_sql(inplace, "PRAGMA page_size=4096; CREATE TABLE other (x)");
 	memset(&ro, 0, sizeof(ro));
 	e = open_db(inplace, 0);
 	if (restore_snapshot(res.path, e, &ro, &err) < 0)
