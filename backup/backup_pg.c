@@ -796,6 +796,7 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 	size_t i;
 
 	cJSON_AddNumberToObject(toc, "version", PGA_TOC_VERSION);
+	cJSON_AddStringToObject(toc, PGA_TOC_ENCODING, d->encoding);
 	for (i = 0; i < d->nschemas; i++)
 		cJSON_AddItemToArray(schemas, cJSON_CreateString(d->schemas[i]));
 	for (i = 0; i < d->ntables; i++) {
@@ -931,14 +932,15 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		   struct sm_error *err)
 {
 	PGconn *conn = engine_native(e);
-	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces };
+	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces,
+				    pgcat_encoding(conn) };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	cJSON *toc = NULL, *extra;
 	char *toc_text = NULL;
 	PGresult *res;
 	size_t i;
 	struct revision_reader rr = { e, w, opts };
-	int ret = -1, nested = pgcat_begin_with(conn, read_revision_first, &rr, err);
+	int ret = -1, nested = pgcat_begin_with(conn, co.encoding, read_revision_first, &rr, err);
 
 	if (nested < 0)
 		return -1;
@@ -958,6 +960,8 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 
 		pgcat_fingerprint(&d, fp);
 		cJSON_AddStringToObject(extra, "copy_format", PGB_COPY_FORMAT);
+		/* the checks after a restore read it back in the same encoding */
+		cJSON_AddStringToObject(extra, PGA_TOC_ENCODING, d.encoding);
 		cJSON_AddStringToObject(extra, "schema_sha256", fp);
 		if (co.no_owner)
 			cJSON_AddTrueToObject(extra, "no_owner");
@@ -1039,16 +1043,22 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 {
 	PGconn *conn = engine_native(e);
 	const char *format;
+	/* read as the snapshot was: its text, and so its fingerprint and
+	 * content checksums, in the encoding it recorded */
 	struct pgcat_options co = {
 		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_owner")), 0,
-		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_tablespaces")) };
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_tablespaces")),
+		pga_encoding(extra) };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	struct strbuf sql = STRBUF_INIT;
 	PGresult *res = NULL;
 	size_t i;
-	int ret = -1, nested = pgcat_begin(conn, err);
+	int ret = -1, nested;
 
-	if (nested < 0)
+	if (!co.encoding)
+		return err_set(err, ERR_DAMAGED, "the snapshot records a client encoding this "
+			       "safe-migrate does not know");
+	if ((nested = pgcat_begin(conn, co.encoding, err)) < 0)
 		return -1;
 	if (pgcat_read(conn, &co, &d, err) < 0)
 		goto out;
