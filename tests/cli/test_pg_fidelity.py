@@ -811,6 +811,35 @@ class PgSqlAsciiTest(CliTest):
         r = self.code(7, "verify", snap, "--restore-to", self.new_db("UTF8"))
         self.assertIn("cannot be restored", r.out)
 
+    def test_sql_ascii_names_that_are_not_utf8_are_refused(self):
+        """The toc and the manifest are JSON, which holds UTF-8: a name that
+        is not (a table, a column, a schema) fails the backup before
+        anything is written, naming each object; the data, comments and
+        function bodies are SQL and COPY bytes, and are kept."""
+        url = self.new_db()
+        self.sql(url, b'CREATE SCHEMA "s\xe9"; CREATE TABLE "s\xe9".ok (x int); '
+                      b'CREATE TABLE "caf\xe9" (id int PRIMARY KEY, "na\xefve" text); '
+                      b"COMMENT ON TABLE \"caf\xe9\" IS 'na\xefve'")
+        r = self.code(1, "-d", url, "-b", self.path("backups"), "backup")
+        self.assertIn("not valid UTF-8", r.err)
+        for name in ('table public."caf\\xe9" (id, "na\\xefve")', 'TABLE "s\\xe9".ok',
+                     "; s\\xe9;"):
+            self.assertIn(name, r.err)
+        self.assertFalse(os.path.exists(self.path("backups")) and
+                         [f for f in os.listdir(self.path("backups")) if f.endswith(".zst")])
+        # renamed, the same database is taken and comes back byte for byte
+        self.sql(url, b'ALTER SCHEMA "s\xe9" RENAME TO s; ALTER TABLE "caf\xe9" RENAME TO cafe; '
+                      b'ALTER TABLE cafe RENAME "na\xefve" TO naive; '
+                      b'ALTER INDEX "caf\xe9_pkey" RENAME TO cafe_pkey; '
+                      b"INSERT INTO cafe VALUES (1, 'na\xefve')")
+        snap = self.backup(url)
+        other = self.new_db()
+        r = self.restore_to(snap, other)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.schema(url), self.schema(other))
+        self.assertEqual(self.sql(other, b"SELECT naive, obj_description('cafe'::regclass) "
+                                         b"FROM cafe"), b"na\xefve|na\xefve\n")
+
     def test_sql_ascii_pipeline_restores_the_bytes(self):
         """safe-migrate on a SQL_ASCII database: snapshot, apply, validate;
         a run that fails after a committed migration is restored (exit 5),
