@@ -796,6 +796,7 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 	size_t i;
 
 	cJSON_AddNumberToObject(toc, "version", PGA_TOC_VERSION);
+	cJSON_AddStringToObject(toc, PGA_TOC_ENCODING, d->encoding);
 	for (i = 0; i < d->nschemas; i++)
 		cJSON_AddItemToArray(schemas, cJSON_CreateString(d->schemas[i]));
 	for (i = 0; i < d->ntables; i++) {
@@ -818,6 +819,120 @@ static cJSON *make_toc(const struct pgcat_dump *d)
 	sb_release(&entry);
 	add_blobs_toc(toc, d);
 	return toc;
+}
+
+struct name_list {
+	char **v;
+	size_t n, alloc;
+};
+
+static void name_add(struct name_list *l, struct strbuf *name)
+{
+	ALLOC_GROW(l->v, l->n + 1, l->alloc);
+	l->v[l->n++] = sb_detach(name);
+}
+
+/* Whether j is or holds (keys included) a string that is not valid UTF-8.
+ * (Recursive: j is a toc make_toc built, a few levels deep.) */
+/* NOLINTNEXTLINE(misc-no-recursion) */
+static int has_non_utf8(const cJSON *j)
+{
+	const cJSON *c;
+
+	if ((j->string && !utf8_valid(j->string)) ||
+	    (cJSON_IsString(j) && !utf8_valid(j->valuestring)))
+		return 1;
+	cJSON_ArrayForEach(c, j)
+		if (has_non_utf8(c))
+			return 1;
+	return 0;
+}
+
+/* Adds to out every part of j (a toc) that holds a string that is not
+ * valid UTF-8, named as the operator would look for it: a typed entry by
+ * its kind and name, a table by its name and columns, anything else (a
+ * schema) by the string itself. */
+/* NOLINTNEXTLINE(misc-no-recursion) */
+static void collect_non_utf8(const cJSON *j, struct name_list *out)
+{
+	struct strbuf name = STRBUF_INIT;
+	const cJSON *c;
+	/* (make_toc's and pga_toc_json's: both fields of a pair are strings) */
+	const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "kind"));
+	const char *table = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "qualified"));
+
+	if (kind || table) {
+		if (!has_non_utf8(j))
+			return;
+		if (kind)
+			sb_addf(&name, "%s %s", kind,
+				cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name")));
+		else
+			sb_addf(&name, "table %s %s", table,
+				cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "columns")));
+		name_add(out, &name);
+		return;
+	}
+	if (cJSON_IsString(j) && !utf8_valid(j->valuestring))
+		sb_adds(&name, j->valuestring);
+	else if (j->string && !utf8_valid(j->string))
+		sb_adds(&name, j->string);
+	if (name.len)
+		name_add(out, &name);
+	sb_release(&name);
+	cJSON_ArrayForEach(c, j)
+		collect_non_utf8(c, out);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The toc, and the manifest after it, are JSON, whose text is UTF-8; the
+ * names they hold (schemas, tables, columns, the typed entries' objects
+ * and owners) are the database's.  Read in UTF8 they always are, but a
+ * database read as it is (SQL_ASCII, MULE_INTERNAL: pga_encoding_for) may
+ * have names that are not: written
+ * as they are, they would make a toc and a manifest that are not JSON (no
+ * other tool could read them), and JSON has no way to spell bytes.  Such
+ * a database is refused, before anything is written, with every such name
+ * (its bytes that are not UTF-8 as \xNN, sorted, each once).  Its data,
+ * comments, defaults and function bodies are in the SQL and COPY entries,
+ * which are bytes, and come back as they were.
+ */
+static int check_names_utf8(const cJSON *toc, const char *encoding, struct sm_error *err)
+{
+	struct name_list bad = { NULL, 0, 0 };
+	struct strbuf names = STRBUF_INIT;
+	size_t shown = 0, n = 0;
+
+	collect_non_utf8(toc, &bad);
+	if (!bad.n)
+		return 0;
+	qsort(bad.v, bad.n, sizeof(*bad.v), str_cmp);
+	for (size_t i = 0; i < bad.n; i++) {
+		if (i && !strcmp(bad.v[i], bad.v[i - 1]))
+			continue;
+		n++;
+		/* the message has room for about 1.5 kB of names: the rest is counted */
+		if (names.len > 1500)
+			continue;
+		if (shown++)
+			sb_adds(&names, "; ");
+		sb_add_utf8_escaped(&names, bad.v[i]);
+	}
+	if (n > shown)
+		sb_addf(&names, "; and %zu more", n - shown);
+	err_set(err, ERR_FAIL, "cannot snapshot this database (encoding %s): these names are not "
+		"valid UTF-8, which the snapshot's table of contents and manifest (JSON) cannot "
+		"hold: %s (rename them, or use pg_dump)", encoding, names.buf);
+	sb_release(&names);
+	for (size_t i = 0; i < bad.n; i++)
+		free(bad.v[i]);
+	free(bad.v);
+	return -1;
 }
 
 /*
@@ -931,14 +1046,15 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		   struct sm_error *err)
 {
 	PGconn *conn = engine_native(e);
-	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces };
+	struct pgcat_options co = { opts && opts->no_owner, 0, opts && opts->no_tablespaces,
+				    pgcat_encoding(conn) };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	cJSON *toc = NULL, *extra;
 	char *toc_text = NULL;
 	PGresult *res;
 	size_t i;
 	struct revision_reader rr = { e, w, opts };
-	int ret = -1, nested = pgcat_begin_with(conn, read_revision_first, &rr, err);
+	int ret = -1, nested = pgcat_begin_with(conn, co.encoding, read_revision_first, &rr, err);
 
 	if (nested < 0)
 		return -1;
@@ -949,6 +1065,9 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 	}
 	if (pgcat_read(conn, &co, &d, err) < 0)
 		goto out;
+	toc = make_toc(&d);
+	if (check_names_utf8(toc, d.encoding, err) < 0)
+		goto out;
 	{
 		cJSON *sch;
 		char fp[HASH_HEX_LEN + 1];
@@ -958,6 +1077,8 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 
 		pgcat_fingerprint(&d, fp);
 		cJSON_AddStringToObject(extra, "copy_format", PGB_COPY_FORMAT);
+		/* the checks after a restore read it back in the same encoding */
+		cJSON_AddStringToObject(extra, PGA_TOC_ENCODING, d.encoding);
 		cJSON_AddStringToObject(extra, "schema_sha256", fp);
 		if (co.no_owner)
 			cJSON_AddTrueToObject(extra, "no_owner");
@@ -969,7 +1090,6 @@ static int pg_take(struct engine *e, struct snap_writer *w, const struct backup_
 		cJSON_AddObjectToObject(extra, "table_sha256");
 		snap_set_extra(w, extra); /* extra stays borrowed */
 	}
-	toc = make_toc(&d);
 	/* one connection copies the tables one after the other: a restore
 	 * may build a table's indexes once the next table's chunks start */
 	if (!opts || opts->jobs <= 1)
@@ -1039,16 +1159,22 @@ static int pg_describe(struct engine *e, const cJSON *extra, struct backup_summa
 {
 	PGconn *conn = engine_native(e);
 	const char *format;
+	/* read as the snapshot was: its text, and so its fingerprint and
+	 * content checksums, in the encoding it recorded */
 	struct pgcat_options co = {
 		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_owner")), 0,
-		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_tablespaces")) };
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(extra, "no_tablespaces")),
+		pga_encoding(extra) };
 	struct pgcat_dump d = PGCAT_DUMP_INIT;
 	struct strbuf sql = STRBUF_INIT;
 	PGresult *res = NULL;
 	size_t i;
-	int ret = -1, nested = pgcat_begin(conn, err);
+	int ret = -1, nested;
 
-	if (nested < 0)
+	if (!co.encoding)
+		return err_set(err, ERR_DAMAGED, "the snapshot records a client encoding this "
+			       "safe-migrate does not know");
+	if ((nested = pgcat_begin(conn, co.encoding, err)) < 0)
 		return -1;
 	if (pgcat_read(conn, &co, &d, err) < 0)
 		goto out;

@@ -7,8 +7,9 @@
  * read) exports its snapshot (pg_export_snapshot()); each worker
  * connection opens a REPEATABLE READ transaction on that very snapshot
  * (SET TRANSACTION SNAPSHOT) with the same session settings
- * (pgcat_session_sql), so the N connections read exactly the rows the
- * one-connection backup reads, in the same text form.
+ * (pgcat_session, in the dump's client encoding), so the N connections
+ * read exactly the rows the one-connection backup reads, in the same text
+ * form.
  *
  * The units of work are tables, largest first; a big table is split into
  * ctid page ranges (a TID range scan each, PostgreSQL 14+), so that one
@@ -330,10 +331,12 @@ static int worker_connect(struct worker *wk, const char *conninfo, const char *r
 		return -1;
 	}
 	PQsetNoticeProcessor(wk->conn, ignore_notice, NULL);
-	/* SET TRANSACTION SNAPSHOT must come before the first query */
-	sb_addf(&sql, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT %s; "
-		"%s SET LOCAL lock_timeout = %d", snap_lit, pgcat_session_sql,
-		WORKER_LOCK_TIMEOUT_MS);
+	/* SET TRANSACTION SNAPSHOT must come before the first query; the
+	 * leader's client encoding, so that the rows are the same bytes */
+	sb_addf(&sql, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT %s; ",
+		snap_lit);
+	pgcat_session(&sql, wk->p->d->encoding);
+	sb_addf(&sql, " SET LOCAL lock_timeout = %d", WORKER_LOCK_TIMEOUT_MS);
 	res = PQexec(wk->conn, sql.buf);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		pgcat_pq_error(err, wk->conn, res, "cannot open a --jobs connection on the snapshot");

@@ -32,9 +32,8 @@
  * and bytea_output too: a table copied as text is hashed as it comes out
  * (its content checksum), and a check of a restored copy reads it again on
  * another connection, whose defaults (PGTZ, ALTER DATABASE ... SET) need not
- * be the source's. */
-const char pgcat_session_sql[] =
-	"SET LOCAL client_encoding = 'UTF8';"
+ * be the source's.  client_encoding comes first, from pgcat_session. */
+static const char session_sql[] =
 	"SET LOCAL standard_conforming_strings = on;"
 	"SET LOCAL DateStyle = 'ISO, MDY';"
 	"SET LOCAL IntervalStyle = 'postgres';"
@@ -51,6 +50,18 @@ const char pgcat_session_sql[] =
 	 * comments of a 1,044-table schema) */
 	"SET LOCAL jit = off;"
 	"SELECT pg_catalog.set_config('search_path', '', true);";
+
+const char *pgcat_encoding(PGconn *conn)
+{
+	/* reported by the server at connection start: no round trip */
+	return pga_encoding_for(PQparameterStatus(conn, "server_encoding"));
+}
+
+void pgcat_session(struct strbuf *sql, const char *encoding)
+{
+	/* encoding is one of pg_archive.c's names: nothing to quote */
+	sb_addf(sql, "SET LOCAL client_encoding = '%s';%s", encoding, session_sql);
+}
 
 /* A key that a view's rule or an SQL-body function needs (GROUP BY the
  * primary key, ON CONFLICT ON CONSTRAINT): created in pre-data, before them. */
@@ -211,13 +222,13 @@ int pgcat_add_lines(PGconn *conn, const char *sql, struct strbuf *out, struct sm
 	return 0;
 }
 
-int pgcat_begin(PGconn *conn, struct sm_error *err)
+int pgcat_begin(PGconn *conn, const char *encoding, struct sm_error *err)
 {
-	return pgcat_begin_with(conn, NULL, NULL, err);
+	return pgcat_begin_with(conn, encoding, NULL, NULL, err);
 }
 
-int pgcat_begin_with(PGconn *conn, int (*first)(void *ud, struct sm_error *err), void *ud,
-		     struct sm_error *err)
+int pgcat_begin_with(PGconn *conn, const char *encoding,
+		     int (*first)(void *ud, struct sm_error *err), void *ud, struct sm_error *err)
 {
 	/* inside a transaction already (a restore checking what it loaded
 	 * before it commits): its snapshot is the one to read, under a
@@ -226,6 +237,7 @@ int pgcat_begin_with(PGconn *conn, int (*first)(void *ud, struct sm_error *err),
 	PGresult *r = pgcat_query(conn, nested ? "SAVEPOINT sm_catalog"
 					       : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
 				  err);
+	struct strbuf session = STRBUF_INIT;
 
 	if (!r)
 		return -1;
@@ -234,7 +246,10 @@ int pgcat_begin_with(PGconn *conn, int (*first)(void *ud, struct sm_error *err),
 		pgcat_end(conn, nested);
 		return -1;
 	}
-	if (!(r = pgcat_query(conn, pgcat_session_sql, err))) {
+	pgcat_session(&session, encoding);
+	r = pgcat_query(conn, session.buf, err);
+	sb_release(&session);
+	if (!r) {
 		pgcat_end(conn, nested);
 		return -1;
 	}
@@ -2305,6 +2320,7 @@ int pgcat_read(PGconn *conn, const struct pgcat_options *o, struct pgcat_dump *o
 	size_t at = 0;
 	int ret = -1;
 
+	out->encoding = o->encoding ? o->encoding : PGA_ENCODING_UTF8;
 	if (o->no_tablespaces) {
 		PGresult *r = pgcat_query(conn, "SELECT pg_catalog.set_config('safe_migrate.no_tablespaces', "
 				"'on', true)", err);

@@ -34,6 +34,9 @@ struct pgcat_options {
 	int no_owner;          /* leave out ALTER ... OWNER TO */
 	long lock_timeout_ms;  /* waiting for each table's ACCESS SHARE lock (0: 10 s) */
 	int no_tablespaces;    /* leave out TABLESPACE clauses */
+	/* the client encoding the transaction reads in (pgcat_begin's),
+	 * which pgcat_read records in the dump */
+	const char *encoding;
 };
 
 /* One table whose rows are copied (a leaf: partitioned parents hold none). */
@@ -67,19 +70,29 @@ struct pgcat_dump {
 	/* pre_data's objects sorted on pg_depend, as typed entries (its
 	 * schemas, extensions, sequence ownership and large objects are not) */
 	struct pga_toc pre_toc;
+	/* the client encoding all of it (names, SQL, the rows copied on the
+	 * same snapshot) is in: pgcat_options.encoding, static */
+	const char *encoding;
 };
 
 #define PGCAT_DUMP_INIT { STRBUF_INIT, STRBUF_INIT, PGA_TOC_INIT, NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, \
-			  PGA_TOC_INIT }
+			  PGA_TOC_INIT, PGA_ENCODING_UTF8 }
 
-/* The settings the dump runs under (pg_dump's): UTF-8, ISO dates, empty
- * search_path, no timeouts; SET LOCAL, so they end with the transaction. */
-extern const char pgcat_session_sql[];
+/* The client encoding a snapshot of conn's database is read in
+ * (pga_encoding_for its server_encoding: UTF8, or the database's own when
+ * the server cannot convert it to UTF8), a static string. */
+const char *pgcat_encoding(PGconn *conn);
+/* Appends the settings the dump runs under (pg_dump's) to sql: client
+ * encoding encoding (pgcat_encoding's, or a snapshot's pga_encoding), ISO
+ * dates, empty search_path, no timeouts; SET LOCAL, so they end with the
+ * transaction.  Every connection reading one snapshot uses the same. */
+void pgcat_session(struct strbuf *sql, const char *encoding);
 
 /* Opens the REPEATABLE READ, READ ONLY transaction the whole snapshot is
- * read in, with pgcat_session_sql.  The caller ends it (COMMIT) when the
- * last COPY is done; the connection's own settings then come back. */
-int pgcat_begin(PGconn *conn, struct sm_error *err);
+ * read in, with pgcat_session's settings for encoding.  The caller ends it
+ * (COMMIT) when the last COPY is done; the connection's own settings then
+ * come back. */
+int pgcat_begin(PGconn *conn, const char *encoding, struct sm_error *err);
 /* Inside a transaction already, pgcat_begin reads in that one, under a
  * savepoint, and returns 1 (0 for a transaction of its own).  pgcat_end
  * rolls back what it began (nested: its return value). */
@@ -87,8 +100,8 @@ void pgcat_end(PGconn *conn, int nested);
 /* pgcat_begin that runs first(ud) (may be NULL) as the transaction's first
  * statements, under the connection's own settings (its search_path, which
  * pgcat_session_sql empties): what it reads is in the snapshot. */
-int pgcat_begin_with(PGconn *conn, int (*first)(void *ud, struct sm_error *err), void *ud,
-		     struct sm_error *err);
+int pgcat_begin_with(PGconn *conn, const char *encoding,
+		     int (*first)(void *ud, struct sm_error *err), void *ud, struct sm_error *err);
 
 /* Locks every table in ACCESS SHARE mode (failing after lock_timeout_ms
  * when a table is locked exclusively) and fills out.  Needs pgcat_begin.

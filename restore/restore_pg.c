@@ -68,9 +68,13 @@
  * array_nulls off reads a NULL array element back as the string 'NULL',
  * default_table_access_method and default_tablespace place what the
  * snapshot names without USING or TABLESPACE (heap, the database's default).
- * One list: save_settings reads back the same names. */
+ * A NULL value is the snapshot's: client_encoding, the one its text was
+ * read in (pg_meta.encoding), so that the server takes the bytes as they
+ * were written, and converts them, or refuses them, for the target's
+ * encoding as it did for pg_restore.  One list: save_settings reads back
+ * the same names. */
 static const struct { const char *name, *value; } session_settings[] = {
-	{ "client_encoding", "UTF8" },
+	{ "client_encoding", NULL },
 	{ "standard_conforming_strings", "on" },
 	{ "DateStyle", "ISO, MDY" },
 	{ "IntervalStyle", "postgres" },
@@ -93,13 +97,14 @@ static const struct { const char *name, *value; } session_settings[] = {
 #define N_SESSION_SETTINGS (sizeof(session_settings) / sizeof(session_settings[0]))
 
 /* One statement that makes every session setting (the values are
- * constants without quotes). */
-static void session_sql(struct strbuf *sql)
+ * constants without quotes, encoding one of pg_archive.c's names). */
+static void session_sql(struct strbuf *sql, const char *encoding)
 {
 	sb_adds(sql, "SELECT ");
 	for (size_t i = 0; i < N_SESSION_SETTINGS; i++)
 		sb_addf(sql, "%spg_catalog.set_config('%s', '%s', false)", i ? ", " : "",
-			session_settings[i].name, session_settings[i].value);
+			session_settings[i].name,
+			session_settings[i].value ? session_settings[i].value : encoding);
 }
 
 struct pg_stage {
@@ -212,10 +217,12 @@ out:
 	return ret;
 }
 
-/* A toc of a later version than this build reads, or a table whose rows
- * are in a format it does not know, is refused before anything runs. */
-static int check_formats(const cJSON *toc, const char *path, struct sm_error *err)
+/* A toc of a later version than this build reads, text in an encoding
+ * it does not know, or a table whose rows are in a format it does not
+ * know, is refused before anything runs.  Sets m->encoding. */
+static int check_formats(struct pg_meta *m, const char *path, struct sm_error *err)
 {
+	const cJSON *toc = m->toc;
 	const cJSON *version = cJSON_GetObjectItemCaseSensitive(toc, "version"), *t;
 
 	if (cJSON_IsNumber(version) && version->valuedouble > PGA_TOC_VERSION)
@@ -223,6 +230,10 @@ static int check_formats(const cJSON *toc, const char *path, struct sm_error *er
 			       "%g, and this safe-migrate reads versions up to %d: restore it with "
 			       "the version that wrote it", path, version->valuedouble,
 			       PGA_TOC_VERSION);
+	if (!(m->encoding = pga_encoding(toc)))
+		return err_set(err, ERR_USAGE, "snapshot '%s' was read in a client encoding this "
+			       "safe-migrate does not know (%s): restore it with the version that "
+			       "wrote it", path, pgr_str(toc, PGA_TOC_ENCODING));
 	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(toc, "tables")) {
 		const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, PGA_TOC_FORMAT);
 
@@ -296,7 +307,7 @@ int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *e
 		err_prefix(err, "snapshot '%s' is damaged", snap_reader_path(r));
 		goto out;
 	}
-	if (check_formats(m->toc, snap_reader_path(r), err) < 0)
+	if (check_formats(m, snap_reader_path(r), err) < 0)
 		goto out;
 	/* the scripts are run as C strings: make sure they are terminated */
 	sb_grow(&m->pre, 1);
@@ -344,12 +355,12 @@ int pgr_run_sql(PGconn *conn, const char *sql, const char *what, struct sm_error
 	return ret;
 }
 
-int pgr_session(PGconn *conn, long lock_timeout_ms, struct sm_error *err)
+int pgr_session(PGconn *conn, const char *encoding, long lock_timeout_ms, struct sm_error *err)
 {
 	struct strbuf sql = STRBUF_INIT;
 	int ret;
 
-	session_sql(&sql);
+	session_sql(&sql, encoding);
 	sb_addf(&sql, "; SET lock_timeout = %ld", lock_timeout_ms > 0 ? lock_timeout_ms : 0);
 	ret = pgr_run_sql(conn, sql.buf, "cannot prepare the restore session", err);
 	sb_release(&sql);
@@ -743,7 +754,8 @@ static int apply_batched(struct engine *target, struct pg_stage *s,
 	if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, opts->interrupted);
-	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0)
+	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0 ||
+	    pgr_session(conn, s->meta.encoding, s->lock_timeout_ms, err) < 0)
 		goto fail;
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
@@ -893,7 +905,9 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	else if (snap_reader_open(s->path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, opts->interrupted);
-	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0)
+	/* the session reads and writes text in the snapshot's encoding */
+	if (pgr_read_meta(r, &s->meta, &ent, &pending, opts->interrupted, err) < 0 ||
+	    pgr_session(conn, s->meta.encoding, s->lock_timeout_ms, err) < 0)
 		goto out;
 	if (pgr_run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
 		goto out;
@@ -981,6 +995,17 @@ static int save_settings(PGconn *conn, struct strbuf *undo, struct sm_error *err
 	return ret;
 }
 
+void pgr_encoding_hint(PGconn *conn, const char *encoding, struct sm_error *err)
+{
+	const char *target = PQparameterStatus(conn, "server_encoding");
+
+	if ((!strcmp(err->sqlstate, "22021") || !strcmp(err->sqlstate, "22P05")) && encoding &&
+	    target && strcmp(target, encoding) != 0)
+		err_prefix(err, "the snapshot's text was read in %s, and the target database's "
+			   "encoding, %s, does not take all of it (restore it into a database "
+			   "created with ENCODING '%s')", encoding, target, encoding);
+}
+
 static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 		    const struct restore_opts *opts, struct sm_error *err)
 {
@@ -990,7 +1015,9 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 	int empty = 0, ret = -1;
 
 	(void)manifest;
-	if (save_settings(conn, &undo, err) < 0 || pgr_session(conn, s->lock_timeout_ms, err) < 0)
+	/* each way of loading sets the session (pgr_session) once it has
+	 * read the toc, which says the encoding */
+	if (save_settings(conn, &undo, err) < 0)
 		goto out;
 	if (s->jobs > 1) {
 		ret = pgr_apply_parallel(target, s->path, s->jobs, s->lock_timeout_ms,
@@ -1010,6 +1037,9 @@ static int pg_apply(struct engine *target, void *state, const cJSON *manifest,
 	err_clear(err);
 	ret = apply_batched(target, s, opts, err);
 out:
+	/* (the parallel restore reads its own meta, and says it itself) */
+	if (ret < 0 && s->jobs <= 1)
+		pgr_encoding_hint(conn, s->meta.encoding, err);
 	if (undo.len) {
 		PGresult *res = PQexec(conn, undo.buf);
 

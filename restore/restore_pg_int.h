@@ -23,9 +23,12 @@ struct pg_meta {
 	/* post's typed entries; none (n == 0) in a version 1 snapshot, whose
 	 * post-data only runs as a whole script */
 	struct pga_toc post_toc;
+	/* the client encoding its text was read in (pga_encoding of the toc),
+	 * which every session that runs any of it sets: pgr_session */
+	const char *encoding;
 };
 
-#define PG_META_INIT { NULL, STRBUF_INIT, STRBUF_INIT, PGA_TOC_INIT }
+#define PG_META_INIT { NULL, STRBUF_INIT, STRBUF_INIT, PGA_TOC_INIT, PGA_ENCODING_UTF8 }
 
 void pgr_meta_release(struct pg_meta *m);
 
@@ -37,17 +40,26 @@ void pgr_meta_release(struct pg_meta *m);
  * at the first other entry: then *pending is 1 and *ent is that entry (its
  * name borrowed from r until the next snap_reader_next).  ERR_DAMAGED when
  * the toc (typed entries included) is missing or malformed or an entry
- * fails its checksum: then none of them may be run.
+ * fails its checksum: then none of them may be run; ERR_USAGE when it is
+ * of a later version or in an encoding this build does not know.
  */
 int pgr_read_meta(struct snap_reader *r, struct pg_meta *m, struct snap_entry *ent,
 		  int *pending, volatile sig_atomic_t *interrupted, struct sm_error *err);
 
-/* Applies pg_dump's session settings and lock_timeout (0: none). */
-int pgr_session(PGconn *conn, long lock_timeout_ms, struct sm_error *err);
+/* Applies pg_dump's session settings, client encoding encoding (the
+ * snapshot's: pg_meta.encoding), and lock_timeout (0: none).  Session-wide:
+ * pg_apply puts the connection's own back after. */
+int pgr_session(PGconn *conn, const char *encoding, long lock_timeout_ms, struct sm_error *err);
 
 /* Fills err from a failed result (or the connection's message), with what
  * as prefix; keeps the SQLSTATE.  Returns -1. */
 int pgr_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);
+/* When the server refused some of the snapshot's text (read in encoding)
+ * for the target's encoding (an invalid byte sequence: a SQL_ASCII
+ * snapshot's bytes into a UTF8 database; a character the target's
+ * encoding has no equivalent for), as it refuses it to pg_restore: adds to
+ * err what database would take it. */
+void pgr_encoding_hint(PGconn *conn, const char *encoding, struct sm_error *err);
 /* PQexec that must succeed. */
 int pgr_run_sql(PGconn *conn, const char *sql, const char *what, struct sm_error *err);
 /* Runs script's statements in transactions of at most 50 statements. */

@@ -551,9 +551,10 @@ static void pool_stop(struct pool *p)
 	pthread_cond_destroy(&p->cv);
 }
 
-/* Connects n workers to the target and starts them. */
-static int pool_start(struct pool *p, struct engine *target, int n, long lock_timeout_ms,
-		      struct sm_error *err)
+/* Connects n workers to the target, their sessions in the snapshot's
+ * client encoding, and starts them. */
+static int pool_start(struct pool *p, struct engine *target, int n, const char *encoding,
+		      long lock_timeout_ms, struct sm_error *err)
 {
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_init(&p->mu, NULL);
@@ -577,7 +578,7 @@ static int pool_start(struct pool *p, struct engine *target, int n, long lock_ti
 			sb_release(&m);
 			return -1;
 		}
-		if (pgr_session(w->conn, lock_timeout_ms, err) < 0)
+		if (pgr_session(w->conn, encoding, lock_timeout_ms, err) < 0)
 			return -1;
 		w->cancel = PQgetCancel(w->conn);
 	}
@@ -1058,13 +1059,14 @@ int pgr_apply_parallel(struct engine *target, const char *path, int jobs, long l
 	if (snap_reader_open(path, &r, err) < 0)
 		goto out;
 	snap_reader_set_interrupt(r, interrupted);
-	if (pgr_read_meta(r, &m, &ent, &pending, interrupted, err) < 0)
+	if (pgr_read_meta(r, &m, &ent, &pending, interrupted, err) < 0 ||
+	    pgr_session(conn, m.encoding, lock_timeout_ms, err) < 0)
 		goto out;
 	pgr_drop_schemas_sql(conn, m.toc, &sql);
 	if (pgr_run_sql(conn, sql.buf, "cannot drop the schemas to restore", err) < 0 ||
 	    pgr_run_batched(target, m.pre.buf, "cannot restore the schema (pre-data)", err) < 0)
 		goto out;
-	if (pool_start(&p, target, jobs, lock_timeout_ms, err) < 0) {
+	if (pool_start(&p, target, jobs, m.encoding, lock_timeout_ms, err) < 0) {
 		started = 1;
 		goto out;
 	}
@@ -1094,6 +1096,8 @@ out:
 		pool_stop(&p);
 	if (ret < 0 && interrupted && *interrupted)
 		err->kind = ERR_INTERRUPTED;
+	if (ret < 0)
+		pgr_encoding_hint(conn, m.encoding, err);
 	if (ret < 0)
 		err_prefix(err, "the parallel restore (--jobs %d) stopped part-way and left the target "
 			   "database incomplete (a parallel restore is not atomic: drop it or restore "

@@ -203,7 +203,9 @@ int utf8_valid(const char *s)
 	return 1;
 }
 
-void sb_add_utf8(struct strbuf *sb, const char *s)
+/* s with each byte that is not part of valid UTF-8 replaced by U+FFFD, or
+ * (escape) written as \xNN. */
+static void add_utf8(struct strbuf *sb, const char *s, int escape)
 {
 	const unsigned char *p = (const unsigned char *)s;
 
@@ -213,8 +215,21 @@ void sb_add_utf8(struct strbuf *sb, const char *s)
 			sb_add(sb, p, n);
 			p += n;
 		} else {
-			sb_adds(sb, "\xef\xbf\xbd"); /* U+FFFD */
+			if (escape)
+				sb_addf(sb, "\\x%02x", *p);
+			else
+				sb_adds(sb, "\xef\xbf\xbd"); /* U+FFFD */
 			p++;
 		}
 	}
+}
+
+void sb_add_utf8(struct strbuf *sb, const char *s)
+{
+	add_utf8(sb, s, 0);
+}
+
+void sb_add_utf8_escaped(struct strbuf *sb, const char *s)
+{
+	add_utf8(sb, s, 1);
 }

@@ -48,6 +48,9 @@ int utf8_valid(const char *s);
 /* Appends s with every byte that is not part of valid UTF-8 replaced by
  * U+FFFD (file names are bytes; JSON output must be UTF-8). */
 void sb_add_utf8(struct strbuf *sb, const char *s);
+/* The same with each such byte written as \xNN instead: a message that
+ * names bytes that are not text, so that they can be found. */
+void sb_add_utf8_escaped(struct strbuf *sb, const char *s);
 
 /* 1 when lines (newline-separated, may be NULL) has a line equal to the
  * len bytes at s. */

@@ -15,6 +15,35 @@ void pga_data_entry(struct strbuf *out, size_t n)
 	sb_addf(out, "data/%06zu.copy", n);
 }
 
+/* The client encodings a snapshot is read in: UTF8, and the server
+ * encodings that PostgreSQL cannot convert to UTF8 (pg_conversion has no
+ * default conversion from them), read as they are. */
+static const char *const encodings[] = { PGA_ENCODING_UTF8, "SQL_ASCII", "MULE_INTERNAL" };
+
+static const char *known_encoding(const char *name)
+{
+	for (size_t i = 0; name && i < sizeof(encodings) / sizeof(*encodings); i++)
+		if (!strcmp(encodings[i], name))
+			return encodings[i];
+	return NULL;
+}
+
+const char *pga_encoding_for(const char *server_encoding)
+{
+	const char *own = known_encoding(server_encoding);
+
+	return own ? own : PGA_ENCODING_UTF8;
+}
+
+const char *pga_encoding(const cJSON *obj)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, PGA_TOC_ENCODING);
+
+	if (!v)
+		return PGA_ENCODING_UTF8;
+	return cJSON_IsString(v) ? known_encoding(v->valuestring) : NULL;
+}
+
 static const char *const lock_names[] = {
 	"", "ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE",
 	"SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE",

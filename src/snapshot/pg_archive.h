@@ -3,8 +3,9 @@
  * backup_pg.c writes it, restore_pg.c and restore_pg_parallel.c read it;
  * none of them spells an entry name or a toc field of its own.
  *
- *   pg/toc.json        the table of contents: format version, the schemas
- *                      the snapshot owns, per table its qualified name, COPY
+ *   pg/toc.json        the table of contents: format version, the client
+ *                      encoding everything was read in, the schemas the
+ *                      snapshot owns, per table its qualified name, COPY
  *                      column list, data entry and (version 3) the format
  *                      of its rows, and (version 2) the typed entries of
  *                      post-data ("post_data", below)
@@ -62,6 +63,28 @@
  * older snapshot, or one of backup --jobs (whose chunks interleave), has
  * no such key: its tables are complete only at the end of the data. */
 #define PGA_TOC_DATA_BY_TABLE "data_by_table"
+
+/*
+ * toc.json's "encoding" (and the manifest extra's, under the same key):
+ * the client encoding every text of the snapshot was read in (its SQL, its
+ * text COPY rows, the text fields of its binary ones), which a restore sets
+ * before it runs any of it, and the checks after a restore read the
+ * restored database in.  "UTF8" for a database the server converts to
+ * UTF8; for one it cannot convert (SQL_ASCII, whose bytes have no declared
+ * meaning, and MULE_INTERNAL, which has no conversion to UTF8) the
+ * database's own, its bytes as they are.  Absent from older snapshots:
+ * UTF8.  A reader refuses any other value before any SQL runs.
+ */
+#define PGA_TOC_ENCODING "encoding"
+#define PGA_ENCODING_UTF8 "UTF8"
+
+/* The encoding a snapshot of a database whose encoding is server_encoding
+ * (the server's spelling; NULL: unknown) is read in, as a static string. */
+const char *pga_encoding_for(const char *server_encoding);
+/* The encoding obj (the toc, or the manifest's extra; may be NULL) says
+ * its snapshot was read in, as a static string: PGA_ENCODING_UTF8 when it
+ * says none, NULL when it names one no snapshot is read in. */
+const char *pga_encoding(const cJSON *obj);
 
 /* Table n's data entry name ("data/NNNNNN.copy") into out (reset first). */
 void pga_data_entry(struct strbuf *out, size_t n);

@@ -320,9 +320,10 @@ class PgArchiveTest(CliTest):
         self.restore_to(good, "--jobs", "2")
 
     def test_unknown_row_format_runs_nothing(self):
-        """A table whose rows are in a format this build does not know, or a
-        toc of a later version: refused before any SQL runs, whatever the
-        path (a newer safe-migrate's snapshot, or a crafted one)."""
+        """A table whose rows are in a format this build does not know, a
+        toc of a later version, or one read in a client encoding it does
+        not know: refused before any SQL runs, whatever the path (a newer
+        safe-migrate's snapshot, or a crafted one)."""
         url = self.pg_new_db()
         self.load(url, os.path.join(OLD, "source.sql"))
         snap = self.backup(url)
@@ -337,9 +338,15 @@ class PgArchiveTest(CliTest):
         def later(toc):
             toc["version"] = 99
 
+        def encoding(toc):
+            # a client encoding no snapshot is read in: running the SQL
+            # under any other would take its bytes for other characters
+            toc["encoding"] = "KOI8R"
+
         for name, edit, code, said in (
                 ("csv", csv, 7, "are in a format this safe-migrate does not know"),
-                ("later", later, 2, "reads versions up to 3")):
+                ("later", later, 2, "reads versions up to 3"),
+                ("encoding", encoding, 2, "client encoding this safe-migrate does not know")):
             bad = self.repack(snap, name, edit)
             for jobs in ("1", "2"):
                 other = self.pg_new_db()

@@ -22,7 +22,7 @@ import urllib.parse
 import uuid
 
 import test_snapshot_pg
-from smtest import CliTest, FIXTURES, SRC, main, pg_dbname, snapshot_manifest
+from smtest import CliTest, FIXTURES, PG_URL, SRC, main, pg_dbname, snapshot_manifest
 
 ZOO = os.path.join(FIXTURES, "pg_zoo_fidelity.sql")
 OWNER = "sm_fid_owner"
@@ -637,6 +637,250 @@ class PgFidelityTest(CliTest):
         self.assertIn("smtest", r.err)
         self.assertSameState(changed, self.state(url), "a failed restore in place")
         self.assertEqual(labels, self.psql(url, LABELS_SQL))
+
+
+# Legacy bytes that are not UTF-8 (Latin-1 é, ï, ÿ, þ), and a valid UTF-8
+# sequence beside them that must stay those very bytes too
+LEGACY_SQL = b"""
+    CREATE SCHEMA legacy;
+    COMMENT ON SCHEMA legacy IS 'sch\xe9ma';
+    CREATE TYPE legacy.mood AS ENUM ('ok', 'caf\xe9');
+    CREATE DOMAIN legacy.label AS text CHECK (VALUE <> 'nul\xef');
+    CREATE FUNCTION legacy.greet(n text) RETURNS text LANGUAGE sql
+        AS $$ SELECT 'h\xe9llo ' || n $$;
+    CREATE FUNCTION legacy.shout() RETURNS text LANGUAGE plpgsql
+        AS $$ BEGIN RETURN 'r\xe9sum\xe9'; END $$;
+    -- text COPY (an enum column)
+    CREATE TABLE legacy.t (id int PRIMARY KEY, s text DEFAULT 'd\xe9faut',
+                           v varchar(20), a text[], j jsonb, js json, m legacy.mood,
+                           l legacy.label, CHECK (s <> 'interdit\xe9'));
+    INSERT INTO legacy.t VALUES
+        (1, 'caf\xe9', 'na\xefve', ARRAY['\xff\xfe', 'x'], '{"k": "v\xe9"}', '"\xe9"',
+         'caf\xe9', 'lab\xe9l'),
+        (2, 'caf\xc3\xa9', 'plain', '{}', 'null', 'null', 'ok', NULL),
+        (3, E'tab\\t\\\\\xe9', NULL, NULL, NULL, NULL, NULL, NULL);
+    INSERT INTO legacy.t (id) VALUES (4);
+    -- binary COPY (built-in types only)
+    CREATE TABLE legacy.b (id int PRIMARY KEY, s text, v varchar(20), a text[], j jsonb);
+    INSERT INTO legacy.b SELECT g, 'caf\xe9 ' || g, 'na\xefve', ARRAY['\xfe' || g], '{"\xe9": 1}'
+        FROM generate_series(1, 500) g;
+    COMMENT ON TABLE legacy.t IS 'na\xefve';
+    COMMENT ON COLUMN legacy.t.s IS '\xff\xfe';
+    CREATE VIEW legacy.v AS SELECT id, s || ' \xe9t\xe9' AS s2 FROM legacy.t;
+    CREATE INDEX t_s_idx ON legacy.t (s) WHERE s <> 'x\xe9';
+"""
+
+
+class PgSqlAsciiTest(CliTest):
+    """A SQL_ASCII database holding bytes that are not UTF-8, as legacy
+    databases do: the snapshot is read, and restored, in SQL_ASCII (as
+    pg_dump does, in the database's encoding), so every byte comes back as
+    it was; the oracle is pg_dump -s and the rows' COPY bytes."""
+
+    def setUp(self):
+        super().setUp()
+        self.require_pg()
+        # psql and pg_dump take and give the bytes as they are (a SQL_ASCII
+        # client), whatever the environment says
+        self.client_env = dict(os.environ, PGCLIENTENCODING="SQL_ASCII")
+
+    def new_db(self, encoding="SQL_ASCII"):
+        """A new database of that encoding (C locale, which any encoding
+        takes); its URL."""
+        name = "sm_" + uuid.uuid4().hex[:12]
+        self.psql_admin("CREATE DATABASE \"%s\" ENCODING '%s' TEMPLATE template0 "
+                        "LC_COLLATE 'C' LC_CTYPE 'C'" % (name, encoding))
+        self._pg_dbs.append(name)
+        return urllib.parse.urlsplit(PG_URL)._replace(path="/" + name).geturl()
+
+    def sql(self, url, sql):
+        """Runs sql (bytes) with psql; its output, bytes."""
+        r = subprocess.run(["psql", url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"],
+                           input=sql, capture_output=True, env=self.client_env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def schema(self, url):
+        """pg_dump -s, owners and grants included, as bytes (in the
+        database's encoding: both sides the same options)."""
+        r = subprocess.run(["pg_dump", "--schema-only", url], capture_output=True, check=True,
+                           env=self.client_env)
+        return b"\n".join(l for l in r.stdout.splitlines()
+                          if l.strip() and not l.startswith(b"--") and not l.startswith(b"\\"))
+
+    def state(self, url):
+        """pg_dump -s and the bytes COPY gives of every table's rows."""
+        rows = {}
+        for t in ("legacy.t", "legacy.b"):
+            rows[t] = self.sql(url, b"COPY (SELECT * FROM %s ORDER BY id) TO STDOUT" % t.encode())
+        return self.schema(url), rows
+
+    def assertSameState(self, expected, actual, what):
+        self.assertEqual(expected[0], actual[0], "%s: schema (pg_dump -s) differs" % what)
+        self.assertEqual(expected[1], actual[1], "%s: rows differ" % what)
+
+    def legacy_db(self):
+        url = self.new_db()
+        self.sql(url, LEGACY_SQL)
+        return url
+
+    def backup(self, url, *extra, name="snap"):
+        return self.ok("-d", url, "-b", self.path("backups"), "--json", "backup", "--name", name,
+                       *extra).json()["path"]
+
+    def restore_to(self, snap, target, *extra):
+        return self.run_sm("-b", self.path("backups"), "--yes", "restore", snap, "--to", target,
+                           "--no-safety-backup", *extra)
+
+    def test_sql_ascii_round_trips(self):
+        url = self.legacy_db()
+        before = self.state(url)
+        self.assertIn(b"caf\xe9", before[0])  # the enum label, in pg_dump -s
+        self.assertIn(b"na\xefve", before[1]["legacy.t"])
+        # the oracle: pg_dump | pg_restore into another SQL_ASCII database
+        other = self.new_db()
+        dump = subprocess.run(["pg_dump", "-Fc", url], capture_output=True, check=True,
+                              env=self.client_env).stdout
+        subprocess.run(["pg_restore", "--exit-on-error", "-d", other], input=dump,
+                       capture_output=True, check=True, env=self.client_env)
+        self.assertSameState(before, self.state(other), "pg_dump/pg_restore (oracle)")
+
+        snap = self.backup(url)
+        self.assertSameState(before, self.state(url), "taking the snapshot")
+        toc = json.loads(subprocess.run(["tar", "--zstd", "-xOf", snap, "pg/toc.json"],
+                                        capture_output=True, check=True).stdout)
+        self.assertEqual(toc["encoding"], "SQL_ASCII")
+        self.assertEqual({t["qualified"]: t.get("format") for t in toc["tables"]},
+                         {"legacy.t": None, "legacy.b": "binary"})
+        # the manifest is JSON that any reader takes (strict UTF-8)
+        manifest = subprocess.run(["tar", "--zstd", "-xOf", snap, "manifest.json"],
+                                  capture_output=True, check=True).stdout
+        self.assertEqual(json.loads(manifest.decode("utf-8"))["extra"]["encoding"], "SQL_ASCII")
+        self.ok("verify", snap)
+
+        for what, extra in (("restore --to", ()), ("restore --to --jobs 2", ("--jobs", "2"))):
+            other = self.new_db()
+            r = self.restore_to(snap, other, *extra)
+            self.assertEqual(r.code, 0, r)
+            self.assertSameState(before, self.state(other), what)
+        # the restored copy reads back with the schema fingerprint and the
+        # table checksums recorded: both sides in SQL_ASCII
+        scratch = self.new_db()
+        r = self.ok("--json", "verify", snap, "--restore-to", scratch)
+        self.assertTrue(r.json()["ok"], r)
+        self.assertIn("table checksums", r.err)
+        self.assertSameState(before, self.state(scratch), "verify --restore-to")
+        r = self.ok("--json", "verify", snap, "--restore-to", self.new_db(), "--jobs", "2")
+        self.assertTrue(r.json()["ok"], r)
+
+        # backup --jobs 2: every connection reads in SQL_ASCII
+        par = self.backup(url, "--jobs", "2", name="par")
+        other = self.new_db()
+        r = self.restore_to(par, other)
+        self.assertEqual(r.code, 0, r)
+        self.assertSameState(before, self.state(other), "backup --jobs 2")
+        r = self.ok("--json", "verify", par, "--restore-to", self.new_db())
+        self.assertTrue(r.json()["ok"], r)
+
+        # in place, after damage
+        self.sql(url, b"UPDATE legacy.t SET s = 'chang\xe9'; DELETE FROM legacy.b WHERE id > 3; "
+                      b"COMMENT ON TABLE legacy.t IS 'x'; DROP FUNCTION legacy.greet(text);")
+        self.assertNotEqual(before, self.state(url))
+        self.ok("-d", url, "-b", self.path("backups"), "--yes", "restore", snap,
+                "--no-safety-backup")
+        self.assertSameState(before, self.state(url), "restore in place")
+        self.assertEqual(self.sql(url, b"SELECT legacy.greet('x'), legacy.shout()"),
+                         b"h\xe9llo x|r\xe9sum\xe9\n")
+
+    def test_sql_ascii_snapshot_into_a_utf8_database_fails_cleanly(self):
+        """The server refuses the bytes that are not UTF-8 (as it does to
+        pg_restore): the one-transaction restore changes nothing and says
+        what database would take them."""
+        url = self.legacy_db()
+        snap = self.backup(url)
+        target = self.new_db("UTF8")
+        self.sql(target, b"CREATE TABLE keep (x int); INSERT INTO keep VALUES (1)")
+        r = self.restore_to(snap, target)
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("invalid byte sequence", r.err)
+        self.assertIn("ENCODING 'SQL_ASCII'", r.err)
+        self.assertEqual(self.sql(target, b"SELECT count(*) FROM pg_namespace WHERE "
+                                          b"nspname = 'legacy'"), b"0\n")
+        self.assertEqual(self.sql(target, b"SELECT x FROM keep"), b"1\n")
+        # verify --restore-to: a snapshot that cannot be restored there
+        r = self.code(7, "verify", snap, "--restore-to", self.new_db("UTF8"))
+        self.assertIn("cannot be restored", r.out)
+
+    def test_sql_ascii_names_that_are_not_utf8_are_refused(self):
+        """The toc and the manifest are JSON, which holds UTF-8: a name that
+        is not (a table, a column, a schema) fails the backup before
+        anything is written, naming each object; the data, comments and
+        function bodies are SQL and COPY bytes, and are kept."""
+        url = self.new_db()
+        self.sql(url, b'CREATE SCHEMA "s\xe9"; CREATE TABLE "s\xe9".ok (x int); '
+                      b'CREATE TABLE "caf\xe9" (id int PRIMARY KEY, "na\xefve" text); '
+                      b"COMMENT ON TABLE \"caf\xe9\" IS 'na\xefve'")
+        r = self.code(1, "-d", url, "-b", self.path("backups"), "backup")
+        self.assertIn("not valid UTF-8", r.err)
+        for name in ('table public."caf\\xe9" (id, "na\\xefve")', 'TABLE "s\\xe9".ok',
+                     "; s\\xe9;"):
+            self.assertIn(name, r.err)
+        self.assertFalse(os.path.exists(self.path("backups")) and
+                         [f for f in os.listdir(self.path("backups")) if f.endswith(".zst")])
+        # renamed, the same database is taken and comes back byte for byte
+        self.sql(url, b'ALTER SCHEMA "s\xe9" RENAME TO s; ALTER TABLE "caf\xe9" RENAME TO cafe; '
+                      b'ALTER TABLE cafe RENAME "na\xefve" TO naive; '
+                      b'ALTER INDEX "caf\xe9_pkey" RENAME TO cafe_pkey; '
+                      b"INSERT INTO cafe VALUES (1, 'na\xefve')")
+        snap = self.backup(url)
+        other = self.new_db()
+        r = self.restore_to(snap, other)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.schema(url), self.schema(other))
+        self.assertEqual(self.sql(other, b"SELECT naive, obj_description('cafe'::regclass) "
+                                         b"FROM cafe"), b"na\xefve|na\xefve\n")
+
+    def test_sql_ascii_pipeline_restores_the_bytes(self):
+        """safe-migrate on a SQL_ASCII database: snapshot, apply, validate;
+        a run that fails after a committed migration is restored (exit 5),
+        with every byte as it was, checked by the pipeline against the
+        snapshot's table checksums (read in SQL_ASCII on both sides)."""
+        url = self.legacy_db()
+        base = ["-d", url, "-b", self.path("backups")]
+        self.write("migrations/0001_base.sql",
+                   "-- migrate:up\nCREATE TABLE legacy.base (x int);\n")
+        r = self.ok(*base, "safe-migrate")
+        self.assertIn("applied 0001", r.out)
+        before = self.state(url)
+        self.write("migrations/0002_change.sql",
+                   "-- migrate:up\nUPDATE legacy.t SET s = 'changed', a = NULL;\n"
+                   "COMMENT ON TABLE legacy.t IS 'plain';\nDROP VIEW legacy.v;\n")
+        self.write("migrations/0003_fail.sql", "-- migrate:up\nSELECT 1/0;\n")
+        r = self.run_sm(*base, "safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertSameState(before, self.state(url), "the automatic restore")
+
+    def test_mule_internal_round_trips(self):
+        """MULE_INTERNAL, the other server encoding with no conversion to
+        UTF8: read and restored in its own encoding."""
+        url = self.new_db("MULE_INTERNAL")
+        # Latin-1 'café', which the server stores as MULE_INTERNAL's bytes
+        self.sql(url, b"SET client_encoding = 'LATIN1';\n"
+                      b"CREATE TABLE m (id int PRIMARY KEY, s text);\n"
+                      b"INSERT INTO m VALUES (1, 'caf\xe9');\n"
+                      b"COMMENT ON TABLE m IS 'na\xefve';\n")
+        rows = b"SELECT encode(convert_to(s || obj_description('m'::regclass), " \
+               b"'MULE_INTERNAL'), 'hex') FROM m"
+        want = self.sql(url, rows)
+        self.assertIn(b"81e9", want)  # a Latin-1 character in MULE_INTERNAL
+        snap = self.backup(url)
+        self.assertEqual(snapshot_manifest(snap)["extra"]["encoding"], "MULE_INTERNAL")
+        scratch = self.new_db("MULE_INTERNAL")
+        r = self.ok("--json", "verify", snap, "--restore-to", scratch)
+        self.assertTrue(r.json()["ok"], r)
+        self.assertEqual(self.sql(scratch, rows), want)
+        self.assertEqual(self.schema(url), self.schema(scratch))
 
 
 class PgInheritOrderTest(CliTest):

@@ -3,7 +3,8 @@
  * written by pga_toc_json reads back the same, a hostile toc (a slice out
  * of the script, a dependency on a later entry, an unknown lock mode) is
  * refused as damaged, the lock-conflict table is PostgreSQL's, and
- * pga_toc_sort orders entries on their dependencies as pg_dump's TopoSort.
+ * pga_toc_sort orders entries on their dependencies as pg_dump's TopoSort,
+ * and a toc's client encoding is one a snapshot is read in or refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -239,6 +240,35 @@ static void test_sort(void **state)
 	sb_release(&script);
 }
 
+/* The client encoding a snapshot is read in: UTF8, or the database's own
+ * where the server has no conversion to UTF8; a toc says it, an older one
+ * (no field) means UTF8, and any other value is refused. */
+static void test_encodings(void **state)
+{
+	cJSON *toc = cJSON_CreateObject();
+
+	(void)state;
+	assert_string_equal(pga_encoding_for("UTF8"), PGA_ENCODING_UTF8);
+	assert_string_equal(pga_encoding_for("LATIN1"), PGA_ENCODING_UTF8);
+	assert_string_equal(pga_encoding_for("EUC_JP"), PGA_ENCODING_UTF8);
+	assert_string_equal(pga_encoding_for(NULL), PGA_ENCODING_UTF8);
+	assert_string_equal(pga_encoding_for("SQL_ASCII"), "SQL_ASCII");
+	assert_string_equal(pga_encoding_for("MULE_INTERNAL"), "MULE_INTERNAL");
+	assert_string_equal(pga_encoding(NULL), PGA_ENCODING_UTF8);
+	assert_string_equal(pga_encoding(toc), PGA_ENCODING_UTF8);
+	cJSON_AddStringToObject(toc, PGA_TOC_ENCODING, "SQL_ASCII");
+	assert_string_equal(pga_encoding(toc), "SQL_ASCII");
+	cJSON_ReplaceItemInObjectCaseSensitive(toc, PGA_TOC_ENCODING, cJSON_CreateString("KOI8R"));
+	assert_null(pga_encoding(toc));
+	/* (the spelling the server reports, and no other: a set_config value) */
+	cJSON_ReplaceItemInObjectCaseSensitive(toc, PGA_TOC_ENCODING,
+					       cJSON_CreateString("sql_ascii'; DROP"));
+	assert_null(pga_encoding(toc));
+	cJSON_ReplaceItemInObjectCaseSensitive(toc, PGA_TOC_ENCODING, cJSON_CreateNumber(6));
+	assert_null(pga_encoding(toc));
+	cJSON_Delete(toc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_tocs),
 		cmocka_unit_test(test_lock_conflicts),
 		cmocka_unit_test(test_sort),
+		cmocka_unit_test(test_encodings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
