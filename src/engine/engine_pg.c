@@ -252,6 +252,35 @@ static int database_missing(const char *const *keys, const char *const *vals, in
 	return missing;
 }
 
+/* Migration files are UTF-8 (the migration reader refuses any other), and
+ * so are the canonical schema and what the checks print: the session
+ * speaks UTF-8 whatever the database's encoding, and the server converts.
+ * libpq's default is the database's own encoding (or PGCLIENTENCODING),
+ * so a migration's 'café' went into a LATIN1 database as 'cafÃ©'.  A
+ * SQL_ASCII database has nothing to convert from: its bytes pass as they
+ * are (as the snapshot reads them), which a UTF-8 session would refuse. */
+static int pin_client_encoding(PGconn *conn, const struct db_url *url, struct sm_error *err)
+{
+	const char *server = PQparameterStatus(conn, "server_encoding");
+	const char *client = PQparameterStatus(conn, "client_encoding");
+	const char *want = server && !strcmp(server, "SQL_ASCII") ? "SQL_ASCII" : "UTF8";
+	struct strbuf sql = STRBUF_INIT;
+	PGresult *res;
+	int ok;
+
+	if (client && !strcmp(client, want))
+		return 0;
+	sb_addf(&sql, "SET client_encoding = '%s'", want);
+	res = PQexec(conn, sql.buf);
+	sb_release(&sql);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	if (!ok)
+		return err_set(err, ERR_FAIL, "cannot set the client encoding of '%s' to %s: %s",
+			       url->redacted, want, PQerrorMessage(conn));
+	return 0;
+}
+
 static int pg_open(struct engine *e, unsigned flags, struct sm_error *err)
 {
 	/* later keywords win: connect_timeout is only a default, while
@@ -286,6 +315,11 @@ static int pg_open(struct engine *e, unsigned flags, struct sm_error *err)
 				"first, e.g. with createdb)");
 		err_set(err, ERR_FAIL, "%s", sb.buf);
 		sb_release(&sb);
+		PQfinish(pg->conn);
+		free(pg);
+		return -1;
+	}
+	if (pin_client_encoding(pg->conn, &e->url, err) < 0) {
 		PQfinish(pg->conn);
 		free(pg);
 		return -1;

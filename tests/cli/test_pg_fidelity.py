@@ -861,6 +861,42 @@ class PgSqlAsciiTest(CliTest):
         self.assertEqual(r.json()["outcome"], "restored")
         self.assertSameState(before, self.state(url), "the automatic restore")
 
+    def test_migrations_keep_their_characters_in_a_latin1_database(self):
+        # migration files are UTF-8: the run's session speaks UTF-8 and the
+        # server converts (libpq's default, the database's own encoding,
+        # stored 'caf\xc3\xa9'); a client encoding the user chose is theirs
+        url = self.new_db("LATIN1")
+        self.write("migrations/0001_a.sql", "-- migrate:up\nCREATE TABLE \"donn\u00e9es\" "
+                   "(id int PRIMARY KEY, s text);\nINSERT INTO \"donn\u00e9es\" VALUES "
+                   "(1, 'caf\u00e9');\n")
+        self.write("migrations/0002_b.sql", "-- migrate:up\nINSERT INTO \"donn\u00e9es\" "
+                   "VALUES (2, 'na\u00efve');\n")
+        base = ["-d", url, "-b", self.path("backups")]
+        self.ok(*base, "safe-migrate", "0001")
+        self.ok(*base, "upgrade")
+        self.assertEqual(self.sql(url, b'SELECT s FROM "donn\xe9es" ORDER BY id'),
+                         b"caf\xe9\nna\xefve\n")
+        # what the checks read back is UTF-8 too
+        self.assertIn("table\tdonn\u00e9es\n", self.ok(*base, "schema").out)
+        # whatever PGCLIENTENCODING says: the files are UTF-8
+        self.write("migrations/0003_c.sql", "-- migrate:up\nINSERT INTO \"donn\u00e9es\" "
+                   "VALUES (3, 'd\u00e9j\u00e0');\n")
+        self.ok(*base, "upgrade", env={"PGCLIENTENCODING": "LATIN1"})
+        self.assertEqual(self.sql(url, b'SELECT s FROM "donn\xe9es" WHERE id = 3'),
+                         b"d\xe9j\xe0\n")
+        # and a SQL_ASCII database takes the file's bytes as they are, even
+        # under PGCLIENTENCODING=UTF8 (which cannot read its other bytes)
+        url = self.new_db("SQL_ASCII")
+        self.sql(url, b"CREATE TABLE legacy (s text); INSERT INTO legacy VALUES ('caf\xe9')")
+        self.write("migrations/0001_a.sql", "-- migrate:up\nINSERT INTO legacy VALUES "
+                   "('na\u00efve');\n")
+        for name in ("0002_b.sql", "0003_c.sql"):
+            os.unlink(self.path("migrations", name))
+        self.ok("-d", url, "-b", self.path("backups"), "safe-migrate",
+                env={"PGCLIENTENCODING": "UTF8"})
+        self.assertEqual(self.sql(url, b"SELECT s FROM legacy ORDER BY s"),
+                         b"caf\xe9\nna\xc3\xafve\n")
+
     def test_mule_internal_round_trips(self):
         """MULE_INTERNAL, the other server encoding with no conversion to
         UTF8: read and restored in its own encoding."""
