@@ -64,10 +64,17 @@ static void track_clear(struct sqlite_impl *s)
 }
 
 /* Whether a statement naming database db (NULL: none named, so "main")
- * reaches beyond the snapshot: an attached database. */
-static int is_elsewhere(const char *db)
+ * reaches beyond the snapshot: a file attached to the connection.  An
+ * attached database with no file (ATTACH ':memory:' or '', scratch space
+ * a migration may use) outlives nothing, and neither does "temp". */
+static int is_elsewhere(struct sqlite_impl *s, const char *db)
 {
-	return db && sqlite3_stricmp(db, "main") && sqlite3_stricmp(db, "temp");
+	const char *file;
+
+	if (!db || !sqlite3_stricmp(db, "main") || !sqlite3_stricmp(db, "temp"))
+		return 0;
+	file = sqlite3_db_filename(s->db, db);
+	return file && *file;
 }
 
 static void deny_elsewhere(struct sqlite_impl *s, const char *db)
@@ -77,7 +84,7 @@ static void deny_elsewhere(struct sqlite_impl *s, const char *db)
 
 	sb_addf(&sb, "writes to the attached database '%s' ('%s'): the run's snapshot and its "
 		"restore cover the main database only, so under the safety net a migration may "
-		"read an attached database but not write it", db, file && *file ? file : "in memory");
+		"read an attached database file but not write it", db, file ? file : "");
 	free(s->denied);
 	s->denied = sb_detach(&sb);
 }
@@ -98,7 +105,7 @@ static int confine_auth(struct sqlite_impl *s, int code, const char *a1, const c
 	case SQLITE_DETACH:
 		return SQLITE_OK;
 	case SQLITE_PRAGMA:
-		if (is_elsewhere(db) && !s->elsewhere)
+		if (is_elsewhere(s, db) && !s->elsewhere)
 			s->elsewhere = xstrdup(db);
 		return SQLITE_OK;
 	case SQLITE_ALTER_TABLE:
@@ -107,7 +114,7 @@ static int confine_auth(struct sqlite_impl *s, int code, const char *a1, const c
 	default:
 		break;
 	}
-	if (!is_elsewhere(db))
+	if (!is_elsewhere(s, db))
 		return SQLITE_OK;
 	deny_elsewhere(s, db);
 	return SQLITE_DENY;

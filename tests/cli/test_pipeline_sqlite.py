@@ -115,12 +115,16 @@ class PipelineSqlite(CliTest):
         con = sqlite3.connect(other)
         con.executescript("CREATE TABLE src (x INT); INSERT INTO src VALUES (1), (2);")
         con.close()
+        # (an attached database in memory is scratch space: written freely)
         self.add("0002_a.sql", "ATTACH '%s' AS o;\nCREATE TABLE copied AS SELECT * FROM o.src;"
-                 "\nPRAGMA o.table_info(src);\nDETACH o;" % other, notx=True)
+                 "\nPRAGMA o.table_info(src);\nDETACH o;\nATTACH ':memory:' AS scratch;\n"
+                 "CREATE TABLE scratch.s AS SELECT x * 10 AS x FROM copied;\n"
+                 "INSERT INTO copied SELECT x FROM scratch.s;\nDETACH scratch;" % other,
+                 notx=True)
         r = self.ok("safe-migrate", "--json")
         self.assertEqual(r.json()["outcome"], "applied")
         con = sqlite3.connect(self.path("app.db"))
-        self.assertEqual(con.execute("SELECT sum(x) FROM copied").fetchone()[0], 3)
+        self.assertEqual(con.execute("SELECT sum(x) FROM copied").fetchone()[0], 33)
         con.close()
 
     def test_success_json_and_nothing_to_do(self):
