@@ -54,7 +54,7 @@ static const char session_sql[] =
 const char *pgcat_encoding(PGconn *conn)
 {
 	/* reported by the server at connection start: no round trip */
-	return pga_encoding_for(PQparameterStatus(conn, "server_encoding"));
+	return engine_pg_client_encoding(PQparameterStatus(conn, "server_encoding"));
 }
 
 void pgcat_session(struct strbuf *sql, const char *encoding)

@@ -252,18 +252,27 @@ static int database_missing(const char *const *keys, const char *const *vals, in
 	return missing;
 }
 
+const char *engine_pg_client_encoding(const char *server_encoding)
+{
+	static const char *const own[] = { "SQL_ASCII", "MULE_INTERNAL" };
+
+	for (size_t i = 0; server_encoding && i < sizeof(own) / sizeof(*own); i++)
+		if (!strcmp(server_encoding, own[i]))
+			return own[i];
+	return "UTF8";
+}
+
 /* Migration files are UTF-8 (the migration reader refuses any other), and
  * so are the canonical schema and what the checks print: the session
- * speaks UTF-8 whatever the database's encoding, and the server converts.
- * libpq's default is the database's own encoding (or PGCLIENTENCODING),
- * so a migration's 'café' went into a LATIN1 database as 'cafÃ©'.  A
- * SQL_ASCII database has nothing to convert from: its bytes pass as they
- * are (as the snapshot reads them), which a UTF-8 session would refuse. */
+ * speaks engine_pg_client_encoding's, whatever the user's environment
+ * says.  libpq's default is the database's own encoding (or
+ * PGCLIENTENCODING), so a migration's 'café' went into a LATIN1 database
+ * as 'cafÃ©'; a SQL_ASCII database read in UTF8 refuses its other bytes. */
 static int pin_client_encoding(PGconn *conn, const struct db_url *url, struct sm_error *err)
 {
-	const char *server = PQparameterStatus(conn, "server_encoding");
 	const char *client = PQparameterStatus(conn, "client_encoding");
-	const char *want = server && !strcmp(server, "SQL_ASCII") ? "SQL_ASCII" : "UTF8";
+	const char *want =
+		engine_pg_client_encoding(PQparameterStatus(conn, "server_encoding"));
 	struct strbuf sql = STRBUF_INIT;
 	PGresult *res;
 	int ok;

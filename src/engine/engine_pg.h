@@ -37,4 +37,15 @@
 
 int engine_pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);
 
+/*
+ * The client encoding every session of ours speaks to a database whose
+ * encoding is server_encoding (the server's spelling, as the
+ * server_encoding parameter reports it; NULL: unknown), as a static
+ * string: UTF8, which the server converts to and from, except where it has
+ * no conversion to UTF8 (SQL_ASCII, MULE_INTERNAL), whose bytes pass as
+ * they are.  The engine's session (migration files are UTF-8) and the
+ * snapshot's (which records it: pg_archive.h) both follow it.
+ */
+const char *engine_pg_client_encoding(const char *server_encoding);
+
 #endif

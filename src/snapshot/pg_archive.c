@@ -28,13 +28,6 @@ static const char *known_encoding(const char *name)
 	return NULL;
 }
 
-const char *pga_encoding_for(const char *server_encoding)
-{
-	const char *own = known_encoding(server_encoding);
-
-	return own ? own : PGA_ENCODING_UTF8;
-}
-
 const char *pga_encoding(const cJSON *obj)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, PGA_TOC_ENCODING);

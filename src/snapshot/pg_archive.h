@@ -78,9 +78,6 @@
 #define PGA_TOC_ENCODING "encoding"
 #define PGA_ENCODING_UTF8 "UTF8"
 
-/* The encoding a snapshot of a database whose encoding is server_encoding
- * (the server's spelling; NULL: unknown) is read in, as a static string. */
-const char *pga_encoding_for(const char *server_encoding);
 /* The encoding obj (the toc, or the manifest's extra; may be NULL) says
  * its snapshot was read in, as a static string: PGA_ENCODING_UTF8 when it
  * says none, NULL when it names one no snapshot is read in. */

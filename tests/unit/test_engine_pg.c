@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "engine_pg.h"
 #include "xalloc.h"
 
 struct collected {
@@ -116,6 +117,19 @@ static void test_split_empty_and_comment_only(void **state)
 	assert_int_equal(pg_ops()->split("", collect, &c, &err), 0);
 	assert_int_equal(pg_ops()->split("-- nothing\n/* here */\n;;\n", collect, &c, &err), 0);
 	assert_int_equal(c.n, 0);
+}
+
+/* The client encoding our sessions speak: UTF8, or the database's own
+ * where the server has no conversion to UTF8. */
+static void test_client_encoding(void **state)
+{
+	(void)state;
+	assert_string_equal(engine_pg_client_encoding("UTF8"), "UTF8");
+	assert_string_equal(engine_pg_client_encoding("LATIN1"), "UTF8");
+	assert_string_equal(engine_pg_client_encoding("EUC_JP"), "UTF8");
+	assert_string_equal(engine_pg_client_encoding(NULL), "UTF8");
+	assert_string_equal(engine_pg_client_encoding("SQL_ASCII"), "SQL_ASCII");
+	assert_string_equal(engine_pg_client_encoding("MULE_INTERNAL"), "MULE_INTERNAL");
 }
 
 static void test_quoting(void **state)
@@ -278,6 +292,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split_keeps_dollar_quoted_bodies),
+		cmocka_unit_test(test_client_encoding),
 		cmocka_unit_test(test_split_stops_when_callback_asks),
 		cmocka_unit_test(test_split_syntax_error_names_line),
 		cmocka_unit_test(test_split_empty_and_comment_only),

@@ -248,12 +248,6 @@ static void test_encodings(void **state)
 	cJSON *toc = cJSON_CreateObject();
 
 	(void)state;
-	assert_string_equal(pga_encoding_for("UTF8"), PGA_ENCODING_UTF8);
-	assert_string_equal(pga_encoding_for("LATIN1"), PGA_ENCODING_UTF8);
-	assert_string_equal(pga_encoding_for("EUC_JP"), PGA_ENCODING_UTF8);
-	assert_string_equal(pga_encoding_for(NULL), PGA_ENCODING_UTF8);
-	assert_string_equal(pga_encoding_for("SQL_ASCII"), "SQL_ASCII");
-	assert_string_equal(pga_encoding_for("MULE_INTERNAL"), "MULE_INTERNAL");
 	assert_string_equal(pga_encoding(NULL), PGA_ENCODING_UTF8);
 	assert_string_equal(pga_encoding(toc), PGA_ENCODING_UTF8);
 	cJSON_AddStringToObject(toc, PGA_TOC_ENCODING, "SQL_ASCII");
