@@ -154,6 +154,15 @@ char *fs_absolute(const char *path)
 	return fs_join(cwd, path);
 }
 
+char *fs_resolve(const char *path)
+{
+	char *real = realpath(path, NULL);
+	char *out = xstrdup(real ? real : path);
+
+	free(real);
+	return out;
+}
+
 int fs_exists(const char *path)
 {
 	struct stat st;

@@ -92,5 +92,8 @@ void fs_start_writeback(int fd, off_t off, off_t len);
 int fs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 /* Makes path absolute against the current directory; caller frees. */
 char *fs_absolute(const char *path);
+/* The path with every symbolic link and "." or ".." resolved (realpath),
+ * or path as it is when it cannot be (it does not exist); caller frees. */
+char *fs_resolve(const char *path);
 
 #endif

@@ -550,10 +550,17 @@ static int sqlite_lock(struct engine *e, long timeout_ms, struct sm_error *err)
 	struct sqlite_impl *s = e->impl;
 	struct strbuf path = STRBUF_INIT;
 	struct timespec start, now;
+	char *real;
 
 	if (s->lock_fd >= 0)
 		return 0;
-	sb_addf(&path, "%s-safe-migrate.lock", e->url.path);
+	/* named after the file, not the spelling of its path: a run through
+	 * a symbolic link and a recover through the real path must exclude
+	 * each other (the journal already goes by the file's identity), and
+	 * SQLite names its journal after the resolved path too */
+	real = fs_resolve(e->url.path);
+	sb_addf(&path, "%s-safe-migrate.lock", real);
+	free(real);
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		long waited;

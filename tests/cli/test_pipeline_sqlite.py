@@ -635,6 +635,36 @@ class PipelineSqlite(CliTest):
         self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE version='0002'"),
                          [(1,)])
 
+    def test_a_run_through_a_symlink_excludes_a_recover_through_the_real_path(self):
+        # the lock goes by the file, not by the spelling of its path: a
+        # recover through the real path must not take the live run's
+        # journal for an interrupted one and restore under it
+        os.symlink("app.db", self.path("link.db"))
+        self.add("0002_a.sql", "CREATE TABLE a (x INT);")
+        self.add("0003_slow.sql", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                 "FROM c WHERE x < 4000000) SELECT count(*) FROM c;")
+        run = subprocess.Popen([BIN, "-d", "sqlite:///link.db", "safe-migrate", "--json"],
+                               cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            # the run holds the lock once its journal is written
+            for _ in range(1000):
+                if [f for f in os.listdir(self.path("backups")) if f.endswith(".journal")] \
+                        if os.path.isdir(self.path("backups")) else []:
+                    break
+                time.sleep(0.01)
+            r = self.run_sm("-d", "sqlite:///app.db", "--lock-timeout", "200ms", "recover",
+                            "--yes")
+        finally:
+            out, err = run.communicate(timeout=120)
+        self.assertEqual(run.returncode, 0, err)
+        self.assertEqual(json.loads(out)["outcome"], "applied")
+        self.assertNotEqual(r.code, 0, r)
+        self.assertIn("another migration is running", r.err)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM a"), [(0,)])
+        self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE "
+                                     "version IN ('0002', '0003')"), [(2,)])
+
     def test_dry_run_is_byte_identical(self):
         self.add("0002_a.sql", "CREATE TABLE a (x INT);\nINSERT INTO a VALUES (1);")
         self.add("0003_b.sql", "DELETE FROM users WHERE id = 1;")
