@@ -71,6 +71,26 @@ struct run {
 };
 
 /* Zeroes r; run_init starts it, run_release frees what run_finish leaves. */
+/* What differs between the two entry points; the phases are shared. */
+struct pipeline_kind {
+	const char *command; /* the journal's "command" */
+	/* The change goes through the run's own connection (our migrations):
+	 * its writes can be told from other sessions', and a migration that
+	 * failed in its own transaction may have changed nothing.  0 for a
+	 * command that writes through connections of its own. */
+	int own_writes;
+	/* Before the safety checks: what to do (the plan); may finish the run. */
+	int (*plan)(struct run *r);
+	/* After the safety checks, before the pre-run state is captured: may
+	 * finish the run (a dry run, a refused --no-backup). */
+	int (*preflight)(struct run *r);
+	/* Makes the change: 0 on success; -1 after printing what failed (sets
+	 * r->interrupted when a signal ended it). */
+	int (*apply)(struct run *r);
+	/* The "done:" line. */
+	void (*report_done)(const struct run *r);
+};
+
 static void run_prepare(struct run *r)
 {
 	static const struct plan no_plan = PLAN_INIT;
@@ -707,8 +727,12 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	} else if (r->gone) {
 		err_set(&rerr, ERR_FAIL, "the database %s is gone, and no snapshot can bring it back",
 			r->id.label);
-	} else {
+	} else if (r->kind->own_writes) {
 		ok = 1; /* --no-backup: the single transaction was rolled back */
+	} else {
+		/* --no-backup around another tool: what it committed stays */
+		err_set(&rerr, ERR_FAIL, "no snapshot was taken (--no-backup), so nothing can undo "
+			"what '%s' committed", r->cmdline.buf);
 	}
 	free(fs.saved);
 	if (code) {
@@ -763,16 +787,16 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	}
 	if (r->snapshot) {
 		error_msg("the database may be in an intermediate state. Restore it by hand now:");
-		/* the safety snapshot that restore takes keeps what other
-		 * sessions wrote, which the database holds now */
-		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes%s%s",
+		/* with its safety snapshot: it keeps whatever other sessions
+		 * wrote, which the database holds now, before and after the
+		 * failure (an application that is still up keeps writing) */
+		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes%s",
 			  ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, r->snapshot,
-			  others_wrote ? "" : " --no-safety-backup",
 			  port_hand_restore_options(r->snap_extra));
-		if (others_wrote)
-			error_msg("(other sessions wrote since the snapshot: that restore first saves "
-				  "the database as it is now, their writes included, in a safety "
-				  "snapshot)");
+		error_msg("(that restore first saves the database as it is now in a safety "
+			  "snapshot: %s)", others_wrote ? "other sessions wrote since the snapshot, "
+			  "and their writes are kept there" : "whatever other sessions write until "
+			  "then is kept there");
 		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
 			  "'safe-migrate verify %s'", r->snapshot);
 		{
@@ -1106,26 +1130,6 @@ static int stop(struct run *r, const char *outcome, int code)
 	r->code = run_finish(r, outcome, code);
 	return PHASE_STOP;
 }
-
-/* What differs between the two entry points; the phases are shared. */
-struct pipeline_kind {
-	const char *command; /* the journal's "command" */
-	/* The change goes through the run's own connection (our migrations):
-	 * its writes can be told from other sessions', and a migration that
-	 * failed in its own transaction may have changed nothing.  0 for a
-	 * command that writes through connections of its own. */
-	int own_writes;
-	/* Before the safety checks: what to do (the plan); may finish the run. */
-	int (*plan)(struct run *r);
-	/* After the safety checks, before the pre-run state is captured: may
-	 * finish the run (a dry run, a refused --no-backup). */
-	int (*preflight)(struct run *r);
-	/* Makes the change: 0 on success; -1 after printing what failed (sets
-	 * r->interrupted when a signal ended it). */
-	int (*apply)(struct run *r);
-	/* The "done:" line. */
-	void (*report_done)(const struct run *r);
-};
 
 /* Puts the database back after a failed apply or validate: only with the
  * snapshot this run took (checked by its SHA-256: a snapshot replaced

@@ -474,9 +474,16 @@ class ConcurrentPg(CliTest):
         self.assertEqual(r.json()["created_schemas"], "extra")
         # the printed command finishes the job once the blocker is gone
         cmd = [l for l in r.err.splitlines() if "restore '" in l and "--yes" in l][0]
-        self.assertIn("--no-safety-backup", cmd)
-        self.ok(*self.base, "--lock-timeout", "5s", "restore", j_snapshot(r), "--yes",
+        # with its safety snapshot: the application may write before it runs
+        self.assertNotIn("--no-safety-backup", cmd)
+        self.psql(self.url, "INSERT INTO users (name) VALUES ('after the failure')")
+        r2 = self.ok(*self.base, "--lock-timeout", "5s", "--json", "restore", j_snapshot(r),
+                     "--yes")
+        other = self.pg_new_db()
+        self.ok(*self.base, "restore", r2.json()["safety_snapshot"], "--to", other, "--yes",
                 "--no-safety-backup")
+        self.assertEqual(self.psql(other, "SELECT count(*) FROM users WHERE name = "
+                                          "'after the failure'"), "1")
         self.assertEqual(self.psql(self.url, "SELECT to_regclass('public.a') IS NULL"), "t")
 
 

@@ -561,9 +561,11 @@ class PipelineSqlite(CliTest):
                             "    time.sleep(0.02)\n"
                             "sys.exit(1)\n" % holder)
         r = self.code(6, "--lock-timeout", "1s", "run", "--", "/usr/bin/python3", script)
-        line = [l for l in r.err.splitlines() if "restore '" in l and "--no-safety-backup" in l]
+        line = [l for l in r.err.splitlines() if "restore '" in l and " --yes" in l]
         self.assertEqual(len(line), 1, r.err)
         self.assertIn("--accept-recorded-problems", line[0])
+        # the safety snapshot keeps what an application still up writes
+        self.assertNotIn("--no-safety-backup", line[0])
         cmd = shlex.split(line[0].split("error:", 1)[1])
         self.assertEqual(cmd[0], "safe-migrate")
         deadline = time.time() + 30
@@ -757,6 +759,21 @@ class PipelineSqlite(CliTest):
         r = self.code(1, "run", "--", "/nonexistent/tool", "up")
         self.assertIn("cannot start '/nonexistent/tool'", r.err)
         self.code(2, "run")
+
+    def test_run_no_backup_does_not_claim_the_commands_writes_were_undone(self):
+        # no snapshot, and the command's writes are its own commits: nothing
+        # was rolled back, so the run must not say so (exit 5)
+        script = self.write("upd.py",
+                            "import os, sqlite3, sys\n"
+                            "con = sqlite3.connect(os.environ['DATABASE_URL'][len('sqlite:///'):])\n"
+                            "con.execute(\"UPDATE users SET name = 'changed'\")\n"
+                            "con.commit()\n"
+                            "sys.exit(1)\n")
+        r = self.code(6, "run", "--no-backup", "--json", "--", "/usr/bin/python3", script)
+        self.assertIn("no snapshot was taken (--no-backup)", r.err)
+        self.assertNotIn("rolled back", r.err)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM users WHERE name = 'changed'"),
+                         [(4,)])
 
     # A wrapped command that does what some tools do: writes a new file (here
     # a copy made with SQLite's backup API, then changed by argv[1]) and
