@@ -116,25 +116,33 @@ static int open_scratch(struct cmd_ctx *ctx, struct engine **e, char **tmp_path,
 		}
 	}
 	{
+		/* empty: no object at all, and no version table (which the model
+		 * leaves out).  A live database whose migrations made only a type
+		 * and a sequence is not a scratch one: roundtrip would run their
+		 * down sections there and drop its version tables at the end. */
 		struct schema_model m = SCHEMA_MODEL_INIT;
-		int n_tables = 0;
-		if (schema_load(*e, &m, err) < 0) {
+		size_t n_objects = 0;
+		int versions = 0;
+		if (schema_load(*e, &m, err) < 0 ||
+		    (*e)->ops->table_exists(*e, HIST_TABLE, &versions, err) < 0) {
 			schema_release(&m);
 			goto out;
 		}
 		for (size_t i = 0; i < m.n; i++)
-			n_tables += m.items[i].kind == SOBJ_TABLE;
+			n_objects += m.items[i].kind != SOBJ_COLUMN &&
+				     m.items[i].kind != SOBJ_CONSTRAINT;
 		schema_release(&m);
-		if (n_tables && !strcmp(s.buf, "-d")) {
+		if ((n_objects || versions) && !strcmp(s.buf, "-d")) {
 			err_set(err, ERR_USAGE, "roundtrip on %s needs --url SCRATCH: a throwaway "
-				"database it may create and drop tables in ('%s' holds %d table%s)",
-				u.scheme, u.redacted, n_tables, n_tables == 1 ? "" : "s");
+				"database it may create and drop objects in ('%s' holds %zu object%s%s)",
+				u.scheme, u.redacted, n_objects, n_objects == 1 ? "" : "s",
+				versions ? " and a version table" : "");
 			goto out;
 		}
-		if (n_tables) {
-			err_set(err, ERR_USAGE, "scratch database '%s' is not empty (%d table%s); "
-				"roundtrip needs an empty database", u.redacted, n_tables,
-				n_tables == 1 ? "" : "s");
+		if (n_objects || versions) {
+			err_set(err, ERR_USAGE, "scratch database '%s' is not empty (%zu object%s%s); "
+				"roundtrip needs an empty database", u.redacted, n_objects,
+				n_objects == 1 ? "" : "s", versions ? " and a version table" : "");
 			goto out;
 		}
 	}

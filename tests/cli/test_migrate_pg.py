@@ -86,6 +86,25 @@ class MigratePg(MigrationContract, PgTest):
     def second_db(self):
         return self.pg_new_db()
 
+    def test_roundtrip_never_takes_a_live_database_for_its_scratch(self):
+        # no tables, but a type, a sequence in use and the version table:
+        # roundtrip would have run the down sections here and dropped the
+        # version tables at the end
+        self.write("migrations/0001_a.sql", "-- migrate:up\nCREATE TYPE mood AS ENUM ('ok');\n"
+                   "CREATE SEQUENCE IF NOT EXISTS invoice_no;\n-- migrate:down\n"
+                   "DROP SEQUENCE invoice_no;\nDROP TYPE mood;\n")
+        self.ok("upgrade")
+        self.q("SELECT setval('invoice_no', 1049)")
+        r = self.code(2, "roundtrip")
+        self.assertIn("needs --url SCRATCH", r.err)
+        self.assertIn("and a version table", r.err)
+        self.assertIn("0001", self.ok("current").out)
+        self.assertEqual(self.q("SELECT last_value FROM invoice_no"), "1049")
+        # a scratch database given by URL must be empty too
+        r = self.code(2, "-d", self.pg_new_db(), "roundtrip", "--url", self.url)
+        self.assertIn("is not empty", r.err)
+        self.assertIn("0001", self.ok("current").out)
+
     def test_failure_reports_the_sqlstate(self):
         self.write("migrations/0001_bad.sql", "INSERT INTO missing_table VALUES (1);\n")
         r = self.code(1, "upgrade", "--json")
