@@ -206,6 +206,12 @@ int cmd_downgrade(struct cmd_ctx *ctx)
 		return usage_error(ctx, "downgrade needs one TARGET (-N, a version or base)");
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
+	/* as upgrade: a half-migrated database is recovered (or the run
+	 * discarded) first, not reverted from a history it may not match */
+	if ((code = check_unfinished(ctx, s.e, NULL)) != 0) {
+		session_close(&s);
+		return code;
+	}
 	if (plan_downgrade(&s.set, &s.applied, ctx->argv[0], &p, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;
@@ -422,6 +428,11 @@ int cmd_stamp(struct cmd_ctx *ctx)
 				   "or --from TOOL alone");
 	if (session_open(&s, ctx, SESSION_LOCK, &ctx->err) < 0)
 		return report_error(ctx, &ctx->err);
+	/* nor is the history of a half-migrated database rewritten */
+	if ((code = check_unfinished(ctx, s.e, NULL)) != 0) {
+		session_close(&s);
+		return code;
+	}
 	want = xcalloc(s.set.n + 1, 1);
 	if (opt.stamp_from) {
 		if (stamp_from(ctx, &s, want) < 0)

@@ -196,6 +196,11 @@ class JournalSqlite(CliTest):
         self.assertIn("automatic restore failed", r.err)
         self.code(4, *self.a, "safety-check")
         self.code(4, *self.a, "upgrade")
+        # nor is its history reverted or rewritten
+        self.code(4, *self.a, "downgrade", "-1", "--yes")
+        self.code(4, *self.a, "stamp", "base")
+        self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions", "app.db"),
+                         [(1,)])
         r = self.ok(*self.a, "recover", "--discard", "--json")
         self.assertEqual(r.json()["outcome"], "discarded")
         self.ok(*self.a, "safe-migrate")
