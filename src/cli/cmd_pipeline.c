@@ -665,6 +665,30 @@ static void follow_restored(struct run *r)
 	info("the restore created the database again at %s", now.label);
 }
 
+/* After a restore: what the run changed that no snapshot holds (a
+ * publication or an extension it created, a grant on a system catalog,
+ * the database's settings...) is still as the run left it.  Named, so
+ * that "back in its state before the run" is not taken for more than the
+ * snapshot's objects and rows. */
+static void report_not_undone(struct run *r, struct engine *e)
+{
+	struct strbuf left = STRBUF_INIT;
+	struct sm_error err = SM_ERROR_INIT;
+
+	if (guard_outside_changes(&r->guard, e, &left, &err) < 0) {
+		warning("cannot tell whether the run changed anything outside what a snapshot "
+			"holds: %s", err.msg);
+	} else if (left.len) {
+		sb_rtrim(&left);
+		warning("NOT UNDONE: the run changed these, which no snapshot holds and the "
+			"restore does not put back; undo them by hand (+ now, - before the run):\n%s",
+			left.buf);
+		if (r->ctx->json)
+			cJSON_AddStringToObject(r->ctx->json, "not_undone", left.buf);
+	}
+	sb_release(&left);
+}
+
 /* After a failure: restores the snapshot, confirms the pre-run state, and
  * returns 5 (or 130 when interrupted), or 6 when the restore failed, or 8
  * when other sessions' writes kept it from restoring. */
@@ -764,6 +788,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 			info("restored: the database is back in its state before the run (the "
 			     "snapshot's checksummed pages; the schema confirmed: other sessions "
 			     "wrote right after the copy, so counts were not compared)");
+		report_not_undone(r, e);
 		if (r->applied)
 			while (cJSON_GetArraySize(r->applied))
 				cJSON_DeleteItemFromArray(r->applied, 0);

@@ -37,6 +37,13 @@ int guard_start(struct restore_guard *g, struct engine *e, int count_writes,
 		}
 		g->schemas = sb_detach(&sb);
 	}
+	if (e->ops->outside_state) {
+		if (e->ops->outside_state(e, &sb, err) < 0) {
+			sb_release(&sb);
+			return -1;
+		}
+		g->outside = sb_detach(&sb);
+	}
 	if (count_writes && e->ops->writes_mark && e->ops->writes_mark(e, &g->mark, err) < 0)
 		return -1;
 	return 0;
@@ -46,8 +53,10 @@ void guard_release(struct restore_guard *g)
 {
 	free(g->mark);
 	free(g->schemas);
+	free(g->outside);
 	g->mark = NULL;
 	g->schemas = NULL;
+	g->outside = NULL;
 }
 
 int guard_foreign_writes(const struct restore_guard *g, struct engine *e, struct strbuf *out,
@@ -56,6 +65,36 @@ int guard_foreign_writes(const struct restore_guard *g, struct engine *e, struct
 	if (!g->mark || !e->ops->writes_since)
 		return 0;
 	return e->ops->writes_since(e, g->mark, out, err);
+}
+
+/* Appends "MARK LINE" for each line of a that b does not hold. */
+static void lines_missing(const char *a, const char *b, const char *mark, struct strbuf *out)
+{
+	for (const char *p = a; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len && !lines_contain(b, p, len))
+			sb_addf(out, "%s %.*s\n", mark, (int)len, p);
+		p += len + (nl ? 1 : 0);
+	}
+}
+
+int guard_outside_changes(const struct restore_guard *g, struct engine *e,
+			  struct strbuf *out, struct sm_error *err)
+{
+	struct strbuf now = STRBUF_INIT;
+
+	if (!g->outside || !e->ops->outside_state)
+		return 0;
+	if (e->ops->outside_state(e, &now, err) < 0) {
+		sb_release(&now);
+		return -1;
+	}
+	lines_missing(now.buf, g->outside, "+", out);
+	lines_missing(g->outside, now.buf, "-", out);
+	sb_release(&now);
+	return 0;
 }
 
 int guard_new_schemas(const struct restore_guard *g, struct engine *e, struct strbuf *out,

@@ -23,9 +23,10 @@
 struct restore_guard {
 	char *mark;    /* the engine's write counters before the snapshot, or NULL */
 	char *schemas; /* user schemas before the run, one per line, or NULL */
+	char *outside; /* engine_ops.outside_state before the run, or NULL */
 };
 
-#define RESTORE_GUARD_INIT { NULL, NULL }
+#define RESTORE_GUARD_INIT { NULL, NULL, NULL }
 
 /* Reads --on-concurrent-writes: 0 restore (the default), 1 stop, -1 with err
  * for another value. */
@@ -49,6 +50,12 @@ int guard_foreign_writes(const struct restore_guard *g, struct engine *e, struct
  * per line (the run created them). */
 int guard_new_schemas(const struct restore_guard *g, struct engine *e, struct strbuf *out,
 		      struct sm_error *err);
+
+/* Appends what differs now from the outside_state before the run, a line
+ * each: "+ LINE" is new (or changed), "- LINE" gone (or changed).  0 with
+ * nothing appended when the engine has none. */
+int guard_outside_changes(const struct restore_guard *g, struct engine *e,
+			  struct strbuf *out, struct sm_error *err);
 
 /* 1 when the migration version is not in the version table, so that a
  * failure inside its transaction left nothing committed; 0 when it is or

@@ -183,6 +183,16 @@ struct engine_ops {
 	/* Appends the user schemas, one per line (none on engines without
 	 * schemas). */
 	int (*user_schemas)(struct engine *e, struct strbuf *out, struct sm_error *err);
+	/* Appends, one per line in a stable order, what a migration can change
+	 * that no snapshot of the database holds or an in-place restore does
+	 * not put back when the run created or changed it (PostgreSQL:
+	 * extensions, publications, wrappers, servers, casts, languages and
+	 * their grants, event triggers, the database's settings, grants and
+	 * comment, grants on the system catalogs and functions added to
+	 * them; not roles, which are the cluster's): the pipeline compares it before the run and after its
+	 * restore, and names what the restore left.  May be NULL (SQLite: the
+	 * snapshot is the whole file). */
+	int (*outside_state)(struct engine *e, struct strbuf *out, struct sm_error *err);
 	/* Fills id: SQLite the st_dev and st_ino of the file at the path now
 	 * (stat(): a file renamed over the path is another identity, even
 	 * before reopen follows it; no file there fails with sys_errno

@@ -1334,6 +1334,66 @@ static int pg_user_schemas(struct engine *e, struct strbuf *out, struct sm_error
 	return 0;
 }
 
+/* engine_ops.outside_state: objects outside every schema (the restore
+ * drops and creates again those the snapshot holds; one the run created
+ * stays), the database's own (never in a snapshot), and what a migration
+ * can change in the system catalogs.  Not roles: they are the cluster's,
+ * and any database's sessions may create one during the run. */
+static const char outside_sql[] =
+	"SELECT x FROM ("
+	"SELECT 'extension ' || pg_catalog.quote_ident(extname) || ' ' || extversion || "
+	"' in ' || extnamespace::pg_catalog.regnamespace::text AS x FROM pg_catalog.pg_extension "
+	"UNION ALL SELECT 'publication ' || pg_catalog.quote_ident(pubname) "
+	"FROM pg_catalog.pg_publication "
+	"UNION ALL SELECT 'foreign-data wrapper ' || pg_catalog.quote_ident(fdwname) "
+	"FROM pg_catalog.pg_foreign_data_wrapper "
+	"UNION ALL SELECT 'server ' || pg_catalog.quote_ident(srvname) "
+	"FROM pg_catalog.pg_foreign_server "
+	"UNION ALL SELECT 'user mapping for ' || usename || ' server ' || srvname "
+	"FROM pg_catalog.pg_user_mappings "
+	"UNION ALL SELECT 'cast (' || pg_catalog.format_type(castsource, NULL) || ' AS ' || "
+	"pg_catalog.format_type(casttarget, NULL) || ')' FROM pg_catalog.pg_cast WHERE oid >= 16384 "
+	"UNION ALL SELECT 'access method ' || pg_catalog.quote_ident(amname) "
+	"FROM pg_catalog.pg_am WHERE oid >= 16384 "
+	"UNION ALL SELECT 'language ' || pg_catalog.quote_ident(lanname) || "
+	"coalesce(' grants ' || lanacl::text, '') FROM pg_catalog.pg_language "
+	"UNION ALL SELECT 'transform for ' || pg_catalog.format_type(trftype, NULL) || "
+	"' language ' || trflang::text FROM pg_catalog.pg_transform "
+	"UNION ALL SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) || ' ' || "
+	"evtenabled::text FROM pg_catalog.pg_event_trigger "
+	"UNION ALL SELECT 'database setting for ' || CASE WHEN setrole = 0 THEN 'every role' "
+	"ELSE setrole::pg_catalog.regrole::text END || ': ' || "
+	"pg_catalog.array_to_string(setconfig, ', ') FROM pg_catalog.pg_db_role_setting "
+	"WHERE setdatabase = (SELECT oid FROM pg_catalog.pg_database "
+	"WHERE datname = pg_catalog.current_database()) "
+	"UNION ALL SELECT 'database grants ' || coalesce(datacl::text, 'default') || "
+	"coalesce(', comment ' || pg_catalog.quote_literal("
+	"pg_catalog.shobj_description(oid, 'pg_database')), '') FROM pg_catalog.pg_database "
+	"WHERE datname = pg_catalog.current_database() "
+	"UNION ALL SELECT 'schema ' || nspname || ' grants ' || coalesce(nspacl::text, 'default') "
+	"FROM pg_catalog.pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema') "
+	"UNION ALL SELECT 'grants on ' || c.oid::pg_catalog.regclass::text || ': ' || "
+	"c.relacl::text FROM pg_catalog.pg_class c WHERE c.relacl IS NOT NULL AND "
+	"c.relnamespace IN ('pg_catalog'::pg_catalog.regnamespace, "
+	"'information_schema'::pg_catalog.regnamespace) "
+	"UNION ALL SELECT 'function ' || p.oid::pg_catalog.regprocedure::text || "
+	"coalesce(' grants ' || p.proacl::text, '') FROM pg_catalog.pg_proc p "
+	"WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND "
+	"(p.oid >= 16384 OR p.proacl IS NOT NULL)"
+	") o ORDER BY x COLLATE \"C\"";
+
+static int pg_outside_state(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+
+	if (pg_query(e, outside_sql, 0, NULL, &rows, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rows.nrows; i++)
+		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
+	rows_release(&rows);
+	return 0;
+}
+
 static int pg_identity(struct engine *e, struct engine_identity *id, struct sm_error *err)
 {
 	struct eng_rows rows = ENG_ROWS_INIT;
@@ -1409,6 +1469,7 @@ const struct engine_ops engine_pg_ops = {
 	.lock_holders = pg_lock_holders,
 	.restore_locks = pg_restore_locks,
 	.user_schemas = pg_user_schemas,
+	.outside_state = pg_outside_state,
 	.identity = pg_identity,
 	.scrub_secrets = pg_scrub_secrets,
 	.client_url = pg_client_url,

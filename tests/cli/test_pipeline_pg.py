@@ -46,6 +46,48 @@ class PipelinePg(CliTest):
         self.assertIn("23505", j["error"])
         self.assertEqual(self.pg_state(self.url), before)
 
+    def test_what_the_restore_cannot_undo_is_named(self):
+        """A migration changes what no snapshot holds (the database's own
+        settings, grants on a system catalog, a publication, an extension in
+        pg_catalog, a wrapper and server), a later one fails: the
+        restore brings back the snapshot's objects and rows, and names each
+        of those changes as not undone rather than calling the database
+        back in its state before the run without a word."""
+        name = self.url.rsplit("/", 1)[1]
+        role = "sm_app_" + name[-8:]
+        self.psql(self.url, "CREATE TABLE t (id int PRIMARY KEY)")
+        self.add("0002_outside.sql",
+                 "CREATE ROLE %s;\nGRANT SELECT ON pg_catalog.pg_authid TO %s;\n"
+                 "REVOKE USAGE ON LANGUAGE sql FROM PUBLIC;\n"
+                 "CREATE PUBLICATION sm_pub FOR TABLE t;\n"
+                 "CREATE FOREIGN DATA WRAPPER sm_w;\nCREATE SERVER sm_s FOREIGN DATA WRAPPER sm_w;\n"
+                 "CREATE EXTENSION hstore SCHEMA pg_catalog;\n"
+                 "ALTER DATABASE \"%s\" SET work_mem = '77MB';\n"
+                 "COMMENT ON DATABASE \"%s\" IS 'changed';" % (role, role, name, name))
+        self.add("0003_bad.sql", "SELECT 1 / 0;")
+        try:
+            r = self.sm("safe-migrate", "--json")
+            self.assertEqual(r.code, 5, r)
+            left = r.json()["not_undone"]
+            for what in ("+ publication sm_pub",
+                         "+ foreign-data wrapper sm_w", "+ server sm_s",
+                         "+ extension hstore", "database setting for every role: work_mem=77MB",
+                         "comment 'changed'", "grants on pg_authid", "+ language sql"):
+                self.assertIn(what, left)
+            self.assertIn("NOT UNDONE", r.err)
+            # nothing to say when the run changed nothing of the kind
+            self.psql(self.url, "DROP PUBLICATION sm_pub; DROP SERVER sm_s; "
+                      "DROP FOREIGN DATA WRAPPER sm_w; DROP EXTENSION hstore; "
+                      "ALTER DATABASE \"%s\" RESET work_mem; COMMENT ON DATABASE \"%s\" "
+                      "IS NULL; REVOKE SELECT ON pg_catalog.pg_authid FROM %s; GRANT USAGE "
+                      "ON LANGUAGE sql TO PUBLIC" % (name, name, role))
+            self.add("0002_outside.sql", "CREATE TABLE inside (x int);")
+            r = self.sm("safe-migrate", "--json")
+            self.assertEqual(r.code, 5, r)
+            self.assertNotIn("not_undone", r.json())
+        finally:
+            self.psql(self.url, "DROP OWNED BY %s; DROP ROLE %s" % (role, role), check=False)
+
     def test_restored_under_inheritance(self):
         """Tables with inheritance children that hold rows: the restore's
         check counts each table's own rows (ONLY), as its snapshot's COPY
