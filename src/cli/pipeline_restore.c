@@ -67,7 +67,8 @@ int guard_foreign_writes(const struct restore_guard *g, struct engine *e, struct
 	return e->ops->writes_since(e, g->mark, out, err);
 }
 
-/* Appends "MARK LINE" for each line of a that b does not hold. */
+/* Appends each line of a that b does not hold, after "MARK " (mark NULL:
+ * as it is). */
 static void lines_missing(const char *a, const char *b, const char *mark, struct strbuf *out)
 {
 	for (const char *p = a; *p;) {
@@ -75,7 +76,7 @@ static void lines_missing(const char *a, const char *b, const char *mark, struct
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
 
 		if (len && !lines_contain(b, p, len))
-			sb_addf(out, "%s %.*s\n", mark, (int)len, p);
+			sb_addf(out, "%s%s%.*s\n", mark ? mark : "", mark ? " " : "", (int)len, p);
 		p += len + (nl ? 1 : 0);
 	}
 }
@@ -108,16 +109,7 @@ int guard_new_schemas(const struct restore_guard *g, struct engine *e, struct st
 		sb_release(&now);
 		return -1;
 	}
-	for (const char *p = now.buf; *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-
-		if (!lines_contain(g->schemas, p, len)) {
-			sb_add(out, p, len);
-			sb_addch(out, '\n');
-		}
-		p += len + (nl ? 1 : 0);
-	}
+	lines_missing(now.buf, g->schemas, NULL, out);
 	sb_release(&now);
 	return 0;
 }

@@ -31,12 +31,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	return unit_remove_tree(unit_dir);
-}
-
 static struct engine *open_db(const char *path)
 {
 	struct strbuf text = STRBUF_INIT;
@@ -154,5 +148,5 @@ int main(void)
 		cmocka_unit_test(test_reopen_with_nothing_at_the_path_keeps_the_connection),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, unit_dir_teardown);
 }

@@ -39,12 +39,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	return unit_remove_tree(unit_dir);
-}
-
 static struct engine *open_db(const char *path, unsigned flags)
 {
 	struct strbuf text = STRBUF_INIT;
@@ -170,5 +164,5 @@ int main(void)
 			"(SQLITE_UNTESTABLE); skipped\n");
 		return 77;
 	}
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, unit_dir_teardown);
 }

@@ -15,6 +15,13 @@ static inline int unit_dir_make(const char *tag)
 	return mkdtemp(unit_dir) ? 0 : -1;
 }
 
+/* Removes it and everything in it (cmocka group teardown). */
+static inline int unit_dir_teardown(void **state)
+{
+	(void)state;
+	return unit_remove_tree(unit_dir);
+}
+
 /* name inside it; the caller frees the result. */
 static inline char *unit_path(const char *name)
 {
