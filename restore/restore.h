@@ -88,6 +88,13 @@ struct restore_opts {
 	 * before the run, problems it already had included, rather than
 	 * staying in the failed run's state. */
 	int accept_recorded_problems;
+	/* In place: a sequence that other sessions (or the run) moved on since
+	 * the snapshot is not set back behind where it is (PostgreSQL: it
+	 * ends at the further of its position before the restore and the
+	 * snapshot's).  Undoing a failed run must not hand out again the ids
+	 * an application already got, as a ROLLBACK does not rewind a
+	 * sequence either.  The pipeline's automatic restore and recover. */
+	int sequences_ahead;
 	/* Where a restore that succeeded says what it could not do as asked
 	 * and the caller should tell (one line each; SQLite: a journal mode it
 	 * could not put back).  Borrowed, may be NULL. */

@@ -854,6 +854,36 @@ static int check_row_counts(const cJSON *loaded, const cJSON *manifest, const ch
 	return 0;
 }
 
+/* restore_opts.sequences_ahead: before the drops, every sequence's
+ * position now, as the statement that, run after the snapshot's setval,
+ * moves each one that came back behind it (and was readable: pg_sequences
+ * hides the position of one the role may not read) to where it was.
+ * "Behind" follows the sign of its increment.  Nothing when none has a
+ * position. */
+static int sequences_ahead_sql(PGconn *conn, struct strbuf *out, struct sm_error *err)
+{
+	PGresult *res = PQexec(conn,
+		"SELECT pg_catalog.string_agg(pg_catalog.format('(%L, %L, %s::int8)', schemaname, "
+		"sequencename, last_value), ', ') FROM pg_catalog.pg_sequences "
+		"WHERE last_value IS NOT NULL");
+	const char *list;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pgr_error(err, conn, res, "cannot read the sequences' positions");
+		PQclear(res);
+		return -1;
+	}
+	list = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
+	if (list)
+		sb_addf(out, "SELECT pg_catalog.setval(pg_catalog.format('%%I.%%I', s.schemaname, "
+			"s.sequencename), o.v, true) FROM pg_catalog.pg_sequences s JOIN (VALUES %s) "
+			"o(sch, seq, v) ON s.schemaname = o.sch AND s.sequencename = o.seq WHERE "
+			"s.last_value IS NULL OR (s.increment_by > 0 AND s.last_value < o.v) OR "
+			"(s.increment_by < 0 AND s.last_value > o.v)", list);
+	PQclear(res);
+	return 0;
+}
+
 /* Locks every table of the snapshot's schemas against writes (reads go on)
  * in the restore's transaction, then lets the caller act on a database
  * no one else can change. */
@@ -895,7 +925,7 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 {
 	PGconn *conn = engine_native(target);
 	struct snap_reader *r = NULL;
-	struct strbuf sql = STRBUF_INIT;
+	struct strbuf sql = STRBUF_INIT, ahead = STRBUF_INIT;
 	cJSON *loaded = cJSON_CreateObject();
 	struct snap_entry ent;
 	int pending = 0, ret = -1, in_tx = 0;
@@ -912,7 +942,8 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	if (pgr_run_sql(conn, "BEGIN", "cannot start the restore", err) < 0)
 		goto out;
 	in_tx = 1;
-	if (block_writers(conn, s->meta.toc, opts, err) < 0)
+	if (block_writers(conn, s->meta.toc, opts, err) < 0 ||
+	    (opts->sequences_ahead && sequences_ahead_sql(conn, &ahead, err) < 0))
 		goto out;
 	/* this transaction's drops are what every other connection waits for */
 	pgr_drop_schemas_sql(conn, s->meta.toc, &sql);
@@ -935,7 +966,9 @@ static int apply_single(struct engine *target, struct pg_stage *s,
 	for (size_t i = 0; i < s->meta.post_toc.n; i++)
 		pgr_entry_sql(&sql, &s->meta, &s->meta.post_toc.v[i], 1);
 	if (pgr_run_sql(conn, s->meta.post_toc.n ? sql.buf : s->meta.post.buf,
-			"cannot restore constraints and indexes (post-data)", err) < 0)
+			"cannot restore constraints and indexes (post-data)", err) < 0 ||
+	    (ahead.len && pgr_run_sql(conn, ahead.buf, "cannot move the sequences back ahead",
+				      err) < 0))
 		goto out;
 	/* the caller's check of the restored state reads the catalog as its
 	 * own sessions do: under their settings, not the restore's (an empty
@@ -966,6 +999,7 @@ out:
 			   s->lock_timeout_ms);
 	if (r != s->stream)
 		snap_reader_close(r);
+	sb_release(&ahead);
 	sb_release(&sql);
 	cJSON_Delete(loaded);
 	return ret;

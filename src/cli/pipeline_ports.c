@@ -194,6 +194,7 @@ int port_restore(struct cmd_ctx *ctx, const char *path, const struct db_url *url
 	ro.keep_schemas = keep_schemas;
 	/* back to the state before the run, as it was, problems included */
 	ro.accept_recorded_problems = 1;
+	ro.sequences_ahead = 1;
 	ro.writers_blocked = blocked;
 	ro.writers_blocked_ud = ud;
 	ro.verify = verify;

@@ -46,6 +46,24 @@ class PipelinePg(CliTest):
         self.assertIn("23505", j["error"])
         self.assertEqual(self.pg_state(self.url), before)
 
+    def test_the_restore_does_not_hand_out_ids_again(self):
+        """Ids drawn from a sequence since the snapshot (by another session,
+        or by the run itself) went to someone: the restore leaves the
+        sequence where it was, not at the snapshot's position, as a
+        ROLLBACK does; the rows are the snapshot's all the same."""
+        self.psql(self.url, "CREATE SEQUENCE order_no; CREATE SEQUENCE countdown "
+                  "INCREMENT -1 START 100 MINVALUE 1 MAXVALUE 100; SELECT nextval('order_no')")
+        self.add("0002_a.sql", "SELECT nextval('order_no') FROM generate_series(1, 4);\n"
+                 "SELECT nextval('countdown') FROM generate_series(1, 3);")
+        self.add("0003_b.sql", "SELECT 1 / 0;")
+        before = self.pg_state(self.url)
+        r = self.sm("safe-migrate", "--json")
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(self.psql(self.url, "SELECT nextval('order_no'), nextval('countdown')"),
+                         "6|97")
+        # the tables' rows and the schema are the snapshot's
+        self.assertEqual(self.pg_state(self.url)[0], before[0])
+
     def test_what_the_restore_cannot_undo_is_named(self):
         """A migration changes what no snapshot holds (the database's own
         settings, grants on a system catalog, a publication, an extension in
