@@ -427,6 +427,56 @@ class ConcurrentPg(CliTest):
                          self.THEIRS)
         self.assertEqual(self.psql(self.url, "SELECT v FROM orders_2026"), "an order")
 
+    def fail_while_they_write(self, ready, sql, policy="restore"):
+        """A run whose last migration fails after a pause: once ready (a
+        query) says "t", another session runs sql.  Returns the run's exit
+        code, its JSON and its stderr."""
+        self.add("0003_bad.sql", "SELECT pg_sleep(3);\n" + BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json", "--on-concurrent-writes",
+                                policy)
+        deadline = time.monotonic() + 60
+        while self.psql(self.url, ready) != "t":
+            self.assertLess(time.monotonic(), deadline, "the run never got ready")
+            time.sleep(0.05)
+        self.psql(self.url, sql)
+        out, err = p.communicate(timeout=120)
+        return p.returncode, json.loads(out), err
+
+    def test_rows_in_a_table_the_run_created_are_theirs(self):
+        """Another session's rows in a table the run created (committed) are
+        dropped with it by the restore: the table had no counter at the
+        mark, and it was skipped (exit 5, nothing said, nothing saved)."""
+        self.add("0002_feature.sql", "CREATE TABLE feature (id int PRIMARY KEY, what text);")
+        code, j, err = self.fail_while_they_write(
+            "SELECT to_regclass('public.feature') IS NOT NULL",
+            "INSERT INTO feature VALUES (1, 'order 1'), (2, 'order 2')")
+        self.assertEqual(code, 5, err)
+        cw = j["concurrent_writes"]
+        self.assertEqual(cw["tables"], [{"table": "public.feature", "rows": 2}], cw)
+        scratch = self.pg_new_db()
+        self.ok("-d", self.url, "-b", self.path("backups"), "restore", cw["saved_state"], "--to",
+                scratch, "--yes")
+        self.assertEqual(self.psql(scratch, "SELECT count(*) FROM feature"), "2")
+
+    def test_rows_in_a_partition_the_run_created_stop_the_run(self):
+        """The same through a partitioned table: the month's partition the
+        run created gets the application's rows."""
+        self.psql(self.url, """
+            CREATE TABLE orders (at date NOT NULL, what text) PARTITION BY RANGE (at);
+            CREATE TABLE orders_2026_11 PARTITION OF orders
+                FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+            INSERT INTO orders VALUES ('2026-11-30', 'old');""")
+        self.add("0002_december.sql", "CREATE TABLE orders_2026_12 PARTITION OF orders "
+                 "FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');")
+        code, j, err = self.fail_while_they_write(
+            "SELECT to_regclass('public.orders_2026_12') IS NOT NULL",
+            "INSERT INTO orders VALUES ('2026-12-03', 'order 1'), ('2026-12-03', 'order 2')",
+            policy="stop")
+        self.assertEqual(code, 8, err)
+        self.assertEqual(j["concurrent_writes"]["tables"],
+                         [{"table": "public.orders_2026_12", "rows": 2}])
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM orders_2026_12"), "2")
+
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
         the failed migration before it failed) are not taken for foreign ones:
