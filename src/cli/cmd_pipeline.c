@@ -403,7 +403,9 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 			continue;
 		}
 		if (!strcmp(line, "*"))
-			error_msg("    the database file changed (this engine cannot tell which tables)");
+			error_msg("    tables not known: any may have been written (SQLite: the "
+				  "database file changed; PostgreSQL: the activity counters are "
+				  "off or were reset)");
 		else
 			error_msg("    %s: %s row%s inserted, updated or deleted", line, tab ? tab : "?",
 				  tab && !strcmp(tab, "1") ? "" : "s");

@@ -922,6 +922,21 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
 	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text FROM pg_catalog." view
 
 /*
+ * The counters say nothing when they are not kept (track_counts off) or
+ * were reset since the mark (pg_stat_reset(), or one table's: both set the
+ * database's stats_reset): a write before the reset is gone from them.  The
+ * mark records this "state" ("off", or when the counters were last reset),
+ * and writes_since reports unknown writes ("*") when it was off or is no
+ * longer the same, or when a table's counter went down.  Another session
+ * that turns track_counts off for itself only (SET, superusers) cannot be
+ * seen.
+ */
+#define STATS_STATE_SQL                                                                  \
+	"SELECT CASE WHEN pg_catalog.current_setting('track_counts')::bool THEN "           \
+	"COALESCE((SELECT d.stats_reset::text FROM pg_catalog.pg_stat_database d WHERE "    \
+	"d.datname = pg_catalog.current_database()), 'never') ELSE 'off' END"
+
+/*
  * Definitions other sessions created or changed: the counters say nothing
  * of a table another session created (or dropped and created again, or
  * TRUNCATEd, or ALTERed), and an in-place restore drops what the snapshot
@@ -1146,7 +1161,7 @@ static int pg_writes_mark(struct engine *e, char **mark, struct sm_error *err)
 	struct pg_impl *pg = e->impl;
 	struct pg_counts now = { NULL, 0, 0 };
 	struct strbuf sb = STRBUF_INIT;
-	char *snap = NULL;
+	char *snap = NULL, *state = NULL;
 
 	*mark = NULL;
 	writes_free(pg->writes);
@@ -1155,10 +1170,15 @@ static int pg_writes_mark(struct engine *e, char **mark, struct sm_error *err)
 	 * then after the mark (a saved state too many, not one too few) */
 	if (engine_scalar(e, "SELECT pg_catalog.txid_current_snapshot()::text", 0, NULL, &snap,
 			  err) < 0 ||
+	    engine_scalar(e, STATS_STATE_SQL, 0, NULL, &state, err) < 0 ||
 	    shared_counts(e, &now, err) < 0) {
 		free(snap);
+		free(state);
 		return -1;
 	}
+	/* the state cannot hold a newline; it is the first line */
+	sb_addf(&sb, "stats %s\n", state ? state : "");
+	free(state);
 	for (size_t i = 0; i < now.n; i++)
 		sb_addf(&sb, "%s %lld\n", now.v[i].oid, now.v[i].rows);
 	counts_release(&now);
@@ -1188,22 +1208,32 @@ static int foreign_defs(struct engine *e, struct strbuf *out, struct sm_error *e
 	return 0;
 }
 
-/* Appends the tables whose shared counters grew more than our own writes. */
-static int foreign_writes(struct engine *e, const struct pg_counts *then, struct strbuf *out,
-			  struct sm_error *err)
+/* Appends the tables whose shared counters grew more than our own writes,
+ * and "*" when the counters cannot tell (see STATS_STATE_SQL). */
+static int foreign_writes(struct engine *e, const struct pg_counts *then, const char *then_state,
+			  struct strbuf *out, struct sm_error *err)
 {
 	struct pg_impl *pg = e->impl;
 	struct pg_counts now = { NULL, 0, 0 };
 	struct eng_rows name = ENG_ROWS_INIT;
-	int ret = -1;
+	char *state = NULL;
+	int unknown, ret = -1;
 
-	if (shared_counts(e, &now, err) < 0)
+	/* the counters first: a reset after reading them changes the state */
+	if (shared_counts(e, &now, err) < 0 ||
+	    engine_scalar(e, STATS_STATE_SQL, 0, NULL, &state, err) < 0)
 		goto out;
+	unknown = !then_state || !state || !strcmp(then_state, "off") ||
+		  strcmp(then_state, state) != 0;
 	for (size_t i = 0; i < now.n; i++) {
 		const char *oid = now.v[i].oid;
 		long long theirs = now.v[i].rows - counts_get(then, oid) -
 				   (pg->writes ? counts_get(&pg->writes->own, oid) : 0);
 		const char *const params[] = { oid };
+
+		/* counters only grow, until a reset */
+		if (now.v[i].rows < counts_get(then, oid))
+			unknown = 1;
 
 		/* a table created after the mark counts from 0: another
 		 * session's rows in a table the run created are dropped with
@@ -1218,8 +1248,11 @@ static int foreign_writes(struct engine *e, const struct pg_counts *then, struct
 			sb_addf(out, "%s\t%lld\n", rows_get(&name, 0, 0), theirs);
 		rows_release(&name);
 	}
+	if (unknown)
+		sb_adds(out, "*\t?\n");
 	ret = foreign_defs(e, out, err);
 out:
+	free(state);
 	rows_release(&name);
 	counts_release(&now);
 	return ret;
@@ -1231,9 +1264,16 @@ static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *ou
 	struct pg_counts then = { NULL, 0, 0 };
 	const char *p = mark ? mark : "";
 	size_t len0 = out->len;
+	char *state = NULL;
 	int ret;
 
-	/* the mark is ours: "OID ROWS\n" lines */
+	/* the mark is ours: "stats STATE\n", then "OID ROWS\n" lines */
+	if (!strncmp(p, "stats ", 6)) {
+		const char *nl = strchr(p, '\n');
+
+		state = xstrndup(p + 6, nl ? (size_t)(nl - p - 6) : strlen(p + 6));
+		p = nl ? nl + 1 : p + strlen(p);
+	}
 	while (*p) {
 		const char *sp = strchr(p, ' ');
 		char *end, *oid;
@@ -1249,13 +1289,14 @@ static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *ou
 		if (end == sp + 1)
 			break;
 	}
-	ret = foreign_writes(e, &then, out, err);
+	ret = foreign_writes(e, &then, state, out, err);
 	if (ret == 0 && out->len == len0) {
 		/* other sessions' counts reach the shared counters up to a
 		 * second late: look again once they must have */
 		usleep(WRITES_FLUSH_WAIT_MS * 1000);
-		ret = foreign_writes(e, &then, out, err);
+		ret = foreign_writes(e, &then, state, out, err);
 	}
+	free(state);
 	counts_release(&then);
 	return ret;
 }

@@ -429,8 +429,8 @@ class ConcurrentPg(CliTest):
 
     def fail_while_they_write(self, ready, sql, policy="restore"):
         """A run whose last migration fails after a pause: once ready (a
-        query) says "t", another session runs sql.  Returns the run's exit
-        code, its JSON and its stderr."""
+        query) says "t", other sessions run sql (a list: one session each,
+        in turn).  Returns the run's exit code, its JSON and its stderr."""
         self.add("0003_bad.sql", "SELECT pg_sleep(3);\n" + BAD_PG)
         p = self.start_in_apply(*self.base, "safe-migrate", "--json", "--on-concurrent-writes",
                                 policy)
@@ -438,7 +438,8 @@ class ConcurrentPg(CliTest):
         while self.psql(self.url, ready) != "t":
             self.assertLess(time.monotonic(), deadline, "the run never got ready")
             time.sleep(0.05)
-        self.psql(self.url, sql)
+        for one in [sql] if isinstance(sql, str) else sql:
+            self.psql(self.url, one)
         out, err = p.communicate(timeout=120)
         return p.returncode, json.loads(out), err
 
@@ -476,6 +477,39 @@ class ConcurrentPg(CliTest):
         self.assertEqual(j["concurrent_writes"]["tables"],
                          [{"table": "public.orders_2026_12", "rows": 2}])
         self.assertEqual(self.psql(self.url, "SELECT count(*) FROM orders_2026_12"), "2")
+
+    UNKNOWN = {"table": "*", "rows": None}
+
+    def test_counters_reset_after_writing_are_unknown_writes(self):
+        """A session that writes, then resets the activity counters
+        (pg_stat_reset(): a monitoring job) took its write out of them; the
+        restore discarded its row unsaid.  A reset since the mark now means
+        unknown writes: the failed state is saved first."""
+        self.add("0002_a.sql", "ALTER TABLE users ADD COLUMN c int;")
+        code, j, err = self.fail_while_they_write(
+            "SELECT true", ["INSERT INTO events (v) VALUES (100)",
+                            "SELECT pg_sleep(0.2); SELECT pg_stat_reset()"])
+        self.assertEqual(code, 5, err)
+        cw = j["concurrent_writes"]
+        self.assertIn(self.UNKNOWN, cw["tables"], cw)
+        self.assertIn("activity counters are off or were reset", err)
+        scratch = self.pg_new_db()
+        self.ok("-d", self.url, "-b", self.path("backups"), "restore", cw["saved_state"], "--to",
+                scratch, "--yes")
+        self.assertEqual(self.events(scratch), {100})
+
+    def test_counters_off_are_unknown_writes(self):
+        """With track_counts off, no write is ever counted: every row another
+        session committed was discarded unsaid.  Now the writes are unknown:
+        with stop, exit 8 and the row stays."""
+        self.psql(self.url, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET track_counts = "
+                            "off', current_database()); END$$")
+        self.add("0002_a.sql", "ALTER TABLE users ADD COLUMN c int;")
+        code, j, err = self.fail_while_they_write(
+            "SELECT true", "INSERT INTO events (v) VALUES (100)", policy="stop")
+        self.assertEqual(code, 8, err)
+        self.assertIn(self.UNKNOWN, j["concurrent_writes"]["tables"])
+        self.assertEqual(self.events(), {100})
 
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
