@@ -951,12 +951,8 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
  * is its own.  Kept out: safe-migrate's own tables (safe_migrate_*), and
  * what comes with a table (its row type, array type and TOAST table).
  *
- * xmin is 32 bits; the txid functions take the 64-bit form, rebuilt as the
- * one within 2^31 of the snapshot's xmax, on either side (our own
- * transaction's ids, not yet completed, can be past xmax; wraparound
- * protection keeps every live xmin less than 2^31 old): with r = xmax +
- * 2^31, xid8 = r - ((r - xmin) mod 2^32).  An xmin frozen (2) or special
- * (< 3) is older than any mark.
+ * xmin is 32 bits; PG_XMIN_TXID rebuilds the 64-bit form that the txid
+ * functions take.  An xmin frozen or special is older than any mark.
  */
 #define DEFS_OBJECTS_SQL                                                                    \
 	"SELECT 'c' AS cls, c.oid, c.xmin, CASE c.relkind WHEN 'i' THEN 'index' "           \
@@ -981,12 +977,9 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
 /* The objects written after the mark's snapshot ($1), with their 64-bit
  * transaction id. */
 #define DEFS_SINCE_SQL                                                                      \
-	"WITH nx AS (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) " \
-	"+ 2147483648 AS x), o AS (" DEFS_OBJECTS_SQL "), w AS (SELECT o.cls, o.oid, "         \
-	"o.xmin, o.what, "                                                                      \
-	"nx.x - ((nx.x % 4294967296) - o.xmin::text::bigint + 4294967296) % 4294967296 AS xid " \
-	"FROM o, nx WHERE o.xmin::text::bigint >= 3) SELECT w.cls || ':' || w.oid || ':' || "  \
-	"w.xmin AS key, w.what, w.xid FROM w WHERE NOT "                                      \
+	"WITH o AS (" DEFS_OBJECTS_SQL "), w AS (SELECT o.cls, o.oid, o.xmin, o.what, "        \
+	PG_XMIN_TXID("o.xmin") " AS xid FROM o) SELECT w.cls || ':' || w.oid || ':' || "       \
+	"w.xmin AS key, w.what, w.xid FROM w WHERE w.xid IS NOT NULL AND NOT "                \
 	"pg_catalog.txid_visible_in_snapshot(w.xid, $1::pg_catalog.txid_snapshot)"
 
 /* Ours, read inside one of our transactions. */

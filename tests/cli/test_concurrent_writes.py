@@ -66,6 +66,8 @@ class PgWriter(SqliteWriter):
     """The same through one psql session (autocommit): a row counts as
     committed when its RETURNING line came back."""
 
+    STATEMENT = "INSERT INTO events (v) VALUES (%d) RETURNING 'c' || v;"
+
     def loop(self):
         p = subprocess.Popen(["psql", self.path, "-X", "-q", "-A", "-t"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -73,7 +75,7 @@ class PgWriter(SqliteWriter):
         i = 0
         while not self.stop_flag.is_set():
             i += 1
-            p.stdin.write("INSERT INTO events (v) VALUES (%d) RETURNING 'c' || v;\n\\echo done\n" % i)
+            p.stdin.write(self.STATEMENT % i + "\n\\echo done\n")
             p.stdin.flush()
             while True:
                 line = p.stdout.readline()
@@ -86,6 +88,12 @@ class PgWriter(SqliteWriter):
             time.sleep(0.003)
         p.stdin.close()
         p.wait()
+
+
+class LoWriter(PgWriter):
+    """Creates a large object every 3 ms instead."""
+
+    STATEMENT = "SELECT 'c' || %d FROM pg_catalog.lo_from_bytea(0, 'app doc');"
 
 
 class LockHolder:
@@ -510,6 +518,24 @@ class ConcurrentPg(CliTest):
         self.assertEqual(code, 8, err)
         self.assertIn(self.UNKNOWN, j["concurrent_writes"]["tables"])
         self.assertEqual(self.events(), {100})
+
+    def test_restore_counts_only_its_own_large_objects(self):
+        """An in-place restore while the application creates large objects:
+        those committed after the restore unlinked the target's were
+        counted with the snapshot's, and the good snapshot was called
+        damaged (exit 7).  They are kept, and the snapshot's count holds."""
+        self.psql(self.url, "INSERT INTO events (v) SELECT generate_series(1, 300000); "
+                            "SELECT lo_from_bytea(0, 'the snapshot''s')")
+        r = self.ok(*self.base, "backup", "--json")
+        snap = r.json()["path"]
+        with LoWriter(self.url) as w:
+            w.wait_for_rows(20)
+            r = self.run_sm(*self.base, "restore", snap, "--yes", "--no-safety-backup")
+            w.wait_for_rows(len(w.committed) + 20)
+        self.assertEqual(r.code, 0, r)
+        self.assertNotIn("damaged", r.err)
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM pg_largeobject_metadata "
+                                             "WHERE lo_get(oid) = 'the snapshot''s'"), "1")
 
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
