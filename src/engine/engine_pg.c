@@ -951,6 +951,11 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
  * is its own.  Kept out: safe-migrate's own tables (safe_migrate_*), and
  * what comes with a table (its row type, array type and TOAST table).
  *
+ * A large object another session created is a definition too ("large
+ * object OID"): the restore unlinks every large object and creates the
+ * snapshot's.  Writes into an existing large object's data change no row
+ * that an ordinary user can read (pg_largeobject needs superuser): not seen.
+ *
  * xmin is 32 bits; PG_XMIN_TXID rebuilds the 64-bit form that the txid
  * functions take.  An xmin frozen or special is older than any mark.
  */
@@ -972,7 +977,9 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
 	"'r', 'm') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class tc "    \
 	"WHERE tc.oid = t.typrelid AND tc.relkind = 'c'))) "                                 \
 	"UNION ALL SELECT 'n', n.oid, n.xmin, 'schema ' || pg_catalog.quote_ident(n.nspname) " \
-	"FROM pg_catalog.pg_namespace n WHERE n.oid IN " PG_USER_NSP
+	"FROM pg_catalog.pg_namespace n WHERE n.oid IN " PG_USER_NSP " "                     \
+	"UNION ALL SELECT 'l', l.oid, l.xmin, 'large object ' || l.oid FROM "                \
+	"pg_catalog.pg_largeobject_metadata l"
 
 /* The objects written after the mark's snapshot ($1), with their 64-bit
  * transaction id. */

@@ -519,6 +519,23 @@ class ConcurrentPg(CliTest):
         self.assertIn(self.UNKNOWN, j["concurrent_writes"]["tables"])
         self.assertEqual(self.events(), {100})
 
+    def test_large_object_of_another_session_is_theirs(self):
+        """A large object another session created during the run is
+        unlinked by the restore (it unlinks all, then creates the
+        snapshot's): it was lost unsaid.  It is a definition of theirs now;
+        the run's own large object is not."""
+        self.add("0002_mine.sql", "SELECT lo_from_bytea(0, 'mine');")
+        code, j, err = self.fail_while_they_write(
+            "SELECT true", "SELECT lo_from_bytea(0, 'theirs')")
+        self.assertEqual(code, 5, err)
+        cw = j["concurrent_writes"]
+        scratch = self.pg_new_db()
+        self.ok("-d", self.url, "-b", self.path("backups"), "restore", cw["saved_state"], "--to",
+                scratch, "--yes")
+        theirs = self.psql(scratch, "SELECT oid FROM pg_largeobject_metadata WHERE "
+                                    "lo_get(oid) = 'theirs'")
+        self.assertEqual(cw["definitions"], ["large object " + theirs], cw)
+
     def test_restore_counts_only_its_own_large_objects(self):
         """An in-place restore while the application creates large objects:
         those committed after the restore unlinked the target's were
