@@ -918,8 +918,25 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
  * apart.  Writes outside a transaction of ours (transaction:false) count as
  * another session's: the error is on the side of keeping data.
  */
-#define WRITES_SQL(view) \
-	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text FROM pg_catalog." view
+#define WRITES_SQL(view)                                                                 \
+	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text, "                   \
+	"pg_catalog.format('%I.%I', schemaname, relname) FROM pg_catalog." view
+
+/*
+ * A table the run drops takes its counters with it, and the restore brings
+ * it back without what other sessions wrote into it after the mark.  So at
+ * the end of each of our transactions (before COMMIT), a table whose
+ * counters were there at its start and are gone is one it dropped: its
+ * shared counters, still readable by OID until the drop commits, are read
+ * after waiting for other sessions' counts to come in.  Their writes are
+ * shared + pre - mark - own: the shared counters hold every session's
+ * flushed counts, and this connection's not yet flushed ones are in the
+ * transaction's counters at its start (pre; pg_stat_xact_* include them).
+ */
+#define DROPPED_SQL                                                                      \
+	"SELECT (pg_catalog.pg_stat_get_tuples_inserted($1::oid) + "                        \
+	"pg_catalog.pg_stat_get_tuples_updated($1::oid) + "                                  \
+	"pg_catalog.pg_stat_get_tuples_deleted($1::oid))::text"
 
 /*
  * The counters say nothing when they are not kept (track_counts off) or
@@ -1004,6 +1021,7 @@ static const char defs_theirs_sql[] =
 struct pg_count {
 	char *oid;
 	long long rows;
+	char *name; /* "schema.table", when the read gave it */
 };
 
 struct pg_counts {
@@ -1017,19 +1035,23 @@ struct pg_writes {
 	int have_pre;
 	char *snapshot;       /* txid_current_snapshot() at the mark, or NULL */
 	struct strbuf own_defs; /* our transactions' catalog rows: "{key,key,...}" */
+	struct pg_counts at_mark; /* the shared counters at the mark */
+	struct strbuf dropped; /* theirs in tables we dropped (DROPPED_SQL) */
 };
 
-static void counts_add(struct pg_counts *c, const char *oid, long long rows)
+static struct pg_count *counts_add(struct pg_counts *c, const char *oid, long long rows)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		if (!strcmp(c->v[i].oid, oid)) {
 			c->v[i].rows += rows;
-			return;
+			return &c->v[i];
 		}
 	}
 	ALLOC_GROW(c->v, c->n + 1, c->alloc);
 	c->v[c->n].oid = xstrdup(oid);
-	c->v[c->n++].rows = rows;
+	c->v[c->n].name = NULL;
+	c->v[c->n].rows = rows;
+	return &c->v[c->n++];
 }
 
 static const struct pg_count *counts_find(const struct pg_counts *c, const char *oid)
@@ -1049,8 +1071,10 @@ static long long counts_get(const struct pg_counts *c, const char *oid)
 
 static void counts_release(struct pg_counts *c)
 {
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < c->n; i++) {
 		free(c->v[i].oid);
+		free(c->v[i].name);
+	}
 	free(c->v);
 	memset(c, 0, sizeof(*c));
 }
@@ -1061,8 +1085,10 @@ static void writes_free(struct pg_writes *w)
 		return;
 	counts_release(&w->own);
 	counts_release(&w->pre);
+	counts_release(&w->at_mark);
 	free(w->snapshot);
 	sb_release(&w->own_defs);
+	sb_release(&w->dropped);
 	free(w);
 }
 
@@ -1074,8 +1100,13 @@ static int counts_read(struct engine *e, const char *sql, struct pg_counts *c, i
 
 	if (pg_query(e, sql, 0, NULL, &rows, err) < 0)
 		return -1;
-	for (size_t i = 0; i < rows.nrows; i++)
-		counts_add(c, rows_get(&rows, i, 0), sign * strtoll(rows_get(&rows, i, 1), NULL, 10));
+	for (size_t i = 0; i < rows.nrows; i++) {
+		struct pg_count *x = counts_add(c, rows_get(&rows, i, 0),
+						sign * strtoll(rows_get(&rows, i, 1), NULL, 10));
+
+		if (rows.ncols > 2 && !x->name)
+			x->name = xstrdup(rows_get(&rows, i, 2));
+	}
 	rows_release(&rows);
 	return 0;
 }
@@ -1124,6 +1155,52 @@ static void writes_tx_start(struct engine *e)
 					   &pg->writes->pre, 1, &ignored) == 0;
 }
 
+/* Adds to w->dropped other sessions' writes since the mark to the tables
+ * the open transaction dropped: in pre, not in post (see DROPPED_SQL).
+ * Not known (an error): unknown writes, a saved state perhaps not needed. */
+static void dropped_read(struct engine *e, const struct pg_counts *post)
+{
+	struct pg_impl *pg = e->impl;
+	struct pg_writes *w = pg->writes;
+	struct sm_error ignored = SM_ERROR_INIT;
+	int waited = 0;
+
+	for (size_t i = 0; i < w->pre.n; i++) {
+		const struct pg_count *t = &w->pre.v[i];
+		const char *const params[] = { t->oid };
+		char *v = NULL;
+		long long theirs;
+
+		if (counts_find(post, t->oid))
+			continue;
+		/* under a savepoint: a query of ours that fails must not abort
+		 * the migration's transaction; the statistics snapshot of this
+		 * transaction is cleared to read what came in meanwhile */
+		if (!waited) {
+			usleep(WRITES_FLUSH_WAIT_MS * 1000);
+			waited = 1;
+			if (simple(e, "SAVEPOINT safe_migrate_dropped", &ignored) < 0 ||
+			    simple(e, "SELECT pg_catalog.pg_stat_clear_snapshot()", &ignored) < 0)
+				goto unknown;
+		}
+		if (engine_scalar(e, DROPPED_SQL, 1, params, &v, &ignored) < 0)
+			goto unknown;
+		theirs = (v ? strtoll(v, NULL, 10) : 0) + t->rows - counts_get(&w->at_mark, t->oid) -
+			 counts_get(&w->own, t->oid);
+		free(v);
+		if (theirs > 0)
+			sb_addf(&w->dropped, "%s\t%lld\tdropped\n", t->name ? t->name : t->oid,
+				theirs);
+	}
+	if (waited)
+		simple(e, "RELEASE SAVEPOINT safe_migrate_dropped", &ignored);
+	return;
+unknown:
+	simple(e, "ROLLBACK TO SAVEPOINT safe_migrate_dropped", &ignored);
+	simple(e, "RELEASE SAVEPOINT safe_migrate_dropped", &ignored);
+	sb_adds(&w->dropped, "*\t?\n");
+}
+
 /* Tallies the open transaction's writes (once; not possible once it failed). */
 static void writes_tx_end(struct engine *e)
 {
@@ -1139,6 +1216,7 @@ static void writes_tx_end(struct engine *e)
 		for (size_t i = 0; i < post.n; i++)
 			counts_add(&pg->writes->own, post.v[i].oid,
 				   post.v[i].rows - counts_get(&pg->writes->pre, post.v[i].oid));
+		dropped_read(e, &post);
 	}
 	counts_release(&post);
 	own_defs_read(e);
@@ -1181,9 +1259,9 @@ static int pg_writes_mark(struct engine *e, char **mark, struct sm_error *err)
 	free(state);
 	for (size_t i = 0; i < now.n; i++)
 		sb_addf(&sb, "%s %lld\n", now.v[i].oid, now.v[i].rows);
-	counts_release(&now);
 	pg->writes = xcalloc(1, sizeof(*pg->writes));
 	pg->writes->snapshot = snap;
+	pg->writes->at_mark = now;
 	*mark = sb_detach(&sb);
 	return 0;
 }
@@ -1225,6 +1303,8 @@ static int foreign_writes(struct engine *e, const struct pg_counts *then, const 
 		goto out;
 	unknown = !then_state || !state || !strcmp(then_state, "off") ||
 		  strcmp(then_state, state) != 0;
+	if (pg->writes && pg->writes->dropped.len)
+		sb_add(out, pg->writes->dropped.buf, pg->writes->dropped.len);
 	for (size_t i = 0; i < now.n; i++) {
 		const char *oid = now.v[i].oid;
 		long long theirs = now.v[i].rows - counts_get(then, oid) -

@@ -554,6 +554,26 @@ class ConcurrentPg(CliTest):
         self.assertEqual(self.psql(self.url, "SELECT count(*) FROM pg_largeobject_metadata "
                                              "WHERE lo_get(oid) = 'the snapshot''s'"), "1")
 
+    def test_rows_in_a_table_the_run_dropped_are_theirs(self):
+        """Another session's rows in a table that a migration then drops
+        (committed) went with the table's counters: the restore brought the
+        table back from the snapshot without them, nothing said.  No saved
+        state can hold them (the DROP discarded them), but they are counted
+        before the drop commits and said to be lost; the run's own row in
+        the table is not theirs."""
+        self.add("0002_drop.sql", "INSERT INTO events (v) VALUES (1);\nSELECT pg_sleep(2);\n"
+                 "DROP TABLE events;")
+        self.add("0003_bad.sql", BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json")
+        time.sleep(0.5)
+        self.psql(self.url, "INSERT INTO events (v) VALUES (100), (101)")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 5, err)
+        cw = json.loads(out)["concurrent_writes"]
+        self.assertEqual(cw["tables"], [{"table": "public.events", "rows": 2,
+                                         "dropped_by_run": True}], cw)
+        self.assertIn("then the run dropped the table: those rows are LOST", err)
+
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
         the failed migration before it failed) are not taken for foreign ones:
@@ -565,8 +585,11 @@ class ConcurrentPg(CliTest):
                  "CREATE VIEW v AS SELECT id FROM users;\nCREATE SEQUENCE seq2;\n"
                  "CREATE INDEX users_name ON users (name);\nALTER TABLE events ADD COLUMN w int;\n"
                  "DO $$BEGIN BEGIN CREATE TABLE sub (x int); EXCEPTION WHEN others THEN NULL; "
-                 "END; END$$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';")
-        self.add("0003_bad.sql", "DELETE FROM events WHERE v < 10;\n" + BAD_PG)
+                 "END; END$$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+                 "INSERT INTO base VALUES (1);")
+        # a table the run wrote, then dropped in another transaction
+        self.add("0003_drop.sql", "DELETE FROM base;\nDROP TABLE base;")
+        self.add("0004_bad.sql", "DELETE FROM events WHERE v < 10;\n" + BAD_PG)
         # "stop" stops only for other sessions' writes: this run is restored
         r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
         self.assertEqual(r.code, 5, r)
