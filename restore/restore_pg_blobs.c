@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_pg.h"
 #include "restore_pg_int.h"
 #include "xalloc.h"
 
@@ -133,7 +134,14 @@ int pgr_check_blobs(PGconn *conn, const cJSON *manifest, const char *path, struc
 
 	if (!cJSON_IsNumber(want))
 		return 0;
-	res = PQexec(conn, "SELECT pg_catalog.count(*) FROM pg_catalog.pg_largeobject_metadata");
+	/* inside the restore's transaction, only the large objects it created:
+	 * other sessions' committed since its unlink are not the snapshot's
+	 * (they stay; counted, a good snapshot was called damaged).  Outside
+	 * one (a batched or parallel restore into another database), all. */
+	res = PQexec(conn, PQtransactionStatus(conn) == PQTRANS_INTRANS ?
+		     "SELECT pg_catalog.count(*) FROM pg_catalog.pg_largeobject_metadata l WHERE "
+		     "pg_catalog.txid_status(" PG_XMIN_TXID("l.xmin") ") = 'in progress'" :
+		     "SELECT pg_catalog.count(*) FROM pg_catalog.pg_largeobject_metadata");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		ret = pgr_error(err, conn, res, "cannot count the large objects");
 		goto out;

@@ -101,12 +101,9 @@ static const char after_sql[] =
  * array type), keyed by catalog and oid, in byte order, and whether the
  * transaction that wrote each one's catalog row is still in progress: read
  * inside ours, it can only be ours (another session's uncommitted rows are
- * not visible), savepoints' included.  The 64-bit id of the 32-bit xmin is
- * the one within 2^31 of the snapshot's xmax, as engine_pg.c's
- * DEFS_SINCE_SQL rebuilds it. */
+ * not visible), savepoints' included (PG_XMIN_TXID). */
 static const char obj_sql[] =
-	"WITH nx AS (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) "
-	"+ 2147483648 AS x), o(key, what, xmin) AS ("
+	"WITH o(key, what, xmin) AS ("
 	"SELECT ('c' || c.oid::text) COLLATE \"C\", CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' "
 	"WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 'v' THEN "
 	"'view' WHEN 'm' THEN 'materialized view' WHEN 'c' THEN 'type' WHEN 'f' THEN "
@@ -120,8 +117,8 @@ static const char obj_sql[] =
 	"FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE " USER_NS
 	" AND t.typtype IN ('e', 'd', 'r', 'm')) "
 	"SELECT o.key, o.what, CASE WHEN o.xmin::text::bigint < 3 THEN 'f' ELSE "
-	"(pg_catalog.txid_status(nx.x - ((nx.x % 4294967296) - o.xmin::text::bigint + "
-	"4294967296) % 4294967296) = 'in progress')::text::char END FROM o, nx ORDER BY 1";
+	"(pg_catalog.txid_status(" PG_XMIN_TXID("o.xmin") ") = 'in progress')::text::char END "
+	"FROM o ORDER BY 1";
 
 /* The watcher's poll: the backend's relation locks, granted or awaited,
  * while it runs a statement (its pg_stat_activity row: active), on objects

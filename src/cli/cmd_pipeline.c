@@ -406,10 +406,12 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 		const char *nl = strchr(p, '\n');
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
 		char *line = xstrndup(p, n);
-		char *tab = strchr(line, '\t');
+		char *tab = strchr(line, '\t'), *dropped = NULL;
 
 		if (tab)
 			*tab++ = '\0';
+		if (tab && (dropped = strchr(tab, '\t')))
+			*dropped++ = '\0';
 		if (tab && !strcmp(tab, "definition")) {
 			/* (a definition is the run's own only when one of its
 			 * transactions wrote it: a transaction:false migration's
@@ -423,7 +425,15 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 			continue;
 		}
 		if (!strcmp(line, "*"))
-			error_msg("    the database file changed (this engine cannot tell which tables)");
+			error_msg("    tables not known: any may have been written (SQLite: the "
+				  "database file changed; PostgreSQL: the activity counters are "
+				  "off or were reset)");
+		else if (dropped)
+			/* the run's DROP discarded them: said, since no saved
+			 * state and no restore can bring them back */
+			error_msg("    %s: %s row%s inserted, updated or deleted, then the run dropped "
+				  "the table: those rows are LOST (in neither the restored database "
+				  "nor a saved state)", line, tab, !strcmp(tab, "1") ? "" : "s");
 		else
 			error_msg("    %s: %s row%s inserted, updated or deleted", line, tab ? tab : "?",
 				  tab && !strcmp(tab, "1") ? "" : "s");
@@ -434,6 +444,8 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 				cJSON_AddNumberToObject(t, "rows", strtod(tab, NULL));
 			else
 				cJSON_AddNullToObject(t, "rows");
+			if (dropped)
+				cJSON_AddTrueToObject(t, "dropped_by_run");
 			cJSON_AddItemToArray(tables, t);
 		}
 		free(line);

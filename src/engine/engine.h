@@ -143,7 +143,9 @@ struct engine_ops {
 	int (*writes_mark)(struct engine *e, char **mark, struct sm_error *err);
 	/* Appends "TABLE\tROWS\n" for each table that OTHER connections wrote
 	 * since mark (ROWS: rows inserted, updated or deleted; "?" when the
-	 * engine cannot count; TABLE "*" when it cannot tell which table), and
+	 * engine cannot count; TABLE "*" when it cannot tell which table;
+	 * "TABLE\tROWS\tdropped\n" for a table this connection then dropped,
+	 * whose rows no saved state can hold), and
 	 * "OBJECT\tdefinition\n" for each object whose definition they created
 	 * or changed (OBJECT: its kind and name, "table public.t"; engines
 	 * whose "*" covers every change need not). */

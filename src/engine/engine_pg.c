@@ -918,8 +918,40 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
  * apart.  Writes outside a transaction of ours (transaction:false) count as
  * another session's: the error is on the side of keeping data.
  */
-#define WRITES_SQL(view) \
-	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text FROM pg_catalog." view
+#define WRITES_SQL(view)                                                                 \
+	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text, "                   \
+	"pg_catalog.format('%I.%I', schemaname, relname) FROM pg_catalog." view
+
+/*
+ * A table the run drops takes its counters with it, and the restore brings
+ * it back without what other sessions wrote into it after the mark.  So at
+ * the end of each of our transactions (before COMMIT), a table whose
+ * counters were there at its start and are gone is one it dropped: its
+ * shared counters, still readable by OID until the drop commits, are read
+ * after waiting for other sessions' counts to come in.  Their writes are
+ * shared + pre - mark - own: the shared counters hold every session's
+ * flushed counts, and this connection's not yet flushed ones are in the
+ * transaction's counters at its start (pre; pg_stat_xact_* include them).
+ */
+#define DROPPED_SQL                                                                      \
+	"SELECT (pg_catalog.pg_stat_get_tuples_inserted($1::oid) + "                        \
+	"pg_catalog.pg_stat_get_tuples_updated($1::oid) + "                                  \
+	"pg_catalog.pg_stat_get_tuples_deleted($1::oid))::text"
+
+/*
+ * The counters say nothing when they are not kept (track_counts off) or
+ * were reset since the mark (pg_stat_reset(), or one table's: both set the
+ * database's stats_reset): a write before the reset is gone from them.  The
+ * mark records this "state" ("off", or when the counters were last reset),
+ * and writes_since reports unknown writes ("*") when it was off or is no
+ * longer the same, or when a table's counter went down.  Another session
+ * that turns track_counts off for itself only (SET, superusers) cannot be
+ * seen.
+ */
+#define STATS_STATE_SQL                                                                  \
+	"SELECT CASE WHEN pg_catalog.current_setting('track_counts')::bool THEN "           \
+	"COALESCE((SELECT d.stats_reset::text FROM pg_catalog.pg_stat_database d WHERE "    \
+	"d.datname = pg_catalog.current_database()), 'never') ELSE 'off' END"
 
 /*
  * Definitions other sessions created or changed: the counters say nothing
@@ -936,12 +968,13 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
  * is its own.  Kept out: safe-migrate's own tables (safe_migrate_*), and
  * what comes with a table (its row type, array type and TOAST table).
  *
- * xmin is 32 bits; the txid functions take the 64-bit form, rebuilt as the
- * one within 2^31 of the snapshot's xmax, on either side (our own
- * transaction's ids, not yet completed, can be past xmax; wraparound
- * protection keeps every live xmin less than 2^31 old): with r = xmax +
- * 2^31, xid8 = r - ((r - xmin) mod 2^32).  An xmin frozen (2) or special
- * (< 3) is older than any mark.
+ * A large object another session created is a definition too ("large
+ * object OID"): the restore unlinks every large object and creates the
+ * snapshot's.  Writes into an existing large object's data change no row
+ * that an ordinary user can read (pg_largeobject needs superuser): not seen.
+ *
+ * xmin is 32 bits; PG_XMIN_TXID rebuilds the 64-bit form that the txid
+ * functions take.  An xmin frozen or special is older than any mark.
  */
 #define DEFS_OBJECTS_SQL                                                                    \
 	"SELECT 'c' AS cls, c.oid, c.xmin, CASE c.relkind WHEN 'i' THEN 'index' "           \
@@ -961,17 +994,16 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
 	"'r', 'm') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class tc "    \
 	"WHERE tc.oid = t.typrelid AND tc.relkind = 'c'))) "                                 \
 	"UNION ALL SELECT 'n', n.oid, n.xmin, 'schema ' || pg_catalog.quote_ident(n.nspname) " \
-	"FROM pg_catalog.pg_namespace n WHERE n.oid IN " PG_USER_NSP
+	"FROM pg_catalog.pg_namespace n WHERE n.oid IN " PG_USER_NSP " "                     \
+	"UNION ALL SELECT 'l', l.oid, l.xmin, 'large object ' || l.oid FROM "                \
+	"pg_catalog.pg_largeobject_metadata l"
 
 /* The objects written after the mark's snapshot ($1), with their 64-bit
  * transaction id. */
 #define DEFS_SINCE_SQL                                                                      \
-	"WITH nx AS (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) " \
-	"+ 2147483648 AS x), o AS (" DEFS_OBJECTS_SQL "), w AS (SELECT o.cls, o.oid, "         \
-	"o.xmin, o.what, "                                                                      \
-	"nx.x - ((nx.x % 4294967296) - o.xmin::text::bigint + 4294967296) % 4294967296 AS xid " \
-	"FROM o, nx WHERE o.xmin::text::bigint >= 3) SELECT w.cls || ':' || w.oid || ':' || "  \
-	"w.xmin AS key, w.what, w.xid FROM w WHERE NOT "                                      \
+	"WITH o AS (" DEFS_OBJECTS_SQL "), w AS (SELECT o.cls, o.oid, o.xmin, o.what, "        \
+	PG_XMIN_TXID("o.xmin") " AS xid FROM o) SELECT w.cls || ':' || w.oid || ':' || "       \
+	"w.xmin AS key, w.what, w.xid FROM w WHERE w.xid IS NOT NULL AND NOT "                \
 	"pg_catalog.txid_visible_in_snapshot(w.xid, $1::pg_catalog.txid_snapshot)"
 
 /* Ours, read inside one of our transactions. */
@@ -989,6 +1021,7 @@ static const char defs_theirs_sql[] =
 struct pg_count {
 	char *oid;
 	long long rows;
+	char *name; /* "schema.table", when the read gave it */
 };
 
 struct pg_counts {
@@ -1002,19 +1035,23 @@ struct pg_writes {
 	int have_pre;
 	char *snapshot;       /* txid_current_snapshot() at the mark, or NULL */
 	struct strbuf own_defs; /* our transactions' catalog rows: "{key,key,...}" */
+	struct pg_counts at_mark; /* the shared counters at the mark */
+	struct strbuf dropped; /* theirs in tables we dropped (DROPPED_SQL) */
 };
 
-static void counts_add(struct pg_counts *c, const char *oid, long long rows)
+static struct pg_count *counts_add(struct pg_counts *c, const char *oid, long long rows)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		if (!strcmp(c->v[i].oid, oid)) {
 			c->v[i].rows += rows;
-			return;
+			return &c->v[i];
 		}
 	}
 	ALLOC_GROW(c->v, c->n + 1, c->alloc);
 	c->v[c->n].oid = xstrdup(oid);
-	c->v[c->n++].rows = rows;
+	c->v[c->n].name = NULL;
+	c->v[c->n].rows = rows;
+	return &c->v[c->n++];
 }
 
 static const struct pg_count *counts_find(const struct pg_counts *c, const char *oid)
@@ -1034,8 +1071,10 @@ static long long counts_get(const struct pg_counts *c, const char *oid)
 
 static void counts_release(struct pg_counts *c)
 {
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < c->n; i++) {
 		free(c->v[i].oid);
+		free(c->v[i].name);
+	}
 	free(c->v);
 	memset(c, 0, sizeof(*c));
 }
@@ -1046,8 +1085,10 @@ static void writes_free(struct pg_writes *w)
 		return;
 	counts_release(&w->own);
 	counts_release(&w->pre);
+	counts_release(&w->at_mark);
 	free(w->snapshot);
 	sb_release(&w->own_defs);
+	sb_release(&w->dropped);
 	free(w);
 }
 
@@ -1059,8 +1100,13 @@ static int counts_read(struct engine *e, const char *sql, struct pg_counts *c, i
 
 	if (pg_query(e, sql, 0, NULL, &rows, err) < 0)
 		return -1;
-	for (size_t i = 0; i < rows.nrows; i++)
-		counts_add(c, rows_get(&rows, i, 0), sign * strtoll(rows_get(&rows, i, 1), NULL, 10));
+	for (size_t i = 0; i < rows.nrows; i++) {
+		struct pg_count *x = counts_add(c, rows_get(&rows, i, 0),
+						sign * strtoll(rows_get(&rows, i, 1), NULL, 10));
+
+		if (rows.ncols > 2 && !x->name)
+			x->name = xstrdup(rows_get(&rows, i, 2));
+	}
 	rows_release(&rows);
 	return 0;
 }
@@ -1109,6 +1155,52 @@ static void writes_tx_start(struct engine *e)
 					   &pg->writes->pre, 1, &ignored) == 0;
 }
 
+/* Adds to w->dropped other sessions' writes since the mark to the tables
+ * the open transaction dropped: in pre, not in post (see DROPPED_SQL).
+ * Not known (an error): unknown writes, a saved state perhaps not needed. */
+static void dropped_read(struct engine *e, const struct pg_counts *post)
+{
+	struct pg_impl *pg = e->impl;
+	struct pg_writes *w = pg->writes;
+	struct sm_error ignored = SM_ERROR_INIT;
+	int waited = 0;
+
+	for (size_t i = 0; i < w->pre.n; i++) {
+		const struct pg_count *t = &w->pre.v[i];
+		const char *const params[] = { t->oid };
+		char *v = NULL;
+		long long theirs;
+
+		if (counts_find(post, t->oid))
+			continue;
+		/* under a savepoint: a query of ours that fails must not abort
+		 * the migration's transaction; the statistics snapshot of this
+		 * transaction is cleared to read what came in meanwhile */
+		if (!waited) {
+			usleep(WRITES_FLUSH_WAIT_MS * 1000);
+			waited = 1;
+			if (simple(e, "SAVEPOINT safe_migrate_dropped", &ignored) < 0 ||
+			    simple(e, "SELECT pg_catalog.pg_stat_clear_snapshot()", &ignored) < 0)
+				goto unknown;
+		}
+		if (engine_scalar(e, DROPPED_SQL, 1, params, &v, &ignored) < 0)
+			goto unknown;
+		theirs = (v ? strtoll(v, NULL, 10) : 0) + t->rows - counts_get(&w->at_mark, t->oid) -
+			 counts_get(&w->own, t->oid);
+		free(v);
+		if (theirs > 0)
+			sb_addf(&w->dropped, "%s\t%lld\tdropped\n", t->name ? t->name : t->oid,
+				theirs);
+	}
+	if (waited)
+		simple(e, "RELEASE SAVEPOINT safe_migrate_dropped", &ignored);
+	return;
+unknown:
+	simple(e, "ROLLBACK TO SAVEPOINT safe_migrate_dropped", &ignored);
+	simple(e, "RELEASE SAVEPOINT safe_migrate_dropped", &ignored);
+	sb_adds(&w->dropped, "*\t?\n");
+}
+
 /* Tallies the open transaction's writes (once; not possible once it failed). */
 static void writes_tx_end(struct engine *e)
 {
@@ -1124,6 +1216,7 @@ static void writes_tx_end(struct engine *e)
 		for (size_t i = 0; i < post.n; i++)
 			counts_add(&pg->writes->own, post.v[i].oid,
 				   post.v[i].rows - counts_get(&pg->writes->pre, post.v[i].oid));
+		dropped_read(e, &post);
 	}
 	counts_release(&post);
 	own_defs_read(e);
@@ -1146,7 +1239,7 @@ static int pg_writes_mark(struct engine *e, char **mark, struct sm_error *err)
 	struct pg_impl *pg = e->impl;
 	struct pg_counts now = { NULL, 0, 0 };
 	struct strbuf sb = STRBUF_INIT;
-	char *snap = NULL;
+	char *snap = NULL, *state = NULL;
 
 	*mark = NULL;
 	writes_free(pg->writes);
@@ -1155,15 +1248,20 @@ static int pg_writes_mark(struct engine *e, char **mark, struct sm_error *err)
 	 * then after the mark (a saved state too many, not one too few) */
 	if (engine_scalar(e, "SELECT pg_catalog.txid_current_snapshot()::text", 0, NULL, &snap,
 			  err) < 0 ||
+	    engine_scalar(e, STATS_STATE_SQL, 0, NULL, &state, err) < 0 ||
 	    shared_counts(e, &now, err) < 0) {
 		free(snap);
+		free(state);
 		return -1;
 	}
+	/* the state cannot hold a newline; it is the first line */
+	sb_addf(&sb, "stats %s\n", state ? state : "");
+	free(state);
 	for (size_t i = 0; i < now.n; i++)
 		sb_addf(&sb, "%s %lld\n", now.v[i].oid, now.v[i].rows);
-	counts_release(&now);
 	pg->writes = xcalloc(1, sizeof(*pg->writes));
 	pg->writes->snapshot = snap;
+	pg->writes->at_mark = now;
 	*mark = sb_detach(&sb);
 	return 0;
 }
@@ -1188,25 +1286,39 @@ static int foreign_defs(struct engine *e, struct strbuf *out, struct sm_error *e
 	return 0;
 }
 
-/* Appends the tables whose shared counters grew more than our own writes. */
-static int foreign_writes(struct engine *e, const struct pg_counts *then, struct strbuf *out,
-			  struct sm_error *err)
+/* Appends the tables whose shared counters grew more than our own writes,
+ * and "*" when the counters cannot tell (see STATS_STATE_SQL). */
+static int foreign_writes(struct engine *e, const struct pg_counts *then, const char *then_state,
+			  struct strbuf *out, struct sm_error *err)
 {
 	struct pg_impl *pg = e->impl;
 	struct pg_counts now = { NULL, 0, 0 };
 	struct eng_rows name = ENG_ROWS_INIT;
-	int ret = -1;
+	char *state = NULL;
+	int unknown, ret = -1;
 
-	if (shared_counts(e, &now, err) < 0)
+	/* the counters first: a reset after reading them changes the state */
+	if (shared_counts(e, &now, err) < 0 ||
+	    engine_scalar(e, STATS_STATE_SQL, 0, NULL, &state, err) < 0)
 		goto out;
+	unknown = !then_state || !state || !strcmp(then_state, "off") ||
+		  strcmp(then_state, state) != 0;
+	if (pg->writes && pg->writes->dropped.len)
+		sb_add(out, pg->writes->dropped.buf, pg->writes->dropped.len);
 	for (size_t i = 0; i < now.n; i++) {
 		const char *oid = now.v[i].oid;
 		long long theirs = now.v[i].rows - counts_get(then, oid) -
 				   (pg->writes ? counts_get(&pg->writes->own, oid) : 0);
 		const char *const params[] = { oid };
 
-		/* a table created after the mark: foreign_defs says whose */
-		if (theirs <= 0 || !counts_find(then, oid))
+		/* counters only grow, until a reset */
+		if (now.v[i].rows < counts_get(then, oid))
+			unknown = 1;
+
+		/* a table created after the mark counts from 0: another
+		 * session's rows in a table the run created are dropped with
+		 * it by the restore, and no catalog row tells of them */
+		if (theirs <= 0)
 			continue;
 		if (pg_query(e, "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM "
 			     "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = "
@@ -1216,8 +1328,11 @@ static int foreign_writes(struct engine *e, const struct pg_counts *then, struct
 			sb_addf(out, "%s\t%lld\n", rows_get(&name, 0, 0), theirs);
 		rows_release(&name);
 	}
+	if (unknown)
+		sb_adds(out, "*\t?\n");
 	ret = foreign_defs(e, out, err);
 out:
+	free(state);
 	rows_release(&name);
 	counts_release(&now);
 	return ret;
@@ -1229,9 +1344,16 @@ static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *ou
 	struct pg_counts then = { NULL, 0, 0 };
 	const char *p = mark ? mark : "";
 	size_t len0 = out->len;
+	char *state = NULL;
 	int ret;
 
-	/* the mark is ours: "OID ROWS\n" lines */
+	/* the mark is ours: "stats STATE\n", then "OID ROWS\n" lines */
+	if (!strncmp(p, "stats ", 6)) {
+		const char *nl = strchr(p, '\n');
+
+		state = xstrndup(p + 6, nl ? (size_t)(nl - p - 6) : strlen(p + 6));
+		p = nl ? nl + 1 : p + strlen(p);
+	}
 	while (*p) {
 		const char *sp = strchr(p, ' ');
 		char *end, *oid;
@@ -1247,13 +1369,14 @@ static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *ou
 		if (end == sp + 1)
 			break;
 	}
-	ret = foreign_writes(e, &then, out, err);
+	ret = foreign_writes(e, &then, state, out, err);
 	if (ret == 0 && out->len == len0) {
 		/* other sessions' counts reach the shared counters up to a
 		 * second late: look again once they must have */
 		usleep(WRITES_FLUSH_WAIT_MS * 1000);
-		ret = foreign_writes(e, &then, out, err);
+		ret = foreign_writes(e, &then, state, out, err);
 	}
+	free(state);
 	counts_release(&then);
 	return ret;
 }

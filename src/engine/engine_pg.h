@@ -38,6 +38,24 @@
 int engine_pg_error(struct sm_error *err, PGconn *conn, const PGresult *res, const char *what);
 
 /*
+ * The 64-bit transaction id (what the txid_* functions take) of a catalog
+ * row's 32-bit xmin, an SQL expression of the column ("c.xmin"); NULL for a
+ * frozen or special xmin (< 3), older than any transaction.  It is the one
+ * within 2^31 of the current snapshot's xmax, on either side (our own
+ * transaction's ids, not yet completed, can be past xmax; wraparound
+ * protection keeps every live xmin less than 2^31 old): with r = xmax +
+ * 2^31, xid8 = r - ((r - xmin) mod 2^32).  Read inside one of our
+ * transactions, a visible row whose xid8 is 'in progress' (txid_status)
+ * can only be ours, savepoints' included: another session's uncommitted
+ * rows are not visible.
+ */
+#define PG_XMIN_TXID_R \
+	"(pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) + 2147483648)"
+#define PG_XMIN_TXID(xmin)                                                                  \
+	"(CASE WHEN " xmin "::text::bigint < 3 THEN NULL ELSE " PG_XMIN_TXID_R " - ((" \
+	PG_XMIN_TXID_R " % 4294967296) - " xmin "::text::bigint + 4294967296) % 4294967296 END)"
+
+/*
  * The client encoding every session of ours speaks to a database whose
  * encoding is server_encoding (the server's spelling, as the
  * server_encoding parameter reports it; NULL: unknown), as a static

@@ -66,6 +66,8 @@ class PgWriter(SqliteWriter):
     """The same through one psql session (autocommit): a row counts as
     committed when its RETURNING line came back."""
 
+    STATEMENT = "INSERT INTO events (v) VALUES (%d) RETURNING 'c' || v;"
+
     def loop(self):
         p = subprocess.Popen(["psql", self.path, "-X", "-q", "-A", "-t"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -73,7 +75,7 @@ class PgWriter(SqliteWriter):
         i = 0
         while not self.stop_flag.is_set():
             i += 1
-            p.stdin.write("INSERT INTO events (v) VALUES (%d) RETURNING 'c' || v;\n\\echo done\n" % i)
+            p.stdin.write(self.STATEMENT % i + "\n\\echo done\n")
             p.stdin.flush()
             while True:
                 line = p.stdout.readline()
@@ -86,6 +88,12 @@ class PgWriter(SqliteWriter):
             time.sleep(0.003)
         p.stdin.close()
         p.wait()
+
+
+class LoWriter(PgWriter):
+    """Creates a large object every 3 ms instead."""
+
+    STATEMENT = "SELECT 'c' || %d FROM pg_catalog.lo_from_bytea(0, 'app doc');"
 
 
 class LockHolder:
@@ -427,6 +435,145 @@ class ConcurrentPg(CliTest):
                          self.THEIRS)
         self.assertEqual(self.psql(self.url, "SELECT v FROM orders_2026"), "an order")
 
+    def fail_while_they_write(self, ready, sql, policy="restore"):
+        """A run whose last migration fails after a pause: once ready (a
+        query) says "t", other sessions run sql (a list: one session each,
+        in turn).  Returns the run's exit code, its JSON and its stderr."""
+        self.add("0003_bad.sql", "SELECT pg_sleep(3);\n" + BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json", "--on-concurrent-writes",
+                                policy)
+        deadline = time.monotonic() + 60
+        while self.psql(self.url, ready) != "t":
+            self.assertLess(time.monotonic(), deadline, "the run never got ready")
+            time.sleep(0.05)
+        for one in [sql] if isinstance(sql, str) else sql:
+            self.psql(self.url, one)
+        out, err = p.communicate(timeout=120)
+        return p.returncode, json.loads(out), err
+
+    def test_rows_in_a_table_the_run_created_are_theirs(self):
+        """Another session's rows in a table the run created (committed) are
+        dropped with it by the restore: the table had no counter at the
+        mark, and it was skipped (exit 5, nothing said, nothing saved)."""
+        self.add("0002_feature.sql", "CREATE TABLE feature (id int PRIMARY KEY, what text);")
+        code, j, err = self.fail_while_they_write(
+            "SELECT to_regclass('public.feature') IS NOT NULL",
+            "INSERT INTO feature VALUES (1, 'order 1'), (2, 'order 2')")
+        self.assertEqual(code, 5, err)
+        cw = j["concurrent_writes"]
+        self.assertEqual(cw["tables"], [{"table": "public.feature", "rows": 2}], cw)
+        scratch = self.pg_new_db()
+        self.ok("-d", self.url, "-b", self.path("backups"), "restore", cw["saved_state"], "--to",
+                scratch, "--yes")
+        self.assertEqual(self.psql(scratch, "SELECT count(*) FROM feature"), "2")
+
+    def test_rows_in_a_partition_the_run_created_stop_the_run(self):
+        """The same through a partitioned table: the month's partition the
+        run created gets the application's rows."""
+        self.psql(self.url, """
+            CREATE TABLE orders (at date NOT NULL, what text) PARTITION BY RANGE (at);
+            CREATE TABLE orders_2026_11 PARTITION OF orders
+                FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+            INSERT INTO orders VALUES ('2026-11-30', 'old');""")
+        self.add("0002_december.sql", "CREATE TABLE orders_2026_12 PARTITION OF orders "
+                 "FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');")
+        code, j, err = self.fail_while_they_write(
+            "SELECT to_regclass('public.orders_2026_12') IS NOT NULL",
+            "INSERT INTO orders VALUES ('2026-12-03', 'order 1'), ('2026-12-03', 'order 2')",
+            policy="stop")
+        self.assertEqual(code, 8, err)
+        self.assertEqual(j["concurrent_writes"]["tables"],
+                         [{"table": "public.orders_2026_12", "rows": 2}])
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM orders_2026_12"), "2")
+
+    UNKNOWN = {"table": "*", "rows": None}
+
+    def test_counters_reset_after_writing_are_unknown_writes(self):
+        """A session that writes, then resets the activity counters
+        (pg_stat_reset(): a monitoring job) took its write out of them; the
+        restore discarded its row unsaid.  A reset since the mark now means
+        unknown writes: the failed state is saved first."""
+        self.add("0002_a.sql", "ALTER TABLE users ADD COLUMN c int;")
+        code, j, err = self.fail_while_they_write(
+            "SELECT true", ["INSERT INTO events (v) VALUES (100)",
+                            "SELECT pg_sleep(0.2); SELECT pg_stat_reset()"])
+        self.assertEqual(code, 5, err)
+        cw = j["concurrent_writes"]
+        self.assertIn(self.UNKNOWN, cw["tables"], cw)
+        self.assertIn("activity counters are off or were reset", err)
+        scratch = self.pg_new_db()
+        self.ok("-d", self.url, "-b", self.path("backups"), "restore", cw["saved_state"], "--to",
+                scratch, "--yes")
+        self.assertEqual(self.events(scratch), {100})
+
+    def test_counters_off_are_unknown_writes(self):
+        """With track_counts off, no write is ever counted: every row another
+        session committed was discarded unsaid.  Now the writes are unknown:
+        with stop, exit 8 and the row stays."""
+        self.psql(self.url, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET track_counts = "
+                            "off', current_database()); END$$")
+        self.add("0002_a.sql", "ALTER TABLE users ADD COLUMN c int;")
+        code, j, err = self.fail_while_they_write(
+            "SELECT true", "INSERT INTO events (v) VALUES (100)", policy="stop")
+        self.assertEqual(code, 8, err)
+        self.assertIn(self.UNKNOWN, j["concurrent_writes"]["tables"])
+        self.assertEqual(self.events(), {100})
+
+    def test_large_object_of_another_session_is_theirs(self):
+        """A large object another session created during the run is
+        unlinked by the restore (it unlinks all, then creates the
+        snapshot's): it was lost unsaid.  It is a definition of theirs now;
+        the run's own large object is not."""
+        self.add("0002_mine.sql", "SELECT lo_from_bytea(0, 'mine');")
+        code, j, err = self.fail_while_they_write(
+            "SELECT true", "SELECT lo_from_bytea(0, 'theirs')")
+        self.assertEqual(code, 5, err)
+        cw = j["concurrent_writes"]
+        scratch = self.pg_new_db()
+        self.ok("-d", self.url, "-b", self.path("backups"), "restore", cw["saved_state"], "--to",
+                scratch, "--yes")
+        theirs = self.psql(scratch, "SELECT oid FROM pg_largeobject_metadata WHERE "
+                                    "lo_get(oid) = 'theirs'")
+        self.assertEqual(cw["definitions"], ["large object " + theirs], cw)
+
+    def test_restore_counts_only_its_own_large_objects(self):
+        """An in-place restore while the application creates large objects:
+        those committed after the restore unlinked the target's were
+        counted with the snapshot's, and the good snapshot was called
+        damaged (exit 7).  They are kept, and the snapshot's count holds."""
+        self.psql(self.url, "INSERT INTO events (v) SELECT generate_series(1, 300000); "
+                            "SELECT lo_from_bytea(0, 'the snapshot''s')")
+        r = self.ok(*self.base, "backup", "--json")
+        snap = r.json()["path"]
+        with LoWriter(self.url) as w:
+            w.wait_for_rows(20)
+            r = self.run_sm(*self.base, "restore", snap, "--yes", "--no-safety-backup")
+            w.wait_for_rows(len(w.committed) + 20)
+        self.assertEqual(r.code, 0, r)
+        self.assertNotIn("damaged", r.err)
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM pg_largeobject_metadata "
+                                             "WHERE lo_get(oid) = 'the snapshot''s'"), "1")
+
+    def test_rows_in_a_table_the_run_dropped_are_theirs(self):
+        """Another session's rows in a table that a migration then drops
+        (committed) went with the table's counters: the restore brought the
+        table back from the snapshot without them, nothing said.  No saved
+        state can hold them (the DROP discarded them), but they are counted
+        before the drop commits and said to be lost; the run's own row in
+        the table is not theirs."""
+        self.add("0002_drop.sql", "INSERT INTO events (v) VALUES (1);\nSELECT pg_sleep(2);\n"
+                 "DROP TABLE events;")
+        self.add("0003_bad.sql", BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json")
+        time.sleep(0.5)
+        self.psql(self.url, "INSERT INTO events (v) VALUES (100), (101)")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 5, err)
+        cw = json.loads(out)["concurrent_writes"]
+        self.assertEqual(cw["tables"], [{"table": "public.events", "rows": 2,
+                                         "dropped_by_run": True}], cw)
+        self.assertIn("then the run dropped the table: those rows are LOST", err)
+
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
         the failed migration before it failed) are not taken for foreign ones:
@@ -438,8 +585,11 @@ class ConcurrentPg(CliTest):
                  "CREATE VIEW v AS SELECT id FROM users;\nCREATE SEQUENCE seq2;\n"
                  "CREATE INDEX users_name ON users (name);\nALTER TABLE events ADD COLUMN w int;\n"
                  "DO $$BEGIN BEGIN CREATE TABLE sub (x int); EXCEPTION WHEN others THEN NULL; "
-                 "END; END$$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';")
-        self.add("0003_bad.sql", "DELETE FROM events WHERE v < 10;\n" + BAD_PG)
+                 "END; END$$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+                 "INSERT INTO base VALUES (1);")
+        # a table the run wrote, then dropped in another transaction
+        self.add("0003_drop.sql", "DELETE FROM base;\nDROP TABLE base;")
+        self.add("0004_bad.sql", "DELETE FROM events WHERE v < 10;\n" + BAD_PG)
         # "stop" stops only for other sessions' writes: this run is restored
         r = self.run_sm(*self.base, "safe-migrate", "--json", "--on-concurrent-writes", "stop")
         self.assertEqual(r.code, 5, r)
