@@ -682,12 +682,12 @@ static void follow_restored(struct run *r)
  * the database's settings...) is still as the run left it.  Named, so
  * that "back in its state before the run" is not taken for more than the
  * snapshot's objects and rows. */
-static void report_not_undone(struct run *r, struct engine *e)
+static void report_not_undone(struct cmd_ctx *ctx, const char *before, struct engine *e)
 {
 	struct strbuf left = STRBUF_INIT;
 	struct sm_error err = SM_ERROR_INIT;
 
-	if (guard_outside_changes(&r->guard, e, &left, &err) < 0) {
+	if (guard_outside_changes(before, e, &left, &err) < 0) {
 		warning("cannot tell whether the run changed anything outside what a snapshot "
 			"holds: %s", err.msg);
 	} else if (left.len) {
@@ -695,8 +695,8 @@ static void report_not_undone(struct run *r, struct engine *e)
 		warning("NOT UNDONE: the run changed these, which no snapshot holds and the "
 			"restore does not put back; undo them by hand (+ now, - before the run):\n%s",
 			left.buf);
-		if (r->ctx->json)
-			cJSON_AddStringToObject(r->ctx->json, "not_undone", left.buf);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "not_undone", left.buf);
 	}
 	sb_release(&left);
 }
@@ -800,7 +800,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 			info("restored: the database is back in its state before the run (the "
 			     "snapshot's checksummed pages; the schema confirmed: other sessions "
 			     "wrote right after the copy, so counts were not compared)");
-		report_not_undone(r, e);
+		report_not_undone(r->ctx, r->guard.outside, e);
 		if (r->applied)
 			while (cJSON_GetArraySize(r->applied))
 				cJSON_DeleteItemFromArray(r->applied, 0);
@@ -1264,9 +1264,12 @@ static int phase_take_snapshot(struct run *r)
 
 static int phase_journal(struct run *r)
 {
-	/* recover drops the schemas a killed run created beside these */
+	/* recover drops the schemas a killed run created beside these, and
+	 * names what it cannot undo against the list beside them */
 	if (r->guard.schemas)
 		cJSON_AddStringToObject(r->j.doc, "pre_run_schemas", r->guard.schemas);
+	if (r->guard.outside)
+		cJSON_AddStringToObject(r->j.doc, "pre_run_outside", r->guard.outside);
 	if (journal_before_change(r) < 0)
 		return stop(r, "error", report_error(r->ctx, &r->ctx->err));
 	if (cli_interrupted)
@@ -1833,6 +1836,8 @@ int cmd_recover(struct cmd_ctx *ctx)
 		code = EXIT_RESTORE_FAILED;
 		goto out;
 	}
+	/* against the killed run's pre-run list */
+	report_not_undone(ctx, journal_str(doc, "pre_run_outside", NULL), e);
 	if (journal_close_unfinished(path, "recovered", &ctx->err) < 0)
 		code = report_error(ctx, &ctx->err);
 	out("restored %s; the database is back in its state before the interrupted run\n", snap);

@@ -81,19 +81,19 @@ static void lines_missing(const char *a, const char *b, const char *mark, struct
 	}
 }
 
-int guard_outside_changes(const struct restore_guard *g, struct engine *e,
-			  struct strbuf *out, struct sm_error *err)
+int guard_outside_changes(const char *before, struct engine *e, struct strbuf *out,
+			  struct sm_error *err)
 {
 	struct strbuf now = STRBUF_INIT;
 
-	if (!g->outside || !e->ops->outside_state)
+	if (!before || !e->ops->outside_state)
 		return 0;
 	if (e->ops->outside_state(e, &now, err) < 0) {
 		sb_release(&now);
 		return -1;
 	}
-	lines_missing(now.buf, g->outside, "+", out);
-	lines_missing(g->outside, now.buf, "-", out);
+	lines_missing(now.buf, before, "+", out);
+	lines_missing(before, now.buf, "-", out);
 	sb_release(&now);
 	return 0;
 }

@@ -51,11 +51,12 @@ int guard_foreign_writes(const struct restore_guard *g, struct engine *e, struct
 int guard_new_schemas(const struct restore_guard *g, struct engine *e, struct strbuf *out,
 		      struct sm_error *err);
 
-/* Appends what differs now from the outside_state before the run, a line
- * each: "+ LINE" is new (or changed), "- LINE" gone (or changed).  0 with
- * nothing appended when the engine has none. */
-int guard_outside_changes(const struct restore_guard *g, struct engine *e,
-			  struct strbuf *out, struct sm_error *err);
+/* Appends what differs now from before, the outside_state before the run
+ * (restore_guard.outside, or a killed run's, journaled), a line each:
+ * "+ LINE" is new (or changed), "- LINE" gone (or changed).  0 with nothing
+ * appended when before is NULL or the engine has none. */
+int guard_outside_changes(const char *before, struct engine *e, struct strbuf *out,
+			  struct sm_error *err);
 
 /* 1 when the migration version is not in the version table, so that a
  * failure inside its transaction left nothing committed; 0 when it is or

@@ -106,6 +106,29 @@ class PipelinePg(CliTest):
         finally:
             self.psql(self.url, "DROP OWNED BY %s; DROP ROLE %s" % (role, role), check=False)
 
+    def test_recover_names_what_it_cannot_undo(self):
+        """A run killed after a migration changed the database's settings:
+        recover restores the snapshot and names that change, against the
+        list the run journaled before its first change."""
+        name = self.url.rsplit("/", 1)[1]
+        self.add("0002_setting.sql", "ALTER DATABASE \"%s\" SET work_mem = '33MB';" % name)
+        self.add("0003_slow.sql", "SELECT pg_sleep(4);")
+        p = self.start_in_apply(*self.base, "safe-migrate", capture=False)
+        try:
+            for _ in range(3000):
+                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE query "
+                             "LIKE 'SELECT pg_sleep(4)%'") == "1":
+                    break
+                time.sleep(0.01)
+        finally:
+            p.kill()
+            p.wait()
+        r = self.sm("recover", "--yes", "--json")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertIn("database setting for every role: work_mem=33MB", r.json()["not_undone"])
+        self.assertIn("NOT UNDONE", r.err)
+
     def test_restored_under_inheritance(self):
         """Tables with inheritance children that hold rows: the restore's
         check counts each table's own rows (ONLY), as its snapshot's COPY
