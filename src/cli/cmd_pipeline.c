@@ -70,7 +70,6 @@ struct run {
 	cJSON *snap_extra;          /* its extra (table checksums), owned */
 };
 
-/* Zeroes r; run_init starts it, run_release frees what run_finish leaves. */
 /* What differs between the two entry points; the phases are shared. */
 struct pipeline_kind {
 	const char *command; /* the journal's "command" */
@@ -91,6 +90,7 @@ struct pipeline_kind {
 	void (*report_done)(const struct run *r);
 };
 
+/* Zeroes r; run_init starts it, run_release frees what run_finish leaves. */
 static void run_prepare(struct run *r)
 {
 	static const struct plan no_plan = PLAN_INIT;

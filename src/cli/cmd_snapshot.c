@@ -144,6 +144,15 @@ out:
 	return code;
 }
 
+/* key: value, or null when there is none (--json keeps every key). */
+static void add_str_or_null(cJSON *obj, const char *key, const char *value)
+{
+	if (value)
+		cJSON_AddStringToObject(obj, key, value);
+	else
+		cJSON_AddNullToObject(obj, key);
+}
+
 int cmd_list_backups(struct cmd_ctx *ctx)
 {
 	struct snap_list l = SNAP_LIST_INIT;
@@ -175,28 +184,13 @@ int cmd_list_backups(struct cmd_ctx *ctx)
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "path", s->path);
 			cJSON_AddStringToObject(o, "name", fs_basename(s->path));
-			if (s->created_at)
-				cJSON_AddStringToObject(o, "created_at", s->created_at);
-			else
-				cJSON_AddNullToObject(o, "created_at");
+			add_str_or_null(o, "created_at", s->created_at);
 			cJSON_AddNumberToObject(o, "bytes", (double)s->bytes);
-			if (s->engine)
-				cJSON_AddStringToObject(o, "engine", s->engine);
-			else
-				cJSON_AddNullToObject(o, "engine");
-			if (s->revision)
-				cJSON_AddStringToObject(o, "revision", s->revision);
-			else
-				cJSON_AddNullToObject(o, "revision");
+			add_str_or_null(o, "engine", s->engine);
+			add_str_or_null(o, "revision", s->revision);
 			/* which database: prune's rules hold per database */
-			if (s->source)
-				cJSON_AddStringToObject(o, "source", s->source);
-			else
-				cJSON_AddNullToObject(o, "source");
-			if (s->database)
-				cJSON_AddStringToObject(o, "database", s->database);
-			else
-				cJSON_AddNullToObject(o, "database");
+			add_str_or_null(o, "source", s->source);
+			add_str_or_null(o, "database", s->database);
 			cJSON_AddBoolToObject(o, "damaged", s->damaged);
 			if (s->problem)
 				cJSON_AddStringToObject(o, "problem", s->problem);
@@ -626,10 +620,7 @@ int cmd_restore(struct cmd_ctx *ctx)
 	if (ctx->json) {
 		cJSON_AddStringToObject(ctx->json, "restored", path);
 		cJSON_AddStringToObject(ctx->json, "target", e->url.redacted);
-		if (ui.safety_res.path)
-			cJSON_AddStringToObject(ctx->json, "safety_snapshot", ui.safety_res.path);
-		else
-			cJSON_AddNullToObject(ctx->json, "safety_snapshot");
+		add_str_or_null(ctx->json, "safety_snapshot", ui.safety_res.path);
 	}
 	code = EXIT_OK;
 out:

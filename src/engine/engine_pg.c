@@ -1381,13 +1381,25 @@ static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *ou
 	return ret;
 }
 
-static int pg_lock_holders(struct engine *e, struct strbuf *out, struct sm_error *err)
+/* Appends the first column of each row sql gives, a line each. */
+static int query_lines(struct engine *e, const char *sql, struct strbuf *out,
+		       struct sm_error *err)
 {
 	struct eng_rows rows = ENG_ROWS_INIT;
 
+	if (pg_query(e, sql, 0, NULL, &rows, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rows.nrows; i++)
+		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
+	rows_release(&rows);
+	return 0;
+}
+
+static int pg_lock_holders(struct engine *e, struct strbuf *out, struct sm_error *err)
+{
 	/* our own connections are the caller's business: the migration lock's
 	 * session (this one) is never a blocker of the restore */
-	if (pg_query(e,
+	return query_lines(e,
 		     "SELECT pg_catalog.format('pid %s, user %s, application ''%s'', state %s, since %s%s%s',"
 		     " a.pid, a.usename, a.application_name, a.state,"
 		     " to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
@@ -1401,12 +1413,7 @@ static int pg_lock_holders(struct engine *e, struct strbuf *out, struct sm_error
 		     " OR a.state <> 'idle') AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE"
 		     " l.pid = a.pid AND l.granted AND l.locktype = 'relation' AND l.database ="
 		     " (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))"
-		     " ORDER BY a.pid", 0, NULL, &rows, err) < 0)
-		return -1;
-	for (size_t i = 0; i < rows.nrows; i++)
-		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
-	rows_release(&rows);
-	return 0;
+		     " ORDER BY a.pid", out, err);
 }
 
 /*
@@ -1446,15 +1453,8 @@ static int pg_restore_locks(struct engine *e, long *needed, long *available,
 
 static int pg_user_schemas(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
-	struct eng_rows rows = ENG_ROWS_INIT;
-
-	if (pg_query(e, "SELECT nspname FROM pg_catalog.pg_namespace WHERE " USER_SCHEMA_FILTER
-		     " ORDER BY 1", 0, NULL, &rows, err) < 0)
-		return -1;
-	for (size_t i = 0; i < rows.nrows; i++)
-		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
-	rows_release(&rows);
-	return 0;
+	return query_lines(e, "SELECT nspname FROM pg_catalog.pg_namespace WHERE "
+			   USER_SCHEMA_FILTER " ORDER BY 1", out, err);
 }
 
 /* engine_ops.outside_state: objects outside every schema (the restore
@@ -1507,14 +1507,7 @@ static const char outside_sql[] =
 
 static int pg_outside_state(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
-	struct eng_rows rows = ENG_ROWS_INIT;
-
-	if (pg_query(e, outside_sql, 0, NULL, &rows, err) < 0)
-		return -1;
-	for (size_t i = 0; i < rows.nrows; i++)
-		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
-	rows_release(&rows);
-	return 0;
+	return query_lines(e, outside_sql, out, err);
 }
 
 static int pg_identity(struct engine *e, struct engine_identity *id, struct sm_error *err)

@@ -48,8 +48,7 @@ struct sqlite_impl {
 };
 
 static void track_report(struct engine *e);
-static int conn_auth(void *ud, int code, const char *a1, const char *a2, const char *db,
-		     const char *trigger);
+static void set_authorizer(struct sqlite_impl *s);
 
 static void track_clear(struct sqlite_impl *s)
 {
@@ -212,12 +211,11 @@ static int sqlite_reopen(struct engine *e, struct sm_error *err)
 	if (check_path(e, 0, err) < 0 ||
 	    open_handle(e, SQLITE_OPEN_NOMUTEX, s->busy_ms, &db, err) < 0)
 		return -1;
-	if (s->tracking || s->confined)
-		sqlite3_set_authorizer(db, conn_auth, s);
 	if (s->tracking)
 		s->written_all = 1;
 	/* set before the old one goes: a signal handler interrupts s->db */
 	s->db = db;
+	set_authorizer(s);
 	s->opened++;
 	e->in_tx = 0;
 	/* the old file's -wal and -journal are named after the path, which
@@ -806,8 +804,15 @@ static int sqlite_track_writes(struct engine *e, engine_write_cb before_write, v
 	s->before_write = before_write;
 	s->before_write_ud = ud;
 	s->tracking = 1;
-	sqlite3_set_authorizer(s->db, conn_auth, s);
+	set_authorizer(s);
 	return 0;
+}
+
+/* The authorizer serves track_writes and confine_writes: there while
+ * either is on, on whichever connection s has now (reopen). */
+static void set_authorizer(struct sqlite_impl *s)
+{
+	sqlite3_set_authorizer(s->db, s->tracking || s->confined ? conn_auth : NULL, s);
 }
 
 static int sqlite_confine_writes(struct engine *e, int on, struct sm_error *err)
@@ -816,7 +821,7 @@ static int sqlite_confine_writes(struct engine *e, int on, struct sm_error *err)
 
 	(void)err;
 	s->confined = on;
-	sqlite3_set_authorizer(s->db, s->tracking || s->confined ? conn_auth : NULL, s);
+	set_authorizer(s);
 	return 0;
 }
 
