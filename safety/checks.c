@@ -272,7 +272,11 @@ static void check_journal(const struct safety_check_opts *o, struct finding_list
 	const cJSON *outcome, *snap, *run, *pid;
 
 	if (!fs_exists(path)) {
-		CHECK(out, "interrupted-run", LEVEL_PASS, NULL, "no interrupted run");
+		if (o->unfinished_elsewhere)
+			CHECK(out, "interrupted-run", LEVEL_FAIL, NULL, "%s",
+			      o->unfinished_elsewhere);
+		else
+			CHECK(out, "interrupted-run", LEVEL_PASS, NULL, "no interrupted run");
 		goto out;
 	}
 	if (fs_read_file(path, &text, 1 << 20, &err) < 0 || !(j = cJSON_Parse(text.buf))) {
@@ -286,8 +290,12 @@ static void check_journal(const struct safety_check_opts *o, struct finding_list
 	run = cJSON_GetObjectItemCaseSensitive(j, "run_id");
 	pid = cJSON_GetObjectItemCaseSensitive(j, "pid");
 	if (outcome && !cJSON_IsNull(outcome)) {
-		CHECK(out, "interrupted-run", LEVEL_PASS, NULL, "the last run finished (%s)",
-		      cJSON_IsString(outcome) ? outcome->valuestring : "recorded");
+		if (o->unfinished_elsewhere)
+			CHECK(out, "interrupted-run", LEVEL_FAIL, NULL, "%s",
+			      o->unfinished_elsewhere);
+		else
+			CHECK(out, "interrupted-run", LEVEL_PASS, NULL, "the last run finished (%s)",
+			      cJSON_IsString(outcome) ? outcome->valuestring : "recorded");
 		goto out;
 	}
 	/* a run in progress holds the migration lock; a live PID alone proves

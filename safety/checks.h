@@ -14,7 +14,9 @@
  *                        BACKUP_DIR/safe-migrate.journal) with "outcome": null (FAIL,
  *                        naming the snapshot; `safe-migrate recover [--discard]`),
  *                        unless another run holds the migration lock (a live PID
- *                        alone counts only when there is no connection)
+ *                        alone counts only when there is no connection); and the
+ *                        database's mark of a run whose journal is elsewhere
+ *                        (unfinished_elsewhere, FAIL)
  *   concurrent-migration another process holds the migration lock (FAIL)
  *   restore-locks        the in-place restore (one transaction) would need more locks
  *                        than the server's lock table guarantees (FAIL; engines whose
@@ -49,6 +51,9 @@ struct safety_check_opts {
 	int caller_holds_lock;   /* the caller holds the migration lock: skip that probe */
 	const char *journal_path; /* the database's run journal (NULL: the
 				   * backup dir's SAFETY_JOURNAL_NAME) */
+	const char *unfinished_elsewhere; /* why the database's mark of a run whose
+					   * journal is elsewhere blocks, or NULL
+					   * (the CLI's journal_check_marks) */
 	int skip_backup;         /* --no-backup: skip backup-dir and disk-space */
 	long long_tx_seconds;    /* 0: SAFETY_LONG_TX_SECONDS */
 	const char *lint_ignore; /* lint rules to silence (lint_ignore()), or NULL */

@@ -57,6 +57,7 @@ struct run {
 	char sha[HASH_HEX_LEN + 1]; /* the snapshot's SHA-256 ("" without one) */
 	struct journal j;
 	int journaled;       /* the journal file exists for this run */
+	int marked;          /* and its mark in the database (journal_mark) */
 	cJSON *phases;       /* ctx->json's "phases" array, or NULL */
 	cJSON *applied;      /* ctx->json's "applied" array, or NULL */
 	cJSON *findings;     /* ctx->json's "findings" array, or NULL */
@@ -158,6 +159,14 @@ static int run_finish(struct run *r, const char *outcome, int code)
 		r->impact = NULL;
 	}
 	cJSON_AddNumberToObject(extra, "exit_code", code);
+	/* the mark goes before the journal closes: a kill in between leaves
+	 * the journal to say the run is unfinished, never a mark alone */
+	if (r->marked && !journal_stays_open(outcome) &&
+	    journal_unmark(r->s->e, journal_str(r->j.doc, "run_id", "?"), &jerr) < 0) {
+		warning("cannot remove this run's mark from the database (%s); the next run "
+			"removes it once it finds the journal closed", jerr.msg);
+		err_clear(&jerr);
+	}
 	if (fs_mkdirs(r->ctx->backup_dir, 0700, &jerr) == 0 &&
 	    journal_finish(&r->j, outcome, extra, &jerr) < 0) {
 		warning("cannot record the run in the runs log: %s", jerr.msg);
@@ -202,8 +211,12 @@ int check_unfinished(struct cmd_ctx *ctx, struct engine *e, struct engine_identi
 	if (!journal_unfinished(doc)) {
 		cJSON_Delete(doc);
 		free(path);
-		if (!journal_find_replaced(ctx->backup_dir, id, &path, &doc))
+		if (!journal_find_replaced(ctx->backup_dir, id, &path, &doc)) {
+			/* a run killed with another backup directory */
+			if (journal_check_marks(e, id, ctx->backup_dir, 0, NULL, &ctx->err) != 0)
+				return report_error(ctx, &ctx->err);
 			return 0;
+		}
 		if (journal_command_was_running(doc))
 			err_set(&ctx->err, ERR_BLOCKED,
 				"an earlier run on %s (%s) was killed while its command '%s' ran, "
@@ -1272,6 +1285,18 @@ static int phase_journal(struct run *r)
 		cJSON_AddStringToObject(r->j.doc, "pre_run_outside", r->guard.outside);
 	if (journal_before_change(r) < 0)
 		return stop(r, "error", report_error(r->ctx, &r->ctx->err));
+	{
+		struct sm_error merr = SM_ERROR_INIT;
+
+		/* without it, only runs given this backup directory see this
+		 * one if it is killed: worth a warning, not the run */
+		if (journal_mark(&r->j, r->s->e, &merr) < 0)
+			warning("cannot mark this run in the database (%s): a run given another "
+				"backup directory than '%s' would not see it if it were killed",
+				merr.msg, r->ctx->backup_dir);
+		else
+			r->marked = 1;
+	}
 	if (cli_interrupted)
 		return stop(r, "error", EXIT_INTERRUPTED);
 	return PHASE_NEXT;
@@ -1719,6 +1744,19 @@ static int replaced_journal(struct cmd_ctx *ctx, const struct engine_identity *i
 	return report_error(ctx, &ctx->err);
 }
 
+/* Closes the killed run's journal with outcome, its mark in the database
+ * first (journal_mark). */
+static int close_killed_run(struct engine *e, const char *path, const cJSON *doc,
+			    const char *outcome, struct sm_error *err)
+{
+	struct sm_error merr = SM_ERROR_INIT;
+
+	if (journal_unmark(e, journal_str(doc, "run_id", "?"), &merr) < 0)
+		warning("cannot remove the run's mark from the database (%s); the next run removes "
+			"it once it finds the journal closed", merr.msg);
+	return journal_close_unfinished(path, outcome, err);
+}
+
 int cmd_recover(struct cmd_ctx *ctx)
 {
 	struct engine *e = NULL;
@@ -1757,6 +1795,26 @@ int cmd_recover(struct cmd_ctx *ctx)
 		}
 	}
 	if (!journal_unfinished(doc)) {
+		struct strbuf cleared = STRBUF_INIT;
+
+		/* a run killed with another backup directory, as the database
+		 * records it: recovered there, or with --discard accepted here */
+		if (journal_check_marks(e, &id, ctx->backup_dir, opt.discard, &cleared,
+					&ctx->err) != 0) {
+			sb_release(&cleared);
+			goto fail;
+		}
+		if (cleared.len) {
+			out("accepted the database as it is; removed the database's marks of these "
+			    "unfinished runs, whose journals are not here:\n%s", cleared.buf);
+			if (ctx->json) {
+				cJSON_AddStringToObject(ctx->json, "outcome", "discarded");
+				cJSON_AddStringToObject(ctx->json, "cleared_marks", cleared.buf);
+			}
+			sb_release(&cleared);
+			goto out;
+		}
+		sb_release(&cleared);
 		note_other_journals(ctx, &id);
 		out("no interrupted run to recover\n");
 		if (ctx->json)
@@ -1777,7 +1835,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	if (ctx->json && snap)
 		cJSON_AddStringToObject(ctx->json, "snapshot", snap);
 	if (opt.discard) {
-		if (journal_close_unfinished(path, "discarded", &ctx->err) < 0)
+		if (close_killed_run(e, path, doc, "discarded", &ctx->err) < 0)
 			goto fail;
 		out("accepted the database as it is; the interrupted run's snapshot stays at %s\n",
 		    snap ? snap : "(none)");
@@ -1787,7 +1845,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	}
 	if (!snap) {
 		/* killed before the snapshot: no change had been made */
-		journal_close_unfinished(path, "recovered", &ctx->err);
+		close_killed_run(e, path, doc, "recovered", &ctx->err);
 		out("the interrupted run stopped in phase '%s', before any change; nothing to "
 		    "restore\n", journal_str(doc, "phase", "?"));
 		if (ctx->json)
@@ -1838,7 +1896,7 @@ int cmd_recover(struct cmd_ctx *ctx)
 	}
 	/* against the killed run's pre-run list */
 	report_not_undone(ctx, journal_str(doc, "pre_run_outside", NULL), e);
-	if (journal_close_unfinished(path, "recovered", &ctx->err) < 0)
+	if (close_killed_run(e, path, doc, "recovered", &ctx->err) < 0)
 		code = report_error(ctx, &ctx->err);
 	out("restored %s; the database is back in its state before the interrupted run\n", snap);
 	if (ctx->json)

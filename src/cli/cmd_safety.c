@@ -381,7 +381,7 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 	struct applied_set applied = APPLIED_SET_INIT;
 	struct finding_list l = FINDING_LIST_INIT;
 	struct safety_check_opts o;
-	struct sm_error err = SM_ERROR_INIT;
+	struct sm_error err = SM_ERROR_INIT, merr = SM_ERROR_INIT;
 	char *journal = NULL;
 	int have_set = 0, code;
 
@@ -408,8 +408,16 @@ int cmd_safety_check(struct cmd_ctx *ctx)
 	o.allow_out_of_order = opt.allow_out_of_order;
 	o.long_tx_seconds = long_tx_seconds();
 	o.lint_ignore = opt.lint_ignore;
-	if (e)
+	if (e) {
+		struct engine_identity id;
+
 		o.journal_path = journal = journal_path_of(ctx->backup_dir, e, ctx->url.redacted);
+		/* a run killed with another backup directory, as the database
+		 * records it (the marks cannot be read: nothing to add) */
+		if (e->ops->identity(e, &id, &merr) == 0 &&
+		    journal_check_marks(e, &id, ctx->backup_dir, 0, NULL, &merr) == 1)
+			o.unfinished_elsewhere = merr.msg;
+	}
 	if (safety_check_run(&o, &l, &ctx->err) < 0) {
 		code = report_error(ctx, &ctx->err);
 		goto out;

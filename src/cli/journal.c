@@ -369,6 +369,156 @@ int journal_close_unfinished(const char *path, const char *outcome, struct sm_er
 	return rc;
 }
 
+/* ---- the run's mark in the database ------------------------------------- */
+
+static const char marks_create_sql[] =
+	"CREATE TABLE " HIST_RUNS_TABLE " (run_id TEXT PRIMARY KEY, "
+	"journal TEXT NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL)";
+
+static void own_host(char host[256])
+{
+	if (gethostname(host, 256) < 0)
+		snprintf(host, 256, "?");
+	host[255] = '\0';
+}
+
+int journal_mark(const struct journal *j, struct engine *e, struct sm_error *err)
+{
+	char host[256];
+	char *abs = fs_absolute(j->path);
+	const char *params[4];
+	int exists = 0, rc;
+
+	own_host(host);
+	params[0] = journal_str(j->doc, "run_id", "?");
+	params[1] = abs;
+	params[2] = host;
+	params[3] = journal_str(j->doc, "started_at", "?");
+	/* not IF NOT EXISTS: PostgreSQL would print a notice on every run */
+	rc = e->ops->table_exists(e, HIST_RUNS_TABLE, &exists, err) < 0 ||
+	     (!exists && engine_exec(e, marks_create_sql, err) < 0) ||
+	     e->ops->query(e, "INSERT INTO " HIST_RUNS_TABLE " (run_id, journal, host, started_at) "
+			   "VALUES ($1, $2, $3, $4)", 4, params, NULL, err) < 0 ? -1 : 0;
+	free(abs);
+	return rc;
+}
+
+int journal_unmark(struct engine *e, const char *run_id, struct sm_error *err)
+{
+	int exists = 0;
+
+	if (e->ops->table_exists(e, HIST_RUNS_TABLE, &exists, err) < 0)
+		return -1;
+	if (!exists)
+		return 0;
+	return e->ops->query(e, "DELETE FROM " HIST_RUNS_TABLE " WHERE run_id = $1", 1, &run_id,
+			     NULL, err);
+}
+
+/* 1 if the directories a and b are one (after resolving links). */
+static int same_dir(const char *a, const char *b)
+{
+	char *ra = fs_resolve(a), *rb = fs_resolve(b);
+	int same = !strcmp(ra, rb);
+
+	free(ra);
+	free(rb);
+	return same;
+}
+
+/* One mark: 0 stale or not ours to judge, 1 blocks (err set), 2 cleared
+ * by discard, -1 error. */
+static int check_mark(struct engine *e, const struct engine_identity *id, const char *backup_dir,
+		      int discard, const char *run_id, const char *path, const char *host,
+		      const char *started, struct sm_error *err)
+{
+	char here[256];
+	char *dir = fs_dirname(path);
+	cJSON *doc = NULL;
+	int local, ret = 0;
+
+	own_host(here);
+	local = !strcmp(host, here);
+	if (local && journal_read(path, &doc, err) < 0) {
+		ret = -1;
+		goto out;
+	}
+	if (doc && (!journal_unfinished(doc) ||
+		    strcmp(journal_str(doc, "run_id", ""), run_id))) {
+		/* the run ended (a kill between removing the mark and closing
+		 * the journal cannot leave this: the mark goes first), or a copy
+		 * of the database taken during the run carries it */
+		ret = journal_unmark(e, run_id, err);
+		goto out;
+	}
+	if (doc && same_dir(dir, backup_dir))
+		goto out; /* journal_find's */
+	if (doc) {
+		err_set(err, ERR_BLOCKED, "an earlier run on %s (%s, started %s, phase '%s') did not "
+			"finish; its journal '%s' is in another backup directory than this one ('%s'). "
+			"Recover it there: safe-migrate -b '%s' recover (or recover --discard to accept "
+			"the database as it is now)", id->label, run_id, started,
+			journal_str(doc, "phase", "?"), path, backup_dir, dir);
+		ret = 1;
+		goto out;
+	}
+	if (discard) {
+		if (journal_unmark(e, run_id, err) < 0) {
+			ret = -1;
+			goto out;
+		}
+		ret = 2;
+		goto out;
+	}
+	if (local)
+		err_set(err, ERR_BLOCKED, "an earlier run on %s (%s, started %s) did not finish, as "
+			"the database records, and its journal '%s' is gone, with the name of its "
+			"snapshot. Check the database (the snapshot is in '%s' unless it was deleted "
+			"too), then accept it as it is with 'safe-migrate recover --discard'", id->label,
+			run_id, started, path, dir);
+	else
+		err_set(err, ERR_BLOCKED, "an earlier run on %s (%s, started %s on host '%s') did "
+			"not finish, as the database records; its journal is '%s' on that host. Recover "
+			"it there (safe-migrate -b '%s' recover), or, if that run is known to be over "
+			"or its journal is lost, check the database and accept it as it is with "
+			"'safe-migrate recover --discard'", id->label, run_id, started, host, path, dir);
+	ret = 1;
+out:
+	cJSON_Delete(doc);
+	free(dir);
+	return ret;
+}
+
+int journal_check_marks(struct engine *e, const struct engine_identity *id,
+			const char *backup_dir, int discard, struct strbuf *cleared,
+			struct sm_error *err)
+{
+	struct eng_rows rows = ENG_ROWS_INIT;
+	int exists = 0, ret = 0;
+
+	if (e->ops->table_exists(e, HIST_RUNS_TABLE, &exists, err) < 0)
+		return err_prefix(err, "cannot read the marks of unfinished runs");
+	if (!exists)
+		return 0;
+	if (e->ops->query(e, "SELECT run_id, journal, host, started_at FROM " HIST_RUNS_TABLE
+			  " ORDER BY started_at", 0, NULL, &rows, err) < 0)
+		return err_prefix(err, "cannot read the marks of unfinished runs");
+	for (size_t i = 0; i < rows.nrows && ret == 0; i++) {
+		const char *run_id = rows_get(&rows, i, 0), *path = rows_get(&rows, i, 1);
+		const char *host = rows_get(&rows, i, 2), *started = rows_get(&rows, i, 3);
+		int rc;
+
+		rc = check_mark(e, id, backup_dir, discard, run_id ? run_id : "?",
+				path ? path : "?", host ? host : "?", started ? started : "?", err);
+		if (rc == 2 && cleared)
+			sb_addf(cleared, "%s (journal '%s' on host '%s')\n", run_id ? run_id : "?",
+				path ? path : "?", host ? host : "?");
+		ret = rc == 2 ? 0 : rc;
+	}
+	rows_release(&rows);
+	return ret;
+}
+
 char *journal_path_of(const char *backup_dir, struct engine *e, const char *url_redacted)
 {
 	struct engine_identity id;

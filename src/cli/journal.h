@@ -141,6 +141,36 @@ int journal_close_unfinished(const char *path, const char *outcome, struct sm_er
 /* A string field of doc, or def. */
 const char *journal_str(const cJSON *doc, const char *key, const char *def);
 
+/*
+ * The run's mark in the database itself (table safe_migrate_runs: run_id,
+ * journal, host, started_at).  The journal lives in the backup directory,
+ * and a run given another one (-b, another working directory for the
+ * default relative one, another machine) would not see it and would
+ * migrate over a database a killed run left half changed.  The mark goes
+ * with the database: written after the journal says "apply" and after the
+ * snapshot (so no snapshot of the run holds it, and a restore of that
+ * snapshot takes it away), removed before the journal is closed.
+ *
+ * journal_mark writes j's mark (creating the table if needed).
+ * journal_unmark removes the mark of run_id, if any.
+ */
+int journal_mark(const struct journal *j, struct engine *e, struct sm_error *err);
+int journal_unmark(struct engine *e, const char *run_id, struct sm_error *err);
+/*
+ * Looks at the marks in e's database of runs whose journal is not in
+ * backup_dir (that one is journal_find's to judge).  A mark whose journal
+ * says the run ended, or now holds a later run, is stale and removed.  One
+ * whose journal is unfinished, gone, or on another machine blocks: returns
+ * 1 with err (ERR_BLOCKED) naming the journal and how to recover it.  With
+ * discard, a mark whose journal is gone or on another machine is removed
+ * instead (`recover --discard`: the operator accepts the database as it
+ * is), and its run id and journal are appended to cleared, one per line.
+ * Returns 0 when nothing blocks, -1 with err when the marks cannot be read.
+ */
+int journal_check_marks(struct engine *e, const struct engine_identity *id,
+			const char *backup_dir, int discard, struct strbuf *cleared,
+			struct sm_error *err);
+
 /* The journal file that speaks for e's database (journal_find's, else its
  * own name), for the safety checks; NULL when e cannot tell its identity.
  * Caller frees. */

@@ -19,6 +19,8 @@
 
 #define HIST_TABLE "safe_migrate_versions"
 #define HIST_SCHEMA_TABLE "safe_migrate_schema"
+/* The marks of runs in progress or unfinished (journal.h: journal_mark). */
+#define HIST_RUNS_TABLE "safe_migrate_runs"
 
 struct applied {
 	char *version, *description, *checksum, *applied_at, *applied_by;

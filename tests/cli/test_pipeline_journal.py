@@ -97,6 +97,117 @@ class JournalSqlite(CliTest):
         self.assertEqual(r.json()["outcome"], "restored")
         self.assertEqual(self.sqlite_dump("app.db"), before_a)
 
+    # -- a run killed with another backup directory ---------------------------
+    def wait_for_mark(self, name="app.db", timeout=10):
+        """Waits (at most timeout) until the database holds a run's mark,
+        written after the journal's "apply"; the test goes on either way,
+        and fails on what a run without one does."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if self.sqlite("SELECT count(*) FROM safe_migrate_runs", name)[0][0]:
+                    return
+            except sqlite3.OperationalError:
+                pass
+            time.sleep(0.01)
+
+    def dump_without_marks(self):
+        return "\n".join(l for l in self.sqlite_dump("app.db").splitlines()
+                         if "safe_migrate_runs" not in l)
+
+    def marks(self, name="app.db"):
+        try:
+            return self.sqlite("SELECT run_id, host FROM safe_migrate_runs", name)
+        except sqlite3.OperationalError:  # no such table: none
+            return []
+
+    def test_a_run_killed_with_another_backup_dir_blocks_every_run(self):
+        """A run killed in -b backups: a run given another backup directory
+        (or the default one, relative to another working directory) finds
+        no journal there, and used to migrate over the half-changed
+        database; the mark the run left in the database stops it, and says
+        where the journal is."""
+        self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
+        before = self.sqlite_dump("app.db")
+        p = self.start_in_apply(*self.a, "safe-migrate", capture=False)
+        try:
+            self.wait_for_mark()
+        finally:
+            p.kill()
+            p.wait()
+        [journal] = self.journals(self.path("backups"))
+        # quick, so that a run that is not stopped finishes (and fails the test)
+        self.add("0002_long.sql", "CREATE TABLE t (x INT);")
+        elsewhere = ["-d", "sqlite:///app.db", "-b", "elsewhere"]
+        for cmd in (["safe-migrate"], ["upgrade"], ["recover", "--yes"]):
+            r = self.code(4, *elsewhere, *cmd)
+            self.assertIn(journal, r.err)
+            self.assertIn("another backup directory", r.err)
+            self.assertIn("-b '%s' recover" % self.path("backups"), r.err)
+        r = self.code(4, *elsewhere, "safety-check")
+        self.assertIn("FAIL interrupted-run", r.out)
+        self.assertIn(journal, r.out)
+        self.assertEqual(self.sqlite("SELECT count(*) FROM safe_migrate_versions WHERE "
+                                     "version = '0002'"), [(0,)])
+        # recovered where its journal is, it blocks no one
+        r = self.ok(*self.a, "recover", "--yes", "--json")
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.sqlite_dump("app.db"), before)
+        self.assertEqual(self.marks(), [])
+        r = self.ok(*elsewhere, "safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "applied")
+        self.assertEqual(self.marks(), [])
+
+    def test_a_mark_whose_journal_is_out_of_reach_blocks_until_discarded(self):
+        """A run killed on another machine (a container gone with its disk):
+        its journal cannot be read here, so the run stops until an operator
+        accepts the database as it is with recover --discard."""
+        self.sqlite("CREATE TABLE safe_migrate_runs (run_id TEXT PRIMARY KEY, journal TEXT NOT "
+                    "NULL, host TEXT NOT NULL, started_at TEXT NOT NULL)")
+        self.sqlite("INSERT INTO safe_migrate_runs VALUES ('r-gone', '/srv/bk/safe-migrate-x."
+                    "journal', 'pod-7f9c', '2026-01-01T00:00:00Z')")
+        self.add("0002_t.sql", "CREATE TABLE t (x INT);")
+        r = self.code(4, *self.a, "safe-migrate")
+        self.assertIn("pod-7f9c", r.err)
+        self.assertIn("recover --discard", r.err)
+        self.code(4, *self.a, "recover", "--yes")
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 't'"),
+                         [(0,)])
+        r = self.ok(*self.a, "recover", "--discard", "--json")
+        self.assertEqual(r.json()["outcome"], "discarded")
+        self.assertIn("r-gone", r.json()["cleared_marks"])
+        self.assertEqual(self.marks(), [])
+        self.ok(*self.a, "safe-migrate")
+
+    def test_a_stale_mark_is_removed(self):
+        """A mark whose journal says the run ended (a copy of the database
+        taken during a run carries one) blocks nothing and is removed."""
+        self.add("0002_t.sql", "CREATE TABLE t (x INT);")
+        self.ok(*self.a, "safe-migrate")
+        [journal] = self.journals(self.path("backups"))
+        with open(journal) as f:
+            run_id = json.load(f)["run_id"]
+        self.sqlite("INSERT INTO safe_migrate_runs VALUES ('%s', '%s', '%s', 'x')"
+                    % (run_id, journal, os.uname().nodename))
+        self.add("0003_u.sql", "CREATE TABLE u (x INT);")
+        self.ok(*self.a, "safe-migrate")
+        self.assertEqual(self.marks(), [])
+
+    def test_no_mark_is_left_by_a_run_that_ended(self):
+        self.add("0002_t.sql", "CREATE TABLE t (x INT);")
+        self.ok(*self.a, "safe-migrate")
+        self.assertEqual(self.marks(), [])
+        # restored after a failure: the snapshot holds no mark
+        # (a duplicate key: the lint's rehearsal on an empty schema passes)
+        self.add("0003_u.sql", "CREATE TABLE u (x INT);")
+        self.add("0004_bad.sql", "INSERT INTO users (id, name) VALUES (1, 'again');")
+        self.code(5, *self.a, "safe-migrate")
+        self.assertEqual(self.marks(), [])
+        # a first migration failing in its own transaction changes nothing
+        os.unlink(self.path("migrations/0003_u.sql"))
+        self.code(1, *self.a, "safe-migrate")
+        self.assertEqual(self.marks(), [])
+
     def test_recover_refuses_a_journal_of_another_database(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
         self.kill_in_apply([*self.a, "safe-migrate"])
@@ -134,14 +245,16 @@ class JournalSqlite(CliTest):
         self.assertIn("was replaced since", r.err)
         # the killed run ran our migrations, which never replace the file:
         # another database is there, which recover does not restore over ...
-        after = self.sqlite_dump("app.db")
+        after = self.dump_without_marks()
         r = self.code(4, *self.a, "recover", "--yes")
         self.assertIn("never saw", r.err)
-        self.assertEqual(self.sqlite_dump("app.db"), after)
-        # ... but accepts as it is
+        self.assertEqual(self.dump_without_marks(), after)
+        # ... but accepts as it is (the run's mark, which the copy may
+        # carry, goes with its journal)
         r = self.ok(*self.a, "recover", "--discard", "--json")
         self.assertEqual(r.json()["outcome"], "discarded")
-        self.assertEqual(self.sqlite_dump("app.db"), after)
+        self.assertEqual(self.dump_without_marks(), after)
+        self.assertEqual(self.marks(), [])
         os.unlink(self.path("migrations/0002_long.sql"))
         self.ok(*self.a, "safe-migrate")
 
@@ -363,6 +476,46 @@ class JournalPg(CliTest):
         if u.username:
             parts.append("user=%s" % u.username)
         return " ".join(parts)
+
+    def test_a_run_killed_with_another_backup_dir_blocks_every_run(self):
+        """The PostgreSQL side of the SQLite test of that name: the mark in
+        the database stops a run given another backup directory (or
+        machine), and recovered where its journal is it blocks no one."""
+        self.write("migrations/0002_slow.sql",
+                   "-- migrate:up\nCREATE TABLE t (x int);\nSELECT pg_sleep(30);\n")
+        before = self.pg_state(self.url)
+        p = self.start_in_apply(*self.base, "safe-migrate", capture=False)
+        try:
+            for _ in range(1000):  # the mark follows the journal's "apply"
+                if self.psql(self.url, "SELECT to_regclass('safe_migrate_runs') IS NOT NULL "
+                             "AND EXISTS (SELECT FROM safe_migrate_runs)", check=False) == "t":
+                    break
+                time.sleep(0.01)
+        finally:
+            p.kill()
+            p.wait()
+        [journal] = self.journals(self.path("backups"))
+        # quick, so that a run that is not stopped finishes (and fails the test)
+        self.write("migrations/0002_slow.sql", "-- migrate:up\nCREATE TABLE t (x int);\n")
+        elsewhere = ["-d", self.url, "-b", self.path("elsewhere")]
+        deadline = time.time() + 30  # the killed client's server session ends
+        while True:
+            r = self.run_sm(*elsewhere, "safe-migrate")
+            if r.code != 4 or "journal" in r.err or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(r.code, 4, r)
+        self.assertIn(journal, r.err)
+        self.assertIn("another backup directory", r.err)
+        self.code(4, *elsewhere, "recover", "--yes")
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM safe_migrate_versions "
+                                   "WHERE version = '0002'"), "0")
+        r = self.ok(*self.base, "recover", "--yes", "--json")
+        self.assertEqual(r.json()["outcome"], "restored")
+        self.assertEqual(self.pg_state(self.url), before)
+        r = self.ok(*elsewhere, "safe-migrate", "--json")
+        self.assertEqual(r.json()["outcome"], "applied")
+        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM safe_migrate_runs"), "0")
 
     def test_rehearse_url_keyword_spelling_is_refused(self):
         self.write("migrations/0002_notx.sql",
