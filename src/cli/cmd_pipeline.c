@@ -634,8 +634,9 @@ static int stop_for_foreign_writes(struct run *r, const char *list)
 {
 	report_foreign_writes(r, list, NULL, 0);
 	error_msg("--on-concurrent-writes stop: the database was NOT restored; it is as the "
-		  "failed run left it, other sessions' writes included. The snapshot from "
-		  "before the run is %s", r->snapshot);
+		  "failed run left it, %s. The snapshot from before the run is %s",
+		  foreign_needs_saving(list) ? "other sessions' writes included" :
+		  "without the LOST rows (the run dropped their tables)", r->snapshot);
 	error_msg("the run stays open in its journal. To restore the snapshot anyway "
 		  "(discarding those writes; the state now is saved first): safe-migrate -d '%s' "
 		  "recover --yes; to keep the database as it is: safe-migrate -d '%s' recover "
