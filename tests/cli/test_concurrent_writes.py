@@ -628,6 +628,27 @@ class ConcurrentPg(CliTest):
         self.assertNotIn("is saved in", err)
         self.assertFalse([f for f in os.listdir(self.path("backups")) if "failed_state" in f])
 
+    def test_dropped_tables_rows_and_other_writes_save_the_others(self):
+        """Rows in a table the run dropped beside another session's write to
+        a table it kept: the failed state is saved for the latter, and the
+        summary does not claim it holds the lost ones."""
+        self.add("0002_drop.sql", "SELECT pg_sleep(2);\nDROP TABLE events;")
+        self.add("0003_bad.sql", BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json")
+        time.sleep(0.5)
+        self.psql(self.url, "INSERT INTO events (v) VALUES (100), (101);\n"
+                            "INSERT INTO base VALUES (7)")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 5, err)
+        cw = json.loads(out)["concurrent_writes"]
+        self.assertEqual(cw["tables"], [
+            {"table": "public.events", "rows": 2, "dropped_by_run": True},
+            {"table": "public.base", "rows": 1}], cw)
+        self.assertEqual(cw["action"], "saved_then_restored", cw)
+        self.assertTrue(os.path.exists(cw["saved_state"]), cw)
+        self.assertIn("those writes (but the LOST ones) are NOT in the restored database. "
+                      "The failed state, with them, is saved in " + cw["saved_state"], err)
+
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
         the failed migration before it failed) are not taken for foreign ones:
