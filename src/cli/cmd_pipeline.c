@@ -413,15 +413,16 @@ static int foreign_needs_saving(const char *list)
 /* Reports other sessions' writes (text and JSON); the list is
  * "TABLE\tROWS\n", "TABLE\tROWS\tdropped\n" and "OBJECT\tdefinition\n"
  * (engine_ops.writes_since).  saved: the failed state saved with them;
- * restored: the restore went ahead (it did not stop for them). */
+ * restored: the restore went ahead (it did not stop for them), whether it
+ * succeeded or not. */
 static void report_foreign_writes(struct run *r, const char *list, const char *saved,
 				  int restored)
 {
-	int lost = 0;
-
 	cJSON *o = r->ctx->json ? cJSON_AddObjectToObject(r->ctx->json, "concurrent_writes") : NULL;
 	cJSON *tables = o ? cJSON_AddArrayToObject(o, "tables") : NULL;
 	cJSON *defs = o ? cJSON_AddArrayToObject(o, "definitions") : NULL;
+	/* only rows in tables the run dropped: nothing to save, by design */
+	int lost_only = restored && !saved && !foreign_needs_saving(list), lost = 0;
 
 	error_msg("OTHER SESSIONS WROTE TO THE DATABASE AFTER THE SNAPSHOT WAS TAKEN:");
 	for (const char *p = list; *p;) {
@@ -485,7 +486,7 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 			  "with them, is saved in %s", lost ? " (but the LOST ones)" : "", saved);
 		error_msg("(restore it elsewhere with 'safe-migrate restore %s --to URL' to copy "
 			  "them back)", saved);
-	} else if (restored) {
+	} else if (lost_only) {
 		/* save_while_blocked saved nothing: it would hold none of them */
 		error_msg("no failed state was saved: the only writes of other sessions were to "
 			  "tables the run dropped, and no snapshot holds those rows (LOST)");
@@ -496,7 +497,7 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 		else
 			cJSON_AddNullToObject(o, "saved_state");
 		cJSON_AddStringToObject(o, "action", saved ? "saved_then_restored" :
-						     restored ? "restored_rows_lost" : "stopped");
+						     lost_only ? "lost_not_saved" : "stopped");
 	}
 }
 

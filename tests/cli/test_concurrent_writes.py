@@ -621,7 +621,7 @@ class ConcurrentPg(CliTest):
         self.assertEqual(cw["tables"], [{"table": "public.events", "rows": 2,
                                          "dropped_by_run": True}], cw)
         self.assertIsNone(cw["saved_state"], cw)
-        self.assertEqual(cw["action"], "restored_rows_lost", cw)
+        self.assertEqual(cw["action"], "lost_not_saved", cw)
         self.assertIn("no failed state was saved: the only writes of other sessions were to "
                       "tables the run dropped, and no snapshot holds those rows (LOST)", err)
         self.assertNotIn("saving the failed state", err)
