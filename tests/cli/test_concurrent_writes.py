@@ -649,6 +649,23 @@ class ConcurrentPg(CliTest):
         self.assertIn("those writes (but the LOST ones) are NOT in the restored database. "
                       "The failed state, with them, is saved in " + cw["saved_state"], err)
 
+    def test_stop_for_only_dropped_tables_rows_does_not_claim_them(self):
+        """--on-concurrent-writes stop leaves the database as the failed run
+        left it; when the only foreign rows were in a table the run dropped,
+        it does not claim they are in it."""
+        self.add("0002_drop.sql", "SELECT pg_sleep(2);\nDROP TABLE events;")
+        self.add("0003_bad.sql", BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json",
+                                "--on-concurrent-writes", "stop")
+        time.sleep(0.5)
+        self.psql(self.url, "INSERT INTO events (v) VALUES (100)")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 8, err)
+        self.assertEqual(json.loads(out)["concurrent_writes"]["action"], "stopped")
+        self.assertIn("it is as the failed run left it, without the LOST rows (the run "
+                      "dropped their tables)", err)
+        self.assertNotIn("other sessions' writes included", err)
+
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
         the failed migration before it failed) are not taken for foreign ones:
