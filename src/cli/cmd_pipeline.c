@@ -406,13 +406,36 @@ static int state_matches(struct engine *e, const struct db_state *before,
 	return same;
 }
 
+/* Does a saved failed state hold anything of what list names?  Not rows
+ * in a table the run dropped ("TABLE\tROWS\tdropped"): the table is gone
+ * from the failed state too. */
+static int foreign_needs_saving(const char *list)
+{
+	for (const char *p = list; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		const char *tab = memchr(p, '\t', n);
+
+		if (!tab || !memchr(tab + 1, '\t', n - (size_t)(tab + 1 - p)))
+			return 1;
+		p += n + (nl ? 1 : 0);
+	}
+	return 0;
+}
+
 /* Reports other sessions' writes (text and JSON); the list is
- * "TABLE\tROWS\n" and "OBJECT\tdefinition\n" (engine_ops.writes_since). */
-static void report_foreign_writes(struct run *r, const char *list, const char *saved)
+ * "TABLE\tROWS\n", "TABLE\tROWS\tdropped\n" and "OBJECT\tdefinition\n"
+ * (engine_ops.writes_since).  saved: the failed state saved with them;
+ * restored: the restore went ahead (it did not stop for them), whether it
+ * succeeded or not. */
+static void report_foreign_writes(struct run *r, const char *list, const char *saved,
+				  int restored)
 {
 	cJSON *o = r->ctx->json ? cJSON_AddObjectToObject(r->ctx->json, "concurrent_writes") : NULL;
 	cJSON *tables = o ? cJSON_AddArrayToObject(o, "tables") : NULL;
 	cJSON *defs = o ? cJSON_AddArrayToObject(o, "definitions") : NULL;
+	/* only rows in tables the run dropped: nothing to save, by design */
+	int lost_only = restored && !saved && !foreign_needs_saving(list), lost = 0;
 
 	error_msg("OTHER SESSIONS WROTE TO THE DATABASE AFTER THE SNAPSHOT WAS TAKEN:");
 	for (const char *p = list; *p;) {
@@ -441,6 +464,11 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 			error_msg("    tables not known: any may have been written (SQLite: the "
 				  "database file changed; PostgreSQL: the activity counters are "
 				  "off or were reset)");
+		else if (dropped && !strcmp(tab, "?"))
+			error_msg("    %s: rows other sessions wrote since the snapshot cannot be "
+				  "counted (the run dropped the table where its counters could not be "
+				  "read): any are LOST (in neither the restored database nor a saved "
+				  "state)", line);
 		else if (dropped)
 			/* the run's DROP discarded them: said, since no saved
 			 * state and no restore can bring them back */
@@ -450,6 +478,8 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 		else
 			error_msg("    %s: %s row%s inserted, updated or deleted", line, tab ? tab : "?",
 				  tab && !strcmp(tab, "1") ? "" : "s");
+		if (dropped)
+			lost = 1;
 		if (tables) {
 			cJSON *t = cJSON_CreateObject();
 			cJSON_AddStringToObject(t, "table", line);
@@ -465,17 +495,22 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 		p += n + (nl ? 1 : 0);
 	}
 	if (saved) {
-		error_msg("those writes are NOT in the restored database. The failed state, with "
-			  "them, is saved in %s", saved);
+		error_msg("those writes%s are NOT in the restored database. The failed state, "
+			  "with them, is saved in %s", lost ? " (but the LOST ones)" : "", saved);
 		error_msg("(restore it elsewhere with 'safe-migrate restore %s --to URL' to copy "
 			  "them back)", saved);
+	} else if (lost_only) {
+		/* save_while_blocked saved nothing: it would hold none of them */
+		error_msg("no failed state was saved: the only writes of other sessions were to "
+			  "tables the run dropped, and no snapshot holds those rows (LOST)");
 	}
 	if (o) {
 		if (saved)
 			cJSON_AddStringToObject(o, "saved_state", saved);
 		else
 			cJSON_AddNullToObject(o, "saved_state");
-		cJSON_AddStringToObject(o, "action", saved ? "saved_then_restored" : "stopped");
+		cJSON_AddStringToObject(o, "action", saved ? "saved_then_restored" :
+						     lost_only ? "lost_not_saved" : "stopped");
 	}
 }
 
@@ -547,13 +582,23 @@ static int save_while_blocked(void *ud, struct sm_error *err)
 	if (fs->gone)
 		return 0;
 	/* a last look, now that no one can write: what came in since the
-	 * look before the restore is kept too */
-	if (fs->guard && !fs->foreign->len) {
+	 * look before the restore is kept too.  Rows in tables the run
+	 * dropped alone are no reason to save: the failed state has not got
+	 * them either */
+	if (fs->guard && !foreign_needs_saving(fs->foreign->buf)) {
 		struct sm_error werr = SM_ERROR_INIT;
+		struct strbuf now = STRBUF_INIT;
 
-		if (guard_foreign_writes(fs->guard, fs->e, fs->foreign, &werr) < 0)
-			sb_adds(fs->foreign, "*\t?\n");
-		if (!fs->foreign->len)
+		/* (the look gives the dropped tables' lines again) */
+		if (guard_foreign_writes(fs->guard, fs->e, &now, &werr) < 0) {
+			sb_reset(&now);
+			sb_add(&now, fs->foreign->buf, fs->foreign->len);
+			sb_adds(&now, "*\t?\n");
+		}
+		sb_reset(fs->foreign);
+		sb_add(fs->foreign, now.buf, now.len);
+		sb_release(&now);
+		if (!foreign_needs_saving(fs->foreign->buf))
 			return 0;
 		if (guard_policy_stop(&werr) == 1) {
 			fs->stopped = 1;
@@ -601,10 +646,11 @@ static void find_foreign_writes(struct run *r, struct engine *e, struct strbuf *
 /* --on-concurrent-writes stop: reports and leaves the database as it is. */
 static int stop_for_foreign_writes(struct run *r, const char *list)
 {
-	report_foreign_writes(r, list, NULL);
+	report_foreign_writes(r, list, NULL, 0);
 	error_msg("--on-concurrent-writes stop: the database was NOT restored; it is as the "
-		  "failed run left it, other sessions' writes included. The snapshot from "
-		  "before the run is %s", r->snapshot);
+		  "failed run left it, %s. The snapshot from before the run is %s",
+		  foreign_needs_saving(list) ? "other sessions' writes included" :
+		  "without the LOST rows (the run dropped their tables)", r->snapshot);
 	error_msg("the run stays open in its journal. To restore the snapshot anyway "
 		  "(discarding those writes; the state now is saved first): safe-migrate -d '%s' "
 		  "recover --yes; to keep the database as it is: safe-migrate -d '%s' recover "
@@ -759,7 +805,7 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		if (fs.stopped)
 			code = stop_for_foreign_writes(r, foreign.buf);
 		else if (foreign.len)
-			report_foreign_writes(r, foreign.buf, fs.saved);
+			report_foreign_writes(r, foreign.buf, fs.saved, 1);
 		else if (fs.saved)
 			report_saved_state(r, fs.saved);
 		/* other sessions wrote and their writes could not be saved, so
@@ -796,7 +842,8 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 	 * write now is theirs, so only the schema can be compared */
 	if (ok && !fs.verified)
 		ok = state_matches(e, &r->before, NULL, NULL, &rerr);
-	others_wrote = foreign.len != 0;
+	/* (rows in a table the run dropped are not in the safety snapshot) */
+	others_wrote = foreign_needs_saving(foreign.buf);
 	sb_release(&foreign);
 	phase_done(r, "restore", t0, ok);
 	restore_signals_end();

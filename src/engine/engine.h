@@ -145,7 +145,8 @@ struct engine_ops {
 	 * since mark (ROWS: rows inserted, updated or deleted; "?" when the
 	 * engine cannot count; TABLE "*" when it cannot tell which table;
 	 * "TABLE\tROWS\tdropped\n" for a table this connection then dropped,
-	 * whose rows no saved state can hold), and
+	 * whose rows no saved state can hold: ROWS "?" when they could not be
+	 * read before the drop committed), and
 	 * "OBJECT\tdefinition\n" for each object whose definition they created
 	 * or changed (OBJECT: its kind and name, "table public.t"; engines
 	 * whose "*" covers every change need not). */

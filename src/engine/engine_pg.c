@@ -53,6 +53,8 @@ struct pg_impl {
 static void writes_free(struct pg_writes *w);
 static void writes_tx_start(struct engine *e);
 static void writes_tx_end(struct engine *e);
+static PGresult *exec_outside_tx(struct engine *e, const char *sql,
+				 PGTransactionStatusType before);
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -513,7 +515,9 @@ static int exec_one(void *ud, size_t off, size_t len)
 		st->e->observer->before(st->e->observer->ud, st->e, st->sql + off, len, st->src,
 					engine_line_at(st->sql, off, st->src ? st->src->first_line : 1));
 	before = PQtransactionStatus(pg->conn);
-	res = exec_simple(pg->conn, st->stmt.buf);
+	res = st->src && !st->e->in_tx && pg->writes ?
+		      exec_outside_tx(st->e, st->stmt.buf, before) :
+		      exec_simple(pg->conn, st->stmt.buf);
 	if (!st->e->in_tx && stmt_committed(pg->conn, res, before))
 		st->e->script_committed = 1;
 	if (!result_ok(res)) {
@@ -1222,6 +1226,96 @@ static void writes_tx_end(struct engine *e)
 	own_defs_read(e);
 }
 
+/* Is stmt a DROP that may take a table with it (any but DROP INDEX, which
+ * never does and whose CONCURRENTLY form cannot run in a transaction)? */
+static int drops_tables(const char *stmt)
+{
+	size_t n = strlen(stmt), i;
+
+	if (n < 5 || strncasecmp(stmt, "DROP", 4) || !isspace((unsigned char)stmt[4]))
+		return 0;
+	i = 4 + engine_skip_space(stmt + 4, n - 4);
+	return !(n - i >= 5 && !strncasecmp(stmt + i, "INDEX", 5) &&
+		 (n - i == 5 || !isalnum((unsigned char)stmt[i + 5])));
+}
+
+/* Runs sql bare; a table gone after it is "TABLE\t?\tdropped" (see
+ * exec_outside_tx). */
+static PGresult *exec_watched(struct engine *e, const char *sql)
+{
+	struct pg_impl *pg = e->impl;
+	struct sm_error ignored = SM_ERROR_INIT;
+	struct pg_counts was = { NULL, 0, 0 }, now = { NULL, 0, 0 };
+	int known = PQtransactionStatus(pg->conn) != PQTRANS_INERROR &&
+		    counts_read(e, WRITES_SQL("pg_stat_xact_user_tables"), &was, 1, &ignored) == 0;
+	PGresult *res = exec_simple(pg->conn, sql);
+
+	if (known && PQtransactionStatus(pg->conn) != PQTRANS_INERROR &&
+	    counts_read(e, WRITES_SQL("pg_stat_xact_user_tables"), &now, 1, &ignored) == 0) {
+		for (size_t i = 0; i < was.n; i++)
+			if (!counts_find(&now, was.v[i].oid))
+				sb_addf(&pg->writes->dropped, "%s\t?\tdropped\n",
+					was.v[i].name ? was.v[i].name : was.v[i].oid);
+	}
+	counts_release(&was);
+	counts_release(&now);
+	return res;
+}
+
+/*
+ * A migration's statement outside a transaction of ours (transaction:false)
+ * commits on its own, and a table it drops takes its counters with it before
+ * anything can read them.  So, while other sessions' writes are counted:
+ *
+ * - a DROP that may take a table (drops_tables) runs, when no transaction is
+ *   open, inside one of ours that holds only it: the same for the database
+ *   (one statement, committed at once), and the drop's table is looked at
+ *   before it commits as in any of our transactions (writes_tx_end).  One
+ *   that cannot run in a transaction block (25001; 2D000: a procedure that
+ *   commits) is rolled back (it did nothing that stays) and run bare;
+ * - any other statement (and that one) runs bare, and a table that is gone
+ *   after it (a DO block or a function that dropped it, a DROP in the
+ *   script's own transaction) could not be looked at: "TABLE\t?\tdropped",
+ *   rows unknown, possibly lost.
+ *
+ * Returns the statement's result (or, when our COMMIT failed, COMMIT's).
+ */
+static PGresult *exec_outside_tx(struct engine *e, const char *sql,
+				 PGTransactionStatusType before)
+{
+	struct pg_impl *pg = e->impl;
+	struct pg_writes *w = pg->writes;
+	struct sm_error ignored = SM_ERROR_INIT;
+	const char *state;
+	PGresult *res, *commit;
+	size_t len0;
+
+	if (before != PQTRANS_IDLE || !drops_tables(sql) || simple(e, "BEGIN", &ignored) < 0)
+		return exec_watched(e, sql);
+	writes_tx_start(e);
+	len0 = w->dropped.len;
+	res = exec_simple(pg->conn, sql);
+	if (!result_ok(res)) {
+		simple(e, "ROLLBACK", &ignored);
+		w->have_pre = 0;
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (!state || (strcmp(state, "25001") && strcmp(state, "2D000")))
+			return res;
+		PQclear(res);
+		return exec_watched(e, sql);
+	}
+	writes_tx_end(e);
+	commit = PQexec(pg->conn, "COMMIT");
+	if (result_ok(commit)) {
+		PQclear(commit);
+		return res;
+	}
+	/* the drop did not commit: the table and its rows are still there */
+	sb_setlen(&w->dropped, len0);
+	PQclear(res);
+	return commit;
+}
+
 /* The shared counters, with this connection's pending counts flushed first
  * (pg_stat_force_next_flush: PostgreSQL 15 and later). */
 static int shared_counts(struct engine *e, struct pg_counts *c, struct sm_error *err)
@@ -1341,6 +1435,7 @@ out:
 static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *out,
 			   struct sm_error *err)
 {
+	const struct pg_impl *pg = e->impl;
 	struct pg_counts then = { NULL, 0, 0 };
 	const char *p = mark ? mark : "";
 	size_t len0 = out->len;
@@ -1370,10 +1465,13 @@ static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *ou
 			break;
 	}
 	ret = foreign_writes(e, &then, state, out, err);
-	if (ret == 0 && out->len == len0) {
+	/* nothing but the dropped tables' lines (read before each drop
+	 * committed, so they are complete) is no answer for the others */
+	if (ret == 0 && out->len == len0 + (pg->writes ? pg->writes->dropped.len : 0)) {
 		/* other sessions' counts reach the shared counters up to a
 		 * second late: look again once they must have */
 		usleep(WRITES_FLUSH_WAIT_MS * 1000);
+		sb_setlen(out, len0);
 		ret = foreign_writes(e, &then, state, out, err);
 	}
 	free(state);

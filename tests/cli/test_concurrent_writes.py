@@ -574,6 +574,98 @@ class ConcurrentPg(CliTest):
                                          "dropped_by_run": True}], cw)
         self.assertIn("then the run dropped the table: those rows are LOST", err)
 
+    def test_rows_in_a_table_a_transaction_false_migration_dropped_are_lost(self):
+        """A transaction:false migration's DROP commits on its own, and the
+        table's counters went with it unread: another session's rows in it
+        were lost unsaid, and the run claimed nothing of theirs was.  The
+        drop now runs in a transaction of the run's that holds only it, so
+        the table is looked at before it commits: the rows are reported
+        lost (JSON and text); a DO block that drops one cannot be looked
+        at, so its rows are unknown, never "none"."""
+        self.write("migrations/0002_drop.sql",
+                   "-- migrate:up transaction:false\nSELECT pg_sleep(2);\nDROP TABLE events;\n"
+                   "DO $$BEGIN EXECUTE 'DROP TABLE base'; END$$;\n")
+        self.add("0003_bad.sql", BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json")
+        time.sleep(0.5)
+        self.psql(self.url, "INSERT INTO events (v) VALUES (100), (101)")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 5, err)
+        cw = json.loads(out).get("concurrent_writes")
+        self.assertIsNotNone(cw, err)
+        self.assertEqual(cw["tables"], [
+            {"table": "public.events", "rows": 2, "dropped_by_run": True},
+            {"table": "public.base", "rows": None, "dropped_by_run": True}], cw)
+        self.assertIn("public.events: 2 rows inserted, updated or deleted, then the run "
+                      "dropped the table: those rows are LOST", err)
+        self.assertIn("public.base: rows other sessions wrote since the snapshot cannot "
+                      "be counted (the run dropped the table where its counters could not "
+                      "be read): any are LOST", err)
+        self.assertEqual(self.events(), set())
+
+    def test_only_writes_to_dropped_tables_save_no_failed_state(self):
+        """When the only rows other sessions wrote were in a table the run
+        dropped, a saved failed state cannot hold them (the table is gone
+        from it too): none is taken, and the summary says they are lost
+        instead of claiming they were saved."""
+        self.add("0002_drop.sql", "SELECT pg_sleep(2);\nDROP TABLE events;")
+        self.add("0003_bad.sql", BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json")
+        time.sleep(0.5)
+        self.psql(self.url, "INSERT INTO events (v) VALUES (100), (101)")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 5, err)
+        j = json.loads(out)
+        self.assertEqual(j["outcome"], "restored")
+        cw = j["concurrent_writes"]
+        self.assertEqual(cw["tables"], [{"table": "public.events", "rows": 2,
+                                         "dropped_by_run": True}], cw)
+        self.assertIsNone(cw["saved_state"], cw)
+        self.assertEqual(cw["action"], "lost_not_saved", cw)
+        self.assertIn("no failed state was saved: the only writes of other sessions were to "
+                      "tables the run dropped, and no snapshot holds those rows (LOST)", err)
+        self.assertNotIn("saving the failed state", err)
+        self.assertNotIn("is saved in", err)
+        self.assertFalse([f for f in os.listdir(self.path("backups")) if "failed_state" in f])
+
+    def test_dropped_tables_rows_and_other_writes_save_the_others(self):
+        """Rows in a table the run dropped beside another session's write to
+        a table it kept: the failed state is saved for the latter, and the
+        summary does not claim it holds the lost ones."""
+        self.add("0002_drop.sql", "SELECT pg_sleep(2);\nDROP TABLE events;")
+        self.add("0003_bad.sql", BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json")
+        time.sleep(0.5)
+        self.psql(self.url, "INSERT INTO events (v) VALUES (100), (101);\n"
+                            "INSERT INTO base VALUES (7)")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 5, err)
+        cw = json.loads(out)["concurrent_writes"]
+        self.assertEqual(cw["tables"], [
+            {"table": "public.events", "rows": 2, "dropped_by_run": True},
+            {"table": "public.base", "rows": 1}], cw)
+        self.assertEqual(cw["action"], "saved_then_restored", cw)
+        self.assertTrue(os.path.exists(cw["saved_state"]), cw)
+        self.assertIn("those writes (but the LOST ones) are NOT in the restored database. "
+                      "The failed state, with them, is saved in " + cw["saved_state"], err)
+
+    def test_stop_for_only_dropped_tables_rows_does_not_claim_them(self):
+        """--on-concurrent-writes stop leaves the database as the failed run
+        left it; when the only foreign rows were in a table the run dropped,
+        it does not claim they are in it."""
+        self.add("0002_drop.sql", "SELECT pg_sleep(2);\nDROP TABLE events;")
+        self.add("0003_bad.sql", BAD_PG)
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json",
+                                "--on-concurrent-writes", "stop")
+        time.sleep(0.5)
+        self.psql(self.url, "INSERT INTO events (v) VALUES (100)")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 8, err)
+        self.assertEqual(json.loads(out)["concurrent_writes"]["action"], "stopped")
+        self.assertIn("it is as the failed run left it, without the LOST rows (the run "
+                      "dropped their tables)", err)
+        self.assertNotIn("other sessions' writes included", err)
+
     def test_no_writer_no_saved_state(self):
         """Without other sessions, the run's own writes (committed, and those of
         the failed migration before it failed) are not taken for foreign ones:
