@@ -679,9 +679,11 @@ static void follow_restored(struct run *r)
 
 /* After a restore: what the run changed that no snapshot holds (a
  * publication or an extension it created, a grant on a system catalog,
- * the database's settings...) is still as the run left it.  Named, so
- * that "back in its state before the run" is not taken for more than the
- * snapshot's objects and rows. */
+ * the database's settings, a role...) is still as the run left it.  Named,
+ * so that "back in its state before the run" is not taken for more than
+ * the snapshot's objects and rows.  What other sessions changed meanwhile
+ * differs too: the engine marks the lines it can tell, and the rest are
+ * not claimed as the run's. */
 static void report_not_undone(struct cmd_ctx *ctx, const char *before, struct engine *e)
 {
 	struct strbuf left = STRBUF_INIT;
@@ -692,9 +694,10 @@ static void report_not_undone(struct cmd_ctx *ctx, const char *before, struct en
 			"holds: %s", err.msg);
 	} else if (left.len) {
 		sb_rtrim(&left);
-		warning("NOT UNDONE: the run changed these, which no snapshot holds and the "
-			"restore does not put back; undo them by hand (+ now, - before the run):\n%s",
-			left.buf);
+		warning("NOT UNDONE: these changed during the run, and no snapshot holds them or "
+			"the restore does not put them back; undo by hand what the run did (+ now, "
+			"- before the run; a line not marked as changed by the run may be another "
+			"session's change):\n%s", left.buf);
 		if (ctx->json)
 			cJSON_AddStringToObject(ctx->json, "not_undone", left.buf);
 	}
