@@ -206,6 +206,21 @@ class PipelinePg(CliTest):
                 p.wait()
             self.drop_roles(mine, theirs)
 
+    def test_a_role_a_transaction_false_step_creates_is_not_claimed_as_anyones(self):
+        """A transaction:false migration runs each statement in a
+        transaction of its own, whose writes the run cannot look into: the
+        role it created is named, as possibly another session's."""
+        role = "sm_notx_" + self.url.rsplit("/", 1)[1][-8:]
+        self.add("0002_role.sql", "CREATE ROLE %s;" % role, notx=True)
+        self.add("0003_bad.sql", "SELECT 1 / 0;")
+        try:
+            r = self.sm("safe-migrate", "--json")
+            self.assertEqual(r.code, 5, r)
+            self.assertIn("+ role %s: nologin (changed during the run, by the run or another "
+                          "session)" % role, r.json()["not_undone"].splitlines())
+        finally:
+            self.drop_roles(role)
+
     def test_recover_names_the_roles_a_killed_run_changed(self):
         """A run killed after a migration created a role: recover restores
         the snapshot and names the role against the list the run journaled
