@@ -1089,8 +1089,10 @@ static const char defs_theirs_sql[] =
 	"pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) + 1048576 THEN "    \
 	"pg_catalog.txid_status(k.xid) = 'in progress' END"
 
-static const char outside_own_authid_sql[] = OUTSIDE_OWN_SQL("pg_catalog.pg_authid", "r.xmin");
-static const char outside_own_roles_sql[] = OUTSIDE_OWN_SQL("pg_catalog.pg_roles", "NULL::pg_catalog.xid");
+static const char outside_own_authid_sql[] =
+	OUTSIDE_OWN_SQL("pg_catalog.pg_authid", "r.xmin");
+static const char outside_own_roles_sql[] =
+	OUTSIDE_OWN_SQL("pg_catalog.pg_roles", "NULL::pg_catalog.xid");
 
 /* Whether this session may read pg_authid (superusers; a role given
  * SELECT on it). */
@@ -1105,6 +1107,7 @@ static int authid_readable(struct engine *e)
 	free(v);
 	return yes;
 }
+
 #define WRITES_FLUSH_WAIT_MS 1100
 #define USER_SCHEMA_FILTER "oid IN " PG_USER_NSP
 
@@ -1651,7 +1654,8 @@ static int pg_user_schemas(struct engine *e, struct strbuf *out, struct sm_error
 	") o ORDER BY x COLLATE \"C\""
 
 static const char outside_authid_sql[] = OUTSIDE_SQL("pg_catalog.pg_authid", "r.xmin");
-static const char outside_roles_sql[] = OUTSIDE_SQL("pg_catalog.pg_roles", "NULL::pg_catalog.xid");
+static const char outside_roles_sql[] =
+	OUTSIDE_SQL("pg_catalog.pg_roles", "NULL::pg_catalog.xid");
 
 static int pg_outside_state(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
