@@ -1022,8 +1022,8 @@ static const char defs_theirs_sql[] =
 /*
  * What outside the schemas (see pg_outside_state) a catalog row's xmin can
  * tell the writer of: roles, memberships, role and database settings, and
- * system functions' properties; a row each: x (the line), cls, id (cls:id
- * is the object) and xmin.  A role's row (pg_authid) is readable by
+ * system functions' properties; a row each: x (the line, "OBJECT: STATE"),
+ * cls, id (cls:id is the object) and xmin.  A role's row (pg_authid) is readable by
  * superusers only; others read pg_roles, whose rows carry no xmin.  Its
  * password is never read, only whether it has one.  pg_* roles are the
  * server's own and cannot be altered.
@@ -1045,7 +1045,8 @@ static const char defs_theirs_sql[] =
 	" AS xmin FROM " roles " r WHERE r.rolname !~ '^pg_' "                                  \
 	"UNION ALL SELECT 'role ' || m.member::pg_catalog.regrole::text || ' member of ' || "  \
 	"m.roleid::pg_catalog.regrole::text || CASE WHEN m.admin_option THEN "                 \
-	"' with admin option' ELSE '' END, 'm', m.roleid || ':' || m.member, m.xmin "          \
+	"': admin option' ELSE ': no admin option' END, 'm', m.roleid || ':' || m.member, "    \
+	"m.xmin "                                                                               \
 	"FROM pg_catalog.pg_auth_members m "                                                    \
 	"UNION ALL SELECT CASE WHEN s.setdatabase = d.oid THEN 'database setting for ' || "   \
 	"CASE WHEN s.setrole = 0 THEN 'every role' ELSE s.setrole::pg_catalog.regrole::text "  \
@@ -1649,7 +1650,7 @@ static int pg_user_schemas(struct engine *e, struct strbuf *out, struct sm_error
 	"pg_catalog.txid_current_snapshot()) AND NOT pg_catalog.txid_visible_in_snapshot("       \
 	"k.xid, $1::text::pg_catalog.txid_snapshot) THEN CASE WHEN $3::text = 't' THEN "        \
 	"' (changed during the run, by the run or another session)' "                           \
-	"ELSE ' (changed during the run by another session)' END ELSE '' END FROM ("            \
+	"ELSE '" ENGINE_OUTSIDE_THEIRS "' END ELSE '' END FROM ("                                \
 	OUTSIDE_XID_SQL(roles, role_xmin) ") k"                                                  \
 	") o ORDER BY x COLLATE \"C\""
 

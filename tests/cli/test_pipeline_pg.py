@@ -160,13 +160,15 @@ class PipelinePg(CliTest):
             self.assertIn("+ role %s: login, password set (changed by the run: what is shown, "
                           "or the password)" % app, left)
             self.assertIn("- role %s: login, password set" % app, left)
-            self.assertIn("+ role %s member of pg_monitor (changed by the run)" % new, left)
+            self.assertIn("+ role %s member of pg_monitor: no admin option (changed by the "
+                          "run)" % new, left)
             self.assertIn("+ role setting for %s in every database: work_mem=11MB "
                           "(changed by the run)" % app, left)
             self.assertIn("+ function pg_catalog.lower(text) properties: immutable, strict, "
                           "parallel safe, cost 5, owner postgres (changed by the run)", left)
             self.assertIn("NOT UNDONE", r.err)
-            self.assertIn("role %s member of pg_monitor (changed by the run)" % new, r.err)
+            self.assertIn("role %s member of pg_monitor: no admin option (changed by the run)"
+                          % new, r.err)
             for root, _, files in os.walk(self.dir):
                 for f in files:
                     if f.endswith(".sql"):
@@ -178,11 +180,13 @@ class PipelinePg(CliTest):
             self.drop_roles(new, app)
 
     def test_a_role_another_session_creates_during_the_run_is_not_the_runs(self):
-        """Another session creates a role while the run applies; the run
-        then fails and is restored.  That role stays, as the run's own does,
-        but it was not the run's: the line says so."""
+        """Another session creates a role and alters one while the run
+        applies; the run then fails and is restored.  Those stay, as the
+        run's own role does, but they were not the run's: they are said
+        apart from what the run left to undo."""
         tag = self.url.rsplit("/", 1)[1][-8:]
-        mine, theirs = "sm_mine_" + tag, "sm_theirs_" + tag
+        mine, theirs, old = "sm_mine_" + tag, "sm_theirs_" + tag, "sm_old_" + tag
+        self.psql(self.url, "CREATE ROLE %s" % old)
         self.add("0002_role.sql", "CREATE ROLE %s;" % mine)
         self.add("0003_slow.sql", "SELECT pg_sleep(3);\nSELECT 1 / 0;")
         p = self.start_in_apply(*self.base, "safe-migrate", "--json")
@@ -192,19 +196,25 @@ class PipelinePg(CliTest):
                              "LIKE 'SELECT pg_sleep(3)%'") == "1":
                     break
                 time.sleep(0.01)
-            self.psql(self.url, "CREATE ROLE %s" % theirs)
+            self.psql(self.url, "CREATE ROLE %s; ALTER ROLE %s LOGIN" % (theirs, old))
             out, err = p.communicate(timeout=120)
             self.assertEqual(p.returncode, 5, err)
-            left = json.loads(out)["not_undone"].splitlines()
-            self.assertIn("+ role %s: nologin (changed by the run: what is shown, or the "
-                          "password)" % mine, left)
-            self.assertIn("+ role %s: nologin (changed during the run by another session)"
-                          % theirs, left)
+            j = json.loads(out)
+            self.assertEqual(j["not_undone"].splitlines(),
+                             ["+ role %s: nologin (changed by the run: what is shown, or the "
+                              "password)" % mine])
+            self.assertEqual(sorted(j["changed_by_others"].splitlines()),
+                             ["+ role %s: login (changed during the run by another session)"
+                              % old,
+                              "+ role %s: nologin (changed during the run by another session)"
+                              % theirs,
+                              "- role %s: nologin" % old])
+            self.assertNotIn(theirs, err.split("other sessions changed these")[0])
         finally:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-            self.drop_roles(mine, theirs)
+            self.drop_roles(mine, theirs, old)
 
     def test_a_role_a_transaction_false_step_creates_is_not_claimed_as_anyones(self):
         """A transaction:false migration runs each statement in a
