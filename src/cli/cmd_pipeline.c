@@ -738,26 +738,41 @@ static void follow_restored(struct run *r)
 
 /* After a restore: what the run changed that no snapshot holds (a
  * publication or an extension it created, a grant on a system catalog,
- * the database's settings...) is still as the run left it.  Named, so
- * that "back in its state before the run" is not taken for more than the
- * snapshot's objects and rows. */
+ * the database's settings, a role...) is still as the run left it.  Named,
+ * so that "back in its state before the run" is not taken for more than
+ * the snapshot's objects and rows.  What the engine can tell another
+ * session changed meanwhile (a role, shared by every database) is not the
+ * run's to undo: said apart; the rest is not claimed as the run's unless
+ * its line says so. */
 static void report_not_undone(struct cmd_ctx *ctx, const char *before, struct engine *e)
 {
-	struct strbuf left = STRBUF_INIT;
+	struct strbuf left = STRBUF_INIT, theirs = STRBUF_INIT;
 	struct sm_error err = SM_ERROR_INIT;
 
-	if (guard_outside_changes(before, e, &left, &err) < 0) {
+	if (guard_outside_changes(before, e, &left, &theirs, &err) < 0) {
 		warning("cannot tell whether the run changed anything outside what a snapshot "
 			"holds: %s", err.msg);
-	} else if (left.len) {
+		goto out;
+	}
+	if (left.len) {
 		sb_rtrim(&left);
-		warning("NOT UNDONE: the run changed these, which no snapshot holds and the "
-			"restore does not put back; undo them by hand (+ now, - before the run):\n%s",
-			left.buf);
+		warning("NOT UNDONE: these changed during the run, and no snapshot holds them or "
+			"the restore does not put them back; undo by hand what the run did (+ now, "
+			"- before the run; a line not marked as changed by the run may be another "
+			"session's change):\n%s", left.buf);
 		if (ctx->json)
 			cJSON_AddStringToObject(ctx->json, "not_undone", left.buf);
 	}
+	if (theirs.len) {
+		sb_rtrim(&theirs);
+		info("other sessions changed these during the run, not the run: they stay as "
+		     "those sessions left them (+ now, - before the run):\n%s", theirs.buf);
+		if (ctx->json)
+			cJSON_AddStringToObject(ctx->json, "changed_by_others", theirs.buf);
+	}
+out:
 	sb_release(&left);
+	sb_release(&theirs);
 }
 
 /* After a failure: restores the snapshot, confirms the pre-run state, and

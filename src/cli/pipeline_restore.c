@@ -81,8 +81,60 @@ static void lines_missing(const char *a, const char *b, const char *mark, struct
 	}
 }
 
+/* 1 when the len bytes at p are a line that another session wrote during
+ * the run (see ENGINE_OUTSIDE_THEIRS). */
+static int line_theirs(const char *p, size_t len)
+{
+	size_t n = strlen(ENGINE_OUTSIDE_THEIRS);
+
+	return len >= n && !memcmp(p + len - n, ENGINE_OUTSIDE_THEIRS, n);
+}
+
+/* The length of the object a line names: up to its first ": ". */
+static size_t line_object(const char *p, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++)
+		if (p[i] == ':' && p[i + 1] == ' ')
+			return i;
+	return len;
+}
+
+/* 1 when lines holds a line another session wrote about the object of the
+ * len bytes at p. */
+static int object_theirs(const char *lines, const char *p, size_t len)
+{
+	size_t obj = line_object(p, len);
+
+	for (const char *q = lines; *q;) {
+		const char *nl = strchr(q, '\n');
+		size_t qlen = nl ? (size_t)(nl - q) : strlen(q);
+
+		if (line_theirs(q, qlen) && line_object(q, qlen) == obj && !memcmp(q, p, obj))
+			return 1;
+		q += qlen + (nl ? 1 : 0);
+	}
+	return 0;
+}
+
+/* Appends each line of a that b does not hold, after "MARK ": to theirs
+ * when now (the state after the run) says another session changed its
+ * object, else to out. */
+static void changes_split(const char *a, const char *b, const char *mark, const char *now,
+			  struct strbuf *out, struct strbuf *theirs)
+{
+	for (const char *p = a; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len && !lines_contain(b, p, len))
+			sb_addf(object_theirs(now, p, len) ? theirs : out, "%s %.*s\n", mark,
+				(int)len, p);
+		p += len + (nl ? 1 : 0);
+	}
+}
+
 int guard_outside_changes(const char *before, struct engine *e, struct strbuf *out,
-			  struct sm_error *err)
+			  struct strbuf *theirs, struct sm_error *err)
 {
 	struct strbuf now = STRBUF_INIT;
 
@@ -92,8 +144,8 @@ int guard_outside_changes(const char *before, struct engine *e, struct strbuf *o
 		sb_release(&now);
 		return -1;
 	}
-	lines_missing(now.buf, before, "+", out);
-	lines_missing(before, now.buf, "-", out);
+	changes_split(now.buf, before, "+", now.buf, out, theirs);
+	changes_split(before, now.buf, "-", now.buf, out, theirs);
 	sb_release(&now);
 	return 0;
 }

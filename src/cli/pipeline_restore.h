@@ -53,10 +53,12 @@ int guard_new_schemas(const struct restore_guard *g, struct engine *e, struct st
 
 /* Appends what differs now from before, the outside_state before the run
  * (restore_guard.outside, or a killed run's, journaled), a line each:
- * "+ LINE" is new (or changed), "- LINE" gone (or changed).  0 with nothing
+ * "+ LINE" is new (or changed), "- LINE" gone (or changed); to theirs,
+ * both lines of an object the engine says another session changed during
+ * the run (ENGINE_OUTSIDE_THEIRS), to out the rest.  0 with nothing
  * appended when before is NULL or the engine has none. */
 int guard_outside_changes(const char *before, struct engine *e, struct strbuf *out,
-			  struct sm_error *err);
+			  struct strbuf *theirs, struct sm_error *err);
 
 /* 1 when the migration version is not in the version table, so that a
  * failure inside its transaction left nothing committed; 0 when it is or

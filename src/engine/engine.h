@@ -54,6 +54,10 @@ struct engine_identity {
 /* engine_ops.track_writes' callback. */
 typedef void (*engine_write_cb)(void *ud, struct engine *e, const char *tables);
 
+/* How engine_ops.outside_state ends a line that a session other than the
+ * run's wrote during the run: not the run's change to undo. */
+#define ENGINE_OUTSIDE_THEIRS " (changed during the run by another session)"
+
 struct engine_ops {
 	const char *name;         /* "sqlite" or "postgresql": the URL scheme */
 	const char *display_name; /* "SQLite" or "PostgreSQL" */
@@ -191,10 +195,15 @@ struct engine_ops {
 	 * not put back when the run created or changed it (PostgreSQL:
 	 * extensions, publications, wrappers, servers, casts, languages and
 	 * their grants, event triggers, the database's settings, grants and
-	 * comment, grants on the system catalogs and functions added to
-	 * them; not roles, which are the cluster's): the pipeline compares it before the run and after its
-	 * restore, and names what the restore left.  May be NULL (SQLite: the
-	 * snapshot is the whole file). */
+	 * comment, grants on the system catalogs, functions added to them and
+	 * system functions changed since initdb, and the cluster's roles,
+	 * memberships and role settings): the pipeline compares it before the
+	 * run and after its restore, and names what the restore left.  Called
+	 * after writes_mark, a line the engine can tell the writer of says
+	 * whether the run or another session changed it during the run, in its
+	 * own words, so that it differs from the line before; one another
+	 * session wrote reads "OBJECT: STATE" ENGINE_OUTSIDE_THEIRS.  May be
+	 * NULL (SQLite: the snapshot is the whole file). */
 	int (*outside_state)(struct engine *e, struct strbuf *out, struct sm_error *err);
 	/* Fills id: SQLite the st_dev and st_ino of the file at the path now
 	 * (stat(): a file renamed over the path is another identity, even

@@ -55,6 +55,7 @@ static void writes_tx_start(struct engine *e);
 static void writes_tx_end(struct engine *e);
 static PGresult *exec_outside_tx(struct engine *e, const char *sql,
 				 PGTransactionStatusType before);
+static void writes_untracked(struct engine *e);
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -518,8 +519,10 @@ static int exec_one(void *ud, size_t off, size_t len)
 	res = st->src && !st->e->in_tx && pg->writes ?
 		      exec_outside_tx(st->e, st->stmt.buf, before) :
 		      exec_simple(pg->conn, st->stmt.buf);
-	if (!st->e->in_tx && stmt_committed(pg->conn, res, before))
+	if (!st->e->in_tx && stmt_committed(pg->conn, res, before)) {
 		st->e->script_committed = 1;
+		writes_untracked(st->e);
+	}
 	if (!result_ok(res)) {
 		ret = result_error(st->e, res, where.buf, st->err);
 		add_migration_hint(st->e, res, st->err);
@@ -1019,6 +1022,97 @@ static const char defs_own_sql[] =
 static const char defs_theirs_sql[] =
 	"SELECT d.what FROM (" DEFS_SINCE_SQL ") d WHERE d.key <> ALL ($2::text[]) "
 	"ORDER BY d.what COLLATE \"C\"";
+
+/*
+ * What outside the schemas (see pg_outside_state) a catalog row's xmin can
+ * tell the writer of: roles, memberships, role and database settings, and
+ * system functions' properties; a row each: x (the line, "OBJECT: STATE"),
+ * cls, id (cls:id is the object) and xmin.  A role's row (pg_authid) is readable by
+ * superusers only; others read pg_roles, whose rows carry no xmin.  Its
+ * password is never read, only whether it has one.  pg_* roles are the
+ * server's own and cannot be altered.
+ *
+ * System functions: those whose row was written after template0 was made
+ * (initdb's last step), that is, changed since initdb (raw xmins compared,
+ * as VACUUM FREEZE keeps them); an extension's are the extension's.
+ */
+#define OUTSIDE_KEYED_SQL(roles, role_xmin)                                                   \
+	"SELECT 'role ' || pg_catalog.quote_ident(r.rolname) || ': ' || pg_catalog.concat_ws("  \
+	"', ', CASE WHEN r.rolsuper THEN 'superuser' END, CASE WHEN r.rolcanlogin THEN "        \
+	"'login' ELSE 'nologin' END, CASE WHEN r.rolcreatedb THEN 'createdb' END, CASE WHEN "   \
+	"r.rolcreaterole THEN 'createrole' END, CASE WHEN r.rolreplication THEN 'replication' " \
+	"END, CASE WHEN r.rolbypassrls THEN 'bypassrls' END, CASE WHEN NOT r.rolinherit THEN "  \
+	"'noinherit' END, 'connection limit ' || NULLIF(r.rolconnlimit, -1), CASE WHEN "       \
+	"r.rolpassword IS NOT NULL THEN 'password set' END, 'valid until ' || "                \
+	"pg_catalog.to_char(r.rolvaliduntil AT TIME ZONE 'UTC', "                              \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) AS x, 'a' AS cls, r.oid::text AS id, " role_xmin  \
+	" AS xmin FROM " roles " r WHERE r.rolname !~ '^pg_' "                                  \
+	"UNION ALL SELECT 'role ' || m.member::pg_catalog.regrole::text || ' member of ' || "  \
+	"m.roleid::pg_catalog.regrole::text || CASE WHEN m.admin_option THEN "                 \
+	"': admin option' ELSE ': no admin option' END, 'm', m.roleid || ':' || m.member, "    \
+	"m.xmin "                                                                               \
+	"FROM pg_catalog.pg_auth_members m "                                                    \
+	"UNION ALL SELECT CASE WHEN s.setdatabase = d.oid THEN 'database setting for ' || "   \
+	"CASE WHEN s.setrole = 0 THEN 'every role' ELSE s.setrole::pg_catalog.regrole::text "  \
+	"END ELSE 'role setting for ' || s.setrole::pg_catalog.regrole::text || CASE WHEN "    \
+	"s.setdatabase = 0 THEN ' in every database' ELSE ' in database ' || "                 \
+	"coalesce(pg_catalog.quote_ident(o.datname), s.setdatabase::text) END END || ': ' || " \
+	"pg_catalog.array_to_string(s.setconfig, ', '), 's', s.setdatabase || ':' || "         \
+	"s.setrole, s.xmin FROM pg_catalog.pg_db_role_setting s CROSS JOIN (SELECT oid FROM "  \
+	"pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) d LEFT JOIN "   \
+	"pg_catalog.pg_database o ON o.oid = s.setdatabase WHERE s.setdatabase = d.oid OR "    \
+	"s.setrole <> 0 "                                                                       \
+	"UNION ALL SELECT 'function pg_catalog.' || pg_catalog.quote_ident(p.proname) || '(' " \
+	"|| pg_catalog.pg_get_function_identity_arguments(p.oid) || ') properties: ' || "      \
+	"pg_catalog.concat_ws(', ', CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' "    \
+	"THEN 'stable' ELSE 'volatile' END, CASE WHEN p.proisstrict THEN 'strict' END, CASE "  \
+	"p.proparallel WHEN 's' THEN 'parallel safe' WHEN 'r' THEN 'parallel restricted' "     \
+	"ELSE 'parallel unsafe' END, CASE WHEN p.prosecdef THEN 'security definer' END, CASE " \
+	"WHEN p.proleakproof THEN 'leakproof' END, 'cost ' || p.procost, 'rows ' || "          \
+	"NULLIF(p.prorows, 0), 'owner ' || p.proowner::pg_catalog.regrole::text, 'set ' || "   \
+	"pg_catalog.array_to_string(p.proconfig, ', ')), 'p', p.oid::text, p.xmin "            \
+	"FROM pg_catalog.pg_proc p WHERE p.pronamespace = "                                    \
+	"'pg_catalog'::pg_catalog.regnamespace AND p.xmin::text::bigint > coalesce((SELECT "   \
+	"t.xmin::text::bigint FROM pg_catalog.pg_database t WHERE t.datname = 'template0'), "  \
+	"2) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = "           \
+	"'pg_catalog.pg_proc'::pg_catalog.regclass AND x.objid = p.oid AND x.deptype = 'e')"
+
+/* With each row's 64-bit transaction id (see PG_XMIN_TXID: a frozen row's
+ * raw xmin from an older epoch may come out in the future). */
+#define OUTSIDE_XID_SQL(roles, role_xmin)                                                     \
+	"SELECT k.*, " PG_XMIN_TXID("k.xmin") " AS xid FROM (" OUTSIDE_KEYED_SQL(roles,       \
+	role_xmin) ") k"
+
+/* The rows the open transaction wrote: read inside it, a visible row whose
+ * transaction is in progress is ours, savepoints' included (their ids come
+ * after the transaction's own, and may be past the snapshot's xmax).
+ * txid_status fails on an id in the future: only ids near ours are asked
+ * about (CASE keeps that order). */
+#define OUTSIDE_OWN_SQL(roles, role_xmin)                                                     \
+	"SELECT k.cls || ':' || k.id || ':' || k.xmin FROM (" OUTSIDE_XID_SQL(roles, role_xmin) \
+	") k WHERE CASE WHEN k.xid >= pg_catalog.txid_current_if_assigned() AND k.xid < "       \
+	"pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) + 1048576 THEN "    \
+	"pg_catalog.txid_status(k.xid) = 'in progress' END"
+
+static const char outside_own_authid_sql[] =
+	OUTSIDE_OWN_SQL("pg_catalog.pg_authid", "r.xmin");
+static const char outside_own_roles_sql[] =
+	OUTSIDE_OWN_SQL("pg_catalog.pg_roles", "NULL::pg_catalog.xid");
+
+/* Whether this session may read pg_authid (superusers; a role given
+ * SELECT on it). */
+static int authid_readable(struct engine *e)
+{
+	struct sm_error ignored = SM_ERROR_INIT;
+	char *v = NULL;
+	int yes = engine_scalar(e, "SELECT pg_catalog.has_table_privilege("
+				"'pg_catalog.pg_authid', 'SELECT')", 0, NULL, &v, &ignored) == 0 &&
+		  v && !strcmp(v, "t");
+
+	free(v);
+	return yes;
+}
+
 #define WRITES_FLUSH_WAIT_MS 1100
 #define USER_SCHEMA_FILTER "oid IN " PG_USER_NSP
 
@@ -1039,6 +1133,9 @@ struct pg_writes {
 	int have_pre;
 	char *snapshot;       /* txid_current_snapshot() at the mark, or NULL */
 	struct strbuf own_defs; /* our transactions' catalog rows: "{key,key,...}" */
+	/* the rows they wrote outside the schemas (OUTSIDE_KEYED_SQL), the same way */
+	struct strbuf own_outside;
+	int untracked; /* a statement committed outside a transaction of ours */
 	struct pg_counts at_mark; /* the shared counters at the mark */
 	struct strbuf dropped; /* theirs in tables we dropped (DROPPED_SQL) */
 };
@@ -1092,6 +1189,7 @@ static void writes_free(struct pg_writes *w)
 	counts_release(&w->at_mark);
 	free(w->snapshot);
 	sb_release(&w->own_defs);
+	sb_release(&w->own_outside);
 	sb_release(&w->dropped);
 	free(w);
 }
@@ -1115,36 +1213,54 @@ static int counts_read(struct engine *e, const char *sql, struct pg_counts *c, i
 	return 0;
 }
 
-/* Adds the catalog rows the open transaction wrote to the run's own.  Not
- * known (an error): those rows count as another session's, which saves a
- * failed state that was not needed, never loses one. */
-static void own_defs_read(struct engine *e)
+/* Adds the keys sql gives (one per row, holding no quote, comma or brace)
+ * to keys, an array literal "{key,key,...}".  Run inside the open
+ * transaction.  Not known (an error): those rows count as another
+ * session's, which saves a failed state that was not needed, or names a
+ * change the run made as possibly another session's, never loses one. */
+static int own_keys_read(struct engine *e, const char *sql, int nparams,
+			 const char *const *params, struct strbuf *keys)
 {
-	struct pg_impl *pg = e->impl;
-	struct pg_writes *w = pg->writes;
 	struct eng_rows rows = ENG_ROWS_INIT;
 	struct sm_error ignored = SM_ERROR_INIT;
-	const char *params[] = { w->snapshot };
 
 	/* under a savepoint: a query of ours that fails must not abort the
 	 * migration's transaction */
-	if (!w->snapshot || simple(e, "SAVEPOINT safe_migrate_defs", &ignored) < 0)
-		return;
-	if (pg_query(e, defs_own_sql, 1, params, &rows, &ignored) < 0) {
+	if (simple(e, "SAVEPOINT safe_migrate_defs", &ignored) < 0)
+		return -1;
+	if (pg_query(e, sql, nparams, params, &rows, &ignored) < 0) {
 		simple(e, "ROLLBACK TO SAVEPOINT safe_migrate_defs", &ignored);
 		simple(e, "RELEASE SAVEPOINT safe_migrate_defs", &ignored);
-		return;
+		return -1;
 	}
 	simple(e, "RELEASE SAVEPOINT safe_migrate_defs", &ignored);
 	for (size_t i = 0; i < rows.nrows; i++) {
-		/* an array literal of keys, which hold no quote or brace */
-		if (w->own_defs.len)
-			sb_setlen(&w->own_defs, w->own_defs.len - 1);
-		sb_adds(&w->own_defs, w->own_defs.len ? "," : "{");
-		sb_adds(&w->own_defs, rows_get(&rows, i, 0));
-		sb_addch(&w->own_defs, '}');
+		if (keys->len)
+			sb_setlen(keys, keys->len - 1);
+		sb_adds(keys, keys->len ? "," : "{");
+		sb_adds(keys, rows_get(&rows, i, 0));
+		sb_addch(keys, '}');
 	}
 	rows_release(&rows);
+	return 0;
+}
+
+/* Adds the catalog rows the open transaction wrote to the run's own: its
+ * definitions in the user schemas, and what it wrote outside them that
+ * pg_outside_state can tell by the row (roles, memberships, settings,
+ * system functions). */
+static void own_defs_read(struct engine *e)
+{
+	struct pg_writes *w = ((struct pg_impl *)e->impl)->writes;
+	const char *params[] = { w->snapshot };
+
+	if (w->snapshot)
+		own_keys_read(e, defs_own_sql, 1, params, &w->own_defs);
+	/* not known: what the transaction wrote cannot be told from another
+	 * session's, as a transaction:false step's cannot */
+	if (own_keys_read(e, authid_readable(e) ? outside_own_authid_sql : outside_own_roles_sql,
+			  0, NULL, &w->own_outside) < 0)
+		w->untracked = 1;
 }
 
 static void writes_tx_start(struct engine *e)
@@ -1203,6 +1319,16 @@ unknown:
 	simple(e, "ROLLBACK TO SAVEPOINT safe_migrate_dropped", &ignored);
 	simple(e, "RELEASE SAVEPOINT safe_migrate_dropped", &ignored);
 	sb_adds(&w->dropped, "*\t?\n");
+}
+
+/* A statement committed outside a transaction of ours: what it wrote
+ * cannot be told from another session's. */
+static void writes_untracked(struct engine *e)
+{
+	struct pg_impl *pg = e->impl;
+
+	if (pg->writes)
+		pg->writes->untracked = 1;
 }
 
 /* Tallies the open transaction's writes (once; not possible once it failed). */
@@ -1555,57 +1681,100 @@ static int pg_user_schemas(struct engine *e, struct strbuf *out, struct sm_error
 			   USER_SCHEMA_FILTER " ORDER BY 1", out, err);
 }
 
-/* engine_ops.outside_state: objects outside every schema (the restore
+/*
+ * engine_ops.outside_state: objects outside every schema (the restore
  * drops and creates again those the snapshot holds; one the run created
- * stays), the database's own (never in a snapshot), and what a migration
- * can change in the system catalogs.  Not roles: they are the cluster's,
- * and any database's sessions may create one during the run. */
-static const char outside_sql[] =
-	"SELECT x FROM ("
-	"SELECT 'extension ' || pg_catalog.quote_ident(extname) || ' ' || extversion || "
-	"' in ' || extnamespace::pg_catalog.regnamespace::text AS x FROM pg_catalog.pg_extension "
-	"UNION ALL SELECT 'publication ' || pg_catalog.quote_ident(pubname) "
-	"FROM pg_catalog.pg_publication "
-	"UNION ALL SELECT 'foreign-data wrapper ' || pg_catalog.quote_ident(fdwname) "
-	"FROM pg_catalog.pg_foreign_data_wrapper "
-	"UNION ALL SELECT 'server ' || pg_catalog.quote_ident(srvname) "
-	"FROM pg_catalog.pg_foreign_server "
-	"UNION ALL SELECT 'user mapping for ' || usename || ' server ' || srvname "
-	"FROM pg_catalog.pg_user_mappings "
-	"UNION ALL SELECT 'cast (' || pg_catalog.format_type(castsource, NULL) || ' AS ' || "
-	"pg_catalog.format_type(casttarget, NULL) || ')' FROM pg_catalog.pg_cast WHERE oid >= 16384 "
-	"UNION ALL SELECT 'access method ' || pg_catalog.quote_ident(amname) "
-	"FROM pg_catalog.pg_am WHERE oid >= 16384 "
-	"UNION ALL SELECT 'language ' || pg_catalog.quote_ident(lanname) || "
-	"coalesce(' grants ' || lanacl::text, '') FROM pg_catalog.pg_language "
-	"UNION ALL SELECT 'transform for ' || pg_catalog.format_type(trftype, NULL) || "
-	"' language ' || trflang::text FROM pg_catalog.pg_transform "
-	"UNION ALL SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) || ' ' || "
-	"evtenabled::text FROM pg_catalog.pg_event_trigger "
-	"UNION ALL SELECT 'database setting for ' || CASE WHEN setrole = 0 THEN 'every role' "
-	"ELSE setrole::pg_catalog.regrole::text END || ': ' || "
-	"pg_catalog.array_to_string(setconfig, ', ') FROM pg_catalog.pg_db_role_setting "
-	"WHERE setdatabase = (SELECT oid FROM pg_catalog.pg_database "
-	"WHERE datname = pg_catalog.current_database()) "
-	"UNION ALL SELECT 'database grants ' || coalesce(datacl::text, 'default') || "
-	"coalesce(', comment ' || pg_catalog.quote_literal("
-	"pg_catalog.shobj_description(oid, 'pg_database')), '') FROM pg_catalog.pg_database "
-	"WHERE datname = pg_catalog.current_database() "
-	"UNION ALL SELECT 'schema ' || nspname || ' grants ' || coalesce(nspacl::text, 'default') "
-	"FROM pg_catalog.pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema') "
-	"UNION ALL SELECT 'grants on ' || c.oid::pg_catalog.regclass::text || ': ' || "
-	"c.relacl::text FROM pg_catalog.pg_class c WHERE c.relacl IS NOT NULL AND "
-	"c.relnamespace IN ('pg_catalog'::pg_catalog.regnamespace, "
-	"'information_schema'::pg_catalog.regnamespace) "
-	"UNION ALL SELECT 'function ' || p.oid::pg_catalog.regprocedure::text || "
-	"coalesce(' grants ' || p.proacl::text, '') FROM pg_catalog.pg_proc p "
-	"WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND "
-	"(p.oid >= 16384 OR p.proacl IS NOT NULL)"
-	") o ORDER BY x COLLATE \"C\"";
+ * stays), the database's own (never in a snapshot), what a migration can
+ * change in the system catalogs, and the cluster's roles.
+ *
+ * Roles, their memberships and settings are the cluster's: another
+ * database's session may change one during the run, and a plain
+ * before/after difference would blame the run for it.  So where a row's
+ * xmin says who wrote it (OUTSIDE_KEYED_SQL) and the run counted its own
+ * writes (writes_mark), a line the run wrote ends "(changed by the run)"
+ * (own_defs_read keeps the rows each of its transactions wrote), and one
+ * written since the mark by a transaction not among them "(changed during
+ * the run by another session)", or "(... by the run or another session)"
+ * when a statement committed outside a transaction of ours (a
+ * transaction:false step's, which the run cannot look into).  A line that
+ * says neither cannot be told: a role's row for a session that cannot
+ * read pg_authid, a row removed, recover's comparison with the list a
+ * killed run journaled.  The words are part of the line, so that a row the
+ * run rewrote with the same values (a new password: pg_roles shows none)
+ * still differs from before.  $1 is the mark's snapshot or NULL, $2 the
+ * run's own keys, $3 't' when a statement committed outside a transaction
+ * of ours.
+ */
+#define OUTSIDE_SQL(roles, role_xmin)                                                         \
+	"SELECT x FROM ("                                                                       \
+	"SELECT 'extension ' || pg_catalog.quote_ident(extname) || ' ' || extversion || "       \
+	"' in ' || extnamespace::pg_catalog.regnamespace::text AS x FROM pg_catalog.pg_extension " \
+	"UNION ALL SELECT 'publication ' || pg_catalog.quote_ident(pubname) "                   \
+	"FROM pg_catalog.pg_publication "                                                       \
+	"UNION ALL SELECT 'foreign-data wrapper ' || pg_catalog.quote_ident(fdwname) "          \
+	"FROM pg_catalog.pg_foreign_data_wrapper "                                              \
+	"UNION ALL SELECT 'server ' || pg_catalog.quote_ident(srvname) "                        \
+	"FROM pg_catalog.pg_foreign_server "                                                    \
+	"UNION ALL SELECT 'user mapping for ' || usename || ' server ' || srvname "             \
+	"FROM pg_catalog.pg_user_mappings "                                                     \
+	"UNION ALL SELECT 'cast (' || pg_catalog.format_type(castsource, NULL) || ' AS ' || "   \
+	"pg_catalog.format_type(casttarget, NULL) || ')' FROM pg_catalog.pg_cast WHERE oid >= 16384 " \
+	"UNION ALL SELECT 'access method ' || pg_catalog.quote_ident(amname) "                  \
+	"FROM pg_catalog.pg_am WHERE oid >= 16384 "                                             \
+	"UNION ALL SELECT 'language ' || pg_catalog.quote_ident(lanname) || "                   \
+	"coalesce(' grants ' || lanacl::text, '') FROM pg_catalog.pg_language "                 \
+	"UNION ALL SELECT 'transform for ' || pg_catalog.format_type(trftype, NULL) || "        \
+	"' language ' || trflang::text FROM pg_catalog.pg_transform "                           \
+	"UNION ALL SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) || ' ' || "       \
+	"evtenabled::text FROM pg_catalog.pg_event_trigger "                                    \
+	"UNION ALL SELECT 'database grants ' || coalesce(datacl::text, 'default') || "          \
+	"coalesce(', comment ' || pg_catalog.quote_literal("                                    \
+	"pg_catalog.shobj_description(oid, 'pg_database')), '') FROM pg_catalog.pg_database "   \
+	"WHERE datname = pg_catalog.current_database() "                                        \
+	"UNION ALL SELECT 'schema ' || nspname || ' grants ' || coalesce(nspacl::text, 'default') " \
+	"FROM pg_catalog.pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema') "   \
+	"UNION ALL SELECT 'grants on ' || c.oid::pg_catalog.regclass::text || ': ' || "         \
+	"c.relacl::text FROM pg_catalog.pg_class c WHERE c.relacl IS NOT NULL AND "             \
+	"c.relnamespace IN ('pg_catalog'::pg_catalog.regnamespace, "                            \
+	"'information_schema'::pg_catalog.regnamespace) "                                       \
+	"UNION ALL SELECT 'function ' || p.oid::pg_catalog.regprocedure::text || "              \
+	"coalesce(' grants ' || p.proacl::text, '') FROM pg_catalog.pg_proc p "                 \
+	"WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND "                     \
+	"(p.oid >= 16384 OR p.proacl IS NOT NULL) "                                             \
+	"UNION ALL SELECT k.x || CASE WHEN $1::text IS NULL OR k.xid IS NULL THEN '' "          \
+	"WHEN k.cls || ':' || k.id || ':' || k.xmin = ANY ($2::text[]) THEN "                   \
+	"' (changed by the run' || CASE k.cls WHEN 'a' THEN ': what is shown, or the password' " \
+	"ELSE '' END || ')' WHEN k.xid < pg_catalog.txid_snapshot_xmax("                          \
+	"pg_catalog.txid_current_snapshot()) AND NOT pg_catalog.txid_visible_in_snapshot("       \
+	"k.xid, $1::text::pg_catalog.txid_snapshot) THEN CASE WHEN $3::text = 't' THEN "        \
+	"' (changed during the run, by the run or another session)' "                           \
+	"ELSE '" ENGINE_OUTSIDE_THEIRS "' END ELSE '' END FROM ("                                \
+	OUTSIDE_XID_SQL(roles, role_xmin) ") k"                                                  \
+	") o ORDER BY x COLLATE \"C\""
+
+static const char outside_authid_sql[] = OUTSIDE_SQL("pg_catalog.pg_authid", "r.xmin");
+static const char outside_roles_sql[] =
+	OUTSIDE_SQL("pg_catalog.pg_roles", "NULL::pg_catalog.xid");
 
 static int pg_outside_state(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
-	return query_lines(e, outside_sql, out, err);
+	const struct pg_writes *w = ((struct pg_impl *)e->impl)->writes;
+	struct eng_rows rows = ENG_ROWS_INIT;
+	const char *params[3] = { NULL, "{}", "f" };
+
+	if (w && w->snapshot) {
+		params[0] = w->snapshot;
+		if (w->own_outside.len)
+			params[1] = w->own_outside.buf;
+		params[2] = w->untracked ? "t" : "f";
+	}
+	if (pg_query(e, authid_readable(e) ? outside_authid_sql : outside_roles_sql, 3, params,
+		     &rows, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rows.nrows; i++)
+		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
+	rows_release(&rows);
+	return 0;
 }
 
 static int pg_identity(struct engine *e, struct engine_identity *id, struct sm_error *err)

@@ -129,6 +129,137 @@ class PipelinePg(CliTest):
         self.assertIn("database setting for every role: work_mem=33MB", r.json()["not_undone"])
         self.assertIn("NOT UNDONE", r.err)
 
+    def drop_roles(self, *roles):
+        for role in roles:
+            self.psql(self.url, "DROP OWNED BY %s; DROP ROLE %s" % (role, role), check=False)
+
+    def test_roles_and_system_functions_the_run_changed_are_named(self):
+        """A migration creates a role, gives an existing one a new password
+        and another role's membership, sets a role's setting, and changes a
+        system function; a later one fails.  The restore cannot undo any of
+        it (roles are the cluster's; pg_catalog is no snapshot's), so each
+        is named as the run's, and the password is nowhere in the output or
+        the journal."""
+        tag = self.url.rsplit("/", 1)[1][-8:]
+        new, app = "sm_new_" + tag, "sm_app_" + tag
+        self.psql(self.url, "CREATE ROLE %s LOGIN PASSWORD 'old-secret-1'" % app)
+        self.add("0002_roles.sql",
+                 "CREATE ROLE %s LOGIN CONNECTION LIMIT 3;\n"
+                 "ALTER ROLE %s PASSWORD 'new-secret-2';\n"
+                 "GRANT pg_monitor TO %s;\n"
+                 "ALTER ROLE %s SET work_mem = '11MB';\n"
+                 "ALTER FUNCTION pg_catalog.lower(text) COST 5;" % (new, app, new, app))
+        self.add("0003_bad.sql", "SELECT 1 / 0;")
+        try:
+            r = self.sm("safe-migrate", "--json")
+            self.assertEqual(r.code, 5, r)
+            self.assertEqual(r.json()["outcome"], "restored")
+            left = r.json()["not_undone"].splitlines()
+            self.assertIn("+ role %s: login, connection limit 3 (changed by the run: what is "
+                          "shown, or the password)" % new, left)
+            self.assertIn("+ role %s: login, password set (changed by the run: what is shown, "
+                          "or the password)" % app, left)
+            self.assertIn("- role %s: login, password set" % app, left)
+            self.assertIn("+ role %s member of pg_monitor: no admin option (changed by the "
+                          "run)" % new, left)
+            self.assertIn("+ role setting for %s in every database: work_mem=11MB "
+                          "(changed by the run)" % app, left)
+            self.assertIn("+ function pg_catalog.lower(text) properties: immutable, strict, "
+                          "parallel safe, cost 5, owner postgres (changed by the run)", left)
+            self.assertIn("NOT UNDONE", r.err)
+            self.assertIn("role %s member of pg_monitor: no admin option (changed by the run)"
+                          % new, r.err)
+            for root, _, files in os.walk(self.dir):
+                for f in files:
+                    if f.endswith(".sql"):
+                        continue
+                    with open(os.path.join(root, f), "rb") as fh:
+                        self.assertNotIn(b"new-secret-2", fh.read(), f)
+            self.assertNotIn("new-secret-2", r.out + r.err)
+        finally:
+            self.drop_roles(new, app)
+
+    def test_a_role_another_session_creates_during_the_run_is_not_the_runs(self):
+        """Another session creates a role and alters one while the run
+        applies; the run then fails and is restored.  Those stay, as the
+        run's own role does, but they were not the run's: they are said
+        apart from what the run left to undo."""
+        tag = self.url.rsplit("/", 1)[1][-8:]
+        mine, theirs, old = "sm_mine_" + tag, "sm_theirs_" + tag, "sm_old_" + tag
+        self.psql(self.url, "CREATE ROLE %s" % old)
+        self.add("0002_role.sql", "CREATE ROLE %s;" % mine)
+        self.add("0003_slow.sql", "SELECT pg_sleep(3);\nSELECT 1 / 0;")
+        p = self.start_in_apply(*self.base, "safe-migrate", "--json")
+        try:
+            for _ in range(3000):
+                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE query "
+                             "LIKE 'SELECT pg_sleep(3)%'") == "1":
+                    break
+                time.sleep(0.01)
+            self.psql(self.url, "CREATE ROLE %s; ALTER ROLE %s LOGIN" % (theirs, old))
+            out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 5, err)
+            j = json.loads(out)
+            self.assertEqual(j["not_undone"].splitlines(),
+                             ["+ role %s: nologin (changed by the run: what is shown, or the "
+                              "password)" % mine])
+            self.assertEqual(sorted(j["changed_by_others"].splitlines()),
+                             ["+ role %s: login (changed during the run by another session)"
+                              % old,
+                              "+ role %s: nologin (changed during the run by another session)"
+                              % theirs,
+                              "- role %s: nologin" % old])
+            self.assertNotIn(theirs, err.split("other sessions changed these")[0])
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            self.drop_roles(mine, theirs, old)
+
+    def test_a_role_a_transaction_false_step_creates_is_not_claimed_as_anyones(self):
+        """A transaction:false migration runs each statement in a
+        transaction of its own, whose writes the run cannot look into: the
+        role it created is named, as possibly another session's."""
+        role = "sm_notx_" + self.url.rsplit("/", 1)[1][-8:]
+        self.add("0002_role.sql", "CREATE ROLE %s;" % role, notx=True)
+        self.add("0003_bad.sql", "SELECT 1 / 0;")
+        try:
+            r = self.sm("safe-migrate", "--json")
+            self.assertEqual(r.code, 5, r)
+            self.assertIn("+ role %s: nologin (changed during the run, by the run or another "
+                          "session)" % role, r.json()["not_undone"].splitlines())
+        finally:
+            self.drop_roles(role)
+
+    def test_recover_names_the_roles_a_killed_run_changed(self):
+        """A run killed after a migration created a role: recover restores
+        the snapshot and names the role against the list the run journaled
+        (it cannot tell whose it is, and does not claim to)."""
+        role = "sm_rec_" + self.url.rsplit("/", 1)[1][-8:]
+        self.add("0002_role.sql", "CREATE ROLE %s;\nALTER FUNCTION pg_catalog.lower(text) "
+                 "COST 7;" % role)
+        self.add("0003_slow.sql", "SELECT pg_sleep(4);")
+        p = self.start_in_apply(*self.base, "safe-migrate", capture=False)
+        try:
+            for _ in range(3000):
+                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE query "
+                             "LIKE 'SELECT pg_sleep(4)%'") == "1":
+                    break
+                time.sleep(0.01)
+        finally:
+            p.kill()
+            p.wait()
+        try:
+            r = self.sm("recover", "--yes", "--json")
+            self.assertEqual(r.code, 0, r)
+            self.assertEqual(r.json()["outcome"], "restored")
+            left = r.json()["not_undone"].splitlines()
+            self.assertIn("+ role %s: nologin" % role, left)
+            self.assertIn("+ function pg_catalog.lower(text) properties: immutable, strict, "
+                          "parallel safe, cost 7, owner postgres", left)
+        finally:
+            self.drop_roles(role)
+
     def test_restored_under_inheritance(self):
         """Tables with inheritance children that hold rows: the restore's
         check counts each table's own rows (ONLY), as its snapshot's COPY
