@@ -394,25 +394,42 @@ int journal_mark(const struct journal *j, struct engine *e, struct sm_error *err
 	params[1] = abs;
 	params[2] = host;
 	params[3] = journal_str(j->doc, "started_at", "?");
-	/* not IF NOT EXISTS: PostgreSQL would print a notice on every run */
+	/* not IF NOT EXISTS: PostgreSQL would print a notice on every run; and
+	 * a query, not a script: the engine counts what scripts commit as the
+	 * migration's (engine.script_committed) */
 	rc = e->ops->table_exists(e, HIST_RUNS_TABLE, &exists, err) < 0 ||
-	     (!exists && engine_exec(e, marks_create_sql, err) < 0) ||
+	     (!exists && e->ops->query(e, marks_create_sql, 0, NULL, NULL, err) < 0) ||
 	     e->ops->query(e, "INSERT INTO " HIST_RUNS_TABLE " (run_id, journal, host, started_at) "
 			   "VALUES ($1, $2, $3, $4)", 4, params, NULL, err) < 0 ? -1 : 0;
+	if (rc < 0 && !exists) {
+		struct sm_error ignored = SM_ERROR_INIT;
+
+		/* the table without the row, when the insert failed */
+		journal_unmark(e, params[0], &ignored);
+	}
 	free(abs);
 	return rc;
 }
 
 int journal_unmark(struct engine *e, const char *run_id, struct sm_error *err)
 {
+	struct eng_rows rows = ENG_ROWS_INIT;
+	size_t left;
 	int exists = 0;
 
 	if (e->ops->table_exists(e, HIST_RUNS_TABLE, &exists, err) < 0)
 		return -1;
 	if (!exists)
 		return 0;
-	return e->ops->query(e, "DELETE FROM " HIST_RUNS_TABLE " WHERE run_id = $1", 1, &run_id,
-			     NULL, err);
+	if (e->ops->query(e, "DELETE FROM " HIST_RUNS_TABLE " WHERE run_id = $1", 1, &run_id, NULL,
+			  err) < 0 ||
+	    e->ops->query(e, "SELECT 1 FROM " HIST_RUNS_TABLE " LIMIT 1", 0, NULL, &rows, err) < 0)
+		return -1;
+	/* the table lives only while a mark is in it: a run that changed
+	 * nothing leaves the schema as it found it */
+	left = rows.nrows;
+	rows_release(&rows);
+	return left ? 0 : e->ops->query(e, "DROP TABLE " HIST_RUNS_TABLE, 0, NULL, NULL, err);
 }
 
 /* 1 if the directories a and b are one (after resolving links). */

@@ -152,7 +152,8 @@ const char *journal_str(const cJSON *doc, const char *key, const char *def);
  * snapshot takes it away), removed before the journal is closed.
  *
  * journal_mark writes j's mark (creating the table if needed).
- * journal_unmark removes the mark of run_id, if any.
+ * journal_unmark removes the mark of run_id, if any, and the table when no
+ * mark is left in it (a run that changed nothing leaves no trace).
  */
 int journal_mark(const struct journal *j, struct engine *e, struct sm_error *err);
 int journal_unmark(struct engine *e, const char *run_id, struct sm_error *err);

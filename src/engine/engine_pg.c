@@ -521,7 +521,10 @@ static int exec_one(void *ud, size_t off, size_t len)
 		      exec_simple(pg->conn, st->stmt.buf);
 	if (!st->e->in_tx && stmt_committed(pg->conn, res, before)) {
 		st->e->script_committed = 1;
-		writes_untracked(st->e);
+		/* a migration's (safe-migrate's own statements are not
+		 * another session's) */
+		if (st->src)
+			writes_untracked(st->e);
 	}
 	if (!result_ok(res)) {
 		ret = result_error(st->e, res, where.buf, st->err);
@@ -923,11 +926,14 @@ static int pg_table_exists(struct engine *e, const char *name, int *exists, stru
  * Other sessions flush their counts when idle, at most once a second (and
  * an idle one after up to 10 s), so writes_since looks twice, a second
  * apart.  Writes outside a transaction of ours (transaction:false) count as
- * another session's: the error is on the side of keeping data.
+ * another session's: the error is on the side of keeping data.  Kept out:
+ * safe-migrate's own tables (the run's mark goes in outside our
+ * transactions, after the mark of the counters).
  */
 #define WRITES_SQL(view)                                                                 \
 	"SELECT relid::text, (n_tup_ins + n_tup_upd + n_tup_del)::text, "                   \
-	"pg_catalog.format('%I.%I', schemaname, relname) FROM pg_catalog." view
+	"pg_catalog.format('%I.%I', schemaname, relname) FROM pg_catalog." view               \
+	" WHERE relname NOT LIKE 'safe\\_migrate\\_%'"
 
 /*
  * A table the run drops takes its counters with it, and the restore brings

@@ -263,6 +263,9 @@ class FaultSqlite(FaultTest):
             d = self.sqlite_state()
             return "new" if d == new_dump else "old" if d == old_dump else d
 
+        def without_mark(dump):
+            return [l for l in dump.splitlines() if "safe_migrate_runs" not in l]
+
         def app_state():
             """The dump's statements but those of safe-migrate's own tables."""
             return [st for st in self.sqlite_dump().split(";\n") if "safe_migrate_" not in st]
@@ -293,6 +296,14 @@ class FaultSqlite(FaultTest):
                                 self.assertEqual(r.code, 0, r)
                                 self.assertTrue(new_but_fingerprint(), r)
                                 stale_fingerprint = True
+                            elif ("cannot remove this run's mark" in r.err or
+                                  "cannot mark this run" in r.err):
+                                # the run ended, and said that its mark in
+                                # the database (or its empty table) stayed:
+                                # the next run removes it
+                                self.assertEqual(without_mark(self.sqlite_state()),
+                                                 without_mark(new_dump if r.code == 0
+                                                              else old_dump), r)
                             else:
                                 self.assertEqual(state(), "new" if r.code == 0 else "old", r)
                             self.assertNoTemps(bdir, self.dir)

@@ -115,6 +115,11 @@ class JournalSqlite(CliTest):
         return "\n".join(l for l in self.sqlite_dump("app.db").splitlines()
                          if "safe_migrate_runs" not in l)
 
+    def assertNoMarksTable(self):
+        """No mark, and no table of marks: a run that ended leaves none."""
+        self.assertEqual(self.sqlite("SELECT count(*) FROM sqlite_master WHERE name = "
+                                     "'safe_migrate_runs'"), [(0,)])
+
     def marks(self, name="app.db"):
         try:
             return self.sqlite("SELECT run_id, host FROM safe_migrate_runs", name)
@@ -187,6 +192,9 @@ class JournalSqlite(CliTest):
         [journal] = self.journals(self.path("backups"))
         with open(journal) as f:
             run_id = json.load(f)["run_id"]
+        self.assertEqual(self.marks(), [])  # no mark, and no table, after a run
+        self.sqlite("CREATE TABLE safe_migrate_runs (run_id TEXT PRIMARY KEY, journal TEXT NOT "
+                    "NULL, host TEXT NOT NULL, started_at TEXT NOT NULL)")
         self.sqlite("INSERT INTO safe_migrate_runs VALUES ('%s', '%s', '%s', 'x')"
                     % (run_id, journal, os.uname().nodename))
         self.add("0003_u.sql", "CREATE TABLE u (x INT);")
@@ -196,17 +204,17 @@ class JournalSqlite(CliTest):
     def test_no_mark_is_left_by_a_run_that_ended(self):
         self.add("0002_t.sql", "CREATE TABLE t (x INT);")
         self.ok(*self.a, "safe-migrate")
-        self.assertEqual(self.marks(), [])
+        self.assertNoMarksTable()
         # restored after a failure: the snapshot holds no mark
         # (a duplicate key: the lint's rehearsal on an empty schema passes)
         self.add("0003_u.sql", "CREATE TABLE u (x INT);")
         self.add("0004_bad.sql", "INSERT INTO users (id, name) VALUES (1, 'again');")
         self.code(5, *self.a, "safe-migrate")
-        self.assertEqual(self.marks(), [])
+        self.assertNoMarksTable()
         # a first migration failing in its own transaction changes nothing
         os.unlink(self.path("migrations/0003_u.sql"))
         self.code(1, *self.a, "safe-migrate")
-        self.assertEqual(self.marks(), [])
+        self.assertNoMarksTable()
 
     def test_recover_refuses_a_journal_of_another_database(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
@@ -515,7 +523,8 @@ class JournalPg(CliTest):
         self.assertEqual(self.pg_state(self.url), before)
         r = self.ok(*elsewhere, "safe-migrate", "--json")
         self.assertEqual(r.json()["outcome"], "applied")
-        self.assertEqual(self.psql(self.url, "SELECT count(*) FROM safe_migrate_runs"), "0")
+        self.assertEqual(self.psql(self.url, "SELECT to_regclass('safe_migrate_runs') IS NULL"),
+                         "t")
 
     def test_rehearse_url_keyword_spelling_is_refused(self):
         self.write("migrations/0002_notx.sql",
