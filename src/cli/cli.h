@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "strbuf.h"
 #include "url.h"
 
 /* Exit codes: the contract's table, the only place they are defined. */
@@ -122,6 +123,7 @@ struct cmd_ctx {
 	size_t n_mig_dirs;
 	char *backup_dir;   /* borrowed */
 	char *config_dir;   /* directory of the config file used, or NULL */
+	const char *config_path; /* the config file used, or NULL (borrowed) */
 	cJSON *json;        /* the one output object when --json, else NULL */
 	struct sm_error err;
 };
@@ -143,6 +145,13 @@ void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Each line of text (restore_opts.notes, say) as a warning. */
 void warning_lines(const char *text);
 void error_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Appends "safe-migrate" and the global options that make a command an
+ * operator types act where this one did: -c (the config file used), -d
+ * (the database, a SQLite path absolute; a password shows as ***), -b (the backup directory,
+ * absolute: the journal and the snapshots are there), --encrypt-key (the
+ * key file given); each quoted for the shell.  The caller appends the
+ * command and its arguments (sb_add_shell_word). */
+void cli_hand_command(struct strbuf *sb, const struct cmd_ctx *ctx);
 /* Prints err as "safe-migrate: error: ..." and returns the exit code for its kind. */
 int report_error(struct cmd_ctx *ctx, const struct sm_error *err);
 int exit_code_for(enum err_kind kind);

@@ -428,6 +428,28 @@ static int foreign_needs_saving(const char *list)
  * (engine_ops.writes_since).  saved: the failed state saved with them;
  * restored: the restore went ahead (it did not stop for them), whether it
  * succeeded or not. */
+/* A command for the operator to paste: "safe-migrate", the global options
+ * that make it act where this run did (cli_hand_command), and the words
+ * given (up to a NULL), each quoted for the shell.  Caller frees. */
+static char *hand(const struct cmd_ctx *ctx, const char *const *words)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	cli_hand_command(&sb, ctx);
+	for (; *words; words++) {
+		sb_addch(&sb, ' ');
+		sb_add_shell_word(&sb, *words);
+	}
+	return sb_detach(&sb);
+}
+
+/* The words of --lock-timeout, rounded up to seconds, in buf. */
+static const char *lock_timeout_word(char buf[32])
+{
+	snprintf(buf, 32, "%lds", (opt.lock_timeout_ms + 999) / 1000);
+	return buf;
+}
+
 static void report_foreign_writes(struct run *r, const char *list, const char *saved,
 				  int restored)
 {
@@ -497,8 +519,12 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
 	if (saved) {
 		error_msg("those writes%s are NOT in the restored database. The failed state, "
 			  "with them, is saved in %s", lost ? " (but the LOST ones)" : "", saved);
-		error_msg("(restore it elsewhere with 'safe-migrate restore %s --to URL' to copy "
-			  "them back)", saved);
+		char *abs = fs_absolute(saved);
+		char *cmd = hand(r->ctx, (const char *const[]){ "restore", abs, NULL });
+
+		error_msg("(restore it elsewhere with '%s --to URL' to copy them back)", cmd);
+		free(cmd);
+		free(abs);
 	} else if (lost_only) {
 		/* save_while_blocked saved nothing: it would hold none of them */
 		error_msg("no failed state was saved: the only writes of other sessions were to "
@@ -518,10 +544,14 @@ static void report_foreign_writes(struct run *r, const char *list, const char *s
  * it holds (the command's, and perhaps other sessions'). */
 static void report_saved_state(struct run *r, const char *saved)
 {
+	char *abs = fs_absolute(saved);
+	char *cmd = hand(r->ctx, (const char *const[]){ "restore", abs, NULL });
+
 	warning("the command's writes cannot be told from other sessions', so the failed "
 		"state was saved before the restore: %s (restore it elsewhere with "
-		"'safe-migrate restore %s --to URL' to copy back anything other sessions wrote)",
-		saved, saved);
+		"'%s --to URL' to copy back anything other sessions wrote)", saved, cmd);
+	free(cmd);
+	free(abs);
 	if (r->ctx->json)
 		cJSON_AddStringToObject(r->ctx->json, "saved_state", saved);
 }
@@ -651,10 +681,17 @@ static int stop_for_foreign_writes(struct run *r, const char *list)
 		  "failed run left it, %s. The snapshot from before the run is %s",
 		  foreign_needs_saving(list) ? "other sessions' writes included" :
 		  "without the LOST rows (the run dropped their tables)", r->snapshot);
-	error_msg("the run stays open in its journal. To restore the snapshot anyway "
-		  "(discarding those writes; the state now is saved first): safe-migrate -d '%s' "
-		  "recover --yes; to keep the database as it is: safe-migrate -d '%s' recover "
-		  "--discard", r->ctx->url.redacted, r->ctx->url.redacted);
+	{
+		char *yes = hand(r->ctx, (const char *const[]){ "recover", "--yes", NULL });
+		char *discard =
+			hand(r->ctx, (const char *const[]){ "recover", "--discard", NULL });
+
+		error_msg("the run stays open in its journal. To restore the snapshot anyway "
+			  "(discarding those writes; the state now is saved first): %s; to keep the "
+			  "database as it is: %s", yes, discard);
+		free(yes);
+		free(discard);
+	}
 	return EXIT_CONCURRENT_WRITES;
 }
 
@@ -828,10 +865,13 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		 * another reason is exit 6, their writes or not */
 		if (!fs.stopped && foreign.len && fs.save_failed) {
 			/* nothing was restored: the failed state stays, with their writes */
+			char *yes = hand(ctx, (const char *const[]){ "recover", "--yes", NULL });
+
 			error_msg("%s", rerr.msg);
 			error_msg("the run stays open in its journal; once the failed state can be "
-				  "saved: safe-migrate -d '%s' recover --yes (it saves it first), or "
-				  "keep the database as it is: recover --discard", ctx->url.redacted);
+				  "saved: %s (it saves it first), or keep the database as it is: "
+				  "recover --discard", yes);
+			free(yes);
 			code = EXIT_CONCURRENT_WRITES;
 		}
 	} else if (r->gone) {
@@ -902,15 +942,24 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		/* with its safety snapshot: it keeps whatever other sessions
 		 * wrote, which the database holds now, before and after the
 		 * failure (an application that is still up keeps writing) */
-		error_msg("    safe-migrate -d '%s' --lock-timeout %lds restore '%s' --yes%s",
-			  ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, r->snapshot,
-			  port_hand_restore_options(r->snap_extra));
+		char lt[32];
+		const char *more = port_hand_restore_options(r->snap_extra);
+		char *snap = fs_absolute(r->snapshot);
+		const char *const words[] = { "--lock-timeout", lock_timeout_word(lt), "restore",
+					       snap, "--yes", *more ? more + 1 : NULL, NULL };
+		char *cmd = hand(ctx, words);
+		char *verify = hand(ctx, (const char *const[]){ "verify", snap, NULL });
+
+		error_msg("    %s", cmd);
 		error_msg("(that restore first saves the database as it is now in a safety "
 			  "snapshot: %s)", others_wrote ? "other sessions wrote since the snapshot, "
 			  "and their writes are kept there" : "whatever other sessions write until "
 			  "then is kept there");
 		error_msg("then check it with 'safe-migrate validate'; the snapshot verifies with "
-			  "'safe-migrate verify %s'", r->snapshot);
+			  "'%s'", verify);
+		free(cmd);
+		free(verify);
+		free(snap);
 		{
 			struct strbuf created = STRBUF_INIT;
 			struct sm_error ignored = SM_ERROR_INIT;
@@ -1925,10 +1974,14 @@ int cmd_recover(struct cmd_ctx *ctx)
 	 * the state as it is, theirs included, is saved before the restore
 	 * (while they cannot write), and --on-concurrent-writes stop stops */
 	if (guard_policy_stop(&ctx->err) == 1) {
+		char *yes = hand(ctx, (const char *const[]){ "recover", "--yes", NULL });
+		char *discard = hand(ctx, (const char *const[]){ "recover", "--discard", NULL });
+
 		error_msg("--on-concurrent-writes stop: recover cannot tell the killed run's writes "
 			  "from other sessions', so it did not restore. Restore anyway (the state "
-			  "now is saved first): safe-migrate recover --yes; or keep the database as "
-			  "it is: safe-migrate recover --discard");
+			  "now is saved first): %s; or keep the database as it is: %s", yes, discard);
+		free(yes);
+		free(discard);
 		code = EXIT_CONCURRENT_WRITES;
 		goto out;
 	}
@@ -1950,9 +2003,16 @@ int cmd_recover(struct cmd_ctx *ctx)
 	free(fs.saved);
 	if (rc < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
-		error_msg("restore by hand: safe-migrate -d '%s' --lock-timeout %lds restore '%s' "
-			  "--yes%s", ctx->url.redacted, (opt.lock_timeout_ms + 999) / 1000, snap,
-			  port_hand_restore_options(extra));
+		char lt[32];
+		const char *more = port_hand_restore_options(extra);
+		char *abs = fs_absolute(snap);
+		const char *const words[] = { "--lock-timeout", lock_timeout_word(lt), "restore",
+					       abs, "--yes", *more ? more + 1 : NULL, NULL };
+		char *cmd = hand(ctx, words);
+
+		error_msg("restore by hand: %s", cmd);
+		free(cmd);
+		free(abs);
 		code = EXIT_RESTORE_FAILED;
 		goto out;
 	}

@@ -451,9 +451,13 @@ static int check_mark(struct engine *e, const struct engine_identity *id, const 
 {
 	char here[256];
 	char *dir = fs_dirname(path);
+	struct strbuf cmd = STRBUF_INIT;
 	cJSON *doc = NULL;
 	int local, ret = 0;
 
+	sb_adds(&cmd, "safe-migrate -b ");
+	sb_add_shell_word(&cmd, dir);
+	sb_adds(&cmd, " recover");
 	own_host(here);
 	local = !strcmp(host, here);
 	if (local && journal_read(path, &doc, err) < 0) {
@@ -473,9 +477,9 @@ static int check_mark(struct engine *e, const struct engine_identity *id, const 
 	if (doc) {
 		err_set(err, ERR_BLOCKED, "an earlier run on %s (%s, started %s, phase '%s') did not "
 			"finish; its journal '%s' is in another backup directory than this one ('%s'). "
-			"Recover it there: safe-migrate -b '%s' recover (or recover --discard to accept "
-			"the database as it is now)", id->label, run_id, started,
-			journal_str(doc, "phase", "?"), path, backup_dir, dir);
+			"Recover it there: %s (or recover --discard to accept the database as it is "
+			"now)", id->label, run_id, started, journal_str(doc, "phase", "?"), path,
+			backup_dir, cmd.buf);
 		ret = 1;
 		goto out;
 	}
@@ -496,12 +500,13 @@ static int check_mark(struct engine *e, const struct engine_identity *id, const 
 	else
 		err_set(err, ERR_BLOCKED, "an earlier run on %s (%s, started %s on host '%s') did "
 			"not finish, as the database records; its journal is '%s' on that host. Recover "
-			"it there (safe-migrate -b '%s' recover), or, if that run is known to be over "
-			"or its journal is lost, check the database and accept it as it is with "
-			"'safe-migrate recover --discard'", id->label, run_id, started, host, path, dir);
+			"it there (%s), or, if that run is known to be over or its journal is lost, "
+			"check the database and accept it as it is with 'safe-migrate recover "
+			"--discard'", id->label, run_id, started, host, path, cmd.buf);
 	ret = 1;
 out:
 	cJSON_Delete(doc);
+	sb_release(&cmd);
 	free(dir);
 	return ret;
 }

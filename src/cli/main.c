@@ -565,6 +565,7 @@ static int resolve_config(struct cmd_ctx *ctx, struct cfg_file *cfg, int *have_c
 			return -1;
 		*have_cfg = 1;
 		ctx->config_dir = cfg->dir;
+		ctx->config_path = cfg->path;
 	}
 	if (!opt.lock_timeout_ms && *have_cfg && cfg->migration_lock_timeout &&
 	    parse_duration_ms(cfg->migration_lock_timeout, &opt.lock_timeout_ms) < 0)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fsutil.h"
 
 void out(const char *fmt, ...)
 {
@@ -156,4 +157,38 @@ int confirm(const char *question, struct sm_error *err)
 		return 1;
 	err_set(err, ERR_FAIL, "%s: not confirmed; nothing was changed", question);
 	return 0;
+}
+
+/* Appends " OPTION VALUE", the value quoted for the shell. */
+static void hand_option(struct strbuf *sb, const char *option, const char *value)
+{
+	sb_addf(sb, " %s ", option);
+	sb_add_shell_word(sb, value);
+}
+
+void cli_hand_command(struct strbuf *sb, const struct cmd_ctx *ctx)
+{
+	char *path;
+
+	sb_adds(sb, "safe-migrate");
+	if (ctx->config_path) {
+		path = fs_absolute(ctx->config_path);
+		hand_option(sb, "-c", path);
+		free(path);
+	}
+	if (ctx->have_url) {
+		path = url_redacted_absolute(&ctx->url);
+		hand_option(sb, "-d", path);
+		free(path);
+	}
+	if (ctx->backup_dir) {
+		path = fs_absolute(ctx->backup_dir);
+		hand_option(sb, "-b", path);
+		free(path);
+	}
+	if (opt.encrypt_key) {
+		path = fs_absolute(opt.encrypt_key);
+		hand_option(sb, "--encrypt-key", path);
+		free(path);
+	}
 }

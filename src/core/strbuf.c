@@ -233,3 +233,22 @@ void sb_add_utf8_escaped(struct strbuf *sb, const char *s)
 {
 	add_utf8(sb, s, 1);
 }
+
+void sb_add_shell_word(struct strbuf *sb, const char *s)
+{
+	static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "0123456789-_./:@%+=,";
+
+	if (*s && s[strspn(s, plain)] == '\0') {
+		sb_adds(sb, s);
+		return;
+	}
+	sb_addch(sb, '\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			sb_adds(sb, "'\\''");
+		else
+			sb_addch(sb, *s);
+	}
+	sb_addch(sb, '\'');
+}

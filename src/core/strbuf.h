@@ -34,6 +34,11 @@ void sb_add(struct strbuf *sb, const void *data, size_t len);
 void sb_adds(struct strbuf *sb, const char *s);
 void sb_addch(struct strbuf *sb, int c);
 void sb_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as one word of a POSIX shell command line: as it is when it
+ * holds only characters no shell treats specially, else in single quotes
+ * (a quote inside as '\''), so that a command printed for an operator to
+ * paste runs as printed, whatever the paths hold. */
+void sb_add_shell_word(struct strbuf *sb, const char *s);
 void sb_vaddf(struct strbuf *sb, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void sb_setlen(struct strbuf *sb, size_t len);
 /* Appends s with every run of the characters in ws turned into one space,

@@ -342,3 +342,16 @@ int url_parse(const char *text, const char *base_dir, struct db_url *out, struct
 		url_release(out);
 	return ret;
 }
+
+char *url_redacted_absolute(const struct db_url *u)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char *abs;
+
+	if (!u->scheme || strcmp(u->scheme, "sqlite") || !u->path)
+		return xstrdup(u->redacted ? u->redacted : "");
+	abs = fs_absolute(u->path);
+	sb_addf(&sb, "sqlite:///%s", abs);
+	free(abs);
+	return sb_detach(&sb);
+}

@@ -35,5 +35,9 @@ void url_release(struct db_url *u);
 void url_copy(struct db_url *dst, const struct db_url *src);
 /* Returns a newly allocated copy of any URL-ish text with passwords masked. */
 char *url_redact(const char *text);
+/* u's redacted form, with a SQLite file's path made absolute: the URL a
+ * command printed for an operator to paste takes, wherever it is run
+ * from.  Caller frees. */
+char *url_redacted_absolute(const struct db_url *u);
 
 #endif

@@ -715,7 +715,7 @@ class ConcurrentPg(CliTest):
         # the remedy names what the printed restore cannot know about
         self.assertEqual(r.json()["created_schemas"], "extra")
         # the printed command finishes the job once the blocker is gone
-        cmd = [l for l in r.err.splitlines() if "restore '" in l and "--yes" in l][0]
+        cmd = [l for l in r.err.splitlines() if " restore " in l and "--yes" in l][0]
         # with its safety snapshot: the application may write before it runs
         self.assertNotIn("--no-safety-backup", cmd)
         self.psql(self.url, "INSERT INTO users (name) VALUES ('after the failure')")

@@ -148,7 +148,7 @@ class JournalSqlite(CliTest):
             r = self.code(4, *elsewhere, *cmd)
             self.assertIn(journal, r.err)
             self.assertIn("another backup directory", r.err)
-            self.assertIn("-b '%s' recover" % self.path("backups"), r.err)
+            self.assertIn("-b %s recover" % self.path("backups"), r.err)
         r = self.code(4, *elsewhere, "safety-check")
         self.assertIn("FAIL interrupted-run", r.out)
         self.assertIn(journal, r.out)

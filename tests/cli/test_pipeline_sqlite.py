@@ -313,7 +313,7 @@ class PipelineSqlite(CliTest):
         self.assertIn("THE AUTOMATIC RESTORE FAILED", err)
         self.assertIn("no other connection has", err)
         self.assertNotIn("once the failed state can be saved", err)
-        line = [l for l in err.splitlines() if "restore '" in l and " --yes" in l]
+        line = [l for l in err.splitlines() if " restore " in l and " --yes" in l]
         self.assertEqual(len(line), 1, err)
         self.assertNotIn("--no-safety-backup", line[0])
         self.ok(*shlex.split(line[0].split("error:", 1)[1])[1:])
@@ -561,7 +561,7 @@ class PipelineSqlite(CliTest):
                             "    time.sleep(0.02)\n"
                             "sys.exit(1)\n" % holder)
         r = self.code(6, "--lock-timeout", "1s", "run", "--", "/usr/bin/python3", script)
-        line = [l for l in r.err.splitlines() if "restore '" in l and " --yes" in l]
+        line = [l for l in r.err.splitlines() if " restore " in l and " --yes" in l]
         self.assertEqual(len(line), 1, r.err)
         self.assertIn("--accept-recorded-problems", line[0])
         # the safety snapshot keeps what an application still up writes
@@ -583,6 +583,55 @@ class PipelineSqlite(CliTest):
         self.assertEqual(r.code, 7, r)
         self.ok(*cmd[1:])
         self.assertEqual(self.sqlite_dump(), before)
+
+    def test_restore_failed_prints_a_command_that_runs_from_anywhere(self):
+        """The exit-6 command is for an operator in a hurry, in whatever
+        directory their shell is: it names the config file, the database
+        and the backup directory by absolute paths, and quotes them (here a
+        backup directory with a space and a quote, given with -b), so that
+        pasted as printed in another directory it restores the snapshot."""
+        before = self.sqlite_dump()
+        bdir = "bk o'dir"
+        holder = ("import sqlite3, sys, time\n"
+                  "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                  "con.execute('BEGIN IMMEDIATE')\n"
+                  "open(sys.argv[2], 'w').close()\n"
+                  "time.sleep(float(sys.argv[3]))\n")
+        script = self.write("mig.py",
+                            "import os, sqlite3, subprocess, sys, time\n"
+                            "db = os.environ['DATABASE_URL'][len('sqlite:///'):]\n"
+                            "con = sqlite3.connect(db)\n"
+                            "con.execute('CREATE TABLE half (x INT)')\n"
+                            "con.commit()\n"
+                            "con.close()\n"
+                            "subprocess.Popen([sys.executable, '-c', %r, db, 'locked', '4'],\n"
+                            "                 start_new_session=True)\n"
+                            "while not os.path.exists('locked'):\n"
+                            "    time.sleep(0.02)\n"
+                            "sys.exit(1)\n" % holder)
+        r = self.code(6, "-b", bdir, "--lock-timeout", "1s", "run", "--", "/usr/bin/python3",
+                      script)
+        [line] = [l for l in r.err.splitlines() if " restore " in l and " --yes" in l]
+        cmd = shlex.split(line.split("error:", 1)[1])
+        self.assertEqual(cmd[0], "safe-migrate")
+        self.assertIn(self.path(bdir), cmd)
+        self.assertIn(self.path("safe-migrate.ini"), cmd)
+        deadline = time.time() + 30
+        while time.time() < deadline:  # the holder lets go
+            con = sqlite3.connect(self.path("app.db"), timeout=0, isolation_level=None)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+                break
+            except sqlite3.OperationalError:
+                time.sleep(0.1)
+            finally:
+                con.close()
+        elsewhere = self.path("elsewhere")
+        os.mkdir(elsewhere)
+        self.ok(*cmd[1:], cwd=elsewhere)
+        self.assertEqual(self.sqlite_dump(), before)
+        self.assertEqual(os.listdir(elsewhere), [])  # its safety snapshot went to bdir
 
     def test_sigterm_during_long_statement(self):
         self.add("0002_long.sql", "CREATE TABLE t (x INT);\n" + LONG_SQL)
@@ -999,7 +1048,7 @@ class PipelineSqlite(CliTest):
         j = r.json()
         self.assertEqual(j["outcome"], "restore_failed")
         self.assertIn(j["snapshot"], r.err)
-        self.assertIn("restore '%s' --yes" % j["snapshot"], r.err)
+        self.assertIn(" restore %s --yes" % self.path(j["snapshot"]), r.err)
         self.assertEqual(self.runs()[-1]["outcome"], "restore_failed")
 
     def test_history_runs(self):
