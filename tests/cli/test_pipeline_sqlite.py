@@ -534,6 +534,42 @@ class PipelineSqlite(CliTest):
         self.assertEqual(self.sqlite_dump(), before)
         self.assertNotEqual(self.sqlite("PRAGMA quick_check"), [("ok",)])
 
+    def command_leaving_a_lock(self):
+        """A command for run -- that writes, leaves a session holding the
+        write lock for 4 s, and fails: the automatic restore cannot get in
+        within a --lock-timeout of 1s (exit 6)."""
+        holder = ("import sqlite3, sys, time\n"
+                  "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                  "con.execute('BEGIN IMMEDIATE')\n"
+                  "open(sys.argv[2], 'w').close()\n"
+                  "time.sleep(float(sys.argv[3]))\n")
+        return self.write("mig.py",
+                          "import os, sqlite3, subprocess, sys, time\n"
+                          "db = os.environ['DATABASE_URL'][len('sqlite:///'):]\n"
+                          "con = sqlite3.connect(db)\n"
+                          "con.execute('CREATE TABLE half (x INT)')\n"
+                          "con.commit()\n"
+                          "con.close()\n"
+                          "subprocess.Popen([sys.executable, '-c', %r, db, 'locked', '4'],\n"
+                          "                 start_new_session=True)\n"
+                          "while not os.path.exists('locked'):\n"
+                          "    time.sleep(0.02)\n"
+                          "sys.exit(1)\n" % holder)
+
+    def wait_for_write_lock(self):
+        """Waits (at most 30 s) until no session holds app.db's write lock."""
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            con = sqlite3.connect(self.path("app.db"), timeout=0, isolation_level=None)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+                return
+            except sqlite3.OperationalError:
+                time.sleep(0.1)
+            finally:
+                con.close()
+
     def test_restore_failed_prints_a_command_that_restores_recorded_problems(self):
         """Exit 6 on a database that already failed quick_check: the
         hand-restore command it prints carries --accept-recorded-problems,
@@ -541,25 +577,7 @@ class PipelineSqlite(CliTest):
         gone (without the option, restore refuses that snapshot)."""
         self.null_in_not_null()
         before = self.sqlite_dump()
-        # the command writes, leaves a session holding the write lock for a
-        # while, and fails: the restore cannot get in within --lock-timeout
-        holder = ("import sqlite3, sys, time\n"
-                  "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-                  "con.execute('BEGIN IMMEDIATE')\n"
-                  "open(sys.argv[2], 'w').close()\n"
-                  "time.sleep(float(sys.argv[3]))\n")
-        script = self.write("mig.py",
-                            "import os, sqlite3, subprocess, sys, time\n"
-                            "db = os.environ['DATABASE_URL'][len('sqlite:///'):]\n"
-                            "con = sqlite3.connect(db)\n"
-                            "con.execute('CREATE TABLE half (x INT)')\n"
-                            "con.commit()\n"
-                            "con.close()\n"
-                            "subprocess.Popen([sys.executable, '-c', %r, db, 'locked', '4'],\n"
-                            "                 start_new_session=True)\n"
-                            "while not os.path.exists('locked'):\n"
-                            "    time.sleep(0.02)\n"
-                            "sys.exit(1)\n" % holder)
+        script = self.command_leaving_a_lock()
         r = self.code(6, "--lock-timeout", "1s", "run", "--", "/usr/bin/python3", script)
         line = [l for l in r.err.splitlines() if " restore " in l and " --yes" in l]
         self.assertEqual(len(line), 1, r.err)
@@ -568,17 +586,7 @@ class PipelineSqlite(CliTest):
         self.assertNotIn("--no-safety-backup", line[0])
         cmd = shlex.split(line[0].split("error:", 1)[1])
         self.assertEqual(cmd[0], "safe-migrate")
-        deadline = time.time() + 30
-        while time.time() < deadline:  # the holder lets go
-            con = sqlite3.connect(self.path("app.db"), timeout=0, isolation_level=None)
-            try:
-                con.execute("BEGIN IMMEDIATE")
-                con.execute("ROLLBACK")
-                break
-            except sqlite3.OperationalError:
-                time.sleep(0.1)
-            finally:
-                con.close()
+        self.wait_for_write_lock()
         r = self.run_sm(*[a for a in cmd[1:] if a != "--accept-recorded-problems"])
         self.assertEqual(r.code, 7, r)
         self.ok(*cmd[1:])
@@ -592,23 +600,7 @@ class PipelineSqlite(CliTest):
         pasted as printed in another directory it restores the snapshot."""
         before = self.sqlite_dump()
         bdir = "bk o'dir"
-        holder = ("import sqlite3, sys, time\n"
-                  "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-                  "con.execute('BEGIN IMMEDIATE')\n"
-                  "open(sys.argv[2], 'w').close()\n"
-                  "time.sleep(float(sys.argv[3]))\n")
-        script = self.write("mig.py",
-                            "import os, sqlite3, subprocess, sys, time\n"
-                            "db = os.environ['DATABASE_URL'][len('sqlite:///'):]\n"
-                            "con = sqlite3.connect(db)\n"
-                            "con.execute('CREATE TABLE half (x INT)')\n"
-                            "con.commit()\n"
-                            "con.close()\n"
-                            "subprocess.Popen([sys.executable, '-c', %r, db, 'locked', '4'],\n"
-                            "                 start_new_session=True)\n"
-                            "while not os.path.exists('locked'):\n"
-                            "    time.sleep(0.02)\n"
-                            "sys.exit(1)\n" % holder)
+        script = self.command_leaving_a_lock()
         r = self.code(6, "-b", bdir, "--lock-timeout", "1s", "run", "--", "/usr/bin/python3",
                       script)
         [line] = [l for l in r.err.splitlines() if " restore " in l and " --yes" in l]
@@ -616,17 +608,7 @@ class PipelineSqlite(CliTest):
         self.assertEqual(cmd[0], "safe-migrate")
         self.assertIn(self.path(bdir), cmd)
         self.assertIn(self.path("safe-migrate.ini"), cmd)
-        deadline = time.time() + 30
-        while time.time() < deadline:  # the holder lets go
-            con = sqlite3.connect(self.path("app.db"), timeout=0, isolation_level=None)
-            try:
-                con.execute("BEGIN IMMEDIATE")
-                con.execute("ROLLBACK")
-                break
-            except sqlite3.OperationalError:
-                time.sleep(0.1)
-            finally:
-                con.close()
+        self.wait_for_write_lock()
         elsewhere = self.path("elsewhere")
         os.mkdir(elsewhere)
         self.ok(*cmd[1:], cwd=elsewhere)
