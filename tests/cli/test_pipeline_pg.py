@@ -106,12 +106,9 @@ class PipelinePg(CliTest):
         finally:
             self.psql(self.url, "DROP OWNED BY %s; DROP ROLE %s" % (role, role), check=False)
 
-    def test_recover_names_what_it_cannot_undo(self):
-        """A run killed after a migration changed the database's settings:
-        recover restores the snapshot and names that change, against the
-        list the run journaled before its first change."""
-        name = self.url.rsplit("/", 1)[1]
-        self.add("0002_setting.sql", "ALTER DATABASE \"%s\" SET work_mem = '33MB';" % name)
+    def kill_in_a_slow_migration(self):
+        """Adds a migration that sleeps 4 s after the pending ones, runs the
+        pipeline and kills it (SIGKILL) while that migration runs."""
         self.add("0003_slow.sql", "SELECT pg_sleep(4);")
         p = self.start_in_apply(*self.base, "safe-migrate", capture=False)
         try:
@@ -123,6 +120,14 @@ class PipelinePg(CliTest):
         finally:
             p.kill()
             p.wait()
+
+    def test_recover_names_what_it_cannot_undo(self):
+        """A run killed after a migration changed the database's settings:
+        recover restores the snapshot and names that change, against the
+        list the run journaled before its first change."""
+        name = self.url.rsplit("/", 1)[1]
+        self.add("0002_setting.sql", "ALTER DATABASE \"%s\" SET work_mem = '33MB';" % name)
+        self.kill_in_a_slow_migration()
         r = self.sm("recover", "--yes", "--json")
         self.assertEqual(r.code, 0, r)
         self.assertEqual(r.json()["outcome"], "restored")
@@ -238,17 +243,7 @@ class PipelinePg(CliTest):
         role = "sm_rec_" + self.url.rsplit("/", 1)[1][-8:]
         self.add("0002_role.sql", "CREATE ROLE %s;\nALTER FUNCTION pg_catalog.lower(text) "
                  "COST 7;" % role)
-        self.add("0003_slow.sql", "SELECT pg_sleep(4);")
-        p = self.start_in_apply(*self.base, "safe-migrate", capture=False)
-        try:
-            for _ in range(3000):
-                if self.psql(self.url, "SELECT count(*) FROM pg_stat_activity WHERE query "
-                             "LIKE 'SELECT pg_sleep(4)%'") == "1":
-                    break
-                time.sleep(0.01)
-        finally:
-            p.kill()
-            p.wait()
+        self.kill_in_a_slow_migration()
         try:
             r = self.sm("recover", "--yes", "--json")
             self.assertEqual(r.code, 0, r)
