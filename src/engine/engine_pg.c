@@ -1611,13 +1611,14 @@ static int pg_writes_since(struct engine *e, const char *mark, struct strbuf *ou
 	return ret;
 }
 
-/* Appends the first column of each row sql gives, a line each. */
-static int query_lines(struct engine *e, const char *sql, struct strbuf *out,
-		       struct sm_error *err)
+/* Appends the first column of each row sql gives (with its nparams
+ * params), a line each. */
+static int query_lines(struct engine *e, const char *sql, int nparams, const char *const *params,
+		       struct strbuf *out, struct sm_error *err)
 {
 	struct eng_rows rows = ENG_ROWS_INIT;
 
-	if (pg_query(e, sql, 0, NULL, &rows, err) < 0)
+	if (pg_query(e, sql, nparams, params, &rows, err) < 0)
 		return -1;
 	for (size_t i = 0; i < rows.nrows; i++)
 		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
@@ -1643,7 +1644,7 @@ static int pg_lock_holders(struct engine *e, struct strbuf *out, struct sm_error
 		     " OR a.state <> 'idle') AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE"
 		     " l.pid = a.pid AND l.granted AND l.locktype = 'relation' AND l.database ="
 		     " (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))"
-		     " ORDER BY a.pid", out, err);
+		     " ORDER BY a.pid", 0, NULL, out, err);
 }
 
 /*
@@ -1684,7 +1685,7 @@ static int pg_restore_locks(struct engine *e, long *needed, long *available,
 static int pg_user_schemas(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
 	return query_lines(e, "SELECT nspname FROM pg_catalog.pg_namespace WHERE "
-			   USER_SCHEMA_FILTER " ORDER BY 1", out, err);
+			   USER_SCHEMA_FILTER " ORDER BY 1", 0, NULL, out, err);
 }
 
 /*
@@ -1765,7 +1766,6 @@ static const char outside_roles_sql[] =
 static int pg_outside_state(struct engine *e, struct strbuf *out, struct sm_error *err)
 {
 	const struct pg_writes *w = ((struct pg_impl *)e->impl)->writes;
-	struct eng_rows rows = ENG_ROWS_INIT;
 	const char *params[3] = { NULL, "{}", "f" };
 
 	if (w && w->snapshot) {
@@ -1774,13 +1774,8 @@ static int pg_outside_state(struct engine *e, struct strbuf *out, struct sm_erro
 			params[1] = w->own_outside.buf;
 		params[2] = w->untracked ? "t" : "f";
 	}
-	if (pg_query(e, authid_readable(e) ? outside_authid_sql : outside_roles_sql, 3, params,
-		     &rows, err) < 0)
-		return -1;
-	for (size_t i = 0; i < rows.nrows; i++)
-		sb_addf(out, "%s\n", rows_get(&rows, i, 0));
-	rows_release(&rows);
-	return 0;
+	return query_lines(e, authid_readable(e) ? outside_authid_sql : outside_roles_sql, 3,
+			   params, out, err);
 }
 
 static int pg_identity(struct engine *e, struct engine_identity *id, struct sm_error *err)
