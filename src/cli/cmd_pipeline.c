@@ -423,11 +423,6 @@ static int foreign_needs_saving(const char *list)
 	return 0;
 }
 
-/* Reports other sessions' writes (text and JSON); the list is
- * "TABLE\tROWS\n", "TABLE\tROWS\tdropped\n" and "OBJECT\tdefinition\n"
- * (engine_ops.writes_since).  saved: the failed state saved with them;
- * restored: the restore went ahead (it did not stop for them), whether it
- * succeeded or not. */
 /* A command for the operator to paste: "safe-migrate", the global options
  * that make it act where this run did (cli_hand_command), and the words
  * given (up to a NULL), each quoted for the shell.  Caller frees. */
@@ -443,13 +438,25 @@ static char *hand(const struct cmd_ctx *ctx, const char *const *words)
 	return sb_detach(&sb);
 }
 
-/* The words of --lock-timeout, rounded up to seconds, in buf. */
-static const char *lock_timeout_word(char buf[32])
+/* The command that restores snapshot by hand, with this run's lock
+ * timeout, and the options its extra (the manifest's) needs.  Caller frees. */
+static char *hand_restore(const struct cmd_ctx *ctx, const char *snapshot, const cJSON *extra)
 {
-	snprintf(buf, 32, "%lds", (opt.lock_timeout_ms + 999) / 1000);
-	return buf;
+	const char *more = port_hand_restore_options(extra);
+	char timeout[32], *abs = fs_absolute(snapshot), *cmd;
+
+	snprintf(timeout, sizeof(timeout), "%lds", (opt.lock_timeout_ms + 999) / 1000);
+	cmd = hand(ctx, (const char *const[]){ "--lock-timeout", timeout, "restore", abs, "--yes",
+					       *more ? more + 1 : NULL, NULL });
+	free(abs);
+	return cmd;
 }
 
+/* Reports other sessions' writes (text and JSON); the list is
+ * "TABLE\tROWS\n", "TABLE\tROWS\tdropped\n" and "OBJECT\tdefinition\n"
+ * (engine_ops.writes_since).  saved: the failed state saved with them;
+ * restored: the restore went ahead (it did not stop for them), whether it
+ * succeeded or not. */
 static void report_foreign_writes(struct run *r, const char *list, const char *saved,
 				  int restored)
 {
@@ -942,12 +949,8 @@ static int restore_after_failure(struct run *r, struct engine *e, int interrupte
 		/* with its safety snapshot: it keeps whatever other sessions
 		 * wrote, which the database holds now, before and after the
 		 * failure (an application that is still up keeps writing) */
-		char lt[32];
-		const char *more = port_hand_restore_options(r->snap_extra);
 		char *snap = fs_absolute(r->snapshot);
-		const char *const words[] = { "--lock-timeout", lock_timeout_word(lt), "restore",
-					       snap, "--yes", *more ? more + 1 : NULL, NULL };
-		char *cmd = hand(ctx, words);
+		char *cmd = hand_restore(ctx, r->snapshot, r->snap_extra);
 		char *verify = hand(ctx, (const char *const[]){ "verify", snap, NULL });
 
 		error_msg("    %s", cmd);
@@ -2003,16 +2006,10 @@ int cmd_recover(struct cmd_ctx *ctx)
 	free(fs.saved);
 	if (rc < 0) {
 		error_msg("restore failed: %s", ctx->err.msg);
-		char lt[32];
-		const char *more = port_hand_restore_options(extra);
-		char *abs = fs_absolute(snap);
-		const char *const words[] = { "--lock-timeout", lock_timeout_word(lt), "restore",
-					       abs, "--yes", *more ? more + 1 : NULL, NULL };
-		char *cmd = hand(ctx, words);
+		char *cmd = hand_restore(ctx, snap, extra);
 
 		error_msg("restore by hand: %s", cmd);
 		free(cmd);
-		free(abs);
 		code = EXIT_RESTORE_FAILED;
 		goto out;
 	}
